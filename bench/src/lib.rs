@@ -1,0 +1,4 @@
+//! Simulators and load tools for Switchyard's tests and benchmarks.
+//!
+//! - `smsc-sim`: an SMSC simulator built on `switchyard_protocols::smpp` (SMSC role).
+#![warn(missing_docs)]

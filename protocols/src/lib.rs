@@ -1,0 +1,16 @@
+//! Sans-IO protocol cores for Switchyard.
+//!
+//! Nothing in this crate opens a socket, spawns a task or reads the clock: bytes and `now` go
+//! in, bytes (or PDUs), events and deadlines come out. The `gateway` crate drives these with tokio.
+//!
+//! # Layout
+//! - [`smpp`]: SMPP 3.4 PDUs with SMPP 5.0 TLVs — the data model ([`smpp::pdu`]), the framing and
+//!   codec ([`smpp::codec`]), and the session state machine for both roles ([`smpp::session`]).
+//! - [`text`]: GSM 03.38, UCS-2 and Latin-1 encodings, segmentation with UDH or SAR, reassembly.
+//! - [`dlr`]: delivery receipt parsing (text and TLV forms).
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod dlr;
+pub mod smpp;
+pub mod text;
