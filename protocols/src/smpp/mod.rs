@@ -10,9 +10,12 @@
 //! - [`status`]: command_status values and their meaning (who is at fault, whether to retry).
 //! - [`tlv`]: optional parameters; unknown TLVs are kept verbatim.
 //! - [`codec`]: encoding, decoding and `tokio_util::codec` framing.
+//! - `oracle` (feature `oracle`): differential comparison with rusmpp, for tests and fuzzing.
 //! - [`session`]: the sans-IO session state machine (ESME and SMSC roles).
 
 pub mod codec;
+#[cfg(feature = "oracle")]
+pub mod oracle;
 pub mod pdu;
 pub mod session;
 pub mod status;

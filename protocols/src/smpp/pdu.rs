@@ -111,6 +111,27 @@ impl CommandId {
     pub fn response(self) -> CommandId {
         CommandId(self.0 | 0x8000_0000)
     }
+
+    /// The response body, with empty fields, for a request with this id: what answers a
+    /// request with an error status. `None` for responses, unknown ids and the requests that
+    /// take no response (outbind, alert_notification).
+    pub fn empty_response(self) -> Option<Body> {
+        Some(match self {
+            CommandId::BIND_TRANSMITTER => Body::BindTransmitterResp(BindResp::default()),
+            CommandId::BIND_RECEIVER => Body::BindReceiverResp(BindResp::default()),
+            CommandId::BIND_TRANSCEIVER => Body::BindTransceiverResp(BindResp::default()),
+            CommandId::UNBIND => Body::UnbindResp,
+            CommandId::ENQUIRE_LINK => Body::EnquireLinkResp,
+            CommandId::SUBMIT_SM => Body::SubmitSmResp(MessageIdResp::default()),
+            CommandId::DELIVER_SM => Body::DeliverSmResp(MessageIdResp::default()),
+            CommandId::SUBMIT_MULTI => Body::SubmitMultiResp(SubmitMultiResp::default()),
+            CommandId::DATA_SM => Body::DataSmResp(DataSmResp::default()),
+            CommandId::QUERY_SM => Body::QuerySmResp(QuerySmResp::default()),
+            CommandId::CANCEL_SM => Body::CancelSmResp,
+            CommandId::REPLACE_SM => Body::ReplaceSmResp,
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Debug for CommandId {

@@ -1,1 +1,0 @@
-//! Encoding, decoding and framing of SMPP PDUs.
