@@ -1,1 +1,0 @@
-//! The sans-IO SMPP session state machine.
