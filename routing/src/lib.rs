@@ -1,3 +1,62 @@
 //! Least-cost routing: rate decks, the precomputed prefix table, health, circuit breakers and
-//! token buckets. Pure: no I/O, no clock (time is passed in).
+//! token buckets. Pure: no I/O on the hot path, no clock (time is passed in).
+//!
+//! # Data flow
+//! ```text
+//! CSV decks ──► RateDeck (validated, file:line errors) ─┐
+//! carriers, tenant plans, fx, scoring ──────────────────┴► RoutingConfig
+//!   ──► RoutingTable::build (off the hot path: select rates in effect, rank per prefix)
+//!   ──► Router (ArcSwap; rebuild + atomic swap, generation number)
+//! lookup: E164 ──► trie walk ──► cheapest-first candidates ──► tenant filter, breakers,
+//!          health × priority scoring ──► ranked carriers in a caller-provided RouteBuf
+//! outcomes ──► CarrierState::record (health atomics + breaker) ──► next lookups
+//! ```
+//!
+//! # Layout
+//! - [`number`]: E.164 numbers and prefixes (parsed once, inline, `Copy`).
+//! - [`money`]: fixed-point prices and currencies.
+//! - `csv`: a small CSV reader that keeps line numbers.
+//! - [`deck`]: rate decks and their CSV format (see the module docs).
+//! - [`carrier`], [`plan`], [`config`]: carriers, tenant route plans, the build input.
+//! - `trie`: the flat digit trie with per-node ranked candidate lists.
+//! - [`table`]: build, lookup, route, scoring; [`explain`]: explanations.
+//! - [`health`], [`breaker`], [`state`]: live carrier health and circuit breakers.
+//! - [`bucket`]: token buckets for TPS/CPS.
+//! - [`router`]: the `ArcSwap` handle.
 #![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod breaker;
+pub mod bucket;
+pub mod carrier;
+pub mod config;
+mod csv;
+pub mod deck;
+pub mod explain;
+pub mod health;
+pub mod money;
+pub mod number;
+pub mod plan;
+pub mod router;
+pub mod state;
+pub mod table;
+mod trie;
+
+pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, FailureClass, Outcome};
+pub use bucket::{TokenBucket, Wait};
+pub use carrier::{CarrierConfig, Channel, DialString, NumberRewrite, QualityClass};
+pub use config::{FxRate, Priority, RoutingConfig, ScoringConfig};
+pub use deck::{
+    Billing, DeckError, DeckErrorKind, DeckErrors, Rate, RateDeck, UnixTime, VoiceTerms,
+};
+pub use explain::{Exclusion, ExplainedCandidate, Explanation};
+pub use health::{Health, HealthSnapshot};
+pub use money::{Currency, MoneyError, Price};
+pub use number::{NumberError, Prefix, E164};
+pub use plan::{Markup, Preference, RoutePlan};
+pub use router::Router;
+pub use state::{BreakerView, CarrierState};
+pub use table::{
+    BuildError, BuildProblem, Candidate, CarrierId, Match, Ranked, RouteBuf, RouteError,
+    RouteRequest, RoutingTable, TableStats, TenantId, MAX_CANDIDATES,
+};

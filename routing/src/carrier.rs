@@ -1,0 +1,207 @@
+//! Carrier attributes: what a carrier carries, how much, how it is ranked on ties, and how
+//! numbers must be rewritten before they are sent to it.
+
+use std::fmt;
+
+use crate::number::E164;
+
+/// A delivery channel. Each has its own rate decks and its own prefix table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// SMS over SMPP; prices are per segment.
+    Sms,
+    /// Voice over SIP; prices are per minute plus a connection fee.
+    Voice,
+}
+
+impl Channel {
+    /// Both channels, in table order.
+    pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Voice];
+
+    /// Index into per-channel arrays.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Channel::Sms => 0,
+            Channel::Voice => 1,
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+        })
+    }
+}
+
+/// A carrier's quality class, a prior on top of measured health: direct routes are trusted
+/// more than wholesale ones even before traffic proves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QualityClass {
+    /// Direct operator connection.
+    Premium,
+    /// Reputable aggregator.
+    Standard,
+    /// Low-cost wholesale; more hops, more loss.
+    Economy,
+}
+
+impl QualityClass {
+    /// Multiplier applied to measured health when scoring (1.0, 0.9, 0.75).
+    pub fn factor(self) -> f32 {
+        match self {
+            QualityClass::Premium => 1.0,
+            QualityClass::Standard => 0.9,
+            QualityClass::Economy => 0.75,
+        }
+    }
+}
+
+/// How to turn an E.164 number into what the carrier expects on the wire. Applied in order:
+/// strip leading digits, then prepend the tech prefix, then optionally a `+`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NumberRewrite {
+    /// Leading digits to remove (e.g. 2 to drop the `44` of a UK-only carrier).
+    pub strip_digits: u8,
+    /// Routing/tech prefix the carrier requires in front of the number (e.g. `"1234#"`); digits,
+    /// `#` and `*` only, at most [`NumberRewrite::MAX_TECH_PREFIX`] characters.
+    pub tech_prefix: String,
+    /// Whether the number is sent with a leading `+`.
+    pub plus: bool,
+}
+
+impl NumberRewrite {
+    /// Longest accepted tech prefix.
+    pub const MAX_TECH_PREFIX: usize = 16;
+
+    /// Whether the rule can be applied (checked when the table is built).
+    pub fn is_valid(&self) -> bool {
+        self.tech_prefix.len() <= Self::MAX_TECH_PREFIX
+            && self
+                .tech_prefix
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'#' || b == b'*')
+            && usize::from(self.strip_digits) < crate::number::MAX_DIGITS
+    }
+
+    /// Applies the rule without allocating.
+    pub fn apply(&self, number: &E164) -> DialString {
+        let mut out = DialString {
+            bytes: [0; DialString::CAPACITY],
+            len: 0,
+        };
+        if self.plus {
+            out.push(b'+');
+        }
+        for b in self.tech_prefix.bytes().take(Self::MAX_TECH_PREFIX) {
+            out.push(b);
+        }
+        for b in number.digits().iter().skip(usize::from(self.strip_digits)) {
+            out.push(*b);
+        }
+        out
+    }
+}
+
+/// A rewritten number, stored inline (see [`NumberRewrite::apply`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DialString {
+    /// ASCII bytes; the first `len` are used.
+    bytes: [u8; DialString::CAPACITY],
+    /// Bytes in use.
+    len: u8,
+}
+
+impl DialString {
+    /// `+`, a maximal tech prefix and 15 digits.
+    const CAPACITY: usize = 1 + NumberRewrite::MAX_TECH_PREFIX + crate::number::MAX_DIGITS;
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(usize::from(self.len)) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// The rewritten number.
+    pub fn as_str(&self) -> &str {
+        // Invariant: only ASCII is pushed.
+        std::str::from_utf8(self.bytes.get(..usize::from(self.len)).unwrap_or(&[])).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for DialString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Masked like numbers: only the first 6 characters.
+        let s = self.as_str();
+        write!(f, "DialString({}…)", s.get(..6.min(s.len())).unwrap_or(""))
+    }
+}
+
+/// A carrier (SMSC operator or SIP trunk provider) and its routing attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CarrierConfig {
+    /// Unique name; rate decks and route plans refer to it.
+    pub name: String,
+    /// Channels the carrier is contracted for; decks for other channels are refused.
+    pub channels: Vec<Channel>,
+    /// Tie-break between equal prices: lower goes first (0 = most preferred).
+    pub priority: u8,
+    /// Share of traffic among carriers whose scores tie (within the scoring tie band).
+    pub weight: u32,
+    /// Prior on route quality.
+    pub quality: QualityClass,
+    /// SMS throttle, messages per second for the whole carrier (`None`: unlimited). The gateway
+    /// builds a [`crate::TokenBucket`] from it.
+    pub max_tps: Option<u32>,
+    /// Voice throttle, calls per second.
+    pub max_cps: Option<u32>,
+    /// How numbers are rewritten for this carrier.
+    pub rewrite: NumberRewrite,
+}
+
+impl CarrierConfig {
+    /// A carrier with neutral defaults: priority 100, weight 1, standard quality, no limits, no
+    /// rewriting.
+    pub fn new(name: impl Into<String>, channels: &[Channel]) -> Self {
+        Self {
+            name: name.into(),
+            channels: channels.to_vec(),
+            priority: 100,
+            weight: 1,
+            quality: QualityClass::Standard,
+            max_tps: None,
+            max_cps: None,
+            rewrite: NumberRewrite::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite() {
+        let n = E164::parse("+447700900123").unwrap();
+        let r = NumberRewrite {
+            strip_digits: 2,
+            tech_prefix: "0049#".into(),
+            plus: false,
+        };
+        assert!(r.is_valid());
+        assert_eq!(r.apply(&n).as_str(), "0049#7700900123");
+        let r = NumberRewrite {
+            plus: true,
+            ..Default::default()
+        };
+        assert_eq!(r.apply(&n).as_str(), "+447700900123");
+        assert!(!NumberRewrite {
+            tech_prefix: "12a".into(),
+            ..Default::default()
+        }
+        .is_valid());
+    }
+}

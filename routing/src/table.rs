@@ -1,0 +1,891 @@
+//! The routing table: built off the hot path from a [`RoutingConfig`], then read-only.
+//!
+//! Build: pick each (carrier, channel, prefix)'s rate in effect at the build time, convert it to
+//! the base currency, and hand the lot to the [`PrefixTrie`], which precomputes the ranked
+//! (cheapest-first) candidate list of every node. Lookup: walk the trie, then filter and score
+//! the handful of candidates for the tenant, the message priority and live carrier health, into
+//! a caller-provided buffer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::breaker::{Admission, BreakerState, Outcome};
+use crate::carrier::{CarrierConfig, Channel};
+use crate::config::{Priority, RoutingConfig};
+use crate::deck::{Rate, UnixTime, VoiceTerms};
+use crate::money::{Currency, Price};
+use crate::number::{Prefix, E164};
+use crate::plan::{Markup, Preference};
+use crate::state::{BreakerView, CarrierState};
+use crate::trie::PrefixTrie;
+
+/// Most candidates kept per prefix (cheapest first) and returned by a lookup.
+pub const MAX_CANDIDATES: usize = 32;
+
+/// A carrier's index in one table (its position in [`RoutingConfig::carriers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CarrierId(u16);
+
+impl CarrierId {
+    #[cfg(test)]
+    pub(crate) fn for_test(i: u16) -> Self {
+        Self(i)
+    }
+
+    /// Position in [`RoutingConfig::carriers`].
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// A tenant's index in one table (its position in [`RoutingConfig::plans`]). Resolve it once
+/// per request with [`RoutingTable::tenant_id`]; ids stay valid across rebuilds as long as the
+/// plan order does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(u32);
+
+/// One carrier's offer for a prefix, as precomputed in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Candidate {
+    /// Cost in the base currency: per SMS segment, or for a voice call of the reference
+    /// duration (connection fee and increments included).
+    pub cost: Price,
+    /// Row of the rate in its deck.
+    row: u32,
+    /// The carrier.
+    pub carrier: CarrierId,
+    /// Index of the deck in [`RoutingConfig::decks`].
+    deck: u16,
+}
+
+impl Candidate {
+    #[cfg(test)]
+    pub(crate) fn for_test(cost: Price, carrier: CarrierId) -> Self {
+        Self {
+            cost,
+            row: 0,
+            carrier,
+            deck: 0,
+        }
+    }
+}
+
+/// Result of a longest-prefix match.
+#[derive(Clone, Copy, Debug)]
+pub struct Match<'a> {
+    /// Digits of the longest prefix any carrier has a rate for (0: no match).
+    pub matched_len: u8,
+    /// All carriers with a rate covering the number, cheapest first (each by its own longest
+    /// matching prefix), unfiltered.
+    pub candidates: &'a [Candidate],
+}
+
+/// A candidate that survived the tenant's plan and the breakers, with its score.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ranked {
+    /// The carrier.
+    pub carrier: CarrierId,
+    /// Our cost, base currency.
+    pub cost: Price,
+    /// The tenant's price (cost with the tenant's markup).
+    pub price: Price,
+    /// Health score used (0..=1, quality class included).
+    pub health: f32,
+    /// Final score; higher is better. Ranked descending.
+    pub score: f32,
+    /// Breaker as seen at lookup: closed or half-open (then send only with a probe admission).
+    pub breaker: BreakerView,
+}
+
+/// Caller-provided output buffer for [`RoutingTable::route`]; reuse it, lookups never allocate.
+#[derive(Clone, Debug)]
+pub struct RouteBuf {
+    /// Ranked candidates; the first `len` are valid.
+    ranked: [Ranked; MAX_CANDIDATES],
+    /// Valid entries.
+    len: usize,
+    /// Matched prefix length of the last route.
+    matched_len: u8,
+}
+
+impl Default for RouteBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RouteBuf {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        let blank = Ranked {
+            carrier: CarrierId(0),
+            cost: Price::ZERO,
+            price: Price::ZERO,
+            health: 0.0,
+            score: 0.0,
+            breaker: BreakerView::Closed,
+        };
+        Self {
+            ranked: [blank; MAX_CANDIDATES],
+            len: 0,
+            matched_len: 0,
+        }
+    }
+
+    /// The ranked carriers from the last successful route, best first.
+    pub fn ranked(&self) -> &[Ranked] {
+        self.ranked.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Length of the prefix matched by the last route.
+    pub fn matched_len(&self) -> u8 {
+        self.matched_len
+    }
+}
+
+/// What to route.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteRequest<'a> {
+    /// SMS or voice.
+    pub channel: Channel,
+    /// Destination.
+    pub number: &'a E164,
+    /// Whose plan applies.
+    pub tenant: TenantId,
+    /// Sets the weight of health against cost.
+    pub priority: Priority,
+    /// Any per-message value (e.g. a hash of the message id): picks among tied carriers in
+    /// proportion to their weights, deterministically.
+    pub salt: u64,
+    /// Current time, for breaker cool-downs.
+    pub now: Instant,
+}
+
+/// Why no carrier can take a message. Says who is at fault and whether retrying helps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The tenant id is not in this table (caller error: resolve ids per table generation).
+    #[error("unknown tenant id")]
+    UnknownTenant,
+    /// No carrier has a rate for this destination on this channel. Not retryable.
+    #[error("no {0} route for this destination")]
+    NoRoute(Channel),
+    /// The tenant's plan blocks this destination. Not retryable.
+    #[error("destination blocked by the tenant's route plan")]
+    BlockedPrefix,
+    /// Carriers cover the destination, but the tenant's plan allows none of them. Not retryable.
+    #[error("no carrier allowed by the tenant's route plan covers this destination")]
+    NotAllowed,
+    /// Every allowed carrier has an open circuit breaker. Retry at `retry_at` (or fail).
+    #[error("all circuit breakers open for this destination")]
+    AllBreakersOpen {
+        /// Earliest end of a cool-down among the carriers.
+        retry_at: Instant,
+    },
+}
+
+impl RouteError {
+    /// Whether the same request may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, RouteError::AllBreakersOpen { .. })
+    }
+}
+
+/// One problem found while building a table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildProblem {
+    /// Two carriers share a name.
+    #[error("carrier {0:?} defined twice")]
+    DuplicateCarrier(String),
+    /// More carriers than a table can index (65 535).
+    #[error("too many carriers")]
+    TooManyCarriers,
+    /// More decks than a table can index (65 535).
+    #[error("too many rate decks")]
+    TooManyDecks,
+    /// A carrier's number rewrite rule is invalid.
+    #[error("carrier {0:?}: invalid tech prefix or strip count")]
+    BadRewrite(String),
+    /// A deck names a carrier that is not configured.
+    #[error("{source_name}: unknown carrier {carrier:?}")]
+    UnknownCarrier {
+        /// The deck's source.
+        source_name: String,
+        /// The name it gives.
+        carrier: String,
+    },
+    /// A deck's channel is not one the carrier offers.
+    #[error("{source_name}: carrier {carrier:?} does not offer {channel}")]
+    ChannelNotOffered {
+        /// The deck's source.
+        source_name: String,
+        /// The carrier.
+        carrier: String,
+        /// The deck's channel.
+        channel: Channel,
+    },
+    /// A deck uses a currency with no conversion to the base currency.
+    #[error("{source_name}:{line}: no exchange rate for {currency}")]
+    NoExchangeRate {
+        /// The deck's source.
+        source_name: String,
+        /// First row using it.
+        line: u32,
+        /// The currency.
+        currency: Currency,
+    },
+    /// Two decks of one carrier give the same prefix a rate effective at the same time.
+    #[error("{source_name}:{line}: prefix {prefix} conflicts with {other_source}:{other_line}")]
+    ConflictingRate {
+        /// One deck.
+        source_name: String,
+        /// Its row.
+        line: u32,
+        /// The prefix.
+        prefix: Prefix,
+        /// The other deck.
+        other_source: String,
+        /// Its row.
+        other_line: u32,
+    },
+    /// Two plans for one tenant.
+    #[error("route plan for tenant {0:?} defined twice")]
+    DuplicateTenant(String),
+    /// A plan names a carrier that is not configured.
+    #[error("route plan {tenant:?}: unknown carrier {carrier:?}")]
+    PlanUnknownCarrier {
+        /// The tenant.
+        tenant: String,
+        /// The name it gives.
+        carrier: String,
+    },
+}
+
+/// Every problem that stopped a table build (the configuration's author must fix them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError(pub Vec<BuildProblem>);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in routing configuration", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// A tenant plan compiled for lookups.
+#[derive(Debug)]
+struct CompiledPlan {
+    /// Tenant name, for explanations.
+    tenant: String,
+    /// Bit per carrier: may this tenant use it (allowed list and block list applied).
+    allowed: Box<[u64]>,
+    /// Destinations the tenant may not reach.
+    blocked_prefixes: Box<[Prefix]>,
+    /// Tenant price over cost.
+    markup: Markup,
+    /// Ordering preference.
+    preference: Preference,
+}
+
+impl CompiledPlan {
+    #[inline]
+    fn allows(&self, c: CarrierId) -> bool {
+        let i = c.index();
+        self.allowed
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+}
+
+/// Per-carrier data read on every route, kept together for cache locality.
+#[derive(Debug)]
+struct CarrierRuntime {
+    /// Live health and breaker, shared across generations.
+    state: Arc<CarrierState>,
+    /// Quality-class multiplier on health.
+    quality: f32,
+    /// Share among tied carriers.
+    weight: u32,
+}
+
+/// Sizes of a built table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableStats {
+    /// Distinct prefixes with rates, per channel (SMS, voice).
+    pub prefixes: [usize; 2],
+    /// Trie nodes, per channel.
+    pub nodes: [usize; 2],
+    /// Candidate entries stored after de-duplication, per channel.
+    pub stored_candidates: [usize; 2],
+    /// Rates in effect (one per carrier and prefix), per channel.
+    pub active_rates: [usize; 2],
+}
+
+/// An immutable, precomputed routing table. Share it behind [`crate::Router`].
+#[derive(Debug)]
+pub struct RoutingTable {
+    /// Increases by one on every rebuild.
+    generation: u64,
+    /// The time rates were selected for.
+    built_for: UnixTime,
+    /// When the next future-dated rate takes effect (rebuild then).
+    next_change: Option<UnixTime>,
+    /// The source configuration, kept for explanations and carrier attributes.
+    config: Arc<RoutingConfig>,
+    /// Per carrier, indexed by [`CarrierId`].
+    carriers: Box<[CarrierRuntime]>,
+    /// Per tenant, indexed by [`TenantId`].
+    plans: Box<[CompiledPlan]>,
+    /// Tenant name → id; for resolving ids once per request, not per lookup.
+    tenant_ids: HashMap<String, TenantId>,
+    /// Carrier name → id.
+    carrier_ids: HashMap<String, CarrierId>,
+    /// One trie per channel.
+    tries: [PrefixTrie; 2],
+    /// Sizes.
+    stats: TableStats,
+}
+
+/// A rate selected for the table, before it goes into the trie.
+struct Selected {
+    channel: Channel,
+    carrier: u16,
+    prefix: Prefix,
+    effective_from: UnixTime,
+    deck: u16,
+    row: u32,
+}
+
+impl RoutingTable {
+    /// Builds a table with the rates in effect at `unix_now`. `now` is the monotonic time used
+    /// for new carriers' breakers. Carriers also present in `previous` (by name) keep their
+    /// live health and breaker; the generation is `previous`'s plus one (1 without).
+    pub fn build(
+        config: Arc<RoutingConfig>,
+        unix_now: UnixTime,
+        now: Instant,
+        previous: Option<&RoutingTable>,
+    ) -> Result<Self, BuildError> {
+        let mut problems = Vec::new();
+        let cfg = &*config;
+
+        // Carriers.
+        let mut carrier_ids = HashMap::new();
+        if cfg.carriers.len() > usize::from(u16::MAX) {
+            problems.push(BuildProblem::TooManyCarriers);
+        }
+        for (i, c) in cfg.carriers.iter().enumerate().take(usize::from(u16::MAX)) {
+            match carrier_ids.entry(c.name.clone()) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    problems.push(BuildProblem::DuplicateCarrier(c.name.clone()))
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(CarrierId(i as u16));
+                }
+            }
+            if !c.rewrite.is_valid() {
+                problems.push(BuildProblem::BadRewrite(c.name.clone()));
+            }
+        }
+
+        // Exchange rates.
+        let mut fx: HashMap<Currency, Price> =
+            cfg.fx.iter().map(|r| (r.currency, r.to_base)).collect();
+        fx.insert(cfg.base_currency, Price::from_nanos(1_000_000_000));
+
+        // Select the rate in effect for each (channel, carrier, prefix).
+        if cfg.decks.len() > usize::from(u16::MAX) {
+            problems.push(BuildProblem::TooManyDecks);
+        }
+        let mut rows: Vec<Selected> =
+            Vec::with_capacity(cfg.decks.iter().map(|d| d.rates.len()).sum());
+        let mut next_change: Option<UnixTime> = None;
+        for (di, deck) in cfg.decks.iter().enumerate().take(usize::from(u16::MAX)) {
+            let Some(&carrier) = carrier_ids.get(&deck.carrier) else {
+                problems.push(BuildProblem::UnknownCarrier {
+                    source_name: deck.source.clone(),
+                    carrier: deck.carrier.clone(),
+                });
+                continue;
+            };
+            if !cfg
+                .carriers
+                .get(carrier.index())
+                .is_some_and(|c| c.channels.contains(&deck.channel))
+            {
+                problems.push(BuildProblem::ChannelNotOffered {
+                    source_name: deck.source.clone(),
+                    carrier: deck.carrier.clone(),
+                    channel: deck.channel,
+                });
+                continue;
+            }
+            let mut missing_fx: Vec<Currency> = Vec::new();
+            for (ri, rate) in deck.rates.iter().enumerate() {
+                if !fx.contains_key(&rate.currency) {
+                    if !missing_fx.contains(&rate.currency) {
+                        missing_fx.push(rate.currency);
+                        problems.push(BuildProblem::NoExchangeRate {
+                            source_name: deck.source.clone(),
+                            line: rate.line,
+                            currency: rate.currency,
+                        });
+                    }
+                    continue;
+                }
+                if rate.effective_from > unix_now {
+                    next_change = Some(
+                        next_change.map_or(rate.effective_from, |n| n.min(rate.effective_from)),
+                    );
+                    continue;
+                }
+                rows.push(Selected {
+                    channel: deck.channel,
+                    carrier: carrier.0,
+                    prefix: rate.prefix,
+                    effective_from: rate.effective_from,
+                    deck: di as u16,
+                    row: ri as u32,
+                });
+            }
+        }
+        // Newest effective rate first within each (channel, carrier, prefix).
+        rows.sort_unstable_by(|a, b| {
+            (
+                a.channel,
+                a.carrier,
+                a.prefix,
+                std::cmp::Reverse(a.effective_from),
+                a.deck,
+                a.row,
+            )
+                .cmp(&(
+                    b.channel,
+                    b.carrier,
+                    b.prefix,
+                    std::cmp::Reverse(b.effective_from),
+                    b.deck,
+                    b.row,
+                ))
+        });
+        let mut entries: [Vec<(Prefix, Candidate)>; 2] = [Vec::new(), Vec::new()];
+        let mut active = [0usize; 2];
+        let mut prev: Option<&Selected> = None;
+        for s in &rows {
+            if let Some(p) = prev
+                .filter(|p| (p.channel, p.carrier, p.prefix) == (s.channel, s.carrier, s.prefix))
+            {
+                if p.effective_from == s.effective_from && p.deck != s.deck {
+                    let (a, b) = (deck_rate(cfg, p.deck, p.row), deck_rate(cfg, s.deck, s.row));
+                    problems.push(BuildProblem::ConflictingRate {
+                        source_name: deck_source(cfg, p.deck),
+                        line: a.map_or(0, |r| r.line),
+                        prefix: s.prefix,
+                        other_source: deck_source(cfg, s.deck),
+                        other_line: b.map_or(0, |r| r.line),
+                    });
+                }
+                continue; // superseded by a newer rate
+            }
+            prev = Some(s);
+            let Some(rate) = deck_rate(cfg, s.deck, s.row) else {
+                continue;
+            };
+            let to_base = fx.get(&rate.currency).copied().unwrap_or(Price::ZERO);
+            let cost = candidate_cost(rate, to_base, cfg.voice_reference_secs);
+            let cand = Candidate {
+                cost,
+                row: s.row,
+                carrier: CarrierId(s.carrier),
+                deck: s.deck,
+            };
+            if let Some(list) = entries.get_mut(s.channel.index()) {
+                list.push((s.prefix, cand));
+            }
+            if let Some(n) = active.get_mut(s.channel.index()) {
+                *n += 1;
+            }
+        }
+        drop(rows);
+
+        // Plans.
+        let words = cfg.carriers.len().div_ceil(64).max(1);
+        let mut plans = Vec::with_capacity(cfg.plans.len());
+        let mut tenant_ids = HashMap::new();
+        for (i, plan) in cfg.plans.iter().enumerate() {
+            if tenant_ids
+                .insert(plan.tenant.clone(), TenantId(i as u32))
+                .is_some()
+            {
+                problems.push(BuildProblem::DuplicateTenant(plan.tenant.clone()));
+            }
+            let mut allowed = vec![0u64; words].into_boxed_slice();
+            let mut set = |name: &str, on: bool| match carrier_ids.get(name) {
+                Some(id) => {
+                    if let Some(w) = allowed.get_mut(id.index() / 64) {
+                        let bit = 1u64 << (id.index() % 64);
+                        if on {
+                            *w |= bit
+                        } else {
+                            *w &= !bit
+                        }
+                    }
+                    true
+                }
+                None => false,
+            };
+            let mut unknown = Vec::new();
+            match &plan.allowed {
+                Some(list) => list
+                    .iter()
+                    .filter(|n| !set(n, true))
+                    .for_each(|n| unknown.push(n.clone())),
+                None => cfg.carriers.iter().for_each(|c| {
+                    set(&c.name, true);
+                }),
+            }
+            plan.blocked
+                .iter()
+                .filter(|n| !set(n, false))
+                .for_each(|n| unknown.push(n.clone()));
+            problems.extend(
+                unknown
+                    .into_iter()
+                    .map(|carrier| BuildProblem::PlanUnknownCarrier {
+                        tenant: plan.tenant.clone(),
+                        carrier,
+                    }),
+            );
+            plans.push(CompiledPlan {
+                tenant: plan.tenant.clone(),
+                allowed,
+                blocked_prefixes: plan.blocked_prefixes.clone().into_boxed_slice(),
+                markup: plan.markup,
+                preference: plan.preference,
+            });
+        }
+
+        if !problems.is_empty() {
+            return Err(BuildError(problems));
+        }
+
+        // Tries: cheapest first, then carrier priority, then carrier order (stable and total).
+        let priorities: Vec<u8> = cfg.carriers.iter().map(|c| c.priority).collect();
+        let rank = |c: &Candidate| {
+            (
+                c.cost,
+                priorities
+                    .get(c.carrier.index())
+                    .copied()
+                    .unwrap_or(u8::MAX),
+                c.carrier,
+            )
+        };
+        let [sms, voice] = entries;
+        let tries = [PrefixTrie::build(sms, rank), PrefixTrie::build(voice, rank)];
+
+        let carriers = cfg
+            .carriers
+            .iter()
+            .map(|c| CarrierRuntime {
+                state: previous
+                    .and_then(|p| {
+                        p.carrier_id(&c.name)
+                            .and_then(|id| p.carriers.get(id.index()))
+                    })
+                    .map(|r| Arc::clone(&r.state))
+                    .unwrap_or_else(|| Arc::new(CarrierState::new(cfg.breaker.clone(), now))),
+                quality: c.quality.factor(),
+                weight: c.weight,
+            })
+            .collect();
+        let count =
+            |f: fn((usize, usize, usize)) -> usize| [f(tries[0].counts()), f(tries[1].counts())];
+        let stats = TableStats {
+            prefixes: count(|c| c.2),
+            nodes: count(|c| c.0),
+            stored_candidates: count(|c| c.1),
+            active_rates: active,
+        };
+        Ok(Self {
+            generation: previous.map_or(1, |p| p.generation + 1),
+            built_for: unix_now,
+            next_change,
+            config,
+            carriers,
+            plans: plans.into_boxed_slice(),
+            tenant_ids,
+            carrier_ids,
+            tries,
+            stats,
+        })
+    }
+
+    /// Build generation: 1 for the first table, +1 per rebuild.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The time the table's rates were selected for.
+    pub fn built_for(&self) -> UnixTime {
+        self.built_for
+    }
+
+    /// When the next future-dated rate takes effect; rebuild at (or after) that time.
+    pub fn next_change(&self) -> Option<UnixTime> {
+        self.next_change
+    }
+
+    /// The configuration the table was built from.
+    pub fn config(&self) -> &Arc<RoutingConfig> {
+        &self.config
+    }
+
+    /// Sizes of the table.
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    /// Heap bytes of the lookup structures (trie nodes and candidate lists, both channels).
+    /// Excludes the configuration (the decks themselves), which the caller owns anyway.
+    pub fn heap_size(&self) -> usize {
+        self.tries.iter().map(PrefixTrie::heap_size).sum::<usize>()
+            + std::mem::size_of_val::<[CarrierRuntime]>(&self.carriers)
+            + self
+                .plans
+                .iter()
+                .map(|p| std::mem::size_of::<CompiledPlan>() + p.allowed.len() * 8)
+                .sum::<usize>()
+    }
+
+    /// Resolves a tenant name (hashes the string: call once per request, not per lookup).
+    pub fn tenant_id(&self, tenant: &str) -> Option<TenantId> {
+        self.tenant_ids.get(tenant).copied()
+    }
+
+    /// Resolves a carrier name.
+    pub fn carrier_id(&self, carrier: &str) -> Option<CarrierId> {
+        self.carrier_ids.get(carrier).copied()
+    }
+
+    /// A carrier's attributes.
+    pub fn carrier(&self, id: CarrierId) -> Option<&CarrierConfig> {
+        self.config.carriers.get(id.index())
+    }
+
+    /// A carrier's live health and breaker.
+    pub fn carrier_state(&self, id: CarrierId) -> Option<&Arc<CarrierState>> {
+        self.carriers.get(id.index()).map(|c| &c.state)
+    }
+
+    /// Asks to send to a carrier now (see [`CarrierState::admit`]). Unknown ids are rejected.
+    pub fn admit(&self, id: CarrierId, now: Instant) -> Admission {
+        self.carrier_state(id)
+            .map_or(Admission::Rejected { retry_at: now }, |s| s.admit(now))
+    }
+
+    /// Records an attempt's outcome for a carrier (health and breaker). Returns the new breaker
+    /// state if it changed.
+    pub fn record(&self, id: CarrierId, now: Instant, outcome: Outcome) -> Option<BreakerState> {
+        self.carrier_state(id).and_then(|s| s.record(now, outcome))
+    }
+
+    /// The deck row behind a candidate (prefix, original price and currency, names, voice terms).
+    pub fn rate(&self, c: &Candidate) -> Option<&Rate> {
+        deck_rate(&self.config, c.deck, c.row)
+    }
+
+    /// Longest-prefix match without any filtering: every carrier covering the number, cheapest
+    /// first. No allocation, no locks, no hashing.
+    #[inline]
+    pub fn lookup(&self, channel: Channel, number: &E164) -> Match<'_> {
+        let (matched_len, candidates) = match self.tries.get(channel.index()) {
+            Some(t) => t.lookup(number.digits()),
+            None => (0, &[][..]),
+        };
+        Match {
+            matched_len,
+            candidates,
+        }
+    }
+
+    /// Routes one message or call: the tenant's allowed carriers with a closed or half-open
+    /// breaker, scored and ranked best first into `buf`. No allocation, no locks.
+    pub fn route<'b>(
+        &self,
+        req: &RouteRequest<'_>,
+        buf: &'b mut RouteBuf,
+    ) -> Result<&'b [Ranked], RouteError> {
+        buf.len = 0;
+        let plan = self
+            .plans
+            .get(req.tenant.0 as usize)
+            .ok_or(RouteError::UnknownTenant)?;
+        if plan
+            .blocked_prefixes
+            .iter()
+            .any(|p| req.number.starts_with(p))
+        {
+            return Err(RouteError::BlockedPrefix);
+        }
+        let m = self.lookup(req.channel, req.number);
+        buf.matched_len = m.matched_len;
+        if m.candidates.is_empty() {
+            return Err(RouteError::NoRoute(req.channel));
+        }
+        let latency_ref = self.config.scoring.latency_reference;
+        let mut allowed_any = false;
+        let mut retry_at: Option<Instant> = None;
+        let mut n = 0;
+        for c in m.candidates {
+            if !plan.allows(c.carrier) {
+                continue;
+            }
+            allowed_any = true;
+            let Some(rt) = self.carriers.get(c.carrier.index()) else {
+                continue;
+            };
+            let breaker = rt.state.view(req.now);
+            if let BreakerView::Open { until } = breaker {
+                retry_at = Some(retry_at.map_or(until, |r| r.min(until)));
+                continue;
+            }
+            let Some(slot) = buf.ranked.get_mut(n) else {
+                break;
+            };
+            *slot = Ranked {
+                carrier: c.carrier,
+                cost: c.cost,
+                price: plan.markup.apply(c.cost),
+                health: rt.state.health().score(latency_ref) * rt.quality,
+                score: 0.0,
+                breaker,
+            };
+            n += 1;
+        }
+        if n == 0 {
+            return Err(match retry_at {
+                Some(retry_at) if allowed_any => RouteError::AllBreakersOpen { retry_at },
+                _ => RouteError::NotAllowed,
+            });
+        }
+        let ranked = buf.ranked.get_mut(..n).unwrap_or(&mut []);
+        // Candidates arrive cheapest first, so the first one holds the minimum cost.
+        let min_cost = ranked.first().map_or(0.0, |r| r.cost.as_f64());
+        let w = self
+            .config
+            .scoring
+            .health_weight
+            .get(req.priority.index())
+            .copied()
+            .unwrap_or(0.5)
+            .clamp(0.0, 1.0);
+        for r in ranked.iter_mut() {
+            let cost = r.cost.as_f64();
+            let cost_score = if cost <= 0.0 {
+                1.0
+            } else {
+                (min_cost / cost) as f32
+            };
+            r.score = match plan.preference {
+                Preference::Cheapest => cost_score + 1e-3 * r.health,
+                Preference::Quality => r.health + 1e-3 * cost_score,
+                Preference::Weighted => w * r.health + (1.0 - w) * cost_score,
+            };
+        }
+        // Insertion sort, descending score; stable, so equal scores keep cost order.
+        for i in 1..ranked.len() {
+            let mut j = i;
+            while j > 0 && ranked.get(j - 1).map(|r| r.score) < ranked.get(j).map(|r| r.score) {
+                ranked.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        self.spread_ties(ranked, req.salt);
+        buf.len = n;
+        Ok(buf.ranked())
+    }
+
+    /// Among the leading candidates within the tie band, moves one chosen by weight (and salt)
+    /// to the front.
+    fn spread_ties(&self, ranked: &mut [Ranked], salt: u64) {
+        let Some(top) = ranked.first().map(|r| r.score) else {
+            return;
+        };
+        let band = self.config.scoring.tie_band;
+        let tied = ranked.iter().take_while(|r| r.score >= top - band).count();
+        if tied < 2 {
+            return;
+        }
+        let weight =
+            |r: &Ranked| u64::from(self.carriers.get(r.carrier.index()).map_or(0, |c| c.weight));
+        let total: u64 = ranked.iter().take(tied).map(weight).sum();
+        if total == 0 {
+            return;
+        }
+        // Mix the salt so consecutive ids spread well.
+        let mut pick = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % total;
+        for i in 0..tied {
+            let wi = ranked.get(i).map_or(0, weight);
+            if pick < wi {
+                if let Some(head) = ranked.get_mut(..=i) {
+                    head.rotate_right(1);
+                }
+                return;
+            }
+            pick -= wi;
+        }
+    }
+
+    /// Explains a routing decision (allocates; for the explain endpoint and debugging).
+    pub fn explain(&self, req: &RouteRequest<'_>) -> crate::explain::Explanation {
+        crate::explain::explain(self, req)
+    }
+
+    /// Tenant name, markup and preference for a tenant id.
+    pub(crate) fn plan_info(&self, t: TenantId) -> Option<(&str, Markup, Preference)> {
+        self.plans
+            .get(t.0 as usize)
+            .map(|p| (p.tenant.as_str(), p.markup, p.preference))
+    }
+
+    /// Whether the tenant's plan allows a carrier.
+    pub(crate) fn plan_allows(&self, t: TenantId, c: CarrierId) -> bool {
+        self.plans.get(t.0 as usize).is_some_and(|p| p.allows(c))
+    }
+}
+
+fn deck_rate(cfg: &RoutingConfig, deck: u16, row: u32) -> Option<&Rate> {
+    cfg.decks
+        .get(usize::from(deck))
+        .and_then(|d| d.rates.get(row as usize))
+}
+
+fn deck_source(cfg: &RoutingConfig, deck: u16) -> String {
+    cfg.decks
+        .get(usize::from(deck))
+        .map_or_else(String::new, |d| d.source.clone())
+}
+
+/// Cost in base currency: the converted price, or for voice the converted cost of a reference
+/// call.
+fn candidate_cost(rate: &Rate, to_base: Price, reference_secs: u32) -> Price {
+    let price = rate.price.mul_rate(to_base);
+    match rate.voice {
+        None => price,
+        Some(v) => VoiceTerms {
+            connection_fee: v.connection_fee.mul_rate(to_base),
+            billing: v.billing,
+        }
+        .call_cost(price, reference_secs),
+    }
+}
