@@ -8,9 +8,14 @@
 //!   codec ([`smpp::codec`]), and the session state machine for both roles ([`smpp::session`]).
 //! - [`text`]: GSM 03.38, UCS-2 and Latin-1 encodings, segmentation with UDH or SAR, reassembly.
 //! - [`dlr`]: delivery receipt parsing (text and TLV forms).
+//! - `invariants` (feature `oracle`): the properties the fuzz targets check, shared with the
+//!   corpus replay test.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod dlr;
 pub mod smpp;
 pub mod text;
+
+#[cfg(feature = "oracle")]
+pub mod invariants;

@@ -1,1 +1,72 @@
 //! Text encodings for SMS: GSM 03.38, UCS-2, Latin-1; segmentation and reassembly.
+//!
+//! # Data flow
+//! ```text
+//! outgoing (MT):  &str ─► encoding::choose_encoding (GSM-7 if it fits, else UCS-2)
+//!                      ─► segment::encode_message ─► Vec<Segment> (short_message bytes with UDH,
+//!                         or SAR numbers for TLVs) ─► the caller builds one submit_sm per segment
+//! price estimate: &str ─► segment::count_segments (no allocation)
+//! incoming (MO):  deliver_sm ─► decode::decode_short_message (strip UDH, decode by data_coding)
+//!                 one part of many ─► reassembly::Reassembler (keyed, bounded, timed out by `now`)
+//! ```
+//!
+//! # Layout
+//! - [`gsm7`]: the GSM 03.38 default alphabet and extension table, unpacked and packed septets.
+//! - [`latin1`]: ISO 8859-1 (SMPP data_coding 3).
+//! - [`ucs2`]: UCS-2 as UTF-16BE with surrogate pairs (data_coding 8).
+//! - [`encoding`]: [`Encoding`] and the choice of the cheapest one.
+//! - [`udh`]: user data header parsing and the concatenation IEs.
+//! - [`segment`]: limits, counting and splitting into segments.
+//! - [`decode`]: decoding an incoming short_message by data_coding.
+//! - [`reassembly`]: the sans-IO reassembler of multipart messages.
+
+pub mod decode;
+pub mod encoding;
+pub mod gsm7;
+pub mod latin1;
+pub mod reassembly;
+pub mod segment;
+pub mod ucs2;
+pub mod udh;
+
+pub use decode::{
+    decode_short_message, decode_short_message_with, Body, DecodeOptions, DecodedText,
+};
+pub use encoding::{choose_encoding, Encoding, EncodingPreference};
+pub use reassembly::{
+    Complete, Part, Partial, Reassembler, ReassemblyConfig, ReassemblyEvent, ReassemblyKey,
+    ReassemblyStats,
+};
+pub use segment::{
+    count_segments, encode_message, Concat, EncodeOptions, EncodedMessage, Limits, Segment,
+    SegmentInfo,
+};
+pub use udh::{parse_udh, Udh, UdhError};
+
+/// U+FFFD, written in place of codes that decode to nothing.
+pub const REPLACEMENT: char = '\u{FFFD}';
+
+/// Why a text could not be encoded. Always the caller's input (the tenant's text or the
+/// options); retrying the same request cannot help, a different encoding or a shorter text can.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TextError {
+    /// A character has no representation in the (forced) encoding.
+    #[error("character {ch:?} at byte {offset} cannot be represented in {encoding}")]
+    Unrepresentable {
+        /// The encoding that was asked for.
+        encoding: Encoding,
+        /// The first character that does not fit.
+        ch: char,
+        /// Its byte offset in the input `&str`.
+        offset: usize,
+    },
+    /// The text needs more segments than allowed (by the options, or 255 by the UDH format).
+    #[error("text needs {segments} segments, at most {max} allowed")]
+    TooManySegments {
+        /// Segments the text needs.
+        segments: usize,
+        /// The limit that was exceeded.
+        max: usize,
+    },
+}

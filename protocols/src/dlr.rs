@@ -1,1 +1,0 @@
-//! Delivery receipt parsing.
