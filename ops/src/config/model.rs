@@ -1,0 +1,417 @@
+//! The configuration as the gateway uses it: plain, typed, already checked. Every value here
+//! passed parsing and validation, so the gateway never re-checks ranges or names.
+//!
+//! Paths are kept as written in the file; [`Config::resolve`] and [`Config::sqlite_path`] say
+//! how they are resolved. Routing attributes reuse the routing crate's types
+//! ([`Channel`], [`QualityClass`], [`Preference`], [`Markup`], [`Prefix`], [`Currency`],
+//! [`ScoringConfig`], [`BreakerConfig`], [`FxRate`]) so there is one definition of each.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use switchyard_routing::{
+    BreakerConfig, Channel, Currency, FxRate, Markup, NumberRewrite, Preference, Prefix,
+    QualityClass, ScoringConfig,
+};
+
+use super::keys::ApiKeyHash;
+
+/// The whole gateway configuration. Cheap to clone and compare (a few dozen small structs), so
+/// a reload can diff the old and new values ([`super::reloadable_diff`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// HTTP listener and process-wide limits.
+    pub server: ServerConfig,
+    /// Where messages are made durable.
+    pub store: StoreConfig,
+    /// Who may submit, with which keys and route plans.
+    pub tenants: Vec<Tenant>,
+    /// Where messages can go.
+    pub carriers: Vec<Carrier>,
+    /// Carriers' price lists.
+    pub decks: Vec<DeckConfig>,
+    /// Currency, scoring and circuit breakers of the routing table.
+    pub routing: RoutingSettings,
+}
+
+impl Config {
+    /// `path` resolved against `base_dir` (the config file's folder) unless it is absolute.
+    /// Used for files that ship with the config: rate decks and TLS CA bundles.
+    pub fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base_dir.join(path)
+        }
+    }
+
+    /// The SQLite database file: `store.path` inside `server.data_dir` when relative, or
+    /// `<data_dir>/switchyard.db` by default.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match &self.store.path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => self.server.data_dir.join(p),
+            None => self.server.data_dir.join(StoreConfig::DEFAULT_FILE),
+        }
+    }
+
+    /// The carrier named `name`.
+    pub fn carrier(&self, name: &str) -> Option<&Carrier> {
+        self.carriers.iter().find(|c| c.name == name)
+    }
+
+    /// The tenant named `name`.
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+}
+
+/// `[server]`: the HTTP listener and process-wide limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address the HTTP API binds (`listen`).
+    pub listen: SocketAddr,
+    /// Folder for the store and other state (`data_dir`); relative to the working directory.
+    pub data_dir: PathBuf,
+    /// On SIGTERM, how long in-flight windows may drain before binds are cut
+    /// (`shutdown_timeout_s`).
+    pub shutdown_timeout: Duration,
+    /// Largest accepted HTTP request body (`max_body_bytes`); larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Default `listen`.
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+    /// Default `data_dir`.
+    pub const DEFAULT_DATA_DIR: &'static str = "./data";
+    /// Default `shutdown_timeout_s`.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
+    /// Default `max_body_bytes` (1 MiB: a 10,000-recipient batch fits).
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: Self::DEFAULT_LISTEN,
+            data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
+            shutdown_timeout: Duration::from_secs(Self::DEFAULT_SHUTDOWN_TIMEOUT_S),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// Which store implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// Embedded SQLite (WAL, synchronous=FULL): one node.
+    Sqlite,
+    /// PostgreSQL, for several nodes. Reserved: the file may name it, validation refuses it
+    /// until the backend exists.
+    Postgres,
+}
+
+/// `[store]`: where accepted messages are made durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Backend (`kind`).
+    pub kind: StoreKind,
+    /// SQLite file as written (`path`); see [`Config::sqlite_path`] for the resolved path.
+    pub path: Option<PathBuf>,
+    /// How long the single writer waits for more requests to share one transaction and one
+    /// fsync (`group_commit_linger_ms`).
+    pub group_commit_linger: Duration,
+}
+
+impl StoreConfig {
+    /// SQLite file name inside `data_dir` when `path` is not given.
+    pub const DEFAULT_FILE: &'static str = "switchyard.db";
+    /// Default `group_commit_linger_ms`.
+    pub const DEFAULT_LINGER_MS: u64 = 2;
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Sqlite,
+            path: None,
+            group_commit_linger: Duration::from_millis(Self::DEFAULT_LINGER_MS),
+        }
+    }
+}
+
+/// `[[tenants]]`: a customer account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    /// Unique name (`name`); messages, metrics and route plans are keyed by it.
+    pub name: String,
+    /// SHA-256 hashes of the tenant's API keys (`api_keys`); several allow rotation.
+    pub api_keys: Vec<ApiKeyHash>,
+    /// Which carriers the tenant may use and what it pays (flattened into the tenant table).
+    pub route: TenantRoute,
+    /// Sender used when a request has no `from` (`default_sender`): E.164 with `+`, a short
+    /// code, or an alphanumeric sender of at most 11 characters.
+    pub default_sender: Option<String>,
+    /// Submission throttle for this tenant, messages per second (`max_tps`); `None`: no limit
+    /// beyond the carriers'.
+    pub max_tps: Option<u32>,
+}
+
+/// A tenant's route plan, mirroring [`switchyard_routing::RoutePlan`] minus the name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRoute {
+    /// If set, only these carriers (`allowed_carriers`).
+    pub allowed_carriers: Option<Vec<String>>,
+    /// Carriers never used (`blocked_carriers`).
+    pub blocked_carriers: Vec<String>,
+    /// Destinations refused for this tenant (`blocked_prefixes`).
+    pub blocked_prefixes: Vec<Prefix>,
+    /// Price over cost (`markup_percent`, `markup_fixed`).
+    pub markup: Markup,
+    /// Candidate ordering (`preference`).
+    pub preference: Preference,
+}
+
+impl Default for TenantRoute {
+    fn default() -> Self {
+        Self {
+            allowed_carriers: None,
+            blocked_carriers: Vec::new(),
+            blocked_prefixes: Vec::new(),
+            markup: Markup::default(),
+            preference: Preference::Weighted,
+        }
+    }
+}
+
+/// `[[carriers]]`: an SMSC operator or SIP trunk provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Carrier {
+    /// Unique name (`name`); decks and plans refer to it.
+    pub name: String,
+    /// What it carries (`channels`).
+    pub channels: Vec<Channel>,
+    /// Tie-break between equal prices, lower first (`priority`).
+    pub priority: u8,
+    /// Traffic share among carriers whose scores tie (`weight`).
+    pub weight: u32,
+    /// Prior on route quality (`quality`).
+    pub quality: QualityClass,
+    /// Whole-carrier SMS throttle (`max_tps`); the binds' `smpp.tps` add per-bind limits.
+    pub max_tps: Option<u32>,
+    /// Voice throttle, calls per second (`max_cps`).
+    pub max_cps: Option<u32>,
+    /// Number rewriting before submission (`tech_prefix`, `strip_digits`, `plus_prefix`).
+    pub rewrite: NumberRewrite,
+    /// The SMPP connection; present exactly when `channels` has `sms`.
+    pub smpp: Option<SmppConfig>,
+}
+
+impl Carrier {
+    /// Default `priority`, as in [`switchyard_routing::CarrierConfig::new`].
+    pub const DEFAULT_PRIORITY: u8 = 100;
+}
+
+/// Where the binds of a carrier connect.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SmppEndpoint {
+    /// A real SMSC (`host`, `port`).
+    Remote {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// The gateway's built-in loopback SMSC (`sandbox = true`): it accepts everything and
+    /// returns receipts; the gateway picks the address when it starts it.
+    Sandbox,
+}
+
+/// SMPP bind type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BindKind {
+    /// bind_transmitter (`"tx"`): submit only; receipts need a separate receiver.
+    Transmitter,
+    /// bind_receiver (`"rx"`): receipts and MO only.
+    Receiver,
+    /// bind_transceiver (`"trx"`): both directions on one session.
+    Transceiver,
+}
+
+/// How long messages are split and tied together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LongMessages {
+    /// UDH with 8-bit reference (`"udh"`), the most widely supported.
+    Udh,
+    /// UDH with 16-bit reference (`"udh16"`).
+    Udh16,
+    /// SAR TLVs (`"sar"`).
+    Sar,
+    /// One submit_sm with the whole text in message_payload (`"payload"`); the SMSC splits.
+    Payload,
+}
+
+/// How a carrier writes message ids, for matching receipts to submissions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdFormat {
+    /// Try every reading (decimal, hex, text) (`"auto"`).
+    Auto,
+    /// Hex digits (`"hex"`).
+    Hex,
+    /// Decimal digits (`"decimal"`).
+    Decimal,
+    /// Opaque text, compared case-insensitively (`"text"`).
+    Text,
+}
+
+/// `[carriers.smpp]`: how to reach a carrier's SMSC and what its binds do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmppConfig {
+    /// Where to connect.
+    pub endpoint: SmppEndpoint,
+    /// Bind credentials (`system_id`, at most 15 characters).
+    pub system_id: String,
+    /// Bind password (`password`, at most 8 characters). Kept in the file because SMPP needs
+    /// the clear text; protect the file accordingly.
+    pub password: String,
+    /// `system_type` of the bind (at most 12 characters, often empty).
+    pub system_type: String,
+    /// Bind type (`bind_type`).
+    pub bind_type: BindKind,
+    /// Sessions opened in parallel (`binds`).
+    pub binds: u16,
+    /// Outstanding submit_sm per bind (`window`).
+    pub window: u32,
+    /// Throttle per bind, messages per second (`tps`); `None`: unlimited.
+    pub tps: Option<u32>,
+    /// enquire_link interval on an idle bind (`enquire_link_s`).
+    pub enquire_link: Duration,
+    /// How long a request waits for its response (`response_timeout_s`).
+    pub response_timeout: Duration,
+    /// First reconnect delay after a bind drops (`reconnect_min_ms`); doubles with jitter…
+    pub reconnect_min: Duration,
+    /// …up to this (`reconnect_max_ms`).
+    pub reconnect_max: Duration,
+    /// source_addr_ton; `None`: from the sender's form (E.164 1, short code 3, alphanumeric 5).
+    pub source_ton: Option<u8>,
+    /// source_addr_npi; `None`: from the sender's form (E.164 1, otherwise 0).
+    pub source_npi: Option<u8>,
+    /// dest_addr_ton (`dest_ton`).
+    pub dest_ton: u8,
+    /// dest_addr_npi (`dest_npi`).
+    pub dest_npi: u8,
+    /// registered_delivery byte of submit_sm (`registered_delivery`): 1 asks for final
+    /// receipts.
+    pub registered_delivery: u8,
+    /// Long message method (`long_messages`).
+    pub long_messages: LongMessages,
+    /// TLS on the SMPP connection (`tls`, `tls_ca`, `tls_server_name`); `None`: plain TCP.
+    pub tls: Option<SmppTls>,
+    /// Largest PDU accepted from the SMSC (`max_pdu_len`).
+    pub max_pdu_len: u32,
+    /// How the carrier writes message ids (`id_format`).
+    pub id_format: IdFormat,
+}
+
+impl SmppConfig {
+    /// Defaults for every optional SMPP setting, with the given endpoint and credentials.
+    pub fn new(endpoint: SmppEndpoint, system_id: &str, password: &str) -> Self {
+        Self {
+            endpoint,
+            system_id: system_id.to_owned(),
+            password: password.to_owned(),
+            system_type: String::new(),
+            bind_type: BindKind::Transceiver,
+            binds: 1,
+            window: 10,
+            tps: None,
+            enquire_link: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_millis(30_000),
+            source_ton: None,
+            source_npi: None,
+            dest_ton: 1,
+            dest_npi: 1,
+            registered_delivery: 1,
+            long_messages: LongMessages::Udh,
+            tls: None,
+            max_pdu_len: 64 * 1024,
+            id_format: IdFormat::Auto,
+        }
+    }
+}
+
+/// TLS settings of an SMPP connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmppTls {
+    /// PEM bundle of CAs to trust instead of the system roots (`tls_ca`), relative to the
+    /// config file's folder.
+    pub ca: Option<PathBuf>,
+    /// Name to verify in the certificate when it differs from `host` (`tls_server_name`).
+    pub server_name: Option<String>,
+}
+
+/// Where a deck's rows come from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DeckSource {
+    /// A CSV file (`path`), relative to the config file's folder.
+    File(PathBuf),
+    /// The built-in sandbox deck (`sandbox = true`): every country code at one flat price.
+    Sandbox,
+}
+
+/// `[[decks]]`: one carrier's price list for one channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeckConfig {
+    /// The carrier it prices (`carrier`).
+    pub carrier: String,
+    /// The channel it prices (`channel`).
+    pub channel: Channel,
+    /// Where the rows come from.
+    pub source: DeckSource,
+    /// Replaces every row's currency (`currency`), for decks whose currency column is wrong.
+    pub currency: Option<Currency>,
+}
+
+/// `[routing]`: how the routing table compares and protects carriers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingSettings {
+    /// Currency prices are compared and reported in (`base_currency`).
+    pub base_currency: Currency,
+    /// Conversions of deck currencies to the base (`fx`).
+    pub fx: Vec<FxRate>,
+    /// Voice candidates are ranked by the cost of a call this long (`voice_reference_s`).
+    pub voice_reference_secs: u32,
+    /// Lookup-time scoring (`[routing.scoring]`).
+    pub scoring: ScoringConfig,
+    /// Circuit breakers (`[routing.breaker]`).
+    pub breaker: BreakerConfig,
+}
+
+impl RoutingSettings {
+    /// Default `base_currency`.
+    pub const DEFAULT_BASE_CURRENCY: &'static str = "EUR";
+    /// Default `voice_reference_s`.
+    pub const DEFAULT_VOICE_REFERENCE_S: u32 = 90;
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            base_currency: match Currency::parse(Self::DEFAULT_BASE_CURRENCY) {
+                Ok(c) => c,
+                // Invariant: the constant is three ASCII letters, which always parse.
+                Err(_) => unreachable!("DEFAULT_BASE_CURRENCY is a valid code"),
+            },
+            fx: Vec::new(),
+            voice_reference_secs: Self::DEFAULT_VOICE_REFERENCE_S,
+            scoring: ScoringConfig::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,756 @@
+//! From the spanned TOML tree to [`Config`]: every key is read through [`Table`], which checks
+//! its type and range and records errors with their position. What can be checked from one
+//! value alone (a socket address, a currency code, a prefix) is checked here; checks across keys
+//! are in `validate`.
+//!
+//! A value that fails keeps its default in the returned `Config`, so the rest of the file is
+//! still read and checked: the caller throws the `Config` away if anything was reported.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchyard_routing::{
+    BreakerConfig, Channel, Currency, FxRate, Markup, NumberRewrite, Preference, Prefix,
+    QualityClass, ScoringConfig, E164,
+};
+use toml::de::DeTable;
+use toml::Spanned;
+
+use super::error::ConfigErrorKind;
+use super::keys::ApiKeyHash;
+use super::model::{
+    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
+    ServerConfig, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute,
+};
+use super::reader::{expect_decimal, expect_float, expect_str, Report, Table};
+
+/// Channel words.
+pub(crate) const CHANNELS: &[(&str, Channel)] = &[("sms", Channel::Sms), ("voice", Channel::Voice)];
+
+/// Valid SMPP numbering plan indicators (SMPP 3.4 §5.2.6).
+const NPI_VALUES: &[u8] = &[0, 1, 3, 4, 6, 8, 9, 10, 14, 18];
+
+/// Longest tenant or carrier name.
+const MAX_NAME: usize = 64;
+
+/// Reads the whole document. Errors go to `report`.
+pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> Config {
+    let mut t = Table::new(String::new(), root.get_ref(), root.span());
+    let server = match t.table(report, "server") {
+        Some(s) => server(report, s),
+        None => ServerConfig::default(),
+    };
+    let store = match t.table(report, "store") {
+        Some(s) => store(report, s),
+        None => StoreConfig::default(),
+    };
+    let tenants = t
+        .tables(report, "tenants")
+        .into_iter()
+        .map(|x| tenant(report, x))
+        .collect();
+    let carriers = t
+        .tables(report, "carriers")
+        .into_iter()
+        .map(|x| carrier(report, x))
+        .collect();
+    let decks = t
+        .tables(report, "decks")
+        .into_iter()
+        .filter_map(|x| deck(report, x))
+        .collect();
+    let routing = match t.table(report, "routing") {
+        Some(r) => routing(report, r),
+        None => RoutingSettings::default(),
+    };
+    t.finish(report);
+    Config {
+        server,
+        store,
+        tenants,
+        carriers,
+        decks,
+        routing,
+    }
+}
+
+fn server(report: &mut Report<'_>, mut t: Table<'_, '_>) -> ServerConfig {
+    let d = ServerConfig::default();
+    let listen = t
+        .raw(report, "listen")
+        .and_then(|v| {
+            let path = t.key_path("listen");
+            let s = expect_str(report, v, &path)?;
+            match s.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    report.at_span(
+                        &v.span(),
+                        &path,
+                        ConfigErrorKind::Invalid(format!(
+                            "{s:?} is not an IP address with a port, such as \"127.0.0.1:8080\" \
+                             or \"[::]:8080\""
+                        )),
+                    );
+                    None
+                }
+            }
+        })
+        .unwrap_or(d.listen);
+    let data_dir = non_empty_path(report, &mut t, "data_dir").unwrap_or(d.data_dir);
+    let shutdown_timeout = Duration::from_secs(t.int_or(
+        report,
+        "shutdown_timeout_s",
+        0,
+        3600,
+        ServerConfig::DEFAULT_SHUTDOWN_TIMEOUT_S,
+    ));
+    let max_body_bytes = t.int_or(report, "max_body_bytes", 1024, 256 << 20, d.max_body_bytes);
+    t.finish(report);
+    ServerConfig {
+        listen,
+        data_dir,
+        shutdown_timeout,
+        max_body_bytes,
+    }
+}
+
+fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
+    let kind = t
+        .choice(
+            report,
+            "kind",
+            &[
+                ("sqlite", StoreKind::Sqlite),
+                ("postgres", StoreKind::Postgres),
+            ],
+        )
+        .unwrap_or(StoreKind::Sqlite);
+    let path = non_empty_path(report, &mut t, "path");
+    let linger = t.int_or(
+        report,
+        "group_commit_linger_ms",
+        0,
+        1000,
+        StoreConfig::DEFAULT_LINGER_MS,
+    );
+    t.finish(report);
+    StoreConfig {
+        kind,
+        path,
+        group_commit_linger: Duration::from_millis(linger),
+    }
+}
+
+fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
+    let name = name(report, &mut t);
+    let mut api_keys = Vec::new();
+    match t.strings(report, "api_keys") {
+        None if !t.has(report, "api_keys") => t.missing(report, "api_keys"),
+        None => {}
+        Some(keys) => {
+            for (i, (k, span)) in keys.iter().enumerate() {
+                let path = format!("{}[{i}]", t.key_path("api_keys"));
+                match ApiKeyHash::parse(k) {
+                    Ok(h) => api_keys.push(h),
+                    Err(kind) => report.at_span(span, &path, kind),
+                }
+            }
+        }
+    }
+    let allowed_carriers = t
+        .strings(report, "allowed_carriers")
+        .map(|v| v.into_iter().map(|(s, _)| s).collect());
+    let blocked_carriers = t
+        .strings(report, "blocked_carriers")
+        .map(|v| v.into_iter().map(|(s, _)| s).collect())
+        .unwrap_or_default();
+    let mut blocked_prefixes = Vec::new();
+    for (i, (p, span)) in t
+        .strings(report, "blocked_prefixes")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match Prefix::parse(p) {
+            Ok(x) => blocked_prefixes.push(x),
+            Err(e) => report.at_span(
+                span,
+                &format!("{}[{i}]", t.key_path("blocked_prefixes")),
+                ConfigErrorKind::Invalid(format!("prefix {p:?}: {e}")),
+            ),
+        }
+    }
+    let basis_points = markup_percent(report, &mut t).unwrap_or(0);
+    let fixed = t.decimal(report, "markup_fixed").unwrap_or_default();
+    let preference = t
+        .choice(
+            report,
+            "preference",
+            &[
+                ("cheapest", Preference::Cheapest),
+                ("quality", Preference::Quality),
+                ("weighted", Preference::Weighted),
+            ],
+        )
+        .unwrap_or(Preference::Weighted);
+    let default_sender = t.raw(report, "default_sender").and_then(|v| {
+        let path = t.key_path("default_sender");
+        let s = expect_str(report, v, &path)?;
+        match sender_problem(s) {
+            None => Some(s.to_owned()),
+            Some(why) => {
+                report.at_span(&v.span(), &path, ConfigErrorKind::Invalid(why));
+                None
+            }
+        }
+    });
+    let max_tps = t.int(report, "max_tps", 1, 1_000_000);
+    t.finish(report);
+    Tenant {
+        name,
+        api_keys,
+        route: TenantRoute {
+            allowed_carriers,
+            blocked_carriers,
+            blocked_prefixes,
+            markup: Markup {
+                basis_points,
+                fixed,
+            },
+            preference,
+        },
+        default_sender,
+        max_tps,
+    }
+}
+
+/// `markup_percent` as basis points: 0 to 1000 %, at most two decimals.
+fn markup_percent(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> Option<u32> {
+    let v = t.raw(report, "markup_percent")?;
+    let path = t.key_path("markup_percent");
+    let pct = expect_float(report, v, &path, 0.0, 1000.0)?;
+    // Exact conversion from the literal text: 1 % is 10^7 billionths of a unit.
+    let exact = expect_decimal(report, v, &path)?;
+    if exact.nanos() % 10_000_000 != 0 {
+        report.at_span(
+            &v.span(),
+            &path,
+            ConfigErrorKind::Invalid(format!("{pct} has more than two decimals")),
+        );
+        return None;
+    }
+    u32::try_from(exact.nanos() / 10_000_000).ok()
+}
+
+/// Why `s` cannot be a sender address, if it cannot.
+fn sender_problem(s: &str) -> Option<String> {
+    if let Some(rest) = s.strip_prefix('+') {
+        return E164::parse(rest)
+            .err()
+            .map(|e| format!("{s:?} is not an E.164 number: {e}"));
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return (s.len() > 15).then(|| format!("{s:?}: a numeric sender has at most 15 digits"));
+    }
+    let ok_chars = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'-' | b'.' | b'_' | b'&'));
+    if s.is_empty() || s.len() > 11 || !ok_chars {
+        return Some(format!(
+            "{s:?}: a sender is \"+\" and an E.164 number, a short code, or 1 to 11 letters, \
+             digits, spaces or -._&"
+        ));
+    }
+    None
+}
+
+fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
+    let name = name(report, &mut t);
+    let channels = match t.raw(report, "channels") {
+        None => {
+            t.missing(report, "channels");
+            Vec::new()
+        }
+        Some(_) => channels(report, &mut t),
+    };
+    let priority = t.int_or(report, "priority", 0, 255, Carrier::DEFAULT_PRIORITY);
+    let weight = t.int_or(report, "weight", 1, 1_000_000, 1u32);
+    let quality = t
+        .choice(
+            report,
+            "quality",
+            &[
+                ("premium", QualityClass::Premium),
+                ("standard", QualityClass::Standard),
+                ("economy", QualityClass::Economy),
+            ],
+        )
+        .unwrap_or(QualityClass::Standard);
+    let max_tps = t.int(report, "max_tps", 1, 1_000_000);
+    let max_cps = t.int(report, "max_cps", 1, 100_000);
+    let tech_prefix = t.raw(report, "tech_prefix").and_then(|v| {
+        let path = t.key_path("tech_prefix");
+        let s = expect_str(report, v, &path)?;
+        let ok = s.len() <= NumberRewrite::MAX_TECH_PREFIX
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'#' || b == b'*');
+        if ok {
+            Some(s.to_owned())
+        } else {
+            report.at_span(
+                &v.span(),
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "{s:?}: digits, # and * only, at most {} characters",
+                    NumberRewrite::MAX_TECH_PREFIX
+                )),
+            );
+            None
+        }
+    });
+    let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
+    let plus = t.bool(report, "plus_prefix", false);
+    let smpp = t.table(report, "smpp").map(|s| smpp(report, s));
+    t.finish(report);
+    Carrier {
+        name,
+        channels,
+        priority,
+        weight,
+        quality,
+        max_tps,
+        max_cps,
+        rewrite: NumberRewrite {
+            strip_digits,
+            tech_prefix: tech_prefix.unwrap_or_default(),
+            plus,
+        },
+        smpp,
+    }
+}
+
+/// `channels`: a non-empty list of distinct channel words.
+fn channels(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> Vec<Channel> {
+    let path = t.key_path("channels");
+    let Some(words) = t.strings(report, "channels") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, (w, span)) in words.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match CHANNELS.iter().find(|(n, _)| n == w) {
+            Some((_, c)) if out.contains(c) => report.at_span(
+                span,
+                &p,
+                ConfigErrorKind::Invalid(format!("channel {w:?} is listed twice")),
+            ),
+            Some((_, c)) => out.push(*c),
+            None => report.at_span(
+                span,
+                &p,
+                ConfigErrorKind::NotOneOf {
+                    allowed: "\"sms\", \"voice\"".into(),
+                    got: w.clone(),
+                },
+            ),
+        }
+    }
+    if words.is_empty() {
+        report.at_path(
+            &path,
+            ConfigErrorKind::Invalid("at least one channel is required".into()),
+        );
+    }
+    out
+}
+
+fn smpp(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SmppConfig {
+    let sandbox = t.bool(report, "sandbox", false);
+    let host_v = t.raw(report, "host").map(|v| v.span());
+    let host = t.string(report, "host");
+    let port_v = t.raw(report, "port").map(|v| v.span());
+    let port: Option<u16> = t.int(report, "port", 1, 65535);
+    let endpoint = if sandbox {
+        for (key, span) in [("host", host_v), ("port", port_v)] {
+            if let Some(span) = span {
+                report.at_span(
+                    &span,
+                    &t.key_path(key),
+                    ConfigErrorKind::Invalid(
+                        "not allowed with sandbox = true (the gateway picks the sandbox's address)"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        SmppEndpoint::Sandbox
+    } else {
+        if host_v.is_none() {
+            t.missing(report, "host");
+        }
+        if port_v.is_none() {
+            t.missing(report, "port");
+        }
+        if let (Some(h), Some(span)) = (&host, &host_v) {
+            if h.trim().is_empty() || h.contains(char::is_whitespace) {
+                report.at_span(
+                    span,
+                    &t.key_path("host"),
+                    ConfigErrorKind::Invalid(format!("{h:?} is not a host name or address")),
+                );
+            }
+        }
+        SmppEndpoint::Remote {
+            host: host.unwrap_or_default(),
+            port: port.unwrap_or(0),
+        }
+    };
+    let system_id = match t.raw(report, "system_id") {
+        None => {
+            t.missing(report, "system_id");
+            String::new()
+        }
+        Some(_) => bounded_string(report, &mut t, "system_id", 1, 15),
+    };
+    let password = bounded_string(report, &mut t, "password", 0, 8);
+    let system_type = bounded_string(report, &mut t, "system_type", 0, 12);
+    let mut c = SmppConfig::new(endpoint, &system_id, &password);
+    c.system_type = system_type;
+    if let Some(b) = t.choice(
+        report,
+        "bind_type",
+        &[
+            ("tx", BindKind::Transmitter),
+            ("rx", BindKind::Receiver),
+            ("trx", BindKind::Transceiver),
+        ],
+    ) {
+        c.bind_type = b;
+    }
+    c.binds = t.int_or(report, "binds", 1, 64, c.binds);
+    c.window = t.int_or(report, "window", 1, 10_000, c.window);
+    c.tps = t.int(report, "tps", 1, 100_000);
+    c.enquire_link = secs(t.int_or(report, "enquire_link_s", 1, 3600, 30));
+    c.response_timeout = secs(t.int_or(report, "response_timeout_s", 1, 300, 10));
+    c.reconnect_min = millis(t.int_or(report, "reconnect_min_ms", 10, 600_000, 500));
+    c.reconnect_max = millis(t.int_or(report, "reconnect_max_ms", 10, 3_600_000, 30_000));
+    c.source_ton = t.int(report, "source_ton", 0, 6);
+    c.source_npi = npi(report, &mut t, "source_npi");
+    c.dest_ton = t.int_or(report, "dest_ton", 0, 6, c.dest_ton);
+    c.dest_npi = npi(report, &mut t, "dest_npi").unwrap_or(c.dest_npi);
+    c.registered_delivery = t.int_or(report, "registered_delivery", 0, 31, c.registered_delivery);
+    if let Some(l) = t.choice(
+        report,
+        "long_messages",
+        &[
+            ("udh", LongMessages::Udh),
+            ("udh16", LongMessages::Udh16),
+            ("sar", LongMessages::Sar),
+            ("payload", LongMessages::Payload),
+        ],
+    ) {
+        c.long_messages = l;
+    }
+    let tls = t.bool(report, "tls", false);
+    let ca_span = t.raw(report, "tls_ca").map(|v| v.span());
+    let ca = non_empty_path(report, &mut t, "tls_ca");
+    let sn_span = t.raw(report, "tls_server_name").map(|v| v.span());
+    let server_name = t.string(report, "tls_server_name");
+    if tls {
+        c.tls = Some(SmppTls { ca, server_name });
+    } else {
+        for (key, span) in [("tls_ca", ca_span), ("tls_server_name", sn_span)] {
+            if let Some(span) = span {
+                report.at_span(
+                    &span,
+                    &t.key_path(key),
+                    ConfigErrorKind::Invalid("has no effect without tls = true".into()),
+                );
+            }
+        }
+    }
+    c.max_pdu_len = t.int_or(report, "max_pdu_len", 1024, 1 << 20, c.max_pdu_len);
+    if let Some(f) = t.choice(
+        report,
+        "id_format",
+        &[
+            ("auto", IdFormat::Auto),
+            ("hex", IdFormat::Hex),
+            ("decimal", IdFormat::Decimal),
+            ("text", IdFormat::Text),
+        ],
+    ) {
+        c.id_format = f;
+    }
+    t.finish(report);
+    c
+}
+
+/// An NPI value from the SMPP table.
+fn npi(report: &mut Report<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<u8> {
+    let v: u8 = t.int(report, key, 0, 18)?;
+    if NPI_VALUES.contains(&v) {
+        Some(v)
+    } else {
+        if let Some(raw) = t.raw(report, key) {
+            report.at_span(
+                &raw.span(),
+                &t.key_path(key),
+                ConfigErrorKind::NotOneOf {
+                    allowed: "0, 1, 3, 4, 6, 8, 9, 10, 14, 18".into(),
+                    got: v.to_string(),
+                },
+            );
+        }
+        None
+    }
+}
+
+fn deck(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Option<DeckConfig> {
+    let carrier = t.req_string(report, "carrier");
+    let channel = match t.raw(report, "channel") {
+        None => {
+            t.missing(report, "channel");
+            None
+        }
+        Some(_) => t.choice(report, "channel", CHANNELS),
+    };
+    let sandbox = t.bool(report, "sandbox", false);
+    let path_span = t.raw(report, "path").map(|v| v.span());
+    let path = non_empty_path(report, &mut t, "path");
+    let source = match (sandbox, path, path_span) {
+        (true, _, Some(span)) => {
+            report.at_span(
+                &span,
+                &t.key_path("path"),
+                ConfigErrorKind::Invalid("not allowed with sandbox = true".into()),
+            );
+            None
+        }
+        (true, _, None) => Some(DeckSource::Sandbox),
+        (false, Some(p), _) => Some(DeckSource::File(p)),
+        (false, None, None) => {
+            t.missing(report, "path");
+            None
+        }
+        (false, None, Some(_)) => None,
+    };
+    let currency = currency(report, &mut t, "currency");
+    t.finish(report);
+    Some(DeckConfig {
+        carrier: carrier?,
+        channel: channel?,
+        source: source?,
+        currency,
+    })
+}
+
+fn routing(report: &mut Report<'_>, mut t: Table<'_, '_>) -> RoutingSettings {
+    let d = RoutingSettings::default();
+    let base_currency = currency(report, &mut t, "base_currency").unwrap_or(d.base_currency);
+    let mut fx = Vec::new();
+    if let Some(table) = t.table(report, "fx") {
+        for (code, path, v) in table.entries(report) {
+            let k_span = v.span();
+            let Ok(currency) = Currency::parse(code) else {
+                report.at_span(
+                    &k_span,
+                    &path,
+                    ConfigErrorKind::Invalid(format!(
+                        "{code:?} is not a three-letter ISO 4217 currency code"
+                    )),
+                );
+                continue;
+            };
+            match expect_decimal(report, v, &path) {
+                Some(p) if p.nanos() == 0 => report.at_span(
+                    &k_span,
+                    &path,
+                    ConfigErrorKind::Invalid("an exchange rate must be above 0".into()),
+                ),
+                Some(to_base) => fx.push(FxRate { currency, to_base }),
+                None => {}
+            }
+        }
+        // Every key of `fx` is a currency: nothing is unknown there.
+    }
+    let voice_reference_secs =
+        t.int_or(report, "voice_reference_s", 1, 3600, d.voice_reference_secs);
+    let scoring = match t.table(report, "scoring") {
+        Some(s) => scoring(report, s),
+        None => ScoringConfig::default(),
+    };
+    let breaker = match t.table(report, "breaker") {
+        Some(b) => breaker(report, b),
+        None => BreakerConfig::default(),
+    };
+    t.finish(report);
+    RoutingSettings {
+        base_currency,
+        fx,
+        voice_reference_secs,
+        scoring,
+        breaker,
+    }
+}
+
+fn scoring(report: &mut Report<'_>, mut t: Table<'_, '_>) -> ScoringConfig {
+    let mut s = ScoringConfig::default();
+    if let Some(mut w) = t.table(report, "health_weight") {
+        for (i, key) in ["critical", "high", "normal", "low"]
+            .into_iter()
+            .enumerate()
+        {
+            if let (Some(x), Some(slot)) =
+                (w.float(report, key, 0.0, 1.0), s.health_weight.get_mut(i))
+            {
+                *slot = x as f32;
+            }
+        }
+        w.finish(report);
+    }
+    if let Some(ms) = t.int::<u64>(report, "latency_reference_ms", 1, 60_000) {
+        s.latency_reference = Duration::from_millis(ms);
+    }
+    if let Some(x) = t.float(report, "tie_band", 0.0, 1.0) {
+        s.tie_band = x as f32;
+    }
+    t.finish(report);
+    s
+}
+
+fn breaker(report: &mut Report<'_>, mut t: Table<'_, '_>) -> BreakerConfig {
+    let mut b = BreakerConfig::default();
+    b.consecutive_failures = t.int_or(
+        report,
+        "consecutive_failures",
+        1,
+        10_000,
+        b.consecutive_failures,
+    );
+    if let Some(x) = t.float(report, "error_rate", 0.01, 1.0) {
+        b.error_rate = x as f32;
+    }
+    b.min_requests = t.int_or(report, "min_requests", 1, 1_000_000, b.min_requests);
+    if let Some(s) = t.int(report, "window_s", 1, 3600) {
+        b.window = secs(s);
+    }
+    if let Some(s) = t.int(report, "cooldown_s", 1, 3600) {
+        b.cooldown = secs(s);
+    }
+    if let Some(s) = t.int(report, "max_cooldown_s", 1, 86_400) {
+        b.max_cooldown = secs(s);
+    }
+    b.half_open_probes = t.int_or(report, "half_open_probes", 1, 1000, b.half_open_probes);
+    if let Some(s) = t.int(report, "probe_timeout_s", 1, 3600) {
+        b.probe_timeout = secs(s);
+    }
+    t.finish(report);
+    b
+}
+
+/// `name` of a tenant or carrier: required, 1 to 64 letters, digits and `-_.`, spaces inside.
+fn name(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> String {
+    let Some(v) = t.raw(report, "name") else {
+        t.missing(report, "name");
+        return String::new();
+    };
+    let path = t.key_path("name");
+    let Some(s) = expect_str(report, v, &path) else {
+        return String::new();
+    };
+    let ok = !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.trim() == s
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b' '));
+    if !ok {
+        report.at_span(
+            &v.span(),
+            &path,
+            ConfigErrorKind::Invalid(format!(
+                "{s:?}: a name is 1 to {MAX_NAME} ASCII letters, digits, spaces or -_. \
+                 (no leading or trailing space)"
+            )),
+        );
+    }
+    s.to_owned()
+}
+
+/// A string of `min..=max` bytes, empty when absent or wrong.
+fn bounded_string(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    min: usize,
+    max: usize,
+) -> String {
+    let Some(v) = t.raw(report, key) else {
+        return String::new();
+    };
+    let path = t.key_path(key);
+    let Some(s) = expect_str(report, v, &path) else {
+        return String::new();
+    };
+    if s.len() < min || s.len() > max || !s.is_ascii() {
+        report.at_span(
+            &v.span(),
+            &path,
+            ConfigErrorKind::Invalid(format!(
+                "must be {min} to {max} ASCII characters (got {})",
+                s.chars().count()
+            )),
+        );
+    }
+    s.to_owned()
+}
+
+/// A non-empty path string.
+fn non_empty_path(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<PathBuf> {
+    let v = t.raw(report, key)?;
+    let path = t.key_path(key);
+    let s = expect_str(report, v, &path)?;
+    if s.is_empty() {
+        report.at_span(
+            &v.span(),
+            &path,
+            ConfigErrorKind::Invalid("must not be empty".into()),
+        );
+        return None;
+    }
+    Some(PathBuf::from(s))
+}
+
+/// An ISO 4217 code.
+fn currency(report: &mut Report<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<Currency> {
+    let v = t.raw(report, key)?;
+    let path = t.key_path(key);
+    let s = expect_str(report, v, &path)?;
+    match Currency::parse(s) {
+        Ok(c) => Some(c),
+        Err(_) => {
+            report.at_span(
+                &v.span(),
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "{s:?} is not a three-letter ISO 4217 currency code"
+                )),
+            );
+            None
+        }
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}

@@ -1,0 +1,80 @@
+//! What a reload (SIGHUP) may change while traffic flows, and what needs a restart.
+//!
+//! Live: tenants (keys, plans, limits), carriers (binds are reconnected as needed), decks,
+//! routing settings, `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
+//! `server.max_body_bytes` (baked into the HTTP stack) and everything under `[store]`.
+
+use super::model::Config;
+
+/// `Ok(())` when every difference between `old` and `new` can be applied live; otherwise an
+/// error naming each setting that needs a restart, e.g.
+/// `restart needed: server.listen (127.0.0.1:8080 → 0.0.0.0:8080)`. A reload that gets `Err`
+/// should keep running on `old` and say so.
+pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
+    let mut needs = Vec::new();
+    let (a, b) = (&old.server, &new.server);
+    if a.listen != b.listen {
+        needs.push(format!("server.listen ({} → {})", a.listen, b.listen));
+    }
+    if a.data_dir != b.data_dir {
+        needs.push(format!(
+            "server.data_dir ({} → {})",
+            a.data_dir.display(),
+            b.data_dir.display()
+        ));
+    }
+    if a.max_body_bytes != b.max_body_bytes {
+        needs.push(format!(
+            "server.max_body_bytes ({} → {})",
+            a.max_body_bytes, b.max_body_bytes
+        ));
+    }
+    let (a, b) = (&old.store, &new.store);
+    if a.kind != b.kind {
+        needs.push(format!("store.kind ({:?} → {:?})", a.kind, b.kind));
+    }
+    if old.sqlite_path() != new.sqlite_path() {
+        needs.push(format!(
+            "store.path ({} → {})",
+            old.sqlite_path().display(),
+            new.sqlite_path().display()
+        ));
+    }
+    if a.group_commit_linger != b.group_commit_linger {
+        needs.push(format!(
+            "store.group_commit_linger_ms ({} → {})",
+            a.group_commit_linger.as_millis(),
+            b.group_commit_linger.as_millis()
+        ));
+    }
+    if needs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("restart needed: {}", needs.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_and_restart_changes() {
+        let old = Config::embedded_default();
+        let mut new = old.clone();
+        assert_eq!(reloadable_diff(&old, &new), Ok(()));
+        new.carriers[0].priority = 3;
+        new.tenants[0].max_tps = Some(10);
+        new.routing.breaker.consecutive_failures = 9;
+        new.server.shutdown_timeout = std::time::Duration::from_secs(1);
+        assert_eq!(reloadable_diff(&old, &new), Ok(()));
+        new.server.listen = "0.0.0.0:9000".parse().unwrap();
+        new.store.path = Some("other.db".into());
+        let err = reloadable_diff(&old, &new).unwrap_err();
+        assert!(
+            err.contains("server.listen (127.0.0.1:8080 → 0.0.0.0:9000)"),
+            "{err}"
+        );
+        assert!(err.contains("store.path"), "{err}");
+    }
+}

@@ -1,0 +1,303 @@
+//! Checks across keys, run after parsing on the whole [`Config`]: unique names, references
+//! between sections, combinations that cannot work, and files that must exist. Each error
+//! points at the key it blames (its line comes from where parsing saw that key); a key that
+//! already failed parsing is not blamed twice.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use switchyard_routing::Channel;
+
+use super::error::ConfigErrorKind;
+use super::model::{Carrier, Config, DeckSource, SmppEndpoint, StoreKind, Tenant};
+use super::reader::Report;
+
+/// Runs every check. `base_dir` is the config file's folder; without it (text with no file),
+/// referenced files are not checked.
+pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    store(config, report);
+    tenants(config, report);
+    carriers(config, base_dir, report);
+    decks(config, base_dir, report);
+    routing(config, report);
+}
+
+fn store(config: &Config, report: &mut Report<'_>) {
+    if config.store.kind == StoreKind::Postgres {
+        report.at_path(
+            "store.kind",
+            ConfigErrorKind::NotAvailable("the \"postgres\" store (use \"sqlite\" for now)".into()),
+        );
+    }
+}
+
+fn tenants(config: &Config, report: &mut Report<'_>) {
+    if config.tenants.is_empty() {
+        report.at_path(
+            "tenants",
+            ConfigErrorKind::Invalid(
+                "at least one [[tenants]] entry is required (nobody could submit)".into(),
+            ),
+        );
+    }
+    let mut names: HashMap<&str, String> = HashMap::new();
+    // Hash → (tenant index, key path) of its first use, so a key is never ambiguous.
+    let mut hashes = HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        let path = format!("tenants[{i}]");
+        unique(
+            report,
+            &mut names,
+            "tenant",
+            &t.name,
+            &format!("{path}.name"),
+        );
+        if t.api_keys.is_empty() && !report.has_error(&format!("{path}.api_keys")) {
+            report.at_path(
+                &format!("{path}.api_keys"),
+                ConfigErrorKind::Invalid("at least one key hash is required".into()),
+            );
+        }
+        for (k, hash) in t.api_keys.iter().enumerate() {
+            let key_path = format!("{path}.api_keys[{k}]");
+            if let Some((first_tenant, first_path)) = hashes.insert(*hash, (i, key_path.clone())) {
+                let why = if first_tenant == i {
+                    format!("the same key hash is listed twice (first at {first_path})")
+                } else {
+                    format!("this key hash is also {first_path}: a key must identify one tenant")
+                };
+                report.at_path(&key_path, ConfigErrorKind::Invalid(why));
+            }
+        }
+        plan_references(config, t, &path, report);
+    }
+}
+
+/// The carriers a tenant's plan names must exist.
+fn plan_references(config: &Config, t: &Tenant, path: &str, report: &mut Report<'_>) {
+    let lists = [
+        (
+            "allowed_carriers",
+            t.route.allowed_carriers.as_deref().unwrap_or(&[]),
+        ),
+        ("blocked_carriers", &t.route.blocked_carriers[..]),
+    ];
+    for (key, names) in lists {
+        for (j, name) in names.iter().enumerate() {
+            if config.carrier(name).is_none() {
+                report.at_path(
+                    &format!("{path}.{key}[{j}]"),
+                    ConfigErrorKind::UnknownReference {
+                        what: "carrier",
+                        name: name.clone(),
+                    },
+                );
+            }
+        }
+    }
+    if t.route.allowed_carriers.as_ref().is_some_and(Vec::is_empty) {
+        report.at_path(
+            &format!("{path}.allowed_carriers"),
+            ConfigErrorKind::Invalid(
+                "an empty list allows no carrier; remove the key to allow all".into(),
+            ),
+        );
+    }
+}
+
+fn carriers(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    if config.carriers.is_empty() {
+        report.at_path(
+            "carriers",
+            ConfigErrorKind::Invalid(
+                "at least one [[carriers]] entry is required (nothing could be delivered)".into(),
+            ),
+        );
+    }
+    let mut names: HashMap<&str, String> = HashMap::new();
+    for (i, c) in config.carriers.iter().enumerate() {
+        let path = format!("carriers[{i}]");
+        unique(
+            report,
+            &mut names,
+            "carrier",
+            &c.name,
+            &format!("{path}.name"),
+        );
+        carrier(c, &path, base_dir, report);
+    }
+}
+
+fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    let sms = c.channels.contains(&Channel::Sms);
+    match &c.smpp {
+        None if sms => report.at_path(
+            &format!("{path}.channels"),
+            ConfigErrorKind::Invalid(format!(
+                "carrier {:?} offers sms but has no [carriers.smpp] section",
+                c.name
+            )),
+        ),
+        Some(_) if !sms && !c.channels.is_empty() => report.at_path(
+            &format!("{path}.smpp"),
+            ConfigErrorKind::Invalid(
+                "an smpp section on a carrier without the \"sms\" channel is never used".into(),
+            ),
+        ),
+        _ => {}
+    }
+    if c.max_tps.is_some() && !sms {
+        report.at_path(
+            &format!("{path}.max_tps"),
+            ConfigErrorKind::Invalid("max_tps limits SMS; this carrier has no sms channel".into()),
+        );
+    }
+    if c.max_cps.is_some() && !c.channels.contains(&Channel::Voice) {
+        report.at_path(
+            &format!("{path}.max_cps"),
+            ConfigErrorKind::Invalid(
+                "max_cps limits calls; this carrier has no voice channel".into(),
+            ),
+        );
+    }
+    let Some(s) = &c.smpp else { return };
+    let sp = format!("{path}.smpp");
+    if s.reconnect_min > s.reconnect_max {
+        report.at_path(
+            &format!("{sp}.reconnect_min_ms"),
+            ConfigErrorKind::Invalid(format!(
+                "must not exceed reconnect_max_ms ({} > {})",
+                s.reconnect_min.as_millis(),
+                s.reconnect_max.as_millis()
+            )),
+        );
+    }
+    if let (Some(tls), Some(dir)) = (&s.tls, base_dir) {
+        if let Some(ca) = &tls.ca {
+            file_exists(report, &format!("{sp}.tls_ca"), &Config::resolve(dir, ca));
+        }
+    }
+    if matches!(s.endpoint, SmppEndpoint::Sandbox) && s.tls.is_some() {
+        report.at_path(
+            &format!("{sp}.tls"),
+            ConfigErrorKind::Invalid("the sandbox SMSC speaks plain TCP over loopback".into()),
+        );
+    }
+}
+
+fn decks(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    let mut seen: HashMap<(&str, Channel, &DeckSource), usize> = HashMap::new();
+    for (i, d) in config.decks.iter().enumerate() {
+        let path = format!("decks[{i}]");
+        match config.carrier(&d.carrier) {
+            None => report.at_path(
+                &format!("{path}.carrier"),
+                ConfigErrorKind::UnknownReference {
+                    what: "carrier",
+                    name: d.carrier.clone(),
+                },
+            ),
+            Some(c) if !c.channels.contains(&d.channel) => report.at_path(
+                &format!("{path}.channel"),
+                ConfigErrorKind::Invalid(format!(
+                    "carrier {:?} does not offer {} (its channels: {})",
+                    c.name,
+                    d.channel,
+                    c.channels
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ),
+            Some(_) => {}
+        }
+        if let Some(first) = seen.insert((&d.carrier, d.channel, &d.source), i) {
+            report.at_path(
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "same carrier, channel and rows as decks[{first}]"
+                )),
+            );
+        }
+        if let (DeckSource::File(p), Some(dir)) = (&d.source, base_dir) {
+            file_exists(report, &format!("{path}.path"), &Config::resolve(dir, p));
+        }
+    }
+}
+
+fn routing(config: &Config, report: &mut Report<'_>) {
+    let r = &config.routing;
+    let mut seen = Vec::new();
+    for fx in &r.fx {
+        let path = format!("routing.fx.{}", fx.currency);
+        if fx.currency == r.base_currency {
+            report.at_path(
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "{} is the base currency; it needs no exchange rate",
+                    fx.currency
+                )),
+            );
+        }
+        if seen.contains(&fx.currency) {
+            report.at_path(
+                &path,
+                ConfigErrorKind::Invalid("listed twice (keys differ only in case)".into()),
+            );
+        }
+        seen.push(fx.currency);
+    }
+    if r.breaker.cooldown > r.breaker.max_cooldown {
+        report.at_path(
+            "routing.breaker.cooldown_s",
+            ConfigErrorKind::Invalid(format!(
+                "must not exceed max_cooldown_s ({} > {})",
+                r.breaker.cooldown.as_secs(),
+                r.breaker.max_cooldown.as_secs()
+            )),
+        );
+    }
+}
+
+/// Records `name` at `path`, reporting it if it was seen before.
+fn unique<'c>(
+    report: &mut Report<'_>,
+    names: &mut HashMap<&'c str, String>,
+    what: &'static str,
+    name: &'c str,
+    path: &str,
+) {
+    if name.is_empty() {
+        return; // Missing or invalid: already reported.
+    }
+    match names.get(name) {
+        Some(first) => report.at_path(
+            path,
+            ConfigErrorKind::Duplicate {
+                what,
+                name: name.to_owned(),
+                first: first.clone(),
+            },
+        ),
+        None => {
+            names.insert(name, path.to_owned());
+        }
+    }
+}
+
+/// Reports `resolved` at `path` unless it is a readable regular file.
+fn file_exists(report: &mut Report<'_>, path: &str, resolved: &Path) {
+    let problem = match std::fs::metadata(resolved) {
+        Ok(m) if m.is_file() => return,
+        Ok(_) => "not a regular file".to_owned(),
+        Err(e) => e.kind().to_string(),
+    };
+    report.at_path(
+        path,
+        ConfigErrorKind::MissingFile {
+            path: resolved.display().to_string(),
+            reason: problem,
+        },
+    );
+}

@@ -1,0 +1,360 @@
+//! Loading the example, the embedded default, and broken configurations.
+
+use std::path::{Path, PathBuf};
+
+use switchyard_ops::config::{
+    self, hash_api_key, Config, ConfigErrorKind, ConfigErrors, SmppEndpoint, StoreKind,
+};
+
+/// The example keys whose hashes are in `examples/switchyard.toml` (they exist only here).
+const ACME_PRIMARY: &str = "sk_example_acme_primary";
+const ACME_ROTATED: &str = "sk_example_acme_rotated";
+const BLUE: &str = "sk_example_blue_retail";
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/switchyard.toml")
+}
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    config::parse_str(text, "switchyard.toml", Some(&examples_dir()))
+}
+
+fn errors(text: &str) -> ConfigErrors {
+    match parse(text) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e,
+    }
+}
+
+/// Line and column of the error at `path`, or panics listing what was reported.
+fn pos(errs: &ConfigErrors, path: &str) -> (u32, Option<u32>) {
+    let e = errs
+        .at(path)
+        .unwrap_or_else(|| panic!("no error at {path}; got:\n{errs}"));
+    let l = e.location.unwrap_or_else(|| panic!("no location for {e}"));
+    (l.line, l.column)
+}
+
+#[test]
+fn example_loads_and_builds_a_routing_table() {
+    let (cfg, rc) = config::check(example()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.tenants.len(), 2);
+    assert_eq!(cfg.carriers.len(), 2);
+    assert_eq!(cfg.decks.len(), 3);
+    assert_eq!(rc.decks.len(), 3);
+    assert_eq!(rc.carriers.len(), 2);
+    assert_eq!(rc.plans.len(), 2);
+    assert_eq!(rc.fx.len(), 2);
+    let nw = cfg.carrier("Northwind Telecom").unwrap();
+    let smpp = nw.smpp.as_ref().unwrap();
+    assert_eq!(smpp.binds, 4);
+    assert_eq!(smpp.window, 50);
+    assert!(smpp.tls.is_some());
+    assert_eq!(
+        smpp.endpoint,
+        SmppEndpoint::Remote {
+            host: "smsc.northwind.example".into(),
+            port: 3550
+        }
+    );
+    let acme = cfg.tenant("acme-bank").unwrap();
+    assert_eq!(acme.route.markup.basis_points, 1500);
+    assert_eq!(
+        cfg.tenant("blue-retail").unwrap().route.markup.basis_points,
+        2250
+    );
+    assert_eq!(cfg.sqlite_path(), PathBuf::from("./data/switchyard.db"));
+}
+
+#[test]
+fn embedded_default_validates_and_routes() {
+    let cfg = Config::embedded_default();
+    cfg.validate(None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(cfg.sqlite_path(), PathBuf::from("./data/switchyard.db"));
+    assert_eq!(cfg.store.kind, StoreKind::Sqlite);
+    let sandbox = cfg.carrier("sandbox").unwrap();
+    assert_eq!(
+        sandbox.smpp.as_ref().unwrap().endpoint,
+        SmppEndpoint::Sandbox
+    );
+    // The built-in deck needs no file.
+    let rc = cfg
+        .routing_config(Path::new("/nonexistent"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rc.decks.len(), 1);
+    assert_eq!(rc.decks[0].rates.len(), 9);
+    let table = switchyard_routing::RoutingTable::build(
+        std::sync::Arc::new(rc),
+        1_750_000_000,
+        std::time::Instant::now(),
+        None,
+    )
+    .unwrap();
+    let n = switchyard_routing::E164::parse("+447700900123").unwrap();
+    assert!(table
+        .lookup(switchyard_routing::Channel::Sms, &n)
+        .candidates
+        .iter()
+        .next()
+        .is_some());
+    assert_eq!(
+        cfg.find_tenant(config::SANDBOX_API_KEY)
+            .map(|t| t.name.as_str()),
+        Some("sandbox")
+    );
+}
+
+#[test]
+fn key_verification() {
+    let cfg = config::load(example()).unwrap_or_else(|e| panic!("{e}"));
+    let name = |k: &str| cfg.find_tenant(k).map(|t| t.name.clone());
+    assert_eq!(name(ACME_PRIMARY).as_deref(), Some("acme-bank"));
+    assert_eq!(name(ACME_ROTATED).as_deref(), Some("acme-bank"));
+    assert_eq!(name(BLUE).as_deref(), Some("blue-retail"));
+    assert_eq!(name("sk_example_acme_primarY"), None);
+    assert_eq!(name(""), None);
+    // The stored hash itself is not a key.
+    assert_eq!(name(&hash_api_key(ACME_PRIMARY)), None);
+    // Tenant A's keys never yield tenant B, and vice versa.
+    for k in [ACME_PRIMARY, ACME_ROTATED] {
+        assert_ne!(name(k).as_deref(), Some("blue-retail"));
+    }
+    assert_ne!(name(BLUE).as_deref(), Some("acme-bank"));
+    let fresh = config::generate_api_key();
+    assert_eq!(name(&fresh), None);
+}
+
+#[test]
+fn unknown_key_is_reported_with_position_and_suggestion() {
+    let text = std::fs::read_to_string(example()).unwrap().replace(
+        "enquire_link_s = 30",
+        "enquire_link_s = 30\nenquire_lnk_s = 31",
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs}");
+    let e = errs.at("carriers[0].smpp.enquire_lnk_s").unwrap();
+    assert!(
+        matches!(
+            e.kind,
+            ConfigErrorKind::UnknownKey {
+                suggestion: Some("enquire_link_s")
+            }
+        ),
+        "{e}"
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("enquire_lnk_s"))
+        .unwrap() as u32
+        + 1;
+    assert_eq!(
+        pos(&errs, "carriers[0].smpp.enquire_lnk_s"),
+        (line, Some(1))
+    );
+}
+
+#[test]
+fn plaintext_api_key_is_refused_without_echoing_it() {
+    let text = std::fs::read_to_string(example()).unwrap().replace(
+        "\"sha256:273b677b00fd4e5c0818bef2edc74eb45a25d004ba1a8c3774c9aee72f090ed1\"",
+        "\"sk_live_TOPSECRET\"",
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs}");
+    let e = errs.at("tenants[1].api_keys[0]").unwrap();
+    assert!(matches!(e.kind, ConfigErrorKind::PlaintextApiKey));
+    let shown = errs.to_string();
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    assert!(shown.contains("sha256sum"), "{shown}");
+    // A truncated hash is a different message.
+    let text = text.replace("\"sk_live_TOPSECRET\"", "\"sha256:abc123\"");
+    let errs = errors(&text);
+    assert!(matches!(
+        errs.at("tenants[1].api_keys[0]").unwrap().kind,
+        ConfigErrorKind::Invalid(_)
+    ));
+}
+
+const BROKEN: &str = r#"[server]
+listen = "localhost"
+max_body_bytes = 10
+
+[store]
+kind = "postgres"
+
+[[tenants]]
+name = "acme"
+api_keys = ["hunter2"]
+
+[[tenants]]
+name = "acme"
+api_keys = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]
+allowed_carriers = ["Nobody"]
+
+[[carriers]]
+name = "alpha"
+channels = ["sms"]
+priority = "high"
+
+[[carriers]]
+name = "beta"
+channels = ["sms", "fax"]
+[carriers.smpp]
+host = "smsc.example"
+port = 2775
+system_id = "sy"
+window = 0
+bind_type = "both"
+colour = "blue"
+
+[[decks]]
+carrier = "gamma"
+channel = "sms"
+path = "decks/missing.csv"
+"#;
+
+#[test]
+fn broken_config_reports_every_mistake() {
+    let errs = errors(BROKEN);
+    let text = errs.to_string();
+    println!("{text}");
+    let expect = [
+        ("server.listen", (2, Some(10))),
+        ("server.max_body_bytes", (3, Some(18))),
+        ("store.kind", (6, Some(1))), // checks across keys point at the key
+        ("tenants[0].api_keys[0]", (10, Some(13))),
+        ("tenants[1].name", (13, Some(1))),
+        ("tenants[1].allowed_carriers[0]", (15, Some(21))),
+        ("carriers[0].priority", (20, Some(12))),
+        ("carriers[0].channels", (19, Some(1))), // sms without an smpp section
+        ("carriers[1].channels[1]", (24, Some(20))),
+        ("carriers[1].smpp.window", (29, Some(10))),
+        ("carriers[1].smpp.bind_type", (30, Some(13))),
+        ("carriers[1].smpp.colour", (31, Some(1))),
+        ("decks[0].carrier", (34, Some(1))),
+        ("decks[0].path", (36, Some(1))),
+    ];
+    for (path, at) in expect {
+        assert_eq!(pos(&errs, path), at, "{path} in\n{text}");
+    }
+    assert_eq!(errs.len(), expect.len(), "{text}");
+    // One error per line, in file order, in the documented format.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), expect.len());
+    assert!(lines.contains(
+        &"switchyard.toml:29:10: carriers[1].smpp.window: must be between 1 and 10000 (got 0)"
+    ));
+    assert!(lines.contains(
+        &"switchyard.toml:6:1: store.kind: the \"postgres\" store (use \"sqlite\" for now) is not available yet"
+    ));
+    assert!(text.contains("tenant \"acme\" is defined twice (first at tenants[0].name)"));
+    assert!(text.contains("expected an integer, found string"));
+    assert!(text.contains("unknown carrier \"gamma\""));
+    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let errs = errors("[server]\nlisten = \"127.0.0.1:8080\n");
+    let e = errs.iter().next().unwrap();
+    assert!(matches!(e.kind, ConfigErrorKind::Syntax(_)), "{errs}");
+    assert_eq!(e.location.unwrap().line, 2, "{errs}");
+}
+
+#[test]
+fn deck_errors_carry_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("sy-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.csv"),
+        "prefix,price,currency,effective_date\n44,0.01,EUR,2025-01-01\n0x,zero,EUR,2025-01-01\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("decks/kestrel_sms.csv", "bad.csv")
+        .replace(
+            "decks/northwind_sms.csv",
+            &examples_dir()
+                .join("decks/northwind_sms.csv")
+                .display()
+                .to_string(),
+        )
+        .replace(
+            "decks/northwind_voice.csv",
+            &examples_dir()
+                .join("decks/northwind_voice.csv")
+                .display()
+                .to_string(),
+        );
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    let errs = config::check(&path).map(|_| ()).unwrap_err();
+    let text = errs.to_string();
+    assert!(errs.len() >= 2, "{text}");
+    for e in &errs {
+        assert_eq!(e.path, "decks[2]", "{text}");
+        assert!(e.file.ends_with("bad.csv"), "{text}");
+        assert_eq!(e.location.unwrap().line, 3, "{text}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn missing_file_is_one_error() {
+    let errs = config::load("/nonexistent/switchyard.toml").unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(matches!(
+        errs.iter().next().unwrap().kind,
+        ConfigErrorKind::Io(_)
+    ));
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let cfg = parse(
+        r#"
+[[tenants]]
+name = "t"
+api_keys = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]
+[[carriers]]
+name = "c"
+channels = ["sms"]
+smpp = { sandbox = true, system_id = "x" }
+[[decks]]
+carrier = "c"
+channel = "sms"
+sandbox = true
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let d = Config::embedded_default();
+    assert_eq!(cfg.server, d.server);
+    assert_eq!(cfg.store, d.store);
+    assert_eq!(cfg.routing, d.routing);
+    assert_eq!(cfg.carriers[0].smpp.as_ref().unwrap().window, 10);
+    assert_eq!(cfg.find_tenant("abc").map(|t| t.name.as_str()), Some("t"));
+}
+
+/// The embedded default shown in docs/configuration.md is the real one.
+#[test]
+fn documented_embedded_default_matches() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let section = doc.split("## The embedded default").nth(1).unwrap();
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let text = block.replace("sha256:…", &hash_api_key(config::SANDBOX_API_KEY));
+    let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg, Config::embedded_default());
+}
