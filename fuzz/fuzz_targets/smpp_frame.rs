@@ -1,0 +1,4 @@
+#![no_main]
+//! See `switchyard_protocols::invariants::smpp_frame` for the property checked.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_protocols::invariants::smpp_frame(data));

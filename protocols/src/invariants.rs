@@ -1,0 +1,152 @@
+//! The properties the fuzz targets check, as plain functions (feature `oracle`).
+//!
+//! Each takes arbitrary bytes and panics when a property does not hold. The cargo-fuzz targets in
+//! `fuzz/` are one-line calls to these, and `tests/fuzz_corpus.rs` replays the checked-in corpus
+//! and every past crash through the same functions on stable Rust, so CI keeps them honest
+//! without a fuzzer.
+// Panicking is the point: a failed property must abort the fuzzer with the input.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+use crate::dlr;
+use crate::smpp::codec::{self, SmppCodec};
+use crate::smpp::pdu::Bind;
+use crate::smpp::session::{BindType, Event, Session, SessionConfig};
+use crate::text;
+
+/// Frames the input with [`SmppCodec`] (small maximum, so length errors are reachable); every
+/// PDU that decodes must re-encode to a frame that decodes to the same PDU, and encoding that
+/// again must give the same bytes.
+pub fn smpp_frame(data: &[u8]) {
+    let mut codec = SmppCodec::with_max_pdu_len(4096);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(frame)) = codec.decode(&mut buf) {
+        let Ok(pdu) = frame else { continue };
+        let mut first = BytesMut::new();
+        // A decoded PDU may still violate an encode-side limit; that is reported, not a panic.
+        if codec::encode(&pdu, &mut first).is_err() {
+            continue;
+        }
+        let again = codec::decode(first.clone().freeze()).expect("re-encoded PDU must decode");
+        assert_eq!(again, pdu, "decode(encode(pdu)) != pdu");
+        let mut second = BytesMut::new();
+        codec::encode(&again, &mut second).expect("second encode");
+        assert_eq!(first, second, "encoding is not stable");
+    }
+}
+
+/// Feeds the frames of the input to an SMSC session and to an ESME session (already bound),
+/// with time advancing by the first octet of each frame in seconds. Neither may panic, the
+/// window bound must hold, and the next deadline must never be in the past after a timeout.
+pub fn smpp_session(data: &[u8]) {
+    let t0 = Instant::now();
+    let creds = Bind {
+        system_id: "fuzz".into(),
+        password: "pw".into(),
+        interface_version: 0x34,
+        ..Bind::default()
+    };
+    let mut esme_cfg = SessionConfig::esme(BindType::Transceiver, creds);
+    esme_cfg.window = 4;
+    let mut esme = Session::new(esme_cfg, t0);
+    let mut smsc_cfg = SessionConfig::smsc("smsc");
+    smsc_cfg.window = 4;
+    let mut smsc = Session::new(smsc_cfg, t0);
+    let _ = esme.bind(t0);
+    while esme.poll_transmit().is_some() {}
+
+    let mut codec = SmppCodec::with_max_pdu_len(4096);
+    let mut buf = BytesMut::from(data);
+    let mut now = t0;
+    while let Ok(Some(frame)) = codec.decode(&mut buf) {
+        let step = frame.as_ref().map(|p| p.sequence_number % 64).unwrap_or(1);
+        now += Duration::from_secs(u64::from(step));
+        for session in [&mut esme, &mut smsc] {
+            match &frame {
+                Ok(pdu) => session.handle_pdu(pdu.clone(), now),
+                Err(e) => session.handle_decode_error(e, now),
+            }
+            session.handle_timeout(now);
+            if let Some(deadline) = session.poll_timeout() {
+                assert!(deadline > now, "deadline in the past after handle_timeout");
+            }
+            while let Some(event) = session.poll_event() {
+                match event {
+                    Event::BindRequest { .. } => {
+                        let _ = session.accept_bind(now);
+                    }
+                    Event::Request {
+                        sequence_number,
+                        body,
+                    } => {
+                        if let Some(resp) = body.command_id().empty_response() {
+                            let _ = session.respond(
+                                sequence_number,
+                                crate::smpp::CommandStatus::ESME_ROK,
+                                resp,
+                                now,
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            while session.poll_transmit().is_some() {}
+            assert!(session.in_flight() <= session.config().window);
+        }
+    }
+}
+
+/// Our decoder and rusmpp's must agree on every frame both accept (see [`crate::smpp::oracle`]).
+pub fn smpp_differential(data: &[u8]) {
+    if let Err(disagreement) = crate::smpp::oracle::agree(data) {
+        panic!("codecs disagree: {disagreement}");
+    }
+}
+
+/// Text round trips: any UTF-8 string encodes (auto) to segments that decode back to it;
+/// arbitrary bytes decode under every data_coding without panicking.
+pub fn text_roundtrip(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let opts = text::EncodeOptions {
+            reference: 7,
+            ..text::EncodeOptions::default()
+        };
+        if let Ok(encoded) = text::encode_message(s, &opts) {
+            let info =
+                text::count_segments(s, &opts).expect("count_segments agrees with encode_message");
+            assert_eq!(info.segments, encoded.segments.len(), "segment count");
+            let mut joined = String::new();
+            for seg in &encoded.segments {
+                let udhi = seg.udh_len > 0;
+                let decoded =
+                    text::decode_short_message(encoded.data_coding, udhi, &seg.short_message);
+                joined.push_str(decoded.text().expect("text segments decode to text"));
+            }
+            assert_eq!(joined, s, "segments do not join back to the text");
+        }
+    }
+    for dc in [0u8, 1, 3, 4, 8, 0xF0] {
+        let _ = text::decode_short_message(dc, true, data);
+        let _ = text::decode_short_message(dc, false, data);
+    }
+}
+
+/// Receipt parsing never panics; a parsed receipt formats to text that parses to the same state
+/// and id.
+pub fn dlr_parse(data: &[u8]) {
+    if let Ok(r) = dlr::parse_text_receipt(data) {
+        if !r.message_id.is_empty() && !r.message_id.contains(char::is_whitespace) {
+            let again = dlr::parse_text_receipt(&dlr::format_text_receipt(&r))
+                .expect("formatted receipt parses");
+            assert_eq!(again.message_id, r.message_id);
+            assert_eq!(again.state, r.state);
+        }
+    }
+    let _ = dlr::normalize_message_id(data);
+    let _ = Bytes::copy_from_slice(data);
+}
