@@ -2,3 +2,5 @@
 //!
 //! - `smsc-sim`: an SMSC simulator built on `switchyard_protocols::smpp` (SMSC role).
 #![warn(missing_docs)]
+pub mod smpp_load;
+pub mod smsc;

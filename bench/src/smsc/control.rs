@@ -1,0 +1,74 @@
+//! The simulator's HTTP control port: counters, live behaviour changes, MO injection.
+//!
+//! - `GET /stats` — the counters as JSON.
+//! - `GET /behaviour` / `PUT /behaviour` — read or replace the fault and receipt settings.
+//! - `POST /mo` — `{"system_id", "from", "to", "text"}` queues a mobile-originated message for a
+//!   receiving bind of that system_id (or the only system_id bound, if omitted).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::policy::Behaviour;
+use super::Shared;
+
+/// An MO message to inject.
+#[derive(Debug, Deserialize)]
+pub struct MoRequest {
+    /// The ESME system_id whose binds should receive it; optional when only one is bound.
+    pub system_id: Option<String>,
+    /// The mobile's number (source_addr).
+    pub from: String,
+    /// The number it was sent to (destination_addr): the tenant's short code or long number.
+    pub to: String,
+    /// The text (GSM-7 when representable, else UCS-2).
+    pub text: String,
+}
+
+/// Serves the control port until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/stats", get(stats))
+        .route("/behaviour", get(behaviour).put(set_behaviour))
+        .route("/mo", post(mo))
+        .with_state(shared);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Json<super::counters::Snapshot> {
+    Json(shared.counters.snapshot())
+}
+
+async fn behaviour(State(shared): State<Arc<Shared>>) -> Json<Behaviour> {
+    Json((**shared.behaviour.load()).clone())
+}
+
+async fn set_behaviour(
+    State(shared): State<Arc<Shared>>,
+    Json(b): Json<Behaviour>,
+) -> Json<Behaviour> {
+    shared.behaviour.store(Arc::new(b.clone()));
+    tracing::info!(?b, "behaviour replaced");
+    Json(b)
+}
+
+async fn mo(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<MoRequest>,
+) -> Result<StatusCode, (StatusCode, String)> {
+    shared
+        .inject_mo(req)
+        .map(|()| StatusCode::ACCEPTED)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+}
+
+/// Binds the control port (used by `main` so the address can be announced before serving).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    Ok(tokio::net::TcpListener::bind(addr).await?)
+}
