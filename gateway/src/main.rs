@@ -1,9 +1,9 @@
-//! The `switchyard` binary.
-//!
-//! This is the foundation stage: `serve` starts the runtime and waits for a shutdown signal.
-//! The SMS delivery path (HTTP API, store, binds) arrives with its own issue.
+//! The `switchyard` binary: `serve`, `check-config`, `hash-key`.
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use switchyard_ops::config::{self, Config};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -18,11 +18,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway until SIGINT or SIGTERM.
+    /// Run the gateway until SIGINT or SIGTERM (SIGHUP reloads routing and API keys).
     Serve {
-        /// Configuration file (TOML). Without it the embedded defaults apply.
+        /// Configuration file (TOML). Without it: embedded defaults, a sandbox carrier and a
+        /// sandbox tenant whose key is printed at start.
         #[arg(long)]
-        config: Option<std::path::PathBuf>,
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file (and its rate decks); print every error, with file and key.
+    CheckConfig {
+        /// The file to check.
+        #[arg(long, default_value = "switchyard.toml")]
+        config: PathBuf,
+    },
+    /// Print the hash of an API key, as it goes in `tenants.api_keys` (or make a new key).
+    HashKey {
+        /// The key; a new random key is generated when absent.
+        key: Option<String>,
     },
 }
 
@@ -34,31 +46,46 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(serve(config))
         }
+        Command::CheckConfig { config: path } => match config::check(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                Ok(())
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                std::process::exit(1);
+            }
+        },
+        Command::HashKey { key } => {
+            let key = key.unwrap_or_else(config::generate_api_key);
+            println!("key:  {key}\nhash: {}", config::hash_api_key(&key));
+            Ok(())
+        }
     }
 }
 
-async fn serve(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    if let Some(path) = &config {
-        anyhow::bail!(
-            "configuration files arrive with the SMS delivery path; {} was not read",
-            path.display()
+async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, base_dir) = match &path {
+        Some(p) => (
+            config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+            config::base_dir(p),
+        ),
+        None => (Config::embedded_default(), std::env::current_dir()?),
+    };
+    let sandbox_key = path.is_none().then_some(config::SANDBOX_API_KEY);
+    let running = switchyard_gateway::app::start(config, base_dir, path).await?;
+    // Scripts and tests read this line to find the port.
+    println!("switchyard listening on {}", running.api);
+    if let Some(key) = sandbox_key {
+        println!(
+            "sandbox carrier on {}",
+            running.sandbox.map(|a| a.to_string()).unwrap_or_default()
+        );
+        println!("sandbox API key: {key}");
+        println!(
+            "try: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"to\":\"+447911123456\",\"from\":\"Switchyard\",\"body\":\"Hello\"}}' http://{}/v1/messages",
+            running.api
         );
     }
-    tracing::info!(
-        "switchyard {} started (foundation stage: no API yet)",
-        env!("CARGO_PKG_VERSION")
-    );
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
-    Ok(())
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+    running.wait().await
 }

@@ -1,0 +1,499 @@
+//! `/v1/messages`: send, look up, list, cancel.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchyard_routing::{Channel, RouteBuf, RouteError, RouteRequest};
+
+use super::problem::Problem;
+use super::validate::{validate, SendRequest, ValidSms};
+use super::{AppState, Tenant};
+use crate::dispatch::{DispatchError, Job};
+use crate::model::{now_ms, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
+
+/// One delivery in the response (one per channel; SMS only for now).
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    /// Same as the message id for single-channel sends.
+    pub id: String,
+    /// "sms".
+    pub channel: &'static str,
+    /// Destination.
+    pub to: String,
+    /// Carrier chosen at acceptance (failover may change it).
+    pub carrier: Option<String>,
+    /// Segments.
+    pub segments: u16,
+    /// "gsm7", "ucs2", "latin1".
+    pub encoding: &'static str,
+    /// Estimated price for the tenant, decimal.
+    pub estimated_cost: Option<String>,
+    /// Its currency.
+    pub currency: Option<String>,
+}
+
+/// The 202 answer.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// Message id.
+    pub id: String,
+    /// "accepted" (or "scheduled" when scheduled_at is in the future).
+    pub status: &'static str,
+    /// Per channel.
+    pub deliveries: Vec<Delivery>,
+}
+
+fn encoding_name(e: switchyard_protocols::text::Encoding) -> &'static str {
+    match e {
+        switchyard_protocols::text::Encoding::Gsm7 => "gsm7",
+        switchyard_protocols::text::Encoding::Ucs2 => "ucs2",
+        _ => "latin1",
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::JsonDataError(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            e.body_text(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => Problem::bad_request("malformed_json", e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => {
+            Problem::bad_request("content_type", "send the body as application/json")
+        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                e.body_text(),
+            )
+        }
+        other => Problem::bad_request("bad_request", other.body_text()),
+    }
+}
+
+fn dispatch_problem(e: &DispatchError) -> Problem {
+    match e {
+        DispatchError::Route(RouteError::AllBreakersOpen { .. }) => Problem::unavailable(
+            "carriers_unavailable",
+            "every carrier for this destination is failing; retry shortly",
+            5,
+        ),
+        DispatchError::Route(RouteError::UnknownTenant) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "no_route_plan",
+            "this tenant has no routing plan",
+        ),
+        DispatchError::Route(RouteError::NoRoute(_)) => {
+            Problem::invalid("to", "no_route", "no carrier serves this destination")
+        }
+        DispatchError::Route(RouteError::BlockedPrefix | RouteError::NotAllowed) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "destination_blocked",
+            "your plan does not allow this destination",
+        ),
+        DispatchError::QueuesFull => Problem::unavailable(
+            "queue_full",
+            "the carrier queues for this destination are full; retry shortly",
+            1,
+        ),
+        other => Problem::unavailable("no_carrier", other.to_string(), 5),
+    }
+}
+
+/// The carrier and price the router gives now (for the answer and the admission check).
+fn quote(state: &AppState, job: &Job) -> Result<(String, Option<(String, String)>), DispatchError> {
+    let carrier = state.dispatcher.pick(job, job.id.0 as u64)?;
+    let table = state.dispatcher.router.load();
+    let price = (|| {
+        let tenant = table.tenant_id(&job.tenant)?;
+        let mut buf = RouteBuf::new();
+        let req = RouteRequest {
+            channel: Channel::Sms,
+            number: &job.to,
+            tenant,
+            priority: job.priority,
+            salt: job.id.0 as u64,
+            now: std::time::Instant::now(),
+        };
+        let ranked = table.route(&req, &mut buf).ok()?;
+        let id = table.carrier_id(&carrier)?;
+        let r = ranked.iter().find(|r| r.carrier == id)?;
+        Some((
+            r.price.to_string(),
+            table.config().base_currency.to_string(),
+        ))
+    })();
+    Ok((carrier, price))
+}
+
+/// `POST /v1/messages`.
+pub async fn send(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Result<Json<SendRequest>, JsonRejection>,
+) -> Result<impl IntoResponse, Problem> {
+    let Json(req) = body.map_err(json_problem)?;
+    let sms: ValidSms = validate(req, &state.limits)?;
+    let now = now_ms();
+    let id = MessageId::generate(now);
+    let job = Job {
+        id,
+        tenant: tenant.clone(),
+        to: sms.to,
+        from: sms.from.clone(),
+        body: sms.body.clone(),
+        encoding: sms.preference,
+        priority: sms.priority,
+        scheduled_at: sms.scheduled_at,
+        expires_at: sms.expires_at,
+        sent_segments: Vec::new(),
+        tried: Vec::new(),
+    };
+    // Refuse before storing anything when no carrier can take it now.
+    let (carrier, price) = quote(&state, &job).map_err(|e| dispatch_problem(&e))?;
+    let estimated = price
+        .as_ref()
+        .map(|(p, c)| (multiply(p, sms.segments), c.clone()));
+    let message = NewMessage {
+        id,
+        tenant: tenant.to_string(),
+        to: format!("+{}", sms.to.as_str()),
+        country: sms.country.clone(),
+        from: sms.from,
+        body: sms.body,
+        encoding: encoding_name(sms.encoding).to_owned(),
+        segments: sms.segments,
+        priority: format!("{:?}", sms.priority).to_lowercase(),
+        scheduled_at: sms.scheduled_at,
+        expires_at: sms.expires_at,
+        callback_url: sms.callback_url,
+        tags: sms.tags,
+        metadata: sms.metadata,
+        carrier: Some(carrier.clone()),
+        price: estimated.as_ref().map(|(p, _)| p.clone()),
+        currency: estimated.as_ref().map(|(_, c)| c.clone()),
+        created_at: now,
+    };
+    let to = message.to.clone();
+    state.store.insert(vec![message]).await.map_err(|e| {
+        tracing::error!("store refused a message: {e}");
+        Problem::unavailable(
+            "store_unavailable",
+            "the message store cannot take writes right now",
+            2,
+        )
+    })?;
+    // Durable now. Queue it; if the queues filled up in the meantime, keep retrying in the
+    // background (the message is safe in the store either way).
+    let scheduled = job.scheduled_at.is_some();
+    let job = Arc::new(job);
+    if let Err(e) = state.dispatcher.enqueue(job.clone()) {
+        tracing::warn!(%id, "accepted but not queued yet: {e}");
+        let dispatcher = state.dispatcher.clone();
+        tokio::spawn(async move { dispatcher.enqueue_with_retry(job).await });
+    }
+    let accepted = Accepted {
+        id: id.to_string(),
+        status: if scheduled { "scheduled" } else { "accepted" },
+        deliveries: vec![Delivery {
+            id: id.to_string(),
+            channel: "sms",
+            to,
+            carrier: Some(carrier),
+            segments: sms.segments,
+            encoding: encoding_name(sms.encoding),
+            estimated_cost: estimated.as_ref().map(|(p, _)| p.clone()),
+            currency: estimated.map(|(_, c)| c),
+        }],
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// `price × n` on decimal text, exactly (prices are short decimals).
+fn multiply(price: &str, n: u16) -> String {
+    let (int, frac) = price.split_once('.').unwrap_or((price, ""));
+    let scale = frac.len() as u32;
+    let Ok(units) = format!("{int}{frac}").parse::<i128>() else {
+        return price.to_owned();
+    };
+    let total = units * i128::from(n);
+    if scale == 0 {
+        return total.to_string();
+    }
+    let div = 10i128.pow(scale);
+    format!(
+        "{}.{:0width$}",
+        total / div,
+        (total % div).abs(),
+        width = scale as usize
+    )
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    /// Id.
+    pub id: String,
+    /// Current status.
+    pub status: Status,
+    /// Destination.
+    pub to: String,
+    /// Country of the destination.
+    pub country: Option<String>,
+    /// Sender.
+    pub from: String,
+    /// Text.
+    pub body: String,
+    /// Encoding.
+    pub encoding: String,
+    /// Segments.
+    pub segments: u16,
+    /// Priority.
+    pub priority: String,
+    /// Carrier chosen at acceptance.
+    pub carrier: Option<String>,
+    /// Estimated price.
+    pub price: Option<String>,
+    /// Its currency.
+    pub currency: Option<String>,
+    /// Accepted at (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Scheduled for.
+    pub scheduled_at: Option<String>,
+    /// Expires at.
+    pub expires_at: Option<String>,
+    /// Webhook.
+    pub callback_url: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Tenant data.
+    pub metadata: Option<serde_json::Value>,
+    /// Per segment: carrier, carrier id, status, error.
+    pub segment_states: Vec<serde_json::Value>,
+    /// Status history, oldest first (only in single-message answers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<serde_json::Value>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl From<MessageRecord> for MessageView {
+    fn from(r: MessageRecord) -> Self {
+        let m = r.message;
+        MessageView {
+            id: m.id.to_string(),
+            status: r.status,
+            to: m.to,
+            country: m.country,
+            from: m.from,
+            body: m.body,
+            encoding: m.encoding,
+            segments: m.segments,
+            priority: m.priority,
+            carrier: m.carrier,
+            price: m.price,
+            currency: m.currency,
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(r.updated_at),
+            scheduled_at: m.scheduled_at.map(rfc3339),
+            expires_at: m.expires_at.map(rfc3339),
+            callback_url: m.callback_url,
+            tags: m.tags,
+            metadata: m.metadata.and_then(|t| serde_json::from_str(&t).ok()),
+            segment_states: r
+                .segment_states
+                .into_iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "index": s.index, "carrier": s.carrier, "carrier_message_id": s.carrier_message_id,
+                        "status": s.status, "error": s.error, "updated_at": rfc3339(s.updated_at),
+                    })
+                })
+                .collect(),
+            history: r
+                .history
+                .into_iter()
+                .map(|h| serde_json::json!({"status": h.status, "at": rfc3339(h.at), "detail": h.detail}))
+                .collect(),
+        }
+    }
+}
+
+fn parse_id(raw: &str) -> Result<MessageId, Problem> {
+    // An id that cannot exist is "not found", not a format lecture: ids are opaque.
+    raw.parse().map_err(|_| Problem::not_found("message"))
+}
+
+/// `GET /v1/messages/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, Problem> {
+    let id = parse_id(&id)?;
+    match state.store.get(&tenant, id).await {
+        Ok(Some(r)) => Ok(Json(r.into())),
+        Ok(None) => Err(Problem::not_found("message")),
+        Err(e) => Err(Problem::unavailable("store_unavailable", e.to_string(), 2)),
+    }
+}
+
+/// Query of `GET /v1/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only to this number.
+    pub to: Option<String>,
+    /// Accepted at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Accepted before (RFC 3339).
+    pub until: Option<String>,
+    /// Only with this tag.
+    pub tag: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+fn parse_time(field: &str, s: &str) -> Result<i64, Problem> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|e| {
+            Problem::invalid(
+                field,
+                "invalid_time",
+                format!("{s:?} is not an RFC 3339 time: {e}"),
+            )
+        })
+}
+
+/// `GET /v1/messages`: newest first, cursor pagination.
+pub async fn list(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::invalid(
+            "limit",
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let filter = ListFilter {
+        status: q
+            .status
+            .as_deref()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: String| Problem::invalid("status", "invalid_status", e))
+            })
+            .transpose()?,
+        to: q.to,
+        since: q
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|s| parse_time("until", s))
+            .transpose()?,
+        tag: q.tag,
+        before: q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                c.parse()
+                    .map_err(|e: String| Problem::invalid("cursor", "invalid_cursor", e))
+            })
+            .transpose()?,
+        limit,
+    };
+    let records = state
+        .store
+        .list(&tenant, filter)
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let next_cursor = (records.len() == limit)
+        .then(|| records.last().map(|r| r.message.id.to_string()))
+        .flatten();
+    let data: Vec<MessageView> = records.into_iter().map(MessageView::from).collect();
+    Ok(Json(
+        serde_json::json!({ "data": data, "next_cursor": next_cursor }),
+    ))
+}
+
+/// `POST /v1/messages/{id}/cancel`: only scheduled messages not yet due.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let id = parse_id(&id)?;
+    let record = state
+        .store
+        .get(&tenant, id)
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let Some(record) = record else {
+        return Err(Problem::not_found("message"));
+    };
+    if !state.dispatcher.cancel_scheduled(id) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not_cancellable",
+            format!(
+                "only scheduled messages that are not due yet can be cancelled; this one is {}",
+                record.status
+            ),
+        ));
+    }
+    let update = Update::Status {
+        id,
+        status: Status::Cancelled,
+        at: now_ms(),
+        detail: Some("cancelled by the tenant".into()),
+    };
+    state
+        .store
+        .apply(vec![update])
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    Ok(Json(
+        serde_json::json!({ "id": id.to_string(), "status": "cancelled" }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn multiplies_decimal_prices() {
+        assert_eq!(super::multiply("0.0079", 3), "0.0237");
+        assert_eq!(super::multiply("2", 3), "6");
+        assert_eq!(super::multiply("0.5", 3), "1.5");
+    }
+}

@@ -1,0 +1,107 @@
+//! The HTTP API (axum).
+//!
+//! - [`messages`]: `POST /v1/messages`, `GET /v1/messages/{id}`, `GET /v1/messages`,
+//!   `POST /v1/messages/{id}/cancel`.
+//! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`validate`]: request parsing into types that cannot be invalid.
+//! - [`problem`]: RFC 9457 errors.
+//!
+//! Every `/v1` route authenticates with `Authorization: Bearer <key>`; a tenant only ever sees
+//! its own messages.
+
+pub mod messages;
+pub mod ops;
+pub mod problem;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::dispatch::Dispatcher;
+use crate::smpp::bind::BindStatus;
+use crate::store::Store;
+use problem::Problem;
+
+/// Resolves an API key to its tenant (hash comparison in constant time lives behind this).
+pub trait Authenticator: Send + Sync + 'static {
+    /// The tenant owning `key`, if any.
+    fn tenant(&self, key: &str) -> Option<Arc<str>>;
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// API keys → tenants (swapped on reload).
+    pub auth: Arc<arc_swap::ArcSwap<Box<dyn Authenticator>>>,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Routing and queues.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Every bind's live status (for /readyz and metrics).
+    pub binds: Arc<arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>>,
+    /// Prometheus exposition.
+    pub metrics: Option<PrometheusHandle>,
+    /// Request limits.
+    pub limits: validate::Limits,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The tenant a request authenticated as.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub Arc<str>);
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(Problem::unauthorized)?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .ok_or_else(Problem::unauthorized)?;
+        state
+            .auth
+            .load()
+            .tenant(key)
+            .map(Tenant)
+            .ok_or_else(Problem::unauthorized)
+    }
+}
+
+/// The API's routes.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/messages", post(messages::send).get(messages::list))
+        .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/routes/explain", get(ops::explain))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async {
+            Problem::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                "no such endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

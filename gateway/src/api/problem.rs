@@ -1,0 +1,99 @@
+//! Errors as RFC 9457 problem details: `application/problem+json` with a stable machine code,
+//! the HTTP status, a human title and detail, and the offending field when there is one.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One API error.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A URI naming the problem type (stable; documentation lives there).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Stable machine-readable code (`invalid_number`, `queue_full`, …).
+    pub code: &'static str,
+    /// The request field at fault, as a JSON pointer-ish path (`to`, `body`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds after which retrying may succeed (also sent as `Retry-After`).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with a status, a code and a detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("https://switchyard.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 422: a field's value is not acceptable.
+    pub fn invalid(field: &str, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            field: Some(field.to_owned()),
+            ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+        }
+    }
+
+    /// 400: the request cannot be read at all.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 401: no or wrong credentials.
+    pub fn unauthorized() -> Self {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send a valid API key as `Authorization: Bearer <key>`",
+        )
+    }
+
+    /// 404: nothing of yours by that id.
+    pub fn not_found(what: &str) -> Self {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} with that id"),
+        )
+    }
+
+    /// 503 with Retry-After: overloaded or unavailable, try again.
+    pub fn unavailable(code: &'static str, detail: impl Into<String>, retry_after: u64) -> Self {
+        Problem {
+            retry_after: Some(retry_after),
+            ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after;
+        let mut response = (status, axum::Json(self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

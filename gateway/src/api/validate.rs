@@ -1,0 +1,460 @@
+//! Parse, don't validate: turns the JSON of `POST /v1/messages` into a [`ValidSms`] that cannot
+//! be invalid, or a [`Problem`] naming the field at fault. Nothing is stored before this passes.
+
+use serde::Deserialize;
+use switchyard_protocols::text::{
+    count_segments, Concat, EncodeOptions, Encoding, EncodingPreference,
+};
+use switchyard_routing::{Priority, E164};
+
+use super::problem::Problem;
+use crate::model::{now_ms, UnixMs};
+
+/// The request body of `POST /v1/messages` (SMS).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// `"+447700900123"` or `{"phone": "+447700900123"}`.
+    pub to: Recipient,
+    /// `"sms"` (the default; other channels arrive with their issues).
+    pub channel: Option<String>,
+    /// E.164 number, short code, or alphanumeric sender id (≤ 11 characters).
+    pub from: String,
+    /// The text.
+    pub body: String,
+    /// `auto` (default), `gsm7` or `ucs2`.
+    pub encoding: Option<String>,
+    /// `critical`, `high`, `normal` (default) or `low`.
+    pub priority: Option<String>,
+    /// ISO 8601 duration (`PT1H`) or whole seconds: give up if not sent within it.
+    pub validity_period: Option<serde_json::Value>,
+    /// RFC 3339 time to send at.
+    pub scheduled_at: Option<String>,
+    /// Status webhook for this message.
+    pub callback_url: Option<String>,
+    /// Labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Free-form JSON object.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A recipient in either accepted shape.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Recipient {
+    /// `"+447700900123"`.
+    Phone(String),
+    /// `{"phone": "+447700900123"}`.
+    Object {
+        /// The number.
+        phone: String,
+    },
+}
+
+/// Limits the API enforces on every message.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most segments a message may need.
+    pub max_segments: usize,
+    /// Longest validity period accepted.
+    pub max_validity_s: u64,
+    /// How far ahead a message may be scheduled.
+    pub max_schedule_ahead_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_segments: 10,
+            max_validity_s: 7 * 24 * 3600,
+            max_schedule_ahead_s: 90 * 24 * 3600,
+        }
+    }
+}
+
+/// A send request that passed every check.
+#[derive(Debug, Clone)]
+pub struct ValidSms {
+    /// Destination.
+    pub to: E164,
+    /// ISO 3166 region of the destination.
+    pub country: Option<String>,
+    /// Sender.
+    pub from: String,
+    /// Text.
+    pub body: String,
+    /// Encoding asked for.
+    pub preference: EncodingPreference,
+    /// Encoding that will be used.
+    pub encoding: Encoding,
+    /// Segments needed.
+    pub segments: u16,
+    /// Priority.
+    pub priority: Priority,
+    /// Send at.
+    pub scheduled_at: Option<UnixMs>,
+    /// Give up at.
+    pub expires_at: Option<UnixMs>,
+    /// Webhook.
+    pub callback_url: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// JSON text.
+    pub metadata: Option<String>,
+}
+
+/// Checks everything; the first problem found is returned.
+pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
+    if let Some(channel) = req.channel.as_deref() {
+        if channel != "sms" {
+            return Err(Problem::invalid(
+                "channel",
+                "unsupported_channel",
+                format!("channel {channel:?} is not available yet; use \"sms\""),
+            ));
+        }
+    }
+    let raw_to = match &req.to {
+        Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
+    };
+    let (to, country) =
+        parse_number(raw_to).map_err(|d| Problem::invalid("to", "invalid_number", d))?;
+    let from = validate_sender(req.from.trim())
+        .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
+    if req.body.is_empty() {
+        return Err(Problem::invalid(
+            "body",
+            "empty_body",
+            "body must not be empty",
+        ));
+    }
+    let preference = match req.encoding.as_deref().unwrap_or("auto") {
+        "auto" => EncodingPreference::Auto,
+        "gsm7" => EncodingPreference::Force(Encoding::Gsm7),
+        "ucs2" => EncodingPreference::Force(Encoding::Ucs2),
+        other => {
+            return Err(Problem::invalid(
+                "encoding",
+                "invalid_encoding",
+                format!("encoding {other:?} is not one of auto, gsm7, ucs2"),
+            ))
+        }
+    };
+    let opts = EncodeOptions {
+        encoding: preference,
+        concat: Concat::Udh8,
+        ..EncodeOptions::default()
+    };
+    let info = count_segments(&req.body, &opts).map_err(|e| {
+        Problem::invalid(
+            "body",
+            "unencodable_body",
+            format!("the body cannot be sent as asked: {e}"),
+        )
+    })?;
+    if info.segments > limits.max_segments {
+        return Err(Problem::invalid(
+            "body",
+            "body_too_long",
+            format!(
+                "the body needs {} segments; at most {} are allowed",
+                info.segments, limits.max_segments
+            ),
+        ));
+    }
+    let priority = match req.priority.as_deref().unwrap_or("normal") {
+        "critical" => Priority::Critical,
+        "high" => Priority::High,
+        "normal" => Priority::Normal,
+        "low" => Priority::Low,
+        other => {
+            return Err(Problem::invalid(
+                "priority",
+                "invalid_priority",
+                format!("priority {other:?} is not one of critical, high, normal, low"),
+            ))
+        }
+    };
+    let now = now_ms();
+    let scheduled_at = match &req.scheduled_at {
+        None => None,
+        Some(s) => {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| {
+                    Problem::invalid(
+                        "scheduled_at",
+                        "invalid_time",
+                        format!("{s:?} is not an RFC 3339 time: {e}"),
+                    )
+                })?;
+            let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+            if ms > now + (limits.max_schedule_ahead_s as i64) * 1000 {
+                return Err(Problem::invalid(
+                    "scheduled_at",
+                    "schedule_too_far",
+                    format!("at most {} days ahead", limits.max_schedule_ahead_s / 86400),
+                ));
+            }
+            (ms > now).then_some(ms)
+        }
+    };
+    let expires_at = match &req.validity_period {
+        None => None,
+        Some(v) => {
+            let secs = parse_validity(v)
+                .map_err(|d| Problem::invalid("validity_period", "invalid_validity", d))?;
+            if secs == 0 || secs > limits.max_validity_s {
+                return Err(Problem::invalid(
+                    "validity_period",
+                    "invalid_validity",
+                    format!(
+                        "must be between 1 second and {} hours",
+                        limits.max_validity_s / 3600
+                    ),
+                ));
+            }
+            Some(scheduled_at.unwrap_or(now) + secs as i64 * 1000)
+        }
+    };
+    let callback_url = match req.callback_url {
+        None => None,
+        Some(u) => {
+            let parsed = url::Url::parse(&u)
+                .map_err(|e| Problem::invalid("callback_url", "invalid_url", format!("{e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(Problem::invalid(
+                    "callback_url",
+                    "invalid_url",
+                    "must be an http or https URL",
+                ));
+            }
+            Some(u)
+        }
+    };
+    if req.tags.len() > 20 || req.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+        return Err(Problem::invalid(
+            "tags",
+            "invalid_tags",
+            "at most 20 tags of 1 to 64 characters",
+        ));
+    }
+    let metadata = match req.metadata {
+        None => None,
+        Some(v @ serde_json::Value::Object(_)) => {
+            let text = v.to_string();
+            if text.len() > 4096 {
+                return Err(Problem::invalid(
+                    "metadata",
+                    "metadata_too_large",
+                    "metadata is limited to 4096 bytes of JSON",
+                ));
+            }
+            Some(text)
+        }
+        Some(_) => {
+            return Err(Problem::invalid(
+                "metadata",
+                "invalid_metadata",
+                "metadata must be a JSON object",
+            ))
+        }
+    };
+    Ok(ValidSms {
+        to,
+        country,
+        from,
+        body: req.body,
+        preference,
+        encoding: info.encoding,
+        segments: info.segments as u16,
+        priority,
+        scheduled_at,
+        expires_at,
+        callback_url,
+        tags: req.tags,
+        metadata,
+    })
+}
+
+/// An E.164 number that a phone-number library (libphonenumber's data) considers valid.
+fn parse_number(raw: &str) -> Result<(E164, Option<String>), String> {
+    if !raw.starts_with('+') {
+        return Err(format!(
+            "{raw:?} must be in E.164 form, starting with + and the country code"
+        ));
+    }
+    let parsed =
+        phonenumber::parse(None, raw).map_err(|e| format!("{raw:?} is not a phone number: {e}"))?;
+    if !phonenumber::is_valid(&parsed) {
+        return Err(format!("{raw:?} is not a valid number for its country"));
+    }
+    let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+    let number = E164::parse(&e164).map_err(|e| format!("{raw:?}: {e}"))?;
+    let country = parsed.country().id().map(|c| c.as_ref().to_owned());
+    Ok((number, country))
+}
+
+/// E.164 numbers, short codes (3–8 digits) and alphanumeric ids of 1–11 GSM characters.
+fn validate_sender(from: &str) -> Result<String, String> {
+    if from.is_empty() {
+        return Err("from must not be empty".into());
+    }
+    if let Some(digits) = from.strip_prefix('+') {
+        if (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(from.to_owned());
+        }
+        return Err(format!("{from:?} is not an E.164 number"));
+    }
+    if from.bytes().all(|b| b.is_ascii_digit()) {
+        if (3..=8).contains(&from.len()) {
+            return Ok(from.to_owned());
+        }
+        return Err(format!(
+            "{from:?}: numeric senders are short codes of 3 to 8 digits or E.164 numbers with +"
+        ));
+    }
+    let chars = from.chars().count();
+    if chars > 11 {
+        return Err(format!(
+            "alphanumeric sender ids are at most 11 characters ({from:?} has {chars})"
+        ));
+    }
+    if !from
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " -_.&".contains(c))
+    {
+        return Err(format!(
+            "{from:?}: alphanumeric sender ids use letters, digits, space and - _ . &"
+        ));
+    }
+    Ok(from.to_owned())
+}
+
+/// Whole seconds, or an ISO 8601 duration of days, hours, minutes and seconds (`P1DT2H`, `PT30M`).
+fn parse_validity(v: &serde_json::Value) -> Result<u64, String> {
+    if let Some(n) = v.as_u64() {
+        return Ok(n);
+    }
+    let s = v
+        .as_str()
+        .ok_or("must be whole seconds or an ISO 8601 duration such as PT1H")?;
+    let rest = s
+        .strip_prefix('P')
+        .ok_or_else(|| format!("{s:?} is not an ISO 8601 duration (PT1H)"))?;
+    let (mut total, mut in_time, mut number) = (0u64, false, String::new());
+    for c in rest.chars() {
+        match c {
+            'T' if !in_time && number.is_empty() => in_time = true,
+            '0'..='9' => number.push(c),
+            unit => {
+                let n: u64 = number
+                    .parse()
+                    .map_err(|_| format!("{s:?} is not an ISO 8601 duration"))?;
+                number.clear();
+                let factor = match (in_time, unit) {
+                    (false, 'D') => 86400,
+                    (false, 'W') => 7 * 86400,
+                    (true, 'H') => 3600,
+                    (true, 'M') => 60,
+                    (true, 'S') => 1,
+                    _ => return Err(format!("{s:?}: unsupported unit {unit:?} (use D, H, M, S)")),
+                };
+                total = total.saturating_add(n.saturating_mul(factor));
+            }
+        }
+    }
+    if !number.is_empty() || rest.is_empty() {
+        return Err(format!("{s:?} is not an ISO 8601 duration"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: serde_json::Value) -> SendRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn accepts_a_plain_message() {
+        let v = validate(
+            req(serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "Hello"})),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(v.to.as_str(), "447700900123");
+        assert_eq!(v.country.as_deref(), Some("GB"));
+        assert_eq!(v.segments, 1);
+        assert_eq!(v.encoding, Encoding::Gsm7);
+    }
+
+    #[test]
+    fn names_the_field_at_fault() {
+        let cases = [
+            (
+                serde_json::json!({"to": "447700900123", "from": "Acme", "body": "x"}),
+                "to",
+            ),
+            (
+                serde_json::json!({"to": "+44123", "from": "Acme", "body": "x"}),
+                "to",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "ThisIsTooLongForASender", "body": "x"}),
+                "from",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": ""}),
+                "body",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(2000)}),
+                "body",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "😀", "encoding": "gsm7"}),
+                "body",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "priority": "urgent"}),
+                "priority",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "validity_period": "1 hour"}),
+                "validity_period",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "scheduled_at": "tomorrow"}),
+                "scheduled_at",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "callback_url": "ftp://x"}),
+                "callback_url",
+            ),
+            (
+                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "metadata": [1]}),
+                "metadata",
+            ),
+        ];
+        for (json, field) in cases {
+            let p = validate(req(json.clone()), &Limits::default()).unwrap_err();
+            assert_eq!(p.field.as_deref(), Some(field), "{json}: {p:?}");
+            assert_eq!(p.status, 422);
+        }
+    }
+
+    #[test]
+    fn parses_validity_periods() {
+        assert_eq!(parse_validity(&serde_json::json!("PT1H")).unwrap(), 3600);
+        assert_eq!(
+            parse_validity(&serde_json::json!("P1DT30M")).unwrap(),
+            86400 + 1800
+        );
+        assert_eq!(parse_validity(&serde_json::json!(90)).unwrap(), 90);
+        assert!(parse_validity(&serde_json::json!("PT")).is_err());
+        assert!(parse_validity(&serde_json::json!("P1X")).is_err());
+    }
+}

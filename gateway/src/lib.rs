@@ -1,0 +1,20 @@
+//! The Switchyard gateway as a library, so the binary, the integration tests and the examples
+//! share one copy of the domain model and the store.
+//!
+//! # Layout
+//! - [`model`]: message ids, statuses, what the API hands the store and what binds report.
+//! - [`store`]: the durable state behind the [`store::Store`] trait (embedded SQLite by default).
+//! - [`updates`]: state changes from binds and dispatcher, batched into the store.
+//! - [`api`]: the HTTP API (axum).
+//! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
+//! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
+//! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
+
+pub mod api;
+pub mod app;
+pub mod dispatch;
+pub mod model;
+pub mod sandbox;
+pub mod smpp;
+pub mod store;
+pub mod updates;

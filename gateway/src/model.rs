@@ -1,0 +1,441 @@
+//! The gateway's domain model: message ids, statuses and their order, what the API hands the
+//! store, what the dispatcher and the binds report back.
+//!
+//! Times are unix milliseconds (`i64`) everywhere a value is stored or serialised; monotonic
+//! `Instant`s stay inside the tasks that measure with them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Unix time in milliseconds.
+pub type UnixMs = i64;
+
+/// The current unix time in milliseconds.
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A message id: time-ordered, so ids sort by acceptance time and make natural cursors.
+/// 44 bits of unix milliseconds, 20 bits of a per-process sequence. Shown as `msg_` and 16 hex
+/// digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct MessageId(pub i64);
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+impl MessageId {
+    /// A fresh id for a message accepted at `now`. Unique within a process as long as fewer
+    /// than 2^20 ids are made per millisecond; [`MessageId::generate_after`] keeps ids unique
+    /// across restarts by starting above the highest stored id.
+    pub fn generate(now: UnixMs) -> Self {
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xF_FFFF;
+        MessageId(((now & 0xFFF_FFFF_FFFF) << 20) | seq as i64)
+    }
+
+    /// Makes sure later ids sort after `highest` (called at start with the store's maximum).
+    pub fn generate_after(highest: MessageId) {
+        let seq = (highest.0 & 0xF_FFFF) as u64 + 1;
+        SEQUENCE.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// The acceptance time encoded in the id.
+    pub fn timestamp_ms(self) -> UnixMs {
+        self.0 >> 20
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "msg_{:016x}", self.0)
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .strip_prefix("msg_")
+            .ok_or_else(|| format!("{s:?} is not a message id (msg_…)"))?;
+        if hex.len() != 16 {
+            return Err(format!(
+                "{s:?} is not a message id (msg_ and 16 hex digits)"
+            ));
+        }
+        u64::from_str_radix(hex, 16)
+            .map(|v| MessageId(v as i64))
+            .map_err(|_| format!("{s:?} is not a message id"))
+    }
+}
+
+impl From<MessageId> for String {
+    fn from(id: MessageId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for MessageId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Where a message is in its life (DESIGN.md, "Message states").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Stored; the 202 went out.
+    Accepted,
+    /// Waiting in a carrier queue (or for its scheduled time).
+    Queued,
+    /// Handed to a bind; submit_sm in flight or being retried.
+    Submitting,
+    /// Every segment got ESME_ROK from the carrier.
+    Sent,
+    /// Every segment was delivered to the handset.
+    Delivered,
+    /// The carrier reported that it could not deliver.
+    Undeliverable,
+    /// The validity period ran out (at the carrier or before we could send it).
+    Expired,
+    /// The carrier refused it permanently (submit_sm error or REJECTD receipt).
+    Rejected,
+    /// No carrier could take it.
+    Failed,
+    /// Cancelled by the tenant before it was sent.
+    Cancelled,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 10] = [
+        Status::Accepted,
+        Status::Queued,
+        Status::Submitting,
+        Status::Sent,
+        Status::Delivered,
+        Status::Undeliverable,
+        Status::Expired,
+        Status::Rejected,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// Position in the lifecycle; final states share the highest rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Accepted => 0,
+            Status::Queued => 1,
+            Status::Submitting => 2,
+            Status::Sent => 3,
+            _ => 4,
+        }
+    }
+
+    /// True for states nothing can leave.
+    pub fn is_final(self) -> bool {
+        self.rank() == 4
+    }
+
+    /// True when a message in `self` may move to `next`: only forwards, never out of a final
+    /// state, so a late or duplicate receipt never moves a message backwards.
+    pub fn can_become(self, next: Status) -> bool {
+        !self.is_final() && next.rank() > self.rank()
+    }
+
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "accepted",
+            Status::Queued => "queued",
+            Status::Submitting => "submitting",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Undeliverable => "undeliverable",
+            Status::Expired => "expired",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}"))
+    }
+}
+
+/// Message priority (the routing crate's, re-exported for the API).
+pub use switchyard_routing::Priority;
+
+/// A message the API accepted, as the store keeps it. Everything here is already validated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewMessage {
+    /// Its id.
+    pub id: MessageId,
+    /// The tenant that sent it.
+    pub tenant: String,
+    /// Destination, E.164 with '+'.
+    pub to: String,
+    /// ISO 3166 country of the destination, when known.
+    pub country: Option<String>,
+    /// Sender: E.164 with '+', a short code, or an alphanumeric id.
+    pub from: String,
+    /// The text.
+    pub body: String,
+    /// "gsm7", "ucs2" or "latin1".
+    pub encoding: String,
+    /// Number of SMS segments.
+    pub segments: u16,
+    /// "critical", "high", "normal" or "low".
+    pub priority: String,
+    /// Send no earlier than this.
+    pub scheduled_at: Option<UnixMs>,
+    /// Give up (status expired) if not sent by then.
+    pub expires_at: Option<UnixMs>,
+    /// Per-message status webhook.
+    pub callback_url: Option<String>,
+    /// Tenant's labels.
+    pub tags: Vec<String>,
+    /// Tenant's free-form data, as JSON text.
+    pub metadata: Option<String>,
+    /// The carrier the router chose at acceptance (the dispatcher may fail over).
+    pub carrier: Option<String>,
+    /// Estimated price for the tenant, decimal text, and its currency.
+    pub price: Option<String>,
+    /// Currency of `price`.
+    pub currency: Option<String>,
+    /// When it was accepted.
+    pub created_at: UnixMs,
+}
+
+/// One segment's state, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// 0-based segment index.
+    pub index: u16,
+    /// The carrier it went to.
+    pub carrier: Option<String>,
+    /// The carrier's message id from submit_sm_resp.
+    pub carrier_message_id: Option<String>,
+    /// Its status (sent, delivered, undeliverable, …).
+    pub status: Status,
+    /// The carrier's error, if any (SMPP status name or receipt err code).
+    pub error: Option<String>,
+    /// Last change.
+    pub updated_at: UnixMs,
+}
+
+/// One entry of a message's status history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// The new status.
+    pub status: Status,
+    /// When.
+    pub at: UnixMs,
+    /// Why, when there is something to say (carrier, error).
+    pub detail: Option<String>,
+}
+
+/// A stored message with its current state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// What was accepted.
+    #[serde(flatten)]
+    pub message: NewMessage,
+    /// Current status.
+    pub status: Status,
+    /// Last status change.
+    pub updated_at: UnixMs,
+    /// Per-segment state (empty until submitted).
+    pub segment_states: Vec<SegmentRecord>,
+    /// Every status change, oldest first (filled by `get`, empty in lists).
+    pub history: Vec<StatusChange>,
+}
+
+/// A delivery receipt as the bind saw it, for the store to match and apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptUpdate {
+    /// The carrier whose bind received it.
+    pub carrier: String,
+    /// The id as received (matched after normalisation: hex/decimal/case/leading zeros).
+    pub carrier_message_id: String,
+    /// The state it reports, mapped to ours: delivered, undeliverable, expired, rejected; or
+    /// `None` for intermediate states (enroute, accepted) that change nothing.
+    pub status: Option<Status>,
+    /// The carrier's error code, if any.
+    pub error: Option<String>,
+    /// When it arrived.
+    pub at: UnixMs,
+}
+
+/// A state change reported by the dispatcher, a bind or a receipt. Applied by the store in
+/// order, in batches (group commit), never moving a message or segment backwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// The message moved to `status` (queued, submitting, failed, expired, cancelled, …).
+    Status {
+        /// Which message.
+        id: MessageId,
+        /// The new status.
+        status: Status,
+        /// When.
+        at: UnixMs,
+        /// Why.
+        detail: Option<String>,
+    },
+    /// The carrier accepted one segment (submit_sm_resp ESME_ROK). When every segment is
+    /// sent, the message becomes `sent`.
+    SegmentSent {
+        /// Which message.
+        id: MessageId,
+        /// 0-based segment.
+        index: u16,
+        /// The carrier that took it.
+        carrier: String,
+        /// Its id for the segment.
+        carrier_message_id: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// The carrier refused one segment permanently; the message becomes `rejected`.
+    SegmentRejected {
+        /// Which message.
+        id: MessageId,
+        /// 0-based segment.
+        index: u16,
+        /// The carrier that refused it.
+        carrier: String,
+        /// The SMPP status, e.g. "ESME_RINVDSTADR(0x0000000B)".
+        error: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// A delivery receipt: matched by carrier id to a segment; the message is delivered when
+    /// every segment is, and takes the first failure otherwise. Unmatched receipts are kept.
+    Receipt(ReceiptUpdate),
+    /// A mobile-originated message arrived.
+    Inbound(InboundMessage),
+}
+
+/// A mobile-originated (inbound) message, reassembled if it came in parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Its id (same id space as outbound messages).
+    pub id: MessageId,
+    /// The carrier whose bind received it.
+    pub carrier: String,
+    /// The tenant owning the destination number, when known.
+    pub tenant: Option<String>,
+    /// The mobile's number.
+    pub from: String,
+    /// The number it was sent to (a tenant's long number or short code).
+    pub to: String,
+    /// The text (decoded), or hex for binary payloads.
+    pub body: String,
+    /// When it arrived.
+    pub received_at: UnixMs,
+}
+
+impl Update {
+    /// The message this update is about, when it names one.
+    pub fn message_id(&self) -> Option<MessageId> {
+        match self {
+            Update::Status { id, .. }
+            | Update::SegmentSent { id, .. }
+            | Update::SegmentRejected { id, .. } => Some(*id),
+            Update::Receipt(_) | Update::Inbound(_) => None,
+        }
+    }
+}
+
+/// What applying one update did (for events, metrics and webhooks later).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The message moved to this status.
+    Moved {
+        /// Which message.
+        id: MessageId,
+        /// Its tenant.
+        tenant: String,
+        /// The new status.
+        status: Status,
+    },
+    /// The update was valid but changed no message status (a segment of several, a late or
+    /// duplicate receipt, an intermediate state).
+    NoChange,
+    /// A receipt matched no submitted segment; it is kept in the unmatched receipts table.
+    UnmatchedReceipt,
+    /// The message does not exist.
+    UnknownMessage(MessageId),
+    /// An inbound message was stored.
+    Inbound(MessageId),
+}
+
+/// Filters for listing messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only messages to this number.
+    pub to: Option<String>,
+    /// Accepted at or after.
+    pub since: Option<UnixMs>,
+    /// Accepted before.
+    pub until: Option<UnixMs>,
+    /// Only messages with this tag.
+    pub tag: Option<String>,
+    /// Cursor: messages with ids below this (newest first).
+    pub before: Option<MessageId>,
+    /// Page size (1..=1000).
+    pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let a = MessageId::generate(1_700_000_000_000);
+        let b = MessageId::generate(1_700_000_000_001);
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<MessageId>().unwrap(), a);
+        assert_eq!(a.timestamp_ms(), 1_700_000_000_000);
+        assert!("msg_zz".parse::<MessageId>().is_err());
+        assert!("abc".parse::<MessageId>().is_err());
+    }
+
+    #[test]
+    fn statuses_only_move_forward() {
+        assert!(Status::Accepted.can_become(Status::Queued));
+        assert!(Status::Sent.can_become(Status::Delivered));
+        assert!(!Status::Delivered.can_become(Status::Sent));
+        assert!(!Status::Delivered.can_become(Status::Undeliverable));
+        assert!(!Status::Sent.can_become(Status::Submitting));
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+        }
+    }
+}

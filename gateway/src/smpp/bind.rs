@@ -1,0 +1,760 @@
+//! One SMPP bind to a carrier: a tokio task around a sans-IO ESME [`Session`].
+//!
+//! ```text
+//! connect (backoff + jitter) ─► bind ─► loop {
+//!     fill the window: retries due first, then jobs from the carrier queue, within the TPS bucket
+//!     read: responses → sent / retry / fail over / rejected; deliver_sm → receipts, MO (acked once durable)
+//!     timers: session (enquire_link, response timeouts), throttle, retry back-off
+//! } ─► closed: everything in flight goes back to the queue; reconnect
+//! ```
+//! Throttling (ESME_RTHROTTLED, ESME_RMSGQFUL) halves this bind's rate and retries the segment
+//! on the same bind; the rate creeps back up with each success (AIMD). Transient errors retry
+//! on this carrier up to `max_retries`, then the message fails over to the next carrier.
+//! Permanent errors reject the message.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rand::Rng;
+use switchyard_protocols::dlr::{receipt_from_deliver, ReceiptState};
+use switchyard_protocols::smpp::codec::SmppCodec;
+use switchyard_protocols::smpp::pdu::{Bind, Body, DataSmResp, MessageIdResp, SubmitSm};
+use switchyard_protocols::smpp::session::{Event, Session, SessionConfig, State};
+use switchyard_protocols::smpp::status::StatusClass;
+use switchyard_protocols::smpp::CommandStatus;
+use switchyard_protocols::text::{
+    decode_short_message, parse_udh, Part, Reassembler, ReassemblyConfig, ReassemblyKey,
+};
+use switchyard_routing::{FailureClass, Outcome, TokenBucket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::submit::{segments, Segment};
+use super::BindSettings;
+use crate::dispatch::{CarrierQueue, Dispatcher, Job};
+use crate::model::{now_ms, InboundMessage, MessageId, ReceiptUpdate, Status, Update};
+use crate::updates::UpdateSink;
+
+/// What every bind of the gateway shares.
+#[derive(Debug, Clone)]
+pub struct BindContext {
+    /// Routing, failover, queues.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Where state changes go.
+    pub updates: UpdateSink,
+    /// Flips to true when the gateway shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    /// How long to wait for in-flight responses at shutdown before unbinding anyway.
+    pub drain_timeout: Duration,
+}
+
+/// Live facts about one bind, for readiness and metrics.
+#[derive(Debug, Default)]
+pub struct BindStatus {
+    /// Bound right now.
+    pub bound: AtomicBool,
+    /// Successful binds so far.
+    pub binds: AtomicU64,
+    /// submit_sm sent.
+    pub submitted: AtomicU64,
+    /// Receipts received.
+    pub receipts: AtomicU64,
+}
+
+/// A segment sent and awaiting its response.
+#[derive(Debug)]
+struct InFlight {
+    job: Arc<Job>,
+    segment: Segment,
+    attempt: u32,
+    sent_at: Instant,
+}
+
+/// A segment waiting to be (re)sent.
+#[derive(Debug)]
+struct Pending {
+    job: Arc<Job>,
+    segment: Segment,
+    attempt: u32,
+    not_before: Instant,
+}
+
+/// Runs one bind until shutdown: connects, binds, sends, reconnects.
+pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatus>) {
+    let queue = ctx.dispatcher.queue(&settings.carrier);
+    let mut delay = settings.reconnect_min;
+    let mut shutdown = ctx.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let connected = tokio::select! {
+            c = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&settings.address)) => c,
+            _ = shutdown.changed() => return,
+        };
+        match connected {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                let mut conn = Conn::new(&settings, &ctx, &queue, &status);
+                let bound = conn.serve(stream).await;
+                status.bound.store(false, Ordering::Relaxed);
+                conn.release().await;
+                if bound {
+                    delay = settings.reconnect_min;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(carrier = %settings.carrier, "connect to {} failed: {e}", settings.address)
+            }
+            Err(_) => {
+                tracing::warn!(carrier = %settings.carrier, "connect to {} timed out", settings.address)
+            }
+        }
+        record(
+            &ctx,
+            &settings.carrier,
+            Outcome::Failure(FailureClass::TransportDown),
+        );
+        // Exponential back-off with full jitter in [delay/2, delay].
+        let jittered = delay.mul_f64(rand::rng().random_range(0.5..=1.0));
+        tokio::select! {
+            _ = tokio::time::sleep(jittered) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = (delay * 2).min(settings.reconnect_max);
+    }
+}
+
+fn record(ctx: &BindContext, carrier: &str, outcome: Outcome) {
+    let table = ctx.dispatcher.router.load();
+    if let Some(id) = table.carrier_id(carrier) {
+        table.record(id, Instant::now(), outcome);
+    }
+}
+
+/// One connection's state.
+struct Conn<'a> {
+    s: &'a BindSettings,
+    ctx: &'a BindContext,
+    queue: &'a Arc<CarrierQueue>,
+    status: &'a BindStatus,
+    session: Session,
+    in_flight: HashMap<u32, InFlight>,
+    pending: VecDeque<Pending>,
+    bucket: Option<TokenBucket>,
+    /// The configured rate, which AIMD never exceeds.
+    max_rate: Option<u32>,
+    /// Receipts and MO waiting for their commit before we acknowledge them.
+    acks: FuturesUnordered<futures::future::BoxFuture<'static, (u32, bool, bool)>>,
+    reassembler: Reassembler,
+    reference: u16,
+    draining: Option<Instant>,
+}
+
+impl<'a> Conn<'a> {
+    fn new(
+        s: &'a BindSettings,
+        ctx: &'a BindContext,
+        queue: &'a Arc<CarrierQueue>,
+        status: &'a BindStatus,
+    ) -> Self {
+        let now = Instant::now();
+        let credentials = Bind {
+            system_id: s.system_id.clone().into(),
+            password: s.password.clone().into(),
+            system_type: s.system_type.clone().into(),
+            interface_version: 0x34,
+            ..Bind::default()
+        };
+        let mut config = SessionConfig::esme(s.bind_type, credentials);
+        config.window = s.window.max(1);
+        config.response_timeout = s.response_timeout;
+        config.enquire_link_interval = Some(s.enquire_link);
+        let bucket = s
+            .tps
+            .and_then(NonZeroU32::new)
+            .map(|r| TokenBucket::per_second(r, now));
+        Conn {
+            s,
+            ctx,
+            queue,
+            status,
+            session: Session::new(config, now),
+            in_flight: HashMap::new(),
+            pending: VecDeque::new(),
+            bucket,
+            max_rate: s.tps,
+            acks: FuturesUnordered::new(),
+            reassembler: Reassembler::new(ReassemblyConfig::default()),
+            reference: rand::rng().random(),
+            draining: None,
+        }
+    }
+
+    /// Drives the connection until it closes. Returns whether it ever bound.
+    async fn serve(&mut self, stream: tokio::net::TcpStream) -> bool {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut codec = SmppCodec::with_max_pdu_len(self.s.max_pdu_len);
+        let mut rbuf = BytesMut::with_capacity(64 * 1024);
+        let mut wbuf = BytesMut::with_capacity(64 * 1024);
+        let mut shutdown = self.ctx.shutdown.clone();
+        let mut ever_bound = false;
+        if let Err(e) = self.session.bind(Instant::now()) {
+            tracing::error!(carrier = %self.s.carrier, "cannot bind: {e}");
+            return false;
+        }
+        loop {
+            let now = Instant::now();
+            if *shutdown.borrow() && self.draining.is_none() {
+                self.draining = Some(now + self.ctx.drain_timeout);
+            }
+            if let Some(deadline) = self.draining {
+                let bound = matches!(self.session.state(), State::Bound(_));
+                if bound && (self.in_flight.is_empty() || now >= deadline) {
+                    let _ = self.session.unbind(now);
+                }
+            }
+            let mut wake = self.fill(now).await;
+            self.drain_events(now).await;
+            ever_bound |= self.status.bound.load(Ordering::Relaxed);
+            while let Some(pdu) = self.session.poll_transmit() {
+                if let Err(e) = codec.encode(&pdu, &mut wbuf) {
+                    tracing::error!(carrier = %self.s.carrier, "cannot encode {:?}: {e}", pdu.command_id());
+                }
+            }
+            if !wbuf.is_empty() {
+                if let Err(e) = wr.write_all(&wbuf).await {
+                    tracing::warn!(carrier = %self.s.carrier, "write failed: {e}");
+                    self.session.connection_lost(Instant::now());
+                    self.drain_events(Instant::now()).await;
+                    return ever_bound;
+                }
+                wbuf.clear();
+            }
+            if self.session.is_closed() {
+                return ever_bound;
+            }
+            if let Some(t) = self.session.poll_timeout() {
+                wake = wake.min(t);
+            }
+            if let Some(t) = self.reassembler.next_deadline() {
+                wake = wake.min(t);
+            }
+            let want_work = self.draining.is_none()
+                && matches!(self.session.state(), State::Bound(_))
+                && self.session.window_available() > 0
+                && self.pending.is_empty();
+            tokio::select! {
+                read = rd.read_buf(&mut rbuf) => {
+                    let now = Instant::now();
+                    match read {
+                        Ok(0) | Err(_) => self.session.connection_lost(now),
+                        Ok(_) => loop {
+                            match codec.decode(&mut rbuf) {
+                                Ok(Some(Ok(pdu))) => self.session.handle_pdu(pdu, now),
+                                Ok(Some(Err(bad))) => {
+                                    tracing::warn!(carrier = %self.s.carrier, "malformed PDU from the SMSC: {bad}");
+                                    self.session.handle_decode_error(&bad, now);
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(carrier = %self.s.carrier, "closing: {e}");
+                                    self.session.connection_lost(now);
+                                    break;
+                                }
+                            }
+                        },
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let now = Instant::now();
+                    self.session.handle_timeout(now);
+                    for partial in self.reassembler.poll_expired(now) {
+                        tracing::warn!(carrier = %self.s.carrier, parts = partial.parts.len(), "incomplete multipart MO message timed out");
+                    }
+                }
+                _ = self.queue.notify.notified(), if want_work => {}
+                Some((seq, is_data_sm, ok)) = self.acks.next(), if !self.acks.is_empty() => {
+                    self.acknowledge(seq, is_data_sm, ok);
+                    // Acknowledge everything else already committed in the same go.
+                    while let Some(Some((seq, is_data_sm, ok))) = futures::FutureExt::now_or_never(self.acks.next()) {
+                        self.acknowledge(seq, is_data_sm, ok);
+                    }
+                }
+                _ = shutdown.changed(), if self.draining.is_none() => {}
+            }
+        }
+    }
+
+    /// Sends what the window and the throttle allow. Returns when to wake up next for it.
+    async fn fill(&mut self, now: Instant) -> Instant {
+        let far = now + Duration::from_secs(3600);
+        if !matches!(self.session.state(), State::Bound(_)) || self.draining.is_some() {
+            return far;
+        }
+        while self.session.window_available() > 0 {
+            let next = match self.pending.front() {
+                Some(p) if p.not_before <= now => self.pending.pop_front(),
+                Some(_) => None,
+                None => self.next_from_queue(now).await,
+            };
+            let Some(p) = next else {
+                return self.pending.front().map_or(far, |p| p.not_before);
+            };
+            if let Some(bucket) = self.bucket.as_mut() {
+                if let Err(wait) = bucket.try_take(now, 1) {
+                    let at = match wait {
+                        switchyard_routing::Wait::Until(t) => t,
+                        switchyard_routing::Wait::Never => now + Duration::from_millis(10),
+                    };
+                    self.pending.push_front(Pending {
+                        not_before: at,
+                        ..p
+                    });
+                    return at;
+                }
+            }
+            match self
+                .session
+                .send_request(Body::SubmitSm(p.segment.pdu.clone()), now)
+            {
+                Ok(seq) => {
+                    self.status.submitted.fetch_add(1, Ordering::Relaxed);
+                    self.in_flight.insert(
+                        seq,
+                        InFlight {
+                            job: p.job,
+                            segment: p.segment,
+                            attempt: p.attempt,
+                            sent_at: now,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(carrier = %self.s.carrier, "send_request refused: {e}");
+                    self.pending.push_front(p);
+                    return far;
+                }
+            }
+        }
+        far
+    }
+
+    /// Takes the next job from the carrier queue and splits it into pending segments; returns
+    /// the first.
+    async fn next_from_queue(&mut self, now: Instant) -> Option<Pending> {
+        loop {
+            let job = self.queue.pop()?;
+            if job.expired(now_ms()) {
+                self.ctx
+                    .updates
+                    .send(Update::Status {
+                        id: job.id,
+                        status: Status::Expired,
+                        at: now_ms(),
+                        detail: Some("validity period ended before sending".into()),
+                    })
+                    .await;
+                continue;
+            }
+            self.reference = self.reference.wrapping_add(1);
+            match segments(&job, self.s, self.reference) {
+                Ok(segs) if segs.is_empty() => continue,
+                Ok(segs) => {
+                    for segment in segs {
+                        self.pending.push_back(Pending {
+                            job: job.clone(),
+                            segment,
+                            attempt: 0,
+                            not_before: now,
+                        });
+                    }
+                    return self.pending.pop_front();
+                }
+                Err(e) => {
+                    // Validated at the API; only a carrier forcing an encoding can get here.
+                    self.ctx
+                        .updates
+                        .send(Update::Status {
+                            id: job.id,
+                            status: Status::Rejected,
+                            at: now_ms(),
+                            detail: Some(format!("cannot encode: {e}")),
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn drain_events(&mut self, now: Instant) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Bound { .. } => {
+                    tracing::info!(carrier = %self.s.carrier, "bound");
+                    self.status.bound.store(true, Ordering::Relaxed);
+                    self.status.binds.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Response {
+                    sequence_number,
+                    status,
+                    body,
+                    ..
+                } => {
+                    let id = match &body {
+                        Body::SubmitSmResp(r) => Some(r.message_id.to_str_lossy().into_owned()),
+                        _ => None,
+                    };
+                    self.on_response(sequence_number, status, id, now).await;
+                }
+                Event::MalformedResponse {
+                    sequence_number,
+                    status,
+                    ..
+                } => {
+                    // The header's status is reliable; the id is lost, so no receipt will match.
+                    self.on_response(sequence_number, status, Some(String::new()), now)
+                        .await;
+                }
+                Event::ResponseTimeout {
+                    sequence_number, ..
+                } => {
+                    if let Some(f) = self.in_flight.remove(&sequence_number) {
+                        record(
+                            self.ctx,
+                            &self.s.carrier,
+                            Outcome::Failure(FailureClass::Timeout),
+                        );
+                        self.retry_or_fail_over(f, "response timeout", now).await;
+                    }
+                }
+                Event::Request {
+                    sequence_number,
+                    body,
+                } => self.on_request(sequence_number, body, now).await,
+                Event::Closed { reason, lost } => {
+                    if reason.is_failure() {
+                        tracing::warn!(carrier = %self.s.carrier, ?reason, lost = lost.len(), "session closed");
+                    } else {
+                        tracing::info!(carrier = %self.s.carrier, ?reason, "session closed");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn on_response(
+        &mut self,
+        seq: u32,
+        status: CommandStatus,
+        carrier_id: Option<String>,
+        now: Instant,
+    ) {
+        let Some(f) = self.in_flight.remove(&seq) else {
+            return;
+        };
+        let latency = now.saturating_duration_since(f.sent_at);
+        match status.class() {
+            StatusClass::Ok => {
+                record(self.ctx, &self.s.carrier, Outcome::Success { latency });
+                self.speed_up(now);
+                self.ctx
+                    .updates
+                    .send(Update::SegmentSent {
+                        id: f.job.id,
+                        index: f.segment.index,
+                        carrier: self.s.carrier.clone(),
+                        carrier_message_id: carrier_id.unwrap_or_default(),
+                        at: now_ms(),
+                    })
+                    .await;
+            }
+            StatusClass::Throttled => {
+                record(
+                    self.ctx,
+                    &self.s.carrier,
+                    Outcome::Failure(FailureClass::Throttled),
+                );
+                self.slow_down(now);
+                self.pending.push_front(Pending {
+                    job: f.job,
+                    segment: f.segment,
+                    attempt: f.attempt,
+                    not_before: now + Duration::from_millis(50),
+                });
+            }
+            StatusClass::Permanent => {
+                record(
+                    self.ctx,
+                    &self.s.carrier,
+                    Outcome::Failure(FailureClass::PermanentReject),
+                );
+                self.drop_job_segments(f.job.id);
+                self.ctx
+                    .updates
+                    .send(Update::SegmentRejected {
+                        id: f.job.id,
+                        index: f.segment.index,
+                        carrier: self.s.carrier.clone(),
+                        error: status.to_string(),
+                        at: now_ms(),
+                    })
+                    .await;
+            }
+            _ => {
+                record(
+                    self.ctx,
+                    &self.s.carrier,
+                    Outcome::Failure(FailureClass::TransportDown),
+                );
+                self.retry_or_fail_over(f, &status.to_string(), now).await;
+            }
+        }
+    }
+
+    /// Retries a segment on this carrier with back-off, or hands the message to the next
+    /// carrier when retries are exhausted.
+    async fn retry_or_fail_over(&mut self, f: InFlight, reason: &str, now: Instant) {
+        if f.attempt < self.s.max_retries {
+            let backoff = Duration::from_millis(100 << f.attempt.min(6));
+            self.pending.push_back(Pending {
+                job: f.job,
+                segment: f.segment,
+                attempt: f.attempt + 1,
+                not_before: now + backoff,
+            });
+        } else {
+            let job = self.without_job(&f.job);
+            self.ctx
+                .dispatcher
+                .fail_over(&job, &self.s.carrier, reason)
+                .await;
+        }
+    }
+
+    /// Removes a job's other segments from this bind; returns the job with the segments
+    /// already confirmed by earlier responses marked as sent (not known here: the store keeps
+    /// that, so only what this bind still holds is dropped).
+    fn without_job(&mut self, job: &Arc<Job>) -> Arc<Job> {
+        self.drop_job_segments(job.id);
+        job.clone()
+    }
+
+    fn drop_job_segments(&mut self, id: MessageId) {
+        self.pending.retain(|p| p.job.id != id);
+    }
+
+    /// Multiplicative decrease of this bind's rate after a throttling response.
+    fn slow_down(&mut self, now: Instant) {
+        let current = match (&self.bucket, self.session.in_flight()) {
+            (Some(b), _) => b.rate().get(),
+            // Unthrottled so far: start from what we were doing, roughly a window per second.
+            (None, in_flight) => (in_flight as u32 * 10).max(10),
+        };
+        let halved = NonZeroU32::new((current / 2).max(1)).unwrap_or(NonZeroU32::MIN);
+        match self.bucket.as_mut() {
+            Some(b) => b.set_rate(halved, now),
+            None => self.bucket = Some(TokenBucket::per_second(halved, now)),
+        }
+        tracing::debug!(carrier = %self.s.carrier, rate = halved.get(), "throttled: slowing down");
+    }
+
+    /// Additive increase back towards the configured rate after successes.
+    fn speed_up(&mut self, now: Instant) {
+        let Some(b) = self.bucket.as_mut() else {
+            return;
+        };
+        let rate = b.rate().get();
+        let ceiling = self.max_rate.unwrap_or(u32::MAX);
+        if rate < ceiling {
+            let next = rate.saturating_add((rate / 50).max(1)).min(ceiling);
+            if let Some(next) = NonZeroU32::new(next) {
+                b.set_rate(next, now);
+            }
+        } else if self.max_rate.is_none() {
+            // Back above any rate we ever saw throttling at: drop the limiter.
+            self.bucket = None;
+        }
+    }
+
+    async fn on_request(&mut self, seq: u32, body: Body, now: Instant) {
+        let (sm, is_data_sm) = match body {
+            Body::DeliverSm(sm) => (sm, false),
+            Body::DataSm(d) => (
+                SubmitSm {
+                    source: d.source,
+                    dest: d.dest,
+                    esm_class: d.esm_class,
+                    data_coding: d.data_coding,
+                    tlvs: d.tlvs,
+                    ..SubmitSm::default()
+                },
+                true,
+            ),
+            other => {
+                let status = CommandStatus::ESME_RINVCMDID;
+                let resp = other
+                    .command_id()
+                    .empty_response()
+                    .unwrap_or(Body::GenericNack);
+                let _ = self.session.respond(seq, status, resp, now);
+                return;
+            }
+        };
+        match receipt_from_deliver(sm.esm_class, &sm.short_message, &sm.tlvs) {
+            Ok(r) => {
+                self.status.receipts.fetch_add(1, Ordering::Relaxed);
+                let status = match r.state {
+                    ReceiptState::Delivered => Some(Status::Delivered),
+                    ReceiptState::Expired => Some(Status::Expired),
+                    ReceiptState::Undeliverable | ReceiptState::Deleted | ReceiptState::Unknown => {
+                        Some(Status::Undeliverable)
+                    }
+                    ReceiptState::Rejected => Some(Status::Rejected),
+                    _ => None,
+                };
+                let error = r
+                    .error_code
+                    .as_ref()
+                    .filter(|e| e.code != Some(0))
+                    .map(|e| e.raw.clone());
+                let update = Update::Receipt(ReceiptUpdate {
+                    carrier: self.s.carrier.clone(),
+                    carrier_message_id: r.message_id,
+                    status,
+                    error,
+                    at: now_ms(),
+                });
+                self.ack_when_durable(seq, is_data_sm, update).await;
+            }
+            Err(switchyard_protocols::dlr::DlrError::NotAReceipt) => {
+                self.on_mo(seq, is_data_sm, sm, now).await
+            }
+            Err(e) => {
+                // A receipt we cannot read: keep it as unmatched rather than lose it.
+                tracing::warn!(carrier = %self.s.carrier, "unreadable receipt: {e}");
+                let update = Update::Receipt(ReceiptUpdate {
+                    carrier: self.s.carrier.clone(),
+                    carrier_message_id: String::from_utf8_lossy(&sm.short_message).into_owned(),
+                    status: None,
+                    error: Some(e.to_string()),
+                    at: now_ms(),
+                });
+                self.ack_when_durable(seq, is_data_sm, update).await;
+            }
+        }
+    }
+
+    async fn on_mo(&mut self, seq: u32, is_data_sm: bool, sm: SubmitSm, now: Instant) {
+        let payload = sm.payload().clone();
+        let udh = if sm.has_udh() {
+            parse_udh(&payload).ok()
+        } else {
+            None
+        };
+        let text = match udh.as_ref().and_then(|(u, _)| u.concat.map(|c| (c, u.len))) {
+            Some((concat, udh_len)) => {
+                let key = ReassemblyKey::from_udh(
+                    sm.source.addr.0.clone(),
+                    sm.dest.addr.0.clone(),
+                    &concat,
+                );
+                let part = Part {
+                    seq: concat.seq,
+                    data_coding: sm.data_coding,
+                    payload: payload.slice(udh_len.min(payload.len())..),
+                };
+                match self.reassembler.insert(key, part, now) {
+                    Some(complete) => complete
+                        .decode(&Default::default())
+                        .text()
+                        .map(str::to_owned),
+                    None => {
+                        // Not complete yet: the part is held in memory; acknowledge it.
+                        let _ = self.session.respond(
+                            seq,
+                            CommandStatus::ESME_ROK,
+                            deliver_resp(is_data_sm),
+                            now,
+                        );
+                        return;
+                    }
+                }
+            }
+            None => decode_short_message(sm.data_coding, sm.has_udh(), &payload)
+                .text()
+                .map(str::to_owned),
+        };
+        let body = text.unwrap_or_else(|| hex::encode(&payload));
+        let update = Update::Inbound(InboundMessage {
+            id: MessageId::generate(now_ms()),
+            carrier: self.s.carrier.clone(),
+            tenant: None,
+            from: format!("+{}", sm.source.addr.to_str_lossy().trim_start_matches('+')),
+            to: sm.dest.addr.to_str_lossy().into_owned(),
+            body,
+            received_at: now_ms(),
+        });
+        self.ack_when_durable(seq, is_data_sm, update).await;
+    }
+
+    async fn ack_when_durable(&mut self, seq: u32, is_data_sm: bool, update: Update) {
+        let rx = self.ctx.updates.send_durable(update).await;
+        self.acks.push(Box::pin(async move {
+            let ok = matches!(rx.await, Ok(Ok(_)));
+            (seq, is_data_sm, ok)
+        }));
+    }
+
+    fn acknowledge(&mut self, seq: u32, is_data_sm: bool, ok: bool) {
+        // On a store failure answer with a temporary error: the SMSC will deliver it again.
+        let status = if ok {
+            CommandStatus::ESME_ROK
+        } else {
+            CommandStatus::ESME_RX_T_APPN
+        };
+        let _ = self
+            .session
+            .respond(seq, status, deliver_resp(is_data_sm), Instant::now());
+    }
+
+    /// The connection is gone: everything this bind held goes back to the carrier queue (or
+    /// fails over). Outcomes of in-flight segments are unknown, so they are sent again: at
+    /// least once, duplicates bounded by the window.
+    async fn release(&mut self) {
+        let mut jobs: Vec<Arc<Job>> = Vec::new();
+        let mut seen = HashSet::new();
+        let in_flight: Vec<InFlight> = self.in_flight.drain().map(|(_, f)| f).collect();
+        for job in in_flight
+            .into_iter()
+            .map(|f| f.job)
+            .chain(self.pending.drain(..).map(|p| p.job))
+        {
+            if seen.insert(job.id) {
+                jobs.push(job);
+            }
+        }
+        if !jobs.is_empty() {
+            tracing::info!(carrier = %self.s.carrier, jobs = jobs.len(), "re-queueing what the bind held");
+        }
+        for job in jobs {
+            self.ctx.dispatcher.requeue(job, &self.s.carrier).await;
+        }
+    }
+}
+
+fn deliver_resp(is_data_sm: bool) -> Body {
+    if is_data_sm {
+        Body::DataSmResp(DataSmResp::default())
+    } else {
+        Body::DeliverSmResp(MessageIdResp::default())
+    }
+}

@@ -1,0 +1,99 @@
+//! SMPP towards carriers: per-bind tasks driving the protocols crate's ESME session.
+//!
+//! - [`submit`]: a [`crate::dispatch::Job`] → its submit_sm segments, per the carrier's settings.
+//! - [`bind`]: one task per bind: connect, bind, window + TPS throttle, responses, receipts, MO,
+//!   reconnect with backoff and jitter, re-queue of what was in flight.
+
+pub mod bind;
+pub mod submit;
+
+use std::time::Duration;
+
+use switchyard_protocols::smpp::session::BindType;
+
+/// How a carrier wants messages longer than one SMS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LongMessages {
+    /// Concatenation UDH with an 8-bit reference (the most widely supported).
+    Udh8,
+    /// Concatenation UDH with a 16-bit reference.
+    Udh16,
+    /// sar_* TLVs, no UDH.
+    Sar,
+    /// The whole text in one submit_sm's message_payload TLV; the SMSC splits it.
+    Payload,
+}
+
+/// Everything one bind needs to know about its carrier.
+#[derive(Clone, Debug)]
+pub struct BindSettings {
+    /// The carrier's name (routing, store, logs).
+    pub carrier: String,
+    /// `host:port` of the SMSC.
+    pub address: String,
+    /// Credentials.
+    pub system_id: String,
+    /// Credentials.
+    pub password: String,
+    /// system_type sent in the bind.
+    pub system_type: String,
+    /// Transmitter, receiver or transceiver.
+    pub bind_type: BindType,
+    /// Outstanding submit_sm allowed.
+    pub window: usize,
+    /// submit_sm per second on this bind (None: unthrottled).
+    pub tps: Option<u32>,
+    /// Keep-alive interval.
+    pub enquire_link: Duration,
+    /// How long a submit_sm may wait for its response.
+    pub response_timeout: Duration,
+    /// First reconnect delay; doubles up to `reconnect_max`, with jitter.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// TON/NPI for numeric senders and destinations.
+    pub source_ton: u8,
+    /// See `source_ton`.
+    pub source_npi: u8,
+    /// See `source_ton`.
+    pub dest_ton: u8,
+    /// See `source_ton`.
+    pub dest_npi: u8,
+    /// registered_delivery for every submit (1: receipt on final state).
+    pub registered_delivery: u8,
+    /// How long texts are split.
+    pub long_messages: LongMessages,
+    /// Largest PDU accepted from the SMSC.
+    pub max_pdu_len: usize,
+    /// How many times a segment is retried on this carrier after a transient error before the
+    /// message fails over to the next carrier.
+    pub max_retries: u32,
+}
+
+impl BindSettings {
+    /// Defaults for a carrier at `address` (the sandbox uses these as they are).
+    pub fn new(carrier: impl Into<String>, address: impl Into<String>) -> Self {
+        BindSettings {
+            carrier: carrier.into(),
+            address: address.into(),
+            system_id: "switchyard".into(),
+            password: "switchyard".into(),
+            system_type: String::new(),
+            bind_type: BindType::Transceiver,
+            window: 64,
+            tps: None,
+            enquire_link: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+            source_ton: 1,
+            source_npi: 1,
+            dest_ton: 1,
+            dest_npi: 1,
+            registered_delivery: 1,
+            long_messages: LongMessages::Udh8,
+            max_pdu_len: 64 * 1024,
+            max_retries: 2,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Turning a job into submit_sm PDUs: encoding, segmentation, addresses.
+
+use bytes::Bytes;
+use switchyard_protocols::smpp::pdu::{Address, COctet, SubmitSm};
+use switchyard_protocols::smpp::tlv::{tag, Tlv, Tlvs};
+use switchyard_protocols::text::{encode_message, Concat, EncodeOptions, TextError};
+
+use super::{BindSettings, LongMessages};
+use crate::dispatch::Job;
+
+/// One segment ready to send.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    /// 0-based index within the message.
+    pub index: u16,
+    /// Segments in the message.
+    pub total: u16,
+    /// The PDU body.
+    pub pdu: SubmitSm,
+}
+
+/// The sender address: numeric senders as E.164 (or national short codes), others
+/// alphanumeric (TON 5).
+pub fn source_address(from: &str, s: &BindSettings) -> Address {
+    let digits = from.strip_prefix('+').unwrap_or(from);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if from.starts_with('+') || digits.len() > 8 {
+            Address {
+                ton: s.source_ton,
+                npi: s.source_npi,
+                addr: COctet::from(digits.to_owned()),
+            }
+        } else {
+            // A short code: national number, ISDN plan.
+            Address {
+                ton: 3,
+                npi: 1,
+                addr: COctet::from(digits.to_owned()),
+            }
+        }
+    } else {
+        Address::alphanumeric(COctet::from(from.to_owned()))
+    }
+}
+
+/// Encodes `job` into the segments this carrier wants. `reference` ties the parts of a long
+/// message together (unique enough per destination: the caller passes a counter).
+pub fn segments(job: &Job, s: &BindSettings, reference: u16) -> Result<Vec<Segment>, TextError> {
+    let concat = match s.long_messages {
+        LongMessages::Udh8 | LongMessages::Payload => Concat::Udh8,
+        LongMessages::Udh16 => Concat::Udh16,
+        LongMessages::Sar => Concat::Sar,
+    };
+    let opts = EncodeOptions {
+        encoding: job.encoding,
+        concat,
+        reference,
+        ..EncodeOptions::default()
+    };
+    let encoded = encode_message(&job.body, &opts)?;
+    let base = SubmitSm {
+        source: source_address(&job.from, s),
+        dest: Address {
+            ton: s.dest_ton,
+            npi: s.dest_npi,
+            addr: COctet::from(job.to.as_str().to_owned()),
+        },
+        registered_delivery: s.registered_delivery,
+        data_coding: encoded.data_coding,
+        ..SubmitSm::default()
+    };
+    if s.long_messages == LongMessages::Payload && encoded.segments.len() > 1 {
+        // One submit_sm carrying the whole text; the SMSC segments it.
+        let payload: Vec<u8> = encoded
+            .segments
+            .iter()
+            .flat_map(|seg| seg.payload().iter().copied())
+            .collect();
+        let pdu = SubmitSm {
+            tlvs: Tlvs(vec![Tlv::new(tag::MESSAGE_PAYLOAD, Bytes::from(payload))]),
+            ..base
+        };
+        return Ok(vec![Segment {
+            index: 0,
+            total: 1,
+            pdu,
+        }]);
+    }
+    let total = encoded.segments.len() as u16;
+    Ok(encoded
+        .segments
+        .into_iter()
+        .enumerate()
+        .map(|(i, seg)| {
+            let mut pdu = SubmitSm {
+                short_message: seg.short_message.clone(),
+                ..base.clone()
+            };
+            if seg.udh_len > 0 {
+                pdu.esm_class |= SubmitSm::ESM_CLASS_UDHI;
+            }
+            if encoded.concat == Concat::Sar && total > 1 {
+                pdu.tlvs = Tlvs(vec![
+                    Tlv::u16(tag::SAR_MSG_REF_NUM, seg.reference),
+                    Tlv::u8(tag::SAR_TOTAL_SEGMENTS, seg.total),
+                    Tlv::u8(tag::SAR_SEGMENT_SEQNUM, seg.number),
+                ]);
+            }
+            Segment {
+                index: i as u16,
+                total,
+                pdu,
+            }
+        })
+        .filter(|seg| !job.sent_segments.contains(&seg.index))
+        .collect())
+}

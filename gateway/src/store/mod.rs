@@ -1,0 +1,80 @@
+//! Durable state: messages, their segments and status history, receipts, inbound messages.
+//!
+//! One [`Store`] trait; the default implementation is embedded SQLite ([`sqlite::SqliteStore`]:
+//! WAL, `synchronous=FULL`), and the trait is shaped so a PostgreSQL implementation can serve
+//! several gateway nodes later (every write is a batch, every read names its tenant).
+//!
+//! # Group commit
+//! Writes go to a single writer (a thread owning the connection). It takes every request
+//! queued, applies them all in one transaction with one fsync, then answers each request. Under
+//! load, batches grow while the previous fsync runs, so throughput scales with batch size while
+//! each caller still waits for its own commit: the API answers 202 only after `insert` returned.
+
+pub mod sqlite;
+
+use futures::future::BoxFuture;
+
+use crate::model::{Applied, ListFilter, MessageId, MessageRecord, NewMessage, Update};
+
+/// Why a store operation failed. Says whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot take writes now (disk full, database locked, I/O error). Retryable:
+    /// the API answers 503 with Retry-After.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The writer has stopped (shutting down or crashed). Not retryable in this process.
+    #[error("store closed")]
+    Closed,
+    /// A bug or a corrupt database: the request is refused, the message is not stored.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The gateway's durable state.
+pub trait Store: Send + Sync + 'static {
+    /// Stores accepted messages (status `accepted`, with a history entry). Returns once they
+    /// are durable (committed and fsynced); concurrent calls share one commit.
+    fn insert(&self, messages: Vec<NewMessage>) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Applies status changes, segment results, receipts and inbound messages in order, in one
+    /// commit shared with concurrent callers. A change that would move a message or segment
+    /// backwards is ignored ([`Applied::NoChange`]). Returns one [`Applied`] per update.
+    fn apply(&self, updates: Vec<Update>) -> BoxFuture<'_, Result<Vec<Applied>, StoreError>>;
+
+    /// One message of `tenant` with its segments and full history; `None` if it does not
+    /// exist or belongs to another tenant.
+    fn get(
+        &self,
+        tenant: &str,
+        id: MessageId,
+    ) -> BoxFuture<'_, Result<Option<MessageRecord>, StoreError>>;
+
+    /// Messages of `tenant`, newest first, filtered (no history).
+    fn list(
+        &self,
+        tenant: &str,
+        filter: ListFilter,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
+
+    /// Messages not yet handed over for good (accepted, queued, submitting), oldest first, with
+    /// their segment states: what the dispatcher resubmits after a restart.
+    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
+
+    /// The highest message id stored (so new ids sort after it), if any.
+    fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>>;
+
+    /// Receipts that matched no message so far.
+    fn unmatched_receipts(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Checks that the store can take a write now (for `/readyz`).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}

@@ -1,0 +1,369 @@
+//! The embedded SQLite store: WAL, `synchronous=FULL`, one writer thread that group-commits.
+//!
+//! # Layout
+//! - [`schema`]: tables, indexes, migrations (`PRAGMA user_version`), connection settings.
+//! - [`writer`]: the writer thread: batches queued requests into one transaction, one fsync.
+//! - [`apply`]: what an insert or an update does inside that transaction.
+//! - [`read`]: reads on a small pool of read-only connections, run with `spawn_blocking`.
+//!
+//! # Data flow
+//! ```text
+//! insert/apply/ping ──► bounded channel ──► writer thread: BEGIN; request 1..n (a savepoint
+//!                        (full: the caller      each); COMMIT (one WAL fsync) ──► one reply each
+//!                         waits: backpressure)
+//! get/list/unfinished ──► spawn_blocking ──► read connection (WAL snapshot, never blocks on
+//!                                            the writer)
+//! ```
+//! Dropping the [`SqliteStore`] lets the writer finish what is queued and close the file;
+//! [`SqliteStore::close`] does the same and waits for it.
+
+mod apply;
+mod read;
+mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
+use switchyard_protocols::dlr::IdKey;
+use tokio::sync::{mpsc, oneshot};
+
+use self::read::ReadPool;
+use self::schema::MigrateError;
+use self::writer::{Request, Writer};
+use super::{Store, StoreError};
+use crate::model::{Applied, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
+
+/// Tuning for [`SqliteStore`]. The defaults suit the gateway; tests shrink them.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// Requests that may wait for the writer. When full, `insert`/`apply` wait for room: that
+    /// is the backpressure that keeps memory bounded under overload.
+    pub queue_capacity: usize,
+    /// Most rows (messages inserted plus updates applied) in one transaction, so one commit's
+    /// latency stays bounded however deep the queue is. A single larger request still runs
+    /// whole.
+    pub max_batch_rows: usize,
+    /// How long the writer waits for more requests when a batch is small (under a quarter of
+    /// `max_batch_rows`). Zero by default: batches form on their own while the previous fsync
+    /// runs, and lingering only delays a lone request. A millisecond saves fsyncs under a
+    /// steady trickle.
+    pub linger: Duration,
+    /// How long a connection waits for a lock held by another process (a backup, the CLI)
+    /// before the request fails as retryable.
+    pub busy_timeout: Duration,
+    /// Read connections kept open between reads.
+    pub read_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            queue_capacity: 4096,
+            max_batch_rows: 4096,
+            linger: writer::DEFAULT_LINGER,
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+        }
+    }
+}
+
+/// Counters of the writer's work, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Transactions that failed and were rolled back.
+    pub failed_commits: u64,
+    /// Requests (`insert`, `apply`, `ping` calls) answered by committed transactions.
+    pub requests: u64,
+    /// Rows (messages plus updates) in committed transactions.
+    pub rows: u64,
+    /// Most rows one committed transaction carried.
+    pub largest_batch: u64,
+}
+
+/// Counters the writer updates and [`SqliteStore::stats`] reads.
+#[derive(Debug, Default)]
+struct Stats {
+    commits: AtomicU64,
+    failed_commits: AtomicU64,
+    requests: AtomicU64,
+    rows: AtomicU64,
+    largest_batch: AtomicU64,
+}
+
+/// The embedded SQLite [`Store`]. Cheap to share behind an `Arc`; every method may be called
+/// from many tasks at once.
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// The database file, for error messages.
+    path: PathBuf,
+    /// Requests to the writer; `None` once [`SqliteStore::close`] ran.
+    requests: RwLock<Option<mpsc::Sender<Request>>>,
+    /// The writer thread, joined by `close`.
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Connections for reads.
+    reads: Arc<ReadPool>,
+    /// The writer's counters.
+    stats: Arc<Stats>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) the database at `path`, brings its schema up
+    /// to date and starts the writer thread.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when the file cannot be created or written (a
+    /// missing or read-only location, a full disk, another process holding it), and with
+    /// [`StoreError::Internal`] when it is not a database of ours or comes from a newer build.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        let shown = path.display();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create the store folder {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let in_context = |what: &str, e: rusqlite::Error| match sqlite_error(&e) {
+            StoreError::Unavailable(m) => StoreError::Unavailable(format!("{what} {shown}: {m}")),
+            StoreError::Internal(m) => StoreError::Internal(format!("{what} {shown}: {m}")),
+            other => other,
+        };
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| in_context("cannot open the store", e))?;
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| in_context("cannot open the store", e))?
+        {
+            return Err(StoreError::Unavailable(format!(
+                "the store {shown} is read-only"
+            )));
+        }
+        let mode = schema::configure_writer(&conn, options.busy_timeout)
+            .map_err(|e| in_context("cannot configure the store", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "the store {shown} cannot use write-ahead logging (journal mode is {mode})"
+            )));
+        }
+        schema::migrate(&mut conn).map_err(|e| match e {
+            MigrateError::Sqlite(e) => in_context("cannot migrate the store", e),
+            MigrateError::TooNew { found, known } => StoreError::Internal(format!(
+                "the store {shown} has schema version {found}, newer than this build's {known}"
+            )),
+        })?;
+
+        let reads = Arc::new(ReadPool::new(
+            path.to_path_buf(),
+            options.busy_timeout,
+            options.read_connections,
+        ));
+        reads
+            .warm()
+            .map_err(|e| in_context("cannot read the store", e))?;
+
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let stats = Arc::new(Stats::default());
+        let writer = Writer::new(conn, rx, options, stats.clone());
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            requests: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            reads,
+            stats,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer's counters so far.
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.stats;
+        StoreStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            failed_commits: s.failed_commits.load(Ordering::Relaxed),
+            requests: s.requests.load(Ordering::Relaxed),
+            rows: s.rows.load(Ordering::Relaxed),
+            largest_batch: s.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops taking requests, lets the writer finish the queued ones and waits until it has
+    /// closed the database. Later calls fail with [`StoreError::Closed`]. Idempotent.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        drop(
+            self.requests
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|e| {
+                    StoreError::Internal(format!("waiting for the store writer failed: {e}"))
+                })?
+                .map_err(|_| StoreError::Internal("the store writer panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Queues a request for the writer (waiting while the queue is full) and awaits its answer.
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        let sender = self
+            .requests
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        drop(sender);
+        // The writer drops the reply only if it died mid-batch.
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> BoxFuture<'_, Result<R, StoreError>> {
+        let pool = self.reads.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || pool.with(f))
+                .await
+                .map_err(|e| StoreError::Internal(format!("store read task failed: {e}")))?
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert(&self, messages: Vec<NewMessage>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if messages.is_empty() {
+                return Ok(());
+            }
+            self.send(|reply| Request::Insert(messages, reply)).await
+        })
+    }
+
+    fn apply(&self, updates: Vec<Update>) -> BoxFuture<'_, Result<Vec<Applied>, StoreError>> {
+        Box::pin(async move {
+            if updates.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.send(|reply| Request::Apply(updates, reply)).await
+        })
+    }
+
+    fn get(
+        &self,
+        tenant: &str,
+        id: MessageId,
+    ) -> BoxFuture<'_, Result<Option<MessageRecord>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| read::get(conn, &tenant, id))
+    }
+
+    /// Newest first. A `limit` of 0 means 100; more than 1000 means 1000.
+    fn list(
+        &self,
+        tenant: &str,
+        filter: ListFilter,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| read::list(conn, &tenant, &filter))
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
+        self.read(read::unfinished)
+    }
+
+    fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>> {
+        self.read(read::max_id)
+    }
+
+    fn unmatched_receipts(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.read(read::unmatched_receipts)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.send(Request::Ping))
+    }
+}
+
+/// Maps a SQLite error to whether retrying can help: locks, I/O and a full disk can clear up;
+/// a constraint violation, corruption or a bad query cannot.
+fn sqlite_error(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::OutOfMemory
+            | ErrorCode::FileLockingProtocolFailed => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        },
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// A copy of `e` for each request of a failed batch (`StoreError` is not `Clone`).
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Closed => StoreError::Closed,
+        StoreError::Internal(m) => StoreError::Internal(m.clone()),
+    }
+}
+
+/// How a carrier id reading is stored in `carrier_ids` and `unmatched_receipts`: numbers in
+/// decimal, text as is, each prefixed so that a number and a text never share a key.
+fn key_text(key: &IdKey) -> String {
+    match key {
+        IdKey::Number(n) => format!("n:{n}"),
+        IdKey::Text(t) => format!("t:{t}"),
+    }
+}
+
+/// Reads a status column written by [`Status::as_str`].
+fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Status> {
+    let text: String = row.get(index)?;
+    text.parse::<Status>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+    })
+}

@@ -1,0 +1,274 @@
+//! Reads, on a small pool of read-only connections, each in one read transaction (one WAL
+//! snapshot), so a message, its segments and its history are seen at the same instant while
+//! the writer goes on committing.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
+
+use super::schema::configure_reader;
+use super::{sqlite_error, status_column};
+use crate::model::{
+    ListFilter, MessageId, MessageRecord, NewMessage, SegmentRecord, Status, StatusChange,
+};
+use crate::store::StoreError;
+
+/// Page size when [`ListFilter::limit`] is 0.
+pub(super) const DEFAULT_LIST_LIMIT: usize = 100;
+/// Largest page [`list`] returns.
+pub(super) const MAX_LIST_LIMIT: usize = 1000;
+
+/// Idle read connections, reused across reads; a read with none idle opens one.
+#[derive(Debug)]
+pub(super) struct ReadPool {
+    /// The database file.
+    path: PathBuf,
+    /// Applied to every connection opened.
+    busy_timeout: Duration,
+    /// Connections not in use.
+    idle: Mutex<Vec<Connection>>,
+    /// Most idle connections kept; more are closed after use.
+    max_idle: usize,
+}
+
+impl ReadPool {
+    /// A pool over `path` (the file must exist: the writer created it).
+    pub(super) fn new(path: PathBuf, busy_timeout: Duration, max_idle: usize) -> Self {
+        ReadPool {
+            path,
+            busy_timeout,
+            idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+        }
+    }
+
+    /// Runs `f` on a connection inside a read transaction. Blocking: call from
+    /// `spawn_blocking`.
+    pub(super) fn with<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        let mut conn = match self.take() {
+            Some(c) => c,
+            None => self.open().map_err(|e| sqlite_error(&e))?,
+        };
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let r = f(&tx)?;
+            tx.finish()?;
+            Ok(r)
+        })();
+        self.give_back(conn);
+        result.map_err(|e| sqlite_error(&e))
+    }
+
+    /// Opens one connection now (so `open` fails early when reading is impossible).
+    pub(super) fn warm(&self) -> rusqlite::Result<()> {
+        let conn = self.open()?;
+        self.give_back(conn);
+        Ok(())
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        configure_reader(&conn, self.busy_timeout)?;
+        Ok(conn)
+    }
+
+    fn take(&self) -> Option<Connection> {
+        // A panic while holding the lock leaves a valid Vec behind: keep using it.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
+const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at";
+
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
+    let tags: String = row.get(13)?;
+    let tags: Vec<String> = serde_json::from_str(&tags).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(MessageRecord {
+        message: NewMessage {
+            id: MessageId(row.get(0)?),
+            tenant: row.get(1)?,
+            to: row.get(3)?,
+            country: row.get(4)?,
+            from: row.get(5)?,
+            body: row.get(6)?,
+            encoding: row.get(7)?,
+            segments: row.get(8)?,
+            priority: row.get(9)?,
+            scheduled_at: row.get(10)?,
+            expires_at: row.get(11)?,
+            callback_url: row.get(12)?,
+            tags,
+            metadata: row.get(14)?,
+            carrier: row.get(15)?,
+            price: row.get(16)?,
+            currency: row.get(17)?,
+            created_at: row.get(18)?,
+        },
+        status: status_column(row, 2)?,
+        updated_at: row.get(19)?,
+        segment_states: Vec::new(),
+        history: Vec::new(),
+    })
+}
+
+fn segments(conn: &Connection, id: MessageId) -> rusqlite::Result<Vec<SegmentRecord>> {
+    conn.prepare_cached(
+        "SELECT idx, carrier, carrier_message_id, status, error, updated_at FROM segments \
+         WHERE message_id = ?1 ORDER BY idx",
+    )?
+    .query_map([id.0], |row| {
+        Ok(SegmentRecord {
+            index: row.get(0)?,
+            carrier: row.get(1)?,
+            carrier_message_id: row.get(2)?,
+            status: status_column(row, 3)?,
+            error: row.get(4)?,
+            updated_at: row.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+fn history(conn: &Connection, id: MessageId) -> rusqlite::Result<Vec<StatusChange>> {
+    let mut changes: Vec<StatusChange> = conn
+        .prepare_cached("SELECT status, at, detail FROM history WHERE message_id = ?1")?
+        .query_map([id.0], |row| {
+            Ok(StatusChange {
+                status: status_column(row, 0)?,
+                at: row.get(1)?,
+                detail: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    // Oldest first; equal times in lifecycle order.
+    changes.sort_by_key(|c| (c.at, c.status.rank()));
+    Ok(changes)
+}
+
+/// One message of `tenant`, with segments and history.
+pub(super) fn get(
+    conn: &Connection,
+    tenant: &str,
+    id: MessageId,
+) -> rusqlite::Result<Option<MessageRecord>> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1 AND tenant = ?2");
+    let Some(mut record) = conn
+        .prepare_cached(&sql)?
+        .query_row(params![id.0, tenant], message_from_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    record.segment_states = segments(conn, id)?;
+    record.history = history(conn, id)?;
+    Ok(Some(record))
+}
+
+/// Messages of `tenant`, newest first, filtered, with segments but no history.
+pub(super) fn list(
+    conn: &Connection,
+    tenant: &str,
+    filter: &ListFilter,
+) -> rusqlite::Result<Vec<MessageRecord>> {
+    let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant = ?");
+    let mut args: Vec<Value> = vec![Value::Text(tenant.to_owned())];
+    if let Some(before) = filter.before {
+        sql.push_str(" AND id < ?");
+        args.push(Value::Integer(before.0));
+    }
+    if let Some(status) = filter.status {
+        sql.push_str(" AND status = ?");
+        args.push(Value::Text(status.as_str().to_owned()));
+    }
+    if let Some(to) = &filter.to {
+        sql.push_str(" AND to_addr = ?");
+        args.push(Value::Text(to.clone()));
+    }
+    if let Some(since) = filter.since {
+        sql.push_str(" AND created_at >= ?");
+        args.push(Value::Integer(since));
+    }
+    if let Some(until) = filter.until {
+        sql.push_str(" AND created_at < ?");
+        args.push(Value::Integer(until));
+    }
+    if let Some(tag) = &filter.tag {
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM json_each(messages.tags) WHERE json_each.value = ?)",
+        );
+        args.push(Value::Text(tag.clone()));
+    }
+    let limit = match filter.limit {
+        0 => DEFAULT_LIST_LIMIT,
+        n => n.min(MAX_LIST_LIMIT),
+    };
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    args.push(Value::Integer(limit as i64));
+    let mut records: Vec<MessageRecord> = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(args), message_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for record in &mut records {
+        record.segment_states = segments(conn, record.message.id)?;
+    }
+    Ok(records)
+}
+
+/// Messages in accepted/queued/submitting, oldest first, with their segments.
+pub(super) fn unfinished(conn: &Connection) -> rusqlite::Result<Vec<MessageRecord>> {
+    // The WHERE clause repeats the partial index's, so SQLite can use it.
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status IN ('accepted', 'queued', 'submitting') ORDER BY id"
+    );
+    let mut records: Vec<MessageRecord> = conn
+        .prepare_cached(&sql)?
+        .query_map([], message_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for record in &mut records {
+        debug_assert!(matches!(
+            record.status,
+            Status::Accepted | Status::Queued | Status::Submitting
+        ));
+        record.segment_states = segments(conn, record.message.id)?;
+    }
+    Ok(records)
+}
+
+/// The highest id among messages and inbound messages (they share the id space).
+pub(super) fn max_id(conn: &Connection) -> rusqlite::Result<Option<MessageId>> {
+    let messages: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM messages")?
+        .query_row([], |row| row.get(0))?;
+    let inbound: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM inbound")?
+        .query_row([], |row| row.get(0))?;
+    Ok(messages.max(inbound).map(MessageId))
+}
+
+/// How many receipts are still unmatched.
+pub(super) fn unmatched_receipts(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT count(*) FROM unmatched_receipts")?
+        .query_row([], |row| row.get(0))
+}

@@ -1,0 +1,178 @@
+//! The SQLite schema, its migrations and the connection settings.
+//!
+//! Migrations are an ordered list of SQL scripts; the database remembers how many it has run in
+//! `PRAGMA user_version` (0 for a new file). Opening applies the missing ones in one
+//! transaction, so a crash mid-migration leaves the previous version intact.
+//!
+//! # Tables
+//! - `messages`: one row per accepted message (`id` is the [`MessageId`], the rowid).
+//!   Indexes: `(tenant, id)` for listing, and a partial index over the unfinished ones
+//!   (accepted/queued/submitting) for the restart scan, which stays small because messages
+//!   leave it once sent.
+//! - `segments`: per-segment carrier, carrier id and status, keyed `(message_id, idx)`.
+//! - `carrier_ids`: every reading of each segment's carrier id (see
+//!   [`switchyard_protocols::dlr::normalize_message_id`]), scoped by carrier, for receipts.
+//! - `history`: every status change of a message.
+//! - `unmatched_receipts`: receipts that matched no segment, with their id readings so a
+//!   receipt that overtook its submit_sm_resp still matches when the segment arrives.
+//! - `inbound`: mobile-originated messages.
+//!
+//! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
+//! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
+//! primary key.
+//!
+//! [`MessageId`]: crate::model::MessageId
+
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The migrations, in order; migration `i` brings the schema from version `i` to `i + 1`.
+/// Never edit one that has shipped: append a new one.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // v1: the initial schema.
+    r#"
+CREATE TABLE messages (
+    id           INTEGER PRIMARY KEY,
+    tenant       TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    to_addr      TEXT    NOT NULL,
+    country      TEXT,
+    from_addr    TEXT    NOT NULL,
+    body         TEXT    NOT NULL,
+    encoding     TEXT    NOT NULL,
+    segments     INTEGER NOT NULL,
+    priority     TEXT    NOT NULL,
+    scheduled_at INTEGER,
+    expires_at   INTEGER,
+    callback_url TEXT,
+    tags         TEXT    NOT NULL,
+    metadata     TEXT,
+    carrier      TEXT,
+    price        TEXT,
+    currency     TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX messages_tenant ON messages (tenant, id);
+CREATE INDEX messages_unfinished ON messages (id)
+    WHERE status IN ('accepted', 'queued', 'submitting');
+
+CREATE TABLE segments (
+    message_id         INTEGER NOT NULL,
+    idx                INTEGER NOT NULL,
+    carrier            TEXT,
+    carrier_message_id TEXT,
+    status             TEXT    NOT NULL,
+    error              TEXT,
+    updated_at         INTEGER NOT NULL,
+    PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE carrier_ids (
+    carrier    TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    message_id INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    PRIMARY KEY (carrier, key, message_id, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE history (
+    message_id INTEGER NOT NULL,
+    at         INTEGER NOT NULL,
+    status     TEXT    NOT NULL,
+    detail     TEXT,
+    PRIMARY KEY (message_id, at, status)
+) WITHOUT ROWID;
+
+CREATE TABLE unmatched_receipts (
+    id                 INTEGER PRIMARY KEY,
+    carrier            TEXT    NOT NULL,
+    carrier_message_id TEXT    NOT NULL,
+    key_primary        TEXT    NOT NULL,
+    key_alternate      TEXT,
+    status             TEXT,
+    error              TEXT,
+    received_at        INTEGER NOT NULL
+);
+CREATE INDEX unmatched_primary ON unmatched_receipts (carrier, key_primary);
+CREATE INDEX unmatched_alternate ON unmatched_receipts (carrier, key_alternate);
+
+CREATE TABLE inbound (
+    id          INTEGER PRIMARY KEY,
+    carrier     TEXT    NOT NULL,
+    tenant      TEXT,
+    from_addr   TEXT    NOT NULL,
+    to_addr     TEXT    NOT NULL,
+    body        TEXT    NOT NULL,
+    received_at INTEGER NOT NULL
+);
+"#,
+];
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug)]
+pub(super) enum MigrateError {
+    /// SQLite refused.
+    Sqlite(rusqlite::Error),
+    /// The file was written by a newer build; running on it could lose data.
+    TooNew {
+        /// The file's version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(e)
+    }
+}
+
+/// Settings for the connection that writes. WAL lets readers run while it commits;
+/// `synchronous=FULL` makes each commit durable (the WAL is fsynced before `COMMIT` returns).
+pub(super) fn configure_writer(
+    conn: &Connection,
+    busy_timeout: Duration,
+) -> rusqlite::Result<String> {
+    conn.busy_timeout(busy_timeout)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Temporary b-trees and statement journals (savepoints) stay in memory.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // 16 MiB page cache (negative = KiB): enough for the hot index pages.
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    // Truncate the WAL back to 64 MiB after checkpoints so the file does not stay at its peak.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(mode)
+}
+
+/// Settings for a reading connection: same timeout, and refuses writes by construction.
+pub(super) fn configure_reader(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(())
+}
+
+/// Applies the missing migrations in one transaction. Returns the schema version now in force.
+pub(super) fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
+    let known = MIGRATIONS.len() as i64;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > known {
+        return Err(MigrateError::TooNew { found, known });
+    }
+    for sql in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
+        tx.execute_batch(sql)?;
+    }
+    if found != known {
+        tx.pragma_update(None, "user_version", known)?;
+    }
+    tx.commit()?;
+    Ok(known)
+}

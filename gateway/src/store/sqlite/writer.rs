@@ -1,0 +1,297 @@
+//! The writer thread: owns the only writing connection and group-commits.
+//!
+//! It blocks for the first request, takes every request already queued (up to
+//! [`SqliteOptions::max_batch_rows`] rows), optionally lingers a moment when the batch is small,
+//! then runs them all in one transaction — one WAL fsync — and answers each. Under load the
+//! queue fills while the previous fsync runs, so batches grow with the load by themselves.
+//!
+//! Each request runs inside its own savepoint: a request that fails (a duplicate id, a bug) is
+//! rolled back alone and answered with its error while the others commit. When the commit itself
+//! fails, or SQLite had to abandon the transaction (disk full, I/O error), everything is rolled
+//! back and every request gets the error: nothing is half-applied.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::apply::{apply_update, insert_message};
+use super::{clone_error, sqlite_error, SqliteOptions, Stats};
+use crate::model::{Applied, NewMessage, Update};
+use crate::store::StoreError;
+
+/// One caller's request, with where to send its answer.
+#[derive(Debug)]
+pub(super) enum Request {
+    /// Store these accepted messages.
+    Insert(Vec<NewMessage>, oneshot::Sender<Result<(), StoreError>>),
+    /// Apply these updates in order.
+    Apply(
+        Vec<Update>,
+        oneshot::Sender<Result<Vec<Applied>, StoreError>>,
+    ),
+    /// Check that a write transaction can be opened and committed.
+    Ping(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Request {
+    /// Rows this request writes, for bounding a batch (a ping counts as one).
+    fn rows(&self) -> usize {
+        match self {
+            Request::Insert(m, _) => m.len().max(1),
+            Request::Apply(u, _) => u.len().max(1),
+            Request::Ping(_) => 1,
+        }
+    }
+}
+
+/// A request that ran inside the open transaction, waiting for the commit.
+enum Done {
+    Insert(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+    Apply(
+        oneshot::Sender<Result<Vec<Applied>, StoreError>>,
+        Result<Vec<Applied>, StoreError>,
+    ),
+    Ping(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Done {
+    /// Answers the caller, replacing a success by `failed` when the transaction did not commit.
+    fn reply(self, failed: Option<&StoreError>) {
+        // A caller that stopped waiting (dropped its future) is no error of ours.
+        match self {
+            Done::Insert(tx, r) => {
+                let _ = tx.send(override_ok(r, failed));
+            }
+            Done::Apply(tx, r) => {
+                let _ = tx.send(override_ok(r, failed));
+            }
+            Done::Ping(tx) => {
+                let _ = tx.send(override_ok(Ok(()), failed));
+            }
+        }
+    }
+}
+
+fn override_ok<T>(r: Result<T, StoreError>, failed: Option<&StoreError>) -> Result<T, StoreError> {
+    match (r, failed) {
+        (Ok(_), Some(e)) => Err(clone_error(e)),
+        (r, _) => r,
+    }
+}
+
+/// The writer's state; [`Writer::run`] is the thread's body.
+pub(super) struct Writer {
+    /// The only connection that writes.
+    conn: Connection,
+    /// Requests from every [`SqliteStore`](super::SqliteStore) handle.
+    rx: mpsc::Receiver<Request>,
+    /// Batch bound and linger.
+    options: SqliteOptions,
+    /// Counters shared with the store handle.
+    stats: Arc<Stats>,
+}
+
+impl Writer {
+    /// A writer over an open, migrated connection.
+    pub(super) fn new(
+        conn: Connection,
+        rx: mpsc::Receiver<Request>,
+        options: SqliteOptions,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Writer {
+            conn,
+            rx,
+            options,
+            stats,
+        }
+    }
+
+    /// Serves requests until every sender is gone and the queue is empty, then closes the
+    /// connection (which checkpoints the WAL).
+    pub(super) fn run(mut self) {
+        let max_rows = self.options.max_batch_rows.max(1);
+        let mut carry: Option<Request> = None;
+        loop {
+            let first = match carry.take() {
+                Some(r) => r,
+                None => match self.rx.blocking_recv() {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let mut rows = first.rows();
+            let mut batch = vec![first];
+            self.drain(&mut batch, &mut rows, &mut carry, max_rows);
+            if !self.options.linger.is_zero() && carry.is_none() && rows < max_rows / 4 {
+                std::thread::sleep(self.options.linger);
+                self.drain(&mut batch, &mut rows, &mut carry, max_rows);
+            }
+            self.commit(batch, rows);
+        }
+        if let Err((_, e)) = self.conn.close() {
+            tracing::warn!("closing the store's write connection failed: {e}");
+        }
+    }
+
+    /// Moves queued requests into `batch` while it stays within `max_rows`; the first request
+    /// that does not fit waits in `carry` for the next batch.
+    fn drain(
+        &mut self,
+        batch: &mut Vec<Request>,
+        rows: &mut usize,
+        carry: &mut Option<Request>,
+        max_rows: usize,
+    ) {
+        while *rows < max_rows {
+            let Ok(next) = self.rx.try_recv() else { break };
+            let n = next.rows();
+            if *rows + n > max_rows {
+                *carry = Some(next);
+                break;
+            }
+            *rows += n;
+            batch.push(next);
+        }
+    }
+
+    /// Runs `batch` in one transaction and answers every request.
+    fn commit(&mut self, batch: Vec<Request>, rows: usize) {
+        let requests = batch.len() as u64;
+        if let Err(e) = self.exec("BEGIN IMMEDIATE") {
+            let e = sqlite_error(&e);
+            self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            for request in batch {
+                fail(request, &e);
+            }
+            return;
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        let mut abort: Option<StoreError> = None;
+        let mut requests_iter = batch.into_iter();
+        for request in requests_iter.by_ref() {
+            match self.run_request(request) {
+                Ok(d) => done.push(d),
+                Err((d, e)) => {
+                    done.push(d);
+                    abort = Some(e);
+                    break;
+                }
+            }
+        }
+        let outcome = match abort {
+            Some(e) => Err(e),
+            None => self.exec("COMMIT").map_err(|e| sqlite_error(&e)),
+        };
+        match outcome {
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.requests.fetch_add(requests, Ordering::Relaxed);
+                self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+                self.stats
+                    .largest_batch
+                    .fetch_max(rows as u64, Ordering::Relaxed);
+                for d in done {
+                    d.reply(None);
+                }
+            }
+            Err(e) => {
+                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                if !self.conn.is_autocommit() {
+                    if let Err(rb) = self.exec("ROLLBACK") {
+                        tracing::error!("rolling back a failed store batch failed: {rb}");
+                    }
+                }
+                tracing::warn!("store batch of {requests} requests failed: {e}");
+                for d in done {
+                    d.reply(Some(&e));
+                }
+                for request in requests_iter {
+                    fail(request, &e);
+                }
+            }
+        }
+    }
+
+    /// Runs one request in its own savepoint. `Err` means the whole transaction is lost (SQLite
+    /// rolled it back, or the savepoint could not be undone): the batch must fail.
+    fn run_request(&mut self, request: Request) -> Result<Done, (Done, StoreError)> {
+        match request {
+            Request::Ping(tx) => Ok(Done::Ping(tx)),
+            Request::Insert(messages, tx) => {
+                let r = self
+                    .in_savepoint(|conn| messages.iter().try_for_each(|m| insert_message(conn, m)));
+                match r {
+                    Ok(r) => Ok(Done::Insert(tx, r)),
+                    Err(e) => Err((Done::Insert(tx, Ok(())), e)),
+                }
+            }
+            Request::Apply(updates, tx) => {
+                let r = self
+                    .in_savepoint(|conn| updates.iter().map(|u| apply_update(conn, u)).collect());
+                match r {
+                    Ok(r) => Ok(Done::Apply(tx, r)),
+                    Err(e) => Err((Done::Apply(tx, Ok(Vec::new())), e)),
+                }
+            }
+        }
+    }
+
+    /// Runs `work` between `SAVEPOINT` and `RELEASE`; on failure rolls back to the savepoint
+    /// and returns the request's own error as `Ok(Err(_))`. The outer `Err` is for a transaction
+    /// that could not be kept.
+    fn in_savepoint<T>(
+        &mut self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<Result<T, StoreError>, StoreError> {
+        self.exec("SAVEPOINT request")
+            .map_err(|e| sqlite_error(&e))?;
+        match work(&self.conn) {
+            Ok(v) => {
+                self.exec("RELEASE request").map_err(|e| sqlite_error(&e))?;
+                Ok(Ok(v))
+            }
+            Err(e) => {
+                let e = sqlite_error(&e);
+                if self.conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (I/O error, disk full…).
+                    return Err(e);
+                }
+                self.exec("ROLLBACK TO request")
+                    .and_then(|()| self.exec("RELEASE request"))
+                    .map_err(|rb| sqlite_error(&rb))?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// Runs a statement without parameters through the statement cache.
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
+    }
+}
+
+/// Answers a request that never ran.
+fn fail(request: Request, e: &StoreError) {
+    match request {
+        Request::Insert(_, tx) => {
+            let _ = tx.send(Err(clone_error(e)));
+        }
+        Request::Apply(_, tx) => {
+            let _ = tx.send(Err(clone_error(e)));
+        }
+        Request::Ping(tx) => {
+            let _ = tx.send(Err(clone_error(e)));
+        }
+    }
+}
+
+/// How long [`Writer::run`] may linger by default: none. Batches form by themselves while the
+/// previous commit's fsync runs; lingering only delays a lone request.
+pub(super) const DEFAULT_LINGER: Duration = Duration::ZERO;

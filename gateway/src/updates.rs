@@ -1,0 +1,107 @@
+//! The update sink: state changes from the dispatcher and the binds, batched into the store.
+//!
+//! Bind tasks must never wait on an fsync to keep their windows moving, so updates go through a
+//! bounded channel to one task that hands whatever has accumulated to [`Store::apply`] as one
+//! batch (the store group-commits across callers on top of that). Receipts and MO messages use
+//! [`UpdateSink::send_durable`]: the bind acknowledges them to the carrier only once they are
+//! committed, so a crash between the two makes the carrier resend rather than lose them.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{Applied, Update};
+use crate::store::{Store, StoreError};
+
+/// Most updates handed to the store in one call.
+const MAX_BATCH: usize = 2048;
+
+type Reply = oneshot::Sender<Result<Applied, Arc<StoreError>>>;
+
+/// Where components send state changes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct UpdateSink {
+    tx: mpsc::Sender<(Update, Option<Reply>)>,
+}
+
+/// What applying updates produced, for whoever reacts to status changes (events, metrics).
+pub type AppliedTx = mpsc::UnboundedSender<Applied>;
+
+impl UpdateSink {
+    /// Starts the batching task over `store`. `capacity` bounds the updates waiting; `applied`
+    /// receives every result (status changes feed events later).
+    pub fn start(
+        store: Arc<dyn Store>,
+        capacity: usize,
+        applied: Option<AppliedTx>,
+    ) -> (UpdateSink, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let task = tokio::spawn(run(store, rx, applied));
+        (UpdateSink { tx }, task)
+    }
+
+    /// Queues an update; waits only when the sink is full (backpressure from the store).
+    pub async fn send(&self, update: Update) {
+        if self.tx.send((update, None)).await.is_err() {
+            tracing::error!("update sink closed: an update was dropped");
+        }
+    }
+
+    /// Queues an update and returns a receiver that completes once it is committed.
+    pub async fn send_durable(
+        &self,
+        update: Update,
+    ) -> oneshot::Receiver<Result<Applied, Arc<StoreError>>> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send((update, Some(reply))).await.is_err() {
+            tracing::error!("update sink closed: a durable update was dropped");
+        }
+        rx
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<(Update, Option<Reply>)>,
+    applied: Option<AppliedTx>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (updates, replies): (Vec<Update>, Vec<Option<Reply>>) = batch.drain(..).unzip();
+        // Retry a failing store with backoff rather than dropping state changes: they are the
+        // record of what the carriers did.
+        let mut delay = std::time::Duration::from_millis(10);
+        let result = loop {
+            match store.apply(updates.clone()).await {
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(
+                        "store refused {} updates ({e}); retrying in {delay:?}",
+                        updates.len()
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(results) => {
+                for (reply, applied_one) in replies.into_iter().zip(results) {
+                    if let Some(tx) = &applied {
+                        let _ = tx.send(applied_one.clone());
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(applied_one));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("store failed to apply {} updates: {e}", updates.len());
+                let e = Arc::new(e);
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
