@@ -342,7 +342,7 @@ fn parse_validity(v: &serde_json::Value) -> Result<u64, String> {
     let rest = s
         .strip_prefix('P')
         .ok_or_else(|| format!("{s:?} is not an ISO 8601 duration (PT1H)"))?;
-    let (mut total, mut in_time, mut number) = (0u64, false, String::new());
+    let (mut total, mut in_time, mut number, mut parts) = (0u64, false, String::new(), 0);
     for c in rest.chars() {
         match c {
             'T' if !in_time && number.is_empty() => in_time = true,
@@ -361,10 +361,11 @@ fn parse_validity(v: &serde_json::Value) -> Result<u64, String> {
                     _ => return Err(format!("{s:?}: unsupported unit {unit:?} (use D, H, M, S)")),
                 };
                 total = total.saturating_add(n.saturating_mul(factor));
+                parts += 1;
             }
         }
     }
-    if !number.is_empty() || rest.is_empty() {
+    if !number.is_empty() || parts == 0 {
         return Err(format!("{s:?} is not an ISO 8601 duration"));
     }
     Ok(total)
@@ -381,11 +382,11 @@ mod tests {
     #[test]
     fn accepts_a_plain_message() {
         let v = validate(
-            req(serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "Hello"})),
+            req(serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "Hello"})),
             &Limits::default(),
         )
         .unwrap();
-        assert_eq!(v.to.as_str(), "447700900123");
+        assert_eq!(v.to.as_str(), "447400123456");
         assert_eq!(v.country.as_deref(), Some("GB"));
         assert_eq!(v.segments, 1);
         assert_eq!(v.encoding, Encoding::Gsm7);
@@ -403,39 +404,39 @@ mod tests {
                 "to",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "ThisIsTooLongForASender", "body": "x"}),
+                serde_json::json!({"to": "+447400123456", "from": "ThisIsTooLongForASender", "body": "x"}),
                 "from",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": ""}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": ""}),
                 "body",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x".repeat(2000)}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "x".repeat(2000)}),
                 "body",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "😀", "encoding": "gsm7"}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "😀", "encoding": "gsm7"}),
                 "body",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "priority": "urgent"}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "x", "priority": "urgent"}),
                 "priority",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "validity_period": "1 hour"}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "x", "validity_period": "1 hour"}),
                 "validity_period",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "scheduled_at": "tomorrow"}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "x", "scheduled_at": "tomorrow"}),
                 "scheduled_at",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "callback_url": "ftp://x"}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "x", "callback_url": "ftp://x"}),
                 "callback_url",
             ),
             (
-                serde_json::json!({"to": "+447700900123", "from": "Acme", "body": "x", "metadata": [1]}),
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "x", "metadata": [1]}),
                 "metadata",
             ),
         ];
