@@ -698,7 +698,11 @@ impl<'a> Conn<'a> {
             id: MessageId::generate(now_ms()),
             carrier: self.s.carrier.clone(),
             tenant: None,
-            from: format!("+{}", sm.source.addr.to_str_lossy().trim_start_matches('+')),
+            from: match sm.source.ton {
+                // International numbers in E.164 form; national numbers and names as sent.
+                1 => format!("+{}", sm.source.addr.to_str_lossy().trim_start_matches('+')),
+                _ => sm.source.addr.to_str_lossy().into_owned(),
+            },
             to: sm.dest.addr.to_str_lossy().into_owned(),
             body,
             received_at: now_ms(),

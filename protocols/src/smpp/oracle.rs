@@ -48,7 +48,7 @@ pub fn agree(frame: &[u8]) -> Result<(), String> {
             // rusmpp did not read the frame faithfully (it re-encodes to other octets: it read
             // a TLV at its own size rather than its declared length and carried on from
             // there), so its acceptance says nothing about the frame we saw.
-            _ if rusmpp_encode(&theirs).as_ref() != frame => Ok(()),
+            _ if rusmpp_encode(&theirs).as_ref() != frame || !tlv_lengths_faithful(&theirs) => Ok(()),
             _ => Err(format!("we reject ({e}) what rusmpp accepts: {theirs:?}")),
         },
     }
@@ -402,6 +402,22 @@ fn in_domain(pdu: &Pdu) -> bool {
         _ => return true,
     };
     tlvs.iter().all(|t| rusmpp_reads_exactly(t.tag, &t.value))
+}
+
+/// False when rusmpp read some TLV value at another size than its declared length (it reads
+/// C-strings to their NUL and integers at their own width): its reading of everything after
+/// that TLV is then not the frame's, and its acceptance proves nothing.
+fn tlv_lengths_faithful(command: &Command) -> bool {
+    let faithful = |tlvs: &[rusmpp::tlvs::Tlv]| {
+        tlvs.iter().all(|t| t.value().map_or(0, |v| v.length()) == usize::from(t.value_length()))
+    };
+    match command.pdu() {
+        Some(RPdu::SubmitSm(r)) => faithful(r.tlvs()),
+        Some(RPdu::DeliverSm(r)) => faithful(r.tlvs()),
+        Some(RPdu::DataSm(r)) => faithful(r.tlvs()),
+        Some(RPdu::DataSmResp(r)) => faithful(r.tlvs()),
+        _ => true,
+    }
 }
 
 /// Tags whose value rusmpp reads at the size its type implies, ignoring the TLV's length.
