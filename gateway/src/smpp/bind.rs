@@ -122,6 +122,11 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
             &settings.carrier,
             Outcome::Failure(FailureClass::TransportDown),
         );
+        // Down, and the breaker agrees: what waits on this carrier's queue (including what this
+        // bind held) goes to the next carrier of its route now, rather than when it comes back.
+        if ctx.dispatcher.breaker_tripped(&settings.carrier) {
+            ctx.dispatcher.evacuate(&settings.carrier).await;
+        }
         // Exponential back-off with full jitter in [delay/2, delay].
         let jittered = delay.mul_f64(rand::rng().random_range(0.5..=1.0));
         tokio::select! {
@@ -151,6 +156,9 @@ struct Conn<'a> {
     bucket: Option<TokenBucket>,
     /// The configured rate, which AIMD never exceeds.
     max_rate: Option<u32>,
+    /// When the rate was last halved: throttling answers to submits sent before then report
+    /// the old rate and must not halve it again (one decrease per round trip, as TCP does).
+    slowed_at: Option<Instant>,
     /// Receipts and MO waiting for their commit before we acknowledge them.
     acks: FuturesUnordered<futures::future::BoxFuture<'static, (u32, bool, bool)>>,
     reassembler: Reassembler,
@@ -191,6 +199,7 @@ impl<'a> Conn<'a> {
             pending: VecDeque::new(),
             bucket,
             max_rate: s.tps,
+            slowed_at: None,
             acks: FuturesUnordered::new(),
             reassembler: Reassembler::new(ReassemblyConfig::default()),
             reference: rand::rng().random(),
@@ -223,6 +232,12 @@ impl<'a> Conn<'a> {
             }
             let mut wake = self.fill(now).await;
             self.drain_events(now).await;
+            // Events just drained may have queued retries (error responses, timeouts) after
+            // `fill` computed its wake-up: without this the bind sleeps until the next session
+            // timer (enquire_link, up to its interval) before retrying or failing them over.
+            if let Some(p) = self.pending.front() {
+                wake = wake.min(p.not_before);
+            }
             ever_bound |= self.status.bound.load(Ordering::Relaxed);
             while let Some(pdu) = self.session.poll_transmit() {
                 if let Err(e) = codec.encode(&pdu, &mut wbuf) {
@@ -483,7 +498,12 @@ impl<'a> Conn<'a> {
                     &self.s.carrier,
                     Outcome::Failure(FailureClass::Throttled),
                 );
-                self.slow_down(now);
+                // A window of submits sent at the old rate is throttled together: halve once
+                // for all of them, not once each (that took a 50/s carrier down to 1/s).
+                if self.slowed_at.is_none_or(|t| f.sent_at > t) {
+                    self.slow_down(now);
+                    self.slowed_at = Some(now);
+                }
                 self.pending.push_front(Pending {
                     job: f.job,
                     segment: f.segment,
@@ -533,6 +553,10 @@ impl<'a> Conn<'a> {
             });
         } else {
             let job = self.without_job(&f.job);
+            // The job's other segments still in flight here are abandoned too: the next carrier
+            // sends the whole job, so their responses must not fail it over (or retry it) again.
+            // Without this a 3-part message failed over three times: 3 copies, 9 submits at B.
+            self.in_flight.retain(|_, other| other.job.id != job.id);
             self.ctx
                 .dispatcher
                 .fail_over(&job, &self.s.carrier, reason)

@@ -48,7 +48,9 @@ pub fn agree(frame: &[u8]) -> Result<(), String> {
             // rusmpp did not read the frame faithfully (it re-encodes to other octets: it read
             // a TLV at its own size rather than its declared length and carried on from
             // there), so its acceptance says nothing about the frame we saw.
-            _ if rusmpp_encode(&theirs).as_ref() != frame || !tlv_lengths_faithful(&theirs) => Ok(()),
+            _ if rusmpp_encode(&theirs).as_ref() != frame || !tlv_lengths_faithful(&theirs) => {
+                Ok(())
+            }
             _ => Err(format!("we reject ({e}) what rusmpp accepts: {theirs:?}")),
         },
     }
@@ -409,7 +411,8 @@ fn in_domain(pdu: &Pdu) -> bool {
 /// that TLV is then not the frame's, and its acceptance proves nothing.
 fn tlv_lengths_faithful(command: &Command) -> bool {
     let faithful = |tlvs: &[rusmpp::tlvs::Tlv]| {
-        tlvs.iter().all(|t| t.value().map_or(0, |v| v.length()) == usize::from(t.value_length()))
+        tlvs.iter()
+            .all(|t| t.value().map_or(0, |v| v.length()) == usize::from(t.value_length()))
     };
     match command.pdu() {
         Some(RPdu::SubmitSm(r)) => faithful(r.tlvs()),
