@@ -419,6 +419,15 @@ fn tlv_lengths_faithful(command: &Command) -> bool {
         Some(RPdu::DeliverSm(r)) => faithful(r.tlvs()),
         Some(RPdu::DataSm(r)) => faithful(r.tlvs()),
         Some(RPdu::DataSmResp(r)) => faithful(r.tlvs()),
+        Some(RPdu::BindTransmitterResp(r)) => {
+            faithful(r.sc_interface_version_tlv().cloned().as_slice())
+        }
+        Some(RPdu::BindReceiverResp(r)) => {
+            faithful(r.sc_interface_version_tlv().cloned().as_slice())
+        }
+        Some(RPdu::BindTransceiverResp(r)) => {
+            faithful(r.sc_interface_version_tlv().cloned().as_slice())
+        }
         _ => true,
     }
 }
