@@ -16,37 +16,47 @@ use crate::model::{Applied, MessageId, NewMessage, ReceiptUpdate, Status, UnixMs
 /// within this window: carriers recycle ids, and an old stray receipt must not hit a new message.
 const LATE_MATCH_WINDOW_MS: UnixMs = 10 * 60 * 1000;
 
-/// Stores one accepted message with its `accepted` history entry.
-pub(super) fn insert_message(conn: &Connection, m: &NewMessage) -> rusqlite::Result<()> {
-    let tags = serde_json::to_string(&m.tags)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.prepare_cached(
+/// Stores accepted messages, each with its `accepted` history entry. The two statements are
+/// looked up once per request, not per message.
+pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
         "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
          priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
          created_at, updated_at) \
          VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)",
-    )?
-    .execute(params![
-        m.id.0,
-        m.tenant,
-        m.to,
-        m.country,
-        m.from,
-        m.body,
-        m.encoding,
-        m.segments,
-        m.priority,
-        m.scheduled_at,
-        m.expires_at,
-        m.callback_url,
-        tags,
-        m.metadata,
-        m.carrier,
-        m.price,
-        m.currency,
-        m.created_at,
-    ])?;
-    insert_history(conn, m.id, m.created_at, Status::Accepted, None)
+    )?;
+    let mut history = conn.prepare_cached(HISTORY_INSERT)?;
+    for m in messages {
+        let tags = serde_json::to_string(&m.tags)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        insert.execute(params![
+            m.id.0,
+            m.tenant,
+            m.to,
+            m.country,
+            m.from,
+            m.body,
+            m.encoding,
+            m.segments,
+            m.priority,
+            m.scheduled_at,
+            m.expires_at,
+            m.callback_url,
+            tags,
+            m.metadata,
+            m.carrier,
+            m.price,
+            m.currency,
+            m.created_at,
+        ])?;
+        history.execute(params![
+            m.id.0,
+            m.created_at,
+            Status::Accepted.as_str(),
+            None::<&str>
+        ])?;
+    }
+    Ok(())
 }
 
 /// Applies one update and says what it did.
@@ -86,7 +96,7 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
                  ON CONFLICT (message_id, idx) DO UPDATE SET \
                    carrier = excluded.carrier, status = 'rejected', error = excluded.error, \
                    updated_at = excluded.updated_at \
-                 WHERE segments.status NOT IN ('delivered', 'undeliverable', 'expired', 'rejected', 'failed', 'cancelled')",
+                 WHERE segments.status = 'sent'",
             )?
             .execute(params![id.0, index, carrier, error, at])?;
             head.move_to(conn, Status::Rejected, *at, Some(error))
@@ -156,6 +166,12 @@ impl Head {
     }
 }
 
+/// Adds a history entry. A status appears at most once per message (moves are strictly
+/// forwards), so the key (message_id, at, status) cannot collide; OR IGNORE keeps a replay
+/// harmless anyway.
+const HISTORY_INSERT: &str =
+    "INSERT OR IGNORE INTO history (message_id, at, status, detail) VALUES (?1, ?2, ?3, ?4)";
+
 fn insert_history(
     conn: &Connection,
     id: MessageId,
@@ -163,12 +179,8 @@ fn insert_history(
     status: Status,
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
-    // A status appears at most once per message (moves are strictly forwards), so the key
-    // (message_id, at, status) cannot collide; OR IGNORE keeps a replay harmless anyway.
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO history (message_id, at, status, detail) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![id.0, at, status.as_str(), detail])?;
+    conn.prepare_cached(HISTORY_INSERT)?
+        .execute(params![id.0, at, status.as_str(), detail])?;
     Ok(())
 }
 
@@ -187,13 +199,15 @@ fn segment_sent(
     };
     // A resubmission after a restart brings a new carrier id: the segment takes it (unless it
     // already reached a final state), and the old id stays indexed so its receipt still matches.
+    // Segments only ever hold `sent` or a final state, so "not final" is `status = 'sent'`
+    // (cheaper for SQLite than a NOT IN list).
     conn.prepare_cached(
         "INSERT INTO segments (message_id, idx, carrier, carrier_message_id, status, error, updated_at) \
          VALUES (?1, ?2, ?3, ?4, 'sent', NULL, ?5) \
          ON CONFLICT (message_id, idx) DO UPDATE SET \
            carrier = excluded.carrier, carrier_message_id = excluded.carrier_message_id, \
            status = 'sent', error = NULL, updated_at = excluded.updated_at \
-         WHERE segments.status NOT IN ('delivered', 'undeliverable', 'expired', 'rejected', 'failed', 'cancelled')",
+         WHERE segments.status = 'sent'",
     )?
     .execute(params![id.0, index, carrier, carrier_message_id, at])?;
     let normalized = normalize_message_id(carrier_message_id.as_bytes());
@@ -205,7 +219,7 @@ fn segment_sent(
     }
     let sent: u32 = conn
         .prepare_cached(
-            "SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status IN ('sent', 'delivered')",
+            "SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND (status = 'sent' OR status = 'delivered')",
         )?
         .query_row(params![id.0, head.segments], |row| row.get(0))?;
     let mut applied = if sent >= u32::from(head.segments) {
@@ -243,26 +257,29 @@ fn take_early_receipts(
     normalized: &NormalizedId,
     sent_at: UnixMs,
 ) -> rusqlite::Result<Vec<EarlyReceipt>> {
-    let primary = key_text(&normalized.primary);
-    let alternate = normalized
-        .alternate
-        .as_ref()
-        .map_or_else(|| primary.clone(), key_text);
-    let rows: Vec<(i64, Option<String>, Option<String>, UnixMs)> = conn
-        .prepare_cached(
-            // A UNION rather than an OR, so each half searches its own index.
-            "SELECT id, status, error, received_at FROM unmatched_receipts \
-             WHERE carrier = ?1 AND key_primary IN (?2, ?3) AND received_at >= ?4 \
-             UNION \
-             SELECT id, status, error, received_at FROM unmatched_receipts \
-             WHERE carrier = ?1 AND key_alternate IN (?2, ?3) AND received_at >= ?4 \
-             ORDER BY id",
-        )?
-        .query_map(
-            params![carrier, primary, alternate, sent_at - LATE_MATCH_WINDOW_MS],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )?
-        .collect::<rusqlite::Result<_>>()?;
+    // Plain equality probes, one per reading and column: an OR, a UNION or an IN list would
+    // make SQLite build temporary b-trees on every SegmentSent, and this runs for each one.
+    let mut rows: Vec<(i64, Option<String>, Option<String>, UnixMs)> = Vec::new();
+    for sql in [
+        "SELECT id, status, error, received_at FROM unmatched_receipts \
+         WHERE carrier = ?1 AND key_primary = ?2 AND received_at >= ?3",
+        "SELECT id, status, error, received_at FROM unmatched_receipts \
+         WHERE carrier = ?1 AND key_alternate = ?2 AND received_at >= ?3",
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        for key in normalized.keys() {
+            let found = stmt.query_map(
+                params![carrier, key_text(key), sent_at - LATE_MATCH_WINDOW_MS],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )?;
+            for row in found {
+                rows.push(row?);
+            }
+        }
+    }
+    // Oldest first, each once (a receipt can match under several readings).
+    rows.sort_unstable_by_key(|r| r.0);
+    rows.dedup_by_key(|r| r.0);
     let mut out = Vec::with_capacity(rows.len());
     let mut delete = conn.prepare_cached("DELETE FROM unmatched_receipts WHERE id = ?1")?;
     for (rowid, status, error, at) in rows {

@@ -89,6 +89,10 @@ pub struct StoreStats {
     pub rows: u64,
     /// Most rows one committed transaction carried.
     pub largest_batch: u64,
+    /// Time the writer spent running requests inside transactions, in microseconds.
+    pub work_micros: u64,
+    /// Time the writer spent in `COMMIT` (WAL write, fsync, checkpoints), in microseconds.
+    pub commit_micros: u64,
 }
 
 /// Counters the writer updates and [`SqliteStore::stats`] reads.
@@ -99,6 +103,8 @@ struct Stats {
     requests: AtomicU64,
     rows: AtomicU64,
     largest_batch: AtomicU64,
+    work_micros: AtomicU64,
+    commit_micros: AtomicU64,
 }
 
 /// The embedded SQLite [`Store`]. Cheap to share behind an `Arc`; every method may be called
@@ -208,6 +214,8 @@ impl SqliteStore {
             requests: s.requests.load(Ordering::Relaxed),
             rows: s.rows.load(Ordering::Relaxed),
             largest_batch: s.largest_batch.load(Ordering::Relaxed),
+            work_micros: s.work_micros.load(Ordering::Relaxed),
+            commit_micros: s.commit_micros.load(Ordering::Relaxed),
         }
     }
 

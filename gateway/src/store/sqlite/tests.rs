@@ -785,3 +785,36 @@ async fn large_requests_are_split_across_transactions_only_between_requests() {
         (1, 20, 20)
     );
 }
+
+#[tokio::test]
+async fn hot_queries_use_their_indexes() {
+    let dir = TempDir::new();
+    drop(open(&dir.db()));
+    let conn = Connection::open(dir.db()).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |row| row.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    let cases = [
+        ("SELECT id FROM messages WHERE status IN ('accepted', 'queued', 'submitting') ORDER BY id", "messages_unfinished"),
+        ("SELECT id FROM messages WHERE tenant = 'a' AND id < 5 ORDER BY id DESC LIMIT 10", "messages_tenant"),
+        ("SELECT message_id FROM carrier_ids WHERE carrier = 'a' AND key = 'n:1' ORDER BY message_id DESC LIMIT 1", "PRIMARY KEY"),
+        (
+            "SELECT id FROM unmatched_receipts WHERE carrier = 'a' AND key_primary = 'x' AND received_at >= 0",
+            "unmatched_primary (carrier=? AND key_primary=?)",
+        ),
+        (
+            "SELECT id FROM unmatched_receipts WHERE carrier = 'a' AND key_alternate = 'x' AND received_at >= 0",
+            "unmatched_alternate (carrier=? AND key_alternate=?)",
+        ),
+    ];
+    for (sql, index) in cases {
+        let plan = plan(sql);
+        assert!(plan.contains(index), "{sql}\n  → {plan}");
+        assert!(
+            !plan.split("; ").any(|step| step == "SCAN messages"),
+            "{sql}\n  → {plan}"
+        );
+    }
+}

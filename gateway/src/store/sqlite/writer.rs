@@ -12,12 +12,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{apply_update, insert_message};
+use super::apply::{apply_update, insert_messages};
 use super::{clone_error, sqlite_error, SqliteOptions, Stats};
 use crate::model::{Applied, NewMessage, Update};
 use crate::store::StoreError;
@@ -164,6 +164,7 @@ impl Writer {
     /// Runs `batch` in one transaction and answers every request.
     fn commit(&mut self, batch: Vec<Request>, rows: usize) {
         let requests = batch.len() as u64;
+        let started = Instant::now();
         if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             let e = sqlite_error(&e);
             self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
@@ -185,10 +186,18 @@ impl Writer {
                 }
             }
         }
+        let worked = Instant::now();
         let outcome = match abort {
             Some(e) => Err(e),
             None => self.exec("COMMIT").map_err(|e| sqlite_error(&e)),
         };
+        let committed = Instant::now();
+        self.stats
+            .work_micros
+            .fetch_add(micros(worked - started), Ordering::Relaxed);
+        self.stats
+            .commit_micros
+            .fetch_add(micros(committed - worked), Ordering::Relaxed);
         match outcome {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -225,8 +234,7 @@ impl Writer {
         match request {
             Request::Ping(tx) => Ok(Done::Ping(tx)),
             Request::Insert(messages, tx) => {
-                let r = self
-                    .in_savepoint(|conn| messages.iter().try_for_each(|m| insert_message(conn, m)));
+                let r = self.in_savepoint(|conn| insert_messages(conn, &messages));
                 match r {
                     Ok(r) => Ok(Done::Insert(tx, r)),
                     Err(e) => Err((Done::Insert(tx, Ok(())), e)),
@@ -275,6 +283,10 @@ impl Writer {
     fn exec(&self, sql: &str) -> rusqlite::Result<()> {
         self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Answers a request that never ran.
