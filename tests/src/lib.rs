@@ -1,8 +1,11 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`: locating the workspace's binaries,
 //! starting them on ephemeral ports of 127.0.0.1, stopping exactly the processes we started, and
-//! a small blocking ESME ([`esme::TestEsme`]).
+//! a small blocking ESME ([`esme::TestEsme`]), a keep-alive HTTP client ([`http::Client`]), and
+//! the gateway and simulator harness ([`gateway`]).
 
 pub mod esme;
+pub mod gateway;
+pub mod http;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use switchyard_protocols::text::EncodingPreference;
 use switchyard_routing::{
-    Admission, Channel, Priority, RouteBuf, RouteError, RouteRequest, Router, E164,
+    Admission, BreakerView, Channel, Priority, RouteBuf, RouteError, RouteRequest, Router, E164,
 };
 use tokio::sync::Notify;
 
@@ -313,6 +313,46 @@ impl Dispatcher {
                         at: now_ms(),
                         detail: Some(format!("{reason}; {e}")),
                     })
+                    .await;
+            }
+        }
+    }
+
+    /// True when `carrier`'s circuit breaker is open or half-open (read only: takes no probe).
+    pub fn breaker_tripped(&self, carrier: &str) -> bool {
+        let table = self.router.load();
+        table
+            .carrier_id(carrier)
+            .and_then(|id| table.carrier_state(id))
+            .is_some_and(|s| !matches!(s.view(Instant::now()), BreakerView::Closed))
+    }
+
+    /// Moves the jobs waiting on `carrier`'s queue to the next carrier of their routes (its binds
+    /// are down and its breaker open, so nothing would take them until it recovers). Jobs with
+    /// no other carrier stay queued for its return.
+    pub async fn evacuate(&self, carrier: &str) {
+        let queue = self.queue(carrier);
+        let mut stay = Vec::new();
+        let mut moved = 0usize;
+        while let Some(job) = queue.pop() {
+            let mut next = clone_job(&job);
+            next.scheduled_at = None;
+            next.tried.push(carrier.to_owned());
+            match self.enqueue(Arc::new(next)) {
+                Ok(_) => moved += 1,
+                Err(_) => stay.push(job),
+            }
+        }
+        if moved > 0 {
+            tracing::info!(
+                carrier,
+                jobs = moved,
+                "carrier down: queued jobs failed over"
+            );
+        }
+        for job in stay {
+            if let Err(job) = queue.push(job) {
+                self.fail_over(&job, carrier, "queue full on evacuation")
                     .await;
             }
         }

@@ -42,6 +42,10 @@ use crate::dispatch::{CarrierQueue, Dispatcher, Job};
 use crate::model::{now_ms, InboundMessage, MessageId, ReceiptUpdate, Status, Update};
 use crate::updates::UpdateSink;
 
+/// The accounting period of carriers' TPS limits: throttling answers within one such period
+/// after a slow-down are one signal, not many.
+const THROTTLE_PERIOD: Duration = Duration::from_secs(1);
+
 /// What every bind of the gateway shares.
 #[derive(Debug, Clone)]
 pub struct BindContext {
@@ -156,8 +160,7 @@ struct Conn<'a> {
     bucket: Option<TokenBucket>,
     /// The configured rate, which AIMD never exceeds.
     max_rate: Option<u32>,
-    /// When the rate was last halved: throttling answers to submits sent before then report
-    /// the old rate and must not halve it again (one decrease per round trip, as TCP does).
+    /// When the rate was last halved: at most one halving per [`THROTTLE_PERIOD`].
     slowed_at: Option<Instant>,
     /// Receipts and MO waiting for their commit before we acknowledge them.
     acks: FuturesUnordered<futures::future::BoxFuture<'static, (u32, bool, bool)>>,
@@ -264,8 +267,7 @@ impl<'a> Conn<'a> {
             }
             let want_work = self.draining.is_none()
                 && matches!(self.session.state(), State::Bound(_))
-                && self.session.window_available() > 0
-                && self.pending.is_empty();
+                && self.session.window_available() > 0;
             tokio::select! {
                 read = rd.read_buf(&mut rbuf) => {
                     let now = Instant::now();
@@ -317,6 +319,12 @@ impl<'a> Conn<'a> {
         while self.session.window_available() > 0 {
             let next = match self.pending.front() {
                 Some(p) if p.not_before <= now => self.pending.pop_front(),
+                // A retry waiting out its back-off must not hold up the queue behind it: that
+                // stalled the whole bind for 100–400 ms per transient error (and delayed the
+                // failures that open a failing carrier's breaker).
+                Some(_) if self.bucket.as_mut().is_none_or(|b| b.available(now) > 0) => {
+                    self.next_from_queue(now).await
+                }
                 Some(_) => None,
                 None => self.next_from_queue(now).await,
             };
@@ -383,15 +391,19 @@ impl<'a> Conn<'a> {
             match segments(&job, self.s, self.reference) {
                 Ok(segs) if segs.is_empty() => continue,
                 Ok(segs) => {
-                    for segment in segs {
-                        self.pending.push_back(Pending {
-                            job: job.clone(),
-                            segment,
-                            attempt: 0,
-                            not_before: now,
-                        });
+                    let mut parts = segs.into_iter().map(|segment| Pending {
+                        job: job.clone(),
+                        segment,
+                        attempt: 0,
+                        not_before: now,
+                    });
+                    let first = parts.next();
+                    // The other parts go next, ahead of retries still waiting out a back-off.
+                    let rest: Vec<Pending> = parts.collect();
+                    for p in rest.into_iter().rev() {
+                        self.pending.push_front(p);
                     }
-                    return self.pending.pop_front();
+                    return first;
                 }
                 Err(e) => {
                     // Validated at the API; only a carrier forcing an encoding can get here.
@@ -498,9 +510,13 @@ impl<'a> Conn<'a> {
                     &self.s.carrier,
                     Outcome::Failure(FailureClass::Throttled),
                 );
-                // A window of submits sent at the old rate is throttled together: halve once
-                // for all of them, not once each (that took a 50/s carrier down to 1/s).
-                if self.slowed_at.is_none_or(|t| f.sent_at > t) {
+                // Carriers count TPS per second and refuse everything above it until the
+                // second ends: every answer in that stretch is the same signal. Halve once for
+                // it, not once per answer (that took a 50/s carrier down to 1/s).
+                if self
+                    .slowed_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= THROTTLE_PERIOD)
+                {
                     self.slow_down(now);
                     self.slowed_at = Some(now);
                 }
