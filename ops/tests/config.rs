@@ -53,7 +53,8 @@ fn example_loads_and_builds_a_routing_table() {
     let smpp = nw.smpp.as_ref().unwrap();
     assert_eq!(smpp.binds, 4);
     assert_eq!(smpp.window, 50);
-    assert!(smpp.tls.is_some());
+    // TLS stays off in the example until SMPP-over-TLS lands (the gateway refuses it).
+    assert!(smpp.tls.is_none());
     assert_eq!(
         smpp.endpoint,
         SmppEndpoint::Remote {
