@@ -419,6 +419,14 @@ fn tlv_lengths_faithful(command: &Command) -> bool {
         Some(RPdu::DeliverSm(r)) => faithful(r.tlvs()),
         Some(RPdu::DataSm(r)) => faithful(r.tlvs()),
         Some(RPdu::DataSmResp(r)) => faithful(r.tlvs()),
+        Some(RPdu::DeliverSmResp(r)) => faithful(r.tlvs()),
+        Some(RPdu::SubmitSmResp(r)) => faithful(r.tlvs()),
+        Some(RPdu::SubmitMulti(r)) => faithful(r.tlvs()),
+        Some(RPdu::SubmitMultiResp(r)) => faithful(r.tlvs()),
+        Some(RPdu::ReplaceSm(r)) => faithful(r.message_payload_tlv().cloned().as_slice()),
+        Some(RPdu::AlertNotification(r)) => {
+            faithful(r.ms_availability_status_tlv().cloned().as_slice())
+        }
         Some(RPdu::BindTransmitterResp(r)) => {
             faithful(r.sc_interface_version_tlv().cloned().as_slice())
         }
