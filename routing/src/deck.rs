@@ -157,7 +157,8 @@ pub enum DeckErrorKind {
     /// The file has no header row.
     #[error("empty deck (no header row)")]
     Empty,
-    /// CSV framing error (unbalanced quotes); rows after it were not read.
+    /// CSV quoting error (stray, unterminated or trailing text after a quote); rows after it
+    /// were not read.
     #[error("CSV syntax: {0}")]
     Syntax(&'static str),
     /// The header lacks a required column.

@@ -102,10 +102,22 @@ impl Health {
     /// Health score in 0.0..=1.0: success rate × a latency factor that is 1.0 at zero latency,
     /// 0.75 at `reference` and tends to 0.5.
     pub fn score(&self, reference: Duration) -> f32 {
+        self.score_with(reference_us(reference))
+    }
+
+    /// [`Self::score`] with the reference already converted by [`reference_us`] (the
+    /// conversion from `u128` µs is a library call, too slow for every candidate).
+    #[inline]
+    pub(crate) fn score_with(&self, reference_us: f32) -> f32 {
         let lat = self.latency_us.load(Relaxed) as f32;
-        let r = (reference.as_micros() as f32).max(1.0);
+        let r = reference_us;
         self.success_rate() * (0.5 + 0.5 * r / (r + lat))
     }
+}
+
+/// A latency reference in µs as `f32`, at least 1.
+pub(crate) fn reference_us(reference: Duration) -> f32 {
+    (reference.as_micros() as f32).max(1.0)
 }
 
 /// `avg += (sample − avg) / 16`, lock-free.

@@ -15,7 +15,7 @@
 //! # Layout
 //! - [`number`]: E.164 numbers and prefixes (parsed once, inline, `Copy`).
 //! - [`money`]: fixed-point prices and currencies.
-//! - `csv`: a small CSV reader that keeps line numbers.
+//! - `csv`: deck CSV framing on the `csv` crate, with line numbers and strict quoting.
 //! - [`deck`]: rate decks and their CSV format (see the module docs).
 //! - [`carrier`], [`plan`], [`config`]: carriers, tenant route plans, the build input.
 //! - `trie`: the flat digit trie with per-node ranked candidate lists.
@@ -23,6 +23,8 @@
 //! - [`health`], [`breaker`], [`state`]: live carrier health and circuit breakers.
 //! - [`bucket`]: token buckets for TPS/CPS.
 //! - [`router`]: the `ArcSwap` handle.
+//! - `invariants` (hidden): the property the `rate_deck` fuzz target checks, shared with
+//!   `tests/fuzz_corpus.rs`.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -34,6 +36,8 @@ mod csv;
 pub mod deck;
 pub mod explain;
 pub mod health;
+#[doc(hidden)]
+pub mod invariants;
 pub mod money;
 pub mod number;
 pub mod plan;

@@ -351,6 +351,10 @@ pub struct RoutingTable {
     carrier_ids: HashMap<String, CarrierId>,
     /// One trie per channel.
     tries: [PrefixTrie; 2],
+    /// `config.scoring.health_weight`, clamped to 0..=1 once rather than per lookup.
+    health_weight: [f32; 4],
+    /// `config.scoring.latency_reference` in µs as `f32` (≥ 1), converted once.
+    latency_reference_us: f32,
     /// Sizes.
     stats: TableStats,
 }
@@ -616,6 +620,8 @@ impl RoutingTable {
             stored_candidates: count(|c| c.1),
             active_rates: active,
         };
+        let health_weight = cfg.scoring.health_weight.map(|w| w.clamp(0.0, 1.0));
+        let latency_reference_us = crate::health::reference_us(cfg.scoring.latency_reference);
         Ok(Self {
             generation: previous.map_or(1, |p| p.generation + 1),
             built_for: unix_now,
@@ -626,6 +632,8 @@ impl RoutingTable {
             tenant_ids,
             carrier_ids,
             tries,
+            health_weight,
+            latency_reference_us,
             stats,
         })
     }
@@ -720,6 +728,11 @@ impl RoutingTable {
 
     /// Routes one message or call: the tenant's allowed carriers with a closed or half-open
     /// breaker, scored and ranked best first into `buf`. No allocation, no locks.
+    ///
+    /// One pass over the (cheapest-first) candidates filters and scores them; per-table
+    /// constants (clamped weights, the latency reference as `f32`) are prepared at build time,
+    /// and costs are compared as integers converted once, so a candidate costs one atomic
+    /// breaker read, two health loads and two divisions.
     pub fn route<'b>(
         &self,
         req: &RouteRequest<'_>,
@@ -742,9 +755,20 @@ impl RoutingTable {
         if m.candidates.is_empty() {
             return Err(RouteError::NoRoute(req.channel));
         }
-        let latency_ref = self.config.scoring.latency_reference;
+        let w = self
+            .health_weight
+            .get(req.priority.index())
+            .copied()
+            .unwrap_or(0.5);
+        let (health_coef, cost_coef) = match plan.preference {
+            Preference::Cheapest => (1e-3, 1.0),
+            Preference::Quality => (1.0, 1e-3),
+            Preference::Weighted => (w, 1.0 - w),
+        };
+        let latency_ref = self.latency_reference_us;
         let mut allowed_any = false;
         let mut retry_at: Option<Instant> = None;
+        let mut min_cost = 0.0;
         let mut n = 0;
         for c in m.candidates {
             if !plan.allows(c.carrier) {
@@ -762,12 +786,23 @@ impl RoutingTable {
             let Some(slot) = buf.ranked.get_mut(n) else {
                 break;
             };
+            let health = rt.state.health().score_with(latency_ref) * rt.quality;
+            let cost = c.cost.nanos() as f64;
+            if n == 0 {
+                // Candidates arrive cheapest first: the first survivor holds the minimum.
+                min_cost = cost;
+            }
+            let cost_score = if cost <= 0.0 {
+                1.0
+            } else {
+                (min_cost / cost) as f32
+            };
             *slot = Ranked {
                 carrier: c.carrier,
                 cost: c.cost,
                 price: plan.markup.apply(c.cost),
-                health: rt.state.health().score(latency_ref) * rt.quality,
-                score: 0.0,
+                health,
+                score: health_coef * health + cost_coef * cost_score,
                 breaker,
             };
             n += 1;
@@ -779,30 +814,8 @@ impl RoutingTable {
             });
         }
         let ranked = buf.ranked.get_mut(..n).unwrap_or(&mut []);
-        // Candidates arrive cheapest first, so the first one holds the minimum cost.
-        let min_cost = ranked.first().map_or(0.0, |r| r.cost.as_f64());
-        let w = self
-            .config
-            .scoring
-            .health_weight
-            .get(req.priority.index())
-            .copied()
-            .unwrap_or(0.5)
-            .clamp(0.0, 1.0);
-        for r in ranked.iter_mut() {
-            let cost = r.cost.as_f64();
-            let cost_score = if cost <= 0.0 {
-                1.0
-            } else {
-                (min_cost / cost) as f32
-            };
-            r.score = match plan.preference {
-                Preference::Cheapest => cost_score + 1e-3 * r.health,
-                Preference::Quality => r.health + 1e-3 * cost_score,
-                Preference::Weighted => w * r.health + (1.0 - w) * cost_score,
-            };
-        }
-        // Insertion sort, descending score; stable, so equal scores keep cost order.
+        // Insertion sort, descending score; stable, so equal scores keep cost order. Entries
+        // usually arrive in (or near) score order, so this is one comparison per entry.
         for i in 1..ranked.len() {
             let mut j = i;
             while j > 0 && ranked.get(j - 1).map(|r| r.score) < ranked.get(j).map(|r| r.score) {

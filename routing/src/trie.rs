@@ -1,12 +1,13 @@
-//! The precomputed longest-prefix-match structure: a digit trie laid out flat, breadth-first,
-//! with every node pointing at the ranked candidate list that applies to numbers ending their
-//! walk there.
+//! The precomputed longest-prefix-match structure: a digit trie whose every node already
+//! knows the ranked candidate list that applies to numbers ending their walk there.
 //!
-//! A node is 12 bytes: a 10-bit child mask, the index of its first child (children of a node
-//! are contiguous, so child `d` is at `first_child + popcount(mask & ((1 << d) − 1))`), and a
-//! range in the shared candidate pool. Nodes without rates of their own inherit their parent's
-//! range, so a lookup is just the walk: no backtracking, no allocation, no hashing. Identical
-//! candidate lists are stored once.
+//! Lookups read [`Entry`] words, each either a *leaf* (the answer: a range in the shared
+//! candidate pool and the matched prefix length) or an *inner* link to a block of ten entries,
+//! one per next digit. Leaves are pushed down: a digit with no deeper rates maps straight to
+//! the answer, so a walk stops at the first leaf, usually one or two loads after the jump table
+//! (an array of the entries reached after the first six digits). Nodes without rates of their
+//! own inherit their parent's answer, so there is no backtracking, no allocation and no
+//! hashing. Identical candidate lists are stored once.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -14,40 +15,66 @@ use std::hash::{BuildHasher, Hash};
 use crate::number::Prefix;
 use crate::table::{Candidate, MAX_CANDIDATES};
 
-/// One trie node, 12 bytes.
-#[derive(Clone, Copy, Debug, Default)]
-struct Node {
-    /// Index of the first child in `nodes`.
-    first_child: u32,
-    /// Start of this node's candidate list in `cands`.
-    cand_start: u32,
-    /// Bit `d` set when the node has a child for digit `d`.
-    mask: u16,
-    /// Length of the candidate list (≤ [`MAX_CANDIDATES`]).
-    cand_len: u8,
-    /// Length of the longest rate prefix on the path to this node (0: none).
-    match_len: u8,
+/// One word of the lookup structure. Bit 63 set: inner, bits 0–31 are a block index. Clear:
+/// leaf, bits 0–31 are the start of the candidate list, 32–39 its length, 40–47 the matched
+/// prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry(u64);
+
+impl Entry {
+    /// Tag bit of inner entries.
+    const INNER: u64 = 1 << 63;
+    /// No match, no candidates.
+    const EMPTY: Entry = Entry(0);
+
+    fn leaf(start: u32, len: u8, match_len: u8) -> Self {
+        Self(u64::from(start) | u64::from(len) << 32 | u64::from(match_len) << 40)
+    }
+
+    fn inner(block: u32) -> Self {
+        Self(Self::INNER | u64::from(block))
+    }
+
+    /// The block index of an inner entry.
+    #[inline]
+    fn block(self) -> Option<usize> {
+        (self.0 & Self::INNER != 0).then_some(self.0 as u32 as usize)
+    }
+
+    /// (candidate start, candidate length, matched length) of a leaf.
+    #[inline]
+    fn unpack(self) -> (usize, usize, u8) {
+        (
+            self.0 as u32 as usize,
+            usize::from((self.0 >> 32) as u8),
+            (self.0 >> 40) as u8,
+        )
+    }
 }
 
 /// Flat digit trie with ranked candidate lists.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PrefixTrie {
-    /// Nodes in breadth-first order; the root is at 0.
-    nodes: Box<[Node]>,
+    /// One block of ten entries (by next digit) per node that has children, breadth-first;
+    /// the root's is block 0.
+    blocks: Box<[[Entry; 10]]>,
+    /// Per block, the answer for a number that ends at its node (shorter than the prefixes
+    /// under it). Kept apart so blocks stay 80 bytes.
+    ends: Box<[Entry]>,
+    /// Where every walk starts: inner (block 0), or a leaf for a trie without children.
+    root: Entry,
     /// Every distinct candidate list, concatenated.
     cands: Box<[Candidate]>,
+    /// Nodes of the trie (prefixes and the digits leading to them), for statistics.
+    nodes: usize,
     /// Number of distinct prefixes that carry rates.
     prefixes: usize,
-    /// Shortcut for the first `stride` digits: entry `v` (the digits as a number) holds the
-    /// deepest node reached by walking them, as `index | depth << 28`. Replaces the first
-    /// `stride` dependent loads of the walk with one.
-    jump: Box<[u32]>,
+    /// Shortcut for the first `stride` digits: entry `v` (the digits as a number) is the
+    /// entry reached by walking them. Replaces the first `stride` dependent loads with one.
+    jump: Box<[Entry]>,
     /// Digits covered by `jump` (0: no jump table, for small tries).
     stride: u8,
 }
-
-/// Bits of a jump entry holding the node index.
-const JUMP_INDEX_BITS: u32 = 28;
 
 /// Node of the build-time trie.
 #[derive(Clone, Copy)]
@@ -164,36 +191,60 @@ impl PrefixTrie {
             }
         }
 
-        // Breadth-first layout: children of a node are contiguous.
-        let mut order: Vec<u32> = Vec::with_capacity(temp.len());
-        order.push(0);
-        let mut nodes = Vec::with_capacity(temp.len());
+        // Breadth-first layout: a block per inner node, numbered in visiting order.
+        let mut block_of: Vec<u32> = vec![u32::MAX; temp.len()];
+        let mut order: Vec<u32> = Vec::new();
+        let is_inner = |t: &TempNode| t.children.iter().any(|&c| c != 0);
+        if temp.first().is_some_and(is_inner) {
+            order.push(0);
+        }
         let mut i = 0;
         while let Some(&old) = order.get(i) {
-            let first_child = order.len() as u32;
-            let mut mask = 0u16;
+            if let Some(slot) = block_of.get_mut(old as usize) {
+                *slot = i as u32;
+            }
             if let Some(t) = temp.get(old as usize) {
-                for (d, &child) in t.children.iter().enumerate() {
-                    if child != 0 {
-                        mask |= 1 << d;
+                for &child in &t.children {
+                    if child != 0 && temp.get(child as usize).is_some_and(is_inner) {
                         order.push(child);
                     }
                 }
             }
-            let (cand_start, cand_len, match_len) =
-                ranges.get(old as usize).copied().unwrap_or((0, 0, 0));
-            nodes.push(Node {
-                first_child,
-                cand_start,
-                mask,
-                cand_len,
-                match_len,
-            });
             i += 1;
         }
+        let leaf = |node: u32| {
+            let (start, len, match_len) = ranges.get(node as usize).copied().unwrap_or((0, 0, 0));
+            Entry::leaf(start, len, match_len)
+        };
+        let mut blocks = Vec::with_capacity(order.len());
+        let mut ends = Vec::with_capacity(order.len());
+        for &old in &order {
+            let Some(t) = temp.get(old as usize) else {
+                continue;
+            };
+            let mut block = [leaf(old); 10];
+            for (slot, &child) in block.iter_mut().zip(&t.children) {
+                if child != 0 {
+                    *slot = match block_of.get(child as usize) {
+                        Some(&b) if b != u32::MAX => Entry::inner(b),
+                        _ => leaf(child),
+                    };
+                }
+            }
+            blocks.push(block);
+            ends.push(leaf(old));
+        }
+        let root = if order.is_empty() {
+            leaf(0)
+        } else {
+            Entry::inner(0)
+        };
         let mut trie = Self {
-            nodes: nodes.into_boxed_slice(),
+            blocks: blocks.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+            root,
             cands: pool.into_boxed_slice(),
+            nodes: temp.len(),
             prefixes,
             jump: Box::default(),
             stride: 0,
@@ -202,11 +253,10 @@ impl PrefixTrie {
         trie
     }
 
-    /// Sizes the jump table to the trie: 10^6 entries (4 MB) for big tables, 10^4 for
-    /// medium ones, none for small ones.
+    /// Sizes the jump table to the trie: 10^6 entries (8 MB) for big tables, 10^4 for
+    /// medium ones, none for small ones. [`Self::lookup`] handles strides 4 and 6.
     fn build_jump(&mut self) {
-        let stride: u32 = match self.nodes.len() {
-            n if n >= 1 << JUMP_INDEX_BITS => 0,
+        let stride: u32 = match self.nodes {
             n if n > 100_000 => 6,
             n if n > 5_000 => 4,
             _ => 0,
@@ -214,90 +264,99 @@ impl PrefixTrie {
         if stride == 0 {
             return;
         }
-        let size = 10usize.pow(stride);
-        let mut jump = Vec::with_capacity(size);
-        let mut digits = [0u8; 8];
-        for v in 0..size {
-            let mut x = v;
-            for d in digits.iter_mut().take(stride as usize).rev() {
-                *d = b'0' + (x % 10) as u8;
-                x /= 10;
-            }
-            let (idx, depth) = self.walk(0, digits.get(..stride as usize).unwrap_or(&[]));
-            jump.push(idx | (depth << JUMP_INDEX_BITS));
-        }
+        let mut jump = vec![Entry::EMPTY; 10usize.pow(stride)];
+        self.fill_jump(&mut jump, self.root);
         self.jump = jump.into_boxed_slice();
         self.stride = stride as u8;
     }
 
-    /// Walks `digits` from node `start`; returns the deepest node reached and how many digits
-    /// were consumed.
-    #[inline]
-    fn walk(&self, start: u32, digits: &[u8]) -> (u32, u32) {
-        let mut idx = start;
-        let mut used = 0;
-        for &b in digits {
-            let Some(node) = self.nodes.get(idx as usize) else {
-                break;
-            };
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                break;
+    /// Fills `out` (the jump entries of every digit string starting with the path to `entry`)
+    /// with what a walk from the root would reach after `out.len()`'s worth of digits.
+    fn fill_jump(&self, out: &mut [Entry], entry: Entry) {
+        match entry.block().and_then(|b| self.blocks.get(b)) {
+            Some(block) if out.len() > 1 => {
+                let part = out.len() / 10;
+                for (chunk, &child) in out.chunks_mut(part).zip(block) {
+                    self.fill_jump(chunk, child);
+                }
             }
-            let bit = 1u16 << d;
-            if node.mask & bit == 0 {
-                break;
-            }
-            idx = node.first_child + (node.mask & (bit - 1)).count_ones();
-            used += 1;
+            _ => out.fill(entry),
         }
-        (idx, used)
+    }
+
+    /// Walks `digits` from `entry`: the result of the deepest node reached.
+    #[inline]
+    fn walk(&self, mut entry: Entry, digits: &[u8]) -> Entry {
+        for &b in digits {
+            let Some(block) = entry.block() else {
+                return entry;
+            };
+            let d = usize::from(b.wrapping_sub(b'0'));
+            match self.blocks.get(block) {
+                Some(children) if d < 10 => entry = children[d],
+                _ => return self.ends.get(block).copied().unwrap_or(Entry::EMPTY),
+            }
+        }
+        match entry.block() {
+            Some(block) => self.ends.get(block).copied().unwrap_or(Entry::EMPTY),
+            None => entry,
+        }
     }
 
     /// Longest-prefix match: the matched prefix length (0 if none) and the ranked candidates.
+    /// `digits` are ASCII digits (an [`crate::E164`]'s); other bytes give a wrong answer but
+    /// never a panic.
     #[inline]
     pub(crate) fn lookup(&self, digits: &[u8]) -> (u8, &[Candidate]) {
-        let stride = usize::from(self.stride);
-        let mut idx = 0u32;
-        let mut rest = digits;
-        if let (Some(head), Some(tail)) = (digits.get(..stride), digits.get(stride..)) {
-            if stride > 0 {
-                let v = head.iter().fold(0usize, |v, b| {
-                    v * 10 + usize::from(b.wrapping_sub(b'0') % 10)
-                });
-                let entry = self.jump.get(v).copied().unwrap_or(0);
-                idx = entry & ((1 << JUMP_INDEX_BITS) - 1);
-                // A walk that stopped inside the stride cannot go deeper.
-                rest = if (entry >> JUMP_INDEX_BITS) as usize == stride {
-                    tail
-                } else {
-                    &[]
-                };
-            }
-        }
-        let (idx, _) = self.walk(idx, rest);
-        let Some(node) = self.nodes.get(idx as usize) else {
-            return (0, &[]);
+        let jumped = match self.stride {
+            6 => digits
+                .split_first_chunk::<6>()
+                .map(|(head, tail)| (decimal(head), tail)),
+            4 => digits
+                .split_first_chunk::<4>()
+                .map(|(head, tail)| (decimal(head), tail)),
+            _ => None,
         };
-        let start = node.cand_start as usize;
-        let list = self
-            .cands
-            .get(start..start + usize::from(node.cand_len))
-            .unwrap_or(&[]);
-        (node.match_len, list)
+        let (entry, rest) = match jumped {
+            Some((v, tail)) => (self.jump.get(v).copied().unwrap_or(Entry::EMPTY), tail),
+            None => (self.root, digits),
+        };
+        self.result(self.walk(entry, rest))
+    }
+
+    /// The match length and candidate list of a leaf entry.
+    #[inline]
+    fn result(&self, leaf: Entry) -> (u8, &[Candidate]) {
+        let (start, len, match_len) = leaf.unpack();
+        let list = self.cands.get(start..start + len).unwrap_or(&[]);
+        (match_len, list)
     }
 
     /// Heap bytes owned by the trie.
     pub(crate) fn heap_size(&self) -> usize {
-        std::mem::size_of_val::<[Node]>(&self.nodes)
+        std::mem::size_of_val::<[[Entry; 10]]>(&self.blocks)
+            + std::mem::size_of_val::<[Entry]>(&self.ends)
             + std::mem::size_of_val::<[Candidate]>(&self.cands)
-            + std::mem::size_of_val::<[u32]>(&self.jump)
+            + std::mem::size_of_val::<[Entry]>(&self.jump)
     }
 
     /// (nodes, stored candidates, distinct prefixes).
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
-        (self.nodes.len(), self.cands.len(), self.prefixes)
+        (self.nodes, self.cands.len(), self.prefixes)
     }
+}
+
+/// The value of `N` ASCII digits. Independent multiplications rather than a `v * 10 + d`
+/// chain, so the jump index is ready a few cycles sooner.
+#[inline]
+fn decimal<const N: usize>(digits: &[u8; N]) -> usize {
+    let mut v = 0;
+    let mut weight = 1;
+    for &b in digits.iter().rev() {
+        v += usize::from(b.wrapping_sub(b'0')) * weight;
+        weight *= 10;
+    }
+    v
 }
 
 /// Stores `list` in `pool` unless an identical list is already there; returns its range.
@@ -329,9 +388,10 @@ mod tests {
     use crate::money::Price;
     use crate::table::CarrierId;
 
-    /// The jump table must give exactly what the plain walk from the root gives.
+    /// The jump table must give exactly what the plain walk from the root gives, and both
+    /// what a brute-force longest-prefix scan gives.
     #[test]
-    fn jump_table_matches_plain_walk() {
+    fn jump_table_matches_plain_walk_and_brute_force() {
         let mut x: u64 = 42;
         let mut next = move || {
             x ^= x << 13;
@@ -353,23 +413,45 @@ mod tests {
         }
         entries.sort_by_key(|(p, c)| (*p, c.carrier));
         entries.dedup_by_key(|(p, c)| (*p, c.carrier));
-        let trie = PrefixTrie::build(entries, |c| (c.cost, c.carrier));
+        let trie = PrefixTrie::build(entries.clone(), |c| (c.cost, c.carrier));
         assert!(trie.stride > 0, "big enough for a jump table");
-        for _ in 0..20_000 {
+        for i in 0..20_000 {
             let len = 1 + (next() % 12) as usize;
             let digits: Vec<u8> = (0..len).map(|_| b'0' + (next() % 10) as u8).collect();
-            let (idx, _) = trie.walk(0, &digits);
-            let node = trie.nodes[idx as usize];
-            let plain = (
-                node.match_len,
-                &trie.cands[node.cand_start as usize..][..usize::from(node.cand_len)],
-            );
-            assert_eq!(
-                trie.lookup(&digits),
-                plain,
-                "{:?}",
-                std::str::from_utf8(&digits)
-            );
+            let plain = trie.result(trie.walk(trie.root, &digits));
+            let found = trie.lookup(&digits);
+            assert_eq!(found, plain, "{:?}", std::str::from_utf8(&digits));
+            if i % 16 != 0 {
+                continue;
+            }
+            // Brute force: per carrier, its longest matching prefix.
+            let mut best: HashMap<CarrierId, (usize, Candidate)> = HashMap::new();
+            for (p, c) in &entries {
+                if digits.starts_with(p.digits()) {
+                    let e = best.entry(c.carrier).or_insert((0, *c));
+                    if p.len() >= e.0 {
+                        *e = (p.len(), *c);
+                    }
+                }
+            }
+            let matched = best.values().map(|(l, _)| *l).max().unwrap_or(0);
+            let mut want: Vec<Candidate> = best.into_values().map(|(_, c)| c).collect();
+            want.sort_by_key(|c| (c.cost, c.carrier));
+            want.truncate(MAX_CANDIDATES);
+            assert_eq!(usize::from(found.0), matched);
+            assert_eq!(found.1, &want[..]);
         }
+    }
+
+    #[test]
+    fn small_and_empty_tries() {
+        let empty = PrefixTrie::build(Vec::new(), |c| c.cost);
+        assert_eq!(empty.lookup(b"4477"), (0, &[][..]));
+        let c = Candidate::for_test(Price::from_nanos(5), CarrierId::for_test(0));
+        let trie = PrefixTrie::build(vec![(Prefix::parse("44").unwrap(), c)], |c| c.cost);
+        assert_eq!(trie.lookup(b"4"), (0, &[][..]));
+        assert_eq!(trie.lookup(b"44"), (2, &[c][..]));
+        assert_eq!(trie.lookup(b"447700"), (2, &[c][..]));
+        assert_eq!(trie.lookup(b"33"), (0, &[][..]));
     }
 }

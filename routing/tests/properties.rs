@@ -164,6 +164,148 @@ proptest! {
     }
 }
 
+/// The scoring rules of `route()` written plainly (one `Ranked` per survivor, stable sort,
+/// tie spreading by weight), for comparison with the optimised implementation.
+fn reference_route(
+    table: &RoutingTable,
+    plan: &RoutePlan,
+    number: &E164,
+    priority: Priority,
+    salt: u64,
+    now: Instant,
+) -> Result<Vec<Ranked>, RouteError> {
+    let cfg = table.config();
+    if plan.blocked_prefixes.iter().any(|p| p.matches(number)) {
+        return Err(RouteError::BlockedPrefix);
+    }
+    let m = table.lookup(Channel::Sms, number);
+    if m.candidates.is_empty() {
+        return Err(RouteError::NoRoute(Channel::Sms));
+    }
+    let permitted = |name: &String| {
+        plan.allowed.as_ref().is_none_or(|a| a.contains(name)) && !plan.blocked.contains(name)
+    };
+    let (mut allowed_any, mut retry_at) = (false, None::<Instant>);
+    let mut ranked = Vec::new();
+    for c in m.candidates {
+        let carrier = &cfg.carriers[c.carrier.index()];
+        if !permitted(&carrier.name) {
+            continue;
+        }
+        allowed_any = true;
+        let state = table.carrier_state(c.carrier).unwrap();
+        let breaker = state.view(now);
+        if let BreakerView::Open { until } = breaker {
+            retry_at = Some(retry_at.map_or(until, |r| r.min(until)));
+            continue;
+        }
+        ranked.push(Ranked {
+            carrier: c.carrier,
+            cost: c.cost,
+            price: plan.markup.apply(c.cost),
+            health: state.health().score(cfg.scoring.latency_reference) * carrier.quality.factor(),
+            score: 0.0,
+            breaker,
+        });
+    }
+    if ranked.is_empty() {
+        return Err(match retry_at {
+            Some(retry_at) if allowed_any => RouteError::AllBreakersOpen { retry_at },
+            _ => RouteError::NotAllowed,
+        });
+    }
+    let min_cost = ranked[0].cost.nanos() as f64;
+    let w = cfg.scoring.health_weight[priority as usize].clamp(0.0, 1.0);
+    for r in &mut ranked {
+        let cost = r.cost.nanos() as f64;
+        let cost_score = if cost <= 0.0 {
+            1.0
+        } else {
+            (min_cost / cost) as f32
+        };
+        r.score = match plan.preference {
+            Preference::Cheapest => cost_score + 1e-3 * r.health,
+            Preference::Quality => r.health + 1e-3 * cost_score,
+            Preference::Weighted => w * r.health + (1.0 - w) * cost_score,
+        };
+    }
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let top = ranked[0].score;
+    let tied = ranked
+        .iter()
+        .take_while(|r| r.score >= top - cfg.scoring.tie_band)
+        .count();
+    let weight = |r: &Ranked| u64::from(cfg.carriers[r.carrier.index()].weight);
+    let total: u64 = ranked[..tied].iter().map(weight).sum();
+    if tied >= 2 && total > 0 {
+        let mut pick = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % total;
+        for i in 0..tied {
+            if pick < weight(&ranked[i]) {
+                ranked[..=i].rotate_right(1);
+                break;
+            }
+            pick -= weight(&ranked[i]);
+        }
+    }
+    Ok(ranked)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `route()` ranks exactly as the plain model does, under arbitrary health, breakers,
+    /// plans, preferences, priorities, markups, qualities and weights.
+    #[test]
+    fn route_equals_reference_model(
+        decks in decks(),
+        outcomes in prop::collection::vec(prop::collection::vec((0u8..6, 0u64..3000), 0..12), 7),
+        qualities in prop::collection::vec(0u8..3, 7),
+        weights in prop::collection::vec(0u32..4, 7),
+        blocked in prop::collection::vec(0usize..7, 0..3),
+        preference in prop_oneof![Just(Preference::Cheapest), Just(Preference::Quality), Just(Preference::Weighted)],
+        priority in prop_oneof![Just(Priority::Critical), Just(Priority::High), Just(Priority::Normal), Just(Priority::Low)],
+        basis_points in 0u32..3000,
+        tie_band in prop_oneof![Just(0.0f32), Just(0.01), Just(0.2)],
+        later_ms in 0u64..10_000,
+        numbers in prop::collection::vec("[1-4][0-3]{0,9}", 1..20),
+        salt in any::<u64>(),
+    ) {
+        let mut cfg = build(&decks, &[]);
+        for (i, c) in cfg.carriers.iter_mut().enumerate() {
+            c.quality = [QualityClass::Premium, QualityClass::Standard, QualityClass::Economy][usize::from(qualities[i])];
+            c.weight = weights[i];
+        }
+        cfg.scoring.tie_band = tie_band;
+        let mut plan = RoutePlan::open("t");
+        plan.blocked = blocked.iter().map(|i| format!("c{}", i % decks.len())).collect();
+        plan.preference = preference;
+        plan.markup.basis_points = basis_points;
+        cfg.plans.push(plan.clone());
+        let t0 = Instant::now();
+        let table = RoutingTable::build(Arc::new(cfg), NOW, t0, None).unwrap();
+        for (i, seq) in outcomes.iter().enumerate().take(table.config().carriers.len()) {
+            let id = table.carrier_id(&format!("c{i}")).unwrap();
+            for &(k, ms) in seq {
+                let outcome = match k {
+                    0 | 1 => Outcome::Success { latency: Duration::from_millis(ms) },
+                    k => outcome(k - 1),
+                };
+                table.record(id, t0, outcome);
+            }
+        }
+        let now = t0 + Duration::from_millis(later_ms);
+        let tenant = table.tenant_id("t").unwrap();
+        let mut buf = RouteBuf::new();
+        for n in &numbers {
+            let number = E164::parse(n).unwrap();
+            let req = RouteRequest { channel: Channel::Sms, number: &number, tenant, priority, salt, now };
+            let got = table.route(&req, &mut buf).map(|r| r.to_vec());
+            let want = reference_route(&table, &plan, &number, priority, salt, now);
+            prop_assert_eq!(got, want, "number {}", n);
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Advance(u64),
