@@ -33,6 +33,9 @@ pub trait Authenticator: Send + Sync + 'static {
     fn tenant(&self, key: &str) -> Option<Arc<str>>;
 }
 
+/// Every bind's live status, by carrier name; swapped whole when binds change.
+pub type BindTable = arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -43,7 +46,7 @@ pub struct AppState {
     /// Routing and queues.
     pub dispatcher: Arc<Dispatcher>,
     /// Every bind's live status (for /readyz and metrics).
-    pub binds: Arc<arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>>,
+    pub binds: Arc<BindTable>,
     /// Prometheus exposition.
     pub metrics: Option<PrometheusHandle>,
     /// Request limits.

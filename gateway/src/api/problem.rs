@@ -5,12 +5,22 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// The problem type URI, built from the code when serialised (keeps [`Problem`] small).
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemType(pub &'static str);
+
+impl Serialize for ProblemType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("https://switchyard.dev/problems/{}", self.0))
+    }
+}
+
 /// One API error.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// A URI naming the problem type (stable; documentation lives there).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ProblemType,
     /// Short summary of the problem type.
     pub title: &'static str,
     /// HTTP status code.
@@ -21,7 +31,7 @@ pub struct Problem {
     pub code: &'static str,
     /// The request field at fault, as a JSON pointer-ish path (`to`, `body`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+    pub field: Option<&'static str>,
     /// Seconds after which retrying may succeed (also sent as `Retry-After`).
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -31,7 +41,7 @@ impl Problem {
     /// A problem with a status, a code and a detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Problem {
-            kind: format!("https://switchyard.dev/problems/{code}"),
+            kind: ProblemType(code),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
@@ -42,9 +52,9 @@ impl Problem {
     }
 
     /// 422: a field's value is not acceptable.
-    pub fn invalid(field: &str, code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
         Problem {
-            field: Some(field.to_owned()),
+            field: Some(field),
             ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
         }
     }

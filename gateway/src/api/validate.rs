@@ -442,7 +442,7 @@ mod tests {
         ];
         for (json, field) in cases {
             let p = validate(req(json.clone()), &Limits::default()).unwrap_err();
-            assert_eq!(p.field.as_deref(), Some(field), "{json}: {p:?}");
+            assert_eq!(p.field, Some(field), "{json}: {p:?}");
             assert_eq!(p.status, 422);
         }
     }

@@ -212,7 +212,7 @@ impl Dispatcher {
             let Some(carrier) = table.carrier(r.carrier) else {
                 continue;
             };
-            if job.tried.iter().any(|t| *t == carrier.name) {
+            if job.tried.contains(&carrier.name) {
                 continue;
             }
             any_untried = true;
