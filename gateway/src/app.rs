@@ -124,8 +124,15 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     // Refuse what is configured but not built yet rather than silently connecting in clear.
-    if let Some(c) = config.carriers.iter().find(|c| c.smpp.as_ref().is_some_and(|s| s.tls.is_some())) {
-        anyhow::bail!("carrier {:?}: TLS for SMPP binds is not available yet; remove `tls` to bind in clear", c.name);
+    if let Some(c) = config
+        .carriers
+        .iter()
+        .find(|c| c.smpp.as_ref().is_some_and(|s| s.tls.is_some()))
+    {
+        anyhow::bail!(
+            "carrier {:?}: TLS for SMPP binds is not available yet; remove `tls` to bind in clear",
+            c.name
+        );
     }
     let uses_sandbox = config.carriers.iter().any(|c| {
         c.smpp
