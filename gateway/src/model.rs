@@ -90,7 +90,7 @@ impl TryFrom<String> for MessageId {
 }
 
 /// Where a message is in its life (DESIGN.md, "Message states").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Stored; the 202 went out.

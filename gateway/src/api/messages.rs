@@ -17,7 +17,7 @@ use crate::dispatch::{DispatchError, Job};
 use crate::model::{now_ms, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
 
 /// One delivery in the response (one per channel; SMS only for now).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// Same as the message id for single-channel sends.
     pub id: String,
@@ -38,7 +38,7 @@ pub struct Delivery {
 }
 
 /// The 202 answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// Message id.
     pub id: String,
@@ -134,6 +134,17 @@ fn quote(state: &AppState, job: &Job) -> Result<(String, Option<(String, String)
 }
 
 /// `POST /v1/messages`.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendRequest,
+    responses(
+        (status = 202, description = "Stored durably and queued", body = Accepted),
+        (status = 400, description = "Unreadable request", body = Problem),
+        (status = 401, description = "Missing or wrong API key", body = Problem),
+        (status = 403, description = "Destination not allowed by the plan", body = Problem),
+        (status = 413, description = "Request body too large", body = Problem),
+        (status = 422, description = "A field is not acceptable (see `field`)", body = Problem),
+        (status = 503, description = "Overloaded or no carrier available; see Retry-After", body = Problem),
+    ),
+    security(("bearer" = [])))]
 pub async fn send(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -237,7 +248,7 @@ fn multiply(price: &str, n: u16) -> String {
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Id.
     pub id: String,
@@ -276,11 +287,14 @@ pub struct MessageView {
     /// Labels.
     pub tags: Vec<String>,
     /// Tenant data.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-    /// Per segment: carrier, carrier id, status, error.
+    /// Per segment: index, carrier, carrier_message_id, status, error, updated_at.
+    #[schema(value_type = Vec<Object>)]
     pub segment_states: Vec<serde_json::Value>,
-    /// Status history, oldest first (only in single-message answers).
+    /// Status history, oldest first (only in single-message answers): status, at, detail.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub history: Vec<serde_json::Value>,
 }
 
@@ -342,6 +356,10 @@ fn parse_id(raw: &str) -> Result<MessageId, Problem> {
 }
 
 /// `GET /v1/messages/{id}`.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "Message id (msg_…)")),
+    responses((status = 200, body = MessageView), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -356,7 +374,7 @@ pub async fn get(
 }
 
 /// Query of `GET /v1/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this status.
@@ -388,6 +406,9 @@ fn parse_time(field: &'static str, s: &str) -> Result<i64, Problem> {
 }
 
 /// `GET /v1/messages`: newest first, cursor pagination.
+#[utoipa::path(get, path = "/v1/messages", tag = "messages", params(ListQuery),
+    responses((status = 200, description = "`{data: [MessageView], next_cursor}`"), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -448,6 +469,10 @@ pub async fn list(
 }
 
 /// `POST /v1/messages/{id}/cancel`: only scheduled messages not yet due.
+#[utoipa::path(post, path = "/v1/messages/{id}/cancel", tag = "messages",
+    params(("id" = String, Path, description = "Message id (msg_…)")),
+    responses((status = 200, description = "Cancelled"), (status = 404, body = Problem), (status = 409, description = "Not cancellable", body = Problem)),
+    security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

@@ -3,6 +3,7 @@
 //! - [`messages`]: `POST /v1/messages`, `GET /v1/messages/{id}`, `GET /v1/messages`,
 //!   `POST /v1/messages/{id}/cancel`.
 //! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
 //! - [`problem`]: RFC 9457 errors.
 //!
@@ -10,6 +11,7 @@
 //! its own messages.
 
 pub mod messages;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod validate;
@@ -98,6 +100,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(|| async {
             Problem::new(
                 axum::http::StatusCode::NOT_FOUND,

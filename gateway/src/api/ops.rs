@@ -13,7 +13,7 @@ use super::problem::Problem;
 use super::{AppState, Tenant};
 
 /// Query of `GET /v1/routes/explain`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ExplainQuery {
     /// Destination, E.164.
     pub to: String,
@@ -22,6 +22,9 @@ pub struct ExplainQuery {
 }
 
 /// `GET /v1/routes/explain?to=+44…`: which carriers, in what order, why, at what price.
+#[utoipa::path(get, path = "/v1/routes/explain", tag = "routing", params(ExplainQuery),
+    responses((status = 200, description = "Matched prefix, candidates with price, health, breaker and score, the winner and why"), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn explain(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -99,11 +102,13 @@ pub async fn explain(
 }
 
 /// `GET /healthz`: the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /readyz`: the store takes writes and at least one bind is up.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reasons")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     if let Err(e) = state.store.ping().await {
@@ -127,6 +132,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let binds = state.binds.load();
     for (carrier, b) in binds.iter() {

@@ -15,11 +15,12 @@ impl Serialize for ProblemType {
     }
 }
 
-/// One API error.
-#[derive(Debug, Clone, Serialize)]
+/// One API error (RFC 9457 problem details).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type (stable; documentation lives there).
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: ProblemType,
     /// Short summary of the problem type.
     pub title: &'static str,
@@ -34,6 +35,7 @@ pub struct Problem {
     pub field: Option<&'static str>,
     /// Seconds after which retrying may succeed (also sent as `Retry-After`).
     #[serde(skip)]
+    #[schema(ignore)]
     pub retry_after: Option<u64>,
 }
 

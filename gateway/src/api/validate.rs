@@ -11,7 +11,7 @@ use super::problem::Problem;
 use crate::model::{now_ms, UnixMs};
 
 /// The request body of `POST /v1/messages` (SMS).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// `"+447700900123"` or `{"phone": "+447700900123"}`.
@@ -27,6 +27,7 @@ pub struct SendRequest {
     /// `critical`, `high`, `normal` (default) or `low`.
     pub priority: Option<String>,
     /// ISO 8601 duration (`PT1H`) or whole seconds: give up if not sent within it.
+    #[schema(value_type = Option<String>, example = "PT1H")]
     pub validity_period: Option<serde_json::Value>,
     /// RFC 3339 time to send at.
     pub scheduled_at: Option<String>,
@@ -36,11 +37,12 @@ pub struct SendRequest {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Free-form JSON object.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// A recipient in either accepted shape.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Recipient {
     /// `"+447700900123"`.
