@@ -1,6 +1,8 @@
 //! Decoding one complete frame into a [`Pdu`], without copying any payload.
 
-use bytes::Bytes;
+use std::ops::Range;
+
+use bytes::{Buf, Bytes};
 
 use crate::smpp::pdu::{
     Address, AlertNotification, Bind, BindResp, Body, COctet, CancelSm, CommandId, DataSm,
@@ -12,6 +14,7 @@ use crate::smpp::tlv::{Tlv, Tlvs};
 
 use super::error::{PduError, PduErrorKind};
 use super::limits::{fixed_tlv_len, StringField};
+use super::nul::{find_nul, has_nul};
 use super::HEADER_LEN;
 
 /// Decodes one complete PDU. `frame` holds exactly one PDU, header included, as split by
@@ -41,7 +44,7 @@ pub fn decode(frame: Bytes) -> Result<Pdu, PduError> {
         }));
     }
     let mut r = Reader {
-        frame: &frame,
+        frame,
         pos: HEADER_LEN,
     };
     // Error responses may come with no body at all (SMPP 3.4 §4: "the body is not returned if
@@ -72,23 +75,162 @@ fn short_header(frame: &Bytes) -> PduError {
     )
 }
 
+/// The error for a C-octet string with no NUL within its maximum length: too long if the body
+/// had room for the NUL, truncated otherwise.
+#[cold]
+fn cstr_error(field: StringField, remaining: usize) -> PduErrorKind {
+    if remaining > field.max_len() {
+        PduErrorKind::StringTooLong { field }
+    } else {
+        PduErrorKind::Truncated {
+            field: field.name(),
+        }
+    }
+}
+
 /// A cursor over the body of one frame. Fields are sliced out of `frame`.
-struct Reader<'a> {
-    /// The whole frame, header included: fields are `slice`s of it.
-    frame: &'a Bytes,
+struct Reader {
+    /// The whole frame, header included: fields are `slice`s of it. Owned, so that the field
+    /// which ends the frame can take the frame's own reference instead of a new one (see
+    /// [`Reader::bytes`]); it is empty from then on.
+    frame: Bytes,
     /// Offset of the next unread octet.
     pos: usize,
 }
 
 type Res<T> = Result<T, PduErrorKind>;
 
-impl Reader<'_> {
+/// ton and npi of an address, named as in errors.
+const ADDRESS_OCTETS: [&str; 2] = ["addr_ton", "addr_npi"];
+
+/// Finds and checks the offsets of mandatory fields without making any `Bytes`: parsing a
+/// whole body this way first keeps the checks and the slicing apart, so that the slicing is
+/// one straight run (and nothing is sliced for a body that turns out to be malformed).
+struct Scan<'a> {
+    /// The whole frame, as in [`Reader`].
+    frame: &'a [u8],
+    /// Offset of the next unread octet.
+    at: usize,
+}
+
+impl Scan<'_> {
+    #[inline]
+    fn rest(&self) -> &[u8] {
+        self.frame.get(self.at..).unwrap_or_default()
+    }
+
+    /// `N` one-octet fields in a row, checked at once; `names` name them in errors.
+    #[inline]
+    fn octets<const N: usize>(&mut self, names: [&'static str; N]) -> Res<[u8; N]> {
+        match self.rest().first_chunk::<N>() {
+            Some(&v) => {
+                self.at += N;
+                Ok(v)
+            }
+            None => Err(truncated_at(&names, self.rest().len())),
+        }
+    }
+
+    /// A C-octet string that must be NUL-terminated within `field.max_len() + 1` octets: its
+    /// offsets, without the NUL.
+    #[inline]
+    fn cstr(&mut self, field: StringField) -> Res<Range<usize>> {
+        let rest = self.rest();
+        match find_nul(rest, field.max_len()) {
+            Some(len) => {
+                let start = self.at;
+                self.at += len + 1;
+                Ok(start..start + len)
+            }
+            None => Err(cstr_error(field, rest.len())),
+        }
+    }
+
+    /// short_message, after its sm_length.
+    #[inline]
+    fn short_message(&mut self, sm_length: u8) -> Res<Range<usize>> {
+        let len = usize::from(sm_length);
+        let remaining = self.rest().len();
+        if len > remaining {
+            return Err(sm_length_error(sm_length, remaining));
+        }
+        let start = self.at;
+        self.at += len;
+        Ok(start..start + len)
+    }
+    /// The tag and value length of the TLV at the cursor, if its header is there.
+    #[inline]
+    fn tlv_header(&self) -> Option<(u16, usize)> {
+        let &[t0, t1, l0, l1] = self.rest().first_chunk::<4>()?;
+        Some((
+            u16::from_be_bytes([t0, t1]),
+            usize::from(u16::from_be_bytes([l0, l1])),
+        ))
+    }
+
+    /// Checks the TLV at the cursor and skips it.
+    #[inline]
+    fn tlv(&mut self) -> Res<()> {
+        let rest = self.rest().len();
+        let Some((tag, len)) = self.tlv_header() else {
+            return Err(PduErrorKind::TrailingBytes { len: rest });
+        };
+        let remaining = rest - 4;
+        if len > remaining {
+            return Err(tlv_truncated(tag, len, remaining));
+        }
+        if let Some(expected) = fixed_tlv_len(tag) {
+            if len != expected {
+                return Err(tlv_length(tag, len, expected));
+            }
+        }
+        self.at += 4 + len;
+        Ok(())
+    }
+}
+
+#[cold]
+fn tlv_truncated(tag: u16, len: usize, remaining: usize) -> PduErrorKind {
+    PduErrorKind::TlvTruncated {
+        tag,
+        len: u16::try_from(len).unwrap_or(u16::MAX),
+        remaining,
+    }
+}
+
+#[cold]
+fn tlv_length(tag: u16, len: usize, expected: usize) -> PduErrorKind {
+    PduErrorKind::TlvLength {
+        tag,
+        len: u16::try_from(len).unwrap_or(u16::MAX),
+        expected,
+    }
+}
+
+/// The error for the first of `names` that `have` octets could not hold.
+#[cold]
+fn truncated_at(names: &[&'static str], have: usize) -> PduErrorKind {
+    PduErrorKind::Truncated {
+        field: names.get(have).copied().unwrap_or("mandatory field"),
+    }
+}
+
+#[cold]
+fn sm_length_error(sm_length: u8, remaining: usize) -> PduErrorKind {
+    PduErrorKind::SmLength {
+        sm_length,
+        remaining,
+    }
+}
+
+impl Reader {
     /// The unread octets.
     #[inline]
     fn rest(&self) -> &[u8] {
         self.frame.get(self.pos..).unwrap_or_default()
     }
 
+    #[inline]
     fn body(&mut self, id: CommandId, empty_error: bool) -> Res<Body> {
         let body = match id {
             CommandId::SUBMIT_SM => Body::SubmitSm(self.submit_sm()?),
@@ -168,100 +310,120 @@ impl Reader<'_> {
         Ok(v)
     }
 
+    /// The octets `start..end` of the frame, as a `Bytes` sharing its memory.
+    ///
+    /// Every slice costs an atomic increment of the frame's reference count (and a decrement
+    /// when dropped), except an empty one. The field that runs to the end of the frame (the
+    /// short_message of a submit_sm without TLVs, the last TLV value, …) takes the frame's own
+    /// reference instead: the reader has no use for the frame after it, since nothing is left
+    /// to read.
+    #[inline]
+    fn bytes(&mut self, start: usize, end: usize) -> Bytes {
+        if start >= end {
+            Bytes::new()
+        } else if end == self.frame.len() {
+            let mut tail = std::mem::take(&mut self.frame);
+            tail.advance(start);
+            tail
+        } else {
+            self.frame.slice(start..end)
+        }
+    }
+
+    /// A string found by [`Scan::cstr`].
+    #[inline]
+    fn cstr_at(&mut self, at: Range<usize>) -> COctet {
+        COctet(self.bytes(at.start, at.end))
+    }
+
+    /// A scan of the unread octets; store its `at` back in `pos` once its fields are taken.
+    #[inline]
+    fn scan(&self) -> Scan<'_> {
+        Scan {
+            frame: &self.frame,
+            at: self.pos,
+        }
+    }
+
     /// A C-octet string that must be NUL-terminated within `field.max_len() + 1` octets.
     #[inline]
     fn cstr(&mut self, field: StringField) -> Res<COctet> {
-        let rest = self.rest();
-        let window = rest.get(..=field.max_len()).unwrap_or(rest);
-        match window.iter().position(|&b| b == 0) {
-            Some(len) => Ok(self.take_cstr(len)),
-            None if rest.len() > field.max_len() => Err(PduErrorKind::StringTooLong { field }),
-            None => Err(PduErrorKind::Truncated {
-                field: field.name(),
-            }),
-        }
+        let mut scan = self.scan();
+        let at = scan.cstr(field)?;
+        self.pos = scan.at;
+        Ok(self.cstr_at(at))
     }
 
     /// The last C-octet string of a response body: like [`Reader::cstr`], but a missing NUL
     /// is tolerated when the string runs exactly to the end of the body.
     fn cstr_lenient_tail(&mut self, field: StringField) -> Res<COctet> {
         let rest = self.rest();
-        if !rest.is_empty() && rest.len() <= field.max_len() && !rest.contains(&0) {
-            let s = self.frame.slice(self.pos..);
-            self.pos = self.frame.len();
-            return Ok(COctet(s));
+        if !rest.is_empty() && rest.len() <= field.max_len() && !has_nul(rest) {
+            let (start, end) = (self.pos, self.frame.len());
+            self.pos = end;
+            return Ok(COctet(self.bytes(start, end)));
         }
         self.cstr(field)
     }
 
-    /// Slices `len` octets as a string and skips them and their NUL.
-    #[inline]
-    fn take_cstr(&mut self, len: usize) -> COctet {
-        let start = self.pos;
-        self.pos += len + 1;
-        COctet(self.frame.slice(start..start + len))
-    }
-
     #[inline]
     fn address(&mut self, field: StringField) -> Res<Address> {
+        let mut scan = self.scan();
+        let [ton, npi] = scan.octets(ADDRESS_OCTETS)?;
+        let addr = scan.cstr(field)?;
+        self.pos = scan.at;
         Ok(Address {
-            ton: self.u8("addr_ton")?,
-            npi: self.u8("addr_npi")?,
-            addr: self.cstr(field)?,
+            ton,
+            npi,
+            addr: self.cstr_at(addr),
         })
     }
 
     /// sm_length and short_message.
     #[inline]
     fn short_message(&mut self) -> Res<Bytes> {
-        let sm_length = self.u8("sm_length")?;
-        let remaining = self.rest().len();
-        let len = usize::from(sm_length);
-        if len > remaining {
-            return Err(PduErrorKind::SmLength {
-                sm_length,
-                remaining,
-            });
-        }
-        let start = self.pos;
-        self.pos += len;
-        Ok(self.frame.slice(start..start + len))
+        let mut scan = self.scan();
+        let [sm_length] = scan.octets(["sm_length"])?;
+        let at = scan.short_message(sm_length)?;
+        self.pos = scan.at;
+        Ok(self.bytes(at.start, at.end))
     }
 
-    /// The optional part: TLVs up to the end of the body.
+    /// The optional part: TLVs up to the end of the body. Most bodies have none, and an empty
+    /// list neither allocates nor calls out.
+    #[inline]
     fn tlvs(&mut self) -> Res<Tlvs> {
-        let mut tlvs = Vec::new();
-        loop {
-            let rest = self.rest();
-            if rest.is_empty() {
-                return Ok(Tlvs(tlvs));
-            }
-            let Some(&[t0, t1, l0, l1]) = rest.first_chunk::<4>() else {
-                return Err(PduErrorKind::TrailingBytes { len: rest.len() });
+        if self.rest().is_empty() {
+            return Ok(Tlvs::new());
+        }
+        self.some_tlvs()
+    }
+
+    /// [`Reader::tlvs`] when there is something left to read.
+    /// Two passes: the first checks every TLV and counts them, the second slices the values
+    /// into a vector allocated once, at its final size.
+    fn some_tlvs(&mut self) -> Res<Tlvs> {
+        let mut count = 0;
+        let mut scan = self.scan();
+        while !scan.rest().is_empty() {
+            scan.tlv()?;
+            count += 1;
+        }
+        let mut tlvs = Vec::with_capacity(count);
+        for _ in 0..count {
+            // The first pass checked these headers: each is there and its value fits.
+            let Some((tag, len)) = self.scan().tlv_header() else {
+                break;
             };
-            let tag = u16::from_be_bytes([t0, t1]);
-            let len = u16::from_be_bytes([l0, l1]);
-            let remaining = rest.len() - 4;
-            if usize::from(len) > remaining {
-                return Err(PduErrorKind::TlvTruncated {
-                    tag,
-                    len,
-                    remaining,
-                });
-            }
-            if let Some(expected) = fixed_tlv_len(tag) {
-                if usize::from(len) != expected {
-                    return Err(PduErrorKind::TlvLength { tag, len, expected });
-                }
-            }
             let start = self.pos + 4;
-            let end = start + usize::from(len);
+            let end = start + len;
             tlvs.push(Tlv {
                 tag,
-                value: self.frame.slice(start..end),
+                value: self.bytes(start, end),
             });
             self.pos = end;
         }
+        Ok(Tlvs(tlvs))
     }
 
     fn bind(&mut self) -> Res<Bind> {
@@ -284,21 +446,52 @@ impl Reader<'_> {
         })
     }
 
+    /// submit_sm and deliver_sm, the hot path: every offset is found and checked first, then
+    /// the fields are sliced in one straight run.
+    #[inline]
     fn submit_sm(&mut self) -> Res<SubmitSm> {
+        let mut scan = self.scan();
+        let service_type = scan.cstr(StringField::ServiceType)?;
+        let [source_ton, source_npi] = scan.octets(ADDRESS_OCTETS)?;
+        let source = scan.cstr(StringField::SourceAddr)?;
+        let [dest_ton, dest_npi] = scan.octets(ADDRESS_OCTETS)?;
+        let dest = scan.cstr(StringField::DestAddr)?;
+        let [esm_class, protocol_id, priority_flag] =
+            scan.octets(["esm_class", "protocol_id", "priority_flag"])?;
+        let schedule_delivery_time = scan.cstr(StringField::ScheduleDeliveryTime)?;
+        let validity_period = scan.cstr(StringField::ValidityPeriod)?;
+        let [registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id, sm_length] =
+            scan.octets([
+                "registered_delivery",
+                "replace_if_present_flag",
+                "data_coding",
+                "sm_default_msg_id",
+                "sm_length",
+            ])?;
+        let short_message = scan.short_message(sm_length)?;
+        self.pos = scan.at;
         Ok(SubmitSm {
-            service_type: self.cstr(StringField::ServiceType)?,
-            source: self.address(StringField::SourceAddr)?,
-            dest: self.address(StringField::DestAddr)?,
-            esm_class: self.u8("esm_class")?,
-            protocol_id: self.u8("protocol_id")?,
-            priority_flag: self.u8("priority_flag")?,
-            schedule_delivery_time: self.cstr(StringField::ScheduleDeliveryTime)?,
-            validity_period: self.cstr(StringField::ValidityPeriod)?,
-            registered_delivery: self.u8("registered_delivery")?,
-            replace_if_present_flag: self.u8("replace_if_present_flag")?,
-            data_coding: self.u8("data_coding")?,
-            sm_default_msg_id: self.u8("sm_default_msg_id")?,
-            short_message: self.short_message()?,
+            service_type: self.cstr_at(service_type),
+            source: Address {
+                ton: source_ton,
+                npi: source_npi,
+                addr: self.cstr_at(source),
+            },
+            dest: Address {
+                ton: dest_ton,
+                npi: dest_npi,
+                addr: self.cstr_at(dest),
+            },
+            esm_class,
+            protocol_id,
+            priority_flag,
+            schedule_delivery_time: self.cstr_at(schedule_delivery_time),
+            validity_period: self.cstr_at(validity_period),
+            registered_delivery,
+            replace_if_present_flag,
+            data_coding,
+            sm_default_msg_id,
+            short_message: self.bytes(short_message.start, short_message.end),
             tlvs: self.tlvs()?,
         })
     }
@@ -411,5 +604,140 @@ impl Reader<'_> {
             short_message: self.short_message()?,
             tlvs: self.tlvs()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::smpp::codec::encode;
+    use crate::smpp::tlv::tag;
+
+    /// A submit_sm whose body is laid out at known offsets (see `truncation_names_the_field`).
+    fn frame() -> Bytes {
+        let pdu = Pdu::request(
+            9,
+            Body::SubmitSm(SubmitSm {
+                source: Address {
+                    ton: 1,
+                    npi: 1,
+                    addr: "AB".into(),
+                },
+                dest: Address {
+                    ton: 1,
+                    npi: 1,
+                    addr: "CD".into(),
+                },
+                short_message: Bytes::from_static(b"hi"),
+                tlvs: Tlvs(vec![Tlv::new(tag::MESSAGE_STATE, &b"\x02"[..])]),
+                ..SubmitSm::default()
+            }),
+        );
+        let mut b = BytesMut::new();
+        encode(&pdu, &mut b).unwrap();
+        b.freeze()
+    }
+
+    /// The frame cut after `body_len` octets of body, with command_length fixed up.
+    fn cut(body_len: usize) -> Bytes {
+        let mut b = BytesMut::from(&frame()[..HEADER_LEN + body_len]);
+        let len = u32::try_from(b.len()).unwrap().to_be_bytes();
+        b[..4].copy_from_slice(&len);
+        b.freeze()
+    }
+
+    fn kind(body_len: usize) -> PduErrorKind {
+        decode(cut(body_len)).unwrap_err().kind
+    }
+
+    #[test]
+    fn truncation_names_the_field() {
+        // Body: service_type NUL (0), source ton/npi (1, 2), "AB" NUL (3..=5), dest ton/npi
+        // (6, 7), "CD" NUL (8..=10), esm_class, protocol_id, priority_flag (11..=13), two empty
+        // times (14, 15), registered_delivery … sm_default_msg_id (16..=19), sm_length (20),
+        // "hi" (21, 22), message_state TLV (23..=27).
+        let truncated = [
+            (0, "service_type"),
+            (1, "addr_ton"),
+            (2, "addr_npi"),
+            (3, "source_addr"),
+            (5, "source_addr"),
+            (6, "addr_ton"),
+            (7, "addr_npi"),
+            (8, "destination_addr"),
+            (11, "esm_class"),
+            (12, "protocol_id"),
+            (13, "priority_flag"),
+            (14, "schedule_delivery_time"),
+            (15, "validity_period"),
+            (16, "registered_delivery"),
+            (17, "replace_if_present_flag"),
+            (18, "data_coding"),
+            (19, "sm_default_msg_id"),
+            (20, "sm_length"),
+        ];
+        for (len, field) in truncated {
+            assert_eq!(
+                kind(len),
+                PduErrorKind::Truncated { field },
+                "body cut at {len}"
+            );
+        }
+        for (len, remaining) in [(21, 0), (22, 1)] {
+            assert_eq!(
+                kind(len),
+                PduErrorKind::SmLength {
+                    sm_length: 2,
+                    remaining
+                },
+                "body cut at {len}"
+            );
+        }
+        assert_eq!(kind(24), PduErrorKind::TrailingBytes { len: 1 });
+        assert_eq!(
+            kind(27),
+            PduErrorKind::TlvTruncated {
+                tag: tag::MESSAGE_STATE,
+                len: 1,
+                remaining: 0
+            }
+        );
+        assert!(decode(cut(28)).is_ok());
+        assert!(
+            decode(cut(23)).is_ok(),
+            "without its TLV the body is complete"
+        );
+    }
+
+    /// The field that ends the frame takes the frame's own reference; the others are slices
+    /// of the same memory, and empty fields point at nothing.
+    #[test]
+    fn tail_field_keeps_the_frame() {
+        for (body_len, tail_is_tlv) in [(23, false), (28, true)] {
+            let frame = cut(body_len);
+            let range = frame.as_ptr_range();
+            let pdu = decode(frame.clone()).unwrap();
+            let Body::SubmitSm(s) = pdu.body else {
+                panic!("not a submit_sm")
+            };
+            assert_eq!(&s.short_message[..], b"hi");
+            assert!(range.contains(&s.short_message.as_ptr()));
+            assert_eq!(s.source.addr.as_bytes(), b"AB");
+            assert!(range.contains(&s.source.addr.as_bytes().as_ptr()));
+            assert!(s.service_type.is_empty());
+            if tail_is_tlv {
+                let value = &s.tlvs.get(tag::MESSAGE_STATE).unwrap().value;
+                assert_eq!(&value[..], b"\x02");
+                assert_eq!(value.as_ptr_range().end, range.end);
+            } else {
+                assert!(s.tlvs.is_empty());
+                assert_eq!(s.short_message.as_ptr_range().end, range.end);
+            }
+            // Dropping the original keeps every field valid (they share the frame's memory).
+            drop(frame);
+            assert_eq!(&s.short_message[..], b"hi");
+        }
     }
 }

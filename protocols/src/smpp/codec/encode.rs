@@ -7,6 +7,7 @@ use crate::smpp::tlv::Tlvs;
 
 use super::error::EncodeError;
 use super::limits::{fixed_tlv_len, StringField};
+use super::nul::has_nul;
 use super::HEADER_LEN;
 
 /// The length of `pdu`'s encoding (its command_length), header included.
@@ -163,6 +164,19 @@ fn body_len(body: &Body) -> usize {
     }
 }
 
+/// The error for a C-octet string we refuse to encode.
+#[cold]
+fn cstr_error(field: StringField, b: &[u8]) -> EncodeError {
+    if b.len() > field.max_len() {
+        EncodeError::StringTooLong {
+            field,
+            len: b.len(),
+        }
+    } else {
+        EncodeError::InteriorNul { field }
+    }
+}
+
 /// Writes fields into the reserved slice, checking each against its limit as it goes.
 struct Writer<'a> {
     /// Exactly [`encoded_len`] zeroed octets.
@@ -205,14 +219,8 @@ impl Writer<'_> {
     #[inline]
     fn cstr(&mut self, field: StringField, s: &COctet) -> Res {
         let b = s.as_bytes();
-        if b.len() > field.max_len() {
-            return Err(EncodeError::StringTooLong {
-                field,
-                len: b.len(),
-            });
-        }
-        if b.contains(&0) {
-            return Err(EncodeError::InteriorNul { field });
+        if b.len() > field.max_len() || has_nul(b) {
+            return Err(cstr_error(field, b));
         }
         self.slice(b);
         // The terminator: the buffer is zero-filled already.

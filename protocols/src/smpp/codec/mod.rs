@@ -35,6 +35,7 @@ mod encode;
 mod error;
 mod framing;
 mod limits;
+mod nul;
 
 pub use decode::decode;
 pub use encode::{encode, encoded_len};
