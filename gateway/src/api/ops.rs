@@ -135,8 +135,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let binds = state.binds.load();
-    for (carrier, b) in binds.iter() {
-        let labels = [("carrier", carrier.clone())];
+    for (i, (carrier, b)) in binds.iter().enumerate() {
+        let labels = [("carrier", carrier.clone()), ("bind", i.to_string())];
         metrics::gauge!("switchyard_smpp_bind_up", &labels)
             .set(f64::from(u8::from(b.bound.load(Ordering::Relaxed))));
         metrics::counter!("switchyard_smpp_submit_sm_total", &labels)

@@ -188,6 +188,10 @@ impl<'a> Conn<'a> {
         config.window = s.window.max(1);
         config.response_timeout = s.response_timeout;
         config.enquire_link_interval = Some(s.enquire_link);
+        // Receipts and MO are acknowledged only once committed, so many can be unanswered at
+        // once under load; the session's default (64) made it answer ESME_RTHROTTLED to the
+        // SMSC and provoked resend storms.
+        config.peer_window = 4096;
         let bucket = s
             .tps
             .and_then(NonZeroU32::new)
