@@ -29,6 +29,9 @@ use super::mailbox::{Delivery, Kind, Mailbox};
 use super::policy::{Decider, DlrStyle, IdFormat, Outcome, SubmitDecision};
 use super::Shared;
 
+/// How long a deliver_sm the ESME refused waits before it is sent again.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
 /// A receipt waiting for its time.
 #[derive(Debug)]
 struct Scheduled {
@@ -247,8 +250,9 @@ impl Conn {
                             Counters::inc(&counters.dlrs_acked);
                         }
                     } else {
-                        // The ESME could not take it now: try again later, as SMSCs do.
-                        self.requeue(d);
+                        // The ESME could not take it now: try again a little later, as SMSCs
+                        // do (at once would turn a throttling ESME into a resend storm).
+                        self.retry_later(d, now);
                     }
                 }
             }
@@ -456,6 +460,15 @@ impl Conn {
             }
             Err(_) => self.requeue(d),
         }
+    }
+
+    fn retry_later(&mut self, d: Delivery, now: Instant) {
+        self.receipt_order += 1;
+        self.receipts.push(Reverse(Scheduled {
+            due: now + RETRY_DELAY,
+            order: self.receipt_order,
+            delivery: d,
+        }));
     }
 
     fn requeue(&self, d: Delivery) {

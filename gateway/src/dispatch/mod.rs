@@ -287,17 +287,9 @@ impl Dispatcher {
         let mut tried = job.tried.clone();
         tried.push(carrier.to_owned());
         let next = Arc::new(Job {
-            id: job.id,
-            tenant: job.tenant.clone(),
-            to: job.to,
-            from: job.from.clone(),
-            body: job.body.clone(),
-            encoding: job.encoding,
-            priority: job.priority,
             scheduled_at: None,
-            expires_at: job.expires_at,
-            sent_segments: job.sent_segments.clone(),
             tried,
+            ..clone_job(job)
         });
         match self.enqueue(next) {
             Ok(Some(next_carrier)) => {
