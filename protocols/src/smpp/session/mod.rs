@@ -143,6 +143,19 @@ const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The interface_version we speak, reported in sc_interface_version.
 const SMPP_34: u8 = 0x34;
 
+/// What a received response turned out to answer (see `Session::take_answered`).
+#[derive(Debug)]
+enum Answered {
+    /// Our keep-alive.
+    EnquireLink,
+    /// Our bind or unbind.
+    Control(Outstanding),
+    /// A request in the window, with its command_id.
+    Request(CommandId),
+    /// Nothing outstanding.
+    Nothing,
+}
+
 /// Where a session is in its life (SMPP 3.4 §2.2, with `Binding`/`Unbinding` for the handshakes
 /// in flight).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -676,9 +689,10 @@ impl Session {
 
     // ---- internals ---------------------------------------------------------------------
 
-    fn on_response(&mut self, pdu: Pdu) {
-        let sequence_number = pdu.sequence_number;
-        let command_id = pdu.command_id();
+    /// Finds (and takes) what a response with this sequence number and command_id answers:
+    /// our enquire_link, our bind/unbind, or a request in the window. generic_nack answers
+    /// any of them.
+    fn take_answered(&mut self, sequence_number: u32, command_id: CommandId) -> Answered {
         let nack = command_id == CommandId::GENERIC_NACK;
         if let Some(probe) = self.enquire_link {
             if probe.sequence_number == sequence_number
@@ -686,7 +700,7 @@ impl Session {
             {
                 self.enquire_link = None;
                 self.missed_enquire_links = 0;
-                return;
+                return Answered::EnquireLink;
             }
         }
         if let Some(control) = self.control {
@@ -694,47 +708,44 @@ impl Session {
                 && (nack || command_id == control.command_id.response())
             {
                 self.control = None;
-                self.on_control_response(control, pdu);
-                return;
+                return Answered::Control(control);
             }
         }
         let matches = self
             .window
             .get(sequence_number)
             .is_some_and(|e| nack || command_id == e.command_id.response());
-        if matches {
-            if let Some(entry) = self.window.remove(sequence_number) {
-                self.events.push_back(Event::Response {
-                    sequence_number,
-                    command_id: entry.command_id,
-                    status: pdu.command_status,
-                    body: pdu.body,
-                });
-                return;
-            }
+        if !matches {
+            return Answered::Nothing;
         }
-        self.events.push_back(Event::UnexpectedResponse(pdu));
+        match self.window.remove(sequence_number) {
+            Some(entry) => Answered::Request(entry.command_id),
+            None => Answered::Nothing,
+        }
+    }
+
+    fn on_response(&mut self, pdu: Pdu) {
+        let sequence_number = pdu.sequence_number;
+        match self.take_answered(sequence_number, pdu.command_id()) {
+            Answered::EnquireLink => {}
+            Answered::Control(control) => self.on_control_response(control, pdu),
+            Answered::Request(command_id) => self.events.push_back(Event::Response {
+                sequence_number,
+                command_id,
+                status: pdu.command_status,
+                body: pdu.body,
+            }),
+            Answered::Nothing => self.events.push_back(Event::UnexpectedResponse(pdu)),
+        }
     }
 
     fn on_malformed_response(&mut self, error: &PduError) {
         let sequence_number = error.sequence_number;
-        let command_id = error.command_id;
         let status = error.header_status;
-        let nack = command_id == CommandId::GENERIC_NACK;
-        if let Some(probe) = self.enquire_link {
-            if probe.sequence_number == sequence_number
-                && (nack || command_id == CommandId::ENQUIRE_LINK_RESP)
-            {
-                self.enquire_link = None;
-                self.missed_enquire_links = 0;
-                return;
-            }
-        }
-        if let Some(control) = self.control {
-            if control.sequence_number == sequence_number
-                && (nack || command_id == control.command_id.response())
-            {
-                self.control = None;
+        let nack = error.command_id == CommandId::GENERIC_NACK;
+        match self.take_answered(sequence_number, error.command_id) {
+            Answered::EnquireLink | Answered::Nothing => {}
+            Answered::Control(control) => {
                 // The body is unreadable: carry on with an empty one and the header's status.
                 let body = if nack {
                     Body::GenericNack
@@ -742,21 +753,12 @@ impl Session {
                     CommandId::empty_response(control.command_id).unwrap_or(Body::GenericNack)
                 };
                 self.on_control_response(control, Pdu::response(sequence_number, status, body));
-                return;
             }
-        }
-        let matches = self
-            .window
-            .get(sequence_number)
-            .is_some_and(|e| nack || command_id == e.command_id.response());
-        if matches {
-            if let Some(entry) = self.window.remove(sequence_number) {
-                self.events.push_back(Event::MalformedResponse {
-                    sequence_number,
-                    command_id: entry.command_id,
-                    status,
-                });
-            }
+            Answered::Request(command_id) => self.events.push_back(Event::MalformedResponse {
+                sequence_number,
+                command_id,
+                status,
+            }),
         }
     }
 
