@@ -359,3 +359,55 @@ fn documented_embedded_default_matches() {
     let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg, Config::embedded_default());
 }
+
+#[test]
+fn key_scopes_and_tenant_limits() {
+    let read_only = hash_api_key("sk_read_only");
+    let text = format!(
+        r#"
+[[tenants]]
+name = "t"
+api_keys = [
+  "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+  {{ hash = "{read_only}", scopes = ["read"] }},
+]
+max_tps = 5
+daily_quota = 1000
+monthly_quota = 20000
+max_segments = 3
+allowed_channels = ["sms"]
+allowed_countries = ["gb", "IE"]
+blocked_countries = ["US"]
+[[carriers]]
+name = "c"
+channels = ["sms"]
+smpp = {{ sandbox = true, system_id = "x" }}
+[[decks]]
+carrier = "c"
+channel = "sms"
+sandbox = true
+"#
+    );
+    let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let (t, all) = cfg.find_key("abc").unwrap();
+    assert_eq!(all, config::Scopes::ALL);
+    let (_, ro) = cfg.find_key("sk_read_only").unwrap();
+    assert!(ro.contains(config::Scope::Read));
+    assert!(!ro.contains(config::Scope::Send));
+    assert!(!ro.contains(config::Scope::Admin));
+    assert_eq!(t.limits.daily_quota, Some(1000));
+    assert_eq!(t.limits.monthly_quota, Some(20000));
+    assert_eq!(t.limits.max_segments, Some(3));
+    assert_eq!(
+        t.limits.allowed_countries.as_deref(),
+        Some(&["GB".to_owned(), "IE".to_owned()][..])
+    );
+    assert_eq!(t.limits.blocked_countries, vec!["US".to_owned()]);
+
+    let bad = text
+        .replace(r#"scopes = ["read"]"#, r#"scopes = ["write"]"#)
+        .replace(r#"["US"]"#, r#"["USA"]"#);
+    let e = errors(&bad).to_string();
+    assert!(e.contains("scope \"write\""), "{e}");
+    assert!(e.contains("\"USA\" is not an ISO 3166"), "{e}");
+}

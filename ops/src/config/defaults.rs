@@ -6,8 +6,8 @@ use switchyard_routing::{Channel, NumberRewrite, QualityClass};
 
 use super::keys::ApiKeyHash;
 use super::model::{
-    Carrier, Config, DeckConfig, DeckSource, RoutingSettings, ServerConfig, SmppConfig,
-    SmppEndpoint, StoreConfig, Tenant, TenantRoute,
+    Carrier, Config, DeckConfig, DeckSource, RoutingSettings, Scopes, ServerConfig, SmppConfig,
+    SmppEndpoint, StoreConfig, Tenant, TenantLimits, TenantRoute,
 };
 
 /// Name of the sandbox tenant and of the sandbox carrier.
@@ -37,6 +37,8 @@ impl Config {
                 route: TenantRoute::default(),
                 default_sender: Some("Switchyard".to_owned()),
                 max_tps: None,
+                api_key_scopes: vec![Scopes::ALL],
+                limits: TenantLimits::default(),
             }],
             carriers: vec![Carrier {
                 name: SANDBOX_NAME.to_owned(),

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::error::ConfigErrorKind;
-use super::model::{Config, Tenant};
+use super::model::{Config, Scopes, Tenant};
 
 /// Prefix of a stored key hash.
 pub const HASH_PREFIX: &str = "sha256:";
@@ -100,20 +100,36 @@ impl Config {
     /// Hashes once, then compares against every stored hash of every tenant in constant time;
     /// validation guarantees a hash belongs to at most one tenant.
     pub fn find_tenant(&self, presented: &str) -> Option<&Tenant> {
+        self.find_key(presented).map(|(t, _)| t)
+    }
+
+    /// The tenant owning `presented` and what that key may do ([`Tenant::api_key_scopes`];
+    /// every scope for a plain hash). Same constant-time comparison as [`Config::find_tenant`].
+    pub fn find_key(&self, presented: &str) -> Option<(&Tenant, Scopes)> {
         let wanted = ApiKeyHash::of_key(presented);
         let mut found = subtle::Choice::from(0);
         let mut index = 0u32;
+        let mut key = 0u32;
         for (i, tenant) in self.tenants.iter().enumerate() {
             // Tenant counts fit u32 (a config file with 4 billion tenants cannot be loaded).
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            for hash in &tenant.api_keys {
+            for (k, hash) in tenant.api_keys.iter().enumerate() {
                 let hit = hash.ct_eq(&wanted);
                 index.conditional_assign(&i, hit);
+                // Key counts per tenant are small; u32 as above.
+                let k = u32::try_from(k).unwrap_or(u32::MAX);
+                key.conditional_assign(&k, hit);
                 found |= hit;
             }
         }
         if bool::from(found) {
-            self.tenants.get(usize::try_from(index).ok()?)
+            let tenant = self.tenants.get(usize::try_from(index).ok()?)?;
+            let scopes = tenant
+                .api_key_scopes
+                .get(usize::try_from(key).ok()?)
+                .copied()
+                .unwrap_or(Scopes::ALL);
+            Some((tenant, scopes))
         } else {
             None
         }

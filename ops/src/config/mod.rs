@@ -42,6 +42,7 @@ pub use model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
     ServerConfig, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute,
 };
+pub use model::{Scope, Scopes, TenantLimits};
 pub use reload::reloadable_diff;
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};
 

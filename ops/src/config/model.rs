@@ -159,6 +159,99 @@ pub struct Tenant {
     /// Submission throttle for this tenant, messages per second (`max_tps`); `None`: no limit
     /// beyond the carriers'.
     pub max_tps: Option<u32>,
+    /// What each key of `api_keys` may do, index for index (`api_keys` entries written as
+    /// `{ hash = "sha256:…", scopes = ["read"] }`); a plain hash string has every scope.
+    pub api_key_scopes: Vec<Scopes>,
+    /// Quotas and what the tenant may send where (`daily_quota`, `monthly_quota`,
+    /// `max_segments`, `allowed_channels`, `allowed_countries`, `blocked_countries`).
+    pub limits: TenantLimits,
+}
+
+/// One thing an API key may be allowed to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Submit messages and batches, cancel scheduled ones (`"send"`).
+    Send,
+    /// Read messages, batches, events (`"read"`).
+    Read,
+    /// Manage tenant settings: opt-out lists, webhooks, dead letters (`"admin"`).
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in the order they are written.
+    pub const ALL: [Scope; 3] = [Scope::Send, Scope::Read, Scope::Admin];
+
+    /// The word used in the config file and in errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Send => "send",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Scope::Send => 1,
+            Scope::Read => 2,
+            Scope::Admin => 4,
+        }
+    }
+}
+
+/// A set of [`Scope`]s (a tiny bit set: cheap to copy into every request).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Every scope: what a key written as a plain hash string gets.
+    pub const ALL: Scopes = Scopes(1 | 2 | 4);
+    /// No scope at all.
+    pub const NONE: Scopes = Scopes(0);
+
+    /// The set holding exactly `scopes`.
+    pub fn of(scopes: &[Scope]) -> Scopes {
+        Scopes(scopes.iter().fold(0, |acc, s| acc | s.bit()))
+    }
+
+    /// True when `scope` is in the set.
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+}
+
+impl std::fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(
+                Scope::ALL
+                    .iter()
+                    .filter(|s| self.contains(**s))
+                    .map(|s| s.as_str()),
+            )
+            .finish()
+    }
+}
+
+/// A tenant's quotas and allow/block lists. Everything `None`/empty means "no limit".
+/// Quotas and `max_tps` count messages (one per recipient), not segments; `max_segments`
+/// bounds the segments of each message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// Messages accepted per UTC day (`daily_quota`).
+    pub daily_quota: Option<u64>,
+    /// Messages accepted per UTC calendar month (`monthly_quota`).
+    pub monthly_quota: Option<u64>,
+    /// Most segments one message may need (`max_segments`), below the API's own cap.
+    pub max_segments: Option<u16>,
+    /// If set, only these channels (`allowed_channels`).
+    pub allowed_channels: Option<Vec<Channel>>,
+    /// If set, only destinations in these ISO 3166 alpha-2 countries (`allowed_countries`).
+    pub allowed_countries: Option<Vec<String>>,
+    /// Destinations in these countries are refused (`blocked_countries`).
+    pub blocked_countries: Vec<String>,
 }
 
 /// A tenant's route plan, mirroring [`switchyard_routing::RoutePlan`] minus the name.

@@ -14,16 +14,17 @@ use switchyard_routing::{
     BreakerConfig, Channel, Currency, FxRate, Markup, NumberRewrite, Preference, Prefix,
     QualityClass, ScoringConfig, E164,
 };
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    ServerConfig, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute,
+    Scope, Scopes, ServerConfig, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant,
+    TenantLimits, TenantRoute,
 };
-use super::reader::{expect_decimal, expect_float, expect_str, Report, Table};
+use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
 
 /// Channel words.
 pub(crate) const CHANNELS: &[(&str, Channel)] = &[("sms", Channel::Sms), ("voice", Channel::Voice)];
@@ -145,20 +146,7 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
 
 fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     let name = name(report, &mut t);
-    let mut api_keys = Vec::new();
-    match t.strings(report, "api_keys") {
-        None if !t.has(report, "api_keys") => t.missing(report, "api_keys"),
-        None => {}
-        Some(keys) => {
-            for (i, (k, span)) in keys.iter().enumerate() {
-                let path = format!("{}[{i}]", t.key_path("api_keys"));
-                match ApiKeyHash::parse(k) {
-                    Ok(h) => api_keys.push(h),
-                    Err(kind) => report.at_span(span, &path, kind),
-                }
-            }
-        }
-    }
+    let (api_keys, api_key_scopes) = api_keys(report, &mut t);
     let allowed_carriers = t
         .strings(report, "allowed_carriers")
         .map(|v| v.into_iter().map(|(s, _)| s).collect());
@@ -207,6 +195,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         }
     });
     let max_tps = t.int(report, "max_tps", 1, 1_000_000);
+    let limits = tenant_limits(report, &mut t);
     t.finish(report);
     Tenant {
         name,
@@ -223,6 +212,141 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         },
         default_sender,
         max_tps,
+        api_key_scopes,
+        limits,
+    }
+}
+
+/// `api_keys`: each entry a `"sha256:…"` string (every scope) or a table
+/// `{ hash = "sha256:…", scopes = ["send", "read", "admin"] }`. Returns the hashes and their
+/// scopes, index for index.
+fn api_keys(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> (Vec<ApiKeyHash>, Vec<Scopes>) {
+    let mut hashes = Vec::new();
+    let mut scopes = Vec::new();
+    let path = t.key_path("api_keys");
+    let Some(v) = t.raw(report, "api_keys") else {
+        t.missing(report, "api_keys");
+        return (hashes, scopes);
+    };
+    let DeValue::Array(items) = v.get_ref() else {
+        wrong_type(
+            report,
+            v,
+            &path,
+            "an array of key hashes or { hash, scopes } tables",
+            v.get_ref(),
+        );
+        return (hashes, scopes);
+    };
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        report.note(&p, &item.span());
+        match item.get_ref() {
+            DeValue::String(k) => match ApiKeyHash::parse(k) {
+                Ok(h) => {
+                    hashes.push(h);
+                    scopes.push(Scopes::ALL);
+                }
+                Err(kind) => report.at_span(&item.span(), &p, kind),
+            },
+            DeValue::Table(tbl) => {
+                let mut e = Table::new(p.clone(), tbl, item.span());
+                let hash = e.req_string(report, "hash").and_then(|h| {
+                    ApiKeyHash::parse(&h)
+                        .map_err(|kind| report.at_span(&item.span(), &e.key_path("hash"), kind))
+                        .ok()
+                });
+                let mut set = Vec::new();
+                match e.strings(report, "scopes") {
+                    None if !e.has(report, "scopes") => e.missing(report, "scopes"),
+                    None => {}
+                    Some(words) => {
+                        for (j, (w, span)) in words.iter().enumerate() {
+                            match Scope::ALL.iter().find(|s| s.as_str() == w) {
+                                Some(s) => set.push(*s),
+                                None => report.at_span(
+                                    span,
+                                    &format!("{}[{j}]", e.key_path("scopes")),
+                                    ConfigErrorKind::Invalid(format!(
+                                        "scope {w:?} is not one of send, read, admin"
+                                    )),
+                                ),
+                            }
+                        }
+                    }
+                }
+                e.finish(report);
+                if let Some(h) = hash {
+                    hashes.push(h);
+                    scopes.push(Scopes::of(&set));
+                }
+            }
+            other => wrong_type(
+                report,
+                item,
+                &p,
+                "a key hash string or a { hash, scopes } table",
+                other,
+            ),
+        }
+    }
+    (hashes, scopes)
+}
+
+/// Quotas, segment cap, channel and country lists of a tenant.
+fn tenant_limits(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantLimits {
+    let daily_quota = t.int(report, "daily_quota", 1, i64::MAX);
+    let monthly_quota = t.int(report, "monthly_quota", 1, i64::MAX);
+    let max_segments = t.int(report, "max_segments", 1, 255);
+    let allowed_channels = t.strings(report, "allowed_channels").map(|words| {
+        let path = t.key_path("allowed_channels");
+        words
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (w, span))| {
+                let found = CHANNELS.iter().find(|(n, _)| n == w).map(|(_, c)| *c);
+                if found.is_none() {
+                    report.at_span(
+                        span,
+                        &format!("{path}[{i}]"),
+                        ConfigErrorKind::Invalid(format!("channel {w:?} is not one of sms, voice")),
+                    );
+                }
+                found
+            })
+            .collect()
+    });
+    let mut countries = |key: &'static str| {
+        let path = t.key_path(key);
+        t.strings(report, key).map(|words| {
+            words
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (w, span))| {
+                    let ok = w.len() == 2 && w.bytes().all(|b| b.is_ascii_alphabetic());
+                    if !ok {
+                        report.at_span(
+                            span,
+                            &format!("{path}[{i}]"),
+                            ConfigErrorKind::Invalid(format!(
+                                "{w:?} is not an ISO 3166 alpha-2 country code (\"GB\", \"US\")"
+                            )),
+                        );
+                    }
+                    ok.then(|| w.to_ascii_uppercase())
+                })
+                .collect::<Vec<String>>()
+        })
+    };
+    let allowed_countries = countries("allowed_countries");
+    let blocked_countries = countries("blocked_countries").unwrap_or_default();
+    TenantLimits {
+        daily_quota,
+        monthly_quota,
+        max_segments,
+        allowed_channels,
+        allowed_countries,
+        blocked_countries,
     }
 }
 
