@@ -81,6 +81,8 @@ fn message(n: usize, now: i64) -> NewMessage {
         price: Some("0.0079".into()),
         currency: Some("USD".into()),
         created_at: now,
+        batch_id: None,
+        request: None,
     }
 }
 

@@ -21,6 +21,8 @@ use crate::smpp::bind::{self, BindContext, BindStatus};
 use crate::smpp::{BindSettings, LongMessages};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
+use crate::tenancy::idempotency::Idempotency;
+use crate::tenancy::limits::TenantLimiter;
 use crate::updates::UpdateSink;
 
 /// Jobs per priority lane per carrier before the API answers 503.
@@ -32,6 +34,12 @@ struct ConfigKeys(Arc<Config>);
 impl Authenticator for ConfigKeys {
     fn tenant(&self, key: &str) -> Option<Arc<str>> {
         self.0.find_tenant(key).map(|t| Arc::from(t.name.as_str()))
+    }
+
+    fn authenticate(&self, key: &str) -> Option<(Arc<str>, api::Scopes)> {
+        self.0
+            .find_key(key)
+            .map(|(t, scopes)| (Arc::from(t.name.as_str()), scopes))
     }
 }
 
@@ -242,6 +250,14 @@ pub async fn start(
             sent_segments: sent,
             tried: Vec::new(),
         });
+        // Its validity ran out while the gateway was down: expired, never submitted.
+        let now = crate::model::now_ms();
+        if job.expired(now) {
+            updates
+                .send(crate::dispatch::expired_update(job.id, now))
+                .await;
+            continue;
+        }
         let d = dispatcher.clone();
         tokio::spawn(async move { d.enqueue_with_retry(job).await });
     }
@@ -249,6 +265,11 @@ pub async fn start(
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();
+    let tenant_limits = Arc::new(TenantLimiter::new(&config));
+    tenant_limits
+        .seed(store.as_ref(), crate::model::now_ms())
+        .await
+        .context("counting messages for the tenants' quotas")?;
     let auth: Box<dyn Authenticator> = Box::new(ConfigKeys(config.clone()));
     let state = AppState {
         auth: Arc::new(ArcSwap::from_pointee(auth)),
@@ -257,6 +278,8 @@ pub async fn start(
         binds: Arc::new(ArcSwap::from_pointee(statuses)),
         metrics,
         limits: api::validate::Limits::default(),
+        tenant_limits,
+        idempotency: Arc::new(Idempotency::default()),
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -366,9 +389,10 @@ fn reload(
     state
         .auth
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
+    state.tenant_limits.reload(&next);
     tracing::info!(
         generation = router.generation(),
-        "reloaded routing and API keys"
+        "reloaded routing, API keys and tenant limits"
     );
     Ok(next)
 }

@@ -9,6 +9,7 @@
 //! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
 //! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
 //! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
+//! - [`tenancy`]: per-tenant limits and quotas, idempotency keys, batch templates.
 
 pub mod api;
 pub mod app;
@@ -17,4 +18,5 @@ pub mod model;
 pub mod sandbox;
 pub mod smpp;
 pub mod store;
+pub mod tenancy;
 pub mod updates;

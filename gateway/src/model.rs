@@ -228,6 +228,13 @@ pub struct NewMessage {
     pub currency: Option<String>,
     /// When it was accepted.
     pub created_at: UnixMs,
+    /// The batch it was sent in (`POST /v1/messages/batch`), if any.
+    pub batch_id: Option<String>,
+    /// Records of the request that accepted it (idempotency key, batch), written in the same
+    /// transaction as the message. Only the first message of a request carries them; never
+    /// read back here.
+    #[serde(skip)]
+    pub request: Option<std::sync::Arc<crate::tenancy::RequestRecord>>,
 }
 
 /// One segment's state, as stored.

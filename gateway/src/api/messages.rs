@@ -5,14 +5,15 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchyard_routing::{Channel, RouteBuf, RouteError, RouteRequest};
 
+use super::idempotent::{self, RawJson, Start};
 use super::problem::Problem;
 use super::validate::{validate, SendRequest, ValidSms};
-use super::{AppState, Tenant};
+use super::{AppState, Scope, Tenant};
 use crate::dispatch::{DispatchError, Job};
 use crate::model::{now_ms, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
 
@@ -48,7 +49,7 @@ pub struct Accepted {
     pub deliveries: Vec<Delivery>,
 }
 
-fn encoding_name(e: switchyard_protocols::text::Encoding) -> &'static str {
+pub(crate) fn encoding_name(e: switchyard_protocols::text::Encoding) -> &'static str {
     match e {
         switchyard_protocols::text::Encoding::Gsm7 => "gsm7",
         switchyard_protocols::text::Encoding::Ucs2 => "ucs2",
@@ -56,7 +57,8 @@ fn encoding_name(e: switchyard_protocols::text::Encoding) -> &'static str {
     }
 }
 
-fn json_problem(rejection: JsonRejection) -> Problem {
+/// The problem for a body axum's `Json` could not read.
+pub(crate) fn json_problem(rejection: JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonDataError(e) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -78,7 +80,7 @@ fn json_problem(rejection: JsonRejection) -> Problem {
     }
 }
 
-fn dispatch_problem(e: &DispatchError) -> Problem {
+pub(crate) fn dispatch_problem(e: &DispatchError) -> Problem {
     match e {
         DispatchError::Route(RouteError::AllBreakersOpen { .. }) => Problem::unavailable(
             "carriers_unavailable",
@@ -139,19 +141,31 @@ fn quote(state: &AppState, job: &Job) -> Result<(String, Option<(String, String)
         (status = 202, description = "Stored durably and queued", body = Accepted),
         (status = 400, description = "Unreadable request", body = Problem),
         (status = 401, description = "Missing or wrong API key", body = Problem),
-        (status = 403, description = "Destination not allowed by the plan", body = Problem),
+        (status = 403, description = "Destination, country or channel not allowed by the plan, or the key lacks the `send` scope", body = Problem),
+        (status = 409, description = "Idempotency-Key reused with another request", body = Problem),
         (status = 413, description = "Request body too large", body = Problem),
         (status = 422, description = "A field is not acceptable (see `field`)", body = Problem),
+        (status = 429, description = "Over the tenant's rate or quota; see Retry-After", body = Problem),
         (status = 503, description = "Overloaded or no carrier available; see Retry-After", body = Problem),
     ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h: the original response again")),
     security(("bearer" = [])))]
 pub async fn send(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    body: Result<Json<SendRequest>, JsonRejection>,
-) -> Result<impl IntoResponse, Problem> {
-    let Json(req) = body.map_err(json_problem)?;
+    caller: Tenant,
+    raw: RawJson,
+) -> Result<Response, Problem> {
+    caller.require(Scope::Send)?;
+    let running = match idempotent::start(&state, &caller, &raw).await? {
+        Start::Replay(response) => return Ok(response),
+        Start::Run(guard) => guard,
+    };
+    let tenant = caller.0.clone();
+    let req: SendRequest = raw.parse()?;
     let sms: ValidSms = validate(req, &state.limits)?;
+    state
+        .tenant_limits
+        .policy(&tenant, Channel::Sms, sms.country.as_deref(), sms.segments)?;
     let now = now_ms();
     let id = MessageId::generate(now);
     let job = Job {
@@ -169,6 +183,9 @@ pub async fn send(
     };
     // Refuse before storing anything when no carrier can take it now.
     let (carrier, price) = quote(&state, &job).map_err(|e| dispatch_problem(&e))?;
+    let reservation = state
+        .tenant_limits
+        .admit(&tenant, 1, now, std::time::Instant::now())?;
     let estimated = price
         .as_ref()
         .map(|(p, c)| (multiply(p, sms.segments), c.clone()));
@@ -191,8 +208,27 @@ pub async fn send(
         price: estimated.as_ref().map(|(p, _)| p.clone()),
         currency: estimated.as_ref().map(|(_, c)| c.clone()),
         created_at: now,
+        batch_id: None,
+        request: None,
     };
-    let to = message.to.clone();
+    let scheduled = job.scheduled_at.is_some();
+    let accepted = Accepted {
+        id: id.to_string(),
+        status: if scheduled { "scheduled" } else { "accepted" },
+        deliveries: vec![Delivery {
+            id: id.to_string(),
+            channel: "sms",
+            to: message.to.clone(),
+            carrier: Some(carrier),
+            segments: sms.segments,
+            encoding: encoding_name(sms.encoding),
+            estimated_cost: estimated.as_ref().map(|(p, _)| p.clone()),
+            currency: estimated.map(|(_, c)| c),
+        }],
+    };
+    let mut message = message;
+    message.request =
+        idempotent::record(running.as_ref(), StatusCode::ACCEPTED, &accepted, None, now)?;
     state.store.insert(vec![message]).await.map_err(|e| {
         tracing::error!("store refused a message: {e}");
         Problem::unavailable(
@@ -201,34 +237,21 @@ pub async fn send(
             2,
         )
     })?;
+    reservation.keep();
+    drop(running);
     // Durable now. Queue it; if the queues filled up in the meantime, keep retrying in the
     // background (the message is safe in the store either way).
-    let scheduled = job.scheduled_at.is_some();
     let job = Arc::new(job);
     if let Err(e) = state.dispatcher.enqueue(job.clone()) {
         tracing::warn!(%id, "accepted but not queued yet: {e}");
         let dispatcher = state.dispatcher.clone();
         tokio::spawn(async move { dispatcher.enqueue_with_retry(job).await });
     }
-    let accepted = Accepted {
-        id: id.to_string(),
-        status: if scheduled { "scheduled" } else { "accepted" },
-        deliveries: vec![Delivery {
-            id: id.to_string(),
-            channel: "sms",
-            to,
-            carrier: Some(carrier),
-            segments: sms.segments,
-            encoding: encoding_name(sms.encoding),
-            estimated_cost: estimated.as_ref().map(|(p, _)| p.clone()),
-            currency: estimated.map(|(_, c)| c),
-        }],
-    };
-    Ok((StatusCode::ACCEPTED, Json(accepted)))
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 /// `price × n` on decimal text, exactly (prices are short decimals).
-fn multiply(price: &str, n: u16) -> String {
+pub(crate) fn multiply(price: &str, n: u16) -> String {
     let (int, frac) = price.split_once('.').unwrap_or((price, ""));
     let scale = frac.len() as u32;
     let Ok(units) = format!("{int}{frac}").parse::<i128>() else {
@@ -298,7 +321,7 @@ pub struct MessageView {
     pub history: Vec<serde_json::Value>,
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -362,7 +385,7 @@ fn parse_id(raw: &str) -> Result<MessageId, Problem> {
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, Problem> {
     let id = parse_id(&id)?;
@@ -411,7 +434,7 @@ fn parse_time(field: &'static str, s: &str) -> Result<i64, Problem> {
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
@@ -475,9 +498,11 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    caller.require(Scope::Send)?;
+    let tenant = caller.0;
     let id = parse_id(&id)?;
     let record = state
         .store

@@ -2,14 +2,20 @@
 //!
 //! - [`messages`]: `POST /v1/messages`, `GET /v1/messages/{id}`, `GET /v1/messages`,
 //!   `POST /v1/messages/{id}/cancel`.
+//! - [`batches`]: `POST /v1/messages/batch`, `GET /v1/batches/{id}`.
+//! - [`idempotent`]: the raw JSON body extractor and the `Idempotency-Key` glue for POSTs.
 //! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
 //! - [`problem`]: RFC 9457 errors.
 //!
 //! Every `/v1` route authenticates with `Authorization: Bearer <key>`; a tenant only ever sees
-//! its own messages.
+//! its own messages. Keys carry scopes ([`Scope`]): `GET`s need `read`, other methods `send` or
+//! `admin` (checked by the [`Tenant`] extractor), and handlers narrow that with
+//! [`Tenant::require`] (sends need `send`, tenant settings `admin`).
 
+pub mod batches;
+pub mod idempotent;
 pub mod messages;
 pub mod openapi;
 pub mod ops;
@@ -27,12 +33,20 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::dispatch::Dispatcher;
 use crate::smpp::bind::BindStatus;
 use crate::store::Store;
+use crate::tenancy::idempotency::Idempotency;
+use crate::tenancy::limits::TenantLimiter;
 use problem::Problem;
+pub use switchyard_ops::config::{Scope, Scopes};
 
 /// Resolves an API key to its tenant (hash comparison in constant time lives behind this).
 pub trait Authenticator: Send + Sync + 'static {
     /// The tenant owning `key`, if any.
     fn tenant(&self, key: &str) -> Option<Arc<str>>;
+
+    /// The tenant owning `key` and what the key may do. By default every scope.
+    fn authenticate(&self, key: &str) -> Option<(Arc<str>, Scopes)> {
+        self.tenant(key).map(|t| (t, Scopes::ALL))
+    }
 }
 
 /// Every bind's live status, by carrier name; swapped whole when binds change.
@@ -53,6 +67,10 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Request limits.
     pub limits: validate::Limits,
+    /// Per-tenant rate, quotas and allow/block lists (swapped on reload).
+    pub tenant_limits: Arc<TenantLimiter>,
+    /// `Idempotency-Key` requests running now.
+    pub idempotency: Arc<Idempotency>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -61,9 +79,24 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The tenant a request authenticated as.
+/// The tenant a request authenticated as, and what its key may do.
 #[derive(Debug, Clone)]
-pub struct Tenant(pub Arc<str>);
+pub struct Tenant(pub Arc<str>, pub Scopes);
+
+impl Tenant {
+    /// 403 `insufficient_scope` unless the key has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), Problem> {
+        if self.1.contains(scope) {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this API key lacks the {:?} scope", scope.as_str()),
+            ))
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = Problem;
@@ -81,12 +114,20 @@ impl FromRequestParts<AppState> for Tenant {
             .strip_prefix("Bearer ")
             .map(str::trim)
             .ok_or_else(Problem::unauthorized)?;
-        state
+        let (tenant, scopes) = state
             .auth
             .load()
-            .tenant(key)
-            .map(Tenant)
-            .ok_or_else(Problem::unauthorized)
+            .authenticate(key)
+            .ok_or_else(Problem::unauthorized)?;
+        let tenant = Tenant(tenant, scopes);
+        // Reads need `read`; anything that changes state needs `send` or `admin` (handlers
+        // narrow it down with `require`).
+        if parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD {
+            tenant.require(Scope::Read)?;
+        } else if !scopes.contains(Scope::Send) && !scopes.contains(Scope::Admin) {
+            tenant.require(Scope::Send)?;
+        }
+        Ok(tenant)
     }
 }
 
@@ -94,6 +135,13 @@ impl FromRequestParts<AppState> for Tenant {
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/messages", post(messages::send).get(messages::list))
+        .route(
+            "/v1/messages/batch",
+            post(batches::send).layer(DefaultBodyLimit::max(
+                batches::MAX_BODY_BYTES.max(max_body_bytes),
+            )),
+        )
+        .route("/v1/batches/{id}", get(batches::get))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
         .route("/v1/routes/explain", get(ops::explain))

@@ -27,7 +27,7 @@ pub struct ExplainQuery {
     security(("bearer" = [])))]
 pub async fn explain(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant,
     Query(q): Query<ExplainQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let number =

@@ -358,6 +358,21 @@ impl Dispatcher {
         }
     }
 
+    /// Holds `job` for `delay` and then queues it (retrying while queues are full): for accepted
+    /// jobs that found their carrier queues full, e.g. a large batch.
+    pub fn defer(&self, job: Arc<Job>, delay: std::time::Duration) {
+        let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        self.scheduled
+            .lock()
+            .push(Scheduled(std::cmp::Reverse((at, job.id)), job));
+        self.scheduled_changed.notify_one();
+    }
+
+    /// Jobs held for a later time (scheduled or deferred).
+    pub fn held(&self) -> usize {
+        self.scheduled.lock().len()
+    }
+
     /// Cancels a scheduled message that is not due yet. Returns false if it is not held here.
     pub fn cancel_scheduled(&self, id: MessageId) -> bool {
         let held = self.scheduled.lock().iter().any(|s| s.1.id == id);
@@ -382,6 +397,11 @@ impl Dispatcher {
                         continue;
                     };
                     if self.cancelled.lock().remove(&job.id) {
+                        continue;
+                    }
+                    // Its validity ran out while it waited: expired, never submitted.
+                    if job.expired(now) {
+                        self.updates.send(expired_update(job.id, now)).await;
                         continue;
                     }
                     let job = Arc::new(Job {
@@ -426,6 +446,16 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+/// The update for a job whose validity period ended before it could be submitted.
+pub fn expired_update(id: MessageId, now: UnixMs) -> Update {
+    Update::Status {
+        id,
+        status: Status::Expired,
+        at: now,
+        detail: Some("validity period ended before sending".into()),
     }
 }
 

@@ -14,7 +14,8 @@ pub mod sqlite;
 
 use futures::future::BoxFuture;
 
-use crate::model::{Applied, ListFilter, MessageId, MessageRecord, NewMessage, Update};
+use crate::model::{Applied, ListFilter, MessageId, MessageRecord, NewMessage, UnixMs, Update};
+use crate::tenancy::{BatchSummary, IdempotencyRecord};
 
 /// Why a store operation failed. Says whether retrying can help.
 #[derive(Debug, thiserror::Error)]
@@ -77,4 +78,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store can take a write now (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Messages of `tenant` accepted at or after `since` (seeds the quota counters at start).
+    fn accepted_since(&self, tenant: &str, since: UnixMs)
+        -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// The response stored for `tenant`'s `Idempotency-Key` `key`, if it is less than 24 h old.
+    fn idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>>;
+
+    /// A batch of `tenant` with its messages counted by status; `None` if it is not theirs.
+    fn batch(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> BoxFuture<'_, Result<Option<BatchSummary>, StoreError>>;
 }

@@ -22,8 +22,8 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
          priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-         created_at, updated_at) \
-         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)",
+         created_at, updated_at, batch_id) \
+         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)",
     )?;
     let mut history = conn.prepare_cached(HISTORY_INSERT)?;
     for m in messages {
@@ -48,6 +48,7 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             m.price,
             m.currency,
             m.created_at,
+            m.batch_id,
         ])?;
         history.execute(params![
             m.id.0,
@@ -55,6 +56,9 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             Status::Accepted.as_str(),
             None::<&str>
         ])?;
+        if let Some(request) = &m.request {
+            super::tenancy::write_request(conn, request)?;
+        }
     }
     Ok(())
 }

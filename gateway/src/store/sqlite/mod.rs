@@ -20,6 +20,7 @@
 mod apply;
 mod read;
 mod schema;
+mod tenancy;
 mod writer;
 
 #[cfg(test)]
@@ -40,7 +41,10 @@ use self::read::ReadPool;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
-use crate::model::{Applied, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
+use crate::model::{
+    Applied, ListFilter, MessageId, MessageRecord, NewMessage, Status, UnixMs, Update,
+};
+use crate::tenancy::{BatchSummary, IdempotencyRecord};
 
 /// Tuning for [`SqliteStore`]. The defaults suit the gateway; tests shrink them.
 #[derive(Clone, Debug)]
@@ -327,6 +331,33 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.send(Request::Ping))
+    }
+
+    fn accepted_since(
+        &self,
+        tenant: &str,
+        since: UnixMs,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| tenancy::accepted_since(conn, &tenant, since))
+    }
+
+    fn idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> BoxFuture<'_, Result<Option<IdempotencyRecord>, StoreError>> {
+        let (tenant, key) = (tenant.to_owned(), key.to_owned());
+        self.read(move |conn| tenancy::idempotency(conn, &tenant, &key))
+    }
+
+    fn batch(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> BoxFuture<'_, Result<Option<BatchSummary>, StoreError>> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.read(move |conn| tenancy::batch(conn, &tenant, &id))
     }
 }
 

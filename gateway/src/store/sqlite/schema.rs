@@ -16,6 +16,11 @@
 //! - `unmatched_receipts`: receipts that matched no segment, with their id readings so a
 //!   receipt that overtook its submit_sm_resp still matches when the segment arrives.
 //! - `inbound`: mobile-originated messages.
+//! - `batches`: one row per batch send (its tenant and recipient counts); its messages carry
+//!   `messages.batch_id` (partial index `(batch_id, status)` for progress counts).
+//! - `idempotency_keys`: the response given to each `(tenant, Idempotency-Key)`, with a hash of
+//!   the request body, written in the transaction that stores the request's messages; purged
+//!   after 24 h.
 //!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
@@ -107,6 +112,31 @@ CREATE TABLE inbound (
     body        TEXT    NOT NULL,
     received_at INTEGER NOT NULL
 );
+"#,
+    // Tenancy (issue 5, part B): batch ids on messages, batches, idempotency keys.
+    r#"
+ALTER TABLE messages ADD COLUMN batch_id TEXT;
+CREATE INDEX messages_batch ON messages (batch_id, status) WHERE batch_id IS NOT NULL;
+
+CREATE TABLE batches (
+    id          TEXT    PRIMARY KEY,
+    tenant      TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    recipients  INTEGER NOT NULL,
+    accepted    INTEGER NOT NULL,
+    rejected    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE idempotency_keys (
+    tenant     TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    body_hash  TEXT    NOT NULL,
+    status     INTEGER NOT NULL,
+    response   TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_created ON idempotency_keys (created_at);
 "#,
 ];
 

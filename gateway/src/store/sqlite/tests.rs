@@ -64,6 +64,8 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         price: Some("0.0079".into()),
         currency: Some("USD".into()),
         created_at: T0 + n,
+        batch_id: None,
+        request: None,
     }
 }
 

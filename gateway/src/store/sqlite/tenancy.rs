@@ -1,0 +1,141 @@
+//! Tenancy records in SQLite: batches and idempotency keys (written with a request's messages),
+//! and the reads behind quotas, idempotent replays and batch progress.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::model::{now_ms, MessageId, UnixMs};
+use crate::tenancy::{BatchRecord, BatchSummary, IdempotencyRecord, RequestRecord};
+
+/// Idempotency keys are kept this long.
+pub(crate) const IDEMPOTENCY_TTL_MS: UnixMs = 24 * 3600 * 1000;
+
+/// Expired keys are deleted at most this often, by the writer, inside a request's transaction.
+const PURGE_EVERY_MS: UnixMs = 60 * 1000;
+
+/// When the writer last purged expired keys.
+static LAST_PURGE: AtomicI64 = AtomicI64::new(0);
+
+/// Writes a request's batch row and idempotency key (inside the writer's transaction, with the
+/// messages). A key stored twice fails the whole request: its messages are not stored either.
+pub(super) fn write_request(conn: &Connection, r: &RequestRecord) -> rusqlite::Result<()> {
+    if let Some(b) = &r.batch {
+        conn.prepare_cached(
+            "INSERT INTO batches (id, tenant, created_at, recipients, accepted, rejected) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            b.id,
+            b.tenant,
+            b.created_at,
+            b.recipients,
+            b.accepted,
+            b.rejected
+        ])?;
+    }
+    if let Some(k) = &r.idempotency {
+        conn.prepare_cached(
+            "INSERT INTO idempotency_keys (tenant, key, body_hash, status, response, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            k.tenant,
+            k.key,
+            k.body_hash,
+            k.status,
+            k.response,
+            k.created_at
+        ])?;
+        purge_expired(conn, k.created_at)?;
+    }
+    Ok(())
+}
+
+/// Deletes keys older than [`IDEMPOTENCY_TTL_MS`], at most once per [`PURGE_EVERY_MS`].
+fn purge_expired(conn: &Connection, now: UnixMs) -> rusqlite::Result<()> {
+    let last = LAST_PURGE.load(Ordering::Relaxed);
+    if now - last < PURGE_EVERY_MS
+        || LAST_PURGE
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return Ok(());
+    }
+    let n = conn
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+        .execute([now - IDEMPOTENCY_TTL_MS])?;
+    if n > 0 {
+        tracing::debug!(keys = n, "purged expired idempotency keys");
+    }
+    Ok(())
+}
+
+/// Messages of `tenant` accepted at or after `since` (ids are time-ordered, so this is a range
+/// of the `(tenant, id)` index).
+pub(super) fn accepted_since(
+    conn: &Connection,
+    tenant: &str,
+    since: UnixMs,
+) -> rusqlite::Result<u64> {
+    let first = MessageId(since.max(0) << 20);
+    conn.prepare_cached("SELECT count(*) FROM messages WHERE tenant = ?1 AND id >= ?2")?
+        .query_row(params![tenant, first.0], |row| row.get(0))
+}
+
+/// The stored response for `(tenant, key)`, unless it expired.
+pub(super) fn idempotency(
+    conn: &Connection,
+    tenant: &str,
+    key: &str,
+) -> rusqlite::Result<Option<IdempotencyRecord>> {
+    conn.prepare_cached(
+        "SELECT body_hash, status, response, created_at FROM idempotency_keys \
+         WHERE tenant = ?1 AND key = ?2 AND created_at >= ?3",
+    )?
+    .query_row(params![tenant, key, now_ms() - IDEMPOTENCY_TTL_MS], |row| {
+        Ok(IdempotencyRecord {
+            tenant: tenant.to_owned(),
+            key: key.to_owned(),
+            body_hash: row.get(0)?,
+            status: row.get(1)?,
+            response: row.get(2)?,
+            created_at: row.get(3)?,
+        })
+    })
+    .optional()
+}
+
+/// A batch of `tenant` with its messages counted by status.
+pub(super) fn batch(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+) -> rusqlite::Result<Option<BatchSummary>> {
+    let Some(batch) = conn
+        .prepare_cached(
+            "SELECT created_at, recipients, accepted, rejected FROM batches \
+             WHERE id = ?1 AND tenant = ?2",
+        )?
+        .query_row(params![id, tenant], |row| {
+            Ok(BatchRecord {
+                id: id.to_owned(),
+                tenant: tenant.to_owned(),
+                created_at: row.get(0)?,
+                recipients: row.get(1)?,
+                accepted: row.get(2)?,
+                rejected: row.get(3)?,
+            })
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, count(*) FROM messages WHERE batch_id = ?1 GROUP BY status",
+    )?;
+    let counts = stmt
+        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(String, u64)>>>()?;
+    Ok(Some(BatchSummary { batch, counts }))
+}

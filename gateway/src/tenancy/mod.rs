@@ -1,0 +1,79 @@
+//! Tenant-facing admission rules (issue 5, part B): what a tenant may send, how fast and how
+//! much, API key scopes, idempotent retries and batch sends.
+//!
+//! # Layout
+//! - [`limits`]: per-tenant TPS (token bucket that lets a batch run into debt), daily and
+//!   monthly quotas (in memory, seeded from the store, reset at UTC day/month boundaries),
+//!   segment cap, channel and country allow/block lists.
+//! - [`idempotency`]: `Idempotency-Key` handling: an in-process in-flight map so concurrent
+//!   duplicates run once, and the stored response (same transaction as the messages) for
+//!   replays within 24 h.
+//! - [`template`]: `{{variable}}` rendering for batch bodies.
+//!
+//! # Data flow of a send
+//! ```text
+//! request ──► Tenant extractor (key → tenant + scopes) ──► require(send)
+//!         ──► idempotency: replay / 409 / wait for an in-flight twin / go
+//!         ──► validate ──► limits.policy (channel, country, segments: 403/422)
+//!         ──► route quote ──► limits.admit (TPS 429, quota 429, reserves the quota)
+//!         ──► store.insert(messages + RequestRecord, one commit) ──► reservation kept ──► 202
+//! ```
+
+pub mod idempotency;
+pub mod limits;
+pub mod template;
+
+use crate::model::UnixMs;
+
+/// What a request leaves in the store besides its messages, written in the same transaction
+/// (carried by the request's first [`NewMessage`](crate::model::NewMessage)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The response to replay for this `Idempotency-Key`, if the request had one.
+    pub idempotency: Option<IdempotencyRecord>,
+    /// The batch, for `POST /v1/messages/batch`.
+    pub batch: Option<BatchRecord>,
+}
+
+/// A response kept for an `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Whose key (keys are per tenant).
+    pub tenant: String,
+    /// The header's value.
+    pub key: String,
+    /// Hex SHA-256 of the method, path and body: the same key with another body is refused.
+    pub body_hash: String,
+    /// HTTP status of the original response.
+    pub status: u16,
+    /// Its JSON body.
+    pub response: String,
+    /// When it was given; purged 24 h later.
+    pub created_at: UnixMs,
+}
+
+/// A batch send, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// `bat_` and the first message's id digits.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// When it was accepted.
+    pub created_at: UnixMs,
+    /// Recipients in the request.
+    pub recipients: u32,
+    /// Messages stored.
+    pub accepted: u32,
+    /// Recipients refused (listed in the response).
+    pub rejected: u32,
+}
+
+/// A batch with its messages counted by status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// The batch.
+    pub batch: BatchRecord,
+    /// Messages per status name, only statuses with at least one message.
+    pub counts: Vec<(String, u64)>,
+}

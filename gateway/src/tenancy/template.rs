@@ -1,0 +1,182 @@
+//! Batch body templates: `Hello {{first_name}}, your code is {{ code }}.`
+//!
+//! Rules (also in the API docs):
+//! - A placeholder is `{{`, optional spaces, a name (`[A-Za-z_][A-Za-z0-9_]*`), optional
+//!   spaces, `}}`. Anything else after `{{` (an unterminated placeholder, a bad name) makes the
+//!   template invalid: the whole batch is refused with 422.
+//! - `\{{` writes a literal `{{`; no other escapes (an even run of backslashes before `{{` is
+//!   kept as text and the placeholder expands).
+//! - Values are inserted verbatim and never expanded again (a value containing `{{x}}` stays as
+//!   it is). Strings, numbers and booleans are accepted; `null`, arrays and objects are not.
+//! - A placeholder whose variable the recipient does not give rejects that recipient (reason
+//!   `missing_variable`); the rest of the batch goes on. Extra variables are ignored.
+
+use serde_json::{Map, Value};
+
+/// One piece of a compiled template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    /// Text copied as is.
+    Literal(String),
+    /// A variable's value.
+    Var(String),
+}
+
+/// A template compiled once per batch and rendered per recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    /// Literal text and placeholders, in order.
+    parts: Vec<Part>,
+    /// Bytes of literal text (to size the output).
+    literal_len: usize,
+}
+
+/// Why a recipient's body could not be rendered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// The template uses a variable this recipient does not give.
+    #[error("variable {0:?} is missing")]
+    Missing(String),
+    /// The variable's value is not a string, number or boolean.
+    #[error("variable {0:?} must be a string, number or boolean")]
+    BadValue(String),
+}
+
+impl Template {
+    /// Compiles `text`, or says what is wrong with it.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(pos) = rest.find("{{") {
+            let (before, after) = rest.split_at(pos);
+            // `\{{` is a literal `{{` (an even number of backslashes before it is not an escape).
+            let backslashes = before.bytes().rev().take_while(|b| *b == b'\\').count();
+            if backslashes % 2 == 1 {
+                literal.push_str(&before[..before.len() - 1]);
+                literal.push_str("{{");
+                rest = &after[2..];
+                continue;
+            }
+            literal.push_str(before);
+            let inner_start = &after[2..];
+            let end = inner_start.find("}}").ok_or_else(|| {
+                format!(
+                    "unterminated placeholder at byte {}",
+                    text.len() - rest.len() + pos
+                )
+            })?;
+            let name = inner_start[..end].trim();
+            let valid = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(format!(
+                    "{{{{{}}}}} is not a placeholder: names are letters, digits and _",
+                    &inner_start[..end]
+                ));
+            }
+            if !literal.is_empty() {
+                parts.push(Part::Literal(std::mem::take(&mut literal)));
+            }
+            parts.push(Part::Var(name.to_owned()));
+            rest = &inner_start[end + 2..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        let literal_len = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.len(),
+                Part::Var(_) => 0,
+            })
+            .sum();
+        Ok(Template { parts, literal_len })
+    }
+
+    /// True when the template has no placeholder (every recipient gets the same body).
+    pub fn is_constant(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
+    }
+
+    /// The body for one recipient's variables.
+    pub fn render(&self, vars: Option<&Map<String, Value>>) -> Result<String, RenderError> {
+        let mut out = String::with_capacity(self.literal_len + 16);
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Var(name) => match vars.and_then(|v| v.get(name)) {
+                    None => return Err(RenderError::Missing(name.clone())),
+                    Some(Value::String(s)) => out.push_str(s),
+                    Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
+                    Some(_) => return Err(RenderError::BadValue(name.clone())),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn renders_variables() {
+        let t = Template::parse("Hi {{first_name}}, code {{ code }}!").unwrap();
+        let v = vars(json!({"first_name": "Ada", "code": 1234, "extra": true}));
+        assert_eq!(t.render(Some(&v)).unwrap(), "Hi Ada, code 1234!");
+        assert!(!t.is_constant());
+        assert!(Template::parse("no variables").unwrap().is_constant());
+    }
+
+    #[test]
+    fn missing_and_bad_values_reject_the_recipient() {
+        let t = Template::parse("Hi {{first_name}}").unwrap();
+        assert_eq!(
+            t.render(Some(&vars(json!({"last_name": "L"})))),
+            Err(RenderError::Missing("first_name".into()))
+        );
+        assert_eq!(
+            t.render(None),
+            Err(RenderError::Missing("first_name".into()))
+        );
+        assert_eq!(
+            t.render(Some(&vars(json!({"first_name": null})))),
+            Err(RenderError::BadValue("first_name".into()))
+        );
+    }
+
+    #[test]
+    fn values_are_not_expanded_again_and_escapes_work() {
+        let t = Template::parse(r"\{{literal}} {{a}} \\{{b}}").unwrap();
+        let v = vars(json!({"a": "{{b}}", "b": "B"}));
+        assert_eq!(t.render(Some(&v)).unwrap(), r"{{literal}} {{b}} \\B");
+    }
+
+    #[test]
+    fn invalid_templates_are_refused() {
+        assert!(Template::parse("Hi {{first_name").is_err());
+        assert!(Template::parse("Hi {{first name}}").is_err());
+        assert!(Template::parse("Hi {{}}").is_err());
+        assert!(Template::parse("Hi {{1x}}").is_err());
+        // A lone brace is text.
+        assert_eq!(
+            Template::parse("a { b } c").unwrap().render(None).unwrap(),
+            "a { b } c"
+        );
+    }
+}
