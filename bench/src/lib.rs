@@ -2,6 +2,7 @@
 //!
 //! - `smsc-sim`: an SMSC simulator built on `switchyard_protocols::smpp` (SMSC role).
 #![warn(missing_docs)]
+pub mod batch_load;
 pub mod http_load;
 pub mod smpp_load;
 pub mod smsc;
