@@ -88,12 +88,24 @@ fn bind_settings(
     carrier: &config::Carrier,
     smpp: &config::SmppConfig,
     sandbox: Option<SocketAddr>,
-) -> Option<BindSettings> {
-    let address = match &smpp.endpoint {
-        SmppEndpoint::Remote { host, port } => format!("{host}:{port}"),
-        SmppEndpoint::Sandbox => sandbox?.to_string(),
+    base_dir: &Path,
+) -> anyhow::Result<Option<BindSettings>> {
+    let (address, host) = match &smpp.endpoint {
+        SmppEndpoint::Remote { host, port } => (format!("{host}:{port}"), host.as_str()),
+        SmppEndpoint::Sandbox => match sandbox {
+            Some(a) => (a.to_string(), "127.0.0.1"),
+            None => return Ok(None),
+        },
     };
     let mut s = BindSettings::new(carrier.name.clone(), address);
+    if let Some(tls) = &smpp.tls {
+        let ca = tls.ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
+        let name = tls.server_name.as_deref().unwrap_or(host);
+        s.tls = Some(
+            crate::smpp::tls::TlsSettings::new(ca.as_deref(), name)
+                .with_context(|| format!("carrier {:?}: SMPP TLS", carrier.name))?,
+        );
+    }
     s.system_id = smpp.system_id.clone();
     s.password = smpp.password.clone();
     s.system_type = smpp.system_type.clone();
@@ -120,7 +132,7 @@ fn bind_settings(
         config::LongMessages::Payload => LongMessages::Payload,
     };
     s.max_pdu_len = smpp.max_pdu_len as usize;
-    Some(s)
+    Ok(Some(s))
 }
 
 /// Starts the gateway with `config` (files relative to `base_dir`). Returns once the API
@@ -131,17 +143,6 @@ pub async fn start(
     config_path: Option<PathBuf>,
 ) -> anyhow::Result<Running> {
     let config = Arc::new(config);
-    // Refuse what is configured but not built yet rather than silently connecting in clear.
-    if let Some(c) = config
-        .carriers
-        .iter()
-        .find(|c| c.smpp.as_ref().is_some_and(|s| s.tls.is_some()))
-    {
-        anyhow::bail!(
-            "carrier {:?}: TLS for SMPP binds is not available yet; remove `tls` to bind in clear",
-            c.name
-        );
-    }
     let uses_sandbox = config.carriers.iter().any(|c| {
         c.smpp
             .as_ref()
@@ -196,7 +197,7 @@ pub async fn start(
     let mut statuses = Vec::new();
     for carrier in &config.carriers {
         let Some(smpp) = &carrier.smpp else { continue };
-        let Some(settings) = bind_settings(carrier, smpp, sandbox) else {
+        let Some(settings) = bind_settings(carrier, smpp, sandbox, &base_dir)? else {
             continue;
         };
         for _ in 0..smpp.binds.max(1) {

@@ -6,6 +6,7 @@
 //! - [`store`]: the durable state behind the [`store::Store`] trait (embedded SQLite by default).
 //! - [`updates`]: state changes from binds and dispatcher, batched into the store.
 //! - [`api`]: the HTTP API (axum).
+//! - [`number`]: E.164 validation against libphonenumber's metadata, fast on the hot path.
 //! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
 //! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
 //! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod dispatch;
 pub mod model;
+pub mod number;
 pub mod sandbox;
 pub mod smpp;
 pub mod store;

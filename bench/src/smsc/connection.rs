@@ -20,8 +20,7 @@ use switchyard_protocols::smpp::pdu::{
 use switchyard_protocols::smpp::session::{BindType, Event, Session, SessionConfig, State};
 use switchyard_protocols::smpp::tlv::Tlvs;
 use switchyard_protocols::smpp::CommandStatus;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::counters::Counters;
@@ -79,8 +78,16 @@ struct Conn {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>, conn_no: u64) -> anyhow::Result<()> {
-    let (mut rd, mut wr) = stream.into_split();
+pub async fn serve<R, W>(
+    mut rd: R,
+    mut wr: W,
+    shared: Arc<Shared>,
+    conn_no: u64,
+) -> anyhow::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut codec = SmppCodec::new();
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut wbuf = BytesMut::with_capacity(64 * 1024);

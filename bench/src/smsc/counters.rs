@@ -38,6 +38,8 @@ pub struct Counters {
     pub mo_sent: AtomicU64,
     /// Frames that failed to decode (answered with generic_nack).
     pub bad_pdus: AtomicU64,
+    /// TLS handshakes that failed (with `--tls-cert`).
+    pub tls_failures: AtomicU64,
     /// Other requests (enquire_link excluded): query_sm, data_sm, cancel_sm, …
     pub other_requests: AtomicU64,
     /// submit_sm per destination address (only with `--count-destinations`).
@@ -62,6 +64,7 @@ pub struct Snapshot {
     pub dlrs_pending: u64,
     pub mo_sent: u64,
     pub bad_pdus: u64,
+    pub tls_failures: u64,
     pub other_requests: u64,
     pub per_destination: BTreeMap<String, u64>,
 }
@@ -89,6 +92,7 @@ impl Counters {
             dlrs_pending: self.dlrs_pending.load(Relaxed),
             mo_sent: self.mo_sent.load(Relaxed),
             bad_pdus: self.bad_pdus.load(Relaxed),
+            tls_failures: self.tls_failures.load(Relaxed),
             other_requests: self.other_requests.load(Relaxed),
             per_destination: self.per_destination.lock().clone(),
         }

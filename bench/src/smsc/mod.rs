@@ -43,6 +43,12 @@ pub struct Options {
     /// Address to accept SMPP connections on (port 0 picks a free one; the address is printed).
     #[arg(long, default_value = "127.0.0.1:2775")]
     pub listen: SocketAddr,
+    /// Serve SMPP over TLS with this PEM certificate chain (needs `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Accept only this system_id (any when absent).
     #[arg(long)]
     pub system_id: Option<String>,
@@ -245,12 +251,40 @@ fn address(s: &str) -> Address {
     }
 }
 
+/// A TLS acceptor for `--tls-cert`/`--tls-key` (rustls, ring provider).
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context as _;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("TLS certificate and key")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Runs the simulator until SIGINT/SIGTERM; prints the final counters on stdout.
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let control = match options.control {
         Some(addr) => Some(control::bind(addr).await?),
         None => None,
+    };
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
     };
     let shared = Arc::new(Shared::new(options)?);
     // Scripts and tests read these lines to find the ports.
@@ -300,8 +334,25 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 let _ = stream.set_nodelay(true);
                 let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection::serve(stream, shared, conn).await {
+                    let served = match tls {
+                        None => {
+                            let (rd, wr) = stream.into_split();
+                            connection::serve(rd, wr, shared, conn).await
+                        }
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => {
+                                let (rd, wr) = tokio::io::split(stream);
+                                connection::serve(rd, wr, shared, conn).await
+                            }
+                            Err(e) => {
+                                Counters::inc(&shared.counters.tls_failures);
+                                Err(anyhow::anyhow!("TLS handshake failed: {e}"))
+                            }
+                        },
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(%peer, "connection ended: {e:#}");
                     }
                 });

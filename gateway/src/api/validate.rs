@@ -120,8 +120,8 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
     let raw_to = match &req.to {
         Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
     };
-    let (to, country) =
-        parse_number(raw_to).map_err(|d| Problem::invalid("to", "invalid_number", d))?;
+    let (to, country) = crate::number::parse_e164(raw_to)
+        .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
     let from = validate_sender(req.from.trim())
         .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
     if req.body.is_empty() {
@@ -277,24 +277,6 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         tags: req.tags,
         metadata,
     })
-}
-
-/// An E.164 number that a phone-number library (libphonenumber's data) considers valid.
-fn parse_number(raw: &str) -> Result<(E164, Option<String>), String> {
-    if !raw.starts_with('+') {
-        return Err(format!(
-            "{raw:?} must be in E.164 form, starting with + and the country code"
-        ));
-    }
-    let parsed =
-        phonenumber::parse(None, raw).map_err(|e| format!("{raw:?} is not a phone number: {e}"))?;
-    if !phonenumber::is_valid(&parsed) {
-        return Err(format!("{raw:?} is not a valid number for its country"));
-    }
-    let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
-    let number = E164::parse(&e164).map_err(|e| format!("{raw:?}: {e}"))?;
-    let country = parsed.country().id().map(|c| c.as_ref().to_owned());
-    Ok((number, country))
 }
 
 /// E.164 numbers, short codes (3–8 digits) and alphanumeric ids of 1–11 GSM characters.

@@ -32,7 +32,7 @@ use switchyard_protocols::text::{
     decode_short_message, parse_udh, Part, Reassembler, ReassemblyConfig, ReassemblyKey,
 };
 use switchyard_routing::{FailureClass, Outcome, TokenBucket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -107,7 +107,32 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 let mut conn = Conn::new(&settings, &ctx, &queue, &status);
-                let bound = conn.serve(stream).await;
+                let bound = match &settings.tls {
+                    None => {
+                        let (rd, wr) = stream.into_split();
+                        conn.serve(rd, wr).await
+                    }
+                    Some(tls) => {
+                        let handshake = tokio::select! {
+                            h = tokio::time::timeout(Duration::from_secs(10), tls.connect(stream)) => h,
+                            _ = shutdown.changed() => return,
+                        };
+                        match handshake {
+                            Ok(Ok(stream)) => {
+                                let (rd, wr) = tokio::io::split(stream);
+                                conn.serve(rd, wr).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(carrier = %settings.carrier, "TLS handshake with {} failed: {e}", settings.address);
+                                false
+                            }
+                            Err(_) => {
+                                tracing::warn!(carrier = %settings.carrier, "TLS handshake with {} timed out", settings.address);
+                                false
+                            }
+                        }
+                    }
+                };
                 status.bound.store(false, Ordering::Relaxed);
                 conn.release().await;
                 if bound {
@@ -215,8 +240,11 @@ impl<'a> Conn<'a> {
     }
 
     /// Drives the connection until it closes. Returns whether it ever bound.
-    async fn serve(&mut self, stream: tokio::net::TcpStream) -> bool {
-        let (mut rd, mut wr) = stream.into_split();
+    async fn serve<R, W>(&mut self, mut rd: R, mut wr: W) -> bool
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let mut codec = SmppCodec::with_max_pdu_len(self.s.max_pdu_len);
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
         let mut wbuf = BytesMut::with_capacity(64 * 1024);

@@ -3,9 +3,11 @@
 //! - [`submit`]: a [`crate::dispatch::Job`] → its submit_sm segments, per the carrier's settings.
 //! - [`bind`]: one task per bind: connect, bind, window + TPS throttle, responses, receipts, MO,
 //!   reconnect with backoff and jitter, re-queue of what was in flight.
+//! - [`tls`]: SMPP over TLS (rustls) for carriers that offer it.
 
 pub mod bind;
 pub mod submit;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -31,6 +33,8 @@ pub struct BindSettings {
     pub carrier: String,
     /// `host:port` of the SMSC.
     pub address: String,
+    /// TLS on the connection; `None`: clear TCP.
+    pub tls: Option<tls::TlsSettings>,
     /// Credentials.
     pub system_id: String,
     /// Credentials.
@@ -76,6 +80,7 @@ impl BindSettings {
         BindSettings {
             carrier: carrier.into(),
             address: address.into(),
+            tls: None,
             system_id: "switchyard".into(),
             password: "switchyard".into(),
             system_type: String::new(),
