@@ -5,7 +5,7 @@
 # RECIPIENTS recipients over CONNS connections with `batch-load`, prints its JSON report (accepted
 # msg/s, gateway CPU µs per message, load average), and ends the processes it started by PID.
 #
-# Knobs (environment): BATCHES=20 RECIPIENTS=10000 CONNS=2
+# Knobs (environment): BATCHES=20 RECIPIENTS=10000 CONNS=4
 #   SCHEDULED=1      schedule every message an hour ahead: measures acceptance alone, without
 #                    the binds submitting to the simulator at the same time
 #   SKIP_BUILD=1     use the binaries already in $CARGO_TARGET_DIR/release
@@ -17,7 +17,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/sy-target-bench}
 BIN=$CARGO_TARGET_DIR/release
 BATCHES=${BATCHES:-20}
 RECIPIENTS=${RECIPIENTS:-10000}
-CONNS=${CONNS:-2}
+CONNS=${CONNS:-4}
 KEY=sk_batch_load_bench_kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk
 WORK=$(mktemp -d "${DATA_BASE:-/tmp}/batch-load.XXXXXX")
 PIDS=()

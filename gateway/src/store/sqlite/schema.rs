@@ -17,7 +17,8 @@
 //!   receipt that overtook its submit_sm_resp still matches when the segment arrives.
 //! - `inbound`: mobile-originated messages.
 //! - `batches`: one row per batch send (its tenant and recipient counts); its messages carry
-//!   `messages.batch_id` (partial index `(batch_id, status)` for progress counts).
+//!   `messages.batch_id` (partial index on it for progress counts; status is left out of the
+//!   index so status changes do not rewrite it).
 //! - `idempotency_keys`: the response given to each `(tenant, Idempotency-Key)`, with a hash of
 //!   the request body, written in the transaction that stores the request's messages; purged
 //!   after 24 h.
@@ -116,7 +117,7 @@ CREATE TABLE inbound (
     // Tenancy (issue 5, part B): batch ids on messages, batches, idempotency keys.
     r#"
 ALTER TABLE messages ADD COLUMN batch_id TEXT;
-CREATE INDEX messages_batch ON messages (batch_id, status) WHERE batch_id IS NOT NULL;
+CREATE INDEX messages_batch ON messages (batch_id) WHERE batch_id IS NOT NULL;
 
 CREATE TABLE batches (
     id          TEXT    PRIMARY KEY,

@@ -139,3 +139,131 @@ pub(super) fn batch(
         .collect::<rusqlite::Result<Vec<(String, u64)>>>()?;
     Ok(Some(BatchSummary { batch, counts }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{NewMessage, Status, Update};
+    use crate::store::sqlite::{SqliteOptions, SqliteStore};
+    use crate::store::Store;
+
+    fn message(
+        id: MessageId,
+        batch: Option<&str>,
+        request: Option<Arc<RequestRecord>>,
+    ) -> NewMessage {
+        NewMessage {
+            id,
+            tenant: "t".into(),
+            to: "+447911000001".into(),
+            country: Some("GB".into()),
+            from: "Acme".into(),
+            body: "hi".into(),
+            encoding: "gsm7".into(),
+            segments: 1,
+            priority: "normal".into(),
+            scheduled_at: None,
+            expires_at: None,
+            callback_url: None,
+            tags: Vec::new(),
+            metadata: None,
+            carrier: Some("alpha".into()),
+            price: None,
+            currency: None,
+            created_at: id.timestamp_ms(),
+            batch_id: batch.map(str::to_owned),
+            request,
+        }
+    }
+
+    #[tokio::test]
+    async fn request_records_commit_with_their_messages() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-tenancy-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SqliteStore::open(&dir.join("s.db"), SqliteOptions::default()).unwrap();
+        let now = now_ms();
+        let key = |body_hash: &str| IdempotencyRecord {
+            tenant: "t".into(),
+            key: "k1".into(),
+            body_hash: body_hash.into(),
+            status: 202,
+            response: r#"{"id":"bat_1"}"#.into(),
+            created_at: now,
+        };
+        let record = Arc::new(RequestRecord {
+            idempotency: Some(key("h1")),
+            batch: Some(BatchRecord {
+                id: "bat_0000000000000001".into(),
+                tenant: "t".into(),
+                created_at: now,
+                recipients: 3,
+                accepted: 2,
+                rejected: 1,
+            }),
+        });
+        let a = MessageId::generate(now);
+        let b = MessageId::generate(now);
+        store
+            .insert(vec![
+                message(a, Some("bat_0000000000000001"), Some(record)),
+                message(b, Some("bat_0000000000000001"), None),
+            ])
+            .await
+            .unwrap();
+        let stored = store.idempotency("t", "k1").await.unwrap().unwrap();
+        assert_eq!(stored, key("h1"));
+        assert!(store.idempotency("other", "k1").await.unwrap().is_none());
+        store
+            .apply(vec![Update::Status {
+                id: a,
+                status: Status::Queued,
+                at: now,
+                detail: None,
+            }])
+            .await
+            .unwrap();
+        let summary = store
+            .batch("t", "bat_0000000000000001")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(summary.batch.accepted, 2);
+        assert_eq!(
+            summary.counts,
+            vec![("accepted".into(), 1), ("queued".into(), 1)]
+        );
+        assert!(store
+            .batch("other", "bat_0000000000000001")
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(store.accepted_since("t", now - 1000).await.unwrap(), 2);
+        assert_eq!(store.accepted_since("t", now + 1000).await.unwrap(), 0);
+
+        // The same key again: the whole request fails, its message is not stored.
+        let again = Arc::new(RequestRecord {
+            idempotency: Some(key("h2")),
+            batch: None,
+        });
+        let c = MessageId::generate(now);
+        assert!(store
+            .insert(vec![message(c, None, Some(again))])
+            .await
+            .is_err());
+        assert!(store.get("t", c).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .idempotency("t", "k1")
+                .await
+                .unwrap()
+                .unwrap()
+                .body_hash,
+            "h1"
+        );
+        store.close().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
