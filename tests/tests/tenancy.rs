@@ -347,14 +347,19 @@ fn tenant_over_its_rate_does_not_slow_another() {
             .find(|(r, _)| r.status != 202)
             .map(|(r, _)| r.text())
     );
-    let mut b_lat: Vec<Duration> = b_results.iter().map(|(_, d)| *d).collect();
+    // B's first request also opens its connection and warms the store up while A's flood
+    // starts; the rest show what A's flood costs B.
+    let mut b_lat: Vec<Duration> = b_results.iter().skip(1).map(|(_, d)| *d).collect();
     b_lat.sort();
+    let (p50, max) = (b_lat[b_lat.len() / 2], b_lat[b_lat.len() - 1]);
+    // Loose (debug build, shared machine): B is not queued behind A's refusals.
+    assert!(p50 < Duration::from_millis(250), "B's p50 {p50:?}");
     println!(
-        "rate: A {} requests, {a_ok} accepted, {} × 429 in {elapsed:.2} s; B 100/100 accepted, p50 {:?} max {:?}",
+        "rate: A {} requests, {a_ok} accepted, {} × 429 in {elapsed:.2} s; B 100/100 accepted, \
+         p50 {p50:?}, max {max:?} (first request {:?})",
         a_results.len(),
         a_429.len(),
-        b_lat[50],
-        b_lat[99]
+        b_results[0].1
     );
 }
 
