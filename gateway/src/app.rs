@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use switchyard_ops::config::{self, BindKind, Config, SmppEndpoint};
-use switchyard_protocols::smpp::session::BindType;
+use switchyard_ops::config::{self, Config, SmppEndpoint};
 use switchyard_protocols::text::EncodingPreference;
 use switchyard_routing::{Priority, Router, RoutingTable, E164};
 use tokio::sync::watch;
@@ -17,8 +16,8 @@ use tokio::sync::watch;
 use crate::api::{self, AppState, Authenticator};
 use crate::dispatch::{Dispatcher, Job};
 use crate::model::MessageId;
-use crate::smpp::bind::{self, BindContext, BindStatus};
-use crate::smpp::{BindSettings, LongMessages};
+use crate::smpp::bind::BindContext;
+use crate::smpp::supervisor::Binds;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::updates::UpdateSink;
@@ -74,57 +73,6 @@ fn build_table(
         .unwrap_or(0);
     RoutingTable::build(Arc::new(routing), unix_now, Instant::now(), previous)
         .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn bind_settings(
-    carrier: &config::Carrier,
-    smpp: &config::SmppConfig,
-    sandbox: Option<SocketAddr>,
-    base_dir: &Path,
-) -> anyhow::Result<Option<BindSettings>> {
-    let (address, host) = match &smpp.endpoint {
-        SmppEndpoint::Remote { host, port } => (format!("{host}:{port}"), host.as_str()),
-        SmppEndpoint::Sandbox => match sandbox {
-            Some(a) => (a.to_string(), "127.0.0.1"),
-            None => return Ok(None),
-        },
-    };
-    let mut s = BindSettings::new(carrier.name.clone(), address);
-    if let Some(tls) = &smpp.tls {
-        let ca = tls.ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
-        let name = tls.server_name.as_deref().unwrap_or(host);
-        s.tls = Some(
-            crate::smpp::tls::TlsSettings::new(ca.as_deref(), name)
-                .with_context(|| format!("carrier {:?}: SMPP TLS", carrier.name))?,
-        );
-    }
-    s.system_id = smpp.system_id.clone();
-    s.password = smpp.password.clone();
-    s.system_type = smpp.system_type.clone();
-    s.bind_type = match smpp.bind_type {
-        BindKind::Transmitter => BindType::Transmitter,
-        BindKind::Receiver => BindType::Receiver,
-        BindKind::Transceiver => BindType::Transceiver,
-    };
-    s.window = smpp.window as usize;
-    s.tps = smpp.tps;
-    s.enquire_link = smpp.enquire_link;
-    s.response_timeout = smpp.response_timeout;
-    s.reconnect_min = smpp.reconnect_min;
-    s.reconnect_max = smpp.reconnect_max;
-    s.source_ton = smpp.source_ton.unwrap_or(1);
-    s.source_npi = smpp.source_npi.unwrap_or(1);
-    s.dest_ton = smpp.dest_ton;
-    s.dest_npi = smpp.dest_npi;
-    s.registered_delivery = smpp.registered_delivery;
-    s.long_messages = match smpp.long_messages {
-        config::LongMessages::Udh => LongMessages::Udh8,
-        config::LongMessages::Udh16 => LongMessages::Udh16,
-        config::LongMessages::Sar => LongMessages::Sar,
-        config::LongMessages::Payload => LongMessages::Payload,
-    };
-    s.max_pdu_len = smpp.max_pdu_len as usize;
-    Ok(Some(s))
 }
 
 /// Starts the gateway with `config` (files relative to `base_dir`). Returns once the API
@@ -185,23 +133,8 @@ pub async fn start(
         shutdown: shutdown_rx.clone(),
         drain_timeout: config.server.shutdown_timeout,
     };
-    let mut bind_tasks = Vec::new();
-    let mut statuses = Vec::new();
-    for carrier in &config.carriers {
-        let Some(smpp) = &carrier.smpp else { continue };
-        let Some(settings) = bind_settings(carrier, smpp, sandbox, &base_dir)? else {
-            continue;
-        };
-        for _ in 0..smpp.binds.max(1) {
-            let status = Arc::new(BindStatus::default());
-            statuses.push((carrier.name.clone(), status.clone()));
-            bind_tasks.push(tokio::spawn(bind::run(
-                settings.clone(),
-                ctx.clone(),
-                status,
-            )));
-        }
-    }
+    let binds = Arc::new(Binds::new(ctx.clone()));
+    binds.apply(&config, sandbox, &base_dir)?;
 
     // Crash recovery: what was accepted but not handed over for good goes out again.
     let unfinished = store.unfinished().await?;
@@ -255,7 +188,7 @@ pub async fn start(
         auth: Arc::new(ArcSwap::from_pointee(auth)),
         store: store.clone(),
         dispatcher: dispatcher.clone(),
-        binds: Arc::new(ArcSwap::from_pointee(statuses)),
+        binds: binds.table(),
         metrics,
         limits: api::validate::Limits::default(),
     };
@@ -276,15 +209,19 @@ pub async fn start(
             let drain = config.server.shutdown_timeout + Duration::from_secs(5);
             let signals = tokio::spawn(signals(
                 shutdown_tx.clone(),
-                state,
+                Reloader {
+                    state,
+                    binds: binds.clone(),
+                    sandbox,
+                    base_dir,
+                    config_path,
+                },
                 config,
-                base_dir,
-                config_path,
             ));
             server.await?;
             signals.abort();
             tracing::info!("API closed; draining binds");
-            let _ = tokio::time::timeout(drain, futures::future::join_all(bind_tasks)).await;
+            binds.shutdown(drain).await;
             drop(ctx);
             drop(dispatcher);
             drop(updates);
@@ -302,13 +239,20 @@ pub async fn start(
     })
 }
 
-/// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing and API keys.
-async fn signals(
-    shutdown: watch::Sender<bool>,
+/// What a reload touches.
+struct Reloader {
     state: AppState,
-    config: Arc<Config>,
+    binds: Arc<Binds>,
+    sandbox: Option<SocketAddr>,
     base_dir: PathBuf,
     config_path: Option<PathBuf>,
+}
+
+/// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
+async fn signals(
+    shutdown: watch::Sender<bool>,
+    reloader: Reloader,
+    config: Arc<Config>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -320,11 +264,11 @@ async fn signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let Some(path) = &config_path else {
+                let Some(path) = &reloader.config_path else {
                     tracing::info!("SIGHUP: running on the embedded defaults, nothing to reload");
                     continue;
                 };
-                match reload(&state, &current, path, &base_dir) {
+                match reload(&reloader, &current, path) {
                     Ok(next) => current = next,
                     Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e:#}"),
                 }
@@ -336,14 +280,12 @@ async fn signals(
     Ok(())
 }
 
-fn reload(
-    state: &AppState,
-    current: &Config,
-    path: &Path,
-    base_dir: &Path,
-) -> anyhow::Result<Arc<Config>> {
+fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Config>> {
+    let (state, base_dir) = (&r.state, r.base_dir.as_path());
     let next = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     config::reloadable_diff(current, &next).map_err(anyhow::Error::msg)?;
+    // Everything that can fail is checked before anything changes.
+    let binds = Binds::plan(&next, r.sandbox, base_dir)?;
     let router = &state.dispatcher.router;
     let routing = next
         .routing_config(base_dir)
@@ -355,13 +297,14 @@ fn reload(
     router
         .rebuild(Arc::new(routing), unix_now, Instant::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if current
-        .carriers
-        .iter()
-        .map(|c| &c.smpp)
-        .ne(next.carriers.iter().map(|c| &c.smpp))
-    {
-        tracing::warn!("SMPP bind settings changed: routing uses the new carriers now; restart to re-bind with the new settings");
+    let changes = r.binds.commit(binds);
+    if changes != Default::default() {
+        tracing::info!(
+            started = ?changes.started,
+            restarted = ?changes.restarted,
+            stopped = ?changes.stopped,
+            "SMPP binds follow the new configuration"
+        );
     }
     let next = Arc::new(next);
     state
@@ -369,7 +312,7 @@ fn reload(
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
     tracing::info!(
         generation = router.generation(),
-        "reloaded routing and API keys"
+        "reloaded routing, API keys and binds"
     );
     Ok(next)
 }

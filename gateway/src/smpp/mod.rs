@@ -3,10 +3,13 @@
 //! - [`submit`]: a [`crate::dispatch::Job`] → its submit_sm segments, per the carrier's settings.
 //! - [`bind`]: one task per bind: connect, bind, window + TPS throttle, responses, receipts, MO,
 //!   reconnect with backoff and jitter, re-queue of what was in flight.
+//! - [`supervisor`]: the binds of every carrier, started, replaced and stopped as the
+//!   configuration changes (SIGHUP).
 //! - [`tls`]: SMPP over TLS (rustls) for carriers that offer it.
 
 pub mod bind;
 pub mod submit;
+pub mod supervisor;
 pub mod tls;
 
 use std::time::Duration;
