@@ -16,9 +16,14 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState, Authenticator};
 use crate::dispatch::{Dispatcher, Job};
+use crate::events::pump::Hub;
+use crate::events::webhook::Webhooks;
+use crate::events::{Directory, SharedDirectory};
 use crate::model::MessageId;
+use crate::optout::OptOuts;
 use crate::smpp::bind::{self, BindContext, BindStatus};
 use crate::smpp::{BindSettings, LongMessages};
+use crate::store::events::EventStore;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::updates::UpdateSink;
@@ -167,6 +172,11 @@ pub async fn start(
         MessageId::generate_after(max);
     }
 
+    let event_store: Arc<dyn EventStore> = sqlite.clone();
+    let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
+    let directory: SharedDirectory =
+        Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
+
     let router = Arc::new(Router::new(build_table(&config, &base_dir, None)?));
     let (updates, updates_task) = UpdateSink::start(store.clone(), 65_536, None);
     let carriers: Vec<String> = config.carriers.iter().map(|c| c.name.clone()).collect();
@@ -183,7 +193,26 @@ pub async fn start(
         updates: updates.clone(),
         shutdown: shutdown_rx.clone(),
         drain_timeout: config.server.shutdown_timeout,
+        inbound: crate::inbound::Inbound {
+            directory: directory.clone(),
+            opt_outs: opt_outs.clone(),
+        },
     };
+    let webhooks = Arc::new(Webhooks::new(
+        config.webhooks.clone(),
+        directory.clone(),
+        store.clone(),
+        event_store.clone(),
+    ));
+    let hub = Arc::new(Hub::new(
+        store.clone(),
+        event_store,
+        directory,
+        opt_outs,
+        webhooks,
+        dispatcher.clone(),
+    ));
+    let event_tasks = hub.start(shutdown_rx.clone()).await?;
     let mut bind_tasks = Vec::new();
     let mut statuses = Vec::new();
     for carrier in &config.carriers {
@@ -257,6 +286,7 @@ pub async fn start(
         binds: Arc::new(ArcSwap::from_pointee(statuses)),
         metrics,
         limits: api::validate::Limits::default(),
+        events: hub,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -284,6 +314,12 @@ pub async fn start(
             signals.abort();
             tracing::info!("API closed; draining binds");
             let _ = tokio::time::timeout(drain, futures::future::join_all(bind_tasks)).await;
+            // The event pump saves the webhook cursor when it stops.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                futures::future::join_all(event_tasks),
+            )
+            .await;
             drop(ctx);
             drop(dispatcher);
             drop(updates);
@@ -363,6 +399,10 @@ fn reload(
         tracing::warn!("SMPP bind settings changed: routing uses the new carriers now; restart to re-bind with the new settings");
     }
     let next = Arc::new(next);
+    state
+        .events
+        .directory
+        .store(Arc::new(crate::events::Directory::from_config(&next)));
     state
         .auth
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));

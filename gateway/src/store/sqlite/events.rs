@@ -1,0 +1,403 @@
+//! The SQLite side of events, webhooks and opt-outs: what inbound messages and
+//! [`EventWrite`]s do inside the writer's transaction, and the [`EventStore`] reads.
+//!
+//! The event log is `history` (see [`super::schema`]): `seq` is the event id. An event's other
+//! fields are joined at read time from `messages` (or `inbound`) and `segments`: nothing is
+//! copied when the event is written.
+
+use futures::future::BoxFuture;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::SqliteStore;
+use crate::events::{Event, EventWrite};
+use crate::inbound::Keyword;
+use crate::model::{Applied, InboundMessage, MessageId, UnixMs};
+use crate::optout::number_key;
+use crate::store::events::{EventStore, OptOut, OutboxEntry};
+use crate::store::StoreError;
+
+/// After an inbound message's row: its event, and the opt-out change its keyword asks for.
+pub(super) fn inbound_stored(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO history (message_id, at, status, detail) VALUES (?1, ?2, 'inbound', NULL)",
+    )?
+    .execute(params![m.id.0, m.received_at])?;
+    let Some(tenant) = &m.tenant else {
+        return Ok(());
+    };
+    let recipient = number_key(&m.from);
+    let sender = number_key(&m.to);
+    match Keyword::parse(&m.body) {
+        Some(Keyword::Stop) => {
+            add_opt_out(conn, tenant, &recipient, &sender, "keyword", m.received_at)
+        }
+        Some(Keyword::StopAll) => {
+            add_opt_out(conn, tenant, &recipient, "*", "keyword", m.received_at)
+        }
+        Some(Keyword::Start) => {
+            conn.prepare_cached(
+                "DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2 AND sender IN (?3, '*')",
+            )?
+            .execute(params![tenant, recipient, sender])?;
+            Ok(())
+        }
+        Some(Keyword::Help) | None => Ok(()),
+    }
+}
+
+fn add_opt_out(
+    conn: &Connection,
+    tenant: &str,
+    recipient: &str,
+    sender: &str,
+    source: &str,
+    at: UnixMs,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO opt_outs (tenant, recipient, sender, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (tenant, recipient, sender) DO NOTHING",
+    )?
+    .execute(params![tenant, recipient, sender, source, at])?;
+    Ok(())
+}
+
+/// Applies one [`EventWrite`].
+pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Applied> {
+    let rows = match w {
+        EventWrite::OptOutAdd {
+            tenant,
+            entries,
+            source,
+            at,
+        } => {
+            for (recipient, sender) in entries {
+                add_opt_out(conn, tenant, recipient, sender, source, *at)?;
+            }
+            entries.len()
+        }
+        EventWrite::OptOutRemove {
+            tenant,
+            recipient,
+            sender: Some(sender),
+        } => conn
+            .prepare_cached(
+                "DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2 AND sender = ?3",
+            )?
+            .execute(params![tenant, recipient, sender])?,
+        EventWrite::OptOutRemove {
+            tenant,
+            recipient,
+            sender: None,
+        } => conn
+            .prepare_cached("DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2")?
+            .execute(params![tenant, recipient])?,
+        EventWrite::OutboxAdd {
+            seq,
+            tenant,
+            url,
+            attempts,
+            first_at,
+            next_at,
+            error,
+        } => conn
+            .prepare_cached(
+                "INSERT INTO webhook_outbox (seq, tenant, url, attempts, first_at, next_at, last_error, dead) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+            )?
+            .execute(params![seq, tenant, url, attempts, first_at, next_at, error])?,
+        EventWrite::OutboxDone { id } => conn
+            .prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")?
+            .execute([id])?,
+        EventWrite::OutboxRetry {
+            id,
+            attempts,
+            next_at,
+            error,
+        } => conn
+            .prepare_cached(
+                "UPDATE webhook_outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1 AND dead = 0",
+            )?
+            .execute(params![id, attempts, next_at, error])?,
+        EventWrite::OutboxDead { id, error } => conn
+            .prepare_cached(
+                "UPDATE webhook_outbox SET dead = 1, last_error = ?2, next_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, error, crate::model::now_ms()])?,
+        EventWrite::Replay { tenant, id, at } => match id {
+            Some(id) => conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET dead = 0, attempts = 0, first_at = ?3, next_at = ?3 \
+                     WHERE tenant = ?1 AND id = ?2 AND dead = 1",
+                )?
+                .execute(params![tenant, id, at])?,
+            None => conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET dead = 0, attempts = 0, first_at = ?2, next_at = ?2 \
+                     WHERE tenant = ?1 AND dead = 1",
+                )?
+                .execute(params![tenant, at])?,
+        },
+        EventWrite::Cursor { seq } => conn
+            .prepare_cached(
+                "INSERT INTO webhook_cursor (name, seq) VALUES ('webhooks', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)",
+            )?
+            .execute([seq])?,
+    };
+    Ok(Applied::Rows(rows as u64))
+}
+
+/// The log joined with what an event shows. `LEFT JOIN`s on integer primary keys: one probe
+/// each.
+const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
+     m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
+     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body \
+     FROM history h \
+     LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
+     LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let status: String = row.get(3)?;
+    let at: UnixMs = row.get(2)?;
+    if status == "inbound" {
+        Ok(Event {
+            seq: row.get(0)?,
+            message_id: MessageId(row.get(1)?),
+            tenant: row.get(14)?,
+            status,
+            at,
+            detail: None,
+            carrier: row.get(17)?,
+            error: None,
+            price: None,
+            currency: None,
+            to: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+            from: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            body: row.get(18)?,
+            callback_url: None,
+            segments: None,
+            created_at: at,
+        })
+    } else {
+        Ok(Event {
+            seq: row.get(0)?,
+            message_id: MessageId(row.get(1)?),
+            tenant: row.get(5)?,
+            status,
+            at,
+            detail: row.get(4)?,
+            carrier: row.get(8)?,
+            error: None,
+            price: row.get(9)?,
+            currency: row.get(10)?,
+            to: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            from: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            body: None,
+            callback_url: row.get(11)?,
+            segments: row.get(13)?,
+            created_at: row.get::<_, Option<i64>>(12)?.unwrap_or(at),
+        })
+    }
+}
+
+/// Fills the carrier that actually took the message and the first carrier error, from the
+/// segments, for statuses that come from a carrier.
+fn add_segment_facts(conn: &Connection, e: &mut Event) -> rusqlite::Result<()> {
+    if !matches!(
+        e.status.as_str(),
+        "sent" | "delivered" | "undeliverable" | "expired" | "rejected"
+    ) {
+        return Ok(());
+    }
+    let found: Option<(Option<String>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT carrier, error FROM segments WHERE message_id = ?1 \
+             ORDER BY error IS NULL, idx LIMIT 1",
+        )?
+        .query_row([e.message_id.0], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((carrier, error)) = found {
+        if carrier.is_some() {
+            e.carrier = carrier;
+        }
+        e.error = error;
+    }
+    Ok(())
+}
+
+fn events_after(
+    conn: &Connection,
+    seq: i64,
+    tenant: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Event>> {
+    let mut out: Vec<Event> = match tenant {
+        None => conn
+            .prepare_cached(&format!(
+                "{EVENT_SELECT} WHERE h.seq > ?1 ORDER BY h.seq LIMIT ?2"
+            ))?
+            .query_map(params![seq, limit as i64], event_from_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        Some(t) => conn
+            .prepare_cached(&format!(
+                "{EVENT_SELECT} WHERE h.seq > ?1 AND coalesce(m.tenant, i.tenant) = ?3 \
+                 ORDER BY h.seq LIMIT ?2"
+            ))?
+            .query_map(params![seq, limit as i64, t], event_from_row)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    for e in &mut out {
+        add_segment_facts(conn, e)?;
+    }
+    Ok(out)
+}
+
+fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        id: row.get(0)?,
+        seq: row.get(1)?,
+        tenant: row.get(2)?,
+        url: row.get(3)?,
+        attempts: row.get(4)?,
+        first_at: row.get(5)?,
+        next_at: row.get(6)?,
+        last_error: row.get(7)?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "id, seq, tenant, url, attempts, first_at, next_at, last_error";
+
+fn opt_out_from_row(row: &Row<'_>) -> rusqlite::Result<OptOut> {
+    Ok(OptOut {
+        tenant: row.get(0)?,
+        recipient: row.get(1)?,
+        sender: row.get(2)?,
+        source: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+impl EventStore for SqliteStore {
+    fn events_after(
+        &self,
+        seq: i64,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        let tenant = tenant.map(str::to_owned);
+        self.read(move |conn| events_after(conn, seq, tenant.as_deref(), limit.clamp(1, 10_000)))
+    }
+
+    fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM history")?
+                .query_row([], |row| row.get(0))
+        })
+    }
+
+    fn cursor(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT seq FROM webhook_cursor WHERE name = 'webhooks'")?
+                .query_row([], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    fn outbox_due(
+        &self,
+        now: UnixMs,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE dead = 0 AND next_at <= ?1 \
+                 ORDER BY next_at LIMIT ?2"
+            ))?
+            .query_map(params![now, limit as i64], outbox_from_row)?
+            .collect()
+        })
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT count(*) FROM webhook_outbox WHERE dead = 0")?
+                .query_row([], |row| row.get(0))
+        })
+    }
+
+    fn dead_letters(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE tenant = ?1 AND dead = 1 AND id > ?2 \
+                 ORDER BY id LIMIT ?3"
+            ))?
+            .query_map(params![tenant, after, limit as i64], outbox_from_row)?
+            .collect()
+        })
+    }
+
+    fn all_opt_outs(&self) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT tenant, recipient, sender, source, created_at FROM opt_outs",
+            )?
+            .query_map([], opt_out_from_row)?
+            .collect()
+        })
+    }
+
+    fn opt_outs(
+        &self,
+        tenant: &str,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            let (r, s) = after.unwrap_or_default();
+            conn.prepare_cached(
+                "SELECT tenant, recipient, sender, source, created_at FROM opt_outs \
+                 WHERE tenant = ?1 AND (recipient, sender) > (?2, ?3) \
+                 ORDER BY recipient, sender LIMIT ?4",
+            )?
+            .query_map(params![tenant, r, s, limit as i64], opt_out_from_row)?
+            .collect()
+        })
+    }
+
+    fn inbound(
+        &self,
+        tenant: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at FROM inbound \
+                 WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            )?
+            .query_map(
+                params![tenant, before.map_or(i64::MAX, |b| b.0), limit as i64],
+                |row| {
+                    Ok(InboundMessage {
+                        id: MessageId(row.get(0)?),
+                        carrier: row.get(1)?,
+                        tenant: row.get(2)?,
+                        from: row.get(3)?,
+                        to: row.get(4)?,
+                        body: row.get(5)?,
+                        received_at: row.get(6)?,
+                    })
+                },
+            )?
+            .collect()
+        })
+    }
+}
