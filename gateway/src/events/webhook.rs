@@ -73,8 +73,12 @@ pub struct Webhooks {
     first: Arc<Semaphore>,
     /// Events in their first attempt (for the watermark).
     in_flight: Mutex<BTreeSet<i64>>,
-    /// Outbox rows being retried now (so a slow retry is not started twice).
+    /// Outbox rows being retried now, or finished since the last outbox read began: a read
+    /// that started before a retry's commit may still return its row, which must not be sent
+    /// again.
     retrying: Mutex<HashSet<i64>>,
+    /// Rows whose retry finished (committed) since the last outbox read began.
+    finished: Mutex<Vec<i64>>,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -117,6 +121,7 @@ impl Webhooks {
             first: Arc::new(Semaphore::new(FIRST_IN_FLIGHT)),
             in_flight: Mutex::new(BTreeSet::new()),
             retrying: Mutex::new(HashSet::new()),
+            finished: Mutex::new(Vec::new()),
         }
     }
 
@@ -175,6 +180,14 @@ impl Webhooks {
                     metrics::gauge!("switchyard_webhook_retry_queue_depth").set(depth as f64);
                 }
             }
+            // Retries that committed before this read are visible to it: forget them now.
+            let settled = std::mem::take(&mut *self.finished.lock());
+            {
+                let mut retrying = self.retrying.lock();
+                for id in settled {
+                    retrying.remove(&id);
+                }
+            }
             let due = match self.events.outbox_due(now_ms(), RETRY_BATCH).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -190,7 +203,7 @@ impl Webhooks {
                 tokio::spawn(async move {
                     let id = entry.id;
                     me.retry(entry).await;
-                    me.retrying.lock().remove(&id);
+                    me.finished.lock().push(id);
                 });
             }
         }
