@@ -8,6 +8,8 @@
 //! - [`sink_outage_and_kill_9_lose_no_event`]: the sink answers 500 for a while, then
 //!   recovers: everything arrives; then it fails again, the gateway is killed (-9) while
 //!   retries are pending and restarted: everything arrives.
+//! - [`dead_letters_are_listed_and_replayed`]: given up after 1 s, listed (paginated),
+//!   replayed one and all, delivered.
 //! - [`opt_out_round_trip_by_keyword`]: MO "Stop" → send refused 422 → MO "START" → accepted;
 //!   the MO messages are listed and sent as `message.inbound` events.
 //!
@@ -479,4 +481,88 @@ fn opt_out_round_trip_by_keyword() {
     println!(
         "opt-out: STOP effective {stop_took:.2?} after the MO; START reverses it; replies sent"
     );
+}
+
+#[test]
+fn dead_letters_are_listed_and_replayed() {
+    let _serial = serial();
+    let dir = TempDir::new("events-dead").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let sink = Sink::start().unwrap();
+    let cfg = config(
+        &sim,
+        &sink,
+        "retry_initial_ms = 100\nretry_max_ms = 300\ngive_up_after_s = 1\ntimeout_ms = 1000",
+    )
+    .write(&dir.path)
+    .unwrap();
+    let gw = Gateway::start(&cfg).unwrap();
+    gw.wait_ready(Duration::from_secs(20)).unwrap();
+    let mut c = Client::new(&gw.api).with_bearer(KEY);
+    sink.set_failing(true);
+    let ids = send(&gw.api, 0..3, 1);
+    let dead = wait_for(
+        "nine dead letters",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let page = c.get("/v1/webhooks/dead-letters?limit=5").unwrap().json()?;
+            let first = page["data"].as_array().map_or(0, Vec::len);
+            let Some(cursor) = page["next_cursor"].as_str() else {
+                return Ok((first == 9).then_some(page));
+            };
+            let rest = c
+                .get(&format!(
+                    "/v1/webhooks/dead-letters?limit=5&cursor={cursor}"
+                ))
+                .unwrap()
+                .json()?;
+            let n = first + rest["data"].as_array().map_or(0, Vec::len);
+            Ok((n == 9).then_some(page))
+        },
+    )
+    .unwrap();
+    let one = dead["data"][0]["id"].as_str().unwrap().to_owned();
+    assert!(dead["data"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("500"));
+    // An id that is not a dead letter of this tenant is 404.
+    let r = c
+        .request(
+            "POST",
+            "/v1/webhooks/dead-letters/dl_999999/replay",
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.status, 404);
+    sink.set_failing(false);
+    let r = c
+        .request(
+            "POST",
+            &format!("/v1/webhooks/dead-letters/{one}/replay"),
+            &[],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = c
+        .request("POST", "/v1/webhooks/dead-letters/replay", &[], None)
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json().unwrap()["replayed"], 8);
+    wait_all_delivered(&sink, &ids, Duration::from_secs(20));
+    wait_for(
+        "no dead letters left",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let page = c.get("/v1/webhooks/dead-letters").unwrap().json()?;
+            Ok((page["data"].as_array().map_or(0, Vec::len) == 0
+                && unique_events(&sink).len() == 9)
+                .then_some(()))
+        },
+    )
+    .unwrap();
 }

@@ -66,3 +66,36 @@ pub async fn stream(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+/// The OpenAPI paths of events, webhooks, inbound messages and opt-outs, merged into
+/// `/openapi.json` by [`super::openapi::serve`].
+#[derive(Debug, utoipa::OpenApi)]
+#[openapi(
+    paths(stream, super::webhooks::list, super::webhooks::replay_one, super::webhooks::replay_all,
+        super::inbound::list, super::optouts::list, super::optouts::create, super::optouts::remove,
+        super::optouts::import),
+    components(schemas(super::webhooks::DeadLetter, super::optouts::OptOutView, super::optouts::AddOptOut)),
+    tags((name = "events"), (name = "webhooks"), (name = "inbound"), (name = "opt-outs"))
+)]
+pub struct EventsApi;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn documents_the_event_routes() {
+        let doc = serde_json::to_value(super::super::openapi::document()).unwrap();
+        for path in [
+            "/v1/events",
+            "/v1/inbound",
+            "/v1/opt-outs",
+            "/v1/opt-outs/{number}",
+            "/v1/opt-outs/import",
+            "/v1/webhooks/dead-letters",
+            "/v1/webhooks/dead-letters/{id}/replay",
+            "/v1/webhooks/dead-letters/replay",
+            "/v1/messages",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing");
+        }
+    }
+}
