@@ -492,6 +492,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_v1_database_keeps_its_history_as_events() {
+        let (s, dir) = store();
+        drop(s);
+        let path = dir.join("old.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::schema::MIGRATIONS[0])
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
+                 priority, tags, created_at, updated_at) \
+                 VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
+                 INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
+                 VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path, Default::default()).unwrap();
+        let all = s.events_after(0, Some("a"), 10).await.unwrap();
+        let kinds: Vec<(i64, &str)> = all.iter().map(|e| (e.seq, e.status.as_str())).collect();
+        assert_eq!(kinds, vec![(1, "accepted"), (2, "sent"), (3, "inbound")]);
+        // History inserts still ignore a replayed entry (the old key is a unique index now).
+        s.apply(vec![Update::Status {
+            id: MessageId(5),
+            status: Status::Delivered,
+            at: 40,
+            detail: None,
+        }])
+        .await
+        .unwrap();
+        assert_eq!(s.max_seq().await.unwrap(), 4);
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
     async fn outbox_rows_retry_die_and_replay() {
         let (s, dir) = store();
         let w = |w: EventWrite| Update::Events(w);
