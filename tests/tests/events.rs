@@ -30,6 +30,8 @@ use switchyard_tests::sink::{verify_signature, Sink};
 use switchyard_tests::sse;
 
 const KEY: &str = "sk_e2e_events_tenant_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+/// A second tenant, without webhook or numbers: it must see none of the first one's data.
+const KEY_OTHER: &str = "sk_e2e_events_other_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 /// The current and the next signing secret (a rotation in progress).
 const SECRET_OLD: &str = "whsec_e2e_old_secret_0123456789";
 const SECRET_NEW: &str = "whsec_e2e_new_secret_9876543210";
@@ -48,9 +50,11 @@ fn config(sim: &Sim, sink: &Sink, webhooks: &str) -> GatewayConfig {
     let extra = format!(
         "[[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
          webhook_url = {:?}\nwebhook_secrets = [{SECRET_OLD:?}, {SECRET_NEW:?}]\n\
-         numbers = [{NUMBER:?}]\n\n[webhooks]\n{webhooks}\n",
+         numbers = [{NUMBER:?}]\n\n[[tenants]]\nname = \"other\"\napi_keys = [{:?}]\n\
+         preference = \"cheapest\"\n\n[webhooks]\n{webhooks}\n",
         hash_key(KEY).unwrap(),
-        sink.url
+        sink.url,
+        hash_key(KEY_OTHER).unwrap()
     );
     GatewayConfig {
         tenants: Vec::new(),
@@ -478,6 +482,37 @@ fn opt_out_round_trip_by_keyword() {
         .unwrap();
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(c.post_json("/v1/messages", &blocked).unwrap().status, 202);
+    // Tenant isolation: the other tenant sees its own event first, none of acme's, and an
+    // empty opt-out list; acme's opt-outs do not block it.
+    let mut other = Client::new(&gw.api).with_bearer(KEY_OTHER);
+    assert!(other.get("/v1/opt-outs").unwrap().json().unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let r = other
+        .post_json(
+            "/v1/messages",
+            &json!({"to": "+447911000901", "from": "Other", "body": "hi"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let own = r.json().unwrap()["id"].as_str().unwrap().to_owned();
+    let seen = sse::collect(
+        &gw.api,
+        KEY_OTHER,
+        "/v1/events?after=evt_0",
+        None,
+        Duration::from_secs(10),
+        |e| !e.is_empty(),
+    )
+    .unwrap();
+    let first: Value = serde_json::from_str(&seen[0].data).unwrap();
+    assert_eq!(first["tenant"], "other");
+    assert_eq!(first["data"]["message_id"], own.as_str());
+    assert!(other.get("/v1/inbound").unwrap().json().unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     println!(
         "opt-out: STOP effective {stop_took:.2?} after the MO; START reverses it; replies sent"
     );
