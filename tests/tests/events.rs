@@ -600,4 +600,28 @@ fn dead_letters_are_listed_and_replayed() {
         },
     )
     .unwrap();
+
+    // An https:// callback cannot be delivered by this build: dead at once, saying why.
+    let r = c
+        .post_json(
+            "/v1/messages",
+            &json!({"to": to(7), "from": "Acme", "body": "tls", "callback_url": "https://127.0.0.1:9/cb"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_for(
+        "https events dead",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let page = c.get("/v1/webhooks/dead-letters").unwrap().json()?;
+            let dead = page["data"].as_array().cloned().unwrap_or_default();
+            Ok((dead.len() == 3
+                && dead
+                    .iter()
+                    .all(|d| d["last_error"].as_str().unwrap_or("").contains("TLS")))
+            .then_some(()))
+        },
+    )
+    .unwrap();
 }

@@ -81,6 +81,8 @@ pub enum EventWrite {
         next_at: UnixMs,
         /// Why the last attempt failed.
         error: Option<String>,
+        /// Stored straight as a dead letter (the failure cannot go away by retrying).
+        dead: bool,
     },
     /// The retry succeeded: forget it.
     OutboxDone {

@@ -15,7 +15,8 @@
 //!   the pump saves it, and after a restart resumes after it (at least once).
 //!
 //! Only `http://` endpoints are reachable in this build: `https://` needs a TLS client, which
-//! is not linked yet; such events fail and end as dead letters with a clear reason.
+//! is not linked yet; such events become dead letters at once, with that reason (replayable
+//! once a TLS client exists).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,6 +95,8 @@ enum Failure {
     Saturated,
     /// Attempted; the reason (status, timeout, connection error).
     Failed(String),
+    /// Cannot succeed by retrying (an unusable URL, an unsupported scheme).
+    Permanent(String),
 }
 
 impl Webhooks {
@@ -146,9 +149,14 @@ impl Webhooks {
             let first_at = now_ms();
             let result = me.attempt(&tenant, &url, seq, body, true).await;
             if let Err(f) = result {
-                let (attempts, next_at, error) = match f {
-                    Failure::Saturated => (0, first_at, "endpoint saturated".to_owned()),
-                    Failure::Failed(e) => (1, now_ms() + me.backoff_ms(1), e),
+                let (attempts, next_at, error, dead) = match f {
+                    Failure::Saturated => (0, first_at, "endpoint saturated".to_owned(), false),
+                    Failure::Failed(e) => (1, now_ms() + me.backoff_ms(1), e, false),
+                    Failure::Permanent(e) => {
+                        metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
+                            .increment(1);
+                        (1, now_ms(), e, true)
+                    }
                 };
                 me.write(EventWrite::OutboxAdd {
                     seq,
@@ -158,6 +166,7 @@ impl Webhooks {
                     first_at,
                     next_at,
                     error: Some(error),
+                    dead,
                 })
                 .await;
             }
@@ -232,6 +241,14 @@ impl Webhooks {
             Ok(()) => EventWrite::OutboxDone { id: entry.id },
             // Not attempted: due again at the next round.
             Err(Failure::Saturated) => return,
+            Err(Failure::Permanent(error)) => {
+                metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
+                    .increment(1);
+                EventWrite::OutboxDead {
+                    id: entry.id,
+                    error,
+                }
+            }
             Err(Failure::Failed(error)) => {
                 let attempts = entry.attempts.saturating_add(1);
                 let age = Duration::from_millis(u64::try_from(now - entry.first_at).unwrap_or(0));
@@ -271,10 +288,10 @@ impl Webhooks {
         may_spill: bool,
     ) -> Result<(), Failure> {
         let Ok(uri) = url.parse::<hyper::Uri>() else {
-            return self.outcome(Err(format!("unusable URL {url:?}")));
+            return Err(Failure::Permanent("unusable URL".into()));
         };
         if uri.scheme_str() != Some("http") {
-            return self.outcome(Err(
+            return Err(Failure::Permanent(
                 "only http:// webhook endpoints are supported by this build (no TLS client yet)"
                     .into(),
             ));

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::error::ConfigErrorKind;
+use super::model::Config;
 use super::reader::{Report, Table};
 
 /// A tenant's events, webhook and inbound settings (keys of its `[[tenants]]` table).
@@ -210,5 +211,95 @@ pub(crate) fn webhooks(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Webhook
         retry_max,
         give_up_after,
         max_per_endpoint,
+    }
+}
+
+/// A number may belong to one tenant only: MO messages to it must have one owner.
+pub(crate) fn validate_numbers(config: &Config, report: &mut Report<'_>) {
+    let mut owners: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        for (j, n) in t.events.numbers.iter().enumerate() {
+            match owners.insert(n, &t.name) {
+                Some(other) if other != t.name => report.at_path(
+                    &format!("tenants[{i}].numbers[{j}]"),
+                    ConfigErrorKind::Invalid(format!(
+                        "number {n} already belongs to tenant {other:?}"
+                    )),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_str;
+
+    const BASE: &str = r#"
+[[tenants]]
+name = "a"
+api_keys = ["sha256:3a516f1b05474d582263da93abd789051c92a0f9db2c1243caf5c27f4d411330"]
+TENANT_A
+[[tenants]]
+name = "b"
+api_keys = ["sha256:823599ea92e173469e73b1419559847642ec0d518ce324466419e35f9cd3f68b"]
+TENANT_B
+[[carriers]]
+name = "c"
+channels = ["sms"]
+[carriers.smpp]
+host = "127.0.0.1"
+port = 2775
+system_id = "c"
+password = "pw"
+[[decks]]
+carrier = "c"
+channel = "sms"
+path = "c.csv"
+"#;
+
+    fn parse(a: &str, b: &str, extra: &str) -> Result<super::super::Config, String> {
+        let text = BASE.replace("TENANT_A", a).replace("TENANT_B", b) + extra;
+        parse_str(&text, "test.toml", None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_the_event_keys() {
+        let c = parse(
+            "webhook_url = \"http://hooks.example/x\"\nwebhook_secrets = [\"0123456789abcdef\"]\n\
+             numbers = [\"+447700900123\", \"60123\"]\nstop_reply = \"\"",
+            "",
+            "[webhooks]\nretry_initial_ms = 50\nmax_per_endpoint = 2\n",
+        )
+        .unwrap();
+        let e = &c.tenants[0].events;
+        assert_eq!(e.webhook_url.as_deref(), Some("http://hooks.example/x"));
+        assert_eq!(e.numbers, vec!["447700900123", "60123"]);
+        assert_eq!(e.stop_reply.as_deref(), Some(""));
+        assert_eq!(c.webhooks.max_per_endpoint, 2);
+        assert_eq!(c.webhooks.retry_initial.as_millis(), 50);
+        assert_eq!(c.tenants[1].events, Default::default());
+    }
+
+    #[test]
+    fn refuses_bad_event_keys_all_at_once() {
+        let e = parse(
+            "webhook_url = \"ftp://x\"\nwebhook_secrets = [\"short\"]\nnumbers = [\"+44-77\", \"123\"]",
+            "numbers = [\"123\"]",
+            "[webhooks]\nretry_initial_ms = 5000\nretry_max_ms = 100\n",
+        )
+        .unwrap_err();
+        for want in [
+            "webhook_url",
+            "webhook_secrets",
+            "tenants[0].numbers",
+            "already belongs",
+            "retry_max_ms",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        let e = parse("webhook_url = \"http://x/\"", "", "").unwrap_err();
+        assert!(e.contains("needs at least one signing secret"), "{e}");
     }
 }

@@ -99,12 +99,13 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
             first_at,
             next_at,
             error,
+            dead,
         } => conn
             .prepare_cached(
                 "INSERT INTO webhook_outbox (seq, tenant, url, attempts, first_at, next_at, last_error, dead) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![seq, tenant, url, attempts, first_at, next_at, error])?,
+            .execute(params![seq, tenant, url, attempts, first_at, next_at, error, dead])?,
         EventWrite::OutboxDone { id } => conn
             .prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")?
             .execute([id])?,
@@ -542,6 +543,7 @@ mod tests {
             first_at: T0,
             next_at: T0 + 100,
             error: Some("HTTP 500".into()),
+            dead: false,
         })])
         .await
         .unwrap();
