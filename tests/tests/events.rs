@@ -134,11 +134,12 @@ fn statuses(events: &BTreeMap<String, Value>) -> HashMap<String, HashSet<String>
     by
 }
 
-/// Waits until every message of `ids` has its `delivered` event at the sink.
+/// Waits until every message of `ids` has its `accepted`, `sent` and `delivered` events at
+/// the sink (they may arrive in any order when some are retried).
 fn wait_all_delivered(sink: &Sink, ids: &[String], timeout: Duration) -> BTreeMap<String, Value> {
     let mut events = BTreeMap::new();
     wait_for(
-        "every delivered event at the sink",
+        "every event of every message at the sink",
         timeout,
         Duration::from_millis(100),
         || {
@@ -146,7 +147,7 @@ fn wait_all_delivered(sink: &Sink, ids: &[String], timeout: Duration) -> BTreeMa
             let by = statuses(&events);
             Ok(ids
                 .iter()
-                .all(|id| by.get(id).is_some_and(|s| s.contains("delivered")))
+                .all(|id| by.get(id).is_some_and(complete))
                 .then_some(()))
         },
     )
@@ -154,15 +155,22 @@ fn wait_all_delivered(sink: &Sink, ids: &[String], timeout: Duration) -> BTreeMa
         let by = statuses(&events);
         let missing = ids
             .iter()
-            .filter(|id| !by.get(*id).is_some_and(|s| s.contains("delivered")))
+            .filter(|id| !by.get(*id).is_some_and(complete))
             .count();
         panic!(
-            "{e}: {missing} of {} messages without a delivered event; {} requests",
+            "{e}: {missing} of {} messages without all their events; {} requests",
             ids.len(),
             sink.requests()
         )
     });
     events
+}
+
+/// Whether a message's events are all there.
+fn complete(statuses: &HashSet<String>) -> bool {
+    ["accepted", "sent", "delivered"]
+        .iter()
+        .all(|s| statuses.contains(*s))
 }
 
 /// Every event of the tenant, replayed from the start over SSE, until `count` are read.

@@ -120,8 +120,13 @@ impl Hub {
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
-                let json = event.to_json();
                 let url = self.directory.load().url_for(&event);
+                if url.is_none() && self.live.receiver_count() == 0 && !event.is_inbound() {
+                    // Nobody to tell: skip rendering.
+                    metrics::counter!("switchyard_events_total").increment(1);
+                    continue;
+                }
+                let json = event.to_json();
                 if let Some(url) = url {
                     self.webhooks
                         .submit(event.seq, tenant.clone(), url, Bytes::from(json.clone()))

@@ -39,9 +39,9 @@ use crate::store::events::{EventStore, OutboxEntry};
 use crate::store::Store;
 
 /// First attempts in memory at once, over all endpoints.
-pub const FIRST_IN_FLIGHT: usize = 2048;
+pub const FIRST_IN_FLIGHT: usize = 4096;
 /// First attempts that may wait for one endpoint before further ones go to the outbox.
-pub const ENDPOINT_BACKLOG: usize = 256;
+pub const ENDPOINT_BACKLOG: usize = 1024;
 /// Outbox rows taken per retry round.
 pub const RETRY_BATCH: usize = 256;
 /// How often the outbox is polled for due retries.
