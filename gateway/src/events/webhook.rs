@@ -43,9 +43,9 @@ pub const FIRST_IN_FLIGHT: usize = 4096;
 /// First attempts that may wait for one endpoint before further ones go to the outbox.
 pub const ENDPOINT_BACKLOG: usize = 1024;
 /// Outbox rows taken per retry round.
-pub const RETRY_BATCH: usize = 256;
+pub const RETRY_BATCH: usize = 1024;
 /// How often the outbox is polled for due retries.
-const RETRY_POLL: Duration = Duration::from_millis(200);
+const RETRY_POLL: Duration = Duration::from_millis(100);
 
 /// One endpoint's limit.
 #[derive(Debug)]
