@@ -15,9 +15,14 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState, Authenticator};
 use crate::dispatch::{Dispatcher, Job};
+use crate::events::pump::Hub;
+use crate::events::webhook::Webhooks;
+use crate::events::{Directory, SharedDirectory};
 use crate::model::MessageId;
+use crate::optout::OptOuts;
 use crate::smpp::bind::BindContext;
 use crate::smpp::supervisor::Binds;
+use crate::store::events::EventStore;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::updates::UpdateSink;
@@ -116,6 +121,11 @@ pub async fn start(
         MessageId::generate_after(max);
     }
 
+    let event_store: Arc<dyn EventStore> = sqlite.clone();
+    let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
+    let directory: SharedDirectory =
+        Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
+
     let router = Arc::new(Router::new(build_table(&config, &base_dir, None)?));
     let (updates, updates_task) = UpdateSink::start(store.clone(), 65_536, None);
     let carriers: Vec<String> = config.carriers.iter().map(|c| c.name.clone()).collect();
@@ -132,7 +142,26 @@ pub async fn start(
         updates: updates.clone(),
         shutdown: shutdown_rx.clone(),
         drain_timeout: config.server.shutdown_timeout,
+        inbound: crate::inbound::Inbound {
+            directory: directory.clone(),
+            opt_outs: opt_outs.clone(),
+        },
     };
+    let webhooks = Arc::new(Webhooks::new(
+        config.webhooks.clone(),
+        directory.clone(),
+        store.clone(),
+        event_store.clone(),
+    ));
+    let hub = Arc::new(Hub::new(
+        store.clone(),
+        event_store,
+        directory,
+        opt_outs,
+        webhooks,
+        dispatcher.clone(),
+    ));
+    let event_tasks = hub.start(shutdown_rx.clone()).await?;
     let binds = Arc::new(Binds::new(ctx.clone()));
     binds.apply(&config, sandbox, &base_dir)?;
 
@@ -191,6 +220,7 @@ pub async fn start(
         binds: binds.table(),
         metrics,
         limits: api::validate::Limits::default(),
+        events: hub,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -222,6 +252,12 @@ pub async fn start(
             signals.abort();
             tracing::info!("API closed; draining binds");
             binds.shutdown(drain).await;
+            // The event pump saves the webhook cursor when it stops.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                futures::future::join_all(event_tasks),
+            )
+            .await;
             drop(ctx);
             drop(dispatcher);
             drop(updates);
@@ -307,6 +343,10 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         );
     }
     let next = Arc::new(next);
+    state
+        .events
+        .directory
+        .store(Arc::new(crate::events::Directory::from_config(&next)));
     state
         .auth
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));

@@ -10,12 +10,17 @@
 //! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
 //! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
 //! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
+//! - [`events`]: the event log, webhooks (signed, retried, dead letters), SSE.
+//! - [`inbound`], [`optout`]: MO ownership and keywords, the opt-out list.
 
 pub mod api;
 pub mod app;
 pub mod dispatch;
+pub mod events;
+pub mod inbound;
 pub mod model;
 pub mod number;
+pub mod optout;
 pub mod sandbox;
 pub mod smpp;
 pub mod store;

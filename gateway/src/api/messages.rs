@@ -152,6 +152,7 @@ pub async fn send(
 ) -> Result<impl IntoResponse, Problem> {
     let Json(req) = body.map_err(json_problem)?;
     let sms: ValidSms = validate(req, &state.limits)?;
+    crate::optout::check(&state, &tenant, &sms.to, &sms.from)?;
     let now = now_ms();
     let id = MessageId::generate(now);
     let job = Job {

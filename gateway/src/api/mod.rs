@@ -10,11 +10,15 @@
 //! Every `/v1` route authenticates with `Authorization: Bearer <key>`; a tenant only ever sees
 //! its own messages.
 
+pub mod events;
+pub mod inbound;
 pub mod messages;
 pub mod openapi;
 pub mod ops;
+pub mod optouts;
 pub mod problem;
 pub mod validate;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -53,6 +57,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Request limits.
     pub limits: validate::Limits,
+    /// Events, webhooks, SSE, inbound messages and the opt-out list.
+    pub events: Arc<crate::events::pump::Hub>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -96,6 +102,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/messages", post(messages::send).get(messages::list))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/inbound", get(inbound::list))
+        .route("/v1/opt-outs", get(optouts::list).post(optouts::create))
+        .route("/v1/opt-outs/import", post(optouts::import))
+        .route(
+            "/v1/opt-outs/{number}",
+            axum::routing::delete(optouts::remove),
+        )
+        .route("/v1/webhooks/dead-letters", get(webhooks::list))
+        .route(
+            "/v1/webhooks/dead-letters/replay",
+            post(webhooks::replay_all),
+        )
+        .route(
+            "/v1/webhooks/dead-letters/{id}/replay",
+            post(webhooks::replay_one),
+        )
         .route("/v1/routes/explain", get(ops::explain))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

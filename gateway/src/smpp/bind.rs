@@ -57,6 +57,8 @@ pub struct BindContext {
     pub shutdown: watch::Receiver<bool>,
     /// How long to wait for in-flight responses at shutdown before unbinding anyway.
     pub drain_timeout: Duration,
+    /// MO ownership and opt-out keywords.
+    pub inbound: crate::inbound::Inbound,
 }
 
 /// Live facts about one bind, for readiness and metrics.
@@ -766,7 +768,7 @@ impl<'a> Conn<'a> {
                 .map(str::to_owned),
         };
         let body = text.unwrap_or_else(|| hex::encode(&payload));
-        let update = Update::Inbound(InboundMessage {
+        let mut mo = InboundMessage {
             id: MessageId::generate(now_ms()),
             carrier: self.s.carrier.clone(),
             tenant: None,
@@ -778,8 +780,10 @@ impl<'a> Conn<'a> {
             to: sm.dest.addr.to_str_lossy().into_owned(),
             body,
             received_at: now_ms(),
-        });
-        self.ack_when_durable(seq, is_data_sm, update).await;
+        };
+        self.ctx.inbound.classify(&mut mo);
+        self.ack_when_durable(seq, is_data_sm, Update::Inbound(mo))
+            .await;
     }
 
     async fn ack_when_durable(&mut self, seq: u32, is_data_sm: bool, update: Update) {

@@ -37,6 +37,7 @@ impl Config {
                 route: TenantRoute::default(),
                 default_sender: Some("Switchyard".to_owned()),
                 max_tps: None,
+                events: Default::default(),
             }],
             carriers: vec![Carrier {
                 name: SANDBOX_NAME.to_owned(),
@@ -56,6 +57,7 @@ impl Config {
                 currency: None,
             }],
             routing: RoutingSettings::default(),
+            webhooks: Default::default(),
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub decks: Vec<DeckConfig>,
     /// Currency, scoring and circuit breakers of the routing table.
     pub routing: RoutingSettings,
+    /// How webhooks are delivered (`[webhooks]`).
+    pub webhooks: super::events::WebhookSettings,
 }
 
 impl Config {
@@ -159,6 +161,9 @@ pub struct Tenant {
     /// Submission throttle for this tenant, messages per second (`max_tps`); `None`: no limit
     /// beyond the carriers'.
     pub max_tps: Option<u32>,
+    /// Webhook, signing secrets, owned numbers and opt-out replies (flattened into the tenant
+    /// table: `webhook_url`, `webhook_secrets`, `numbers`, `stop_reply`, …).
+    pub events: super::events::TenantEvents,
 }
 
 /// A tenant's route plan, mirroring [`switchyard_routing::RoutePlan`] minus the name.

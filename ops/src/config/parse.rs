@@ -64,6 +64,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(r) => routing(report, r),
         None => RoutingSettings::default(),
     };
+    let webhooks = match t.table(report, "webhooks") {
+        Some(w) => super::events::webhooks(report, w),
+        None => super::events::WebhookSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -72,6 +76,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         carriers,
         decks,
         routing,
+        webhooks,
     }
 }
 
@@ -207,6 +212,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         }
     });
     let max_tps = t.int(report, "max_tps", 1, 1_000_000);
+    let events = super::events::tenant_events(report, &mut t);
     t.finish(report);
     Tenant {
         name,
@@ -223,6 +229,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         },
         default_sender,
         max_tps,
+        events,
     }
 }
 

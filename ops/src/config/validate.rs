@@ -17,6 +17,7 @@ use super::reader::Report;
 pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
     store(config, report);
     tenants(config, report);
+    super::events::validate_numbers(config, report);
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
     routing(config, report);

@@ -1,0 +1,168 @@
+//! A webhook receiver for the tests: a plain HTTP/1.1 server on 127.0.0.1 (one thread per
+//! connection, keep-alive) that records every request and answers 200, or 500 while told to
+//! fail. Signatures are checked by the test, with [`verify_signature`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// `X-Switchyard-Event-Id`.
+    pub event_id: String,
+    /// `X-Switchyard-Signature`, if sent.
+    pub signature: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// What the sink answered.
+    pub status: u16,
+}
+
+/// What the sink's threads share.
+#[derive(Debug, Default)]
+pub struct SinkState {
+    /// Answer 500 while true.
+    pub fail: AtomicBool,
+    /// Every request, in arrival order.
+    pub received: Mutex<Vec<Received>>,
+}
+
+/// A running sink; its threads end with the test process.
+#[derive(Debug)]
+pub struct Sink {
+    /// `http://127.0.0.1:PORT/hook`.
+    pub url: String,
+    /// Shared state.
+    pub state: Arc<SinkState>,
+}
+
+impl Sink {
+    /// Starts a sink on an ephemeral port.
+    pub fn start() -> anyhow::Result<Sink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let state = Arc::new(SinkState::default());
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &shared);
+                });
+            }
+        });
+        Ok(Sink { url, state })
+    }
+
+    /// Requests answered 200 so far, copied.
+    pub fn delivered(&self) -> Vec<Received> {
+        let all = self
+            .state
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.iter().filter(|r| r.status == 200).cloned().collect()
+    }
+
+    /// Requests received so far (any answer).
+    pub fn requests(&self) -> usize {
+        self.state
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Makes the sink answer 500 (`true`) or 200 (`false`).
+    pub fn set_failing(&self, fail: bool) {
+        self.state.fail.store(fail, Ordering::SeqCst);
+    }
+}
+
+fn serve(stream: TcpStream, state: &SinkState) -> anyhow::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // One small write per response: without this, Nagle and delayed ACKs cost 40 ms each.
+    stream.set_nodelay(true)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut length = 0usize;
+        let mut event_id = String::new();
+        let mut signature = None;
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = l.split_once(':') {
+                let value = value.trim().to_owned();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.parse().unwrap_or(0),
+                    "x-switchyard-event-id" => event_id = value,
+                    "x-switchyard-signature" => signature = Some(value),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let status = if state.fail.load(Ordering::SeqCst) {
+            500
+        } else {
+            200
+        };
+        state
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Received {
+                event_id,
+                signature,
+                body,
+                status,
+            });
+        let reason = if status == 200 {
+            "OK"
+        } else {
+            "Internal Server Error"
+        };
+        let response = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n");
+        writer.write_all(response.as_bytes())?;
+        writer.flush()?;
+    }
+}
+
+/// Checks an `X-Switchyard-Signature` value the way a receiver would (see docs/webhooks.md):
+/// one of the `v1` entries is the hex HMAC-SHA256 of `"<t>.<body>"` with `secret`.
+pub fn verify_signature(header: &str, secret: &str, body: &[u8]) -> bool {
+    let mut t = None;
+    let mut candidates = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = Some(v.to_owned()),
+            Some(("v1", v)) => candidates.push(v.to_owned()),
+            _ => {}
+        }
+    }
+    let Some(t) = t else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    candidates.contains(&expected)
+}
