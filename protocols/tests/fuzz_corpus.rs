@@ -25,7 +25,11 @@ const TARGETS: &[(&str, Check)] = &[
 ];
 
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../fuzz")
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {

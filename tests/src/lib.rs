@@ -20,10 +20,13 @@ use anyhow::{bail, Context};
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .parent()
+    .map(Path::to_path_buf)
+    .unwrap_or_default()
 }
 
 /// The path of a workspace binary, building it first if it is missing. Tests run from
