@@ -168,7 +168,7 @@ fn push_header(
     if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(ParseError::ControlChar(name.static_name()));
     }
-    if name.is_list() {
+    if name.is_list() && memchr::memchr(b',', &value).is_some() {
         let pieces = split_top_level(&value, b',');
         let mut any = false;
         for piece in pieces {

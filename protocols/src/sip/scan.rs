@@ -84,6 +84,9 @@ pub(crate) fn top_level_positions(s: &[u8], sep: u8) -> Vec<usize> {
 
 /// Splits `s` at top-level `sep` bytes (see [`top_level_positions`]); pieces are not trimmed.
 pub(crate) fn split_top_level(s: &[u8], sep: u8) -> Vec<&[u8]> {
+    if memchr::memchr(sep, s).is_none() {
+        return vec![s];
+    }
     let mut out = Vec::new();
     let mut start = 0;
     for p in top_level_positions(s, sep) {
