@@ -125,8 +125,13 @@ impl Params {
                 ),
                 None => (piece, None),
             };
-            if name.is_empty() {
-                return Err(ParseError::Uri("empty parameter name"));
+            if !super::scan::is_token_str(name) {
+                return Err(ParseError::Uri("bad parameter name"));
+            }
+            if let Some(v) = &value {
+                if !param_value_ok(v) {
+                    return Err(ParseError::Uri("bad parameter value"));
+                }
             }
             out.push((sub(whole, name), value));
         }
@@ -150,6 +155,17 @@ impl Params {
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+}
+
+/// A parameter value is a quoted string, or a run of characters that are neither whitespace,
+/// quotes, angle brackets, `=`, `,` nor `;` (RFC 3261 allows less — token, host or
+/// `paramchar` — but real peers put `@` and the like in tags, so this is deliberately loose).
+fn param_value_ok(v: &[u8]) -> bool {
+    if v.first() == Some(&b'"') {
+        return v.len() >= 2 && v.last() == Some(&b'"');
+    }
+    v.iter()
+        .all(|&b| b.is_ascii_graphic() && !b"\"<>=,;".contains(&b) || b >= 0x80)
 }
 
 /// A `sip:` or `sips:` URI.

@@ -251,4 +251,14 @@ pub const INVALID: &[(&str, &str, &str)] = &[
         "OPTIONS sip:a@b:99999 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",
         "port",
     ),
+    (
+        "garbage_in_via_param_value",
+        "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK776ceived=203.0.113.5\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        "Via",
+    ),
+    (
+        "bad_param_name_in_from",
+        "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;ta]g=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        "From",
+    ),
 ];
