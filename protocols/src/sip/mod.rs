@@ -27,9 +27,11 @@
 //! grammar is line-oriented and small, so the parser here is a hand-written single pass over
 //! bytes (`memchr` for line ends) rather than `nom` combinators: it is shorter than the
 //! combinator version, allocates only for folded lines and the header vector, and makes every
-//! error site explicit. `ezk-sip-types` stays as a dev-dependency oracle: the differential
-//! test in `tests/sip_parse.rs` parses a corpus with both and compares method, URI, status,
-//! Call-ID, CSeq, top Via branch and From/To tags; the bench compares speed.
+//! error site explicit. `ezk-sip-types` stays as a dev-dependency oracle: `tests/sip_parse.rs`
+//! compares start line, Call-ID, CSeq, Via count and branch, From/To tags and body length on
+//! the torture set and on generated messages, and start line, Call-ID and CSeq on the whole
+//! fuzz corpus (where ezk-sip-types silently truncates parameter values at the first
+//! non-token byte and we either keep or reject them); `bench/benches/sip.rs` compares speed.
 //!
 //! # Tolerance
 //! Accepted: compact header names, folded lines (joined with one space), whitespace before
@@ -38,7 +40,8 @@
 //! and `<>` into one entry each), IPv6 literals, missing Content-Length on datagrams.
 //! Rejected with a [`ParseError`] saying why: missing or unparseable Via/From/To/CSeq/Call-ID,
 //! CSeq method ≠ request method, bad URIs, bad or conflicting Content-Length, a body shorter
-//! than Content-Length, control characters in values.
+//! than Content-Length, control characters in values, parameter names that are not tokens
+//! and unquoted parameter values containing whitespace, quotes, `<>`, `=` or `,`.
 #![cfg_attr(not(test), warn(clippy::indexing_slicing))]
 
 pub mod builder;
