@@ -147,12 +147,19 @@ pub async fn start(
             opt_outs: opt_outs.clone(),
         },
     };
-    let webhooks = Arc::new(Webhooks::new(
-        config.webhooks.clone(),
-        directory.clone(),
-        store.clone(),
-        event_store.clone(),
-    ));
+    let mut webhook_settings = config.webhooks.clone();
+    webhook_settings.tls_ca = webhook_settings
+        .tls_ca
+        .map(|ca| Config::resolve(&base_dir, &ca));
+    let webhooks = Arc::new(
+        Webhooks::new(
+            webhook_settings,
+            directory.clone(),
+            store.clone(),
+            event_store.clone(),
+        )
+        .context("webhooks: TLS client")?,
+    );
     let hub = Arc::new(Hub::new(
         store.clone(),
         event_store,

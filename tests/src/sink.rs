@@ -1,4 +1,4 @@
-//! A webhook receiver for the tests: a plain HTTP/1.1 server on 127.0.0.1 (one thread per
+//! A webhook receiver for the tests: an HTTP/1.1 server (plain or TLS) on 127.0.0.1 (one thread per
 //! connection, keep-alive) that records every request and answers 200, or 500 while told to
 //! fail. Signatures are checked by the test, with [`verify_signature`].
 
@@ -60,6 +60,36 @@ impl Sink {
         Ok(Sink { url, state })
     }
 
+    /// Starts a sink serving HTTPS with the PEM certificate chain `cert` and key `key`
+    /// (`https://127.0.0.1:PORT/hook`: give the certificate that IP address as a name).
+    pub fn start_tls(cert: &str, key: &str) -> anyhow::Result<Sink> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_file(key)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(chain, key)?,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("https://{}/hook", listener.local_addr()?);
+        let state = Arc::new(SinkState::default());
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let shared = shared.clone();
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_tls(stream, config, &shared);
+                });
+            }
+        });
+        Ok(Sink { url, state })
+    }
+
     /// Requests answered 200 so far, copied.
     pub fn delivered(&self) -> Vec<Received> {
         let all = self
@@ -89,7 +119,22 @@ fn serve(stream: TcpStream, state: &SinkState) -> anyhow::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     // One small write per response: without this, Nagle and delayed ACKs cost 40 ms each.
     stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
+    exchange(stream, state)
+}
+
+fn serve_tls(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    state: &SinkState,
+) -> anyhow::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_nodelay(true)?;
+    let conn = rustls::ServerConnection::new(config)?;
+    exchange(rustls::StreamOwned::new(conn, stream), state)
+}
+
+/// Reads requests and answers them until the connection closes.
+fn exchange<S: Read + Write>(stream: S, state: &SinkState) -> anyhow::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -139,6 +184,7 @@ fn serve(stream: TcpStream, state: &SinkState) -> anyhow::Result<()> {
             "Internal Server Error"
         };
         let response = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n");
+        let writer = reader.get_mut();
         writer.write_all(response.as_bytes())?;
         writer.flush()?;
     }

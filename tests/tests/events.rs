@@ -26,6 +26,7 @@ use switchyard_tests::gateway::{
 };
 use switchyard_tests::http::Client;
 use switchyard_tests::http_request;
+use switchyard_tests::pki;
 use switchyard_tests::sink::{verify_signature, Sink};
 use switchyard_tests::sse;
 
@@ -532,10 +533,16 @@ fn dead_letters_are_listed_and_replayed() {
     let dir = TempDir::new("events-dead").unwrap();
     let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
     let sink = Sink::start().unwrap();
+    let trusted = pki::make(&dir.path, "trusted", &["127.0.0.1"]).unwrap();
+    let untrusted = pki::make(&dir.path, "untrusted", &["127.0.0.1"]).unwrap();
     let cfg = config(
         &sim,
         &sink,
-        "retry_initial_ms = 100\nretry_max_ms = 300\ngive_up_after_s = 1\ntimeout_ms = 1000",
+        &format!(
+            "retry_initial_ms = 100\nretry_max_ms = 300\ngive_up_after_s = 1\ntimeout_ms = 1000\n\
+             tls_ca = {:?}",
+            trusted.ca
+        ),
     )
     .write(&dir.path)
     .unwrap();
@@ -609,27 +616,58 @@ fn dead_letters_are_listed_and_replayed() {
     )
     .unwrap();
 
-    // An https:// callback cannot be delivered by this build: dead at once, saying why.
+    // https:// callbacks: a sink whose certificate chains to `[webhooks] tls_ca` gets its
+    // events, signed; one whose certificate does not verify never does (dead, saying why).
+    let good = Sink::start_tls(&trusted.cert, &trusted.key).unwrap();
+    let bad = Sink::start_tls(&untrusted.cert, &untrusted.key).unwrap();
     let r = c
         .post_json(
             "/v1/messages",
-            &json!({"to": to(7), "from": "Acme", "body": "tls", "callback_url": "https://127.0.0.1:9/cb"}),
+            &json!({"to": to(7), "from": "Acme", "body": "tls", "callback_url": format!("{}?m=7", good.url)}),
         )
         .unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     wait_for(
-        "https events dead",
-        Duration::from_secs(10),
+        "three events over https",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || Ok((unique_events(&good).len() == 3).then_some(())),
+    )
+    .unwrap();
+    for e in good.delivered() {
+        let sig = e.signature.as_deref().unwrap_or("");
+        assert!(verify_signature(sig, SECRET_NEW, &e.body), "{sig}");
+    }
+    let r = c
+        .post_json(
+            "/v1/messages",
+            &json!({"to": to(8), "from": "Acme", "body": "tls", "callback_url": bad.url}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_for(
+        "untrusted https events dead",
+        Duration::from_secs(20),
         Duration::from_millis(50),
         || {
             let page = c.get("/v1/webhooks/dead-letters").unwrap().json()?;
             let dead = page["data"].as_array().cloned().unwrap_or_default();
             Ok((dead.len() == 3
-                && dead
-                    .iter()
-                    .all(|d| d["last_error"].as_str().unwrap_or("").contains("TLS")))
+                && dead.iter().all(|d| {
+                    d["last_error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                        .contains("certificate")
+                }))
             .then_some(()))
         },
     )
-    .unwrap();
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}",
+            c.get("/v1/webhooks/dead-letters").unwrap().text()
+        )
+    });
+    assert_eq!(bad.delivered().len(), 0);
 }

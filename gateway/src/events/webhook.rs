@@ -14,9 +14,9 @@
 //! - **Cursor.** [`Webhooks::watermark`]: every event up to it is delivered or in the outbox;
 //!   the pump saves it, and after a restart resumes after it (at least once).
 //!
-//! Only `http://` endpoints are reachable in this build: `https://` needs a TLS client, which
-//! is not linked yet; such events become dead letters at once, with that reason (replayable
-//! once a TLS client exists).
+//! - **TLS.** `https://` endpoints are verified against the system's roots plus the optional
+//!   `[webhooks] tls_ca` bundle (rustls); a certificate that does not verify is a failed
+//!   attempt like any other (retried, then a dead letter), never a fallback to clear text.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -59,7 +60,7 @@ struct Endpoint {
 /// The webhook sender. Shared by the pump (first attempts) and the retry task.
 pub struct Webhooks {
     /// HTTP/1.1 client with a connection pool per endpoint.
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Timeouts, backoff, limits.
     settings: WebhookSettings,
     /// Tenants' secrets.
@@ -106,15 +107,25 @@ impl Webhooks {
         directory: SharedDirectory,
         store: Arc<dyn Store>,
         events: Arc<dyn EventStore>,
-    ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.timeout));
-        connector.set_nodelay(true);
+    ) -> anyhow::Result<Self> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let roots = crate::tls::roots(settings.tls_ca.as_deref(), true)?;
+        if roots.is_empty() {
+            tracing::warn!("no CA certificates (system store empty, no [webhooks] tls_ca): https:// webhooks will fail verification");
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(crate::tls::client_config(roots)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(settings.max_per_endpoint)
             .build(connector);
-        Webhooks {
+        Ok(Webhooks {
             client,
             settings,
             directory,
@@ -125,7 +136,7 @@ impl Webhooks {
             in_flight: Mutex::new(BTreeSet::new()),
             retrying: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Every event up to the returned position was delivered or is in the outbox, given that
@@ -290,16 +301,20 @@ impl Webhooks {
         let Ok(uri) = url.parse::<hyper::Uri>() else {
             return Err(Failure::Permanent("unusable URL".into()));
         };
-        if uri.scheme_str() != Some("http") {
-            return Err(Failure::Permanent(
-                "only http:// webhook endpoints are supported by this build (no TLS client yet)"
-                    .into(),
-            ));
-        }
+        let default_port = match uri.scheme_str() {
+            Some("http") => 80,
+            Some("https") => 443,
+            _ => {
+                return Err(Failure::Permanent(
+                    "webhook URLs are http:// or https://".into(),
+                ))
+            }
+        };
         let origin = format!(
-            "{}:{}",
+            "{}://{}:{}",
+            uri.scheme_str().unwrap_or_default(),
             uri.host().unwrap_or_default(),
-            uri.port_u16().unwrap_or(80)
+            uri.port_u16().unwrap_or(default_port)
         );
         let endpoint = self.endpoint(&origin);
         if endpoint.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG {

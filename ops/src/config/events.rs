@@ -53,6 +53,9 @@ pub struct WebhookSettings {
     pub give_up_after: Duration,
     /// Requests at once to one endpoint (scheme, host and port) (`max_per_endpoint`).
     pub max_per_endpoint: usize,
+    /// PEM file of CAs trusted for `https://` endpoints in addition to the system roots
+    /// (`tls_ca`, relative to the config file), for tenants behind a private CA.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl WebhookSettings {
@@ -76,6 +79,7 @@ impl Default for WebhookSettings {
             retry_max: Duration::from_millis(Self::DEFAULT_RETRY_MAX_MS),
             give_up_after: Duration::from_secs(Self::DEFAULT_GIVE_UP_AFTER_S),
             max_per_endpoint: Self::DEFAULT_MAX_PER_ENDPOINT,
+            tls_ca: None,
         }
     }
 }
@@ -198,6 +202,7 @@ pub(crate) fn webhooks(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Webhook
         WebhookSettings::DEFAULT_GIVE_UP_AFTER_S,
     ));
     let max_per_endpoint = t.int_or(report, "max_per_endpoint", 1, 1024, d.max_per_endpoint);
+    let tls_ca = super::parse::non_empty_path(report, &mut t, "tls_ca");
     if retry_max < retry_initial {
         report.at_path(
             &t.key_path("retry_max_ms"),
@@ -211,6 +216,7 @@ pub(crate) fn webhooks(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Webhook
         retry_max,
         give_up_after,
         max_per_endpoint,
+        tls_ca,
     }
 }
 

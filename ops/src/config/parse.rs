@@ -715,7 +715,7 @@ fn bounded_string(
 }
 
 /// A non-empty path string.
-fn non_empty_path(
+pub(super) fn non_empty_path(
     report: &mut Report<'_>,
     t: &mut Table<'_, '_>,
     key: &'static str,

@@ -21,6 +21,9 @@ pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Re
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
     routing(config, report);
+    if let (Some(ca), Some(dir)) = (&config.webhooks.tls_ca, base_dir) {
+        file_exists(report, "webhooks.tls_ca", &Config::resolve(dir, ca));
+    }
 }
 
 fn store(config: &Config, report: &mut Report<'_>) {
