@@ -28,9 +28,7 @@ use switchyard_protocols::smpp::pdu::{Bind, Body, DataSmResp, MessageIdResp, Sub
 use switchyard_protocols::smpp::session::{Event, Session, SessionConfig, State};
 use switchyard_protocols::smpp::status::StatusClass;
 use switchyard_protocols::smpp::CommandStatus;
-use switchyard_protocols::text::{
-    decode_short_message, parse_udh, Part, Reassembler, ReassemblyConfig, ReassemblyKey,
-};
+use switchyard_protocols::text::{decode_short_message, parse_udh, Part, ReassemblyKey};
 use switchyard_routing::{FailureClass, Outcome, TokenBucket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -191,7 +189,6 @@ struct Conn<'a> {
     slowed_at: Option<Instant>,
     /// Receipts and MO waiting for their commit before we acknowledge them.
     acks: FuturesUnordered<futures::future::BoxFuture<'static, (u32, bool, bool)>>,
-    reassembler: Reassembler,
     reference: u16,
     draining: Option<Instant>,
 }
@@ -235,7 +232,6 @@ impl<'a> Conn<'a> {
             max_rate: s.tps,
             slowed_at: None,
             acks: FuturesUnordered::new(),
-            reassembler: Reassembler::new(ReassemblyConfig::default()),
             reference: rand::rng().random(),
             draining: None,
         }
@@ -296,7 +292,7 @@ impl<'a> Conn<'a> {
             if let Some(t) = self.session.poll_timeout() {
                 wake = wake.min(t);
             }
-            if let Some(t) = self.reassembler.next_deadline() {
+            if let Some(t) = self.s.mo_parts.lock().next_deadline() {
                 wake = wake.min(t);
             }
             let want_work = self.draining.is_none()
@@ -327,7 +323,7 @@ impl<'a> Conn<'a> {
                 _ = tokio::time::sleep_until(wake.into()) => {
                     let now = Instant::now();
                     self.session.handle_timeout(now);
-                    for partial in self.reassembler.poll_expired(now) {
+                    for partial in self.s.mo_parts.lock().poll_expired(now) {
                         tracing::warn!(carrier = %self.s.carrier, parts = partial.parts.len(), "incomplete multipart MO message timed out");
                     }
                 }
@@ -746,7 +742,8 @@ impl<'a> Conn<'a> {
                     data_coding: sm.data_coding,
                     payload: payload.slice(udh_len.min(payload.len())..),
                 };
-                match self.reassembler.insert(key, part, now) {
+                let complete = self.s.mo_parts.lock().insert(key, part, now);
+                match complete {
                     Some(complete) => complete
                         .decode(&Default::default())
                         .text()

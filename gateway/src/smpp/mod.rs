@@ -12,7 +12,10 @@ pub mod submit;
 pub mod supervisor;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use switchyard_protocols::text::{Reassembler, ReassemblyConfig};
 
 use switchyard_protocols::smpp::session::BindType;
 
@@ -75,6 +78,19 @@ pub struct BindSettings {
     /// How many times a segment is retried on this carrier after a transient error before the
     /// message fails over to the next carrier.
     pub max_retries: u32,
+    /// Parts of multipart MO messages waiting for the rest, shared by the carrier's binds: an
+    /// SMSC may deliver the parts of one message over different binds.
+    pub mo_parts: SharedReassembler,
+}
+
+/// A [`Reassembler`] shared by one carrier's binds (and kept across re-binds on reload).
+pub type SharedReassembler = Arc<parking_lot::Mutex<Reassembler>>;
+
+/// A new, empty [`SharedReassembler`] with the default limits.
+pub fn shared_reassembler() -> SharedReassembler {
+    Arc::new(parking_lot::Mutex::new(Reassembler::new(
+        ReassemblyConfig::default(),
+    )))
 }
 
 impl BindSettings {
@@ -102,6 +118,7 @@ impl BindSettings {
             long_messages: LongMessages::Udh8,
             max_pdu_len: 64 * 1024,
             max_retries: 2,
+            mo_parts: shared_reassembler(),
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::bind::{self, BindContext, BindStatus};
-use super::{BindSettings, LongMessages};
+use super::{shared_reassembler, BindSettings, LongMessages, SharedReassembler};
 use crate::api::BindTable;
 
 /// Every carrier's binds.
@@ -37,6 +37,8 @@ pub struct Binds {
     table: Arc<BindTable>,
     /// Binds being retired (replaced or removed) until they have drained.
     retiring: Mutex<Vec<JoinHandle<()>>>,
+    /// Each carrier's parts of multipart MO messages, kept across re-binds.
+    mo_parts: Mutex<HashMap<String, SharedReassembler>>,
 }
 
 /// One carrier's binds and the settings they run on.
@@ -76,6 +78,7 @@ impl Binds {
             groups: Mutex::new(HashMap::new()),
             table: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
             retiring: Mutex::new(Vec::new()),
+            mo_parts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -133,8 +136,14 @@ impl Binds {
                 changes.stopped.push(name);
             }
         }
-        for (smpp, settings) in wanted {
+        for (smpp, mut settings) in wanted {
             let name = settings.carrier.clone();
+            settings.mo_parts = self
+                .mo_parts
+                .lock()
+                .entry(name.clone())
+                .or_insert_with(shared_reassembler)
+                .clone();
             match groups.get(&name) {
                 Some(group) if group.smpp == smpp => continue,
                 Some(_) => changes.restarted.push(name.clone()),
