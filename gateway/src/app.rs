@@ -8,17 +8,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use switchyard_ops::config::{self, BindKind, Config, SmppEndpoint};
-use switchyard_protocols::smpp::session::BindType;
+use switchyard_ops::config::{self, Config, SmppEndpoint};
 use switchyard_protocols::text::EncodingPreference;
 use switchyard_routing::{Priority, Router, RoutingTable, E164};
 use tokio::sync::watch;
 
 use crate::api::{self, AppState, Authenticator};
 use crate::dispatch::{Dispatcher, Job};
+use crate::events::pump::Hub;
+use crate::events::webhook::Webhooks;
+use crate::events::{Directory, SharedDirectory};
 use crate::model::MessageId;
-use crate::smpp::bind::{self, BindContext, BindStatus};
-use crate::smpp::{BindSettings, LongMessages};
+use crate::optout::OptOuts;
+use crate::smpp::bind::BindContext;
+use crate::smpp::supervisor::Binds;
+use crate::store::events::EventStore;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::tenancy::idempotency::Idempotency;
@@ -84,57 +88,6 @@ fn build_table(
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn bind_settings(
-    carrier: &config::Carrier,
-    smpp: &config::SmppConfig,
-    sandbox: Option<SocketAddr>,
-    base_dir: &Path,
-) -> anyhow::Result<Option<BindSettings>> {
-    let (address, host) = match &smpp.endpoint {
-        SmppEndpoint::Remote { host, port } => (format!("{host}:{port}"), host.as_str()),
-        SmppEndpoint::Sandbox => match sandbox {
-            Some(a) => (a.to_string(), "127.0.0.1"),
-            None => return Ok(None),
-        },
-    };
-    let mut s = BindSettings::new(carrier.name.clone(), address);
-    if let Some(tls) = &smpp.tls {
-        let ca = tls.ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
-        let name = tls.server_name.as_deref().unwrap_or(host);
-        s.tls = Some(
-            crate::smpp::tls::TlsSettings::new(ca.as_deref(), name)
-                .with_context(|| format!("carrier {:?}: SMPP TLS", carrier.name))?,
-        );
-    }
-    s.system_id = smpp.system_id.clone();
-    s.password = smpp.password.clone();
-    s.system_type = smpp.system_type.clone();
-    s.bind_type = match smpp.bind_type {
-        BindKind::Transmitter => BindType::Transmitter,
-        BindKind::Receiver => BindType::Receiver,
-        BindKind::Transceiver => BindType::Transceiver,
-    };
-    s.window = smpp.window as usize;
-    s.tps = smpp.tps;
-    s.enquire_link = smpp.enquire_link;
-    s.response_timeout = smpp.response_timeout;
-    s.reconnect_min = smpp.reconnect_min;
-    s.reconnect_max = smpp.reconnect_max;
-    s.source_ton = smpp.source_ton.unwrap_or(1);
-    s.source_npi = smpp.source_npi.unwrap_or(1);
-    s.dest_ton = smpp.dest_ton;
-    s.dest_npi = smpp.dest_npi;
-    s.registered_delivery = smpp.registered_delivery;
-    s.long_messages = match smpp.long_messages {
-        config::LongMessages::Udh => LongMessages::Udh8,
-        config::LongMessages::Udh16 => LongMessages::Udh16,
-        config::LongMessages::Sar => LongMessages::Sar,
-        config::LongMessages::Payload => LongMessages::Payload,
-    };
-    s.max_pdu_len = smpp.max_pdu_len as usize;
-    Ok(Some(s))
-}
-
 /// Starts the gateway with `config` (files relative to `base_dir`). Returns once the API
 /// listens; the gateway runs until [`Running::stop`] or a signal.
 pub async fn start(
@@ -176,6 +129,11 @@ pub async fn start(
         MessageId::generate_after(max);
     }
 
+    let event_store: Arc<dyn EventStore> = sqlite.clone();
+    let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
+    let directory: SharedDirectory =
+        Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
+
     let router = Arc::new(Router::new(build_table(&config, &base_dir, None)?));
     let (updates, updates_task) = UpdateSink::start(store.clone(), 65_536, None);
     let carriers: Vec<String> = config.carriers.iter().map(|c| c.name.clone()).collect();
@@ -192,24 +150,35 @@ pub async fn start(
         updates: updates.clone(),
         shutdown: shutdown_rx.clone(),
         drain_timeout: config.server.shutdown_timeout,
+        inbound: crate::inbound::Inbound {
+            directory: directory.clone(),
+            opt_outs: opt_outs.clone(),
+        },
     };
-    let mut bind_tasks = Vec::new();
-    let mut statuses = Vec::new();
-    for carrier in &config.carriers {
-        let Some(smpp) = &carrier.smpp else { continue };
-        let Some(settings) = bind_settings(carrier, smpp, sandbox, &base_dir)? else {
-            continue;
-        };
-        for _ in 0..smpp.binds.max(1) {
-            let status = Arc::new(BindStatus::default());
-            statuses.push((carrier.name.clone(), status.clone()));
-            bind_tasks.push(tokio::spawn(bind::run(
-                settings.clone(),
-                ctx.clone(),
-                status,
-            )));
-        }
-    }
+    let mut webhook_settings = config.webhooks.clone();
+    webhook_settings.tls_ca = webhook_settings
+        .tls_ca
+        .map(|ca| Config::resolve(&base_dir, &ca));
+    let webhooks = Arc::new(
+        Webhooks::new(
+            webhook_settings,
+            directory.clone(),
+            store.clone(),
+            event_store.clone(),
+        )
+        .context("webhooks: TLS client")?,
+    );
+    let hub = Arc::new(Hub::new(
+        store.clone(),
+        event_store,
+        directory,
+        opt_outs,
+        webhooks,
+        dispatcher.clone(),
+    ));
+    let event_tasks = hub.start(shutdown_rx.clone()).await?;
+    let binds = Arc::new(Binds::new(ctx.clone()));
+    binds.apply(&config, sandbox, &base_dir)?;
 
     // Crash recovery: what was accepted but not handed over for good goes out again.
     let unfinished = store.unfinished().await?;
@@ -276,11 +245,12 @@ pub async fn start(
         auth: Arc::new(ArcSwap::from_pointee(auth)),
         store: store.clone(),
         dispatcher: dispatcher.clone(),
-        binds: Arc::new(ArcSwap::from_pointee(statuses)),
+        binds: binds.table(),
         metrics,
         limits: api::validate::Limits::default(),
         tenant_limits,
         idempotency: Arc::new(Idempotency::default()),
+        events: hub,
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -299,15 +269,25 @@ pub async fn start(
             let drain = config.server.shutdown_timeout + Duration::from_secs(5);
             let signals = tokio::spawn(signals(
                 shutdown_tx.clone(),
-                state,
+                Reloader {
+                    state,
+                    binds: binds.clone(),
+                    sandbox,
+                    base_dir,
+                    config_path,
+                },
                 config,
-                base_dir,
-                config_path,
             ));
             server.await?;
             signals.abort();
             tracing::info!("API closed; draining binds");
-            let _ = tokio::time::timeout(drain, futures::future::join_all(bind_tasks)).await;
+            binds.shutdown(drain).await;
+            // The event pump saves the webhook cursor when it stops.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                futures::future::join_all(event_tasks),
+            )
+            .await;
             drop(ctx);
             drop(dispatcher);
             drop(updates);
@@ -325,13 +305,20 @@ pub async fn start(
     })
 }
 
-/// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing and API keys.
-async fn signals(
-    shutdown: watch::Sender<bool>,
+/// What a reload touches.
+struct Reloader {
     state: AppState,
-    config: Arc<Config>,
+    binds: Arc<Binds>,
+    sandbox: Option<SocketAddr>,
     base_dir: PathBuf,
     config_path: Option<PathBuf>,
+}
+
+/// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
+async fn signals(
+    shutdown: watch::Sender<bool>,
+    reloader: Reloader,
+    config: Arc<Config>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -343,11 +330,11 @@ async fn signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let Some(path) = &config_path else {
+                let Some(path) = &reloader.config_path else {
                     tracing::info!("SIGHUP: running on the embedded defaults, nothing to reload");
                     continue;
                 };
-                match reload(&state, &current, path, &base_dir) {
+                match reload(&reloader, &current, path) {
                     Ok(next) => current = next,
                     Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e:#}"),
                 }
@@ -359,14 +346,12 @@ async fn signals(
     Ok(())
 }
 
-fn reload(
-    state: &AppState,
-    current: &Config,
-    path: &Path,
-    base_dir: &Path,
-) -> anyhow::Result<Arc<Config>> {
+fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Config>> {
+    let (state, base_dir) = (&r.state, r.base_dir.as_path());
     let next = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     config::reloadable_diff(current, &next).map_err(anyhow::Error::msg)?;
+    // Everything that can fail is checked before anything changes.
+    let binds = Binds::plan(&next, r.sandbox, base_dir)?;
     let router = &state.dispatcher.router;
     let routing = next
         .routing_config(base_dir)
@@ -378,22 +363,27 @@ fn reload(
     router
         .rebuild(Arc::new(routing), unix_now, Instant::now())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if current
-        .carriers
-        .iter()
-        .map(|c| &c.smpp)
-        .ne(next.carriers.iter().map(|c| &c.smpp))
-    {
-        tracing::warn!("SMPP bind settings changed: routing uses the new carriers now; restart to re-bind with the new settings");
+    let changes = r.binds.commit(binds);
+    if changes != Default::default() {
+        tracing::info!(
+            started = ?changes.started,
+            restarted = ?changes.restarted,
+            stopped = ?changes.stopped,
+            "SMPP binds follow the new configuration"
+        );
     }
     let next = Arc::new(next);
+    state
+        .events
+        .directory
+        .store(Arc::new(crate::events::Directory::from_config(&next)));
     state
         .auth
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
     state.tenant_limits.reload(&next);
     tracing::info!(
         generation = router.generation(),
-        "reloaded routing, API keys and tenant limits"
+        "reloaded routing, API keys, tenant limits and binds"
     );
     Ok(next)
 }

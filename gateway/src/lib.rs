@@ -9,16 +9,23 @@
 //! - [`number`]: E.164 validation against libphonenumber's metadata, fast on the hot path.
 //! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
 //! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
+//! - [`tls`]: rustls client settings shared by SMPP binds and webhooks.
 //! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
 //! - [`tenancy`]: per-tenant limits and quotas, idempotency keys, batch templates.
+//! - [`events`]: the event log, webhooks (signed, retried, dead letters), SSE.
+//! - [`inbound`], [`optout`]: MO ownership and keywords, the opt-out list.
 
 pub mod api;
 pub mod app;
 pub mod dispatch;
+pub mod events;
+pub mod inbound;
 pub mod model;
 pub mod number;
+pub mod optout;
 pub mod sandbox;
 pub mod smpp;
 pub mod store;
 pub mod tenancy;
+pub mod tls;
 pub mod updates;

@@ -344,6 +344,8 @@ pub enum Update {
     Receipt(ReceiptUpdate),
     /// A mobile-originated message arrived.
     Inbound(InboundMessage),
+    /// Opt-out list and webhook outbox changes (see [`crate::events::EventWrite`]).
+    Events(crate::events::EventWrite),
 }
 
 /// A mobile-originated (inbound) message, reassembled if it came in parts.
@@ -372,7 +374,7 @@ impl Update {
             Update::Status { id, .. }
             | Update::SegmentSent { id, .. }
             | Update::SegmentRejected { id, .. } => Some(*id),
-            Update::Receipt(_) | Update::Inbound(_) => None,
+            Update::Receipt(_) | Update::Inbound(_) | Update::Events(_) => None,
         }
     }
 }
@@ -398,6 +400,8 @@ pub enum Applied {
     UnknownMessage(MessageId),
     /// An inbound message was stored.
     Inbound(MessageId),
+    /// An [`Update::Events`] write changed this many rows.
+    Rows(u64),
 }
 
 /// Filters for listing messages.

@@ -12,11 +12,19 @@ const ACME_ROTATED: &str = "sk_example_acme_rotated";
 const BLUE: &str = "sk_example_blue_retail";
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/switchyard.toml")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../examples/switchyard.toml")
 }
 
 fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../examples")
 }
 
 fn parse(text: &str) -> Result<Config, ConfigErrors> {
@@ -346,7 +354,11 @@ sandbox = true
 #[test]
 fn documented_embedded_default_matches() {
     let doc = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+        Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+        )
+        .join("../docs/configuration.md"),
     )
     .unwrap();
     let section = doc.split("## The embedded default").nth(1).unwrap();

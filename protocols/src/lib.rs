@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`smpp`]: SMPP 3.4 PDUs with SMPP 5.0 TLVs — the data model ([`smpp::pdu`]), the framing and
 //!   codec ([`smpp::codec`]), and the session state machine for both roles ([`smpp::session`]).
+//! - [`sip`]: SIP messages, transactions, digest auth, SDP, RTP and G.711 (sans-IO).
 //! - [`text`]: GSM 03.38, UCS-2 and Latin-1 encodings, segmentation with UDH or SAR, reassembly.
 //! - [`dlr`]: delivery receipt parsing (text and TLV forms).
 //! - `invariants` (feature `oracle`): the properties the fuzz targets check, shared with the
@@ -14,6 +15,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod dlr;
+pub mod sip;
 pub mod smpp;
 pub mod text;
 

@@ -9,10 +9,14 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use switchyard_protocols::invariants;
+use switchyard_protocols::sip::invariants as sip_invariants;
 use switchyard_protocols::smpp::codec;
 use switchyard_protocols::smpp::pdu::*;
 use switchyard_protocols::smpp::tlv::{tag, Tlv, Tlvs};
 use switchyard_protocols::smpp::CommandStatus;
+
+#[path = "sip/torture.rs"]
+mod sip_torture;
 
 type Check = fn(&[u8]);
 
@@ -22,10 +26,16 @@ const TARGETS: &[(&str, Check)] = &[
     ("smpp_differential", invariants::smpp_differential),
     ("text_roundtrip", invariants::text_roundtrip),
     ("dlr_parse", invariants::dlr_parse),
+    ("sip_parse", sip_invariants::sip_parse),
+    ("sip_transaction", sip_invariants::sip_transaction),
 ];
 
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../fuzz")
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -260,4 +270,41 @@ fn write_seeds() {
     {
         write("dlr_parse", format!("{i}"), r.as_bytes());
     }
+    for (name, text) in sip_torture::VALID {
+        write("sip_parse", (*name).to_string(), text.as_bytes());
+    }
+    for (name, text, _) in sip_torture::INVALID {
+        write("sip_parse", format!("invalid-{name}"), text.as_bytes());
+    }
+    // Transaction scripts (see sip::invariants::sip_transaction for the opcodes): an INVITE
+    // sent and answered 486 then left to time out; a received INVITE answered 200 and ACKed;
+    // a non-INVITE retransmitted over a full table; raw datagrams.
+    let scripts: &[(&str, &[u8])] = &[
+        ("client-invite-486", &[1, 0, 0, 10, 2, 0x40, 0, 255, 0, 255]),
+        ("client-options-timeout", &[1, 1, 0, 255, 0, 255]),
+        (
+            "server-invite-200-ack",
+            &[3, 0, 0, 4, 4, 0x21, 0, 100, 4, 0x41, 0, 255],
+        ),
+        ("server-cancel", &[3, 0, 4, 0x02, 0, 255, 0, 255]),
+        (
+            "many",
+            &[
+                3, 1, 3, 5, 3, 9, 3, 13, 3, 2, 3, 6, 3, 10, 3, 14, 3, 3, 1, 2, 0, 200,
+            ],
+        ),
+        (
+            "reliable-and-errors",
+            &[1, 0x80, 3, 0x81, 6, 0, 2, 0x20, 7, 0, 0, 100],
+        ),
+    ];
+    for (name, script) in scripts {
+        write("sip_transaction", (*name).to_string(), script);
+    }
+    let mut raw = vec![5u8, 0];
+    let msg = sip_torture::VALID[1].1.as_bytes();
+    raw[1] = msg.len().min(255) as u8;
+    raw.extend_from_slice(&msg[..msg.len().min(255)]);
+    raw.extend_from_slice(&[0, 255]);
+    write("sip_transaction", "raw-datagram".into(), &raw);
 }

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use switchyard_routing::*;
 
 fn deck_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/decks")
-        .join(name)
+    PathBuf::from(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("../examples/decks")
+    .join(name)
 }
 
 /// 2025-06-01T00:00:00Z.

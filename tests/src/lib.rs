@@ -1,11 +1,15 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`: locating the workspace's binaries,
 //! starting them on ephemeral ports of 127.0.0.1, stopping exactly the processes we started, and
 //! a small blocking ESME ([`esme::TestEsme`]), a keep-alive HTTP client ([`http::Client`]), and
-//! the gateway and simulator harness ([`gateway`]).
+//! the gateway and simulator harness ([`gateway`]), a webhook receiver ([`sink::Sink`]) and an
+//! event-stream reader ([`sse::collect`]).
 
 pub mod esme;
 pub mod gateway;
 pub mod http;
+pub mod pki;
+pub mod sink;
+pub mod sse;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,10 +21,13 @@ use anyhow::{bail, Context};
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .parent()
+    .map(Path::to_path_buf)
+    .unwrap_or_default()
 }
 
 /// The path of a workspace binary, building it first if it is missing. Tests run from

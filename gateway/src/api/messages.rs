@@ -166,6 +166,7 @@ pub async fn send(
     state
         .tenant_limits
         .policy(&tenant, Channel::Sms, sms.country.as_deref(), sms.segments)?;
+    crate::optout::check(&state, &tenant, &sms.to, &sms.from)?;
     let now = now_ms();
     let id = MessageId::generate(now);
     let job = Job {

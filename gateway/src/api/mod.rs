@@ -15,12 +15,16 @@
 //! [`Tenant::require`] (sends need `send`, tenant settings `admin`).
 
 pub mod batches;
+pub mod events;
 pub mod idempotent;
+pub mod inbound;
 pub mod messages;
 pub mod openapi;
 pub mod ops;
+pub mod optouts;
 pub mod problem;
 pub mod validate;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -71,6 +75,8 @@ pub struct AppState {
     pub tenant_limits: Arc<TenantLimiter>,
     /// `Idempotency-Key` requests running now.
     pub idempotency: Arc<Idempotency>,
+    /// Events, webhooks, SSE, inbound messages and the opt-out list.
+    pub events: Arc<crate::events::pump::Hub>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -144,6 +150,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/batches/{id}", get(batches::get))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/events", get(events::stream))
+        .route("/v1/inbound", get(inbound::list))
+        .route("/v1/opt-outs", get(optouts::list).post(optouts::create))
+        .route("/v1/opt-outs/import", post(optouts::import))
+        .route(
+            "/v1/opt-outs/{number}",
+            axum::routing::delete(optouts::remove),
+        )
+        .route("/v1/webhooks/dead-letters", get(webhooks::list))
+        .route(
+            "/v1/webhooks/dead-letters/replay",
+            post(webhooks::replay_all),
+        )
+        .route(
+            "/v1/webhooks/dead-letters/{id}/replay",
+            post(webhooks::replay_one),
+        )
         .route("/v1/routes/explain", get(ops::explain))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -33,9 +33,16 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The whole document: [`ApiDoc`] plus the paths documented elsewhere.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::events::EventsApi::openapi());
+    doc
+}
+
 /// `GET /openapi.json`.
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
 }
 
 #[cfg(test)]

@@ -28,9 +28,7 @@ use switchyard_protocols::smpp::pdu::{Bind, Body, DataSmResp, MessageIdResp, Sub
 use switchyard_protocols::smpp::session::{Event, Session, SessionConfig, State};
 use switchyard_protocols::smpp::status::StatusClass;
 use switchyard_protocols::smpp::CommandStatus;
-use switchyard_protocols::text::{
-    decode_short_message, parse_udh, Part, Reassembler, ReassemblyConfig, ReassemblyKey,
-};
+use switchyard_protocols::text::{decode_short_message, parse_udh, Part, ReassemblyKey};
 use switchyard_routing::{FailureClass, Outcome, TokenBucket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -57,6 +55,8 @@ pub struct BindContext {
     pub shutdown: watch::Receiver<bool>,
     /// How long to wait for in-flight responses at shutdown before unbinding anyway.
     pub drain_timeout: Duration,
+    /// MO ownership and opt-out keywords.
+    pub inbound: crate::inbound::Inbound,
 }
 
 /// Live facts about one bind, for readiness and metrics.
@@ -189,7 +189,6 @@ struct Conn<'a> {
     slowed_at: Option<Instant>,
     /// Receipts and MO waiting for their commit before we acknowledge them.
     acks: FuturesUnordered<futures::future::BoxFuture<'static, (u32, bool, bool)>>,
-    reassembler: Reassembler,
     reference: u16,
     draining: Option<Instant>,
 }
@@ -233,7 +232,6 @@ impl<'a> Conn<'a> {
             max_rate: s.tps,
             slowed_at: None,
             acks: FuturesUnordered::new(),
-            reassembler: Reassembler::new(ReassemblyConfig::default()),
             reference: rand::rng().random(),
             draining: None,
         }
@@ -294,7 +292,7 @@ impl<'a> Conn<'a> {
             if let Some(t) = self.session.poll_timeout() {
                 wake = wake.min(t);
             }
-            if let Some(t) = self.reassembler.next_deadline() {
+            if let Some(t) = self.s.mo_parts.lock().next_deadline() {
                 wake = wake.min(t);
             }
             let want_work = self.draining.is_none()
@@ -325,7 +323,7 @@ impl<'a> Conn<'a> {
                 _ = tokio::time::sleep_until(wake.into()) => {
                     let now = Instant::now();
                     self.session.handle_timeout(now);
-                    for partial in self.reassembler.poll_expired(now) {
+                    for partial in self.s.mo_parts.lock().poll_expired(now) {
                         tracing::warn!(carrier = %self.s.carrier, parts = partial.parts.len(), "incomplete multipart MO message timed out");
                     }
                 }
@@ -744,7 +742,8 @@ impl<'a> Conn<'a> {
                     data_coding: sm.data_coding,
                     payload: payload.slice(udh_len.min(payload.len())..),
                 };
-                match self.reassembler.insert(key, part, now) {
+                let complete = self.s.mo_parts.lock().insert(key, part, now);
+                match complete {
                     Some(complete) => complete
                         .decode(&Default::default())
                         .text()
@@ -766,7 +765,7 @@ impl<'a> Conn<'a> {
                 .map(str::to_owned),
         };
         let body = text.unwrap_or_else(|| hex::encode(&payload));
-        let update = Update::Inbound(InboundMessage {
+        let mut mo = InboundMessage {
             id: MessageId::generate(now_ms()),
             carrier: self.s.carrier.clone(),
             tenant: None,
@@ -778,8 +777,10 @@ impl<'a> Conn<'a> {
             to: sm.dest.addr.to_str_lossy().into_owned(),
             body,
             received_at: now_ms(),
-        });
-        self.ack_when_durable(seq, is_data_sm, update).await;
+        };
+        self.ctx.inbound.classify(&mut mo);
+        self.ack_when_durable(seq, is_data_sm, Update::Inbound(mo))
+            .await;
     }
 
     async fn ack_when_durable(&mut self, seq: u32, is_data_sm: bool, update: Update) {

@@ -10,9 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -38,35 +36,13 @@ impl TlsSettings {
     /// Trusts the certificates in the PEM file `ca` (or the system's roots when `None`) and
     /// verifies `server_name`. Errors name the file or the name at fault.
     pub fn new(ca: Option<&Path>, server_name: &str) -> anyhow::Result<TlsSettings> {
-        let mut roots = RootCertStore::empty();
-        match ca {
-            Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .with_context(|| format!("reading CA bundle {}", path.display()))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .with_context(|| format!("parsing CA bundle {}", path.display()))?;
-                let (added, _ignored) = roots.add_parsable_certificates(certs);
-                anyhow::ensure!(
-                    added > 0,
-                    "CA bundle {} holds no usable certificate",
-                    path.display()
-                );
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
-                anyhow::ensure!(
-                    !roots.is_empty(),
-                    "no system CA certificates found; set tls_ca to the carrier's CA bundle"
-                );
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS protocol versions")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        // A configured CA replaces the system's roots: a carrier's private CA is all we trust.
+        let roots = crate::tls::roots(ca, ca.is_none())?;
+        anyhow::ensure!(
+            !roots.is_empty(),
+            "no system CA certificates found; set tls_ca to the carrier's CA bundle"
+        );
+        let config = crate::tls::client_config(roots)?;
         let server_name = ServerName::try_from(server_name.to_owned())
             .with_context(|| format!("{server_name:?} is not a valid TLS server name"))?;
         Ok(TlsSettings {

@@ -10,6 +10,7 @@
 //! load, batches grow while the previous fsync runs, so throughput scales with batch size while
 //! each caller still waits for its own commit: the API answers 202 only after `insert` returned.
 
+pub mod events;
 pub mod sqlite;
 
 use futures::future::BoxFuture;

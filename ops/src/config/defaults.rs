@@ -39,6 +39,7 @@ impl Config {
                 max_tps: None,
                 api_key_scopes: vec![Scopes::ALL],
                 limits: TenantLimits::default(),
+                events: Default::default(),
             }],
             carriers: vec![Carrier {
                 name: SANDBOX_NAME.to_owned(),
@@ -58,6 +59,7 @@ impl Config {
                 currency: None,
             }],
             routing: RoutingSettings::default(),
+            webhooks: Default::default(),
         }
     }
 }

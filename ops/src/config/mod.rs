@@ -25,6 +25,7 @@
 use std::path::Path;
 
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod model;
 
@@ -37,6 +38,7 @@ mod validate;
 
 pub use defaults::{SANDBOX_API_KEY, SANDBOX_NAME};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
+pub use events::{TenantEvents, WebhookSettings};
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,

@@ -33,6 +33,8 @@ pub struct Config {
     pub decks: Vec<DeckConfig>,
     /// Currency, scoring and circuit breakers of the routing table.
     pub routing: RoutingSettings,
+    /// How webhooks are delivered (`[webhooks]`).
+    pub webhooks: super::events::WebhookSettings,
 }
 
 impl Config {
@@ -165,6 +167,9 @@ pub struct Tenant {
     /// Quotas and what the tenant may send where (`daily_quota`, `monthly_quota`,
     /// `max_segments`, `allowed_channels`, `allowed_countries`, `blocked_countries`).
     pub limits: TenantLimits,
+    /// Webhook, signing secrets, owned numbers and opt-out replies (flattened into the tenant
+    /// table: `webhook_url`, `webhook_secrets`, `numbers`, `stop_reply`, …).
+    pub events: super::events::TenantEvents,
 }
 
 /// One thing an API key may be allowed to do.

@@ -65,6 +65,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(r) => routing(report, r),
         None => RoutingSettings::default(),
     };
+    let webhooks = match t.table(report, "webhooks") {
+        Some(w) => super::events::webhooks(report, w),
+        None => super::events::WebhookSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -73,6 +77,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         carriers,
         decks,
         routing,
+        webhooks,
     }
 }
 
@@ -196,6 +201,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     });
     let max_tps = t.int(report, "max_tps", 1, 1_000_000);
     let limits = tenant_limits(report, &mut t);
+    let events = super::events::tenant_events(report, &mut t);
     t.finish(report);
     Tenant {
         name,
@@ -214,6 +220,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         max_tps,
         api_key_scopes,
         limits,
+        events,
     }
 }
 
@@ -832,7 +839,7 @@ fn bounded_string(
 }
 
 /// A non-empty path string.
-fn non_empty_path(
+pub(super) fn non_empty_path(
     report: &mut Report<'_>,
     t: &mut Table<'_, '_>,
     key: &'static str,

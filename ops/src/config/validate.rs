@@ -17,9 +17,13 @@ use super::reader::Report;
 pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
     store(config, report);
     tenants(config, report);
+    super::events::validate_numbers(config, report);
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
     routing(config, report);
+    if let (Some(ca), Some(dir)) = (&config.webhooks.tls_ca, base_dir) {
+        file_exists(report, "webhooks.tls_ca", &Config::resolve(dir, ca));
+    }
 }
 
 fn store(config: &Config, report: &mut Report<'_>) {

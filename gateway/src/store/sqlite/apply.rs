@@ -120,8 +120,10 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
                 m.body,
                 m.received_at
             ])?;
+            super::events::inbound_stored(conn, m)?;
             Ok(Applied::Inbound(m.id))
         }
+        Update::Events(w) => super::events::apply(conn, w),
     }
 }
 

@@ -18,6 +18,7 @@
 //! [`SqliteStore::close`] does the same and waits for it.
 
 mod apply;
+mod events;
 mod read;
 mod schema;
 mod tenancy;

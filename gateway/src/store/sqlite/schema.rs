@@ -16,6 +16,9 @@
 //! - `unmatched_receipts`: receipts that matched no segment, with their id readings so a
 //!   receipt that overtook its submit_sm_resp still matches when the segment arrives.
 //! - `inbound`: mobile-originated messages.
+//! - (v2) `history` gains `seq`, its event id: the event log. `opt_outs`, `webhook_outbox`
+//!   (webhooks waiting for a retry, and dead letters), `webhook_cursor` (how far the webhook
+//!   pump has handed events over).
 //! - `batches`: one row per batch send (its tenant and recipient counts); its messages carry
 //!   `messages.batch_id` (partial index on it for progress counts; status is left out of the
 //!   index so status changes do not rewrite it).
@@ -113,6 +116,55 @@ CREATE TABLE inbound (
     body        TEXT    NOT NULL,
     received_at INTEGER NOT NULL
 );
+"#,
+    // Events, webhooks and opt-outs: `history` becomes the event log. Its rows get an integer
+    // key `seq` in commit order (the event id), inbound messages get a history row too
+    // (status 'inbound'), and the old key stays as a unique index so history inserts and
+    // per-message reads are unchanged. See `store::sqlite::events`.
+    r#"
+CREATE TABLE history_log (
+    seq        INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL,
+    at         INTEGER NOT NULL,
+    status     TEXT    NOT NULL,
+    detail     TEXT
+);
+INSERT INTO history_log (message_id, at, status, detail)
+    SELECT message_id, at, status, detail FROM history ORDER BY at, message_id;
+INSERT INTO history_log (message_id, at, status, detail)
+    SELECT id, received_at, 'inbound', NULL FROM inbound ORDER BY id;
+DROP TABLE history;
+ALTER TABLE history_log RENAME TO history;
+CREATE UNIQUE INDEX history_key ON history (message_id, at, status);
+CREATE INDEX inbound_tenant ON inbound (tenant, id);
+
+CREATE TABLE opt_outs (
+    tenant     TEXT    NOT NULL,
+    recipient  TEXT    NOT NULL,
+    sender     TEXT    NOT NULL,
+    source     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, recipient, sender)
+) WITHOUT ROWID;
+
+CREATE TABLE webhook_outbox (
+    id          INTEGER PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    tenant      TEXT    NOT NULL,
+    url         TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    first_at    INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL,
+    last_error  TEXT,
+    dead        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at) WHERE dead = 0;
+CREATE INDEX webhook_outbox_dead ON webhook_outbox (tenant, id) WHERE dead = 1;
+
+CREATE TABLE webhook_cursor (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+) WITHOUT ROWID;
 "#,
     // Tenancy (issue 5, part B): batch ids on messages, batches, idempotency keys.
     r#"

@@ -1,0 +1,189 @@
+//! SIP parsing: ours against `ezk-sip-types` 0.6, measured in the same run.
+//!
+//! Two messages a proxy sees on every call: an INVITE with an SDP body (14 headers, two Vias,
+//! Record-Route) and its 200 OK. Like with like: each side parses the whole message from a
+//! `Bytes` buffer and extracts what a stateful proxy reads from every message — method or
+//! status, Call-ID, CSeq, every Via (count and top branch), From and To tags, body length.
+//! ezk-sip-types has no whole-message entry point, so its side does what its own transport
+//! does: pull lines, parse the start line, insert header lines, decode typed headers.
+//!
+//! After criterion, a plain timing loop prints ns/message, messages/s and the ratio
+//! ezk/ours.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, Criterion};
+use ezk_sip_types::header::typed::{CSeq, CallID, FromTo, Via};
+use ezk_sip_types::msg::{Line, MessageLine, PullParser};
+use ezk_sip_types::parse::Parse;
+use ezk_sip_types::{Headers, Name};
+use switchyard_protocols::sip::Message;
+
+const INVITE: &str = "INVITE sip:+15555551234@trunk.example.com;user=phone SIP/2.0\r\n\
+Via: SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK-524287-1---f2d6c1a0e4b3;rport\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;received=192.0.2.10\r\n\
+Record-Route: <sip:203.0.113.7;lr>\r\n\
+Max-Forwards: 69\r\n\
+To: <sip:+15555551234@trunk.example.com>\r\n\
+From: \"Alice\" <sip:+15550001111@pbx.example.org>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.example.org\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@192.0.2.10:5060>\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n\
+Supported: replaces, timer\r\n\
+User-Agent: ExamplePBX 4.2\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 213\r\n\
+\r\n\
+v=0\r\n\
+o=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.10\r\n\
+t=0 0\r\n\
+m=audio 49170 RTP/AVP 0 8 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=ptime:20\r\n";
+
+const OK: &str = "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bK-524287-1---f2d6c1a0e4b3;rport=5060\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;received=192.0.2.10\r\n\
+Record-Route: <sip:203.0.113.7;lr>\r\n\
+To: <sip:+15555551234@trunk.example.com>;tag=8321234356\r\n\
+From: \"Alice\" <sip:+15550001111@pbx.example.org>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.example.org\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:bob@198.51.100.20>\r\n\
+Content-Length: 0\r\n\
+\r\n";
+
+/// What both sides extract.
+#[derive(Debug, PartialEq, Eq)]
+struct Summary {
+    status_or_method: u32,
+    call_id_len: usize,
+    cseq: u32,
+    vias: usize,
+    branch_len: usize,
+    tags: (usize, usize),
+    body_len: usize,
+}
+
+fn ours(buf: Bytes) -> Option<Summary> {
+    let m = Message::parse_datagram(buf).ok()?;
+    let top = m.top_via().ok()?;
+    Some(Summary {
+        status_or_method: m.status().map_or(0, u32::from),
+        call_id_len: m.call_id().ok()?.len(),
+        cseq: m.cseq().ok()?.seq,
+        vias: m.vias().filter(Result::is_ok).count(),
+        branch_len: top.branch()?.len(),
+        tags: (
+            m.from().ok()?.tag().map_or(0, |t| t.len()),
+            m.to().ok()?.tag().map_or(0, |t| t.len()),
+        ),
+        body_len: m.body.len(),
+    })
+}
+
+fn ezk(src: Bytes) -> Option<Summary> {
+    let mut parser = PullParser::new(&src, 0);
+    let first = std::str::from_utf8(parser.next()?.ok()?).ok()?;
+    let (_, line) = MessageLine::parse(&src)(first).ok()?;
+    let mut headers = Headers::new();
+    for l in parser.by_ref() {
+        let l = std::str::from_utf8(l.ok()?).ok()?;
+        let (_, line) = Line::parse(&src, l).ok()?;
+        headers.insert(line.name, line.value);
+    }
+    let head_end = parser.head_end();
+    let vias: Vec<Via> = headers.get_named().ok()?;
+    let cseq: CSeq = headers.get_named().ok()?;
+    let call_id: CallID = headers.get_named().ok()?;
+    let from: FromTo = headers.get(Name::FROM).ok()?;
+    let to: FromTo = headers.get(Name::TO).ok()?;
+    let cl: usize = headers
+        .get_raw(&Name::CONTENT_LENGTH)
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let body = src.slice(head_end..head_end + cl);
+    Some(Summary {
+        status_or_method: match line {
+            MessageLine::Request(_) => 0,
+            MessageLine::Response(s) => u32::from(s.code.into_u16()),
+        },
+        call_id_len: call_id.0.len(),
+        cseq: cseq.cseq,
+        vias: vias.len(),
+        branch_len: vias.first()?.params.get_val("branch")?.len(),
+        tags: (
+            from.tag.map_or(0, |t| t.len()),
+            to.tag.map_or(0, |t| t.len()),
+        ),
+        body_len: body.len(),
+    })
+}
+
+fn cases() -> [(&'static str, Bytes); 2] {
+    [
+        ("invite_sdp", Bytes::from_static(INVITE.as_bytes())),
+        ("200_ok", Bytes::from_static(OK.as_bytes())),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, buf) in cases() {
+        let a = ours(buf.clone()).expect("ours parses");
+        let b = ezk(buf.clone()).expect("ezk parses");
+        assert_eq!(a, b, "{name}: parsers disagree");
+        let mut g = c.benchmark_group(format!("sip_parse/{name}"));
+        g.bench_function("ours", |bn| bn.iter(|| ours(black_box(buf.clone()))));
+        g.bench_function("ezk-sip-types", |bn| {
+            bn.iter(|| ezk(black_box(buf.clone())))
+        });
+        g.finish();
+    }
+}
+
+fn ns_per_op(f: impl Fn() -> Option<Summary>) -> f64 {
+    let mut n = 1_000u32;
+    loop {
+        let start = Instant::now();
+        for _ in 0..n {
+            black_box(f());
+        }
+        let took = start.elapsed();
+        if took > Duration::from_millis(500) {
+            return took.as_nanos() as f64 / f64::from(n);
+        }
+        n *= 4;
+    }
+}
+
+fn summary() {
+    println!("\nSIP parse, ns/message (messages/s), ratio ezk-sip-types/ours:");
+    for (name, buf) in cases() {
+        let o = ns_per_op(|| ours(black_box(buf.clone())));
+        let e = ns_per_op(|| ezk(black_box(buf.clone())));
+        println!(
+            "  {name:<11} ours {o:>7.0} ns ({:>9.0}/s)  ezk-sip-types {e:>7.0} ns ({:>9.0}/s)  ratio {:.2}x",
+            1e9 / o,
+            1e9 / e,
+            e / o
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+}

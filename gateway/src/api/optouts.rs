@@ -1,0 +1,273 @@
+//! `/v1/opt-outs`: the tenant's opt-out list (numbers that must not be sent to).
+//!
+//! An entry is a recipient number and the tenant's sender it applies to; without `from` it
+//! applies to every sender (`"*"`). STOP/START keywords change the list too.
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchyard_routing::E164;
+
+use super::problem::Problem;
+use super::{AppState, Scope, Tenant};
+use crate::events::{rfc3339, EventWrite};
+use crate::model::{now_ms, Update};
+use crate::optout::{number_key, ALL_SENDERS};
+use crate::store::events::OptOut;
+
+/// Most rows one import may carry.
+const MAX_IMPORT: usize = 100_000;
+
+/// One entry as shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OptOutView {
+    /// The recipient, E.164.
+    pub number: String,
+    /// The sender it applies to, or `*` for all.
+    pub from: String,
+    /// "api", "import" or "keyword".
+    pub source: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<OptOut> for OptOutView {
+    fn from(o: OptOut) -> Self {
+        OptOutView {
+            number: format!("+{}", o.recipient),
+            from: if o.sender == ALL_SENDERS || o.sender.len() <= 8 {
+                o.sender
+            } else {
+                format!("+{}", o.sender)
+            },
+            source: o.source,
+            created_at: rfc3339(o.created_at),
+        }
+    }
+}
+
+/// `POST /v1/opt-outs` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddOptOut {
+    /// The recipient, E.164.
+    pub number: String,
+    /// Only for this sender of the tenant (default: every sender).
+    pub from: Option<String>,
+}
+
+fn recipient(raw: &str) -> Result<String, String> {
+    E164::parse(raw.trim())
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| format!("{raw:?} is not an E.164 number: {e}"))
+}
+
+fn sender(raw: Option<&str>) -> String {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => ALL_SENDERS.to_owned(),
+        Some(s) => number_key(s),
+    }
+}
+
+async fn add(
+    state: &AppState,
+    tenant: &str,
+    entries: Vec<(String, String)>,
+    source: &str,
+) -> Result<(), Problem> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    state
+        .store
+        .apply(vec![Update::Events(EventWrite::OptOutAdd {
+            tenant: tenant.to_owned(),
+            entries: entries.clone(),
+            source: source.to_owned(),
+            at: now_ms(),
+        })])
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    for (r, s) in &entries {
+        state.events.opt_outs.add(tenant, r, s);
+    }
+    Ok(())
+}
+
+/// `POST /v1/opt-outs`.
+#[utoipa::path(post, path = "/v1/opt-outs", tag = "opt-outs", request_body = AddOptOut,
+    responses((status = 201, body = OptOutView), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Tenant,
+    body: Result<Json<AddOptOut>, JsonRejection>,
+) -> Result<(StatusCode, Json<OptOutView>), Problem> {
+    caller.require(Scope::Admin)?;
+    let tenant = caller.0;
+    let Json(req) = body.map_err(|e| Problem::bad_request("invalid_json", e.body_text()))?;
+    let r = recipient(&req.number).map_err(|d| Problem::invalid("number", "invalid_number", d))?;
+    let s = sender(req.from.as_deref());
+    add(&state, &tenant, vec![(r.clone(), s.clone())], "api").await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OptOutView::from(OptOut {
+            tenant: tenant.to_string(),
+            recipient: r,
+            sender: s,
+            source: "api".into(),
+            created_at: now_ms(),
+        })),
+    ))
+}
+
+/// Query of `DELETE /v1/opt-outs/{number}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Remove only the entry for this sender (`*` for the every-sender entry); default: all
+    /// entries of the number.
+    pub from: Option<String>,
+}
+
+/// `DELETE /v1/opt-outs/{number}`.
+#[utoipa::path(delete, path = "/v1/opt-outs/{number}", tag = "opt-outs", params(("number" = String, Path), RemoveQuery),
+    responses((status = 204), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Tenant,
+    Path(number): Path<String>,
+    query: Result<Query<RemoveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode, Problem> {
+    caller.require(Scope::Admin)?;
+    let tenant = caller.0;
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
+    let r = recipient(&number).map_err(|d| Problem::invalid("number", "invalid_number", d))?;
+    let s = q.from.as_deref().map(|f| sender(Some(f)));
+    let applied = state
+        .store
+        .apply(vec![Update::Events(EventWrite::OptOutRemove {
+            tenant: tenant.to_string(),
+            recipient: r.clone(),
+            sender: s.clone(),
+        })])
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    match &s {
+        Some(s) => state.events.opt_outs.remove(&tenant, &r, &[s.as_str()]),
+        None => state.events.opt_outs.remove(&tenant, &r, &[]),
+    }
+    match applied.first() {
+        Some(crate::model::Applied::Rows(0)) => Err(Problem::not_found("opt-out")),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// Query of `GET /v1/opt-outs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/opt-outs`: by number.
+#[utoipa::path(get, path = "/v1/opt-outs", tag = "opt-outs", params(ListQuery),
+    responses((status = 200, description = "`{data: [OptOutView], next_cursor}`")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Tenant,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    caller.require(Scope::Admin)?;
+    let tenant = caller.0;
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::invalid(
+            "limit",
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    // The cursor is "<recipient>|<sender>" of the last entry shown.
+    let after = q.cursor.as_deref().map(|c| {
+        let (r, s) = c.split_once('|').unwrap_or((c, ""));
+        (r.to_owned(), s.to_owned())
+    });
+    let rows = state
+        .events
+        .events
+        .opt_outs(&tenant, after, limit)
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let next_cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|r| format!("{}|{}", r.recipient, r.sender)))
+        .flatten();
+    let data: Vec<OptOutView> = rows.into_iter().map(OptOutView::from).collect();
+    Ok(Json(
+        serde_json::json!({ "data": data, "next_cursor": next_cursor }),
+    ))
+}
+
+/// `POST /v1/opt-outs/import`: a CSV body, one `number[,from]` per line (a header line
+/// `number,from` is allowed). Valid lines are added, the others reported.
+#[utoipa::path(post, path = "/v1/opt-outs/import", tag = "opt-outs",
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, description = "`{imported: n, rejected: [{line, reason}]}`"), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Tenant,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, Problem> {
+    caller.require(Scope::Admin)?;
+    let tenant = caller.0;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(body.as_ref());
+    let mut entries = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 1;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                rejected.push(serde_json::json!({"line": line, "reason": e.to_string()}));
+                continue;
+            }
+        };
+        let number = record.get(0).unwrap_or("");
+        if line == 1 && number.eq_ignore_ascii_case("number") {
+            continue;
+        }
+        if number.is_empty() {
+            continue;
+        }
+        match recipient(number) {
+            Ok(r) => entries.push((r, sender(record.get(1)))),
+            Err(reason) => rejected.push(serde_json::json!({"line": line, "reason": reason})),
+        }
+        if entries.len() > MAX_IMPORT {
+            return Err(Problem::invalid(
+                "body",
+                "too_many_rows",
+                format!("at most {MAX_IMPORT} rows per import"),
+            ));
+        }
+    }
+    let imported = entries.len();
+    add(&state, &tenant, entries, "import").await?;
+    Ok(Json(
+        serde_json::json!({ "imported": imported, "rejected": rejected }),
+    ))
+}

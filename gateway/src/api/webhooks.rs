@@ -1,0 +1,155 @@
+//! `/v1/webhooks/dead-letters`: webhooks given up on, listed and replayed.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::problem::Problem;
+use super::{AppState, Scope, Tenant};
+use crate::events::{event_id, rfc3339, EventWrite};
+use crate::model::now_ms;
+use crate::store::events::OutboxEntry;
+
+/// A dead letter as shown.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeadLetter {
+    /// `dl_<n>`.
+    pub id: String,
+    /// The event it carried.
+    pub event_id: String,
+    /// Where it was sent.
+    pub url: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// First attempt (RFC 3339).
+    pub first_attempt_at: String,
+    /// When it was given up (RFC 3339).
+    pub dead_at: String,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+impl From<OutboxEntry> for DeadLetter {
+    fn from(e: OutboxEntry) -> Self {
+        DeadLetter {
+            id: format!("dl_{}", e.id),
+            event_id: event_id(e.seq),
+            url: e.url,
+            attempts: e.attempts,
+            first_attempt_at: rfc3339(e.first_at),
+            dead_at: rfc3339(e.next_at),
+            last_error: e.last_error,
+        }
+    }
+}
+
+fn parse_dl(s: &str) -> Option<i64> {
+    s.strip_prefix("dl_")?.parse().ok()
+}
+
+/// Query of the list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterQuery {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/webhooks/dead-letters`: oldest first.
+#[utoipa::path(get, path = "/v1/webhooks/dead-letters", tag = "webhooks", params(DeadLetterQuery),
+    responses((status = 200, description = "`{data: [DeadLetter], next_cursor}`"), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Tenant,
+    query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    caller.require(Scope::Admin)?;
+    let tenant = caller.0;
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::invalid(
+            "limit",
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let after = match q.cursor.as_deref() {
+        None => 0,
+        Some(c) => parse_dl(c)
+            .ok_or_else(|| Problem::invalid("cursor", "invalid_cursor", "not a cursor"))?,
+    };
+    let rows = state
+        .events
+        .events
+        .dead_letters(&tenant, after, limit)
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let next_cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|r| format!("dl_{}", r.id)))
+        .flatten();
+    let data: Vec<DeadLetter> = rows.into_iter().map(DeadLetter::from).collect();
+    Ok(Json(
+        serde_json::json!({ "data": data, "next_cursor": next_cursor }),
+    ))
+}
+
+async fn replay(state: &AppState, tenant: &str, id: Option<i64>) -> Result<u64, Problem> {
+    let applied = state
+        .store
+        .apply(vec![crate::model::Update::Events(EventWrite::Replay {
+            tenant: tenant.to_owned(),
+            id,
+            at: now_ms(),
+        })])
+        .await
+        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    Ok(match applied.first() {
+        Some(crate::model::Applied::Rows(n)) => *n,
+        _ => 0,
+    })
+}
+
+/// `POST /v1/webhooks/dead-letters/{id}/replay`: back to the retry queue, due now, with a
+/// fresh 24 h budget.
+#[utoipa::path(post, path = "/v1/webhooks/dead-letters/{id}/replay", tag = "webhooks",
+    params(("id" = String, Path, description = "Dead letter id (dl_…)")),
+    responses((status = 202, description = "`{replayed: 1}`"), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn replay_one(
+    State(state): State<AppState>,
+    caller: Tenant,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    caller.require(Scope::Admin)?;
+    let tenant = caller.0;
+    let id = parse_dl(&id).ok_or_else(|| Problem::not_found("dead letter"))?;
+    match replay(&state, &tenant, Some(id)).await? {
+        0 => Err(Problem::not_found("dead letter")),
+        n => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "replayed": n })),
+        )),
+    }
+}
+
+/// `POST /v1/webhooks/dead-letters/replay`: every dead letter of the tenant.
+#[utoipa::path(post, path = "/v1/webhooks/dead-letters/replay", tag = "webhooks",
+    responses((status = 202, description = "`{replayed: n}`")),
+    security(("bearer" = [])))]
+pub async fn replay_all(
+    State(state): State<AppState>,
+    caller: Tenant,
+) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+    caller.require(Scope::Admin)?;
+    let tenant = caller.0;
+    let n = replay(&state, &tenant, None).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "replayed": n })),
+    ))
+}

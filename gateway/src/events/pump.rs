@@ -1,0 +1,182 @@
+//! The pump: reads the event log in order and hands each event to its consumers, and the
+//! [`Hub`] that holds everything events need.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+
+use super::webhook::Webhooks;
+use super::{EventWrite, Rendered, SharedDirectory};
+use crate::dispatch::Dispatcher;
+use crate::inbound::Keyword;
+use crate::optout::OptOuts;
+use crate::store::events::EventStore;
+use crate::store::Store;
+
+/// Events read per store round trip.
+const BATCH: usize = 1000;
+/// How long the pump sleeps when it has caught up. Events reach webhooks and SSE within this
+/// (plus the commit) of happening; a read of an empty tail costs microseconds.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often the webhook cursor is saved.
+const CURSOR_EVERY: Duration = Duration::from_millis(500);
+/// Live events kept for slow SSE subscribers before they fall back to reading the store.
+const BROADCAST_CAPACITY: usize = 4096;
+
+/// Everything events, webhooks, SSE, inbound and opt-outs share.
+pub struct Hub {
+    /// Writes.
+    pub store: Arc<dyn Store>,
+    /// Reads of the log, outbox, opt-outs, inbound.
+    pub events: Arc<dyn EventStore>,
+    /// Tenants' webhook settings and numbers.
+    pub directory: SharedDirectory,
+    /// The opt-out list in memory.
+    pub opt_outs: Arc<OptOuts>,
+    /// Live events for SSE subscribers.
+    pub live: broadcast::Sender<Arc<Rendered>>,
+    /// The webhook sender.
+    pub webhooks: Arc<Webhooks>,
+    /// For keyword replies.
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub; nothing runs until [`Hub::start`].
+    pub fn new(
+        store: Arc<dyn Store>,
+        events: Arc<dyn EventStore>,
+        directory: SharedDirectory,
+        opt_outs: Arc<OptOuts>,
+        webhooks: Arc<Webhooks>,
+        dispatcher: Arc<Dispatcher>,
+    ) -> Self {
+        let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Hub {
+            store,
+            events,
+            directory,
+            opt_outs,
+            live,
+            webhooks,
+            dispatcher,
+        }
+    }
+
+    /// Starts the pump (from the saved webhook cursor, or the end of the log on first start)
+    /// and the webhook retries. Both stop on `shutdown`.
+    pub async fn start(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let end = self.events.max_seq().await?;
+        let start = match self.events.cursor().await? {
+            Some(c) => c.min(end),
+            None => {
+                super::webhook::write(&self.store, EventWrite::Cursor { seq: end }).await;
+                end
+            }
+        };
+        if start < end {
+            tracing::info!(
+                events = end - start,
+                "resuming webhook delivery after the saved cursor"
+            );
+        }
+        let pump = tokio::spawn(self.clone().pump(start, end, shutdown.clone()));
+        let retries = tokio::spawn(self.webhooks.clone().run_retries(shutdown));
+        Ok(vec![pump, retries])
+    }
+
+    /// Reads the log after `position` until shutdown. Keyword replies go out only for events
+    /// after `replies_after` (the log's end at start), so a restart does not answer twice.
+    async fn pump(
+        self: Arc<Self>,
+        mut position: i64,
+        replies_after: i64,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut saved = position;
+        let mut saved_at = Instant::now();
+        loop {
+            let batch = match self.events.events_after(position, None, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("reading the event log failed: {e}");
+                    Vec::new()
+                }
+            };
+            let full = batch.len() == BATCH;
+            for event in batch {
+                position = event.seq;
+                let Some(tenant) = event.tenant.clone() else {
+                    continue;
+                };
+                let url = self.directory.load().url_for(&event);
+                if url.is_none() && self.live.receiver_count() == 0 && !event.is_inbound() {
+                    // Nobody to tell: skip rendering.
+                    metrics::counter!("switchyard_events_total").increment(1);
+                    continue;
+                }
+                let json = event.to_json();
+                if let Some(url) = url {
+                    self.webhooks
+                        .submit(event.seq, tenant.clone(), url, Bytes::from(json.clone()))
+                        .await;
+                }
+                if event.is_inbound() && event.seq > replies_after {
+                    if let Some(k) = event.body.as_deref().and_then(Keyword::parse) {
+                        let me = self.clone();
+                        let (from, to, t) = (event.from.clone(), event.to.clone(), tenant.clone());
+                        tokio::spawn(async move {
+                            crate::inbound::reply(
+                                &me.directory,
+                                &me.store,
+                                &me.dispatcher,
+                                &t,
+                                &from,
+                                &to,
+                                k,
+                            )
+                            .await;
+                        });
+                    }
+                }
+                metrics::counter!("switchyard_events_total").increment(1);
+                // No subscriber is fine.
+                let _ = self.live.send(Arc::new(Rendered {
+                    seq: event.seq,
+                    tenant,
+                    kind: event.kind(),
+                    json,
+                }));
+            }
+            let stopping = *shutdown.borrow();
+            if stopping || saved_at.elapsed() >= CURSOR_EVERY {
+                let mark = self.webhooks.watermark(position);
+                if mark != saved {
+                    super::webhook::write(&self.store, EventWrite::Cursor { seq: mark }).await;
+                    saved = mark;
+                }
+                saved_at = Instant::now();
+            }
+            if stopping {
+                return;
+            }
+            if !full {
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The set of running binds, per carrier, kept in line with the configuration.
+//!
+//! At start and on every reload (SIGHUP), [`Binds::apply`] compares each carrier's `[smpp]`
+//! settings with those its binds run on: a new carrier gets its binds, a removed one has its
+//! binds drained and its queue failed over to the next carrier of each route, a changed one
+//! gets new binds at once while the old ones drain their windows (bounded by the drain
+//! timeout), unbind and hand back what they held to the carrier's queue — which the new binds
+//! take from. Unchanged carriers are not touched. Traffic is never dropped: the queue outlives
+//! its binds.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use parking_lot::Mutex;
+use switchyard_ops::config::{self, BindKind, Config, SmppEndpoint};
+use switchyard_protocols::smpp::session::BindType;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::bind::{self, BindContext, BindStatus};
+use super::{shared_reassembler, BindSettings, LongMessages, SharedReassembler};
+use crate::api::BindTable;
+
+/// Every carrier's binds.
+#[derive(Debug)]
+pub struct Binds {
+    /// What every bind shares; each carrier's binds get their own stop signal instead of
+    /// `shutdown`.
+    ctx: BindContext,
+    /// Carrier name → its running binds.
+    groups: Mutex<HashMap<String, Group>>,
+    /// Live statuses for `/readyz` and metrics, swapped whole when binds change.
+    table: Arc<BindTable>,
+    /// Binds being retired (replaced or removed) until they have drained.
+    retiring: Mutex<Vec<JoinHandle<()>>>,
+    /// Each carrier's parts of multipart MO messages, kept across re-binds.
+    mo_parts: Mutex<HashMap<String, SharedReassembler>>,
+}
+
+/// One carrier's binds and the settings they run on.
+#[derive(Debug)]
+struct Group {
+    /// The `[smpp]` table they were started from (compared on reload).
+    smpp: config::SmppConfig,
+    /// Flips to true to drain and stop them; kept alive until they have stopped (a dropped
+    /// sender would read as "stop now, without draining").
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    statuses: Vec<Arc<BindStatus>>,
+}
+
+/// Checked bind settings for every SMPP carrier of a configuration (see [`Binds::plan`]).
+#[derive(Debug)]
+pub struct Plan {
+    wanted: Vec<(config::SmppConfig, BindSettings)>,
+}
+
+/// What [`Binds::apply`] did, by carrier name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Carriers whose binds were started.
+    pub started: Vec<String>,
+    /// Carriers whose binds were replaced (settings changed).
+    pub restarted: Vec<String>,
+    /// Carriers whose binds were stopped (carrier removed or no longer SMPP).
+    pub stopped: Vec<String>,
+}
+
+impl Binds {
+    /// No binds yet; `ctx.shutdown` is not used (see [`Binds::shutdown`]).
+    pub fn new(ctx: BindContext) -> Binds {
+        Binds {
+            ctx,
+            groups: Mutex::new(HashMap::new()),
+            table: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
+            retiring: Mutex::new(Vec::new()),
+            mo_parts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The live statuses of every bind (for the API).
+    pub fn table(&self) -> Arc<BindTable> {
+        self.table.clone()
+    }
+
+    /// Makes the running binds match `config`. Every carrier's settings are checked first
+    /// (TLS files, sandbox); on error nothing changes.
+    pub fn apply(
+        &self,
+        config: &Config,
+        sandbox: Option<SocketAddr>,
+        base_dir: &Path,
+    ) -> anyhow::Result<Changes> {
+        Ok(self.commit(Self::plan(config, sandbox, base_dir)?))
+    }
+
+    /// Checks and builds every carrier's bind settings (TLS files, sandbox) without changing
+    /// anything, so a reload can check everything before it commits anything.
+    pub fn plan(
+        config: &Config,
+        sandbox: Option<SocketAddr>,
+        base_dir: &Path,
+    ) -> anyhow::Result<Plan> {
+        let mut wanted = Vec::new();
+        for carrier in &config.carriers {
+            let Some(smpp) = &carrier.smpp else { continue };
+            match bind_settings(carrier, smpp, sandbox, base_dir)? {
+                Some(settings) => wanted.push((smpp.clone(), settings)),
+                None => tracing::warn!(
+                    carrier = %carrier.name,
+                    "the built-in sandbox is not running in this process; restart to bind to it"
+                ),
+            }
+        }
+        Ok(Plan { wanted })
+    }
+
+    /// Starts, replaces and stops binds as `plan` says.
+    pub fn commit(&self, plan: Plan) -> Changes {
+        let wanted = plan.wanted;
+        let mut changes = Changes::default();
+        let mut groups = self.groups.lock();
+        let names: Vec<&str> = wanted.iter().map(|(_, s)| s.carrier.as_str()).collect();
+        let removed: Vec<String> = groups
+            .keys()
+            .filter(|name| !names.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(group) = groups.remove(&name) {
+                self.retire(group, Some(name.clone()));
+                changes.stopped.push(name);
+            }
+        }
+        for (smpp, mut settings) in wanted {
+            let name = settings.carrier.clone();
+            settings.mo_parts = self
+                .mo_parts
+                .lock()
+                .entry(name.clone())
+                .or_insert_with(shared_reassembler)
+                .clone();
+            match groups.get(&name) {
+                Some(group) if group.smpp == smpp => continue,
+                Some(_) => changes.restarted.push(name.clone()),
+                None => changes.started.push(name.clone()),
+            }
+            let group = self.start_group(smpp, settings);
+            if let Some(old) = groups.insert(name, group) {
+                self.retire(old, None);
+            }
+        }
+        let mut statuses: Vec<(String, Arc<BindStatus>)> = groups
+            .iter()
+            .flat_map(|(name, g)| g.statuses.iter().map(move |s| (name.clone(), s.clone())))
+            .collect();
+        statuses.sort_by(|a, b| a.0.cmp(&b.0));
+        self.table.store(Arc::new(statuses));
+        changes
+    }
+
+    /// Drains and stops every bind, waiting at most `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let groups: Vec<Group> = self.groups.lock().drain().map(|(_, g)| g).collect();
+        for group in groups {
+            self.retire(group, None);
+        }
+        let retiring: Vec<JoinHandle<()>> = std::mem::take(&mut *self.retiring.lock());
+        let _ = tokio::time::timeout(timeout, futures::future::join_all(retiring)).await;
+    }
+
+    fn start_group(&self, smpp: config::SmppConfig, settings: BindSettings) -> Group {
+        let (stop, stop_rx) = watch::channel(false);
+        let ctx = BindContext {
+            shutdown: stop_rx,
+            ..self.ctx.clone()
+        };
+        let mut tasks = Vec::new();
+        let mut statuses = Vec::new();
+        for _ in 0..smpp.binds.max(1) {
+            let status = Arc::new(BindStatus::default());
+            statuses.push(status.clone());
+            tasks.push(tokio::spawn(bind::run(
+                settings.clone(),
+                ctx.clone(),
+                status,
+            )));
+        }
+        Group {
+            smpp,
+            stop,
+            tasks,
+            statuses,
+        }
+    }
+
+    /// Tells a group to drain and stop; once stopped, a removed carrier's queue fails over.
+    fn retire(&self, group: Group, evacuate: Option<String>) {
+        let _ = group.stop.send(true);
+        let dispatcher = self.ctx.dispatcher.clone();
+        let handle = tokio::spawn(async move {
+            futures::future::join_all(group.tasks).await;
+            drop(group.stop);
+            if let Some(carrier) = evacuate {
+                dispatcher.evacuate(&carrier).await;
+            }
+        });
+        let mut retiring = self.retiring.lock();
+        retiring.retain(|h| !h.is_finished());
+        retiring.push(handle);
+    }
+}
+
+/// One bind's settings from its carrier's config; `None` for the sandbox when it is not
+/// running in this process.
+pub fn bind_settings(
+    carrier: &config::Carrier,
+    smpp: &config::SmppConfig,
+    sandbox: Option<SocketAddr>,
+    base_dir: &Path,
+) -> anyhow::Result<Option<BindSettings>> {
+    let (address, host) = match &smpp.endpoint {
+        SmppEndpoint::Remote { host, port } => (format!("{host}:{port}"), host.as_str()),
+        SmppEndpoint::Sandbox => match sandbox {
+            Some(a) => (a.to_string(), "127.0.0.1"),
+            None => return Ok(None),
+        },
+    };
+    let mut s = BindSettings::new(carrier.name.clone(), address);
+    if let Some(tls) = &smpp.tls {
+        let ca = tls.ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
+        let name = tls.server_name.as_deref().unwrap_or(host);
+        s.tls = Some(
+            crate::smpp::tls::TlsSettings::new(ca.as_deref(), name)
+                .with_context(|| format!("carrier {:?}: SMPP TLS", carrier.name))?,
+        );
+    }
+    s.system_id = smpp.system_id.clone();
+    s.password = smpp.password.clone();
+    s.system_type = smpp.system_type.clone();
+    s.bind_type = match smpp.bind_type {
+        BindKind::Transmitter => BindType::Transmitter,
+        BindKind::Receiver => BindType::Receiver,
+        BindKind::Transceiver => BindType::Transceiver,
+    };
+    s.window = smpp.window as usize;
+    s.tps = smpp.tps;
+    s.enquire_link = smpp.enquire_link;
+    s.response_timeout = smpp.response_timeout;
+    s.reconnect_min = smpp.reconnect_min;
+    s.reconnect_max = smpp.reconnect_max;
+    s.source_ton = smpp.source_ton.unwrap_or(1);
+    s.source_npi = smpp.source_npi.unwrap_or(1);
+    s.dest_ton = smpp.dest_ton;
+    s.dest_npi = smpp.dest_npi;
+    s.registered_delivery = smpp.registered_delivery;
+    s.long_messages = match smpp.long_messages {
+        config::LongMessages::Udh => LongMessages::Udh8,
+        config::LongMessages::Udh16 => LongMessages::Udh16,
+        config::LongMessages::Sar => LongMessages::Sar,
+        config::LongMessages::Payload => LongMessages::Payload,
+    };
+    s.max_pdu_len = smpp.max_pdu_len as usize;
+    Ok(Some(s))
+}

@@ -1,0 +1,102 @@
+//! What events, webhooks, inbound listing and opt-outs need from the store, beside [`Store`]:
+//! reads of the event log (`history` by `seq`), of the webhook outbox and of the opt-out list.
+//! Writes go through [`Store::apply`] as [`crate::model::Update::Events`], so they share the
+//! group commit.
+//!
+//! [`Store`]: super::Store
+
+use futures::future::BoxFuture;
+
+use super::StoreError;
+use crate::events::Event;
+use crate::model::{InboundMessage, MessageId, UnixMs};
+
+/// A webhook waiting for a retry, or a dead letter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Outbox row id.
+    pub id: i64,
+    /// The event.
+    pub seq: i64,
+    /// Its tenant.
+    pub tenant: String,
+    /// Where to.
+    pub url: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// First attempt.
+    pub first_at: UnixMs,
+    /// Next attempt (for dead letters: when it died).
+    pub next_at: UnixMs,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// One opt-out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptOut {
+    /// Whose list.
+    pub tenant: String,
+    /// The mobile number, without `+`.
+    pub recipient: String,
+    /// The tenant's sender it applies to (without `+`), or `*` for all.
+    pub sender: String,
+    /// "api", "import" or "keyword".
+    pub source: String,
+    /// When.
+    pub created_at: UnixMs,
+}
+
+/// Reads for events, webhooks, inbound messages and opt-outs.
+pub trait EventStore: Send + Sync + 'static {
+    /// Events after `seq`, in log order, at most `limit`; only `tenant`'s when given.
+    fn events_after(
+        &self,
+        seq: i64,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>>;
+
+    /// The last log position (0 when empty).
+    fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
+
+    /// The webhook pump's saved position, if any.
+    fn cursor(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
+
+    /// Outbox rows due at `now` (not dead), soonest first, at most `limit`.
+    fn outbox_due(
+        &self,
+        now: UnixMs,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+
+    /// Rows waiting for a retry (not dead).
+    fn outbox_depth(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Dead letters of `tenant` with ids above `after`, oldest first, at most `limit`.
+    fn dead_letters(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+
+    /// Every opt-out (loaded into memory at start).
+    fn all_opt_outs(&self) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>>;
+
+    /// `tenant`'s opt-outs after the (recipient, sender) cursor, at most `limit`.
+    fn opt_outs(
+        &self,
+        tenant: &str,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>>;
+
+    /// `tenant`'s inbound messages with ids below `before`, newest first, at most `limit`.
+    fn inbound(
+        &self,
+        tenant: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>>;
+}

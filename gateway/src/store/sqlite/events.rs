@@ -1,0 +1,594 @@
+//! The SQLite side of events, webhooks and opt-outs: what inbound messages and
+//! [`EventWrite`]s do inside the writer's transaction, and the [`EventStore`] reads.
+//!
+//! The event log is `history` (see [`super::schema`]): `seq` is the event id. An event's other
+//! fields are joined at read time from `messages` (or `inbound`) and `segments`: nothing is
+//! copied when the event is written.
+
+use futures::future::BoxFuture;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::SqliteStore;
+use crate::events::{Event, EventWrite};
+use crate::inbound::Keyword;
+use crate::model::{Applied, InboundMessage, MessageId, UnixMs};
+use crate::optout::number_key;
+use crate::store::events::{EventStore, OptOut, OutboxEntry};
+use crate::store::StoreError;
+
+/// After an inbound message's row: its event, and the opt-out change its keyword asks for.
+pub(super) fn inbound_stored(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO history (message_id, at, status, detail) VALUES (?1, ?2, 'inbound', NULL)",
+    )?
+    .execute(params![m.id.0, m.received_at])?;
+    let Some(tenant) = &m.tenant else {
+        return Ok(());
+    };
+    let recipient = number_key(&m.from);
+    let sender = number_key(&m.to);
+    match Keyword::parse(&m.body) {
+        Some(Keyword::Stop) => {
+            add_opt_out(conn, tenant, &recipient, &sender, "keyword", m.received_at)
+        }
+        Some(Keyword::StopAll) => {
+            add_opt_out(conn, tenant, &recipient, "*", "keyword", m.received_at)
+        }
+        Some(Keyword::Start) => {
+            conn.prepare_cached(
+                "DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2 AND sender IN (?3, '*')",
+            )?
+            .execute(params![tenant, recipient, sender])?;
+            Ok(())
+        }
+        Some(Keyword::Help) | None => Ok(()),
+    }
+}
+
+fn add_opt_out(
+    conn: &Connection,
+    tenant: &str,
+    recipient: &str,
+    sender: &str,
+    source: &str,
+    at: UnixMs,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO opt_outs (tenant, recipient, sender, source, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (tenant, recipient, sender) DO NOTHING",
+    )?
+    .execute(params![tenant, recipient, sender, source, at])?;
+    Ok(())
+}
+
+/// Applies one [`EventWrite`].
+pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Applied> {
+    let rows = match w {
+        EventWrite::OptOutAdd {
+            tenant,
+            entries,
+            source,
+            at,
+        } => {
+            for (recipient, sender) in entries {
+                add_opt_out(conn, tenant, recipient, sender, source, *at)?;
+            }
+            entries.len()
+        }
+        EventWrite::OptOutRemove {
+            tenant,
+            recipient,
+            sender: Some(sender),
+        } => conn
+            .prepare_cached(
+                "DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2 AND sender = ?3",
+            )?
+            .execute(params![tenant, recipient, sender])?,
+        EventWrite::OptOutRemove {
+            tenant,
+            recipient,
+            sender: None,
+        } => conn
+            .prepare_cached("DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2")?
+            .execute(params![tenant, recipient])?,
+        EventWrite::OutboxAdd {
+            seq,
+            tenant,
+            url,
+            attempts,
+            first_at,
+            next_at,
+            error,
+            dead,
+        } => conn
+            .prepare_cached(
+                "INSERT INTO webhook_outbox (seq, tenant, url, attempts, first_at, next_at, last_error, dead) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![seq, tenant, url, attempts, first_at, next_at, error, dead])?,
+        EventWrite::OutboxDone { id } => conn
+            .prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")?
+            .execute([id])?,
+        EventWrite::OutboxRetry {
+            id,
+            attempts,
+            next_at,
+            error,
+        } => conn
+            .prepare_cached(
+                "UPDATE webhook_outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1 AND dead = 0",
+            )?
+            .execute(params![id, attempts, next_at, error])?,
+        EventWrite::OutboxDead { id, error } => conn
+            .prepare_cached(
+                "UPDATE webhook_outbox SET dead = 1, last_error = ?2, next_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, error, crate::model::now_ms()])?,
+        EventWrite::Replay { tenant, id, at } => match id {
+            Some(id) => conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET dead = 0, attempts = 0, first_at = ?3, next_at = ?3 \
+                     WHERE tenant = ?1 AND id = ?2 AND dead = 1",
+                )?
+                .execute(params![tenant, id, at])?,
+            None => conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET dead = 0, attempts = 0, first_at = ?2, next_at = ?2 \
+                     WHERE tenant = ?1 AND dead = 1",
+                )?
+                .execute(params![tenant, at])?,
+        },
+        EventWrite::Cursor { seq } => conn
+            .prepare_cached(
+                "INSERT INTO webhook_cursor (name, seq) VALUES ('webhooks', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)",
+            )?
+            .execute([seq])?,
+    };
+    Ok(Applied::Rows(rows as u64))
+}
+
+/// The log joined with what an event shows. `LEFT JOIN`s on integer primary keys: one probe
+/// each.
+const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
+     m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
+     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body \
+     FROM history h \
+     LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
+     LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let status: String = row.get(3)?;
+    let at: UnixMs = row.get(2)?;
+    if status == "inbound" {
+        Ok(Event {
+            seq: row.get(0)?,
+            message_id: MessageId(row.get(1)?),
+            tenant: row.get(14)?,
+            status,
+            at,
+            detail: None,
+            carrier: row.get(17)?,
+            error: None,
+            price: None,
+            currency: None,
+            to: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
+            from: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            body: row.get(18)?,
+            callback_url: None,
+            segments: None,
+            created_at: at,
+        })
+    } else {
+        Ok(Event {
+            seq: row.get(0)?,
+            message_id: MessageId(row.get(1)?),
+            tenant: row.get(5)?,
+            status,
+            at,
+            detail: row.get(4)?,
+            carrier: row.get(8)?,
+            error: None,
+            price: row.get(9)?,
+            currency: row.get(10)?,
+            to: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            from: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            body: None,
+            callback_url: row.get(11)?,
+            segments: row.get(13)?,
+            created_at: row.get::<_, Option<i64>>(12)?.unwrap_or(at),
+        })
+    }
+}
+
+/// Fills the carrier that actually took the message and the first carrier error, from the
+/// segments, for statuses that come from a carrier.
+fn add_segment_facts(conn: &Connection, e: &mut Event) -> rusqlite::Result<()> {
+    if !matches!(
+        e.status.as_str(),
+        "sent" | "delivered" | "undeliverable" | "expired" | "rejected"
+    ) {
+        return Ok(());
+    }
+    let found: Option<(Option<String>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT carrier, error FROM segments WHERE message_id = ?1 \
+             ORDER BY error IS NULL, idx LIMIT 1",
+        )?
+        .query_row([e.message_id.0], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((carrier, error)) = found {
+        if carrier.is_some() {
+            e.carrier = carrier;
+        }
+        e.error = error;
+    }
+    Ok(())
+}
+
+fn events_after(
+    conn: &Connection,
+    seq: i64,
+    tenant: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Event>> {
+    let mut out: Vec<Event> = match tenant {
+        None => conn
+            .prepare_cached(&format!(
+                "{EVENT_SELECT} WHERE h.seq > ?1 ORDER BY h.seq LIMIT ?2"
+            ))?
+            .query_map(params![seq, limit as i64], event_from_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        Some(t) => conn
+            .prepare_cached(&format!(
+                "{EVENT_SELECT} WHERE h.seq > ?1 AND coalesce(m.tenant, i.tenant) = ?3 \
+                 ORDER BY h.seq LIMIT ?2"
+            ))?
+            .query_map(params![seq, limit as i64, t], event_from_row)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    for e in &mut out {
+        add_segment_facts(conn, e)?;
+    }
+    Ok(out)
+}
+
+fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        id: row.get(0)?,
+        seq: row.get(1)?,
+        tenant: row.get(2)?,
+        url: row.get(3)?,
+        attempts: row.get(4)?,
+        first_at: row.get(5)?,
+        next_at: row.get(6)?,
+        last_error: row.get(7)?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "id, seq, tenant, url, attempts, first_at, next_at, last_error";
+
+fn opt_out_from_row(row: &Row<'_>) -> rusqlite::Result<OptOut> {
+    Ok(OptOut {
+        tenant: row.get(0)?,
+        recipient: row.get(1)?,
+        sender: row.get(2)?,
+        source: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
+impl EventStore for SqliteStore {
+    fn events_after(
+        &self,
+        seq: i64,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        let tenant = tenant.map(str::to_owned);
+        self.read(move |conn| events_after(conn, seq, tenant.as_deref(), limit.clamp(1, 10_000)))
+    }
+
+    fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM history")?
+                .query_row([], |row| row.get(0))
+        })
+    }
+
+    fn cursor(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT seq FROM webhook_cursor WHERE name = 'webhooks'")?
+                .query_row([], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    fn outbox_due(
+        &self,
+        now: UnixMs,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE dead = 0 AND next_at <= ?1 \
+                 ORDER BY next_at LIMIT ?2"
+            ))?
+            .query_map(params![now, limit as i64], outbox_from_row)?
+            .collect()
+        })
+    }
+
+    fn outbox_depth(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT count(*) FROM webhook_outbox WHERE dead = 0")?
+                .query_row([], |row| row.get(0))
+        })
+    }
+
+    fn dead_letters(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE tenant = ?1 AND dead = 1 AND id > ?2 \
+                 ORDER BY id LIMIT ?3"
+            ))?
+            .query_map(params![tenant, after, limit as i64], outbox_from_row)?
+            .collect()
+        })
+    }
+
+    fn all_opt_outs(&self) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT tenant, recipient, sender, source, created_at FROM opt_outs",
+            )?
+            .query_map([], opt_out_from_row)?
+            .collect()
+        })
+    }
+
+    fn opt_outs(
+        &self,
+        tenant: &str,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            let (r, s) = after.unwrap_or_default();
+            conn.prepare_cached(
+                "SELECT tenant, recipient, sender, source, created_at FROM opt_outs \
+                 WHERE tenant = ?1 AND (recipient, sender) > (?2, ?3) \
+                 ORDER BY recipient, sender LIMIT ?4",
+            )?
+            .query_map(params![tenant, r, s, limit as i64], opt_out_from_row)?
+            .collect()
+        })
+    }
+
+    fn inbound(
+        &self,
+        tenant: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at FROM inbound \
+                 WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            )?
+            .query_map(
+                params![tenant, before.map_or(i64::MAX, |b| b.0), limit as i64],
+                |row| {
+                    Ok(InboundMessage {
+                        id: MessageId(row.get(0)?),
+                        carrier: row.get(1)?,
+                        tenant: row.get(2)?,
+                        from: row.get(3)?,
+                        to: row.get(4)?,
+                        body: row.get(5)?,
+                        received_at: row.get(6)?,
+                    })
+                },
+            )?
+            .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NewMessage, Status, Update};
+    use crate::store::Store;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn store() -> (SqliteStore, std::path::PathBuf) {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-events-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = SqliteStore::open(&dir.join("store.db"), Default::default()).unwrap();
+        (s, dir)
+    }
+
+    fn message(tenant: &str, n: i64) -> NewMessage {
+        NewMessage {
+            id: MessageId(((T0 + n) << 20) | n),
+            tenant: tenant.into(),
+            to: format!("+1555555{n:04}"),
+            country: None,
+            from: "Acme".into(),
+            body: "hi".into(),
+            encoding: "gsm7".into(),
+            segments: 1,
+            priority: "normal".into(),
+            scheduled_at: None,
+            expires_at: None,
+            callback_url: None,
+            tags: Vec::new(),
+            metadata: None,
+            carrier: Some("alpha".into()),
+            price: Some("0.01".into()),
+            currency: Some("EUR".into()),
+            created_at: T0 + n,
+            batch_id: None,
+            request: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_history_is_an_ordered_per_tenant_event_log() {
+        let (s, dir) = store();
+        s.insert(vec![message("a", 1), message("b", 2)])
+            .await
+            .unwrap();
+        let a = message("a", 1).id;
+        s.apply(vec![
+            Update::Status {
+                id: a,
+                status: Status::Queued,
+                at: T0 + 10,
+                detail: None,
+            },
+            Update::Inbound(InboundMessage {
+                id: MessageId(((T0 + 20) << 20) | 20),
+                carrier: "alpha".into(),
+                tenant: Some("a".into()),
+                from: "+447911000001".into(),
+                to: "447000000001".into(),
+                body: " stop ".into(),
+                received_at: T0 + 20,
+            }),
+        ])
+        .await
+        .unwrap();
+        let all = s.events_after(0, None, 100).await.unwrap();
+        let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4]);
+        let kinds: Vec<&str> = all.iter().map(|e| e.status.as_str()).collect();
+        assert_eq!(kinds, vec!["accepted", "accepted", "queued", "inbound"]);
+        let mine = s.events_after(1, Some("a"), 100).await.unwrap();
+        assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(mine[1].body.as_deref(), Some(" stop "));
+        assert_eq!(s.max_seq().await.unwrap(), 4);
+        // The STOP is on the list, in the same commit.
+        let list = s.all_opt_outs().await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].recipient.as_str(), list[0].sender.as_str()),
+            ("447911000001", "447000000001")
+        );
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_v1_database_keeps_its_history_as_events() {
+        let (s, dir) = store();
+        drop(s);
+        let path = dir.join("old.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::schema::MIGRATIONS[0])
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
+                 priority, tags, created_at, updated_at) \
+                 VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
+                 INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
+                 VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path, Default::default()).unwrap();
+        let all = s.events_after(0, Some("a"), 10).await.unwrap();
+        let kinds: Vec<(i64, &str)> = all.iter().map(|e| (e.seq, e.status.as_str())).collect();
+        assert_eq!(kinds, vec![(1, "accepted"), (2, "sent"), (3, "inbound")]);
+        // History inserts still ignore a replayed entry (the old key is a unique index now).
+        s.apply(vec![Update::Status {
+            id: MessageId(5),
+            status: Status::Delivered,
+            at: 40,
+            detail: None,
+        }])
+        .await
+        .unwrap();
+        assert_eq!(s.max_seq().await.unwrap(), 4);
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn outbox_rows_retry_die_and_replay() {
+        let (s, dir) = store();
+        let w = |w: EventWrite| Update::Events(w);
+        s.apply(vec![w(EventWrite::OutboxAdd {
+            seq: 7,
+            tenant: "a".into(),
+            url: "http://x/".into(),
+            attempts: 1,
+            first_at: T0,
+            next_at: T0 + 100,
+            error: Some("HTTP 500".into()),
+            dead: false,
+        })])
+        .await
+        .unwrap();
+        assert!(s.outbox_due(T0 + 99, 10).await.unwrap().is_empty());
+        let due = s.outbox_due(T0 + 100, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        let id = due[0].id;
+        s.apply(vec![w(EventWrite::OutboxDead {
+            id,
+            error: "HTTP 503".into(),
+        })])
+        .await
+        .unwrap();
+        assert!(s.outbox_due(i64::MAX, 10).await.unwrap().is_empty());
+        assert_eq!(s.dead_letters("a", 0, 10).await.unwrap().len(), 1);
+        assert!(s.dead_letters("b", 0, 10).await.unwrap().is_empty());
+        let replayed = s
+            .apply(vec![w(EventWrite::Replay {
+                tenant: "b".into(),
+                id: None,
+                at: T0,
+            })])
+            .await
+            .unwrap();
+        assert_eq!(replayed, vec![Applied::Rows(0)]);
+        let replayed = s
+            .apply(vec![w(EventWrite::Replay {
+                tenant: "a".into(),
+                id: Some(id),
+                at: T0 + 1000,
+            })])
+            .await
+            .unwrap();
+        assert_eq!(replayed, vec![Applied::Rows(1)]);
+        assert_eq!(s.outbox_due(T0 + 1000, 10).await.unwrap()[0].attempts, 0);
+        s.apply(vec![
+            w(EventWrite::Cursor { seq: 5 }),
+            w(EventWrite::Cursor { seq: 3 }),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(s.cursor().await.unwrap(), Some(5));
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,44 @@
+//! TLS client configuration shared by SMPP binds and webhooks (rustls with the ring provider,
+//! so build machines need no cmake or nasm).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+/// Which certificates to trust: the PEM bundle `ca` and/or the system's roots (possibly none,
+/// on a machine without a CA store: callers decide whether that is an error). Errors name the
+/// file at fault.
+pub fn roots(ca: Option<&Path>, system: bool) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    if let Some(path) = ca {
+        let certs = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("reading CA bundle {}", path.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("parsing CA bundle {}", path.display()))?;
+        let (added, _ignored) = roots.add_parsable_certificates(certs);
+        anyhow::ensure!(
+            added > 0,
+            "CA bundle {} holds no usable certificate",
+            path.display()
+        );
+    }
+    if system {
+        let found = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(found.certs);
+    }
+    Ok(roots)
+}
+
+/// A client configuration trusting `roots`, TLS 1.2 and 1.3, no client certificate.
+pub fn client_config(roots: RootCertStore) -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,311 @@
+//! The event-related configuration: per-tenant webhook, signing secrets, owned numbers and
+//! opt-out replies ([`TenantEvents`], keys of `[[tenants]]`), and the process-wide webhook
+//! delivery settings (`[webhooks]`, [`WebhookSettings`]).
+
+use std::time::Duration;
+
+use super::error::ConfigErrorKind;
+use super::model::Config;
+use super::reader::{Report, Table};
+
+/// A tenant's events, webhook and inbound settings (keys of its `[[tenants]]` table).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantEvents {
+    /// Default webhook for status and inbound events (`webhook_url`); a message's own
+    /// `callback_url` takes precedence for its status events.
+    pub webhook_url: Option<String>,
+    /// Signing secrets (`webhook_secrets`): every one signs each webhook (one `v1=` entry
+    /// each), so a receiver can rotate by adding the new secret, deploying, removing the old.
+    pub webhook_secrets: Vec<String>,
+    /// Long numbers and short codes the tenant owns (`numbers`): MO messages sent to them
+    /// belong to the tenant. Stored without a leading `+`.
+    pub numbers: Vec<String>,
+    /// Answer to STOP-like keywords (`stop_reply`); `None` means the default text, an empty
+    /// string disables the reply.
+    pub stop_reply: Option<String>,
+    /// Answer to START/UNSTOP (`start_reply`), same rules.
+    pub start_reply: Option<String>,
+    /// Answer to HELP (`help_reply`), same rules.
+    pub help_reply: Option<String>,
+}
+
+impl TenantEvents {
+    /// Default `stop_reply`.
+    pub const DEFAULT_STOP_REPLY: &'static str =
+        "You are unsubscribed and will receive no more messages. Reply START to resubscribe.";
+    /// Default `start_reply`.
+    pub const DEFAULT_START_REPLY: &'static str =
+        "You are subscribed again. Reply STOP to unsubscribe.";
+    /// Default `help_reply`.
+    pub const DEFAULT_HELP_REPLY: &'static str = "Reply STOP to unsubscribe, START to resubscribe.";
+}
+
+/// `[webhooks]`: how webhooks are delivered (all tenants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Whole-request timeout (`timeout_ms`): connect, send, wait for the status line.
+    pub timeout: Duration,
+    /// First retry delay (`retry_initial_ms`); doubles with each attempt, with full jitter.
+    pub retry_initial: Duration,
+    /// Longest retry delay (`retry_max_ms`).
+    pub retry_max: Duration,
+    /// After this long without success an event goes to the dead letters (`give_up_after_s`).
+    pub give_up_after: Duration,
+    /// Requests at once to one endpoint (scheme, host and port) (`max_per_endpoint`).
+    pub max_per_endpoint: usize,
+    /// PEM file of CAs trusted for `https://` endpoints in addition to the system roots
+    /// (`tls_ca`, relative to the config file), for tenants behind a private CA.
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl WebhookSettings {
+    /// Default `timeout_ms`.
+    pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+    /// Default `retry_initial_ms`.
+    pub const DEFAULT_RETRY_INITIAL_MS: u64 = 1_000;
+    /// Default `retry_max_ms` (one hour).
+    pub const DEFAULT_RETRY_MAX_MS: u64 = 3_600_000;
+    /// Default `give_up_after_s` (24 hours).
+    pub const DEFAULT_GIVE_UP_AFTER_S: u64 = 86_400;
+    /// Default `max_per_endpoint`.
+    pub const DEFAULT_MAX_PER_ENDPOINT: usize = 8;
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(Self::DEFAULT_TIMEOUT_MS),
+            retry_initial: Duration::from_millis(Self::DEFAULT_RETRY_INITIAL_MS),
+            retry_max: Duration::from_millis(Self::DEFAULT_RETRY_MAX_MS),
+            give_up_after: Duration::from_secs(Self::DEFAULT_GIVE_UP_AFTER_S),
+            max_per_endpoint: Self::DEFAULT_MAX_PER_ENDPOINT,
+            tls_ca: None,
+        }
+    }
+}
+
+/// Reads the tenant keys of [`TenantEvents`] from a `[[tenants]]` table.
+pub(crate) fn tenant_events(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantEvents {
+    let webhook_url = t.string(report, "webhook_url").and_then(|u| {
+        let rest = u
+            .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"));
+        match rest {
+            Some(r) if !r.is_empty() && !r.starts_with('/') && !u.contains(char::is_whitespace) => {
+                Some(u)
+            }
+            _ => {
+                report_key(
+                    report,
+                    t,
+                    "webhook_url",
+                    format!("{u:?} is not an http(s) URL"),
+                );
+                None
+            }
+        }
+    });
+    let mut webhook_secrets = Vec::new();
+    for (s, _) in t.strings(report, "webhook_secrets").unwrap_or_default() {
+        if s.len() < 16 {
+            report_key(
+                report,
+                t,
+                "webhook_secrets",
+                "a signing secret needs at least 16 characters".into(),
+            );
+        } else {
+            webhook_secrets.push(s);
+        }
+    }
+    if webhook_secrets.len() > 2 {
+        report_key(
+            report,
+            t,
+            "webhook_secrets",
+            "at most two secrets (the current one and the next) may be valid at once".into(),
+        );
+    }
+    if webhook_url.is_some() && webhook_secrets.is_empty() && !report_has(report, t) {
+        report_key(
+            report,
+            t,
+            "webhook_secrets",
+            "a tenant with a webhook_url needs at least one signing secret".into(),
+        );
+    }
+    let mut numbers = Vec::new();
+    for (n, _) in t.strings(report, "numbers").unwrap_or_default() {
+        let digits = n.strip_prefix('+').unwrap_or(&n);
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            report_key(
+                report,
+                t,
+                "numbers",
+                format!("{n:?} is not a number (E.164 with +, or a short code)"),
+            );
+        } else {
+            numbers.push(digits.to_owned());
+        }
+    }
+    let stop_reply = t.string(report, "stop_reply");
+    let start_reply = t.string(report, "start_reply");
+    let help_reply = t.string(report, "help_reply");
+    TenantEvents {
+        webhook_url,
+        webhook_secrets,
+        numbers,
+        stop_reply,
+        start_reply,
+        help_reply,
+    }
+}
+
+fn report_has(report: &Report<'_>, t: &Table<'_, '_>) -> bool {
+    report.has_error(&t.key_path("webhook_secrets"))
+}
+
+fn report_key(report: &mut Report<'_>, t: &Table<'_, '_>, key: &str, why: String) {
+    let path = t.key_path(key);
+    report.at_path(&path, ConfigErrorKind::Invalid(why));
+}
+
+/// Reads `[webhooks]`.
+pub(crate) fn webhooks(report: &mut Report<'_>, mut t: Table<'_, '_>) -> WebhookSettings {
+    let d = WebhookSettings::default();
+    let timeout = Duration::from_millis(t.int_or(
+        report,
+        "timeout_ms",
+        100,
+        300_000,
+        WebhookSettings::DEFAULT_TIMEOUT_MS,
+    ));
+    let retry_initial = Duration::from_millis(t.int_or(
+        report,
+        "retry_initial_ms",
+        10,
+        3_600_000,
+        WebhookSettings::DEFAULT_RETRY_INITIAL_MS,
+    ));
+    let retry_max = Duration::from_millis(t.int_or(
+        report,
+        "retry_max_ms",
+        10,
+        86_400_000,
+        WebhookSettings::DEFAULT_RETRY_MAX_MS,
+    ));
+    let give_up_after = Duration::from_secs(t.int_or(
+        report,
+        "give_up_after_s",
+        1,
+        30 * 86_400,
+        WebhookSettings::DEFAULT_GIVE_UP_AFTER_S,
+    ));
+    let max_per_endpoint = t.int_or(report, "max_per_endpoint", 1, 1024, d.max_per_endpoint);
+    let tls_ca = super::parse::non_empty_path(report, &mut t, "tls_ca");
+    if retry_max < retry_initial {
+        report.at_path(
+            &t.key_path("retry_max_ms"),
+            ConfigErrorKind::Invalid("must be at least retry_initial_ms".into()),
+        );
+    }
+    t.finish(report);
+    WebhookSettings {
+        timeout,
+        retry_initial,
+        retry_max,
+        give_up_after,
+        max_per_endpoint,
+        tls_ca,
+    }
+}
+
+/// A number may belong to one tenant only: MO messages to it must have one owner.
+pub(crate) fn validate_numbers(config: &Config, report: &mut Report<'_>) {
+    let mut owners: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        for (j, n) in t.events.numbers.iter().enumerate() {
+            match owners.insert(n, &t.name) {
+                Some(other) if other != t.name => report.at_path(
+                    &format!("tenants[{i}].numbers[{j}]"),
+                    ConfigErrorKind::Invalid(format!(
+                        "number {n} already belongs to tenant {other:?}"
+                    )),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_str;
+
+    const BASE: &str = r#"
+[[tenants]]
+name = "a"
+api_keys = ["sha256:3a516f1b05474d582263da93abd789051c92a0f9db2c1243caf5c27f4d411330"]
+TENANT_A
+[[tenants]]
+name = "b"
+api_keys = ["sha256:823599ea92e173469e73b1419559847642ec0d518ce324466419e35f9cd3f68b"]
+TENANT_B
+[[carriers]]
+name = "c"
+channels = ["sms"]
+[carriers.smpp]
+host = "127.0.0.1"
+port = 2775
+system_id = "c"
+password = "pw"
+[[decks]]
+carrier = "c"
+channel = "sms"
+path = "c.csv"
+"#;
+
+    fn parse(a: &str, b: &str, extra: &str) -> Result<super::super::Config, String> {
+        let text = BASE.replace("TENANT_A", a).replace("TENANT_B", b) + extra;
+        parse_str(&text, "test.toml", None).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_the_event_keys() {
+        let c = parse(
+            "webhook_url = \"http://hooks.example/x\"\nwebhook_secrets = [\"0123456789abcdef\"]\n\
+             numbers = [\"+447700900123\", \"60123\"]\nstop_reply = \"\"",
+            "",
+            "[webhooks]\nretry_initial_ms = 50\nmax_per_endpoint = 2\n",
+        )
+        .unwrap();
+        let e = &c.tenants[0].events;
+        assert_eq!(e.webhook_url.as_deref(), Some("http://hooks.example/x"));
+        assert_eq!(e.numbers, vec!["447700900123", "60123"]);
+        assert_eq!(e.stop_reply.as_deref(), Some(""));
+        assert_eq!(c.webhooks.max_per_endpoint, 2);
+        assert_eq!(c.webhooks.retry_initial.as_millis(), 50);
+        assert_eq!(c.tenants[1].events, Default::default());
+    }
+
+    #[test]
+    fn refuses_bad_event_keys_all_at_once() {
+        let e = parse(
+            "webhook_url = \"ftp://x\"\nwebhook_secrets = [\"short\"]\nnumbers = [\"+44-77\", \"123\"]",
+            "numbers = [\"123\"]",
+            "[webhooks]\nretry_initial_ms = 5000\nretry_max_ms = 100\n",
+        )
+        .unwrap_err();
+        for want in [
+            "webhook_url",
+            "webhook_secrets",
+            "tenants[0].numbers",
+            "already belongs",
+            "retry_max_ms",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        let e = parse("webhook_url = \"http://x/\"", "", "").unwrap_err();
+        assert!(e.contains("needs at least one signing secret"), "{e}");
+    }
+}

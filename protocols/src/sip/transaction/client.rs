@@ -1,0 +1,142 @@
+//! Client transactions: INVITE (RFC 3261 §17.1.1, RFC 6026) and non-INVITE (§17.1.2).
+
+use std::time::{Duration, Instant};
+
+use super::{
+    client_key, Event, Expiry, Kind, State, TransactionError, TransactionId, TransactionLayer, Txn,
+};
+use crate::sip::message::{Message, StartLine};
+use crate::sip::method::Method;
+
+impl<A: Clone> TransactionLayer<A> {
+    /// Sends `request` to `destination` in a new client transaction and returns its id.
+    /// `reliable`: the transport is TCP/TLS (no retransmissions). The request's top Via
+    /// branch (and CSeq method) identify the transaction, so the branch must be unique.
+    pub fn send_request(
+        &mut self,
+        request: Message,
+        destination: A,
+        reliable: bool,
+        now: Instant,
+    ) -> Result<TransactionId, TransactionError> {
+        let method = match &request.start {
+            StartLine::Request(r) => r.method.clone(),
+            StartLine::Response(_) => return Err(TransactionError::WrongKind),
+        };
+        if method == Method::Ack {
+            return Err(TransactionError::Ack);
+        }
+        let key = client_key(&request).ok_or(TransactionError::NoBranch)?;
+        if self.by_key.contains_key(&key) {
+            return Err(TransactionError::Duplicate);
+        }
+        if self.full() {
+            return Err(TransactionError::Full);
+        }
+        let invite = method == Method::Invite;
+        let t1 = self.config.t1;
+        let bytes = request.to_bytes();
+        let txn = Txn {
+            kind: if invite {
+                Kind::ClientInvite
+            } else {
+                Kind::ClientNonInvite
+            },
+            state: if invite {
+                State::Calling
+            } else {
+                State::Trying
+            },
+            key: key.clone(),
+            peer: destination.clone(),
+            reliable,
+            request,
+            request_bytes: bytes.clone(),
+            last_sent: None,
+            // Timer A / E.
+            retransmit: (!reliable).then_some((now + t1, t1)),
+            // Timer B / F.
+            expiry: Some((now + self.config.t1x64(), Expiry::Fail)),
+            trying: None,
+            indexed: None,
+        };
+        let id = self.insert(key, txn);
+        self.send(id, destination, bytes);
+        Ok(id)
+    }
+
+    pub(super) fn client_response(&mut self, msg: Message, source: A, now: Instant) {
+        let Some(code) = msg.status() else { return };
+        let Some(id) = client_key(&msg).and_then(|k| self.by_key.get(&k).copied()) else {
+            self.events.push_back(Event::Stray {
+                message: msg,
+                source,
+            });
+            return;
+        };
+        let Some(t) = self.txns.get_mut(&id) else {
+            return;
+        };
+        let provisional = code < 200;
+        let success = (200..300).contains(&code);
+        match (t.kind, t.state) {
+            (Kind::ClientInvite, State::Calling | State::Proceeding) => {
+                if provisional {
+                    t.state = State::Proceeding;
+                    t.retransmit = None;
+                    t.expiry = None;
+                } else if success {
+                    // RFC 6026: Accepted absorbs nothing but lets 2xx retransmissions through.
+                    t.state = State::Accepted;
+                    t.retransmit = None;
+                    t.expiry = Some((now + self.config.t1x64(), Expiry::Done)); // Timer M
+                } else {
+                    t.state = State::Completed;
+                    t.retransmit = None;
+                    let ack = t.request.ack_for(&msg).map(|a| a.to_bytes());
+                    t.last_sent = ack.clone();
+                    let wait = if t.reliable {
+                        Duration::ZERO
+                    } else {
+                        self.config.timer_d
+                    };
+                    t.expiry = Some((now + wait, Expiry::Done)); // Timer D
+                    let peer = t.peer.clone();
+                    if let Some(ack) = ack {
+                        self.send(id, peer, ack);
+                    }
+                }
+                self.events.push_back(Event::Response { id, response: msg });
+            }
+            (Kind::ClientInvite, State::Accepted) if success => {
+                self.events.push_back(Event::Response { id, response: msg });
+            }
+            // A retransmitted final response: our ACK was lost.
+            (Kind::ClientInvite, State::Completed) if !provisional && !success => {
+                if let Some(ack) = t.last_sent.clone() {
+                    let peer = t.peer.clone();
+                    self.send(id, peer, ack);
+                }
+            }
+            (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
+                if provisional {
+                    t.state = State::Proceeding;
+                } else {
+                    t.state = State::Completed;
+                    t.retransmit = None;
+                    let wait = if t.reliable {
+                        Duration::ZERO
+                    } else {
+                        self.config.t4
+                    };
+                    t.expiry = Some((now + wait, Expiry::Done)); // Timer K
+                }
+                self.events.push_back(Event::Response { id, response: msg });
+            }
+            _ => {}
+        }
+        self.reindex(id);
+        // Zero-length wait states end at once.
+        self.handle_timeout(now);
+    }
+}

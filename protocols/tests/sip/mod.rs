@@ -1,0 +1,5 @@
+//! Shared material for the SIP integration tests.
+#![allow(dead_code)]
+
+pub mod oracle;
+pub mod torture;
