@@ -2,42 +2,24 @@
 
 use axum::extract::{Query, State};
 use axum::Json;
-use serde::Deserialize;
 
 use super::problem::Problem;
 use super::{AppState, Tenant};
 use crate::events::rfc3339;
 use crate::inbound::Keyword;
 
-/// Query of `GET /v1/inbound`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct InboundQuery {
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    pub limit: Option<usize>,
-}
-
 /// `GET /v1/inbound`.
-#[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(InboundQuery),
+#[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(super::page::PageQuery),
     responses((status = 200, description = "`{data: [{id, from, to, body, keyword, carrier, received_at}], next_cursor}`"),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
-    query: Result<Query<InboundQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<super::page::PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid(
-            "limit",
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let q = super::page::query(query)?;
+    let limit = super::page::limit(q.limit)?;
     let before = q
         .cursor
         .as_deref()

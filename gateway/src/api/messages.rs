@@ -438,15 +438,8 @@ pub async fn list(
     Tenant(tenant, _): Tenant,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid(
-            "limit",
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let q = super::page::query(query)?;
+    let limit = super::page::limit(q.limit)?;
     let filter = ListFilter {
         status: q
             .status

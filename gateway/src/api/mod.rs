@@ -22,6 +22,7 @@ pub mod messages;
 pub mod openapi;
 pub mod ops;
 pub mod optouts;
+pub mod page;
 pub mod problem;
 pub mod validate;
 pub mod webhooks;

@@ -167,36 +167,19 @@ pub async fn remove(
     }
 }
 
-/// Query of `GET /v1/opt-outs`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    pub limit: Option<usize>,
-}
-
 /// `GET /v1/opt-outs`: by number.
-#[utoipa::path(get, path = "/v1/opt-outs", tag = "opt-outs", params(ListQuery),
+#[utoipa::path(get, path = "/v1/opt-outs", tag = "opt-outs", params(super::page::PageQuery),
     responses((status = 200, description = "`{data: [OptOutView], next_cursor}`")),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Tenant,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<super::page::PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     caller.require(Scope::Admin)?;
     let tenant = caller.0;
-    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid(
-            "limit",
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let q = super::page::query(query)?;
+    let limit = super::page::limit(q.limit)?;
     // The cursor is "<recipient>|<sender>" of the last entry shown.
     let after = q.cursor.as_deref().map(|c| {
         let (r, s) = c.split_once('|').unwrap_or((c, ""));

@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::problem::Problem;
 use super::{AppState, Scope, Tenant};
@@ -48,36 +48,19 @@ fn parse_dl(s: &str) -> Option<i64> {
     s.strip_prefix("dl_")?.parse().ok()
 }
 
-/// Query of the list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct DeadLetterQuery {
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Page size, 1–1000 (default 100).
-    pub limit: Option<usize>,
-}
-
 /// `GET /v1/webhooks/dead-letters`: oldest first.
-#[utoipa::path(get, path = "/v1/webhooks/dead-letters", tag = "webhooks", params(DeadLetterQuery),
+#[utoipa::path(get, path = "/v1/webhooks/dead-letters", tag = "webhooks", params(super::page::PageQuery),
     responses((status = 200, description = "`{data: [DeadLetter], next_cursor}`"), (status = 401, body = Problem)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Tenant,
-    query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<super::page::PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     caller.require(Scope::Admin)?;
     let tenant = caller.0;
-    let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid(
-            "limit",
-            "invalid_limit",
-            "limit must be between 1 and 1000",
-        ));
-    }
+    let q = super::page::query(query)?;
+    let limit = super::page::limit(q.limit)?;
     let after = match q.cursor.as_deref() {
         None => 0,
         Some(c) => parse_dl(c)
