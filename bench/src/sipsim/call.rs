@@ -25,6 +25,9 @@ pub enum Phase {
 /// One call, keyed by its Call-ID in [`super::uas::Uas`].
 #[derive(Debug)]
 pub struct Call {
+    /// Unique per call in this process: timers carry it, so a timer left over from an ended
+    /// call never acts on a later call that reuses the Call-ID.
+    pub serial: u64,
     /// The server INVITE transaction: responses go through it, CANCEL finds it.
     pub invite_txn: TransactionId,
     /// The initial INVITE, from which every response and the BYE are derived.
@@ -51,6 +54,7 @@ pub struct Call {
 impl Call {
     /// A new call in [`Phase::Early`].
     pub fn new(
+        serial: u64,
         invite_txn: TransactionId,
         invite: Message,
         source: SocketAddr,
@@ -58,6 +62,7 @@ impl Call {
         behaviour: Behaviour,
     ) -> Call {
         Call {
+            serial,
             invite_txn,
             invite,
             source,

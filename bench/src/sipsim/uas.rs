@@ -58,9 +58,11 @@ pub struct Uas {
     by_txn: HashMap<TransactionId, Bytes>,
     /// The calls' scheduled actions by (deadline, sequence): the sequence keeps actions due
     /// at the same instant in the order they were scheduled.
-    timers: BTreeMap<(Instant, u64), (Bytes, Action)>,
+    timers: BTreeMap<(Instant, u64), (Bytes, u64, Action)>,
     /// Next timer sequence number.
     timer_seq: u64,
+    /// Serial number of the last call created ([`Call::serial`]).
+    call_serial: u64,
     /// Received RTP attribution and counting.
     media: Media,
     /// Codecs we answer with (PCMU, PCMA, telephone-event 101).
@@ -86,6 +88,7 @@ impl Uas {
             by_txn: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
+            call_serial: 0,
             media: Media::default(),
             audio: AudioConfig::default(),
             session_id: u64::from(rand::random::<u32>()),
@@ -159,9 +162,9 @@ impl Uas {
                 if entry.key().0 > now {
                     break;
                 }
-                let (call_id, action) = entry.remove();
+                let (call_id, serial, action) = entry.remove();
                 progressed = true;
-                self.on_timer(call_id, action, now);
+                self.on_timer(call_id, serial, action, now);
             }
             if !progressed {
                 break;
@@ -169,10 +172,10 @@ impl Uas {
         }
     }
 
-    fn schedule(&mut self, at: Instant, call_id: &Bytes, action: Action) {
+    fn schedule(&mut self, at: Instant, call_id: &Bytes, serial: u64, action: Action) {
         self.timer_seq += 1;
         self.timers
-            .insert((at, self.timer_seq), (call_id.clone(), action));
+            .insert((at, self.timer_seq), (call_id.clone(), serial, action));
     }
 
     fn on_event(&mut self, ev: Event<SocketAddr>, now: Instant) {
@@ -239,7 +242,9 @@ impl Uas {
             return; // the parser guarantees a Call-ID
         };
         let behaviour = (**self.shared.behaviour.load()).clone();
-        let mut call = Call::new(id, req, source, tag(), behaviour);
+        self.call_serial += 1;
+        let serial = self.call_serial;
+        let mut call = Call::new(serial, id, req, source, tag(), behaviour);
         match self.session(&call.invite, &call_id, call.behaviour.decode_dtmf) {
             Ok(sdp) => call.sdp = Some(sdp),
             Err(()) => {
@@ -254,10 +259,10 @@ impl Uas {
         let b = &call.behaviour;
         if b.ring || b.early_media {
             let at = now + Duration::from_millis(b.provisional_delay_ms);
-            self.schedule(at, &call_id, Action::Provisional);
+            self.schedule(at, &call_id, serial, Action::Provisional);
         }
         let at = now + Duration::from_millis(b.final_delay_ms);
-        self.schedule(at, &call_id, Action::Final);
+        self.schedule(at, &call_id, serial, Action::Final);
         self.by_txn.insert(id, call_id.clone());
         self.calls.insert(call_id, call);
     }
@@ -352,13 +357,13 @@ impl Uas {
         }
     }
 
-    fn on_timer(&mut self, call_id: Bytes, action: Action, now: Instant) {
+    fn on_timer(&mut self, call_id: Bytes, serial: u64, action: Action, now: Instant) {
         let t1 = self.layer.config().t1;
         let t2 = self.layer.config().t2;
         let contact = self.contact.clone();
         let shared = Arc::clone(&self.shared);
         let c = &shared.counters;
-        let Some(call) = self.calls.get_mut(&call_id) else {
+        let Some(call) = self.calls.get_mut(&call_id).filter(|c| c.serial == serial) else {
             return; // the call ended before its timer fired
         };
         match (action, call.phase) {
@@ -388,9 +393,14 @@ impl Uas {
                     let hangup = b.hangup_after_ms;
                     Counters::inc(&c.answered);
                     self.respond(txn, r, now);
-                    self.schedule(now + t1, &call_id, Action::Retransmit(t1));
+                    self.schedule(now + t1, &call_id, serial, Action::Retransmit(t1));
                     if let Some(ms) = hangup {
-                        self.schedule(now + Duration::from_millis(ms), &call_id, Action::Hangup);
+                        self.schedule(
+                            now + Duration::from_millis(ms),
+                            &call_id,
+                            serial,
+                            Action::Hangup,
+                        );
                     }
                 } else {
                     let mut r = call.response(code, &contact, false);
@@ -416,7 +426,7 @@ impl Uas {
                     self.layer.send_stateless(ok, call.source);
                 }
                 let next = interval.saturating_mul(2).min(t2);
-                self.schedule(now + next, &call_id, Action::Retransmit(next));
+                self.schedule(now + next, &call_id, serial, Action::Retransmit(next));
             }
             (Action::Hangup, Phase::Answered | Phase::Confirmed) => {
                 let source = call.source;
@@ -632,5 +642,57 @@ mod tests {
         assert_eq!(codes(&sent(&mut u)), [481]);
         let s = shared.counters.snapshot();
         assert_eq!((s.rejected, s.unknown_dialog, s.active_calls), (1, 1, 0));
+    }
+
+    #[test]
+    fn early_media_183_carries_sdp_and_reinvite_gets_200_with_sdp() {
+        let (mut u, shared) = uas(Behaviour {
+            ring: false,
+            early_media: true,
+            provisional_delay_ms: 100,
+            final_delay_ms: 200,
+            ..Behaviour::default()
+        });
+        let t0 = Instant::now();
+        feed(&mut u, &request(Method::Invite, "c5", None, 1), t0);
+        assert_eq!(codes(&sent(&mut u)), [100]);
+        u.handle_timeout(t0 + Duration::from_millis(100));
+        let progress = sent(&mut u);
+        assert_eq!(codes(&progress), [183]);
+        assert!(progress[0].sdp_body().is_some());
+        u.handle_timeout(t0 + Duration::from_millis(200));
+        let ok = sent(&mut u);
+        assert_eq!(codes(&ok), [200]);
+        let tag = String::from_utf8(ok[0].to().unwrap().tag().unwrap().to_vec()).unwrap();
+        feed(&mut u, &request(Method::Ack, "c5", Some(&tag), 1), t0);
+        feed(&mut u, &request(Method::Invite, "c5", Some(&tag), 2), t0);
+        let re = sent(&mut u);
+        assert_eq!(codes(&re), [100, 200]);
+        assert!(re[1].sdp_body().is_some());
+        let s = shared.counters.snapshot();
+        assert_eq!((s.progress_sent, s.reinvites, s.invites), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_stale_timer_never_acts_on_a_new_call_with_the_same_call_id() {
+        let (mut u, _) = uas(Behaviour {
+            final_delay_ms: 1000,
+            ..Behaviour::default()
+        });
+        let t0 = Instant::now();
+        let first = request(Method::Invite, "same", None, 1);
+        feed(&mut u, &first, t0);
+        feed(&mut u, &first.cancel().unwrap(), t0);
+        sent(&mut u);
+        // Same Call-ID, new branch: a new call whose final response is due at t0 + 1.5 s.
+        let second = request(Method::Invite, "same", None, 7);
+        feed(&mut u, &second, t0 + Duration::from_millis(500));
+        sent(&mut u);
+        // (The first call's 487 is retransmitted meanwhile: it was never ACKed.)
+        u.handle_timeout(t0 + Duration::from_secs(1));
+        let early = codes(&sent(&mut u));
+        assert!(!early.contains(&200), "first call's timer fired: {early:?}");
+        u.handle_timeout(t0 + Duration::from_millis(1500));
+        assert!(codes(&sent(&mut u)).contains(&200));
     }
 }
