@@ -1,8 +1,10 @@
 //! Simulators and load tools for Switchyard's tests and benchmarks.
 //!
 //! - `smsc-sim`: an SMSC simulator built on `switchyard_protocols::smpp` (SMSC role).
+//! - `sip-uas-sim`: a SIP UAS simulator built on `switchyard_protocols::sip` ([`sipsim`]).
 #![warn(missing_docs)]
 pub mod batch_load;
 pub mod http_load;
+pub mod sipsim;
 pub mod smpp_load;
 pub mod smsc;
