@@ -423,3 +423,54 @@ sandbox = true
     assert!(e.contains("scope \"write\""), "{e}");
     assert!(e.contains("\"USA\" is not an ISO 3166"), "{e}");
 }
+
+#[test]
+fn sip_proxy_settings_trunks_and_allow_lists() {
+    let cfg = config::check(example()).unwrap_or_else(|e| panic!("{e}")).0;
+    let sip = cfg.sip.as_ref().expect("the example has [sip]");
+    assert_eq!(sip.listen, "192.0.2.1:5060".parse().unwrap());
+    assert_eq!(
+        sip.no_answer_timeout,
+        std::time::Duration::from_millis(5000)
+    );
+    let trunk = cfg
+        .carrier("Northwind Telecom")
+        .unwrap()
+        .sip
+        .clone()
+        .unwrap();
+    assert_eq!((trunk.host.as_str(), trunk.port), ("192.0.2.50", 5060));
+    assert_eq!(trunk.rewrite.tech_prefix, "7781");
+    assert_eq!(cfg.tenants[0].sip_allow.len(), 2);
+
+    let base = "[sip]\nlisten = \"127.0.0.1:5060\"\n\n\
+                [[tenants]]\nname = \"a\"\nsip_allow = [\"10.0.0.1\"]\n\n\
+                [[tenants]]\nname = \"b\"\nsip_allow = [\"10.0.0.1\", \"nope\"]\n\n\
+                [[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n\n\
+                [[carriers]]\nname = \"s\"\nchannels = [\"sms\"]\n\n\
+                [carriers.smpp]\nsandbox = true\nsystem_id = \"s\"\n\n\
+                [carriers.sip]\nhost = \"h\"\n";
+    let errs = errors(base);
+    for path in [
+        "tenants[1].sip_allow[0]",
+        "tenants[1].sip_allow[1]",
+        "carriers[0].channels",
+        "carriers[1].sip",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+    let errs = errors("[sip]\nlisten = \"0.0.0.0:5060\"\nno_answer_timeout_ms = 5\n");
+    assert!(errs.at("sip.listen").is_some(), "{errs}");
+    assert!(errs.at("sip.no_answer_timeout_ms").is_some(), "{errs}");
+    assert!(errors("[sip]\n").at("sip.listen").is_some());
+    let errs =
+        errors("[[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n\n[carriers.sip]\nport = 0\n");
+    assert!(errs.at("carriers[0].sip.host").is_some(), "{errs}");
+    assert!(errs.at("carriers[0].sip.port").is_some(), "{errs}");
+
+    // Without [sip], voice carriers need no trunk and nothing listens.
+    if let Err(errs) = parse("[[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n") {
+        assert!(errs.at("carriers[0].channels").is_none(), "{errs}");
+        assert!(errs.at("carriers[0].sip").is_none(), "{errs}");
+    }
+}

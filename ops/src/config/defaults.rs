@@ -40,6 +40,7 @@ impl Config {
                 api_key_scopes: vec![Scopes::ALL],
                 limits: TenantLimits::default(),
                 events: Default::default(),
+                sip_allow: Vec::new(),
             }],
             carriers: vec![Carrier {
                 name: SANDBOX_NAME.to_owned(),
@@ -51,6 +52,7 @@ impl Config {
                 max_cps: None,
                 rewrite: NumberRewrite::default(),
                 smpp: Some(sandbox_smpp()),
+                sip: None,
             }],
             decks: vec![DeckConfig {
                 carrier: SANDBOX_NAME.to_owned(),
@@ -60,6 +62,7 @@ impl Config {
             }],
             routing: RoutingSettings::default(),
             webhooks: Default::default(),
+            sip: None,
         }
     }
 }

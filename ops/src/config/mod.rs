@@ -42,7 +42,8 @@ pub use events::{TenantEvents, WebhookSettings};
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    ServerConfig, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute,
+    ServerConfig, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind,
+    Tenant, TenantRoute,
 };
 pub use model::{Scope, Scopes, TenantLimits};
 pub use reload::reloadable_diff;

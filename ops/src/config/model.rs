@@ -35,6 +35,8 @@ pub struct Config {
     pub routing: RoutingSettings,
     /// How webhooks are delivered (`[webhooks]`).
     pub webhooks: super::events::WebhookSettings,
+    /// The SIP proxy (`[sip]`); `None`: no SIP listener.
+    pub sip: Option<SipSettings>,
 }
 
 impl Config {
@@ -170,6 +172,8 @@ pub struct Tenant {
     /// Webhook, signing secrets, owned numbers and opt-out replies (flattened into the tenant
     /// table: `webhook_url`, `webhook_secrets`, `numbers`, `stop_reply`, …).
     pub events: super::events::TenantEvents,
+    /// Source IP addresses whose INVITEs the SIP proxy accepts as this tenant (`sip_allow`).
+    pub sip_allow: Vec<std::net::IpAddr>,
 }
 
 /// One thing an API key may be allowed to do.
@@ -307,6 +311,41 @@ pub struct Carrier {
     pub rewrite: NumberRewrite,
     /// The SMPP connection; present exactly when `channels` has `sms`.
     pub smpp: Option<SmppConfig>,
+    /// The SIP trunk (`[carriers.sip]`); only on voice carriers, required for them when the
+    /// `[sip]` proxy runs.
+    pub sip: Option<SipTrunk>,
+}
+
+/// `[sip]`: the SIP proxy's listener and failover timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipSettings {
+    /// UDP address the proxy binds (`listen`); a concrete IP, because it goes into Via and
+    /// Record-Route.
+    pub listen: SocketAddr,
+    /// How long a trunk may stay silent (no provisional beyond 100, no final) before the
+    /// next trunk is tried (`no_answer_timeout_ms`).
+    pub no_answer_timeout: Duration,
+}
+
+impl SipSettings {
+    /// Default `no_answer_timeout_ms`.
+    pub const DEFAULT_NO_ANSWER_TIMEOUT_MS: u64 = 5000;
+}
+
+/// `[carriers.sip]`: where a voice carrier's trunk takes calls and how numbers are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipTrunk {
+    /// Trunk host name or IP (`host`).
+    pub host: String,
+    /// Trunk UDP port (`port`, default 5060).
+    pub port: u16,
+    /// Request-URI user part rewriting (`tech_prefix`, `strip_digits`); no `+`.
+    pub rewrite: NumberRewrite,
+}
+
+impl SipTrunk {
+    /// Default `port`.
+    pub const DEFAULT_PORT: u16 = 5060;
 }
 
 impl Carrier {

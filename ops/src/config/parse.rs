@@ -21,8 +21,8 @@ use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    Scope, Scopes, ServerConfig, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant,
-    TenantLimits, TenantRoute,
+    Scope, Scopes, ServerConfig, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls,
+    StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute,
 };
 use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
 
@@ -69,6 +69,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(w) => super::events::webhooks(report, w),
         None => super::events::WebhookSettings::default(),
     };
+    let sip = t.table(report, "sip").map(|s| sip(report, s));
     t.finish(report);
     Config {
         server,
@@ -78,6 +79,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         decks,
         routing,
         webhooks,
+        sip,
     }
 }
 
@@ -202,6 +204,24 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     let max_tps = t.int(report, "max_tps", 1, 1_000_000);
     let limits = tenant_limits(report, &mut t);
     let events = super::events::tenant_events(report, &mut t);
+    let mut sip_allow = Vec::new();
+    for (i, (a, span)) in t
+        .strings(report, "sip_allow")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match a.parse::<std::net::IpAddr>() {
+            Ok(ip) => sip_allow.push(ip),
+            Err(_) => report.at_span(
+                span,
+                &format!("{}[{i}]", t.key_path("sip_allow")),
+                ConfigErrorKind::Invalid(format!(
+                    "{a:?} is not an IP address, such as \"192.0.2.10\" or \"2001:db8::1\""
+                )),
+            ),
+        }
+    }
     t.finish(report);
     Tenant {
         name,
@@ -221,6 +241,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         api_key_scopes,
         limits,
         events,
+        sip_allow,
     }
 }
 
@@ -421,7 +442,33 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
         .unwrap_or(QualityClass::Standard);
     let max_tps = t.int(report, "max_tps", 1, 1_000_000);
     let max_cps = t.int(report, "max_cps", 1, 100_000);
-    let tech_prefix = t.raw(report, "tech_prefix").and_then(|v| {
+    let tech_prefix = tech_prefix(report, &mut t);
+    let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
+    let plus = t.bool(report, "plus_prefix", false);
+    let smpp = t.table(report, "smpp").map(|s| smpp(report, s));
+    let sip = t.table(report, "sip").map(|s| sip_trunk(report, s));
+    t.finish(report);
+    Carrier {
+        name,
+        channels,
+        priority,
+        weight,
+        quality,
+        max_tps,
+        max_cps,
+        rewrite: NumberRewrite {
+            strip_digits,
+            tech_prefix: tech_prefix.unwrap_or_default(),
+            plus,
+        },
+        smpp,
+        sip,
+    }
+}
+
+/// `tech_prefix` of a carrier or of its `[carriers.sip]` table.
+fn tech_prefix(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> Option<String> {
+    t.raw(report, "tech_prefix").and_then(|v| {
         let path = t.key_path("tech_prefix");
         let s = expect_str(report, v, &path)?;
         let ok = s.len() <= NumberRewrite::MAX_TECH_PREFIX
@@ -440,25 +487,71 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
             );
             None
         }
+    })
+}
+
+/// `[sip]`: the proxy's listener.
+fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
+    let listen = t.raw(report, "listen").and_then(|v| {
+        let path = t.key_path("listen");
+        let s = expect_str(report, v, &path)?;
+        match s.parse::<SocketAddr>() {
+            Ok(a) if !a.ip().is_unspecified() => Some(a),
+            Ok(_) => {
+                report.at_span(
+                    &v.span(),
+                    &path,
+                    ConfigErrorKind::Invalid(format!(
+                        "{s:?}: give the concrete IP address peers reach (it goes into Via and \
+                         Record-Route), not 0.0.0.0 or [::]"
+                    )),
+                );
+                None
+            }
+            Err(_) => {
+                report.at_span(
+                    &v.span(),
+                    &path,
+                    ConfigErrorKind::Invalid(format!(
+                        "{s:?} is not an IP address with a port, such as \"192.0.2.1:5060\""
+                    )),
+                );
+                None
+            }
+        }
     });
-    let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
-    let plus = t.bool(report, "plus_prefix", false);
-    let smpp = t.table(report, "smpp").map(|s| smpp(report, s));
+    if !t.has(report, "listen") {
+        t.missing(report, "listen");
+    }
+    let no_answer = t.int_or(
+        report,
+        "no_answer_timeout_ms",
+        100,
+        300_000,
+        SipSettings::DEFAULT_NO_ANSWER_TIMEOUT_MS,
+    );
     t.finish(report);
-    Carrier {
-        name,
-        channels,
-        priority,
-        weight,
-        quality,
-        max_tps,
-        max_cps,
+    SipSettings {
+        listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060))),
+        no_answer_timeout: millis(no_answer),
+    }
+}
+
+/// `[carriers.sip]`: a voice carrier's trunk.
+fn sip_trunk(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipTrunk {
+    let host = t.req_string(report, "host").unwrap_or_default();
+    let port = t.int_or(report, "port", 1, 65535, SipTrunk::DEFAULT_PORT);
+    let tech_prefix = tech_prefix(report, &mut t);
+    let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
+    t.finish(report);
+    SipTrunk {
+        host,
+        port,
         rewrite: NumberRewrite {
             strip_digits,
             tech_prefix: tech_prefix.unwrap_or_default(),
-            plus,
+            plus: false,
         },
-        smpp,
     }
 }
 

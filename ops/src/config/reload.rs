@@ -29,6 +29,24 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
             a.max_body_bytes, b.max_body_bytes
         ));
     }
+    // The SIP proxy reads its settings, trunks and allow-lists once, at start.
+    let trunks = |c: &Config| {
+        c.carriers
+            .iter()
+            .filter_map(|x| Some((x.name.clone(), x.sip.clone()?)))
+            .collect::<Vec<_>>()
+    };
+    let allow = |c: &Config| {
+        c.tenants
+            .iter()
+            .filter(|t| !t.sip_allow.is_empty())
+            .map(|t| (t.name.clone(), t.sip_allow.clone()))
+            .collect::<Vec<_>>()
+    };
+    if old.sip != new.sip || trunks(old) != trunks(new) || allow(old) != allow(new) {
+        needs
+            .push("sip, carriers.sip or tenants.sip_allow (read by the SIP proxy at start)".into());
+    }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {
         needs.push(format!("store.kind ({:?} → {:?})", a.kind, b.kind));

@@ -130,6 +130,42 @@ fn carriers(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
         );
         carrier(c, &path, base_dir, report);
     }
+    sip(config, report);
+}
+
+/// The proxy needs a trunk for every voice carrier, and each source IP maps to one tenant.
+fn sip(config: &Config, report: &mut Report<'_>) {
+    if config.sip.is_some() {
+        for (i, c) in config.carriers.iter().enumerate() {
+            if c.channels.contains(&Channel::Voice) && c.sip.is_none() {
+                report.at_path(
+                    &format!("carriers[{i}].channels"),
+                    ConfigErrorKind::Invalid(format!(
+                        "carrier {:?} offers voice and [sip] is configured, but it has no \
+                         [carriers.sip] section",
+                        c.name
+                    )),
+                );
+            }
+        }
+    }
+    let mut owners: HashMap<std::net::IpAddr, &str> = HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        for (j, ip) in t.sip_allow.iter().enumerate() {
+            match owners.get(ip) {
+                Some(other) if *other != t.name => report.at_path(
+                    &format!("tenants[{i}].sip_allow[{j}]"),
+                    ConfigErrorKind::Invalid(format!(
+                        "{ip} is already allowed for tenant {other:?}; a source address \
+                         identifies one tenant"
+                    )),
+                ),
+                _ => {
+                    owners.insert(*ip, &t.name);
+                }
+            }
+        }
+    }
 }
 
 fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report<'_>) {
@@ -161,6 +197,14 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
             &format!("{path}.max_cps"),
             ConfigErrorKind::Invalid(
                 "max_cps limits calls; this carrier has no voice channel".into(),
+            ),
+        );
+    }
+    if c.sip.is_some() && !c.channels.contains(&Channel::Voice) && !c.channels.is_empty() {
+        report.at_path(
+            &format!("{path}.sip"),
+            ConfigErrorKind::Invalid(
+                "a sip section on a carrier without the \"voice\" channel is never used".into(),
             ),
         );
     }
