@@ -54,6 +54,8 @@ pub struct Running {
     pub api: SocketAddr,
     /// Where the sandbox SMSC listens, if it runs.
     pub sandbox: Option<SocketAddr>,
+    /// Where the SIP proxy listens (UDP), if `[sip]` is configured.
+    pub sip: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -177,6 +179,7 @@ pub async fn start(
         dispatcher.clone(),
     ));
     let event_tasks = hub.start(shutdown_rx.clone()).await?;
+    let sip = crate::sip::transport::start(&config, router.clone(), shutdown_rx.clone()).await?;
     let binds = Arc::new(Binds::new(ctx.clone()));
     binds.apply(&config, sandbox, &base_dir)?;
 
@@ -258,6 +261,8 @@ pub async fn start(
     let api_addr = listener.local_addr()?;
     let app = api::router(state.clone(), config.server.max_body_bytes);
 
+    let sip_addr = sip.as_ref().map(|(a, _)| *a);
+    let sip_task = sip;
     let task = {
         let mut shutdown = shutdown_rx.clone();
         let shutdown_tx = shutdown_tx.clone();
@@ -292,6 +297,9 @@ pub async fn start(
             drop(dispatcher);
             drop(updates);
             let _ = tokio::time::timeout(Duration::from_secs(10), updates_task).await;
+            if let Some((_, task)) = sip_task {
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
             sqlite.close().await?;
             tracing::info!("stopped");
             Ok(())
@@ -300,6 +308,7 @@ pub async fn start(
     Ok(Running {
         api: api_addr,
         sandbox,
+        sip: sip_addr,
         shutdown: shutdown_tx,
         task,
     })

@@ -9,6 +9,7 @@
 //! - [`number`]: E.164 validation against libphonenumber's metadata, fast on the hot path.
 //! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
 //! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
+//! - [`sip`]: the SIP proxy (UDP): source-IP authenticated INVITEs, LCR trunk failover.
 //! - [`tls`]: rustls client settings shared by SMPP binds and webhooks.
 //! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
 //! - [`tenancy`]: per-tenant limits and quotas, idempotency keys, batch templates.
@@ -24,6 +25,7 @@ pub mod model;
 pub mod number;
 pub mod optout;
 pub mod sandbox;
+pub mod sip;
 pub mod smpp;
 pub mod store;
 pub mod tenancy;

@@ -76,6 +76,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let running = switchyard_gateway::app::start(config, base_dir, path).await?;
     // Scripts and tests read this line to find the port.
     println!("switchyard listening on {}", running.api);
+    if let Some(sip) = running.sip {
+        println!("switchyard SIP proxy on udp {sip}");
+    }
     if let Some(key) = sandbox_key {
         println!(
             "sandbox carrier on {}",

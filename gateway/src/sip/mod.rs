@@ -1,0 +1,32 @@
+//! The SIP proxy: tenants' PBXs send INVITEs over UDP, the gateway picks voice trunks by
+//! least-cost routing and relays the call statefully, failing over between trunks.
+//!
+//! # Data flow
+//! ```text
+//! UDP datagram ─► transport (tokio task, Instant::now()) ─► Proxy::handle_datagram
+//!                                                              │ TransactionLayer (protocols)
+//!   caller ◄── 100, 18x, 2xx / best final ◄── Proxy ◄── events ┘
+//!                                            └─► INVITE to trunk 1 ─(5xx/408/timeout)─► trunk 2 …
+//! ```
+//!
+//! # Layout
+//! - [`transport`]: the UDP socket task that drives the [`proxy::Proxy`] with the clock.
+//! - [`proxy`]: the stateful proxy: calls, branches, failover, CANCEL, in-dialog relaying.
+//! - [`access`]: which source address speaks for which tenant (`sip_allow`).
+//! - [`trunks`]: the voice carriers' resolved trunk addresses and number rewriting.
+//! - [`relay`]: the header surgery a proxy does (Via, Route, Record-Route, Max-Forwards).
+//! - [`malformed`]: `400 Bad Request` for datagrams the parser rejected.
+//!
+//! # Not yet (issue 6)
+//! This is the first increment: UDP only, source-IP authentication only (no digest), no CPS or
+//! concurrent-call limits, no OPTIONS probing of trunks. Each call ends with one `cdr` tracing
+//! line (tenant, masked callee, trunks tried with their codes, disposition, setup time); the
+//! persisted, queryable CDR store comes in a later increment. SIP settings are read at start:
+//! a reload that changes them asks for a restart.
+
+pub mod access;
+pub(crate) mod malformed;
+pub mod proxy;
+pub mod relay;
+pub mod transport;
+pub mod trunks;
