@@ -1,0 +1,338 @@
+//! The SIP proxy end to end, real processes on 127.0.0.1: SIPp's built-in UAC → switchyard →
+//! `sip-uas-sim` trunks. Every wait is bounded: socket reads time out after 5 s, SIPp runs are
+//! killed after 60 s, simulator counters are polled for at most 5 s.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchyard_protocols::sip::builder::branch;
+use switchyard_protocols::sip::{HeaderName, Message, Method, RequestBuilder, Uri};
+use switchyard_tests::gateway::{hash_key, TempDir};
+use switchyard_tests::{binary, http_get, Process};
+
+/// How long any single network read or counter poll may take.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The callee every test dials (matches the `44` voice decks).
+const CALLEE: &str = "447700900123";
+
+fn sim(args: &[&str]) -> Process {
+    let path = binary("switchyard-bench", "sip-uas-sim").unwrap();
+    let mut all = vec!["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    Process::start(&path, &all, 2).unwrap()
+}
+
+fn sim_addr(p: &Process) -> SocketAddr {
+    p.address("listening").unwrap().parse().unwrap()
+}
+
+/// Polls the simulator's `/stats` until `done` holds (at most [`WAIT`]).
+fn stats_until(p: &Process, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s: serde_json::Value =
+            serde_json::from_str(&http_get(&p.address("control").unwrap(), "/stats").unwrap())
+                .unwrap();
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A trunk for the config: carrier name, simulator address, per-minute price.
+struct TrunkSpec<'a> {
+    name: &'a str,
+    addr: SocketAddr,
+    price: &'a str,
+}
+
+/// A running gateway with a `[sip]` listener.
+struct Proxy {
+    process: Process,
+    sip: SocketAddr,
+    _dir: TempDir,
+}
+
+/// Starts switchyard with one tenant allowed from 127.0.0.1 and `trunks` as voice carriers;
+/// `extra` is appended to the TOML.
+fn proxy(name: &str, trunks: &[TrunkSpec<'_>], extra: &str) -> Proxy {
+    let dir = TempDir::new(name).unwrap();
+    let mut toml = String::new();
+    writeln!(
+        toml,
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
+         [store]\ngroup_commit_linger_ms = 1\n\n\
+         [sip]\nlisten = \"127.0.0.1:0\"\nno_answer_timeout_ms = 2000\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         sip_allow = [\"127.0.0.1\"]",
+        dir.join("data").display().to_string(),
+        hash_key("acme-key").unwrap()
+    )
+    .unwrap();
+    for t in trunks {
+        let deck = format!("{}.csv", t.name);
+        std::fs::write(
+            dir.join(&deck),
+            format!(
+                "prefix,rate,currency,effective_date,connection_fee,billing,country,description\n\
+                 44,{},EUR,2025-01-01,0.0000,60/60,United Kingdom,All\n",
+                t.price
+            ),
+        )
+        .unwrap();
+        writeln!(
+            toml,
+            "\n[[carriers]]\nname = {:?}\nchannels = [\"voice\"]\n\n[carriers.sip]\n\
+             host = \"127.0.0.1\"\nport = {}\n\n[[decks]]\ncarrier = {:?}\n\
+             channel = \"voice\"\npath = {deck:?}",
+            t.name,
+            t.addr.port(),
+            t.name
+        )
+        .unwrap();
+    }
+    toml.push('\n');
+    toml.push_str(extra);
+    let config = dir.join("switchyard.toml");
+    std::fs::write(&config, toml).unwrap();
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = config.display().to_string();
+    let process = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
+    let sip = process.address("SIP proxy").unwrap().parse().unwrap();
+    Proxy {
+        process,
+        sip,
+        _dir: dir,
+    }
+}
+
+/// SIPp's path: the interop tests need it (`.ci/install` puts it there) and fail without it.
+fn sipp() -> PathBuf {
+    let out = Command::new("which")
+        .arg("sipp")
+        .output()
+        .expect("running which");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "sipp not found: run .ci/install as root (Debian package sip-tester)"
+    );
+    PathBuf::from(path)
+}
+
+/// SIPp's built-in UAC: `calls` calls to [`CALLEE`] through the proxy at 10 calls/s; returns
+/// its exit code and output. Killed after 60 s.
+fn run_sipp_uac(target: SocketAddr, calls: u32, dir: &TempDir) -> (i32, String) {
+    let calls = calls.to_string();
+    let err = dir.join("sipp_errors.log");
+    let mut child = Command::new(sipp())
+        .args(["-sn", "uac", &target.to_string(), "-s", CALLEE])
+        .args(["-i", "127.0.0.1", "-p", "0", "-m", &calls, "-r", "10"])
+        .args(["-timeout", "30s", "-nostdin", "-trace_err"])
+        .arg("-error_file")
+        .arg(&err)
+        .current_dir(&dir.path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting sipp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sipp did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    text.push_str(&std::fs::read_to_string(&err).unwrap_or_default());
+    (status.code().unwrap_or(-1), text)
+}
+
+fn assert_counts(s: &serde_json::Value, want: &[(&str, u64)]) {
+    for (k, v) in want {
+        assert_eq!(s[*k].as_u64(), Some(*v), "{k} in {s}");
+    }
+}
+
+#[test]
+fn sipp_calls_complete_through_the_proxy() {
+    let trunk = sim(&[]);
+    let p = proxy(
+        "sip-basic",
+        &[TrunkSpec {
+            name: "trunk",
+            addr: sim_addr(&trunk),
+            price: "0.0100",
+        }],
+        "",
+    );
+    let dir = TempDir::new("sipp-basic").unwrap();
+    let started = Instant::now();
+    let (code, out) = run_sipp_uac(p.sip, 10, &dir);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "sipp reported failed calls:\n{out}");
+    let s = stats_until(&trunk, |s| s["byes_received"] == 10);
+    assert_counts(
+        &s,
+        &[
+            ("invites", 10),
+            ("answered", 10),
+            ("acks", 10),
+            ("byes_received", 10),
+            ("active_calls", 0),
+        ],
+    );
+    eprintln!("sip proxy: 10 SIPp calls at 10 cps in {took:?}");
+    drop(p.process);
+}
+
+/// A breaker that never opens, so every call tries trunk A first.
+const PATIENT_BREAKER: &str =
+    "[routing.breaker]\nconsecutive_failures = 1000\nerror_rate = 1.0\nmin_requests = 1000\n";
+
+/// Trunk A (cheaper) answers 503, trunk B 200: SIPp runs 10 calls; returns A's and B's
+/// counters once B saw every BYE.
+fn failover_run(name: &str, extra: &str) -> (serde_json::Value, serde_json::Value) {
+    let a = sim(&["--code", "503"]);
+    let b = sim(&[]);
+    let p = proxy(
+        name,
+        &[
+            TrunkSpec {
+                name: "cheap-a",
+                addr: sim_addr(&a),
+                price: "0.0050",
+            },
+            TrunkSpec {
+                name: "dear-b",
+                addr: sim_addr(&b),
+                price: "0.0100",
+            },
+        ],
+        extra,
+    );
+    let dir = TempDir::new(name).unwrap();
+    let started = Instant::now();
+    let (code, out) = run_sipp_uac(p.sip, 10, &dir);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "sipp reported failed calls:\n{out}");
+    let sb = stats_until(&b, |s| s["byes_received"] == 10);
+    let sa = stats_until(&a, |s| s["invites"] == s["rejected"]);
+    eprintln!("sip proxy ({name}): 10 calls, A 503 → B 200, in {took:?}");
+    (sa, sb)
+}
+
+#[test]
+fn failover_from_a_503_trunk_to_the_next() {
+    let (sa, sb) = failover_run("sip-failover", PATIENT_BREAKER);
+    assert_counts(
+        &sb,
+        &[("invites", 10), ("answered", 10), ("byes_received", 10)],
+    );
+    assert_counts(&sa, &[("invites", 10), ("rejected", 10), ("answered", 0)]);
+}
+
+#[test]
+fn failing_trunk_opens_its_breaker() {
+    // Default breaker: 5 consecutive failures open it, later calls skip A altogether.
+    let (sa, sb) = failover_run("sip-breaker", "");
+    assert_counts(
+        &sb,
+        &[("invites", 10), ("answered", 10), ("byes_received", 10)],
+    );
+    assert_counts(&sa, &[("invites", 5), ("rejected", 5), ("answered", 0)]);
+}
+
+/// A UDP socket on `ip` that sends one request to the proxy and reads the answers.
+fn uac(ip: &str) -> UdpSocket {
+    let sock = UdpSocket::bind(format!("{ip}:0")).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    sock
+}
+
+fn invite(sock: &UdpSocket, to: SocketAddr, call_id: &str) -> Message {
+    let local = sock.local_addr().unwrap().to_string();
+    RequestBuilder::new(
+        Method::Invite,
+        Uri::from_str_copy(&format!("sip:{CALLEE}@{to}")).unwrap(),
+    )
+    .via("UDP", &local, &branch(7))
+    .header(HeaderName::From, "<sip:pbx@127.0.0.2>;tag=pbx1")
+    .header(HeaderName::To, format!("<sip:{CALLEE}@{to}>"))
+    .header(HeaderName::CallId, call_id.to_owned())
+    .header(HeaderName::CSeq, "1 INVITE")
+    .header(HeaderName::Contact, format!("<sip:pbx@{local}>"))
+    .header(HeaderName::MaxForwards, "70")
+    .build()
+    .unwrap()
+}
+
+fn recv(sock: &UdpSocket) -> Message {
+    let mut buf = vec![0u8; 65_535];
+    let (n, _) = sock.recv_from(&mut buf).expect("no SIP answer within 5 s");
+    Message::parse_datagram(Bytes::copy_from_slice(&buf[..n])).unwrap()
+}
+
+#[test]
+fn unknown_sources_get_403_and_garbage_gets_400() {
+    let trunk = sim(&[]);
+    let p = proxy(
+        "sip-403",
+        &[TrunkSpec {
+            name: "trunk",
+            addr: sim_addr(&trunk),
+            price: "0.0100",
+        }],
+        "",
+    );
+    // 127.0.0.2 is loopback too, but not in the tenant's sip_allow.
+    let stranger = uac("127.0.0.2");
+    stranger
+        .send_to(&invite(&stranger, p.sip, "c-403").to_bytes(), p.sip)
+        .unwrap();
+    let r = recv(&stranger);
+    assert_eq!(r.status(), Some(403), "{r:?}");
+    assert_eq!(r.call_id().unwrap().as_ref(), b"c-403");
+
+    // A request the parser rejects (CSeq method ≠ request method) is answered 400 with
+    // the parser's reason…
+    let friend = uac("127.0.0.1");
+    let local = friend.local_addr().unwrap();
+    let bad = format!(
+        "INVITE sip:{CALLEE}@{0} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbad\r\n\
+         From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c-400\r\nCSeq: 1 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        p.sip
+    );
+    friend.send_to(bad.as_bytes(), p.sip).unwrap();
+    let r = recv(&friend);
+    assert_eq!(r.status(), Some(400), "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.to_bytes()).contains("CSeq"),
+        "the reason names the problem: {r:?}"
+    );
+    // …and the next call from the same source still goes through.
+    friend
+        .send_to(&invite(&friend, p.sip, "c-ok").to_bytes(), p.sip)
+        .unwrap();
+    let mut codes = Vec::new();
+    while codes.last().is_none_or(|c| *c < 200) {
+        codes.push(recv(&friend).status().unwrap());
+    }
+    assert_eq!(codes.first(), Some(&100), "{codes:?}");
+    assert_eq!(codes.last(), Some(&200), "{codes:?}");
+    let s = stats_until(&trunk, |s| s["invites"] == 1);
+    assert_counts(&s, &[("invites", 1)]);
+}
