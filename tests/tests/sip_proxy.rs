@@ -202,10 +202,14 @@ fn sipp_calls_complete_through_the_proxy() {
 const PATIENT_BREAKER: &str =
     "[routing.breaker]\nconsecutive_failures = 1000\nerror_rate = 1.0\nmin_requests = 1000\n";
 
-/// Trunk A (cheaper) answers 503, trunk B 200: SIPp runs 10 calls; returns A's and B's
-/// counters once B saw every BYE.
-fn failover_run(name: &str, extra: &str) -> (serde_json::Value, serde_json::Value) {
-    let a = sim(&["--code", "503"]);
+/// Trunk A (cheaper, simulator arguments `a_args`) fails, trunk B answers 200: SIPp runs 10
+/// calls; returns A's and B's counters once B saw every BYE.
+fn failover_run(
+    name: &str,
+    a_args: &[&str],
+    extra: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let a = sim(a_args);
     let b = sim(&[]);
     let p = proxy(
         name,
@@ -236,7 +240,7 @@ fn failover_run(name: &str, extra: &str) -> (serde_json::Value, serde_json::Valu
 
 #[test]
 fn failover_from_a_503_trunk_to_the_next() {
-    let (sa, sb) = failover_run("sip-failover", PATIENT_BREAKER);
+    let (sa, sb) = failover_run("sip-failover", &["--code", "503"], PATIENT_BREAKER);
     assert_counts(
         &sb,
         &[("invites", 10), ("answered", 10), ("byes_received", 10)],
@@ -247,12 +251,27 @@ fn failover_from_a_503_trunk_to_the_next() {
 #[test]
 fn failing_trunk_opens_its_breaker() {
     // Default breaker: 5 consecutive failures open it, later calls skip A altogether.
-    let (sa, sb) = failover_run("sip-breaker", "");
+    let (sa, sb) = failover_run("sip-breaker", &["--code", "503"], "");
     assert_counts(
         &sb,
         &[("invites", 10), ("answered", 10), ("byes_received", 10)],
     );
     assert_counts(&sa, &[("invites", 5), ("rejected", 5), ("answered", 0)]);
+}
+
+#[test]
+fn retry_after_skips_the_trunk_for_its_period() {
+    // A's 503 carries Retry-After: 60, so only the first call tries A.
+    let (sa, sb) = failover_run(
+        "sip-retry-after",
+        &["--code", "503", "--retry-after", "60"],
+        PATIENT_BREAKER,
+    );
+    assert_counts(
+        &sb,
+        &[("invites", 10), ("answered", 10), ("byes_received", 10)],
+    );
+    assert_counts(&sa, &[("invites", 1), ("rejected", 1)]);
 }
 
 /// A UDP socket on `ip` that sends one request to the proxy and reads the answers.
@@ -335,4 +354,104 @@ fn unknown_sources_get_403_and_garbage_gets_400() {
     assert_eq!(codes.last(), Some(&200), "{codes:?}");
     let s = stats_until(&trunk, |s| s["invites"] == 1);
     assert_counts(&s, &[("invites", 1)]);
+}
+
+/// Messages received until the final response to the INVITE (CSeq method INVITE, ≥ 200).
+fn until_invite_final(sock: &UdpSocket) -> Vec<Message> {
+    let mut out = Vec::new();
+    loop {
+        let m = recv(sock);
+        let done = m.status().is_some_and(|c| c >= 200)
+            && m.cseq().is_ok_and(|c| c.method == Method::Invite);
+        out.push(m);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn codes(msgs: &[Message]) -> Vec<u16> {
+    msgs.iter().filter_map(Message::status).collect()
+}
+
+#[test]
+fn cancel_during_ringing_reaches_the_trunk() {
+    let trunk = sim(&["--final-delay-ms", "10000"]);
+    let p = proxy(
+        "sip-cancel",
+        &[TrunkSpec {
+            name: "trunk",
+            addr: sim_addr(&trunk),
+            price: "0.0100",
+        }],
+        "",
+    );
+    let sock = uac("127.0.0.1");
+    let inv = invite(&sock, p.sip, "c-cancel");
+    sock.send_to(&inv.to_bytes(), p.sip).unwrap();
+    // 100 from us, then the trunk's 180.
+    let mut seen = Vec::new();
+    while !seen.contains(&180) {
+        seen.push(recv(&sock).status().unwrap());
+    }
+    let started = Instant::now();
+    sock.send_to(&inv.cancel().unwrap().to_bytes(), p.sip)
+        .unwrap();
+    let msgs = until_invite_final(&sock);
+    let cancel_ok = msgs
+        .iter()
+        .any(|m| m.status() == Some(200) && m.cseq().is_ok_and(|c| c.method == Method::Cancel));
+    assert!(cancel_ok, "no 200 for the CANCEL: {:?}", codes(&msgs));
+    let last = msgs.last().unwrap();
+    assert_eq!(last.status(), Some(487), "{:?}", codes(&msgs));
+    sock.send_to(&inv.ack_for(last).unwrap().to_bytes(), p.sip)
+        .unwrap();
+    let s = stats_until(&trunk, |s| s["cancels"] == 1);
+    assert_counts(&s, &[("invites", 1), ("cancels", 1), ("answered", 0)]);
+    eprintln!("sip proxy: CANCEL answered 487 in {:?}", started.elapsed());
+}
+
+#[test]
+fn silent_trunk_is_cancelled_after_the_no_answer_timeout() {
+    // A sends only its automatic 100 Trying; the proxy gives it 2 s (no_answer_timeout_ms),
+    // CANCELs it and connects the call through B.
+    let a = sim(&["--final-delay-ms", "20000", "--no-ring"]);
+    let b = sim(&[]);
+    let p = proxy(
+        "sip-no-answer",
+        &[
+            TrunkSpec {
+                name: "cheap-a",
+                addr: sim_addr(&a),
+                price: "0.0050",
+            },
+            TrunkSpec {
+                name: "dear-b",
+                addr: sim_addr(&b),
+                price: "0.0100",
+            },
+        ],
+        "",
+    );
+    let sock = uac("127.0.0.1");
+    let started = Instant::now();
+    sock.send_to(&invite(&sock, p.sip, "c-silent").to_bytes(), p.sip)
+        .unwrap();
+    let msgs = until_invite_final(&sock);
+    let took = started.elapsed();
+    assert_eq!(
+        msgs.last().unwrap().status(),
+        Some(200),
+        "{:?}",
+        codes(&msgs)
+    );
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(4000),
+        "failover after {took:?}, expected ≈ 2 s"
+    );
+    let sa = stats_until(&a, |s| s["cancels"] == 1);
+    assert_counts(&sa, &[("invites", 1), ("cancels", 1), ("answered", 0)]);
+    let sb = stats_until(&b, |s| s["answered"] == 1);
+    assert_counts(&sb, &[("invites", 1), ("answered", 1)]);
+    eprintln!("sip proxy: silent trunk skipped, call answered by B after {took:?}");
 }
