@@ -17,7 +17,8 @@
 //! In-dialog requests (BYE, re-INVITE, …) are relayed statefully, ACKs for 2xx statelessly,
 //! with our Route entry popped (loose routing, RFC 3261 §16.4, §16.12). Callers that do not
 //! route by Record-Route and send straight to us (SIPp's built-in UAC does) are matched by
-//! Call-ID and sent to the other side's Contact.
+//! Call-ID and sent to the other side's Contact. A request whose top Route names us but that
+//! matches no dialog we know (e.g. after a restart) is still relayed to its next hop.
 //!
 //! # Known gaps
 //! A 2xx arriving on a branch already given up (no answer in time, no provisional) is not
@@ -696,20 +697,29 @@ impl Proxy {
         relay::pop_own_route(&mut req, me);
         let hop = self.dialog_hop(&req, source);
         let to_us = req.request_uri().is_some_and(|u| relay::is_own(u, me));
-        let dest = match hop {
-            Some((addr, target)) => {
+        // Loose routing: a Route left after ours names the next hop. Otherwise the dialog's
+        // other side (its address as we learnt it: trunks' Contacts are often private
+        // addresses behind their SBC), else the Request-URI.
+        let route_addr = req
+            .routes()
+            .next()
+            .and_then(Result::ok)
+            .and_then(|r| relay::uri_addr(&r.uri));
+        let dest = match (route_addr, hop) {
+            (route, Some((addr, target))) => {
                 if to_us {
                     if let Some(t) = target {
                         relay::set_request_uri(&mut req, t);
                     }
                 }
-                addr
+                route.unwrap_or(addr)
             }
-            None if routed => relay::next_hop(&req)
+            (Some(addr), None) if routed => addr,
+            (None, None) if routed => relay::next_hop(&req)
                 .as_ref()
                 .and_then(relay::uri_addr)
                 .ok_or((404, "Not Found"))?,
-            None => return Err((481, "Call/Transaction Does Not Exist")),
+            _ => return Err((481, "Call/Transaction Does Not Exist")),
         };
         relay::decrement_max_forwards(&mut req).map_err(|_| (483, "Too Many Hops"))?;
         Ok((req, dest))
@@ -806,3 +816,7 @@ fn cdr(call: &Call, disposition: &str, code: u16, now: Instant) {
         "call"
     );
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;
