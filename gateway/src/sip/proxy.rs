@@ -20,9 +20,11 @@
 //! Call-ID and sent to the other side's Contact. A request whose top Route names us but that
 //! matches no dialog we know (e.g. after a restart) is still relayed to its next hop.
 //!
+//! A 2xx that arrives on a branch already given up (CANCELled, or no answer in time) is
+//! ACKed and hung up with a BYE at once, so the trunk does not bill a call nobody hears.
+//!
 //! # Known gaps
-//! A 2xx arriving on a branch already given up (no answer in time, no provisional) is not
-//! ACKed nor BYEd; dialogs are kept until a BYE's final response (no session timer).
+//! Dialogs are kept until a BYE's final response (no session timer, no cap yet).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -142,6 +144,9 @@ pub struct Proxy {
     dialogs: HashMap<Bytes, Dialog>,
     /// No-answer deadlines: (when, server transaction of the call).
     deadlines: BTreeSet<(Instant, TransactionId)>,
+    /// Client INVITE transactions given up (CANCELled or not answered in time) → the INVITE
+    /// sent, to ACK and BYE a 2xx that still arrives. Removed when the transaction ends.
+    abandoned: HashMap<TransactionId, (Message, SocketAddr)>,
     /// Carriers skipped until the given time (a 503 with Retry-After).
     blacklist: HashMap<CarrierId, Instant>,
     /// Branch entropy.
@@ -165,6 +170,7 @@ impl Proxy {
             relayed: HashMap::new(),
             dialogs: HashMap::new(),
             deadlines: BTreeSet::new(),
+            abandoned: HashMap::new(),
             blacklist: HashMap::new(),
             next_branch: rand::random::<u64>() >> 16,
         }
@@ -242,6 +248,7 @@ impl Proxy {
                 }
                 Event::Terminated { id } => {
                     self.branches.remove(&id);
+                    self.abandoned.remove(&id);
                 }
                 Event::Stray { message, source } => self.on_stray(message, source),
                 _ => {}
@@ -466,6 +473,9 @@ impl Proxy {
             self.deadlines.remove(&(at, server));
         }
         self.branches.remove(&b.id);
+        if let Some(trunk) = self.settings.trunks.get(&b.name) {
+            self.abandoned.insert(b.id, (b.request.clone(), trunk.addr));
+        }
         if b.provisional {
             if let Some(cancel) = b.request.cancel() {
                 if let Some(trunk) = self.settings.trunks.get(&b.name) {
@@ -546,6 +556,11 @@ impl Proxy {
             return;
         }
         let Some(&server) = self.branches.get(&client) else {
+            if (200..300).contains(&code) {
+                if let Some((invite, trunk)) = self.abandoned.remove(&client) {
+                    self.hang_up(&invite, trunk, &resp, now);
+                }
+            }
             return; // a CANCEL's response, or a branch given up
         };
         if !relay::pop_own_via(&mut resp, self.settings.me) {
@@ -650,6 +665,34 @@ impl Proxy {
         };
         cdr(&call, "rejected", code, now);
         self.respond(server, resp, now);
+    }
+
+    /// ACKs and BYEs a 2xx to an INVITE we no longer want (RFC 3261 §16.7 step 5 would
+    /// forward it; the caller has already been answered or told 487, so we end it here).
+    fn hang_up(&mut self, invite: &Message, dest: SocketAddr, ok: &Message, now: Instant) {
+        let (Some(mut ack), Ok(cseq)) = (invite.ack_for(ok), invite.cseq()) else {
+            return;
+        };
+        if let Some(target) = contact(ok) {
+            relay::set_request_uri(&mut ack, target);
+        }
+        // ACK and BYE for a 2xx are new transactions: our own branches.
+        ack.headers.remove_first(&HeaderName::Via);
+        let mut bye = ack.clone();
+        let b = self.new_branch();
+        relay::push_via(&mut ack, self.settings.me, &b);
+        self.layer.send_stateless(&ack, dest);
+        if let StartLine::Request(line) = &mut bye.start {
+            line.method = Method::Bye;
+        }
+        bye.headers.set(
+            HeaderName::CSeq,
+            format!("{} BYE", cseq.seq.saturating_add(1)),
+        );
+        let b = self.new_branch();
+        relay::push_via(&mut bye, self.settings.me, &b);
+        let _ = self.layer.send_request(bye, dest, false, now);
+        tracing::info!("late 2xx on an abandoned branch: ACKed and hung up");
     }
 
     /// Every trunk failed: the lowest final code goes upstream (a 503 of a trunk means that

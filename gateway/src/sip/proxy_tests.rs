@@ -188,6 +188,29 @@ fn silent_trunk_is_cancelled_and_skipped_after_no_answer_timeout() {
     let out = sent(&mut p);
     request_to(&out, A, Method::Cancel);
     request_to(&out, B, Method::Invite);
+    // A answers after all: it is ACKed and hung up, the caller never hears of it.
+    answer(
+        &mut p,
+        &to_a,
+        A,
+        200,
+        &[("Contact", "<sip:a@127.0.0.1:6001>")],
+        t2,
+    );
+    let out = sent(&mut p);
+    let ack = request_to(&out, A, Method::Ack);
+    let bye = request_to(&out, A, Method::Bye);
+    assert_eq!(ack.cseq().unwrap().seq, 1);
+    assert_eq!(bye.cseq().unwrap().seq, 2);
+    assert_eq!(
+        bye.request_uri().unwrap().as_bytes().as_ref(),
+        b"sip:a@127.0.0.1:6001"
+    );
+    assert_ne!(
+        ack.top_via().unwrap().branch(),
+        to_a.top_via().unwrap().branch()
+    );
+    assert!(codes_to_caller(&out).is_empty(), "{out:#?}");
 }
 
 #[test]
