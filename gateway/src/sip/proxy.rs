@@ -724,6 +724,11 @@ impl Proxy {
         }
     }
 
+    /// A tenant's allowed source or a trunk.
+    fn known_peer(&self, addr: SocketAddr) -> bool {
+        self.settings.allow.tenant(addr.ip()).is_some() || self.settings.trunks.is_trunk(addr)
+    }
+
     /// The request as forwarded in a dialog and where to: our Route popped, the Request-URI
     /// replaced by the remote target when the sender addressed us directly.
     fn in_dialog_forward(
@@ -757,11 +762,17 @@ impl Proxy {
                 }
                 route.unwrap_or(addr)
             }
-            (Some(addr), None) if routed => addr,
-            (None, None) if routed => relay::next_hop(&req)
-                .as_ref()
-                .and_then(relay::uri_addr)
-                .ok_or((404, "Not Found"))?,
+            (route, None) if routed => {
+                let addr = route
+                    .or_else(|| relay::next_hop(&req).as_ref().and_then(relay::uri_addr))
+                    .ok_or((404, "Not Found"))?;
+                // Without a dialog of ours to vouch for it, relay only between known peers
+                // (tenants' PBXs and trunks): we are not an open relay.
+                if !(self.known_peer(source) && self.known_peer(addr)) {
+                    return Err((403, "Forbidden"));
+                }
+                addr
+            }
             _ => return Err((481, "Call/Transaction Does Not Exist")),
         };
         relay::decrement_max_forwards(&mut req).map_err(|_| (483, "Too Many Hops"))?;

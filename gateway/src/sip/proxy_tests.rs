@@ -288,3 +288,23 @@ fn strangers_get_403_and_in_dialog_requests_follow_the_dialog() {
     p.handle_datagram(Bytes::from(again), addr(CALLER), t0);
     assert_eq!(codes_to_caller(&sent(&mut p)), vec![481]);
 }
+
+#[test]
+fn routed_requests_without_a_dialog_only_go_between_known_peers() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    let routed = |to: &str, branch: &str| {
+        Bytes::from(format!(
+            "BYE sip:x@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK{branch}\r\n\
+             Route: <sip:{ME};lr>\r\nFrom: <sip:pbx@127.0.0.1>;tag=p1\r\n\
+             To: <sip:x@{to}>;tag=t\r\nCall-ID: nodialog-{branch}\r\nCSeq: 2 BYE\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    };
+    // To a trunk: relayed (e.g. a dialog set up before a restart).
+    p.handle_datagram(routed(A, "r1"), addr(CALLER), t0);
+    request_to(&sent(&mut p), A, Method::Bye);
+    // To anywhere else: refused.
+    p.handle_datagram(routed("192.0.2.99:5060", "r2"), addr(CALLER), t0);
+    assert_eq!(codes_to_caller(&sent(&mut p)), vec![403]);
+}
