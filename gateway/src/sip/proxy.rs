@@ -515,7 +515,12 @@ impl Proxy {
     ) {
         if let Some(r) = self.relayed.remove(&client) {
             if let Some(req) = self.layer.request(r.server).cloned() {
-                let resp = relay::local_response(&req, code, "Request Timeout");
+                let reason = if code == 408 {
+                    "Request Timeout"
+                } else {
+                    "Service Unavailable"
+                };
+                let resp = relay::local_response(&req, code, reason);
                 self.respond(r.server, resp, now);
             }
             return;
