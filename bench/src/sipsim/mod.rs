@@ -12,14 +12,12 @@
 //! - [`call`]: one call's dialog and the messages built in it.
 //! - [`behaviour`]: how calls are answered (CLI, `PUT /behaviour`).
 //! - [`media`]: received RTP per call, DTMF.
-//! - [`malformed`]: the 400 for requests the parser rejected.
 //! - [`counters`]: what happened; [`control`]: the HTTP control port.
 
 pub mod behaviour;
 pub mod call;
 pub mod control;
 pub mod counters;
-pub mod malformed;
 pub mod media;
 pub mod uas;
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use switchyard_protocols::sip::malformed;
 use switchyard_protocols::sip::sdp::{self, AudioConfig, SessionDescription};
 use switchyard_protocols::sip::transaction::{
     Event, TimerConfig, TransactionId, TransactionLayer, Transmit,
@@ -22,7 +23,6 @@ use switchyard_protocols::sip::{HeaderName, Message, Method};
 use super::behaviour::reason_phrase;
 use super::call::{dialog_response, Call, Phase};
 use super::counters::Counters;
-use super::malformed;
 use super::media::Media;
 use super::Shared;
 

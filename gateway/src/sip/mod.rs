@@ -15,7 +15,6 @@
 //! - [`access`]: which source address speaks for which tenant (`sip_allow`).
 //! - [`trunks`]: the voice carriers' resolved trunk addresses and number rewriting.
 //! - [`relay`]: the header surgery a proxy does (Via, Route, Record-Route, Max-Forwards).
-//! - [`malformed`]: `400 Bad Request` for datagrams the parser rejected.
 //!
 //! # Not yet (issue 6)
 //! This is the first increment: UDP only, source-IP authentication only (no digest), no CPS or
@@ -25,7 +24,6 @@
 //! a reload that changes them asks for a restart.
 
 pub mod access;
-pub(crate) mod malformed;
 pub mod proxy;
 pub mod relay;
 pub mod transport;

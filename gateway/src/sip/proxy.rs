@@ -188,7 +188,8 @@ impl Proxy {
             Ok(msg) => self.layer.handle_message(msg, source, false, now),
             Err(e) => {
                 tracing::debug!(%source, error = %e, "malformed SIP datagram");
-                if let Some(resp) = super::malformed::bad_request(&datagram, &e) {
+                if let Some(resp) = switchyard_protocols::sip::malformed::bad_request(&datagram, &e)
+                {
                     self.layer.send_stateless(&resp, source);
                 }
             }

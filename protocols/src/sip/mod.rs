@@ -11,6 +11,8 @@
 //! - [`transaction`]: the RFC 3261 §17 client and server transactions (INVITE and
 //!   non-INVITE) and the [`transaction::TransactionLayer`] that matches messages to them and
 //!   drives timers A–K in virtual time.
+//! - [`malformed`]: the `400 Bad Request` for a datagram the parser rejected, salvaged from its
+//!   raw lines (shared by the proxy and the UAS simulator).
 //! - [`digest`]: digest authentication (RFC 7616/8760, MD5 and SHA-256), both sides, with
 //!   stateless HMAC nonces.
 //! - [`sdp`]: SDP parse/generate and audio offer/answer (PCMU, PCMA, telephone-event).
@@ -51,6 +53,7 @@ pub mod error;
 pub mod framing;
 pub mod g711;
 pub mod header;
+pub mod malformed;
 pub mod message;
 pub mod method;
 pub mod multipart;

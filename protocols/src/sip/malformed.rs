@@ -4,10 +4,8 @@
 //! the parser's checks; when any is missing (or the datagram is a response) it gives up and
 //! the datagram is dropped.
 
+use super::{Header, HeaderName, Headers, Message, ParseError, StartLine, StatusLine};
 use bytes::Bytes;
-use switchyard_protocols::sip::{
-    Header, HeaderName, Headers, Message, ParseError, StartLine, StatusLine,
-};
 
 /// The `400` for a datagram that failed to parse with `error`, if it looks like a request
 /// and carries the headers a response copies. The reason phrase is the parser's
