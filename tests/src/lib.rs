@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod http;
 pub mod pki;
 pub mod sink;
+pub mod sipp;
 pub mod sse;
 
 use std::io::{BufRead, BufReader};

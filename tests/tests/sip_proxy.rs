@@ -4,14 +4,13 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchyard_protocols::sip::builder::branch;
 use switchyard_protocols::sip::{HeaderName, Message, Method, RequestBuilder, Uri};
 use switchyard_tests::gateway::{hash_key, TempDir};
+use switchyard_tests::sipp;
 use switchyard_tests::{binary, http_get, Process};
 
 /// How long any single network read or counter poll may take.
@@ -112,54 +111,6 @@ fn proxy(name: &str, trunks: &[TrunkSpec<'_>], extra: &str) -> Proxy {
     }
 }
 
-/// SIPp's path: the interop tests need it (`.ci/install` puts it there) and fail without it.
-fn sipp() -> PathBuf {
-    let out = Command::new("which")
-        .arg("sipp")
-        .output()
-        .expect("running which");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success() && !path.is_empty(),
-        "sipp not found: run .ci/install as root (Debian package sip-tester)"
-    );
-    PathBuf::from(path)
-}
-
-/// SIPp's built-in UAC: `calls` calls to [`CALLEE`] through the proxy at 10 calls/s; returns
-/// its exit code and output. Killed after 60 s.
-fn run_sipp_uac(target: SocketAddr, calls: u32, dir: &TempDir) -> (i32, String) {
-    let calls = calls.to_string();
-    let err = dir.join("sipp_errors.log");
-    let mut child = Command::new(sipp())
-        .args(["-sn", "uac", &target.to_string(), "-s", CALLEE])
-        .args(["-i", "127.0.0.1", "-p", "0", "-m", &calls, "-r", "10"])
-        .args(["-timeout", "30s", "-nostdin", "-trace_err"])
-        .arg("-error_file")
-        .arg(&err)
-        .current_dir(&dir.path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting sipp");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sipp did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    text.push_str(&std::fs::read_to_string(&err).unwrap_or_default());
-    (status.code().unwrap_or(-1), text)
-}
-
 fn assert_counts(s: &serde_json::Value, want: &[(&str, u64)]) {
     for (k, v) in want {
         assert_eq!(s[*k].as_u64(), Some(*v), "{k} in {s}");
@@ -180,7 +131,7 @@ fn sipp_calls_complete_through_the_proxy() {
     );
     let dir = TempDir::new("sipp-basic").unwrap();
     let started = Instant::now();
-    let (code, out) = run_sipp_uac(p.sip, 10, &dir);
+    let (code, out) = sipp::run_uac(&p.sip.to_string(), Some(CALLEE), 10, &dir.path);
     let took = started.elapsed();
     assert_eq!(code, 0, "sipp reported failed calls:\n{out}");
     let s = stats_until(&trunk, |s| s["byes_received"] == 10);
@@ -229,7 +180,7 @@ fn failover_run(
     );
     let dir = TempDir::new(name).unwrap();
     let started = Instant::now();
-    let (code, out) = run_sipp_uac(p.sip, 10, &dir);
+    let (code, out) = sipp::run_uac(&p.sip.to_string(), Some(CALLEE), 10, &dir.path);
     let took = started.elapsed();
     assert_eq!(code, 0, "sipp reported failed calls:\n{out}");
     let sb = stats_until(&b, |s| s["byes_received"] == 10);

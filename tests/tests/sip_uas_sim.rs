@@ -4,8 +4,6 @@
 //! bounded: socket reads time out after 5 s, SIPp runs are killed after 60 s.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +13,7 @@ use switchyard_protocols::sip::rtp::{Packetizer, RtpPacket};
 use switchyard_protocols::sip::sdp::SessionDescription;
 use switchyard_protocols::sip::{HeaderName, Message, Method, RequestBuilder, Uri};
 use switchyard_tests::gateway::TempDir;
+use switchyard_tests::sipp;
 use switchyard_tests::{binary, http_get, http_request, Process};
 
 /// How long any single network read may take.
@@ -301,69 +300,12 @@ fn garbage_is_counted_and_malformed_requests_get_400() {
     );
 }
 
-/// SIPp's path: the interop tests need it (`.ci/install` puts it there) and fail without it.
-fn sipp() -> PathBuf {
-    let out = Command::new("which")
-        .arg("sipp")
-        .output()
-        .expect("running which");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success() && !path.is_empty(),
-        "sipp not found: run .ci/install as root (Debian package sip-tester)"
-    );
-    PathBuf::from(path)
-}
-
-/// Runs SIPp's built-in UAC scenario for `calls` calls at 10 calls/s against the simulator;
-/// returns its exit code and stdout. Killed after 60 s.
-fn run_sipp_uac(p: &Process, calls: u32, dir: &TempDir) -> (i32, String) {
-    let target = p.address("listening").unwrap();
-    let calls = calls.to_string();
-    let err = dir.join("sipp_errors.log");
-    let mut child = Command::new(sipp())
-        .args(["-sn", "uac", &target, "-i", "127.0.0.1", "-p", "0"])
-        .args([
-            "-m",
-            &calls,
-            "-r",
-            "10",
-            "-timeout",
-            "30s",
-            "-nostdin",
-            "-trace_err",
-        ])
-        .arg("-error_file")
-        .arg(&err)
-        .current_dir(&dir.path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting sipp");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sipp did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    text.push_str(&std::fs::read_to_string(&err).unwrap_or_default());
-    (status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn sipp_uac_completes_20_calls() {
     let p = sim(&[]);
     let dir = TempDir::new("sipp-uac").unwrap();
     let started = Instant::now();
-    let (code, out) = run_sipp_uac(&p, 20, &dir);
+    let (code, out) = sipp::run_uac(&p.address("listening").unwrap(), None, 20, &dir.path);
     let took = started.elapsed();
     assert_eq!(code, 0, "sipp reported failed calls:\n{out}");
     let s = stats_until(&p, |s| s["byes_received"] == 20);
@@ -384,7 +326,7 @@ fn sipp_uac_completes_20_calls() {
 fn sipp_uac_reports_busy_as_failed_calls() {
     let p = sim(&["--code", "486"]);
     let dir = TempDir::new("sipp-busy").unwrap();
-    let (code, out) = run_sipp_uac(&p, 5, &dir);
+    let (code, out) = sipp::run_uac(&p.address("listening").unwrap(), None, 5, &dir.path);
     assert_ne!(code, 0, "sipp should count 486 as failed:\n{out}");
     let s = stats_until(&p, |s| s["rejected"] == 5);
     assert_eq!(
