@@ -441,7 +441,7 @@ fn sip_proxy_settings_trunks_and_allow_lists() {
         .unwrap();
     assert_eq!((trunk.host.as_str(), trunk.port), ("192.0.2.50", 5060));
     assert_eq!(trunk.rewrite.tech_prefix, "7781");
-    assert_eq!(cfg.tenants[0].sip_allow.len(), 2);
+    assert_eq!(cfg.tenants[0].sip.allow.len(), 2);
 
     let base = "[sip]\nlisten = \"127.0.0.1:5060\"\n\n\
                 [[tenants]]\nname = \"a\"\nsip_allow = [\"10.0.0.1\"]\n\n\
@@ -467,6 +467,48 @@ fn sip_proxy_settings_trunks_and_allow_lists() {
         errors("[[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n\n[carriers.sip]\nport = 0\n");
     assert!(errs.at("carriers[0].sip.host").is_some(), "{errs}");
     assert!(errs.at("carriers[0].sip.port").is_some(), "{errs}");
+
+    // Digest logins, call limits, probing, credentials towards the trunk.
+    let ok = config::parse_str(
+        &format!("[sip]\nlisten = \"127.0.0.1:5060\"\nrealm = \"voice.example\"\n\
+         options_interval_ms = 0\nmax_call_duration_s = 600\n\n\
+         [[tenants]]\nname = \"a\"\napi_keys = [{:?}]\nsip_max_cps = 5\nsip_max_calls = 20\n\
+         sip_users = [{{ username = \"pbx\", password = \"long-enough\" }}]\n\n\
+         [[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\nmax_cps = 30\n\n\
+         [carriers.sip]\nhost = \"127.0.0.1\"\nmax_calls = 100\nusername = \"u\"\npassword = \"p\"\n", hash_api_key("k")),
+        "t.toml",
+        None,
+    )
+    .unwrap();
+    let sip = ok.sip.as_ref().unwrap();
+    assert_eq!(sip.realm, "voice.example");
+    assert_eq!(sip.options_interval, None);
+    assert_eq!(sip.max_call_duration, std::time::Duration::from_secs(600));
+    let t = &ok.tenants[0].sip;
+    assert_eq!((t.max_cps, t.max_calls), (Some(5), Some(20)));
+    assert_eq!(t.users[0].username, "pbx");
+    assert!(
+        !format!("{:?}", t.users[0]).contains("long-enough"),
+        "passwords stay out of logs"
+    );
+    let trunk = ok.carriers[0].sip.as_ref().unwrap();
+    assert_eq!(trunk.max_calls, Some(100));
+    assert_eq!(trunk.credentials.as_ref().unwrap().username, "u");
+    let errs = errors(
+        "[sip]\nlisten = \"127.0.0.1:5060\"\noptions_interval_ms = 100\n\n\
+         [[tenants]]\nname = \"a\"\nsip_users = [{ username = \"pbx\", password = \"short\" }]\n\n\
+         [[tenants]]\nname = \"b\"\nsip_users = [{ username = \"pbx\", password = \"long-enough\" }]\n\n\
+         [[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n\n\
+         [carriers.sip]\nhost = \"h\"\nusername = \"u\"\n",
+    );
+    for path in [
+        "sip.options_interval_ms",
+        "tenants[0].sip_users[0].password",
+        "tenants[1].sip_users[0].username",
+        "carriers[0].sip.password",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
 
     // Without [sip], voice carriers need no trunk and nothing listens.
     if let Err(errs) = parse("[[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n") {

@@ -62,5 +62,5 @@ pub use router::Router;
 pub use state::{BreakerView, CarrierState};
 pub use table::{
     BuildError, BuildProblem, Candidate, CarrierId, Match, Ranked, RouteBuf, RouteError,
-    RouteRequest, RoutingTable, TableStats, TenantId, MAX_CANDIDATES,
+    RouteRequest, RoutingTable, TableStats, TenantId, VoiceCharge, MAX_CANDIDATES,
 };

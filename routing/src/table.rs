@@ -99,6 +99,19 @@ pub struct Ranked {
     pub breaker: BreakerView,
 }
 
+/// The charge for one answered call ([`RoutingTable::voice_charge`]), base currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoiceCharge {
+    /// Seconds billed after the deck's increments (0 for an unanswered call).
+    pub billed_secs: u64,
+    /// The carrier's per-minute rate.
+    pub per_minute: Price,
+    /// What the carrier charges us.
+    pub cost: Price,
+    /// What the tenant pays (cost with its markup).
+    pub price: Price,
+}
+
 /// Caller-provided output buffer for [`RoutingTable::route`]; reuse it, lookups never allocate.
 #[derive(Clone, Debug)]
 pub struct RouteBuf {
@@ -857,6 +870,44 @@ impl RoutingTable {
             }
             pick -= wi;
         }
+    }
+
+    /// What an answered call of `secs` seconds to `number` on `carrier` costs us and what
+    /// `tenant` pays, in the base currency, by the carrier's voice rate for the number (its
+    /// billing increments and connection fee included). `None` when the carrier has no voice
+    /// rate for the number, or its currency has no exchange rate.
+    pub fn voice_charge(
+        &self,
+        tenant: TenantId,
+        carrier: CarrierId,
+        number: &E164,
+        secs: u32,
+    ) -> Option<VoiceCharge> {
+        let m = self.lookup(Channel::Voice, number);
+        let c = m.candidates.iter().find(|c| c.carrier == carrier)?;
+        let rate = self.rate(c)?;
+        let terms = rate.voice?;
+        let cfg = &self.config;
+        let to_base = if rate.currency == cfg.base_currency {
+            Price::from_nanos(1_000_000_000)
+        } else {
+            cfg.fx.iter().find(|f| f.currency == rate.currency)?.to_base
+        };
+        let cost = if secs == 0 {
+            Price::ZERO
+        } else {
+            candidate_cost(rate, to_base, secs)
+        };
+        let price = match self.plan_info(tenant) {
+            Some((_, markup, _)) if secs > 0 => markup.apply(cost),
+            _ => cost,
+        };
+        Some(VoiceCharge {
+            billed_secs: terms.billing.billable_secs(secs),
+            per_minute: rate.price.mul_rate(to_base),
+            cost,
+            price,
+        })
     }
 
     /// Explains a routing decision (allocates; for the explain endpoint and debugging).

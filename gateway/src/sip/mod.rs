@@ -12,18 +12,19 @@
 //! # Layout
 //! - [`transport`]: the UDP socket task that drives the [`proxy::Proxy`] with the clock.
 //! - [`proxy`]: the stateful proxy: calls, branches, failover, CANCEL, in-dialog relaying.
-//! - [`access`]: which source address speaks for which tenant (`sip_allow`).
+//! - [`access`]: which source address or digest login speaks for which tenant.
+//! - [`limits`]: calls per second and concurrent calls per tenant and trunk.
+//! - [`cdr`]: call detail records and the wall clock they are stamped with.
 //! - [`trunks`]: the voice carriers' resolved trunk addresses and number rewriting.
 //! - [`relay`]: the header surgery a proxy does (Via, Route, Record-Route, Max-Forwards).
 //!
 //! # Not yet (issue 6)
-//! This is the first increment: UDP only, source-IP authentication only (no digest), no CPS or
-//! concurrent-call limits, no OPTIONS probing of trunks. Each call ends with one `cdr` tracing
-//! line (tenant, masked callee, trunks tried with their codes, disposition, setup time); the
-//! persisted, queryable CDR store comes in a later increment. SIP settings are read at start:
-//! a reload that changes them asks for a restart.
+//! UDP only (no TCP/TLS transport yet). SIP settings are read at start: a reload that changes
+//! them asks for a restart.
 
 pub mod access;
+pub mod cdr;
+pub mod limits;
 pub mod proxy;
 pub mod relay;
 pub mod transport;

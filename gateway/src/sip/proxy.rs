@@ -23,17 +23,36 @@
 //! A 2xx that arrives on a branch already given up (CANCELled, or no answer in time) is
 //! ACKed and hung up with a BYE at once, so the trunk does not bill a call nobody hears.
 //!
-//! # Known gaps
-//! Dialogs are kept until a BYE's final response (no session timer, no cap yet).
+//! # Authentication and limits
+//! A tenant's PBX is known by its source address or by digest (407 challenge, see
+//! [`super::access`]). Calls per second and concurrent calls are limited per tenant (503 with
+//! Retry-After) and per trunk (the trunk is skipped; 503 when every trunk is at its limit),
+//! see [`super::limits`]. A trunk's own 401/407 is answered once per branch with its
+//! configured credentials: the INVITE is re-sent with CSeq + 1, so the caller's CSeq numbers
+//! are shifted by one towards the trunk for the rest of the dialog (and shifted back in
+//! responses), as the trunk sees one more request than the caller sent.
+//!
+//! # Probing
+//! Every `options_interval`, each trunk gets an OPTIONS. Any final response below 500 counts
+//! as a success for the carrier's breaker (it answers SIP); a 5xx, a transport error or no
+//! answer by the next probe counts as a failure. A dead trunk's breaker opens without calls
+//! being sacrificed to find out, and closes when probes succeed again.
+//!
+//! # Detail records
+//! Each call ends with one [`CallRecord`] (polled with [`Proxy::poll_record`]): routing
+//! failures, rejections and cancels when the INVITE is answered, answered calls when their
+//! dialog ends (BYE from either side, or `max_call_duration` without one, after which the
+//! dialog is forgotten and its limit slots freed).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchyard_protocols::sip::builder::branch;
+use switchyard_protocols::sip::builder::{branch, RequestBuilder};
+use switchyard_protocols::sip::digest::{self, Algorithm, Challenge};
 use switchyard_protocols::sip::transaction::{Event, TimerConfig, TransactionId, TransactionLayer};
 use switchyard_protocols::sip::{HeaderName, Message, Method, StartLine, Uri};
 use switchyard_routing::{
@@ -41,9 +60,12 @@ use switchyard_routing::{
     RouteRequest, Router, E164,
 };
 
-use super::access::AllowList;
+use super::access::{AllowList, Verdict};
+use super::cdr::{disposition, CallLog, WallClock};
+use super::limits::{Limits, Refused};
 use super::relay::{self, RelayError};
 use super::trunks::{Trunk, Trunks};
+use crate::model::CallRecord;
 
 /// What the proxy needs to know, fixed at start.
 #[derive(Debug)]
@@ -56,6 +78,14 @@ pub struct ProxySettings {
     pub allow: AllowList,
     /// Where each voice carrier takes calls.
     pub trunks: Trunks,
+    /// Calls per second and concurrent calls per tenant and trunk (moved into the proxy).
+    pub limits: Limits,
+    /// How often trunks are probed with OPTIONS; `None`: never.
+    pub options_interval: Option<Duration>,
+    /// A dialog without BYE is forgotten after this long.
+    pub max_call_duration: Duration,
+    /// Wall-clock time for CDRs and digest nonces.
+    pub clock: WallClock,
 }
 
 /// One trunk attempt of a call.
@@ -75,6 +105,10 @@ struct Branch {
     provisional: bool,
     /// When it is given up unless a provisional beyond 100 or a final arrives.
     no_answer_at: Option<Instant>,
+    /// The trunk's challenge was answered on this branch already (a second one fails it).
+    challenged: bool,
+    /// Added to the caller's CSeq numbers towards the trunk (1 after answering a challenge).
+    cseq_offset: u32,
 }
 
 /// One INVITE from a caller, until its final response is sent.
@@ -84,20 +118,16 @@ struct Call {
     invite: Message,
     /// The caller's address.
     source: SocketAddr,
-    /// Whose call it is.
-    tenant: Arc<str>,
-    /// The callee.
-    number: E164,
+    /// Whose call, to whom, trunks tried, when: the CDR in the making.
+    log: CallLog,
     /// Ranked carriers still to try, best first.
     candidates: Vec<(CarrierId, String)>,
     /// The attempt in progress.
     branch: Option<Branch>,
     /// Lowest final response code so far and the response itself.
     best: Option<Message>,
-    /// Carriers tried and the code each gave (408 for a timeout, 503 for a transport error).
-    tried: Vec<(String, u16)>,
-    /// When the INVITE arrived.
-    started: Instant,
+    /// Shortest wait among trunks skipped for their limits (503 Retry-After if all were).
+    limited: Option<Duration>,
 }
 
 /// An established call, for in-dialog requests.
@@ -111,6 +141,14 @@ struct Dialog {
     callee: SocketAddr,
     /// The callee's remote target (Contact of the 2xx).
     callee_target: Option<Uri>,
+    /// The carrier answering (its concurrent-call slot is held until the dialog ends).
+    trunk: String,
+    /// Added to CSeq numbers of the caller's requests towards the trunk.
+    cseq_offset: u32,
+    /// When the dialog is forgotten without a BYE.
+    expires: Instant,
+    /// The CDR in the making.
+    log: CallLog,
 }
 
 /// An in-dialog request relayed statefully: the server transaction to answer.
@@ -122,6 +160,37 @@ struct Relayed {
     call_id: Bytes,
     /// Whether it is a BYE.
     bye: bool,
+    /// Whether the caller sent it (who hung up, for the CDR).
+    from_caller: bool,
+    /// The CSeq value the sender used, when it was shifted on the way (restored in the
+    /// responses).
+    cseq: Option<Bytes>,
+}
+
+/// The other side of a dialog, for a request from one side.
+#[derive(Debug)]
+struct Hop {
+    /// Its address.
+    addr: SocketAddr,
+    /// Its remote target.
+    target: Option<Uri>,
+    /// The request came from the caller.
+    from_caller: bool,
+    /// CSeq shift to apply.
+    cseq_offset: u32,
+}
+
+/// An in-dialog request ready to forward.
+#[derive(Debug)]
+struct Forward {
+    /// The request as it goes on.
+    request: Message,
+    /// Where.
+    dest: SocketAddr,
+    /// The caller sent it.
+    from_caller: bool,
+    /// Its CSeq as received, when shifted (restored in responses).
+    original_cseq: Option<Bytes>,
 }
 
 /// The proxy's whole state. See the [module doc](self).
@@ -151,11 +220,23 @@ pub struct Proxy {
     blacklist: HashMap<CarrierId, Instant>,
     /// Branch entropy.
     next_branch: u64,
+    /// Calls per second and concurrent calls.
+    limits: Limits,
+    /// OPTIONS probes in flight: client transaction → (carrier name, sent at).
+    probes: HashMap<TransactionId, (String, Instant)>,
+    /// When the next round of probes goes out.
+    next_probe: Option<Instant>,
+    /// Dialog expiry times (max_call_duration), by Call-ID.
+    expiries: BTreeSet<(Instant, Bytes)>,
+    /// Finished calls' records, for [`Proxy::poll_record`].
+    records: VecDeque<CallRecord>,
 }
 
 impl Proxy {
     /// A proxy with no calls.
-    pub fn new(settings: ProxySettings, router: Arc<Router>) -> Self {
+    pub fn new(mut settings: ProxySettings, router: Arc<Router>, now: Instant) -> Self {
+        let limits = std::mem::take(&mut settings.limits);
+        let next_probe = settings.options_interval.map(|_| now);
         let timers = TimerConfig {
             // We send 100 Trying ourselves, at once, after the source check.
             trying_after: None,
@@ -173,7 +254,32 @@ impl Proxy {
             abandoned: HashMap::new(),
             blacklist: HashMap::new(),
             next_branch: rand::random::<u64>() >> 16,
+            limits,
+            probes: HashMap::new(),
+            next_probe,
+            expiries: BTreeSet::new(),
+            records: VecDeque::new(),
         }
+    }
+
+    /// The next finished call's detail record.
+    pub fn poll_record(&mut self) -> Option<CallRecord> {
+        self.records.pop_front()
+    }
+
+    /// Established dialogs (for tests and metrics).
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Calls `tenant` holds against its concurrent-call limit (tests, metrics).
+    pub fn tenant_calls(&self, tenant: &str) -> u32 {
+        self.limits.tenant_calls(tenant)
+    }
+
+    /// Calls held on carrier `name`'s trunk (tests, metrics).
+    pub fn trunk_calls(&self, name: &str) -> u32 {
+        self.limits.trunk_calls(name)
     }
 
     /// Calls being set up (for tests and metrics).
@@ -207,6 +313,16 @@ impl Proxy {
             self.deadlines.remove(&(at, server));
             self.no_answer(server, now);
         }
+        while let Some((at, call_id)) = self.expiries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiries.remove(&(at, call_id.clone()));
+            self.expire_dialog(&call_id, now);
+        }
+        if self.next_probe.is_some_and(|at| at <= now) {
+            self.probe_trunks(now);
+        }
         self.drain(now);
     }
 
@@ -225,11 +341,15 @@ impl Proxy {
 
     /// When [`Proxy::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ours = self.deadlines.first().map(|(t, _)| *t);
-        match (self.layer.poll_timeout(), ours) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.layer.poll_timeout(),
+            self.deadlines.first().map(|(t, _)| *t),
+            self.expiries.first().map(|(t, _)| *t),
+            self.next_probe,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn drain(&mut self, now: Instant) {
@@ -290,10 +410,26 @@ impl Proxy {
     }
 
     fn on_invite(&mut self, id: TransactionId, req: Message, source: SocketAddr, now: Instant) {
-        let Some(tenant) = self.settings.allow.tenant(source.ip()).cloned() else {
-            tracing::info!(%source, "SIP INVITE from a source no tenant allows: 403");
-            self.respond(id, relay::local_response(&req, 403, "Forbidden"), now);
-            return;
+        let unix = self.settings.clock.secs(now);
+        let tenant = match self.settings.allow.authenticate(&req, source.ip(), unix) {
+            Verdict::Tenant(t) => t,
+            Verdict::Challenge(challenges) => {
+                let mut r = relay::local_response(&req, 407, "Proxy Authentication Required");
+                for c in challenges {
+                    r.headers.push(HeaderName::ProxyAuthenticate, c);
+                }
+                self.respond(id, r, now);
+                return;
+            }
+            Verdict::Forbidden(reason) => {
+                tracing::info!(%source, "SIP INVITE refused: {reason}");
+                self.respond(id, relay::local_response(&req, 403, reason), now);
+                return;
+            }
+            Verdict::BadRequest(reason) => {
+                self.respond(id, relay::local_response(&req, 400, reason), now);
+                return;
+            }
         };
         self.respond(id, req.response(100, "Trying", None), now);
         let number = req
@@ -309,6 +445,29 @@ impl Proxy {
             );
             return;
         };
+        let log = CallLog {
+            tenant: tenant.clone(),
+            sip_call_id: req
+                .call_id()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .unwrap_or_default(),
+            caller: caller_of(&req),
+            callee: number,
+            attempts: Vec::new(),
+            setup: now,
+            answered: None,
+        };
+        if let Err(refused) = self.limits.admit_tenant(&tenant, now) {
+            tracing::info!(tenant = %tenant, rate = refused.rate, "SIP call over the tenant's limit: 503");
+            let reason = if refused.rate {
+                "Service Unavailable (calls per second limit)"
+            } else {
+                "Service Unavailable (concurrent calls limit)"
+            };
+            self.refuse(id, &req, reason, refused.retry_after_secs(), now);
+            self.log_unanswered(&log, 503, now);
+            return;
+        }
         let candidates = match self.rank(&tenant, &number, now) {
             Ok(c) => c,
             Err(e) => {
@@ -318,23 +477,36 @@ impl Proxy {
                     _ => (503, "Service Unavailable"),
                 };
                 tracing::info!(tenant = %tenant, to = %number.masked(6), code, "SIP call not routed: {e}");
+                self.limits.release_tenant(&tenant);
                 self.respond(id, relay::local_response(&req, code, reason), now);
+                self.log_unanswered(&log, code, now);
                 return;
             }
         };
         let call = Call {
             invite: req,
             source,
-            tenant,
-            number,
+            log,
             candidates,
             branch: None,
             best: None,
-            tried: Vec::new(),
-            started: now,
+            limited: None,
         };
         self.calls.insert(id, call);
         self.try_next(id, now);
+    }
+
+    /// 503 with Retry-After.
+    fn refuse(&mut self, id: TransactionId, req: &Message, reason: &str, after: u64, now: Instant) {
+        let mut r = relay::local_response(req, 503, reason);
+        r.headers.set(HeaderName::RetryAfter, after.to_string());
+        self.respond(id, r, now);
+    }
+
+    /// Queues the record of a call that ended unanswered with `code`.
+    fn log_unanswered(&mut self, log: &CallLog, code: u16, now: Instant) {
+        let r = log.unanswered(disposition(code), code, now, &self.settings.clock);
+        self.records.push_back(r);
     }
 
     /// The tenant's voice candidates with a trunk, best first.
@@ -396,26 +568,35 @@ impl Proxy {
                 continue;
             };
             let mut fwd = call.invite.clone();
-            let Ok(uri) = Uri::from_str_copy(&trunk.request_uri(&call.number)) else {
+            let Ok(uri) = Uri::from_str_copy(&trunk.request_uri(&call.log.callee)) else {
                 continue;
             };
             relay::pop_own_route(&mut fwd, self.settings.me);
             relay::set_request_uri(&mut fwd, uri);
             if relay::decrement_max_forwards(&mut fwd) == Err(RelayError::TooManyHops) {
                 let r = relay::local_response(&call.invite, 483, "Too Many Hops");
-                self.calls.remove(&server);
+                if let Some(call) = self.calls.remove(&server) {
+                    self.limits.release_tenant(&call.log.tenant);
+                    self.log_unanswered(&call.log, 483, now);
+                }
                 self.respond(server, r, now);
                 return;
+            }
+            if let Err(Refused { retry_after, .. }) = self.limits.admit_trunk(&name, now) {
+                call.limited = Some(call.limited.map_or(retry_after, |d| d.min(retry_after)));
+                continue;
             }
             let b = self.new_branch();
             relay::push_via(&mut fwd, self.settings.me, &b);
             relay::push_record_route(&mut fwd, self.settings.me);
-            if self.send_branch(server, carrier, name, &trunk, fwd, now) {
+            if self.send_branch(server, carrier, name.clone(), &trunk, fwd, 0, now) {
                 return;
             }
+            self.limits.release_trunk(&name);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn send_branch(
         &mut self,
         server: TransactionId,
@@ -423,6 +604,7 @@ impl Proxy {
         name: String,
         trunk: &Trunk,
         fwd: Message,
+        cseq_offset: u32,
         now: Instant,
     ) -> bool {
         match self.layer.send_request(fwd.clone(), trunk.addr, false, now) {
@@ -439,6 +621,8 @@ impl Proxy {
                         sent_at: now,
                         provisional: false,
                         no_answer_at: Some(at),
+                        challenged: cseq_offset > 0,
+                        cseq_offset,
                     });
                 }
                 true
@@ -448,6 +632,75 @@ impl Proxy {
                 false
             }
         }
+    }
+
+    /// Answers a trunk's 401/407 on branch `b` with its credentials: the same INVITE with
+    /// CSeq + 1 and an (Proxy-)Authorization, as a new client transaction. False when the
+    /// trunk has no credentials, the branch was challenged already, or the challenge cannot
+    /// be answered: then the branch fails like a 5xx.
+    fn answer_challenge(
+        &mut self,
+        server: TransactionId,
+        b: &Branch,
+        resp: &Message,
+        now: Instant,
+    ) -> bool {
+        if b.challenged {
+            return false;
+        }
+        let Some(trunk) = self.settings.trunks.get(&b.name).cloned() else {
+            return false;
+        };
+        let Some(creds) = &trunk.credentials else {
+            return false;
+        };
+        let (ask, give) = if resp.status() == Some(401) {
+            (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+        } else {
+            (
+                HeaderName::ProxyAuthenticate,
+                HeaderName::ProxyAuthorization,
+            )
+        };
+        // Prefer SHA-256 when the trunk offers both (RFC 8760 §2.4).
+        let mut offered: Vec<Challenge> = resp
+            .headers
+            .get_all(&ask)
+            .filter_map(|v| Challenge::parse(v).ok())
+            .collect();
+        offered.sort_by_key(|c| c.algorithm != Algorithm::Sha256);
+        let Some(challenge) = offered.first() else {
+            return false;
+        };
+        let mut fwd = b.request.clone();
+        let uri = fwd
+            .request_uri()
+            .map(|u| String::from_utf8_lossy(u.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let Ok(answer) = digest::answer(
+            challenge,
+            &creds.username,
+            &creds.password,
+            "INVITE",
+            &uri,
+            &cnonce,
+            1,
+        ) else {
+            return false;
+        };
+        let Ok(cseq) = fwd.cseq() else { return false };
+        fwd.headers.set(
+            HeaderName::CSeq,
+            format!("{} INVITE", cseq.seq.saturating_add(1)),
+        );
+        fwd.headers.push(give, answer.to_header_value());
+        fwd.headers.remove_first(&HeaderName::Via);
+        let branch = self.new_branch();
+        relay::push_via(&mut fwd, self.settings.me, &branch);
+        let name = b.name.clone();
+        tracing::debug!(carrier = %name, "answering the trunk's digest challenge");
+        self.send_branch(server, b.carrier, name, &trunk, fwd, 1, now)
     }
 
     fn on_cancel(&mut self, id: TransactionId, cancel: &Message, now: Instant) {
@@ -461,11 +714,13 @@ impl Proxy {
             return; // already answered: the 2xx wins (RFC 3261 §9.2)
         };
         if let Some(b) = call.branch.take() {
+            call.log.attempts.push((b.name.clone(), 487));
             self.give_up_branch(server, &b, now);
         }
+        self.limits.release_tenant(&call.log.tenant);
         let r = relay::local_response(&call.invite, 487, "Request Terminated");
         self.respond(server, r, now);
-        cdr(&call, "cancelled", 487, now);
+        self.log_unanswered(&call.log, 487, now);
     }
 
     /// Stops waiting for a branch: CANCEL it if a provisional allows, forget its responses.
@@ -474,6 +729,7 @@ impl Proxy {
             self.deadlines.remove(&(at, server));
         }
         self.branches.remove(&b.id);
+        self.limits.release_trunk(&b.name);
         if let Some(trunk) = self.settings.trunks.get(&b.name) {
             self.abandoned.insert(b.id, (b.request.clone(), trunk.addr));
         }
@@ -495,7 +751,7 @@ impl Proxy {
             call.branch = Some(b);
             return;
         }
-        call.tried.push((b.name.clone(), 408));
+        call.log.attempts.push((b.name.clone(), 408));
         self.give_up_branch(server, &b, now);
         record(
             &self.router,
@@ -514,6 +770,10 @@ impl Proxy {
         class: FailureClass,
         now: Instant,
     ) {
+        if let Some((name, _)) = self.probes.remove(&client) {
+            self.probe_result(&name, Outcome::Failure(class), now);
+            return;
+        }
         if let Some(r) = self.relayed.remove(&client) {
             if let Some(req) = self.layer.request(r.server).cloned() {
                 let reason = if code == 408 {
@@ -535,10 +795,11 @@ impl Proxy {
         let Some(b) = call.branch.take_if(|b| b.id == client) else {
             return;
         };
-        call.tried.push((b.name.clone(), code));
+        call.log.attempts.push((b.name.clone(), code));
         if let Some(at) = b.no_answer_at {
             self.deadlines.remove(&(at, server));
         }
+        self.limits.release_trunk(&b.name);
         record(&self.router, b.carrier, Outcome::Failure(class), now);
         self.try_next(server, now);
     }
@@ -547,12 +808,29 @@ impl Proxy {
 
     fn on_response(&mut self, client: TransactionId, mut resp: Message, now: Instant) {
         let Some(code) = resp.status() else { return };
+        if code >= 200 {
+            if let Some((name, sent)) = self.probes.remove(&client) {
+                let outcome = if code < 500 {
+                    Outcome::Success {
+                        latency: now.saturating_duration_since(sent),
+                    }
+                } else {
+                    Outcome::Failure(FailureClass::TransportDown)
+                };
+                self.probe_result(&name, outcome, now);
+                return;
+            }
+        }
         if let Some(r) = self.relayed.get(&client) {
             let server = r.server;
+            if let Some(cseq) = &r.cseq {
+                resp.headers.set(HeaderName::CSeq, cseq.clone());
+            }
             if code >= 200 {
                 if let Some(r) = self.relayed.remove(&client) {
                     if r.bye {
-                        self.dialogs.remove(&r.call_id);
+                        let side = if r.from_caller { "caller" } else { "callee" };
+                        self.end_dialog(&r.call_id, side, now);
                     }
                 }
             }
@@ -575,6 +853,13 @@ impl Proxy {
         let Some(call) = self.calls.get_mut(&server) else {
             // The call is set up: a 2xx retransmission goes upstream too (RFC 6026).
             if (200..300).contains(&code) {
+                if let Some(cseq) = self
+                    .layer
+                    .request(server)
+                    .and_then(|r| r.headers.get(&HeaderName::CSeq).cloned())
+                {
+                    resp.headers.set(HeaderName::CSeq, cseq);
+                }
                 self.respond(server, resp, now);
             }
             return;
@@ -582,6 +867,11 @@ impl Proxy {
         let Some(b) = call.branch.as_mut().filter(|b| b.id == client) else {
             return;
         };
+        if b.cseq_offset > 0 {
+            if let Some(cseq) = call.invite.headers.get(&HeaderName::CSeq) {
+                resp.headers.set(HeaderName::CSeq, cseq.clone());
+            }
+        }
         if code < 200 {
             b.provisional = true;
             if code > 100 {
@@ -597,33 +887,62 @@ impl Proxy {
         if let Some(at) = b.no_answer_at {
             self.deadlines.remove(&(at, server));
         }
-        call.tried.push((b.name.clone(), code));
+        if (code == 401 || code == 407) && self.answer_challenge(server, &b, &resp, now) {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&server) else {
+            return;
+        };
+        call.log.attempts.push((b.name.clone(), code));
         let latency = now.saturating_duration_since(b.sent_at);
         if (200..300).contains(&code) {
-            let Some(call) = self.calls.remove(&server) else {
+            let Some(mut call) = self.calls.remove(&server) else {
                 return;
             };
             record(&self.router, b.carrier, Outcome::Success { latency }, now);
-            if let Ok(call_id) = call.invite.call_id() {
-                self.dialogs.insert(
-                    call_id.clone(),
-                    Dialog {
-                        caller: call.source,
-                        caller_target: contact(&call.invite),
-                        callee: self
-                            .settings
-                            .trunks
-                            .get(&b.name)
-                            .map_or(call.source, |t| t.addr),
-                        callee_target: contact(&resp),
-                    },
-                );
+            call.log.answered = Some((now, b.name.clone()));
+            match call.invite.call_id() {
+                Ok(call_id) => {
+                    let expires = now + self.settings.max_call_duration;
+                    self.expiries.insert((expires, call_id.clone()));
+                    let callee = self
+                        .settings
+                        .trunks
+                        .get(&b.name)
+                        .map_or(call.source, |t| t.addr);
+                    if let Some(old) = self.dialogs.insert(
+                        call_id.clone(),
+                        Dialog {
+                            caller: call.source,
+                            caller_target: contact(&call.invite),
+                            callee,
+                            callee_target: contact(&resp),
+                            trunk: b.name.clone(),
+                            cseq_offset: b.cseq_offset,
+                            expires,
+                            log: call.log,
+                        },
+                    ) {
+                        // A caller reusing a Call-ID: the older dialog ends here.
+                        self.expiries.remove(&(old.expires, call_id.clone()));
+                        self.close_dialog(old, "timeout", now);
+                    }
+                }
+                Err(_) => {
+                    // No dialog can be tracked: account for the call now.
+                    self.limits.release_tenant(&call.log.tenant);
+                    self.limits.release_trunk(&b.name);
+                    let r = call
+                        .log
+                        .ended("caller", now, &self.settings.clock, &self.router);
+                    self.records.push_back(r);
+                }
             }
-            cdr(&call, "answered", code, now);
             self.respond(server, resp, now);
             return;
         }
-        let failover = code == 408 || (500..600).contains(&code);
+        self.limits.release_trunk(&b.name);
+        let failover = code == 408 || code == 401 || code == 407 || (500..600).contains(&code);
         if code == 503 {
             if let Some(Ok(ra)) = resp.retry_after() {
                 let until = now + Duration::from_secs(u64::from(ra.seconds));
@@ -642,6 +961,15 @@ impl Proxy {
                     now,
                 );
             }
+        } else if code == 401 || code == 407 {
+            // We could not authenticate to this trunk: its configuration, not the callee.
+            tracing::warn!(carrier = %b.name, code, "trunk refused our credentials or has none configured");
+            record(
+                &self.router,
+                b.carrier,
+                Outcome::Failure(FailureClass::PermanentReject),
+                now,
+            );
         } else if failover {
             let class = if code == 408 {
                 FailureClass::Timeout
@@ -653,11 +981,17 @@ impl Proxy {
             // The trunk worked; the callee said no (busy, not found, declined …).
             record(&self.router, b.carrier, Outcome::Success { latency }, now);
         }
-        let better = call
-            .best
-            .as_ref()
-            .and_then(Message::status)
-            .is_none_or(|c| code < c);
+        let Some(call) = self.calls.get_mut(&server) else {
+            return;
+        };
+        // A trunk's authentication failure is never the caller's answer.
+        let counts = !(code == 401 || code == 407);
+        let better = counts
+            && call
+                .best
+                .as_ref()
+                .and_then(Message::status)
+                .is_none_or(|c| code < c);
         if better {
             call.best = Some(resp.clone());
         }
@@ -669,7 +1003,8 @@ impl Proxy {
         let Some(call) = self.calls.remove(&server) else {
             return;
         };
-        cdr(&call, "rejected", code, now);
+        self.limits.release_tenant(&call.log.tenant);
+        self.log_unanswered(&call.log, code, now);
         self.respond(server, resp, now);
     }
 
@@ -702,29 +1037,148 @@ impl Proxy {
     }
 
     /// Every trunk failed: the lowest final code goes upstream (a 503 of a trunk means that
-    /// trunk is unavailable, not us: it becomes our own 503 without its Retry-After).
+    /// trunk is unavailable, not us: it becomes our own 503 without its Retry-After). When
+    /// trunks were skipped for their limits and none answered otherwise, 503 with the
+    /// earliest Retry-After.
     fn finish_failed(&mut self, server: TransactionId, now: Instant) {
         let Some(call) = self.calls.remove(&server) else {
             return;
         };
-        let resp = match &call.best {
-            Some(r) if r.status() != Some(503) => r.clone(),
+        self.limits.release_tenant(&call.log.tenant);
+        let resp = match (&call.best, call.limited) {
+            (Some(r), _) if r.status() != Some(503) => r.clone(),
+            (None, Some(wait)) => {
+                let mut r = relay::local_response(
+                    &call.invite,
+                    503,
+                    "Service Unavailable (trunks at their limits)",
+                );
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                r.headers.set(HeaderName::RetryAfter, secs.to_string());
+                r
+            }
             _ => relay::local_response(&call.invite, 503, "Service Unavailable"),
         };
         let code = resp.status().unwrap_or(503);
-        cdr(&call, "failed", code, now);
+        self.log_unanswered(&call.log, code, now);
         self.respond(server, resp, now);
+    }
+
+    /// The BYE of dialog `call_id` got its final response: the call is over.
+    fn end_dialog(&mut self, call_id: &Bytes, hangup: &'static str, now: Instant) {
+        if let Some(d) = self.dialogs.remove(call_id) {
+            self.expiries.remove(&(d.expires, call_id.clone()));
+            self.close_dialog(d, hangup, now);
+        }
+    }
+
+    /// `max_call_duration` passed without a BYE: forget the dialog, free its slots.
+    fn expire_dialog(&mut self, call_id: &Bytes, now: Instant) {
+        if let Some(d) = self.dialogs.remove(call_id) {
+            tracing::info!(tenant = %d.log.tenant, "dialog reached max_call_duration without a BYE: forgotten");
+            self.close_dialog(d, "timeout", now);
+        }
+    }
+
+    fn close_dialog(&mut self, d: Dialog, hangup: &'static str, now: Instant) {
+        self.limits.release_tenant(&d.log.tenant);
+        self.limits.release_trunk(&d.trunk);
+        let r = d.log.ended(hangup, now, &self.settings.clock, &self.router);
+        self.records.push_back(r);
+    }
+
+    // ---- probing ------------------------------------------------------------------------
+
+    /// Sends an OPTIONS to every trunk; a probe still unanswered from the last round counts
+    /// as a timeout.
+    fn probe_trunks(&mut self, now: Instant) {
+        let Some(every) = self.settings.options_interval else {
+            self.next_probe = None;
+            return;
+        };
+        self.next_probe = Some(now + every);
+        let stale: Vec<TransactionId> = self.probes.keys().copied().collect();
+        for id in stale {
+            if let Some((name, _)) = self.probes.remove(&id) {
+                self.probe_result(&name, Outcome::Failure(FailureClass::Timeout), now);
+            }
+        }
+        let trunks: Vec<(String, Trunk)> = self
+            .settings
+            .trunks
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        for (name, trunk) in trunks {
+            let Some(probe) = self.options_request(&trunk) else {
+                continue;
+            };
+            if let Ok(id) = self.layer.send_request(probe, trunk.addr, false, now) {
+                self.probes.insert(id, (name, now));
+            }
+        }
+    }
+
+    fn options_request(&mut self, trunk: &Trunk) -> Option<Message> {
+        let me = self.settings.me;
+        let host = if trunk.host.contains(':') && !trunk.host.starts_with('[') {
+            format!("[{}]", trunk.host)
+        } else {
+            trunk.host.clone()
+        };
+        let uri = Uri::from_str_copy(&format!("sip:{host}:{}", trunk.addr.port())).ok()?;
+        let b = self.new_branch();
+        let tag = self.new_branch();
+        RequestBuilder::new(Method::Options, uri.clone())
+            .header(
+                HeaderName::Via,
+                format!("SIP/2.0/UDP {me};branch={b};rport"),
+            )
+            .header(HeaderName::MaxForwards, "70")
+            .header(
+                HeaderName::From,
+                format!("<sip:switchyard@{me}>;tag={}", &tag[7..]),
+            )
+            .header(
+                HeaderName::To,
+                format!("<{}>", String::from_utf8_lossy(uri.as_bytes())),
+            )
+            .header(HeaderName::CallId, format!("probe-{}@{}", &b[7..], me.ip()))
+            .header(HeaderName::CSeq, "1 OPTIONS")
+            .build()
+            .ok()
+    }
+
+    fn probe_result(&mut self, name: &str, outcome: Outcome, now: Instant) {
+        let table = self.router.load();
+        let Some(id) = table.carrier_id(name) else {
+            return;
+        };
+        if let Some(state) = table.record(id, now, outcome) {
+            tracing::info!(carrier = %name, ?state, ?outcome, "OPTIONS probe changed the trunk's breaker");
+        }
     }
 
     // ---- in-dialog ----------------------------------------------------------------------
 
-    /// Where an in-dialog request from `source` goes: the other side's address and target.
-    fn dialog_hop(&self, req: &Message, source: SocketAddr) -> Option<(SocketAddr, Option<Uri>)> {
+    /// Where an in-dialog request from `source` goes: the other side's address and target,
+    /// whether the caller sent it, and the CSeq shift towards the trunk.
+    fn dialog_hop(&self, req: &Message, source: SocketAddr) -> Option<Hop> {
         let d = self.dialogs.get(req.call_id().ok()?)?;
         if source == d.caller {
-            Some((d.callee, d.callee_target.clone()))
+            Some(Hop {
+                addr: d.callee,
+                target: d.callee_target.clone(),
+                from_caller: true,
+                cseq_offset: d.cseq_offset,
+            })
         } else if source == d.callee || self.settings.trunks.is_trunk(source) {
-            Some((d.caller, d.caller_target.clone()))
+            Some(Hop {
+                addr: d.caller,
+                target: d.caller_target.clone(),
+                from_caller: false,
+                cseq_offset: 0,
+            })
         } else {
             None
         }
@@ -736,12 +1190,13 @@ impl Proxy {
     }
 
     /// The request as forwarded in a dialog and where to: our Route popped, the Request-URI
-    /// replaced by the remote target when the sender addressed us directly.
+    /// replaced by the remote target when the sender addressed us directly, the CSeq shifted
+    /// when the trunk saw an extra INVITE.
     fn in_dialog_forward(
         &mut self,
         mut req: Message,
         source: SocketAddr,
-    ) -> Result<(Message, SocketAddr), (u16, &'static str)> {
+    ) -> Result<Forward, (u16, &'static str)> {
         let me = self.settings.me;
         let routed = req
             .routes()
@@ -759,14 +1214,25 @@ impl Proxy {
             .next()
             .and_then(Result::ok)
             .and_then(|r| relay::uri_addr(&r.uri));
+        let mut from_caller = false;
+        let mut original_cseq = None;
         let dest = match (route_addr, hop) {
-            (route, Some((addr, target))) => {
+            (route, Some(hop)) => {
                 if to_us {
-                    if let Some(t) = target {
+                    if let Some(t) = hop.target {
                         relay::set_request_uri(&mut req, t);
                     }
                 }
-                route.unwrap_or(addr)
+                from_caller = hop.from_caller;
+                if hop.cseq_offset > 0 {
+                    if let Ok(c) = req.cseq() {
+                        original_cseq = req.headers.get(&HeaderName::CSeq).cloned();
+                        let shifted =
+                            format!("{} {}", c.seq.saturating_add(hop.cseq_offset), c.method);
+                        req.headers.set(HeaderName::CSeq, shifted);
+                    }
+                }
+                route.unwrap_or(hop.addr)
             }
             (route, None) if routed => {
                 let addr = route
@@ -782,7 +1248,12 @@ impl Proxy {
             _ => return Err((481, "Call/Transaction Does Not Exist")),
         };
         relay::decrement_max_forwards(&mut req).map_err(|_| (483, "Too Many Hops"))?;
-        Ok((req, dest))
+        Ok(Forward {
+            request: req,
+            dest,
+            from_caller,
+            original_cseq,
+        })
     }
 
     fn relay_in_dialog(
@@ -796,10 +1267,11 @@ impl Proxy {
         let call_id = req.call_id().cloned().unwrap_or_default();
         let bye = req.method() == Some(Method::Bye);
         match self.in_dialog_forward(req, source) {
-            Ok((mut fwd, dest)) => {
+            Ok(f) => {
+                let mut fwd = f.request;
                 let b = self.new_branch();
                 relay::push_via(&mut fwd, self.settings.me, &b);
-                match self.layer.send_request(fwd, dest, false, now) {
+                match self.layer.send_request(fwd, f.dest, false, now) {
                     Ok(client) => {
                         self.relayed.insert(
                             client,
@@ -807,6 +1279,8 @@ impl Proxy {
                                 server: id,
                                 call_id,
                                 bye,
+                                from_caller: f.from_caller,
+                                cseq: f.original_cseq,
                             },
                         );
                     }
@@ -833,11 +1307,12 @@ impl Proxy {
                 if let Ok(v) = msg.top_via() {
                     v.branch().map(|b| b.as_ref()).hash(&mut h);
                 }
-                let Ok((mut fwd, dest)) = self.in_dialog_forward(msg, source) else {
+                let Ok(f) = self.in_dialog_forward(msg, source) else {
                     return;
                 };
+                let mut fwd = f.request;
                 relay::push_via(&mut fwd, self.settings.me, &branch(h.finish()));
-                self.layer.send_stateless(&fwd, dest);
+                self.layer.send_stateless(&fwd, f.dest);
             }
             StartLine::Request(_) => {}
             StartLine::Response(_) => {
@@ -862,19 +1337,15 @@ fn contact(m: &Message) -> Option<Uri> {
     m.contacts().next().and_then(Result::ok).map(|c| c.uri)
 }
 
-/// The call's detail record as one log line (persisted CDRs come later, see the module doc).
-fn cdr(call: &Call, disposition: &str, code: u16, now: Instant) {
-    let tried: Vec<String> = call.tried.iter().map(|(n, c)| format!("{n}:{c}")).collect();
-    tracing::info!(
-        target: "cdr",
-        tenant = %call.tenant,
-        to = %call.number.masked(6),
-        disposition,
-        code,
-        tried = %tried.join(","),
-        setup_ms = now.saturating_duration_since(call.started).as_millis() as u64,
-        "call"
-    );
+/// The caller for the CDR: the From URI's user part, else the whole URI.
+fn caller_of(req: &Message) -> String {
+    match req.from() {
+        Ok(f) => match f.uri.user() {
+            Some(u) => String::from_utf8_lossy(u).into_owned(),
+            None => String::from_utf8_lossy(f.uri.as_bytes()).into_owned(),
+        },
+        Err(_) => String::new(),
+    }
 }
 
 #[cfg(test)]

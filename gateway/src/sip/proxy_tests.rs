@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchyard_ops::config::{self, Config};
+use switchyard_protocols::sip::digest::Algorithm;
 use switchyard_protocols::sip::{HeaderName, Message, Method};
 use switchyard_routing::Router;
 
@@ -24,31 +25,60 @@ fn addr(s: &str) -> SocketAddr {
 
 /// A proxy whose tenant `acme` may call from 127.0.0.1 through trunks A (cheaper) and B.
 fn proxy(now: Instant) -> Proxy {
+    proxy_with(now, &Extra::default())
+}
+
+/// Extra configuration lines for [`proxy_with`].
+#[derive(Default)]
+struct Extra {
+    /// Appended to `[sip]`.
+    sip: &'static str,
+    /// Appended to the tenant.
+    tenant: &'static str,
+    /// Appended to trunk A's inline `sip = { … }` table (starting with ", ").
+    trunk_a: &'static str,
+    /// Replaces the breaker settings.
+    breaker: Option<&'static str>,
+}
+
+fn proxy_with(now: Instant, extra: &Extra) -> Proxy {
     let dir: PathBuf = std::env::temp_dir().join(format!(
         "sy-proxy-test-{}-{}",
         std::process::id(),
         rand::random::<u32>()
     ));
     std::fs::create_dir_all(&dir).unwrap();
+    let sip = if extra.sip.contains("options_interval_ms") {
+        extra.sip.to_string()
+    } else {
+        format!("options_interval_ms = 0\n{}", extra.sip)
+    };
     let mut toml = format!(
-        "[sip]\nlisten = \"127.0.0.1:5060\"\nno_answer_timeout_ms = 5000\n\n\
+        "[sip]\nlisten = \"127.0.0.1:5060\"\nno_answer_timeout_ms = 5000\n{sip}\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
-         sip_allow = [\"127.0.0.1\"]\n\n\
-         [routing.breaker]\nconsecutive_failures = 1000\nmin_requests = 1000\n",
-        config::hash_api_key("test-key")
+         sip_allow = [\"127.0.0.1\"]\n{}\n\n\
+         [routing.breaker]\n{}\n",
+        config::hash_api_key("test-key"),
+        extra.tenant,
+        extra
+            .breaker
+            .unwrap_or("consecutive_failures = 1000\nmin_requests = 1000"),
     );
-    for (name, port, price) in [("a", 6001, "0.005"), ("b", 6002, "0.010")] {
+    for (name, port, price, more) in [
+        ("a", 6001, "0.005", extra.trunk_a),
+        ("b", 6002, "0.010", ""),
+    ] {
         std::fs::write(
             dir.join(format!("{name}.csv")),
             format!(
                 "prefix,rate,currency,effective_date,connection_fee,billing,country,description\n\
-                 44,{price},EUR,2025-01-01,0,60/60,United Kingdom,All\n"
+                 44,{price},EUR,2025-01-01,0.01,60/6,United Kingdom,All\n"
             ),
         )
         .unwrap();
         toml.push_str(&format!(
             "\n[[carriers]]\nname = \"{name}\"\nchannels = [\"voice\"]\n\
-             sip = {{ host = \"127.0.0.1\", port = {port} }}\n\n\
+             sip = {{ host = \"127.0.0.1\", port = {port}{more} }}\n\n\
              [[decks]]\ncarrier = \"{name}\"\nchannel = \"voice\"\npath = \"{name}.csv\"\n"
         ));
     }
@@ -56,13 +86,18 @@ fn proxy(now: Instant) -> Proxy {
     let rc = cfg.routing_config(&dir).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let router = Arc::new(Router::build(Arc::new(rc), 1_800_000_000, now).unwrap());
+    let sip = cfg.sip.as_ref().unwrap();
     let settings = ProxySettings {
         me: addr(ME),
-        no_answer_timeout: cfg.sip.as_ref().unwrap().no_answer_timeout,
+        no_answer_timeout: sip.no_answer_timeout,
         allow: AllowList::from_config(&cfg),
         trunks: Trunks::resolve(&cfg).unwrap(),
+        limits: Limits::from_config(&cfg, now),
+        options_interval: sip.options_interval,
+        max_call_duration: sip.max_call_duration,
+        clock: WallClock::new(now, 1_800_000_000_000),
     };
-    Proxy::new(settings, router)
+    Proxy::new(settings, router, now)
 }
 
 fn invite(call_id: &str) -> Bytes {
@@ -307,4 +342,345 @@ fn routed_requests_without_a_dialog_only_go_between_known_peers() {
     // To anywhere else: refused.
     p.handle_datagram(routed("192.0.2.99:5060", "r2"), addr(CALLER), t0);
     assert_eq!(codes_to_caller(&sent(&mut p)), vec![403]);
+}
+
+/// Answers the trunk's INVITE with 200 (Contact = the trunk) and returns the dialog's BYE
+/// from the caller, as sent to us without a Route.
+fn answer_call(p: &mut Proxy, to_trunk: &Message, trunk: &str, now: Instant) {
+    let mut ok = to_trunk.response(200, "OK", Some("trunk"));
+    ok.headers
+        .push(HeaderName::Contact, format!("<sip:callee@{trunk}>"));
+    p.handle_datagram(ok.to_bytes(), addr(trunk), now);
+}
+
+fn caller_bye(call_id: &str, cseq: u32) -> Bytes {
+    Bytes::from(format!(
+        "BYE sip:447700900123@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKbye{call_id}{cseq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:pbx@127.0.0.1>;tag=p1\r\n\
+         To: <sip:447700900123@{ME}>;tag=trunk\r\nCall-ID: {call_id}\r\nCSeq: {cseq} BYE\r\n\
+         Content-Length: 0\r\n\r\n"
+    ))
+}
+
+fn records(p: &mut Proxy) -> Vec<CallRecord> {
+    std::iter::from_fn(|| p.poll_record()).collect()
+}
+
+#[test]
+fn tenant_call_limits_answer_503_with_retry_after() {
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            tenant: "sip_max_cps = 2\nsip_max_calls = 1",
+            ..Extra::default()
+        },
+    );
+    p.handle_datagram(invite("l1"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer_call(&mut p, &to_a, A, t0);
+    sent(&mut p);
+    assert_eq!(p.tenant_calls("acme"), 1);
+    // A second concurrent call is refused while the first is up.
+    p.handle_datagram(invite("l2"), addr(CALLER), t0);
+    let out = sent(&mut p);
+    let refusal = &out.iter().find(|(_, m)| m.status() == Some(503)).unwrap().1;
+    assert_eq!(refusal.retry_after().unwrap().unwrap().seconds, 1);
+    assert!(out.iter().all(|(d, _)| *d != addr(A)));
+    // BYE ends the first: the slot is free, but the rate (2/s, burst 2) is spent.
+    p.handle_datagram(caller_bye("l1", 2), addr(CALLER), t0);
+    let bye = request_to(&sent(&mut p), A, Method::Bye);
+    answer(&mut p, &bye, A, 200, &[], t0);
+    sent(&mut p);
+    assert_eq!(p.tenant_calls("acme"), 0);
+    // The second token of the burst: admitted, and the callee is busy (slot freed again).
+    p.handle_datagram(invite("l3"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer(&mut p, &to_a, A, 486, &[], t0);
+    sent(&mut p);
+    // Now the rate (2/s) is spent: 503, Retry-After 1, until half a second has passed.
+    p.handle_datagram(invite("l4"), addr(CALLER), t0);
+    assert!(codes_to_caller(&sent(&mut p)).contains(&503));
+    p.handle_datagram(invite("l5"), addr(CALLER), t0 + Duration::from_millis(600));
+    request_to(&sent(&mut p), A, Method::Invite);
+    // Refused calls leave records too.
+    let r = records(&mut p);
+    assert!(r.iter().filter(|r| r.code == 503).count() >= 2, "{r:#?}");
+}
+
+#[test]
+fn a_trunk_at_its_concurrent_limit_is_skipped() {
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            trunk_a: ", max_calls = 1",
+            ..Extra::default()
+        },
+    );
+    p.handle_datagram(invite("t1"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer_call(&mut p, &to_a, A, t0);
+    sent(&mut p);
+    assert_eq!(p.trunk_calls("a"), 1);
+    p.handle_datagram(invite("t2"), addr(CALLER), t0);
+    let out = sent(&mut p);
+    request_to(&out, B, Method::Invite);
+    assert!(out.iter().all(|(d, _)| *d != addr(A)));
+}
+
+#[test]
+fn digest_tenant_is_challenged_then_routed() {
+    use switchyard_protocols::sip::digest::{self, Challenge};
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            tenant: "sip_users = [{ username = \"pbx1\", password = \"s3cret-pass\" }]",
+            ..Extra::default()
+        },
+    );
+    let stranger = "192.0.2.9:5060";
+    p.handle_datagram(invite("d1"), addr(stranger), t0);
+    let out = sent(&mut p);
+    let chal = &out[0].1;
+    assert_eq!(chal.status(), Some(407));
+    let offered: Vec<Challenge> = chal
+        .headers
+        .get_all(&HeaderName::ProxyAuthenticate)
+        .map(|v| Challenge::parse(v).unwrap())
+        .collect();
+    assert_eq!(offered.len(), 2, "SHA-256 and MD5");
+    // A PBX that only knows MD5 answers the second.
+    let md5 = offered
+        .iter()
+        .find(|c| c.algorithm == Algorithm::Md5)
+        .unwrap();
+    let uri = format!("sip:447700900123@{ME}");
+    let creds = digest::answer(md5, "pbx1", "s3cret-pass", "INVITE", &uri, "c0ffee", 1).unwrap();
+    let mut inv = Message::parse_datagram(invite("d2")).unwrap();
+    inv.headers
+        .push(HeaderName::ProxyAuthorization, creds.to_header_value());
+    p.handle_datagram(inv.to_bytes(), addr(stranger), t0);
+    let out = sent(&mut p);
+    let to_a = request_to(&out, A, Method::Invite);
+    // The credentials are ours, not the trunk's.
+    assert!(to_a
+        .headers
+        .get(&HeaderName::ProxyAuthorization)
+        .is_some_and(|_| true));
+    // A wrong password is refused outright.
+    let bad = digest::answer(md5, "pbx1", "nope-nope", "INVITE", &uri, "c0ffee", 1).unwrap();
+    let mut inv = Message::parse_datagram(invite("d3")).unwrap();
+    inv.headers
+        .push(HeaderName::ProxyAuthorization, bad.to_header_value());
+    p.handle_datagram(inv.to_bytes(), addr(stranger), t0);
+    assert_eq!(sent(&mut p)[0].1.status(), Some(403));
+}
+
+#[test]
+fn trunk_challenge_is_answered_and_cseq_shifted_for_the_dialog() {
+    use switchyard_protocols::sip::digest::{Credentials, NonceIssuer};
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            trunk_a: ", username = \"gw\", password = \"trunk-pass\"",
+            ..Extra::default()
+        },
+    );
+    p.handle_datagram(invite("tc"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    let issuer = NonceIssuer::new(b"trunk-key", 300);
+    let ch = issuer.challenge("carrier.example", Algorithm::Sha256, 1_800_000_000, false);
+    answer(
+        &mut p,
+        &to_a,
+        A,
+        407,
+        &[("Proxy-Authenticate", &ch.to_header_value())],
+        t0,
+    );
+    let out = sent(&mut p);
+    assert!(
+        codes_to_caller(&out).is_empty(),
+        "the caller never sees the 407"
+    );
+    let again = out
+        .iter()
+        .filter(|(d, m)| *d == addr(A) && m.method() == Some(Method::Invite))
+        .map(|(_, m)| m.clone())
+        .next()
+        .unwrap();
+    assert_eq!(again.cseq().unwrap().seq, 2);
+    let creds =
+        Credentials::parse(again.headers.get(&HeaderName::ProxyAuthorization).unwrap()).unwrap();
+    issuer
+        .verify(
+            &creds,
+            "carrier.example",
+            "INVITE",
+            "trunk-pass",
+            1_800_000_010,
+        )
+        .unwrap();
+    // The 200 reaches the caller with the caller's CSeq.
+    answer_call(&mut p, &again, A, t0);
+    let out = sent(&mut p);
+    let ok = &out.iter().find(|(_, m)| m.status() == Some(200)).unwrap().1;
+    assert_eq!(ok.cseq().unwrap().seq, 1);
+    // The caller's BYE (CSeq 2) reaches the trunk as 3, its 200 comes back as 2.
+    p.handle_datagram(caller_bye("tc", 2), addr(CALLER), t0);
+    let bye = request_to(&sent(&mut p), A, Method::Bye);
+    assert_eq!(bye.cseq().unwrap().seq, 3);
+    answer(&mut p, &bye, A, 200, &[], t0);
+    let out = sent(&mut p);
+    let ok = &out.iter().find(|(_, m)| m.status() == Some(200)).unwrap().1;
+    assert_eq!(ok.cseq().unwrap().seq, 2);
+    // A second challenge on the same branch fails it over to B.
+    p.handle_datagram(invite("tc2"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer(
+        &mut p,
+        &to_a,
+        A,
+        407,
+        &[("Proxy-Authenticate", &ch.to_header_value())],
+        t0,
+    );
+    let again = request_to(&sent(&mut p), A, Method::Invite);
+    answer(
+        &mut p,
+        &again,
+        A,
+        407,
+        &[("Proxy-Authenticate", &ch.to_header_value())],
+        t0,
+    );
+    request_to(&sent(&mut p), B, Method::Invite);
+}
+
+#[test]
+fn options_probes_open_a_dead_trunks_breaker_and_close_it_again() {
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            sip: "options_interval_ms = 1000",
+            breaker: Some("consecutive_failures = 2\nmin_requests = 1000\ncooldown_s = 1"),
+            ..Extra::default()
+        },
+    );
+    // Round 1 at start: both trunks probed; B answers, A is silent.
+    p.handle_timeout(t0);
+    let out = sent(&mut p);
+    request_to(&out, A, Method::Options);
+    let probe_b = request_to(&out, B, Method::Options);
+    answer(&mut p, &probe_b, B, 200, &[], t0);
+    // Rounds 2 and 3: A's previous probe is still unanswered each time → two timeouts →
+    // its breaker opens (cool-down 1 s).
+    let mut last_a = None;
+    for k in 1..=2u64 {
+        let t = t0 + Duration::from_secs(k);
+        p.handle_timeout(t);
+        let out = sent(&mut p);
+        // The newest OPTIONS to A (the older ones are retransmissions of earlier probes).
+        last_a = out
+            .iter()
+            .rev()
+            .find(|(d, m)| *d == addr(A) && m.method() == Some(Method::Options))
+            .map(|(_, m)| m.clone());
+        let probe_b = request_to(&out, B, Method::Options);
+        answer(&mut p, &probe_b, B, 404, &[], t); // any answer below 500 is alive
+    }
+    let t = t0 + Duration::from_millis(2500);
+    p.handle_datagram(invite("pr1"), addr(CALLER), t);
+    let out = sent(&mut p);
+    request_to(&out, B, Method::Invite);
+    assert!(out
+        .iter()
+        .all(|(d, m)| *d != addr(A) || m.method() != Some(Method::Invite)));
+    // A comes back: it answers its last probe; after the cool-down the next probe's 200
+    // closes the breaker and calls go to A again.
+    answer(&mut p, &last_a.unwrap(), A, 200, &[], t);
+    let t = t0 + Duration::from_secs(3);
+    p.handle_timeout(t);
+    let probe_a = request_to(&sent(&mut p), A, Method::Options);
+    let t = t + Duration::from_millis(100);
+    answer(&mut p, &probe_a, A, 200, &[], t);
+    p.handle_datagram(invite("pr2"), addr(CALLER), t);
+    request_to(&sent(&mut p), A, Method::Invite);
+}
+
+#[test]
+fn records_price_answered_calls_by_the_deck_increments() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    p.handle_datagram(invite("cdr1"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer(&mut p, &to_a, A, 503, &[], t0);
+    let to_b = request_to(&sent(&mut p), B, Method::Invite);
+    let answered = t0 + Duration::from_secs(2);
+    answer_call(&mut p, &to_b, B, answered);
+    sent(&mut p);
+    assert!(records(&mut p).is_empty(), "written when the call ends");
+    // 61.2 s of talk: 62 s → billed 60 + 6 = 66 s at 0.010/min + 0.01 connection fee.
+    let end = answered + Duration::from_millis(61_200);
+    p.handle_datagram(caller_bye("cdr1", 2), addr(CALLER), end);
+    let bye = request_to(&sent(&mut p), B, Method::Bye);
+    answer(&mut p, &bye, B, 200, &[], end);
+    sent(&mut p);
+    let r = records(&mut p);
+    assert_eq!(r.len(), 1, "{r:#?}");
+    let r = &r[0];
+    assert_eq!(r.tenant, "acme");
+    assert_eq!(r.callee, "+447700900123");
+    assert_eq!(r.caller, "pbx");
+    assert_eq!(r.disposition, "answered");
+    assert_eq!(r.hangup, Some("caller"));
+    assert_eq!(r.carrier.as_deref(), Some("b"));
+    assert_eq!(r.attempts, vec![("a".into(), 503), ("b".into(), 200)]);
+    assert_eq!(r.duration_ms, 61_200);
+    assert_eq!(r.billed_secs, 66);
+    assert_eq!(r.answer_at.unwrap() - r.setup_at, 2000);
+    assert_eq!(r.cost.as_deref(), Some("0.0210"));
+    assert_eq!(p.trunk_calls("b"), 0);
+
+    // Cancelled while ringing.
+    p.handle_datagram(invite("cdr2"), addr(CALLER), end);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer(&mut p, &to_a, A, 180, &[], end);
+    sent(&mut p);
+    let inv = Message::parse_datagram(invite("cdr2")).unwrap();
+    p.handle_datagram(inv.cancel().unwrap().to_bytes(), addr(CALLER), end);
+    sent(&mut p);
+    let r = records(&mut p);
+    assert_eq!(r[0].disposition, "cancelled");
+    assert_eq!(r[0].billed_secs, 0);
+    assert_eq!(r[0].cost, None);
+}
+
+#[test]
+fn a_dialog_without_bye_is_forgotten_after_max_call_duration() {
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            sip: "max_call_duration_s = 60",
+            tenant: "sip_max_calls = 1",
+            ..Extra::default()
+        },
+    );
+    p.handle_datagram(invite("lost"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer_call(&mut p, &to_a, A, t0);
+    sent(&mut p);
+    assert_eq!(p.dialogs(), 1);
+    assert!(p.poll_timeout().unwrap() <= t0 + Duration::from_secs(60));
+    p.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(p.dialogs(), 0);
+    assert_eq!(p.tenant_calls("acme"), 0);
+    let r = records(&mut p);
+    assert_eq!(r[0].hangup, Some("timeout"));
+    assert_eq!(r[0].duration_ms, 60_000);
 }

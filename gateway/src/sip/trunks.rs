@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use anyhow::Context;
-use switchyard_ops::config::Config;
+use switchyard_ops::config::{Config, TrunkCredentials};
 use switchyard_routing::{NumberRewrite, E164};
 
 /// One trunk: where INVITEs go and how the number is written in the Request-URI.
@@ -16,6 +16,8 @@ pub struct Trunk {
     pub host: String,
     /// Tech prefix and stripped digits.
     pub rewrite: NumberRewrite,
+    /// What to answer the trunk's digest challenges with.
+    pub credentials: Option<TrunkCredentials>,
 }
 
 impl Trunk {
@@ -59,6 +61,7 @@ impl Trunks {
                     addr,
                     host: sip.host.clone(),
                     rewrite: sip.rewrite.clone(),
+                    credentials: sip.credentials.clone(),
                 },
             );
         }
@@ -68,6 +71,11 @@ impl Trunks {
     /// The trunk of carrier `name`.
     pub fn get(&self, name: &str) -> Option<&Trunk> {
         self.by_name.get(name)
+    }
+
+    /// Every trunk with its carrier name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Trunk)> {
+        self.by_name.iter()
     }
 
     /// Whether `addr` is one of the trunks (requests from trunks need no `sip_allow`).
@@ -90,6 +98,7 @@ mod tests {
                 tech_prefix: "99#".into(),
                 plus: false,
             },
+            credentials: None,
         };
         let n = E164::parse("+447700900123").unwrap();
         assert_eq!(t.request_uri(&n), "sip:99%237700900123@127.0.0.1:5070");

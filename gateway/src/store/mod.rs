@@ -15,7 +15,10 @@ pub mod sqlite;
 
 use futures::future::BoxFuture;
 
-use crate::model::{Applied, ListFilter, MessageId, MessageRecord, NewMessage, UnixMs, Update};
+use crate::model::{
+    Applied, CallFilter, CallRecord, ListFilter, MessageId, MessageRecord, NewMessage, UnixMs,
+    Update,
+};
 use crate::tenancy::{BatchSummary, IdempotencyRecord};
 
 /// Why a store operation failed. Says whether retrying can help.
@@ -97,4 +100,11 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         id: &str,
     ) -> BoxFuture<'_, Result<Option<BatchSummary>, StoreError>>;
+
+    /// Call detail records of `tenant`, newest first (written with [`Update::Call`]).
+    fn calls(
+        &self,
+        tenant: &str,
+        filter: CallFilter,
+    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>;
 }

@@ -40,7 +40,7 @@ impl Config {
                 api_key_scopes: vec![Scopes::ALL],
                 limits: TenantLimits::default(),
                 events: Default::default(),
-                sip_allow: Vec::new(),
+                sip: Default::default(),
             }],
             carriers: vec![Carrier {
                 name: SANDBOX_NAME.to_owned(),

@@ -172,8 +172,43 @@ pub struct Tenant {
     /// Webhook, signing secrets, owned numbers and opt-out replies (flattened into the tenant
     /// table: `webhook_url`, `webhook_secrets`, `numbers`, `stop_reply`, …).
     pub events: super::events::TenantEvents,
-    /// Source IP addresses whose INVITEs the SIP proxy accepts as this tenant (`sip_allow`).
-    pub sip_allow: Vec<std::net::IpAddr>,
+    /// How the tenant's PBXs reach the SIP proxy and how much they may call (`sip_allow`,
+    /// `sip_users`, `sip_max_cps`, `sip_max_calls`, flattened into the tenant table).
+    pub sip: TenantSip,
+}
+
+/// A tenant's SIP access and call limits. Empty/`None` means "no access this way" for
+/// `allow`/`users` and "no limit" for the limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantSip {
+    /// Source IP addresses whose INVITEs the proxy accepts as this tenant without a password
+    /// (`sip_allow`).
+    pub allow: Vec<std::net::IpAddr>,
+    /// Digest credentials (`sip_users = [{ username, password }]`): INVITEs from other
+    /// addresses are challenged (407) and accepted as this tenant when they answer with one.
+    pub users: Vec<SipUser>,
+    /// New calls per second the tenant may start (`sip_max_cps`); excess calls get 503 with
+    /// Retry-After.
+    pub max_cps: Option<u32>,
+    /// Calls the tenant may have set up or in progress at once (`sip_max_calls`).
+    pub max_calls: Option<u32>,
+}
+
+/// One digest login of a tenant's PBX.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SipUser {
+    /// The digest username (unique across tenants).
+    pub username: String,
+    /// The password (digest needs the clear text or HA1 per algorithm; kept in memory only).
+    pub password: String,
+}
+
+impl std::fmt::Debug for SipUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipUser")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One thing an API key may be allowed to do.
@@ -325,11 +360,25 @@ pub struct SipSettings {
     /// How long a trunk may stay silent (no provisional beyond 100, no final) before the
     /// next trunk is tried (`no_answer_timeout_ms`).
     pub no_answer_timeout: Duration,
+    /// The digest realm tenants' PBXs authenticate in (`realm`).
+    pub realm: String,
+    /// How often each trunk is probed with OPTIONS (`options_interval_ms`); `None` (0): never.
+    pub options_interval: Option<Duration>,
+    /// Longest call (`max_call_duration_s`): a dialog with no BYE after this long is
+    /// forgotten, its CDR closed and its call counted as ended (lost BYEs must not hold
+    /// concurrent-call slots forever).
+    pub max_call_duration: Duration,
 }
 
 impl SipSettings {
     /// Default `no_answer_timeout_ms`.
     pub const DEFAULT_NO_ANSWER_TIMEOUT_MS: u64 = 5000;
+    /// Default `realm`.
+    pub const DEFAULT_REALM: &'static str = "switchyard";
+    /// Default `options_interval_ms`.
+    pub const DEFAULT_OPTIONS_INTERVAL_MS: u64 = 10_000;
+    /// Default `max_call_duration_s` (4 hours).
+    pub const DEFAULT_MAX_CALL_DURATION_S: u64 = 4 * 3600;
 }
 
 /// `[carriers.sip]`: where a voice carrier's trunk takes calls and how numbers are written.
@@ -341,6 +390,29 @@ pub struct SipTrunk {
     pub port: u16,
     /// Request-URI user part rewriting (`tech_prefix`, `strip_digits`); no `+`.
     pub rewrite: NumberRewrite,
+    /// Calls in progress on this trunk at most (`max_calls`); the carrier's `max_cps` limits
+    /// the rate of new ones.
+    pub max_calls: Option<u32>,
+    /// Credentials for the trunk's digest challenges (`username`, `password`); `None`: a
+    /// 401/407 from the trunk fails the branch over.
+    pub credentials: Option<TrunkCredentials>,
+}
+
+/// What the gateway answers a trunk's 401/407 with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrunkCredentials {
+    /// Digest username.
+    pub username: String,
+    /// Digest password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for TrunkCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SipTrunk {

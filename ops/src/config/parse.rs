@@ -21,8 +21,8 @@ use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    Scope, Scopes, ServerConfig, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls,
-    StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute,
+    Scope, Scopes, ServerConfig, SipSettings, SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls,
+    StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
 };
 use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
 
@@ -204,24 +204,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     let max_tps = t.int(report, "max_tps", 1, 1_000_000);
     let limits = tenant_limits(report, &mut t);
     let events = super::events::tenant_events(report, &mut t);
-    let mut sip_allow = Vec::new();
-    for (i, (a, span)) in t
-        .strings(report, "sip_allow")
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        match a.parse::<std::net::IpAddr>() {
-            Ok(ip) => sip_allow.push(ip),
-            Err(_) => report.at_span(
-                span,
-                &format!("{}[{i}]", t.key_path("sip_allow")),
-                ConfigErrorKind::Invalid(format!(
-                    "{a:?} is not an IP address, such as \"192.0.2.10\" or \"2001:db8::1\""
-                )),
-            ),
-        }
-    }
+    let sip = tenant_sip(report, &mut t);
     t.finish(report);
     Tenant {
         name,
@@ -241,7 +224,62 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         api_key_scopes,
         limits,
         events,
-        sip_allow,
+        sip,
+    }
+}
+
+/// A tenant's `sip_allow`, `sip_users`, `sip_max_cps` and `sip_max_calls`.
+fn tenant_sip(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantSip {
+    let mut allow = Vec::new();
+    for (i, (a, span)) in t
+        .strings(report, "sip_allow")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match a.parse::<std::net::IpAddr>() {
+            Ok(ip) => allow.push(ip),
+            Err(_) => report.at_span(
+                span,
+                &format!("{}[{i}]", t.key_path("sip_allow")),
+                ConfigErrorKind::Invalid(format!(
+                    "{a:?} is not an IP address, such as \"192.0.2.10\" or \"2001:db8::1\""
+                )),
+            ),
+        }
+    }
+    let mut users = Vec::new();
+    for mut u in t.tables(report, "sip_users") {
+        let username = u.req_string(report, "username");
+        let password = u.req_string(report, "password");
+        if let Some(name) = &username {
+            if name.is_empty() || name.contains(['"', '\\', ':']) || !name.is_ascii() {
+                report.at_path(
+                    &u.key_path("username"),
+                    ConfigErrorKind::Invalid(format!(
+                        "{name:?}: a digest username is non-empty ASCII without '\"', '\\' or ':'"
+                    )),
+                );
+            }
+        }
+        if let Some(pw) = &password {
+            if pw.len() < 8 {
+                report.at_path(
+                    &u.key_path("password"),
+                    ConfigErrorKind::Invalid("a SIP password needs at least 8 characters".into()),
+                );
+            }
+        }
+        u.finish(report);
+        if let (Some(username), Some(password)) = (username, password) {
+            users.push(SipUser { username, password });
+        }
+    }
+    TenantSip {
+        allow,
+        users,
+        max_cps: t.int(report, "sip_max_cps", 1, 100_000),
+        max_calls: t.int(report, "sip_max_calls", 1, 1_000_000),
     }
 }
 
@@ -530,10 +568,46 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
         300_000,
         SipSettings::DEFAULT_NO_ANSWER_TIMEOUT_MS,
     );
+    let realm = t
+        .string(report, "realm")
+        .unwrap_or_else(|| SipSettings::DEFAULT_REALM.to_owned());
+    if realm.is_empty() || realm.contains(['"', '\\']) || !realm.is_ascii() {
+        report.at_path(
+            &t.key_path("realm"),
+            ConfigErrorKind::Invalid(format!(
+                "{realm:?}: a realm is non-empty ASCII without '\"' or '\\'"
+            )),
+        );
+    }
+    let options: u64 = t.int_or(
+        report,
+        "options_interval_ms",
+        0,
+        3_600_000,
+        SipSettings::DEFAULT_OPTIONS_INTERVAL_MS,
+    );
+    if options != 0 && options < 500 {
+        report.at_path(
+            &t.key_path("options_interval_ms"),
+            ConfigErrorKind::Invalid(
+                "probe trunks at most every 500 ms (0 turns probing off)".into(),
+            ),
+        );
+    }
+    let max_call = t.int_or(
+        report,
+        "max_call_duration_s",
+        60,
+        7 * 24 * 3600,
+        SipSettings::DEFAULT_MAX_CALL_DURATION_S,
+    );
     t.finish(report);
     SipSettings {
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060))),
         no_answer_timeout: millis(no_answer),
+        realm,
+        options_interval: (options != 0).then(|| millis(options)),
+        max_call_duration: secs(max_call),
     }
 }
 
@@ -543,6 +617,21 @@ fn sip_trunk(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipTrunk {
     let port = t.int_or(report, "port", 1, 65535, SipTrunk::DEFAULT_PORT);
     let tech_prefix = tech_prefix(report, &mut t);
     let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
+    let max_calls = t.int(report, "max_calls", 1, 1_000_000);
+    let username = t.string(report, "username");
+    let password = t.string(report, "password");
+    let credentials = match (username, password) {
+        (Some(username), Some(password)) => Some(TrunkCredentials { username, password }),
+        (None, None) => None,
+        (Some(_), None) => {
+            t.missing(report, "password");
+            None
+        }
+        (None, Some(_)) => {
+            t.missing(report, "username");
+            None
+        }
+    };
     t.finish(report);
     SipTrunk {
         host,
@@ -552,6 +641,8 @@ fn sip_trunk(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipTrunk {
             tech_prefix: tech_prefix.unwrap_or_default(),
             plus: false,
         },
+        max_calls,
+        credentials,
     }
 }
 

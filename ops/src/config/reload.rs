@@ -39,13 +39,12 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     let allow = |c: &Config| {
         c.tenants
             .iter()
-            .filter(|t| !t.sip_allow.is_empty())
-            .map(|t| (t.name.clone(), t.sip_allow.clone()))
+            .filter(|t| t.sip != Default::default())
+            .map(|t| (t.name.clone(), t.sip.clone()))
             .collect::<Vec<_>>()
     };
     if old.sip != new.sip || trunks(old) != trunks(new) || allow(old) != allow(new) {
-        needs
-            .push("sip, carriers.sip or tenants.sip_allow (read by the SIP proxy at start)".into());
+        needs.push("sip, carriers.sip or tenants.sip_* (read by the SIP proxy at start)".into());
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {

@@ -151,7 +151,7 @@ fn sip(config: &Config, report: &mut Report<'_>) {
     }
     let mut owners: HashMap<std::net::IpAddr, &str> = HashMap::new();
     for (i, t) in config.tenants.iter().enumerate() {
-        for (j, ip) in t.sip_allow.iter().enumerate() {
+        for (j, ip) in t.sip.allow.iter().enumerate() {
             match owners.get(ip) {
                 Some(other) if *other != t.name => report.at_path(
                     &format!("tenants[{i}].sip_allow[{j}]"),
@@ -162,6 +162,24 @@ fn sip(config: &Config, report: &mut Report<'_>) {
                 ),
                 _ => {
                     owners.insert(*ip, &t.name);
+                }
+            }
+        }
+    }
+    let mut users: HashMap<&str, &str> = HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        for (j, u) in t.sip.users.iter().enumerate() {
+            match users.get(u.username.as_str()) {
+                Some(other) => report.at_path(
+                    &format!("tenants[{i}].sip_users[{j}].username"),
+                    ConfigErrorKind::Invalid(format!(
+                        "{:?} is already a SIP user of tenant {other:?}; a username identifies \
+                         one tenant",
+                        u.username
+                    )),
+                ),
+                None => {
+                    users.insert(&u.username, &t.name);
                 }
             }
         }

@@ -124,6 +124,10 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
             Ok(Applied::Inbound(m.id))
         }
         Update::Events(w) => super::events::apply(conn, w),
+        Update::Call(c) => {
+            super::calls::insert(conn, c)?;
+            Ok(Applied::NoChange)
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! [`SqliteStore::close`] does the same and waits for it.
 
 mod apply;
+mod calls;
 mod events;
 mod read;
 mod schema;
@@ -43,7 +44,8 @@ use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
 use crate::model::{
-    Applied, ListFilter, MessageId, MessageRecord, NewMessage, Status, UnixMs, Update,
+    Applied, CallFilter, CallRecord, ListFilter, MessageId, MessageRecord, NewMessage, Status,
+    UnixMs, Update,
 };
 use crate::tenancy::{BatchSummary, IdempotencyRecord};
 
@@ -359,6 +361,15 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Option<BatchSummary>, StoreError>> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.read(move |conn| tenancy::batch(conn, &tenant, &id))
+    }
+
+    fn calls(
+        &self,
+        tenant: &str,
+        filter: CallFilter,
+    ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| calls::list(conn, &tenant, &filter))
     }
 }
 

@@ -191,6 +191,30 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_created ON idempotency_keys (created_at);
 "#,
+    // Call detail records of the SIP proxy.
+    r#"
+CREATE TABLE calls (
+    id           INTEGER PRIMARY KEY,
+    tenant       TEXT    NOT NULL,
+    sip_call_id  TEXT    NOT NULL,
+    caller       TEXT    NOT NULL,
+    callee       TEXT    NOT NULL,
+    attempts     TEXT    NOT NULL,
+    carrier      TEXT,
+    disposition  TEXT    NOT NULL,
+    code         INTEGER NOT NULL,
+    hangup       TEXT,
+    setup_at     INTEGER NOT NULL,
+    answer_at    INTEGER,
+    end_at       INTEGER NOT NULL,
+    duration_ms  INTEGER NOT NULL,
+    billed_secs  INTEGER NOT NULL,
+    cost         TEXT,
+    price        TEXT,
+    currency     TEXT
+);
+CREATE INDEX calls_tenant ON calls (tenant, id);
+"#,
 ];
 
 /// Why the schema could not be brought up to date.
