@@ -22,15 +22,45 @@ pub fn path() -> PathBuf {
 /// `service` as the Request-URI user when given. Runs in `dir` (its error trace goes there) and
 /// is killed after 60 s. Returns its exit code and everything it printed plus the error trace.
 pub fn run_uac(target: &str, service: Option<&str>, calls: u32, dir: &Path) -> (i32, String) {
+    run(&["-sn", "uac"], "127.0.0.1", target, service, calls, dir)
+}
+
+/// A scenario file from `tests/sipp/` (found through CARGO_MANIFEST_DIR at run time), run
+/// like [`run_uac`] from local address `ip` with `extra` arguments (e.g. `-au`/`-ap`).
+pub fn run_scenario(
+    file: &str,
+    ip: &str,
+    extra: &[&str],
+    target: &str,
+    service: Option<&str>,
+    calls: u32,
+    dir: &Path,
+) -> (i32, String) {
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| "tests".into());
+    let scenario = Path::new(&root).join("sipp").join(file);
+    let scenario = scenario.display().to_string();
+    let mut args = vec!["-sf", scenario.as_str()];
+    args.extend_from_slice(extra);
+    run(&args, ip, target, service, calls, dir)
+}
+
+fn run(
+    scenario: &[&str],
+    ip: &str,
+    target: &str,
+    service: Option<&str>,
+    calls: u32,
+    dir: &Path,
+) -> (i32, String) {
     let calls = calls.to_string();
     let err = dir.join("sipp_errors.log");
     let mut command = Command::new(path());
-    command.args(["-sn", "uac", target]);
+    command.args(scenario).arg(target);
     if let Some(service) = service {
         command.args(["-s", service]);
     }
     let mut child = command
-        .args(["-i", "127.0.0.1", "-p", "0", "-m", &calls, "-r", "10"])
+        .args(["-i", ip, "-p", "0", "-m", &calls, "-r", "10"])
         .args(["-timeout", "30s", "-nostdin", "-trace_err"])
         .arg("-error_file")
         .arg(&err)

@@ -55,21 +55,28 @@ struct TrunkSpec<'a> {
 struct Proxy {
     process: Process,
     sip: SocketAddr,
+    /// Its HTTP API.
+    api: String,
     _dir: TempDir,
 }
 
 /// Starts switchyard with one tenant allowed from 127.0.0.1 and `trunks` as voice carriers;
 /// `extra` is appended to the TOML.
 fn proxy(name: &str, trunks: &[TrunkSpec<'_>], extra: &str) -> Proxy {
+    proxy_with(name, trunks, "", "", extra)
+}
+
+/// [`proxy`] with `sip` appended to `[sip]` and `tenant` to the tenant's table.
+fn proxy_with(name: &str, trunks: &[TrunkSpec<'_>], sip: &str, tenant: &str, extra: &str) -> Proxy {
     let dir = TempDir::new(name).unwrap();
     let mut toml = String::new();
     writeln!(
         toml,
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
          [store]\ngroup_commit_linger_ms = 1\n\n\
-         [sip]\nlisten = \"127.0.0.1:0\"\nno_answer_timeout_ms = 2000\n\n\
+         [sip]\nlisten = \"127.0.0.1:0\"\nno_answer_timeout_ms = 2000\n{sip}\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
-         sip_allow = [\"127.0.0.1\"]",
+         sip_allow = [\"127.0.0.1\"]\n{tenant}",
         dir.join("data").display().to_string(),
         hash_key("acme-key").unwrap()
     )
@@ -104,9 +111,11 @@ fn proxy(name: &str, trunks: &[TrunkSpec<'_>], extra: &str) -> Proxy {
     let config = config.display().to_string();
     let process = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
     let sip = process.address("SIP proxy").unwrap().parse().unwrap();
+    let api = process.address("listening").unwrap();
     Proxy {
         process,
         sip,
+        api,
         _dir: dir,
     }
 }
@@ -405,4 +414,92 @@ fn silent_trunk_is_cancelled_after_the_no_answer_timeout() {
     let sb = stats_until(&b, |s| s["answered"] == 1);
     assert_counts(&sb, &[("invites", 1), ("answered", 1)]);
     eprintln!("sip proxy: silent trunk skipped, call answered by B after {took:?}");
+}
+
+/// The tenant's call records through the API, polled until `n` are there (CDRs are written
+/// asynchronously after the call ends).
+fn calls_until(p: &Proxy, n: usize) -> Vec<serde_json::Value> {
+    let mut client = switchyard_tests::http::Client::new(&p.api).with_bearer("acme-key");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = client.get("/v1/calls?limit=1000").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let data = r.json().unwrap()["data"].as_array().unwrap().clone();
+        if data.len() >= n || Instant::now() > deadline {
+            return data;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn digest_challenged_pbx_calls_reinvites_and_hangs_up_with_records() {
+    let trunk = sim(&[]);
+    let p = proxy_with(
+        "sip-digest",
+        &[TrunkSpec {
+            name: "trunk",
+            addr: sim_addr(&trunk),
+            price: "0.0120",
+        }],
+        // SIPp 3.6 answers only the first challenge, and only with MD5.
+        "digest_algorithms = [\"MD5\", \"SHA-256\"]",
+        "sip_users = [{ username = \"pbx-7\", password = \"correct horse\" }]",
+        "",
+    );
+    let dir = TempDir::new("sipp-digest").unwrap();
+    // 127.0.0.2 is not in sip_allow: every call is challenged and must log in.
+    let (code, out) = sipp::run_scenario(
+        "uac_digest_reinvite.xml",
+        "127.0.0.2",
+        &["-au", "pbx-7", "-ap", "correct horse"],
+        &p.sip.to_string(),
+        Some(CALLEE),
+        5,
+        &dir.path,
+    );
+    assert_eq!(code, 0, "sipp reported failed calls:\n{out}");
+    let s = stats_until(&trunk, |s| s["byes_received"] == 5);
+    assert_counts(
+        &s,
+        &[("invites", 5), ("reinvites", 5), ("byes_received", 5)],
+    );
+    // One record per call: answered, hung up by the caller, priced per minute.
+    let calls = calls_until(&p, 5);
+    assert_eq!(calls.len(), 5, "{calls:#?}");
+    for c in &calls {
+        assert_eq!(c["disposition"], "answered", "{c}");
+        assert_eq!(c["hangup"], "caller", "{c}");
+        assert_eq!(c["to"], format!("+{CALLEE}"), "{c}");
+        assert_eq!(c["carrier"], "trunk", "{c}");
+        assert_eq!(c["attempts"][0]["code"], 200, "{c}");
+        assert_eq!(c["billed_seconds"], 60, "{c}");
+        assert_eq!(c["price"], "0.0120", "{c}");
+        assert!(c["duration_ms"].as_u64().unwrap() >= 400, "{c}");
+    }
+    // The CSV export has the same calls.
+    let mut client = switchyard_tests::http::Client::new(&p.api).with_bearer("acme-key");
+    let csv = client.get("/v1/calls.csv").unwrap();
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let text = csv.text();
+    assert!(
+        text.starts_with("id,sip_call_id,from,to,disposition"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 6, "{text}");
+    // A wrong password gets 403, and no call reaches the trunk.
+    let (code, out) = sipp::run_scenario(
+        "uac_digest_reinvite.xml",
+        "127.0.0.2",
+        &["-au", "pbx-7", "-ap", "wrong horse"],
+        &p.sip.to_string(),
+        Some(CALLEE),
+        1,
+        &dir.path,
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("403"), "{out}");
+    let s = stats_until(&trunk, |_| true);
+    assert_counts(&s, &[("invites", 5)]);
 }

@@ -417,7 +417,7 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-fn parse_time(field: &'static str, s: &str) -> Result<i64, Problem> {
+pub(crate) fn parse_time(field: &'static str, s: &str) -> Result<i64, Problem> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
         .map_err(|e| {

@@ -15,6 +15,7 @@
 //! [`Tenant::require`] (sends need `send`, tenant settings `admin`).
 
 pub mod batches;
+pub mod calls;
 pub mod events;
 pub mod idempotent;
 pub mod inbound;
@@ -153,6 +154,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
         .route("/v1/events", get(events::stream))
         .route("/v1/inbound", get(inbound::list))
+        .route("/v1/calls", get(calls::list))
+        .route("/v1/calls.csv", get(calls::export))
         .route("/v1/opt-outs", get(optouts::list).post(optouts::create))
         .route("/v1/opt-outs/import", post(optouts::import))
         .route(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use switchyard_ops::config::Config;
 use switchyard_protocols::sip::digest::{Algorithm, AuthError, Credentials, NonceIssuer};
-use switchyard_protocols::sip::{HeaderName, Message};
+use switchyard_protocols::sip::{HeaderName, Message, Uri};
 
 /// Seconds a challenge's nonce stays fresh.
 pub const NONCE_LIFETIME_S: u64 = 300;
@@ -24,14 +24,14 @@ pub const NONCE_LIFETIME_S: u64 = 300;
 pub enum Verdict {
     /// It speaks for this tenant.
     Tenant(Arc<str>),
-    /// Ask for credentials: 407 with these `Proxy-Authenticate` values (SHA-256 first, MD5
-    /// for PBXs that only know MD5).
+    /// Ask for credentials: 407 with these `Proxy-Authenticate` values (one per configured
+    /// algorithm).
     Challenge(Vec<String>),
     /// Refuse: 403 with this reason (no tenant allows the address and no digest login is
     /// configured, or the credentials are wrong).
     Forbidden(&'static str),
     /// The credentials are malformed or name another Request-URI: 400 with this reason.
-    BadRequest(&'static str),
+    BadRequest(String),
 }
 
 /// Which tenant a source address or digest login speaks for. Built once from the
@@ -46,6 +46,8 @@ pub struct AllowList {
     realm: String,
     /// Issues and checks nonces.
     nonces: NonceIssuer,
+    /// Algorithms offered, one challenge each, in order.
+    algorithms: Vec<Algorithm>,
 }
 
 impl Default for AllowList {
@@ -55,6 +57,7 @@ impl Default for AllowList {
             users: HashMap::new(),
             realm: "switchyard".into(),
             nonces: NonceIssuer::new(&rand::random::<[u8; 32]>(), NONCE_LIFETIME_S),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 }
@@ -65,6 +68,17 @@ impl AllowList {
         let mut list = AllowList::default();
         if let Some(sip) = &config.sip {
             list.realm.clone_from(&sip.realm);
+            list.algorithms = sip
+                .digest_algorithms
+                .iter()
+                .map(|a| {
+                    if a == "MD5" {
+                        Algorithm::Md5
+                    } else {
+                        Algorithm::Sha256
+                    }
+                })
+                .collect();
         }
         for t in &config.tenants {
             let name: Arc<str> = Arc::from(t.name.as_str());
@@ -106,15 +120,18 @@ impl AllowList {
                 .get_all(&HeaderName::ProxyAuthorization)
                 .any(|v| Credentials::parse(v).is_err());
             if malformed {
-                return Verdict::BadRequest("Bad Request (malformed Proxy-Authorization)");
+                return Verdict::BadRequest("Bad Request (malformed Proxy-Authorization)".into());
             }
             return Verdict::Challenge(self.challenges(now_unix, false));
         };
         let uri_matches = req
             .request_uri()
-            .is_some_and(|u| u.as_bytes().as_ref() == creds.uri.as_bytes());
+            .is_some_and(|u| same_target(u, &creds.uri));
         if !uri_matches {
-            return Verdict::BadRequest("Bad Request (digest uri differs from the Request-URI)");
+            return Verdict::BadRequest(format!(
+                "Bad Request (digest uri {:?} differs from the Request-URI)",
+                creds.uri
+            ));
         }
         let Some((tenant, password)) = self.users.get(&creds.username) else {
             tracing::info!(user = %creds.username, %source, "SIP digest for an unknown user");
@@ -135,16 +152,36 @@ impl AllowList {
         }
     }
 
-    /// One challenge per algorithm, the stronger first (RFC 8760 §2.4).
+    /// One challenge per configured algorithm, in order (by default the stronger first,
+    /// RFC 8760 §2.4).
     fn challenges(&self, now_unix: u64, stale: bool) -> Vec<String> {
-        [Algorithm::Sha256, Algorithm::Md5]
-            .into_iter()
-            .map(|a| {
+        self.algorithms
+            .iter()
+            .map(|&a| {
                 self.nonces
                     .challenge(&self.realm, a, now_unix, stale)
                     .to_header_value()
             })
             .collect()
+    }
+}
+
+/// Whether a digest-uri names the request's target: the Request-URI itself, or the same
+/// host and port without the user part (SIPp and some PBXs send `sip:host:port`).
+fn same_target(request_uri: &Uri, digest_uri: &str) -> bool {
+    if request_uri.as_bytes().as_ref() == digest_uri.as_bytes() {
+        return true;
+    }
+    let Ok(d) = Uri::from_str_copy(digest_uri) else {
+        return false;
+    };
+    match (request_uri.as_sip(), d.as_sip()) {
+        (Some(r), Some(d)) => {
+            r.host == d.host
+                && r.port.unwrap_or(5060) == d.port.unwrap_or(5060)
+                && d.user.as_ref().is_none_or(|u| Some(u) == r.user.as_ref())
+        }
+        _ => false,
     }
 }
 
@@ -226,6 +263,16 @@ mod tests {
             l.authenticate(&invite(Some(&other)), ip(), 1000),
             Verdict::BadRequest(_)
         ));
+    }
+
+    #[test]
+    fn digest_uri_may_omit_the_user() {
+        let l = list();
+        let hostport = answer(&l, "s3cret-pass", "sip:127.0.0.1:5060", 1000);
+        assert_eq!(
+            l.authenticate(&invite(Some(&hostport)), ip(), 1000),
+            Verdict::Tenant(Arc::from("acme"))
+        );
     }
 
     #[test]

@@ -427,7 +427,7 @@ impl Proxy {
                 return;
             }
             Verdict::BadRequest(reason) => {
-                self.respond(id, relay::local_response(&req, 400, reason), now);
+                self.respond(id, relay::local_response(&req, 400, &reason), now);
                 return;
             }
         };

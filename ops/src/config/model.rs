@@ -362,6 +362,11 @@ pub struct SipSettings {
     pub no_answer_timeout: Duration,
     /// The digest realm tenants' PBXs authenticate in (`realm`).
     pub realm: String,
+    /// Digest algorithms offered in a 407, one challenge each, in this order
+    /// (`digest_algorithms`, "SHA-256" and/or "MD5"; default SHA-256 then MD5 as RFC 8760
+    /// asks). UAs that read only the first challenge and know only MD5 (SIPp 3.6, older
+    /// PBXs) need MD5 first.
+    pub digest_algorithms: Vec<String>,
     /// How often each trunk is probed with OPTIONS (`options_interval_ms`); `None` (0): never.
     pub options_interval: Option<Duration>,
     /// Longest call (`max_call_duration_s`): a dialog with no BYE after this long is

@@ -579,6 +579,37 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
             )),
         );
     }
+    let mut digest_algorithms = Vec::new();
+    match t.strings(report, "digest_algorithms") {
+        None => digest_algorithms = vec!["SHA-256".to_owned(), "MD5".to_owned()],
+        Some(words) => {
+            for (i, (w, span)) in words.iter().enumerate() {
+                let canonical = match w.to_ascii_uppercase().as_str() {
+                    "SHA-256" => "SHA-256",
+                    "MD5" => "MD5",
+                    _ => {
+                        report.at_span(
+                            span,
+                            &format!("{}[{i}]", t.key_path("digest_algorithms")),
+                            ConfigErrorKind::Invalid(format!(
+                                "{w:?} is not \"SHA-256\" or \"MD5\""
+                            )),
+                        );
+                        continue;
+                    }
+                };
+                if !digest_algorithms.iter().any(|a| a == canonical) {
+                    digest_algorithms.push(canonical.to_owned());
+                }
+            }
+            if digest_algorithms.is_empty() && words.is_empty() {
+                report.at_path(
+                    &t.key_path("digest_algorithms"),
+                    ConfigErrorKind::Invalid("name at least one algorithm".into()),
+                );
+            }
+        }
+    }
     let options: u64 = t.int_or(
         report,
         "options_interval_ms",
@@ -606,6 +637,7 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060))),
         no_answer_timeout: millis(no_answer),
         realm,
+        digest_algorithms,
         options_interval: (options != 0).then(|| millis(options)),
         max_call_duration: secs(max_call),
     }
