@@ -179,9 +179,14 @@ pub async fn start(
         dispatcher.clone(),
     ));
     let event_tasks = hub.start(shutdown_rx.clone()).await?;
-    let sip =
-        crate::sip::transport::start(&config, router.clone(), store.clone(), shutdown_rx.clone())
-            .await?;
+    let sip = crate::sip::transport::start(
+        &config,
+        &base_dir,
+        router.clone(),
+        store.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
     let binds = Arc::new(Binds::new(ctx.clone()));
     binds.apply(&config, sandbox, &base_dir)?;
 

@@ -44,7 +44,9 @@ pub fn run_scenario(
     run(&args, ip, target, service, calls, dir)
 }
 
-fn run(
+/// SIPp with `args` (a scenario and any options, e.g. `["-sn", "uac", "-t", "t1"]`), like
+/// [`run_uac`] otherwise.
+pub fn run(
     scenario: &[&str],
     ip: &str,
     target: &str,

@@ -68,6 +68,18 @@ fn proxy(name: &str, trunks: &[TrunkSpec<'_>], extra: &str) -> Proxy {
 
 /// [`proxy`] with `sip` appended to `[sip]` and `tenant` to the tenant's table.
 fn proxy_with(name: &str, trunks: &[TrunkSpec<'_>], sip: &str, tenant: &str, extra: &str) -> Proxy {
+    proxy_full(name, trunks, sip, tenant, "", extra)
+}
+
+/// [`proxy_with`] with `trunk_sip` appended to every `[carriers.sip]` table.
+fn proxy_full(
+    name: &str,
+    trunks: &[TrunkSpec<'_>],
+    sip: &str,
+    tenant: &str,
+    trunk_sip: &str,
+    extra: &str,
+) -> Proxy {
     let dir = TempDir::new(name).unwrap();
     let mut toml = String::new();
     writeln!(
@@ -95,7 +107,7 @@ fn proxy_with(name: &str, trunks: &[TrunkSpec<'_>], sip: &str, tenant: &str, ext
         writeln!(
             toml,
             "\n[[carriers]]\nname = {:?}\nchannels = [\"voice\"]\n\n[carriers.sip]\n\
-             host = \"127.0.0.1\"\nport = {}\n\n[[decks]]\ncarrier = {:?}\n\
+             host = \"127.0.0.1\"\nport = {}\n{trunk_sip}\n\n[[decks]]\ncarrier = {:?}\n\
              channel = \"voice\"\npath = {deck:?}",
             t.name,
             t.addr.port(),
@@ -502,4 +514,69 @@ fn digest_challenged_pbx_calls_reinvites_and_hangs_up_with_records() {
     assert!(out.contains("403"), "{out}");
     let s = stats_until(&trunk, |_| true);
     assert_counts(&s, &[("invites", 5)]);
+}
+
+/// A free port on 127.0.0.1 (bound and released: a small race, fine for tests).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_callers_and_tcp_trunks() {
+    // A PBX over TCP → proxy → a UDP trunk.
+    let trunk = sim(&[]);
+    let p = proxy(
+        "sip-tcp-in",
+        &[TrunkSpec {
+            name: "trunk",
+            addr: sim_addr(&trunk),
+            price: "0.0100",
+        }],
+        "",
+    );
+    let dir = TempDir::new("sipp-tcp").unwrap();
+    let (code, out) = sipp::run(
+        &["-sn", "uac", "-t", "t1"],
+        "127.0.0.1",
+        &p.sip.to_string(),
+        Some(CALLEE),
+        10,
+        &dir.path,
+    );
+    assert_eq!(code, 0, "sipp over TCP reported failed calls:\n{out}");
+    let s = stats_until(&trunk, |s| s["byes_received"] == 10);
+    assert_counts(&s, &[("invites", 10), ("byes_received", 10)]);
+
+    // A UDP PBX → proxy → a trunk reached over TCP (SIPp's UAS on TCP).
+    let port = free_port();
+    let mut uas = std::process::Command::new(sipp::path())
+        .args(["-sn", "uas", "-t", "t1", "-i", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["-nostdin", "-timeout", "60s"])
+        .current_dir(&dir.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let p2 = proxy_full(
+        "sip-tcp-out",
+        &[TrunkSpec {
+            name: "tcptrunk",
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            price: "0.0100",
+        }],
+        "options_interval_ms = 0",
+        "",
+        "transport = \"tcp\"",
+        "",
+    );
+    let (code, out) = sipp::run_uac(&p2.sip.to_string(), Some(CALLEE), 10, &dir.path);
+    let _ = uas.kill();
+    let _ = uas.wait();
+    assert_eq!(code, 0, "calls to the TCP trunk failed:\n{out}");
 }

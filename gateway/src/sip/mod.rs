@@ -15,6 +15,7 @@
 //! - [`access`]: which source address or digest login speaks for which tenant.
 //! - [`limits`]: calls per second and concurrent calls per tenant and trunk.
 //! - [`cdr`]: call detail records and the wall clock they are stamped with.
+//! - [`peer`]: addresses with their transport (UDP, TCP, TLS).
 //! - [`trunks`]: the voice carriers' resolved trunk addresses and number rewriting.
 //! - [`relay`]: the header surgery a proxy does (Via, Route, Record-Route, Max-Forwards).
 //!
@@ -25,6 +26,7 @@
 pub mod access;
 pub mod cdr;
 pub mod limits;
+pub mod peer;
 pub mod proxy;
 pub mod relay;
 pub mod transport;

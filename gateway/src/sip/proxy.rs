@@ -63,6 +63,7 @@ use switchyard_routing::{
 use super::access::{AllowList, Verdict};
 use super::cdr::{disposition, CallLog, WallClock};
 use super::limits::{Limits, Refused};
+use super::peer::Peer;
 use super::relay::{self, RelayError};
 use super::trunks::{Trunk, Trunks};
 use crate::model::CallRecord;
@@ -117,7 +118,7 @@ struct Call {
     /// The INVITE as received.
     invite: Message,
     /// The caller's address.
-    source: SocketAddr,
+    source: Peer,
     /// Whose call, to whom, trunks tried, when: the CDR in the making.
     log: CallLog,
     /// Ranked carriers still to try, best first.
@@ -134,11 +135,11 @@ struct Call {
 #[derive(Debug, Clone)]
 struct Dialog {
     /// The caller's address.
-    caller: SocketAddr,
+    caller: Peer,
     /// The caller's remote target (Contact of the INVITE).
     caller_target: Option<Uri>,
     /// The trunk's address.
-    callee: SocketAddr,
+    callee: Peer,
     /// The callee's remote target (Contact of the 2xx).
     callee_target: Option<Uri>,
     /// The carrier answering (its concurrent-call slot is held until the dialog ends).
@@ -171,7 +172,7 @@ struct Relayed {
 #[derive(Debug)]
 struct Hop {
     /// Its address.
-    addr: SocketAddr,
+    addr: Peer,
     /// Its remote target.
     target: Option<Uri>,
     /// The request came from the caller.
@@ -186,7 +187,7 @@ struct Forward {
     /// The request as it goes on.
     request: Message,
     /// Where.
-    dest: SocketAddr,
+    dest: Peer,
     /// The caller sent it.
     from_caller: bool,
     /// Its CSeq as received, when shifted (restored in responses).
@@ -201,7 +202,7 @@ pub struct Proxy {
     /// Voice routes and carrier health.
     router: Arc<Router>,
     /// Transactions both ways.
-    layer: TransactionLayer<SocketAddr>,
+    layer: TransactionLayer<Peer>,
     /// Calls being set up, by their server INVITE transaction.
     calls: HashMap<TransactionId, Call>,
     /// Client INVITE transaction → server INVITE transaction (kept until the client
@@ -215,7 +216,7 @@ pub struct Proxy {
     deadlines: BTreeSet<(Instant, TransactionId)>,
     /// Client INVITE transactions given up (CANCELled or not answered in time) → the INVITE
     /// sent, to ACK and BYE a 2xx that still arrives. Removed when the transaction ends.
-    abandoned: HashMap<TransactionId, (Message, SocketAddr)>,
+    abandoned: HashMap<TransactionId, (Message, Peer)>,
     /// Carriers skipped until the given time (a 503 with Retry-After).
     blacklist: HashMap<CarrierId, Instant>,
     /// Branch entropy.
@@ -290,8 +291,20 @@ impl Proxy {
     /// A received datagram. Garbage never affects other calls: a request that does not
     /// parse gets a 400 when one can be addressed, anything else is dropped.
     pub fn handle_datagram(&mut self, datagram: Bytes, source: SocketAddr, now: Instant) {
-        match Message::parse_datagram(datagram.clone()) {
-            Ok(msg) => self.layer.handle_message(msg, source, false, now),
+        self.handle_message(datagram, Peer::udp(source), now);
+    }
+
+    /// A received message: a UDP datagram, or one frame cut from a TCP/TLS stream.
+    pub fn handle_message(&mut self, datagram: Bytes, source: Peer, now: Instant) {
+        let parsed = if source.transport.reliable() {
+            Message::parse_stream(datagram.clone())
+        } else {
+            Message::parse_datagram(datagram.clone())
+        };
+        match parsed {
+            Ok(msg) => self
+                .layer
+                .handle_message(msg, source, source.transport.reliable(), now),
             Err(e) => {
                 tracing::debug!(%source, error = %e, "malformed SIP datagram");
                 if let Some(resp) = switchyard_protocols::sip::malformed::bad_request(&datagram, &e)
@@ -335,7 +348,7 @@ impl Proxy {
     /// Next datagram to send.
     pub fn poll_transmit(
         &mut self,
-    ) -> Option<switchyard_protocols::sip::transaction::Transmit<SocketAddr>> {
+    ) -> Option<switchyard_protocols::sip::transaction::Transmit<Peer>> {
         self.layer.poll_transmit()
     }
 
@@ -390,7 +403,7 @@ impl Proxy {
 
     // ---- requests -----------------------------------------------------------------------
 
-    fn on_request(&mut self, id: TransactionId, req: Message, source: SocketAddr, now: Instant) {
+    fn on_request(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
         let Some(method) = req.method() else { return };
         let in_dialog = req.to().is_ok_and(|t| t.tag().is_some());
         match method {
@@ -409,9 +422,13 @@ impl Proxy {
         }
     }
 
-    fn on_invite(&mut self, id: TransactionId, req: Message, source: SocketAddr, now: Instant) {
+    fn on_invite(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
         let unix = self.settings.clock.secs(now);
-        let tenant = match self.settings.allow.authenticate(&req, source.ip(), unix) {
+        let tenant = match self
+            .settings
+            .allow
+            .authenticate(&req, source.addr.ip(), unix)
+        {
             Verdict::Tenant(t) => t,
             Verdict::Challenge(challenges) => {
                 let mut r = relay::local_response(&req, 407, "Proxy Authentication Required");
@@ -586,9 +603,10 @@ impl Proxy {
                 call.limited = Some(call.limited.map_or(retry_after, |d| d.min(retry_after)));
                 continue;
             }
+            let inbound = call.source.transport;
             let b = self.new_branch();
-            relay::push_via(&mut fwd, self.settings.me, &b);
-            relay::push_record_route(&mut fwd, self.settings.me);
+            relay::push_via(&mut fwd, self.settings.me, &b, trunk.peer.transport);
+            relay::push_record_route(&mut fwd, self.settings.me, inbound, trunk.peer.transport);
             if self.send_branch(server, carrier, name.clone(), &trunk, fwd, 0, now) {
                 return;
             }
@@ -607,7 +625,11 @@ impl Proxy {
         cseq_offset: u32,
         now: Instant,
     ) -> bool {
-        match self.layer.send_request(fwd.clone(), trunk.addr, false, now) {
+        let reliable = trunk.peer.transport.reliable();
+        match self
+            .layer
+            .send_request(fwd.clone(), trunk.peer, reliable, now)
+        {
             Ok(client) => {
                 let at = now + self.settings.no_answer_timeout;
                 self.deadlines.insert((at, server));
@@ -697,7 +719,7 @@ impl Proxy {
         fwd.headers.push(give, answer.to_header_value());
         fwd.headers.remove_first(&HeaderName::Via);
         let branch = self.new_branch();
-        relay::push_via(&mut fwd, self.settings.me, &branch);
+        relay::push_via(&mut fwd, self.settings.me, &branch, trunk.peer.transport);
         let name = b.name.clone();
         tracing::debug!(carrier = %name, "answering the trunk's digest challenge");
         self.send_branch(server, b.carrier, name, &trunk, fwd, 1, now)
@@ -731,12 +753,13 @@ impl Proxy {
         self.branches.remove(&b.id);
         self.limits.release_trunk(&b.name);
         if let Some(trunk) = self.settings.trunks.get(&b.name) {
-            self.abandoned.insert(b.id, (b.request.clone(), trunk.addr));
+            self.abandoned.insert(b.id, (b.request.clone(), trunk.peer));
         }
         if b.provisional {
             if let Some(cancel) = b.request.cancel() {
                 if let Some(trunk) = self.settings.trunks.get(&b.name) {
-                    let _ = self.layer.send_request(cancel, trunk.addr, false, now);
+                    let reliable = trunk.peer.transport.reliable();
+                    let _ = self.layer.send_request(cancel, trunk.peer, reliable, now);
                 }
             }
         }
@@ -909,7 +932,7 @@ impl Proxy {
                         .settings
                         .trunks
                         .get(&b.name)
-                        .map_or(call.source, |t| t.addr);
+                        .map_or(call.source, |t| t.peer);
                     if let Some(old) = self.dialogs.insert(
                         call_id.clone(),
                         Dialog {
@@ -1010,7 +1033,7 @@ impl Proxy {
 
     /// ACKs and BYEs a 2xx to an INVITE we no longer want (RFC 3261 §16.7 step 5 would
     /// forward it; the caller has already been answered or told 487, so we end it here).
-    fn hang_up(&mut self, invite: &Message, dest: SocketAddr, ok: &Message, now: Instant) {
+    fn hang_up(&mut self, invite: &Message, dest: Peer, ok: &Message, now: Instant) {
         let (Some(mut ack), Ok(cseq)) = (invite.ack_for(ok), invite.cseq()) else {
             return;
         };
@@ -1021,7 +1044,7 @@ impl Proxy {
         ack.headers.remove_first(&HeaderName::Via);
         let mut bye = ack.clone();
         let b = self.new_branch();
-        relay::push_via(&mut ack, self.settings.me, &b);
+        relay::push_via(&mut ack, self.settings.me, &b, dest.transport);
         self.layer.send_stateless(&ack, dest);
         if let StartLine::Request(line) = &mut bye.start {
             line.method = Method::Bye;
@@ -1031,8 +1054,10 @@ impl Proxy {
             format!("{} BYE", cseq.seq.saturating_add(1)),
         );
         let b = self.new_branch();
-        relay::push_via(&mut bye, self.settings.me, &b);
-        let _ = self.layer.send_request(bye, dest, false, now);
+        relay::push_via(&mut bye, self.settings.me, &b, dest.transport);
+        let _ = self
+            .layer
+            .send_request(bye, dest, dest.transport.reliable(), now);
         tracing::info!("late 2xx on an abandoned branch: ACKed and hung up");
     }
 
@@ -1113,7 +1138,8 @@ impl Proxy {
             let Some(probe) = self.options_request(&trunk) else {
                 continue;
             };
-            if let Ok(id) = self.layer.send_request(probe, trunk.addr, false, now) {
+            let reliable = trunk.peer.transport.reliable();
+            if let Ok(id) = self.layer.send_request(probe, trunk.peer, reliable, now) {
                 self.probes.insert(id, (name, now));
             }
         }
@@ -1126,13 +1152,28 @@ impl Proxy {
         } else {
             trunk.host.clone()
         };
-        let uri = Uri::from_str_copy(&format!("sip:{host}:{}", trunk.addr.port())).ok()?;
+        let param = trunk
+            .peer
+            .transport
+            .uri_param()
+            .map(|t| format!(";transport={t}"))
+            .unwrap_or_default();
+        let uri =
+            Uri::from_str_copy(&format!("sip:{host}:{}{param}", trunk.peer.addr.port())).ok()?;
         let b = self.new_branch();
         let tag = self.new_branch();
         RequestBuilder::new(Method::Options, uri.clone())
             .header(
                 HeaderName::Via,
-                format!("SIP/2.0/UDP {me};branch={b};rport"),
+                format!(
+                    "SIP/2.0/{} {me};branch={b}{}",
+                    trunk.peer.transport.via_token(),
+                    if trunk.peer.transport.reliable() {
+                        ""
+                    } else {
+                        ";rport"
+                    }
+                ),
             )
             .header(HeaderName::MaxForwards, "70")
             .header(
@@ -1163,16 +1204,27 @@ impl Proxy {
 
     /// Where an in-dialog request from `source` goes: the other side's address and target,
     /// whether the caller sent it, and the CSeq shift towards the trunk.
-    fn dialog_hop(&self, req: &Message, source: SocketAddr) -> Option<Hop> {
+    fn dialog_hop(&self, req: &Message, source: Peer) -> Option<Hop> {
         let d = self.dialogs.get(req.call_id().ok()?)?;
-        if source == d.caller {
+        // The exact connection or address first; then the same party on a new connection.
+        let from_caller = if source == d.caller {
+            true
+        } else if source == d.callee {
+            false
+        } else {
+            source.same_party(&d.caller) && !source.same_party(&d.callee)
+        };
+        if from_caller {
             Some(Hop {
                 addr: d.callee,
                 target: d.callee_target.clone(),
                 from_caller: true,
                 cseq_offset: d.cseq_offset,
             })
-        } else if source == d.callee || self.settings.trunks.is_trunk(source) {
+        } else if source == d.callee
+            || source.same_party(&d.callee)
+            || self.settings.trunks.is_trunk(source)
+        {
             Some(Hop {
                 addr: d.caller,
                 target: d.caller_target.clone(),
@@ -1185,8 +1237,8 @@ impl Proxy {
     }
 
     /// A tenant's allowed source or a trunk.
-    fn known_peer(&self, addr: SocketAddr) -> bool {
-        self.settings.allow.tenant(addr.ip()).is_some() || self.settings.trunks.is_trunk(addr)
+    fn known_peer(&self, addr: Peer) -> bool {
+        self.settings.allow.tenant(addr.addr.ip()).is_some() || self.settings.trunks.is_trunk(addr)
     }
 
     /// The request as forwarded in a dialog and where to: our Route popped, the Request-URI
@@ -1195,7 +1247,7 @@ impl Proxy {
     fn in_dialog_forward(
         &mut self,
         mut req: Message,
-        source: SocketAddr,
+        source: Peer,
     ) -> Result<Forward, (u16, &'static str)> {
         let me = self.settings.me;
         let routed = req
@@ -1256,13 +1308,7 @@ impl Proxy {
         })
     }
 
-    fn relay_in_dialog(
-        &mut self,
-        id: TransactionId,
-        req: Message,
-        source: SocketAddr,
-        now: Instant,
-    ) {
+    fn relay_in_dialog(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
         let original = req.clone();
         let call_id = req.call_id().cloned().unwrap_or_default();
         let bye = req.method() == Some(Method::Bye);
@@ -1270,8 +1316,9 @@ impl Proxy {
             Ok(f) => {
                 let mut fwd = f.request;
                 let b = self.new_branch();
-                relay::push_via(&mut fwd, self.settings.me, &b);
-                match self.layer.send_request(fwd, f.dest, false, now) {
+                relay::push_via(&mut fwd, self.settings.me, &b, f.dest.transport);
+                let reliable = f.dest.transport.reliable();
+                match self.layer.send_request(fwd, f.dest, reliable, now) {
                     Ok(client) => {
                         self.relayed.insert(
                             client,
@@ -1299,7 +1346,7 @@ impl Proxy {
 
     /// ACKs for 2xx and 2xx retransmissions after their transaction ended: relayed
     /// statelessly.
-    fn on_stray(&mut self, mut msg: Message, source: SocketAddr) {
+    fn on_stray(&mut self, mut msg: Message, source: Peer) {
         match &msg.start {
             StartLine::Request(line) if line.method == Method::Ack => {
                 // Our Via branch is derived from theirs, so a retransmitted ACK gets the same.
@@ -1311,7 +1358,12 @@ impl Proxy {
                     return;
                 };
                 let mut fwd = f.request;
-                relay::push_via(&mut fwd, self.settings.me, &branch(h.finish()));
+                relay::push_via(
+                    &mut fwd,
+                    self.settings.me,
+                    &branch(h.finish()),
+                    f.dest.transport,
+                );
                 self.layer.send_stateless(&fwd, f.dest);
             }
             StartLine::Request(_) => {}

@@ -91,7 +91,7 @@ fn proxy_with(now: Instant, extra: &Extra) -> Proxy {
         me: addr(ME),
         no_answer_timeout: sip.no_answer_timeout,
         allow: AllowList::from_config(&cfg),
-        trunks: Trunks::resolve(&cfg).unwrap(),
+        trunks: Trunks::resolve(&cfg, std::path::Path::new(".")).unwrap(),
         limits: Limits::from_config(&cfg, now),
         options_interval: sip.options_interval,
         max_call_duration: sip.max_call_duration,
@@ -114,7 +114,10 @@ fn invite(call_id: &str) -> Bytes {
 fn sent(p: &mut Proxy) -> Vec<(SocketAddr, Message)> {
     let mut out = Vec::new();
     while let Some(t) = p.poll_transmit() {
-        out.push((t.destination, Message::parse_datagram(t.message).unwrap()));
+        out.push((
+            t.destination.addr,
+            Message::parse_datagram(t.message).unwrap(),
+        ));
     }
     out
 }

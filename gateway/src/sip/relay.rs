@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use switchyard_protocols::sip::{HeaderName, Message, NameAddr, StartLine, Uri};
 
+use super::peer::{Peer, Transport};
+
 /// Why a request cannot be forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayError {
@@ -19,16 +21,56 @@ pub fn is_own(uri: &Uri, me: SocketAddr) -> bool {
         .is_some_and(|s| s.host.ip() == Some(me.ip()) && s.port.unwrap_or(5060) == me.port())
 }
 
-/// Removes the top Route header if it names us (the previous hop routed through us).
+/// Removes the top Route entries that name us (the previous hop routed through us; two when
+/// we record-routed twice for a transport change, RFC 5658).
 pub fn pop_own_route(msg: &mut Message, me: SocketAddr) {
-    let ours = msg
-        .routes()
-        .next()
-        .and_then(Result::ok)
-        .is_some_and(|r| is_own(&r.uri, me));
-    if ours {
-        msg.headers.remove_first(&HeaderName::Route);
+    for _ in 0..2 {
+        let ours = msg
+            .routes()
+            .next()
+            .and_then(Result::ok)
+            .is_some_and(|r| is_own(&r.uri, me));
+        if !ours {
+            break;
+        }
+        remove_first_route(msg);
     }
+}
+
+/// Removes the first Route entry, which may share its header line with others.
+fn remove_first_route(msg: &mut Message) {
+    let entries: Vec<NameAddr> = msg.routes().filter_map(Result::ok).collect();
+    let in_first = msg
+        .headers
+        .get_all(&HeaderName::Route)
+        .next()
+        .map_or(1, |v| split_count(v));
+    msg.headers.remove_first(&HeaderName::Route);
+    if in_first > 1 {
+        // The line held several entries: put back all but the first.
+        let rest: Vec<String> = entries
+            .iter()
+            .take(in_first)
+            .skip(1)
+            .map(|r| format!("<{}>", String::from_utf8_lossy(r.uri.as_bytes())))
+            .collect();
+        msg.headers.push_front(HeaderName::Route, rest.join(", "));
+    }
+}
+
+/// Entries in one comma-joined Route value (commas inside `<>` or quotes do not count).
+fn split_count(v: &[u8]) -> usize {
+    let (mut n, mut angle, mut quote) = (1, false, false);
+    for &b in v {
+        match b {
+            b'"' => quote = !quote,
+            b'<' if !quote => angle = true,
+            b'>' if !quote => angle = false,
+            b',' if !quote && !angle => n += 1,
+            _ => {}
+        }
+    }
+    n
 }
 
 /// The next hop's URI after loose routing: the top Route if any, else the Request-URI.
@@ -40,10 +82,19 @@ pub fn next_hop(msg: &Message) -> Option<Uri> {
     }
 }
 
-/// A UDP address for a URI with an IP literal host.
-pub fn uri_addr(uri: &Uri) -> Option<SocketAddr> {
+/// The peer a URI with an IP literal host names (transport from `transport=` or `sips:`).
+pub fn uri_addr(uri: &Uri) -> Option<Peer> {
     let s = uri.as_sip()?;
-    Some(SocketAddr::new(s.host.ip()?, s.port.unwrap_or(5060)))
+    let transport = Transport::of_uri(uri);
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(s.host.ip()?, s.port.unwrap_or(default_port)),
+    })
 }
 
 /// Decrements Max-Forwards (adding `70` when absent).
@@ -58,18 +109,42 @@ pub fn decrement_max_forwards(msg: &mut Message) -> Result<(), RelayError> {
     Ok(())
 }
 
-/// Puts our Via on top.
-pub fn push_via(msg: &mut Message, me: SocketAddr, branch: &str) {
+/// Puts our Via on top, for a request leaving over `transport`.
+pub fn push_via(msg: &mut Message, me: SocketAddr, branch: &str, transport: Transport) {
+    let rport = if transport.reliable() { "" } else { ";rport" };
     msg.headers.push_front(
         HeaderName::Via,
-        format!("SIP/2.0/UDP {me};branch={branch};rport"),
+        format!(
+            "SIP/2.0/{} {me};branch={branch}{rport}",
+            transport.via_token()
+        ),
     );
 }
 
-/// Adds our Record-Route (`<sip:me;lr>`) on top, so in-dialog requests come through us.
-pub fn push_record_route(msg: &mut Message, me: SocketAddr) {
+/// Our Record-Route URI for one side (`<sip:me;transport=tcp;lr>`).
+fn record_route_value(me: SocketAddr, transport: Transport) -> String {
+    match transport.uri_param() {
+        Some(t) => format!("<sip:{me};transport={t};lr>"),
+        None => format!("<sip:{me};lr>"),
+    }
+}
+
+/// Adds our Record-Route on top, so in-dialog requests come through us: one entry when both
+/// sides use the same transport, two (RFC 5658 double record-routing) when the request came
+/// in over `inbound` and leaves over `outbound`: the bottom one for the caller's side, the
+/// top one for the callee's.
+pub fn push_record_route(
+    msg: &mut Message,
+    me: SocketAddr,
+    inbound: Transport,
+    outbound: Transport,
+) {
+    if inbound != outbound {
+        msg.headers
+            .push_front(HeaderName::RecordRoute, record_route_value(me, inbound));
+    }
     msg.headers
-        .push_front(HeaderName::RecordRoute, format!("<sip:{me};lr>"));
+        .push_front(HeaderName::RecordRoute, record_route_value(me, outbound));
 }
 
 /// Replaces the Request-URI.
@@ -91,19 +166,27 @@ pub fn pop_own_via(resp: &mut Message, me: SocketAddr) -> bool {
     ours
 }
 
-/// Where a response goes after our Via is removed: the next Via's `received`/`rport` or
-/// sent-by (RFC 3261 §18.2.2, RFC 3581), when it is an IP literal.
-pub fn response_addr(resp: &Message) -> Option<SocketAddr> {
+/// Where a response goes after our Via is removed: the next Via's transport and its
+/// `received`/`rport` or sent-by (RFC 3261 §18.2.2, RFC 3581), when it is an IP literal.
+pub fn response_addr(resp: &Message) -> Option<Peer> {
     let via = resp.top_via().ok()?;
+    let transport = Transport::parse(&via.transport)?;
     let ip = match via.received() {
         Some(r) => std::str::from_utf8(r).ok()?.parse().ok()?,
         None => via.host.ip()?,
     };
     let port = match via.rport() {
         Some(Some(p)) => p,
-        _ => via.port.unwrap_or(5060),
+        _ => via.port.unwrap_or(if transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        }),
     };
-    Some(SocketAddr::new(ip, port))
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, port),
+    })
 }
 
 /// A response of ours (not relayed) with a fixed To tag, so a retransmitted request gets the
@@ -137,8 +220,8 @@ mod tests {
         decrement_max_forwards(&mut m).unwrap();
         assert_eq!(m.max_forwards().unwrap(), Some(0));
         assert_eq!(decrement_max_forwards(&mut m), Err(RelayError::TooManyHops));
-        push_via(&mut m, me, "z9hG4bKme");
-        push_record_route(&mut m, me);
+        push_via(&mut m, me, "z9hG4bKme", Transport::Udp);
+        push_record_route(&mut m, me, Transport::Udp, Transport::Udp);
         let m = Message::parse_datagram(m.to_bytes()).unwrap();
         assert_eq!(
             m.top_via().unwrap().branch().unwrap().as_ref(),
@@ -153,10 +236,45 @@ mod tests {
     fn responses_go_back_by_via() {
         let me: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let mut m = invite();
-        push_via(&mut m, me, "z9hG4bKme");
+        push_via(&mut m, me, "z9hG4bKme", Transport::Tcp);
         let mut r = m.response(180, "Ringing", Some("t"));
         assert!(pop_own_via(&mut r, me));
         assert!(!pop_own_via(&mut r, me));
-        assert_eq!(response_addr(&r), Some("127.0.0.1:5999".parse().unwrap()));
+        assert_eq!(
+            response_addr(&r),
+            Some(Peer::udp("127.0.0.1:5999".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn a_transport_change_records_two_routes_and_both_are_popped() {
+        let me: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let mut m = invite();
+        push_record_route(&mut m, me, Transport::Udp, Transport::Tcp);
+        let rr: Vec<String> = m
+            .record_routes()
+            .map(|r| String::from_utf8_lossy(r.unwrap().uri.as_bytes()).into_owned())
+            .collect();
+        assert_eq!(
+            rr,
+            [
+                "sip:127.0.0.1:5060;transport=tcp;lr",
+                "sip:127.0.0.1:5060;lr"
+            ]
+        );
+        // The callee's in-dialog request carries both as Routes (plus one further hop).
+        let mut req = invite();
+        req.headers.remove_all(&HeaderName::Route);
+        req.headers.push(
+            HeaderName::Route,
+            "<sip:127.0.0.1:5060;transport=tcp;lr>, <sip:127.0.0.1:5060;lr>, <sip:192.0.2.1;lr>",
+        );
+        let mut req = Message::parse_datagram(req.to_bytes()).unwrap();
+        pop_own_route(&mut req, me);
+        let left: Vec<String> = req
+            .routes()
+            .map(|r| String::from_utf8_lossy(r.unwrap().uri.as_bytes()).into_owned())
+            .collect();
+        assert_eq!(left, ["sip:192.0.2.1;lr"]);
     }
 }

@@ -1,23 +1,40 @@
-//! The UDP transport: one tokio task owns the socket and the [`Proxy`], reads the clock
-//! (`Instant::now()`) for it, sends what it queues and sleeps until its next deadline.
+//! The transports: one tokio task owns the UDP socket, the TCP (and TLS) listeners and the
+//! [`Proxy`]; it reads the clock (`Instant::now()`) for the proxy, sends what it queues and
+//! sleeps until its next deadline. Each TCP/TLS connection has its own task that cuts
+//! messages out of the stream ([`StreamFramer`]) and writes what the proxy sends to that
+//! peer; they talk to the proxy task through channels, so the proxy stays single-threaded.
+//!
+//! Connections are keyed by [`Peer`] (transport + remote address). A message for a peer with
+//! no connection opens one (trunks with `transport = "tcp"`/`"tls"`; a caller whose
+//! connection closed); if the connect or the TLS handshake fails, the transactions queued on
+//! it fail like a UDP send error (the proxy fails the branch over).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures::StreamExt;
 use switchyard_ops::config::Config;
+use switchyard_protocols::sip::framing::StreamFramer;
+use switchyard_protocols::sip::transaction::{TransactionId, Transmit};
 use switchyard_routing::Router;
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::FramedRead;
 
 use super::access::AllowList;
 use super::cdr::WallClock;
 use super::limits::Limits;
+use super::peer::{Peer, Transport};
 use super::proxy::{Proxy, ProxySettings};
 use super::trunks::Trunks;
 use crate::model::{now_ms, CallRecord, Update};
+use crate::smpp::tls::TlsSettings;
 use crate::store::Store;
 
 /// Largest datagram read (the UDP maximum).
@@ -29,10 +46,49 @@ const RECORD_QUEUE: usize = 65_536;
 /// Records written per store request.
 const RECORD_BATCH: usize = 512;
 
-/// Binds the `[sip]` listener and spawns the proxy task; returns the bound address and the
-/// task, which ends when `shutdown` turns true. `None` when there is no `[sip]` table.
+/// Messages queued for one connection's writer before sends to it fail.
+const CONN_QUEUE: usize = 1024;
+
+/// Messages from all connections waiting for the proxy task.
+const INBOUND_QUEUE: usize = 8192;
+
+/// How long a TCP connect plus TLS handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection idle this long (nothing read or written) is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Most TCP/TLS connections at once (further accepts wait).
+const MAX_CONNECTIONS: usize = 4096;
+
+/// What connection tasks tell the proxy task.
+#[derive(Debug)]
+enum Inbound {
+    /// A message cut from the stream.
+    Message(Peer, Bytes),
+    /// An outgoing connection is up.
+    Connected(Peer),
+    /// The connection is gone (closed, reset, idle, framing error, failed connect).
+    Closed(Peer),
+}
+
+/// The proxy task's view of one connection.
+#[derive(Debug)]
+struct Conn {
+    /// Its writer's queue.
+    tx: mpsc::Sender<Bytes>,
+    /// Transactions whose requests wait for the connect; failed if it fails.
+    pending: Vec<TransactionId>,
+    /// Whether the connection is established (accepted, or connected).
+    up: bool,
+}
+
+/// Binds the `[sip]` listeners (UDP and TCP on `listen`, TLS on `tls_listen`) and spawns the
+/// proxy task; returns the UDP address and the task, which ends when `shutdown` turns true.
+/// `None` when there is no `[sip]` table.
 pub async fn start(
     config: &Config,
+    base_dir: &Path,
     router: Arc<Router>,
     store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
@@ -44,68 +100,345 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the SIP listener on udp {}", sip.listen))?;
     let me = socket.local_addr()?;
+    // TCP on the same address and port as UDP (port 0: the one UDP got).
+    let tcp = TcpListener::bind(me)
+        .await
+        .with_context(|| format!("binding the SIP listener on tcp {me}"))?;
+    let tls = match &sip.tls {
+        Some(t) => {
+            let cert = Config::resolve(base_dir, &t.cert);
+            let key = Config::resolve(base_dir, &t.key);
+            let server = crate::tls::server_config(&cert, &key)?;
+            let listener = TcpListener::bind(t.listen)
+                .await
+                .with_context(|| format!("binding the SIP listener on tls {}", t.listen))?;
+            tracing::info!(address = %listener.local_addr()?, "SIP proxy listening (TLS)");
+            Some((listener, tokio_rustls::TlsAcceptor::from(Arc::new(server))))
+        }
+        None => None,
+    };
     let now = Instant::now();
+    let trunks = Trunks::resolve(config, base_dir)?;
     let settings = ProxySettings {
         me,
         no_answer_timeout: sip.no_answer_timeout,
         allow: AllowList::from_config(config),
-        trunks: Trunks::resolve(config)?,
+        trunks: trunks.clone(),
         limits: Limits::from_config(config, now),
         options_interval: sip.options_interval,
         max_call_duration: sip.max_call_duration,
         clock: WallClock::new(now, now_ms()),
     };
-    let mut proxy = Proxy::new(settings, router, now);
-    let (records, rx) = tokio::sync::mpsc::channel(RECORD_QUEUE);
+    let proxy = Proxy::new(settings, router, now);
+    let (records, rx) = mpsc::channel(RECORD_QUEUE);
     let writer = tokio::spawn(write_records(store, rx));
+    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let mut driver = Driver {
+        proxy,
+        socket,
+        conns: HashMap::new(),
+        inbound_tx,
+        trunks,
+        records,
+    };
     let task = tokio::spawn(async move {
+        driver.run(tcp, tls, inbound, &mut shutdown).await;
+        tracing::info!(
+            calls_in_setup = driver.proxy.calls_in_setup(),
+            "SIP proxy stopped"
+        );
+        drop(driver);
+        let _ = writer.await;
+    });
+    Ok(Some((me, task)))
+}
+
+/// The proxy task's state.
+struct Driver {
+    /// The state machine.
+    proxy: Proxy,
+    /// UDP.
+    socket: UdpSocket,
+    /// TCP and TLS connections by peer.
+    conns: HashMap<Peer, Conn>,
+    /// Handed to connection tasks.
+    inbound_tx: mpsc::Sender<Inbound>,
+    /// TLS settings of trunks (outgoing TLS connections).
+    trunks: Trunks,
+    /// Finished calls' records, to the store writer.
+    records: mpsc::Sender<CallRecord>,
+}
+
+impl Driver {
+    async fn run(
+        &mut self,
+        tcp: TcpListener,
+        tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
-            flush(&socket, &mut proxy).await;
-            while let Some(r) = proxy.poll_record() {
-                log_record(&r);
-                if records.try_send(r).is_err() {
-                    tracing::error!("CDR queue full or closed: a call record was dropped");
-                }
-            }
-            let wake = proxy.poll_timeout();
+            self.flush().await;
+            let wake = self.proxy.poll_timeout();
             let sleep = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                     None => std::future::pending().await,
                 }
             };
+            let tls_accept = async {
+                match &tls {
+                    Some((l, _)) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                r = socket.recv_from(&mut buf) => match r {
+                r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                        proxy.handle_datagram(datagram, from, Instant::now());
+                        self.proxy.handle_datagram(datagram, from, Instant::now());
                     }
                     // ICMP port unreachable from an earlier send surfaces here on Linux;
                     // the transaction's timer B/F still fails the branch over.
                     Err(e) => tracing::debug!(error = %e, "SIP socket receive error"),
                 },
-                _ = sleep => proxy.handle_timeout(Instant::now()),
+                r = tcp.accept(), if self.conns.len() < MAX_CONNECTIONS => match r {
+                    Ok((stream, from)) => {
+                        let peer = Peer { transport: Transport::Tcp, addr: from };
+                        let rx = self.register(peer, true);
+                        tokio::spawn(serve(stream, peer, rx, self.inbound_tx.clone()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "SIP TCP accept failed"),
+                },
+                r = tls_accept, if self.conns.len() < MAX_CONNECTIONS => match r {
+                    Ok((stream, from)) => {
+                        let peer = Peer { transport: Transport::Tls, addr: from };
+                        let rx = self.register(peer, true);
+                        if let Some((_, acceptor)) = &tls {
+                            tokio::spawn(accept_tls(acceptor.clone(), stream, peer, rx, self.inbound_tx.clone()));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "SIP TLS accept failed"),
+                },
+                Some(event) = inbound.recv() => self.on_inbound(event),
+                _ = sleep => self.proxy.handle_timeout(Instant::now()),
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
-        tracing::info!(calls_in_setup = proxy.calls_in_setup(), "SIP proxy stopped");
-        drop(records);
-        let _ = writer.await;
-    });
-    Ok(Some((me, task)))
-}
+    }
 
-/// Sends everything the proxy queued; a failed send fails its transaction (failover).
-async fn flush(socket: &UdpSocket, proxy: &mut Proxy) {
-    while let Some(t) = proxy.poll_transmit() {
-        if let Err(e) = socket.send_to(&t.message, t.destination).await {
-            tracing::debug!(error = %e, to = %t.destination, "SIP send failed");
-            if let Some(id) = t.transaction {
-                proxy.transport_error(id, Instant::now());
+    /// A new connection's writer queue.
+    fn register(&mut self, peer: Peer, up: bool) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(CONN_QUEUE);
+        self.conns.insert(
+            peer,
+            Conn {
+                tx,
+                pending: Vec::new(),
+                up,
+            },
+        );
+        rx
+    }
+
+    fn on_inbound(&mut self, event: Inbound) {
+        match event {
+            Inbound::Message(peer, bytes) => {
+                self.proxy.handle_message(bytes, peer, Instant::now());
+            }
+            Inbound::Connected(peer) => {
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    c.up = true;
+                    c.pending.clear();
+                }
+            }
+            Inbound::Closed(peer) => {
+                if let Some(c) = self.conns.remove(&peer) {
+                    if !c.up {
+                        tracing::info!(%peer, "SIP connection could not be opened");
+                    }
+                    let now = Instant::now();
+                    for id in c.pending {
+                        self.proxy.transport_error(id, now);
+                    }
+                }
             }
         }
     }
+
+    /// Sends everything the proxy queued; a failed send fails its transaction (failover).
+    async fn flush(&mut self) {
+        while let Some(t) = self.proxy.poll_transmit() {
+            match t.destination.transport {
+                Transport::Udp => {
+                    if let Err(e) = self.socket.send_to(&t.message, t.destination.addr).await {
+                        tracing::debug!(error = %e, to = %t.destination, "SIP send failed");
+                        if let Some(id) = t.transaction {
+                            self.proxy.transport_error(id, Instant::now());
+                        }
+                    }
+                }
+                Transport::Tcp | Transport::Tls => self.send_stream(t),
+            }
+        }
+        while let Some(r) = self.proxy.poll_record() {
+            log_record(&r);
+            if self.records.try_send(r).is_err() {
+                tracing::error!("CDR queue full or closed: a call record was dropped");
+            }
+        }
+    }
+
+    /// Queues a message on the peer's connection, opening one if there is none.
+    fn send_stream(&mut self, t: Transmit<Peer>) {
+        let peer = t.destination;
+        if !self.conns.contains_key(&peer) {
+            let rx = self.register(peer, false);
+            let tls = match peer.transport {
+                Transport::Tls => match self.trunks.tls_for(peer) {
+                    Some(s) => Some(s),
+                    None => {
+                        // A TLS caller whose connection closed: we cannot verify who is at
+                        // that address, so we do not reconnect to it.
+                        self.conns.remove(&peer);
+                        if let Some(id) = t.transaction {
+                            self.proxy.transport_error(id, Instant::now());
+                        }
+                        return;
+                    }
+                },
+                _ => None,
+            };
+            tokio::spawn(connect(peer, tls, rx, self.inbound_tx.clone()));
+        }
+        let Some(conn) = self.conns.get_mut(&peer) else {
+            return;
+        };
+        if conn.tx.try_send(t.message).is_err() {
+            tracing::debug!(%peer, "SIP connection queue full or closed");
+            if let Some(id) = t.transaction {
+                self.proxy.transport_error(id, Instant::now());
+            }
+            return;
+        }
+        if !conn.up {
+            if let Some(id) = t.transaction {
+                conn.pending.push(id);
+            }
+        }
+    }
+}
+
+/// Opens an outgoing connection (TLS when `tls` is given) and serves it.
+async fn connect(
+    peer: Peer,
+    tls: Option<Arc<TlsSettings>>,
+    rx: mpsc::Receiver<Bytes>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let stream = TcpStream::connect(peer.addr).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    })
+    .await;
+    let stream = match opened {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "SIP connect failed");
+            let _ = inbound.send(Inbound::Closed(peer)).await;
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "SIP connect timed out");
+            let _ = inbound.send(Inbound::Closed(peer)).await;
+            return;
+        }
+    };
+    match tls {
+        None => {
+            let _ = inbound.send(Inbound::Connected(peer)).await;
+            serve(stream, peer, rx, inbound).await;
+        }
+        Some(settings) => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, settings.connect(stream)).await {
+                Ok(Ok(s)) => {
+                    let _ = inbound.send(Inbound::Connected(peer)).await;
+                    serve(s, peer, rx, inbound).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "SIP TLS handshake failed");
+                    let _ = inbound.send(Inbound::Closed(peer)).await;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "SIP TLS handshake timed out");
+                    let _ = inbound.send(Inbound::Closed(peer)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Completes an accepted TLS connection's handshake, then serves it.
+async fn accept_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: Peer,
+    rx: mpsc::Receiver<Bytes>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => serve(s, peer, rx, inbound).await,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "SIP TLS handshake with a client failed");
+            let _ = inbound.send(Inbound::Closed(peer)).await;
+        }
+        Err(_) => {
+            let _ = inbound.send(Inbound::Closed(peer)).await;
+        }
+    }
+}
+
+/// Reads messages off the stream and writes what the proxy queues, until either side closes,
+/// a frame is unreadable (nothing after it can be found) or the connection idles.
+async fn serve<S>(
+    stream: S,
+    peer: Peer,
+    mut rx: mpsc::Receiver<Bytes>,
+    inbound: mpsc::Sender<Inbound>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let mut frames = FramedRead::new(read, StreamFramer::default());
+    loop {
+        tokio::select! {
+            frame = tokio::time::timeout(IDLE_TIMEOUT, frames.next()) => match frame {
+                Ok(Some(Ok(bytes))) => {
+                    if inbound.send(Inbound::Message(peer, bytes)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Some(Err(e))) => {
+                    tracing::info!(%peer, error = %e, "SIP stream unreadable: closing it");
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            },
+            out = rx.recv() => match out {
+                Some(bytes) => {
+                    if let Err(e) = write.write_all(&bytes).await {
+                        tracing::debug!(%peer, error = %e, "SIP stream write failed");
+                        break;
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    let _ = write.shutdown().await;
+    let _ = inbound.send(Inbound::Closed(peer)).await;
 }
 
 /// One `cdr` log line per call (numbers masked), next to the stored record.
@@ -128,18 +461,18 @@ fn log_record(r: &CallRecord) {
 
 /// Writes call records to the store in batches; a failed write is retried with back-off
 /// (records wait in the queue meanwhile), so a store hiccup loses none.
-async fn write_records(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receiver<CallRecord>) {
+async fn write_records(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CallRecord>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let updates: Vec<Update> = batch.drain(..).map(|r| Update::Call(Box::new(r))).collect();
-        let mut backoff = std::time::Duration::from_millis(100);
+        let mut backoff = Duration::from_millis(100);
         loop {
             match store.apply(updates.clone()).await {
                 Ok(_) => break,
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(error = %e, "storing call records failed; retrying");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, records = updates.len(), "call records lost: the store refused them");

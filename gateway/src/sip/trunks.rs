@@ -1,38 +1,51 @@
 //! The voice carriers' trunks: resolved once at start, looked up by carrier name per call.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
-use switchyard_ops::config::{Config, TrunkCredentials};
+use switchyard_ops::config::{Config, SipTransport, TrunkCredentials};
 use switchyard_routing::{NumberRewrite, E164};
 
+use super::peer::{Peer, Transport};
+use crate::smpp::tls::TlsSettings;
+
 /// One trunk: where INVITEs go and how the number is written in the Request-URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Trunk {
-    /// The resolved UDP address (`[carriers.sip] host`, `port`).
-    pub addr: SocketAddr,
+    /// The resolved address and transport (`[carriers.sip] host`, `port`, `transport`).
+    pub peer: Peer,
     /// The host as configured, for the Request-URI.
     pub host: String,
     /// Tech prefix and stripped digits.
     pub rewrite: NumberRewrite,
     /// What to answer the trunk's digest challenges with.
     pub credentials: Option<TrunkCredentials>,
+    /// For TLS trunks: the trust anchors and the name the certificate must carry (`host`).
+    pub tls: Option<Arc<TlsSettings>>,
 }
 
 impl Trunk {
-    /// `sip:<tech_prefix><number minus strip_digits>@host:port` (`#` escaped).
+    /// `sip:<tech_prefix><number minus strip_digits>@host:port[;transport=…]` (`#` escaped).
     pub fn request_uri(&self, number: &E164) -> String {
         let host = if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
+        let param = self
+            .peer
+            .transport
+            .uri_param()
+            .map(|t| format!(";transport={t}"))
+            .unwrap_or_default();
         format!(
-            "sip:{}@{host}:{}",
+            "sip:{}@{host}:{}{param}",
             // `#` is not allowed unescaped in a URI's user part (RFC 3261 §25.1).
             self.rewrite.apply(number).as_str().replace('#', "%23"),
-            self.addr.port()
+            self.peer.addr.port()
         )
     }
 }
@@ -45,8 +58,9 @@ pub struct Trunks {
 }
 
 impl Trunks {
-    /// Resolves every `[carriers.sip]` host (blocking DNS, once, at start).
-    pub fn resolve(config: &Config) -> anyhow::Result<Self> {
+    /// Resolves every `[carriers.sip]` host (blocking DNS, once, at start) and loads TLS
+    /// trust anchors (`tls_ca` relative to `base_dir`).
+    pub fn resolve(config: &Config, base_dir: &Path) -> anyhow::Result<Self> {
         let mut by_name = HashMap::new();
         for c in &config.carriers {
             let Some(sip) = &c.sip else { continue };
@@ -55,10 +69,28 @@ impl Trunks {
                 .with_context(|| format!("resolving the SIP trunk of carrier {:?}", c.name))?
                 .next()
                 .with_context(|| format!("no address for the SIP trunk of carrier {:?}", c.name))?;
+            let transport = match sip.transport {
+                SipTransport::Udp => Transport::Udp,
+                SipTransport::Tcp => Transport::Tcp,
+                SipTransport::Tls => Transport::Tls,
+            };
+            let tls = match transport {
+                Transport::Tls => {
+                    let ca = sip.tls_ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
+                    let host = sip.host.trim_start_matches('[').trim_end_matches(']');
+                    Some(Arc::new(
+                        TlsSettings::new(ca.as_deref(), host).with_context(|| {
+                            format!("TLS settings of the SIP trunk of carrier {:?}", c.name)
+                        })?,
+                    ))
+                }
+                _ => None,
+            };
             by_name.insert(
                 c.name.clone(),
                 Trunk {
-                    addr,
+                    peer: Peer { transport, addr },
+                    tls,
                     host: sip.host.clone(),
                     rewrite: sip.rewrite.clone(),
                     credentials: sip.credentials.clone(),
@@ -78,9 +110,17 @@ impl Trunks {
         self.by_name.iter()
     }
 
-    /// Whether `addr` is one of the trunks (requests from trunks need no `sip_allow`).
-    pub fn is_trunk(&self, addr: SocketAddr) -> bool {
-        self.by_name.values().any(|t| t.addr == addr)
+    /// Whether `peer` is one of the trunks (requests from trunks need no `sip_allow`).
+    pub fn is_trunk(&self, peer: Peer) -> bool {
+        self.by_name.values().any(|t| t.peer.same_party(&peer))
+    }
+
+    /// The TLS settings for connections to `peer`, if it is a TLS trunk.
+    pub fn tls_for(&self, peer: Peer) -> Option<Arc<TlsSettings>> {
+        self.by_name
+            .values()
+            .find(|t| t.peer == peer)
+            .and_then(|t| t.tls.clone())
     }
 }
 
@@ -91,7 +131,8 @@ mod tests {
     #[test]
     fn request_uri_applies_prefix_and_strip() {
         let t = Trunk {
-            addr: "127.0.0.1:5070".parse().unwrap(),
+            peer: Peer::udp("127.0.0.1:5070".parse().unwrap()),
+            tls: None,
             host: "127.0.0.1".into(),
             rewrite: NumberRewrite {
                 strip_digits: 2,

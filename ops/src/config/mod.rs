@@ -45,7 +45,9 @@ pub use model::{
     ServerConfig, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind,
     Tenant, TenantRoute,
 };
-pub use model::{Scope, Scopes, SipUser, TenantLimits, TenantSip, TrunkCredentials};
+pub use model::{
+    Scope, Scopes, SipTlsListener, SipTransport, SipUser, TenantLimits, TenantSip, TrunkCredentials,
+};
 pub use reload::reloadable_diff;
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};
 

@@ -362,6 +362,9 @@ pub struct SipSettings {
     pub no_answer_timeout: Duration,
     /// The digest realm tenants' PBXs authenticate in (`realm`).
     pub realm: String,
+    /// TLS listener (`tls_listen`, with `tls_cert` and `tls_key`, PEM files); `None`: no TLS.
+    /// TCP always listens on `listen`'s address and port, next to UDP.
+    pub tls: Option<SipTlsListener>,
     /// Digest algorithms offered in a 407, one challenge each, in this order
     /// (`digest_algorithms`, "SHA-256" and/or "MD5"; default SHA-256 then MD5 as RFC 8760
     /// asks). UAs that read only the first challenge and know only MD5 (SIPp 3.6, older
@@ -373,6 +376,17 @@ pub struct SipSettings {
     /// forgotten, its CDR closed and its call counted as ended (lost BYEs must not hold
     /// concurrent-call slots forever).
     pub max_call_duration: Duration,
+}
+
+/// The proxy's TLS listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipTlsListener {
+    /// Address (`tls_listen`, a concrete IP, usually port 5061).
+    pub listen: SocketAddr,
+    /// Certificate chain, PEM (`tls_cert`).
+    pub cert: PathBuf,
+    /// Private key, PEM (`tls_key`).
+    pub key: PathBuf,
 }
 
 impl SipSettings {
@@ -398,9 +412,26 @@ pub struct SipTrunk {
     /// Calls in progress on this trunk at most (`max_calls`); the carrier's `max_cps` limits
     /// the rate of new ones.
     pub max_calls: Option<u32>,
+    /// How the trunk is reached (`transport`: "udp", the default, "tcp" or "tls").
+    pub transport: SipTransport,
+    /// For `transport = "tls"`: the CA bundle that signs the trunk's certificate (`tls_ca`);
+    /// `None`: the system's roots. The certificate must name `host`.
+    pub tls_ca: Option<PathBuf>,
     /// Credentials for the trunk's digest challenges (`username`, `password`); `None`: a
     /// 401/407 from the trunk fails the branch over.
     pub credentials: Option<TrunkCredentials>,
+}
+
+/// A SIP transport as configured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SipTransport {
+    /// Datagrams (`"udp"`).
+    #[default]
+    Udp,
+    /// TCP (`"tcp"`).
+    Tcp,
+    /// TLS over TCP (`"tls"`).
+    Tls,
 }
 
 /// What the gateway answers a trunk's 401/407 with.

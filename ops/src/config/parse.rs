@@ -21,8 +21,9 @@ use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    Scope, Scopes, ServerConfig, SipSettings, SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls,
-    StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
+    Scope, Scopes, ServerConfig, SipSettings, SipTlsListener, SipTransport, SipTrunk, SipUser,
+    SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute,
+    TenantSip, TrunkCredentials,
 };
 use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
 
@@ -568,6 +569,38 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
         300_000,
         SipSettings::DEFAULT_NO_ANSWER_TIMEOUT_MS,
     );
+    let tls_listen = t
+        .string(report, "tls_listen")
+        .and_then(|a| match a.parse::<SocketAddr>() {
+            Ok(a) if !a.ip().is_unspecified() => Some(a),
+            _ => {
+                report.at_path(
+                    &t.key_path("tls_listen"),
+                    ConfigErrorKind::Invalid(format!(
+                        "{a:?}: give a concrete IP address with a port, such as \"192.0.2.1:5061\""
+                    )),
+                );
+                None
+            }
+        });
+    let tls_cert = non_empty_path(report, &mut t, "tls_cert");
+    let tls_key = non_empty_path(report, &mut t, "tls_key");
+    let tls = match (tls_listen, tls_cert, tls_key) {
+        (Some(listen), Some(cert), Some(key)) => Some(SipTlsListener { listen, cert, key }),
+        (None, None, None) => None,
+        (l, c, k) => {
+            for (key, missing) in [
+                ("tls_listen", l.is_none()),
+                ("tls_cert", c.is_none()),
+                ("tls_key", k.is_none()),
+            ] {
+                if missing && !report.has_error(&t.key_path(key)) {
+                    t.missing(report, key);
+                }
+            }
+            None
+        }
+    };
     let realm = t
         .string(report, "realm")
         .unwrap_or_else(|| SipSettings::DEFAULT_REALM.to_owned());
@@ -637,6 +670,7 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060))),
         no_answer_timeout: millis(no_answer),
         realm,
+        tls,
         digest_algorithms,
         options_interval: (options != 0).then(|| millis(options)),
         max_call_duration: secs(max_call),
@@ -650,6 +684,28 @@ fn sip_trunk(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipTrunk {
     let tech_prefix = tech_prefix(report, &mut t);
     let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
     let max_calls = t.int(report, "max_calls", 1, 1_000_000);
+    let transport = t
+        .choice(
+            report,
+            "transport",
+            &[
+                ("udp", SipTransport::Udp),
+                ("tcp", SipTransport::Tcp),
+                ("tls", SipTransport::Tls),
+            ],
+        )
+        .unwrap_or_default();
+    let ca_span = t.raw(report, "tls_ca").map(|v| v.span());
+    let tls_ca = non_empty_path(report, &mut t, "tls_ca");
+    if transport != SipTransport::Tls {
+        if let Some(span) = ca_span {
+            report.at_span(
+                &span,
+                &t.key_path("tls_ca"),
+                ConfigErrorKind::Invalid("has no effect without transport = \"tls\"".into()),
+            );
+        }
+    }
     let username = t.string(report, "username");
     let password = t.string(report, "password");
     let credentials = match (username, password) {
@@ -674,6 +730,8 @@ fn sip_trunk(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipTrunk {
             plus: false,
         },
         max_calls,
+        transport,
+        tls_ca,
         credentials,
     }
 }

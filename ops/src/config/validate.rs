@@ -21,6 +21,19 @@ pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Re
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
     routing(config, report);
+    if let (Some(tls), Some(dir)) = (config.sip.as_ref().and_then(|s| s.tls.as_ref()), base_dir) {
+        file_exists(report, "sip.tls_cert", &Config::resolve(dir, &tls.cert));
+        file_exists(report, "sip.tls_key", &Config::resolve(dir, &tls.key));
+    }
+    for (i, c) in config.carriers.iter().enumerate() {
+        if let (Some(ca), Some(dir)) = (c.sip.as_ref().and_then(|s| s.tls_ca.as_ref()), base_dir) {
+            file_exists(
+                report,
+                &format!("carriers[{i}].sip.tls_ca"),
+                &Config::resolve(dir, ca),
+            );
+        }
+    }
     if let (Some(ca), Some(dir)) = (&config.webhooks.tls_ca, base_dir) {
         file_exists(report, "webhooks.tls_ca", &Config::resolve(dir, ca));
     }
