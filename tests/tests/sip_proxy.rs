@@ -580,3 +580,231 @@ fn tcp_callers_and_tcp_trunks() {
     let _ = uas.wait();
     assert_eq!(code, 0, "calls to the TCP trunk failed:\n{out}");
 }
+
+/// A blocking TLS stream carrying SIP, with a buffer for framing.
+struct SipTls<C> {
+    /// The TLS stream.
+    stream: rustls::StreamOwned<C, std::net::TcpStream>,
+    /// Bytes read and not yet framed.
+    buf: bytes::BytesMut,
+}
+
+impl<C, S> SipTls<C>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    fn send(&mut self, m: &Message) {
+        use std::io::Write;
+        self.stream.write_all(&m.to_bytes()).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// The next message, within [`WAIT`].
+    fn recv(&mut self) -> Message {
+        use std::io::Read;
+        let framer = switchyard_protocols::sip::framing::StreamFramer::default();
+        loop {
+            if let Some(frame) = framer.next_frame(&mut self.buf).unwrap() {
+                return Message::parse_stream(frame).unwrap();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("no SIP message within 5 s");
+            assert!(n > 0, "TLS peer closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS connection to `port` on 127.0.0.1 trusting only `ca`.
+fn tls_client(ca: &str, port: u16) -> SipTls<rustls::ClientConnection> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    SipTls {
+        stream: rustls::StreamOwned::new(conn, tcp),
+        buf: bytes::BytesMut::new(),
+    }
+}
+
+/// A one-connection TLS UAS on 127.0.0.1 presenting `cert`: answers one INVITE 200, waits
+/// for the ACK, answers the BYE 200. Returns its port and the thread (its result: the
+/// methods it received).
+fn tls_uas(cert: &str, key: &str) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    use rustls_pki_types::pem::PemObject;
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let thread = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let Ok((tcp, _)) = listener.accept() else {
+            return seen;
+        };
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+        let mut s = SipTls {
+            stream: rustls::StreamOwned::new(conn, tcp),
+            buf: bytes::BytesMut::new(),
+        };
+        let me = format!("<sip:trunk@127.0.0.1:{port};transport=tls>");
+        while seen.len() < 3 {
+            let m = s.recv();
+            let method = m.method().map(|m| m.to_string()).unwrap_or_default();
+            seen.push(method.clone());
+            match method.as_str() {
+                "INVITE" | "BYE" => {
+                    let mut ok = m.response(200, "OK", Some("tlstrunk"));
+                    ok.headers.push(HeaderName::Contact, me.clone());
+                    s.send(&ok);
+                }
+                _ => {}
+            }
+        }
+        seen
+    });
+    (port, thread)
+}
+
+#[test]
+fn tls_callers_and_verified_tls_trunks() {
+    let dir = TempDir::new("sip-tls").unwrap();
+    let good = switchyard_tests::pki::make(&dir.path, "good", &["127.0.0.1"]).unwrap();
+    let other = switchyard_tests::pki::make(&dir.path, "other", &["127.0.0.1"]).unwrap();
+    let tls_port = free_port();
+
+    // A PBX over TLS → the proxy's TLS listener → a UDP trunk; its BYE comes back in.
+    let trunk = sim(&[]);
+    let p = proxy_with(
+        "sip-tls-in",
+        &[TrunkSpec {
+            name: "trunk",
+            addr: sim_addr(&trunk),
+            price: "0.0100",
+        }],
+        &format!(
+            "tls_listen = \"127.0.0.1:{tls_port}\"\ntls_cert = {:?}\ntls_key = {:?}",
+            good.cert, good.key
+        ),
+        "",
+        "",
+    );
+    let mut pbx = tls_client(&good.ca, tls_port);
+    let local = pbx.stream.sock.local_addr().unwrap().to_string();
+    let target = format!("127.0.0.1:{tls_port}");
+    let tls_invite = RequestBuilder::new(
+        Method::Invite,
+        Uri::from_str_copy(&format!("sip:{CALLEE}@{target};transport=tls")).unwrap(),
+    )
+    .via("TLS", &local, &branch(11))
+    .header(HeaderName::From, "<sip:pbx@127.0.0.1>;tag=tlspbx")
+    .header(HeaderName::To, format!("<sip:{CALLEE}@{target}>"))
+    .header(HeaderName::CallId, "tls-in-1")
+    .header(HeaderName::CSeq, "1 INVITE")
+    .header(
+        HeaderName::Contact,
+        format!("<sip:pbx@{local};transport=tls>"),
+    )
+    .build()
+    .unwrap();
+    pbx.send(&tls_invite);
+    let ok = loop {
+        let m = pbx.recv();
+        if m.status().is_some_and(|c| c >= 200) {
+            break m;
+        }
+    };
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    let to = String::from_utf8_lossy(ok.headers.get(&HeaderName::To).unwrap()).into_owned();
+    let in_dialog = |method: Method, cseq: &str, b: u64| {
+        RequestBuilder::new(
+            method,
+            Uri::from_str_copy(&format!("sip:{CALLEE}@{target};transport=tls")).unwrap(),
+        )
+        .via("TLS", &local, &branch(b))
+        .header(HeaderName::From, "<sip:pbx@127.0.0.1>;tag=tlspbx")
+        .header(HeaderName::To, to.clone())
+        .header(HeaderName::CallId, "tls-in-1")
+        .header(HeaderName::CSeq, cseq.to_owned())
+        .build()
+        .unwrap()
+    };
+    pbx.send(&in_dialog(Method::Ack, "1 ACK", 12));
+    pbx.send(&in_dialog(Method::Bye, "2 BYE", 13));
+    let bye_ok = pbx.recv();
+    assert_eq!(bye_ok.status(), Some(200), "{bye_ok:?}");
+    assert_eq!(bye_ok.cseq().unwrap().method, Method::Bye);
+    let s = stats_until(&trunk, |s| s["byes_received"] == 1);
+    assert_counts(&s, &[("invites", 1), ("acks", 1), ("byes_received", 1)]);
+    drop(p);
+
+    // A UDP PBX → the proxy → a TLS trunk whose certificate chains to tls_ca.
+    let (port, uas) = tls_uas(&good.cert, &good.key);
+    let p = proxy_full(
+        "sip-tls-out",
+        &[TrunkSpec {
+            name: "tlstrunk",
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            price: "0.0100",
+        }],
+        "options_interval_ms = 0",
+        "",
+        &format!("transport = \"tls\"\ntls_ca = {:?}", good.ca),
+        "",
+    );
+    let (code, out) = sipp::run_uac(&p.sip.to_string(), Some(CALLEE), 1, &dir.path);
+    assert_eq!(code, 0, "the call to the TLS trunk failed:\n{out}");
+    assert_eq!(uas.join().unwrap(), ["INVITE", "ACK", "BYE"]);
+    drop(p);
+
+    // A trunk whose certificate does not chain to tls_ca: no call is set up (503).
+    let (port, uas) = tls_uas(&good.cert, &good.key);
+    let p = proxy_full(
+        "sip-tls-untrusted",
+        &[TrunkSpec {
+            name: "tlstrunk",
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            price: "0.0100",
+        }],
+        "options_interval_ms = 0",
+        "",
+        &format!("transport = \"tls\"\ntls_ca = {:?}", other.ca),
+        "",
+    );
+    let caller = uac("127.0.0.1");
+    caller
+        .send_to(&invite(&caller, p.sip, "tls-untrusted").to_bytes(), p.sip)
+        .unwrap();
+    let msgs = until_invite_final(&caller);
+    assert_eq!(codes(&msgs).last(), Some(&503), "{msgs:?}");
+    drop(p);
+    // The UAS saw the handshake fail (its thread ends on the closed stream) and no request.
+    assert!(uas.join().unwrap_or_default().is_empty());
+}
