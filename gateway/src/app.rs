@@ -268,8 +268,9 @@ pub async fn start(
     let api_addr = listener.local_addr()?;
     let app = api::router(state.clone(), config.server.max_body_bytes);
 
-    let sip_addr = sip.as_ref().map(|(a, _)| *a);
-    let sip_task = sip;
+    let sip_addr = sip.as_ref().map(|h| h.addr);
+    let sip_reload = sip.as_ref().map(|h| h.reload.clone());
+    let sip_task = sip.map(|h| h.task);
     let task = {
         let mut shutdown = shutdown_rx.clone();
         let shutdown_tx = shutdown_tx.clone();
@@ -287,6 +288,7 @@ pub async fn start(
                     sandbox,
                     base_dir,
                     config_path,
+                    sip: sip_reload,
                 },
                 config,
             ));
@@ -304,7 +306,7 @@ pub async fn start(
             drop(dispatcher);
             drop(updates);
             let _ = tokio::time::timeout(Duration::from_secs(10), updates_task).await;
-            if let Some((_, task)) = sip_task {
+            if let Some(task) = sip_task {
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
             }
             sqlite.close().await?;
@@ -328,6 +330,8 @@ struct Reloader {
     sandbox: Option<SocketAddr>,
     base_dir: PathBuf,
     config_path: Option<PathBuf>,
+    /// The SIP proxy's reload queue, when `[sip]` runs.
+    sip: Option<tokio::sync::mpsc::Sender<crate::sip::proxy::Reconfigure>>,
 }
 
 /// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
@@ -368,6 +372,7 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
     config::reloadable_diff(current, &next).map_err(anyhow::Error::msg)?;
     // Everything that can fail is checked before anything changes.
     let binds = Binds::plan(&next, r.sandbox, base_dir)?;
+    let sip = crate::sip::transport::plan(&next, base_dir)?;
     let router = &state.dispatcher.router;
     let routing = next
         .routing_config(base_dir)
@@ -397,9 +402,14 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         .auth
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
     state.tenant_limits.reload(&next);
+    if let (Some(tx), Some(plan)) = (&r.sip, sip) {
+        if tx.try_send(plan).is_err() {
+            tracing::warn!("the SIP proxy did not take the reload (busy or stopped)");
+        }
+    }
     tracing::info!(
         generation = router.generation(),
-        "reloaded routing, API keys, tenant limits and binds"
+        "reloaded routing, API keys, tenant limits, binds and SIP settings"
     );
     Ok(next)
 }

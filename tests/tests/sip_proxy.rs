@@ -808,3 +808,50 @@ fn tls_callers_and_verified_tls_trunks() {
     // The UAS saw the handshake fail (its thread ends on the closed stream) and no request.
     assert!(uas.join().unwrap_or_default().is_empty());
 }
+
+#[test]
+fn sighup_moves_a_trunk_and_keeps_the_listeners() {
+    let old = sim(&[]);
+    let new = sim(&[]);
+    let p = proxy(
+        "sip-reload",
+        &[TrunkSpec {
+            name: "trunk",
+            addr: sim_addr(&old),
+            price: "0.0100",
+        }],
+        "",
+    );
+    let dir = TempDir::new("sipp-reload").unwrap();
+    let (code, out) = sipp::run_uac(&p.sip.to_string(), Some(CALLEE), 3, &dir.path);
+    assert_eq!(code, 0, "{out}");
+    stats_until(&old, |s| s["byes_received"] == 3);
+    // The carrier's trunk moves to the other simulator; SIGHUP applies it live.
+    let config = p._dir.join("switchyard.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = text.replace(
+        &format!("port = {}\n", sim_addr(&old).port()),
+        &format!("port = {}\n", sim_addr(&new).port()),
+    );
+    assert_ne!(text, moved);
+    std::fs::write(&config, moved).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &p.process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Bounded wait for the reload to land: calls succeed on the new trunk.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, out) = sipp::run_uac(&p.sip.to_string(), Some(CALLEE), 1, &dir.path);
+        assert_eq!(code, 0, "{out}");
+        let s = stats_until(&new, |_| true);
+        if s["invites"].as_u64() == Some(1) || Instant::now() > deadline {
+            break;
+        }
+    }
+    let s = stats_until(&new, |s| s["byes_received"] == 1);
+    assert_counts(&s, &[("invites", 1), ("byes_received", 1)]);
+    let s = stats_until(&old, |_| true);
+    assert!(s["invites"].as_u64().unwrap() <= 4, "{s}");
+}

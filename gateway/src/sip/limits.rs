@@ -113,6 +113,21 @@ impl Limits {
         l
     }
 
+    /// Takes over the calls `old` holds, by tenant and carrier name (after a reload: calls in
+    /// progress keep counting against the new limits).
+    pub fn carry_over(&mut self, old: &Limits) {
+        for (name, g) in &old.tenants {
+            if let Some(n) = self.tenants.get_mut(name) {
+                n.calls = g.calls;
+            }
+        }
+        for (name, g) in &old.trunks {
+            if let Some(n) = self.trunks.get_mut(name) {
+                n.calls = g.calls;
+            }
+        }
+    }
+
     /// Takes a slot for a new call of `tenant`.
     pub fn admit_tenant(&mut self, tenant: &str, now: Instant) -> Result<(), Refused> {
         self.tenants
@@ -153,6 +168,25 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_keeps_the_calls_in_progress() {
+        let now = Instant::now();
+        let mut old = Limits::default();
+        old.tenants
+            .insert(Arc::from("acme"), Gate::new(None, Some(5), now).unwrap());
+        for _ in 0..3 {
+            old.admit_tenant("acme", now).unwrap();
+        }
+        let mut new = Limits::default();
+        new.tenants
+            .insert(Arc::from("acme"), Gate::new(None, Some(3), now).unwrap());
+        new.carry_over(&old);
+        assert_eq!(new.tenant_calls("acme"), 3);
+        assert!(new.admit_tenant("acme", now).is_err(), "3 of 3 in use");
+        new.release_tenant("acme");
+        assert!(new.admit_tenant("acme", now).is_ok());
+    }
 
     #[test]
     fn concurrency_then_rate() {

@@ -56,8 +56,8 @@ use switchyard_protocols::sip::digest::{self, Algorithm, Challenge};
 use switchyard_protocols::sip::transaction::{Event, TimerConfig, TransactionId, TransactionLayer};
 use switchyard_protocols::sip::{HeaderName, Message, Method, StartLine, Uri};
 use switchyard_routing::{
-    Admission, CarrierId, Channel, FailureClass, Outcome, Priority, RouteBuf, RouteError,
-    RouteRequest, Router, E164,
+    Admission, Channel, FailureClass, Outcome, Priority, RouteBuf, RouteError, RouteRequest,
+    Router, E164,
 };
 
 use super::access::{AllowList, Verdict};
@@ -89,14 +89,31 @@ pub struct ProxySettings {
     pub clock: WallClock,
 }
 
+/// What a reload (SIGHUP) changes in a running proxy: everything but the listeners. Calls in
+/// progress keep their trunk and limit slots; new calls see the new settings.
+#[derive(Debug)]
+pub struct Reconfigure {
+    /// Who may call as which tenant.
+    pub allow: AllowList,
+    /// Where each voice carrier takes calls.
+    pub trunks: Trunks,
+    /// New limits (current counts are carried over by name).
+    pub limits: Limits,
+    /// A trunk silent this long is given up.
+    pub no_answer_timeout: Duration,
+    /// How often trunks are probed.
+    pub options_interval: Option<Duration>,
+    /// A dialog without BYE is forgotten after this long (new dialogs).
+    pub max_call_duration: Duration,
+}
+
 /// One trunk attempt of a call.
 #[derive(Debug)]
 struct Branch {
     /// The client INVITE transaction.
     id: TransactionId,
-    /// The carrier (for health records and Retry-After).
-    carrier: CarrierId,
-    /// Its name (CDR line).
+    /// The carrier's name (health records, Retry-After, CDR). Carriers are named, not
+    /// numbered, here: a routing reload renumbers them while calls are up.
     name: String,
     /// The INVITE as sent (to build the CANCEL).
     request: Message,
@@ -122,7 +139,7 @@ struct Call {
     /// Whose call, to whom, trunks tried, when: the CDR in the making.
     log: CallLog,
     /// Ranked carriers still to try, best first.
-    candidates: Vec<(CarrierId, String)>,
+    candidates: Vec<String>,
     /// The attempt in progress.
     branch: Option<Branch>,
     /// Lowest final response code so far and the response itself.
@@ -218,7 +235,7 @@ pub struct Proxy {
     /// sent, to ACK and BYE a 2xx that still arrives. Removed when the transaction ends.
     abandoned: HashMap<TransactionId, (Message, Peer)>,
     /// Carriers skipped until the given time (a 503 with Retry-After).
-    blacklist: HashMap<CarrierId, Instant>,
+    blacklist: HashMap<String, Instant>,
     /// Branch entropy.
     next_branch: u64,
     /// Calls per second and concurrent calls.
@@ -261,6 +278,25 @@ impl Proxy {
             expiries: BTreeSet::new(),
             records: VecDeque::new(),
         }
+    }
+
+    /// Applies a reload. See [`Reconfigure`].
+    pub fn reconfigure(&mut self, r: Reconfigure, now: Instant) {
+        let mut limits = r.limits;
+        limits.carry_over(&self.limits);
+        self.limits = limits;
+        self.settings.allow = r.allow;
+        self.settings.trunks = r.trunks;
+        self.settings.no_answer_timeout = r.no_answer_timeout;
+        self.settings.max_call_duration = r.max_call_duration;
+        if self.settings.options_interval != r.options_interval {
+            self.settings.options_interval = r.options_interval;
+            self.next_probe = r.options_interval.map(|_| now);
+        }
+        // Trunks no longer configured: their probes are forgotten.
+        let trunks = &self.settings.trunks;
+        self.probes
+            .retain(|_, (name, _)| trunks.get(name).is_some());
     }
 
     /// The next finished call's detail record.
@@ -527,12 +563,7 @@ impl Proxy {
     }
 
     /// The tenant's voice candidates with a trunk, best first.
-    fn rank(
-        &self,
-        tenant: &str,
-        number: &E164,
-        now: Instant,
-    ) -> Result<Vec<(CarrierId, String)>, RouteError> {
+    fn rank(&self, tenant: &str, number: &E164, now: Instant) -> Result<Vec<String>, RouteError> {
         let table = self.router.load();
         let tenant_id = table.tenant_id(tenant).ok_or(RouteError::UnknownTenant)?;
         let mut buf = RouteBuf::new();
@@ -551,10 +582,7 @@ impl Proxy {
             .iter()
             .filter_map(|r| {
                 let c = table.carrier(r.carrier)?;
-                self.settings
-                    .trunks
-                    .get(&c.name)
-                    .map(|_| (r.carrier, c.name.clone()))
+                self.settings.trunks.get(&c.name).map(|_| c.name.clone())
             })
             .collect())
     }
@@ -569,15 +597,14 @@ impl Proxy {
                 self.finish_failed(server, now);
                 return;
             }
-            let (carrier, name) = call.candidates.remove(0);
-            if self
-                .blacklist
-                .get(&carrier)
-                .is_some_and(|until| *until > now)
-            {
+            let name = call.candidates.remove(0);
+            if self.blacklist.get(&name).is_some_and(|until| *until > now) {
                 continue;
             }
             let table = self.router.load();
+            let Some(carrier) = table.carrier_id(&name) else {
+                continue;
+            };
             if matches!(table.admit(carrier, now), Admission::Rejected { .. }) {
                 continue;
             }
@@ -607,7 +634,7 @@ impl Proxy {
             let b = self.new_branch();
             relay::push_via(&mut fwd, self.settings.me, &b, trunk.peer.transport);
             relay::push_record_route(&mut fwd, self.settings.me, inbound, trunk.peer.transport);
-            if self.send_branch(server, carrier, name.clone(), &trunk, fwd, 0, now) {
+            if self.send_branch(server, name.clone(), &trunk, fwd, 0, now) {
                 return;
             }
             self.limits.release_trunk(&name);
@@ -618,7 +645,6 @@ impl Proxy {
     fn send_branch(
         &mut self,
         server: TransactionId,
-        carrier: CarrierId,
         name: String,
         trunk: &Trunk,
         fwd: Message,
@@ -637,7 +663,6 @@ impl Proxy {
                 if let Some(call) = self.calls.get_mut(&server) {
                     call.branch = Some(Branch {
                         id: client,
-                        carrier,
                         name,
                         request: fwd,
                         sent_at: now,
@@ -722,7 +747,7 @@ impl Proxy {
         relay::push_via(&mut fwd, self.settings.me, &branch, trunk.peer.transport);
         let name = b.name.clone();
         tracing::debug!(carrier = %name, "answering the trunk's digest challenge");
-        self.send_branch(server, b.carrier, name, &trunk, fwd, 1, now)
+        self.send_branch(server, name, &trunk, fwd, 1, now)
     }
 
     fn on_cancel(&mut self, id: TransactionId, cancel: &Message, now: Instant) {
@@ -778,7 +803,7 @@ impl Proxy {
         self.give_up_branch(server, &b, now);
         record(
             &self.router,
-            b.carrier,
+            &b.name,
             Outcome::Failure(FailureClass::Timeout),
             now,
         );
@@ -823,7 +848,7 @@ impl Proxy {
             self.deadlines.remove(&(at, server));
         }
         self.limits.release_trunk(&b.name);
-        record(&self.router, b.carrier, Outcome::Failure(class), now);
+        record(&self.router, &b.name, Outcome::Failure(class), now);
         self.try_next(server, now);
     }
 
@@ -922,7 +947,7 @@ impl Proxy {
             let Some(mut call) = self.calls.remove(&server) else {
                 return;
             };
-            record(&self.router, b.carrier, Outcome::Success { latency }, now);
+            record(&self.router, &b.name, Outcome::Success { latency }, now);
             call.log.answered = Some((now, b.name.clone()));
             match call.invite.call_id() {
                 Ok(call_id) => {
@@ -969,17 +994,17 @@ impl Proxy {
         if code == 503 {
             if let Some(Ok(ra)) = resp.retry_after() {
                 let until = now + Duration::from_secs(u64::from(ra.seconds));
-                self.blacklist.insert(b.carrier, until);
+                self.blacklist.insert(b.name.clone(), until);
                 record(
                     &self.router,
-                    b.carrier,
+                    &b.name,
                     Outcome::Failure(FailureClass::Throttled),
                     now,
                 );
             } else {
                 record(
                     &self.router,
-                    b.carrier,
+                    &b.name,
                     Outcome::Failure(FailureClass::TransportDown),
                     now,
                 );
@@ -989,7 +1014,7 @@ impl Proxy {
             tracing::warn!(carrier = %b.name, code, "trunk refused our credentials or has none configured");
             record(
                 &self.router,
-                b.carrier,
+                &b.name,
                 Outcome::Failure(FailureClass::PermanentReject),
                 now,
             );
@@ -999,10 +1024,10 @@ impl Proxy {
             } else {
                 FailureClass::TransportDown
             };
-            record(&self.router, b.carrier, Outcome::Failure(class), now);
+            record(&self.router, &b.name, Outcome::Failure(class), now);
         } else {
             // The trunk worked; the callee said no (busy, not found, declined …).
-            record(&self.router, b.carrier, Outcome::Success { latency }, now);
+            record(&self.router, &b.name, Outcome::Success { latency }, now);
         }
         let Some(call) = self.calls.get_mut(&server) else {
             return;
@@ -1380,8 +1405,11 @@ impl Proxy {
 }
 
 /// Feeds a trunk outcome into the carrier's health and breaker, as the SMPP binds do.
-fn record(router: &Router, carrier: CarrierId, outcome: Outcome, now: Instant) {
-    router.load().record(carrier, now, outcome);
+fn record(router: &Router, carrier: &str, outcome: Outcome, now: Instant) {
+    let table = router.load();
+    if let Some(id) = table.carrier_id(carrier) {
+        table.record(id, now, outcome);
+    }
 }
 
 /// The first Contact's URI.

@@ -31,7 +31,7 @@ use super::access::AllowList;
 use super::cdr::WallClock;
 use super::limits::Limits;
 use super::peer::{Peer, Transport};
-use super::proxy::{Proxy, ProxySettings};
+use super::proxy::{Proxy, ProxySettings, Reconfigure};
 use super::trunks::Trunks;
 use crate::model::{now_ms, CallRecord, Update};
 use crate::smpp::tls::TlsSettings;
@@ -83,16 +83,43 @@ struct Conn {
     up: bool,
 }
 
+/// The running proxy, as the gateway holds it.
+#[derive(Debug)]
+pub struct SipHandle {
+    /// The UDP (and TCP) address.
+    pub addr: SocketAddr,
+    /// The proxy task; it ends when `shutdown` turns true.
+    pub task: tokio::task::JoinHandle<()>,
+    /// Reloads for the proxy task.
+    pub reload: mpsc::Sender<Reconfigure>,
+}
+
+/// Everything of `config`'s `[sip]` settings a reload can change, resolved and checked
+/// (trunk addresses, TLS trust anchors) so that a reload can be refused before anything
+/// changes. `None` without `[sip]`.
+pub fn plan(config: &Config, base_dir: &Path) -> anyhow::Result<Option<Reconfigure>> {
+    let Some(sip) = &config.sip else {
+        return Ok(None);
+    };
+    Ok(Some(Reconfigure {
+        allow: AllowList::from_config(config),
+        trunks: Trunks::resolve(config, base_dir)?,
+        limits: Limits::from_config(config, Instant::now()),
+        no_answer_timeout: sip.no_answer_timeout,
+        options_interval: sip.options_interval,
+        max_call_duration: sip.max_call_duration,
+    }))
+}
+
 /// Binds the `[sip]` listeners (UDP and TCP on `listen`, TLS on `tls_listen`) and spawns the
-/// proxy task; returns the UDP address and the task, which ends when `shutdown` turns true.
-/// `None` when there is no `[sip]` table.
+/// proxy task. `None` when there is no `[sip]` table.
 pub async fn start(
     config: &Config,
     base_dir: &Path,
     router: Arc<Router>,
     store: Arc<dyn Store>,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>> {
+) -> anyhow::Result<Option<SipHandle>> {
     let Some(sip) = &config.sip else {
         return Ok(None);
     };
@@ -133,6 +160,7 @@ pub async fn start(
     let (records, rx) = mpsc::channel(RECORD_QUEUE);
     let writer = tokio::spawn(write_records(store, rx));
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let (reload, reloads) = mpsc::channel(4);
     let mut driver = Driver {
         proxy,
         socket,
@@ -142,7 +170,7 @@ pub async fn start(
         records,
     };
     let task = tokio::spawn(async move {
-        driver.run(tcp, tls, inbound, &mut shutdown).await;
+        driver.run(tcp, tls, inbound, reloads, &mut shutdown).await;
         tracing::info!(
             calls_in_setup = driver.proxy.calls_in_setup(),
             "SIP proxy stopped"
@@ -150,7 +178,11 @@ pub async fn start(
         drop(driver);
         let _ = writer.await;
     });
-    Ok(Some((me, task)))
+    Ok(Some(SipHandle {
+        addr: me,
+        task,
+        reload,
+    }))
 }
 
 /// The proxy task's state.
@@ -175,6 +207,7 @@ impl Driver {
         tcp: TcpListener,
         tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
         mut inbound: mpsc::Receiver<Inbound>,
+        mut reloads: mpsc::Receiver<Reconfigure>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -222,6 +255,11 @@ impl Driver {
                     Err(e) => tracing::warn!(error = %e, "SIP TLS accept failed"),
                 },
                 Some(event) = inbound.recv() => self.on_inbound(event),
+                Some(r) = reloads.recv() => {
+                    self.trunks = r.trunks.clone();
+                    self.proxy.reconfigure(r, Instant::now());
+                    tracing::info!("SIP proxy reconfigured");
+                }
                 _ = sleep => self.proxy.handle_timeout(Instant::now()),
                 _ = shutdown.wait_for(|s| *s) => break,
             }

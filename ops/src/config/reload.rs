@@ -1,8 +1,10 @@
 //! What a reload (SIGHUP) may change while traffic flows, and what needs a restart.
 //!
-//! Live: tenants (keys, plans, limits), carriers (binds are reconnected as needed), decks,
-//! routing settings, `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
-//! `server.max_body_bytes` (baked into the HTTP stack) and everything under `[store]`.
+//! Live: tenants (keys, plans, limits, SIP access), carriers (binds are reconnected as needed,
+//! SIP trunks), decks, routing settings, `[sip]` timers, realm and probing,
+//! `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
+//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, and the SIP
+//! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`).
 
 use super::model::Config;
 
@@ -29,22 +31,19 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
             a.max_body_bytes, b.max_body_bytes
         ));
     }
-    // The SIP proxy reads its settings, trunks and allow-lists once, at start.
-    let trunks = |c: &Config| {
-        c.carriers
-            .iter()
-            .filter_map(|x| Some((x.name.clone(), x.sip.clone()?)))
-            .collect::<Vec<_>>()
-    };
-    let allow = |c: &Config| {
-        c.tenants
-            .iter()
-            .filter(|t| t.sip != Default::default())
-            .map(|t| (t.name.clone(), t.sip.clone()))
-            .collect::<Vec<_>>()
-    };
-    if old.sip != new.sip || trunks(old) != trunks(new) || allow(old) != allow(new) {
-        needs.push("sip, carriers.sip or tenants.sip_* (read by the SIP proxy at start)".into());
+    // The SIP listeners are bound at start; everything else under [sip], the trunks and the
+    // tenants' SIP access and limits are applied live.
+    match (&old.sip, &new.sip) {
+        (Some(a), Some(b)) => {
+            if a.listen != b.listen {
+                needs.push(format!("sip.listen ({} → {})", a.listen, b.listen));
+            }
+            if a.tls != b.tls {
+                needs.push("sip.tls_listen, sip.tls_cert or sip.tls_key".into());
+            }
+        }
+        (None, None) => {}
+        _ => needs.push("[sip] (added or removed)".into()),
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {
