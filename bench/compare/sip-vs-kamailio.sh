@@ -18,6 +18,7 @@
 # Knobs (environment):
 #   RATES="200 400 650 800 1000 1300 1600"   call rates, calls/s      STEP_S=12  seconds per step
 #   CALL_MS=0            pause between ACK and BYE (SIPp -d), ms
+#   RING_MS=10           the UAS's pause between its 180 Ringing and its 200 OK, ms
 #   SYSTEMS="kamailio switchyard"            which proxies, in this order
 #   STOP_FAIL_PCT=20     skip a proxy's higher steps once a step failed more than this
 #   RECV_TIMEOUT_MS=5000 a call waiting this long for a message fails (SIPp -recv_timeout)
@@ -38,6 +39,7 @@ BIN=$CARGO_TARGET_DIR/release
 RATES=${RATES:-"200 400 650 800 1000 1300 1600"}
 STEP_S=${STEP_S:-12}
 CALL_MS=${CALL_MS:-0}
+RING_MS=${RING_MS:-10}
 SYSTEMS=${SYSTEMS:-"kamailio switchyard"}
 STOP_FAIL_PCT=${STOP_FAIL_PCT:-20}
 RECV_TIMEOUT_MS=${RECV_TIMEOUT_MS:-5000}
@@ -172,10 +174,15 @@ SIPP_VERSION=$({ sipp -v 2>&1 || true; } | awk '/SIPp v/ {v = $2} END {sub(/-.*/
 # between the ACK and the BYE): a proxy with several worker processes (Kamailio) may relay two
 # messages sent back to back in either order, which the built-in scenarios count as failed
 # calls. `optional="global"` lets the 180/183 (UAC) and the ACK (UAS) arrive at any point.
+# That alone is not enough: SIPp 3.6.1 re-arms the recv timeout of a call that gets a late 180
+# during its pause before the BYE (the call then fails 5 s later), so the UAS also waits
+# RING_MS between its 180 and its 200, as a phone rings before it is answered.
 
 { sipp -sd uac || true; } | sed -e 's/<recv response="18\([03]\)" optional="true">/<recv response="18\1" optional="global">/' \
     >"$WORK/uac.xml"
-{ sipp -sd uas || true; } | sed -e '/<recv request="ACK"/,/>/ s/optional="true"/optional="global"/' >"$WORK/uas.xml"
+{ sipp -sd uas || true; } | sed -e '/<recv request="ACK"/,/>/ s/optional="true"/optional="global"/' |
+    awk -v ms="$RING_MS" '{print} /<\/send>/ && !done && ms > 0 {
+        printf "\n  <pause milliseconds=\"%d\"/>\n", ms; done = 1 }' >"$WORK/uas.xml"
 [[ $(grep -c 'optional="global"' "$WORK/uac.xml") == 2 ]] || die "could not adapt SIPp's uac scenario"
 [[ $(grep -c 'optional="global"' "$WORK/uas.xml") == 1 ]] || die "could not adapt SIPp's uas scenario"
 
@@ -400,7 +407,7 @@ done
 {
     echo
     echo "Switchyard vs Kamailio ${KAM_VERSION:-} (children=$KAM_CHILDREN, tm stateful relay), SIPp $SIPP_VERSION UAC -> proxy -> SIPp UAS,"
-    echo "$(nproc) cores shared by everything, ${STEP_S} s per step, call length ${CALL_MS} ms, recv timeout ${RECV_TIMEOUT_MS} ms."
+    echo "$(nproc) cores shared by everything, ${STEP_S} s per step, ringing ${RING_MS} ms, call length ${CALL_MS} ms, recv timeout ${RECV_TIMEOUT_MS} ms."
     echo "CPU ms/call: proxy utime+stime / successful calls. Cores: CPU seconds / STEP_S. UASerr: calls the UAS failed."
     echo "UDPdrop all: datagrams the kernel dropped on full receive buffers (whole host, /proc/net/snmp RcvbufErrors);"
     echo "proxy/UAS drop: of those, on the proxy's and on the UAS's socket (/proc/net/udp); the rest is mostly the UAC's."
