@@ -16,7 +16,7 @@
 # Run as root on a Debian machine: installs kamailio and sip-tester (sipp) with apt when missing.
 #
 # Knobs (environment):
-#   RATES="200 400 650 800 1000 1300 1600"   call rates, calls/s      STEP_S=12  seconds per step
+#   RATES="200 400 650 800 1000 1300 1600 2000 2500"  call rates (calls/s)  STEP_S=12  s per step
 #   CALL_MS=0            pause between ACK and BYE (SIPp -d), ms
 #   RING_MS=10           the UAS's pause between its 180 Ringing and its 200 OK, ms
 #   SYSTEMS="kamailio switchyard"            which proxies, in this order
@@ -24,19 +24,21 @@
 #   RECV_TIMEOUT_MS=5000 a call waiting this long for a message fails (SIPp -recv_timeout)
 #   SETTLE_S=2           after the UAC ends, wait this long before reading the proxy's CPU
 #   KAM_CHILDREN=4       Kamailio UDP worker processes (children=)
-#   KAM_SHM_MB=256 KAM_PKG_MB=8               Kamailio shared and per-process memory
+#   KAM_SHM_MB=1024 KAM_PKG_MB=8   Kamailio shared and per-process memory (256 MB of shm runs out
+#                        near 2000 calls/s: tm keeps every transaction 5 s after its final reply)
 #   PATIENT_BREAKER=1    Switchyard's breaker never opens (Kamailio has none); 0: defaults
 #   SKIP_BUILD=1         use the switchyard binary already in $CARGO_TARGET_DIR/release
 #   KEEP=1               keep the work directory (configs, SIPp statistics and error logs)
 #   PROFILE_STEP=RATE    for Switchyard, run `perf record -g` on the proxy during that step
 #                        (perf.data kept in the work directory; implies KEEP=1)
+#   PERF_CALLGRAPH=dwarf perf's --call-graph (release builds have no frame pointers: dwarf)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/bench/compare
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/sy-target-bench}
 BIN=$CARGO_TARGET_DIR/release
-RATES=${RATES:-"200 400 650 800 1000 1300 1600"}
+RATES=${RATES:-"200 400 650 800 1000 1300 1600 2000 2500"}
 STEP_S=${STEP_S:-12}
 CALL_MS=${CALL_MS:-0}
 RING_MS=${RING_MS:-10}
@@ -45,10 +47,11 @@ STOP_FAIL_PCT=${STOP_FAIL_PCT:-20}
 RECV_TIMEOUT_MS=${RECV_TIMEOUT_MS:-5000}
 SETTLE_S=${SETTLE_S:-2}
 KAM_CHILDREN=${KAM_CHILDREN:-4}
-KAM_SHM_MB=${KAM_SHM_MB:-256}
+KAM_SHM_MB=${KAM_SHM_MB:-1024}
 KAM_PKG_MB=${KAM_PKG_MB:-8}
 PATIENT_BREAKER=${PATIENT_BREAKER:-1}
 PROFILE_STEP=${PROFILE_STEP:-}
+PERF_CALLGRAPH=${PERF_CALLGRAPH:-dwarf}
 [[ -n $PROFILE_STEP ]] && KEEP=1
 CLK_TCK=$(getconf CLK_TCK)
 CALLEE=447700900123
@@ -224,7 +227,8 @@ run_step() {
     PIDS+=("$uac")
     if [[ $system == switchyard && $rate == "$PROFILE_STEP" ]]; then
         sleep 1
-        perf record -g -o "$WORK/perf.data" -p "${PROXY_PIDS[0]}" -- sleep "$((STEP_S - 2))" \
+        perf record --call-graph "$PERF_CALLGRAPH" -o "$WORK/perf.data" -p "${PROXY_PIDS[0]}" \
+            -- sleep "$((STEP_S - 2))" \
             >"$WORK/perf.out" 2>&1 &
         perf_pid=$!
         PIDS+=("$perf_pid")
@@ -266,7 +270,7 @@ run_step() {
                 if (NR == 0) { print "- -"; exit }
                 i50 = int(NR * 0.50); if (i50 < 1) i50 = 1
                 i99 = int(NR * 0.99); if (i99 < 1) i99 = 1
-                print v[i50], v[i99] }')
+                printf "%d %d\n", v[i50] + 0.5, v[i99] + 0.5 }')
     fi
     # Why calls failed: the non-zero Failed* counters.
     local why
@@ -406,7 +410,7 @@ done
 
 {
     echo
-    echo "Switchyard vs Kamailio ${KAM_VERSION:-} (children=$KAM_CHILDREN, tm stateful relay), SIPp $SIPP_VERSION UAC -> proxy -> SIPp UAS,"
+    echo "Switchyard vs Kamailio ${KAM_VERSION:-} (tm stateful relay, children=$KAM_CHILDREN, shm ${KAM_SHM_MB} MB), SIPp $SIPP_VERSION UAC -> proxy -> SIPp UAS,"
     echo "$(nproc) cores shared by everything, ${STEP_S} s per step, ringing ${RING_MS} ms, call length ${CALL_MS} ms, recv timeout ${RECV_TIMEOUT_MS} ms."
     echo "CPU ms/call: proxy utime+stime / successful calls. Cores: CPU seconds / STEP_S. UASerr: calls the UAS failed."
     echo "UDPdrop all: datagrams the kernel dropped on full receive buffers (whole host, /proc/net/snmp RcvbufErrors);"
