@@ -29,7 +29,7 @@
 #   PATIENT_BREAKER=1    Switchyard's breaker never opens (Kamailio has none); 0: defaults
 #   SKIP_BUILD=1         use the switchyard binary already in $CARGO_TARGET_DIR/release
 #   KEEP=1               keep the work directory (configs, SIPp statistics and error logs)
-#   PROFILE_STEP=RATE    for Switchyard, run `perf record -g` on the proxy during that step
+#   PROFILE_STEP=RATE    for Switchyard, run `perf record` on the proxy during that step
 #                        (perf.data kept in the work directory; implies KEEP=1)
 #   PERF_CALLGRAPH=dwarf perf's --call-graph (release builds have no frame pointers: dwarf)
 set -euo pipefail
