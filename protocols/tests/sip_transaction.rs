@@ -597,16 +597,27 @@ fn full_table_refuses_clients_and_answers_503_statelessly() {
         ..TimerConfig::default()
     });
     h.send(request(Method::Options, "z9hG4bKa"), false);
+    // A new dialog is refused at max_transactions, both ways…
     assert_eq!(
         h.layer
-            .send_request(request(Method::Options, "z9hG4bKb"), "p", false, h.now),
+            .send_request(request(Method::Invite, "z9hG4bKi"), "p", false, h.now),
         Err(TransactionError::Full)
     );
-    h.receive(request(Method::Options, "z9hG4bKc"), false);
+    h.receive(request(Method::Invite, "z9hG4bKj"), false);
     let busy = &h.sent.last().unwrap().1;
     assert_eq!(busy.status(), Some(503));
     assert_eq!(busy.retry_after().unwrap().unwrap().seconds, 5);
-    assert_eq!(h.layer.len(), 1);
+    // …while other requests (a BYE ending a call up, a probe) get up to twice as many.
+    h.send(request(Method::Bye, "z9hG4bKb"), false);
+    assert_eq!(h.layer.len(), 2);
+    assert_eq!(
+        h.layer
+            .send_request(request(Method::Options, "z9hG4bKc"), "p", false, h.now),
+        Err(TransactionError::Full)
+    );
+    h.receive(request(Method::Bye, "z9hG4bKd"), false);
+    assert_eq!(h.sent.last().unwrap().1.status(), Some(503));
+    assert_eq!(h.layer.len(), 2);
 }
 
 #[test]

@@ -248,6 +248,9 @@ pub struct Proxy {
     expiries: BTreeSet<(Instant, Bytes)>,
     /// Finished calls' records, for [`Proxy::poll_record`].
     records: VecDeque<CallRecord>,
+    /// Answered branches whose CSeq was shifted (a trunk challenge): the caller's CSeq, to
+    /// restore in 2xx retransmissions. Removed when the client transaction ends.
+    cseq_restore: HashMap<TransactionId, Bytes>,
 }
 
 impl Proxy {
@@ -258,6 +261,10 @@ impl Proxy {
         let timers = TimerConfig {
             // We send 100 Trying ourselves, at once, after the source check.
             trying_after: None,
+            // Each call keeps about four transactions for up to 32 s after it is set up
+            // (RFC 3261/6026 wait states, reduced to their keys and last bytes): 300,000
+            // holds about 2,000 calls per second, steady.
+            max_transactions: 300_000,
             ..TimerConfig::default()
         };
         Proxy {
@@ -277,6 +284,7 @@ impl Proxy {
             next_probe,
             expiries: BTreeSet::new(),
             records: VecDeque::new(),
+            cseq_restore: HashMap::new(),
         }
     }
 
@@ -418,6 +426,7 @@ impl Proxy {
                 }
                 Event::Terminated { id } => {
                     self.branches.remove(&id);
+                    self.cseq_restore.remove(&id);
                     self.abandoned.remove(&id);
                 }
                 Event::Stray { message, source } => self.on_stray(message, source),
@@ -901,12 +910,8 @@ impl Proxy {
         let Some(call) = self.calls.get_mut(&server) else {
             // The call is set up: a 2xx retransmission goes upstream too (RFC 6026).
             if (200..300).contains(&code) {
-                if let Some(cseq) = self
-                    .layer
-                    .request(server)
-                    .and_then(|r| r.headers.get(&HeaderName::CSeq).cloned())
-                {
-                    resp.headers.set(HeaderName::CSeq, cseq);
+                if let Some(cseq) = self.cseq_restore.get(&client) {
+                    resp.headers.set(HeaderName::CSeq, cseq.clone());
                 }
                 self.respond(server, resp, now);
             }
@@ -949,6 +954,11 @@ impl Proxy {
             };
             record(&self.router, &b.name, Outcome::Success { latency }, now);
             call.log.answered = Some((now, b.name.clone()));
+            if b.cseq_offset > 0 {
+                if let Some(cseq) = call.invite.headers.get(&HeaderName::CSeq) {
+                    self.cseq_restore.insert(client, cseq.clone());
+                }
+            }
             match call.invite.call_id() {
                 Ok(call_id) => {
                     let expires = now + self.settings.max_call_duration;

@@ -61,6 +61,29 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most TCP/TLS connections at once (further accepts wait).
 const MAX_CONNECTIONS: usize = 4096;
 
+/// UDP socket buffers asked for (the kernel caps them at net.core.rmem_max/wmem_max): bursts
+/// of thousands of datagrams a second must wait in the kernel, not be dropped, while the
+/// proxy task is busy.
+const UDP_BUFFER: usize = 4 << 20;
+
+/// Datagrams handled per wake-up before queued output is flushed.
+const RECV_BATCH: usize = 64;
+
+/// The UDP socket, with large buffers.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = s.set_recv_buffer_size(UDP_BUFFER) {
+        tracing::warn!(error = %e, "could not enlarge the SIP UDP receive buffer");
+    }
+    if let Err(e) = s.set_send_buffer_size(UDP_BUFFER) {
+        tracing::warn!(error = %e, "could not enlarge the SIP UDP send buffer");
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
 /// What connection tasks tell the proxy task.
 #[derive(Debug)]
 enum Inbound {
@@ -123,8 +146,7 @@ pub async fn start(
     let Some(sip) = &config.sip else {
         return Ok(None);
     };
-    let socket = UdpSocket::bind(sip.listen)
-        .await
+    let socket = bind_udp(sip.listen)
         .with_context(|| format!("binding the SIP listener on udp {}", sip.listen))?;
     let me = socket.local_addr()?;
     // TCP on the same address and port as UDP (port 0: the one UDP got).
@@ -211,15 +233,20 @@ impl Driver {
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        // One timer, moved to the proxy's next deadline each turn (not a new one per
+        // datagram).
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
         loop {
             self.flush().await;
-            let wake = self.proxy.poll_timeout();
-            let sleep = async {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let wake = self
+                .proxy
+                .poll_timeout()
+                .map_or_else(far, tokio::time::Instant::from_std);
+            if sleep.deadline() != wake {
+                sleep.as_mut().reset(wake);
+            }
             let tls_accept = async {
                 match &tls {
                     Some((l, _)) => l.accept().await,
@@ -229,8 +256,17 @@ impl Driver {
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
+                        let now = Instant::now();
                         let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                        self.proxy.handle_datagram(datagram, from, Instant::now());
+                        self.proxy.handle_datagram(datagram, from, now);
+                        // Take what else is already queued before flushing.
+                        for _ in 1..RECV_BATCH {
+                            let Ok((n, from)) = self.socket.try_recv_from(&mut buf) else {
+                                break;
+                            };
+                            let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                            self.proxy.handle_datagram(datagram, from, now);
+                        }
                     }
                     // ICMP port unreachable from an earlier send surfaces here on Linux;
                     // the transaction's timer B/F still fails the branch over.
@@ -260,7 +296,11 @@ impl Driver {
                     self.proxy.reconfigure(r, Instant::now());
                     tracing::info!("SIP proxy reconfigured");
                 }
-                _ = sleep => self.proxy.handle_timeout(Instant::now()),
+                _ = &mut sleep => {
+                    self.proxy.handle_timeout(Instant::now());
+                    // Nothing may be due any more: park the timer until the next turn sets it.
+                    sleep.as_mut().reset(far());
+                }
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }

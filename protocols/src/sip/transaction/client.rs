@@ -30,7 +30,9 @@ impl<A: Clone> TransactionLayer<A> {
         if self.by_key.contains_key(&key) {
             return Err(TransactionError::Duplicate);
         }
-        if self.full() {
+        let starts_dialog =
+            method == Method::Invite && request.to().map_or(true, |t| t.tag().is_none());
+        if self.full(starts_dialog) {
             return Err(TransactionError::Full);
         }
         let invite = method == Method::Invite;
@@ -50,7 +52,7 @@ impl<A: Clone> TransactionLayer<A> {
             key: key.clone(),
             peer: destination.clone(),
             reliable,
-            request,
+            request: Some(request),
             request_bytes: bytes.clone(),
             last_sent: None,
             // Timer A / E.
@@ -90,11 +92,17 @@ impl<A: Clone> TransactionLayer<A> {
                     t.state = State::Accepted;
                     t.retransmit = None;
                     t.expiry = Some((now + self.config.t1x64(), Expiry::Done)); // Timer M
+                    t.settle();
                 } else {
                     t.state = State::Completed;
                     t.retransmit = None;
-                    let ack = t.request.ack_for(&msg).map(|a| a.to_bytes());
+                    let ack = t
+                        .request
+                        .as_ref()
+                        .and_then(|r| r.ack_for(&msg))
+                        .map(|a| a.to_bytes());
                     t.last_sent = ack.clone();
+                    t.settle();
                     let wait = if t.reliable {
                         Duration::ZERO
                     } else {
@@ -130,6 +138,7 @@ impl<A: Clone> TransactionLayer<A> {
                         self.config.t4
                     };
                     t.expiry = Some((now + wait, Expiry::Done)); // Timer K
+                    t.settle();
                 }
                 self.events.push_back(Event::Response { id, response: msg });
             }

@@ -225,8 +225,11 @@ struct Txn<A> {
     /// Reliable transport: no retransmissions, zero-length wait states.
     reliable: bool,
     /// The request that created it (client: to retransmit and build ACK; server: 100 Trying).
-    request: Message,
-    /// The encoded request (client retransmissions).
+    /// Dropped when the transaction only waits out its timers (Completed, Accepted,
+    /// Confirmed): at thousands of calls per second those waits hold most transactions, and
+    /// the key and the last bytes sent are all they need.
+    request: Option<Message>,
+    /// The encoded request (client retransmissions); emptied with `request`.
     request_bytes: Bytes,
     /// The last response sent (server retransmissions) or the ACK sent (client INVITE).
     last_sent: Option<Bytes>,
@@ -241,6 +244,12 @@ struct Txn<A> {
 }
 
 impl<A> Txn<A> {
+    /// Frees what a transaction that only waits out its timers no longer needs.
+    fn settle(&mut self) {
+        self.request = None;
+        self.request_bytes = Bytes::new();
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.retransmit.map(|r| r.0),
@@ -308,7 +317,7 @@ impl<A: Clone> TransactionLayer<A> {
 
     /// The request that created a live transaction.
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
-        self.txns.get(&id).map(|t| &t.request)
+        self.txns.get(&id).and_then(|t| t.request.as_ref())
     }
 
     /// Queues a message outside any transaction (ACK for 2xx, a proxy's stateless relay).
@@ -477,8 +486,17 @@ impl<A: Clone> TransactionLayer<A> {
         }
     }
 
-    fn full(&self) -> bool {
-        self.txns.len() >= self.config.max_transactions
+    /// Whether a new transaction must be refused. Requests that start a dialog (INVITE
+    /// without a To tag) are refused at `max_transactions`; others (BYE, CANCEL, in-dialog
+    /// requests, probes) still get up to twice that, so calls already up can end while new
+    /// ones are turned away.
+    fn full(&self, starts_dialog: bool) -> bool {
+        let limit = if starts_dialog {
+            self.config.max_transactions
+        } else {
+            self.config.max_transactions.saturating_mul(2)
+        };
+        self.txns.len() >= limit
     }
 }
 

@@ -26,7 +26,9 @@ impl<A: Clone> TransactionLayer<A> {
             });
             return;
         }
-        if self.full() {
+        let starts_dialog =
+            method == Method::Invite && msg.to().map_or(true, |t| t.tag().is_none());
+        if self.full(starts_dialog) {
             let mut busy = msg.response(503, "Service Unavailable", None);
             busy.headers.push(HeaderName::RetryAfter, "5");
             self.transmits.push_back(Transmit {
@@ -56,7 +58,7 @@ impl<A: Clone> TransactionLayer<A> {
             key: key.clone(),
             peer: source.clone(),
             reliable,
-            request: msg.clone(),
+            request: Some(msg.clone()),
             request_bytes: bytes::Bytes::new(),
             last_sent: None,
             retransmit: None,
@@ -91,6 +93,7 @@ impl<A: Clone> TransactionLayer<A> {
                 (Kind::ServerInvite, State::Completed) => {
                     t.state = State::Confirmed;
                     t.retransmit = None;
+                    t.settle();
                     let wait = if t.reliable {
                         Duration::ZERO
                     } else {
@@ -146,8 +149,10 @@ impl<A: Clone> TransactionLayer<A> {
                 if success {
                     t.state = State::Accepted;
                     t.expiry = Some((now + t1x64, Expiry::Done)); // Timer L
+                    t.settle();
                 } else if !provisional {
                     t.state = State::Completed;
+                    t.settle();
                     t.retransmit = (!t.reliable).then_some((now + t1, t1)); // Timer G
                     t.expiry = Some((now + t1x64, Expiry::Fail)); // Timer H
                 }
@@ -160,6 +165,7 @@ impl<A: Clone> TransactionLayer<A> {
                     t.state = State::Completed;
                     let wait = if t.reliable { Duration::ZERO } else { t1x64 };
                     t.expiry = Some((now + wait, Expiry::Done)); // Timer J
+                    t.settle();
                 }
             }
             _ => return Err(TransactionError::WrongState),
@@ -181,7 +187,8 @@ impl<A: Clone> TransactionLayer<A> {
         if t.kind != Kind::ServerInvite || t.state != State::Proceeding || t.last_sent.is_some() {
             return;
         }
-        let bytes = t.request.response(100, "Trying", None).to_bytes();
+        let Some(request) = &t.request else { return };
+        let bytes = request.response(100, "Trying", None).to_bytes();
         t.last_sent = Some(bytes.clone());
         let peer = t.peer.clone();
         self.send(id, peer, bytes);
