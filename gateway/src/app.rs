@@ -56,6 +56,8 @@ pub struct Running {
     pub sandbox: Option<SocketAddr>,
     /// Where the SIP proxy listens (UDP), if `[sip]` is configured.
     pub sip: Option<SocketAddr>,
+    /// Where notification calls are placed from (UDP), if a voice carrier has a trunk.
+    pub voice: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -180,6 +182,13 @@ pub async fn start(
     ));
     let event_tasks = hub.start(shutdown_rx.clone()).await?;
     let sip = crate::sip::transport::start(&config, router.clone(), shutdown_rx.clone()).await?;
+    let voice = crate::voice::Voice::start(
+        &config,
+        router.clone(),
+        updates.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
     let binds = Arc::new(Binds::new(ctx.clone()));
     binds.apply(&config, sandbox, &base_dir)?;
 
@@ -193,6 +202,16 @@ pub async fn start(
     }
     for record in unfinished {
         let m = &record.message;
+        if m.voice.is_some() {
+            // Voice calls follow their own rule: never dialled → dial; dialling → interrupted.
+            match &voice {
+                Some((v, _)) => v.recover(&record).await,
+                None => {
+                    tracing::warn!(id = %m.id, "a voice call is unfinished but no voice carrier is configured")
+                }
+            }
+            continue;
+        }
         let Ok(to) = E164::parse(&m.to) else { continue };
         let sent: Vec<u16> = record
             .segment_states
@@ -250,10 +269,14 @@ pub async fn start(
         dispatcher: dispatcher.clone(),
         binds: binds.table(),
         metrics,
-        limits: api::validate::Limits::default(),
+        limits: api::validate::Limits {
+            max_call_s: u32::try_from(config.voice.max_duration.as_secs()).unwrap_or(u32::MAX),
+            ..api::validate::Limits::default()
+        },
         tenant_limits,
         idempotency: Arc::new(Idempotency::default()),
         events: hub,
+        voice: voice.as_ref().map(|(v, _)| v.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -309,6 +332,7 @@ pub async fn start(
         api: api_addr,
         sandbox,
         sip: sip_addr,
+        voice: voice.map(|(_, a)| a),
         shutdown: shutdown_tx,
         task,
     })

@@ -47,6 +47,9 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
         needs
             .push("sip, carriers.sip or tenants.sip_allow (read by the SIP proxy at start)".into());
     }
+    if old.voice != new.voice {
+        needs.push("voice (read by the notification caller at start)".into());
+    }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {
         needs.push(format!("store.kind ({:?} → {:?})", a.kind, b.kind));

@@ -65,6 +65,7 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         currency: Some("USD".into()),
         created_at: T0 + n,
         batch_id: None,
+        voice: None,
         request: None,
     }
 }
