@@ -368,6 +368,8 @@ pub enum Update {
         error: Option<String>,
         /// The cost of an answered call (decimal text), replacing the estimate.
         price: Option<String>,
+        /// The currency of `price`.
+        currency: Option<String>,
         /// The outcome as JSON ([`crate::voice::CallOutcome`]).
         call: String,
     },

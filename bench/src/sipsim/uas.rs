@@ -43,6 +43,9 @@ enum Action {
     Dtmf(usize),
 }
 
+/// The caller's RTP address and telephone-event payload type, from its offer.
+type CallerMedia = (SocketAddr, Option<u8>);
+
 /// The simulator's SIP user agent server.
 #[derive(Debug)]
 pub struct Uas {
@@ -293,7 +296,7 @@ impl Uas {
         msg: &Message,
         call_id: &Bytes,
         dtmf: bool,
-    ) -> Result<(Bytes, Option<(SocketAddr, Option<u8>)>), ()> {
+    ) -> Result<(Bytes, Option<CallerMedia>), ()> {
         self.session_id += 1;
         let (ip, port) = (self.rtp.ip(), self.rtp.port());
         let Some(body) = msg.sdp_body() else {

@@ -214,7 +214,7 @@ pub async fn send(
             to: Recipient::Phone(to),
             channel: req.channel.clone(),
             from: req.from.clone(),
-            body,
+            body: Some(body),
             encoding: req.encoding.clone(),
             priority: req.priority.clone(),
             validity_period: req.validity_period.clone(),

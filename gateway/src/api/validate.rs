@@ -24,9 +24,9 @@ pub struct SendRequest {
     /// (E.164) of a voice call.
     pub from: String,
     /// The text (spoken by text-to-speech for a voice call; may be left out when the call
-    /// plays an `audio_url`).
+    /// plays an `audio_url`). Required for SMS.
     #[serde(default)]
-    pub body: String,
+    pub body: Option<String>,
     /// `auto` (default), `gsm7` or `ucs2`.
     pub encoding: Option<String>,
     /// `critical`, `high`, `normal` (default) or `low`.
@@ -140,6 +140,17 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             ))
         }
     };
+    let body =
+        match (req.body.clone(), &voice) {
+            (Some(b), _) => b,
+            (None, Some(_)) => String::new(),
+            // The same answer serde gave when `body` was a required field.
+            (None, None) => return Err(Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "Failed to deserialize the JSON body into the target type: missing field `body`",
+            )),
+        };
     let raw_to = match &req.to {
         Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
     };
@@ -154,7 +165,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             "the caller id of a voice call is an E.164 number with +",
         ));
     }
-    if voice.is_none() && req.body.is_empty() {
+    if voice.is_none() && body.is_empty() {
         return Err(Problem::invalid(
             "body",
             "empty_body",
@@ -183,7 +194,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
     let info = if voice.is_some() {
         count_segments("", &opts)
     } else {
-        count_segments(&req.body, &opts)
+        count_segments(&body, &opts)
     }
     .map_err(|e| {
         Problem::invalid(
@@ -310,7 +321,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         to,
         country,
         from,
-        body: req.body,
+        body,
         preference,
         encoding: info.encoding,
         segments: info.segments as u16,

@@ -55,7 +55,7 @@ pub(crate) async fn send(
     let job = VoiceJob {
         id,
         tenant: tenant.to_owned(),
-        to: sms.to.clone(),
+        to: sms.to,
         from: sms.from.clone(),
         body: sms.body.clone(),
         spec: spec.clone(),

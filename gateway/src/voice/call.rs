@@ -75,9 +75,9 @@ enum Attempt {
     /// 2xx: the call is up.
     Answered {
         /// The 2xx.
-        ok: Message,
+        ok: Box<Message>,
         /// The INVITE.
-        invite: Message,
+        invite: Box<Message>,
         /// When the first 18x arrived.
         ringing_at: Option<Instant>,
     },
@@ -258,7 +258,7 @@ async fn attempt(
                         continue;
                     }
                     if (200..300).contains(&code) {
-                        return Attempt::Answered { ok: r, invite: inv, ringing_at };
+                        return Attempt::Answered { ok: Box::new(r), invite: Box::new(inv), ringing_at };
                     }
                     break final_code(ctx.router, cand.carrier, &r, code, ringing_at);
                 }
@@ -280,7 +280,7 @@ async fn attempt(
             _ = tokio::time::sleep_until(ring_until) => {
                 // Nobody picked up: CANCEL; a 2xx racing the CANCEL still wins.
                 if let Some(ok) = cancel(ctx, &inv, cand, provisional, &mut rx).await {
-                    return Attempt::Answered { ok, invite: inv, ringing_at };
+                    return Attempt::Answered { ok: Box::new(ok), invite: Box::new(inv), ringing_at };
                 }
                 break Attempt::Final(487, "no_answer", ringing_at);
             }
@@ -550,14 +550,10 @@ async fn play(
     let end = loop {
         let playing = next < packets.len();
         if !playing && digit_wait_until.is_none() {
-            match dtmf {
-                Some(d) => {
-                    digit_wait_until = Some(
-                        tokio::time::Instant::now() + Duration::from_secs(u64::from(d.timeout_s)),
-                    )
-                }
-                None => break End::Completed,
-            }
+            // The last frame takes one packet time to play out (and must not race our BYE);
+            // with capture, the caller gets `timeout_s` to press keys.
+            let tail = dtmf.map_or(PTIME, |d| Duration::from_secs(u64::from(d.timeout_s)));
+            digit_wait_until = Some(tokio::time::Instant::now() + tail);
         }
         let wait = async {
             match digit_wait_until {

@@ -396,6 +396,7 @@ impl Voice {
                 carrier: outcome.trunk.clone(),
                 error: outcome.error.clone(),
                 price: outcome.cost.clone(),
+                currency: outcome.cost.as_ref().and(outcome.currency.clone()),
                 call,
             })
             .await;

@@ -110,14 +110,15 @@ pub fn parse(req: &SendRequest, limits: &Limits) -> Result<VoiceSpec, Problem> {
                     format!("{language:?} is not a text-to-speech language here (e.g. en, en-us, de, fr, es)"),
                 ));
             }
-            if req.body.trim().is_empty() {
+            let body = req.body.as_deref().unwrap_or_default();
+            if body.trim().is_empty() {
                 return Err(bad(
                     "body",
                     "empty_body",
                     "text-to-speech needs the text to speak in body",
                 ));
             }
-            if req.body.chars().count() > MAX_TTS_CHARS {
+            if body.chars().count() > MAX_TTS_CHARS {
                 return Err(bad(
                     "body",
                     "body_too_long",

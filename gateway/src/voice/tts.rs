@@ -1,6 +1,7 @@
 //! Text-to-speech with `espeak-ng` (Debian package `espeak-ng`) as a subprocess:
-//! `espeak-ng --stdout -v <language> -- <text>` writes a WAV (22,050 Hz mono 16-bit) on
-//! stdout. The run is bounded by a timeout (the child is killed) and its output by a size
+//! `espeak-ng --stdout -v <language> --stdin` reads the text on stdin (never on the command
+//! line, where other local users could read it and where a leading `-` would be an option) and
+//! writes a WAV (22,050 Hz mono 16-bit) on stdout. The run is bounded by a timeout (the child is killed) and its output by a size
 //! limit. Results are kept per (language, text) in a small LRU ([`TtsCache`]) because a
 //! campaign speaks the same text to many numbers.
 
@@ -52,7 +53,11 @@ fn read_languages(command: &str) -> Option<HashSet<String>> {
 /// program is missing), any tag of letters, digits and `-` is accepted and the call fails
 /// later with `tts_failed`.
 pub fn language_known(language: &str) -> bool {
-    let syntax = !language.is_empty()
+    // It goes on the command line after `-v`: letters first, never an option.
+    let syntax = language
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
         && language.len() <= 32
         && language
             .bytes()
@@ -79,8 +84,8 @@ pub async fn speak(
     timeout: Duration,
 ) -> Result<Pcm8k, AudioError> {
     let mut child = tokio::process::Command::new(command)
-        .args(["--stdout", "-v", language, "--", text])
-        .stdin(Stdio::null())
+        .args(["--stdout", "-v", language, "--stdin"])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -90,7 +95,17 @@ pub async fn speak(
         .stdout
         .take()
         .ok_or_else(|| AudioError::Tts("no stdout".into()))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| AudioError::Tts("no stdin".into()))?;
+    let input = text.as_bytes().to_vec();
     let run = async {
+        // The text is small (≤ 2000 characters): written at once, then stdin closes.
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, &input)
+            .await
+            .map_err(|e| AudioError::Tts(format!("writing to {command}: {e}")))?;
+        drop(stdin);
         let mut wav = Vec::with_capacity(256 * 1024);
         (&mut stdout)
             .take(MAX_TTS_BYTES as u64 + 1)
@@ -118,6 +133,12 @@ pub async fn speak(
     Ok(pcm)
 }
 
+/// (language, text) → audio, and the keys in use order (front: least recent).
+type Lru = (
+    HashMap<(String, String), Arc<Pcm8k>>,
+    VecDeque<(String, String)>,
+);
+
 /// Rendered speech per (language, text), least recently used evicted first. Concurrent
 /// requests for the same text while it renders each render it (rare: the first call of a
 /// campaign); the cache only bounds repeated work.
@@ -126,10 +147,7 @@ pub struct TtsCache {
     /// Entries kept at most; 0 disables the cache.
     capacity: usize,
     /// (language, text) → audio, and the use order (front: least recent).
-    inner: Mutex<(
-        HashMap<(String, String), Arc<Pcm8k>>,
-        VecDeque<(String, String)>,
-    )>,
+    inner: Mutex<Lru>,
 }
 
 impl TtsCache {

@@ -114,6 +114,7 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
             carrier,
             error,
             price,
+            currency,
             call,
         } => {
             let Some(head) = Head::load(conn, *id)? else {
@@ -124,9 +125,9 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
             }
             conn.prepare_cached(
                 "UPDATE messages SET call = ?2, carrier = coalesce(?3, carrier), \
-                 price = coalesce(?4, price) WHERE id = ?1",
+                 price = coalesce(?4, price), currency = coalesce(?5, currency) WHERE id = ?1",
             )?
-            .execute(params![id.0, call, carrier, price])?;
+            .execute(params![id.0, call, carrier, price, currency])?;
             head.move_to(conn, *status, *at, error.as_deref())
         }
         Update::Inbound(m) => {
