@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use switchyard_tests::gateway::{hash_key, TempDir};
 use switchyard_tests::http::Client;
 use switchyard_tests::sink::Sink;
-use switchyard_tests::{binary, http_get, Process};
+use switchyard_tests::{binary, http_get, http_request, Process};
 
 /// Longest wait for a status or a counter.
 const WAIT: Duration = Duration::from_secs(30);
@@ -62,8 +62,13 @@ impl Gw {
 }
 
 /// Writes the config (one tenant, `trunks` as (name, simulator address, per-minute price)
-/// voice carriers, `extra` TOML appended) into a fresh folder and starts switchyard on it.
+/// voice carriers, `extra` keys in `[voice]`) into a fresh folder and starts switchyard on it.
 fn gateway(name: &str, trunks: &[(&str, SocketAddr, &str)], extra: &str) -> Gw {
+    gateway_with(name, trunks, extra, "")
+}
+
+/// [`gateway`] with `tail` TOML appended (more tenants).
+fn gateway_with(name: &str, trunks: &[(&str, SocketAddr, &str)], extra: &str, tail: &str) -> Gw {
     let dir = TempDir::new(name).unwrap();
     let mut toml = String::new();
     writeln!(
@@ -95,6 +100,7 @@ fn gateway(name: &str, trunks: &[(&str, SocketAddr, &str)], extra: &str) -> Gw {
         )
         .unwrap();
     }
+    toml.push_str(tail);
     std::fs::write(dir.join("switchyard.toml"), toml).unwrap();
     let process = start(&dir);
     let api = process.address("listening").unwrap();
@@ -386,7 +392,25 @@ fn unanswered_call_fails_with_no_answer_after_the_ring_timer() {
 #[test]
 fn bad_requests_get_clear_errors_and_lose_nothing() {
     let trunk = sim(&[]);
-    let gw = gateway("voice-bad", &[("trunk", sim_addr(&trunk), "0.0100")], "");
+    let gw = gateway_with(
+        "voice-bad",
+        &[("trunk", sim_addr(&trunk), "0.0100")],
+        "",
+        &format!(
+            "\n[[tenants]]\nname = \"texter\"\napi_keys = [{:?}]\nallowed_channels = [\"sms\"]\n",
+            hash_key("texter-key").unwrap()
+        ),
+    );
+    // Tenancy rules apply to calls: this tenant may only send SMS.
+    let r = Client::new(&gw.api)
+        .with_bearer("texter-key")
+        .post_json(
+            "/v1/messages",
+            &json!({"to": CALLEE, "from": "+15550001111", "channel": "voice", "body": "Hi"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json().unwrap()["code"], "channel_not_allowed");
     let cases = [
         (json!({"voice": {"tts": true}}), "empty_body"),
         (
@@ -423,6 +447,40 @@ fn bad_requests_get_clear_errors_and_lose_nothing() {
     let list = gw.client().get("/v1/messages").unwrap().json().unwrap();
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(stats(&trunk)["invites"], 0);
+}
+
+#[test]
+fn max_duration_and_the_callees_bye_end_the_call() {
+    let trunk = sim(&[]);
+    let gw = gateway("voice-ends", &[("trunk", sim_addr(&trunk), "0.0100")], "");
+    let text = "This message is long enough to be cut short by the one second limit of the call.";
+    let id = accepted(
+        &gw,
+        json!({"body": text, "voice": {"tts": true, "max_duration_s": 1}}),
+    );
+    let m = final_message(&gw, &id);
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(m["call"]["hangup_reason"], "max_duration", "{m}");
+    let talk = m["call"]["talk_s"].as_f64().unwrap();
+    assert!((0.9..1.5).contains(&talk), "{m}");
+    // The callee hangs up half a second after answering: we answer its BYE and stop.
+    http_request(
+        &trunk.address("control").unwrap(),
+        "PUT",
+        "/behaviour",
+        Some(r#"{"hangup_after_ms": 500}"#),
+    )
+    .unwrap();
+    let id = accepted(&gw, json!({"body": text, "voice": {"tts": true}}));
+    let m = final_message(&gw, &id);
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(m["call"]["hangup_by"], "callee", "{m}");
+    assert_eq!(m["call"]["hangup_reason"], "callee", "{m}");
+    let talk = m["call"]["talk_s"].as_f64().unwrap();
+    assert!((0.4..1.5).contains(&talk), "{m}");
+    let s = stats_until(&trunk, |s| s["byes_answered"] == 1);
+    assert_eq!(s["byes_sent"], 1, "{s}");
+    assert_eq!(s["byes_answered"], 1, "{s}");
 }
 
 #[test]

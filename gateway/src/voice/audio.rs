@@ -225,4 +225,21 @@ mod tests {
         assert!(decode_wav(b"not a wav").is_err());
         assert_eq!(pcm.encode(Codec::Pcmu).len(), 800);
     }
+
+    #[test]
+    fn truncated_or_corrupt_files_are_errors_not_panics() {
+        // Tenants' files are untrusted: every prefix, and every single-byte corruption of the
+        // header, must decode or fail cleanly.
+        let good = wav(11025, 2, &[1000; 400]);
+        for len in 0..good.len() {
+            let _ = decode_wav(&good[..len]);
+        }
+        for i in 0..44 {
+            for v in [0u8, 0x7F, 0xFF] {
+                let mut bad = good.clone();
+                bad[i] = v;
+                let _ = decode_wav(&bad);
+            }
+        }
+    }
 }
