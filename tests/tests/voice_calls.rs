@@ -484,6 +484,52 @@ fn max_duration_and_the_callees_bye_end_the_call() {
 }
 
 #[test]
+fn a_graceful_stop_hangs_up_calls_in_progress_and_records_them() {
+    let trunk = sim(&[]);
+    let mut gw = gateway(
+        "voice-sigterm",
+        &[("trunk", sim_addr(&trunk), "0.0100")],
+        "",
+    );
+    let id = accepted(
+        &gw,
+        json!({"body": "Hold", "voice": {"tts": true, "dtmf": {"timeout_s": 60}}}),
+    );
+    wait_status(&gw, &id, "submitting");
+    stats_until(&trunk, |s| s["answered"] == 1);
+    let stopping = Instant::now();
+    let pid = gw.process.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The callee gets our BYE at once, not a dangling call.
+    assert_eq!(
+        stats_until(&trunk, |s| s["byes_received"] == 1)["byes_received"],
+        1
+    );
+    let bye_after = stopping.elapsed();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(st) = gw.process.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "switchyard did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let took = stopping.elapsed();
+    let restarted = start(&gw.dir);
+    gw.api = restarted.address("listening").unwrap();
+    gw.process = restarted;
+    let m = final_message(&gw, &id);
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(m["call"]["hangup_reason"], "shutdown", "{m}");
+    eprintln!("voice sigterm: BYE after {bye_after:?}, gateway stopped in {took:?}, call recorded");
+}
+
+#[test]
 fn calls_accepted_before_a_kill_9_are_dialled_after_restart() {
     let trunk = sim(&[]);
     // One line: the first call holds it (waiting 60 s for a digit) while two more wait.

@@ -10,10 +10,12 @@
 //! working. Ringing longer than `[voice] ring_timeout_s` is CANCELled: `no_answer`.
 //!
 //! # Call outcomes ([`CallOutcome::error`])
-//! answered → `None`; 486/600 → `busy`; 603 → `declined`; 480, 487, our ring timer, or every
+//! answered → `None` (also when the gateway stopped mid-call: `hangup_reason: "shutdown"`,
+//! after a BYE); 486/600 → `busy`; 603 → `declined`; 480, 487, our ring timer, or every
 //! trunk timing out → `no_answer`; other 3xx/4xx/6xx → `rejected`; every trunk failing
 //! otherwise → `carrier_error` (with the last SIP code); 2xx without usable SDP →
-//! `media_error` (the call is ACKed and hung up at once).
+//! `media_error` (the call is ACKed and hung up at once); the gateway stopping while it rang →
+//! `interrupted` (CANCELled).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -26,7 +28,7 @@ use switchyard_protocols::sip::sdp::{self, AudioConfig, SessionDescription};
 use switchyard_protocols::sip::{HeaderName, Message, Method, RequestBuilder, Uri};
 use switchyard_routing::{Admission, CarrierId, FailureClass, Outcome, Price, Router, VoiceTerms};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::audio::Pcm8k;
 use super::endpoint::{CallEvent, Endpoint};
@@ -67,6 +69,8 @@ pub struct CallContext<'a> {
     pub trunk_timeout: Duration,
     /// Ring timer.
     pub ring_timeout: Duration,
+    /// Turns true when the gateway stops: ringing calls are CANCELled, answered ones hung up.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// How one INVITE attempt ended.
@@ -237,6 +241,7 @@ async fn attempt(
     let ring_until = sent + ctx.ring_timeout;
     let mut provisional = false;
     let mut ringing_at: Option<Instant> = None;
+    let mut shutdown = ctx.shutdown.clone();
     let result = loop {
         let silence = async {
             if ringing_at.is_none() {
@@ -284,10 +289,24 @@ async fn attempt(
                 }
                 break Attempt::Final(487, "no_answer", ringing_at);
             }
+            _ = stopped(&mut shutdown) => {
+                if let Some(ok) = cancel(ctx, &inv, cand, provisional, &mut rx).await {
+                    // Answered as we stopped: ACK and hang up at once (see `converse`).
+                    return Attempt::Answered { ok: Box::new(ok), invite: Box::new(inv), ringing_at };
+                }
+                break Attempt::Final(487, "interrupted", ringing_at);
+            }
         }
     };
     ctx.endpoint.unregister(call_id);
     result
+}
+
+/// Completes once the gateway is stopping (never when the sender is gone without stopping).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn is_invite(r: &Message) -> bool {
@@ -409,6 +428,8 @@ enum End {
     Callee,
     /// The 2xx had no usable SDP.
     Media,
+    /// The gateway is stopping.
+    Shutdown,
 }
 
 impl End {
@@ -419,6 +440,7 @@ impl End {
             End::MaxDuration => "max_duration",
             End::Callee => "callee",
             End::Media => "media_error",
+            End::Shutdown => "shutdown",
         }
     }
 }
@@ -547,6 +569,7 @@ async fn play(
     let mut digit_wait_until: Option<tokio::time::Instant> = None;
     let mut buf = [0u8; 2048];
     let mut sent = 0u64;
+    let mut shutdown = ctx.shutdown.clone();
     let end = loop {
         let playing = next < packets.len();
         if !playing && digit_wait_until.is_none() {
@@ -596,6 +619,7 @@ async fn play(
             },
             _ = tokio::time::sleep_until(max_end) => break End::MaxDuration,
             _ = wait => break End::Completed,
+            _ = stopped(&mut shutdown) => break End::Shutdown,
         }
     };
     out.packets_sent = Some(sent);

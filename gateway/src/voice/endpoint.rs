@@ -4,11 +4,12 @@
 //! what concerns them ([`CallEvent`]) on their own channel, keyed by Call-ID.
 //!
 //! In-dialog requests from the callee are answered here: BYE gets `200 OK` and is passed to
-//! the call, OPTIONS `200 OK`, anything else for a known call `501`, for an unknown one `481`.
+//! the call, OPTIONS `200 OK`, anything else for a known call `501`, for an unknown dialog
+//! `481`; requests outside a dialog (someone calling us) get `403`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchyard_protocols::sip::transaction::{Event, TimerConfig, TransactionId, TransactionLayer};
@@ -18,6 +19,8 @@ use tokio::sync::{mpsc, watch};
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+/// How long the endpoint outlives a shutdown, for calls to hang up.
+pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// What the endpoint tells a call.
 #[derive(Debug)]
@@ -63,7 +66,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Binds `addr` and starts the task; it ends when `shutdown` turns true.
+    /// Binds `addr` and starts the task. When `shutdown` turns true it keeps serving for
+    /// [`DRAIN`] so calls in progress can hang up (BYE, CANCEL), and ends earlier once every
+    /// [`Endpoint`] handle is gone.
     pub async fn start(
         addr: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
@@ -78,6 +83,7 @@ impl Endpoint {
                 txns: HashMap::new(),
             };
             let mut buf = vec![0u8; MAX_DATAGRAM];
+            let mut stop_at: Option<tokio::time::Instant> = None;
             loop {
                 while let Some(t) = state.layer.poll_transmit() {
                     if let Err(e) = socket.send_to(&t.message, t.destination).await {
@@ -95,6 +101,14 @@ impl Endpoint {
                             tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
                         }
                         None => std::future::pending().await,
+                    }
+                };
+                let stopping = async {
+                    match stop_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => {
+                            let _ = shutdown.wait_for(|s| *s).await;
+                        }
                     }
                 };
                 tokio::select! {
@@ -116,7 +130,10 @@ impl Endpoint {
                         None => break,
                     },
                     _ = sleep => state.layer.handle_timeout(Instant::now()),
-                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = stopping => match stop_at {
+                        Some(_) => break,
+                        None => stop_at = Some(tokio::time::Instant::now() + DRAIN),
+                    },
                 }
             }
             tracing::info!(calls = state.calls.len(), "voice SIP endpoint stopped");
@@ -231,10 +248,12 @@ impl State {
             .call_id()
             .ok()
             .and_then(|c| self.calls.get(c).map(|_| c.clone()));
+        let in_dialog = req.to().is_ok_and(|t| t.tag().is_some());
         let (code, reason) = match (req.method(), &known) {
             (Some(Method::Bye), Some(_)) => (200, "OK"),
             (Some(Method::Options), _) => (200, "OK"),
-            (_, None) => (481, "Call/Transaction Does Not Exist"),
+            (_, None) if in_dialog => (481, "Call/Transaction Does Not Exist"),
+            (_, None) => (403, "Forbidden (this endpoint only places calls)"),
             (_, Some(_)) => (501, "Not Implemented"),
         };
         let resp = req.response(code, reason, None);

@@ -51,6 +51,8 @@ pub struct Voice {
     tts_cache: TtsCache,
     /// `audio_url` downloads.
     fetcher: Fetcher,
+    /// Turns true when the gateway stops (calls in progress hang up).
+    shutdown: watch::Receiver<bool>,
 }
 
 /// Why a voice message cannot be accepted now (mapped to a problem by the API).
@@ -111,6 +113,7 @@ impl Voice {
             endpoint,
             queue,
             updates,
+            shutdown: shutdown.clone(),
         });
         tokio::spawn(voice.clone().run(rx, shutdown));
         Ok(Some((voice, addr)))
@@ -353,6 +356,7 @@ impl Voice {
             rtp: &rtp,
             trunk_timeout: self.settings.trunk_timeout,
             ring_timeout: self.settings.ring_timeout,
+            shutdown: self.shutdown.clone(),
         };
         let mut outcome = call::place(&ctx, &job, &audio, candidates).await;
         metrics::gauge!("switchyard_voice_calls_active").decrement(1.0);

@@ -25,7 +25,9 @@
 //! restart. A call in `submitting` may have rung or been heard: it becomes `failed` with
 //! error `interrupted`, never re-dialled (calling a person twice about the same thing is worse
 //! than telling the tenant to decide). `submitting` is committed before the INVITE is sent,
-//! so no call is dialled without the store knowing.
+//! so no call is dialled without the store knowing. A graceful stop is not a crash: ringing
+//! calls are CANCELled (`interrupted`), answered ones get a BYE (`hangup_reason: shutdown`),
+//! and the SIP endpoint lives on for [`endpoint::DRAIN`] so those requests complete.
 //!
 //! # Layout
 //! - [`spec`]: the request's `voice` options → [`VoiceSpec`] (422s).
