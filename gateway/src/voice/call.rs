@@ -313,6 +313,29 @@ fn is_invite(r: &Message) -> bool {
     r.cseq().is_ok_and(|c| c.method == Method::Invite)
 }
 
+/// What a non-2xx final response to the INVITE means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The trunk failed: record this and try the next one.
+    Failover(FailureClass),
+    /// The callee's answer: the call ends with this error code.
+    Final(&'static str),
+}
+
+/// Classifies a non-2xx final code (`retry_after`: the response had Retry-After), as the
+/// proxy does: 408 and 5xx fail over, everything else is the callee's answer.
+fn classify(code: u16, retry_after: bool) -> Verdict {
+    match code {
+        408 => Verdict::Failover(FailureClass::Timeout),
+        503 if retry_after => Verdict::Failover(FailureClass::Throttled),
+        500..=599 => Verdict::Failover(FailureClass::TransportDown),
+        486 | 600 => Verdict::Final("busy"),
+        603 => Verdict::Final("declined"),
+        480 | 487 => Verdict::Final("no_answer"),
+        _ => Verdict::Final("rejected"),
+    }
+}
+
 /// A non-2xx final response to the INVITE: fail over or end the call.
 fn final_code(
     router: &Router,
@@ -321,26 +344,15 @@ fn final_code(
     code: u16,
     ringing_at: Option<Instant>,
 ) -> Attempt {
-    if code == 408 || (500..600).contains(&code) {
-        let class = if code == 408 {
-            FailureClass::Timeout
-        } else if code == 503 && r.retry_after().is_some() {
-            FailureClass::Throttled
-        } else {
-            FailureClass::TransportDown
-        };
-        router
-            .load()
-            .record(carrier, Instant::now(), Outcome::Failure(class));
-        return Attempt::Failover(code);
+    match classify(code, r.retry_after().is_some()) {
+        Verdict::Failover(class) => {
+            router
+                .load()
+                .record(carrier, Instant::now(), Outcome::Failure(class));
+            Attempt::Failover(code)
+        }
+        Verdict::Final(error) => Attempt::Final(code, error, ringing_at),
     }
-    let error = match code {
-        486 | 600 => "busy",
-        603 => "declined",
-        480 | 487 => "no_answer",
-        _ => "rejected",
-    };
-    Attempt::Final(code, error, ringing_at)
 }
 
 /// CANCELs the INVITE (if a provisional allows it) and waits for the INVITE's final
@@ -652,4 +664,62 @@ pub async fn bind_rtp(
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_codes_fail_over_or_end_the_call_like_the_proxy() {
+        assert_eq!(
+            classify(503, false),
+            Verdict::Failover(FailureClass::TransportDown)
+        );
+        assert_eq!(
+            classify(503, true),
+            Verdict::Failover(FailureClass::Throttled)
+        );
+        assert_eq!(
+            classify(500, false),
+            Verdict::Failover(FailureClass::TransportDown)
+        );
+        assert_eq!(
+            classify(408, false),
+            Verdict::Failover(FailureClass::Timeout)
+        );
+        assert_eq!(classify(486, false), Verdict::Final("busy"));
+        assert_eq!(classify(600, false), Verdict::Final("busy"));
+        assert_eq!(classify(603, false), Verdict::Final("declined"));
+        assert_eq!(classify(480, false), Verdict::Final("no_answer"));
+        assert_eq!(classify(487, false), Verdict::Final("no_answer"));
+        assert_eq!(classify(404, false), Verdict::Final("rejected"));
+        assert_eq!(classify(302, false), Verdict::Final("rejected"));
+    }
+
+    #[tokio::test]
+    async fn rtp_ports_are_even_in_range_and_skip_busy_ones() {
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        // A range of two even ports that were free a moment ago.
+        let min = loop {
+            let probe = std::net::UdpSocket::bind((ip, 0)).unwrap();
+            let p = probe.local_addr().unwrap().port();
+            if p % 2 == 0 && p < 65000 {
+                break p;
+            }
+        };
+        let range = (min, min + 3);
+        let a = bind_rtp(ip, range, 0).await.unwrap();
+        let b = bind_rtp(ip, range, 0).await.unwrap();
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
+        assert_ne!(pa, pb);
+        for p in [pa, pb] {
+            assert!(p % 2 == 0 && (range.0..=range.1).contains(&p), "{p}");
+        }
+        // Both even ports are ours now: nothing left.
+        assert!(bind_rtp(ip, range, 0).await.is_err());
+    }
 }
