@@ -182,13 +182,23 @@ pub async fn start(
     ));
     let event_tasks = hub.start(shutdown_rx.clone()).await?;
     let sip = crate::sip::transport::start(&config, router.clone(), shutdown_rx.clone()).await?;
-    let voice = crate::voice::Voice::start(
+    let voice = match crate::voice::Voice::start(
         &config,
         router.clone(),
         updates.clone(),
         shutdown_rx.clone(),
     )
-    .await?;
+    .await
+    {
+        Ok(v) => v,
+        // An explicit `[voice] listen` that cannot be bound is a configuration error; a
+        // trunk we cannot find a route to must not keep SMS from running.
+        Err(e) if config.voice.listen.is_none() => {
+            tracing::error!("voice notification calls disabled: {e:#}");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let binds = Arc::new(Binds::new(ctx.clone()));
     binds.apply(&config, sandbox, &base_dir)?;
 

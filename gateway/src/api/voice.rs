@@ -43,7 +43,8 @@ pub(crate) async fn send(
         return Err(Problem::invalid(
             "channel",
             "voice_unavailable",
-            "no voice carrier (with a [carriers.sip] trunk) is configured",
+            "voice calls are not available: no voice carrier has a [carriers.sip] trunk, or the \
+             caller could not start (see the gateway's log)",
         ));
     };
     state
