@@ -369,6 +369,35 @@ fn first_trunk_503_fails_over_to_the_second() {
 }
 
 #[test]
+fn a_silent_first_trunk_is_cancelled_and_the_second_answers() {
+    // Trunk A sends 100 Trying and then nothing for 10 s; the trunk timer is 1.5 s.
+    let a = sim(&["--no-ring", "--final-delay-ms", "10000"]);
+    let b = sim(&[]);
+    let gw = gateway(
+        "voice-silent",
+        &[
+            ("cheap-a", sim_addr(&a), "0.0050"),
+            ("dear-b", sim_addr(&b), "0.0100"),
+        ],
+        "",
+    );
+    let id = accepted(
+        &gw,
+        json!({"body": "Timeout failover.", "voice": {"tts": true}}),
+    );
+    let m = final_message(&gw, &id);
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(
+        m["call"]["tried"],
+        json!([{"carrier": "cheap-a", "code": 408}, {"carrier": "dear-b", "code": 200}]),
+        "{m}"
+    );
+    assert_eq!(stats_until(&a, |s| s["cancelled"] == 1)["cancelled"], 1);
+    let setup = m["call"]["setup_ms"].as_u64().unwrap();
+    assert!((1400..4000).contains(&setup), "{m}");
+}
+
+#[test]
 fn unanswered_call_fails_with_no_answer_after_the_ring_timer() {
     // Rings for a minute; the gateway's ring timer is 2 s.
     let trunk = sim(&["--final-delay-ms", "60000"]);

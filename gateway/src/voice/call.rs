@@ -279,7 +279,10 @@ async fn attempt(
             },
             _ = silence => {
                 record(ctx.router, cand.carrier, Outcome::Failure(FailureClass::Timeout));
-                cancel(ctx, &inv, cand, provisional, &mut rx).await;
+                if let Some(ok) = cancel(ctx, &inv, cand, provisional, &mut rx).await {
+                    // It answered as we gave up: the callee is on the line, play the call.
+                    return Attempt::Answered { ok: Box::new(ok), invite: Box::new(inv), ringing_at };
+                }
                 break Attempt::Failover(408);
             }
             _ = tokio::time::sleep_until(ring_until) => {
@@ -383,9 +386,9 @@ async fn cancel(
     }
 }
 
-/// An in-dialog request (ACK or BYE) for the dialog `ok` established.
-fn in_dialog(
-    endpoint: &Endpoint,
+/// An in-dialog request (ACK or BYE) from `local` for the dialog `ok` established.
+pub(super) fn in_dialog(
+    local: SocketAddr,
     method: Method,
     seq: u32,
     inv: &Message,
@@ -398,7 +401,7 @@ fn in_dialog(
         .map(|c| c.uri)
         .or_else(|| inv.request_uri().cloned())?;
     let mut b = RequestBuilder::new(method.clone(), target)
-        .via("UDP", &endpoint.addr.to_string(), &branch(rand::random()))
+        .via("UDP", &local.to_string(), &branch(rand::random()))
         .header(
             HeaderName::From,
             inv.headers.get(&HeaderName::From)?.clone(),
@@ -474,7 +477,7 @@ async fn converse(
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     ctx.endpoint.register(call_id.clone(), tx);
-    let ack = in_dialog(ctx.endpoint, Method::Ack, 1, inv, ok);
+    let ack = in_dialog(ctx.endpoint.addr, Method::Ack, 1, inv, ok);
     let dest = cand.trunk.addr;
     if let Some(a) = &ack {
         ctx.endpoint.stateless(a.clone(), dest);
@@ -511,7 +514,7 @@ async fn converse(
     }
     if end != End::Callee {
         out.hangup_by = Some("switchyard".into());
-        if let Some(bye) = in_dialog(ctx.endpoint, Method::Bye, 2, inv, ok) {
+        if let Some(bye) = in_dialog(ctx.endpoint.addr, Method::Bye, 2, inv, ok) {
             ctx.endpoint.request(bye, dest);
             let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
             while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -622,7 +625,15 @@ async fn play(
             }
             ev = rx.recv() => match ev {
                 Some(CallEvent::Bye) | None => break End::Callee,
+                // The 2xx again (our ACK was lost): ACK again.
                 Some(CallEvent::Retransmitted2xx(_)) => {
+                    if let Some(a) = ack {
+                        ctx.endpoint.stateless(a.clone(), dest);
+                    }
+                }
+                Some(CallEvent::Response(r))
+                    if is_invite(&r) && r.status().is_some_and(|c| (200..300).contains(&c)) =>
+                {
                     if let Some(a) = ack {
                         ctx.endpoint.stateless(a.clone(), dest);
                     }

@@ -7,7 +7,7 @@
 //! the call, OPTIONS `200 OK`, anything else for a known call `501`, for an unknown dialog
 //! `481`; requests outside a dialog (someone calling us) get `403`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -78,9 +78,11 @@ impl Endpoint {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             let mut state = State {
+                me,
                 layer: TransactionLayer::new(TimerConfig::default()),
                 calls: HashMap::new(),
                 txns: HashMap::new(),
+                hung_up: HashSet::new(),
             };
             let mut buf = vec![0u8; MAX_DATAGRAM];
             let mut stop_at: Option<tokio::time::Instant> = None;
@@ -164,12 +166,16 @@ impl Endpoint {
 
 /// The task's state.
 struct State {
+    /// Our address (Via of the ACK and BYE for an abandoned 2xx).
+    me: SocketAddr,
     /// The transactions.
     layer: TransactionLayer<SocketAddr>,
     /// Call-ID → the call's event channel.
     calls: HashMap<Bytes, mpsc::UnboundedSender<CallEvent>>,
-    /// Client transaction → (Call-ID, is it the INVITE).
-    txns: HashMap<TransactionId, (Bytes, bool)>,
+    /// Client transaction → (Call-ID, is it the INVITE, where it went).
+    txns: HashMap<TransactionId, (Bytes, bool, SocketAddr)>,
+    /// Abandoned INVITEs already hung up (their 2xx retransmissions are only ACKed again).
+    hung_up: HashSet<TransactionId>,
 }
 
 impl State {
@@ -186,7 +192,7 @@ impl State {
                 let invite = msg.method() == Some(Method::Invite);
                 match self.layer.send_request(msg, dest, false, Instant::now()) {
                     Ok(id) => {
-                        self.txns.insert(id, (call_id, invite));
+                        self.txns.insert(id, (call_id, invite, dest));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "voice: could not start a client transaction");
@@ -208,22 +214,28 @@ impl State {
         while let Some(ev) = self.layer.poll_event() {
             match ev {
                 Event::Response { id, response } => {
-                    if let Some((call_id, _)) = self.txns.get(&id) {
-                        self.tell(call_id, CallEvent::Response(response));
+                    let Some((call_id, invite, dest)) = self.txns.get(&id).cloned() else {
+                        continue;
+                    };
+                    if self.calls.contains_key(&call_id) {
+                        self.tell(&call_id, CallEvent::Response(response));
+                    } else if invite && response.status().is_some_and(|c| (200..300).contains(&c)) {
+                        self.hang_up_abandoned(id, &response, dest);
                     }
                 }
                 Event::Timeout { id } => {
-                    if let Some((call_id, invite)) = self.txns.get(&id) {
+                    if let Some((call_id, invite, _)) = self.txns.get(&id) {
                         self.tell(call_id, CallEvent::Timeout { invite: *invite });
                     }
                 }
                 Event::TransportError { id } => {
-                    if let Some((call_id, invite)) = self.txns.get(&id) {
+                    if let Some((call_id, invite, _)) = self.txns.get(&id) {
                         self.tell(call_id, CallEvent::TransportError { invite: *invite });
                     }
                 }
                 Event::Terminated { id } => {
                     self.txns.remove(&id);
+                    self.hung_up.remove(&id);
                 }
                 Event::Request {
                     id,
@@ -241,6 +253,24 @@ impl State {
                 _ => {}
             }
         }
+    }
+
+    /// A 2xx for an INVITE whose call has given up on it (a late answer after CANCEL or
+    /// failover): ACK it and hang up at once, so the trunk does not bill a call nobody hears.
+    fn hang_up_abandoned(&mut self, id: TransactionId, ok: &Message, dest: SocketAddr) {
+        let Some(invite) = self.layer.request(id).cloned() else {
+            return;
+        };
+        if let Some(ack) = super::call::in_dialog(self.me, Method::Ack, 1, &invite, ok) {
+            self.layer.send_stateless(&ack, dest);
+        }
+        if !self.hung_up.insert(id) {
+            return;
+        }
+        if let Some(bye) = super::call::in_dialog(self.me, Method::Bye, 2, &invite, ok) {
+            let _ = self.layer.send_request(bye, dest, false, Instant::now());
+        }
+        tracing::info!("voice: late 2xx on an abandoned INVITE: ACKed and hung up");
     }
 
     fn on_request(&mut self, id: TransactionId, req: Message) {
