@@ -82,6 +82,7 @@ fn message(n: usize, now: i64) -> NewMessage {
         currency: Some("USD".into()),
         created_at: now,
         batch_id: None,
+        voice: None,
         request: None,
     }
 }

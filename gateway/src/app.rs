@@ -56,6 +56,8 @@ pub struct Running {
     pub sandbox: Option<SocketAddr>,
     /// Where the SIP proxy listens (UDP), if `[sip]` is configured.
     pub sip: Option<SocketAddr>,
+    /// Where notification calls are placed from (UDP), if a voice carrier has a trunk.
+    pub voice: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -187,6 +189,24 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .await?;
+    let voice = match crate::voice::Voice::start(
+        &config,
+        &base_dir,
+        router.clone(),
+        updates.clone(),
+        shutdown_rx.clone(),
+    )
+    .await
+    {
+        Ok(v) => v,
+        // An explicit `[voice] listen` that cannot be bound is a configuration error; a
+        // trunk we cannot find a route to must not keep SMS from running.
+        Err(e) if config.voice.listen.is_none() => {
+            tracing::error!("voice notification calls disabled: {e:#}");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let binds = Arc::new(Binds::new(ctx.clone()));
     binds.apply(&config, sandbox, &base_dir)?;
 
@@ -200,6 +220,16 @@ pub async fn start(
     }
     for record in unfinished {
         let m = &record.message;
+        if m.voice.is_some() {
+            // Voice calls follow their own rule: never dialled → dial; dialling → interrupted.
+            match &voice {
+                Some((v, _)) => v.recover(&record).await,
+                None => {
+                    tracing::warn!(id = %m.id, "a voice call is unfinished but no voice carrier is configured")
+                }
+            }
+            continue;
+        }
         let Ok(to) = E164::parse(&m.to) else { continue };
         let sent: Vec<u16> = record
             .segment_states
@@ -257,10 +287,14 @@ pub async fn start(
         dispatcher: dispatcher.clone(),
         binds: binds.table(),
         metrics,
-        limits: api::validate::Limits::default(),
+        limits: api::validate::Limits {
+            max_call_s: u32::try_from(config.voice.max_duration.as_secs()).unwrap_or(u32::MAX),
+            ..api::validate::Limits::default()
+        },
         tenant_limits,
         idempotency: Arc::new(Idempotency::default()),
         events: hub,
+        voice: voice.as_ref().map(|(v, _)| v.clone()),
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -318,6 +352,7 @@ pub async fn start(
         api: api_addr,
         sandbox,
         sip: sip_addr,
+        voice: voice.map(|(_, a)| a),
         shutdown: shutdown_tx,
         task,
     })

@@ -194,6 +194,7 @@ pub async fn reply(
         currency: None,
         created_at: now,
         batch_id: None,
+        voice: None,
         request: None,
     };
     if let Err(e) = store.insert(vec![message]).await {

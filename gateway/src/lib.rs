@@ -10,6 +10,7 @@
 //! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
 //! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
 //! - [`sip`]: the SIP proxy (UDP): source-IP authenticated INVITEs, LCR trunk failover.
+//! - [`voice`]: notification calls from the API: TTS/WAV audio, a SIP UAC, RTP, DTMF.
 //! - [`tls`]: rustls client settings shared by SMPP binds and webhooks.
 //! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
 //! - [`tenancy`]: per-tenant limits and quotas, idempotency keys, batch templates.
@@ -31,3 +32,4 @@ pub mod store;
 pub mod tenancy;
 pub mod tls;
 pub mod updates;
+pub mod voice;

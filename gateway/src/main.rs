@@ -79,6 +79,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(sip) = running.sip {
         println!("switchyard SIP proxy on udp {sip}");
     }
+    if let Some(voice) = running.voice {
+        println!("switchyard voice calls on udp {voice}");
+    }
     if let Some(key) = sandbox_key {
         println!(
             "sandbox carrier on {}",

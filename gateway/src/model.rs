@@ -230,6 +230,10 @@ pub struct NewMessage {
     pub created_at: UnixMs,
     /// The batch it was sent in (`POST /v1/messages/batch`), if any.
     pub batch_id: Option<String>,
+    /// For a voice notification call: what to play and capture, as the JSON of
+    /// [`crate::voice::VoiceSpec`]; `None` for SMS. The channel is "voice" exactly when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<String>,
     /// Records of the request that accepted it (idempotency key, batch), written in the same
     /// transaction as the message. Only the first message of a request carries them; never
     /// read back here.
@@ -279,6 +283,9 @@ pub struct MessageRecord {
     pub segment_states: Vec<SegmentRecord>,
     /// Every status change, oldest first (filled by `get`, empty in lists).
     pub history: Vec<StatusChange>,
+    /// A voice call's outcome once it ended (JSON of [`crate::voice::CallOutcome`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
 }
 
 /// A delivery receipt as the bind saw it, for the store to match and apply.
@@ -346,8 +353,28 @@ pub enum Update {
     Inbound(InboundMessage),
     /// Opt-out list and webhook outbox changes (see [`crate::events::EventWrite`]).
     Events(crate::events::EventWrite),
-    /// A call ended: its detail record.
-    Call(Box<CallRecord>),
+    /// A SIP proxy call ended: its detail record.
+    Cdr(Box<CallRecord>),
+    /// A voice notification call ended: its outcome is stored with the message, which moves
+    /// to `status` (delivered or failed) with `error` as the history detail.
+    Call {
+        /// Which message.
+        id: MessageId,
+        /// Delivered (answered) or failed.
+        status: Status,
+        /// When the call ended.
+        at: UnixMs,
+        /// The trunk (carrier) that answered or gave the last answer.
+        carrier: Option<String>,
+        /// The error code for a failed call (`busy`, `no_answer`, `carrier_error`, …).
+        error: Option<String>,
+        /// The cost of an answered call (decimal text), replacing the estimate.
+        price: Option<String>,
+        /// The currency of `price`.
+        currency: Option<String>,
+        /// The outcome as JSON ([`crate::voice::CallOutcome`]).
+        call: String,
+    },
 }
 
 /// One call's detail record (CDR), written once when the call ends: its setup failed, it was
@@ -433,8 +460,9 @@ impl Update {
         match self {
             Update::Status { id, .. }
             | Update::SegmentSent { id, .. }
-            | Update::SegmentRejected { id, .. } => Some(*id),
-            Update::Receipt(_) | Update::Inbound(_) | Update::Events(_) | Update::Call(_) => None,
+            | Update::SegmentRejected { id, .. }
+            | Update::Call { id, .. } => Some(*id),
+            Update::Receipt(_) | Update::Inbound(_) | Update::Events(_) | Update::Cdr(_) => None,
         }
     }
 }

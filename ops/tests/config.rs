@@ -516,3 +516,36 @@ fn sip_proxy_settings_trunks_and_allow_lists() {
         assert!(errs.at("carriers[0].sip").is_none(), "{errs}");
     }
 }
+
+#[test]
+fn voice_settings_default_and_are_checked() {
+    let d = config::VoiceSettings::default();
+    assert_eq!(Config::embedded_default().voice, d);
+    assert_eq!(d.max_concurrent_calls, 50);
+    assert!(d.listen.is_none());
+    let base = "[[tenants]]\nname = \"t\"\napi_keys = [\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"]\n\
+                [[carriers]]\nname = \"c\"\nchannels = [\"sms\"]\nsmpp = { sandbox = true, system_id = \"x\" }\n\
+                [[decks]]\ncarrier = \"c\"\nchannel = \"sms\"\nsandbox = true\n";
+    let cfg = parse(&format!(
+        "{base}[voice]\nlisten = \"127.0.0.1:5070\"\nmax_concurrent_calls = 3\nring_timeout_s = 20\n\
+         rtp_port_min = 20000\nrtp_port_max = 20100\ntts_cache_entries = 0\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.voice.listen, Some("127.0.0.1:5070".parse().unwrap()));
+    assert_eq!(cfg.voice.max_concurrent_calls, 3);
+    assert_eq!(cfg.voice.ring_timeout, std::time::Duration::from_secs(20));
+    assert_eq!(cfg.voice.rtp_ports, (20000, 20100));
+    assert_eq!(cfg.voice.tts_cache_entries, 0);
+    let errs = errors(&format!(
+        "{base}[voice]\nlisten = \"0.0.0.0:0\"\nrtp_port_min = 30000\nrtp_port_max = 20000\n\
+         max_concurrent_calls = 0\nspeed = 2\n"
+    ));
+    for path in [
+        "voice.listen",
+        "voice.rtp_port_max",
+        "voice.max_concurrent_calls",
+        "voice.speed",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}

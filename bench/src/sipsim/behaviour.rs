@@ -2,6 +2,7 @@
 //! `PUT /behaviour`. A call keeps the behaviour it started with.
 
 use serde::{Deserialize, Serialize};
+use switchyard_protocols::sip::dtmf;
 
 /// What the UAS does with each new INVITE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,11 @@ pub struct Behaviour {
     pub hangup_after_ms: Option<u64>,
     /// Decode RFC 4733 telephone-events in received RTP and count the digits.
     pub decode_dtmf: bool,
+    /// Digits (`0`–`9`, `*`, `#`, `A`–`D`) to send as RFC 4733 events after answering, when
+    /// the caller's offer has telephone-event (the caller presses keys).
+    pub send_dtmf: Option<String>,
+    /// Milliseconds between the answer and the first digit sent; digits follow 250 ms apart.
+    pub dtmf_delay_ms: u64,
 }
 
 impl Default for Behaviour {
@@ -40,6 +46,8 @@ impl Default for Behaviour {
             answer_sdp: true,
             hangup_after_ms: None,
             decode_dtmf: true,
+            send_dtmf: None,
+            dtmf_delay_ms: 500,
         }
     }
 }
@@ -52,6 +60,13 @@ impl Behaviour {
                 "final_code {} is not a final response code (200..=699)",
                 self.final_code
             ));
+        }
+        if let Some(d) = &self.send_dtmf {
+            if let Some(bad) = d.chars().find(|c| dtmf::key_event(*c).is_none()) {
+                return Err(format!(
+                    "send_dtmf: {bad:?} is not a DTMF key (0-9 * # A-D)"
+                ));
+            }
         }
         Ok(())
     }

@@ -49,6 +49,11 @@ pub struct Call {
     pub answered_at: Option<Instant>,
     /// CSeq number of our next request in the dialog.
     pub local_cseq: u32,
+    /// The caller's RTP address and telephone-event payload type from its offer (where
+    /// `send_dtmf` events go).
+    pub media: Option<(SocketAddr, Option<u8>)>,
+    /// Next RTP sequence number of the events we send.
+    pub rtp_sequence: u16,
 }
 
 impl Call {
@@ -73,6 +78,8 @@ impl Call {
             ok: None,
             answered_at: None,
             local_cseq: 1,
+            media: None,
+            rtp_sequence: rand::random(),
         }
     }
 

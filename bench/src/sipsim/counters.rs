@@ -76,6 +76,8 @@ counters! {
     rtp_unmatched,
     /// DTMF digits decoded from RFC 4733 events.
     dtmf_digits,
+    /// DTMF digits sent as RFC 4733 events (`send_dtmf`).
+    dtmf_sent,
 }
 
 impl Counters {

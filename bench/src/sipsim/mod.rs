@@ -1,7 +1,7 @@
 //! `sip-uas-sim`: a SIP user agent server over UDP built on `switchyard_protocols::sip`, for
 //! tests and benchmarks of the voice path. It answers INVITEs with configurable provisional
 //! and final responses and delays, negotiates PCMU/PCMA, counts the RTP it receives (and
-//! decodes DTMF), hangs up or waits for BYE, and answers OPTIONS, CANCEL, re-INVITE and
+//! decodes DTMF; sends DTMF as RFC 4733 events when told to), hangs up or waits for BYE, and answers OPTIONS, CANCEL, re-INVITE and
 //! malformed requests.
 //!
 //! # Layout
@@ -78,6 +78,12 @@ pub struct Options {
     /// Do not decode RFC 4733 DTMF in received RTP.
     #[arg(long)]
     pub no_dtmf: bool,
+    /// Send these digits as RFC 4733 events after answering (e.g. `1`, `123#`).
+    #[arg(long)]
+    pub send_dtmf: Option<String>,
+    /// Delay between the answer and the first digit sent, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub dtmf_delay_ms: u64,
 }
 
 impl Options {
@@ -93,6 +99,8 @@ impl Options {
             answer_sdp: !self.no_sdp,
             hangup_after_ms: self.hangup_after_ms,
             decode_dtmf: !self.no_dtmf,
+            send_dtmf: self.send_dtmf.clone(),
+            dtmf_delay_ms: self.dtmf_delay_ms,
         }
     }
 }
@@ -150,6 +158,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65_535];
     let mut rtp_buf = vec![0u8; 65_535];
     loop {
+        while let Some((packet, to)) = uas.poll_rtp() {
+            if let Err(e) = rtp.send_to(&packet, to).await {
+                tracing::debug!("RTP send to {to} failed: {e}");
+            }
+        }
         while let Some(t) = uas.poll_transmit() {
             if let Err(e) = sip.send_to(&t.message, t.destination).await {
                 tracing::debug!("send to {} failed: {e}", t.destination);

@@ -7,13 +7,15 @@
 //! (T1 doubling to T2, for 64·T1); the call then lasts until the caller's BYE or our own
 //! after `hangup_after_ms`. CANCEL in the early phase ends the INVITE with 487.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use switchyard_protocols::sip::dtmf;
 use switchyard_protocols::sip::malformed;
+use switchyard_protocols::sip::rtp::RtpPacket;
 use switchyard_protocols::sip::sdp::{self, AudioConfig, SessionDescription};
 use switchyard_protocols::sip::transaction::{
     Event, TimerConfig, TransactionId, TransactionLayer, Transmit,
@@ -37,7 +39,12 @@ enum Action {
     Retransmit(Duration),
     /// Send BYE.
     Hangup,
+    /// Send the `send_dtmf` digit at this index as RFC 4733 events.
+    Dtmf(usize),
 }
+
+/// The caller's RTP address and telephone-event payload type, from its offer.
+type CallerMedia = (SocketAddr, Option<u8>);
 
 /// The simulator's SIP user agent server.
 #[derive(Debug)]
@@ -69,6 +76,10 @@ pub struct Uas {
     audio: AudioConfig,
     /// SDP session ids (o= line), one per answer.
     session_id: u64,
+    /// RTP datagrams to send from the media port (DTMF events), and where.
+    rtp_out: VecDeque<(Bytes, SocketAddr)>,
+    /// SSRC of the RTP we send.
+    ssrc: u32,
 }
 
 impl Uas {
@@ -92,6 +103,8 @@ impl Uas {
             media: Media::default(),
             audio: AudioConfig::default(),
             session_id: u64::from(rand::random::<u32>()),
+            rtp_out: VecDeque::new(),
+            ssrc: rand::random(),
         }
     }
 
@@ -112,6 +125,11 @@ impl Uas {
             }
         }
         self.process(now);
+    }
+
+    /// Next RTP datagram to send from the media port, and where.
+    pub fn poll_rtp(&mut self) -> Option<(Bytes, SocketAddr)> {
+        self.rtp_out.pop_front()
     }
 
     /// A datagram received on the RTP port.
@@ -246,7 +264,10 @@ impl Uas {
         let serial = self.call_serial;
         let mut call = Call::new(serial, id, req, source, tag(), behaviour);
         match self.session(&call.invite, &call_id, call.behaviour.decode_dtmf) {
-            Ok(sdp) => call.sdp = Some(sdp),
+            Ok((sdp, media)) => {
+                call.sdp = Some(sdp);
+                call.media = media;
+            }
             Err(()) => {
                 Counters::inc(&c.sdp_failures);
                 Counters::inc(&c.rejected);
@@ -268,13 +289,19 @@ impl Uas {
     }
 
     /// Our SDP for `msg`: the answer to its offer (registering the caller's RTP address), or
-    /// an offer if it had none. `Err` when the offer cannot be answered.
-    fn session(&mut self, msg: &Message, call_id: &Bytes, dtmf: bool) -> Result<Bytes, ()> {
+    /// an offer if it had none, with the caller's RTP address and telephone-event type when
+    /// it made an offer. `Err` when the offer cannot be answered.
+    fn session(
+        &mut self,
+        msg: &Message,
+        call_id: &Bytes,
+        dtmf: bool,
+    ) -> Result<(Bytes, Option<CallerMedia>), ()> {
         self.session_id += 1;
         let (ip, port) = (self.rtp.ip(), self.rtp.port());
         let Some(body) = msg.sdp_body() else {
             let offer = sdp::offer(&self.audio, ip, port, self.session_id);
-            return Ok(Bytes::from(offer.to_sdp()));
+            return Ok((Bytes::from(offer.to_sdp()), None));
         };
         let offer = SessionDescription::parse(&body).map_err(drop)?;
         let (answer, neg) =
@@ -284,7 +311,13 @@ impl Uas {
         let remote = SocketAddr::new(neg.remote_ip, neg.remote_port);
         self.media
             .register(remote, &id, neg.telephone_event.filter(|_| dtmf));
-        Ok(Bytes::from(answer.to_sdp()))
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.media = Some((remote, neg.telephone_event));
+        }
+        Ok((
+            Bytes::from(answer.to_sdp()),
+            Some((remote, neg.telephone_event)),
+        ))
     }
 
     fn on_reinvite(&mut self, id: TransactionId, req: &Message, now: Instant) {
@@ -297,7 +330,7 @@ impl Uas {
             .calls
             .get(&call_id)
             .is_some_and(|c| c.behaviour.decode_dtmf);
-        let Ok(sdp) = self.session(req, &call_id, dtmf) else {
+        let Ok((sdp, _)) = self.session(req, &call_id, dtmf) else {
             Counters::inc(&self.shared.counters.sdp_failures);
             self.respond(id, req.response(488, reason_phrase(488), None), now);
             return;
@@ -391,6 +424,11 @@ impl Uas {
                     call.phase = Phase::Answered;
                     call.answered_at = Some(now);
                     let hangup = b.hangup_after_ms;
+                    let dtmf_at = b
+                        .send_dtmf
+                        .as_ref()
+                        .filter(|d| !d.is_empty())
+                        .map(|_| now + Duration::from_millis(b.dtmf_delay_ms));
                     Counters::inc(&c.answered);
                     self.respond(txn, r, now);
                     self.schedule(now + t1, &call_id, serial, Action::Retransmit(t1));
@@ -401,6 +439,9 @@ impl Uas {
                             serial,
                             Action::Hangup,
                         );
+                    }
+                    if let Some(at) = dtmf_at {
+                        self.schedule(at, &call_id, serial, Action::Dtmf(0));
                     }
                 } else {
                     let mut r = call.response(code, &contact, false);
@@ -437,6 +478,53 @@ impl Uas {
                     }
                 }
                 self.end_call(&call_id);
+            }
+            (Action::Dtmf(index), Phase::Answered | Phase::Confirmed) => {
+                let digits = call.behaviour.send_dtmf.clone().unwrap_or_default();
+                let Some(key) = digits.chars().nth(index) else {
+                    return;
+                };
+                if let (Some((remote, Some(pt))), Some(event)) = (call.media, dtmf::key_event(key))
+                {
+                    // One event: a start packet (marker), two updates, three end packets, all
+                    // with the event's timestamp (RFC 4733 §2.5).
+                    let timestamp = rand::random::<u32>();
+                    let steps: [(u16, bool); 6] = [
+                        (160, false),
+                        (320, false),
+                        (480, false),
+                        (640, true),
+                        (640, true),
+                        (640, true),
+                    ];
+                    for (i, (duration, end)) in steps.into_iter().enumerate() {
+                        let payload = dtmf::TelephoneEvent {
+                            event,
+                            end,
+                            volume: 10,
+                            duration,
+                        }
+                        .encode();
+                        let packet = RtpPacket {
+                            marker: i == 0,
+                            payload_type: pt,
+                            sequence: call.rtp_sequence,
+                            timestamp,
+                            ssrc: self.ssrc,
+                            csrc: Vec::new(),
+                            extension: None,
+                            padding: 0,
+                            payload: Bytes::copy_from_slice(&payload),
+                        };
+                        call.rtp_sequence = call.rtp_sequence.wrapping_add(1);
+                        self.rtp_out.push_back((packet.to_bytes(), remote));
+                    }
+                    Counters::inc(&c.dtmf_sent);
+                }
+                if index + 1 < digits.chars().count() {
+                    let at = now + Duration::from_millis(250);
+                    self.schedule(at, &call_id, serial, Action::Dtmf(index + 1));
+                }
             }
             _ => {} // stale: the call moved on (answered, cancelled, confirmed)
         }
@@ -624,6 +712,39 @@ mod tests {
         );
         assert_eq!(bye.to().unwrap().tag().unwrap().as_ref(), b"abc");
         assert_eq!(shared.counters.snapshot().byes_sent, 1);
+    }
+
+    #[test]
+    fn sends_dtmf_events_to_the_callers_rtp_address_after_answering() {
+        let (mut u, shared) = uas(Behaviour {
+            ring: false,
+            send_dtmf: Some("1#".into()),
+            dtmf_delay_ms: 300,
+            ..Behaviour::default()
+        });
+        let t0 = Instant::now();
+        feed(&mut u, &request(Method::Invite, "c9", None, 1), t0);
+        assert!(u.poll_rtp().is_none());
+        u.handle_timeout(t0 + Duration::from_millis(300));
+        let mut rx = dtmf::DtmfReceiver::default();
+        let mut keys = String::new();
+        while let Some((bytes, to)) = u.poll_rtp() {
+            assert_eq!(to, "127.0.0.1:40000".parse().unwrap());
+            let p = RtpPacket::decode(bytes).unwrap();
+            assert_eq!(p.payload_type, 101);
+            if let Some((k, _)) = rx.handle(&p) {
+                keys.push(k);
+            }
+        }
+        assert_eq!(keys, "1");
+        u.handle_timeout(t0 + Duration::from_millis(550));
+        while let Some((bytes, _)) = u.poll_rtp() {
+            if let Some((k, _)) = rx.handle(&RtpPacket::decode(bytes).unwrap()) {
+                keys.push(k);
+            }
+        }
+        assert_eq!(keys, "1#");
+        assert_eq!(shared.counters.snapshot().dtmf_sent, 2);
     }
 
     #[test]

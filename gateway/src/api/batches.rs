@@ -214,7 +214,7 @@ pub async fn send(
             to: Recipient::Phone(to),
             channel: req.channel.clone(),
             from: req.from.clone(),
-            body,
+            body: Some(body),
             encoding: req.encoding.clone(),
             priority: req.priority.clone(),
             validity_period: req.validity_period.clone(),
@@ -222,7 +222,15 @@ pub async fn send(
             callback_url: req.callback_url.clone(),
             tags: req.tags.clone(),
             metadata: req.metadata.clone(),
+            voice: None,
         };
+        if single.channel.as_deref().is_some_and(|c| c != "sms") {
+            return Err(super::problem::Problem::invalid(
+                "channel",
+                "unsupported_channel",
+                "batches send SMS only; send voice calls one by one",
+            ));
+        }
         let sms = match validate(single, &state.limits) {
             Ok(s) => s,
             // A problem with a field every recipient shares refuses the whole batch.
@@ -301,6 +309,7 @@ pub async fn send(
             currency: Some(currency),
             created_at: now,
             batch_id: None,
+            voice: None,
             request: None,
         };
         let job = Job {

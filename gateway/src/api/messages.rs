@@ -22,7 +22,7 @@ use crate::model::{now_ms, ListFilter, MessageId, MessageRecord, NewMessage, Sta
 pub struct Delivery {
     /// Same as the message id for single-channel sends.
     pub id: String,
-    /// "sms".
+    /// "sms" or "voice".
     pub channel: &'static str,
     /// Destination.
     pub to: String,
@@ -30,7 +30,7 @@ pub struct Delivery {
     pub carrier: Option<String>,
     /// Segments.
     pub segments: u16,
-    /// "gsm7", "ucs2", "latin1".
+    /// "gsm7", "ucs2", "latin1" ("voice" for a call).
     pub encoding: &'static str,
     /// Estimated price for the tenant, decimal.
     pub estimated_cost: Option<String>,
@@ -163,6 +163,9 @@ pub async fn send(
     let tenant = caller.0.clone();
     let req: SendRequest = raw.parse()?;
     let sms: ValidSms = validate(req, &state.limits)?;
+    if sms.voice.is_some() {
+        return super::voice::send(&state, &tenant, running, sms).await;
+    }
     state
         .tenant_limits
         .policy(&tenant, Channel::Sms, sms.country.as_deref(), sms.segments)?;
@@ -210,6 +213,7 @@ pub async fn send(
         currency: estimated.as_ref().map(|(_, c)| c.clone()),
         created_at: now,
         batch_id: None,
+        voice: None,
         request: None,
     };
     let scheduled = job.scheduled_at.is_some();
@@ -316,6 +320,17 @@ pub struct MessageView {
     /// Per segment: index, carrier, carrier_message_id, status, error, updated_at.
     #[schema(value_type = Vec<Object>)]
     pub segment_states: Vec<serde_json::Value>,
+    /// "sms" or "voice".
+    pub channel: &'static str,
+    /// A voice call's options (audio, dtmf, max_duration_s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub voice: Option<serde_json::Value>,
+    /// A voice call's outcome once it ended: outcome, error, sip_code, trunk, tried,
+    /// setup_ms, ring_s, talk_s, billed_s, cost, digits, hangup_by, hangup_reason, ….
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub call: Option<serde_json::Value>,
     /// Status history, oldest first (only in single-message answers): status, at, detail.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
@@ -365,6 +380,9 @@ impl From<MessageRecord> for MessageView {
                     })
                 })
                 .collect(),
+            channel: if m.voice.is_some() { "voice" } else { "sms" },
+            voice: m.voice.and_then(|t| serde_json::from_str(&t).ok()),
+            call: r.call.and_then(|t| serde_json::from_str(&t).ok()),
             history: r
                 .history
                 .into_iter()

@@ -7,6 +7,7 @@
 //! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
+//! - [`voice`]: the voice branch of `POST /v1/messages` (notification calls).
 //! - [`problem`]: RFC 9457 errors.
 //!
 //! Every `/v1` route authenticates with `Authorization: Bearer <key>`; a tenant only ever sees
@@ -26,6 +27,7 @@ pub mod optouts;
 pub mod page;
 pub mod problem;
 pub mod validate;
+pub mod voice;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -79,6 +81,8 @@ pub struct AppState {
     pub idempotency: Arc<Idempotency>,
     /// Events, webhooks, SSE, inbound messages and the opt-out list.
     pub events: Arc<crate::events::pump::Hub>,
+    /// The notification-call engine; `None` when no voice carrier has a SIP trunk.
+    pub voice: Option<Arc<crate::voice::Voice>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -1,5 +1,7 @@
 //! Parse, don't validate: turns the JSON of `POST /v1/messages` into a [`ValidSms`] that cannot
 //! be invalid, or a [`Problem`] naming the field at fault. Nothing is stored before this passes.
+//! A voice notification call (`"channel": "voice"`) shares every check but the SMS encoding
+//! and segments; its `voice` options are checked by [`crate::voice::spec`].
 
 use serde::Deserialize;
 use switchyard_protocols::text::{
@@ -16,12 +18,15 @@ use crate::model::{now_ms, UnixMs};
 pub struct SendRequest {
     /// `"+447700900123"` or `{"phone": "+447700900123"}`.
     pub to: Recipient,
-    /// `"sms"` (the default; other channels arrive with their issues).
+    /// `"sms"` (the default) or `"voice"` (a notification call).
     pub channel: Option<String>,
-    /// E.164 number, short code, or alphanumeric sender id (≤ 11 characters).
+    /// E.164 number, short code, or alphanumeric sender id (≤ 11 characters); the caller id
+    /// (E.164) of a voice call.
     pub from: String,
-    /// The text.
-    pub body: String,
+    /// The text (spoken by text-to-speech for a voice call; may be left out when the call
+    /// plays an `audio_url`). Required for SMS.
+    #[serde(default)]
+    pub body: Option<String>,
     /// `auto` (default), `gsm7` or `ucs2`.
     pub encoding: Option<String>,
     /// `critical`, `high`, `normal` (default) or `low`.
@@ -39,6 +44,10 @@ pub struct SendRequest {
     /// Free-form JSON object.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Voice call options (only with `"channel": "voice"`): `tts` and `language`, or
+    /// `audio_url`; `dtmf` (`max_digits`, `timeout_s`); `max_duration_s`.
+    #[schema(value_type = Option<Object>)]
+    pub voice: Option<serde_json::Value>,
 }
 
 /// A recipient in either accepted shape.
@@ -59,6 +68,8 @@ pub enum Recipient {
 pub struct Limits {
     /// Most segments a message may need.
     pub max_segments: usize,
+    /// Longest voice call a request may ask for (`[voice] max_duration_s`).
+    pub max_call_s: u32,
     /// Longest validity period accepted.
     pub max_validity_s: u64,
     /// How far ahead a message may be scheduled.
@@ -69,6 +80,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_segments: 10,
+            max_call_s: 300,
             max_validity_s: 7 * 24 * 3600,
             max_schedule_ahead_s: 90 * 24 * 3600,
         }
@@ -104,19 +116,41 @@ pub struct ValidSms {
     pub tags: Vec<String>,
     /// JSON text.
     pub metadata: Option<String>,
+    /// What a voice call plays and captures; `None` for SMS.
+    pub voice: Option<crate::voice::VoiceSpec>,
 }
 
 /// Checks everything; the first problem found is returned.
 pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
-    if let Some(channel) = req.channel.as_deref() {
-        if channel != "sms" {
+    let voice = match req.channel.as_deref().unwrap_or("sms") {
+        "sms" if req.voice.is_some() => {
+            return Err(Problem::invalid(
+                "voice",
+                "voice_options_without_voice_channel",
+                "voice options need \"channel\": \"voice\"",
+            ))
+        }
+        "sms" => None,
+        "voice" => Some(crate::voice::spec::parse(&req, limits)?),
+        channel => {
             return Err(Problem::invalid(
                 "channel",
                 "unsupported_channel",
-                format!("channel {channel:?} is not available yet; use \"sms\""),
-            ));
+                format!("channel {channel:?} is not available; use \"sms\" or \"voice\""),
+            ))
         }
-    }
+    };
+    let body =
+        match (req.body.clone(), &voice) {
+            (Some(b), _) => b,
+            (None, Some(_)) => String::new(),
+            // The same answer serde gave when `body` was a required field.
+            (None, None) => return Err(Problem::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "Failed to deserialize the JSON body into the target type: missing field `body`",
+            )),
+        };
     let raw_to = match &req.to {
         Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
     };
@@ -124,7 +158,14 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
     let from = validate_sender(req.from.trim())
         .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
-    if req.body.is_empty() {
+    if voice.is_some() && !from.starts_with('+') {
+        return Err(Problem::invalid(
+            "from",
+            "invalid_sender",
+            "the caller id of a voice call is an E.164 number with +",
+        ));
+    }
+    if voice.is_none() && body.is_empty() {
         return Err(Problem::invalid(
             "body",
             "empty_body",
@@ -148,7 +189,14 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         concat: Concat::Udh8,
         ..EncodeOptions::default()
     };
-    let info = count_segments(&req.body, &opts).map_err(|e| {
+    // A call's text is spoken, not encoded into segments (its length is checked with the
+    // voice options).
+    let info = if voice.is_some() {
+        count_segments("", &opts)
+    } else {
+        count_segments(&body, &opts)
+    }
+    .map_err(|e| {
         Problem::invalid(
             "body",
             "unencodable_body",
@@ -201,6 +249,13 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             (ms > now).then_some(ms)
         }
     };
+    if voice.is_some() && scheduled_at.is_some() {
+        return Err(Problem::invalid(
+            "scheduled_at",
+            "unsupported_for_voice",
+            "voice calls cannot be scheduled yet; send them when they are due",
+        ));
+    }
     let expires_at = match &req.validity_period {
         None => None,
         Some(v) => {
@@ -266,7 +321,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         to,
         country,
         from,
-        body: req.body,
+        body,
         preference,
         encoding: info.encoding,
         segments: info.segments as u16,
@@ -276,11 +331,12 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         callback_url,
         tags: req.tags,
         metadata,
+        voice,
     })
 }
 
 /// E.164 numbers, short codes (3–8 digits) and alphanumeric ids of 1–11 GSM characters.
-fn validate_sender(from: &str) -> Result<String, String> {
+pub(crate) fn validate_sender(from: &str) -> Result<String, String> {
     if from.is_empty() {
         return Err("from must not be empty".into());
     }

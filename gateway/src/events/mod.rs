@@ -159,6 +159,8 @@ pub struct Event {
     pub segments: Option<u16>,
     /// When the message was accepted (or received).
     pub created_at: UnixMs,
+    /// A voice call's outcome (JSON), once it ended.
+    pub call: Option<String>,
 }
 
 /// The event id shown to tenants for log position `seq`.
@@ -218,6 +220,8 @@ struct EventData<'a> {
     body: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keyword: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call: Option<serde_json::Value>,
     accepted_at: String,
 }
 
@@ -242,6 +246,16 @@ impl Event {
         } else {
             None
         };
+        // A voice call's outcome (stored by the gateway, so it parses); its error code is
+        // the event's error.
+        let call: Option<serde_json::Value> = self
+            .call
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok());
+        let call_error = call
+            .as_ref()
+            .and_then(|c| c.get("error"))
+            .and_then(serde_json::Value::as_str);
         let j = EventJson {
             id: event_id(self.seq),
             kind: self.kind(),
@@ -254,13 +268,14 @@ impl Event {
                 to: &self.to,
                 from: &self.from,
                 carrier: self.carrier.as_deref(),
-                error: self.error.as_deref(),
+                error: self.error.as_deref().or(call_error),
                 detail: self.detail.as_deref(),
                 price: self.price.as_deref(),
                 currency: self.currency.as_deref(),
                 segments: self.segments,
                 body: self.body.as_deref(),
                 keyword,
+                call: call.clone(),
                 accepted_at: rfc3339(self.created_at),
             },
         };

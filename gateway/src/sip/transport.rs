@@ -542,7 +542,7 @@ fn log_record(r: &CallRecord) {
 async fn write_records(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CallRecord>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let updates: Vec<Update> = batch.drain(..).map(|r| Update::Call(Box::new(r))).collect();
+        let updates: Vec<Update> = batch.drain(..).map(|r| Update::Cdr(Box::new(r))).collect();
         let mut backoff = Duration::from_millis(100);
         loop {
             match store.apply(updates.clone()).await {

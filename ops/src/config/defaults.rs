@@ -63,6 +63,7 @@ impl Config {
             routing: RoutingSettings::default(),
             webhooks: Default::default(),
             sip: None,
+            voice: Default::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod model;
+pub mod voice;
 
 mod defaults;
 mod parse;
@@ -50,6 +51,7 @@ pub use model::{
 };
 pub use reload::reloadable_diff;
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};
+pub use voice::VoiceSettings;
 
 use reader::Report;
 

@@ -37,6 +37,8 @@ pub struct Config {
     pub webhooks: super::events::WebhookSettings,
     /// The SIP proxy (`[sip]`); `None`: no SIP listener.
     pub sip: Option<SipSettings>,
+    /// Notification calls from the API (`[voice]`, defaults when absent).
+    pub voice: super::voice::VoiceSettings,
 }
 
 impl Config {

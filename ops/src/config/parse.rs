@@ -71,6 +71,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         None => super::events::WebhookSettings::default(),
     };
     let sip = t.table(report, "sip").map(|s| sip(report, s));
+    let voice = match t.table(report, "voice") {
+        Some(v) => super::voice::voice(report, v),
+        None => super::voice::VoiceSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -81,6 +85,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         routing,
         webhooks,
         sip,
+        voice,
     }
 }
 

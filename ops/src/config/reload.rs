@@ -45,6 +45,9 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
         (None, None) => {}
         _ => needs.push("[sip] (added or removed)".into()),
     }
+    if old.voice != new.voice {
+        needs.push("voice (read by the notification caller at start)".into());
+    }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {
         needs.push(format!("store.kind ({:?} → {:?})", a.kind, b.kind));

@@ -22,8 +22,8 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
          priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-         created_at, updated_at, batch_id) \
-         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)",
+         created_at, updated_at, batch_id, voice) \
+         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20)",
     )?;
     let mut history = conn.prepare_cached(HISTORY_INSERT)?;
     for m in messages {
@@ -49,6 +49,7 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             m.currency,
             m.created_at,
             m.batch_id,
+            m.voice,
         ])?;
         history.execute(params![
             m.id.0,
@@ -106,6 +107,29 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
             head.move_to(conn, Status::Rejected, *at, Some(error))
         }
         Update::Receipt(receipt) => apply_receipt(conn, receipt),
+        Update::Call {
+            id,
+            status,
+            at,
+            carrier,
+            error,
+            price,
+            currency,
+            call,
+        } => {
+            let Some(head) = Head::load(conn, *id)? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            if !head.status.can_become(*status) {
+                return Ok(Applied::NoChange);
+            }
+            conn.prepare_cached(
+                "UPDATE messages SET call = ?2, carrier = coalesce(?3, carrier), \
+                 price = coalesce(?4, price), currency = coalesce(?5, currency) WHERE id = ?1",
+            )?
+            .execute(params![id.0, call, carrier, price, currency])?;
+            head.move_to(conn, *status, *at, error.as_deref())
+        }
         Update::Inbound(m) => {
             conn.prepare_cached(
                 "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
@@ -124,7 +148,7 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
             Ok(Applied::Inbound(m.id))
         }
         Update::Events(w) => super::events::apply(conn, w),
-        Update::Call(c) => {
+        Update::Cdr(c) => {
             super::calls::insert(conn, c)?;
             Ok(Applied::NoChange)
         }

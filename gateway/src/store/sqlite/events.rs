@@ -152,7 +152,7 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
 /// each.
 const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
      m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
-     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body \
+     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call \
      FROM history h \
      LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
      LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
@@ -178,6 +178,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             callback_url: None,
             segments: None,
             created_at: at,
+            call: None,
         })
     } else {
         Ok(Event {
@@ -197,6 +198,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             callback_url: row.get(11)?,
             segments: row.get(13)?,
             created_at: row.get::<_, Option<i64>>(12)?.unwrap_or(at),
+            call: row.get(19)?,
         })
     }
 }
@@ -444,6 +446,7 @@ mod tests {
             currency: Some("EUR".into()),
             created_at: T0 + n,
             batch_id: None,
+            voice: None,
             request: None,
         }
     }

@@ -98,7 +98,7 @@ impl ReadPool {
 
 /// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
 const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
-     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id";
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     let tags: String = row.get(13)?;
@@ -126,12 +126,14 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
             currency: row.get(17)?,
             created_at: row.get(18)?,
             batch_id: row.get(20)?,
+            voice: row.get(21)?,
             request: None,
         },
         status: status_column(row, 2)?,
         updated_at: row.get(19)?,
         segment_states: Vec::new(),
         history: Vec::new(),
+        call: row.get(22)?,
     })
 }
 

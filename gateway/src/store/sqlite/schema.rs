@@ -26,6 +26,9 @@
 //!   the request body, written in the transaction that stores the request's messages; purged
 //!   after 24 h.
 //!
+//! - (v4) `messages.voice` and `messages.call`: a voice notification call's spec and outcome
+//!   (JSON), see [`crate::voice`].
+//!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
 //! primary key.
@@ -190,6 +193,13 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_created ON idempotency_keys (created_at);
+"#,
+    // Voice notification calls (issue 6): the call's spec (what to play and capture, JSON;
+    // NULL for SMS, so the channel is voice exactly when it is set) and its outcome once it
+    // ended (answer/ring/talk times, digits, trunks tried; JSON).
+    r#"
+ALTER TABLE messages ADD COLUMN voice TEXT;
+ALTER TABLE messages ADD COLUMN call TEXT;
 "#,
     // Call detail records of the SIP proxy.
     r#"

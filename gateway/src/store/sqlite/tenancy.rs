@@ -174,6 +174,7 @@ mod tests {
             currency: None,
             created_at: id.timestamp_ms(),
             batch_id: batch.map(str::to_owned),
+            voice: None,
             request,
         }
     }

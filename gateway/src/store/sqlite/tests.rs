@@ -65,6 +65,7 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         currency: Some("USD".into()),
         created_at: T0 + n,
         batch_id: None,
+        voice: None,
         request: None,
     }
 }
@@ -133,6 +134,50 @@ async fn insert_and_get_round_trip() {
     );
     assert_eq!(store.max_id().await.unwrap(), Some(m.id));
     store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_voice_call_keeps_its_spec_and_outcome() {
+    let dir = TempDir::new();
+    let store = open(&dir.db());
+    let mut m = message("acme", 1, 1);
+    m.voice = Some(r#"{"audio":{"kind":"tts","language":"en"},"max_duration_s":60}"#.into());
+    store.insert(vec![m.clone()]).await.unwrap();
+    store
+        .apply(vec![status(1, Status::Submitting)])
+        .await
+        .unwrap();
+    // Unfinished while dialling: the restart scan sees it, with its spec.
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].message.voice, m.voice);
+    let call = Update::Call {
+        id: id(1),
+        status: Status::Delivered,
+        at: T0 + 5_000,
+        carrier: Some("beta".into()),
+        error: None,
+        price: Some("0.0020".into()),
+        currency: Some("EUR".into()),
+        call: r#"{"outcome":"answered","talk_s":3.5}"#.into(),
+    };
+    let applied = store.apply(vec![call.clone()]).await.unwrap();
+    assert_eq!(applied, vec![moved(1, "acme", Status::Delivered)]);
+    let got = store.get("acme", id(1)).await.unwrap().unwrap();
+    assert_eq!(got.status, Status::Delivered);
+    assert_eq!(
+        got.call.as_deref(),
+        Some(r#"{"outcome":"answered","talk_s":3.5}"#)
+    );
+    assert_eq!(got.message.carrier.as_deref(), Some("beta"));
+    assert_eq!(got.message.price.as_deref(), Some("0.0020"));
+    assert_eq!(got.message.currency.as_deref(), Some("EUR"));
+    // A final message keeps its outcome.
+    assert_eq!(
+        store.apply(vec![call]).await.unwrap(),
+        vec![Applied::NoChange]
+    );
+    assert!(store.unfinished().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -1,0 +1,223 @@
+//! Notification calls from the API: `POST /v1/messages` with `"channel": "voice"` places a
+//! call through the LCR-chosen voice trunk (failing over like the proxy), plays text-to-speech
+//! or a tenant's WAV over RTP when answered, optionally captures DTMF digits (RFC 4733), hangs
+//! up, and reports the outcome as the message's status and events.
+//!
+//! # Data flow
+//! ```text
+//! API ──► validate (voice::spec) ──► store: accepted (+ voice spec) ──► 202
+//!     ──► Voice::submit ──► bounded queue ──► runner: one permit per call (max_concurrent_calls)
+//!         ──► queued: audio (tts: espeak-ng + cache │ audio_url: HTTP GET) → 8 kHz PCM
+//!         ──► submitting (committed before the INVITE) ──► call::place: INVITE → trunk 1 …
+//!             ──► 2xx: ACK, RTP 20 ms packets, DTMF, BYE ──► Update::Call: delivered | failed
+//! ```
+//!
+//! # Statuses
+//! `accepted` → `queued` (a line is free; the audio is being prepared) → `submitting` (being
+//! dialled or in the call) → `delivered` (answered; the call outcome has the talk time) or
+//! `failed` with an error code: `busy`, `no_answer`, `declined`, `rejected`,
+//! `carrier_error`, `media_error`, `tts_failed`, `audio_unavailable`, `audio_invalid`,
+//! `no_route`, `interrupted`; or `expired` (validity ran out before dialling). The outcome
+//! ([`CallOutcome`]) is stored with the message and carried by every later event as `call`.
+//!
+//! # Crash recovery
+//! Calls `accepted` or `queued` at a crash were never dialled: they are dialled after the
+//! restart. A call in `submitting` may have rung or been heard: it becomes `failed` with
+//! error `interrupted`, never re-dialled (calling a person twice about the same thing is worse
+//! than telling the tenant to decide). `submitting` is committed before the INVITE is sent,
+//! so no call is dialled without the store knowing. A graceful stop is not a crash: ringing
+//! calls are CANCELled (`interrupted`), answered ones get a BYE (`hangup_reason: shutdown`),
+//! and the SIP endpoint lives on for [`endpoint::DRAIN`] so those requests complete.
+//!
+//! # Layout
+//! - [`spec`]: the request's `voice` options → [`VoiceSpec`] (422s).
+//! - [`tts`]: espeak-ng subprocess, language list, cache; [`fetch`]: `audio_url` downloads;
+//!   [`audio`]: WAV decoding, resampling to 8 kHz, G.711.
+//! - [`endpoint`]: the caller's SIP socket and transactions, shared by every call.
+//! - [`call`]: one call: INVITE/failover, ACK, RTP playback, DTMF capture, BYE.
+//! - [`engine`]: the [`Voice`] engine: routing, the queue, the concurrency limit, statuses.
+
+pub mod audio;
+pub mod call;
+pub mod endpoint;
+pub mod engine;
+pub mod fetch;
+pub mod spec;
+pub mod tts;
+
+use serde::{Deserialize, Serialize};
+use switchyard_routing::{Priority, E164};
+
+pub use engine::Voice;
+
+use crate::model::{MessageId, UnixMs};
+
+/// What a call plays and captures, as stored with the message (`messages.voice`, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceSpec {
+    /// The audio.
+    pub audio: AudioSource,
+    /// Digits to capture, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtmf: Option<DtmfCapture>,
+    /// Hang up after this long at the latest (from the answer).
+    pub max_duration_s: u32,
+}
+
+/// Where the audio comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AudioSource {
+    /// Text-to-speech of the message body.
+    Tts {
+        /// espeak-ng language (`en`, `de`, `en-us`, …).
+        language: String,
+    },
+    /// A tenant's WAV file.
+    Url {
+        /// http(s) URL.
+        url: String,
+    },
+}
+
+/// `voice.dtmf`: capture keypresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DtmfCapture {
+    /// Stop after this many digits.
+    pub max_digits: u8,
+    /// Wait this long for digits once the audio has played.
+    pub timeout_s: u32,
+}
+
+/// A voice message on its way to a trunk.
+#[derive(Debug, Clone)]
+pub struct VoiceJob {
+    /// The message.
+    pub id: MessageId,
+    /// Its tenant (routing plan).
+    pub tenant: String,
+    /// The callee.
+    pub to: E164,
+    /// Caller id, E.164 with `+`.
+    pub from: String,
+    /// The text to speak (TTS).
+    pub body: String,
+    /// Audio and capture options.
+    pub spec: VoiceSpec,
+    /// Routing weights.
+    pub priority: Priority,
+    /// Give up (expired) if not dialled by then.
+    pub expires_at: Option<UnixMs>,
+}
+
+/// One trunk tried and the SIP code it gave (408 for a timeout, 503 for a transport error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkTry {
+    /// Carrier name.
+    pub carrier: String,
+    /// SIP code.
+    pub code: u16,
+}
+
+/// How a call went: stored with the message (`messages.call`) and carried by its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallOutcome {
+    /// `answered`, or the error code.
+    pub outcome: String,
+    /// The callee answered (the message is delivered).
+    pub answered: bool,
+    /// Why it failed (see the module doc); `None` when answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Human-readable detail of the error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The final SIP code of the INVITE (the last one when every trunk failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_code: Option<u16>,
+    /// The trunk that answered or gave the final answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
+    /// Every trunk tried, in order.
+    pub tried: Vec<TrunkTry>,
+    /// From the first INVITE to the final response, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_ms: Option<u64>,
+    /// From the first 180/183 to the answer (or the end), seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring_s: Option<f64>,
+    /// From the answer to the hang-up, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub talk_s: Option<f64>,
+    /// Seconds billed by the deck's increments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billed_s: Option<u64>,
+    /// Price of the answered call for the tenant (per-minute rate, increments, connection
+    /// fee, plan markup), decimal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// Currency of `cost` (the voice deck's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Negotiated codec (`PCMU`, `PCMA`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// Length of the audio, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_ms: Option<u64>,
+    /// RTP packets sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_sent: Option<u64>,
+    /// Digits captured (present when capture was asked for, possibly empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digits: Option<String>,
+    /// `switchyard` or `callee`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hangup_by: Option<String>,
+    /// `completed`, `digits`, `max_duration`, `callee`, `media_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hangup_reason: Option<String>,
+}
+
+impl CallOutcome {
+    /// Nothing happened yet.
+    pub fn new() -> Self {
+        CallOutcome::default()
+    }
+
+    /// A call that failed before any trunk was tried.
+    pub fn failed(error: &str, detail: impl Into<String>) -> Self {
+        CallOutcome {
+            outcome: error.to_owned(),
+            error: Some(error.to_owned()),
+            detail: Some(detail.into()),
+            ..CallOutcome::default()
+        }
+    }
+}
+
+/// Why the audio of a call could not be prepared. Says whose fault it is through its code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AudioError {
+    /// Text-to-speech failed (the program is missing, timed out or failed): ours.
+    #[error("text-to-speech failed: {0}")]
+    Tts(String),
+    /// The tenant's URL could not be fetched (unreachable, not 200, too large, too slow).
+    #[error("audio_url could not be fetched: {0}")]
+    Fetch(String),
+    /// The audio is not a WAV we can play: the tenant's file.
+    #[error("audio is not a playable WAV: {0}")]
+    Format(String),
+}
+
+impl AudioError {
+    /// The call's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AudioError::Tts(_) => "tts_failed",
+            AudioError::Fetch(_) => "audio_unavailable",
+            AudioError::Format(_) => "audio_invalid",
+        }
+    }
+}
