@@ -339,7 +339,7 @@ pub async fn start(
             drop(ctx);
             drop(dispatcher);
             drop(updates);
-            let _ = tokio::time::timeout(Duration::from_secs(10), updates_task).await;
+            updates_task.finish(Duration::from_secs(10)).await;
             if let Some(task) = sip_task {
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
             }

@@ -24,6 +24,26 @@ pub struct UpdateSink {
     tx: mpsc::Sender<(Update, Option<Reply>)>,
 }
 
+/// The batching task, to stop it at shutdown.
+#[derive(Debug)]
+pub struct UpdateTask {
+    /// The task.
+    handle: tokio::task::JoinHandle<()>,
+    /// Tells it to take no more updates, store what is queued and end.
+    close: oneshot::Sender<()>,
+}
+
+impl UpdateTask {
+    /// Stops taking updates, waits (at most `timeout`) until everything queued is stored.
+    /// Components still holding a sink get an error on send from here on (logged).
+    pub async fn finish(self, timeout: std::time::Duration) {
+        let _ = self.close.send(());
+        if tokio::time::timeout(timeout, self.handle).await.is_err() {
+            tracing::warn!("queued state changes not all stored within {timeout:?}");
+        }
+    }
+}
+
 /// What applying updates produced, for whoever reacts to status changes (events, metrics).
 pub type AppliedTx = mpsc::UnboundedSender<Applied>;
 
@@ -34,10 +54,11 @@ impl UpdateSink {
         store: Arc<dyn Store>,
         capacity: usize,
         applied: Option<AppliedTx>,
-    ) -> (UpdateSink, tokio::task::JoinHandle<()>) {
+    ) -> (UpdateSink, UpdateTask) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let task = tokio::spawn(run(store, rx, applied));
-        (UpdateSink { tx }, task)
+        let (close, closed) = oneshot::channel();
+        let handle = tokio::spawn(run(store, rx, applied, closed));
+        (UpdateSink { tx }, UpdateTask { handle, close })
     }
 
     /// Queues an update; waits only when the sink is full (backpressure from the store).
@@ -64,9 +85,23 @@ async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<(Update, Option<Reply>)>,
     applied: Option<AppliedTx>,
+    mut close: oneshot::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut open = true;
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+            _ = &mut close, if open => {
+                // Shutdown: no new updates; what is queued is still received and stored.
+                open = false;
+                rx.close();
+                continue;
+            }
+        };
+        if n == 0 {
+            break;
+        }
         let (updates, replies): (Vec<Update>, Vec<Option<Reply>>) = batch.drain(..).unzip();
         // Retry a failing store with backoff rather than dropping state changes: they are the
         // record of what the carriers did.
