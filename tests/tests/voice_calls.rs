@@ -366,6 +366,24 @@ fn first_trunk_503_fails_over_to_the_second() {
     assert_eq!(m["carrier"], "dear-b", "{m}");
     assert_eq!(stats(&a)["rejected"], 1);
     assert_eq!(stats_until(&b, |s| s["byes_received"] == 1)["answered"], 1);
+    // The call has a detail record next to the proxy's (written with the outcome).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let record = loop {
+        let r = gw.client().get("/v1/calls").unwrap().json().unwrap();
+        if let Some(c) = r["data"].as_array().and_then(|d| d.first()).cloned() {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "no call record: {r}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(record["sip_call_id"], id.as_str(), "{record}");
+    assert_eq!(record["disposition"], "answered", "{record}");
+    assert_eq!(record["carrier"], "dear-b", "{record}");
+    assert_eq!(
+        record["attempts"],
+        json!([{"carrier": "cheap-a", "code": 503}, {"carrier": "dear-b", "code": 200}]),
+        "{record}"
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ use super::endpoint::Endpoint;
 use super::fetch::Fetcher;
 use super::tts::{self, TtsCache};
 use super::{AudioError, AudioSource, CallOutcome, VoiceJob};
-use crate::model::{now_ms, MessageRecord, Status, Update};
+use crate::model::{now_ms, MessageRecord, Status, UnixMs, Update};
 use crate::sip::peer::Transport;
 use crate::sip::trunks::Trunks;
 use crate::updates::UpdateSink;
@@ -388,6 +388,9 @@ impl Voice {
             talk_s = outcome.talk_s.unwrap_or(0.0),
             "notification call"
         );
+        if let Some(record) = call_record(&job, &outcome, now_ms()) {
+            self.updates.send(Update::Cdr(Box::new(record))).await;
+        }
         self.finish(job.id, outcome).await;
     }
 
@@ -460,4 +463,57 @@ fn local_ip_towards(peer: SocketAddr) -> anyhow::Result<IpAddr> {
     s.connect(peer)
         .with_context(|| format!("finding the local address towards the voice trunk {peer}"))?;
     Ok(s.local_addr()?.ip())
+}
+
+/// The detail record of a notification call that reached at least one trunk, next to the
+/// proxy's in `GET /v1/calls`: `sip_call_id` is the message id (`msg_…`), `caller` the
+/// caller id, `price` the tenant's price in the deck's currency (our cost is not known here).
+fn call_record(
+    job: &VoiceJob,
+    o: &CallOutcome,
+    end_at: UnixMs,
+) -> Option<crate::model::CallRecord> {
+    if o.tried.is_empty() {
+        return None;
+    }
+    let talk_ms = o.talk_s.map_or(0, |t| (t * 1000.0).round() as i64);
+    let ring_ms = o.ring_s.map_or(0, |t| (t * 1000.0).round() as i64);
+    let setup_ms = o.setup_ms.map_or(0, |t| i64::try_from(t).unwrap_or(0));
+    let answer_at = o.answered.then_some(end_at - talk_ms);
+    let disposition = match o.outcome.as_str() {
+        "answered" => "answered",
+        "busy" => "busy",
+        "no_answer" => "no_answer",
+        "declined" | "rejected" => "rejected",
+        _ if o.answered => "answered",
+        _ => "failed",
+    };
+    Some(crate::model::CallRecord {
+        id: 0,
+        tenant: job.tenant.clone(),
+        sip_call_id: job.id.to_string(),
+        caller: job.from.clone(),
+        callee: job.to.to_string(),
+        attempts: o
+            .tried
+            .iter()
+            .map(|t| (t.carrier.clone(), t.code))
+            .collect(),
+        carrier: o.answered.then(|| o.trunk.clone()).flatten(),
+        disposition,
+        code: o.sip_code.unwrap_or(if o.answered { 200 } else { 503 }),
+        hangup: match o.hangup_by.as_deref() {
+            Some("callee") => Some("callee"),
+            Some(_) => Some("caller"),
+            None => None,
+        },
+        setup_at: answer_at.unwrap_or(end_at) - setup_ms.max(ring_ms),
+        answer_at,
+        end_at,
+        duration_ms: u64::try_from(talk_ms).unwrap_or(0),
+        billed_secs: o.billed_s.unwrap_or(0),
+        cost: None,
+        price: o.cost.clone(),
+        currency: o.currency.clone(),
+    })
 }
