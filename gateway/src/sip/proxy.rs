@@ -227,8 +227,8 @@ pub struct Proxy {
     branches: HashMap<TransactionId, TransactionId>,
     /// Client transactions of relayed in-dialog requests.
     relayed: HashMap<TransactionId, Relayed>,
-    /// Established dialogs by Call-ID.
-    dialogs: HashMap<Bytes, Dialog>,
+    /// Established dialogs by Call-ID (boxed: growing the map moves pointers).
+    dialogs: HashMap<Bytes, Box<Dialog>>,
     /// No-answer deadlines: (when, server transaction of the call).
     deadlines: BTreeSet<(Instant, TransactionId)>,
     /// Client INVITE transactions given up (CANCELled or not answered in time) → the INVITE
@@ -970,7 +970,7 @@ impl Proxy {
                         .map_or(call.source, |t| t.peer);
                     if let Some(old) = self.dialogs.insert(
                         call_id.clone(),
-                        Dialog {
+                        Box::new(Dialog {
                             caller: call.source,
                             caller_target: contact(&call.invite),
                             callee,
@@ -979,7 +979,7 @@ impl Proxy {
                             cseq_offset: b.cseq_offset,
                             expires,
                             log: call.log,
-                        },
+                        }),
                     ) {
                         // A caller reusing a Call-ID: the older dialog ends here.
                         self.expiries.remove(&(old.expires, call_id.clone()));
@@ -1140,7 +1140,7 @@ impl Proxy {
         }
     }
 
-    fn close_dialog(&mut self, d: Dialog, hangup: &'static str, now: Instant) {
+    fn close_dialog(&mut self, d: Box<Dialog>, hangup: &'static str, now: Instant) {
         self.limits.release_tenant(&d.log.tenant);
         self.limits.release_trunk(&d.trunk);
         let r = d.log.ended(hangup, now, &self.settings.clock, &self.router);

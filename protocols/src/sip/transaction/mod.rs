@@ -270,7 +270,9 @@ pub struct TransactionLayer<A> {
     /// The next id to hand out.
     next_id: u64,
     /// Live transactions.
-    txns: HashMap<TransactionId, Txn<A>>,
+    /// Boxed: a transaction is a few hundred bytes and hundreds of thousands may wait out
+    /// their timers, so growing the map must move pointers, not the transactions.
+    txns: HashMap<TransactionId, Box<Txn<A>>>,
     /// Matching index.
     by_key: HashMap<Key, TransactionId>,
     /// Every live transaction's next deadline, earliest first.
@@ -392,7 +394,7 @@ impl<A: Clone> TransactionLayer<A> {
         let id = TransactionId(self.next_id);
         self.next_id += 1;
         self.by_key.insert(key, id);
-        self.txns.insert(id, txn);
+        self.txns.insert(id, Box::new(txn));
         self.reindex(id);
         id
     }
