@@ -69,8 +69,8 @@ const UDP_BUFFER: usize = 4 << 20;
 /// Datagrams handled per wake-up before queued output is flushed.
 const RECV_BATCH: usize = 64;
 
-/// The UDP socket, with large buffers.
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// The UDP socket, with large buffers (a std socket: the proxy thread's runtime adopts it).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if let Err(e) = s.set_recv_buffer_size(UDP_BUFFER) {
@@ -81,7 +81,14 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
+}
+
+/// A non-blocking std TCP listener (adopted by the proxy thread's runtime).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// What connection tasks tell the proxy task.
@@ -146,20 +153,17 @@ pub async fn start(
     let Some(sip) = &config.sip else {
         return Ok(None);
     };
-    let socket = bind_udp(sip.listen)
+    let udp = bind_udp(sip.listen)
         .with_context(|| format!("binding the SIP listener on udp {}", sip.listen))?;
-    let me = socket.local_addr()?;
+    let me = udp.local_addr()?;
     // TCP on the same address and port as UDP (port 0: the one UDP got).
-    let tcp = TcpListener::bind(me)
-        .await
-        .with_context(|| format!("binding the SIP listener on tcp {me}"))?;
+    let tcp = bind_tcp(me).with_context(|| format!("binding the SIP listener on tcp {me}"))?;
     let tls = match &sip.tls {
         Some(t) => {
             let cert = Config::resolve(base_dir, &t.cert);
             let key = Config::resolve(base_dir, &t.key);
             let server = crate::tls::server_config(&cert, &key)?;
-            let listener = TcpListener::bind(t.listen)
-                .await
+            let listener = bind_tcp(t.listen)
                 .with_context(|| format!("binding the SIP listener on tls {}", t.listen))?;
             tracing::info!(address = %listener.local_addr()?, "SIP proxy listening (TLS)");
             Some((listener, tokio_rustls::TlsAcceptor::from(Arc::new(server))))
@@ -181,23 +185,61 @@ pub async fn start(
     let proxy = Proxy::new(settings, router, now);
     let (records, rx) = mpsc::channel(RECORD_QUEUE);
     let writer = tokio::spawn(write_records(store, rx));
-    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
     let (reload, reloads) = mpsc::channel(4);
-    let mut driver = Driver {
-        proxy,
-        socket,
-        conns: HashMap::new(),
-        inbound_tx,
-        trunks,
-        records,
-    };
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The proxy is one state machine fed by one loop: it runs on its own thread with a
+    // single-threaded runtime (its connection tasks too), so no work-stealing or cross-thread
+    // wake-ups sit between a datagram and its answer.
+    std::thread::Builder::new()
+        .name("sip-proxy".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "SIP proxy runtime could not start");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let adopted = (|| {
+                    let socket = UdpSocket::from_std(udp)?;
+                    let tcp = TcpListener::from_std(tcp)?;
+                    let tls = match tls {
+                        Some((l, a)) => Some((TcpListener::from_std(l)?, a)),
+                        None => None,
+                    };
+                    Ok::<_, std::io::Error>((socket, tcp, tls))
+                })();
+                let (socket, tcp, tls) = match adopted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIP proxy sockets could not be adopted");
+                        return;
+                    }
+                };
+                let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+                let mut driver = Driver {
+                    proxy,
+                    socket,
+                    conns: HashMap::new(),
+                    inbound_tx,
+                    trunks,
+                    records,
+                };
+                driver.run(tcp, tls, inbound, reloads, &mut shutdown).await;
+                tracing::info!(
+                    calls_in_setup = driver.proxy.calls_in_setup(),
+                    "SIP proxy stopped"
+                );
+            });
+            let _ = done.send(());
+        })
+        .context("starting the SIP proxy thread")?;
     let task = tokio::spawn(async move {
-        driver.run(tcp, tls, inbound, reloads, &mut shutdown).await;
-        tracing::info!(
-            calls_in_setup = driver.proxy.calls_in_setup(),
-            "SIP proxy stopped"
-        );
-        drop(driver);
+        let _ = stopped.await;
         let _ = writer.await;
     });
     Ok(Some(SipHandle {
