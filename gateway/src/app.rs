@@ -302,6 +302,7 @@ pub async fn start(
     let api_addr = listener.local_addr()?;
     let app = api::router(state.clone(), config.server.max_body_bytes);
 
+    let voice_engine = voice.as_ref().map(|(v, _)| v.clone());
     let sip_addr = sip.as_ref().map(|h| h.addr);
     let sip_reload = sip.as_ref().map(|h| h.reload.clone());
     let sip_task = sip.map(|h| h.task);
@@ -339,6 +340,10 @@ pub async fn start(
             drop(ctx);
             drop(dispatcher);
             drop(updates);
+            // Notification calls hang up on shutdown and store their outcomes first.
+            if let Some(v) = &voice_engine {
+                v.drained(Duration::from_secs(10)).await;
+            }
             updates_task.finish(Duration::from_secs(10)).await;
             if let Some(task) = sip_task {
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;

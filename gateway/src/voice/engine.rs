@@ -271,6 +271,21 @@ impl Voice {
         }
     }
 
+    /// After shutdown: waits (at most `timeout`) until every call has hung up and handed its
+    /// outcome to the update sink (each call holds a permit until then), so the sink is not
+    /// closed under it.
+    pub async fn drained(&self, timeout: std::time::Duration) {
+        let all = u32::try_from(self.settings.max_concurrent_calls.max(1)).unwrap_or(u32::MAX);
+        if tokio::time::timeout(timeout, self.permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "voice calls still ending after {timeout:?}; their outcomes may be lost"
+            );
+        }
+    }
+
     /// Takes queued calls as permits free up, until shutdown.
     async fn run(
         self: Arc<Self>,
