@@ -1433,8 +1433,19 @@ fn check_invariants(mut session: Session, ops: Vec<Op>) -> Result<(), TestCaseEr
             }
             Op::Respond(i, ok) => {
                 if !peer_requests.is_empty() {
-                    let (seq, body) =
-                        peer_requests.swap_remove(usize::from(i) % peer_requests.len());
+                    let pick = usize::from(i) % peer_requests.len();
+                    // A generic_nack answers the most recent request with this sequence number
+                    // (a peer may reuse one): the model removes the same one.
+                    let pick = if ok {
+                        pick
+                    } else {
+                        let seq = peer_requests[pick].0;
+                        peer_requests
+                            .iter()
+                            .rposition(|(s, _)| *s == seq)
+                            .unwrap_or(pick)
+                    };
+                    let (seq, body) = peer_requests.remove(pick);
                     let resp = if ok {
                         ok_response(&body, seq)
                     } else {

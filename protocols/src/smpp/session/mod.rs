@@ -426,19 +426,25 @@ impl Session {
             return Err(self.invalid_state("respond"));
         }
         // A peer may (wrongly) reuse a sequence number for requests of different types while
-        // the first is pending; the response type tells them apart.
+        // the first is pending; the response type tells them apart. A generic_nack fits any
+        // of them: it answers the most recent one (the kept order is arrival order).
         let got = body.command_id();
         let answers = |&(seq, request): &(u32, CommandId)| {
             seq == sequence_number && (got == request.response() || got == CommandId::GENERIC_NACK)
         };
-        let Some(index) = self.peer_pending.iter().position(answers) else {
+        let found = if got == CommandId::GENERIC_NACK {
+            self.peer_pending.iter().rposition(answers)
+        } else {
+            self.peer_pending.iter().position(answers)
+        };
+        let Some(index) = found else {
             let pending = self.peer_pending.iter().find(|p| p.0 == sequence_number);
             return Err(match pending {
                 Some(&(_, request)) => SessionError::WrongResponse { request, got },
                 None => SessionError::NoSuchRequest { sequence_number },
             });
         };
-        self.peer_pending.swap_remove(index);
+        self.peer_pending.remove(index);
         self.transmits
             .push_back(Pdu::response(sequence_number, status, body));
         Ok(())
@@ -454,7 +460,7 @@ impl Session {
             .position(|p| p.0 == sequence_number)
         {
             Some(index) => {
-                self.peer_pending.swap_remove(index);
+                self.peer_pending.remove(index);
                 Ok(())
             }
             None => Err(SessionError::NoSuchRequest { sequence_number }),
