@@ -693,6 +693,22 @@ fn tls_uas(cert: &str, key: &str) -> (u16, std::thread::JoinHandle<Vec<String>>)
     (port, thread)
 }
 
+/// A proxy whose one trunk is reached over TLS on 127.0.0.1:`port`, trusting `ca`.
+fn tls_trunk_proxy(name: &str, port: u16, ca: &str) -> Proxy {
+    proxy_full(
+        name,
+        &[TrunkSpec {
+            name: "tlstrunk",
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            price: "0.0100",
+        }],
+        "options_interval_ms = 0",
+        "",
+        &format!("transport = \"tls\"\ntls_ca = {ca:?}"),
+        "",
+    )
+}
+
 #[test]
 fn tls_callers_and_verified_tls_trunks() {
     let dir = TempDir::new("sip-tls").unwrap();
@@ -767,18 +783,7 @@ fn tls_callers_and_verified_tls_trunks() {
 
     // A UDP PBX → the proxy → a TLS trunk whose certificate chains to tls_ca.
     let (port, uas) = tls_uas(&good.cert, &good.key);
-    let p = proxy_full(
-        "sip-tls-out",
-        &[TrunkSpec {
-            name: "tlstrunk",
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            price: "0.0100",
-        }],
-        "options_interval_ms = 0",
-        "",
-        &format!("transport = \"tls\"\ntls_ca = {:?}", good.ca),
-        "",
-    );
+    let p = tls_trunk_proxy("sip-tls-out", port, &good.ca);
     let (code, out) = sipp::run_uac(&p.sip.to_string(), Some(CALLEE), 1, &dir.path);
     assert_eq!(code, 0, "the call to the TLS trunk failed:\n{out}");
     assert_eq!(uas.join().unwrap(), ["INVITE", "ACK", "BYE"]);
@@ -786,18 +791,7 @@ fn tls_callers_and_verified_tls_trunks() {
 
     // A trunk whose certificate does not chain to tls_ca: no call is set up (503).
     let (port, uas) = tls_uas(&good.cert, &good.key);
-    let p = proxy_full(
-        "sip-tls-untrusted",
-        &[TrunkSpec {
-            name: "tlstrunk",
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            price: "0.0100",
-        }],
-        "options_interval_ms = 0",
-        "",
-        &format!("transport = \"tls\"\ntls_ca = {:?}", other.ca),
-        "",
-    );
+    let p = tls_trunk_proxy("sip-tls-untrusted", port, &other.ca);
     let caller = uac("127.0.0.1");
     caller
         .send_to(&invite(&caller, p.sip, "tls-untrusted").to_bytes(), p.sip)

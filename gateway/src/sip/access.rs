@@ -152,6 +152,26 @@ impl AllowList {
         }
     }
 
+    /// Removes the Proxy-Authorization values for our realm (RFC 3261 §22.3: credentials are
+    /// consumed by the proxy they were meant for; those for other realms stay).
+    pub fn strip_own_credentials(&self, msg: &mut Message) {
+        let values: Vec<bytes::Bytes> = msg
+            .headers
+            .get_all(&HeaderName::ProxyAuthorization)
+            .cloned()
+            .collect();
+        if values.is_empty() {
+            return;
+        }
+        msg.headers.remove_all(&HeaderName::ProxyAuthorization);
+        for v in values {
+            let ours = Credentials::parse(&v).is_ok_and(|c| c.realm == self.realm);
+            if !ours {
+                msg.headers.push(HeaderName::ProxyAuthorization, v);
+            }
+        }
+    }
+
     /// One challenge per configured algorithm, in order (by default the stronger first,
     /// RFC 8760 §2.4).
     fn challenges(&self, now_unix: u64, stale: bool) -> Vec<String> {

@@ -626,6 +626,8 @@ impl Proxy {
             };
             relay::pop_own_route(&mut fwd, self.settings.me);
             relay::set_request_uri(&mut fwd, uri);
+            // The tenant's digest answer was for us; the carrier never sees it.
+            self.settings.allow.strip_own_credentials(&mut fwd);
             if relay::decrement_max_forwards(&mut fwd) == Err(RelayError::TooManyHops) {
                 let r = relay::local_response(&call.invite, 483, "Too Many Hops");
                 if let Some(call) = self.calls.remove(&server) {
@@ -1182,33 +1184,13 @@ impl Proxy {
 
     fn options_request(&mut self, trunk: &Trunk) -> Option<Message> {
         let me = self.settings.me;
-        let host = if trunk.host.contains(':') && !trunk.host.starts_with('[') {
-            format!("[{}]", trunk.host)
-        } else {
-            trunk.host.clone()
-        };
-        let param = trunk
-            .peer
-            .transport
-            .uri_param()
-            .map(|t| format!(";transport={t}"))
-            .unwrap_or_default();
-        let uri =
-            Uri::from_str_copy(&format!("sip:{host}:{}{param}", trunk.peer.addr.port())).ok()?;
+        let uri = Uri::from_str_copy(&trunk.host_uri()).ok()?;
         let b = self.new_branch();
         let tag = self.new_branch();
         RequestBuilder::new(Method::Options, uri.clone())
             .header(
                 HeaderName::Via,
-                format!(
-                    "SIP/2.0/{} {me};branch={b}{}",
-                    trunk.peer.transport.via_token(),
-                    if trunk.peer.transport.reliable() {
-                        ""
-                    } else {
-                        ";rport"
-                    }
-                ),
+                relay::via_value(me, &b, trunk.peer.transport),
             )
             .header(HeaderName::MaxForwards, "70")
             .header(

@@ -109,16 +109,19 @@ pub fn decrement_max_forwards(msg: &mut Message) -> Result<(), RelayError> {
     Ok(())
 }
 
+/// Our Via value for a request leaving over `transport` (`rport` asked for over UDP).
+pub fn via_value(me: SocketAddr, branch: &str, transport: Transport) -> String {
+    let rport = if transport.reliable() { "" } else { ";rport" };
+    format!(
+        "SIP/2.0/{} {me};branch={branch}{rport}",
+        transport.via_token()
+    )
+}
+
 /// Puts our Via on top, for a request leaving over `transport`.
 pub fn push_via(msg: &mut Message, me: SocketAddr, branch: &str, transport: Transport) {
-    let rport = if transport.reliable() { "" } else { ";rport" };
-    msg.headers.push_front(
-        HeaderName::Via,
-        format!(
-            "SIP/2.0/{} {me};branch={branch}{rport}",
-            transport.via_token()
-        ),
-    );
+    msg.headers
+        .push_front(HeaderName::Via, via_value(me, branch, transport));
 }
 
 /// Our Record-Route URI for one side (`<sip:me;transport=tcp;lr>`).

@@ -30,6 +30,17 @@ pub struct Trunk {
 impl Trunk {
     /// `sip:<tech_prefix><number minus strip_digits>@host:port[;transport=…]` (`#` escaped).
     pub fn request_uri(&self, number: &E164) -> String {
+        // `#` is not allowed unescaped in a URI's user part (RFC 3261 §25.1).
+        let user = self.rewrite.apply(number).as_str().replace('#', "%23");
+        self.uri(Some(&user))
+    }
+
+    /// `sip:host:port[;transport=…]`: the trunk itself (OPTIONS probes).
+    pub fn host_uri(&self) -> String {
+        self.uri(None)
+    }
+
+    fn uri(&self, user: Option<&str>) -> String {
         let host = if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]", self.host)
         } else {
@@ -41,12 +52,8 @@ impl Trunk {
             .uri_param()
             .map(|t| format!(";transport={t}"))
             .unwrap_or_default();
-        format!(
-            "sip:{}@{host}:{}{param}",
-            // `#` is not allowed unescaped in a URI's user part (RFC 3261 §25.1).
-            self.rewrite.apply(number).as_str().replace('#', "%23"),
-            self.peer.addr.port()
-        )
+        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+        format!("sip:{user}{host}:{}{param}", self.peer.addr.port())
     }
 }
 
