@@ -288,6 +288,18 @@ pub struct MessageRecord {
     pub call: Option<String>,
 }
 
+/// How a carrier writes message ids in submit_sm_resp and in receipts, as configured (`None`:
+/// learned from the ids themselves; see [`switchyard_protocols::dlr::FormatLearner`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdFormats {
+    /// In submit_sm_resp.
+    pub response: Option<IdFormat>,
+    /// In receipts.
+    pub receipt: Option<IdFormat>,
+}
+
+pub use switchyard_protocols::dlr::IdFormat;
+
 /// A delivery receipt as the bind saw it, for the store to match and apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReceiptUpdate {
@@ -295,6 +307,8 @@ pub struct ReceiptUpdate {
     pub carrier: String,
     /// The id as received (matched after normalisation: hex/decimal/case/leading zeros).
     pub carrier_message_id: String,
+    /// How the carrier writes ids, as configured.
+    pub id_formats: IdFormats,
     /// The state it reports, mapped to ours: delivered, undeliverable, expired, rejected; or
     /// `None` for intermediate states (enroute, accepted) that change nothing.
     pub status: Option<Status>,
@@ -330,6 +344,8 @@ pub enum Update {
         carrier: String,
         /// Its id for the segment.
         carrier_message_id: String,
+        /// How the carrier writes ids, as configured.
+        id_formats: IdFormats,
         /// When.
         at: UnixMs,
     },

@@ -202,7 +202,9 @@ fn deliver_prefers_tlvs_and_merges_text() {
     assert_eq!(r.error_code.as_ref().unwrap().code, Some(34));
     assert_eq!(r.done_date, Some(date(2023, 1, 15, 10, 31, None)));
     assert_eq!(r.text.as_deref(), Some(&b"Hi"[..]));
-    assert!(r.normalized_id().matches(&normalize_message_id(b"1715004")));
+    assert!(r
+        .normalized_id()
+        .may_match(&normalize_message_id(b"1715004")));
     // Text only.
     let r = receipt_from_deliver(0x04, text, &Tlvs::new()).unwrap();
     assert_eq!(

@@ -530,6 +530,7 @@ impl<'a> Conn<'a> {
                         index: f.segment.index,
                         carrier: self.s.carrier.clone(),
                         carrier_message_id: carrier_id.unwrap_or_default(),
+                        id_formats: self.s.id_formats,
                         at: now_ms(),
                     })
                     .await;
@@ -699,6 +700,7 @@ impl<'a> Conn<'a> {
                 let update = Update::Receipt(ReceiptUpdate {
                     carrier: self.s.carrier.clone(),
                     carrier_message_id: r.message_id,
+                    id_formats: self.s.id_formats,
                     status,
                     error,
                     at: now_ms(),
@@ -714,6 +716,7 @@ impl<'a> Conn<'a> {
                 let update = Update::Receipt(ReceiptUpdate {
                     carrier: self.s.carrier.clone(),
                     carrier_message_id: String::from_utf8_lossy(&sm.short_message).into_owned(),
+                    id_formats: self.s.id_formats,
                     status: None,
                     error: Some(e.to_string()),
                     at: now_ms(),

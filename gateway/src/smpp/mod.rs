@@ -19,6 +19,8 @@ use switchyard_protocols::text::{Reassembler, ReassemblyConfig};
 
 use switchyard_protocols::smpp::session::BindType;
 
+use crate::model::IdFormats;
+
 /// How a carrier wants messages longer than one SMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LongMessages {
@@ -78,6 +80,8 @@ pub struct BindSettings {
     /// How many times a segment is retried on this carrier after a transient error before the
     /// message fails over to the next carrier.
     pub max_retries: u32,
+    /// How the carrier writes message ids (`None` on a side: learned by the store).
+    pub id_formats: IdFormats,
     /// Parts of multipart MO messages waiting for the rest, shared by the carrier's binds: an
     /// SMSC may deliver the parts of one message over different binds.
     pub mo_parts: SharedReassembler,
@@ -118,6 +122,7 @@ impl BindSettings {
             long_messages: LongMessages::Udh8,
             max_pdu_len: 64 * 1024,
             max_retries: 2,
+            id_formats: IdFormats::default(),
             mo_parts: shared_reassembler(),
         }
     }

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use super::bind::{self, BindContext, BindStatus};
 use super::{shared_reassembler, BindSettings, LongMessages, SharedReassembler};
 use crate::api::BindTable;
+use crate::model::{IdFormat, IdFormats};
 
 /// Every carrier's binds.
 #[derive(Debug)]
@@ -265,5 +266,15 @@ pub fn bind_settings(
         config::LongMessages::Payload => LongMessages::Payload,
     };
     s.max_pdu_len = smpp.max_pdu_len as usize;
+    let format = |f: config::IdFormat| match f {
+        config::IdFormat::Auto => None,
+        config::IdFormat::Decimal => Some(IdFormat::Decimal),
+        config::IdFormat::Hex => Some(IdFormat::Hex),
+        config::IdFormat::Text => Some(IdFormat::Text),
+    };
+    s.id_formats = IdFormats {
+        response: format(smpp.id_format),
+        receipt: format(smpp.receipt_id_format.unwrap_or(smpp.id_format)),
+    };
     Ok(Some(s))
 }

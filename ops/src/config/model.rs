@@ -505,7 +505,8 @@ pub enum LongMessages {
 /// How a carrier writes message ids, for matching receipts to submissions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IdFormat {
-    /// Try every reading (decimal, hex, text) (`"auto"`).
+    /// Learned from the ids themselves (`"auto"`): a hex letter means hex, a run of
+    /// digit-only ids means decimal.
     Auto,
     /// Hex digits (`"hex"`).
     Hex,
@@ -560,8 +561,12 @@ pub struct SmppConfig {
     pub tls: Option<SmppTls>,
     /// Largest PDU accepted from the SMSC (`max_pdu_len`).
     pub max_pdu_len: u32,
-    /// How the carrier writes message ids (`id_format`).
+    /// How the carrier writes message ids in submit_sm_resp (`id_format`), and in receipts
+    /// unless `receipt_id_format` says otherwise.
     pub id_format: IdFormat,
+    /// How the carrier writes message ids in receipts (`receipt_id_format`); `None`: as
+    /// `id_format`.
+    pub receipt_id_format: Option<IdFormat>,
 }
 
 impl SmppConfig {
@@ -589,6 +594,7 @@ impl SmppConfig {
             tls: None,
             max_pdu_len: 64 * 1024,
             id_format: IdFormat::Auto,
+            receipt_id_format: None,
         }
     }
 }

@@ -882,17 +882,17 @@ fn smpp(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SmppConfig {
         }
     }
     c.max_pdu_len = t.int_or(report, "max_pdu_len", 1024, 1 << 20, c.max_pdu_len);
-    if let Some(f) = t.choice(
-        report,
-        "id_format",
-        &[
-            ("auto", IdFormat::Auto),
-            ("hex", IdFormat::Hex),
-            ("decimal", IdFormat::Decimal),
-            ("text", IdFormat::Text),
-        ],
-    ) {
+    let formats = [
+        ("auto", IdFormat::Auto),
+        ("hex", IdFormat::Hex),
+        ("decimal", IdFormat::Decimal),
+        ("text", IdFormat::Text),
+    ];
+    if let Some(f) = t.choice(report, "id_format", &formats) {
         c.id_format = f;
+    }
+    if let Some(f) = t.choice(report, "receipt_id_format", &formats) {
+        c.receipt_id_format = Some(f);
     }
     t.finish(report);
     c

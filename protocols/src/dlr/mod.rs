@@ -5,14 +5,15 @@
 //! deliver_sm (esm_class, short_message, tlvs) ─► receipt_from_deliver
 //!     ├─ TLVs: receipted_message_id, message_state, network_error_code   (tlv.rs)
 //!     └─ text: "id:… sub:… dlvrd:… submit date:… done date:… stat:… err:… text:…" (text.rs)
-//!     ─► Receipt  ─► normalize_message_id(receipt.message_id) to match the submit_sm_resp id (id.rs)
+//!     ─► Receipt  ─► readings/probes of receipt.message_id to match the submit_sm_resp id (id.rs)
 //! ```
 //! # Layout
 //! - this file: the [`Receipt`] model, [`ReceiptState`], [`ReceiptDate`], [`ErrorCode`],
 //!   [`DlrError`] and [`receipt_from_deliver`] (TLVs first, text to fill the gaps).
 //! - [`text`]: parsing and formatting the text form.
 //! - [`tlv`]: reading and building the TLV form.
-//! - [`id`]: message id normalisation (hex vs decimal, case, leading zeros).
+//! - [`id`]: message id readings (hex vs decimal, case, leading zeros), which are certain, and
+//!   learning a carrier's formats.
 
 use std::fmt;
 
@@ -22,7 +23,9 @@ pub mod id;
 pub mod text;
 pub mod tlv;
 
-pub use id::{normalize_message_id, normalize_message_id_as, IdFormat, IdKey, NormalizedId};
+pub use id::{
+    normalize_message_id, probes, readings, FormatLearner, IdFormat, IdKey, Probe, Readings,
+};
 pub use text::{format_text_receipt, parse_text_receipt};
 pub use tlv::{receipt_from_tlvs, receipt_tlvs};
 
@@ -70,8 +73,8 @@ impl Receipt {
         }
     }
 
-    /// The normalised id, to match against the submit_sm_resp id.
-    pub fn normalized_id(&self) -> NormalizedId {
+    /// Every reading of the id, to match against the submit_sm_resp id.
+    pub fn normalized_id(&self) -> Readings {
         normalize_message_id(self.message_id.as_bytes())
     }
 }

@@ -6,15 +6,10 @@
 //! state keeps it.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use switchyard_protocols::dlr::{normalize_message_id, NormalizedId};
 
-use super::{key_text, status_column};
-use crate::model::{Applied, MessageId, NewMessage, ReceiptUpdate, Status, UnixMs, Update};
-
-/// A receipt kept as unmatched may still match a segment whose `SegmentSent` arrives later (a
-/// receipt on a receiver bind can overtake the submit_sm_resp on a transmitter bind), but only
-/// within this window: carriers recycle ids, and an old stray receipt must not hit a new message.
-const LATE_MATCH_WINDOW_MS: UnixMs = 10 * 60 * 1000;
+use super::receipts::{IdMatch, Matched, ReceiptOutcome};
+use super::status_column;
+use crate::model::{Applied, IdFormats, MessageId, NewMessage, Status, UnixMs, Update};
 
 /// Stores accepted messages, each with its `accepted` history entry. The two statements are
 /// looked up once per request, not per message.
@@ -65,7 +60,11 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
 }
 
 /// Applies one update and says what it did.
-pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Result<Applied> {
+pub(super) fn apply_update(
+    conn: &Connection,
+    ids: &mut IdMatch,
+    update: &Update,
+) -> rusqlite::Result<Applied> {
     match update {
         Update::Status {
             id,
@@ -83,8 +82,20 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
             index,
             carrier,
             carrier_message_id,
+            id_formats,
             at,
-        } => segment_sent(conn, *id, *index, carrier, carrier_message_id, *at),
+        } => segment_sent(
+            conn,
+            ids,
+            Sent {
+                id: *id,
+                index: *index,
+                carrier,
+                carrier_message_id,
+                id_formats: *id_formats,
+                at: *at,
+            },
+        ),
         Update::SegmentRejected {
             id,
             index,
@@ -106,7 +117,19 @@ pub(super) fn apply_update(conn: &Connection, update: &Update) -> rusqlite::Resu
             .execute(params![id.0, index, carrier, error, at])?;
             head.move_to(conn, Status::Rejected, *at, Some(error))
         }
-        Update::Receipt(receipt) => apply_receipt(conn, receipt),
+        Update::Receipt(receipt) => match ids.receipt(conn, receipt)? {
+            ReceiptOutcome::Matched(mut matched) => {
+                // The receipt's own segment first; what it let the store resolve after.
+                let resolved = matched.split_off(1);
+                let applied = apply_receipts(conn, matched)?;
+                apply_receipts(conn, resolved)?;
+                Ok(applied)
+            }
+            ReceiptOutcome::Kept(matched) => {
+                apply_receipts(conn, matched)?;
+                Ok(Applied::UnmatchedReceipt)
+            }
+        },
         Update::Call {
             id,
             status,
@@ -218,16 +241,27 @@ fn insert_history(
     Ok(())
 }
 
-/// A segment was accepted by the carrier: record it, index its carrier id, move the message to
-/// `sent` once every segment is, then apply receipts that arrived before it.
-fn segment_sent(
-    conn: &Connection,
+/// A segment the carrier accepted.
+struct Sent<'a> {
     id: MessageId,
     index: u16,
-    carrier: &str,
-    carrier_message_id: &str,
+    carrier: &'a str,
+    carrier_message_id: &'a str,
+    id_formats: IdFormats,
     at: UnixMs,
-) -> rusqlite::Result<Applied> {
+}
+
+/// A segment was accepted by the carrier: record it, index its carrier id, move the message to
+/// `sent` once every segment is, then apply receipts that arrived before it.
+fn segment_sent(conn: &Connection, ids: &mut IdMatch, s: Sent<'_>) -> rusqlite::Result<Applied> {
+    let Sent {
+        id,
+        index,
+        carrier,
+        carrier_message_id,
+        id_formats,
+        at,
+    } = s;
     let Some(head) = Head::load(conn, id)? else {
         return Ok(Applied::UnknownMessage(id));
     };
@@ -244,13 +278,7 @@ fn segment_sent(
          WHERE segments.status = 'sent'",
     )?
     .execute(params![id.0, index, carrier, carrier_message_id, at])?;
-    let normalized = normalize_message_id(carrier_message_id.as_bytes());
-    {
-        let mut stmt = conn.prepare_cached("INSERT OR IGNORE INTO carrier_ids (carrier, key, message_id, idx) VALUES (?1, ?2, ?3, ?4)")?;
-        for key in normalized.keys() {
-            stmt.execute(params![carrier, key_text(key), id.0, index])?;
-        }
-    }
+    let early = ids.segment_sent(conn, carrier, id_formats, id, index, carrier_message_id, at)?;
     let sent: u32 = conn
         .prepare_cached(
             "SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND (status = 'sent' OR status = 'delivered')",
@@ -261,119 +289,28 @@ fn segment_sent(
     } else {
         Applied::NoChange
     };
-    for early in take_early_receipts(conn, carrier, &normalized, at)? {
-        if let moved @ Applied::Moved { .. } = receipt_to_segment(
-            conn,
-            id,
-            index,
-            early.status,
-            early.error.as_deref(),
-            early.at,
-        )? {
+    if let moved @ Applied::Moved { id: moved_id, .. } = apply_receipts(conn, early)? {
+        if moved_id == id {
             applied = moved;
         }
     }
     Ok(applied)
 }
 
-/// A receipt that was kept as unmatched.
-struct EarlyReceipt {
-    status: Option<Status>,
-    error: Option<String>,
-    at: UnixMs,
-}
-
-/// Removes and returns the unmatched receipts of `carrier` that share a reading with
-/// `normalized` and arrived at most [`LATE_MATCH_WINDOW_MS`] before `sent_at`, oldest first.
-fn take_early_receipts(
+/// Applies matched receipts in order; returns what the last one that moved a message did.
+pub(super) fn apply_receipts(
     conn: &Connection,
-    carrier: &str,
-    normalized: &NormalizedId,
-    sent_at: UnixMs,
-) -> rusqlite::Result<Vec<EarlyReceipt>> {
-    // Plain equality probes, one per reading and column: an OR, a UNION or an IN list would
-    // make SQLite build temporary b-trees on every SegmentSent, and this runs for each one.
-    let mut rows: Vec<(i64, Option<String>, Option<String>, UnixMs)> = Vec::new();
-    for sql in [
-        "SELECT id, status, error, received_at FROM unmatched_receipts \
-         WHERE carrier = ?1 AND key_primary = ?2 AND received_at >= ?3",
-        "SELECT id, status, error, received_at FROM unmatched_receipts \
-         WHERE carrier = ?1 AND key_alternate = ?2 AND received_at >= ?3",
-    ] {
-        let mut stmt = conn.prepare_cached(sql)?;
-        for key in normalized.keys() {
-            let found = stmt.query_map(
-                params![carrier, key_text(key), sent_at - LATE_MATCH_WINDOW_MS],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )?;
-            for row in found {
-                rows.push(row?);
-            }
+    matched: Vec<Matched>,
+) -> rusqlite::Result<Applied> {
+    let mut applied = Applied::NoChange;
+    for m in matched {
+        if let moved @ Applied::Moved { .. } =
+            receipt_to_segment(conn, m.id, m.index, m.status, m.error.as_deref(), m.at)?
+        {
+            applied = moved;
         }
     }
-    // Oldest first, each once (a receipt can match under several readings).
-    rows.sort_unstable_by_key(|r| r.0);
-    rows.dedup_by_key(|r| r.0);
-    let mut out = Vec::with_capacity(rows.len());
-    let mut delete = conn.prepare_cached("DELETE FROM unmatched_receipts WHERE id = ?1")?;
-    for (rowid, status, error, at) in rows {
-        delete.execute([rowid])?;
-        let status = status
-            .map(|s| s.parse::<Status>())
-            .transpose()
-            .map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
-            })?;
-        out.push(EarlyReceipt { status, error, at });
-    }
-    Ok(out)
-}
-
-/// Matches a receipt to a segment by carrier and any reading of its id, and applies it; keeps
-/// it as unmatched otherwise.
-fn apply_receipt(conn: &Connection, r: &ReceiptUpdate) -> rusqlite::Result<Applied> {
-    let normalized = normalize_message_id(r.carrier_message_id.as_bytes());
-    let mut target = None;
-    {
-        // When several segments share a reading (an alternate reading colliding, or an id the
-        // carrier recycled), the newest message wins.
-        let mut find = conn.prepare_cached(
-            "SELECT message_id, idx FROM carrier_ids WHERE carrier = ?1 AND key = ?2 \
-             ORDER BY message_id DESC LIMIT 1",
-        )?;
-        for key in normalized.keys() {
-            target = find
-                .query_row(params![r.carrier, key_text(key)], |row| {
-                    Ok((MessageId(row.get(0)?), row.get::<_, u16>(1)?))
-                })
-                .optional()?;
-            if target.is_some() {
-                break;
-            }
-        }
-    }
-    match target {
-        Some((id, index)) => {
-            receipt_to_segment(conn, id, index, r.status, r.error.as_deref(), r.at)
-        }
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO unmatched_receipts \
-                 (carrier, carrier_message_id, key_primary, key_alternate, status, error, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                r.carrier,
-                r.carrier_message_id,
-                key_text(&normalized.primary),
-                normalized.alternate.as_ref().map(key_text),
-                r.status.map(Status::as_str),
-                r.error,
-                r.at,
-            ])?;
-            Ok(Applied::UnmatchedReceipt)
-        }
-    }
+    Ok(applied)
 }
 
 /// Applies a matched receipt's state to segment `index` of message `id`, then to the message:

@@ -4,6 +4,7 @@
 //! - [`schema`]: tables, indexes, migrations (`PRAGMA user_version`), connection settings.
 //! - [`writer`]: the writer thread: batches queued requests into one transaction, one fsync.
 //! - [`apply`]: what an insert or an update does inside that transaction.
+//! - [`receipts`]: matching receipts to segments by the carrier's message id.
 //! - [`read`]: reads on a small pool of read-only connections, run with `spawn_blocking`.
 //!
 //! # Data flow
@@ -21,6 +22,7 @@ mod apply;
 mod calls;
 mod events;
 mod read;
+mod receipts;
 mod schema;
 mod tenancy;
 mod writer;
@@ -36,7 +38,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
-use switchyard_protocols::dlr::IdKey;
 use tokio::sync::{mpsc, oneshot};
 
 use self::read::ReadPool;
@@ -194,10 +195,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let stats = Arc::new(Stats::default());
         let writer = Writer::new(conn, rx, options, stats.clone());
+        let pending = writer.pending_receipts();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
+        spawn_ticker(tx.downgrade(), pending)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             requests: RwLock::new(Some(tx)),
@@ -393,21 +396,35 @@ fn sqlite_error(e: &rusqlite::Error) -> StoreError {
     }
 }
 
+/// Wakes the writer once a second while receipts wait for a certain match, so their grace
+/// period ends on an idle system too (a ping is an empty transaction, in which the writer also
+/// sweeps them). Holds only a weak sender: it stops when the store closes.
+fn spawn_ticker(
+    requests: mpsc::WeakSender<Request>,
+    pending: Arc<AtomicU64>,
+) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("store-ticker".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some(tx) = requests.upgrade() else { break };
+            if pending.load(Ordering::Relaxed) > 0 {
+                let (reply, _) = oneshot::channel();
+                if tx.blocking_send(Request::Ping(reply)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the store ticker: {e}")))
+}
+
 /// A copy of `e` for each request of a failed batch (`StoreError` is not `Clone`).
 fn clone_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Closed => StoreError::Closed,
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
-    }
-}
-
-/// How a carrier id reading is stored in `carrier_ids` and `unmatched_receipts`: numbers in
-/// decimal, text as is, each prefixed so that a number and a text never share a key.
-fn key_text(key: &IdKey) -> String {
-    match key {
-        IdKey::Number(n) => format!("n:{n}"),
-        IdKey::Text(t) => format!("t:{t}"),
     }
 }
 

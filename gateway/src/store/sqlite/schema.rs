@@ -11,10 +11,13 @@
 //!   leave it once sent.
 //! - `segments`: per-segment carrier, carrier id and status, keyed `(message_id, idx)`.
 //! - `carrier_ids`: every reading of each segment's carrier id (see
-//!   [`switchyard_protocols::dlr::normalize_message_id`]), scoped by carrier, for receipts.
+//!   [`switchyard_protocols::dlr::readings`]), scoped by carrier, flagged when the reading is
+//!   certain, for receipts (see [`super::receipts`]).
 //! - `history`: every status change of a message.
 //! - `unmatched_receipts`: receipts that matched no segment, with their id readings so a
-//!   receipt that overtook its submit_sm_resp still matches when the segment arrives.
+//!   receipt that overtook its submit_sm_resp still matches when the segment arrives;
+//!   `pending_since` is set on those whose only matches were uncertain.
+//! - `carrier_id_formats`: how each carrier writes ids in responses and receipts, as learned.
 //! - `inbound`: mobile-originated messages.
 //! - (v2) `history` gains `seq`, its event id: the event log. `opt_outs`, `webhook_outbox`
 //!   (webhooks waiting for a retry, and dead letters), `webhook_cursor` (how far the webhook
@@ -225,7 +228,33 @@ CREATE TABLE calls (
 );
 CREATE INDEX calls_tenant ON calls (tenant, id);
 "#,
+    // Receipt matching by certain readings: `carrier_ids` keys name their base (`d:` decimal,
+    // `h:` hex, `t:` text) and say whether the reading was certain; receipts whose only matches
+    // are uncertain wait as pending; each carrier's learned id formats are kept. The rows of
+    // the old keys are rebuilt by `rekey_receipt_ids` right after this script.
+    r#"
+DROP TABLE carrier_ids;
+CREATE TABLE carrier_ids (
+    carrier    TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    message_id INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    certain    INTEGER NOT NULL,
+    PRIMARY KEY (carrier, key, message_id, idx)
+) WITHOUT ROWID;
+ALTER TABLE unmatched_receipts ADD COLUMN pending_since INTEGER;
+CREATE INDEX unmatched_pending ON unmatched_receipts (pending_since)
+    WHERE pending_since IS NOT NULL;
+CREATE TABLE carrier_id_formats (
+    carrier  TEXT PRIMARY KEY,
+    response TEXT,
+    receipt  TEXT
+) WITHOUT ROWID;
+"#,
 ];
+
+/// The migration (0-based) after which [`super::receipts::rekey`] rebuilds the receipt-id keys.
+const REKEY_AFTER: usize = 5;
 
 /// Why the schema could not be brought up to date.
 #[derive(Debug)]
@@ -284,8 +313,15 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<i64, MigrateError> {
     if found > known {
         return Err(MigrateError::TooNew { found, known });
     }
-    for sql in MIGRATIONS.iter().skip(usize::try_from(found).unwrap_or(0)) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
         tx.execute_batch(sql)?;
+        if i == REKEY_AFTER {
+            super::receipts::rekey(&tx)?;
+        }
     }
     if found != known {
         tx.pragma_update(None, "user_version", known)?;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::*;
-use crate::model::{InboundMessage, ReceiptUpdate, StatusChange};
+use crate::model::{IdFormat, IdFormats, InboundMessage, ReceiptUpdate, StatusChange};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -85,6 +85,7 @@ fn sent(n: i64, index: u16, carrier_id: &str) -> Update {
         index,
         carrier: "alpha".into(),
         carrier_message_id: carrier_id.into(),
+        id_formats: IdFormats::default(),
         at: T0 + 2_000,
     }
 }
@@ -93,6 +94,7 @@ fn receipt(carrier_id: &str, status: Option<Status>) -> Update {
     Update::Receipt(ReceiptUpdate {
         carrier: "alpha".into(),
         carrier_message_id: carrier_id.into(),
+        id_formats: IdFormats::default(),
         status,
         error: status
             .filter(|s| *s != Status::Delivered)
@@ -481,9 +483,18 @@ async fn receipt_ids_match_across_bases_case_and_zeros() {
         ])
         .await
         .unwrap();
+    // Hex in responses, decimal in receipts, as configured.
+    let configured = IdFormats {
+        response: Some(IdFormat::Hex),
+        receipt: Some(IdFormat::Decimal),
+    };
+    let Update::Receipt(mut decimal) = receipt("6699", Some(Status::Delivered)) else {
+        unreachable!()
+    };
+    decimal.id_formats = configured;
     let applied = store
         .apply(vec![
-            receipt("6699", Some(Status::Delivered)),
+            Update::Receipt(decimal),
             receipt("0xFF", Some(Status::Delivered)),
             receipt(" msg-xyz\0", Some(Status::Delivered)),
         ])
@@ -501,6 +512,7 @@ async fn receipt_ids_match_across_bases_case_and_zeros() {
     let other = Update::Receipt(ReceiptUpdate {
         carrier: "beta".into(),
         carrier_message_id: "1A2B".into(),
+        id_formats: IdFormats::default(),
         status: Some(Status::Delivered),
         error: None,
         at: T0,
@@ -559,9 +571,9 @@ async fn unmatched_receipts_are_kept_counted_and_matched_late() {
         .unwrap();
     assert_eq!(applied, vec![Applied::UnmatchedReceipt; 3]);
     assert_eq!(store.unmatched_receipts().await.unwrap(), 3);
-    // The segment arrives: the early receipt ("7B" hex = 123 decimal) applies.
+    // The segment arrives: the early receipt applies.
     assert_eq!(
-        store.apply(vec![sent(1, 0, "123")]).await.unwrap(),
+        store.apply(vec![sent(1, 0, "007b")]).await.unwrap(),
         vec![moved(1, "acme", Status::Delivered)]
     );
     assert_eq!(store.unmatched_receipts().await.unwrap(), 2);
@@ -846,7 +858,7 @@ async fn hot_queries_use_their_indexes() {
     let cases = [
         ("SELECT id FROM messages WHERE status IN ('accepted', 'queued', 'submitting') ORDER BY id", "messages_unfinished"),
         ("SELECT id FROM messages WHERE tenant = 'a' AND id < 5 ORDER BY id DESC LIMIT 10", "messages_tenant"),
-        ("SELECT message_id FROM carrier_ids WHERE carrier = 'a' AND key = 'n:1' ORDER BY message_id DESC LIMIT 1", "PRIMARY KEY"),
+        ("SELECT message_id FROM carrier_ids WHERE carrier = 'a' AND key = 'd:1' ORDER BY message_id DESC LIMIT 1", "PRIMARY KEY"),
         (
             "SELECT id FROM unmatched_receipts WHERE carrier = 'a' AND key_primary = 'x' AND received_at >= 0",
             "unmatched_primary (carrier=? AND key_primary=?)",
@@ -864,4 +876,130 @@ async fn hot_queries_use_their_indexes() {
             "{sql}\n  → {plan}"
         );
     }
+}
+
+/// Waits (bounded) until message `n` of "acme" has `status`.
+async fn wait_status(store: &SqliteStore, n: i64, status: Status) {
+    for _ in 0..100 {
+        let got = store.get("acme", id(n)).await.unwrap().unwrap();
+        if got.status == status {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("message {n} never became {status:?}");
+}
+
+/// `u` happening now (the sweep of pending receipts gives up on receipts older than the
+/// late-match window, which the fixed test times are).
+fn now(mut u: Update) -> Update {
+    match &mut u {
+        Update::SegmentSent { at, .. } => *at = crate::model::now_ms(),
+        Update::Receipt(r) => r.at = crate::model::now_ms(),
+        _ => {}
+    }
+    u
+}
+
+#[tokio::test]
+async fn sequential_decimal_ids_never_take_each_others_receipts() {
+    // Ids 1, 2, 3 … in decimal on both sides: "10" also reads as hex 0x10 = 16.
+    let dir = TempDir::new();
+    let store = open(&dir.db());
+    store
+        .insert((1..=2).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    store.apply(vec![now(sent(1, 0, "10"))]).await.unwrap();
+    // The receipt of "16" overtakes its own submit_sm_resp: it must not land on "10".
+    assert_eq!(
+        store
+            .apply(vec![now(receipt("16", Some(Status::Delivered)))])
+            .await
+            .unwrap(),
+        vec![Applied::UnmatchedReceipt]
+    );
+    store.apply(vec![now(sent(2, 0, "16"))]).await.unwrap();
+    // Nothing is certain yet (the formats are unknown); after the grace period the receipt
+    // takes the segment with the same digits.
+    wait_status(&store, 2, Status::Delivered).await;
+    let first = store.get("acme", id(1)).await.unwrap().unwrap();
+    assert_eq!(first.status, Status::Sent);
+    assert_eq!(store.unmatched_receipts().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn learned_decimal_matches_at_once_and_survives_a_restart() {
+    let dir = TempDir::new();
+    let n = i64::from(switchyard_protocols::dlr::id::DECIMAL_AFTER) + 8;
+    {
+        let store = open(&dir.db());
+        store
+            .insert((1..=n + 1).map(|i| message("acme", i, 1)).collect())
+            .await
+            .unwrap();
+        // Responses and receipts numbered 10, 11, … (all ambiguous digit-only ids).
+        store
+            .apply(
+                (1..=n)
+                    .map(|i| now(sent(i, 0, &(i + 9).to_string())))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        store
+            .apply(
+                (1..=n)
+                    .rev()
+                    .map(|i| now(receipt(&(i + 9).to_string(), Some(Status::Delivered))))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        for i in 1..=n {
+            wait_status(&store, i, Status::Delivered).await;
+        }
+        store.close().await.unwrap();
+    }
+    // Reopened: decimal is known, so "16"-style crossings are not even considered.
+    let store = open(&dir.db());
+    store.apply(vec![sent(n + 1, 0, "1000")]).await.unwrap();
+    assert_eq!(
+        store
+            .apply(vec![receipt("1000", Some(Status::Delivered))])
+            .await
+            .unwrap(),
+        vec![moved(n + 1, "acme", Status::Delivered)]
+    );
+}
+
+#[tokio::test]
+async fn hex_responses_and_decimal_receipts_are_learned() {
+    // Responses in hex with letters (learned at once), receipts in decimal (digit-only).
+    let dir = TempDir::new();
+    let store = open(&dir.db());
+    store
+        .insert((1..=3).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    store
+        .apply(vec![sent(1, 0, "1a2b3c"), sent(2, 0, "1715004")])
+        .await
+        .unwrap();
+    // "1715004" is message 1's id in decimal, and message 2's own digits: the same digits win
+    // only once the grace period has ruled out a race, and here both readings are possible, so
+    // it must wait; with the receipt format configured it is certain at once.
+    let Update::Receipt(mut r) = receipt("1715004", Some(Status::Delivered)) else {
+        unreachable!()
+    };
+    r.id_formats = IdFormats {
+        response: None,
+        receipt: Some(IdFormat::Decimal),
+    };
+    assert_eq!(
+        store.apply(vec![Update::Receipt(r)]).await.unwrap(),
+        vec![moved(1, "acme", Status::Delivered)]
+    );
+    let second = store.get("acme", id(2)).await.unwrap().unwrap();
+    assert_eq!(second.status, Status::Sent);
 }

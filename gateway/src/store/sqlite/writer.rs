@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{apply_update, insert_messages};
+use super::apply::{apply_receipts, apply_update, insert_messages};
+use super::receipts::IdMatch;
 use super::{clone_error, sqlite_error, SqliteOptions, Stats};
 use crate::model::{Applied, NewMessage, Update};
 use crate::store::StoreError;
@@ -95,6 +96,8 @@ pub(super) struct Writer {
     options: SqliteOptions,
     /// Counters shared with the store handle.
     stats: Arc<Stats>,
+    /// Each carrier's id formats, and the receipts waiting for a certain match.
+    ids: IdMatch,
 }
 
 impl Writer {
@@ -110,7 +113,14 @@ impl Writer {
             rx,
             options,
             stats,
+            ids: IdMatch::default(),
         }
+    }
+
+    /// The number of pending receipts, which the store's ticker watches to wake the writer
+    /// (with a ping) while some wait for [`IdMatch::sweep`].
+    pub(super) fn pending_receipts(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.ids.pending_counter()
     }
 
     /// Serves requests until every sender is gone and the queue is empty, then closes the
@@ -186,6 +196,21 @@ impl Writer {
                 }
             }
         }
+        if abort.is_none() {
+            // Pending receipts whose grace has passed, in a savepoint of their own: a failure
+            // leaves them pending and costs the batch nothing.
+            let mut ids = std::mem::take(&mut self.ids);
+            let swept = self.in_savepoint(|conn| {
+                let matched = ids.sweep(conn, crate::model::now_ms())?;
+                apply_receipts(conn, matched)
+            });
+            self.ids = ids;
+            match swept {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("matching pending receipts failed: {e}"),
+                Err(e) => abort = Some(e),
+            }
+        }
         let worked = Instant::now();
         let outcome = match abort {
             Some(e) => Err(e),
@@ -241,8 +266,14 @@ impl Writer {
                 }
             }
             Request::Apply(updates, tx) => {
-                let r = self
-                    .in_savepoint(|conn| updates.iter().map(|u| apply_update(conn, u)).collect());
+                let mut ids = std::mem::take(&mut self.ids);
+                let r = self.in_savepoint(|conn| {
+                    updates
+                        .iter()
+                        .map(|u| apply_update(conn, &mut ids, u))
+                        .collect()
+                });
+                self.ids = ids;
                 match r {
                     Ok(r) => Ok(Done::Apply(tx, r)),
                     Err(e) => Err((Done::Apply(tx, Ok(Vec::new())), e)),
