@@ -25,7 +25,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::counters::Counters;
 use super::mailbox::{Delivery, Kind, Mailbox};
-use super::policy::{Decider, DlrStyle, IdFormat, Outcome, SubmitDecision};
+use super::policy::{Decider, DlrStyle, Outcome, SubmitDecision};
 use super::Shared;
 
 /// How long a deliver_sm the ESME refused waits before it is sent again.
@@ -287,8 +287,7 @@ impl Conn {
                 match self.decider.submit(&behaviour, now) {
                     SubmitDecision::Accept(outcome) => {
                         Counters::inc(&counters.submits_ok);
-                        let id = self.shared.message_id();
-                        let id_text = format!("{id:x}");
+                        let (id, id_text) = self.shared.message_id();
                         self.accepted(&sm, id, &id_text, outcome, now);
                         let resp = Body::SubmitSmResp(MessageIdResp {
                             message_id: COctet::from(id_text),
@@ -326,7 +325,7 @@ impl Conn {
             }
             Body::DataSm(_) => {
                 Counters::inc(&counters.other_requests);
-                let id = format!("{:x}", self.shared.message_id());
+                let (_, id) = self.shared.message_id();
                 (
                     CommandStatus::ESME_ROK,
                     Body::DataSmResp(DataSmResp {
@@ -337,7 +336,7 @@ impl Conn {
             }
             Body::SubmitMulti(_) => {
                 Counters::inc(&counters.other_requests);
-                let id = format!("{:x}", self.shared.message_id());
+                let (_, id) = self.shared.message_id();
                 (
                     CommandStatus::ESME_ROK,
                     Body::SubmitMultiResp(SubmitMultiResp {
@@ -381,6 +380,7 @@ impl Conn {
             self.shared.record(&serde_json::json!({
                 "system_id": String::from_utf8_lossy(&self.system_id),
                 "message_id": id_text,
+                "outcome": outcome.stat(),
                 "source": sm.source.addr.to_str_lossy(),
                 "source_ton": sm.source.ton,
                 "dest": sm.dest.addr.to_str_lossy(),
@@ -402,11 +402,11 @@ impl Conn {
             return;
         }
         let behaviour = self.shared.behaviour.load();
-        let receipt_id = match behaviour.dlr_id_format {
-            IdFormat::Same => id_text.to_owned(),
-            IdFormat::Decimal => id.to_string(),
-            IdFormat::UpperHex => format!("{id:020X}"),
-        };
+        let receipt_id =
+            self.shared
+                .options
+                .id_style
+                .receipt_text(id, id_text, behaviour.dlr_id_format);
         let pdu = receipt_pdu(sm, receipt_id, outcome, behaviour.dlr_style);
         self.receipt_order += 1;
         self.receipts.push(Reverse(Scheduled {

@@ -30,7 +30,7 @@ use switchyard_protocols::text::{encode_message, EncodeOptions};
 
 use counters::Counters;
 use mailbox::{Delivery, Kind, Mailboxes};
-use policy::{Behaviour, DlrStyle, ErrorRates, IdFormat, OutcomeMix};
+use policy::{Behaviour, DlrStyle, ErrorRates, IdFormat, IdStyle, OutcomeMix};
 
 /// Command-line options of `smsc-sim`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -73,6 +73,9 @@ pub struct Options {
     /// How the receipt's message id relates to the submit_sm_resp's.
     #[arg(long, value_enum, default_value = "same")]
     pub dlr_id_format: IdFormat,
+    /// How submit_sm_resp ids are numbered.
+    #[arg(long, value_enum, default_value = "clock")]
+    pub id_style: IdStyle,
     /// Answer ESME_RTHROTTLED above this many submits per second per bind.
     #[arg(long)]
     pub throttle_tps: Option<u32>,
@@ -166,21 +169,23 @@ impl Shared {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let first_id = options.id_style.first(start);
         Ok(Shared {
             behaviour: ArcSwap::from_pointee(options.behaviour()),
             options,
             counters: Counters::default(),
             mailboxes: Mailboxes::default(),
-            next_id: AtomicU64::new(start << 24),
+            next_id: AtomicU64::new(first_id),
             next_conn: AtomicU64::new(0),
             record,
             next_mo_ref: AtomicU64::new(0),
         })
     }
 
-    /// A fresh message id (lower-case hex).
-    pub fn message_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// A fresh message id: its number and its text in submit_sm_resp (`--id-style`).
+    pub fn message_id(&self) -> (u64, String) {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        (n, self.options.id_style.text(n))
     }
 
     /// Appends one line to the record file, if recording.

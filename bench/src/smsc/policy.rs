@@ -80,12 +80,78 @@ pub enum DlrStyle {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum IdFormat {
-    /// The same string as in submit_sm_resp (lower-case hex).
+    /// The same string as in submit_sm_resp.
     Same,
-    /// Decimal in the receipt, hex in the response (a common carrier quirk).
+    /// The id's number in decimal (with `--id-style clock` or `hex`: hex in the response and
+    /// decimal in the receipt, a common carrier quirk).
     Decimal,
-    /// Upper-case hex with leading zeros in the receipt.
+    /// The id's number in lower-case hex, no padding (with `--id-style decimal`: decimal in the
+    /// response and hex in the receipt).
+    Hex,
+    /// Upper-case hex with leading zeros (20 digits).
     UpperHex,
+}
+
+/// How the simulator numbers the ids it gives in submit_sm_resp, as real SMSCs do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IdStyle {
+    /// Lower-case hex of a counter seeded from the clock (unique across restarts).
+    Clock,
+    /// 1, 2, 3, … in decimal.
+    Decimal,
+    /// 1, 2, …, 9, a, b, … in lower-case hex.
+    Hex,
+    /// Decimal from 1, zero-padded to 10 digits (`0000000001`).
+    Padded,
+    /// A UUID derived from a counter (`xxxxxxxx-xxxx-4xxx-8xxx-xxxxxxxxxxxx`).
+    Uuid,
+}
+
+impl IdStyle {
+    /// The first number of the counter (`clock`: from the time, so ids stay unique across
+    /// restarts; the others from 1, as those SMSCs do).
+    pub fn first(self, unix_secs: u64) -> u64 {
+        match self {
+            IdStyle::Clock => unix_secs << 24,
+            _ => 1,
+        }
+    }
+
+    /// The submit_sm_resp id of counter value `n`.
+    pub fn text(self, n: u64) -> String {
+        match self {
+            IdStyle::Clock | IdStyle::Hex => format!("{n:x}"),
+            IdStyle::Decimal => n.to_string(),
+            IdStyle::Padded => format!("{n:010}"),
+            IdStyle::Uuid => {
+                // A fixed mix of the counter's bits, so ids look random but never repeat.
+                let a = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let b = (a ^ (a >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                format!(
+                    "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                    a >> 32,
+                    (a >> 16) & 0xffff,
+                    a & 0xfff,
+                    (b >> 52) & 0xfff,
+                    n & 0xffff_ffff_ffff
+                )
+            }
+        }
+    }
+
+    /// The receipt's id for counter value `n` and submit_sm_resp id `text`, per `format`. A
+    /// UUID has no number to rewrite: it keeps its text (upper-cased for `upperhex`).
+    pub fn receipt_text(self, n: u64, text: &str, format: IdFormat) -> String {
+        match (self, format) {
+            (_, IdFormat::Same) => text.to_owned(),
+            (IdStyle::Uuid, IdFormat::UpperHex) => text.to_ascii_uppercase(),
+            (IdStyle::Uuid, _) => text.to_owned(),
+            (_, IdFormat::Decimal) => n.to_string(),
+            (_, IdFormat::Hex) => format!("{n:x}"),
+            (_, IdFormat::UpperHex) => format!("{n:020X}"),
+        }
+    }
 }
 
 /// A weighted outcome mix, parsed from `DELIVRD=90,UNDELIV=5,EXPIRED=3,REJECTD=2`.
