@@ -150,3 +150,75 @@ pub fn dlr_parse(data: &[u8]) {
     let _ = dlr::normalize_message_id(data);
     let _ = Bytes::copy_from_slice(data);
 }
+
+/// Receipt-id matching ([`dlr::id`]). The first bytes pick a number and how each side writes
+/// it; the rest is a raw id. Properties:
+/// - a number written by the response side in one format and by the receipt side in another is
+///   found by the receipt's probes when both formats are known (one probe, certain), and when
+///   neither is (some probe reads the same value in the response's base);
+/// - two different numbers never match with both formats known;
+/// - any bytes give readings, probes and learning without panicking, a known format gives one
+///   reading, and a certain reading set never holds two different values.
+pub fn receipt_ids(data: &[u8]) {
+    use dlr::id::{probes, readings, FormatLearner, IdFormat};
+    let Some((head, raw)) = data.split_first_chunk::<18>() else {
+        return;
+    };
+    let n = u128::from(u64::from_le_bytes(head[..8].try_into().unwrap()));
+    let m = u128::from(u64::from_le_bytes(head[8..16].try_into().unwrap()));
+    let format = |b: u8| match b % 3 {
+        0 => IdFormat::Decimal,
+        1 => IdFormat::Hex,
+        _ => IdFormat::Text,
+    };
+    let (fs, fr) = (format(head[16]), format(head[17]));
+    let write = |v: u128, f: IdFormat, style: u8| match (f, style % 4) {
+        (IdFormat::Decimal, 0) => v.to_string(),
+        (IdFormat::Decimal, _) => format!("{v:012}"),
+        (IdFormat::Hex, 0) => format!("{v:x}"),
+        (IdFormat::Hex, 1) => format!("{v:X}"),
+        (IdFormat::Hex, 2) => format!("0x{v:x}"),
+        (IdFormat::Hex, _) => format!("{v:020X}"),
+        (_, _) => format!("id-{v:x}"),
+    };
+    if fs != IdFormat::Text && fr != IdFormat::Text {
+        let resp = write(n, fs, head[16] / 3);
+        let receipt = write(n, fr, head[17] / 3);
+        let stored = readings(resp.as_bytes(), Some(fs)).primary;
+        let p = probes(receipt.as_bytes(), Some(fr), Some(fs));
+        assert_eq!(p.len(), 1, "{receipt:?} with both formats known");
+        assert!(p[0].receipt_certain);
+        assert_eq!(
+            p[0].key, stored,
+            "{resp:?} ({fs:?}) vs {receipt:?} ({fr:?})"
+        );
+        let unknown = readings(resp.as_bytes(), None);
+        assert!(
+            probes(receipt.as_bytes(), None, None)
+                .iter()
+                .any(|p| unknown.keys().any(|k| *k == p.key)),
+            "{resp:?} vs {receipt:?} with unknown formats"
+        );
+        if m != n {
+            let other = write(m, fr, head[17] / 3);
+            let p = probes(other.as_bytes(), Some(fr), Some(fs));
+            assert!(
+                p.iter().all(|p| p.key != stored),
+                "{resp:?} matched {other:?}"
+            );
+        }
+    }
+    let all = readings(raw, None);
+    if all.is_certain() {
+        assert!(all.keys().all(|k| k.same_value(&all.primary)));
+    }
+    for f in [IdFormat::Decimal, IdFormat::Hex, IdFormat::Text] {
+        assert!(readings(raw, Some(f)).alternate.is_none());
+        let _ = probes(raw, Some(f), None);
+        let _ = probes(raw, None, Some(f));
+    }
+    let mut learner = FormatLearner::default();
+    for chunk in raw.split(|b| *b == b',') {
+        learner.observe(chunk);
+    }
+}

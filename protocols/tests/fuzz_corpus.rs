@@ -26,6 +26,7 @@ const TARGETS: &[(&str, Check)] = &[
     ("smpp_differential", invariants::smpp_differential),
     ("text_roundtrip", invariants::text_roundtrip),
     ("dlr_parse", invariants::dlr_parse),
+    ("receipt_ids", invariants::receipt_ids),
     ("sip_parse", sip_invariants::sip_parse),
     ("sip_transaction", sip_invariants::sip_transaction),
 ];
