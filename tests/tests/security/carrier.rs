@@ -1,7 +1,7 @@
 //! Receipt ids as real SMSCs write them. For each id style of `smsc-sim` (sequential decimal
 //! from 1, sequential hex, decimal responses with hex receipts and the reverse, UUIDs, leading
-//! zeros), 20,000 messages, some of two segments, go through a carrier with two binds (so
-//! receipts overtake each other and their own responses), with receipts of mixed outcomes. Every
+//! zeros), 20,000 messages, some of two segments, go through a carrier with two binds, with
+//! receipts of mixed outcomes that overtake their own submit_sm_resp. Every
 //! segment must end in the state the simulator reported for the id it gave that segment: a
 //! receipt applied to the wrong message shows as a mismatch, and none may be left `sent`.
 
@@ -39,9 +39,13 @@ fn expected(outcome: &str) -> &'static str {
 fn every_receipt_lands_on_its_own_segment(style: &str, sim_args: &[&str]) {
     let _serial = serial();
     let dir = TempDir::new(&format!("ids-{style}")).unwrap();
+    // Receipts leave 5 ms after the submit, responses 20 ms: every receipt overtakes its own
+    // submit_sm_resp, as on carriers whose receipts come over a faster receiver bind.
     let mut args = vec![
         "--dlr-delay-ms",
         "5",
+        "--response-delay-ms",
+        "20",
         "--dlr-mix",
         "DELIVRD=60,UNDELIV=25,EXPIRED=15",
     ];
@@ -84,11 +88,11 @@ fn every_receipt_lands_on_its_own_segment(style: &str, sim_args: &[&str]) {
         batches.push(v["id"].as_str().unwrap().to_owned());
     }
 
-    // Every message reaches a final state.
+    // Every message reaches a final state (bounded: what is left `sent` is reported below).
     for batch in &batches {
-        wait_for(
+        let _ = wait_for(
             "every message of the batch in a final state",
-            Duration::from_secs(300),
+            Duration::from_secs(120),
             Duration::from_millis(250),
             || {
                 let v = client.get(&format!("/v1/batches/{batch}"))?.json()?;
@@ -99,8 +103,7 @@ fn every_receipt_lands_on_its_own_segment(style: &str, sim_args: &[&str]) {
                     .sum();
                 Ok((unfinished == 0).then_some(()))
             },
-        )
-        .unwrap();
+        );
     }
     let took = started.elapsed();
 
@@ -125,6 +128,7 @@ fn every_receipt_lands_on_its_own_segment(style: &str, sim_args: &[&str]) {
     // Segment by segment: the state is the one reported for that segment's own id.
     let mut checked = 0usize;
     let mut wrong = Vec::new();
+    let mut left_sent = 0usize;
     let mut cursor: Option<String> = None;
     loop {
         let path = match &cursor {
@@ -133,7 +137,9 @@ fn every_receipt_lands_on_its_own_segment(style: &str, sim_args: &[&str]) {
         };
         let page = client.get(&path).unwrap().json().unwrap();
         for m in page["data"].as_array().unwrap() {
-            assert_ne!(m["status"], "sent", "left sent: {m}");
+            if m["status"] == "sent" {
+                left_sent += 1;
+            }
             for s in m["segment_states"].as_array().unwrap() {
                 let id = s["carrier_message_id"].as_str().unwrap();
                 let outcome = outcomes
@@ -154,8 +160,8 @@ fn every_receipt_lands_on_its_own_segment(style: &str, sim_args: &[&str]) {
         }
     }
     assert!(
-        wrong.is_empty(),
-        "{} misapplied receipts, e.g. {:?}",
+        wrong.is_empty() && left_sent == 0,
+        "{} misapplied receipts, {left_sent} messages left sent; e.g. {:?}",
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
