@@ -13,6 +13,7 @@
 //! - [`transport`]: the UDP socket task that drives the [`proxy::Proxy`] with the clock.
 //! - [`proxy`]: the stateful proxy: calls, branches, failover, CANCEL, in-dialog relaying.
 //! - [`access`]: which source address or digest login speaks for which tenant.
+//! - [`budget`]: what requests nobody vouches for may cost (stateless answers, rate-limited).
 //! - [`limits`]: calls per second and concurrent calls per tenant and trunk.
 //! - [`cdr`]: call detail records and the wall clock they are stamped with.
 //! - [`peer`]: addresses with their transport (UDP, TCP, TLS).
@@ -24,6 +25,7 @@
 //! them asks for a restart.
 
 pub mod access;
+pub mod budget;
 pub mod cdr;
 pub mod limits;
 pub mod peer;
