@@ -747,7 +747,7 @@ fn in_dialog_requests_go_only_to_the_dialogs_other_party() {
     );
     let mut info = bye.clone();
     if let StartLine::Request(l) = &mut info.start {
-        l.method = Method::Other(Bytes::from_static(b"INFO"));
+        l.method = Method::Info;
     }
     info.headers.set(HeaderName::CSeq, "2 INFO");
     info.headers.set(
