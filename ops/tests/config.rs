@@ -518,6 +518,110 @@ fn sip_proxy_settings_trunks_and_allow_lists() {
 }
 
 #[test]
+fn sip_allow_entries_pin_transport_and_port_and_logins_may_store_ha1() {
+    use config::{SipAllow, SipSecret, SipTransport};
+    let sha = "ab".repeat(32);
+    let ok = config::parse_str(
+        &format!(
+            "[sip]\nlisten = \"127.0.0.1:5060\"\ndigest_algorithms = [\"SHA-256\"]\n\
+             max_outgoing_connections = 8\nunauthenticated_max_rate = 100\n\
+             unauthenticated_max_rate_per_source = 5\nmax_transactions = 1000\n\n\
+             [[tenants]]\nname = \"a\"\napi_keys = [{:?}]\n\
+             sip_allow = [\"192.0.2.10\", \"udp:192.0.2.11:5060\", \"TCP:192.0.2.12\", \
+             \"tls:[2001:db8::1]:5061\", \"192.0.2.13:5070\"]\n\
+             sip_users = [{{ username = \"pbx\", ha1_sha256 = \"{}\" }}]\n\n\
+             [[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n\n\
+             [carriers.sip]\nhost = \"127.0.0.1\"\n",
+            hash_api_key("k"),
+            sha.to_uppercase()
+        ),
+        "t.toml",
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sip = ok.sip.as_ref().unwrap();
+    assert_eq!(sip.max_outgoing_connections, 8);
+    assert_eq!(sip.unauthenticated_max_rate, 100);
+    assert_eq!(sip.unauthenticated_max_rate_per_source, 5);
+    assert_eq!(sip.max_transactions, 1000);
+    let t = &ok.tenants[0].sip;
+    let ip = |s: &str| s.parse().unwrap();
+    assert_eq!(
+        t.allow,
+        [
+            SipAllow {
+                ip: ip("192.0.2.10"),
+                transport: None,
+                port: None
+            },
+            SipAllow {
+                ip: ip("192.0.2.11"),
+                transport: Some(SipTransport::Udp),
+                port: Some(5060)
+            },
+            SipAllow {
+                ip: ip("192.0.2.12"),
+                transport: Some(SipTransport::Tcp),
+                port: None
+            },
+            SipAllow {
+                ip: ip("2001:db8::1"),
+                transport: Some(SipTransport::Tls),
+                port: Some(5061)
+            },
+            SipAllow {
+                ip: ip("192.0.2.13"),
+                transport: None,
+                port: Some(5070)
+            },
+        ]
+    );
+    assert_eq!(t.allow[1].to_string(), "udp:192.0.2.11:5060");
+    assert_eq!(
+        t.users[0].secret,
+        SipSecret::Ha1 {
+            sha256: Some(sha.clone()),
+            md5: None
+        }
+    );
+    assert!(
+        !format!("{:?}", t.users[0]).contains(&sha),
+        "hashes stay out of logs"
+    );
+
+    let errs = errors(&format!(
+        "[sip]\nlisten = \"127.0.0.1:5060\"\ndigest_algorithms = [\"SHA-256\"]\n\n\
+         [[tenants]]\nname = \"a\"\n\
+         sip_allow = [\"sctp:192.0.2.1\", \"udp:192.0.2.1:0\", \"udp:host\"]\n\
+         sip_users = [\
+         {{ username = \"u0\", password = \"long-enough\", ha1_sha256 = \"{sha}\" }}, \
+         {{ username = \"u1\", ha1_sha256 = \"abc\" }}, \
+         {{ username = \"u3\" }}]\n",
+    ));
+    for path in [
+        "tenants[0].sip_allow[0]",
+        "tenants[0].sip_allow[1]",
+        "tenants[0].sip_allow[2]",
+        "tenants[0].sip_users[0].password",
+        "tenants[0].sip_users[1].ha1_sha256",
+        "tenants[0].sip_users[2].password",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+    // Only an MD5 hash while only SHA-256 is offered: this login could never succeed.
+    let errs = errors(&format!(
+        "[sip]\nlisten = \"127.0.0.1:5060\"\ndigest_algorithms = [\"SHA-256\"]\n\n\
+         [[tenants]]\nname = \"a\"\napi_keys = [{:?}]\n\
+         sip_users = [{{ username = \"u\", ha1_md5 = \"{}\" }}]\n\n\
+         [[carriers]]\nname = \"v\"\nchannels = [\"voice\"]\n\n\
+         [carriers.sip]\nhost = \"127.0.0.1\"\n",
+        hash_api_key("k"),
+        "cd".repeat(16)
+    ));
+    assert!(errs.at("tenants[0].sip_users[0]").is_some(), "{errs}");
+}
+
+#[test]
 fn voice_settings_default_and_are_checked() {
     let d = config::VoiceSettings::default();
     assert_eq!(Config::embedded_default().voice, d);

@@ -122,7 +122,7 @@ fn server_issues_stateless_nonces_and_verifies_both_algorithms() {
     let issuer = NonceIssuer::new(b"cluster-secret", 300);
     let now = 1_800_000_000;
     for alg in [Algorithm::Md5, Algorithm::Sha256] {
-        let challenge = issuer.challenge("switchyard", alg, now, false);
+        let challenge = issuer.challenge("switchyard", alg, now, false, 7);
         // Over the wire and back, as a tenant's PBX would.
         let parsed = Challenge::parse(challenge.to_header_value().as_bytes()).unwrap();
         assert_eq!(parsed, challenge);
@@ -140,6 +140,11 @@ fn server_issues_stateless_nonces_and_verifies_both_algorithms() {
         assert_eq!(
             issuer.verify(&creds, "switchyard", "INVITE", "s3cret", now + 10),
             Ok(())
+        );
+        // Every challenge's nonce is its own (the salt), even within one second.
+        assert_ne!(
+            issuer.challenge("switchyard", alg, now, false, 8).nonce,
+            challenge.nonce
         );
         // Any node with the same key verifies it.
         let other_node = NonceIssuer::new(b"cluster-secret", 300);
@@ -177,22 +182,30 @@ fn forged_or_foreign_nonces_are_rejected() {
     let issuer = NonceIssuer::new(b"k1", 300);
     let foreign = NonceIssuer::new(b"k2", 300);
     let now = 1_800_000_000;
-    let c = foreign.challenge("switchyard", Algorithm::Md5, now, false);
+    let c = foreign.challenge("switchyard", Algorithm::Md5, now, false, 1);
     let creds = answer(&c, "u", "p", "INVITE", "sip:a", "c", 1).unwrap();
     assert_eq!(
         issuer.verify(&creds, "switchyard", "INVITE", "p", now),
         Err(AuthError::BadNonce)
     );
     // A nonce whose timestamp was moved forward keeps its MAC only if forged: rejected.
-    let mut c2 = issuer.challenge("switchyard", Algorithm::Md5, now, false);
+    let mut c2 = issuer.challenge("switchyard", Algorithm::Md5, now, false, 2);
     c2.nonce = format!("{:016x}{}", now + 1000, &c2.nonce[16..]);
     let creds = answer(&c2, "u", "p", "INVITE", "sip:a", "c", 1).unwrap();
     assert_eq!(
         issuer.verify(&creds, "switchyard", "INVITE", "p", now),
         Err(AuthError::BadNonce)
     );
+    // So does one whose salt was changed (to make a used nonce look new).
+    let mut c3 = issuer.challenge("switchyard", Algorithm::Md5, now, false, 5);
+    c3.nonce = format!("{}{:016x}{}", &c3.nonce[..16], 6, &c3.nonce[32..]);
+    let creds = answer(&c3, "u", "p", "INVITE", "sip:a", "c", 1).unwrap();
+    assert_eq!(
+        issuer.verify(&creds, "switchyard", "INVITE", "p", now),
+        Err(AuthError::BadNonce)
+    );
     let mut creds = answer(
-        &issuer.challenge("switchyard", Algorithm::Md5, now, false),
+        &issuer.challenge("switchyard", Algorithm::Md5, now, false, 3),
         "u",
         "p",
         "INVITE",
@@ -211,7 +224,7 @@ fn forged_or_foreign_nonces_are_rejected() {
 #[test]
 fn stale_challenge_round_trip() {
     let issuer = NonceIssuer::new(b"k", 60);
-    let c = issuer.challenge("r", Algorithm::Sha256, 1000, true);
+    let c = issuer.challenge("r", Algorithm::Sha256, 1000, true, 4);
     let text = c.to_header_value();
     assert!(text.contains("stale=true"));
     assert!(text.contains("algorithm=SHA-256"));

@@ -533,6 +533,46 @@ fn matching_uses_branch_sent_by_and_method() {
 }
 
 #[test]
+fn a_response_from_another_address_matches_nothing() {
+    let mut c = Harness::new(TimerConfig::default());
+    let inv = invite();
+    let id = c.send(inv.clone(), false);
+    // Someone who saw the branch answers 486 from elsewhere: stray, the transaction waits on.
+    let forged = inv.response(486, "Busy Here", Some("x"));
+    c.layer.handle_message(forged, "elsewhere", false, c.now);
+    c.drain();
+    assert_eq!(c.event_kinds(), ["stray"]);
+    assert_eq!(
+        c.layer.state(id),
+        Some((Kind::ClientInvite, State::Calling))
+    );
+    assert!(
+        c.send_times(Method::Ack).is_empty(),
+        "no ACK for a forged final"
+    );
+    // The peer's own answer still counts.
+    c.receive(inv.response(200, "OK", Some("t")), false);
+    assert_eq!(c.event_kinds(), ["stray", "response 200"]);
+}
+
+#[test]
+fn server_transaction_finds_retransmissions_before_they_are_handled() {
+    let mut h = Harness::new(TimerConfig::default());
+    let inv = invite();
+    assert_eq!(h.layer.server_transaction(&inv), None);
+    h.receive(inv.clone(), false);
+    let Event::Request { id, .. } = h.events[0].1.clone() else {
+        panic!()
+    };
+    assert_eq!(h.layer.server_transaction(&inv), Some(id));
+    assert_eq!(
+        h.layer
+            .server_transaction(&request(Method::Invite, "z9hG4bKother")),
+        None
+    );
+}
+
+#[test]
 fn rfc2543_requests_without_magic_cookie_match_by_dialog_fields() {
     let mut h = Harness::new(TimerConfig::default());
     let old = request(Method::Invite, "oldbranch");

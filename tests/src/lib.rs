@@ -1,14 +1,15 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`: locating the workspace's binaries,
 //! starting them on ephemeral ports of 127.0.0.1, stopping exactly the processes we started, and
 //! a small blocking ESME ([`esme::TestEsme`]), a keep-alive HTTP client ([`http::Client`]), and
-//! the gateway and simulator harness ([`gateway`]), a webhook receiver ([`sink::Sink`]) and an
-//! event-stream reader ([`sse::collect`]).
+//! the gateway and simulator harness ([`gateway`]), the SIP proxy harness ([`sip`]), a webhook
+//! receiver ([`sink::Sink`]) and an event-stream reader ([`sse::collect`]).
 
 pub mod esme;
 pub mod gateway;
 pub mod http;
 pub mod pki;
 pub mod sink;
+pub mod sip;
 pub mod sipp;
 pub mod sse;
 

@@ -2,141 +2,16 @@
 //! `sip-uas-sim` trunks. Every wait is bounded: socket reads time out after 5 s, SIPp runs are
 //! killed after 60 s, simulator counters are polled for at most 5 s.
 
-use std::fmt::Write as _;
-use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use switchyard_protocols::sip::builder::branch;
 use switchyard_protocols::sip::{HeaderName, Message, Method, RequestBuilder, Uri};
-use switchyard_tests::gateway::{hash_key, TempDir};
+use switchyard_tests::gateway::TempDir;
+use switchyard_tests::sip::{
+    assert_counts, codes, invite, proxy, proxy_full, proxy_with, recv, sim, sim_addr, stats_until,
+    uac, until_invite_final, SipProxy as Proxy, TrunkSpec, CALLEE, WAIT,
+};
 use switchyard_tests::sipp;
-use switchyard_tests::{binary, http_get, Process};
-
-/// How long any single network read or counter poll may take.
-const WAIT: Duration = Duration::from_secs(5);
-
-/// The callee every test dials (matches the `44` voice decks).
-const CALLEE: &str = "447700900123";
-
-fn sim(args: &[&str]) -> Process {
-    let path = binary("switchyard-bench", "sip-uas-sim").unwrap();
-    let mut all = vec!["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    Process::start(&path, &all, 2).unwrap()
-}
-
-fn sim_addr(p: &Process) -> SocketAddr {
-    p.address("listening").unwrap().parse().unwrap()
-}
-
-/// Polls the simulator's `/stats` until `done` holds (at most [`WAIT`]).
-fn stats_until(p: &Process, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s: serde_json::Value =
-            serde_json::from_str(&http_get(&p.address("control").unwrap(), "/stats").unwrap())
-                .unwrap();
-        if done(&s) || Instant::now() > deadline {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A trunk for the config: carrier name, simulator address, per-minute price.
-struct TrunkSpec<'a> {
-    name: &'a str,
-    addr: SocketAddr,
-    price: &'a str,
-}
-
-/// A running gateway with a `[sip]` listener.
-struct Proxy {
-    process: Process,
-    sip: SocketAddr,
-    /// Its HTTP API.
-    api: String,
-    _dir: TempDir,
-}
-
-/// Starts switchyard with one tenant allowed from 127.0.0.1 and `trunks` as voice carriers;
-/// `extra` is appended to the TOML.
-fn proxy(name: &str, trunks: &[TrunkSpec<'_>], extra: &str) -> Proxy {
-    proxy_with(name, trunks, "", "", extra)
-}
-
-/// [`proxy`] with `sip` appended to `[sip]` and `tenant` to the tenant's table.
-fn proxy_with(name: &str, trunks: &[TrunkSpec<'_>], sip: &str, tenant: &str, extra: &str) -> Proxy {
-    proxy_full(name, trunks, sip, tenant, "", extra)
-}
-
-/// [`proxy_with`] with `trunk_sip` appended to every `[carriers.sip]` table.
-fn proxy_full(
-    name: &str,
-    trunks: &[TrunkSpec<'_>],
-    sip: &str,
-    tenant: &str,
-    trunk_sip: &str,
-    extra: &str,
-) -> Proxy {
-    let dir = TempDir::new(name).unwrap();
-    let mut toml = String::new();
-    writeln!(
-        toml,
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
-         [store]\ngroup_commit_linger_ms = 1\n\n\
-         [sip]\nlisten = \"127.0.0.1:0\"\nno_answer_timeout_ms = 2000\n{sip}\n\n\
-         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
-         sip_allow = [\"127.0.0.1\"]\n{tenant}",
-        dir.join("data").display().to_string(),
-        hash_key("acme-key").unwrap()
-    )
-    .unwrap();
-    for t in trunks {
-        let deck = format!("{}.csv", t.name);
-        std::fs::write(
-            dir.join(&deck),
-            format!(
-                "prefix,rate,currency,effective_date,connection_fee,billing,country,description\n\
-                 44,{},EUR,2025-01-01,0.0000,60/60,United Kingdom,All\n",
-                t.price
-            ),
-        )
-        .unwrap();
-        writeln!(
-            toml,
-            "\n[[carriers]]\nname = {:?}\nchannels = [\"voice\"]\n\n[carriers.sip]\n\
-             host = \"127.0.0.1\"\nport = {}\n{trunk_sip}\n\n[[decks]]\ncarrier = {:?}\n\
-             channel = \"voice\"\npath = {deck:?}",
-            t.name,
-            t.addr.port(),
-            t.name
-        )
-        .unwrap();
-    }
-    toml.push('\n');
-    toml.push_str(extra);
-    let config = dir.join("switchyard.toml");
-    std::fs::write(&config, toml).unwrap();
-    let exe = binary("switchyard-gateway", "switchyard").unwrap();
-    let config = config.display().to_string();
-    let process = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
-    let sip = process.address("SIP proxy").unwrap().parse().unwrap();
-    let api = process.address("listening").unwrap();
-    Proxy {
-        process,
-        sip,
-        api,
-        _dir: dir,
-    }
-}
-
-fn assert_counts(s: &serde_json::Value, want: &[(&str, u64)]) {
-    for (k, v) in want {
-        assert_eq!(s[*k].as_u64(), Some(*v), "{k} in {s}");
-    }
-}
 
 #[test]
 fn sipp_calls_complete_through_the_proxy() {
@@ -246,36 +121,6 @@ fn retry_after_skips_the_trunk_for_its_period() {
     assert_counts(&sa, &[("invites", 1), ("rejected", 1)]);
 }
 
-/// A UDP socket on `ip` that sends one request to the proxy and reads the answers.
-fn uac(ip: &str) -> UdpSocket {
-    let sock = UdpSocket::bind(format!("{ip}:0")).unwrap();
-    sock.set_read_timeout(Some(WAIT)).unwrap();
-    sock
-}
-
-fn invite(sock: &UdpSocket, to: SocketAddr, call_id: &str) -> Message {
-    let local = sock.local_addr().unwrap().to_string();
-    RequestBuilder::new(
-        Method::Invite,
-        Uri::from_str_copy(&format!("sip:{CALLEE}@{to}")).unwrap(),
-    )
-    .via("UDP", &local, &branch(7))
-    .header(HeaderName::From, "<sip:pbx@127.0.0.2>;tag=pbx1")
-    .header(HeaderName::To, format!("<sip:{CALLEE}@{to}>"))
-    .header(HeaderName::CallId, call_id.to_owned())
-    .header(HeaderName::CSeq, "1 INVITE")
-    .header(HeaderName::Contact, format!("<sip:pbx@{local}>"))
-    .header(HeaderName::MaxForwards, "70")
-    .build()
-    .unwrap()
-}
-
-fn recv(sock: &UdpSocket) -> Message {
-    let mut buf = vec![0u8; 65_535];
-    let (n, _) = sock.recv_from(&mut buf).expect("no SIP answer within 5 s");
-    Message::parse_datagram(Bytes::copy_from_slice(&buf[..n])).unwrap()
-}
-
 #[test]
 fn unknown_sources_get_403_and_garbage_gets_400() {
     let trunk = sim(&[]);
@@ -326,24 +171,6 @@ fn unknown_sources_get_403_and_garbage_gets_400() {
     assert_eq!(codes.last(), Some(&200), "{codes:?}");
     let s = stats_until(&trunk, |s| s["invites"] == 1);
     assert_counts(&s, &[("invites", 1)]);
-}
-
-/// Messages received until the final response to the INVITE (CSeq method INVITE, ≥ 200).
-fn until_invite_final(sock: &UdpSocket) -> Vec<Message> {
-    let mut out = Vec::new();
-    loop {
-        let m = recv(sock);
-        let done = m.status().is_some_and(|c| c >= 200)
-            && m.cseq().is_ok_and(|c| c.method == Method::Invite);
-        out.push(m);
-        if done {
-            return out;
-        }
-    }
-}
-
-fn codes(msgs: &[Message]) -> Vec<u16> {
-    msgs.iter().filter_map(Message::status).collect()
 }
 
 #[test]
@@ -460,11 +287,21 @@ fn digest_challenged_pbx_calls_reinvites_and_hangs_up_with_records() {
         "",
     );
     let dir = TempDir::new("sipp-digest").unwrap();
+    // SIPp puts `sip:host:port` into the digest uri unless told the Request-URI; the proxy
+    // takes only the Request-URI itself.
+    let auth_uri = format!("{CALLEE}@{}", p.sip);
     // 127.0.0.2 is not in sip_allow: every call is challenged and must log in.
     let (code, out) = sipp::run_scenario(
         "uac_digest_reinvite.xml",
         "127.0.0.2",
-        &["-au", "pbx-7", "-ap", "correct horse"],
+        &[
+            "-au",
+            "pbx-7",
+            "-ap",
+            "correct horse",
+            "-auth_uri",
+            &auth_uri,
+        ],
         &p.sip.to_string(),
         Some(CALLEE),
         5,
@@ -504,7 +341,7 @@ fn digest_challenged_pbx_calls_reinvites_and_hangs_up_with_records() {
     let (code, out) = sipp::run_scenario(
         "uac_digest_reinvite.xml",
         "127.0.0.2",
-        &["-au", "pbx-7", "-ap", "wrong horse"],
+        &["-au", "pbx-7", "-ap", "wrong horse", "-auth_uri", &auth_uri],
         &p.sip.to_string(),
         Some(CALLEE),
         1,
@@ -821,7 +658,7 @@ fn sighup_moves_a_trunk_and_keeps_the_listeners() {
     assert_eq!(code, 0, "{out}");
     stats_until(&old, |s| s["byes_received"] == 3);
     // The carrier's trunk moves to the other simulator; SIGHUP applies it live.
-    let config = p._dir.join("switchyard.toml");
+    let config = p.dir.join("switchyard.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let moved = text.replace(
         &format!("port = {}\n", sim_addr(&old).port()),

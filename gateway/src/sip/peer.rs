@@ -68,6 +68,17 @@ impl Transport {
     }
 }
 
+impl From<switchyard_ops::config::SipTransport> for Transport {
+    fn from(t: switchyard_ops::config::SipTransport) -> Transport {
+        use switchyard_ops::config::SipTransport;
+        match t {
+            SipTransport::Udp => Transport::Udp,
+            SipTransport::Tcp => Transport::Tcp,
+            SipTransport::Tls => Transport::Tls,
+        }
+    }
+}
+
 /// An address and the transport that reaches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Peer {

@@ -15,17 +15,31 @@
 //! # Dialogs
 //! A 2xx creates a dialog entry (Call-ID → caller and trunk addresses, both remote targets).
 //! In-dialog requests (BYE, re-INVITE, …) are relayed statefully, ACKs for 2xx statelessly,
-//! with our Route entry popped (loose routing, RFC 3261 §16.4, §16.12). Callers that do not
-//! route by Record-Route and send straight to us (SIPp's built-in UAC does) are matched by
-//! Call-ID and sent to the other side's Contact. A request whose top Route names us but that
-//! matches no dialog we know (e.g. after a restart) is still relayed to its next hop.
+//! with our Route entry popped (loose routing, RFC 3261 §16.4, §16.12), and only ever to the
+//! dialog's other party at the address we learnt when it was set up: Route entries the sender
+//! put after ours are left for that party, never followed (they would let a caller send any
+//! method to any address through us). A request for a known dialog from anyone but its two
+//! parties gets 403. Callers that do not route by Record-Route and send straight to us
+//! (SIPp's built-in UAC does) are matched by Call-ID and sent to the other side's Contact. A
+//! request whose top Route names us but that matches no dialog we know (e.g. after a restart)
+//! is authenticated like an INVITE and relayed only from a trunk to a tenant's allowed
+//! address or from an authenticated tenant to a trunk.
+//!
+//! Responses go back only through the transaction that sent the request, and only when they
+//! come from where the request went; any other response is dropped (RFC 6026 has proxies
+//! drop responses that match no transaction), never forwarded by its Via.
 //!
 //! A 2xx that arrives on a branch already given up (CANCELled, or no answer in time) is
 //! ACKed and hung up with a BYE at once, so the trunk does not bill a call nobody hears.
 //!
 //! # Authentication and limits
 //! A tenant's PBX is known by its source address or by digest (407 challenge, see
-//! [`super::access`]). Calls per second and concurrent calls are limited per tenant (503 with
+//! [`super::access`]). That is decided before a transaction exists: a request nobody vouches
+//! for (no allowed source, trunk, dialog party or valid digest answer) is answered
+//! statelessly (407, 403, 405, 481, OPTIONS 200: sent once, never retransmitted) out of a
+//! small budget per source and in all ([`super::budget`]), or dropped when that is spent, so
+//! a flood of INVITEs from anywhere fills no transaction table and amplifies nothing.
+//! Calls per second and concurrent calls are limited per tenant (503 with
 //! Retry-After) and per trunk (the trunk is skipped; 503 when every trunk is at its limit),
 //! see [`super::limits`]. A trunk's own 401/407 is answered once per branch with its
 //! configured credentials: the INVITE is re-sent with CSeq + 1, so the caller's CSeq numbers
@@ -45,8 +59,9 @@
 //! dialog is forgotten and its limit slots freed).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +69,7 @@ use bytes::Bytes;
 use switchyard_protocols::sip::builder::{branch, RequestBuilder};
 use switchyard_protocols::sip::digest::{self, Algorithm, Challenge};
 use switchyard_protocols::sip::transaction::{Event, TimerConfig, TransactionId, TransactionLayer};
+use switchyard_protocols::sip::typed::MAGIC_COOKIE;
 use switchyard_protocols::sip::{HeaderName, Message, Method, StartLine, Uri};
 use switchyard_routing::{
     Admission, Channel, FailureClass, Outcome, Priority, RouteBuf, RouteError, RouteRequest,
@@ -61,12 +77,17 @@ use switchyard_routing::{
 };
 
 use super::access::{AllowList, Verdict};
+use super::budget::Budget;
 use super::cdr::{disposition, CallLog, WallClock};
 use super::limits::{Limits, Refused};
 use super::peer::Peer;
 use super::relay::{self, RelayError};
 use super::trunks::{Trunk, Trunks};
 use crate::model::CallRecord;
+
+/// The longest a trunk's 503 Retry-After keeps it skipped (a forged or careless
+/// `Retry-After: 4294967295` must not take a carrier out until restart).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What the proxy needs to know, fixed at start.
 #[derive(Debug)]
@@ -87,6 +108,12 @@ pub struct ProxySettings {
     pub max_call_duration: Duration,
     /// Wall-clock time for CDRs and digest nonces.
     pub clock: WallClock,
+    /// Transactions kept at once (new calls beyond it get 503).
+    pub max_transactions: usize,
+    /// Stateless answers per second to unauthenticated requests, in all.
+    pub unauthenticated_max_rate: NonZeroU32,
+    /// The same per source address.
+    pub unauthenticated_max_rate_per_source: NonZeroU32,
 }
 
 /// What a reload (SIGHUP) changes in a running proxy: everything but the listeners. Calls in
@@ -105,6 +132,12 @@ pub struct Reconfigure {
     pub options_interval: Option<Duration>,
     /// A dialog without BYE is forgotten after this long (new dialogs).
     pub max_call_duration: Duration,
+    /// Stateless answers per second to unauthenticated requests, in all.
+    pub unauthenticated_max_rate: NonZeroU32,
+    /// The same per source address.
+    pub unauthenticated_max_rate_per_source: NonZeroU32,
+    /// Outgoing TCP/TLS connections at once (read by the transport task).
+    pub max_outgoing_connections: usize,
 }
 
 /// One trunk attempt of a call.
@@ -236,8 +269,14 @@ pub struct Proxy {
     abandoned: HashMap<TransactionId, (Message, Peer)>,
     /// Carriers skipped until the given time (a 503 with Retry-After).
     blacklist: HashMap<String, Instant>,
-    /// Branch entropy.
-    next_branch: u64,
+    /// Key of the branches of relayed ACKs (derived from the caller's branch, so a
+    /// retransmitted ACK gets the same one, and unpredictable without the key).
+    ack_key: RandomState,
+    /// What unauthenticated requests may cost (stateless answers).
+    budget: Budget,
+    /// The tenant the front door authenticated the request just handed to the transaction
+    /// layer as (taken when its event is handled in the same call).
+    admitted: Option<Arc<str>>,
     /// Calls per second and concurrent calls.
     limits: Limits,
     /// OPTIONS probes in flight: client transaction → (carrier name, sent at).
@@ -261,12 +300,14 @@ impl Proxy {
         let timers = TimerConfig {
             // We send 100 Trying ourselves, at once, after the source check.
             trying_after: None,
-            // Each call keeps about four transactions for up to 32 s after it is set up
-            // (RFC 3261/6026 wait states, reduced to their keys and last bytes): 300,000
-            // holds about 2,000 calls per second, steady.
-            max_transactions: 300_000,
+            max_transactions: settings.max_transactions,
             ..TimerConfig::default()
         };
+        let budget = Budget::new(
+            settings.unauthenticated_max_rate,
+            settings.unauthenticated_max_rate_per_source,
+            now,
+        );
         Proxy {
             settings,
             router,
@@ -278,7 +319,9 @@ impl Proxy {
             deadlines: BTreeSet::new(),
             abandoned: HashMap::new(),
             blacklist: HashMap::new(),
-            next_branch: rand::random::<u64>() >> 16,
+            ack_key: RandomState::new(),
+            budget,
+            admitted: None,
             limits,
             probes: HashMap::new(),
             next_probe,
@@ -297,6 +340,11 @@ impl Proxy {
         self.settings.trunks = r.trunks;
         self.settings.no_answer_timeout = r.no_answer_timeout;
         self.settings.max_call_duration = r.max_call_duration;
+        self.budget.set_rates(
+            r.unauthenticated_max_rate,
+            r.unauthenticated_max_rate_per_source,
+            now,
+        );
         if self.settings.options_interval != r.options_interval {
             self.settings.options_interval = r.options_interval;
             self.next_probe = r.options_interval.map(|_| now);
@@ -332,6 +380,11 @@ impl Proxy {
         self.calls.len()
     }
 
+    /// Live transactions (for tests and metrics).
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
     /// A received datagram. Garbage never affects other calls: a request that does not
     /// parse gets a 400 when one can be addressed, anything else is dropped.
     pub fn handle_datagram(&mut self, datagram: Bytes, source: SocketAddr, now: Instant) {
@@ -346,18 +399,22 @@ impl Proxy {
             Message::parse_datagram(datagram.clone())
         };
         match parsed {
-            Ok(msg) => self
-                .layer
-                .handle_message(msg, source, source.transport.reliable(), now),
+            Ok(msg) => {
+                if !msg.is_request() || self.front_door(&msg, source, now) {
+                    self.layer
+                        .handle_message(msg, source, source.transport.reliable(), now);
+                }
+            }
             Err(e) => {
                 tracing::debug!(%source, error = %e, "malformed SIP datagram");
                 if let Some(resp) = switchyard_protocols::sip::malformed::bad_request(&datagram, &e)
                 {
-                    self.layer.send_stateless(&resp, source);
+                    self.answer_stateless(&resp, source, now);
                 }
             }
         }
         self.drain(now);
+        self.admitted = None;
     }
 
     /// Fires the transaction timers and no-answer deadlines due at `now`.
@@ -435,9 +492,10 @@ impl Proxy {
         }
     }
 
+    /// A branch for a request we send: 128 random bits after the magic cookie, so that no
+    /// one can guess the branches of other calls from one they saw.
     fn new_branch(&mut self) -> String {
-        self.next_branch = self.next_branch.wrapping_add(1);
-        branch(self.next_branch)
+        format!("{MAGIC_COOKIE}{:032x}", rand::random::<u128>())
     }
 
     fn respond(&mut self, server: TransactionId, response: Message, now: Instant) {
@@ -446,53 +504,134 @@ impl Proxy {
         }
     }
 
+    // ---- the front door -----------------------------------------------------------------
+
+    /// Decides a received request before any transaction exists for it: true hands it to the
+    /// transaction layer (a retransmission, an ACK, a CANCEL of a live INVITE, a request of a
+    /// dialog party or a trunk, or one an allowed source or digest login speaks for, whose
+    /// tenant is left in `admitted`); false means it was answered statelessly here, or
+    /// dropped because the unauthenticated budget is spent.
+    fn front_door(&mut self, req: &Message, source: Peer, now: Instant) -> bool {
+        let Some(method) = req.method() else {
+            return true;
+        };
+        // Retransmissions and ACKs for our non-2xx belong to their transaction; other ACKs
+        // are relayed statelessly (`on_stray`) or dropped, never answered.
+        if method == Method::Ack || self.layer.server_transaction(req).is_some() {
+            return true;
+        }
+        let in_dialog = req.to().is_ok_and(|t| t.tag().is_some());
+        match method {
+            Method::Cancel => {
+                if self.layer.invite_for_cancel(req).is_some() {
+                    return true;
+                }
+                let r = relay::local_response(req, 481, "Call/Transaction Does Not Exist");
+                self.answer_stateless(&r, source, now);
+                return false;
+            }
+            _ if in_dialog => {
+                let dialog = req.call_id().is_ok_and(|c| self.dialogs.contains_key(c));
+                if dialog {
+                    if self.dialog_hop(req, source).is_some() {
+                        return true;
+                    }
+                    tracing::debug!(%source, "request for a dialog it is not a party to");
+                    let r =
+                        relay::local_response(req, 403, "Forbidden (not a party to this dialog)");
+                    self.answer_stateless(&r, source, now);
+                    return false;
+                }
+                if self.settings.trunks.is_trunk(source) {
+                    return true;
+                }
+                // No dialog of ours: authenticated like an INVITE, below.
+            }
+            Method::Invite => {}
+            Method::Options => {
+                let r = relay::local_response(req, 200, "OK");
+                self.answer_stateless(&with_allow(r), source, now);
+                return false;
+            }
+            _ => {
+                let r = relay::local_response(req, 405, "Method Not Allowed");
+                self.answer_stateless(&with_allow(r), source, now);
+                return false;
+            }
+        }
+        if let Some(t) = self.settings.allow.tenant(source) {
+            self.admitted = Some(t.clone());
+            return true;
+        }
+        // Looking at credentials costs hashing: only within the budget.
+        if !self.budget.allows(source.addr.ip(), now) {
+            tracing::trace!(%source, "unauthenticated request over the budget: dropped");
+            return false;
+        }
+        let unix = self.settings.clock.secs(now);
+        let r = match self.settings.allow.authenticate(req, source, unix) {
+            Verdict::Tenant(t) => {
+                self.admitted = Some(t);
+                return true;
+            }
+            Verdict::Challenge(challenges) => {
+                let mut r = relay::local_response(req, 407, "Proxy Authentication Required");
+                for c in challenges {
+                    r.headers.push(HeaderName::ProxyAuthenticate, c);
+                }
+                r
+            }
+            Verdict::Forbidden(reason) => {
+                tracing::debug!(%source, %method, "SIP request refused: {reason}");
+                relay::local_response(req, 403, reason)
+            }
+            Verdict::BadRequest(reason) => relay::local_response(req, 400, &reason),
+        };
+        self.answer_stateless(&r, source, now);
+        false
+    }
+
+    /// Sends a response outside any transaction (once: a retransmitted request gets another
+    /// one), out of the unauthenticated budget unless the source is a tenant's allowed
+    /// address or a trunk. Over the budget nothing is sent.
+    fn answer_stateless(&mut self, response: &Message, source: Peer, now: Instant) {
+        if self.known_peer(source) || self.budget.charge(source.addr.ip(), now) {
+            self.layer.send_stateless(response, source);
+        } else {
+            tracing::trace!(%source, "unauthenticated request over the budget: dropped");
+        }
+    }
+
     // ---- requests -----------------------------------------------------------------------
 
     fn on_request(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
         let Some(method) = req.method() else { return };
+        let tenant = self.admitted.take();
         let in_dialog = req.to().is_ok_and(|t| t.tag().is_some());
         match method {
-            Method::Cancel => self.on_cancel(id, &req, now),
-            _ if in_dialog => self.relay_in_dialog(id, req, source, now),
-            Method::Invite => self.on_invite(id, req, source, now),
+            Method::Cancel => self.on_cancel(id, &req, source, now),
+            _ if in_dialog => self.relay_in_dialog(id, req, source, tenant, now),
+            Method::Invite => match tenant {
+                Some(t) => self.on_invite(id, req, source, t, now),
+                // The front door lets no INVITE through without a tenant.
+                None => self.respond(id, relay::local_response(&req, 403, "Forbidden"), now),
+            },
             Method::Options => self.respond(id, relay::local_response(&req, 200, "OK"), now),
             _ => {
-                let mut r = relay::local_response(&req, 405, "Method Not Allowed");
-                r.headers.set(
-                    HeaderName::Other(Bytes::from_static(b"Allow")),
-                    "INVITE, ACK, CANCEL, BYE, OPTIONS",
-                );
-                self.respond(id, r, now);
+                let r = relay::local_response(&req, 405, "Method Not Allowed");
+                self.respond(id, with_allow(r), now);
             }
         }
     }
 
-    fn on_invite(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
-        let unix = self.settings.clock.secs(now);
-        let tenant = match self
-            .settings
-            .allow
-            .authenticate(&req, source.addr.ip(), unix)
-        {
-            Verdict::Tenant(t) => t,
-            Verdict::Challenge(challenges) => {
-                let mut r = relay::local_response(&req, 407, "Proxy Authentication Required");
-                for c in challenges {
-                    r.headers.push(HeaderName::ProxyAuthenticate, c);
-                }
-                self.respond(id, r, now);
-                return;
-            }
-            Verdict::Forbidden(reason) => {
-                tracing::info!(%source, "SIP INVITE refused: {reason}");
-                self.respond(id, relay::local_response(&req, 403, reason), now);
-                return;
-            }
-            Verdict::BadRequest(reason) => {
-                self.respond(id, relay::local_response(&req, 400, &reason), now);
-                return;
-            }
-        };
+    fn on_invite(
+        &mut self,
+        id: TransactionId,
+        req: Message,
+        source: Peer,
+        tenant: Arc<str>,
+        now: Instant,
+    ) {
         self.respond(id, req.response(100, "Trying", None), now);
         let number = req
             .request_uri()
@@ -761,12 +900,22 @@ impl Proxy {
         self.send_branch(server, name, &trunk, fwd, 1, now)
     }
 
-    fn on_cancel(&mut self, id: TransactionId, cancel: &Message, now: Instant) {
+    fn on_cancel(&mut self, id: TransactionId, cancel: &Message, source: Peer, now: Instant) {
         let Some(server) = self.layer.invite_for_cancel(cancel) else {
             let r = relay::local_response(cancel, 481, "Call/Transaction Does Not Exist");
             self.respond(id, r, now);
             return;
         };
+        // Only the caller cancels its call (the INVITE's branch and sent-by are no secret).
+        if self
+            .calls
+            .get(&server)
+            .is_some_and(|c| !c.source.same_party(&source))
+        {
+            let r = relay::local_response(cancel, 403, "Forbidden (not the caller)");
+            self.respond(id, r, now);
+            return;
+        }
         self.respond(id, relay::local_response(cancel, 200, "OK"), now);
         let Some(mut call) = self.calls.remove(&server) else {
             return; // already answered: the 2xx wins (RFC 3261 §9.2)
@@ -1005,7 +1154,8 @@ impl Proxy {
         let failover = code == 408 || code == 401 || code == 407 || (500..600).contains(&code);
         if code == 503 {
             if let Some(Ok(ra)) = resp.retry_after() {
-                let until = now + Duration::from_secs(u64::from(ra.seconds));
+                let wait = Duration::from_secs(u64::from(ra.seconds)).min(MAX_RETRY_AFTER);
+                let until = now + wait;
                 self.blacklist.insert(b.name.clone(), until);
                 record(
                     &self.router,
@@ -1255,16 +1405,18 @@ impl Proxy {
 
     /// A tenant's allowed source or a trunk.
     fn known_peer(&self, addr: Peer) -> bool {
-        self.settings.allow.tenant(addr.addr.ip()).is_some() || self.settings.trunks.is_trunk(addr)
+        self.settings.allow.tenant(addr).is_some() || self.settings.trunks.is_trunk(addr)
     }
 
     /// The request as forwarded in a dialog and where to: our Route popped, the Request-URI
     /// replaced by the remote target when the sender addressed us directly, the CSeq shifted
-    /// when the trunk saw an extra INVITE.
+    /// when the trunk saw an extra INVITE. `tenant`: whom the sender was authenticated as
+    /// (for a request matching no dialog of ours).
     fn in_dialog_forward(
         &mut self,
         mut req: Message,
         source: Peer,
+        tenant: Option<&Arc<str>>,
     ) -> Result<Forward, (u16, &'static str)> {
         let me = self.settings.me;
         let routed = req
@@ -1273,48 +1425,53 @@ impl Proxy {
             .and_then(Result::ok)
             .is_some_and(|r| relay::is_own(&r.uri, me));
         relay::pop_own_route(&mut req, me);
-        let hop = self.dialog_hop(&req, source);
+        let known = req.call_id().is_ok_and(|c| self.dialogs.contains_key(c));
         let to_us = req.request_uri().is_some_and(|u| relay::is_own(u, me));
-        // Loose routing: a Route left after ours names the next hop. Otherwise the dialog's
-        // other side (its address as we learnt it: trunks' Contacts are often private
-        // addresses behind their SBC), else the Request-URI.
-        let route_addr = req
-            .routes()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|r| relay::uri_addr(&r.uri));
         let mut from_caller = false;
         let mut original_cseq = None;
-        let dest = match (route_addr, hop) {
-            (route, Some(hop)) => {
-                if to_us {
-                    if let Some(t) = hop.target {
-                        relay::set_request_uri(&mut req, t);
-                    }
+        let dest = if known {
+            // The dialog's other side, at its address as we learnt it (trunks' Contacts are
+            // often private addresses behind their SBC). A Route left after ours is that
+            // side's to read, never where we send: it would let a caller reach any address.
+            let hop = self
+                .dialog_hop(&req, source)
+                .ok_or((403, "Forbidden (not a party to this dialog)"))?;
+            if to_us {
+                if let Some(t) = hop.target {
+                    relay::set_request_uri(&mut req, t);
                 }
-                from_caller = hop.from_caller;
-                if hop.cseq_offset > 0 {
-                    if let Ok(c) = req.cseq() {
-                        original_cseq = req.headers.get(&HeaderName::CSeq).cloned();
-                        let shifted =
-                            format!("{} {}", c.seq.saturating_add(hop.cseq_offset), c.method);
-                        req.headers.set(HeaderName::CSeq, shifted);
-                    }
-                }
-                route.unwrap_or(hop.addr)
             }
-            (route, None) if routed => {
-                let addr = route
-                    .or_else(|| relay::next_hop(&req).as_ref().and_then(relay::uri_addr))
-                    .ok_or((404, "Not Found"))?;
-                // Without a dialog of ours to vouch for it, relay only between known peers
-                // (tenants' PBXs and trunks): we are not an open relay.
-                if !(self.known_peer(source) && self.known_peer(addr)) {
-                    return Err((403, "Forbidden"));
+            from_caller = hop.from_caller;
+            if hop.cseq_offset > 0 {
+                if let Ok(c) = req.cseq() {
+                    original_cseq = req.headers.get(&HeaderName::CSeq).cloned();
+                    let shifted = format!("{} {}", c.seq.saturating_add(hop.cseq_offset), c.method);
+                    req.headers.set(HeaderName::CSeq, shifted);
                 }
-                addr
             }
-            _ => return Err((481, "Call/Transaction Does Not Exist")),
+            hop.addr
+        } else if routed {
+            let addr = req
+                .routes()
+                .next()
+                .and_then(Result::ok)
+                .and_then(|r| relay::uri_addr(&r.uri))
+                .or_else(|| relay::next_hop(&req).as_ref().and_then(relay::uri_addr))
+                .ok_or((404, "Not Found"))?;
+            // Without a dialog of ours to vouch for it (one set up before a restart, say): a
+            // trunk may reach a tenant's allowed address, an authenticated tenant a trunk.
+            // Nothing else: we are not an open relay.
+            let permitted = if self.settings.trunks.is_trunk(source) {
+                self.settings.allow.tenant(addr).is_some()
+            } else {
+                tenant.is_some() && self.settings.trunks.is_trunk(addr)
+            };
+            if !permitted {
+                return Err((403, "Forbidden"));
+            }
+            addr
+        } else {
+            return Err((481, "Call/Transaction Does Not Exist"));
         };
         relay::decrement_max_forwards(&mut req).map_err(|_| (483, "Too Many Hops"))?;
         Ok(Forward {
@@ -1325,13 +1482,24 @@ impl Proxy {
         })
     }
 
-    fn relay_in_dialog(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
+    fn relay_in_dialog(
+        &mut self,
+        id: TransactionId,
+        req: Message,
+        source: Peer,
+        tenant: Option<Arc<str>>,
+        now: Instant,
+    ) {
         let original = req.clone();
         let call_id = req.call_id().cloned().unwrap_or_default();
         let bye = req.method() == Some(Method::Bye);
-        match self.in_dialog_forward(req, source) {
+        match self.in_dialog_forward(req, source, tenant.as_ref()) {
             Ok(f) => {
                 let mut fwd = f.request;
+                if tenant.is_some() {
+                    // Digest credentials for us are not the next hop's business.
+                    self.settings.allow.strip_own_credentials(&mut fwd);
+                }
                 let b = self.new_branch();
                 relay::push_via(&mut fwd, self.settings.me, &b, f.dest.transport);
                 let reliable = f.dest.transport.reliable();
@@ -1361,39 +1529,43 @@ impl Proxy {
         }
     }
 
-    /// ACKs for 2xx and 2xx retransmissions after their transaction ended: relayed
-    /// statelessly.
-    fn on_stray(&mut self, mut msg: Message, source: Peer) {
+    /// What matches no transaction: ACKs for 2xx are relayed statelessly within their
+    /// dialog (or from a trunk or an allowed source, as in [`Self::in_dialog_forward`]);
+    /// everything else is dropped. Responses in particular are never forwarded by their Via:
+    /// one datagram would make us send bytes to (or open a connection to) any address.
+    fn on_stray(&mut self, msg: Message, source: Peer) {
         match &msg.start {
             StartLine::Request(line) if line.method == Method::Ack => {
                 // Our Via branch is derived from theirs, so a retransmitted ACK gets the same.
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                if let Ok(v) = msg.top_via() {
-                    v.branch().map(|b| b.as_ref()).hash(&mut h);
-                }
-                let Ok(f) = self.in_dialog_forward(msg, source) else {
+                let theirs = msg
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.branch().cloned())
+                    .unwrap_or_default();
+                let key = self.ack_key.hash_one(theirs.as_ref());
+                let tenant = self.settings.allow.tenant(source).cloned();
+                let Ok(f) = self.in_dialog_forward(msg, source, tenant.as_ref()) else {
                     return;
                 };
                 let mut fwd = f.request;
-                relay::push_via(
-                    &mut fwd,
-                    self.settings.me,
-                    &branch(h.finish()),
-                    f.dest.transport,
-                );
+                relay::push_via(&mut fwd, self.settings.me, &branch(key), f.dest.transport);
                 self.layer.send_stateless(&fwd, f.dest);
             }
             StartLine::Request(_) => {}
             StartLine::Response(_) => {
-                if !relay::pop_own_via(&mut msg, self.settings.me) {
-                    return;
-                }
-                if let Some(dest) = relay::response_addr(&msg) {
-                    self.layer.send_stateless(&msg, dest);
-                }
+                tracing::debug!(%source, "SIP response matching no transaction of ours: dropped");
             }
         }
     }
+}
+
+/// `Allow` for our 405s and OPTIONS answers.
+fn with_allow(mut r: Message) -> Message {
+    r.headers.set(
+        HeaderName::Other(Bytes::from_static(b"Allow")),
+        "INVITE, ACK, CANCEL, BYE, OPTIONS",
+    );
+    r
 }
 
 /// Feeds a trunk outcome into the carrier's health and breaker, as the SMPP binds do.

@@ -2,6 +2,7 @@
 //! addresses; the test feeds datagrams with a fake `now` and inspects what the proxy queues.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,6 +97,12 @@ fn proxy_with(now: Instant, extra: &Extra) -> Proxy {
         options_interval: sip.options_interval,
         max_call_duration: sip.max_call_duration,
         clock: WallClock::new(now, 1_800_000_000_000),
+        max_transactions: sip.max_transactions,
+        unauthenticated_max_rate: NonZeroU32::new(sip.unauthenticated_max_rate).unwrap(),
+        unauthenticated_max_rate_per_source: NonZeroU32::new(
+            sip.unauthenticated_max_rate_per_source,
+        )
+        .unwrap(),
     };
     Proxy::new(settings, router, now)
 }
@@ -492,7 +499,13 @@ fn trunk_challenge_is_answered_and_cseq_shifted_for_the_dialog() {
     p.handle_datagram(invite("tc"), addr(CALLER), t0);
     let to_a = request_to(&sent(&mut p), A, Method::Invite);
     let issuer = NonceIssuer::new(b"trunk-key", 300);
-    let ch = issuer.challenge("carrier.example", Algorithm::Sha256, 1_800_000_000, false);
+    let ch = issuer.challenge(
+        "carrier.example",
+        Algorithm::Sha256,
+        1_800_000_000,
+        false,
+        1,
+    );
     answer(
         &mut p,
         &to_a,
@@ -683,4 +696,291 @@ fn a_dialog_without_bye_is_forgotten_after_max_call_duration() {
     let r = records(&mut p);
     assert_eq!(r[0].hangup, Some("timeout"));
     assert_eq!(r[0].duration_ms, 60_000);
+}
+
+/// A stranger's INVITE (not in `sip_allow`) with `call_id` and optional credentials.
+fn stranger_invite(call_id: &str, from: &str, auth: Option<&str>) -> Bytes {
+    let mut m = Message::parse_datagram(invite(call_id)).unwrap();
+    m.headers.set(
+        HeaderName::Via,
+        format!("SIP/2.0/UDP {from};branch=z9hG4bK{call_id}"),
+    );
+    if let Some(a) = auth {
+        m.headers
+            .push(HeaderName::ProxyAuthorization, a.to_string());
+    }
+    m.to_bytes()
+}
+
+const DIGEST_USER: &str = "sip_users = [{ username = \"pbx1\", password = \"s3cret-pass\" }]";
+
+#[test]
+fn a_stray_response_is_dropped_not_forwarded_by_its_via() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    // Our Via on top (so it looks like ours), then an address the sender wants reached.
+    for next in ["SIP/2.0/TCP 127.0.0.1:6379", "SIP/2.0/UDP 192.0.2.99:5060"] {
+        let stray = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {ME};branch=z9hG4bKnosuchbranch\r\n\
+             Via: {next};branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\n\
+             Call-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 5\r\n\r\nHELLO"
+        );
+        p.handle_datagram(Bytes::from(stray), addr("10.9.9.9:5060"), t0);
+        assert!(sent(&mut p).is_empty());
+    }
+}
+
+#[test]
+fn in_dialog_requests_go_only_to_the_dialogs_other_party() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    p.handle_datagram(invite("rt"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer_call(&mut p, &to_a, A, t0);
+    sent(&mut p);
+    // The caller names another address after our Route entry: the request still goes to
+    // the trunk of the dialog, and nowhere else.
+    let mut bye = Message::parse_datagram(caller_bye("rt", 2)).unwrap();
+    bye.headers.set(
+        HeaderName::Route,
+        format!("<sip:{ME};lr>, <sip:192.0.2.99:6379;transport=tcp;lr>"),
+    );
+    let mut info = bye.clone();
+    if let StartLine::Request(l) = &mut info.start {
+        l.method = Method::Info;
+    }
+    info.headers.set(HeaderName::CSeq, "2 INFO");
+    info.headers.set(
+        HeaderName::Via,
+        format!("SIP/2.0/UDP {CALLER};branch=z9hG4bKinfo"),
+    );
+    let info = Message::parse_datagram(info.to_bytes()).unwrap();
+    p.handle_datagram(info.to_bytes(), addr(CALLER), t0);
+    let out = sent(&mut p);
+    assert!(
+        out.iter().all(|(d, _)| *d != addr("192.0.2.99:6379")),
+        "{out:#?}"
+    );
+    let fwd = out
+        .iter()
+        .find(|(d, m)| *d == addr(A) && m.is_request())
+        .map(|(_, m)| m.clone())
+        .unwrap_or_else(|| panic!("INFO not relayed to the trunk: {out:#?}"));
+    assert_eq!(fwd.cseq().unwrap().seq, 2);
+    // Someone else (not a party) sending into the dialog: 403, statelessly, nothing relayed.
+    let mut forged = Message::parse_datagram(caller_bye("rt", 3)).unwrap();
+    forged.headers.set(
+        HeaderName::Via,
+        "SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKforged",
+    );
+    p.handle_datagram(forged.to_bytes(), addr("10.9.9.9:5060"), t0);
+    let out = sent(&mut p);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].0, addr("10.9.9.9:5060"));
+    assert_eq!(out[0].1.status(), Some(403));
+    // Without a dialog, a stranger's routed request is refused like its INVITE would be.
+    let nodialog = format!(
+        "BYE sip:x@{A} SIP/2.0\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKnd\r\n\
+         Route: <sip:{ME};lr>\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:x@{A}>;tag=t\r\n\
+         Call-ID: nodialog\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    p.handle_datagram(Bytes::from(nodialog), addr("10.9.9.9:5060"), t0);
+    let out = sent(&mut p);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].1.status(), Some(403));
+    // The caller's BYE still ends the call through the trunk.
+    p.handle_datagram(bye.to_bytes(), addr(CALLER), t0);
+    let out = sent(&mut p);
+    assert!(out.iter().all(|(d, _)| *d != addr("192.0.2.99:6379")));
+    request_to(&out, A, Method::Bye);
+}
+
+#[test]
+fn unauthenticated_invites_are_answered_once_statelessly_within_a_budget() {
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            sip: "unauthenticated_max_rate = 12\nunauthenticated_max_rate_per_source = 5",
+            tenant: DIGEST_USER,
+            ..Extra::default()
+        },
+    );
+    let flooder = "192.0.2.9:5060";
+    for i in 0..50 {
+        p.handle_datagram(
+            stranger_invite(&format!("f{i}"), flooder, None),
+            addr(flooder),
+            t0,
+        );
+    }
+    let out = sent(&mut p);
+    assert_eq!(out.len(), 5, "one source: its rate per second");
+    assert!(out
+        .iter()
+        .all(|(d, m)| *d == addr(flooder) && m.status() == Some(407)));
+    assert_eq!(p.transactions(), 0, "no state for strangers");
+    // Nothing is ever retransmitted (no ACK will come from a spoofed source).
+    for s in 1..=40 {
+        p.handle_timeout(t0 + Duration::from_secs(s));
+    }
+    assert!(sent(&mut p).is_empty());
+    // Other sources get theirs, up to the budget for all (12 per second).
+    let t1 = t0 + Duration::from_secs(40);
+    for i in 0..30u8 {
+        let from = format!("192.0.2.{}:5060", 100 + i);
+        p.handle_datagram(
+            stranger_invite(&format!("g{i}"), &from, None),
+            addr(&from),
+            t1,
+        );
+    }
+    assert_eq!(sent(&mut p).len(), 12);
+    // An allowed caller is not affected.
+    p.handle_datagram(invite("ok"), addr(CALLER), t1);
+    request_to(&sent(&mut p), A, Method::Invite);
+}
+
+#[test]
+fn a_flood_cannot_take_the_transaction_table_from_authenticated_calls() {
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            sip: "max_transactions = 16\nunauthenticated_max_rate = 100000",
+            tenant: DIGEST_USER,
+            ..Extra::default()
+        },
+    );
+    for i in 0..200u32 {
+        let from = format!("10.0.{}.{}:5060", i / 250, i % 250 + 1);
+        p.handle_datagram(
+            stranger_invite(&format!("fl{i}"), &from, None),
+            addr(&from),
+            t0,
+        );
+    }
+    assert_eq!(sent(&mut p).len(), 200, "each got its 407");
+    assert_eq!(p.transactions(), 0);
+    p.handle_datagram(invite("real"), addr(CALLER), t0);
+    let out = sent(&mut p);
+    assert_eq!(codes_to_caller(&out), vec![100]);
+    request_to(&out, A, Method::Invite);
+}
+
+#[test]
+fn a_replayed_proxy_authorization_is_challenged_again() {
+    use switchyard_protocols::sip::digest::{self, Challenge};
+    let t0 = Instant::now();
+    let mut p = proxy_with(
+        t0,
+        &Extra {
+            tenant: DIGEST_USER,
+            ..Extra::default()
+        },
+    );
+    let pbx = "192.0.2.9:5060";
+    p.handle_datagram(stranger_invite("r1", pbx, None), addr(pbx), t0);
+    let chal = sent(&mut p).remove(0).1;
+    let ch = Challenge::parse(chal.headers.get(&HeaderName::ProxyAuthenticate).unwrap()).unwrap();
+    let uri = format!("sip:447700900123@{ME}");
+    let auth = digest::answer(&ch, "pbx1", "s3cret-pass", "INVITE", &uri, "c0ffee", 1)
+        .unwrap()
+        .to_header_value();
+    p.handle_datagram(stranger_invite("r2", pbx, Some(&auth)), addr(pbx), t0);
+    request_to(&sent(&mut p), A, Method::Invite);
+    // The same header on a new call, from the PBX or anyone who captured it.
+    for from in [pbx, "203.0.113.5:5060"] {
+        p.handle_datagram(stranger_invite("r3", from, Some(&auth)), addr(from), t0);
+        let out = sent(&mut p);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].1.status(), Some(407));
+        assert!(String::from_utf8_lossy(&out[0].1.to_bytes()).contains("stale=true"));
+    }
+}
+
+#[test]
+fn branches_are_128_random_bits() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    let mut seen = Vec::new();
+    for c in ["b1", "b2"] {
+        p.handle_datagram(invite(c), addr(CALLER), t0);
+        let to_a = request_to(&sent(&mut p), A, Method::Invite);
+        let b = to_a.top_via().unwrap().branch().unwrap().clone();
+        let b = std::str::from_utf8(&b).unwrap().to_owned();
+        let hex = b.strip_prefix("z9hG4bK").unwrap();
+        assert_eq!(hex.len(), 32, "{b}");
+        assert!(u128::from_str_radix(hex, 16).is_ok());
+        seen.push(u128::from_str_radix(hex, 16).unwrap());
+    }
+    assert!(
+        seen[0].abs_diff(seen[1]) > 1_000_000,
+        "not a counter: {seen:x?}"
+    );
+}
+
+#[test]
+fn a_response_from_another_address_does_not_touch_the_call() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    p.handle_datagram(invite("fr"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    // Someone who saw the branch answers for the trunk: busy, and "blacklist A forever".
+    let elsewhere = "127.0.0.1:6666";
+    answer(&mut p, &to_a, elsewhere, 486, &[], t0);
+    answer(
+        &mut p,
+        &to_a,
+        elsewhere,
+        503,
+        &[("Retry-After", "4294967295")],
+        t0,
+    );
+    assert!(sent(&mut p).is_empty());
+    assert_eq!(p.calls_in_setup(), 1);
+    // The real trunk answers: the call is up.
+    answer_call(&mut p, &to_a, A, t0);
+    assert_eq!(codes_to_caller(&sent(&mut p)), vec![200]);
+    // And A was not blacklisted.
+    p.handle_datagram(invite("fr2"), addr(CALLER), t0);
+    request_to(&sent(&mut p), A, Method::Invite);
+}
+
+#[test]
+fn retry_after_skips_a_trunk_for_an_hour_at_most() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    p.handle_datagram(invite("ra-big"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer(&mut p, &to_a, A, 503, &[("Retry-After", "4294967295")], t0);
+    request_to(&sent(&mut p), B, Method::Invite);
+    let later = t0 + Duration::from_secs(3601);
+    p.handle_datagram(invite("ra-later"), addr(CALLER), later);
+    request_to(&sent(&mut p), A, Method::Invite);
+}
+
+#[test]
+fn only_the_caller_cancels_its_call() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    p.handle_datagram(invite("cc"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    answer(&mut p, &to_a, A, 180, &[], t0);
+    sent(&mut p);
+    // The INVITE's Via copied, sent from elsewhere.
+    let cancel = Message::parse_datagram(invite("cc"))
+        .unwrap()
+        .cancel()
+        .unwrap();
+    p.handle_datagram(cancel.to_bytes(), addr("127.0.0.1:7777"), t0);
+    let out = sent(&mut p);
+    assert!(out.iter().all(|(d, _)| *d != addr(A)), "{out:#?}");
+    assert_eq!(
+        out.iter()
+            .filter_map(|(_, m)| m.status())
+            .collect::<Vec<_>>(),
+        [403]
+    );
+    assert_eq!(p.calls_in_setup(), 1);
 }

@@ -4,10 +4,12 @@
 //! messages out of the stream ([`StreamFramer`]) and writes what the proxy sends to that
 //! peer; they talk to the proxy task through channels, so the proxy stays single-threaded.
 //!
-//! Connections are keyed by [`Peer`] (transport + remote address). A message for a peer with
+//! Connections are keyed by [`Peer`] (transport + remote address). A request for a peer with
 //! no connection opens one (trunks with `transport = "tcp"`/`"tls"`; a caller whose
-//! connection closed); if the connect or the TLS handshake fails, the transactions queued on
-//! it fail like a UDP send error (the proxy fails the branch over).
+//! connection closed), at most `[sip] max_outgoing_connections` at once; if the connect or
+//! the TLS handshake fails, or the cap is reached, the transactions queued on it fail like a
+//! UDP send error (the proxy fails the branch over). A response never opens a connection: it
+//! goes back on the one its request came in on, or nowhere.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -111,6 +113,8 @@ struct Conn {
     pending: Vec<TransactionId>,
     /// Whether the connection is established (accepted, or connected).
     up: bool,
+    /// We opened it (counted against `max_outgoing_connections`).
+    outgoing: bool,
 }
 
 /// The running proxy, as the gateway holds it.
@@ -138,7 +142,15 @@ pub fn plan(config: &Config, base_dir: &Path) -> anyhow::Result<Option<Reconfigu
         no_answer_timeout: sip.no_answer_timeout,
         options_interval: sip.options_interval,
         max_call_duration: sip.max_call_duration,
+        unauthenticated_max_rate: rate(sip.unauthenticated_max_rate),
+        unauthenticated_max_rate_per_source: rate(sip.unauthenticated_max_rate_per_source),
+        max_outgoing_connections: sip.max_outgoing_connections,
     }))
+}
+
+/// A configured rate (validated ≥ 1).
+fn rate(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
 /// Binds the `[sip]` listeners (UDP and TCP on `listen`, TLS on `tls_listen`) and spawns the
@@ -181,8 +193,12 @@ pub async fn start(
         options_interval: sip.options_interval,
         max_call_duration: sip.max_call_duration,
         clock: WallClock::new(now, now_ms()),
+        max_transactions: sip.max_transactions,
+        unauthenticated_max_rate: rate(sip.unauthenticated_max_rate),
+        unauthenticated_max_rate_per_source: rate(sip.unauthenticated_max_rate_per_source),
     };
     let proxy = Proxy::new(settings, router, now);
+    let max_outgoing = sip.max_outgoing_connections;
     let (records, rx) = mpsc::channel(RECORD_QUEUE);
     let writer = tokio::spawn(write_records(store, rx));
     let (reload, reloads) = mpsc::channel(4);
@@ -228,6 +244,7 @@ pub async fn start(
                     inbound_tx,
                     trunks,
                     records,
+                    max_outgoing,
                 };
                 driver.run(tcp, tls, inbound, reloads, &mut shutdown).await;
                 tracing::info!(
@@ -263,6 +280,8 @@ struct Driver {
     trunks: Trunks,
     /// Finished calls' records, to the store writer.
     records: mpsc::Sender<CallRecord>,
+    /// Outgoing connections open at once at most.
+    max_outgoing: usize,
 }
 
 impl Driver {
@@ -335,6 +354,7 @@ impl Driver {
                 Some(event) = inbound.recv() => self.on_inbound(event),
                 Some(r) = reloads.recv() => {
                     self.trunks = r.trunks.clone();
+                    self.max_outgoing = r.max_outgoing_connections;
                     self.proxy.reconfigure(r, Instant::now());
                     tracing::info!("SIP proxy reconfigured");
                 }
@@ -348,7 +368,7 @@ impl Driver {
         }
     }
 
-    /// A new connection's writer queue.
+    /// A new connection's writer queue: `up` for an accepted one, not yet for one we open.
     fn register(&mut self, peer: Peer, up: bool) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         self.conns.insert(
@@ -357,6 +377,7 @@ impl Driver {
                 tx,
                 pending: Vec::new(),
                 up,
+                outgoing: !up,
             },
         );
         rx
@@ -410,10 +431,24 @@ impl Driver {
         }
     }
 
-    /// Queues a message on the peer's connection, opening one if there is none.
+    /// Queues a message on the peer's connection, opening one for a request if there is none
+    /// (within `max_outgoing`). A response without its connection is dropped: opening
+    /// connections to addresses taken from messages would let anyone make us connect anywhere.
     fn send_stream(&mut self, t: Transmit<Peer>) {
         let peer = t.destination;
         if !self.conns.contains_key(&peer) {
+            if is_response(&t.message) {
+                tracing::debug!(%peer, "SIP response for a closed connection: dropped");
+                return;
+            }
+            let outgoing = self.conns.values().filter(|c| c.outgoing).count();
+            if outgoing >= self.max_outgoing {
+                tracing::warn!(%peer, max = self.max_outgoing, "SIP outgoing connections at sip.max_outgoing_connections: request not sent");
+                if let Some(id) = t.transaction {
+                    self.proxy.transport_error(id, Instant::now());
+                }
+                return;
+            }
             let rx = self.register(peer, false);
             let tls = match peer.transport {
                 Transport::Tls => match self.trunks.tls_for(peer) {
@@ -448,6 +483,13 @@ impl Driver {
             }
         }
     }
+}
+
+/// Whether encoded SIP bytes are a response (`SIP/2.0 …`) rather than a request.
+fn is_response(message: &[u8]) -> bool {
+    message
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
 }
 
 /// Opens an outgoing connection (TLS when `tls` is given) and serves it.

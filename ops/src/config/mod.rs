@@ -47,7 +47,8 @@ pub use model::{
     Tenant, TenantRoute,
 };
 pub use model::{
-    Scope, Scopes, SipTlsListener, SipTransport, SipUser, TenantLimits, TenantSip, TrunkCredentials,
+    Scope, Scopes, SipAllow, SipSecret, SipTlsListener, SipTransport, SipUser, TenantLimits,
+    TenantSip, TrunkCredentials,
 };
 pub use reload::reloadable_diff;
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};

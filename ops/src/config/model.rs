@@ -183,11 +183,12 @@ pub struct Tenant {
 /// `allow`/`users` and "no limit" for the limits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TenantSip {
-    /// Source IP addresses whose INVITEs the proxy accepts as this tenant without a password
-    /// (`sip_allow`).
-    pub allow: Vec<std::net::IpAddr>,
-    /// Digest credentials (`sip_users = [{ username, password }]`): INVITEs from other
-    /// addresses are challenged (407) and accepted as this tenant when they answer with one.
+    /// Sources whose requests the proxy accepts as this tenant without a password
+    /// (`sip_allow`): an IP address, optionally pinned to a transport and a port.
+    pub allow: Vec<SipAllow>,
+    /// Digest credentials (`sip_users = [{ username, password }]`, or HA1 hashes instead of
+    /// the password): INVITEs from other addresses are challenged (407) and accepted as this
+    /// tenant when they answer with one.
     pub users: Vec<SipUser>,
     /// New calls per second the tenant may start (`sip_max_cps`); excess calls get 503 with
     /// Retry-After.
@@ -196,13 +197,73 @@ pub struct TenantSip {
     pub max_calls: Option<u32>,
 }
 
+/// One `sip_allow` entry: `"192.0.2.10"` (any transport, any port), `"udp:192.0.2.10:5060"`,
+/// `"tcp:192.0.2.10"`, `"tls:[2001:db8::1]:5061"`, `"192.0.2.10:5060"` (any transport).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SipAllow {
+    /// The source IP address.
+    pub ip: std::net::IpAddr,
+    /// Only requests that came over this transport; `None`: any. A UDP source address can be
+    /// forged by anyone; a TCP or TLS one cannot (the handshake needs the real address).
+    pub transport: Option<SipTransport>,
+    /// Only requests from this source port; `None`: any.
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for SipAllow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(t) = self.transport {
+            let t = match t {
+                SipTransport::Udp => "udp",
+                SipTransport::Tcp => "tcp",
+                SipTransport::Tls => "tls",
+            };
+            write!(f, "{t}:")?;
+        }
+        match self.port {
+            Some(p) => write!(f, "{}", std::net::SocketAddr::new(self.ip, p)),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
 /// One digest login of a tenant's PBX.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SipUser {
     /// The digest username (unique across tenants).
     pub username: String,
-    /// The password (digest needs the clear text or HA1 per algorithm; kept in memory only).
-    pub password: String,
+    /// What its answers are checked against.
+    pub secret: SipSecret,
+}
+
+/// What a digest login is checked against. Digest needs either the password or HA1 =
+/// H(username ":" realm ":" password) per algorithm; HA1 depends on `[sip] realm` and on the
+/// algorithm, so a stored hash is valid for one realm and one algorithm only.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SipSecret {
+    /// The password (`password`); the proxy derives HA1 for each algorithm at load.
+    Password(String),
+    /// Stored HA1 hashes, lower-case hex (`ha1_sha256`, `ha1_md5`); the login can answer only
+    /// with the algorithms it has a hash for.
+    Ha1 {
+        /// SHA-256 HA1 (64 hex digits).
+        sha256: Option<String>,
+        /// MD5 HA1 (32 hex digits).
+        md5: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for SipSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SipSecret::Password(_) => f.write_str("Password(..)"),
+            SipSecret::Ha1 { sha256, md5 } => f
+                .debug_struct("Ha1")
+                .field("sha256", &sha256.is_some())
+                .field("md5", &md5.is_some())
+                .finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SipUser {
@@ -378,6 +439,19 @@ pub struct SipSettings {
     /// forgotten, its CDR closed and its call counted as ended (lost BYEs must not hold
     /// concurrent-call slots forever).
     pub max_call_duration: Duration,
+    /// Outgoing TCP/TLS connections open at once (`max_outgoing_connections`); a request for
+    /// a peer without a connection beyond this fails like an unreachable peer. Responses
+    /// never open connections.
+    pub max_outgoing_connections: usize,
+    /// Stateless answers per second, in all, to requests that no allowed source, trunk,
+    /// dialog or digest login vouches for (`unauthenticated_max_rate`): 407 challenges, 403,
+    /// 405, 481, OPTIONS. Beyond it such requests are dropped unanswered.
+    pub unauthenticated_max_rate: u32,
+    /// The same per source IP address (`unauthenticated_max_rate_per_source`).
+    pub unauthenticated_max_rate_per_source: u32,
+    /// Transactions kept at once (`max_transactions`, read at start): new calls beyond it
+    /// get 503; in-dialog requests may use twice as many.
+    pub max_transactions: usize,
 }
 
 /// The proxy's TLS listener.
@@ -400,6 +474,17 @@ impl SipSettings {
     pub const DEFAULT_OPTIONS_INTERVAL_MS: u64 = 10_000;
     /// Default `max_call_duration_s` (4 hours).
     pub const DEFAULT_MAX_CALL_DURATION_S: u64 = 4 * 3600;
+    /// Default `max_outgoing_connections` (a TCP/TLS trunk needs one, a TCP caller whose
+    /// connection closed one more).
+    pub const DEFAULT_MAX_OUTGOING_CONNECTIONS: usize = 256;
+    /// Default `unauthenticated_max_rate`.
+    pub const DEFAULT_UNAUTHENTICATED_MAX_RATE: u32 = 500;
+    /// Default `unauthenticated_max_rate_per_source`.
+    pub const DEFAULT_UNAUTHENTICATED_MAX_RATE_PER_SOURCE: u32 = 50;
+    /// Default `max_transactions`: each call keeps about four transactions for up to 32 s
+    /// after it is set up (RFC 3261/6026 wait states), so this holds about 2,000 calls per
+    /// second, steady.
+    pub const DEFAULT_MAX_TRANSACTIONS: usize = 300_000;
 }
 
 /// `[carriers.sip]`: where a voice carrier's trunk takes calls and how numbers are written.

@@ -21,9 +21,9 @@ use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    Scope, Scopes, ServerConfig, SipSettings, SipTlsListener, SipTransport, SipTrunk, SipUser,
-    SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute,
-    TenantSip, TrunkCredentials,
+    Scope, Scopes, ServerConfig, SipAllow, SipSecret, SipSettings, SipTlsListener, SipTransport,
+    SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant,
+    TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
 };
 use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
 
@@ -243,13 +243,15 @@ fn tenant_sip(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantSip {
         .iter()
         .enumerate()
     {
-        match a.parse::<std::net::IpAddr>() {
-            Ok(ip) => allow.push(ip),
-            Err(_) => report.at_span(
+        match sip_allow(a) {
+            Some(entry) => allow.push(entry),
+            None => report.at_span(
                 span,
                 &format!("{}[{i}]", t.key_path("sip_allow")),
                 ConfigErrorKind::Invalid(format!(
-                    "{a:?} is not an IP address, such as \"192.0.2.10\" or \"2001:db8::1\""
+                    "{a:?} is not an IP address, optionally with a transport and a port, such \
+                     as \"192.0.2.10\", \"udp:192.0.2.10:5060\", \"tcp:192.0.2.10\" or \
+                     \"tls:[2001:db8::1]:5061\""
                 )),
             ),
         }
@@ -257,7 +259,9 @@ fn tenant_sip(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantSip {
     let mut users = Vec::new();
     for mut u in t.tables(report, "sip_users") {
         let username = u.req_string(report, "username");
-        let password = u.req_string(report, "password");
+        let password = u.string(report, "password");
+        let sha256 = ha1(report, &mut u, "ha1_sha256", 64);
+        let md5 = ha1(report, &mut u, "ha1_md5", 32);
         if let Some(name) = &username {
             if name.is_empty() || name.contains(['"', '\\', ':']) || !name.is_ascii() {
                 report.at_path(
@@ -268,17 +272,40 @@ fn tenant_sip(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantSip {
                 );
             }
         }
-        if let Some(pw) = &password {
-            if pw.len() < 8 {
+        let hashed = u.has(report, "ha1_sha256") || u.has(report, "ha1_md5");
+        let secret = match password {
+            Some(pw) if hashed => {
                 report.at_path(
                     &u.key_path("password"),
-                    ConfigErrorKind::Invalid("a SIP password needs at least 8 characters".into()),
+                    ConfigErrorKind::Invalid(
+                        "give the password or its HA1 hashes (ha1_sha256, ha1_md5), not both"
+                            .into(),
+                    ),
                 );
+                Some(SipSecret::Password(pw))
             }
-        }
+            Some(pw) => {
+                if pw.len() < 8 {
+                    report.at_path(
+                        &u.key_path("password"),
+                        ConfigErrorKind::Invalid(
+                            "a SIP password needs at least 8 characters".into(),
+                        ),
+                    );
+                }
+                Some(SipSecret::Password(pw))
+            }
+            None if !hashed => {
+                u.missing(report, "password");
+                None
+            }
+            // A malformed hash has been reported where it is.
+            None if sha256.is_none() && md5.is_none() => None,
+            None => Some(SipSecret::Ha1 { sha256, md5 }),
+        };
         u.finish(report);
-        if let (Some(username), Some(password)) = (username, password) {
-            users.push(SipUser { username, password });
+        if let (Some(username), Some(secret)) = (username, secret) {
+            users.push(SipUser { username, secret });
         }
     }
     TenantSip {
@@ -287,6 +314,50 @@ fn tenant_sip(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantSip {
         max_cps: t.int(report, "sip_max_cps", 1, 100_000),
         max_calls: t.int(report, "sip_max_calls", 1, 1_000_000),
     }
+}
+
+/// One `sip_allow` entry: `[udp:|tcp:|tls:]IP[:port]` (IPv6 with a port in brackets).
+fn sip_allow(s: &str) -> Option<SipAllow> {
+    let (transport, rest) = match s.split_once(':') {
+        Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (Some(SipTransport::Udp), rest),
+        Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (Some(SipTransport::Tcp), rest),
+        Some((t, rest)) if t.eq_ignore_ascii_case("tls") => (Some(SipTransport::Tls), rest),
+        _ => (None, s),
+    };
+    if let Ok(ip) = rest.parse::<std::net::IpAddr>() {
+        return Some(SipAllow {
+            ip,
+            transport,
+            port: None,
+        });
+    }
+    let addr = rest.parse::<SocketAddr>().ok().filter(|a| a.port() != 0)?;
+    Some(SipAllow {
+        ip: addr.ip(),
+        transport,
+        port: Some(addr.port()),
+    })
+}
+
+/// A stored digest HA1 (`ha1_sha256`, `ha1_md5`): `digits` hex digits, kept lower-case.
+fn ha1(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+    digits: usize,
+) -> Option<String> {
+    let h = t.string(report, key)?;
+    if h.len() == digits && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(h.to_ascii_lowercase());
+    }
+    report.at_path(
+        &t.key_path(key),
+        ConfigErrorKind::Invalid(format!(
+            "an HA1 hash is {digits} hex digits: H(username \":\" realm \":\" password) \
+             with [sip] realm"
+        )),
+    );
+    None
 }
 
 /// `api_keys`: each entry a `"sha256:…"` string (every scope) or a table
@@ -670,6 +741,34 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
         7 * 24 * 3600,
         SipSettings::DEFAULT_MAX_CALL_DURATION_S,
     );
+    let max_outgoing_connections = t.int_or(
+        report,
+        "max_outgoing_connections",
+        1,
+        65_536,
+        SipSettings::DEFAULT_MAX_OUTGOING_CONNECTIONS,
+    );
+    let unauthenticated_max_rate = t.int_or(
+        report,
+        "unauthenticated_max_rate",
+        1,
+        1_000_000,
+        SipSettings::DEFAULT_UNAUTHENTICATED_MAX_RATE,
+    );
+    let unauthenticated_max_rate_per_source = t.int_or(
+        report,
+        "unauthenticated_max_rate_per_source",
+        1,
+        1_000_000,
+        SipSettings::DEFAULT_UNAUTHENTICATED_MAX_RATE_PER_SOURCE,
+    );
+    let max_transactions = t.int_or(
+        report,
+        "max_transactions",
+        16,
+        10_000_000,
+        SipSettings::DEFAULT_MAX_TRANSACTIONS,
+    );
     t.finish(report);
     SipSettings {
         listen: listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060))),
@@ -679,6 +778,10 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
         digest_algorithms,
         options_interval: (options != 0).then(|| millis(options)),
         max_call_duration: secs(max_call),
+        max_outgoing_connections,
+        unauthenticated_max_rate,
+        unauthenticated_max_rate_per_source,
+        max_transactions,
     }
 }
 

@@ -1,10 +1,11 @@
 //! What a reload (SIGHUP) may change while traffic flows, and what needs a restart.
 //!
 //! Live: tenants (keys, plans, limits, SIP access), carriers (binds are reconnected as needed,
-//! SIP trunks), decks, routing settings, `[sip]` timers, realm and probing,
+//! SIP trunks), decks, routing settings, `[sip]` timers, realm, probing and limits,
 //! `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
-//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, and the SIP
-//! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`).
+//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, the SIP
+//! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`) and
+//! `sip.max_transactions`.
 
 use super::model::Config;
 
@@ -40,6 +41,12 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
             }
             if a.tls != b.tls {
                 needs.push("sip.tls_listen, sip.tls_cert or sip.tls_key".into());
+            }
+            if a.max_transactions != b.max_transactions {
+                needs.push(format!(
+                    "sip.max_transactions ({} → {})",
+                    a.max_transactions, b.max_transactions
+                ));
             }
         }
         (None, None) => {}

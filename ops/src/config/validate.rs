@@ -9,7 +9,7 @@ use std::path::Path;
 use switchyard_routing::Channel;
 
 use super::error::ConfigErrorKind;
-use super::model::{Carrier, Config, DeckSource, SmppEndpoint, StoreKind, Tenant};
+use super::model::{Carrier, Config, DeckSource, SipSecret, SmppEndpoint, StoreKind, Tenant};
 use super::reader::Report;
 
 /// Runs every check. `base_dir` is the config file's folder; without it (text with no file),
@@ -164,8 +164,9 @@ fn sip(config: &Config, report: &mut Report<'_>) {
     }
     let mut owners: HashMap<std::net::IpAddr, &str> = HashMap::new();
     for (i, t) in config.tenants.iter().enumerate() {
-        for (j, ip) in t.sip.allow.iter().enumerate() {
-            match owners.get(ip) {
+        for (j, entry) in t.sip.allow.iter().enumerate() {
+            let ip = entry.ip;
+            match owners.get(&ip) {
                 Some(other) if *other != t.name => report.at_path(
                     &format!("tenants[{i}].sip_allow[{j}]"),
                     ConfigErrorKind::Invalid(format!(
@@ -174,7 +175,30 @@ fn sip(config: &Config, report: &mut Report<'_>) {
                     )),
                 ),
                 _ => {
-                    owners.insert(*ip, &t.name);
+                    owners.insert(ip, &t.name);
+                }
+            }
+        }
+    }
+    // A login with stored hashes can answer only with the algorithms it has a hash for.
+    if let Some(sip) = &config.sip {
+        let offered = |a: &str| sip.digest_algorithms.iter().any(|o| o == a);
+        for (i, t) in config.tenants.iter().enumerate() {
+            for (j, u) in t.sip.users.iter().enumerate() {
+                if let SipSecret::Ha1 { sha256, md5 } = &u.secret {
+                    let usable = (sha256.is_some() && offered("SHA-256"))
+                        || (md5.is_some() && offered("MD5"));
+                    if !usable {
+                        report.at_path(
+                            &format!("tenants[{i}].sip_users[{j}]"),
+                            ConfigErrorKind::Invalid(format!(
+                                "{:?} can never log in: it has no HA1 hash for any of \
+                                 sip.digest_algorithms ({})",
+                                u.username,
+                                sip.digest_algorithms.join(", ")
+                            )),
+                        );
+                    }
                 }
             }
         }

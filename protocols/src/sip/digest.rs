@@ -4,13 +4,16 @@
 //! - Client (answering a carrier's 401/407): parse the `WWW-Authenticate`/`Proxy-Authenticate`
 //!   value with [`Challenge::parse`], compute [`answer`], put
 //!   [`Credentials::to_header_value`] into `Authorization`/`Proxy-Authorization`.
-//! - Server (challenging tenants): a [`NonceIssuer`] makes stateless nonces (timestamp + HMAC
-//!   of timestamp and realm under a secret key), so any gateway node can verify any nonce
-//!   without shared state; [`NonceIssuer::verify`] checks the nonce's MAC, its age (expired →
-//!   [`AuthError::Stale`], answer a fresh challenge with `stale=true`) and the response.
+//! - Server (challenging tenants): a [`NonceIssuer`] makes stateless nonces (timestamp, a
+//!   caller-supplied salt and an HMAC of both and the realm under a secret key), so any
+//!   gateway node can verify any nonce without shared state; [`NonceIssuer::verify`] checks
+//!   the nonce's MAC, its age (expired → [`AuthError::Stale`], answer a fresh challenge with
+//!   `stale=true`) and the response.
 //!
-//! Replay within a nonce's lifetime is not prevented (that needs per-nonce `nc` state); keep
-//! the lifetime short. Time is passed in as UNIX seconds: nothing here reads a clock.
+//! Replay is the verifier's to refuse: with a random salt every challenge's nonce is unique,
+//! so remembering the highest `nc` accepted per nonce for the nonce's lifetime is enough (a
+//! captured header repeats its `nc`). Time is passed in as UNIX seconds and salts by the
+//! caller: nothing here reads a clock or draws random numbers.
 
 use std::fmt::Write as _;
 
@@ -363,8 +366,8 @@ pub fn answer(
     })
 }
 
-/// Issues and checks stateless nonces: `hex(issued_at) . hex(HMAC-SHA256(key, issued_at ‖
-/// realm))[..32]`.
+/// Issues and checks stateless nonces: `hex(issued_at) . hex(salt) . hex(HMAC-SHA256(key,
+/// issued_at ‖ salt ‖ realm))[..32]`.
 #[derive(Clone)]
 pub struct NonceIssuer {
     /// The HMAC key (shared by every gateway node; rotate by config).
@@ -390,33 +393,38 @@ impl NonceIssuer {
         }
     }
 
-    fn mac(&self, issued_at: u64, realm: &str) -> String {
+    fn mac(&self, issued_at: u64, salt: u64, realm: &str) -> String {
         // HMAC accepts keys of any length, so this cannot fail.
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
             return String::new();
         };
         mac.update(&issued_at.to_be_bytes());
+        mac.update(&salt.to_be_bytes());
         mac.update(realm.as_bytes());
         let tag = mac.finalize().into_bytes();
         hex::encode(tag.get(..16).unwrap_or(&[]))
     }
 
-    /// A fresh nonce for `realm` at `now_unix` seconds.
-    pub fn nonce(&self, realm: &str, now_unix: u64) -> String {
-        format!("{now_unix:016x}{}", self.mac(now_unix, realm))
+    /// A fresh nonce for `realm` at `now_unix` seconds; `salt` (random) makes it unique.
+    pub fn nonce(&self, realm: &str, now_unix: u64, salt: u64) -> String {
+        format!(
+            "{now_unix:016x}{salt:016x}{}",
+            self.mac(now_unix, salt, realm)
+        )
     }
 
-    /// A challenge (qop=auth) to put in a 401/407.
+    /// A challenge (qop=auth) to put in a 401/407; `salt` (random) makes its nonce unique.
     pub fn challenge(
         &self,
         realm: &str,
         algorithm: Algorithm,
         now_unix: u64,
         stale: bool,
+        salt: u64,
     ) -> Challenge {
         Challenge {
             realm: realm.to_string(),
-            nonce: self.nonce(realm, now_unix),
+            nonce: self.nonce(realm, now_unix, salt),
             opaque: None,
             algorithm,
             qop: vec!["auth".to_string()],
@@ -449,13 +457,20 @@ impl NonceIssuer {
         if creds.realm != realm {
             return Err(AuthError::WrongRealm);
         }
-        let issued_at = creds
-            .nonce
-            .get(..16)
-            .and_then(|t| u64::from_str_radix(t, 16).ok())
-            .ok_or(AuthError::BadNonce)?;
-        let mac = creds.nonce.get(16..).ok_or(AuthError::BadNonce)?;
-        if !bool::from(mac.as_bytes().ct_eq(self.mac(issued_at, realm).as_bytes())) {
+        let field = |range: std::ops::Range<usize>| {
+            creds
+                .nonce
+                .get(range)
+                .and_then(|t| u64::from_str_radix(t, 16).ok())
+                .ok_or(AuthError::BadNonce)
+        };
+        let issued_at = field(0..16)?;
+        let salt = field(16..32)?;
+        let mac = creds.nonce.get(32..).ok_or(AuthError::BadNonce)?;
+        if !bool::from(
+            mac.as_bytes()
+                .ct_eq(self.mac(issued_at, salt, realm).as_bytes()),
+        ) {
             return Err(AuthError::BadNonce);
         }
         match creds.qop.as_deref() {

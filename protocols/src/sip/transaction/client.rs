@@ -8,7 +8,7 @@ use super::{
 use crate::sip::message::{Message, StartLine};
 use crate::sip::method::Method;
 
-impl<A: Clone> TransactionLayer<A> {
+impl<A: Clone + PartialEq> TransactionLayer<A> {
     /// Sends `request` to `destination` in a new client transaction and returns its id.
     /// `reliable`: the transport is TCP/TLS (no retransmissions). The request's top Via
     /// branch (and CSeq method) identify the transaction, so the branch must be unique.
@@ -79,6 +79,16 @@ impl<A: Clone> TransactionLayer<A> {
         let Some(t) = self.txns.get_mut(&id) else {
             return;
         };
+        // Only the peer the request went to answers it: a response with the right branch from
+        // anywhere else (someone who saw or guessed the branch) would end or fail the
+        // transaction for them. It matches nothing.
+        if t.peer != source {
+            self.events.push_back(Event::Stray {
+                message: msg,
+                source,
+            });
+            return;
+        }
         let provisional = code < 200;
         let success = (200..300).contains(&code);
         match (t.kind, t.state) {

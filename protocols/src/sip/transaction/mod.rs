@@ -140,8 +140,8 @@ pub enum Event<A> {
         id: TransactionId,
     },
     /// A message that matches no transaction: an ACK for a 2xx (its own transaction, RFC
-    /// 3261 §17.1.1.3), a 2xx retransmission after the client transaction ended, or a stray
-    /// response. A proxy relays these statelessly.
+    /// 3261 §17.1.1.3), a 2xx retransmission after the client transaction ended, a stray
+    /// response, or a response from another address than its request went to.
     Stray {
         /// The message.
         message: Message,
@@ -283,7 +283,7 @@ pub struct TransactionLayer<A> {
     events: VecDeque<Event<A>>,
 }
 
-impl<A: Clone> TransactionLayer<A> {
+impl<A: Clone + PartialEq> TransactionLayer<A> {
     /// An empty layer.
     pub fn new(config: TimerConfig) -> Self {
         TransactionLayer {
@@ -372,11 +372,21 @@ impl<A: Clone> TransactionLayer<A> {
 
     /// A received message (already parsed). Responses go to client transactions, requests to
     /// server transactions (new or retransmitted); what matches nothing is [`Event::Stray`].
+    /// A response matches only if it comes from `source` equal to the destination its
+    /// request was sent to (same transport and address): a branch is not a secret.
     pub fn handle_message(&mut self, msg: Message, source: A, reliable: bool, now: Instant) {
         match msg.start {
             StartLine::Response(_) => self.client_response(msg, source, now),
             StartLine::Request(_) => self.server_request(msg, source, reliable, now),
         }
+    }
+
+    /// The live server transaction a received request belongs to (a retransmission, or the
+    /// ACK for our non-2xx final), if any: an application can decide what to do with a new
+    /// request (answer it statelessly, say) before [`TransactionLayer::handle_message`]
+    /// creates a transaction for it.
+    pub fn server_transaction(&self, req: &Message) -> Option<TransactionId> {
+        self.by_key.get(&server_key(req)?).copied()
     }
 
     /// For a received CANCEL: the server INVITE transaction it cancels (same branch and

@@ -10,7 +10,7 @@ use crate::sip::header::HeaderName;
 use crate::sip::message::{Message, StartLine};
 use crate::sip::method::Method;
 
-impl<A: Clone> TransactionLayer<A> {
+impl<A: Clone + PartialEq> TransactionLayer<A> {
     pub(super) fn server_request(&mut self, msg: Message, source: A, reliable: bool, now: Instant) {
         let Some(method) = msg.method() else { return };
         let Some(key) = server_key(&msg) else { return };
