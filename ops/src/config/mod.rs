@@ -42,8 +42,8 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use events::{TenantEvents, WebhookSettings};
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
-    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    ServerConfig, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind,
+    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
+    Redacted, REDACTED, RoutingSettings, ServerConfig, ServerTls, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind,
     Tenant, TenantRoute,
 };
 pub use model::{
