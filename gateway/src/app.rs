@@ -45,6 +45,10 @@ impl Authenticator for ConfigKeys {
             .find_key(key)
             .map(|(t, scopes)| (Arc::from(t.name.as_str()), scopes))
     }
+
+    fn is_operator(&self, key: &str) -> bool {
+        self.0.is_operator_key(key)
+    }
 }
 
 /// A running gateway's handles (for tests and the binary).
@@ -52,6 +56,8 @@ impl Authenticator for ConfigKeys {
 pub struct Running {
     /// Where the API listens.
     pub api: SocketAddr,
+    /// Where `/metrics` and `/readyz` are served, when `server.ops_listen` is set.
+    pub ops: Option<SocketAddr>,
     /// Where the sandbox SMSC listens, if it runs.
     pub sandbox: Option<SocketAddr>,
     /// Where the SIP proxy listens (UDP), if `[sip]` is configured.
@@ -296,24 +302,70 @@ pub async fn start(
         events: hub,
         voice: voice.as_ref().map(|(v, _)| v.clone()),
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let server = &config.server;
+    let listener = tokio::net::TcpListener::bind(server.listen)
         .await
-        .with_context(|| format!("listening on {}", config.server.listen))?;
+        .with_context(|| format!("listening on {}", server.listen))?;
     let api_addr = listener.local_addr()?;
-    let app = api::router(state.clone(), config.server.max_body_bytes);
+    let limits = api::listener::Limits {
+        max_connections: server.max_connections,
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
+        tls: match &server.tls {
+            Some(tls) => {
+                let tls = config::ServerTls {
+                    cert: Config::resolve(&base_dir, &tls.cert),
+                    key: Config::resolve(&base_dir, &tls.key),
+                    client_ca: tls.client_ca.as_ref().map(|ca| Config::resolve(&base_dir, ca)),
+                };
+                Some(api::listener::tls_acceptor(&tls).context("server.tls_cert")?)
+            }
+            None => None,
+        },
+    };
+    let drain = server.shutdown_timeout + Duration::from_secs(5);
+    let api_server = api::listener::serve(
+        listener,
+        api::router(state.clone(), server),
+        limits.clone(),
+        shutdown_rx.clone(),
+        drain,
+    );
+    // The operator's endpoints: plain HTTP on their own (usually private) address.
+    let ops = match server.ops_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (server.ops_listen)"))?;
+            let ops_addr = listener.local_addr()?;
+            let limits = api::listener::Limits {
+                max_connections: 64,
+                tls: None,
+                ..limits
+            };
+            let app = api::ops_router(state.clone(), server);
+            let task = tokio::spawn(api::listener::serve(
+                listener,
+                app,
+                limits,
+                shutdown_rx.clone(),
+                drain,
+            ));
+            Some((ops_addr, task))
+        }
+        None => None,
+    };
+    let ops_addr = ops.as_ref().map(|(a, _)| *a);
+    let ops_task = ops.map(|(_, t)| t);
 
     let voice_engine = voice.as_ref().map(|(v, _)| v.clone());
     let sip_addr = sip.as_ref().map(|h| h.addr);
     let sip_reload = sip.as_ref().map(|h| h.reload.clone());
     let sip_task = sip.map(|h| h.task);
     let task = {
-        let mut shutdown = shutdown_rx.clone();
         let shutdown_tx = shutdown_tx.clone();
         let config = config.clone();
         tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            });
             let drain = config.server.shutdown_timeout + Duration::from_secs(5);
             let signals = tokio::spawn(signals(
                 shutdown_tx.clone(),
@@ -327,7 +379,10 @@ pub async fn start(
                 },
                 config,
             ));
-            server.await?;
+            api_server.await;
+            if let Some(task) = ops_task {
+                let _ = task.await;
+            }
             signals.abort();
             tracing::info!("API closed; draining binds");
             binds.shutdown(drain).await;
@@ -355,6 +410,7 @@ pub async fn start(
     };
     Ok(Running {
         api: api_addr,
+        ops: ops_addr,
         sandbox,
         sip: sip_addr,
         voice: voice.map(|(_, a)| a),

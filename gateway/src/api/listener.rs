@@ -1,0 +1,320 @@
+//! Serving a [`Router`] on a TCP listener: HTTP/1.1 and HTTP/2 (hyper-util's auto builder;
+//! h2 by ALPN on TLS, by prior knowledge on plain TCP), optional TLS, and the limits that keep
+//! slow or idle clients from holding the gateway's sockets.
+//!
+//! Per listener:
+//! - **Connection cap** (`server.max_connections`): a semaphore permit is taken *before*
+//!   `accept`, so above the cap new connections wait in the kernel's listen backlog until one
+//!   closes, while every connection already accepted keeps being served.
+//! - **Header read timeout** (`server.header_read_timeout_s`): hyper closes an HTTP/1
+//!   connection whose request headers do not arrive in time, idle keep-alive time included
+//!   (slowloris). The TLS handshake has the same bound.
+//! - **Idle timeout** (`server.idle_timeout_s`, [`Idle`]): a connection on which no byte moves
+//!   either way for this long is closed: an idle HTTP/2 connection, a half-sent HTTP/2
+//!   preface, a client that stops reading its response.
+//! - The request timeout (`server.request_timeout_s`) is a layer of the router
+//!   ([`super::router`]), so it answers with a problem document.
+//!
+//! On shutdown the listener stops accepting, asks every connection to finish its in-flight
+//! requests (HTTP/2 GOAWAY, HTTP/1 close after the response) and waits at most `drain`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
+
+/// How one listener treats its connections.
+#[derive(Clone)]
+pub struct Limits {
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Request headers (and keep-alive gaps, and the TLS handshake) must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A connection with no byte moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// TLS (with ALPN `h2`, `http/1.1`); `None`: plain TCP.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// The rustls configuration of the API listener: the certificate chain and key of
+/// `server.tls_cert`/`tls_key`, client certificates verified against `tls_client_ca` when it
+/// is set, ALPN offering HTTP/2 then HTTP/1.1.
+pub fn tls_acceptor(tls: &switchyard_ops::config::ServerTls) -> anyhow::Result<TlsAcceptor> {
+    let mut config =
+        crate::tls::server_config_with_clients(&tls.cert, &tls.key, tls.client_ca.as_deref())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then drains for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128);
+    let builder = Arc::new(builder);
+    let stopping = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopping);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p,
+            () = &mut stopping => break,
+        };
+        // The semaphore is never closed, so `acquire_owned` cannot fail.
+        let Ok(permit) = permit else { break };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut stopping => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let (builder, app, limits) = (builder.clone(), app.clone(), limits.clone());
+        tokio::spawn(async move {
+            // Held until the connection ends: the slot frees when the socket closes.
+            let _permit = permit;
+            let Some(io) = handshake(stream, peer, &limits).await else {
+                return;
+            };
+            let io = TokioIo::new(Idle::new(io, limits.idle_timeout));
+            let service = TowerToHyperService::new(app);
+            let conn = builder.serve_connection(io, service).into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open after {drain:?}; closing them");
+    }
+}
+
+/// The connection as HTTP sees it: plain TCP or TLS over TCP.
+type Stream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// Runs the TLS handshake (bounded by the header read timeout) when the listener has TLS.
+async fn handshake(stream: TcpStream, peer: SocketAddr, limits: &Limits) -> Option<Stream> {
+    let Some(acceptor) = &limits.tls else {
+        return Some(Either::Left(stream));
+    };
+    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(Either::Right(tls)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// An `accept` that failed. Errors about one connection (reset before accept) are skipped;
+/// running out of file descriptors or memory waits a little so the loop does not spin.
+async fn accept_error(e: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::warn!("accepting an HTTP connection failed: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// A stream that fails with [`io::ErrorKind::TimedOut`] once no byte has been read or written
+/// for `timeout` while a read or write waits. The deadline moves lazily: each transfer only
+/// records the time, and the timer is re-armed when it fires early.
+#[derive(Debug)]
+pub struct Idle<S> {
+    /// The connection.
+    inner: S,
+    /// How long the connection may be silent.
+    timeout: Duration,
+    /// When a byte last moved.
+    last: Instant,
+    /// Fires at `last + timeout` (or earlier, then it is re-armed).
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<S> Idle<S> {
+    /// Wraps `inner`; the silence starts now.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        let last = Instant::now();
+        Idle {
+            inner,
+            timeout,
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + timeout)),
+        }
+    }
+
+    /// Called when a read or write is pending: `Ready` with an error once the connection has
+    /// been silent for `timeout`.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let deadline = self.last + self.timeout;
+            if Instant::now() >= deadline {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                ));
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    this.last = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.poll_expired(cx).map(Err),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    this.last = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.poll_expired(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    this.last = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.poll_expired(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.poll_expired(cx).map(Err),
+            ready => ready,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_times_out_and_traffic_keeps_it_open() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut idle = Idle::new(a, Duration::from_secs(10));
+        let mut buf = [0u8; 8];
+        // Traffic every 6 s keeps it open past the 10 s mark.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            b.write_all(b"x").await.unwrap();
+            assert_eq!(idle.read(&mut buf).await.unwrap(), 1);
+        }
+        // Then silence: the pending read fails 10 s after the last byte.
+        let start = Instant::now();
+        let err = idle.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_times_out_the_writer() {
+        let (a, _b) = tokio::io::duplex(16);
+        let mut idle = Idle::new(a, Duration::from_secs(5));
+        let err = idle.write_all(&[0u8; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}
