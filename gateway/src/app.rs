@@ -316,7 +316,10 @@ pub async fn start(
                 let tls = config::ServerTls {
                     cert: Config::resolve(&base_dir, &tls.cert),
                     key: Config::resolve(&base_dir, &tls.key),
-                    client_ca: tls.client_ca.as_ref().map(|ca| Config::resolve(&base_dir, ca)),
+                    client_ca: tls
+                        .client_ca
+                        .as_ref()
+                        .map(|ca| Config::resolve(&base_dir, ca)),
                 };
                 Some(api::listener::tls_acceptor(&tls).context("server.tls_cert")?)
             }

@@ -591,7 +591,10 @@ sandbox = true
     let tls = s.tls.as_ref().expect("tls");
     assert!(tls.client_ca.is_some());
     assert!(cfg.is_operator_key("sk_operator"));
-    assert!(!cfg.is_operator_key("abc"), "a tenant key is not an operator key");
+    assert!(
+        !cfg.is_operator_key("abc"),
+        "a tenant key is not an operator key"
+    );
     assert!(cfg.find_tenant("sk_operator").is_none());
 
     // Safe defaults when the keys are absent.
@@ -601,11 +604,17 @@ sandbox = true
     assert_eq!(d.header_read_timeout.as_secs(), 10);
 
     let bad = text
-        .replace("ops_listen = \"127.0.0.1:9090\"", "ops_listen = \"127.0.0.1:8443\"")
+        .replace(
+            "ops_listen = \"127.0.0.1:9090\"",
+            "ops_listen = \"127.0.0.1:8443\"",
+        )
         .replace("idle_timeout_s = 40", "idle_timeout_s = 25")
         .replace("request_timeout_s = 20", "request_timeout_s = 30")
         .replace("tls_key = \"switchyard.toml\"\n", "")
-        .replace("tls_client_ca = \"switchyard.toml\"", "tls_client_ca = \"nope.pem\"")
+        .replace(
+            "tls_client_ca = \"switchyard.toml\"",
+            "tls_client_ca = \"nope.pem\"",
+        )
         .replace(&operator_key, tenant_key);
     let errs = errors(&bad);
     for path in [

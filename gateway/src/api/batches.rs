@@ -246,9 +246,10 @@ pub async fn send(
             "the batch could not be checked",
         )
     };
-    let slot = PREPARING.acquire().await.map_err(|_| {
-        Problem::unavailable("shutting_down", "the gateway is shutting down", 5)
-    })?;
+    let slot = PREPARING
+        .acquire()
+        .await
+        .map_err(|_| Problem::unavailable("shutting_down", "the gateway is shutting down", 5))?;
     let prepared = {
         let (state, tenant) = (state.clone(), tenant.clone());
         // The slot goes with the work: a request that times out does not free it early.

@@ -38,6 +38,11 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
+/// Bytes a client must send within the header read timeout before the idle timeout applies:
+/// the length of the HTTP/2 connection preface (an HTTP/1 request line with its headers is
+/// longer, and is timed by hyper from there).
+pub const OPENING_BYTES: u64 = 24;
+
 /// How one listener treats its connections.
 #[derive(Clone)]
 pub struct Limits {
@@ -122,7 +127,9 @@ pub async fn serve(
             let Some(io) = handshake(stream, peer, &limits).await else {
                 return;
             };
-            let io = TokioIo::new(Idle::new(io, limits.idle_timeout));
+            let io = Idle::new(io, limits.idle_timeout)
+                .opening(OPENING_BYTES, limits.header_read_timeout);
+            let io = TokioIo::new(io);
             let service = TowerToHyperService::new(app);
             let conn = builder.serve_connection(io, service).into_owned();
             if let Err(e) = watcher.watch(conn).await {
@@ -164,7 +171,10 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, limits: &Limits) -> Opti
 /// running out of file descriptors or memory waits a little so the loop does not spin.
 async fn accept_error(e: io::Error) {
     use io::ErrorKind::*;
-    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
         return;
     }
     tracing::warn!("accepting an HTTP connection failed: {e}");
@@ -172,7 +182,8 @@ async fn accept_error(e: io::Error) {
 }
 
 /// A stream that fails with [`io::ErrorKind::TimedOut`] once no byte has been read or written
-/// for `timeout` while a read or write waits. The deadline moves lazily: each transfer only
+/// for `timeout` while a read or write waits (or for the shorter opening limit while the peer
+/// has sent fewer than the opening bytes). The deadline moves lazily: each transfer only
 /// records the time, and the timer is re-armed when it fires early.
 #[derive(Debug)]
 pub struct Idle<S> {
@@ -180,9 +191,15 @@ pub struct Idle<S> {
     inner: S,
     /// How long the connection may be silent.
     timeout: Duration,
+    /// Until this many bytes were read, `opening_timeout` applies instead of `timeout`.
+    opening_bytes: u64,
+    /// The silence allowed before the opening bytes arrived.
+    opening_timeout: Duration,
+    /// Bytes read so far (counted up to `opening_bytes`).
+    read: u64,
     /// When a byte last moved.
     last: Instant,
-    /// Fires at `last + timeout` (or earlier, then it is re-armed).
+    /// Fires at `last + limit` (or earlier, then it is re-armed).
     timer: Pin<Box<Sleep>>,
 }
 
@@ -193,17 +210,38 @@ impl<S> Idle<S> {
         Idle {
             inner,
             timeout,
+            opening_bytes: 0,
+            opening_timeout: timeout,
+            read: 0,
             last,
             timer: Box::pin(tokio::time::sleep_until(last + timeout)),
         }
     }
 
+    /// Allows only `timeout` of silence until the peer has sent `bytes` bytes.
+    pub fn opening(mut self, bytes: u64, timeout: Duration) -> Self {
+        self.opening_bytes = bytes;
+        self.opening_timeout = timeout;
+        let deadline = self.last + self.limit();
+        self.timer.as_mut().reset(deadline);
+        self
+    }
+
+    /// The silence allowed now.
+    fn limit(&self) -> Duration {
+        if self.read < self.opening_bytes {
+            self.opening_timeout
+        } else {
+            self.timeout
+        }
+    }
+
     /// Called when a read or write is pending: `Ready` with an error once the connection has
-    /// been silent for `timeout`.
+    /// been silent for too long.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             ready!(self.timer.as_mut().poll(cx));
-            let deadline = self.last + self.timeout;
+            let deadline = self.last + self.limit();
             if Instant::now() >= deadline {
                 return Poll::Ready(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -225,8 +263,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                if buf.filled().len() > before {
+                let n = buf.filled().len() - before;
+                if n > 0 {
                     this.last = Instant::now();
+                    if this.read < this.opening_bytes {
+                        this.read = this.read.saturating_add(n as u64);
+                    }
                 }
                 Poll::Ready(r)
             }
@@ -308,6 +350,44 @@ mod tests {
         let err = idle.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_opening_bytes_must_come_within_the_shorter_limit() {
+        // Silent from the start: cut after the opening limit.
+        let (a, _b) = tokio::io::duplex(64);
+        let mut idle = Idle::new(a, Duration::from_secs(60)).opening(24, Duration::from_secs(2));
+        let start = Instant::now();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            idle.read(&mut buf).await.unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+
+        // A half-sent HTTP/2 preface: still the opening limit.
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut idle = Idle::new(a, Duration::from_secs(60)).opening(24, Duration::from_secs(2));
+        b.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        assert_eq!(idle.read(&mut buf).await.unwrap(), 16);
+        let start = Instant::now();
+        assert_eq!(
+            idle.read(&mut buf).await.unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+
+        // Once the opening bytes are in, the idle limit applies.
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut idle = Idle::new(a, Duration::from_secs(60)).opening(24, Duration::from_secs(2));
+        b.write_all(&[b'x'; 24]).await.unwrap();
+        assert_eq!(idle.read(&mut buf).await.unwrap(), 24);
+        let start = Instant::now();
+        assert_eq!(
+            idle.read(&mut buf).await.unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]

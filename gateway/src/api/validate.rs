@@ -241,8 +241,8 @@ pub struct Common {
 /// Checks the fields that do not depend on the recipient or the text; `voice` for a
 /// notification call (its caller id must be E.164 and it cannot be scheduled).
 pub fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Common, Problem> {
-    let from =
-        validate_sender(f.from.trim()).map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
+    let from = validate_sender(f.from.trim())
+        .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
     if voice && !from.starts_with('+') {
         return Err(Problem::invalid(
             "from",

@@ -43,8 +43,8 @@ pub use events::{TenantEvents, WebhookSettings};
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
-    Redacted, REDACTED, RoutingSettings, ServerConfig, ServerTls, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind,
-    Tenant, TenantRoute,
+    Redacted, RoutingSettings, ServerConfig, ServerTls, SipSettings, SipTrunk, SmppConfig,
+    SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute, REDACTED,
 };
 pub use model::{
     Scope, Scopes, SipTlsListener, SipTransport, SipUser, TenantLimits, TenantSip, TrunkCredentials,

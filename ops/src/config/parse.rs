@@ -21,9 +21,9 @@ use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
-    RoutingSettings, Scope, Scopes, ServerConfig, ServerTls, SipSettings, SipTlsListener, SipTransport, SipTrunk, SipUser,
-    SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute,
-    TenantSip, TrunkCredentials,
+    RoutingSettings, Scope, Scopes, ServerConfig, ServerTls, SipSettings, SipTlsListener,
+    SipTransport, SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind,
+    Tenant, TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
 };
 use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
 
