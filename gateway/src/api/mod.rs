@@ -7,6 +7,7 @@
 //! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics` (the last two on
 //!   `server.ops_listen` instead when it is set: [`ops_router`]).
 //! - [`listener`]: serving a router over HTTP/1.1 and HTTP/2, TLS, connection cap, timeouts.
+//! - [`timeout`]: the request timeout (408), which never stops a handler half-way.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
 //! - [`voice`]: the voice branch of `POST /v1/messages` (notification calls).
@@ -31,6 +32,7 @@ pub mod ops;
 pub mod optouts;
 pub mod page;
 pub mod problem;
+pub mod timeout;
 pub mod validate;
 pub mod voice;
 pub mod webhooks;
@@ -238,7 +240,7 @@ pub fn router(state: AppState, server: &switchyard_ops::config::ServerConfig) ->
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             server.request_timeout,
-            request_timeout,
+            timeout::request_timeout,
         ))
         .with_state(state)
 }
@@ -252,7 +254,7 @@ pub fn ops_router(state: AppState, server: &switchyard_ops::config::ServerConfig
         .fallback(no_such_endpoint)
         .layer(axum::middleware::from_fn_with_state(
             server.request_timeout,
-            request_timeout,
+            timeout::request_timeout,
         ))
         .with_state(state)
 }
@@ -263,30 +265,4 @@ async fn no_such_endpoint() -> Problem {
         "no_such_endpoint",
         "no such endpoint",
     )
-}
-
-/// 408 `request_timeout` when the response has not started within `limit` of the request
-/// (a body trickled in byte by byte, a handler stuck behind a slow store). A response that has
-/// started (an event stream) is not cut.
-async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            metrics::counter!("switchyard_api_request_timeouts_total").increment(1);
-            Problem::new(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request was not complete and answered within {} s",
-                    limit.as_secs()
-                ),
-            )
-            .into_response()
-        }
-    }
 }
