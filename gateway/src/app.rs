@@ -302,64 +302,8 @@ pub async fn start(
         events: hub,
         voice: voice.as_ref().map(|(v, _)| v.clone()),
     };
-    let server = &config.server;
-    let listener = tokio::net::TcpListener::bind(server.listen)
-        .await
-        .with_context(|| format!("listening on {}", server.listen))?;
-    let api_addr = listener.local_addr()?;
-    let limits = api::listener::Limits {
-        max_connections: server.max_connections,
-        header_read_timeout: server.header_read_timeout,
-        idle_timeout: server.idle_timeout,
-        tls: match &server.tls {
-            Some(tls) => {
-                let tls = config::ServerTls {
-                    cert: Config::resolve(&base_dir, &tls.cert),
-                    key: Config::resolve(&base_dir, &tls.key),
-                    client_ca: tls
-                        .client_ca
-                        .as_ref()
-                        .map(|ca| Config::resolve(&base_dir, ca)),
-                };
-                Some(api::listener::tls_acceptor(&tls).context("server.tls_cert")?)
-            }
-            None => None,
-        },
-    };
-    let drain = server.shutdown_timeout + Duration::from_secs(5);
-    let api_server = api::listener::serve(
-        listener,
-        api::router(state.clone(), server),
-        limits.clone(),
-        shutdown_rx.clone(),
-        drain,
-    );
-    // The operator's endpoints: plain HTTP on their own (usually private) address.
-    let ops = match server.ops_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on {addr} (server.ops_listen)"))?;
-            let ops_addr = listener.local_addr()?;
-            let limits = api::listener::Limits {
-                max_connections: 64,
-                tls: None,
-                ..limits
-            };
-            let app = api::ops_router(state.clone(), server);
-            let task = tokio::spawn(api::listener::serve(
-                listener,
-                app,
-                limits,
-                shutdown_rx.clone(),
-                drain,
-            ));
-            Some((ops_addr, task))
-        }
-        None => None,
-    };
-    let ops_addr = ops.as_ref().map(|(a, _)| *a);
-    let ops_task = ops.map(|(_, t)| t);
+    let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
+    let (api_addr, ops_addr) = (http.api, http.ops);
 
     let voice_engine = voice.as_ref().map(|(v, _)| v.clone());
     let sip_addr = sip.as_ref().map(|h| h.addr);
@@ -382,10 +326,7 @@ pub async fn start(
                 },
                 config,
             ));
-            api_server.await;
-            if let Some(task) = ops_task {
-                let _ = task.await;
-            }
+            http.closed().await;
             signals.abort();
             tracing::info!("API closed; draining binds");
             binds.shutdown(drain).await;

@@ -21,22 +21,27 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use switchyard_ops::config::{Config, ServerConfig, ServerTls};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
+
+use super::AppState;
 
 /// Bytes a client must send within the header read timeout before the idle timeout applies:
 /// the length of the HTTP/2 connection preface (an HTTP/1 request line with its headers is
@@ -67,10 +72,102 @@ impl std::fmt::Debug for Limits {
     }
 }
 
+/// The HTTP listeners of a running gateway.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Where the API listens (`server.listen`).
+    pub api: SocketAddr,
+    /// Where `/metrics` and `/readyz` are served, when `server.ops_listen` is set.
+    pub ops: Option<SocketAddr>,
+    /// The accept loops; they end once shutdown was signalled and connections drained.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Waits until every listener has stopped and drained (after the shutdown signal).
+    pub async fn closed(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds `server.listen` (and `server.ops_listen`) and serves the API (and the operator's
+/// endpoints, in plain HTTP) until `shutdown` turns true. TLS files are relative to
+/// `base_dir`.
+pub async fn start(
+    server: &ServerConfig,
+    base_dir: &Path,
+    state: AppState,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Listeners> {
+    let listener = TcpListener::bind(server.listen)
+        .await
+        .with_context(|| format!("listening on {}", server.listen))?;
+    let api = listener.local_addr()?;
+    let tls = match &server.tls {
+        Some(tls) => {
+            let tls = ServerTls {
+                cert: Config::resolve(base_dir, &tls.cert),
+                key: Config::resolve(base_dir, &tls.key),
+                client_ca: tls
+                    .client_ca
+                    .as_ref()
+                    .map(|ca| Config::resolve(base_dir, ca)),
+            };
+            Some(tls_acceptor(&tls).context("server.tls_cert")?)
+        }
+        None => None,
+    };
+    let limits = Limits {
+        max_connections: server.max_connections,
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
+        tls,
+    };
+    let drain = server.shutdown_timeout + Duration::from_secs(5);
+    let app = super::router(state.clone(), server);
+    let mut tasks = vec![tokio::spawn(serve(
+        listener,
+        app,
+        limits.clone(),
+        shutdown.clone(),
+        drain,
+    ))];
+    // The operator's endpoints: plain HTTP on their own (usually private) address.
+    let ops = match server.ops_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (server.ops_listen)"))?;
+            let ops = listener.local_addr()?;
+            let limits = Limits {
+                max_connections: OPS_MAX_CONNECTIONS,
+                tls: None,
+                ..limits
+            };
+            let app = super::ops_router(state, server);
+            tasks.push(tokio::spawn(serve(
+                listener,
+                app,
+                limits,
+                shutdown.clone(),
+                drain,
+            )));
+            Some(ops)
+        }
+        None => None,
+    };
+    Ok(Listeners { api, ops, tasks })
+}
+
+/// Connections at once on the operator's listener (scrapers and probes: a handful).
+const OPS_MAX_CONNECTIONS: usize = 64;
+
 /// The rustls configuration of the API listener: the certificate chain and key of
 /// `server.tls_cert`/`tls_key`, client certificates verified against `tls_client_ca` when it
 /// is set, ALPN offering HTTP/2 then HTTP/1.1.
-pub fn tls_acceptor(tls: &switchyard_ops::config::ServerTls) -> anyhow::Result<TlsAcceptor> {
+pub fn tls_acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
     let mut config =
         crate::tls::server_config_with_clients(&tls.cert, &tls.key, tls.client_ca.as_deref())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
