@@ -10,10 +10,13 @@
 //!   connection whose request headers do not arrive in time, idle keep-alive time included
 //!   (slowloris). The TLS handshake has the same bound.
 //! - **Idle timeout** (`server.idle_timeout_s`, [`Idle`]): a connection on which no byte moves
-//!   either way for this long is closed: an idle HTTP/2 connection, a half-sent HTTP/2
-//!   preface, a client that stops reading its response.
+//!   either way for this long is closed: an idle HTTP/2 connection, a client that stops
+//!   reading its response. Until a connection has sent its first [`OPENING_BYTES`] (enough to
+//!   tell HTTP/1 from HTTP/2; hyper's header timer starts after that), the header read timeout
+//!   applies instead: a silent socket or a half-sent HTTP/2 preface is cut as fast as slow
+//!   headers.
 //! - The request timeout (`server.request_timeout_s`) is a layer of the router
-//!   ([`super::router`]), so it answers with a problem document.
+//!   ([`super::timeout`]), so it answers with a problem document.
 //!
 //! On shutdown the listener stops accepting, asks every connection to finish its in-flight
 //! requests (HTTP/2 GOAWAY, HTTP/1 close after the response) and waits at most `drain`.
