@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_gateway::model::{MessageId, NewMessage, ReceiptUpdate, Status, Update};
+use switchyard_gateway::model::{
+    IdFormat, IdFormats, MessageId, NewMessage, ReceiptUpdate, Status, Update,
+};
 use switchyard_gateway::store::sqlite::{SqliteOptions, SqliteStore};
 use switchyard_gateway::store::Store;
 
@@ -210,6 +212,11 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     if args.updates {
+        // Hex in responses, decimal in receipts, as configured for such a carrier.
+        let formats = IdFormats {
+            response: Some(IdFormat::Hex),
+            receipt: Some(IdFormat::Decimal),
+        };
         let sent: Vec<Update> = ids
             .iter()
             .enumerate()
@@ -218,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
                 index: 0,
                 carrier: "alpha".into(),
                 carrier_message_id: format!("{:X}", 0x10_0000 + n),
+                id_formats: formats,
                 at: now + 1,
             })
             .collect();
@@ -226,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
                 Update::Receipt(ReceiptUpdate {
                     carrier: "alpha".into(),
                     carrier_message_id: (0x10_0000 + n).to_string(),
+                    id_formats: formats,
                     status: Some(Status::Delivered),
                     error: None,
                     at: now + 2,

@@ -45,6 +45,10 @@ impl Authenticator for ConfigKeys {
             .find_key(key)
             .map(|(t, scopes)| (Arc::from(t.name.as_str()), scopes))
     }
+
+    fn is_operator(&self, key: &str) -> bool {
+        self.0.is_operator_key(key)
+    }
 }
 
 /// A running gateway's handles (for tests and the binary).
@@ -52,6 +56,8 @@ impl Authenticator for ConfigKeys {
 pub struct Running {
     /// Where the API listens.
     pub api: SocketAddr,
+    /// Where `/metrics` and `/readyz` are served, when `server.ops_listen` is set.
+    pub ops: Option<SocketAddr>,
     /// Where the sandbox SMSC listens, if it runs.
     pub sandbox: Option<SocketAddr>,
     /// Where the SIP proxy listens (UDP), if `[sip]` is configured.
@@ -296,24 +302,17 @@ pub async fn start(
         events: hub,
         voice: voice.as_ref().map(|(v, _)| v.clone()),
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.server.listen))?;
-    let api_addr = listener.local_addr()?;
-    let app = api::router(state.clone(), config.server.max_body_bytes);
+    let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
+    let (api_addr, ops_addr) = (http.api, http.ops);
 
     let voice_engine = voice.as_ref().map(|(v, _)| v.clone());
     let sip_addr = sip.as_ref().map(|h| h.addr);
     let sip_reload = sip.as_ref().map(|h| h.reload.clone());
     let sip_task = sip.map(|h| h.task);
     let task = {
-        let mut shutdown = shutdown_rx.clone();
         let shutdown_tx = shutdown_tx.clone();
         let config = config.clone();
         tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            });
             let drain = config.server.shutdown_timeout + Duration::from_secs(5);
             let signals = tokio::spawn(signals(
                 shutdown_tx.clone(),
@@ -327,7 +326,7 @@ pub async fn start(
                 },
                 config,
             ));
-            server.await?;
+            http.closed().await;
             signals.abort();
             tracing::info!("API closed; draining binds");
             binds.shutdown(drain).await;
@@ -355,6 +354,7 @@ pub async fn start(
     };
     Ok(Running {
         api: api_addr,
+        ops: ops_addr,
         sandbox,
         sip: sip_addr,
         voice: voice.map(|(_, a)| a),

@@ -76,6 +76,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let running = switchyard_gateway::app::start(config, base_dir, path).await?;
     // Scripts and tests read this line to find the port.
     println!("switchyard listening on {}", running.api);
+    if let Some(ops) = running.ops {
+        println!("switchyard operator endpoints (/metrics, /readyz) on {ops}");
+    }
     if let Some(sip) = running.sip {
         println!("switchyard SIP proxy on udp {sip}");
     }

@@ -1,5 +1,5 @@
-//! TLS client configuration shared by SMPP binds and webhooks (rustls with the ring provider,
-//! so build machines need no cmake or nasm).
+//! TLS configuration shared by SMPP binds and webhooks (clients) and the SIP and HTTP API
+//! listeners (servers): rustls with the ring provider, so build machines need no cmake or nasm.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +46,16 @@ pub fn client_config(roots: RootCertStore) -> anyhow::Result<rustls::ClientConfi
 /// A server configuration presenting the PEM certificate chain `cert` with the PEM private
 /// key `key`, TLS 1.2 and 1.3, no client certificates. Errors name the file at fault.
 pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+    server_config_with_clients(cert, key, None)
+}
+
+/// As [`server_config`]; with `client_ca`, every client must present a certificate chain
+/// signed by a CA of that PEM bundle (the handshake fails otherwise).
+pub fn server_config_with_clients(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<rustls::ServerConfig> {
     use rustls_pki_types::PrivateKeyDer;
     let chain = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading certificate {}", cert.display()))?
@@ -55,10 +65,21 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerCo
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading private key {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
+        .context("TLS protocol versions")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let roots = Arc::new(roots(Some(ca), false)?);
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .with_context(|| format!("client CA bundle {}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
         .with_single_cert(chain, key)
         .context("the certificate and key do not match")
 }

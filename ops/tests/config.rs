@@ -653,3 +653,113 @@ fn voice_settings_default_and_are_checked() {
         assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
     }
 }
+
+#[test]
+fn server_listener_settings_and_operator_keys() {
+    let tenant_key = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let operator_key = hash_api_key("sk_operator");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:8443"
+ops_listen = "127.0.0.1:9090"
+max_connections = 64
+header_read_timeout_s = 5
+request_timeout_s = 20
+idle_timeout_s = 40
+tls_cert = "switchyard.toml"
+tls_key = "switchyard.toml"
+tls_client_ca = "switchyard.toml"
+[operator]
+api_keys = ["{operator_key}"]
+[[tenants]]
+name = "t"
+api_keys = ["{tenant_key}"]
+[[carriers]]
+name = "c"
+channels = ["sms"]
+smpp = {{ sandbox = true, system_id = "x" }}
+[[decks]]
+carrier = "c"
+channel = "sms"
+sandbox = true
+"#
+    );
+    let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let s = &cfg.server;
+    assert_eq!(s.ops_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(s.max_connections, 64);
+    assert_eq!(s.header_read_timeout.as_secs(), 5);
+    assert_eq!(s.request_timeout.as_secs(), 20);
+    assert_eq!(s.idle_timeout.as_secs(), 40);
+    let tls = s.tls.as_ref().expect("tls");
+    assert!(tls.client_ca.is_some());
+    assert!(cfg.is_operator_key("sk_operator"));
+    assert!(
+        !cfg.is_operator_key("abc"),
+        "a tenant key is not an operator key"
+    );
+    assert!(cfg.find_tenant("sk_operator").is_none());
+
+    // Safe defaults when the keys are absent.
+    let d = config::ServerConfig::default();
+    assert!(d.tls.is_none() && d.ops_listen.is_none());
+    assert_eq!(d.max_connections, 512);
+    assert_eq!(d.header_read_timeout.as_secs(), 10);
+
+    let bad = text
+        .replace(
+            "ops_listen = \"127.0.0.1:9090\"",
+            "ops_listen = \"127.0.0.1:8443\"",
+        )
+        .replace("idle_timeout_s = 40", "idle_timeout_s = 25")
+        .replace("request_timeout_s = 20", "request_timeout_s = 30")
+        .replace("tls_key = \"switchyard.toml\"\n", "")
+        .replace(
+            "tls_client_ca = \"switchyard.toml\"",
+            "tls_client_ca = \"nope.pem\"",
+        )
+        .replace(&operator_key, tenant_key);
+    let errs = errors(&bad);
+    for path in [
+        "server.ops_listen",
+        "server.idle_timeout_s",
+        "server.tls_key",
+        "operator.api_keys[0]",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}
+
+/// `Debug` of the configuration (what a `{:?}` in a log line would print) carries no SMPP
+/// password and no webhook signing secret.
+#[test]
+fn debug_output_has_no_secrets() {
+    let text = r#"
+[[tenants]]
+name = "t"
+api_keys = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]
+webhook_url = "https://hooks.example.com/sms"
+webhook_secrets = ["whsec_TOPSECRET_one", "whsec_TOPSECRET_two"]
+[[carriers]]
+name = "c"
+channels = ["sms"]
+[carriers.smpp]
+host = "127.0.0.1"
+port = 2775
+system_id = "esme"
+password = "PW_S3CRT"
+[[decks]]
+carrier = "c"
+channel = "sms"
+sandbox = true
+"#;
+    let cfg = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let smpp = cfg.carriers[0].smpp.as_ref().unwrap();
+    assert_eq!(smpp.password, "PW_S3CRT");
+    let printed = format!("{cfg:?} {smpp:?} {:#?}", cfg.tenants[0].events);
+    assert!(!printed.contains("PW_S3CRT"), "{printed}");
+    assert!(!printed.contains("TOPSECRET"), "{printed}");
+    assert!(printed.contains("<redacted>"), "{printed}");
+    assert!(printed.contains("esme") && printed.contains("hooks.example.com"));
+}

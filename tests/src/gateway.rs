@@ -11,6 +11,10 @@ use anyhow::{bail, Context};
 
 use crate::{binary, http_get, http_request, Process};
 
+/// The operator key every [`GatewayConfig`] lists under `[operator]` (for
+/// `/v1/routes/explain?tenant=…` with costs and carrier health).
+pub const OPERATOR_KEY: &str = "sk_test_operator_key";
+
 /// A folder under the system's temp folder, removed when dropped.
 #[derive(Debug)]
 pub struct TempDir {
@@ -173,6 +177,8 @@ pub struct GatewayConfig {
     pub carriers: Vec<CarrierSpec>,
     /// `server.max_body_bytes`, if not the default.
     pub max_body_bytes: Option<usize>,
+    /// More lines for the `[server]` table (timeouts, TLS, `ops_listen`).
+    pub server_extra: String,
     /// Appended verbatim (e.g. a `[routing.breaker]` table).
     pub extra: String,
 }
@@ -190,7 +196,13 @@ impl GatewayConfig {
         if let Some(max) = self.max_body_bytes {
             writeln!(toml, "max_body_bytes = {max}")?;
         }
+        writeln!(toml, "{}", self.server_extra)?;
         writeln!(toml, "\n[store]\ngroup_commit_linger_ms = 1")?;
+        writeln!(
+            toml,
+            "\n[operator]\napi_keys = [{:?}]",
+            hash_key(OPERATOR_KEY)?
+        )?;
         for (name, key) in &self.tenants {
             writeln!(
                 toml,

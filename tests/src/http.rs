@@ -2,7 +2,7 @@
 //! threads: one [`Client`] per thread holds one connection and reuses it for every request.
 //!
 //! It reads `Content-Length` and chunked bodies, which is all axum sends. A connection the server
-//! closes is reopened on the next request; a request that fails is never retried (a POST may
+//! closes (its keep-alive timeout) is reopened on the next request; a request that fails is never retried (a POST may
 //! have been stored), so the caller sees every failure.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -65,6 +65,11 @@ impl Client {
             default_headers: Vec::new(),
             conn: None,
         }
+    }
+
+    /// The server's `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// Sends `Authorization: Bearer KEY` with every request.
@@ -133,6 +138,15 @@ impl Client {
         let mut out = head.into_bytes();
         out.extend_from_slice(body);
 
+        // A kept connection the server has closed meanwhile (its idle keep-alive timeout) is
+        // replaced before the request is sent, not after it failed.
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|c| closed_by_peer(c.get_ref()))
+        {
+            self.conn = None;
+        }
         let conn = match &mut self.conn {
             Some(c) => c,
             None => {
@@ -162,6 +176,18 @@ impl Client {
         }
         Ok(response)
     }
+}
+
+/// True when the peer has closed `stream` (or sent something unasked): a non-blocking peek
+/// finds the end of the stream or bytes where none are due.
+fn closed_by_peer(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    let closed =
+        !matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_err() || closed
 }
 
 fn read_response(conn: &mut BufReader<TcpStream>) -> anyhow::Result<Response> {

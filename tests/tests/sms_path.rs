@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchyard_tests::gateway::{wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir};
+use switchyard_tests::gateway::{
+    wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir, OPERATOR_KEY,
+};
 use switchyard_tests::http::{Client, Response};
 
 /// API key of the first tenant.
@@ -345,9 +347,13 @@ fn wait_settled(client: &mut Client, until_final: bool, timeout: Duration) -> Du
     start.elapsed()
 }
 
-/// The breaker state of `carrier` for +447911123456, as `/v1/routes/explain` shows it.
+/// The breaker state of `carrier` for +447911123456, as `/v1/routes/explain` shows it to the
+/// operator (`client` speaks for tenant "one"; carrier health is the operator's business).
 fn breaker(client: &mut Client, carrier: &str) -> String {
-    let r = client.get("/v1/routes/explain?to=%2B447911123456").unwrap();
+    let mut operator = Client::new(client.addr()).with_bearer(OPERATOR_KEY);
+    let r = operator
+        .get("/v1/routes/explain?to=%2B447911123456&tenant=one")
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json().unwrap();
     v["candidates"]

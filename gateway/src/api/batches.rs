@@ -1,16 +1,22 @@
 //! `POST /v1/messages/batch` and `GET /v1/batches/{id}`: one body template, up to 10,000
 //! recipients with their own variables, stored in one group commit.
 //!
-//! Each recipient is rendered ([`Template`]), validated like a single send and checked against
-//! the tenant's country rules and routes; those that fail are listed in the answer with their
-//! index, number, code and reason, the rest are accepted. The tenant's rate and quotas are
-//! taken for the accepted count as a whole (429 refuses the whole batch, nothing stored). The
-//! accepted messages, the batch row and the idempotency record go to the store as one request:
-//! one transaction, one fsync. Then the messages are queued; those that do not fit the carrier
-//! queues now wait in the dispatcher's scheduler and are queued as room frees up.
+//! The cheap checks come first, so an oversized or over-quota batch costs little: the body size
+//! (413, before anything is parsed), the recipient count (only the first 10,000 recipients are
+//! kept while parsing; the rest are counted), the channel, the template's size and its literal
+//! text (which every rendering contains), the fields every recipient shares, then the tenant's
+//! quota and rate for *every* recipient (429 refuses the whole batch, nothing stored). Only then
+//! is each recipient rendered ([`Template`]), counted into segments (once for a template without
+//! placeholders), checked against the tenant's country rules and routed; those that fail are
+//! listed in the answer with their index, number, code and reason, and their quota is given
+//! back. That per-recipient work runs on a blocking thread (a few batches at once), never on an
+//! async worker. The accepted messages, the batch row and the idempotency record go to the store
+//! as one request: one transaction, one fsync. Then the messages are queued; those that do not
+//! fit the carrier queues now wait in the dispatcher's scheduler and are queued as room frees
+//! up.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -23,15 +29,21 @@ use switchyard_routing::{Channel, RouteBuf, RouteRequest};
 use super::idempotent::{self, RawJson, Start};
 use super::messages::{dispatch_problem, encoding_name, multiply};
 use super::problem::Problem;
-use super::validate::{validate, Recipient, SendRequest};
+use super::validate::{self, CommonFields};
 use super::{AppState, Scope, Tenant};
 use crate::dispatch::{DispatchError, Job};
 use crate::model::{now_ms, MessageId, NewMessage, Status};
+use crate::tenancy::limits::Reservation;
 use crate::tenancy::template::Template;
 use crate::tenancy::BatchRecord;
+use tokio::sync::Semaphore;
 
 /// Most recipients in one batch.
 pub const MAX_RECIPIENTS: usize = 10_000;
+
+/// Longest body template, bytes. The longest text a message may carry (10 segments) is under
+/// 5 KiB of UTF-8; the rest leaves room for placeholders.
+pub const MAX_TEMPLATE_BYTES: usize = 8 << 10;
 
 /// Largest batch request body (about 800 bytes per recipient at 10,000 recipients); larger
 /// ones get 413. `server.max_body_bytes` applies instead when it is larger.
@@ -44,12 +56,19 @@ pub const MAX_BACKLOG: usize = 1_000_000;
 /// How long a job that found its carrier queues full waits before trying again.
 const DEFER: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Batches parsed and checked at once (each on a blocking thread): one per core, so a burst of
+/// big batches queues here instead of taking every core from the rest of the gateway.
+static PREPARING: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+});
+
 /// The request body of `POST /v1/messages/batch`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Recipients: 1 to 10,000.
-    pub recipients: Vec<BatchRecipient>,
+    #[schema(value_type = Vec<BatchRecipient>)]
+    pub recipients: Recipients,
     /// The body template; `{{name}}` is replaced by the recipient's variable `name`.
     pub body: String,
     /// Sender (as for a single send).
@@ -86,6 +105,53 @@ pub struct BatchRecipient {
     #[schema(value_type = Option<Object>)]
     #[serde(default)]
     pub variables: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The `recipients` array as parsed: the first [`MAX_RECIPIENTS`] are kept, any beyond are
+/// only counted (skipped without being built), so an oversized batch costs no more memory than
+/// a full one and is refused by its count.
+#[derive(Debug, Default)]
+pub struct Recipients {
+    /// The recipients kept, in order.
+    pub items: Vec<BatchRecipient>,
+    /// How many the array held.
+    pub total: usize,
+}
+
+impl<'de> Deserialize<'de> for Recipients {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Recipients;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of recipients")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Recipients, A::Error> {
+                let hint = seq.size_hint().unwrap_or(0).min(MAX_RECIPIENTS);
+                let mut out = Recipients {
+                    items: Vec::with_capacity(hint),
+                    total: 0,
+                };
+                while out.total < MAX_RECIPIENTS {
+                    match seq.next_element()? {
+                        Some(r) => out.items.push(r),
+                        None => return Ok(out),
+                    }
+                    out.total += 1;
+                }
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    out.total += 1;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
 }
 
 /// A recipient refused.
@@ -135,6 +201,18 @@ struct Ready {
     job: Job,
 }
 
+/// A batch that passed every check: what to store and answer.
+struct Prepared {
+    /// Recipients in the request.
+    total: usize,
+    /// Accepted recipients, in order (at least one).
+    ready: Vec<Ready>,
+    /// Refused recipients, in order.
+    rejected: Vec<RejectedRecipient>,
+    /// The tenant's quota for `ready`, taken.
+    reservation: Reservation,
+}
+
 /// `POST /v1/messages/batch`.
 #[utoipa::path(post, path = "/v1/messages/batch", tag = "messages", request_body = BatchRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h: the original response again")),
@@ -144,8 +222,8 @@ struct Ready {
         (status = 403, description = "Channel not allowed, or the key lacks the `send` scope", body = Problem),
         (status = 409, description = "Idempotency-Key reused with another request", body = Problem),
         (status = 413, description = "Request body too large", body = Problem),
-        (status = 422, description = "Invalid template, no recipients, too many, or none valid", body = Problem),
-        (status = 429, description = "Over the tenant's rate or quota; see Retry-After", body = Problem),
+        (status = 422, description = "Invalid or oversized template, no recipients, too many, or none valid", body = Problem),
+        (status = 429, description = "Over the tenant's rate or quota (counted for every recipient); see Retry-After", body = Problem),
         (status = 503, description = "Overloaded; see Retry-After", body = Problem),
     ),
     security(("bearer" = [])))]
@@ -160,203 +238,44 @@ pub async fn send(
         Start::Run(guard) => guard,
     };
     let tenant = caller.0.clone();
-    let req: BatchRequest = raw.parse()?;
-    drop(raw);
-    let total = req.recipients.len();
-    if total == 0 || total > MAX_RECIPIENTS {
-        return Err(Problem::invalid(
-            "recipients",
-            "invalid_recipients",
-            format!("a batch has 1 to {MAX_RECIPIENTS} recipients (this one has {total})"),
-        ));
-    }
-    let template =
-        Template::parse(&req.body).map_err(|e| Problem::invalid("body", "invalid_template", e))?;
-
+    let internal = |e: tokio::task::JoinError| {
+        tracing::error!("checking a batch failed: {e}");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the batch could not be checked",
+        )
+    };
+    let slot = PREPARING
+        .acquire()
+        .await
+        .map_err(|_| Problem::unavailable("shutting_down", "the gateway is shutting down", 5))?;
+    let prepared = {
+        let (state, tenant) = (state.clone(), tenant.clone());
+        // The slot goes with the work: a request that times out does not free it early.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            prepare(&state, &tenant, &raw)
+        })
+        .await
+        .map_err(internal)??
+    };
+    let Prepared {
+        total,
+        ready,
+        rejected,
+        reservation,
+    } = prepared;
     let now = now_ms();
-    let table = state.dispatcher.router.load();
-    let tenant_id = table.tenant_id(&tenant);
-    let mut buf = RouteBuf::new();
-    let mut ready: Vec<Ready> = Vec::with_capacity(total);
-    let mut rejected = Vec::new();
-    let constant_body = template.is_constant().then(|| req.body.clone());
-    for (index, r) in req.recipients.into_iter().enumerate() {
-        let reject =
-            |code: &'static str, reason: String, to: serde_json::Value| RejectedRecipient {
-                index,
-                to,
-                code,
-                reason,
-            };
-        let Some(to) = r.to.as_str().map(str::to_owned) else {
-            rejected.push(reject(
-                "invalid_number",
-                "to must be a string: \"+\" and an E.164 number".into(),
-                r.to,
-            ));
-            continue;
-        };
-        let body = match &constant_body {
-            Some(b) => b.clone(),
-            None => match template.render(r.variables.as_ref()) {
-                Ok(b) => b,
-                Err(e) => {
-                    let code = match e {
-                        crate::tenancy::template::RenderError::Missing(_) => "missing_variable",
-                        _ => "invalid_variable",
-                    };
-                    rejected.push(reject(code, e.to_string(), r.to));
-                    continue;
-                }
-            },
-        };
-        let single = SendRequest {
-            to: Recipient::Phone(to),
-            channel: req.channel.clone(),
-            from: req.from.clone(),
-            body: Some(body),
-            encoding: req.encoding.clone(),
-            priority: req.priority.clone(),
-            validity_period: req.validity_period.clone(),
-            scheduled_at: req.scheduled_at.clone(),
-            callback_url: req.callback_url.clone(),
-            tags: req.tags.clone(),
-            metadata: req.metadata.clone(),
-            voice: None,
-        };
-        if single.channel.as_deref().is_some_and(|c| c != "sms") {
-            return Err(super::problem::Problem::invalid(
-                "channel",
-                "unsupported_channel",
-                "batches send SMS only; send voice calls one by one",
-            ));
-        }
-        let sms = match validate(single, &state.limits) {
-            Ok(s) => s,
-            // A problem with a field every recipient shares refuses the whole batch.
-            Err(p) if p.field.is_some_and(|f| f != "to" && f != "body") => return Err(p),
-            Err(p) => {
-                rejected.push(reject(p.code, p.detail, r.to));
-                continue;
-            }
-        };
-        if let Err(p) =
-            state
-                .tenant_limits
-                .policy(&tenant, Channel::Sms, sms.country.as_deref(), sms.segments)
-        {
-            if p.code == "channel_not_allowed" {
-                return Err(p);
-            }
-            rejected.push(reject(p.code, p.detail, r.to));
-            continue;
-        }
-        // The route now (no queue-room check: a batch waits for room rather than failing).
-        let Some(tid) = tenant_id else {
-            return Err(dispatch_problem(&DispatchError::Route(
-                switchyard_routing::RouteError::UnknownTenant,
-            )));
-        };
-        let id = MessageId::generate(now);
-        let route = RouteRequest {
-            channel: Channel::Sms,
-            number: &sms.to,
-            tenant: tid,
-            priority: sms.priority,
-            salt: id.0 as u64,
-            now: Instant::now(),
-        };
-        let (carrier, price) = match table.route(&route, &mut buf) {
-            Ok(ranked) => match ranked
-                .first()
-                .and_then(|c| Some((table.carrier(c.carrier)?.name.clone(), c.price)))
-            {
-                Some(found) => found,
-                None => {
-                    rejected.push(reject(
-                        "no_route",
-                        "no carrier serves this destination".into(),
-                        r.to,
-                    ));
-                    continue;
-                }
-            },
-            Err(e) => {
-                let p = dispatch_problem(&DispatchError::Route(e));
-                rejected.push(reject(p.code, p.detail, r.to));
-                continue;
-            }
-        };
-        let currency = table.config().base_currency.to_string();
-        let estimated = multiply(&price.to_string(), sms.segments);
-        let message = NewMessage {
-            id,
-            tenant: tenant.to_string(),
-            to: format!("+{}", sms.to.as_str()),
-            country: sms.country.clone(),
-            from: sms.from.clone(),
-            body: sms.body.clone(),
-            encoding: encoding_name(sms.encoding).to_owned(),
-            segments: sms.segments,
-            priority: format!("{:?}", sms.priority).to_lowercase(),
-            scheduled_at: sms.scheduled_at,
-            expires_at: sms.expires_at,
-            callback_url: sms.callback_url,
-            tags: sms.tags,
-            metadata: sms.metadata,
-            carrier: Some(carrier),
-            price: Some(estimated),
-            currency: Some(currency),
-            created_at: now,
-            batch_id: None,
-            voice: None,
-            request: None,
-        };
-        let job = Job {
-            id,
-            tenant: tenant.clone(),
-            to: sms.to,
-            from: sms.from,
-            body: sms.body,
-            encoding: sms.preference,
-            priority: sms.priority,
-            scheduled_at: sms.scheduled_at,
-            expires_at: sms.expires_at,
-            sent_segments: Vec::new(),
-            tried: Vec::new(),
-        };
-        ready.push(Ready {
-            index,
-            message,
-            job,
-        });
-    }
-    drop(table);
-
+    // `prepare` refuses a batch without a valid recipient.
     let Some(first) = ready.first() else {
-        let first = rejected
-            .first()
-            .map(|r| format!("; recipient 0: {} ({})", r.reason, r.code))
-            .unwrap_or_default();
         return Err(Problem::invalid(
             "recipients",
             "no_valid_recipients",
-            format!("all {total} recipients were rejected{first}"),
+            format!("all {total} recipients were rejected"),
         ));
     };
     let batch_id = format!("bat_{:016x}", first.message.id.0);
-    let backlog = state.dispatcher.queued() + state.dispatcher.held();
-    if backlog + ready.len() > MAX_BACKLOG {
-        return Err(Problem::unavailable(
-            "queue_full",
-            format!("{backlog} messages are waiting for carriers; retry shortly"),
-            5,
-        ));
-    }
-    let reservation =
-        state
-            .tenant_limits
-            .admit(&tenant, ready.len() as u32, now, Instant::now())?;
 
     let scheduled = ready.iter().any(|r| r.job.scheduled_at.is_some());
     let accepted = BatchAccepted {
@@ -427,6 +346,234 @@ pub async fn send(
         state.dispatcher.defer(job, DEFER);
     }
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Parses and checks a batch (CPU-bound: run it on a blocking thread). Cheap checks that
+/// refuse the whole batch come first, then the tenant's quota and rate for every recipient,
+/// then the per-recipient work. 422 `no_valid_recipients` when every recipient was refused.
+fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepared, Problem> {
+    let req: BatchRequest = raw.parse()?;
+    let total = req.recipients.total;
+    if total == 0 || total > MAX_RECIPIENTS {
+        return Err(Problem::invalid(
+            "recipients",
+            "invalid_recipients",
+            format!("a batch has 1 to {MAX_RECIPIENTS} recipients (this one has {total})"),
+        ));
+    }
+    if req.channel.as_deref().is_some_and(|c| c != "sms") {
+        return Err(Problem::invalid(
+            "channel",
+            "unsupported_channel",
+            "batches send SMS only; send voice calls one by one",
+        ));
+    }
+    if req.body.len() > MAX_TEMPLATE_BYTES {
+        return Err(Problem::invalid(
+            "body",
+            "template_too_long",
+            format!(
+                "the body template has {} bytes; at most {MAX_TEMPLATE_BYTES} are allowed",
+                req.body.len()
+            ),
+        ));
+    }
+    let template =
+        Template::parse(&req.body).map_err(|e| Problem::invalid("body", "invalid_template", e))?;
+    let common = validate::common(
+        CommonFields {
+            from: &req.from,
+            encoding: req.encoding.as_deref(),
+            priority: req.priority.as_deref(),
+            validity_period: req.validity_period.as_ref(),
+            scheduled_at: req.scheduled_at.as_deref(),
+            callback_url: req.callback_url,
+            tags: req.tags,
+            metadata: req.metadata,
+        },
+        false,
+        &state.limits,
+    )?;
+    // Every rendering contains the literal text: if it alone cannot be sent, nothing can. A
+    // template without placeholders is the one body of every message: counted once here.
+    let constant = if template.is_constant() {
+        validate::non_empty(&req.body)?;
+        let info = validate::segments(&req.body, common.preference, &state.limits)?;
+        Some((req.body, info))
+    } else {
+        validate::segments(&template.literal_text(), common.preference, &state.limits)?;
+        None
+    };
+    let table = state.dispatcher.router.load();
+    let Some(tenant_id) = table.tenant_id(tenant) else {
+        return Err(dispatch_problem(&DispatchError::Route(
+            switchyard_routing::RouteError::UnknownTenant,
+        )));
+    };
+    let backlog = state.dispatcher.queued() + state.dispatcher.held();
+    if backlog + total > MAX_BACKLOG {
+        return Err(Problem::unavailable(
+            "queue_full",
+            format!("{backlog} messages are waiting for carriers; retry shortly"),
+            5,
+        ));
+    }
+    let now = now_ms();
+    // Quota and rate for every recipient before any per-recipient work; the quota of refused
+    // recipients is given back below.
+    let mut reservation = state
+        .tenant_limits
+        .admit(tenant, total as u32, now, Instant::now())?;
+
+    let currency = table.config().base_currency.to_string();
+    let priority = format!("{:?}", common.priority).to_lowercase();
+    let mut buf = RouteBuf::new();
+    let mut ready: Vec<Ready> = Vec::with_capacity(total);
+    let mut rejected = Vec::new();
+    for (index, r) in req.recipients.items.into_iter().enumerate() {
+        let reject = |p: Problem, to: serde_json::Value| RejectedRecipient {
+            index,
+            to,
+            code: p.code,
+            reason: p.detail,
+        };
+        let parsed = match r.to.as_str() {
+            Some(s) => crate::number::parse_e164(s.trim()),
+            None => Err("to must be a string: \"+\" and an E.164 number".to_owned()),
+        };
+        let (to, country) = match parsed {
+            Ok(found) => found,
+            Err(d) => {
+                rejected.push(reject(Problem::invalid("to", "invalid_number", d), r.to));
+                continue;
+            }
+        };
+        let rendered = match &constant {
+            Some((body, info)) => Ok((body.clone(), *info)),
+            None => template
+                .render(r.variables.as_ref())
+                .map_err(|e| {
+                    let code = match e {
+                        crate::tenancy::template::RenderError::Missing(_) => "missing_variable",
+                        _ => "invalid_variable",
+                    };
+                    Problem::invalid("body", code, e.to_string())
+                })
+                .and_then(|body| {
+                    validate::non_empty(&body)?;
+                    let info = validate::segments(&body, common.preference, &state.limits)?;
+                    Ok((body, info))
+                }),
+        };
+        let (body, info) = match rendered {
+            Ok(found) => found,
+            Err(p) => {
+                rejected.push(reject(p, r.to));
+                continue;
+            }
+        };
+        let segments = info.segments as u16;
+        if let Err(p) =
+            state
+                .tenant_limits
+                .policy(tenant, Channel::Sms, country.as_deref(), segments)
+        {
+            if p.code == "channel_not_allowed" {
+                return Err(p);
+            }
+            rejected.push(reject(p, r.to));
+            continue;
+        }
+        // The route now (no queue-room check: a batch waits for room rather than failing).
+        let id = MessageId::generate(now);
+        let route = RouteRequest {
+            channel: Channel::Sms,
+            number: &to,
+            tenant: tenant_id,
+            priority: common.priority,
+            salt: id.0 as u64,
+            now: Instant::now(),
+        };
+        let (carrier, price) = match table.route(&route, &mut buf) {
+            Ok(ranked) => match ranked
+                .first()
+                .and_then(|c| Some((table.carrier(c.carrier)?.name.clone(), c.price)))
+            {
+                Some(found) => found,
+                None => {
+                    rejected.push(reject(
+                        Problem::invalid("to", "no_route", "no carrier serves this destination"),
+                        r.to,
+                    ));
+                    continue;
+                }
+            },
+            Err(e) => {
+                rejected.push(reject(dispatch_problem(&DispatchError::Route(e)), r.to));
+                continue;
+            }
+        };
+        let message = NewMessage {
+            id,
+            tenant: tenant.to_string(),
+            to: format!("+{}", to.as_str()),
+            country,
+            from: common.from.clone(),
+            body: body.clone(),
+            encoding: encoding_name(info.encoding).to_owned(),
+            segments,
+            priority: priority.clone(),
+            scheduled_at: common.scheduled_at,
+            expires_at: common.expires_at,
+            callback_url: common.callback_url.clone(),
+            tags: common.tags.clone(),
+            metadata: common.metadata.clone(),
+            carrier: Some(carrier),
+            price: Some(multiply(&price.to_string(), segments)),
+            currency: Some(currency.clone()),
+            created_at: now,
+            batch_id: None,
+            voice: None,
+            request: None,
+        };
+        let job = Job {
+            id,
+            tenant: tenant.clone(),
+            to,
+            from: common.from.clone(),
+            body,
+            encoding: common.preference,
+            priority: common.priority,
+            scheduled_at: common.scheduled_at,
+            expires_at: common.expires_at,
+            sent_segments: Vec::new(),
+            tried: Vec::new(),
+        };
+        ready.push(Ready {
+            index,
+            message,
+            job,
+        });
+    }
+    // Refused recipients give their quota back (all of it when none passed).
+    reservation.shrink(ready.len() as u32);
+    if ready.is_empty() {
+        let first = rejected
+            .first()
+            .map(|r| format!("; recipient {}: {} ({})", r.index, r.reason, r.code))
+            .unwrap_or_default();
+        return Err(Problem::invalid(
+            "recipients",
+            "no_valid_recipients",
+            format!("all {total} recipients were rejected{first}"),
+        ));
+    }
+    Ok(Prepared {
+        total,
+        ready,
+        rejected,
+        reservation,
+    })
 }
 
 /// A batch's progress.

@@ -4,7 +4,10 @@
 //!   `POST /v1/messages/{id}/cancel`.
 //! - [`batches`]: `POST /v1/messages/batch`, `GET /v1/batches/{id}`.
 //! - [`idempotent`]: the raw JSON body extractor and the `Idempotency-Key` glue for POSTs.
-//! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics` (the last two on
+//!   `server.ops_listen` instead when it is set: [`ops_router`]).
+//! - [`listener`]: serving a router over HTTP/1.1 and HTTP/2, TLS, connection cap, timeouts.
+//! - [`timeout`]: the request timeout (408), which never stops a handler half-way.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
 //! - [`voice`]: the voice branch of `POST /v1/messages` (notification calls).
@@ -13,19 +16,23 @@
 //! Every `/v1` route authenticates with `Authorization: Bearer <key>`; a tenant only ever sees
 //! its own messages. Keys carry scopes ([`Scope`]): `GET`s need `read`, other methods `send` or
 //! `admin` (checked by the [`Tenant`] extractor), and handlers narrow that with
-//! [`Tenant::require`] (sends need `send`, tenant settings `admin`).
+//! [`Tenant::require`] (sends need `send`, tenant settings `admin`). Operator keys
+//! (`[operator] api_keys`) are not tenants: they are refused by [`Tenant`] and accepted where a
+//! handler takes a [`Caller`] (`/v1/routes/explain`).
 
 pub mod batches;
 pub mod calls;
 pub mod events;
 pub mod idempotent;
 pub mod inbound;
+pub mod listener;
 pub mod messages;
 pub mod openapi;
 pub mod ops;
 pub mod optouts;
 pub mod page;
 pub mod problem;
+pub mod timeout;
 pub mod validate;
 pub mod voice;
 pub mod webhooks;
@@ -54,6 +61,11 @@ pub trait Authenticator: Send + Sync + 'static {
     /// The tenant owning `key` and what the key may do. By default every scope.
     fn authenticate(&self, key: &str) -> Option<(Arc<str>, Scopes)> {
         self.tenant(key).map(|t| (t, Scopes::ALL))
+    }
+
+    /// True when `key` is an operator key. By default there are none.
+    fn is_operator(&self, _key: &str) -> bool {
+        false
     }
 }
 
@@ -110,6 +122,19 @@ impl Tenant {
     }
 }
 
+/// The bearer key of a request, or 401.
+fn bearer(parts: &Parts) -> Result<&str, Problem> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(Problem::unauthorized)?;
+    header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .ok_or_else(Problem::unauthorized)
+}
+
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = Problem;
 
@@ -117,20 +142,19 @@ impl FromRequestParts<AppState> for Tenant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(Problem::unauthorized)?;
-        let key = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .ok_or_else(Problem::unauthorized)?;
-        let (tenant, scopes) = state
-            .auth
-            .load()
-            .authenticate(key)
-            .ok_or_else(Problem::unauthorized)?;
+        let key = bearer(parts)?;
+        let auth = state.auth.load();
+        let Some((tenant, scopes)) = auth.authenticate(key) else {
+            if auth.is_operator(key) {
+                return Err(Problem::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "operator_key",
+                    "an operator key is not a tenant's: it is accepted by /v1/routes/explain \
+                     (with ?tenant=) only",
+                ));
+            }
+            return Err(Problem::unauthorized());
+        };
         let tenant = Tenant(tenant, scopes);
         // Reads need `read`; anything that changes state needs `send` or `admin` (handlers
         // narrow it down with `require`).
@@ -143,9 +167,38 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
-/// The API's routes.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// Who a request authenticated as, where operator keys are accepted too.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A tenant's key (with the `read` scope for GETs, as for [`Tenant`]).
+    Tenant(Tenant),
+    /// One of the operator's keys: sees every tenant and the carriers' costs and health.
+    Operator,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts)?;
+        if state.auth.load().is_operator(key) {
+            return Ok(Caller::Operator);
+        }
+        Tenant::from_request_parts(parts, state)
+            .await
+            .map(Caller::Tenant)
+    }
+}
+
+/// The API's routes. `/metrics` and `/readyz` are among them unless `server.ops_listen` is
+/// set ([`ops_router`] serves them there). Every request must be answered (headers sent)
+/// within `server.request_timeout_s`, body upload included, or gets 408.
+pub fn router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
+    let max_body_bytes = server.max_body_bytes;
+    let mut api = Router::new()
         .route("/v1/messages", post(messages::send).get(messages::list))
         .route(
             "/v1/messages/batch",
@@ -177,16 +230,39 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/v1/routes/explain", get(ops::explain))
         .route("/healthz", get(ops::healthz))
+        .route("/openapi.json", get(openapi::serve));
+    if server.ops_listen.is_none() {
+        api = api
+            .route("/readyz", get(ops::readyz))
+            .route("/metrics", get(ops::metrics));
+    }
+    api.fallback(no_such_endpoint)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            server.request_timeout,
+            timeout::request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// The operator's listener (`server.ops_listen`): `/metrics`, `/readyz` and `/healthz`.
+pub fn ops_router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(openapi::serve))
-        .fallback(|| async {
-            Problem::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "no_such_endpoint",
-                "no such endpoint",
-            )
-        })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .fallback(no_such_endpoint)
+        .layer(axum::middleware::from_fn_with_state(
+            server.request_timeout,
+            timeout::request_timeout,
+        ))
         .with_state(state)
+}
+
+async fn no_such_endpoint() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "no_such_endpoint",
+        "no such endpoint",
+    )
 }

@@ -1,6 +1,8 @@
-//! Operations endpoints: route explanation, liveness, readiness, metrics.
+//! Operations endpoints: route explanation (tenants see their price and carrier order;
+//! operator keys see costs and health too), liveness, readiness, metrics.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -10,7 +12,7 @@ use serde::Deserialize;
 use switchyard_routing::{Channel, Priority, RouteRequest, E164};
 
 use super::problem::Problem;
-use super::{AppState, Tenant};
+use super::{AppState, Caller, Tenant};
 
 /// Query of `GET /v1/routes/explain`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -19,17 +21,42 @@ pub struct ExplainQuery {
     pub to: String,
     /// Priority to score with (default normal).
     pub priority: Option<String>,
+    /// Whose route plan (operator keys only, and required for them; a tenant may name only
+    /// itself).
+    pub tenant: Option<String>,
 }
 
-/// `GET /v1/routes/explain?to=+44…`: which carriers, in what order, why, at what price.
+/// `GET /v1/routes/explain?to=+44…`: which carriers, in what order, at what price.
+///
+/// A tenant sees its own price and the order of the carriers it can use. Wholesale rates,
+/// costs, carrier health, breakers, scores and excluded carriers are the operator's business:
+/// only an operator key (`[operator] api_keys`, with `?tenant=`) sees them.
 #[utoipa::path(get, path = "/v1/routes/explain", tag = "routing", params(ExplainQuery),
-    responses((status = 200, description = "Matched prefix, candidates with price, health, breaker and score, the winner and why"), (status = 401, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, description = "Matched prefix, the carriers in order with the tenant's price, the winner; with an operator key also rates, costs, health, breakers, scores, excluded carriers and why the winner won"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn explain(
     State(state): State<AppState>,
-    Tenant(tenant, _): Tenant,
+    caller: Caller,
     Query(q): Query<ExplainQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
+    let (tenant, operator) = match (&caller, q.tenant) {
+        (Caller::Operator, Some(t)) => (Arc::<str>::from(t), true),
+        (Caller::Operator, None) => {
+            return Err(Problem::invalid(
+                "tenant",
+                "tenant_required",
+                "an operator key names the tenant whose route plan to explain: ?tenant=NAME",
+            ))
+        }
+        (Caller::Tenant(Tenant(own, _)), Some(t)) if *t != **own => {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "other_tenant",
+                "a tenant's key explains that tenant's routes only",
+            ))
+        }
+        (Caller::Tenant(Tenant(own, _)), _) => (own.clone(), false),
+    };
     let number =
         E164::parse(&q.to).map_err(|e| Problem::invalid("to", "invalid_number", e.to_string()))?;
     let priority = match q.priority.as_deref().unwrap_or("normal") {
@@ -62,6 +89,37 @@ pub async fn explain(
         now: std::time::Instant::now(),
     };
     let e = table.explain(&req);
+    let currency = table.config().base_currency.to_string();
+    let priority = format!("{:?}", e.priority).to_lowercase();
+    let error = e.outcome.as_ref().err().map(|x| x.to_string());
+    if !operator {
+        // Ranked carriers only, in order, with the tenant's own price.
+        let candidates: Vec<serde_json::Value> = e
+            .candidates
+            .iter()
+            .filter(|c| c.rank.is_some())
+            .map(|c| {
+                serde_json::json!({
+                    "carrier": c.carrier,
+                    "rank": c.rank,
+                    "prefix": c.prefix,
+                    "country": c.country,
+                    "network": c.network,
+                    "price": c.price.to_string(),
+                })
+            })
+            .collect();
+        return Ok(Json(serde_json::json!({
+            "generation": e.generation,
+            "to": e.number,
+            "priority": priority,
+            "matched_prefix": e.matched_prefix,
+            "currency": currency,
+            "winner": e.outcome.as_ref().ok(),
+            "error": error,
+            "candidates": candidates,
+        })));
+    }
     let candidates: Vec<serde_json::Value> = e
         .candidates
         .iter()
@@ -89,13 +147,14 @@ pub async fn explain(
         .collect();
     Ok(Json(serde_json::json!({
         "generation": e.generation,
+        "tenant": &*tenant,
         "to": e.number,
-        "priority": format!("{:?}", e.priority).to_lowercase(),
+        "priority": priority,
         "matched_prefix": e.matched_prefix,
-        "currency": table.config().base_currency.to_string(),
+        "currency": currency,
         "health_weight": e.health_weight,
         "winner": e.outcome.as_ref().ok(),
-        "error": e.outcome.as_ref().err().map(|x| x.to_string()),
+        "error": error,
         "reason": e.reason,
         "candidates": candidates,
     })))

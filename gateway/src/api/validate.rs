@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use switchyard_protocols::text::{
-    count_segments, Concat, EncodeOptions, Encoding, EncodingPreference,
+    count_segments, Concat, EncodeOptions, Encoding, EncodingPreference, SegmentInfo,
 };
 use switchyard_routing::{Priority, E164};
 
@@ -141,7 +141,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         }
     };
     let body =
-        match (req.body.clone(), &voice) {
+        match (req.body, &voice) {
             (Some(b), _) => b,
             (None, Some(_)) => String::new(),
             // The same answer serde gave when `body` was a required field.
@@ -156,23 +156,101 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
     };
     let (to, country) = crate::number::parse_e164(raw_to)
         .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
-    let from = validate_sender(req.from.trim())
+    let common = common(
+        CommonFields {
+            from: &req.from,
+            encoding: req.encoding.as_deref(),
+            priority: req.priority.as_deref(),
+            validity_period: req.validity_period.as_ref(),
+            scheduled_at: req.scheduled_at.as_deref(),
+            callback_url: req.callback_url,
+            tags: req.tags,
+            metadata: req.metadata,
+        },
+        voice.is_some(),
+        limits,
+    )?;
+    // A call's text is spoken, not encoded into segments (its length is checked with the
+    // voice options).
+    let info = if voice.is_some() {
+        segments("", common.preference, limits)?
+    } else {
+        non_empty(&body)?;
+        segments(&body, common.preference, limits)?
+    };
+    Ok(ValidSms {
+        to,
+        country,
+        from: common.from,
+        body,
+        preference: common.preference,
+        encoding: info.encoding,
+        segments: info.segments as u16,
+        priority: common.priority,
+        scheduled_at: common.scheduled_at,
+        expires_at: common.expires_at,
+        callback_url: common.callback_url,
+        tags: common.tags,
+        metadata: common.metadata,
+        voice,
+    })
+}
+
+/// The fields of a send that do not depend on the recipient or the text, as received.
+#[derive(Debug)]
+pub struct CommonFields<'a> {
+    /// Sender.
+    pub from: &'a str,
+    /// `auto`, `gsm7` or `ucs2`.
+    pub encoding: Option<&'a str>,
+    /// `critical`, `high`, `normal` or `low`.
+    pub priority: Option<&'a str>,
+    /// Whole seconds or an ISO 8601 duration.
+    pub validity_period: Option<&'a serde_json::Value>,
+    /// RFC 3339 time.
+    pub scheduled_at: Option<&'a str>,
+    /// Status webhook.
+    pub callback_url: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Free-form JSON object.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The fields every message of a request shares, checked (once per batch).
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Sender.
+    pub from: String,
+    /// Encoding asked for.
+    pub preference: EncodingPreference,
+    /// Priority.
+    pub priority: Priority,
+    /// Send at.
+    pub scheduled_at: Option<UnixMs>,
+    /// Give up at.
+    pub expires_at: Option<UnixMs>,
+    /// Webhook.
+    pub callback_url: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// JSON text.
+    pub metadata: Option<String>,
+}
+
+/// Checks the fields that do not depend on the recipient or the text; `voice` for a
+/// notification call (its caller id must be E.164 and it cannot be scheduled).
+pub fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Common, Problem> {
+    let from = validate_sender(f.from.trim())
         .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
-    if voice.is_some() && !from.starts_with('+') {
+    if voice && !from.starts_with('+') {
         return Err(Problem::invalid(
             "from",
             "invalid_sender",
             "the caller id of a voice call is an E.164 number with +",
         ));
     }
-    if voice.is_none() && body.is_empty() {
-        return Err(Problem::invalid(
-            "body",
-            "empty_body",
-            "body must not be empty",
-        ));
-    }
-    let preference = match req.encoding.as_deref().unwrap_or("auto") {
+    let preference = match f.encoding.unwrap_or("auto") {
         "auto" => EncodingPreference::Auto,
         "gsm7" => EncodingPreference::Force(Encoding::Gsm7),
         "ucs2" => EncodingPreference::Force(Encoding::Ucs2),
@@ -184,36 +262,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             ))
         }
     };
-    let opts = EncodeOptions {
-        encoding: preference,
-        concat: Concat::Udh8,
-        ..EncodeOptions::default()
-    };
-    // A call's text is spoken, not encoded into segments (its length is checked with the
-    // voice options).
-    let info = if voice.is_some() {
-        count_segments("", &opts)
-    } else {
-        count_segments(&body, &opts)
-    }
-    .map_err(|e| {
-        Problem::invalid(
-            "body",
-            "unencodable_body",
-            format!("the body cannot be sent as asked: {e}"),
-        )
-    })?;
-    if info.segments > limits.max_segments {
-        return Err(Problem::invalid(
-            "body",
-            "body_too_long",
-            format!(
-                "the body needs {} segments; at most {} are allowed",
-                info.segments, limits.max_segments
-            ),
-        ));
-    }
-    let priority = match req.priority.as_deref().unwrap_or("normal") {
+    let priority = match f.priority.unwrap_or("normal") {
         "critical" => Priority::Critical,
         "high" => Priority::High,
         "normal" => Priority::Normal,
@@ -227,7 +276,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
         }
     };
     let now = now_ms();
-    let scheduled_at = match &req.scheduled_at {
+    let scheduled_at = match f.scheduled_at {
         None => None,
         Some(s) => {
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -249,14 +298,14 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             (ms > now).then_some(ms)
         }
     };
-    if voice.is_some() && scheduled_at.is_some() {
+    if voice && scheduled_at.is_some() {
         return Err(Problem::invalid(
             "scheduled_at",
             "unsupported_for_voice",
             "voice calls cannot be scheduled yet; send them when they are due",
         ));
     }
-    let expires_at = match &req.validity_period {
+    let expires_at = match f.validity_period {
         None => None,
         Some(v) => {
             let secs = parse_validity(v)
@@ -274,7 +323,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             Some(scheduled_at.unwrap_or(now) + secs as i64 * 1000)
         }
     };
-    let callback_url = match req.callback_url {
+    let callback_url = match f.callback_url {
         None => None,
         Some(u) => {
             let parsed = url::Url::parse(&u)
@@ -289,14 +338,14 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             Some(u)
         }
     };
-    if req.tags.len() > 20 || req.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+    if f.tags.len() > 20 || f.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
         return Err(Problem::invalid(
             "tags",
             "invalid_tags",
             "at most 20 tags of 1 to 64 characters",
         ));
     }
-    let metadata = match req.metadata {
+    let metadata = match f.metadata {
         None => None,
         Some(v @ serde_json::Value::Object(_)) => {
             let text = v.to_string();
@@ -317,22 +366,60 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             ))
         }
     };
-    Ok(ValidSms {
-        to,
-        country,
+    Ok(Common {
         from,
-        body,
         preference,
-        encoding: info.encoding,
-        segments: info.segments as u16,
         priority,
         scheduled_at,
         expires_at,
         callback_url,
-        tags: req.tags,
+        tags: f.tags,
         metadata,
-        voice,
     })
+}
+
+/// The encoding and segments an SMS text needs: 422 (`body`) when it cannot be encoded as
+/// asked or needs more than `limits.max_segments` segments.
+pub fn segments(
+    body: &str,
+    preference: EncodingPreference,
+    limits: &Limits,
+) -> Result<SegmentInfo, Problem> {
+    let opts = EncodeOptions {
+        encoding: preference,
+        concat: Concat::Udh8,
+        ..EncodeOptions::default()
+    };
+    let info = count_segments(body, &opts).map_err(|e| {
+        Problem::invalid(
+            "body",
+            "unencodable_body",
+            format!("the body cannot be sent as asked: {e}"),
+        )
+    })?;
+    if info.segments > limits.max_segments {
+        return Err(Problem::invalid(
+            "body",
+            "body_too_long",
+            format!(
+                "the body needs {} segments; at most {} are allowed",
+                info.segments, limits.max_segments
+            ),
+        ));
+    }
+    Ok(info)
+}
+
+/// 422 `empty_body` for an empty SMS text.
+pub fn non_empty(body: &str) -> Result<(), Problem> {
+    if body.is_empty() {
+        return Err(Problem::invalid(
+            "body",
+            "empty_body",
+            "body must not be empty",
+        ));
+    }
+    Ok(())
 }
 
 /// E.164 numbers, short codes (3–8 digits) and alphanumeric ids of 1–11 GSM characters.

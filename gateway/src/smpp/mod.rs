@@ -34,8 +34,8 @@ pub enum LongMessages {
     Payload,
 }
 
-/// Everything one bind needs to know about its carrier.
-#[derive(Clone, Debug)]
+/// Everything one bind needs to know about its carrier. Its `Debug` leaves the password out.
+#[derive(Clone)]
 pub struct BindSettings {
     /// The carrier's name (routing, store, logs).
     pub carrier: String,
@@ -97,6 +97,62 @@ pub fn shared_reassembler() -> SharedReassembler {
     )))
 }
 
+impl std::fmt::Debug for BindSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field must be placed here (shown or redacted) to compile.
+        let BindSettings {
+            carrier,
+            address,
+            tls,
+            system_id,
+            password: _,
+            system_type,
+            bind_type,
+            window,
+            tps,
+            enquire_link,
+            response_timeout,
+            reconnect_min,
+            reconnect_max,
+            source_ton,
+            source_npi,
+            dest_ton,
+            dest_npi,
+            registered_delivery,
+            long_messages,
+            max_pdu_len,
+            max_retries,
+            id_formats,
+            // Held MO parts (message text) are not configuration: left out.
+            mo_parts: _,
+        } = self;
+        f.debug_struct("BindSettings")
+            .field("carrier", carrier)
+            .field("address", address)
+            .field("tls", tls)
+            .field("system_id", system_id)
+            .field("password", &switchyard_ops::config::REDACTED)
+            .field("system_type", system_type)
+            .field("bind_type", bind_type)
+            .field("window", window)
+            .field("tps", tps)
+            .field("enquire_link", enquire_link)
+            .field("response_timeout", response_timeout)
+            .field("reconnect_min", reconnect_min)
+            .field("reconnect_max", reconnect_max)
+            .field("source_ton", source_ton)
+            .field("source_npi", source_npi)
+            .field("dest_ton", dest_ton)
+            .field("dest_npi", dest_npi)
+            .field("registered_delivery", registered_delivery)
+            .field("long_messages", long_messages)
+            .field("max_pdu_len", max_pdu_len)
+            .field("max_retries", max_retries)
+            .field("id_formats", id_formats)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BindSettings {
     /// Defaults for a carrier at `address` (the sandbox uses these as they are).
     pub fn new(carrier: impl Into<String>, address: impl Into<String>) -> Self {
@@ -125,5 +181,21 @@ impl BindSettings {
             id_formats: IdFormats::default(),
             mo_parts: shared_reassembler(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_the_password_out() {
+        let mut s = BindSettings::new("acme", "127.0.0.1:2775");
+        s.system_id = "esme_acme".into();
+        s.password = "PW_SECRET".into();
+        let printed = format!("{s:?} {s:#?}");
+        assert!(!printed.contains("PW_SECRET"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(printed.contains("esme_acme"), "{printed}");
     }
 }

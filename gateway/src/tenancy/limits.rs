@@ -234,6 +234,17 @@ impl Reservation {
     pub fn keep(mut self) {
         self.quota = None;
     }
+
+    /// Only `n` of the reserved messages will be stored (a batch's other recipients were
+    /// refused): the rest of the quota is given back now. Rate tokens are not: the rate
+    /// counts every recipient the API checked.
+    pub fn shrink(&mut self, n: u32) {
+        let n = u64::from(n).min(self.n);
+        if let Some(q) = &self.quota {
+            q.lock().release(self.n - n, self.at);
+        }
+        self.n = n;
+    }
 }
 
 impl Drop for Reservation {
@@ -511,6 +522,23 @@ mod tests {
         assert_eq!(p.retry_after, Some(11));
         // Another tenant (unknown here: no limits) is unaffected.
         assert!(l.admit("other", 1_000_000, now, i).is_ok());
+    }
+
+    #[test]
+    fn a_shrunk_reservation_gives_the_difference_back() {
+        let mut config = switchyard_ops::config::Config::embedded_default();
+        config.tenants[0].limits.daily_quota = Some(10);
+        let name = config.tenants[0].name.clone();
+        let l = TenantLimiter::new(&config);
+        let now = JAN31_LAST_SECOND - 10_000;
+        let i = Instant::now();
+        // A batch of 10 recipients reserves 10; 4 were refused, 6 are stored.
+        let mut r = l.admit(&name, 10, now, i).unwrap();
+        assert!(l.admit(&name, 1, now, i).is_err());
+        r.shrink(6);
+        r.keep();
+        l.admit(&name, 4, now, i).unwrap().keep();
+        assert!(l.admit(&name, 1, now, i).is_err());
     }
 
     #[test]

@@ -104,6 +104,18 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
+    /// The literal text alone, placeholders left out. Every rendering contains it, so a
+    /// literal text that is already too long (or unencodable) makes every recipient's body so.
+    pub fn literal_text(&self) -> String {
+        let mut out = String::with_capacity(self.literal_len);
+        for part in &self.parts {
+            if let Part::Literal(s) = part {
+                out.push_str(s);
+            }
+        }
+        out
+    }
+
     /// The body for one recipient's variables.
     pub fn render(&self, vars: Option<&Map<String, Value>>) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.literal_len + 16);

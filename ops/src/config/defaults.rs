@@ -64,6 +64,7 @@ impl Config {
             webhooks: Default::default(),
             sip: None,
             voice: Default::default(),
+            operator: Default::default(),
         }
     }
 }

@@ -8,8 +8,9 @@ use super::error::ConfigErrorKind;
 use super::model::Config;
 use super::reader::{Report, Table};
 
-/// A tenant's events, webhook and inbound settings (keys of its `[[tenants]]` table).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A tenant's events, webhook and inbound settings (keys of its `[[tenants]]` table). Its
+/// `Debug` shows how many signing secrets there are, never their values.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct TenantEvents {
     /// Default webhook for status and inbound events (`webhook_url`); a message's own
     /// `callback_url` takes precedence for its status events.
@@ -27,6 +28,29 @@ pub struct TenantEvents {
     pub start_reply: Option<String>,
     /// Answer to HELP (`help_reply`), same rules.
     pub help_reply: Option<String>,
+}
+
+impl std::fmt::Debug for TenantEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field must be placed here (shown or redacted) to compile.
+        let TenantEvents {
+            webhook_url,
+            webhook_secrets,
+            numbers,
+            stop_reply,
+            start_reply,
+            help_reply,
+        } = self;
+        let secrets = vec![super::model::REDACTED; webhook_secrets.len()];
+        f.debug_struct("TenantEvents")
+            .field("webhook_url", webhook_url)
+            .field("webhook_secrets", &secrets)
+            .field("numbers", numbers)
+            .field("stop_reply", stop_reply)
+            .field("start_reply", start_reply)
+            .field("help_reply", help_reply)
+            .finish()
+    }
 }
 
 impl TenantEvents {

@@ -136,6 +136,19 @@ impl Config {
     }
 }
 
+impl Config {
+    /// True when `presented` is one of the operator's keys (`[operator] api_keys`). Compares
+    /// against every operator hash in constant time, as [`Config::find_key`] does.
+    pub fn is_operator_key(&self, presented: &str) -> bool {
+        let wanted = ApiKeyHash::of_key(presented);
+        let mut found = subtle::Choice::from(0);
+        for hash in &self.operator.api_keys {
+            found |= hash.ct_eq(&wanted);
+        }
+        bool::from(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

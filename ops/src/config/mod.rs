@@ -42,9 +42,9 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use events::{TenantEvents, WebhookSettings};
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
-    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    ServerConfig, SipSettings, SipTrunk, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind,
-    Tenant, TenantRoute,
+    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
+    Redacted, RoutingSettings, ServerConfig, ServerTls, SipSettings, SipTrunk, SmppConfig,
+    SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute, REDACTED,
 };
 pub use model::{
     Scope, Scopes, SipAllow, SipSecret, SipTlsListener, SipTransport, SipUser, TenantLimits,

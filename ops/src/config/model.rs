@@ -39,6 +39,8 @@ pub struct Config {
     pub sip: Option<SipSettings>,
     /// Notification calls from the API (`[voice]`, defaults when absent).
     pub voice: super::voice::VoiceSettings,
+    /// The operator's own API keys (`[operator]`); empty when absent.
+    pub operator: OperatorConfig,
 }
 
 impl Config {
@@ -78,6 +80,9 @@ impl Config {
 pub struct ServerConfig {
     /// Address the HTTP API binds (`listen`).
     pub listen: SocketAddr,
+    /// Address of a second, operator-only listener for `/metrics` and `/readyz`
+    /// (`ops_listen`); when set, those two paths are absent from `listen`.
+    pub ops_listen: Option<SocketAddr>,
     /// Folder for the store and other state (`data_dir`); relative to the working directory.
     pub data_dir: PathBuf,
     /// On SIGTERM, how long in-flight windows may drain before binds are cut
@@ -85,6 +90,34 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Largest accepted HTTP request body (`max_body_bytes`); larger ones get 413.
     pub max_body_bytes: usize,
+    /// HTTP connections served at once (`max_connections`); further ones wait in the
+    /// listen backlog until one closes, so a flood of idle sockets cannot exhaust file
+    /// descriptors.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long a keep-alive
+    /// connection may sit between requests; also bounds the TLS handshake
+    /// (`header_read_timeout_s`).
+    pub header_read_timeout: Duration,
+    /// How long a request may take from its headers to the start of the response, body upload
+    /// included (`request_timeout_s`); over it the API answers 408.
+    pub request_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed
+    /// (`idle_timeout_s`): idle HTTP/2 connections and half-sent prefaces.
+    pub idle_timeout: Duration,
+    /// HTTPS on `listen` (`tls_cert`, `tls_key`, `tls_client_ca`); `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
+}
+
+/// HTTPS on the API listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    /// Certificate chain, PEM (`tls_cert`), relative to the config file's folder.
+    pub cert: PathBuf,
+    /// Private key, PEM (`tls_key`).
+    pub key: PathBuf,
+    /// CA bundle, PEM (`tls_client_ca`): when set, every client must present a certificate
+    /// signed by it; `None`: no client certificates.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -97,17 +130,39 @@ impl ServerConfig {
     pub const DEFAULT_SHUTDOWN_TIMEOUT_S: u64 = 30;
     /// Default `max_body_bytes` (1 MiB: a 10,000-recipient batch fits).
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+    /// Default `max_connections`.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+    /// Default `header_read_timeout_s`.
+    pub const DEFAULT_HEADER_READ_TIMEOUT_S: u64 = 10;
+    /// Default `request_timeout_s`.
+    pub const DEFAULT_REQUEST_TIMEOUT_S: u64 = 30;
+    /// Default `idle_timeout_s`.
+    pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 60;
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: Self::DEFAULT_LISTEN,
+            ops_listen: None,
             data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
             shutdown_timeout: Duration::from_secs(Self::DEFAULT_SHUTDOWN_TIMEOUT_S),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_secs(Self::DEFAULT_HEADER_READ_TIMEOUT_S),
+            request_timeout: Duration::from_secs(Self::DEFAULT_REQUEST_TIMEOUT_S),
+            idle_timeout: Duration::from_secs(Self::DEFAULT_IDLE_TIMEOUT_S),
+            tls: None,
         }
     }
+}
+
+/// `[operator]`: keys for the gateway's operator. An operator key is not a tenant: it reads
+/// what tenants may not see (carrier costs and health in `/v1/routes/explain`, for any tenant).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperatorConfig {
+    /// SHA-256 hashes of the operator's API keys (`api_keys`), as for tenants.
+    pub api_keys: Vec<ApiKeyHash>,
 }
 
 /// Which store implementation.
@@ -601,8 +656,9 @@ pub enum IdFormat {
     Text,
 }
 
-/// `[carriers.smpp]`: how to reach a carrier's SMSC and what its binds do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `[carriers.smpp]`: how to reach a carrier's SMSC and what its binds do. Its `Debug`
+/// leaves the password out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmppConfig {
     /// Where to connect.
     pub endpoint: SmppEndpoint,
@@ -652,6 +708,73 @@ pub struct SmppConfig {
     /// How the carrier writes message ids in receipts (`receipt_id_format`); `None`: as
     /// `id_format`.
     pub receipt_id_format: Option<IdFormat>,
+}
+
+impl std::fmt::Debug for SmppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field must be placed here (shown or redacted) to compile.
+        let SmppConfig {
+            endpoint,
+            system_id,
+            password: _,
+            system_type,
+            bind_type,
+            binds,
+            window,
+            tps,
+            enquire_link,
+            response_timeout,
+            reconnect_min,
+            reconnect_max,
+            source_ton,
+            source_npi,
+            dest_ton,
+            dest_npi,
+            registered_delivery,
+            long_messages,
+            tls,
+            max_pdu_len,
+            id_format,
+            receipt_id_format,
+        } = self;
+        f.debug_struct("SmppConfig")
+            .field("endpoint", endpoint)
+            .field("system_id", system_id)
+            .field("password", &REDACTED)
+            .field("system_type", system_type)
+            .field("bind_type", bind_type)
+            .field("binds", binds)
+            .field("window", window)
+            .field("tps", tps)
+            .field("enquire_link", enquire_link)
+            .field("response_timeout", response_timeout)
+            .field("reconnect_min", reconnect_min)
+            .field("reconnect_max", reconnect_max)
+            .field("source_ton", source_ton)
+            .field("source_npi", source_npi)
+            .field("dest_ton", dest_ton)
+            .field("dest_npi", dest_npi)
+            .field("registered_delivery", registered_delivery)
+            .field("long_messages", long_messages)
+            .field("tls", tls)
+            .field("max_pdu_len", max_pdu_len)
+            .field("id_format", id_format)
+            .field("receipt_id_format", receipt_id_format)
+            .finish()
+    }
+}
+
+/// What `Debug` writes in place of a password or secret.
+pub const REDACTED: Redacted = Redacted;
+
+/// Written by `Debug` in place of a secret: `<redacted>`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl SmppConfig {

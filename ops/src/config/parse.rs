@@ -20,10 +20,10 @@ use toml::Spanned;
 use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
-    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, RoutingSettings,
-    Scope, Scopes, ServerConfig, SipAllow, SipSecret, SipSettings, SipTlsListener, SipTransport,
-    SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant,
-    TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
+    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
+    RoutingSettings, Scope, Scopes, ServerConfig, ServerTls, SipAllow, SipSecret, SipSettings,
+    SipTlsListener, SipTransport, SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls,
+    StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
 };
 use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
 
@@ -75,6 +75,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(v) => super::voice::voice(report, v),
         None => super::voice::VoiceSettings::default(),
     };
+    let operator = match t.table(report, "operator") {
+        Some(o) => operator(report, o),
+        None => OperatorConfig::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -86,32 +90,14 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         webhooks,
         sip,
         voice,
+        operator,
     }
 }
 
 fn server(report: &mut Report<'_>, mut t: Table<'_, '_>) -> ServerConfig {
     let d = ServerConfig::default();
-    let listen = t
-        .raw(report, "listen")
-        .and_then(|v| {
-            let path = t.key_path("listen");
-            let s = expect_str(report, v, &path)?;
-            match s.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    report.at_span(
-                        &v.span(),
-                        &path,
-                        ConfigErrorKind::Invalid(format!(
-                            "{s:?} is not an IP address with a port, such as \"127.0.0.1:8080\" \
-                             or \"[::]:8080\""
-                        )),
-                    );
-                    None
-                }
-            }
-        })
-        .unwrap_or(d.listen);
+    let listen = socket_address(report, &mut t, "listen").unwrap_or(d.listen);
+    let ops_listen = socket_address(report, &mut t, "ops_listen");
     let data_dir = non_empty_path(report, &mut t, "data_dir").unwrap_or(d.data_dir);
     let shutdown_timeout = Duration::from_secs(t.int_or(
         report,
@@ -121,13 +107,110 @@ fn server(report: &mut Report<'_>, mut t: Table<'_, '_>) -> ServerConfig {
         ServerConfig::DEFAULT_SHUTDOWN_TIMEOUT_S,
     ));
     let max_body_bytes = t.int_or(report, "max_body_bytes", 1024, 256 << 20, d.max_body_bytes);
+    let max_connections = t.int_or(
+        report,
+        "max_connections",
+        1,
+        1_000_000,
+        ServerConfig::DEFAULT_MAX_CONNECTIONS,
+    );
+    let header_read_timeout = Duration::from_secs(t.int_or(
+        report,
+        "header_read_timeout_s",
+        1,
+        300,
+        ServerConfig::DEFAULT_HEADER_READ_TIMEOUT_S,
+    ));
+    let request_timeout = Duration::from_secs(t.int_or(
+        report,
+        "request_timeout_s",
+        1,
+        3600,
+        ServerConfig::DEFAULT_REQUEST_TIMEOUT_S,
+    ));
+    // At least 20 s: event streams send a keep-alive every 15 s.
+    let idle_timeout = Duration::from_secs(t.int_or(
+        report,
+        "idle_timeout_s",
+        20,
+        86_400,
+        ServerConfig::DEFAULT_IDLE_TIMEOUT_S,
+    ));
+    let tls_cert = non_empty_path(report, &mut t, "tls_cert");
+    let tls_key = non_empty_path(report, &mut t, "tls_key");
+    let client_ca = non_empty_path(report, &mut t, "tls_client_ca");
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls {
+            cert,
+            key,
+            client_ca,
+        }),
+        (cert, key) => {
+            let given = cert.is_some() || key.is_some() || client_ca.is_some();
+            for (name, missing) in [("tls_cert", cert.is_none()), ("tls_key", key.is_none())] {
+                if given && missing && !report.has_error(&t.key_path(name)) {
+                    t.missing(report, name);
+                }
+            }
+            None
+        }
+    };
     t.finish(report);
     ServerConfig {
         listen,
+        ops_listen,
         data_dir,
         shutdown_timeout,
         max_body_bytes,
+        max_connections,
+        header_read_timeout,
+        request_timeout,
+        idle_timeout,
+        tls,
     }
+}
+
+/// An IP address with a port (`"127.0.0.1:8080"`, `"[::]:8080"`).
+fn socket_address(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<SocketAddr> {
+    let v = t.raw(report, key)?;
+    let path = t.key_path(key);
+    let s = expect_str(report, v, &path)?;
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            report.at_span(
+                &v.span(),
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "{s:?} is not an IP address with a port, such as \"127.0.0.1:8080\" \
+                     or \"[::]:8080\""
+                )),
+            );
+            None
+        }
+    }
+}
+
+/// `[operator]`: `api_keys`, hashes as for tenants (every entry a `"sha256:…"` string).
+fn operator(report: &mut Report<'_>, mut t: Table<'_, '_>) -> OperatorConfig {
+    let mut api_keys = Vec::new();
+    for (i, (k, span)) in t
+        .strings(report, "api_keys")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match ApiKeyHash::parse(k) {
+            Ok(h) => api_keys.push(h),
+            Err(kind) => report.at_span(span, &format!("{}[{i}]", t.key_path("api_keys")), kind),
+        }
+    }
+    t.finish(report);
+    OperatorConfig { api_keys }
 }
 
 fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {

@@ -2,8 +2,9 @@
 //!
 //! Live: tenants (keys, plans, limits, SIP access), carriers (binds are reconnected as needed,
 //! SIP trunks), decks, routing settings, `[sip]` timers, realm, probing and limits,
-//! `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
-//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, the SIP
+//! `server.shutdown_timeout_s`, operator keys. Restart: `server.listen`, `server.data_dir`,
+//! `server.max_body_bytes` and the other listener settings (`ops_listen`, `max_connections`,
+//! the timeouts, `tls_*`: baked into the HTTP stack), everything under `[store]`, the SIP
 //! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`) and
 //! `sip.max_transactions`.
 
@@ -31,6 +32,23 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
             "server.max_body_bytes ({} → {})",
             a.max_body_bytes, b.max_body_bytes
         ));
+    }
+    if a.ops_listen != b.ops_listen {
+        needs.push("server.ops_listen".into());
+    }
+    if a.max_connections != b.max_connections {
+        needs.push(format!(
+            "server.max_connections ({} → {})",
+            a.max_connections, b.max_connections
+        ));
+    }
+    if (a.header_read_timeout, a.request_timeout, a.idle_timeout)
+        != (b.header_read_timeout, b.request_timeout, b.idle_timeout)
+    {
+        needs.push("server.header_read_timeout_s, request_timeout_s or idle_timeout_s".into());
+    }
+    if a.tls != b.tls {
+        needs.push("server.tls_cert, tls_key or tls_client_ca".into());
     }
     // The SIP listeners are bound at start; everything else under [sip], the trunks and the
     // tenants' SIP access and limits are applied live.

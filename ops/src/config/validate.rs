@@ -15,8 +15,10 @@ use super::reader::Report;
 /// Runs every check. `base_dir` is the config file's folder; without it (text with no file),
 /// referenced files are not checked.
 pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    server(config, base_dir, report);
     store(config, report);
     tenants(config, report);
+    operator(config, report);
     super::events::validate_numbers(config, report);
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
@@ -36,6 +38,67 @@ pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Re
     }
     if let (Some(ca), Some(dir)) = (&config.webhooks.tls_ca, base_dir) {
         file_exists(report, "webhooks.tls_ca", &Config::resolve(dir, ca));
+    }
+}
+
+fn server(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    let s = &config.server;
+    if let Some(ops) = s.ops_listen {
+        if ops == s.listen && ops.port() != 0 {
+            report.at_path(
+                "server.ops_listen",
+                ConfigErrorKind::Invalid(format!(
+                    "{ops} is also server.listen; give the operator endpoints their own address"
+                )),
+            );
+        }
+    }
+    if s.idle_timeout < s.request_timeout && !report.has_error("server.idle_timeout_s") {
+        report.at_path(
+            "server.idle_timeout_s",
+            ConfigErrorKind::Invalid(format!(
+                "must be at least request_timeout_s ({} s): a request still being answered \
+                 would lose its connection",
+                s.request_timeout.as_secs()
+            )),
+        );
+    }
+    if let (Some(tls), Some(dir)) = (&s.tls, base_dir) {
+        file_exists(report, "server.tls_cert", &Config::resolve(dir, &tls.cert));
+        file_exists(report, "server.tls_key", &Config::resolve(dir, &tls.key));
+        if let Some(ca) = &tls.client_ca {
+            file_exists(report, "server.tls_client_ca", &Config::resolve(dir, ca));
+        }
+    }
+}
+
+/// Operator keys are distinct, and never also a tenant's key (a key names one caller).
+fn operator(config: &Config, report: &mut Report<'_>) {
+    let mut seen = HashMap::new();
+    for (i, hash) in config.operator.api_keys.iter().enumerate() {
+        let path = format!("operator.api_keys[{i}]");
+        if let Some(first) = seen.insert(*hash, path.clone()) {
+            report.at_path(
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "the same key hash is listed twice (first at {first})"
+                )),
+            );
+        }
+        let tenant = config
+            .tenants
+            .iter()
+            .enumerate()
+            .find_map(|(t, x)| x.api_keys.iter().position(|k| k == hash).map(|k| (t, k)));
+        if let Some((t, k)) = tenant {
+            report.at_path(
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "this key hash is also tenants[{t}].api_keys[{k}]: an operator key must not \
+                     be a tenant's"
+                )),
+            );
+        }
     }
 }
 
