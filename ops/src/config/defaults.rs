@@ -64,6 +64,8 @@ impl Config {
             webhooks: Default::default(),
             sip: None,
             voice: Default::default(),
+            inbound: Default::default(),
+            retention: Default::default(),
         }
     }
 }

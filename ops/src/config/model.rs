@@ -39,6 +39,10 @@ pub struct Config {
     pub sip: Option<SipSettings>,
     /// Notification calls from the API (`[voice]`, defaults when absent).
     pub voice: super::voice::VoiceSettings,
+    /// MO reassembly bounds and keyword-reply budgets (`[inbound]`, defaults when absent).
+    pub inbound: super::inbound::InboundSettings,
+    /// How long finished records are kept (`[retention]`, defaults when absent).
+    pub retention: super::retention::RetentionSettings,
 }
 
 impl Config {

@@ -75,6 +75,14 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(v) => super::voice::voice(report, v),
         None => super::voice::VoiceSettings::default(),
     };
+    let inbound = match t.table(report, "inbound") {
+        Some(i) => super::inbound::inbound(report, i),
+        None => super::inbound::InboundSettings::default(),
+    };
+    let retention = match t.table(report, "retention") {
+        Some(r) => super::retention::retention(report, r),
+        None => super::retention::RetentionSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -86,6 +94,8 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         webhooks,
         sip,
         voice,
+        inbound,
+        retention,
     }
 }
 

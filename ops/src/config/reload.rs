@@ -3,8 +3,9 @@
 //! Live: tenants (keys, plans, limits, SIP access), carriers (binds are reconnected as needed,
 //! SIP trunks), decks, routing settings, `[sip]` timers, realm and probing,
 //! `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
-//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, and the SIP
-//! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`).
+//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, `[voice]`,
+//! `[inbound]` and `[retention]`, and the SIP listeners (`sip.listen`, `sip.tls_*`, adding or
+//! removing `[sip]`).
 
 use super::model::Config;
 
@@ -47,6 +48,12 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.voice != new.voice {
         needs.push("voice (read by the notification caller at start)".into());
+    }
+    if old.inbound != new.inbound {
+        needs.push("inbound (read by the MO reassemblers and keyword replies at start)".into());
+    }
+    if old.retention != new.retention {
+        needs.push("retention (read by the store at start)".into());
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {

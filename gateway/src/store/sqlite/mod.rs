@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`schema`]: tables, indexes, migrations (`PRAGMA user_version`), connection settings.
 //! - [`writer`]: the writer thread: batches queued requests into one transaction, one fsync.
-//! - [`apply`]: what an insert or an update does inside that transaction.
+//! - [`apply`]: what an insert or an update does inside that transaction; [`inbound`]: inbound
+//!   messages and the MO parts held for reassembly.
 //! - [`read`]: reads on a small pool of read-only connections, run with `spawn_blocking`.
 //!
 //! # Data flow
@@ -20,6 +21,7 @@
 mod apply;
 mod calls;
 mod events;
+mod inbound;
 mod read;
 mod schema;
 mod tenancy;
@@ -44,8 +46,8 @@ use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
 use crate::model::{
-    Applied, CallFilter, CallRecord, ListFilter, MessageId, MessageRecord, NewMessage, Status,
-    UnixMs, Update,
+    Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
+    Status, UnixMs, Update,
 };
 use crate::tenancy::{BatchSummary, IdempotencyRecord};
 
@@ -330,6 +332,10 @@ impl Store for SqliteStore {
 
     fn unmatched_receipts(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         self.read(read::unmatched_receipts)
+    }
+
+    fn held_mo_parts(&self) -> BoxFuture<'_, Result<Vec<(String, HeldPart)>, StoreError>> {
+        self.read(inbound::held_parts)
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {

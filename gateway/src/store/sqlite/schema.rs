@@ -28,6 +28,10 @@
 //!
 //! - (v4) `messages.voice` and `messages.call`: a voice notification call's spec and outcome
 //!   (JSON), see [`crate::voice`].
+//! - (v6) `mo_parts`: parts of multipart MO messages held until their message completes
+//!   (written before the part is acknowledged to the carrier; released in the commit that
+//!   stores the message). `inbound.partial`: for a message given up before all its parts
+//!   arrived, which parts did (JSON), NULL for whole messages.
 //!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
@@ -224,6 +228,23 @@ CREATE TABLE calls (
     currency     TEXT
 );
 CREATE INDEX calls_tenant ON calls (tenant, id);
+"#,
+    // Multipart MO parts held for reassembly, and partial inbound messages.
+    r#"
+CREATE TABLE mo_parts (
+    carrier     TEXT    NOT NULL,
+    source      BLOB    NOT NULL,
+    dest        BLOB    NOT NULL,
+    reference   INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    data_coding INTEGER NOT NULL,
+    payload     BLOB    NOT NULL,
+    source_ton  INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (carrier, source, dest, reference, total, seq)
+) WITHOUT ROWID;
+ALTER TABLE inbound ADD COLUMN partial TEXT;
 "#,
 ];
 

@@ -668,6 +668,7 @@ async fn inbound_messages_are_stored_and_share_the_id_space() {
         to: "+15550001111".into(),
         body: "STOP".into(),
         received_at: T0 + 50,
+        partial: None,
     };
     assert_eq!(
         store.apply(vec![Update::Inbound(mo)]).await.unwrap(),
