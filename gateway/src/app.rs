@@ -122,6 +122,7 @@ pub async fn start(
     }
     let options = SqliteOptions {
         linger: config.store.group_commit_linger,
+        retention: crate::store::sqlite::Retention::from_settings(&config.retention),
         ..SqliteOptions::default()
     };
     let sqlite = Arc::new(

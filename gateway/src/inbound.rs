@@ -496,7 +496,45 @@ fn quote(router: &Router, job: &Job, carrier: &str, segments: u16) -> Option<(St
 
 #[cfg(test)]
 mod tests {
-    use super::Keyword;
+    use std::time::{Duration, Instant};
+
+    use super::{Keyword, Refused, ReplyBudgets};
+
+    #[test]
+    fn replies_are_bounded_per_number_and_per_tenant() {
+        let t0 = Instant::now();
+        let mut b = ReplyBudgets::new(3, Duration::from_secs(3600), 10);
+        for _ in 0..3 {
+            assert_eq!(b.admit("acme", "447400111111", t0), Ok(()));
+        }
+        for _ in 0..50 {
+            assert_eq!(
+                b.admit("acme", "447400111111", t0),
+                Err(Refused::NumberBudget)
+            );
+        }
+        // Another tenant's budget for the same number is its own.
+        assert_eq!(b.admit("other", "447400111111", t0), Ok(()));
+        // The tenant's 10 a minute: 3 spent, 7 left over all numbers.
+        let ok = (0..20)
+            .filter(|n| b.admit("acme", &format!("4474002{n:05}"), t0).is_ok())
+            .count();
+        assert_eq!(ok, 7);
+        assert_eq!(
+            b.admit("acme", "447400999999", t0),
+            Err(Refused::TenantBudget)
+        );
+        // A refusal by the tenant's budget takes nothing from the number's.
+        let t1 = t0 + Duration::from_secs(6);
+        assert_eq!(b.admit("acme", "447400999999", t1), Ok(()));
+        // The number's budget refills evenly over its window: one reply per 20 minutes here.
+        let t2 = t0 + Duration::from_secs(1200);
+        assert_eq!(b.admit("acme", "447400111111", t2), Ok(()));
+        assert_eq!(
+            b.admit("acme", "447400111111", t2),
+            Err(Refused::NumberBudget)
+        );
+    }
 
     #[test]
     fn keywords_are_whole_trimmed_and_case_insensitive() {

@@ -280,3 +280,137 @@ pub fn source_display(addr: &[u8], ton: u8) -> String {
 pub fn owned(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::events::Directory;
+    use crate::optout::OptOuts;
+
+    const NOW_MS: UnixMs = 1_700_000_000_000;
+
+    fn inbound() -> Inbound {
+        let mut d = Directory::default();
+        d.numbers.insert("447000000001".into(), "acme".into());
+        Inbound {
+            directory: Arc::new(arc_swap::ArcSwap::from_pointee(d)),
+            opt_outs: Arc::new(OptOuts::load(Vec::new())),
+            replies: None,
+        }
+    }
+
+    fn key(reference: u16, total: u8) -> ReassemblyKey {
+        ReassemblyKey {
+            source: Bytes::from_static(b"447911000001"),
+            dest: Bytes::from_static(b"447000000001"),
+            reference,
+            total,
+        }
+    }
+
+    fn part(reference: u16, total: u8, seq: u8, text: &str) -> Arrived {
+        Arrived {
+            key: key(reference, total),
+            part: Part {
+                seq,
+                data_coding: 0,
+                payload: Bytes::copy_from_slice(text.as_bytes()),
+            },
+            source_ton: 1,
+        }
+    }
+
+    #[test]
+    fn a_part_is_held_until_the_part_that_completes_its_message() {
+        let mo = MoParts::new("alpha", reassembly_config(1 << 20, Duration::from_secs(60)));
+        let (i, t0) = (inbound(), Instant::now());
+        let (w, reply) = mo.arrived(part(7, 2, 2, "world"), &i, t0, NOW_MS);
+        assert!(reply.is_none());
+        assert!(w.finished.is_empty());
+        let held = w.hold.expect("held");
+        assert_eq!(
+            (held.seq, held.source_ton, held.received_at),
+            (2, 1, NOW_MS)
+        );
+        let (w, reply) = mo.arrived(part(7, 2, 1, "hello "), &i, t0, NOW_MS + 5);
+        assert!(w.hold.is_none(), "the completing part is not held");
+        assert!(reply.is_none());
+        let [(k, m)] = &w.finished[..] else {
+            panic!("{w:?}")
+        };
+        assert_eq!(k, &key(7, 2));
+        assert_eq!(m.body, "hello world");
+        assert_eq!(m.from, "+447911000001");
+        assert_eq!(m.tenant.as_deref(), Some("acme"));
+        assert_eq!(m.partial, None);
+        assert_eq!(mo.bytes(), 0);
+    }
+
+    #[test]
+    fn a_keyword_split_over_parts_asks_for_its_reply() {
+        let mo = MoParts::new("alpha", reassembly_config(1 << 20, Duration::from_secs(60)));
+        let (i, t0) = (inbound(), Instant::now());
+        mo.arrived(part(1, 2, 1, "HE"), &i, t0, NOW_MS);
+        let (_, reply) = mo.arrived(part(1, 2, 2, "LP"), &i, t0, NOW_MS);
+        assert_eq!(
+            reply.map(|r| r.keyword),
+            Some(crate::inbound::Keyword::Help)
+        );
+    }
+
+    #[test]
+    fn messages_over_the_byte_bound_or_out_of_time_are_given_up_as_partial() {
+        let mo = MoParts::new("alpha", reassembly_config(4096, Duration::from_secs(60)));
+        let (i, t0) = (inbound(), Instant::now());
+        let text = "x".repeat(150);
+        let mut given_up = Vec::new();
+        for r in 0..40u16 {
+            let (w, _) = mo.arrived(part(r, 3, 1, &text), &i, t0, NOW_MS);
+            assert!(w.hold.is_some(), "every part is held until given up");
+            assert!(mo.bytes() <= 4096, "{} bytes", mo.bytes());
+            given_up.extend(w.finished);
+        }
+        assert!(!given_up.is_empty());
+        for (k, m) in &given_up {
+            assert_eq!(
+                m.partial,
+                Some(PartialParts {
+                    received: vec![1],
+                    total: 3
+                })
+            );
+            assert_eq!(m.body, text);
+            assert_eq!(m.from, "+447911000001", "{k:?}");
+        }
+        let left = mo
+            .expire(&i, t0 + Duration::from_secs(61), NOW_MS)
+            .expect("the rest times out");
+        assert_eq!(given_up.len() + left.finished.len(), 40, "none lost");
+        assert!(left.hold.is_none());
+        assert_eq!(mo.bytes(), 0);
+        assert!(mo
+            .expire(&i, t0 + Duration::from_secs(999), NOW_MS)
+            .is_none());
+    }
+
+    #[test]
+    fn held_parts_go_back_and_complete_after_a_restart() {
+        let config = reassembly_config(1 << 20, Duration::from_secs(60));
+        let (i, t0) = (inbound(), Instant::now());
+        let before = MoParts::new("alpha", config);
+        let (w, _) = before.arrived(part(3, 2, 1, "abc"), &i, t0, NOW_MS);
+        let after = MoParts::new("alpha", config);
+        let restored = after.restore(w.hold.expect("held"), &i, t0, NOW_MS + 1000);
+        assert!(restored.hold.is_none() && restored.finished.is_empty());
+        let (w, _) = after.arrived(part(3, 2, 2, "def"), &i, t0, NOW_MS + 2000);
+        assert_eq!(w.finished[0].1.body, "abcdef");
+        // A part restored after its time ran out times out at once.
+        let again = MoParts::new("alpha", config);
+        let (w, _) = again.arrived(part(4, 2, 1, "old"), &i, t0, NOW_MS);
+        let later = MoParts::new("alpha", config);
+        later.restore(w.hold.expect("held"), &i, Instant::now(), NOW_MS + 61_000);
+        assert!(later.next_deadline().is_some_and(|d| d <= Instant::now()));
+    }
+}

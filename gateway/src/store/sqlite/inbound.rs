@@ -120,10 +120,3 @@ pub(super) fn held_parts(conn: &Connection) -> rusqlite::Result<Vec<(String, Hel
 pub(super) fn partial_column(text: Option<String>) -> Option<PartialParts> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
-
-/// Bytes and parts held in the store, for tests and checks.
-#[cfg(test)]
-pub(super) fn held_totals(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
-    conn.prepare_cached("SELECT count(*), coalesce(sum(length(payload)), 0) FROM mo_parts")?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-}
