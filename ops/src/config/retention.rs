@@ -53,7 +53,7 @@ pub(crate) fn retention(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Retent
     let d = RetentionSettings::default();
     let mut days =
         |key: &'static str, default: Option<Duration>| match t.float(report, key, 0.0, 36_500.0) {
-            Some(n) if n == 0.0 => None,
+            Some(0.0) => None,
             Some(n) => Some(Duration::from_secs_f64(n * 86_400.0)),
             None => default,
         };
