@@ -23,8 +23,8 @@
 //!   `messages.batch_id` (partial index on it for progress counts; status is left out of the
 //!   index so status changes do not rewrite it).
 //! - `idempotency_keys`: the response given to each `(tenant, Idempotency-Key)`, with a hash of
-//!   the request body, written in the transaction that stores the request's messages; purged
-//!   after 24 h.
+//!   the request body, written in the transaction that stores the request's messages; honoured
+//!   for 24 h, deleted by retention ([`super::retention`], like every kind of old row).
 //!
 //! - (v4) `messages.voice` and `messages.call`: a voice notification call's spec and outcome
 //!   (JSON), see [`crate::voice`].
