@@ -12,10 +12,10 @@
 //! again, and until then we err on the side of not sending (STOP) — or of the stored list
 //! (START), which still holds the opt-out.
 //!
-//! Keyword replies cost the tenant like any message and count towards its quota and rate, so
-//! each is bounded twice before it is sent: a mobile number gets at most
-//! `keyword_replies_per_number` replies from one tenant per `keyword_replies_window_s` (two
-//! auto-responders answering each other, or one sender repeating HELP, stop there), and a
+//! Keyword replies are messages of the tenant like any other: priced by the route and counted
+//! against its rate and quotas. They also have budgets of their own: a mobile number gets at
+//! most `keyword_replies_per_number` replies from one tenant per `keyword_replies_window_s`
+//! (two auto-responders answering each other, or one sender repeating HELP, stop there), and a
 //! tenant sends at most `keyword_replies_per_tenant_per_minute` over all numbers (many spoofed
 //! senders). A reply over a budget is not sent and is counted in
 //! `switchyard_keyword_replies_total{outcome}`; the MO itself is always stored and reported.
