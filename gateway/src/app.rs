@@ -128,6 +128,7 @@ pub async fn start(
     }
     let options = SqliteOptions {
         linger: config.store.group_commit_linger,
+        retention: crate::store::sqlite::Retention::from_settings(&config.retention),
         ..SqliteOptions::default()
     };
     let sqlite = Arc::new(
@@ -155,6 +156,18 @@ pub async fn start(
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(dispatcher.clone().run_scheduler(shutdown_rx.clone()));
+    let tenant_limits = Arc::new(TenantLimiter::new(&config));
+    tenant_limits
+        .seed(store.as_ref(), crate::model::now_ms())
+        .await
+        .context("counting messages for the tenants' quotas")?;
+    let replies = crate::inbound::KeywordReplies::new(
+        &config.inbound,
+        directory.clone(),
+        store.clone(),
+        dispatcher.clone(),
+        tenant_limits.clone(),
+    );
     let ctx = BindContext {
         dispatcher: dispatcher.clone(),
         updates: updates.clone(),
@@ -163,7 +176,12 @@ pub async fn start(
         inbound: crate::inbound::Inbound {
             directory: directory.clone(),
             opt_outs: opt_outs.clone(),
+            replies: Some(Arc::new(replies)),
         },
+        mo_reassembly: crate::smpp::mo::reassembly_config(
+            config.inbound.reassembly_max_bytes,
+            config.inbound.reassembly_timeout,
+        ),
     };
     let mut webhook_settings = config.webhooks.clone();
     webhook_settings.tls_ca = webhook_settings
@@ -214,6 +232,30 @@ pub async fn start(
         Err(e) => return Err(e),
     };
     let binds = Arc::new(Binds::new(ctx.clone()));
+    // Multipart MO parts acknowledged before the last stop go back into the reassemblers
+    // before any bind can deliver the rest.
+    let held = store.held_mo_parts().await?;
+    if !held.is_empty() {
+        tracing::info!(
+            parts = held.len(),
+            "resuming the reassembly of multipart MO messages"
+        );
+    }
+    let mut restored = Vec::new();
+    for write in binds.restore_mo_parts(held, &config) {
+        restored.push(
+            updates
+                .send_durable(crate::model::Update::Mo(Box::new(write)))
+                .await,
+        );
+    }
+    for committed in restored {
+        match committed.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("storing multipart MO messages given up at start: {e}"),
+            Err(_) => anyhow::bail!("storing multipart MO messages given up at start: sink closed"),
+        }
+    }
     binds.apply(&config, sandbox, &base_dir)?;
 
     // Crash recovery: what was accepted but not handed over for good goes out again.
@@ -281,11 +323,6 @@ pub async fn start(
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();
-    let tenant_limits = Arc::new(TenantLimiter::new(&config));
-    tenant_limits
-        .seed(store.as_ref(), crate::model::now_ms())
-        .await
-        .context("counting messages for the tenants' quotas")?;
     let auth: Box<dyn Authenticator> = Box::new(ConfigKeys(config.clone()));
     let state = AppState {
         auth: Arc::new(ArcSwap::from_pointee(auth)),

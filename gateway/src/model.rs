@@ -367,6 +367,9 @@ pub enum Update {
     Receipt(ReceiptUpdate),
     /// A mobile-originated message arrived.
     Inbound(InboundMessage),
+    /// Parts of multipart MO messages: one held until its message completes, messages made
+    /// from held parts (complete, or given up) stored as inbound with their parts released.
+    Mo(Box<MoWrite>),
     /// Opt-out list and webhook outbox changes (see [`crate::events::EventWrite`]).
     Events(crate::events::EventWrite),
     /// A SIP proxy call ended: its detail record.
@@ -468,6 +471,52 @@ pub struct InboundMessage {
     pub body: String,
     /// When it arrived.
     pub received_at: UnixMs,
+    /// Set when only some parts of a multipart message arrived before it was given up (its
+    /// reassembly timed out, or it was evicted to keep memory bounded): `body` is what those
+    /// parts say, joined in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialParts>,
+}
+
+/// Which parts of a multipart inbound message arrived, when not all did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialParts {
+    /// The part numbers received (1-based, ascending).
+    pub received: Vec<u8>,
+    /// How many parts the message had.
+    pub total: u8,
+}
+
+/// One part of a multipart MO message, held (in memory and in the store) until the rest of
+/// its message arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldPart {
+    /// Which message it belongs to (addresses as received, reference, part count).
+    pub key: switchyard_protocols::text::ReassemblyKey,
+    /// Its 1-based number.
+    pub seq: u8,
+    /// Its data_coding.
+    pub data_coding: u8,
+    /// Its user data after the UDH.
+    pub payload: bytes::Bytes,
+    /// source_addr_ton of its deliver_sm (how the sender is written).
+    pub source_ton: u8,
+    /// When it arrived.
+    pub received_at: UnixMs,
+}
+
+/// What one step of a carrier's MO reassembler changes, written in one commit. Steps are
+/// queued in the order they happened, so a part held and the message that completes it are
+/// stored in that order whatever bind each arrived on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoWrite {
+    /// The carrier whose binds received the parts.
+    pub carrier: String,
+    /// A part to hold until its message completes.
+    pub hold: Option<HeldPart>,
+    /// Messages finished with: each is stored as inbound and the held parts of its key are
+    /// released.
+    pub finished: Vec<(switchyard_protocols::text::ReassemblyKey, InboundMessage)>,
 }
 
 impl Update {
@@ -478,7 +527,11 @@ impl Update {
             | Update::SegmentSent { id, .. }
             | Update::SegmentRejected { id, .. }
             | Update::Call { id, .. } => Some(*id),
-            Update::Receipt(_) | Update::Inbound(_) | Update::Events(_) | Update::Cdr(_) => None,
+            Update::Receipt(_)
+            | Update::Inbound(_)
+            | Update::Mo(_)
+            | Update::Events(_)
+            | Update::Cdr(_) => None,
         }
     }
 }

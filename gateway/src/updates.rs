@@ -68,6 +68,20 @@ impl UpdateSink {
         }
     }
 
+    /// Reserves room for one update, waiting while the sink is full; `None` once the sink is
+    /// closed. An update sent through a reservation takes its place in the queue when it is
+    /// sent, not when room was reserved: a component that must queue updates in the order of
+    /// its own steps reserves first, then takes its lock, makes the update and sends it.
+    pub async fn reserve(&self) -> Option<Reserved<'_>> {
+        match self.tx.reserve().await {
+            Ok(permit) => Some(Reserved(permit)),
+            Err(_) => {
+                tracing::error!("update sink closed: no room can be reserved");
+                None
+            }
+        }
+    }
+
     /// Queues an update and returns a receiver that completes once it is committed.
     pub async fn send_durable(
         &self,
@@ -77,6 +91,22 @@ impl UpdateSink {
         if self.tx.send((update, Some(reply))).await.is_err() {
             tracing::error!("update sink closed: a durable update was dropped");
         }
+        rx
+    }
+}
+
+/// Room for one update in the sink ([`UpdateSink::reserve`]).
+#[derive(Debug)]
+pub struct Reserved<'a>(mpsc::Permit<'a, (Update, Option<Reply>)>);
+
+impl Reserved<'_> {
+    /// Queues `update` now, without waiting; the receiver completes once it is committed.
+    pub fn send_durable(
+        self,
+        update: Update,
+    ) -> oneshot::Receiver<Result<Applied, Arc<StoreError>>> {
+        let (reply, rx) = oneshot::channel();
+        self.0.send((update, Some(reply)));
         rx
     }
 }

@@ -763,3 +763,49 @@ sandbox = true
     assert!(printed.contains("<redacted>"), "{printed}");
     assert!(printed.contains("esme") && printed.contains("hooks.example.com"));
 }
+
+#[test]
+fn inbound_and_retention_settings_default_and_are_checked() {
+    use std::time::Duration;
+    let day = Duration::from_secs(86_400);
+    let d = config::RetentionSettings::default();
+    assert_eq!(Config::embedded_default().retention, d);
+    assert_eq!(
+        (d.messages, d.unmatched_receipts, d.idempotency),
+        (Some(day * 90), Some(day * 3), Some(day))
+    );
+    assert_eq!(
+        Config::embedded_default().inbound,
+        config::InboundSettings::default()
+    );
+    let base = "[[tenants]]\nname = \"t\"\napi_keys = [\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"]\n\
+                [[carriers]]\nname = \"c\"\nchannels = [\"sms\"]\nsmpp = { sandbox = true, system_id = \"x\" }\n\
+                [[decks]]\ncarrier = \"c\"\nchannel = \"sms\"\nsandbox = true\n";
+    let cfg = parse(&format!(
+        "{base}[retention]\nmessages_days = 0\ninbound_days = 0.5\ncdrs_days = 7\npurge_batch = 10\n\
+         [inbound]\nreassembly_max_bytes = 8192\nkeyword_replies_per_number = 2\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.retention.messages, None, "0 keeps forever");
+    assert_eq!(cfg.retention.inbound, Some(day / 2));
+    assert_eq!(cfg.retention.cdrs, Some(day * 7));
+    assert_eq!(cfg.retention.dead_letters, d.dead_letters);
+    assert_eq!(cfg.retention.purge_batch, 10);
+    assert_eq!(cfg.inbound.reassembly_max_bytes, 8192);
+    assert_eq!(cfg.inbound.keyword_replies_per_number, 2);
+    assert_eq!(cfg.inbound.reassembly_timeout, Duration::from_secs(180));
+    let errs = errors(&format!(
+        "{base}[retention]\nmessages_days = -1\ninbound_days = \"90\"\npurge_interval_s = 0\nkeep = 1\n\
+         [inbound]\nreassembly_max_bytes = 10\nkeyword_replies_per_number = 0\n"
+    ));
+    for path in [
+        "retention.messages_days",
+        "retention.inbound_days",
+        "retention.purge_interval_s",
+        "retention.keep",
+        "inbound.reassembly_max_bytes",
+        "inbound.keyword_replies_per_number",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use switchyard_protocols::text::reassembly::MESSAGE_OVERHEAD;
 use switchyard_protocols::text::{
     decode_short_message, encode_message, Concat, DecodeOptions, EncodeOptions, Part, Reassembler,
     ReassemblyConfig, ReassemblyEvent, ReassemblyKey,
@@ -31,6 +32,7 @@ fn config() -> ReassemblyConfig {
         max_messages: 3,
         max_parts: 8,
         max_events: 4,
+        max_bytes: 1 << 20,
     }
 }
 
@@ -145,6 +147,56 @@ fn bounded_by_messages_and_parts() {
         other => panic!("expected eviction, got {other:?}"),
     }
     assert_eq!(r.stats().evicted, 2);
+}
+
+#[test]
+fn bounded_by_bytes_never_evicting_the_message_just_added_to() {
+    let t0 = Instant::now();
+    let big = vec![b'x'; 1000];
+    let payload = || Part {
+        seq: 1,
+        data_coding: 0,
+        payload: Bytes::from(big.clone()),
+    };
+    let one = |r: &Reassembler| r.pending_bytes();
+    let mut r = Reassembler::new(ReassemblyConfig {
+        max_messages: 1000,
+        max_parts: 1000,
+        max_events: 1000,
+        max_bytes: 4000,
+        ..config()
+    });
+    r.insert(key(0, 4), payload(), t0);
+    let per_message = one(&r);
+    assert!(per_message > 1000, "addresses and overhead count too");
+    assert!(per_message < 1000 + MESSAGE_OVERHEAD + 200);
+    for i in 1..20u16 {
+        r.insert(key(i, 4), payload(), t0 + Duration::from_secs(u64::from(i)));
+        assert!(
+            r.pending_bytes() <= 4000,
+            "{} bytes held",
+            r.pending_bytes()
+        );
+    }
+    assert_eq!(r.pending_messages(), 3);
+    let mut evicted = Vec::new();
+    while let Some(ReassemblyEvent::Evicted(p)) = r.poll_event() {
+        assert_eq!(p.parts.len(), 1);
+        evicted.push(p.key.reference);
+    }
+    assert_eq!(
+        evicted,
+        (0..17).collect::<Vec<u16>>(),
+        "oldest first, none lost"
+    );
+    // Parts of one message beyond the bound evict the others, never the message itself.
+    for seq in 2..=4 {
+        let p = Part { seq, ..payload() };
+        assert!(r.insert(key(19, 4), p, t0).is_none() || seq == 4);
+    }
+    assert_eq!(r.pending_messages(), 0, "message 19 completed");
+    assert_eq!(r.pending_bytes(), 0);
+    assert_eq!(r.stats().evicted, 19);
 }
 
 #[test]

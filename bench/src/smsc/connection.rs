@@ -253,9 +253,10 @@ impl Conn {
             } => {
                 if let Some(d) = self.in_flight.remove(&sequence_number) {
                     if status.is_ok() {
-                        if d.kind == Kind::Receipt {
-                            Counters::inc(&counters.dlrs_acked);
-                        }
+                        Counters::inc(match d.kind {
+                            Kind::Receipt => &counters.dlrs_acked,
+                            Kind::Mo => &counters.mo_acked,
+                        });
                     } else {
                         // The ESME could not take it now: try again a little later, as SMSCs
                         // do (at once would turn a throttling ESME into a resend storm).

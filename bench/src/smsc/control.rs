@@ -3,7 +3,9 @@
 //! - `GET /stats` — the counters as JSON.
 //! - `GET /behaviour` / `PUT /behaviour` — read or replace the fault and receipt settings.
 //! - `POST /mo` — `{"system_id", "from", "to", "text"}` queues a mobile-originated message for a
-//!   receiving bind of that system_id (or the only system_id bound, if omitted).
+//!   receiving bind of that system_id (or the only system_id bound, if omitted). A long text
+//!   goes in parts; `"parts": [1, 3]` sends only those parts (1-based) and `"reference": 7`
+//!   fixes the concatenation reference, so a test can send the rest of a message later.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +30,12 @@ pub struct MoRequest {
     pub to: String,
     /// The text (GSM-7 when representable, else UCS-2).
     pub text: String,
+    /// Only these parts of a long text (1-based); all when absent.
+    #[serde(default)]
+    pub parts: Option<Vec<u8>>,
+    /// The concatenation reference; the next of a counter when absent.
+    #[serde(default)]
+    pub reference: Option<u16>,
 }
 
 /// Serves the control port until the process ends.

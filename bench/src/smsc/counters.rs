@@ -36,6 +36,8 @@ pub struct Counters {
     pub dlrs_pending: AtomicU64,
     /// Mobile-originated messages sent.
     pub mo_sent: AtomicU64,
+    /// Mobile-originated messages acknowledged with deliver_sm_resp ESME_ROK.
+    pub mo_acked: AtomicU64,
     /// Frames that failed to decode (answered with generic_nack).
     pub bad_pdus: AtomicU64,
     /// TLS handshakes that failed (with `--tls-cert`).
@@ -63,6 +65,7 @@ pub struct Snapshot {
     pub dlrs_acked: u64,
     pub dlrs_pending: u64,
     pub mo_sent: u64,
+    pub mo_acked: u64,
     pub bad_pdus: u64,
     pub tls_failures: u64,
     pub other_requests: u64,
@@ -91,6 +94,7 @@ impl Counters {
             dlrs_acked: self.dlrs_acked.load(Relaxed),
             dlrs_pending: self.dlrs_pending.load(Relaxed),
             mo_sent: self.mo_sent.load(Relaxed),
+            mo_acked: self.mo_acked.load(Relaxed),
             bad_pdus: self.bad_pdus.load(Relaxed),
             tls_failures: self.tls_failures.load(Relaxed),
             other_requests: self.other_requests.load(Relaxed),

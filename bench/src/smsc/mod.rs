@@ -208,13 +208,19 @@ impl Shared {
             .mailboxes
             .find(req.system_id.as_deref().map(str::as_bytes))
             .map_err(anyhow::Error::msg)?;
-        let reference = self.next_mo_ref.fetch_add(1, Ordering::Relaxed) as u16;
+        let reference = req
+            .reference
+            .unwrap_or_else(|| self.next_mo_ref.fetch_add(1, Ordering::Relaxed) as u16);
         let opts = EncodeOptions {
             reference,
             ..EncodeOptions::default()
         };
         let encoded = encode_message(&req.text, &opts)?;
-        for segment in encoded.segments {
+        for (i, segment) in encoded.segments.into_iter().enumerate() {
+            let number = u8::try_from(i + 1).unwrap_or(u8::MAX);
+            if req.parts.as_ref().is_some_and(|p| !p.contains(&number)) {
+                continue;
+            }
             let esm_class = if segment.udh_len > 0 {
                 SubmitSm::ESM_CLASS_UDHI
             } else {

@@ -10,7 +10,7 @@ use crate::inbound::Keyword;
 
 /// `GET /v1/inbound`.
 #[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(super::page::PageQuery),
-    responses((status = 200, description = "`{data: [{id, from, to, body, keyword, carrier, received_at}], next_cursor}`"),
+    responses((status = 200, description = "`{data: [{id, from, to, body, keyword, carrier, received_at, partial}], next_cursor}`; `partial` is `{received: [part numbers], total}` for a multipart message given up before all its parts arrived (its body is what those parts say), absent otherwise"),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -40,15 +40,22 @@ pub async fn list(
     let data: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|m| {
-            serde_json::json!({
+            let keyword = Keyword::parse(&m.body)
+                .filter(|_| m.partial.is_none())
+                .map(Keyword::as_str);
+            let mut v = serde_json::json!({
                 "id": m.id.to_string(),
                 "from": m.from,
                 "to": m.to,
                 "body": m.body,
-                "keyword": Keyword::parse(&m.body).map(Keyword::as_str),
+                "keyword": keyword,
                 "carrier": m.carrier,
                 "received_at": rfc3339(m.received_at),
-            })
+            });
+            if let Some(p) = &m.partial {
+                v["partial"] = serde_json::json!({ "received": p.received, "total": p.total });
+            }
+            v
         })
         .collect();
     Ok(Json(

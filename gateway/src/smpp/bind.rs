@@ -34,9 +34,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::mo::{owned, source_display, Arrived};
 use super::submit::{segments, Segment};
 use super::BindSettings;
 use crate::dispatch::{CarrierQueue, Dispatcher, Job};
+use crate::inbound::ReplyRequest;
 use crate::model::{now_ms, InboundMessage, MessageId, ReceiptUpdate, Status, Update};
 use crate::updates::UpdateSink;
 
@@ -55,8 +57,10 @@ pub struct BindContext {
     pub shutdown: watch::Receiver<bool>,
     /// How long to wait for in-flight responses at shutdown before unbinding anyway.
     pub drain_timeout: Duration,
-    /// MO ownership and opt-out keywords.
+    /// MO ownership, opt-out keywords and keyword replies.
     pub inbound: crate::inbound::Inbound,
+    /// Bounds and timeout of each carrier's multipart MO reassembler.
+    pub mo_reassembly: switchyard_protocols::text::ReassemblyConfig,
 }
 
 /// Live facts about one bind, for readiness and metrics.
@@ -292,7 +296,7 @@ impl<'a> Conn<'a> {
             if let Some(t) = self.session.poll_timeout() {
                 wake = wake.min(t);
             }
-            if let Some(t) = self.s.mo_parts.lock().next_deadline() {
+            if let Some(t) = self.s.mo_parts.next_deadline() {
                 wake = wake.min(t);
             }
             let want_work = self.draining.is_none()
@@ -323,8 +327,8 @@ impl<'a> Conn<'a> {
                 _ = tokio::time::sleep_until(wake.into()) => {
                     let now = Instant::now();
                     self.session.handle_timeout(now);
-                    for partial in self.s.mo_parts.lock().poll_expired(now) {
-                        tracing::warn!(carrier = %self.s.carrier, parts = partial.parts.len(), "incomplete multipart MO message timed out");
+                    if self.s.mo_parts.next_deadline().is_some_and(|t| t <= now) {
+                        self.expire_mo().await;
                     }
                 }
                 _ = self.queue.notify.notified(), if want_work => {}
@@ -733,63 +737,97 @@ impl<'a> Conn<'a> {
         } else {
             None
         };
-        let text = match udh.as_ref().and_then(|(u, _)| u.concat.map(|c| (c, u.len))) {
-            Some((concat, udh_len)) => {
-                let key = ReassemblyKey::from_udh(
-                    sm.source.addr.0.clone(),
-                    sm.dest.addr.0.clone(),
+        // One part of several: held (in memory and in the store) until the rest arrives. A
+        // "1 of 1" or an impossible part number is a message on its own.
+        let concat = udh
+            .as_ref()
+            .and_then(|(u, _)| u.concat.map(|c| (c, u.len)))
+            .filter(|(c, _)| c.total > 1 && c.seq >= 1 && c.seq <= c.total);
+        if let Some((concat, udh_len)) = concat {
+            let arrived = Arrived {
+                key: ReassemblyKey::from_udh(
+                    owned(&sm.source.addr.0),
+                    owned(&sm.dest.addr.0),
                     &concat,
-                );
-                let part = Part {
+                ),
+                part: Part {
                     seq: concat.seq,
                     data_coding: sm.data_coding,
-                    payload: payload.slice(udh_len.min(payload.len())..),
-                };
-                let complete = self.s.mo_parts.lock().insert(key, part, now);
-                match complete {
-                    Some(complete) => complete
-                        .decode(&Default::default())
-                        .text()
-                        .map(str::to_owned),
-                    None => {
-                        // Not complete yet: the part is held in memory; acknowledge it.
-                        let _ = self.session.respond(
-                            seq,
-                            CommandStatus::ESME_ROK,
-                            deliver_resp(is_data_sm),
-                            now,
-                        );
-                        return;
-                    }
-                }
-            }
-            None => decode_short_message(sm.data_coding, sm.has_udh(), &payload)
-                .text()
-                .map(str::to_owned),
-        };
-        let body = text.unwrap_or_else(|| hex::encode(&payload));
+                    payload: owned(&payload.slice(udh_len.min(payload.len())..)),
+                },
+                source_ton: sm.source.ton,
+            };
+            // Room first, then the reassembler's lock: writes are queued in step order (see
+            // `smpp::mo`).
+            let Some(room) = self.ctx.updates.reserve().await else {
+                self.acknowledge(seq, is_data_sm, false);
+                return;
+            };
+            let (write, reply) = self
+                .s
+                .mo_parts
+                .arrived(arrived, &self.ctx.inbound, now, now_ms());
+            let committed = room.send_durable(Update::Mo(Box::new(write)));
+            self.ack_on_commit(seq, is_data_sm, committed, reply);
+            return;
+        }
+        let body = decode_short_message(sm.data_coding, sm.has_udh(), &payload)
+            .text()
+            .map(str::to_owned)
+            .unwrap_or_else(|| hex::encode(&payload));
         let mut mo = InboundMessage {
             id: MessageId::generate(now_ms()),
             carrier: self.s.carrier.clone(),
             tenant: None,
-            from: match sm.source.ton {
-                // International numbers in E.164 form; national numbers and names as sent.
-                1 => format!("+{}", sm.source.addr.to_str_lossy().trim_start_matches('+')),
-                _ => sm.source.addr.to_str_lossy().into_owned(),
-            },
+            from: source_display(&sm.source.addr.0, sm.source.ton),
             to: sm.dest.addr.to_str_lossy().into_owned(),
             body,
             received_at: now_ms(),
+            partial: None,
         };
-        self.ctx.inbound.classify(&mut mo);
-        self.ack_when_durable(seq, is_data_sm, Update::Inbound(mo))
-            .await;
+        let reply = self.ctx.inbound.classify(&mut mo);
+        let committed = self.ctx.updates.send_durable(Update::Inbound(mo)).await;
+        self.ack_on_commit(seq, is_data_sm, committed, reply);
+    }
+
+    /// Stores the multipart MO messages whose time ran out, flagged partial.
+    async fn expire_mo(&mut self) {
+        let Some(room) = self.ctx.updates.reserve().await else {
+            return;
+        };
+        if let Some(write) = self
+            .s
+            .mo_parts
+            .expire(&self.ctx.inbound, Instant::now(), now_ms())
+        {
+            tracing::info!(carrier = %self.s.carrier, messages = write.finished.len(), "incomplete multipart MO messages timed out; stored as partial");
+            // Nobody waits for this commit: nothing is acknowledged by it.
+            drop(room.send_durable(Update::Mo(Box::new(write))));
+        }
     }
 
     async fn ack_when_durable(&mut self, seq: u32, is_data_sm: bool, update: Update) {
-        let rx = self.ctx.updates.send_durable(update).await;
+        let committed = self.ctx.updates.send_durable(update).await;
+        self.ack_on_commit(seq, is_data_sm, committed, None);
+    }
+
+    /// Acknowledges request `seq` once `committed` completes (with a temporary error if the
+    /// store failed), then sends the keyword reply the MO asked for, if any.
+    fn ack_on_commit(
+        &mut self,
+        seq: u32,
+        is_data_sm: bool,
+        committed: tokio::sync::oneshot::Receiver<
+            Result<crate::model::Applied, Arc<crate::store::StoreError>>,
+        >,
+        reply: Option<ReplyRequest>,
+    ) {
+        let inbound = reply.as_ref().map(|_| self.ctx.inbound.clone());
         self.acks.push(Box::pin(async move {
-            let ok = matches!(rx.await, Ok(Ok(_)));
+            let ok = matches!(committed.await, Ok(Ok(_)));
+            if let (true, Some(reply), Some(inbound)) = (ok, reply, inbound) {
+                inbound.reply(reply);
+            }
             (seq, is_data_sm, ok)
         }));
     }

@@ -3,11 +3,13 @@
 //! - [`submit`]: a [`crate::dispatch::Job`] → its submit_sm segments, per the carrier's settings.
 //! - [`bind`]: one task per bind: connect, bind, window + TPS throttle, responses, receipts, MO,
 //!   reconnect with backoff and jitter, re-queue of what was in flight.
+//! - [`mo`]: each carrier's multipart MO messages in progress, bounded and durable.
 //! - [`supervisor`]: the binds of every carrier, started, replaced and stopped as the
 //!   configuration changes (SIGHUP).
 //! - [`tls`]: SMPP over TLS (rustls) for carriers that offer it.
 
 pub mod bind;
+pub mod mo;
 pub mod submit;
 pub mod supervisor;
 pub mod tls;
@@ -15,9 +17,8 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_protocols::text::{Reassembler, ReassemblyConfig};
-
 use switchyard_protocols::smpp::session::BindType;
+use switchyard_protocols::text::ReassemblyConfig;
 
 use crate::model::IdFormats;
 
@@ -82,19 +83,10 @@ pub struct BindSettings {
     pub max_retries: u32,
     /// How the carrier writes message ids (`None` on a side: learned by the store).
     pub id_formats: IdFormats,
-    /// Parts of multipart MO messages waiting for the rest, shared by the carrier's binds: an
-    /// SMSC may deliver the parts of one message over different binds.
-    pub mo_parts: SharedReassembler,
-}
-
-/// A [`Reassembler`] shared by one carrier's binds (and kept across re-binds on reload).
-pub type SharedReassembler = Arc<parking_lot::Mutex<Reassembler>>;
-
-/// A new, empty [`SharedReassembler`] with the default limits.
-pub fn shared_reassembler() -> SharedReassembler {
-    Arc::new(parking_lot::Mutex::new(Reassembler::new(
-        ReassemblyConfig::default(),
-    )))
+    /// Multipart MO messages waiting for their other parts, shared by the carrier's binds (an
+    /// SMSC may deliver the parts of one message over different binds) and kept across
+    /// re-binds on reload.
+    pub mo_parts: Arc<mo::MoParts>,
 }
 
 impl std::fmt::Debug for BindSettings {
@@ -156,8 +148,13 @@ impl std::fmt::Debug for BindSettings {
 impl BindSettings {
     /// Defaults for a carrier at `address` (the sandbox uses these as they are).
     pub fn new(carrier: impl Into<String>, address: impl Into<String>) -> Self {
+        let carrier = carrier.into();
         BindSettings {
-            carrier: carrier.into(),
+            mo_parts: Arc::new(mo::MoParts::new(
+                carrier.clone(),
+                ReassemblyConfig::default(),
+            )),
+            carrier,
             address: address.into(),
             tls: None,
             system_id: "switchyard".into(),
@@ -179,7 +176,6 @@ impl BindSettings {
             max_pdu_len: 64 * 1024,
             max_retries: 2,
             id_formats: IdFormats::default(),
-            mo_parts: shared_reassembler(),
         }
     }
 }

@@ -22,7 +22,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::bind::{self, BindContext, BindStatus};
-use super::{shared_reassembler, BindSettings, LongMessages, SharedReassembler};
+use super::mo::MoParts;
+use super::{BindSettings, LongMessages};
 use crate::api::BindTable;
 use crate::model::{IdFormat, IdFormats};
 
@@ -38,8 +39,8 @@ pub struct Binds {
     table: Arc<BindTable>,
     /// Binds being retired (replaced or removed) until they have drained.
     retiring: Mutex<Vec<JoinHandle<()>>>,
-    /// Each carrier's parts of multipart MO messages, kept across re-binds.
-    mo_parts: Mutex<HashMap<String, SharedReassembler>>,
+    /// Each carrier's multipart MO messages in progress, kept across re-binds.
+    mo_parts: Mutex<HashMap<String, Arc<MoParts>>>,
 }
 
 /// One carrier's binds and the settings they run on.
@@ -139,12 +140,7 @@ impl Binds {
         }
         for (smpp, mut settings) in wanted {
             let name = settings.carrier.clone();
-            settings.mo_parts = self
-                .mo_parts
-                .lock()
-                .entry(name.clone())
-                .or_insert_with(shared_reassembler)
-                .clone();
+            settings.mo_parts = self.mo_parts_of(&name);
             match groups.get(&name) {
                 Some(group) if group.smpp == smpp => continue,
                 Some(_) => changes.restarted.push(name.clone()),
@@ -162,6 +158,51 @@ impl Binds {
         statuses.sort_by(|a, b| a.0.cmp(&b.0));
         self.table.store(Arc::new(statuses));
         changes
+    }
+
+    /// The multipart MO messages in progress of `carrier` (created empty the first time).
+    fn mo_parts_of(&self, carrier: &str) -> Arc<MoParts> {
+        self.mo_parts
+            .lock()
+            .entry(carrier.to_owned())
+            .or_insert_with(|| Arc::new(MoParts::new(carrier, self.ctx.mo_reassembly)))
+            .clone()
+    }
+
+    /// Puts the MO parts the store held at start back into their carriers' reassemblers
+    /// (before any bind runs). Returns what must be written before the binds start: messages
+    /// completed or evicted on the way (the byte bound may have shrunk), and every message of
+    /// a carrier that is no longer an SMPP carrier in `config`, given up as partial.
+    pub fn restore_mo_parts(
+        &self,
+        parts: Vec<(String, crate::model::HeldPart)>,
+        config: &Config,
+    ) -> Vec<crate::model::MoWrite> {
+        let (now, now_ms) = (std::time::Instant::now(), crate::model::now_ms());
+        let inbound = &self.ctx.inbound;
+        let mut writes = Vec::new();
+        let mut carriers = Vec::new();
+        for (carrier, part) in parts {
+            let mo = self.mo_parts_of(&carrier);
+            let w = mo.restore(part, inbound, now, now_ms);
+            if !w.finished.is_empty() {
+                writes.push(w);
+            }
+            if !carriers.contains(&carrier) {
+                carriers.push(carrier);
+            }
+        }
+        for carrier in carriers {
+            let configured = config.carrier(&carrier).is_some_and(|c| c.smpp.is_some());
+            if configured {
+                continue;
+            }
+            let mo = self.mo_parts.lock().remove(&carrier);
+            if let Some(w) = mo.and_then(|mo| mo.give_up_all(inbound, now_ms)) {
+                writes.push(w);
+            }
+        }
+        writes
     }
 
     /// Drains and stops every bind, waiting at most `timeout`.

@@ -16,8 +16,8 @@ pub mod sqlite;
 use futures::future::BoxFuture;
 
 use crate::model::{
-    Applied, CallFilter, CallRecord, ListFilter, MessageId, MessageRecord, NewMessage, UnixMs,
-    Update,
+    Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
+    UnixMs, Update,
 };
 use crate::tenancy::{BatchSummary, IdempotencyRecord};
 
@@ -79,6 +79,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Receipts that matched no message so far.
     fn unmatched_receipts(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Parts of multipart MO messages held for reassembly ([`Update::Mo`]), with their
+    /// carrier, oldest first: what goes back into the reassemblers at start.
+    fn held_mo_parts(&self) -> BoxFuture<'_, Result<Vec<(String, HeldPart)>, StoreError>>;
 
     /// Checks that the store can take a write now (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;

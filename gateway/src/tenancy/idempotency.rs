@@ -7,8 +7,9 @@
 //!   requests produce one message and 49 replays.
 //! - **In the store**: the response is written in the same transaction as the request's
 //!   messages ([`RequestRecord`](super::RequestRecord)), under a unique `(tenant, key)`: a 202
-//!   and its replay record are durable together, and survive a restart. Expired keys are purged
-//!   by the writer (at most once a minute) and ignored by lookups.
+//!   and its replay record are durable together, and survive a restart. Keys older than 24 h
+//!   are ignored by lookups, replaced by a new request with the same key, and deleted by the
+//!   store's retention (`[retention] idempotency_days`).
 //!
 //! Only successful (2xx) responses are kept: a request refused for validation, limits or
 //! overload stored nothing, so retrying it with the same key runs it again.

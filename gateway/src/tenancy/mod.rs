@@ -48,7 +48,7 @@ pub struct IdempotencyRecord {
     pub status: u16,
     /// Its JSON body.
     pub response: String,
-    /// When it was given; purged 24 h later.
+    /// When it was given; honoured for 24 h, deleted by retention (`[retention]`).
     pub created_at: UnixMs,
 }
 

@@ -65,6 +65,8 @@ impl Config {
             sip: None,
             voice: Default::default(),
             operator: Default::default(),
+            inbound: Default::default(),
+            retention: Default::default(),
         }
     }
 }

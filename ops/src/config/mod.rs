@@ -26,8 +26,10 @@ use std::path::Path;
 
 pub mod error;
 pub mod events;
+pub mod inbound;
 pub mod keys;
 pub mod model;
+pub mod retention;
 pub mod voice;
 
 mod defaults;
@@ -40,6 +42,7 @@ mod validate;
 pub use defaults::{SANDBOX_API_KEY, SANDBOX_NAME};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use events::{TenantEvents, WebhookSettings};
+pub use inbound::InboundSettings;
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
@@ -51,6 +54,7 @@ pub use model::{
     TenantSip, TrunkCredentials,
 };
 pub use reload::reloadable_diff;
+pub use retention::RetentionSettings;
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};
 pub use voice::VoiceSettings;
 

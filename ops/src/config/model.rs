@@ -41,6 +41,10 @@ pub struct Config {
     pub voice: super::voice::VoiceSettings,
     /// The operator's own API keys (`[operator]`); empty when absent.
     pub operator: OperatorConfig,
+    /// MO reassembly bounds and keyword-reply budgets (`[inbound]`, defaults when absent).
+    pub inbound: super::inbound::InboundSettings,
+    /// How long finished records are kept (`[retention]`, defaults when absent).
+    pub retention: super::retention::RetentionSettings,
 }
 
 impl Config {

@@ -79,6 +79,14 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(o) => operator(report, o),
         None => OperatorConfig::default(),
     };
+    let inbound = match t.table(report, "inbound") {
+        Some(i) => super::inbound::inbound(report, i),
+        None => super::inbound::InboundSettings::default(),
+    };
+    let retention = match t.table(report, "retention") {
+        Some(r) => super::retention::retention(report, r),
+        None => super::retention::RetentionSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -91,6 +99,8 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         sip,
         voice,
         operator,
+        inbound,
+        retention,
     }
 }
 

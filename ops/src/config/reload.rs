@@ -4,9 +4,9 @@
 //! SIP trunks), decks, routing settings, `[sip]` timers, realm, probing and limits,
 //! `server.shutdown_timeout_s`, operator keys. Restart: `server.listen`, `server.data_dir`,
 //! `server.max_body_bytes` and the other listener settings (`ops_listen`, `max_connections`,
-//! the timeouts, `tls_*`: baked into the HTTP stack), everything under `[store]`, the SIP
-//! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`) and
-//! `sip.max_transactions`.
+//! the timeouts, `tls_*`: baked into the HTTP stack), everything under `[store]`, `[voice]`,
+//! `[inbound]` and `[retention]`, the SIP listeners (`sip.listen`, `sip.tls_*`, adding or
+//! removing `[sip]`) and `sip.max_transactions`.
 
 use super::model::Config;
 
@@ -72,6 +72,12 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.voice != new.voice {
         needs.push("voice (read by the notification caller at start)".into());
+    }
+    if old.inbound != new.inbound {
+        needs.push("inbound (read by the MO reassemblers and keyword replies at start)".into());
+    }
+    if old.retention != new.retention {
+        needs.push("retention (read by the store at start)".into());
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {

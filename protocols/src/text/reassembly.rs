@@ -4,9 +4,15 @@
 //! call that delivers its last missing part. Duplicates are ignored (the first copy wins).
 //! An incomplete message expires `timeout` after its *first* part arrived (a fixed deadline, so
 //! a trickle of duplicates cannot keep it alive); the driver calls [`Reassembler::poll_expired`]
-//! at [`Reassembler::next_deadline`]. Memory is bounded: past `max_messages` pending messages or
-//! `max_parts` stored parts the oldest pending message is dropped and reported as
-//! [`ReassemblyEvent::Evicted`] through [`Reassembler::poll_event`].
+//! at [`Reassembler::next_deadline`]. Memory is bounded: past `max_messages` pending messages,
+//! `max_parts` stored parts or `max_bytes` held bytes the oldest pending message is dropped and
+//! reported as [`ReassemblyEvent::Evicted`] through [`Reassembler::poll_event`] (never the
+//! message the part just inserted belongs to).
+//!
+//! Bytes are counted as each part's payload length plus, per pending message, its addresses, a
+//! slot per part and a fixed overhead ([`MESSAGE_OVERHEAD`]) for the map entries: close to what
+//! the heap holds, provided payloads and addresses own their memory. A `Bytes` slice of a larger
+//! receive buffer keeps the whole buffer alive, so drivers insert copies.
 //!
 //! Payloads are stored as given. Join-then-decode is right for unpacked GSM-7, Latin-1 and UCS-2
 //! (and repairs senders that split an escape or surrogate pair across parts); for packed GSM-7,
@@ -65,8 +71,12 @@ pub struct ReassemblyConfig {
     pub max_messages: usize,
     /// Parts stored at most, over all pending messages.
     pub max_parts: usize,
-    /// Undrained events kept at most (the oldest is dropped and counted beyond this).
+    /// Undrained events kept at most (the oldest is dropped and counted beyond this). A
+    /// driver that must not lose an eviction drains events after every insert and sets this to
+    /// at least `max_messages` (one insert evicts at most every other pending message).
     pub max_events: usize,
+    /// Bytes held at most over all pending messages, counted as the module doc says.
+    pub max_bytes: usize,
 }
 
 impl Default for ReassemblyConfig {
@@ -76,9 +86,17 @@ impl Default for ReassemblyConfig {
             max_messages: 10_000,
             max_parts: 50_000,
             max_events: 1_024,
+            max_bytes: 16 << 20,
         }
     }
 }
+
+/// Bytes counted per pending message on top of its addresses and payloads: its entries in the
+/// key map and the deadline index, and its bookkeeping.
+pub const MESSAGE_OVERHEAD: usize = 160;
+
+/// Bytes counted per part slot of a pending message (one `Option<Bytes>`).
+const SLOT_BYTES: usize = std::mem::size_of::<Option<Bytes>>();
 
 /// A message whose parts all arrived.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +174,8 @@ struct Pending {
     parts: Vec<Option<Bytes>>,
     /// Slots filled.
     received: usize,
+    /// What this message counts towards `max_bytes`.
+    bytes: usize,
 }
 
 /// The reassembler. See the module doc.
@@ -171,6 +191,8 @@ pub struct Reassembler {
     next_id: u64,
     /// Parts stored over all pending messages.
     stored_parts: usize,
+    /// Bytes held over all pending messages (see the module doc).
+    stored_bytes: usize,
     /// Undrained events.
     events: VecDeque<ReassemblyEvent>,
     /// Counters.
@@ -186,6 +208,7 @@ impl Reassembler {
             by_deadline: BTreeMap::new(),
             next_id: 0,
             stored_parts: 0,
+            stored_bytes: 0,
             events: VecDeque::new(),
             stats: ReassemblyStats::default(),
         }
@@ -213,17 +236,20 @@ impl Reassembler {
                 self.stats.duplicates += 1;
                 return None;
             }
+            let added = part.payload.len();
             *slot = Some(part.payload);
             p.received += 1;
+            p.bytes += added;
             if part.seq == 1 && !p.dc_from_first_part {
                 p.data_coding = part.data_coding;
                 p.dc_from_first_part = true;
             }
             self.stored_parts += 1;
+            self.stored_bytes += added;
             if p.received == total {
                 return self.complete(&key);
             }
-            self.enforce_part_limit(Some(&key));
+            self.enforce_limits(&key);
             return None;
         }
         while self.pending.len() >= self.config.max_messages.max(1) {
@@ -233,6 +259,11 @@ impl Reassembler {
         }
         let order = (now + self.config.timeout, self.next_id);
         self.next_id += 1;
+        let bytes = MESSAGE_OVERHEAD
+            + key.source.len()
+            + key.dest.len()
+            + SLOT_BYTES * total
+            + part.payload.len();
         let mut parts = vec![None; total];
         if let Some(slot) = parts.get_mut(seq - 1) {
             *slot = Some(part.payload);
@@ -246,11 +277,13 @@ impl Reassembler {
                 dc_from_first_part: part.seq == 1,
                 parts,
                 received: 1,
+                bytes,
             },
         );
         self.by_deadline.insert(order, key.clone());
         self.stored_parts += 1;
-        self.enforce_part_limit(Some(&key));
+        self.stored_bytes += bytes;
+        self.enforce_limits(&key);
         None
     }
 
@@ -290,6 +323,11 @@ impl Reassembler {
         self.stored_parts
     }
 
+    /// Bytes held over all pending messages, as counted against `max_bytes`.
+    pub fn pending_bytes(&self) -> usize {
+        self.stored_bytes
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> ReassemblyStats {
         self.stats
@@ -300,6 +338,7 @@ impl Reassembler {
         let p = self.pending.remove(key)?;
         self.by_deadline.remove(&p.order);
         self.stored_parts -= p.received;
+        self.stored_bytes -= p.bytes;
         self.stats.completed += 1;
         Some(Complete {
             key: key.clone(),
@@ -312,6 +351,7 @@ impl Reassembler {
     fn take(&mut self, key: &ReassemblyKey) -> Option<Partial> {
         let p = self.pending.remove(key)?;
         self.stored_parts -= p.received;
+        self.stored_bytes -= p.bytes;
         let parts = (1u8..=255)
             .zip(p.parts)
             .filter_map(|(seq, slot)| slot.map(|b| (seq, b)))
@@ -348,10 +388,11 @@ impl Reassembler {
         true
     }
 
-    /// Evicts the oldest messages (never `keep`) until the part limit holds.
-    fn enforce_part_limit(&mut self, keep: Option<&ReassemblyKey>) {
-        while self.stored_parts > self.config.max_parts {
-            if !self.evict_oldest(keep) {
+    /// Evicts the oldest messages (never `keep`) until the part and byte limits hold.
+    fn enforce_limits(&mut self, keep: &ReassemblyKey) {
+        while self.stored_parts > self.config.max_parts || self.stored_bytes > self.config.max_bytes
+        {
+            if !self.evict_oldest(Some(keep)) {
                 break;
             }
         }

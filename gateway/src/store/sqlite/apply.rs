@@ -153,23 +153,8 @@ pub(super) fn apply_update(
             .execute(params![id.0, call, carrier, price, currency])?;
             head.move_to(conn, *status, *at, error.as_deref())
         }
-        Update::Inbound(m) => {
-            conn.prepare_cached(
-                "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                m.id.0,
-                m.carrier,
-                m.tenant,
-                m.from,
-                m.to,
-                m.body,
-                m.received_at
-            ])?;
-            super::events::inbound_stored(conn, m)?;
-            Ok(Applied::Inbound(m.id))
-        }
+        Update::Inbound(m) => super::inbound::insert(conn, m),
+        Update::Mo(w) => super::inbound::apply_mo(conn, w),
         Update::Events(w) => super::events::apply(conn, w),
         Update::Cdr(c) => {
             super::calls::insert(conn, c)?;

@@ -16,7 +16,8 @@ use crate::optout::number_key;
 use crate::store::events::{EventStore, OptOut, OutboxEntry};
 use crate::store::StoreError;
 
-/// After an inbound message's row: its event, and the opt-out change its keyword asks for.
+/// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
+/// partial message's text is no keyword: it is not what the mobile sent).
 pub(super) fn inbound_stored(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO history (message_id, at, status, detail) VALUES (?1, ?2, 'inbound', NULL)",
@@ -27,7 +28,7 @@ pub(super) fn inbound_stored(conn: &Connection, m: &InboundMessage) -> rusqlite:
     };
     let recipient = number_key(&m.from);
     let sender = number_key(&m.to);
-    match Keyword::parse(&m.body) {
+    match Keyword::parse(&m.body).filter(|_| m.partial.is_none()) {
         Some(Keyword::Stop) => {
             add_opt_out(conn, tenant, &recipient, &sender, "keyword", m.received_at)
         }
@@ -383,8 +384,8 @@ impl EventStore for SqliteStore {
         let tenant = tenant.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at FROM inbound \
-                 WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial \
+                 FROM inbound WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
             )?
             .query_map(
                 params![tenant, before.map_or(i64::MAX, |b| b.0), limit as i64],
@@ -397,6 +398,7 @@ impl EventStore for SqliteStore {
                         to: row.get(4)?,
                         body: row.get(5)?,
                         received_at: row.get(6)?,
+                        partial: super::inbound::partial_column(row.get(7)?),
                     })
                 },
             )?
@@ -473,6 +475,7 @@ mod tests {
                 to: "447000000001".into(),
                 body: " stop ".into(),
                 received_at: T0 + 20,
+                partial: None,
             }),
         ])
         .await

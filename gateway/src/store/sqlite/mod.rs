@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`schema`]: tables, indexes, migrations (`PRAGMA user_version`), connection settings.
 //! - [`writer`]: the writer thread: batches queued requests into one transaction, one fsync.
-//! - [`apply`]: what an insert or an update does inside that transaction.
+//! - [`apply`]: what an insert or an update does inside that transaction; [`inbound`]: inbound
+//!   messages and the MO parts held for reassembly.
 //! - [`receipts`]: matching receipts to segments by the carrier's message id.
 //! - [`read`]: reads on a small pool of read-only connections, run with `spawn_blocking`.
+//! - [`retention`]: what the writer deletes between its commits once it is old.
 //!
 //! # Data flow
 //! ```text
@@ -21,8 +23,10 @@
 mod apply;
 mod calls;
 mod events;
+mod inbound;
 mod read;
 mod receipts;
+mod retention;
 mod schema;
 mod tenancy;
 mod writer;
@@ -41,12 +45,13 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use self::read::ReadPool;
+pub use self::retention::Retention;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
 use crate::model::{
-    Applied, CallFilter, CallRecord, ListFilter, MessageId, MessageRecord, NewMessage, Status,
-    UnixMs, Update,
+    Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
+    Status, UnixMs, Update,
 };
 use crate::tenancy::{BatchSummary, IdempotencyRecord};
 
@@ -70,6 +75,8 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Read connections kept open between reads.
     pub read_connections: usize,
+    /// What is deleted when it is old; by default nothing.
+    pub retention: Retention,
 }
 
 impl Default for SqliteOptions {
@@ -80,6 +87,7 @@ impl Default for SqliteOptions {
             linger: writer::DEFAULT_LINGER,
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
+            retention: Retention::keep_forever(),
         }
     }
 }
@@ -101,6 +109,14 @@ pub struct StoreStats {
     pub work_micros: u64,
     /// Time the writer spent in `COMMIT` (WAL write, fsync, checkpoints), in microseconds.
     pub commit_micros: u64,
+    /// Retention batches run (each its own transaction).
+    pub purge_batches: u64,
+    /// Rows deleted by them.
+    pub purged_rows: u64,
+    /// Time the writer spent in them, in microseconds.
+    pub purge_micros: u64,
+    /// The longest one, in microseconds: how long a request may wait behind the purge.
+    pub purge_max_micros: u64,
 }
 
 /// Counters the writer updates and [`SqliteStore::stats`] reads.
@@ -113,6 +129,10 @@ struct Stats {
     largest_batch: AtomicU64,
     work_micros: AtomicU64,
     commit_micros: AtomicU64,
+    purge_batches: AtomicU64,
+    purged_rows: AtomicU64,
+    purge_micros: AtomicU64,
+    purge_max_micros: AtomicU64,
 }
 
 /// The embedded SQLite [`Store`]. Cheap to share behind an `Arc`; every method may be called
@@ -193,6 +213,9 @@ impl SqliteStore {
             .map_err(|e| in_context("cannot read the store", e))?;
 
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        if options.retention.is_on() {
+            start_ticker(&tx, options.retention.interval)?;
+        }
         let stats = Arc::new(Stats::default());
         let writer = Writer::new(conn, rx, options, stats.clone());
         let pending = writer.pending_receipts();
@@ -226,6 +249,10 @@ impl SqliteStore {
             largest_batch: s.largest_batch.load(Ordering::Relaxed),
             work_micros: s.work_micros.load(Ordering::Relaxed),
             commit_micros: s.commit_micros.load(Ordering::Relaxed),
+            purge_batches: s.purge_batches.load(Ordering::Relaxed),
+            purged_rows: s.purged_rows.load(Ordering::Relaxed),
+            purge_micros: s.purge_micros.load(Ordering::Relaxed),
+            purge_max_micros: s.purge_max_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -335,6 +362,10 @@ impl Store for SqliteStore {
         self.read(read::unmatched_receipts)
     }
 
+    fn held_mo_parts(&self) -> BoxFuture<'_, Result<Vec<(String, HeldPart)>, StoreError>> {
+        self.read(inbound::held_parts)
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.send(Request::Ping))
     }
@@ -374,6 +405,24 @@ impl Store for SqliteStore {
         let tenant = tenant.to_owned();
         self.read(move |conn| calls::list(conn, &tenant, &filter))
     }
+}
+
+/// Wakes an idle writer every `interval` (at most a second) so it starts retention rounds on
+/// time. Holds only a weak sender, so it never keeps the writer open; it ends once the store
+/// is closed.
+fn start_ticker(tx: &mpsc::Sender<Request>, interval: Duration) -> Result<(), StoreError> {
+    let weak = tx.downgrade();
+    let tick = interval.min(Duration::from_secs(1));
+    std::thread::Builder::new()
+        .name("store-retention".into())
+        .spawn(move || loop {
+            std::thread::sleep(tick);
+            let Some(tx) = weak.upgrade() else { return };
+            // A full queue means the writer is busy: it looks for due purges between commits.
+            let _ = tx.try_send(Request::Wake);
+        })
+        .map(drop)
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the retention ticker: {e}")))
 }
 
 /// Maps a SQLite error to whether retrying can help: locks, I/O and a full disk can clear up;

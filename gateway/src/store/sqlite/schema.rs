@@ -26,11 +26,15 @@
 //!   `messages.batch_id` (partial index on it for progress counts; status is left out of the
 //!   index so status changes do not rewrite it).
 //! - `idempotency_keys`: the response given to each `(tenant, Idempotency-Key)`, with a hash of
-//!   the request body, written in the transaction that stores the request's messages; purged
-//!   after 24 h.
+//!   the request body, written in the transaction that stores the request's messages; honoured
+//!   for 24 h, deleted by retention ([`super::retention`], like every kind of old row).
 //!
 //! - (v4) `messages.voice` and `messages.call`: a voice notification call's spec and outcome
 //!   (JSON), see [`crate::voice`].
+//! - (v6) `mo_parts`: parts of multipart MO messages held until their message completes
+//!   (written before the part is acknowledged to the carrier; released in the commit that
+//!   stores the message). `inbound.partial`: for a message given up before all its parts
+//!   arrived, which parts did (JSON), NULL for whole messages.
 //!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
@@ -231,7 +235,7 @@ CREATE INDEX calls_tenant ON calls (tenant, id);
     // Receipt matching by certain readings: `carrier_ids` keys name their base (`d:` decimal,
     // `h:` hex, `t:` text) and say whether the reading was certain; receipts whose only matches
     // are uncertain wait as pending; each carrier's learned id formats are kept. The rows of
-    // the old keys are rebuilt by `rekey_receipt_ids` right after this script.
+    // the old keys are rebuilt by `receipts::rekey` right after this script.
     r#"
 DROP TABLE carrier_ids;
 CREATE TABLE carrier_ids (
@@ -250,6 +254,23 @@ CREATE TABLE carrier_id_formats (
     response TEXT,
     receipt  TEXT
 ) WITHOUT ROWID;
+"#,
+    // Multipart MO parts held for reassembly, and partial inbound messages.
+    r#"
+CREATE TABLE mo_parts (
+    carrier     TEXT    NOT NULL,
+    source      BLOB    NOT NULL,
+    dest        BLOB    NOT NULL,
+    reference   INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    data_coding INTEGER NOT NULL,
+    payload     BLOB    NOT NULL,
+    source_ton  INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (carrier, source, dest, reference, total, seq)
+) WITHOUT ROWID;
+ALTER TABLE inbound ADD COLUMN partial TEXT;
 "#,
 ];
 

@@ -1,21 +1,14 @@
 //! Tenancy records in SQLite: batches and idempotency keys (written with a request's messages),
 //! and the reads behind quotas, idempotent replays and batch progress.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::model::{now_ms, MessageId, UnixMs};
 use crate::tenancy::{BatchRecord, BatchSummary, IdempotencyRecord, RequestRecord};
 
-/// Idempotency keys are kept this long.
+/// Idempotency keys are honoured this long (rows are deleted by retention, see
+/// [`super::retention`]).
 pub(crate) const IDEMPOTENCY_TTL_MS: UnixMs = 24 * 3600 * 1000;
-
-/// Expired keys are deleted at most this often, by the writer, inside a request's transaction.
-const PURGE_EVERY_MS: UnixMs = 60 * 1000;
-
-/// When the writer last purged expired keys.
-static LAST_PURGE: AtomicI64 = AtomicI64::new(0);
 
 /// Writes a request's batch row and idempotency key (inside the writer's transaction, with the
 /// messages). A key stored twice fails the whole request: its messages are not stored either.
@@ -35,38 +28,32 @@ pub(super) fn write_request(conn: &Connection, r: &RequestRecord) -> rusqlite::R
         ])?;
     }
     if let Some(k) = &r.idempotency {
-        conn.prepare_cached(
-            "INSERT INTO idempotency_keys (tenant, key, body_hash, status, response, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            k.tenant,
-            k.key,
-            k.body_hash,
-            k.status,
-            k.response,
-            k.created_at
-        ])?;
-        purge_expired(conn, k.created_at)?;
-    }
-    Ok(())
-}
-
-/// Deletes keys older than [`IDEMPOTENCY_TTL_MS`], at most once per [`PURGE_EVERY_MS`].
-fn purge_expired(conn: &Connection, now: UnixMs) -> rusqlite::Result<()> {
-    let last = LAST_PURGE.load(Ordering::Relaxed);
-    if now - last < PURGE_EVERY_MS
-        || LAST_PURGE
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
-        return Ok(());
-    }
-    let n = conn
-        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
-        .execute([now - IDEMPOTENCY_TTL_MS])?;
-    if n > 0 {
-        tracing::debug!(keys = n, "purged expired idempotency keys");
+        // A key no longer honoured (older than 24 h) but not yet deleted by retention is
+        // replaced; one still honoured is a conflict.
+        let stored = conn
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (tenant, key, body_hash, status, response, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (tenant, key) DO UPDATE SET body_hash = excluded.body_hash, \
+                   status = excluded.status, response = excluded.response, \
+                   created_at = excluded.created_at \
+                 WHERE idempotency_keys.created_at < ?7",
+            )?
+            .execute(params![
+                k.tenant,
+                k.key,
+                k.body_hash,
+                k.status,
+                k.response,
+                k.created_at,
+                k.created_at - IDEMPOTENCY_TTL_MS
+            ])?;
+        if stored == 0 {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
+                Some("idempotency key already stored".into()),
+            ));
+        }
     }
     Ok(())
 }

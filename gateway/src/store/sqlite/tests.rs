@@ -680,6 +680,7 @@ async fn inbound_messages_are_stored_and_share_the_id_space() {
         to: "+15550001111".into(),
         body: "STOP".into(),
         received_at: T0 + 50,
+        partial: None,
     };
     assert_eq!(
         store.apply(vec![Update::Inbound(mo)]).await.unwrap(),
@@ -1002,4 +1003,442 @@ async fn hex_responses_and_decimal_receipts_are_learned() {
     );
     let second = store.get("acme", id(2)).await.unwrap().unwrap();
     assert_eq!(second.status, Status::Sent);
+}
+
+/// Rows of `table` now (read on a connection of its own).
+fn count(path: &Path, table: &str) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A message accepted at `at` (unix ms), numbered `n` within that millisecond.
+fn message_at(at: i64, n: i64) -> NewMessage {
+    NewMessage {
+        id: MessageId((at << 20) | n),
+        created_at: at,
+        ..message("acme", n, 1)
+    }
+}
+
+fn status_at(id: MessageId, status: Status, at: i64) -> Update {
+    Update::Status {
+        id,
+        status,
+        at,
+        detail: None,
+    }
+}
+
+fn cdr(end_at: i64) -> Update {
+    Update::Cdr(Box::new(CallRecord {
+        id: 0,
+        tenant: "acme".into(),
+        sip_call_id: format!("call-{end_at}"),
+        caller: "100".into(),
+        callee: "+15555550001".into(),
+        attempts: vec![("alpha".into(), 200)],
+        carrier: Some("alpha".into()),
+        disposition: "answered",
+        code: 200,
+        hangup: Some("caller"),
+        setup_at: end_at - 1000,
+        answer_at: Some(end_at - 900),
+        end_at,
+        duration_ms: 900,
+        billed_secs: 1,
+        cost: None,
+        price: None,
+        currency: None,
+    }))
+}
+
+/// Polls (bounded) until `check` holds.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
+    use crate::events::EventWrite;
+    use crate::tenancy::{BatchRecord, IdempotencyRecord, RequestRecord};
+    let dir = TempDir::new();
+    let hour = std::time::Duration::from_secs(3600);
+    let options = SqliteOptions {
+        retention: Retention {
+            messages: Some(hour),
+            inbound: Some(hour),
+            cdrs: Some(hour),
+            unmatched_receipts: Some(hour),
+            dead_letters: Some(hour),
+            idempotency: Some(hour),
+            interval: std::time::Duration::from_secs(1),
+            // Small batches: several per kind, cursors carried between them.
+            batch: 3,
+        },
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir.db(), options).unwrap();
+    let now = crate::model::now_ms();
+    let old = now - 2 * 3_600_000;
+    let recent = now - 60_000;
+    // Messages: 7 old and delivered (purged with everything of theirs), one old but still
+    // queued, one old but changed recently, 3 recent.
+    let request = |at: i64, key: &str| {
+        Some(Arc::new(RequestRecord {
+            idempotency: Some(IdempotencyRecord {
+                tenant: "acme".into(),
+                key: key.into(),
+                body_hash: "h".into(),
+                status: 202,
+                response: "{}".into(),
+                created_at: at,
+            }),
+            batch: Some(BatchRecord {
+                id: format!("bat_{key}"),
+                tenant: "acme".into(),
+                created_at: at,
+                recipients: 1,
+                accepted: 1,
+                rejected: 0,
+            }),
+        }))
+    };
+    let mut all = Vec::new();
+    for n in 0..9 {
+        let mut m = message_at(old, n);
+        m.request = request(old, &format!("old{n}"));
+        all.push(m);
+    }
+    for n in 0..3 {
+        let mut m = message_at(recent, n);
+        m.request = request(recent, &format!("new{n}"));
+        all.push(m);
+    }
+    let ids: Vec<MessageId> = all.iter().map(|m| m.id).collect();
+    store.insert(all).await.unwrap();
+    let mut updates = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i == 7 {
+            updates.push(status_at(*id, Status::Queued, old + 1));
+            continue;
+        }
+        let at = if i == 8 || i >= 9 {
+            recent + 1
+        } else {
+            old + 1
+        };
+        updates.push(Update::SegmentSent {
+            id: *id,
+            index: 0,
+            carrier: "alpha".into(),
+            carrier_message_id: format!("{}", 1000 + i),
+            id_formats: IdFormats::default(),
+            at,
+        });
+        updates.push(status_at(*id, Status::Delivered, at + 1));
+    }
+    for (n, at) in [
+        (0, old),
+        (1, old),
+        (2, old),
+        (3, old),
+        (4, recent),
+        (5, recent),
+    ] {
+        updates.push(Update::Inbound(InboundMessage {
+            id: MessageId((at << 20) | (100 + n)),
+            carrier: "alpha".into(),
+            tenant: Some("acme".into()),
+            from: "+447911000001".into(),
+            to: "447000000001".into(),
+            body: format!("mo {n}"),
+            received_at: at,
+            partial: None,
+        }));
+        updates.push(cdr(at));
+        updates.push(Update::Receipt(ReceiptUpdate {
+            carrier: "beta".into(),
+            carrier_message_id: format!("stray{n}"),
+            id_formats: IdFormats::default(),
+            status: Some(Status::Delivered),
+            error: None,
+            at,
+        }));
+        updates.push(Update::Events(EventWrite::OutboxAdd {
+            seq: n,
+            tenant: "acme".into(),
+            url: "http://x/".into(),
+            attempts: 9,
+            first_at: at,
+            next_at: at,
+            error: None,
+            dead: true,
+        }));
+    }
+    // A retry still pending, however old, is no dead letter.
+    updates.push(Update::Events(EventWrite::OutboxAdd {
+        seq: 99,
+        tenant: "acme".into(),
+        url: "http://x/".into(),
+        attempts: 1,
+        first_at: old,
+        next_at: old,
+        error: None,
+        dead: false,
+    }));
+    store.apply(updates).await.unwrap();
+    let db = dir.db();
+    eventually("old messages purged", || count(&db, "messages") == 5).await;
+    eventually("every kind purged", || {
+        [
+            ("segments", 4),
+            ("inbound", 2),
+            ("calls", 2),
+            ("unmatched_receipts", 2),
+            ("webhook_outbox", 3),
+            ("idempotency_keys", 3),
+            ("batches", 3),
+        ]
+        .iter()
+        .all(|(t, n)| count(&db, t) == *n)
+    })
+    .await;
+    // Kept: the queued one, the one changed recently, the recent ones; their history and
+    // the recent inbound events stay (accepted + delivered or queued each, + 2 inbound).
+    let kept: Vec<MessageId> = vec![ids[7], ids[8], ids[9], ids[10], ids[11]];
+    for id in &kept {
+        assert!(store.get("acme", *id).await.unwrap().is_some());
+    }
+    // accepted + queued; accepted + sent + delivered for the other four; 2 inbound events.
+    assert_eq!(count(&db, "history"), 2 + 4 * 3 + 2);
+    // No carrier-id entry of a purged message is left; the kept ones still match receipts.
+    let purged: Vec<String> = ids[..7].iter().map(|i| i.0.to_string()).collect();
+    let left = format!("carrier_ids WHERE message_id IN ({})", purged.join(","));
+    assert_eq!(count(&db, &left), 0);
+    assert!(count(&db, "carrier_ids") >= 4);
+    let stats = store.stats();
+    assert!(
+        stats.purge_batches > 6 && stats.purged_rows > 0,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn mo_parts_are_held_until_the_commit_that_stores_their_message() {
+    use crate::model::{HeldPart, MoWrite, PartialParts};
+    use crate::store::events::EventStore;
+    use switchyard_protocols::text::ReassemblyKey;
+    let dir = TempDir::new();
+    let store = open(&dir.db());
+    let key = |reference: u16| ReassemblyKey {
+        source: bytes::Bytes::from_static(b"447911000001"),
+        dest: bytes::Bytes::from_static(b"447000000001"),
+        reference,
+        total: 2,
+    };
+    let hold = |reference: u16, seq: u8| MoWrite {
+        carrier: "alpha".into(),
+        hold: Some(HeldPart {
+            key: key(reference),
+            seq,
+            data_coding: 0,
+            payload: bytes::Bytes::from(vec![b'a' + seq; 100]),
+            source_ton: 1,
+            received_at: T0 + i64::from(seq),
+        }),
+        finished: Vec::new(),
+    };
+    let mo = |n: i64, body: &str, partial: Option<PartialParts>| InboundMessage {
+        id: id(n),
+        carrier: "alpha".into(),
+        tenant: Some("acme".into()),
+        from: "+447911000001".into(),
+        to: "447000000001".into(),
+        body: body.into(),
+        received_at: T0 + n,
+        partial,
+    };
+    let applied = store
+        .apply(vec![
+            Update::Mo(Box::new(hold(1, 1))),
+            // The carrier sent it again: held once.
+            Update::Mo(Box::new(hold(1, 1))),
+            Update::Mo(Box::new(hold(2, 2))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![Applied::NoChange; 3]);
+    let held = store.held_mo_parts().await.unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(held[0].0, "alpha");
+    assert_eq!(held[0].1, hold(1, 1).hold.unwrap());
+    // Message 1 completes; message 2 is given up (say, evicted) in the same step.
+    let step = MoWrite {
+        carrier: "alpha".into(),
+        hold: None,
+        finished: vec![
+            (key(1), mo(10, "whole", None)),
+            (
+                key(2),
+                mo(
+                    11,
+                    "STOP",
+                    Some(PartialParts {
+                        received: vec![2],
+                        total: 2,
+                    }),
+                ),
+            ),
+        ],
+    };
+    let applied = store.apply(vec![Update::Mo(Box::new(step))]).await.unwrap();
+    assert_eq!(applied, vec![Applied::Inbound(id(10))]);
+    assert!(store.held_mo_parts().await.unwrap().is_empty());
+    let listed = store.inbound("acme", None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].body, "STOP");
+    assert_eq!(
+        listed[0].partial,
+        Some(PartialParts {
+            received: vec![2],
+            total: 2
+        })
+    );
+    assert_eq!(listed[1].partial, None);
+    // A partial text is no keyword: nobody was opted out.
+    assert!(store.all_opt_outs().await.unwrap().is_empty());
+}
+
+/// Latencies of `n` single-message inserts, one at a time, sorted.
+async fn insert_latencies(store: &SqliteStore, at: i64, n: i64) -> Vec<std::time::Duration> {
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let started = std::time::Instant::now();
+        store.insert(vec![message_at(at, i)]).await.unwrap();
+        out.push(started.elapsed());
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn purging_a_large_backlog_in_small_batches_does_not_hold_up_writes() {
+    const OLD: i64 = 10_000;
+    const NEW: i64 = 1_000;
+    let dir = TempDir::new();
+    let now = crate::model::now_ms();
+    let old = now - 2 * 3_600_000;
+    let baseline = {
+        let store = open(&dir.db());
+        for chunk in (0..OLD).collect::<Vec<_>>().chunks(1000) {
+            let ms: Vec<NewMessage> = chunk.iter().map(|n| message_at(old, *n)).collect();
+            let ids: Vec<MessageId> = ms.iter().map(|m| m.id).collect();
+            store.insert(ms).await.unwrap();
+            let mut updates = Vec::new();
+            for (i, id) in ids.into_iter().enumerate() {
+                updates.push(Update::SegmentSent {
+                    id,
+                    index: 0,
+                    carrier: "alpha".into(),
+                    carrier_message_id: format!("{}", chunk[i] + 1_000_000),
+                    id_formats: IdFormats::default(),
+                    at: old + 1,
+                });
+                updates.push(status_at(id, Status::Delivered, old + 2));
+            }
+            store.apply(updates).await.unwrap();
+        }
+        let latencies = insert_latencies(&store, now - 1000, NEW).await;
+        store.close().await.unwrap();
+        latencies
+    };
+    let options = SqliteOptions {
+        retention: Retention {
+            messages: Some(std::time::Duration::from_secs(3600)),
+            ..Retention::keep_forever()
+        },
+        ..SqliteOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let store = SqliteStore::open(&dir.db(), options).unwrap();
+    let during = insert_latencies(&store, now, NEW).await;
+    let db = dir.db();
+    eventually("the backlog purged", || {
+        count(&db, "messages") == 2 * NEW && count(&db, "segments") == 0
+    })
+    .await;
+    let took = started.elapsed();
+    let s = store.stats();
+    let pct = |v: &[std::time::Duration], p: usize| v[(v.len() * p / 100).min(v.len() - 1)];
+    println!(
+        "retention: {OLD} messages ({} rows) purged in {took:.2?} by {} batches of ≤256 \
+         messages: {:.1} ms per batch on average, {:.1} ms at most; {NEW} single inserts \
+         meanwhile: p50 {:.2?} p99 {:.2?} max {:.2?} (without a purge: p50 {:.2?} p99 {:.2?} \
+         max {:.2?})",
+        s.purged_rows,
+        s.purge_batches,
+        s.purge_micros as f64 / s.purge_batches.max(1) as f64 / 1000.0,
+        s.purge_max_micros as f64 / 1000.0,
+        pct(&during, 50),
+        pct(&during, 99),
+        during[during.len() - 1],
+        pct(&baseline, 50),
+        pct(&baseline, 99),
+        baseline[baseline.len() - 1],
+    );
+    assert!(s.purged_rows >= OLD as u64 * 5, "{s:?}");
+    assert_eq!(count(&db, "history"), 2 * NEW);
+    // One batch is the longest a write waits behind the purge.
+    assert!(
+        during[during.len() - 1]
+            < baseline[baseline.len() - 1]
+                + std::time::Duration::from_micros(s.purge_max_micros) * 2
+                + std::time::Duration::from_millis(50),
+        "writes waited longer than a purge batch"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_past_24_hours_can_be_used_again_even_if_kept() {
+    use crate::tenancy::{IdempotencyRecord, RequestRecord};
+    let dir = TempDir::new();
+    // Retention keeps every key forever: a key no longer honoured must not block its reuse.
+    let store = open(&dir.db());
+    let now = crate::model::now_ms();
+    let with_key = |at: i64, n: i64| {
+        let mut m = message_at(at, n);
+        m.request = Some(Arc::new(RequestRecord {
+            idempotency: Some(IdempotencyRecord {
+                tenant: "acme".into(),
+                key: "k1".into(),
+                body_hash: format!("h{n}"),
+                status: 202,
+                response: "{}".into(),
+                created_at: at,
+            }),
+            batch: None,
+        }));
+        m
+    };
+    store
+        .insert(vec![with_key(now - 25 * 3_600_000, 1)])
+        .await
+        .unwrap();
+    assert!(store.idempotency("acme", "k1").await.unwrap().is_none());
+    store.insert(vec![with_key(now, 2)]).await.unwrap();
+    let kept = store.idempotency("acme", "k1").await.unwrap().unwrap();
+    assert_eq!(kept.body_hash, "h2");
+    // Still honoured: a second use fails the request, its message is not stored.
+    let err = store.insert(vec![with_key(now + 1, 3)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert!(store
+        .get("acme", message_at(now + 1, 3).id)
+        .await
+        .unwrap()
+        .is_none());
 }

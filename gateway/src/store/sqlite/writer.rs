@@ -5,6 +5,9 @@
 //! then runs them all in one transaction — one WAL fsync — and answers each. Under load the
 //! queue fills while the previous fsync runs, so batches grow with the load by themselves.
 //!
+//! Between batches it runs the retention purge ([`super::retention`]): small batches in their
+//! own transactions, back to back while no request waits, paced while requests keep coming.
+//!
 //! Each request runs inside its own savepoint: a request that fails (a duplicate id, a bug) is
 //! rolled back alone and answered with its error while the others commit. When the commit itself
 //! fails, or SQLite had to abandon the transaction (disk full, I/O error), everything is rolled
@@ -19,8 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply_receipts, apply_update, insert_messages};
 use super::receipts::IdMatch;
+use super::retention::Purger;
 use super::{clone_error, sqlite_error, SqliteOptions, Stats};
-use crate::model::{Applied, NewMessage, Update};
+use crate::model::{now_ms, Applied, NewMessage, Update};
 use crate::store::StoreError;
 
 /// One caller's request, with where to send its answer.
@@ -35,6 +39,9 @@ pub(super) enum Request {
     ),
     /// Check that a write transaction can be opened and committed.
     Ping(oneshot::Sender<Result<(), StoreError>>),
+    /// Nothing to do but look whether a retention purge is due (sent by a ticker so an idle
+    /// writer wakes up for it).
+    Wake,
 }
 
 impl Request {
@@ -44,6 +51,7 @@ impl Request {
             Request::Insert(m, _) => m.len().max(1),
             Request::Apply(u, _) => u.len().max(1),
             Request::Ping(_) => 1,
+            Request::Wake => 0,
         }
     }
 }
@@ -59,6 +67,7 @@ enum Done {
         Result<Vec<Applied>, StoreError>,
     ),
     Ping(oneshot::Sender<Result<(), StoreError>>),
+    Wake,
 }
 
 impl Done {
@@ -75,6 +84,7 @@ impl Done {
             Done::Ping(tx) => {
                 let _ = tx.send(override_ok(Ok(()), failed));
             }
+            Done::Wake => {}
         }
     }
 }
@@ -98,6 +108,8 @@ pub(super) struct Writer {
     stats: Arc<Stats>,
     /// Each carrier's id formats, and the receipts waiting for a certain match.
     ids: IdMatch,
+    /// Deletes what retention says is old, between commits.
+    purger: Purger,
 }
 
 impl Writer {
@@ -108,12 +120,14 @@ impl Writer {
         options: SqliteOptions,
         stats: Arc<Stats>,
     ) -> Self {
+        let purger = Purger::new(options.retention.clone(), Instant::now());
         Writer {
             conn,
             rx,
             options,
             stats,
             ids: IdMatch::default(),
+            purger,
         }
     }
 
@@ -131,7 +145,7 @@ impl Writer {
         loop {
             let first = match carry.take() {
                 Some(r) => r,
-                None => match self.rx.blocking_recv() {
+                None => match self.next_request() {
                     Some(r) => r,
                     None => break,
                 },
@@ -143,10 +157,64 @@ impl Writer {
                 std::thread::sleep(self.options.linger);
                 self.drain(&mut batch, &mut rows, &mut carry, max_rows);
             }
-            self.commit(batch, rows);
+            batch.retain(|r| !matches!(r, Request::Wake));
+            if !batch.is_empty() {
+                self.commit(batch, rows);
+            }
+            // Busy: at most one paced purge batch between commits.
+            if self.purger.due(Instant::now(), false) {
+                self.purge();
+            }
         }
         if let Err((_, e)) = self.conn.close() {
             tracing::warn!("closing the store's write connection failed: {e}");
+        }
+    }
+
+    /// The next request, waiting for one; `None` once every sender is gone. While the queue is
+    /// empty and a retention round has work, purge batches run one after another (a request
+    /// arriving meanwhile waits for one batch at most).
+    fn next_request(&mut self) -> Option<Request> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(r) => return Some(r),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if self.purger.due(Instant::now(), true) {
+                self.purge();
+                continue;
+            }
+            return self.rx.blocking_recv();
+        }
+    }
+
+    /// Runs one retention batch and records how long it took.
+    fn purge(&mut self) {
+        let started = Instant::now();
+        match self.purger.step(&self.conn, now_ms()) {
+            Ok(Some((kind, batch))) => {
+                let took = started.elapsed();
+                self.stats.purge_batches.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .purged_rows
+                    .fetch_add(batch.rows, Ordering::Relaxed);
+                self.stats
+                    .purge_micros
+                    .fetch_add(micros(took), Ordering::Relaxed);
+                self.stats
+                    .purge_max_micros
+                    .fetch_max(micros(took), Ordering::Relaxed);
+                metrics::counter!("switchyard_store_purged_rows_total", "kind" => kind)
+                    .increment(batch.rows);
+                metrics::histogram!("switchyard_store_purge_batch_seconds")
+                    .record(took.as_secs_f64());
+                if batch.rows > 0 {
+                    tracing::debug!(kind, rows = batch.rows, ?took, "retention: purged");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("retention purge failed (retried next round): {e}"),
         }
     }
 
@@ -258,6 +326,7 @@ impl Writer {
     fn run_request(&mut self, request: Request) -> Result<Done, (Done, StoreError)> {
         match request {
             Request::Ping(tx) => Ok(Done::Ping(tx)),
+            Request::Wake => Ok(Done::Wake),
             Request::Insert(messages, tx) => {
                 let r = self.in_savepoint(|conn| insert_messages(conn, &messages));
                 match r {
@@ -332,6 +401,7 @@ fn fail(request: Request, e: &StoreError) {
         Request::Ping(tx) => {
             let _ = tx.send(Err(clone_error(e)));
         }
+        Request::Wake => {}
     }
 }
 
