@@ -41,6 +41,7 @@ impl Config {
                 limits: TenantLimits::default(),
                 events: Default::default(),
                 sip: Default::default(),
+                fairness: Default::default(),
             }],
             carriers: vec![Carrier {
                 name: SANDBOX_NAME.to_owned(),
@@ -64,6 +65,7 @@ impl Config {
             webhooks: Default::default(),
             sip: None,
             voice: Default::default(),
+            queues: Default::default(),
         }
     }
 }

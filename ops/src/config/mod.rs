@@ -28,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod model;
+pub mod queues;
 pub mod voice;
 
 mod defaults;
@@ -49,6 +50,7 @@ pub use model::{
 pub use model::{
     Scope, Scopes, SipTlsListener, SipTransport, SipUser, TenantLimits, TenantSip, TrunkCredentials,
 };
+pub use queues::{QueueSettings, TenantFairness};
 pub use reload::reloadable_diff;
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};
 pub use voice::VoiceSettings;

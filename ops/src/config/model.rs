@@ -39,6 +39,8 @@ pub struct Config {
     pub sip: Option<SipSettings>,
     /// Notification calls from the API (`[voice]`, defaults when absent).
     pub voice: super::voice::VoiceSettings,
+    /// Carrier queues and the scheduler (`[queues]`, defaults when absent).
+    pub queues: super::queues::QueueSettings,
 }
 
 impl Config {
@@ -177,6 +179,9 @@ pub struct Tenant {
     /// How the tenant's PBXs reach the SIP proxy and how much they may call (`sip_allow`,
     /// `sip_users`, `sip_max_cps`, `sip_max_calls`, flattened into the tenant table).
     pub sip: TenantSip,
+    /// The highest priority the tenant may ask for and its share of each carrier's queue
+    /// (`max_priority`, `queue_weight`, flattened into the tenant table).
+    pub fairness: super::queues::TenantFairness,
 }
 
 /// A tenant's SIP access and call limits. Empty/`None` means "no access this way" for

@@ -75,6 +75,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(v) => super::voice::voice(report, v),
         None => super::voice::VoiceSettings::default(),
     };
+    let queues = match t.table(report, "queues") {
+        Some(q) => super::queues::queues(report, q),
+        None => super::queues::QueueSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -86,6 +90,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         webhooks,
         sip,
         voice,
+        queues,
     }
 }
 
@@ -211,6 +216,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     let limits = tenant_limits(report, &mut t);
     let events = super::events::tenant_events(report, &mut t);
     let sip = tenant_sip(report, &mut t);
+    let fairness = super::queues::tenant_fairness(report, &mut t);
     t.finish(report);
     Tenant {
         name,
@@ -231,6 +237,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         limits,
         events,
         sip,
+        fairness,
     }
 }
 

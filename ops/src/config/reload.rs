@@ -2,7 +2,7 @@
 //!
 //! Live: tenants (keys, plans, limits, SIP access), carriers (binds are reconnected as needed,
 //! SIP trunks), decks, routing settings, `[sip]` timers, realm and probing,
-//! `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
+//! `server.shutdown_timeout_s`. Restart: `[queues]`, `server.listen`, `server.data_dir`,
 //! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, and the SIP
 //! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`).
 
@@ -47,6 +47,9 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.voice != new.voice {
         needs.push("voice (read by the notification caller at start)".into());
+    }
+    if old.queues != new.queues {
+        needs.push("queues (the carrier queues are sized at start)".into());
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {
