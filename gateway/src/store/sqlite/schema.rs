@@ -29,6 +29,9 @@
 //! - (v4) `messages.voice` and `messages.call`: a voice notification call's spec and outcome
 //!   (JSON), see [`crate::voice`].
 //!
+//! - `messages_scheduled`: a partial index over `(scheduled_at, id)` of the scheduled messages
+//!   still `accepted`, walked by the scheduler as they come due.
+//!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
 //! primary key.
@@ -224,6 +227,13 @@ CREATE TABLE calls (
     currency     TEXT
 );
 CREATE INDEX calls_tenant ON calls (tenant, id);
+"#,
+    // Scheduled messages by due time: the scheduler loads the next ones as they come due
+    // instead of holding every scheduled message in memory. Only `accepted` ones with a time
+    // are in it, so it stays as small as what is still scheduled.
+    r#"
+CREATE INDEX messages_scheduled ON messages (scheduled_at, id)
+    WHERE status = 'accepted' AND scheduled_at IS NOT NULL;
 "#,
 ];
 
