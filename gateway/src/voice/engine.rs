@@ -4,9 +4,9 @@
 //! and turns each outcome into a status update.
 //!
 //! The audio is prepared (text-to-speech, or the `audio_url` download) *before* a line is
-//! taken, under its own limit of `max_concurrent_calls` preparations: a slow or stalled
-//! download delays only its own call, never the calls whose audio is ready. A preparation
-//! slot is held until its call has a line, so audio waiting for a line is bounded too.
+//! taken, under its own limit (`max_preparing_calls`): a slow or stalled download delays only
+//! its own call, never the calls whose audio is ready. A preparation slot is held until its
+//! call has a line, so audio waiting for a line is bounded too.
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -119,7 +119,7 @@ impl Voice {
             rtp_ip: addr.ip(),
             next_rtp: AtomicU32::new(rand::random::<u16>().into()),
             permits: Arc::new(Semaphore::new(settings.max_concurrent_calls.max(1))),
-            preparing: Arc::new(Semaphore::new(settings.max_concurrent_calls.max(1))),
+            preparing: Arc::new(Semaphore::new(settings.max_preparing_calls.max(1))),
             tts_cache: TtsCache::new(settings.tts_cache_entries),
             fetcher: Fetcher::new(settings.audio_max_bytes, settings.audio_fetch_timeout)?,
             settings,

@@ -6,7 +6,7 @@
 //! # Data flow
 //! ```text
 //! API ──► validate (voice::spec) ──► store: accepted (+ voice spec) ──► 202
-//!     ──► Voice::submit ──► bounded queue ──► runner: one preparation slot per call
+//!     ──► Voice::submit ──► bounded queue ──► runner: a preparation slot (max_preparing_calls)
 //!         ──► queued: audio (tts: espeak-ng + cache │ audio_url: HTTP GET) → 8 kHz PCM
 //!         ──► a line: one permit per call (max_concurrent_calls), taken once the audio is ready
 //!         ──► submitting (committed before the INVITE) ──► call::place: INVITE → trunk 1 …
