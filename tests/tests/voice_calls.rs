@@ -607,7 +607,10 @@ fn calls_accepted_before_a_kill_9_are_dialled_after_restart() {
             .unwrap()
             .json()
             .unwrap();
-        assert!(["accepted", "queued"].contains(&m["status"].as_str().unwrap_or("")), "{m}");
+        assert!(
+            ["accepted", "queued"].contains(&m["status"].as_str().unwrap_or("")),
+            "{m}"
+        );
     }
     gw.process.child.kill().unwrap();
     let _ = gw.process.child.wait();
