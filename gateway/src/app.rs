@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use switchyard_ops::config::{self, Config, SmppEndpoint};
-use switchyard_protocols::text::EncodingPreference;
-use switchyard_routing::{Priority, Router, RoutingTable, E164};
+use switchyard_routing::{Router, RoutingTable};
 use tokio::sync::watch;
 
 use crate::api::{self, AppState, Authenticator};
@@ -28,9 +27,6 @@ use crate::store::Store;
 use crate::tenancy::idempotency::Idempotency;
 use crate::tenancy::limits::TenantLimiter;
 use crate::updates::UpdateSink;
-
-/// Jobs per priority lane per carrier before the API answers 503.
-const QUEUE_CAPACITY: usize = 50_000;
 
 /// Tenants' API keys from the configuration.
 struct ConfigKeys(Arc<Config>);
@@ -136,7 +132,8 @@ pub async fn start(
             .with_context(|| format!("opening the store at {}", db.display()))?,
     );
     let store: Arc<dyn Store> = sqlite.clone();
-    if let Some(max) = store.max_id().await? {
+    let last_id = store.max_id().await?;
+    if let Some(max) = last_id {
         MessageId::generate_after(max);
     }
 
@@ -151,11 +148,16 @@ pub async fn start(
     let dispatcher = Arc::new(Dispatcher::new(
         router.clone(),
         &carriers,
-        QUEUE_CAPACITY,
+        &config.queues,
         updates.clone(),
     ));
+    dispatcher.set_weights(&config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(dispatcher.clone().run_scheduler(shutdown_rx.clone()));
+    tokio::spawn(
+        dispatcher
+            .clone()
+            .run_scheduler(store.clone(), shutdown_rx.clone()),
+    );
     let tenant_limits = Arc::new(TenantLimiter::new(&config));
     tenant_limits
         .seed(store.as_ref(), crate::model::now_ms())
@@ -258,66 +260,16 @@ pub async fn start(
     }
     binds.apply(&config, sandbox, &base_dir)?;
 
-    // Crash recovery: what was accepted but not handed over for good goes out again.
-    let unfinished = store.unfinished().await?;
-    if !unfinished.is_empty() {
-        tracing::info!(
-            messages = unfinished.len(),
-            "resubmitting messages left unfinished by the last run"
-        );
-    }
-    for record in unfinished {
-        let m = &record.message;
-        if m.voice.is_some() {
-            // Voice calls follow their own rule: never dialled → dial; dialling → interrupted.
-            match &voice {
-                Some((v, _)) => v.recover(&record).await,
-                None => {
-                    tracing::warn!(id = %m.id, "a voice call is unfinished but no voice carrier is configured")
-                }
-            }
-            continue;
-        }
-        let Ok(to) = E164::parse(&m.to) else { continue };
-        let sent: Vec<u16> = record
-            .segment_states
-            .iter()
-            .filter(|s| {
-                s.status != crate::model::Status::Submitting && s.carrier_message_id.is_some()
-            })
-            .map(|s| s.index)
-            .collect();
-        let job = Arc::new(Job {
-            id: m.id,
-            tenant: Arc::from(m.tenant.as_str()),
-            to,
-            from: m.from.clone(),
-            body: m.body.clone(),
-            encoding: match m.encoding.as_str() {
-                "ucs2" => EncodingPreference::Force(switchyard_protocols::text::Encoding::Ucs2),
-                _ => EncodingPreference::Auto,
-            },
-            priority: match m.priority.as_str() {
-                "critical" => Priority::Critical,
-                "high" => Priority::High,
-                "low" => Priority::Low,
-                _ => Priority::Normal,
-            },
-            scheduled_at: m.scheduled_at,
-            expires_at: m.expires_at,
-            sent_segments: sent,
-            tried: Vec::new(),
-        });
-        // Its validity ran out while the gateway was down: expired, never submitted.
-        let now = crate::model::now_ms();
-        if job.expired(now) {
-            updates
-                .send(crate::dispatch::expired_update(job.id, now))
-                .await;
-            continue;
-        }
-        let d = dispatcher.clone();
-        tokio::spawn(async move { d.enqueue_with_retry(job).await });
+    // Crash recovery: what was accepted but not handed over for good goes out again, read
+    // page by page as the carrier queues take it (see `recover`).
+    if let Some(until) = last_id {
+        tokio::spawn(recover(
+            store.clone(),
+            dispatcher.clone(),
+            voice.as_ref().map(|(v, _)| v.clone()),
+            until,
+            shutdown_rx.clone(),
+        ));
     }
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -400,6 +352,69 @@ pub async fn start(
     })
 }
 
+/// Crash recovery: every message of the previous run (ids up to `until`) that was accepted
+/// but not handed over for good goes out again. Read in pages, each queued before the next is
+/// read, so a backlog larger than the carrier queues waits in the store rather than in
+/// memory, and no message fails for want of room ([`Dispatcher::resubmit`]). Scheduled
+/// messages not released yet are the scheduler's; voice calls follow their own rule
+/// ([`crate::voice::Voice::recover`]).
+async fn recover(
+    store: Arc<dyn Store>,
+    dispatcher: Arc<Dispatcher>,
+    voice: Option<Arc<crate::voice::Voice>>,
+    until: MessageId,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    const PAGE: usize = 512;
+    let mut after = None;
+    let mut total = 0usize;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let page = match store.unfinished_page(after, until, PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("crash recovery: reading unfinished messages failed: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        let Some(last) = page.last() else { break };
+        after = Some(last.message.id);
+        for record in page {
+            let m = &record.message;
+            if m.voice.is_some() {
+                // Voice calls: never dialled → dial; dialling → interrupted.
+                match &voice {
+                    Some(v) => v.recover(&record).await,
+                    None => {
+                        tracing::warn!(id = %m.id, "a voice call is unfinished but no voice carrier is configured")
+                    }
+                }
+                continue;
+            }
+            if record.status == crate::model::Status::Accepted && m.scheduled_at.is_some() {
+                // The scheduler reads it from the store when it is due.
+                continue;
+            }
+            let Some(job) = Job::from_record(&record) else {
+                continue;
+            };
+            total += 1;
+            dispatcher.resubmit(Arc::new(job), &mut shutdown).await;
+        }
+    }
+    if total > 0 {
+        tracing::info!(
+            messages = total,
+            "resubmitted the messages left unfinished by the last run"
+        );
+    }
+}
+
 /// What a reload touches.
 struct Reloader {
     state: AppState,
@@ -479,6 +494,7 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         .auth
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
     state.tenant_limits.reload(&next);
+    state.dispatcher.set_weights(&next);
     if let (Some(tx), Some(plan)) = (&r.sip, sip) {
         if tx.try_send(plan).is_err() {
             tracing::warn!("the SIP proxy did not take the reload (busy or stopped)");

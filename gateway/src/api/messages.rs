@@ -141,7 +141,7 @@ fn quote(state: &AppState, job: &Job) -> Result<(String, Option<(String, String)
         (status = 202, description = "Stored durably and queued", body = Accepted),
         (status = 400, description = "Unreadable request", body = Problem),
         (status = 401, description = "Missing or wrong API key", body = Problem),
-        (status = 403, description = "Destination, country or channel not allowed by the plan, or the key lacks the `send` scope", body = Problem),
+        (status = 403, description = "Destination, country, channel or priority not allowed by the plan, or the key lacks the `send` scope", body = Problem),
         (status = 409, description = "Idempotency-Key reused with another request", body = Problem),
         (status = 413, description = "Request body too large", body = Problem),
         (status = 422, description = "A field is not acceptable (see `field`)", body = Problem),
@@ -163,6 +163,7 @@ pub async fn send(
     let tenant = caller.0.clone();
     let req: SendRequest = raw.parse()?;
     let sms: ValidSms = validate(req, &state.limits)?;
+    state.tenant_limits.priority(&tenant, sms.priority)?;
     if sms.voice.is_some() {
         return super::voice::send(&state, &tenant, running, sms).await;
     }
@@ -524,7 +525,13 @@ pub async fn cancel(
     let Some(record) = record else {
         return Err(Problem::not_found("message"));
     };
-    if !state.dispatcher.cancel_scheduled(id) {
+    let cancelled = record.status == Status::Accepted
+        && record.message.voice.is_none()
+        && record
+            .message
+            .scheduled_at
+            .is_some_and(|at| state.dispatcher.cancel_scheduled(id, at));
+    if !cancelled {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "not_cancellable",
@@ -540,11 +547,13 @@ pub async fn cancel(
         at: now_ms(),
         detail: Some("cancelled by the tenant".into()),
     };
+    // Until this commits, the scheduler remembers the cancellation (and never sends it).
     state
         .store
         .apply(vec![update])
         .await
         .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    state.dispatcher.cancel_committed(id);
     Ok(Json(
         serde_json::json!({ "id": id.to_string(), "status": "cancelled" }),
     ))

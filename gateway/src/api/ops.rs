@@ -204,6 +204,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             .absolute(b.receipts.load(Ordering::Relaxed));
     }
     metrics::gauge!("switchyard_dispatch_queued_messages").set(state.dispatcher.queued() as f64);
+    metrics::gauge!("switchyard_dispatch_scheduled_in_memory_messages")
+        .set(state.dispatcher.scheduled_in_memory() as f64);
+    metrics::gauge!("switchyard_dispatch_deferred_messages")
+        .set(state.dispatcher.deferred() as f64);
     let text = state
         .metrics
         .as_ref()

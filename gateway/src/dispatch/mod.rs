@@ -1,30 +1,49 @@
 //! From accepted message to carrier queue: route lookup, per-carrier queues, failover,
-//! scheduled sends.
+//! scheduled sends, and holding what does not fit yet.
 //!
 //! ```text
 //! API ──► Dispatcher::enqueue(job) ──► Router: ranked carriers (price, health, breakers)
 //!                                   ──► first carrier with an open breaker and room ──► CarrierQueue
+//!     scheduled_at later ──► store (the scheduler reads the next ones as they come due)
+//!     every queue full ──► deferred: tried again with back-off until a queue takes it
 //! bind task ──► transient failures exhausted / bind cannot take it ──► Dispatcher::fail_over
 //!                                   ──► next carrier not yet tried, else status `failed`
 //! ```
+//!
+//! # Never fail what was accepted for want of room
+//! A full queue is backpressure for new requests (the API answers 503), never a reason to fail
+//! a message that was accepted: accepted jobs that find every queue full are deferred and
+//! tried again (with back-off, until their validity period ends); jobs a bind held when it
+//! dropped go back in front of their queue; the crash recovery reads the backlog page by page
+//! as the queues take it ([`Dispatcher::resubmit`]). A message fails only when no carrier can
+//! ever take it: no route, or every carrier of its route failed it.
+//!
+//! # Layout
+//! - [`queue`]: [`CarrierQueue`], fair between tenants, by priority within a tenant.
+//! - [`timers`]: the scheduled window and the deferred jobs, in virtual time.
+//! - this file: the [`Dispatcher`] that routes, queues, fails over and drives the timers.
 
 mod queue;
+mod timers;
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use switchyard_ops::config::{Config, QueueSettings, TenantFairness};
 use switchyard_protocols::text::EncodingPreference;
 use switchyard_routing::{
     Admission, BreakerView, Channel, Priority, RouteBuf, RouteError, RouteRequest, Router, E164,
 };
 use tokio::sync::Notify;
 
-pub use queue::CarrierQueue;
+pub use queue::{CarrierQueue, FairQueue, Full};
+pub use timers::Timers;
 
-use crate::model::{now_ms, MessageId, Status, UnixMs, Update};
+use crate::model::{now_ms, MessageId, MessageRecord, Status, UnixMs, Update};
+use crate::store::Store;
 use crate::updates::UpdateSink;
 
 /// One message on its way to a carrier. Shared (`Arc`) between the queue and the bind that
@@ -60,6 +79,44 @@ impl Job {
     /// True when the validity period ran out.
     pub fn expired(&self, now: UnixMs) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    /// The job of a stored SMS message (after a restart, or read by the scheduler): segments
+    /// a carrier accepted already are skipped. `None` for a voice call or an unreadable
+    /// number.
+    pub fn from_record(record: &MessageRecord) -> Option<Job> {
+        let m = &record.message;
+        if m.voice.is_some() {
+            return None;
+        }
+        let to = E164::parse(&m.to).ok()?;
+        let sent_segments = record
+            .segment_states
+            .iter()
+            .filter(|s| s.status != Status::Submitting && s.carrier_message_id.is_some())
+            .map(|s| s.index)
+            .collect();
+        Some(Job {
+            id: m.id,
+            tenant: Arc::from(m.tenant.as_str()),
+            to,
+            from: m.from.clone(),
+            body: m.body.clone(),
+            encoding: match m.encoding.as_str() {
+                "ucs2" => EncodingPreference::Force(switchyard_protocols::text::Encoding::Ucs2),
+                _ => EncodingPreference::Auto,
+            },
+            priority: match m.priority.as_str() {
+                "critical" => Priority::Critical,
+                "high" => Priority::High,
+                "low" => Priority::Low,
+                _ => Priority::Normal,
+            },
+            scheduled_at: m.scheduled_at,
+            expires_at: m.expires_at,
+            sent_segments,
+            tried: Vec::new(),
+        })
     }
 
     #[cfg(test)]
@@ -106,27 +163,6 @@ impl DispatchError {
     }
 }
 
-/// A scheduled job, ordered by due time (earliest first in the max-heap via `Reverse`).
-#[derive(Debug)]
-struct Scheduled(std::cmp::Reverse<(UnixMs, MessageId)>, Arc<Job>);
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.cmp(&other.0)
-    }
-}
-
 /// Routes jobs to carrier queues.
 #[derive(Debug)]
 pub struct Dispatcher {
@@ -136,24 +172,25 @@ pub struct Dispatcher {
     queues: ArcSwap<HashMap<String, Arc<CarrierQueue>>>,
     /// State changes to persist.
     updates: UpdateSink,
-    /// Jobs waiting for their scheduled time.
-    scheduled: Mutex<BinaryHeap<Scheduled>>,
-    /// Wakes the scheduler when an earlier job arrives.
-    scheduled_changed: Notify,
-    /// Scheduled messages cancelled before they were due.
-    cancelled: Mutex<HashSet<MessageId>>,
-    /// Per-lane capacity of new carrier queues.
+    /// Scheduled jobs in memory and deferred jobs.
+    timers: Mutex<Timers>,
+    /// Wakes the scheduler when something earlier than its wake-up arrives.
+    timers_changed: Notify,
+    /// Capacity of new carrier queues.
     queue_capacity: usize,
+    /// Tenant → `queue_weight` (swapped on reload); tenants not listed weigh 1.
+    weights: ArcSwap<HashMap<String, u32>>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over `router` with a queue of `queue_capacity` per lane for each carrier.
+    /// A dispatcher over `router` with a queue of `settings.capacity` for each carrier.
     pub fn new(
         router: Arc<Router>,
         carriers: &[String],
-        queue_capacity: usize,
+        settings: &QueueSettings,
         updates: UpdateSink,
     ) -> Self {
+        let queue_capacity = settings.capacity;
         let queues = carriers
             .iter()
             .map(|c| (c.clone(), Arc::new(CarrierQueue::new(queue_capacity))))
@@ -162,11 +199,34 @@ impl Dispatcher {
             router,
             queues: ArcSwap::from_pointee(queues),
             updates,
-            scheduled: Mutex::new(BinaryHeap::new()),
-            scheduled_changed: Notify::new(),
-            cancelled: Mutex::new(HashSet::new()),
+            // Deferring stops being voluntary at four windows' worth (16,384 by default).
+            timers: Mutex::new(Timers::new(
+                settings.scheduled_window,
+                settings.scheduled_window.saturating_mul(4),
+            )),
+            timers_changed: Notify::new(),
             queue_capacity,
+            weights: ArcSwap::from_pointee(HashMap::new()),
         }
+    }
+
+    /// Takes the tenants' `queue_weight` from `config` (at start and on reload).
+    pub fn set_weights(&self, config: &Config) {
+        let weights = config
+            .tenants
+            .iter()
+            .filter(|t| t.fairness.queue_weight != TenantFairness::DEFAULT_WEIGHT)
+            .map(|t| (t.name.clone(), t.fairness.queue_weight))
+            .collect();
+        self.weights.store(Arc::new(weights));
+    }
+
+    fn weight(&self, tenant: &str) -> u32 {
+        self.weights
+            .load()
+            .get(tenant)
+            .copied()
+            .unwrap_or(TenantFairness::DEFAULT_WEIGHT)
     }
 
     /// The queue of `carrier`, created if it is new (a carrier added by a reload).
@@ -190,7 +250,7 @@ impl Dispatcher {
 
     /// The carrier this job would go to now, without queueing it (for the API's answer and
     /// its admission check): the first ranked carrier not tried yet whose breaker admits
-    /// traffic and whose queue has room.
+    /// traffic and whose queue has room for the tenant.
     pub fn pick(&self, job: &Job, salt: u64) -> Result<String, DispatchError> {
         let table = self.router.load();
         let tenant = table
@@ -219,7 +279,7 @@ impl Dispatcher {
             if matches!(table.admit(r.carrier, now), Admission::Rejected { .. }) {
                 continue;
             }
-            if self.queue(&carrier.name).has_room(job.priority) {
+            if self.queue(&carrier.name).has_room(&job.tenant) {
                 return Ok(carrier.name.clone());
             }
         }
@@ -230,59 +290,106 @@ impl Dispatcher {
         })
     }
 
-    /// Queues a job on the best carrier now (or holds it until its scheduled time). Returns the
-    /// carrier chosen (`None` when scheduled).
+    /// Queues a job on the best carrier now, or, when its `scheduled_at` is later, leaves it
+    /// to the scheduler (the job must be stored already: the scheduler may read it from the
+    /// store instead). Returns the carrier chosen (`None` when scheduled).
     pub fn enqueue(&self, job: Arc<Job>) -> Result<Option<String>, DispatchError> {
         if let Some(at) = job.scheduled_at {
             if at > now_ms() {
-                self.scheduled
-                    .lock()
-                    .push(Scheduled(std::cmp::Reverse((at, job.id)), job));
-                self.scheduled_changed.notify_one();
+                let held = self.timers.lock().schedule(at, job);
+                if held {
+                    self.timers_changed.notify_one();
+                }
                 return Ok(None);
             }
         }
+        self.queue_now(&job).map(Some)
+    }
+
+    /// Queues `job` on the best carrier with room, whatever its `scheduled_at`.
+    fn queue_now(&self, job: &Arc<Job>) -> Result<String, DispatchError> {
         let salt = job.id.0 as u64;
-        // A lane may fill between the pick and the push; try the ranking again a few times.
+        let weight = self.weight(&job.tenant);
+        // A queue may fill between the pick and the push; try the ranking again a few times.
         for _ in 0..3 {
-            let carrier = self.pick(&job, salt)?;
-            match self.queue(&carrier).push(job.clone()) {
-                Ok(()) => return Ok(Some(carrier)),
-                Err(_) => continue,
+            let carrier = self.pick(job, salt)?;
+            if self.queue(&carrier).push(job.clone(), weight).is_ok() {
+                return Ok(carrier);
             }
         }
         Err(DispatchError::QueuesFull)
     }
 
-    /// Keeps trying to queue an accepted job whose carriers' queues were full, with back-off,
-    /// for up to a minute; then marks it failed. The message is durable meanwhile.
+    /// Queues an accepted job; when every queue for it is full (or every carrier's breaker
+    /// is open) it is deferred and tried again until a queue takes it or its validity ends.
+    /// Fails the message only when no carrier can ever take it.
     pub async fn enqueue_with_retry(&self, job: Arc<Job>) {
-        let mut delay = std::time::Duration::from_millis(50);
-        let give_up = Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            match self.enqueue(job.clone()) {
-                Ok(_) => return,
-                Err(e) if e.is_retryable() && Instant::now() < give_up => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
-                }
-                Err(e) => {
-                    self.updates
-                        .send(Update::Status {
-                            id: job.id,
-                            status: Status::Failed,
-                            at: now_ms(),
-                            detail: Some(e.to_string()),
-                        })
-                        .await;
-                    return;
-                }
-            }
+        match self.enqueue(job.clone()) {
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => self.defer_job(job, 0),
+            Err(e) => self.fail(job.id, e.to_string()).await,
         }
     }
 
+    /// Holds `job` for `delay` and then queues it (deferred like [`Self::enqueue_with_retry`]
+    /// while queues are full): for accepted jobs that found their carrier queues full, e.g. a
+    /// large batch.
+    pub fn defer(&self, job: Arc<Job>, delay: std::time::Duration) {
+        let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        self.timers.lock().defer(job, at, 0);
+        self.timers_changed.notify_one();
+    }
+
+    fn defer_job(&self, job: Arc<Job>, attempt: u32) {
+        let at = now_ms() + timers::backoff_ms(attempt);
+        self.timers.lock().defer(job, at, attempt.saturating_add(1));
+        self.timers_changed.notify_one();
+    }
+
+    /// Queues an accepted job read back by the crash recovery, waiting while the queues are
+    /// full and enough is deferred already (the recovery then reads no further, so memory
+    /// stays bounded however large the backlog). Returns when the job is queued, deferred,
+    /// expired or failed for good, or at shutdown.
+    pub async fn resubmit(&self, job: Arc<Job>, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+        let mut wait = std::time::Duration::from_millis(20);
+        loop {
+            let now = now_ms();
+            if job.expired(now) {
+                self.updates.send(expired_update(job.id, now)).await;
+                return;
+            }
+            match self.queue_now(&job) {
+                Ok(_) => return,
+                Err(e) if e.is_retryable() => {
+                    if !self.timers.lock().deferred_full() {
+                        self.defer_job(job, 0);
+                        return;
+                    }
+                }
+                Err(e) => return self.fail(job.id, e.to_string()).await,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            wait = (wait * 2).min(std::time::Duration::from_millis(500));
+        }
+    }
+
+    async fn fail(&self, id: MessageId, detail: String) {
+        self.updates
+            .send(Update::Status {
+                id,
+                status: Status::Failed,
+                at: now_ms(),
+                detail: Some(detail),
+            })
+            .await;
+    }
+
     /// A carrier gave up on `job` (transient failures exhausted, breaker open, bind gone for
-    /// good): try the next carrier, or mark the message failed when none is left.
+    /// good): try the next carrier (deferred while their queues are full), or mark the
+    /// message failed when every carrier of its route failed it.
     pub async fn fail_over(&self, job: &Job, carrier: &str, reason: &str) {
         let mut tried = job.tried.clone();
         tried.push(carrier.to_owned());
@@ -291,21 +398,17 @@ impl Dispatcher {
             tried,
             ..clone_job(job)
         });
-        match self.enqueue(next) {
-            Ok(Some(next_carrier)) => {
+        match self.queue_now(&next) {
+            Ok(next_carrier) => {
                 tracing::info!(id = %job.id, from = carrier, to = %next_carrier, reason, "failed over");
             }
-            Ok(None) => {}
+            Err(e) if e.is_retryable() => {
+                tracing::info!(id = %job.id, from = carrier, reason, "failing over when a queue has room: {e}");
+                self.defer_job(next, 0);
+            }
             Err(e) => {
                 tracing::warn!(id = %job.id, carrier, reason, "no carrier left: {e}");
-                self.updates
-                    .send(Update::Status {
-                        id: job.id,
-                        status: Status::Failed,
-                        at: now_ms(),
-                        detail: Some(format!("{reason}; {e}")),
-                    })
-                    .await;
+                self.fail(job.id, format!("{reason}; {e}")).await;
             }
         }
     }
@@ -321,7 +424,7 @@ impl Dispatcher {
 
     /// Moves the jobs waiting on `carrier`'s queue to the next carrier of their routes (its binds
     /// are down and its breaker open, so nothing would take them until it recovers). Jobs with
-    /// no other carrier stay queued for its return.
+    /// no other carrier, or whose other carriers are full, stay queued for its return.
     pub async fn evacuate(&self, carrier: &str) {
         let queue = self.queue(carrier);
         let mut stay = Vec::new();
@@ -330,7 +433,7 @@ impl Dispatcher {
             let mut next = clone_job(&job);
             next.scheduled_at = None;
             next.tried.push(carrier.to_owned());
-            match self.enqueue(Arc::new(next)) {
+            match self.queue_now(&Arc::new(next)) {
                 Ok(_) => moved += 1,
                 Err(_) => stay.push(job),
             }
@@ -342,109 +445,150 @@ impl Dispatcher {
                 "carrier down: queued jobs failed over"
             );
         }
-        for job in stay {
-            if let Err(job) = queue.push(job) {
-                self.fail_over(&job, carrier, "queue full on evacuation")
-                    .await;
-            }
+        // Back in front of their lanes, in their order.
+        for job in stay.into_iter().rev() {
+            let weight = self.weight(&job.tenant);
+            queue.restore(job, weight);
         }
     }
 
-    /// Puts a job back on `carrier`'s queue (its bind died with the job in flight). Falls back
-    /// to another carrier when that queue is full.
+    /// Puts a job back in front of `carrier`'s queue (its bind died with the job in flight),
+    /// whatever the queue's bound: it was admitted once.
     pub async fn requeue(&self, job: Arc<Job>, carrier: &str) {
-        if let Err(job) = self.queue(carrier).push(job) {
-            self.fail_over(&job, carrier, "queue full on requeue").await;
-        }
+        let weight = self.weight(&job.tenant);
+        self.queue(carrier).restore(job, weight);
     }
 
-    /// Holds `job` for `delay` and then queues it (retrying while queues are full): for accepted
-    /// jobs that found their carrier queues full, e.g. a large batch.
-    pub fn defer(&self, job: Arc<Job>, delay: std::time::Duration) {
-        let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-        self.scheduled
-            .lock()
-            .push(Scheduled(std::cmp::Reverse((at, job.id)), job));
-        self.scheduled_changed.notify_one();
-    }
-
-    /// Jobs held for a later time (scheduled or deferred).
+    /// Jobs held in memory for later: scheduled ones in the window and deferred ones.
     pub fn held(&self) -> usize {
-        self.scheduled.lock().len()
+        let t = self.timers.lock();
+        t.window_len() + t.deferred_len()
     }
 
-    /// Cancels a scheduled message that is not due yet. Returns false if it is not held here.
-    pub fn cancel_scheduled(&self, id: MessageId) -> bool {
-        let held = self.scheduled.lock().iter().any(|s| s.1.id == id);
-        if held {
-            self.cancelled.lock().insert(id);
-        }
-        held
+    /// Scheduled jobs held in memory (at most `[queues] scheduled_window`).
+    pub fn scheduled_in_memory(&self) -> usize {
+        self.timers.lock().window_len()
     }
 
-    /// Moves scheduled jobs to their carriers when due, until `shutdown` turns true (jobs not
-    /// yet due stay in the store and come back at the next start).
-    pub async fn run_scheduler(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// Jobs deferred until a carrier queue has room.
+    pub fn deferred(&self) -> usize {
+        self.timers.lock().deferred_len()
+    }
+
+    /// Cancels the scheduled message `id` due at `scheduled_at` if it was not released yet.
+    /// The caller stores the cancellation and then calls [`Self::cancel_committed`].
+    pub fn cancel_scheduled(&self, id: MessageId, scheduled_at: UnixMs) -> bool {
+        self.timers.lock().cancel(id, scheduled_at)
+    }
+
+    /// The cancellation of `id` is stored (or could not be: then it stays remembered, and
+    /// the message is not sent by this process).
+    pub fn cancel_committed(&self, id: MessageId) {
+        self.timers.lock().cancel_committed(id);
+    }
+
+    /// Releases scheduled jobs when due (reading the next ones from `store` ahead of time)
+    /// and retries deferred ones, until `shutdown` turns true (what is scheduled stays in the
+    /// store for the next start).
+    pub async fn run_scheduler(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let next_due = self.scheduled.lock().peek().map(|s| (s.0).0 .0);
-            let now = now_ms();
-            match next_due {
-                Some(at) if at <= now => {
-                    let Some(Scheduled(_, job)) = self.scheduled.lock().pop() else {
-                        continue;
-                    };
-                    if self.cancelled.lock().remove(&job.id) {
-                        continue;
+            let load = self.timers.lock().begin_load();
+            if let Some((after, limit)) = load {
+                match store.scheduled(after, limit).await {
+                    Ok(records) => {
+                        let read = records.len();
+                        let last = records
+                            .last()
+                            .and_then(|r| Some((r.message.scheduled_at?, r.message.id)));
+                        let jobs = records
+                            .iter()
+                            .filter_map(|r| {
+                                Some((r.message.scheduled_at?, Arc::new(Job::from_record(r)?)))
+                            })
+                            .collect();
+                        self.timers.lock().finish_load(jobs, read, limit, last);
                     }
-                    // Its validity ran out while it waited: expired, never submitted.
-                    if job.expired(now) {
-                        self.updates.send(expired_update(job.id, now)).await;
-                        continue;
-                    }
-                    let job = Arc::new(Job {
-                        scheduled_at: None,
-                        ..clone_job(&job)
-                    });
-                    if let Err(e) = self.enqueue(job.clone()) {
-                        if e.is_retryable() {
-                            // Try again shortly rather than failing a message for a full queue.
-                            let retry = Arc::new(Job {
-                                scheduled_at: Some(now + 1000),
-                                ..clone_job(&job)
-                            });
-                            self.scheduled
-                                .lock()
-                                .push(Scheduled(std::cmp::Reverse((now + 1000, job.id)), retry));
-                        } else {
-                            self.updates
-                                .send(Update::Status {
-                                    id: job.id,
-                                    status: Status::Failed,
-                                    at: now,
-                                    detail: Some(e.to_string()),
-                                })
-                                .await;
+                    Err(e) => {
+                        self.timers.lock().abort_load();
+                        tracing::warn!("scheduler: reading scheduled messages failed: {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => {}
                         }
                     }
                 }
+                continue;
+            }
+            let now = now_ms();
+            // Scheduled jobs due now, while deferring has room (a full queue defers them).
+            loop {
+                let job = {
+                    let mut t = self.timers.lock();
+                    if t.deferred_full() {
+                        break;
+                    }
+                    t.due(now)
+                };
+                let Some(job) = job else { break };
+                let released = Arc::new(Job {
+                    scheduled_at: None,
+                    ..clone_job(&job)
+                });
+                self.release(released, 0, now).await;
+            }
+            // Deferred jobs due now.
+            loop {
+                let due = self.timers.lock().due_deferred(now);
+                let Some((job, attempt)) = due else { break };
+                self.release(job, attempt, now).await;
+            }
+            let (next, wants_load) = {
+                let t = self.timers.lock();
+                (t.next_due(), t.wants_load())
+            };
+            if wants_load {
+                continue;
+            }
+            let changed = self.timers_changed.notified();
+            match next {
+                Some(at) if at <= now_ms() => continue,
                 Some(at) => {
-                    let wait = std::time::Duration::from_millis((at - now).clamp(1, 60_000) as u64);
+                    let wait =
+                        std::time::Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.scheduled_changed.notified() => {}
+                        _ = changed => {}
                         _ = shutdown.changed() => {}
                     }
                 }
                 None => {
                     tokio::select! {
-                        _ = self.scheduled_changed.notified() => {}
+                        _ = changed => {}
                         _ = shutdown.changed() => {}
                     }
                 }
             }
+        }
+    }
+
+    /// A scheduled or deferred job is due: queue it, defer it again while queues are full,
+    /// expire it when its validity ran out, fail it when no carrier can ever take it.
+    async fn release(&self, job: Arc<Job>, attempt: u32, now: UnixMs) {
+        if job.expired(now) {
+            self.updates.send(expired_update(job.id, now)).await;
+            return;
+        }
+        match self.queue_now(&job) {
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => self.defer_job(job, attempt),
+            Err(e) => self.fail(job.id, e.to_string()).await,
         }
     }
 }

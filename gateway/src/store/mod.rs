@@ -74,6 +74,25 @@ pub trait Store: Send + Sync + 'static {
     /// their segment states: what the dispatcher resubmits after a restart.
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
 
+    /// [`Store::unfinished`] one page at a time: those with ids in `(after, until]`, oldest
+    /// first, at most `limit`. The restart scan reads a backlog of any size this way, page by
+    /// page as the carrier queues take it, and stops at the last id of the previous run.
+    fn unfinished_page(
+        &self,
+        after: Option<MessageId>,
+        until: MessageId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
+
+    /// Scheduled SMS messages still `accepted` (`scheduled_at` set, not voice) whose
+    /// `(scheduled_at, id)` sorts after `after`, in that order, at most `limit`, without
+    /// segments or history: what the dispatcher's scheduler loads ahead of their time.
+    fn scheduled(
+        &self,
+        after: (UnixMs, MessageId),
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
+
     /// The highest message id stored (so new ids sort after it), if any.
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>>;
 

@@ -13,7 +13,7 @@
 //!   its messages ([`Reservation`]); if it is not stored after all, dropping the reservation gives
 //!   them back.
 //! - **Policy**: allowed channels, allowed/blocked destination countries (403), segment cap
-//!   (422).
+//!   (422), the highest priority the tenant may ask for (`max_priority`, 403).
 //!
 //! Everything time-dependent takes `now` (unix ms for the calendar, `Instant` for the bucket),
 //! so the unit tests drive it without a clock.
@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use axum::http::StatusCode;
 use parking_lot::Mutex;
-use switchyard_ops::config::{Config, TenantLimits};
-use switchyard_routing::Channel;
+use switchyard_ops::config::{Config, TenantFairness, TenantLimits};
+use switchyard_routing::{Channel, Priority};
 
 use crate::api::problem::Problem;
 use crate::model::UnixMs;
@@ -207,6 +207,8 @@ struct Gate {
     bucket: Option<Mutex<DebtBucket>>,
     /// Quota counters (used only when a quota is set; kept across reloads).
     quota: Arc<Mutex<QuotaWindow>>,
+    /// The highest priority the tenant may ask for (`max_priority`).
+    max_priority: Priority,
 }
 
 /// Limits of every tenant, swapped whole on reload (counters and buckets carry over).
@@ -294,6 +296,7 @@ impl TenantLimiter {
                     limits: t.limits.clone(),
                     bucket,
                     quota,
+                    max_priority: t.fairness.max_priority,
                 };
                 (t.name.clone(), Arc::new(gate))
             })
@@ -335,6 +338,15 @@ impl TenantLimiter {
             return Ok(());
         };
         check_policy(&gate.limits, channel, country, segments)
+    }
+
+    /// Whether `tenant` may ask for `priority`: 403 `priority_not_allowed` (field
+    /// `priority`) above its `max_priority` (`high` unless the operator grants more).
+    pub fn priority(&self, tenant: &str, priority: Priority) -> Result<(), Problem> {
+        let max = self
+            .gate(tenant)
+            .map_or(TenantFairness::DEFAULT_MAX_PRIORITY, |g| g.max_priority);
+        check_priority(max, priority)
     }
 
     /// Takes `n` messages from `tenant`'s rate and quotas: 429 `rate_limited` (Retry-After:
@@ -395,6 +407,26 @@ impl TenantLimiter {
         }
         Ok(reservation)
     }
+}
+
+/// Priorities order from `critical` (the highest) to `low`.
+fn check_priority(max: Priority, asked: Priority) -> Result<(), Problem> {
+    if asked >= max {
+        return Ok(());
+    }
+    let name = |p: Priority| format!("{p:?}").to_lowercase();
+    Err(Problem {
+        field: Some("priority"),
+        ..Problem::new(
+            StatusCode::FORBIDDEN,
+            "priority_not_allowed",
+            format!(
+                "your plan allows priorities up to {}; {} is not allowed",
+                name(max),
+                name(asked)
+            ),
+        )
+    })
 }
 
 fn check_policy(
@@ -568,5 +600,23 @@ mod tests {
         };
         let p = check_policy(&blocked, Channel::Sms, Some("fr"), 1).unwrap_err();
         assert_eq!((p.status, p.code), (403, "country_blocked"));
+    }
+
+    #[test]
+    fn priorities_above_the_plan_are_refused() {
+        assert!(check_priority(Priority::High, Priority::High).is_ok());
+        assert!(check_priority(Priority::High, Priority::Low).is_ok());
+        let p = check_priority(Priority::High, Priority::Critical).unwrap_err();
+        assert_eq!(
+            (p.status, p.code, p.field),
+            (403, "priority_not_allowed", Some("priority"))
+        );
+        assert!(check_priority(Priority::Critical, Priority::Critical).is_ok());
+        let p = check_priority(Priority::Normal, Priority::High).unwrap_err();
+        assert!(p.detail.contains("up to normal"), "{}", p.detail);
+        // Tenants not in the configuration get the default ceiling.
+        let limiter = TenantLimiter::default();
+        assert!(limiter.priority("nobody", Priority::High).is_ok());
+        assert!(limiter.priority("nobody", Priority::Critical).is_err());
     }
 }

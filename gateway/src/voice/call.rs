@@ -16,6 +16,11 @@
 //! otherwise → `carrier_error` (with the last SIP code); 2xx without usable SDP →
 //! `media_error` (the call is ACKed and hung up at once); the gateway stopping while it rang →
 //! `interrupted` (CANCELled).
+//!
+//! # Digits
+//! RFC 4733 telephone-events count only from the callee's stream: RTP from the address of the
+//! SDP answer, with the SSRC of the first packet seen from it ([`super::latch`]); packets from
+//! anywhere else are ignored, so nobody else can press keys in the callee's name.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -32,6 +37,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::audio::Pcm8k;
 use super::endpoint::{CallEvent, Endpoint};
+use super::latch::RtpLatch;
 use super::{CallOutcome, TrunkTry, VoiceJob};
 use crate::sip::trunks::Trunk;
 
@@ -578,6 +584,7 @@ async fn play(
     let dtmf = job.spec.dtmf;
     let mut digits = dtmf.map(|_| String::new());
     let mut receiver = DtmfReceiver::default();
+    let mut latch = RtpLatch::new(remote);
     let mut interval = tokio::time::interval(PTIME);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut next = 0usize;
@@ -609,10 +616,14 @@ async fn play(
                 next += 1;
             }
             r = ctx.rtp.recv_from(&mut buf), if dtmf.is_some() => {
-                let Ok((n, _)) = r else { continue };
+                let Ok((n, from)) = r else { continue };
                 let Ok(pkt) = RtpPacket::decode(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default())) else {
                     continue;
                 };
+                // Only the callee's stream can press keys.
+                if !latch.admit(from, pkt.ssrc) {
+                    continue;
+                }
                 if Some(pkt.payload_type) != telephone_event {
                     continue;
                 }
@@ -645,6 +656,9 @@ async fn play(
             _ = stopped(&mut shutdown) => break End::Shutdown,
         }
     };
+    if latch.refused() > 0 {
+        tracing::warn!(id = %job.id, packets = latch.refused(), "voice: ignored RTP from outside the call's stream");
+    }
     out.packets_sent = Some(sent);
     out.audio_ms = Some(audio.duration_ms());
     out.digits = digits;

@@ -1,7 +1,12 @@
-//! The [`Voice`] engine: routes voice messages, queues them, runs at most
-//! `max_concurrent_calls` at once (each holds a semaphore permit for its whole life, so a
-//! campaign never opens more RTP sockets than that), prepares their audio, places them and
-//! turns each outcome into a status update.
+//! The [`Voice`] engine: routes voice messages, queues them, prepares their audio, runs at
+//! most `max_concurrent_calls` at once (each call holds a line, a semaphore permit, from
+//! dialling to its outcome, so a campaign never opens more RTP sockets than that), places them
+//! and turns each outcome into a status update.
+//!
+//! The audio is prepared (text-to-speech, or the `audio_url` download) *before* a line is
+//! taken, under its own limit (`max_preparing_calls`): a slow or stalled download delays only
+//! its own call, never the calls whose audio is ready. A preparation slot is held until its
+//! call has a line, so audio waiting for a line is bounded too.
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +19,7 @@ use switchyard_ops::config::{Config, VoiceSettings};
 use switchyard_routing::{
     Channel, Price, Priority, RouteBuf, RouteError, RouteRequest, Router, E164,
 };
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::audio::Pcm8k;
 use super::call::{self, CallContext, Candidate};
@@ -42,8 +47,10 @@ pub struct Voice {
     rtp_ip: IpAddr,
     /// Rotates the first RTP port tried, so consecutive calls do not all probe the same one.
     next_rtp: AtomicU32,
-    /// One permit per call in progress.
+    /// One permit per call in progress (a line).
     permits: Arc<Semaphore>,
+    /// One permit per call whose audio is being prepared or waits for a line.
+    preparing: Arc<Semaphore>,
     /// Accepted calls waiting for a permit.
     queue: mpsc::Sender<VoiceJob>,
     /// Status updates to the store.
@@ -112,6 +119,7 @@ impl Voice {
             rtp_ip: addr.ip(),
             next_rtp: AtomicU32::new(rand::random::<u16>().into()),
             permits: Arc::new(Semaphore::new(settings.max_concurrent_calls.max(1))),
+            preparing: Arc::new(Semaphore::new(settings.max_preparing_calls.max(1))),
             tts_cache: TtsCache::new(settings.tts_cache_entries),
             fetcher: Fetcher::new(settings.audio_max_bytes, settings.audio_fetch_timeout)?,
             settings,
@@ -286,15 +294,15 @@ impl Voice {
         }
     }
 
-    /// Takes queued calls as permits free up, until shutdown.
+    /// Takes queued calls as preparation slots free up, until shutdown.
     async fn run(
         self: Arc<Self>,
         mut rx: mpsc::Receiver<VoiceJob>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
-            let permit = tokio::select! {
-                p = self.permits.clone().acquire_owned() => match p {
+            let preparing = tokio::select! {
+                p = self.preparing.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => return,
                 },
@@ -309,14 +317,14 @@ impl Voice {
             };
             let me = self.clone();
             tokio::spawn(async move {
-                me.handle(job).await;
-                drop(permit);
+                me.handle(job, preparing).await;
             });
         }
     }
 
-    /// One call from queued to its outcome.
-    async fn handle(&self, job: VoiceJob) {
+    /// One call from queued to its outcome: the audio first (holding `preparing`), then a
+    /// line, then the call.
+    async fn handle(&self, job: VoiceJob, preparing: OwnedSemaphorePermit) {
         let now = now_ms();
         if job.expires_at.is_some_and(|t| t <= now) {
             self.updates
@@ -341,6 +349,33 @@ impl Voice {
                 return;
             }
         };
+        // The audio is ready: now a line. At shutdown the call stays `queued` and is dialled
+        // after the restart.
+        let mut shutdown = self.shutdown.clone();
+        let line = tokio::select! {
+            p = self.permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        drop(preparing);
+        if *shutdown.borrow() {
+            return;
+        }
+        self.call(job, audio).await;
+        drop(line);
+    }
+
+    /// Dials a call whose audio is ready, holding a line, and stores its outcome.
+    async fn call(&self, job: VoiceJob, audio: Arc<Pcm8k>) {
+        let now = now_ms();
+        if job.expires_at.is_some_and(|t| t <= now) {
+            self.updates
+                .send(crate::dispatch::expired_update(job.id, now))
+                .await;
+            return;
+        }
         let candidates = match self.candidates(&job) {
             Ok(c) => c,
             Err(e) => {

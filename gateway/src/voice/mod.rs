@@ -6,14 +6,16 @@
 //! # Data flow
 //! ```text
 //! API ──► validate (voice::spec) ──► store: accepted (+ voice spec) ──► 202
-//!     ──► Voice::submit ──► bounded queue ──► runner: one permit per call (max_concurrent_calls)
+//!     ──► Voice::submit ──► bounded queue ──► runner: a preparation slot (max_preparing_calls)
 //!         ──► queued: audio (tts: espeak-ng + cache │ audio_url: HTTP GET) → 8 kHz PCM
+//!         ──► a line: one permit per call (max_concurrent_calls), taken once the audio is ready
 //!         ──► submitting (committed before the INVITE) ──► call::place: INVITE → trunk 1 …
 //!             ──► 2xx: ACK, RTP 20 ms packets, DTMF, BYE ──► Update::Call: delivered | failed
 //! ```
 //!
 //! # Statuses
-//! `accepted` → `queued` (a line is free; the audio is being prepared) → `submitting` (being
+//! `accepted` → `queued` (the audio is being prepared, then the call waits for a line) →
+//! `submitting` (being
 //! dialled or in the call) → `delivered` (answered; the call outcome has the talk time) or
 //! `failed` with an error code: `busy`, `no_answer`, `declined`, `rejected`,
 //! `carrier_error`, `media_error`, `tts_failed`, `audio_unavailable`, `audio_invalid`,
@@ -34,7 +36,8 @@
 //! - [`tts`]: espeak-ng subprocess, language list, cache; [`fetch`]: `audio_url` downloads;
 //!   [`audio`]: WAV decoding, resampling to 8 kHz, G.711.
 //! - [`endpoint`]: the caller's SIP socket and transactions, shared by every call.
-//! - [`call`]: one call: INVITE/failover, ACK, RTP playback, DTMF capture, BYE.
+//! - [`call`]: one call: INVITE/failover, ACK, RTP playback, DTMF capture, BYE; [`latch`]:
+//!   which RTP packets count (the answer's address, the first stream's SSRC).
 //! - [`engine`]: the [`Voice`] engine: routing, the queue, the concurrency limit, statuses.
 
 pub mod audio;
@@ -42,6 +45,7 @@ pub mod call;
 pub mod endpoint;
 pub mod engine;
 pub mod fetch;
+pub mod latch;
 pub mod spec;
 pub mod tts;
 

@@ -41,6 +41,7 @@ impl Config {
                 limits: TenantLimits::default(),
                 events: Default::default(),
                 sip: Default::default(),
+                fairness: Default::default(),
             }],
             carriers: vec![Carrier {
                 name: SANDBOX_NAME.to_owned(),
@@ -67,6 +68,7 @@ impl Config {
             operator: Default::default(),
             inbound: Default::default(),
             retention: Default::default(),
+            queues: Default::default(),
         }
     }
 }

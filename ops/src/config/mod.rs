@@ -29,6 +29,7 @@ pub mod events;
 pub mod inbound;
 pub mod keys;
 pub mod model;
+pub mod queues;
 pub mod retention;
 pub mod voice;
 
@@ -53,6 +54,7 @@ pub use model::{
     Scope, Scopes, SipAllow, SipSecret, SipTlsListener, SipTransport, SipUser, TenantLimits,
     TenantSip, TrunkCredentials,
 };
+pub use queues::{QueueSettings, TenantFairness};
 pub use reload::reloadable_diff;
 pub use retention::RetentionSettings;
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};

@@ -45,6 +45,8 @@ pub struct Config {
     pub inbound: super::inbound::InboundSettings,
     /// How long finished records are kept (`[retention]`, defaults when absent).
     pub retention: super::retention::RetentionSettings,
+    /// Carrier queues and the scheduler (`[queues]`, defaults when absent).
+    pub queues: super::queues::QueueSettings,
 }
 
 impl Config {
@@ -236,6 +238,9 @@ pub struct Tenant {
     /// How the tenant's PBXs reach the SIP proxy and how much they may call (`sip_allow`,
     /// `sip_users`, `sip_max_cps`, `sip_max_calls`, flattened into the tenant table).
     pub sip: TenantSip,
+    /// The highest priority the tenant may ask for and its share of each carrier's queue
+    /// (`max_priority`, `queue_weight`, flattened into the tenant table).
+    pub fairness: super::queues::TenantFairness,
 }
 
 /// A tenant's SIP access and call limits. Empty/`None` means "no access this way" for

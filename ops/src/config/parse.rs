@@ -87,6 +87,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(r) => super::retention::retention(report, r),
         None => super::retention::RetentionSettings::default(),
     };
+    let queues = match t.table(report, "queues") {
+        Some(q) => super::queues::queues(report, q),
+        None => super::queues::QueueSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -101,6 +105,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         operator,
         inbound,
         retention,
+        queues,
     }
 }
 
@@ -304,6 +309,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     let limits = tenant_limits(report, &mut t);
     let events = super::events::tenant_events(report, &mut t);
     let sip = tenant_sip(report, &mut t);
+    let fairness = super::queues::tenant_fairness(report, &mut t);
     t.finish(report);
     Tenant {
         name,
@@ -324,6 +330,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         limits,
         events,
         sip,
+        fairness,
     }
 }
 

@@ -5,7 +5,7 @@
 //! `server.shutdown_timeout_s`, operator keys. Restart: `server.listen`, `server.data_dir`,
 //! `server.max_body_bytes` and the other listener settings (`ops_listen`, `max_connections`,
 //! the timeouts, `tls_*`: baked into the HTTP stack), everything under `[store]`, `[voice]`,
-//! `[inbound]` and `[retention]`, the SIP listeners (`sip.listen`, `sip.tls_*`, adding or
+//! `[queues]`, `[inbound]` and `[retention]`, the SIP listeners (`sip.listen`, `sip.tls_*`, adding or
 //! removing `[sip]`) and `sip.max_transactions`.
 
 use super::model::Config;
@@ -78,6 +78,9 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.retention != new.retention {
         needs.push("retention (read by the store at start)".into());
+    }
+    if old.queues != new.queues {
+        needs.push("queues (the carrier queues are sized at start)".into());
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {

@@ -21,6 +21,11 @@ pub struct VoiceSettings {
     /// Most calls at once (`max_concurrent_calls`); further calls wait their turn, so a
     /// campaign cannot open thousands of RTP sockets.
     pub max_concurrent_calls: usize,
+    /// Calls whose audio may be prepared (text-to-speech, `audio_url` download) or wait,
+    /// prepared, for a line, at once (`max_preparing_calls`; default twice
+    /// `max_concurrent_calls`): the audio is ready before a call takes a line, so a slow
+    /// download never holds one.
+    pub max_preparing_calls: usize,
     /// Accepted calls that may wait for a line (`max_queued_calls`); beyond it the API
     /// answers 503.
     pub max_queued_calls: usize,
@@ -50,6 +55,7 @@ impl Default for VoiceSettings {
             listen: None,
             rtp_ports: (16384, 32767),
             max_concurrent_calls: 50,
+            max_preparing_calls: 100,
             max_queued_calls: 10_000,
             trunk_timeout: Duration::from_secs(5),
             ring_timeout: Duration::from_secs(30),
@@ -100,6 +106,13 @@ pub(crate) fn voice(report: &mut Report<'_>, mut t: Table<'_, '_>) -> VoiceSetti
         10_000,
         d.max_concurrent_calls,
     );
+    let max_preparing_calls = t.int_or(
+        report,
+        "max_preparing_calls",
+        1,
+        20_000,
+        max_concurrent_calls.saturating_mul(2),
+    );
     let max_queued_calls = t.int_or(report, "max_queued_calls", 1, 1_000_000, d.max_queued_calls);
     let trunk_timeout =
         Duration::from_millis(t.int_or(report, "trunk_timeout_ms", 100, 300_000, 5000));
@@ -123,6 +136,7 @@ pub(crate) fn voice(report: &mut Report<'_>, mut t: Table<'_, '_>) -> VoiceSetti
         listen,
         rtp_ports: (min, max.max(min)),
         max_concurrent_calls,
+        max_preparing_calls,
         max_queued_calls,
         trunk_timeout,
         ring_timeout,

@@ -354,6 +354,23 @@ impl Store for SqliteStore {
         self.read(read::unfinished)
     }
 
+    fn unfinished_page(
+        &self,
+        after: Option<MessageId>,
+        until: MessageId,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
+        self.read(move |conn| read::unfinished_page(conn, after, until, limit))
+    }
+
+    fn scheduled(
+        &self,
+        after: (UnixMs, MessageId),
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
+        self.read(move |conn| read::scheduled(conn, after, limit))
+    }
+
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>> {
         self.read(read::max_id)
     }

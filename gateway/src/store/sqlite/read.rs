@@ -12,7 +12,7 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use super::schema::configure_reader;
 use super::{sqlite_error, status_column};
 use crate::model::{
-    ListFilter, MessageId, MessageRecord, NewMessage, SegmentRecord, Status, StatusChange,
+    ListFilter, MessageId, MessageRecord, NewMessage, SegmentRecord, Status, StatusChange, UnixMs,
 };
 use crate::store::StoreError;
 
@@ -258,6 +258,50 @@ pub(super) fn unfinished(conn: &Connection) -> rusqlite::Result<Vec<MessageRecor
         record.segment_states = segments(conn, record.message.id)?;
     }
     Ok(records)
+}
+
+/// Unfinished messages with ids in `(after, until]`, oldest first, at most `limit`, with their
+/// segments.
+pub(super) fn unfinished_page(
+    conn: &Connection,
+    after: Option<MessageId>,
+    until: MessageId,
+    limit: usize,
+) -> rusqlite::Result<Vec<MessageRecord>> {
+    // The WHERE clause repeats the partial index's, so SQLite can use it.
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status IN ('accepted', 'queued', 'submitting') \
+         AND id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3"
+    );
+    let after = after.map_or(i64::MIN, |a| a.0);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut records: Vec<MessageRecord> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![after, until.0, limit], message_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for record in &mut records {
+        record.segment_states = segments(conn, record.message.id)?;
+    }
+    Ok(records)
+}
+
+/// Scheduled SMS messages still `accepted`, by `(scheduled_at, id)` after `after`, at most
+/// `limit`, without segments (they have none yet).
+pub(super) fn scheduled(
+    conn: &Connection,
+    (at, id): (UnixMs, MessageId),
+    limit: usize,
+) -> rusqlite::Result<Vec<MessageRecord>> {
+    // The first two conditions are the partial index's (`messages_scheduled`), so the range
+    // on `(scheduled_at, id)` is a walk of that index.
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'accepted' AND scheduled_at IS NOT NULL \
+         AND (scheduled_at, id) > (?1, ?2) AND voice IS NULL ORDER BY scheduled_at, id LIMIT ?3"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(&sql)?
+        .query_map(params![at, id.0, limit], message_from_row)?
+        .collect()
 }
 
 /// The highest id among messages and inbound messages (they share the id space).

@@ -36,6 +36,9 @@
 //!   stores the message). `inbound.partial`: for a message given up before all its parts
 //!   arrived, which parts did (JSON), NULL for whole messages.
 //!
+//! - `messages_scheduled`: a partial index over `(scheduled_at, id)` of the scheduled messages
+//!   still `accepted`, walked by the scheduler as they come due.
+//!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
 //! primary key.
@@ -271,6 +274,13 @@ CREATE TABLE mo_parts (
     PRIMARY KEY (carrier, source, dest, reference, total, seq)
 ) WITHOUT ROWID;
 ALTER TABLE inbound ADD COLUMN partial TEXT;
+"#,
+    // Scheduled messages by due time: the scheduler loads the next ones as they come due
+    // instead of holding every scheduled message in memory. Only `accepted` ones with a time
+    // are in it, so it stays as small as what is still scheduled.
+    r#"
+CREATE INDEX messages_scheduled ON messages (scheduled_at, id)
+    WHERE status = 'accepted' AND scheduled_at IS NOT NULL;
 "#,
 ];
 

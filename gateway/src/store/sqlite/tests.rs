@@ -634,6 +634,69 @@ async fn unfinished_lists_only_messages_still_to_hand_over() {
 }
 
 #[tokio::test]
+async fn unfinished_pages_stop_at_the_last_id_of_the_previous_run() {
+    let dir = TempDir::new();
+    let store = open(&dir.db());
+    store
+        .insert((1..=7).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    store.apply(vec![sent(3, 0, "f3")]).await.unwrap();
+    let mut after = None;
+    let mut got = Vec::new();
+    loop {
+        let page = store.unfinished_page(after, id(6), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 2);
+        after = Some(last.message.id);
+        got.extend(page.iter().map(|r| r.message.id));
+    }
+    assert_eq!(got, vec![id(1), id(2), id(4), id(5), id(6)]);
+}
+
+#[tokio::test]
+async fn scheduled_lists_accepted_scheduled_sms_by_due_time() {
+    let dir = TempDir::new();
+    let store = open(&dir.db());
+    let at = |n: i64, t: Option<i64>| NewMessage {
+        scheduled_at: t,
+        ..message("acme", n, 1)
+    };
+    let voice = NewMessage {
+        voice: Some("{}".into()),
+        ..at(6, Some(T0 + 10))
+    };
+    store
+        .insert(vec![
+            at(1, Some(T0 + 300)),
+            at(2, Some(T0 + 100)),
+            at(3, None),
+            at(4, Some(T0 + 100)),
+            at(5, Some(T0 + 200)),
+            voice,
+            at(7, Some(T0 + 50)),
+        ])
+        .await
+        .unwrap();
+    store
+        .apply(vec![status(7, Status::Cancelled)])
+        .await
+        .unwrap();
+    let keys = |records: Vec<MessageRecord>| -> Vec<MessageId> {
+        records.iter().map(|r| r.message.id).collect()
+    };
+    let first = store.scheduled((i64::MIN, MessageId(0)), 2).await.unwrap();
+    assert_eq!(keys(first), vec![id(2), id(4)]);
+    let next = store.scheduled((T0 + 100, id(2)), 10).await.unwrap();
+    assert_eq!(keys(next), vec![id(4), id(5), id(1)]);
+    assert!(store
+        .scheduled((T0 + 300, id(1)), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
 async fn unfinished_carries_segment_states_for_resubmission() {
     let dir = TempDir::new();
     let store = open(&dir.db());
@@ -859,6 +922,16 @@ async fn hot_queries_use_their_indexes() {
     let cases = [
         ("SELECT id FROM messages WHERE status IN ('accepted', 'queued', 'submitting') ORDER BY id", "messages_unfinished"),
         ("SELECT id FROM messages WHERE tenant = 'a' AND id < 5 ORDER BY id DESC LIMIT 10", "messages_tenant"),
+        (
+            "SELECT id FROM messages WHERE status = 'accepted' AND scheduled_at IS NOT NULL \
+             AND (scheduled_at, id) > (5, 7) AND voice IS NULL ORDER BY scheduled_at, id LIMIT 10",
+            "messages_scheduled",
+        ),
+        (
+            "SELECT id FROM messages WHERE status IN ('accepted', 'queued', 'submitting') \
+             AND id > 5 AND id <= 9 ORDER BY id LIMIT 10",
+            "messages_unfinished",
+        ),
         ("SELECT message_id FROM carrier_ids WHERE carrier = 'a' AND key = 'd:1' ORDER BY message_id DESC LIMIT 1", "PRIMARY KEY"),
         (
             "SELECT id FROM unmatched_receipts WHERE carrier = 'a' AND key_primary = 'x' AND received_at >= 0",
