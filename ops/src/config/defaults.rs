@@ -64,6 +64,8 @@ impl Config {
             webhooks: Default::default(),
             sip: None,
             voice: Default::default(),
+            egress: Default::default(),
+            sse: Default::default(),
         }
     }
 }

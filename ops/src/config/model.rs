@@ -39,6 +39,11 @@ pub struct Config {
     pub sip: Option<SipSettings>,
     /// Notification calls from the API (`[voice]`, defaults when absent).
     pub voice: super::voice::VoiceSettings,
+    /// Addresses tenants' URLs may reach (`[egress]`; special-purpose ranges refused when
+    /// absent).
+    pub egress: super::egress::EgressPolicy,
+    /// Limits of the event stream, `GET /v1/events` (`[sse]`).
+    pub sse: super::events::SseSettings,
 }
 
 impl Config {

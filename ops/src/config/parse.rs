@@ -75,6 +75,14 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(v) => super::voice::voice(report, v),
         None => super::voice::VoiceSettings::default(),
     };
+    let egress = match t.table(report, "egress") {
+        Some(e) => super::egress::egress(report, e),
+        None => super::egress::EgressPolicy::default(),
+    };
+    let sse = match t.table(report, "sse") {
+        Some(s) => super::events::sse(report, s),
+        None => super::events::SseSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -86,6 +94,8 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         webhooks,
         sip,
         voice,
+        egress,
+        sse,
     }
 }
 

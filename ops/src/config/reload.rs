@@ -3,8 +3,9 @@
 //! Live: tenants (keys, plans, limits, SIP access), carriers (binds are reconnected as needed,
 //! SIP trunks), decks, routing settings, `[sip]` timers, realm and probing,
 //! `server.shutdown_timeout_s`. Restart: `server.listen`, `server.data_dir`,
-//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, and the SIP
-//! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`).
+//! `server.max_body_bytes` (baked into the HTTP stack), everything under `[store]`, the SIP
+//! listeners (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`), `[voice]`, `[egress]`
+//! and `[sse]`.
 
 use super::model::Config;
 
@@ -47,6 +48,12 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.voice != new.voice {
         needs.push("voice (read by the notification caller at start)".into());
+    }
+    if old.egress != new.egress {
+        needs.push("egress (read by the webhook and audio clients at start)".into());
+    }
+    if old.sse != new.sse {
+        needs.push("sse (read by the event stream at start)".into());
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {
