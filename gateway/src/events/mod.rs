@@ -100,6 +100,14 @@ pub enum EventWrite {
         /// Why it failed.
         error: String,
     },
+    /// Not attempted (its tenant or endpoint had no room): due again at `next_at`, attempts
+    /// and last error unchanged.
+    OutboxDefer {
+        /// Outbox rows.
+        ids: Vec<i64>,
+        /// When to try next.
+        next_at: UnixMs,
+    },
     /// Given up: the row becomes a dead letter.
     OutboxDead {
         /// Outbox row.

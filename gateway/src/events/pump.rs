@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, watch};
+use switchyard_ops::config::SseSettings;
+use tokio::sync::watch;
 
+use super::sse::Streams;
 use super::webhook::Webhooks;
 use super::{EventWrite, Rendered, SharedDirectory};
 use crate::dispatch::Dispatcher;
@@ -22,8 +24,6 @@ const BATCH: usize = 1000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often the webhook cursor is saved.
 const CURSOR_EVERY: Duration = Duration::from_millis(500);
-/// Live events kept for slow SSE subscribers before they fall back to reading the store.
-const BROADCAST_CAPACITY: usize = 4096;
 
 /// Everything events, webhooks, SSE, inbound and opt-outs share.
 pub struct Hub {
@@ -35,8 +35,8 @@ pub struct Hub {
     pub directory: SharedDirectory,
     /// The opt-out list in memory.
     pub opt_outs: Arc<OptOuts>,
-    /// Live events for SSE subscribers.
-    pub live: broadcast::Sender<Arc<Rendered>>,
+    /// The open event streams and their tenants' live events.
+    pub streams: Arc<Streams>,
     /// The webhook sender.
     pub webhooks: Arc<Webhooks>,
     /// For keyword replies.
@@ -58,14 +58,14 @@ impl Hub {
         opt_outs: Arc<OptOuts>,
         webhooks: Arc<Webhooks>,
         dispatcher: Arc<Dispatcher>,
+        sse: SseSettings,
     ) -> Self {
-        let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
         Hub {
             store,
             events,
             directory,
             opt_outs,
-            live,
+            streams: Arc::new(Streams::new(sse)),
             webhooks,
             dispatcher,
         }
@@ -115,22 +115,27 @@ impl Hub {
                 }
             };
             let full = batch.len() == BATCH;
+            // First attempts that found no room: written before the cursor may pass them.
+            let mut spilled = Vec::new();
             for event in batch {
                 position = event.seq;
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
                 let url = self.directory.load().url_for(&event);
-                if url.is_none() && self.live.receiver_count() == 0 && !event.is_inbound() {
+                if url.is_none() && !event.is_inbound() && !self.streams.has(&tenant) {
                     // Nobody to tell: skip rendering.
                     metrics::counter!("switchyard_events_total").increment(1);
                     continue;
                 }
                 let json = event.to_json();
                 if let Some(url) = url {
-                    self.webhooks
-                        .submit(event.seq, tenant.clone(), url, Bytes::from(json.clone()))
-                        .await;
+                    spilled.extend(self.webhooks.submit(
+                        event.seq,
+                        tenant.clone(),
+                        url,
+                        Bytes::from(json.clone()),
+                    ));
                 }
                 if event.is_inbound() && event.seq > replies_after {
                     if let Some(k) = event.body.as_deref().and_then(Keyword::parse) {
@@ -151,14 +156,14 @@ impl Hub {
                     }
                 }
                 metrics::counter!("switchyard_events_total").increment(1);
-                // No subscriber is fine.
-                let _ = self.live.send(Arc::new(Rendered {
+                self.streams.publish(Arc::new(Rendered {
                     seq: event.seq,
                     tenant,
                     kind: event.kind(),
                     json,
                 }));
             }
+            super::webhook::write_all(&self.store, spilled).await;
             let stopping = *shutdown.borrow();
             if stopping || saved_at.elapsed() >= CURSOR_EVERY {
                 let mark = self.webhooks.watermark(position);

@@ -28,6 +28,8 @@
 //!
 //! - (v4) `messages.voice` and `messages.call`: a voice notification call's spec and outcome
 //!   (JSON), see [`crate::voice`].
+//! - (v6) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
+//!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
@@ -224,6 +226,16 @@ CREATE TABLE calls (
     currency     TEXT
 );
 CREATE INDEX calls_tenant ON calls (tenant, id);
+"#,
+    // The event log by tenant, for event-stream replays (`Last-Event-ID`): without it a
+    // replay filters the whole log after the id through joins. Every history row carries its
+    // message's tenant (written with the row); existing rows get theirs here.
+    r#"
+ALTER TABLE history ADD COLUMN tenant TEXT;
+UPDATE history SET tenant = CASE WHEN status = 'inbound'
+    THEN (SELECT tenant FROM inbound WHERE id = history.message_id)
+    ELSE (SELECT tenant FROM messages WHERE id = history.message_id) END;
+CREATE INDEX history_tenant ON history (tenant, seq);
 "#,
 ];
 
