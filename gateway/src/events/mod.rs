@@ -8,11 +8,15 @@
 //! no extra row, and a reader that remembers the last `seq` it saw can resume exactly.
 //!
 //! ```text
-//! store commit ──► history (seq) ──► pump (polls seq > last, in order) ──┬─► broadcast ─► SSE
+//! store commit ──► history (seq) ──► pump (polls seq > last, in order) ──┬─► tenant's broadcast ─► SSE
 //!                                                                        ├─► webhooks (first try)
 //!                                                                        └─► MO keyword replies
-//! webhook fails / endpoint backlog full ──► webhook_outbox (durable) ──► retries ──► dead letters
+//! webhook fails / no room (tenant, endpoint, total) ──► webhook_outbox (durable) ──► retries
+//!                                                                             ──► dead letters
 //! ```
+//! The pump never waits for a webhook endpoint: what finds no room is written to the outbox
+//! (see [`webhook`]). Webhooks connect only where the `[egress]` policy allows
+//! ([`crate::egress`]).
 //! Webhooks keep durable state only for events that have a URL and did not succeed at once:
 //! the pump's position is saved as a cursor (the lowest event still in its first attempt), a
 //! failed first attempt becomes an outbox row before the cursor may pass it. After a crash the
@@ -24,7 +28,8 @@
 //! - [`backoff`]: retry delays (exponential, capped, full jitter).
 //! - [`webhook`]: the HTTP client, per-endpoint limits, first attempts, retries, dead letters.
 //! - [`pump`]: reads the log in order, renders, broadcasts, hands over to webhooks.
-//! - [`sse`]: one subscriber's stream: replay after `Last-Event-ID`, then live, no gap, no dup.
+//! - [`sse`]: the open streams (capped per tenant and in total) and one subscriber's stream:
+//!   replay after `Last-Event-ID` (through the log's tenant index), then live, no gap, no dup.
 
 pub mod backoff;
 pub mod pump;
