@@ -617,3 +617,157 @@ pub async fn write_all(store: &Arc<dyn Store>, writes: Vec<EventWrite>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Directory, EventWrite};
+    use crate::model::{MessageId, NewMessage};
+    use crate::store::sqlite::SqliteStore;
+    use switchyard_ops::config::egress::Cidr;
+    use switchyard_ops::config::TenantEvents;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn message(n: i64, tenant: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId(n),
+            tenant: tenant.into(),
+            to: "+447911000001".into(),
+            country: None,
+            from: "Acme".into(),
+            body: "hi".into(),
+            encoding: "gsm7".into(),
+            segments: 1,
+            priority: "normal".into(),
+            scheduled_at: None,
+            expires_at: None,
+            callback_url: None,
+            tags: Vec::new(),
+            metadata: None,
+            carrier: None,
+            price: None,
+            currency: None,
+            created_at: now_ms(),
+            batch_id: None,
+            voice: None,
+            request: None,
+        }
+    }
+
+    /// Accepts connections and never answers.
+    async fn tarpit() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        url
+    }
+
+    /// Answers 200 to every request; reports each on `tx`.
+    async fn sink(tx: tokio::sync::mpsc::UnboundedSender<()>) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = s.read(&mut buf).await;
+                    let _ = tx.send(());
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        url
+    }
+
+    /// Tenant A has more due retries than a round reads, all for an endpoint that never
+    /// answers; tenant B's one retry, due a moment later, must not wait behind them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saturated_retries_move_forward_and_let_others_through() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-webhook-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(SqliteStore::open(&dir.join("s.db"), Default::default()).unwrap());
+        store
+            .insert(vec![message(1, "a"), message(2, "b")])
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (pit, good) = (tarpit().await, sink(tx).await);
+        let now = now_ms();
+        let mut rows: Vec<Update> = (0..RETRY_BATCH + 200)
+            .map(|_| {
+                Update::Events(EventWrite::OutboxAdd {
+                    seq: 1,
+                    tenant: "a".into(),
+                    url: pit.clone(),
+                    attempts: 1,
+                    first_at: now - 1000,
+                    next_at: now - 1000,
+                    error: None,
+                    dead: false,
+                })
+            })
+            .collect();
+        rows.push(Update::Events(EventWrite::OutboxAdd {
+            seq: 2,
+            tenant: "b".into(),
+            url: good,
+            attempts: 1,
+            first_at: now - 500,
+            next_at: now - 500,
+            error: None,
+            dead: false,
+        }));
+        store.apply(rows).await.unwrap();
+        let secrets = TenantEvents {
+            webhook_secrets: vec!["0123456789abcdef".into()],
+            ..TenantEvents::default()
+        };
+        let mut directory = Directory::default();
+        directory.tenants.insert("a".into(), secrets.clone());
+        directory.tenants.insert("b".into(), secrets);
+        let settings = WebhookSettings {
+            timeout: Duration::from_secs(60),
+            max_per_endpoint: 2,
+            max_in_flight_per_tenant: 8,
+            ..WebhookSettings::default()
+        };
+        let egress = EgressPolicy {
+            allow_nets: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+            allow_hosts: Vec::new(),
+        };
+        let webhooks = Arc::new(
+            Webhooks::new(
+                settings,
+                Arc::new(egress),
+                Arc::new(arc_swap::ArcSwap::from_pointee(directory)),
+                store.clone(),
+                store.clone(),
+            )
+            .unwrap(),
+        );
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(webhooks.clone().run_retries(stop));
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("B's retry waited behind A's saturated rows");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // A holds no more than its share: the rest of its rows wait in the store, later.
+        assert!(webhooks.tenants.lock().get("a").copied().unwrap_or(0) <= 8);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
