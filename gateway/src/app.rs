@@ -189,9 +189,11 @@ pub async fn start(
     webhook_settings.tls_ca = webhook_settings
         .tls_ca
         .map(|ca| Config::resolve(&base_dir, &ca));
+    let egress = Arc::new(config.egress.clone());
     let webhooks = Arc::new(
         Webhooks::new(
             webhook_settings,
+            egress.clone(),
             directory.clone(),
             store.clone(),
             event_store.clone(),
@@ -205,6 +207,7 @@ pub async fn start(
         opt_outs,
         webhooks,
         dispatcher.clone(),
+        config.sse.clone(),
     ));
     let event_tasks = hub.start(shutdown_rx.clone()).await?;
     let sip = crate::sip::transport::start(
@@ -284,6 +287,7 @@ pub async fn start(
         metrics,
         limits: api::validate::Limits {
             max_call_s: u32::try_from(config.voice.max_duration.as_secs()).unwrap_or(u32::MAX),
+            egress,
             ..api::validate::Limits::default()
         },
         tenant_limits,

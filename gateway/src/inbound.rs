@@ -145,20 +145,6 @@ impl Inbound {
     }
 }
 
-/// The event pump's hook for inbound keyword events. Keyword replies are sent from the MO path
-/// once the MO is stored ([`Inbound::reply`]), where their budgets are kept, so this sends
-/// nothing.
-pub async fn reply(
-    _directory: &SharedDirectory,
-    _store: &Arc<dyn Store>,
-    _dispatcher: &Arc<Dispatcher>,
-    _tenant: &str,
-    _mo_from: &str,
-    _mo_to: &str,
-    _keyword: Keyword,
-) {
-}
-
 /// Why a keyword reply was not sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {

@@ -12,6 +12,7 @@
 //! - [`sip`]: the SIP proxy (UDP): source-IP authenticated INVITEs, LCR trunk failover.
 //! - [`voice`]: notification calls from the API: TTS/WAV audio, a SIP UAC, RTP, DTMF.
 //! - [`tls`]: rustls client settings shared by SMPP binds and webhooks.
+//! - [`egress`]: the connector for tenants' URLs, under the operator's `[egress]` policy.
 //! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
 //! - [`tenancy`]: per-tenant limits and quotas, idempotency keys, batch templates.
 //! - [`events`]: the event log, webhooks (signed, retried, dead letters), SSE.
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod app;
 pub mod dispatch;
+pub mod egress;
 pub mod events;
 pub mod inbound;
 pub mod model;

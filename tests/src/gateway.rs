@@ -179,9 +179,16 @@ pub struct GatewayConfig {
     pub max_body_bytes: Option<usize>,
     /// More lines for the `[server]` table (timeouts, TLS, `ops_listen`).
     pub server_extra: String,
+    /// Leave out the `[egress]` table that allows 127.0.0.1 (every test's webhook sink and
+    /// file server listens there), so the default policy applies or `extra` sets its own.
+    pub strict_egress: bool,
     /// Appended verbatim (e.g. a `[routing.breaker]` table).
     pub extra: String,
 }
+
+/// The `[egress]` table test configurations carry: the tests' sinks and servers are on
+/// 127.0.0.1, which the default policy refuses.
+pub const ALLOW_LOOPBACK: &str = "[egress]\nallow = [\"127.0.0.1/32\"]\n";
 
 impl GatewayConfig {
     /// Writes `switchyard.toml` and the decks into `dir` (state in `dir/data`); returns the
@@ -203,6 +210,9 @@ impl GatewayConfig {
             "\n[operator]\napi_keys = [{:?}]",
             hash_key(OPERATOR_KEY)?
         )?;
+        if !self.strict_egress {
+            writeln!(toml, "\n{ALLOW_LOOPBACK}")?;
+        }
         for (name, key) in &self.tenants {
             writeln!(
                 toml,

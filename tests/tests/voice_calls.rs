@@ -75,9 +75,12 @@ fn gateway_with(name: &str, trunks: &[(&str, SocketAddr, &str)], extra: &str, ta
         toml,
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
          [store]\ngroup_commit_linger_ms = 1\n\n\
+         {}\n\
          [voice]\nring_timeout_s = 2\ntrunk_timeout_ms = 1500\n{extra}\n\n\
-         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"",
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         webhook_secrets = [\"whsec_voice_test_0123456789\"]",
         dir.join("data").display().to_string(),
+        switchyard_tests::gateway::ALLOW_LOOPBACK,
         hash_key(KEY).unwrap()
     )
     .unwrap();

@@ -397,6 +397,11 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
     // One priority for the whole batch: above the tenant's `max_priority`, the whole batch is
     // refused.
     state.tenant_limits.priority(tenant, common.priority)?;
+    super::validate::check_callback_signing(
+        &state.events.directory,
+        tenant,
+        common.callback_url.as_deref(),
+    )?;
     // Every rendering contains the literal text: if it alone cannot be sent, nothing can. A
     // template without placeholders is the one body of every message: counted once here.
     let constant = if template.is_constant() {

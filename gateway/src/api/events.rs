@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use serde::Deserialize;
@@ -12,6 +12,9 @@ use serde::Deserialize;
 use super::problem::Problem;
 use super::{AppState, Tenant};
 use crate::events::{event_id, parse_event_id, sse};
+
+/// `Retry-After` of a stream refused because too many are open.
+const STREAMS_RETRY_AFTER_S: u64 = 5;
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -26,7 +29,8 @@ pub struct EventsQuery {
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
     responses((status = 200, description = "text/event-stream: `id: evt_…`, `event: message.<status>`, `data: <event JSON>`"),
-        (status = 401, body = Problem), (status = 422, body = Problem)),
+        (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 429, description = "Too many event streams open, for this tenant (`[sse] max_streams_per_tenant`) or in total (`max_streams`); see Retry-After", body = Problem)),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -55,7 +59,15 @@ pub async fn stream(
             .await
             .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?,
     };
-    let rx = sse::subscribe(state.events.clone(), tenant, after);
+    let rx = sse::subscribe(state.events.clone(), tenant, after).map_err(|e| {
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            e.to_string(),
+        );
+        p.retry_after = Some(STREAMS_RETRY_AFTER_S);
+        p
+    })?;
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let r = rx.recv().await?;
         let event = SseEvent::default()

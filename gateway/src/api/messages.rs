@@ -164,6 +164,11 @@ pub async fn send(
     let req: SendRequest = raw.parse()?;
     let sms: ValidSms = validate(req, &state.limits)?;
     state.tenant_limits.priority(&tenant, sms.priority)?;
+    super::validate::check_callback_signing(
+        &state.events.directory,
+        &tenant,
+        sms.callback_url.as_deref(),
+    )?;
     if sms.voice.is_some() {
         return super::voice::send(&state, &tenant, running, sms).await;
     }

@@ -3,7 +3,10 @@
 //! A voice notification call (`"channel": "voice"`) shares every check but the SMS encoding
 //! and segments; its `voice` options are checked by [`crate::voice::spec`].
 
+use std::sync::Arc;
+
 use serde::Deserialize;
+use switchyard_ops::config::EgressPolicy;
 use switchyard_protocols::text::{
     count_segments, Concat, EncodeOptions, Encoding, EncodingPreference, SegmentInfo,
 };
@@ -64,7 +67,7 @@ pub enum Recipient {
 }
 
 /// Limits the API enforces on every message.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Most segments a message may need.
     pub max_segments: usize,
@@ -74,6 +77,9 @@ pub struct Limits {
     pub max_validity_s: u64,
     /// How far ahead a message may be scheduled.
     pub max_schedule_ahead_s: u64,
+    /// Where tenants' URLs may point (`[egress]`): a `callback_url` or `audio_url` whose host
+    /// is a refused address literal is refused at once (names are judged when connecting).
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl Default for Limits {
@@ -83,6 +89,7 @@ impl Default for Limits {
             max_call_s: 300,
             max_validity_s: 7 * 24 * 3600,
             max_schedule_ahead_s: 90 * 24 * 3600,
+            egress: Arc::default(),
         }
     }
 }
@@ -140,6 +147,15 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             ))
         }
     };
+    if let Some(crate::voice::VoiceSpec {
+        audio: crate::voice::AudioSource::Url { url },
+        ..
+    }) = &voice
+    {
+        if let Ok(parsed) = url::Url::parse(url) {
+            check_destination(&limits.egress, "voice.audio_url", &parsed)?;
+        }
+    }
     let body =
         match (req.body, &voice) {
             (Some(b), _) => b,
@@ -335,6 +351,7 @@ pub fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Commo
                     "must be an http or https URL",
                 ));
             }
+            check_destination(&limits.egress, "callback_url", &parsed)?;
             Some(u)
         }
     };
@@ -420,6 +437,59 @@ pub fn non_empty(body: &str) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+/// 422 `destination_not_allowed` when `url`'s host is an address literal the egress policy
+/// refuses. The answer is the same whatever the address: which range it is in goes to the
+/// log only.
+fn check_destination(
+    egress: &EgressPolicy,
+    field: &'static str,
+    url: &url::Url,
+) -> Result<(), Problem> {
+    let refusal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => egress.check_ip(ip.into()).err(),
+        Some(url::Host::Ipv6(ip)) => egress.check_ip(ip.into()).err(),
+        Some(url::Host::Domain(_)) | None => None,
+    };
+    match refusal {
+        None => Ok(()),
+        Some(r) => {
+            tracing::info!(field, "URL refused at acceptance: {r}");
+            Err(Problem::invalid(
+                field,
+                "destination_not_allowed",
+                "this URL's address is not one the gateway may connect to",
+            ))
+        }
+    }
+}
+
+/// 422 `signing_secret_required` when `tenant` has no webhook signing secret: webhooks are
+/// only sent signed, so a `callback_url` could never be served.
+pub(crate) fn check_callback_signing(
+    directory: &crate::events::SharedDirectory,
+    tenant: &str,
+    callback_url: Option<&str>,
+) -> Result<(), Problem> {
+    if callback_url.is_none() {
+        return Ok(());
+    }
+    let signed = directory
+        .load()
+        .tenants
+        .get(tenant)
+        .is_some_and(|e| !e.webhook_secrets.is_empty());
+    if signed {
+        Ok(())
+    } else {
+        Err(Problem::invalid(
+            "callback_url",
+            "signing_secret_required",
+            "webhooks are only sent signed, and this account has no webhook signing secret \
+             (webhook_secrets); ask the operator to configure one",
+        ))
+    }
 }
 
 /// E.164 numbers, short codes (3–8 digits) and alphanumeric ids of 1–11 GSM characters.

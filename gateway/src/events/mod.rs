@@ -8,11 +8,14 @@
 //! no extra row, and a reader that remembers the last `seq` it saw can resume exactly.
 //!
 //! ```text
-//! store commit ──► history (seq) ──► pump (polls seq > last, in order) ──┬─► broadcast ─► SSE
-//!                                                                        ├─► webhooks (first try)
-//!                                                                        └─► MO keyword replies
-//! webhook fails / endpoint backlog full ──► webhook_outbox (durable) ──► retries ──► dead letters
+//! store commit ──► history (seq) ──► pump (polls seq > last, in order) ──┬─► tenant's broadcast ─► SSE
+//!                                                                        └─► webhooks (first try)
+//! webhook fails / no room (tenant, endpoint, total) ──► webhook_outbox (durable) ──► retries
+//!                                                                             ──► dead letters
 //! ```
+//! The pump never waits for a webhook endpoint: what finds no room is written to the outbox
+//! (see [`webhook`]). Webhooks connect only where the `[egress]` policy allows
+//! ([`crate::egress`]).
 //! Webhooks keep durable state only for events that have a URL and did not succeed at once:
 //! the pump's position is saved as a cursor (the lowest event still in its first attempt), a
 //! failed first attempt becomes an outbox row before the cursor may pass it. After a crash the
@@ -24,7 +27,8 @@
 //! - [`backoff`]: retry delays (exponential, capped, full jitter).
 //! - [`webhook`]: the HTTP client, per-endpoint limits, first attempts, retries, dead letters.
 //! - [`pump`]: reads the log in order, renders, broadcasts, hands over to webhooks.
-//! - [`sse`]: one subscriber's stream: replay after `Last-Event-ID`, then live, no gap, no dup.
+//! - [`sse`]: the open streams (capped per tenant and in total) and one subscriber's stream:
+//!   replay after `Last-Event-ID` (through the log's tenant index), then live, no gap, no dup.
 
 pub mod backoff;
 pub mod pump;
@@ -99,6 +103,14 @@ pub enum EventWrite {
         next_at: UnixMs,
         /// Why it failed.
         error: String,
+    },
+    /// Not attempted (its tenant or endpoint had no room): due again at `next_at`, attempts
+    /// and last error unchanged.
+    OutboxDefer {
+        /// Outbox rows.
+        ids: Vec<i64>,
+        /// When to try next.
+        next_at: UnixMs,
     },
     /// Given up: the row becomes a dead letter.
     OutboxDead {

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, watch};
+use switchyard_ops::config::SseSettings;
+use tokio::sync::watch;
 
+use super::sse::Streams;
 use super::webhook::Webhooks;
 use super::{EventWrite, Rendered, SharedDirectory};
 use crate::dispatch::Dispatcher;
-use crate::inbound::Keyword;
 use crate::optout::OptOuts;
 use crate::store::events::EventStore;
 use crate::store::Store;
@@ -22,8 +23,6 @@ const BATCH: usize = 1000;
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often the webhook cursor is saved.
 const CURSOR_EVERY: Duration = Duration::from_millis(500);
-/// Live events kept for slow SSE subscribers before they fall back to reading the store.
-const BROADCAST_CAPACITY: usize = 4096;
 
 /// Everything events, webhooks, SSE, inbound and opt-outs share.
 pub struct Hub {
@@ -35,8 +34,8 @@ pub struct Hub {
     pub directory: SharedDirectory,
     /// The opt-out list in memory.
     pub opt_outs: Arc<OptOuts>,
-    /// Live events for SSE subscribers.
-    pub live: broadcast::Sender<Arc<Rendered>>,
+    /// The open event streams and their tenants' live events.
+    pub streams: Arc<Streams>,
     /// The webhook sender.
     pub webhooks: Arc<Webhooks>,
     /// For keyword replies.
@@ -58,14 +57,14 @@ impl Hub {
         opt_outs: Arc<OptOuts>,
         webhooks: Arc<Webhooks>,
         dispatcher: Arc<Dispatcher>,
+        sse: SseSettings,
     ) -> Self {
-        let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
         Hub {
             store,
             events,
             directory,
             opt_outs,
-            live,
+            streams: Arc::new(Streams::new(sse)),
             webhooks,
             dispatcher,
         }
@@ -91,19 +90,13 @@ impl Hub {
                 "resuming webhook delivery after the saved cursor"
             );
         }
-        let pump = tokio::spawn(self.clone().pump(start, end, shutdown.clone()));
+        let pump = tokio::spawn(self.clone().pump(start, shutdown.clone()));
         let retries = tokio::spawn(self.webhooks.clone().run_retries(shutdown));
         Ok(vec![pump, retries])
     }
 
-    /// Reads the log after `position` until shutdown. Keyword replies go out only for events
-    /// after `replies_after` (the log's end at start), so a restart does not answer twice.
-    async fn pump(
-        self: Arc<Self>,
-        mut position: i64,
-        replies_after: i64,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    /// Reads the log after `position` until shutdown.
+    async fn pump(self: Arc<Self>, mut position: i64, mut shutdown: watch::Receiver<bool>) {
         let mut saved = position;
         let mut saved_at = Instant::now();
         loop {
@@ -115,50 +108,37 @@ impl Hub {
                 }
             };
             let full = batch.len() == BATCH;
+            // First attempts that found no room: written before the cursor may pass them.
+            let mut spilled = Vec::new();
             for event in batch {
                 position = event.seq;
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
                 let url = self.directory.load().url_for(&event);
-                if url.is_none() && self.live.receiver_count() == 0 && !event.is_inbound() {
+                if url.is_none() && !event.is_inbound() && !self.streams.has(&tenant) {
                     // Nobody to tell: skip rendering.
                     metrics::counter!("switchyard_events_total").increment(1);
                     continue;
                 }
                 let json = event.to_json();
                 if let Some(url) = url {
-                    self.webhooks
-                        .submit(event.seq, tenant.clone(), url, Bytes::from(json.clone()))
-                        .await;
-                }
-                if event.is_inbound() && event.seq > replies_after {
-                    if let Some(k) = event.body.as_deref().and_then(Keyword::parse) {
-                        let me = self.clone();
-                        let (from, to, t) = (event.from.clone(), event.to.clone(), tenant.clone());
-                        tokio::spawn(async move {
-                            crate::inbound::reply(
-                                &me.directory,
-                                &me.store,
-                                &me.dispatcher,
-                                &t,
-                                &from,
-                                &to,
-                                k,
-                            )
-                            .await;
-                        });
-                    }
+                    spilled.extend(self.webhooks.submit(
+                        event.seq,
+                        tenant.clone(),
+                        url,
+                        Bytes::from(json.clone()),
+                    ));
                 }
                 metrics::counter!("switchyard_events_total").increment(1);
-                // No subscriber is fine.
-                let _ = self.live.send(Arc::new(Rendered {
+                self.streams.publish(Arc::new(Rendered {
                     seq: event.seq,
                     tenant,
                     kind: event.kind(),
                     json,
                 }));
             }
+            super::webhook::write_all(&self.store, spilled).await;
             let stopping = *shutdown.borrow();
             if stopping || saved_at.elapsed() >= CURSOR_EVERY {
                 let mark = self.webhooks.watermark(position);

@@ -1,16 +1,29 @@
 //! Webhook delivery: first attempts straight from the pump, retries from the durable outbox,
 //! dead letters after `give_up_after`.
 //!
-//! - **Per-endpoint limit.** Requests to one endpoint (scheme, host, port) share a semaphore of
-//!   `max_per_endpoint` permits; at most [`ENDPOINT_BACKLOG`] first attempts may wait for it.
-//!   Beyond that the event goes straight to the outbox (durable, due now) instead of waiting,
-//!   so a slow endpoint holds a bounded share of [`FIRST_IN_FLIGHT`] and never stalls the
-//!   others.
-//! - **Bounded memory.** At most [`FIRST_IN_FLIGHT`] first attempts (the pump waits for room)
-//!   and [`RETRY_BATCH`] retries per round are in memory; the rest waits in the store.
+//! - **The pump never waits for an endpoint.** [`Webhooks::submit`] starts a first attempt
+//!   when there is room and otherwise hands back an outbox row (durable, due now) for the pump
+//!   to write. Room means three budgets, none of which one tenant can exhaust for the others:
+//!   [`FIRST_IN_FLIGHT`] first attempts in memory over all tenants; `max_per_endpoint`
+//!   requests at once per endpoint (scheme, host, port) with at most [`ENDPOINT_BACKLOG`]
+//!   waiting for it; `max_in_flight_per_tenant` webhooks of one tenant being sent or waiting,
+//!   first attempts and retries together.
+//! - **A saturated endpoint's retries move forward.** A due outbox row whose tenant or
+//!   endpoint has no room is not attempted: its `next_at` moves [`SATURATED_DEFER`] (plus
+//!   jitter) ahead, so the rows of a tarpit do not fill every retry round while other
+//!   tenants' rows wait behind them.
+//! - **Bounded memory.** Besides the budgets above, at most [`RETRY_BATCH`] retries per round
+//!   are read; a response body is read up to [`MAX_RESPONSE_BODY`] bytes for at most
+//!   [`BODY_GRACE`] (so the connection can be reused) and otherwise dropped with its
+//!   connection: an endpoint that streams without end costs nothing. The status line alone
+//!   decides the outcome.
 //! - **What counts as delivered.** Any 2xx. Everything else — other statuses (4xx included,
 //!   like Stripe: a misconfigured endpoint that is fixed within the 24 h gets its events),
 //!   timeouts, connection errors — is retried with exponential backoff and full jitter.
+//! - **Cannot succeed, not retried** (a dead letter at once): an unusable URL, a destination
+//!   the `[egress]` policy refuses ([`crate::egress`]; the tenant's `last_error` says only
+//!   that, the operator's log has the address), a tenant without a signing secret (webhooks
+//!   are only ever sent signed).
 //! - **Cursor.** [`Webhooks::watermark`]: every event up to it is delivered or in the outbox;
 //!   the pump saves it, and after a restart resumes after it (at least once).
 //!
@@ -24,29 +37,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use rand::Rng;
-use switchyard_ops::config::WebhookSettings;
+use switchyard_ops::config::{EgressPolicy, WebhookSettings};
 use tokio::sync::Semaphore;
 
 use super::{event_id, signing, EventWrite, SharedDirectory};
-use crate::model::{now_ms, Update};
+use crate::egress::Connector;
+use crate::model::{now_ms, UnixMs, Update};
 use crate::store::events::{EventStore, OutboxEntry};
 use crate::store::Store;
 
 /// First attempts in memory at once, over all endpoints.
 pub const FIRST_IN_FLIGHT: usize = 4096;
-/// First attempts that may wait for one endpoint before further ones go to the outbox.
+/// Attempts that may wait for one endpoint before further ones go to the outbox.
 pub const ENDPOINT_BACKLOG: usize = 1024;
 /// Outbox rows taken per retry round.
 pub const RETRY_BATCH: usize = 1024;
+/// Most bytes of a response body read; a longer body is dropped with its connection.
+pub const MAX_RESPONSE_BODY: usize = 4096;
+/// How long a response body may take after the status line before it is dropped.
+pub const BODY_GRACE: Duration = Duration::from_secs(1);
+/// How far a due retry moves when its tenant or endpoint has no room (plus up to as much
+/// again, at random, so deferred rows spread out).
+pub const SATURATED_DEFER: Duration = Duration::from_secs(1);
 /// How often the outbox is polled for due retries.
 const RETRY_POLL: Duration = Duration::from_millis(100);
+/// What a tenant is told when the `[egress]` policy refused the destination (the operator's
+/// log says which address and why).
+pub const REFUSED: &str = "destination not allowed by the gateway's egress policy";
+/// What a tenant is told when it has no signing secret.
+pub const UNSIGNED: &str =
+    "no webhook signing secret is configured for this tenant: webhooks are only sent signed";
+
+/// The HTTP client webhooks are sent with.
+type HttpClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
 
 /// One endpoint's limit.
 #[derive(Debug)]
@@ -57,10 +86,33 @@ struct Endpoint {
     waiting: AtomicUsize,
 }
 
+/// A tenant's share of the webhooks in flight: taken before an attempt starts, given back
+/// when it ends (dropped).
+#[derive(Debug)]
+struct TenantSlot {
+    /// Tenant → webhooks in flight (entries at zero are removed).
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// Whose.
+    tenant: String,
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 /// The webhook sender. Shared by the pump (first attempts) and the retry task.
 pub struct Webhooks {
-    /// HTTP/1.1 client with a connection pool per endpoint.
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// HTTP/1.1 client with a connection pool per endpoint, connecting only where the
+    /// `[egress]` policy allows.
+    client: HttpClient,
     /// Timeouts, backoff, limits.
     settings: WebhookSettings,
     /// Tenants' secrets.
@@ -69,8 +121,12 @@ pub struct Webhooks {
     store: Arc<dyn Store>,
     /// Reads (due rows, events to re-render).
     events: Arc<dyn EventStore>,
-    /// Endpoint → its limit. Grows with the endpoints seen (tenants' URLs: few).
+    /// Endpoint → its limit, while some attempt uses it (idle endpoints are forgotten, so
+    /// tenants' many URLs do not accumulate).
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    /// Tenant → webhooks in flight (first attempts and retries), bounded by
+    /// `max_in_flight_per_tenant`.
+    tenants: Arc<Mutex<HashMap<String, usize>>>,
     /// Bounds first attempts in memory.
     first: Arc<Semaphore>,
     /// Events in their first attempt (for the watermark).
@@ -96,31 +152,61 @@ enum Failure {
     Saturated,
     /// Attempted; the reason (status, timeout, connection error).
     Failed(String),
-    /// Cannot succeed by retrying (an unusable URL, an unsupported scheme).
+    /// Cannot succeed by retrying (an unusable URL, an unsupported scheme, a refused
+    /// destination, no signing secret).
     Permanent(String),
 }
 
+/// Where a webhook goes: the parsed URL and its endpoint key.
+struct Target {
+    /// The request URI.
+    uri: hyper::Uri,
+    /// `scheme://host:port`: requests to it share one limit.
+    origin: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, Failure> {
+        let Ok(uri) = url.parse::<hyper::Uri>() else {
+            return Err(Failure::Permanent("unusable URL".into()));
+        };
+        let default_port = match uri.scheme_str() {
+            Some("http") => 80,
+            Some("https") => 443,
+            _ => {
+                return Err(Failure::Permanent(
+                    "webhook URLs are http:// or https://".into(),
+                ))
+            }
+        };
+        let origin = format!(
+            "{}://{}:{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.host().unwrap_or_default(),
+            uri.port_u16().unwrap_or(default_port)
+        );
+        Ok(Target { uri, origin })
+    }
+}
+
 impl Webhooks {
-    /// A sender with `settings`.
+    /// A sender with `settings`, connecting only where `egress` allows.
     pub fn new(
         settings: WebhookSettings,
+        egress: Arc<EgressPolicy>,
         directory: SharedDirectory,
         store: Arc<dyn Store>,
         events: Arc<dyn EventStore>,
     ) -> anyhow::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(settings.timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
         let roots = crate::tls::roots(settings.tls_ca.as_deref(), true)?;
         if roots.is_empty() {
             tracing::warn!("no CA certificates (system store empty, no [webhooks] tls_ca): https:// webhooks will fail verification");
         }
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(crate::tls::client_config(roots)?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::egress::https_connector(
+            egress,
+            settings.timeout,
+            crate::tls::client_config(roots)?,
+        );
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(settings.max_per_endpoint)
@@ -132,6 +218,7 @@ impl Webhooks {
             store,
             events,
             endpoints: Mutex::new(HashMap::new()),
+            tenants: Arc::new(Mutex::new(HashMap::new())),
             first: Arc::new(Semaphore::new(FIRST_IN_FLIGHT)),
             in_flight: Mutex::new(BTreeSet::new()),
             retrying: Mutex::new(HashSet::new()),
@@ -140,7 +227,8 @@ impl Webhooks {
     }
 
     /// Every event up to the returned position was delivered or is in the outbox, given that
-    /// the pump has handed over everything up to `pump_position`.
+    /// the pump has handed over everything up to `pump_position` and written the outbox rows
+    /// [`Webhooks::submit`] gave it.
     pub fn watermark(&self, pump_position: i64) -> i64 {
         match self.in_flight.lock().first() {
             Some(first) => first - 1,
@@ -148,17 +236,49 @@ impl Webhooks {
         }
     }
 
-    /// Starts the first attempt of event `seq`; waits only while [`FIRST_IN_FLIGHT`] are
-    /// under way.
-    pub async fn submit(self: &Arc<Self>, seq: i64, tenant: String, url: String, body: Bytes) {
-        let Ok(permit) = self.first.clone().acquire_owned().await else {
-            return;
+    /// Starts the first attempt of event `seq` if there is room for it, without waiting.
+    /// Otherwise returns the outbox row to write instead (due now): the caller must have it
+    /// committed before the cursor passes `seq`.
+    pub fn submit(
+        self: &Arc<Self>,
+        seq: i64,
+        tenant: String,
+        url: String,
+        body: Bytes,
+    ) -> Option<EventWrite> {
+        let first_at = now_ms();
+        let spill = |why: &str| {
+            metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "deferred")
+                .increment(1);
+            Some(EventWrite::OutboxAdd {
+                seq,
+                tenant: tenant.clone(),
+                url: url.clone(),
+                attempts: 0,
+                first_at,
+                next_at: first_at,
+                error: Some(why.to_owned()),
+                dead: false,
+            })
+        };
+        let endpoint_full = Target::parse(&url)
+            .ok()
+            .and_then(|t| self.endpoints.lock().get(&t.origin).cloned())
+            .is_some_and(|e| e.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG);
+        if endpoint_full {
+            return spill("endpoint saturated");
+        }
+        let Some(slot) = self.tenant_slot(&tenant) else {
+            return spill("too many webhooks of this tenant in flight");
+        };
+        let Ok(permit) = self.first.clone().try_acquire_owned() else {
+            return spill("too many webhooks in flight");
         };
         self.in_flight.lock().insert(seq);
         let me = self.clone();
         tokio::spawn(async move {
-            let first_at = now_ms();
-            let result = me.attempt(&tenant, &url, seq, body, true).await;
+            let result = me.attempt(&tenant, &url, seq, body).await;
+            drop(slot);
             if let Err(f) = result {
                 let (attempts, next_at, error, dead) = match f {
                     Failure::Saturated => (0, first_at, "endpoint saturated".to_owned(), false),
@@ -184,6 +304,21 @@ impl Webhooks {
             me.in_flight.lock().remove(&seq);
             drop(permit);
         });
+        None
+    }
+
+    /// A slot among `tenant`'s webhooks in flight, if it has one free.
+    fn tenant_slot(&self, tenant: &str) -> Option<TenantSlot> {
+        let mut counts = self.tenants.lock();
+        let n = counts.entry(tenant.to_owned()).or_insert(0);
+        if *n >= self.settings.max_in_flight_per_tenant.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(TenantSlot {
+            counts: self.tenants.clone(),
+            tenant: tenant.to_owned(),
+        })
     }
 
     /// Retries due outbox rows until `shutdown`.
@@ -215,18 +350,48 @@ impl Webhooks {
                     continue;
                 }
             };
+            let mut deferred = Vec::new();
             for entry in due {
-                if !self.retrying.lock().insert(entry.id) {
+                if self.retrying.lock().contains(&entry.id) {
                     continue;
                 }
+                let endpoint_full = Target::parse(&entry.url)
+                    .ok()
+                    .and_then(|t| self.endpoints.lock().get(&t.origin).cloned())
+                    .is_some_and(|e| e.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG);
+                let slot = if endpoint_full {
+                    None
+                } else {
+                    self.tenant_slot(&entry.tenant)
+                };
+                let Some(slot) = slot else {
+                    deferred.push(entry.id);
+                    continue;
+                };
+                self.retrying.lock().insert(entry.id);
                 let me = self.clone();
                 tokio::spawn(async move {
                     let id = entry.id;
                     me.retry(entry).await;
+                    drop(slot);
                     me.finished.lock().push(id);
                 });
             }
+            if !deferred.is_empty() {
+                let next_at = self.deferred_at(now_ms());
+                self.write(EventWrite::OutboxDefer {
+                    ids: deferred,
+                    next_at,
+                })
+                .await;
+            }
         }
+    }
+
+    /// When a retry that found no room is due again.
+    fn deferred_at(&self, now: UnixMs) -> UnixMs {
+        let defer = i64::try_from(SATURATED_DEFER.as_millis()).unwrap_or(1000);
+        now + defer + rand::rng().random_range(0..=defer)
     }
 
     /// One retry of an outbox row, and its bookkeeping.
@@ -245,13 +410,16 @@ impl Webhooks {
         };
         let body = Bytes::from(event.to_json());
         let result = self
-            .attempt(&entry.tenant, &entry.url, entry.seq, body, false)
+            .attempt(&entry.tenant, &entry.url, entry.seq, body)
             .await;
         let now = now_ms();
         let write = match result {
             Ok(()) => EventWrite::OutboxDone { id: entry.id },
-            // Not attempted: due again at the next round.
-            Err(Failure::Saturated) => return,
+            // Not attempted: due again a little later, behind other tenants' rows.
+            Err(Failure::Saturated) => EventWrite::OutboxDefer {
+                ids: vec![entry.id],
+                next_at: self.deferred_at(now),
+            },
             Err(Failure::Permanent(error)) => {
                 metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
                     .increment(1);
@@ -290,46 +458,8 @@ impl Webhooks {
     }
 
     /// Sends event `seq` once, within the endpoint's limit.
-    async fn attempt(
-        &self,
-        tenant: &str,
-        url: &str,
-        seq: i64,
-        body: Bytes,
-        may_spill: bool,
-    ) -> Result<(), Failure> {
-        let Ok(uri) = url.parse::<hyper::Uri>() else {
-            return Err(Failure::Permanent("unusable URL".into()));
-        };
-        let default_port = match uri.scheme_str() {
-            Some("http") => 80,
-            Some("https") => 443,
-            _ => {
-                return Err(Failure::Permanent(
-                    "webhook URLs are http:// or https://".into(),
-                ))
-            }
-        };
-        let origin = format!(
-            "{}://{}:{}",
-            uri.scheme_str().unwrap_or_default(),
-            uri.host().unwrap_or_default(),
-            uri.port_u16().unwrap_or(default_port)
-        );
-        let endpoint = self.endpoint(&origin);
-        if endpoint.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG {
-            if may_spill {
-                metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "deferred")
-                    .increment(1);
-            }
-            return Err(Failure::Saturated);
-        }
-        endpoint.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = endpoint.permits.acquire().await;
-        endpoint.waiting.fetch_sub(1, Ordering::Relaxed);
-        let Ok(_permit) = permit else {
-            return Err(Failure::Saturated);
-        };
+    async fn attempt(&self, tenant: &str, url: &str, seq: i64, body: Bytes) -> Result<(), Failure> {
+        let target = Target::parse(url)?;
         let t = now_ms() / 1000;
         let signature = {
             let d = self.directory.load();
@@ -338,36 +468,81 @@ impl Webhooks {
                 .filter(|e| !e.webhook_secrets.is_empty())
                 .map(|e| signing::header_value(&e.webhook_secrets, t, &body))
         };
-        let mut request = hyper::Request::post(uri)
+        let Some(signature) = signature else {
+            tracing::warn!(
+                event = %event_id(seq),
+                tenant,
+                "webhook not sent: the tenant has no webhook_secrets"
+            );
+            return Err(Failure::Permanent(UNSIGNED.into()));
+        };
+        let endpoint = self.endpoint(&target.origin);
+        let result = self
+            .send(&endpoint, tenant, target.uri, seq, signature, body)
+            .await;
+        self.release(&target.origin, endpoint);
+        result
+    }
+
+    /// The request itself, once the endpoint has room.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        tenant: &str,
+        uri: hyper::Uri,
+        seq: i64,
+        signature: String,
+        body: Bytes,
+    ) -> Result<(), Failure> {
+        if endpoint.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG {
+            return Err(Failure::Saturated);
+        }
+        endpoint.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = endpoint.permits.acquire().await;
+        endpoint.waiting.fetch_sub(1, Ordering::Relaxed);
+        let Ok(_permit) = permit else {
+            return Err(Failure::Saturated);
+        };
+        let host = uri.host().unwrap_or_default().to_owned();
+        let request = hyper::Request::post(uri)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(hyper::header::USER_AGENT, "Switchyard-Webhooks/1")
-            .header("X-Switchyard-Event-Id", event_id(seq));
-        if let Some(s) = signature {
-            request = request.header(signing::HEADER, s);
-        }
-        let Ok(request) = request.body(Full::new(body)) else {
+            .header("X-Switchyard-Event-Id", event_id(seq))
+            .header(signing::HEADER, signature)
+            .body(Full::new(body));
+        let Ok(request) = request else {
             return self.outcome(Err("cannot build the request".into()));
         };
-        let sent = tokio::time::timeout(self.settings.timeout, async {
-            let response = self.client.request(request).await.map_err(|e| {
+        let timeout = self.settings.timeout;
+        let response = match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Err(_) => return self.outcome(Err(format!("no answer within {timeout:?}"))),
+            Ok(Err(e)) => {
+                if let Some(refused) = crate::egress::refusal(&e) {
+                    tracing::warn!(event = %event_id(seq), tenant, "webhook not sent: {refused}");
+                    return Err(Failure::Permanent(REFUSED.into()));
+                }
                 let mut msg = e.to_string();
                 if let Some(src) = std::error::Error::source(&e) {
                     msg = format!("{msg}: {src}");
                 }
-                msg
-            })?;
-            let status = response.status();
-            // Read the (small) body so the connection can be reused.
-            let _ = response.into_body().collect().await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("HTTP {}", status.as_u16()))
+                tracing::debug!(event = %event_id(seq), tenant, %host, "webhook failed: {msg}");
+                return self.outcome(Err(msg));
             }
-        })
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.settings.timeout)));
-        self.outcome(sent)
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        // Read a short body so the connection can be reused; a long or slow one is dropped,
+        // and its connection with it.
+        let _ = tokio::time::timeout(
+            BODY_GRACE.min(timeout),
+            Limited::new(response.into_body(), MAX_RESPONSE_BODY).collect(),
+        )
+        .await;
+        if status.is_success() {
+            self.outcome(Ok(()))
+        } else {
+            self.outcome(Err(format!("HTTP {}", status.as_u16())))
+        }
     }
 
     fn outcome(&self, r: Result<(), String>) -> Result<(), Failure> {
@@ -387,6 +562,15 @@ impl Webhooks {
                 })
             })
             .clone()
+    }
+
+    /// Forgets `origin`'s limit when nobody else holds it (only the map and `endpoint` do:
+    /// under the map's lock nobody can take another reference).
+    fn release(&self, origin: &str, endpoint: Arc<Endpoint>) {
+        let mut endpoints = self.endpoints.lock();
+        if Arc::strong_count(&endpoint) == 2 {
+            endpoints.remove(origin);
+        }
     }
 
     fn backoff_ms(&self, attempts: u32) -> i64 {
@@ -409,9 +593,18 @@ impl Webhooks {
 /// Applies an [`EventWrite`], retrying while the store is temporarily unavailable (the outbox
 /// row must exist before the cursor passes its event).
 pub async fn write(store: &Arc<dyn Store>, w: EventWrite) {
+    write_all(store, vec![w]).await;
+}
+
+/// Applies several [`EventWrite`]s in one commit, retrying like [`write`].
+pub async fn write_all(store: &Arc<dyn Store>, writes: Vec<EventWrite>) {
+    if writes.is_empty() {
+        return;
+    }
+    let updates: Vec<Update> = writes.into_iter().map(Update::Events).collect();
     let mut delay = Duration::from_millis(10);
     loop {
-        match store.apply(vec![Update::Events(w.clone())]).await {
+        match store.apply(updates.clone()).await {
             Ok(_) => return,
             Err(e) if e.is_retryable() => {
                 tokio::time::sleep(delay).await;
@@ -422,5 +615,159 @@ pub async fn write(store: &Arc<dyn Store>, w: EventWrite) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Directory, EventWrite};
+    use crate::model::{MessageId, NewMessage};
+    use crate::store::sqlite::SqliteStore;
+    use switchyard_ops::config::egress::Cidr;
+    use switchyard_ops::config::TenantEvents;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn message(n: i64, tenant: &str) -> NewMessage {
+        NewMessage {
+            id: MessageId(n),
+            tenant: tenant.into(),
+            to: "+447911000001".into(),
+            country: None,
+            from: "Acme".into(),
+            body: "hi".into(),
+            encoding: "gsm7".into(),
+            segments: 1,
+            priority: "normal".into(),
+            scheduled_at: None,
+            expires_at: None,
+            callback_url: None,
+            tags: Vec::new(),
+            metadata: None,
+            carrier: None,
+            price: None,
+            currency: None,
+            created_at: now_ms(),
+            batch_id: None,
+            voice: None,
+            request: None,
+        }
+    }
+
+    /// Accepts connections and never answers.
+    async fn tarpit() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        url
+    }
+
+    /// Answers 200 to every request; reports each on `tx`.
+    async fn sink(tx: tokio::sync::mpsc::UnboundedSender<()>) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = s.read(&mut buf).await;
+                    let _ = tx.send(());
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        url
+    }
+
+    /// Tenant A has more due retries than a round reads, all for an endpoint that never
+    /// answers; tenant B's one retry, due a moment later, must not wait behind them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saturated_retries_move_forward_and_let_others_through() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-webhook-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(SqliteStore::open(&dir.join("s.db"), Default::default()).unwrap());
+        store
+            .insert(vec![message(1, "a"), message(2, "b")])
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (pit, good) = (tarpit().await, sink(tx).await);
+        let now = now_ms();
+        let mut rows: Vec<Update> = (0..RETRY_BATCH + 200)
+            .map(|_| {
+                Update::Events(EventWrite::OutboxAdd {
+                    seq: 1,
+                    tenant: "a".into(),
+                    url: pit.clone(),
+                    attempts: 1,
+                    first_at: now - 1000,
+                    next_at: now - 1000,
+                    error: None,
+                    dead: false,
+                })
+            })
+            .collect();
+        rows.push(Update::Events(EventWrite::OutboxAdd {
+            seq: 2,
+            tenant: "b".into(),
+            url: good,
+            attempts: 1,
+            first_at: now - 500,
+            next_at: now - 500,
+            error: None,
+            dead: false,
+        }));
+        store.apply(rows).await.unwrap();
+        let secrets = TenantEvents {
+            webhook_secrets: vec!["0123456789abcdef".into()],
+            ..TenantEvents::default()
+        };
+        let mut directory = Directory::default();
+        directory.tenants.insert("a".into(), secrets.clone());
+        directory.tenants.insert("b".into(), secrets);
+        let settings = WebhookSettings {
+            timeout: Duration::from_secs(60),
+            max_per_endpoint: 2,
+            max_in_flight_per_tenant: 8,
+            ..WebhookSettings::default()
+        };
+        let egress = EgressPolicy {
+            allow_nets: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+            allow_hosts: Vec::new(),
+        };
+        let webhooks = Arc::new(
+            Webhooks::new(
+                settings,
+                Arc::new(egress),
+                Arc::new(arc_swap::ArcSwap::from_pointee(directory)),
+                store.clone(),
+                store.clone(),
+            )
+            .unwrap(),
+        );
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(webhooks.clone().run_retries(stop));
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("B's retry waited behind A's saturated rows");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // A holds no more than its share: the rest of its rows wait in the store, later.
+        assert!(webhooks.tenants.lock().get("a").copied().unwrap_or(0) <= 8);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -121,7 +121,11 @@ impl Voice {
             permits: Arc::new(Semaphore::new(settings.max_concurrent_calls.max(1))),
             preparing: Arc::new(Semaphore::new(settings.max_preparing_calls.max(1))),
             tts_cache: TtsCache::new(settings.tts_cache_entries),
-            fetcher: Fetcher::new(settings.audio_max_bytes, settings.audio_fetch_timeout)?,
+            fetcher: Fetcher::new(
+                settings.audio_max_bytes,
+                settings.audio_fetch_timeout,
+                Arc::new(config.egress.clone()),
+            )?,
             settings,
             router,
             trunks,

@@ -69,6 +69,8 @@ impl Config {
             inbound: Default::default(),
             retention: Default::default(),
             queues: Default::default(),
+            egress: Default::default(),
+            sse: Default::default(),
         }
     }
 }

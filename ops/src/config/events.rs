@@ -77,6 +77,10 @@ pub struct WebhookSettings {
     pub give_up_after: Duration,
     /// Requests at once to one endpoint (scheme, host and port) (`max_per_endpoint`).
     pub max_per_endpoint: usize,
+    /// Webhooks of one tenant being sent or waiting for their endpoint at once
+    /// (`max_in_flight_per_tenant`); beyond it they wait in the durable retry queue, so one
+    /// tenant's slow endpoints cannot take the memory and connections every tenant shares.
+    pub max_in_flight_per_tenant: usize,
     /// PEM file of CAs trusted for `https://` endpoints in addition to the system roots
     /// (`tls_ca`, relative to the config file), for tenants behind a private CA.
     pub tls_ca: Option<std::path::PathBuf>,
@@ -93,6 +97,8 @@ impl WebhookSettings {
     pub const DEFAULT_GIVE_UP_AFTER_S: u64 = 86_400;
     /// Default `max_per_endpoint`.
     pub const DEFAULT_MAX_PER_ENDPOINT: usize = 8;
+    /// Default `max_in_flight_per_tenant`.
+    pub const DEFAULT_MAX_IN_FLIGHT_PER_TENANT: usize = 512;
 }
 
 impl Default for WebhookSettings {
@@ -103,6 +109,7 @@ impl Default for WebhookSettings {
             retry_max: Duration::from_millis(Self::DEFAULT_RETRY_MAX_MS),
             give_up_after: Duration::from_secs(Self::DEFAULT_GIVE_UP_AFTER_S),
             max_per_endpoint: Self::DEFAULT_MAX_PER_ENDPOINT,
+            max_in_flight_per_tenant: Self::DEFAULT_MAX_IN_FLIGHT_PER_TENANT,
             tls_ca: None,
         }
     }
@@ -226,6 +233,13 @@ pub(crate) fn webhooks(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Webhook
         WebhookSettings::DEFAULT_GIVE_UP_AFTER_S,
     ));
     let max_per_endpoint = t.int_or(report, "max_per_endpoint", 1, 1024, d.max_per_endpoint);
+    let max_in_flight_per_tenant = t.int_or(
+        report,
+        "max_in_flight_per_tenant",
+        1,
+        4096,
+        d.max_in_flight_per_tenant,
+    );
     let tls_ca = super::parse::non_empty_path(report, &mut t, "tls_ca");
     if retry_max < retry_initial {
         report.at_path(
@@ -240,8 +254,86 @@ pub(crate) fn webhooks(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Webhook
         retry_max,
         give_up_after,
         max_per_endpoint,
+        max_in_flight_per_tenant,
         tls_ca,
     }
+}
+
+/// `[sse]`: how many event streams (`GET /v1/events`) may be open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SseSettings {
+    /// Streams open at once over all tenants (`max_streams`); each holds a connection, a
+    /// task and a buffer.
+    pub max_streams: usize,
+    /// Streams one tenant may have open at once (`max_streams_per_tenant`), so one tenant
+    /// cannot take the whole budget.
+    pub max_streams_per_tenant: usize,
+}
+
+impl SseSettings {
+    /// Default `max_streams`.
+    pub const DEFAULT_MAX_STREAMS: usize = 1024;
+    /// Default `max_streams_per_tenant`.
+    pub const DEFAULT_MAX_STREAMS_PER_TENANT: usize = 16;
+}
+
+impl Default for SseSettings {
+    fn default() -> Self {
+        Self {
+            max_streams: Self::DEFAULT_MAX_STREAMS,
+            max_streams_per_tenant: Self::DEFAULT_MAX_STREAMS_PER_TENANT,
+        }
+    }
+}
+
+/// Reads `[sse]`.
+pub(crate) fn sse(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SseSettings {
+    let d = SseSettings::default();
+    let max_streams = t.int_or(report, "max_streams", 1, 1_000_000, d.max_streams);
+    let max_streams_per_tenant = t.int_or(
+        report,
+        "max_streams_per_tenant",
+        1,
+        1_000_000,
+        d.max_streams_per_tenant,
+    );
+    t.finish(report);
+    SseSettings {
+        max_streams,
+        max_streams_per_tenant,
+    }
+}
+
+/// A `webhook_url` whose host is an address literal must be one `[egress]` allows: the
+/// gateway would refuse every delivery to it.
+pub(crate) fn validate_webhook_urls(config: &Config, report: &mut Report<'_>) {
+    for (i, t) in config.tenants.iter().enumerate() {
+        let Some(url) = &t.events.webhook_url else {
+            continue;
+        };
+        if let Some(refusal) = config.egress.literal_refusal(url_host(url)) {
+            report.at_path(
+                &format!("tenants[{i}].webhook_url"),
+                ConfigErrorKind::Invalid(format!(
+                    "{refusal}: add it to [egress] allow if the gateway may reach it"
+                )),
+            );
+        }
+    }
+}
+
+/// The host of an `http(s)://` URL as written (`[::1]` keeps its brackets).
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.starts_with('[') {
+        return host_port
+            .find(']')
+            .and_then(|end| host_port.get(..=end))
+            .unwrap_or(host_port);
+    }
+    host_port.split(':').next().unwrap_or_default()
 }
 
 /// A number may belong to one tenant only: MO messages to it must have one owner.
@@ -300,7 +392,8 @@ path = "c.csv"
             "webhook_url = \"http://hooks.example/x\"\nwebhook_secrets = [\"0123456789abcdef\"]\n\
              numbers = [\"+447700900123\", \"60123\"]\nstop_reply = \"\"",
             "",
-            "[webhooks]\nretry_initial_ms = 50\nmax_per_endpoint = 2\n",
+            "[webhooks]\nretry_initial_ms = 50\nmax_per_endpoint = 2\nmax_in_flight_per_tenant = 3\n\
+             [sse]\nmax_streams = 5\nmax_streams_per_tenant = 2\n",
         )
         .unwrap();
         let e = &c.tenants[0].events;
@@ -309,6 +402,8 @@ path = "c.csv"
         assert_eq!(e.stop_reply.as_deref(), Some(""));
         assert_eq!(c.webhooks.max_per_endpoint, 2);
         assert_eq!(c.webhooks.retry_initial.as_millis(), 50);
+        assert_eq!(c.webhooks.max_in_flight_per_tenant, 3);
+        assert_eq!((c.sse.max_streams, c.sse.max_streams_per_tenant), (5, 2));
         assert_eq!(c.tenants[1].events, Default::default());
     }
 
@@ -331,5 +426,34 @@ path = "c.csv"
         }
         let e = parse("webhook_url = \"http://x/\"", "", "").unwrap_err();
         assert!(e.contains("needs at least one signing secret"), "{e}");
+    }
+
+    #[test]
+    fn a_webhook_url_at_a_refused_address_is_a_config_error() {
+        let secret = "webhook_secrets = [\"0123456789abcdef\"]";
+        for url in [
+            "http://127.0.0.1:9000/x",
+            "http://169.254.169.254/latest",
+            "https://user@[::1]:8443/x",
+            "http://10.0.0.1",
+        ] {
+            let e = parse(&format!("webhook_url = {url:?}\n{secret}"), "", "").unwrap_err();
+            assert!(e.contains("tenants[0].webhook_url"), "{url}: {e}");
+            assert!(e.contains("[egress] allow"), "{url}: {e}");
+        }
+        parse(
+            &format!("webhook_url = \"http://127.0.0.1:9000/x\"\n{secret}"),
+            "",
+            "[egress]\nallow = [\"127.0.0.1/32\"]\n",
+        )
+        .unwrap();
+        parse(
+            &format!("webhook_url = \"http://hooks.example:80/x\"\n{secret}"),
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(super::url_host("http://[::1]:80/x"), "[::1]");
+        assert_eq!(super::url_host("https://a.example?q"), "a.example");
     }
 }

@@ -24,6 +24,7 @@
 
 use std::path::Path;
 
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod inbound;
@@ -41,8 +42,9 @@ mod to_routing;
 mod validate;
 
 pub use defaults::{SANDBOX_API_KEY, SANDBOX_NAME};
+pub use egress::EgressPolicy;
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
-pub use events::{TenantEvents, WebhookSettings};
+pub use events::{SseSettings, TenantEvents, WebhookSettings};
 pub use inbound::InboundSettings;
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{

@@ -47,6 +47,11 @@ pub struct Config {
     pub retention: super::retention::RetentionSettings,
     /// Carrier queues and the scheduler (`[queues]`, defaults when absent).
     pub queues: super::queues::QueueSettings,
+    /// Addresses tenants' URLs may reach (`[egress]`; special-purpose ranges refused when
+    /// absent).
+    pub egress: super::egress::EgressPolicy,
+    /// Limits of the event stream, `GET /v1/events` (`[sse]`).
+    pub sse: super::events::SseSettings,
 }
 
 impl Config {

@@ -91,6 +91,14 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(q) => super::queues::queues(report, q),
         None => super::queues::QueueSettings::default(),
     };
+    let egress = match t.table(report, "egress") {
+        Some(e) => super::egress::egress(report, e),
+        None => super::egress::EgressPolicy::default(),
+    };
+    let sse = match t.table(report, "sse") {
+        Some(s) => super::events::sse(report, s),
+        None => super::events::SseSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -106,6 +114,8 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         inbound,
         retention,
         queues,
+        egress,
+        sse,
     }
 }
 

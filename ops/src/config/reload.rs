@@ -5,7 +5,7 @@
 //! `server.shutdown_timeout_s`, operator keys. Restart: `server.listen`, `server.data_dir`,
 //! `server.max_body_bytes` and the other listener settings (`ops_listen`, `max_connections`,
 //! the timeouts, `tls_*`: baked into the HTTP stack), everything under `[store]`, `[voice]`,
-//! `[queues]`, `[inbound]` and `[retention]`, the SIP listeners (`sip.listen`, `sip.tls_*`, adding or
+//! `[queues]`, `[inbound]`, `[retention]`, `[egress]` and `[sse]`, the SIP listeners (`sip.listen`, `sip.tls_*`, adding or
 //! removing `[sip]`) and `sip.max_transactions`.
 
 use super::model::Config;
@@ -81,6 +81,12 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.queues != new.queues {
         needs.push("queues (the carrier queues are sized at start)".into());
+    }
+    if old.egress != new.egress {
+        needs.push("egress (read by the webhook and audio clients at start)".into());
+    }
+    if old.sse != new.sse {
+        needs.push("sse (read by the event stream at start)".into());
     }
     let (a, b) = (&old.store, &new.store);
     if a.kind != b.kind {

@@ -20,6 +20,7 @@ pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Re
     tenants(config, report);
     operator(config, report);
     super::events::validate_numbers(config, report);
+    super::events::validate_webhook_urls(config, report);
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
     routing(config, report);

@@ -50,7 +50,8 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             m.id.0,
             m.created_at,
             Status::Accepted.as_str(),
-            None::<&str>
+            None::<&str>,
+            m.tenant
         ])?;
         if let Some(request) = &m.request {
             super::tenancy::write_request(conn, request)?;
@@ -198,7 +199,7 @@ impl Head {
         }
         conn.prepare_cached("UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1")?
             .execute(params![self.id.0, status.as_str(), at])?;
-        insert_history(conn, self.id, at, status, detail)?;
+        insert_history(conn, self.id, &self.tenant, at, status, detail)?;
         self.status = status;
         Ok(Applied::Moved {
             id: self.id,
@@ -210,19 +211,26 @@ impl Head {
 
 /// Adds a history entry. A status appears at most once per message (moves are strictly
 /// forwards), so the key (message_id, at, status) cannot collide; OR IGNORE keeps a replay
-/// harmless anyway.
+/// harmless anyway. The message's tenant is copied into the entry for event-stream replays.
 const HISTORY_INSERT: &str =
-    "INSERT OR IGNORE INTO history (message_id, at, status, detail) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT OR IGNORE INTO history (message_id, at, status, detail, tenant) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
 
 fn insert_history(
     conn: &Connection,
     id: MessageId,
+    tenant: &str,
     at: UnixMs,
     status: Status,
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(HISTORY_INSERT)?
-        .execute(params![id.0, at, status.as_str(), detail])?;
+    conn.prepare_cached(HISTORY_INSERT)?.execute(params![
+        id.0,
+        at,
+        status.as_str(),
+        detail,
+        tenant
+    ])?;
     Ok(())
 }
 

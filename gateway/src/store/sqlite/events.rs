@@ -20,9 +20,10 @@ use crate::store::StoreError;
 /// partial message's text is no keyword: it is not what the mobile sent).
 pub(super) fn inbound_stored(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO history (message_id, at, status, detail) VALUES (?1, ?2, 'inbound', NULL)",
+        "INSERT OR IGNORE INTO history (message_id, at, status, detail, tenant) \
+         VALUES (?1, ?2, 'inbound', NULL, ?3)",
     )?
-    .execute(params![m.id.0, m.received_at])?;
+    .execute(params![m.id.0, m.received_at, m.tenant])?;
     let Some(tenant) = &m.tenant else {
         return Ok(());
     };
@@ -120,6 +121,16 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
                 "UPDATE webhook_outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1 AND dead = 0",
             )?
             .execute(params![id, attempts, next_at, error])?,
+        EventWrite::OutboxDefer { ids, next_at } => {
+            let mut defer = conn.prepare_cached(
+                "UPDATE webhook_outbox SET next_at = ?2 WHERE id = ?1 AND dead = 0",
+            )?;
+            let mut n = 0;
+            for id in ids {
+                n += defer.execute(params![id, next_at])?;
+            }
+            n
+        }
         EventWrite::OutboxDead { id, error } => conn
             .prepare_cached(
                 "UPDATE webhook_outbox SET dead = 1, last_error = ?2, next_at = ?3 WHERE id = ?1",
@@ -242,10 +253,10 @@ fn events_after(
             ))?
             .query_map(params![seq, limit as i64], event_from_row)?
             .collect::<rusqlite::Result<_>>()?,
+        // The tenant's events through the (tenant, seq) index, not a filter over the log.
         Some(t) => conn
             .prepare_cached(&format!(
-                "{EVENT_SELECT} WHERE h.seq > ?1 AND coalesce(m.tenant, i.tenant) = ?3 \
-                 ORDER BY h.seq LIMIT ?2"
+                "{EVENT_SELECT} WHERE h.tenant = ?3 AND h.seq > ?1 ORDER BY h.seq LIMIT ?2"
             ))?
             .query_map(params![seq, limit as i64, t], event_from_row)?
             .collect::<rusqlite::Result<_>>()?,
@@ -535,6 +546,96 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(s.max_seq().await.unwrap(), 4);
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_v5_store_gets_its_events_indexed_by_tenant() {
+        let (s, dir) = store();
+        drop(s);
+        let path = dir.join("v5.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &super::super::schema::MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
+                 priority, tags, created_at, updated_at) \
+                 VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20), \
+                        (6, 'b', 'accepted', '+15555550002', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 11, 11); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (6, 11, 'accepted', NULL); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
+                 INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
+                 VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30), \
+                        (8, 'alpha', NULL, '+447911000001', '99999', 'nobody', 31); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (7, 30, 'inbound', NULL); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (8, 31, 'inbound', NULL);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path, Default::default()).unwrap();
+        let seqs = |v: Vec<Event>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(s.events_after(0, Some("a"), 10).await.unwrap()),
+            [1, 3, 4]
+        );
+        assert_eq!(seqs(s.events_after(1, Some("a"), 1).await.unwrap()), [3]);
+        assert_eq!(seqs(s.events_after(0, Some("b"), 10).await.unwrap()), [2]);
+        // New events are indexed as they are written, inbound ones too.
+        s.apply(vec![
+            Update::Status {
+                id: MessageId(6),
+                status: Status::Queued,
+                at: 40,
+                detail: None,
+            },
+            Update::Inbound(InboundMessage {
+                id: MessageId(9),
+                carrier: "alpha".into(),
+                tenant: Some("b".into()),
+                from: "+447911000002".into(),
+                to: "447000000002".into(),
+                body: "hi".into(),
+                received_at: 41,
+                partial: None,
+            }),
+        ])
+        .await
+        .unwrap();
+        let b = s.events_after(0, Some("b"), 10).await.unwrap();
+        assert_eq!(seqs(b.clone()), [2, 6, 7]);
+        assert_eq!(b[2].status, "inbound");
+        // A deleted event leaves the index too.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn.execute("DELETE FROM history WHERE seq = 6", [])
+            .unwrap();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN {EVENT_SELECT} WHERE h.tenant = 'b' AND h.seq > 0 \
+             ORDER BY h.seq LIMIT 10"
+        );
+        let plan: Vec<String> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(conn);
+        assert_eq!(
+            seqs(s.events_after(0, Some("b"), 10).await.unwrap()),
+            [2, 7]
+        );
+        // The replay reads the tenant's index and looks events up by key: no scan of the log.
+        let plan = plan.join("\n");
+        assert!(plan.contains("history_tenant"), "{plan}");
+        assert!(!plan.contains("SCAN h"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         drop(s);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -31,13 +31,15 @@
 //!
 //! - (v4) `messages.voice` and `messages.call`: a voice notification call's spec and outcome
 //!   (JSON), see [`crate::voice`].
-//! - (v6) `mo_parts`: parts of multipart MO messages held until their message completes
+//! - (v7) `mo_parts`: parts of multipart MO messages held until their message completes
 //!   (written before the part is acknowledged to the carrier; released in the commit that
 //!   stores the message). `inbound.partial`: for a message given up before all its parts
 //!   arrived, which parts did (JSON), NULL for whole messages.
 //!
-//! - `messages_scheduled`: a partial index over `(scheduled_at, id)` of the scheduled messages
+//! - (v8) `messages_scheduled`: a partial index over `(scheduled_at, id)` of the scheduled messages
 //!   still `accepted`, walked by the scheduler as they come due.
+//! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
+//!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
 //! Small keyed tables are `WITHOUT ROWID` (the primary key is the only b-tree, so an insert
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
@@ -281,6 +283,16 @@ ALTER TABLE inbound ADD COLUMN partial TEXT;
     r#"
 CREATE INDEX messages_scheduled ON messages (scheduled_at, id)
     WHERE status = 'accepted' AND scheduled_at IS NOT NULL;
+"#,
+    // The event log by tenant, for event-stream replays (`Last-Event-ID`): without it a
+    // replay filters the whole log after the id through joins. Every history row carries its
+    // message's tenant (written with the row); existing rows get theirs here.
+    r#"
+ALTER TABLE history ADD COLUMN tenant TEXT;
+UPDATE history SET tenant = CASE WHEN status = 'inbound'
+    THEN (SELECT tenant FROM inbound WHERE id = history.message_id)
+    ELSE (SELECT tenant FROM messages WHERE id = history.message_id) END;
+CREATE INDEX history_tenant ON history (tenant, seq);
 "#,
 ];
 
