@@ -66,21 +66,22 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// Skips whitespace and NULs (C-string terminators): both separate fields.
     fn skip_ws(&mut self) {
         while let [b, tail @ ..] = self.rest {
-            if !b.is_ascii_whitespace() {
+            if !b.is_ascii_whitespace() && *b != 0 {
                 break;
             }
             self.rest = tail;
         }
     }
 
-    /// Bytes up to (not including) the first whitespace or one of `stop`.
+    /// Bytes up to (not including) the first whitespace, NUL or `stop`.
     fn take_until(&mut self, stop: u8) -> &'a [u8] {
         let end = self
             .rest
             .iter()
-            .position(|&b| b.is_ascii_whitespace() || b == stop)
+            .position(|&b| b.is_ascii_whitespace() || b == 0 || b == stop)
             .unwrap_or(self.rest.len());
         let (head, tail) = self.rest.split_at(end);
         self.rest = tail;
@@ -98,12 +99,12 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The next whitespace-delimited word, without consuming it.
+    /// The next word (up to whitespace or a NUL), without consuming it.
     fn peek_word(&self) -> &'a [u8] {
         let end = self
             .rest
             .iter()
-            .position(u8::is_ascii_whitespace)
+            .position(|b| b.is_ascii_whitespace() || *b == 0)
             .unwrap_or(self.rest.len());
         self.rest.get(..end).unwrap_or_default()
     }
