@@ -5,8 +5,8 @@
 //! - The handler runs as its own task. Neither the timeout nor a client that disconnects can
 //!   stop it half-way: a send that reached the store is also queued, whoever is still waiting
 //!   for the answer.
-//! - The request body has the same deadline ([`DeadlineBody`]): a body trickled in byte by byte
-//!   fails at the deadline, so the handler reading it ends and the connection is released.
+//! - The request body has the same deadline, plus a second ([`DeadlineBody`]): a body trickled
+//!   in byte by byte fails then, so the handler reading it ends and the connection is released.
 //!
 //! A response that has started (an event stream) is not cut.
 
@@ -25,6 +25,9 @@ use tokio::time::{Instant, Sleep};
 
 use super::problem::Problem;
 
+/// How long after the request's deadline its body is cut.
+const BODY_GRACE: Duration = Duration::from_secs(1);
+
 /// The middleware (`from_fn_with_state(limit, request_timeout)`).
 pub async fn request_timeout(
     State(limit): State<Duration>,
@@ -32,7 +35,10 @@ pub async fn request_timeout(
     next: Next,
 ) -> Response {
     let deadline = Instant::now() + limit;
-    let request = request.map(|body| Body::new(DeadlineBody::new(body, deadline)));
+    // The body is cut a moment after the answer's deadline, so that a trickled body gets the
+    // 408 below rather than the handler's 400 for a body it could not read.
+    let body_deadline = deadline + BODY_GRACE;
+    let request = request.map(|body| Body::new(DeadlineBody::new(body, body_deadline)));
     let mut handler = tokio::spawn(next.run(request));
     match tokio::time::timeout_at(deadline, &mut handler).await {
         Ok(Ok(response)) => response,

@@ -463,7 +463,7 @@ fn a_stalled_audio_download_does_not_hold_the_only_call_line() {
         toml,
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
          [store]\ngroup_commit_linger_ms = 1\n\n\
-         [voice]\nmax_concurrent_calls = 1\naudio_fetch_timeout_ms = 60000\nring_timeout_s = 5\n\n\
+         [egress]\nallow = [\"127.0.0.1/32\"]\n\n[voice]\nmax_concurrent_calls = 1\naudio_fetch_timeout_ms = 60000\nring_timeout_s = 5\n\n\
          [[tenants]]\nname = \"a\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\n\
          [[carriers]]\nname = \"trunk\"\nchannels = [\"voice\"]\n\n[carriers.sip]\n\
          host = \"127.0.0.1\"\nport = {}\n\n[[decks]]\ncarrier = \"trunk\"\nchannel = \"voice\"\n\

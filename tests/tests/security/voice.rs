@@ -152,7 +152,7 @@ fn forged_dtmf_from_another_socket_is_not_captured() {
         toml,
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
          [store]\ngroup_commit_linger_ms = 1\n\n\
-         [voice]\nlisten = \"127.0.0.1:0\"\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
+         [egress]\nallow = [\"127.0.0.1/32\"]\n\n[voice]\nlisten = \"127.0.0.1:0\"\nrtp_port_min = {rtp}\nrtp_port_max = {}\n\
          ring_timeout_s = 5\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\n\
          [[carriers]]\nname = \"trunk\"\nchannels = [\"voice\"]\n\n[carriers.sip]\n\
