@@ -7,6 +7,7 @@
 pub mod esme;
 pub mod gateway;
 pub mod http;
+pub mod modgraph;
 pub mod pki;
 pub mod sink;
 pub mod sip;
