@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_gateway::model::{
+use switchyard_gateway::domain::{
     IdFormat, IdFormats, MessageId, NewMessage, ReceiptUpdate, Status, Update,
 };
 use switchyard_gateway::store::sqlite::{SqliteOptions, SqliteStore};
@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
         path.display()
     );
 
-    let now = switchyard_gateway::model::now_ms();
+    let now = switchyard_gateway::domain::now_ms();
     let messages: Vec<NewMessage> = (0..args.messages).map(|n| message(n, now)).collect();
     let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
     let mut calls: Vec<Vec<NewMessage>> = messages

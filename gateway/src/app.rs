@@ -12,20 +12,20 @@ use switchyard_ops::config::{self, Config, SmppEndpoint};
 use switchyard_routing::{Router, RoutingTable};
 use tokio::sync::watch;
 
+use crate::admission::limits::TenantLimiter;
+use crate::admission::optout::OptOuts;
+use crate::api::idempotency::Idempotency;
 use crate::api::{self, AppState, Authenticator};
 use crate::dispatch::{Dispatcher, Job};
+use crate::domain::MessageId;
+use crate::domain::{Directory, SharedDirectory};
 use crate::events::pump::Hub;
 use crate::events::webhook::Webhooks;
-use crate::events::{Directory, SharedDirectory};
-use crate::model::MessageId;
-use crate::optout::OptOuts;
 use crate::smpp::bind::BindContext;
 use crate::smpp::supervisor::Binds;
 use crate::store::events::EventStore;
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
-use crate::tenancy::idempotency::Idempotency;
-use crate::tenancy::limits::TenantLimiter;
 use crate::updates::UpdateSink;
 
 /// Tenants' API keys from the configuration.
@@ -160,7 +160,7 @@ pub async fn start(
     );
     let tenant_limits = Arc::new(TenantLimiter::new(&config));
     tenant_limits
-        .seed(store.as_ref(), crate::model::now_ms())
+        .seed(store.as_ref(), crate::domain::now_ms())
         .await
         .context("counting messages for the tenants' quotas")?;
     let replies = crate::inbound::KeywordReplies::new(
@@ -250,7 +250,7 @@ pub async fn start(
     for write in binds.restore_mo_parts(held, &config) {
         restored.push(
             updates
-                .send_durable(crate::model::Update::Mo(Box::new(write)))
+                .send_durable(crate::domain::Update::Mo(Box::new(write)))
                 .await,
         );
     }
@@ -400,7 +400,7 @@ async fn recover(
                 }
                 continue;
             }
-            if record.status == crate::model::Status::Accepted && m.scheduled_at.is_some() {
+            if record.status == crate::domain::Status::Accepted && m.scheduled_at.is_some() {
                 // The scheduler reads it from the store when it is due.
                 continue;
             }
@@ -493,7 +493,7 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
     state
         .events
         .directory
-        .store(Arc::new(crate::events::Directory::from_config(&next)));
+        .store(Arc::new(crate::domain::Directory::from_config(&next)));
     state
         .auth
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));

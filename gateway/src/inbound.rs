@@ -29,55 +29,13 @@ use switchyard_ops::config::InboundSettings;
 use switchyard_protocols::text::EncodingPreference;
 use switchyard_routing::{Channel, Priority, RouteBuf, RouteRequest, Router, E164};
 
+use crate::admission::limits::TenantLimiter;
+use crate::admission::optout::OptOuts;
 use crate::dispatch::{Dispatcher, Job};
-use crate::events::SharedDirectory;
-use crate::model::{now_ms, InboundMessage, MessageId, NewMessage};
-use crate::optout::{number_key, OptOuts, ALL_SENDERS};
+use crate::domain::SharedDirectory;
+use crate::domain::{now_ms, InboundMessage, Keyword, MessageId, NewMessage};
+use crate::domain::{number_key, ALL_SENDERS};
 use crate::store::Store;
-use crate::tenancy::limits::TenantLimiter;
-
-/// A keyword an MO message can be, after trimming, in any case.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Keyword {
-    /// STOP, UNSUBSCRIBE, END, QUIT, CANCEL, REVOKE, OPTOUT: stop this sender.
-    Stop,
-    /// STOPALL: stop every sender of the tenant.
-    StopAll,
-    /// START, UNSTOP: opt in again.
-    Start,
-    /// HELP: answer with the help text.
-    Help,
-}
-
-impl Keyword {
-    /// The keyword `body` is, if it is one (the whole text, trimmed, case-insensitive).
-    pub fn parse(body: &str) -> Option<Keyword> {
-        let word = body.trim();
-        if word.len() > 11 {
-            return None;
-        }
-        let upper = word.to_ascii_uppercase();
-        Some(match upper.as_str() {
-            "STOP" | "UNSUBSCRIBE" | "END" | "QUIT" | "CANCEL" | "REVOKE" | "OPTOUT" => {
-                Keyword::Stop
-            }
-            "STOPALL" => Keyword::StopAll,
-            "START" | "UNSTOP" => Keyword::Start,
-            "HELP" => Keyword::Help,
-            _ => return None,
-        })
-    }
-
-    /// Its name in events (`stop`, `stopall`, `start`, `help`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Keyword::Stop => "stop",
-            Keyword::StopAll => "stopall",
-            Keyword::Start => "start",
-            Keyword::Help => "help",
-        }
-    }
-}
 
 /// What the binds need to classify MO messages and answer their keywords.
 #[derive(Debug, Clone)]
@@ -416,7 +374,7 @@ impl KeywordReplies {
         {
             Ok(r) => r,
             Err(p) => {
-                tracing::debug!(%id, tenant, "keyword reply over the tenant's limits: {}", p.code);
+                tracing::debug!(%id, tenant, "keyword reply over the tenant's limits: {}", p.code());
                 return "tenant_limits";
             }
         };

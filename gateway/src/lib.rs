@@ -18,20 +18,19 @@
 //! - [`events`]: the event log, webhooks (signed, retried, dead letters), SSE.
 //! - [`inbound`], [`optout`]: MO ownership and keywords, the opt-out list.
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod dispatch;
+pub mod domain;
 pub mod egress;
 pub mod events;
 pub mod inbound;
-pub mod model;
 pub mod number;
-pub mod optout;
 pub mod sandbox;
 pub mod sip;
 pub mod smpp;
 pub mod store;
-pub mod tenancy;
 pub mod tls;
 pub mod updates;
 pub mod voice;

@@ -25,7 +25,7 @@ const RECEIPT_DELAY: Duration = Duration::from_millis(20);
 pub async fn start() -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let ids = Arc::new(AtomicU64::new(crate::model::now_ms() as u64));
+    let ids = Arc::new(AtomicU64::new(crate::domain::now_ms() as u64));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);

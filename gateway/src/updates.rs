@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Applied, Update};
+use crate::domain::{Applied, Update};
 use crate::store::{Store, StoreError};
 
 /// Most updates handed to the store in one call.

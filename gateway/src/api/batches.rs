@@ -31,11 +31,11 @@ use super::messages::{dispatch_problem, encoding_name, multiply};
 use super::problem::Problem;
 use super::validate::{self, CommonFields};
 use super::{AppState, Scope, Tenant};
+use crate::admission::limits::Reservation;
+use crate::admission::template::Template;
 use crate::dispatch::{DispatchError, Job};
-use crate::model::{now_ms, MessageId, NewMessage, Status};
-use crate::tenancy::limits::Reservation;
-use crate::tenancy::template::Template;
-use crate::tenancy::BatchRecord;
+use crate::domain::BatchRecord;
+use crate::domain::{now_ms, MessageId, NewMessage, Status};
 use tokio::sync::Semaphore;
 
 /// Most recipients in one batch.
@@ -462,7 +462,7 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
                 .render(r.variables.as_ref())
                 .map_err(|e| {
                     let code = match e {
-                        crate::tenancy::template::RenderError::Missing(_) => "missing_variable",
+                        crate::admission::template::RenderError::Missing(_) => "missing_variable",
                         _ => "invalid_variable",
                     };
                     Problem::invalid("body", code, e.to_string())
@@ -486,10 +486,10 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
                 .tenant_limits
                 .policy(tenant, Channel::Sms, country.as_deref(), segments)
         {
-            if p.code == "channel_not_allowed" {
-                return Err(p);
+            if matches!(p, crate::admission::Refusal::ChannelNotAllowed(_)) {
+                return Err(p.into());
             }
-            rejected.push(reject(p, r.to));
+            rejected.push(reject(p.into(), r.to));
             continue;
         }
         // The route now (no queue-room check: a batch waits for room rather than failing).

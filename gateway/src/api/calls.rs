@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::messages::parse_time;
 use super::problem::Problem;
 use super::{AppState, Tenant};
-use crate::events::rfc3339;
-use crate::model::{CallFilter, CallRecord};
+use crate::domain::rfc3339;
+use crate::domain::{CallFilter, CallRecord};
 
 /// Most rows one CSV export holds (page with `until` for more).
 pub const MAX_EXPORT: usize = 10_000;

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::problem::Problem;
 use super::{AppState, Tenant};
-use crate::events::{event_id, parse_event_id, sse};
+use crate::domain::{event_id, parse_event_id};
+use crate::events::sse;
 
 /// `Retry-After` of a stream refused because too many are open.
 const STREAMS_RETRY_AFTER_S: u64 = 5;

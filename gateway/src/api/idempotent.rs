@@ -1,5 +1,5 @@
 //! The body of a POST as raw JSON bytes (so it can be hashed for `Idempotency-Key`), and the
-//! glue between handlers and [`crate::tenancy::idempotency`].
+//! glue between handlers and [`super::idempotency`].
 //!
 //! A handler takes a [`RawJson`], calls [`start`] (which answers a replay or a 409 itself),
 //! parses the body with [`RawJson::parse`], and attaches [`record`] to the first message it
@@ -18,9 +18,9 @@ use serde::Serialize;
 use super::messages::json_problem;
 use super::problem::Problem;
 use super::{AppState, Tenant};
-use crate::model::UnixMs;
-use crate::tenancy::idempotency::{Begin, InFlight, KeyedRequest};
-use crate::tenancy::RequestRecord;
+use crate::api::idempotency::{Begin, InFlight, KeyedRequest};
+use crate::domain::RequestRecord;
+use crate::domain::UnixMs;
 
 /// The header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -149,7 +149,7 @@ pub fn record<T: Serialize>(
     running: Option<&InFlight>,
     status: StatusCode,
     response: &T,
-    batch: Option<crate::tenancy::BatchRecord>,
+    batch: Option<crate::domain::BatchRecord>,
     now: UnixMs,
 ) -> Result<Option<Arc<RequestRecord>>, Problem> {
     let idempotency = match running {

@@ -5,8 +5,8 @@ use axum::Json;
 
 use super::problem::Problem;
 use super::{AppState, Tenant};
-use crate::events::rfc3339;
-use crate::inbound::Keyword;
+use crate::domain::rfc3339;
+use crate::domain::Keyword;
 
 /// `GET /v1/inbound`.
 #[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(super::page::PageQuery),

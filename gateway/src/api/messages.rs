@@ -15,7 +15,7 @@ use super::problem::Problem;
 use super::validate::{validate, SendRequest, ValidSms};
 use super::{AppState, Scope, Tenant};
 use crate::dispatch::{DispatchError, Job};
-use crate::model::{now_ms, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
+use crate::domain::{now_ms, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
 
 /// One delivery in the response (one per channel; SMS only for now).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -175,7 +175,7 @@ pub async fn send(
     state
         .tenant_limits
         .policy(&tenant, Channel::Sms, sms.country.as_deref(), sms.segments)?;
-    crate::optout::check(&state, &tenant, &sms.to, &sms.from)?;
+    state.events.opt_outs.check(&tenant, &sms.to, &sms.from)?;
     let now = now_ms();
     let id = MessageId::generate(now);
     let job = Job {

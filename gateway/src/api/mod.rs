@@ -23,6 +23,7 @@
 pub mod batches;
 pub mod calls;
 pub mod events;
+pub mod idempotency;
 pub mod idempotent;
 pub mod inbound;
 pub mod listener;
@@ -35,6 +36,7 @@ pub mod problem;
 pub mod timeout;
 pub mod validate;
 pub mod voice;
+pub mod voice_spec;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -45,11 +47,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::admission::limits::TenantLimiter;
+use crate::api::idempotency::Idempotency;
 use crate::dispatch::Dispatcher;
-use crate::smpp::bind::BindStatus;
+use crate::smpp::supervisor::BindTable;
 use crate::store::Store;
-use crate::tenancy::idempotency::Idempotency;
-use crate::tenancy::limits::TenantLimiter;
 use problem::Problem;
 pub use switchyard_ops::config::{Scope, Scopes};
 
@@ -68,9 +70,6 @@ pub trait Authenticator: Send + Sync + 'static {
         false
     }
 }
-
-/// Every bind's live status, by carrier name; swapped whole when binds change.
-pub type BindTable = arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>;
 
 /// What every handler can reach.
 #[derive(Clone)]

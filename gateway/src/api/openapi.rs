@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{batches, calls, messages, ops, problem, validate};
-use crate::model::Status;
+use crate::domain::Status;
 
 /// The API description.
 #[derive(Debug, OpenApi)]

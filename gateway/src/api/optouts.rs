@@ -13,10 +13,10 @@ use switchyard_routing::E164;
 
 use super::problem::Problem;
 use super::{AppState, Scope, Tenant};
-use crate::events::{rfc3339, EventWrite};
-use crate::model::{now_ms, Update};
-use crate::optout::{number_key, ALL_SENDERS};
-use crate::store::events::OptOut;
+use crate::domain::OptOut;
+use crate::domain::{now_ms, Update};
+use crate::domain::{number_key, ALL_SENDERS};
+use crate::domain::{rfc3339, EventWrite};
 
 /// Most rows one import may carry.
 const MAX_IMPORT: usize = 100_000;
@@ -162,7 +162,7 @@ pub async fn remove(
         None => state.events.opt_outs.remove(&tenant, &r, &[]),
     }
     match applied.first() {
-        Some(crate::model::Applied::Rows(0)) => Err(Problem::not_found("opt-out")),
+        Some(crate::domain::Applied::Rows(0)) => Err(Problem::not_found("opt-out")),
         _ => Ok(StatusCode::NO_CONTENT),
     }
 }

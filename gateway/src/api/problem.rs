@@ -109,3 +109,27 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+/// A refusal of the tenant's plan, limits or opt-outs: 403 for what the plan does not allow,
+/// 422 for the request's own content (segments, an opted-out recipient), 429 with
+/// `Retry-After` for rate and quota.
+impl From<crate::admission::Refusal> for Problem {
+    fn from(r: crate::admission::Refusal) -> Self {
+        use crate::admission::Refusal;
+        let status = match &r {
+            Refusal::ChannelNotAllowed(_)
+            | Refusal::CountryNotAllowed(_)
+            | Refusal::CountryBlocked(_)
+            | Refusal::PriorityNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Refusal::TooManySegments { .. } | Refusal::OptedOut => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::QuotaExceeded { .. } | Refusal::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+        };
+        Problem {
+            field: r.field(),
+            retry_after: r.retry_after_s(),
+            ..Problem::new(status, r.code(), r.to_string())
+        }
+    }
+}

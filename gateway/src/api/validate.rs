@@ -1,7 +1,7 @@
 //! Parse, don't validate: turns the JSON of `POST /v1/messages` into a [`ValidSms`] that cannot
 //! be invalid, or a [`Problem`] naming the field at fault. Nothing is stored before this passes.
 //! A voice notification call (`"channel": "voice"`) shares every check but the SMS encoding
-//! and segments; its `voice` options are checked by [`crate::voice::spec`].
+//! and segments; its `voice` options are checked by [`super::voice_spec`].
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use switchyard_protocols::text::{
 use switchyard_routing::{Priority, E164};
 
 use super::problem::Problem;
-use crate::model::{now_ms, UnixMs};
+use crate::domain::{now_ms, UnixMs};
 
 /// The request body of `POST /v1/messages` (SMS).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -138,7 +138,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             ))
         }
         "sms" => None,
-        "voice" => Some(crate::voice::spec::parse(&req, limits)?),
+        "voice" => Some(super::voice_spec::parse(&req, limits)?),
         channel => {
             return Err(Problem::invalid(
                 "channel",
@@ -468,7 +468,7 @@ fn check_destination(
 /// 422 `signing_secret_required` when `tenant` has no webhook signing secret: webhooks are
 /// only sent signed, so a `callback_url` could never be served.
 pub(crate) fn check_callback_signing(
-    directory: &crate::events::SharedDirectory,
+    directory: &crate::domain::SharedDirectory,
     tenant: &str,
     callback_url: Option<&str>,
 ) -> Result<(), Problem> {

@@ -12,9 +12,9 @@ use super::messages::{dispatch_problem, Accepted, Delivery};
 use super::problem::Problem;
 use super::validate::ValidSms;
 use super::AppState;
+use crate::api::idempotency::InFlight;
 use crate::dispatch::DispatchError;
-use crate::model::{now_ms, MessageId, NewMessage};
-use crate::tenancy::idempotency::InFlight;
+use crate::domain::{now_ms, MessageId, NewMessage};
 use crate::voice::engine::VoiceError;
 use crate::voice::VoiceJob;
 
@@ -50,7 +50,7 @@ pub(crate) async fn send(
     state
         .tenant_limits
         .policy(tenant, Channel::Voice, sms.country.as_deref(), 1)?;
-    crate::optout::check(state, tenant, &sms.to, &sms.from)?;
+    state.events.opt_outs.check(tenant, &sms.to, &sms.from)?;
     let now = now_ms();
     let id = MessageId::generate(now);
     let job = VoiceJob {

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::problem::Problem;
 use super::{AppState, Scope, Tenant};
-use crate::events::{event_id, rfc3339, EventWrite};
-use crate::model::now_ms;
+use crate::domain::now_ms;
+use crate::domain::{event_id, rfc3339, EventWrite};
 use crate::store::events::OutboxEntry;
 
 /// A dead letter as shown.
@@ -84,7 +84,7 @@ pub async fn list(
 async fn replay(state: &AppState, tenant: &str, id: Option<i64>) -> Result<u64, Problem> {
     let applied = state
         .store
-        .apply(vec![crate::model::Update::Events(EventWrite::Replay {
+        .apply(vec![crate::domain::Update::Events(EventWrite::Replay {
             tenant: tenant.to_owned(),
             id,
             at: now_ms(),
@@ -92,7 +92,7 @@ async fn replay(state: &AppState, tenant: &str, id: Option<i64>) -> Result<u64, 
         .await
         .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
     Ok(match applied.first() {
-        Some(crate::model::Applied::Rows(n)) => *n,
+        Some(crate::domain::Applied::Rows(n)) => *n,
         _ => 0,
     })
 }

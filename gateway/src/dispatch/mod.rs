@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 pub use queue::{CarrierQueue, FairQueue, Full};
 pub use timers::Timers;
 
-use crate::model::{now_ms, MessageId, MessageRecord, Status, UnixMs, Update};
+use crate::domain::{now_ms, MessageId, MessageRecord, Status, UnixMs, Update};
 use crate::store::Store;
 use crate::updates::UpdateSink;
 

@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use switchyard_protocols::text::{count_segments, EncodeOptions};
 use tokio::sync::Notify;
 
-use crate::model::Priority;
+use crate::domain::Priority;
 
 use super::Job;
 
@@ -349,7 +349,7 @@ impl CarrierQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::MessageId;
+    use crate::domain::MessageId;
 
     fn job(n: i64, priority: Priority) -> Arc<Job> {
         Arc::new(Job::new_for_test(MessageId(n), priority))

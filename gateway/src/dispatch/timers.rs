@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::sync::Arc;
 
 use super::Job;
-use crate::model::{MessageId, UnixMs};
+use crate::domain::{MessageId, UnixMs};
 
 /// A scheduled message's place in the store's order.
 pub type Key = (UnixMs, MessageId);
@@ -287,7 +287,7 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Priority;
+    use crate::domain::Priority;
 
     fn job(n: i64) -> Arc<Job> {
         Arc::new(Job::new_for_test(MessageId(n), Priority::Normal))

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 
 use super::sse::Streams;
 use super::webhook::Webhooks;
-use super::{EventWrite, Rendered, SharedDirectory};
+use super::Rendered;
+use crate::admission::optout::OptOuts;
 use crate::dispatch::Dispatcher;
-use crate::optout::OptOuts;
+use crate::domain::{EventWrite, SharedDirectory};
 use crate::store::events::EventStore;
 use crate::store::Store;
 

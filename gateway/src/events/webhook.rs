@@ -46,9 +46,10 @@ use rand::Rng;
 use switchyard_ops::config::{EgressPolicy, WebhookSettings};
 use tokio::sync::Semaphore;
 
-use super::{event_id, signing, EventWrite, SharedDirectory};
+use super::signing;
+use crate::domain::{event_id, EventWrite, SharedDirectory};
+use crate::domain::{now_ms, UnixMs, Update};
 use crate::egress::Connector;
-use crate::model::{now_ms, UnixMs, Update};
 use crate::store::events::{EventStore, OutboxEntry};
 use crate::store::Store;
 
@@ -621,8 +622,8 @@ pub async fn write_all(store: &Arc<dyn Store>, writes: Vec<EventWrite>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Directory, EventWrite};
-    use crate::model::{MessageId, NewMessage};
+    use crate::domain::{Directory, EventWrite};
+    use crate::domain::{MessageId, NewMessage};
     use crate::store::sqlite::SqliteStore;
     use switchyard_ops::config::egress::Cidr;
     use switchyard_ops::config::TenantEvents;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_routing::{Router, E164};
 
-use crate::model::{CallRecord, UnixMs};
+use crate::domain::{CallRecord, UnixMs};
 
 /// Maps the proxy's `Instant`s to wall-clock milliseconds (one reading taken at start, so
 /// the proxy itself never reads the clock).

@@ -83,7 +83,7 @@ use super::limits::{Limits, Refused};
 use super::peer::Peer;
 use super::relay::{self, RelayError};
 use super::trunks::{Trunk, Trunks};
-use crate::model::CallRecord;
+use crate::domain::CallRecord;
 
 /// The longest a trunk's 503 Retry-After keeps it skipped (a forged or careless
 /// `Retry-After: 4294967295` must not take a carrier out until restart).

@@ -10,7 +10,7 @@ use switchyard_ops::config::{Config, SipTransport, TrunkCredentials};
 use switchyard_routing::{NumberRewrite, E164};
 
 use super::peer::{Peer, Transport};
-use crate::smpp::tls::TlsSettings;
+use crate::tls::TlsSettings;
 
 /// One trunk: where INVITEs go and how the number is written in the Request-URI.
 #[derive(Debug, Clone)]

@@ -38,8 +38,8 @@ use super::mo::{owned, source_display, Arrived};
 use super::submit::{segments, Segment};
 use super::BindSettings;
 use crate::dispatch::{CarrierQueue, Dispatcher, Job};
+use crate::domain::{now_ms, InboundMessage, MessageId, ReceiptUpdate, Status, Update};
 use crate::inbound::ReplyRequest;
-use crate::model::{now_ms, InboundMessage, MessageId, ReceiptUpdate, Status, Update};
 use crate::updates::UpdateSink;
 
 /// The accounting period of carriers' TPS limits: throttling answers within one such period
@@ -818,7 +818,7 @@ impl<'a> Conn<'a> {
         seq: u32,
         is_data_sm: bool,
         committed: tokio::sync::oneshot::Receiver<
-            Result<crate::model::Applied, Arc<crate::store::StoreError>>,
+            Result<crate::domain::Applied, Arc<crate::store::StoreError>>,
         >,
         reply: Option<ReplyRequest>,
     ) {

@@ -27,8 +27,8 @@ use switchyard_protocols::text::{
     ReassemblyKey,
 };
 
+use crate::domain::{HeldPart, InboundMessage, MessageId, MoWrite, PartialParts, UnixMs};
 use crate::inbound::{Inbound, ReplyRequest};
-use crate::model::{HeldPart, InboundMessage, MessageId, MoWrite, PartialParts, UnixMs};
 
 /// One carrier's multipart MO messages in progress. See the module doc.
 #[derive(Debug)]
@@ -286,8 +286,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::events::Directory;
-    use crate::optout::OptOuts;
+    use crate::admission::optout::OptOuts;
+    use crate::domain::Directory;
 
     const NOW_MS: UnixMs = 1_700_000_000_000;
 
@@ -354,10 +354,7 @@ mod tests {
         let (i, t0) = (inbound(), Instant::now());
         mo.arrived(part(1, 2, 1, "HE"), &i, t0, NOW_MS);
         let (_, reply) = mo.arrived(part(1, 2, 2, "LP"), &i, t0, NOW_MS);
-        assert_eq!(
-            reply.map(|r| r.keyword),
-            Some(crate::inbound::Keyword::Help)
-        );
+        assert_eq!(reply.map(|r| r.keyword), Some(crate::domain::Keyword::Help));
     }
 
     #[test]

@@ -6,13 +6,11 @@
 //! - [`mo`]: each carrier's multipart MO messages in progress, bounded and durable.
 //! - [`supervisor`]: the binds of every carrier, started, replaced and stopped as the
 //!   configuration changes (SIGHUP).
-//! - [`tls`]: SMPP over TLS (rustls) for carriers that offer it.
 
 pub mod bind;
 pub mod mo;
 pub mod submit;
 pub mod supervisor;
-pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +18,7 @@ use std::time::Duration;
 use switchyard_protocols::smpp::session::BindType;
 use switchyard_protocols::text::ReassemblyConfig;
 
-use crate::model::IdFormats;
+use crate::domain::IdFormats;
 
 /// How a carrier wants messages longer than one SMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +41,7 @@ pub struct BindSettings {
     /// `host:port` of the SMSC.
     pub address: String,
     /// TLS on the connection; `None`: clear TCP.
-    pub tls: Option<tls::TlsSettings>,
+    pub tls: Option<crate::tls::TlsSettings>,
     /// Credentials.
     pub system_id: String,
     /// Credentials.

@@ -22,10 +22,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::bind::{self, BindContext, BindStatus};
+
+/// Every bind's live status, by carrier name; swapped whole when binds change.
+pub type BindTable = arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>;
 use super::mo::MoParts;
 use super::{BindSettings, LongMessages};
-use crate::api::BindTable;
-use crate::model::{IdFormat, IdFormats};
+use crate::domain::{IdFormat, IdFormats};
 
 /// Every carrier's binds.
 #[derive(Debug)]
@@ -175,10 +177,10 @@ impl Binds {
     /// a carrier that is no longer an SMPP carrier in `config`, given up as partial.
     pub fn restore_mo_parts(
         &self,
-        parts: Vec<(String, crate::model::HeldPart)>,
+        parts: Vec<(String, crate::domain::HeldPart)>,
         config: &Config,
-    ) -> Vec<crate::model::MoWrite> {
-        let (now, now_ms) = (std::time::Instant::now(), crate::model::now_ms());
+    ) -> Vec<crate::domain::MoWrite> {
+        let (now, now_ms) = (std::time::Instant::now(), crate::domain::now_ms());
         let inbound = &self.ctx.inbound;
         let mut writes = Vec::new();
         let mut carriers = Vec::new();
@@ -277,7 +279,7 @@ pub fn bind_settings(
         let ca = tls.ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
         let name = tls.server_name.as_deref().unwrap_or(host);
         s.tls = Some(
-            crate::smpp::tls::TlsSettings::new(ca.as_deref(), name)
+            crate::tls::TlsSettings::new(ca.as_deref(), name)
                 .with_context(|| format!("carrier {:?}: SMPP TLS", carrier.name))?,
         );
     }

@@ -1,6 +1,6 @@
 //! What events, webhooks, inbound listing and opt-outs need from the store, beside [`Store`]:
 //! reads of the event log (`history` by `seq`), of the webhook outbox and of the opt-out list.
-//! Writes go through [`Store::apply`] as [`crate::model::Update::Events`], so they share the
+//! Writes go through [`Store::apply`] as [`crate::domain::Update::Events`], so they share the
 //! group commit.
 //!
 //! [`Store`]: super::Store
@@ -8,8 +8,8 @@
 use futures::future::BoxFuture;
 
 use super::StoreError;
-use crate::events::Event;
-use crate::model::{InboundMessage, MessageId, UnixMs};
+use crate::domain::{Event, OptOut};
+use crate::domain::{InboundMessage, MessageId, UnixMs};
 
 /// A webhook waiting for a retry, or a dead letter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,21 +30,6 @@ pub struct OutboxEntry {
     pub next_at: UnixMs,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
-}
-
-/// One opt-out.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OptOut {
-    /// Whose list.
-    pub tenant: String,
-    /// The mobile number, without `+`.
-    pub recipient: String,
-    /// The tenant's sender it applies to (without `+`), or `*` for all.
-    pub sender: String,
-    /// "api", "import" or "keyword".
-    pub source: String,
-    /// When.
-    pub created_at: UnixMs,
 }
 
 /// Reads for events, webhooks, inbound messages and opt-outs.

@@ -15,11 +15,11 @@ pub mod sqlite;
 
 use futures::future::BoxFuture;
 
-use crate::model::{
+use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     UnixMs, Update,
 };
-use crate::tenancy::{BatchSummary, IdempotencyRecord};
+use crate::domain::{BatchSummary, IdempotencyRecord};
 
 /// Why a store operation failed. Says whether retrying can help.
 #[derive(Debug, thiserror::Error)]

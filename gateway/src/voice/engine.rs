@@ -27,7 +27,7 @@ use super::endpoint::Endpoint;
 use super::fetch::Fetcher;
 use super::tts::{self, TtsCache};
 use super::{AudioError, AudioSource, CallOutcome, VoiceJob};
-use crate::model::{now_ms, MessageRecord, Status, UnixMs, Update};
+use crate::domain::{now_ms, MessageRecord, Status, UnixMs, Update};
 use crate::sip::peer::Transport;
 use crate::sip::trunks::Trunks;
 use crate::updates::UpdateSink;
@@ -449,7 +449,7 @@ impl Voice {
     }
 
     /// Stores the outcome: delivered when answered, failed otherwise.
-    async fn finish(&self, id: crate::model::MessageId, mut outcome: CallOutcome) {
+    async fn finish(&self, id: crate::domain::MessageId, mut outcome: CallOutcome) {
         if outcome.outcome.is_empty() {
             outcome.outcome = outcome.error.clone().unwrap_or_else(|| "failed".into());
         }
@@ -526,7 +526,7 @@ fn call_record(
     job: &VoiceJob,
     o: &CallOutcome,
     end_at: UnixMs,
-) -> Option<crate::model::CallRecord> {
+) -> Option<crate::domain::CallRecord> {
     if o.tried.is_empty() {
         return None;
     }
@@ -542,7 +542,7 @@ fn call_record(
         _ if o.answered => "answered",
         _ => "failed",
     };
-    Some(crate::model::CallRecord {
+    Some(crate::domain::CallRecord {
         id: 0,
         tenant: job.tenant.clone(),
         sip_call_id: job.id.to_string(),

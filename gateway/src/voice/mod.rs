@@ -5,7 +5,7 @@
 //!
 //! # Data flow
 //! ```text
-//! API ──► validate (voice::spec) ──► store: accepted (+ voice spec) ──► 202
+//! API ──► validate (api::voice_spec) ──► store: accepted (+ voice spec) ──► 202
 //!     ──► Voice::submit ──► bounded queue ──► runner: a preparation slot (max_preparing_calls)
 //!         ──► queued: audio (tts: espeak-ng + cache │ audio_url: HTTP GET) → 8 kHz PCM
 //!         ──► a line: one permit per call (max_concurrent_calls), taken once the audio is ready
@@ -32,7 +32,6 @@
 //! and the SIP endpoint lives on for [`endpoint::DRAIN`] so those requests complete.
 //!
 //! # Layout
-//! - [`spec`]: the request's `voice` options → [`VoiceSpec`] (422s).
 //! - [`tts`]: espeak-ng subprocess, language list, cache; [`fetch`]: `audio_url` downloads;
 //!   [`audio`]: WAV decoding, resampling to 8 kHz, G.711.
 //! - [`endpoint`]: the caller's SIP socket and transactions, shared by every call.
@@ -46,7 +45,6 @@ pub mod endpoint;
 pub mod engine;
 pub mod fetch;
 pub mod latch;
-pub mod spec;
 pub mod tts;
 
 use serde::{Deserialize, Serialize};
@@ -54,44 +52,8 @@ use switchyard_routing::{Priority, E164};
 
 pub use engine::Voice;
 
-use crate::model::{MessageId, UnixMs};
-
-/// What a call plays and captures, as stored with the message (`messages.voice`, JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoiceSpec {
-    /// The audio.
-    pub audio: AudioSource,
-    /// Digits to capture, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dtmf: Option<DtmfCapture>,
-    /// Hang up after this long at the latest (from the answer).
-    pub max_duration_s: u32,
-}
-
-/// Where the audio comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AudioSource {
-    /// Text-to-speech of the message body.
-    Tts {
-        /// espeak-ng language (`en`, `de`, `en-us`, …).
-        language: String,
-    },
-    /// A tenant's WAV file.
-    Url {
-        /// http(s) URL.
-        url: String,
-    },
-}
-
-/// `voice.dtmf`: capture keypresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DtmfCapture {
-    /// Stop after this many digits.
-    pub max_digits: u8,
-    /// Wait this long for digits once the audio has played.
-    pub timeout_s: u32,
-}
+pub use crate::domain::{AudioSource, DtmfCapture, VoiceSpec};
+use crate::domain::{MessageId, UnixMs};
 
 /// A voice message on its way to a trunk.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::status_column;
-use crate::model::{Applied, IdFormats, MessageId, NewMessage, Status, UnixMs, Update};
+use crate::domain::{Applied, IdFormats, MessageId, NewMessage, Status, UnixMs, Update};
 
 /// Stores accepted messages, each with its `accepted` history entry. The two statements are
 /// looked up once per request, not per message.

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, Row};
 
-use crate::model::{CallFilter, CallRecord};
+use crate::domain::{CallFilter, CallRecord};
 
 /// Dispositions as stored (the record holds `&'static str`).
 const DISPOSITIONS: [&str; 6] = [

@@ -9,11 +9,12 @@ use futures::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::SqliteStore;
-use crate::events::{Event, EventWrite};
-use crate::inbound::Keyword;
-use crate::model::{Applied, InboundMessage, MessageId, UnixMs};
-use crate::optout::number_key;
-use crate::store::events::{EventStore, OptOut, OutboxEntry};
+use crate::domain::number_key;
+use crate::domain::Keyword;
+use crate::domain::OptOut;
+use crate::domain::{Applied, InboundMessage, MessageId, UnixMs};
+use crate::domain::{Event, EventWrite};
+use crate::store::events::{EventStore, OutboxEntry};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -135,7 +136,7 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
             .prepare_cached(
                 "UPDATE webhook_outbox SET dead = 1, last_error = ?2, next_at = ?3 WHERE id = ?1",
             )?
-            .execute(params![id, error, crate::model::now_ms()])?,
+            .execute(params![id, error, crate::domain::now_ms()])?,
         EventWrite::Replay { tenant, id, at } => match id {
             Some(id) => conn
                 .prepare_cached(
@@ -421,7 +422,7 @@ impl EventStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{NewMessage, Status, Update};
+    use crate::domain::{NewMessage, Status, Update};
     use crate::store::Store;
 
     const T0: i64 = 1_700_000_000_000;

@@ -10,7 +10,7 @@
 use rusqlite::{params, Connection};
 use switchyard_protocols::text::ReassemblyKey;
 
-use crate::model::{Applied, HeldPart, InboundMessage, MoWrite, PartialParts};
+use crate::domain::{Applied, HeldPart, InboundMessage, MoWrite, PartialParts};
 
 /// Stores one inbound message with its event (and the opt-out its keyword asks for).
 pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<Applied> {

@@ -49,11 +49,11 @@ pub use self::retention::Retention;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
-use crate::model::{
+use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
 };
-use crate::tenancy::{BatchSummary, IdempotencyRecord};
+use crate::domain::{BatchSummary, IdempotencyRecord};
 
 /// Tuning for [`SqliteStore`]. The defaults suit the gateway; tests shrink them.
 #[derive(Clone, Debug)]

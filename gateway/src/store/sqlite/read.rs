@@ -11,7 +11,7 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 
 use super::schema::configure_reader;
 use super::{sqlite_error, status_column};
-use crate::model::{
+use crate::domain::{
     ListFilter, MessageId, MessageRecord, NewMessage, SegmentRecord, Status, StatusChange, UnixMs,
 };
 use crate::store::StoreError;

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use switchyard_protocols::dlr::{probes, readings, FormatLearner, IdFormat, IdKey, Probe};
 
-use crate::model::{IdFormats, MessageId, ReceiptUpdate, Status, UnixMs};
+use crate::domain::{IdFormats, MessageId, ReceiptUpdate, Status, UnixMs};
 
 /// A receipt kept as unmatched may still match a segment whose `SegmentSent` arrives later (a
 /// receipt on a receiver bind can overtake the submit_sm_resp on a transmitter bind), but only

@@ -24,7 +24,7 @@ use rusqlite::{params, Connection};
 use switchyard_protocols::dlr::{readings, IdFormat};
 
 use super::receipts::key_text;
-use crate::model::{MessageId, UnixMs};
+use crate::domain::{MessageId, UnixMs};
 
 /// How long each kind is kept (`None`: forever) and how the purge is paced.
 #[derive(Clone, Debug, PartialEq, Eq)]

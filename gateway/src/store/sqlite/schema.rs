@@ -45,7 +45,7 @@
 //! touches one tree instead of two); `messages` keeps its integer rowid, which already is the
 //! primary key.
 //!
-//! [`MessageId`]: crate::model::MessageId
+//! [`MessageId`]: crate::domain::MessageId
 
 use std::time::Duration;
 

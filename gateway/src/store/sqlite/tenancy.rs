@@ -3,8 +3,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::model::{now_ms, MessageId, UnixMs};
-use crate::tenancy::{BatchRecord, BatchSummary, IdempotencyRecord, RequestRecord};
+use crate::domain::{now_ms, MessageId, UnixMs};
+use crate::domain::{BatchRecord, BatchSummary, IdempotencyRecord, RequestRecord};
 
 /// Idempotency keys are honoured this long (rows are deleted by retention, see
 /// [`super::retention`]).
@@ -132,7 +132,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{NewMessage, Status, Update};
+    use crate::domain::{NewMessage, Status, Update};
     use crate::store::sqlite::{SqliteOptions, SqliteStore};
     use crate::store::Store;
 

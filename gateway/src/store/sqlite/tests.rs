@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::*;
-use crate::model::{IdFormat, IdFormats, InboundMessage, ReceiptUpdate, StatusChange};
+use crate::domain::{IdFormat, IdFormats, InboundMessage, ReceiptUpdate, StatusChange};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -968,8 +968,8 @@ async fn wait_status(store: &SqliteStore, n: i64, status: Status) {
 /// late-match window, which the fixed test times are).
 fn now(mut u: Update) -> Update {
     match &mut u {
-        Update::SegmentSent { at, .. } => *at = crate::model::now_ms(),
-        Update::Receipt(r) => r.at = crate::model::now_ms(),
+        Update::SegmentSent { at, .. } => *at = crate::domain::now_ms(),
+        Update::Receipt(r) => r.at = crate::domain::now_ms(),
         _ => {}
     }
     u
@@ -1137,8 +1137,8 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
-    use crate::events::EventWrite;
-    use crate::tenancy::{BatchRecord, IdempotencyRecord, RequestRecord};
+    use crate::domain::EventWrite;
+    use crate::domain::{BatchRecord, IdempotencyRecord, RequestRecord};
     let dir = TempDir::new();
     let hour = std::time::Duration::from_secs(3600);
     let options = SqliteOptions {
@@ -1156,7 +1156,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(&dir.db(), options).unwrap();
-    let now = crate::model::now_ms();
+    let now = crate::domain::now_ms();
     let old = now - 2 * 3_600_000;
     let recent = now - 60_000;
     // Messages: 7 old and delivered (purged with everything of theirs), one old but still
@@ -1303,7 +1303,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
 
 #[tokio::test]
 async fn mo_parts_are_held_until_the_commit_that_stores_their_message() {
-    use crate::model::{HeldPart, MoWrite, PartialParts};
+    use crate::domain::{HeldPart, MoWrite, PartialParts};
     use crate::store::events::EventStore;
     use switchyard_protocols::text::ReassemblyKey;
     let dir = TempDir::new();
@@ -1404,7 +1404,7 @@ async fn a_large_backlog_is_purged_in_small_batches_while_writes_go_on() {
     const OLD: i64 = 10_000;
     const NEW: i64 = 1_000;
     let dir = TempDir::new();
-    let now = crate::model::now_ms();
+    let now = crate::domain::now_ms();
     let old = now - 2 * 3_600_000;
     let baseline = {
         let store = open(&dir.db());
@@ -1478,11 +1478,11 @@ async fn a_large_backlog_is_purged_in_small_batches_while_writes_go_on() {
 
 #[tokio::test]
 async fn an_idempotency_key_past_24_hours_can_be_used_again_even_if_kept() {
-    use crate::tenancy::{IdempotencyRecord, RequestRecord};
+    use crate::domain::{IdempotencyRecord, RequestRecord};
     let dir = TempDir::new();
     // Retention keeps every key forever: a key no longer honoured must not block its reuse.
     let store = open(&dir.db());
-    let now = crate::model::now_ms();
+    let now = crate::domain::now_ms();
     let with_key = |at: i64, n: i64| {
         let mut m = message_at(at, n);
         m.request = Some(Arc::new(RequestRecord {

@@ -24,7 +24,7 @@ use super::apply::{apply_receipts, apply_update, insert_messages};
 use super::receipts::IdMatch;
 use super::retention::Purger;
 use super::{clone_error, sqlite_error, SqliteOptions, Stats};
-use crate::model::{now_ms, Applied, NewMessage, Update};
+use crate::domain::{now_ms, Applied, NewMessage, Update};
 use crate::store::StoreError;
 
 /// One caller's request, with where to send its answer.
@@ -269,7 +269,7 @@ impl Writer {
             // leaves them pending and costs the batch nothing.
             let mut ids = std::mem::take(&mut self.ids);
             let swept = self.in_savepoint(|conn| {
-                let matched = ids.sweep(conn, crate::model::now_ms())?;
+                let matched = ids.sweep(conn, crate::domain::now_ms())?;
                 apply_receipts(conn, matched)
             });
             self.ids = ids;

@@ -1,7 +1,7 @@
 //! The opt-out list: who asked a tenant (or one of its numbers) to stop sending.
 //!
 //! The list is durable in the store (`opt_outs`) and mirrored in memory, loaded at start and
-//! updated on every write, because [`check`] runs for every message sent: one read lock and two
+//! updated on every write, because [`OptOuts::check`] runs for every message sent: one read lock and two
 //! hash probes, no store round trip.
 //!
 //! An entry is (tenant, recipient, sender): a STOP sent to one of the tenant's numbers blocks
@@ -13,18 +13,8 @@ use std::collections::HashMap;
 use parking_lot::RwLock;
 use switchyard_routing::E164;
 
-use crate::api::problem::Problem;
-use crate::api::AppState;
-use crate::store::events::OptOut;
-
-/// The sender that stands for all of a tenant's senders.
-pub const ALL_SENDERS: &str = "*";
-
-/// A number as the list keys it: trimmed, without a leading `+`.
-pub fn number_key(s: &str) -> String {
-    let s = s.trim();
-    s.strip_prefix('+').unwrap_or(s).to_owned()
-}
+use super::Refusal;
+use crate::domain::{OptOut, ALL_SENDERS};
 
 /// The in-memory mirror: tenant → recipient → senders.
 #[derive(Debug, Default)]
@@ -96,26 +86,24 @@ impl OptOuts {
     }
 }
 
-/// The send path's check: refuses (422 `recipient_opted_out`, field `to`) a message to a
-/// recipient who opted out of this tenant's sender `from`.
-pub fn check(state: &AppState, tenant: &str, to: &E164, from: &str) -> Result<(), Problem> {
-    // No allocation: this runs for every message.
-    let from = from.trim();
-    let from = from.strip_prefix('+').unwrap_or(from);
-    if state.events.opt_outs.blocked(tenant, to.as_str(), from) {
-        return Err(Problem::invalid(
-            "to",
-            "recipient_opted_out",
-            "the recipient opted out of messages from this sender (STOP); they can opt in again \
-             by replying START, or remove the opt-out through /v1/opt-outs if they asked you",
-        ));
+impl OptOuts {
+    /// The send path's check: [`Refusal::OptedOut`] for a message to a recipient who opted
+    /// out of this tenant's sender `from`.
+    pub fn check(&self, tenant: &str, to: &E164, from: &str) -> Result<(), Refusal> {
+        // No allocation: this runs for every message.
+        let from = from.trim();
+        let from = from.strip_prefix('+').unwrap_or(from);
+        if self.blocked(tenant, to.as_str(), from) {
+            return Err(Refusal::OptedOut);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::number_key;
 
     #[test]
     fn scoped_and_global_opt_outs() {

@@ -1,5 +1,10 @@
-//! TLS configuration shared by SMPP binds and webhooks (clients) and the SIP and HTTP API
-//! listeners (servers): rustls with the ring provider, so build machines need no cmake or nasm.
+//! TLS configuration shared by SMPP binds, SIP trunks and webhooks (clients) and the SIP and
+//! HTTP API listeners (servers): rustls with the ring provider, so build machines need no cmake
+//! or nasm. [`TlsSettings`] is the client towards one carrier.
+
+mod connector;
+
+pub use connector::TlsSettings;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -23,13 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::http::StatusCode;
 use parking_lot::Mutex;
 use switchyard_ops::config::{Config, TenantFairness, TenantLimits};
 use switchyard_routing::{Channel, Priority};
 
-use crate::api::problem::Problem;
-use crate::model::UnixMs;
+use super::Refusal;
+use crate::domain::UnixMs;
 use crate::store::{Store, StoreError};
 
 const DAY_MS: UnixMs = 86_400_000;
@@ -257,13 +256,6 @@ impl Drop for Reservation {
     }
 }
 
-fn too_many(code: &'static str, detail: String, retry_after_s: u64) -> Problem {
-    Problem {
-        retry_after: Some(retry_after_s.max(1)),
-        ..Problem::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
-    }
-}
-
 impl TenantLimiter {
     /// Limits for every tenant of `config`, with empty counters (see [`TenantLimiter::seed`]).
     pub fn new(config: &Config) -> Self {
@@ -333,7 +325,7 @@ impl TenantLimiter {
         channel: Channel,
         country: Option<&str>,
         segments: u16,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Refusal> {
         let Some(gate) = self.gate(tenant) else {
             return Ok(());
         };
@@ -342,7 +334,7 @@ impl TenantLimiter {
 
     /// Whether `tenant` may ask for `priority`: 403 `priority_not_allowed` (field
     /// `priority`) above its `max_priority` (`high` unless the operator grants more).
-    pub fn priority(&self, tenant: &str, priority: Priority) -> Result<(), Problem> {
+    pub fn priority(&self, tenant: &str, priority: Priority) -> Result<(), Refusal> {
         let max = self
             .gate(tenant)
             .map_or(TenantFairness::DEFAULT_MAX_PRIORITY, |g| g.max_priority);
@@ -357,7 +349,7 @@ impl TenantLimiter {
         n: u32,
         now: UnixMs,
         instant: Instant,
-    ) -> Result<Reservation, Problem> {
+    ) -> Result<Reservation, Refusal> {
         let Some(gate) = self.gate(tenant) else {
             return Ok(Reservation {
                 quota: None,
@@ -373,14 +365,12 @@ impl TenantLimiter {
                 .reserve(u64::from(n), daily, monthly, now)
                 .map_err(|q| {
                     metrics::counter!("switchyard_api_quota_refusals_total").increment(1);
-                    too_many(
-                        "quota_exceeded",
-                        format!(
-                            "the {} quota of {} messages is used up (this request has {n}); it resets in {} s",
-                            q.which, q.limit, q.retry_after_s
-                        ),
-                        q.retry_after_s,
-                    )
+                    Refusal::QuotaExceeded {
+                        which: q.which,
+                        limit: q.limit,
+                        n,
+                        retry_after_s: q.retry_after_s,
+                    }
                 })?;
             Some(gate.quota.clone())
         } else {
@@ -398,11 +388,10 @@ impl TenantLimiter {
                 drop(b);
                 metrics::counter!("switchyard_api_rate_limited_total").increment(1);
                 // `reservation` is dropped here: the quota is given back.
-                return Err(too_many(
-                    "rate_limited",
-                    format!("more than {rate} messages per second; slow down"),
-                    wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-                ));
+                return Err(Refusal::RateLimited {
+                    rate,
+                    retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                });
             }
         }
         Ok(reservation)
@@ -410,23 +399,11 @@ impl TenantLimiter {
 }
 
 /// Priorities order from `critical` (the highest) to `low`.
-fn check_priority(max: Priority, asked: Priority) -> Result<(), Problem> {
+fn check_priority(max: Priority, asked: Priority) -> Result<(), Refusal> {
     if asked >= max {
         return Ok(());
     }
-    let name = |p: Priority| format!("{p:?}").to_lowercase();
-    Err(Problem {
-        field: Some("priority"),
-        ..Problem::new(
-            StatusCode::FORBIDDEN,
-            "priority_not_allowed",
-            format!(
-                "your plan allows priorities up to {}; {} is not allowed",
-                name(max),
-                name(asked)
-            ),
-        )
-    })
+    Err(Refusal::PriorityNotAllowed { max, asked })
 }
 
 fn check_policy(
@@ -434,26 +411,15 @@ fn check_policy(
     channel: Channel,
     country: Option<&str>,
     segments: u16,
-) -> Result<(), Problem> {
+) -> Result<(), Refusal> {
     if let Some(allowed) = &limits.allowed_channels {
         if !allowed.contains(&channel) {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "channel_not_allowed",
-                format!("your plan does not include the {channel:?} channel"),
-            ));
+            return Err(Refusal::ChannelNotAllowed(channel));
         }
     }
     if let Some(allowed) = &limits.allowed_countries {
         if !country.is_some_and(|c| allowed.iter().any(|a| a.eq_ignore_ascii_case(c))) {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "country_not_allowed",
-                format!(
-                    "your plan only allows destinations in {}",
-                    allowed.join(", ")
-                ),
-            ));
+            return Err(Refusal::CountryNotAllowed(allowed.clone()));
         }
     }
     if let Some(c) = country {
@@ -462,20 +428,12 @@ fn check_policy(
             .iter()
             .any(|b| b.eq_ignore_ascii_case(c))
         {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "country_blocked",
-                format!("your plan blocks destinations in {c}"),
-            ));
+            return Err(Refusal::CountryBlocked(c.to_owned()));
         }
     }
     if let Some(max) = limits.max_segments {
         if segments > max {
-            return Err(Problem::invalid(
-                "body",
-                "too_many_segments",
-                format!("the body needs {segments} segments; your plan allows {max}"),
-            ));
+            return Err(Refusal::TooManySegments { segments, max });
         }
     }
     Ok(())
@@ -484,6 +442,7 @@ fn check_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::problem::Problem;
 
     /// 2026-01-31T23:59:59Z.
     const JAN31_LAST_SECOND: UnixMs = 1_769_903_999_000;
@@ -549,7 +508,7 @@ mod tests {
         let r = l.admit(&name, 2, now, i).unwrap();
         drop(r);
         l.admit(&name, 3, now, i).unwrap().keep();
-        let p = l.admit(&name, 1, now, i).unwrap_err();
+        let p = Problem::from(l.admit(&name, 1, now, i).unwrap_err());
         assert_eq!((p.status, p.code), (429, "quota_exceeded"));
         assert_eq!(p.retry_after, Some(11));
         // Another tenant (unknown here: no limits) is unaffected.
@@ -579,7 +538,7 @@ mod tests {
             allowed_channels: Some(vec![Channel::Voice]),
             ..TenantLimits::default()
         };
-        let p = check_policy(&limits, Channel::Sms, Some("GB"), 1).unwrap_err();
+        let p = Problem::from(check_policy(&limits, Channel::Sms, Some("GB"), 1).unwrap_err());
         assert_eq!((p.status, p.code), (403, "channel_not_allowed"));
         let limits = TenantLimits {
             allowed_countries: Some(vec!["GB".into()]),
@@ -588,17 +547,17 @@ mod tests {
             ..TenantLimits::default()
         };
         assert!(check_policy(&limits, Channel::Sms, Some("GB"), 2).is_ok());
-        let p = check_policy(&limits, Channel::Sms, Some("US"), 1).unwrap_err();
+        let p = Problem::from(check_policy(&limits, Channel::Sms, Some("US"), 1).unwrap_err());
         assert_eq!(p.code, "country_not_allowed");
-        let p = check_policy(&limits, Channel::Sms, None, 1).unwrap_err();
+        let p = Problem::from(check_policy(&limits, Channel::Sms, None, 1).unwrap_err());
         assert_eq!(p.code, "country_not_allowed");
-        let p = check_policy(&limits, Channel::Sms, Some("GB"), 3).unwrap_err();
+        let p = Problem::from(check_policy(&limits, Channel::Sms, Some("GB"), 3).unwrap_err());
         assert_eq!((p.status, p.code), (422, "too_many_segments"));
         let blocked = TenantLimits {
             blocked_countries: vec!["FR".into()],
             ..TenantLimits::default()
         };
-        let p = check_policy(&blocked, Channel::Sms, Some("fr"), 1).unwrap_err();
+        let p = Problem::from(check_policy(&blocked, Channel::Sms, Some("fr"), 1).unwrap_err());
         assert_eq!((p.status, p.code), (403, "country_blocked"));
     }
 
@@ -606,13 +565,13 @@ mod tests {
     fn priorities_above_the_plan_are_refused() {
         assert!(check_priority(Priority::High, Priority::High).is_ok());
         assert!(check_priority(Priority::High, Priority::Low).is_ok());
-        let p = check_priority(Priority::High, Priority::Critical).unwrap_err();
+        let p = Problem::from(check_priority(Priority::High, Priority::Critical).unwrap_err());
         assert_eq!(
             (p.status, p.code, p.field),
             (403, "priority_not_allowed", Some("priority"))
         );
         assert!(check_priority(Priority::Critical, Priority::Critical).is_ok());
-        let p = check_priority(Priority::Normal, Priority::High).unwrap_err();
+        let p = Problem::from(check_priority(Priority::Normal, Priority::High).unwrap_err());
         assert!(p.detail.contains("up to normal"), "{}", p.detail);
         // Tenants not in the configuration get the default ceiling.
         let limiter = TenantLimiter::default();

@@ -1,32 +1,9 @@
-//! Tenant-facing admission rules (issue 5, part B): what a tenant may send, how fast and how
-//! much, API key scopes, idempotent retries and batch sends.
-//!
-//! # Layout
-//! - [`limits`]: per-tenant TPS (token bucket that lets a batch run into debt), daily and
-//!   monthly quotas (in memory, seeded from the store, reset at UTC day/month boundaries),
-//!   segment cap, channel and country allow/block lists.
-//! - [`idempotency`]: `Idempotency-Key` handling: an in-process in-flight map so concurrent
-//!   duplicates run once, and the stored response (same transaction as the messages) for
-//!   replays within 24 h.
-//! - [`template`]: `{{variable}}` rendering for batch bodies.
-//!
-//! # Data flow of a send
-//! ```text
-//! request ──► Tenant extractor (key → tenant + scopes) ──► require(send)
-//!         ──► idempotency: replay / 409 / wait for an in-flight twin / go
-//!         ──► validate ──► limits.policy (channel, country, segments: 403/422)
-//!         ──► route quote ──► limits.admit (TPS 429, quota 429, reserves the quota)
-//!         ──► store.insert(messages + RequestRecord, one commit) ──► reservation kept ──► 202
-//! ```
+//! What a request leaves in the store besides its messages: its idempotency record and its batch.
 
-pub mod idempotency;
-pub mod limits;
-pub mod template;
-
-use crate::model::UnixMs;
+use super::UnixMs;
 
 /// What a request leaves in the store besides its messages, written in the same transaction
-/// (carried by the request's first [`NewMessage`](crate::model::NewMessage)).
+/// (carried by the request's first [`NewMessage`](crate::domain::NewMessage)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RequestRecord {
     /// The response to replay for this `Idempotency-Key`, if the request had one.

@@ -6,7 +6,7 @@
 //!   key waits (bounded) until the first finishes, then looks again, so 50 concurrent identical
 //!   requests produce one message and 49 replays.
 //! - **In the store**: the response is written in the same transaction as the request's
-//!   messages ([`RequestRecord`](super::RequestRecord)), under a unique `(tenant, key)`: a 202
+//!   messages ([`RequestRecord`](crate::domain::RequestRecord)), under a unique `(tenant, key)`: a 202
 //!   and its replay record are durable together, and survive a restart. Keys older than 24 h
 //!   are ignored by lookups, replaced by a new request with the same key, and deleted by the
 //!   store's retention (`[retention] idempotency_days`).
@@ -23,9 +23,9 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use super::IdempotencyRecord;
 use crate::api::problem::Problem;
-use crate::model::UnixMs;
+use crate::domain::IdempotencyRecord;
+use crate::domain::UnixMs;
 use crate::store::Store;
 
 /// Longest accepted key.

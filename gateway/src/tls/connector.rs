@@ -1,10 +1,10 @@
-//! SMPP over TLS towards a carrier (rustls, ring provider).
+//! TLS towards a carrier: SMPP binds and SIP trunks over TLS.
 //!
-//! Carriers that offer TLS on their SMSC port (commonly 3550 or 8775) present a server
-//! certificate; the bind verifies it against the configured CA bundle (`tls_ca`) or the
+//! Carriers that offer TLS (SMSC ports commonly 3550 or 8775, SIP 5061) present a server
+//! certificate; the client verifies it against the configured CA bundle (`tls_ca`) or the
 //! system's roots, for `tls_server_name` (or the host). A failed handshake is a failed
 //! connection: logged with its reason, counted against the carrier's breaker, retried with the
-//! bind's back-off — the bind never falls back to clear text.
+//! bind's back-off — a bind never falls back to clear text.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,12 +37,12 @@ impl TlsSettings {
     /// verifies `server_name`. Errors name the file or the name at fault.
     pub fn new(ca: Option<&Path>, server_name: &str) -> anyhow::Result<TlsSettings> {
         // A configured CA replaces the system's roots: a carrier's private CA is all we trust.
-        let roots = crate::tls::roots(ca, ca.is_none())?;
+        let roots = super::roots(ca, ca.is_none())?;
         anyhow::ensure!(
             !roots.is_empty(),
             "no system CA certificates found; set tls_ca to the carrier's CA bundle"
         );
-        let config = crate::tls::client_config(roots)?;
+        let config = super::client_config(roots)?;
         let server_name = ServerName::try_from(server_name.to_owned())
             .with_context(|| format!("{server_name:?} is not a valid TLS server name"))?;
         Ok(TlsSettings {

@@ -5,9 +5,9 @@
 
 use serde::Deserialize;
 
-use super::{AudioSource, DtmfCapture, VoiceSpec};
-use crate::api::problem::Problem;
-use crate::api::validate::{Limits, SendRequest};
+use super::problem::Problem;
+use super::validate::{Limits, SendRequest};
+use crate::domain::{AudioSource, DtmfCapture, VoiceSpec};
 
 /// Longest text spoken by text-to-speech, in characters (≈ 2 minutes of speech).
 pub const MAX_TTS_CHARS: usize = 2000;
@@ -103,7 +103,7 @@ pub fn parse(req: &SendRequest, limits: &Limits) -> Result<VoiceSpec, Problem> {
         }
         (_, None) => {
             let language = v.language.unwrap_or_else(|| "en".to_owned());
-            if !super::tts::language_known(&language) {
+            if !crate::voice::tts::language_known(&language) {
                 return Err(bad(
                     "voice.language",
                     "unknown_language",

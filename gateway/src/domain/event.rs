@@ -1,0 +1,258 @@
+//! Events as read from the store's event log, their JSON, and the writes events make (opt-outs,
+//! the webhook outbox, the pump's cursor).
+
+use serde::Serialize;
+
+use super::{Keyword, MessageId, UnixMs};
+
+/// A write to the opt-out list or the webhook outbox, applied by the store in the group
+/// commit (as [`crate::domain::Update::Events`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventWrite {
+    /// Adds (or refreshes) opt-outs of `tenant`: (recipient, sender) pairs, numbers without
+    /// `+`, sender `*` for every sender of the tenant.
+    OptOutAdd {
+        /// Whose list.
+        tenant: String,
+        /// (recipient, sender) pairs.
+        entries: Vec<(String, String)>,
+        /// "api", "import" or "keyword".
+        source: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// Removes an opt-out: for one sender, or every sender when `sender` is `None`.
+    OptOutRemove {
+        /// Whose list.
+        tenant: String,
+        /// The number, without `+`.
+        recipient: String,
+        /// Which sender's entry; `None` for all.
+        sender: Option<String>,
+    },
+    /// A webhook to retry later (its first attempt failed or its endpoint was saturated).
+    OutboxAdd {
+        /// The event.
+        seq: i64,
+        /// Its tenant.
+        tenant: String,
+        /// Where to.
+        url: String,
+        /// Attempts made so far.
+        attempts: u32,
+        /// When the event was first attempted (the 24 h clock starts there).
+        first_at: UnixMs,
+        /// When to try next.
+        next_at: UnixMs,
+        /// Why the last attempt failed.
+        error: Option<String>,
+        /// Stored straight as a dead letter (the failure cannot go away by retrying).
+        dead: bool,
+    },
+    /// The retry succeeded: forget it.
+    OutboxDone {
+        /// Outbox row.
+        id: i64,
+    },
+    /// The retry failed: try again at `next_at`.
+    OutboxRetry {
+        /// Outbox row.
+        id: i64,
+        /// Attempts made so far.
+        attempts: u32,
+        /// When to try next.
+        next_at: UnixMs,
+        /// Why it failed.
+        error: String,
+    },
+    /// Not attempted (its tenant or endpoint had no room): due again at `next_at`, attempts
+    /// and last error unchanged.
+    OutboxDefer {
+        /// Outbox rows.
+        ids: Vec<i64>,
+        /// When to try next.
+        next_at: UnixMs,
+    },
+    /// Given up: the row becomes a dead letter.
+    OutboxDead {
+        /// Outbox row.
+        id: i64,
+        /// Why the last attempt failed.
+        error: String,
+    },
+    /// Dead letters of `tenant` (one, or all when `id` is `None`) go back to the retry queue
+    /// with a fresh 24 h budget.
+    Replay {
+        /// Whose.
+        tenant: String,
+        /// One dead letter, or all.
+        id: Option<i64>,
+        /// Now: the new first attempt time and due time.
+        at: UnixMs,
+    },
+    /// The webhook pump's saved position.
+    Cursor {
+        /// Every event up to here was delivered or is in the outbox.
+        seq: i64,
+    },
+}
+
+/// One event as read from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Position in the log; the event id.
+    pub seq: i64,
+    /// The message (outbound or inbound).
+    pub message_id: MessageId,
+    /// Owner; `None` for an MO to a number no tenant owns.
+    pub tenant: Option<String>,
+    /// A [`crate::domain::Status`] name, or `inbound`.
+    pub status: String,
+    /// When it happened.
+    pub at: UnixMs,
+    /// The history entry's detail (carrier for `sent`, reason for failures).
+    pub detail: Option<String>,
+    /// The carrier that took it (or received the MO).
+    pub carrier: Option<String>,
+    /// The carrier's error code, if any.
+    pub error: Option<String>,
+    /// Price estimated at acceptance.
+    pub price: Option<String>,
+    /// Its currency.
+    pub currency: Option<String>,
+    /// Destination.
+    pub to: String,
+    /// Sender.
+    pub from: String,
+    /// Text of an inbound message (outbound bodies are not repeated in events).
+    pub body: Option<String>,
+    /// The message's own webhook, if any.
+    pub callback_url: Option<String>,
+    /// Segments of an outbound message.
+    pub segments: Option<u16>,
+    /// When the message was accepted (or received).
+    pub created_at: UnixMs,
+    /// A voice call's outcome (JSON), once it ended.
+    pub call: Option<String>,
+}
+
+/// The event id shown to tenants for log position `seq`.
+pub fn event_id(seq: i64) -> String {
+    format!("evt_{seq:016x}")
+}
+
+/// Parses an event id (`evt_…`) back to its log position.
+pub fn parse_event_id(s: &str) -> Option<i64> {
+    let hex = s.trim().strip_prefix("evt_")?;
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    i64::from_str_radix(hex, 16).ok().filter(|n| *n >= 0)
+}
+
+/// RFC 3339 text of a unix-ms time.
+pub fn rfc3339(ms: UnixMs) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The JSON an event is sent as (webhook body and SSE `data:`). Deterministic for a given
+/// event, so a retry carries the same body.
+#[derive(Debug, Serialize)]
+struct EventJson<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created_at: String,
+    tenant: &'a str,
+    data: EventData<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventData<'a> {
+    message_id: String,
+    status: &'a str,
+    at: String,
+    to: &'a str,
+    from: &'a str,
+    carrier: Option<&'a str>,
+    error: Option<&'a str>,
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    currency: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segments: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyword: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call: Option<serde_json::Value>,
+    accepted_at: String,
+}
+
+impl Event {
+    /// `message.<status>` or `message.inbound`.
+    pub fn kind(&self) -> String {
+        format!("message.{}", self.status)
+    }
+
+    /// True for an MO message.
+    pub fn is_inbound(&self) -> bool {
+        self.status == "inbound"
+    }
+
+    /// The JSON body (webhook) / data (SSE) of the event.
+    pub fn to_json(&self) -> String {
+        let keyword = if self.is_inbound() {
+            self.body
+                .as_deref()
+                .and_then(Keyword::parse)
+                .map(Keyword::as_str)
+        } else {
+            None
+        };
+        // A voice call's outcome (stored by the gateway, so it parses); its error code is
+        // the event's error.
+        let call: Option<serde_json::Value> = self
+            .call
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok());
+        let call_error = call
+            .as_ref()
+            .and_then(|c| c.get("error"))
+            .and_then(serde_json::Value::as_str);
+        let j = EventJson {
+            id: event_id(self.seq),
+            kind: self.kind(),
+            created_at: rfc3339(self.at),
+            tenant: self.tenant.as_deref().unwrap_or(""),
+            data: EventData {
+                message_id: self.message_id.to_string(),
+                status: &self.status,
+                at: rfc3339(self.at),
+                to: &self.to,
+                from: &self.from,
+                carrier: self.carrier.as_deref(),
+                error: self.error.as_deref().or(call_error),
+                detail: self.detail.as_deref(),
+                price: self.price.as_deref(),
+                currency: self.currency.as_deref(),
+                segments: self.segments,
+                body: self.body.as_deref(),
+                keyword,
+                call: call.clone(),
+                accepted_at: rfc3339(self.created_at),
+            },
+        };
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_string(&j).unwrap_or_default()
+    }
+}

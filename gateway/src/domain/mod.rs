@@ -1,0 +1,31 @@
+//! The gateway's shared vocabulary, depending on nothing else in the gateway: message ids and
+//! times, messages and their statuses, the updates the dispatcher, binds and calls report, call
+//! records, inbound messages and keywords, request records (idempotency, batches), events and
+//! the per-tenant directory.
+//!
+//! Everything two modules of the gateway share lives here rather than inside one of them, so the
+//! modules above ([`crate::store`], [`crate::dispatch`], [`crate::admission`], [`crate::submit`],
+//! the entry points) import only downwards.
+//!
+//! Times are unix milliseconds (`i64`) everywhere a value is stored or serialised; monotonic
+//! `Instant`s stay inside the tasks that measure with them.
+
+mod call;
+mod directory;
+mod event;
+mod inbound;
+mod message;
+mod optout;
+mod request;
+mod update;
+mod voice;
+
+pub use call::*;
+pub use directory::*;
+pub use event::*;
+pub use inbound::*;
+pub use message::*;
+pub use optout::*;
+pub use request::*;
+pub use update::*;
+pub use voice::*;

@@ -1,0 +1,186 @@
+//! State changes reported by the dispatcher, the binds and the calls, and what applying them did.
+
+use super::{CallRecord, EventWrite, InboundMessage, MessageId, Status, UnixMs};
+
+/// How a carrier writes message ids (the protocols crate's).
+pub use switchyard_protocols::dlr::IdFormat;
+
+/// How a carrier writes message ids in submit_sm_resp and in receipts, as configured (`None`:
+/// learned from the ids themselves; see [`switchyard_protocols::dlr::FormatLearner`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdFormats {
+    /// In submit_sm_resp.
+    pub response: Option<IdFormat>,
+    /// In receipts.
+    pub receipt: Option<IdFormat>,
+}
+
+/// A delivery receipt as the bind saw it, for the store to match and apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptUpdate {
+    /// The carrier whose bind received it.
+    pub carrier: String,
+    /// The id as received (matched after normalisation: hex/decimal/case/leading zeros).
+    pub carrier_message_id: String,
+    /// How the carrier writes ids, as configured.
+    pub id_formats: IdFormats,
+    /// The state it reports, mapped to ours: delivered, undeliverable, expired, rejected; or
+    /// `None` for intermediate states (enroute, accepted) that change nothing.
+    pub status: Option<Status>,
+    /// The carrier's error code, if any.
+    pub error: Option<String>,
+    /// When it arrived.
+    pub at: UnixMs,
+}
+
+/// A state change reported by the dispatcher, a bind or a receipt. Applied by the store in
+/// order, in batches (group commit), never moving a message or segment backwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// The message moved to `status` (queued, submitting, failed, expired, cancelled, …).
+    Status {
+        /// Which message.
+        id: MessageId,
+        /// The new status.
+        status: Status,
+        /// When.
+        at: UnixMs,
+        /// Why.
+        detail: Option<String>,
+    },
+    /// The carrier accepted one segment (submit_sm_resp ESME_ROK). When every segment is
+    /// sent, the message becomes `sent`.
+    SegmentSent {
+        /// Which message.
+        id: MessageId,
+        /// 0-based segment.
+        index: u16,
+        /// The carrier that took it.
+        carrier: String,
+        /// Its id for the segment.
+        carrier_message_id: String,
+        /// How the carrier writes ids, as configured.
+        id_formats: IdFormats,
+        /// When.
+        at: UnixMs,
+    },
+    /// The carrier refused one segment permanently; the message becomes `rejected`.
+    SegmentRejected {
+        /// Which message.
+        id: MessageId,
+        /// 0-based segment.
+        index: u16,
+        /// The carrier that refused it.
+        carrier: String,
+        /// The SMPP status, e.g. "ESME_RINVDSTADR(0x0000000B)".
+        error: String,
+        /// When.
+        at: UnixMs,
+    },
+    /// A delivery receipt: matched by carrier id to a segment; the message is delivered when
+    /// every segment is, and takes the first failure otherwise. Unmatched receipts are kept.
+    Receipt(ReceiptUpdate),
+    /// A mobile-originated message arrived.
+    Inbound(InboundMessage),
+    /// Parts of multipart MO messages: one held until its message completes, messages made
+    /// from held parts (complete, or given up) stored as inbound with their parts released.
+    Mo(Box<MoWrite>),
+    /// Opt-out list and webhook outbox changes (see [`crate::domain::EventWrite`]).
+    Events(EventWrite),
+    /// A SIP proxy call ended: its detail record.
+    Cdr(Box<CallRecord>),
+    /// A voice notification call ended: its outcome is stored with the message, which moves
+    /// to `status` (delivered or failed) with `error` as the history detail.
+    Call {
+        /// Which message.
+        id: MessageId,
+        /// Delivered (answered) or failed.
+        status: Status,
+        /// When the call ended.
+        at: UnixMs,
+        /// The trunk (carrier) that answered or gave the last answer.
+        carrier: Option<String>,
+        /// The error code for a failed call (`busy`, `no_answer`, `carrier_error`, …).
+        error: Option<String>,
+        /// The cost of an answered call (decimal text), replacing the estimate.
+        price: Option<String>,
+        /// The currency of `price`.
+        currency: Option<String>,
+        /// The outcome as JSON ([`crate::voice::CallOutcome`]).
+        call: String,
+    },
+}
+
+/// One part of a multipart MO message, held (in memory and in the store) until the rest of
+/// its message arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldPart {
+    /// Which message it belongs to (addresses as received, reference, part count).
+    pub key: switchyard_protocols::text::ReassemblyKey,
+    /// Its 1-based number.
+    pub seq: u8,
+    /// Its data_coding.
+    pub data_coding: u8,
+    /// Its user data after the UDH.
+    pub payload: bytes::Bytes,
+    /// source_addr_ton of its deliver_sm (how the sender is written).
+    pub source_ton: u8,
+    /// When it arrived.
+    pub received_at: UnixMs,
+}
+
+/// What one step of a carrier's MO reassembler changes, written in one commit. Steps are
+/// queued in the order they happened, so a part held and the message that completes it are
+/// stored in that order whatever bind each arrived on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoWrite {
+    /// The carrier whose binds received the parts.
+    pub carrier: String,
+    /// A part to hold until its message completes.
+    pub hold: Option<HeldPart>,
+    /// Messages finished with: each is stored as inbound and the held parts of its key are
+    /// released.
+    pub finished: Vec<(switchyard_protocols::text::ReassemblyKey, InboundMessage)>,
+}
+
+impl Update {
+    /// The message this update is about, when it names one.
+    pub fn message_id(&self) -> Option<MessageId> {
+        match self {
+            Update::Status { id, .. }
+            | Update::SegmentSent { id, .. }
+            | Update::SegmentRejected { id, .. }
+            | Update::Call { id, .. } => Some(*id),
+            Update::Receipt(_)
+            | Update::Inbound(_)
+            | Update::Mo(_)
+            | Update::Events(_)
+            | Update::Cdr(_) => None,
+        }
+    }
+}
+
+/// What applying one update did (for events, metrics and webhooks later).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The message moved to this status.
+    Moved {
+        /// Which message.
+        id: MessageId,
+        /// Its tenant.
+        tenant: String,
+        /// The new status.
+        status: Status,
+    },
+    /// The update was valid but changed no message status (a segment of several, a late or
+    /// duplicate receipt, an intermediate state).
+    NoChange,
+    /// A receipt matched no submitted segment; it is kept in the unmatched receipts table.
+    UnmatchedReceipt,
+    /// The message does not exist.
+    UnknownMessage(MessageId),
+    /// An inbound message was stored.
+    Inbound(MessageId),
+    /// An [`Update::Events`] write changed this many rows.
+    Rows(u64),
+}
