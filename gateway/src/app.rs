@@ -163,13 +163,16 @@ pub async fn start(
         .seed(store.as_ref(), crate::domain::now_ms())
         .await
         .context("counting messages for the tenants' quotas")?;
-    let replies = crate::inbound::KeywordReplies::new(
-        &config.inbound,
-        directory.clone(),
+    // The accept pipeline; calls join it once the voice engine runs (keyword replies are SMS).
+    let submit = crate::submit::Submitter::new(
         store.clone(),
         dispatcher.clone(),
         tenant_limits.clone(),
+        opt_outs.clone(),
+        None,
     );
+    let replies =
+        crate::inbound::KeywordReplies::new(&config.inbound, directory.clone(), submit.clone());
     let ctx = BindContext {
         dispatcher: dispatcher.clone(),
         updates: updates.clone(),
@@ -294,6 +297,11 @@ pub async fn start(
         idempotency: Arc::new(Idempotency::default()),
         events: hub,
         voice: voice.as_ref().map(|(v, _)| v.clone()),
+        submit: submit.with_calls(
+            voice
+                .as_ref()
+                .map(|(v, _)| v.clone() as Arc<dyn crate::submit::CallPlacer>),
+        ),
     };
     let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
     let (api_addr, ops_addr) = (http.api, http.ops);

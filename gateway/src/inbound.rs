@@ -27,15 +27,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use switchyard_ops::config::InboundSettings;
 use switchyard_protocols::text::EncodingPreference;
-use switchyard_routing::{Channel, Priority, RouteBuf, RouteRequest, Router, E164};
+use switchyard_routing::{Priority, E164};
 
-use crate::admission::limits::TenantLimiter;
 use crate::admission::optout::OptOuts;
-use crate::dispatch::{Dispatcher, Job};
 use crate::domain::SharedDirectory;
-use crate::domain::{now_ms, InboundMessage, Keyword, MessageId, NewMessage};
 use crate::domain::{number_key, ALL_SENDERS};
-use crate::store::Store;
+use crate::domain::{InboundMessage, Keyword};
+use crate::submit::{Content, Draft, Origin, SubmitError, Submitter};
 
 /// What the binds need to classify MO messages and answer their keywords.
 #[derive(Debug, Clone)]
@@ -233,12 +231,8 @@ impl ReplyBudgets {
 pub struct KeywordReplies {
     /// Reply texts per tenant.
     directory: SharedDirectory,
-    /// Where replies are stored.
-    store: Arc<dyn Store>,
-    /// Routes and queues them.
-    dispatcher: Arc<Dispatcher>,
-    /// The tenants' quotas and rates.
-    tenant_limits: Arc<TenantLimiter>,
+    /// The accept pipeline (policy, route, price, limits, store, queue).
+    submit: Submitter,
     /// Per number and per tenant.
     budgets: Mutex<ReplyBudgets>,
 }
@@ -251,18 +245,10 @@ impl std::fmt::Debug for KeywordReplies {
 
 impl KeywordReplies {
     /// Replies within the `[inbound]` limits of `settings`.
-    pub fn new(
-        settings: &InboundSettings,
-        directory: SharedDirectory,
-        store: Arc<dyn Store>,
-        dispatcher: Arc<Dispatcher>,
-        tenant_limits: Arc<TenantLimiter>,
-    ) -> Self {
+    pub fn new(settings: &InboundSettings, directory: SharedDirectory, submit: Submitter) -> Self {
         KeywordReplies {
             directory,
-            store,
-            dispatcher,
-            tenant_limits,
+            submit,
             budgets: Mutex::new(ReplyBudgets::new(
                 settings.keyword_replies_per_number,
                 settings.keyword_replies_window,
@@ -325,6 +311,10 @@ impl KeywordReplies {
         let Ok(to) = E164::parse(&r.mo_from) else {
             return "bad_number";
         };
+        // The country, for the tenant's policy, when the number is a valid one.
+        let country = crate::number::parse_e164(&format!("+{}", to.as_str()))
+            .ok()
+            .and_then(|(_, c)| c);
         let digits = number_key(&r.mo_to);
         // Long numbers go out in E.164 form, short codes as they are.
         let from = if digits.len() > 8 {
@@ -332,8 +322,6 @@ impl KeywordReplies {
         } else {
             digits
         };
-        let now = now_ms();
-        let id = MessageId::generate(now);
         let opts = switchyard_protocols::text::EncodeOptions {
             concat: switchyard_protocols::text::Concat::Udh8,
             ..Default::default()
@@ -341,101 +329,50 @@ impl KeywordReplies {
         let Ok(info) = switchyard_protocols::text::count_segments(&text, &opts) else {
             return "bad_text";
         };
-        let segments = u16::try_from(info.segments).unwrap_or(u16::MAX);
-        let encoding = match info.encoding {
-            switchyard_protocols::text::Encoding::Gsm7 => "gsm7",
-            switchyard_protocols::text::Encoding::Ucs2 => "ucs2",
-            _ => "latin1",
-        };
-        let job = Job {
-            id,
+        let draft = Draft {
             tenant: Arc::from(tenant),
             to,
-            from: from.clone(),
-            body: text.clone(),
-            encoding: EncodingPreference::Auto,
-            priority: Priority::High,
-            scheduled_at: None,
-            expires_at: None,
-            sent_segments: Vec::new(),
-            tried: Vec::new(),
-        };
-        let carrier = match self.dispatcher.pick(&job, id.0 as u64) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(%id, tenant, "no carrier for a keyword reply: {e}");
-                return "no_route";
-            }
-        };
-        let price = quote(&self.dispatcher.router, &job, &carrier, segments);
-        let reservation = match self
-            .tenant_limits
-            .admit(tenant, 1, now, std::time::Instant::now())
-        {
-            Ok(r) => r,
-            Err(p) => {
-                tracing::debug!(%id, tenant, "keyword reply over the tenant's limits: {}", p.code());
-                return "tenant_limits";
-            }
-        };
-        let message = NewMessage {
-            id,
-            tenant: tenant.to_owned(),
-            to: format!("+{}", job.to.as_str()),
-            country: None,
+            country,
             from,
             body: text,
-            encoding: encoding.to_owned(),
-            segments,
-            priority: "high".into(),
+            content: Content::Sms {
+                preference: EncodingPreference::Auto,
+                encoding: info.encoding,
+                segments: u16::try_from(info.segments).unwrap_or(u16::MAX),
+            },
+            priority: Priority::High,
             scheduled_at: None,
             expires_at: None,
             callback_url: None,
             tags: vec![format!("keyword:{}", r.keyword.as_str())],
             metadata: None,
-            carrier: Some(carrier),
-            price: price.as_ref().map(|(p, _)| p.clone()),
-            currency: price.map(|(_, c)| c),
-            created_at: now,
             batch_id: None,
-            voice: None,
-            request: None,
+            origin: Origin::KeywordReply,
         };
-        if let Err(e) = self.store.insert(vec![message]).await {
-            tracing::warn!(%id, tenant, "keyword reply not stored: {e}");
-            return "store_error";
+        match self
+            .submit
+            .accept(draft, |_, _, _| Ok::<_, SubmitError>(None))
+            .await
+        {
+            Ok(_) => "sent",
+            Err(SubmitError::Refused(why)) => {
+                tracing::debug!(
+                    tenant,
+                    "keyword reply refused by the tenant's plan or limits: {}",
+                    why.code()
+                );
+                "tenant_limits"
+            }
+            Err(SubmitError::Store(e)) => {
+                tracing::warn!(tenant, "keyword reply not stored: {e}");
+                "store_error"
+            }
+            Err(e) => {
+                tracing::warn!(tenant, "no carrier for a keyword reply: {e}");
+                "no_route"
+            }
         }
-        reservation.keep();
-        let job = Arc::new(job);
-        if self.dispatcher.enqueue(job.clone()).is_err() {
-            let d = self.dispatcher.clone();
-            tokio::spawn(async move { d.enqueue_with_retry(job).await });
-        }
-        "sent"
     }
-}
-
-/// The tenant's price for `segments` segments of `job` on `carrier`, with the base currency, as
-/// the router ranks it now (what the API quotes for a message it accepts).
-fn quote(router: &Router, job: &Job, carrier: &str, segments: u16) -> Option<(String, String)> {
-    let table = router.load();
-    let tenant = table.tenant_id(&job.tenant)?;
-    let mut buf = RouteBuf::new();
-    let req = RouteRequest {
-        channel: Channel::Sms,
-        number: &job.to,
-        tenant,
-        priority: job.priority,
-        salt: job.id.0 as u64,
-        now: Instant::now(),
-    };
-    let ranked = table.route(&req, &mut buf).ok()?;
-    let id = table.carrier_id(carrier)?;
-    let r = ranked.iter().find(|r| r.carrier == id)?;
-    Some((
-        r.price.mul_int(u64::from(segments)).to_string(),
-        table.config().base_currency.to_string(),
-    ))
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod sip;
 pub mod smpp;
 pub mod store;
+pub mod submit;
 pub mod tls;
 pub mod updates;
 pub mod voice;

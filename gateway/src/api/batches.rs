@@ -17,25 +17,23 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use switchyard_routing::{Channel, RouteBuf, RouteRequest};
 
 use super::idempotent::{self, RawJson, Start};
-use super::messages::{dispatch_problem, encoding_name, multiply};
 use super::problem::Problem;
 use super::validate::{self, CommonFields};
 use super::{AppState, Scope, Tenant};
 use crate::admission::limits::Reservation;
 use crate::admission::template::Template;
-use crate::dispatch::{DispatchError, Job};
+use crate::admission::Refusal;
 use crate::domain::BatchRecord;
-use crate::domain::{now_ms, MessageId, NewMessage, Status};
+use crate::domain::{now_ms, MessageId, Status};
+use crate::submit::{self, Content, Draft, Origin, Placement, SubmitError};
 use tokio::sync::Semaphore;
 
 /// Most recipients in one batch.
@@ -197,8 +195,7 @@ pub struct BatchAccepted {
 /// A recipient that passed, ready to store.
 struct Ready {
     index: usize,
-    message: NewMessage,
-    job: Job,
+    prepared: submit::Prepared,
 }
 
 /// A batch that passed every check: what to store and answer.
@@ -275,9 +272,11 @@ pub async fn send(
             format!("all {total} recipients were rejected"),
         ));
     };
-    let batch_id = format!("bat_{:016x}", first.message.id.0);
+    let batch_id = format!("bat_{:016x}", first.prepared.message.id.0);
 
-    let scheduled = ready.iter().any(|r| r.job.scheduled_at.is_some());
+    let scheduled = ready
+        .iter()
+        .any(|r| r.prepared.message.scheduled_at.is_some());
     let accepted = BatchAccepted {
         id: batch_id.clone(),
         status: if scheduled { "scheduled" } else { "accepted" },
@@ -287,7 +286,7 @@ pub async fn send(
             .iter()
             .map(|r| BatchMessage {
                 index: r.index,
-                id: r.message.id.to_string(),
+                id: r.prepared.message.id.to_string(),
             })
             .collect(),
         rejected,
@@ -306,45 +305,21 @@ pub async fn send(
         }),
         now,
     )?;
-    let mut messages = Vec::with_capacity(ready.len());
-    let mut jobs = Vec::with_capacity(ready.len());
-    for (i, r) in ready.into_iter().enumerate() {
-        let mut m = r.message;
-        m.batch_id = Some(batch_id.clone());
-        if i == 0 {
-            m.request = record.clone();
-        }
-        messages.push(m);
-        jobs.push(Arc::new(r.job));
-    }
-    state.store.insert(messages).await.map_err(|e| {
-        tracing::error!("store refused a batch: {e}");
-        Problem::unavailable(
-            "store_unavailable",
-            "the message store cannot take writes right now",
-            2,
-        )
-    })?;
-    reservation.keep();
+    let n = ready.len() as u64;
+    let prepared = ready
+        .into_iter()
+        .map(|r| {
+            let mut p = r.prepared;
+            p.message.batch_id = Some(batch_id.clone());
+            p
+        })
+        .collect();
+    state
+        .submit
+        .commit(prepared, record, reservation, DEFER)
+        .await?;
     drop(running);
-    metrics::counter!("switchyard_api_batch_messages_total").increment(jobs.len() as u64);
-
-    // Durable now. Queue what fits; the rest waits in the scheduler for room.
-    let mut full = false;
-    for job in jobs {
-        if !full {
-            match state.dispatcher.enqueue(job.clone()) {
-                Ok(_) => continue,
-                Err(e) if e.is_retryable() => full = true,
-                Err(_) => {
-                    let d = state.dispatcher.clone();
-                    tokio::spawn(async move { d.enqueue_with_retry(job).await });
-                    continue;
-                }
-            }
-        }
-        state.dispatcher.defer(job, DEFER);
-    }
+    metrics::counter!("switchyard_api_batch_messages_total").increment(n);
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
@@ -396,7 +371,7 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
     )?;
     // One priority for the whole batch: above the tenant's `max_priority`, the whole batch is
     // refused.
-    state.tenant_limits.priority(tenant, common.priority)?;
+    state.submit.check_priority(tenant, common.priority)?;
     super::validate::check_callback_signing(
         &state.events.directory,
         tenant,
@@ -412,30 +387,10 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
         validate::segments(&template.literal_text(), common.preference, &state.limits)?;
         None
     };
-    let table = state.dispatcher.router.load();
-    let Some(tenant_id) = table.tenant_id(tenant) else {
-        return Err(dispatch_problem(&DispatchError::Route(
-            switchyard_routing::RouteError::UnknownTenant,
-        )));
-    };
-    let backlog = state.dispatcher.queued() + state.dispatcher.held();
-    if backlog + total > MAX_BACKLOG {
-        return Err(Problem::unavailable(
-            "queue_full",
-            format!("{backlog} messages are waiting for carriers; retry shortly"),
-            5,
-        ));
-    }
     let now = now_ms();
-    // Quota and rate for every recipient before any per-recipient work; the quota of refused
-    // recipients is given back below.
-    let mut reservation = state
-        .tenant_limits
-        .admit(tenant, total as u32, now, Instant::now())?;
-
-    let currency = table.config().base_currency.to_string();
-    let priority = format!("{:?}", common.priority).to_lowercase();
-    let mut buf = RouteBuf::new();
+    // The routing plan, the backlog, then quota and rate for every recipient before any
+    // per-recipient work; the quota of refused recipients is given back below.
+    let mut reservation = state.submit.open_batch(tenant, total, MAX_BACKLOG, now)?;
     let mut ready: Vec<Ready> = Vec::with_capacity(total);
     let mut rejected = Vec::new();
     for (index, r) in req.recipients.items.into_iter().enumerate() {
@@ -480,88 +435,34 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
                 continue;
             }
         };
-        let segments = info.segments as u16;
-        if let Err(p) =
-            state
-                .tenant_limits
-                .policy(tenant, Channel::Sms, country.as_deref(), segments)
-        {
-            if matches!(p, crate::admission::Refusal::ChannelNotAllowed(_)) {
-                return Err(p.into());
-            }
-            rejected.push(reject(p.into(), r.to));
-            continue;
-        }
-        // The route now (no queue-room check: a batch waits for room rather than failing).
-        let id = MessageId::generate(now);
-        let route = RouteRequest {
-            channel: Channel::Sms,
-            number: &to,
-            tenant: tenant_id,
-            priority: common.priority,
-            salt: id.0 as u64,
-            now: Instant::now(),
-        };
-        let (carrier, price) = match table.route(&route, &mut buf) {
-            Ok(ranked) => match ranked
-                .first()
-                .and_then(|c| Some((table.carrier(c.carrier)?.name.clone(), c.price)))
-            {
-                Some(found) => found,
-                None => {
-                    rejected.push(reject(
-                        Problem::invalid("to", "no_route", "no carrier serves this destination"),
-                        r.to,
-                    ));
-                    continue;
-                }
-            },
-            Err(e) => {
-                rejected.push(reject(dispatch_problem(&DispatchError::Route(e)), r.to));
-                continue;
-            }
-        };
-        let message = NewMessage {
-            id,
-            tenant: tenant.to_string(),
-            to: format!("+{}", to.as_str()),
+        let draft = Draft {
+            tenant: tenant.clone(),
+            to,
             country,
             from: common.from.clone(),
-            body: body.clone(),
-            encoding: encoding_name(info.encoding).to_owned(),
-            segments,
-            priority: priority.clone(),
+            body,
+            content: Content::Sms {
+                preference: common.preference,
+                encoding: info.encoding,
+                segments: info.segments as u16,
+            },
+            priority: common.priority,
             scheduled_at: common.scheduled_at,
             expires_at: common.expires_at,
             callback_url: common.callback_url.clone(),
             tags: common.tags.clone(),
             metadata: common.metadata.clone(),
-            carrier: Some(carrier),
-            price: Some(multiply(&price.to_string(), segments)),
-            currency: Some(currency.clone()),
-            created_at: now,
             batch_id: None,
-            voice: None,
-            request: None,
+            origin: Origin::Tenant,
         };
-        let job = Job {
-            id,
-            tenant: tenant.clone(),
-            to,
-            from: common.from.clone(),
-            body,
-            encoding: common.preference,
-            priority: common.priority,
-            scheduled_at: common.scheduled_at,
-            expires_at: common.expires_at,
-            sent_segments: Vec::new(),
-            tried: Vec::new(),
-        };
-        ready.push(Ready {
-            index,
-            message,
-            job,
-        });
+        // The route now (no queue-room check: a batch waits for room rather than failing).
+        let id = MessageId::generate(now);
+        match state.submit.prepare(draft, id, now, Placement::Later) {
+            Ok(prepared) => ready.push(Ready { index, prepared }),
+            // A channel the plan does not include refuses the whole batch.
+            Err(e @ SubmitError::Refused(Refusal::ChannelNotAllowed(_))) => return Err(e.into()),
+            Err(e) => rejected.push(reject(e.into(), r.to)),
+        }
     }
     // Refused recipients give their quota back (all of it when none passed).
     reservation.shrink(ready.len() as u32);

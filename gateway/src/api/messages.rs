@@ -1,21 +1,17 @@
 //! `/v1/messages`: send, look up, list, cancel.
 
-use std::sync::Arc;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use switchyard_routing::{Channel, RouteBuf, RouteError, RouteRequest};
 
 use super::idempotent::{self, RawJson, Start};
 use super::problem::Problem;
 use super::validate::{validate, SendRequest, ValidSms};
 use super::{AppState, Scope, Tenant};
-use crate::dispatch::{DispatchError, Job};
-use crate::domain::{now_ms, ListFilter, MessageId, MessageRecord, NewMessage, Status, Update};
+use crate::domain::{now_ms, ListFilter, MessageId, MessageRecord, Status, Update};
 
 /// One delivery in the response (one per channel; SMS only for now).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -49,13 +45,7 @@ pub struct Accepted {
     pub deliveries: Vec<Delivery>,
 }
 
-pub(crate) fn encoding_name(e: switchyard_protocols::text::Encoding) -> &'static str {
-    match e {
-        switchyard_protocols::text::Encoding::Gsm7 => "gsm7",
-        switchyard_protocols::text::Encoding::Ucs2 => "ucs2",
-        _ => "latin1",
-    }
-}
+pub(crate) use crate::submit::encoding_name;
 
 /// The problem for a body axum's `Json` could not read.
 pub(crate) fn json_problem(rejection: JsonRejection) -> Problem {
@@ -78,61 +68,6 @@ pub(crate) fn json_problem(rejection: JsonRejection) -> Problem {
         }
         other => Problem::bad_request("bad_request", other.body_text()),
     }
-}
-
-pub(crate) fn dispatch_problem(e: &DispatchError) -> Problem {
-    match e {
-        DispatchError::Route(RouteError::AllBreakersOpen { .. }) => Problem::unavailable(
-            "carriers_unavailable",
-            "every carrier for this destination is failing; retry shortly",
-            5,
-        ),
-        DispatchError::Route(RouteError::UnknownTenant) => Problem::new(
-            StatusCode::FORBIDDEN,
-            "no_route_plan",
-            "this tenant has no routing plan",
-        ),
-        DispatchError::Route(RouteError::NoRoute(_)) => {
-            Problem::invalid("to", "no_route", "no carrier serves this destination")
-        }
-        DispatchError::Route(RouteError::BlockedPrefix | RouteError::NotAllowed) => Problem::new(
-            StatusCode::FORBIDDEN,
-            "destination_blocked",
-            "your plan does not allow this destination",
-        ),
-        DispatchError::QueuesFull => Problem::unavailable(
-            "queue_full",
-            "the carrier queues for this destination are full; retry shortly",
-            1,
-        ),
-        other => Problem::unavailable("no_carrier", other.to_string(), 5),
-    }
-}
-
-/// The carrier and price the router gives now (for the answer and the admission check).
-fn quote(state: &AppState, job: &Job) -> Result<(String, Option<(String, String)>), DispatchError> {
-    let carrier = state.dispatcher.pick(job, job.id.0 as u64)?;
-    let table = state.dispatcher.router.load();
-    let price = (|| {
-        let tenant = table.tenant_id(&job.tenant)?;
-        let mut buf = RouteBuf::new();
-        let req = RouteRequest {
-            channel: Channel::Sms,
-            number: &job.to,
-            tenant,
-            priority: job.priority,
-            salt: job.id.0 as u64,
-            now: std::time::Instant::now(),
-        };
-        let ranked = table.route(&req, &mut buf).ok()?;
-        let id = table.carrier_id(&carrier)?;
-        let r = ranked.iter().find(|r| r.carrier == id)?;
-        Some((
-            r.price.to_string(),
-            table.config().base_currency.to_string(),
-        ))
-    })();
-    Ok((carrier, price))
 }
 
 /// `POST /v1/messages`.
@@ -163,122 +98,44 @@ pub async fn send(
     let tenant = caller.0.clone();
     let req: SendRequest = raw.parse()?;
     let sms: ValidSms = validate(req, &state.limits)?;
-    state.tenant_limits.priority(&tenant, sms.priority)?;
+    state.submit.check_priority(&tenant, sms.priority)?;
     super::validate::check_callback_signing(
         &state.events.directory,
         &tenant,
         sms.callback_url.as_deref(),
     )?;
-    if sms.voice.is_some() {
-        return super::voice::send(&state, &tenant, running, sms).await;
-    }
+    let to = format!("+{}", sms.to.as_str());
+    let (channel, encoding, segments) = match &sms.voice {
+        Some(_) => ("voice", "voice", 1),
+        None => ("sms", encoding_name(sms.encoding), sms.segments),
+    };
+    let scheduled = sms.scheduled_at.is_some() && sms.voice.is_none();
+    let mut answer = None;
     state
-        .tenant_limits
-        .policy(&tenant, Channel::Sms, sms.country.as_deref(), sms.segments)?;
-    state.events.opt_outs.check(&tenant, &sms.to, &sms.from)?;
-    let now = now_ms();
-    let id = MessageId::generate(now);
-    let job = Job {
-        id,
-        tenant: tenant.clone(),
-        to: sms.to,
-        from: sms.from.clone(),
-        body: sms.body.clone(),
-        encoding: sms.preference,
-        priority: sms.priority,
-        scheduled_at: sms.scheduled_at,
-        expires_at: sms.expires_at,
-        sent_segments: Vec::new(),
-        tried: Vec::new(),
-    };
-    // Refuse before storing anything when no carrier can take it now.
-    let (carrier, price) = quote(&state, &job).map_err(|e| dispatch_problem(&e))?;
-    let reservation = state
-        .tenant_limits
-        .admit(&tenant, 1, now, std::time::Instant::now())?;
-    let estimated = price
-        .as_ref()
-        .map(|(p, c)| (multiply(p, sms.segments), c.clone()));
-    let message = NewMessage {
-        id,
-        tenant: tenant.to_string(),
-        to: format!("+{}", sms.to.as_str()),
-        country: sms.country.clone(),
-        from: sms.from,
-        body: sms.body,
-        encoding: encoding_name(sms.encoding).to_owned(),
-        segments: sms.segments,
-        priority: format!("{:?}", sms.priority).to_lowercase(),
-        scheduled_at: sms.scheduled_at,
-        expires_at: sms.expires_at,
-        callback_url: sms.callback_url,
-        tags: sms.tags,
-        metadata: sms.metadata,
-        carrier: Some(carrier.clone()),
-        price: estimated.as_ref().map(|(p, _)| p.clone()),
-        currency: estimated.as_ref().map(|(_, c)| c.clone()),
-        created_at: now,
-        batch_id: None,
-        voice: None,
-        request: None,
-    };
-    let scheduled = job.scheduled_at.is_some();
-    let accepted = Accepted {
-        id: id.to_string(),
-        status: if scheduled { "scheduled" } else { "accepted" },
-        deliveries: vec![Delivery {
-            id: id.to_string(),
-            channel: "sms",
-            to: message.to.clone(),
-            carrier: Some(carrier),
-            segments: sms.segments,
-            encoding: encoding_name(sms.encoding),
-            estimated_cost: estimated.as_ref().map(|(p, _)| p.clone()),
-            currency: estimated.map(|(_, c)| c),
-        }],
-    };
-    let mut message = message;
-    message.request =
-        idempotent::record(running.as_ref(), StatusCode::ACCEPTED, &accepted, None, now)?;
-    state.store.insert(vec![message]).await.map_err(|e| {
-        tracing::error!("store refused a message: {e}");
-        Problem::unavailable(
-            "store_unavailable",
-            "the message store cannot take writes right now",
-            2,
-        )
-    })?;
-    reservation.keep();
+        .submit
+        .accept(sms.into_draft(tenant), |id, quote, now| {
+            let accepted = Accepted {
+                id: id.to_string(),
+                status: if scheduled { "scheduled" } else { "accepted" },
+                deliveries: vec![Delivery {
+                    id: id.to_string(),
+                    channel,
+                    to,
+                    carrier: Some(quote.carrier.clone()),
+                    segments,
+                    encoding,
+                    estimated_cost: quote.price.as_ref().map(|(p, _)| p.clone()),
+                    currency: quote.price.as_ref().map(|(_, c)| c.clone()),
+                }],
+            };
+            let record =
+                idempotent::record(running.as_ref(), StatusCode::ACCEPTED, &accepted, None, now)?;
+            answer = Some(accepted);
+            Ok::<_, Problem>(record)
+        })
+        .await?;
     drop(running);
-    // Durable now. Queue it; if the queues filled up in the meantime, keep retrying in the
-    // background (the message is safe in the store either way).
-    let job = Arc::new(job);
-    if let Err(e) = state.dispatcher.enqueue(job.clone()) {
-        tracing::warn!(%id, "accepted but not queued yet: {e}");
-        let dispatcher = state.dispatcher.clone();
-        tokio::spawn(async move { dispatcher.enqueue_with_retry(job).await });
-    }
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
-}
-
-/// `price × n` on decimal text, exactly (prices are short decimals).
-pub(crate) fn multiply(price: &str, n: u16) -> String {
-    let (int, frac) = price.split_once('.').unwrap_or((price, ""));
-    let scale = frac.len() as u32;
-    let Ok(units) = format!("{int}{frac}").parse::<i128>() else {
-        return price.to_owned();
-    };
-    let total = units * i128::from(n);
-    if scale == 0 {
-        return total.to_string();
-    }
-    let div = 10i128.pow(scale);
-    format!(
-        "{}.{:0width$}",
-        total / div,
-        (total % div).abs(),
-        width = scale as usize
-    )
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
 /// A message as the API shows it.
@@ -562,14 +419,4 @@ pub async fn cancel(
     Ok(Json(
         serde_json::json!({ "id": id.to_string(), "status": "cancelled" }),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn multiplies_decimal_prices() {
-        assert_eq!(super::multiply("0.0079", 3), "0.0237");
-        assert_eq!(super::multiply("2", 3), "6");
-        assert_eq!(super::multiply("0.5", 3), "1.5");
-    }
 }

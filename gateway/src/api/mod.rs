@@ -10,7 +10,7 @@
 //! - [`timeout`]: the request timeout (408), which never stops a handler half-way.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
-//! - [`voice`]: the voice branch of `POST /v1/messages` (notification calls).
+//! - [`voice_spec`]: the `voice` options of `POST /v1/messages` (notification calls).
 //! - [`problem`]: RFC 9457 errors.
 //!
 //! Every `/v1` route authenticates with `Authorization: Bearer <key>`; a tenant only ever sees
@@ -35,7 +35,6 @@ pub mod page;
 pub mod problem;
 pub mod timeout;
 pub mod validate;
-pub mod voice;
 pub mod voice_spec;
 pub mod webhooks;
 
@@ -94,6 +93,8 @@ pub struct AppState {
     pub events: Arc<crate::events::pump::Hub>,
     /// The notification-call engine; `None` when no voice carrier has a SIP trunk.
     pub voice: Option<Arc<crate::voice::Voice>>,
+    /// The accept pipeline every send goes through.
+    pub submit: crate::submit::Submitter,
 }
 
 impl std::fmt::Debug for AppState {

@@ -4,6 +4,10 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use switchyard_routing::RouteError;
+
+use crate::dispatch::DispatchError;
+use crate::submit::SubmitError;
 
 /// The problem type URI, built from the code when serialised (keeps [`Problem`] small).
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +134,76 @@ impl From<crate::admission::Refusal> for Problem {
             field: r.field(),
             retry_after: r.retry_after_s(),
             ..Problem::new(status, r.code(), r.to_string())
+        }
+    }
+}
+
+/// No carrier can take the message now, or the route refuses it.
+pub(crate) fn dispatch_problem(e: &DispatchError) -> Problem {
+    match e {
+        DispatchError::Route(RouteError::AllBreakersOpen { .. }) => Problem::unavailable(
+            "carriers_unavailable",
+            "every carrier for this destination is failing; retry shortly",
+            5,
+        ),
+        DispatchError::Route(RouteError::UnknownTenant) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "no_route_plan",
+            "this tenant has no routing plan",
+        ),
+        DispatchError::Route(RouteError::NoRoute(_)) => {
+            Problem::invalid("to", "no_route", "no carrier serves this destination")
+        }
+        DispatchError::Route(RouteError::BlockedPrefix | RouteError::NotAllowed) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "destination_blocked",
+            "your plan does not allow this destination",
+        ),
+        DispatchError::QueuesFull => Problem::unavailable(
+            "queue_full",
+            "the carrier queues for this destination are full; retry shortly",
+            1,
+        ),
+        other => Problem::unavailable("no_carrier", other.to_string(), 5),
+    }
+}
+
+/// A message the accept pipeline did not take.
+impl From<SubmitError> for Problem {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Refused(r) => r.into(),
+            SubmitError::Dispatch(e) => dispatch_problem(&e),
+            SubmitError::NoTrunk => dispatch_problem(&DispatchError::Route(RouteError::NoRoute(
+                switchyard_routing::Channel::Voice,
+            ))),
+            SubmitError::Backlog(backlog) => Problem::unavailable(
+                "queue_full",
+                format!("{backlog} messages are waiting for carriers; retry shortly"),
+                5,
+            ),
+            SubmitError::CallsFull => Problem::unavailable(
+                "queue_full",
+                "too many calls are waiting to be placed; retry shortly",
+                2,
+            ),
+            SubmitError::VoiceUnavailable => Problem::invalid(
+                "channel",
+                "voice_unavailable",
+                "voice calls are not available: no voice carrier has a [carriers.sip] trunk, or the \
+                 caller could not start (see the gateway's log)",
+            ),
+            SubmitError::Encode(e) => {
+                Problem::unavailable("internal", format!("cannot encode the call: {e}"), 1)
+            }
+            SubmitError::Store(e) => {
+                tracing::error!("store refused a message: {e}");
+                Problem::unavailable(
+                    "store_unavailable",
+                    "the message store cannot take writes right now",
+                    2,
+                )
+            }
         }
     }
 }

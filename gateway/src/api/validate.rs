@@ -127,6 +127,39 @@ pub struct ValidSms {
     pub voice: Option<crate::voice::VoiceSpec>,
 }
 
+impl ValidSms {
+    /// The message for the accept pipeline, sent by `tenant`.
+    pub fn into_draft(self, tenant: std::sync::Arc<str>) -> crate::submit::Draft {
+        use crate::submit::{Content, Draft, Origin};
+        // Calls are placed at once: `scheduled_at` applies to SMS.
+        let scheduled_at = self.scheduled_at.filter(|_| self.voice.is_none());
+        let content = match self.voice {
+            Some(spec) => Content::Voice(spec),
+            None => Content::Sms {
+                preference: self.preference,
+                encoding: self.encoding,
+                segments: self.segments,
+            },
+        };
+        Draft {
+            tenant,
+            to: self.to,
+            country: self.country,
+            from: self.from,
+            body: self.body,
+            content,
+            priority: self.priority,
+            scheduled_at,
+            expires_at: self.expires_at,
+            callback_url: self.callback_url,
+            tags: self.tags,
+            metadata: self.metadata,
+            batch_id: None,
+            origin: Origin::Tenant,
+        }
+    }
+}
+
 /// Checks everything; the first problem found is returned.
 pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
     let voice = match req.channel.as_deref().unwrap_or("sms") {

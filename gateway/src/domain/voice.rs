@@ -1,6 +1,10 @@
-//! What a notification call plays and captures, as stored with its message.
+//! Notification calls: what a call plays and captures (stored with its message), and a call on
+//! its way to a trunk.
 
 use serde::{Deserialize, Serialize};
+use switchyard_routing::{Priority, E164};
+
+use super::{MessageId, UnixMs};
 
 /// What a call plays and captures, as stored with the message (`messages.voice`, JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,4 +41,25 @@ pub struct DtmfCapture {
     pub max_digits: u8,
     /// Wait this long for digits once the audio has played.
     pub timeout_s: u32,
+}
+
+/// A voice message on its way to a trunk.
+#[derive(Debug, Clone)]
+pub struct VoiceJob {
+    /// The message.
+    pub id: MessageId,
+    /// Its tenant (routing plan).
+    pub tenant: String,
+    /// The callee.
+    pub to: E164,
+    /// Caller id, E.164 with `+`.
+    pub from: String,
+    /// The text to speak (TTS).
+    pub body: String,
+    /// Audio and capture options.
+    pub spec: VoiceSpec,
+    /// Routing weights.
+    pub priority: Priority,
+    /// Give up (expired) if not dialled by then.
+    pub expires_at: Option<UnixMs>,
 }

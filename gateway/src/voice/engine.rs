@@ -78,6 +78,23 @@ pub enum VoiceError {
     QueueFull,
 }
 
+/// The accept pipeline places calls through the engine.
+impl crate::submit::CallPlacer for Voice {
+    fn quote(&self, job: &VoiceJob) -> Result<crate::submit::Quote, crate::submit::SubmitError> {
+        use crate::submit::SubmitError;
+        let (carrier, price) = Voice::quote(self, job).map_err(|e| match e {
+            VoiceError::Route(r) => SubmitError::Dispatch(crate::dispatch::DispatchError::Route(r)),
+            VoiceError::NoTrunk => SubmitError::NoTrunk,
+            VoiceError::QueueFull => SubmitError::CallsFull,
+        })?;
+        Ok(crate::submit::Quote { carrier, price })
+    }
+
+    fn place(&self, job: VoiceJob) {
+        self.submit(job);
+    }
+}
+
 impl Voice {
     /// Starts the engine when some carrier has the voice channel and a `[carriers.sip]`
     /// trunk; `None` otherwise (the API then refuses voice messages). Returns the engine and
@@ -233,7 +250,7 @@ impl Voice {
 
     /// Queues an accepted (stored) call. When the queue is full the job waits for room in
     /// the background: it is safe in the store either way.
-    pub fn submit(self: &Arc<Self>, job: VoiceJob) {
+    pub fn submit(&self, job: VoiceJob) {
         if let Err(mpsc::error::TrySendError::Full(job)) = self.queue.try_send(job) {
             let queue = self.queue.clone();
             tokio::spawn(async move {

@@ -48,33 +48,10 @@ pub mod latch;
 pub mod tts;
 
 use serde::{Deserialize, Serialize};
-use switchyard_routing::{Priority, E164};
 
 pub use engine::Voice;
 
-pub use crate::domain::{AudioSource, DtmfCapture, VoiceSpec};
-use crate::domain::{MessageId, UnixMs};
-
-/// A voice message on its way to a trunk.
-#[derive(Debug, Clone)]
-pub struct VoiceJob {
-    /// The message.
-    pub id: MessageId,
-    /// Its tenant (routing plan).
-    pub tenant: String,
-    /// The callee.
-    pub to: E164,
-    /// Caller id, E.164 with `+`.
-    pub from: String,
-    /// The text to speak (TTS).
-    pub body: String,
-    /// Audio and capture options.
-    pub spec: VoiceSpec,
-    /// Routing weights.
-    pub priority: Priority,
-    /// Give up (expired) if not dialled by then.
-    pub expires_at: Option<UnixMs>,
-}
+pub use crate::domain::{AudioSource, DtmfCapture, VoiceJob, VoiceSpec};
 
 /// One trunk tried and the SIP code it gave (408 for a timeout, 503 for a transport error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

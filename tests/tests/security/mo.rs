@@ -360,3 +360,111 @@ fn keyword_replies_count_towards_the_tenants_quota() {
         .unwrap();
     assert_eq!(r.status, 429, "{}", r.text());
 }
+
+/// Single sends, batches and keyword replies all go through the one accept pipeline, so they
+/// meet the same plan (countries), opt-outs (a keyword reply confirming a STOP excepted) and
+/// prices.
+#[test]
+fn every_entry_point_meets_the_same_policy() {
+    let (_dir, sim, _config, gw) = start("mo-policy", "allowed_countries = [\"GB\"]", "");
+    let mut client = Client::new(&gw.api).with_bearer(KEY);
+    let french = "+33612345678";
+    let code = |v: &Value| v["code"].as_str().unwrap_or_default().to_owned();
+
+    // The plan: France is not allowed, whichever way the message comes.
+    let r = client
+        .post_json(
+            "/v1/messages",
+            &json!({"to": french, "from": NUMBER, "body": "hi"}),
+        )
+        .unwrap();
+    assert_eq!(
+        (r.status, code(&r.json().unwrap())),
+        (403, "country_not_allowed".into())
+    );
+    let batch =
+        json!({"from": NUMBER, "body": "hi", "recipients": [{"to": french}, {"to": MOBILE}]});
+    let r = client.post_json("/v1/messages/batch", &batch).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let answer = r.json().unwrap();
+    assert_eq!(code(&answer["rejected"][0]), "country_not_allowed");
+    assert_eq!(answer["accepted"], 1);
+    mo(
+        &sim,
+        json!({"system_id": "alpha", "from": french, "to": NUMBER, "text": "HELP"}),
+    );
+    let refused = |gw: &Gateway| {
+        metric(
+            gw,
+            "switchyard_keyword_replies_total",
+            "outcome=\"tenant_limits\"",
+        )
+    };
+    wait_for(
+        "the reply to France refused by the plan",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || Ok((refused(&gw) >= 1.0).then_some(())),
+    )
+    .unwrap();
+
+    // Opt-outs: after STOP the API refuses the number, the batch lists it as refused, and the
+    // reply confirming the STOP is still sent.
+    mo(
+        &sim,
+        json!({"system_id": "alpha", "from": MOBILE, "to": NUMBER, "text": "STOP"}),
+    );
+    let replies = |c: &mut Client| -> Vec<Value> {
+        let page = c
+            .get("/v1/messages?tag=keyword:stop")
+            .unwrap()
+            .json()
+            .unwrap();
+        page["data"].as_array().cloned().unwrap_or_default()
+    };
+    let stop_reply = wait_for(
+        "the STOP confirmation",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || Ok(replies(&mut client).pop()),
+    )
+    .unwrap();
+    let r = client
+        .post_json(
+            "/v1/messages",
+            &json!({"to": MOBILE, "from": NUMBER, "body": "hi"}),
+        )
+        .unwrap();
+    assert_eq!(
+        (r.status, code(&r.json().unwrap())),
+        (422, "recipient_opted_out".into())
+    );
+    let other = "+447400222222";
+    let batch =
+        json!({"from": NUMBER, "body": "hi", "recipients": [{"to": MOBILE}, {"to": other}]});
+    let r = client.post_json("/v1/messages/batch", &batch).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let answer = r.json().unwrap();
+    assert_eq!(code(&answer["rejected"][0]), "recipient_opted_out");
+    assert_eq!(answer["rejected"][0]["index"], 0);
+
+    // Prices: one segment to the same country costs the same from every entry point.
+    let single = client
+        .post_json(
+            "/v1/messages",
+            &json!({"to": other, "from": NUMBER, "body": "hi"}),
+        )
+        .unwrap()
+        .json()
+        .unwrap();
+    let batch_id = answer["messages"][0]["id"].as_str().unwrap().to_owned();
+    let batch_msg = client
+        .get(&format!("/v1/messages/{batch_id}"))
+        .unwrap()
+        .json()
+        .unwrap();
+    let single_price = single["deliveries"][0]["estimated_cost"].clone();
+    assert_eq!(single_price, json!("0.0100"));
+    assert_eq!(batch_msg["price"], single_price);
+    assert_eq!(stop_reply["price"], single_price);
+}

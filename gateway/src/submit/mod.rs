@@ -1,0 +1,550 @@
+//! Accepting messages: the one pipeline every entry point calls (the API's single send, batch
+//! and voice calls, keyword replies to MO messages).
+//!
+//! ```text
+//! Draft (validated by the entry point)
+//!   ──► tenant policy (channel, country, segments, priority)      admission::limits
+//!   ──► opt-out                                                    admission::optout
+//!   ──► route and quote (carrier now, price × segments)           dispatch / voice trunks
+//!   ──► admit (rate, quota: a Reservation)                         admission::limits
+//!   ──► NewMessage (built here and nowhere else)
+//!   ──► store.insert (durable, with the request's records)         store
+//!   ──► reservation kept ──► hand over (carrier queue / call queue)
+//! ```
+//!
+//! [`Submitter::accept`] runs it for one message. A batch runs the same steps in bulk: one
+//! [`Submitter::admit`] for every recipient, [`Submitter::prepare`] per recipient, one
+//! [`Submitter::commit`]. Refusals are [`SubmitError`]s; each entry point turns them into its
+//! protocol's answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchyard_protocols::text::{Encoding, EncodingPreference};
+use switchyard_routing::{
+    Channel, Price, Priority, RouteBuf, RouteError, RouteRequest, Router, E164,
+};
+
+use crate::admission::limits::{Reservation, TenantLimiter};
+use crate::admission::optout::OptOuts;
+use crate::admission::Refusal;
+use crate::dispatch::{DispatchError, Dispatcher, Job};
+use crate::domain::{MessageId, NewMessage, RequestRecord, UnixMs, VoiceJob, VoiceSpec};
+use crate::store::{Store, StoreError};
+
+/// What a message is: SMS text (already counted) or a notification call.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// An SMS.
+    Sms {
+        /// Encoding asked for.
+        preference: EncodingPreference,
+        /// Encoding that will be used.
+        encoding: Encoding,
+        /// Segments it needs.
+        segments: u16,
+    },
+    /// A notification call: what it plays and captures.
+    Voice(VoiceSpec),
+}
+
+/// Who asked for the message, which decides the checks that are the tenant's to pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The tenant (API, batch): every check applies.
+    Tenant,
+    /// The gateway answering a keyword (STOP, START, HELP) on the tenant's behalf: the reply
+    /// confirms an opt-out, so the opt-out list does not stop it, and its priority is the
+    /// gateway's, not the tenant's.
+    KeywordReply,
+}
+
+/// A message an entry point has validated, before the tenant's policy, routing and limits.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// The tenant sending it.
+    pub tenant: Arc<str>,
+    /// Destination.
+    pub to: E164,
+    /// ISO 3166 region of the destination, when known.
+    pub country: Option<String>,
+    /// Sender: E.164 with `+`, a short code or an alphanumeric id.
+    pub from: String,
+    /// The text (spoken by text-to-speech for a call).
+    pub body: String,
+    /// SMS or call.
+    pub content: Content,
+    /// Queue lane and routing weights.
+    pub priority: Priority,
+    /// Send no earlier than this (SMS only).
+    pub scheduled_at: Option<UnixMs>,
+    /// Give up if not sent by then.
+    pub expires_at: Option<UnixMs>,
+    /// Per-message status webhook.
+    pub callback_url: Option<String>,
+    /// Tenant's labels.
+    pub tags: Vec<String>,
+    /// Tenant's free-form data, as JSON text.
+    pub metadata: Option<String>,
+    /// The batch it is part of.
+    pub batch_id: Option<String>,
+    /// Who asked for it.
+    pub origin: Origin,
+}
+
+impl Draft {
+    fn channel(&self) -> Channel {
+        match self.content {
+            Content::Sms { .. } => Channel::Sms,
+            Content::Voice(_) => Channel::Voice,
+        }
+    }
+
+    fn segments(&self) -> u16 {
+        match self.content {
+            Content::Sms { segments, .. } => segments,
+            Content::Voice(_) => 1,
+        }
+    }
+}
+
+/// How routing must find a carrier for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A carrier whose queue has room now (a single send is refused with 503 otherwise).
+    Now,
+    /// The best carrier by route, room or not: the message waits for room (batches).
+    Later,
+}
+
+/// The carrier chosen at acceptance and the tenant's estimated price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    /// Carrier name (the dispatcher may fail over later).
+    pub carrier: String,
+    /// Estimated price for the whole message (every segment) as decimal text, and its
+    /// currency. For a call: the price of its first billing increment.
+    pub price: Option<(String, String)>,
+}
+
+/// A message ready to be stored: what the store keeps and what is handed over once durable.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The stored form.
+    pub message: NewMessage,
+    /// The carrier quote given at acceptance.
+    pub quote: Quote,
+    /// What goes to a carrier queue or the call queue.
+    pub hand_over: HandOver,
+}
+
+/// Where a durable message goes.
+#[derive(Debug)]
+pub enum HandOver {
+    /// A carrier queue (via the dispatcher).
+    Sms(Arc<Job>),
+    /// The call queue.
+    Voice(VoiceJob),
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The tenant's plan, limits or opt-outs refuse it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// No carrier can take it (no route, blocked, breakers open, queues full).
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+    /// A voice route exists but none of its carriers has a SIP trunk.
+    #[error("no voice carrier with a SIP trunk serves this destination")]
+    NoTrunk,
+    /// So many messages are waiting for carriers that a batch must wait (the backlog).
+    #[error("{0} messages are waiting for carriers")]
+    Backlog(usize),
+    /// Too many calls are waiting to be placed.
+    #[error("too many calls are waiting")]
+    CallsFull,
+    /// Voice calls are not available (no voice carrier has a SIP trunk).
+    #[error("voice calls are not available")]
+    VoiceUnavailable,
+    /// The message could not be encoded for the store.
+    #[error("cannot encode the message: {0}")]
+    Encode(String),
+    /// The store did not take it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the pipeline needs from the voice engine: a trunk and a price now, and the call once
+/// durable.
+pub trait CallPlacer: Send + Sync + std::fmt::Debug {
+    /// The trunk that would take `job` now and the price of its first billing increment.
+    fn quote(&self, job: &VoiceJob) -> Result<Quote, SubmitError>;
+    /// Queues the durable call.
+    fn place(&self, job: VoiceJob);
+}
+
+/// The accept pipeline, shared by every entry point.
+#[derive(Clone)]
+pub struct Submitter {
+    store: Arc<dyn Store>,
+    dispatcher: Arc<Dispatcher>,
+    limits: Arc<TenantLimiter>,
+    opt_outs: Arc<OptOuts>,
+    calls: Option<Arc<dyn CallPlacer>>,
+}
+
+impl std::fmt::Debug for Submitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitter")
+            .field("voice", &self.calls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Submitter {
+    /// The pipeline over these parts; `calls` is `None` when voice is not available.
+    pub fn new(
+        store: Arc<dyn Store>,
+        dispatcher: Arc<Dispatcher>,
+        limits: Arc<TenantLimiter>,
+        opt_outs: Arc<OptOuts>,
+        calls: Option<Arc<dyn CallPlacer>>,
+    ) -> Self {
+        Submitter {
+            store,
+            dispatcher,
+            limits,
+            opt_outs,
+            calls,
+        }
+    }
+
+    /// The same pipeline placing calls through `calls`.
+    pub fn with_calls(mut self, calls: Option<Arc<dyn CallPlacer>>) -> Self {
+        self.calls = calls;
+        self
+    }
+
+    /// True when calls can be accepted.
+    pub fn voice_available(&self) -> bool {
+        self.calls.is_some()
+    }
+
+    /// The tenant's checks that concern the request as a whole: the priority it asks for.
+    pub fn check_priority(&self, tenant: &str, priority: Priority) -> Result<(), SubmitError> {
+        Ok(self.limits.priority(tenant, priority)?)
+    }
+
+    /// The checks of a batch of `n` messages as a whole: the tenant has a routing plan, the
+    /// backlog waiting for carriers leaves room for it (at most `max_backlog`), and the
+    /// tenant's rate and quotas take all `n` (shrink the reservation to what is stored).
+    pub fn open_batch(
+        &self,
+        tenant: &str,
+        n: usize,
+        max_backlog: usize,
+        now: UnixMs,
+    ) -> Result<Reservation, SubmitError> {
+        if self.dispatcher.router.load().tenant_id(tenant).is_none() {
+            return Err(DispatchError::Route(RouteError::UnknownTenant).into());
+        }
+        let backlog = self.dispatcher.queued() + self.dispatcher.held();
+        if backlog + n > max_backlog {
+            return Err(SubmitError::Backlog(backlog));
+        }
+        self.admit(tenant, u32::try_from(n).unwrap_or(u32::MAX), now)
+    }
+
+    /// Takes `n` messages from the tenant's rate and quotas (a batch takes all its recipients
+    /// at once and shrinks the reservation to what it stored).
+    pub fn admit(&self, tenant: &str, n: u32, now: UnixMs) -> Result<Reservation, SubmitError> {
+        Ok(self.limits.admit(tenant, n, now, Instant::now())?)
+    }
+
+    /// Policy, opt-out, route and quote for one message, and its stored form: everything but
+    /// the tenant's rate and quota ([`Submitter::admit`]) and the store.
+    pub fn prepare(
+        &self,
+        draft: Draft,
+        id: MessageId,
+        now: UnixMs,
+        placement: Placement,
+    ) -> Result<Prepared, SubmitError> {
+        if matches!(draft.content, Content::Voice(_)) && self.calls.is_none() {
+            return Err(SubmitError::VoiceUnavailable);
+        }
+        if draft.origin == Origin::Tenant {
+            self.limits.priority(&draft.tenant, draft.priority)?;
+        }
+        self.limits.policy(
+            &draft.tenant,
+            draft.channel(),
+            draft.country.as_deref(),
+            draft.segments(),
+        )?;
+        if draft.origin == Origin::Tenant {
+            self.opt_outs.check(&draft.tenant, &draft.to, &draft.from)?;
+        }
+        match &draft.content {
+            Content::Sms { preference, .. } => {
+                let job = Job {
+                    id,
+                    tenant: draft.tenant.clone(),
+                    to: draft.to,
+                    from: draft.from.clone(),
+                    body: draft.body.clone(),
+                    encoding: *preference,
+                    priority: draft.priority,
+                    scheduled_at: draft.scheduled_at,
+                    expires_at: draft.expires_at,
+                    sent_segments: Vec::new(),
+                    tried: Vec::new(),
+                };
+                let quote = self.quote_sms(&job, draft.segments(), placement)?;
+                let message = message(draft, id, now, &quote)?;
+                Ok(Prepared {
+                    message,
+                    quote,
+                    hand_over: HandOver::Sms(Arc::new(job)),
+                })
+            }
+            Content::Voice(spec) => {
+                let calls = self.calls.as_ref().ok_or(SubmitError::VoiceUnavailable)?;
+                let job = VoiceJob {
+                    id,
+                    tenant: draft.tenant.to_string(),
+                    to: draft.to,
+                    from: draft.from.clone(),
+                    body: draft.body.clone(),
+                    spec: spec.clone(),
+                    priority: draft.priority,
+                    expires_at: draft.expires_at,
+                };
+                let quote = calls.quote(&job)?;
+                let message = message(draft, id, now, &quote)?;
+                Ok(Prepared {
+                    message,
+                    quote,
+                    hand_over: HandOver::Voice(job),
+                })
+            }
+        }
+    }
+
+    /// Stores prepared messages in one commit (the first carries `request`: its idempotency
+    /// record and batch), keeps `reservation`, then hands each message over. SMS that find
+    /// their carrier queues full wait in the dispatcher's timers for room (`defer`).
+    pub async fn commit(
+        &self,
+        prepared: Vec<Prepared>,
+        request: Option<Arc<RequestRecord>>,
+        reservation: Reservation,
+        defer: std::time::Duration,
+    ) -> Result<(), SubmitError> {
+        let mut messages = Vec::with_capacity(prepared.len());
+        let mut hand_overs = Vec::with_capacity(prepared.len());
+        for (i, p) in prepared.into_iter().enumerate() {
+            let mut m = p.message;
+            if i == 0 {
+                m.request = request.clone();
+            }
+            messages.push(m);
+            hand_overs.push(p.hand_over);
+        }
+        self.store.insert(messages).await?;
+        reservation.keep();
+        // Durable now. Queue what fits; the rest waits for room (it is safe in the store).
+        let mut full = false;
+        for h in hand_overs {
+            match h {
+                HandOver::Voice(job) => {
+                    if let Some(calls) = &self.calls {
+                        calls.place(job);
+                    }
+                }
+                HandOver::Sms(job) if full => self.dispatcher.defer(job, defer),
+                HandOver::Sms(job) => match self.dispatcher.enqueue(job.clone()) {
+                    Ok(_) => {}
+                    Err(e) if e.is_retryable() && !defer.is_zero() => {
+                        full = true;
+                        self.dispatcher.defer(job, defer);
+                    }
+                    Err(e) => {
+                        tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
+                        let d = self.dispatcher.clone();
+                        tokio::spawn(async move { d.enqueue_with_retry(job).await });
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole pipeline for one message: returns its id and quote once it is durable and
+    /// handed over. `record` gives the request's records (idempotency) from the id and quote,
+    /// before the store write; its errors, like the pipeline's, are the caller's type.
+    pub async fn accept<R, E>(&self, draft: Draft, record: R) -> Result<(MessageId, Quote), E>
+    where
+        R: FnOnce(MessageId, &Quote, UnixMs) -> Result<Option<Arc<RequestRecord>>, E>,
+        E: From<SubmitError>,
+    {
+        let now = crate::domain::now_ms();
+        let id = MessageId::generate(now);
+        let tenant = draft.tenant.clone();
+        // Refuse before storing anything, and before taking quota, when no carrier can take it.
+        let prepared = self.prepare(draft, id, now, Placement::Now)?;
+        let reservation = self.admit(&tenant, 1, now)?;
+        let request = record(id, &prepared.quote, now)?;
+        let quote = prepared.quote.clone();
+        self.commit(
+            vec![prepared],
+            request,
+            reservation,
+            std::time::Duration::ZERO,
+        )
+        .await?;
+        Ok((id, quote))
+    }
+
+    /// The SMS carrier for `job` and the tenant's price for its segments there.
+    fn quote_sms(
+        &self,
+        job: &Job,
+        segments: u16,
+        placement: Placement,
+    ) -> Result<Quote, SubmitError> {
+        let table = self.dispatcher.router.load();
+        let tenant = table
+            .tenant_id(&job.tenant)
+            .ok_or(DispatchError::Route(RouteError::UnknownTenant))?;
+        let currency = table.config().base_currency.to_string();
+        let mut buf = RouteBuf::new();
+        let req = RouteRequest {
+            channel: Channel::Sms,
+            number: &job.to,
+            tenant,
+            priority: job.priority,
+            salt: job.id.0 as u64,
+            now: Instant::now(),
+        };
+        match placement {
+            Placement::Later => {
+                let ranked = table.route(&req, &mut buf).map_err(DispatchError::Route)?;
+                let first = ranked
+                    .first()
+                    .and_then(|c| Some((table.carrier(c.carrier)?.name.clone(), c.price)))
+                    .ok_or(DispatchError::Route(RouteError::NoRoute(Channel::Sms)))?;
+                Ok(Quote {
+                    carrier: first.0,
+                    price: Some((total(first.1, segments), currency)),
+                })
+            }
+            Placement::Now => {
+                let carrier = self.dispatcher.pick(job, job.id.0 as u64)?;
+                let price = price_on(&self.dispatcher.router, &req, &carrier, segments);
+                Ok(Quote {
+                    carrier,
+                    price: price.map(|p| (p, currency)),
+                })
+            }
+        }
+    }
+}
+
+/// The tenant's price for a message of `segments` segments at `per_segment`, exactly.
+fn total(per_segment: Price, segments: u16) -> String {
+    per_segment.mul_int(u64::from(segments)).to_string()
+}
+
+/// The tenant's price for `segments` segments on `carrier`, as the router ranks it now.
+fn price_on(
+    router: &Router,
+    req: &RouteRequest<'_>,
+    carrier: &str,
+    segments: u16,
+) -> Option<String> {
+    let table = router.load();
+    let mut buf = RouteBuf::new();
+    let ranked = table.route(req, &mut buf).ok()?;
+    let id = table.carrier_id(carrier)?;
+    let r = ranked.iter().find(|r| r.carrier == id)?;
+    Some(total(r.price, segments))
+}
+
+/// The stored form of a message: the only place a [`NewMessage`] is built for an accepted
+/// message.
+fn message(
+    draft: Draft,
+    id: MessageId,
+    now: UnixMs,
+    quote: &Quote,
+) -> Result<NewMessage, SubmitError> {
+    let (encoding, segments, voice) = match &draft.content {
+        Content::Sms {
+            encoding, segments, ..
+        } => (encoding_name(*encoding), *segments, None),
+        Content::Voice(spec) => (
+            "voice",
+            1,
+            Some(serde_json::to_string(spec).map_err(|e| SubmitError::Encode(e.to_string()))?),
+        ),
+    };
+    Ok(NewMessage {
+        id,
+        tenant: draft.tenant.to_string(),
+        to: format!("+{}", draft.to.as_str()),
+        country: draft.country,
+        from: draft.from,
+        body: draft.body,
+        encoding: encoding.to_owned(),
+        segments,
+        priority: priority_name(draft.priority).to_owned(),
+        scheduled_at: draft.scheduled_at,
+        expires_at: draft.expires_at,
+        callback_url: draft.callback_url,
+        tags: draft.tags,
+        metadata: draft.metadata,
+        carrier: Some(quote.carrier.clone()),
+        price: quote.price.as_ref().map(|(p, _)| p.clone()),
+        currency: quote.price.as_ref().map(|(_, c)| c.clone()),
+        created_at: now,
+        batch_id: draft.batch_id,
+        voice,
+        request: None,
+    })
+}
+
+/// How an encoding is named in the store and the API.
+pub fn encoding_name(e: Encoding) -> &'static str {
+    match e {
+        Encoding::Gsm7 => "gsm7",
+        Encoding::Ucs2 => "ucs2",
+        _ => "latin1",
+    }
+}
+
+/// How a priority is named in the store and the API.
+pub fn priority_name(p: Priority) -> &'static str {
+    match p {
+        Priority::Critical => "critical",
+        Priority::High => "high",
+        Priority::Normal => "normal",
+        Priority::Low => "low",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_routing::Price;
+
+    #[test]
+    fn prices_multiply_exactly() {
+        let p = |s| Price::parse(s).unwrap();
+        assert_eq!(super::total(p("0.0079"), 3), "0.0237");
+        assert_eq!(super::total(p("2"), 3), "6.0000");
+        assert_eq!(super::total(p("0.5"), 3), "1.5000");
+        assert_eq!(super::total(p("0.000001"), 7), "0.000007");
+    }
+}
