@@ -60,7 +60,13 @@ pub async fn stream(
             .await
             .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?,
     };
-    let rx = sse::subscribe(state.events.clone(), tenant, after).map_err(|e| {
+    let rx = sse::subscribe(
+        &state.events.streams,
+        state.events.events.clone(),
+        tenant,
+        after,
+    )
+    .map_err(|e| {
         let mut p = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",

@@ -15,8 +15,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::messages::json_problem;
-use super::problem::Problem;
+use super::problem::{json_problem, Problem};
 use super::{AppState, Tenant};
 use crate::api::idempotency::{Begin, InFlight, KeyedRequest};
 use crate::domain::RequestRecord;

@@ -1,6 +1,5 @@
 //! `/v1/messages`: send, look up, list, cancel.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -46,29 +45,6 @@ pub struct Accepted {
 }
 
 pub(crate) use crate::submit::encoding_name;
-
-/// The problem for a body axum's `Json` could not read.
-pub(crate) fn json_problem(rejection: JsonRejection) -> Problem {
-    match rejection {
-        JsonRejection::JsonDataError(e) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            e.body_text(),
-        ),
-        JsonRejection::JsonSyntaxError(e) => Problem::bad_request("malformed_json", e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => {
-            Problem::bad_request("content_type", "send the body as application/json")
-        }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                e.body_text(),
-            )
-        }
-        other => Problem::bad_request("bad_request", other.body_text()),
-    }
-}
 
 /// `POST /v1/messages`.
 #[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendRequest,

@@ -10,7 +10,6 @@
 //! - [`timeout`]: the request timeout (408), which never stops a handler half-way.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
-//! - [`voice_spec`]: the `voice` options of `POST /v1/messages` (notification calls).
 //! - [`problem`]: RFC 9457 errors.
 //!
 //! Every `/v1` route authenticates with `Authorization: Bearer <key>`; a tenant only ever sees
@@ -35,7 +34,6 @@ pub mod page;
 pub mod problem;
 pub mod timeout;
 pub mod validate;
-pub mod voice_spec;
 pub mod webhooks;
 
 use std::sync::Arc;

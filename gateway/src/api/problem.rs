@@ -1,6 +1,7 @@
 //! Errors as RFC 9457 problem details: `application/problem+json` with a stable machine code,
 //! the HTTP status, a human title and detail, and the offending field when there is one.
 
+use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -205,5 +206,28 @@ impl From<SubmitError> for Problem {
                 )
             }
         }
+    }
+}
+
+/// The problem for a body axum's `Json` could not read.
+pub(crate) fn json_problem(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::JsonDataError(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            e.body_text(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => Problem::bad_request("malformed_json", e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => {
+            Problem::bad_request("content_type", "send the body as application/json")
+        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                e.body_text(),
+            )
+        }
+        other => Problem::bad_request("bad_request", other.body_text()),
     }
 }

@@ -20,8 +20,8 @@ use switchyard_ops::config::SseSettings;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 
-use super::pump::Hub;
 use super::Rendered;
+use crate::store::events::EventStore;
 
 /// Events read from the store per round trip while replaying.
 const REPLAY_BATCH: usize = 500;
@@ -158,11 +158,12 @@ impl Streams {
 /// Starts a subscriber for `tenant`'s events after log position `after`, or refuses when the
 /// caps are reached. The subscriber ends when the receiver is dropped.
 pub fn subscribe(
-    hub: Arc<Hub>,
+    streams: &Arc<Streams>,
+    events: Arc<dyn EventStore>,
     tenant: Arc<str>,
     after: i64,
 ) -> Result<mpsc::Receiver<Arc<Rendered>>, TooMany> {
-    let (guard, mut live) = hub.streams.open(&tenant)?;
+    let (guard, mut live) = streams.open(&tenant)?;
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
         let _guard = guard;
@@ -170,7 +171,7 @@ pub fn subscribe(
         'replay: loop {
             loop {
                 let batch = tokio::select! {
-                    b = hub.events.events_after(last, Some(&tenant), REPLAY_BATCH) => b,
+                    b = events.events_after(last, Some(&tenant), REPLAY_BATCH) => b,
                     _ = tx.closed() => return,
                 };
                 let batch = match batch {

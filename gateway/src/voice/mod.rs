@@ -5,7 +5,7 @@
 //!
 //! # Data flow
 //! ```text
-//! API ──► validate (api::voice_spec) ──► store: accepted (+ voice spec) ──► 202
+//! API ──► validate (api::validate::voice) ──► store: accepted (+ voice spec) ──► 202
 //!     ──► Voice::submit ──► bounded queue ──► runner: a preparation slot (max_preparing_calls)
 //!         ──► queued: audio (tts: espeak-ng + cache │ audio_url: HTTP GET) → 8 kHz PCM
 //!         ──► a line: one permit per call (max_concurrent_calls), taken once the audio is ready

@@ -12,7 +12,7 @@ use super::SqliteStore;
 use crate::domain::number_key;
 use crate::domain::Keyword;
 use crate::domain::OptOut;
-use crate::domain::{Applied, InboundMessage, MessageId, UnixMs};
+use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{EventStore, OutboxEntry};
 use crate::store::StoreError;
@@ -410,13 +410,19 @@ impl EventStore for SqliteStore {
                         to: row.get(4)?,
                         body: row.get(5)?,
                         received_at: row.get(6)?,
-                        partial: super::inbound::partial_column(row.get(7)?),
+                        partial: partial_column(row.get(7)?),
                     })
                 },
             )?
             .collect()
         })
     }
+}
+
+/// Reads the `partial` column: `None` for a whole message (or an unreadable value, which only
+/// loses the flag, never the message).
+fn partial_column(text: Option<String>) -> Option<PartialParts> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
 #[cfg(test)]

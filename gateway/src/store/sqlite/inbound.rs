@@ -10,7 +10,7 @@
 use rusqlite::{params, Connection};
 use switchyard_protocols::text::ReassemblyKey;
 
-use crate::domain::{Applied, HeldPart, InboundMessage, MoWrite, PartialParts};
+use crate::domain::{Applied, HeldPart, InboundMessage, MoWrite};
 
 /// Stores one inbound message with its event (and the opt-out its keyword asks for).
 pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<Applied> {
@@ -113,10 +113,4 @@ pub(super) fn held_parts(conn: &Connection) -> rusqlite::Result<Vec<(String, Hel
         ))
     })?
     .collect()
-}
-
-/// Reads the `partial` column: `None` for a whole message (or an unreadable value, which only
-/// loses the flag, never the message).
-pub(super) fn partial_column(text: Option<String>) -> Option<PartialParts> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
 }

@@ -1,7 +1,9 @@
 //! Parse, don't validate: turns the JSON of `POST /v1/messages` into a [`ValidSms`] that cannot
 //! be invalid, or a [`Problem`] naming the field at fault. Nothing is stored before this passes.
 //! A voice notification call (`"channel": "voice"`) shares every check but the SMS encoding
-//! and segments; its `voice` options are checked by [`super::voice_spec`].
+//! and segments; its `voice` options are checked by [`voice`].
+
+pub mod voice;
 
 use std::sync::Arc;
 
@@ -171,7 +173,7 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
             ))
         }
         "sms" => None,
-        "voice" => Some(super::voice_spec::parse(&req, limits)?),
+        "voice" => Some(voice::parse(&req, limits)?),
         channel => {
             return Err(Problem::invalid(
                 "channel",

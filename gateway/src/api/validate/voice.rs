@@ -5,8 +5,8 @@
 
 use serde::Deserialize;
 
-use super::problem::Problem;
-use super::validate::{Limits, SendRequest};
+use super::{Limits, SendRequest};
+use crate::api::problem::Problem;
 use crate::domain::{AudioSource, DtmfCapture, VoiceSpec};
 
 /// Longest text spoken by text-to-speech, in characters (≈ 2 minutes of speech).
