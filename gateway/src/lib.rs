@@ -1,26 +1,34 @@
 //! The Switchyard gateway as a library, so the binary, the integration tests and the examples
-//! share one copy of the domain model and the store.
+//! share one copy of the domain and the store.
 //!
-//! # Layout
-//! - [`model`]: message ids, statuses, what the API hands the store and what binds report.
-//! - [`store`]: the durable state behind the [`store::Store`] trait (embedded SQLite by default).
-//! - [`updates`]: state changes from binds and dispatcher, batched into the store.
-//! - [`api`]: the HTTP API (axum).
-//! - [`number`]: E.164 validation against libphonenumber's metadata, fast on the hot path.
-//! - [`dispatch`]: route lookup, per-carrier priority queues, failover, scheduled sends.
-//! - [`smpp`]: bind tasks driving the protocols crate's ESME session towards carriers.
-//! - [`sip`]: the SIP proxy (UDP): source-IP authenticated INVITEs, LCR trunk failover.
-//! - [`voice`]: notification calls from the API: TTS/WAV audio, a SIP UAC, RTP, DTMF.
-//! - [`tls`]: rustls client settings shared by SMPP binds and webhooks.
-//! - [`egress`]: the connector for tenants' URLs, under the operator's `[egress]` policy.
-//! - [`sandbox`]: the built-in sandbox SMSC used when no carrier is configured.
-//! - [`tenancy`]: per-tenant limits and quotas, idempotency keys, batch templates.
-//! - [`events`]: the event log, webhooks (signed, retried, dead letters), SSE.
-//! - [`inbound`], [`optout`]: MO ownership and keywords, the opt-out list.
+//! # Layers
+//! Each module imports only modules below it (a test in `tests/tests/architecture.rs` fails on
+//! any import cycle). Bottom first:
+//! - [`domain`]: the shared vocabulary: ids and times, messages and statuses, updates, events,
+//!   request records, inbound messages and keywords, call records, the tenant directory.
+//! - Utilities that know no other module: [`number`] (E.164 validation against libphonenumber's
+//!   metadata), [`tls`] (rustls settings and the client towards a carrier), [`egress`] (the
+//!   connector for tenants' URLs under the operator's `[egress]` policy).
+//! - [`store`]: the durable state behind the [`store::Store`] trait (embedded SQLite).
+//! - [`carrier`]: what binds, the proxy and calls share about carriers (health by name, back-off).
+//! - [`updates`], [`dispatch`]: state changes batched into the store; route lookup,
+//!   per-carrier priority queues, failover, scheduled sends.
+//! - [`admission`]: what a tenant may send (plan, rate, quotas, opt-outs, templates).
+//! - [`submit`]: the one accept pipeline every entry point calls.
+//! - Entry points and carriers' sides: [`smpp`] (binds towards carriers), [`inbound`] (MO
+//!   ownership, keywords and their replies), [`sip`] (the SIP proxy over UDP, TCP and TLS,
+//!   reloaded on SIGHUP), [`voice`] (notification calls: TTS/WAV audio, a SIP UAC, RTP, DTMF),
+//!   [`events`] (webhooks, SSE), [`sandbox`] (the built-in SMSC used when no carrier is
+//!   configured).
+//! - [`api`]: the HTTP API (axum); every domain error becomes a problem document there.
+//! - [`app`]: wiring, recovery after a crash, reload, shutdown.
+//!
+//! `docs/architecture.md` follows a message through them.
 
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod carrier;
 pub mod dispatch;
 pub mod domain;
 pub mod egress;

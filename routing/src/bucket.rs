@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 /// Units per token.
-const UNIT: u128 = 1_000_000_000;
+const UNIT: i128 = 1_000_000_000;
 
 /// Why a take was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +25,9 @@ pub struct TokenBucket {
     rate: NonZeroU32,
     /// Capacity in tokens.
     burst: NonZeroU32,
-    /// Current content in units (10⁹ per token).
-    level: u128,
+    /// Current content in units (10⁹ per token); negative while in debt (see
+    /// [`TokenBucket::take_into_debt`]).
+    level: i128,
     /// When `level` was last brought up to date.
     last: Instant,
 }
@@ -37,7 +38,7 @@ impl TokenBucket {
         Self {
             rate,
             burst,
-            level: u128::from(burst.get()) * UNIT,
+            level: i128::from(burst.get()) * UNIT,
             last: now,
         }
     }
@@ -66,7 +67,7 @@ impl TokenBucket {
     /// Whole tokens available at `now`.
     pub fn available(&mut self, now: Instant) -> u32 {
         self.refill(now);
-        u32::try_from(self.level / UNIT).unwrap_or(u32::MAX)
+        u32::try_from(self.level.max(0) / UNIT).unwrap_or(u32::MAX)
     }
 
     /// Takes `n` tokens if they are all there.
@@ -75,18 +76,35 @@ impl TokenBucket {
             return Err(Wait::Never);
         }
         self.refill(now);
-        let need = u128::from(n) * UNIT;
+        let need = i128::from(n) * UNIT;
         if self.level >= need {
             self.level -= need;
             return Ok(());
         }
+        Err(self.wait_for(need))
+    }
+
+    /// Takes `n` tokens when `min(n, burst)` are there. A request larger than the bucket
+    /// (a batch) waits for a full bucket and then leaves it in debt: nothing else passes until
+    /// the debt is paid back, so the long-run rate holds without making big requests
+    /// impossible.
+    pub fn take_into_debt(&mut self, now: Instant, n: u32) -> Result<(), Wait> {
+        self.refill(now);
+        let need = i128::from(n.min(self.burst.get())) * UNIT;
+        if self.level >= need {
+            self.level -= i128::from(n) * UNIT;
+            return Ok(());
+        }
+        Err(self.wait_for(need))
+    }
+
+    /// When the bucket (brought up to date) will hold `need` units.
+    fn wait_for(&self, need: i128) -> Wait {
         let missing = need - self.level;
-        let rate = u128::from(self.rate.get());
-        let ns = missing.div_ceil(rate);
+        let rate = i128::from(self.rate.get());
+        let ns = (missing + rate - 1) / rate;
         let wait = Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX));
-        Err(Wait::Until(
-            self.last.checked_add(wait).unwrap_or(self.last),
-        ))
+        Wait::Until(self.last.checked_add(wait).unwrap_or(self.last))
     }
 
     fn refill(&mut self, now: Instant) {
@@ -94,11 +112,11 @@ impl TokenBucket {
         if now <= self.last {
             return;
         }
-        let cap = u128::from(self.burst.get()) * UNIT;
-        let elapsed = now.duration_since(self.last).as_nanos();
+        let cap = i128::from(self.burst.get()) * UNIT;
+        let elapsed = i128::try_from(now.duration_since(self.last).as_nanos()).unwrap_or(i128::MAX);
         self.level = self
             .level
-            .saturating_add(elapsed.saturating_mul(u128::from(self.rate.get())))
+            .saturating_add(elapsed.saturating_mul(i128::from(self.rate.get())))
             .min(cap);
         self.last = now;
     }

@@ -64,3 +64,20 @@ fn the_check_finds_a_cycle() {
     assert_eq!(cycles[0].members, ["a", "c"]);
     assert!(cycles[0].parent.is_empty());
 }
+
+#[test]
+#[ignore = "prints the gateway's top-level edges"]
+fn print_gateway_edges() {
+    let graph = modgraph::read(&workspace_root().join("gateway/src")).unwrap();
+    let mut edges = std::collections::BTreeSet::new();
+    for u in &graph.uses {
+        if let (Some(a), Some(b)) = (u.from.first(), u.to.first()) {
+            if a != b {
+                edges.insert(format!("{a} -> {b}"));
+            }
+        }
+    }
+    for e in edges {
+        println!("{e}");
+    }
+}

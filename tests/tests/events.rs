@@ -1,4 +1,4 @@
-//! Events end to end (issue 5, part A): `switchyard serve`, `smsc-sim` and a webhook sink as
+//! Events end to end: `switchyard serve`, `smsc-sim` and a webhook sink as
 //! real processes/threads over 127.0.0.1.
 //!
 //! - [`every_event_once_signed_and_sse_resumes_without_gap`]: 5,000 messages; the sink gets

@@ -1,4 +1,4 @@
-//! The SMS path end to end (issue 4, "Tests"): `switchyard serve` and `smsc-sim` as real
+//! The SMS path end to end: `switchyard serve` and `smsc-sim` as real
 //! processes over 127.0.0.1, driven through the HTTP API.
 //!
 //! - [`ten_thousand_messages_arrive_exactly_and_are_delivered`]: contents and encodings exact at

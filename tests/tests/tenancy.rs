@@ -1,4 +1,4 @@
-//! Tenant-facing limits end to end (issue 5, part B): `switchyard serve` and `smsc-sim` as real
+//! Tenant-facing limits end to end: `switchyard serve` and `smsc-sim` as real
 //! processes over 127.0.0.1.
 //!
 //! - [`idempotency_key_yields_one_message`]: 50 concurrent identical keyed requests → one

@@ -25,60 +25,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use switchyard_ops::config::{Config, TenantFairness, TenantLimits};
-use switchyard_routing::{Channel, Priority};
+use switchyard_routing::{Channel, Priority, TokenBucket, Wait};
 
 use super::Refusal;
 use crate::domain::UnixMs;
 use crate::store::{Store, StoreError};
 
 const DAY_MS: UnixMs = 86_400_000;
-
-/// A token bucket that may go into debt: `rate` tokens per second, at most `rate` stored.
-#[derive(Debug, Clone)]
-pub struct DebtBucket {
-    /// Tokens per second.
-    rate: u32,
-    /// Current level in nanotokens (negative: debt).
-    level: i128,
-    /// When `level` was last brought up to date.
-    last: Instant,
-}
-
-const NANO: i128 = 1_000_000_000;
-
-impl DebtBucket {
-    /// A full bucket of `rate` tokens refilling at `rate` per second.
-    pub fn new(rate: u32, now: Instant) -> Self {
-        let rate = rate.max(1);
-        DebtBucket {
-            rate,
-            level: i128::from(rate) * NANO,
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        if now > self.last {
-            let add = now.duration_since(self.last).as_nanos() as i128 * i128::from(self.rate);
-            self.level = (self.level + add).min(i128::from(self.rate) * NANO);
-            self.last = now;
-        }
-    }
-
-    /// Takes `n` tokens if `min(n, rate)` are there (so a request larger than the bucket waits
-    /// for a full bucket, then leaves it in debt). Otherwise says how long until it would pass.
-    pub fn take(&mut self, n: u32, now: Instant) -> Result<(), Duration> {
-        self.refill(now);
-        let need = i128::from(n.min(self.rate)) * NANO;
-        if self.level >= need {
-            self.level -= i128::from(n) * NANO;
-            return Ok(());
-        }
-        let missing = need - self.level;
-        let ns = missing / i128::from(self.rate) + 1;
-        Err(Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)))
-    }
-}
 
 /// UTC day number and calendar month (`year * 12 + month0`) of a unix time.
 fn day_and_month(now: UnixMs) -> (i64, i64) {
@@ -203,7 +156,7 @@ struct Gate {
     /// The configured limits.
     limits: TenantLimits,
     /// `max_tps` bucket, if limited.
-    bucket: Option<Mutex<DebtBucket>>,
+    bucket: Option<Mutex<TokenBucket>>,
     /// Quota counters (used only when a quota is set; kept across reloads).
     quota: Arc<Mutex<QuotaWindow>>,
     /// The highest priority the tenant may ask for (`max_priority`).
@@ -275,11 +228,12 @@ impl TenantLimiter {
             .map(|t| {
                 let previous = old.get(&t.name);
                 let bucket = t.max_tps.map(|tps| {
+                    let tps = std::num::NonZeroU32::new(tps).unwrap_or(std::num::NonZeroU32::MIN);
                     let kept = previous
                         .and_then(|g| g.bucket.as_ref())
                         .map(|b| b.lock().clone())
-                        .filter(|b| b.rate == tps);
-                    Mutex::new(kept.unwrap_or_else(|| DebtBucket::new(tps, now)))
+                        .filter(|b| b.rate() == tps);
+                    Mutex::new(kept.unwrap_or_else(|| TokenBucket::per_second(tps, now)))
                 });
                 let quota = previous
                     .map(|g| g.quota.clone())
@@ -383,8 +337,12 @@ impl TenantLimiter {
         };
         if let Some(bucket) = &gate.bucket {
             let mut b = bucket.lock();
-            if let Err(wait) = b.take(n, instant) {
-                let rate = b.rate;
+            if let Err(wait) = b.take_into_debt(instant, n) {
+                let rate = b.rate().get();
+                let wait = match wait {
+                    Wait::Until(at) => at.saturating_duration_since(instant),
+                    Wait::Never => Duration::MAX,
+                };
                 drop(b);
                 metrics::counter!("switchyard_api_rate_limited_total").increment(1);
                 // `reservation` is dropped here: the quota is given back.
@@ -482,18 +440,25 @@ mod tests {
     #[test]
     fn debt_bucket_paces_and_admits_big_requests() {
         let t0 = Instant::now();
-        let mut b = DebtBucket::new(10, t0);
+        let ten = std::num::NonZeroU32::new(10).unwrap();
+        let mut b = TokenBucket::per_second(ten, t0);
         for _ in 0..10 {
-            b.take(1, t0).unwrap();
+            b.take_into_debt(t0, 1).unwrap();
         }
-        let wait = b.take(1, t0).unwrap_err();
+        let Wait::Until(at) = b.take_into_debt(t0, 1).unwrap_err() else {
+            panic!("a token is always possible")
+        };
+        let wait = at - t0;
         assert!(wait <= Duration::from_millis(101), "{wait:?}");
         // A batch of 50 waits for a full bucket, then leaves 40 tokens of debt (4 s).
         let full = t0 + Duration::from_secs(1);
-        b.take(50, full).unwrap();
-        let wait = b.take(1, full).unwrap_err();
+        b.take_into_debt(full, 50).unwrap();
+        let Wait::Until(at) = b.take_into_debt(full, 1).unwrap_err() else {
+            panic!("a token is always possible")
+        };
+        let wait = at - full;
         assert!(wait > Duration::from_millis(4000) && wait < Duration::from_millis(4200));
-        assert!(b.take(1, full + Duration::from_millis(4200)).is_ok());
+        assert!(b.take_into_debt(full + Duration::from_millis(4200), 1).is_ok());
     }
 
     #[test]

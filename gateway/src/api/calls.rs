@@ -1,5 +1,5 @@
-//! `GET /v1/calls` and `GET /v1/calls.csv`: the tenant's call detail records (SIP proxy),
-//! newest first, as JSON pages or one CSV export.
+//! `GET /v1/calls` and `GET /v1/calls.csv`: the tenant's call detail records (SIP proxy calls
+//! and notification calls), newest first, as JSON pages or one CSV export.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};

@@ -93,7 +93,12 @@ impl Ord for Deferred {
 
 /// The back-off before try `attempt + 1` of a deferred job: 50 ms doubling, at most 2 s.
 pub fn backoff_ms(attempt: u32) -> UnixMs {
-    50i64.saturating_mul(1i64 << attempt.min(6)).min(2000)
+    let d = crate::carrier::backoff::ceiling(
+        attempt.saturating_add(1),
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(2),
+    );
+    i64::try_from(d.as_millis()).unwrap_or(2000)
 }
 
 /// Scheduled and deferred jobs.

@@ -24,13 +24,11 @@
 //!
 //! # Layout
 //! - [`signing`]: `X-Switchyard-Signature` (HMAC-SHA256, several secrets).
-//! - [`backoff`]: retry delays (exponential, capped, full jitter).
 //! - [`webhook`]: the HTTP client, per-endpoint limits, first attempts, retries, dead letters.
 //! - [`pump`]: reads the log in order, renders, broadcasts, hands over to webhooks.
 //! - [`sse`]: the open streams (capped per tenant and in total) and one subscriber's stream:
 //!   replay after `Last-Event-ID` (through the log's tenant index), then live, no gap, no dup.
 
-pub mod backoff;
 pub mod pump;
 pub mod signing;
 pub mod sse;

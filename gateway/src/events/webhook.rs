@@ -576,7 +576,7 @@ impl Webhooks {
 
     fn backoff_ms(&self, attempts: u32) -> i64 {
         let unit: f64 = rand::rng().random();
-        let d = super::backoff::delay(
+        let d = crate::carrier::backoff::delay(
             attempts,
             self.settings.retry_initial,
             self.settings.retry_max,

@@ -1358,11 +1358,7 @@ impl Proxy {
     }
 
     fn probe_result(&mut self, name: &str, outcome: Outcome, now: Instant) {
-        let table = self.router.load();
-        let Some(id) = table.carrier_id(name) else {
-            return;
-        };
-        if let Some(state) = table.record(id, now, outcome) {
+        if let Some(state) = crate::carrier::health::record(&self.router, name, outcome, now) {
             tracing::info!(carrier = %name, ?state, ?outcome, "OPTIONS probe changed the trunk's breaker");
         }
     }
@@ -1570,10 +1566,7 @@ fn with_allow(mut r: Message) -> Message {
 
 /// Feeds a trunk outcome into the carrier's health and breaker, as the SMPP binds do.
 fn record(router: &Router, carrier: &str, outcome: Outcome, now: Instant) {
-    let table = router.load();
-    if let Some(id) = table.carrier_id(carrier) {
-        table.record(id, now, outcome);
-    }
+    crate::carrier::health::record(router, carrier, outcome, now);
 }
 
 /// The first Contact's URI.

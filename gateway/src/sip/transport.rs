@@ -37,6 +37,7 @@ use super::proxy::{Proxy, ProxySettings, Reconfigure};
 use super::trunks::Trunks;
 use crate::domain::{now_ms, CallRecord, Update};
 use crate::store::Store;
+use crate::carrier::backoff::Backoff;
 use crate::tls::TlsSettings;
 
 /// Largest datagram read (the UDP maximum).
@@ -631,14 +632,13 @@ async fn write_records(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CallRecord>
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let updates: Vec<Update> = batch.drain(..).map(|r| Update::Cdr(Box::new(r))).collect();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match store.apply(updates.clone()).await {
                 Ok(_) => break,
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(error = %e, "storing call records failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff.fail()).await;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, records = updates.len(), "call records lost: the store refused them");

@@ -37,6 +37,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::mo::{owned, source_display, Arrived};
 use super::submit::{segments, Segment};
 use super::BindSettings;
+use crate::carrier::backoff::{self, Backoff};
 use crate::dispatch::{CarrierQueue, Dispatcher, Job};
 use crate::domain::{now_ms, InboundMessage, MessageId, ReceiptUpdate, Status, Update};
 use crate::inbound::ReplyRequest;
@@ -97,7 +98,7 @@ struct Pending {
 /// Runs one bind until shutdown: connects, binds, sends, reconnects.
 pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatus>) {
     let queue = ctx.dispatcher.queue(&settings.carrier);
-    let mut delay = settings.reconnect_min;
+    let mut backoff = Backoff::new(settings.reconnect_min, settings.reconnect_max);
     let mut shutdown = ctx.shutdown.clone();
     loop {
         if *shutdown.borrow() {
@@ -140,7 +141,7 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
                 status.bound.store(false, Ordering::Relaxed);
                 conn.release().await;
                 if bound {
-                    delay = settings.reconnect_min;
+                    backoff.reset();
                 }
             }
             Ok(Err(e)) => {
@@ -160,21 +161,22 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
         if ctx.dispatcher.breaker_tripped(&settings.carrier) {
             ctx.dispatcher.evacuate(&settings.carrier).await;
         }
-        // Exponential back-off with full jitter in [delay/2, delay].
-        let jittered = delay.mul_f64(rand::rng().random_range(0.5..=1.0));
+        // Exponential back-off with equal jitter: in [ceiling/2, ceiling].
+        let jittered = backoff::equal_jitter(backoff.fail(), rand::rng().random_range(0.0..1.0));
         tokio::select! {
             _ = tokio::time::sleep(jittered) => {}
             _ = shutdown.changed() => return,
         }
-        delay = (delay * 2).min(settings.reconnect_max);
     }
 }
 
+/// The wait before a segment's first retry on the same carrier; it doubles per retry.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between retries of a segment.
+const RETRY_MAX: Duration = Duration::from_millis(6400);
+
 fn record(ctx: &BindContext, carrier: &str, outcome: Outcome) {
-    let table = ctx.dispatcher.router.load();
-    if let Some(id) = table.carrier_id(carrier) {
-        table.record(id, Instant::now(), outcome);
-    }
+    crate::carrier::health::record(&ctx.dispatcher.router, carrier, outcome, Instant::now());
 }
 
 /// One connection's state.
@@ -595,7 +597,7 @@ impl<'a> Conn<'a> {
     /// carrier when retries are exhausted.
     async fn retry_or_fail_over(&mut self, f: InFlight, reason: &str, now: Instant) {
         if f.attempt < self.s.max_retries {
-            let backoff = Duration::from_millis(100 << f.attempt.min(6));
+            let backoff = backoff::ceiling(f.attempt + 1, RETRY_FIRST, RETRY_MAX);
             self.pending.push_back(Pending {
                 job: f.job,
                 segment: f.segment,

@@ -181,7 +181,7 @@ CREATE TABLE webhook_cursor (
     seq  INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
-    // Tenancy (issue 5, part B): batch ids on messages, batches, idempotency keys.
+    // Tenancy: batch ids on messages, batches, idempotency keys.
     r#"
 ALTER TABLE messages ADD COLUMN batch_id TEXT;
 CREATE INDEX messages_batch ON messages (batch_id) WHERE batch_id IS NOT NULL;
@@ -206,7 +206,7 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_created ON idempotency_keys (created_at);
 "#,
-    // Voice notification calls (issue 6): the call's spec (what to play and capture, JSON;
+    // Voice notification calls: the call's spec (what to play and capture, JSON;
     // NULL for SMS, so the channel is voice exactly when it is set) and its outcome once it
     // ended (answer/ring/talk times, digits, trunks tried; JSON).
     r#"
