@@ -80,8 +80,7 @@ pub fn read(src: &Path) -> Result<Graph> {
             continue;
         };
         graph.modules.insert(module.clone());
-        let text =
-            std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
+        let text = std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
         let ast = syn::parse_file(&text).with_context(|| format!("{}", file.display()))?;
         parsed.push((file, module, ast));
     }

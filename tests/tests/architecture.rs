@@ -47,9 +47,15 @@ fn the_check_finds_a_cycle() {
         std::fs::write(p, text).unwrap();
     };
     write("lib.rs", "pub mod a; pub mod b; pub mod c;\n");
-    write("a/mod.rs", "pub mod x;\nuse crate::{b::B, c};\npub struct A;\n");
+    write(
+        "a/mod.rs",
+        "pub mod x;\nuse crate::{b::B, c};\npub struct A;\n",
+    );
     write("a/x.rs", "use super::A;\n");
-    write("b.rs", "pub struct B;\n#[cfg(test)]\nmod t { use crate::c::C; }\n");
+    write(
+        "b.rs",
+        "pub struct B;\n#[cfg(test)]\nmod t { use crate::c::C; }\n",
+    );
     write("c.rs", "pub struct C(super::a::A);\n");
     let graph = modgraph::read(Path::new(&dir)).unwrap();
     let cycles = modgraph::cycles(&graph);
