@@ -18,6 +18,7 @@
 //! - `csv`: deck CSV framing on the `csv` crate, with line numbers and strict quoting.
 //! - [`deck`]: rate decks and their CSV format (see the module docs).
 //! - [`carrier`], [`plan`], [`config`]: carriers, tenant route plans, the build input.
+//! - `candidate`: [`Candidate`] and [`CarrierId`], what the table stores per prefix.
 //! - `trie`: the flat digit trie with per-node ranked candidate lists.
 //! - [`table`]: build, lookup, route, scoring; [`explain`]: explanations.
 //! - [`health`], [`breaker`], [`state`]: live carrier health and circuit breakers.
@@ -30,6 +31,7 @@
 
 pub mod breaker;
 pub mod bucket;
+mod candidate;
 pub mod carrier;
 pub mod config;
 mod csv;

@@ -21,56 +21,13 @@ use crate::plan::{Markup, Preference};
 use crate::state::{BreakerView, CarrierState};
 use crate::trie::PrefixTrie;
 
-/// Most candidates kept per prefix (cheapest first) and returned by a lookup.
-pub const MAX_CANDIDATES: usize = 32;
-
-/// A carrier's index in one table (its position in [`RoutingConfig::carriers`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CarrierId(u16);
-
-impl CarrierId {
-    #[cfg(test)]
-    pub(crate) fn for_test(i: u16) -> Self {
-        Self(i)
-    }
-
-    /// Position in [`RoutingConfig::carriers`].
-    pub fn index(self) -> usize {
-        usize::from(self.0)
-    }
-}
+pub use crate::candidate::{Candidate, CarrierId, MAX_CANDIDATES};
 
 /// A tenant's index in one table (its position in [`RoutingConfig::plans`]). Resolve it once
 /// per request with [`RoutingTable::tenant_id`]; ids stay valid across rebuilds as long as the
 /// plan order does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(u32);
-
-/// One carrier's offer for a prefix, as precomputed in the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Candidate {
-    /// Cost in the base currency: per SMS segment, or for a voice call of the reference
-    /// duration (connection fee and increments included).
-    pub cost: Price,
-    /// Row of the rate in its deck.
-    row: u32,
-    /// The carrier.
-    pub carrier: CarrierId,
-    /// Index of the deck in [`RoutingConfig::decks`].
-    deck: u16,
-}
-
-impl Candidate {
-    #[cfg(test)]
-    pub(crate) fn for_test(cost: Price, carrier: CarrierId) -> Self {
-        Self {
-            cost,
-            row: 0,
-            carrier,
-            deck: 0,
-        }
-    }
-}
 
 /// Result of a longest-prefix match.
 #[derive(Clone, Copy, Debug)]
@@ -908,11 +865,6 @@ impl RoutingTable {
             cost,
             price,
         })
-    }
-
-    /// Explains a routing decision (allocates; for the explain endpoint and debugging).
-    pub fn explain(&self, req: &RouteRequest<'_>) -> crate::explain::Explanation {
-        crate::explain::explain(self, req)
     }
 
     /// Tenant name, markup and preference for a tenant id.
