@@ -15,7 +15,7 @@ use switchyard_routing::{
     QualityClass, ScoringConfig,
 };
 
-use super::keys::ApiKeyHash;
+use super::keys::{locate_key, ApiKeyHash};
 
 /// The whole gateway configuration. Cheap to clone and compare (a few dozen small structs), so
 /// a reload can diff the old and new values ([`super::reloadable_diff`]).
@@ -83,6 +83,34 @@ impl Config {
     /// The tenant named `name`.
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.name == name)
+    }
+
+    /// The tenant owning `presented` (the bearer token of a request), if any.
+    ///
+    /// Hashes once, then compares against every stored hash of every tenant in constant time;
+    /// validation guarantees a hash belongs to at most one tenant.
+    pub fn find_tenant(&self, presented: &str) -> Option<&Tenant> {
+        self.find_key(presented).map(|(t, _)| t)
+    }
+
+    /// The tenant owning `presented` and what that key may do ([`Tenant::api_key_scopes`];
+    /// every scope for a plain hash). Same constant-time comparison as [`Config::find_tenant`].
+    pub fn find_key(&self, presented: &str) -> Option<(&Tenant, Scopes)> {
+        let lists = self.tenants.iter().map(|t| t.api_keys.as_slice());
+        let (index, key) = locate_key(presented, lists)?;
+        let tenant = self.tenants.get(index)?;
+        let scopes = tenant
+            .api_key_scopes
+            .get(key)
+            .copied()
+            .unwrap_or(Scopes::ALL);
+        Some((tenant, scopes))
+    }
+
+    /// True when `presented` is one of the operator's keys (`[operator] api_keys`). Compares
+    /// against every operator hash in constant time, as [`Config::find_key`] does.
+    pub fn is_operator_key(&self, presented: &str) -> bool {
+        locate_key(presented, [self.operator.api_keys.as_slice()]).is_some()
     }
 }
 
