@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::error::ConfigErrorKind;
 use super::model::Config;
 use super::reader::{Report, Table};
+use super::redacted::REDACTED;
 
 /// A tenant's events, webhook and inbound settings (keys of its `[[tenants]]` table). Its
 /// `Debug` shows how many signing secrets there are, never their values.
@@ -41,7 +42,7 @@ impl std::fmt::Debug for TenantEvents {
             start_reply,
             help_reply,
         } = self;
-        let secrets = vec![super::model::REDACTED; webhook_secrets.len()];
+        let secrets = vec![REDACTED; webhook_secrets.len()];
         f.debug_struct("TenantEvents")
             .field("webhook_url", webhook_url)
             .field("webhook_secrets", &secrets)

@@ -37,6 +37,7 @@ pub mod voice;
 mod defaults;
 mod parse;
 mod reader;
+mod redacted;
 mod reload;
 mod to_routing;
 mod validate;

@@ -17,6 +17,8 @@ use switchyard_routing::{
 
 use super::keys::{locate_key, ApiKeyHash};
 
+pub use super::redacted::{Redacted, REDACTED};
+
 /// The whole gateway configuration. Cheap to clone and compare (a few dozen small structs), so
 /// a reload can diff the old and new values ([`super::reloadable_diff`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -803,19 +805,6 @@ impl std::fmt::Debug for SmppConfig {
             .field("id_format", id_format)
             .field("receipt_id_format", receipt_id_format)
             .finish()
-    }
-}
-
-/// What `Debug` writes in place of a password or secret.
-pub const REDACTED: Redacted = Redacted;
-
-/// Written by `Debug` in place of a secret: `<redacted>`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Redacted;
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
