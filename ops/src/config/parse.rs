@@ -7,7 +7,6 @@
 //! still read and checked: the caller throws the `Config` away if anything was reported.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_routing::{
@@ -25,7 +24,9 @@ use super::model::{
     SipTlsListener, SipTransport, SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls,
     StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
 };
-use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
+use super::reader::{
+    expect_decimal, expect_float, expect_str, non_empty_path, wrong_type, Report, Table,
+};
 
 /// Channel words.
 pub(crate) const CHANNELS: &[(&str, Channel)] = &[("sms", Channel::Sms), ("voice", Channel::Voice)];
@@ -1328,26 +1329,6 @@ fn bounded_string(
         );
     }
     s.to_owned()
-}
-
-/// A non-empty path string.
-pub(super) fn non_empty_path(
-    report: &mut Report<'_>,
-    t: &mut Table<'_, '_>,
-    key: &'static str,
-) -> Option<PathBuf> {
-    let v = t.raw(report, key)?;
-    let path = t.key_path(key);
-    let s = expect_str(report, v, &path)?;
-    if s.is_empty() {
-        report.at_span(
-            &v.span(),
-            &path,
-            ConfigErrorKind::Invalid("must not be empty".into()),
-        );
-        return None;
-    }
-    Some(PathBuf::from(s))
 }
 
 /// An ISO 4217 code.
