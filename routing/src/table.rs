@@ -1,7 +1,7 @@
 //! The routing table: built off the hot path from a [`RoutingConfig`], then read-only.
 //!
 //! Build: pick each (carrier, channel, prefix)'s rate in effect at the build time, convert it to
-//! the base currency, and hand the lot to the [`PrefixTrie`], which precomputes the ranked
+//! the base currency, and hand the lot to the `PrefixTrie`, which precomputes the ranked
 //! (cheapest-first) candidate list of every node. Lookup: walk the trie, then filter and score
 //! the handful of candidates for the tenant, the message priority and live carrier health, into
 //! a caller-provided buffer.
