@@ -163,15 +163,22 @@ pub struct CarrierConfig {
 }
 
 impl CarrierConfig {
+    /// Default `priority`.
+    pub const DEFAULT_PRIORITY: u8 = 100;
+    /// Default `weight`.
+    pub const DEFAULT_WEIGHT: u32 = 1;
+    /// Default `quality`.
+    pub const DEFAULT_QUALITY: QualityClass = QualityClass::Standard;
+
     /// A carrier with neutral defaults: priority 100, weight 1, standard quality, no limits, no
     /// rewriting.
     pub fn new(name: impl Into<String>, channels: &[Channel]) -> Self {
         Self {
             name: name.into(),
             channels: channels.to_vec(),
-            priority: 100,
-            weight: 1,
-            quality: QualityClass::Standard,
+            priority: Self::DEFAULT_PRIORITY,
+            weight: Self::DEFAULT_WEIGHT,
+            quality: Self::DEFAULT_QUALITY,
             max_tps: None,
             max_cps: None,
             rewrite: NumberRewrite::default(),

@@ -183,7 +183,8 @@ mod tests {
         let (_, err) = records("a\nb\"c\n");
         assert_eq!(err.map(|e| e.line), Some(2));
         // RFC 4180: a quote opens a field only as its first character, so a space before it
-        // makes the quote stray (the old reader accepted this; `csv` would split the field).
+        // makes the quote stray (a lenient reader accepts this; `csv` alone would split the
+        // field).
         let (recs, err) = records("a\n1, \"x, y\",3\n");
         assert_eq!(recs.len(), 1);
         assert_eq!(

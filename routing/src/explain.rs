@@ -85,7 +85,14 @@ pub struct Explanation {
     pub reason: String,
 }
 
-pub(crate) fn explain(table: &RoutingTable, req: &RouteRequest<'_>) -> Explanation {
+impl RoutingTable {
+    /// Explains a routing decision (allocates; for the explain endpoint and debugging).
+    pub fn explain(&self, req: &RouteRequest<'_>) -> Explanation {
+        explain(self, req)
+    }
+}
+
+fn explain(table: &RoutingTable, req: &RouteRequest<'_>) -> Explanation {
     let mut buf = RouteBuf::new();
     let result = table.route(req, &mut buf).map(|r| r.len());
     let info = table.plan_info(req.tenant);

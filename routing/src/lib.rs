@@ -13,16 +13,20 @@
 //! ```
 //!
 //! # Layout
+//! Bottom first; each module uses only modules above it in this list.
 //! - [`number`]: E.164 numbers and prefixes (parsed once, inline, `Copy`).
 //! - [`money`]: fixed-point prices and currencies.
 //! - `csv`: deck CSV framing on the `csv` crate, with line numbers and strict quoting.
+//! - [`carrier`]: carriers and how numbers are rewritten for them.
 //! - [`deck`]: rate decks and their CSV format (see the module docs).
-//! - [`carrier`], [`plan`], [`config`]: carriers, tenant route plans, the build input.
+//! - [`plan`]: tenant route plans.
+//! - [`breaker`], [`health`], [`state`]: circuit breakers and live carrier health.
+//! - [`config`]: the build input.
+//! - `candidate`: [`Candidate`] and [`CarrierId`], what the table stores per prefix.
 //! - `trie`: the flat digit trie with per-node ranked candidate lists.
 //! - [`table`]: build, lookup, route, scoring; [`explain`]: explanations.
-//! - [`health`], [`breaker`], [`state`]: live carrier health and circuit breakers.
-//! - [`bucket`]: token buckets for TPS/CPS.
 //! - [`router`]: the `ArcSwap` handle.
+//! - [`bucket`]: token buckets for TPS/CPS (uses nothing else here).
 //! - `invariants` (hidden): the property the `rate_deck` fuzz target checks, shared with
 //!   `tests/fuzz_corpus.rs`.
 #![warn(missing_docs)]
@@ -30,6 +34,7 @@
 
 pub mod breaker;
 pub mod bucket;
+mod candidate;
 pub mod carrier;
 pub mod config;
 mod csv;

@@ -3,8 +3,8 @@
 use crate::money::Price;
 use crate::number::Prefix;
 
-/// How a tenant wants its candidates ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How a tenant wants its candidates ordered; [`Preference::Weighted`] unless it says otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Preference {
     /// Cheapest first; health only breaks ties (open breakers are still skipped).
     Cheapest,
@@ -12,6 +12,7 @@ pub enum Preference {
     Quality,
     /// Blend of health and cost, weighted by message priority
     /// ([`crate::ScoringConfig::health_weight`]).
+    #[default]
     Weighted,
 }
 
@@ -65,7 +66,7 @@ impl RoutePlan {
             blocked: Vec::new(),
             blocked_prefixes: Vec::new(),
             markup: Markup::default(),
-            preference: Preference::Weighted,
+            preference: Preference::default(),
         }
     }
 }

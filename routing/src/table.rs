@@ -1,7 +1,7 @@
 //! The routing table: built off the hot path from a [`RoutingConfig`], then read-only.
 //!
 //! Build: pick each (carrier, channel, prefix)'s rate in effect at the build time, convert it to
-//! the base currency, and hand the lot to the [`PrefixTrie`], which precomputes the ranked
+//! the base currency, and hand the lot to the `PrefixTrie`, which precomputes the ranked
 //! (cheapest-first) candidate list of every node. Lookup: walk the trie, then filter and score
 //! the handful of candidates for the tenant, the message priority and live carrier health, into
 //! a caller-provided buffer.
@@ -21,56 +21,13 @@ use crate::plan::{Markup, Preference};
 use crate::state::{BreakerView, CarrierState};
 use crate::trie::PrefixTrie;
 
-/// Most candidates kept per prefix (cheapest first) and returned by a lookup.
-pub const MAX_CANDIDATES: usize = 32;
-
-/// A carrier's index in one table (its position in [`RoutingConfig::carriers`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CarrierId(u16);
-
-impl CarrierId {
-    #[cfg(test)]
-    pub(crate) fn for_test(i: u16) -> Self {
-        Self(i)
-    }
-
-    /// Position in [`RoutingConfig::carriers`].
-    pub fn index(self) -> usize {
-        usize::from(self.0)
-    }
-}
+pub use crate::candidate::{Candidate, CarrierId, MAX_CANDIDATES};
 
 /// A tenant's index in one table (its position in [`RoutingConfig::plans`]). Resolve it once
 /// per request with [`RoutingTable::tenant_id`]; ids stay valid across rebuilds as long as the
 /// plan order does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(u32);
-
-/// One carrier's offer for a prefix, as precomputed in the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Candidate {
-    /// Cost in the base currency: per SMS segment, or for a voice call of the reference
-    /// duration (connection fee and increments included).
-    pub cost: Price,
-    /// Row of the rate in its deck.
-    row: u32,
-    /// The carrier.
-    pub carrier: CarrierId,
-    /// Index of the deck in [`RoutingConfig::decks`].
-    deck: u16,
-}
-
-impl Candidate {
-    #[cfg(test)]
-    pub(crate) fn for_test(cost: Price, carrier: CarrierId) -> Self {
-        Self {
-            cost,
-            row: 0,
-            carrier,
-            deck: 0,
-        }
-    }
-}
 
 /// Result of a longest-prefix match.
 #[derive(Clone, Copy, Debug)]
@@ -374,11 +331,17 @@ pub struct RoutingTable {
 
 /// A rate selected for the table, before it goes into the trie.
 struct Selected {
+    /// With `carrier` and `prefix`: what the rate prices; one rate per key goes in the table.
     channel: Channel,
+    /// The carrier's [`CarrierId`] number.
     carrier: u16,
+    /// The destinations it covers.
     prefix: Prefix,
+    /// Among rates for one key, the latest already in effect wins.
     effective_from: UnixTime,
+    /// Index of the deck in [`RoutingConfig::decks`], for its price and errors.
     deck: u16,
+    /// Row of the rate in its deck.
     row: u32,
 }
 
@@ -394,244 +357,25 @@ impl RoutingTable {
     ) -> Result<Self, BuildError> {
         let mut problems = Vec::new();
         let cfg = &*config;
-
-        // Carriers.
-        let mut carrier_ids = HashMap::new();
-        if cfg.carriers.len() > usize::from(u16::MAX) {
-            problems.push(BuildProblem::TooManyCarriers);
-        }
-        for (i, c) in cfg.carriers.iter().enumerate().take(usize::from(u16::MAX)) {
-            match carrier_ids.entry(c.name.clone()) {
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    problems.push(BuildProblem::DuplicateCarrier(c.name.clone()))
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(CarrierId(i as u16));
-                }
-            }
-            if !c.rewrite.is_valid() {
-                problems.push(BuildProblem::BadRewrite(c.name.clone()));
-            }
-        }
-
-        // Exchange rates.
-        let mut fx: HashMap<Currency, Price> =
-            cfg.fx.iter().map(|r| (r.currency, r.to_base)).collect();
-        fx.insert(cfg.base_currency, Price::from_nanos(1_000_000_000));
-
-        // Select the rate in effect for each (channel, carrier, prefix).
-        if cfg.decks.len() > usize::from(u16::MAX) {
-            problems.push(BuildProblem::TooManyDecks);
-        }
-        let mut rows: Vec<Selected> =
-            Vec::with_capacity(cfg.decks.iter().map(|d| d.rates.len()).sum());
-        let mut next_change: Option<UnixTime> = None;
-        for (di, deck) in cfg.decks.iter().enumerate().take(usize::from(u16::MAX)) {
-            let Some(&carrier) = carrier_ids.get(&deck.carrier) else {
-                problems.push(BuildProblem::UnknownCarrier {
-                    source_name: deck.source.clone(),
-                    carrier: deck.carrier.clone(),
-                });
-                continue;
-            };
-            if !cfg
-                .carriers
-                .get(carrier.index())
-                .is_some_and(|c| c.channels.contains(&deck.channel))
-            {
-                problems.push(BuildProblem::ChannelNotOffered {
-                    source_name: deck.source.clone(),
-                    carrier: deck.carrier.clone(),
-                    channel: deck.channel,
-                });
-                continue;
-            }
-            let mut missing_fx: Vec<Currency> = Vec::new();
-            for (ri, rate) in deck.rates.iter().enumerate() {
-                if !fx.contains_key(&rate.currency) {
-                    if !missing_fx.contains(&rate.currency) {
-                        missing_fx.push(rate.currency);
-                        problems.push(BuildProblem::NoExchangeRate {
-                            source_name: deck.source.clone(),
-                            line: rate.line,
-                            currency: rate.currency,
-                        });
-                    }
-                    continue;
-                }
-                if rate.effective_from > unix_now {
-                    next_change = Some(
-                        next_change.map_or(rate.effective_from, |n| n.min(rate.effective_from)),
-                    );
-                    continue;
-                }
-                rows.push(Selected {
-                    channel: deck.channel,
-                    carrier: carrier.0,
-                    prefix: rate.prefix,
-                    effective_from: rate.effective_from,
-                    deck: di as u16,
-                    row: ri as u32,
-                });
-            }
-        }
-        // Newest effective rate first within each (channel, carrier, prefix).
-        rows.sort_unstable_by(|a, b| {
-            (
-                a.channel,
-                a.carrier,
-                a.prefix,
-                std::cmp::Reverse(a.effective_from),
-                a.deck,
-                a.row,
-            )
-                .cmp(&(
-                    b.channel,
-                    b.carrier,
-                    b.prefix,
-                    std::cmp::Reverse(b.effective_from),
-                    b.deck,
-                    b.row,
-                ))
-        });
-        let mut entries: [Vec<(Prefix, Candidate)>; 2] = [Vec::new(), Vec::new()];
-        let mut active = [0usize; 2];
-        let mut prev: Option<&Selected> = None;
-        for s in &rows {
-            if let Some(p) = prev
-                .filter(|p| (p.channel, p.carrier, p.prefix) == (s.channel, s.carrier, s.prefix))
-            {
-                if p.effective_from == s.effective_from && p.deck != s.deck {
-                    let (a, b) = (deck_rate(cfg, p.deck, p.row), deck_rate(cfg, s.deck, s.row));
-                    problems.push(BuildProblem::ConflictingRate {
-                        source_name: deck_source(cfg, p.deck),
-                        line: a.map_or(0, |r| r.line),
-                        prefix: s.prefix,
-                        other_source: deck_source(cfg, s.deck),
-                        other_line: b.map_or(0, |r| r.line),
-                    });
-                }
-                continue; // superseded by a newer rate
-            }
-            prev = Some(s);
-            let Some(rate) = deck_rate(cfg, s.deck, s.row) else {
-                continue;
-            };
-            let to_base = fx.get(&rate.currency).copied().unwrap_or(Price::ZERO);
-            let cost = candidate_cost(rate, to_base, cfg.voice_reference_secs);
-            let cand = Candidate {
-                cost,
-                row: s.row,
-                carrier: CarrierId(s.carrier),
-                deck: s.deck,
-            };
-            if let Some(list) = entries.get_mut(s.channel.index()) {
-                list.push((s.prefix, cand));
-            }
-            if let Some(n) = active.get_mut(s.channel.index()) {
-                *n += 1;
-            }
-        }
-        drop(rows);
-
-        // Plans.
-        let words = cfg.carriers.len().div_ceil(64).max(1);
-        let mut plans = Vec::with_capacity(cfg.plans.len());
-        let mut tenant_ids = HashMap::new();
-        for (i, plan) in cfg.plans.iter().enumerate() {
-            if tenant_ids
-                .insert(plan.tenant.clone(), TenantId(i as u32))
-                .is_some()
-            {
-                problems.push(BuildProblem::DuplicateTenant(plan.tenant.clone()));
-            }
-            let mut allowed = vec![0u64; words].into_boxed_slice();
-            let mut set = |name: &str, on: bool| match carrier_ids.get(name) {
-                Some(id) => {
-                    if let Some(w) = allowed.get_mut(id.index() / 64) {
-                        let bit = 1u64 << (id.index() % 64);
-                        if on {
-                            *w |= bit
-                        } else {
-                            *w &= !bit
-                        }
-                    }
-                    true
-                }
-                None => false,
-            };
-            let mut unknown = Vec::new();
-            match &plan.allowed {
-                Some(list) => list
-                    .iter()
-                    .filter(|n| !set(n, true))
-                    .for_each(|n| unknown.push(n.clone())),
-                None => cfg.carriers.iter().for_each(|c| {
-                    set(&c.name, true);
-                }),
-            }
-            plan.blocked
-                .iter()
-                .filter(|n| !set(n, false))
-                .for_each(|n| unknown.push(n.clone()));
-            problems.extend(
-                unknown
-                    .into_iter()
-                    .map(|carrier| BuildProblem::PlanUnknownCarrier {
-                        tenant: plan.tenant.clone(),
-                        carrier,
-                    }),
-            );
-            plans.push(CompiledPlan {
-                tenant: plan.tenant.clone(),
-                allowed,
-                blocked_prefixes: plan.blocked_prefixes.clone().into_boxed_slice(),
-                markup: plan.markup,
-                preference: plan.preference,
-            });
-        }
-
+        let carrier_ids = index_carriers(cfg, &mut problems);
+        let fx = exchange_rates(cfg);
+        let (rates, next_change) = collect_rates(cfg, &carrier_ids, &fx, unix_now, &mut problems);
+        let in_effect = resolve_effective(cfg, rates, &mut problems);
+        let (entries, active_rates) = candidate_entries(cfg, &in_effect, &fx);
+        drop(in_effect);
+        let (plans, tenant_ids) = compile_plans(cfg, &carrier_ids, &mut problems);
         if !problems.is_empty() {
             return Err(BuildError(problems));
         }
-
-        // Tries: cheapest first, then carrier priority, then carrier order (stable and total).
-        let priorities: Vec<u8> = cfg.carriers.iter().map(|c| c.priority).collect();
-        let rank = |c: &Candidate| {
-            (
-                c.cost,
-                priorities
-                    .get(c.carrier.index())
-                    .copied()
-                    .unwrap_or(u8::MAX),
-                c.carrier,
-            )
-        };
-        let [sms, voice] = entries;
-        let tries = [PrefixTrie::build(sms, rank), PrefixTrie::build(voice, rank)];
-
-        let carriers = cfg
-            .carriers
-            .iter()
-            .map(|c| CarrierRuntime {
-                state: previous
-                    .and_then(|p| {
-                        p.carrier_id(&c.name)
-                            .and_then(|id| p.carriers.get(id.index()))
-                    })
-                    .map(|r| Arc::clone(&r.state))
-                    .unwrap_or_else(|| Arc::new(CarrierState::new(cfg.breaker.clone(), now))),
-                quality: c.quality.factor(),
-                weight: c.weight,
-            })
-            .collect();
+        let tries = build_tries(cfg, entries);
+        let carriers = carrier_runtimes(cfg, previous, now);
         let count =
             |f: fn((usize, usize, usize)) -> usize| [f(tries[0].counts()), f(tries[1].counts())];
         let stats = TableStats {
             prefixes: count(|c| c.2),
             nodes: count(|c| c.0),
             stored_candidates: count(|c| c.1),
-            active_rates: active,
+            active_rates,
         };
         let health_weight = cfg.scoring.health_weight.map(|w| w.clamp(0.0, 1.0));
         let latency_reference_us = crate::health::reference_us(cfg.scoring.latency_reference);
@@ -641,7 +385,7 @@ impl RoutingTable {
             next_change,
             config,
             carriers,
-            plans: plans.into_boxed_slice(),
+            plans,
             tenant_ids,
             carrier_ids,
             tries,
@@ -910,11 +654,6 @@ impl RoutingTable {
         })
     }
 
-    /// Explains a routing decision (allocates; for the explain endpoint and debugging).
-    pub fn explain(&self, req: &RouteRequest<'_>) -> crate::explain::Explanation {
-        crate::explain::explain(self, req)
-    }
-
     /// Tenant name, markup and preference for a tenant id.
     pub(crate) fn plan_info(&self, t: TenantId) -> Option<(&str, Markup, Preference)> {
         self.plans
@@ -926,6 +665,294 @@ impl RoutingTable {
     pub(crate) fn plan_allows(&self, t: TenantId, c: CarrierId) -> bool {
         self.plans.get(t.0 as usize).is_some_and(|p| p.allows(c))
     }
+}
+
+// The phases of `RoutingTable::build`, in order. Each adds what it finds wrong to `problems`;
+// the build fails after the last one that can find problems, so one run reports them all.
+
+/// Carrier name → id, in configuration order; duplicate names, bad rewrite rules and more
+/// carriers than a [`CarrierId`] can count are problems.
+fn index_carriers(
+    cfg: &RoutingConfig,
+    problems: &mut Vec<BuildProblem>,
+) -> HashMap<String, CarrierId> {
+    let mut carrier_ids = HashMap::new();
+    if cfg.carriers.len() > usize::from(u16::MAX) {
+        problems.push(BuildProblem::TooManyCarriers);
+    }
+    for (i, c) in cfg.carriers.iter().enumerate().take(usize::from(u16::MAX)) {
+        match carrier_ids.entry(c.name.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                problems.push(BuildProblem::DuplicateCarrier(c.name.clone()))
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(CarrierId(i as u16));
+            }
+        }
+        if !c.rewrite.is_valid() {
+            problems.push(BuildProblem::BadRewrite(c.name.clone()));
+        }
+    }
+    carrier_ids
+}
+
+/// Currency → its value in the base currency (the base currency itself is 1).
+fn exchange_rates(cfg: &RoutingConfig) -> HashMap<Currency, Price> {
+    let mut fx: HashMap<Currency, Price> = cfg.fx.iter().map(|r| (r.currency, r.to_base)).collect();
+    fx.insert(cfg.base_currency, Price::from_nanos(1_000_000_000));
+    fx
+}
+
+/// Every deck row that may go into the table: its deck names a configured carrier offering the
+/// deck's channel, its currency converts to the base, and it is effective at `unix_now`. Also
+/// returns when the earliest future-dated row takes effect.
+fn collect_rates(
+    cfg: &RoutingConfig,
+    carrier_ids: &HashMap<String, CarrierId>,
+    fx: &HashMap<Currency, Price>,
+    unix_now: UnixTime,
+    problems: &mut Vec<BuildProblem>,
+) -> (Vec<Selected>, Option<UnixTime>) {
+    if cfg.decks.len() > usize::from(u16::MAX) {
+        problems.push(BuildProblem::TooManyDecks);
+    }
+    let mut rows: Vec<Selected> = Vec::with_capacity(cfg.decks.iter().map(|d| d.rates.len()).sum());
+    let mut next_change: Option<UnixTime> = None;
+    for (di, deck) in cfg.decks.iter().enumerate().take(usize::from(u16::MAX)) {
+        let Some(&carrier) = carrier_ids.get(&deck.carrier) else {
+            problems.push(BuildProblem::UnknownCarrier {
+                source_name: deck.source.clone(),
+                carrier: deck.carrier.clone(),
+            });
+            continue;
+        };
+        if !cfg
+            .carriers
+            .get(carrier.index())
+            .is_some_and(|c| c.channels.contains(&deck.channel))
+        {
+            problems.push(BuildProblem::ChannelNotOffered {
+                source_name: deck.source.clone(),
+                carrier: deck.carrier.clone(),
+                channel: deck.channel,
+            });
+            continue;
+        }
+        let mut missing_fx: Vec<Currency> = Vec::new();
+        for (ri, rate) in deck.rates.iter().enumerate() {
+            if !fx.contains_key(&rate.currency) {
+                if !missing_fx.contains(&rate.currency) {
+                    missing_fx.push(rate.currency);
+                    problems.push(BuildProblem::NoExchangeRate {
+                        source_name: deck.source.clone(),
+                        line: rate.line,
+                        currency: rate.currency,
+                    });
+                }
+                continue;
+            }
+            if rate.effective_from > unix_now {
+                next_change =
+                    Some(next_change.map_or(rate.effective_from, |n| n.min(rate.effective_from)));
+                continue;
+            }
+            rows.push(Selected {
+                channel: deck.channel,
+                carrier: carrier.0,
+                prefix: rate.prefix,
+                effective_from: rate.effective_from,
+                deck: di as u16,
+                row: ri as u32,
+            });
+        }
+    }
+    (rows, next_change)
+}
+
+/// The rate in effect for each (channel, carrier, prefix): the one with the latest
+/// `effective_from`. Two decks giving the winning date a rate conflict.
+fn resolve_effective(
+    cfg: &RoutingConfig,
+    mut rows: Vec<Selected>,
+    problems: &mut Vec<BuildProblem>,
+) -> Vec<Selected> {
+    // Newest effective rate first within each (channel, carrier, prefix).
+    rows.sort_unstable_by(|a, b| {
+        (
+            a.channel,
+            a.carrier,
+            a.prefix,
+            std::cmp::Reverse(a.effective_from),
+            a.deck,
+            a.row,
+        )
+            .cmp(&(
+                b.channel,
+                b.carrier,
+                b.prefix,
+                std::cmp::Reverse(b.effective_from),
+                b.deck,
+                b.row,
+            ))
+    });
+    // Keep the first (newest) of each (channel, carrier, prefix); `newer` is the one kept.
+    rows.dedup_by(|s, newer| {
+        if (newer.channel, newer.carrier, newer.prefix) != (s.channel, s.carrier, s.prefix) {
+            return false;
+        }
+        if newer.effective_from == s.effective_from && newer.deck != s.deck {
+            let (a, b) = (
+                deck_rate(cfg, newer.deck, newer.row),
+                deck_rate(cfg, s.deck, s.row),
+            );
+            problems.push(BuildProblem::ConflictingRate {
+                source_name: deck_source(cfg, newer.deck),
+                line: a.map_or(0, |r| r.line),
+                prefix: s.prefix,
+                other_source: deck_source(cfg, s.deck),
+                other_line: b.map_or(0, |r| r.line),
+            });
+        }
+        true // superseded by a newer rate
+    });
+    rows
+}
+
+/// Per channel, each rate in effect as a (prefix, candidate) pair priced in the base currency,
+/// and how many there are.
+fn candidate_entries(
+    cfg: &RoutingConfig,
+    in_effect: &[Selected],
+    fx: &HashMap<Currency, Price>,
+) -> ([Vec<(Prefix, Candidate)>; 2], [usize; 2]) {
+    let mut entries: [Vec<(Prefix, Candidate)>; 2] = [Vec::new(), Vec::new()];
+    let mut active = [0usize; 2];
+    for s in in_effect {
+        let Some(rate) = deck_rate(cfg, s.deck, s.row) else {
+            continue;
+        };
+        let to_base = fx.get(&rate.currency).copied().unwrap_or(Price::ZERO);
+        let cost = candidate_cost(rate, to_base, cfg.voice_reference_secs);
+        let cand = Candidate {
+            cost,
+            row: s.row,
+            carrier: CarrierId(s.carrier),
+            deck: s.deck,
+        };
+        if let Some(list) = entries.get_mut(s.channel.index()) {
+            list.push((s.prefix, cand));
+        }
+        if let Some(n) = active.get_mut(s.channel.index()) {
+            *n += 1;
+        }
+    }
+    (entries, active)
+}
+
+/// Each tenant's plan compiled for lookups (allowed carriers as a bit set) and tenant name →
+/// id; duplicate tenants and plans naming unknown carriers are problems.
+fn compile_plans(
+    cfg: &RoutingConfig,
+    carrier_ids: &HashMap<String, CarrierId>,
+    problems: &mut Vec<BuildProblem>,
+) -> (Box<[CompiledPlan]>, HashMap<String, TenantId>) {
+    let words = cfg.carriers.len().div_ceil(64).max(1);
+    let mut plans = Vec::with_capacity(cfg.plans.len());
+    let mut tenant_ids = HashMap::new();
+    for (i, plan) in cfg.plans.iter().enumerate() {
+        if tenant_ids
+            .insert(plan.tenant.clone(), TenantId(i as u32))
+            .is_some()
+        {
+            problems.push(BuildProblem::DuplicateTenant(plan.tenant.clone()));
+        }
+        let mut allowed = vec![0u64; words].into_boxed_slice();
+        let mut set = |name: &str, on: bool| match carrier_ids.get(name) {
+            Some(id) => {
+                if let Some(w) = allowed.get_mut(id.index() / 64) {
+                    let bit = 1u64 << (id.index() % 64);
+                    if on {
+                        *w |= bit
+                    } else {
+                        *w &= !bit
+                    }
+                }
+                true
+            }
+            None => false,
+        };
+        let mut unknown = Vec::new();
+        match &plan.allowed {
+            Some(list) => list
+                .iter()
+                .filter(|n| !set(n, true))
+                .for_each(|n| unknown.push(n.clone())),
+            None => cfg.carriers.iter().for_each(|c| {
+                set(&c.name, true);
+            }),
+        }
+        plan.blocked
+            .iter()
+            .filter(|n| !set(n, false))
+            .for_each(|n| unknown.push(n.clone()));
+        problems.extend(
+            unknown
+                .into_iter()
+                .map(|carrier| BuildProblem::PlanUnknownCarrier {
+                    tenant: plan.tenant.clone(),
+                    carrier,
+                }),
+        );
+        plans.push(CompiledPlan {
+            tenant: plan.tenant.clone(),
+            allowed,
+            blocked_prefixes: plan.blocked_prefixes.clone().into_boxed_slice(),
+            markup: plan.markup,
+            preference: plan.preference,
+        });
+    }
+    (plans.into_boxed_slice(), tenant_ids)
+}
+
+/// The lookup tries, one per channel. Each prefix's candidates are ranked cheapest first, then
+/// by carrier priority, then by carrier order (stable and total).
+fn build_tries(cfg: &RoutingConfig, entries: [Vec<(Prefix, Candidate)>; 2]) -> [PrefixTrie; 2] {
+    let priorities: Vec<u8> = cfg.carriers.iter().map(|c| c.priority).collect();
+    let rank = |c: &Candidate| {
+        (
+            c.cost,
+            priorities
+                .get(c.carrier.index())
+                .copied()
+                .unwrap_or(u8::MAX),
+            c.carrier,
+        )
+    };
+    let [sms, voice] = entries;
+    [PrefixTrie::build(sms, rank), PrefixTrie::build(voice, rank)]
+}
+
+/// Per carrier, its live state (kept from `previous` for carriers it has, by name; new
+/// otherwise, breakers starting at `now`) and scoring attributes.
+fn carrier_runtimes(
+    cfg: &RoutingConfig,
+    previous: Option<&RoutingTable>,
+    now: Instant,
+) -> Box<[CarrierRuntime]> {
+    cfg.carriers
+        .iter()
+        .map(|c| CarrierRuntime {
+            state: previous
+                .and_then(|p| {
+                    p.carrier_id(&c.name)
+                        .and_then(|id| p.carriers.get(id.index()))
+                })
+                .map(|r| Arc::clone(&r.state))
+                .unwrap_or_else(|| Arc::new(CarrierState::new(cfg.breaker.clone(), now))),
+            quality: c.quality.factor(),
+            weight: c.weight,
+        })
+        .collect()
 }
 
 fn deck_rate(cfg: &RoutingConfig, deck: u16, row: u32) -> Option<&Rate> {

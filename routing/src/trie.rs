@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 
+use crate::candidate::{Candidate, MAX_CANDIDATES};
 use crate::number::Prefix;
-use crate::table::{Candidate, MAX_CANDIDATES};
 
 /// One word of the lookup structure. Bit 63 set: inner, bits 0–31 are a block index. Clear:
 /// leaf, bits 0–31 are the start of the candidate list, 32–39 its length, 40–47 the matched
@@ -385,8 +385,8 @@ fn intern(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::candidate::CarrierId;
     use crate::money::Price;
-    use crate::table::CarrierId;
 
     /// The jump table must give exactly what the plain walk from the root gives, and both
     /// what a brute-force longest-prefix scan gives.

@@ -2,7 +2,7 @@
 //! one sandbox carrier backed by the gateway's built-in SMSC, one flat sandbox rate deck. With
 //! it `switchyard serve` works with zero set-up.
 
-use switchyard_routing::{Channel, NumberRewrite, QualityClass};
+use switchyard_routing::{Channel, NumberRewrite};
 
 use super::keys::ApiKeyHash;
 use super::model::{
@@ -47,8 +47,8 @@ impl Config {
                 name: SANDBOX_NAME.to_owned(),
                 channels: vec![Channel::Sms],
                 priority: Carrier::DEFAULT_PRIORITY,
-                weight: 1,
-                quality: QualityClass::Standard,
+                weight: Carrier::DEFAULT_WEIGHT,
+                quality: Carrier::DEFAULT_QUALITY,
                 max_tps: None,
                 max_cps: None,
                 rewrite: NumberRewrite::default(),

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use super::egress::EgressPolicy;
 use super::error::ConfigErrorKind;
-use super::model::Config;
-use super::reader::{Report, Table};
+use super::reader::{non_empty_path, Report, Table};
+use super::redacted::REDACTED;
 
 /// A tenant's events, webhook and inbound settings (keys of its `[[tenants]]` table). Its
 /// `Debug` shows how many signing secrets there are, never their values.
@@ -41,7 +42,7 @@ impl std::fmt::Debug for TenantEvents {
             start_reply,
             help_reply,
         } = self;
-        let secrets = vec![super::model::REDACTED; webhook_secrets.len()];
+        let secrets = vec![REDACTED; webhook_secrets.len()];
         f.debug_struct("TenantEvents")
             .field("webhook_url", webhook_url)
             .field("webhook_secrets", &secrets)
@@ -240,7 +241,7 @@ pub(crate) fn webhooks(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Webhook
         4096,
         d.max_in_flight_per_tenant,
     );
-    let tls_ca = super::parse::non_empty_path(report, &mut t, "tls_ca");
+    let tls_ca = non_empty_path(report, &mut t, "tls_ca");
     if retry_max < retry_initial {
         report.at_path(
             &t.key_path("retry_max_ms"),
@@ -305,13 +306,17 @@ pub(crate) fn sse(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SseSettings 
 }
 
 /// A `webhook_url` whose host is an address literal must be one `[egress]` allows: the
-/// gateway would refuse every delivery to it.
-pub(crate) fn validate_webhook_urls(config: &Config, report: &mut Report<'_>) {
-    for (i, t) in config.tenants.iter().enumerate() {
-        let Some(url) = &t.events.webhook_url else {
+/// gateway would refuse every delivery to it. `tenants`: each tenant's events, in file order.
+pub(crate) fn validate_webhook_urls<'a>(
+    tenants: impl IntoIterator<Item = &'a TenantEvents>,
+    egress: &EgressPolicy,
+    report: &mut Report<'_>,
+) {
+    for (i, events) in tenants.into_iter().enumerate() {
+        let Some(url) = &events.webhook_url else {
             continue;
         };
-        if let Some(refusal) = config.egress.literal_refusal(url_host(url)) {
+        if let Some(refusal) = egress.literal_refusal(url_host(url)) {
             report.at_path(
                 &format!("tenants[{i}].webhook_url"),
                 ConfigErrorKind::Invalid(format!(
@@ -337,12 +342,16 @@ fn url_host(url: &str) -> &str {
 }
 
 /// A number may belong to one tenant only: MO messages to it must have one owner.
-pub(crate) fn validate_numbers(config: &Config, report: &mut Report<'_>) {
+/// `tenants`: each tenant's name and events, in file order.
+pub(crate) fn validate_numbers<'a>(
+    tenants: impl IntoIterator<Item = (&'a str, &'a TenantEvents)>,
+    report: &mut Report<'_>,
+) {
     let mut owners: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    for (i, t) in config.tenants.iter().enumerate() {
-        for (j, n) in t.events.numbers.iter().enumerate() {
-            match owners.insert(n, &t.name) {
-                Some(other) if other != t.name => report.at_path(
+    for (i, (name, events)) in tenants.into_iter().enumerate() {
+        for (j, n) in events.numbers.iter().enumerate() {
+            match owners.insert(n, name) {
+                Some(other) if other != name => report.at_path(
                     &format!("tenants[{i}].numbers[{j}]"),
                     ConfigErrorKind::Invalid(format!(
                         "number {n} already belongs to tenant {other:?}"

@@ -26,14 +26,28 @@ pub struct InboundSettings {
     pub keyword_replies_per_tenant_per_minute: u32,
 }
 
+impl InboundSettings {
+    /// Default `reassembly_max_bytes` (16 MiB).
+    pub const DEFAULT_REASSEMBLY_MAX_BYTES: usize = 16 << 20;
+    /// Default `reassembly_timeout_s`.
+    pub const DEFAULT_REASSEMBLY_TIMEOUT_S: u64 = 180;
+    /// Default `keyword_replies_per_number`.
+    pub const DEFAULT_KEYWORD_REPLIES_PER_NUMBER: u32 = 5;
+    /// Default `keyword_replies_window_s` (one hour).
+    pub const DEFAULT_KEYWORD_REPLIES_WINDOW_S: u64 = 3600;
+    /// Default `keyword_replies_per_tenant_per_minute`.
+    pub const DEFAULT_KEYWORD_REPLIES_PER_TENANT_PER_MINUTE: u32 = 60;
+}
+
 impl Default for InboundSettings {
     fn default() -> Self {
         InboundSettings {
-            reassembly_max_bytes: 16 << 20,
-            reassembly_timeout: Duration::from_secs(180),
-            keyword_replies_per_number: 5,
-            keyword_replies_window: Duration::from_secs(3600),
-            keyword_replies_per_tenant_per_minute: 60,
+            reassembly_max_bytes: Self::DEFAULT_REASSEMBLY_MAX_BYTES,
+            reassembly_timeout: Duration::from_secs(Self::DEFAULT_REASSEMBLY_TIMEOUT_S),
+            keyword_replies_per_number: Self::DEFAULT_KEYWORD_REPLIES_PER_NUMBER,
+            keyword_replies_window: Duration::from_secs(Self::DEFAULT_KEYWORD_REPLIES_WINDOW_S),
+            keyword_replies_per_tenant_per_minute:
+                Self::DEFAULT_KEYWORD_REPLIES_PER_TENANT_PER_MINUTE,
         }
     }
 }
@@ -48,8 +62,13 @@ pub(crate) fn inbound(report: &mut Report<'_>, mut t: Table<'_, '_>) -> InboundS
         1 << 30,
         d.reassembly_max_bytes,
     );
-    let reassembly_timeout =
-        Duration::from_secs(t.int_or(report, "reassembly_timeout_s", 1, 86_400, 180));
+    let reassembly_timeout = Duration::from_secs(t.int_or(
+        report,
+        "reassembly_timeout_s",
+        1,
+        86_400,
+        InboundSettings::DEFAULT_REASSEMBLY_TIMEOUT_S,
+    ));
     let keyword_replies_per_number = t.int_or(
         report,
         "keyword_replies_per_number",
@@ -57,8 +76,13 @@ pub(crate) fn inbound(report: &mut Report<'_>, mut t: Table<'_, '_>) -> InboundS
         10_000,
         d.keyword_replies_per_number,
     );
-    let keyword_replies_window =
-        Duration::from_secs(t.int_or(report, "keyword_replies_window_s", 1, 30 * 86_400, 3600));
+    let keyword_replies_window = Duration::from_secs(t.int_or(
+        report,
+        "keyword_replies_window_s",
+        1,
+        30 * 86_400,
+        InboundSettings::DEFAULT_KEYWORD_REPLIES_WINDOW_S,
+    ));
     let keyword_replies_per_tenant_per_minute = t.int_or(
         report,
         "keyword_replies_per_tenant_per_minute",

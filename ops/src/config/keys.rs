@@ -4,9 +4,10 @@
 //! `"sha256:" + hex(SHA-256(key))`; a leaked config file therefore leaks no usable key. Because
 //! keys are high-entropy, an unsalted fast hash is enough (nothing to brute-force).
 //!
-//! [`Config::find_tenant`] hashes the presented key once and compares it with *every* stored
-//! hash using [`subtle`], without an early exit, so the time taken depends only on how many
-//! keys are configured, never on which key matched or how many bytes of it were right.
+//! `locate_key`, behind [`super::Config::find_key`] and [`super::Config::is_operator_key`],
+//! hashes the presented key once and compares it with *every* stored hash using [`subtle`],
+//! without an early exit, so the time taken depends only on how many keys are configured,
+//! never on which key matched or how many bytes of it were right.
 
 use std::fmt;
 
@@ -15,7 +16,6 @@ use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::error::ConfigErrorKind;
-use super::model::{Config, Scopes, Tenant};
 
 /// Prefix of a stored key hash.
 pub const HASH_PREFIX: &str = "sha256:";
@@ -94,58 +94,37 @@ pub fn generate_api_key() -> String {
     key
 }
 
-impl Config {
-    /// The tenant owning `presented` (the bearer token of a request), if any.
-    ///
-    /// Hashes once, then compares against every stored hash of every tenant in constant time;
-    /// validation guarantees a hash belongs to at most one tenant.
-    pub fn find_tenant(&self, presented: &str) -> Option<&Tenant> {
-        self.find_key(presented).map(|(t, _)| t)
-    }
-
-    /// The tenant owning `presented` and what that key may do ([`Tenant::api_key_scopes`];
-    /// every scope for a plain hash). Same constant-time comparison as [`Config::find_tenant`].
-    pub fn find_key(&self, presented: &str) -> Option<(&Tenant, Scopes)> {
-        let wanted = ApiKeyHash::of_key(presented);
-        let mut found = subtle::Choice::from(0);
-        let mut index = 0u32;
-        let mut key = 0u32;
-        for (i, tenant) in self.tenants.iter().enumerate() {
-            // Tenant counts fit u32 (a config file with 4 billion tenants cannot be loaded).
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            for (k, hash) in tenant.api_keys.iter().enumerate() {
-                let hit = hash.ct_eq(&wanted);
-                index.conditional_assign(&i, hit);
-                // Key counts per tenant are small; u32 as above.
-                let k = u32::try_from(k).unwrap_or(u32::MAX);
-                key.conditional_assign(&k, hit);
-                found |= hit;
-            }
-        }
-        if bool::from(found) {
-            let tenant = self.tenants.get(usize::try_from(index).ok()?)?;
-            let scopes = tenant
-                .api_key_scopes
-                .get(usize::try_from(key).ok()?)
-                .copied()
-                .unwrap_or(Scopes::ALL);
-            Some((tenant, scopes))
-        } else {
-            None
+/// Where the key `presented` is among `lists` of stored hashes (one list per owner: each
+/// tenant, or the operator): the list's index and the hash's index in it.
+///
+/// Hashes `presented` once, then compares it with every hash of every list in constant time,
+/// with no early exit: the time taken depends only on how many hashes there are, never on
+/// which one matched or how many bytes of it were right. Validation keeps stored hashes
+/// unique across lists, so at most one matches.
+pub(crate) fn locate_key<'a>(
+    presented: &str,
+    lists: impl IntoIterator<Item = &'a [ApiKeyHash]>,
+) -> Option<(usize, usize)> {
+    let wanted = ApiKeyHash::of_key(presented);
+    let mut found = subtle::Choice::from(0);
+    let mut index = 0u32;
+    let mut key = 0u32;
+    for (i, hashes) in lists.into_iter().enumerate() {
+        // List counts fit u32 (a config file with 4 billion tenants cannot be loaded).
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        for (k, hash) in hashes.iter().enumerate() {
+            let hit = hash.ct_eq(&wanted);
+            index.conditional_assign(&i, hit);
+            // Key counts per tenant are small; u32 as above.
+            let k = u32::try_from(k).unwrap_or(u32::MAX);
+            key.conditional_assign(&k, hit);
+            found |= hit;
         }
     }
-}
-
-impl Config {
-    /// True when `presented` is one of the operator's keys (`[operator] api_keys`). Compares
-    /// against every operator hash in constant time, as [`Config::find_key`] does.
-    pub fn is_operator_key(&self, presented: &str) -> bool {
-        let wanted = ApiKeyHash::of_key(presented);
-        let mut found = subtle::Choice::from(0);
-        for hash in &self.operator.api_keys {
-            found |= hash.ct_eq(&wanted);
-        }
-        bool::from(found)
+    if bool::from(found) {
+        Some((usize::try_from(index).ok()?, usize::try_from(key).ok()?))
+    } else {
+        None
     }
 }
 

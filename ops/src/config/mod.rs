@@ -14,11 +14,15 @@
 //! complete example (loaded by this crate's tests).
 //!
 //! # Layout
-//! - [`model`]: the typed configuration ([`Config`] and its sections).
+//! Bottom first; each module uses only modules above it in this list.
 //! - [`error`]: [`ConfigError`], [`ConfigErrors`].
 //! - `reader`: typed getters over the spanned TOML tree that collect errors and positions.
-//! - `parse`: document → [`Config`] (single-value checks); `validate`: checks across keys.
+//! - `redacted`: [`REDACTED`], what `Debug` prints in place of secrets.
 //! - [`keys`]: API key hashing, generation and constant-time lookup.
+//! - [`egress`], [`events`], [`voice`], [`inbound`], [`retention`], [`queues`]: one section
+//!   each, its type, defaults and reader.
+//! - [`model`]: the typed configuration ([`Config`] and the other sections).
+//! - `parse`: document → [`Config`] (single-value checks); `validate`: checks across keys.
 //! - `defaults`: [`Config::embedded_default`]; `to_routing`: [`Config::routing_config`].
 //! - `reload`: [`reloadable_diff`], what SIGHUP may change live.
 
@@ -37,6 +41,7 @@ pub mod voice;
 mod defaults;
 mod parse;
 mod reader;
+mod redacted;
 mod reload;
 mod to_routing;
 mod validate;

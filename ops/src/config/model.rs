@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchyard_routing::{
-    BreakerConfig, Channel, Currency, FxRate, Markup, NumberRewrite, Preference, Prefix,
-    QualityClass, ScoringConfig,
+    BreakerConfig, CarrierConfig, Channel, Currency, FxRate, Markup, NumberRewrite, Preference,
+    Prefix, QualityClass, ScoringConfig,
 };
 
-use super::keys::ApiKeyHash;
+use super::keys::{locate_key, ApiKeyHash};
+
+pub use super::redacted::{Redacted, REDACTED};
 
 /// The whole gateway configuration. Cheap to clone and compare (a few dozen small structs), so
 /// a reload can diff the old and new values ([`super::reloadable_diff`]).
@@ -83,6 +85,34 @@ impl Config {
     /// The tenant named `name`.
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.name == name)
+    }
+
+    /// The tenant owning `presented` (the bearer token of a request), if any.
+    ///
+    /// Hashes once, then compares against every stored hash of every tenant in constant time;
+    /// validation guarantees a hash belongs to at most one tenant.
+    pub fn find_tenant(&self, presented: &str) -> Option<&Tenant> {
+        self.find_key(presented).map(|(t, _)| t)
+    }
+
+    /// The tenant owning `presented` and what that key may do ([`Tenant::api_key_scopes`];
+    /// every scope for a plain hash). Same constant-time comparison as [`Config::find_tenant`].
+    pub fn find_key(&self, presented: &str) -> Option<(&Tenant, Scopes)> {
+        let lists = self.tenants.iter().map(|t| t.api_keys.as_slice());
+        let (index, key) = locate_key(presented, lists)?;
+        let tenant = self.tenants.get(index)?;
+        let scopes = tenant
+            .api_key_scopes
+            .get(key)
+            .copied()
+            .unwrap_or(Scopes::ALL);
+        Some((tenant, scopes))
+    }
+
+    /// True when `presented` is one of the operator's keys (`[operator] api_keys`). Compares
+    /// against every operator hash in constant time, as [`Config::find_key`] does.
+    pub fn is_operator_key(&self, presented: &str) -> bool {
+        locate_key(presented, [self.operator.api_keys.as_slice()]).is_some()
     }
 }
 
@@ -204,12 +234,14 @@ impl StoreConfig {
     pub const DEFAULT_FILE: &'static str = "switchyard.db";
     /// Default `group_commit_linger_ms`.
     pub const DEFAULT_LINGER_MS: u64 = 2;
+    /// Default `kind`.
+    pub const DEFAULT_KIND: StoreKind = StoreKind::Sqlite;
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            kind: StoreKind::Sqlite,
+            kind: Self::DEFAULT_KIND,
             path: None,
             group_commit_linger: Duration::from_millis(Self::DEFAULT_LINGER_MS),
         }
@@ -430,8 +462,10 @@ pub struct TenantLimits {
     pub blocked_countries: Vec<String>,
 }
 
-/// A tenant's route plan, mirroring [`switchyard_routing::RoutePlan`] minus the name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A tenant's route plan, mirroring [`switchyard_routing::RoutePlan`] minus the name. The
+/// default, as [`switchyard_routing::RoutePlan::open`]: every carrier, nothing blocked, no
+/// markup, the default [`Preference`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TenantRoute {
     /// If set, only these carriers (`allowed_carriers`).
     pub allowed_carriers: Option<Vec<String>>,
@@ -443,18 +477,6 @@ pub struct TenantRoute {
     pub markup: Markup,
     /// Candidate ordering (`preference`).
     pub preference: Preference,
-}
-
-impl Default for TenantRoute {
-    fn default() -> Self {
-        Self {
-            allowed_carriers: None,
-            blocked_carriers: Vec::new(),
-            blocked_prefixes: Vec::new(),
-            markup: Markup::default(),
-            preference: Preference::Weighted,
-        }
-    }
 }
 
 /// `[[carriers]]`: an SMSC operator or SIP trunk provider.
@@ -554,6 +576,8 @@ impl SipSettings {
     /// after it is set up (RFC 3261/6026 wait states), so this holds about 2,000 calls per
     /// second, steady.
     pub const DEFAULT_MAX_TRANSACTIONS: usize = 300_000;
+    /// Default `digest_algorithms`: SHA-256 then MD5, as RFC 8760 asks.
+    pub const DEFAULT_DIGEST_ALGORITHMS: [&'static str; 2] = ["SHA-256", "MD5"];
 }
 
 /// `[carriers.sip]`: where a voice carrier's trunk takes calls and how numbers are written.
@@ -613,8 +637,12 @@ impl SipTrunk {
 }
 
 impl Carrier {
-    /// Default `priority`, as in [`switchyard_routing::CarrierConfig::new`].
-    pub const DEFAULT_PRIORITY: u8 = 100;
+    /// Default `priority`, the routing crate's ([`CarrierConfig::DEFAULT_PRIORITY`]).
+    pub const DEFAULT_PRIORITY: u8 = CarrierConfig::DEFAULT_PRIORITY;
+    /// Default `weight`, the routing crate's ([`CarrierConfig::DEFAULT_WEIGHT`]).
+    pub const DEFAULT_WEIGHT: u32 = CarrierConfig::DEFAULT_WEIGHT;
+    /// Default `quality`, the routing crate's ([`CarrierConfig::DEFAULT_QUALITY`]).
+    pub const DEFAULT_QUALITY: QualityClass = CarrierConfig::DEFAULT_QUALITY;
 }
 
 /// Where the binds of a carrier connect.
@@ -778,20 +806,34 @@ impl std::fmt::Debug for SmppConfig {
     }
 }
 
-/// What `Debug` writes in place of a password or secret.
-pub const REDACTED: Redacted = Redacted;
-
-/// Written by `Debug` in place of a secret: `<redacted>`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Redacted;
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 impl SmppConfig {
+    /// Default `bind_type`.
+    pub const DEFAULT_BIND_TYPE: BindKind = BindKind::Transceiver;
+    /// Default `binds`.
+    pub const DEFAULT_BINDS: u16 = 1;
+    /// Default `window`: outstanding submit_sm per bind.
+    pub const DEFAULT_WINDOW: u32 = 10;
+    /// Default `enquire_link_s`.
+    pub const DEFAULT_ENQUIRE_LINK_S: u64 = 30;
+    /// Default `response_timeout_s`.
+    pub const DEFAULT_RESPONSE_TIMEOUT_S: u64 = 10;
+    /// Default `reconnect_min_ms`.
+    pub const DEFAULT_RECONNECT_MIN_MS: u64 = 500;
+    /// Default `reconnect_max_ms`.
+    pub const DEFAULT_RECONNECT_MAX_MS: u64 = 30_000;
+    /// Default `dest_ton` (international).
+    pub const DEFAULT_DEST_TON: u8 = 1;
+    /// Default `dest_npi` (ISDN, E.164).
+    pub const DEFAULT_DEST_NPI: u8 = 1;
+    /// Default `registered_delivery`: final receipts.
+    pub const DEFAULT_REGISTERED_DELIVERY: u8 = 1;
+    /// Default `long_messages`.
+    pub const DEFAULT_LONG_MESSAGES: LongMessages = LongMessages::Udh;
+    /// Default `max_pdu_len` (64 KiB).
+    pub const DEFAULT_MAX_PDU_LEN: u32 = 64 * 1024;
+    /// Default `id_format`.
+    pub const DEFAULT_ID_FORMAT: IdFormat = IdFormat::Auto;
+
     /// Defaults for every optional SMPP setting, with the given endpoint and credentials.
     pub fn new(endpoint: SmppEndpoint, system_id: &str, password: &str) -> Self {
         Self {
@@ -799,23 +841,23 @@ impl SmppConfig {
             system_id: system_id.to_owned(),
             password: password.to_owned(),
             system_type: String::new(),
-            bind_type: BindKind::Transceiver,
-            binds: 1,
-            window: 10,
+            bind_type: Self::DEFAULT_BIND_TYPE,
+            binds: Self::DEFAULT_BINDS,
+            window: Self::DEFAULT_WINDOW,
             tps: None,
-            enquire_link: Duration::from_secs(30),
-            response_timeout: Duration::from_secs(10),
-            reconnect_min: Duration::from_millis(500),
-            reconnect_max: Duration::from_millis(30_000),
+            enquire_link: Duration::from_secs(Self::DEFAULT_ENQUIRE_LINK_S),
+            response_timeout: Duration::from_secs(Self::DEFAULT_RESPONSE_TIMEOUT_S),
+            reconnect_min: Duration::from_millis(Self::DEFAULT_RECONNECT_MIN_MS),
+            reconnect_max: Duration::from_millis(Self::DEFAULT_RECONNECT_MAX_MS),
             source_ton: None,
             source_npi: None,
-            dest_ton: 1,
-            dest_npi: 1,
-            registered_delivery: 1,
-            long_messages: LongMessages::Udh,
+            dest_ton: Self::DEFAULT_DEST_TON,
+            dest_npi: Self::DEFAULT_DEST_NPI,
+            registered_delivery: Self::DEFAULT_REGISTERED_DELIVERY,
+            long_messages: Self::DEFAULT_LONG_MESSAGES,
             tls: None,
-            max_pdu_len: 64 * 1024,
-            id_format: IdFormat::Auto,
+            max_pdu_len: Self::DEFAULT_MAX_PDU_LEN,
+            id_format: Self::DEFAULT_ID_FORMAT,
             receipt_id_format: None,
         }
     }

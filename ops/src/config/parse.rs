@@ -7,7 +7,6 @@
 //! still read and checked: the caller throws the `Config` away if anything was reported.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_routing::{
@@ -25,7 +24,9 @@ use super::model::{
     SipTlsListener, SipTransport, SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls,
     StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
 };
-use super::reader::{expect_decimal, expect_float, expect_str, wrong_type, Report, Table};
+use super::reader::{
+    expect_decimal, expect_float, expect_str, non_empty_path, wrong_type, Report, Table,
+};
 
 /// Channel words.
 pub(crate) const CHANNELS: &[(&str, Channel)] = &[("sms", Channel::Sms), ("voice", Channel::Voice)];
@@ -248,7 +249,7 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
                 ("postgres", StoreKind::Postgres),
             ],
         )
-        .unwrap_or(StoreKind::Sqlite);
+        .unwrap_or(StoreConfig::DEFAULT_KIND);
     let path = non_empty_path(report, &mut t, "path");
     let linger = t.int_or(
         report,
@@ -266,6 +267,7 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
 }
 
 fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
+    let d = TenantRoute::default();
     let name = name(report, &mut t);
     let (api_keys, api_key_scopes) = api_keys(report, &mut t);
     let allowed_carriers = t
@@ -291,8 +293,8 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
             ),
         }
     }
-    let basis_points = markup_percent(report, &mut t).unwrap_or(0);
-    let fixed = t.decimal(report, "markup_fixed").unwrap_or_default();
+    let basis_points = markup_percent(report, &mut t).unwrap_or(d.markup.basis_points);
+    let fixed = t.decimal(report, "markup_fixed").unwrap_or(d.markup.fixed);
     let preference = t
         .choice(
             report,
@@ -303,7 +305,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
                 ("weighted", Preference::Weighted),
             ],
         )
-        .unwrap_or(Preference::Weighted);
+        .unwrap_or(d.preference);
     let default_sender = t.raw(report, "default_sender").and_then(|v| {
         let path = t.key_path("default_sender");
         let s = expect_str(report, v, &path)?;
@@ -653,7 +655,7 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
         Some(_) => channels(report, &mut t),
     };
     let priority = t.int_or(report, "priority", 0, 255, Carrier::DEFAULT_PRIORITY);
-    let weight = t.int_or(report, "weight", 1, 1_000_000, 1u32);
+    let weight = t.int_or(report, "weight", 1, 1_000_000, Carrier::DEFAULT_WEIGHT);
     let quality = t
         .choice(
             report,
@@ -664,12 +666,13 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
                 ("economy", QualityClass::Economy),
             ],
         )
-        .unwrap_or(QualityClass::Standard);
+        .unwrap_or(Carrier::DEFAULT_QUALITY);
     let max_tps = t.int(report, "max_tps", 1, 1_000_000);
     let max_cps = t.int(report, "max_cps", 1, 100_000);
     let tech_prefix = tech_prefix(report, &mut t);
-    let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
-    let plus = t.bool(report, "plus_prefix", false);
+    let no_rewrite = NumberRewrite::default();
+    let strip_digits = t.int_or(report, "strip_digits", 0, 14, no_rewrite.strip_digits);
+    let plus = t.bool(report, "plus_prefix", no_rewrite.plus);
     let smpp = t.table(report, "smpp").map(|s| smpp(report, s));
     let sip = t.table(report, "sip").map(|s| sip_trunk(report, s));
     t.finish(report);
@@ -800,7 +803,12 @@ fn sip(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipSettings {
     }
     let mut digest_algorithms = Vec::new();
     match t.strings(report, "digest_algorithms") {
-        None => digest_algorithms = vec!["SHA-256".to_owned(), "MD5".to_owned()],
+        None => {
+            digest_algorithms = SipSettings::DEFAULT_DIGEST_ALGORITHMS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect()
+        }
         Some(words) => {
             for (i, (w, span)) in words.iter().enumerate() {
                 let canonical = match w.to_ascii_uppercase().as_str() {
@@ -900,7 +908,8 @@ fn sip_trunk(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipTrunk {
     let host = t.req_string(report, "host").unwrap_or_default();
     let port = t.int_or(report, "port", 1, 65535, SipTrunk::DEFAULT_PORT);
     let tech_prefix = tech_prefix(report, &mut t);
-    let strip_digits = t.int_or(report, "strip_digits", 0, 14, 0u8);
+    let no_rewrite = NumberRewrite::default();
+    let strip_digits = t.int_or(report, "strip_digits", 0, 14, no_rewrite.strip_digits);
     let max_calls = t.int(report, "max_calls", 1, 1_000_000);
     let transport = t
         .choice(
@@ -945,7 +954,7 @@ fn sip_trunk(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SipTrunk {
         rewrite: NumberRewrite {
             strip_digits,
             tech_prefix: tech_prefix.unwrap_or_default(),
-            plus: false,
+            plus: no_rewrite.plus,
         },
         max_calls,
         transport,
@@ -1055,10 +1064,34 @@ fn smpp(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SmppConfig {
     c.binds = t.int_or(report, "binds", 1, 64, c.binds);
     c.window = t.int_or(report, "window", 1, 10_000, c.window);
     c.tps = t.int(report, "tps", 1, 100_000);
-    c.enquire_link = secs(t.int_or(report, "enquire_link_s", 1, 3600, 30));
-    c.response_timeout = secs(t.int_or(report, "response_timeout_s", 1, 300, 10));
-    c.reconnect_min = millis(t.int_or(report, "reconnect_min_ms", 10, 600_000, 500));
-    c.reconnect_max = millis(t.int_or(report, "reconnect_max_ms", 10, 3_600_000, 30_000));
+    c.enquire_link = secs(t.int_or(
+        report,
+        "enquire_link_s",
+        1,
+        3600,
+        SmppConfig::DEFAULT_ENQUIRE_LINK_S,
+    ));
+    c.response_timeout = secs(t.int_or(
+        report,
+        "response_timeout_s",
+        1,
+        300,
+        SmppConfig::DEFAULT_RESPONSE_TIMEOUT_S,
+    ));
+    c.reconnect_min = millis(t.int_or(
+        report,
+        "reconnect_min_ms",
+        10,
+        600_000,
+        SmppConfig::DEFAULT_RECONNECT_MIN_MS,
+    ));
+    c.reconnect_max = millis(t.int_or(
+        report,
+        "reconnect_max_ms",
+        10,
+        3_600_000,
+        SmppConfig::DEFAULT_RECONNECT_MAX_MS,
+    ));
     c.source_ton = t.int(report, "source_ton", 0, 6);
     c.source_npi = npi(report, &mut t, "source_npi");
     c.dest_ton = t.int_or(report, "dest_ton", 0, 6, c.dest_ton);
@@ -1328,26 +1361,6 @@ fn bounded_string(
         );
     }
     s.to_owned()
-}
-
-/// A non-empty path string.
-pub(super) fn non_empty_path(
-    report: &mut Report<'_>,
-    t: &mut Table<'_, '_>,
-    key: &'static str,
-) -> Option<PathBuf> {
-    let v = t.raw(report, key)?;
-    let path = t.key_path(key);
-    let s = expect_str(report, v, &path)?;
-    if s.is_empty() {
-        report.at_span(
-            &v.span(),
-            &path,
-            ConfigErrorKind::Invalid("must not be empty".into()),
-        );
-        return None;
-    }
-    Some(PathBuf::from(s))
 }
 
 /// An ISO 4217 code.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use switchyard_routing::Price;
 use toml::de::{DeTable, DeValue};
@@ -413,6 +414,26 @@ pub(crate) fn expect_str<'v>(
             None
         }
     }
+}
+
+/// A non-empty path string.
+pub(crate) fn non_empty_path(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<PathBuf> {
+    let v = t.raw(report, key)?;
+    let path = t.key_path(key);
+    let s = expect_str(report, v, &path)?;
+    if s.is_empty() {
+        report.at_span(
+            &v.span(),
+            &path,
+            ConfigErrorKind::Invalid("must not be empty".into()),
+        );
+        return None;
+    }
+    Some(PathBuf::from(s))
 }
 
 /// An integer in `min..=max`, or an error.

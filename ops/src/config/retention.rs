@@ -33,17 +33,36 @@ pub struct RetentionSettings {
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+impl RetentionSettings {
+    /// Default `messages_days`.
+    pub const DEFAULT_MESSAGES_DAYS: u32 = 90;
+    /// Default `inbound_days`.
+    pub const DEFAULT_INBOUND_DAYS: u32 = 90;
+    /// Default `cdrs_days`.
+    pub const DEFAULT_CDRS_DAYS: u32 = 90;
+    /// Default `unmatched_receipts_days`.
+    pub const DEFAULT_UNMATCHED_RECEIPTS_DAYS: u32 = 3;
+    /// Default `dead_letters_days`.
+    pub const DEFAULT_DEAD_LETTERS_DAYS: u32 = 30;
+    /// Default `idempotency_days`: the day an `Idempotency-Key` is honoured.
+    pub const DEFAULT_IDEMPOTENCY_DAYS: u32 = 1;
+    /// Default `purge_interval_s`.
+    pub const DEFAULT_PURGE_INTERVAL_S: u64 = 60;
+    /// Default `purge_batch`.
+    pub const DEFAULT_PURGE_BATCH: usize = 256;
+}
+
 impl Default for RetentionSettings {
     fn default() -> Self {
         RetentionSettings {
-            messages: Some(DAY * 90),
-            inbound: Some(DAY * 90),
-            cdrs: Some(DAY * 90),
-            unmatched_receipts: Some(DAY * 3),
-            dead_letters: Some(DAY * 30),
-            idempotency: Some(DAY),
-            purge_interval: Duration::from_secs(60),
-            purge_batch: 256,
+            messages: Some(DAY * Self::DEFAULT_MESSAGES_DAYS),
+            inbound: Some(DAY * Self::DEFAULT_INBOUND_DAYS),
+            cdrs: Some(DAY * Self::DEFAULT_CDRS_DAYS),
+            unmatched_receipts: Some(DAY * Self::DEFAULT_UNMATCHED_RECEIPTS_DAYS),
+            dead_letters: Some(DAY * Self::DEFAULT_DEAD_LETTERS_DAYS),
+            idempotency: Some(DAY * Self::DEFAULT_IDEMPOTENCY_DAYS),
+            purge_interval: Duration::from_secs(Self::DEFAULT_PURGE_INTERVAL_S),
+            purge_batch: Self::DEFAULT_PURGE_BATCH,
         }
     }
 }
@@ -63,7 +82,13 @@ pub(crate) fn retention(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Retent
     let unmatched_receipts = days("unmatched_receipts_days", d.unmatched_receipts);
     let dead_letters = days("dead_letters_days", d.dead_letters);
     let idempotency = days("idempotency_days", d.idempotency);
-    let purge_interval = Duration::from_secs(t.int_or(report, "purge_interval_s", 1, 86_400, 60));
+    let purge_interval = Duration::from_secs(t.int_or(
+        report,
+        "purge_interval_s",
+        1,
+        86_400,
+        RetentionSettings::DEFAULT_PURGE_INTERVAL_S,
+    ));
     let purge_batch = t.int_or(report, "purge_batch", 1, 100_000, d.purge_batch);
     t.finish(report);
     RetentionSettings {

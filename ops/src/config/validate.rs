@@ -19,8 +19,15 @@ pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Re
     store(config, report);
     tenants(config, report);
     operator(config, report);
-    super::events::validate_numbers(config, report);
-    super::events::validate_webhook_urls(config, report);
+    super::events::validate_numbers(
+        config.tenants.iter().map(|t| (t.name.as_str(), &t.events)),
+        report,
+    );
+    super::events::validate_webhook_urls(
+        config.tenants.iter().map(|t| &t.events),
+        &config.egress,
+        report,
+    );
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
     routing(config, report);

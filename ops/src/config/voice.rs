@@ -49,22 +49,56 @@ pub struct VoiceSettings {
     pub audio_fetch_timeout: Duration,
 }
 
+impl VoiceSettings {
+    /// Default `rtp_port_min`.
+    pub const DEFAULT_RTP_PORT_MIN: u16 = 16384;
+    /// Default `rtp_port_max`.
+    pub const DEFAULT_RTP_PORT_MAX: u16 = 32767;
+    /// Default `max_concurrent_calls`.
+    pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 50;
+    /// Default `max_queued_calls`.
+    pub const DEFAULT_MAX_QUEUED_CALLS: usize = 10_000;
+    /// Default `trunk_timeout_ms`.
+    pub const DEFAULT_TRUNK_TIMEOUT_MS: u64 = 5000;
+    /// Default `ring_timeout_s`.
+    pub const DEFAULT_RING_TIMEOUT_S: u64 = 30;
+    /// Default `max_duration_s`.
+    pub const DEFAULT_MAX_DURATION_S: u64 = 300;
+    /// Default `tts_command`.
+    pub const DEFAULT_TTS_COMMAND: &'static str = "espeak-ng";
+    /// Default `tts_timeout_ms`.
+    pub const DEFAULT_TTS_TIMEOUT_MS: u64 = 10_000;
+    /// Default `tts_cache_entries`.
+    pub const DEFAULT_TTS_CACHE_ENTRIES: usize = 256;
+    /// Default `audio_max_bytes` (8 MiB).
+    pub const DEFAULT_AUDIO_MAX_BYTES: usize = 8 << 20;
+    /// Default `audio_fetch_timeout_ms`.
+    pub const DEFAULT_AUDIO_FETCH_TIMEOUT_MS: u64 = 10_000;
+
+    /// Default `max_preparing_calls` for a given `max_concurrent_calls`: twice as many.
+    pub const fn default_max_preparing_calls(max_concurrent_calls: usize) -> usize {
+        max_concurrent_calls.saturating_mul(2)
+    }
+}
+
 impl Default for VoiceSettings {
     fn default() -> Self {
         VoiceSettings {
             listen: None,
-            rtp_ports: (16384, 32767),
-            max_concurrent_calls: 50,
-            max_preparing_calls: 100,
-            max_queued_calls: 10_000,
-            trunk_timeout: Duration::from_secs(5),
-            ring_timeout: Duration::from_secs(30),
-            max_duration: Duration::from_secs(300),
-            tts_command: "espeak-ng".to_owned(),
-            tts_timeout: Duration::from_secs(10),
-            tts_cache_entries: 256,
-            audio_max_bytes: 8 << 20,
-            audio_fetch_timeout: Duration::from_secs(10),
+            rtp_ports: (Self::DEFAULT_RTP_PORT_MIN, Self::DEFAULT_RTP_PORT_MAX),
+            max_concurrent_calls: Self::DEFAULT_MAX_CONCURRENT_CALLS,
+            max_preparing_calls: Self::default_max_preparing_calls(
+                Self::DEFAULT_MAX_CONCURRENT_CALLS,
+            ),
+            max_queued_calls: Self::DEFAULT_MAX_QUEUED_CALLS,
+            trunk_timeout: Duration::from_millis(Self::DEFAULT_TRUNK_TIMEOUT_MS),
+            ring_timeout: Duration::from_secs(Self::DEFAULT_RING_TIMEOUT_S),
+            max_duration: Duration::from_secs(Self::DEFAULT_MAX_DURATION_S),
+            tts_command: Self::DEFAULT_TTS_COMMAND.to_owned(),
+            tts_timeout: Duration::from_millis(Self::DEFAULT_TTS_TIMEOUT_MS),
+            tts_cache_entries: Self::DEFAULT_TTS_CACHE_ENTRIES,
+            audio_max_bytes: Self::DEFAULT_AUDIO_MAX_BYTES,
+            audio_fetch_timeout: Duration::from_millis(Self::DEFAULT_AUDIO_FETCH_TIMEOUT_MS),
         }
     }
 }
@@ -111,16 +145,38 @@ pub(crate) fn voice(report: &mut Report<'_>, mut t: Table<'_, '_>) -> VoiceSetti
         "max_preparing_calls",
         1,
         20_000,
-        max_concurrent_calls.saturating_mul(2),
+        VoiceSettings::default_max_preparing_calls(max_concurrent_calls),
     );
     let max_queued_calls = t.int_or(report, "max_queued_calls", 1, 1_000_000, d.max_queued_calls);
-    let trunk_timeout =
-        Duration::from_millis(t.int_or(report, "trunk_timeout_ms", 100, 300_000, 5000));
-    let ring_timeout = Duration::from_secs(t.int_or(report, "ring_timeout_s", 1, 600, 30));
-    let max_duration = Duration::from_secs(t.int_or(report, "max_duration_s", 1, 3600, 300));
+    let trunk_timeout = Duration::from_millis(t.int_or(
+        report,
+        "trunk_timeout_ms",
+        100,
+        300_000,
+        VoiceSettings::DEFAULT_TRUNK_TIMEOUT_MS,
+    ));
+    let ring_timeout = Duration::from_secs(t.int_or(
+        report,
+        "ring_timeout_s",
+        1,
+        600,
+        VoiceSettings::DEFAULT_RING_TIMEOUT_S,
+    ));
+    let max_duration = Duration::from_secs(t.int_or(
+        report,
+        "max_duration_s",
+        1,
+        3600,
+        VoiceSettings::DEFAULT_MAX_DURATION_S,
+    ));
     let tts_command = t.string(report, "tts_command").unwrap_or(d.tts_command);
-    let tts_timeout =
-        Duration::from_millis(t.int_or(report, "tts_timeout_ms", 100, 120_000, 10_000));
+    let tts_timeout = Duration::from_millis(t.int_or(
+        report,
+        "tts_timeout_ms",
+        100,
+        120_000,
+        VoiceSettings::DEFAULT_TTS_TIMEOUT_MS,
+    ));
     let tts_cache_entries = t.int_or(report, "tts_cache_entries", 0, 100_000, d.tts_cache_entries);
     let audio_max_bytes = t.int_or(
         report,
@@ -129,8 +185,13 @@ pub(crate) fn voice(report: &mut Report<'_>, mut t: Table<'_, '_>) -> VoiceSetti
         256 << 20,
         d.audio_max_bytes,
     );
-    let audio_fetch_timeout =
-        Duration::from_millis(t.int_or(report, "audio_fetch_timeout_ms", 100, 120_000, 10_000));
+    let audio_fetch_timeout = Duration::from_millis(t.int_or(
+        report,
+        "audio_fetch_timeout_ms",
+        100,
+        120_000,
+        VoiceSettings::DEFAULT_AUDIO_FETCH_TIMEOUT_MS,
+    ));
     t.finish(report);
     VoiceSettings {
         listen,

@@ -1,4 +1,5 @@
-//! The SIP message: start line, headers, body; typed accessors and serialization.
+//! The SIP message: start line, headers, body; typed accessors and serialization. Parsing is
+//! in `parse` ([`Message::parse_datagram`], [`Message::parse_stream`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -52,18 +53,6 @@ pub struct Message {
 }
 
 impl Message {
-    /// Parses a message received in one datagram (UDP): a missing Content-Length means the
-    /// body is the rest of the datagram; bytes beyond Content-Length are ignored.
-    pub fn parse_datagram(buf: Bytes) -> Result<Message, ParseError> {
-        super::parse::parse(buf, false)
-    }
-
-    /// Parses one frame cut by [`super::framing::StreamFramer`] from a stream (TCP/TLS):
-    /// Content-Length is required.
-    pub fn parse_stream(buf: Bytes) -> Result<Message, ParseError> {
-        super::parse::parse(buf, true)
-    }
-
     /// True for a request.
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request(_))

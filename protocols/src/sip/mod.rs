@@ -19,17 +19,17 @@
 //! - [`rtp`]: RTP packets and a packetiser; [`g711`]: μ-law/A-law; [`dtmf`]: RFC 4733 events.
 //!
 //! # Why our own parser
-//! The brief offered `ezk-sip-types` or our own parser. `ezk-sip-types` 0.6 parses headers
-//! lazily into owned typed values on access, has no whole-message entry point (the caller
-//! drives a line iterator and assembles the message), works on `&str` (a message with one
-//! non-UTF-8 byte in a display name is rejected), and its errors are `nom` errors that do not
-//! say which header was wrong. We need zero-copy slices of the receive buffer, typed errors a
-//! proxy can put in a 400 reason phrase, and exact control over tolerance (compact forms,
-//! folding, whitespace before colons, list splitting that respects quotes and `<>`). SIP's
-//! grammar is line-oriented and small, so the parser here is a hand-written single pass over
-//! bytes (`memchr` for line ends) rather than `nom` combinators: it is shorter than the
-//! combinator version, allocates only for folded lines and the header vector, and makes every
-//! error site explicit. `ezk-sip-types` stays as a dev-dependency oracle: `tests/sip_parse.rs`
+//! The ready-made alternative is `ezk-sip-types`. Its 0.6 release parses headers lazily into
+//! owned typed values on access, has no whole-message entry point (the caller drives a line
+//! iterator and assembles the message), works on `&str` (a message with one non-UTF-8 byte in
+//! a display name is rejected), and its errors are `nom` errors that do not say which header
+//! was wrong. We need zero-copy slices of the receive buffer, typed errors a proxy can put in a
+//! 400 reason phrase, and exact control over tolerance (compact forms, folding, whitespace
+//! before colons, list splitting that respects quotes and `<>`). SIP's grammar is
+//! line-oriented and small, so the parser here is a hand-written single pass over bytes
+//! (`memchr` for line ends) rather than `nom` combinators: it is shorter than a combinator
+//! parser, allocates only for folded lines and the header vector, and makes every error site
+//! explicit. `ezk-sip-types` serves as a dev-dependency oracle: `tests/sip_parse.rs`
 //! compares start line, Call-ID, CSeq, Via count and branch, From/To tags and body length on
 //! the torture set and on generated messages, and start line, Call-ID and CSeq on the whole
 //! fuzz corpus (where ezk-sip-types silently truncates parameter values at the first

@@ -1,5 +1,5 @@
 //! The message parser: a hand-written single pass over the bytes (see the module doc of
-//! [`super`] for why not nom or ezk-sip-types).
+//! [`super`] for why not nom or ezk-sip-types), and [`Message`]'s entry points to it.
 
 use bytes::Bytes;
 
@@ -11,9 +11,23 @@ use super::scan::{is_token_str, is_ws, parse_u64, split_top_level, sub, trim};
 use super::typed::{CSeq, NameAddr, Via};
 use super::uri::Uri;
 
+impl Message {
+    /// Parses a message received in one datagram (UDP): a missing Content-Length means the
+    /// body is the rest of the datagram; bytes beyond Content-Length are ignored.
+    pub fn parse_datagram(buf: Bytes) -> Result<Message, ParseError> {
+        parse(buf, false)
+    }
+
+    /// Parses one frame cut by [`super::framing::StreamFramer`] from a stream (TCP/TLS):
+    /// Content-Length is required.
+    pub fn parse_stream(buf: Bytes) -> Result<Message, ParseError> {
+        parse(buf, true)
+    }
+}
+
 /// Parses a whole message from `buf`. `stream`: Content-Length is required and the frame must
 /// hold the body.
-pub(crate) fn parse(buf: Bytes, stream: bool) -> Result<Message, ParseError> {
+fn parse(buf: Bytes, stream: bool) -> Result<Message, ParseError> {
     let data: &[u8] = &buf;
     // Tolerate CRLF keep-alives before the start line (RFC 5626 §3.5.1).
     let mut pos = data

@@ -15,7 +15,8 @@
 //! reserved for a further extension table, to be shown as a space); a dangling escape at the end
 //! becomes U+FFFD.
 
-use super::{Encoding, TextError, REPLACEMENT};
+use super::charset::Encoding;
+use super::{TextError, REPLACEMENT};
 
 /// The escape to the extension table.
 pub const ESCAPE: u8 = 0x1B;

@@ -1,6 +1,7 @@
 //! ISO 8859-1 (SMPP data_coding 3): one octet per character, U+0000..=U+00FF.
 
-use super::{Encoding, TextError};
+use super::charset::Encoding;
+use super::TextError;
 
 /// True when `c` has a Latin-1 code.
 #[inline]

@@ -11,15 +11,20 @@
 //! ```
 //!
 //! # Layout
+//! Each module uses only those listed before it (and this one's [`TextError`]).
+//! - `charset`: [`Encoding`], the names and data_coding values of the three encodings.
 //! - [`gsm7`]: the GSM 03.38 default alphabet and extension table, unpacked and packed septets.
 //! - [`latin1`]: ISO 8859-1 (SMPP data_coding 3).
 //! - [`ucs2`]: UCS-2 as UTF-16BE with surrogate pairs (data_coding 8).
-//! - [`encoding`]: [`Encoding`] and the choice of the cheapest one.
 //! - [`udh`]: user data header parsing and the concatenation IEs.
-//! - [`segment`]: limits, counting and splitting into segments.
+//! - `count`: units a text takes in an encoding, [`segment::limits`] per part, parts per text.
+//! - [`encoding`]: the choice of the cheapest encoding ([`EncodingPreference`]).
+//! - [`segment`]: splitting into segments, and counting them for price estimates.
 //! - [`decode`]: decoding an incoming short_message by data_coding.
 //! - [`reassembly`]: the sans-IO reassembler of multipart messages.
 
+mod charset;
+mod count;
 pub mod decode;
 pub mod encoding;
 pub mod gsm7;
@@ -29,10 +34,11 @@ pub mod segment;
 pub mod ucs2;
 pub mod udh;
 
+pub use charset::Encoding;
 pub use decode::{
     decode_short_message, decode_short_message_with, Body, DecodeOptions, DecodedText,
 };
-pub use encoding::{choose_encoding, Encoding, EncodingPreference};
+pub use encoding::{choose_encoding, EncodingPreference};
 pub use reassembly::{
     Complete, Part, Partial, Reassembler, ReassemblyConfig, ReassemblyEvent, ReassemblyKey,
     ReassemblyStats,

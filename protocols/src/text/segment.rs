@@ -1,40 +1,18 @@
-//! Counting and splitting a text into SMS segments.
-//!
-//! | encoding | single part | UDH 8-bit ref (6 octets) | UDH 16-bit ref (7 octets) | SAR TLVs |
-//! | --- | --- | --- | --- | --- |
-//! | GSM-7 (septets) | 160 | 153 | 152 | 153 |
-//! | Latin-1 (octets) | 140 | 134 | 133 | 134 |
-//! | UCS-2 (16-bit units) | 70 | 67 | 66 | 67 |
-//!
-//! With SAR TLVs the parts carry no UDH, so in principle they could hold 160/140/70 each; but
-//! the SMSC inserts a UDH when it turns SAR into concatenated SMS on the air interface, so
-//! carriers (and every SMPP client we know of) use the 8-bit-reference UDH limits. We do the same.
-//!
-//! Parts are cut at character boundaries only: an escape pair (GSM-7) or a surrogate pair
-//! (UCS-2) is never split, so a part may hold one unit less than the limit. GSM-7 limits count
-//! septets whether the bytes are sent unpacked (one per octet, SMPP's usual data_coding 0) or
-//! packed.
+//! Splitting a text into SMS segments ([`encode_message`]) and counting them for a price
+//! estimate ([`count_segments`]). The encoding is chosen by [`super::encoding`]; the units per
+//! part ([`limits`]) and where the text is cut come from `count`.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::encoding::{choose, EncodingPreference};
-use super::{gsm7, latin1, ucs2, udh, Encoding, TextError};
-use crate::smpp::tlv::{tag, Tlv};
+pub use super::count::{limits, Concat, Limits, SegmentInfo};
 
-/// How the parts of a long message are tied together.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Concat {
-    /// UDH with IE 0x00 (8-bit reference; its low byte); set esm_class UDHI.
-    #[default]
-    Udh8,
-    /// UDH with IE 0x08 (16-bit reference); set esm_class UDHI.
-    Udh16,
-    /// SAR TLVs (sar_msg_ref_num, sar_total_segments, sar_segment_seqnum), no UDH.
-    Sar,
-}
+use super::charset::Encoding;
+use super::count::{count_with, greedy};
+use super::encoding::{choose, EncodingPreference};
+use super::{gsm7, latin1, ucs2, udh, TextError};
+use crate::smpp::tlv::{tag, Tlv};
 
 /// Options for [`encode_message`] and [`count_segments`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,126 +43,11 @@ impl Default for EncodeOptions {
     }
 }
 
-/// Units a part can hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// When the whole text fits one part (no header).
-    pub single: usize,
-    /// Per part of a concatenated message.
-    pub multi: usize,
-}
-
-/// The limits for an encoding and concatenation method (see the module table).
-pub const fn limits(encoding: Encoding, concat: Concat) -> Limits {
-    let header = match concat {
-        Concat::Udh8 | Concat::Sar => udh::CONCAT_8_LEN,
-        Concat::Udh16 => udh::CONCAT_16_LEN,
-    };
-    match encoding {
-        Encoding::Gsm7 => Limits {
-            single: 160,
-            multi: 160 - udh::udh_septets(header),
-        },
-        Encoding::Latin1 => Limits {
-            single: 140,
-            multi: 140 - header,
-        },
-        Encoding::Ucs2 => Limits {
-            single: 70,
-            multi: (140 - header) / 2,
-        },
-    }
-}
-
-/// What a text costs, for price estimates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SegmentInfo {
-    /// The encoding it would go out in.
-    pub encoding: Encoding,
-    /// Parts (at least 1: an empty text is one empty SMS).
-    pub segments: usize,
-    /// Units (septets, octets, UTF-16 units) of the whole text.
-    pub units: usize,
-    /// Units per part at this segment count (the single or the concatenated limit).
-    pub units_per_segment: usize,
-    /// Units still free in the last part.
-    pub units_left: usize,
-}
-
 /// Counts the parts `text` needs, without allocating. Fails only when a forced encoding cannot
 /// represent the text; `max_segments` is not checked (compare `segments` yourself).
 pub fn count_segments(text: &str, opts: &EncodeOptions) -> Result<SegmentInfo, TextError> {
     let (encoding, units) = choose(text, opts.encoding, opts.concat)?;
     Ok(count_with(text, encoding, units, opts.concat))
-}
-
-/// Counts parts for an encoding already chosen, `units` being the text's total in it.
-pub(crate) fn count_with(
-    text: &str,
-    encoding: Encoding,
-    units: usize,
-    concat: Concat,
-) -> SegmentInfo {
-    let lim = limits(encoding, concat);
-    if units <= lim.single {
-        return SegmentInfo {
-            encoding,
-            segments: 1,
-            units,
-            units_per_segment: lim.single,
-            units_left: lim.single - units,
-        };
-    }
-    let (segments, last) = greedy(text, encoding, lim.multi, |_| ());
-    SegmentInfo {
-        encoding,
-        segments,
-        units,
-        units_per_segment: lim.multi,
-        units_left: lim.multi.saturating_sub(last),
-    }
-}
-
-/// Walks `text` filling parts of `per_part` units, calling `cut` with the byte offset where each
-/// new part starts. Returns (parts, units in the last part).
-fn greedy(
-    text: &str,
-    encoding: Encoding,
-    per_part: usize,
-    cut: impl FnMut(usize),
-) -> (usize, usize) {
-    // The text was validated for `encoding`; the fallback 1 is never used.
-    if text.is_ascii() {
-        // Byte offsets are char offsets; skip UTF-8 decoding.
-        let units = text
-            .bytes()
-            .enumerate()
-            .map(|(i, b)| (i, encoding.ascii_units(b).unwrap_or(1)));
-        greedy_units(units, per_part, cut)
-    } else {
-        let units = text
-            .char_indices()
-            .map(|(i, c)| (i, encoding.char_units(c).unwrap_or(1)));
-        greedy_units(units, per_part, cut)
-    }
-}
-
-fn greedy_units(
-    units: impl Iterator<Item = (usize, usize)>,
-    per_part: usize,
-    mut cut: impl FnMut(usize),
-) -> (usize, usize) {
-    let mut parts = 1;
-    let mut used = 0;
-    for (i, u) in units {
-        if used + u > per_part {
-            cut(i);
-            parts += 1;
-            used = 0;
-        }
-        used += u;
-    }
-    (parts, used)
 }
 
 /// One part, ready to go into a submit_sm.
@@ -330,22 +193,6 @@ pub fn encode_message(text: &str, opts: &EncodeOptions) -> Result<EncodedMessage
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limits_table() {
-        let l = |e, c| {
-            let l = limits(e, c);
-            (l.single, l.multi)
-        };
-        assert_eq!(l(Encoding::Gsm7, Concat::Udh8), (160, 153));
-        assert_eq!(l(Encoding::Gsm7, Concat::Udh16), (160, 152));
-        assert_eq!(l(Encoding::Gsm7, Concat::Sar), (160, 153));
-        assert_eq!(l(Encoding::Latin1, Concat::Udh8), (140, 134));
-        assert_eq!(l(Encoding::Latin1, Concat::Udh16), (140, 133));
-        assert_eq!(l(Encoding::Ucs2, Concat::Udh8), (70, 67));
-        assert_eq!(l(Encoding::Ucs2, Concat::Udh16), (70, 66));
-        assert_eq!(l(Encoding::Ucs2, Concat::Sar), (70, 67));
-    }
 
     #[test]
     fn empty_text_is_one_part() {
