@@ -458,7 +458,9 @@ mod tests {
         };
         let wait = at - full;
         assert!(wait > Duration::from_millis(4000) && wait < Duration::from_millis(4200));
-        assert!(b.take_into_debt(full + Duration::from_millis(4200), 1).is_ok());
+        assert!(b
+            .take_into_debt(full + Duration::from_millis(4200), 1)
+            .is_ok());
     }
 
     #[test]

@@ -11,7 +11,12 @@ use switchyard_routing::{BreakerState, Outcome, Router};
 
 /// Feeds `outcome` into `carrier`'s health and breaker; returns the breaker's new state when it
 /// changed. A carrier the current table does not know (removed by a reload) records nothing.
-pub fn record(router: &Router, carrier: &str, outcome: Outcome, now: Instant) -> Option<BreakerState> {
+pub fn record(
+    router: &Router,
+    carrier: &str,
+    outcome: Outcome,
+    now: Instant,
+) -> Option<BreakerState> {
     let table = router.load();
     let id = table.carrier_id(carrier)?;
     table.record(id, now, outcome)

@@ -35,9 +35,9 @@ use super::limits::Limits;
 use super::peer::{Peer, Transport};
 use super::proxy::{Proxy, ProxySettings, Reconfigure};
 use super::trunks::Trunks;
+use crate::carrier::backoff::Backoff;
 use crate::domain::{now_ms, CallRecord, Update};
 use crate::store::Store;
-use crate::carrier::backoff::Backoff;
 use crate::tls::TlsSettings;
 
 /// Largest datagram read (the UDP maximum).

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_protocols::smpp::session::BindType;
-use switchyard_protocols::text::ReassemblyConfig;
 
 use crate::domain::IdFormats;
 
@@ -143,40 +142,9 @@ impl std::fmt::Debug for BindSettings {
     }
 }
 
-impl BindSettings {
-    /// Defaults for a carrier at `address` (the sandbox uses these as they are).
-    pub fn new(carrier: impl Into<String>, address: impl Into<String>) -> Self {
-        let carrier = carrier.into();
-        BindSettings {
-            mo_parts: Arc::new(mo::MoParts::new(
-                carrier.clone(),
-                ReassemblyConfig::default(),
-            )),
-            carrier,
-            address: address.into(),
-            tls: None,
-            system_id: "switchyard".into(),
-            password: "switchyard".into(),
-            system_type: String::new(),
-            bind_type: BindType::Transceiver,
-            window: 64,
-            tps: None,
-            enquire_link: Duration::from_secs(30),
-            response_timeout: Duration::from_secs(10),
-            reconnect_min: Duration::from_millis(200),
-            reconnect_max: Duration::from_secs(30),
-            source_ton: 1,
-            source_npi: 1,
-            dest_ton: 1,
-            dest_npi: 1,
-            registered_delivery: 1,
-            long_messages: LongMessages::Udh8,
-            max_pdu_len: 64 * 1024,
-            max_retries: 2,
-            id_formats: IdFormats::default(),
-        }
-    }
-}
+/// How many times a segment is retried on the same carrier after a transient error before
+/// the message fails over to the next carrier.
+pub const MAX_RETRIES: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -184,7 +152,13 @@ mod tests {
 
     #[test]
     fn debug_leaves_the_password_out() {
-        let mut s = BindSettings::new("acme", "127.0.0.1:2775");
+        let config = switchyard_ops::config::Config::embedded_default();
+        let carrier = &config.carriers[0];
+        let smpp = carrier.smpp.as_ref().unwrap();
+        let sandbox = Some("127.0.0.1:2775".parse().unwrap());
+        let mut s = supervisor::bind_settings(carrier, smpp, sandbox, std::path::Path::new("."))
+            .unwrap()
+            .unwrap();
         s.system_id = "esme_acme".into();
         s.password = "PW_SECRET".into();
         let printed = format!("{s:?} {s:#?}");

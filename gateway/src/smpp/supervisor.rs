@@ -274,50 +274,64 @@ pub fn bind_settings(
             None => return Ok(None),
         },
     };
-    let mut s = BindSettings::new(carrier.name.clone(), address);
-    if let Some(tls) = &smpp.tls {
-        let ca = tls.ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
-        let name = tls.server_name.as_deref().unwrap_or(host);
-        s.tls = Some(
-            crate::tls::TlsSettings::new(ca.as_deref(), name)
-                .with_context(|| format!("carrier {:?}: SMPP TLS", carrier.name))?,
-        );
-    }
-    s.system_id = smpp.system_id.clone();
-    s.password = smpp.password.clone();
-    s.system_type = smpp.system_type.clone();
-    s.bind_type = match smpp.bind_type {
-        BindKind::Transmitter => BindType::Transmitter,
-        BindKind::Receiver => BindType::Receiver,
-        BindKind::Transceiver => BindType::Transceiver,
+    let tls = match &smpp.tls {
+        None => None,
+        Some(tls) => {
+            let ca = tls.ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
+            let name = tls.server_name.as_deref().unwrap_or(host);
+            Some(
+                crate::tls::TlsSettings::new(ca.as_deref(), name)
+                    .with_context(|| format!("carrier {:?}: SMPP TLS", carrier.name))?,
+            )
+        }
     };
-    s.window = smpp.window as usize;
-    s.tps = smpp.tps;
-    s.enquire_link = smpp.enquire_link;
-    s.response_timeout = smpp.response_timeout;
-    s.reconnect_min = smpp.reconnect_min;
-    s.reconnect_max = smpp.reconnect_max;
-    s.source_ton = smpp.source_ton.unwrap_or(1);
-    s.source_npi = smpp.source_npi.unwrap_or(1);
-    s.dest_ton = smpp.dest_ton;
-    s.dest_npi = smpp.dest_npi;
-    s.registered_delivery = smpp.registered_delivery;
-    s.long_messages = match smpp.long_messages {
-        config::LongMessages::Udh => LongMessages::Udh8,
-        config::LongMessages::Udh16 => LongMessages::Udh16,
-        config::LongMessages::Sar => LongMessages::Sar,
-        config::LongMessages::Payload => LongMessages::Payload,
-    };
-    s.max_pdu_len = smpp.max_pdu_len as usize;
     let format = |f: config::IdFormat| match f {
         config::IdFormat::Auto => None,
         config::IdFormat::Decimal => Some(IdFormat::Decimal),
         config::IdFormat::Hex => Some(IdFormat::Hex),
         config::IdFormat::Text => Some(IdFormat::Text),
     };
-    s.id_formats = IdFormats {
-        response: format(smpp.id_format),
-        receipt: format(smpp.receipt_id_format.unwrap_or(smpp.id_format)),
+    // Every value comes from the configuration, whose model owns the defaults; the held MO
+    // parts are the supervisor's (kept across re-binds, see `apply`).
+    let s = BindSettings {
+        mo_parts: Arc::new(MoParts::new(
+            carrier.name.clone(),
+            switchyard_protocols::text::ReassemblyConfig::default(),
+        )),
+        carrier: carrier.name.clone(),
+        address,
+        tls,
+        system_id: smpp.system_id.clone(),
+        password: smpp.password.clone(),
+        system_type: smpp.system_type.clone(),
+        bind_type: match smpp.bind_type {
+            BindKind::Transmitter => BindType::Transmitter,
+            BindKind::Receiver => BindType::Receiver,
+            BindKind::Transceiver => BindType::Transceiver,
+        },
+        window: smpp.window as usize,
+        tps: smpp.tps,
+        enquire_link: smpp.enquire_link,
+        response_timeout: smpp.response_timeout,
+        reconnect_min: smpp.reconnect_min,
+        reconnect_max: smpp.reconnect_max,
+        source_ton: smpp.source_ton.unwrap_or(1),
+        source_npi: smpp.source_npi.unwrap_or(1),
+        dest_ton: smpp.dest_ton,
+        dest_npi: smpp.dest_npi,
+        registered_delivery: smpp.registered_delivery,
+        long_messages: match smpp.long_messages {
+            config::LongMessages::Udh => LongMessages::Udh8,
+            config::LongMessages::Udh16 => LongMessages::Udh16,
+            config::LongMessages::Sar => LongMessages::Sar,
+            config::LongMessages::Payload => LongMessages::Payload,
+        },
+        max_pdu_len: smpp.max_pdu_len as usize,
+        max_retries: super::MAX_RETRIES,
+        id_formats: IdFormats {
+            response: format(smpp.id_format),
+            receipt: format(smpp.receipt_id_format.unwrap_or(smpp.id_format)),
+        },
     };
     Ok(Some(s))
 }
