@@ -10,7 +10,9 @@ use super::idempotent::{self, RawJson, Start};
 use super::problem::Problem;
 use super::validate::{validate, SendRequest, ValidSms};
 use super::{AppState, Scope, Tenant};
-use crate::domain::{now_ms, ListFilter, MessageId, MessageRecord, Status, Update};
+use crate::domain::{
+    encoding_name, now_ms, priority_name, ListFilter, MessageId, MessageRecord, Status, Update,
+};
 
 /// One delivery in the response (one per channel; SMS only for now).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -43,8 +45,6 @@ pub struct Accepted {
     /// Per channel.
     pub deliveries: Vec<Delivery>,
 }
-
-pub(crate) use crate::submit::encoding_name;
 
 /// `POST /v1/messages`.
 #[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendRequest,
@@ -83,7 +83,7 @@ pub async fn send(
     let to = format!("+{}", sms.to.as_str());
     let (channel, encoding, segments) = match &sms.voice {
         Some(_) => ("voice", "voice", 1),
-        None => ("sms", encoding_name(sms.encoding), sms.segments),
+        None => ("sms", encoding_name(Some(sms.encoding)), sms.segments),
     };
     let scheduled = sms.scheduled_at.is_some() && sms.voice.is_none();
     let mut answer = None;
@@ -100,8 +100,8 @@ pub async fn send(
                     carrier: Some(quote.carrier.clone()),
                     segments,
                     encoding,
-                    estimated_cost: quote.price.as_ref().map(|(p, _)| p.clone()),
-                    currency: quote.price.as_ref().map(|(_, c)| c.clone()),
+                    estimated_cost: quote.price.map(|p| p.amount.to_string()),
+                    currency: quote.price.map(|p| p.currency.to_string()),
                 }],
             };
             let record =
@@ -196,12 +196,12 @@ impl From<MessageRecord> for MessageView {
             country: m.country,
             from: m.from,
             body: m.body,
-            encoding: m.encoding,
+            encoding: encoding_name(m.encoding).to_owned(),
             segments: m.segments,
-            priority: m.priority,
+            priority: priority_name(m.priority).to_owned(),
             carrier: m.carrier,
-            price: m.price,
-            currency: m.currency,
+            price: m.price.map(|p| p.amount.to_string()),
+            currency: m.price.map(|p| p.currency.to_string()),
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(r.updated_at),
             scheduled_at: m.scheduled_at.map(rfc3339),
@@ -220,7 +220,7 @@ impl From<MessageRecord> for MessageView {
                 })
                 .collect(),
             channel: if m.voice.is_some() { "voice" } else { "sms" },
-            voice: m.voice.and_then(|t| serde_json::from_str(&t).ok()),
+            voice: m.voice.and_then(|v| serde_json::to_value(v).ok()),
             call: r.call.and_then(|t| serde_json::from_str(&t).ok()),
             history: r
                 .history

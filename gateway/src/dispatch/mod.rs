@@ -102,16 +102,13 @@ impl Job {
             to,
             from: m.from.clone(),
             body: m.body.clone(),
-            encoding: match m.encoding.as_str() {
-                "ucs2" => EncodingPreference::Force(switchyard_protocols::text::Encoding::Ucs2),
+            encoding: match m.encoding {
+                Some(e @ switchyard_protocols::text::Encoding::Ucs2) => {
+                    EncodingPreference::Force(e)
+                }
                 _ => EncodingPreference::Auto,
             },
-            priority: match m.priority.as_str() {
-                "critical" => Priority::Critical,
-                "high" => Priority::High,
-                "low" => Priority::Low,
-                _ => Priority::Normal,
-            },
+            priority: m.priority,
             scheduled_at: m.scheduled_at,
             expires_at: m.expires_at,
             sent_segments,

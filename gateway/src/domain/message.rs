@@ -183,11 +183,26 @@ impl FromStr for Status {
     }
 }
 
+/// An SMS text encoding (the protocols crate's).
+pub use switchyard_protocols::text::Encoding;
 /// Message priority (the routing crate's, re-exported for the API).
 pub use switchyard_routing::Priority;
+use switchyard_routing::{Currency, Price};
 
-/// A message the API accepted, as the store keeps it. Everything here is already validated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+use super::VoiceSpec;
+
+/// A price with its currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Money {
+    /// The amount.
+    pub amount: Price,
+    /// Its currency.
+    pub currency: Currency,
+}
+
+/// A message an entry point accepted, as the store keeps it. Everything here is already
+/// validated; it is built by [`crate::submit`] only.
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewMessage {
     /// Its id.
     pub id: MessageId,
@@ -199,14 +214,14 @@ pub struct NewMessage {
     pub country: Option<String>,
     /// Sender: E.164 with '+', a short code, or an alphanumeric id.
     pub from: String,
-    /// The text.
+    /// The text (spoken by text-to-speech for a call).
     pub body: String,
-    /// "gsm7", "ucs2" or "latin1".
-    pub encoding: String,
-    /// Number of SMS segments.
+    /// The SMS encoding; `None` for a call.
+    pub encoding: Option<Encoding>,
+    /// Number of SMS segments (1 for a call).
     pub segments: u16,
-    /// "critical", "high", "normal" or "low".
-    pub priority: String,
+    /// Queue lane and routing weights.
+    pub priority: Priority,
     /// Send no earlier than this.
     pub scheduled_at: Option<UnixMs>,
     /// Give up (status expired) if not sent by then.
@@ -219,23 +234,56 @@ pub struct NewMessage {
     pub metadata: Option<String>,
     /// The carrier the router chose at acceptance (the dispatcher may fail over).
     pub carrier: Option<String>,
-    /// Estimated price for the tenant, decimal text, and its currency.
-    pub price: Option<String>,
-    /// Currency of `price`.
-    pub currency: Option<String>,
+    /// Estimated price for the tenant (a call's: replaced by its cost once it ended).
+    pub price: Option<Money>,
     /// When it was accepted.
     pub created_at: UnixMs,
     /// The batch it was sent in (`POST /v1/messages/batch`), if any.
     pub batch_id: Option<String>,
-    /// For a voice notification call: what to play and capture, as the JSON of
-    /// [`crate::voice::VoiceSpec`]; `None` for SMS. The channel is "voice" exactly when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub voice: Option<String>,
+    /// For a voice notification call: what to play and capture; `None` for SMS. The channel
+    /// is "voice" exactly when set.
+    pub voice: Option<VoiceSpec>,
     /// Records of the request that accepted it (idempotency key, batch), written in the same
     /// transaction as the message. Only the first message of a request carries them; never
     /// read back here.
-    #[serde(skip)]
     pub request: Option<std::sync::Arc<crate::domain::RequestRecord>>,
+}
+
+/// How an encoding is named in the store and the API; `voice` for a call.
+pub fn encoding_name(e: Option<Encoding>) -> &'static str {
+    e.map_or("voice", Encoding::name)
+}
+
+/// The encoding named `name` ([`encoding_name`]); `None` for `voice` (and for a name this
+/// version does not know, which only an edited database holds: read as GSM-7).
+pub fn encoding_from_name(name: &str) -> Option<Encoding> {
+    match name {
+        "voice" => None,
+        "ucs2" => Some(Encoding::Ucs2),
+        "latin1" => Some(Encoding::Latin1),
+        _ => Some(Encoding::Gsm7),
+    }
+}
+
+/// How a priority is named in the store and the API.
+pub fn priority_name(p: Priority) -> &'static str {
+    match p {
+        Priority::Critical => "critical",
+        Priority::High => "high",
+        Priority::Normal => "normal",
+        Priority::Low => "low",
+    }
+}
+
+/// The priority named `name`, if it is one.
+pub fn priority_from_name(name: &str) -> Option<Priority> {
+    Some(match name {
+        "critical" => Priority::Critical,
+        "high" => Priority::High,
+        "normal" => Priority::Normal,
+        "low" => Priority::Low,
+        _ => return None,
+    })
 }
 
 /// One segment's state, as stored.
@@ -267,10 +315,9 @@ pub struct StatusChange {
 }
 
 /// A stored message with its current state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MessageRecord {
     /// What was accepted.
-    #[serde(flatten)]
     pub message: NewMessage,
     /// Current status.
     pub status: Status,
@@ -281,7 +328,6 @@ pub struct MessageRecord {
     /// Every status change, oldest first (filled by `get`, empty in lists).
     pub history: Vec<StatusChange>,
     /// A voice call's outcome once it ended (JSON of [`crate::voice::CallOutcome`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<String>,
 }
 

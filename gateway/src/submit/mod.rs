@@ -29,7 +29,7 @@ use crate::admission::limits::{Reservation, TenantLimiter};
 use crate::admission::optout::OptOuts;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
-use crate::domain::{MessageId, NewMessage, RequestRecord, UnixMs, VoiceJob, VoiceSpec};
+use crate::domain::{MessageId, Money, NewMessage, RequestRecord, UnixMs, VoiceJob, VoiceSpec};
 use crate::store::{Store, StoreError};
 
 /// What a message is: SMS text (already counted) or a notification call.
@@ -122,9 +122,9 @@ pub enum Placement {
 pub struct Quote {
     /// Carrier name (the dispatcher may fail over later).
     pub carrier: String,
-    /// Estimated price for the whole message (every segment) as decimal text, and its
-    /// currency. For a call: the price of its first billing increment.
-    pub price: Option<(String, String)>,
+    /// Estimated price for the whole message (every segment). For a call: the price of its
+    /// first billing increment.
+    pub price: Option<Money>,
 }
 
 /// A message ready to be stored: what the store keeps and what is handed over once durable.
@@ -419,7 +419,7 @@ impl Submitter {
         let tenant = table
             .tenant_id(&job.tenant)
             .ok_or(DispatchError::Route(RouteError::UnknownTenant))?;
-        let currency = table.config().base_currency.to_string();
+        let currency = table.config().base_currency;
         let mut buf = RouteBuf::new();
         let req = RouteRequest {
             channel: Channel::Sms,
@@ -438,7 +438,10 @@ impl Submitter {
                     .ok_or(DispatchError::Route(RouteError::NoRoute(Channel::Sms)))?;
                 Ok(Quote {
                     carrier: first.0,
-                    price: Some((total(first.1, segments), currency)),
+                    price: Some(Money {
+                        amount: total(first.1, segments),
+                        currency,
+                    }),
                 })
             }
             Placement::Now => {
@@ -446,7 +449,7 @@ impl Submitter {
                 let price = price_on(&self.dispatcher.router, &req, &carrier, segments);
                 Ok(Quote {
                     carrier,
-                    price: price.map(|p| (p, currency)),
+                    price: price.map(|amount| Money { amount, currency }),
                 })
             }
         }
@@ -454,8 +457,8 @@ impl Submitter {
 }
 
 /// The tenant's price for a message of `segments` segments at `per_segment`, exactly.
-fn total(per_segment: Price, segments: u16) -> String {
-    per_segment.mul_int(u64::from(segments)).to_string()
+fn total(per_segment: Price, segments: u16) -> Price {
+    per_segment.mul_int(u64::from(segments))
 }
 
 /// The tenant's price for `segments` segments on `carrier`, as the router ranks it now.
@@ -464,7 +467,7 @@ fn price_on(
     req: &RouteRequest<'_>,
     carrier: &str,
     segments: u16,
-) -> Option<String> {
+) -> Option<Price> {
     let table = router.load();
     let mut buf = RouteBuf::new();
     let ranked = table.route(req, &mut buf).ok()?;
@@ -481,15 +484,11 @@ fn message(
     now: UnixMs,
     quote: &Quote,
 ) -> Result<NewMessage, SubmitError> {
-    let (encoding, segments, voice) = match &draft.content {
+    let (encoding, segments, voice) = match draft.content {
         Content::Sms {
             encoding, segments, ..
-        } => (encoding_name(*encoding), *segments, None),
-        Content::Voice(spec) => (
-            "voice",
-            1,
-            Some(serde_json::to_string(spec).map_err(|e| SubmitError::Encode(e.to_string()))?),
-        ),
+        } => (Some(encoding), segments, None),
+        Content::Voice(spec) => (None, 1, Some(spec)),
     };
     Ok(NewMessage {
         id,
@@ -498,41 +497,21 @@ fn message(
         country: draft.country,
         from: draft.from,
         body: draft.body,
-        encoding: encoding.to_owned(),
+        encoding,
         segments,
-        priority: priority_name(draft.priority).to_owned(),
+        priority: draft.priority,
         scheduled_at: draft.scheduled_at,
         expires_at: draft.expires_at,
         callback_url: draft.callback_url,
         tags: draft.tags,
         metadata: draft.metadata,
         carrier: Some(quote.carrier.clone()),
-        price: quote.price.as_ref().map(|(p, _)| p.clone()),
-        currency: quote.price.as_ref().map(|(_, c)| c.clone()),
+        price: quote.price,
         created_at: now,
         batch_id: draft.batch_id,
         voice,
         request: None,
     })
-}
-
-/// How an encoding is named in the store and the API.
-pub fn encoding_name(e: Encoding) -> &'static str {
-    match e {
-        Encoding::Gsm7 => "gsm7",
-        Encoding::Ucs2 => "ucs2",
-        _ => "latin1",
-    }
-}
-
-/// How a priority is named in the store and the API.
-pub fn priority_name(p: Priority) -> &'static str {
-    match p {
-        Priority::Critical => "critical",
-        Priority::High => "high",
-        Priority::Normal => "normal",
-        Priority::Low => "low",
-    }
 }
 
 #[cfg(test)]
@@ -542,9 +521,9 @@ mod tests {
     #[test]
     fn prices_multiply_exactly() {
         let p = |s| Price::parse(s).unwrap();
-        assert_eq!(super::total(p("0.0079"), 3), "0.0237");
-        assert_eq!(super::total(p("2"), 3), "6.0000");
-        assert_eq!(super::total(p("0.5"), 3), "1.5000");
-        assert_eq!(super::total(p("0.000001"), 7), "0.000007");
+        assert_eq!(super::total(p("0.0079"), 3).to_string(), "0.0237");
+        assert_eq!(super::total(p("2"), 3).to_string(), "6.0000");
+        assert_eq!(super::total(p("0.5"), 3).to_string(), "1.5000");
+        assert_eq!(super::total(p("0.000001"), 7).to_string(), "0.000007");
     }
 }

@@ -16,9 +16,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use switchyard_ops::config::{Config, VoiceSettings};
-use switchyard_routing::{
-    Channel, Price, Priority, RouteBuf, RouteError, RouteRequest, Router, E164,
-};
+use switchyard_routing::{Channel, Price, RouteBuf, RouteError, RouteRequest, Router, E164};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::audio::Pcm8k;
@@ -27,7 +25,7 @@ use super::endpoint::Endpoint;
 use super::fetch::Fetcher;
 use super::tts::{self, TtsCache};
 use super::{AudioError, AudioSource, CallOutcome, VoiceJob};
-use crate::domain::{now_ms, MessageRecord, Status, UnixMs, Update};
+use crate::domain::{now_ms, MessageRecord, Money, Status, UnixMs, Update};
 use crate::sip::peer::Transport;
 use crate::sip::trunks::Trunks;
 use crate::updates::UpdateSink;
@@ -217,7 +215,7 @@ impl Voice {
     /// The carrier a call would go to now and the estimated price (of a call of the routing
     /// table's reference duration) with its currency, for the API's answer. Also refuses
     /// when the queue is full.
-    pub fn quote(&self, job: &VoiceJob) -> Result<(String, Option<(String, String)>), VoiceError> {
+    pub fn quote(&self, job: &VoiceJob) -> Result<(String, Option<Money>), VoiceError> {
         if self.queue.capacity() == 0 {
             return Err(VoiceError::QueueFull);
         }
@@ -240,10 +238,10 @@ impl Voice {
             };
             let ranked = table.route(&req, &mut buf).ok()?;
             let r = ranked.iter().find(|r| r.carrier == first.carrier)?;
-            Some((
-                r.price.to_string(),
-                table.config().base_currency.to_string(),
-            ))
+            Some(Money {
+                amount: r.price,
+                currency: table.config().base_currency,
+            })
         });
         Ok((first.name, price))
     }
@@ -263,11 +261,7 @@ impl Voice {
     /// or were in progress fail with `interrupted` (see the module doc of [`super`]).
     pub async fn recover(self: &Arc<Self>, record: &MessageRecord) {
         let m = &record.message;
-        let Some(spec) = m
-            .voice
-            .as_deref()
-            .and_then(|v| serde_json::from_str(v).ok())
-        else {
+        let Some(spec) = m.voice.clone() else {
             return;
         };
         match record.status {
@@ -280,12 +274,7 @@ impl Voice {
                     from: m.from.clone(),
                     body: m.body.clone(),
                     spec,
-                    priority: match m.priority.as_str() {
-                        "critical" => Priority::Critical,
-                        "high" => Priority::High,
-                        "low" => Priority::Low,
-                        _ => Priority::Normal,
-                    },
+                    priority: m.priority,
                     expires_at: m.expires_at,
                 });
             }

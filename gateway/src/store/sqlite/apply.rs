@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::status_column;
-use crate::domain::{Applied, IdFormats, MessageId, NewMessage, Status, UnixMs, Update};
+use crate::domain::{
+    encoding_name, priority_name, Applied, IdFormats, MessageId, NewMessage, Status, UnixMs, Update,
+};
 
 /// Stores accepted messages, each with its `accepted` history entry. The two statements are
 /// looked up once per request, not per message.
@@ -24,6 +26,13 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
     for m in messages {
         let tags = serde_json::to_string(&m.tags)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let voice = match &m.voice {
+            Some(spec) => Some(
+                serde_json::to_string(spec)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            ),
+            None => None,
+        };
         insert.execute(params![
             m.id.0,
             m.tenant,
@@ -31,20 +40,20 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             m.country,
             m.from,
             m.body,
-            m.encoding,
+            encoding_name(m.encoding),
             m.segments,
-            m.priority,
+            priority_name(m.priority),
             m.scheduled_at,
             m.expires_at,
             m.callback_url,
             tags,
             m.metadata,
             m.carrier,
-            m.price,
-            m.currency,
+            m.price.map(|p| p.amount.to_string()),
+            m.price.map(|p| p.currency.to_string()),
             m.created_at,
             m.batch_id,
-            m.voice,
+            voice,
         ])?;
         history.execute(params![
             m.id.0,

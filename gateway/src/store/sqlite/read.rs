@@ -12,9 +12,11 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use super::schema::configure_reader;
 use super::{sqlite_error, status_column};
 use crate::domain::{
-    ListFilter, MessageId, MessageRecord, NewMessage, SegmentRecord, Status, StatusChange, UnixMs,
+    encoding_from_name, priority_from_name, ListFilter, MessageId, MessageRecord, Money,
+    NewMessage, Priority, SegmentRecord, Status, StatusChange, UnixMs,
 };
 use crate::store::StoreError;
+use switchyard_routing::{Currency, Price};
 
 /// Page size when [`ListFilter::limit`] is 0.
 pub(super) const DEFAULT_LIST_LIMIT: usize = 100;
@@ -113,20 +115,21 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
             country: row.get(4)?,
             from: row.get(5)?,
             body: row.get(6)?,
-            encoding: row.get(7)?,
+            encoding: encoding_from_name(&row.get::<_, String>(7)?),
             segments: row.get(8)?,
-            priority: row.get(9)?,
+            priority: priority_from_name(&row.get::<_, String>(9)?).unwrap_or(Priority::Normal),
             scheduled_at: row.get(10)?,
             expires_at: row.get(11)?,
             callback_url: row.get(12)?,
             tags,
             metadata: row.get(14)?,
             carrier: row.get(15)?,
-            price: row.get(16)?,
-            currency: row.get(17)?,
+            price: money(row.get(16)?, row.get(17)?),
             created_at: row.get(18)?,
             batch_id: row.get(20)?,
-            voice: row.get(21)?,
+            voice: row
+                .get::<_, Option<String>>(21)?
+                .and_then(|v| serde_json::from_str(&v).ok()),
             request: None,
         },
         status: status_column(row, 2)?,
@@ -134,6 +137,14 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         segment_states: Vec::new(),
         history: Vec::new(),
         call: row.get(22)?,
+    })
+}
+
+/// A stored price and currency, when both are there and readable.
+fn money(amount: Option<String>, currency: Option<String>) -> Option<Money> {
+    Some(Money {
+        amount: Price::parse(&amount?).ok()?,
+        currency: Currency::parse(&currency?).ok()?,
     })
 }
 

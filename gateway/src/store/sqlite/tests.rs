@@ -52,17 +52,19 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         country: Some("US".into()),
         from: "+15550001111".into(),
         body: format!("hello {n} ✓"),
-        encoding: "ucs2".into(),
+        encoding: Some(switchyard_protocols::text::Encoding::Ucs2),
         segments,
-        priority: "normal".into(),
+        priority: switchyard_routing::Priority::Normal,
         scheduled_at: None,
         expires_at: Some(T0 + 3_600_000),
         callback_url: Some("https://example.com/cb".into()),
         tags: vec!["t".into(), format!("n{}", n % 2)],
         metadata: Some(r#"{"k":1}"#.into()),
         carrier: Some("alpha".into()),
-        price: Some("0.0079".into()),
-        currency: Some("USD".into()),
+        price: Some(crate::domain::Money {
+            amount: switchyard_routing::Price::parse("0.0079").unwrap(),
+            currency: switchyard_routing::Currency::parse("USD").unwrap(),
+        }),
         created_at: T0 + n,
         batch_id: None,
         voice: None,
@@ -143,7 +145,10 @@ async fn a_voice_call_keeps_its_spec_and_outcome() {
     let dir = TempDir::new();
     let store = open(&dir.db());
     let mut m = message("acme", 1, 1);
-    m.voice = Some(r#"{"audio":{"kind":"tts","language":"en"},"max_duration_s":60}"#.into());
+    m.voice = Some(
+        serde_json::from_str(r#"{"audio":{"kind":"tts","language":"en"},"max_duration_s":60}"#)
+            .unwrap(),
+    );
     store.insert(vec![m.clone()]).await.unwrap();
     store
         .apply(vec![status(1, Status::Submitting)])
@@ -172,8 +177,9 @@ async fn a_voice_call_keeps_its_spec_and_outcome() {
         Some(r#"{"outcome":"answered","talk_s":3.5}"#)
     );
     assert_eq!(got.message.carrier.as_deref(), Some("beta"));
-    assert_eq!(got.message.price.as_deref(), Some("0.0020"));
-    assert_eq!(got.message.currency.as_deref(), Some("EUR"));
+    let price = got.message.price.unwrap();
+    assert_eq!(price.amount.to_string(), "0.0020");
+    assert_eq!(price.currency.to_string(), "EUR");
     // A final message keeps its outcome.
     assert_eq!(
         store.apply(vec![call]).await.unwrap(),
@@ -663,7 +669,10 @@ async fn scheduled_lists_accepted_scheduled_sms_by_due_time() {
         ..message("acme", n, 1)
     };
     let voice = NewMessage {
-        voice: Some("{}".into()),
+        voice: Some(
+            serde_json::from_str(r#"{"audio":{"kind":"tts","language":"en"},"max_duration_s":60}"#)
+                .unwrap(),
+        ),
         ..at(6, Some(T0 + 10))
     };
     store
