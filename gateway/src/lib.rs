@@ -21,6 +21,7 @@
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod carrier;
 pub mod dispatch;
 pub mod domain;
 pub mod egress;

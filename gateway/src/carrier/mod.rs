@@ -1,0 +1,3 @@
+//! What SMPP binds, the SIP proxy and voice calls share about carriers.
+
+pub mod sip_verdict;
