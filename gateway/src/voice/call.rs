@@ -3,11 +3,12 @@
 //! 20 ms RTP packets paced by a tokio interval, capture RFC 4733 digits if asked, then BYE.
 //!
 //! # Trunk outcomes
-//! As in [`crate::sip::proxy`]: 5xx, 408, timer B, a transport error, or no provisional beyond
-//! 100 within `[voice] trunk_timeout_ms` (CANCELled if it had sent 100) → the next trunk, with
-//! the failure recorded in the router's health and breaker (503 with Retry-After as
-//! throttling). 2xx, 3xx, 4xx other than 408, and 6xx end the search and count as the trunk
-//! working. Ringing longer than `[voice] ring_timeout_s` is CANCELled: `no_answer`.
+//! As in [`crate::sip::proxy`] ([`crate::carrier::sip_verdict`]): 5xx, 408, 401/407 (we have
+//! no credentials for trunks), timer B, a transport error, or no provisional beyond 100 within
+//! `[voice] trunk_timeout_ms` (CANCELled if it had sent 100) → the next trunk, with the failure
+//! recorded in the router's health and breaker (503 with Retry-After as throttling). 2xx,
+//! other 3xx/4xx, and 6xx end the search and count as the trunk working. Ringing longer than
+//! `[voice] ring_timeout_s` is CANCELled: `no_answer`.
 //!
 //! # Call outcomes ([`CallOutcome::error`])
 //! answered → `None` (also when the gateway stopped mid-call: `hangup_reason: "shutdown"`,
@@ -39,6 +40,7 @@ use super::audio::Pcm8k;
 use super::endpoint::{CallEvent, Endpoint};
 use super::latch::RtpLatch;
 use super::{CallOutcome, TrunkTry, VoiceJob};
+use crate::carrier::sip_verdict::{self, SipVerdict};
 use crate::sip::trunks::Trunk;
 
 /// How long a BYE or CANCEL may wait for its final response.
@@ -322,30 +324,19 @@ fn is_invite(r: &Message) -> bool {
     r.cseq().is_ok_and(|c| c.method == Method::Invite)
 }
 
-/// What a non-2xx final response to the INVITE means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// The trunk failed: record this and try the next one.
-    Failover(FailureClass),
-    /// The callee's answer: the call ends with this error code.
-    Final(&'static str),
-}
-
-/// Classifies a non-2xx final code (`retry_after`: the response had Retry-After), as the
-/// proxy does: 408 and 5xx fail over, everything else is the callee's answer.
-fn classify(code: u16, retry_after: bool) -> Verdict {
+/// The error code of a call the callee (or its network) answered with a final `code` that
+/// ends the search ([`SipVerdict::Callee`]).
+fn callee_error(code: u16) -> &'static str {
     match code {
-        408 => Verdict::Failover(FailureClass::Timeout),
-        503 if retry_after => Verdict::Failover(FailureClass::Throttled),
-        500..=599 => Verdict::Failover(FailureClass::TransportDown),
-        486 | 600 => Verdict::Final("busy"),
-        603 => Verdict::Final("declined"),
-        480 | 487 => Verdict::Final("no_answer"),
-        _ => Verdict::Final("rejected"),
+        486 | 600 => "busy",
+        603 => "declined",
+        480 | 487 => "no_answer",
+        _ => "rejected",
     }
 }
 
-/// A non-2xx final response to the INVITE: fail over or end the call.
+/// A non-2xx final response to the INVITE: fail over or end the call
+/// ([`crate::carrier::sip_verdict`], as the proxy decides).
 fn final_code(
     router: &Router,
     carrier: CarrierId,
@@ -353,14 +344,14 @@ fn final_code(
     code: u16,
     ringing_at: Option<Instant>,
 ) -> Attempt {
-    match classify(code, r.retry_after().is_some()) {
-        Verdict::Failover(class) => {
+    match sip_verdict::of_response(r).and_then(SipVerdict::failover) {
+        Some(class) => {
             router
                 .load()
                 .record(carrier, Instant::now(), Outcome::Failure(class));
             Attempt::Failover(code)
         }
-        Verdict::Final(error) => Attempt::Final(code, error, ringing_at),
+        None => Attempt::Final(code, callee_error(code), ringing_at),
     }
 }
 
@@ -696,30 +687,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn final_codes_fail_over_or_end_the_call_like_the_proxy() {
-        assert_eq!(
-            classify(503, false),
-            Verdict::Failover(FailureClass::TransportDown)
-        );
-        assert_eq!(
-            classify(503, true),
-            Verdict::Failover(FailureClass::Throttled)
-        );
-        assert_eq!(
-            classify(500, false),
-            Verdict::Failover(FailureClass::TransportDown)
-        );
-        assert_eq!(
-            classify(408, false),
-            Verdict::Failover(FailureClass::Timeout)
-        );
-        assert_eq!(classify(486, false), Verdict::Final("busy"));
-        assert_eq!(classify(600, false), Verdict::Final("busy"));
-        assert_eq!(classify(603, false), Verdict::Final("declined"));
-        assert_eq!(classify(480, false), Verdict::Final("no_answer"));
-        assert_eq!(classify(487, false), Verdict::Final("no_answer"));
-        assert_eq!(classify(404, false), Verdict::Final("rejected"));
-        assert_eq!(classify(302, false), Verdict::Final("rejected"));
+    fn callee_answers_map_to_error_codes() {
+        assert_eq!(callee_error(486), "busy");
+        assert_eq!(callee_error(600), "busy");
+        assert_eq!(callee_error(603), "declined");
+        assert_eq!(callee_error(480), "no_answer");
+        assert_eq!(callee_error(487), "no_answer");
+        assert_eq!(callee_error(404), "rejected");
+        assert_eq!(callee_error(302), "rejected");
     }
 
     #[tokio::test]
