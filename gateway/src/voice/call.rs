@@ -27,17 +27,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchyard_protocols::sip::builder::branch;
 use switchyard_protocols::sip::dtmf::DtmfReceiver;
 use switchyard_protocols::sip::rtp::{Packetizer, RtpPacket};
 use switchyard_protocols::sip::sdp::{self, AudioConfig, SessionDescription};
-use switchyard_protocols::sip::{HeaderName, Message, Method, RequestBuilder, Uri};
+use switchyard_protocols::sip::{Message, Method};
 use switchyard_routing::{Admission, CarrierId, FailureClass, Outcome, Price, Router, VoiceTerms};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::audio::Pcm8k;
-use super::endpoint::{CallEvent, Endpoint};
+use super::dialog::{self, in_dialog, CallEvent};
+use super::endpoint::Endpoint;
 use super::latch::RtpLatch;
 use super::{CallOutcome, TrunkTry, VoiceJob};
 use crate::carrier::sip_verdict::{self, SipVerdict};
@@ -192,41 +192,6 @@ fn record(router: &Router, carrier: CarrierId, outcome: Outcome) {
     router.load().record(carrier, Instant::now(), outcome);
 }
 
-/// The INVITE for `cand`, offering RTP at `rtp`.
-fn invite(
-    endpoint: &Endpoint,
-    job: &VoiceJob,
-    cand: &Candidate,
-    rtp: SocketAddr,
-) -> Option<Message> {
-    let me = endpoint.addr;
-    let uri = Uri::from_str_copy(&cand.trunk.request_uri(&job.to)).ok()?;
-    let call_id = format!("{:016x}@switchyard", rand::random::<u64>());
-    let offer = sdp::offer(
-        &AudioConfig::default(),
-        rtp.ip(),
-        rtp.port(),
-        u64::from(rand::random::<u32>()),
-    );
-    RequestBuilder::new(Method::Invite, uri.clone())
-        .via("UDP", &me.to_string(), &branch(rand::random()))
-        .header(
-            HeaderName::From,
-            format!(
-                "<sip:{}@{me}>;tag={:08x}",
-                job.from.trim_start_matches('+'),
-                rand::random::<u32>()
-            ),
-        )
-        .header(HeaderName::To, format!("<{uri}>"))
-        .header(HeaderName::CallId, call_id)
-        .header(HeaderName::CSeq, "1 INVITE")
-        .header(HeaderName::Contact, format!("<sip:switchyard@{me}>"))
-        .body("application/sdp", offer.to_sdp())
-        .build()
-        .ok()
-}
-
 /// One trunk: INVITE until a final response, a timer, or a transport error.
 async fn attempt(
     ctx: &CallContext<'_>,
@@ -234,7 +199,7 @@ async fn attempt(
     cand: &Candidate,
     rtp: SocketAddr,
 ) -> Attempt {
-    let Some(inv) = invite(ctx.endpoint, job, cand, rtp) else {
+    let Some(inv) = dialog::invite(ctx.endpoint.addr, &job.from, &job.to, &cand.trunk, rtp) else {
         tracing::warn!(carrier = %cand.name, "voice: could not build an INVITE");
         return Attempt::Failover(503);
     };
@@ -380,50 +345,6 @@ async fn cancel(
             Ok(Some(_)) => {}
             _ => return None,
         }
-    }
-}
-
-/// An in-dialog request (ACK or BYE) from `local` for the dialog `ok` established.
-pub(super) fn in_dialog(
-    local: SocketAddr,
-    method: Method,
-    seq: u32,
-    inv: &Message,
-    ok: &Message,
-) -> Option<Message> {
-    let target = ok
-        .contacts()
-        .next()
-        .and_then(Result::ok)
-        .map(|c| c.uri)
-        .or_else(|| inv.request_uri().cloned())?;
-    let mut b = RequestBuilder::new(method.clone(), target)
-        .via("UDP", &local.to_string(), &branch(rand::random()))
-        .header(
-            HeaderName::From,
-            inv.headers.get(&HeaderName::From)?.clone(),
-        )
-        .header(HeaderName::To, ok.headers.get(&HeaderName::To)?.clone())
-        .header(HeaderName::CallId, inv.call_id().ok()?.clone());
-    let mut routes: Vec<Bytes> = ok
-        .headers
-        .get_all(&HeaderName::RecordRoute)
-        .cloned()
-        .collect();
-    routes.reverse();
-    for r in routes {
-        b = b.header(HeaderName::Route, r);
-    }
-    b.header(HeaderName::CSeq, format!("{seq} {}", method_name(&method)))
-        .build()
-        .ok()
-}
-
-fn method_name(m: &Method) -> &'static str {
-    match m {
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        _ => "INVITE",
     }
 }
 

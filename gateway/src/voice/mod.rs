@@ -34,13 +34,15 @@
 //! # Layout
 //! - [`tts`]: espeak-ng subprocess, language list, cache; [`fetch`]: `audio_url` downloads;
 //!   [`audio`]: WAV decoding, resampling to 8 kHz, G.711.
-//! - [`endpoint`]: the caller's SIP socket and transactions, shared by every call.
+//! - [`endpoint`]: the caller's SIP socket and transactions, shared by every call;
+//!   [`dialog`]: what a call and the endpoint share (events, INVITE, ACK and BYE).
 //! - [`call`]: one call: INVITE/failover, ACK, RTP playback, DTMF capture, BYE; [`latch`]:
 //!   which RTP packets count (the answer's address, the first stream's SSRC).
 //! - [`engine`]: the [`Voice`] engine: routing, the queue, the concurrency limit, statuses.
 
 pub mod audio;
 pub mod call;
+pub mod dialog;
 pub mod endpoint;
 pub mod engine;
 pub mod fetch;
