@@ -1,7 +1,8 @@
-//! What one notification call's SIP messages are, shared by the call ([`super::call`]) and the
-//! endpoint ([`super::endpoint`]): the events the endpoint hands a call, the INVITE with our
-//! SDP offer, and the requests within the dialog a 2xx sets up (ACK, BYE), which the endpoint
-//! also sends on its own to hang up a 2xx that came after the call gave up on it.
+//! What one notification call's SIP messages are, shared by the call ([`super::caller`],
+//! driven by [`super::call`]) and the endpoint ([`super::endpoint`]): the events the endpoint
+//! hands a call, the INVITE with our SDP offer, and the requests within the dialog a 2xx sets
+//! up (ACK, BYE), which the endpoint also sends on its own to hang up a 2xx that came after the
+//! call gave up on it.
 
 use std::net::SocketAddr;
 
