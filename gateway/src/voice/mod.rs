@@ -122,7 +122,7 @@ pub struct CallOutcome {
     /// `switchyard` or `callee`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hangup_by: Option<String>,
-    /// `completed`, `digits`, `max_duration`, `callee`, `media_error`.
+    /// `completed`, `digits`, `max_duration`, `callee`, `media_error`, `shutdown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hangup_reason: Option<String>,
 }
