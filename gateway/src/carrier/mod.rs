@@ -1,5 +1,7 @@
 //! What SMPP binds, the SIP proxy and voice calls share about carriers: recording an outcome in
-//! a carrier's health and breaker by its name, and retry delays.
+//! a carrier's health and breaker by its name, retry delays, and what a trunk's final answer to
+//! an INVITE means for failover.
 
 pub mod backoff;
 pub mod health;
+pub mod sip_verdict;

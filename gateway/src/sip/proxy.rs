@@ -7,10 +7,11 @@
 //! INVITE from an allowed source → `100 Trying` → voice route for the Request-URI number with
 //! the tenant's plan → INVITE to the first trunk (Request-URI rewritten, our Via and
 //! Record-Route, Max-Forwards − 1). Provisional responses and the 2xx go upstream. On 5xx
-//! (503 with Retry-After also skips that trunk for that long), 408, a transport error or no
-//! answer within `no_answer_timeout` (the branch is CANCELled if it had a provisional), the
-//! next trunk is tried; 2xx, 3xx, 4xx other than 408 and 6xx end the search. When every trunk
-//! failed, the lowest final code goes upstream (a trunk's 503 becomes our own 503).
+//! (503 with Retry-After also skips that trunk for that long), 408, a 401/407 it cannot
+//! answer, a transport error or no answer within `no_answer_timeout` (the branch is CANCELled
+//! if it had a provisional), the next trunk is tried; 2xx, other 3xx/4xx and 6xx end the
+//! search ([`crate::carrier::sip_verdict`]). When every trunk failed, the lowest final code
+//! goes upstream (a trunk's 503 becomes our own 503).
 //!
 //! # Dialogs
 //! A 2xx creates a dialog entry (Call-ID → caller and trunk addresses, both remote targets).
@@ -83,6 +84,7 @@ use super::limits::{Limits, Refused};
 use super::peer::Peer;
 use super::relay::{self, RelayError};
 use super::trunks::{Trunk, Trunks};
+use crate::carrier::sip_verdict::{self, SipVerdict};
 use crate::domain::CallRecord;
 
 /// The longest a trunk's 503 Retry-After keeps it skipped (a forged or careless
@@ -1151,52 +1153,33 @@ impl Proxy {
             return;
         }
         self.limits.release_trunk(&b.name);
-        let failover = code == 408 || code == 401 || code == 407 || (500..600).contains(&code);
-        if code == 503 {
-            if let Some(Ok(ra)) = resp.retry_after() {
-                let wait = Duration::from_secs(u64::from(ra.seconds)).min(MAX_RETRY_AFTER);
-                let until = now + wait;
-                self.blacklist.insert(b.name.clone(), until);
-                record(
-                    &self.router,
-                    &b.name,
-                    Outcome::Failure(FailureClass::Throttled),
-                    now,
-                );
-            } else {
-                record(
-                    &self.router,
-                    &b.name,
-                    Outcome::Failure(FailureClass::TransportDown),
-                    now,
-                );
+        // `resp` is a final response here, so there always is a verdict.
+        let verdict = sip_verdict::of_response(&resp).unwrap_or(SipVerdict::Callee);
+        match verdict {
+            SipVerdict::Failover(FailureClass::Throttled) => {
+                if let Some(Ok(ra)) = resp.retry_after() {
+                    let wait = Duration::from_secs(u64::from(ra.seconds)).min(MAX_RETRY_AFTER);
+                    self.blacklist.insert(b.name.clone(), now + wait);
+                }
             }
-        } else if code == 401 || code == 407 {
-            // We could not authenticate to this trunk: its configuration, not the callee.
-            tracing::warn!(carrier = %b.name, code, "trunk refused our credentials or has none configured");
-            record(
-                &self.router,
-                &b.name,
-                Outcome::Failure(FailureClass::PermanentReject),
-                now,
-            );
-        } else if failover {
-            let class = if code == 408 {
-                FailureClass::Timeout
-            } else {
-                FailureClass::TransportDown
-            };
-            record(&self.router, &b.name, Outcome::Failure(class), now);
-        } else {
-            // The trunk worked; the callee said no (busy, not found, declined …).
-            record(&self.router, &b.name, Outcome::Success { latency }, now);
+            SipVerdict::Unauthorized => {
+                // We could not authenticate to this trunk: its configuration, not the callee.
+                tracing::warn!(carrier = %b.name, code, "trunk refused our credentials or has none configured");
+            }
+            _ => {}
         }
+        let failover = verdict.failover();
+        let health = match failover {
+            Some(class) => Outcome::Failure(class),
+            // The trunk worked; the callee said no (busy, not found, declined …).
+            None => Outcome::Success { latency },
+        };
+        record(&self.router, &b.name, health, now);
         let Some(call) = self.calls.get_mut(&server) else {
             return;
         };
         // A trunk's authentication failure is never the caller's answer.
-        let counts = !(code == 401 || code == 407);
-        let better = counts
+        let better = verdict != SipVerdict::Unauthorized
             && call
                 .best
                 .as_ref()
@@ -1205,7 +1188,7 @@ impl Proxy {
         if better {
             call.best = Some(resp.clone());
         }
-        if failover {
+        if failover.is_some() {
             self.try_next(server, now);
             return;
         }

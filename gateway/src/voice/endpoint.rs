@@ -17,31 +17,12 @@ use switchyard_protocols::sip::{Message, Method};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use super::dialog::CallEvent;
+
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 /// How long the endpoint outlives a shutdown, for calls to hang up.
 pub const DRAIN: Duration = Duration::from_secs(5);
-
-/// What the endpoint tells a call.
-#[derive(Debug)]
-pub enum CallEvent {
-    /// A response to one of the call's requests (check its CSeq method).
-    Response(Message),
-    /// A 2xx to the INVITE after its transaction ended (the ACK was lost): ACK again.
-    Retransmitted2xx(Message),
-    /// A request of the call's timed out (timer B or F); `invite` tells which.
-    Timeout {
-        /// The INVITE (else a BYE or CANCEL).
-        invite: bool,
-    },
-    /// A request could not be sent.
-    TransportError {
-        /// The INVITE (else a BYE or CANCEL).
-        invite: bool,
-    },
-    /// The callee hung up (its BYE was answered 200).
-    Bye,
-}
 
 /// Orders for the endpoint task.
 #[derive(Debug)]
@@ -261,13 +242,13 @@ impl State {
         let Some(invite) = self.layer.request(id).cloned() else {
             return;
         };
-        if let Some(ack) = super::call::in_dialog(self.me, Method::Ack, 1, &invite, ok) {
+        if let Some(ack) = super::dialog::in_dialog(self.me, Method::Ack, 1, &invite, ok) {
             self.layer.send_stateless(&ack, dest);
         }
         if !self.hung_up.insert(id) {
             return;
         }
-        if let Some(bye) = super::call::in_dialog(self.me, Method::Bye, 2, &invite, ok) {
+        if let Some(bye) = super::dialog::in_dialog(self.me, Method::Bye, 2, &invite, ok) {
             let _ = self.layer.send_request(bye, dest, false, Instant::now());
         }
         tracing::info!("voice: late 2xx on an abandoned INVITE: ACKed and hung up");

@@ -20,7 +20,8 @@ use switchyard_routing::{Channel, Price, RouteBuf, RouteError, RouteRequest, Rou
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::audio::Pcm8k;
-use super::call::{self, CallContext, Candidate};
+use super::call::{self, CallContext};
+use super::caller::Candidate;
 use super::endpoint::Endpoint;
 use super::fetch::Fetcher;
 use super::tts::{self, TtsCache};
@@ -198,7 +199,6 @@ impl Voice {
                     Price::from_nanos(u64::try_from(f).unwrap_or(u64::MAX))
                 };
                 Some(Candidate {
-                    carrier: r.carrier,
                     name: c.name.clone(),
                     trunk,
                     rate,
@@ -237,7 +237,11 @@ impl Voice {
                 now: Instant::now(),
             };
             let ranked = table.route(&req, &mut buf).ok()?;
-            let r = ranked.iter().find(|r| r.carrier == first.carrier)?;
+            let r = ranked.iter().find(|r| {
+                table
+                    .carrier(r.carrier)
+                    .is_some_and(|c| c.name == first.name)
+            })?;
             Some(Money {
                 amount: r.price,
                 currency: table.config().base_currency,

@@ -34,13 +34,18 @@
 //! # Layout
 //! - [`tts`]: espeak-ng subprocess, language list, cache; [`fetch`]: `audio_url` downloads;
 //!   [`audio`]: WAV decoding, resampling to 8 kHz, G.711.
-//! - [`endpoint`]: the caller's SIP socket and transactions, shared by every call.
-//! - [`call`]: one call: INVITE/failover, ACK, RTP playback, DTMF capture, BYE; [`latch`]:
-//!   which RTP packets count (the answer's address, the first stream's SSRC).
+//! - [`endpoint`]: the caller's SIP socket and transactions, shared by every call;
+//!   [`dialog`]: what a call and the endpoint share (events, INVITE, ACK and BYE).
+//! - [`caller`]: one call as a state machine without I/O: INVITE/failover, CANCEL, ACK, when
+//!   to play and hang up, DTMF capture, BYE, the outcome; [`latch`]: which RTP packets count
+//!   (the answer's address, the first stream's SSRC).
+//! - [`call`]: drives a [`caller::Caller`]: the endpoint's events, timers, RTP pacing.
 //! - [`engine`]: the [`Voice`] engine: routing, the queue, the concurrency limit, statuses.
 
 pub mod audio;
 pub mod call;
+pub mod caller;
+pub mod dialog;
 pub mod endpoint;
 pub mod engine;
 pub mod fetch;
@@ -117,7 +122,7 @@ pub struct CallOutcome {
     /// `switchyard` or `callee`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hangup_by: Option<String>,
-    /// `completed`, `digits`, `max_duration`, `callee`, `media_error`.
+    /// `completed`, `digits`, `max_duration`, `callee`, `media_error`, `shutdown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hangup_reason: Option<String>,
 }
