@@ -209,7 +209,6 @@ pub async fn start(
         directory,
         opt_outs,
         webhooks,
-        dispatcher.clone(),
         config.sse.clone(),
     ));
     let event_tasks = hub.start(shutdown_rx.clone()).await?;
@@ -296,7 +295,6 @@ pub async fn start(
         tenant_limits,
         idempotency: Arc::new(Idempotency::default()),
         events: hub,
-        voice: voice.as_ref().map(|(v, _)| v.clone()),
         submit: submit.with_calls(
             voice
                 .as_ref()

@@ -36,11 +36,11 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The connection was not made: the destination is not one the policy allows.
 #[derive(Debug, Clone)]
-pub struct Refused {
+pub(crate) struct Refused {
     /// The URL's host.
-    pub host: String,
+    pub(crate) host: String,
     /// The first address refused and why.
-    pub refusal: Refusal,
+    pub(crate) refusal: Refusal,
 }
 
 impl std::fmt::Display for Refused {
@@ -56,7 +56,7 @@ impl std::fmt::Display for Refused {
 impl StdError for Refused {}
 
 /// The [`Refused`] somewhere in `err`'s source chain, if the error is a policy refusal.
-pub fn refusal<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a Refused> {
+pub(crate) fn refusal<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a Refused> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(r) = e.downcast_ref::<Refused>() {
@@ -69,7 +69,7 @@ pub fn refusal<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a Refused> {
 
 /// Resolves names with the system resolver and keeps only the addresses the policy allows.
 #[derive(Clone, Debug)]
-pub struct PolicyResolver {
+pub(crate) struct PolicyResolver {
     /// The operator's policy.
     policy: Arc<EgressPolicy>,
     /// getaddrinfo on the blocking pool.
@@ -114,7 +114,7 @@ impl Service<Name> for PolicyResolver {
 /// A TCP connector for `http://` and `https://` URIs that connects only where the policy
 /// allows (wrap it in `hyper_rustls` for TLS).
 #[derive(Clone, Debug)]
-pub struct Connector {
+pub(crate) struct Connector {
     /// The operator's policy, for address literals (hyper connects to those without
     /// resolving).
     policy: Arc<EgressPolicy>,
@@ -124,7 +124,7 @@ pub struct Connector {
 
 impl Connector {
     /// A connector under `policy`, giving up on a connection after `connect_timeout`.
-    pub fn new(policy: Arc<EgressPolicy>, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(policy: Arc<EgressPolicy>, connect_timeout: Duration) -> Self {
         let mut http = HttpConnector::new_with_resolver(PolicyResolver {
             policy: policy.clone(),
             inner: GaiResolver::new(),
@@ -162,7 +162,7 @@ impl Service<Uri> for Connector {
 
 /// The HTTP(S) connector tenants' URLs are fetched through: [`Connector`] under TLS with
 /// `roots`.
-pub fn https_connector(
+pub(crate) fn https_connector(
     policy: Arc<EgressPolicy>,
     connect_timeout: Duration,
     tls: rustls::ClientConfig,

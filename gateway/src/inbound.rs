@@ -37,26 +37,26 @@ use crate::submit::{Content, Draft, Origin, SubmitError, Submitter};
 
 /// What the binds need to classify MO messages and answer their keywords.
 #[derive(Debug, Clone)]
-pub struct Inbound {
+pub(crate) struct Inbound {
     /// Number → tenant, replies (swapped on reload).
-    pub directory: SharedDirectory,
+    pub(crate) directory: SharedDirectory,
     /// The opt-out list in memory.
-    pub opt_outs: Arc<OptOuts>,
+    pub(crate) opt_outs: Arc<OptOuts>,
     /// Sends keyword replies; `None`: keywords get none.
-    pub replies: Option<Arc<KeywordReplies>>,
+    pub(crate) replies: Option<Arc<KeywordReplies>>,
 }
 
 /// A reply a keyword asks for, to send once its MO is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplyRequest {
+pub(crate) struct ReplyRequest {
     /// The tenant owning the number the MO was sent to.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// The mobile's number (the reply's destination).
-    pub mo_from: String,
+    pub(crate) mo_from: String,
     /// The tenant's number the MO was sent to (the reply's sender).
-    pub mo_to: String,
+    pub(crate) mo_to: String,
     /// The keyword.
-    pub keyword: Keyword,
+    pub(crate) keyword: Keyword,
 }
 
 impl Inbound {
@@ -64,7 +64,7 @@ impl Inbound {
     /// in-memory opt-out list. Called by the bind before the MO is stored. Returns the reply
     /// its keyword asks for. A partial message (some parts never came) carries no keyword: its
     /// text is not what the mobile sent.
-    pub fn classify(&self, m: &mut InboundMessage) -> Option<ReplyRequest> {
+    pub(crate) fn classify(&self, m: &mut InboundMessage) -> Option<ReplyRequest> {
         let to = number_key(&m.to);
         let directory = self.directory.load();
         m.tenant = directory.numbers.get(&to).cloned();
@@ -94,7 +94,7 @@ impl Inbound {
 
     /// Sends the reply `request` asks for, within its budgets (see the module doc). Called once
     /// the MO is stored; returns at once (the reply is stored and queued on its own task).
-    pub fn reply(&self, request: ReplyRequest) {
+    pub(crate) fn reply(&self, request: ReplyRequest) {
         if let Some(replies) = &self.replies {
             replies.send(request);
         }
@@ -103,7 +103,7 @@ impl Inbound {
 
 /// Why a keyword reply was not sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The mobile number had its replies for the window.
     NumberBudget,
     /// The tenant had its replies for the minute.
@@ -114,7 +114,7 @@ pub enum Refused {
 
 impl Refused {
     /// Its `outcome` label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refused::NumberBudget => "number_limited",
             Refused::TenantBudget => "tenant_limited",
@@ -165,7 +165,7 @@ impl Bucket {
 /// The keyword-reply budgets, per (tenant, mobile number) and per tenant. Sans-IO: every call
 /// takes `now`.
 #[derive(Debug)]
-pub struct ReplyBudgets {
+pub(crate) struct ReplyBudgets {
     /// Replies per number per window.
     per_number: u32,
     /// That window.
@@ -180,7 +180,7 @@ pub struct ReplyBudgets {
 
 impl ReplyBudgets {
     /// Empty budgets with these limits.
-    pub fn new(per_number: u32, window: Duration, per_tenant_per_minute: u32) -> Self {
+    pub(crate) fn new(per_number: u32, window: Duration, per_tenant_per_minute: u32) -> Self {
         ReplyBudgets {
             per_number: per_number.max(1),
             window,
@@ -192,7 +192,12 @@ impl ReplyBudgets {
 
     /// Takes one reply from `tenant`'s budget for `number` and from its own, or says which
     /// budget is spent (nothing is taken then).
-    pub fn admit(&mut self, tenant: &str, number: &str, now: Instant) -> Result<(), Refused> {
+    pub(crate) fn admit(
+        &mut self,
+        tenant: &str,
+        number: &str,
+        now: Instant,
+    ) -> Result<(), Refused> {
         let (per_number, window) = (self.per_number, self.window);
         let key = (tenant.to_owned(), number.to_owned());
         if !self.numbers.contains_key(&key) && self.numbers.len() >= MAX_TRACKED_NUMBERS {
@@ -228,7 +233,7 @@ impl ReplyBudgets {
 
 /// Sends keyword replies: within their budgets, counted against the tenant's quota and rate,
 /// priced and stored like any message.
-pub struct KeywordReplies {
+pub(crate) struct KeywordReplies {
     /// Reply texts per tenant.
     directory: SharedDirectory,
     /// The accept pipeline (policy, route, price, limits, store, queue).
@@ -245,7 +250,11 @@ impl std::fmt::Debug for KeywordReplies {
 
 impl KeywordReplies {
     /// Replies within the `[inbound]` limits of `settings`.
-    pub fn new(settings: &InboundSettings, directory: SharedDirectory, submit: Submitter) -> Self {
+    pub(crate) fn new(
+        settings: &InboundSettings,
+        directory: SharedDirectory,
+        submit: Submitter,
+    ) -> Self {
         KeywordReplies {
             directory,
             submit,
@@ -259,7 +268,7 @@ impl KeywordReplies {
 
     /// Sends the reply `r` asks for if the tenant has one configured and the budgets allow;
     /// the store write and the queueing run on their own task.
-    pub fn send(self: &Arc<Self>, r: ReplyRequest) {
+    pub(crate) fn send(self: &Arc<Self>, r: ReplyRequest) {
         let Some(text) = self.text(&r.tenant, r.keyword) else {
             return;
         };

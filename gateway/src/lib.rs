@@ -25,21 +25,24 @@
 //!
 //! `docs/architecture.md` follows a message through them.
 
-pub mod admission;
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub(crate) mod admission;
 pub mod api;
 pub mod app;
-pub mod carrier;
-pub mod dispatch;
+pub(crate) mod carrier;
+pub(crate) mod dispatch;
 pub mod domain;
-pub mod egress;
-pub mod events;
-pub mod inbound;
+pub(crate) mod egress;
+pub(crate) mod events;
+pub(crate) mod inbound;
 pub mod number;
-pub mod sandbox;
-pub mod sip;
-pub mod smpp;
+pub(crate) mod sandbox;
+pub(crate) mod sip;
+pub(crate) mod smpp;
 pub mod store;
-pub mod submit;
-pub mod tls;
-pub mod updates;
-pub mod voice;
+pub(crate) mod submit;
+pub(crate) mod tls;
+pub(crate) mod updates;
+pub(crate) mod voice;

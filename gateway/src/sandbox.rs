@@ -22,7 +22,7 @@ use tokio_util::codec::{Decoder, Encoder};
 const RECEIPT_DELAY: Duration = Duration::from_millis(20);
 
 /// Starts the sandbox SMSC on an ephemeral loopback port; returns its address.
-pub async fn start() -> std::io::Result<std::net::SocketAddr> {
+pub(crate) async fn start() -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let ids = Arc::new(AtomicU64::new(crate::domain::now_ms() as u64));

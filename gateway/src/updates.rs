@@ -20,13 +20,13 @@ type Reply = oneshot::Sender<Result<Applied, Arc<StoreError>>>;
 
 /// Where components send state changes. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct UpdateSink {
+pub(crate) struct UpdateSink {
     tx: mpsc::Sender<(Update, Option<Reply>)>,
 }
 
 /// The batching task, to stop it at shutdown.
 #[derive(Debug)]
-pub struct UpdateTask {
+pub(crate) struct UpdateTask {
     /// The task.
     handle: tokio::task::JoinHandle<()>,
     /// Tells it to take no more updates, store what is queued and end.
@@ -36,7 +36,7 @@ pub struct UpdateTask {
 impl UpdateTask {
     /// Stops taking updates, waits (at most `timeout`) until everything queued is stored.
     /// Components still holding a sink get an error on send from here on (logged).
-    pub async fn finish(self, timeout: std::time::Duration) {
+    pub(crate) async fn finish(self, timeout: std::time::Duration) {
         let _ = self.close.send(());
         if tokio::time::timeout(timeout, self.handle).await.is_err() {
             tracing::warn!("queued state changes not all stored within {timeout:?}");
@@ -45,12 +45,12 @@ impl UpdateTask {
 }
 
 /// What applying updates produced, for whoever reacts to status changes (events, metrics).
-pub type AppliedTx = mpsc::UnboundedSender<Applied>;
+pub(crate) type AppliedTx = mpsc::UnboundedSender<Applied>;
 
 impl UpdateSink {
     /// Starts the batching task over `store`. `capacity` bounds the updates waiting; `applied`
     /// receives every result (status changes feed events later).
-    pub fn start(
+    pub(crate) fn start(
         store: Arc<dyn Store>,
         capacity: usize,
         applied: Option<AppliedTx>,
@@ -62,7 +62,7 @@ impl UpdateSink {
     }
 
     /// Queues an update; waits only when the sink is full (backpressure from the store).
-    pub async fn send(&self, update: Update) {
+    pub(crate) async fn send(&self, update: Update) {
         if self.tx.send((update, None)).await.is_err() {
             tracing::error!("update sink closed: an update was dropped");
         }
@@ -72,7 +72,7 @@ impl UpdateSink {
     /// closed. An update sent through a reservation takes its place in the queue when it is
     /// sent, not when room was reserved: a component that must queue updates in the order of
     /// its own steps reserves first, then takes its lock, makes the update and sends it.
-    pub async fn reserve(&self) -> Option<Reserved<'_>> {
+    pub(crate) async fn reserve(&self) -> Option<Reserved<'_>> {
         match self.tx.reserve().await {
             Ok(permit) => Some(Reserved(permit)),
             Err(_) => {
@@ -83,7 +83,7 @@ impl UpdateSink {
     }
 
     /// Queues an update and returns a receiver that completes once it is committed.
-    pub async fn send_durable(
+    pub(crate) async fn send_durable(
         &self,
         update: Update,
     ) -> oneshot::Receiver<Result<Applied, Arc<StoreError>>> {
@@ -97,11 +97,11 @@ impl UpdateSink {
 
 /// Room for one update in the sink ([`UpdateSink::reserve`]).
 #[derive(Debug)]
-pub struct Reserved<'a>(mpsc::Permit<'a, (Update, Option<Reply>)>);
+pub(crate) struct Reserved<'a>(mpsc::Permit<'a, (Update, Option<Reply>)>);
 
 impl Reserved<'_> {
     /// Queues `update` now, without waiting; the receiver completes once it is committed.
-    pub fn send_durable(
+    pub(crate) fn send_durable(
         self,
         update: Update,
     ) -> oneshot::Receiver<Result<Applied, Arc<StoreError>>> {

@@ -96,7 +96,10 @@ fn gateway_modules_use_only_lower_layers() {
         };
         if let (Some(la), Some(lb)) = (layer(a), layer(b)) {
             if a != b && la <= lb {
-                wrong.push(format!("{a} (layer {la}) uses {b} (layer {lb}) at {}", u.at));
+                wrong.push(format!(
+                    "{a} (layer {la}) uses {b} (layer {lb}) at {}",
+                    u.at
+                ));
             }
         }
     }

@@ -58,7 +58,7 @@ fn month_start(month: i64) -> UnixMs {
 
 /// Messages accepted in the current UTC day and month.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QuotaWindow {
+pub(crate) struct QuotaWindow {
     /// The day `day_used` counts.
     day: i64,
     /// Messages accepted that day.
@@ -71,18 +71,18 @@ pub struct QuotaWindow {
 
 /// Which quota refused, and when it resets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuotaExceeded {
+pub(crate) struct QuotaExceeded {
     /// "daily" or "monthly".
-    pub which: &'static str,
+    pub(crate) which: &'static str,
     /// The quota.
-    pub limit: u64,
+    pub(crate) limit: u64,
     /// Seconds until it resets.
-    pub retry_after_s: u64,
+    pub(crate) retry_after_s: u64,
 }
 
 impl QuotaWindow {
     /// Counts starting at `now` with `day_used` and `month_used` already accepted.
-    pub fn seeded(now: UnixMs, day_used: u64, month_used: u64) -> Self {
+    pub(crate) fn seeded(now: UnixMs, day_used: u64, month_used: u64) -> Self {
         let (day, month) = day_and_month(now);
         QuotaWindow {
             day,
@@ -105,7 +105,7 @@ impl QuotaWindow {
     }
 
     /// Adds `n` messages if both quotas allow them.
-    pub fn reserve(
+    pub(crate) fn reserve(
         &mut self,
         n: u64,
         daily: Option<u64>,
@@ -139,7 +139,7 @@ impl QuotaWindow {
 
     /// Gives back `n` messages reserved at `reserved_at` (the request was not stored). Nothing
     /// is given back to a window that has rolled over since.
-    pub fn release(&mut self, n: u64, reserved_at: UnixMs) {
+    pub(crate) fn release(&mut self, n: u64, reserved_at: UnixMs) {
         let (day, month) = day_and_month(reserved_at);
         if day == self.day {
             self.day_used = self.day_used.saturating_sub(n);
@@ -165,7 +165,7 @@ struct Gate {
 
 /// Limits of every tenant, swapped whole on reload (counters and buckets carry over).
 #[derive(Debug, Default)]
-pub struct TenantLimiter {
+pub(crate) struct TenantLimiter {
     /// Tenant name → its gate.
     gates: ArcSwap<HashMap<String, Arc<Gate>>>,
 }
@@ -174,7 +174,7 @@ pub struct TenantLimiter {
 /// [`Reservation::keep`] once the messages are committed.
 #[derive(Debug)]
 #[must_use = "dropping a reservation gives the quota back"]
-pub struct Reservation {
+pub(crate) struct Reservation {
     /// Whose counters.
     quota: Option<Arc<Mutex<QuotaWindow>>>,
     /// Messages reserved.
@@ -185,14 +185,14 @@ pub struct Reservation {
 
 impl Reservation {
     /// The messages were stored: the quota stays used.
-    pub fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.quota = None;
     }
 
     /// Only `n` of the reserved messages will be stored (a batch's other recipients were
     /// refused): the rest of the quota is given back now. Rate tokens are not: the rate
     /// counts every recipient the API checked.
-    pub fn shrink(&mut self, n: u32) {
+    pub(crate) fn shrink(&mut self, n: u32) {
         let n = u64::from(n).min(self.n);
         if let Some(q) = &self.quota {
             q.lock().release(self.n - n, self.at);
@@ -211,7 +211,7 @@ impl Drop for Reservation {
 
 impl TenantLimiter {
     /// Limits for every tenant of `config`, with empty counters (see [`TenantLimiter::seed`]).
-    pub fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         let limiter = TenantLimiter::default();
         limiter.reload(config);
         limiter
@@ -219,7 +219,7 @@ impl TenantLimiter {
 
     /// Takes the limits of `config`, keeping the counters (and, when `max_tps` is unchanged,
     /// the bucket level) of tenants that stay.
-    pub fn reload(&self, config: &Config) {
+    pub(crate) fn reload(&self, config: &Config) {
         let old = self.gates.load();
         let now = Instant::now();
         let gates = config
@@ -252,7 +252,7 @@ impl TenantLimiter {
 
     /// Seeds the quota counters of tenants with a quota from the store (messages accepted
     /// since the start of the current UTC day and month).
-    pub async fn seed(&self, store: &dyn Store, now: UnixMs) -> Result<(), StoreError> {
+    pub(crate) async fn seed(&self, store: &dyn Store, now: UnixMs) -> Result<(), StoreError> {
         let (day, month) = day_and_month(now);
         let gates = self.gates.load_full();
         for (name, gate) in gates.iter() {
@@ -273,7 +273,7 @@ impl TenantLimiter {
     /// Whether `tenant` may send a message of `segments` segments over `channel` to a
     /// destination in `country`: 403 with a stable code (`channel_not_allowed`,
     /// `country_not_allowed`, `country_blocked`) or 422 `too_many_segments`.
-    pub fn policy(
+    pub(crate) fn policy(
         &self,
         tenant: &str,
         channel: Channel,
@@ -288,7 +288,7 @@ impl TenantLimiter {
 
     /// Whether `tenant` may ask for `priority`: 403 `priority_not_allowed` (field
     /// `priority`) above its `max_priority` (`high` unless the operator grants more).
-    pub fn priority(&self, tenant: &str, priority: Priority) -> Result<(), Refusal> {
+    pub(crate) fn priority(&self, tenant: &str, priority: Priority) -> Result<(), Refusal> {
         let max = self
             .gate(tenant)
             .map_or(TenantFairness::DEFAULT_MAX_PRIORITY, |g| g.max_priority);
@@ -297,7 +297,7 @@ impl TenantLimiter {
 
     /// Takes `n` messages from `tenant`'s rate and quotas: 429 `rate_limited` (Retry-After:
     /// when the bucket allows it) or 429 `quota_exceeded` (Retry-After: when the quota resets).
-    pub fn admit(
+    pub(crate) fn admit(
         &self,
         tenant: &str,
         n: u32,

@@ -10,9 +10,9 @@
 //! - [`optout`]: the opt-out list, mirrored in memory for the per-message check.
 //! - [`template`]: `{{variable}}` rendering for batch bodies.
 
-pub mod limits;
-pub mod optout;
-pub mod template;
+pub(crate) mod limits;
+pub(crate) mod optout;
+pub(crate) mod template;
 
 use std::fmt;
 
@@ -20,7 +20,7 @@ use switchyard_routing::{Channel, Priority};
 
 /// Why a tenant may not send a message (or a batch of them) now.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The plan does not include the channel.
     ChannelNotAllowed(Channel),
     /// The plan allows only destinations in these countries.
@@ -65,7 +65,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The stable machine-readable code (the API's `code`).
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Refusal::ChannelNotAllowed(_) => "channel_not_allowed",
             Refusal::CountryNotAllowed(_) => "country_not_allowed",
@@ -79,7 +79,7 @@ impl Refusal {
     }
 
     /// The request field at fault, when one is.
-    pub fn field(&self) -> Option<&'static str> {
+    pub(crate) fn field(&self) -> Option<&'static str> {
         match self {
             Refusal::TooManySegments { .. } => Some("body"),
             Refusal::PriorityNotAllowed { .. } => Some("priority"),
@@ -89,7 +89,7 @@ impl Refusal {
     }
 
     /// When the same request may succeed: seconds to wait (rate and quota refusals only).
-    pub fn retry_after_s(&self) -> Option<u64> {
+    pub(crate) fn retry_after_s(&self) -> Option<u64> {
         match self {
             Refusal::QuotaExceeded { retry_after_s, .. }
             | Refusal::RateLimited { retry_after_s, .. } => Some((*retry_after_s).max(1)),

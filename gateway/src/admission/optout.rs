@@ -18,13 +18,13 @@ use crate::domain::{OptOut, ALL_SENDERS};
 
 /// The in-memory mirror: tenant → recipient → senders.
 #[derive(Debug, Default)]
-pub struct OptOuts {
+pub(crate) struct OptOuts {
     map: RwLock<HashMap<String, HashMap<String, Vec<String>>>>,
 }
 
 impl OptOuts {
     /// From the stored list.
-    pub fn load(entries: Vec<OptOut>) -> Self {
+    pub(crate) fn load(entries: Vec<OptOut>) -> Self {
         let me = OptOuts::default();
         for e in entries {
             me.add(&e.tenant, &e.recipient, &e.sender);
@@ -33,7 +33,7 @@ impl OptOuts {
     }
 
     /// True when `recipient` opted out of `sender` (or of every sender) of `tenant`.
-    pub fn blocked(&self, tenant: &str, recipient: &str, sender: &str) -> bool {
+    pub(crate) fn blocked(&self, tenant: &str, recipient: &str, sender: &str) -> bool {
         let map = self.map.read();
         let Some(senders) = map.get(tenant).and_then(|t| t.get(recipient)) else {
             return false;
@@ -42,7 +42,7 @@ impl OptOuts {
     }
 
     /// Adds an entry.
-    pub fn add(&self, tenant: &str, recipient: &str, sender: &str) {
+    pub(crate) fn add(&self, tenant: &str, recipient: &str, sender: &str) {
         let mut map = self.map.write();
         let senders = map
             .entry(tenant.to_owned())
@@ -55,7 +55,7 @@ impl OptOuts {
     }
 
     /// Removes the entries of `recipient` for the given senders (all when empty).
-    pub fn remove(&self, tenant: &str, recipient: &str, senders: &[&str]) {
+    pub(crate) fn remove(&self, tenant: &str, recipient: &str, senders: &[&str]) {
         let mut map = self.map.write();
         let Some(t) = map.get_mut(tenant) else { return };
         if senders.is_empty() {
@@ -71,7 +71,8 @@ impl OptOuts {
     }
 
     /// Entries in memory (for metrics and tests).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.map
             .read()
             .values()
@@ -81,7 +82,8 @@ impl OptOuts {
     }
 
     /// True when nobody opted out.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -89,7 +91,7 @@ impl OptOuts {
 impl OptOuts {
     /// The send path's check: [`Refusal::OptedOut`] for a message to a recipient who opted
     /// out of this tenant's sender `from`.
-    pub fn check(&self, tenant: &str, to: &E164, from: &str) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, tenant: &str, to: &E164, from: &str) -> Result<(), Refusal> {
         // No allocation: this runs for every message.
         let from = from.trim();
         let from = from.strip_prefix('+').unwrap_or(from);

@@ -24,7 +24,7 @@ enum Part {
 
 /// A template compiled once per batch and rendered per recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     /// Literal text and placeholders, in order.
     parts: Vec<Part>,
     /// Bytes of literal text (to size the output).
@@ -34,7 +34,7 @@ pub struct Template {
 /// Why a recipient's body could not be rendered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum RenderError {
+pub(crate) enum RenderError {
     /// The template uses a variable this recipient does not give.
     #[error("variable {0:?} is missing")]
     Missing(String),
@@ -45,7 +45,7 @@ pub enum RenderError {
 
 impl Template {
     /// Compiles `text`, or says what is wrong with it.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub(crate) fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -100,13 +100,13 @@ impl Template {
     }
 
     /// True when the template has no placeholder (every recipient gets the same body).
-    pub fn is_constant(&self) -> bool {
+    pub(crate) fn is_constant(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
     /// The literal text alone, placeholders left out. Every rendering contains it, so a
     /// literal text that is already too long (or unencodable) makes every recipient's body so.
-    pub fn literal_text(&self) -> String {
+    pub(crate) fn literal_text(&self) -> String {
         let mut out = String::with_capacity(self.literal_len);
         for part in &self.parts {
             if let Part::Literal(s) = part {
@@ -117,7 +117,7 @@ impl Template {
     }
 
     /// The body for one recipient's variables.
-    pub fn render(&self, vars: Option<&Map<String, Value>>) -> Result<String, RenderError> {
+    pub(crate) fn render(&self, vars: Option<&Map<String, Value>>) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.literal_len + 16);
         for part in &self.parts {
             match part {

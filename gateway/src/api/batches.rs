@@ -37,19 +37,19 @@ use crate::submit::{self, Content, Draft, Origin, Placement, SubmitError};
 use tokio::sync::Semaphore;
 
 /// Most recipients in one batch.
-pub const MAX_RECIPIENTS: usize = 10_000;
+pub(crate) const MAX_RECIPIENTS: usize = 10_000;
 
 /// Longest body template, bytes. The longest text a message may carry (10 segments) is under
 /// 5 KiB of UTF-8; the rest leaves room for placeholders.
-pub const MAX_TEMPLATE_BYTES: usize = 8 << 10;
+pub(crate) const MAX_TEMPLATE_BYTES: usize = 8 << 10;
 
 /// Largest batch request body (about 800 bytes per recipient at 10,000 recipients); larger
 /// ones get 413. `server.max_body_bytes` applies instead when it is larger.
-pub const MAX_BODY_BYTES: usize = 8 << 20;
+pub(crate) const MAX_BODY_BYTES: usize = 8 << 20;
 
 /// Jobs that may wait in the carrier queues and the scheduler before a batch is refused with
 /// 503 `queue_full` (memory stays bounded; the messages would wait anyway).
-pub const MAX_BACKLOG: usize = 1_000_000;
+pub(crate) const MAX_BACKLOG: usize = 1_000_000;
 
 /// How long a job that found its carrier queues full waits before trying again.
 const DEFER: std::time::Duration = std::time::Duration::from_millis(500);
@@ -63,57 +63,57 @@ static PREPARING: LazyLock<Semaphore> = LazyLock::new(|| {
 /// The request body of `POST /v1/messages/batch`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// Recipients: 1 to 10,000.
     #[schema(value_type = Vec<BatchRecipient>)]
-    pub recipients: Recipients,
+    pub(crate) recipients: Recipients,
     /// The body template; `{{name}}` is replaced by the recipient's variable `name`.
-    pub body: String,
+    pub(crate) body: String,
     /// Sender (as for a single send).
-    pub from: String,
+    pub(crate) from: String,
     /// `"sms"`.
-    pub channel: Option<String>,
+    pub(crate) channel: Option<String>,
     /// `auto` (default), `gsm7` or `ucs2`.
-    pub encoding: Option<String>,
+    pub(crate) encoding: Option<String>,
     /// `critical`, `high`, `normal` (default) or `low`.
-    pub priority: Option<String>,
+    pub(crate) priority: Option<String>,
     /// As for a single send, per message.
     #[schema(value_type = Option<String>, example = "PT1H")]
-    pub validity_period: Option<serde_json::Value>,
+    pub(crate) validity_period: Option<serde_json::Value>,
     /// RFC 3339 time to send every message at.
-    pub scheduled_at: Option<String>,
+    pub(crate) scheduled_at: Option<String>,
     /// Status webhook for every message.
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     /// Labels for every message.
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Tenant data for every message.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub(crate) metadata: Option<serde_json::Value>,
 }
 
 /// One recipient of a batch.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BatchRecipient {
+pub(crate) struct BatchRecipient {
     /// E.164 number (anything else is rejected for this recipient only).
     #[schema(value_type = String)]
-    pub to: serde_json::Value,
+    pub(crate) to: serde_json::Value,
     /// Values for the template's placeholders (strings, numbers, booleans).
     #[schema(value_type = Option<Object>)]
     #[serde(default)]
-    pub variables: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) variables: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The `recipients` array as parsed: the first [`MAX_RECIPIENTS`] are kept, any beyond are
 /// only counted (skipped without being built), so an oversized batch costs no more memory than
 /// a full one and is refused by its count.
 #[derive(Debug, Default)]
-pub struct Recipients {
+pub(crate) struct Recipients {
     /// The recipients kept, in order.
-    pub items: Vec<BatchRecipient>,
+    pub(crate) items: Vec<BatchRecipient>,
     /// How many the array held.
-    pub total: usize,
+    pub(crate) total: usize,
 }
 
 impl<'de> Deserialize<'de> for Recipients {
@@ -154,42 +154,42 @@ impl<'de> Deserialize<'de> for Recipients {
 
 /// A recipient refused.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RejectedRecipient {
+pub(crate) struct RejectedRecipient {
     /// Position in `recipients`, from 0.
-    pub index: usize,
+    pub(crate) index: usize,
     /// The number as given.
     #[schema(value_type = String)]
-    pub to: serde_json::Value,
+    pub(crate) to: serde_json::Value,
     /// Stable code (`invalid_number`, `missing_variable`, `country_not_allowed`, `no_route`, …).
-    pub code: &'static str,
+    pub(crate) code: &'static str,
     /// Why, for a person.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// An accepted recipient's message.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchMessage {
+pub(crate) struct BatchMessage {
     /// Position in `recipients`.
-    pub index: usize,
+    pub(crate) index: usize,
     /// Message id.
-    pub id: String,
+    pub(crate) id: String,
 }
 
 /// The 202 answer of a batch.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchAccepted {
+pub(crate) struct BatchAccepted {
     /// Batch id (`bat_…`), for `GET /v1/batches/{id}`.
-    pub id: String,
+    pub(crate) id: String,
     /// `accepted` or `scheduled`.
-    pub status: &'static str,
+    pub(crate) status: &'static str,
     /// Recipients in the request.
-    pub recipients: usize,
+    pub(crate) recipients: usize,
     /// Messages stored.
-    pub accepted: usize,
+    pub(crate) accepted: usize,
     /// Accepted recipients' message ids, in recipient order.
-    pub messages: Vec<BatchMessage>,
+    pub(crate) messages: Vec<BatchMessage>,
     /// Refused recipients, in recipient order.
-    pub rejected: Vec<RejectedRecipient>,
+    pub(crate) rejected: Vec<RejectedRecipient>,
 }
 
 /// A recipient that passed, ready to store.
@@ -224,7 +224,7 @@ struct Prepared {
         (status = 503, description = "Overloaded; see Retry-After", body = Problem),
     ),
     security(("bearer" = [])))]
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<AppState>,
     caller: Tenant,
     raw: RawJson,
@@ -487,21 +487,21 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
 
 /// A batch's progress.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchView {
+pub(crate) struct BatchView {
     /// Batch id.
-    pub id: String,
+    pub(crate) id: String,
     /// `in_progress` until every accepted message reached a final status, then `completed`.
-    pub status: &'static str,
+    pub(crate) status: &'static str,
     /// Accepted at (RFC 3339).
-    pub created_at: String,
+    pub(crate) created_at: String,
     /// Recipients in the request.
-    pub recipients: u32,
+    pub(crate) recipients: u32,
     /// Messages stored.
-    pub accepted: u32,
+    pub(crate) accepted: u32,
     /// Recipients refused at submission.
-    pub rejected: u32,
+    pub(crate) rejected: u32,
     /// Messages per current status.
-    pub counts: BTreeMap<String, u64>,
+    pub(crate) counts: BTreeMap<String, u64>,
 }
 
 /// `GET /v1/batches/{id}`: counts of the batch's messages by status.
@@ -509,7 +509,7 @@ pub struct BatchView {
     params(("id" = String, Path, description = "Batch id (bat_…)")),
     responses((status = 200, body = BatchView), (status = 401, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Tenant,
     Path(id): Path<String>,

@@ -15,7 +15,7 @@ use crate::domain::rfc3339;
 use crate::domain::{CallFilter, CallRecord};
 
 /// Most rows one CSV export holds (page with `until` for more).
-pub const MAX_EXPORT: usize = 10_000;
+pub(crate) const MAX_EXPORT: usize = 10_000;
 
 /// Dispositions a filter may name.
 const DISPOSITIONS: [&str; 6] = [
@@ -30,17 +30,17 @@ const DISPOSITIONS: [&str; 6] = [
 /// Query of both endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct CallQuery {
+pub(crate) struct CallQuery {
     /// Only calls set up at or after this RFC 3339 time.
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Only calls set up before this RFC 3339 time.
-    pub until: Option<String>,
+    pub(crate) until: Option<String>,
     /// Only this disposition: answered, busy, no_answer, cancelled, rejected, failed.
-    pub disposition: Option<String>,
+    pub(crate) disposition: Option<String>,
     /// The `next_cursor` of the previous page (JSON only).
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Page size, 1–1000 (default 100; JSON only).
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 fn filter(q: &CallQuery, limit: usize) -> Result<CallFilter, Problem> {
@@ -112,7 +112,7 @@ fn json(c: &CallRecord) -> serde_json::Value {
     responses((status = 200, description = "`{data: [{id, sip_call_id, from, to, disposition, code, hangup, carrier, attempts, setup_at, answered_at, ended_at, duration_ms, billed_seconds, price, currency}], next_cursor}`"),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
     query: Result<Query<CallQuery>, QueryRejection>,
@@ -139,7 +139,7 @@ pub async fn list(
     responses((status = 200, description = "CSV: id, sip_call_id, from, to, disposition, code, hangup, carrier, attempts, setup_at, answered_at, ended_at, duration_ms, billed_seconds, price, currency", content_type = "text/csv"),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn export(
+pub(crate) async fn export(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
     query: Result<Query<CallQuery>, QueryRejection>,

@@ -20,10 +20,10 @@ const STREAMS_RETRY_AFTER_S: u64 = 5;
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct EventsQuery {
+pub(crate) struct EventsQuery {
     /// Start after this event id (as `Last-Event-ID`, which wins when both are given);
     /// `evt_0` replays everything kept. Without either, the stream starts now.
-    pub after: Option<String>,
+    pub(crate) after: Option<String>,
 }
 
 /// `GET /v1/events`.
@@ -33,7 +33,7 @@ pub struct EventsQuery {
         (status = 401, body = Problem), (status = 422, body = Problem),
         (status = 429, description = "Too many event streams open, for this tenant (`[sse] max_streams_per_tenant`) or in total (`max_streams`); see Retry-After", body = Problem)),
     security(("bearer" = [])))]
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
     headers: HeaderMap,
@@ -96,7 +96,7 @@ pub async fn stream(
     components(schemas(super::webhooks::DeadLetter, super::optouts::OptOutView, super::optouts::AddOptOut)),
     tags((name = "events"), (name = "webhooks"), (name = "inbound"), (name = "opt-outs"))
 )]
-pub struct EventsApi;
+pub(crate) struct EventsApi;
 
 #[cfg(test)]
 mod tests {

@@ -29,25 +29,25 @@ use crate::domain::UnixMs;
 use crate::store::Store;
 
 /// Longest accepted key.
-pub const MAX_KEY_LEN: usize = 255;
+pub(crate) const MAX_KEY_LEN: usize = 255;
 
 /// How long a duplicate waits for its in-flight twin before answering 409 `request_in_progress`.
 const WAIT_FOR_TWIN: Duration = Duration::from_secs(30);
 
 /// A request's key and the hash that identifies its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyedRequest {
+pub(crate) struct KeyedRequest {
     /// The tenant (keys are per tenant).
-    pub tenant: Arc<str>,
+    pub(crate) tenant: Arc<str>,
     /// The header's value.
-    pub key: String,
+    pub(crate) key: String,
     /// Hex SHA-256 of method, path and body.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl KeyedRequest {
     /// Checks the header value (1–255 visible ASCII characters) and hashes the request.
-    pub fn new(
+    pub(crate) fn new(
         tenant: Arc<str>,
         key: &str,
         method: &str,
@@ -74,7 +74,12 @@ impl KeyedRequest {
     }
 
     /// The record to store with the request's messages, for a response `status` + `body`.
-    pub fn record(&self, status: StatusCode, body: String, now: UnixMs) -> IdempotencyRecord {
+    pub(crate) fn record(
+        &self,
+        status: StatusCode,
+        body: String,
+        now: UnixMs,
+    ) -> IdempotencyRecord {
         IdempotencyRecord {
             tenant: self.tenant.to_string(),
             key: self.key.clone(),
@@ -91,7 +96,7 @@ type Running = Arc<Mutex<HashMap<(Arc<str>, String), Arc<Notify>>>>;
 
 /// What to do with a keyed request.
 #[derive(Debug)]
-pub enum Begin {
+pub(crate) enum Begin {
     /// Run it; the guard keeps duplicates waiting until it is dropped (after the store
     /// answered).
     Run(InFlight),
@@ -101,20 +106,20 @@ pub enum Begin {
 
 /// Keys whose request is running in this process.
 #[derive(Debug, Default)]
-pub struct Idempotency {
+pub(crate) struct Idempotency {
     /// `(tenant, key)` → wakes the duplicates when the request finishes.
     running: Running,
 }
 
 /// A running keyed request; dropping it lets waiting duplicates look again.
 #[derive(Debug)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     /// The map to leave.
     running: Running,
     /// Our entry.
     entry: (Arc<str>, String),
     /// Our request.
-    pub request: KeyedRequest,
+    pub(crate) request: KeyedRequest,
 }
 
 impl Drop for InFlight {
@@ -127,13 +132,18 @@ impl Drop for InFlight {
 
 impl Idempotency {
     /// Keys running now (for tests and metrics).
-    pub fn running(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> usize {
         self.running.lock().len()
     }
 
     /// Decides what to do with `request`: wait for a running twin, replay a stored response,
     /// refuse a reused key (409), or run it.
-    pub async fn begin(&self, store: &dyn Store, request: KeyedRequest) -> Result<Begin, Problem> {
+    pub(crate) async fn begin(
+        &self,
+        store: &dyn Store,
+        request: KeyedRequest,
+    ) -> Result<Begin, Problem> {
         let entry = (request.tenant.clone(), request.key.clone());
         let deadline = tokio::time::Instant::now() + WAIT_FOR_TWIN;
         let guard = loop {

@@ -22,22 +22,22 @@ use crate::domain::RequestRecord;
 use crate::domain::UnixMs;
 
 /// The header.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Sent with a replayed response.
-pub const REPLAYED: &str = "idempotent-replayed";
+pub(crate) const REPLAYED: &str = "idempotent-replayed";
 
 /// A JSON request body, unparsed, with what identifies the request.
 #[derive(Debug)]
-pub struct RawJson {
+pub(crate) struct RawJson {
     /// The body.
-    pub bytes: Bytes,
+    pub(crate) bytes: Bytes,
     /// `Idempotency-Key`, if sent.
-    pub idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
     /// Method and path, hashed with the body.
-    pub method: String,
+    pub(crate) method: String,
     /// Path of the request.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl<S: Send + Sync> FromRequest<S> for RawJson {
@@ -98,7 +98,7 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
 
 impl RawJson {
     /// Parses the body (same problems as axum's `Json` extractor gives).
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+    pub(crate) fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
         Json::<T>::from_bytes(&self.bytes)
             .map(|Json(v)| v)
             .map_err(json_problem)
@@ -107,7 +107,7 @@ impl RawJson {
 
 /// What a handler does after [`start`].
 #[derive(Debug)]
-pub enum Start {
+pub(crate) enum Start {
     /// Answer this (a replay of the stored response).
     Replay(Response),
     /// Run the request; keep the guard (if keyed) until the store answered.
@@ -116,7 +116,11 @@ pub enum Start {
 
 /// Looks at the request's `Idempotency-Key`: replays a stored response, refuses a reused key,
 /// waits for a running twin, or lets the request run.
-pub async fn start(state: &AppState, tenant: &Tenant, raw: &RawJson) -> Result<Start, Problem> {
+pub(crate) async fn start(
+    state: &AppState,
+    tenant: &Tenant,
+    raw: &RawJson,
+) -> Result<Start, Problem> {
     let Some(key) = &raw.idempotency_key else {
         return Ok(Start::Run(None));
     };
@@ -144,7 +148,7 @@ pub async fn start(state: &AppState, tenant: &Tenant, raw: &RawJson) -> Result<S
 
 /// The records to store with the request's first message: the response for replays (when the
 /// request is keyed) and `batch`. `None` when there is nothing to record.
-pub fn record<T: Serialize>(
+pub(crate) fn record<T: Serialize>(
     running: Option<&InFlight>,
     status: StatusCode,
     response: &T,

@@ -13,7 +13,7 @@ use crate::domain::Keyword;
     responses((status = 200, description = "`{data: [{id, from, to, body, keyword, carrier, received_at, partial}], next_cursor}`; `partial` is `{received: [part numbers], total}` for a multipart message given up before all its parts arrived (its body is what those parts say), absent otherwise"),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
     query: Result<Query<super::page::PageQuery>, axum::extract::rejection::QueryRejection>,

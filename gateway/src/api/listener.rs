@@ -49,19 +49,19 @@ use super::AppState;
 /// Bytes a client must send within the header read timeout before the idle timeout applies:
 /// the length of the HTTP/2 connection preface (an HTTP/1 request line with its headers is
 /// longer, and is timed by hyper from there).
-pub const OPENING_BYTES: u64 = 24;
+pub(crate) const OPENING_BYTES: u64 = 24;
 
 /// How one listener treats its connections.
 #[derive(Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Connections served at once; more wait in the listen backlog.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Request headers (and keep-alive gaps, and the TLS handshake) must arrive within this.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// A connection with no byte moving either way for this long is closed.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// TLS (with ALPN `h2`, `http/1.1`); `None`: plain TCP.
-    pub tls: Option<TlsAcceptor>,
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -77,18 +77,18 @@ impl std::fmt::Debug for Limits {
 
 /// The HTTP listeners of a running gateway.
 #[derive(Debug)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     /// Where the API listens (`server.listen`).
-    pub api: SocketAddr,
+    pub(crate) api: SocketAddr,
     /// Where `/metrics` and `/readyz` are served, when `server.ops_listen` is set.
-    pub ops: Option<SocketAddr>,
+    pub(crate) ops: Option<SocketAddr>,
     /// The accept loops; they end once shutdown was signalled and connections drained.
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Listeners {
     /// Waits until every listener has stopped and drained (after the shutdown signal).
-    pub async fn closed(self) {
+    pub(crate) async fn closed(self) {
         for task in self.tasks {
             let _ = task.await;
         }
@@ -98,7 +98,7 @@ impl Listeners {
 /// Binds `server.listen` (and `server.ops_listen`) and serves the API (and the operator's
 /// endpoints, in plain HTTP) until `shutdown` turns true. TLS files are relative to
 /// `base_dir`.
-pub async fn start(
+pub(crate) async fn start(
     server: &ServerConfig,
     base_dir: &Path,
     state: AppState,
@@ -170,7 +170,7 @@ const OPS_MAX_CONNECTIONS: usize = 64;
 /// The rustls configuration of the API listener: the certificate chain and key of
 /// `server.tls_cert`/`tls_key`, client certificates verified against `tls_client_ca` when it
 /// is set, ALPN offering HTTP/2 then HTTP/1.1.
-pub fn tls_acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
+pub(crate) fn tls_acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
     let mut config =
         crate::tls::server_config_with_clients(&tls.cert, &tls.key, tls.client_ca.as_deref())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -178,7 +178,7 @@ pub fn tls_acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then drains for at most `drain`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
@@ -286,7 +286,7 @@ async fn accept_error(e: io::Error) {
 /// has sent fewer than the opening bytes). The deadline moves lazily: each transfer only
 /// records the time, and the timer is re-armed when it fires early.
 #[derive(Debug)]
-pub struct Idle<S> {
+pub(crate) struct Idle<S> {
     /// The connection.
     inner: S,
     /// How long the connection may be silent.
@@ -305,7 +305,7 @@ pub struct Idle<S> {
 
 impl<S> Idle<S> {
     /// Wraps `inner`; the silence starts now.
-    pub fn new(inner: S, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: S, timeout: Duration) -> Self {
         let last = Instant::now();
         Idle {
             inner,
@@ -319,7 +319,7 @@ impl<S> Idle<S> {
     }
 
     /// Allows only `timeout` of silence until the peer has sent `bytes` bytes.
-    pub fn opening(mut self, bytes: u64, timeout: Duration) -> Self {
+    pub(crate) fn opening(mut self, bytes: u64, timeout: Duration) -> Self {
         self.opening_bytes = bytes;
         self.opening_timeout = timeout;
         let deadline = self.last + self.limit();

@@ -16,34 +16,34 @@ use crate::domain::{
 
 /// One delivery in the response (one per channel; SMS only for now).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// Same as the message id for single-channel sends.
-    pub id: String,
+    pub(crate) id: String,
     /// "sms" or "voice".
-    pub channel: &'static str,
+    pub(crate) channel: &'static str,
     /// Destination.
-    pub to: String,
+    pub(crate) to: String,
     /// Carrier chosen at acceptance (failover may change it).
-    pub carrier: Option<String>,
+    pub(crate) carrier: Option<String>,
     /// Segments.
-    pub segments: u16,
+    pub(crate) segments: u16,
     /// "gsm7", "ucs2", "latin1" ("voice" for a call).
-    pub encoding: &'static str,
+    pub(crate) encoding: &'static str,
     /// Estimated price for the tenant, decimal.
-    pub estimated_cost: Option<String>,
+    pub(crate) estimated_cost: Option<String>,
     /// Its currency.
-    pub currency: Option<String>,
+    pub(crate) currency: Option<String>,
 }
 
 /// The 202 answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// Message id.
-    pub id: String,
+    pub(crate) id: String,
     /// "accepted" (or "scheduled" when scheduled_at is in the future).
-    pub status: &'static str,
+    pub(crate) status: &'static str,
     /// Per channel.
-    pub deliveries: Vec<Delivery>,
+    pub(crate) deliveries: Vec<Delivery>,
 }
 
 /// `POST /v1/messages`.
@@ -61,7 +61,7 @@ pub struct Accepted {
     ),
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body within 24 h: the original response again")),
     security(("bearer" = [])))]
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<AppState>,
     caller: Tenant,
     raw: RawJson,
@@ -116,64 +116,64 @@ pub async fn send(
 
 /// A message as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MessageView {
+pub(crate) struct MessageView {
     /// Id.
-    pub id: String,
+    pub(crate) id: String,
     /// Current status.
-    pub status: Status,
+    pub(crate) status: Status,
     /// Destination.
-    pub to: String,
+    pub(crate) to: String,
     /// Country of the destination.
-    pub country: Option<String>,
+    pub(crate) country: Option<String>,
     /// Sender.
-    pub from: String,
+    pub(crate) from: String,
     /// Text.
-    pub body: String,
+    pub(crate) body: String,
     /// Encoding.
-    pub encoding: String,
+    pub(crate) encoding: String,
     /// Segments.
-    pub segments: u16,
+    pub(crate) segments: u16,
     /// Priority.
-    pub priority: String,
+    pub(crate) priority: String,
     /// Carrier chosen at acceptance.
-    pub carrier: Option<String>,
+    pub(crate) carrier: Option<String>,
     /// Estimated price.
-    pub price: Option<String>,
+    pub(crate) price: Option<String>,
     /// Its currency.
-    pub currency: Option<String>,
+    pub(crate) currency: Option<String>,
     /// Accepted at (RFC 3339).
-    pub created_at: String,
+    pub(crate) created_at: String,
     /// Last change (RFC 3339).
-    pub updated_at: String,
+    pub(crate) updated_at: String,
     /// Scheduled for.
-    pub scheduled_at: Option<String>,
+    pub(crate) scheduled_at: Option<String>,
     /// Expires at.
-    pub expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
     /// Webhook.
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     /// Labels.
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Tenant data.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub(crate) metadata: Option<serde_json::Value>,
     /// Per segment: index, carrier, carrier_message_id, status, error, updated_at.
     #[schema(value_type = Vec<Object>)]
-    pub segment_states: Vec<serde_json::Value>,
+    pub(crate) segment_states: Vec<serde_json::Value>,
     /// "sms" or "voice".
-    pub channel: &'static str,
+    pub(crate) channel: &'static str,
     /// A voice call's options (audio, dtmf, max_duration_s).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub voice: Option<serde_json::Value>,
+    pub(crate) voice: Option<serde_json::Value>,
     /// A voice call's outcome once it ended: outcome, error, sip_code, trunk, tried,
     /// setup_ms, ring_s, talk_s, billed_s, cost, digits, hangup_by, hangup_reason, ….
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub call: Option<serde_json::Value>,
+    pub(crate) call: Option<serde_json::Value>,
     /// Status history, oldest first (only in single-message answers): status, at, detail.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
-    pub history: Vec<serde_json::Value>,
+    pub(crate) history: Vec<serde_json::Value>,
 }
 
 pub(crate) fn rfc3339(ms: i64) -> String {
@@ -241,7 +241,7 @@ fn parse_id(raw: &str) -> Result<MessageId, Problem> {
     params(("id" = String, Path, description = "Message id (msg_…)")),
     responses((status = 200, body = MessageView), (status = 401, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
     Path(id): Path<String>,
@@ -257,21 +257,21 @@ pub async fn get(
 /// Query of `GET /v1/messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only this status.
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only to this number.
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
     /// Accepted at or after (RFC 3339).
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Accepted before (RFC 3339).
-    pub until: Option<String>,
+    pub(crate) until: Option<String>,
     /// Only with this tag.
-    pub tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Page size, 1–1000 (default 100).
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 pub(crate) fn parse_time(field: &'static str, s: &str) -> Result<i64, Problem> {
@@ -290,7 +290,7 @@ pub(crate) fn parse_time(field: &'static str, s: &str) -> Result<i64, Problem> {
 #[utoipa::path(get, path = "/v1/messages", tag = "messages", params(ListQuery),
     responses((status = 200, description = "`{data: [MessageView], next_cursor}`"), (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -347,7 +347,7 @@ pub async fn list(
     params(("id" = String, Path, description = "Message id (msg_…)")),
     responses((status = 200, description = "Cancelled"), (status = 404, body = Problem), (status = 409, description = "Not cancellable", body = Problem)),
     security(("bearer" = [])))]
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     caller: Tenant,
     Path(id): Path<String>,

@@ -19,22 +19,22 @@
 //! (`[operator] api_keys`) are not tenants: they are refused by [`Tenant`] and accepted where a
 //! handler takes a [`Caller`] (`/v1/routes/explain`).
 
-pub mod batches;
-pub mod calls;
-pub mod events;
-pub mod idempotency;
-pub mod idempotent;
-pub mod inbound;
-pub mod listener;
-pub mod messages;
-pub mod openapi;
-pub mod ops;
-pub mod optouts;
-pub mod page;
-pub mod problem;
-pub mod timeout;
+pub(crate) mod batches;
+pub(crate) mod calls;
+pub(crate) mod events;
+pub(crate) mod idempotency;
+pub(crate) mod idempotent;
+pub(crate) mod inbound;
+pub(crate) mod listener;
+pub(crate) mod messages;
+pub(crate) mod openapi;
+pub(crate) mod ops;
+pub(crate) mod optouts;
+pub(crate) mod page;
+pub(crate) mod problem;
+pub(crate) mod timeout;
 pub mod validate;
-pub mod webhooks;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -50,10 +50,10 @@ use crate::dispatch::Dispatcher;
 use crate::smpp::supervisor::BindTable;
 use crate::store::Store;
 use problem::Problem;
-pub use switchyard_ops::config::{Scope, Scopes};
+pub(crate) use switchyard_ops::config::{Scope, Scopes};
 
 /// Resolves an API key to its tenant (hash comparison in constant time lives behind this).
-pub trait Authenticator: Send + Sync + 'static {
+pub(crate) trait Authenticator: Send + Sync + 'static {
     /// The tenant owning `key`, if any.
     fn tenant(&self, key: &str) -> Option<Arc<str>>;
 
@@ -70,29 +70,27 @@ pub trait Authenticator: Send + Sync + 'static {
 
 /// What every handler can reach.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// API keys → tenants (swapped on reload).
-    pub auth: Arc<arc_swap::ArcSwap<Box<dyn Authenticator>>>,
+    pub(crate) auth: Arc<arc_swap::ArcSwap<Box<dyn Authenticator>>>,
     /// Durable state.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Routing and queues.
-    pub dispatcher: Arc<Dispatcher>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
     /// Every bind's live status (for /readyz and metrics).
-    pub binds: Arc<BindTable>,
+    pub(crate) binds: Arc<BindTable>,
     /// Prometheus exposition.
-    pub metrics: Option<PrometheusHandle>,
+    pub(crate) metrics: Option<PrometheusHandle>,
     /// Request limits.
-    pub limits: validate::Limits,
+    pub(crate) limits: validate::Limits,
     /// Per-tenant rate, quotas and allow/block lists (swapped on reload).
-    pub tenant_limits: Arc<TenantLimiter>,
+    pub(crate) tenant_limits: Arc<TenantLimiter>,
     /// `Idempotency-Key` requests running now.
-    pub idempotency: Arc<Idempotency>,
+    pub(crate) idempotency: Arc<Idempotency>,
     /// Events, webhooks, SSE, inbound messages and the opt-out list.
-    pub events: Arc<crate::events::pump::Hub>,
-    /// The notification-call engine; `None` when no voice carrier has a SIP trunk.
-    pub voice: Option<Arc<crate::voice::Voice>>,
+    pub(crate) events: Arc<crate::events::pump::Hub>,
     /// The accept pipeline every send goes through.
-    pub submit: crate::submit::Submitter,
+    pub(crate) submit: crate::submit::Submitter,
 }
 
 impl std::fmt::Debug for AppState {
@@ -103,11 +101,11 @@ impl std::fmt::Debug for AppState {
 
 /// The tenant a request authenticated as, and what its key may do.
 #[derive(Debug, Clone)]
-pub struct Tenant(pub Arc<str>, pub Scopes);
+pub(crate) struct Tenant(pub Arc<str>, pub Scopes);
 
 impl Tenant {
     /// 403 `insufficient_scope` unless the key has `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), Problem> {
+    pub(crate) fn require(&self, scope: Scope) -> Result<(), Problem> {
         if self.1.contains(scope) {
             Ok(())
         } else {
@@ -167,7 +165,7 @@ impl FromRequestParts<AppState> for Tenant {
 
 /// Who a request authenticated as, where operator keys are accepted too.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// A tenant's key (with the `read` scope for GETs, as for [`Tenant`]).
     Tenant(Tenant),
     /// One of the operator's keys: sees every tenant and the carriers' costs and health.
@@ -194,7 +192,7 @@ impl FromRequestParts<AppState> for Caller {
 /// The API's routes. `/metrics` and `/readyz` are among them unless `server.ops_listen` is
 /// set ([`ops_router`] serves them there). Every request must be answered (headers sent)
 /// within `server.request_timeout_s`, body upload included, or gets 408.
-pub fn router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
+pub(crate) fn router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
     let max_body_bytes = server.max_body_bytes;
     let mut api = Router::new()
         .route("/v1/messages", post(messages::send).get(messages::list))
@@ -244,7 +242,7 @@ pub fn router(state: AppState, server: &switchyard_ops::config::ServerConfig) ->
 }
 
 /// The operator's listener (`server.ops_listen`): `/metrics`, `/readyz` and `/healthz`.
-pub fn ops_router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
+pub(crate) fn ops_router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -17,7 +17,7 @@ use crate::domain::Status;
     modifiers(&BearerAuth),
     tags((name = "messages"), (name = "calls"), (name = "routing"), (name = "operations"))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// Declares the `Authorization: Bearer <key>` scheme the paths refer to.
 struct BearerAuth;
@@ -34,14 +34,14 @@ impl Modify for BearerAuth {
 }
 
 /// The whole document: [`ApiDoc`] plus the paths documented elsewhere.
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::events::EventsApi::openapi());
     doc
 }
 
 /// `GET /openapi.json`.
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+pub(crate) async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(document())
 }
 

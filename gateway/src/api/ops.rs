@@ -16,14 +16,14 @@ use super::{AppState, Caller, Tenant};
 
 /// Query of `GET /v1/routes/explain`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct ExplainQuery {
+pub(crate) struct ExplainQuery {
     /// Destination, E.164.
-    pub to: String,
+    pub(crate) to: String,
     /// Priority to score with (default normal).
-    pub priority: Option<String>,
+    pub(crate) priority: Option<String>,
     /// Whose route plan (operator keys only, and required for them; a tenant may name only
     /// itself).
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
 }
 
 /// `GET /v1/routes/explain?to=+44…`: which carriers, in what order, at what price.
@@ -34,7 +34,7 @@ pub struct ExplainQuery {
 #[utoipa::path(get, path = "/v1/routes/explain", tag = "routing", params(ExplainQuery),
     responses((status = 200, description = "Matched prefix, the carriers in order with the tenant's price, the winner; with an operator key also rates, costs, health, breakers, scores, excluded carriers and why the winner won"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn explain(
+pub(crate) async fn explain(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ExplainQuery>,
@@ -162,13 +162,13 @@ pub async fn explain(
 
 /// `GET /healthz`: the process is alive.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /readyz`: the store takes writes and at least one bind is up.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reasons")))]
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     if let Err(e) = state.store.ping().await {
         problems.push(format!("store: {e}"));
@@ -192,7 +192,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `GET /metrics`: Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let binds = state.binds.load();
     for (i, (carrier, b)) in binds.iter().enumerate() {
         let labels = [("carrier", carrier.clone()), ("bind", i.to_string())];

@@ -23,15 +23,15 @@ const MAX_IMPORT: usize = 100_000;
 
 /// One entry as shown.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OptOutView {
+pub(crate) struct OptOutView {
     /// The recipient, E.164.
-    pub number: String,
+    pub(crate) number: String,
     /// The sender it applies to, or `*` for all.
-    pub from: String,
+    pub(crate) from: String,
     /// "api", "import" or "keyword".
-    pub source: String,
+    pub(crate) source: String,
     /// When (RFC 3339).
-    pub created_at: String,
+    pub(crate) created_at: String,
 }
 
 impl From<OptOut> for OptOutView {
@@ -52,11 +52,11 @@ impl From<OptOut> for OptOutView {
 /// `POST /v1/opt-outs` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AddOptOut {
+pub(crate) struct AddOptOut {
     /// The recipient, E.164.
-    pub number: String,
+    pub(crate) number: String,
     /// Only for this sender of the tenant (default: every sender).
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
 }
 
 fn recipient(raw: &str) -> Result<String, String> {
@@ -101,7 +101,7 @@ async fn add(
 #[utoipa::path(post, path = "/v1/opt-outs", tag = "opt-outs", request_body = AddOptOut,
     responses((status = 201, body = OptOutView), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Tenant,
     body: Result<Json<AddOptOut>, JsonRejection>,
@@ -127,17 +127,17 @@ pub async fn create(
 /// Query of `DELETE /v1/opt-outs/{number}`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct RemoveQuery {
+pub(crate) struct RemoveQuery {
     /// Remove only the entry for this sender (`*` for the every-sender entry); default: all
     /// entries of the number.
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
 }
 
 /// `DELETE /v1/opt-outs/{number}`.
 #[utoipa::path(delete, path = "/v1/opt-outs/{number}", tag = "opt-outs", params(("number" = String, Path), RemoveQuery),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn remove(
+pub(crate) async fn remove(
     State(state): State<AppState>,
     caller: Tenant,
     Path(number): Path<String>,
@@ -171,7 +171,7 @@ pub async fn remove(
 #[utoipa::path(get, path = "/v1/opt-outs", tag = "opt-outs", params(super::page::PageQuery),
     responses((status = 200, description = "`{data: [OptOutView], next_cursor}`")),
     security(("bearer" = [])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Tenant,
     query: Result<Query<super::page::PageQuery>, axum::extract::rejection::QueryRejection>,
@@ -206,7 +206,7 @@ pub async fn list(
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, description = "`{imported: n, rejected: [{line, reason}]}`"), (status = 422, body = Problem)),
     security(("bearer" = [])))]
-pub async fn import(
+pub(crate) async fn import(
     State(state): State<AppState>,
     caller: Tenant,
     body: Bytes,

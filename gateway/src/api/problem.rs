@@ -12,7 +12,7 @@ use crate::submit::SubmitError;
 
 /// The problem type URI, built from the code when serialised (keeps [`Problem`] small).
 #[derive(Debug, Clone, Copy)]
-pub struct ProblemType(pub &'static str);
+pub(crate) struct ProblemType(pub &'static str);
 
 impl Serialize for ProblemType {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -22,31 +22,31 @@ impl Serialize for ProblemType {
 
 /// One API error (RFC 9457 problem details).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI naming the problem type (stable; documentation lives there).
     #[serde(rename = "type")]
     #[schema(value_type = String)]
-    pub kind: ProblemType,
+    pub(crate) kind: ProblemType,
     /// Short summary of the problem type.
-    pub title: &'static str,
+    pub(crate) title: &'static str,
     /// HTTP status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// What went wrong with this request.
-    pub detail: String,
+    pub(crate) detail: String,
     /// Stable machine-readable code (`invalid_number`, `queue_full`, …).
-    pub code: &'static str,
+    pub(crate) code: &'static str,
     /// The request field at fault, as a JSON pointer-ish path (`to`, `body`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'static str>,
+    pub(crate) field: Option<&'static str>,
     /// Seconds after which retrying may succeed (also sent as `Retry-After`).
     #[serde(skip)]
     #[schema(ignore)]
-    pub retry_after: Option<u64>,
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Problem {
     /// A problem with a status, a code and a detail.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Problem {
             kind: ProblemType(code),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -59,7 +59,11 @@ impl Problem {
     }
 
     /// 422: a field's value is not acceptable.
-    pub fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        field: &'static str,
+        code: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Problem {
             field: Some(field),
             ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
@@ -67,12 +71,12 @@ impl Problem {
     }
 
     /// 400: the request cannot be read at all.
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
     /// 401: no or wrong credentials.
-    pub fn unauthorized() -> Self {
+    pub(crate) fn unauthorized() -> Self {
         Problem::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -81,7 +85,7 @@ impl Problem {
     }
 
     /// 404: nothing of yours by that id.
-    pub fn not_found(what: &str) -> Self {
+    pub(crate) fn not_found(what: &str) -> Self {
         Problem::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -90,7 +94,11 @@ impl Problem {
     }
 
     /// 503 with Retry-After: overloaded or unavailable, try again.
-    pub fn unavailable(code: &'static str, detail: impl Into<String>, retry_after: u64) -> Self {
+    pub(crate) fn unavailable(
+        code: &'static str,
+        detail: impl Into<String>,
+        retry_after: u64,
+    ) -> Self {
         Problem {
             retry_after: Some(retry_after),
             ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
@@ -194,9 +202,6 @@ impl From<SubmitError> for Problem {
                 "voice calls are not available: no voice carrier has a [carriers.sip] trunk, or the \
                  caller could not start (see the gateway's log)",
             ),
-            SubmitError::Encode(e) => {
-                Problem::unavailable("internal", format!("cannot encode the call: {e}"), 1)
-            }
             SubmitError::Store(e) => {
                 tracing::error!("store refused a message: {e}");
                 Problem::unavailable(

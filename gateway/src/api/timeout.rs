@@ -29,7 +29,7 @@ use super::problem::Problem;
 const BODY_GRACE: Duration = Duration::from_secs(1);
 
 /// The middleware (`from_fn_with_state(limit, request_timeout)`).
-pub async fn request_timeout(
+pub(crate) async fn request_timeout(
     State(limit): State<Duration>,
     request: Request,
     next: Next,
@@ -68,7 +68,7 @@ pub async fn request_timeout(
 
 /// A request body that fails once `deadline` has passed while a frame is still awaited.
 #[derive(Debug)]
-pub struct DeadlineBody {
+pub(crate) struct DeadlineBody {
     /// The body as received.
     inner: Body,
     /// Fires at the request's deadline.
@@ -77,7 +77,7 @@ pub struct DeadlineBody {
 
 impl DeadlineBody {
     /// `inner`, cut at `deadline`.
-    pub fn new(inner: Body, deadline: Instant) -> Self {
+    pub(crate) fn new(inner: Body, deadline: Instant) -> Self {
         DeadlineBody {
             inner,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
@@ -88,7 +88,7 @@ impl DeadlineBody {
 /// The error a [`DeadlineBody`] ends with.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within the request timeout")]
-pub struct BodyTimedOut;
+pub(crate) struct BodyTimedOut;
 
 impl HttpBody for DeadlineBody {
     type Data = Bytes;

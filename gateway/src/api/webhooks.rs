@@ -13,21 +13,21 @@ use crate::store::events::OutboxEntry;
 
 /// A dead letter as shown.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     /// `dl_<n>`.
-    pub id: String,
+    pub(crate) id: String,
     /// The event it carried.
-    pub event_id: String,
+    pub(crate) event_id: String,
     /// Where it was sent.
-    pub url: String,
+    pub(crate) url: String,
     /// Attempts made.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// First attempt (RFC 3339).
-    pub first_attempt_at: String,
+    pub(crate) first_attempt_at: String,
     /// When it was given up (RFC 3339).
-    pub dead_at: String,
+    pub(crate) dead_at: String,
     /// The last failure.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl From<OutboxEntry> for DeadLetter {
@@ -52,7 +52,7 @@ fn parse_dl(s: &str) -> Option<i64> {
 #[utoipa::path(get, path = "/v1/webhooks/dead-letters", tag = "webhooks", params(super::page::PageQuery),
     responses((status = 200, description = "`{data: [DeadLetter], next_cursor}`"), (status = 401, body = Problem)),
     security(("bearer" = [])))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Tenant,
     query: Result<Query<super::page::PageQuery>, axum::extract::rejection::QueryRejection>,
@@ -103,7 +103,7 @@ async fn replay(state: &AppState, tenant: &str, id: Option<i64>) -> Result<u64, 
     params(("id" = String, Path, description = "Dead letter id (dl_…)")),
     responses((status = 202, description = "`{replayed: 1}`"), (status = 404, body = Problem)),
     security(("bearer" = [])))]
-pub async fn replay_one(
+pub(crate) async fn replay_one(
     State(state): State<AppState>,
     caller: Tenant,
     Path(id): Path<String>,
@@ -124,7 +124,7 @@ pub async fn replay_one(
 #[utoipa::path(post, path = "/v1/webhooks/dead-letters/replay", tag = "webhooks",
     responses((status = 202, description = "`{replayed: n}`")),
     security(("bearer" = [])))]
-pub async fn replay_all(
+pub(crate) async fn replay_all(
     State(state): State<AppState>,
     caller: Tenant,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {

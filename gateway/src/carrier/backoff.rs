@@ -7,28 +7,28 @@ use std::time::Duration;
 
 /// The ceiling of the delay before attempt `attempts + 1` (after `attempts` failures, ≥ 1):
 /// `initial × 2^(attempts − 1)`, at most `max`.
-pub fn ceiling(attempts: u32, initial: Duration, max: Duration) -> Duration {
+pub(crate) fn ceiling(attempts: u32, initial: Duration, max: Duration) -> Duration {
     let shift = attempts.saturating_sub(1).min(30);
     initial.saturating_mul(1u32 << shift).min(max)
 }
 
 /// The delay to wait: uniform in `[0, ceiling]` given `unit` uniform in `[0, 1)` (injected so
 /// tests are deterministic). Never below 1 ms, so a retry never spins.
-pub fn delay(attempts: u32, initial: Duration, max: Duration, unit: f64) -> Duration {
+pub(crate) fn delay(attempts: u32, initial: Duration, max: Duration, unit: f64) -> Duration {
     let c = ceiling(attempts, initial, max);
     c.mul_f64(unit.clamp(0.0, 1.0))
         .max(Duration::from_millis(1))
 }
 
 /// Equal jitter: uniform in `[ceiling/2, ceiling]` given `unit` uniform in `[0, 1)`.
-pub fn equal_jitter(ceiling: Duration, unit: f64) -> Duration {
+pub(crate) fn equal_jitter(ceiling: Duration, unit: f64) -> Duration {
     ceiling.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
 }
 
 /// The ceilings of a run of failures: `initial` after the first, doubling, at most `max`;
 /// [`Backoff::reset`] after a success.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
     failures: u32,
@@ -36,7 +36,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// No failure yet.
-    pub fn new(initial: Duration, max: Duration) -> Self {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
         Backoff {
             initial,
             max,
@@ -45,13 +45,13 @@ impl Backoff {
     }
 
     /// Counts a failure and gives the ceiling of the wait before the next attempt.
-    pub fn fail(&mut self) -> Duration {
+    pub(crate) fn fail(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         ceiling(self.failures, self.initial, self.max)
     }
 
     /// After a success: the next failure waits `initial` again.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

@@ -11,7 +11,7 @@ use switchyard_routing::{BreakerState, Outcome, Router};
 
 /// Feeds `outcome` into `carrier`'s health and breaker; returns the breaker's new state when it
 /// changed. A carrier the current table does not know (removed by a reload) records nothing.
-pub fn record(
+pub(crate) fn record(
     router: &Router,
     carrier: &str,
     outcome: Outcome,

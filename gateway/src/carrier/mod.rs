@@ -2,6 +2,6 @@
 //! a carrier's health and breaker by its name, retry delays, and what a trunk's final answer to
 //! an INVITE means for failover.
 
-pub mod backoff;
-pub mod health;
-pub mod sip_verdict;
+pub(crate) mod backoff;
+pub(crate) mod health;
+pub(crate) mod sip_verdict;

@@ -21,7 +21,7 @@ use switchyard_routing::FailureClass;
 
 /// What a trunk's final response to an INVITE means for the call and for the trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SipVerdict {
+pub(crate) enum SipVerdict {
     /// 2xx: the callee answered through this trunk.
     Answered,
     /// The callee's (or its network's) final answer: 3xx, and 4xx other than 401, 407 and 408,
@@ -40,7 +40,7 @@ pub enum SipVerdict {
 impl SipVerdict {
     /// The failure to record and fail over on, or `None` when the search ends (answered, or
     /// the callee's final answer, both successes for the trunk).
-    pub fn failover(self) -> Option<FailureClass> {
+    pub(crate) fn failover(self) -> Option<FailureClass> {
         match self {
             SipVerdict::Failover(class) => Some(class),
             SipVerdict::Unauthorized => Some(FailureClass::PermanentReject),
@@ -68,7 +68,7 @@ impl SipVerdict {
 /// - it is never relayed nor reported as the call's answer: a caller behind the proxy must not
 ///   be asked for credentials meant for a carrier, and a notification call that every trunk
 ///   refused this way is a `carrier_error`, not a callee's refusal.
-pub fn classify(code: u16, retry_after: bool) -> SipVerdict {
+pub(crate) fn classify(code: u16, retry_after: bool) -> SipVerdict {
     match code {
         200..=299 => SipVerdict::Answered,
         401 | 407 => SipVerdict::Unauthorized,
@@ -80,7 +80,7 @@ pub fn classify(code: u16, retry_after: bool) -> SipVerdict {
 }
 
 /// [`classify`] for a final response; `None` for a provisional response or a request.
-pub fn of_response(response: &Message) -> Option<SipVerdict> {
+pub(crate) fn of_response(response: &Message) -> Option<SipVerdict> {
     let code = response.status().filter(|c| *c >= 200)?;
     let retry_after = matches!(response.retry_after(), Some(Ok(_)));
     Some(classify(code, retry_after))

@@ -39,8 +39,8 @@ use switchyard_routing::{
 };
 use tokio::sync::Notify;
 
-pub use queue::{CarrierQueue, FairQueue, Full};
-pub use timers::Timers;
+pub(crate) use queue::CarrierQueue;
+pub(crate) use timers::Timers;
 
 use crate::domain::{now_ms, MessageId, MessageRecord, Status, UnixMs, Update};
 use crate::store::Store;
@@ -49,42 +49,42 @@ use crate::updates::UpdateSink;
 /// One message on its way to a carrier. Shared (`Arc`) between the queue and the bind that
 /// sends it; a failover makes a new one.
 #[derive(Debug)]
-pub struct Job {
+pub(crate) struct Job {
     /// The message.
-    pub id: MessageId,
+    pub(crate) id: MessageId,
     /// Its tenant (for routing plans).
-    pub tenant: Arc<str>,
+    pub(crate) tenant: Arc<str>,
     /// Destination, parsed.
-    pub to: E164,
+    pub(crate) to: E164,
     /// Sender as given (E.164 with '+', short code or alphanumeric).
-    pub from: String,
+    pub(crate) from: String,
     /// The text.
-    pub body: String,
+    pub(crate) body: String,
     /// Encoding asked for.
-    pub encoding: EncodingPreference,
+    pub(crate) encoding: EncodingPreference,
     /// Queue lane and routing weights.
-    pub priority: Priority,
+    pub(crate) priority: Priority,
     /// Send no earlier than this.
-    pub scheduled_at: Option<UnixMs>,
+    pub(crate) scheduled_at: Option<UnixMs>,
     /// Give up after this.
-    pub expires_at: Option<UnixMs>,
+    pub(crate) expires_at: Option<UnixMs>,
     /// Segments already accepted by a carrier (after a restart or a partial failover): skip
     /// them.
-    pub sent_segments: Vec<u16>,
+    pub(crate) sent_segments: Vec<u16>,
     /// Carriers that failed this message already.
-    pub tried: Vec<String>,
+    pub(crate) tried: Vec<String>,
 }
 
 impl Job {
     /// True when the validity period ran out.
-    pub fn expired(&self, now: UnixMs) -> bool {
+    pub(crate) fn expired(&self, now: UnixMs) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }
 
     /// The job of a stored SMS message (after a restart, or read by the scheduler): segments
     /// a carrier accepted already are skipped. `None` for a voice call or an unreadable
     /// number.
-    pub fn from_record(record: &MessageRecord) -> Option<Job> {
+    pub(crate) fn from_record(record: &MessageRecord) -> Option<Job> {
         let m = &record.message;
         if m.voice.is_some() {
             return None;
@@ -137,7 +137,7 @@ impl Job {
 /// Why a message could not be queued.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DispatchError {
+pub(crate) enum DispatchError {
     /// No route (blocked, not allowed, no rate, unknown tenant): the message cannot be sent.
     #[error(transparent)]
     Route(#[from] RouteError),
@@ -151,7 +151,7 @@ pub enum DispatchError {
 
 impl DispatchError {
     /// True when the same request may succeed in a moment (the API answers 503 + Retry-After).
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             DispatchError::Route(e) => e.retryable(),
             DispatchError::QueuesFull => true,
@@ -162,9 +162,9 @@ impl DispatchError {
 
 /// Routes jobs to carrier queues.
 #[derive(Debug)]
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     /// The LCR table (swapped on reload).
-    pub router: Arc<Router>,
+    pub(crate) router: Arc<Router>,
     /// Carrier name → its queue. Swapped whole when carriers are reconfigured.
     queues: ArcSwap<HashMap<String, Arc<CarrierQueue>>>,
     /// State changes to persist.
@@ -181,7 +181,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher over `router` with a queue of `settings.capacity` for each carrier.
-    pub fn new(
+    pub(crate) fn new(
         router: Arc<Router>,
         carriers: &[String],
         settings: &QueueSettings,
@@ -208,7 +208,7 @@ impl Dispatcher {
     }
 
     /// Takes the tenants' `queue_weight` from `config` (at start and on reload).
-    pub fn set_weights(&self, config: &Config) {
+    pub(crate) fn set_weights(&self, config: &Config) {
         let weights = config
             .tenants
             .iter()
@@ -227,7 +227,7 @@ impl Dispatcher {
     }
 
     /// The queue of `carrier`, created if it is new (a carrier added by a reload).
-    pub fn queue(&self, carrier: &str) -> Arc<CarrierQueue> {
+    pub(crate) fn queue(&self, carrier: &str) -> Arc<CarrierQueue> {
         if let Some(q) = self.queues.load().get(carrier) {
             return q.clone();
         }
@@ -241,14 +241,14 @@ impl Dispatcher {
     }
 
     /// Jobs waiting in every carrier queue.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queues.load().values().map(|q| q.len()).sum()
     }
 
     /// The carrier this job would go to now, without queueing it (for the API's answer and
     /// its admission check): the first ranked carrier not tried yet whose breaker admits
     /// traffic and whose queue has room for the tenant.
-    pub fn pick(&self, job: &Job, salt: u64) -> Result<String, DispatchError> {
+    pub(crate) fn pick(&self, job: &Job, salt: u64) -> Result<String, DispatchError> {
         let table = self.router.load();
         let tenant = table
             .tenant_id(&job.tenant)
@@ -290,7 +290,7 @@ impl Dispatcher {
     /// Queues a job on the best carrier now, or, when its `scheduled_at` is later, leaves it
     /// to the scheduler (the job must be stored already: the scheduler may read it from the
     /// store instead). Returns the carrier chosen (`None` when scheduled).
-    pub fn enqueue(&self, job: Arc<Job>) -> Result<Option<String>, DispatchError> {
+    pub(crate) fn enqueue(&self, job: Arc<Job>) -> Result<Option<String>, DispatchError> {
         if let Some(at) = job.scheduled_at {
             if at > now_ms() {
                 let held = self.timers.lock().schedule(at, job);
@@ -320,7 +320,7 @@ impl Dispatcher {
     /// Queues an accepted job; when every queue for it is full (or every carrier's breaker
     /// is open) it is deferred and tried again until a queue takes it or its validity ends.
     /// Fails the message only when no carrier can ever take it.
-    pub async fn enqueue_with_retry(&self, job: Arc<Job>) {
+    pub(crate) async fn enqueue_with_retry(&self, job: Arc<Job>) {
         match self.enqueue(job.clone()) {
             Ok(_) => {}
             Err(e) if e.is_retryable() => self.defer_job(job, 0),
@@ -331,7 +331,7 @@ impl Dispatcher {
     /// Holds `job` for `delay` and then queues it (deferred like [`Self::enqueue_with_retry`]
     /// while queues are full): for accepted jobs that found their carrier queues full, e.g. a
     /// large batch.
-    pub fn defer(&self, job: Arc<Job>, delay: std::time::Duration) {
+    pub(crate) fn defer(&self, job: Arc<Job>, delay: std::time::Duration) {
         let at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
         self.timers.lock().defer(job, at, 0);
         self.timers_changed.notify_one();
@@ -347,7 +347,11 @@ impl Dispatcher {
     /// full and enough is deferred already (the recovery then reads no further, so memory
     /// stays bounded however large the backlog). Returns when the job is queued, deferred,
     /// expired or failed for good, or at shutdown.
-    pub async fn resubmit(&self, job: Arc<Job>, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn resubmit(
+        &self,
+        job: Arc<Job>,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut wait = std::time::Duration::from_millis(20);
         loop {
             let now = now_ms();
@@ -387,7 +391,7 @@ impl Dispatcher {
     /// A carrier gave up on `job` (transient failures exhausted, breaker open, bind gone for
     /// good): try the next carrier (deferred while their queues are full), or mark the
     /// message failed when every carrier of its route failed it.
-    pub async fn fail_over(&self, job: &Job, carrier: &str, reason: &str) {
+    pub(crate) async fn fail_over(&self, job: &Job, carrier: &str, reason: &str) {
         let mut tried = job.tried.clone();
         tried.push(carrier.to_owned());
         let next = Arc::new(Job {
@@ -411,7 +415,7 @@ impl Dispatcher {
     }
 
     /// True when `carrier`'s circuit breaker is open or half-open (read only: takes no probe).
-    pub fn breaker_tripped(&self, carrier: &str) -> bool {
+    pub(crate) fn breaker_tripped(&self, carrier: &str) -> bool {
         let table = self.router.load();
         table
             .carrier_id(carrier)
@@ -422,7 +426,7 @@ impl Dispatcher {
     /// Moves the jobs waiting on `carrier`'s queue to the next carrier of their routes (its binds
     /// are down and its breaker open, so nothing would take them until it recovers). Jobs with
     /// no other carrier, or whose other carriers are full, stay queued for its return.
-    pub async fn evacuate(&self, carrier: &str) {
+    pub(crate) async fn evacuate(&self, carrier: &str) {
         let queue = self.queue(carrier);
         let mut stay = Vec::new();
         let mut moved = 0usize;
@@ -451,43 +455,43 @@ impl Dispatcher {
 
     /// Puts a job back in front of `carrier`'s queue (its bind died with the job in flight),
     /// whatever the queue's bound: it was admitted once.
-    pub async fn requeue(&self, job: Arc<Job>, carrier: &str) {
+    pub(crate) async fn requeue(&self, job: Arc<Job>, carrier: &str) {
         let weight = self.weight(&job.tenant);
         self.queue(carrier).restore(job, weight);
     }
 
     /// Jobs held in memory for later: scheduled ones in the window and deferred ones.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         let t = self.timers.lock();
         t.window_len() + t.deferred_len()
     }
 
     /// Scheduled jobs held in memory (at most `[queues] scheduled_window`).
-    pub fn scheduled_in_memory(&self) -> usize {
+    pub(crate) fn scheduled_in_memory(&self) -> usize {
         self.timers.lock().window_len()
     }
 
     /// Jobs deferred until a carrier queue has room.
-    pub fn deferred(&self) -> usize {
+    pub(crate) fn deferred(&self) -> usize {
         self.timers.lock().deferred_len()
     }
 
     /// Cancels the scheduled message `id` due at `scheduled_at` if it was not released yet.
     /// The caller stores the cancellation and then calls [`Self::cancel_committed`].
-    pub fn cancel_scheduled(&self, id: MessageId, scheduled_at: UnixMs) -> bool {
+    pub(crate) fn cancel_scheduled(&self, id: MessageId, scheduled_at: UnixMs) -> bool {
         self.timers.lock().cancel(id, scheduled_at)
     }
 
     /// The cancellation of `id` is stored (or could not be: then it stays remembered, and
     /// the message is not sent by this process).
-    pub fn cancel_committed(&self, id: MessageId) {
+    pub(crate) fn cancel_committed(&self, id: MessageId) {
         self.timers.lock().cancel_committed(id);
     }
 
     /// Releases scheduled jobs when due (reading the next ones from `store` ahead of time)
     /// and retries deferred ones, until `shutdown` turns true (what is scheduled stays in the
     /// store for the next start).
-    pub async fn run_scheduler(
+    pub(crate) async fn run_scheduler(
         self: Arc<Self>,
         store: Arc<dyn Store>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -591,7 +595,7 @@ impl Dispatcher {
 }
 
 /// The update for a job whose validity period ended before it could be submitted.
-pub fn expired_update(id: MessageId, now: UnixMs) -> Update {
+pub(crate) fn expired_update(id: MessageId, now: UnixMs) -> Update {
     Update::Status {
         id,
         status: Status::Expired,

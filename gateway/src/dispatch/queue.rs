@@ -92,7 +92,7 @@ impl<T> Flow<T> {
 
 /// Why [`FairQueue::push`] refused an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Full {
+pub(crate) enum Full {
     /// The queue holds `capacity` entries.
     Queue,
     /// The tenant holds its share (three quarters of `capacity`).
@@ -102,7 +102,7 @@ pub enum Full {
 /// Weighted deficit round robin over tenants, strict priority lanes within a tenant. Plain
 /// data: the caller locks it and wakes consumers.
 #[derive(Debug)]
-pub struct FairQueue<T> {
+pub(crate) struct FairQueue<T> {
     /// Tenant → its flow; a flow exists exactly while it holds entries.
     flows: HashMap<Arc<str>, Flow<T>>,
     /// Flows holding entries, in turn order; the front one is taking its turn.
@@ -117,7 +117,7 @@ pub struct FairQueue<T> {
 
 impl<T> FairQueue<T> {
     /// A queue of at most `capacity` entries, at most three quarters of them one tenant's.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         FairQueue {
             flows: HashMap::new(),
@@ -129,17 +129,12 @@ impl<T> FairQueue<T> {
     }
 
     /// Entries waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Whether `tenant` could push one more entry now.
-    pub fn room_for(&self, tenant: &str) -> Result<(), Full> {
+    pub(crate) fn room_for(&self, tenant: &str) -> Result<(), Full> {
         if self.len >= self.capacity {
             return Err(Full::Queue);
         }
@@ -156,7 +151,7 @@ impl<T> FairQueue<T> {
     /// Appends `item` to `tenant`'s lane for `priority`; `weight` is the tenant's
     /// `queue_weight` (taken when its flow starts), `cost` what sending it takes (segments).
     /// Gives it back when the queue or the tenant's share is full.
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         tenant: &Arc<str>,
         weight: u32,
@@ -174,7 +169,7 @@ impl<T> FairQueue<T> {
 
     /// Puts `item` back in front of `tenant`'s lane for `priority`, whatever the bounds: for
     /// entries taken out earlier that could not be sent.
-    pub fn restore(
+    pub(crate) fn restore(
         &mut self,
         tenant: &Arc<str>,
         weight: u32,
@@ -196,7 +191,7 @@ impl<T> FairQueue<T> {
     }
 
     /// The next entry by DRR over tenants, then priority, then age.
-    pub fn pop(&mut self) -> Option<T> {
+    pub(crate) fn pop(&mut self) -> Option<T> {
         // Turns that ended without sending anything, in a row: after a whole round of them,
         // the rounds nobody could use are skipped in one step (see `skip_idle_rounds`).
         let mut idle_turns = 0usize;
@@ -263,7 +258,7 @@ impl<T> FairQueue<T> {
 }
 
 /// What sending `job` costs: the segments it still has to send (at least 1).
-pub fn cost(job: &Job) -> u32 {
+pub(crate) fn cost(job: &Job) -> u32 {
     let opts = EncodeOptions {
         encoding: job.encoding,
         ..EncodeOptions::default()
@@ -275,11 +270,11 @@ pub fn cost(job: &Job) -> u32 {
 
 /// One carrier's queue of jobs waiting for a bind.
 #[derive(Debug)]
-pub struct CarrierQueue {
+pub(crate) struct CarrierQueue {
     /// The jobs.
     inner: Mutex<FairQueue<Arc<Job>>>,
     /// Wakes bind tasks waiting for work.
-    pub notify: Notify,
+    pub(crate) notify: Notify,
     /// Jobs queued (a copy of the queue's length readable without the lock: metrics,
     /// readiness, batch admission).
     len: AtomicUsize,
@@ -287,7 +282,7 @@ pub struct CarrierQueue {
 
 impl CarrierQueue {
     /// A queue holding up to `capacity` jobs.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         CarrierQueue {
             inner: Mutex::new(FairQueue::new(capacity)),
             notify: Notify::new(),
@@ -297,7 +292,7 @@ impl CarrierQueue {
 
     /// Queues a job of a tenant with `weight`; gives it back when the queue or the tenant's
     /// share is full.
-    pub fn push(&self, job: Arc<Job>, weight: u32) -> Result<(), Arc<Job>> {
+    pub(crate) fn push(&self, job: Arc<Job>, weight: u32) -> Result<(), Arc<Job>> {
         let c = cost(&job);
         let tenant = job.tenant.clone();
         let priority = job.priority;
@@ -311,7 +306,7 @@ impl CarrierQueue {
     }
 
     /// Puts a job taken earlier back in front of its lane, regardless of the bounds.
-    pub fn restore(&self, job: Arc<Job>, weight: u32) {
+    pub(crate) fn restore(&self, job: Arc<Job>, weight: u32) {
         let c = cost(&job);
         let tenant = job.tenant.clone();
         let priority = job.priority;
@@ -323,7 +318,7 @@ impl CarrierQueue {
     }
 
     /// Takes the next job (fair between tenants, by priority within a tenant).
-    pub fn pop(&self) -> Option<Arc<Job>> {
+    pub(crate) fn pop(&self) -> Option<Arc<Job>> {
         let mut q = self.inner.lock();
         let job = q.pop();
         self.len.store(q.len(), Ordering::Relaxed);
@@ -331,17 +326,18 @@ impl CarrierQueue {
     }
 
     /// True when `tenant` could queue a job now (a hint: another producer may fill it first).
-    pub fn has_room(&self, tenant: &str) -> bool {
+    pub(crate) fn has_room(&self, tenant: &str) -> bool {
         self.inner.lock().room_for(tenant).is_ok()
     }
 
     /// Jobs waiting.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
 
     /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -40,7 +40,7 @@ use super::Job;
 use crate::domain::{MessageId, UnixMs};
 
 /// A scheduled message's place in the store's order.
-pub type Key = (UnixMs, MessageId);
+pub(crate) type Key = (UnixMs, MessageId);
 
 /// How far the store has been read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Ord for Deferred {
 }
 
 /// The back-off before try `attempt + 1` of a deferred job: 50 ms doubling, at most 2 s.
-pub fn backoff_ms(attempt: u32) -> UnixMs {
+pub(crate) fn backoff_ms(attempt: u32) -> UnixMs {
     let d = crate::carrier::backoff::ceiling(
         attempt.saturating_add(1),
         std::time::Duration::from_millis(50),
@@ -103,7 +103,7 @@ pub fn backoff_ms(attempt: u32) -> UnixMs {
 
 /// Scheduled and deferred jobs.
 #[derive(Debug)]
-pub struct Timers {
+pub(crate) struct Timers {
     /// The earliest scheduled messages, by key.
     window: BTreeMap<Key, Arc<Job>>,
     /// Most jobs in `window`.
@@ -125,7 +125,7 @@ pub struct Timers {
 impl Timers {
     /// Holds at most `window_cap` scheduled jobs in memory; the scheduler stops releasing
     /// scheduled jobs into a full carrier queue when `deferred_soft_cap` jobs are deferred.
-    pub fn new(window_cap: usize, deferred_soft_cap: usize) -> Self {
+    pub(crate) fn new(window_cap: usize, deferred_soft_cap: usize) -> Self {
         Timers {
             window: BTreeMap::new(),
             window_cap: window_cap.max(1),
@@ -140,7 +140,7 @@ impl Timers {
 
     /// A scheduled message that was just stored: joins the window if it belongs there (see
     /// the module doc). Returns true when it is held in memory.
-    pub fn schedule(&mut self, at: UnixMs, job: Arc<Job>) -> bool {
+    pub(crate) fn schedule(&mut self, at: UnixMs, job: Arc<Job>) -> bool {
         let key = (at, job.id);
         if !(self.loading || self.horizon.covers(key)) || self.cancelled.contains(&job.id) {
             return false;
@@ -152,13 +152,13 @@ impl Timers {
 
     /// True when the window is down to half its size, the store may hold more, and no read
     /// is running.
-    pub fn wants_load(&self) -> bool {
+    pub(crate) fn wants_load(&self) -> bool {
         !self.loading && self.horizon != Horizon::All && self.window.len() <= self.window_cap / 2
     }
 
     /// If the window wants more from the store and no read is running: marks a read as
     /// running and returns the key to read after and how many to read.
-    pub fn begin_load(&mut self) -> Option<(Key, usize)> {
+    pub(crate) fn begin_load(&mut self) -> Option<(Key, usize)> {
         if !self.wants_load() {
             return None;
         }
@@ -172,7 +172,7 @@ impl Timers {
 
     /// The read started by [`Timers::begin_load`] returned `read` rows (of the `asked`),
     /// of which `jobs` (key order) are sendable; `last` is the key of the last row.
-    pub fn finish_load(
+    pub(crate) fn finish_load(
         &mut self,
         jobs: Vec<(UnixMs, Arc<Job>)>,
         read: usize,
@@ -193,7 +193,7 @@ impl Timers {
     }
 
     /// The read failed: it will be tried again.
-    pub fn abort_load(&mut self) {
+    pub(crate) fn abort_load(&mut self) {
         self.loading = false;
     }
 
@@ -212,7 +212,7 @@ impl Timers {
     }
 
     /// The earliest scheduled job if it is due at `now`.
-    pub fn due(&mut self, now: UnixMs) -> Option<Arc<Job>> {
+    pub(crate) fn due(&mut self, now: UnixMs) -> Option<Arc<Job>> {
         let (&(at, _), _) = self.window.first_key_value()?;
         if at > now {
             return None;
@@ -221,7 +221,7 @@ impl Timers {
     }
 
     /// Cancels the scheduled message `id` due at `at`. False when it was released already.
-    pub fn cancel(&mut self, id: MessageId, at: UnixMs) -> bool {
+    pub(crate) fn cancel(&mut self, id: MessageId, at: UnixMs) -> bool {
         let key = (at, id);
         if self.window.remove(&key).is_some() || self.cancelled.contains(&id) {
             self.cancelled.insert(id);
@@ -236,12 +236,12 @@ impl Timers {
     }
 
     /// The store has committed the cancellation of `id`: no read can bring it back.
-    pub fn cancel_committed(&mut self, id: MessageId) {
+    pub(crate) fn cancel_committed(&mut self, id: MessageId) {
         self.cancelled.remove(&id);
     }
 
     /// Holds `job` until `at` (its try number `attempt`).
-    pub fn defer(&mut self, job: Arc<Job>, at: UnixMs, attempt: u32) {
+    pub(crate) fn defer(&mut self, job: Arc<Job>, at: UnixMs, attempt: u32) {
         self.deferred_seq += 1;
         self.deferred.push(Deferred {
             at: Reverse((at, self.deferred_seq)),
@@ -251,7 +251,7 @@ impl Timers {
     }
 
     /// The next deferred job due at `now`, with its try number.
-    pub fn due_deferred(&mut self, now: UnixMs) -> Option<(Arc<Job>, u32)> {
+    pub(crate) fn due_deferred(&mut self, now: UnixMs) -> Option<(Arc<Job>, u32)> {
         if self.deferred.peek()?.at.0 .0 > now {
             return None;
         }
@@ -259,13 +259,13 @@ impl Timers {
     }
 
     /// True when no more jobs should be deferred voluntarily.
-    pub fn deferred_full(&self) -> bool {
+    pub(crate) fn deferred_full(&self) -> bool {
         self.deferred.len() >= self.deferred_soft_cap
     }
 
     /// When something is due next: the earliest scheduled job (unless deferring is full)
     /// or deferred job.
-    pub fn next_due(&self) -> Option<UnixMs> {
+    pub(crate) fn next_due(&self) -> Option<UnixMs> {
         let scheduled = if self.deferred_full() {
             None
         } else {
@@ -279,12 +279,12 @@ impl Timers {
     }
 
     /// Scheduled jobs in memory.
-    pub fn window_len(&self) -> usize {
+    pub(crate) fn window_len(&self) -> usize {
         self.window.len()
     }
 
     /// Deferred jobs.
-    pub fn deferred_len(&self) -> usize {
+    pub(crate) fn deferred_len(&self) -> usize {
         self.deferred.len()
     }
 }

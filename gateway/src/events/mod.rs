@@ -29,20 +29,20 @@
 //! - [`sse`]: the open streams (capped per tenant and in total) and one subscriber's stream:
 //!   replay after `Last-Event-ID` (through the log's tenant index), then live, no gap, no dup.
 
-pub mod pump;
-pub mod signing;
-pub mod sse;
-pub mod webhook;
+pub(crate) mod pump;
+pub(crate) mod signing;
+pub(crate) mod sse;
+pub(crate) mod webhook;
 
 /// A rendered event, as broadcast to SSE subscribers.
 #[derive(Debug)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     /// Log position.
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// Owner (events without one are not broadcast).
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// `message.<status>`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// The JSON.
-    pub json: String,
+    pub(crate) json: String,
 }

@@ -12,7 +12,6 @@ use super::sse::Streams;
 use super::webhook::Webhooks;
 use super::Rendered;
 use crate::admission::optout::OptOuts;
-use crate::dispatch::Dispatcher;
 use crate::domain::{EventWrite, SharedDirectory};
 use crate::store::events::EventStore;
 use crate::store::Store;
@@ -26,21 +25,19 @@ const IDLE_POLL: Duration = Duration::from_millis(20);
 const CURSOR_EVERY: Duration = Duration::from_millis(500);
 
 /// Everything events, webhooks, SSE, inbound and opt-outs share.
-pub struct Hub {
+pub(crate) struct Hub {
     /// Writes.
-    pub store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Reads of the log, outbox, opt-outs, inbound.
-    pub events: Arc<dyn EventStore>,
+    pub(crate) events: Arc<dyn EventStore>,
     /// Tenants' webhook settings and numbers.
-    pub directory: SharedDirectory,
+    pub(crate) directory: SharedDirectory,
     /// The opt-out list in memory.
-    pub opt_outs: Arc<OptOuts>,
+    pub(crate) opt_outs: Arc<OptOuts>,
     /// The open event streams and their tenants' live events.
-    pub streams: Arc<Streams>,
+    pub(crate) streams: Arc<Streams>,
     /// The webhook sender.
-    pub webhooks: Arc<Webhooks>,
-    /// For keyword replies.
-    pub dispatcher: Arc<Dispatcher>,
+    pub(crate) webhooks: Arc<Webhooks>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -51,13 +48,12 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// A hub; nothing runs until [`Hub::start`].
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         events: Arc<dyn EventStore>,
         directory: SharedDirectory,
         opt_outs: Arc<OptOuts>,
         webhooks: Arc<Webhooks>,
-        dispatcher: Arc<Dispatcher>,
         sse: SseSettings,
     ) -> Self {
         Hub {
@@ -67,13 +63,12 @@ impl Hub {
             opt_outs,
             streams: Arc::new(Streams::new(sse)),
             webhooks,
-            dispatcher,
         }
     }
 
     /// Starts the pump (from the saved webhook cursor, or the end of the log on first start)
     /// and the webhook retries. Both stop on `shutdown`.
-    pub async fn start(
+    pub(crate) async fn start(
         self: &Arc<Self>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {

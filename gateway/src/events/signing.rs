@@ -9,10 +9,10 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 /// The header's name.
-pub const HEADER: &str = "X-Switchyard-Signature";
+pub(crate) const HEADER: &str = "X-Switchyard-Signature";
 
 /// The hex HMAC-SHA256 of `"<t>.<body>"` with `secret`.
-pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
+pub(crate) fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
     let mut mac = match HmacSha256::new_from_slice(secret) {
         Ok(m) => m,
@@ -25,7 +25,7 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
 }
 
 /// The header value for `body` sent at unix time `t`, one `v1` per secret.
-pub fn header_value<S: AsRef<[u8]>>(secrets: &[S], t: i64, body: &[u8]) -> String {
+pub(crate) fn header_value<S: AsRef<[u8]>>(secrets: &[S], t: i64, body: &[u8]) -> String {
     let mut v = format!("t={t}");
     for s in secrets {
         v.push_str(",v1=");
@@ -36,7 +36,8 @@ pub fn header_value<S: AsRef<[u8]>>(secrets: &[S], t: i64, body: &[u8]) -> Strin
 
 /// Checks a header value as a receiver would: some `v1` matches `secret` (compared in constant
 /// time) and `t` is within `tolerance_s` of `now`.
-pub fn verify(header: &str, secret: &[u8], body: &[u8], now: i64, tolerance_s: i64) -> bool {
+#[cfg(test)]
+pub(crate) fn verify(header: &str, secret: &[u8], body: &[u8], now: i64, tolerance_s: i64) -> bool {
     let mut t = None;
     let mut sigs = Vec::new();
     for part in header.split(',') {

@@ -34,7 +34,7 @@ const BROADCAST_CAPACITY: usize = 1024;
 /// Why a stream was not opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TooMany {
+pub(crate) enum TooMany {
     /// The tenant has `max_streams_per_tenant` open.
     #[error("this tenant already has {0} event streams open (the most allowed)")]
     Tenant(usize),
@@ -45,7 +45,7 @@ pub enum TooMany {
 
 /// The open event streams, by tenant.
 #[derive(Debug)]
-pub struct Streams {
+pub(crate) struct Streams {
     /// The caps.
     settings: SseSettings,
     /// Counts and broadcasts; taken briefly by the pump per event and by streams opening
@@ -73,7 +73,7 @@ struct TenantStreams {
 
 /// A stream's place under the caps; given back when dropped.
 #[derive(Debug)]
-pub struct StreamGuard {
+pub(crate) struct StreamGuard {
     /// Where it counts.
     streams: Arc<Streams>,
     /// Whose.
@@ -96,7 +96,7 @@ impl Drop for StreamGuard {
 
 impl Streams {
     /// No streams yet, with these caps.
-    pub fn new(settings: SseSettings) -> Self {
+    pub(crate) fn new(settings: SseSettings) -> Self {
         Streams {
             settings,
             inner: Mutex::new(Open::default()),
@@ -105,7 +105,7 @@ impl Streams {
 
     /// A new stream of `tenant`'s events: its place under the caps and its live events, or
     /// why not.
-    pub fn open(
+    pub(crate) fn open(
         self: &Arc<Self>,
         tenant: &Arc<str>,
     ) -> Result<(StreamGuard, broadcast::Receiver<Arc<Rendered>>), TooMany> {
@@ -137,17 +137,18 @@ impl Streams {
     }
 
     /// Whether `tenant` has a stream open.
-    pub fn has(&self, tenant: &str) -> bool {
+    pub(crate) fn has(&self, tenant: &str) -> bool {
         self.inner.lock().tenants.contains_key(tenant)
     }
 
     /// Streams open now, over all tenants.
-    pub fn open_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn open_count(&self) -> usize {
         self.inner.lock().total
     }
 
     /// Hands a live event to its tenant's streams, if it has any.
-    pub fn publish(&self, event: Arc<Rendered>) {
+    pub(crate) fn publish(&self, event: Arc<Rendered>) {
         if let Some(t) = self.inner.lock().tenants.get(event.tenant.as_str()) {
             // No receiver left (all closing) is fine.
             let _ = t.live.send(event);
@@ -157,7 +158,7 @@ impl Streams {
 
 /// Starts a subscriber for `tenant`'s events after log position `after`, or refuses when the
 /// caps are reached. The subscriber ends when the receiver is dropped.
-pub fn subscribe(
+pub(crate) fn subscribe(
     streams: &Arc<Streams>,
     events: Arc<dyn EventStore>,
     tenant: Arc<str>,

@@ -54,25 +54,25 @@ use crate::store::events::{EventStore, OutboxEntry};
 use crate::store::Store;
 
 /// First attempts in memory at once, over all endpoints.
-pub const FIRST_IN_FLIGHT: usize = 4096;
+pub(crate) const FIRST_IN_FLIGHT: usize = 4096;
 /// Attempts that may wait for one endpoint before further ones go to the outbox.
-pub const ENDPOINT_BACKLOG: usize = 1024;
+pub(crate) const ENDPOINT_BACKLOG: usize = 1024;
 /// Outbox rows taken per retry round.
-pub const RETRY_BATCH: usize = 1024;
+pub(crate) const RETRY_BATCH: usize = 1024;
 /// Most bytes of a response body read; a longer body is dropped with its connection.
-pub const MAX_RESPONSE_BODY: usize = 4096;
+pub(crate) const MAX_RESPONSE_BODY: usize = 4096;
 /// How long a response body may take after the status line before it is dropped.
-pub const BODY_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const BODY_GRACE: Duration = Duration::from_secs(1);
 /// How far a due retry moves when its tenant or endpoint has no room (plus up to as much
 /// again, at random, so deferred rows spread out).
-pub const SATURATED_DEFER: Duration = Duration::from_secs(1);
+pub(crate) const SATURATED_DEFER: Duration = Duration::from_secs(1);
 /// How often the outbox is polled for due retries.
 const RETRY_POLL: Duration = Duration::from_millis(100);
 /// What a tenant is told when the `[egress]` policy refused the destination (the operator's
 /// log says which address and why).
-pub const REFUSED: &str = "destination not allowed by the gateway's egress policy";
+pub(crate) const REFUSED: &str = "destination not allowed by the gateway's egress policy";
 /// What a tenant is told when it has no signing secret.
-pub const UNSIGNED: &str =
+pub(crate) const UNSIGNED: &str =
     "no webhook signing secret is configured for this tenant: webhooks are only sent signed";
 
 /// The HTTP client webhooks are sent with.
@@ -110,7 +110,7 @@ impl Drop for TenantSlot {
 }
 
 /// The webhook sender. Shared by the pump (first attempts) and the retry task.
-pub struct Webhooks {
+pub(crate) struct Webhooks {
     /// HTTP/1.1 client with a connection pool per endpoint, connecting only where the
     /// `[egress]` policy allows.
     client: HttpClient,
@@ -192,7 +192,7 @@ impl Target {
 
 impl Webhooks {
     /// A sender with `settings`, connecting only where `egress` allows.
-    pub fn new(
+    pub(crate) fn new(
         settings: WebhookSettings,
         egress: Arc<EgressPolicy>,
         directory: SharedDirectory,
@@ -230,7 +230,7 @@ impl Webhooks {
     /// Every event up to the returned position was delivered or is in the outbox, given that
     /// the pump has handed over everything up to `pump_position` and written the outbox rows
     /// [`Webhooks::submit`] gave it.
-    pub fn watermark(&self, pump_position: i64) -> i64 {
+    pub(crate) fn watermark(&self, pump_position: i64) -> i64 {
         match self.in_flight.lock().first() {
             Some(first) => first - 1,
             None => pump_position,
@@ -240,7 +240,7 @@ impl Webhooks {
     /// Starts the first attempt of event `seq` if there is room for it, without waiting.
     /// Otherwise returns the outbox row to write instead (due now): the caller must have it
     /// committed before the cursor passes `seq`.
-    pub fn submit(
+    pub(crate) fn submit(
         self: &Arc<Self>,
         seq: i64,
         tenant: String,
@@ -323,7 +323,10 @@ impl Webhooks {
     }
 
     /// Retries due outbox rows until `shutdown`.
-    pub async fn run_retries(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run_retries(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut depth_at = std::time::Instant::now();
         loop {
             tokio::select! {
@@ -593,12 +596,12 @@ impl Webhooks {
 
 /// Applies an [`EventWrite`], retrying while the store is temporarily unavailable (the outbox
 /// row must exist before the cursor passes its event).
-pub async fn write(store: &Arc<dyn Store>, w: EventWrite) {
+pub(crate) async fn write(store: &Arc<dyn Store>, w: EventWrite) {
     write_all(store, vec![w]).await;
 }
 
 /// Applies several [`EventWrite`]s in one commit, retrying like [`write`].
-pub async fn write_all(store: &Arc<dyn Store>, writes: Vec<EventWrite>) {
+pub(crate) async fn write_all(store: &Arc<dyn Store>, writes: Vec<EventWrite>) {
     if writes.is_empty() {
         return;
     }

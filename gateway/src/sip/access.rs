@@ -27,7 +27,7 @@ use switchyard_protocols::sip::{HeaderName, Message};
 use super::peer::{Peer, Transport};
 
 /// Seconds a challenge's nonce stays fresh.
-pub const NONCE_LIFETIME_S: u64 = 300;
+pub(crate) const NONCE_LIFETIME_S: u64 = 300;
 
 /// Nonces whose counts are remembered at most (only nonces answered with the right password
 /// are: a busy proxy accepts a few hundred logins per second; the oldest are forgotten first).
@@ -35,7 +35,7 @@ const MAX_TRACKED_NONCES: usize = 262_144;
 
 /// What to do with a request, as far as authentication goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// It speaks for this tenant.
     Tenant(Arc<str>),
     /// Ask for credentials: 407 with these `Proxy-Authenticate` values (one per configured
@@ -136,7 +136,7 @@ impl NonceCounts {
 /// Which tenant a source or digest login speaks for. Built once from the configuration
 /// (validation guarantees an address and a username belong to one tenant).
 #[derive(Debug, Clone)]
-pub struct AllowList {
+pub(crate) struct AllowList {
     /// Source IP → tenant and the transports and ports allowed from there.
     by_ip: HashMap<IpAddr, (Arc<str>, Vec<Pin>)>,
     /// Digest username → login.
@@ -166,7 +166,7 @@ impl Default for AllowList {
 
 impl AllowList {
     /// Every tenant's `sip_allow` entries and `sip_users` logins.
-    pub fn from_config(config: &Config) -> Self {
+    pub(crate) fn from_config(config: &Config) -> Self {
         let mut list = AllowList::default();
         if let Some(sip) = &config.sip {
             list.realm.clone_from(&sip.realm);
@@ -215,19 +215,14 @@ impl AllowList {
     }
 
     /// The tenant whose `sip_allow` admits requests from `source` without a password, if any.
-    pub fn tenant(&self, source: Peer) -> Option<&Arc<str>> {
+    pub(crate) fn tenant(&self, source: Peer) -> Option<&Arc<str>> {
         let (tenant, pins) = self.by_ip.get(&source.addr.ip())?;
         pins.iter().any(|p| p.admits(source)).then_some(tenant)
     }
 
-    /// Whether digest logins are configured (otherwise strangers get 403 at once).
-    pub fn has_logins(&self) -> bool {
-        !self.users.is_empty()
-    }
-
     /// Decides a request from `source` at `now_unix` (seconds since 1970, for nonces). A
     /// successful digest answer is consumed: the same answer again is a replay.
-    pub fn authenticate(&mut self, req: &Message, source: Peer, now_unix: u64) -> Verdict {
+    pub(crate) fn authenticate(&mut self, req: &Message, source: Peer, now_unix: u64) -> Verdict {
         if let Some(t) = self.tenant(source) {
             return Verdict::Tenant(t.clone());
         }
@@ -302,7 +297,7 @@ impl AllowList {
 
     /// Removes the Proxy-Authorization values for our realm (RFC 3261 §22.3: credentials are
     /// consumed by the proxy they were meant for; those for other realms stay).
-    pub fn strip_own_credentials(&self, msg: &mut Message) {
+    pub(crate) fn strip_own_credentials(&self, msg: &mut Message) {
         let values: Vec<bytes::Bytes> = msg
             .headers
             .get_all(&HeaderName::ProxyAuthorization)

@@ -26,7 +26,7 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// The budget for unauthenticated answers. See the [module doc](self).
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     /// All sources together.
     global: TokenBucket,
     /// Per source: its rate (and burst, one second's worth).
@@ -40,7 +40,7 @@ pub struct Budget {
 impl Budget {
     /// `global` answers per second in all, `per_source` per source address (each with a
     /// burst of one second's worth).
-    pub fn new(global: NonZeroU32, per_source: NonZeroU32, now: Instant) -> Self {
+    pub(crate) fn new(global: NonZeroU32, per_source: NonZeroU32, now: Instant) -> Self {
         Budget {
             global: TokenBucket::per_second(global, now),
             per_source,
@@ -50,7 +50,7 @@ impl Budget {
     }
 
     /// New rates (a reload); sources keep their levels.
-    pub fn set_rates(&mut self, global: NonZeroU32, per_source: NonZeroU32, now: Instant) {
+    pub(crate) fn set_rates(&mut self, global: NonZeroU32, per_source: NonZeroU32, now: Instant) {
         if self.global.rate() != global {
             self.global = TokenBucket::per_second(global, now);
         }
@@ -62,7 +62,7 @@ impl Budget {
 
     /// Whether a request from `ip` may be looked at (credentials checked, maybe answered):
     /// its source and the whole budget have a token left. Takes nothing.
-    pub fn allows(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allows(&mut self, ip: IpAddr, now: Instant) -> bool {
         if self.global.available(now) == 0 {
             return false;
         }
@@ -74,7 +74,7 @@ impl Budget {
 
     /// Takes one answer to `ip` from the budget; false if there is none left (drop the
     /// request unanswered).
-    pub fn charge(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn charge(&mut self, ip: IpAddr, now: Instant) -> bool {
         if !self.allows(ip, now) {
             return false;
         }
@@ -98,7 +98,8 @@ impl Budget {
     }
 
     /// Sources tracked (tests, metrics).
-    pub fn sources(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn sources(&self) -> usize {
         self.sources.len()
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::{CallRecord, UnixMs};
 /// Maps the proxy's `Instant`s to wall-clock milliseconds (one reading taken at start, so
 /// the proxy itself never reads the clock).
 #[derive(Debug, Clone, Copy)]
-pub struct WallClock {
+pub(crate) struct WallClock {
     /// An instant…
     at: Instant,
     /// …and the Unix time in milliseconds it corresponds to.
@@ -21,12 +21,12 @@ pub struct WallClock {
 
 impl WallClock {
     /// `at` is `unix_ms` milliseconds after 1970.
-    pub fn new(at: Instant, unix_ms: UnixMs) -> Self {
+    pub(crate) fn new(at: Instant, unix_ms: UnixMs) -> Self {
         WallClock { at, unix_ms }
     }
 
     /// The Unix time of `t`, in milliseconds.
-    pub fn ms(&self, t: Instant) -> UnixMs {
+    pub(crate) fn ms(&self, t: Instant) -> UnixMs {
         match t.checked_duration_since(self.at) {
             Some(d) => self.unix_ms + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2),
             None => {
@@ -36,33 +36,33 @@ impl WallClock {
     }
 
     /// The Unix time of `t`, in seconds (digest nonces).
-    pub fn secs(&self, t: Instant) -> u64 {
+    pub(crate) fn secs(&self, t: Instant) -> u64 {
         u64::try_from(self.ms(t) / 1000).unwrap_or(0)
     }
 }
 
 /// What is known about a call so far.
 #[derive(Debug, Clone)]
-pub struct CallLog {
+pub(crate) struct CallLog {
     /// Whose call.
-    pub tenant: Arc<str>,
+    pub(crate) tenant: Arc<str>,
     /// The caller's Call-ID.
-    pub sip_call_id: String,
+    pub(crate) sip_call_id: String,
     /// The caller (From user).
-    pub caller: String,
+    pub(crate) caller: String,
     /// The callee.
-    pub callee: E164,
+    pub(crate) callee: E164,
     /// Trunks tried with their codes.
-    pub attempts: Vec<(String, u16)>,
+    pub(crate) attempts: Vec<(String, u16)>,
     /// When the INVITE arrived.
-    pub setup: Instant,
+    pub(crate) setup: Instant,
     /// When it was answered, and by which carrier.
-    pub answered: Option<(Instant, String)>,
+    pub(crate) answered: Option<(Instant, String)>,
 }
 
 impl CallLog {
     /// The record of a call that was never answered, ending with `code` at `now`.
-    pub fn unanswered(
+    pub(crate) fn unanswered(
         &self,
         disposition: &'static str,
         code: u16,
@@ -73,7 +73,7 @@ impl CallLog {
     }
 
     /// The record of an answered call hung up by `hangup` at `now`, priced.
-    pub fn ended(
+    pub(crate) fn ended(
         &self,
         hangup: &'static str,
         now: Instant,
@@ -136,7 +136,7 @@ impl CallLog {
 }
 
 /// The disposition of a call that ended with final `code` without being answered.
-pub fn disposition(code: u16) -> &'static str {
+pub(crate) fn disposition(code: u16) -> &'static str {
     match code {
         486 | 600 => "busy",
         408 | 480 => "no_answer",

@@ -19,16 +19,16 @@ const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a call was not admitted, and when asking again may succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     /// Wait this long before retrying.
-    pub retry_after: Duration,
+    pub(crate) retry_after: Duration,
     /// True for the calls-per-second limit, false for the concurrent-calls limit.
-    pub rate: bool,
+    pub(crate) rate: bool,
 }
 
 impl Refused {
     /// Retry-After in whole seconds, at least 1.
-    pub fn retry_after_secs(&self) -> u64 {
+    pub(crate) fn retry_after_secs(&self) -> u64 {
         self.retry_after.as_secs_f64().ceil().max(1.0) as u64
     }
 }
@@ -88,7 +88,7 @@ impl Gate {
 
 /// Every tenant's and trunk's gate (only those with a limit).
 #[derive(Debug, Default)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Tenant name → gate.
     tenants: HashMap<Arc<str>, Gate>,
     /// Carrier name → gate.
@@ -97,7 +97,7 @@ pub struct Limits {
 
 impl Limits {
     /// The limits configured for tenants and voice carriers.
-    pub fn from_config(config: &Config, now: Instant) -> Self {
+    pub(crate) fn from_config(config: &Config, now: Instant) -> Self {
         let mut l = Limits::default();
         for t in &config.tenants {
             if let Some(g) = Gate::new(t.sip.max_cps, t.sip.max_calls, now) {
@@ -115,7 +115,7 @@ impl Limits {
 
     /// Takes over the calls `old` holds, by tenant and carrier name (after a reload: calls in
     /// progress keep counting against the new limits).
-    pub fn carry_over(&mut self, old: &Limits) {
+    pub(crate) fn carry_over(&mut self, old: &Limits) {
         for (name, g) in &old.tenants {
             if let Some(n) = self.tenants.get_mut(name) {
                 n.calls = g.calls;
@@ -129,38 +129,40 @@ impl Limits {
     }
 
     /// Takes a slot for a new call of `tenant`.
-    pub fn admit_tenant(&mut self, tenant: &str, now: Instant) -> Result<(), Refused> {
+    pub(crate) fn admit_tenant(&mut self, tenant: &str, now: Instant) -> Result<(), Refused> {
         self.tenants
             .get_mut(tenant)
             .map_or(Ok(()), |g| g.admit(now))
     }
 
     /// Gives back the slot of a call of `tenant` that ended.
-    pub fn release_tenant(&mut self, tenant: &str) {
+    pub(crate) fn release_tenant(&mut self, tenant: &str) {
         if let Some(g) = self.tenants.get_mut(tenant) {
             g.release();
         }
     }
 
     /// Takes a slot on carrier `name`'s trunk for a branch.
-    pub fn admit_trunk(&mut self, name: &str, now: Instant) -> Result<(), Refused> {
+    pub(crate) fn admit_trunk(&mut self, name: &str, now: Instant) -> Result<(), Refused> {
         self.trunks.get_mut(name).map_or(Ok(()), |g| g.admit(now))
     }
 
     /// Gives back a trunk slot (branch failed or the call ended).
-    pub fn release_trunk(&mut self, name: &str) {
+    pub(crate) fn release_trunk(&mut self, name: &str) {
         if let Some(g) = self.trunks.get_mut(name) {
             g.release();
         }
     }
 
     /// Calls held by `tenant` (tests, metrics).
-    pub fn tenant_calls(&self, tenant: &str) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn tenant_calls(&self, tenant: &str) -> u32 {
         self.tenants.get(tenant).map_or(0, |g| g.calls)
     }
 
     /// Calls held on carrier `name`'s trunk (tests, metrics).
-    pub fn trunk_calls(&self, name: &str) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn trunk_calls(&self, name: &str) -> u32 {
         self.trunks.get(name).map_or(0, |g| g.calls)
     }
 }

@@ -23,12 +23,12 @@
 //! - [`trunks`]: the voice carriers' resolved trunk addresses and number rewriting.
 //! - [`relay`]: the header surgery a proxy does (Via, Route, Record-Route, Max-Forwards).
 
-pub mod access;
-pub mod budget;
-pub mod cdr;
-pub mod limits;
-pub mod peer;
-pub mod proxy;
-pub mod relay;
-pub mod transport;
-pub mod trunks;
+pub(crate) mod access;
+pub(crate) mod budget;
+pub(crate) mod cdr;
+pub(crate) mod limits;
+pub(crate) mod peer;
+pub(crate) mod proxy;
+pub(crate) mod relay;
+pub(crate) mod transport;
+pub(crate) mod trunks;

@@ -8,7 +8,7 @@ use switchyard_protocols::sip::Uri;
 
 /// A SIP transport (RFC 3261 §18).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// Datagrams: retransmissions by timers A/E/G.
     Udp,
     /// A TCP connection: reliable, no retransmissions.
@@ -19,7 +19,7 @@ pub enum Transport {
 
 impl Transport {
     /// The Via token (`UDP`, `TCP`, `TLS`).
-    pub fn via_token(self) -> &'static str {
+    pub(crate) fn via_token(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
@@ -28,7 +28,7 @@ impl Transport {
     }
 
     /// The `transport=` URI parameter value (`None` for UDP, the default).
-    pub fn uri_param(self) -> Option<&'static str> {
+    pub(crate) fn uri_param(self) -> Option<&'static str> {
         match self {
             Transport::Udp => None,
             Transport::Tcp => Some("tcp"),
@@ -37,13 +37,13 @@ impl Transport {
     }
 
     /// Whether the transport retransmits for us (timers A, E, G are not used).
-    pub fn reliable(self) -> bool {
+    pub(crate) fn reliable(self) -> bool {
         self != Transport::Udp
     }
 
     /// From a Via token or a `transport=` value (case-insensitive); `None` for unknown ones
     /// (SCTP, WS): those peers cannot be reached.
-    pub fn parse(token: &[u8]) -> Option<Transport> {
+    pub(crate) fn parse(token: &[u8]) -> Option<Transport> {
         if token.eq_ignore_ascii_case(b"udp") {
             Some(Transport::Udp)
         } else if token.eq_ignore_ascii_case(b"tcp") {
@@ -56,7 +56,7 @@ impl Transport {
     }
 
     /// The transport a URI asks for: `transport=` if present, TLS for `sips:`, else UDP.
-    pub fn of_uri(uri: &Uri) -> Transport {
+    pub(crate) fn of_uri(uri: &Uri) -> Transport {
         let Some(s) = uri.as_sip() else {
             return Transport::Udp;
         };
@@ -81,16 +81,16 @@ impl From<switchyard_ops::config::SipTransport> for Transport {
 
 /// An address and the transport that reaches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// How.
-    pub transport: Transport,
+    pub(crate) transport: Transport,
     /// Where.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Peer {
     /// A UDP peer.
-    pub fn udp(addr: SocketAddr) -> Peer {
+    pub(crate) fn udp(addr: SocketAddr) -> Peer {
         Peer {
             transport: Transport::Udp,
             addr,
@@ -99,7 +99,7 @@ impl Peer {
 
     /// Whether `other` is the same party: the same transport and IP, and the same port over
     /// UDP (a TCP or TLS party may open a new connection from another port).
-    pub fn same_party(&self, other: &Peer) -> bool {
+    pub(crate) fn same_party(&self, other: &Peer) -> bool {
         self.transport == other.transport
             && self.addr.ip() == other.addr.ip()
             && (self.transport.reliable() || self.addr.port() == other.addr.port())

@@ -93,53 +93,53 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// What the proxy needs to know, fixed at start.
 #[derive(Debug)]
-pub struct ProxySettings {
+pub(crate) struct ProxySettings {
     /// Our address: goes into Via and Record-Route, and recognises our Route entries.
-    pub me: SocketAddr,
+    pub(crate) me: SocketAddr,
     /// A trunk silent this long (no provisional beyond 100, no final) is given up.
-    pub no_answer_timeout: Duration,
+    pub(crate) no_answer_timeout: Duration,
     /// Who may call as which tenant.
-    pub allow: AllowList,
+    pub(crate) allow: AllowList,
     /// Where each voice carrier takes calls.
-    pub trunks: Trunks,
+    pub(crate) trunks: Trunks,
     /// Calls per second and concurrent calls per tenant and trunk (moved into the proxy).
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// How often trunks are probed with OPTIONS; `None`: never.
-    pub options_interval: Option<Duration>,
+    pub(crate) options_interval: Option<Duration>,
     /// A dialog without BYE is forgotten after this long.
-    pub max_call_duration: Duration,
+    pub(crate) max_call_duration: Duration,
     /// Wall-clock time for CDRs and digest nonces.
-    pub clock: WallClock,
+    pub(crate) clock: WallClock,
     /// Transactions kept at once (new calls beyond it get 503).
-    pub max_transactions: usize,
+    pub(crate) max_transactions: usize,
     /// Stateless answers per second to unauthenticated requests, in all.
-    pub unauthenticated_max_rate: NonZeroU32,
+    pub(crate) unauthenticated_max_rate: NonZeroU32,
     /// The same per source address.
-    pub unauthenticated_max_rate_per_source: NonZeroU32,
+    pub(crate) unauthenticated_max_rate_per_source: NonZeroU32,
 }
 
 /// What a reload (SIGHUP) changes in a running proxy: everything but the listeners. Calls in
 /// progress keep their trunk and limit slots; new calls see the new settings.
 #[derive(Debug)]
-pub struct Reconfigure {
+pub(crate) struct Reconfigure {
     /// Who may call as which tenant.
-    pub allow: AllowList,
+    pub(crate) allow: AllowList,
     /// Where each voice carrier takes calls.
-    pub trunks: Trunks,
+    pub(crate) trunks: Trunks,
     /// New limits (current counts are carried over by name).
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// A trunk silent this long is given up.
-    pub no_answer_timeout: Duration,
+    pub(crate) no_answer_timeout: Duration,
     /// How often trunks are probed.
-    pub options_interval: Option<Duration>,
+    pub(crate) options_interval: Option<Duration>,
     /// A dialog without BYE is forgotten after this long (new dialogs).
-    pub max_call_duration: Duration,
+    pub(crate) max_call_duration: Duration,
     /// Stateless answers per second to unauthenticated requests, in all.
-    pub unauthenticated_max_rate: NonZeroU32,
+    pub(crate) unauthenticated_max_rate: NonZeroU32,
     /// The same per source address.
-    pub unauthenticated_max_rate_per_source: NonZeroU32,
+    pub(crate) unauthenticated_max_rate_per_source: NonZeroU32,
     /// Outgoing TCP/TLS connections at once (read by the transport task).
-    pub max_outgoing_connections: usize,
+    pub(crate) max_outgoing_connections: usize,
 }
 
 /// One trunk attempt of a call.
@@ -248,7 +248,7 @@ struct Forward {
 
 /// The proxy's whole state. See the [module doc](self).
 #[derive(Debug)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// Fixed settings.
     settings: ProxySettings,
     /// Voice routes and carrier health.
@@ -296,7 +296,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy with no calls.
-    pub fn new(mut settings: ProxySettings, router: Arc<Router>, now: Instant) -> Self {
+    pub(crate) fn new(mut settings: ProxySettings, router: Arc<Router>, now: Instant) -> Self {
         let limits = std::mem::take(&mut settings.limits);
         let next_probe = settings.options_interval.map(|_| now);
         let timers = TimerConfig {
@@ -334,7 +334,7 @@ impl Proxy {
     }
 
     /// Applies a reload. See [`Reconfigure`].
-    pub fn reconfigure(&mut self, r: Reconfigure, now: Instant) {
+    pub(crate) fn reconfigure(&mut self, r: Reconfigure, now: Instant) {
         let mut limits = r.limits;
         limits.carry_over(&self.limits);
         self.limits = limits;
@@ -358,43 +358,47 @@ impl Proxy {
     }
 
     /// The next finished call's detail record.
-    pub fn poll_record(&mut self) -> Option<CallRecord> {
+    pub(crate) fn poll_record(&mut self) -> Option<CallRecord> {
         self.records.pop_front()
     }
 
     /// Established dialogs (for tests and metrics).
-    pub fn dialogs(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn dialogs(&self) -> usize {
         self.dialogs.len()
     }
 
     /// Calls `tenant` holds against its concurrent-call limit (tests, metrics).
-    pub fn tenant_calls(&self, tenant: &str) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn tenant_calls(&self, tenant: &str) -> u32 {
         self.limits.tenant_calls(tenant)
     }
 
     /// Calls held on carrier `name`'s trunk (tests, metrics).
-    pub fn trunk_calls(&self, name: &str) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn trunk_calls(&self, name: &str) -> u32 {
         self.limits.trunk_calls(name)
     }
 
     /// Calls being set up (for tests and metrics).
-    pub fn calls_in_setup(&self) -> usize {
+    pub(crate) fn calls_in_setup(&self) -> usize {
         self.calls.len()
     }
 
     /// Live transactions (for tests and metrics).
-    pub fn transactions(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn transactions(&self) -> usize {
         self.layer.len()
     }
 
     /// A received datagram. Garbage never affects other calls: a request that does not
     /// parse gets a 400 when one can be addressed, anything else is dropped.
-    pub fn handle_datagram(&mut self, datagram: Bytes, source: SocketAddr, now: Instant) {
+    pub(crate) fn handle_datagram(&mut self, datagram: Bytes, source: SocketAddr, now: Instant) {
         self.handle_message(datagram, Peer::udp(source), now);
     }
 
     /// A received message: a UDP datagram, or one frame cut from a TCP/TLS stream.
-    pub fn handle_message(&mut self, datagram: Bytes, source: Peer, now: Instant) {
+    pub(crate) fn handle_message(&mut self, datagram: Bytes, source: Peer, now: Instant) {
         let parsed = if source.transport.reliable() {
             Message::parse_stream(datagram.clone())
         } else {
@@ -420,7 +424,7 @@ impl Proxy {
     }
 
     /// Fires the transaction timers and no-answer deadlines due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.layer.handle_timeout(now);
         while let Some(&(at, server)) = self.deadlines.first() {
             if at > now {
@@ -443,20 +447,20 @@ impl Proxy {
     }
 
     /// The send for transaction `id` failed (ICMP unreachable).
-    pub fn transport_error(&mut self, id: TransactionId, now: Instant) {
+    pub(crate) fn transport_error(&mut self, id: TransactionId, now: Instant) {
         self.layer.transport_error(id);
         self.drain(now);
     }
 
     /// Next datagram to send.
-    pub fn poll_transmit(
+    pub(crate) fn poll_transmit(
         &mut self,
     ) -> Option<switchyard_protocols::sip::transaction::Transmit<Peer>> {
         self.layer.poll_transmit()
     }
 
     /// When [`Proxy::handle_timeout`] must run next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         [
             self.layer.poll_timeout(),
             self.deadlines.first().map(|(t, _)| *t),

@@ -10,20 +10,20 @@ use super::peer::{Peer, Transport};
 
 /// Why a request cannot be forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayError {
+pub(crate) enum RelayError {
     /// Max-Forwards reached 0: answer 483.
     TooManyHops,
 }
 
 /// True if `uri` is a SIP URI naming this proxy (`me`, default port 5060).
-pub fn is_own(uri: &Uri, me: SocketAddr) -> bool {
+pub(crate) fn is_own(uri: &Uri, me: SocketAddr) -> bool {
     uri.as_sip()
         .is_some_and(|s| s.host.ip() == Some(me.ip()) && s.port.unwrap_or(5060) == me.port())
 }
 
 /// Removes the top Route entries that name us (the previous hop routed through us; two when
 /// we record-routed twice for a transport change, RFC 5658).
-pub fn pop_own_route(msg: &mut Message, me: SocketAddr) {
+pub(crate) fn pop_own_route(msg: &mut Message, me: SocketAddr) {
     for _ in 0..2 {
         let ours = msg
             .routes()
@@ -74,7 +74,7 @@ fn split_count(v: &[u8]) -> usize {
 }
 
 /// The next hop's URI after loose routing: the top Route if any, else the Request-URI.
-pub fn next_hop(msg: &Message) -> Option<Uri> {
+pub(crate) fn next_hop(msg: &Message) -> Option<Uri> {
     match msg.routes().next() {
         Some(Ok(NameAddr { uri, .. })) => Some(uri),
         Some(Err(_)) => None,
@@ -83,7 +83,7 @@ pub fn next_hop(msg: &Message) -> Option<Uri> {
 }
 
 /// The peer a URI with an IP literal host names (transport from `transport=` or `sips:`).
-pub fn uri_addr(uri: &Uri) -> Option<Peer> {
+pub(crate) fn uri_addr(uri: &Uri) -> Option<Peer> {
     let s = uri.as_sip()?;
     let transport = Transport::of_uri(uri);
     let default_port = if transport == Transport::Tls {
@@ -98,7 +98,7 @@ pub fn uri_addr(uri: &Uri) -> Option<Peer> {
 }
 
 /// Decrements Max-Forwards (adding `70` when absent).
-pub fn decrement_max_forwards(msg: &mut Message) -> Result<(), RelayError> {
+pub(crate) fn decrement_max_forwards(msg: &mut Message) -> Result<(), RelayError> {
     let next = match msg.max_forwards() {
         Ok(Some(0)) => return Err(RelayError::TooManyHops),
         Ok(Some(n)) => n - 1,
@@ -110,7 +110,7 @@ pub fn decrement_max_forwards(msg: &mut Message) -> Result<(), RelayError> {
 }
 
 /// Our Via value for a request leaving over `transport` (`rport` asked for over UDP).
-pub fn via_value(me: SocketAddr, branch: &str, transport: Transport) -> String {
+pub(crate) fn via_value(me: SocketAddr, branch: &str, transport: Transport) -> String {
     let rport = if transport.reliable() { "" } else { ";rport" };
     format!(
         "SIP/2.0/{} {me};branch={branch}{rport}",
@@ -119,7 +119,7 @@ pub fn via_value(me: SocketAddr, branch: &str, transport: Transport) -> String {
 }
 
 /// Puts our Via on top, for a request leaving over `transport`.
-pub fn push_via(msg: &mut Message, me: SocketAddr, branch: &str, transport: Transport) {
+pub(crate) fn push_via(msg: &mut Message, me: SocketAddr, branch: &str, transport: Transport) {
     msg.headers
         .push_front(HeaderName::Via, via_value(me, branch, transport));
 }
@@ -136,7 +136,7 @@ fn record_route_value(me: SocketAddr, transport: Transport) -> String {
 /// sides use the same transport, two (RFC 5658 double record-routing) when the request came
 /// in over `inbound` and leaves over `outbound`: the bottom one for the caller's side, the
 /// top one for the callee's.
-pub fn push_record_route(
+pub(crate) fn push_record_route(
     msg: &mut Message,
     me: SocketAddr,
     inbound: Transport,
@@ -151,7 +151,7 @@ pub fn push_record_route(
 }
 
 /// Replaces the Request-URI.
-pub fn set_request_uri(msg: &mut Message, uri: Uri) {
+pub(crate) fn set_request_uri(msg: &mut Message, uri: Uri) {
     if let StartLine::Request(line) = &mut msg.start {
         line.uri = uri;
     }
@@ -159,7 +159,7 @@ pub fn set_request_uri(msg: &mut Message, uri: Uri) {
 
 /// Removes our Via from a response before it goes upstream; false if the top Via is not
 /// ours (then the response is not for us to forward).
-pub fn pop_own_via(resp: &mut Message, me: SocketAddr) -> bool {
+pub(crate) fn pop_own_via(resp: &mut Message, me: SocketAddr) -> bool {
     let ours = resp
         .top_via()
         .is_ok_and(|v| v.host.ip() == Some(me.ip()) && v.port.unwrap_or(5060) == me.port());
@@ -171,7 +171,7 @@ pub fn pop_own_via(resp: &mut Message, me: SocketAddr) -> bool {
 
 /// A response of ours (not relayed) with a fixed To tag, so a retransmitted request gets the
 /// same one and the caller can ACK it.
-pub fn local_response(req: &Message, code: u16, reason: &str) -> Message {
+pub(crate) fn local_response(req: &Message, code: u16, reason: &str) -> Message {
     req.response(code, reason, Some("sy-proxy"))
 }
 

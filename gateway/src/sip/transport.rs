@@ -120,19 +120,19 @@ struct Conn {
 
 /// The running proxy, as the gateway holds it.
 #[derive(Debug)]
-pub struct SipHandle {
+pub(crate) struct SipHandle {
     /// The UDP (and TCP) address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The proxy task; it ends when `shutdown` turns true.
-    pub task: tokio::task::JoinHandle<()>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
     /// Reloads for the proxy task.
-    pub reload: mpsc::Sender<Reconfigure>,
+    pub(crate) reload: mpsc::Sender<Reconfigure>,
 }
 
 /// Everything of `config`'s `[sip]` settings a reload can change, resolved and checked
 /// (trunk addresses, TLS trust anchors) so that a reload can be refused before anything
 /// changes. `None` without `[sip]`.
-pub fn plan(config: &Config, base_dir: &Path) -> anyhow::Result<Option<Reconfigure>> {
+pub(crate) fn plan(config: &Config, base_dir: &Path) -> anyhow::Result<Option<Reconfigure>> {
     let Some(sip) = &config.sip else {
         return Ok(None);
     };
@@ -156,7 +156,7 @@ fn rate(n: u32) -> std::num::NonZeroU32 {
 
 /// Binds the `[sip]` listeners (UDP and TCP on `listen`, TLS on `tls_listen`) and spawns the
 /// proxy task. `None` when there is no `[sip]` table.
-pub async fn start(
+pub(crate) async fn start(
     config: &Config,
     base_dir: &Path,
     router: Arc<Router>,

@@ -14,29 +14,29 @@ use crate::tls::TlsSettings;
 
 /// One trunk: where INVITEs go and how the number is written in the Request-URI.
 #[derive(Debug, Clone)]
-pub struct Trunk {
+pub(crate) struct Trunk {
     /// The resolved address and transport (`[carriers.sip] host`, `port`, `transport`).
-    pub peer: Peer,
+    pub(crate) peer: Peer,
     /// The host as configured, for the Request-URI.
-    pub host: String,
+    pub(crate) host: String,
     /// Tech prefix and stripped digits.
-    pub rewrite: NumberRewrite,
+    pub(crate) rewrite: NumberRewrite,
     /// What to answer the trunk's digest challenges with.
-    pub credentials: Option<TrunkCredentials>,
+    pub(crate) credentials: Option<TrunkCredentials>,
     /// For TLS trunks: the trust anchors and the name the certificate must carry (`host`).
-    pub tls: Option<Arc<TlsSettings>>,
+    pub(crate) tls: Option<Arc<TlsSettings>>,
 }
 
 impl Trunk {
     /// `sip:<tech_prefix><number minus strip_digits>@host:port[;transport=…]` (`#` escaped).
-    pub fn request_uri(&self, number: &E164) -> String {
+    pub(crate) fn request_uri(&self, number: &E164) -> String {
         // `#` is not allowed unescaped in a URI's user part (RFC 3261 §25.1).
         let user = self.rewrite.apply(number).as_str().replace('#', "%23");
         self.uri(Some(&user))
     }
 
     /// `sip:host:port[;transport=…]`: the trunk itself (OPTIONS probes).
-    pub fn host_uri(&self) -> String {
+    pub(crate) fn host_uri(&self) -> String {
         self.uri(None)
     }
 
@@ -59,7 +59,7 @@ impl Trunk {
 
 /// Every voice carrier's trunk, by carrier name.
 #[derive(Debug, Default, Clone)]
-pub struct Trunks {
+pub(crate) struct Trunks {
     /// Carrier name → trunk.
     by_name: HashMap<String, Trunk>,
 }
@@ -67,7 +67,7 @@ pub struct Trunks {
 impl Trunks {
     /// Resolves every `[carriers.sip]` host (blocking DNS, once, at start) and loads TLS
     /// trust anchors (`tls_ca` relative to `base_dir`).
-    pub fn resolve(config: &Config, base_dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn resolve(config: &Config, base_dir: &Path) -> anyhow::Result<Self> {
         let mut by_name = HashMap::new();
         for c in &config.carriers {
             let Some(sip) = &c.sip else { continue };
@@ -108,22 +108,22 @@ impl Trunks {
     }
 
     /// The trunk of carrier `name`.
-    pub fn get(&self, name: &str) -> Option<&Trunk> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Trunk> {
         self.by_name.get(name)
     }
 
     /// Every trunk with its carrier name.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Trunk)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Trunk)> {
         self.by_name.iter()
     }
 
     /// Whether `peer` is one of the trunks (requests from trunks need no `sip_allow`).
-    pub fn is_trunk(&self, peer: Peer) -> bool {
+    pub(crate) fn is_trunk(&self, peer: Peer) -> bool {
         self.by_name.values().any(|t| t.peer.same_party(&peer))
     }
 
     /// The TLS settings for connections to `peer`, if it is a TLS trunk.
-    pub fn tls_for(&self, peer: Peer) -> Option<Arc<TlsSettings>> {
+    pub(crate) fn tls_for(&self, peer: Peer) -> Option<Arc<TlsSettings>> {
         self.by_name
             .values()
             .find(|t| t.peer == peer)

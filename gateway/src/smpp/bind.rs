@@ -49,32 +49,32 @@ const THROTTLE_PERIOD: Duration = Duration::from_secs(1);
 
 /// What every bind of the gateway shares.
 #[derive(Debug, Clone)]
-pub struct BindContext {
+pub(crate) struct BindContext {
     /// Routing, failover, queues.
-    pub dispatcher: Arc<Dispatcher>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
     /// Where state changes go.
-    pub updates: UpdateSink,
+    pub(crate) updates: UpdateSink,
     /// Flips to true when the gateway shuts down.
-    pub shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: watch::Receiver<bool>,
     /// How long to wait for in-flight responses at shutdown before unbinding anyway.
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
     /// MO ownership, opt-out keywords and keyword replies.
-    pub inbound: crate::inbound::Inbound,
+    pub(crate) inbound: crate::inbound::Inbound,
     /// Bounds and timeout of each carrier's multipart MO reassembler.
-    pub mo_reassembly: switchyard_protocols::text::ReassemblyConfig,
+    pub(crate) mo_reassembly: switchyard_protocols::text::ReassemblyConfig,
 }
 
 /// Live facts about one bind, for readiness and metrics.
 #[derive(Debug, Default)]
-pub struct BindStatus {
+pub(crate) struct BindStatus {
     /// Bound right now.
-    pub bound: AtomicBool,
+    pub(crate) bound: AtomicBool,
     /// Successful binds so far.
-    pub binds: AtomicU64,
+    pub(crate) binds: AtomicU64,
     /// submit_sm sent.
-    pub submitted: AtomicU64,
+    pub(crate) submitted: AtomicU64,
     /// Receipts received.
-    pub receipts: AtomicU64,
+    pub(crate) receipts: AtomicU64,
 }
 
 /// A segment sent and awaiting its response.
@@ -96,7 +96,7 @@ struct Pending {
 }
 
 /// Runs one bind until shutdown: connects, binds, sends, reconnects.
-pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatus>) {
+pub(crate) async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatus>) {
     let queue = ctx.dispatcher.queue(&settings.carrier);
     let mut backoff = Backoff::new(settings.reconnect_min, settings.reconnect_max);
     let mut shutdown = ctx.shutdown.clone();

@@ -32,7 +32,7 @@ use crate::inbound::{Inbound, ReplyRequest};
 
 /// One carrier's multipart MO messages in progress. See the module doc.
 #[derive(Debug)]
-pub struct MoParts {
+pub(crate) struct MoParts {
     /// The carrier (stored with the parts, and a metric label).
     carrier: String,
     /// The reassembler and what it needs besides.
@@ -50,18 +50,18 @@ struct State {
 
 /// A part as it arrived on a bind.
 #[derive(Debug)]
-pub struct Arrived {
+pub(crate) struct Arrived {
     /// Its message.
-    pub key: ReassemblyKey,
+    pub(crate) key: ReassemblyKey,
     /// Its number, data_coding and payload (an owned copy: see the reassembler's doc).
-    pub part: Part,
+    pub(crate) part: Part,
     /// source_addr_ton of the deliver_sm.
-    pub source_ton: u8,
+    pub(crate) source_ton: u8,
 }
 
 impl MoParts {
     /// No messages in progress yet.
-    pub fn new(carrier: impl Into<String>, config: ReassemblyConfig) -> Self {
+    pub(crate) fn new(carrier: impl Into<String>, config: ReassemblyConfig) -> Self {
         MoParts {
             carrier: carrier.into(),
             state: Mutex::new(State {
@@ -72,12 +72,13 @@ impl MoParts {
     }
 
     /// When the oldest message in progress times out.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.state.lock().reassembler.next_deadline()
     }
 
     /// Bytes held now (what `max_bytes` bounds).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.state.lock().reassembler.pending_bytes()
     }
 
@@ -85,7 +86,7 @@ impl MoParts {
     /// keyword reply a message it completed asks for. Call with room reserved in the update
     /// sink, and queue the write before anything else happens on this carrier (see the
     /// module doc).
-    pub fn arrived(
+    pub(crate) fn arrived(
         &self,
         a: Arrived,
         inbound: &Inbound,
@@ -130,7 +131,12 @@ impl MoParts {
     }
 
     /// Messages whose time ran out, as a write (`None` when there are none).
-    pub fn expire(&self, inbound: &Inbound, now: Instant, now_ms: UnixMs) -> Option<MoWrite> {
+    pub(crate) fn expire(
+        &self,
+        inbound: &Inbound,
+        now: Instant,
+        now_ms: UnixMs,
+    ) -> Option<MoWrite> {
         let mut state = self.state.lock();
         let expired = state.reassembler.poll_expired(now);
         let mut write = MoWrite {
@@ -150,7 +156,7 @@ impl MoParts {
 
     /// Puts a part held in the store back (at start). Returns what that finished (messages
     /// completed or evicted because the bound shrank), to be written before the binds run.
-    pub fn restore(
+    pub(crate) fn restore(
         &self,
         part: HeldPart,
         inbound: &Inbound,
@@ -181,7 +187,7 @@ impl MoParts {
     }
 
     /// Every message in progress given up at once (a carrier that is no longer configured).
-    pub fn give_up_all(&self, inbound: &Inbound, now_ms: UnixMs) -> Option<MoWrite> {
+    pub(crate) fn give_up_all(&self, inbound: &Inbound, now_ms: UnixMs) -> Option<MoWrite> {
         let far = Instant::now() + Duration::from_secs(366 * 86_400);
         self.expire(inbound, far, now_ms)
     }
@@ -207,7 +213,7 @@ impl MoParts {
 /// The reassembler settings for every carrier: `max_bytes` and `timeout` from the
 /// configuration; events sized so that no eviction is ever dropped (they are drained after
 /// every step, and one step evicts at most every other pending message).
-pub fn reassembly_config(max_bytes: usize, timeout: Duration) -> ReassemblyConfig {
+pub(crate) fn reassembly_config(max_bytes: usize, timeout: Duration) -> ReassemblyConfig {
     let d = ReassemblyConfig::default();
     ReassemblyConfig {
         timeout,
@@ -268,7 +274,7 @@ fn message(
 
 /// How an MO's sender is written: international numbers (TON 1) in E.164 form, national
 /// numbers and names as sent.
-pub fn source_display(addr: &[u8], ton: u8) -> String {
+pub(crate) fn source_display(addr: &[u8], ton: u8) -> String {
     let s = String::from_utf8_lossy(addr);
     match ton {
         1 => format!("+{}", s.trim_start_matches('+')),
@@ -277,7 +283,7 @@ pub fn source_display(addr: &[u8], ton: u8) -> String {
 }
 
 /// An owned copy of `b` (a slice of a receive buffer would keep the whole buffer alive).
-pub fn owned(b: &Bytes) -> Bytes {
+pub(crate) fn owned(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 

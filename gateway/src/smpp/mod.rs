@@ -7,10 +7,10 @@
 //! - [`supervisor`]: the binds of every carrier, started, replaced and stopped as the
 //!   configuration changes (SIGHUP).
 
-pub mod bind;
-pub mod mo;
-pub mod submit;
-pub mod supervisor;
+pub(crate) mod bind;
+pub(crate) mod mo;
+pub(crate) mod submit;
+pub(crate) mod supervisor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::domain::IdFormats;
 
 /// How a carrier wants messages longer than one SMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LongMessages {
+pub(crate) enum LongMessages {
     /// Concatenation UDH with an 8-bit reference (the most widely supported).
     Udh8,
     /// Concatenation UDH with a 16-bit reference.
@@ -34,56 +34,56 @@ pub enum LongMessages {
 
 /// Everything one bind needs to know about its carrier. Its `Debug` leaves the password out.
 #[derive(Clone)]
-pub struct BindSettings {
+pub(crate) struct BindSettings {
     /// The carrier's name (routing, store, logs).
-    pub carrier: String,
+    pub(crate) carrier: String,
     /// `host:port` of the SMSC.
-    pub address: String,
+    pub(crate) address: String,
     /// TLS on the connection; `None`: clear TCP.
-    pub tls: Option<crate::tls::TlsSettings>,
+    pub(crate) tls: Option<crate::tls::TlsSettings>,
     /// Credentials.
-    pub system_id: String,
+    pub(crate) system_id: String,
     /// Credentials.
-    pub password: String,
+    pub(crate) password: String,
     /// system_type sent in the bind.
-    pub system_type: String,
+    pub(crate) system_type: String,
     /// Transmitter, receiver or transceiver.
-    pub bind_type: BindType,
+    pub(crate) bind_type: BindType,
     /// Outstanding submit_sm allowed.
-    pub window: usize,
+    pub(crate) window: usize,
     /// submit_sm per second on this bind (None: unthrottled).
-    pub tps: Option<u32>,
+    pub(crate) tps: Option<u32>,
     /// Keep-alive interval.
-    pub enquire_link: Duration,
+    pub(crate) enquire_link: Duration,
     /// How long a submit_sm may wait for its response.
-    pub response_timeout: Duration,
+    pub(crate) response_timeout: Duration,
     /// First reconnect delay; doubles up to `reconnect_max`, with jitter.
-    pub reconnect_min: Duration,
+    pub(crate) reconnect_min: Duration,
     /// Longest reconnect delay.
-    pub reconnect_max: Duration,
+    pub(crate) reconnect_max: Duration,
     /// TON/NPI for numeric senders and destinations.
-    pub source_ton: u8,
+    pub(crate) source_ton: u8,
     /// See `source_ton`.
-    pub source_npi: u8,
+    pub(crate) source_npi: u8,
     /// See `source_ton`.
-    pub dest_ton: u8,
+    pub(crate) dest_ton: u8,
     /// See `source_ton`.
-    pub dest_npi: u8,
+    pub(crate) dest_npi: u8,
     /// registered_delivery for every submit (1: receipt on final state).
-    pub registered_delivery: u8,
+    pub(crate) registered_delivery: u8,
     /// How long texts are split.
-    pub long_messages: LongMessages,
+    pub(crate) long_messages: LongMessages,
     /// Largest PDU accepted from the SMSC.
-    pub max_pdu_len: usize,
+    pub(crate) max_pdu_len: usize,
     /// How many times a segment is retried on this carrier after a transient error before the
     /// message fails over to the next carrier.
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
     /// How the carrier writes message ids (`None` on a side: learned by the store).
-    pub id_formats: IdFormats,
+    pub(crate) id_formats: IdFormats,
     /// Multipart MO messages waiting for their other parts, shared by the carrier's binds (an
     /// SMSC may deliver the parts of one message over different binds) and kept across
     /// re-binds on reload.
-    pub mo_parts: Arc<mo::MoParts>,
+    pub(crate) mo_parts: Arc<mo::MoParts>,
 }
 
 impl std::fmt::Debug for BindSettings {
@@ -144,7 +144,7 @@ impl std::fmt::Debug for BindSettings {
 
 /// How many times a segment is retried on the same carrier after a transient error before
 /// the message fails over to the next carrier.
-pub const MAX_RETRIES: u32 = 2;
+pub(crate) const MAX_RETRIES: u32 = 2;
 
 #[cfg(test)]
 mod tests {

@@ -10,18 +10,16 @@ use crate::dispatch::Job;
 
 /// One segment ready to send.
 #[derive(Clone, Debug)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// 0-based index within the message.
-    pub index: u16,
-    /// Segments in the message.
-    pub total: u16,
+    pub(crate) index: u16,
     /// The PDU body.
-    pub pdu: SubmitSm,
+    pub(crate) pdu: SubmitSm,
 }
 
 /// The sender address: numeric senders as E.164 (or national short codes), others
 /// alphanumeric (TON 5).
-pub fn source_address(from: &str, s: &BindSettings) -> Address {
+pub(crate) fn source_address(from: &str, s: &BindSettings) -> Address {
     let digits = from.strip_prefix('+').unwrap_or(from);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         if from.starts_with('+') || digits.len() > 8 {
@@ -45,7 +43,11 @@ pub fn source_address(from: &str, s: &BindSettings) -> Address {
 
 /// Encodes `job` into the segments this carrier wants. `reference` ties the parts of a long
 /// message together (unique enough per destination: the caller passes a counter).
-pub fn segments(job: &Job, s: &BindSettings, reference: u16) -> Result<Vec<Segment>, TextError> {
+pub(crate) fn segments(
+    job: &Job,
+    s: &BindSettings,
+    reference: u16,
+) -> Result<Vec<Segment>, TextError> {
     let concat = match s.long_messages {
         LongMessages::Udh8 | LongMessages::Payload => Concat::Udh8,
         LongMessages::Udh16 => Concat::Udh16,
@@ -80,11 +82,7 @@ pub fn segments(job: &Job, s: &BindSettings, reference: u16) -> Result<Vec<Segme
             tlvs: Tlvs(vec![Tlv::new(tag::MESSAGE_PAYLOAD, Bytes::from(payload))]),
             ..base
         };
-        return Ok(vec![Segment {
-            index: 0,
-            total: 1,
-            pdu,
-        }]);
+        return Ok(vec![Segment { index: 0, pdu }]);
     }
     let total = encoded.segments.len() as u16;
     Ok(encoded
@@ -108,7 +106,6 @@ pub fn segments(job: &Job, s: &BindSettings, reference: u16) -> Result<Vec<Segme
             }
             Segment {
                 index: i as u16,
-                total,
                 pdu,
             }
         })

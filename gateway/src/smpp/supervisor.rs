@@ -24,14 +24,14 @@ use tokio::task::JoinHandle;
 use super::bind::{self, BindContext, BindStatus};
 
 /// Every bind's live status, by carrier name; swapped whole when binds change.
-pub type BindTable = arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>;
+pub(crate) type BindTable = arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>;
 use super::mo::MoParts;
 use super::{BindSettings, LongMessages};
 use crate::domain::{IdFormat, IdFormats};
 
 /// Every carrier's binds.
 #[derive(Debug)]
-pub struct Binds {
+pub(crate) struct Binds {
     /// What every bind shares; each carrier's binds get their own stop signal instead of
     /// `shutdown`.
     ctx: BindContext,
@@ -59,24 +59,24 @@ struct Group {
 
 /// Checked bind settings for every SMPP carrier of a configuration (see [`Binds::plan`]).
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     wanted: Vec<(config::SmppConfig, BindSettings)>,
 }
 
 /// What [`Binds::apply`] did, by carrier name.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Carriers whose binds were started.
-    pub started: Vec<String>,
+    pub(crate) started: Vec<String>,
     /// Carriers whose binds were replaced (settings changed).
-    pub restarted: Vec<String>,
+    pub(crate) restarted: Vec<String>,
     /// Carriers whose binds were stopped (carrier removed or no longer SMPP).
-    pub stopped: Vec<String>,
+    pub(crate) stopped: Vec<String>,
 }
 
 impl Binds {
     /// No binds yet; `ctx.shutdown` is not used (see [`Binds::shutdown`]).
-    pub fn new(ctx: BindContext) -> Binds {
+    pub(crate) fn new(ctx: BindContext) -> Binds {
         Binds {
             ctx,
             groups: Mutex::new(HashMap::new()),
@@ -87,13 +87,13 @@ impl Binds {
     }
 
     /// The live statuses of every bind (for the API).
-    pub fn table(&self) -> Arc<BindTable> {
+    pub(crate) fn table(&self) -> Arc<BindTable> {
         self.table.clone()
     }
 
     /// Makes the running binds match `config`. Every carrier's settings are checked first
     /// (TLS files, sandbox); on error nothing changes.
-    pub fn apply(
+    pub(crate) fn apply(
         &self,
         config: &Config,
         sandbox: Option<SocketAddr>,
@@ -104,7 +104,7 @@ impl Binds {
 
     /// Checks and builds every carrier's bind settings (TLS files, sandbox) without changing
     /// anything, so a reload can check everything before it commits anything.
-    pub fn plan(
+    pub(crate) fn plan(
         config: &Config,
         sandbox: Option<SocketAddr>,
         base_dir: &Path,
@@ -124,7 +124,7 @@ impl Binds {
     }
 
     /// Starts, replaces and stops binds as `plan` says.
-    pub fn commit(&self, plan: Plan) -> Changes {
+    pub(crate) fn commit(&self, plan: Plan) -> Changes {
         let wanted = plan.wanted;
         let mut changes = Changes::default();
         let mut groups = self.groups.lock();
@@ -175,7 +175,7 @@ impl Binds {
     /// (before any bind runs). Returns what must be written before the binds start: messages
     /// completed or evicted on the way (the byte bound may have shrunk), and every message of
     /// a carrier that is no longer an SMPP carrier in `config`, given up as partial.
-    pub fn restore_mo_parts(
+    pub(crate) fn restore_mo_parts(
         &self,
         parts: Vec<(String, crate::domain::HeldPart)>,
         config: &Config,
@@ -208,7 +208,7 @@ impl Binds {
     }
 
     /// Drains and stops every bind, waiting at most `timeout`.
-    pub async fn shutdown(&self, timeout: Duration) {
+    pub(crate) async fn shutdown(&self, timeout: Duration) {
         let groups: Vec<Group> = self.groups.lock().drain().map(|(_, g)| g).collect();
         for group in groups {
             self.retire(group, None);
@@ -261,7 +261,7 @@ impl Binds {
 
 /// One bind's settings from its carrier's config; `None` for the sandbox when it is not
 /// running in this process.
-pub fn bind_settings(
+pub(crate) fn bind_settings(
     carrier: &config::Carrier,
     smpp: &config::SmppConfig,
     sandbox: Option<SocketAddr>,

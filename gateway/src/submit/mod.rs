@@ -34,7 +34,7 @@ use crate::store::{Store, StoreError};
 
 /// What a message is: SMS text (already counted) or a notification call.
 #[derive(Debug, Clone)]
-pub enum Content {
+pub(crate) enum Content {
     /// An SMS.
     Sms {
         /// Encoding asked for.
@@ -50,7 +50,7 @@ pub enum Content {
 
 /// Who asked for the message, which decides the checks that are the tenant's to pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The tenant (API, batch): every check applies.
     Tenant,
     /// The gateway answering a keyword (STOP, START, HELP) on the tenant's behalf: the reply
@@ -61,35 +61,35 @@ pub enum Origin {
 
 /// A message an entry point has validated, before the tenant's policy, routing and limits.
 #[derive(Debug, Clone)]
-pub struct Draft {
+pub(crate) struct Draft {
     /// The tenant sending it.
-    pub tenant: Arc<str>,
+    pub(crate) tenant: Arc<str>,
     /// Destination.
-    pub to: E164,
+    pub(crate) to: E164,
     /// ISO 3166 region of the destination, when known.
-    pub country: Option<String>,
+    pub(crate) country: Option<String>,
     /// Sender: E.164 with `+`, a short code or an alphanumeric id.
-    pub from: String,
+    pub(crate) from: String,
     /// The text (spoken by text-to-speech for a call).
-    pub body: String,
+    pub(crate) body: String,
     /// SMS or call.
-    pub content: Content,
+    pub(crate) content: Content,
     /// Queue lane and routing weights.
-    pub priority: Priority,
+    pub(crate) priority: Priority,
     /// Send no earlier than this (SMS only).
-    pub scheduled_at: Option<UnixMs>,
+    pub(crate) scheduled_at: Option<UnixMs>,
     /// Give up if not sent by then.
-    pub expires_at: Option<UnixMs>,
+    pub(crate) expires_at: Option<UnixMs>,
     /// Per-message status webhook.
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     /// Tenant's labels.
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Tenant's free-form data, as JSON text.
-    pub metadata: Option<String>,
+    pub(crate) metadata: Option<String>,
     /// The batch it is part of.
-    pub batch_id: Option<String>,
+    pub(crate) batch_id: Option<String>,
     /// Who asked for it.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
 }
 
 impl Draft {
@@ -110,7 +110,7 @@ impl Draft {
 
 /// How routing must find a carrier for a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
+pub(crate) enum Placement {
     /// A carrier whose queue has room now (a single send is refused with 503 otherwise).
     Now,
     /// The best carrier by route, room or not: the message waits for room (batches).
@@ -119,28 +119,28 @@ pub enum Placement {
 
 /// The carrier chosen at acceptance and the tenant's estimated price.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quote {
+pub(crate) struct Quote {
     /// Carrier name (the dispatcher may fail over later).
-    pub carrier: String,
+    pub(crate) carrier: String,
     /// Estimated price for the whole message (every segment). For a call: the price of its
     /// first billing increment.
-    pub price: Option<Money>,
+    pub(crate) price: Option<Money>,
 }
 
 /// A message ready to be stored: what the store keeps and what is handed over once durable.
 #[derive(Debug)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// The stored form.
-    pub message: NewMessage,
+    pub(crate) message: NewMessage,
     /// The carrier quote given at acceptance.
-    pub quote: Quote,
+    pub(crate) quote: Quote,
     /// What goes to a carrier queue or the call queue.
-    pub hand_over: HandOver,
+    pub(crate) hand_over: HandOver,
 }
 
 /// Where a durable message goes.
 #[derive(Debug)]
-pub enum HandOver {
+pub(crate) enum HandOver {
     /// A carrier queue (via the dispatcher).
     Sms(Arc<Job>),
     /// The call queue.
@@ -149,7 +149,7 @@ pub enum HandOver {
 
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
+pub(crate) enum SubmitError {
     /// The tenant's plan, limits or opt-outs refuse it.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -168,9 +168,6 @@ pub enum SubmitError {
     /// Voice calls are not available (no voice carrier has a SIP trunk).
     #[error("voice calls are not available")]
     VoiceUnavailable,
-    /// The message could not be encoded for the store.
-    #[error("cannot encode the message: {0}")]
-    Encode(String),
     /// The store did not take it.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -178,7 +175,7 @@ pub enum SubmitError {
 
 /// What the pipeline needs from the voice engine: a trunk and a price now, and the call once
 /// durable.
-pub trait CallPlacer: Send + Sync + std::fmt::Debug {
+pub(crate) trait CallPlacer: Send + Sync + std::fmt::Debug {
     /// The trunk that would take `job` now and the price of its first billing increment.
     fn quote(&self, job: &VoiceJob) -> Result<Quote, SubmitError>;
     /// Queues the durable call.
@@ -187,7 +184,7 @@ pub trait CallPlacer: Send + Sync + std::fmt::Debug {
 
 /// The accept pipeline, shared by every entry point.
 #[derive(Clone)]
-pub struct Submitter {
+pub(crate) struct Submitter {
     store: Arc<dyn Store>,
     dispatcher: Arc<Dispatcher>,
     limits: Arc<TenantLimiter>,
@@ -205,7 +202,7 @@ impl std::fmt::Debug for Submitter {
 
 impl Submitter {
     /// The pipeline over these parts; `calls` is `None` when voice is not available.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         dispatcher: Arc<Dispatcher>,
         limits: Arc<TenantLimiter>,
@@ -222,25 +219,24 @@ impl Submitter {
     }
 
     /// The same pipeline placing calls through `calls`.
-    pub fn with_calls(mut self, calls: Option<Arc<dyn CallPlacer>>) -> Self {
+    pub(crate) fn with_calls(mut self, calls: Option<Arc<dyn CallPlacer>>) -> Self {
         self.calls = calls;
         self
     }
 
-    /// True when calls can be accepted.
-    pub fn voice_available(&self) -> bool {
-        self.calls.is_some()
-    }
-
     /// The tenant's checks that concern the request as a whole: the priority it asks for.
-    pub fn check_priority(&self, tenant: &str, priority: Priority) -> Result<(), SubmitError> {
+    pub(crate) fn check_priority(
+        &self,
+        tenant: &str,
+        priority: Priority,
+    ) -> Result<(), SubmitError> {
         Ok(self.limits.priority(tenant, priority)?)
     }
 
     /// The checks of a batch of `n` messages as a whole: the tenant has a routing plan, the
     /// backlog waiting for carriers leaves room for it (at most `max_backlog`), and the
     /// tenant's rate and quotas take all `n` (shrink the reservation to what is stored).
-    pub fn open_batch(
+    pub(crate) fn open_batch(
         &self,
         tenant: &str,
         n: usize,
@@ -259,13 +255,18 @@ impl Submitter {
 
     /// Takes `n` messages from the tenant's rate and quotas (a batch takes all its recipients
     /// at once and shrinks the reservation to what it stored).
-    pub fn admit(&self, tenant: &str, n: u32, now: UnixMs) -> Result<Reservation, SubmitError> {
+    pub(crate) fn admit(
+        &self,
+        tenant: &str,
+        n: u32,
+        now: UnixMs,
+    ) -> Result<Reservation, SubmitError> {
         Ok(self.limits.admit(tenant, n, now, Instant::now())?)
     }
 
     /// Policy, opt-out, route and quote for one message, and its stored form: everything but
     /// the tenant's rate and quota ([`Submitter::admit`]) and the store.
-    pub fn prepare(
+    pub(crate) fn prepare(
         &self,
         draft: Draft,
         id: MessageId,
@@ -336,7 +337,7 @@ impl Submitter {
     /// Stores prepared messages in one commit (the first carries `request`: its idempotency
     /// record and batch), keeps `reservation`, then hands each message over. SMS that find
     /// their carrier queues full wait in the dispatcher's timers for room (`defer`).
-    pub async fn commit(
+    pub(crate) async fn commit(
         &self,
         prepared: Vec<Prepared>,
         request: Option<Arc<RequestRecord>>,
@@ -385,7 +386,11 @@ impl Submitter {
     /// The whole pipeline for one message: returns its id and quote once it is durable and
     /// handed over. `record` gives the request's records (idempotency) from the id and quote,
     /// before the store write; its errors, like the pipeline's, are the caller's type.
-    pub async fn accept<R, E>(&self, draft: Draft, record: R) -> Result<(MessageId, Quote), E>
+    pub(crate) async fn accept<R, E>(
+        &self,
+        draft: Draft,
+        record: R,
+    ) -> Result<(MessageId, Quote), E>
     where
         R: FnOnce(MessageId, &Quote, UnixMs) -> Result<Option<Arc<RequestRecord>>, E>,
         E: From<SubmitError>,

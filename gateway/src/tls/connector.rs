@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 
 /// How one carrier's binds start TLS.
 #[derive(Clone)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     /// rustls client configuration (roots, protocol versions), shared by the carrier's binds.
     connector: TlsConnector,
     /// The name the SMSC's certificate must carry.
@@ -35,7 +35,7 @@ impl std::fmt::Debug for TlsSettings {
 impl TlsSettings {
     /// Trusts the certificates in the PEM file `ca` (or the system's roots when `None`) and
     /// verifies `server_name`. Errors name the file or the name at fault.
-    pub fn new(ca: Option<&Path>, server_name: &str) -> anyhow::Result<TlsSettings> {
+    pub(crate) fn new(ca: Option<&Path>, server_name: &str) -> anyhow::Result<TlsSettings> {
         // A configured CA replaces the system's roots: a carrier's private CA is all we trust.
         let roots = super::roots(ca, ca.is_none())?;
         anyhow::ensure!(
@@ -52,7 +52,7 @@ impl TlsSettings {
     }
 
     /// Runs the handshake over a connected socket.
-    pub async fn connect(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    pub(crate) async fn connect(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         self.connector
             .connect(self.server_name.clone(), stream)
             .await

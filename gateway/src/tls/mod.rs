@@ -4,7 +4,7 @@
 
 mod connector;
 
-pub use connector::TlsSettings;
+pub(crate) use connector::TlsSettings;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use rustls_pki_types::CertificateDer;
 /// Which certificates to trust: the PEM bundle `ca` and/or the system's roots (possibly none,
 /// on a machine without a CA store: callers decide whether that is an error). Errors name the
 /// file at fault.
-pub fn roots(ca: Option<&Path>, system: bool) -> anyhow::Result<RootCertStore> {
+pub(crate) fn roots(ca: Option<&Path>, system: bool) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     if let Some(path) = ca {
         let certs = CertificateDer::pem_file_iter(path)
@@ -39,7 +39,7 @@ pub fn roots(ca: Option<&Path>, system: bool) -> anyhow::Result<RootCertStore> {
 }
 
 /// A client configuration trusting `roots`, TLS 1.2 and 1.3, no client certificate.
-pub fn client_config(roots: RootCertStore) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn client_config(roots: RootCertStore) -> anyhow::Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -50,13 +50,13 @@ pub fn client_config(roots: RootCertStore) -> anyhow::Result<rustls::ClientConfi
 
 /// A server configuration presenting the PEM certificate chain `cert` with the PEM private
 /// key `key`, TLS 1.2 and 1.3, no client certificates. Errors name the file at fault.
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> anyhow::Result<rustls::ServerConfig> {
     server_config_with_clients(cert, key, None)
 }
 
 /// As [`server_config`]; with `client_ca`, every client must present a certificate chain
 /// signed by a CA of that PEM bundle (the handshake fails otherwise).
-pub fn server_config_with_clients(
+pub(crate) fn server_config_with_clients(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,

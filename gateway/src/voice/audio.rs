@@ -21,24 +21,22 @@ use switchyard_protocols::sip::sdp::Codec;
 use super::AudioError;
 
 /// Telephone sample rate.
-pub const RATE: u32 = 8000;
-/// Samples in one 20 ms frame at 8 kHz.
-pub const FRAME: usize = 160;
+pub(crate) const RATE: u32 = 8000;
 /// Longest audio a call plays, seconds (longer files are refused, not cut).
-pub const MAX_SECONDS: usize = 600;
+pub(crate) const MAX_SECONDS: usize = 600;
 
 /// Mono 16-bit PCM at 8 kHz.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pcm8k(pub Vec<i16>);
+pub(crate) struct Pcm8k(pub Vec<i16>);
 
 impl Pcm8k {
     /// Length in milliseconds.
-    pub fn duration_ms(&self) -> u64 {
+    pub(crate) fn duration_ms(&self) -> u64 {
         self.0.len() as u64 * 1000 / u64::from(RATE)
     }
 
     /// G.711 bytes for `codec`, one per sample.
-    pub fn encode(&self, codec: Codec) -> Vec<u8> {
+    pub(crate) fn encode(&self, codec: Codec) -> Vec<u8> {
         match codec {
             Codec::Pcmu => g711::encode_ulaw(&self.0),
             Codec::Pcma => g711::encode_alaw(&self.0),
@@ -47,7 +45,7 @@ impl Pcm8k {
 }
 
 /// Decodes a WAV file and converts it to 8 kHz mono.
-pub fn decode_wav(bytes: &[u8]) -> Result<Pcm8k, AudioError> {
+pub(crate) fn decode_wav(bytes: &[u8]) -> Result<Pcm8k, AudioError> {
     let fixed = clamp_sizes(bytes);
     let mut reader = hound::WavReader::new(Cursor::new(fixed.as_ref()))
         .map_err(|e| AudioError::Format(format!("not a WAV file: {e}")))?;
@@ -128,7 +126,7 @@ fn clamp_sizes(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Windowed-sinc resampling of `input` from `from` Hz to `to` Hz (see the module doc).
-pub fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
+pub(crate) fn resample(input: &[f32], from: u32, to: u32) -> Vec<f32> {
     if from == to {
         return input.to_vec();
     }

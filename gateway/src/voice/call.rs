@@ -24,23 +24,23 @@ use super::{CallOutcome, VoiceJob};
 
 /// What a call needs from the engine.
 #[derive(Debug)]
-pub struct CallContext<'a> {
+pub(crate) struct CallContext<'a> {
     /// The SIP endpoint.
-    pub endpoint: &'a Endpoint,
+    pub(crate) endpoint: &'a Endpoint,
     /// For health and breaker records.
-    pub router: &'a Router,
+    pub(crate) router: &'a Router,
     /// The call's RTP socket.
-    pub rtp: &'a UdpSocket,
+    pub(crate) rtp: &'a UdpSocket,
     /// Trunk silence timer.
-    pub trunk_timeout: Duration,
+    pub(crate) trunk_timeout: Duration,
     /// Ring timer.
-    pub ring_timeout: Duration,
+    pub(crate) ring_timeout: Duration,
     /// Turns true when the gateway stops: ringing calls are CANCELled, answered ones hung up.
-    pub shutdown: watch::Receiver<bool>,
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 /// Places the call and says how it went. Never panics on what peers send.
-pub async fn place(
+pub(crate) async fn place(
     ctx: &CallContext<'_>,
     job: &VoiceJob,
     audio: &Pcm8k,
@@ -235,7 +235,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Binds an RTP socket on `ip` in `[min, max]`, starting at `start` and wrapping.
-pub async fn bind_rtp(
+pub(crate) async fn bind_rtp(
     ip: IpAddr,
     (min, max): (u16, u16),
     start: u32,

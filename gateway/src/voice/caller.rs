@@ -81,50 +81,50 @@ use crate::carrier::sip_verdict::{self, SipVerdict};
 use crate::sip::trunks::Trunk;
 
 /// How long a BYE or CANCEL may wait for its final response.
-pub const CLOSE_WAIT: Duration = Duration::from_secs(4);
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(4);
 /// Packet time: the driver sends one audio packet per `PTIME`.
-pub const PTIME: Duration = Duration::from_millis(20);
+pub(crate) const PTIME: Duration = Duration::from_millis(20);
 
 /// A trunk the call may use, best first.
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Carrier name: breakers, health records, the outcome's `tried` and `trunk`. Not its
     /// router id: a routing reload renumbers carriers while a call rings.
-    pub name: String,
+    pub(crate) name: String,
     /// Where INVITEs go.
-    pub trunk: Trunk,
+    pub(crate) trunk: Trunk,
     /// Per-minute rate and its currency, and the billing terms, from the voice deck.
-    pub rate: Option<(Price, String, VoiceTerms)>,
+    pub(crate) rate: Option<(Price, String, VoiceTerms)>,
     /// Tenant price over our cost for this carrier (the plan's markup) as a fixed-point
     /// factor (1.0 = one unit), to price the answered call.
-    pub markup: Price,
+    pub(crate) markup: Price,
 }
 
 /// What the call is: who, from where, and its limits.
 #[derive(Debug, Clone)]
-pub struct CallPlan {
+pub(crate) struct CallPlan {
     /// The SIP endpoint's address (Via, Contact, the From host).
-    pub me: SocketAddr,
+    pub(crate) me: SocketAddr,
     /// The call's RTP socket, offered in the SDP.
-    pub rtp: SocketAddr,
+    pub(crate) rtp: SocketAddr,
     /// The callee.
-    pub to: E164,
+    pub(crate) to: E164,
     /// Caller id, E.164 with `+`.
-    pub from: String,
+    pub(crate) from: String,
     /// Digits to capture, if any.
-    pub dtmf: Option<DtmfCapture>,
+    pub(crate) dtmf: Option<DtmfCapture>,
     /// Hang up this long after the answer at the latest.
-    pub max_duration: Duration,
+    pub(crate) max_duration: Duration,
     /// A trunk silent this long after the INVITE (no provisional beyond 100) is given up.
-    pub trunk_timeout: Duration,
+    pub(crate) trunk_timeout: Duration,
     /// Ringing is given up (CANCEL, `no_answer`) this long after the INVITE.
-    pub ring_timeout: Duration,
+    pub(crate) ring_timeout: Duration,
 }
 
 /// Whether a carrier's breaker lets a call through: asked when the carrier's turn comes,
 /// because a half-open breaker admits only a few probes and must not spend them on trunks
 /// never dialled. The [`Router`] in the gateway.
-pub trait Breakers {
+pub(crate) trait Breakers {
     /// Whether `carrier` may take a call at `now` (false for a carrier no longer routed).
     fn admits(&self, carrier: &str, now: Instant) -> bool;
 }
@@ -140,7 +140,7 @@ impl Breakers for Router {
 
 /// What the driver must do, in order.
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Route the endpoint's events for this Call-ID to the call, on a fresh channel (events
     /// of an earlier attempt still queued are dropped).
     Listen(Bytes),
@@ -318,7 +318,7 @@ enum State {
 }
 
 /// One notification call. See the [module doc](self).
-pub struct Caller<'a> {
+pub(crate) struct Caller<'a> {
     /// Who, from where, limits.
     plan: CallPlan,
     /// Asked before each trunk is dialled.
@@ -358,7 +358,7 @@ impl std::fmt::Debug for Caller<'_> {
 impl<'a> Caller<'a> {
     /// A call to `plan.to` through `candidates` (best first): the first admitted trunk's
     /// INVITE is queued at once (or the outcome, when none is admitted).
-    pub fn new(
+    pub(crate) fn new(
         plan: CallPlan,
         candidates: Vec<Candidate>,
         breakers: &'a (dyn Breakers + Sync),
@@ -383,12 +383,12 @@ impl<'a> Caller<'a> {
     }
 
     /// The next thing to do.
-    pub fn poll_action(&mut self) -> Option<Action> {
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
     /// When [`Caller::handle_timeout`] must run next; `None`: no timer.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::Inviting(a) => Some(match a.ringing_at {
                 None => a.silent_until.min(a.ring_until),
@@ -401,18 +401,19 @@ impl<'a> Caller<'a> {
     }
 
     /// Whether the call is over (its outcome queued).
-    pub fn is_done(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
     }
 
     /// Whether the driver should read the call's RTP socket and pass what it receives to
     /// [`Caller::handle_rtp`]: while an answered call captures digits.
-    pub fn wants_rtp(&self) -> bool {
+    pub(crate) fn wants_rtp(&self) -> bool {
         self.plan.dtmf.is_some() && matches!(&self.state, State::Talking(t) if t.media.is_some())
     }
 
     /// RTP packets ignored because they came from outside the callee's stream.
-    pub fn refused_rtp(&self) -> u64 {
+    pub(crate) fn refused_rtp(&self) -> u64 {
         match &self.state {
             State::Talking(t) => t.media.as_ref().map_or(0, |m| m.latch.refused()),
             _ => self.refused_rtp,
@@ -420,7 +421,7 @@ impl<'a> Caller<'a> {
     }
 
     /// Timers due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Inviting(a) => {
                 if a.ringing_at.is_none() && now >= a.silent_until {
@@ -470,7 +471,7 @@ impl<'a> Caller<'a> {
     }
 
     /// Something the endpoint reported for the call.
-    pub fn handle_event(&mut self, event: CallEvent, now: Instant) {
+    pub(crate) fn handle_event(&mut self, event: CallEvent, now: Instant) {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Inviting(a) => self.inviting_event(a, event, now),
             State::Cancelling {
@@ -520,7 +521,7 @@ impl<'a> Caller<'a> {
     }
 
     /// The endpoint is gone (its task ended): no event will come any more.
-    pub fn handle_endpoint_gone(&mut self, now: Instant) {
+    pub(crate) fn handle_endpoint_gone(&mut self, now: Instant) {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Inviting(a) => {
                 self.forget(&a.call_id);
@@ -537,7 +538,7 @@ impl<'a> Caller<'a> {
     /// The gateway is stopping: a ringing call is CANCELled (`interrupted`), an answered one
     /// hung up (`hangup_reason: "shutdown"`); no further trunk is dialled. BYEs and CANCELs
     /// already sent are still waited for.
-    pub fn handle_shutdown(&mut self, now: Instant) {
+    pub(crate) fn handle_shutdown(&mut self, now: Instant) {
         self.stopping = true;
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Inviting(a) => self.give_up(a, GiveUp::Shutdown, now),
@@ -547,7 +548,7 @@ impl<'a> Caller<'a> {
     }
 
     /// The driver sent the last audio packet.
-    pub fn handle_audio_played(&mut self, now: Instant) {
+    pub(crate) fn handle_audio_played(&mut self, now: Instant) {
         if let State::Talking(t) = &mut self.state {
             if t.playing && t.wait_until.is_none() {
                 t.playing = false;
@@ -563,7 +564,7 @@ impl<'a> Caller<'a> {
     }
 
     /// A datagram received on the call's RTP socket from `from`.
-    pub fn handle_rtp(&mut self, from: SocketAddr, datagram: Bytes, now: Instant) {
+    pub(crate) fn handle_rtp(&mut self, from: SocketAddr, datagram: Bytes, now: Instant) {
         let Some(capture) = self.plan.dtmf else {
             return;
         };
@@ -837,7 +838,7 @@ impl<'a> Caller<'a> {
         match event {
             CallEvent::Bye => self.end_talk(t, End::Callee, now),
             // The 2xx again (our ACK was lost): ACK again.
-            CallEvent::Retransmitted2xx(_) => {
+            CallEvent::Retransmitted2xx => {
                 self.ack_again(&t);
                 self.state = State::Talking(t);
             }

@@ -14,13 +14,15 @@ use switchyard_routing::E164;
 
 use crate::sip::trunks::Trunk;
 
-/// What the endpoint tells a call.
+/// What the endpoint tells a call. Responses are the common case and move once through a
+/// channel: boxing them would cost an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum CallEvent {
+pub(crate) enum CallEvent {
     /// A response to one of the call's requests (check its CSeq method).
     Response(Message),
     /// A 2xx to the INVITE after its transaction ended (the ACK was lost): ACK again.
-    Retransmitted2xx(Message),
+    Retransmitted2xx,
     /// A request of the call's timed out (timer B or F); `invite` tells which.
     Timeout {
         /// The INVITE (else a BYE or CANCEL).
@@ -38,7 +40,7 @@ pub enum CallEvent {
 /// The INVITE of a call from `from` (E.164 with `+`) to `to` through `trunk`, sent from `me`
 /// (Via, Contact), offering PCMU, PCMA and telephone-event at `rtp`. Call-ID, tag, branch and
 /// SDP session id are random.
-pub fn invite(
+pub(crate) fn invite(
     me: SocketAddr,
     from: &str,
     to: &E164,
@@ -73,7 +75,7 @@ pub fn invite(
 }
 
 /// An in-dialog request (ACK or BYE) from `local` for the dialog `ok` established.
-pub fn in_dialog(
+pub(crate) fn in_dialog(
     local: SocketAddr,
     method: Method,
     seq: u32,

@@ -22,7 +22,7 @@ use super::dialog::CallEvent;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 /// How long the endpoint outlives a shutdown, for calls to hang up.
-pub const DRAIN: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 
 /// Orders for the endpoint task.
 #[derive(Debug)]
@@ -39,9 +39,9 @@ enum Cmd {
 
 /// A handle on the endpoint task. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// The SIP socket's address (Via, Contact).
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Orders to the task.
     tx: mpsc::UnboundedSender<Cmd>,
 }
@@ -50,7 +50,7 @@ impl Endpoint {
     /// Binds `addr` and starts the task. When `shutdown` turns true it keeps serving for
     /// [`DRAIN`] so calls in progress can hang up (BYE, CANCEL), and ends earlier once every
     /// [`Endpoint`] handle is gone.
-    pub async fn start(
+    pub(crate) async fn start(
         addr: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<(Endpoint, tokio::task::JoinHandle<()>)> {
@@ -125,22 +125,22 @@ impl Endpoint {
     }
 
     /// Receives the events of `call_id` on `events` from now on.
-    pub fn register(&self, call_id: Bytes, events: mpsc::UnboundedSender<CallEvent>) {
+    pub(crate) fn register(&self, call_id: Bytes, events: mpsc::UnboundedSender<CallEvent>) {
         let _ = self.tx.send(Cmd::Register(call_id, events));
     }
 
     /// Stops routing events of `call_id`.
-    pub fn unregister(&self, call_id: Bytes) {
+    pub(crate) fn unregister(&self, call_id: Bytes) {
         let _ = self.tx.send(Cmd::Unregister(call_id));
     }
 
     /// Sends `request` to `dest` in a client transaction.
-    pub fn request(&self, request: Message, dest: SocketAddr) {
+    pub(crate) fn request(&self, request: Message, dest: SocketAddr) {
         let _ = self.tx.send(Cmd::Request(request, dest));
     }
 
     /// Sends `message` to `dest` statelessly.
-    pub fn stateless(&self, message: Message, dest: SocketAddr) {
+    pub(crate) fn stateless(&self, message: Message, dest: SocketAddr) {
         let _ = self.tx.send(Cmd::Stateless(message, dest));
     }
 }
@@ -227,7 +227,7 @@ impl State {
                     let ok = message.status().is_some_and(|c| (200..300).contains(&c));
                     if ok {
                         if let Ok(call_id) = message.call_id().cloned() {
-                            self.tell(&call_id, CallEvent::Retransmitted2xx(message));
+                            self.tell(&call_id, CallEvent::Retransmitted2xx);
                         }
                     }
                 }

@@ -33,7 +33,7 @@ use crate::updates::UpdateSink;
 
 /// The notification-call engine. Shared (`Arc`) by the API and the runner.
 #[derive(Debug)]
-pub struct Voice {
+pub(crate) struct Voice {
     /// `[voice]` settings.
     settings: VoiceSettings,
     /// Voice routes, health and breakers (shared with SMS and the proxy).
@@ -65,7 +65,7 @@ pub struct Voice {
 /// Why a voice message cannot be accepted now (mapped to a problem by the API).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum VoiceError {
+pub(crate) enum VoiceError {
     /// Routing refused (no route, blocked, breakers open, unknown tenant).
     #[error(transparent)]
     Route(#[from] RouteError),
@@ -98,7 +98,7 @@ impl Voice {
     /// Starts the engine when some carrier has the voice channel and a `[carriers.sip]`
     /// trunk; `None` otherwise (the API then refuses voice messages). Returns the engine and
     /// the endpoint's address.
-    pub async fn start(
+    pub(crate) async fn start(
         config: &Config,
         base_dir: &std::path::Path,
         router: Arc<Router>,
@@ -215,7 +215,7 @@ impl Voice {
     /// The carrier a call would go to now and the estimated price (of a call of the routing
     /// table's reference duration) with its currency, for the API's answer. Also refuses
     /// when the queue is full.
-    pub fn quote(&self, job: &VoiceJob) -> Result<(String, Option<Money>), VoiceError> {
+    pub(crate) fn quote(&self, job: &VoiceJob) -> Result<(String, Option<Money>), VoiceError> {
         if self.queue.capacity() == 0 {
             return Err(VoiceError::QueueFull);
         }
@@ -252,7 +252,7 @@ impl Voice {
 
     /// Queues an accepted (stored) call. When the queue is full the job waits for room in
     /// the background: it is safe in the store either way.
-    pub fn submit(&self, job: VoiceJob) {
+    pub(crate) fn submit(&self, job: VoiceJob) {
         if let Err(mpsc::error::TrySendError::Full(job)) = self.queue.try_send(job) {
             let queue = self.queue.clone();
             tokio::spawn(async move {
@@ -263,7 +263,7 @@ impl Voice {
 
     /// After a restart: calls never dialled are queued again; calls that were being dialled
     /// or were in progress fail with `interrupted` (see the module doc of [`super`]).
-    pub async fn recover(self: &Arc<Self>, record: &MessageRecord) {
+    pub(crate) async fn recover(self: &Arc<Self>, record: &MessageRecord) {
         let m = &record.message;
         let Some(spec) = m.voice.clone() else {
             return;
@@ -296,7 +296,7 @@ impl Voice {
     /// After shutdown: waits (at most `timeout`) until every call has hung up and handed its
     /// outcome to the update sink (each call holds a permit until then), so the sink is not
     /// closed under it.
-    pub async fn drained(&self, timeout: std::time::Duration) {
+    pub(crate) async fn drained(&self, timeout: std::time::Duration) {
         let all = u32::try_from(self.settings.max_concurrent_calls.max(1)).unwrap_or(u32::MAX);
         if tokio::time::timeout(timeout, self.permits.acquire_many(all))
             .await

@@ -22,7 +22,7 @@ use crate::egress::Connector;
 
 /// Downloads audio files.
 #[derive(Debug, Clone)]
-pub struct Fetcher {
+pub(crate) struct Fetcher {
     /// HTTP(S) client (no connection reuse needed beyond hyper's pool).
     client: Client<HttpsConnector<Connector>, Empty<Bytes>>,
     /// Largest body accepted.
@@ -33,7 +33,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// A fetcher with these limits, connecting only where `egress` allows.
-    pub fn new(
+    pub(crate) fn new(
         max_bytes: usize,
         timeout: Duration,
         egress: Arc<EgressPolicy>,
@@ -53,7 +53,7 @@ impl Fetcher {
 
     /// The body of `url`, if it answers 200 within the timeout and the size limit. The error
     /// is the same for every failure; the log has the reason.
-    pub async fn get(&self, url: &str) -> Result<Bytes, AudioError> {
+    pub(crate) async fn get(&self, url: &str) -> Result<Bytes, AudioError> {
         self.fetch(url).await.map_err(|reason| {
             let host = url
                 .parse::<hyper::Uri>()

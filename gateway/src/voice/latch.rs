@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 /// The source a call accepts RTP from.
 #[derive(Debug, Clone)]
-pub struct RtpLatch {
+pub(crate) struct RtpLatch {
     /// The address of the SDP answer (`c=` and `m=` port).
     expected: SocketAddr,
     /// The SSRC of the first packet accepted; `None` until then.
@@ -22,7 +22,7 @@ pub struct RtpLatch {
 
 impl RtpLatch {
     /// Accepts RTP from `expected` only.
-    pub fn new(expected: SocketAddr) -> Self {
+    pub(crate) fn new(expected: SocketAddr) -> Self {
         RtpLatch {
             expected: canonical(expected),
             ssrc: None,
@@ -32,7 +32,7 @@ impl RtpLatch {
 
     /// Whether a valid RTP packet with `ssrc` received from `from` belongs to the call. The
     /// first one accepted fixes the stream.
-    pub fn admit(&mut self, from: SocketAddr, ssrc: u32) -> bool {
+    pub(crate) fn admit(&mut self, from: SocketAddr, ssrc: u32) -> bool {
         let ok = canonical(from) == self.expected && *self.ssrc.get_or_insert(ssrc) == ssrc;
         if !ok {
             self.refused += 1;
@@ -41,7 +41,7 @@ impl RtpLatch {
     }
 
     /// Packets refused so far.
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.refused
     }
 }

@@ -42,99 +42,99 @@
 //! - [`call`]: drives a [`caller::Caller`]: the endpoint's events, timers, RTP pacing.
 //! - [`engine`]: the [`Voice`] engine: routing, the queue, the concurrency limit, statuses.
 
-pub mod audio;
-pub mod call;
-pub mod caller;
-pub mod dialog;
-pub mod endpoint;
-pub mod engine;
-pub mod fetch;
-pub mod latch;
-pub mod tts;
+pub(crate) mod audio;
+pub(crate) mod call;
+pub(crate) mod caller;
+pub(crate) mod dialog;
+pub(crate) mod endpoint;
+pub(crate) mod engine;
+pub(crate) mod fetch;
+pub(crate) mod latch;
+pub(crate) mod tts;
 
 use serde::{Deserialize, Serialize};
 
-pub use engine::Voice;
+pub(crate) use engine::Voice;
 
-pub use crate::domain::{AudioSource, DtmfCapture, VoiceJob, VoiceSpec};
+pub(crate) use crate::domain::{AudioSource, DtmfCapture, VoiceJob, VoiceSpec};
 
 /// One trunk tried and the SIP code it gave (408 for a timeout, 503 for a transport error).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrunkTry {
+pub(crate) struct TrunkTry {
     /// Carrier name.
-    pub carrier: String,
+    pub(crate) carrier: String,
     /// SIP code.
-    pub code: u16,
+    pub(crate) code: u16,
 }
 
 /// How a call went: stored with the message (`messages.call`) and carried by its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CallOutcome {
+pub(crate) struct CallOutcome {
     /// `answered`, or the error code.
-    pub outcome: String,
+    pub(crate) outcome: String,
     /// The callee answered (the message is delivered).
-    pub answered: bool,
+    pub(crate) answered: bool,
     /// Why it failed (see the module doc); `None` when answered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Human-readable detail of the error.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     /// The final SIP code of the INVITE (the last one when every trunk failed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sip_code: Option<u16>,
+    pub(crate) sip_code: Option<u16>,
     /// The trunk that answered or gave the final answer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trunk: Option<String>,
+    pub(crate) trunk: Option<String>,
     /// Every trunk tried, in order.
-    pub tried: Vec<TrunkTry>,
+    pub(crate) tried: Vec<TrunkTry>,
     /// From the first INVITE to the final response, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub setup_ms: Option<u64>,
+    pub(crate) setup_ms: Option<u64>,
     /// From the first 180/183 to the answer (or the end), seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ring_s: Option<f64>,
+    pub(crate) ring_s: Option<f64>,
     /// From the answer to the hang-up, seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub talk_s: Option<f64>,
+    pub(crate) talk_s: Option<f64>,
     /// Seconds billed by the deck's increments.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub billed_s: Option<u64>,
+    pub(crate) billed_s: Option<u64>,
     /// Price of the answered call for the tenant (per-minute rate, increments, connection
     /// fee, plan markup), decimal.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost: Option<String>,
+    pub(crate) cost: Option<String>,
     /// Currency of `cost` (the voice deck's).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
+    pub(crate) currency: Option<String>,
     /// Negotiated codec (`PCMU`, `PCMA`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub codec: Option<String>,
+    pub(crate) codec: Option<String>,
     /// Length of the audio, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub audio_ms: Option<u64>,
+    pub(crate) audio_ms: Option<u64>,
     /// RTP packets sent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub packets_sent: Option<u64>,
+    pub(crate) packets_sent: Option<u64>,
     /// Digits captured (present when capture was asked for, possibly empty).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub digits: Option<String>,
+    pub(crate) digits: Option<String>,
     /// `switchyard` or `callee`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hangup_by: Option<String>,
+    pub(crate) hangup_by: Option<String>,
     /// `completed`, `digits`, `max_duration`, `callee`, `media_error`, `shutdown`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hangup_reason: Option<String>,
+    pub(crate) hangup_reason: Option<String>,
 }
 
 impl CallOutcome {
     /// Nothing happened yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         CallOutcome::default()
     }
 
     /// A call that failed before any trunk was tried.
-    pub fn failed(error: &str, detail: impl Into<String>) -> Self {
+    pub(crate) fn failed(error: &str, detail: impl Into<String>) -> Self {
         CallOutcome {
             outcome: error.to_owned(),
             error: Some(error.to_owned()),
@@ -147,7 +147,7 @@ impl CallOutcome {
 /// Why the audio of a call could not be prepared. Says whose fault it is through its code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AudioError {
+pub(crate) enum AudioError {
     /// Text-to-speech failed (the program is missing, timed out or failed): ours.
     #[error("text-to-speech failed: {0}")]
     Tts(String),
@@ -161,7 +161,7 @@ pub enum AudioError {
 
 impl AudioError {
     /// The call's error code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             AudioError::Tts(_) => "tts_failed",
             AudioError::Fetch(_) => "audio_unavailable",

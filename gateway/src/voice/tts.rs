@@ -24,7 +24,7 @@ static LANGUAGES: OnceLock<Option<HashSet<String>>> = OnceLock::new();
 
 /// Reads the language list of `command` (blocking; call once at start). Later calls keep the
 /// first list.
-pub fn load_languages(command: &str) {
+pub(crate) fn load_languages(command: &str) {
     LANGUAGES.get_or_init(|| read_languages(command));
 }
 
@@ -52,7 +52,7 @@ fn read_languages(command: &str) -> Option<HashSet<String>> {
 /// `en` for `en-gb`). When its list could not be read (the
 /// program is missing), any tag of letters, digits and `-` is accepted and the call fails
 /// later with `tts_failed`.
-pub fn language_known(language: &str) -> bool {
+pub(crate) fn language_known(language: &str) -> bool {
     // It goes on the command line after `-v`: letters first, never an option.
     let syntax = language
         .bytes()
@@ -77,7 +77,7 @@ pub fn language_known(language: &str) -> bool {
 }
 
 /// Runs the TTS program and returns its audio at 8 kHz.
-pub async fn speak(
+pub(crate) async fn speak(
     command: &str,
     language: &str,
     text: &str,
@@ -143,7 +143,7 @@ type Lru = (
 /// requests for the same text while it renders each render it (rare: the first call of a
 /// campaign); the cache only bounds repeated work.
 #[derive(Debug)]
-pub struct TtsCache {
+pub(crate) struct TtsCache {
     /// Entries kept at most; 0 disables the cache.
     capacity: usize,
     /// (language, text) → audio, and the use order (front: least recent).
@@ -152,7 +152,7 @@ pub struct TtsCache {
 
 impl TtsCache {
     /// A cache of at most `capacity` texts.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         TtsCache {
             capacity,
             inner: Mutex::new((HashMap::new(), VecDeque::new())),
@@ -160,7 +160,7 @@ impl TtsCache {
     }
 
     /// The cached audio for (language, text), marking it recently used.
-    pub fn get(&self, language: &str, text: &str) -> Option<Arc<Pcm8k>> {
+    pub(crate) fn get(&self, language: &str, text: &str) -> Option<Arc<Pcm8k>> {
         let mut g = self.inner.lock();
         let key = (language.to_owned(), text.to_owned());
         let hit = g.0.get(&key).cloned()?;
@@ -172,7 +172,7 @@ impl TtsCache {
     }
 
     /// Keeps `audio` for (language, text), evicting the least recently used beyond capacity.
-    pub fn put(&self, language: &str, text: &str, audio: Arc<Pcm8k>) {
+    pub(crate) fn put(&self, language: &str, text: &str, audio: Arc<Pcm8k>) {
         if self.capacity == 0 {
             return;
         }
@@ -188,13 +188,9 @@ impl TtsCache {
     }
 
     /// Texts cached now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.inner.lock().0.len()
-    }
-
-    /// True when nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

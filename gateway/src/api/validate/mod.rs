@@ -3,7 +3,7 @@
 //! A voice notification call (`"channel": "voice"`) shares every check but the SMS encoding
 //! and segments; its `voice` options are checked by [`voice`].
 
-pub mod voice;
+pub(crate) mod voice;
 
 use std::sync::Arc;
 
@@ -20,45 +20,45 @@ use crate::domain::{now_ms, UnixMs};
 /// The request body of `POST /v1/messages` (SMS).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SendRequest {
+pub(crate) struct SendRequest {
     /// `"+447700900123"` or `{"phone": "+447700900123"}`.
-    pub to: Recipient,
+    pub(crate) to: Recipient,
     /// `"sms"` (the default) or `"voice"` (a notification call).
-    pub channel: Option<String>,
+    pub(crate) channel: Option<String>,
     /// E.164 number, short code, or alphanumeric sender id (≤ 11 characters); the caller id
     /// (E.164) of a voice call.
-    pub from: String,
+    pub(crate) from: String,
     /// The text (spoken by text-to-speech for a voice call; may be left out when the call
     /// plays an `audio_url`). Required for SMS.
     #[serde(default)]
-    pub body: Option<String>,
+    pub(crate) body: Option<String>,
     /// `auto` (default), `gsm7` or `ucs2`.
-    pub encoding: Option<String>,
+    pub(crate) encoding: Option<String>,
     /// `critical`, `high`, `normal` (default) or `low`.
-    pub priority: Option<String>,
+    pub(crate) priority: Option<String>,
     /// ISO 8601 duration (`PT1H`) or whole seconds: give up if not sent within it.
     #[schema(value_type = Option<String>, example = "PT1H")]
-    pub validity_period: Option<serde_json::Value>,
+    pub(crate) validity_period: Option<serde_json::Value>,
     /// RFC 3339 time to send at.
-    pub scheduled_at: Option<String>,
+    pub(crate) scheduled_at: Option<String>,
     /// Status webhook for this message.
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     /// Labels.
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Free-form JSON object.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub(crate) metadata: Option<serde_json::Value>,
     /// Voice call options (only with `"channel": "voice"`): `tts` and `language`, or
     /// `audio_url`; `dtmf` (`max_digits`, `timeout_s`); `max_duration_s`.
     #[schema(value_type = Option<Object>)]
-    pub voice: Option<serde_json::Value>,
+    pub(crate) voice: Option<serde_json::Value>,
 }
 
 /// A recipient in either accepted shape.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum Recipient {
+pub(crate) enum Recipient {
     /// `"+447700900123"`.
     Phone(String),
     /// `{"phone": "+447700900123"}`.
@@ -70,18 +70,18 @@ pub enum Recipient {
 
 /// Limits the API enforces on every message.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Most segments a message may need.
-    pub max_segments: usize,
+    pub(crate) max_segments: usize,
     /// Longest voice call a request may ask for (`[voice] max_duration_s`).
-    pub max_call_s: u32,
+    pub(crate) max_call_s: u32,
     /// Longest validity period accepted.
-    pub max_validity_s: u64,
+    pub(crate) max_validity_s: u64,
     /// How far ahead a message may be scheduled.
-    pub max_schedule_ahead_s: u64,
+    pub(crate) max_schedule_ahead_s: u64,
     /// Where tenants' URLs may point (`[egress]`): a `callback_url` or `audio_url` whose host
     /// is a refused address literal is refused at once (names are judged when connecting).
-    pub egress: Arc<EgressPolicy>,
+    pub(crate) egress: Arc<EgressPolicy>,
 }
 
 impl Default for Limits {
@@ -98,40 +98,40 @@ impl Default for Limits {
 
 /// A send request that passed every check.
 #[derive(Debug, Clone)]
-pub struct ValidSms {
+pub(crate) struct ValidSms {
     /// Destination.
-    pub to: E164,
+    pub(crate) to: E164,
     /// ISO 3166 region of the destination.
-    pub country: Option<String>,
+    pub(crate) country: Option<String>,
     /// Sender.
-    pub from: String,
+    pub(crate) from: String,
     /// Text.
-    pub body: String,
+    pub(crate) body: String,
     /// Encoding asked for.
-    pub preference: EncodingPreference,
+    pub(crate) preference: EncodingPreference,
     /// Encoding that will be used.
-    pub encoding: Encoding,
+    pub(crate) encoding: Encoding,
     /// Segments needed.
-    pub segments: u16,
+    pub(crate) segments: u16,
     /// Priority.
-    pub priority: Priority,
+    pub(crate) priority: Priority,
     /// Send at.
-    pub scheduled_at: Option<UnixMs>,
+    pub(crate) scheduled_at: Option<UnixMs>,
     /// Give up at.
-    pub expires_at: Option<UnixMs>,
+    pub(crate) expires_at: Option<UnixMs>,
     /// Webhook.
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     /// Labels.
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// JSON text.
-    pub metadata: Option<String>,
+    pub(crate) metadata: Option<String>,
     /// What a voice call plays and captures; `None` for SMS.
-    pub voice: Option<crate::voice::VoiceSpec>,
+    pub(crate) voice: Option<crate::voice::VoiceSpec>,
 }
 
 impl ValidSms {
     /// The message for the accept pipeline, sent by `tenant`.
-    pub fn into_draft(self, tenant: std::sync::Arc<str>) -> crate::submit::Draft {
+    pub(crate) fn into_draft(self, tenant: std::sync::Arc<str>) -> crate::submit::Draft {
         use crate::submit::{Content, Draft, Origin};
         // Calls are placed at once: `scheduled_at` applies to SMS.
         let scheduled_at = self.scheduled_at.filter(|_| self.voice.is_none());
@@ -163,7 +163,7 @@ impl ValidSms {
 }
 
 /// Checks everything; the first problem found is returned.
-pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
+pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
     let voice = match req.channel.as_deref().unwrap_or("sms") {
         "sms" if req.voice.is_some() => {
             return Err(Problem::invalid(
@@ -249,49 +249,49 @@ pub fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> 
 
 /// The fields of a send that do not depend on the recipient or the text, as received.
 #[derive(Debug)]
-pub struct CommonFields<'a> {
+pub(crate) struct CommonFields<'a> {
     /// Sender.
-    pub from: &'a str,
+    pub(crate) from: &'a str,
     /// `auto`, `gsm7` or `ucs2`.
-    pub encoding: Option<&'a str>,
+    pub(crate) encoding: Option<&'a str>,
     /// `critical`, `high`, `normal` or `low`.
-    pub priority: Option<&'a str>,
+    pub(crate) priority: Option<&'a str>,
     /// Whole seconds or an ISO 8601 duration.
-    pub validity_period: Option<&'a serde_json::Value>,
+    pub(crate) validity_period: Option<&'a serde_json::Value>,
     /// RFC 3339 time.
-    pub scheduled_at: Option<&'a str>,
+    pub(crate) scheduled_at: Option<&'a str>,
     /// Status webhook.
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     /// Labels.
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// Free-form JSON object.
-    pub metadata: Option<serde_json::Value>,
+    pub(crate) metadata: Option<serde_json::Value>,
 }
 
 /// The fields every message of a request shares, checked (once per batch).
 #[derive(Debug, Clone)]
-pub struct Common {
+pub(crate) struct Common {
     /// Sender.
-    pub from: String,
+    pub(crate) from: String,
     /// Encoding asked for.
-    pub preference: EncodingPreference,
+    pub(crate) preference: EncodingPreference,
     /// Priority.
-    pub priority: Priority,
+    pub(crate) priority: Priority,
     /// Send at.
-    pub scheduled_at: Option<UnixMs>,
+    pub(crate) scheduled_at: Option<UnixMs>,
     /// Give up at.
-    pub expires_at: Option<UnixMs>,
+    pub(crate) expires_at: Option<UnixMs>,
     /// Webhook.
-    pub callback_url: Option<String>,
+    pub(crate) callback_url: Option<String>,
     /// Labels.
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// JSON text.
-    pub metadata: Option<String>,
+    pub(crate) metadata: Option<String>,
 }
 
 /// Checks the fields that do not depend on the recipient or the text; `voice` for a
 /// notification call (its caller id must be E.164 and it cannot be scheduled).
-pub fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Common, Problem> {
+pub(crate) fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Common, Problem> {
     let from = validate_sender(f.from.trim())
         .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
     if voice && !from.starts_with('+') {
@@ -432,7 +432,7 @@ pub fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Commo
 
 /// The encoding and segments an SMS text needs: 422 (`body`) when it cannot be encoded as
 /// asked or needs more than `limits.max_segments` segments.
-pub fn segments(
+pub(crate) fn segments(
     body: &str,
     preference: EncodingPreference,
     limits: &Limits,
@@ -463,7 +463,7 @@ pub fn segments(
 }
 
 /// 422 `empty_body` for an empty SMS text.
-pub fn non_empty(body: &str) -> Result<(), Problem> {
+pub(crate) fn non_empty(body: &str) -> Result<(), Problem> {
     if body.is_empty() {
         return Err(Problem::invalid(
             "body",

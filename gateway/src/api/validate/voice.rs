@@ -10,11 +10,11 @@ use crate::api::problem::Problem;
 use crate::domain::{AudioSource, DtmfCapture, VoiceSpec};
 
 /// Longest text spoken by text-to-speech, in characters (≈ 2 minutes of speech).
-pub const MAX_TTS_CHARS: usize = 2000;
+pub(crate) const MAX_TTS_CHARS: usize = 2000;
 /// Most digits a call may capture.
-pub const MAX_DIGITS: u8 = 20;
+pub(crate) const MAX_DIGITS: u8 = 20;
 /// Longest wait for digits after the audio ended, seconds.
-pub const MAX_DTMF_TIMEOUT_S: u32 = 60;
+pub(crate) const MAX_DTMF_TIMEOUT_S: u32 = 60;
 
 /// `voice` as the tenant writes it.
 #[derive(Debug, Default, Deserialize)]
@@ -47,7 +47,7 @@ fn bad(field: &'static str, code: &'static str, detail: impl Into<String>) -> Pr
 }
 
 /// Checks the voice options of `req` (whose channel is `voice`).
-pub fn parse(req: &SendRequest, limits: &Limits) -> Result<VoiceSpec, Problem> {
+pub(crate) fn parse(req: &SendRequest, limits: &Limits) -> Result<VoiceSpec, Problem> {
     let v: VoiceRequest = match &req.voice {
         None => VoiceRequest::default(),
         Some(value) => serde_json::from_value(value.clone())

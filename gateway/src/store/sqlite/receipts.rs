@@ -88,15 +88,15 @@ struct Candidate {
 #[derive(Debug)]
 pub(super) struct Matched {
     /// The segment's message.
-    pub id: MessageId,
+    pub(crate) id: MessageId,
     /// The segment.
-    pub index: u16,
+    pub(crate) index: u16,
     /// What the receipt says.
-    pub status: Option<Status>,
+    pub(crate) status: Option<Status>,
     /// The carrier's error, if any.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// When the receipt arrived.
-    pub at: UnixMs,
+    pub(crate) at: UnixMs,
 }
 
 /// What became of a receipt.
