@@ -111,11 +111,10 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
         match connected {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                let mut conn = Conn::new(&settings, &ctx, &queue, &status);
                 let bound = match &settings.tls {
                     None => {
                         let (rd, wr) = stream.into_split();
-                        conn.serve(rd, wr).await
+                        serve_connection(&settings, &ctx, &queue, &status, rd, wr).await
                     }
                     Some(tls) => {
                         let handshake = tokio::select! {
@@ -125,7 +124,7 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
                         match handshake {
                             Ok(Ok(stream)) => {
                                 let (rd, wr) = tokio::io::split(stream);
-                                conn.serve(rd, wr).await
+                                serve_connection(&settings, &ctx, &queue, &status, rd, wr).await
                             }
                             Ok(Err(e)) => {
                                 tracing::warn!(carrier = %settings.carrier, "TLS handshake with {} failed: {e}", settings.address);
@@ -138,8 +137,6 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
                         }
                     }
                 };
-                status.bound.store(false, Ordering::Relaxed);
-                conn.release().await;
                 if bound {
                     backoff.reset();
                 }
@@ -168,6 +165,28 @@ pub async fn run(settings: BindSettings, ctx: BindContext, status: Arc<BindStatu
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Drives one bind over a connected stream, given as its read and write halves, until the
+/// connection closes: binds, sends, answers, then hands what it held back to the carrier's
+/// queue. Returns whether it ever bound.
+pub(super) async fn serve_connection<R, W>(
+    settings: &BindSettings,
+    ctx: &BindContext,
+    queue: &Arc<CarrierQueue>,
+    status: &BindStatus,
+    rd: R,
+    wr: W,
+) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut conn = Conn::new(settings, ctx, queue, status);
+    let bound = conn.serve(rd, wr).await;
+    status.bound.store(false, Ordering::Relaxed);
+    conn.release().await;
+    bound
 }
 
 /// The wait before a segment's first retry on the same carrier; it doubles per retry.
