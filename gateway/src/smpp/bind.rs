@@ -194,6 +194,13 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between retries of a segment.
 const RETRY_MAX: Duration = Duration::from_millis(6400);
 
+/// The tokio runtime's clock, as the `Instant` the session, the token bucket and the MO
+/// reassembler take: the system clock, except under tokio's paused test clock, where the bind's
+/// timers (enquire_link, response timeouts, back-off, throttling) then run in virtual time.
+fn runtime_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 fn record(ctx: &BindContext, carrier: &str, outcome: Outcome) {
     crate::carrier::health::record(&ctx.dispatcher.router, carrier, outcome, Instant::now());
 }
@@ -225,7 +232,7 @@ impl<'a> Conn<'a> {
         queue: &'a Arc<CarrierQueue>,
         status: &'a BindStatus,
     ) -> Self {
-        let now = Instant::now();
+        let now = runtime_now();
         let credentials = Bind {
             system_id: s.system_id.clone().into(),
             password: s.password.clone().into(),
@@ -273,12 +280,12 @@ impl<'a> Conn<'a> {
         let mut wbuf = BytesMut::with_capacity(64 * 1024);
         let mut shutdown = self.ctx.shutdown.clone();
         let mut ever_bound = false;
-        if let Err(e) = self.session.bind(Instant::now()) {
+        if let Err(e) = self.session.bind(runtime_now()) {
             tracing::error!(carrier = %self.s.carrier, "cannot bind: {e}");
             return false;
         }
         loop {
-            let now = Instant::now();
+            let now = runtime_now();
             if *shutdown.borrow() && self.draining.is_none() {
                 self.draining = Some(now + self.ctx.drain_timeout);
             }
@@ -305,8 +312,8 @@ impl<'a> Conn<'a> {
             if !wbuf.is_empty() {
                 if let Err(e) = wr.write_all(&wbuf).await {
                     tracing::warn!(carrier = %self.s.carrier, "write failed: {e}");
-                    self.session.connection_lost(Instant::now());
-                    self.drain_events(Instant::now()).await;
+                    self.session.connection_lost(runtime_now());
+                    self.drain_events(runtime_now()).await;
                     return ever_bound;
                 }
                 wbuf.clear();
@@ -325,7 +332,7 @@ impl<'a> Conn<'a> {
                 && self.session.window_available() > 0;
             tokio::select! {
                 read = rd.read_buf(&mut rbuf) => {
-                    let now = Instant::now();
+                    let now = runtime_now();
                     match read {
                         Ok(0) | Err(_) => self.session.connection_lost(now),
                         Ok(_) => loop {
@@ -346,7 +353,7 @@ impl<'a> Conn<'a> {
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    let now = Instant::now();
+                    let now = runtime_now();
                     self.session.handle_timeout(now);
                     if self.s.mo_parts.next_deadline().is_some_and(|t| t <= now) {
                         self.expire_mo().await;
@@ -819,7 +826,7 @@ impl<'a> Conn<'a> {
         if let Some(write) = self
             .s
             .mo_parts
-            .expire(&self.ctx.inbound, Instant::now(), now_ms())
+            .expire(&self.ctx.inbound, runtime_now(), now_ms())
         {
             tracing::info!(carrier = %self.s.carrier, messages = write.finished.len(), "incomplete multipart MO messages timed out; stored as partial");
             // Nobody waits for this commit: nothing is acknowledged by it.
@@ -862,7 +869,7 @@ impl<'a> Conn<'a> {
         };
         let _ = self
             .session
-            .respond(seq, status, deliver_resp(is_data_sm), Instant::now());
+            .respond(seq, status, deliver_resp(is_data_sm), runtime_now());
     }
 
     /// The connection is gone: everything this bind held goes back to the carrier queue (or
