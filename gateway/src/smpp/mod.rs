@@ -8,6 +8,8 @@
 //!   configuration changes (SIGHUP).
 
 pub mod bind;
+#[cfg(test)]
+mod bind_tests;
 pub mod mo;
 pub mod submit;
 pub mod supervisor;
