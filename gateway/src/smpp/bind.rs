@@ -111,11 +111,10 @@ pub(crate) async fn run(settings: BindSettings, ctx: BindContext, status: Arc<Bi
         match connected {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                let mut conn = Conn::new(&settings, &ctx, &queue, &status);
                 let bound = match &settings.tls {
                     None => {
                         let (rd, wr) = stream.into_split();
-                        conn.serve(rd, wr).await
+                        serve_connection(&settings, &ctx, &queue, &status, rd, wr).await
                     }
                     Some(tls) => {
                         let handshake = tokio::select! {
@@ -125,7 +124,7 @@ pub(crate) async fn run(settings: BindSettings, ctx: BindContext, status: Arc<Bi
                         match handshake {
                             Ok(Ok(stream)) => {
                                 let (rd, wr) = tokio::io::split(stream);
-                                conn.serve(rd, wr).await
+                                serve_connection(&settings, &ctx, &queue, &status, rd, wr).await
                             }
                             Ok(Err(e)) => {
                                 tracing::warn!(carrier = %settings.carrier, "TLS handshake with {} failed: {e}", settings.address);
@@ -138,8 +137,6 @@ pub(crate) async fn run(settings: BindSettings, ctx: BindContext, status: Arc<Bi
                         }
                     }
                 };
-                status.bound.store(false, Ordering::Relaxed);
-                conn.release().await;
                 if bound {
                     backoff.reset();
                 }
@@ -170,10 +167,39 @@ pub(crate) async fn run(settings: BindSettings, ctx: BindContext, status: Arc<Bi
     }
 }
 
+/// Drives one bind over a connected stream, given as its read and write halves, until the
+/// connection closes: binds, sends, answers, then hands what it held back to the carrier's
+/// queue. Returns whether it ever bound.
+pub(super) async fn serve_connection<R, W>(
+    settings: &BindSettings,
+    ctx: &BindContext,
+    queue: &Arc<CarrierQueue>,
+    status: &BindStatus,
+    rd: R,
+    wr: W,
+) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut conn = Conn::new(settings, ctx, queue, status);
+    let bound = conn.serve(rd, wr).await;
+    status.bound.store(false, Ordering::Relaxed);
+    conn.release().await;
+    bound
+}
+
 /// The wait before a segment's first retry on the same carrier; it doubles per retry.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between retries of a segment.
 const RETRY_MAX: Duration = Duration::from_millis(6400);
+
+/// The tokio runtime's clock, as the `Instant` the session, the token bucket and the MO
+/// reassembler take: the system clock, except under tokio's paused test clock, where the bind's
+/// timers (enquire_link, response timeouts, back-off, throttling) then run in virtual time.
+fn runtime_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 fn record(ctx: &BindContext, carrier: &str, outcome: Outcome) {
     crate::carrier::health::record(&ctx.dispatcher.router, carrier, outcome, Instant::now());
@@ -206,7 +232,7 @@ impl<'a> Conn<'a> {
         queue: &'a Arc<CarrierQueue>,
         status: &'a BindStatus,
     ) -> Self {
-        let now = Instant::now();
+        let now = runtime_now();
         let credentials = Bind {
             system_id: s.system_id.clone().into(),
             password: s.password.clone().into(),
@@ -254,12 +280,12 @@ impl<'a> Conn<'a> {
         let mut wbuf = BytesMut::with_capacity(64 * 1024);
         let mut shutdown = self.ctx.shutdown.clone();
         let mut ever_bound = false;
-        if let Err(e) = self.session.bind(Instant::now()) {
+        if let Err(e) = self.session.bind(runtime_now()) {
             tracing::error!(carrier = %self.s.carrier, "cannot bind: {e}");
             return false;
         }
         loop {
-            let now = Instant::now();
+            let now = runtime_now();
             if *shutdown.borrow() && self.draining.is_none() {
                 self.draining = Some(now + self.ctx.drain_timeout);
             }
@@ -286,8 +312,8 @@ impl<'a> Conn<'a> {
             if !wbuf.is_empty() {
                 if let Err(e) = wr.write_all(&wbuf).await {
                     tracing::warn!(carrier = %self.s.carrier, "write failed: {e}");
-                    self.session.connection_lost(Instant::now());
-                    self.drain_events(Instant::now()).await;
+                    self.session.connection_lost(runtime_now());
+                    self.drain_events(runtime_now()).await;
                     return ever_bound;
                 }
                 wbuf.clear();
@@ -306,7 +332,7 @@ impl<'a> Conn<'a> {
                 && self.session.window_available() > 0;
             tokio::select! {
                 read = rd.read_buf(&mut rbuf) => {
-                    let now = Instant::now();
+                    let now = runtime_now();
                     match read {
                         Ok(0) | Err(_) => self.session.connection_lost(now),
                         Ok(_) => loop {
@@ -327,7 +353,7 @@ impl<'a> Conn<'a> {
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    let now = Instant::now();
+                    let now = runtime_now();
                     self.session.handle_timeout(now);
                     if self.s.mo_parts.next_deadline().is_some_and(|t| t <= now) {
                         self.expire_mo().await;
@@ -800,7 +826,7 @@ impl<'a> Conn<'a> {
         if let Some(write) = self
             .s
             .mo_parts
-            .expire(&self.ctx.inbound, Instant::now(), now_ms())
+            .expire(&self.ctx.inbound, runtime_now(), now_ms())
         {
             tracing::info!(carrier = %self.s.carrier, messages = write.finished.len(), "incomplete multipart MO messages timed out; stored as partial");
             // Nobody waits for this commit: nothing is acknowledged by it.
@@ -843,7 +869,7 @@ impl<'a> Conn<'a> {
         };
         let _ = self
             .session
-            .respond(seq, status, deliver_resp(is_data_sm), Instant::now());
+            .respond(seq, status, deliver_resp(is_data_sm), runtime_now());
     }
 
     /// The connection is gone: everything this bind held goes back to the carrier queue (or

@@ -8,6 +8,8 @@
 //!   configuration changes (SIGHUP).
 
 pub(crate) mod bind;
+#[cfg(test)]
+mod bind_tests;
 pub(crate) mod mo;
 pub(crate) mod submit;
 pub(crate) mod supervisor;
