@@ -377,7 +377,7 @@ done
     echo "Switchyard: SQLite store (WAL, synchronous=FULL, group commit), $SY_BINDS TRX binds, window $SY_WINDOW."
     echo "Kannel: bearerbox + smsbox, 1 SMPP transceiver, max-pending-submits 100, store-type file, dlr-url callbacks."
     echo "Rates include the drain after the load stopped; DLR/s is receipts acknowledged at the simulator for"
-    echo "Switchyard (its webhooks do not exist yet) and dlr-url callbacks (type 1) at the sink for Kannel."
+    echo "Switchyard (no tenant webhook configured) and dlr-url callbacks (type 1) at the sink for Kannel."
     echo
     awk -F'\t' '
         BEGIN {
