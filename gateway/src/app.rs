@@ -96,6 +96,10 @@ fn build_table(
 
 /// Starts the gateway with `config` (files relative to `base_dir`). Returns once the API
 /// listens; the gateway runs until [`Running::stop`] or a signal.
+///
+/// In order: the sandbox SMSC if a carrier uses it, the store, routing and the dispatcher,
+/// tenant limits and the accept pipeline, events, the SIP proxy and voice calls, the binds
+/// (after the held MO parts are back), crash recovery, then the API.
 pub async fn start(
     config: Config,
     base_dir: PathBuf,
@@ -113,30 +117,8 @@ pub async fn start(
         None
     };
 
-    let db = config.sqlite_path();
-    let db = if db.is_relative() {
-        base_dir.join(db)
-    } else {
-        db
-    };
-    if let Some(dir) = db.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let options = SqliteOptions {
-        linger: config.store.group_commit_linger,
-        retention: crate::store::sqlite::Retention::from_settings(&config.retention),
-        ..SqliteOptions::default()
-    };
-    let sqlite = Arc::new(
-        SqliteStore::open(&db, options)
-            .with_context(|| format!("opening the store at {}", db.display()))?,
-    );
+    let (sqlite, last_id) = open_store(&config, &base_dir).await?;
     let store: Arc<dyn Store> = sqlite.clone();
-    let last_id = store.max_id().await?;
-    if let Some(max) = last_id {
-        MessageId::generate_after(max);
-    }
-
     let event_store: Arc<dyn EventStore> = sqlite.clone();
     let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
     let directory: SharedDirectory =
@@ -188,14 +170,10 @@ pub async fn start(
             config.inbound.reassembly_timeout,
         ),
     };
-    let mut webhook_settings = config.webhooks.clone();
-    webhook_settings.tls_ca = webhook_settings
-        .tls_ca
-        .map(|ca| Config::resolve(&base_dir, &ca));
     let egress = Arc::new(config.egress.clone());
     let webhooks = Arc::new(
         Webhooks::new(
-            webhook_settings,
+            webhook_settings(&config, &base_dir),
             egress.clone(),
             directory.clone(),
             store.clone(),
@@ -220,49 +198,9 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .await?;
-    let voice = match crate::voice::Voice::start(
-        &config,
-        &base_dir,
-        router.clone(),
-        updates.clone(),
-        shutdown_rx.clone(),
-    )
-    .await
-    {
-        Ok(v) => v,
-        // An explicit `[voice] listen` that cannot be bound is a configuration error; a
-        // trunk we cannot find a route to must not keep SMS from running.
-        Err(e) if config.voice.listen.is_none() => {
-            tracing::error!("voice notification calls disabled: {e:#}");
-            None
-        }
-        Err(e) => return Err(e),
-    };
+    let voice = start_voice(&config, &base_dir, &router, &updates, &shutdown_rx).await?;
     let binds = Arc::new(Binds::new(ctx.clone()));
-    // Multipart MO parts acknowledged before the last stop go back into the reassemblers
-    // before any bind can deliver the rest.
-    let held = store.held_mo_parts().await?;
-    if !held.is_empty() {
-        tracing::info!(
-            parts = held.len(),
-            "resuming the reassembly of multipart MO messages"
-        );
-    }
-    let mut restored = Vec::new();
-    for write in binds.restore_mo_parts(held, &config) {
-        restored.push(
-            updates
-                .send_durable(crate::domain::Update::Mo(Box::new(write)))
-                .await,
-        );
-    }
-    for committed in restored {
-        match committed.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => anyhow::bail!("storing multipart MO messages given up at start: {e}"),
-            Err(_) => anyhow::bail!("storing multipart MO messages given up at start: sink closed"),
-        }
-    }
+    restore_mo_parts(store.as_ref(), &binds, &updates, &config).await?;
     binds.apply(&config, sandbox, &base_dir)?;
 
     // Crash recovery: what was accepted but not handed over for good goes out again, read
@@ -283,7 +221,7 @@ pub async fn start(
     let auth: Box<dyn Authenticator> = Box::new(ConfigKeys(config.clone()));
     let state = AppState {
         auth: Arc::new(ArcSwap::from_pointee(auth)),
-        store: store.clone(),
+        store,
         dispatcher: dispatcher.clone(),
         binds: binds.table(),
         metrics,
@@ -303,63 +241,181 @@ pub async fn start(
     };
     let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
     let (api_addr, ops_addr) = (http.api, http.ops);
-
-    let voice_engine = voice.as_ref().map(|(v, _)| v.clone());
     let sip_addr = sip.as_ref().map(|h| h.addr);
-    let sip_reload = sip.as_ref().map(|h| h.reload.clone());
-    let sip_task = sip.map(|h| h.task);
-    let task = {
-        let shutdown_tx = shutdown_tx.clone();
-        let config = config.clone();
-        tokio::spawn(async move {
-            let drain = config.server.shutdown_timeout + Duration::from_secs(5);
-            let signals = tokio::spawn(signals(
-                shutdown_tx.clone(),
-                Reloader {
-                    state,
-                    binds: binds.clone(),
-                    sandbox,
-                    base_dir,
-                    config_path,
-                    sip: sip_reload,
-                },
-                config,
-            ));
-            http.closed().await;
-            signals.abort();
-            tracing::info!("API closed; draining binds");
-            binds.shutdown(drain).await;
-            // The event pump saves the webhook cursor when it stops.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                futures::future::join_all(event_tasks),
-            )
-            .await;
-            drop(ctx);
-            drop(dispatcher);
-            drop(updates);
-            // Notification calls hang up on shutdown and store their outcomes first.
-            if let Some(v) = &voice_engine {
-                v.drained(Duration::from_secs(10)).await;
-            }
-            updates_task.finish(Duration::from_secs(10)).await;
-            if let Some(task) = sip_task {
-                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-            }
-            sqlite.close().await?;
-            tracing::info!("stopped");
-            Ok(())
-        })
-    };
+    let voice_addr = voice.as_ref().map(|(_, a)| *a);
+    let task = tokio::spawn(run(Parts {
+        reloader: Reloader {
+            state,
+            binds: binds.clone(),
+            sandbox,
+            base_dir,
+            config_path,
+            sip: sip.as_ref().map(|h| h.reload.clone()),
+        },
+        shutdown: shutdown_tx.clone(),
+        config,
+        http,
+        binds,
+        event_tasks,
+        held: (ctx, dispatcher, updates),
+        voice: voice.map(|(v, _)| v),
+        updates_task,
+        sip_task: sip.map(|h| h.task),
+        sqlite,
+    }));
     Ok(Running {
         api: api_addr,
         ops: ops_addr,
         sandbox,
         sip: sip_addr,
-        voice: voice.map(|(_, a)| a),
+        voice: voice_addr,
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// Opens (creating its folder) the SQLite store, and makes new message ids sort after the
+/// highest stored; returns that id too (where crash recovery stops).
+async fn open_store(
+    config: &Config,
+    base_dir: &Path,
+) -> anyhow::Result<(Arc<SqliteStore>, Option<MessageId>)> {
+    let db = config.sqlite_path();
+    let db = if db.is_relative() {
+        base_dir.join(db)
+    } else {
+        db
+    };
+    if let Some(dir) = db.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let options = SqliteOptions {
+        linger: config.store.group_commit_linger,
+        retention: crate::store::sqlite::Retention::from_settings(&config.retention),
+        ..SqliteOptions::default()
+    };
+    let sqlite = Arc::new(
+        SqliteStore::open(&db, options)
+            .with_context(|| format!("opening the store at {}", db.display()))?,
+    );
+    let last_id = sqlite.max_id().await?;
+    if let Some(max) = last_id {
+        MessageId::generate_after(max);
+    }
+    Ok((sqlite, last_id))
+}
+
+/// `[webhooks]` with its CA file resolved against `base_dir`.
+fn webhook_settings(config: &Config, base_dir: &Path) -> config::WebhookSettings {
+    let mut settings = config.webhooks.clone();
+    settings.tls_ca = settings.tls_ca.map(|ca| Config::resolve(base_dir, &ca));
+    settings
+}
+
+/// The notification-call engine and its SIP address, when a voice carrier has a trunk. An
+/// explicit `[voice] listen` that cannot be bound is a configuration error; a trunk without a
+/// route must not keep SMS from running (logged, voice disabled).
+async fn start_voice(
+    config: &Config,
+    base_dir: &Path,
+    router: &Arc<Router>,
+    updates: &UpdateSink,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<(Arc<crate::voice::Voice>, SocketAddr)>> {
+    match crate::voice::Voice::start(
+        config,
+        base_dir,
+        router.clone(),
+        updates.clone(),
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok(v) => Ok(v),
+        Err(e) if config.voice.listen.is_none() => {
+            tracing::error!("voice notification calls disabled: {e:#}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Multipart MO parts acknowledged before the last stop go back into the reassemblers before
+/// any bind can deliver the rest; messages the reassemblers give up on at once are stored.
+async fn restore_mo_parts(
+    store: &dyn Store,
+    binds: &Binds,
+    updates: &UpdateSink,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let held = store.held_mo_parts().await?;
+    if !held.is_empty() {
+        tracing::info!(
+            parts = held.len(),
+            "resuming the reassembly of multipart MO messages"
+        );
+    }
+    let mut restored = Vec::new();
+    for write in binds.restore_mo_parts(held, config) {
+        restored.push(
+            updates
+                .send_durable(crate::domain::Update::Mo(Box::new(write)))
+                .await,
+        );
+    }
+    for committed in restored {
+        match committed.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("storing multipart MO messages given up at start: {e}"),
+            Err(_) => anyhow::bail!("storing multipart MO messages given up at start: sink closed"),
+        }
+    }
+    Ok(())
+}
+
+/// What the running gateway holds until it stops.
+struct Parts {
+    reloader: Reloader,
+    shutdown: watch::Sender<bool>,
+    config: Arc<Config>,
+    http: api::listener::Listeners,
+    binds: Arc<Binds>,
+    event_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Senders into the dispatcher and the update sink, dropped before the sink drains.
+    held: (BindContext, Arc<Dispatcher>, UpdateSink),
+    voice: Option<Arc<crate::voice::Voice>>,
+    updates_task: crate::updates::UpdateTask,
+    sip_task: Option<tokio::task::JoinHandle<()>>,
+    sqlite: Arc<SqliteStore>,
+}
+
+/// Serves signals until the API closes, then stops in order: binds drained, event tasks,
+/// calls hung up and stored, the update sink drained, the SIP proxy, the store closed.
+async fn run(p: Parts) -> anyhow::Result<()> {
+    let drain = p.config.server.shutdown_timeout + Duration::from_secs(5);
+    let signals = tokio::spawn(signals(p.shutdown.clone(), p.reloader, p.config));
+    p.http.closed().await;
+    signals.abort();
+    tracing::info!("API closed; draining binds");
+    p.binds.shutdown(drain).await;
+    // The event pump saves the webhook cursor when it stops.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::future::join_all(p.event_tasks),
+    )
+    .await;
+    drop(p.held);
+    // Notification calls hang up on shutdown and store their outcomes first.
+    if let Some(v) = &p.voice {
+        v.drained(Duration::from_secs(10)).await;
+    }
+    p.updates_task.finish(Duration::from_secs(10)).await;
+    if let Some(task) = p.sip_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+    p.sqlite.close().await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Crash recovery: every message of the previous run (ids up to `until`) that was accepted
