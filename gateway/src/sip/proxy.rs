@@ -1020,7 +1020,9 @@ impl Proxy {
 
     // ---- responses ----------------------------------------------------------------------
 
-    fn on_response(&mut self, client: TransactionId, mut resp: Message, now: Instant) {
+    /// A response from a trunk or a dialog party, by the client transaction it answers: an
+    /// OPTIONS probe's, an in-dialog request's (relayed back), or an INVITE branch's.
+    fn on_response(&mut self, client: TransactionId, resp: Message, now: Instant) {
         let Some(code) = resp.status() else { return };
         if code >= 200 {
             if let Some((name, sent)) = self.probes.remove(&client) {
@@ -1035,24 +1037,51 @@ impl Proxy {
                 return;
             }
         }
-        if let Some(r) = self.relayed.get(&client) {
-            let server = r.server;
-            if let Some(cseq) = &r.cseq {
-                resp.headers.set(HeaderName::CSeq, cseq.clone());
-            }
-            if code >= 200 {
-                if let Some(r) = self.relayed.remove(&client) {
-                    if r.bye {
-                        let side = if r.from_caller { "caller" } else { "callee" };
-                        self.end_dialog(&r.call_id, side, now);
-                    }
+        if self.relayed.contains_key(&client) {
+            self.on_relayed_response(client, resp, code, now);
+        } else {
+            self.on_branch_response(client, resp, code, now);
+        }
+    }
+
+    /// The response to an in-dialog request we relayed: back to whoever sent it; a BYE's
+    /// final response ends the dialog.
+    fn on_relayed_response(
+        &mut self,
+        client: TransactionId,
+        mut resp: Message,
+        code: u16,
+        now: Instant,
+    ) {
+        let Some(r) = self.relayed.get(&client) else {
+            return;
+        };
+        let server = r.server;
+        if let Some(cseq) = &r.cseq {
+            resp.headers.set(HeaderName::CSeq, cseq.clone());
+        }
+        if code >= 200 {
+            if let Some(r) = self.relayed.remove(&client) {
+                if r.bye {
+                    let side = if r.from_caller { "caller" } else { "callee" };
+                    self.end_dialog(&r.call_id, side, now);
                 }
             }
-            if relay::pop_own_via(&mut resp, self.settings.me) && code > 100 {
-                self.respond(server, resp, now);
-            }
-            return;
         }
+        if relay::pop_own_via(&mut resp, self.settings.me) && code > 100 {
+            self.respond(server, resp, now);
+        }
+    }
+
+    /// A response on an INVITE branch: provisional ones go upstream, a final one ends the
+    /// branch (answered, or refused: fail over or give the caller the answer).
+    fn on_branch_response(
+        &mut self,
+        client: TransactionId,
+        mut resp: Message,
+        code: u16,
+        now: Instant,
+    ) {
         let Some(&server) = self.branches.get(&client) else {
             if (200..300).contains(&code) {
                 if let Some((invite, trunk)) = self.abandoned.remove(&client) {
@@ -1104,58 +1133,85 @@ impl Proxy {
             return;
         };
         call.log.attempts.push((b.name.clone(), code));
-        let latency = now.saturating_duration_since(b.sent_at);
         if (200..300).contains(&code) {
-            let Some(mut call) = self.calls.remove(&server) else {
-                return;
-            };
-            record(&self.router, &b.name, Outcome::Success { latency }, now);
-            call.log.answered = Some((now, b.name.clone()));
-            if b.cseq_offset > 0 {
-                if let Some(cseq) = call.invite.headers.get(&HeaderName::CSeq) {
-                    self.cseq_restore.insert(client, cseq.clone());
-                }
-            }
-            match call.invite.call_id() {
-                Ok(call_id) => {
-                    let expires = now + self.settings.max_call_duration;
-                    self.expiries.insert((expires, call_id.clone()));
-                    let callee = self
-                        .settings
-                        .trunks
-                        .get(&b.name)
-                        .map_or(call.source, |t| t.peer);
-                    if let Some(old) = self.dialogs.insert(
-                        call_id.clone(),
-                        Box::new(Dialog {
-                            caller: call.source,
-                            caller_target: contact(&call.invite),
-                            callee,
-                            callee_target: contact(&resp),
-                            trunk: b.name.clone(),
-                            cseq_offset: b.cseq_offset,
-                            expires,
-                            log: call.log,
-                        }),
-                    ) {
-                        // A caller reusing a Call-ID: the older dialog ends here.
-                        self.expiries.remove(&(old.expires, call_id.clone()));
-                        self.close_dialog(old, "timeout", now);
-                    }
-                }
-                Err(_) => {
-                    // No dialog can be tracked: account for the call now.
-                    self.limits.release_tenant(&call.log.tenant);
-                    self.limits.release_trunk(&b.name);
-                    let r = call
-                        .log
-                        .ended("caller", now, &self.settings.clock, &self.router);
-                    self.records.push_back(r);
-                }
-            }
-            self.respond(server, resp, now);
-            return;
+            self.on_answered(server, client, &b, resp, now);
+        } else {
+            self.on_refused(server, &b, resp, code, now);
         }
+    }
+
+    /// A trunk answered the call: the dialog is tracked from here (or, without a Call-ID,
+    /// accounted for at once) and the 2xx goes upstream.
+    fn on_answered(
+        &mut self,
+        server: TransactionId,
+        client: TransactionId,
+        b: &Branch,
+        resp: Message,
+        now: Instant,
+    ) {
+        let latency = now.saturating_duration_since(b.sent_at);
+        let Some(mut call) = self.calls.remove(&server) else {
+            return;
+        };
+        record(&self.router, &b.name, Outcome::Success { latency }, now);
+        call.log.answered = Some((now, b.name.clone()));
+        if b.cseq_offset > 0 {
+            if let Some(cseq) = call.invite.headers.get(&HeaderName::CSeq) {
+                self.cseq_restore.insert(client, cseq.clone());
+            }
+        }
+        match call.invite.call_id() {
+            Ok(call_id) => {
+                let expires = now + self.settings.max_call_duration;
+                self.expiries.insert((expires, call_id.clone()));
+                let callee = self
+                    .settings
+                    .trunks
+                    .get(&b.name)
+                    .map_or(call.source, |t| t.peer);
+                if let Some(old) = self.dialogs.insert(
+                    call_id.clone(),
+                    Box::new(Dialog {
+                        caller: call.source,
+                        caller_target: contact(&call.invite),
+                        callee,
+                        callee_target: contact(&resp),
+                        trunk: b.name.clone(),
+                        cseq_offset: b.cseq_offset,
+                        expires,
+                        log: call.log,
+                    }),
+                ) {
+                    // A caller reusing a Call-ID: the older dialog ends here.
+                    self.expiries.remove(&(old.expires, call_id.clone()));
+                    self.close_dialog(old, "timeout", now);
+                }
+            }
+            Err(_) => {
+                // No dialog can be tracked: account for the call now.
+                self.limits.release_tenant(&call.log.tenant);
+                self.limits.release_trunk(&b.name);
+                let r = call
+                    .log
+                    .ended("caller", now, &self.settings.clock, &self.router);
+                self.records.push_back(r);
+            }
+        }
+        self.respond(server, resp, now);
+    }
+
+    /// A trunk's final answer other than 2xx: fail over to the next trunk, or (when the callee
+    /// said no) give the caller the best answer.
+    fn on_refused(
+        &mut self,
+        server: TransactionId,
+        b: &Branch,
+        resp: Message,
+        code: u16,
+        now: Instant,
+    ) {
+        let latency = now.saturating_duration_since(b.sent_at);
         self.limits.release_trunk(&b.name);
         // `resp` is a final response here, so there always is a verdict.
         let verdict = sip_verdict::of_response(&resp).unwrap_or(SipVerdict::Callee);
