@@ -286,6 +286,9 @@ impl<'a> Conn<'a> {
         }
         loop {
             let now = runtime_now();
+            // What was just read first: a rejected part must fail its message before the slot
+            // it frees is refilled, and a drain may be over with the last response.
+            self.drain_events(now).await;
             if *shutdown.borrow() && self.draining.is_none() {
                 self.draining = Some(now + self.ctx.drain_timeout);
             }
@@ -302,6 +305,12 @@ impl<'a> Conn<'a> {
             // timer (enquire_link, up to its interval) before retrying or failing them over.
             if let Some(p) = self.pending.front() {
                 wake = wake.min(p.not_before);
+            }
+            // The end of the drain is a wake-up of its own: unbind then, answered or not.
+            if let Some(deadline) = self.draining {
+                if matches!(self.session.state(), State::Bound(_)) {
+                    wake = wake.min(deadline);
+                }
             }
             ever_bound |= self.status.bound.load(Ordering::Relaxed);
             while let Some(pdu) = self.session.poll_transmit() {
@@ -328,6 +337,7 @@ impl<'a> Conn<'a> {
                 wake = wake.min(t);
             }
             let want_work = self.draining.is_none()
+                && self.s.bind_type != super::BindType::Receiver
                 && matches!(self.session.state(), State::Bound(_))
                 && self.session.window_available() > 0;
             tokio::select! {
@@ -375,7 +385,11 @@ impl<'a> Conn<'a> {
     /// Sends what the window and the throttle allow. Returns when to wake up next for it.
     async fn fill(&mut self, now: Instant) -> Instant {
         let far = now + Duration::from_secs(3600);
-        if !matches!(self.session.state(), State::Bound(_)) || self.draining.is_some() {
+        // A receiver bind submits nothing: the carrier's other binds take its queue.
+        if !matches!(self.session.state(), State::Bound(_))
+            || self.draining.is_some()
+            || self.s.bind_type == super::BindType::Receiver
+        {
             return far;
         }
         while self.session.window_available() > 0 {

@@ -682,9 +682,6 @@ impl tracing::Subscriber for BindWarnings {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: a receiver bind takes jobs from the carrier queue although its session may not \
-            submit them; the refused segment goes back to the front of its pending list, due \
-            at once, and the bind loops on it without sleeping (a warning each time)"]
 async fn a_receiver_bind_takes_no_jobs() {
     let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let _log = tracing::subscriber::set_default(BindWarnings(warnings.clone()));
@@ -896,16 +893,6 @@ async fn submits_after_rejecting_the_first_of_three() -> Vec<u8> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_permanent_error_drops_the_parts_still_waiting() {
-    // Part 3 never goes. Part 2 does: the slot the rejection frees is refilled before the
-    // rejection is handled (`no_part_is_submitted_after_another_part_was_rejected`).
-    assert_eq!(submits_after_rejecting_the_first_of_three().await, [2]);
-}
-
-#[tokio::test(start_paused = true)]
-#[ignore = "bug: the slot a permanent error frees is refilled (`fill`) before the error is \
-            handled (`drain_events`), so the message's next part is submitted after its \
-            rejection arrived"]
 async fn no_part_is_submitted_after_another_part_was_rejected() {
     assert_eq!(
         submits_after_rejecting_the_first_of_three().await,
@@ -1413,17 +1400,11 @@ async fn shutdown_drains_the_window_then_unbinds() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: the bind checks for an empty window before it handles the responses just \
-            read and has no wake-up for the drain, so after the last response it unbinds only \
-            at its next timer (here the enquire_link, 30 s later)"]
 async fn shutdown_unbinds_as_soon_as_the_last_response_arrives() {
     assert_near(unbind_after_draining().await, Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "bug: the drain deadline is not a wake-up of the bind loop; with a response \
-            outstanding the bind unbinds only at its next timer (here the response timeout, \
-            10 s), not after drain_timeout (1 s)"]
 async fn shutdown_unbinds_at_the_drain_timeout_when_a_response_does_not_come() {
     let mut h = start_with(settings(), Duration::from_secs(1));
     h.smsc.accept_bind().await;
