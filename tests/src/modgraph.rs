@@ -6,6 +6,10 @@
 //! Code under `#[cfg(test)]` and test-only files (`tests.rs`, `*_tests.rs`) is left out: tests
 //! may reach across the layers they test.
 //!
+//! A path through a re-export (`pub use`, globs included) counts as a use of the module that
+//! defines the item, not of the one re-exporting it: a child naming a sibling's type through
+//! its parent's `pub use` uses that sibling.
+//!
 //! Cycles are looked for among siblings: for a use from `a::b::c` to `a::d::e`, the edge is
 //! `b → d` among the children of `a`. A module using its own descendants or ancestors is how Rust
 //! modules are written (a `mod.rs` re-exporting its children, a child naming its parent's types)
@@ -84,17 +88,150 @@ pub fn read(src: &Path) -> Result<Graph> {
         let ast = syn::parse_file(&text).with_context(|| format!("{}", file.display()))?;
         parsed.push((file, module, ast));
     }
+    let mut exports = Exports::default();
+    for (_, module, ast) in &parsed {
+        exports.collect(module, &ast.items, &graph.modules);
+    }
     for (file, module, ast) in parsed {
         let mut v = Visitor {
             file: file.display().to_string(),
             here: module.clone(),
             file_module: module,
             modules: &graph.modules,
+            exports: &exports,
             uses: &mut graph.uses,
         };
         v.visit_file(&ast);
     }
     Ok(graph)
+}
+
+/// What each module defines and re-exports, to see through `pub use`.
+#[derive(Debug, Default)]
+struct Exports {
+    /// Names of the items a module defines itself.
+    defines: BTreeMap<ModPath, BTreeSet<String>>,
+    /// `pub use` of one name: (module, name) → the absolute path it stands for.
+    named: BTreeMap<(ModPath, String), Vec<String>>,
+    /// `pub use path::*`: module → the modules whose items it re-exports.
+    globs: BTreeMap<ModPath, Vec<ModPath>>,
+}
+
+impl Exports {
+    fn collect(&mut self, module: &ModPath, items: &[syn::Item], modules: &BTreeSet<ModPath>) {
+        for item in items {
+            let name = match item {
+                syn::Item::Const(i) => Some(&i.ident),
+                syn::Item::Enum(i) => Some(&i.ident),
+                syn::Item::Fn(i) => Some(&i.sig.ident),
+                syn::Item::Static(i) => Some(&i.ident),
+                syn::Item::Struct(i) => Some(&i.ident),
+                syn::Item::Trait(i) => Some(&i.ident),
+                syn::Item::Type(i) => Some(&i.ident),
+                syn::Item::Use(u) if !matches!(u.vis, syn::Visibility::Inherited) => {
+                    self.use_tree(module, &mut Vec::new(), &u.tree, modules);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(name) = name {
+                self.defines
+                    .entry(module.clone())
+                    .or_default()
+                    .insert(name.to_string());
+            }
+        }
+    }
+
+    fn use_tree(
+        &mut self,
+        module: &ModPath,
+        prefix: &mut Vec<String>,
+        tree: &syn::UseTree,
+        modules: &BTreeSet<ModPath>,
+    ) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                self.use_tree(module, prefix, &p.tree, modules);
+                prefix.pop();
+            }
+            syn::UseTree::Name(n) => {
+                let mut path = prefix.clone();
+                path.push(n.ident.to_string());
+                if let Some(abs) = absolute(module, &path) {
+                    self.named
+                        .insert((module.clone(), n.ident.to_string()), abs);
+                }
+            }
+            syn::UseTree::Rename(r) => {
+                let mut path = prefix.clone();
+                path.push(r.ident.to_string());
+                if let Some(abs) = absolute(module, &path) {
+                    self.named
+                        .insert((module.clone(), r.rename.to_string()), abs);
+                }
+            }
+            syn::UseTree::Glob(_) => {
+                if let Some(abs) = absolute(module, prefix) {
+                    if modules.contains(&abs) {
+                        self.globs.entry(module.clone()).or_default().push(abs);
+                    }
+                }
+            }
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    self.use_tree(module, prefix, t, modules);
+                }
+            }
+        }
+    }
+
+    /// The module that defines `name` as seen from `module`, if `module` re-exports it.
+    fn source(
+        &self,
+        module: &ModPath,
+        name: &str,
+        modules: &BTreeSet<ModPath>,
+    ) -> Option<Vec<String>> {
+        if let Some(path) = self.named.get(&(module.clone(), name.to_owned())) {
+            return Some(path.clone());
+        }
+        if self.defines.get(module).is_some_and(|d| d.contains(name)) {
+            return None;
+        }
+        for g in self.globs.get(module).into_iter().flatten() {
+            if modules.contains(g) && self.defines.get(g).is_some_and(|d| d.contains(name)) {
+                let mut path = g.clone();
+                path.push(name.to_owned());
+                return Some(path);
+            }
+        }
+        None
+    }
+}
+
+/// A `use` path of `module` as an absolute path (without `crate`); a path that starts with
+/// another name is relative to `module` (its child modules) or external (`None` is not
+/// returned for those: they simply resolve to no module of the crate).
+fn absolute(module: &ModPath, path: &[String]) -> Option<Vec<String>> {
+    let first = path.first()?;
+    let (mut base, mut rest) = match first.as_str() {
+        "crate" => (Vec::new(), &path[1..]),
+        "self" => (module.clone(), &path[1..]),
+        "super" => {
+            let mut b = module.clone();
+            b.pop();
+            (b, &path[1..])
+        }
+        _ => (module.clone(), path),
+    };
+    while rest.first().is_some_and(|s| s == "super") {
+        base.pop();
+        rest = &rest[1..];
+    }
+    base.extend(rest.iter().cloned());
+    Some(base)
 }
 
 /// The cycles among siblings of the graph.
@@ -247,6 +384,7 @@ struct Visitor<'a> {
     here: ModPath,
     file_module: ModPath,
     modules: &'a BTreeSet<ModPath>,
+    exports: &'a Exports,
     uses: &'a mut Vec<Use>,
 }
 
@@ -266,14 +404,9 @@ impl Visitor<'_> {
                 rest = &rest[1..];
             }
         }
-        let mut to = base;
-        let mut best = to.clone();
-        for s in rest {
-            to.push(s.clone());
-            if self.modules.contains(&to) {
-                best = to.clone();
-            }
-        }
+        let mut path = base;
+        path.extend(rest.iter().cloned());
+        let best = self.resolve(&path);
         if best == self.file_module {
             return;
         }
@@ -283,6 +416,34 @@ impl Visitor<'_> {
             to: best,
             at: format!("{}:{line}", self.file),
         });
+    }
+
+    /// The module an absolute path leads into: its longest module prefix, followed through
+    /// re-exports of the next name (a few hops at most).
+    fn resolve(&self, path: &[String]) -> ModPath {
+        let mut path = path.to_vec();
+        for _ in 0..8 {
+            let mut best = Vec::new();
+            let mut to = Vec::new();
+            for s in &path {
+                to.push(s.clone());
+                if self.modules.contains(&to) {
+                    best = to.clone();
+                }
+            }
+            let Some(next) = path.get(best.len()) else {
+                return best;
+            };
+            match self.exports.source(&best, next, self.modules) {
+                Some(source) if source != path[..=best.len()] => {
+                    let mut followed = source;
+                    followed.extend(path[best.len() + 1..].iter().cloned());
+                    path = followed;
+                }
+                _ => return best,
+            }
+        }
+        Vec::new()
     }
 
     fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree) {

@@ -107,3 +107,25 @@ fn gateway_modules_use_only_lower_layers() {
     wrong.dedup();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A path through a parent's re-export (named or glob) counts as a use of the module that
+/// defines the item.
+#[test]
+fn the_check_sees_through_re_exports() {
+    let dir = std::env::temp_dir().join(format!("modgraph-re-{}", std::process::id()));
+    let write = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write("lib.rs", "pub mod p;\n");
+    write("p/mod.rs", "mod x;\nmod y;\npub use x::X;\npub use y::*;\n");
+    write("p/x.rs", "pub struct X(super::Y);\n");
+    write("p/y.rs", "pub struct Y;\npub fn f(_: &super::X) {}\n");
+    let graph = modgraph::read(Path::new(&dir)).unwrap();
+    let cycles = modgraph::cycles(&graph);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(cycles.len(), 1, "{cycles:?}");
+    assert_eq!(cycles[0].parent, ["p"]);
+    assert_eq!(cycles[0].members, ["x", "y"]);
+}

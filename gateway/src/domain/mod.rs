@@ -13,6 +13,7 @@
 mod call;
 mod directory;
 mod event;
+mod ids;
 mod inbound;
 mod message;
 mod optout;
@@ -23,6 +24,7 @@ mod voice;
 pub use call::*;
 pub use directory::*;
 pub use event::*;
+pub use ids::*;
 pub use inbound::*;
 pub use message::*;
 pub use optout::*;
