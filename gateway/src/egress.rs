@@ -174,6 +174,32 @@ pub(crate) fn https_connector(
         .wrap_connector(Connector::new(policy, connect_timeout))
 }
 
+/// The HTTP(S) client for tenants' URLs (webhooks, audio files): connects only where `policy`
+/// allows, within `connect_timeout`; verifies servers against the system's roots and the PEM
+/// bundle `ca`; keeps at most `max_idle_per_host` idle connections per host for 30 s.
+pub(crate) fn client<B>(
+    policy: Arc<EgressPolicy>,
+    connect_timeout: Duration,
+    ca: Option<&std::path::Path>,
+    max_idle_per_host: usize,
+) -> anyhow::Result<hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<Connector>, B>>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let roots = crate::tls::roots(ca, true)?;
+    if roots.is_empty() {
+        tracing::warn!("no CA certificates (system store empty, none configured): https:// URLs will fail verification");
+    }
+    let connector = https_connector(policy, connect_timeout, crate::tls::client_config(roots)?);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(max_idle_per_host)
+            .build(connector),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

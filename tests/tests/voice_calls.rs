@@ -632,3 +632,54 @@ fn calls_accepted_before_a_kill_9_are_dialled_after_restart() {
     let s = stats_until(&trunk, |s| s["invites"] == 3);
     assert_eq!(s["invites"], 3, "{s}");
 }
+
+/// Calls go through the same accept pipeline as SMS: the tenant's plan (countries) and its
+/// opt-out list refuse them before anything is stored or dialled.
+#[test]
+fn calls_meet_the_tenants_plan_and_opt_outs() {
+    const GB_KEY: &str = "gb-only-voice-key";
+    let trunk = sim(&[]);
+    let tail = format!(
+        "\n[[tenants]]\nname = \"gbonly\"\napi_keys = [{:?}]\nallowed_countries = [\"GB\"]\n\
+         webhook_secrets = [\"whsec_voice_test_0123456789\"]\n",
+        hash_key(GB_KEY).unwrap()
+    );
+    let gw = gateway_with(
+        "voice-policy",
+        &[("trunk", sim_addr(&trunk), "0.0100")],
+        "",
+        &tail,
+    );
+    let mut gb = Client::new(&gw.api).with_bearer(GB_KEY);
+    let call = |to: &str| {
+        json!({"to": to, "from": "+15550001111", "channel": "voice", "body": "hi",
+                                 "voice": {"tts": true, "language": "en"}})
+    };
+    let r = gb.post_json("/v1/messages", &call("+33612345678")).unwrap();
+    let problem = r.json().unwrap();
+    assert_eq!(
+        (r.status, &problem["code"]),
+        (403, &json!("country_not_allowed"))
+    );
+    let r = gb
+        .post_json("/v1/opt-outs", &json!({"number": CALLEE}))
+        .unwrap();
+    assert!(r.status < 300, "{}", r.text());
+    let r = gb.post_json("/v1/messages", &call(CALLEE)).unwrap();
+    let problem = r.json().unwrap();
+    assert_eq!(
+        (r.status, &problem["code"]),
+        (422, &json!("recipient_opted_out"))
+    );
+    assert_eq!(problem["field"], "to");
+    // Nothing was stored, nothing dialled; another tenant's list does not apply to acme.
+    let listed = gb.get("/v1/messages").unwrap().json().unwrap();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "{listed}");
+    let id = accepted(
+        &gw,
+        json!({"body": "hi", "voice": {"tts": true, "language": "en"}}),
+    );
+    assert_eq!(final_message(&gw, &id)["status"], "delivered");
+    let s = stats_until(&trunk, |s| s["byes_received"] == 1);
+    assert_eq!(s["answered"], 1, "{s}");
+}

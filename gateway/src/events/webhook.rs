@@ -40,7 +40,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 use rand::Rng;
 use switchyard_ops::config::{EgressPolicy, WebhookSettings};
@@ -199,19 +198,12 @@ impl Webhooks {
         store: Arc<dyn Store>,
         events: Arc<dyn EventStore>,
     ) -> anyhow::Result<Self> {
-        let roots = crate::tls::roots(settings.tls_ca.as_deref(), true)?;
-        if roots.is_empty() {
-            tracing::warn!("no CA certificates (system store empty, no [webhooks] tls_ca): https:// webhooks will fail verification");
-        }
-        let connector = crate::egress::https_connector(
+        let client = crate::egress::client(
             egress,
             settings.timeout,
-            crate::tls::client_config(roots)?,
-        );
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(settings.max_per_endpoint)
-            .build(connector);
+            settings.tls_ca.as_deref(),
+            settings.max_per_endpoint,
+        )?;
         Ok(Webhooks {
             client,
             settings,

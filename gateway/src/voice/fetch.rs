@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use switchyard_ops::config::EgressPolicy;
 
 use super::AudioError;
@@ -38,12 +37,7 @@ impl Fetcher {
         timeout: Duration,
         egress: Arc<EgressPolicy>,
     ) -> anyhow::Result<Self> {
-        let roots = crate::tls::roots(None, true)?;
-        let connector =
-            crate::egress::https_connector(egress, timeout, crate::tls::client_config(roots)?);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = crate::egress::client(egress, timeout, None, usize::MAX)?;
         Ok(Fetcher {
             client,
             max_bytes,
