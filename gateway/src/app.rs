@@ -117,6 +117,8 @@ pub async fn start(
         None
     };
 
+    // The phone-number metadata loads while the store opens, not on the first request.
+    let numbers = tokio::task::spawn_blocking(crate::number::warm);
     let (sqlite, last_id) = open_store(&config, &base_dir).await?;
     let store: Arc<dyn Store> = sqlite.clone();
     let event_store: Arc<dyn EventStore> = sqlite.clone();
@@ -239,6 +241,7 @@ pub async fn start(
                 .map(|(v, _)| v.clone() as Arc<dyn crate::submit::CallPlacer>),
         ),
     };
+    numbers.await.context("loading the phone-number metadata")?;
     let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
     let (api_addr, ops_addr) = (http.api, http.ops);
     let sip_addr = sip.as_ref().map(|h| h.addr);

@@ -39,6 +39,12 @@ pub fn parse_e164(raw: &str) -> Result<Parsed, String> {
     }
 }
 
+/// Loads libphonenumber's metadata (a second or more on a small machine), so the first
+/// request to validate a number does not pay for it.
+pub fn warm() {
+    let _ = DATABASE.region(&44);
+}
+
 /// The `phonenumber` crate's own parser and validator.
 pub fn slow(raw: &str) -> Result<Parsed, String> {
     let parsed =
