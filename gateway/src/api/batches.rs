@@ -524,8 +524,7 @@ pub(crate) async fn get(
     let summary = state
         .store
         .batch(&caller.0, &id)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?
+        .await?
         .ok_or_else(|| Problem::not_found("batch"))?;
     let finished: u64 = summary
         .counts

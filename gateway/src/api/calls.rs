@@ -119,11 +119,7 @@ pub(crate) async fn list(
 ) -> Result<Json<serde_json::Value>, Problem> {
     let q = super::page::query(query)?;
     let limit = super::page::limit(q.limit)?;
-    let rows = state
-        .store
-        .calls(&tenant, filter(&q, limit)?)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let rows = state.store.calls(&tenant, filter(&q, limit)?).await?;
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|r| call_id(r.id)))
         .flatten();
@@ -145,11 +141,7 @@ pub(crate) async fn export(
     query: Result<Query<CallQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let q = super::page::query(query)?;
-    let rows = state
-        .store
-        .calls(&tenant, filter(&q, MAX_EXPORT)?)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let rows = state.store.calls(&tenant, filter(&q, MAX_EXPORT)?).await?;
     let mut w = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 160));
     let header = [
         "id",

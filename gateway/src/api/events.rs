@@ -53,12 +53,7 @@ pub(crate) async fn stream(
                 format!("{id:?} is not an event id (evt_…)"),
             )
         })?,
-        None => state
-            .events
-            .events
-            .max_seq()
-            .await
-            .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?,
+        None => state.events.events.max_seq().await?,
     };
     let rx = sse::subscribe(
         &state.events.streams,

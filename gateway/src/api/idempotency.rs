@@ -181,8 +181,7 @@ impl Idempotency {
         };
         let stored = store
             .idempotency(&guard.request.tenant, &guard.request.key)
-            .await
-            .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+            .await?;
         match stored {
             None => Ok(Begin::Run(guard)),
             Some(r) if r.body_hash == guard.request.hash => Ok(Begin::Replay(r)),

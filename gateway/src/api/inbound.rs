@@ -28,12 +28,7 @@ pub(crate) async fn list(
                 .map_err(|e: String| Problem::invalid("cursor", "invalid_cursor", e))
         })
         .transpose()?;
-    let rows = state
-        .events
-        .events
-        .inbound(&tenant, before, limit)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let rows = state.events.events.inbound(&tenant, before, limit).await?;
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();

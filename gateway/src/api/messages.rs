@@ -250,7 +250,7 @@ pub(crate) async fn get(
     match state.store.get(&tenant, id).await {
         Ok(Some(r)) => Ok(Json(r.into())),
         Ok(None) => Err(Problem::not_found("message")),
-        Err(e) => Err(Problem::unavailable("store_unavailable", e.to_string(), 2)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -328,11 +328,7 @@ pub(crate) async fn list(
             .transpose()?,
         limit,
     };
-    let records = state
-        .store
-        .list(&tenant, filter)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let records = state.store.list(&tenant, filter).await?;
     let next_cursor = (records.len() == limit)
         .then(|| records.last().map(|r| r.message.id.to_string()))
         .flatten();
@@ -355,11 +351,7 @@ pub(crate) async fn cancel(
     caller.require(Scope::Send)?;
     let tenant = caller.0;
     let id = parse_id(&id)?;
-    let record = state
-        .store
-        .get(&tenant, id)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let record = state.store.get(&tenant, id).await?;
     let Some(record) = record else {
         return Err(Problem::not_found("message"));
     };
@@ -386,11 +378,7 @@ pub(crate) async fn cancel(
         detail: Some("cancelled by the tenant".into()),
     };
     // Until this commits, the scheduler remembers the cancellation (and never sends it).
-    state
-        .store
-        .apply(vec![update])
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    state.store.apply(vec![update]).await?;
     state.dispatcher.cancel_committed(id);
     Ok(Json(
         serde_json::json!({ "id": id.to_string(), "status": "cancelled" }),

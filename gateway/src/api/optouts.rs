@@ -89,8 +89,7 @@ async fn add(
             source: source.to_owned(),
             at: now_ms(),
         })])
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+        .await?;
     for (r, s) in &entries {
         state.events.opt_outs.add(tenant, r, s);
     }
@@ -155,8 +154,7 @@ pub(crate) async fn remove(
             recipient: r.clone(),
             sender: s.clone(),
         })])
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+        .await?;
     match &s {
         Some(s) => state.events.opt_outs.remove(&tenant, &r, &[s.as_str()]),
         None => state.events.opt_outs.remove(&tenant, &r, &[]),
@@ -185,12 +183,7 @@ pub(crate) async fn list(
         let (r, s) = c.split_once('|').unwrap_or((c, ""));
         (r.to_owned(), s.to_owned())
     });
-    let rows = state
-        .events
-        .events
-        .opt_outs(&tenant, after, limit)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+    let rows = state.events.events.opt_outs(&tenant, after, limit).await?;
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|r| format!("{}|{}", r.recipient, r.sender)))
         .flatten();

@@ -8,6 +8,7 @@ use serde::Serialize;
 use switchyard_routing::RouteError;
 
 use crate::dispatch::DispatchError;
+use crate::store::StoreError;
 use crate::submit::SubmitError;
 
 /// The problem type URI, built from the code when serialised (keeps [`Problem`] small).
@@ -174,6 +175,13 @@ pub(crate) fn dispatch_problem(e: &DispatchError) -> Problem {
             1,
         ),
         other => Problem::unavailable("no_carrier", other.to_string(), 5),
+    }
+}
+
+/// A store read or write that failed: 503, retry shortly.
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        Problem::unavailable("store_unavailable", e.to_string(), 2)
     }
 }
 

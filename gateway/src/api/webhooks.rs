@@ -70,8 +70,7 @@ pub(crate) async fn list(
         .events
         .events
         .dead_letters(&tenant, after, limit)
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+        .await?;
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|r| format!("dl_{}", r.id)))
         .flatten();
@@ -89,8 +88,7 @@ async fn replay(state: &AppState, tenant: &str, id: Option<i64>) -> Result<u64, 
             id,
             at: now_ms(),
         })])
-        .await
-        .map_err(|e| Problem::unavailable("store_unavailable", e.to_string(), 2))?;
+        .await?;
     Ok(match applied.first() {
         Some(crate::domain::Applied::Rows(n)) => *n,
         _ => 0,
