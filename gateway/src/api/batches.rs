@@ -400,60 +400,13 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
             code: p.code,
             reason: p.detail,
         };
-        let parsed = match r.to.as_str() {
-            Some(s) => crate::number::parse_e164(s.trim()),
-            None => Err("to must be a string: \"+\" and an E.164 number".to_owned()),
-        };
-        let (to, country) = match parsed {
-            Ok(found) => found,
-            Err(d) => {
-                rejected.push(reject(Problem::invalid("to", "invalid_number", d), r.to));
-                continue;
-            }
-        };
-        let rendered = match &constant {
-            Some((body, info)) => Ok((body.clone(), *info)),
-            None => template
-                .render(r.variables.as_ref())
-                .map_err(|e| {
-                    let code = match e {
-                        crate::admission::template::RenderError::Missing(_) => "missing_variable",
-                        _ => "invalid_variable",
-                    };
-                    Problem::invalid("body", code, e.to_string())
-                })
-                .and_then(|body| {
-                    validate::non_empty(&body)?;
-                    let info = validate::segments(&body, common.preference, &state.limits)?;
-                    Ok((body, info))
-                }),
-        };
-        let (body, info) = match rendered {
-            Ok(found) => found,
+        let draft = match recipient_draft(state, tenant, &common, &template, constant.as_ref(), &r)
+        {
+            Ok(draft) => draft,
             Err(p) => {
                 rejected.push(reject(p, r.to));
                 continue;
             }
-        };
-        let draft = Draft {
-            tenant: tenant.clone(),
-            to,
-            country,
-            from: common.from.clone(),
-            body,
-            content: Content::Sms {
-                preference: common.preference,
-                encoding: info.encoding,
-                segments: info.segments as u16,
-            },
-            priority: common.priority,
-            scheduled_at: common.scheduled_at,
-            expires_at: common.expires_at,
-            callback_url: common.callback_url.clone(),
-            tags: common.tags.clone(),
-            metadata: common.metadata.clone(),
-            batch_id: None,
-            origin: Origin::Tenant,
         };
         // The route now (no queue-room check: a batch waits for room rather than failing).
         let id = MessageId::generate(now);
@@ -482,6 +435,58 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
         ready,
         rejected,
         reservation,
+    })
+}
+
+/// One recipient's message: its number parsed, the template rendered and counted (once for all
+/// when the template has no placeholders), the fields every recipient shares.
+fn recipient_draft(
+    state: &AppState,
+    tenant: &Arc<str>,
+    common: &validate::Common,
+    template: &Template,
+    constant: Option<&(String, switchyard_protocols::text::SegmentInfo)>,
+    r: &BatchRecipient,
+) -> Result<Draft, Problem> {
+    let (to, country) = match r.to.as_str() {
+        Some(s) => crate::number::parse_e164(s.trim()),
+        None => Err("to must be a string: \"+\" and an E.164 number".to_owned()),
+    }
+    .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
+    let (body, info) = match constant {
+        Some((body, info)) => (body.clone(), *info),
+        None => {
+            let body = template.render(r.variables.as_ref()).map_err(|e| {
+                let code = match e {
+                    crate::admission::template::RenderError::Missing(_) => "missing_variable",
+                    _ => "invalid_variable",
+                };
+                Problem::invalid("body", code, e.to_string())
+            })?;
+            validate::non_empty(&body)?;
+            let info = validate::segments(&body, common.preference, &state.limits)?;
+            (body, info)
+        }
+    };
+    Ok(Draft {
+        tenant: tenant.clone(),
+        to,
+        country,
+        from: common.from.clone(),
+        body,
+        content: Content::Sms {
+            preference: common.preference,
+            encoding: info.encoding,
+            segments: info.segments as u16,
+        },
+        priority: common.priority,
+        scheduled_at: common.scheduled_at,
+        expires_at: common.expires_at,
+        callback_url: common.callback_url.clone(),
+        tags: common.tags.clone(),
+        metadata: common.metadata.clone(),
+        batch_id: None,
+        origin: Origin::Tenant,
     })
 }
 
