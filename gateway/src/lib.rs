@@ -7,8 +7,8 @@
 //! - [`domain`]: the shared vocabulary: ids and times, messages and statuses, updates, events,
 //!   request records, inbound messages and keywords, call records, the tenant directory.
 //! - Utilities that know no other module: [`number`] (E.164 validation against libphonenumber's
-//!   metadata), [`tls`] (rustls settings and the client towards a carrier), [`egress`] (the
-//!   connector for tenants' URLs under the operator's `[egress]` policy).
+//!   metadata), [`tls`] (rustls settings and the client towards a carrier); above them [`egress`]
+//!   (the HTTP client for tenants' URLs under the operator's `[egress]` policy).
 //! - [`store`]: the durable state behind the [`store::Store`] trait (embedded SQLite).
 //! - [`carrier`]: what binds, the proxy and calls share about carriers (health by name, back-off).
 //! - [`updates`], [`dispatch`]: state changes batched into the store; route lookup,
