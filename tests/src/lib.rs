@@ -33,16 +33,21 @@ pub fn workspace_root() -> PathBuf {
     .unwrap_or_default()
 }
 
-/// The path of a workspace binary, building it first if it is missing. Tests run from
+/// The path of a workspace binary, built (brought up to date) once per test process: a binary
+/// left over from other sources must not be what a test runs. Tests run from
 /// `target/<profile>/deps/`, so the binaries are one folder up.
 pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .context("test executable has no target folder")?;
     let path = dir.join(name);
-    if !path.exists() {
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "-q", "-p", package, "--bin", name])
@@ -52,6 +57,7 @@ pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
         if !status.success() || !path.exists() {
             bail!("could not build {name} (expected at {})", path.display());
         }
+        built.push(name.to_owned());
     }
     Ok(path)
 }
