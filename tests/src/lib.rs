@@ -4,6 +4,7 @@
 //! the gateway and simulator harness ([`gateway`]), the SIP proxy harness ([`sip`]), a webhook
 //! receiver ([`sink::Sink`]) and an event-stream reader ([`sse::collect`]).
 
+pub mod audio;
 pub mod esme;
 pub mod gateway;
 pub mod http;

@@ -4,11 +4,12 @@
 //! are polled for at most [`WAIT`].
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use switchyard_tests::audio::{serve_file, tone_wav};
 use switchyard_tests::gateway::{hash_key, TempDir};
 use switchyard_tests::http::Client;
 use switchyard_tests::sink::Sink;
@@ -233,55 +234,6 @@ fn tts_call_is_answered_played_and_reported() {
          talk {} s, whole call {took:?}",
         call["setup_ms"], call["talk_s"]
     );
-}
-
-/// A WAV (16 kHz mono 16-bit) of `ms` milliseconds of a 440 Hz tone.
-fn tone_wav(ms: u32) -> Vec<u8> {
-    let rate = 16_000u32;
-    let n = rate * ms / 1000;
-    let mut data = Vec::with_capacity(n as usize * 2);
-    for i in 0..n {
-        let v = (f64::from(i) * 440.0 * 2.0 * std::f64::consts::PI / f64::from(rate)).sin();
-        data.extend_from_slice(&((v * 8000.0) as i16).to_le_bytes());
-    }
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    w.extend_from_slice(&1u16.to_le_bytes()); // mono
-    w.extend_from_slice(&rate.to_le_bytes());
-    w.extend_from_slice(&(rate * 2).to_le_bytes());
-    w.extend_from_slice(&2u16.to_le_bytes());
-    w.extend_from_slice(&16u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
-}
-
-/// Serves `body` as `audio/wav` to every GET on an ephemeral port; returns its base URL.
-fn serve_file(body: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let mut s = &stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(&body);
-        }
-    });
-    url
 }
 
 #[test]

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use switchyard_tests::audio::serve;
 use switchyard_tests::gateway::{
     hash_key, wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir,
 };
@@ -227,30 +228,6 @@ fn tenant_urls_cannot_reach_internal_addresses() {
     drop(s.dir);
 }
 
-/// Serves `body` as 200 to every request on 127.0.0.1; counts requests. Returns the base URL.
-fn file_server(body: &'static [u8], requests: Arc<AtomicUsize>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            requests.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let mut s = &stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(body);
-        }
-    });
-    url
-}
-
 #[test]
 fn audio_url_failures_read_alike_and_names_are_judged_when_resolved() {
     let _serial = serial();
@@ -262,7 +239,7 @@ fn audio_url_failures_read_alike_and_names_are_judged_when_resolved() {
     .unwrap();
     let trunk_port = port_of(&format!("http://{}/", trunk.address("listening").unwrap()));
     let requests = Arc::new(AtomicUsize::new(0));
-    let files = file_server(b"RIFF not really a wav", requests.clone());
+    let files = serve(b"RIFF not really a wav".to_vec(), None, requests.clone());
     let voice = format!(
         "[[carriers]]\nname = \"trunk\"\nchannels = [\"voice\"]\n\n[carriers.sip]\n\
          host = \"127.0.0.1\"\nport = {trunk_port}\n\n[[decks]]\ncarrier = \"trunk\"\n\

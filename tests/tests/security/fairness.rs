@@ -18,12 +18,12 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use switchyard_tests::audio::{serve_file, tone_wav};
 use switchyard_tests::gateway::{
     hash_key, wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir,
 };
@@ -376,55 +376,6 @@ fn scheduled_messages_wait_in_the_store_and_go_out_on_time() {
             .unwrap();
         assert_eq!(m["status"], "cancelled", "{m}");
     }
-}
-
-/// A 16 kHz mono WAV of `ms` milliseconds of a tone.
-fn tone_wav(ms: u32) -> Vec<u8> {
-    let rate = 16_000u32;
-    let n = rate * ms / 1000;
-    let mut data = Vec::with_capacity(n as usize * 2);
-    for i in 0..n {
-        let v = (f64::from(i) * 440.0 * 2.0 * std::f64::consts::PI / f64::from(rate)).sin();
-        data.extend_from_slice(&((v * 8000.0) as i16).to_le_bytes());
-    }
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&rate.to_le_bytes());
-    w.extend_from_slice(&(rate * 2).to_le_bytes());
-    w.extend_from_slice(&2u16.to_le_bytes());
-    w.extend_from_slice(&16u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
-}
-
-/// Serves `body` to every GET; returns the base URL.
-fn serve_file(body: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let mut s = &stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(&body);
-        }
-    });
-    url
 }
 
 /// Accepts connections and never answers (until the test process ends); returns the base URL.

@@ -8,8 +8,7 @@
 //! Every wait is bounded.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use switchyard_protocols::sip::dtmf::TelephoneEvent;
 use switchyard_protocols::sip::rtp::RtpPacket;
+use switchyard_tests::audio::{serve_file, tone_wav};
 use switchyard_tests::gateway::{hash_key, wait_for, Gateway, TempDir};
 use switchyard_tests::http::Client;
 use switchyard_tests::{binary, http_get, Process};
@@ -25,55 +25,6 @@ use switchyard_tests::{binary, http_get, Process};
 const KEY: &str = "sk_e2e_security_voice_kkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
 /// The telephone-event payload type the gateway offers.
 const TELEPHONE_EVENT: u8 = 101;
-
-/// A 16 kHz mono WAV of `ms` milliseconds of a tone.
-fn tone_wav(ms: u32) -> Vec<u8> {
-    let rate = 16_000u32;
-    let n = rate * ms / 1000;
-    let mut data = Vec::with_capacity(n as usize * 2);
-    for i in 0..n {
-        let v = (f64::from(i) * 440.0 * 2.0 * std::f64::consts::PI / f64::from(rate)).sin();
-        data.extend_from_slice(&((v * 8000.0) as i16).to_le_bytes());
-    }
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&rate.to_le_bytes());
-    w.extend_from_slice(&(rate * 2).to_le_bytes());
-    w.extend_from_slice(&2u16.to_le_bytes());
-    w.extend_from_slice(&16u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
-}
-
-/// Serves `body` to every GET; returns the base URL.
-fn serve_file(body: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let mut s = &stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(&body);
-        }
-    });
-    url
-}
 
 /// An even UDP port on 127.0.0.1 that was free a moment ago, with the next one.
 fn free_rtp_pair() -> u16 {
