@@ -2,7 +2,7 @@
 //! check of its quoting.
 //!
 //! `csv` reads RFC 4180 (quoted fields with `""` escapes and embedded commas or newlines,
-//! `\n` and `\r\n` line ends, a UTF-8 BOM); blank lines and `#` comment lines are skipped, and
+//! `\n`, `\r\n` and lone `\r` line ends (old Mac spreadsheets write the last), a UTF-8 BOM); blank lines and `#` comment lines are skipped, and
 //! field values are trimmed. Each record keeps the line it starts on
 //! ([`csv::Position::line`]) for `file:line` errors.
 //!
@@ -40,6 +40,7 @@ pub(crate) fn records(text: &str) -> (Vec<Record>, Option<SyntaxError>) {
         .from_reader(text.as_bytes());
     let mut out = Vec::new();
     let mut record = csv::StringRecord::new();
+    let mut lines = Lines::new(text.as_bytes());
     loop {
         let start = reader.position().clone();
         match reader.read_record(&mut record) {
@@ -48,15 +49,16 @@ pub(crate) fn records(text: &str) -> (Vec<Record>, Option<SyntaxError>) {
             Err(e) => {
                 // Input is a `&str`, so `csv` cannot hit I/O or UTF-8 errors; report whatever
                 // it says at the line it says.
-                let line = e.position().map_or(start.line(), csv::Position::line);
+                let byte = e.position().map_or(start.byte(), csv::Position::byte);
+                let line = lines.line_at(usize::try_from(byte).unwrap_or(usize::MAX));
                 return (out, Some(syntax(line, "unreadable record")));
             }
         }
         // `csv` positions a record where the previous one ended, before the blank and comment
         // lines it skipped; step over those to the record's first line.
         let from = record.position().unwrap_or(&start);
-        let (begin, line) = skip_to_record(text.as_bytes(), from.byte(), from.line());
-        let line = u32::try_from(line).unwrap_or(u32::MAX);
+        let begin = skip_to_record(text.as_bytes(), from.byte());
+        let line = u32::try_from(lines.line_at(begin)).unwrap_or(u32::MAX);
         let raw = usize::try_from(reader.position().byte())
             .ok()
             .and_then(|end| text.as_bytes().get(begin..end))
@@ -71,24 +73,64 @@ pub(crate) fn records(text: &str) -> (Vec<Record>, Option<SyntaxError>) {
     }
 }
 
-/// From `byte` (on `line`), skips line ends and `#` comment lines: the byte offset and line
-/// of the next record's first character.
-fn skip_to_record(text: &[u8], byte: u64, mut line: u64) -> (usize, u64) {
+/// True when `text[at]` ends a line: `\n`, or a `\r` not followed by `\n` (the `\r` of a
+/// `\r\n` belongs to the `\n` that follows it).
+fn ends_line(text: &[u8], at: usize) -> bool {
+    match text.get(at) {
+        Some(b'\n') => true,
+        Some(b'\r') => text.get(at + 1) != Some(&b'\n'),
+        _ => false,
+    }
+}
+
+/// Line numbers of byte offsets, counted as `csv` splits records (see [`ends_line`]); offsets
+/// are asked for in increasing order, so the count resumes where it stopped.
+struct Lines<'a> {
+    text: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        Lines {
+            text,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of the byte at `offset`.
+    fn line_at(&mut self, offset: usize) -> u64 {
+        let offset = offset.min(self.text.len());
+        if offset < self.at {
+            self.at = 0;
+            self.line = 1;
+        }
+        while self.at < offset {
+            if ends_line(self.text, self.at) {
+                self.line += 1;
+            }
+            self.at += 1;
+        }
+        self.line
+    }
+}
+
+/// From `byte`, skips line ends and `#` comment lines: the byte offset of the next record's
+/// first character.
+fn skip_to_record(text: &[u8], byte: u64) -> usize {
     let mut at = usize::try_from(byte).unwrap_or(usize::MAX);
     loop {
         match text.get(at) {
-            Some(b'\n') => line += 1,
-            Some(b'\r') => {}
+            Some(b'\n' | b'\r') => {}
+            // `csv` ends a comment at `\n` only, even in a file whose lines end in `\r`.
             Some(b'#') => {
-                while let Some(&b) = text.get(at) {
-                    if b == b'\n' {
-                        line += 1;
-                        break;
-                    }
+                while text.get(at).is_some_and(|&b| b != b'\n') {
                     at += 1;
                 }
             }
-            _ => return (at, line),
+            _ => return at,
         }
         at += 1;
     }
@@ -120,7 +162,7 @@ fn check_quoting(raw: &[u8], line: u32) -> Result<(), SyntaxError> {
     }
     let mut state = State::Start;
     let mut at = line;
-    for &b in raw {
+    for (i, &b) in raw.iter().enumerate() {
         let error = |reason| Err(syntax(u64::from(at), reason));
         state = match (state, b) {
             (State::Quoted, b'"') => State::QuoteInQuoted,
@@ -136,7 +178,7 @@ fn check_quoting(raw: &[u8], line: u32) -> Result<(), SyntaxError> {
                 return error("text after a closing quote")
             }
         };
-        if b == b'\n' {
+        if ends_line(raw, i) {
             at = at.saturating_add(1);
         }
     }
@@ -167,6 +209,21 @@ mod tests {
             (5, vec!["multi\nline", "q\"q", ""])
         );
         assert_eq!((recs[3].line, f(&recs[3])), (7, vec!["last"]));
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        // Old Mac spreadsheets end lines with a lone CR; mixed with the others here. A comment
+        // runs to the next `\n` (as `csv` reads it).
+        let text = "prefix,rate\r44,0.01\r33,0.02\r\n# note\n\"49\",\"x\ry\"\n1,2";
+        let (recs, err) = records(text);
+        assert_eq!(err, None);
+        let lines: Vec<u32> = recs.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [1, 2, 3, 5, 7]);
+        assert_eq!(f(&recs[1]), ["44", "0.01"]);
+        assert_eq!(f(&recs[3]), ["49", "x\ry"]);
+        let (_, err) = records("a\r\"open,b\rc");
+        assert_eq!(err.map(|e| e.line), Some(2));
     }
 
     #[test]

@@ -21,7 +21,13 @@ use crate::{
 /// routing table in which each prefix, dialled as a number, matches exactly itself and is
 /// priced by its newest rate.
 pub fn rate_deck(data: &[u8]) {
-    let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
+    // Lines as the deck reader numbers them: `\n`, `\r\n` and a lone `\r` each end one.
+    let lines = data
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && data.get(i + 1) != Some(&b'\n')))
+        .count()
+        + 1;
     for channel in [Channel::Sms, Channel::Voice] {
         let deck = match RateDeck::from_reader("Fuzz", channel, "fuzz.csv", data) {
             Ok(deck) => deck,
