@@ -41,6 +41,7 @@ impl Config {
                 limits: TenantLimits::default(),
                 events: Default::default(),
                 sip: Default::default(),
+                smpp: Default::default(),
                 fairness: Default::default(),
             }],
             carriers: vec![Carrier {
@@ -64,6 +65,7 @@ impl Config {
             routing: RoutingSettings::default(),
             webhooks: Default::default(),
             sip: None,
+            smpp_server: None,
             voice: Default::default(),
             operator: Default::default(),
             inbound: Default::default(),

@@ -19,8 +19,8 @@
 //! - `reader`: typed getters over the spanned TOML tree that collect errors and positions.
 //! - `redacted`: [`REDACTED`], what `Debug` prints in place of secrets.
 //! - [`keys`]: API key hashing, generation and constant-time lookup.
-//! - [`egress`], [`events`], [`voice`], [`inbound`], [`retention`], [`queues`]: one section
-//!   each, its type, defaults and reader.
+//! - [`egress`], [`events`], [`voice`], [`inbound`], [`retention`], [`queues`],
+//!   [`smpp_server`]: one section each, its type, defaults and reader.
 //! - [`model`]: the typed configuration ([`Config`] and the other sections).
 //! - `parse`: document → [`Config`] (single-value checks); `validate`: checks across keys.
 //! - `defaults`: [`Config::embedded_default`]; `to_routing`: [`Config::routing_config`].
@@ -36,6 +36,7 @@ pub mod keys;
 pub mod model;
 pub mod queues;
 pub mod retention;
+pub mod smpp_server;
 pub mod voice;
 
 mod defaults;
@@ -64,6 +65,9 @@ pub use model::{
 pub use queues::{QueueSettings, TenantFairness};
 pub use reload::reloadable_diff;
 pub use retention::RetentionSettings;
+pub use smpp_server::{
+    MoDelivery, SmppSecret, SmppServerSettings, SmppServerTls, SmppUser, TenantSmpp,
+};
 pub use to_routing::{sandbox_deck_csv, SANDBOX_DECK_SOURCE, SANDBOX_PRICE};
 pub use voice::VoiceSettings;
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub webhooks: super::events::WebhookSettings,
     /// The SIP proxy (`[sip]`); `None`: no SIP listener.
     pub sip: Option<SipSettings>,
+    /// The SMPP server tenants bind to (`[smpp_server]`); `None`: no SMPP listener.
+    pub smpp_server: Option<super::smpp_server::SmppServerSettings>,
     /// Notification calls from the API (`[voice]`, defaults when absent).
     pub voice: super::voice::VoiceSettings,
     /// The operator's own API keys (`[operator]`); empty when absent.
@@ -275,6 +277,9 @@ pub struct Tenant {
     /// How the tenant's PBXs reach the SIP proxy and how much they may call (`sip_allow`,
     /// `sip_users`, `sip_max_cps`, `sip_max_calls`, flattened into the tenant table).
     pub sip: TenantSip,
+    /// Who may bind to the SMPP server as this tenant and where its MO messages go
+    /// (`smpp_users`, `mo_delivery`, flattened into the tenant table).
+    pub smpp: super::smpp_server::TenantSmpp,
     /// The highest priority the tenant may ask for and its share of each carrier's queue
     /// (`max_priority`, `queue_weight`, flattened into the tenant table).
     pub fairness: super::queues::TenantFairness,

@@ -72,6 +72,9 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         None => super::events::WebhookSettings::default(),
     };
     let sip = t.table(report, "sip").map(|s| sip(report, s));
+    let smpp_server = t
+        .table(report, "smpp_server")
+        .map(|s| super::smpp_server::smpp_server(report, s));
     let voice = match t.table(report, "voice") {
         Some(v) => super::voice::voice(report, v),
         None => super::voice::VoiceSettings::default(),
@@ -110,6 +113,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         routing,
         webhooks,
         sip,
+        smpp_server,
         voice,
         operator,
         inbound,
@@ -321,6 +325,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     let limits = tenant_limits(report, &mut t);
     let events = super::events::tenant_events(report, &mut t);
     let sip = tenant_sip(report, &mut t);
+    let smpp = super::smpp_server::tenant_smpp(report, &mut t);
     let fairness = super::queues::tenant_fairness(report, &mut t);
     t.finish(report);
     Tenant {
@@ -342,6 +347,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
         limits,
         events,
         sip,
+        smpp,
         fairness,
     }
 }

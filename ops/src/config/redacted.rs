@@ -1,5 +1,6 @@
 //! What `Debug` writes in place of a secret, for every section whose settings hold one (SMPP
-//! passwords in [`super::model`], webhook signing secrets in [`super::events`]).
+//! passwords in [`super::model`] and [`super::smpp_server`], webhook signing secrets in
+//! [`super::events`]).
 
 /// What `Debug` writes in place of a password or secret.
 pub const REDACTED: Redacted = Redacted;

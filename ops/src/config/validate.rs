@@ -4,6 +4,7 @@
 //! already failed parsing is not blamed twice.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use switchyard_routing::Channel;
@@ -11,6 +12,7 @@ use switchyard_routing::Channel;
 use super::error::ConfigErrorKind;
 use super::model::{Carrier, Config, DeckSource, SipSecret, SmppEndpoint, StoreKind, Tenant};
 use super::reader::Report;
+use super::smpp_server::MoDelivery;
 
 /// Runs every check. `base_dir` is the config file's folder; without it (text with no file),
 /// referenced files are not checked.
@@ -31,6 +33,7 @@ pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Re
     carriers(config, base_dir, report);
     decks(config, base_dir, report);
     routing(config, report);
+    smpp_server(config, base_dir, report);
     if let (Some(tls), Some(dir)) = (config.sip.as_ref().and_then(|s| s.tls.as_ref()), base_dir) {
         file_exists(report, "sip.tls_cert", &Config::resolve(dir, &tls.cert));
         file_exists(report, "sip.tls_key", &Config::resolve(dir, &tls.key));
@@ -432,6 +435,96 @@ fn routing(config: &Config, report: &mut Report<'_>) {
             )),
         );
     }
+}
+
+/// The SMPP server's listeners are its own (no other listener of the gateway on the same
+/// address and port), its TLS files exist, every system_id names one login, and a tenant that
+/// takes MO over SMPP can bind.
+fn smpp_server(config: &Config, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    if let Some(s) = &config.smpp_server {
+        let mut others: Vec<(&str, SocketAddr)> = vec![("server.listen", config.server.listen)];
+        others.extend(config.server.ops_listen.map(|a| ("server.ops_listen", a)));
+        if let Some(sip) = &config.sip {
+            others.push(("sip.listen", sip.listen));
+            others.extend(sip.tls.as_ref().map(|t| ("sip.tls_listen", t.listen)));
+        }
+        let mut ours = vec![("smpp_server.listen", s.listen)];
+        if let Some(tls) = &s.tls {
+            if clash(s.listen, tls.listen) {
+                report.at_path(
+                    "smpp_server.tls_listen",
+                    ConfigErrorKind::Invalid(format!(
+                        "{} overlaps smpp_server.listen ({}); give TLS its own port",
+                        tls.listen, s.listen
+                    )),
+                );
+            }
+            ours.push(("smpp_server.tls_listen", tls.listen));
+            if let Some(dir) = base_dir {
+                file_exists(
+                    report,
+                    "smpp_server.tls_cert",
+                    &Config::resolve(dir, &tls.cert),
+                );
+                file_exists(
+                    report,
+                    "smpp_server.tls_key",
+                    &Config::resolve(dir, &tls.key),
+                );
+            }
+        }
+        for (path, addr) in ours {
+            if let Some((other, at)) = others.iter().find(|(_, o)| clash(addr, *o)) {
+                report.at_path(
+                    path,
+                    ConfigErrorKind::Invalid(format!(
+                        "{addr} overlaps {other} ({at}); give the SMPP server its own address \
+                         or port"
+                    )),
+                );
+            }
+        }
+    }
+    let mut ids: HashMap<&str, String> = HashMap::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        for (j, u) in t.smpp.users.iter().enumerate() {
+            unique(
+                report,
+                &mut ids,
+                "SMPP system_id",
+                &u.system_id,
+                &format!("tenants[{i}].smpp_users[{j}].system_id"),
+            );
+        }
+        if t.smpp.mo_delivery != MoDelivery::Webhook {
+            let why = if config.smpp_server.is_none() {
+                Some("there is no [smpp_server] to deliver through")
+            } else if t.smpp.users.is_empty()
+                && !report.has_error(&format!("tenants[{i}].smpp_users"))
+            {
+                Some("the tenant has no smpp_users to bind with")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                report.at_path(
+                    &format!("tenants[{i}].mo_delivery"),
+                    ConfigErrorKind::Invalid(format!(
+                        "MO messages delivered over SMPP would never arrive: {why}"
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// Whether two TCP listeners cannot both bind: the same port (not 0, which picks a free one)
+/// on the same address, or on the unspecified address of the same family.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip()
+            || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified())))
 }
 
 /// Records `name` at `path`, reporting it if it was seen before.
