@@ -1,14 +1,16 @@
 //! What a reload (SIGHUP) may change while traffic flows, and what needs a restart.
 //!
-//! Live: tenants (keys, plans, limits, SIP access), carriers (binds are reconnected as needed,
-//! SIP trunks), decks, routing settings, `[sip]` timers, realm, probing and limits,
-//! `server.shutdown_timeout_s`, operator keys. Restart: `server.listen`, `server.data_dir`,
-//! `server.max_body_bytes` and the other listener settings (`ops_listen`, `max_connections`,
-//! the timeouts, `tls_*`: baked into the HTTP stack), everything under `[store]`, `[voice]`,
-//! `[queues]`, `[inbound]`, `[retention]`, `[egress]` and `[sse]`, the SIP listeners (`sip.listen`, `sip.tls_*`, adding or
-//! removing `[sip]`) and `sip.max_transactions`.
+//! Live: tenants (keys, plans, limits, SIP access, SMPP logins and `mo_delivery`), carriers
+//! (binds are reconnected as needed, SIP trunks), decks, routing settings, `[sip]` timers,
+//! realm, probing and limits, `server.shutdown_timeout_s`, operator keys. Restart:
+//! `server.listen`, `server.data_dir`, `server.max_body_bytes` and the other listener settings
+//! (`ops_listen`, `max_connections`, the timeouts, `tls_*`: baked into the HTTP stack),
+//! everything under `[store]`, `[voice]`, `[queues]`, `[inbound]`, `[retention]`, `[egress]`,
+//! `[sse]` and `[smpp_server]` (including adding or removing it), the SIP listeners
+//! (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`) and `sip.max_transactions`.
 
 use super::model::Config;
+use super::smpp_server::SmppServerSettings;
 
 /// `Ok(())` when every difference between `old` and `new` can be applied live; otherwise an
 /// error naming each setting that needs a restart, e.g.
@@ -70,6 +72,11 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
         (None, None) => {}
         _ => needs.push("[sip] (added or removed)".into()),
     }
+    match (&old.smpp_server, &new.smpp_server) {
+        (Some(a), Some(b)) => smpp_server(a, b, &mut needs),
+        (None, None) => {}
+        _ => needs.push("[smpp_server] (added or removed)".into()),
+    }
     if old.voice != new.voice {
         needs.push("voice (read by the notification caller at start)".into());
     }
@@ -113,6 +120,73 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
 }
 
+/// Every `[smpp_server]` setting is read when the SMPP listeners start.
+fn smpp_server(a: &SmppServerSettings, b: &SmppServerSettings, needs: &mut Vec<String>) {
+    // Destructured so that a new setting must be placed here to compile.
+    let SmppServerSettings {
+        listen,
+        tls,
+        max_connections,
+        bind_timeout,
+        idle_timeout,
+        enquire_link_interval,
+        response_timeout,
+        max_pdu_len,
+        receipt_window,
+        system_id,
+    } = a;
+    if *listen != b.listen {
+        needs.push(format!("smpp_server.listen ({listen} → {})", b.listen));
+    }
+    if *tls != b.tls {
+        needs.push("smpp_server.tls_listen, tls_cert or tls_key".into());
+    }
+    if *max_connections != b.max_connections {
+        needs.push(format!(
+            "smpp_server.max_connections ({max_connections} → {})",
+            b.max_connections
+        ));
+    }
+    // Seconds as written in the file (0: off).
+    let secs = |d: Option<&std::time::Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+    for (key, old, new) in [
+        ("bind_timeout_s", Some(bind_timeout), Some(&b.bind_timeout)),
+        ("idle_timeout_s", Some(idle_timeout), Some(&b.idle_timeout)),
+        (
+            "enquire_link_interval_s",
+            enquire_link_interval.as_ref(),
+            b.enquire_link_interval.as_ref(),
+        ),
+        (
+            "response_timeout_s",
+            Some(response_timeout),
+            Some(&b.response_timeout),
+        ),
+    ] {
+        if old != new {
+            needs.push(format!("smpp_server.{key} ({} → {})", secs(old), secs(new)));
+        }
+    }
+    if *max_pdu_len != b.max_pdu_len {
+        needs.push(format!(
+            "smpp_server.max_pdu_len ({max_pdu_len} → {})",
+            b.max_pdu_len
+        ));
+    }
+    if *receipt_window != b.receipt_window {
+        needs.push(format!(
+            "smpp_server.receipt_window ({receipt_window} → {})",
+            b.receipt_window
+        ));
+    }
+    if *system_id != b.system_id {
+        needs.push(format!(
+            "smpp_server.system_id ({system_id:?} → {:?})",
+            b.system_id
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +209,48 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("store.path"), "{err}");
+    }
+
+    #[test]
+    fn smpp_server_needs_a_restart_and_smpp_logins_are_live() {
+        use crate::config::smpp_server::{MoDelivery, SmppSecret, SmppServerSettings, SmppUser};
+        use std::time::Duration;
+
+        let mut old = Config::embedded_default();
+        old.smpp_server = Some(SmppServerSettings::new("0.0.0.0:2775".parse().unwrap()));
+        let mut new = old.clone();
+        new.tenants[0].smpp.users.push(SmppUser {
+            system_id: "esme".into(),
+            secret: SmppSecret::Password("pw".into()),
+            max_binds: 1,
+            window: 1,
+            max_tps: None,
+            allowed_ips: Vec::new(),
+            system_type: None,
+        });
+        new.tenants[0].smpp.mo_delivery = MoDelivery::Both;
+        assert_eq!(reloadable_diff(&old, &new), Ok(()));
+
+        let s = new.smpp_server.as_mut().unwrap();
+        s.listen = "0.0.0.0:2776".parse().unwrap();
+        s.idle_timeout = Duration::from_secs(30);
+        s.enquire_link_interval = None;
+        s.system_id = "other".into();
+        let err = reloadable_diff(&old, &new).unwrap_err();
+        for want in [
+            "smpp_server.listen (0.0.0.0:2775 → 0.0.0.0:2776)",
+            "smpp_server.idle_timeout_s (120 → 30)",
+            "smpp_server.enquire_link_interval_s (30 → 0)",
+            "smpp_server.system_id (\"switchyard\" → \"other\")",
+        ] {
+            assert!(err.contains(want), "{want} not in {err}");
+        }
+        assert!(!err.contains("max_connections"), "{err}");
+
+        new.smpp_server = None;
+        let err = reloadable_diff(&old, &new).unwrap_err();
+        assert!(err.contains("[smpp_server] (added or removed)"), "{err}");
+        let err = reloadable_diff(&new, &old).unwrap_err();
+        assert!(err.contains("[smpp_server] (added or removed)"), "{err}");
     }
 }
