@@ -10,6 +10,8 @@ use switchyard_ops::config::{
 const ACME_PRIMARY: &str = "sk_example_acme_primary";
 const ACME_ROTATED: &str = "sk_example_acme_rotated";
 const BLUE: &str = "sk_example_blue_retail";
+/// The password of the example's SMPP login `acme_bulk` (its SHA-256 is in the file).
+const ACME_SMPP_PASSWORD: &[u8] = b"Acm3bulk";
 
 fn example() -> PathBuf {
     Path::new(
@@ -619,6 +621,29 @@ fn sip_allow_entries_pin_transport_and_port_and_logins_may_store_ha1() {
         "cd".repeat(16)
     ));
     assert!(errs.at("tenants[0].sip_users[0]").is_some(), "{errs}");
+}
+
+#[test]
+fn example_smpp_server_and_logins() {
+    let cfg = config::check(example()).unwrap_or_else(|e| panic!("{e}")).0;
+    let server = cfg
+        .smpp_server
+        .as_ref()
+        .expect("the example has [smpp_server]");
+    assert_eq!(server.listen, "0.0.0.0:2775".parse().unwrap());
+    assert_eq!(server.tls, None);
+    let acme = &cfg.tenant("acme-bank").unwrap().smpp;
+    assert_eq!(acme.mo_delivery, config::MoDelivery::Both);
+    let login = &acme.users[0];
+    assert_eq!(login.system_id, "acme_bulk");
+    assert_eq!(
+        (login.max_binds, login.window, login.max_tps),
+        (2, 100, Some(100))
+    );
+    assert!(login.secret.matches(ACME_SMPP_PASSWORD));
+    assert!(!login.secret.matches(b"acm3bulk"));
+    let blue = &cfg.tenant("blue-retail").unwrap().smpp;
+    assert_eq!(*blue, config::TenantSmpp::default());
 }
 
 #[test]

@@ -511,8 +511,7 @@ system_id = "SWY"
         let users = format!(
             r#"
 smpp_users = [
-  {{ system_id = "acme_bulk", password = "pw12345", max_binds = 2, window = 10, max_tps = 50,
-     allowed_ips = ["192.0.2.0/28", "2001:db8::7"], system_type = "VMA" }},
+  {{ system_id = "acme_bulk", password = "pw12345", max_binds = 2, window = 10, max_tps = 50, allowed_ips = ["192.0.2.0/28", "2001:db8::7"], system_type = "VMA" }},
   {{ system_id = "acme_otp", password_sha256 = "{}" }},
 ]
 mo_delivery = "both"
