@@ -11,6 +11,7 @@
 //! - [`tlv`]: optional parameters; unknown TLVs are kept verbatim.
 //! - [`codec`]: encoding, decoding and `tokio_util::codec` framing.
 //! - `oracle` (feature `oracle`): differential comparison with rusmpp, for tests and fuzzing.
+//! - [`time`]: schedule_delivery_time and validity_period (absolute and relative).
 //! - [`session`]: the sans-IO session state machine (ESME and SMSC roles).
 
 pub mod codec;
@@ -19,6 +20,7 @@ pub mod oracle;
 pub mod pdu;
 pub mod session;
 pub mod status;
+pub mod time;
 pub mod tlv;
 
 pub use pdu::{Body, CommandId, Pdu};

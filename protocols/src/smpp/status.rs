@@ -82,6 +82,7 @@ statuses! {
     ESME_RMISSINGOPTPARAM = 0x0000_00C3, "Expected optional parameter missing";
     ESME_RINVOPTPARAMVAL = 0x0000_00C4, "Invalid optional parameter value";
     ESME_RDELIVERYFAILURE = 0x0000_00FE, "Delivery failure (data_sm_resp)";
+    ESME_RINVDCS = 0x0000_0104, "Invalid data_coding (SMPP 5.0)";
     ESME_RUNKNOWNERR = 0x0000_00FF, "Unknown error";
 }
 

@@ -36,7 +36,7 @@ pub mod udh;
 
 pub use charset::Encoding;
 pub use decode::{
-    decode_short_message, decode_short_message_with, Body, DecodeOptions, DecodedText,
+    decode_short_message, decode_short_message_with, Body, Charset, DecodeOptions, DecodedText,
 };
 pub use encoding::{choose_encoding, EncodingPreference};
 pub use reassembly::{

@@ -658,6 +658,13 @@ impl Session {
         .min()
     }
 
+    /// SMSC: changes how many of the peer's requests may await the application's answer
+    /// (`peer_window`). A server learns the ESME's allowance only from its bind; requests
+    /// already waiting are not affected.
+    pub fn set_peer_window(&mut self, peer_window: usize) {
+        self.config.peer_window = peer_window;
+    }
+
     // ---- inspection --------------------------------------------------------------------
 
     /// The current state.
