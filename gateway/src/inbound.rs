@@ -357,6 +357,7 @@ impl KeywordReplies {
             metadata: None,
             batch_id: None,
             origin: Origin::KeywordReply,
+            smpp: None,
         };
         match self
             .submit

@@ -92,6 +92,44 @@ pub fn fast(raw: &str) -> Option<Result<Parsed, String>> {
     Some(Ok((number, region.country.clone())))
 }
 
+/// A sender as tenants may give it: an E.164 number with `+`, a short code (3–8 digits) or an
+/// alphanumeric id of 1–11 characters (letters, digits, space and `- _ . &`). The error says
+/// why not, quoting the input.
+pub fn validate_sender(from: &str) -> Result<String, String> {
+    if from.is_empty() {
+        return Err("from must not be empty".into());
+    }
+    if let Some(digits) = from.strip_prefix('+') {
+        if (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(from.to_owned());
+        }
+        return Err(format!("{from:?} is not an E.164 number"));
+    }
+    if from.bytes().all(|b| b.is_ascii_digit()) {
+        if (3..=8).contains(&from.len()) {
+            return Ok(from.to_owned());
+        }
+        return Err(format!(
+            "{from:?}: numeric senders are short codes of 3 to 8 digits or E.164 numbers with +"
+        ));
+    }
+    let chars = from.chars().count();
+    if chars > 11 {
+        return Err(format!(
+            "alphanumeric sender ids are at most 11 characters ({from:?} has {chars})"
+        ));
+    }
+    if !from
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " -_.&".contains(c))
+    {
+        return Err(format!(
+            "{from:?}: alphanumeric sender ids use letters, digits, space and - _ . &"
+        ));
+    }
+    Ok(from.to_owned())
+}
+
 /// The crate's limits (libphonenumber's): country codes have at most 3 digits; a national
 /// number has more than 2 and at most 17.
 const MAX_CODE_LEN: usize = 3;

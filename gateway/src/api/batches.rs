@@ -487,6 +487,7 @@ fn recipient_draft(
         metadata: common.metadata.clone(),
         batch_id: None,
         origin: Origin::Tenant,
+        smpp: None,
     })
 }
 

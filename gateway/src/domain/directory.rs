@@ -16,6 +16,9 @@ pub struct Directory {
     pub tenants: HashMap<String, TenantEvents>,
     /// Owned number (digits, no `+`) → tenant.
     pub numbers: HashMap<String, String>,
+    /// Tenants whose MO messages go to their SMPP binds only (`mo_delivery = "smpp"`): no
+    /// webhook for their inbound events.
+    pub mo_by_smpp_only: std::collections::HashSet<String>,
 }
 
 impl Directory {
@@ -27,6 +30,9 @@ impl Directory {
                 d.numbers.insert(n.clone(), t.name.clone());
             }
             d.tenants.insert(t.name.clone(), t.events.clone());
+            if t.smpp.mo_delivery == switchyard_ops::config::MoDelivery::Smpp {
+                d.mo_by_smpp_only.insert(t.name.clone());
+            }
         }
         d
     }
@@ -35,6 +41,9 @@ impl Directory {
     /// `webhook_url`.
     pub fn url_for(&self, event: &Event) -> Option<String> {
         let tenant = event.tenant.as_deref()?;
+        if event.is_inbound() && self.mo_by_smpp_only.contains(tenant) {
+            return None;
+        }
         if !event.is_inbound() {
             if let Some(u) = &event.callback_url {
                 return Some(u.clone());

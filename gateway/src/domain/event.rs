@@ -95,6 +95,14 @@ pub enum EventWrite {
         /// Every event up to here was delivered or is in the outbox.
         seq: i64,
     },
+    /// Another reader's saved position (e.g. `smpp:<system_id>`, the receipts of one SMPP
+    /// user); it only moves forward.
+    NamedCursor {
+        /// The reader.
+        name: String,
+        /// Every event up to here was handled.
+        seq: i64,
+    },
 }
 
 /// One event as read from the log.
@@ -134,6 +142,8 @@ pub struct Event {
     pub created_at: UnixMs,
     /// A voice call's outcome (JSON), once it ended.
     pub call: Option<String>,
+    /// The SMPP bind the message came from, if it came over SMPP.
+    pub smpp: Option<super::SmppOrigin>,
 }
 
 /// The event id shown to tenants for log position `seq`.

@@ -167,6 +167,45 @@ pub struct NewMessage {
     /// transaction as the message. Only the first message of a request carries them; never
     /// read back here.
     pub request: Option<std::sync::Arc<crate::domain::RequestRecord>>,
+    /// The tenant's SMPP bind it came from, when it came over SMPP: where its receipt goes.
+    pub smpp: Option<SmppOrigin>,
+}
+
+/// A message submitted over one of the tenant's SMPP binds: which system_id, and the
+/// receipt it asked for (registered_delivery).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmppOrigin {
+    /// The tenant's SMPP user that submitted it.
+    pub system_id: String,
+    /// registered_delivery bits 0–1: 0 no receipt, 1 a final receipt, 2 a receipt on failure
+    /// only, 3 a receipt on success only (SMPP 5.0).
+    pub receipt: u8,
+}
+
+impl SmppOrigin {
+    /// Whether a message that ended in `status` gets a receipt.
+    pub fn wants_receipt(&self, status: Status) -> bool {
+        match self.receipt & 0x03 {
+            1 => status.is_final(),
+            2 => status.is_final() && status != Status::Delivered,
+            3 => status == Status::Delivered,
+            _ => false,
+        }
+    }
+
+    /// The stored form: `system_id` and the receipt bits, e.g. `acme01 1`.
+    pub fn to_stored(&self) -> String {
+        format!("{} {}", self.system_id, self.receipt & 0x03)
+    }
+
+    /// Reads [`SmppOrigin::to_stored`]'s form.
+    pub fn from_stored(s: &str) -> Option<Self> {
+        let (system_id, receipt) = s.rsplit_once(' ')?;
+        Some(SmppOrigin {
+            system_id: system_id.to_owned(),
+            receipt: receipt.parse().ok()?,
+        })
+    }
 }
 
 /// How an encoding is named in the store and the API; `voice` for a call.

@@ -48,6 +48,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// The webhook pump's saved position, if any.
     fn cursor(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
 
+    /// Another reader's saved position in the log ([`crate::domain::EventWrite::NamedCursor`]),
+    /// if any.
+    fn named_cursor(&self, name: &str) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
+
     /// Outbox rows due at `now` (not dead), soonest first, at most `limit`.
     fn outbox_due(
         &self,

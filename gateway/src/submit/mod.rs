@@ -29,7 +29,9 @@ use crate::admission::limits::{Reservation, TenantLimiter};
 use crate::admission::optout::OptOuts;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
-use crate::domain::{MessageId, Money, NewMessage, RequestRecord, UnixMs, VoiceJob, VoiceSpec};
+use crate::domain::{
+    MessageId, Money, NewMessage, RequestRecord, SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
+};
 use crate::store::{Store, StoreError};
 
 /// What a message is: SMS text (already counted) or a notification call.
@@ -90,6 +92,8 @@ pub(crate) struct Draft {
     pub(crate) batch_id: Option<String>,
     /// Who asked for it.
     pub(crate) origin: Origin,
+    /// The tenant's SMPP bind it came from, if any (where its receipt goes).
+    pub(crate) smpp: Option<SmppOrigin>,
 }
 
 impl Draft {
@@ -516,6 +520,7 @@ fn message(
         batch_id: draft.batch_id,
         voice,
         request: None,
+        smpp: draft.smpp,
     })
 }
 

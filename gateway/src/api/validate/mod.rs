@@ -158,6 +158,7 @@ impl ValidSms {
             metadata: self.metadata,
             batch_id: None,
             origin: Origin::Tenant,
+            smpp: None,
         }
     }
 }
@@ -292,7 +293,7 @@ pub(crate) struct Common {
 /// Checks the fields that do not depend on the recipient or the text; `voice` for a
 /// notification call (its caller id must be E.164 and it cannot be scheduled).
 pub(crate) fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Common, Problem> {
-    let from = validate_sender(f.from.trim())
+    let from = crate::number::validate_sender(f.from.trim())
         .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
     if voice && !from.starts_with('+') {
         return Err(Problem::invalid(
@@ -525,42 +526,6 @@ pub(crate) fn check_callback_signing(
              (webhook_secrets); ask the operator to configure one",
         ))
     }
-}
-
-/// E.164 numbers, short codes (3–8 digits) and alphanumeric ids of 1–11 GSM characters.
-pub(crate) fn validate_sender(from: &str) -> Result<String, String> {
-    if from.is_empty() {
-        return Err("from must not be empty".into());
-    }
-    if let Some(digits) = from.strip_prefix('+') {
-        if (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(from.to_owned());
-        }
-        return Err(format!("{from:?} is not an E.164 number"));
-    }
-    if from.bytes().all(|b| b.is_ascii_digit()) {
-        if (3..=8).contains(&from.len()) {
-            return Ok(from.to_owned());
-        }
-        return Err(format!(
-            "{from:?}: numeric senders are short codes of 3 to 8 digits or E.164 numbers with +"
-        ));
-    }
-    let chars = from.chars().count();
-    if chars > 11 {
-        return Err(format!(
-            "alphanumeric sender ids are at most 11 characters ({from:?} has {chars})"
-        ));
-    }
-    if !from
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || " -_.&".contains(c))
-    {
-        return Err(format!(
-            "{from:?}: alphanumeric sender ids use letters, digits, space and - _ . &"
-        ));
-    }
-    Ok(from.to_owned())
 }
 
 /// Whole seconds, or an ISO 8601 duration of days, hours, minutes and seconds (`P1DT2H`, `PT30M`).

@@ -157,6 +157,12 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
                  ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)",
             )?
             .execute([seq])?,
+        EventWrite::NamedCursor { name, seq } => conn
+            .prepare_cached(
+                "INSERT INTO webhook_cursor (name, seq) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)",
+            )?
+            .execute(params![name, seq])?,
     };
     Ok(Applied::Rows(rows as u64))
 }
@@ -165,7 +171,7 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
 /// each.
 const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
      m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
-     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call \
+     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp \
      FROM history h \
      LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
      LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
@@ -192,6 +198,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             segments: None,
             created_at: at,
             call: None,
+            smpp: None,
         })
     } else {
         Ok(Event {
@@ -212,6 +219,9 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             segments: row.get(13)?,
             created_at: row.get::<_, Option<i64>>(12)?.unwrap_or(at),
             call: row.get(19)?,
+            smpp: row
+                .get::<_, Option<String>>(20)?
+                .and_then(|s| crate::domain::SmppOrigin::from_stored(&s)),
         })
     }
 }
@@ -308,6 +318,15 @@ impl EventStore for SqliteStore {
         self.read(|conn| {
             conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM history")?
                 .query_row([], |row| row.get(0))
+        })
+    }
+
+    fn named_cursor(&self, name: &str) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT seq FROM webhook_cursor WHERE name = ?1")?
+                .query_row([name], |row| row.get(0))
+                .optional()
         })
     }
 
@@ -470,6 +489,7 @@ mod tests {
             batch_id: None,
             voice: None,
             request: None,
+            smpp: None,
         }
     }
 

@@ -100,7 +100,7 @@ impl ReadPool {
 
 /// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
 const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
-     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call";
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     let tags: String = row.get(13)?;
@@ -131,6 +131,9 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
                 .get::<_, Option<String>>(21)?
                 .and_then(|v| serde_json::from_str(&v).ok()),
             request: None,
+            smpp: row
+                .get::<_, Option<String>>(23)?
+                .and_then(|s| crate::domain::SmppOrigin::from_stored(&s)),
         },
         status: status_column(row, 2)?,
         updated_at: row.get(19)?,

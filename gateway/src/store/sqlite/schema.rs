@@ -294,6 +294,11 @@ UPDATE history SET tenant = CASE WHEN status = 'inbound'
     ELSE (SELECT tenant FROM messages WHERE id = history.message_id) END;
 CREATE INDEX history_tenant ON history (tenant, seq);
 "#,
+    // Messages submitted over a tenant's SMPP bind remember its system_id and the receipt it
+    // asked for (`system_id bits`), which the receipt senders read with the message's events.
+    r#"
+ALTER TABLE messages ADD COLUMN smpp TEXT;
+"#,
 ];
 
 /// The migration (0-based) after which [`super::receipts::rekey`] rebuilds the receipt-id keys.

@@ -162,6 +162,7 @@ mod tests {
             batch_id: batch.map(str::to_owned),
             voice: None,
             request,
+            smpp: None,
         }
     }
 

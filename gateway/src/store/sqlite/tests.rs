@@ -69,6 +69,7 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         batch_id: None,
         voice: None,
         request: None,
+        smpp: None,
     }
 }
 
