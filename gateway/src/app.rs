@@ -58,6 +58,10 @@ pub struct Running {
     pub sandbox: Option<SocketAddr>,
     /// Where the SIP proxy listens (UDP), if `[sip]` is configured.
     pub sip: Option<SocketAddr>,
+    /// The SMPP server's plain TCP address for tenants' binds, if `[smpp_server]` is set.
+    pub smpp: Option<SocketAddr>,
+    /// The SMPP server's TLS address, if `smpp_server.tls_listen` is set.
+    pub smpp_tls: Option<SocketAddr>,
     /// Where notification calls are placed from (UDP), if a voice carrier has a trunk.
     pub voice: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -183,6 +187,15 @@ pub async fn start(
         )
         .context("webhooks: TLS client")?,
     );
+    let smpp_server = crate::smpp_server::start(
+        &config,
+        &base_dir,
+        submit.clone(),
+        store.clone(),
+        event_store.clone(),
+        shutdown_rx.clone(),
+    )
+    .await?;
     let hub = Arc::new(Hub::new(
         store.clone(),
         event_store,
@@ -240,11 +253,14 @@ pub async fn start(
                 .as_ref()
                 .map(|(v, _)| v.clone() as Arc<dyn crate::submit::CallPlacer>),
         ),
+        smpp: smpp_server.as_ref().map(|h| h.server().clone()),
     };
     numbers.await.context("loading the phone-number metadata")?;
     let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
     let (api_addr, ops_addr) = (http.api, http.ops);
     let sip_addr = sip.as_ref().map(|h| h.addr);
+    let smpp_addr = smpp_server.as_ref().map(|h| h.addr);
+    let smpp_tls_addr = smpp_server.as_ref().and_then(|h| h.tls_addr);
     let voice_addr = voice.as_ref().map(|(_, a)| *a);
     let task = tokio::spawn(run(Parts {
         reloader: Reloader {
@@ -254,6 +270,7 @@ pub async fn start(
             base_dir,
             config_path,
             sip: sip.as_ref().map(|h| h.reload.clone()),
+            smpp_server: smpp_server.clone(),
         },
         shutdown: shutdown_tx.clone(),
         config,
@@ -271,6 +288,8 @@ pub async fn start(
         ops: ops_addr,
         sandbox,
         sip: sip_addr,
+        smpp: smpp_addr,
+        smpp_tls: smpp_tls_addr,
         voice: voice_addr,
         shutdown: shutdown_tx,
         task,
@@ -493,6 +512,8 @@ struct Reloader {
     config_path: Option<PathBuf>,
     /// The SIP proxy's reload queue, when `[sip]` runs.
     sip: Option<tokio::sync::mpsc::Sender<crate::sip::proxy::Reconfigure>>,
+    /// The SMPP server for tenants, when `[smpp_server]` runs.
+    smpp_server: Option<crate::smpp_server::Handle>,
 }
 
 /// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
@@ -516,7 +537,12 @@ async fn signals(
                     continue;
                 };
                 match reload(&reloader, &current, path) {
-                    Ok(next) => current = next,
+                    Ok(next) => {
+                        if let Some(server) = &reloader.smpp_server {
+                            server.reload(&next).await;
+                        }
+                        current = next;
+                    }
                     Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e:#}"),
                 }
             }

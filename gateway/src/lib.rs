@@ -15,7 +15,8 @@
 //!   per-carrier priority queues, failover, scheduled sends.
 //! - [`admission`]: what a tenant may send (plan, rate, quotas, opt-outs, templates).
 //! - [`submit`]: the one accept pipeline every entry point calls.
-//! - Entry points and carriers' sides: [`smpp`] (binds towards carriers), [`inbound`] (MO
+//! - Entry points and carriers' sides: [`smpp`] (binds towards carriers), [`smpp_server`]
+//!   (tenants' own SMPP binds, the SMSC role), [`inbound`] (MO
 //!   ownership, keywords and their replies), [`sip`] (the SIP proxy over UDP, TCP and TLS,
 //!   reloaded on SIGHUP), [`voice`] (notification calls: TTS/WAV audio, a SIP UAC, RTP, DTMF),
 //!   [`events`] (webhooks, SSE), [`sandbox`] (the built-in SMSC used when no carrier is
@@ -41,6 +42,7 @@ pub mod number;
 pub(crate) mod sandbox;
 pub(crate) mod sip;
 pub(crate) mod smpp;
+pub(crate) mod smpp_server;
 pub mod store;
 pub(crate) mod submit;
 pub(crate) mod tls;

@@ -82,6 +82,12 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(sip) = running.sip {
         println!("switchyard SIP proxy on udp {sip}");
     }
+    if let Some(smpp) = running.smpp {
+        println!("switchyard SMPP server for tenants on tcp {smpp}");
+    }
+    if let Some(tls) = running.smpp_tls {
+        println!("switchyard SMPP server for tenants (TLS) on tcp {tls}");
+    }
     if let Some(voice) = running.voice {
         println!("switchyard voice calls on udp {voice}");
     }

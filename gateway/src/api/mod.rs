@@ -32,6 +32,7 @@ pub(crate) mod ops;
 pub(crate) mod optouts;
 pub(crate) mod page;
 pub(crate) mod problem;
+pub(crate) mod smpp;
 pub(crate) mod timeout;
 pub mod validate;
 pub(crate) mod webhooks;
@@ -91,6 +92,8 @@ pub(crate) struct AppState {
     pub(crate) events: Arc<crate::events::pump::Hub>,
     /// The accept pipeline every send goes through.
     pub(crate) submit: crate::submit::Submitter,
+    /// The SMPP server for tenants, when `[smpp_server]` runs.
+    pub(crate) smpp: Option<std::sync::Arc<crate::smpp_server::Server>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -225,6 +228,7 @@ pub(crate) fn router(state: AppState, server: &switchyard_ops::config::ServerCon
             post(webhooks::replay_one),
         )
         .route("/v1/routes/explain", get(ops::explain))
+        .route("/v1/smpp/binds", get(smpp::binds))
         .route("/healthz", get(ops::healthz))
         .route("/openapi.json", get(openapi::serve));
     if server.ops_listen.is_none() {

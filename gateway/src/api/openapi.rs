@@ -5,17 +5,17 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{batches, calls, messages, ops, problem, validate};
+use super::{batches, calls, messages, ops, problem, smpp, validate};
 use crate::domain::Status;
 
 /// The API description.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Messaging gateway API: SMS over SMPP carriers, least-cost routed."),
-    paths(messages::send, batches::send, batches::get, messages::get, messages::list, messages::cancel, calls::list, calls::export, ops::explain, ops::healthz, ops::readyz, ops::metrics),
-    components(schemas(validate::SendRequest, validate::Recipient, messages::Accepted, messages::Delivery, messages::MessageView, batches::BatchRequest, batches::BatchRecipient, batches::BatchAccepted, batches::BatchMessage, batches::RejectedRecipient, batches::BatchView, problem::Problem, Status)),
+    paths(messages::send, batches::send, batches::get, messages::get, messages::list, messages::cancel, calls::list, calls::export, ops::explain, smpp::binds, ops::healthz, ops::readyz, ops::metrics),
+    components(schemas(validate::SendRequest, validate::Recipient, messages::Accepted, messages::Delivery, messages::MessageView, batches::BatchRequest, batches::BatchRecipient, batches::BatchAccepted, batches::BatchMessage, batches::RejectedRecipient, batches::BatchView, smpp::BindList, smpp::BindView, problem::Problem, Status)),
     modifiers(&BearerAuth),
-    tags((name = "messages"), (name = "calls"), (name = "routing"), (name = "operations"))
+    tags((name = "messages"), (name = "calls"), (name = "routing"), (name = "smpp"), (name = "operations"))
 )]
 pub(crate) struct ApiDoc;
 

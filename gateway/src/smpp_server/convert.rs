@@ -1,0 +1,643 @@
+//! What a tenant's submit_sm or data_sm asks for, as a [`Draft`] for the accept pipeline, and
+//! the pipeline's refusals as the command_status ESMEs expect.
+//!
+//! | refusal | command_status |
+//! | --- | --- |
+//! | destination not a valid number, no route, blocked prefix | ESME_RINVDSTADR |
+//! | source address not a sender Switchyard can use | ESME_RINVSRCADR |
+//! | data_coding not text, text that cannot be encoded | ESME_RINVDCS |
+//! | UDH present (esm_class UDHI), sar_* TLVs | ESME_RINVESMCLASS |
+//! | empty text, both short_message and message_payload, too many segments | ESME_RINVMSGLEN |
+//! | schedule_delivery_time unreadable or too far ahead | ESME_RINVSCHED |
+//! | validity_period unreadable, past or too long | ESME_RINVEXPIRY |
+//! | priority above the tenant's plan | ESME_RINVPRTFLG |
+//! | tenant's or user's rate | ESME_RTHROTTLED |
+//! | daily or monthly quota, carrier queues full, breakers open | ESME_RMSGQFUL |
+//! | opted out, country blocked or not allowed, channel not allowed | ESME_RX_R_APPN |
+//! | store unavailable, anything else | ESME_RSYSERR |
+
+use switchyard_protocols::smpp::pdu::{Address, DataSm, SubmitSm};
+use switchyard_protocols::smpp::time::{self, SmppTime};
+use switchyard_protocols::smpp::tlv::tag;
+use switchyard_protocols::smpp::CommandStatus;
+use switchyard_protocols::text::{
+    count_segments, decode_short_message, Charset, Concat, EncodeOptions, Encoding,
+    EncodingPreference,
+};
+use switchyard_routing::{Priority, RouteError};
+
+use crate::admission::Refusal;
+use crate::dispatch::DispatchError;
+use crate::domain::{SmppOrigin, UnixMs};
+use crate::submit::{Content, Draft, Origin, SubmitError};
+
+use super::users::User;
+
+/// What the server allows beyond the tenant's plan.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Most segments one message may need.
+    pub(crate) max_segments: usize,
+    /// Longest validity period.
+    pub(crate) max_validity_ms: i64,
+    /// Furthest schedule_delivery_time ahead.
+    pub(crate) max_schedule_ahead_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_segments: 10,
+            max_validity_ms: 7 * 24 * 3600 * 1000,
+            max_schedule_ahead_ms: 90 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// A refused submit: the status the ESME gets and why (for the log).
+#[derive(Debug)]
+pub(crate) struct Reject {
+    /// The `*_resp` command_status.
+    pub(crate) status: CommandStatus,
+    /// Why, for the log.
+    pub(crate) reason: String,
+}
+
+impl Reject {
+    fn new(status: CommandStatus, reason: impl Into<String>) -> Self {
+        Reject {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The fields of a submit_sm or data_sm that make a message.
+#[derive(Debug)]
+pub(crate) struct Submission<'a> {
+    source: &'a Address,
+    dest: &'a Address,
+    esm_class: u8,
+    priority_flag: u8,
+    schedule: &'a [u8],
+    validity: &'a [u8],
+    registered_delivery: u8,
+    data_coding: u8,
+    short_message: &'a [u8],
+    payload: Option<&'a [u8]>,
+    sar: bool,
+}
+
+impl<'a> Submission<'a> {
+    /// A submit_sm's fields.
+    pub(crate) fn submit_sm(sm: &'a SubmitSm) -> Self {
+        Submission {
+            source: &sm.source,
+            dest: &sm.dest,
+            esm_class: sm.esm_class,
+            priority_flag: sm.priority_flag,
+            schedule: sm.schedule_delivery_time.as_bytes(),
+            validity: sm.validity_period.as_bytes(),
+            registered_delivery: sm.registered_delivery,
+            data_coding: sm.data_coding,
+            short_message: &sm.short_message,
+            payload: sm.tlvs.message_payload().map(|b| &b[..]),
+            sar: sm.tlvs.get(tag::SAR_MSG_REF_NUM).is_some(),
+        }
+    }
+
+    /// A data_sm's fields (its text is in message_payload; it has no times or priority).
+    pub(crate) fn data_sm(sm: &'a DataSm) -> Self {
+        Submission {
+            source: &sm.source,
+            dest: &sm.dest,
+            esm_class: sm.esm_class,
+            priority_flag: 0,
+            schedule: b"",
+            validity: b"",
+            registered_delivery: sm.registered_delivery,
+            data_coding: sm.data_coding,
+            short_message: b"",
+            payload: sm.tlvs.message_payload().map(|b| &b[..]),
+            sar: sm.tlvs.get(tag::SAR_MSG_REF_NUM).is_some(),
+        }
+    }
+}
+
+/// The message `s` asks `user` to send, validated as the HTTP API validates a request.
+pub(crate) fn draft(
+    s: &Submission<'_>,
+    user: &User,
+    limits: &Limits,
+    now: UnixMs,
+) -> Result<Draft, Reject> {
+    if s.esm_class & SubmitSm::ESM_CLASS_UDHI != 0 || s.sar {
+        return Err(Reject::new(
+            CommandStatus::ESME_RINVESMCLASS,
+            "concatenated parts (UDH or sar_* TLVs) are not accepted; send the whole text in \
+             message_payload",
+        ));
+    }
+    let (to, country) = destination(s.dest)?;
+    let from = source(s.source, user)?;
+    let (body, preference) = text(s)?;
+    if body.is_empty() {
+        return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
+    }
+    let opts = EncodeOptions {
+        encoding: preference,
+        concat: Concat::Udh8,
+        ..EncodeOptions::default()
+    };
+    let info = count_segments(&body, &opts)
+        .map_err(|e| Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")))?;
+    if info.segments > limits.max_segments {
+        return Err(Reject::new(
+            CommandStatus::ESME_RINVMSGLEN,
+            format!(
+                "{} segments; at most {} are allowed",
+                info.segments, limits.max_segments
+            ),
+        ));
+    }
+    let scheduled_at = match time::parse(s.schedule) {
+        Err(e) => return Err(Reject::new(CommandStatus::ESME_RINVSCHED, e.to_string())),
+        Ok(None) => None,
+        Ok(Some(t)) => {
+            let at = t.at(now);
+            if at > now + limits.max_schedule_ahead_ms {
+                return Err(Reject::new(
+                    CommandStatus::ESME_RINVSCHED,
+                    "scheduled too far ahead",
+                ));
+            }
+            (at > now).then_some(at)
+        }
+    };
+    let expires_at = match time::parse(s.validity) {
+        Err(e) => return Err(Reject::new(CommandStatus::ESME_RINVEXPIRY, e.to_string())),
+        Ok(None) => None,
+        Ok(Some(t)) => {
+            let start = scheduled_at.unwrap_or(now);
+            let at = match t {
+                SmppTime::Relative(_) => t.at(start),
+                SmppTime::Absolute(_) => t.at(now),
+            };
+            if at <= start || at - start > limits.max_validity_ms {
+                return Err(Reject::new(
+                    CommandStatus::ESME_RINVEXPIRY,
+                    "validity_period is past or longer than allowed",
+                ));
+            }
+            Some(at)
+        }
+    };
+    Ok(Draft {
+        tenant: user.tenant.clone(),
+        to,
+        country,
+        from,
+        body,
+        content: Content::Sms {
+            preference,
+            encoding: info.encoding,
+            segments: u16::try_from(info.segments).unwrap_or(u16::MAX),
+        },
+        priority: priority(s.priority_flag),
+        scheduled_at,
+        expires_at,
+        callback_url: None,
+        tags: Vec::new(),
+        metadata: None,
+        batch_id: None,
+        origin: Origin::Tenant,
+        smpp: Some(SmppOrigin {
+            system_id: user.config.system_id.clone(),
+            receipt: s.registered_delivery & 0x03,
+        }),
+    })
+}
+
+/// The recipient: an international number (TON 1, or TON 0 with the country code first).
+fn destination(a: &Address) -> Result<(switchyard_routing::E164, Option<String>), Reject> {
+    let raw = a.addr.to_str_lossy();
+    let digits = raw.strip_prefix('+').unwrap_or(&raw);
+    if !matches!(a.ton, 0 | 1) {
+        return Err(Reject::new(
+            CommandStatus::ESME_RINVDSTADR,
+            format!(
+                "dest_addr_ton {} (send international numbers, TON 1)",
+                a.ton
+            ),
+        ));
+    }
+    crate::number::parse_e164(&format!("+{digits}"))
+        .map_err(|e| Reject::new(CommandStatus::ESME_RINVDSTADR, e))
+}
+
+/// The sender: alphanumeric (TON 5), international (TON 1, or TON 0 with more than 8
+/// digits), a short code (other numeric forms of 3–8 digits), or the tenant's default sender
+/// when empty.
+fn source(a: &Address, user: &User) -> Result<String, Reject> {
+    let raw = a.addr.to_str_lossy();
+    let bad = |why: String| Reject::new(CommandStatus::ESME_RINVSRCADR, why);
+    if raw.is_empty() {
+        return user
+            .default_sender
+            .clone()
+            .ok_or_else(|| bad("empty source_addr and the tenant has no default_sender".into()));
+    }
+    let candidate = match a.ton {
+        5 => raw.into_owned(),
+        _ => {
+            let digits = raw.strip_prefix('+').unwrap_or(&raw);
+            if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad(format!(
+                    "source_addr {raw:?} is not numeric (TON {})",
+                    a.ton
+                )));
+            }
+            if a.ton == 1 || digits.len() > 8 {
+                format!("+{digits}")
+            } else {
+                digits.to_owned()
+            }
+        }
+    };
+    crate::number::validate_sender(&candidate).map_err(bad)
+}
+
+/// The text and the encoding asked for: GSM 7-bit (data_coding 0, or 1 read as IA5), Latin-1
+/// (3) and UCS-2 (8) are read as text; text that arrived as UCS-2 goes out as UCS-2, the rest
+/// in the best encoding for its characters.
+fn text(s: &Submission<'_>) -> Result<(String, EncodingPreference), Reject> {
+    let bytes = match (s.short_message.is_empty(), s.payload) {
+        (_, None) => s.short_message,
+        (true, Some(p)) => p,
+        (false, Some(_)) => {
+            return Err(Reject::new(
+                CommandStatus::ESME_RINVMSGLEN,
+                "short_message and message_payload both set",
+            ))
+        }
+    };
+    let decoded = decode_short_message(s.data_coding, false, bytes);
+    let preference = match decoded.charset {
+        Charset::Ucs2 => EncodingPreference::Force(Encoding::Ucs2),
+        Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1 => {
+            EncodingPreference::Auto
+        }
+        _ => {
+            return Err(Reject::new(
+                CommandStatus::ESME_RINVDCS,
+                format!("data_coding 0x{:02X} is not text", s.data_coding),
+            ))
+        }
+    };
+    match decoded.text() {
+        Some(t) => Ok((t.to_owned(), preference)),
+        None => Err(Reject::new(CommandStatus::ESME_RINVDCS, "not text")),
+    }
+}
+
+/// priority_flag 0 (bulk) normal, 1 high, 2 and 3 critical.
+fn priority(flag: u8) -> Priority {
+    match flag {
+        0 => Priority::Normal,
+        1 => Priority::High,
+        _ => Priority::Critical,
+    }
+}
+
+/// The command_status for a refusal of the accept pipeline (see the module doc).
+pub(crate) fn status_of(e: &SubmitError) -> CommandStatus {
+    match e {
+        SubmitError::Refused(r) => match r {
+            Refusal::RateLimited { .. } => CommandStatus::ESME_RTHROTTLED,
+            Refusal::QuotaExceeded { .. } => CommandStatus::ESME_RMSGQFUL,
+            Refusal::TooManySegments { .. } => CommandStatus::ESME_RINVMSGLEN,
+            Refusal::PriorityNotAllowed { .. } => CommandStatus::ESME_RINVPRTFLG,
+            Refusal::OptedOut
+            | Refusal::CountryBlocked(_)
+            | Refusal::CountryNotAllowed(_)
+            | Refusal::ChannelNotAllowed(_) => CommandStatus::ESME_RX_R_APPN,
+        },
+        SubmitError::Dispatch(d) => match d {
+            DispatchError::Route(
+                RouteError::NoRoute(_) | RouteError::BlockedPrefix | RouteError::NotAllowed,
+            ) => CommandStatus::ESME_RINVDSTADR,
+            DispatchError::Route(RouteError::UnknownTenant) => CommandStatus::ESME_RSYSERR,
+            DispatchError::Route(RouteError::AllBreakersOpen { .. })
+            | DispatchError::QueuesFull
+            | DispatchError::Exhausted => CommandStatus::ESME_RMSGQFUL,
+            DispatchError::Route(_) => CommandStatus::ESME_RSYSERR,
+        },
+        SubmitError::Backlog(_) => CommandStatus::ESME_RMSGQFUL,
+        SubmitError::Store(_)
+        | SubmitError::NoTrunk
+        | SubmitError::CallsFull
+        | SubmitError::VoiceUnavailable => CommandStatus::ESME_RSYSERR,
+    }
+}
+
+/// A user for the conversion tests.
+#[cfg(test)]
+pub(crate) fn test_user(system_id: &str, default_sender: Option<&str>) -> std::sync::Arc<User> {
+    use switchyard_ops::config::{SmppSecret, SmppUser};
+    let config = SmppUser {
+        system_id: system_id.into(),
+        secret: SmppSecret::Password("secret".into()),
+        max_binds: 4,
+        window: 64,
+        max_tps: None,
+        allowed_ips: Vec::new(),
+        system_type: None,
+    };
+    std::sync::Arc::new(User::for_tests(
+        "acme",
+        config,
+        default_sender.map(str::to_owned),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use switchyard_protocols::smpp::pdu::{Address, SubmitSm};
+    use switchyard_protocols::smpp::tlv::{tag, Tlv, Tlvs};
+    use switchyard_protocols::smpp::CommandStatus;
+    use switchyard_protocols::text::{Encoding, EncodingPreference};
+    use switchyard_routing::Priority;
+
+    use super::{draft, test_user, Limits, Submission};
+    use crate::submit::Content;
+
+    const NOW: i64 = 1_743_505_200_000; // 2025-04-01 11:00:00 UTC
+
+    fn sm(text: &[u8]) -> SubmitSm {
+        SubmitSm {
+            source: Address::alphanumeric("Acme"),
+            dest: Address::international("447911123456"),
+            registered_delivery: 1,
+            short_message: Bytes::copy_from_slice(text),
+            ..SubmitSm::default()
+        }
+    }
+
+    fn status(pdu: &SubmitSm) -> CommandStatus {
+        let user = test_user("acme01", None);
+        draft(&Submission::submit_sm(pdu), &user, &Limits::default(), NOW)
+            .map(|_| CommandStatus::ESME_ROK)
+            .unwrap_or_else(|r| r.status)
+    }
+
+    #[test]
+    fn a_plain_submit_becomes_a_draft() {
+        let user = test_user("acme01", None);
+        let d = draft(
+            &Submission::submit_sm(&sm(b"Hello")),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(d.to.as_str(), "447911123456");
+        assert_eq!(d.country.as_deref(), Some("GG"));
+        assert_eq!(d.from, "Acme");
+        assert_eq!(d.body, "Hello");
+        assert_eq!(d.priority, Priority::Normal);
+        assert!(matches!(
+            d.content,
+            Content::Sms {
+                segments: 1,
+                encoding: Encoding::Gsm7,
+                ..
+            }
+        ));
+        let origin = d.smpp.unwrap();
+        assert_eq!((origin.system_id.as_str(), origin.receipt), ("acme01", 1));
+    }
+
+    #[test]
+    fn addresses_follow_ton() {
+        let user = test_user("acme01", Some("Default"));
+        let with = |source: Address, dest: Address| {
+            let pdu = SubmitSm {
+                source,
+                dest,
+                ..sm(b"x")
+            };
+            draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW)
+        };
+        let intl = Address::international("447911123456");
+        let d = with(Address::international("447700900001"), intl.clone()).unwrap();
+        assert_eq!(d.from, "+447700900001");
+        let d = with(
+            Address {
+                ton: 3,
+                npi: 1,
+                addr: "12345".into(),
+            },
+            intl.clone(),
+        )
+        .unwrap();
+        assert_eq!(d.from, "12345");
+        let d = with(Address::default(), intl.clone()).unwrap();
+        assert_eq!(d.from, "Default");
+        // TON 0 with the country code first reads as international.
+        let d = with(
+            Address::alphanumeric("Acme"),
+            Address {
+                ton: 0,
+                npi: 0,
+                addr: "447911123456".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(d.to.as_str(), "447911123456");
+        let status =
+            |r: Result<crate::submit::Draft, super::Reject>| r.map(|_| ()).unwrap_err().status;
+        assert_eq!(
+            status(with(
+                Address::alphanumeric("Acme"),
+                Address {
+                    ton: 2,
+                    npi: 1,
+                    addr: "7911123456".into()
+                }
+            )),
+            CommandStatus::ESME_RINVDSTADR
+        );
+        assert_eq!(
+            status(with(
+                Address::alphanumeric("Acme"),
+                Address::international("12")
+            )),
+            CommandStatus::ESME_RINVDSTADR
+        );
+        assert_eq!(
+            status(with(
+                Address::alphanumeric("A sender far too long"),
+                intl.clone()
+            )),
+            CommandStatus::ESME_RINVSRCADR
+        );
+        assert_eq!(
+            status(with(
+                Address {
+                    ton: 1,
+                    npi: 1,
+                    addr: "44abc".into()
+                },
+                intl
+            )),
+            CommandStatus::ESME_RINVSRCADR
+        );
+    }
+
+    #[test]
+    fn data_coding_decides_the_text() {
+        let user = test_user("acme01", None);
+        let ucs2 = SubmitSm {
+            data_coding: 8,
+            ..sm(&[0x04, 0x1F, 0xD8, 0x3D, 0xDC, 0x4B])
+        };
+        let d = draft(
+            &Submission::submit_sm(&ucs2),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(d.body, "П👋");
+        assert!(matches!(
+            d.content,
+            Content::Sms {
+                preference: EncodingPreference::Force(Encoding::Ucs2),
+                ..
+            }
+        ));
+        let latin1 = SubmitSm {
+            data_coding: 3,
+            ..sm(b"caf\xe9")
+        };
+        let d = draft(
+            &Submission::submit_sm(&latin1),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(d.body, "café");
+        assert_eq!(
+            status(&SubmitSm {
+                data_coding: 4,
+                ..sm(b"\x01\x02")
+            }),
+            CommandStatus::ESME_RINVDCS
+        );
+        assert_eq!(status(&sm(b"")), CommandStatus::ESME_RINVMSGLEN);
+    }
+
+    #[test]
+    fn long_text_comes_in_message_payload_and_parts_are_refused() {
+        let user = test_user("acme01", None);
+        let text = "0123456789".repeat(40);
+        let long = SubmitSm {
+            tlvs: Tlvs(vec![Tlv::new(
+                tag::MESSAGE_PAYLOAD,
+                Bytes::from(text.clone()),
+            )]),
+            ..sm(b"")
+        };
+        let d = draft(
+            &Submission::submit_sm(&long),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(d.body, text);
+        assert!(matches!(d.content, Content::Sms { segments: 3, .. }));
+        let udh = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            ..sm(b"\x05\x00\x03\x01\x02\x01abc")
+        };
+        assert_eq!(status(&udh), CommandStatus::ESME_RINVESMCLASS);
+        let sar = SubmitSm {
+            tlvs: Tlvs(vec![Tlv::u16(tag::SAR_MSG_REF_NUM, 1)]),
+            ..sm(b"abc")
+        };
+        assert_eq!(status(&sar), CommandStatus::ESME_RINVESMCLASS);
+        let too_long = SubmitSm {
+            tlvs: Tlvs(vec![Tlv::new(
+                tag::MESSAGE_PAYLOAD,
+                Bytes::from("x".repeat(2000)),
+            )]),
+            ..sm(b"")
+        };
+        assert_eq!(status(&too_long), CommandStatus::ESME_RINVMSGLEN);
+    }
+
+    #[test]
+    fn times_are_read_as_smpp_times() {
+        let user = test_user("acme01", None);
+        let at = |schedule: &str, validity: &str| {
+            let pdu = SubmitSm {
+                schedule_delivery_time: schedule.to_owned().into(),
+                validity_period: validity.to_owned().into(),
+                ..sm(b"x")
+            };
+            draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW)
+        };
+        // One hour from now, relative and absolute (UTC+01:00 local time).
+        let d = at("000000010000000R", "").unwrap();
+        assert_eq!(d.scheduled_at, Some(NOW + 3_600_000));
+        let d = at("250401130000004+", "000001000000000R").unwrap();
+        assert_eq!(d.scheduled_at, Some(NOW + 3_600_000));
+        // Validity counts from the scheduled time.
+        assert_eq!(d.expires_at, Some(NOW + 3_600_000 + 86_400_000));
+        let err =
+            |r: Result<crate::submit::Draft, super::Reject>| r.map(|_| ()).unwrap_err().status;
+        assert_eq!(err(at("nonsense", "")), CommandStatus::ESME_RINVSCHED);
+        assert_eq!(
+            err(at("010000000000000R", "")),
+            CommandStatus::ESME_RINVSCHED
+        );
+        assert_eq!(
+            err(at("", "250401100000000+")),
+            CommandStatus::ESME_RINVEXPIRY
+        );
+        assert_eq!(
+            err(at("", "000100000000000R")),
+            CommandStatus::ESME_RINVEXPIRY
+        );
+        assert_eq!(
+            err(at("", "25040112000000")),
+            CommandStatus::ESME_RINVEXPIRY
+        );
+    }
+
+    #[test]
+    fn priority_flags_map_to_lanes() {
+        let user = test_user("acme01", None);
+        let p = |flag| {
+            let pdu = SubmitSm {
+                priority_flag: flag,
+                ..sm(b"x")
+            };
+            draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW)
+                .unwrap()
+                .priority
+        };
+        assert_eq!(
+            [p(0), p(1), p(2), p(3)],
+            [
+                Priority::Normal,
+                Priority::High,
+                Priority::Critical,
+                Priority::Critical
+            ]
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Delivery receipts and MO messages to tenants' SMPP binds: one sender per SMPP user,
+//! reading the event log.
+//!
+//! A message submitted over SMPP stores its system_id and the receipt it asked for
+//! ([`crate::domain::SmppOrigin`]). Its final status is an event in the store's log, so the log
+//! is the durable queue of receipts:
+//!
+//! ```text
+//! history (seq) ─► sender of system_id X: tenant's events after its cursor, in order
+//!   └─ final status of a message from X that wants a receipt ─► deliver_sm to one of X's
+//!      receiver or transceiver binds (round robin) ─► deliver_sm_resp OK ─► done
+//!      error / timeout / bind lost ─► again after a back-off (1 s doubling to 60 s), any bind
+//! cursor `smpp:X` = the highest seq below which every receipt was taken, saved every 500 ms
+//! ```
+//! With no receiver bind up the sender reads nothing and the cursor stays: receipts wait in
+//! the log (kept as long as `[retention]` keeps history) and flow when the ESME binds. After
+//! a restart the sender resumes from its cursor: receipts sent but not yet covered by a saved
+//! cursor are sent again (at least once; ESMEs match receipts by message id). One receipt per
+//! message: the first final status (a message never leaves a final status).
+//!
+//! MO messages to a tenant whose `mo_delivery` is `smpp` or `both` take the same road: the
+//! inbound event becomes a deliver_sm (esm_class 0) to the binds of the tenant's first SMPP
+//! user, with the same retries and cursor. A text longer than one SMS goes whole in
+//! message_payload.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use switchyard_protocols::dlr::{
+    format_text_receipt, receipt_tlvs, ErrorCode, Receipt, ReceiptDate, ReceiptState,
+};
+use switchyard_protocols::smpp::pdu::{Address, COctet, SubmitSm};
+use tokio::sync::{oneshot, watch};
+
+use super::connection::Outgoing;
+use super::Server;
+use crate::domain::{Event, EventWrite, Status, UnixMs, Update};
+
+/// Events read per store round trip.
+const PAGE: usize = 500;
+/// Receipts sent and not yet answered, at most (across the user's binds).
+const MAX_OUTSTANDING: usize = 2048;
+/// How long the sender sleeps when it has caught up.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often the cursor is saved.
+const CURSOR_EVERY: Duration = Duration::from_millis(500);
+/// First retry delay, doubled per attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The cursor's name in the store.
+pub(crate) fn cursor_name(system_id: &str) -> String {
+    format!("smpp:{system_id}")
+}
+
+/// A receipt on its way.
+struct Pending {
+    seq: i64,
+    pdu: SubmitSm,
+    attempts: u32,
+    not_before: Instant,
+}
+
+/// Runs the receipt sender of `system_id` from `cursor` until the user is removed or the
+/// gateway stops.
+pub(crate) async fn run(
+    server: Arc<Server>,
+    system_id: String,
+    cursor: i64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = cursor_name(&system_id);
+    let receiver_up = server.binds.receiver_up(&system_id);
+    let mut read = cursor;
+    let mut saved = cursor;
+    let mut saved_at = Instant::now();
+    // Receipts not yet taken by the ESME, by seq: sent (awaiting) or queued (waiting to send).
+    let mut open: BTreeMap<i64, ()> = BTreeMap::new();
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut sent = FuturesUnordered::new();
+    let mut rr = 0usize;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let Some(user) = server.users.load().get(&system_id).cloned() else {
+            tracing::info!(%system_id, "receipt sender stops: the user was removed");
+            break;
+        };
+        let receivers = server.binds.receivers(&system_id);
+        let now = Instant::now();
+        // Read more of the log while there is room and someone to send to.
+        let mut caught_up = true;
+        if !receivers.is_empty() && open.len() < MAX_OUTSTANDING {
+            match server
+                .events
+                .events_after(read, Some(&user.tenant), PAGE)
+                .await
+            {
+                Ok(page) => {
+                    caught_up = page.len() < PAGE;
+                    for event in page {
+                        read = event.seq;
+                        let pdu = if event.is_inbound() {
+                            user.takes_mo.then(|| mo_for(&event)).flatten()
+                        } else {
+                            receipt_for(&event, &system_id)
+                        };
+                        if let Some(pdu) = pdu {
+                            open.insert(event.seq, ());
+                            queue.push_back(Pending {
+                                seq: event.seq,
+                                pdu,
+                                attempts: 0,
+                                not_before: now,
+                            });
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(%system_id, "reading events for receipts: {e}"),
+            }
+        }
+        // Hand what is due to the binds, round robin.
+        let mut held = VecDeque::new();
+        while let Some(p) = queue.pop_front() {
+            if p.not_before > now || receivers.is_empty() {
+                held.push_back(p);
+                continue;
+            }
+            let (done, outcome) = oneshot::channel();
+            let target = &receivers[rr % receivers.len()];
+            rr = rr.wrapping_add(1);
+            match target.try_send(Outgoing::Deliver {
+                pdu: Box::new(p.pdu.clone()),
+                done,
+            }) {
+                Ok(()) => sent.push(async move { (p, outcome.await) }),
+                Err(_) => held.push_back(p),
+            }
+        }
+        queue = held;
+        // The cursor: everything below the oldest open receipt was taken.
+        let mark = open.keys().next().map_or(read, |first| first - 1);
+        if mark > saved && (saved_at.elapsed() >= CURSOR_EVERY || open.is_empty()) {
+            save(&server, &name, mark).await;
+            saved = mark;
+            saved_at = Instant::now();
+        }
+        let wake = queue
+            .iter()
+            .map(|p| p.not_before)
+            .min()
+            .map_or(IDLE_POLL, |t| {
+                t.saturating_duration_since(now)
+                    .max(Duration::from_millis(1))
+            });
+        let wait = if caught_up || receivers.is_empty() {
+            wake.min(if receivers.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                IDLE_POLL
+            })
+        } else {
+            Duration::ZERO
+        };
+        tokio::select! {
+            Some((p, outcome)) = sent.next(), if !sent.is_empty() => {
+                let mut settle = |p: Pending, outcome: Result<Result<(), String>, oneshot::error::RecvError>| {
+                    match outcome {
+                        Ok(Ok(())) => {
+                            open.remove(&p.seq);
+                        }
+                        failure => {
+                            let why = match failure {
+                                Ok(Err(why)) => why,
+                                _ => "the bind closed first".to_owned(),
+                            };
+                            let attempts = p.attempts + 1;
+                            let delay = FIRST_BACKOFF
+                                .saturating_mul(1 << attempts.min(6))
+                                .min(MAX_BACKOFF);
+                            tracing::debug!(%system_id, seq = p.seq, attempts, "receipt not taken ({why}); again in {delay:?}");
+                            queue.push_back(Pending { attempts, not_before: Instant::now() + delay, ..p });
+                        }
+                    }
+                };
+                settle(p, outcome);
+                while let Some(Some((q, o))) = futures::FutureExt::now_or_never(sent.next()) {
+                    settle(q, o);
+                }
+            }
+            _ = receiver_up.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    let mark = open.keys().next().map_or(read, |first| first - 1);
+    if mark > saved {
+        save(&server, &name, mark).await;
+    }
+}
+
+async fn save(server: &Server, name: &str, seq: i64) {
+    let write = Update::Events(EventWrite::NamedCursor {
+        name: name.to_owned(),
+        seq,
+    });
+    if let Err(e) = server.store.apply(vec![write]).await {
+        tracing::warn!(cursor = name, "saving the receipt cursor: {e}");
+    }
+}
+
+/// The deliver_sm receipt for `event`, if it is the final status of a message `system_id`
+/// submitted and asked a receipt for.
+pub(crate) fn receipt_for(event: &Event, system_id: &str) -> Option<SubmitSm> {
+    let origin = event.smpp.as_ref().filter(|o| o.system_id == system_id)?;
+    let status: Status = event.status.parse().ok()?;
+    if !origin.wants_receipt(status) {
+        return None;
+    }
+    let state = match status {
+        Status::Delivered => ReceiptState::Delivered,
+        Status::Expired => ReceiptState::Expired,
+        Status::Cancelled => ReceiptState::Deleted,
+        Status::Rejected => ReceiptState::Rejected,
+        _ => ReceiptState::Undeliverable,
+    };
+    let delivered = u32::from(status == Status::Delivered);
+    let receipt = Receipt {
+        message_id: event.message_id.to_string(),
+        state,
+        unrecognized_stat: None,
+        error_code: Some(
+            event
+                .error
+                .as_deref()
+                .map_or_else(|| ErrorCode::from_text("000"), ErrorCode::from_text),
+        ),
+        submit_date: receipt_date(event.created_at),
+        done_date: receipt_date(event.at),
+        submitted: Some(1),
+        delivered: Some(delivered),
+        // The standard form ends with the text field; the body is not repeated in receipts.
+        text: Some(Vec::new()),
+        extra: Vec::new(),
+    };
+    let short_message = format_text_receipt(&receipt);
+    Some(SubmitSm {
+        source: number_address(&event.to),
+        dest: sender_address(&event.from),
+        esm_class: SubmitSm::ESM_CLASS_RECEIPT,
+        short_message: short_message.into(),
+        tlvs: receipt_tlvs(&receipt),
+        ..SubmitSm::default()
+    })
+}
+
+/// The deliver_sm carrying the MO message of `event`: from the handset to the tenant's
+/// number, GSM 7-bit when the text allows, UCS-2 otherwise; in message_payload when longer
+/// than one SMS.
+pub(crate) fn mo_for(event: &Event) -> Option<SubmitSm> {
+    use switchyard_protocols::smpp::tlv::{tag, Tlv, Tlvs};
+    use switchyard_protocols::text::{encode_message, Concat, EncodeOptions};
+    let body = event.body.as_deref().unwrap_or_default();
+    let encoded = encode_message(
+        body,
+        &EncodeOptions {
+            concat: Concat::Udh8,
+            ..EncodeOptions::default()
+        },
+    )
+    .ok()?;
+    let payload: Vec<u8> = encoded
+        .segments
+        .iter()
+        .flat_map(|s| s.payload().iter().copied())
+        .collect();
+    let mut pdu = SubmitSm {
+        source: sender_address(&event.from),
+        dest: sender_address(&event.to),
+        data_coding: encoded.data_coding,
+        ..SubmitSm::default()
+    };
+    if payload.len() <= 140 && encoded.segments.len() == 1 {
+        pdu.short_message = payload.into();
+    } else {
+        pdu.tlvs = Tlvs(vec![Tlv::new(
+            tag::MESSAGE_PAYLOAD,
+            bytes::Bytes::from(payload),
+        )]);
+    }
+    Some(pdu)
+}
+
+/// `+447…` as an international address.
+fn number_address(e164: &str) -> Address {
+    Address::international(COctet::from(
+        e164.strip_prefix('+').unwrap_or(e164).to_owned(),
+    ))
+}
+
+/// The tenant's sender as it gave it: international, short code or alphanumeric.
+fn sender_address(from: &str) -> Address {
+    match from.strip_prefix('+') {
+        Some(digits) => Address::international(COctet::from(digits.to_owned())),
+        None if from.bytes().all(|b| b.is_ascii_digit()) => Address {
+            ton: 3,
+            npi: 1,
+            addr: COctet::from(from.to_owned()),
+        },
+        None => Address::alphanumeric(COctet::from(from.to_owned())),
+    }
+}
+
+/// A receipt date (`YYMMDDhhmmss`, UTC) for a unix-ms time.
+fn receipt_date(ms: UnixMs) -> Option<ReceiptDate> {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
+    Some(ReceiptDate {
+        year: u16::try_from(t.year()).ok()?,
+        month: u8::from(t.month()),
+        day: t.day(),
+        hour: t.hour(),
+        minute: t.minute(),
+        second: Some(t.second()),
+    })
+}

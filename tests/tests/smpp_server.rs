@@ -1,0 +1,323 @@
+//! The SMPP server for tenants, end to end over 127.0.0.1: ESMEs (Python smpplib, and the tests'
+//! own) bind to `switchyard serve` as a tenant, submit, and get their receipts back, while
+//! `smsc-sim` plays the carrier.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchyard_protocols::dlr::{parse_text_receipt, ReceiptState};
+use switchyard_protocols::smpp::pdu::{Address, Bind, Body, Pdu, SubmitSm};
+use switchyard_protocols::smpp::tlv::{tag, Tlv, Tlvs};
+use switchyard_protocols::smpp::CommandStatus;
+use switchyard_tests::esme::TestEsme;
+use switchyard_tests::gateway::{hash_key, CarrierSpec, GatewayConfig, Sim, TempDir};
+use switchyard_tests::{binary, workspace_root, Process};
+
+const KEY: &str = "sk_e2e_smpp_tenant_fffffffffffffffffffffffffffffffffff";
+
+/// A gateway with one carrier (`smsc-sim`), the tenant `acme` with SMPP users `acme01`
+/// (password `secret1`, two binds at most) and `walled` (only from 10.0.0.0/8), and an SMPP
+/// server on an ephemeral port. Returns the simulator, the gateway and the server's address.
+fn start(dir: &TempDir) -> (Sim, Process, String) {
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let extra = format!(
+        "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         smpp_users = [\n  {{ system_id = \"acme01\", password = \"secret1\", max_binds = 2 }},\n  \
+         {{ system_id = \"walled\", password = \"secret2\", allowed_ips = [\"10.0.0.0/8\"] }},\n]\n",
+        hash_key(KEY).unwrap()
+    );
+    let config = GatewayConfig {
+        carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 2, 32)],
+        extra,
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap();
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = config.display().to_string();
+    let gw = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
+    let smpp = gw.address("SMPP server").unwrap();
+    (sim, gw, smpp)
+}
+
+fn smpplib(addr: &str, mode: &str) -> serde_json::Value {
+    let python = std::env::var("SWITCHYARD_PYTHON")
+        .unwrap_or_else(|_| "/tmp/switchyard-venv/bin/python".into());
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script = workspace_root().join("tests/interop/smpplib_hub.py");
+    let out = std::process::Command::new(&python)
+        .args([
+            script.to_str().unwrap(),
+            host,
+            port,
+            "acme01",
+            "secret1",
+            mode,
+            "30",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} (run .ci/install first): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "smpplib ESME ({mode}) failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// Every submit got ESME_ROK with a Switchyard id, and every id got exactly one DELIVRD
+/// receipt, in text and TLV form.
+fn assert_all_receipted(report: &serde_json::Value) {
+    assert_eq!(report["submitted"], 4);
+    let ids: HashSet<String> = report["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], 0, "{r}");
+            r["message_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.iter().all(|id| id.starts_with("msg_")), "{ids:?}");
+    let mut receipted = HashSet::new();
+    for r in report["receipts"].as_array().unwrap() {
+        assert_eq!(r["esm_class"], 4, "{r}");
+        let id = r["receipted_message_id"].as_str().unwrap().to_owned();
+        assert_eq!(r["message_state"], 2, "{r}");
+        let text = parse_text_receipt(r["text"].as_str().unwrap().as_bytes()).unwrap();
+        assert_eq!(text.message_id, id);
+        assert_eq!(text.state, ReceiptState::Delivered);
+        assert!(receipted.insert(id), "two receipts for one message: {r}");
+    }
+    assert_eq!(receipted, ids);
+}
+
+/// Python smpplib binds as a transceiver and then as a transmitter plus a receiver; GSM-7,
+/// GSM-7 extension characters, UCS-2 with an emoji and a 410-character message_payload all
+/// get a message id, reach the carrier, and come back as one receipt each.
+#[test]
+fn smpplib_submits_and_gets_every_receipt() {
+    let dir = TempDir::new("smpp-server-smpplib").unwrap();
+    let (sim, _gw, smpp) = start(&dir);
+    assert_all_receipted(&smpplib(&smpp, "trx"));
+    assert_all_receipted(&smpplib(&smpp, "rx-tx"));
+    // Eight messages reached the carrier; the long one in three segments.
+    let recorded = sim.counter("submits").unwrap();
+    assert_eq!(recorded, 12, "the carrier saw {recorded} submit_sm");
+}
+
+fn bind(esme: &mut TestEsme, system_id: &str, password: &str) -> CommandStatus {
+    esme.bind_transceiver(system_id, password).unwrap()
+}
+
+fn submit(to: &str, text: &str) -> Body {
+    Body::SubmitSm(SubmitSm {
+        source: Address::international("447700900001"),
+        dest: Address::international(Bytes::copy_from_slice(to.as_bytes())),
+        registered_delivery: 1,
+        short_message: Bytes::copy_from_slice(text.as_bytes()),
+        ..SubmitSm::default()
+    })
+}
+
+fn status_of(esme: &mut TestEsme, body: Body) -> CommandStatus {
+    let seq = esme.send(body).unwrap();
+    esme.recv_response(seq, &mut Vec::new())
+        .unwrap()
+        .command_status
+}
+
+/// Binds are checked as ESMEs expect: unknown system_id, wrong password, a source address
+/// outside allowed_ips, one bind over max_binds, each with its own status; a refused bind
+/// costs no slot.
+#[test]
+fn binds_are_refused_with_the_status_that_says_why() {
+    let dir = TempDir::new("smpp-server-binds").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let fresh = || TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut fresh(), "nobody", "secret1"),
+        CommandStatus::ESME_RINVSYSID
+    );
+    assert_eq!(
+        bind(&mut fresh(), "acme01", "wrong"),
+        CommandStatus::ESME_RINVPASWD
+    );
+    assert_eq!(
+        bind(&mut fresh(), "walled", "secret2"),
+        CommandStatus::ESME_RBINDFAIL
+    );
+    let (mut a, mut b, mut c) = (fresh(), fresh(), fresh());
+    assert_eq!(bind(&mut a, "acme01", "secret1"), CommandStatus::ESME_ROK);
+    assert_eq!(bind(&mut b, "acme01", "secret1"), CommandStatus::ESME_ROK);
+    assert_eq!(
+        bind(&mut c, "acme01", "secret1"),
+        CommandStatus::ESME_RBINDFAIL
+    );
+    // A second bind on a bound connection.
+    assert_eq!(
+        bind(&mut a, "acme01", "secret1"),
+        CommandStatus::ESME_RALYBND
+    );
+    // A bind given up frees its slot.
+    drop(b);
+    let mut d = fresh();
+    let mut status = CommandStatus::ESME_RBINDFAIL;
+    for _ in 0..50 {
+        status = bind(&mut d, "acme01", "secret1");
+        if status.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        d = fresh();
+    }
+    assert_eq!(status, CommandStatus::ESME_ROK);
+}
+
+/// Bad submits get the status that names the fault and cost neither the session nor a
+/// message: a submit before the bind, an invalid destination, a UDH part, an unreadable
+/// validity period, a malformed PDU, an unknown command; a good submit still goes through
+/// after all of them.
+#[test]
+fn bad_submits_are_answered_and_the_session_survives() {
+    let dir = TempDir::new("smpp-server-bad").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        status_of(&mut esme, submit("447911123456", "too early")),
+        CommandStatus::ESME_RINVBNDSTS
+    );
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    assert_eq!(
+        status_of(&mut esme, submit("12", "nowhere")),
+        CommandStatus::ESME_RINVDSTADR
+    );
+    let Body::SubmitSm(mut udh) = submit("447911123456", "\x05\x00\x03\x01\x02\x01part") else {
+        unreachable!()
+    };
+    udh.esm_class = SubmitSm::ESM_CLASS_UDHI;
+    assert_eq!(
+        status_of(&mut esme, Body::SubmitSm(udh)),
+        CommandStatus::ESME_RINVESMCLASS
+    );
+    let Body::SubmitSm(mut late) = submit("447911123456", "expired") else {
+        unreachable!()
+    };
+    late.validity_period = "991301000000000+".into();
+    assert_eq!(
+        status_of(&mut esme, Body::SubmitSm(late)),
+        CommandStatus::ESME_RINVEXPIRY
+    );
+    let Body::SubmitSm(mut both) = submit("447911123456", "twice") else {
+        unreachable!()
+    };
+    both.tlvs = Tlvs(vec![Tlv::new(
+        tag::MESSAGE_PAYLOAD,
+        Bytes::from_static(b"twice"),
+    )]);
+    assert_eq!(
+        status_of(&mut esme, Body::SubmitSm(both)),
+        CommandStatus::ESME_RINVMSGLEN
+    );
+    // A submit_sm whose body stops short of its fields: answered, not fatal.
+    let mut raw = Vec::new();
+    raw.extend_from_slice(&20u32.to_be_bytes());
+    raw.extend_from_slice(&4u32.to_be_bytes());
+    raw.extend_from_slice(&0u32.to_be_bytes());
+    raw.extend_from_slice(&900u32.to_be_bytes());
+    raw.extend_from_slice(b"\x00\x01\x01\x34");
+    esme.send_raw(&raw).unwrap();
+    let answer = esme.recv(Duration::from_secs(5)).unwrap();
+    assert_eq!(answer.sequence_number, 900);
+    assert!(!answer.command_status.is_ok(), "{answer:?}");
+    // An unknown command_id: generic_nack.
+    let mut unknown = Vec::new();
+    unknown.extend_from_slice(&16u32.to_be_bytes());
+    unknown.extend_from_slice(&0x0000_0777u32.to_be_bytes());
+    unknown.extend_from_slice(&0u32.to_be_bytes());
+    unknown.extend_from_slice(&901u32.to_be_bytes());
+    esme.send_raw(&unknown).unwrap();
+    let nack = esme.recv(Duration::from_secs(5)).unwrap();
+    assert!(matches!(nack.body, Body::GenericNack), "{nack:?}");
+    assert_eq!(nack.command_status, CommandStatus::ESME_RINVCMDID);
+    // Still bound, still accepting.
+    let seq = esme.send(submit("447911123456", "still here")).unwrap();
+    let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+    let Body::SubmitSmResp(r) = resp.body else {
+        panic!("{resp:?}")
+    };
+    assert!(r.message_id.to_str_lossy().starts_with("msg_"));
+    let _ = Pdu::request(1, Body::Unbind);
+    let _ = Bind::default();
+}
+
+/// A transmitter submits while the tenant has no receiver bind: the receipts wait, and a
+/// receiver that binds later gets every one of them.
+#[test]
+fn receipts_wait_for_a_receiver_bind() {
+    let dir = TempDir::new("smpp-server-held").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let mut tx = TestEsme::connect(&smpp).unwrap();
+    let seq = tx
+        .send(Body::BindTransmitter(Bind {
+            system_id: "acme01".into(),
+            password: "secret1".into(),
+            interface_version: 0x34,
+            ..Bind::default()
+        }))
+        .unwrap();
+    assert!(tx
+        .recv_response(seq, &mut Vec::new())
+        .unwrap()
+        .command_status
+        .is_ok());
+    let mut ids = HashSet::new();
+    for i in 0..20 {
+        let seq = tx
+            .send(submit("447911123456", &format!("held {i}")))
+            .unwrap();
+        let resp = tx.recv_response(seq, &mut Vec::new()).unwrap();
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        ids.insert(r.message_id.to_str_lossy().into_owned());
+    }
+    // The carrier delivers within milliseconds; nobody can take the receipts yet.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rx = TestEsme::connect(&smpp).unwrap();
+    let seq = rx
+        .send(Body::BindReceiver(Bind {
+            system_id: "acme01".into(),
+            password: "secret1".into(),
+            interface_version: 0x34,
+            ..Bind::default()
+        }))
+        .unwrap();
+    assert!(rx
+        .recv_response(seq, &mut Vec::new())
+        .unwrap()
+        .command_status
+        .is_ok());
+    let mut got = HashSet::new();
+    while got.len() < ids.len() {
+        let pdu = rx.recv(Duration::from_secs(10)).unwrap();
+        rx.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = &pdu.body {
+            let id = sm
+                .tlvs
+                .receipted_message_id()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap();
+            assert!(ids.contains(&id), "receipt for an unknown id {id}");
+            assert!(got.insert(id), "a receipt came twice");
+        }
+    }
+}
