@@ -89,6 +89,7 @@ fn message(n: usize, now: i64) -> NewMessage {
         voice: None,
         request: None,
         smpp: None,
+        udh: None,
     }
 }
 

@@ -358,6 +358,7 @@ impl KeywordReplies {
             batch_id: None,
             origin: Origin::KeywordReply,
             smpp: None,
+            udh: None,
         };
         match self
             .submit

@@ -1,13 +1,14 @@
 """An independent ESME (Python smpplib) binding to Switchyard's SMPP server as a tenant.
 
 Submits a GSM-7 message, a GSM-7 message with extension characters, a UCS-2 message with an
-emoji and a long message in message_payload, then waits for every submit_sm_resp and every
-delivery receipt, acknowledging each receipt. Prints one JSON object with what it saw and exits 0
+emoji and a long message (in message_payload, or cut into UDH parts by smpplib), then waits for
+every submit_sm_resp and every delivery receipt, acknowledging each receipt. Prints one JSON object with what it saw and exits 0
 when everything arrived within the deadline, 1 otherwise.
 
 Usage: smpplib_hub.py HOST PORT SYSTEM_ID PASSWORD MODE [DEADLINE_SECONDS]
-  MODE trx:   one transceiver bind submits and receives the receipts.
-  MODE rx-tx: a transmitter bind submits; a separate receiver bind gets the receipts.
+  MODE trx:     one transceiver bind submits and receives the receipts.
+  MODE rx-tx:   a transmitter bind submits; a separate receiver bind gets the receipts.
+  MODE trx-udh: as trx, with the long message and the UCS-2 one cut into UDH parts.
 """
 
 import json
@@ -60,7 +61,7 @@ def main():
         return c
 
     tx = client()
-    if mode == "trx":
+    if mode in ("trx", "trx-udh"):
         tx.bind_transceiver(system_id=system_id, password=password)
         clients = [tx]
     else:
@@ -71,6 +72,24 @@ def main():
 
     submitted = 0
     for label, body in MESSAGES:
+        if mode == "trx-udh" and label in ("long", "ucs2"):
+            parts, coding, esm_class = smpplib.gsm.make_parts(body * (5 if label == "ucs2" else 1))
+            for part in parts:
+                pdu = tx.send_message(
+                    source_addr_ton=smpplib.consts.SMPP_TON_INTL,
+                    source_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
+                    source_addr="447700900001",
+                    dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
+                    dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
+                    destination_addr="447911123456",
+                    short_message=part,
+                    data_coding=coding,
+                    esm_class=esm_class,
+                    registered_delivery=True,
+                )
+                seq_to_label[pdu.sequence] = label
+                submitted += 1
+            continue
         ucs2 = any(ord(ch) > 0xFF for ch in body)
         encoded = body.encode("utf-16-be") if ucs2 else smpplib.gsm.gsm_encode(body)
         fields = dict(

@@ -21,6 +21,12 @@ const KEY: &str = "sk_e2e_smpp_tenant_fffffffffffffffffffffffffffffffffff";
 /// server on an ephemeral port. Returns the simulator, the gateway and the server's address.
 fn start(dir: &TempDir) -> (Sim, Process, String) {
     let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let (gw, smpp) = gateway(dir, &sim);
+    (sim, gw, smpp)
+}
+
+/// The gateway of [`start`] in front of `sim`.
+fn gateway(dir: &TempDir, sim: &Sim) -> (Process, String) {
     let extra = format!(
         "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
@@ -39,7 +45,7 @@ fn start(dir: &TempDir) -> (Sim, Process, String) {
     let config = config.display().to_string();
     let gw = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
     let smpp = gw.address("SMPP server").unwrap();
-    (sim, gw, smpp)
+    (gw, smpp)
 }
 
 fn smpplib(addr: &str, mode: &str) -> serde_json::Value {
@@ -70,8 +76,8 @@ fn smpplib(addr: &str, mode: &str) -> serde_json::Value {
 
 /// Every submit got ESME_ROK with a Switchyard id, and every id got exactly one DELIVRD
 /// receipt, in text and TLV form.
-fn assert_all_receipted(report: &serde_json::Value) {
-    assert_eq!(report["submitted"], 4);
+fn assert_all_receipted(report: &serde_json::Value, submits: usize) {
+    assert_eq!(report["submitted"], submits);
     let ids: HashSet<String> = report["responses"]
         .as_array()
         .unwrap()
@@ -81,7 +87,7 @@ fn assert_all_receipted(report: &serde_json::Value) {
             r["message_id"].as_str().unwrap().to_owned()
         })
         .collect();
-    assert_eq!(ids.len(), 4);
+    assert_eq!(ids.len(), submits);
     assert!(ids.iter().all(|id| id.starts_with("msg_")), "{ids:?}");
     let mut receipted = HashSet::new();
     for r in report["receipts"].as_array().unwrap() {
@@ -103,11 +109,30 @@ fn assert_all_receipted(report: &serde_json::Value) {
 fn smpplib_submits_and_gets_every_receipt() {
     let dir = TempDir::new("smpp-server-smpplib").unwrap();
     let (sim, _gw, smpp) = start(&dir);
-    assert_all_receipted(&smpplib(&smpp, "trx"));
-    assert_all_receipted(&smpplib(&smpp, "rx-tx"));
+    assert_all_receipted(&smpplib(&smpp, "trx"), 4);
+    assert_all_receipted(&smpplib(&smpp, "rx-tx"), 4);
     // Eight messages reached the carrier; the long one in three segments.
     let recorded = sim.counter("submits").unwrap();
     assert_eq!(recorded, 12, "the carrier saw {recorded} submit_sm");
+}
+
+/// Parts the ESME cut itself (smpplib's UDH parts: three GSM-7, two UCS-2) pass through: each
+/// part gets its own id and its own receipt, and reaches the carrier as one submit_sm with
+/// the tenant's UDH, the parts of one message on one carrier with one reference.
+#[test]
+fn udh_parts_pass_through_with_a_receipt_each() {
+    let dir = TempDir::new("smpp-server-udh").unwrap();
+    let record = dir.path.join("sim.jsonl");
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], Some(&record)).unwrap();
+    let (_gw, smpp) = gateway(&dir, &sim);
+    assert_all_receipted(&smpplib(&smpp, "trx-udh"), 7);
+    let recorded = sim.recorded().unwrap();
+    assert_eq!(recorded.len(), 7, "{recorded:?}");
+    let with_udh: Vec<&serde_json::Value> = recorded
+        .iter()
+        .filter(|r| r["esm_class"].as_u64().unwrap_or(0) & 0x40 != 0)
+        .collect();
+    assert_eq!(with_udh.len(), 5, "{recorded:?}");
 }
 
 fn bind(esme: &mut TestEsme, system_id: &str, password: &str) -> CommandStatus {
@@ -179,7 +204,7 @@ fn binds_are_refused_with_the_status_that_says_why() {
 }
 
 /// Bad submits get the status that names the fault and cost neither the session nor a
-/// message: a submit before the bind, an invalid destination, a UDH part, an unreadable
+/// message: a submit before the bind, an invalid destination, an unreadable UDH, an unreadable
 /// validity period, a malformed PDU, an unknown command; a good submit still goes through
 /// after all of them.
 #[test]
@@ -199,7 +224,7 @@ fn bad_submits_are_answered_and_the_session_survives() {
         status_of(&mut esme, submit("12", "nowhere")),
         CommandStatus::ESME_RINVDSTADR
     );
-    let Body::SubmitSm(mut udh) = submit("447911123456", "\x05\x00\x03\x01\x02\x01part") else {
+    let Body::SubmitSm(mut udh) = submit("447911123456", "\x09\x00broken") else {
         unreachable!()
     };
     udh.esm_class = SubmitSm::ESM_CLASS_UDHI;

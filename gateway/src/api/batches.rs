@@ -488,6 +488,7 @@ fn recipient_draft(
         batch_id: None,
         origin: Origin::Tenant,
         smpp: None,
+        udh: None,
     })
 }
 

@@ -73,9 +73,33 @@ pub(crate) struct Job {
     pub(crate) sent_segments: Vec<u16>,
     /// Carriers that failed this message already.
     pub(crate) tried: Vec<String>,
+    /// A part the tenant cut itself: its user data header, sent with `body` as one segment.
+    pub(crate) udh: Option<bytes::Bytes>,
 }
 
 impl Job {
+    /// What ties routing's weighted choice to this message: its id, or for a part the tenant
+    /// cut itself, the destination and the part's concatenation reference, so every part of
+    /// one message takes the same carrier while that carrier stays healthy (a handset joins
+    /// parts only if they arrive from one origin).
+    pub(crate) fn salt(&self) -> u64 {
+        let reference = self.udh.as_deref().and_then(|udh| {
+            let (parsed, _) = switchyard_protocols::text::parse_udh(udh).ok()?;
+            parsed.concat.map(|c| c.reference)
+        });
+        match reference {
+            None => self.id.0 as u64,
+            Some(r) => {
+                // FNV-1a over the destination's digits and the reference.
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in self.to.as_str().bytes().chain(r.to_be_bytes()) {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                h
+            }
+        }
+    }
+
     /// True when the validity period ran out.
     pub(crate) fn expired(&self, now: UnixMs) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
@@ -113,6 +137,7 @@ impl Job {
             expires_at: m.expires_at,
             sent_segments,
             tried: Vec::new(),
+            udh: m.udh.clone().map(bytes::Bytes::from),
         })
     }
 
@@ -130,6 +155,7 @@ impl Job {
             expires_at: None,
             sent_segments: Vec::new(),
             tried: Vec::new(),
+            udh: None,
         }
     }
 }
@@ -305,7 +331,7 @@ impl Dispatcher {
 
     /// Queues `job` on the best carrier with room, whatever its `scheduled_at`.
     fn queue_now(&self, job: &Arc<Job>) -> Result<String, DispatchError> {
-        let salt = job.id.0 as u64;
+        let salt = job.salt();
         let weight = self.weight(&job.tenant);
         // A queue may fill between the pick and the push; try the ranking again a few times.
         for _ in 0..3 {
@@ -617,5 +643,6 @@ fn clone_job(job: &Job) -> Job {
         expires_at: job.expires_at,
         sent_segments: job.sent_segments.clone(),
         tried: job.tried.clone(),
+        udh: job.udh.clone(),
     }
 }

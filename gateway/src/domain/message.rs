@@ -169,6 +169,9 @@ pub struct NewMessage {
     pub request: Option<std::sync::Arc<crate::domain::RequestRecord>>,
     /// The tenant's SMPP bind it came from, when it came over SMPP: where its receipt goes.
     pub smpp: Option<SmppOrigin>,
+    /// One part of a longer message, as the tenant cut it: its user data header (UDHL
+    /// included), sent with `body` as exactly one segment. `None` for whole messages.
+    pub udh: Option<Vec<u8>>,
 }
 
 /// A message submitted over one of the tenant's SMPP binds: which system_id, and the

@@ -648,6 +648,7 @@ mod tests {
             voice: None,
             request: None,
             smpp: None,
+            udh: None,
         }
     }
 

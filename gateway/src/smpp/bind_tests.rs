@@ -1423,3 +1423,44 @@ async fn shutdown_unbinds_at_the_drain_timeout_when_a_response_does_not_come() {
         "unbound {after:?} after the shutdown"
     );
 }
+
+/// A part the tenant cut itself goes out as one submit_sm with the tenant's UDH and its text
+/// behind it; towards a SAR carrier the concatenation IE becomes the sar_* TLVs.
+#[test]
+fn a_tenants_part_keeps_its_header() {
+    let mut part = Job::new_for_test(MessageId::generate(now_ms()), Priority::Normal);
+    part.body = "part two".into();
+    part.udh = Some(bytes::Bytes::from_static(&[5, 0, 3, 0x2A, 3, 2]));
+    let udh = super::submit::segments(&part, &settings(), 7).unwrap();
+    assert_eq!(udh.len(), 1);
+    let pdu = &udh[0].pdu;
+    assert_eq!(
+        pdu.esm_class & SubmitSm::ESM_CLASS_UDHI,
+        SubmitSm::ESM_CLASS_UDHI
+    );
+    assert_eq!(&pdu.short_message[..6], &[5, 0, 3, 0x2A, 3, 2]);
+    assert_eq!(&pdu.short_message[6..], b"part two");
+    let mut sar = settings();
+    sar.long_messages = LongMessages::Sar;
+    let out = super::submit::segments(&part, &sar, 7).unwrap();
+    let pdu = &out[0].pdu;
+    assert_eq!(pdu.esm_class & SubmitSm::ESM_CLASS_UDHI, 0);
+    assert_eq!(&pdu.short_message[..], b"part two");
+    let tlv = |t| pdu.tlvs.get(t).map(|v| v.value.to_vec());
+    assert_eq!(tlv(tag::SAR_MSG_REF_NUM), Some(vec![0, 0x2A]));
+    assert_eq!(tlv(tag::SAR_TOTAL_SEGMENTS), Some(vec![3]));
+    assert_eq!(tlv(tag::SAR_SEGMENT_SEQNUM), Some(vec![2]));
+}
+
+/// The parts of one message route alike: the salt comes from the destination and the
+/// reference, not the message id.
+#[test]
+fn parts_of_one_message_share_a_routing_salt() {
+    let mut a = Job::new_for_test(MessageId::generate(now_ms()), Priority::Normal);
+    a.udh = Some(bytes::Bytes::from_static(&[5, 0, 3, 0x2A, 3, 1]));
+    let mut b = Job::new_for_test(MessageId(a.id.0 + 1), Priority::Normal);
+    b.udh = Some(bytes::Bytes::from_static(&[5, 0, 3, 0x2A, 3, 2]));
+    assert_eq!(a.salt(), b.salt());
+    let whole = job();
+    assert_eq!(whole.salt(), whole.id.0 as u64);
+}

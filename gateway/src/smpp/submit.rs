@@ -59,6 +59,12 @@ pub(crate) fn segments(
         reference,
         ..EncodeOptions::default()
     };
+    if let Some(udh) = &job.udh {
+        return Ok(cut_by_tenant(job, s, udh)?
+            .into_iter()
+            .filter(|seg| !job.sent_segments.contains(&seg.index))
+            .collect());
+    }
     let encoded = encode_message(&job.body, &opts)?;
     let base = SubmitSm {
         source: source_address(&job.from, s),
@@ -111,4 +117,66 @@ pub(crate) fn segments(
         })
         .filter(|seg| !job.sent_segments.contains(&seg.index))
         .collect())
+}
+
+/// A part the tenant cut itself: one submit_sm with the tenant's UDH and the body behind it.
+/// Towards a carrier that wants SAR, the concatenation IE becomes the sar_* TLVs (other IEs
+/// stay in a UDH).
+fn cut_by_tenant(job: &Job, s: &BindSettings, udh: &[u8]) -> Result<Vec<Segment>, TextError> {
+    let opts = EncodeOptions {
+        encoding: job.encoding,
+        max_segments: 1,
+        ..EncodeOptions::default()
+    };
+    let encoded = encode_message(&job.body, &opts)?;
+    let payload: Vec<u8> = encoded
+        .segments
+        .iter()
+        .flat_map(|seg| seg.payload().iter().copied())
+        .collect();
+    let mut pdu = SubmitSm {
+        source: source_address(&job.from, s),
+        dest: Address {
+            ton: s.dest_ton,
+            npi: s.dest_npi,
+            addr: COctet::from(job.to.as_str().to_owned()),
+        },
+        registered_delivery: s.registered_delivery,
+        data_coding: encoded.data_coding,
+        ..SubmitSm::default()
+    };
+    let parsed = switchyard_protocols::text::parse_udh(udh).ok();
+    let sar = match (s.long_messages, parsed) {
+        (LongMessages::Sar, Some((parsed, _))) => parsed.concat.map(|c| {
+            let rest = switchyard_protocols::text::Udh {
+                concat: None,
+                ..parsed
+            };
+            (c, rest)
+        }),
+        _ => None,
+    };
+    let (header, tlvs) = match sar {
+        Some((c, rest)) => {
+            let mut header = Vec::new();
+            if rest.ports.is_some() || !rest.other.is_empty() {
+                rest.write(&mut header);
+            }
+            let tlvs = vec![
+                Tlv::u16(tag::SAR_MSG_REF_NUM, c.reference),
+                Tlv::u8(tag::SAR_TOTAL_SEGMENTS, c.total),
+                Tlv::u8(tag::SAR_SEGMENT_SEQNUM, c.seq),
+            ];
+            (header, tlvs)
+        }
+        None => (udh.to_vec(), Vec::new()),
+    };
+    if !header.is_empty() {
+        pdu.esm_class |= SubmitSm::ESM_CLASS_UDHI;
+    }
+    let mut short_message = header;
+    short_message.extend_from_slice(&payload);
+    pdu.short_message = Bytes::from(short_message);
+    pdu.tlvs = Tlvs(tlvs);
+    Ok(vec![Segment { index: 0, pdu }])
 }

@@ -6,8 +6,8 @@
 //! | destination not a valid number, no route, blocked prefix | ESME_RINVDSTADR |
 //! | source address not a sender Switchyard can use | ESME_RINVSRCADR |
 //! | data_coding not text, text that cannot be encoded | ESME_RINVDCS |
-//! | UDH present (esm_class UDHI), sar_* TLVs | ESME_RINVESMCLASS |
-//! | empty text, both short_message and message_payload, too many segments | ESME_RINVMSGLEN |
+//! | UDHI set but no readable UDH, incomplete sar_* TLVs | ESME_RINVESMCLASS |
+//! | empty text, both short_message and message_payload, too many segments, a part longer than one SMS | ESME_RINVMSGLEN |
 //! | schedule_delivery_time unreadable or too far ahead | ESME_RINVSCHED |
 //! | validity_period unreadable, past or too long | ESME_RINVEXPIRY |
 //! | priority above the tenant's plan | ESME_RINVPRTFLG |
@@ -21,8 +21,8 @@ use switchyard_protocols::smpp::time::{self, SmppTime};
 use switchyard_protocols::smpp::tlv::tag;
 use switchyard_protocols::smpp::CommandStatus;
 use switchyard_protocols::text::{
-    count_segments, decode_short_message, Charset, Concat, EncodeOptions, Encoding,
-    EncodingPreference,
+    count_segments, decode_short_message, parse_udh, write_concat, Charset, Concat, EncodeOptions,
+    Encoding, EncodingPreference,
 };
 use switchyard_routing::{Priority, RouteError};
 
@@ -73,6 +73,15 @@ impl Reject {
 }
 
 /// The fields of a submit_sm or data_sm that make a message.
+///
+/// # Long messages
+/// A tenant sends a long text either whole (message_payload, or a data_sm) or cut into parts
+/// (a UDH with a concatenation IE, 8- or 16-bit reference, or the sar_* TLVs). A whole text is
+/// one message, segmented for the carrier as the carrier wants. Parts are passed through: each
+/// part is a message of its own with its own id, its own submit_sm_resp and its own receipt,
+/// sent as exactly one segment with the tenant's UDH (sar_* TLVs become the equivalent UDH;
+/// towards a carrier that wants SAR they become sar_* TLVs again). The parts of one message
+/// route alike (the reference and destination choose the carrier), so the handset joins them.
 #[derive(Debug)]
 pub(crate) struct Submission<'a> {
     source: &'a Address,
@@ -85,7 +94,37 @@ pub(crate) struct Submission<'a> {
     data_coding: u8,
     short_message: &'a [u8],
     payload: Option<&'a [u8]>,
-    sar: bool,
+    /// sar_msg_ref_num, sar_total_segments, sar_segment_seqnum, when any is present.
+    sar: Option<(Option<u16>, Option<u8>, Option<u8>)>,
+}
+
+/// The sar_* TLVs of a PDU, when any is present.
+fn sar_of(
+    tlvs: &switchyard_protocols::smpp::tlv::Tlvs,
+) -> Option<(Option<u16>, Option<u8>, Option<u8>)> {
+    let u16_of = |t: u16| {
+        tlvs.get(t)
+            .and_then(|v| <[u8; 2]>::try_from(&v.value[..]).ok())
+            .map(u16::from_be_bytes)
+    };
+    let u8_of = |t: u16| {
+        tlvs.get(t)
+            .and_then(|v| (v.value.len() == 1).then(|| v.value[0]))
+    };
+    let present = [
+        tag::SAR_MSG_REF_NUM,
+        tag::SAR_TOTAL_SEGMENTS,
+        tag::SAR_SEGMENT_SEQNUM,
+    ]
+    .iter()
+    .any(|t| tlvs.get(*t).is_some());
+    present.then(|| {
+        (
+            u16_of(tag::SAR_MSG_REF_NUM),
+            u8_of(tag::SAR_TOTAL_SEGMENTS),
+            u8_of(tag::SAR_SEGMENT_SEQNUM),
+        )
+    })
 }
 
 impl<'a> Submission<'a> {
@@ -102,7 +141,7 @@ impl<'a> Submission<'a> {
             data_coding: sm.data_coding,
             short_message: &sm.short_message,
             payload: sm.tlvs.message_payload().map(|b| &b[..]),
-            sar: sm.tlvs.get(tag::SAR_MSG_REF_NUM).is_some(),
+            sar: sar_of(&sm.tlvs),
         }
     }
 
@@ -119,7 +158,7 @@ impl<'a> Submission<'a> {
             data_coding: sm.data_coding,
             short_message: b"",
             payload: sm.tlvs.message_payload().map(|b| &b[..]),
-            sar: sm.tlvs.get(tag::SAR_MSG_REF_NUM).is_some(),
+            sar: sar_of(&sm.tlvs),
         }
     }
 }
@@ -131,17 +170,11 @@ pub(crate) fn draft(
     limits: &Limits,
     now: UnixMs,
 ) -> Result<Draft, Reject> {
-    if s.esm_class & SubmitSm::ESM_CLASS_UDHI != 0 || s.sar {
-        return Err(Reject::new(
-            CommandStatus::ESME_RINVESMCLASS,
-            "concatenated parts (UDH or sar_* TLVs) are not accepted; send the whole text in \
-             message_payload",
-        ));
-    }
     let (to, country) = destination(s.dest)?;
     let from = source(s.source, user)?;
-    let (body, preference) = text(s)?;
-    if body.is_empty() {
+    let (bytes, udh) = content(s)?;
+    let (body, preference) = text(s.data_coding, bytes, udh.is_some())?;
+    if body.is_empty() && udh.is_none() {
         return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
     }
     let opts = EncodeOptions {
@@ -151,7 +184,19 @@ pub(crate) fn draft(
     };
     let info = count_segments(&body, &opts)
         .map_err(|e| Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")))?;
-    if info.segments > limits.max_segments {
+    let segments = match &udh {
+        Some(header) => {
+            if !part_fits(info.encoding, info.units, header.len()) {
+                return Err(Reject::new(
+                    CommandStatus::ESME_RINVMSGLEN,
+                    "the part does not fit one SMS behind its UDH",
+                ));
+            }
+            1
+        }
+        None => info.segments,
+    };
+    if segments > limits.max_segments {
         return Err(Reject::new(
             CommandStatus::ESME_RINVMSGLEN,
             format!(
@@ -201,7 +246,7 @@ pub(crate) fn draft(
         content: Content::Sms {
             preference,
             encoding: info.encoding,
-            segments: u16::try_from(info.segments).unwrap_or(u16::MAX),
+            segments: u16::try_from(segments).unwrap_or(u16::MAX),
         },
         priority: priority(s.priority_flag),
         scheduled_at,
@@ -215,7 +260,49 @@ pub(crate) fn draft(
             system_id: user.config.system_id.clone(),
             receipt: s.registered_delivery & 0x03,
         }),
+        udh,
     })
+}
+
+/// The octets of the text (short_message or message_payload, one of them) and, for a part,
+/// its user data header: the tenant's UDH, or one made from the sar_* TLVs.
+fn content<'a>(s: &Submission<'a>) -> Result<(&'a [u8], Option<Vec<u8>>), Reject> {
+    let bytes = match (s.short_message.is_empty(), s.payload) {
+        (_, None) => s.short_message,
+        (true, Some(p)) => p,
+        (false, Some(_)) => {
+            return Err(Reject::new(
+                CommandStatus::ESME_RINVMSGLEN,
+                "short_message and message_payload both set",
+            ))
+        }
+    };
+    let bad = |why: &str| Reject::new(CommandStatus::ESME_RINVESMCLASS, why);
+    if s.esm_class & SubmitSm::ESM_CLASS_UDHI != 0 {
+        let (_, rest) = parse_udh(bytes).map_err(|e| bad(&format!("UDHI set but {e}")))?;
+        let header_len = bytes.len() - rest.len();
+        return Ok((rest, Some(bytes[..header_len].to_vec())));
+    }
+    match s.sar {
+        None => Ok((bytes, None)),
+        Some((Some(reference), Some(total), Some(seq))) if total >= 1 && (1..=total).contains(&seq) => {
+            let mut header = Vec::with_capacity(7);
+            write_concat(&mut header, reference, total, seq, reference > 0xFF);
+            Ok((bytes, Some(header)))
+        }
+        Some(_) => Err(bad("sar_msg_ref_num, sar_total_segments and sar_segment_seqnum go together, 1 ≤ seqnum ≤ total")),
+    }
+}
+
+/// Whether `units` of `encoding` fit one SMS (140 octets) behind a UDH of `header` octets:
+/// septets for GSM 7-bit, UTF-16 units for UCS-2.
+fn part_fits(encoding: Encoding, units: usize, header: usize) -> bool {
+    let octets = 140usize.saturating_sub(header);
+    match encoding {
+        Encoding::Gsm7 => units <= octets * 8 / 7,
+        Encoding::Ucs2 => units * 2 <= octets,
+        _ => units <= octets,
+    }
 }
 
 /// The recipient: an international number (TON 1, or TON 0 with the country code first).
@@ -269,28 +356,22 @@ fn source(a: &Address, user: &User) -> Result<String, Reject> {
 
 /// The text and the encoding asked for: GSM 7-bit (data_coding 0, or 1 read as IA5), Latin-1
 /// (3) and UCS-2 (8) are read as text; text that arrived as UCS-2 goes out as UCS-2, the rest
-/// in the best encoding for its characters.
-fn text(s: &Submission<'_>) -> Result<(String, EncodingPreference), Reject> {
-    let bytes = match (s.short_message.is_empty(), s.payload) {
-        (_, None) => s.short_message,
-        (true, Some(p)) => p,
-        (false, Some(_)) => {
-            return Err(Reject::new(
-                CommandStatus::ESME_RINVMSGLEN,
-                "short_message and message_payload both set",
-            ))
-        }
-    };
-    let decoded = decode_short_message(s.data_coding, false, bytes);
+/// in the best encoding for its characters, except a part, which keeps GSM 7-bit (it was cut
+/// to fit it).
+fn text(data_coding: u8, bytes: &[u8], part: bool) -> Result<(String, EncodingPreference), Reject> {
+    let decoded = decode_short_message(data_coding, false, bytes);
     let preference = match decoded.charset {
         Charset::Ucs2 => EncodingPreference::Force(Encoding::Ucs2),
+        Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1 if part => {
+            EncodingPreference::Force(Encoding::Gsm7)
+        }
         Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1 => {
             EncodingPreference::Auto
         }
         _ => {
             return Err(Reject::new(
                 CommandStatus::ESME_RINVDCS,
-                format!("data_coding 0x{:02X} is not text", s.data_coding),
+                format!("data_coding 0x{data_coding:02X} is not text"),
             ))
         }
     };
@@ -540,7 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn long_text_comes_in_message_payload_and_parts_are_refused() {
+    fn long_text_comes_whole_in_message_payload_or_cut_into_parts() {
         let user = test_user("acme01", None);
         let text = "0123456789".repeat(40);
         let long = SubmitSm {
@@ -559,16 +640,51 @@ mod tests {
         .unwrap();
         assert_eq!(d.body, text);
         assert!(matches!(d.content, Content::Sms { segments: 3, .. }));
+        // A UDH part: its header is kept, its text is the rest, one segment.
         let udh = SubmitSm {
             esm_class: SubmitSm::ESM_CLASS_UDHI,
-            ..sm(b"\x05\x00\x03\x01\x02\x01abc")
+            ..sm(b"\x05\x00\x03\x2A\x02\x01abc")
         };
-        assert_eq!(status(&udh), CommandStatus::ESME_RINVESMCLASS);
+        let d = draft(&Submission::submit_sm(&udh), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(d.body, "abc");
+        assert_eq!(d.udh.as_deref(), Some(&b"\x05\x00\x03\x2A\x02\x01"[..]));
+        assert!(matches!(d.content, Content::Sms { segments: 1, .. }));
+        // 153 GSM-7 characters fit behind a 6-octet UDH; 154 do not.
+        let mut full = b"\x05\x00\x03\x2A\x02\x01".to_vec();
+        full.extend_from_slice(&[b'x'; 153]);
+        let fits = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            ..sm(&full)
+        };
+        assert_eq!(status(&fits), CommandStatus::ESME_ROK);
+        full.push(b'x');
+        let over = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            ..sm(&full)
+        };
+        assert_eq!(status(&over), CommandStatus::ESME_RINVMSGLEN);
+        // UDHI with no readable header.
+        let broken = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            ..sm(b"\x09\x00")
+        };
+        assert_eq!(status(&broken), CommandStatus::ESME_RINVESMCLASS);
+        // SAR TLVs become the equivalent UDH (16-bit reference above 255).
         let sar = SubmitSm {
+            tlvs: Tlvs(vec![
+                Tlv::u16(tag::SAR_MSG_REF_NUM, 0x1234),
+                Tlv::u8(tag::SAR_TOTAL_SEGMENTS, 3),
+                Tlv::u8(tag::SAR_SEGMENT_SEQNUM, 2),
+            ]),
+            ..sm(b"abc")
+        };
+        let d = draft(&Submission::submit_sm(&sar), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(d.udh.as_deref(), Some(&[6, 8, 4, 0x12, 0x34, 3, 2][..]));
+        let half = SubmitSm {
             tlvs: Tlvs(vec![Tlv::u16(tag::SAR_MSG_REF_NUM, 1)]),
             ..sm(b"abc")
         };
-        assert_eq!(status(&sar), CommandStatus::ESME_RINVESMCLASS);
+        assert_eq!(status(&half), CommandStatus::ESME_RINVESMCLASS);
         let too_long = SubmitSm {
             tlvs: Tlvs(vec![Tlv::new(
                 tag::MESSAGE_PAYLOAD,

@@ -94,6 +94,9 @@ pub(crate) struct Draft {
     pub(crate) origin: Origin,
     /// The tenant's SMPP bind it came from, if any (where its receipt goes).
     pub(crate) smpp: Option<SmppOrigin>,
+    /// One part of a longer message as the tenant cut it: its user data header (UDHL
+    /// included); the body then goes out as exactly one segment behind it.
+    pub(crate) udh: Option<Vec<u8>>,
 }
 
 impl Draft {
@@ -306,6 +309,7 @@ impl Submitter {
                     expires_at: draft.expires_at,
                     sent_segments: Vec::new(),
                     tried: Vec::new(),
+                    udh: draft.udh.clone().map(bytes::Bytes::from),
                 };
                 let quote = self.quote_sms(&job, draft.segments(), placement)?;
                 let message = message(draft, id, now, &quote)?;
@@ -435,7 +439,7 @@ impl Submitter {
             number: &job.to,
             tenant,
             priority: job.priority,
-            salt: job.id.0 as u64,
+            salt: job.salt(),
             now: Instant::now(),
         };
         match placement {
@@ -454,7 +458,7 @@ impl Submitter {
                 })
             }
             Placement::Now => {
-                let carrier = self.dispatcher.pick(job, job.id.0 as u64)?;
+                let carrier = self.dispatcher.pick(job, job.salt())?;
                 let price = price_on(&self.dispatcher.router, &req, &carrier, segments);
                 Ok(Quote {
                     carrier,
@@ -521,6 +525,7 @@ fn message(
         voice,
         request: None,
         smpp: draft.smpp,
+        udh: draft.udh,
     })
 }
 

@@ -47,7 +47,7 @@ pub use segment::{
     count_segments, encode_message, Concat, EncodeOptions, EncodedMessage, Limits, Segment,
     SegmentInfo,
 };
-pub use udh::{parse_udh, Udh, UdhError};
+pub use udh::{parse_udh, write_concat, Udh, UdhError};
 
 /// U+FFFD, written in place of codes that decode to nothing.
 pub const REPLACEMENT: char = '\u{FFFD}';

@@ -159,6 +159,7 @@ impl ValidSms {
             batch_id: None,
             origin: Origin::Tenant,
             smpp: None,
+            udh: None,
         }
     }
 }

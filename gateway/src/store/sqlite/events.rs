@@ -490,6 +490,7 @@ mod tests {
             voice: None,
             request: None,
             smpp: None,
+            udh: None,
         }
     }
 

@@ -295,9 +295,11 @@ UPDATE history SET tenant = CASE WHEN status = 'inbound'
 CREATE INDEX history_tenant ON history (tenant, seq);
 "#,
     // Messages submitted over a tenant's SMPP bind remember its system_id and the receipt it
-    // asked for (`system_id bits`), which the receipt senders read with the message's events.
+    // asked for (`system_id bits`), which the receipt senders read with the message's events;
+    // a part the tenant cut itself keeps its user data header.
     r#"
 ALTER TABLE messages ADD COLUMN smpp TEXT;
+ALTER TABLE messages ADD COLUMN udh BLOB;
 "#,
 ];
 

@@ -163,6 +163,7 @@ mod tests {
             voice: None,
             request,
             smpp: None,
+            udh: None,
         }
     }
 

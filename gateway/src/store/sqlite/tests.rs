@@ -70,6 +70,7 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         voice: None,
         request: None,
         smpp: None,
+        udh: None,
     }
 }
 
