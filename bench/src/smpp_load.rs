@@ -56,6 +56,14 @@ pub struct Options {
     /// How long to wait for outstanding receipts after the last response.
     #[arg(long, default_value_t = 10)]
     pub dlr_wait_s: u64,
+    /// Destination number (international, digits only).
+    #[arg(long, default_value = "447700900123")]
+    pub to: String,
+    /// Append a line per submit_sm_resp with ESME_ROK (`ok <message_id>`) and per receipt
+    /// (`dlr <receipted_message_id>`) to this file, as they arrive (for tests that check every
+    /// acknowledged message got its receipt).
+    #[arg(long)]
+    pub record: Option<std::path::PathBuf>,
     /// Message body (GSM-7 unpacked; ASCII text is sent as is).
     #[arg(
         long,
@@ -108,6 +116,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         bail!("--binds and --window must be at least 1");
     }
     let totals = Arc::new(Totals::default());
+    let record = match &opts.record {
+        Some(path) => Some(Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+        ))),
+        None => None,
+    };
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,
     )?));
@@ -120,8 +138,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let opts = opts.clone();
         let totals = totals.clone();
         let histogram = histogram.clone();
+        let record = record.clone();
         tasks.push(tokio::spawn(async move {
-            bind_loop(opts, share, totals, histogram).await
+            bind_loop(opts, share, totals, histogram, record).await
         }));
     }
     for t in tasks {
@@ -152,7 +171,14 @@ async fn bind_loop(
     count: u64,
     totals: Arc<Totals>,
     histogram: Arc<Mutex<Histogram<u64>>>,
+    record: Option<Arc<Mutex<std::fs::File>>>,
 ) -> anyhow::Result<()> {
+    let note = |line: String| {
+        if let Some(file) = &record {
+            use std::io::Write;
+            let _ = file.lock().write_all(line.as_bytes());
+        }
+    };
     let stream = tokio::net::TcpStream::connect(opts.connect)
         .await
         .with_context(|| format!("connecting to {}", opts.connect))?;
@@ -172,7 +198,7 @@ async fn bind_loop(
 
     let template = SubmitSm {
         source: Address::international("447700900001"),
-        dest: Address::international("447700900123"),
+        dest: Address::international(opts.to.clone()),
         registered_delivery: u8::from(opts.dlr),
         short_message: Bytes::from(opts.text.clone().into_bytes()),
         ..SubmitSm::default()
@@ -211,8 +237,12 @@ async fn bind_loop(
                 Event::Response {
                     sequence_number,
                     status,
+                    body,
                     ..
                 } => {
+                    if let (true, Body::SubmitSmResp(r)) = (status.is_ok(), &body) {
+                        note(format!("ok {}\n", r.message_id.to_str_lossy()));
+                    }
                     answered += 1;
                     last_answer = now;
                     if let Some(t) = sent_at[sequence_number as usize % ring].take() {
@@ -234,6 +264,11 @@ async fn bind_loop(
                     sequence_number,
                     body,
                 } => {
+                    if let Body::DeliverSm(d) = &body {
+                        if let (true, Some(id)) = (d.is_receipt(), d.tlvs.receipted_message_id()) {
+                            note(format!("dlr {}\n", String::from_utf8_lossy(id)));
+                        }
+                    }
                     if matches!(&body, Body::DeliverSm(d) if d.is_receipt()) {
                         dlrs += 1;
                         totals.dlrs.fetch_add(1, Relaxed);

@@ -34,24 +34,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::convert::{self, Submission};
-use super::users::{OpenBind, User};
+use super::users::{OpenBind, Outgoing, User};
 use super::Server;
 use crate::domain::{MessageId, Status};
-
-/// What the server's other tasks ask of a connection.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    /// Send this deliver_sm; `done` hears whether the ESME took it (`Err` says why not). A
-    /// dropped `done` means the connection ended first.
-    Deliver {
-        /// The PDU.
-        pdu: Box<SubmitSm>,
-        /// The outcome.
-        done: oneshot::Sender<Result<(), String>>,
-    },
-    /// Unbind and close (the user was removed or its settings changed).
-    Unbind,
-}
 
 /// A submit's end: the sequence number, the command, and the message id or the refusal.
 type Answer = (u32, CommandId, Result<MessageId, CommandStatus>);

@@ -175,7 +175,7 @@ impl Handle {
         for system_id in &unbind {
             for (s, bind) in self.server.binds.snapshot() {
                 if &s == system_id {
-                    let _ = bind.outgoing.try_send(connection::Outgoing::Unbind);
+                    let _ = bind.outgoing.try_send(users::Outgoing::Unbind);
                 }
             }
         }

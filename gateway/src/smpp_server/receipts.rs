@@ -34,7 +34,7 @@ use switchyard_protocols::dlr::{
 use switchyard_protocols::smpp::pdu::{Address, COctet, SubmitSm};
 use tokio::sync::{oneshot, watch};
 
-use super::connection::Outgoing;
+use super::users::Outgoing;
 use super::Server;
 use crate::domain::{Event, EventWrite, Status, UnixMs, Update};
 

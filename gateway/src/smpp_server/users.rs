@@ -10,12 +10,26 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use switchyard_ops::config::{Config, MoDelivery, SmppUser};
 use switchyard_protocols::smpp::pdu::Bind;
+use switchyard_protocols::smpp::pdu::SubmitSm;
 use switchyard_protocols::smpp::session::BindType;
 use switchyard_protocols::smpp::CommandStatus;
 use switchyard_routing::TokenBucket;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::connection::Outgoing;
+/// What the server's other tasks ask of a connection.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// Send this deliver_sm; `done` hears whether the ESME took it (`Err` says why not). A
+    /// dropped `done` means the connection ended first.
+    Deliver {
+        /// The PDU.
+        pdu: Box<SubmitSm>,
+        /// The outcome.
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Unbind and close (the user was removed or its settings changed).
+    Unbind,
+}
 
 /// One SMPP user as the server uses it.
 #[derive(Debug)]

@@ -208,7 +208,12 @@ mod tests {
 
     #[test]
     fn formats_what_it_reads() {
-        for ms in [0, 1_743_505_200_500, 951_782_400_000, 4_102_444_799_900] {
+        for ms in [
+            946_684_800_000,
+            1_743_505_200_500,
+            951_782_400_000,
+            4_102_444_799_900,
+        ] {
             let text = format_absolute(ms);
             assert_eq!(
                 parse(text.as_bytes()).unwrap(),
