@@ -42,7 +42,7 @@ pub mod number;
 pub(crate) mod sandbox;
 pub(crate) mod sip;
 pub(crate) mod smpp;
-pub(crate) mod smpp_server;
+pub mod smpp_server;
 pub mod store;
 pub(crate) mod submit;
 pub(crate) mod tls;

@@ -327,6 +327,7 @@ impl Conn {
         now: Instant,
     ) {
         let refuse = |session: &mut Session, status: CommandStatus| {
+            count_submit(&user.config.system_id, status);
             let _ = session.respond(seq, status, empty_resp(command), now);
         };
         if !user.take(now) {
@@ -362,6 +363,9 @@ impl Conn {
             Ok(id) => (CommandStatus::ESME_ROK, id_resp(command, &id.to_string())),
             Err(status) => (status, empty_resp(command)),
         };
+        if let Some(user) = &self.user {
+            count_submit(&user.config.system_id, status);
+        }
         let _ = session.respond(seq, status, body, now);
     }
 }
@@ -426,6 +430,16 @@ impl Conn {
             }
         }
     }
+}
+
+/// `switchyard_smpp_server_submits_total{system_id, status}`: submits answered, by
+/// command_status (`ESME_ROK`, `ESME_RTHROTTLED`, …).
+fn count_submit(system_id: &str, status: CommandStatus) {
+    let name = status
+        .name()
+        .map_or_else(|| format!("0x{:08X}", status.0), str::to_owned);
+    metrics::counter!("switchyard_smpp_server_submits_total", "system_id" => system_id.to_owned(), "status" => name)
+        .increment(1);
 }
 
 /// The message_state of a message in `status` (query_sm_resp, receipts).

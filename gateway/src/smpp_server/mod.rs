@@ -14,7 +14,7 @@
 //! its receipt is one per message, whatever the segments.
 
 pub(crate) mod connection;
-pub(crate) mod convert;
+pub mod convert;
 pub(crate) mod receipts;
 pub(crate) mod users;
 

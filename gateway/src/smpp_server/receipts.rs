@@ -141,6 +141,8 @@ pub(crate) async fn run(
             }
         }
         queue = held;
+        metrics::gauge!("switchyard_smpp_server_deliveries_pending", "system_id" => system_id.clone())
+            .set(open.len() as f64);
         // The cursor: everything below the oldest open receipt was taken.
         let mark = open.keys().next().map_or(read, |first| first - 1);
         if mark > saved && (saved_at.elapsed() >= CURSOR_EVERY || open.is_empty()) {
@@ -171,12 +173,14 @@ pub(crate) async fn run(
                     match outcome {
                         Ok(Ok(())) => {
                             open.remove(&p.seq);
+                            metrics::counter!("switchyard_smpp_server_deliveries_total", "system_id" => system_id.clone(), "outcome" => "taken").increment(1);
                         }
                         failure => {
                             let why = match failure {
                                 Ok(Err(why)) => why,
                                 _ => "the bind closed first".to_owned(),
                             };
+                            metrics::counter!("switchyard_smpp_server_deliveries_total", "system_id" => system_id.clone(), "outcome" => "retried").increment(1);
                             let attempts = p.attempts + 1;
                             let delay = FIRST_BACKOFF
                                 .saturating_mul(1 << attempts.min(6))

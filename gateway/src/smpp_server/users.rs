@@ -48,9 +48,8 @@ pub(crate) struct User {
 }
 
 impl User {
-    /// A user with no rate of its own, for tests.
-    #[cfg(test)]
-    pub(crate) fn for_tests(
+    /// A user with no rate of its own, for tests and the fuzz property.
+    pub(crate) fn for_checks(
         tenant: &str,
         config: SmppUser,
         default_sender: Option<String>,
@@ -230,6 +229,7 @@ impl Binds {
             ));
         }
         let receives = bind.bind_type != BindType::Transmitter;
+        bind_gauge(system_id, bind.bind_type).increment(1.0);
         entry.open.push(bind);
         if receives {
             entry.receiver_up.notify_waiters();
@@ -241,7 +241,10 @@ impl Binds {
     pub(crate) fn unregister(&self, system_id: &str, id: u64) {
         let mut inner = self.inner.lock();
         if let Some(entry) = inner.get_mut(system_id) {
-            entry.open.retain(|b| b.id != id);
+            if let Some(i) = entry.open.iter().position(|b| b.id == id) {
+                let bind = entry.open.remove(i);
+                bind_gauge(system_id, bind.bind_type).decrement(1.0);
+            }
         }
     }
 
@@ -276,4 +279,14 @@ impl Binds {
         out.sort_by(|a, b| (a.0.as_str(), a.1.id).cmp(&(b.0.as_str(), b.1.id)));
         out
     }
+}
+
+/// `switchyard_smpp_server_binds{system_id, bind_type}`: binds open now.
+fn bind_gauge(system_id: &str, bind_type: BindType) -> metrics::Gauge {
+    let kind = match bind_type {
+        BindType::Transmitter => "transmitter",
+        BindType::Receiver => "receiver",
+        _ => "transceiver",
+    };
+    metrics::gauge!("switchyard_smpp_server_binds", "system_id" => system_id.to_owned(), "bind_type" => kind)
 }
