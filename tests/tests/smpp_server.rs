@@ -31,6 +31,7 @@ fn gateway(dir: &TempDir, sim: &Sim) -> (Process, String) {
     let extra = format!(
         "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         numbers = [\"+447000000002\"]\nmo_delivery = \"both\"\n\
          smpp_users = [\n  {{ system_id = \"acme01\", password = \"secret1\", max_binds = 2 }},\n  \
          {{ system_id = \"walled\", password = \"secret2\", allowed_ips = [\"10.0.0.0/8\"] }},\n  \
          {{ system_id = \"bulk\", password = \"secret3\", max_binds = 8, window = 256 }},\n]\n",
@@ -468,4 +469,35 @@ fn nothing_acknowledged_is_lost_to_kill_9() {
     );
     // At most what was in flight to the ESME and not yet under a saved cursor.
     assert!(duplicates <= 4096, "{duplicates} receipts sent twice");
+}
+
+/// MO messages to the tenant's number reach its first SMPP user's receiver bind as deliver_sm
+/// (mo_delivery = "both"): a short one in short_message, a long one whole in message_payload.
+#[test]
+fn mo_reaches_the_tenants_receiver_bind() {
+    let dir = TempDir::new("smpp-server-mo").unwrap();
+    let (sim, _gw, smpp) = start(&dir);
+    let mut rx = receiver(&smpp, "acme01", "secret1");
+    let long: String = "A reply long enough to need three parts. ".repeat(10);
+    for text in ["STATUS please", long.as_str()] {
+        let body = serde_json::json!({"system_id": "alpha", "from": "+447400123456", "to": "+447000000002", "text": text});
+        switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let pdu = rx.recv(Duration::from_secs(20)).unwrap();
+        rx.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = &pdu.body {
+            assert!(!sm.is_receipt(), "{sm:?}");
+            assert_eq!(sm.source.addr.to_str_lossy(), "447400123456");
+            assert_eq!(sm.dest.addr.to_str_lossy(), "447000000002");
+            let bytes = sm
+                .tlvs
+                .message_payload()
+                .map_or(&sm.short_message[..], |p| &p[..]);
+            got.push(String::from_utf8_lossy(bytes).into_owned());
+        }
+    }
+    assert_eq!(got, vec!["STATUS please".to_owned(), long]);
 }
