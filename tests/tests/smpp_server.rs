@@ -15,10 +15,12 @@ use switchyard_tests::gateway::{hash_key, CarrierSpec, GatewayConfig, Sim, TempD
 use switchyard_tests::{binary, workspace_root, Process};
 
 const KEY: &str = "sk_e2e_smpp_tenant_fffffffffffffffffffffffffffffffffff";
+const FLOOD_KEY: &str = "sk_e2e_smpp_flood_ffffffffffffffffffffffffffffffffffff";
 
 /// A gateway with one carrier (`smsc-sim`), the tenant `acme` with SMPP users `acme01`
 /// (password `secret1`, two binds at most), `walled` (only from 10.0.0.0/8) and `bulk`
-/// (`secret3`, eight binds of window 256), and an SMPP
+/// (`secret3`, eight binds of window 256); the tenant `flood` with `flood01` (`secret4`, 20
+/// submits/s); and an SMPP
 /// server on an ephemeral port. Returns the simulator, the gateway and the server's address.
 fn start(dir: &TempDir) -> (Sim, Process, String) {
     let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
@@ -34,8 +36,11 @@ fn gateway(dir: &TempDir, sim: &Sim) -> (Process, String) {
          numbers = [\"+447000000002\"]\nmo_delivery = \"both\"\n\
          smpp_users = [\n  {{ system_id = \"acme01\", password = \"secret1\", max_binds = 2 }},\n  \
          {{ system_id = \"walled\", password = \"secret2\", allowed_ips = [\"10.0.0.0/8\"] }},\n  \
-         {{ system_id = \"bulk\", password = \"secret3\", max_binds = 8, window = 256 }},\n]\n",
-        hash_key(KEY).unwrap()
+         {{ system_id = \"bulk\", password = \"secret3\", max_binds = 8, window = 256 }},\n]\n\n\
+         [[tenants]]\nname = \"flood\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         smpp_users = [{{ system_id = \"flood01\", password = \"secret4\", max_tps = 20, window = 256 }}]\n",
+        hash_key(KEY).unwrap(),
+        hash_key(FLOOD_KEY).unwrap()
     );
     let config = GatewayConfig {
         carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 2, 32)],
@@ -500,4 +505,138 @@ fn mo_reaches_the_tenants_receiver_bind() {
         }
     }
     assert_eq!(got, vec!["STATUS please".to_owned(), long]);
+}
+
+/// One tenant floods its bind far beyond its max_tps: its excess is refused at once with
+/// ESME_RTHROTTLED, and another tenant submitting at the same time has every submit accepted.
+#[test]
+fn a_flooding_tenant_is_throttled_alone() {
+    let dir = TempDir::new("smpp-server-flood").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let load = binary("switchyard-bench", "smpp-load").unwrap();
+    let flood = std::process::Command::new(&load)
+        .args([
+            "--connect",
+            &smpp,
+            "--system-id",
+            "flood01",
+            "--password",
+            "secret4",
+            "--binds",
+            "1",
+            "--window",
+            "256",
+            "--count",
+            "20000",
+            "--to",
+            "447911123456",
+            "--max-seconds",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let calm = std::process::Command::new(&load)
+        .args([
+            "--connect",
+            &smpp,
+            "--system-id",
+            "bulk",
+            "--password",
+            "secret3",
+            "--binds",
+            "2",
+            "--window",
+            "32",
+            "--count",
+            "2000",
+            "--to",
+            "447911123456",
+            "--max-seconds",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let calm: serde_json::Value = serde_json::from_slice(&calm.stdout).unwrap();
+    let flood: serde_json::Value =
+        serde_json::from_slice(&flood.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(calm["ok"], 2000, "{calm}");
+    assert_eq!(calm["throttled"], 0, "{calm}");
+    let throttled = flood["throttled"].as_u64().unwrap();
+    let ok = flood["ok"].as_u64().unwrap();
+    assert!(throttled > 10 * ok, "{flood}");
+    eprintln!("flood: {ok} accepted, {throttled} throttled; calm: {calm}");
+}
+
+/// query_sm and cancel_sm on the tenant's own messages: a scheduled message reads as
+/// SCHEDULED, cancels once (then ESME_RCANCELFAIL), reads as DELETED with a final date, and its
+/// receipt says DELETED; an unknown id cannot be queried.
+#[test]
+fn query_and_cancel_a_scheduled_message() {
+    use switchyard_protocols::smpp::pdu::{CancelSm, QuerySm};
+    use switchyard_protocols::smpp::tlv::message_state;
+    let dir = TempDir::new("smpp-server-cancel").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let Body::SubmitSm(mut later) = submit("447911123456", "in an hour") else {
+        unreachable!()
+    };
+    later.schedule_delivery_time = "000000010000000R".into();
+    let seq = esme.send(Body::SubmitSm(later)).unwrap();
+    let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    let Body::SubmitSmResp(r) = resp.body else {
+        panic!("{resp:?}")
+    };
+    let id = r.message_id;
+    let query = |esme: &mut TestEsme, id: &str| {
+        let seq = esme
+            .send(Body::QuerySm(QuerySm {
+                message_id: id.to_owned().into(),
+                ..QuerySm::default()
+            }))
+            .unwrap();
+        esme.recv_response(seq, &mut Vec::new()).unwrap()
+    };
+    let q = query(&mut esme, &id.to_str_lossy());
+    let Body::QuerySmResp(state) = q.body else {
+        panic!("{q:?}")
+    };
+    assert_eq!(state.message_state, message_state::SCHEDULED);
+    let cancel = |esme: &mut TestEsme| {
+        let seq = esme
+            .send(Body::CancelSm(CancelSm {
+                message_id: id.clone(),
+                ..CancelSm::default()
+            }))
+            .unwrap();
+        esme.recv_response(seq, &mut Vec::new())
+            .unwrap()
+            .command_status
+    };
+    assert_eq!(cancel(&mut esme), CommandStatus::ESME_ROK);
+    assert_eq!(cancel(&mut esme), CommandStatus::ESME_RCANCELFAIL);
+    let q = query(&mut esme, &id.to_str_lossy());
+    let Body::QuerySmResp(state) = q.body else {
+        panic!("{q:?}")
+    };
+    assert_eq!(state.message_state, message_state::DELETED);
+    assert_eq!(state.final_date.len(), 16, "{state:?}");
+    let unknown = query(&mut esme, "msg_0000000000000001");
+    assert_eq!(unknown.command_status, CommandStatus::ESME_RQUERYFAIL);
+    // The receipt of the cancelled message.
+    let receipt = loop {
+        let pdu = esme.recv(Duration::from_secs(10)).unwrap();
+        esme.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = pdu.body {
+            break sm;
+        }
+    };
+    let text = parse_text_receipt(&receipt.short_message).unwrap();
+    assert_eq!(text.message_id, id.to_str_lossy());
+    assert_eq!(text.state, ReceiptState::Deleted);
 }

@@ -10,9 +10,7 @@ use super::idempotent::{self, RawJson, Start};
 use super::problem::Problem;
 use super::validate::{validate, SendRequest, ValidSms};
 use super::{AppState, Scope, Tenant};
-use crate::domain::{
-    encoding_name, now_ms, priority_name, ListFilter, MessageId, MessageRecord, Status, Update,
-};
+use crate::domain::{encoding_name, priority_name, ListFilter, MessageId, MessageRecord, Status};
 
 /// One delivery in the response (one per channel; SMS only for now).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -351,35 +349,7 @@ pub(crate) async fn cancel(
     caller.require(Scope::Send)?;
     let tenant = caller.0;
     let id = parse_id(&id)?;
-    let record = state.store.get(&tenant, id).await?;
-    let Some(record) = record else {
-        return Err(Problem::not_found("message"));
-    };
-    let cancelled = record.status == Status::Accepted
-        && record.message.voice.is_none()
-        && record
-            .message
-            .scheduled_at
-            .is_some_and(|at| state.dispatcher.cancel_scheduled(id, at));
-    if !cancelled {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "not_cancellable",
-            format!(
-                "only scheduled messages that are not due yet can be cancelled; this one is {}",
-                record.status
-            ),
-        ));
-    }
-    let update = Update::Status {
-        id,
-        status: Status::Cancelled,
-        at: now_ms(),
-        detail: Some("cancelled by the tenant".into()),
-    };
-    // Until this commits, the scheduler remembers the cancellation (and never sends it).
-    state.store.apply(vec![update]).await?;
-    state.dispatcher.cancel_committed(id);
+    state.submit.cancel(&tenant, id).await?;
     Ok(Json(
         serde_json::json!({ "id": id.to_string(), "status": "cancelled" }),
     ))

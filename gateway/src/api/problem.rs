@@ -244,3 +244,16 @@ pub(crate) fn json_problem(rejection: JsonRejection) -> Problem {
         other => Problem::bad_request("bad_request", other.body_text()),
     }
 }
+
+impl From<crate::submit::CancelError> for Problem {
+    fn from(e: crate::submit::CancelError) -> Self {
+        use crate::submit::CancelError;
+        match e {
+            CancelError::NotFound => Problem::not_found("message"),
+            CancelError::NotCancellable(_) => {
+                Problem::new(StatusCode::CONFLICT, "not_cancellable", e.to_string())
+            }
+            CancelError::Store(e) => e.into(),
+        }
+    }
+}

@@ -309,8 +309,13 @@ impl Conn {
                 let (status, resp) = query(&server, &user, &q).await;
                 let _ = session.respond(seq, status, resp, now);
             }
+            Body::CancelSm(c) => {
+                let server = self.server.clone();
+                let status = cancel(&server, &user, &c.message_id.to_str_lossy()).await;
+                let _ = session.respond(seq, status, Body::CancelSmResp, now);
+            }
             other => {
-                // submit_multi, cancel_sm, replace_sm: not offered on this server.
+                // submit_multi and replace_sm: not offered on this server.
                 tracing::info!(conn = self.id, command = ?other.command_id(), "operation not offered");
                 let _ = session.respond(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack, now);
             }
@@ -367,6 +372,30 @@ impl Conn {
             count_submit(&user.config.system_id, status);
         }
         let _ = session.respond(seq, status, body, now);
+    }
+}
+
+/// cancel_sm of one message by its id: a scheduled message that is not due yet is cancelled
+/// (its receipt, if asked for, says DELETED); anything else is ESME_RCANCELFAIL. A cancel_sm
+/// without a message_id (cancel by addresses) is not offered.
+async fn cancel(server: &Server, user: &User, message_id: &str) -> CommandStatus {
+    use crate::submit::CancelError;
+    let Ok(id) = message_id.parse::<MessageId>() else {
+        return if message_id.is_empty() {
+            CommandStatus::ESME_RCANCELFAIL
+        } else {
+            CommandStatus::ESME_RINVMSGID
+        };
+    };
+    match server.submit.cancel(&user.tenant, id).await {
+        Ok(()) => CommandStatus::ESME_ROK,
+        Err(CancelError::NotFound | CancelError::NotCancellable(_)) => {
+            CommandStatus::ESME_RCANCELFAIL
+        }
+        Err(CancelError::Store(e)) => {
+            tracing::warn!("cancel_sm: {e}");
+            CommandStatus::ESME_RSYSERR
+        }
     }
 }
 

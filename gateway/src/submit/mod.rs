@@ -180,6 +180,21 @@ pub(crate) enum SubmitError {
     Store(#[from] StoreError),
 }
 
+/// Why a message could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CancelError {
+    /// No such message of this tenant.
+    #[error("no such message")]
+    NotFound,
+    /// Only a scheduled SMS that is not due yet can be cancelled; this one is in this status
+    /// (or due already).
+    #[error("only scheduled messages that are not due yet can be cancelled; this one is {0}")]
+    NotCancellable(crate::domain::Status),
+    /// The store did not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What the pipeline needs from the voice engine: a trunk and a price now, and the call once
 /// durable.
 pub(crate) trait CallPlacer: Send + Sync + std::fmt::Debug {
@@ -419,6 +434,36 @@ impl Submitter {
         )
         .await?;
         Ok((id, quote))
+    }
+
+    /// Cancels `tenant`'s message `id` if it is a scheduled SMS not due yet: the scheduler
+    /// drops it and the store records it `cancelled` (API cancel, SMPP cancel_sm).
+    pub(crate) async fn cancel(&self, tenant: &str, id: MessageId) -> Result<(), CancelError> {
+        use crate::domain::{Status, Update};
+        let record = self
+            .store
+            .get(tenant, id)
+            .await?
+            .ok_or(CancelError::NotFound)?;
+        let cancelled = record.status == Status::Accepted
+            && record.message.voice.is_none()
+            && record
+                .message
+                .scheduled_at
+                .is_some_and(|at| self.dispatcher.cancel_scheduled(id, at));
+        if !cancelled {
+            return Err(CancelError::NotCancellable(record.status));
+        }
+        let update = Update::Status {
+            id,
+            status: Status::Cancelled,
+            at: crate::domain::now_ms(),
+            detail: Some("cancelled by the tenant".into()),
+        };
+        // Until this commits, the scheduler remembers the cancellation (and never sends it).
+        self.store.apply(vec![update]).await?;
+        self.dispatcher.cancel_committed(id);
+        Ok(())
     }
 
     /// The SMS carrier for `job` and the tenant's price for its segments there.
