@@ -30,13 +30,23 @@ fn start(dir: &TempDir) -> (Sim, Process, String) {
 
 /// The gateway of [`start`] in front of `sim`.
 fn gateway(dir: &TempDir, sim: &Sim) -> (Process, String) {
+    gateway_with(dir, sim, "", true)
+}
+
+/// [`gateway`] with more `[smpp_server]` lines, and the `bulk` user left out unless `bulk`.
+fn gateway_with(dir: &TempDir, sim: &Sim, server: &str, bulk: bool) -> (Process, String) {
+    let bulk = if bulk {
+        "  { system_id = \"bulk\", password = \"secret3\", max_binds = 8, window = 256 },\n"
+    } else {
+        ""
+    };
     let extra = format!(
-        "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
+        "[smpp_server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
          numbers = [\"+447000000002\"]\nmo_delivery = \"both\"\n\
          smpp_users = [\n  {{ system_id = \"acme01\", password = \"secret1\", max_binds = 2 }},\n  \
-         {{ system_id = \"walled\", password = \"secret2\", allowed_ips = [\"10.0.0.0/8\"] }},\n  \
-         {{ system_id = \"bulk\", password = \"secret3\", max_binds = 8, window = 256 }},\n]\n\n\
+         {{ system_id = \"walled\", password = \"secret2\", allowed_ips = [\"10.0.0.0/8\"] }},\n\
+         {bulk}]\n\n\
          [[tenants]]\nname = \"flood\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
          smpp_users = [{{ system_id = \"flood01\", password = \"secret4\", max_tps = 20, window = 256 }}]\n",
         hash_key(KEY).unwrap(),
@@ -639,4 +649,117 @@ fn query_and_cancel_a_scheduled_message() {
     let text = parse_text_receipt(&receipt.short_message).unwrap();
     assert_eq!(text.message_id, id.to_str_lossy());
     assert_eq!(text.state, ReceiptState::Deleted);
+}
+
+/// 20,000 messages over four binds, end to end: every submit acknowledged, every receipt back.
+#[test]
+fn twenty_thousand_messages_over_four_binds() {
+    let dir = TempDir::new("smpp-server-20k").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let load = binary("switchyard-bench", "smpp-load").unwrap();
+    let out = std::process::Command::new(&load)
+        .args([
+            "--connect",
+            &smpp,
+            "--system-id",
+            "bulk",
+            "--password",
+            "secret3",
+            "--binds",
+            "4",
+            "--window",
+            "64",
+            "--count",
+            "20000",
+            "--dlr",
+            "--dlr-wait-s",
+            "20",
+            "--to",
+            "447911123456",
+            "--max-seconds",
+            "120",
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], 20_000, "{report}");
+    assert_eq!(report["dlrs"], 20_000, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+}
+
+/// An ESME that never answers deliver_sm: the receipt is sent again after the response
+/// timeout, on the same bind, and the session stays up; once answered it stops.
+#[test]
+fn an_unanswered_receipt_is_sent_again() {
+    let dir = TempDir::new("smpp-server-slow").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let (_gw, smpp) = gateway_with(&dir, &sim, "response_timeout_s = 1", true);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let seq = esme.send(submit("447911123456", "slow")).unwrap();
+    esme.recv_response(seq, &mut Vec::new()).unwrap();
+    let receipt_id = |pdu: &Pdu| match &pdu.body {
+        Body::DeliverSm(sm) => sm
+            .tlvs
+            .receipted_message_id()
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
+    // Never answered: it comes again.
+    let first = esme.recv(Duration::from_secs(10)).unwrap();
+    let id = receipt_id(&first).unwrap();
+    let again = esme.recv(Duration::from_secs(10)).unwrap();
+    assert_eq!(receipt_id(&again).as_deref(), Some(id.as_str()));
+    assert_ne!(again.sequence_number, first.sequence_number);
+    esme.ack_if_deliver(&again).unwrap();
+    // Answered: nothing more comes, and the session still takes submits.
+    assert!(esme.recv(Duration::from_secs(4)).is_err() || esme.buffered() == 0);
+    let seq = esme.send(submit("447911123456", "still bound")).unwrap();
+    let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+}
+
+/// SIGHUP removes the user `bulk`: its bind is unbound by the server; `acme01`'s bind stays and
+/// keeps submitting; `bulk` can no longer bind.
+#[test]
+fn a_reload_unbinds_removed_users_only() {
+    let dir = TempDir::new("smpp-server-reload").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let (gw, smpp) = gateway_with(&dir, &sim, "", true);
+    let mut stays = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut stays, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let mut goes = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(bind(&mut goes, "bulk", "secret3"), CommandStatus::ESME_ROK);
+    // Rewrite the configuration without `bulk` (same ports: the listener stays) and reload.
+    let path = dir.path.join("switchyard.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("\"bulk\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(text, without);
+    std::fs::write(&path, without).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let unbind = goes.recv(Duration::from_secs(10)).unwrap();
+    assert!(matches!(unbind.body, Body::Unbind), "{unbind:?}");
+    let seq = stays
+        .send(submit("447911123456", "after the reload"))
+        .unwrap();
+    let resp = stays.recv_response(seq, &mut Vec::new()).unwrap();
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+    assert_eq!(
+        bind(&mut TestEsme::connect(&smpp).unwrap(), "bulk", "secret3"),
+        CommandStatus::ESME_RINVSYSID
+    );
 }
