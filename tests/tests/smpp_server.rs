@@ -61,26 +61,36 @@ fn gateway_with(dir: &TempDir, sim: &Sim, server: &str, bulk: bool) -> (Process,
     .unwrap();
     let exe = binary("switchyard-gateway", "switchyard").unwrap();
     let config = config.display().to_string();
-    let gw = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
+    let lines = if server.contains("tls_listen") { 3 } else { 2 };
+    let gw = Process::start(&exe, &["serve", "--config", &config], lines).unwrap();
     let smpp = gw.address("SMPP server").unwrap();
     (gw, smpp)
 }
 
 fn smpplib(addr: &str, mode: &str) -> serde_json::Value {
+    smpplib_with(addr, mode, None)
+}
+
+/// [`smpplib`] over TLS when `ca` (a PEM file) is given.
+fn smpplib_with(addr: &str, mode: &str, ca: Option<&str>) -> serde_json::Value {
     let python = std::env::var("SWITCHYARD_PYTHON")
         .unwrap_or_else(|_| "/tmp/switchyard-venv/bin/python".into());
     let (host, port) = addr.rsplit_once(':').unwrap();
     let script = workspace_root().join("tests/interop/smpplib_hub.py");
-    let out = std::process::Command::new(&python)
-        .args([
-            script.to_str().unwrap(),
-            host,
-            port,
-            "acme01",
-            "secret1",
-            mode,
-            "30",
-        ])
+    let mut command = std::process::Command::new(&python);
+    command.args([
+        script.to_str().unwrap(),
+        host,
+        port,
+        "acme01",
+        "secret1",
+        mode,
+        "30",
+    ]);
+    if let Some(ca) = ca {
+        command.env("SMPP_TLS_CA", ca);
+    }
+    let out = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python} (run .ci/install first): {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -762,4 +772,20 @@ fn a_reload_unbinds_removed_users_only() {
         bind(&mut TestEsme::connect(&smpp).unwrap(), "bulk", "secret3"),
         CommandStatus::ESME_RINVSYSID
     );
+}
+
+/// The TLS listener: smpplib binds over TLS (verifying the server's chain), submits and gets
+/// every receipt, as on the plain listener.
+#[test]
+fn smpplib_over_tls() {
+    let dir = TempDir::new("smpp-server-tls").unwrap();
+    let pki = switchyard_tests::pki::make(&dir.path, "hub", &["localhost"]).unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let server = format!(
+        "tls_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}",
+        pki.cert, pki.key
+    );
+    let (gw, _) = gateway_with(&dir, &sim, &server, true);
+    let tls = gw.address("(TLS)").unwrap();
+    assert_all_receipted(&smpplib_with(&tls, "trx", Some(&pki.ca)), 4);
 }
