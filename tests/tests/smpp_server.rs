@@ -789,3 +789,55 @@ fn smpplib_over_tls() {
     let tls = gw.address("(TLS)").unwrap();
     assert_all_receipted(&smpplib_with(&tls, "trx", Some(&pki.ca)), 4);
 }
+
+/// A second independent ESME from another ecosystem (Node.js, the `smpp` npm package): GSM-7,
+/// UCS-2 with an emoji and a message_payload text each get an id and one DELIVRD receipt.
+#[test]
+fn node_smpp_submits_and_gets_every_receipt() {
+    let dir = TempDir::new("smpp-server-node").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let node_dir =
+        std::env::var("SWITCHYARD_NODE").unwrap_or_else(|_| "/tmp/switchyard-node".into());
+    let (host, port) = smpp.rsplit_once(':').unwrap();
+    let script = workspace_root().join("tests/interop/node/esme.js");
+    let out = std::process::Command::new("node")
+        .args([
+            script.to_str().unwrap(),
+            host,
+            port,
+            "acme01",
+            "secret1",
+            "30",
+        ])
+        .env("NODE_PATH", format!("{node_dir}/node_modules"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node (run .ci/install first): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node-smpp ESME failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let ids: HashSet<&str> = report["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], 0, "{r}");
+            r["message_id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let receipted: HashSet<&str> = report["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["esm_class"], 4, "{r}");
+            assert_eq!(r["message_state"], 2, "{r}");
+            r["receipted_message_id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(receipted, ids);
+}
