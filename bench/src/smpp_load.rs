@@ -85,10 +85,16 @@ pub struct Report {
     pub errors: u64,
     /// Receipts received.
     pub dlrs: u64,
-    /// Seconds from the first submit to the last response.
+    /// Seconds the whole run took (binding, submitting, waiting for receipts, unbinding).
     pub seconds: f64,
-    /// Responses per second.
+    /// Seconds from the start to the last submit_sm_resp.
+    pub submit_seconds: f64,
+    /// Responses per second over `submit_seconds`.
     pub submits_per_s: f64,
+    /// Seconds from the start to the last receipt (0 without receipts).
+    pub receipt_seconds: f64,
+    /// Receipts per second over `receipt_seconds`.
+    pub receipts_per_s: f64,
     /// Response latency percentiles, microseconds.
     pub latency_us_p50: u64,
     /// 99th percentile.
@@ -108,6 +114,9 @@ struct Totals {
     throttled: AtomicU64,
     errors: AtomicU64,
     dlrs: AtomicU64,
+    /// Microseconds from the start to the last response / receipt seen by any bind.
+    last_response_us: AtomicU64,
+    last_dlr_us: AtomicU64,
 }
 
 /// Runs the load and returns its report.
@@ -140,7 +149,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let histogram = histogram.clone();
         let record = record.clone();
         tasks.push(tokio::spawn(async move {
-            bind_loop(opts, share, totals, histogram, record).await
+            bind_loop(opts, share, totals, histogram, record, start).await
         }));
     }
     for t in tasks {
@@ -150,14 +159,20 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let cpu = cpu_seconds() - cpu_start;
     let h = histogram.lock();
     let submitted = totals.submitted.load(Relaxed);
+    let dlrs = totals.dlrs.load(Relaxed);
+    let submit_seconds = totals.last_response_us.load(Relaxed) as f64 / 1e6;
+    let receipt_seconds = totals.last_dlr_us.load(Relaxed) as f64 / 1e6;
     Ok(Report {
         submitted,
         ok: totals.ok.load(Relaxed),
         throttled: totals.throttled.load(Relaxed),
         errors: totals.errors.load(Relaxed),
-        dlrs: totals.dlrs.load(Relaxed),
+        dlrs,
         seconds,
-        submits_per_s: submitted as f64 / seconds.max(1e-9),
+        submit_seconds,
+        submits_per_s: submitted as f64 / submit_seconds.max(1e-9),
+        receipt_seconds,
+        receipts_per_s: dlrs as f64 / receipt_seconds.max(1e-9),
         latency_us_p50: h.value_at_quantile(0.5),
         latency_us_p99: h.value_at_quantile(0.99),
         latency_us_max: h.max(),
@@ -172,7 +187,9 @@ async fn bind_loop(
     totals: Arc<Totals>,
     histogram: Arc<Mutex<Histogram<u64>>>,
     record: Option<Arc<Mutex<std::fs::File>>>,
+    start: Instant,
 ) -> anyhow::Result<()> {
+    let since = |t: Instant| t.duration_since(start).as_micros() as u64;
     let note = |line: String| {
         if let Some(file) = &record {
             use std::io::Write;
@@ -245,6 +262,7 @@ async fn bind_loop(
                     }
                     answered += 1;
                     last_answer = now;
+                    totals.last_response_us.fetch_max(since(now), Relaxed);
                     if let Some(t) = sent_at[sequence_number as usize % ring].take() {
                         let _ = local.record(now.duration_since(t).as_micros().max(1) as u64);
                     }
@@ -270,6 +288,7 @@ async fn bind_loop(
                         }
                     }
                     if matches!(&body, Body::DeliverSm(d) if d.is_receipt()) {
+                        totals.last_dlr_us.fetch_max(since(now), Relaxed);
                         dlrs += 1;
                         totals.dlrs.fetch_add(1, Relaxed);
                     }

@@ -6,7 +6,7 @@
 //! is the durable queue of receipts:
 //!
 //! ```text
-//! history (seq) ─► sender of system_id X: tenant's events after its cursor, in order
+//! history (seq) ─► sender of system_id X: the tenant's final and inbound events after its cursor
 //!   └─ final status of a message from X that wants a receipt ─► deliver_sm to one of X's
 //!      receiver or transceiver binds (round robin) ─► deliver_sm_resp OK ─► done
 //!      error / timeout / bind lost ─► again after a back-off (1 s doubling to 60 s), any bind
@@ -96,13 +96,12 @@ pub(crate) async fn run(
         if !receivers.is_empty() && open.len() < MAX_OUTSTANDING {
             match server
                 .events
-                .events_after(read, Some(&user.tenant), PAGE)
+                .final_events_after(read, &user.tenant, PAGE)
                 .await
             {
-                Ok(page) => {
+                Ok((page, reached)) => {
                     caught_up = page.len() < PAGE;
                     for event in page {
-                        read = event.seq;
                         let pdu = if event.is_inbound() {
                             user.takes_mo.then(|| mo_for(&event)).flatten()
                         } else {
@@ -118,6 +117,7 @@ pub(crate) async fn run(
                             });
                         }
                     }
+                    read = read.max(reached);
                 }
                 Err(e) => tracing::warn!(%system_id, "reading events for receipts: {e}"),
             }

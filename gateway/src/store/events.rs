@@ -42,6 +42,17 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>>;
 
+    /// `tenant`'s events after `seq` that end a message (a final status) or are inbound, in
+    /// log order, at most `limit`; with the position the read got to (the last event returned
+    /// when `limit` were, else the tenant's last event at the time of the read), so a reader
+    /// that skips the rest of the log resumes exactly.
+    fn final_events_after(
+        &self,
+        seq: i64,
+        tenant: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Event>, i64), StoreError>>;
+
     /// The last log position (0 when empty).
     fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
 

@@ -251,6 +251,37 @@ fn add_segment_facts(conn: &Connection, e: &mut Event) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// History statuses that end a message, and MO messages.
+const FINAL_OR_INBOUND: &str =
+    "('delivered', 'undeliverable', 'expired', 'rejected', 'failed', 'cancelled', 'inbound')";
+
+fn final_events_after(
+    conn: &Connection,
+    seq: i64,
+    tenant: &str,
+    limit: usize,
+) -> rusqlite::Result<(Vec<Event>, i64)> {
+    let mut out: Vec<Event> = conn
+        .prepare_cached(&format!(
+            "{EVENT_SELECT} WHERE h.tenant = ?3 AND h.seq > ?1 AND h.status IN {FINAL_OR_INBOUND} \
+             ORDER BY h.seq LIMIT ?2"
+        ))?
+        .query_map(params![seq, limit as i64, tenant], event_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for e in &mut out {
+        add_segment_facts(conn, e)?;
+    }
+    let reached = match out.last() {
+        Some(last) if out.len() >= limit => last.seq,
+        // Everything up to the tenant's last event was looked at (same snapshot).
+        _ => conn
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM history WHERE tenant = ?1")?
+            .query_row([tenant], |row| row.get::<_, i64>(0))?
+            .max(seq),
+    };
+    Ok((out, reached))
+}
+
 fn events_after(
     conn: &Connection,
     seq: i64,
@@ -312,6 +343,16 @@ impl EventStore for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
         let tenant = tenant.map(str::to_owned);
         self.read(move |conn| events_after(conn, seq, tenant.as_deref(), limit.clamp(1, 10_000)))
+    }
+
+    fn final_events_after(
+        &self,
+        seq: i64,
+        tenant: &str,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Event>, i64), StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| final_events_after(conn, seq, &tenant, limit.clamp(1, 10_000)))
     }
 
     fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
@@ -537,6 +578,50 @@ mod tests {
             (list[0].recipient.as_str(), list[0].sender.as_str()),
             ("447911000001", "447000000001")
         );
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn final_events_skip_the_rest_and_say_how_far_they_read() {
+        let (s, dir) = store();
+        let mut m = message("a", 1);
+        m.smpp = Some(crate::domain::SmppOrigin {
+            system_id: "acme01".into(),
+            receipt: 1,
+        });
+        s.insert(vec![m.clone(), message("a", 2), message("b", 3)])
+            .await
+            .unwrap();
+        let status = |id, status, at| Update::Status {
+            id,
+            status,
+            at,
+            detail: None,
+        };
+        s.apply(vec![
+            status(m.id, Status::Queued, T0 + 10),
+            status(m.id, Status::Delivered, T0 + 11),
+            status(message("a", 2).id, Status::Queued, T0 + 12),
+            status(message("b", 3).id, Status::Failed, T0 + 13),
+        ])
+        .await
+        .unwrap();
+        // Log: 1-3 accepted, 4 queued, 5 delivered (a/1), 6 queued (a/2), 7 failed (b/3).
+        let (events, reached) = s.final_events_after(0, "a", 10).await.unwrap();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(
+            events[0].smpp.as_ref().map(|o| o.system_id.as_str()),
+            Some("acme01")
+        );
+        // Every event of "a" was looked at, up to its last (6).
+        assert_eq!(reached, 6);
+        let (none, reached) = s.final_events_after(6, "a", 10).await.unwrap();
+        assert!(none.is_empty());
+        assert_eq!(reached, 6);
+        // A full page stops at its last event.
+        let (page, reached) = s.final_events_after(0, "b", 1).await.unwrap();
+        assert_eq!((page.len(), reached), (1, 7));
         drop(s);
         let _ = std::fs::remove_dir_all(dir);
     }
