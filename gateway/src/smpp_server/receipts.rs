@@ -13,7 +13,8 @@
 //! cursor `smpp:X` = the highest seq below which every receipt was taken, saved every 500 ms
 //! ```
 //! With no receiver bind up the sender reads nothing and the cursor stays: receipts wait in
-//! the log (kept as long as `[retention]` keeps history) and flow when the ESME binds. After
+//! the log and flow when the ESME binds, for `receipt_validity_s` (72 h by default; older ones
+//! are dropped and counted, never sent late) or as long as `[retention]` keeps history. After
 //! a restart the sender resumes from its cursor: receipts sent but not yet covered by a saved
 //! cursor are sent again (at least once; ESMEs match receipts by message id). One receipt per
 //! message: the first final status (a message never leaves a final status).
@@ -101,7 +102,14 @@ pub(crate) async fn run(
             {
                 Ok((page, reached)) => {
                     caught_up = page.len() < PAGE;
+                    let oldest = crate::domain::now_ms()
+                        - i64::try_from(server.settings.receipt_validity.as_millis())
+                            .unwrap_or(i64::MAX / 2);
                     for event in page {
+                        if event.at < oldest {
+                            metrics::counter!("switchyard_smpp_server_deliveries_total", "system_id" => system_id.clone(), "outcome" => "expired").increment(1);
+                            continue;
+                        }
                         let pdu = if event.is_inbound() {
                             user.takes_mo.then(|| mo_for(&event)).flatten()
                         } else {

@@ -133,6 +133,7 @@ fn smpp_server(a: &SmppServerSettings, b: &SmppServerSettings, needs: &mut Vec<S
         response_timeout,
         max_pdu_len,
         receipt_window,
+        receipt_validity,
         system_id,
     } = a;
     if *listen != b.listen {
@@ -161,6 +162,11 @@ fn smpp_server(a: &SmppServerSettings, b: &SmppServerSettings, needs: &mut Vec<S
             "response_timeout_s",
             Some(response_timeout),
             Some(&b.response_timeout),
+        ),
+        (
+            "receipt_validity_s",
+            Some(receipt_validity),
+            Some(&b.receipt_validity),
         ),
     ] {
         if old != new {

@@ -42,6 +42,9 @@ pub struct SmppServerSettings {
     pub max_pdu_len: u32,
     /// deliver_sm awaiting their response per bind (`receipt_window`).
     pub receipt_window: usize,
+    /// How long a receipt or MO message waits for a receiver bind of its user
+    /// (`receipt_validity_s`); older ones are dropped (counted as expired), never sent late.
+    pub receipt_validity: Duration,
     /// The server's own system_id, sent in every bind_resp (`system_id`).
     pub system_id: String,
 }
@@ -72,6 +75,8 @@ impl SmppServerSettings {
     pub const DEFAULT_MAX_PDU_LEN: u32 = 65_536;
     /// Default `receipt_window`.
     pub const DEFAULT_RECEIPT_WINDOW: usize = 64;
+    /// Default `receipt_validity_s` (72 hours).
+    pub const DEFAULT_RECEIPT_VALIDITY_S: u64 = 72 * 3600;
     /// Default `system_id`.
     pub const DEFAULT_SYSTEM_ID: &'static str = "switchyard";
 
@@ -87,6 +92,7 @@ impl SmppServerSettings {
             response_timeout: Duration::from_secs(Self::DEFAULT_RESPONSE_TIMEOUT_S),
             max_pdu_len: Self::DEFAULT_MAX_PDU_LEN,
             receipt_window: Self::DEFAULT_RECEIPT_WINDOW,
+            receipt_validity: Duration::from_secs(Self::DEFAULT_RECEIPT_VALIDITY_S),
             system_id: Self::DEFAULT_SYSTEM_ID.to_owned(),
         }
     }
@@ -242,6 +248,13 @@ pub(crate) fn smpp_server(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Smpp
     ));
     s.max_pdu_len = t.int_or(report, "max_pdu_len", 64, 1 << 20, s.max_pdu_len);
     s.receipt_window = t.int_or(report, "receipt_window", 1, 10_000, s.receipt_window);
+    s.receipt_validity = Duration::from_secs(t.int_or(
+        report,
+        "receipt_validity_s",
+        60,
+        30 * 86_400,
+        SmppServerSettings::DEFAULT_RECEIPT_VALIDITY_S,
+    ));
     if let Some(id) = smpp_text(report, &mut t, "system_id", 1, MAX_SYSTEM_ID) {
         s.system_id = id;
     }
@@ -506,6 +519,7 @@ enquire_link_interval_s = 0
 response_timeout_s = 7
 max_pdu_len = 4096
 receipt_window = 16
+receipt_validity_s = 3600
 system_id = "SWY"
 "#;
         let users = format!(
@@ -536,6 +550,7 @@ mo_delivery = "both"
                 response_timeout: Duration::from_secs(7),
                 max_pdu_len: 4096,
                 receipt_window: 16,
+                receipt_validity: Duration::from_secs(3600),
                 system_id: "SWY".into(),
             })
         );
