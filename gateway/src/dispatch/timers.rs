@@ -112,8 +112,11 @@ pub(crate) struct Timers {
     horizon: Horizon,
     /// A store read is in progress.
     loading: bool,
-    /// Scheduled messages cancelled whose cancellation the store has not committed yet.
+    /// Scheduled messages cancelled whose cancellation the store has not committed yet, or
+    /// committed while a read was running (that read may have seen them still scheduled).
     cancelled: HashSet<MessageId>,
+    /// Cancellations committed while a read was running: forgotten when it ends.
+    committed_during_load: Vec<MessageId>,
     /// Jobs waiting for room in a carrier queue.
     deferred: BinaryHeap<Deferred>,
     /// Arrival counter of `deferred` (FIFO among equal times).
@@ -132,6 +135,7 @@ impl Timers {
             horizon: Horizon::Nothing,
             loading: false,
             cancelled: HashSet::new(),
+            committed_during_load: Vec::new(),
             deferred: BinaryHeap::new(),
             deferred_seq: 0,
             deferred_soft_cap: deferred_soft_cap.max(1),
@@ -185,6 +189,7 @@ impl Timers {
                 self.window.insert((at, job.id), job);
             }
         }
+        self.forget_committed();
         self.horizon = match last {
             Some(k) if read >= asked => Horizon::UpTo(k),
             _ => Horizon::All,
@@ -195,6 +200,14 @@ impl Timers {
     /// The read failed: it will be tried again.
     pub(crate) fn abort_load(&mut self) {
         self.loading = false;
+        self.forget_committed();
+    }
+
+    /// The reads that could have seen a cancelled message still scheduled are over.
+    fn forget_committed(&mut self) {
+        for id in self.committed_during_load.drain(..) {
+            self.cancelled.remove(&id);
+        }
     }
 
     /// Gives up the latest jobs beyond the cap; the horizon comes down to the latest kept.
@@ -235,9 +248,15 @@ impl Timers {
         true
     }
 
-    /// The store has committed the cancellation of `id`: no read can bring it back.
+    /// The store has committed the cancellation of `id`: no read started from now on can
+    /// bring it back. A read already running may have seen it still scheduled, so then it is
+    /// remembered until that read ends.
     pub(crate) fn cancel_committed(&mut self, id: MessageId) {
-        self.cancelled.remove(&id);
+        if self.loading {
+            self.committed_during_load.push(id);
+        } else {
+            self.cancelled.remove(&id);
+        }
     }
 
     /// Holds `job` until `at` (its try number `attempt`).
@@ -433,6 +452,28 @@ mod tests {
         assert_eq!(ids, vec![3, 5]);
         t.cancel_committed(MessageId(4));
         assert!(t.cancelled.len() == 1 && t.cancelled.contains(&MessageId(2)));
+    }
+
+    #[test]
+    fn a_cancel_committed_during_a_read_is_not_undone_by_that_read() {
+        let mut t = Timers::new(4, 100);
+        let store = Store(vec![(100, MessageId(1)), (200, MessageId(2))]);
+        // The read starts and sees both messages still scheduled …
+        let (after, limit) = t.begin_load().unwrap();
+        let rows: Vec<Key> = store.0.iter().copied().filter(|k| *k > after).collect();
+        // … meanwhile message 1 is cancelled and the cancellation commits …
+        assert!(t.cancel(MessageId(1), 100));
+        t.cancel_committed(MessageId(1));
+        // … then the read's rows arrive.
+        t.finish_load(
+            rows.iter().map(|k| (k.0, job(k.1 .0))).collect(),
+            rows.len(),
+            limit,
+            rows.last().copied(),
+        );
+        assert_eq!(t.due(1000).map(|j| j.id.0), Some(2));
+        assert!(t.due(1000).is_none(), "the cancelled message came back");
+        assert!(t.cancelled.is_empty(), "nothing left to remember");
     }
 
     #[test]
