@@ -19,7 +19,7 @@ const FLOOD_KEY: &str = "sk_e2e_smpp_flood_ffffffffffffffffffffffffffffffffffff"
 
 /// A gateway with one carrier (`smsc-sim`), the tenant `acme` with SMPP users `acme01`
 /// (password `secret1`, two binds at most), `walled` (only from 10.0.0.0/8) and `bulk`
-/// (`secret3`, eight binds of window 256); the tenant `flood` with `flood01` (`secret4`, 20
+/// (`secret3`, eight binds of window 256), `narrow` (`secret5`, window 2); the tenant `flood` with `flood01` (`secret4`, 20
 /// submits/s); and an SMPP
 /// server on an ephemeral port. Returns the simulator, the gateway and the server's address.
 fn start(dir: &TempDir) -> (Sim, Process, String) {
@@ -46,6 +46,7 @@ fn gateway_with(dir: &TempDir, sim: &Sim, server: &str, bulk: bool) -> (Process,
          numbers = [\"+447000000002\"]\nmo_delivery = \"both\"\n\
          smpp_users = [\n  {{ system_id = \"acme01\", password = \"secret1\", max_binds = 2 }},\n  \
          {{ system_id = \"walled\", password = \"secret2\", allowed_ips = [\"10.0.0.0/8\"] }},\n\
+         {{ system_id = \"narrow\", password = \"secret5\", window = 2 }},\n\
          {bulk}]\n\n\
          [[tenants]]\nname = \"flood\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
          smpp_users = [{{ system_id = \"flood01\", password = \"secret4\", max_tps = 20, window = 256 }}]\n",
@@ -840,4 +841,73 @@ fn node_smpp_submits_and_gets_every_receipt() {
         })
         .collect();
     assert_eq!(receipted, ids);
+}
+
+/// More unanswered submits than the user's window: the excess is answered ESME_RTHROTTLED at
+/// once (never queued), every submit gets an answer, and the session goes on. A command_length
+/// beyond max_pdu_len closes that connection only.
+#[test]
+fn window_overruns_are_throttled_and_oversize_pdus_cost_the_connection() {
+    let dir = TempDir::new("smpp-server-window").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "narrow", "secret5"),
+        CommandStatus::ESME_ROK
+    );
+    // 50 submits in one write, before any answer can come back.
+    let mut burst = bytes::BytesMut::new();
+    for seq in 100..150u32 {
+        let pdu = Pdu::request(seq, submit("447911123456", "burst"));
+        switchyard_protocols::smpp::codec::encode(&pdu, &mut burst).unwrap();
+    }
+    esme.send_raw(&burst).unwrap();
+    let (mut ok, mut throttled) = (0, 0);
+    let mut answered = HashSet::new();
+    while answered.len() < 50 {
+        let pdu = esme.recv(Duration::from_secs(10)).unwrap();
+        esme.ack_if_deliver(&pdu).unwrap();
+        if matches!(pdu.body, Body::SubmitSmResp(_)) {
+            assert!(answered.insert(pdu.sequence_number));
+            match pdu.command_status {
+                CommandStatus::ESME_ROK => ok += 1,
+                CommandStatus::ESME_RTHROTTLED => throttled += 1,
+                other => panic!("{other}"),
+            }
+        }
+    }
+    assert!(
+        ok >= 2 && throttled > 0,
+        "{ok} accepted, {throttled} throttled"
+    );
+    let seq = esme
+        .send(submit("447911123456", "after the burst"))
+        .unwrap();
+    let mut resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    while !resp.command_status.is_ok() {
+        // The window may still hold answers in flight; try again.
+        std::thread::sleep(Duration::from_millis(50));
+        let seq = esme
+            .send(submit("447911123456", "after the burst"))
+            .unwrap();
+        resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    }
+    // A lying command_length beyond max_pdu_len (64 KiB): that connection closes.
+    let mut liar = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut liar, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let mut header = Vec::new();
+    header.extend_from_slice(&1_000_000u32.to_be_bytes());
+    header.extend_from_slice(&4u32.to_be_bytes());
+    header.extend_from_slice(&0u32.to_be_bytes());
+    header.extend_from_slice(&7u32.to_be_bytes());
+    liar.send_raw(&header).unwrap();
+    let err = liar.recv(Duration::from_secs(10)).unwrap_err().to_string();
+    assert!(err.contains("closed"), "{err}");
+    // The other connection is untouched.
+    let seq = esme.send(submit("447911123456", "still fine")).unwrap();
+    let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
 }

@@ -156,7 +156,11 @@ pub(crate) async fn serve<S>(
     }
     // Submits still in the pipeline finish: their messages are stored and handed over even
     // though their responses can no longer be sent.
-    while c.accepts.next().await.is_some() {}
+    while c.accepts.next().await.is_some() {
+        if let Some(user) = &c.user {
+            window_gauge(&user.config.system_id).decrement(1.0);
+        }
+    }
     if let Some(user) = &c.user {
         server.binds.unregister(&user.config.system_id, id);
         tracing::info!(conn = id, %peer, system_id = %user.config.system_id, "unbound");
@@ -347,6 +351,7 @@ impl Conn {
         };
         let submit = self.server.submit.clone();
         let system_id = user.config.system_id.clone();
+        window_gauge(&system_id).increment(1.0);
         self.accepts.push(Box::pin(async move {
             let result = submit
                 .accept(draft, |_, _, _| Ok::<_, crate::submit::SubmitError>(None))
@@ -370,6 +375,7 @@ impl Conn {
         };
         if let Some(user) = &self.user {
             count_submit(&user.config.system_id, status);
+            window_gauge(&user.config.system_id).decrement(1.0);
         }
         let _ = session.respond(seq, status, body, now);
     }
@@ -469,6 +475,12 @@ fn count_submit(system_id: &str, status: CommandStatus) {
         .map_or_else(|| format!("0x{:08X}", status.0), str::to_owned);
     metrics::counter!("switchyard_smpp_server_submits_total", "system_id" => system_id.to_owned(), "status" => name)
         .increment(1);
+}
+
+/// `switchyard_smpp_server_window_in_use{system_id}`: submits in the accept pipeline, not yet
+/// answered, across the user's binds.
+fn window_gauge(system_id: &str) -> metrics::Gauge {
+    metrics::gauge!("switchyard_smpp_server_window_in_use", "system_id" => system_id.to_owned())
 }
 
 /// The message_state of a message in `status` (query_sm_resp, receipts).

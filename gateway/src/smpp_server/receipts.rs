@@ -313,10 +313,13 @@ fn number_address(e164: &str) -> Address {
     ))
 }
 
-/// The tenant's sender as it gave it: international, short code or alphanumeric.
+/// An address as stored: international (`+` and digits, or more than 8 digits), a short code
+/// (fewer digits) or alphanumeric.
 fn sender_address(from: &str) -> Address {
+    let long_number = from.len() > 8 && from.bytes().all(|b| b.is_ascii_digit());
     match from.strip_prefix('+') {
         Some(digits) => Address::international(COctet::from(digits.to_owned())),
+        None if long_number => Address::international(COctet::from(from.to_owned())),
         None if from.bytes().all(|b| b.is_ascii_digit()) => Address {
             ton: 3,
             npi: 1,
@@ -337,4 +340,93 @@ fn receipt_date(ms: UnixMs) -> Option<ReceiptDate> {
         minute: t.minute(),
         second: Some(t.second()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_protocols::dlr::{parse_text_receipt, receipt_from_tlvs, ReceiptState};
+    use switchyard_protocols::smpp::pdu::SubmitSm;
+
+    use super::{mo_for, receipt_for};
+    use crate::domain::{Event, MessageId, SmppOrigin};
+
+    fn event(status: &str, receipt: u8) -> Event {
+        Event {
+            seq: 7,
+            message_id: MessageId(0x0123_4567_89ab_cdef),
+            tenant: Some("acme".into()),
+            status: status.into(),
+            at: 1_743_505_260_000,
+            detail: None,
+            carrier: Some("alpha".into()),
+            error: None,
+            price: None,
+            currency: None,
+            to: "+447911123456".into(),
+            from: "Acme".into(),
+            body: None,
+            callback_url: None,
+            segments: Some(1),
+            created_at: 1_743_505_200_000,
+            call: None,
+            smpp: Some(SmppOrigin {
+                system_id: "acme01".into(),
+                receipt,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_final_status_becomes_a_standard_receipt() {
+        let pdu = receipt_for(&event("delivered", 1), "acme01").unwrap();
+        assert_eq!(pdu.esm_class, SubmitSm::ESM_CLASS_RECEIPT);
+        assert_eq!(pdu.source.addr.to_str_lossy(), "447911123456");
+        assert_eq!(
+            (pdu.dest.ton, pdu.dest.addr.to_str_lossy().as_ref()),
+            (5, "Acme")
+        );
+        let text = std::str::from_utf8(&pdu.short_message).unwrap();
+        assert_eq!(
+            text,
+            "id:msg_0123456789abcdef sub:001 dlvrd:001 submit date:250401110000 \
+             done date:250401110100 stat:DELIVRD err:000 text:"
+        );
+        let parsed = parse_text_receipt(&pdu.short_message).unwrap();
+        assert_eq!(parsed.state, ReceiptState::Delivered);
+        let tlv = receipt_from_tlvs(&pdu.tlvs).unwrap();
+        assert_eq!(tlv.message_id, "msg_0123456789abcdef");
+        assert_eq!(tlv.state, ReceiptState::Delivered);
+        let failed = receipt_for(&event("undeliverable", 1), "acme01").unwrap();
+        assert!(std::str::from_utf8(&failed.short_message)
+            .unwrap()
+            .contains("dlvrd:000 "));
+    }
+
+    #[test]
+    fn registered_delivery_decides_which_states_get_one() {
+        let wants = |status, bits| receipt_for(&event(status, bits), "acme01").is_some();
+        assert!(!wants("sent", 1), "not final");
+        assert!(!wants("delivered", 0));
+        assert!(!wants("delivered", 2) && wants("rejected", 2) && wants("expired", 2));
+        assert!(wants("delivered", 3) && !wants("undeliverable", 3));
+        assert!(receipt_for(&event("delivered", 1), "someone_else").is_none());
+    }
+
+    #[test]
+    fn mo_goes_short_or_whole_in_message_payload() {
+        let mut mo = event("inbound", 0);
+        mo.from = "+447400123456".into();
+        mo.to = "447000000002".into();
+        mo.body = Some("STOP".into());
+        let short = mo_for(&mo).unwrap();
+        assert_eq!(&short.short_message[..], b"STOP");
+        assert_eq!((short.dest.ton, short.source.ton), (1, 1));
+        assert_eq!(short.esm_class, 0);
+        mo.body = Some("x".repeat(300));
+        let long = mo_for(&mo).unwrap();
+        assert!(long.short_message.is_empty());
+        assert_eq!(long.tlvs.message_payload().map(|p| p.len()), Some(300));
+        mo.body = Some("Привет".into());
+        assert_eq!(mo_for(&mo).unwrap().data_coding, 8);
+    }
 }
