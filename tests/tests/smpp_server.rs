@@ -911,3 +911,61 @@ fn window_overruns_are_throttled_and_oversize_pdus_cost_the_connection() {
     let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
     assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
 }
+
+/// replace_sm on a scheduled message: the new text goes out at the new time, never the old
+/// one; once sent, a replace_sm fails with ESME_RREPLACEFAIL.
+#[test]
+fn replace_a_scheduled_message() {
+    use switchyard_protocols::smpp::pdu::ReplaceSm;
+    let dir = TempDir::new("smpp-server-replace").unwrap();
+    let record = dir.path.join("sim.jsonl");
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], Some(&record)).unwrap();
+    let (_gw, smpp) = gateway(&dir, &sim);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let Body::SubmitSm(mut later) = submit("447911123456", "the old text") else {
+        unreachable!()
+    };
+    later.schedule_delivery_time = "000000010000000R".into();
+    let seq = esme.send(Body::SubmitSm(later)).unwrap();
+    let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    let Body::SubmitSmResp(r) = resp.body else {
+        panic!("{resp:?}")
+    };
+    let replace = |esme: &mut TestEsme, text: &str| {
+        let seq = esme
+            .send(Body::ReplaceSm(ReplaceSm {
+                message_id: r.message_id.clone(),
+                schedule_delivery_time: "000000000001000R".into(),
+                registered_delivery: 1,
+                short_message: Bytes::copy_from_slice(text.as_bytes()),
+                ..ReplaceSm::default()
+            }))
+            .unwrap();
+        esme.recv_response(seq, &mut Vec::new())
+            .unwrap()
+            .command_status
+    };
+    assert_eq!(replace(&mut esme, "the new text"), CommandStatus::ESME_ROK);
+    // Due in a second: its receipt comes, and the carrier got the new text only.
+    let receipt = loop {
+        let pdu = esme.recv(Duration::from_secs(15)).unwrap();
+        esme.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = pdu.body {
+            break sm;
+        }
+    };
+    let text = parse_text_receipt(&receipt.short_message).unwrap();
+    assert_eq!(text.message_id, r.message_id.to_str_lossy());
+    let sent = sim.recorded().unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let hex: String = b"the new text".iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(sent[0]["short_message"], hex.as_str(), "{sent:?}");
+    assert_eq!(
+        replace(&mut esme, "too late"),
+        CommandStatus::ESME_RREPLACEFAIL
+    );
+}

@@ -508,6 +508,25 @@ impl Dispatcher {
         self.timers.lock().cancel(id, scheduled_at)
     }
 
+    /// New content for a scheduled message taken out with [`Dispatcher::cancel_scheduled`]
+    /// is stored: `job` is scheduled at its time (or queued now when that has passed).
+    pub(crate) fn replace_committed(&self, job: Arc<Job>) {
+        match job.scheduled_at.filter(|at| *at > now_ms()) {
+            Some(at) => {
+                if self.timers.lock().replace_committed(at, job) {
+                    self.timers_changed.notify_one();
+                }
+            }
+            None => {
+                self.timers.lock().cancel_committed(job.id);
+                if let Err(e) = self.enqueue(job.clone()) {
+                    tracing::warn!(id = %job.id, "replaced, queued when a queue has room: {e}");
+                    self.defer(job, std::time::Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
     /// The cancellation of `id` is stored (or could not be: then it stays remembered, and
     /// the message is not sent by this process).
     pub(crate) fn cancel_committed(&self, id: MessageId) {

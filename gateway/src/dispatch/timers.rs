@@ -117,6 +117,8 @@ pub(crate) struct Timers {
     cancelled: HashSet<MessageId>,
     /// Cancellations committed while a read was running: forgotten when it ends.
     committed_during_load: Vec<MessageId>,
+    /// Replacements committed while a read was running: scheduled when it ends.
+    replaced_during_load: Vec<(UnixMs, Arc<Job>)>,
     /// Jobs waiting for room in a carrier queue.
     deferred: BinaryHeap<Deferred>,
     /// Arrival counter of `deferred` (FIFO among equal times).
@@ -136,6 +138,7 @@ impl Timers {
             loading: false,
             cancelled: HashSet::new(),
             committed_during_load: Vec::new(),
+            replaced_during_load: Vec::new(),
             deferred: BinaryHeap::new(),
             deferred_seq: 0,
             deferred_soft_cap: deferred_soft_cap.max(1),
@@ -189,12 +192,12 @@ impl Timers {
                 self.window.insert((at, job.id), job);
             }
         }
-        self.forget_committed();
         self.horizon = match last {
             Some(k) if read >= asked => Horizon::UpTo(k),
             _ => Horizon::All,
         };
         self.trim();
+        self.forget_committed();
     }
 
     /// The read failed: it will be tried again.
@@ -203,11 +206,29 @@ impl Timers {
         self.forget_committed();
     }
 
-    /// The reads that could have seen a cancelled message still scheduled are over.
+    /// The reads that could have seen a cancelled or replaced message as it was are over:
+    /// cancellations are forgotten, replacements take their place.
     fn forget_committed(&mut self) {
         for id in self.committed_during_load.drain(..) {
             self.cancelled.remove(&id);
         }
+        for (at, job) in std::mem::take(&mut self.replaced_during_load) {
+            self.schedule(at, job);
+        }
+    }
+
+    /// The store has committed new content for a message taken out with [`Timers::cancel`]:
+    /// `job` takes its place at `at`. While a read is running (it may carry the old content)
+    /// the new job waits for it to end. Returns true when the job is held in memory now (else
+    /// a read brings it in when due).
+    pub(crate) fn replace_committed(&mut self, at: UnixMs, job: Arc<Job>) -> bool {
+        if self.loading {
+            self.committed_during_load.push(job.id);
+            self.replaced_during_load.push((at, job));
+            return false;
+        }
+        self.cancelled.remove(&job.id);
+        self.schedule(at, job)
     }
 
     /// Gives up the latest jobs beyond the cap; the horizon comes down to the latest kept.
@@ -474,6 +495,40 @@ mod tests {
         assert_eq!(t.due(1000).map(|j| j.id.0), Some(2));
         assert!(t.due(1000).is_none(), "the cancelled message came back");
         assert!(t.cancelled.is_empty(), "nothing left to remember");
+    }
+
+    #[test]
+    fn a_replaced_message_is_released_once_with_its_new_content_and_time() {
+        let mut t = Timers::new(4, 100);
+        let store = Store(vec![(100, MessageId(1))]);
+        store.read(&mut t);
+        // Replaced while held, to a later time.
+        assert!(t.cancel(MessageId(1), 100));
+        let mut new = Job::new_for_test(MessageId(1), Priority::Normal);
+        new.body = "replaced".into();
+        assert!(t.replace_committed(300, Arc::new(new)));
+        assert!(t.due(200).is_none(), "released at its old time");
+        assert_eq!(t.due(300).map(|j| j.body.clone()), Some("replaced".into()));
+        assert!(t.due(10_000).is_none());
+        // Replaced while a read that saw the old content runs.
+        let mut t = Timers::new(4, 100);
+        let (after, limit) = t.begin_load().unwrap();
+        let rows: Vec<Key> = store.0.iter().copied().filter(|k| *k > after).collect();
+        assert!(t.cancel(MessageId(1), 100));
+        let mut new = Job::new_for_test(MessageId(1), Priority::Normal);
+        new.body = "replaced".into();
+        assert!(!t.replace_committed(300, Arc::new(new)));
+        t.finish_load(
+            rows.iter().map(|k| (k.0, job(k.1 .0))).collect(),
+            rows.len(),
+            limit,
+            rows.last().copied(),
+        );
+        let released: Vec<(i64, String)> = std::iter::from_fn(|| t.due(10_000))
+            .map(|j| (j.id.0, j.body.clone()))
+            .collect();
+        assert_eq!(released, vec![(1, "replaced".to_owned())]);
+        assert!(t.cancelled.is_empty());
     }
 
     #[test]

@@ -109,6 +109,28 @@ pub enum Update {
         /// The outcome as JSON ([`crate::voice::CallOutcome`]).
         call: String,
     },
+    /// A scheduled message gets new content before it is due.
+    Replace(Box<Replacement>),
+}
+
+/// New content for a scheduled message that is not due yet (SMPP replace_sm). Applied only
+/// while the message is still `accepted`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replacement {
+    /// Which message.
+    pub id: MessageId,
+    /// The new text.
+    pub body: String,
+    /// Segments it needs.
+    pub segments: u16,
+    /// When to send it.
+    pub scheduled_at: Option<UnixMs>,
+    /// When to give up.
+    pub expires_at: Option<UnixMs>,
+    /// The SMPP user and receipt request.
+    pub smpp: Option<super::SmppOrigin>,
+    /// When it was replaced.
+    pub at: UnixMs,
 }
 
 /// One part of a multipart MO message, held (in memory and in the store) until the rest of
@@ -151,6 +173,7 @@ impl Update {
             | Update::SegmentSent { id, .. }
             | Update::SegmentRejected { id, .. }
             | Update::Call { id, .. } => Some(*id),
+            Update::Replace(r) => Some(r.id),
             Update::Receipt(_)
             | Update::Inbound(_)
             | Update::Mo(_)

@@ -313,13 +313,18 @@ impl Conn {
                 let (status, resp) = query(&server, &user, &q).await;
                 let _ = session.respond(seq, status, resp, now);
             }
+            Body::ReplaceSm(r) => {
+                let server = self.server.clone();
+                let status = replace(&server, &user, &r).await;
+                let _ = session.respond(seq, status, Body::ReplaceSmResp, now);
+            }
             Body::CancelSm(c) => {
                 let server = self.server.clone();
                 let status = cancel(&server, &user, &c.message_id.to_str_lossy()).await;
                 let _ = session.respond(seq, status, Body::CancelSmResp, now);
             }
             other => {
-                // submit_multi and replace_sm: not offered on this server.
+                // submit_multi: not offered on this server.
                 tracing::info!(conn = self.id, command = ?other.command_id(), "operation not offered");
                 let _ = session.respond(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack, now);
             }
@@ -400,6 +405,40 @@ async fn cancel(server: &Server, user: &User, message_id: &str) -> CommandStatus
         }
         Err(CancelError::Store(e)) => {
             tracing::warn!("cancel_sm: {e}");
+            CommandStatus::ESME_RSYSERR
+        }
+    }
+}
+
+/// replace_sm of a scheduled message that is not due yet: new text (in its encoding), times
+/// and receipt request; anything else is ESME_RREPLACEFAIL, or the status naming what is
+/// wrong with the new content.
+async fn replace(
+    server: &Server,
+    user: &User,
+    r: &switchyard_protocols::smpp::pdu::ReplaceSm,
+) -> CommandStatus {
+    use crate::submit::{ReplaceError, SubmitError};
+    let raw = r.message_id.to_str_lossy();
+    let Ok(id) = raw.parse::<MessageId>() else {
+        return CommandStatus::ESME_RINVMSGID;
+    };
+    let now = crate::domain::now_ms();
+    let result = server
+        .submit
+        .replace(&user.tenant, id, |record| {
+            convert::replacement(r, record, user, &server.limits, now)
+        })
+        .await;
+    match result {
+        Ok(()) => CommandStatus::ESME_ROK,
+        Err(ReplaceError::NotFound | ReplaceError::NotReplaceable(_)) => {
+            CommandStatus::ESME_RREPLACEFAIL
+        }
+        Err(ReplaceError::Invalid(reject)) => reject.status,
+        Err(ReplaceError::Refused(refusal)) => convert::status_of(&SubmitError::Refused(refusal)),
+        Err(ReplaceError::Store(e)) => {
+            tracing::warn!("replace_sm: {e}");
             CommandStatus::ESME_RSYSERR
         }
     }

@@ -205,38 +205,7 @@ pub(crate) fn draft(
             ),
         ));
     }
-    let scheduled_at = match time::parse(s.schedule) {
-        Err(e) => return Err(Reject::new(CommandStatus::ESME_RINVSCHED, e.to_string())),
-        Ok(None) => None,
-        Ok(Some(t)) => {
-            let at = t.at(now);
-            if at > now + limits.max_schedule_ahead_ms {
-                return Err(Reject::new(
-                    CommandStatus::ESME_RINVSCHED,
-                    "scheduled too far ahead",
-                ));
-            }
-            (at > now).then_some(at)
-        }
-    };
-    let expires_at = match time::parse(s.validity) {
-        Err(e) => return Err(Reject::new(CommandStatus::ESME_RINVEXPIRY, e.to_string())),
-        Ok(None) => None,
-        Ok(Some(t)) => {
-            let start = scheduled_at.unwrap_or(now);
-            let at = match t {
-                SmppTime::Relative(_) => t.at(start),
-                SmppTime::Absolute(_) => t.at(now),
-            };
-            if at <= start || at - start > limits.max_validity_ms {
-                return Err(Reject::new(
-                    CommandStatus::ESME_RINVEXPIRY,
-                    "validity_period is past or longer than allowed",
-                ));
-            }
-            Some(at)
-        }
-    };
+    let (scheduled_at, expires_at) = times(s.schedule, s.validity, limits, now)?;
     Ok(Draft {
         tenant: user.tenant.clone(),
         to,
@@ -303,6 +272,105 @@ fn part_fits(encoding: Encoding, units: usize, header: usize) -> bool {
         Encoding::Ucs2 => units * 2 <= octets,
         _ => units <= octets,
     }
+}
+
+/// New content for a stored message from a replace_sm: the text in the message's encoding
+/// (replace_sm carries no data_coding), new times and receipt request, checked as a submit's.
+pub(crate) fn replacement(
+    r: &switchyard_protocols::smpp::pdu::ReplaceSm,
+    record: &crate::domain::MessageRecord,
+    user: &User,
+    limits: &Limits,
+    now: UnixMs,
+) -> Result<crate::submit::ReplaceWith, Reject> {
+    let m = &record.message;
+    if !r.source.addr.is_empty() && source(&r.source, user)? != m.from {
+        return Err(Reject::new(
+            CommandStatus::ESME_RINVSRCADR,
+            "source_addr is not the message's",
+        ));
+    }
+    let ucs2 = m.encoding == Some(Encoding::Ucs2);
+    let bytes = match (r.short_message.is_empty(), r.tlvs.message_payload()) {
+        (true, Some(p)) => &p[..],
+        _ => &r.short_message[..],
+    };
+    let (body, preference) = text(if ucs2 { 8 } else { 0 }, bytes, false)?;
+    if body.is_empty() {
+        return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
+    }
+    let opts = EncodeOptions {
+        encoding: preference,
+        concat: Concat::Udh8,
+        ..EncodeOptions::default()
+    };
+    let info = count_segments(&body, &opts)
+        .map_err(|e| Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")))?;
+    if info.segments > limits.max_segments {
+        return Err(Reject::new(
+            CommandStatus::ESME_RINVMSGLEN,
+            "too many segments",
+        ));
+    }
+    let (scheduled_at, expires_at) = times(
+        r.schedule_delivery_time.as_bytes(),
+        r.validity_period.as_bytes(),
+        limits,
+        now,
+    )?;
+    Ok(crate::submit::ReplaceWith {
+        body,
+        segments: u16::try_from(info.segments).unwrap_or(u16::MAX),
+        scheduled_at,
+        expires_at,
+        smpp: Some(SmppOrigin {
+            system_id: user.config.system_id.clone(),
+            receipt: r.registered_delivery & 0x03,
+        }),
+    })
+}
+
+/// schedule_delivery_time and validity_period: when to send (`None`: now) and when to give
+/// up (the validity counts from the scheduled time).
+fn times(
+    schedule: &[u8],
+    validity: &[u8],
+    limits: &Limits,
+    now: UnixMs,
+) -> Result<(Option<UnixMs>, Option<UnixMs>), Reject> {
+    let scheduled_at = match time::parse(schedule) {
+        Err(e) => return Err(Reject::new(CommandStatus::ESME_RINVSCHED, e.to_string())),
+        Ok(None) => None,
+        Ok(Some(t)) => {
+            let at = t.at(now);
+            if at > now + limits.max_schedule_ahead_ms {
+                return Err(Reject::new(
+                    CommandStatus::ESME_RINVSCHED,
+                    "scheduled too far ahead",
+                ));
+            }
+            (at > now).then_some(at)
+        }
+    };
+    let expires_at = match time::parse(validity) {
+        Err(e) => return Err(Reject::new(CommandStatus::ESME_RINVEXPIRY, e.to_string())),
+        Ok(None) => None,
+        Ok(Some(t)) => {
+            let start = scheduled_at.unwrap_or(now);
+            let at = match t {
+                SmppTime::Relative(_) => t.at(start),
+                SmppTime::Absolute(_) => t.at(now),
+            };
+            if at <= start || at - start > limits.max_validity_ms {
+                return Err(Reject::new(
+                    CommandStatus::ESME_RINVEXPIRY,
+                    "validity_period is past or longer than allowed",
+                ));
+            }
+            Some(at)
+        }
+    };
+    Ok((scheduled_at, expires_at))
 }
 
 /// The recipient: an international number (TON 1, or TON 0 with the country code first).

@@ -195,6 +195,41 @@ pub(crate) enum CancelError {
     Store(#[from] StoreError),
 }
 
+/// What replaces a scheduled message's content (SMPP replace_sm).
+#[derive(Debug, Clone)]
+pub(crate) struct ReplaceWith {
+    /// The new text.
+    pub(crate) body: String,
+    /// Segments it needs (within the tenant's plan).
+    pub(crate) segments: u16,
+    /// When to send it (`None`: now).
+    pub(crate) scheduled_at: Option<UnixMs>,
+    /// When to give up.
+    pub(crate) expires_at: Option<UnixMs>,
+    /// The SMPP user and the receipt asked for.
+    pub(crate) smpp: Option<SmppOrigin>,
+}
+
+/// Why a message could not be replaced.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReplaceError<E> {
+    /// No such message of this tenant.
+    #[error("no such message")]
+    NotFound,
+    /// Only a scheduled SMS (not a part) that is not due yet can be replaced.
+    #[error("only scheduled messages that are not due yet can be replaced; this one is {0}")]
+    NotReplaceable(crate::domain::Status),
+    /// The new content is refused.
+    #[error("the new content is refused")]
+    Invalid(E),
+    /// The tenant's plan refuses the new content.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// The store did not answer.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
 /// What the pipeline needs from the voice engine: a trunk and a price now, and the call once
 /// durable.
 pub(crate) trait CallPlacer: Send + Sync + std::fmt::Debug {
@@ -464,6 +499,69 @@ impl Submitter {
         self.store.apply(vec![update]).await?;
         self.dispatcher.cancel_committed(id);
         Ok(())
+    }
+
+    /// Replaces the content of `tenant`'s message `id` if it is a scheduled SMS (not a part)
+    /// not due yet: `make` builds the new content from the stored message (its encoding, its
+    /// addresses); the tenant's plan checks it; the scheduler releases the new content at its
+    /// time, never the old. The price quoted at acceptance stays.
+    pub(crate) async fn replace<E>(
+        &self,
+        tenant: &str,
+        id: MessageId,
+        make: impl FnOnce(&crate::domain::MessageRecord) -> Result<ReplaceWith, E>,
+    ) -> Result<(), ReplaceError<E>> {
+        use crate::domain::{Replacement, Status, Update};
+        let record = match self.store.get(tenant, id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(ReplaceError::NotFound),
+            Err(e) => return Err(ReplaceError::Store(e)),
+        };
+        let m = &record.message;
+        let not_replaceable = || ReplaceError::NotReplaceable(record.status);
+        let scheduled = match m.scheduled_at {
+            Some(at)
+                if record.status == Status::Accepted && m.voice.is_none() && m.udh.is_none() =>
+            {
+                at
+            }
+            _ => return Err(not_replaceable()),
+        };
+        let with = make(&record).map_err(ReplaceError::Invalid)?;
+        self.limits
+            .policy(tenant, Channel::Sms, m.country.as_deref(), with.segments)
+            .map_err(ReplaceError::Refused)?;
+        let (Some(mut job), Some(old)) = (Job::from_record(&record), Job::from_record(&record))
+        else {
+            return Err(not_replaceable());
+        };
+        if !self.dispatcher.cancel_scheduled(id, scheduled) {
+            return Err(not_replaceable());
+        }
+        let old = Arc::new(old);
+        job.body = with.body.clone();
+        job.scheduled_at = with.scheduled_at;
+        job.expires_at = with.expires_at;
+        let update = Update::Replace(Box::new(Replacement {
+            id,
+            body: with.body,
+            segments: with.segments,
+            scheduled_at: with.scheduled_at,
+            expires_at: with.expires_at,
+            smpp: with.smpp,
+            at: crate::domain::now_ms(),
+        }));
+        match self.store.apply(vec![update]).await {
+            Ok(_) => {
+                self.dispatcher.replace_committed(Arc::new(job));
+                Ok(())
+            }
+            Err(e) => {
+                // Not replaced: the old content goes back to its time.
+                self.dispatcher.replace_committed(old);
+                Err(ReplaceError::Store(e))
+            }
+        }
     }
 
     /// The SMS carrier for `job` and the tenant's price for its segments there.

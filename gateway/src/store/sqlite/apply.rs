@@ -168,6 +168,28 @@ pub(super) fn apply_update(
         Update::Inbound(m) => super::inbound::insert(conn, m),
         Update::Mo(w) => super::inbound::apply_mo(conn, w),
         Update::Events(w) => super::events::apply(conn, w),
+        Update::Replace(r) => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE messages SET body = ?2, segments = ?3, scheduled_at = ?4, \
+                     expires_at = ?5, smpp = ?6, updated_at = ?7 \
+                     WHERE id = ?1 AND status = 'accepted'",
+                )?
+                .execute(params![
+                    r.id.0,
+                    r.body,
+                    r.segments,
+                    r.scheduled_at,
+                    r.expires_at,
+                    r.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored),
+                    r.at
+                ])?;
+            Ok(if changed == 0 {
+                Applied::UnknownMessage(r.id)
+            } else {
+                Applied::NoChange
+            })
+        }
         Update::Cdr(c) => {
             super::calls::insert(conn, c)?;
             Ok(Applied::NoChange)
