@@ -969,3 +969,69 @@ fn replace_a_scheduled_message() {
         CommandStatus::ESME_RREPLACEFAIL
     );
 }
+
+/// submit_multi to two numbers, an invalid number and a distribution list: one message id for
+/// the ESME, the two refused destinations listed with their statuses, and a receipt from each
+/// number that reports that id.
+#[test]
+fn submit_multi_reports_one_id_and_the_refused_destinations() {
+    use switchyard_protocols::smpp::pdu::{MultiDest, SubmitMulti};
+    let dir = TempDir::new("smpp-server-multi").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let multi = SubmitMulti {
+        source: Address::alphanumeric("Acme"),
+        dests: vec![
+            MultiDest::Sme(Address::international("447911123456")),
+            MultiDest::Sme(Address::international("12")),
+            MultiDest::DistributionList("staff".into()),
+            MultiDest::Sme(Address::international("447911123457")),
+        ],
+        registered_delivery: 1,
+        short_message: Bytes::from_static(b"to many"),
+        ..SubmitMulti::default()
+    };
+    let seq = esme.send(Body::SubmitMulti(multi)).unwrap();
+    let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
+    let Body::SubmitMultiResp(r) = resp.body else {
+        panic!("{resp:?}")
+    };
+    let id = r.message_id.to_str_lossy().into_owned();
+    assert!(id.starts_with("msg_"), "{id}");
+    let refused: Vec<(String, CommandStatus)> = r
+        .unsuccess
+        .iter()
+        .map(|u| {
+            (
+                u.address.addr.to_str_lossy().into_owned(),
+                u.error_status_code,
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            ("12".to_owned(), CommandStatus::ESME_RINVDSTADR),
+            ("staff".to_owned(), CommandStatus::ESME_RINVDLNAME)
+        ]
+    );
+    let mut from = HashSet::new();
+    while from.len() < 2 {
+        let pdu = esme.recv(Duration::from_secs(10)).unwrap();
+        esme.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = &pdu.body {
+            let reported = sm.tlvs.receipted_message_id().unwrap();
+            assert_eq!(String::from_utf8_lossy(reported), id);
+            assert!(from.insert(sm.source.addr.to_str_lossy().into_owned()));
+        }
+    }
+    assert_eq!(
+        from,
+        HashSet::from(["447911123456".to_owned(), "447911123457".to_owned()])
+    );
+}

@@ -183,6 +183,9 @@ pub struct SmppOrigin {
     /// registered_delivery bits 0–1: 0 no receipt, 1 a final receipt, 2 a receipt on failure
     /// only, 3 a receipt on success only (SMPP 5.0).
     pub receipt: u8,
+    /// The id its receipt reports, when not its own: the destinations of one submit_multi
+    /// share the id the ESME was given (the first destination's).
+    pub reported_id: Option<super::MessageId>,
 }
 
 impl SmppOrigin {
@@ -196,17 +199,26 @@ impl SmppOrigin {
         }
     }
 
-    /// The stored form: `system_id` and the receipt bits, e.g. `acme01 1`.
+    /// The stored form: `system_id` and the receipt bits, e.g. `acme01 1`, then a tab and the
+    /// reported id when there is one (a system_id is printable: it holds no tab).
     pub fn to_stored(&self) -> String {
-        format!("{} {}", self.system_id, self.receipt & 0x03)
+        match self.reported_id {
+            None => format!("{} {}", self.system_id, self.receipt & 0x03),
+            Some(id) => format!("{} {}\t{id}", self.system_id, self.receipt & 0x03),
+        }
     }
 
     /// Reads [`SmppOrigin::to_stored`]'s form.
     pub fn from_stored(s: &str) -> Option<Self> {
-        let (system_id, receipt) = s.rsplit_once(' ')?;
+        let (head, reported) = match s.split_once('\t') {
+            Some((head, id)) => (head, Some(id.parse().ok()?)),
+            None => (s, None),
+        };
+        let (system_id, receipt) = head.rsplit_once(' ')?;
         Some(SmppOrigin {
             system_id: system_id.to_owned(),
             receipt: receipt.parse().ok()?,
+            reported_id: reported,
         })
     }
 }
@@ -326,5 +338,30 @@ mod tests {
         for s in Status::ALL {
             assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
         }
+    }
+}
+
+#[cfg(test)]
+mod smpp_origin_tests {
+    use super::SmppOrigin;
+    use crate::domain::MessageId;
+
+    #[test]
+    fn the_stored_form_reads_back() {
+        for origin in [
+            SmppOrigin {
+                system_id: "acme01".into(),
+                receipt: 1,
+                reported_id: None,
+            },
+            SmppOrigin {
+                system_id: "with space".into(),
+                receipt: 3,
+                reported_id: Some(MessageId(42)),
+            },
+        ] {
+            assert_eq!(SmppOrigin::from_stored(&origin.to_stored()), Some(origin));
+        }
+        assert_eq!(SmppOrigin::from_stored("nobits"), None);
     }
 }

@@ -24,7 +24,8 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use switchyard_protocols::smpp::codec::SmppCodec;
 use switchyard_protocols::smpp::pdu::{
-    Body, CommandId, DataSmResp, MessageIdResp, QuerySm, QuerySmResp, SubmitSm,
+    Address, Body, CommandId, DataSmResp, MessageIdResp, MultiDest, QuerySm, QuerySmResp,
+    SubmitMulti, SubmitMultiResp, SubmitSm, UnsuccessSme,
 };
 use switchyard_protocols::smpp::session::{BindType, Event, Session, SessionConfig, State};
 use switchyard_protocols::smpp::tlv::message_state;
@@ -38,8 +39,8 @@ use super::users::{OpenBind, Outgoing, User};
 use super::Server;
 use crate::domain::{MessageId, Status};
 
-/// A submit's end: the sequence number, the command, and the message id or the refusal.
-type Answer = (u32, CommandId, Result<MessageId, CommandStatus>);
+/// A submit's end: the sequence number, the status and the response body.
+type Answer = (u32, CommandStatus, Body);
 
 /// Serves one accepted connection until it closes.
 pub(crate) async fn serve<S>(
@@ -308,6 +309,7 @@ impl Conn {
             Body::DataSm(sm) => {
                 self.submit(session, seq, command, &user, Submission::data_sm(&sm), now)
             }
+            Body::SubmitMulti(sm) => self.submit_multi(session, seq, &user, &sm, now),
             Body::QuerySm(q) => {
                 let server = self.server.clone();
                 let (status, resp) = query(&server, &user, &q).await;
@@ -324,7 +326,6 @@ impl Conn {
                 let _ = session.respond(seq, status, Body::CancelSmResp, now);
             }
             other => {
-                // submit_multi: not offered on this server.
                 tracing::info!(conn = self.id, command = ?other.command_id(), "operation not offered");
                 let _ = session.respond(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack, now);
             }
@@ -362,22 +363,126 @@ impl Conn {
                 .accept(draft, |_, _, _| Ok::<_, crate::submit::SubmitError>(None))
                 .await;
             match result {
-                Ok((id, _)) => (seq, command, Ok(id)),
+                Ok((id, _)) => (
+                    seq,
+                    CommandStatus::ESME_ROK,
+                    id_resp(command, &id.to_string()),
+                ),
                 Err(e) => {
                     let status = convert::status_of(&e);
                     tracing::debug!(%system_id, %status, "submit refused: {e}");
-                    (seq, command, Err(status))
+                    (seq, status, empty_resp(command))
                 }
             }
         }));
     }
 
-    fn answer(&mut self, session: &mut Session, (seq, command, result): Answer) {
-        let now = now();
-        let (status, body) = match result {
-            Ok(id) => (CommandStatus::ESME_ROK, id_resp(command, &id.to_string())),
-            Err(status) => (status, empty_resp(command)),
+    /// submit_multi: one message per SME destination through the pipeline, the first one's
+    /// id answered and reported in every destination's receipt (each receipt comes from its
+    /// own destination address); destinations refused are listed in unsuccess_sme, and
+    /// distribution lists are not offered (ESME_RINVDLNAME).
+    fn submit_multi(
+        &mut self,
+        session: &mut Session,
+        seq: u32,
+        user: &Arc<User>,
+        sm: &SubmitMulti,
+        now: Instant,
+    ) {
+        let refuse = |session: &mut Session, status: CommandStatus| {
+            count_submit(&user.config.system_id, status);
+            let _ = session.respond(
+                seq,
+                status,
+                Body::SubmitMultiResp(SubmitMultiResp::default()),
+                now,
+            );
         };
+        if sm.dests.is_empty() {
+            return refuse(session, CommandStatus::ESME_RINVNUMDESTS);
+        }
+        if !user.take_n(now, u32::try_from(sm.dests.len()).unwrap_or(u32::MAX)) {
+            return refuse(session, CommandStatus::ESME_RTHROTTLED);
+        }
+        let at = crate::domain::now_ms();
+        let drafts: Vec<(Address, Result<crate::submit::Draft, CommandStatus>)> = sm
+            .dests
+            .iter()
+            .map(|d| match d {
+                MultiDest::Sme(a) => (
+                    a.clone(),
+                    convert::draft(
+                        &Submission::submit_multi(sm, a),
+                        user,
+                        &self.server.limits,
+                        at,
+                    )
+                    .map_err(|r| r.status),
+                ),
+                MultiDest::DistributionList(name) => (
+                    Address {
+                        ton: 0,
+                        npi: 0,
+                        addr: name.clone(),
+                    },
+                    Err(CommandStatus::ESME_RINVDLNAME),
+                ),
+            })
+            .collect();
+        let submit = self.server.submit.clone();
+        window_gauge(&user.config.system_id).increment(1.0);
+        self.accepts.push(Box::pin(async move {
+            let mut first: Option<MessageId> = None;
+            let mut unsuccess = Vec::new();
+            for (address, draft) in drafts {
+                let status = match draft {
+                    Err(status) => status,
+                    Ok(mut draft) => {
+                        if let (Some(origin), Some(id)) = (draft.smpp.as_mut(), first) {
+                            origin.reported_id = Some(id);
+                        }
+                        let accepted = submit
+                            .accept(draft, |_, _, _| Ok::<_, crate::submit::SubmitError>(None))
+                            .await;
+                        match accepted {
+                            Ok((id, _)) => {
+                                first.get_or_insert(id);
+                                continue;
+                            }
+                            Err(e) => convert::status_of(&e),
+                        }
+                    }
+                };
+                unsuccess.push(UnsuccessSme {
+                    address,
+                    error_status_code: status,
+                });
+            }
+            match first {
+                Some(id) => (
+                    seq,
+                    CommandStatus::ESME_ROK,
+                    Body::SubmitMultiResp(SubmitMultiResp {
+                        message_id: id.to_string().into(),
+                        unsuccess,
+                    }),
+                ),
+                None => (
+                    seq,
+                    unsuccess
+                        .first()
+                        .map_or(CommandStatus::ESME_RSUBMITFAIL, |u| u.error_status_code),
+                    Body::SubmitMultiResp(SubmitMultiResp {
+                        message_id: Default::default(),
+                        unsuccess,
+                    }),
+                ),
+            }
+        }));
+    }
+
+    fn answer(&mut self, session: &mut Session, (seq, status, body): Answer) {
+        let now = now();
         if let Some(user) = &self.user {
             count_submit(&user.config.system_id, status);
             window_gauge(&user.config.system_id).decrement(1.0);

@@ -145,6 +145,26 @@ impl<'a> Submission<'a> {
         }
     }
 
+    /// A submit_multi's fields, for one of its destinations.
+    pub(crate) fn submit_multi(
+        sm: &'a switchyard_protocols::smpp::pdu::SubmitMulti,
+        dest: &'a Address,
+    ) -> Self {
+        Submission {
+            source: &sm.source,
+            dest,
+            esm_class: sm.esm_class,
+            priority_flag: sm.priority_flag,
+            schedule: sm.schedule_delivery_time.as_bytes(),
+            validity: sm.validity_period.as_bytes(),
+            registered_delivery: sm.registered_delivery,
+            data_coding: sm.data_coding,
+            short_message: &sm.short_message,
+            payload: sm.tlvs.message_payload().map(|b| &b[..]),
+            sar: sar_of(&sm.tlvs),
+        }
+    }
+
     /// A data_sm's fields (its text is in message_payload; it has no times or priority).
     pub(crate) fn data_sm(sm: &'a DataSm) -> Self {
         Submission {
@@ -228,6 +248,7 @@ pub(crate) fn draft(
         smpp: Some(SmppOrigin {
             system_id: user.config.system_id.clone(),
             receipt: s.registered_delivery & 0x03,
+            reported_id: None,
         }),
         udh,
     })
@@ -326,6 +347,7 @@ pub(crate) fn replacement(
         smpp: Some(SmppOrigin {
             system_id: user.config.system_id.clone(),
             receipt: r.registered_delivery & 0x03,
+            reported_id: None,
         }),
     })
 }

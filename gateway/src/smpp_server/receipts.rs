@@ -241,7 +241,7 @@ pub(crate) fn receipt_for(event: &Event, system_id: &str) -> Option<SubmitSm> {
     };
     let delivered = u32::from(status == Status::Delivered);
     let receipt = Receipt {
-        message_id: event.message_id.to_string(),
+        message_id: origin.reported_id.unwrap_or(event.message_id).to_string(),
         state,
         unrecognized_stat: None,
         error_code: Some(
@@ -372,6 +372,7 @@ mod tests {
             smpp: Some(SmppOrigin {
                 system_id: "acme01".into(),
                 receipt,
+                reported_id: None,
             }),
         }
     }

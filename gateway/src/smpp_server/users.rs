@@ -65,9 +65,14 @@ impl User {
 
     /// Takes one submit from the user's own rate; `false` when it is over (ESME_RTHROTTLED).
     pub(crate) fn take(&self, now: Instant) -> bool {
+        self.take_n(now, 1)
+    }
+
+    /// Takes `n` messages at once (a submit_multi), all or none.
+    pub(crate) fn take_n(&self, now: Instant, n: u32) -> bool {
         self.bucket
             .as_ref()
-            .is_none_or(|b| b.lock().try_take(now, 1).is_ok())
+            .is_none_or(|b| b.lock().try_take(now, n).is_ok())
     }
 }
 

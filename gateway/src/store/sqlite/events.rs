@@ -589,6 +589,7 @@ mod tests {
         m.smpp = Some(crate::domain::SmppOrigin {
             system_id: "acme01".into(),
             receipt: 1,
+            reported_id: None,
         });
         s.insert(vec![m.clone(), message("a", 2), message("b", 3)])
             .await
