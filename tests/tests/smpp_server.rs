@@ -1035,3 +1035,43 @@ fn submit_multi_reports_one_id_and_the_refused_destinations() {
         HashSet::from(["447911123456".to_owned(), "447911123457".to_owned()])
     );
 }
+
+/// `GET /v1/smpp/binds`: the tenant sees its own binds (not another tenant's), the operator
+/// sees every bind with its tenant.
+#[test]
+fn the_api_lists_open_binds() {
+    use switchyard_tests::gateway::OPERATOR_KEY;
+    use switchyard_tests::http::Client;
+    let dir = TempDir::new("smpp-server-binds-api").unwrap();
+    let (_sim, gw, smpp) = start(&dir);
+    let mut a = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(bind(&mut a, "acme01", "secret1"), CommandStatus::ESME_ROK);
+    let mut b = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(bind(&mut b, "flood01", "secret4"), CommandStatus::ESME_ROK);
+    let api = gw.address("listening").unwrap();
+    let tenant = Client::new(&api)
+        .with_bearer(KEY)
+        .get("/v1/smpp/binds")
+        .unwrap()
+        .json()
+        .unwrap();
+    let binds = tenant["binds"].as_array().unwrap();
+    assert_eq!(binds.len(), 1, "{tenant}");
+    assert_eq!(binds[0]["system_id"], "acme01");
+    assert_eq!(binds[0]["bind_type"], "transceiver");
+    assert_eq!(binds[0]["interface_version"], "3.4");
+    assert!(binds[0].get("tenant").is_none(), "{tenant}");
+    let all = Client::new(&api)
+        .with_bearer(OPERATOR_KEY)
+        .get("/v1/smpp/binds")
+        .unwrap()
+        .json()
+        .unwrap();
+    let tenants: Vec<&str> = all["binds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, vec!["acme", "flood"], "{all}");
+}
