@@ -50,6 +50,8 @@ pub(crate) struct Server {
     pub(crate) events: Arc<dyn EventStore>,
     /// What a submit may ask for beyond the tenant's plan.
     pub(crate) limits: convert::Limits,
+    /// The users whose receipt sender runs (one per user at most).
+    pub(crate) senders: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// Connections open now.
     connections: AtomicUsize,
     /// Connection numbers.
@@ -126,6 +128,7 @@ pub(crate) async fn start(
         store,
         events,
         limits: convert::Limits::default(),
+        senders: parking_lot::Mutex::new(std::collections::HashSet::new()),
         connections: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
         settings,
@@ -136,7 +139,7 @@ pub(crate) async fn start(
         server: server.clone(),
         shutdown: shutdown.clone(),
     };
-    handle.start_senders(None).await?;
+    handle.start_senders().await?;
     tokio::spawn(accept_loop(
         server.clone(),
         listener,
@@ -179,18 +182,18 @@ impl Handle {
                 }
             }
         }
-        if let Err(e) = self.start_senders(Some(&old)).await {
+        if let Err(e) = self.start_senders().await {
             tracing::warn!("SMPP receipt senders: {e}");
         }
     }
 
-    /// Starts a receipt sender for every user that has none (all of them at start, the new
-    /// ones on reload). A user seen for the first time starts at the end of the log, saved
-    /// before any of its binds can submit.
-    async fn start_senders(&self, old: Option<&Users>) -> anyhow::Result<()> {
+    /// Starts a receipt sender for every user that has none running (all of them at start,
+    /// the new ones on reload). A user seen for the first time starts at the end of the log,
+    /// saved before any of its binds can submit.
+    async fn start_senders(&self) -> anyhow::Result<()> {
         let users = self.server.users.load_full();
         for (system_id, _) in users.iter() {
-            if old.is_some_and(|o| o.get(system_id).is_some()) {
+            if !self.server.senders.lock().insert(system_id.clone()) {
                 continue;
             }
             let name = receipts::cursor_name(system_id);

@@ -86,9 +86,18 @@ pub(crate) async fn run(
         if *shutdown.borrow() {
             break;
         }
-        let Some(user) = server.users.load().get(&system_id).cloned() else {
-            tracing::info!(%system_id, "receipt sender stops: the user was removed");
-            break;
+        let user = {
+            // Checked and given up under the registry's lock, so a reload that adds the user
+            // back either sees this sender still running or starts a new one, never both.
+            let mut senders = server.senders.lock();
+            match server.users.load().get(&system_id).cloned() {
+                Some(user) => user,
+                None => {
+                    senders.remove(&system_id);
+                    tracing::info!(%system_id, "receipt sender stops: the user was removed");
+                    break;
+                }
+            }
         };
         let receivers = server.binds.receivers(&system_id);
         let now = Instant::now();
