@@ -90,6 +90,7 @@ fn message(n: usize, now: i64) -> NewMessage {
         request: None,
         smpp: None,
         udh: None,
+        data_coding: None,
     }
 }
 

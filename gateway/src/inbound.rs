@@ -359,6 +359,7 @@ impl KeywordReplies {
             origin: Origin::KeywordReply,
             smpp: None,
             udh: None,
+            data_coding: None,
         };
         match self
             .submit

@@ -489,6 +489,7 @@ fn recipient_draft(
         origin: Origin::Tenant,
         smpp: None,
         udh: None,
+        data_coding: None,
     })
 }
 

@@ -75,6 +75,8 @@ pub(crate) struct Job {
     pub(crate) tried: Vec<String>,
     /// A part the tenant cut itself: its user data header, sent with `body` as one segment.
     pub(crate) udh: Option<bytes::Bytes>,
+    /// An SMPP data_coding to send as is (the tenant's message class and the like).
+    pub(crate) data_coding: Option<u8>,
 }
 
 impl Job {
@@ -138,6 +140,7 @@ impl Job {
             sent_segments,
             tried: Vec::new(),
             udh: m.udh.clone().map(bytes::Bytes::from),
+            data_coding: m.data_coding,
         })
     }
 
@@ -156,6 +159,7 @@ impl Job {
             sent_segments: Vec::new(),
             tried: Vec::new(),
             udh: None,
+            data_coding: None,
         }
     }
 }
@@ -663,5 +667,6 @@ fn clone_job(job: &Job) -> Job {
         sent_segments: job.sent_segments.clone(),
         tried: job.tried.clone(),
         udh: job.udh.clone(),
+        data_coding: job.data_coding,
     }
 }

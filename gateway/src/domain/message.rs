@@ -172,6 +172,9 @@ pub struct NewMessage {
     /// One part of a longer message, as the tenant cut it: its user data header (UDHL
     /// included), sent with `body` as exactly one segment. `None` for whole messages.
     pub udh: Option<Vec<u8>>,
+    /// The tenant's SMPP data_coding when it says more than the alphabet (a message class such
+    /// as flash, a message-waiting group, automatic deletion): sent to the carrier as is.
+    pub data_coding: Option<u8>,
 }
 
 /// A message submitted over one of the tenant's SMPP binds: which system_id, and the

@@ -649,6 +649,7 @@ mod tests {
             request: None,
             smpp: None,
             udh: None,
+            data_coding: None,
         }
     }
 

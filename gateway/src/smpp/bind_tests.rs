@@ -1452,6 +1452,17 @@ fn a_tenants_part_keeps_its_header() {
     assert_eq!(tlv(tag::SAR_SEGMENT_SEQNUM), Some(vec![2]));
 }
 
+/// A data_coding kept from the tenant (a flash message, class 0) goes to the carrier as is.
+#[test]
+fn a_kept_data_coding_goes_out_as_is() {
+    let mut flash = Job::new_for_test(MessageId::generate(now_ms()), Priority::Normal);
+    flash.body = "Flash!".into();
+    flash.data_coding = Some(0xF0);
+    let out = super::submit::segments(&flash, &settings(), 7).unwrap();
+    assert_eq!(out[0].pdu.data_coding, 0xF0);
+    assert_eq!(&out[0].pdu.short_message[..], b"Flash!");
+}
+
 /// The parts of one message route alike: the salt comes from the destination and the
 /// reference, not the message id.
 #[test]

@@ -74,7 +74,7 @@ pub(crate) fn segments(
             addr: COctet::from(job.to.as_str().to_owned()),
         },
         registered_delivery: s.registered_delivery,
-        data_coding: encoded.data_coding,
+        data_coding: job.data_coding.unwrap_or(encoded.data_coding),
         ..SubmitSm::default()
     };
     if s.long_messages == LongMessages::Payload && encoded.segments.len() > 1 {
@@ -142,7 +142,7 @@ fn cut_by_tenant(job: &Job, s: &BindSettings, udh: &[u8]) -> Result<Vec<Segment>
             addr: COctet::from(job.to.as_str().to_owned()),
         },
         registered_delivery: s.registered_delivery,
-        data_coding: encoded.data_coding,
+        data_coding: job.data_coding.unwrap_or(encoded.data_coding),
         ..SubmitSm::default()
     };
     let parsed = switchyard_protocols::text::parse_udh(udh).ok();

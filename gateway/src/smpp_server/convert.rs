@@ -194,6 +194,7 @@ pub(crate) fn draft(
     let from = source(s.source, user)?;
     let (bytes, udh) = content(s)?;
     let (body, preference) = text(s.data_coding, bytes, udh.is_some())?;
+    let data_coding = kept_data_coding(s.data_coding);
     if body.is_empty() && udh.is_none() {
         return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
     }
@@ -251,6 +252,7 @@ pub(crate) fn draft(
             reported_id: None,
         }),
         udh,
+        data_coding,
     })
 }
 
@@ -452,7 +454,10 @@ fn text(data_coding: u8, bytes: &[u8], part: bool) -> Result<(String, EncodingPr
     let decoded = decode_short_message(data_coding, false, bytes);
     let preference = match decoded.charset {
         Charset::Ucs2 => EncodingPreference::Force(Encoding::Ucs2),
-        Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1 if part => {
+        // A part, or a data_coding sent as is, keeps its alphabet.
+        Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1
+            if part || kept_data_coding(data_coding).is_some() =>
+        {
             EncodingPreference::Force(Encoding::Gsm7)
         }
         Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1 => {
@@ -469,6 +474,13 @@ fn text(data_coding: u8, bytes: &[u8], part: bool) -> Result<(String, EncodingPr
         Some(t) => Ok((t.to_owned(), preference)),
         None => Err(Reject::new(CommandStatus::ESME_RINVDCS, "not text")),
     }
+}
+
+/// A data_coding that says more than the alphabet (GSM 03.38 §4: a message class, automatic
+/// deletion, message waiting, from 0x10 up), kept to be sent to the carrier as is. 0–8 say the
+/// alphabet only: the text then goes out in the encoding that suits it.
+fn kept_data_coding(data_coding: u8) -> Option<u8> {
+    (data_coding >= 0x10).then_some(data_coding)
 }
 
 /// priority_flag 0 (bulk) normal, 1 high, 2 and 3 critical.
@@ -892,6 +904,50 @@ mod tests {
             }
         }
         assert!(n > 0, "no corpus for smpp_submit");
+    }
+
+    #[test]
+    fn a_data_coding_with_a_message_class_is_kept() {
+        let user = test_user("acme01", None);
+        let flash = SubmitSm {
+            data_coding: 0xF0,
+            ..sm(b"Flash!")
+        };
+        let d = draft(
+            &Submission::submit_sm(&flash),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(d.data_coding, Some(0xF0));
+        assert!(matches!(
+            d.content,
+            Content::Sms {
+                preference: EncodingPreference::Force(Encoding::Gsm7),
+                ..
+            }
+        ));
+        let ucs2_class = SubmitSm {
+            data_coding: 0x18,
+            ..sm(&[0x04, 0x1F])
+        };
+        let d = draft(
+            &Submission::submit_sm(&ucs2_class),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((d.body.as_str(), d.data_coding), ("П", Some(0x18)));
+        let plain = draft(
+            &Submission::submit_sm(&sm(b"x")),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(plain.data_coding, None);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub(crate) struct Draft {
     /// One part of a longer message as the tenant cut it: its user data header (UDHL
     /// included); the body then goes out as exactly one segment behind it.
     pub(crate) udh: Option<Vec<u8>>,
+    /// An SMPP data_coding to send as is (message class, message waiting, auto-deletion).
+    pub(crate) data_coding: Option<u8>,
 }
 
 impl Draft {
@@ -360,6 +362,7 @@ impl Submitter {
                     sent_segments: Vec::new(),
                     tried: Vec::new(),
                     udh: draft.udh.clone().map(bytes::Bytes::from),
+                    data_coding: draft.data_coding,
                 };
                 let quote = self.quote_sms(&job, draft.segments(), placement)?;
                 let message = message(draft, id, now, &quote)?;
@@ -669,6 +672,7 @@ fn message(
         request: None,
         smpp: draft.smpp,
         udh: draft.udh,
+        data_coding: draft.data_coding,
     })
 }
 

@@ -160,6 +160,7 @@ impl ValidSms {
             origin: Origin::Tenant,
             smpp: None,
             udh: None,
+            data_coding: None,
         }
     }
 }

@@ -532,6 +532,7 @@ mod tests {
             request: None,
             smpp: None,
             udh: None,
+            data_coding: None,
         }
     }
 

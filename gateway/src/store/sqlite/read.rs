@@ -100,7 +100,7 @@ impl ReadPool {
 
 /// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
 const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
-     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh";
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     let tags: String = row.get(13)?;
@@ -135,6 +135,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
                 .get::<_, Option<String>>(23)?
                 .and_then(|s| crate::domain::SmppOrigin::from_stored(&s)),
             udh: row.get(24)?,
+            data_coding: row.get(25)?,
         },
         status: status_column(row, 2)?,
         updated_at: row.get(19)?,

@@ -296,10 +296,12 @@ CREATE INDEX history_tenant ON history (tenant, seq);
 "#,
     // Messages submitted over a tenant's SMPP bind remember its system_id and the receipt it
     // asked for (`system_id bits`), which the receipt senders read with the message's events;
-    // a part the tenant cut itself keeps its user data header.
+    // a part the tenant cut itself keeps its user data header, and a data_coding that says
+    // more than the alphabet (message class) is kept to be sent as is.
     r#"
 ALTER TABLE messages ADD COLUMN smpp TEXT;
 ALTER TABLE messages ADD COLUMN udh BLOB;
+ALTER TABLE messages ADD COLUMN data_coding INTEGER;
 "#,
 ];
 

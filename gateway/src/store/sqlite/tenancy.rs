@@ -164,6 +164,7 @@ mod tests {
             request,
             smpp: None,
             udh: None,
+            data_coding: None,
         }
     }
 

@@ -71,6 +71,7 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         request: None,
         smpp: None,
         udh: None,
+        data_coding: None,
     }
 }
 
