@@ -22,7 +22,7 @@ use switchyard_protocols::smpp::tlv::tag;
 use switchyard_protocols::smpp::CommandStatus;
 use switchyard_protocols::text::{
     count_segments, decode_short_message, parse_udh, write_concat, Charset, Concat, EncodeOptions,
-    Encoding, EncodingPreference,
+    Encoding, EncodingPreference, SegmentInfo,
 };
 use switchyard_routing::{Priority, RouteError};
 
@@ -198,13 +198,7 @@ pub(crate) fn draft(
     if body.is_empty() && udh.is_none() {
         return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
     }
-    let opts = EncodeOptions {
-        encoding: preference,
-        concat: Concat::Udh8,
-        ..EncodeOptions::default()
-    };
-    let info = count_segments(&body, &opts)
-        .map_err(|e| Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")))?;
+    let info = count(&body, preference)?;
     let segments = match &udh {
         Some(header) => {
             if !part_fits(info.encoding, info.units, header.len()) {
@@ -286,6 +280,17 @@ fn content<'a>(s: &Submission<'a>) -> Result<(&'a [u8], Option<Vec<u8>>), Reject
     }
 }
 
+/// The encoding and segments `body` needs as asked (ESME_RINVDCS when it cannot be encoded).
+fn count(body: &str, preference: EncodingPreference) -> Result<SegmentInfo, Reject> {
+    let opts = EncodeOptions {
+        encoding: preference,
+        concat: Concat::Udh8,
+        ..EncodeOptions::default()
+    };
+    count_segments(body, &opts)
+        .map_err(|e| Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")))
+}
+
 /// Whether `units` of `encoding` fit one SMS (140 octets) behind a UDH of `header` octets:
 /// septets for GSM 7-bit, UTF-16 units for UCS-2.
 fn part_fits(encoding: Encoding, units: usize, header: usize) -> bool {
@@ -322,13 +327,7 @@ pub(crate) fn replacement(
     if body.is_empty() {
         return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
     }
-    let opts = EncodeOptions {
-        encoding: preference,
-        concat: Concat::Udh8,
-        ..EncodeOptions::default()
-    };
-    let info = count_segments(&body, &opts)
-        .map_err(|e| Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")))?;
+    let info = count(&body, preference)?;
     if info.segments > limits.max_segments {
         return Err(Reject::new(
             CommandStatus::ESME_RINVMSGLEN,
