@@ -201,7 +201,7 @@ fn server(report: &mut Report<'_>, mut t: Table<'_, '_>) -> ServerConfig {
 }
 
 /// An IP address with a port (`"127.0.0.1:8080"`, `"[::]:8080"`).
-pub(crate) fn socket_address(
+fn socket_address(
     report: &mut Report<'_>,
     t: &mut Table<'_, '_>,
     key: &'static str,

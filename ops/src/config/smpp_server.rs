@@ -192,12 +192,12 @@ const MAX_SYSTEM_TYPE: usize = 12;
 
 /// Reads `[smpp_server]`.
 pub(crate) fn smpp_server(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SmppServerSettings {
-    let listen = super::parse::socket_address(report, &mut t, "listen");
+    let listen = address(report, &mut t, "listen");
     if !t.has(report, "listen") {
         t.missing(report, "listen");
     }
     let mut s = SmppServerSettings::new(listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))));
-    let tls_listen = super::parse::socket_address(report, &mut t, "tls_listen");
+    let tls_listen = address(report, &mut t, "tls_listen");
     let tls_cert = non_empty_path(report, &mut t, "tls_cert");
     let tls_key = non_empty_path(report, &mut t, "tls_key");
     s.tls = match (tls_listen, tls_cert, tls_key) {
@@ -385,6 +385,31 @@ fn secret(report: &mut Report<'_>, u: &mut Table<'_, '_>) -> Option<SmppSecret> 
                 u.missing(report, "password");
             }
             // Otherwise the malformed value has been reported where it is.
+            None
+        }
+    }
+}
+
+/// A socket address (`"0.0.0.0:2775"`, `"[::]:2775"`).
+fn address(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<SocketAddr> {
+    let v = t.raw(report, key)?;
+    let path = t.key_path(key);
+    let s = expect_str(report, v, &path)?;
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            report.at_span(
+                &v.span(),
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "{s:?} is not an IP address with a port, such as \"0.0.0.0:2775\" or \
+                     \"[::]:2775\""
+                )),
+            );
             None
         }
     }
