@@ -3,37 +3,68 @@
 
 use std::fmt;
 
+use crate::money::{Currency, Price};
 use crate::number::E164;
 
-/// A delivery channel. Each has its own rate decks and its own prefix table.
+/// A delivery channel. Phone-addressed channels ([`Channel::PHONE`]) are priced by prefix in
+/// rate decks and have a prefix table each; the others are priced per message by each
+/// carrier's flat price ([`CarrierConfig::flat_prices`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Channel {
     /// SMS over SMPP; prices are per segment.
     Sms,
     /// Voice over SIP; prices are per minute plus a connection fee.
     Voice,
+    /// Email over SMTP; a flat price per message.
+    Email,
 }
 
 impl Channel {
-    /// Both channels, in table order.
-    pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Voice];
+    /// Every channel, in table order.
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Voice, Channel::Email];
 
-    /// Index into per-channel arrays.
+    /// The phone-addressed channels, priced by prefix: one prefix table each.
+    pub const PHONE: [Channel; 2] = [Channel::Sms, Channel::Voice];
+
+    /// Index into per-channel arrays ([`Channel::ALL`] order).
     pub(crate) fn index(self) -> usize {
         match self {
             Channel::Sms => 0,
             Channel::Voice => 1,
+            Channel::Email => 2,
+        }
+    }
+
+    /// Whether destinations are phone numbers priced by prefix (SMS, voice).
+    pub fn is_phone(self) -> bool {
+        matches!(self, Channel::Sms | Channel::Voice)
+    }
+
+    /// The name used in configuration and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+            Channel::Email => "email",
         }
     }
 }
 
 impl fmt::Display for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Channel::Sms => "sms",
-            Channel::Voice => "voice",
-        })
+        f.write_str(self.as_str())
     }
+}
+
+/// A carrier's price per message on a channel that is not priced by prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlatPrice {
+    /// The channel (not a phone channel).
+    pub channel: Channel,
+    /// What one message costs.
+    pub price: Price,
+    /// Currency of `price`.
+    pub currency: Currency,
 }
 
 /// A carrier's quality class, a prior on top of measured health: direct routes are trusted
@@ -160,6 +191,8 @@ pub struct CarrierConfig {
     pub max_cps: Option<u32>,
     /// How numbers are rewritten for this carrier.
     pub rewrite: NumberRewrite,
+    /// Prices per message on channels not priced by prefix (at most one per channel).
+    pub flat_prices: Vec<FlatPrice>,
 }
 
 impl CarrierConfig {
@@ -182,6 +215,7 @@ impl CarrierConfig {
             max_tps: None,
             max_cps: None,
             rewrite: NumberRewrite::default(),
+            flat_prices: Vec::new(),
         }
     }
 }

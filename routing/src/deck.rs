@@ -420,7 +420,7 @@ fn parse_row(
         })
     });
     let voice = match channel {
-        Channel::Sms => None,
+        Channel::Sms | Channel::Email => None,
         Channel::Voice => {
             let fee = match field(rec, cols.fee) {
                 "" => Some(Price::ZERO),
@@ -447,7 +447,7 @@ fn parse_row(
     };
     match (prefix, price, currency, date) {
         (Some(prefix), Some(price), Some(currency), Some(effective_from))
-            if errs.is_empty() && (voice.is_some() || channel == Channel::Sms) =>
+            if errs.is_empty() && (voice.is_some() || channel != Channel::Voice) =>
         {
             Ok(Rate {
                 prefix,

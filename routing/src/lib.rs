@@ -53,7 +53,7 @@ mod trie;
 
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, FailureClass, Outcome};
 pub use bucket::{TokenBucket, Wait};
-pub use carrier::{CarrierConfig, Channel, DialString, NumberRewrite, QualityClass};
+pub use carrier::{CarrierConfig, Channel, DialString, FlatPrice, NumberRewrite, QualityClass};
 pub use config::{FxRate, Priority, RoutingConfig, ScoringConfig};
 pub use deck::{
     Billing, DeckError, DeckErrorKind, DeckErrors, Rate, RateDeck, UnixTime, VoiceTerms,
@@ -66,6 +66,6 @@ pub use plan::{Markup, Preference, RoutePlan};
 pub use router::Router;
 pub use state::{BreakerView, CarrierState};
 pub use table::{
-    BuildError, BuildProblem, Candidate, CarrierId, Match, Ranked, RouteBuf, RouteError,
-    RouteRequest, RoutingTable, TableStats, TenantId, VoiceCharge, MAX_CANDIDATES,
+    BuildError, BuildProblem, Candidate, CarrierId, FlatRouteRequest, Match, Ranked, RouteBuf,
+    RouteError, RouteRequest, RoutingTable, TableStats, TenantId, VoiceCharge, MAX_CANDIDATES,
 };

@@ -133,6 +133,21 @@ pub struct RouteRequest<'a> {
     pub now: Instant,
 }
 
+/// What to route on a channel priced per message (no destination number).
+#[derive(Clone, Copy, Debug)]
+pub struct FlatRouteRequest {
+    /// The channel (not a phone channel).
+    pub channel: Channel,
+    /// Whose plan applies.
+    pub tenant: TenantId,
+    /// Sets the weight of health against cost.
+    pub priority: Priority,
+    /// Picks among tied carriers in proportion to their weights.
+    pub salt: u64,
+    /// Current time, for breaker cool-downs.
+    pub now: Instant,
+}
+
 /// Why no carrier can take a message. Says who is at fault and whether retrying helps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -233,6 +248,18 @@ pub enum BuildProblem {
         /// The name it gives.
         carrier: String,
     },
+    /// A carrier offers a channel priced per message but has no flat price for it, has one
+    /// for a channel it does not offer or for a phone channel, or its currency has no
+    /// exchange rate.
+    #[error("carrier {carrier:?}: {problem} ({channel})")]
+    FlatPrice {
+        /// The carrier.
+        carrier: String,
+        /// The channel.
+        channel: Channel,
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 /// Every problem that stopped a table build (the configuration's author must fix them).
@@ -319,8 +346,11 @@ pub struct RoutingTable {
     tenant_ids: HashMap<String, TenantId>,
     /// Carrier name → id.
     carrier_ids: HashMap<String, CarrierId>,
-    /// One trie per channel.
+    /// One trie per phone channel ([`Channel::PHONE`]).
     tries: [PrefixTrie; 2],
+    /// Per channel ([`Channel::ALL`] order), the carriers with a flat price, cheapest first
+    /// (empty for phone channels).
+    flat: Box<[Box<[Candidate]>]>,
     /// `config.scoring.health_weight`, clamped to 0..=1 once rather than per lookup.
     health_weight: [f32; 4],
     /// `config.scoring.latency_reference` in µs as `f32` (≥ 1), converted once.
@@ -364,11 +394,13 @@ impl RoutingTable {
         let (entries, active_rates) = candidate_entries(cfg, &in_effect, &fx);
         drop(in_effect);
         let (plans, tenant_ids) = compile_plans(cfg, &carrier_ids, &mut problems);
+        check_flat_prices(cfg, &fx, &mut problems);
         if !problems.is_empty() {
             return Err(BuildError(problems));
         }
         let tries = build_tries(cfg, entries);
         let carriers = carrier_runtimes(cfg, previous, now);
+        let flat = flat_candidates(cfg, &fx);
         let count =
             |f: fn((usize, usize, usize)) -> usize| [f(tries[0].counts()), f(tries[1].counts())];
         let stats = TableStats {
@@ -389,6 +421,7 @@ impl RoutingTable {
             tenant_ids,
             carrier_ids,
             tries,
+            flat,
             health_weight,
             latency_reference_us,
             stats,
@@ -512,9 +545,53 @@ impl RoutingTable {
         if m.candidates.is_empty() {
             return Err(RouteError::NoRoute(req.channel));
         }
+        self.rank(plan, m.candidates, req.priority, req.salt, req.now, buf)
+    }
+
+    /// Routes one message on a channel priced per message ([`FlatPrice`]): the tenant's
+    /// allowed carriers offering `req.channel`, scored and ranked like [`RoutingTable::route`].
+    ///
+    /// [`FlatPrice`]: crate::FlatPrice
+    pub fn route_flat<'b>(
+        &self,
+        req: &FlatRouteRequest,
+        buf: &'b mut RouteBuf,
+    ) -> Result<&'b [Ranked], RouteError> {
+        buf.len = 0;
+        buf.matched_len = 0;
+        let plan = self
+            .plans
+            .get(req.tenant.0 as usize)
+            .ok_or(RouteError::UnknownTenant)?;
+        let candidates = self
+            .flat
+            .get(req.channel.index())
+            .map_or(&[][..], |c| &c[..]);
+        if candidates.is_empty() {
+            return Err(RouteError::NoRoute(req.channel));
+        }
+        self.rank(plan, candidates, req.priority, req.salt, req.now, buf)
+    }
+
+    /// The carriers with a flat price on `channel`, cheapest first, unfiltered.
+    pub fn flat_candidates(&self, channel: Channel) -> &[Candidate] {
+        self.flat.get(channel.index()).map_or(&[][..], |c| &c[..])
+    }
+
+    /// Filters `candidates` (cheapest first) by the plan and the breakers, scores them and
+    /// ranks them best first into `buf`.
+    fn rank<'b>(
+        &self,
+        plan: &CompiledPlan,
+        candidates: &[Candidate],
+        priority: Priority,
+        salt: u64,
+        now: Instant,
+        buf: &'b mut RouteBuf,
+    ) -> Result<&'b [Ranked], RouteError> {
         let w = self
             .health_weight
-            .get(req.priority.index())
+            .get(priority.index())
             .copied()
             .unwrap_or(0.5);
         let (health_coef, cost_coef) = match plan.preference {
@@ -527,7 +604,7 @@ impl RoutingTable {
         let mut retry_at: Option<Instant> = None;
         let mut min_cost = 0.0;
         let mut n = 0;
-        for c in m.candidates {
+        for c in candidates {
             if !plan.allows(c.carrier) {
                 continue;
             }
@@ -535,7 +612,7 @@ impl RoutingTable {
             let Some(rt) = self.carriers.get(c.carrier.index()) else {
                 continue;
             };
-            let breaker = rt.state.view(req.now);
+            let breaker = rt.state.view(now);
             if let BreakerView::Open { until } = breaker {
                 retry_at = Some(retry_at.map_or(until, |r| r.min(until)));
                 continue;
@@ -580,7 +657,7 @@ impl RoutingTable {
                 j -= 1;
             }
         }
-        self.spread_ties(ranked, req.salt);
+        self.spread_ties(ranked, salt);
         buf.len = n;
         Ok(buf.ranked())
     }
@@ -726,6 +803,14 @@ fn collect_rates(
             });
             continue;
         };
+        if !deck.channel.is_phone() {
+            problems.push(BuildProblem::FlatPrice {
+                carrier: deck.carrier.clone(),
+                channel: deck.channel,
+                problem: "priced per message, not by rate decks",
+            });
+            continue;
+        }
         if !cfg
             .carriers
             .get(carrier.index())
@@ -954,6 +1039,84 @@ fn carrier_runtimes(
         })
         .collect()
 }
+
+/// Per channel, the carriers offering it at a flat price, converted to the base currency and
+/// ranked cheapest first, then by priority, then by carrier order.
+fn flat_candidates(cfg: &RoutingConfig, fx: &HashMap<Currency, Price>) -> Box<[Box<[Candidate]>]> {
+    Channel::ALL
+        .iter()
+        .map(|&channel| {
+            let mut list: Vec<(u8, Candidate)> = cfg
+                .carriers
+                .iter()
+                .enumerate()
+                .take(usize::from(u16::MAX))
+                .filter(|(_, c)| c.channels.contains(&channel))
+                .filter_map(|(i, c)| {
+                    let flat = c.flat_prices.iter().find(|f| f.channel == channel)?;
+                    let to_base = fx.get(&flat.currency)?;
+                    Some((
+                        c.priority,
+                        Candidate {
+                            cost: flat.price.mul_rate(*to_base),
+                            row: 0,
+                            carrier: CarrierId(i as u16),
+                            deck: FLAT_DECK,
+                        },
+                    ))
+                })
+                .collect();
+            list.sort_by_key(|(priority, c)| (c.cost, *priority, c.carrier));
+            list.truncate(MAX_CANDIDATES);
+            list.into_iter().map(|(_, c)| c).collect()
+        })
+        .collect()
+}
+
+/// Every carrier offering a channel priced per message has exactly one usable flat price
+/// for it, and flat prices are only for such channels.
+fn check_flat_prices(
+    cfg: &RoutingConfig,
+    fx: &HashMap<Currency, Price>,
+    problems: &mut Vec<BuildProblem>,
+) {
+    for c in &cfg.carriers {
+        let mut problem = |channel, problem| {
+            problems.push(BuildProblem::FlatPrice {
+                carrier: c.name.clone(),
+                channel,
+                problem,
+            })
+        };
+        for &channel in c.channels.iter().filter(|ch| !ch.is_phone()) {
+            match c
+                .flat_prices
+                .iter()
+                .filter(|f| f.channel == channel)
+                .count()
+            {
+                0 => problem(channel, "no price per message"),
+                1 => {}
+                _ => problem(channel, "more than one price per message"),
+            }
+        }
+        for f in &c.flat_prices {
+            if f.channel.is_phone() {
+                problem(f.channel, "priced by rate decks, not per message");
+            } else if !c.channels.contains(&f.channel) {
+                problem(
+                    f.channel,
+                    "a price for a channel the carrier does not offer",
+                );
+            } else if !fx.contains_key(&f.currency) {
+                problem(f.channel, "no exchange rate for the price's currency");
+            }
+        }
+    }
+}
+
+/// The `deck` of a candidate priced per message: it has no deck row.
+const FLAT_DECK: u16 = u16::MAX;
 
 fn deck_rate(cfg: &RoutingConfig, deck: u16, row: u32) -> Option<&Rate> {
     cfg.decks

@@ -55,6 +55,7 @@ impl Config {
                 rewrite: NumberRewrite::default(),
                 smpp: Some(sandbox_smpp()),
                 sip: None,
+                smtp: None,
             }],
             decks: vec![DeckConfig {
                 carrier: SANDBOX_NAME.to_owned(),

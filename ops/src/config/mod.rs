@@ -29,6 +29,7 @@
 use std::path::Path;
 
 pub mod egress;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod inbound;
@@ -49,6 +50,7 @@ mod validate;
 
 pub use defaults::{SANDBOX_API_KEY, SANDBOX_NAME};
 pub use egress::EgressPolicy;
+pub use email::{is_email_address, SmtpCredentials, SmtpRelay, SmtpSecurity};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use events::{SseSettings, TenantEvents, WebhookSettings};
 pub use inbound::InboundSettings;

@@ -508,6 +508,8 @@ pub struct Carrier {
     /// The SIP trunk (`[carriers.sip]`); only on voice carriers, required for them when the
     /// `[sip]` proxy runs.
     pub sip: Option<SipTrunk>,
+    /// The SMTP relay (`[carriers.smtp]`); present exactly when `channels` has `email`.
+    pub smtp: Option<super::email::SmtpRelay>,
 }
 
 /// `[sip]`: the SIP proxy's listener and failover timing.

@@ -29,7 +29,14 @@ use super::reader::{
 };
 
 /// Channel words.
-pub(crate) const CHANNELS: &[(&str, Channel)] = &[("sms", Channel::Sms), ("voice", Channel::Voice)];
+pub(crate) const CHANNELS: &[(&str, Channel)] = &[
+    ("sms", Channel::Sms),
+    ("voice", Channel::Voice),
+    ("email", Channel::Email),
+];
+
+/// Channels priced by rate decks.
+const DECK_CHANNELS: &[(&str, Channel)] = &[("sms", Channel::Sms), ("voice", Channel::Voice)];
 
 /// Valid SMPP numbering plan indicators (SMPP 3.4 §5.2.6).
 const NPI_VALUES: &[u8] = &[0, 1, 3, 4, 6, 8, 9, 10, 14, 18];
@@ -681,6 +688,9 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
     let plus = t.bool(report, "plus_prefix", no_rewrite.plus);
     let smpp = t.table(report, "smpp").map(|s| smpp(report, s));
     let sip = t.table(report, "sip").map(|s| sip_trunk(report, s));
+    let smtp = t
+        .table(report, "smtp")
+        .map(|s| super::email::smtp(report, s));
     t.finish(report);
     Carrier {
         name,
@@ -697,6 +707,7 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
         },
         smpp,
         sip,
+        smtp,
     }
 }
 
@@ -1177,7 +1188,7 @@ fn deck(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Option<DeckConfig> {
             t.missing(report, "channel");
             None
         }
-        Some(_) => t.choice(report, "channel", CHANNELS),
+        Some(_) => t.choice(report, "channel", DECK_CHANNELS),
     };
     let sandbox = t.bool(report, "sandbox", false);
     let path_span = t.raw(report, "path").map(|v| v.span());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use switchyard_routing::{
-    CarrierConfig, Currency, RateDeck, RoutePlan, RoutingConfig, RoutingTable,
+    CarrierConfig, Channel, Currency, FlatPrice, RateDeck, RoutePlan, RoutingConfig, RoutingTable,
 };
 
 use super::error::{ConfigErrorKind, ConfigErrors};
@@ -53,6 +53,13 @@ impl Config {
                 cc.max_tps = c.max_tps;
                 cc.max_cps = c.max_cps;
                 cc.rewrite = c.rewrite.clone();
+                if let Some(smtp) = &c.smtp {
+                    cc.flat_prices.push(FlatPrice {
+                        channel: Channel::Email,
+                        price: smtp.price,
+                        currency: smtp.currency.unwrap_or(self.routing.base_currency),
+                    });
+                }
                 cc
             })
             .collect();

@@ -329,6 +329,30 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
             ),
         );
     }
+    let email = c.channels.contains(&Channel::Email);
+    match &c.smtp {
+        None if email => report.at_path(
+            &format!("{path}.channels"),
+            ConfigErrorKind::Invalid(format!(
+                "carrier {:?} offers email but has no [carriers.smtp] section",
+                c.name
+            )),
+        ),
+        Some(_) if !email && !c.channels.is_empty() => report.at_path(
+            &format!("{path}.smtp"),
+            ConfigErrorKind::Invalid(
+                "an smtp section on a carrier without the \"email\" channel is never used".into(),
+            ),
+        ),
+        _ => {}
+    }
+    if let (Some(ca), Some(dir)) = (c.smtp.as_ref().and_then(|s| s.tls_ca.as_ref()), base_dir) {
+        file_exists(
+            report,
+            &format!("{path}.smtp.tls_ca"),
+            &Config::resolve(dir, ca),
+        );
+    }
     if c.sip.is_some() && !c.channels.contains(&Channel::Voice) && !c.channels.is_empty() {
         report.at_path(
             &format!("{path}.sip"),
