@@ -87,6 +87,7 @@ fn message(n: usize, now: i64) -> NewMessage {
         created_at: now,
         batch_id: None,
         voice: None,
+        email: None,
         request: None,
         smpp: None,
         udh: None,

@@ -214,6 +214,13 @@ pub async fn start(
     )
     .await?;
     let voice = start_voice(&config, &base_dir, &router, &updates, &shutdown_rx).await?;
+    let email = crate::email::Email::start(
+        &config,
+        &base_dir,
+        router.clone(),
+        updates.clone(),
+        shutdown_rx.clone(),
+    )?;
     let binds = Arc::new(Binds::new(ctx.clone()));
     restore_mo_parts(store.as_ref(), &binds, &updates, &config).await?;
     binds.apply(&config, sandbox, &base_dir)?;
@@ -225,6 +232,7 @@ pub async fn start(
             store.clone(),
             dispatcher.clone(),
             voice.as_ref().map(|(v, _)| v.clone()),
+            email.clone(),
             until,
             shutdown_rx.clone(),
         ));
@@ -248,11 +256,13 @@ pub async fn start(
         tenant_limits,
         idempotency: Arc::new(Idempotency::default()),
         events: hub,
-        submit: submit.with_calls(
-            voice
-                .as_ref()
-                .map(|(v, _)| v.clone() as Arc<dyn crate::submit::CallPlacer>),
-        ),
+        submit: submit
+            .with_calls(
+                voice
+                    .as_ref()
+                    .map(|(v, _)| v.clone() as Arc<crate::submit::CallPlacer>),
+            )
+            .with_mail(email.clone().map(|e| e as Arc<crate::submit::Mailer>)),
         smpp: smpp_server.as_ref().map(|h| h.server().clone()),
     };
     numbers.await.context("loading the phone-number metadata")?;
@@ -271,6 +281,7 @@ pub async fn start(
             config_path,
             sip: sip.as_ref().map(|h| h.reload.clone()),
             smpp_server: smpp_server.clone(),
+            email,
         },
         shutdown: shutdown_tx.clone(),
         config,
@@ -450,6 +461,7 @@ async fn recover(
     store: Arc<dyn Store>,
     dispatcher: Arc<Dispatcher>,
     voice: Option<Arc<crate::voice::Voice>>,
+    email: Option<Arc<crate::email::Email>>,
     until: MessageId,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -484,6 +496,15 @@ async fn recover(
                 }
                 continue;
             }
+            if m.email.is_some() {
+                match &email {
+                    Some(e) => e.recover(&record),
+                    None => {
+                        tracing::warn!(id = %m.id, "an email is unfinished but no carrier has an SMTP relay")
+                    }
+                }
+                continue;
+            }
             if record.status == crate::domain::Status::Accepted && m.scheduled_at.is_some() {
                 // The scheduler reads it from the store when it is due.
                 continue;
@@ -514,6 +535,8 @@ struct Reloader {
     sip: Option<tokio::sync::mpsc::Sender<crate::sip::proxy::Reconfigure>>,
     /// The SMPP server for tenants, when `[smpp_server]` runs.
     smpp_server: Option<crate::smpp_server::Handle>,
+    /// The email engine, when a carrier has an SMTP relay.
+    email: Option<Arc<crate::email::Email>>,
 }
 
 /// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
@@ -590,6 +613,9 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
     state.tenant_limits.reload(&next);
     state.dispatcher.set_weights(&next);
+    if let Some(email) = &r.email {
+        email.reload(&next, &r.base_dir)?;
+    }
     if let (Some(tx), Some(plan)) = (&r.sip, sip) {
         if tx.try_send(plan).is_err() {
             tracing::warn!("the SIP proxy did not take the reload (busy or stopped)");

@@ -340,7 +340,7 @@ impl KeywordReplies {
         };
         let draft = Draft {
             tenant: Arc::from(tenant),
-            to,
+            to: to.into(),
             country,
             from,
             body: text,

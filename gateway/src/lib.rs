@@ -36,6 +36,7 @@ pub(crate) mod carrier;
 pub(crate) mod dispatch;
 pub mod domain;
 pub(crate) mod egress;
+pub(crate) mod email;
 pub(crate) mod events;
 pub(crate) mod inbound;
 pub mod number;

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 
 use parking_lot::RwLock;
-use switchyard_routing::E164;
 
 use super::Refusal;
 use crate::domain::{OptOut, ALL_SENDERS};
@@ -91,11 +90,11 @@ impl OptOuts {
 impl OptOuts {
     /// The send path's check: [`Refusal::OptedOut`] for a message to a recipient who opted
     /// out of this tenant's sender `from`.
-    pub(crate) fn check(&self, tenant: &str, to: &E164, from: &str) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, tenant: &str, to: &str, from: &str) -> Result<(), Refusal> {
         // No allocation: this runs for every message.
         let from = from.trim();
         let from = from.strip_prefix('+').unwrap_or(from);
-        if self.blocked(tenant, to.as_str(), from) {
+        if self.blocked(tenant, to, from) {
             return Err(Refusal::OptedOut);
         }
         Ok(())

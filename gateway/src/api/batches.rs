@@ -366,7 +366,7 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
             tags: req.tags,
             metadata: req.metadata,
         },
-        false,
+        switchyard_routing::Channel::Sms,
         &state.limits,
     )?;
     // One priority for the whole batch: above the tenant's `max_priority`, the whole batch is
@@ -470,7 +470,7 @@ fn recipient_draft(
     };
     Ok(Draft {
         tenant: tenant.clone(),
-        to,
+        to: to.into(),
         country,
         from: common.from.clone(),
         body,

@@ -17,7 +17,7 @@ use crate::domain::{encoding_name, priority_name, ListFilter, MessageId, Message
 pub(crate) struct Delivery {
     /// Same as the message id for single-channel sends.
     pub(crate) id: String,
-    /// "sms" or "voice".
+    /// "sms", "voice" or "email".
     pub(crate) channel: &'static str,
     /// Destination.
     pub(crate) to: String,
@@ -78,10 +78,14 @@ pub(crate) async fn send(
         &tenant,
         sms.callback_url.as_deref(),
     )?;
-    let to = format!("+{}", sms.to.as_str());
-    let (channel, encoding, segments) = match &sms.voice {
-        Some(_) => ("voice", "voice", 1),
-        None => ("sms", encoding_name(Some(sms.encoding)), sms.segments),
+    let to = match &sms.to {
+        crate::submit::Recipient::Phone(n) => format!("+{}", n.as_str()),
+        crate::submit::Recipient::Email(a) => a.clone(),
+    };
+    let (channel, encoding, segments) = match (&sms.voice, &sms.email) {
+        (Some(_), _) => ("voice", "voice", 1),
+        (None, Some(_)) => ("email", "email", 1),
+        (None, None) => ("sms", encoding_name(Some(sms.encoding)), sms.segments),
     };
     let scheduled = sms.scheduled_at.is_some() && sms.voice.is_none();
     let mut answer = None;
@@ -157,8 +161,12 @@ pub(crate) struct MessageView {
     /// Per segment: index, carrier, carrier_message_id, status, error, updated_at.
     #[schema(value_type = Vec<Object>)]
     pub(crate) segment_states: Vec<serde_json::Value>,
-    /// "sms" or "voice".
+    /// "sms", "voice" or "email".
     pub(crate) channel: &'static str,
+    /// An email's subject, html and reply_to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub(crate) email: Option<serde_json::Value>,
     /// A voice call's options (audio, dtmf, max_duration_s).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -194,7 +202,11 @@ impl From<MessageRecord> for MessageView {
             country: m.country,
             from: m.from,
             body: m.body,
-            encoding: encoding_name(m.encoding).to_owned(),
+            encoding: if m.email.is_some() {
+                "email".to_owned()
+            } else {
+                encoding_name(m.encoding).to_owned()
+            },
             segments: m.segments,
             priority: priority_name(m.priority).to_owned(),
             carrier: m.carrier,
@@ -217,7 +229,12 @@ impl From<MessageRecord> for MessageView {
                     })
                 })
                 .collect(),
-            channel: if m.voice.is_some() { "voice" } else { "sms" },
+            channel: match (&m.voice, &m.email) {
+                (Some(_), _) => "voice",
+                (None, Some(_)) => "email",
+                (None, None) => "sms",
+            },
+            email: m.email.and_then(|e| serde_json::to_value(e).ok()),
             voice: m.voice.and_then(|v| serde_json::to_value(v).ok()),
             call: r.call.and_then(|t| serde_json::from_str(&t).ok()),
             history: r

@@ -210,6 +210,22 @@ impl From<SubmitError> for Problem {
                 "voice calls are not available: no voice carrier has a [carriers.sip] trunk, or the \
                  caller could not start (see the gateway's log)",
             ),
+            SubmitError::EmailUnavailable => Problem::invalid(
+                "channel",
+                "email_unavailable",
+                "email is not available: no carrier has the email channel with a [carriers.smtp] \
+                 relay",
+            ),
+            SubmitError::EmailsFull => Problem::unavailable(
+                "queue_full",
+                "too many emails are waiting for a relay; retry shortly",
+                2,
+            ),
+            SubmitError::WrongRecipient(channel, needs) => Problem::invalid(
+                "to",
+                "invalid_recipient",
+                format!("the {channel} channel needs {needs} in \"to\""),
+            ),
             SubmitError::Store(e) => {
                 tracing::error!("store refused a message: {e}");
                 Problem::unavailable(

@@ -163,6 +163,9 @@ pub struct NewMessage {
     /// For a voice notification call: what to play and capture; `None` for SMS. The channel
     /// is "voice" exactly when set.
     pub voice: Option<VoiceSpec>,
+    /// For an email: its subject, HTML part and reply-to; `None` otherwise. The channel is
+    /// "email" exactly when set (`to` and `from` are then email addresses).
+    pub email: Option<super::EmailSpec>,
     /// Records of the request that accepted it (idempotency key, batch), written in the same
     /// transaction as the message. Only the first message of a request carries them; never
     /// read back here.
@@ -231,11 +234,21 @@ pub fn encoding_name(e: Option<Encoding>) -> &'static str {
     e.map_or("voice", Encoding::name)
 }
 
-/// The encoding named `name` ([`encoding_name`]); `None` for `voice` (and for a name this
-/// version does not know, which only an edited database holds: read as GSM-7).
+/// How a message's encoding is named in the store: its SMS encoding, `voice` for a call,
+/// `email` for an email.
+pub fn stored_encoding_name(m: &NewMessage) -> &'static str {
+    if m.email.is_some() {
+        "email"
+    } else {
+        encoding_name(m.encoding)
+    }
+}
+
+/// The encoding named `name` ([`encoding_name`]); `None` for `voice` and `email` (and for a
+/// name this version does not know, which only an edited database holds: read as GSM-7).
 pub fn encoding_from_name(name: &str) -> Option<Encoding> {
     match name {
-        "voice" => None,
+        "voice" | "email" => None,
         "ucs2" => Some(Encoding::Ucs2),
         "latin1" => Some(Encoding::Latin1),
         _ => Some(Encoding::Gsm7),

@@ -12,6 +12,7 @@
 
 mod call;
 mod directory;
+mod email;
 mod event;
 mod ids;
 mod inbound;
@@ -23,6 +24,7 @@ mod voice;
 
 pub use call::*;
 pub use directory::*;
+pub use email::*;
 pub use event::*;
 pub use ids::*;
 pub use inbound::*;

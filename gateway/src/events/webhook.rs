@@ -646,6 +646,7 @@ mod tests {
             created_at: now_ms(),
             batch_id: None,
             voice: None,
+            email: None,
             request: None,
             smpp: None,
             udh: None,

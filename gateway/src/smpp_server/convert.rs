@@ -223,7 +223,7 @@ pub(crate) fn draft(
     let (scheduled_at, expires_at) = times(s.schedule, s.validity, limits, now)?;
     Ok(Draft {
         tenant: user.tenant.clone(),
-        to,
+        to: to.into(),
         country,
         from,
         body,
@@ -518,6 +518,9 @@ pub(crate) fn status_of(e: &SubmitError) -> CommandStatus {
         SubmitError::Store(_)
         | SubmitError::NoTrunk
         | SubmitError::CallsFull
+        | SubmitError::EmailUnavailable
+        | SubmitError::EmailsFull
+        | SubmitError::WrongRecipient(..)
         | SubmitError::VoiceUnavailable => CommandStatus::ESME_RSYSERR,
     }
 }
@@ -555,7 +558,10 @@ pub fn check_submit_bytes(data: &[u8]) {
     match result {
         Err(reject) => assert!(!reject.status.is_ok(), "{reject:?}"),
         Ok(d) => {
-            assert!(d.to.as_str().bytes().all(|b| b.is_ascii_digit()));
+            let crate::submit::Recipient::Phone(to) = &d.to else {
+                panic!("SMPP gives numbers only: {:?}", d.to)
+            };
+            assert!(to.as_str().bytes().all(|b| b.is_ascii_digit()));
             crate::number::validate_sender(&d.from).expect("a valid sender");
             let Content::Sms { segments, .. } = d.content else {
                 panic!("an SMPP submit is an SMS");
@@ -637,7 +643,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        assert_eq!(d.to.as_str(), "447911123456");
+        assert_eq!(d.to.stored(), "+447911123456");
         assert_eq!(d.country.as_deref(), Some("GG"));
         assert_eq!(d.from, "Acme");
         assert_eq!(d.body, "Hello");
@@ -690,7 +696,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(d.to.as_str(), "447911123456");
+        assert_eq!(d.to.stored(), "+447911123456");
         let status =
             |r: Result<crate::submit::Draft, super::Reject>| r.map(|_| ()).unwrap_err().status;
         assert_eq!(

@@ -30,7 +30,8 @@ use crate::admission::optout::OptOuts;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
 use crate::domain::{
-    MessageId, Money, NewMessage, RequestRecord, SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
+    EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord, SmppOrigin, UnixMs, VoiceJob,
+    VoiceSpec,
 };
 use crate::store::{Store, StoreError};
 
@@ -48,6 +49,41 @@ pub(crate) enum Content {
     },
     /// A notification call: what it plays and captures.
     Voice(VoiceSpec),
+    /// An email: subject, HTML part, reply-to (the body is its plain-text part).
+    Email(EmailSpec),
+}
+
+/// Where a message goes: a phone number (SMS, voice) or an email address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recipient {
+    /// E.164.
+    Phone(E164),
+    /// A checked email address, lower-cased (see [`switchyard_ops::config::is_email_address`]).
+    Email(String),
+}
+
+impl From<E164> for Recipient {
+    fn from(n: E164) -> Self {
+        Recipient::Phone(n)
+    }
+}
+
+impl Recipient {
+    /// The stored form: `+` and the digits, or the address.
+    pub(crate) fn stored(&self) -> String {
+        match self {
+            Recipient::Phone(n) => format!("+{}", n.as_str()),
+            Recipient::Email(a) => a.clone(),
+        }
+    }
+
+    /// How opt-out lists name it: the digits, or the address.
+    fn opt_out_key(&self) -> &str {
+        match self {
+            Recipient::Phone(n) => n.as_str(),
+            Recipient::Email(a) => a,
+        }
+    }
 }
 
 /// Who asked for the message, which decides the checks that are the tenant's to pass.
@@ -66,13 +102,14 @@ pub(crate) enum Origin {
 pub(crate) struct Draft {
     /// The tenant sending it.
     pub(crate) tenant: Arc<str>,
-    /// Destination.
-    pub(crate) to: E164,
+    /// Destination: a number for SMS and voice, an address for email.
+    pub(crate) to: Recipient,
     /// ISO 3166 region of the destination, when known.
     pub(crate) country: Option<String>,
-    /// Sender: E.164 with `+`, a short code or an alphanumeric id.
+    /// Sender: E.164 with `+`, a short code or an alphanumeric id; an email address (empty:
+    /// the relay's default sender).
     pub(crate) from: String,
-    /// The text (spoken by text-to-speech for a call).
+    /// The text (spoken by text-to-speech for a call; the plain-text part of an email).
     pub(crate) body: String,
     /// SMS or call.
     pub(crate) content: Content,
@@ -106,13 +143,14 @@ impl Draft {
         match self.content {
             Content::Sms { .. } => Channel::Sms,
             Content::Voice(_) => Channel::Voice,
+            Content::Email(_) => Channel::Email,
         }
     }
 
     fn segments(&self) -> u16 {
         match self.content {
             Content::Sms { segments, .. } => segments,
-            Content::Voice(_) => 1,
+            Content::Voice(_) | Content::Email(_) => 1,
         }
     }
 }
@@ -154,6 +192,8 @@ pub(crate) enum HandOver {
     Sms(Arc<Job>),
     /// The call queue.
     Voice(VoiceJob),
+    /// The email engine.
+    Email(EmailJob),
 }
 
 /// Why a message was not accepted.
@@ -177,6 +217,16 @@ pub(crate) enum SubmitError {
     /// Voice calls are not available (no voice carrier has a SIP trunk).
     #[error("voice calls are not available")]
     VoiceUnavailable,
+    /// Email is not available (no carrier has an SMTP relay).
+    #[error("email is not available")]
+    EmailUnavailable,
+    /// Too many emails are waiting for a relay.
+    #[error("too many emails are waiting")]
+    EmailsFull,
+    /// The message's channel and its recipient do not go together (a number for email, an
+    /// address for SMS or voice).
+    #[error("{0} needs {1}")]
+    WrongRecipient(Channel, &'static str),
     /// The store did not take it.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -232,14 +282,21 @@ pub(crate) enum ReplaceError<E> {
     Store(StoreError),
 }
 
-/// What the pipeline needs from the voice engine: a trunk and a price now, and the call once
-/// durable.
-pub(crate) trait CallPlacer: Send + Sync + std::fmt::Debug {
-    /// The trunk that would take `job` now and the price of its first billing increment.
-    fn quote(&self, job: &VoiceJob) -> Result<Quote, SubmitError>;
-    /// Queues the durable call.
-    fn place(&self, job: VoiceJob);
+/// What the pipeline needs from a channel's delivery engine (voice calls, email): a carrier
+/// and a price now, and the message once durable. `J` is the channel's job.
+pub(crate) trait Connector<J>: Send + Sync + std::fmt::Debug {
+    /// The carrier that would take `job` now and the tenant's price (for a call: of its
+    /// first billing increment).
+    fn quote(&self, job: &J) -> Result<Quote, SubmitError>;
+    /// Queues the durable message.
+    fn place(&self, job: J);
 }
+
+/// The voice engine as the pipeline sees it.
+pub(crate) type CallPlacer = dyn Connector<VoiceJob>;
+
+/// The email engine as the pipeline sees it.
+pub(crate) type Mailer = dyn Connector<EmailJob>;
 
 /// The accept pipeline, shared by every entry point.
 #[derive(Clone)]
@@ -248,13 +305,15 @@ pub(crate) struct Submitter {
     dispatcher: Arc<Dispatcher>,
     limits: Arc<TenantLimiter>,
     opt_outs: Arc<OptOuts>,
-    calls: Option<Arc<dyn CallPlacer>>,
+    calls: Option<Arc<CallPlacer>>,
+    mail: Option<Arc<Mailer>>,
 }
 
 impl std::fmt::Debug for Submitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Submitter")
             .field("voice", &self.calls.is_some())
+            .field("email", &self.mail.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -266,7 +325,7 @@ impl Submitter {
         dispatcher: Arc<Dispatcher>,
         limits: Arc<TenantLimiter>,
         opt_outs: Arc<OptOuts>,
-        calls: Option<Arc<dyn CallPlacer>>,
+        calls: Option<Arc<CallPlacer>>,
     ) -> Self {
         Submitter {
             store,
@@ -274,12 +333,19 @@ impl Submitter {
             limits,
             opt_outs,
             calls,
+            mail: None,
         }
     }
 
     /// The same pipeline placing calls through `calls`.
-    pub(crate) fn with_calls(mut self, calls: Option<Arc<dyn CallPlacer>>) -> Self {
+    pub(crate) fn with_calls(mut self, calls: Option<Arc<CallPlacer>>) -> Self {
         self.calls = calls;
+        self
+    }
+
+    /// The same pipeline sending email through `mail`.
+    pub(crate) fn with_mail(mut self, mail: Option<Arc<Mailer>>) -> Self {
+        self.mail = mail;
         self
     }
 
@@ -335,6 +401,9 @@ impl Submitter {
         if matches!(draft.content, Content::Voice(_)) && self.calls.is_none() {
             return Err(SubmitError::VoiceUnavailable);
         }
+        if matches!(draft.content, Content::Email(_)) && self.mail.is_none() {
+            return Err(SubmitError::EmailUnavailable);
+        }
         if draft.origin == Origin::Tenant {
             self.limits.priority(&draft.tenant, draft.priority)?;
         }
@@ -345,14 +414,15 @@ impl Submitter {
             draft.segments(),
         )?;
         if draft.origin == Origin::Tenant {
-            self.opt_outs.check(&draft.tenant, &draft.to, &draft.from)?;
+            self.opt_outs
+                .check(&draft.tenant, draft.to.opt_out_key(), &draft.from)?;
         }
-        match &draft.content {
-            Content::Sms { preference, .. } => {
+        match (&draft.content, &draft.to) {
+            (Content::Sms { preference, .. }, Recipient::Phone(to)) => {
                 let job = Job {
                     id,
                     tenant: draft.tenant.clone(),
-                    to: draft.to,
+                    to: *to,
                     from: draft.from.clone(),
                     body: draft.body.clone(),
                     encoding: *preference,
@@ -372,12 +442,12 @@ impl Submitter {
                     hand_over: HandOver::Sms(Arc::new(job)),
                 })
             }
-            Content::Voice(spec) => {
+            (Content::Voice(spec), Recipient::Phone(to)) => {
                 let calls = self.calls.as_ref().ok_or(SubmitError::VoiceUnavailable)?;
                 let job = VoiceJob {
                     id,
                     tenant: draft.tenant.to_string(),
-                    to: draft.to,
+                    to: *to,
                     from: draft.from.clone(),
                     body: draft.body.clone(),
                     spec: spec.clone(),
@@ -392,6 +462,39 @@ impl Submitter {
                     hand_over: HandOver::Voice(job),
                 })
             }
+            (Content::Email(spec), Recipient::Email(to)) => {
+                let mail = self.mail.as_ref().ok_or(SubmitError::EmailUnavailable)?;
+                let mut job = EmailJob {
+                    id,
+                    tenant: draft.tenant.to_string(),
+                    to: to.clone(),
+                    from: Some(draft.from.clone()).filter(|f| !f.is_empty()),
+                    body: draft.body.clone(),
+                    spec: spec.clone(),
+                    priority: draft.priority,
+                    expires_at: draft.expires_at,
+                    carrier: String::new(),
+                };
+                let quote = mail.quote(&job)?;
+                job.carrier = quote.carrier.clone();
+                let message = message(draft, id, now, &quote)?;
+                Ok(Prepared {
+                    message,
+                    quote,
+                    hand_over: HandOver::Email(job),
+                })
+            }
+            (Content::Email(_), Recipient::Phone(_)) => Err(SubmitError::WrongRecipient(
+                Channel::Email,
+                "an email address",
+            )),
+            (content, Recipient::Email(_)) => Err(SubmitError::WrongRecipient(
+                match content {
+                    Content::Voice(_) => Channel::Voice,
+                    _ => Channel::Sms,
+                },
+                "a phone number",
+            )),
         }
     }
 
@@ -424,6 +527,11 @@ impl Submitter {
                 HandOver::Voice(job) => {
                     if let Some(calls) = &self.calls {
                         calls.place(job);
+                    }
+                }
+                HandOver::Email(job) => {
+                    if let Some(mail) = &self.mail {
+                        mail.place(job);
                     }
                 }
                 HandOver::Sms(job) if full => self.dispatcher.defer(job, defer),
@@ -643,16 +751,17 @@ fn message(
     now: UnixMs,
     quote: &Quote,
 ) -> Result<NewMessage, SubmitError> {
-    let (encoding, segments, voice) = match draft.content {
+    let (encoding, segments, voice, email) = match draft.content {
         Content::Sms {
             encoding, segments, ..
-        } => (Some(encoding), segments, None),
-        Content::Voice(spec) => (None, 1, Some(spec)),
+        } => (Some(encoding), segments, None, None),
+        Content::Voice(spec) => (None, 1, Some(spec), None),
+        Content::Email(spec) => (None, 1, None, Some(spec)),
     };
     Ok(NewMessage {
         id,
         tenant: draft.tenant.to_string(),
-        to: format!("+{}", draft.to.as_str()),
+        to: draft.to.stored(),
         country: draft.country,
         from: draft.from,
         body: draft.body,
@@ -669,6 +778,7 @@ fn message(
         created_at: now,
         batch_id: draft.batch_id,
         voice,
+        email,
         request: None,
         smpp: draft.smpp,
         udh: draft.udh,

@@ -78,7 +78,7 @@ pub(crate) enum VoiceError {
 }
 
 /// The accept pipeline places calls through the engine.
-impl crate::submit::CallPlacer for Voice {
+impl crate::submit::Connector<VoiceJob> for Voice {
     fn quote(&self, job: &VoiceJob) -> Result<crate::submit::Quote, crate::submit::SubmitError> {
         use crate::submit::SubmitError;
         let (carrier, price) = Voice::quote(self, job).map_err(|e| match e {

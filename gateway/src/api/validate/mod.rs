@@ -12,7 +12,7 @@ use switchyard_ops::config::EgressPolicy;
 use switchyard_protocols::text::{
     count_segments, Concat, EncodeOptions, Encoding, EncodingPreference, SegmentInfo,
 };
-use switchyard_routing::{Priority, E164};
+use switchyard_routing::{Channel, Priority};
 
 use super::problem::Problem;
 use crate::domain::{now_ms, UnixMs};
@@ -21,13 +21,22 @@ use crate::domain::{now_ms, UnixMs};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
-    /// `"+447700900123"` or `{"phone": "+447700900123"}`.
+    /// `"+447700900123"` or `{"phone": "+447700900123"}`; for email `"ana@example.org"` or
+    /// `{"email": "ana@example.org"}`.
     pub(crate) to: Recipient,
-    /// `"sms"` (the default) or `"voice"` (a notification call).
+    /// `"sms"` (the default), `"voice"` (a notification call) or `"email"`.
     pub(crate) channel: Option<String>,
     /// E.164 number, short code, or alphanumeric sender id (≤ 11 characters); the caller id
-    /// (E.164) of a voice call.
-    pub(crate) from: String,
+    /// (E.164) of a voice call; the sender's email address for email (optional there: the
+    /// relay's `from` when left out). Required for SMS and voice.
+    #[serde(default)]
+    pub(crate) from: Option<String>,
+    /// Email only: the subject line (required).
+    pub(crate) subject: Option<String>,
+    /// Email only: an HTML alternative to the plain-text `body`.
+    pub(crate) html: Option<String>,
+    /// Email only: where replies go.
+    pub(crate) reply_to: Option<String>,
     /// The text (spoken by text-to-speech for a voice call; may be left out when the call
     /// plays an `audio_url`). Required for SMS.
     #[serde(default)]
@@ -66,6 +75,11 @@ pub(crate) enum Recipient {
         /// The number.
         phone: String,
     },
+    /// `{"email": "ana@example.org"}`.
+    Email {
+        /// The address.
+        email: String,
+    },
 }
 
 /// Limits the API enforces on every message.
@@ -99,8 +113,8 @@ impl Default for Limits {
 /// A send request that passed every check.
 #[derive(Debug, Clone)]
 pub(crate) struct ValidSms {
-    /// Destination.
-    pub(crate) to: E164,
+    /// Destination: a number, or an address for email.
+    pub(crate) to: crate::submit::Recipient,
     /// ISO 3166 region of the destination.
     pub(crate) country: Option<String>,
     /// Sender.
@@ -127,6 +141,8 @@ pub(crate) struct ValidSms {
     pub(crate) metadata: Option<String>,
     /// What a voice call plays and captures; `None` for SMS.
     pub(crate) voice: Option<crate::voice::VoiceSpec>,
+    /// An email's subject, HTML part and reply-to; `None` for SMS and voice.
+    pub(crate) email: Option<crate::domain::EmailSpec>,
 }
 
 impl ValidSms {
@@ -135,9 +151,10 @@ impl ValidSms {
         use crate::submit::{Content, Draft, Origin};
         // Calls are placed at once: `scheduled_at` applies to SMS.
         let scheduled_at = self.scheduled_at.filter(|_| self.voice.is_none());
-        let content = match self.voice {
-            Some(spec) => Content::Voice(spec),
-            None => Content::Sms {
+        let content = match (self.voice, self.email) {
+            (Some(spec), _) => Content::Voice(spec),
+            (None, Some(spec)) => Content::Email(spec),
+            (None, None) => Content::Sms {
                 preference: self.preference,
                 encoding: self.encoding,
                 segments: self.segments,
@@ -167,6 +184,30 @@ impl ValidSms {
 
 /// Checks everything; the first problem found is returned.
 pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
+    if req.channel.as_deref() == Some("email") {
+        return email(req, limits);
+    }
+    if let Some(field) = [
+        ("subject", req.subject.is_some()),
+        ("html", req.html.is_some()),
+        ("reply_to", req.reply_to.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, given)| given.then_some(*f))
+    {
+        return Err(Problem::invalid(
+            field,
+            "email_option_without_email_channel",
+            format!("{field} needs \"channel\": \"email\""),
+        ));
+    }
+    let Some(from) = req.from.as_deref() else {
+        return Err(missing_field("from"));
+    };
+    let channel = match req.channel.as_deref().unwrap_or("sms") {
+        "voice" => Channel::Voice,
+        _ => Channel::Sms,
+    };
     let voice = match req.channel.as_deref().unwrap_or("sms") {
         "sms" if req.voice.is_some() => {
             return Err(Problem::invalid(
@@ -181,7 +222,9 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
             return Err(Problem::invalid(
                 "channel",
                 "unsupported_channel",
-                format!("channel {channel:?} is not available; use \"sms\" or \"voice\""),
+                format!(
+                    "channel {channel:?} is not available; use \"sms\", \"voice\" or \"email\""
+                ),
             ))
         }
     };
@@ -194,25 +237,27 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
             check_destination(&limits.egress, "voice.audio_url", &parsed)?;
         }
     }
-    let body =
-        match (req.body, &voice) {
-            (Some(b), _) => b,
-            (None, Some(_)) => String::new(),
-            // The same answer serde gave when `body` was a required field.
-            (None, None) => return Err(Problem::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                "Failed to deserialize the JSON body into the target type: missing field `body`",
-            )),
-        };
+    let body = match (req.body, &voice) {
+        (Some(b), _) => b,
+        (None, Some(_)) => String::new(),
+        // The same answer serde gave when `body` was a required field.
+        (None, None) => return Err(missing_field("body")),
+    };
     let raw_to = match &req.to {
         Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
+        Recipient::Email { .. } => {
+            return Err(Problem::invalid(
+                "to",
+                "invalid_number",
+                format!("the {channel} channel needs a phone number in \"to\""),
+            ))
+        }
     };
     let (to, country) = crate::number::parse_e164(raw_to)
         .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
     let common = common(
         CommonFields {
-            from: &req.from,
+            from,
             encoding: req.encoding.as_deref(),
             priority: req.priority.as_deref(),
             validity_period: req.validity_period.as_ref(),
@@ -221,7 +266,7 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
             tags: req.tags,
             metadata: req.metadata,
         },
-        voice.is_some(),
+        channel,
         limits,
     )?;
     // A call's text is spoken, not encoded into segments (its length is checked with the
@@ -233,7 +278,7 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         segments(&body, common.preference, limits)?
     };
     Ok(ValidSms {
-        to,
+        to: to.into(),
         country,
         from: common.from,
         body,
@@ -247,7 +292,141 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         tags: common.tags,
         metadata: common.metadata,
         voice,
+        email: None,
     })
+}
+
+/// The answer serde gives for a required field that is missing.
+fn missing_field(field: &str) -> Problem {
+    Problem::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        format!(
+            "Failed to deserialize the JSON body into the target type: missing field `{field}`"
+        ),
+    )
+}
+
+/// Longest subject line (RFC 5322's line limit).
+const MAX_SUBJECT: usize = 998;
+/// Largest plain-text or HTML part of an email, in bytes.
+const MAX_EMAIL_PART: usize = 256 * 1024;
+
+/// Checks an email (`"channel": "email"`): addresses, subject, parts, and the fields every
+/// message shares.
+fn email(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
+    for (field, given) in [
+        ("voice", req.voice.is_some()),
+        ("encoding", req.encoding.is_some()),
+    ] {
+        if given {
+            return Err(Problem::invalid(
+                field,
+                "option_not_for_email",
+                format!("{field} does not apply to email"),
+            ));
+        }
+    }
+    let to = match &req.to {
+        Recipient::Phone(a) | Recipient::Email { email: a } => email_address("to", a)?,
+        Recipient::Object { .. } => {
+            return Err(Problem::invalid(
+                "to",
+                "invalid_email",
+                "the email channel needs an email address in \"to\"",
+            ))
+        }
+    };
+    let from = match req.from.as_deref().map(str::trim) {
+        None | Some("") => String::new(),
+        Some(a) => email_address("from", a)?,
+    };
+    let reply_to = req
+        .reply_to
+        .as_deref()
+        .map(|a| email_address("reply_to", a))
+        .transpose()?;
+    let subject = req.subject.unwrap_or_default();
+    if subject.trim().is_empty() {
+        return Err(Problem::invalid(
+            "subject",
+            "invalid_subject",
+            "an email needs a subject",
+        ));
+    }
+    if subject.len() > MAX_SUBJECT || subject.chars().any(|c| c == '\r' || c == '\n') {
+        return Err(Problem::invalid(
+            "subject",
+            "invalid_subject",
+            format!("one line of at most {MAX_SUBJECT} bytes"),
+        ));
+    }
+    let body = req.body.unwrap_or_default();
+    if body.trim().is_empty() && req.html.is_none() {
+        return Err(Problem::invalid(
+            "body",
+            "empty_body",
+            "an email needs a body or html",
+        ));
+    }
+    for (field, part) in [("body", Some(&body)), ("html", req.html.as_ref())] {
+        if part.is_some_and(|p| p.len() > MAX_EMAIL_PART) {
+            return Err(Problem::invalid(
+                field,
+                "email_too_large",
+                format!("at most {} KiB", MAX_EMAIL_PART / 1024),
+            ));
+        }
+    }
+    let common = common(
+        CommonFields {
+            from: &from,
+            encoding: None,
+            priority: req.priority.as_deref(),
+            validity_period: req.validity_period.as_ref(),
+            scheduled_at: req.scheduled_at.as_deref(),
+            callback_url: req.callback_url,
+            tags: req.tags,
+            metadata: req.metadata,
+        },
+        Channel::Email,
+        limits,
+    )?;
+    Ok(ValidSms {
+        to: crate::submit::Recipient::Email(to),
+        country: None,
+        from: common.from,
+        body,
+        preference: common.preference,
+        encoding: Encoding::Gsm7,
+        segments: 1,
+        priority: common.priority,
+        scheduled_at: None,
+        expires_at: common.expires_at,
+        callback_url: common.callback_url,
+        tags: common.tags,
+        metadata: common.metadata,
+        voice: None,
+        email: Some(crate::domain::EmailSpec {
+            subject,
+            html: req.html,
+            reply_to,
+        }),
+    })
+}
+
+/// A checked email address, lower-cased.
+fn email_address(field: &'static str, a: &str) -> Result<String, Problem> {
+    let a = a.trim();
+    if switchyard_ops::config::is_email_address(a) {
+        Ok(a.to_lowercase())
+    } else {
+        Err(Problem::invalid(
+            field,
+            "invalid_email",
+            format!("{a:?} is not an email address"),
+        ))
+    }
 }
 
 /// The fields of a send that do not depend on the recipient or the text, as received.
@@ -292,11 +471,21 @@ pub(crate) struct Common {
     pub(crate) metadata: Option<String>,
 }
 
-/// Checks the fields that do not depend on the recipient or the text; `voice` for a
-/// notification call (its caller id must be E.164 and it cannot be scheduled).
-pub(crate) fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Result<Common, Problem> {
-    let from = crate::number::validate_sender(f.from.trim())
-        .map_err(|d| Problem::invalid("from", "invalid_sender", d))?;
+/// Checks the fields that do not depend on the recipient or the text on `channel`: a
+/// notification call's caller id must be E.164, an email's sender is an address checked by
+/// the caller (or empty), and neither can be scheduled.
+pub(crate) fn common(
+    f: CommonFields<'_>,
+    channel: Channel,
+    limits: &Limits,
+) -> Result<Common, Problem> {
+    let voice = channel == Channel::Voice;
+    let from = if channel == Channel::Email {
+        f.from.to_owned()
+    } else {
+        crate::number::validate_sender(f.from.trim())
+            .map_err(|d| Problem::invalid("from", "invalid_sender", d))?
+    };
     if voice && !from.starts_with('+') {
         return Err(Problem::invalid(
             "from",
@@ -357,6 +546,13 @@ pub(crate) fn common(f: CommonFields<'_>, voice: bool, limits: &Limits) -> Resul
             "scheduled_at",
             "unsupported_for_voice",
             "voice calls cannot be scheduled yet; send them when they are due",
+        ));
+    }
+    if channel == Channel::Email && scheduled_at.is_some() {
+        return Err(Problem::invalid(
+            "scheduled_at",
+            "unsupported_for_email",
+            "email cannot be scheduled yet; send it when it is due",
         ));
     }
     let expires_at = match f.validity_period {
@@ -590,12 +786,16 @@ pub fn check_request_bytes(data: &[u8]) {
         Ok(v) => {
             assert!(usize::from(v.segments) <= limits.max_segments);
             assert!(v.voice.is_some() || v.segments >= 1);
-            let to = v.to.to_string();
-            assert!(
-                to.starts_with('+') && to[1..].bytes().all(|b| b.is_ascii_digit()),
-                "{to}"
-            );
-            assert!(!v.from.is_empty());
+            match &v.to {
+                crate::submit::Recipient::Phone(n) => {
+                    assert!(n.as_str().bytes().all(|b| b.is_ascii_digit()), "{n}");
+                    assert!(!v.from.is_empty());
+                }
+                crate::submit::Recipient::Email(a) => {
+                    assert!(switchyard_ops::config::is_email_address(a), "{a}");
+                    assert!(v.email.is_some());
+                }
+            }
             if let Some(m) = &v.metadata {
                 serde_json::from_str::<serde_json::Value>(m).expect("metadata is JSON");
             }
@@ -618,7 +818,7 @@ mod tests {
             &Limits::default(),
         )
         .unwrap();
-        assert_eq!(v.to.as_str(), "447400123456");
+        assert_eq!(v.to.stored(), "+447400123456");
         assert_eq!(v.country.as_deref(), Some("GB"));
         assert_eq!(v.segments, 1);
         assert_eq!(v.encoding, Encoding::Gsm7);

@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::status_column;
 use crate::domain::{
-    encoding_name, priority_name, Applied, IdFormats, MessageId, NewMessage, Status, UnixMs, Update,
+    priority_name, stored_encoding_name, Applied, IdFormats, MessageId, NewMessage, Status, UnixMs,
+    Update,
 };
 
 /// Stores accepted messages, each with its `accepted` history entry. The two statements are
@@ -19,14 +20,21 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
          priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-         created_at, updated_at, batch_id, voice, smpp, udh, data_coding) \
-         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23)",
+         created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email) \
+         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
     )?;
     let mut history = conn.prepare_cached(HISTORY_INSERT)?;
     for m in messages {
         let tags = serde_json::to_string(&m.tags)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let voice = match &m.voice {
+            Some(spec) => Some(
+                serde_json::to_string(spec)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+            ),
+            None => None,
+        };
+        let email = match &m.email {
             Some(spec) => Some(
                 serde_json::to_string(spec)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
@@ -40,7 +48,7 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             m.country,
             m.from,
             m.body,
-            encoding_name(m.encoding),
+            stored_encoding_name(m),
             m.segments,
             priority_name(m.priority),
             m.scheduled_at,
@@ -57,6 +65,7 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             m.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored),
             m.udh,
             m.data_coding,
+            email,
         ])?;
         history.execute(params![
             m.id.0,

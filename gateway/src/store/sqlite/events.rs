@@ -529,6 +529,7 @@ mod tests {
             created_at: T0 + n,
             batch_id: None,
             voice: None,
+            email: None,
             request: None,
             smpp: None,
             udh: None,

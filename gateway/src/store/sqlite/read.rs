@@ -100,7 +100,7 @@ impl ReadPool {
 
 /// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
 const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
-     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding";
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding, email";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     let tags: String = row.get(13)?;
@@ -136,6 +136,9 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
                 .and_then(|s| crate::domain::SmppOrigin::from_stored(&s)),
             udh: row.get(24)?,
             data_coding: row.get(25)?,
+            email: row
+                .get::<_, Option<String>>(26)?
+                .and_then(|v| serde_json::from_str(&v).ok()),
         },
         status: status_column(row, 2)?,
         updated_at: row.get(19)?,
@@ -312,7 +315,7 @@ pub(super) fn scheduled(
     // on `(scheduled_at, id)` is a walk of that index.
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'accepted' AND scheduled_at IS NOT NULL \
-         AND (scheduled_at, id) > (?1, ?2) AND voice IS NULL ORDER BY scheduled_at, id LIMIT ?3"
+         AND (scheduled_at, id) > (?1, ?2) AND voice IS NULL AND email IS NULL ORDER BY scheduled_at, id LIMIT ?3"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     conn.prepare_cached(&sql)?

@@ -38,6 +38,7 @@
 //!
 //! - (v8) `messages_scheduled`: a partial index over `(scheduled_at, id)` of the scheduled messages
 //!   still `accepted`, walked by the scheduler as they come due.
+//! - (v11) `messages.email`: an email's subject, HTML part and reply-to (JSON).
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -302,6 +303,10 @@ CREATE INDEX history_tenant ON history (tenant, seq);
 ALTER TABLE messages ADD COLUMN smpp TEXT;
 ALTER TABLE messages ADD COLUMN udh BLOB;
 ALTER TABLE messages ADD COLUMN data_coding INTEGER;
+"#,
+    // An email keeps its subject, HTML part and reply-to (JSON); its `encoding` is 'email'.
+    r#"
+ALTER TABLE messages ADD COLUMN email TEXT;
 "#,
 ];
 

@@ -161,6 +161,7 @@ mod tests {
             created_at: id.timestamp_ms(),
             batch_id: batch.map(str::to_owned),
             voice: None,
+            email: None,
             request,
             smpp: None,
             udh: None,

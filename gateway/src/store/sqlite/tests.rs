@@ -68,6 +68,7 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         created_at: T0 + n,
         batch_id: None,
         voice: None,
+        email: None,
         request: None,
         smpp: None,
         udh: None,
@@ -936,7 +937,7 @@ async fn hot_queries_use_their_indexes() {
         ("SELECT id FROM messages WHERE tenant = 'a' AND id < 5 ORDER BY id DESC LIMIT 10", "messages_tenant"),
         (
             "SELECT id FROM messages WHERE status = 'accepted' AND scheduled_at IS NOT NULL \
-             AND (scheduled_at, id) > (5, 7) AND voice IS NULL ORDER BY scheduled_at, id LIMIT 10",
+             AND (scheduled_at, id) > (5, 7) AND voice IS NULL AND email IS NULL ORDER BY scheduled_at, id LIMIT 10",
             "messages_scheduled",
         ),
         (
