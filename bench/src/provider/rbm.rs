@@ -287,14 +287,9 @@ fn create(
     if let Some(e) = expiry {
         scheduled.push(event(e, Kind::Expired));
     }
-    Reply::new(200, created, Verdict::Accepted { message_id }).with_scheduled(scheduled)
-}
-
-impl Reply {
-    fn with_scheduled(mut self, scheduled: Vec<Scheduled>) -> Reply {
-        self.scheduled = scheduled;
-        self
-    }
+    let mut reply = Reply::new(200, created, Verdict::Accepted { message_id });
+    reply.scheduled = scheduled;
+    reply
 }
 
 /// Checks an `AgentMessage`; returns how long until it expires, if it has a TTL.

@@ -89,8 +89,10 @@ pub struct Stats {
     pub webhooks_dropped: u64,
     /// The cap on each list.
     pub cap: usize,
+    /// The last request number given (`Received::seq`).
     #[serde(skip)]
     seq: u64,
+    /// The last webhook number given (`SentWebhook::seq`).
     #[serde(skip)]
     webhook_seq: u64,
 }
