@@ -184,7 +184,7 @@ pub struct Webhook {
     pub body: Vec<u8>,
 }
 
-/// A simulated message from a user (`POST /control/{provider}/inbound`): it opens the
+/// A simulated message from a user (control port: `POST /{provider}/inbound`): it opens the
 /// customer-service window (WhatsApp, Messenger), makes the chat known (Telegram) and, unless
 /// `webhook` is false, is POSTed to the configured callback like the provider would.
 #[derive(Debug, Clone, serde::Deserialize)]

@@ -23,7 +23,8 @@
 //!   user messages (`UserMessage`: `senderPhoneNumber`, `messageId`, `sendTime`, `agentId`,
 //!   `text`), and when a message's TTL passes undelivered, the server event
 //!   `TTL_EXPIRATION_REVOKED` (<https://developers.google.com/business-communications/rcs-business-messaging/guides/build/events>):
-//!   the message is then never delivered.
+//!   the message is then never delivered. `TTL_EXPIRATION_REVOKE_FAILED` (expiry racing a
+//!   delivery in progress) is not simulated: here a message is either delivered or expired.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};

@@ -172,6 +172,7 @@ pub fn handle(state: &mut State, req: &Request, now: SystemTime) -> Reply {
             "type": "private",
             "first_name": state.chats.get(&chat_id).map(String::as_str).unwrap_or("Test User"),
         }),
+        // A `@channelusername`: the simulator keeps no channels, so every one gets this id.
         Err(_) => json!({
             "id": -1_001_234_567_890_i64,
             "type": "channel",
