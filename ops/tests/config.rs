@@ -834,3 +834,69 @@ fn inbound_and_retention_settings_default_and_are_checked() {
         assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
     }
 }
+
+#[test]
+fn smtp_relays_carry_email_at_a_flat_price() {
+    let tenant = format!(
+        "[[tenants]]\nname = \"a\"\napi_keys = [{:?}]\n\n",
+        hash_api_key("k")
+    );
+    std::env::set_var("SWITCHYARD_TEST_SMTP_PASSWORD", "from-the-environment");
+    let ok = parse(&format!(
+        "{tenant}[[carriers]]\nname = \"Relay\"\nchannels = [\"email\"]\n\n\
+         [carriers.smtp]\nhost = \"smtp.example.net\"\nusername = \"apikey\"\n\
+         password_env = \"SWITCHYARD_TEST_SMTP_PASSWORD\"\nprice = \"0.0004\"\ncurrency = \"USD\"\n\
+         from = \"noreply@acme.example\"\nmax_connections = 8\n\n\
+         [routing]\nbase_currency = \"EUR\"\n\n[routing.fx]\nUSD = \"0.9\"\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let smtp = ok.carriers[0].smtp.as_ref().unwrap();
+    assert_eq!(smtp.security, config::SmtpSecurity::StartTls);
+    assert_eq!(smtp.port, 587, "the submission port with STARTTLS");
+    assert_eq!(smtp.max_connections, 8);
+    assert_eq!(smtp.default_from.as_deref(), Some("noreply@acme.example"));
+    let creds = smtp.credentials.as_ref().unwrap();
+    assert_eq!(creds.password, "from-the-environment");
+    assert!(
+        !format!("{smtp:?}").contains("from-the-environment"),
+        "secrets stay out of logs"
+    );
+    let rc = ok
+        .routing_config(&examples_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = switchyard_routing::RoutingTable::build(
+        std::sync::Arc::new(rc),
+        1_750_000_000,
+        std::time::Instant::now(),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let email = table.flat_candidates(switchyard_routing::Channel::Email);
+    assert_eq!(email.len(), 1);
+    assert_eq!(
+        email[0].cost.to_string(),
+        "0.00036",
+        "converted to the base currency"
+    );
+
+    let errs = errors(&format!(
+        "{tenant}[[carriers]]\nname = \"NoRelay\"\nchannels = [\"email\"]\n\n\
+         [[carriers]]\nname = \"Bad\"\nchannels = [\"email\"]\n\n\
+         [carriers.smtp]\nhost = \"h\"\nsecurity = \"ssl\"\nfrom = \"not an address\"\n\
+         password_env = \"SWITCHYARD_TEST_UNSET_VARIABLE\"\n\n\
+         [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\nsmpp = {{ sandbox = true, system_id = \"x\" }}\n\n\
+         [carriers.smtp]\nhost = \"h\"\nprice = \"0.1\"\n\n\
+         [[decks]]\ncarrier = \"Bad\"\nchannel = \"email\"\nsandbox = true\n"
+    ));
+    for path in [
+        "carriers[0].channels",
+        "carriers[1].smtp.price",
+        "carriers[1].smtp.security",
+        "carriers[1].smtp.from",
+        "carriers[1].smtp.password_env",
+        "carriers[2].smtp",
+        "decks[0].channel",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}

@@ -19,15 +19,17 @@ const KEY: &str = "acme-email-key";
 
 /// An aiosmtpd relay storing what it accepts in `out`.
 fn relay(out: &Path) -> Process {
+    relay_with(out, &[])
+}
+
+/// [`relay`] with more arguments (`--starttls CERT KEY`, `--tls CERT KEY`, `--auth U:P`).
+fn relay_with(out: &Path, args: &[&str]) -> Process {
     let python = std::env::var("SWITCHYARD_PYTHON")
         .unwrap_or_else(|_| "/tmp/switchyard-venv/bin/python".into());
     let script = workspace_root().join("tests/interop/smtp_relay.py");
-    Process::start(
-        Path::new(&python),
-        &[script.to_str().unwrap(), out.to_str().unwrap()],
-        1,
-    )
-    .unwrap()
+    let mut all = vec![script.to_str().unwrap(), out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    Process::start(Path::new(&python), &all, 1).unwrap()
 }
 
 fn port(p: &Process) -> u16 {
@@ -40,8 +42,25 @@ fn port(p: &Process) -> u16 {
         .unwrap()
 }
 
-/// A gateway whose only carriers are SMTP relays: (name, port, price, priority).
+/// A gateway whose only carriers are SMTP relays without TLS: (name, port, price, priority).
 fn gateway(dir: &TempDir, relays: &[(&str, u16, &str, u8)]) -> (Process, Client) {
+    let relays: Vec<_> = relays
+        .iter()
+        .map(|&(name, port, price, priority)| {
+            (name, port, price, priority, "security = \"none\"\n")
+        })
+        .collect();
+    gateway_with(dir, &relays)
+}
+
+/// Writes the config of a gateway whose only carriers are SMTP relays (name, port, price,
+/// priority, more `[carriers.smtp]` lines) and starts it.
+fn gateway_with(dir: &TempDir, relays: &[(&str, u16, &str, u8, &str)]) -> (Process, Client) {
+    write_config(dir, relays);
+    start(dir)
+}
+
+fn write_config(dir: &TempDir, relays: &[(&str, u16, &str, u8, &str)]) {
     let mut toml = String::new();
     writeln!(
         toml,
@@ -52,16 +71,20 @@ fn gateway(dir: &TempDir, relays: &[(&str, u16, &str, u8)]) -> (Process, Client)
         hash_key(KEY).unwrap()
     )
     .unwrap();
-    for (name, port, price, priority) in relays {
+    for (name, port, price, priority, extra) in relays {
         writeln!(
             toml,
             "[[carriers]]\nname = {name:?}\nchannels = [\"email\"]\npriority = {priority}\n\n\
-             [carriers.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+             [carriers.smtp]\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\
              price = \"{price}\"\ntimeout_s = 5\nfrom = \"noreply@acme.example\"\n"
         )
         .unwrap();
     }
     std::fs::write(dir.join("switchyard.toml"), toml).unwrap();
+}
+
+/// Starts switchyard on the config in `dir` (again, after a crash).
+fn start(dir: &TempDir) -> (Process, Client) {
     let exe = binary("switchyard-gateway", "switchyard").unwrap();
     let config = dir.join("switchyard.toml").display().to_string();
     let gw = Process::start(&exe, &["serve", "--config", &config], 1).unwrap();
@@ -274,4 +297,83 @@ fn email_requests_are_checked_field_by_field() {
         json!({"to": "+447911123456", "from": "Acme", "body": "b"}),
     );
     assert!(status >= 400, "{problem}");
+}
+
+#[test]
+fn starttls_and_auth_with_the_relay_ca_and_a_password_from_the_environment() {
+    let dir = TempDir::new("email-tls").unwrap();
+    let pki = switchyard_tests::pki::make(&dir.path, "relay", &["127.0.0.1"]).unwrap();
+    for (security, flag) in [("starttls", "--starttls"), ("tls", "--tls")] {
+        let out = dir.join(security);
+        let smtp = relay_with(
+            &out,
+            &[flag, &pki.cert, &pki.key, "--auth", "mailer:s3cret"],
+        );
+        let extra = format!(
+            "security = \"{security}\"\ntls_ca = {:?}\nusername = \"mailer\"\n\
+             password_env = \"SWITCHYARD_TEST_RELAY_PASSWORD\"\n",
+            pki.ca
+        );
+        write_config(&dir, &[("Relay", port(&smtp), "0.0004", 100, &extra)]);
+        // The child inherits the variable (only this test reads it).
+        std::env::set_var("SWITCHYARD_TEST_RELAY_PASSWORD", "s3cret");
+        let (mut gw, mut client) = start(&dir);
+        let (s, accepted) = send(
+            &mut client,
+            json!({"channel": "email", "to": "ana@example.org", "subject": "Over TLS", "body": "Hello"}),
+        );
+        assert_eq!(s, 202, "{accepted}");
+        until_status(&mut client, accepted["id"].as_str().unwrap(), "sent");
+        let (_, data) = received(&out, 1);
+        assert!(data.contains("Subject: Over TLS"), "{data}");
+        let log = std::fs::read_to_string(out.join("auth.log")).unwrap();
+        assert_eq!(log, "ok mailer\n", "{security}: one login, over TLS");
+        gw.terminate().unwrap();
+    }
+}
+
+#[test]
+fn accepted_emails_survive_kill_9_while_the_relay_defers_them() {
+    let dir = TempDir::new("email-crash").unwrap();
+    let out = dir.join("relay");
+    // A relay that defers every recipient (451): the emails stay in the gateway, retried.
+    let deferring = relay_with(&dir.join("deferring"), &["--defer-all"]);
+    let (mut gw, mut client) = gateway(&dir, &[("Relay", port(&deferring), "0.0004", 100)]);
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let (s, accepted) = send(
+            &mut client,
+            json!({"channel": "email", "to": format!("user{i}@example.org"), "subject": format!("n{i}"), "body": "Hello"}),
+        );
+        assert_eq!(s, 202, "{accepted}");
+        ids.push(accepted["id"].as_str().unwrap().to_owned());
+    }
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    // The gateway restarts with a relay that takes mail: every accepted email goes out, once.
+    let smtp = relay(&out);
+    write_config(
+        &dir,
+        &[("Relay", port(&smtp), "0.0004", 100, "security = \"none\"\n")],
+    );
+    let (_gw, mut client) = start(&dir);
+    for id in &ids {
+        until_status(&mut client, id, "sent");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in 1..=ids.len() as u32 {
+        let (_, data) = received(&out, n);
+        let id = data
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: <"))
+            .and_then(|l| l.split('@').next())
+            .unwrap()
+            .to_owned();
+        assert!(seen.insert(id), "sent twice: {data}");
+    }
+    assert!(
+        !out.join(format!("{}.eml", ids.len() + 1)).exists(),
+        "no extra email"
+    );
+    assert_eq!(seen, ids.iter().cloned().collect());
 }
