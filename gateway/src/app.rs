@@ -232,7 +232,7 @@ pub async fn start(
             store.clone(),
             dispatcher.clone(),
             voice.as_ref().map(|(v, _)| v.clone()),
-            email.clone(),
+            Some(email.clone()),
             until,
             shutdown_rx.clone(),
         ));
@@ -262,7 +262,7 @@ pub async fn start(
                     .as_ref()
                     .map(|(v, _)| v.clone() as Arc<crate::submit::CallPlacer>),
             )
-            .with_mail(email.clone().map(|e| e as Arc<crate::submit::Mailer>)),
+            .with_mail(Some(email.clone() as Arc<crate::submit::Mailer>)),
         smpp: smpp_server.as_ref().map(|h| h.server().clone()),
     };
     numbers.await.context("loading the phone-number metadata")?;
@@ -535,8 +535,8 @@ struct Reloader {
     sip: Option<tokio::sync::mpsc::Sender<crate::sip::proxy::Reconfigure>>,
     /// The SMPP server for tenants, when `[smpp_server]` runs.
     smpp_server: Option<crate::smpp_server::Handle>,
-    /// The email engine, when a carrier has an SMTP relay.
-    email: Option<Arc<crate::email::Email>>,
+    /// The email engine (with no relay until one is configured).
+    email: Arc<crate::email::Email>,
 }
 
 /// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
@@ -583,6 +583,7 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
     // Everything that can fail is checked before anything changes.
     let binds = Binds::plan(&next, r.sandbox, base_dir)?;
     let sip = crate::sip::transport::plan(&next, base_dir)?;
+    let relays = crate::email::Email::plan(&next, base_dir)?;
     let router = &state.dispatcher.router;
     let routing = next
         .routing_config(base_dir)
@@ -613,9 +614,7 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
     state.tenant_limits.reload(&next);
     state.dispatcher.set_weights(&next);
-    if let Some(email) = &r.email {
-        email.reload(&next, &r.base_dir)?;
-    }
+    r.email.commit(relays);
     if let (Some(tx), Some(plan)) = (&r.sip, sip) {
         if tx.try_send(plan).is_err() {
             tracing::warn!("the SIP proxy did not take the reload (busy or stopped)");

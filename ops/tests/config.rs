@@ -53,10 +53,12 @@ fn pos(errs: &ConfigErrors, path: &str) -> (u32, Option<u32>) {
 fn example_loads_and_builds_a_routing_table() {
     let (cfg, rc) = config::check(example()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.tenants.len(), 2);
-    assert_eq!(cfg.carriers.len(), 2);
+    assert_eq!(cfg.carriers.len(), 3);
     assert_eq!(cfg.decks.len(), 3);
     assert_eq!(rc.decks.len(), 3);
-    assert_eq!(rc.carriers.len(), 2);
+    assert_eq!(rc.carriers.len(), 3);
+    let relay = cfg.carrier("Postbox Relay").unwrap();
+    assert_eq!(relay.smtp.as_ref().unwrap().port, 587);
     assert_eq!(rc.plans.len(), 2);
     assert_eq!(rc.fx.len(), 2);
     let nw = cfg.carrier("Northwind Telecom").unwrap();

@@ -62,6 +62,10 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// Relays built for a reload, not yet in use ([`Email::plan`], [`Email::commit`]).
+#[derive(Debug)]
+pub(crate) struct Relays(HashMap<String, Arc<Relay>>);
+
 /// The email engine. Shared (`Arc`) by the accept pipeline and its runner.
 #[derive(Debug)]
 pub(crate) struct Email {
@@ -89,19 +93,16 @@ enum Verdict {
 }
 
 impl Email {
-    /// Starts the engine when some carrier has the email channel; `None` otherwise (the API
-    /// then refuses email).
+    /// Starts the engine with the relays of `config` (none is fine: email is refused until a
+    /// reload adds one).
     pub(crate) fn start(
         config: &Config,
         base_dir: &std::path::Path,
         router: Arc<Router>,
         updates: UpdateSink,
         shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<Option<Arc<Email>>> {
+    ) -> anyhow::Result<Arc<Email>> {
         let relays = relays(config, base_dir)?;
-        if relays.is_empty() {
-            return Ok(None);
-        }
         let (queue, rx) = mpsc::channel(MAX_QUEUED);
         let email = Arc::new(Email {
             relays: ArcSwap::from_pointee(relays),
@@ -110,13 +111,17 @@ impl Email {
             updates,
         });
         tokio::spawn(email.clone().run(rx, shutdown));
-        Ok(Some(email))
+        Ok(email)
+    }
+
+    /// The relays of a configuration being reloaded (checked before anything changes).
+    pub(crate) fn plan(config: &Config, base_dir: &std::path::Path) -> anyhow::Result<Relays> {
+        Ok(Relays(relays(config, base_dir)?))
     }
 
     /// Takes the relays of a reloaded configuration (emails in flight finish on the old ones).
-    pub(crate) fn reload(&self, config: &Config, base_dir: &std::path::Path) -> anyhow::Result<()> {
-        self.relays.store(Arc::new(relays(config, base_dir)?));
-        Ok(())
+    pub(crate) fn commit(&self, relays: Relays) {
+        self.relays.store(Arc::new(relays.0));
     }
 
     /// Hands an email left unfinished by the last run to a relay again.
@@ -299,6 +304,9 @@ impl Connector<EmailJob> for Email {
     fn quote(&self, job: &EmailJob) -> Result<Quote, SubmitError> {
         if self.queue.capacity() == 0 {
             return Err(SubmitError::EmailsFull);
+        }
+        if self.relays.load().is_empty() {
+            return Err(SubmitError::EmailUnavailable);
         }
         let (carrier, price) = self
             .ranked(job)?
