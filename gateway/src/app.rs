@@ -131,7 +131,9 @@ pub async fn start(
         Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
 
     let router = Arc::new(Router::new(build_table(&config, &base_dir, None)?));
-    let (updates, updates_task) = UpdateSink::start(store.clone(), 65_536, None);
+    // Status changes feed the flows (one message over several channels).
+    let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (updates, updates_task) = UpdateSink::start(store.clone(), 65_536, Some(applied_tx));
     let carriers: Vec<String> = config.carriers.iter().map(|c| c.name.clone()).collect();
     let dispatcher = Arc::new(Dispatcher::new(
         router.clone(),
@@ -242,28 +244,39 @@ pub async fn start(
         .install_recorder()
         .ok();
     let auth: Box<dyn Authenticator> = Box::new(ConfigKeys(config.clone()));
+    let limits = api::validate::Limits {
+        max_call_s: u32::try_from(config.voice.max_duration.as_secs()).unwrap_or(u32::MAX),
+        egress,
+        ..api::validate::Limits::default()
+    };
+    let submit = submit
+        .with_calls(
+            voice
+                .as_ref()
+                .map(|(v, _)| v.clone() as Arc<crate::submit::CallPlacer>),
+        )
+        .with_mail(Some(email.clone() as Arc<crate::submit::Mailer>));
+    let flows = crate::flows::Flows::start(
+        store.clone(),
+        submit.clone(),
+        api::flows::builder(limits.clone()),
+        updates.clone(),
+        applied_rx,
+        shutdown_rx.clone(),
+    );
     let state = AppState {
         auth: Arc::new(ArcSwap::from_pointee(auth)),
         store,
         dispatcher: dispatcher.clone(),
         binds: binds.table(),
         metrics,
-        limits: api::validate::Limits {
-            max_call_s: u32::try_from(config.voice.max_duration.as_secs()).unwrap_or(u32::MAX),
-            egress,
-            ..api::validate::Limits::default()
-        },
+        limits,
         tenant_limits,
         idempotency: Arc::new(Idempotency::default()),
         events: hub,
-        submit: submit
-            .with_calls(
-                voice
-                    .as_ref()
-                    .map(|(v, _)| v.clone() as Arc<crate::submit::CallPlacer>),
-            )
-            .with_mail(Some(email.clone() as Arc<crate::submit::Mailer>)),
+        submit,
         smpp: smpp_server.as_ref().map(|h| h.server().clone()),
+        flows,
     };
     numbers.await.context("loading the phone-number metadata")?;
     let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;

@@ -360,6 +360,7 @@ impl KeywordReplies {
             smpp: None,
             udh: None,
             data_coding: None,
+            flow: None,
         };
         match self
             .submit

@@ -38,6 +38,7 @@ pub mod domain;
 pub(crate) mod egress;
 pub(crate) mod email;
 pub(crate) mod events;
+pub(crate) mod flows;
 pub(crate) mod inbound;
 pub mod number;
 pub(crate) mod sandbox;

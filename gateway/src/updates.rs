@@ -44,7 +44,8 @@ impl UpdateTask {
     }
 }
 
-/// What applying updates produced, for whoever reacts to status changes (events, metrics).
+/// Status changes that applying updates produced ([`Applied::Moved`]), for whoever reacts to
+/// them (flows).
 pub(crate) type AppliedTx = mpsc::UnboundedSender<Applied>;
 
 impl UpdateSink {
@@ -152,7 +153,7 @@ async fn run(
         match result {
             Ok(results) => {
                 for (reply, applied_one) in replies.into_iter().zip(results) {
-                    if let Some(tx) = &applied {
+                    if let (Some(tx), Applied::Moved { .. }) = (&applied, &applied_one) {
                         let _ = tx.send(applied_one.clone());
                     }
                     if let Some(reply) = reply {

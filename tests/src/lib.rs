@@ -13,6 +13,7 @@ pub mod pki;
 pub mod sink;
 pub mod sip;
 pub mod sipp;
+pub mod smtp;
 pub mod sse;
 
 use std::io::{BufRead, BufReader};

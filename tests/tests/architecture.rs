@@ -75,7 +75,7 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["admission"],
     &["submit"],
     &["inbound", "sip", "events", "sandbox"],
-    &["smpp", "smpp_server", "voice", "email"],
+    &["smpp", "smpp_server", "voice", "email", "flows"],
     &["api"],
     &["app"],
 ];

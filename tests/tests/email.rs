@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use switchyard_tests::gateway::{hash_key, TempDir};
 use switchyard_tests::http::Client;
-use switchyard_tests::{binary, workspace_root, Process};
+use switchyard_tests::{binary, smtp, Process};
 
 /// Longest wait for a status.
 const WAIT: Duration = Duration::from_secs(30);
@@ -24,22 +24,11 @@ fn relay(out: &Path) -> Process {
 
 /// [`relay`] with more arguments (`--starttls CERT KEY`, `--tls CERT KEY`, `--auth U:P`).
 fn relay_with(out: &Path, args: &[&str]) -> Process {
-    let python = std::env::var("SWITCHYARD_PYTHON")
-        .unwrap_or_else(|_| "/tmp/switchyard-venv/bin/python".into());
-    let script = workspace_root().join("tests/interop/smtp_relay.py");
-    let mut all = vec![script.to_str().unwrap(), out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    Process::start(Path::new(&python), &all, 1).unwrap()
+    smtp::relay(out, args).unwrap()
 }
 
 fn port(p: &Process) -> u16 {
-    p.address("listening")
-        .unwrap()
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .parse()
-        .unwrap()
+    smtp::port(p).unwrap()
 }
 
 /// A gateway whose only carriers are SMTP relays without TLS: (name, port, price, priority).

@@ -490,6 +490,7 @@ fn recipient_draft(
         smpp: None,
         udh: None,
         data_coding: None,
+        flow: None,
     })
 }
 

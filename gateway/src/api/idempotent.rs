@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use super::problem::{json_problem, Problem};
 use super::{AppState, Tenant};
-use crate::api::idempotency::{Begin, InFlight, KeyedRequest};
+pub(crate) use crate::api::idempotency::InFlight;
+use crate::api::idempotency::{Begin, KeyedRequest};
 use crate::domain::RequestRecord;
 use crate::domain::UnixMs;
 
@@ -171,5 +172,9 @@ pub(crate) fn record<T: Serialize>(
     if idempotency.is_none() && batch.is_none() {
         return Ok(None);
     }
-    Ok(Some(Arc::new(RequestRecord { idempotency, batch })))
+    Ok(Some(Arc::new(RequestRecord {
+        idempotency,
+        batch,
+        flow: None,
+    })))
 }

@@ -69,6 +69,11 @@ pub(crate) async fn send(
         Start::Replay(response) => return Ok(response),
         Start::Run(guard) => guard,
     };
+    if super::flows::is_flow(&raw) {
+        let answer = super::flows::send(&state, &caller, &raw, running.as_ref()).await;
+        drop(running);
+        return answer;
+    }
     let tenant = caller.0.clone();
     let req: SendRequest = raw.parse()?;
     let sms: ValidSms = validate(req, &state.limits)?;
@@ -254,18 +259,20 @@ fn parse_id(raw: &str) -> Result<MessageId, Problem> {
 /// `GET /v1/messages/{id}`.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
     params(("id" = String, Path, description = "Message id (msg_…)")),
-    responses((status = 200, body = MessageView), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, description = "A message, or a flow (`mode` set) with its steps", body = MessageView), (status = 401, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Tenant(tenant, _): Tenant,
     Path(id): Path<String>,
-) -> Result<Json<MessageView>, Problem> {
+) -> Result<Response, Problem> {
     let id = parse_id(&id)?;
-    match state.store.get(&tenant, id).await {
-        Ok(Some(r)) => Ok(Json(r.into())),
-        Ok(None) => Err(Problem::not_found("message")),
-        Err(e) => Err(e.into()),
+    if let Some(r) = state.store.get(&tenant, id).await? {
+        return Ok(Json(MessageView::from(r)).into_response());
+    }
+    match state.store.flow(&tenant, id).await? {
+        Some(f) => Ok(Json(super::flows::FlowView::from(f)).into_response()),
+        None => Err(Problem::not_found("message")),
     }
 }
 

@@ -22,6 +22,7 @@
 pub(crate) mod batches;
 pub(crate) mod calls;
 pub(crate) mod events;
+pub(crate) mod flows;
 pub(crate) mod idempotency;
 pub(crate) mod idempotent;
 pub(crate) mod inbound;
@@ -94,6 +95,8 @@ pub(crate) struct AppState {
     pub(crate) submit: crate::submit::Submitter,
     /// The SMPP server for tenants, when `[smpp_server]` runs.
     pub(crate) smpp: Option<std::sync::Arc<crate::smpp_server::Server>>,
+    /// Flows (one message over several channels) in progress.
+    pub(crate) flows: crate::flows::Flows,
 }
 
 impl std::fmt::Debug for AppState {

@@ -166,6 +166,8 @@ pub struct NewMessage {
     /// For an email: its subject, HTML part and reply-to; `None` otherwise. The channel is
     /// "email" exactly when set (`to` and `from` are then email addresses).
     pub email: Option<super::EmailSpec>,
+    /// The flow this message is a step of, if any.
+    pub flow: Option<super::FlowLink>,
     /// Records of the request that accepted it (idempotency key, batch), written in the same
     /// transaction as the message. Only the first message of a request carries them; never
     /// read back here.

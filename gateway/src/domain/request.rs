@@ -10,6 +10,8 @@ pub struct RequestRecord {
     pub idempotency: Option<IdempotencyRecord>,
     /// The batch, for `POST /v1/messages/batch`.
     pub batch: Option<BatchRecord>,
+    /// The flow the request starts (its first deliveries are the request's messages).
+    pub flow: Option<super::FlowWrite>,
 }
 
 /// A response kept for an `Idempotency-Key`.

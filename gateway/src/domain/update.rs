@@ -111,6 +111,8 @@ pub enum Update {
     },
     /// A scheduled message gets new content before it is due.
     Replace(Box<Replacement>),
+    /// A flow skipped a step or ended.
+    Flow(super::FlowWrite),
 }
 
 /// New content for a scheduled message that is not due yet (SMPP replace_sm). Applied only
@@ -174,6 +176,7 @@ impl Update {
             | Update::SegmentRejected { id, .. }
             | Update::Call { id, .. } => Some(*id),
             Update::Replace(r) => Some(r.id),
+            Update::Flow(_) => None,
             Update::Receipt(_)
             | Update::Inbound(_)
             | Update::Mo(_)

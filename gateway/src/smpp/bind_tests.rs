@@ -166,6 +166,18 @@ impl Store for FakeStore {
     fn calls(&self, _: &str, _: CallFilter) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         not_used()
     }
+
+    fn flow(
+        &self,
+        _: &str,
+        _: MessageId,
+    ) -> BoxFuture<'_, Result<Option<crate::domain::FlowRecord>, StoreError>> {
+        not_used()
+    }
+
+    fn running_flows(&self) -> BoxFuture<'_, Result<Vec<crate::domain::FlowRecord>, StoreError>> {
+        not_used()
+    }
 }
 
 // ---- the SMSC ------------------------------------------------------------------------------

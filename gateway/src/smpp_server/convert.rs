@@ -247,6 +247,7 @@ pub(crate) fn draft(
         }),
         udh,
         data_coding,
+        flow: None,
     })
 }
 

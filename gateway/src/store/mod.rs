@@ -16,8 +16,8 @@ pub mod sqlite;
 use futures::future::BoxFuture;
 
 use crate::domain::{
-    Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
-    UnixMs, Update,
+    Applied, CallFilter, CallRecord, FlowRecord, HeldPart, ListFilter, MessageId, MessageRecord,
+    NewMessage, UnixMs, Update,
 };
 use crate::domain::{BatchSummary, IdempotencyRecord};
 
@@ -123,6 +123,16 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         id: &str,
     ) -> BoxFuture<'_, Result<Option<BatchSummary>, StoreError>>;
+
+    /// A flow of `tenant` with its deliveries; `None` if it is not theirs.
+    fn flow(
+        &self,
+        tenant: &str,
+        id: MessageId,
+    ) -> BoxFuture<'_, Result<Option<FlowRecord>, StoreError>>;
+
+    /// Every running flow with its deliveries, oldest first (read at start).
+    fn running_flows(&self) -> BoxFuture<'_, Result<Vec<FlowRecord>, StoreError>>;
 
     /// Call detail records of `tenant`, newest first (written with [`Update::Call`]).
     fn calls(

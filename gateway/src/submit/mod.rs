@@ -136,6 +136,8 @@ pub(crate) struct Draft {
     pub(crate) udh: Option<Vec<u8>>,
     /// An SMPP data_coding to send as is (message class, message waiting, auto-deletion).
     pub(crate) data_coding: Option<u8>,
+    /// The flow this message is a step of.
+    pub(crate) flow: Option<crate::domain::FlowLink>,
 }
 
 impl Draft {
@@ -779,6 +781,7 @@ fn message(
         batch_id: draft.batch_id,
         voice,
         email,
+        flow: draft.flow,
         request: None,
         smpp: draft.smpp,
         udh: draft.udh,

@@ -26,6 +26,10 @@ pub(crate) struct SendRequest {
     pub(crate) to: Recipient,
     /// `"sms"` (the default), `"voice"` (a notification call) or `"email"`.
     pub(crate) channel: Option<String>,
+    /// `"single"` (the default: one channel). `"cascade"`, `"primary_backup"` and
+    /// `"all_channels"` send one message over several channels (`channels`, see the flows
+    /// documentation).
+    pub(crate) mode: Option<String>,
     /// E.164 number, short code, or alphanumeric sender id (≤ 11 characters); the caller id
     /// (E.164) of a voice call; the sender's email address for email (optional there: the
     /// relay's `from` when left out). Required for SMS and voice.
@@ -178,12 +182,20 @@ impl ValidSms {
             smpp: None,
             udh: None,
             data_coding: None,
+            flow: None,
         }
     }
 }
 
 /// Checks everything; the first problem found is returned.
 pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
+    if req.mode.as_deref().is_some_and(|m| m != "single") {
+        return Err(Problem::invalid(
+            "mode",
+            "invalid_mode",
+            "a step of a flow is sent on one channel: mode is \"single\" there",
+        ));
+    }
     if req.channel.as_deref() == Some("email") {
         return email(req, limits);
     }

@@ -20,8 +20,8 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
          priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-         created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email) \
-         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+         created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step) \
+         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
     )?;
     let mut history = conn.prepare_cached(HISTORY_INSERT)?;
     for m in messages {
@@ -66,6 +66,8 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             m.udh,
             m.data_coding,
             email,
+            m.flow.map(|f| f.flow.0),
+            m.flow.map(|f| f.step),
         ])?;
         history.execute(params![
             m.id.0,
@@ -178,6 +180,10 @@ pub(super) fn apply_update(
         Update::Inbound(m) => super::inbound::insert(conn, m),
         Update::Mo(w) => super::inbound::apply_mo(conn, w),
         Update::Events(w) => super::events::apply(conn, w),
+        Update::Flow(w) => {
+            super::flows::write(conn, w)?;
+            Ok(Applied::NoChange)
+        }
         Update::Replace(r) => {
             let changed = conn
                 .prepare_cached(

@@ -530,6 +530,7 @@ mod tests {
             batch_id: None,
             voice: None,
             email: None,
+            flow: None,
             request: None,
             smpp: None,
             udh: None,

@@ -23,6 +23,7 @@
 mod apply;
 mod calls;
 mod events;
+mod flows;
 mod inbound;
 mod read;
 mod receipts;
@@ -53,7 +54,7 @@ use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
 };
-use crate::domain::{BatchSummary, IdempotencyRecord};
+use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord};
 
 /// Tuning for [`SqliteStore`]. The defaults suit the gateway; tests shrink them.
 #[derive(Clone, Debug)]
@@ -412,6 +413,19 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Option<BatchSummary>, StoreError>> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.read(move |conn| tenancy::batch(conn, &tenant, &id))
+    }
+
+    fn flow(
+        &self,
+        tenant: &str,
+        id: MessageId,
+    ) -> BoxFuture<'_, Result<Option<FlowRecord>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| flows::get(conn, &tenant, id))
+    }
+
+    fn running_flows(&self) -> BoxFuture<'_, Result<Vec<FlowRecord>, StoreError>> {
+        self.read(flows::running)
     }
 
     fn calls(

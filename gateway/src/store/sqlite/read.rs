@@ -100,7 +100,7 @@ impl ReadPool {
 
 /// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
 const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
-     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding, email";
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding, email, flow_id, flow_step";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     let tags: String = row.get(13)?;
@@ -139,6 +139,16 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
             email: row
                 .get::<_, Option<String>>(26)?
                 .and_then(|v| serde_json::from_str(&v).ok()),
+            flow: match (
+                row.get::<_, Option<i64>>(27)?,
+                row.get::<_, Option<u8>>(28)?,
+            ) {
+                (Some(flow), Some(step)) => Some(crate::domain::FlowLink {
+                    flow: MessageId(flow),
+                    step,
+                }),
+                _ => None,
+            },
         },
         status: status_column(row, 2)?,
         updated_at: row.get(19)?,

@@ -39,6 +39,8 @@
 //! - (v8) `messages_scheduled`: a partial index over `(scheduled_at, id)` of the scheduled messages
 //!   still `accepted`, walked by the scheduler as they come due.
 //! - (v11) `messages.email`: an email's subject, HTML part and reply-to (JSON).
+//! - (v12) `flows`: flows (modes over several channels) with their steps (JSON), state and
+//!   skipped steps; `messages.flow_id`/`flow_step` link each delivery to its flow (indexed).
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -307,6 +309,24 @@ ALTER TABLE messages ADD COLUMN data_coding INTEGER;
     // An email keeps its subject, HTML part and reply-to (JSON); its `encoding` is 'email'.
     r#"
 ALTER TABLE messages ADD COLUMN email TEXT;
+"#,
+    // Flows: one message to a person over several channels. Each delivery is a message that
+    // names its flow and step; running flows are read back at start.
+    r#"
+CREATE TABLE flows (
+    id         INTEGER PRIMARY KEY,
+    tenant     TEXT    NOT NULL,
+    mode       TEXT    NOT NULL,
+    steps      TEXT    NOT NULL,
+    state      TEXT    NOT NULL,
+    skipped    TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX flows_running ON flows (id) WHERE state = 'running';
+ALTER TABLE messages ADD COLUMN flow_id INTEGER;
+ALTER TABLE messages ADD COLUMN flow_step INTEGER;
+CREATE INDEX messages_flow ON messages (flow_id, flow_step) WHERE flow_id IS NOT NULL;
 "#,
 ];
 

@@ -10,9 +10,12 @@ use crate::domain::{BatchRecord, BatchSummary, IdempotencyRecord, RequestRecord}
 /// [`super::retention`]).
 pub(crate) const IDEMPOTENCY_TTL_MS: UnixMs = 24 * 3600 * 1000;
 
-/// Writes a request's batch row and idempotency key (inside the writer's transaction, with the
+/// Writes a request's flow, batch row and idempotency key (inside the writer's transaction, with the
 /// messages). A key stored twice fails the whole request: its messages are not stored either.
 pub(super) fn write_request(conn: &Connection, r: &RequestRecord) -> rusqlite::Result<()> {
+    if let Some(f) = &r.flow {
+        super::flows::write(conn, f)?;
+    }
     if let Some(b) = &r.batch {
         conn.prepare_cached(
             "INSERT INTO batches (id, tenant, created_at, recipients, accepted, rejected) \
@@ -162,6 +165,7 @@ mod tests {
             batch_id: batch.map(str::to_owned),
             voice: None,
             email: None,
+            flow: None,
             request,
             smpp: None,
             udh: None,
@@ -194,6 +198,7 @@ mod tests {
                 accepted: 2,
                 rejected: 1,
             }),
+            flow: None,
         });
         let a = MessageId::generate(now);
         let b = MessageId::generate(now);
@@ -238,6 +243,7 @@ mod tests {
         let again = Arc::new(RequestRecord {
             idempotency: Some(key("h2")),
             batch: None,
+            flow: None,
         });
         let c = MessageId::generate(now);
         assert!(store

@@ -69,6 +69,7 @@ fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         batch_id: None,
         voice: None,
         email: None,
+        flow: None,
         request: None,
         smpp: None,
         udh: None,
@@ -1192,6 +1193,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
                 accepted: 1,
                 rejected: 0,
             }),
+            flow: None,
         }))
     };
     let mut all = Vec::new();
@@ -1508,6 +1510,7 @@ async fn an_idempotency_key_past_24_hours_can_be_used_again_even_if_kept() {
                 created_at: at,
             }),
             batch: None,
+            flow: None,
         }));
         m
     };

@@ -1,0 +1,444 @@
+//! `POST /v1/messages` with `mode`: one message to a person over several channels (a flow; see
+//! [`crate::flows`]), and how `GET /v1/messages/{id}` shows one.
+//!
+//! ```json
+//! {"mode": "cascade",
+//!  "to": {"phone": "+447911123456", "email": "ana@example.org"},
+//!  "from": "Acme", "body": "Your code is 1234",
+//!  "channels": [
+//!    {"channel": "email", "from": "alerts@acme.example", "subject": "Your code", "timeout_s": 60},
+//!    {"channel": "sms", "success": "delivered"}]}
+//! ```
+//!
+//! Each step is a single-channel send: the fields outside `channels` are shared, a step's own
+//! fields override them, and `to` gives each channel its address (`phone` for SMS and voice,
+//! `email` for email; a plain string serves the channels it fits). Every step is checked as a
+//! single send would be before anything is stored (422 naming the step); the steps' requests
+//! are stored with the flow and checked again when each starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::idempotent::{self, InFlight, RawJson};
+use super::messages::{rfc3339, Delivery};
+use super::problem::Problem;
+use super::validate::{self, validate, SendRequest, ValidSms};
+use super::{AppState, Tenant};
+use crate::domain::{
+    decide, encoding_name, now_ms, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep,
+    FlowWrite, MessageId, Success,
+};
+use crate::submit::{Placement, Prepared};
+
+/// Most steps in a flow.
+const MAX_STEPS: usize = 8;
+/// Longest time limit of a step (7 days).
+const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+
+/// The 202 answer to a flow.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct FlowAccepted {
+    /// The flow's id (`GET /v1/messages/{id}` shows it).
+    pub(crate) id: String,
+    /// "accepted".
+    pub(crate) status: &'static str,
+    /// `cascade`, `primary_backup` or `all_channels`.
+    pub(crate) mode: &'static str,
+    /// The deliveries started now (the first step, or every step for `all_channels`).
+    pub(crate) deliveries: Vec<Delivery>,
+}
+
+/// A flow as `GET /v1/messages/{id}` shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct FlowView {
+    /// Its id.
+    pub(crate) id: String,
+    /// `cascade`, `primary_backup` or `all_channels`.
+    pub(crate) mode: &'static str,
+    /// `running`, `succeeded` or `failed`.
+    pub(crate) status: &'static str,
+    /// Per step: channel, success condition, time limit, and its delivery (message id and
+    /// status) once started, or why it was skipped.
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) steps: Vec<Value>,
+    /// Accepted at.
+    pub(crate) created_at: String,
+    /// Last change of the flow itself.
+    pub(crate) updated_at: String,
+}
+
+impl From<FlowRecord> for FlowView {
+    fn from(f: FlowRecord) -> Self {
+        let steps = f
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut v = serde_json::json!({
+                    "step": i,
+                    "channel": s.channel,
+                    "success": s.success,
+                    "timeout_s": s.timeout_s,
+                });
+                let deliveries: Vec<Value> = f
+                    .deliveries
+                    .iter()
+                    .filter(|d| usize::from(d.step) == i)
+                    .map(|d| {
+                        serde_json::json!({
+                            "id": d.id.to_string(),
+                            "status": d.status,
+                            "started_at": rfc3339(d.started_at),
+                        })
+                    })
+                    .collect();
+                if let Some(d) = deliveries.first() {
+                    v["delivery"] = d.clone();
+                }
+                if let Some((_, reason)) = f.skipped.iter().find(|(s, _)| usize::from(*s) == i) {
+                    v["skipped"] = Value::String(reason.clone());
+                }
+                v
+            })
+            .collect();
+        FlowView {
+            id: f.id.to_string(),
+            mode: f.mode.as_str(),
+            status: f.state.as_str(),
+            steps,
+            created_at: rfc3339(f.created_at),
+            updated_at: rfc3339(f.updated_at),
+        }
+    }
+}
+
+/// Whether a send request asks for a flow (`mode` other than `single`).
+pub(crate) fn is_flow(raw: &RawJson) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Mode {
+        mode: Option<String>,
+    }
+    serde_json::from_slice::<Mode>(&raw.bytes)
+        .ok()
+        .and_then(|m| m.mode)
+        .is_some_and(|m| m != "single")
+}
+
+/// The draft builder the flow engine uses for later steps: the step's stored request, checked
+/// again as a single send.
+pub(crate) fn builder(limits: validate::Limits) -> Arc<crate::flows::DraftBuilder> {
+    Arc::new(move |tenant, request| {
+        let req: SendRequest =
+            serde_json::from_value(request.clone()).map_err(|e| e.to_string())?;
+        let valid = validate(req, &limits).map_err(|p| p.detail)?;
+        Ok(valid.into_draft(tenant))
+    })
+}
+
+/// A step: its rules and its checked single send.
+struct Step {
+    spec: FlowStep,
+    valid: ValidSms,
+}
+
+/// Accepts a flow: checks every step, starts the first step(s) in the same commit as the
+/// flow, and answers 202.
+pub(crate) async fn send(
+    state: &AppState,
+    caller: &Tenant,
+    raw: &RawJson,
+    running: Option<&InFlight>,
+) -> Result<Response, Problem> {
+    let tenant = caller.0.clone();
+    let body: Value = raw.parse()?;
+    let (mode, steps) = parse(body, &state.limits)?;
+    for step in &steps {
+        state.submit.check_priority(&tenant, step.valid.priority)?;
+        validate::check_callback_signing(
+            &state.events.directory,
+            &tenant,
+            step.valid.callback_url.as_deref(),
+        )?;
+    }
+    let now = now_ms();
+    let id = MessageId::generate(now);
+    let mut flow = FlowRecord {
+        id,
+        tenant: tenant.to_string(),
+        mode,
+        steps: steps.iter().map(|s| s.spec.clone()).collect(),
+        state: FlowState::Running,
+        skipped: Vec::new(),
+        created_at: now,
+        updated_at: now,
+        deliveries: Vec::new(),
+    };
+    // Start what the rules start now; a step refused here is skipped (the next one starts),
+    // and when none can start the first refusal is the answer.
+    let mut prepared: Vec<(Prepared, &Step)> = Vec::new();
+    let mut first_refusal: Option<Problem> = None;
+    for _ in 0..=steps.len() {
+        let Decision::Start(start) = decide(&flow, now) else {
+            break;
+        };
+        for k in start {
+            let Some(step) = steps.get(usize::from(k)) else {
+                continue;
+            };
+            let mut draft = step.valid.clone().into_draft(tenant.clone());
+            draft.flow = Some(FlowLink { flow: id, step: k });
+            let child = MessageId::generate(now);
+            match state.submit.prepare(draft, child, now, Placement::Now) {
+                Ok(p) => {
+                    flow.deliveries.push(crate::domain::FlowDelivery {
+                        step: k,
+                        id: child,
+                        status: crate::domain::Status::Accepted,
+                        started_at: now,
+                    });
+                    prepared.push((p, step));
+                }
+                Err(e) => {
+                    let problem = Problem::from(e);
+                    flow.skipped.push((k, problem.detail.clone()));
+                    first_refusal.get_or_insert(problem);
+                }
+            }
+        }
+        if !prepared.is_empty() {
+            break;
+        }
+    }
+    if prepared.is_empty() {
+        return Err(first_refusal.unwrap_or_else(|| {
+            Problem::invalid("channels", "flow_not_started", "no step could start")
+        }));
+    }
+    let reservation = state
+        .submit
+        .admit(&tenant, prepared.len() as u32, now)
+        .map_err(Problem::from)?;
+    let deliveries = prepared
+        .iter()
+        .map(|(p, step)| delivery(p, &step.valid))
+        .collect();
+    let accepted = FlowAccepted {
+        id: id.to_string(),
+        status: "accepted",
+        mode: mode.as_str(),
+        deliveries,
+    };
+    let mut record = idempotent::record(running, StatusCode::ACCEPTED, &accepted, None, now)?
+        .map(|r| (*r).clone())
+        .unwrap_or_default();
+    flow.deliveries.clear();
+    record.flow = Some(FlowWrite::Insert(Box::new(flow)));
+    state
+        .submit
+        .commit(
+            prepared.into_iter().map(|(p, _)| p).collect(),
+            Some(Arc::new(record)),
+            reservation,
+            Duration::ZERO,
+        )
+        .await
+        .map_err(Problem::from)?;
+    state.flows.track(id, tenant);
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// How the 202 shows a delivery.
+fn delivery(p: &Prepared, valid: &ValidSms) -> Delivery {
+    let m = &p.message;
+    let (channel, encoding, segments) = match (&valid.voice, &valid.email) {
+        (Some(_), _) => ("voice", "voice", 1),
+        (None, Some(_)) => ("email", "email", 1),
+        (None, None) => ("sms", encoding_name(Some(valid.encoding)), valid.segments),
+    };
+    Delivery {
+        id: m.id.to_string(),
+        channel,
+        to: m.to.clone(),
+        carrier: Some(p.quote.carrier.clone()),
+        segments,
+        encoding,
+        estimated_cost: p.quote.price.map(|p| p.amount.to_string()),
+        currency: p.quote.price.map(|p| p.currency.to_string()),
+    }
+}
+
+/// Reads the flow request: its mode and each step, checked as a single send.
+fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>), Problem> {
+    let Value::Object(mut common) = body else {
+        return Err(Problem::invalid(
+            "mode",
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    };
+    let mode = match common.remove("mode") {
+        Some(Value::String(m)) => match m.as_str() {
+            "cascade" | "failover" => FlowMode::Cascade,
+            "primary_backup" => FlowMode::PrimaryBackup,
+            "all_channels" => FlowMode::AllChannels,
+            other => {
+                return Err(Problem::invalid(
+                    "mode",
+                    "invalid_mode",
+                    format!(
+                        "mode {other:?} is not one of single, cascade (failover), \
+                         primary_backup, all_channels"
+                    ),
+                ))
+            }
+        },
+        _ => {
+            return Err(Problem::invalid(
+                "mode",
+                "invalid_mode",
+                "mode must be a string",
+            ))
+        }
+    };
+    let to = common
+        .remove("to")
+        .ok_or_else(|| Problem::invalid("to", "invalid_recipient", "a flow needs \"to\""))?;
+    let channels = match common.remove("channels") {
+        Some(Value::Array(c)) if !c.is_empty() && c.len() <= MAX_STEPS => c,
+        _ => {
+            return Err(Problem::invalid(
+                "channels",
+                "invalid_channels",
+                format!("a flow needs \"channels\": 1 to {MAX_STEPS} steps"),
+            ))
+        }
+    };
+    if mode == FlowMode::PrimaryBackup && channels.len() != 2 {
+        return Err(Problem::invalid(
+            "channels",
+            "invalid_channels",
+            "primary_backup takes exactly two steps: the primary and the backup",
+        ));
+    }
+    for field in ["channel", "scheduled_at"] {
+        if common.contains_key(field) {
+            return Err(Problem::invalid(
+                if field == "channel" {
+                    "channel"
+                } else {
+                    "scheduled_at"
+                },
+                "not_for_flows",
+                format!(
+                    "{field} does not apply to a flow; give each step's channel in \"channels\""
+                ),
+            ));
+        }
+    }
+    let mut steps = Vec::with_capacity(channels.len());
+    for (i, step) in channels.into_iter().enumerate() {
+        let at = |p: Problem| Problem {
+            detail: format!("channels[{i}]: {}", p.detail),
+            ..p
+        };
+        let Value::Object(mut own) = step else {
+            return Err(at(Problem::invalid(
+                "channels",
+                "invalid_channels",
+                "a step is an object with \"channel\"",
+            )));
+        };
+        let channel = match own.remove("channel") {
+            Some(Value::String(c)) if matches!(c.as_str(), "sms" | "voice" | "email") => c,
+            _ => {
+                return Err(at(Problem::invalid(
+                    "channel",
+                    "unsupported_channel",
+                    "a step's channel is \"sms\", \"voice\" or \"email\"",
+                )))
+            }
+        };
+        let success = match own.remove("success") {
+            None if channel == "email" => Success::Sent,
+            None => Success::Delivered,
+            Some(Value::String(s)) if s == "sent" => Success::Sent,
+            Some(Value::String(s)) if s == "delivered" && channel != "email" => Success::Delivered,
+            Some(_) => {
+                return Err(at(Problem::invalid(
+                    "success",
+                    "invalid_success",
+                    "success is \"sent\" or \"delivered\" (email ends at \"sent\")",
+                )))
+            }
+        };
+        let timeout_s = match own.remove("timeout_s") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(t) if (1..=MAX_TIMEOUT_S).contains(&t) => Some(t as u32),
+                _ => {
+                    return Err(at(Problem::invalid(
+                        "timeout_s",
+                        "invalid_timeout",
+                        format!("timeout_s is whole seconds, 1 to {MAX_TIMEOUT_S}"),
+                    )))
+                }
+            },
+        };
+        let mut request: Map<String, Value> = common.clone();
+        request.extend(own);
+        request.insert("channel".into(), Value::String(channel.clone()));
+        request.insert("to".into(), address(&to, &channel).map_err(at)?);
+        let request = Value::Object(request);
+        let req: SendRequest = serde_json::from_value(request.clone()).map_err(|e| {
+            at(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.to_string(),
+            ))
+        })?;
+        let valid = validate(req, limits).map_err(at)?;
+        steps.push(Step {
+            spec: FlowStep {
+                channel,
+                success,
+                timeout_s,
+                request,
+            },
+            valid,
+        });
+    }
+    Ok((mode, steps))
+}
+
+/// The address `to` gives `channel`: `phone` for SMS and voice, `email` for email; a plain
+/// string serves the channel it fits (an address with `@` for email, a number otherwise).
+fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
+    let key = if channel == "email" { "email" } else { "phone" };
+    let found = match to {
+        Value::String(s) if (channel == "email") == s.contains('@') => Some(s.clone()),
+        Value::Object(o) => {
+            if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "phone" | "email")) {
+                return Err(Problem::invalid(
+                    "to",
+                    "invalid_recipient",
+                    format!("unknown address kind {k:?}; give \"phone\" and/or \"email\""),
+                ));
+            }
+            o.get(key).and_then(Value::as_str).map(str::to_owned)
+        }
+        _ => None,
+    };
+    found.map(Value::String).ok_or_else(|| {
+        Problem::invalid(
+            "to",
+            "invalid_recipient",
+            format!("\"to\" has no {key} for the {channel} step"),
+        )
+    })
+}

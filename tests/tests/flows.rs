@@ -1,0 +1,295 @@
+//! Flows end to end (one message over several channels, `mode` on `POST /v1/messages`), real
+//! processes on 127.0.0.1: switchyard with an aiosmtpd relay (email) and its built-in sandbox
+//! SMSC (SMS, delivered about 20 ms after submission). Every wait is bounded by [`WAIT`].
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchyard_tests::gateway::{hash_key, TempDir};
+use switchyard_tests::http::Client;
+use switchyard_tests::{binary, smtp, Process};
+
+/// Longest wait for a status.
+const WAIT: Duration = Duration::from_secs(30);
+/// The tenant's key.
+const KEY: &str = "acme-flows-key";
+/// The person: a phone and an email address.
+const PHONE: &str = "+447911123456";
+
+/// A gateway with one SMTP relay (on `relay_port`) and the sandbox SMS carrier.
+fn write_config(dir: &TempDir, relay_port: u16) {
+    let mut toml = String::new();
+    writeln!(
+        toml,
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
+         [store]\ngroup_commit_linger_ms = 1\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\n\n\
+         [[carriers]]\nname = \"Relay\"\nchannels = [\"email\"]\n\n\
+         [carriers.smtp]\nhost = \"127.0.0.1\"\nport = {relay_port}\nsecurity = \"none\"\n\
+         price = \"0.0004\"\ntimeout_s = 5\nfrom = \"noreply@acme.example\"\n\n\
+         [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\n\
+         smpp = {{ sandbox = true, system_id = \"acme\" }}\n\n\
+         [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n",
+        dir.join("data").display().to_string(),
+        hash_key(KEY).unwrap()
+    )
+    .unwrap();
+    std::fs::write(dir.join("switchyard.toml"), toml).unwrap();
+}
+
+fn start(dir: &TempDir) -> (Process, Client) {
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = dir.join("switchyard.toml").display().to_string();
+    let gw = Process::start(&exe, &["serve", "--config", &config], 1).unwrap();
+    let client = Client::new(&gw.address("listening").unwrap()).with_bearer(KEY);
+    (gw, client)
+}
+
+fn send(client: &mut Client, body: &Value) -> (u16, Value) {
+    let r = client.post_json("/v1/messages", body).unwrap();
+    (r.status, r.json().unwrap_or(Value::Null))
+}
+
+fn get(client: &mut Client, id: &str) -> Value {
+    client
+        .get(&format!("/v1/messages/{id}"))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// Polls `id` until `done` holds (at most [`WAIT`]); returns what it read last.
+fn until(client: &mut Client, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = get(client, id);
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {v:#}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A cascade: email first (`email_step` fields added), then SMS.
+fn cascade(email: &str, email_step: Value) -> Value {
+    let mut first = json!({"channel": "email", "subject": "Your code"});
+    for (k, v) in email_step.as_object().unwrap() {
+        first[k] = v.clone();
+    }
+    json!({
+        "mode": "cascade",
+        "to": {"phone": PHONE, "email": email},
+        "body": "Your code is 1234",
+        "channels": [first, {"channel": "sms", "from": "Acme"}]
+    })
+}
+
+fn step_status(flow: &Value, step: usize) -> Value {
+    flow["steps"][step]["delivery"]["status"].clone()
+}
+
+#[test]
+fn a_refused_email_falls_back_to_sms_at_once() {
+    let dir = TempDir::new("flow-refused").unwrap();
+    let relay = smtp::relay(&dir.join("relay"), &[]).unwrap();
+    write_config(&dir, smtp::port(&relay).unwrap());
+    let (_gw, mut client) = start(&dir);
+    let (status, accepted) = send(
+        &mut client,
+        &cascade(
+            "bounce@example.org",
+            json!({"from": "alerts@acme.example", "timeout_s": 600}),
+        ),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["mode"], "cascade");
+    assert_eq!(accepted["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(accepted["deliveries"][0]["channel"], "email");
+    let id = accepted["id"].as_str().unwrap();
+    let flow = until(&mut client, id, |f| f["status"] == "succeeded");
+    assert_eq!(step_status(&flow, 0), "rejected", "{flow:#}");
+    assert_eq!(step_status(&flow, 1), "delivered", "{flow:#}");
+    let sms = get(
+        &mut client,
+        flow["steps"][1]["delivery"]["id"].as_str().unwrap(),
+    );
+    assert_eq!(sms["channel"], "sms");
+    assert_eq!(sms["to"], PHONE);
+    assert_eq!(sms["body"], "Your code is 1234");
+}
+
+#[test]
+fn the_next_step_starts_when_the_time_limit_passes() {
+    let dir = TempDir::new("flow-timeout").unwrap();
+    let relay = smtp::relay(&dir.join("relay"), &["--defer-all"]).unwrap();
+    write_config(&dir, smtp::port(&relay).unwrap());
+    let (_gw, mut client) = start(&dir);
+    let (status, accepted) = send(
+        &mut client,
+        &cascade("ana@example.org", json!({"timeout_s": 1})),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap();
+    let started = Instant::now();
+    let flow = until(&mut client, id, |f| f["status"] == "succeeded");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the limit"
+    );
+    assert_eq!(step_status(&flow, 1), "delivered", "{flow:#}");
+    assert_ne!(step_status(&flow, 0), "sent", "the relay defers: {flow:#}");
+}
+
+#[test]
+fn a_first_step_success_stops_the_cascade() {
+    let dir = TempDir::new("flow-success").unwrap();
+    let relay = smtp::relay(&dir.join("relay"), &[]).unwrap();
+    write_config(&dir, smtp::port(&relay).unwrap());
+    let (_gw, mut client) = start(&dir);
+    let (status, accepted) = send(
+        &mut client,
+        &cascade("ana@example.org", json!({"timeout_s": 2})),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap();
+    let flow = until(&mut client, id, |f| f["status"] == "succeeded");
+    assert_eq!(step_status(&flow, 0), "sent");
+    // Past the email step's limit: the SMS step never starts.
+    std::thread::sleep(Duration::from_millis(2500));
+    let flow = get(&mut client, id);
+    assert!(flow["steps"][1].get("delivery").is_none(), "{flow:#}");
+}
+
+#[test]
+fn all_channels_sends_on_every_channel() {
+    let dir = TempDir::new("flow-all").unwrap();
+    let out = dir.join("relay");
+    let relay = smtp::relay(&out, &[]).unwrap();
+    write_config(&dir, smtp::port(&relay).unwrap());
+    let (_gw, mut client) = start(&dir);
+    let mut body = cascade("ana@example.org", json!({}));
+    body["mode"] = json!("all_channels");
+    let (status, accepted) = send(&mut client, &body);
+    assert_eq!(status, 202, "{accepted}");
+    let channels: Vec<&str> = accepted["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["email", "sms"]);
+    let id = accepted["id"].as_str().unwrap();
+    let flow = until(&mut client, id, |f| {
+        f["status"] == "succeeded"
+            && step_status(f, 0) == "sent"
+            && step_status(f, 1) == "delivered"
+    });
+    assert_eq!(flow["mode"], "all_channels");
+    assert!(out.join("1.eml").exists());
+}
+
+#[test]
+fn flows_resume_after_kill_9_without_repeating_or_skipping_a_step() {
+    let dir = TempDir::new("flow-crash").unwrap();
+    let relay = smtp::relay(&dir.join("relay"), &["--defer-all"]).unwrap();
+    write_config(&dir, smtp::port(&relay).unwrap());
+    let (mut gw, mut client) = start(&dir);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (status, accepted) = send(
+            &mut client,
+            &cascade(&format!("user{i}@example.org"), json!({"timeout_s": 2})),
+        );
+        assert_eq!(status, 202, "{accepted}");
+        ids.push(accepted["id"].as_str().unwrap().to_owned());
+    }
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    let (_gw, mut client) = start(&dir);
+    for id in &ids {
+        let flow = until(&mut client, id, |f| f["status"] == "succeeded");
+        assert_eq!(step_status(&flow, 1), "delivered", "{flow:#}");
+    }
+    // Exactly one SMS per flow.
+    let page = client
+        .get("/v1/messages?limit=1000")
+        .unwrap()
+        .json()
+        .unwrap();
+    let sms = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["channel"] == "sms")
+        .count();
+    assert_eq!(sms, ids.len(), "{page:#}");
+}
+
+#[test]
+fn flow_requests_are_checked_step_by_step() {
+    let dir = TempDir::new("flow-checks").unwrap();
+    let relay = smtp::relay(&dir.join("relay"), &[]).unwrap();
+    write_config(&dir, smtp::port(&relay).unwrap());
+    let (_gw, mut client) = start(&dir);
+    let good = cascade("ana@example.org", json!({}));
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = good.clone();
+        f(&mut b);
+        b
+    };
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            with(&|b| b["mode"] = json!("sometimes")),
+            "invalid_mode",
+            "mode",
+        ),
+        (
+            with(&|b| b["channels"] = json!([])),
+            "invalid_channels",
+            "channels",
+        ),
+        (
+            with(&|b| b["channels"][1]["channel"] = json!("pigeon")),
+            "unsupported_channel",
+            "channels[1]",
+        ),
+        (
+            with(&|b| b["to"] = json!({"phone": PHONE})),
+            "invalid_recipient",
+            "email",
+        ),
+        (
+            with(&|b| b["channels"][0]["subject"] = json!("")),
+            "invalid_subject",
+            "channels[0]",
+        ),
+        (
+            with(&|b| b["channels"][0]["success"] = json!("delivered")),
+            "invalid_success",
+            "email",
+        ),
+        (
+            with(&|b| b["channels"][1]["timeout_s"] = json!(0)),
+            "invalid_timeout",
+            "channels[1]",
+        ),
+        (
+            with(&|b| b["scheduled_at"] = json!("2030-01-01T00:00:00Z")),
+            "not_for_flows",
+            "scheduled_at",
+        ),
+        (
+            with(&|b| b["channels"][1]["mode"] = json!("cascade")),
+            "invalid_mode",
+            "channels[1]",
+        ),
+    ];
+    for (body, code, mention) in cases {
+        let (status, problem) = send(&mut client, &body);
+        assert_eq!(status, 422, "{body} → {problem}");
+        assert_eq!(problem["code"], code, "{body} → {problem}");
+        assert!(problem.to_string().contains(mention), "{body} → {problem}");
+    }
+}
