@@ -12,6 +12,8 @@
 
 pub mod events;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use futures::future::BoxFuture;
 

@@ -32,6 +32,8 @@ mod tenancy;
 mod writer;
 
 #[cfg(test)]
+pub(crate) mod harness;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
