@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Backend;
 use crate::domain::{
-    Applied, IdFormats, MessageId, Money, NewMessage, ReceiptUpdate, Status, Update,
+    Applied, CallRecord, IdFormats, MessageId, Money, NewMessage, ReceiptUpdate, Status, Update,
 };
 
 /// The fixed time of the tests (unix ms).
@@ -120,6 +120,30 @@ pub(crate) fn now(mut u: Update) -> Update {
         _ => {}
     }
     u
+}
+
+/// A SIP proxy call of "acme" that ended at `end_at`.
+pub(crate) fn cdr(end_at: i64) -> Update {
+    Update::Cdr(Box::new(CallRecord {
+        id: 0,
+        tenant: "acme".into(),
+        sip_call_id: format!("call-{end_at}"),
+        caller: "100".into(),
+        callee: "+15555550001".into(),
+        attempts: vec![("alpha".into(), 200)],
+        carrier: Some("alpha".into()),
+        disposition: "answered",
+        code: 200,
+        hangup: Some("caller"),
+        setup_at: end_at - 1000,
+        answer_at: Some(end_at - 900),
+        end_at,
+        duration_ms: 900,
+        billed_secs: 1,
+        cost: None,
+        price: None,
+        currency: None,
+    }))
 }
 
 /// The status of message `n` of `tenant`, which must exist.
