@@ -1,8 +1,11 @@
-//! Messages in and out: insert, get, list by tenant, what a restart keeps, a request that fails.
+//! Messages in and out: insert, get, list by tenant, what a restart keeps, a request that fails,
+//! the fields of an email.
 
 use super::fixtures::{id, message, receipt, sent, status, status_of, T0};
 use super::Harness;
-use crate::domain::{ListFilter, MessageId, MessageRecord, Status, StatusChange};
+use crate::domain::{
+    EmailSpec, ListFilter, MessageId, MessageRecord, NewMessage, Status, StatusChange,
+};
 use crate::store::StoreError;
 
 pub(crate) async fn insert_and_get_round_trip(h: &mut dyn Harness) {
@@ -233,4 +236,51 @@ pub(crate) async fn concurrent_inserts_all_commit(h: &mut dyn Harness) {
     ids.sort();
     assert_eq!(ids, (1..=400).map(id).collect::<Vec<_>>());
     assert_eq!(store.max_id().await.unwrap(), Some(id(400)));
+}
+
+pub(crate) async fn an_email_keeps_its_subject_html_and_reply_to(h: &mut dyn Harness) {
+    let store = h.store();
+    let email = NewMessage {
+        to: "ann@example.com".into(),
+        from: "news@acme.example".into(),
+        body: "plain text ✓".into(),
+        // An email has no SMS encoding.
+        encoding: None,
+        scheduled_at: Some(T0 + 100),
+        email: Some(EmailSpec {
+            subject: "Your order".into(),
+            html: Some("<p>plain text ✓</p>".into()),
+            reply_to: Some("help@acme.example".into()),
+        }),
+        ..message("acme", 1, 1)
+    };
+    let bare = NewMessage {
+        encoding: None,
+        email: Some(EmailSpec {
+            subject: "No extras".into(),
+            html: None,
+            reply_to: None,
+        }),
+        ..message("acme", 2, 1)
+    };
+    store
+        .insert(vec![email.clone(), bare.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("acme", id(1)).await.unwrap().unwrap().message,
+        email
+    );
+    assert_eq!(
+        store.get("acme", id(2)).await.unwrap().unwrap().message,
+        bare
+    );
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished[0].message.email, email.email);
+    // Scheduled emails are not the SMS scheduler's.
+    assert!(store
+        .scheduled((i64::MIN, MessageId(0)), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

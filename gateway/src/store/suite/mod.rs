@@ -4,9 +4,10 @@
 //! # Layout
 //! - [`fixtures`]: the messages, updates and helpers the tests share.
 //! - One file per area: [`messages`] (insert, get, list, tenants, restarts, failed requests),
-//!   [`updates`] (statuses, segments, calls), [`receipts`] (matching receipts to segments),
-//!   [`recovery`] (unfinished and scheduled messages), [`inbound`] (MO messages and held parts),
-//!   [`events`] (the event log, the webhook outbox, cursors), [`tenancy`] (idempotency keys,
+//!   [`updates`] (statuses, segments, voice call outcomes, replacements), [`receipts`] (matching
+//!   receipts to segments), [`recovery`] (unfinished and scheduled messages), [`inbound`] (MO
+//!   messages, held parts, keywords), [`events`] (the event log, the webhook outbox, cursors,
+//!   opt-outs), [`calls`] (the SIP proxy's call records), [`tenancy`] (idempotency keys,
 //!   batches, quotas).
 //!
 //! # Running it against a backend
@@ -27,6 +28,7 @@
 //! What only one backend has (SQLite's migrations, query plans, group commit counters,
 //! retention, which its options configure) is tested next to that backend.
 
+pub(crate) mod calls;
 pub(crate) mod events;
 pub(crate) mod fixtures;
 pub(crate) mod inbound;
@@ -71,6 +73,7 @@ macro_rules! store_suite {
                 acknowledged_writes_survive_a_restart,
                 a_failing_request_fails_alone,
                 concurrent_inserts_all_commit,
+                an_email_keeps_its_subject_html_and_reply_to,
             }
             updates {
                 statuses_never_move_backwards,
@@ -78,6 +81,7 @@ macro_rules! store_suite {
                 one_undeliverable_segment_makes_the_message_undeliverable,
                 rejected_segment_rejects_the_message,
                 a_voice_call_keeps_its_spec_and_outcome,
+                replace_changes_a_scheduled_message_while_it_is_accepted,
             }
             receipts {
                 receipt_ids_match_across_bases_case_and_zeros,
@@ -97,11 +101,19 @@ macro_rules! store_suite {
             inbound {
                 inbound_messages_are_stored_and_share_the_id_space,
                 mo_parts_are_held_until_the_commit_that_stores_their_message,
+                inbound_messages_page_newest_first_per_tenant,
+                keywords_edit_the_opt_out_list_in_the_same_commit,
             }
             events {
                 the_history_is_an_ordered_per_tenant_event_log,
                 final_events_skip_the_rest_and_say_how_far_they_read,
                 outbox_rows_retry_die_and_replay,
+                outbox_rows_are_retried_deferred_and_done,
+                named_cursors_only_move_forward_each_on_its_own,
+                opt_outs_are_added_removed_and_paged_per_tenant,
+            }
+            calls {
+                call_records_are_listed_newest_first_per_tenant,
             }
             tenancy {
                 request_records_commit_with_their_messages,

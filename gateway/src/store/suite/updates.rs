@@ -1,9 +1,9 @@
-//! Applying status changes, segment results and call outcomes: what each returns and how a
-//! message's status follows its segments, never moving backwards.
+//! Applying status changes, segment results, call outcomes and replacements: what each returns
+//! and how a message's status follows its segments, never moving backwards.
 
 use super::fixtures::{id, message, moved, receipt, sent, status, status_of, T0};
 use super::Harness;
-use crate::domain::{Applied, Status, Update};
+use crate::domain::{Applied, MessageId, NewMessage, Replacement, SmppOrigin, Status, Update};
 
 pub(crate) async fn statuses_never_move_backwards(h: &mut dyn Harness) {
     let store = h.store();
@@ -200,4 +200,81 @@ pub(crate) async fn a_voice_call_keeps_its_spec_and_outcome(h: &mut dyn Harness)
         vec![Applied::NoChange]
     );
     assert!(store.unfinished().await.unwrap().is_empty());
+}
+
+pub(crate) async fn replace_changes_a_scheduled_message_while_it_is_accepted(h: &mut dyn Harness) {
+    let store = h.store();
+    let scheduled = |n: i64| NewMessage {
+        scheduled_at: Some(T0 + 100 * n),
+        ..message("acme", n, 1)
+    };
+    store
+        .insert(vec![scheduled(1), scheduled(2)])
+        .await
+        .unwrap();
+    let replace = |n: i64, body: &str, scheduled_at: i64| {
+        Update::Replace(Box::new(Replacement {
+            id: id(n),
+            body: body.into(),
+            segments: 2,
+            scheduled_at: Some(scheduled_at),
+            expires_at: Some(T0 + 7_200_000),
+            smpp: Some(SmppOrigin {
+                system_id: "acme01".into(),
+                receipt: 1,
+                reported_id: None,
+            }),
+            at: T0 + 50,
+        }))
+    };
+    assert_eq!(
+        store
+            .apply(vec![replace(1, "moved later", T0 + 900)])
+            .await
+            .unwrap(),
+        vec![Applied::NoChange]
+    );
+    let got = store.get("acme", id(1)).await.unwrap().unwrap();
+    assert_eq!(got.status, Status::Accepted);
+    assert_eq!(got.updated_at, T0 + 50);
+    assert_eq!(
+        got.message,
+        NewMessage {
+            body: "moved later".into(),
+            segments: 2,
+            scheduled_at: Some(T0 + 900),
+            expires_at: Some(T0 + 7_200_000),
+            smpp: Some(SmppOrigin {
+                system_id: "acme01".into(),
+                receipt: 1,
+                reported_id: None,
+            }),
+            ..scheduled(1)
+        }
+    );
+    // The scheduler sees the new time.
+    let due: Vec<_> = store
+        .scheduled((i64::MIN, MessageId(0)), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.message.id)
+        .collect();
+    assert_eq!(due, vec![id(2), id(1)]);
+    // Once it is on its way, or for a message that does not exist, nothing changes.
+    store.apply(vec![status(2, Status::Queued)]).await.unwrap();
+    assert_eq!(
+        store
+            .apply(vec![replace(2, "too late", T0), replace(9, "nobody", T0)])
+            .await
+            .unwrap(),
+        vec![
+            Applied::UnknownMessage(id(2)),
+            Applied::UnknownMessage(id(9))
+        ]
+    );
+    assert_eq!(
+        store.get("acme", id(2)).await.unwrap().unwrap().message,
+        scheduled(2)
+    );
 }
