@@ -2,7 +2,9 @@
 //!
 //! One [`Store`] trait; the default implementation is embedded SQLite ([`sqlite::SqliteStore`]:
 //! WAL, `synchronous=FULL`), and the trait is shaped so a PostgreSQL implementation can serve
-//! several gateway nodes later (every write is a batch, every read names its tenant).
+//! several gateway nodes later (every write is a batch, every read names its tenant). Every
+//! backend passes the same tests: the store suite (`suite`, test builds only), which a backend
+//! runs with one `store_suite!` line.
 //!
 //! # Group commit
 //! Writes go to a single writer (a thread owning the connection). It takes every request
@@ -12,6 +14,8 @@
 
 pub mod events;
 pub mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use futures::future::BoxFuture;
 

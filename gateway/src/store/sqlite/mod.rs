@@ -8,6 +8,7 @@
 //! - [`receipts`]: matching receipts to segments by the carrier's message id.
 //! - [`read`]: reads on a small pool of read-only connections, run with `spawn_blocking`.
 //! - [`retention`]: what the writer deletes between its commits once it is old.
+//! - `harness` (test builds): a store in a folder of its own, for the store suite and `tests`.
 //!
 //! # Data flow
 //! ```text
@@ -32,6 +33,8 @@ mod schema;
 mod tenancy;
 mod writer;
 
+#[cfg(test)]
+pub(crate) mod harness;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,350 @@
+//! The event log (every status change and inbound message, by `seq`), the webhook outbox, the
+//! cursors of the log's readers and the opt-out list.
+
+use super::fixtures::{id, message, status_at, T0};
+use super::Harness;
+use crate::domain::{
+    Applied, EventWrite, InboundMessage, MessageId, OptOut, SmppOrigin, Status, Update,
+};
+
+pub(crate) async fn the_history_is_an_ordered_per_tenant_event_log(h: &mut dyn Harness) {
+    let store = h.store();
+    store
+        .insert(vec![message("a", 1, 1), message("b", 2, 1)])
+        .await
+        .unwrap();
+    store
+        .apply(vec![
+            status_at(id(1), Status::Queued, T0 + 10),
+            Update::Inbound(InboundMessage {
+                id: MessageId(((T0 + 20) << 20) | 20),
+                carrier: "alpha".into(),
+                tenant: Some("a".into()),
+                from: "+447911000001".into(),
+                to: "447000000001".into(),
+                body: " stop ".into(),
+                received_at: T0 + 20,
+                partial: None,
+            }),
+        ])
+        .await
+        .unwrap();
+    let all = store.events_after(0, None, 100).await.unwrap();
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let kinds: Vec<&str> = all.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(kinds, vec!["accepted", "accepted", "queued", "inbound"]);
+    let mine = store.events_after(1, Some("a"), 100).await.unwrap();
+    assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(mine[1].body.as_deref(), Some(" stop "));
+    assert_eq!(store.max_seq().await.unwrap(), 4);
+    // The STOP is on the list, in the same commit.
+    let list = store.all_opt_outs().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].recipient.as_str(), list[0].sender.as_str()),
+        ("447911000001", "447000000001")
+    );
+}
+
+pub(crate) async fn final_events_skip_the_rest_and_say_how_far_they_read(h: &mut dyn Harness) {
+    let store = h.store();
+    let mut m = message("a", 1, 1);
+    m.smpp = Some(SmppOrigin {
+        system_id: "acme01".into(),
+        receipt: 1,
+        reported_id: None,
+    });
+    store
+        .insert(vec![m.clone(), message("a", 2, 1), message("b", 3, 1)])
+        .await
+        .unwrap();
+    store
+        .apply(vec![
+            status_at(id(1), Status::Queued, T0 + 10),
+            status_at(id(1), Status::Delivered, T0 + 11),
+            status_at(id(2), Status::Queued, T0 + 12),
+            status_at(id(3), Status::Failed, T0 + 13),
+        ])
+        .await
+        .unwrap();
+    // Log: 1-3 accepted, 4 queued, 5 delivered (a/1), 6 queued (a/2), 7 failed (b/3).
+    let (events, reached) = store.final_events_after(0, "a", 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
+    assert_eq!(
+        events[0].smpp.as_ref().map(|o| o.system_id.as_str()),
+        Some("acme01")
+    );
+    // Every event of "a" was looked at, up to its last (6).
+    assert_eq!(reached, 6);
+    let (none, reached) = store.final_events_after(6, "a", 10).await.unwrap();
+    assert!(none.is_empty());
+    assert_eq!(reached, 6);
+    // A full page stops at its last event.
+    let (page, reached) = store.final_events_after(0, "b", 1).await.unwrap();
+    assert_eq!((page.len(), reached), (1, 7));
+}
+
+pub(crate) async fn outbox_rows_retry_die_and_replay(h: &mut dyn Harness) {
+    let store = h.store();
+    let w = |w: EventWrite| Update::Events(w);
+    store
+        .apply(vec![w(EventWrite::OutboxAdd {
+            seq: 7,
+            tenant: "a".into(),
+            url: "http://x/".into(),
+            attempts: 1,
+            first_at: T0,
+            next_at: T0 + 100,
+            error: Some("HTTP 500".into()),
+            dead: false,
+        })])
+        .await
+        .unwrap();
+    assert!(store.outbox_due(T0 + 99, 10).await.unwrap().is_empty());
+    let due = store.outbox_due(T0 + 100, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let row = due[0].id;
+    store
+        .apply(vec![w(EventWrite::OutboxDead {
+            id: row,
+            error: "HTTP 503".into(),
+        })])
+        .await
+        .unwrap();
+    assert!(store.outbox_due(i64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(store.dead_letters("a", 0, 10).await.unwrap().len(), 1);
+    assert!(store.dead_letters("b", 0, 10).await.unwrap().is_empty());
+    let replayed = store
+        .apply(vec![w(EventWrite::Replay {
+            tenant: "b".into(),
+            id: None,
+            at: T0,
+        })])
+        .await
+        .unwrap();
+    assert_eq!(replayed, vec![Applied::Rows(0)]);
+    let replayed = store
+        .apply(vec![w(EventWrite::Replay {
+            tenant: "a".into(),
+            id: Some(row),
+            at: T0 + 1000,
+        })])
+        .await
+        .unwrap();
+    assert_eq!(replayed, vec![Applied::Rows(1)]);
+    assert_eq!(
+        store.outbox_due(T0 + 1000, 10).await.unwrap()[0].attempts,
+        0
+    );
+    store
+        .apply(vec![
+            w(EventWrite::Cursor { seq: 5 }),
+            w(EventWrite::Cursor { seq: 3 }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.cursor().await.unwrap(), Some(5));
+}
+
+pub(crate) async fn outbox_rows_are_retried_deferred_and_done(h: &mut dyn Harness) {
+    let store = h.store();
+    let add = |seq: i64, tenant: &str, next_at: i64, dead: bool| {
+        Update::Events(EventWrite::OutboxAdd {
+            seq,
+            tenant: tenant.into(),
+            url: format!("http://{tenant}/"),
+            attempts: 1,
+            first_at: T0,
+            next_at,
+            error: None,
+            dead,
+        })
+    };
+    store
+        .apply(vec![
+            add(1, "a", T0 + 20, false),
+            add(2, "a", T0 + 10, false),
+            add(3, "a", T0, true),
+            add(4, "a", T0, true),
+            add(5, "b", T0, true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_depth().await.unwrap(), 2);
+    // Soonest first, dead letters never.
+    let due = store.outbox_due(T0 + 20, 10).await.unwrap();
+    assert_eq!(due.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(due[1].url, "http://a/");
+    assert_eq!((due[1].attempts, due[1].first_at), (1, T0));
+    assert_eq!(store.outbox_due(T0 + 20, 1).await.unwrap().len(), 1);
+    let (first, second) = (due[1].id, due[0].id);
+
+    let applied = store
+        .apply(vec![
+            Update::Events(EventWrite::OutboxRetry {
+                id: first,
+                attempts: 2,
+                next_at: T0 + 500,
+                error: "HTTP 502".into(),
+            }),
+            Update::Events(EventWrite::OutboxDefer {
+                ids: vec![second],
+                next_at: T0 + 400,
+            }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![Applied::Rows(1), Applied::Rows(1)]);
+    assert!(store.outbox_due(T0 + 399, 10).await.unwrap().is_empty());
+    let due = store.outbox_due(T0 + 500, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [second, first]
+    );
+    // Deferred: due later, attempts and last error as they were.
+    assert_eq!((due[0].attempts, due[0].last_error.as_deref()), (1, None));
+    assert_eq!(
+        (due[1].attempts, due[1].last_error.as_deref()),
+        (2, Some("HTTP 502"))
+    );
+
+    // Dead letters page by id, per tenant; a retry does not revive one.
+    let dead = store.dead_letters("a", 0, 1).await.unwrap();
+    assert_eq!(dead.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+    let rest = store.dead_letters("a", dead[0].id, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
+    let revived = store
+        .apply(vec![Update::Events(EventWrite::OutboxRetry {
+            id: rest[0].id,
+            attempts: 9,
+            next_at: T0,
+            error: "late".into(),
+        })])
+        .await
+        .unwrap();
+    assert_eq!(revived, vec![Applied::Rows(0)]);
+    assert_eq!(store.outbox_depth().await.unwrap(), 2);
+
+    let done = store
+        .apply(vec![
+            Update::Events(EventWrite::OutboxDone { id: first }),
+            Update::Events(EventWrite::OutboxDone { id: second }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![Applied::Rows(1), Applied::Rows(1)]);
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    assert!(store.outbox_due(i64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(store.dead_letters("a", 0, 10).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn named_cursors_only_move_forward_each_on_its_own(h: &mut dyn Harness) {
+    let store = h.store();
+    assert_eq!(store.cursor().await.unwrap(), None);
+    assert_eq!(store.named_cursor("smpp:acme01").await.unwrap(), None);
+    let named = |name: &str, seq: i64| {
+        Update::Events(EventWrite::NamedCursor {
+            name: name.into(),
+            seq,
+        })
+    };
+    store
+        .apply(vec![
+            named("smpp:acme01", 7),
+            named("smpp:acme01", 4),
+            named("smpp:globex", 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.named_cursor("smpp:acme01").await.unwrap(), Some(7));
+    assert_eq!(store.named_cursor("smpp:globex").await.unwrap(), Some(2));
+    assert_eq!(store.named_cursor("smpp:initech").await.unwrap(), None);
+    // The webhook pump's cursor is apart from them.
+    assert_eq!(store.cursor().await.unwrap(), None);
+    store
+        .apply(vec![Update::Events(EventWrite::Cursor { seq: 3 })])
+        .await
+        .unwrap();
+    assert_eq!(store.cursor().await.unwrap(), Some(3));
+    assert_eq!(store.named_cursor("smpp:acme01").await.unwrap(), Some(7));
+}
+
+pub(crate) async fn opt_outs_are_added_removed_and_paged_per_tenant(h: &mut dyn Harness) {
+    let store = h.store();
+    let add = |tenant: &str, entries: &[(&str, &str)], at: i64| {
+        Update::Events(EventWrite::OptOutAdd {
+            tenant: tenant.into(),
+            entries: entries
+                .iter()
+                .map(|(r, s)| (r.to_string(), s.to_string()))
+                .collect(),
+            source: "api".into(),
+            at,
+        })
+    };
+    store
+        .apply(vec![
+            add(
+                "a",
+                &[("4479001", "Acme"), ("4479001", "*"), ("4479002", "Acme")],
+                T0,
+            ),
+            add("b", &[("4479001", "Acme")], T0),
+            // Already there: kept as it was.
+            add("a", &[("4479001", "Acme")], T0 + 5),
+        ])
+        .await
+        .unwrap();
+    let pairs = |list: &[OptOut]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|o| (o.recipient.clone(), o.sender.clone()))
+            .collect()
+    };
+    let first = store.opt_outs("a", None, 2).await.unwrap();
+    assert_eq!(
+        pairs(&first),
+        vec![
+            ("4479001".into(), "*".into()),
+            ("4479001".into(), "Acme".into())
+        ]
+    );
+    assert_eq!(
+        first[1],
+        OptOut {
+            tenant: "a".into(),
+            recipient: "4479001".into(),
+            sender: "Acme".into(),
+            source: "api".into(),
+            created_at: T0,
+        }
+    );
+    let after = Some(("4479001".to_owned(), "Acme".to_owned()));
+    let rest = store.opt_outs("a", after, 10).await.unwrap();
+    assert_eq!(pairs(&rest), vec![("4479002".into(), "Acme".into())]);
+    let mut all = store.all_opt_outs().await.unwrap();
+    all.sort_by(|x, y| {
+        (&x.tenant, &x.recipient, &x.sender).cmp(&(&y.tenant, &y.recipient, &y.sender))
+    });
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3].tenant, "b");
+
+    // One sender's entry, then every sender's.
+    let remove = |recipient: &str, sender: Option<&str>| {
+        Update::Events(EventWrite::OptOutRemove {
+            tenant: "a".into(),
+            recipient: recipient.into(),
+            sender: sender.map(str::to_owned),
+        })
+    };
+    let applied = store
+        .apply(vec![
+            remove("4479002", Some("Acme")),
+            remove("4479001", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![Applied::Rows(1), Applied::Rows(2)]);
+    assert!(store.opt_outs("a", None, 10).await.unwrap().is_empty());
+    assert_eq!(store.opt_outs("b", None, 10).await.unwrap().len(), 1);
+}

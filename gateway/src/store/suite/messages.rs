@@ -1,0 +1,286 @@
+//! Messages in and out: insert, get, list by tenant, what a restart keeps, a request that fails,
+//! the fields of an email.
+
+use super::fixtures::{id, message, receipt, sent, status, status_of, T0};
+use super::Harness;
+use crate::domain::{
+    EmailSpec, ListFilter, MessageId, MessageRecord, NewMessage, Status, StatusChange,
+};
+use crate::store::StoreError;
+
+pub(crate) async fn insert_and_get_round_trip(h: &mut dyn Harness) {
+    let store = h.store();
+    let m = message("acme", 1, 1);
+    store.insert(vec![m.clone()]).await.unwrap();
+    let got = store.get("acme", m.id).await.unwrap().unwrap();
+    assert_eq!(got.message, m);
+    assert_eq!(got.status, Status::Accepted);
+    assert_eq!(got.updated_at, m.created_at);
+    assert!(got.segment_states.is_empty());
+    assert_eq!(
+        got.history,
+        vec![StatusChange {
+            status: Status::Accepted,
+            at: m.created_at,
+            detail: None
+        }]
+    );
+    assert_eq!(store.max_id().await.unwrap(), Some(m.id));
+    store.ping().await.unwrap();
+}
+
+pub(crate) async fn tenants_never_see_each_other(h: &mut dyn Harness) {
+    let store = h.store();
+    store
+        .insert(vec![message("acme", 1, 1), message("globex", 2, 1)])
+        .await
+        .unwrap();
+    assert!(store.get("globex", id(1)).await.unwrap().is_none());
+    assert!(store.get("acme", id(2)).await.unwrap().is_none());
+    let acme = store.list("acme", ListFilter::default()).await.unwrap();
+    assert_eq!(
+        acme.iter().map(|r| r.message.id).collect::<Vec<_>>(),
+        vec![id(1)]
+    );
+    assert!(store
+        .list("initech", ListFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub(crate) async fn list_filters_and_pages_newest_first(h: &mut dyn Harness) {
+    let store = h.store();
+    store
+        .insert((1..=25).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    store
+        .apply(vec![status(3, Status::Queued), status(4, Status::Queued)])
+        .await
+        .unwrap();
+
+    // Pages of 10 by cursor cover everything once, newest first.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list(
+                "acme",
+                ListFilter {
+                    before,
+                    limit: 10,
+                    ..ListFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 10);
+        assert!(page.iter().all(|r| r.history.is_empty()));
+        before = page.last().map(|r| r.message.id);
+        seen.extend(page.into_iter().map(|r| r.message.id));
+    }
+    assert_eq!(seen, (1..=25).rev().map(id).collect::<Vec<_>>());
+
+    let ids = |records: Vec<MessageRecord>| {
+        records
+            .into_iter()
+            .map(|r| r.message.id)
+            .collect::<Vec<_>>()
+    };
+    let queued = store
+        .list(
+            "acme",
+            ListFilter {
+                status: Some(Status::Queued),
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(queued), vec![id(4), id(3)]);
+    let to = store
+        .list(
+            "acme",
+            ListFilter {
+                to: Some(message("acme", 7, 1).to),
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(to), vec![id(7)]);
+    let window = store
+        .list(
+            "acme",
+            ListFilter {
+                since: Some(T0 + 5),
+                until: Some(T0 + 8),
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(window), vec![id(7), id(6), id(5)]);
+    let tagged = store
+        .list(
+            "acme",
+            ListFilter {
+                tag: Some("n1".into()),
+                before: Some(id(6)),
+                limit: 2,
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(tagged), vec![id(5), id(3)]);
+    let none = store
+        .list(
+            "acme",
+            ListFilter {
+                tag: Some("nope".into()),
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub(crate) async fn acknowledged_writes_survive_a_restart(h: &mut dyn Harness) {
+    let store = h.store();
+    store
+        .insert((1..=100).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    store
+        .apply(vec![sent(7, 0, "h7"), receipt("zz", None)])
+        .await
+        .unwrap();
+    store.insert(vec![message("acme", 200, 1)]).await.unwrap();
+    let seq = store.max_seq().await.unwrap();
+    drop(store);
+    h.reopen().await;
+
+    let store = h.store();
+    let all = store
+        .list(
+            "acme",
+            ListFilter {
+                limit: 1000,
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 101);
+    assert_eq!(status_of(&*store, "acme", 7).await, Status::Sent);
+    assert_eq!(store.unmatched_receipts().await.unwrap(), 1);
+    assert_eq!(store.max_id().await.unwrap(), Some(id(200)));
+    assert_eq!(store.max_seq().await.unwrap(), seq);
+    assert_eq!(
+        store.get("acme", id(50)).await.unwrap().unwrap().message,
+        message("acme", 50, 1)
+    );
+}
+
+pub(crate) async fn a_failing_request_fails_alone(h: &mut dyn Harness) {
+    let store = h.store();
+    store.insert(vec![message("acme", 1, 1)]).await.unwrap();
+    // A duplicate id (a bug upstream) queued together with a good insert.
+    let dup = store.insert(vec![message("acme", 2, 1), message("acme", 1, 1)]);
+    let good = store.insert(vec![message("acme", 3, 1)]);
+    let (dup, good) = futures::join!(dup, good);
+    let err = dup.unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert!(!err.is_retryable());
+    good.unwrap();
+    // The failed request left nothing behind, not even its first message.
+    assert!(store.get("acme", id(2)).await.unwrap().is_none());
+    assert!(store.get("acme", id(3)).await.unwrap().is_some());
+}
+
+pub(crate) async fn concurrent_inserts_all_commit(h: &mut dyn Harness) {
+    let store = h.store();
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    store
+                        .insert(vec![message("acme", 1 + t * 25 + i, 1)])
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let all = store
+        .list(
+            "acme",
+            ListFilter {
+                limit: 1000,
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<MessageId> = all.iter().map(|r| r.message.id).collect();
+    ids.sort();
+    assert_eq!(ids, (1..=400).map(id).collect::<Vec<_>>());
+    assert_eq!(store.max_id().await.unwrap(), Some(id(400)));
+}
+
+pub(crate) async fn an_email_keeps_its_subject_html_and_reply_to(h: &mut dyn Harness) {
+    let store = h.store();
+    let email = NewMessage {
+        to: "ann@example.com".into(),
+        from: "news@acme.example".into(),
+        body: "plain text ✓".into(),
+        // An email has no SMS encoding.
+        encoding: None,
+        scheduled_at: Some(T0 + 100),
+        email: Some(EmailSpec {
+            subject: "Your order".into(),
+            html: Some("<p>plain text ✓</p>".into()),
+            reply_to: Some("help@acme.example".into()),
+        }),
+        ..message("acme", 1, 1)
+    };
+    let bare = NewMessage {
+        encoding: None,
+        email: Some(EmailSpec {
+            subject: "No extras".into(),
+            html: None,
+            reply_to: None,
+        }),
+        ..message("acme", 2, 1)
+    };
+    store
+        .insert(vec![email.clone(), bare.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("acme", id(1)).await.unwrap().unwrap().message,
+        email
+    );
+    assert_eq!(
+        store.get("acme", id(2)).await.unwrap().unwrap().message,
+        bare
+    );
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished[0].message.email, email.email);
+    // Scheduled emails are not the SMS scheduler's.
+    assert!(store
+        .scheduled((i64::MIN, MessageId(0)), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
