@@ -26,9 +26,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::idempotent::{self, InFlight, RawJson};
-use super::messages::{rfc3339, Delivery};
 use super::problem::Problem;
 use super::validate::{self, validate, SendRequest, ValidSms};
+use super::views::{rfc3339, Delivery};
 use super::{AppState, Tenant};
 use crate::domain::{
     decide, encoding_name, now_ms, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep,

@@ -9,29 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::idempotent::{self, RawJson, Start};
 use super::problem::Problem;
 use super::validate::{validate, SendRequest, ValidSms};
+pub(crate) use super::views::{rfc3339, Delivery};
 use super::{AppState, Scope, Tenant};
 use crate::domain::{encoding_name, priority_name, ListFilter, MessageId, MessageRecord, Status};
-
-/// One delivery in the response (one per channel; SMS only for now).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Delivery {
-    /// Same as the message id for single-channel sends.
-    pub(crate) id: String,
-    /// "sms", "voice" or "email".
-    pub(crate) channel: &'static str,
-    /// Destination.
-    pub(crate) to: String,
-    /// Carrier chosen at acceptance (failover may change it).
-    pub(crate) carrier: Option<String>,
-    /// Segments.
-    pub(crate) segments: u16,
-    /// "gsm7", "ucs2", "latin1" ("voice" for a call).
-    pub(crate) encoding: &'static str,
-    /// Estimated price for the tenant, decimal.
-    pub(crate) estimated_cost: Option<String>,
-    /// Its currency.
-    pub(crate) currency: Option<String>,
-}
 
 /// The 202 answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -185,16 +165,6 @@ pub(crate) struct MessageView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub(crate) history: Vec<serde_json::Value>,
-}
-
-pub(crate) fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 impl From<MessageRecord> for MessageView {

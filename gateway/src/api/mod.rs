@@ -36,6 +36,7 @@ pub(crate) mod problem;
 pub(crate) mod smpp;
 pub(crate) mod timeout;
 pub mod validate;
+pub(crate) mod views;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;

@@ -135,15 +135,6 @@ pub struct FlowDelivery {
     pub started_at: UnixMs,
 }
 
-/// A delivery's link to its flow (`messages.flow_id`, `messages.flow_step`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowLink {
-    /// The flow.
-    pub flow: MessageId,
-    /// The step.
-    pub step: u8,
-}
-
 /// A flow written with the request that starts it, or a flow change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlowWrite {

@@ -85,6 +85,15 @@ impl TryFrom<String> for MessageId {
     }
 }
 
+/// A delivery's link to its flow (`messages.flow_id`, `messages.flow_step`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowLink {
+    /// The flow.
+    pub flow: MessageId,
+    /// The step.
+    pub step: u8,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

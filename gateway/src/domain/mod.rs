@@ -20,6 +20,7 @@ mod inbound;
 mod message;
 mod optout;
 mod request;
+mod status;
 mod update;
 mod voice;
 
@@ -33,5 +34,6 @@ pub use inbound::*;
 pub use message::*;
 pub use optout::*;
 pub use request::*;
+pub use status::*;
 pub use update::*;
 pub use voice::*;
