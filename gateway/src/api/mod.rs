@@ -22,7 +22,7 @@
 pub(crate) mod batches;
 pub(crate) mod calls;
 pub(crate) mod events;
-pub(crate) mod flows;
+pub mod flows;
 pub(crate) mod idempotency;
 pub(crate) mod idempotent;
 pub(crate) mod inbound;

@@ -24,12 +24,4 @@ pub(crate) struct Delivery {
 }
 
 /// A unix-milliseconds time as RFC 3339 (UTC); empty if out of range.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub(crate) use crate::domain::rfc3339;

@@ -144,6 +144,8 @@ pub struct Event {
     pub call: Option<String>,
     /// The SMPP bind the message came from, if it came over SMPP.
     pub smpp: Option<super::SmppOrigin>,
+    /// The flow the message is a step of, if any.
+    pub flow: Option<super::FlowLink>,
 }
 
 /// The event id shown to tenants for log position `seq`.
@@ -205,7 +207,16 @@ struct EventData<'a> {
     keyword: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     call: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<FlowJson>,
     accepted_at: String,
+}
+
+/// Which flow and step a delivery is.
+#[derive(Debug, Serialize)]
+struct FlowJson {
+    id: String,
+    step: u8,
 }
 
 impl Event {
@@ -259,10 +270,53 @@ impl Event {
                 body: self.body.as_deref(),
                 keyword,
                 call: call.clone(),
+                flow: self.flow.map(|f| FlowJson {
+                    id: f.flow.to_string(),
+                    step: f.step,
+                }),
                 accepted_at: rfc3339(self.created_at),
             },
         };
         // Serialising plain strings and numbers cannot fail.
         serde_json::to_string(&j).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_delivery_says_which_flow_and_step_it_is() {
+        let mut e = Event {
+            seq: 1,
+            message_id: MessageId(2),
+            tenant: Some("acme".into()),
+            status: "delivered".into(),
+            at: 1_743_505_260_000,
+            detail: None,
+            carrier: Some("alpha".into()),
+            error: None,
+            price: None,
+            currency: None,
+            to: "+447911123456".into(),
+            from: "Acme".into(),
+            body: None,
+            callback_url: None,
+            segments: Some(1),
+            created_at: 1_743_505_200_000,
+            call: None,
+            smpp: None,
+            flow: None,
+        };
+        let json: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert!(json["data"].get("flow").is_none(), "{json}");
+        e.flow = Some(super::super::FlowLink {
+            flow: MessageId(9),
+            step: 1,
+        });
+        let json: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(json["data"]["flow"]["id"], MessageId(9).to_string());
+        assert_eq!(json["data"]["flow"]["step"], 1);
     }
 }

@@ -383,6 +383,7 @@ mod tests {
                 receipt,
                 reported_id: None,
             }),
+            flow: None,
         }
     }
 

@@ -171,7 +171,7 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
 /// each.
 const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
      m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
-     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp \
+     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp, m.flow_id, m.flow_step \
      FROM history h \
      LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
      LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
@@ -199,6 +199,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             created_at: at,
             call: None,
             smpp: None,
+            flow: None,
         })
     } else {
         Ok(Event {
@@ -222,6 +223,16 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             smpp: row
                 .get::<_, Option<String>>(20)?
                 .and_then(|s| crate::domain::SmppOrigin::from_stored(&s)),
+            flow: match (
+                row.get::<_, Option<i64>>(21)?,
+                row.get::<_, Option<u8>>(22)?,
+            ) {
+                (Some(flow), Some(step)) => Some(crate::domain::FlowLink {
+                    flow: MessageId(flow),
+                    step,
+                }),
+                _ => None,
+            },
         })
     }
 }
