@@ -50,6 +50,11 @@ fn gateway_with(dir: &TempDir, relays: &[(&str, u16, &str, u8, &str)]) -> (Proce
 }
 
 fn write_config(dir: &TempDir, relays: &[(&str, u16, &str, u8, &str)]) {
+    write_config_from(dir, relays, Some("noreply@acme.example"));
+}
+
+/// [`write_config`] with each relay's default sender `from` (none: no `from` key).
+fn write_config_from(dir: &TempDir, relays: &[(&str, u16, &str, u8, &str)], from: Option<&str>) {
     let mut toml = String::new();
     writeln!(
         toml,
@@ -65,9 +70,12 @@ fn write_config(dir: &TempDir, relays: &[(&str, u16, &str, u8, &str)]) {
             toml,
             "[[carriers]]\nname = {name:?}\nchannels = [\"email\"]\npriority = {priority}\n\n\
              [carriers.smtp]\nhost = \"127.0.0.1\"\nport = {port}\n{extra}\
-             price = \"{price}\"\ntimeout_s = 5\nfrom = \"noreply@acme.example\"\n"
+             price = \"{price}\"\ntimeout_s = 5\n"
         )
         .unwrap();
+        if let Some(from) = from {
+            writeln!(toml, "from = {from:?}").unwrap();
+        }
     }
     std::fs::write(dir.join("switchyard.toml"), toml).unwrap();
 }
@@ -365,4 +373,29 @@ fn accepted_emails_survive_kill_9_while_the_relay_defers_them() {
         "no extra email"
     );
     assert_eq!(seen, ids.iter().cloned().collect());
+}
+
+#[test]
+fn an_email_without_a_sender_needs_a_relay_with_a_default_one() {
+    let dir = TempDir::new("email-sender").unwrap();
+    let out = dir.join("relay");
+    let smtp = relay(&out);
+    write_config_from(
+        &dir,
+        &[("Relay", port(&smtp), "0.0004", 100, "security = \"none\"\n")],
+        None,
+    );
+    let (_gw, mut client) = start(&dir);
+    let (status, problem) = send(
+        &mut client,
+        json!({"channel": "email", "to": "ana@example.org", "subject": "s", "body": "b"}),
+    );
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["code"], "sender_required");
+    assert_eq!(problem["field"], "from");
+    let (status, accepted) = send(
+        &mut client,
+        json!({"channel": "email", "to": "ana@example.org", "from": "a@acme.example", "subject": "s", "body": "b"}),
+    );
+    assert_eq!(status, 202, "{accepted}");
 }

@@ -216,6 +216,11 @@ impl From<SubmitError> for Problem {
                 "email is not available: no carrier has the email channel with a [carriers.smtp] \
                  relay",
             ),
+            SubmitError::SenderRequired => Problem::invalid(
+                "from",
+                "sender_required",
+                "an email needs a sender: give \"from\" (no relay has a default `from`)",
+            ),
             SubmitError::EmailsFull => Problem::unavailable(
                 "queue_full",
                 "too many emails are waiting for a relay; retry shortly",

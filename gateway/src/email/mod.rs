@@ -162,11 +162,13 @@ impl Email {
             .map_err(crate::dispatch::DispatchError::Route)?;
         let currency = table.config().base_currency;
         let relays = self.relays.load();
-        Ok(ranked
+        // An email without a sender goes only to relays that have a default one.
+        let usable = |relay: &Relay| job.from.is_some() || relay.default_from.is_some();
+        let order: Vec<(String, Money)> = ranked
             .iter()
             .filter_map(|r| {
                 let name = &table.carrier(r.carrier)?.name;
-                relays.contains_key(name).then(|| {
+                relays.get(name).filter(|r| usable(r)).map(|_| {
                     (
                         name.clone(),
                         Money {
@@ -176,7 +178,11 @@ impl Email {
                     )
                 })
             })
-            .collect())
+            .collect();
+        if order.is_empty() && job.from.is_none() {
+            return Err(SubmitError::SenderRequired);
+        }
+        Ok(order)
     }
 
     /// Runs until shutdown: one task per queued email.

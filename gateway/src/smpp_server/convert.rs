@@ -521,6 +521,7 @@ pub(crate) fn status_of(e: &SubmitError) -> CommandStatus {
         | SubmitError::CallsFull
         | SubmitError::EmailUnavailable
         | SubmitError::EmailsFull
+        | SubmitError::SenderRequired
         | SubmitError::WrongRecipient(..)
         | SubmitError::VoiceUnavailable => CommandStatus::ESME_RSYSERR,
     }

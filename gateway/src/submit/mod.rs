@@ -225,6 +225,9 @@ pub(crate) enum SubmitError {
     /// Too many emails are waiting for a relay.
     #[error("too many emails are waiting")]
     EmailsFull,
+    /// An email without a sender, and no relay that could take it has a default one.
+    #[error("an email needs a sender: give \"from\" (the relays have no default sender)")]
+    SenderRequired,
     /// The message's channel and its recipient do not go together (a number for email, an
     /// address for SMS or voice).
     #[error("{0} needs {1}")]

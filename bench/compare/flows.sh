@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# flows.sh: what a flow (one message over several channels) costs next to a single SMS, in one
+# run on one machine.
+#
+# Starts smsc-sim, an aiosmtpd relay (tests/interop/smtp_relay.py) and `switchyard serve`
+# (release builds) on 127.0.0.1, then sends with `http-load`, each run bounded by COUNT
+# requests and DURATION seconds:
+#   single      POST /v1/messages, one SMS                       (the baseline)
+#   cascade     mode cascade: SMS (success delivered, 60 s), then email (never needed: the
+#               simulator delivers)                               one delivery per request
+#   all         mode all_channels: SMS and email                  two deliveries per request
+# and prints one line per run: accepted/s, p50/p99 latency, and the gateway's CPU µs per
+# request and per delivery (from /proc), so the ratios against `single` are read off directly.
+#
+# Knobs (environment): COUNT=20000 DURATION=15 CONNS=64 RATE= (unpaced when empty)
+#   SKIP_BUILD=1     use the binaries already in $CARGO_TARGET_DIR/release
+#   DATA_BASE=/tmp   where the store lives (the disk's fsync is part of the measure)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/sy-target-bench}
+BIN=$CARGO_TARGET_DIR/release
+PYTHON=${SWITCHYARD_PYTHON:-/tmp/switchyard-venv/bin/python}
+COUNT=${COUNT:-20000}
+DURATION=${DURATION:-15}
+CONNS=${CONNS:-64}
+KEY=sk_flows_bench_kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk
+WORK=$(mktemp -d "${DATA_BASE:-/tmp}/flows-bench.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${PIDS[i]}" 2>/dev/null || true
+        wait "${PIDS[i]}" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    (cd "$ROOT" && cargo build -q --release -p switchyard-gateway --bin switchyard \
+        -p switchyard-bench --bin smsc-sim --bin http-load)
+fi
+
+wait_line() { # file pattern
+    for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
+    echo "no '$2' in $1" >&2
+    exit 1
+}
+
+"$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms 10 >"$WORK/sim.out" 2>"$WORK/sim.err" &
+PIDS+=($!)
+wait_line "$WORK/sim.out" "listening on"
+SIM=$(grep "listening on" "$WORK/sim.out" | awk '{print $NF}')
+"$PYTHON" "$ROOT/tests/interop/smtp_relay.py" "$WORK/mail" >"$WORK/relay.out" 2>"$WORK/relay.err" &
+PIDS+=($!)
+wait_line "$WORK/relay.out" "listening on"
+RELAY=$(grep "listening on" "$WORK/relay.out" | awk '{print $NF}')
+HASH=$("$BIN/switchyard" hash-key "$KEY" | sed -n 's/^hash: *//p')
+cat >"$WORK/switchyard.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+data_dir = "$WORK/data"
+
+[[tenants]]
+name = "bench"
+api_keys = ["$HASH"]
+preference = "cheapest"
+
+[[carriers]]
+name = "sim"
+channels = ["sms"]
+[carriers.smpp]
+host = "127.0.0.1"
+port = ${SIM##*:}
+system_id = "sim"
+password = "pw"
+binds = 2
+window = 100
+
+[[carriers]]
+name = "relay"
+channels = ["email"]
+[carriers.smtp]
+host = "127.0.0.1"
+port = ${RELAY##*:}
+security = "none"
+price = "0.0004"
+max_connections = 8
+
+[[decks]]
+carrier = "sim"
+channel = "sms"
+path = "deck.csv"
+TOML
+printf 'Prefix,Price,Currency,Effective Date,Country,Network\n44,0.0100,EUR,2025-01-01,United Kingdom,All\n' >"$WORK/deck.csv"
+"$BIN/switchyard" serve --config "$WORK/switchyard.toml" >"$WORK/gw.out" 2>"$WORK/gw.err" &
+GW=$!
+PIDS+=($GW)
+wait_line "$WORK/gw.out" "listening on"
+API=$(grep "listening on" "$WORK/gw.out" | awk '{print $NF}')
+for _ in $(seq 100); do curl -sf "http://$API/readyz" >/dev/null && break; sleep 0.1; done
+
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$GW/stat"; }
+
+SMS='"to":"+4479{seq8}","from":"Bench","body":"Your code is {seq6}"'
+SEQ=0
+run() { # label deliveries-per-request body
+    local before after report
+    before=$(cpu_ticks)
+    local args=(--url "http://$API/v1/messages" --method POST --header "Authorization: Bearer $KEY"
+        --header "Content-Type: application/json" --body "$3" --connections "$CONNS"
+        --count "$COUNT" --duration-s "$DURATION" --seq-start "$SEQ" --label "$1")
+    [[ -n ${RATE:-} ]] && args+=(--rate "$RATE")
+    report=$("$BIN/http-load" "${args[@]}")
+    after=$(cpu_ticks)
+    SEQ=$((SEQ + COUNT))
+    python3 - "$1" "$2" "$((after - before))" "$TICK" "$report" <<'PY'
+import json, sys
+label, per, ticks, tick, report = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
+ok = max(report["ok"], 1)
+cpu_us = ticks / tick * 1e6
+lat = report["latency_us"]
+print(f"{label:8} accepted {report['ok_per_s']:8.0f}/s  ok {report['ok']:6}  other {dict((k, v) for k, v in report['by_status'].items() if not k.startswith('2'))}  "
+      f"p50 {lat['p50'] / 1000:6.2f} ms  p99 {lat['p99'] / 1000:6.2f} ms  "
+      f"gateway CPU {cpu_us / ok:6.0f} µs/request  {cpu_us / (ok * per):6.0f} µs/delivery")
+PY
+    sleep 2
+}
+
+run single 1 "{$SMS}"
+run cascade 1 "{\"mode\":\"cascade\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\",\"timeout_s\":60},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
+run all 2 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
+sleep 5
+echo "emails the relay stored 5 s later: $(find "$WORK/mail" -name '*.eml' 2>/dev/null | wc -l)"
+grep -o "email not taken: .*" "$WORK/gw.err" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-120 | sort | uniq -c | sort -rn | head -3 || true
+tail -3 "$WORK/relay.err" || true
