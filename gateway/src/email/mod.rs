@@ -45,6 +45,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Accepted emails that may wait for a relay; beyond it the API answers 503.
 const MAX_QUEUED: usize = 10_000;
+/// Emails being delivered at once (talking to a relay, waiting for one of its connections, or
+/// waiting out a back-off); the rest wait in the queue.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// One relay: its connection pool and how many emails it carries at once.
 struct Relay {
@@ -75,6 +78,8 @@ pub(crate) struct Email {
     router: Arc<Router>,
     /// Accepted emails waiting for a relay.
     queue: mpsc::Sender<EmailJob>,
+    /// One permit per email being delivered ([`MAX_IN_FLIGHT`]).
+    in_flight: Arc<Semaphore>,
     /// Status updates to the store.
     updates: UpdateSink,
 }
@@ -108,6 +113,7 @@ impl Email {
             relays: ArcSwap::from_pointee(relays),
             router,
             queue,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             updates,
         });
         tokio::spawn(email.clone().run(rx, shutdown));
@@ -185,21 +191,33 @@ impl Email {
         Ok(order)
     }
 
-    /// Runs until shutdown: one task per queued email.
+    /// Runs until shutdown: one task per email being delivered, at most [`MAX_IN_FLIGHT`];
+    /// the others wait in the queue (which, full, makes the API answer 503).
     async fn run(
         self: Arc<Self>,
         mut rx: mpsc::Receiver<EmailJob>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
+            let permit = tokio::select! {
+                p = self.in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = async { drop(shutdown.wait_for(|s| *s).await) } => return,
+            };
             tokio::select! {
                 job = rx.recv() => match job {
                     Some(job) => {
-                        tokio::spawn(self.clone().deliver(job));
+                        let engine = self.clone();
+                        tokio::spawn(async move {
+                            engine.deliver(job).await;
+                            drop(permit);
+                        });
                     }
                     None => return,
                 },
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = async { drop(shutdown.wait_for(|s| *s).await) } => return,
             }
         }
     }
