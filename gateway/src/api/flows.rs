@@ -179,8 +179,8 @@ pub(crate) async fn send(
         updated_at: now,
         deliveries: Vec::new(),
     };
-    // Start what the rules start now; a step refused here is skipped (the next one starts),
-    // and when none can start the first refusal is the answer.
+    // Start what the rules start now; a step refused for good here is skipped (the next one
+    // starts), and when none can start the first refusal is the answer.
     let mut prepared: Vec<(Prepared, &Step)> = Vec::new();
     let mut first_refusal: Option<Problem> = None;
     for _ in 0..=steps.len() {
@@ -204,6 +204,9 @@ pub(crate) async fn send(
                     });
                     prepared.push((p, step));
                 }
+                // Full queues, open breakers, the tenant's rate: the whole request is
+                // refused for now (503/429 with Retry-After), as a single send would be.
+                Err(e) if e.is_transient() => return Err(Problem::from(e)),
                 Err(e) => {
                     let problem = Problem::from(e);
                     flow.skipped.push((k, problem.detail.clone()));

@@ -39,7 +39,8 @@ pub(crate) type DraftBuilder =
 
 /// How long a step refused for the tenant's rate waits before it is tried again.
 const RATE_RETRY: Duration = Duration::from_secs(1);
-/// How long to wait before reading a flow again after the store failed.
+/// How long to wait before reading a flow again after the store failed, or before starting a
+/// step again that full queues or open breakers refused.
 const STORE_RETRY: Duration = Duration::from_secs(2);
 
 /// The flow engine's handle: the API tells it about new flows.
@@ -316,10 +317,7 @@ impl From<SubmitError> for StepError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::Refused(Refusal::RateLimited { .. }) => StepError::Later(RATE_RETRY),
-            SubmitError::Store(s) if s.is_retryable() => StepError::Later(STORE_RETRY),
-            SubmitError::Backlog(_) | SubmitError::CallsFull | SubmitError::EmailsFull => {
-                StepError::Later(STORE_RETRY)
-            }
+            e if e.is_transient() => StepError::Later(STORE_RETRY),
             other => StepError::Skip(other.to_string()),
         }
     }

@@ -237,6 +237,25 @@ pub(crate) enum SubmitError {
     Store(#[from] StoreError),
 }
 
+impl SubmitError {
+    /// True when the same message may be taken in a moment: the tenant's rate, full queues,
+    /// breakers all open, a store that cannot write now. The rest (plan, opt-out, no route,
+    /// a channel that is not available) stands until something is reconfigured.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            SubmitError::Refused(r) => matches!(r, Refusal::RateLimited { .. }),
+            SubmitError::Dispatch(d) => d.is_retryable(),
+            SubmitError::Backlog(_) | SubmitError::CallsFull | SubmitError::EmailsFull => true,
+            SubmitError::Store(s) => s.is_retryable(),
+            SubmitError::NoTrunk
+            | SubmitError::VoiceUnavailable
+            | SubmitError::EmailUnavailable
+            | SubmitError::SenderRequired
+            | SubmitError::WrongRecipient(..) => false,
+        }
+    }
+}
+
 /// Why a message could not be cancelled.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CancelError {
