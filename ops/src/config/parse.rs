@@ -1381,7 +1381,11 @@ fn bounded_string(
 }
 
 /// An ISO 4217 code.
-fn currency(report: &mut Report<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<Currency> {
+pub(crate) fn currency(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<Currency> {
     let v = t.raw(report, key)?;
     let path = t.key_path(key);
     let s = expect_str(report, v, &path)?;
