@@ -128,7 +128,20 @@ pub(crate) fn smtp(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SmtpRelay {
             Price::ZERO
         }
     };
-    let currency = super::parse::currency(report, &mut t, "currency");
+    let currency = t.raw(report, "currency").and_then(|v| {
+        let path = t.key_path("currency");
+        let s = expect_str(report, v, &path)?;
+        Currency::parse(s).ok().or_else(|| {
+            report.at_span(
+                &v.span(),
+                &path,
+                ConfigErrorKind::Invalid(format!(
+                    "{s:?} is not a three-letter ISO 4217 currency code"
+                )),
+            );
+            None
+        })
+    });
     let timeout =
         Duration::from_secs(t.int_or(report, "timeout_s", 1, 600, SmtpRelay::DEFAULT_TIMEOUT_S));
     let max_connections = t.int_or(

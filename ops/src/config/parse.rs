@@ -1381,11 +1381,7 @@ fn bounded_string(
 }
 
 /// An ISO 4217 code.
-pub(crate) fn currency(
-    report: &mut Report<'_>,
-    t: &mut Table<'_, '_>,
-    key: &'static str,
-) -> Option<Currency> {
+fn currency(report: &mut Report<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<Currency> {
     let v = t.raw(report, key)?;
     let path = t.key_path(key);
     let s = expect_str(report, v, &path)?;
