@@ -614,45 +614,54 @@ fn query_and_cancel_a_scheduled_message() {
         panic!("{resp:?}")
     };
     let id = r.message_id;
-    let query = |esme: &mut TestEsme, id: &str| {
+    // The DELETED receipt may come in while a later response is awaited: keep it.
+    let mut delivered = Vec::new();
+    let query = |esme: &mut TestEsme, delivered: &mut Vec<Pdu>, id: &str| {
         let seq = esme
             .send(Body::QuerySm(QuerySm {
                 message_id: id.to_owned().into(),
                 ..QuerySm::default()
             }))
             .unwrap();
-        esme.recv_response(seq, &mut Vec::new()).unwrap()
+        esme.recv_response(seq, delivered).unwrap()
     };
-    let q = query(&mut esme, &id.to_str_lossy());
+    let q = query(&mut esme, &mut delivered, &id.to_str_lossy());
     let Body::QuerySmResp(state) = q.body else {
         panic!("{q:?}")
     };
     assert_eq!(state.message_state, message_state::SCHEDULED);
-    let cancel = |esme: &mut TestEsme| {
+    let cancel = |esme: &mut TestEsme, delivered: &mut Vec<Pdu>| {
         let seq = esme
             .send(Body::CancelSm(CancelSm {
                 message_id: id.clone(),
                 ..CancelSm::default()
             }))
             .unwrap();
-        esme.recv_response(seq, &mut Vec::new())
-            .unwrap()
-            .command_status
+        esme.recv_response(seq, delivered).unwrap().command_status
     };
-    assert_eq!(cancel(&mut esme), CommandStatus::ESME_ROK);
-    assert_eq!(cancel(&mut esme), CommandStatus::ESME_RCANCELFAIL);
-    let q = query(&mut esme, &id.to_str_lossy());
+    assert_eq!(cancel(&mut esme, &mut delivered), CommandStatus::ESME_ROK);
+    assert_eq!(
+        cancel(&mut esme, &mut delivered),
+        CommandStatus::ESME_RCANCELFAIL
+    );
+    let q = query(&mut esme, &mut delivered, &id.to_str_lossy());
     let Body::QuerySmResp(state) = q.body else {
         panic!("{q:?}")
     };
     assert_eq!(state.message_state, message_state::DELETED);
     assert_eq!(state.final_date.len(), 16, "{state:?}");
-    let unknown = query(&mut esme, "msg_0000000000000001");
+    let unknown = query(&mut esme, &mut delivered, "msg_0000000000000001");
     assert_eq!(unknown.command_status, CommandStatus::ESME_RQUERYFAIL);
     // The receipt of the cancelled message.
     let receipt = loop {
-        let pdu = esme.recv(Duration::from_secs(10)).unwrap();
-        esme.ack_if_deliver(&pdu).unwrap();
+        let pdu = match delivered.pop() {
+            Some(pdu) => pdu,
+            None => {
+                let pdu = esme.recv(Duration::from_secs(10)).unwrap();
+                esme.ack_if_deliver(&pdu).unwrap();
+                pdu
+            }
+        };
         if let Body::DeliverSm(sm) = pdu.body {
             break sm;
         }
@@ -996,7 +1005,9 @@ fn submit_multi_reports_one_id_and_the_refused_destinations() {
         ..SubmitMulti::default()
     };
     let seq = esme.send(Body::SubmitMulti(multi)).unwrap();
-    let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+    // A destination's receipt may overtake the resp: keep it.
+    let mut delivered = Vec::new();
+    let resp = esme.recv_response(seq, &mut delivered).unwrap();
     assert_eq!(resp.command_status, CommandStatus::ESME_ROK);
     let Body::SubmitMultiResp(r) = resp.body else {
         panic!("{resp:?}")
@@ -1022,8 +1033,14 @@ fn submit_multi_reports_one_id_and_the_refused_destinations() {
     );
     let mut from = HashSet::new();
     while from.len() < 2 {
-        let pdu = esme.recv(Duration::from_secs(10)).unwrap();
-        esme.ack_if_deliver(&pdu).unwrap();
+        let pdu = match delivered.pop() {
+            Some(pdu) => pdu,
+            None => {
+                let pdu = esme.recv(Duration::from_secs(10)).unwrap();
+                esme.ack_if_deliver(&pdu).unwrap();
+                pdu
+            }
+        };
         if let Body::DeliverSm(sm) = &pdu.body {
             let reported = sm.tlvs.receipted_message_id().unwrap();
             assert_eq!(String::from_utf8_lossy(reported), id);
