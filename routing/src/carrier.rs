@@ -17,14 +17,29 @@ pub enum Channel {
     Voice,
     /// Email over SMTP; a flat price per message.
     Email,
+    /// RCS Business Messaging (agent messages to a phone); prices are per message, by prefix.
+    Rcs,
+    /// WhatsApp Business (Cloud API) to a phone; prices are per message, by prefix.
+    Whatsapp,
 }
 
 impl Channel {
     /// Every channel, in table order.
-    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Voice, Channel::Email];
+    pub const ALL: [Channel; 5] = [
+        Channel::Sms,
+        Channel::Voice,
+        Channel::Email,
+        Channel::Rcs,
+        Channel::Whatsapp,
+    ];
 
     /// The phone-addressed channels, priced by prefix: one prefix table each.
-    pub const PHONE: [Channel; 2] = [Channel::Sms, Channel::Voice];
+    pub const PHONE: [Channel; 4] = [
+        Channel::Sms,
+        Channel::Voice,
+        Channel::Rcs,
+        Channel::Whatsapp,
+    ];
 
     /// Index into per-channel arrays ([`Channel::ALL`] order).
     pub(crate) fn index(self) -> usize {
@@ -32,12 +47,14 @@ impl Channel {
             Channel::Sms => 0,
             Channel::Voice => 1,
             Channel::Email => 2,
+            Channel::Rcs => 3,
+            Channel::Whatsapp => 4,
         }
     }
 
-    /// Whether destinations are phone numbers priced by prefix (SMS, voice).
+    /// Whether destinations are phone numbers priced by prefix (SMS, voice, RCS, WhatsApp).
     pub fn is_phone(self) -> bool {
-        matches!(self, Channel::Sms | Channel::Voice)
+        !matches!(self, Channel::Email)
     }
 
     /// The name used in configuration and the API.
@@ -46,6 +63,8 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Voice => "voice",
             Channel::Email => "email",
+            Channel::Rcs => "rcs",
+            Channel::Whatsapp => "whatsapp",
         }
     }
 }

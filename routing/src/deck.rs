@@ -420,7 +420,7 @@ fn parse_row(
         })
     });
     let voice = match channel {
-        Channel::Sms | Channel::Email => None,
+        Channel::Sms | Channel::Email | Channel::Rcs | Channel::Whatsapp => None,
         Channel::Voice => {
             let fee = match field(rec, cols.fee) {
                 "" => Some(Price::ZERO),

@@ -317,15 +317,19 @@ struct CarrierRuntime {
 /// Sizes of a built table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableStats {
-    /// Distinct prefixes with rates, per channel (SMS, voice).
-    pub prefixes: [usize; 2],
+    /// Distinct prefixes with rates, per channel ([`Channel::ALL`] order; 0 for channels not
+    /// priced by prefix).
+    pub prefixes: [usize; CHANNELS],
     /// Trie nodes, per channel.
-    pub nodes: [usize; 2],
+    pub nodes: [usize; CHANNELS],
     /// Candidate entries stored after de-duplication, per channel.
-    pub stored_candidates: [usize; 2],
+    pub stored_candidates: [usize; CHANNELS],
     /// Rates in effect (one per carrier and prefix), per channel.
-    pub active_rates: [usize; 2],
+    pub active_rates: [usize; CHANNELS],
 }
+
+/// How many channels there are ([`Channel::ALL`]).
+const CHANNELS: usize = Channel::ALL.len();
 
 /// An immutable, precomputed routing table. Share it behind [`crate::Router`].
 #[derive(Debug)]
@@ -346,8 +350,8 @@ pub struct RoutingTable {
     tenant_ids: HashMap<String, TenantId>,
     /// Carrier name → id.
     carrier_ids: HashMap<String, CarrierId>,
-    /// One trie per phone channel ([`Channel::PHONE`]).
-    tries: [PrefixTrie; 2],
+    /// One trie per channel ([`Channel::ALL`] order; empty for channels not priced by prefix).
+    tries: [PrefixTrie; CHANNELS],
     /// Per channel ([`Channel::ALL`] order), the carriers with a flat price, cheapest first
     /// (empty for phone channels).
     flat: Box<[Box<[Candidate]>]>,
@@ -401,8 +405,7 @@ impl RoutingTable {
         let tries = build_tries(cfg, entries);
         let carriers = carrier_runtimes(cfg, previous, now);
         let flat = flat_candidates(cfg, &fx);
-        let count =
-            |f: fn((usize, usize, usize)) -> usize| [f(tries[0].counts()), f(tries[1].counts())];
+        let count = |f: fn((usize, usize, usize)) -> usize| tries.each_ref().map(|t| f(t.counts()));
         let stats = TableStats {
             prefixes: count(|c| c.2),
             nodes: count(|c| c.0),
@@ -909,9 +912,9 @@ fn candidate_entries(
     cfg: &RoutingConfig,
     in_effect: &[Selected],
     fx: &HashMap<Currency, Price>,
-) -> ([Vec<(Prefix, Candidate)>; 2], [usize; 2]) {
-    let mut entries: [Vec<(Prefix, Candidate)>; 2] = [Vec::new(), Vec::new()];
-    let mut active = [0usize; 2];
+) -> ([Vec<(Prefix, Candidate)>; CHANNELS], [usize; CHANNELS]) {
+    let mut entries: [Vec<(Prefix, Candidate)>; CHANNELS] = Default::default();
+    let mut active = [0usize; CHANNELS];
     for s in in_effect {
         let Some(rate) = deck_rate(cfg, s.deck, s.row) else {
             continue;
@@ -1001,7 +1004,10 @@ fn compile_plans(
 
 /// The lookup tries, one per channel. Each prefix's candidates are ranked cheapest first, then
 /// by carrier priority, then by carrier order (stable and total).
-fn build_tries(cfg: &RoutingConfig, entries: [Vec<(Prefix, Candidate)>; 2]) -> [PrefixTrie; 2] {
+fn build_tries(
+    cfg: &RoutingConfig,
+    entries: [Vec<(Prefix, Candidate)>; CHANNELS],
+) -> [PrefixTrie; CHANNELS] {
     let priorities: Vec<u8> = cfg.carriers.iter().map(|c| c.priority).collect();
     let rank = |c: &Candidate| {
         (
@@ -1013,8 +1019,7 @@ fn build_tries(cfg: &RoutingConfig, entries: [Vec<(Prefix, Candidate)>; 2]) -> [
             c.carrier,
         )
     };
-    let [sms, voice] = entries;
-    [PrefixTrie::build(sms, rank), PrefixTrie::build(voice, rank)]
+    entries.map(|e| PrefixTrie::build(e, rank))
 }
 
 /// Per carrier, its live state (kept from `previous` for carriers it has, by name; new

@@ -56,6 +56,8 @@ impl Config {
                 smpp: Some(sandbox_smpp()),
                 sip: None,
                 smtp: None,
+                rbm: None,
+                whatsapp: None,
             }],
             decks: vec![DeckConfig {
                 carrier: SANDBOX_NAME.to_owned(),

@@ -28,6 +28,7 @@
 
 use std::path::Path;
 
+pub mod chat;
 pub mod egress;
 pub mod email;
 pub mod error;
@@ -48,6 +49,7 @@ mod reload;
 mod to_routing;
 mod validate;
 
+pub use chat::{ProviderHttp, RbmAgent, Secret, WhatsappAccount};
 pub use defaults::{SANDBOX_API_KEY, SANDBOX_NAME};
 pub use egress::EgressPolicy;
 pub use email::{is_email_address, SmtpCredentials, SmtpRelay, SmtpSecurity};

@@ -510,6 +510,12 @@ pub struct Carrier {
     pub sip: Option<SipTrunk>,
     /// The SMTP relay (`[carriers.smtp]`); present exactly when `channels` has `email`.
     pub smtp: Option<super::email::SmtpRelay>,
+    /// The RCS Business Messaging agent (`[carriers.rbm]`); present exactly when `channels`
+    /// has `rcs`.
+    pub rbm: Option<super::chat::RbmAgent>,
+    /// The WhatsApp Business number (`[carriers.whatsapp]`); present exactly when `channels`
+    /// has `whatsapp`.
+    pub whatsapp: Option<super::chat::WhatsappAccount>,
 }
 
 /// `[sip]`: the SIP proxy's listener and failover timing.

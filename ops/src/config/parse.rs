@@ -33,10 +33,17 @@ pub(crate) const CHANNELS: &[(&str, Channel)] = &[
     ("sms", Channel::Sms),
     ("voice", Channel::Voice),
     ("email", Channel::Email),
+    ("rcs", Channel::Rcs),
+    ("whatsapp", Channel::Whatsapp),
 ];
 
 /// Channels priced by rate decks.
-const DECK_CHANNELS: &[(&str, Channel)] = &[("sms", Channel::Sms), ("voice", Channel::Voice)];
+const DECK_CHANNELS: &[(&str, Channel)] = &[
+    ("sms", Channel::Sms),
+    ("voice", Channel::Voice),
+    ("rcs", Channel::Rcs),
+    ("whatsapp", Channel::Whatsapp),
+];
 
 /// Valid SMPP numbering plan indicators (SMPP 3.4 §5.2.6).
 const NPI_VALUES: &[u8] = &[0, 1, 3, 4, 6, 8, 9, 10, 14, 18];
@@ -691,6 +698,10 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
     let smtp = t
         .table(report, "smtp")
         .map(|s| super::email::smtp(report, s));
+    let rbm = t.table(report, "rbm").map(|s| super::chat::rbm(report, s));
+    let whatsapp = t
+        .table(report, "whatsapp")
+        .map(|s| super::chat::whatsapp(report, s));
     t.finish(report);
     Carrier {
         name,
@@ -708,6 +719,8 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
         smpp,
         sip,
         smtp,
+        rbm,
+        whatsapp,
     }
 }
 

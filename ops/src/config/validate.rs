@@ -297,23 +297,44 @@ fn sip(config: &Config, report: &mut Report<'_>) {
     }
 }
 
-fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report<'_>) {
-    let sms = c.channels.contains(&Channel::Sms);
-    match &c.smpp {
-        None if sms => report.at_path(
+/// A carrier's connection `section` must be there exactly when it offers `channel` (a carrier
+/// without channels is reported elsewhere).
+fn section_for_channel(
+    c: &Carrier,
+    path: &str,
+    channel: Channel,
+    section: &str,
+    present: bool,
+    report: &mut Report<'_>,
+) {
+    let offered = c.channels.contains(&channel);
+    if offered && !present {
+        report.at_path(
             &format!("{path}.channels"),
             ConfigErrorKind::Invalid(format!(
-                "carrier {:?} offers sms but has no [carriers.smpp] section",
+                "carrier {:?} offers {channel} but has no [carriers.{section}] section",
                 c.name
             )),
-        ),
-        Some(_) if !sms && !c.channels.is_empty() => report.at_path(
-            &format!("{path}.smpp"),
-            ConfigErrorKind::Invalid(
-                "an smpp section on a carrier without the \"sms\" channel is never used".into(),
-            ),
-        ),
-        _ => {}
+        );
+    } else if present && !offered && !c.channels.is_empty() {
+        report.at_path(
+            &format!("{path}.{section}"),
+            ConfigErrorKind::Invalid(format!(
+                "a [carriers.{section}] section on a carrier without the \"{channel}\" channel is never used"
+            )),
+        );
+    }
+}
+
+fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report<'_>) {
+    let sms = c.channels.contains(&Channel::Sms);
+    for (channel, section, present) in [
+        (Channel::Sms, "smpp", c.smpp.is_some()),
+        (Channel::Email, "smtp", c.smtp.is_some()),
+        (Channel::Rcs, "rbm", c.rbm.is_some()),
+        (Channel::Whatsapp, "whatsapp", c.whatsapp.is_some()),
+    ] {
+        section_for_channel(c, path, channel, section, present, report);
     }
     if c.max_tps.is_some() && !sms {
         report.at_path(
@@ -329,29 +350,22 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
             ),
         );
     }
-    let email = c.channels.contains(&Channel::Email);
-    match &c.smtp {
-        None if email => report.at_path(
-            &format!("{path}.channels"),
-            ConfigErrorKind::Invalid(format!(
-                "carrier {:?} offers email but has no [carriers.smtp] section",
-                c.name
-            )),
+    let cas = [
+        ("smtp", c.smtp.as_ref().and_then(|s| s.tls_ca.as_ref())),
+        ("rbm", c.rbm.as_ref().and_then(|s| s.http.tls_ca.as_ref())),
+        (
+            "whatsapp",
+            c.whatsapp.as_ref().and_then(|s| s.http.tls_ca.as_ref()),
         ),
-        Some(_) if !email && !c.channels.is_empty() => report.at_path(
-            &format!("{path}.smtp"),
-            ConfigErrorKind::Invalid(
-                "an smtp section on a carrier without the \"email\" channel is never used".into(),
-            ),
-        ),
-        _ => {}
-    }
-    if let (Some(ca), Some(dir)) = (c.smtp.as_ref().and_then(|s| s.tls_ca.as_ref()), base_dir) {
-        file_exists(
-            report,
-            &format!("{path}.smtp.tls_ca"),
-            &Config::resolve(dir, ca),
-        );
+    ];
+    for (section, ca) in cas {
+        if let (Some(ca), Some(dir)) = (ca, base_dir) {
+            file_exists(
+                report,
+                &format!("{path}.{section}.tls_ca"),
+                &Config::resolve(dir, ca),
+            );
+        }
     }
     if c.sip.is_some() && !c.channels.contains(&Channel::Voice) && !c.channels.is_empty() {
         report.at_path(
