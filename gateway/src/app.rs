@@ -216,7 +216,14 @@ pub async fn start(
     )
     .await?;
     let voice = start_voice(&config, &base_dir, &router, &updates, &shutdown_rx).await?;
-    let email = crate::email::Email::start(
+    let email = crate::email::start(
+        &config,
+        &base_dir,
+        router.clone(),
+        updates.clone(),
+        shutdown_rx.clone(),
+    )?;
+    let chat = crate::chat::start(
         &config,
         &base_dir,
         router.clone(),
@@ -235,6 +242,7 @@ pub async fn start(
             dispatcher.clone(),
             voice.as_ref().map(|(v, _)| v.clone()),
             Some(email.clone()),
+            Some(chat.clone()),
             until,
             shutdown_rx.clone(),
         ));
@@ -255,7 +263,8 @@ pub async fn start(
                 .as_ref()
                 .map(|(v, _)| v.clone() as Arc<crate::submit::CallPlacer>),
         )
-        .with_mail(Some(email.clone() as Arc<crate::submit::Mailer>));
+        .with_mail(Some(email.clone() as Arc<crate::submit::Mailer>))
+        .with_chat(Some(chat.clone() as Arc<crate::submit::ChatSender>));
     let flows = crate::flows::Flows::start(
         store.clone(),
         submit.clone(),
@@ -277,6 +286,8 @@ pub async fn start(
         submit,
         smpp: smpp_server.as_ref().map(|h| h.server().clone()),
         flows,
+        chat: chat.clone(),
+        updates: updates.clone(),
     };
     numbers.await.context("loading the phone-number metadata")?;
     let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
@@ -295,6 +306,7 @@ pub async fn start(
             sip: sip.as_ref().map(|h| h.reload.clone()),
             smpp_server: smpp_server.clone(),
             email,
+            chat,
         },
         shutdown: shutdown_tx.clone(),
         config,
@@ -475,6 +487,7 @@ async fn recover(
     dispatcher: Arc<Dispatcher>,
     voice: Option<Arc<crate::voice::Voice>>,
     email: Option<Arc<crate::email::Email>>,
+    chat: Option<Arc<crate::chat::Chat>>,
     until: MessageId,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -511,10 +524,16 @@ async fn recover(
             }
             if m.email.is_some() {
                 match &email {
-                    Some(e) => e.recover(&record),
+                    Some(e) => crate::email::recover(e, &record),
                     None => {
                         tracing::warn!(id = %m.id, "an email is unfinished but no carrier has an SMTP relay")
                     }
+                }
+                continue;
+            }
+            if m.chat.is_some() {
+                if let Some(c) = &chat {
+                    crate::chat::recover(c, &record);
                 }
                 continue;
             }
@@ -550,6 +569,8 @@ struct Reloader {
     smpp_server: Option<crate::smpp_server::Handle>,
     /// The email engine (with no relay until one is configured).
     email: Arc<crate::email::Email>,
+    /// The chat engine (RCS, WhatsApp; with no account until one is configured).
+    chat: Arc<crate::chat::Chat>,
 }
 
 /// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
@@ -596,7 +617,8 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
     // Everything that can fail is checked before anything changes.
     let binds = Binds::plan(&next, r.sandbox, base_dir)?;
     let sip = crate::sip::transport::plan(&next, base_dir)?;
-    let relays = crate::email::Email::plan(&next, base_dir)?;
+    let relays = crate::email::plan(&next, base_dir)?;
+    let accounts = crate::chat::plan(&next, base_dir)?;
     let router = &state.dispatcher.router;
     let routing = next
         .routing_config(base_dir)
@@ -627,7 +649,8 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         .store(Arc::new(Box::new(ConfigKeys(next.clone()))));
     state.tenant_limits.reload(&next);
     state.dispatcher.set_weights(&next);
-    r.email.commit(relays);
+    crate::email::commit(&r.email, relays);
+    crate::chat::commit(&r.chat, accounts);
     if let (Some(tx), Some(plan)) = (&r.sip, sip) {
         if tx.try_send(plan).is_err() {
             tracing::warn!("the SIP proxy did not take the reload (busy or stopped)");

@@ -74,8 +74,8 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["dispatch"],
     &["admission"],
     &["submit"],
-    &["inbound", "sip", "events", "sandbox"],
-    &["smpp", "smpp_server", "voice", "email", "flows"],
+    &["inbound", "sip", "events", "sandbox", "handoff"],
+    &["smpp", "smpp_server", "voice", "email", "chat", "flows"],
     &["api"],
     &["app"],
 ];

@@ -31,7 +31,7 @@ use super::validate::{self, validate, SendRequest, ValidSms};
 use super::views::{rfc3339, Delivery};
 use super::{AppState, Tenant};
 use crate::domain::{
-    decide, encoding_name, now_ms, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep,
+    decide, now_ms, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep,
     FlowWrite, MessageId, Success,
 };
 use crate::submit::{Placement, Prepared};
@@ -259,11 +259,7 @@ pub(crate) async fn send(
 /// How the 202 shows a delivery.
 fn delivery(p: &Prepared, valid: &ValidSms) -> Delivery {
     let m = &p.message;
-    let (channel, encoding, segments) = match (&valid.voice, &valid.email) {
-        (Some(_), _) => ("voice", "voice", 1),
-        (None, Some(_)) => ("email", "email", 1),
-        (None, None) => ("sms", encoding_name(Some(valid.encoding)), valid.segments),
-    };
+    let (channel, encoding, segments) = valid.shown();
     Delivery {
         id: m.id.to_string(),
         channel,
@@ -358,12 +354,16 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
             )));
         };
         let channel = match own.remove("channel") {
-            Some(Value::String(c)) if matches!(c.as_str(), "sms" | "voice" | "email") => c,
+            Some(Value::String(c))
+                if matches!(c.as_str(), "sms" | "voice" | "email" | "rcs" | "whatsapp") =>
+            {
+                c
+            }
             _ => {
                 return Err(at(Problem::invalid(
                     "channel",
                     "unsupported_channel",
-                    "a step's channel is \"sms\", \"voice\" or \"email\"",
+                    "a step's channel is \"sms\", \"voice\", \"email\", \"rcs\" or \"whatsapp\"",
                 )))
             }
         };
@@ -419,7 +419,8 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
     Ok((mode, steps))
 }
 
-/// The address `to` gives `channel`: `phone` for SMS and voice, `email` for email; a plain
+/// The address `to` gives `channel`: `phone` for SMS, voice, RCS and WhatsApp, `email` for
+/// email; a plain
 /// string serves the channel it fits (an address with `@` for email, a number otherwise).
 fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
     let key = if channel == "email" { "email" } else { "phone" };
@@ -469,11 +470,7 @@ pub fn check_flow_bytes(data: &[u8]) {
                     .expect("a stored step request reads back");
                 let valid = validate(again, &limits).expect("a stored step stays valid");
                 assert_eq!(valid.to, step.valid.to);
-                let channel = match (&valid.voice, &valid.email) {
-                    (Some(_), _) => "voice",
-                    (None, Some(_)) => "email",
-                    (None, None) => "sms",
-                };
+                let channel = valid.channel().as_str();
                 assert_eq!(channel, step.spec.channel);
                 if channel == "email" {
                     assert_eq!(step.spec.success, Success::Sent);

@@ -67,11 +67,7 @@ pub(crate) async fn send(
         crate::submit::Recipient::Phone(n) => format!("+{}", n.as_str()),
         crate::submit::Recipient::Email(a) => a.clone(),
     };
-    let (channel, encoding, segments) = match (&sms.voice, &sms.email) {
-        (Some(_), _) => ("voice", "voice", 1),
-        (None, Some(_)) => ("email", "email", 1),
-        (None, None) => ("sms", encoding_name(Some(sms.encoding)), sms.segments),
-    };
+    let (channel, encoding, segments) = sms.shown();
     let scheduled = sms.scheduled_at.is_some() && sms.voice.is_none();
     let mut answer = None;
     state

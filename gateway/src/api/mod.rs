@@ -33,6 +33,7 @@ pub(crate) mod ops;
 pub(crate) mod optouts;
 pub(crate) mod page;
 pub(crate) mod problem;
+pub(crate) mod providers;
 pub(crate) mod smpp;
 pub(crate) mod timeout;
 pub mod validate;
@@ -98,6 +99,10 @@ pub(crate) struct AppState {
     pub(crate) smpp: Option<std::sync::Arc<crate::smpp_server::Server>>,
     /// Flows (one message over several channels) in progress.
     pub(crate) flows: crate::flows::Flows,
+    /// The chat engine, whose providers' status webhooks the API receives.
+    pub(crate) chat: Arc<crate::chat::Chat>,
+    /// Where those webhooks' receipts go.
+    pub(crate) updates: crate::updates::UpdateSink,
 }
 
 impl std::fmt::Debug for AppState {
@@ -233,6 +238,10 @@ pub(crate) fn router(state: AppState, server: &switchyard_ops::config::ServerCon
         )
         .route("/v1/routes/explain", get(ops::explain))
         .route("/v1/smpp/binds", get(smpp::binds))
+        .route(
+            "/v1/providers/{carrier}/webhook",
+            get(providers::subscribe).post(providers::webhook),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/openapi.json", get(openapi::serve));
     if server.ops_listen.is_none() {

@@ -221,6 +221,19 @@ impl From<SubmitError> for Problem {
                 "sender_required",
                 "an email needs a sender: give \"from\" (no relay has a default `from`)",
             ),
+            SubmitError::ChatUnavailable(channel) => Problem::invalid(
+                "channel",
+                "channel_unavailable",
+                format!(
+                    "the {channel} channel is not available: no carrier has it with a provider \
+                     account ([carriers.rbm] for rcs, [carriers.whatsapp] for whatsapp)"
+                ),
+            ),
+            SubmitError::ChatsFull(channel) => Problem::unavailable(
+                "queue_full",
+                format!("too many {channel} messages are waiting for a provider; retry shortly"),
+                2,
+            ),
             SubmitError::EmailsFull => Problem::unavailable(
                 "queue_full",
                 "too many emails are waiting for a relay; retry shortly",

@@ -66,6 +66,9 @@ pub struct NewMessage {
     /// For an email: its subject, HTML part and reply-to; `None` otherwise. The channel is
     /// "email" exactly when set (`to` and `from` are then email addresses).
     pub email: Option<super::EmailSpec>,
+    /// For a chat message (RCS, WhatsApp): its channel and template; `None` otherwise. The
+    /// channel is the spec's exactly when set.
+    pub chat: Option<super::ChatSpec>,
     /// The flow this message is a step of, if any.
     pub flow: Option<super::FlowLink>,
     /// Records of the request that accepted it (idempotency key, batch), written in the same
@@ -141,16 +144,19 @@ pub fn encoding_name(e: Option<Encoding>) -> &'static str {
 pub fn stored_encoding_name(m: &NewMessage) -> &'static str {
     if m.email.is_some() {
         "email"
+    } else if let Some(chat) = &m.chat {
+        chat.channel.channel().as_str()
     } else {
         encoding_name(m.encoding)
     }
 }
 
-/// The encoding named `name` ([`encoding_name`]); `None` for `voice` and `email` (and for a
+/// The encoding named `name` ([`encoding_name`]); `None` for `voice`, `email` and the chat
+/// channels (and for a
 /// name this version does not know, which only an edited database holds: read as GSM-7).
 pub fn encoding_from_name(name: &str) -> Option<Encoding> {
     match name {
-        "voice" | "email" => None,
+        "voice" | "email" | "rcs" | "whatsapp" => None,
         "ucs2" => Some(Encoding::Ucs2),
         "latin1" => Some(Encoding::Latin1),
         _ => Some(Encoding::Gsm7),

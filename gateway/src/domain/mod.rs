@@ -11,6 +11,7 @@
 //! `Instant`s stay inside the tasks that measure with them.
 
 mod call;
+mod chat;
 mod directory;
 mod email;
 mod event;
@@ -25,6 +26,7 @@ mod update;
 mod voice;
 
 pub use call::*;
+pub use chat::*;
 pub use directory::*;
 pub use email::*;
 pub use event::*;

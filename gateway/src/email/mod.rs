@@ -1,14 +1,13 @@
 //! The email channel: accepted emails go to SMTP relays (`[carriers.smtp]`), each relay a
 //! carrier with its flat price, health and breaker.
 //!
+//! The queue, failover and retries are [`crate::handoff`]'s; this module ranks the relays
+//! (`route_flat`: by price, health, breakers; ≤ `max_connections` emails per relay at once) and
+//! judges one SMTP dialogue:
 //! ```text
-//! submit ──► Email::quote (route_flat: relays by price, health, breakers)
-//!        ──► store ──► Email::place ──► queue ──► deliver (one task per email, ≤ max_connections per relay)
-//!              submitting ──► SMTP dialogue ──► 250: sent (the relay's queue id is the carrier id)
-//!                                          ──► 5xx on the recipient or content: rejected
-//!                                          ──► 4xx, connection, TLS, AUTH or timeout: the next
-//!                                              relay, then again after a back-off, until the
-//!                                              attempts or the validity run out: failed / expired
+//! 250 ──► sent (the relay's queue id is the carrier id)
+//! 5xx on the recipient or content ──► rejected
+//! 4xx, connection, TLS, AUTH or timeout ──► the next relay, then again after a back-off
 //! ```
 //!
 //! SMTP ends at the relay: `sent` is the last status an email reaches (bounces arrive later,
@@ -19,35 +18,23 @@ mod message;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use switchyard_ops::config::{Config, SmtpRelay, SmtpSecurity};
-use switchyard_routing::{Channel, FailureClass, FlatRouteRequest, Outcome, RouteBuf, Router};
-use tokio::sync::{mpsc, watch, Semaphore};
+use switchyard_routing::{Channel, FailureClass, FlatRouteRequest, RouteBuf, Router};
+use tokio::sync::{watch, Semaphore};
 
-use crate::carrier::backoff::Backoff;
-use crate::carrier::health;
-use crate::domain::{now_ms, EmailJob, MessageRecord, Money, Status, Update};
-use crate::submit::{Connector, Quote, SubmitError};
+use crate::domain::{EmailJob, MessageId, MessageRecord, Money, UnixMs};
+use crate::handoff::{Carriers, Engine, HandoffJob, Verdict};
+use crate::submit::{Connector, SubmitError};
 use crate::updates::UpdateSink;
-
-/// Attempts (over all relays) before an email fails.
-const MAX_ATTEMPTS: u32 = 6;
-/// First wait after every relay failed once; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest wait between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Accepted emails that may wait for a relay; beyond it the API answers 503.
-const MAX_QUEUED: usize = 10_000;
-/// Emails being delivered at once (talking to a relay, waiting for one of its connections, or
-/// waiting out a back-off); the rest wait in the queue.
-const MAX_IN_FLIGHT: usize = 1024;
 
 /// One relay: its connection pool and how many emails it carries at once.
 struct Relay {
@@ -69,85 +56,93 @@ impl std::fmt::Debug for Relay {
 #[derive(Debug)]
 pub(crate) struct Relays(HashMap<String, Arc<Relay>>);
 
-/// The email engine. Shared (`Arc`) by the accept pipeline and its runner.
+/// The email channel's carriers: the SMTP relays.
 #[derive(Debug)]
-pub(crate) struct Email {
+pub(crate) struct SmtpRelays {
     /// Relays by carrier name (replaced on reload).
     relays: ArcSwap<HashMap<String, Arc<Relay>>>,
     /// Routes, health and breakers (shared with every channel).
     router: Arc<Router>,
-    /// Accepted emails waiting for a relay.
-    queue: mpsc::Sender<EmailJob>,
-    /// One permit per email being delivered ([`MAX_IN_FLIGHT`]).
-    in_flight: Arc<Semaphore>,
-    /// Status updates to the store.
+}
+
+/// The email engine.
+pub(crate) type Email = Engine<SmtpRelays>;
+
+impl HandoffJob for EmailJob {
+    fn id(&self) -> MessageId {
+        self.id
+    }
+
+    fn expires_at(&self) -> Option<UnixMs> {
+        self.expires_at
+    }
+
+    fn quoted(&self) -> &str {
+        &self.carrier
+    }
+}
+
+/// Starts the email engine with the relays of `config` (none is fine: email is refused until
+/// a reload adds one).
+pub(crate) fn start(
+    config: &Config,
+    base_dir: &std::path::Path,
+    router: Arc<Router>,
     updates: UpdateSink,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Arc<Email>> {
+    let relays = SmtpRelays {
+        relays: ArcSwap::from_pointee(relays(config, base_dir)?),
+        router: router.clone(),
+    };
+    Ok(Engine::start(Arc::new(relays), router, updates, shutdown))
 }
 
-/// What one SMTP attempt came to.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    /// The relay took it; its id for the message.
-    Sent(String),
-    /// The relay refused this message for good (recipient, sender or content): no other relay
-    /// is tried.
-    Rejected(String),
-    /// This relay could not take it now (4xx, connection, TLS, AUTH, timeout): another relay,
-    /// or later.
-    Retry(String, FailureClass),
+/// The relays of a configuration being reloaded (checked before anything changes).
+pub(crate) fn plan(config: &Config, base_dir: &std::path::Path) -> anyhow::Result<Relays> {
+    Ok(Relays(relays(config, base_dir)?))
 }
 
-impl Email {
-    /// Starts the engine with the relays of `config` (none is fine: email is refused until a
-    /// reload adds one).
-    pub(crate) fn start(
-        config: &Config,
-        base_dir: &std::path::Path,
-        router: Arc<Router>,
-        updates: UpdateSink,
-        shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<Arc<Email>> {
-        let relays = relays(config, base_dir)?;
-        let (queue, rx) = mpsc::channel(MAX_QUEUED);
-        let email = Arc::new(Email {
-            relays: ArcSwap::from_pointee(relays),
-            router,
-            queue,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            updates,
-        });
-        tokio::spawn(email.clone().run(rx, shutdown));
-        Ok(email)
+/// Takes the relays of a reloaded configuration (emails in flight finish on the old ones).
+pub(crate) fn commit(email: &Email, relays: Relays) {
+    email.carriers().relays.store(Arc::new(relays.0));
+}
+
+/// Hands an email left unfinished by the last run to a relay again.
+pub(crate) fn recover(email: &Email, record: &MessageRecord) {
+    let m = &record.message;
+    let Some(spec) = m.email.clone() else { return };
+    email.place(EmailJob {
+        id: m.id,
+        tenant: m.tenant.clone(),
+        to: m.to.clone(),
+        from: Some(m.from.clone()).filter(|f| !f.is_empty()),
+        body: m.body.clone(),
+        spec,
+        priority: m.priority,
+        expires_at: m.expires_at,
+        carrier: m.carrier.clone().unwrap_or_default(),
+    });
+}
+
+impl Carriers for SmtpRelays {
+    type Job = EmailJob;
+    const NAME: &'static str = "email";
+
+    fn unavailable(_: &EmailJob) -> SubmitError {
+        SubmitError::EmailUnavailable
     }
 
-    /// The relays of a configuration being reloaded (checked before anything changes).
-    pub(crate) fn plan(config: &Config, base_dir: &std::path::Path) -> anyhow::Result<Relays> {
-        Ok(Relays(relays(config, base_dir)?))
+    fn full(_: &EmailJob) -> SubmitError {
+        SubmitError::EmailsFull
     }
 
-    /// Takes the relays of a reloaded configuration (emails in flight finish on the old ones).
-    pub(crate) fn commit(&self, relays: Relays) {
-        self.relays.store(Arc::new(relays.0));
+    fn any(&self, _: &EmailJob) -> bool {
+        !self.relays.load().is_empty()
     }
 
-    /// Hands an email left unfinished by the last run to a relay again.
-    pub(crate) fn recover(&self, record: &MessageRecord) {
-        let m = &record.message;
-        let Some(spec) = m.email.clone() else { return };
-        self.place(EmailJob {
-            id: m.id,
-            tenant: m.tenant.clone(),
-            to: m.to.clone(),
-            from: Some(m.from.clone()).filter(|f| !f.is_empty()),
-            body: m.body.clone(),
-            spec,
-            priority: m.priority,
-            expires_at: m.expires_at,
-            carrier: m.carrier.clone().unwrap_or_default(),
-        });
-    }
-
-    /// The tenant's relays for `job`, best first.
+    /// The tenant's relays for `job`, best first; only relays with a default sender when the
+    /// email has none.
     fn ranked(&self, job: &EmailJob) -> Result<Vec<(String, Money)>, SubmitError> {
         let table = self.router.load();
         let tenant = table
@@ -168,7 +163,6 @@ impl Email {
             .map_err(crate::dispatch::DispatchError::Route)?;
         let currency = table.config().base_currency;
         let relays = self.relays.load();
-        // An email without a sender goes only to relays that have a default one.
         let usable = |relay: &Relay| job.from.is_some() || relay.default_from.is_some();
         let order: Vec<(String, Money)> = ranked
             .iter()
@@ -191,165 +185,13 @@ impl Email {
         Ok(order)
     }
 
-    /// Runs until shutdown: one task per email being delivered, at most [`MAX_IN_FLIGHT`];
-    /// the others wait in the queue (which, full, makes the API answer 503).
-    async fn run(
-        self: Arc<Self>,
-        mut rx: mpsc::Receiver<EmailJob>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            let permit = tokio::select! {
-                p = self.in_flight.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-                _ = async { drop(shutdown.wait_for(|s| *s).await) } => return,
+    fn attempt<'a>(&'a self, carrier: &'a str, job: &'a EmailJob) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            let Some(relay) = self.relays.load().get(carrier).cloned() else {
+                return Verdict::Retry("relay removed".into(), FailureClass::TransportDown);
             };
-            tokio::select! {
-                job = rx.recv() => match job {
-                    Some(job) => {
-                        let engine = self.clone();
-                        tokio::spawn(async move {
-                            engine.deliver(job).await;
-                            drop(permit);
-                        });
-                    }
-                    None => return,
-                },
-                _ = async { drop(shutdown.wait_for(|s| *s).await) } => return,
-            }
-        }
-    }
-
-    /// Delivers one email: relays in rank order, again after a back-off, until it is sent,
-    /// rejected, expired or out of attempts.
-    async fn deliver(self: Arc<Self>, job: EmailJob) {
-        self.status(&job, Status::Submitting, None).await;
-        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
-        let mut attempts = 0;
-        let mut last_error = String::from("no email relay can take it");
-        loop {
-            if job.expires_at.is_some_and(|t| now_ms() >= t) {
-                self.status(&job, Status::Expired, Some(last_error)).await;
-                return;
-            }
-            let mut order = match self.ranked(&job) {
-                Ok(order) => order,
-                Err(e) => {
-                    last_error = e.to_string();
-                    Vec::new()
-                }
-            };
-            // The relay quoted at acceptance first, while it is still among the candidates.
-            if let Some(i) = order.iter().position(|(name, _)| *name == job.carrier) {
-                order[..=i].rotate_right(1);
-            }
-            for (carrier, _) in order {
-                if attempts >= MAX_ATTEMPTS {
-                    break;
-                }
-                attempts += 1;
-                let Some(relay) = self.relays.load().get(&carrier).cloned() else {
-                    continue;
-                };
-                let started = Instant::now();
-                let verdict = attempt(&relay, &job).await;
-                let now = Instant::now();
-                match verdict {
-                    Verdict::Sent(carrier_id) => {
-                        health::record(
-                            &self.router,
-                            &carrier,
-                            Outcome::Success {
-                                latency: now - started,
-                            },
-                            now,
-                        );
-                        self.updates
-                            .send(Update::SegmentSent {
-                                id: job.id,
-                                index: 0,
-                                carrier,
-                                carrier_message_id: carrier_id,
-                                id_formats: Default::default(),
-                                at: now_ms(),
-                            })
-                            .await;
-                        return;
-                    }
-                    Verdict::Rejected(error) => {
-                        health::record(
-                            &self.router,
-                            &carrier,
-                            Outcome::Failure(FailureClass::PermanentReject),
-                            now,
-                        );
-                        self.updates
-                            .send(Update::SegmentRejected {
-                                id: job.id,
-                                index: 0,
-                                carrier,
-                                error,
-                                at: now_ms(),
-                            })
-                            .await;
-                        return;
-                    }
-                    Verdict::Retry(error, class) => {
-                        health::record(&self.router, &carrier, Outcome::Failure(class), now);
-                        tracing::info!(id = %job.id, %carrier, "email not taken: {error}");
-                        last_error = format!("{carrier}: {error}");
-                    }
-                }
-            }
-            if attempts >= MAX_ATTEMPTS {
-                self.status(&job, Status::Failed, Some(last_error)).await;
-                return;
-            }
-            tokio::time::sleep(backoff.fail()).await;
-        }
-    }
-
-    async fn status(&self, job: &EmailJob, status: Status, detail: Option<String>) {
-        self.updates
-            .send(Update::Status {
-                id: job.id,
-                status,
-                at: now_ms(),
-                detail,
-            })
-            .await;
-    }
-}
-
-/// The accept pipeline sends email through the engine.
-impl Connector<EmailJob> for Email {
-    fn quote(&self, job: &EmailJob) -> Result<Quote, SubmitError> {
-        if self.queue.capacity() == 0 {
-            return Err(SubmitError::EmailsFull);
-        }
-        if self.relays.load().is_empty() {
-            return Err(SubmitError::EmailUnavailable);
-        }
-        let (carrier, price) = self
-            .ranked(job)?
-            .into_iter()
-            .next()
-            .ok_or(SubmitError::EmailUnavailable)?;
-        Ok(Quote {
-            carrier,
-            price: Some(price),
+            attempt(&relay, job).await
         })
-    }
-
-    fn place(&self, job: EmailJob) {
-        if let Err(mpsc::error::TrySendError::Full(job)) = self.queue.try_send(job) {
-            let queue = self.queue.clone();
-            tokio::spawn(async move {
-                let _ = queue.send(job).await;
-            });
-        }
     }
 }
 

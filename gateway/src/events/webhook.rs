@@ -647,6 +647,7 @@ mod tests {
             batch_id: None,
             voice: None,
             email: None,
+            chat: None,
             flow: None,
             request: None,
             smpp: None,

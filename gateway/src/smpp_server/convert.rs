@@ -521,6 +521,8 @@ pub(crate) fn status_of(e: &SubmitError) -> CommandStatus {
         | SubmitError::CallsFull
         | SubmitError::EmailUnavailable
         | SubmitError::EmailsFull
+        | SubmitError::ChatUnavailable(_)
+        | SubmitError::ChatsFull(_)
         | SubmitError::SenderRequired
         | SubmitError::WrongRecipient(..)
         | SubmitError::VoiceUnavailable => CommandStatus::ESME_RSYSERR,

@@ -30,7 +30,7 @@ use crate::admission::optout::OptOuts;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
 use crate::domain::{
-    EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord, SmppOrigin, UnixMs, VoiceJob,
+    ChatJob, ChatSpec, EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord, SmppOrigin, UnixMs, VoiceJob,
     VoiceSpec,
 };
 use crate::store::{Store, StoreError};
@@ -51,6 +51,8 @@ pub(crate) enum Content {
     Voice(VoiceSpec),
     /// An email: subject, HTML part, reply-to (the body is its plain-text part).
     Email(EmailSpec),
+    /// A chat message (RCS, WhatsApp): its channel and template.
+    Chat(ChatSpec),
 }
 
 /// Where a message goes: a phone number (SMS, voice) or an email address.
@@ -146,13 +148,14 @@ impl Draft {
             Content::Sms { .. } => Channel::Sms,
             Content::Voice(_) => Channel::Voice,
             Content::Email(_) => Channel::Email,
+            Content::Chat(ref spec) => spec.channel.channel(),
         }
     }
 
     fn segments(&self) -> u16 {
         match self.content {
             Content::Sms { segments, .. } => segments,
-            Content::Voice(_) | Content::Email(_) => 1,
+            Content::Voice(_) | Content::Email(_) | Content::Chat(_) => 1,
         }
     }
 }
@@ -196,6 +199,8 @@ pub(crate) enum HandOver {
     Voice(VoiceJob),
     /// The email engine.
     Email(EmailJob),
+    /// The chat engine.
+    Chat(ChatJob),
 }
 
 /// Why a message was not accepted.
@@ -225,6 +230,12 @@ pub(crate) enum SubmitError {
     /// Too many emails are waiting for a relay.
     #[error("too many emails are waiting")]
     EmailsFull,
+    /// No carrier has a provider account for this chat channel.
+    #[error("the {0} channel is not available")]
+    ChatUnavailable(Channel),
+    /// Too many chat messages are waiting for a provider.
+    #[error("too many {0} messages are waiting")]
+    ChatsFull(Channel),
     /// An email without a sender, and no relay that could take it has a default one.
     #[error("an email needs a sender: give \"from\" (the relays have no default sender)")]
     SenderRequired,
@@ -245,11 +256,15 @@ impl SubmitError {
         match self {
             SubmitError::Refused(r) => matches!(r, Refusal::RateLimited { .. }),
             SubmitError::Dispatch(d) => d.is_retryable(),
-            SubmitError::Backlog(_) | SubmitError::CallsFull | SubmitError::EmailsFull => true,
+            SubmitError::Backlog(_)
+            | SubmitError::CallsFull
+            | SubmitError::EmailsFull
+            | SubmitError::ChatsFull(_) => true,
             SubmitError::Store(s) => s.is_retryable(),
             SubmitError::NoTrunk
             | SubmitError::VoiceUnavailable
             | SubmitError::EmailUnavailable
+            | SubmitError::ChatUnavailable(_)
             | SubmitError::SenderRequired
             | SubmitError::WrongRecipient(..) => false,
         }
@@ -322,6 +337,9 @@ pub(crate) type CallPlacer = dyn Connector<VoiceJob>;
 /// The email engine as the pipeline sees it.
 pub(crate) type Mailer = dyn Connector<EmailJob>;
 
+/// The chat engine as the pipeline sees it.
+pub(crate) type ChatSender = dyn Connector<ChatJob>;
+
 /// The accept pipeline, shared by every entry point.
 #[derive(Clone)]
 pub(crate) struct Submitter {
@@ -331,6 +349,7 @@ pub(crate) struct Submitter {
     opt_outs: Arc<OptOuts>,
     calls: Option<Arc<CallPlacer>>,
     mail: Option<Arc<Mailer>>,
+    chat: Option<Arc<ChatSender>>,
 }
 
 impl std::fmt::Debug for Submitter {
@@ -338,6 +357,7 @@ impl std::fmt::Debug for Submitter {
         f.debug_struct("Submitter")
             .field("voice", &self.calls.is_some())
             .field("email", &self.mail.is_some())
+            .field("chat", &self.chat.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -358,6 +378,7 @@ impl Submitter {
             opt_outs,
             calls,
             mail: None,
+            chat: None,
         }
     }
 
@@ -370,6 +391,12 @@ impl Submitter {
     /// The same pipeline sending email through `mail`.
     pub(crate) fn with_mail(mut self, mail: Option<Arc<Mailer>>) -> Self {
         self.mail = mail;
+        self
+    }
+
+    /// The same pipeline sending chat messages (RCS, WhatsApp) through `chat`.
+    pub(crate) fn with_chat(mut self, chat: Option<Arc<ChatSender>>) -> Self {
+        self.chat = chat;
         self
     }
 
@@ -427,6 +454,9 @@ impl Submitter {
         }
         if matches!(draft.content, Content::Email(_)) && self.mail.is_none() {
             return Err(SubmitError::EmailUnavailable);
+        }
+        if matches!(draft.content, Content::Chat(_)) && self.chat.is_none() {
+            return Err(SubmitError::ChatUnavailable(draft.channel()));
         }
         if draft.origin == Origin::Tenant {
             self.limits.priority(&draft.tenant, draft.priority)?;
@@ -508,6 +538,31 @@ impl Submitter {
                     hand_over: HandOver::Email(job),
                 })
             }
+            (Content::Chat(spec), Recipient::Phone(to)) => {
+                let channel = spec.channel.channel();
+                let chat = self
+                    .chat
+                    .as_ref()
+                    .ok_or(SubmitError::ChatUnavailable(channel))?;
+                let mut job = ChatJob {
+                    id,
+                    tenant: draft.tenant.to_string(),
+                    to: *to,
+                    body: draft.body.clone(),
+                    spec: spec.clone(),
+                    priority: draft.priority,
+                    expires_at: draft.expires_at,
+                    carrier: String::new(),
+                };
+                let quote = chat.quote(&job)?;
+                job.carrier = quote.carrier.clone();
+                let message = message(draft, id, now, &quote)?;
+                Ok(Prepared {
+                    message,
+                    quote,
+                    hand_over: HandOver::Chat(job),
+                })
+            }
             (Content::Email(_), Recipient::Phone(_)) => Err(SubmitError::WrongRecipient(
                 Channel::Email,
                 "an email address",
@@ -515,6 +570,7 @@ impl Submitter {
             (content, Recipient::Email(_)) => Err(SubmitError::WrongRecipient(
                 match content {
                     Content::Voice(_) => Channel::Voice,
+                    Content::Chat(spec) => spec.channel.channel(),
                     _ => Channel::Sms,
                 },
                 "a phone number",
@@ -556,6 +612,11 @@ impl Submitter {
                 HandOver::Email(job) => {
                     if let Some(mail) = &self.mail {
                         mail.place(job);
+                    }
+                }
+                HandOver::Chat(job) => {
+                    if let Some(chat) = &self.chat {
+                        chat.place(job);
                     }
                 }
                 HandOver::Sms(job) if full => self.dispatcher.defer(job, defer),
@@ -775,12 +836,17 @@ fn message(
     now: UnixMs,
     quote: &Quote,
 ) -> Result<NewMessage, SubmitError> {
-    let (encoding, segments, voice, email) = match draft.content {
+    let (encoding, segments) = match draft.content {
         Content::Sms {
             encoding, segments, ..
-        } => (Some(encoding), segments, None, None),
-        Content::Voice(spec) => (None, 1, Some(spec), None),
-        Content::Email(spec) => (None, 1, None, Some(spec)),
+        } => (Some(encoding), segments),
+        _ => (None, 1),
+    };
+    let (voice, email, chat) = match draft.content {
+        Content::Voice(spec) => (Some(spec), None, None),
+        Content::Email(spec) => (None, Some(spec), None),
+        Content::Chat(spec) => (None, None, Some(spec)),
+        Content::Sms { .. } => (None, None, None),
     };
     Ok(NewMessage {
         id,
@@ -803,6 +869,7 @@ fn message(
         batch_id: draft.batch_id,
         voice,
         email,
+        chat,
         flow: draft.flow,
         request: None,
         smpp: draft.smpp,

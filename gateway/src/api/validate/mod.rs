@@ -24,7 +24,8 @@ pub(crate) struct SendRequest {
     /// `"+447700900123"` or `{"phone": "+447700900123"}`; for email `"ana@example.org"` or
     /// `{"email": "ana@example.org"}`.
     pub(crate) to: Recipient,
-    /// `"sms"` (the default), `"voice"` (a notification call) or `"email"`.
+    /// `"sms"` (the default), `"voice"` (a notification call), `"email"`, `"rcs"` or
+    /// `"whatsapp"`.
     pub(crate) channel: Option<String>,
     /// `"single"` (the default: one channel). `"cascade"`, `"primary_backup"` and
     /// `"all_channels"` send one message over several channels (`channels`, see the flows
@@ -66,6 +67,11 @@ pub(crate) struct SendRequest {
     /// `audio_url`; `dtmf` (`max_digits`, `timeout_s`); `max_duration_s`.
     #[schema(value_type = Option<Object>)]
     pub(crate) voice: Option<serde_json::Value>,
+    /// WhatsApp only: a pre-approved template instead of free text (`name`, `language`,
+    /// `parameters` for the body's placeholders), the only kind of message WhatsApp allows
+    /// outside 24 hours of the person's last message.
+    #[schema(value_type = Option<Object>)]
+    pub(crate) template: Option<serde_json::Value>,
 }
 
 /// A recipient in either accepted shape.
@@ -147,18 +153,43 @@ pub(crate) struct ValidSms {
     pub(crate) voice: Option<crate::voice::VoiceSpec>,
     /// An email's subject, HTML part and reply-to; `None` for SMS and voice.
     pub(crate) email: Option<crate::domain::EmailSpec>,
+    /// A chat message's channel and template; `None` for the other channels.
+    pub(crate) chat: Option<crate::domain::ChatSpec>,
 }
 
 impl ValidSms {
+    /// How an answer shows it: channel, encoding (the channel's name but for SMS), segments.
+    pub(crate) fn shown(&self) -> (&'static str, &'static str, u16) {
+        match self.channel() {
+            Channel::Sms => (
+                "sms",
+                crate::domain::encoding_name(Some(self.encoding)),
+                self.segments,
+            ),
+            other => (other.as_str(), other.as_str(), 1),
+        }
+    }
+
+    /// The channel it goes over.
+    pub(crate) fn channel(&self) -> Channel {
+        match (&self.voice, &self.email, &self.chat) {
+            (Some(_), _, _) => Channel::Voice,
+            (None, Some(_), _) => Channel::Email,
+            (None, None, Some(chat)) => chat.channel.channel(),
+            (None, None, None) => Channel::Sms,
+        }
+    }
+
     /// The message for the accept pipeline, sent by `tenant`.
     pub(crate) fn into_draft(self, tenant: std::sync::Arc<str>) -> crate::submit::Draft {
         use crate::submit::{Content, Draft, Origin};
         // Calls are placed at once: `scheduled_at` applies to SMS.
         let scheduled_at = self.scheduled_at.filter(|_| self.voice.is_none());
-        let content = match (self.voice, self.email) {
-            (Some(spec), _) => Content::Voice(spec),
-            (None, Some(spec)) => Content::Email(spec),
-            (None, None) => Content::Sms {
+        let content = match (self.voice, self.email, self.chat) {
+            (Some(spec), _, _) => Content::Voice(spec),
+            (None, Some(spec), _) => Content::Email(spec),
+            (None, None, Some(spec)) => Content::Chat(spec),
+            (None, None, None) => Content::Sms {
                 preference: self.preference,
                 encoding: self.encoding,
                 segments: self.segments,
@@ -196,8 +227,18 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
             "a step of a flow is sent on one channel: mode is \"single\" there",
         ));
     }
-    if req.channel.as_deref() == Some("email") {
-        return email(req, limits);
+    match req.channel.as_deref() {
+        Some("email") => return email(req, limits),
+        Some("rcs") => return chat(req, crate::domain::ChatChannel::Rcs, limits),
+        Some("whatsapp") => return chat(req, crate::domain::ChatChannel::Whatsapp, limits),
+        _ => {}
+    }
+    if req.template.is_some() {
+        return Err(Problem::invalid(
+            "template",
+            "template_without_whatsapp",
+            "template needs \"channel\": \"whatsapp\"",
+        ));
     }
     if let Some(field) = [
         ("subject", req.subject.is_some()),
@@ -235,7 +276,7 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
                 "channel",
                 "unsupported_channel",
                 format!(
-                    "channel {channel:?} is not available; use \"sms\", \"voice\" or \"email\""
+                    "channel {channel:?} is not available; use \"sms\", \"voice\", \"email\", \"rcs\" or \"whatsapp\""
                 ),
             ))
         }
@@ -305,6 +346,7 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         metadata: common.metadata,
         voice,
         email: None,
+        chat: None,
     })
 }
 
@@ -424,6 +466,152 @@ fn email(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
             html: req.html,
             reply_to,
         }),
+        chat: None,
+    })
+}
+
+/// Longest RCS text (the RBM API's limit).
+const MAX_RCS_TEXT: usize = 3072;
+/// Longest WhatsApp text (the Cloud API's limit).
+const MAX_WHATSAPP_TEXT: usize = 4096;
+
+/// Checks a chat message (`"channel": "rcs"` or `"whatsapp"`): a phone number, a text (or a
+/// WhatsApp template), and the fields every message shares. The provider account is the
+/// sender: `from` is not used.
+fn chat(
+    req: SendRequest,
+    channel: crate::domain::ChatChannel,
+    limits: &Limits,
+) -> Result<ValidSms, Problem> {
+    use crate::domain::{ChatChannel, ChatSpec};
+    let name = channel.channel().as_str();
+    for (field, given) in [
+        ("voice", req.voice.is_some()),
+        ("encoding", req.encoding.is_some()),
+        ("subject", req.subject.is_some()),
+        ("html", req.html.is_some()),
+        ("reply_to", req.reply_to.is_some()),
+        ("scheduled_at", req.scheduled_at.is_some()),
+        (
+            "template",
+            req.template.is_some() && channel != ChatChannel::Whatsapp,
+        ),
+    ] {
+        if given {
+            return Err(Problem::invalid(
+                field,
+                "option_not_for_channel",
+                format!("{field} does not apply to {name}"),
+            ));
+        }
+    }
+    let raw_to = match &req.to {
+        Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
+        Recipient::Email { .. } => {
+            return Err(Problem::invalid(
+                "to",
+                "invalid_number",
+                format!("the {name} channel needs a phone number in \"to\""),
+            ))
+        }
+    };
+    let (to, country) = crate::number::parse_e164(raw_to)
+        .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
+    let template = req.template.as_ref().map(template).transpose()?;
+    let body = req.body.unwrap_or_default();
+    if template.is_some() && !body.is_empty() {
+        return Err(Problem::invalid(
+            "body",
+            "body_with_template",
+            "a template message carries its text in the template; leave body out",
+        ));
+    }
+    if template.is_none() {
+        non_empty(&body)?;
+    }
+    let max = match channel {
+        ChatChannel::Rcs => MAX_RCS_TEXT,
+        ChatChannel::Whatsapp => MAX_WHATSAPP_TEXT,
+    };
+    if body.chars().count() > max {
+        return Err(Problem::invalid(
+            "body",
+            "body_too_long",
+            format!("{name} texts are at most {max} characters"),
+        ));
+    }
+    let common = common(
+        CommonFields {
+            from: "",
+            encoding: None,
+            priority: req.priority.as_deref(),
+            validity_period: req.validity_period.as_ref(),
+            scheduled_at: None,
+            callback_url: req.callback_url,
+            tags: req.tags,
+            metadata: req.metadata,
+        },
+        channel.channel(),
+        limits,
+    )?;
+    Ok(ValidSms {
+        to: to.into(),
+        country,
+        from: String::new(),
+        body,
+        preference: common.preference,
+        encoding: Encoding::Gsm7,
+        segments: 1,
+        priority: common.priority,
+        scheduled_at: None,
+        expires_at: common.expires_at,
+        callback_url: common.callback_url,
+        tags: common.tags,
+        metadata: common.metadata,
+        voice: None,
+        email: None,
+        chat: Some(ChatSpec { channel, template }),
+    })
+}
+
+/// A WhatsApp template: `{"name", "language", "parameters": [strings]}`.
+fn template(v: &serde_json::Value) -> Result<crate::domain::ChatTemplate, Problem> {
+    let bad = |d: &str| Problem::invalid("template", "invalid_template", d.to_owned());
+    let o = v.as_object().ok_or_else(|| bad("an object with name and language"))?;
+    if let Some(k) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "name" | "language" | "parameters"))
+    {
+        return Err(bad(&format!("unknown field {k:?}")));
+    }
+    let word = |k: &str| {
+        o.get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| {
+                !s.is_empty()
+                    && s.len() <= 512
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .map(str::to_owned)
+            .ok_or_else(|| bad(&format!("{k} must be a template {k} (letters, digits, _ and -)")))
+    };
+    let parameters = match o.get("parameters") {
+        None => Vec::new(),
+        Some(serde_json::Value::Array(a)) if a.len() <= 100 => a
+            .iter()
+            .map(|p| {
+                p.as_str()
+                    .filter(|s| !s.is_empty() && s.chars().count() <= 1024)
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("parameters are non-empty strings of at most 1024 characters"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("parameters is an array of at most 100 strings")),
+    };
+    Ok(crate::domain::ChatTemplate {
+        name: word("name")?,
+        language: word("language")?,
+        parameters,
     })
 }
 
@@ -492,7 +680,7 @@ pub(crate) fn common(
     limits: &Limits,
 ) -> Result<Common, Problem> {
     let voice = channel == Channel::Voice;
-    let from = if channel == Channel::Email {
+    let from = if matches!(channel, Channel::Email | Channel::Rcs | Channel::Whatsapp) {
         f.from.to_owned()
     } else {
         crate::number::validate_sender(f.from.trim())

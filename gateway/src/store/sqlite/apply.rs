@@ -14,33 +14,31 @@ use crate::domain::{
     Update,
 };
 
+/// `spec` as stored: JSON text, or NULL.
+fn json<T: serde::Serialize>(spec: &Option<T>) -> rusqlite::Result<Option<String>> {
+    spec.as_ref()
+        .map(|s| {
+            serde_json::to_string(s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+        })
+        .transpose()
+}
+
 /// Stores accepted messages, each with its `accepted` history entry. The two statements are
 /// looked up once per request, not per message.
 pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
          priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-         created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step) \
-         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+         created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat) \
+         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
     )?;
     let mut history = conn.prepare_cached(HISTORY_INSERT)?;
     for m in messages {
         let tags = serde_json::to_string(&m.tags)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        let voice = match &m.voice {
-            Some(spec) => Some(
-                serde_json::to_string(spec)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-            ),
-            None => None,
-        };
-        let email = match &m.email {
-            Some(spec) => Some(
-                serde_json::to_string(spec)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-            ),
-            None => None,
-        };
+        let voice = json(&m.voice)?;
+        let email = json(&m.email)?;
+        let chat = json(&m.chat)?;
         insert.execute(params![
             m.id.0,
             m.tenant,
@@ -68,6 +66,7 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             email,
             m.flow.map(|f| f.flow.0),
             m.flow.map(|f| f.step),
+            chat,
         ])?;
         history.execute(params![
             m.id.0,

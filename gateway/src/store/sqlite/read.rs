@@ -100,7 +100,7 @@ impl ReadPool {
 
 /// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
 const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
-     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding, email, flow_id, flow_step";
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding, email, flow_id, flow_step, chat";
 
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     let tags: String = row.get(13)?;
@@ -138,6 +138,9 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
             data_coding: row.get(25)?,
             email: row
                 .get::<_, Option<String>>(26)?
+                .and_then(|v| serde_json::from_str(&v).ok()),
+            chat: row
+                .get::<_, Option<String>>(29)?
                 .and_then(|v| serde_json::from_str(&v).ok()),
             flow: match (
                 row.get::<_, Option<i64>>(27)?,

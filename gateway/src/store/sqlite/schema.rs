@@ -328,6 +328,11 @@ ALTER TABLE messages ADD COLUMN flow_id INTEGER;
 ALTER TABLE messages ADD COLUMN flow_step INTEGER;
 CREATE INDEX messages_flow ON messages (flow_id, flow_step) WHERE flow_id IS NOT NULL;
 "#,
+    // A chat message (RCS, WhatsApp) keeps its channel and template (JSON); its `encoding` is
+    // the channel's name.
+    r#"
+ALTER TABLE messages ADD COLUMN chat TEXT;
+"#,
 ];
 
 /// The migration (0-based) after which [`super::receipts::rekey`] rebuilds the receipt-id keys.

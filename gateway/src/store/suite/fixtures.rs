@@ -44,6 +44,7 @@ pub(crate) fn message(tenant: &str, n: i64, segments: u16) -> NewMessage {
         batch_id: None,
         voice: None,
         email: None,
+        chat: None,
         flow: None,
         request: None,
         smpp: None,

@@ -1,0 +1,78 @@
+//! `/v1/providers/{carrier}/webhook`: where chat providers (RBM, WhatsApp) report what became
+//! of the messages they took. No API key: each request is verified by the provider's
+//! signature instead ([`crate::chat::webhooks`]). The 200 goes out only once the receipts it
+//! carried are committed, so a provider that sees an error sends the webhook again.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::problem::Problem;
+use super::AppState;
+use crate::chat::webhooks::{self, WebhookError};
+use crate::domain::Update;
+
+/// Meta's subscription check (`GET` with `hub.mode`, `hub.verify_token`, `hub.challenge`).
+pub(crate) async fn subscribe(
+    State(state): State<AppState>,
+    Path(carrier): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    match webhooks::subscribe(
+        &state.chat,
+        &carrier,
+        get("hub.mode"),
+        get("hub.verify_token"),
+        get("hub.challenge"),
+    ) {
+        Ok(challenge) => (StatusCode::OK, challenge).into_response(),
+        Err(e) => refusal(&carrier, e).into_response(),
+    }
+}
+
+/// A status webhook.
+pub(crate) async fn webhook(
+    State(state): State<AppState>,
+    Path(carrier): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let receipts = match webhooks::receipts(&state.chat, &carrier, &headers, &body) {
+        Ok(r) => r,
+        Err(e) => return refusal(&carrier, e).into_response(),
+    };
+    let mut pending = Vec::with_capacity(receipts.len());
+    for r in receipts {
+        pending.push(state.updates.send_durable(Update::Receipt(r)).await);
+    }
+    for committed in pending {
+        match committed.await {
+            Ok(Ok(_)) => {}
+            _ => {
+                return Problem::unavailable(
+                    "store_unavailable",
+                    "the receipts could not be stored; send the webhook again",
+                    2,
+                )
+                .into_response()
+            }
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
+/// The answer to a webhook that is refused (logged for the operator).
+fn refusal(carrier: &str, e: WebhookError) -> Problem {
+    tracing::warn!(%carrier, "provider webhook refused: {e}");
+    let (status, code) = match e {
+        WebhookError::UnknownCarrier => (StatusCode::NOT_FOUND, "not_found"),
+        WebhookError::NotConfigured => (StatusCode::NOT_FOUND, "webhook_not_configured"),
+        WebhookError::BadSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
+        WebhookError::Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_webhook"),
+    };
+    Problem::new(status, code, e.to_string())
+}

@@ -1,0 +1,361 @@
+//! The chat channels over provider HTTP APIs: `rcs` through Google's RCS Business Messaging
+//! ([`rbm`]) and `whatsapp` through the WhatsApp Business Cloud API ([`whatsapp`]). Each
+//! provider account (`[carriers.rbm]`, `[carriers.whatsapp]`) is a carrier with prefix rate
+//! decks, health and a breaker; [`crate::handoff`] queues, fails over and retries; this module
+//! ranks the accounts and makes one API request per attempt.
+//!
+//! # Layout
+//! - this file: the accounts (built from the configuration, replaced on reload), ranking.
+//! - [`rbm`]: capability check, agent message, what RBM's answers mean, its events.
+//! - [`whatsapp`]: text and template messages, what Graph API errors mean, status webhooks.
+//! - [`webhooks`]: the status webhooks' verification and what they change (`api` serves them).
+//!
+//! # Statuses
+//! The provider's answer to the send is `sent` (its message id is the carrier id) or
+//! `rejected`; its events later move the message on through the store's receipt matching
+//! (carrier + id): delivered (and read) → `delivered`, WhatsApp `failed` → `undeliverable`,
+//! an RCS message whose TTL passed undelivered → `expired`. An RCS phone that is not
+//! RCS-capable is `rejected` with `not_rcs_capable`, which is what a cascade to SMS waits for.
+
+pub(crate) mod rbm;
+pub(crate) mod webhooks;
+pub(crate) mod whatsapp;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use switchyard_ops::config::egress::Cidr;
+use switchyard_ops::config::{Config, EgressPolicy, ProviderHttp};
+use switchyard_routing::{Channel, FailureClass, RouteBuf, RouteRequest, Router};
+use tokio::sync::{watch, Semaphore};
+
+use crate::domain::{ChatChannel, ChatJob, MessageId, MessageRecord, Money, UnixMs};
+use crate::handoff::{Carriers, Engine, HandoffJob, Verdict};
+use crate::submit::{Connector, SubmitError};
+use crate::updates::UpdateSink;
+
+/// The largest provider answer read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// The HTTP client of one provider account.
+type HttpClient = Client<HttpsConnector<crate::egress::Connector>, Full<Bytes>>;
+
+/// One provider account.
+#[derive(Debug)]
+pub(crate) enum Account {
+    /// An RBM agent.
+    Rbm(rbm::Agent),
+    /// A WhatsApp Business number.
+    Whatsapp(whatsapp::Number),
+}
+
+impl Account {
+    fn channel(&self) -> ChatChannel {
+        match self {
+            Account::Rbm(_) => ChatChannel::Rcs,
+            Account::Whatsapp(_) => ChatChannel::Whatsapp,
+        }
+    }
+}
+
+/// What every account has: its API, client and request slots.
+pub(crate) struct Api {
+    /// Base URL without a trailing `/`.
+    pub(crate) base_url: String,
+    /// The client (TLS with the system's roots and the account's CA).
+    client: HttpClient,
+    /// Longest wait for one request.
+    timeout: Duration,
+    /// One permit per request in flight.
+    permits: Semaphore,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base_url", &self.base_url)
+            .field("in_flight_free", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A provider's answer: status and body (at most [`MAX_ANSWER`] bytes).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Bytes,
+}
+
+impl Api {
+    /// A client for `http` (operator-configured: any address is allowed).
+    fn new(http: &ProviderHttp, base_dir: &std::path::Path) -> anyhow::Result<Api> {
+        let anywhere = Arc::new(EgressPolicy {
+            allow_nets: ["0.0.0.0/0", "::/0"]
+                .iter()
+                .filter_map(|c| Cidr::parse(c).ok())
+                .collect(),
+            allow_hosts: Vec::new(),
+        });
+        let ca = http.tls_ca.as_ref().map(|ca| Config::resolve(base_dir, ca));
+        let client = crate::egress::client(
+            anywhere,
+            http.timeout,
+            ca.as_deref(),
+            http.max_connections as usize,
+        )?;
+        Ok(Api {
+            base_url: http.base_url.clone(),
+            client,
+            timeout: http.timeout,
+            permits: Semaphore::new(http.max_connections as usize),
+        })
+    }
+
+    /// Sends `method` to `url` with a bearer token and an optional JSON body; `Err` with the
+    /// failure class when no answer came (connection, TLS, timeout).
+    pub(crate) async fn call(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        bearer: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<Answer, (String, FailureClass)> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ("account closed".to_owned(), FailureClass::TransportDown))?;
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {bearer}"))
+            .header(hyper::header::USER_AGENT, "switchyard");
+        if json.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(json.unwrap_or_default())))
+            .map_err(|e| (format!("request: {e}"), FailureClass::TransportDown))?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| (format!("connection: {e}"), FailureClass::TransportDown))?;
+            let status = resp.status().as_u16();
+            let body = Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| (format!("reading the answer: {e}"), FailureClass::TransportDown))?
+                .to_bytes();
+            Ok(Answer { status, body })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err((
+                format!("no answer within {:?}", self.timeout),
+                FailureClass::Timeout,
+            )),
+        }
+    }
+}
+
+/// Accounts built for a reload, not yet in use ([`plan`], [`commit`]).
+#[derive(Debug)]
+pub(crate) struct Accounts(HashMap<String, Arc<Account>>);
+
+/// The chat channels' carriers: the provider accounts.
+#[derive(Debug)]
+pub(crate) struct ChatCarriers {
+    /// Accounts by carrier name (replaced on reload).
+    accounts: ArcSwap<HashMap<String, Arc<Account>>>,
+    /// Routes, health and breakers (shared with every channel).
+    router: Arc<Router>,
+}
+
+/// The chat engine.
+pub(crate) type Chat = Engine<ChatCarriers>;
+
+impl ChatCarriers {
+    /// The account of carrier `name`, if it has one.
+    pub(crate) fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.accounts.load().get(name).cloned()
+    }
+}
+
+impl HandoffJob for ChatJob {
+    fn id(&self) -> MessageId {
+        self.id
+    }
+
+    fn expires_at(&self) -> Option<UnixMs> {
+        self.expires_at
+    }
+
+    fn quoted(&self) -> &str {
+        &self.carrier
+    }
+}
+
+/// Starts the chat engine with the accounts of `config` (none is fine: the channels are
+/// refused until a reload adds one).
+pub(crate) fn start(
+    config: &Config,
+    base_dir: &std::path::Path,
+    router: Arc<Router>,
+    updates: UpdateSink,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Arc<Chat>> {
+    let carriers = ChatCarriers {
+        accounts: ArcSwap::from_pointee(accounts(config, base_dir)?),
+        router: router.clone(),
+    };
+    Ok(Engine::start(Arc::new(carriers), router, updates, shutdown))
+}
+
+/// The accounts of a configuration being reloaded (checked before anything changes).
+pub(crate) fn plan(config: &Config, base_dir: &std::path::Path) -> anyhow::Result<Accounts> {
+    Ok(Accounts(accounts(config, base_dir)?))
+}
+
+/// Takes the accounts of a reloaded configuration (messages in flight finish on the old ones).
+pub(crate) fn commit(chat: &Chat, accounts: Accounts) {
+    chat.carriers().accounts.store(Arc::new(accounts.0));
+}
+
+/// Hands a chat message left unfinished by the last run to its provider again.
+pub(crate) fn recover(chat: &Chat, record: &MessageRecord) {
+    let m = &record.message;
+    let Some(spec) = m.chat.clone() else { return };
+    let Ok((to, _)) = crate::number::parse_e164(&m.to) else {
+        return;
+    };
+    chat.place(ChatJob {
+        id: m.id,
+        tenant: m.tenant.clone(),
+        to,
+        body: m.body.clone(),
+        spec,
+        priority: m.priority,
+        expires_at: m.expires_at,
+        carrier: m.carrier.clone().unwrap_or_default(),
+    });
+}
+
+impl Carriers for ChatCarriers {
+    type Job = ChatJob;
+    const NAME: &'static str = "chat";
+
+    fn unavailable(job: &ChatJob) -> SubmitError {
+        SubmitError::ChatUnavailable(job.spec.channel.channel())
+    }
+
+    fn full(job: &ChatJob) -> SubmitError {
+        SubmitError::ChatsFull(job.spec.channel.channel())
+    }
+
+    fn any(&self, job: &ChatJob) -> bool {
+        let channel = job.spec.channel;
+        self.accounts.load().values().any(|a| a.channel() == channel)
+    }
+
+    /// The tenant's accounts of the job's channel for its destination, best first.
+    fn ranked(&self, job: &ChatJob) -> Result<Vec<(String, Money)>, SubmitError> {
+        let table = self.router.load();
+        let tenant = table
+            .tenant_id(&job.tenant)
+            .ok_or(crate::dispatch::DispatchError::Route(
+                switchyard_routing::RouteError::UnknownTenant,
+            ))?;
+        let channel: Channel = job.spec.channel.channel();
+        let req = RouteRequest {
+            channel,
+            number: &job.to,
+            tenant,
+            priority: job.priority,
+            salt: job.id.0 as u64,
+            now: Instant::now(),
+        };
+        let mut buf = RouteBuf::new();
+        let ranked = table
+            .route(&req, &mut buf)
+            .map_err(crate::dispatch::DispatchError::Route)?;
+        let currency = table.config().base_currency;
+        let accounts = self.accounts.load();
+        Ok(ranked
+            .iter()
+            .filter_map(|r| {
+                let name = &table.carrier(r.carrier)?.name;
+                accounts
+                    .get(name)
+                    .filter(|a| a.channel() == job.spec.channel)
+                    .map(|_| {
+                        (
+                            name.clone(),
+                            Money {
+                                amount: r.price,
+                                currency,
+                            },
+                        )
+                    })
+            })
+            .collect())
+    }
+
+    fn attempt<'a>(&'a self, carrier: &'a str, job: &'a ChatJob) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move {
+            match self.account(carrier).as_deref() {
+                Some(Account::Rbm(agent)) => agent.send(job).await,
+                Some(Account::Whatsapp(number)) => number.send(job).await,
+                None => Verdict::Retry("account removed".into(), FailureClass::TransportDown),
+            }
+        })
+    }
+}
+
+/// An account per `[carriers.rbm]` and `[carriers.whatsapp]` of `config`.
+fn accounts(
+    config: &Config,
+    base_dir: &std::path::Path,
+) -> anyhow::Result<HashMap<String, Arc<Account>>> {
+    let mut out = HashMap::new();
+    for c in &config.carriers {
+        let account = if let Some(rbm) = c.rbm.as_ref().filter(|_| c.channels.contains(&Channel::Rcs)) {
+            let api = Api::new(&rbm.http, base_dir)
+                .map_err(|e| anyhow::anyhow!("carrier {:?}: RBM API: {e}", c.name))?;
+            Account::Rbm(rbm::Agent::new(rbm.clone(), api))
+        } else if let Some(wa) = c
+            .whatsapp
+            .as_ref()
+            .filter(|_| c.channels.contains(&Channel::Whatsapp))
+        {
+            let api = Api::new(&wa.http, base_dir)
+                .map_err(|e| anyhow::anyhow!("carrier {:?}: WhatsApp API: {e}", c.name))?;
+            Account::Whatsapp(whatsapp::Number::new(wa.clone(), api))
+        } else {
+            continue;
+        };
+        out.insert(c.name.clone(), Arc::new(account));
+    }
+    Ok(out)
+}
+
+/// What an HTTP status that is not a success means when the body does not say more: 401/403
+/// are the account's fault (another account may work), 429 is a throttle, 5xx and 408 are the
+/// provider's trouble, other 4xx refuse the message.
+pub(crate) fn judge_status(status: u16, what: String) -> Verdict {
+    match status {
+        401 | 403 => Verdict::Retry(what, FailureClass::TransportDown),
+        408 => Verdict::Retry(what, FailureClass::Timeout),
+        429 => Verdict::Retry(what, FailureClass::Throttled),
+        500..=599 => Verdict::Retry(what, FailureClass::TransportDown),
+        _ => Verdict::Rejected(what),
+    }
+}

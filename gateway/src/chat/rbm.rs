@@ -1,0 +1,181 @@
+//! RCS Business Messaging (Google's RBM API, v1): the capability check of a phone, agent
+//! messages with a TTL, and what the API's answers and events mean.
+//!
+//! - `GET /v1/phones/{E.164}/capabilities?requestId&agentId`: 200 when the phone is
+//!   RCS-capable, 404 when not (remembered for `capability_cache_s`).
+//! - `POST /v1/phones/{E.164}/agentMessages?messageId&agentId` with
+//!   `{"contentMessage":{"text"},"ttl"}`: the message id is Switchyard's (so a retry of the
+//!   same message is ignored by the platform, not sent twice), and it is the carrier id events
+//!   are matched by. The TTL is what is left of the message's validity: when it passes
+//!   undelivered, the platform revokes the message and says `TTL_EXPIRATION_REVOKED`, and the
+//!   message becomes `expired`.
+//! - Auth: `Authorization: Bearer` with the agent's token. Errors are
+//!   `{"error":{"code","message","status"}}`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use switchyard_ops::config::RbmAgent;
+
+use super::{judge_status, Api};
+use crate::domain::{now_ms, ChatJob};
+use crate::handoff::Verdict;
+
+/// The longest TTL the API takes (15 days).
+const MAX_TTL: Duration = Duration::from_secs(15 * 24 * 3600);
+/// Phones whose capability is remembered, at most (the cache is emptied when full).
+const MAX_CACHED: usize = 100_000;
+/// The error text of a phone that is not RCS-capable (flows fall back on `rejected`).
+pub(crate) const NOT_CAPABLE: &str = "not_rcs_capable";
+
+/// One agent: its settings, client and capability cache.
+#[derive(Debug)]
+pub(crate) struct Agent {
+    config: RbmAgent,
+    pub(crate) api: Api,
+    /// Phone (E.164 digits) → capable, and when that was learnt.
+    capable: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+impl Agent {
+    pub(crate) fn new(config: RbmAgent, api: Api) -> Self {
+        Agent {
+            config,
+            api,
+            capable: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The webhook client token that signs this agent's events, if any.
+    pub(crate) fn webhook_token(&self) -> Option<&str> {
+        self.config.webhook_token.as_ref().map(|s| s.expose())
+    }
+
+    /// `…/v1/phones/%2B<digits>/<what>?<query>&agentId=<agent>`.
+    fn url(&self, digits: &str, what: &str, query: &str) -> String {
+        let agent: String = url::form_urlencoded::byte_serialize(self.config.agent_id.as_bytes()).collect();
+        format!(
+            "{}/v1/phones/%2B{digits}/{what}?{query}agentId={agent}",
+            self.api.base_url
+        )
+    }
+
+    /// Capability check (cached), then the agent message.
+    pub(crate) async fn send(&self, job: &ChatJob) -> Verdict {
+        let digits = job.to.as_str();
+        match self.is_capable(job).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Verdict::Rejected(format!(
+                    "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
+                ))
+            }
+            Err(v) => return v,
+        }
+        let mut message = serde_json::json!({ "contentMessage": { "text": job.body } });
+        if let Some(at) = job.expires_at {
+            let left = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+            let ttl = left.clamp(Duration::from_secs(1), MAX_TTL);
+            message["ttl"] = format!("{}s", ttl.as_secs()).into();
+        }
+        let id = job.id.to_string();
+        let url = self.url(digits, "agentMessages", &format!("messageId={id}&"));
+        let body = serde_json::to_vec(&message).unwrap_or_default();
+        let answer = match self
+            .api
+            .call(hyper::Method::POST, &url, self.config.token.expose(), Some(body))
+            .await
+        {
+            Ok(a) => a,
+            Err((why, class)) => return Verdict::Retry(why, class),
+        };
+        match answer.status {
+            200..=299 => Verdict::Sent(id),
+            404 => {
+                self.remember(digits, false);
+                Verdict::Rejected(format!(
+                    "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
+                ))
+            }
+            status => judge_status(status, error_text(status, &answer.body)),
+        }
+    }
+
+    /// Whether the phone is RCS-capable: from the cache, else by asking. `Err` with the
+    /// verdict when the check itself failed.
+    async fn is_capable(&self, job: &ChatJob) -> Result<bool, Verdict> {
+        let digits = job.to.as_str();
+        let ttl = self.config.capability_cache;
+        if let Some(&(capable, at)) = self.capable.lock().get(digits) {
+            if at.elapsed() < ttl {
+                return Ok(capable);
+            }
+        }
+        let url = self.url(
+            digits,
+            "capabilities",
+            &format!("requestId={}-{}&", job.id, now_ms()),
+        );
+        let answer = self
+            .api
+            .call(hyper::Method::GET, &url, self.config.token.expose(), None)
+            .await
+            .map_err(|(why, class)| Verdict::Retry(why, class))?;
+        let capable = match answer.status {
+            200..=299 => true,
+            404 => false,
+            status => return Err(judge_status(status, error_text(status, &answer.body))),
+        };
+        self.remember(digits, capable);
+        Ok(capable)
+    }
+
+    fn remember(&self, digits: &str, capable: bool) {
+        if self.config.capability_cache.is_zero() {
+            return;
+        }
+        let mut cache = self.capable.lock();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(digits.to_owned(), (capable, Instant::now()));
+    }
+}
+
+/// `<status> <STATUS>: <message>` from a Google API error body, or the HTTP status alone.
+fn error_text(status: u16, body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    match error {
+        Some(e) => format!(
+            "{status} {}: {}",
+            e.get("status").and_then(|s| s.as_str()).unwrap_or(""),
+            e.get("message").and_then(|s| s.as_str()).unwrap_or("")
+        ),
+        None => format!("HTTP {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_routing::FailureClass;
+
+    #[test]
+    fn google_errors_read_as_status_and_message() {
+        let body = br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(
+            error_text(429, body),
+            "429 RESOURCE_EXHAUSTED: Quota exceeded"
+        );
+        assert_eq!(error_text(502, b"<html>"), "HTTP 502");
+        let class = |status| match judge_status(status, String::new()) {
+            Verdict::Retry(_, c) => Some(c),
+            _ => None,
+        };
+        assert_eq!(class(429), Some(FailureClass::Throttled));
+        assert_eq!(class(401), Some(FailureClass::TransportDown));
+        assert_eq!(class(400), None);
+    }
+}

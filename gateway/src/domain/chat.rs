@@ -1,0 +1,81 @@
+//! Chat channels over provider APIs (RCS, WhatsApp): what such a message carries beyond its
+//! text (stored with it), and a message on its way to a provider.
+
+use serde::{Deserialize, Serialize};
+use switchyard_routing::{Channel, Priority, E164};
+
+use super::{MessageId, UnixMs};
+
+/// A chat channel: the provider API it goes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatChannel {
+    /// RCS Business Messaging (Google's RBM API).
+    Rcs,
+    /// WhatsApp Business Cloud API.
+    Whatsapp,
+}
+
+impl ChatChannel {
+    /// The routing channel.
+    pub fn channel(self) -> Channel {
+        match self {
+            ChatChannel::Rcs => Channel::Rcs,
+            ChatChannel::Whatsapp => Channel::Whatsapp,
+        }
+    }
+
+    /// The chat channel of a routing channel, if it is one.
+    pub fn of(channel: Channel) -> Option<ChatChannel> {
+        match channel {
+            Channel::Rcs => Some(ChatChannel::Rcs),
+            Channel::Whatsapp => Some(ChatChannel::Whatsapp),
+            _ => None,
+        }
+    }
+}
+
+/// A WhatsApp message template (pre-approved by Meta; the only kind of message WhatsApp lets
+/// a business send outside the 24-hour customer-service window).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatTemplate {
+    /// Template name.
+    pub name: String,
+    /// Language code, e.g. `en_US`.
+    pub language: String,
+    /// Values of the body's `{{1}}`, `{{2}}`, … in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<String>,
+}
+
+/// What a chat message carries beyond `body` (its text), as stored with the message
+/// (`messages.chat`, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSpec {
+    /// The channel.
+    pub channel: ChatChannel,
+    /// A WhatsApp template instead of free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ChatTemplate>,
+}
+
+/// An accepted chat message, durable, on its way to a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatJob {
+    /// Its message.
+    pub id: MessageId,
+    /// The tenant.
+    pub tenant: String,
+    /// The recipient's phone number.
+    pub to: E164,
+    /// The text (empty for a template).
+    pub body: String,
+    /// Channel and template.
+    pub spec: ChatSpec,
+    /// Routing weights.
+    pub priority: Priority,
+    /// Give up if not delivered by then (RCS: the agent message's expiry).
+    pub expires_at: Option<UnixMs>,
+    /// The provider chosen at acceptance.
+    pub carrier: String,
+}

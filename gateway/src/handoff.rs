@@ -1,0 +1,284 @@
+//! Delivery for channels whose carriers take each message in one exchange and answer it at
+//! once — SMTP relays (email) and provider HTTP APIs (RCS, WhatsApp): the queue, the retry
+//! and failover loop, health and status updates, shared by every such channel. A channel
+//! provides its [`Carriers`]: how to rank its carriers for a job and what one attempt on one
+//! carrier came to.
+//!
+//! ```text
+//! Connector::quote (ranked carriers, price) ──► store ──► Connector::place ──► queue
+//!   ──► deliver (one task per message, ≤ MAX_IN_FLIGHT)
+//!         submitting ──► attempt on the best carrier ──► Sent: sent (the carrier's id)
+//!                                                   ──► Rejected: rejected (no failover)
+//!                                                   ──► Retry: the next carrier, then again
+//!                                                       after a back-off, until the attempts
+//!                                                       or the validity run out
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use switchyard_routing::{FailureClass, Outcome, Router};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::carrier::backoff::Backoff;
+use crate::carrier::health;
+use crate::domain::{now_ms, MessageId, Money, Status, UnixMs, Update};
+use crate::submit::{Connector, Quote, SubmitError};
+use crate::updates::UpdateSink;
+
+/// Attempts (over all carriers) before a message fails.
+const MAX_ATTEMPTS: u32 = 6;
+/// First wait after every carrier failed once; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Accepted messages that may wait for a carrier, per channel; beyond it the API answers 503.
+const MAX_QUEUED: usize = 10_000;
+/// Messages being delivered at once, per channel (talking to a carrier, waiting for one of its
+/// connections, or waiting out a back-off); the rest wait in the queue.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// What one attempt on one carrier came to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The carrier took it; its id for the message.
+    Sent(String),
+    /// The carrier refused this message for good (recipient, sender or content): no other
+    /// carrier is tried.
+    Rejected(String),
+    /// This carrier could not take it now (busy, unreachable, credentials, timeout): another
+    /// carrier, or later.
+    Retry(String, FailureClass),
+}
+
+/// A message on its way, as the engine sees it.
+pub(crate) trait HandoffJob: Send + Sync + 'static {
+    /// Its message.
+    fn id(&self) -> MessageId;
+    /// When to give up.
+    fn expires_at(&self) -> Option<UnixMs>;
+    /// The carrier quoted at acceptance (tried first while it is still a candidate).
+    fn quoted(&self) -> &str;
+}
+
+/// A channel's carriers: ranking and attempts.
+pub(crate) trait Carriers: Send + Sync + 'static {
+    /// The channel's job.
+    type Job: HandoffJob;
+    /// What the channel is called in errors and logs.
+    const NAME: &'static str;
+    /// The error when no carrier of the job's channel is configured.
+    fn unavailable(job: &Self::Job) -> SubmitError;
+    /// The error when the queue is full.
+    fn full(job: &Self::Job) -> SubmitError;
+    /// Whether any carrier of the job's channel is configured.
+    fn any(&self, job: &Self::Job) -> bool;
+    /// The carriers that could take `job` now with the tenant's price, best first.
+    fn ranked(&self, job: &Self::Job) -> Result<Vec<(String, Money)>, SubmitError>;
+    /// One attempt on `carrier`.
+    fn attempt<'a>(&'a self, carrier: &'a str, job: &'a Self::Job) -> BoxFuture<'a, Verdict>;
+}
+
+/// The engine of one channel. Shared (`Arc`) by the accept pipeline and its runner.
+pub(crate) struct Engine<C: Carriers> {
+    /// The channel's carriers.
+    carriers: Arc<C>,
+    /// Health and breakers (shared with every channel).
+    router: Arc<Router>,
+    /// Accepted messages waiting for a carrier.
+    queue: mpsc::Sender<C::Job>,
+    /// One permit per message being delivered ([`MAX_IN_FLIGHT`]).
+    in_flight: Arc<Semaphore>,
+    /// Status updates to the store.
+    updates: UpdateSink,
+}
+
+impl<C: Carriers + std::fmt::Debug> std::fmt::Debug for Engine<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("channel", &C::NAME)
+            .field("carriers", &self.carriers)
+            .field("queued", &(MAX_QUEUED - self.queue.capacity()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Engine<C>
+where
+    C: Carriers + std::fmt::Debug,
+    C::Job: std::fmt::Debug,
+{
+    /// Starts the engine over `carriers` until `shutdown`.
+    pub(crate) fn start(
+        carriers: Arc<C>,
+        router: Arc<Router>,
+        updates: UpdateSink,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let (queue, rx) = mpsc::channel(MAX_QUEUED);
+        let engine = Arc::new(Engine {
+            carriers,
+            router,
+            queue,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            updates,
+        });
+        tokio::spawn(engine.clone().run(rx, shutdown));
+        engine
+    }
+
+    /// The channel's carriers.
+    pub(crate) fn carriers(&self) -> &Arc<C> {
+        &self.carriers
+    }
+
+    /// Runs until shutdown: one task per message being delivered, at most
+    /// [`MAX_IN_FLIGHT`]; the others wait in the queue (which, full, makes the API answer 503).
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<C::Job>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let permit = tokio::select! {
+                p = self.in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = async { drop(shutdown.wait_for(|s| *s).await) } => return,
+            };
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => {
+                        let engine = self.clone();
+                        tokio::spawn(async move {
+                            engine.deliver(job).await;
+                            drop(permit);
+                        });
+                    }
+                    None => return,
+                },
+                _ = async { drop(shutdown.wait_for(|s| *s).await) } => return,
+            }
+        }
+    }
+
+    /// Delivers one message: carriers in rank order, again after a back-off, until it is
+    /// sent, rejected, expired or out of attempts.
+    async fn deliver(self: Arc<Self>, job: C::Job) {
+        self.status(&job, Status::Submitting, None).await;
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+        let mut attempts = 0;
+        let mut last_error = format!("no {} carrier can take it", C::NAME);
+        loop {
+            if job.expires_at().is_some_and(|t| now_ms() >= t) {
+                self.status(&job, Status::Expired, Some(last_error)).await;
+                return;
+            }
+            let mut order = match self.carriers.ranked(&job) {
+                Ok(order) => order,
+                Err(e) => {
+                    last_error = e.to_string();
+                    Vec::new()
+                }
+            };
+            // The carrier quoted at acceptance first, while it is still among the candidates.
+            if let Some(i) = order.iter().position(|(name, _)| name == job.quoted()) {
+                order[..=i].rotate_right(1);
+            }
+            for (carrier, _) in order {
+                if attempts >= MAX_ATTEMPTS {
+                    break;
+                }
+                attempts += 1;
+                let started = Instant::now();
+                let verdict = self.carriers.attempt(&carrier, &job).await;
+                let now = Instant::now();
+                match verdict {
+                    Verdict::Sent(carrier_id) => {
+                        let latency = now - started;
+                        health::record(&self.router, &carrier, Outcome::Success { latency }, now);
+                        self.updates
+                            .send(Update::SegmentSent {
+                                id: job.id(),
+                                index: 0,
+                                carrier,
+                                carrier_message_id: carrier_id,
+                                id_formats: Default::default(),
+                                at: now_ms(),
+                            })
+                            .await;
+                        return;
+                    }
+                    Verdict::Rejected(error) => {
+                        let reject = Outcome::Failure(FailureClass::PermanentReject);
+                        health::record(&self.router, &carrier, reject, now);
+                        self.updates
+                            .send(Update::SegmentRejected {
+                                id: job.id(),
+                                index: 0,
+                                carrier,
+                                error,
+                                at: now_ms(),
+                            })
+                            .await;
+                        return;
+                    }
+                    Verdict::Retry(error, class) => {
+                        health::record(&self.router, &carrier, Outcome::Failure(class), now);
+                        tracing::info!(id = %job.id(), %carrier, "{} not taken: {error}", C::NAME);
+                        last_error = format!("{carrier}: {error}");
+                    }
+                }
+            }
+            if attempts >= MAX_ATTEMPTS {
+                self.status(&job, Status::Failed, Some(last_error)).await;
+                return;
+            }
+            tokio::time::sleep(backoff.fail()).await;
+        }
+    }
+
+    async fn status(&self, job: &C::Job, status: Status, detail: Option<String>) {
+        self.updates
+            .send(Update::Status {
+                id: job.id(),
+                status,
+                at: now_ms(),
+                detail,
+            })
+            .await;
+    }
+}
+
+/// The accept pipeline sends the channel's messages through the engine.
+impl<C> Connector<C::Job> for Engine<C>
+where
+    C: Carriers + std::fmt::Debug,
+    C::Job: std::fmt::Debug,
+{
+    fn quote(&self, job: &C::Job) -> Result<Quote, SubmitError> {
+        if self.queue.capacity() == 0 {
+            return Err(C::full(job));
+        }
+        if !self.carriers.any(job) {
+            return Err(C::unavailable(job));
+        }
+        let (carrier, price) = self
+            .carriers
+            .ranked(job)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| C::unavailable(job))?;
+        Ok(Quote {
+            carrier,
+            price: Some(price),
+        })
+    }
+
+    fn place(&self, job: C::Job) {
+        if let Err(mpsc::error::TrySendError::Full(job)) = self.queue.try_send(job) {
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let _ = queue.send(job).await;
+            });
+        }
+    }
+}
