@@ -135,7 +135,11 @@ where
 
     /// Runs until shutdown: one task per message being delivered, at most
     /// [`MAX_IN_FLIGHT`]; the others wait in the queue (which, full, makes the API answer 503).
-    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<C::Job>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<C::Job>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             let permit = tokio::select! {
                 p = self.in_flight.clone().acquire_owned() => match p {

@@ -31,8 +31,8 @@ use super::validate::{self, validate, SendRequest, ValidSms};
 use super::views::{rfc3339, Delivery};
 use super::{AppState, Tenant};
 use crate::domain::{
-    decide, now_ms, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep,
-    FlowWrite, MessageId, Success,
+    decide, now_ms, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep, FlowWrite,
+    MessageId, Success,
 };
 use crate::submit::{Placement, Prepared};
 
@@ -353,20 +353,19 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
                 "a step is an object with \"channel\"",
             )));
         };
-        let channel = match own.remove("channel") {
-            Some(Value::String(c))
-                if matches!(c.as_str(), "sms" | "voice" | "email" | "rcs" | "whatsapp") =>
-            {
-                c
-            }
-            _ => {
-                return Err(at(Problem::invalid(
+        let channel =
+            match own.remove("channel") {
+                Some(Value::String(c))
+                    if matches!(c.as_str(), "sms" | "voice" | "email" | "rcs" | "whatsapp") =>
+                {
+                    c
+                }
+                _ => return Err(at(Problem::invalid(
                     "channel",
                     "unsupported_channel",
                     "a step's channel is \"sms\", \"voice\", \"email\", \"rcs\" or \"whatsapp\"",
-                )))
-            }
-        };
+                ))),
+            };
         let success = match own.remove("success") {
             None if channel == "email" => Success::Sent,
             None => Success::Delivered,

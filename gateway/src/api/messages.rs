@@ -166,6 +166,7 @@ pub(crate) struct MessageView {
 impl From<MessageRecord> for MessageView {
     fn from(r: MessageRecord) -> Self {
         let m = r.message;
+        let channel = m.channel().as_str();
         MessageView {
             id: m.id.to_string(),
             status: r.status,
@@ -200,11 +201,7 @@ impl From<MessageRecord> for MessageView {
                     })
                 })
                 .collect(),
-            channel: match (&m.voice, &m.email) {
-                (Some(_), _) => "voice",
-                (None, Some(_)) => "email",
-                (None, None) => "sms",
-            },
+            channel,
             email: m.email.and_then(|e| serde_json::to_value(e).ok()),
             voice: m.voice.and_then(|v| serde_json::to_value(v).ok()),
             call: r.call.and_then(|t| serde_json::from_str(&t).ok()),

@@ -153,7 +153,12 @@ impl Api {
             let body = Limited::new(resp.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| (format!("reading the answer: {e}"), FailureClass::TransportDown))?
+                .map_err(|e| {
+                    (
+                        format!("reading the answer: {e}"),
+                        FailureClass::TransportDown,
+                    )
+                })?
                 .to_bytes();
             Ok(Answer { status, body })
         };
@@ -263,7 +268,10 @@ impl Carriers for ChatCarriers {
 
     fn any(&self, job: &ChatJob) -> bool {
         let channel = job.spec.channel;
-        self.accounts.load().values().any(|a| a.channel() == channel)
+        self.accounts
+            .load()
+            .values()
+            .any(|a| a.channel() == channel)
     }
 
     /// The tenant's accounts of the job's channel for its destination, best first.
@@ -327,7 +335,11 @@ fn accounts(
 ) -> anyhow::Result<HashMap<String, Arc<Account>>> {
     let mut out = HashMap::new();
     for c in &config.carriers {
-        let account = if let Some(rbm) = c.rbm.as_ref().filter(|_| c.channels.contains(&Channel::Rcs)) {
+        let account = if let Some(rbm) = c
+            .rbm
+            .as_ref()
+            .filter(|_| c.channels.contains(&Channel::Rcs))
+        {
             let api = Api::new(&rbm.http, base_dir)
                 .map_err(|e| anyhow::anyhow!("carrier {:?}: RBM API: {e}", c.name))?;
             Account::Rbm(rbm::Agent::new(rbm.clone(), api))

@@ -54,7 +54,8 @@ impl Agent {
 
     /// `…/v1/phones/%2B<digits>/<what>?<query>&agentId=<agent>`.
     fn url(&self, digits: &str, what: &str, query: &str) -> String {
-        let agent: String = url::form_urlencoded::byte_serialize(self.config.agent_id.as_bytes()).collect();
+        let agent: String =
+            url::form_urlencoded::byte_serialize(self.config.agent_id.as_bytes()).collect();
         format!(
             "{}/v1/phones/%2B{digits}/{what}?{query}agentId={agent}",
             self.api.base_url
@@ -84,7 +85,12 @@ impl Agent {
         let body = serde_json::to_vec(&message).unwrap_or_default();
         let answer = match self
             .api
-            .call(hyper::Method::POST, &url, self.config.token.expose(), Some(body))
+            .call(
+                hyper::Method::POST,
+                &url,
+                self.config.token.expose(),
+                Some(body),
+            )
             .await
         {
             Ok(a) => a,
@@ -164,7 +170,8 @@ mod tests {
 
     #[test]
     fn google_errors_read_as_status_and_message() {
-        let body = br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
+        let body =
+            br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
         assert_eq!(
             error_text(429, body),
             "429 RESOURCE_EXHAUSTED: Quota exceeded"

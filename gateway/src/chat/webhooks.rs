@@ -53,9 +53,8 @@ pub(crate) fn subscribe(
         return Err(WebhookError::UnknownCarrier);
     };
     let expected = number.verify_token().ok_or(WebhookError::NotConfigured)?;
-    let same = token.is_some_and(|t| {
-        subtle::ConstantTimeEq::ct_eq(t.as_bytes(), expected.as_bytes()).into()
-    });
+    let same = token
+        .is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), expected.as_bytes()).into());
     match (mode, challenge) {
         (Some("subscribe"), Some(c)) if same => Ok(c.to_owned()),
         _ => Err(WebhookError::BadSignature),
@@ -104,8 +103,8 @@ fn rbm(
     let signature = signature
         .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
         .ok_or(WebhookError::BadSignature)?;
-    let mut mac = Hmac::<Sha512>::new_from_slice(key.as_bytes())
-        .map_err(|_| WebhookError::NotConfigured)?;
+    let mut mac =
+        Hmac::<Sha512>::new_from_slice(key.as_bytes()).map_err(|_| WebhookError::NotConfigured)?;
     mac.update(&event);
     mac.verify_slice(&signature)
         .map_err(|_| WebhookError::BadSignature)?;
@@ -134,8 +133,8 @@ fn whatsapp(
         .and_then(|s| s.strip_prefix("sha256="))
         .and_then(|h| hex::decode(h).ok())
         .ok_or(WebhookError::BadSignature)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
-        .map_err(|_| WebhookError::NotConfigured)?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).map_err(|_| WebhookError::NotConfigured)?;
     mac.update(body);
     mac.verify_slice(&signature)
         .map_err(|_| WebhookError::BadSignature)?;
@@ -162,7 +161,12 @@ fn whatsapp(
                     let error = match e["code"].as_i64() {
                         Some(code) => Some(format!(
                             "{code} {}",
-                            e["title"].as_str().unwrap_or("").chars().take(120).collect::<String>()
+                            e["title"]
+                                .as_str()
+                                .unwrap_or("")
+                                .chars()
+                                .take(120)
+                                .collect::<String>()
                         )),
                         None => None,
                     };
@@ -230,10 +234,7 @@ mod tests {
         let r = whatsapp("Wa", "secret", Some(&sig), &body).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status, Some(Status::Undeliverable));
-        assert_eq!(
-            r[0].error.as_deref(),
-            Some("131047 Re-engagement message")
-        );
+        assert_eq!(r[0].error.as_deref(), Some("131047 Re-engagement message"));
         let mut tampered = body.clone();
         tampered.push(b' ');
         assert_eq!(

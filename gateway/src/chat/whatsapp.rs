@@ -122,7 +122,12 @@ fn judge(status: u16, parsed: &serde_json::Value) -> Verdict {
     let text = match code {
         Some(c) => format!(
             "{c} {}",
-            error["message"].as_str().unwrap_or("").chars().take(200).collect::<String>()
+            error["message"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
         ),
         None => format!("HTTP {status}"),
     };
@@ -183,7 +188,9 @@ mod tests {
     #[test]
     fn graph_errors_are_judged_by_code() {
         let err = |code: i64| json!({"error": {"code": code, "message": "m"}});
-        assert!(matches!(judge(400, &err(131_047)), Verdict::Rejected(t) if t.starts_with("outside_customer_service_window")));
+        assert!(
+            matches!(judge(400, &err(131_047)), Verdict::Rejected(t) if t.starts_with("outside_customer_service_window"))
+        );
         assert!(matches!(
             judge(400, &err(130_429)),
             Verdict::Retry(_, FailureClass::Throttled)

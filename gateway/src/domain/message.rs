@@ -85,6 +85,20 @@ pub struct NewMessage {
     pub data_coding: Option<u8>,
 }
 
+impl NewMessage {
+    /// The channel it goes over: voice, email or a chat channel when their spec is set, else
+    /// SMS.
+    pub fn channel(&self) -> switchyard_routing::Channel {
+        use switchyard_routing::Channel;
+        match (&self.voice, &self.email, &self.chat) {
+            (Some(_), _, _) => Channel::Voice,
+            (None, Some(_), _) => Channel::Email,
+            (None, None, Some(chat)) => chat.channel.channel(),
+            (None, None, None) => Channel::Sms,
+        }
+    }
+}
+
 /// A message submitted over one of the tenant's SMPP binds: which system_id, and the
 /// receipt it asked for (registered_delivery).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,8 +30,8 @@ use crate::admission::optout::OptOuts;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
 use crate::domain::{
-    ChatJob, ChatSpec, EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord, SmppOrigin, UnixMs, VoiceJob,
-    VoiceSpec,
+    ChatJob, ChatSpec, EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord,
+    SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
 };
 use crate::store::{Store, StoreError};
 

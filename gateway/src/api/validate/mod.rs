@@ -577,7 +577,9 @@ fn chat(
 /// A WhatsApp template: `{"name", "language", "parameters": [strings]}`.
 fn template(v: &serde_json::Value) -> Result<crate::domain::ChatTemplate, Problem> {
     let bad = |d: &str| Problem::invalid("template", "invalid_template", d.to_owned());
-    let o = v.as_object().ok_or_else(|| bad("an object with name and language"))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| bad("an object with name and language"))?;
     if let Some(k) = o
         .keys()
         .find(|k| !matches!(k.as_str(), "name" | "language" | "parameters"))
@@ -590,10 +592,15 @@ fn template(v: &serde_json::Value) -> Result<crate::domain::ChatTemplate, Proble
             .filter(|s| {
                 !s.is_empty()
                     && s.len() <= 512
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             })
             .map(str::to_owned)
-            .ok_or_else(|| bad(&format!("{k} must be a template {k} (letters, digits, _ and -)")))
+            .ok_or_else(|| {
+                bad(&format!(
+                    "{k} must be a template {k} (letters, digits, _ and -)"
+                ))
+            })
     };
     let parameters = match o.get("parameters") {
         None => Vec::new(),
@@ -603,7 +610,9 @@ fn template(v: &serde_json::Value) -> Result<crate::domain::ChatTemplate, Proble
                 p.as_str()
                     .filter(|s| !s.is_empty() && s.chars().count() <= 1024)
                     .map(str::to_owned)
-                    .ok_or_else(|| bad("parameters are non-empty strings of at most 1024 characters"))
+                    .ok_or_else(|| {
+                        bad("parameters are non-empty strings of at most 1024 characters")
+                    })
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad("parameters is an array of at most 100 strings")),

@@ -18,7 +18,8 @@ use crate::domain::{
 fn json<T: serde::Serialize>(spec: &Option<T>) -> rusqlite::Result<Option<String>> {
     spec.as_ref()
         .map(|s| {
-            serde_json::to_string(s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            serde_json::to_string(s)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
         })
         .transpose()
 }

@@ -1,0 +1,240 @@
+//! Chat channels end to end, real processes on 127.0.0.1: switchyard with an RCS agent on
+//! `provider-sim` (Google RBM as documented: capability check, agent messages, signed Pub/Sub
+//! events) and its built-in sandbox SMSC. Every wait is bounded by [`WAIT`].
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchyard_tests::gateway::{hash_key, TempDir};
+use switchyard_tests::http::Client;
+use switchyard_tests::{binary, Process};
+
+/// Longest wait for a status.
+const WAIT: Duration = Duration::from_secs(30);
+/// The tenant's key.
+const KEY: &str = "acme-chat-key";
+/// A phone that is RCS-capable (the simulator's default).
+const CAPABLE: &str = "+447911123456";
+/// A phone that is not.
+const NOT_CAPABLE: &str = "+447911123457";
+
+/// provider-sim, the gateway (RCS agent "Rcs" on the simulator, sandbox SMS "Sms"), and a
+/// client of each.
+struct Setup {
+    _sim: Process,
+    _gw: Process,
+    sim: Client,
+    api: Client,
+    gw_addr: String,
+}
+
+fn start(dir: &TempDir) -> Setup {
+    let sim_exe = binary("switchyard-bench", "provider-sim").unwrap();
+    let sim = Process::start(
+        &sim_exe,
+        &["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"],
+        2,
+    )
+    .unwrap();
+    let sim_api = sim.address("listening").unwrap();
+    let mut toml = String::new();
+    writeln!(
+        toml,
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
+         [store]\ngroup_commit_linger_ms = 1\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\n\n\
+         [[carriers]]\nname = \"Rcs\"\nchannels = [\"rcs\"]\n\n\
+         [carriers.rbm]\nbase_url = \"http://{sim_api}\"\nagent_id = \"switchyard-sim-agent\"\n\
+         token = \"rbm-access-token\"\nwebhook_token = \"rbm-client-token\"\ntimeout_s = 5\n\n\
+         [[decks]]\ncarrier = \"Rcs\"\nchannel = \"rcs\"\nsandbox = true\n\n\
+         [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\n\
+         smpp = {{ sandbox = true, system_id = \"acme\" }}\n\n\
+         [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n",
+        dir.join("data").display().to_string(),
+        hash_key(KEY).unwrap()
+    )
+    .unwrap();
+    std::fs::write(dir.join("switchyard.toml"), toml).unwrap();
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = dir.join("switchyard.toml").display().to_string();
+    let gw = Process::start(&exe, &["serve", "--config", &config], 1).unwrap();
+    let gw_addr = gw.address("listening").unwrap();
+    let mut control = Client::new(&sim.address("control").unwrap());
+    // The agent's events go to the gateway.
+    let mut rbm = control.get("/rbm/config").unwrap().json().unwrap();
+    rbm["webhook_url"] = json!(format!("http://{gw_addr}/v1/providers/Rcs/webhook"));
+    let r = put(&mut control, "/rbm/config", &rbm);
+    assert_eq!(r, 200);
+    Setup {
+        api: Client::new(&gw_addr).with_bearer(KEY),
+        sim: control,
+        _sim: sim,
+        _gw: gw,
+        gw_addr,
+    }
+}
+
+fn put(client: &mut Client, path: &str, body: &Value) -> u16 {
+    let bytes = serde_json::to_vec(body).unwrap();
+    client
+        .request(
+            "PUT",
+            path,
+            &[("content-type", "application/json")],
+            Some(&bytes),
+        )
+        .unwrap()
+        .status
+}
+
+fn send(client: &mut Client, body: &Value) -> (u16, Value) {
+    let r = client.post_json("/v1/messages", body).unwrap();
+    (r.status, r.json().unwrap_or(Value::Null))
+}
+
+/// Polls `id` until `done` holds (at most [`WAIT`]); returns what it read last.
+fn until(client: &mut Client, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = client
+            .get(&format!("/v1/messages/{id}"))
+            .unwrap()
+            .json()
+            .unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {v:#}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// An RCS message to a capable phone: the agent message carries Switchyard's id, and the
+/// platform's signed DELIVERED event makes it delivered.
+#[test]
+fn an_rcs_message_is_delivered_by_the_agents_event() {
+    let dir = TempDir::new("chat-rcs").unwrap();
+    let mut s = start(&dir);
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "rcs", "body": "Your table is ready"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["deliveries"][0]["channel"], "rcs");
+    assert_eq!(body["deliveries"][0]["carrier"], "Rcs");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let done = until(&mut s.api, &id, |v| v["status"] == "delivered");
+    assert_eq!(done["channel"], "rcs", "{done:#}");
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    let text = stats.to_string();
+    assert!(
+        text.contains(&id),
+        "the agent message carries our id: {text}"
+    );
+}
+
+/// A cascade RCS → SMS to a phone that is not RCS-capable: the RCS step is rejected
+/// (`not_rcs_capable`) and the SMS step delivers.
+#[test]
+fn rcs_falls_back_to_sms_for_a_phone_without_rcs() {
+    let dir = TempDir::new("chat-fallback").unwrap();
+    let mut s = start(&dir);
+    let path = format!("/rbm/behaviour/{}", NOT_CAPABLE.replace('+', "%2B"));
+    assert_eq!(put(&mut s.sim, &path, &json!({"capable": false})), 200);
+    let (status, body) = send(
+        &mut s.api,
+        &json!({
+            "to": NOT_CAPABLE,
+            "mode": "cascade",
+            "body": "Your code is 1234",
+            "channels": [
+                {"channel": "rcs", "timeout_s": 30},
+                {"channel": "sms", "from": "Acme"}
+            ]
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let flow = until(&mut s.api, &id, |v| v["status"] != "running");
+    assert_eq!(flow["status"], "succeeded", "{flow:#}");
+    let delivery = |step: usize| flow["steps"][step]["delivery"].clone();
+    assert_eq!(delivery(0)["status"], "rejected", "{flow:#}");
+    assert_eq!(delivery(1)["status"], "delivered", "{flow:#}");
+    let rcs = until(&mut s.api, delivery(0)["id"].as_str().unwrap(), |_| true);
+    assert_eq!(rcs["channel"], "rcs");
+    assert!(rcs.to_string().contains("not_rcs_capable"), "{rcs:#}");
+    let sms = until(&mut s.api, delivery(1)["id"].as_str().unwrap(), |_| true);
+    assert_eq!(sms["channel"], "sms");
+}
+
+/// Webhooks that do not verify change nothing: a forged signature and an unknown account are
+/// refused; rcs refuses what does not apply to it.
+#[test]
+fn forged_provider_webhooks_and_bad_requests_are_refused() {
+    let dir = TempDir::new("chat-forged").unwrap();
+    let mut s = start(&dir);
+    let mut anyone = Client::new(&s.gw_addr);
+    let event = br#"{"eventType":"DELIVERED","messageId":"msg_1"}"#;
+    let data = {
+        use std::fmt::Write as _;
+        // base64 of the event, by hand to keep the test free of another crate.
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in event.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.write_char(A[(n >> (18 - 6 * i) & 63) as usize] as char)
+                        .unwrap();
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    };
+    let push = serde_json::to_vec(&json!({"message": {"data": data}})).unwrap();
+    let r = anyone
+        .request(
+            "POST",
+            "/v1/providers/Rcs/webhook",
+            &[("x-goog-signature", "Zm9yZ2Vk")],
+            Some(&push),
+        )
+        .unwrap();
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = anyone
+        .request("POST", "/v1/providers/Nobody/webhook", &[], Some(&push))
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    for (bad, field) in [
+        (
+            json!({"to": CAPABLE, "channel": "rcs", "body": "x", "subject": "s"}),
+            "subject",
+        ),
+        (json!({"to": CAPABLE, "channel": "rcs", "body": ""}), "body"),
+        (
+            json!({"to": "ana@example.org", "channel": "rcs", "body": "x"}),
+            "to",
+        ),
+        (
+            json!({"to": CAPABLE, "channel": "rcs", "body": "x",
+                   "template": {"name": "t", "language": "en"}}),
+            "template",
+        ),
+        (
+            json!({"to": CAPABLE, "channel": "whatsapp", "body": "x"}),
+            "channel",
+        ),
+    ] {
+        let (status, body) = send(&mut s.api, &bad);
+        assert_eq!(status, 422, "{bad} → {body}");
+        assert!(body.to_string().contains(field), "{bad} → {body}");
+    }
+}
