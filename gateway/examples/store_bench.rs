@@ -88,6 +88,7 @@ fn message(n: usize, now: i64) -> NewMessage {
         batch_id: None,
         voice: None,
         email: None,
+        chat: None,
         flow: None,
         request: None,
         smpp: None,

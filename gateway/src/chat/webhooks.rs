@@ -158,18 +158,15 @@ fn whatsapp(
                 Some("delivered" | "read") => (Some(Status::Delivered), None),
                 Some("failed") => {
                     let e = &s["errors"][0];
-                    let error = match e["code"].as_i64() {
-                        Some(code) => Some(format!(
-                            "{code} {}",
-                            e["title"]
-                                .as_str()
-                                .unwrap_or("")
-                                .chars()
-                                .take(120)
-                                .collect::<String>()
-                        )),
-                        None => None,
-                    };
+                    let error = e["code"].as_i64().map(|code| {
+                        let title: String = e["title"]
+                            .as_str()
+                            .unwrap_or("")
+                            .chars()
+                            .take(120)
+                            .collect();
+                        format!("{code} {title}")
+                    });
                     (Some(Status::Undeliverable), error)
                 }
                 _ => (None, None),
