@@ -48,6 +48,11 @@ fn start(dir: &TempDir) -> Setup {
          [carriers.rbm]\nbase_url = \"http://{sim_api}\"\nagent_id = \"switchyard-sim-agent\"\n\
          token = \"rbm-access-token\"\nwebhook_token = \"rbm-client-token\"\ntimeout_s = 5\n\n\
          [[decks]]\ncarrier = \"Rcs\"\nchannel = \"rcs\"\nsandbox = true\n\n\
+         [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
+         [carriers.whatsapp]\nbase_url = \"http://{sim_api}\"\n\
+         phone_number_id = \"106540352242922\"\naccess_token = \"whatsapp-token\"\n\
+         app_secret = \"whatsapp-app-secret\"\nverify_token = \"let-me-in\"\ntimeout_s = 5\n\n\
+         [[decks]]\ncarrier = \"Wa\"\nchannel = \"whatsapp\"\nsandbox = true\n\n\
          [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\n\
          smpp = {{ sandbox = true, system_id = \"acme\" }}\n\n\
          [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n",
@@ -66,6 +71,9 @@ fn start(dir: &TempDir) -> Setup {
     rbm["webhook_url"] = json!(format!("http://{gw_addr}/v1/providers/Rcs/webhook"));
     let r = put(&mut control, "/rbm/config", &rbm);
     assert_eq!(r, 200);
+    let mut wa = control.get("/whatsapp/config").unwrap().json().unwrap();
+    wa["webhook_url"] = json!(format!("http://{gw_addr}/v1/providers/Wa/webhook"));
+    assert_eq!(put(&mut control, "/whatsapp/config", &wa), 200);
     Setup {
         api: Client::new(&gw_addr).with_bearer(KEY),
         sim: control,
@@ -229,12 +237,57 @@ fn forged_provider_webhooks_and_bad_requests_are_refused() {
             "template",
         ),
         (
-            json!({"to": CAPABLE, "channel": "whatsapp", "body": "x"}),
-            "channel",
+            json!({"to": CAPABLE, "channel": "whatsapp", "body": "x",
+                   "template": {"name": "hello_world", "language": "en_US"}}),
+            "body",
         ),
     ] {
         let (status, body) = send(&mut s.api, &bad);
         assert_eq!(status, 422, "{bad} → {body}");
         assert!(body.to_string().contains(field), "{bad} → {body}");
     }
+}
+
+/// WhatsApp: a template goes at any time and is delivered (signed status webhooks); free text
+/// to a person who has not written in 24 hours is refused by the platform, and the message
+/// says why. Meta's subscription check is answered only with the verify token.
+#[test]
+fn whatsapp_templates_go_and_free_text_outside_the_window_is_explained() {
+    let dir = TempDir::new("chat-whatsapp").unwrap();
+    let mut s = start(&dir);
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "whatsapp",
+                "template": {"name": "hello_world", "language": "en_US"}}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let done = until(&mut s.api, &id, |v| v["status"] == "delivered");
+    assert_eq!(done["channel"], "whatsapp");
+    assert!(
+        done.to_string().contains("wamid."),
+        "the carrier id is the wamid: {done:#}"
+    );
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "whatsapp", "body": "Free text, unasked"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let failed = until(&mut s.api, &id, |v| v["status"] == "undeliverable");
+    assert!(
+        failed
+            .to_string()
+            .contains("outside_customer_service_window"),
+        "{failed:#}"
+    );
+    let mut anyone = Client::new(&s.gw_addr);
+    let ok = anyone
+        .get("/v1/providers/Wa/webhook?hub.mode=subscribe&hub.verify_token=let-me-in&hub.challenge=42")
+        .unwrap();
+    assert_eq!((ok.status, ok.text().as_str()), (200, "42"));
+    let wrong = anyone
+        .get("/v1/providers/Wa/webhook?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=42")
+        .unwrap();
+    assert_eq!(wrong.status, 401);
 }

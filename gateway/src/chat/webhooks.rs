@@ -165,7 +165,14 @@ fn whatsapp(
                             .chars()
                             .take(120)
                             .collect();
-                        format!("{code} {title}")
+                        if code == super::whatsapp::OUTSIDE_WINDOW {
+                            format!(
+                                "{code} outside_customer_service_window: {title} (outside 24 \
+                                 hours of the person's last message only a template can be sent)"
+                            )
+                        } else {
+                            format!("{code} {title}")
+                        }
                     });
                     (Some(Status::Undeliverable), error)
                 }
@@ -231,7 +238,11 @@ mod tests {
         let r = whatsapp("Wa", "secret", Some(&sig), &body).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status, Some(Status::Undeliverable));
-        assert_eq!(r[0].error.as_deref(), Some("131047 Re-engagement message"));
+        let error = r[0].error.as_deref().unwrap_or_default();
+        assert!(
+            error.starts_with("131047 outside_customer_service_window: Re-engagement message"),
+            "{error}"
+        );
         let mut tampered = body.clone();
         tampered.push(b' ');
         assert_eq!(
