@@ -902,3 +902,79 @@ fn smtp_relays_carry_email_at_a_flat_price() {
         assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
     }
 }
+
+#[test]
+fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of_logs() {
+    let tenant = format!(
+        "[[tenants]]\nname = \"a\"\napi_keys = [{:?}]\n\n",
+        hash_api_key("k")
+    );
+    std::env::set_var("SWITCHYARD_TEST_RBM_TOKEN", "token-from-the-environment");
+    let ok = parse(&format!(
+        "{tenant}[[carriers]]\nname = \"Rcs\"\nchannels = [\"rcs\"]\n\n\
+         [carriers.rbm]\nagent_id = \"acme-agent\"\ntoken_env = \"SWITCHYARD_TEST_RBM_TOKEN\"\n\
+         webhook_token = \"client-token\"\n\n\
+         [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
+         [carriers.whatsapp]\nphone_number_id = \"106540352242922\"\naccess_token = \"wa-token\"\n\
+         app_secret = \"wa-secret\"\n\n\
+         [[decks]]\ncarrier = \"Rcs\"\nchannel = \"rcs\"\nsandbox = true\n\n\
+         [[decks]]\ncarrier = \"Wa\"\nchannel = \"whatsapp\"\nsandbox = true\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rbm = ok.carriers[0].rbm.as_ref().unwrap();
+    assert_eq!(rbm.http.base_url, config::RbmAgent::DEFAULT_BASE_URL);
+    assert_eq!(rbm.token.expose(), "token-from-the-environment");
+    let wa = ok.carriers[1].whatsapp.as_ref().unwrap();
+    assert_eq!(wa.api_version, config::WhatsappAccount::DEFAULT_API_VERSION);
+    assert!(wa.verify_token.is_none());
+    let shown = format!("{ok:?}");
+    for secret in [
+        "token-from-the-environment",
+        "client-token",
+        "wa-token",
+        "wa-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} is in the Debug output");
+    }
+    let rc = ok
+        .routing_config(&examples_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = switchyard_routing::RoutingTable::build(
+        std::sync::Arc::new(rc),
+        1_750_000_000,
+        std::time::Instant::now(),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let stats = table.stats();
+    let at = |c: switchyard_routing::Channel| {
+        switchyard_routing::Channel::ALL
+            .iter()
+            .position(|&x| x == c)
+            .unwrap()
+    };
+    assert!(stats.prefixes[at(switchyard_routing::Channel::Rcs)] > 0);
+    assert!(stats.prefixes[at(switchyard_routing::Channel::Whatsapp)] > 0);
+
+    let errs = errors(&format!(
+        "{tenant}[[carriers]]\nname = \"NoAgent\"\nchannels = [\"rcs\"]\n\n\
+         [[carriers]]\nname = \"Bad\"\nchannels = [\"rcs\"]\n\n\
+         [carriers.rbm]\nbase_url = \"ftp://x\"\ntoken = \"t\"\ntoken_env = \"X\"\n\n\
+         [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
+         [carriers.whatsapp]\nphone_number_id = \"../me\"\napp_secret_env = \"SWITCHYARD_TEST_UNSET_VARIABLE\"\n\n\
+         [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\nsmpp = {{ sandbox = true, system_id = \"x\" }}\n\n\
+         [carriers.whatsapp]\nphone_number_id = \"1\"\naccess_token = \"t\"\n"
+    ));
+    for path in [
+        "carriers[0].channels",
+        "carriers[1].rbm.agent_id",
+        "carriers[1].rbm.base_url",
+        "carriers[1].rbm.token_env",
+        "carriers[2].whatsapp.phone_number_id",
+        "carriers[2].whatsapp.access_token",
+        "carriers[2].whatsapp.app_secret_env",
+        "carriers[3].whatsapp",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}
