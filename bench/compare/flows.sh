@@ -2,13 +2,17 @@
 # flows.sh: what a flow (one message over several channels) costs next to a single SMS, in one
 # run on one machine.
 #
-# Starts smsc-sim, an aiosmtpd relay (tests/interop/smtp_relay.py) and `switchyard serve`
-# (release builds) on 127.0.0.1, then sends with `http-load`, each run bounded by COUNT
-# requests and DURATION seconds:
+# Starts smsc-sim, an aiosmtpd relay (tests/interop/smtp_relay.py), provider-sim (an RBM agent)
+# and `switchyard serve` (release builds) on 127.0.0.1, then sends with `http-load`, each run
+# bounded by COUNT requests and DURATION seconds:
 #   single      POST /v1/messages, one SMS                       (the baseline)
 #   cascade     mode cascade: SMS (success delivered, 60 s), then email (never needed: the
 #               simulator delivers)                               one delivery per request
 #   all         mode all_channels: SMS and email                  two deliveries per request
+#   rcs         one RCS message to an RCS-capable phone (capability check, agent message,
+#               signed DELIVERED event)                           one delivery per request
+#   rcs_sms     cascade RCS → SMS to phones without RCS (the RCS step is rejected after the
+#               capability check, the SMS step delivers)          two deliveries per request
 # and prints one line per run: accepted/s, p50/p99 latency, and the gateway's CPU µs per
 # request and per delivery (from /proc), so the ratios against `single` are read off directly.
 #
@@ -40,7 +44,7 @@ trap cleanup EXIT
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     (cd "$ROOT" && cargo build -q --release -p switchyard-gateway --bin switchyard \
-        -p switchyard-bench --bin smsc-sim --bin http-load)
+        -p switchyard-bench --bin smsc-sim --bin http-load --bin provider-sim)
 fi
 
 wait_line() { # file pattern
@@ -57,6 +61,11 @@ SIM=$(grep "listening on" "$WORK/sim.out" | awk '{print $NF}')
 PIDS+=($!)
 wait_line "$WORK/relay.out" "listening on"
 RELAY=$(grep "listening on" "$WORK/relay.out" | awk '{print $NF}')
+"$BIN/provider-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 >"$WORK/provider.out" 2>"$WORK/provider.err" &
+PIDS+=($!)
+wait_line "$WORK/provider.out" "control on"
+PROVIDER=$(grep "listening on" "$WORK/provider.out" | awk '{print $NF}')
+PROVIDER_CONTROL=$(grep "control on" "$WORK/provider.out" | awk '{print $NF}')
 HASH=$("$BIN/switchyard" hash-key "$KEY" | sed -n 's/^hash: *//p')
 cat >"$WORK/switchyard.toml" <<TOML
 [server]
@@ -89,9 +98,24 @@ security = "none"
 price = "0.0004"
 max_connections = 8
 
+[[carriers]]
+name = "agent"
+channels = ["rcs"]
+[carriers.rbm]
+base_url = "http://$PROVIDER"
+agent_id = "switchyard-sim-agent"
+token = "rbm-access-token"
+webhook_token = "rbm-client-token"
+max_connections = 64
+
 [[decks]]
 carrier = "sim"
 channel = "sms"
+path = "deck.csv"
+
+[[decks]]
+carrier = "agent"
+channel = "rcs"
 path = "deck.csv"
 TOML
 printf 'Prefix,Price,Currency,Effective Date,Country,Network\n44,0.0100,EUR,2025-01-01,United Kingdom,All\n' >"$WORK/deck.csv"
@@ -101,6 +125,13 @@ PIDS+=($GW)
 wait_line "$WORK/gw.out" "listening on"
 API=$(grep "listening on" "$WORK/gw.out" | awk '{print $NF}')
 for _ in $(seq 100); do curl -sf "http://$API/readyz" >/dev/null && break; sleep 0.1; done
+# The agent's events go to the gateway; phones answer at once (no delivery delay).
+curl -sf "http://$PROVIDER_CONTROL/rbm/config" |
+    python3 -c "import json,sys; c=json.load(sys.stdin); c['webhook_url']='http://$API/v1/providers/agent/webhook'; print(json.dumps(c))" |
+    curl -sf -X PUT -H 'Content-Type: application/json' --data-binary @- "http://$PROVIDER_CONTROL/rbm/config" >/dev/null
+rbm_behaviour() { # JSON
+    curl -sf -X PUT -H 'Content-Type: application/json' --data "$1" "http://$PROVIDER_CONTROL/rbm/behaviour" >/dev/null
+}
 
 TICK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$GW/stat"; }
@@ -133,6 +164,11 @@ PY
 run single 1 "{$SMS}"
 run cascade 1 "{\"mode\":\"cascade\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\",\"timeout_s\":60},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
 run all 2 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
+rbm_behaviour '{"capable":true,"delivered_delay_ms":5,"read_delay_ms":null}'
+run rcs 1 "{\"channel\":\"rcs\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {seq6}\"}"
+rbm_behaviour '{"capable":false}'
+run rcs_sms 2 "{\"mode\":\"cascade\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"rcs\",\"timeout_s\":60},{\"channel\":\"sms\",\"from\":\"Bench\"}]}"
+curl -sf "http://$PROVIDER_CONTROL/stats" | python3 -c "import json,sys; s=json.load(sys.stdin); print('provider-sim:', json.dumps(s.get('counters', s))[:300])" || true
 sleep 5
 echo "emails the relay stored 5 s later: $(find "$WORK/mail" -name '*.eml' 2>/dev/null | wc -l)"
 grep -o "email not taken: .*" "$WORK/gw.err" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-120 | sort | uniq -c | sort -rn | head -3 || true
