@@ -33,9 +33,10 @@ const MAX_ATTEMPTS: u32 = 6;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Accepted messages that may wait for a carrier, per channel; beyond it the API answers 503.
+/// Accepted messages that may wait for a carrier, per engine (email; the chat channels
+/// together); beyond it the API answers 503.
 const MAX_QUEUED: usize = 10_000;
-/// Messages being delivered at once, per channel (talking to a carrier, waiting for one of its
+/// Messages being delivered at once, per engine (talking to a carrier, waiting for one of its
 /// connections, or waiting out a back-off); the rest wait in the queue.
 const MAX_IN_FLIGHT: usize = 1024;
 

@@ -917,6 +917,10 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
          [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
          [carriers.whatsapp]\nphone_number_id = \"106540352242922\"\naccess_token = \"wa-token\"\n\
          app_secret = \"wa-secret\"\n\n\
+         [[carriers]]\nname = \"Tg\"\nchannels = [\"telegram\"]\n\n\
+         [carriers.telegram]\nbot_token = \"123:abc\"\nprice = \"0.001\"\n\n\
+         [[carriers]]\nname = \"Fb\"\nchannels = [\"messenger\"]\n\n\
+         [carriers.messenger]\npage_access_token = \"fb-token\"\nprice = \"0.002\"\n\n\
          [[decks]]\ncarrier = \"Rcs\"\nchannel = \"rcs\"\nsandbox = true\n\n\
          [[decks]]\ncarrier = \"Wa\"\nchannel = \"whatsapp\"\nsandbox = true\n"
     ))
@@ -933,6 +937,8 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
         "client-token",
         "wa-token",
         "wa-secret",
+        "123:abc",
+        "fb-token",
     ] {
         assert!(!shown.contains(secret), "{secret} is in the Debug output");
     }
@@ -955,6 +961,14 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
     };
     assert!(stats.prefixes[at(switchyard_routing::Channel::Rcs)] > 0);
     assert!(stats.prefixes[at(switchyard_routing::Channel::Whatsapp)] > 0);
+    for (channel, cost) in [
+        (switchyard_routing::Channel::Telegram, "0.0010"),
+        (switchyard_routing::Channel::Messenger, "0.0020"),
+    ] {
+        let flat = table.flat_candidates(channel);
+        assert_eq!(flat.len(), 1, "{channel}");
+        assert_eq!(flat[0].cost.to_string(), cost);
+    }
 
     let errs = errors(&format!(
         "{tenant}[[carriers]]\nname = \"NoAgent\"\nchannels = [\"rcs\"]\n\n\
@@ -963,7 +977,10 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
          [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
          [carriers.whatsapp]\nphone_number_id = \"../me\"\napp_secret_env = \"SWITCHYARD_TEST_UNSET_VARIABLE\"\n\n\
          [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\nsmpp = {{ sandbox = true, system_id = \"x\" }}\n\n\
-         [carriers.whatsapp]\nphone_number_id = \"1\"\naccess_token = \"t\"\n"
+         [carriers.whatsapp]\nphone_number_id = \"1\"\naccess_token = \"t\"\n\n\
+         [[carriers]]\nname = \"Two\"\nchannels = [\"telegram\", \"messenger\"]\n\n\
+         [carriers.telegram]\nbot_token = \"a b\"\n\n\
+         [carriers.messenger]\npage_access_token = \"p\"\nprice = \"0.1\"\n"
     ));
     for path in [
         "carriers[0].channels",
@@ -974,6 +991,9 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
         "carriers[2].whatsapp.access_token",
         "carriers[2].whatsapp.app_secret_env",
         "carriers[3].whatsapp",
+        "carriers[4].channels",
+        "carriers[4].telegram.bot_token",
+        "carriers[4].telegram.price",
     ] {
         assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
     }

@@ -21,16 +21,22 @@ pub enum Channel {
     Rcs,
     /// WhatsApp Business (Cloud API) to a phone; prices are per message, by prefix.
     Whatsapp,
+    /// Telegram (Bot API) to a chat; a flat price per message.
+    Telegram,
+    /// Facebook Messenger (Send API) to a page-scoped user id; a flat price per message.
+    Messenger,
 }
 
 impl Channel {
     /// Every channel, in table order.
-    pub const ALL: [Channel; 5] = [
+    pub const ALL: [Channel; 7] = [
         Channel::Sms,
         Channel::Voice,
         Channel::Email,
         Channel::Rcs,
         Channel::Whatsapp,
+        Channel::Telegram,
+        Channel::Messenger,
     ];
 
     /// The phone-addressed channels, priced by prefix: one prefix table each.
@@ -49,12 +55,17 @@ impl Channel {
             Channel::Email => 2,
             Channel::Rcs => 3,
             Channel::Whatsapp => 4,
+            Channel::Telegram => 5,
+            Channel::Messenger => 6,
         }
     }
 
     /// Whether destinations are phone numbers priced by prefix (SMS, voice, RCS, WhatsApp).
     pub fn is_phone(self) -> bool {
-        !matches!(self, Channel::Email)
+        !matches!(
+            self,
+            Channel::Email | Channel::Telegram | Channel::Messenger
+        )
     }
 
     /// The name used in configuration and the API.
@@ -65,7 +76,18 @@ impl Channel {
             Channel::Email => "email",
             Channel::Rcs => "rcs",
             Channel::Whatsapp => "whatsapp",
+            Channel::Telegram => "telegram",
+            Channel::Messenger => "messenger",
         }
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = ();
+
+    /// A channel by its [`Channel::as_str`] name.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s).ok_or(())
     }
 }
 

@@ -420,7 +420,6 @@ fn parse_row(
         })
     });
     let voice = match channel {
-        Channel::Sms | Channel::Email | Channel::Rcs | Channel::Whatsapp => None,
         Channel::Voice => {
             let fee = match field(rec, cols.fee) {
                 "" => Some(Price::ZERO),
@@ -439,6 +438,8 @@ fn parse_row(
                     billing,
                 })
         }
+        // Priced per message: no voice terms.
+        _ => None,
     };
     let optional = |col| {
         Some(field(rec, col))

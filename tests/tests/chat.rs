@@ -53,6 +53,14 @@ fn start(dir: &TempDir) -> Setup {
          phone_number_id = \"106540352242922\"\naccess_token = \"whatsapp-token\"\n\
          app_secret = \"whatsapp-app-secret\"\nverify_token = \"let-me-in\"\ntimeout_s = 5\n\n\
          [[decks]]\ncarrier = \"Wa\"\nchannel = \"whatsapp\"\nsandbox = true\n\n\
+         [[carriers]]\nname = \"Tg\"\nchannels = [\"telegram\"]\n\n\
+         [carriers.telegram]\nbase_url = \"http://{sim_api}\"\n\
+         bot_token = \"123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11\"\n\
+         webhook_secret = \"telegram-secret-token\"\nprice = \"0.001\"\ntimeout_s = 5\n\n\
+         [[carriers]]\nname = \"Fb\"\nchannels = [\"messenger\"]\n\n\
+         [carriers.messenger]\nbase_url = \"http://{sim_api}\"\n\
+         page_access_token = \"messenger-page-token\"\napp_secret = \"messenger-app-secret\"\n\
+         price = \"0.002\"\ntimeout_s = 5\n\n\
          [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\n\
          smpp = {{ sandbox = true, system_id = \"acme\" }}\n\n\
          [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n",
@@ -74,6 +82,9 @@ fn start(dir: &TempDir) -> Setup {
     let mut wa = control.get("/whatsapp/config").unwrap().json().unwrap();
     wa["webhook_url"] = json!(format!("http://{gw_addr}/v1/providers/Wa/webhook"));
     assert_eq!(put(&mut control, "/whatsapp/config", &wa), 200);
+    let mut fb = control.get("/messenger/config").unwrap().json().unwrap();
+    fb["webhook_url"] = json!(format!("http://{gw_addr}/v1/providers/Fb/webhook"));
+    assert_eq!(put(&mut control, "/messenger/config", &fb), 200);
     Setup {
         api: Client::new(&gw_addr).with_bearer(KEY),
         sim: control,
@@ -290,4 +301,89 @@ fn whatsapp_templates_go_and_free_text_outside_the_window_is_explained() {
         .get("/v1/providers/Wa/webhook?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=42")
         .unwrap();
     assert_eq!(wrong.status, 401);
+}
+
+/// Telegram: a message to a chat id ends at `sent` (the Bot API reports nothing later) with
+/// `<chat>:<message id>` as its carrier id, priced flat; a chat that blocked the bot refuses
+/// the message; the bot's webhook must carry the secret.
+#[test]
+fn telegram_messages_end_at_sent_and_blocked_chats_refuse() {
+    let dir = TempDir::new("chat-telegram").unwrap();
+    let mut s = start(&dir);
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": {"telegram": "123456789"}, "channel": "telegram", "body": "Hello"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["deliveries"][0]["estimated_cost"], "0.0010");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let sent = until(&mut s.api, &id, |v| v["status"] == "sent");
+    assert_eq!(sent["to"], "123456789");
+    assert!(sent.to_string().contains("123456789:"), "{sent:#}");
+    let blocked = json!({"outcome": "reject", "code": 403});
+    assert_eq!(
+        put(&mut s.sim, "/telegram/behaviour/987654321", &blocked),
+        200
+    );
+    let (_, body) = send(
+        &mut s.api,
+        &json!({"to": "987654321", "channel": "telegram", "body": "Hello"}),
+    );
+    let id = body["id"].as_str().unwrap().to_owned();
+    let refused = until(&mut s.api, &id, |v| v["status"] == "rejected");
+    assert!(refused.to_string().contains("403"), "{refused:#}");
+    let mut anyone = Client::new(&s.gw_addr);
+    let update = br#"{"update_id": 1, "message": {"message_id": 1, "text": "hi"}}"#;
+    let forged = anyone
+        .request(
+            "POST",
+            "/v1/providers/Tg/webhook",
+            &[("x-telegram-bot-api-secret-token", "guess")],
+            Some(update),
+        )
+        .unwrap();
+    assert_eq!(forged.status, 401);
+    let real = anyone
+        .request(
+            "POST",
+            "/v1/providers/Tg/webhook",
+            &[("x-telegram-bot-api-secret-token", "telegram-secret-token")],
+            Some(update),
+        )
+        .unwrap();
+    assert_eq!(real.status, 200, "{}", real.text());
+}
+
+/// Messenger: outside the 24-hour window an untagged message is refused with the reason; a
+/// tagged one goes and the page's signed delivery webhook makes it delivered.
+#[test]
+fn messenger_needs_a_tag_outside_the_window_and_reports_delivery() {
+    let dir = TempDir::new("chat-messenger").unwrap();
+    let mut s = start(&dir);
+    let psid = "1254477777772919";
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": {"messenger": psid}, "channel": "messenger", "body": "Your order shipped"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let refused = until(&mut s.api, &id, |v| v["status"] == "rejected");
+    assert!(
+        refused.to_string().contains("outside_messaging_window"),
+        "{refused:#}"
+    );
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": psid, "channel": "messenger", "body": "Your order shipped",
+                "tag": "POST_PURCHASE_UPDATE"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let done = until(&mut s.api, &id, |v| v["status"] == "delivered");
+    assert_eq!(done["channel"], "messenger");
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": psid, "channel": "messenger", "body": "x", "tag": "WHENEVER"}),
+    );
+    assert_eq!(status, 422, "{body}");
 }

@@ -353,29 +353,29 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
                 "a step is an object with \"channel\"",
             )));
         };
-        let channel =
-            match own.remove("channel") {
-                Some(Value::String(c))
-                    if matches!(c.as_str(), "sms" | "voice" | "email" | "rcs" | "whatsapp") =>
-                {
-                    c
-                }
-                _ => return Err(at(Problem::invalid(
+        let channel = match own.remove("channel") {
+            Some(Value::String(c)) if c.parse::<switchyard_routing::Channel>().is_ok() => c,
+            _ => {
+                return Err(at(Problem::invalid(
                     "channel",
                     "unsupported_channel",
-                    "a step's channel is \"sms\", \"voice\", \"email\", \"rcs\" or \"whatsapp\"",
-                ))),
-            };
+                    "a step's channel is \"sms\", \"voice\", \"email\", \"rcs\", \
+                     \"whatsapp\", \"telegram\" or \"messenger\"",
+                )))
+            }
+        };
+        // Email and Telegram report nothing after the hand-over: they end at `sent`.
+        let ends_at_sent = matches!(channel.as_str(), "email" | "telegram");
         let success = match own.remove("success") {
-            None if channel == "email" => Success::Sent,
+            None if ends_at_sent => Success::Sent,
             None => Success::Delivered,
             Some(Value::String(s)) if s == "sent" => Success::Sent,
-            Some(Value::String(s)) if s == "delivered" && channel != "email" => Success::Delivered,
+            Some(Value::String(s)) if s == "delivered" && !ends_at_sent => Success::Delivered,
             Some(_) => {
                 return Err(at(Problem::invalid(
                     "success",
                     "invalid_success",
-                    "success is \"sent\" or \"delivered\" (email ends at \"sent\")",
+                    "success is \"sent\" or \"delivered\" (email and telegram end at \"sent\")",
                 )))
             }
         };
@@ -419,18 +419,26 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
 }
 
 /// The address `to` gives `channel`: `phone` for SMS, voice, RCS and WhatsApp, `email` for
-/// email; a plain
-/// string serves the channel it fits (an address with `@` for email, a number otherwise).
+/// email, `telegram` and `messenger` for those; a plain string serves the steps it fits (an
+/// address with `@` for email, a number for the phone channels).
 fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
-    let key = if channel == "email" { "email" } else { "phone" };
+    const KINDS: [&str; 4] = ["phone", "email", "telegram", "messenger"];
+    let key = match channel {
+        "email" | "telegram" | "messenger" => channel,
+        _ => "phone",
+    };
     let found = match to {
-        Value::String(s) if (channel == "email") == s.contains('@') => Some(s.clone()),
+        Value::String(s) if key == "email" && s.contains('@') => Some(s.clone()),
+        Value::String(s) if key == "phone" && !s.contains('@') => Some(s.clone()),
         Value::Object(o) => {
-            if let Some(k) = o.keys().find(|k| !matches!(k.as_str(), "phone" | "email")) {
+            if let Some(k) = o.keys().find(|k| !KINDS.contains(&k.as_str())) {
                 return Err(Problem::invalid(
                     "to",
                     "invalid_recipient",
-                    format!("unknown address kind {k:?}; give \"phone\" and/or \"email\""),
+                    format!(
+                        "unknown address kind {k:?}; give \"phone\", \"email\", \"telegram\" \
+                         and/or \"messenger\""
+                    ),
                 ));
             }
             o.get(key).and_then(Value::as_str).map(str::to_owned)
@@ -471,7 +479,7 @@ pub fn check_flow_bytes(data: &[u8]) {
                 assert_eq!(valid.to, step.valid.to);
                 let channel = valid.channel().as_str();
                 assert_eq!(channel, step.spec.channel);
-                if channel == "email" {
+                if matches!(channel, "email" | "telegram") {
                     assert_eq!(step.spec.success, Success::Sent);
                 }
             }

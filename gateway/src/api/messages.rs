@@ -63,10 +63,7 @@ pub(crate) async fn send(
         &tenant,
         sms.callback_url.as_deref(),
     )?;
-    let to = match &sms.to {
-        crate::submit::Recipient::Phone(n) => format!("+{}", n.as_str()),
-        crate::submit::Recipient::Email(a) => a.clone(),
-    };
+    let to = sms.to.stored();
     let (channel, encoding, segments) = sms.shown();
     let scheduled = sms.scheduled_at.is_some() && sms.voice.is_none();
     let mut answer = None;

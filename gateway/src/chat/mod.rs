@@ -1,23 +1,30 @@
 //! The chat channels over provider HTTP APIs: `rcs` through Google's RCS Business Messaging
-//! ([`rbm`]) and `whatsapp` through the WhatsApp Business Cloud API ([`whatsapp`]). Each
-//! provider account (`[carriers.rbm]`, `[carriers.whatsapp]`) is a carrier with prefix rate
-//! decks, health and a breaker; [`crate::handoff`] queues, fails over and retries; this module
-//! ranks the accounts and makes one API request per attempt.
+//! ([`rbm`]), `whatsapp` through the WhatsApp Business Cloud API ([`whatsapp`]), `telegram`
+//! through the Bot API ([`telegram`]) and `messenger` through the Send API ([`messenger`]).
+//! Each provider account (`[carriers.rbm]`, `[carriers.whatsapp]`, `[carriers.telegram]`,
+//! `[carriers.messenger]`) is a carrier with health and a breaker, priced by prefix decks (RCS,
+//! WhatsApp: phone numbers) or per message (Telegram, Messenger); [`crate::handoff`] queues,
+//! fails over and retries; this module ranks the accounts and makes one API request per
+//! attempt.
 //!
 //! # Layout
 //! - this file: the accounts (built from the configuration, replaced on reload), ranking.
 //! - [`rbm`]: capability check, agent message, what RBM's answers mean, its events.
-//! - [`whatsapp`]: text and template messages, what Graph API errors mean, status webhooks.
+//! - [`whatsapp`]: text and template messages, what Graph API errors mean.
+//! - [`telegram`]: `sendMessage`; [`messenger`]: the Send API with message tags.
 //! - [`webhooks`]: the status webhooks' verification and what they change (`api` serves them).
 //!
 //! # Statuses
 //! The provider's answer to the send is `sent` (its message id is the carrier id) or
 //! `rejected`; its events later move the message on through the store's receipt matching
 //! (carrier + id): delivered (and read) → `delivered`, WhatsApp `failed` → `undeliverable`,
-//! an RCS message whose TTL passed undelivered → `expired`. An RCS phone that is not
+//! an RCS message whose TTL passed undelivered → `expired`. Telegram reports nothing after the
+//! send: its messages end at `sent`. An RCS phone that is not
 //! RCS-capable is `rejected` with `not_rcs_capable`, which is what a cascade to SMS waits for.
 
+pub(crate) mod messenger;
 pub(crate) mod rbm;
+pub(crate) mod telegram;
 pub(crate) mod webhooks;
 pub(crate) mod whatsapp;
 
@@ -33,10 +40,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use switchyard_ops::config::egress::Cidr;
 use switchyard_ops::config::{Config, EgressPolicy, ProviderHttp};
-use switchyard_routing::{Channel, FailureClass, RouteBuf, RouteRequest, Router};
+use switchyard_routing::{Channel, FailureClass, FlatRouteRequest, RouteBuf, RouteRequest, Router};
 use tokio::sync::{watch, Semaphore};
 
-use crate::domain::{ChatChannel, ChatJob, MessageId, MessageRecord, Money, UnixMs};
+use crate::domain::{ChatChannel, ChatJob, ChatTo, MessageId, MessageRecord, Money, UnixMs};
 use crate::handoff::{Carriers, Engine, HandoffJob, Verdict};
 use crate::submit::{Connector, SubmitError};
 use crate::updates::UpdateSink;
@@ -54,6 +61,10 @@ pub(crate) enum Account {
     Rbm(rbm::Agent),
     /// A WhatsApp Business number.
     Whatsapp(whatsapp::Number),
+    /// A Telegram bot.
+    Telegram(telegram::Bot),
+    /// A Facebook Page on Messenger.
+    Messenger(messenger::Page),
 }
 
 impl Account {
@@ -61,6 +72,8 @@ impl Account {
         match self {
             Account::Rbm(_) => ChatChannel::Rcs,
             Account::Whatsapp(_) => ChatChannel::Whatsapp,
+            Account::Telegram(_) => ChatChannel::Telegram,
+            Account::Messenger(_) => ChatChannel::Messenger,
         }
     }
 }
@@ -118,13 +131,13 @@ impl Api {
         })
     }
 
-    /// Sends `method` to `url` with a bearer token and an optional JSON body; `Err` with the
-    /// failure class when no answer came (connection, TLS, timeout).
+    /// Sends `method` to `url` with a bearer token (if any) and an optional JSON body; `Err`
+    /// with the failure class when no answer came (connection, TLS, timeout).
     pub(crate) async fn call(
         &self,
         method: hyper::Method,
         url: &str,
-        bearer: &str,
+        bearer: Option<&str>,
         json: Option<Vec<u8>>,
     ) -> Result<Answer, (String, FailureClass)> {
         let _permit = self
@@ -135,8 +148,10 @@ impl Api {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(url)
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {bearer}"))
             .header(hyper::header::USER_AGENT, "switchyard");
+        if let Some(token) = bearer {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
         if json.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
@@ -239,8 +254,13 @@ pub(crate) fn commit(chat: &Chat, accounts: Accounts) {
 pub(crate) fn recover(chat: &Chat, record: &MessageRecord) {
     let m = &record.message;
     let Some(spec) = m.chat.clone() else { return };
-    let Ok((to, _)) = crate::number::parse_e164(&m.to) else {
-        return;
+    let to = if spec.channel.channel().is_phone() {
+        match crate::number::parse_e164(&m.to) {
+            Ok((n, _)) => ChatTo::Phone(n),
+            Err(_) => return,
+        }
+    } else {
+        ChatTo::Id(m.to.clone())
     };
     chat.place(ChatJob {
         id: m.id,
@@ -283,18 +303,31 @@ impl Carriers for ChatCarriers {
                 switchyard_routing::RouteError::UnknownTenant,
             ))?;
         let channel: Channel = job.spec.channel.channel();
-        let req = RouteRequest {
-            channel,
-            number: &job.to,
-            tenant,
-            priority: job.priority,
-            salt: job.id.0 as u64,
-            now: Instant::now(),
-        };
         let mut buf = RouteBuf::new();
-        let ranked = table
-            .route(&req, &mut buf)
-            .map_err(crate::dispatch::DispatchError::Route)?;
+        let ranked = match &job.to {
+            ChatTo::Phone(number) => table.route(
+                &RouteRequest {
+                    channel,
+                    number,
+                    tenant,
+                    priority: job.priority,
+                    salt: job.id.0 as u64,
+                    now: Instant::now(),
+                },
+                &mut buf,
+            ),
+            ChatTo::Id(_) => table.route_flat(
+                &FlatRouteRequest {
+                    channel,
+                    tenant,
+                    priority: job.priority,
+                    salt: job.id.0 as u64,
+                    now: Instant::now(),
+                },
+                &mut buf,
+            ),
+        }
+        .map_err(crate::dispatch::DispatchError::Route)?;
         let currency = table.config().base_currency;
         let accounts = self.accounts.load();
         Ok(ranked
@@ -322,6 +355,8 @@ impl Carriers for ChatCarriers {
             match self.account(carrier).as_deref() {
                 Some(Account::Rbm(agent)) => agent.send(job).await,
                 Some(Account::Whatsapp(number)) => number.send(job).await,
+                Some(Account::Telegram(bot)) => bot.send(job).await,
+                Some(Account::Messenger(page)) => page.send(job).await,
                 None => Verdict::Retry("account removed".into(), FailureClass::TransportDown),
             }
         })
@@ -351,6 +386,22 @@ fn accounts(
             let api = Api::new(&wa.http, base_dir)
                 .map_err(|e| anyhow::anyhow!("carrier {:?}: WhatsApp API: {e}", c.name))?;
             Account::Whatsapp(whatsapp::Number::new(wa.clone(), api))
+        } else if let Some(tg) = c
+            .telegram
+            .as_ref()
+            .filter(|_| c.channels.contains(&Channel::Telegram))
+        {
+            let api = Api::new(&tg.http, base_dir)
+                .map_err(|e| anyhow::anyhow!("carrier {:?}: Telegram Bot API: {e}", c.name))?;
+            Account::Telegram(telegram::Bot::new(tg.clone(), api))
+        } else if let Some(page) = c
+            .messenger
+            .as_ref()
+            .filter(|_| c.channels.contains(&Channel::Messenger))
+        {
+            let api = Api::new(&page.http, base_dir)
+                .map_err(|e| anyhow::anyhow!("carrier {:?}: Messenger Send API: {e}", c.name))?;
+            Account::Messenger(messenger::Page::new(page.clone(), api))
         } else {
             continue;
         };

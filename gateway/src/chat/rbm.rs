@@ -88,7 +88,7 @@ impl Agent {
             .call(
                 hyper::Method::POST,
                 &url,
-                self.config.token.expose(),
+                Some(self.config.token.expose()),
                 Some(body),
             )
             .await
@@ -125,7 +125,12 @@ impl Agent {
         );
         let answer = self
             .api
-            .call(hyper::Method::GET, &url, self.config.token.expose(), None)
+            .call(
+                hyper::Method::GET,
+                &url,
+                Some(self.config.token.expose()),
+                None,
+            )
             .await
             .map_err(|(why, class)| Verdict::Retry(why, class))?;
         let capable = match answer.status {

@@ -9,6 +9,10 @@
 //!   undeliverable with the error's code and title, `sent` changes nothing. A `GET` with
 //!   `hub.mode=subscribe` and the configured `hub.verify_token` is answered with
 //!   `hub.challenge` (Meta's subscription check).
+//! - Messenger: signed as WhatsApp's; `entry[].messaging[].delivery.mids[]` → delivered (read
+//!   events name no message, only a time, and change nothing); the same subscription check.
+//! - Telegram: no status at all; its webhook (inbound updates) must repeat the configured
+//!   secret in `X-Telegram-Bot-Api-Secret-Token`.
 //!
 //! An unverifiable body changes nothing and is refused (401); one that verifies but cannot be
 //! read is refused (400) so the provider's retries show up in its dashboard.
@@ -49,10 +53,12 @@ pub(crate) fn subscribe(
         .carriers()
         .account(carrier)
         .ok_or(WebhookError::UnknownCarrier)?;
-    let Account::Whatsapp(number) = account.as_ref() else {
-        return Err(WebhookError::UnknownCarrier);
-    };
-    let expected = number.verify_token().ok_or(WebhookError::NotConfigured)?;
+    let expected = match account.as_ref() {
+        Account::Whatsapp(number) => number.verify_token(),
+        Account::Messenger(page) => page.verify_token(),
+        _ => return Err(WebhookError::UnknownCarrier),
+    }
+    .ok_or(WebhookError::NotConfigured)?;
     let same = token
         .is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), expected.as_bytes()).into());
     match (mode, challenge) {
@@ -80,9 +86,63 @@ pub(crate) fn receipts(
         }
         Account::Whatsapp(number) => {
             let key = number.app_secret().ok_or(WebhookError::NotConfigured)?;
-            whatsapp(carrier, key, header("x-hub-signature-256"), body)
+            let hook = meta_verified(key, header("x-hub-signature-256"), body)?;
+            Ok(whatsapp(carrier, &hook))
+        }
+        Account::Messenger(page) => {
+            let key = page.app_secret().ok_or(WebhookError::NotConfigured)?;
+            let hook = meta_verified(key, header("x-hub-signature-256"), body)?;
+            Ok(messenger(carrier, &hook))
+        }
+        Account::Telegram(bot) => {
+            let key = bot.webhook_secret().ok_or(WebhookError::NotConfigured)?;
+            let given = header("x-telegram-bot-api-secret-token").unwrap_or("");
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                given.as_bytes(),
+                key.as_bytes(),
+            )) {
+                return Err(WebhookError::BadSignature);
+            }
+            serde_json::from_slice::<serde_json::Value>(body)
+                .map_err(|e| WebhookError::Malformed(format!("not JSON: {e}")))?;
+            // Updates are people writing to the bot: no status of a message.
+            Ok(Vec::new())
         }
     }
+}
+
+/// A Meta webhook body, once `X-Hub-Signature-256` verified with the app secret.
+fn meta_verified(
+    key: &str,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<serde_json::Value, WebhookError> {
+    let signature = signature
+        .and_then(|s| s.strip_prefix("sha256="))
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or(WebhookError::BadSignature)?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).map_err(|_| WebhookError::NotConfigured)?;
+    mac.update(body);
+    mac.verify_slice(&signature)
+        .map_err(|_| WebhookError::BadSignature)?;
+    serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(format!("not JSON: {e}")))
+}
+
+/// The items of the JSON array at `v`, or none.
+fn items(v: &serde_json::Value) -> &[serde_json::Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// A Messenger page webhook: each delivered message id.
+fn messenger(carrier: &str, hook: &serde_json::Value) -> Vec<ReceiptUpdate> {
+    items(&hook["entry"])
+        .iter()
+        .flat_map(|e| items(&e["messaging"]))
+        .flat_map(|m| items(&m["delivery"]["mids"]))
+        .filter_map(|mid| mid.as_str().filter(|s| !s.is_empty()))
+        .map(|mid| receipt(carrier, mid, Some(Status::Delivered), None))
+        .collect()
 }
 
 /// An RBM Pub/Sub push.
@@ -122,66 +182,43 @@ fn rbm(
     Ok(vec![receipt(carrier, id, Some(status), None)])
 }
 
-/// A WhatsApp Business Account webhook.
-fn whatsapp(
-    carrier: &str,
-    key: &str,
-    signature: Option<&str>,
-    body: &[u8],
-) -> Result<Vec<ReceiptUpdate>, WebhookError> {
-    let signature = signature
-        .and_then(|s| s.strip_prefix("sha256="))
-        .and_then(|h| hex::decode(h).ok())
-        .ok_or(WebhookError::BadSignature)?;
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(key.as_bytes()).map_err(|_| WebhookError::NotConfigured)?;
-    mac.update(body);
-    mac.verify_slice(&signature)
-        .map_err(|_| WebhookError::BadSignature)?;
-    let hook: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::Malformed(format!("not JSON: {e}")))?;
+/// A WhatsApp Business Account webhook: each message status.
+fn whatsapp(carrier: &str, hook: &serde_json::Value) -> Vec<ReceiptUpdate> {
     let mut out = Vec::new();
-    let entries = hook["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    for change in entries
+    let changes = items(&hook["entry"])
         .iter()
-        .flat_map(|e| e["changes"].as_array().map(Vec::as_slice).unwrap_or(&[]))
-    {
-        let statuses = change["value"]["statuses"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        for s in statuses {
-            let Some(id) = s["id"].as_str().filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            let (status, error) = match s["status"].as_str() {
-                Some("delivered" | "read") => (Some(Status::Delivered), None),
-                Some("failed") => {
-                    let e = &s["errors"][0];
-                    let error = e["code"].as_i64().map(|code| {
-                        let title: String = e["title"]
-                            .as_str()
-                            .unwrap_or("")
-                            .chars()
-                            .take(120)
-                            .collect();
-                        if code == super::whatsapp::OUTSIDE_WINDOW {
-                            format!(
-                                "{code} outside_customer_service_window: {title} (outside 24 \
-                                 hours of the person's last message only a template can be sent)"
-                            )
-                        } else {
-                            format!("{code} {title}")
-                        }
-                    });
-                    (Some(Status::Undeliverable), error)
-                }
-                _ => (None, None),
-            };
-            out.push(receipt(carrier, id, status, error));
-        }
+        .flat_map(|e| items(&e["changes"]));
+    for s in changes.flat_map(|c| items(&c["value"]["statuses"])) {
+        let Some(id) = s["id"].as_str().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let (status, error) = match s["status"].as_str() {
+            Some("delivered" | "read") => (Some(Status::Delivered), None),
+            Some("failed") => {
+                let e = &s["errors"][0];
+                let error = e["code"].as_i64().map(|code| {
+                    let title: String = e["title"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(120)
+                        .collect();
+                    if code == super::whatsapp::OUTSIDE_WINDOW {
+                        format!(
+                            "{code} outside_customer_service_window: {title} (outside 24 hours \
+                             of the person's last message only a template can be sent)"
+                        )
+                    } else {
+                        format!("{code} {title}")
+                    }
+                });
+                (Some(Status::Undeliverable), error)
+            }
+            _ => (None, None),
+        };
+        out.push(receipt(carrier, id, status, error));
     }
-    Ok(out)
+    out
 }
 
 fn receipt(
@@ -235,7 +272,8 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
         mac.update(&body);
         let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let r = whatsapp("Wa", "secret", Some(&sig), &body).unwrap();
+        let hook = meta_verified("secret", Some(&sig), &body).unwrap();
+        let r = whatsapp("Wa", &hook);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].status, Some(Status::Undeliverable));
         let error = r[0].error.as_deref().unwrap_or_default();
@@ -246,7 +284,7 @@ mod tests {
         let mut tampered = body.clone();
         tampered.push(b' ');
         assert_eq!(
-            whatsapp("Wa", "secret", Some(&sig), &tampered),
+            meta_verified("secret", Some(&sig), &tampered),
             Err(WebhookError::BadSignature)
         );
     }

@@ -58,7 +58,7 @@ impl Number {
             .call(
                 hyper::Method::POST,
                 &url,
-                self.config.access_token.expose(),
+                Some(self.config.access_token.expose()),
                 Some(serde_json::to_vec(&body).unwrap_or_default()),
             )
             .await
@@ -154,11 +154,12 @@ mod tests {
         ChatJob {
             id: MessageId(7),
             tenant: "t".into(),
-            to: crate::number::parse_e164("+447911123456").unwrap().0,
+            to: crate::domain::ChatTo::Phone(crate::number::parse_e164("+447911123456").unwrap().0),
             body: "hello".into(),
             spec: ChatSpec {
                 channel: ChatChannel::Whatsapp,
                 template,
+                tag: None,
             },
             priority: switchyard_routing::Priority::Normal,
             expires_at: None,

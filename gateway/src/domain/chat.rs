@@ -1,5 +1,5 @@
-//! Chat channels over provider APIs (RCS, WhatsApp): what such a message carries beyond its
-//! text (stored with it), and a message on its way to a provider.
+//! Chat channels over provider APIs (RCS, WhatsApp, Telegram, Messenger): what such a message
+//! carries beyond its text (stored with it), and a message on its way to a provider.
 
 use serde::{Deserialize, Serialize};
 use switchyard_routing::{Channel, Priority, E164};
@@ -14,6 +14,10 @@ pub enum ChatChannel {
     Rcs,
     /// WhatsApp Business Cloud API.
     Whatsapp,
+    /// Telegram Bot API.
+    Telegram,
+    /// Messenger Send API.
+    Messenger,
 }
 
 impl ChatChannel {
@@ -22,6 +26,8 @@ impl ChatChannel {
         match self {
             ChatChannel::Rcs => Channel::Rcs,
             ChatChannel::Whatsapp => Channel::Whatsapp,
+            ChatChannel::Telegram => Channel::Telegram,
+            ChatChannel::Messenger => Channel::Messenger,
         }
     }
 
@@ -30,6 +36,8 @@ impl ChatChannel {
         match channel {
             Channel::Rcs => Some(ChatChannel::Rcs),
             Channel::Whatsapp => Some(ChatChannel::Whatsapp),
+            Channel::Telegram => Some(ChatChannel::Telegram),
+            Channel::Messenger => Some(ChatChannel::Messenger),
             _ => None,
         }
     }
@@ -57,6 +65,30 @@ pub struct ChatSpec {
     /// A WhatsApp template instead of free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ChatTemplate>,
+    /// A Messenger message tag (e.g. `ACCOUNT_UPDATE`): what lets a page write outside the
+    /// 24-hour standard messaging window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// Where a chat message goes: a phone number (RCS, WhatsApp) or the id the platform gives the
+/// person (a Telegram chat id, a Messenger page-scoped id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatTo {
+    /// E.164.
+    Phone(E164),
+    /// The platform's id.
+    Id(String),
+}
+
+impl ChatTo {
+    /// As the provider's API writes it: the number's digits, or the id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ChatTo::Phone(n) => n.as_str(),
+            ChatTo::Id(id) => id,
+        }
+    }
 }
 
 /// An accepted chat message, durable, on its way to a provider.
@@ -66,8 +98,8 @@ pub struct ChatJob {
     pub id: MessageId,
     /// The tenant.
     pub tenant: String,
-    /// The recipient's phone number.
-    pub to: E164,
+    /// The recipient.
+    pub to: ChatTo,
     /// The text (empty for a template).
     pub body: String,
     /// Channel and template.

@@ -30,7 +30,7 @@ use crate::admission::optout::OptOuts;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
 use crate::domain::{
-    ChatJob, ChatSpec, EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord,
+    ChatJob, ChatSpec, ChatTo, EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord,
     SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
 };
 use crate::store::{Store, StoreError};
@@ -62,6 +62,8 @@ pub(crate) enum Recipient {
     Phone(E164),
     /// A checked email address, lower-cased (see [`switchyard_ops::config::is_email_address`]).
     Email(String),
+    /// The id a chat platform gives the person (a Telegram chat id, a Messenger page-scoped id).
+    Account(String),
 }
 
 impl From<E164> for Recipient {
@@ -75,7 +77,7 @@ impl Recipient {
     pub(crate) fn stored(&self) -> String {
         match self {
             Recipient::Phone(n) => format!("+{}", n.as_str()),
-            Recipient::Email(a) => a.clone(),
+            Recipient::Email(a) | Recipient::Account(a) => a.clone(),
         }
     }
 
@@ -83,7 +85,7 @@ impl Recipient {
     fn opt_out_key(&self) -> &str {
         match self {
             Recipient::Phone(n) => n.as_str(),
-            Recipient::Email(a) => a,
+            Recipient::Email(a) | Recipient::Account(a) => a,
         }
     }
 }
@@ -538,8 +540,21 @@ impl Submitter {
                     hand_over: HandOver::Email(job),
                 })
             }
-            (Content::Chat(spec), Recipient::Phone(to)) => {
+            (Content::Chat(spec), to) => {
                 let channel = spec.channel.channel();
+                let to = match to {
+                    Recipient::Phone(n) if channel.is_phone() => ChatTo::Phone(*n),
+                    Recipient::Account(id) if !channel.is_phone() => ChatTo::Id(id.clone()),
+                    _ if channel.is_phone() => {
+                        return Err(SubmitError::WrongRecipient(channel, "a phone number"))
+                    }
+                    _ => {
+                        return Err(SubmitError::WrongRecipient(
+                            channel,
+                            "the platform's id for the person",
+                        ))
+                    }
+                };
                 let chat = self
                     .chat
                     .as_ref()
@@ -547,7 +562,7 @@ impl Submitter {
                 let mut job = ChatJob {
                     id,
                     tenant: draft.tenant.to_string(),
-                    to: *to,
+                    to,
                     body: draft.body.clone(),
                     spec: spec.clone(),
                     priority: draft.priority,
@@ -563,14 +578,13 @@ impl Submitter {
                     hand_over: HandOver::Chat(job),
                 })
             }
-            (Content::Email(_), Recipient::Phone(_)) => Err(SubmitError::WrongRecipient(
+            (Content::Email(_), _) => Err(SubmitError::WrongRecipient(
                 Channel::Email,
                 "an email address",
             )),
-            (content, Recipient::Email(_)) => Err(SubmitError::WrongRecipient(
+            (content, _) => Err(SubmitError::WrongRecipient(
                 match content {
                     Content::Voice(_) => Channel::Voice,
-                    Content::Chat(spec) => spec.channel.channel(),
                     _ => Channel::Sms,
                 },
                 "a phone number",

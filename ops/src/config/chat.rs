@@ -1,12 +1,16 @@
-//! `[carriers.rbm]` and `[carriers.whatsapp]`: the HTTP provider APIs that carry the `rcs` and
-//! `whatsapp` channels. Each provider account is a carrier: a name, a priority, health and a
-//! breaker like an SMSC, and rate decks by prefix (both channels address phone numbers).
+//! `[carriers.rbm]`, `[carriers.whatsapp]`, `[carriers.telegram]` and `[carriers.messenger]`:
+//! the HTTP provider APIs that carry the `rcs`, `whatsapp`, `telegram` and `messenger`
+//! channels. Each provider account is a carrier: a name, a priority, health and a breaker like
+//! an SMSC. RCS and WhatsApp address phone numbers and are priced by prefix decks; Telegram and
+//! Messenger address their own user ids and are priced per message (`price`, `currency`).
 //!
 //! Secrets (access tokens, webhook keys) are given in the file (`token`) or, better, named by
 //! an environment variable read when the configuration is loaded (`token_env`).
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use switchyard_routing::{Currency, Price};
 
 use super::error::ConfigErrorKind;
 use super::reader::{non_empty_path, Report, Table};
@@ -107,6 +111,108 @@ impl WhatsappAccount {
     pub const DEFAULT_API_VERSION: &'static str = "v23.0";
 }
 
+/// `[carriers.telegram]`: a Telegram bot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelegramBot {
+    /// API connection (`base_url` default `https://api.telegram.org`).
+    pub http: ProviderHttp,
+    /// The bot's token (`bot_token` or `bot_token_env`).
+    pub bot_token: Secret,
+    /// The secret Telegram repeats in `X-Telegram-Bot-Api-Secret-Token` on webhooks
+    /// (`webhook_secret` or `webhook_secret_env`).
+    pub webhook_secret: Option<Secret>,
+    /// What one message costs (`price`).
+    pub price: Price,
+    /// Currency of `price` (`currency`; default the routing base currency).
+    pub currency: Option<Currency>,
+}
+
+impl TelegramBot {
+    /// Default `base_url`.
+    pub const DEFAULT_BASE_URL: &'static str = "https://api.telegram.org";
+}
+
+/// `[carriers.messenger]`: a Facebook Page sending with the Messenger Send API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessengerPage {
+    /// API connection (`base_url` default `https://graph.facebook.com`).
+    pub http: ProviderHttp,
+    /// Graph API version in the path (`api_version`).
+    pub api_version: String,
+    /// The page's access token (`page_access_token` or `page_access_token_env`).
+    pub page_access_token: Secret,
+    /// The app secret that signs webhooks (`app_secret` or `app_secret_env`).
+    pub app_secret: Option<Secret>,
+    /// What the webhook's verification request must repeat (`verify_token` or
+    /// `verify_token_env`).
+    pub verify_token: Option<Secret>,
+    /// What one message costs (`price`).
+    pub price: Price,
+    /// Currency of `price` (`currency`; default the routing base currency).
+    pub currency: Option<Currency>,
+}
+
+/// Reads `[carriers.telegram]`.
+pub(crate) fn telegram(report: &mut Report<'_>, mut t: Table<'_, '_>) -> TelegramBot {
+    let http = http(report, &mut t, TelegramBot::DEFAULT_BASE_URL);
+    let bot_token = required_secret(report, &mut t, "bot_token");
+    if !bot_token.0.is_empty()
+        && !bot_token
+            .0
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/')
+    {
+        report.at_path(
+            &t.key_path("bot_token"),
+            ConfigErrorKind::Invalid("a bot token has no spaces or '/'".into()),
+        );
+    }
+    let webhook_secret = secret(report, &mut t, "webhook_secret");
+    let (price, currency) = t.flat_price(report);
+    t.finish(report);
+    TelegramBot {
+        http,
+        bot_token,
+        webhook_secret,
+        price,
+        currency,
+    }
+}
+
+/// Reads `[carriers.messenger]`.
+pub(crate) fn messenger(report: &mut Report<'_>, mut t: Table<'_, '_>) -> MessengerPage {
+    let http = http(report, &mut t, WhatsappAccount::DEFAULT_BASE_URL);
+    let api_version = api_version(report, &mut t);
+    let page_access_token = required_secret(report, &mut t, "page_access_token");
+    let app_secret = secret(report, &mut t, "app_secret");
+    let verify_token = secret(report, &mut t, "verify_token");
+    let (price, currency) = t.flat_price(report);
+    t.finish(report);
+    MessengerPage {
+        http,
+        api_version,
+        page_access_token,
+        app_secret,
+        verify_token,
+        price,
+        currency,
+    }
+}
+
+/// `api_version` of a Graph API account.
+fn api_version(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> String {
+    let api_version = t
+        .string(report, "api_version")
+        .unwrap_or_else(|| WhatsappAccount::DEFAULT_API_VERSION.to_owned());
+    if !is_path_word(&api_version) {
+        report.at_path(
+            &t.key_path("api_version"),
+            ConfigErrorKind::Invalid(format!("{api_version:?} is not a version like \"v23.0\"")),
+        );
+    }
+    api_version
+}
+
 /// Reads `[carriers.rbm]`.
 pub(crate) fn rbm(report: &mut Report<'_>, mut t: Table<'_, '_>) -> RbmAgent {
     let http = http(report, &mut t, RbmAgent::DEFAULT_BASE_URL);
@@ -133,15 +239,7 @@ pub(crate) fn rbm(report: &mut Report<'_>, mut t: Table<'_, '_>) -> RbmAgent {
 /// Reads `[carriers.whatsapp]`.
 pub(crate) fn whatsapp(report: &mut Report<'_>, mut t: Table<'_, '_>) -> WhatsappAccount {
     let http = http(report, &mut t, WhatsappAccount::DEFAULT_BASE_URL);
-    let api_version = t
-        .string(report, "api_version")
-        .unwrap_or_else(|| WhatsappAccount::DEFAULT_API_VERSION.to_owned());
-    if !is_path_word(&api_version) {
-        report.at_path(
-            &t.key_path("api_version"),
-            ConfigErrorKind::Invalid(format!("{api_version:?} is not a version like \"v23.0\"")),
-        );
-    }
+    let api_version = api_version(report, &mut t);
     let phone_number_id = t.req_string(report, "phone_number_id").unwrap_or_default();
     if !phone_number_id.is_empty() && !is_path_word(&phone_number_id) {
         report.at_path(
@@ -261,6 +359,9 @@ fn env_key(key: &'static str) -> &'static str {
         "access_token" => "access_token_env",
         "app_secret" => "app_secret_env",
         "verify_token" => "verify_token_env",
+        "bot_token" => "bot_token_env",
+        "webhook_secret" => "webhook_secret_env",
+        "page_access_token" => "page_access_token_env",
         _ => "unknown_env",
     }
 }

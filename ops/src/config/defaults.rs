@@ -58,6 +58,8 @@ impl Config {
                 smtp: None,
                 rbm: None,
                 whatsapp: None,
+                telegram: None,
+                messenger: None,
             }],
             decks: vec![DeckConfig {
                 carrier: SANDBOX_NAME.to_owned(),

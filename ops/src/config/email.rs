@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchyard_routing::{Currency, Price};
 
 use super::error::ConfigErrorKind;
-use super::reader::{expect_decimal, expect_str, non_empty_path, Report, Table};
+use super::reader::{expect_str, non_empty_path, Report, Table};
 use super::redacted::REDACTED;
 
 /// `[carriers.smtp]`: where and how email is handed over.
@@ -118,30 +118,7 @@ pub(crate) fn smtp(report: &mut Report<'_>, mut t: Table<'_, '_>) -> SmtpRelay {
         }
     }
     let credentials = credentials(report, &mut t);
-    let price = match t.raw(report, "price") {
-        Some(v) => {
-            let path = t.key_path("price");
-            expect_decimal(report, v, &path).unwrap_or(Price::ZERO)
-        }
-        None => {
-            t.missing(report, "price");
-            Price::ZERO
-        }
-    };
-    let currency = t.raw(report, "currency").and_then(|v| {
-        let path = t.key_path("currency");
-        let s = expect_str(report, v, &path)?;
-        Currency::parse(s).ok().or_else(|| {
-            report.at_span(
-                &v.span(),
-                &path,
-                ConfigErrorKind::Invalid(format!(
-                    "{s:?} is not a three-letter ISO 4217 currency code"
-                )),
-            );
-            None
-        })
-    });
+    let (price, currency) = t.flat_price(report);
     let timeout =
         Duration::from_secs(t.int_or(report, "timeout_s", 1, 600, SmtpRelay::DEFAULT_TIMEOUT_S));
     let max_connections = t.int_or(

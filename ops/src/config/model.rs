@@ -516,6 +516,12 @@ pub struct Carrier {
     /// The WhatsApp Business number (`[carriers.whatsapp]`); present exactly when `channels`
     /// has `whatsapp`.
     pub whatsapp: Option<super::chat::WhatsappAccount>,
+    /// The Telegram bot (`[carriers.telegram]`); present exactly when `channels` has
+    /// `telegram`.
+    pub telegram: Option<super::chat::TelegramBot>,
+    /// The Facebook Page (`[carriers.messenger]`); present exactly when `channels` has
+    /// `messenger`.
+    pub messenger: Option<super::chat::MessengerPage>,
 }
 
 /// `[sip]`: the SIP proxy's listener and failover timing.

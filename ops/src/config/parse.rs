@@ -35,6 +35,8 @@ pub(crate) const CHANNELS: &[(&str, Channel)] = &[
     ("email", Channel::Email),
     ("rcs", Channel::Rcs),
     ("whatsapp", Channel::Whatsapp),
+    ("telegram", Channel::Telegram),
+    ("messenger", Channel::Messenger),
 ];
 
 /// Channels priced by rate decks.
@@ -702,6 +704,12 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
     let whatsapp = t
         .table(report, "whatsapp")
         .map(|s| super::chat::whatsapp(report, s));
+    let telegram = t
+        .table(report, "telegram")
+        .map(|s| super::chat::telegram(report, s));
+    let messenger = t
+        .table(report, "messenger")
+        .map(|s| super::chat::messenger(report, s));
     t.finish(report);
     Carrier {
         name,
@@ -721,6 +729,8 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
         smtp,
         rbm,
         whatsapp,
+        telegram,
+        messenger,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use switchyard_routing::Price;
+use switchyard_routing::{Currency, Price};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -398,6 +398,38 @@ impl<'a, 'i> Table<'a, 'i> {
                 );
             }
         }
+    }
+}
+
+impl Table<'_, '_> {
+    /// `price` (a decimal, required) and `currency` (an ISO 4217 code, optional): what one
+    /// message costs on a carrier priced per message.
+    pub(crate) fn flat_price(&mut self, report: &mut Report<'_>) -> (Price, Option<Currency>) {
+        let price = match self.raw(report, "price") {
+            Some(v) => {
+                let path = self.key_path("price");
+                expect_decimal(report, v, &path).unwrap_or(Price::ZERO)
+            }
+            None => {
+                self.missing(report, "price");
+                Price::ZERO
+            }
+        };
+        let currency = self.raw(report, "currency").and_then(|v| {
+            let path = self.key_path("currency");
+            let s = expect_str(report, v, &path)?;
+            Currency::parse(s).ok().or_else(|| {
+                report.at_span(
+                    &v.span(),
+                    &path,
+                    ConfigErrorKind::Invalid(format!(
+                        "{s:?} is not a three-letter ISO 4217 currency code"
+                    )),
+                );
+                None
+            })
+        });
+        (price, currency)
     }
 }
 

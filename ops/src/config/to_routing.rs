@@ -53,12 +53,28 @@ impl Config {
                 cc.max_tps = c.max_tps;
                 cc.max_cps = c.max_cps;
                 cc.rewrite = c.rewrite.clone();
-                if let Some(smtp) = &c.smtp {
-                    cc.flat_prices.push(FlatPrice {
-                        channel: Channel::Email,
-                        price: smtp.price,
-                        currency: smtp.currency.unwrap_or(self.routing.base_currency),
-                    });
+                let flat = [
+                    (
+                        Channel::Email,
+                        c.smtp.as_ref().map(|s| (s.price, s.currency)),
+                    ),
+                    (
+                        Channel::Telegram,
+                        c.telegram.as_ref().map(|s| (s.price, s.currency)),
+                    ),
+                    (
+                        Channel::Messenger,
+                        c.messenger.as_ref().map(|s| (s.price, s.currency)),
+                    ),
+                ];
+                for (channel, priced) in flat {
+                    if let Some((price, currency)) = priced {
+                        cc.flat_prices.push(FlatPrice {
+                            channel,
+                            price,
+                            currency: currency.unwrap_or(self.routing.base_currency),
+                        });
+                    }
                 }
                 cc
             })

@@ -333,8 +333,26 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
         (Channel::Email, "smtp", c.smtp.is_some()),
         (Channel::Rcs, "rbm", c.rbm.is_some()),
         (Channel::Whatsapp, "whatsapp", c.whatsapp.is_some()),
+        (Channel::Telegram, "telegram", c.telegram.is_some()),
+        (Channel::Messenger, "messenger", c.messenger.is_some()),
     ] {
         section_for_channel(c, path, channel, section, present, report);
+    }
+    let providers = [
+        c.rbm.is_some(),
+        c.whatsapp.is_some(),
+        c.telegram.is_some(),
+        c.messenger.is_some(),
+    ];
+    if providers.iter().filter(|&&p| p).count() > 1 {
+        report.at_path(
+            &format!("{path}.channels"),
+            ConfigErrorKind::Invalid(format!(
+                "carrier {:?} has several provider accounts (rbm, whatsapp, telegram, \
+                 messenger): give each its own carrier",
+                c.name
+            )),
+        );
     }
     if c.max_tps.is_some() && !sms {
         report.at_path(
@@ -356,6 +374,14 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
         (
             "whatsapp",
             c.whatsapp.as_ref().and_then(|s| s.http.tls_ca.as_ref()),
+        ),
+        (
+            "telegram",
+            c.telegram.as_ref().and_then(|s| s.http.tls_ca.as_ref()),
+        ),
+        (
+            "messenger",
+            c.messenger.as_ref().and_then(|s| s.http.tls_ca.as_ref()),
         ),
     ];
     for (section, ca) in cas {

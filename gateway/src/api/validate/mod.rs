@@ -67,6 +67,10 @@ pub(crate) struct SendRequest {
     /// `audio_url`; `dtmf` (`max_digits`, `timeout_s`); `max_duration_s`.
     #[schema(value_type = Option<Object>)]
     pub(crate) voice: Option<serde_json::Value>,
+    /// Messenger only: a message tag (`CONFIRMED_EVENT_UPDATE`, `POST_PURCHASE_UPDATE`,
+    /// `ACCOUNT_UPDATE`, `HUMAN_AGENT`), which lets a page write outside 24 hours of the
+    /// person's last message.
+    pub(crate) tag: Option<String>,
     /// WhatsApp only: a pre-approved template instead of free text (`name`, `language`,
     /// `parameters` for the body's placeholders), the only kind of message WhatsApp allows
     /// outside 24 hours of the person's last message.
@@ -89,6 +93,16 @@ pub(crate) enum Recipient {
     Email {
         /// The address.
         email: String,
+    },
+    /// `{"telegram": "123456789"}` (a chat id or `@channelusername`).
+    Telegram {
+        /// The chat.
+        telegram: String,
+    },
+    /// `{"messenger": "1254477777772919"}` (a page-scoped id).
+    Messenger {
+        /// The person's page-scoped id.
+        messenger: String,
     },
 }
 
@@ -227,11 +241,23 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
             "a step of a flow is sent on one channel: mode is \"single\" there",
         ));
     }
-    match req.channel.as_deref() {
-        Some("email") => return email(req, limits),
-        Some("rcs") => return chat(req, crate::domain::ChatChannel::Rcs, limits),
-        Some("whatsapp") => return chat(req, crate::domain::ChatChannel::Whatsapp, limits),
-        _ => {}
+    let chat_channel = req
+        .channel
+        .as_deref()
+        .and_then(|c| c.parse::<Channel>().ok())
+        .and_then(crate::domain::ChatChannel::of);
+    if let Some(channel) = chat_channel {
+        return chat(req, channel, limits);
+    }
+    if req.channel.as_deref() == Some("email") {
+        return email(req, limits);
+    }
+    if req.tag.is_some() {
+        return Err(Problem::invalid(
+            "tag",
+            "tag_without_messenger",
+            "tag needs \"channel\": \"messenger\"",
+        ));
     }
     if req.template.is_some() {
         return Err(Problem::invalid(
@@ -276,7 +302,7 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
                 "channel",
                 "unsupported_channel",
                 format!(
-                    "channel {channel:?} is not available; use \"sms\", \"voice\", \"email\", \"rcs\" or \"whatsapp\""
+                    "channel {channel:?} is not available; use \"sms\", \"voice\", \"email\", \"rcs\", \"whatsapp\", \"telegram\" or \"messenger\""
                 ),
             ))
         }
@@ -298,7 +324,7 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
     };
     let raw_to = match &req.to {
         Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
-        Recipient::Email { .. } => {
+        Recipient::Email { .. } | Recipient::Telegram { .. } | Recipient::Messenger { .. } => {
             return Err(Problem::invalid(
                 "to",
                 "invalid_number",
@@ -383,7 +409,7 @@ fn email(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
     }
     let to = match &req.to {
         Recipient::Phone(a) | Recipient::Email { email: a } => email_address("to", a)?,
-        Recipient::Object { .. } => {
+        Recipient::Object { .. } | Recipient::Telegram { .. } | Recipient::Messenger { .. } => {
             return Err(Problem::invalid(
                 "to",
                 "invalid_email",
@@ -472,8 +498,71 @@ fn email(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
 
 /// Longest RCS text (the RBM API's limit).
 const MAX_RCS_TEXT: usize = 3072;
-/// Longest WhatsApp text (the Cloud API's limit).
+/// Longest WhatsApp and Telegram text (the APIs' limit).
 const MAX_WHATSAPP_TEXT: usize = 4096;
+/// Longest Messenger text (the Send API's limit).
+const MAX_MESSENGER_TEXT: usize = 2000;
+
+/// The recipient of a chat message: a phone number for RCS and WhatsApp; a chat id (an
+/// integer, or `@` and a channel's username) for Telegram; a page-scoped id (digits) for
+/// Messenger. A plain string serves every channel; an object names its channel's key.
+fn chat_recipient(
+    to: &Recipient,
+    channel: crate::domain::ChatChannel,
+) -> Result<(crate::submit::Recipient, Option<String>), Problem> {
+    use crate::domain::ChatChannel;
+    let name = channel.channel().as_str();
+    let wrong = || {
+        Problem::invalid(
+            "to",
+            "invalid_recipient",
+            format!(
+                "the {name} channel needs {} in \"to\"",
+                match channel {
+                    ChatChannel::Rcs | ChatChannel::Whatsapp => "a phone number",
+                    ChatChannel::Telegram => "a chat id (or {\"telegram\": …})",
+                    ChatChannel::Messenger => "a page-scoped id (or {\"messenger\": …})",
+                }
+            ),
+        )
+    };
+    let raw = match (to, channel) {
+        (Recipient::Phone(s), _) => s.trim(),
+        (Recipient::Object { phone }, ChatChannel::Rcs | ChatChannel::Whatsapp) => phone.trim(),
+        (Recipient::Telegram { telegram }, ChatChannel::Telegram) => telegram.trim(),
+        (Recipient::Messenger { messenger }, ChatChannel::Messenger) => messenger.trim(),
+        _ => return Err(wrong()),
+    };
+    match channel {
+        ChatChannel::Rcs | ChatChannel::Whatsapp => {
+            let (n, country) = crate::number::parse_e164(raw)
+                .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
+            Ok((n.into(), country))
+        }
+        ChatChannel::Telegram => {
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            let id = !digits.is_empty()
+                && digits.len() <= 20
+                && digits.bytes().all(|b| b.is_ascii_digit());
+            let username = raw.strip_prefix('@').is_some_and(|u| {
+                (5..=32).contains(&u.len())
+                    && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+            if id || username {
+                Ok((crate::submit::Recipient::Account(raw.to_owned()), None))
+            } else {
+                Err(wrong())
+            }
+        }
+        ChatChannel::Messenger => {
+            if !raw.is_empty() && raw.len() <= 32 && raw.bytes().all(|b| b.is_ascii_digit()) {
+                Ok((crate::submit::Recipient::Account(raw.to_owned()), None))
+            } else {
+                Err(wrong())
+            }
+        }
+    }
+}
 
 /// Checks a chat message (`"channel": "rcs"` or `"whatsapp"`): a phone number, a text (or a
 /// WhatsApp template), and the fields every message shares. The provider account is the
@@ -505,18 +594,33 @@ fn chat(
             ));
         }
     }
-    let raw_to = match &req.to {
-        Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
-        Recipient::Email { .. } => {
+    let (to, country) = chat_recipient(&req.to, channel)?;
+    if req.tag.is_some() && channel != ChatChannel::Messenger {
+        return Err(Problem::invalid(
+            "tag",
+            "option_not_for_channel",
+            format!("tag does not apply to {name}"),
+        ));
+    }
+    let tag = match req.tag.as_deref() {
+        None => None,
+        Some(
+            t @ ("CONFIRMED_EVENT_UPDATE"
+            | "POST_PURCHASE_UPDATE"
+            | "ACCOUNT_UPDATE"
+            | "HUMAN_AGENT"),
+        ) => Some(t.to_owned()),
+        Some(other) => {
             return Err(Problem::invalid(
-                "to",
-                "invalid_number",
-                format!("the {name} channel needs a phone number in \"to\""),
+                "tag",
+                "invalid_tag",
+                format!(
+                    "{other:?} is not one of CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE, \
+                     ACCOUNT_UPDATE, HUMAN_AGENT"
+                ),
             ))
         }
     };
-    let (to, country) = crate::number::parse_e164(raw_to)
-        .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
     let template = req.template.as_ref().map(template).transpose()?;
     let body = req.body.unwrap_or_default();
     if template.is_some() && !body.is_empty() {
@@ -531,7 +635,8 @@ fn chat(
     }
     let max = match channel {
         ChatChannel::Rcs => MAX_RCS_TEXT,
-        ChatChannel::Whatsapp => MAX_WHATSAPP_TEXT,
+        ChatChannel::Whatsapp | ChatChannel::Telegram => MAX_WHATSAPP_TEXT,
+        ChatChannel::Messenger => MAX_MESSENGER_TEXT,
     };
     if body.chars().count() > max {
         return Err(Problem::invalid(
@@ -555,7 +660,7 @@ fn chat(
         limits,
     )?;
     Ok(ValidSms {
-        to: to.into(),
+        to,
         country,
         from: String::new(),
         body,
@@ -570,7 +675,11 @@ fn chat(
         metadata: common.metadata,
         voice: None,
         email: None,
-        chat: Some(ChatSpec { channel, template }),
+        chat: Some(ChatSpec {
+            channel,
+            template,
+            tag,
+        }),
     })
 }
 
@@ -689,7 +798,9 @@ pub(crate) fn common(
     limits: &Limits,
 ) -> Result<Common, Problem> {
     let voice = channel == Channel::Voice;
-    let from = if matches!(channel, Channel::Email | Channel::Rcs | Channel::Whatsapp) {
+    // SMS and voice senders are numbers or ids the carrier shows; email's is checked by the
+    // caller, and chat providers send as their account.
+    let from = if !matches!(channel, Channel::Sms | Channel::Voice) {
         f.from.to_owned()
     } else {
         crate::number::validate_sender(f.from.trim())
@@ -1003,6 +1114,10 @@ pub fn check_request_bytes(data: &[u8]) {
                 crate::submit::Recipient::Email(a) => {
                     assert!(switchyard_ops::config::is_email_address(a), "{a}");
                     assert!(v.email.is_some());
+                }
+                crate::submit::Recipient::Account(id) => {
+                    assert!(!id.is_empty() && id.len() <= 33, "{id}");
+                    assert!(v.chat.is_some());
                 }
             }
             if let Some(m) = &v.metadata {
