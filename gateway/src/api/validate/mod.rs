@@ -1109,7 +1109,8 @@ pub fn check_request_bytes(data: &[u8]) {
             match &v.to {
                 crate::submit::Recipient::Phone(n) => {
                     assert!(n.as_str().bytes().all(|b| b.is_ascii_digit()), "{n}");
-                    assert!(!v.from.is_empty());
+                    // Chat providers send as their account: only SMS and voice have a sender.
+                    assert_eq!(v.from.is_empty(), v.chat.is_some());
                 }
                 crate::submit::Recipient::Email(a) => {
                     assert!(switchyard_ops::config::is_email_address(a), "{a}");
