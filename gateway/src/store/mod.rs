@@ -13,6 +13,7 @@
 //! each caller still waits for its own commit: the API answers 202 only after `insert` returned.
 
 pub mod events;
+pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;

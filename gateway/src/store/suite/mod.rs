@@ -147,3 +147,7 @@ pub(crate) use store_suite;
 
 // The backends.
 store_suite!(sqlite, crate::store::sqlite::harness::SqliteHarness::open);
+store_suite!(
+    postgres,
+    crate::store::postgres::harness::PostgresHarness::open
+);
