@@ -14,7 +14,7 @@
 //! - [`read`]: reads, each in a `REPEATABLE READ READ ONLY` transaction (one snapshot) on a
 //!   pooled connection; [`events`]: the event log, outbox and opt-out reads.
 //! - `harness` (test builds): a PostgreSQL cluster of the test process's own, a database per
-//!   test, for the store suite.
+//!   test, for the store suite and `tests` (what only this store has).
 //!
 //! # Data flow
 //! ```text
@@ -55,6 +55,8 @@ mod writer;
 
 #[cfg(test)]
 pub(crate) mod harness;
+#[cfg(test)]
+mod tests;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
