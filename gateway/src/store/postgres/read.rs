@@ -7,10 +7,10 @@ use tokio_postgres::Row;
 
 use super::{count, int, limit_param, opt_int, status_column, Db, PgError};
 use crate::domain::{
-    encoding_from_name, priority_from_name, ListFilter, MessageId, MessageRecord, Money,
-    NewMessage, Priority, SegmentRecord, StatusChange, UnixMs,
+    encoding_from_name, priority_from_name, ListFilter, MessageId, MessageRecord, NewMessage,
+    Priority, SegmentRecord, StatusChange, UnixMs,
 };
-use switchyard_routing::{Currency, Price};
+use crate::store::shared::money;
 
 /// Page size when [`ListFilter::limit`] is 0.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -69,14 +69,6 @@ fn message_from_row(row: &Row) -> Result<MessageRecord, PgError> {
         segment_states: Vec::new(),
         history: Vec::new(),
         call: row.try_get(22)?,
-    })
-}
-
-/// A stored price and currency, when both are there and readable.
-fn money(amount: Option<String>, currency: Option<String>) -> Option<Money> {
-    Some(Money {
-        amount: Price::parse(&amount?).ok()?,
-        currency: Currency::parse(&currency?).ok()?,
     })
 }
 

@@ -1,48 +1,24 @@
 //! Matching receipts to segments by the carrier's message id, inside the writer's transaction.
 //!
-//! The readings of an id, and when a reading is certain, are defined in
-//! [`switchyard_protocols::dlr::id`]. Here:
-//!
-//! - Each segment's carrier id is indexed in `carrier_ids` under each of its readings (`d:`,
-//!   `h:`, `t:` keys), flagged `certain` when the carrier's response format was known or the
-//!   id had a single reading.
-//! - A receipt is looked up under its [`probes`]. A row found is a *certain* match when the
-//!   receipt's reading is certain and the row's is: flagged so, or in the response format the
-//!   carrier is known to use by now. Certain matches apply at once, the newest message first
-//!   (carriers recycle ids).
-//! - A receipt whose only matches are uncertain waits in `unmatched_receipts` with
-//!   `pending_since` set. It is examined again when a segment with a related id is sent (the
-//!   receipt may have overtaken its own submit_sm_resp), when the carrier's formats are learned,
-//!   and by [`IdMatch::sweep`] once it is [`PENDING_GRACE_MS`] old: by then the race is over,
-//!   and it takes a same-base match (the same digits on both sides), or the only cross-base
-//!   one. Several cross-base matches keep it pending until the formats are learned, up to
-//!   [`LATE_MATCH_WINDOW_MS`].
-//! - A receipt with no match at all is kept as unmatched, for a segment that comes later
-//!   within [`LATE_MATCH_WINDOW_MS`].
-//!
-//! Each carrier's formats come from its configuration (`id_format`, `receipt_id_format`) or
-//! are learned per side by a [`FormatLearner`] and kept in `carrier_id_formats`.
+//! The SQLite store's matching (its `receipts` module states the rules; the decisions that
+//! touch no database are shared, in `store::shared`), with the same tables in PostgreSQL. The
+//! learned formats of each carrier are cached by the writer of each node: a node picks up what
+//! another learned when it next loads the carrier (after a failed batch or a restart).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use switchyard_protocols::dlr::{probes, readings, FormatLearner, IdFormat, IdKey, Probe};
+use switchyard_protocols::dlr::{probes, readings, IdFormat, IdKey, Probe};
+
+use crate::store::shared::{
+    decide, key_text, Candidate, CarrierIds, Kept, LATE_MATCH_WINDOW_MS, PENDING_GRACE_MS,
+    SCAN_LIMIT,
+};
+pub(super) use crate::store::shared::{Matched, ReceiptOutcome};
 
 use super::{int, Db, PgError};
 use crate::domain::{IdFormats, MessageId, ReceiptUpdate, Status, UnixMs};
-
-/// A receipt kept as unmatched may still match a segment whose `SegmentSent` arrives later (a
-/// receipt on a receiver bind can overtake the submit_sm_resp on a transmitter bind), but only
-/// within this window: carriers recycle ids, and an old stray receipt must not hit a new message.
-pub(super) const LATE_MATCH_WINDOW_MS: UnixMs = 10 * 60 * 1000;
-
-/// How long a receipt with only uncertain matches waits before [`IdMatch::sweep`] decides. A
-/// receipt overtakes its submit_sm_resp by milliseconds; two seconds rule that out.
-pub(super) const PENDING_GRACE_MS: UnixMs = 2_000;
-
-/// Most pending receipts one sweep or rescan examines (the rest wait for the next one).
-const SCAN_LIMIT: i64 = 512;
 
 /// The writer's knowledge of each carrier's id formats.
 #[derive(Debug, Default)]
@@ -52,69 +28,6 @@ pub(super) struct IdMatch {
     /// Receipts pending right now (approximately), for the store's ticker: it wakes the writer
     /// only while some wait.
     pending: Arc<AtomicU64>,
-}
-
-/// One carrier's formats.
-#[derive(Debug, Default)]
-struct CarrierIds {
-    /// As configured, from the latest update of this carrier.
-    configured: IdFormats,
-    /// Learned from submit_sm_resp ids.
-    response: FormatLearner,
-    /// Learned from receipt ids.
-    receipt: FormatLearner,
-}
-
-impl CarrierIds {
-    fn response_format(&self) -> Option<IdFormat> {
-        self.configured.response.or(self.response.format())
-    }
-
-    fn receipt_format(&self) -> Option<IdFormat> {
-        self.configured.receipt.or(self.receipt.format())
-    }
-}
-
-/// A segment a receipt may belong to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Candidate {
-    message_id: MessageId,
-    index: u16,
-    certain: bool,
-    same_base: bool,
-}
-
-/// A receipt matched to a segment, to apply.
-#[derive(Debug)]
-pub(super) struct Matched {
-    /// The segment's message.
-    pub(crate) id: MessageId,
-    /// The segment.
-    pub(crate) index: u16,
-    /// What the receipt says.
-    pub(crate) status: Option<Status>,
-    /// The carrier's error, if any.
-    pub(crate) error: Option<String>,
-    /// When the receipt arrived.
-    pub(crate) at: UnixMs,
-}
-
-/// What became of a receipt.
-#[derive(Debug)]
-pub(super) enum ReceiptOutcome {
-    /// Matched (and the receipts this one let the store resolve, if any).
-    Matched(Vec<Matched>),
-    /// Kept as unmatched or pending (and receipts resolved meanwhile, if any).
-    Kept(Vec<Matched>),
-}
-
-/// A row of `unmatched_receipts`.
-struct Kept {
-    rowid: i64,
-    carrier_message_id: String,
-    status: Option<String>,
-    error: Option<String>,
-    received_at: UnixMs,
 }
 
 impl IdMatch {
@@ -265,7 +178,7 @@ impl IdMatch {
                 "SELECT carrier, id, carrier_message_id, status, error, received_at \
                  FROM unmatched_receipts WHERE pending_since IS NOT NULL AND pending_since <= $1 \
                  ORDER BY pending_since, id LIMIT $2",
-                &[&(now - PENDING_GRACE_MS), &SCAN_LIMIT],
+                &[&(now - PENDING_GRACE_MS), &super::limit_param(SCAN_LIMIT)],
             )
             .await?;
         let mut out = Vec::new();
@@ -340,11 +253,11 @@ impl IdMatch {
             };
             self.carriers.insert(
                 carrier.to_owned(),
-                CarrierIds {
-                    configured: configured.unwrap_or_default(),
-                    response: FormatLearner::new(response.as_deref().and_then(parse_format)),
-                    receipt: FormatLearner::new(receipt.as_deref().and_then(parse_format)),
-                },
+                CarrierIds::new(
+                    configured.unwrap_or_default(),
+                    response.as_deref(),
+                    receipt.as_deref(),
+                ),
             );
         }
         let c = self
@@ -368,7 +281,7 @@ impl IdMatch {
             .query(
                 "SELECT id, carrier_message_id, status, error, received_at FROM unmatched_receipts \
                  WHERE carrier = $1 AND pending_since IS NOT NULL ORDER BY id LIMIT $2",
-                &[&carrier, &SCAN_LIMIT],
+                &[&carrier, &super::limit_param(SCAN_LIMIT)],
             )
             .await?;
         let kept = rows.iter().map(kept_row).collect::<Result<Vec<_>, _>>()?;
@@ -470,32 +383,6 @@ async fn candidates(
     Ok(out)
 }
 
-/// The segment a receipt belongs to: the newest certain candidate. With `fallback`, when none
-/// is certain: the newest same-base candidate, or else the only cross-base segment.
-fn decide(found: &[Candidate], fallback: bool) -> Option<Candidate> {
-    let newest = |f: &dyn Fn(&Candidate) -> bool| {
-        found
-            .iter()
-            .filter(|c| f(c))
-            .max_by_key(|c| c.message_id.0)
-            .copied()
-    };
-    if let Some(c) = newest(&|c| c.certain) {
-        return Some(c);
-    }
-    if !fallback {
-        return None;
-    }
-    if let Some(c) = newest(&|c| c.same_base) {
-        return Some(c);
-    }
-    let first = found.first()?;
-    found
-        .iter()
-        .all(|c| (c.message_id, c.index) == (first.message_id, first.index))
-        .then_some(*first)
-}
-
 fn kept_row(row: &tokio_postgres::Row) -> Result<Kept, PgError> {
     Ok(Kept {
         rowid: row.try_get(0)?,
@@ -509,42 +396,12 @@ fn kept_row(row: &tokio_postgres::Row) -> Result<Kept, PgError> {
 /// Stores what was learned of `carrier`'s formats.
 async fn save_formats(db: Db<'_>, carrier: &str, c: Option<&CarrierIds>) -> Result<(), PgError> {
     let Some(c) = c else { return Ok(()) };
+    let (response, receipt) = c.learned();
     db.execute(
         "INSERT INTO carrier_id_formats (carrier, response, receipt) VALUES ($1, $2, $3) \
          ON CONFLICT (carrier) DO UPDATE SET response = excluded.response, receipt = excluded.receipt",
-        &[
-            &carrier,
-            &c.response.format().map(format_name),
-            &c.receipt.format().map(format_name),
-        ],
+        &[&carrier, &response, &receipt],
     )
     .await?;
     Ok(())
-}
-
-fn format_name(f: IdFormat) -> &'static str {
-    match f {
-        IdFormat::Decimal => "decimal",
-        IdFormat::Hex => "hex",
-        _ => "text",
-    }
-}
-
-fn parse_format(s: &str) -> Option<IdFormat> {
-    match s {
-        "decimal" => Some(IdFormat::Decimal),
-        "hex" => Some(IdFormat::Hex),
-        "text" => Some(IdFormat::Text),
-        _ => None,
-    }
-}
-
-/// How an id reading is stored in `carrier_ids` and `unmatched_receipts`: its base and value,
-/// so a decimal and a hex reading of the same digits never share a key.
-pub(super) fn key_text(key: &IdKey) -> String {
-    match key {
-        IdKey::Decimal(n) => format!("d:{n}"),
-        IdKey::Hex(n) => format!("h:{n}"),
-        IdKey::Text(t) => format!("t:{t}"),
-    }
 }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 use switchyard_protocols::dlr::{readings, IdFormat};
 
-use super::receipts::key_text;
 use crate::domain::{MessageId, UnixMs};
+use crate::store::shared::key_text;
 
 /// How long each kind is kept (`None`: forever) and how the purge is paced.
 #[derive(Clone, Debug, PartialEq, Eq)]
