@@ -6,6 +6,8 @@
 //! message changes status only when [`Status::can_become`] allows it, and a segment in a final
 //! state keeps it.
 
+use tokio_postgres::types::ToSql;
+
 use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::{int, status_column, Db, PgError};
 use crate::domain::{
@@ -27,39 +29,45 @@ pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Resu
         let price = m.price.map(|p| p.amount.to_string());
         let currency = m.price.map(|p| p.currency.to_string());
         let smpp = m.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored);
-        db.execute(
-            MESSAGE_INSERT,
-            &[
-                &m.id.0,
-                &m.tenant,
-                &m.to,
-                &m.country,
-                &m.from,
-                &m.body,
-                &stored_encoding_name(m),
-                &i64::from(m.segments),
-                &priority_name(m.priority),
-                &m.scheduled_at,
-                &m.expires_at,
-                &m.callback_url,
-                &tags,
-                &m.metadata,
-                &m.carrier,
-                &price,
-                &currency,
-                &m.created_at,
-                &m.batch_id,
-                &voice,
-                &smpp,
-                &m.udh,
-                &m.data_coding.map(i64::from),
-                &email,
-                &m.flow.map(|f| f.flow.0),
-                &m.flow.map(|f| i64::from(f.step)),
-            ],
-        )
-        .await?;
-        insert_history(db, m.id, &m.tenant, m.created_at, Status::Accepted, None).await?;
+        let (encoding, priority) = (stored_encoding_name(m), priority_name(m.priority));
+        let segments = i64::from(m.segments);
+        let data_coding = m.data_coding.map(i64::from);
+        let (flow_id, flow_step) = (m.flow.map(|f| f.flow.0), m.flow.map(|f| i64::from(f.step)));
+        let params: [&(dyn ToSql + Sync); 26] = [
+            &m.id.0,
+            &m.tenant,
+            &m.to,
+            &m.country,
+            &m.from,
+            &m.body,
+            &encoding,
+            &segments,
+            &priority,
+            &m.scheduled_at,
+            &m.expires_at,
+            &m.callback_url,
+            &tags,
+            &m.metadata,
+            &m.carrier,
+            &price,
+            &currency,
+            &m.created_at,
+            &m.batch_id,
+            &voice,
+            &smpp,
+            &m.udh,
+            &data_coding,
+            &email,
+            &flow_id,
+            &flow_step,
+        ];
+        let message = db.execute(MESSAGE_INSERT, &params);
+        // Pipelined: both statements go out together (a connection runs them in order; had the
+        // first failed, the second fails too, and the first error is the request's).
+        let history = insert_history(db, m.id, &m.tenant, m.created_at, Status::Accepted, None);
+        let (message, history) = futures::join!(message, history);
+        message?;
+        history?;
         if let Some(request) = &m.request {
             super::tenancy::write_request(db, request).await?;
         }

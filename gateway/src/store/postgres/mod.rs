@@ -283,10 +283,14 @@ impl PostgresStore {
             }
             let client = get(&self.pool).await?;
             let result = async {
-                client
-                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?;
-                let r = f(Db(&client)).await?;
+                // Pipelined: `BEGIN` and the read's first statement go out together, in that
+                // order (a connection runs what it is sent in order).
+                let (begun, r) = futures::join!(
+                    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+                    f(Db(&client))
+                );
+                begun?;
+                let r = r?;
                 client.batch_execute("COMMIT").await?;
                 Ok::<_, PgError>(r)
             }

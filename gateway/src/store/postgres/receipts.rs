@@ -40,6 +40,11 @@ impl IdMatch {
         }
     }
 
+    /// Whether receipts may be pending (the sweep has something to look at).
+    pub(super) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) > 0
+    }
+
     /// The counter of pending receipts the store's ticker reads.
     pub(super) fn pending_counter(&self) -> Arc<AtomicU64> {
         self.pending.clone()

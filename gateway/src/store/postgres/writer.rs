@@ -180,13 +180,12 @@ impl Writer {
             }
         };
         let db = Db(&client);
-        let begun = async {
-            db.batch("BEGIN").await?;
-            db.query_one("SELECT pg_advisory_xact_lock($1)", &[&EVENT_LOG_LOCK])
-                .await?;
-            Ok::<_, PgError>(())
-        }
-        .await;
+        // One round trip for both (the simple query protocol takes several statements).
+        let begun = db
+            .batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"
+            ))
+            .await;
         if let Err(e) = begun {
             let e = e.into_store();
             self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +208,7 @@ impl Writer {
                 }
             }
         }
-        if abort.is_none() {
+        if abort.is_none() && self.ids.has_pending() {
             // Pending receipts whose grace has passed, in a savepoint of their own: a failure
             // leaves them pending and costs the batch nothing.
             let mut ids = std::mem::take(&mut self.ids);
@@ -299,10 +298,12 @@ async fn in_savepoint<T>(
     db: Db<'_>,
     work: impl std::future::Future<Output = Result<T, PgError>>,
 ) -> Result<Result<T, StoreError>, StoreError> {
-    db.batch("SAVEPOINT request")
-        .await
-        .map_err(PgError::into_store)?;
-    match work.await {
+    // Pipelined: the savepoint and the work's first statement go out together, in that order
+    // (a connection runs what it is sent in order). Had the savepoint failed, the work failed
+    // too, and so does the batch.
+    let (savepoint, done) = futures::join!(db.batch("SAVEPOINT request"), work);
+    savepoint.map_err(PgError::into_store)?;
+    match done {
         Ok(v) => {
             db.batch("RELEASE SAVEPOINT request")
                 .await
