@@ -199,10 +199,13 @@ impl PostgresStore {
                 return Err(e.context("cannot migrate the store"));
             }
         }
+        // Receipts left pending by earlier runs: the ticker wakes the writer to sweep them.
+        let left_pending = count_pending(&pool).await?;
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let stats = Arc::new(Stats::default());
         let writer = Writer::new(pool.clone(), rx, options, stats.clone());
         let pending = writer.pending_receipts();
+        pending.store(left_pending, Ordering::Relaxed);
         let handle = tokio::spawn(writer.run());
         spawn_ticker(tx.downgrade(), pending);
         Ok(PostgresStore {
@@ -605,6 +608,19 @@ fn spawn_ticker(requests: mpsc::WeakSender<Request>, pending: Arc<AtomicU64>) {
             }
         }
     });
+}
+
+/// Receipts waiting for a certain match, in the database (every node's).
+async fn count_pending(pool: &Pool) -> Result<u64, StoreError> {
+    let client = get(pool).await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM unmatched_receipts WHERE pending_since IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::Db(e).context("cannot count pending receipts"))?;
+    count(&row, 0).map_err(PgError::into_store)
 }
 
 /// A copy of `e` for each request of a failed batch (`StoreError` is not `Clone`).
