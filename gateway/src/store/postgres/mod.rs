@@ -207,7 +207,7 @@ impl PostgresStore {
         let pending = writer.pending_receipts();
         pending.store(left_pending, Ordering::Relaxed);
         let handle = tokio::spawn(writer.run());
-        spawn_ticker(tx.downgrade(), pending);
+        spawn_ticker(tx.downgrade(), pending, pool.clone());
         Ok(PostgresStore {
             pool,
             requests: RwLock::new(Some(tx)),
@@ -592,12 +592,21 @@ impl Store for PostgresStore {
 
 /// Wakes the writer once a second while receipts wait for a certain match, so their grace
 /// period ends on an idle system too (a ping is an empty transaction, in which the writer also
-/// sweeps them). Holds only a weak sender: it stops when the store closes.
-fn spawn_ticker(requests: mpsc::WeakSender<Request>, pending: Arc<AtomicU64>) {
+/// sweeps them). Every [`PENDING_RECOUNT`] it also counts the pending receipts in the database,
+/// so those another node left (one that stopped before their grace ended) are swept here.
+/// Holds only a weak sender: it stops when the store closes.
+fn spawn_ticker(requests: mpsc::WeakSender<Request>, pending: Arc<AtomicU64>, pool: Pool) {
     tokio::spawn(async move {
+        let mut last_count = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let Some(tx) = requests.upgrade() else { break };
+            if last_count.elapsed() >= PENDING_RECOUNT {
+                last_count = tokio::time::Instant::now();
+                if let Ok(n) = count_pending(&pool).await {
+                    pending.fetch_max(n, Ordering::Relaxed);
+                }
+            }
             if pending.load(Ordering::Relaxed) > 0 {
                 // A full queue means the writer is busy: it sweeps in every batch anyway.
                 let (reply, _) = oneshot::channel();
@@ -609,6 +618,9 @@ fn spawn_ticker(requests: mpsc::WeakSender<Request>, pending: Arc<AtomicU64>) {
         }
     });
 }
+
+/// How often the ticker counts the pending receipts in the database.
+const PENDING_RECOUNT: Duration = Duration::from_secs(10);
 
 /// Receipts waiting for a certain match, in the database (every node's).
 async fn count_pending(pool: &Pool) -> Result<u64, StoreError> {

@@ -243,3 +243,36 @@ async fn a_lost_connection_fails_retryably_and_the_store_reconnects() {
     }
     assert!(read.unwrap().is_some());
 }
+
+/// A node that stops while a receipt waits for its grace period leaves it to the others: their
+/// tickers count the pending receipts in the database now and then and sweep them.
+#[tokio::test]
+async fn another_node_sweeps_a_receipt_left_pending() {
+    use crate::store::suite::fixtures::{now, receipt, sent};
+    let conninfo = fresh_database().await;
+    let b = open(&conninfo).await;
+    let a = open(&conninfo).await;
+    a.insert((1..=2).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    a.apply(vec![now(sent(1, 0, "10")), now(sent(2, 0, "16"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.apply(vec![now(receipt("16", Some(Status::Delivered)))])
+            .await
+            .unwrap(),
+        vec![Applied::UnmatchedReceipt]
+    );
+    a.close().await.unwrap();
+    let deadline = std::time::Instant::now() + PENDING_RECOUNT + Duration::from_secs(5);
+    loop {
+        let status = b.get("acme", id(2)).await.unwrap().unwrap().status;
+        if status == Status::Delivered {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.unmatched_receipts().await.unwrap(), 0);
+}
