@@ -37,8 +37,12 @@
 //! batches).
 //!
 //! # Not here
-//! - TLS to the database: connections use `NoTls`; a TLS connector plugs into
-//!   [`PostgresStore::open_config`]'s pool.
+//! - TLS to the database: connections use `NoTls` (so `sslmode=require` fails to connect).
+//!   TLS means handing the pool's `Manager` a rustls connector instead, in
+//!   [`PostgresStore::open_config`].
+//! - A node that hangs inside a write transaction holds [`EVENT_LOG_LOCK`] and so stalls the
+//!   other nodes' writers until PostgreSQL ends its session: set
+//!   `idle_in_transaction_session_timeout` for the gateway's role.
 //! - Retention ([`super::sqlite::Retention`]): nothing is deleted when old.
 //! - Texts with NUL characters: PostgreSQL's `TEXT` refuses them; such a request fails alone.
 
@@ -90,7 +94,8 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x5357_5944_0000_0002;
 /// Tuning for [`PostgresStore`]. The defaults suit the gateway; tests shrink them.
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
-    /// Connections to the database at most: one for the writer at a time, the rest for reads.
+    /// Connections to the database at most (2 or more): one for the writer at a time, the rest
+    /// for reads.
     pub pool_size: usize,
     /// Requests that may wait for the writer. When full, `insert`/`apply` wait for room.
     pub queue_capacity: usize,
