@@ -16,6 +16,7 @@
 
 pub mod events;
 pub mod postgres;
+mod retention;
 mod shared;
 pub mod sqlite;
 #[cfg(test)]

@@ -49,7 +49,6 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use self::read::ReadPool;
-pub use self::retention::Retention;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
@@ -58,6 +57,7 @@ use crate::domain::{
     Status, UnixMs, Update,
 };
 use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord};
+pub use crate::store::retention::Retention;
 
 /// Tuning for [`SqliteStore`]. The defaults suit the gateway; tests shrink them.
 #[derive(Clone, Debug)]
