@@ -225,6 +225,19 @@ impl Purger {
         }
     }
 
+    /// How long until a batch may be due while the writer is idle (`None`: never, nothing
+    /// has an age).
+    pub(super) fn idle_wait(&self, now: Instant) -> Option<Duration> {
+        if !self.settings.is_on() {
+            return None;
+        }
+        Some(if self.in_round {
+            Duration::ZERO
+        } else {
+            self.round_at.saturating_duration_since(now)
+        })
+    }
+
     fn pace(&mut self, started: Instant) {
         let now = Instant::now();
         self.paced_at = now + (now - started) * 4;

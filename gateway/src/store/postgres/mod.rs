@@ -11,6 +11,8 @@
 //!   messages and the MO parts held for reassembly; [`flows`], [`calls`], [`tenancy`]: flows,
 //!   call records, batches and idempotency keys.
 //! - [`receipts`]: matching receipts to segments by the carrier's message id.
+//! - [`retention`]: what the writer deletes between its batches once it is old
+//!   ([`PostgresOptions::retention`]).
 //! - [`read`]: reads, each in a `REPEATABLE READ READ ONLY` transaction (one snapshot) on a
 //!   pooled connection; [`events`]: the event log, outbox and opt-out reads.
 //! - `harness` (test builds): a PostgreSQL cluster of the test process's own, a database per
@@ -43,7 +45,6 @@
 //! - A node that hangs inside a write transaction holds [`EVENT_LOG_LOCK`] and so stalls the
 //!   other nodes' writers until PostgreSQL ends its session: set
 //!   `idle_in_transaction_session_timeout` for the gateway's role.
-//! - Retention ([`super::sqlite::Retention`]): nothing is deleted when old.
 //! - Texts with NUL characters: PostgreSQL's `TEXT` refuses them; such a request fails alone.
 
 mod apply;
@@ -53,6 +54,7 @@ mod flows;
 mod inbound;
 mod read;
 mod receipts;
+mod retention;
 mod schema;
 mod tenancy;
 mod writer;
@@ -76,6 +78,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use self::writer::{Request, Writer};
+pub use super::retention::Retention;
 use super::{Store, StoreError};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
@@ -105,6 +108,9 @@ pub struct PostgresOptions {
     /// How long taking a connection from the pool (opening one if needed) may take before the
     /// request fails as retryable.
     pub connect_timeout: Duration,
+    /// What is deleted when it is old; by default nothing. Every node purges (the same rows:
+    /// one deletes them, the others find nothing).
+    pub retention: Retention,
 }
 
 impl Default for PostgresOptions {
@@ -114,6 +120,7 @@ impl Default for PostgresOptions {
             queue_capacity: 4096,
             max_batch_rows: 4096,
             connect_timeout: Duration::from_secs(5),
+            retention: Retention::keep_forever(),
         }
     }
 }
@@ -126,6 +133,8 @@ struct Stats {
     requests: AtomicU64,
     rows: AtomicU64,
     largest_batch: AtomicU64,
+    purge_batches: AtomicU64,
+    purged_rows: AtomicU64,
 }
 
 /// What [`PostgresStore::stats`] reports.
@@ -141,6 +150,10 @@ pub struct PostgresStats {
     pub rows: u64,
     /// Most rows one committed transaction carried.
     pub largest_batch: u64,
+    /// Retention batches run (each its own transaction).
+    pub purge_batches: u64,
+    /// Rows deleted by them.
+    pub purged_rows: u64,
 }
 
 /// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`; every method may be called from
@@ -230,6 +243,8 @@ impl PostgresStore {
             requests: s.requests.load(Ordering::Relaxed),
             rows: s.rows.load(Ordering::Relaxed),
             largest_batch: s.largest_batch.load(Ordering::Relaxed),
+            purge_batches: s.purge_batches.load(Ordering::Relaxed),
+            purged_rows: s.purged_rows.load(Ordering::Relaxed),
         }
     }
 

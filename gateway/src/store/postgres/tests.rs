@@ -1,7 +1,7 @@
 //! Tests of what only the PostgreSQL store has, against the test process's cluster
 //! ([`super::harness`]): migrations by nodes starting together, the event log's order with
-//! several nodes writing at once, group commit, `close`, and errors when the database is out of
-//! reach or a connection is lost.
+//! several nodes writing at once, group commit, `close`, errors when the database is out of
+//! reach or a connection is lost, and retention.
 //!
 //! What every backend does through the [`Store`] and [`crate::store::events::EventStore`]
 //! traits is tested by the store suite (`crate::store::suite`), which runs against this store
@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use super::harness::{fresh_database, test_options};
 use super::*;
+use crate::domain::{IdFormats, InboundMessage, ReceiptUpdate};
 use crate::store::events::EventStore;
-use crate::store::suite::fixtures::{id, message, status_at, T0};
+use crate::store::suite::fixtures::{cdr, id, message, message_at, status_at, T0};
 
 async fn open(conninfo: &str) -> PostgresStore {
     PostgresStore::open(conninfo, test_options()).await.unwrap()
@@ -275,4 +276,189 @@ async fn another_node_sweeps_a_receipt_left_pending() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(b.unmatched_receipts().await.unwrap(), 0);
+}
+
+/// Rows of `what` (a table, with a condition if need be).
+async fn count(db: &tokio_postgres::Client, what: &str) -> i64 {
+    db.query_one(&format!("SELECT count(*) FROM {what}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// As SQLite's retention test (`sqlite/tests.rs`): every kind, small batches, cursors.
+#[tokio::test]
+async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
+    use crate::domain::EventWrite;
+    use crate::domain::{BatchRecord, IdempotencyRecord, RequestRecord};
+    let conninfo = fresh_database().await;
+    let hour = Duration::from_secs(3600);
+    let options = PostgresOptions {
+        retention: Retention {
+            messages: Some(hour),
+            inbound: Some(hour),
+            cdrs: Some(hour),
+            unmatched_receipts: Some(hour),
+            dead_letters: Some(hour),
+            idempotency: Some(hour),
+            interval: Duration::from_secs(1),
+            // Small batches: several per kind, cursors carried between them.
+            batch: 3,
+        },
+        ..test_options()
+    };
+    let store = PostgresStore::open(&conninfo, options).await.unwrap();
+    let now = crate::domain::now_ms();
+    let old = now - 2 * 3_600_000;
+    let recent = now - 60_000;
+    // Messages: 7 old and delivered (purged with everything of theirs), one old but still
+    // queued, one old but changed recently, 3 recent.
+    let request = |at: i64, key: &str| {
+        Some(Arc::new(RequestRecord {
+            idempotency: Some(IdempotencyRecord {
+                tenant: "acme".into(),
+                key: key.into(),
+                body_hash: "h".into(),
+                status: 202,
+                response: "{}".into(),
+                created_at: at,
+            }),
+            batch: Some(BatchRecord {
+                id: format!("bat_{key}"),
+                tenant: "acme".into(),
+                created_at: at,
+                recipients: 1,
+                accepted: 1,
+                rejected: 0,
+            }),
+            flow: None,
+        }))
+    };
+    let mut all = Vec::new();
+    for n in 0..9 {
+        let mut m = message_at(old, n);
+        m.request = request(old, &format!("old{n}"));
+        all.push(m);
+    }
+    for n in 0..3 {
+        let mut m = message_at(recent, n);
+        m.request = request(recent, &format!("new{n}"));
+        all.push(m);
+    }
+    let ids: Vec<MessageId> = all.iter().map(|m| m.id).collect();
+    store.insert(all).await.unwrap();
+    let mut updates = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i == 7 {
+            updates.push(status_at(*id, Status::Queued, old + 1));
+            continue;
+        }
+        let at = if i == 8 || i >= 9 {
+            recent + 1
+        } else {
+            old + 1
+        };
+        updates.push(Update::SegmentSent {
+            id: *id,
+            index: 0,
+            carrier: "alpha".into(),
+            carrier_message_id: format!("{}", 1000 + i),
+            id_formats: IdFormats::default(),
+            at,
+        });
+        updates.push(status_at(*id, Status::Delivered, at + 1));
+    }
+    for (n, at) in [
+        (0, old),
+        (1, old),
+        (2, old),
+        (3, old),
+        (4, recent),
+        (5, recent),
+    ] {
+        updates.push(Update::Inbound(InboundMessage {
+            id: MessageId((at << 20) | (100 + n)),
+            carrier: "alpha".into(),
+            tenant: Some("acme".into()),
+            from: "+447911000001".into(),
+            to: "447000000001".into(),
+            body: format!("mo {n}"),
+            received_at: at,
+            partial: None,
+        }));
+        updates.push(cdr(at));
+        updates.push(Update::Receipt(ReceiptUpdate {
+            carrier: "beta".into(),
+            carrier_message_id: format!("stray{n}"),
+            id_formats: IdFormats::default(),
+            status: Some(Status::Delivered),
+            error: None,
+            at,
+        }));
+        updates.push(Update::Events(EventWrite::OutboxAdd {
+            seq: n,
+            tenant: "acme".into(),
+            url: "http://x/".into(),
+            attempts: 9,
+            first_at: at,
+            next_at: at,
+            error: None,
+            dead: true,
+        }));
+    }
+    // A retry still pending, however old, is no dead letter.
+    updates.push(Update::Events(EventWrite::OutboxAdd {
+        seq: 99,
+        tenant: "acme".into(),
+        url: "http://x/".into(),
+        attempts: 1,
+        first_at: old,
+        next_at: old,
+        error: None,
+        dead: false,
+    }));
+    store.apply(updates).await.unwrap();
+    let db = sql(&conninfo).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut purged = true;
+        for (t, n) in [
+            ("messages", 5),
+            ("segments", 4),
+            ("inbound", 2),
+            ("calls", 2),
+            ("unmatched_receipts", 2),
+            ("webhook_outbox", 3),
+            ("idempotency_keys", 3),
+            ("batches", 3),
+        ] {
+            purged &= count(&db, t).await == n;
+        }
+        if purged {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: every kind purged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Kept: the queued one, the one changed recently, the recent ones; their history and
+    // the recent inbound events stay (accepted + delivered or queued each, + 2 inbound).
+    let kept: Vec<MessageId> = vec![ids[7], ids[8], ids[9], ids[10], ids[11]];
+    for id in &kept {
+        assert!(store.get("acme", *id).await.unwrap().is_some());
+    }
+    // accepted + queued; accepted + sent + delivered for the other four; 2 inbound events.
+    assert_eq!(count(&db, "history").await, 2 + 4 * 3 + 2);
+    // No carrier-id entry of a purged message is left; the kept ones still match receipts.
+    let purged: Vec<String> = ids[..7].iter().map(|i| i.0.to_string()).collect();
+    let left = format!("carrier_ids WHERE message_id IN ({})", purged.join(","));
+    assert_eq!(count(&db, &left).await, 0);
+    assert!(count(&db, "carrier_ids").await >= 4);
+    let stats = store.stats();
+    assert!(
+        stats.purge_batches > 6 && stats.purged_rows > 0,
+        "{stats:?}"
+    );
 }

@@ -7,6 +7,9 @@
 //! pending receipts, `COMMIT`. Under load the queue fills while the previous commit runs, so
 //! batches grow with the load by themselves.
 //!
+//! Between batches it runs the retention purge ([`super::retention`]): small batches in their
+//! own transactions, back to back while no request waits, paced while requests keep coming.
+//!
 //! A request that fails (a duplicate id, a bad value) is rolled back to its savepoint and
 //! answered with its error while the others commit. When the transaction itself is lost (the
 //! connection broke, the commit failed), every request gets the error: nothing is
@@ -15,6 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +27,7 @@ use super::apply::{apply_receipts, apply_update, insert_messages};
 use super::receipts::IdMatch;
 use super::{clone_error, get, Db, PgError, PostgresOptions, Stats, EVENT_LOG_LOCK};
 use crate::domain::{now_ms, Applied, NewMessage, Update};
+use crate::store::retention::Purger;
 use crate::store::StoreError;
 
 /// One caller's request, with where to send its answer.
@@ -115,6 +120,8 @@ pub(super) struct Writer {
     stats: Arc<Stats>,
     /// Each carrier's id formats, and the receipts waiting for a certain match.
     ids: IdMatch,
+    /// Deletes what retention says is old, between batches.
+    purger: Purger,
 }
 
 impl Writer {
@@ -124,12 +131,14 @@ impl Writer {
         options: PostgresOptions,
         stats: Arc<Stats>,
     ) -> Self {
+        let purger = Purger::new(options.retention.clone(), Instant::now());
         Writer {
             pool,
             rx,
             options,
             stats,
             ids: IdMatch::default(),
+            purger,
         }
     }
 
@@ -145,7 +154,7 @@ impl Writer {
         loop {
             let first = match carry.take() {
                 Some(r) => r,
-                None => match self.rx.recv().await {
+                None => match self.next_request().await {
                     Some(r) => r,
                     None => break,
                 },
@@ -163,6 +172,65 @@ impl Writer {
                 batch.push(next);
             }
             self.commit(batch, rows).await;
+            // Busy: at most one paced purge batch between commits.
+            if self.purger.due(Instant::now(), false) {
+                self.purge().await;
+            }
+        }
+    }
+
+    /// The next request, waiting for one; `None` once every sender is gone. While the queue is
+    /// empty and a retention round has work, purge batches run one after another (a request
+    /// arriving meanwhile waits for one batch at most); an idle writer wakes up for the next
+    /// round.
+    async fn next_request(&mut self) -> Option<Request> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(r) => return Some(r),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if self.purger.due(Instant::now(), true) {
+                self.purge().await;
+                continue;
+            }
+            match self.purger.idle_wait(Instant::now()) {
+                None => return self.rx.recv().await,
+                Some(wait) => {
+                    if let Ok(r) = tokio::time::timeout(wait, self.rx.recv()).await {
+                        return r;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one retention batch on a pooled connection.
+    async fn purge(&mut self) {
+        let client = match get(&self.pool).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("retention purge failed (retried next round): {e}");
+                return;
+            }
+        };
+        match super::retention::step(&mut self.purger, Db(&client), now_ms()).await {
+            Ok(Some((kind, batch))) => {
+                self.stats.purge_batches.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .purged_rows
+                    .fetch_add(batch.rows, Ordering::Relaxed);
+                metrics::counter!("switchyard_store_purged_rows_total", "kind" => kind)
+                    .increment(batch.rows);
+                if batch.rows > 0 {
+                    tracing::debug!(kind, rows = batch.rows, "retention: purged");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("retention purge failed (retried next round): {e}");
+                discard(client).await;
+            }
         }
     }
 
