@@ -462,3 +462,56 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
         "{stats:?}"
     );
 }
+
+/// `ping` (behind `/readyz`) says whether a write can be made, not only whether the database
+/// answers: a read-only database (a standby, a session set read-only) fails it, retryably.
+#[tokio::test]
+async fn ping_fails_where_writes_cannot_be_made() {
+    let conninfo = fresh_database().await;
+    let store = open(&conninfo).await;
+    store.ping().await.unwrap();
+    let dbname = conninfo.rsplit('=').next().unwrap().to_owned();
+    let admin = sql(&harness::cluster().conninfo("postgres")).await;
+    let cut = |dbname: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&dbname],
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {dbname} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    cut(dbname.clone()).await;
+    let mut last = Ok(());
+    for _ in 0..3 {
+        last = store.ping().await;
+    }
+    let err = last.unwrap_err();
+    assert!(
+        err.is_retryable() && err.to_string().contains("25006"),
+        "{err:?}"
+    );
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {dbname} RESET default_transaction_read_only"
+        ))
+        .await
+        .unwrap();
+    cut(dbname).await;
+    let mut last = store.ping().await;
+    if last.is_err() {
+        last = store.ping().await;
+    }
+    last.unwrap();
+}

@@ -81,6 +81,8 @@ enum Done {
         Result<Vec<Applied>, StoreError>,
     ),
     Ping(oneshot::Sender<Result<(), StoreError>>),
+    /// Already answered (a ping that failed alone).
+    Answered,
 }
 
 impl Done {
@@ -97,6 +99,7 @@ impl Done {
             Done::Ping(tx) => {
                 let _ = tx.send(override_ok(Ok(()), failed));
             }
+            Done::Answered => {}
         }
     }
 }
@@ -292,6 +295,9 @@ impl Writer {
                 Err(e) => abort = Some(e),
             }
         }
+        // Every statement that failed was rolled back to its savepoint, or the batch is
+        // aborted: the transaction is never in PostgreSQL's failed state here (where `COMMIT`
+        // would quietly roll back).
         let outcome = match abort {
             Some(e) => Err(e),
             None => db.batch("COMMIT").await.map_err(PgError::into_store),
@@ -332,7 +338,19 @@ impl Writer {
         request: Request,
     ) -> Result<Done, (Done, StoreError)> {
         match request {
-            Request::Ping(tx) => Ok(Done::Ping(tx)),
+            Request::Ping(tx) => {
+                // A write that changes nothing: refused (25006) on a standby or in a read-only
+                // session, where the rest of the batch would be too.
+                let write = db.batch("UPDATE schema_version SET version = version WHERE FALSE");
+                match in_savepoint(db, write).await {
+                    Ok(Ok(())) => Ok(Done::Ping(tx)),
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(e));
+                        Ok(Done::Answered)
+                    }
+                    Err(e) => Err((Done::Ping(tx), e)),
+                }
+            }
             Request::Insert(messages, tx) => {
                 match in_savepoint(db, insert_messages(db, &messages)).await {
                     Ok(r) => Ok(Done::Insert(tx, r)),
