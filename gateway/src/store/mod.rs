@@ -3,8 +3,9 @@
 //! One [`Store`] trait; the default implementation is embedded SQLite ([`sqlite::SqliteStore`]:
 //! WAL, `synchronous=FULL`); [`postgres::PostgresStore`] keeps the same tables in a PostgreSQL
 //! database that several gateway nodes can share (every write is a batch, every read names its
-//! tenant). What the backends share that touches no database (receipt matching decisions, how
-//! values are kept as text) is in `shared`. Every backend passes the same tests: the store
+//! tenant). What the backends share that touches no database is in `shared` (receipt matching
+//! decisions, how values are kept as text) and `retention` (what is deleted when old, and how
+//! the purge is paced; each backend has the queries). Every backend passes the same tests: the store
 //! suite (`suite`, test builds only), which a backend runs with one `store_suite!` line.
 //!
 //! # Group commit
