@@ -27,7 +27,11 @@ use crate::store::suite::{Backend, Harness};
 /// The OS user the cluster runs as when the tests run as root.
 const OS_USER: &str = "switchyard-pg";
 
-/// The folder prefix of the clusters under the temporary folder.
+/// Where the clusters' folders are: `/tmp` rather than `$TMPDIR`, which may be out of the
+/// cluster user's reach or too deep for a Unix socket path (about 100 bytes at most).
+const PARENT: &str = "/tmp";
+
+/// The folder prefix of the clusters under [`PARENT`].
 const DIR_PREFIX: &str = "switchyard-pg-";
 
 /// The test process's cluster.
@@ -145,7 +149,7 @@ fn ensure_user() -> Result<(), String> {
 
 /// Stops the clusters of test processes that are gone and removes their folders.
 fn remove_stale(bin: &Path, root: bool) {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = std::fs::read_dir(PARENT) else {
         return;
     };
     for e in entries.filter_map(|e| e.ok()) {
@@ -189,7 +193,7 @@ fn start() -> Result<Cluster, String> {
     }
     remove_stale(&bin, root);
     let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{pid}"));
+    let dir = Path::new(PARENT).join(format!("{DIR_PREFIX}{pid}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if root {
