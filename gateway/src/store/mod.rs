@@ -1,18 +1,24 @@
 //! Durable state: messages, their segments and status history, receipts, inbound messages.
 //!
 //! One [`Store`] trait; the default implementation is embedded SQLite ([`sqlite::SqliteStore`]:
-//! WAL, `synchronous=FULL`), and the trait is shaped so a PostgreSQL implementation can serve
-//! several gateway nodes later (every write is a batch, every read names its tenant). Every
-//! backend passes the same tests: the store suite (`suite`, test builds only), which a backend
-//! runs with one `store_suite!` line.
+//! WAL, `synchronous=FULL`); [`postgres::PostgresStore`] keeps the same tables in a PostgreSQL
+//! database that several gateway nodes can share (every write is a batch, every read names its
+//! tenant). What the backends share that touches no database is in `shared` (receipt matching
+//! decisions, how values are kept as text) and `retention` (what is deleted when old, and how
+//! the purge is paced; each backend has the queries). Every backend passes the same tests: the store
+//! suite (`suite`, test builds only), which a backend runs with one `store_suite!` line.
 //!
 //! # Group commit
-//! Writes go to a single writer (a thread owning the connection). It takes every request
+//! Writes go to a single writer per store (SQLite: a thread owning the connection; PostgreSQL: a
+//! task on a pooled connection). It takes every request
 //! queued, applies them all in one transaction with one fsync, then answers each request. Under
 //! load, batches grow while the previous fsync runs, so throughput scales with batch size while
 //! each caller still waits for its own commit: the API answers 202 only after `insert` returned.
 
 pub mod events;
+pub mod postgres;
+mod retention;
+mod shared;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;

@@ -4,36 +4,7 @@
 use rusqlite::{params, Connection, Row};
 
 use crate::domain::{CallFilter, CallRecord};
-
-/// Dispositions as stored (the record holds `&'static str`).
-const DISPOSITIONS: [&str; 6] = [
-    "answered",
-    "busy",
-    "no_answer",
-    "cancelled",
-    "rejected",
-    "failed",
-];
-
-/// Hang-up sides as stored.
-const HANGUPS: [&str; 3] = ["caller", "callee", "timeout"];
-
-/// Attempts as text: `carrier:code,carrier:code` (carrier names have no ':' or ',').
-fn attempts_text(a: &[(String, u16)]) -> String {
-    a.iter()
-        .map(|(c, code)| format!("{c}:{code}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn attempts_parse(s: &str) -> Vec<(String, u16)> {
-    s.split(',')
-        .filter_map(|p| {
-            let (c, code) = p.rsplit_once(':')?;
-            Some((c.to_owned(), code.parse().ok()?))
-        })
-        .collect()
-}
+use crate::store::shared::{attempts_parse, attempts_text, DISPOSITIONS, HANGUPS};
 
 /// Stores one record (its `id` is assigned here).
 pub(super) fn insert(conn: &Connection, c: &CallRecord) -> rusqlite::Result<()> {
@@ -123,16 +94,4 @@ pub(super) fn list(
         row,
     )?
     .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempts_round_trip() {
-        let a = vec![("alpha".to_owned(), 503), ("beta-2".to_owned(), 200)];
-        assert_eq!(attempts_parse(&attempts_text(&a)), a);
-        assert!(attempts_parse("").is_empty());
-    }
 }

@@ -49,7 +49,6 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use self::read::ReadPool;
-pub use self::retention::Retention;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
@@ -58,6 +57,7 @@ use crate::domain::{
     Status, UnixMs, Update,
 };
 use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord};
+pub use crate::store::retention::Retention;
 
 /// Tuning for [`SqliteStore`]. The defaults suit the gateway; tests shrink them.
 #[derive(Clone, Debug)]
@@ -220,9 +220,18 @@ impl SqliteStore {
         if options.retention.is_on() {
             start_ticker(&tx, options.retention.interval)?;
         }
+        // Receipts left pending by the previous run: the ticker wakes the writer to sweep them.
+        let left_pending: u64 = conn
+            .query_row(
+                "SELECT count(*) FROM unmatched_receipts WHERE pending_since IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| in_context("cannot read the store", e))?;
         let stats = Arc::new(Stats::default());
         let writer = Writer::new(conn, rx, options, stats.clone());
         let pending = writer.pending_receipts();
+        pending.store(left_pending, Ordering::Relaxed);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run())

@@ -12,11 +12,11 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use super::schema::configure_reader;
 use super::{sqlite_error, status_column};
 use crate::domain::{
-    encoding_from_name, priority_from_name, ListFilter, MessageId, MessageRecord, Money,
-    NewMessage, Priority, SegmentRecord, Status, StatusChange, UnixMs,
+    encoding_from_name, priority_from_name, ListFilter, MessageId, MessageRecord, NewMessage,
+    Priority, SegmentRecord, Status, StatusChange, UnixMs,
 };
+use crate::store::shared::money;
 use crate::store::StoreError;
-use switchyard_routing::{Currency, Price};
 
 /// Page size when [`ListFilter::limit`] is 0.
 pub(super) const DEFAULT_LIST_LIMIT: usize = 100;
@@ -158,14 +158,6 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         segment_states: Vec::new(),
         history: Vec::new(),
         call: row.get(22)?,
-    })
-}
-
-/// A stored price and currency, when both are there and readable.
-fn money(amount: Option<String>, currency: Option<String>) -> Option<Money> {
-    Some(Money {
-        amount: Price::parse(&amount?).ok()?,
-        currency: Currency::parse(&currency?).ok()?,
     })
 }
 

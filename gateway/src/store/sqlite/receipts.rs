@@ -21,28 +21,22 @@
 //!   within [`LATE_MATCH_WINDOW_MS`].
 //!
 //! Each carrier's formats come from its configuration (`id_format`, `receipt_id_format`) or
-//! are learned per side by a [`FormatLearner`] and kept in `carrier_id_formats`.
+//! are learned per side by a [`FormatLearner`](switchyard_protocols::dlr::FormatLearner) and kept in `carrier_id_formats`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use switchyard_protocols::dlr::{probes, readings, FormatLearner, IdFormat, IdKey, Probe};
+use switchyard_protocols::dlr::{probes, readings, IdFormat, IdKey, Probe};
+
+use crate::store::shared::{
+    decide, key_text, Candidate, CarrierIds, Kept, LATE_MATCH_WINDOW_MS, PENDING_GRACE_MS,
+    SCAN_LIMIT,
+};
+pub(super) use crate::store::shared::{Matched, ReceiptOutcome};
 
 use crate::domain::{IdFormats, MessageId, ReceiptUpdate, Status, UnixMs};
-
-/// A receipt kept as unmatched may still match a segment whose `SegmentSent` arrives later (a
-/// receipt on a receiver bind can overtake the submit_sm_resp on a transmitter bind), but only
-/// within this window: carriers recycle ids, and an old stray receipt must not hit a new message.
-pub(super) const LATE_MATCH_WINDOW_MS: UnixMs = 10 * 60 * 1000;
-
-/// How long a receipt with only uncertain matches waits before [`IdMatch::sweep`] decides. A
-/// receipt overtakes its submit_sm_resp by milliseconds; two seconds rule that out.
-pub(super) const PENDING_GRACE_MS: UnixMs = 2_000;
-
-/// Most pending receipts one sweep or rescan examines (the rest wait for the next one).
-const SCAN_LIMIT: usize = 512;
 
 /// The writer's knowledge of each carrier's id formats.
 #[derive(Debug, Default)]
@@ -52,69 +46,6 @@ pub(super) struct IdMatch {
     /// Receipts pending right now (approximately), for the store's ticker: it wakes the writer
     /// only while some wait.
     pending: Arc<AtomicU64>,
-}
-
-/// One carrier's formats.
-#[derive(Debug, Default)]
-struct CarrierIds {
-    /// As configured, from the latest update of this carrier.
-    configured: IdFormats,
-    /// Learned from submit_sm_resp ids.
-    response: FormatLearner,
-    /// Learned from receipt ids.
-    receipt: FormatLearner,
-}
-
-impl CarrierIds {
-    fn response_format(&self) -> Option<IdFormat> {
-        self.configured.response.or(self.response.format())
-    }
-
-    fn receipt_format(&self) -> Option<IdFormat> {
-        self.configured.receipt.or(self.receipt.format())
-    }
-}
-
-/// A segment a receipt may belong to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Candidate {
-    message_id: MessageId,
-    index: u16,
-    certain: bool,
-    same_base: bool,
-}
-
-/// A receipt matched to a segment, to apply.
-#[derive(Debug)]
-pub(super) struct Matched {
-    /// The segment's message.
-    pub(crate) id: MessageId,
-    /// The segment.
-    pub(crate) index: u16,
-    /// What the receipt says.
-    pub(crate) status: Option<Status>,
-    /// The carrier's error, if any.
-    pub(crate) error: Option<String>,
-    /// When the receipt arrived.
-    pub(crate) at: UnixMs,
-}
-
-/// What became of a receipt.
-#[derive(Debug)]
-pub(super) enum ReceiptOutcome {
-    /// Matched (and the receipts this one let the store resolve, if any).
-    Matched(Vec<Matched>),
-    /// Kept as unmatched or pending (and receipts resolved meanwhile, if any).
-    Kept(Vec<Matched>),
-}
-
-/// A row of `unmatched_receipts`.
-struct Kept {
-    rowid: i64,
-    carrier_message_id: String,
-    status: Option<String>,
-    error: Option<String>,
-    received_at: UnixMs,
 }
 
 impl IdMatch {
@@ -325,11 +256,11 @@ impl IdMatch {
             let (response, receipt) = saved.unwrap_or_default();
             self.carriers.insert(
                 carrier.to_owned(),
-                CarrierIds {
-                    configured: configured.unwrap_or_default(),
-                    response: FormatLearner::new(response.as_deref().and_then(parse_format)),
-                    receipt: FormatLearner::new(receipt.as_deref().and_then(parse_format)),
-                },
+                CarrierIds::new(
+                    configured.unwrap_or_default(),
+                    response.as_deref(),
+                    receipt.as_deref(),
+                ),
             );
         }
         let c = self
@@ -462,32 +393,6 @@ fn candidates(
     Ok(out)
 }
 
-/// The segment a receipt belongs to: the newest certain candidate. With `fallback`, when none
-/// is certain: the newest same-base candidate, or else the only cross-base segment.
-fn decide(found: &[Candidate], fallback: bool) -> Option<Candidate> {
-    let newest = |f: &dyn Fn(&Candidate) -> bool| {
-        found
-            .iter()
-            .filter(|c| f(c))
-            .max_by_key(|c| c.message_id.0)
-            .copied()
-    };
-    if let Some(c) = newest(&|c| c.certain) {
-        return Some(c);
-    }
-    if !fallback {
-        return None;
-    }
-    if let Some(c) = newest(&|c| c.same_base) {
-        return Some(c);
-    }
-    let first = found.first()?;
-    found
-        .iter()
-        .all(|c| (c.message_id, c.index) == (first.message_id, first.index))
-        .then_some(*first)
-}
-
 fn kept_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Kept> {
     Ok(Kept {
         rowid: row.get(0)?,
@@ -501,43 +406,13 @@ fn kept_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Kept> {
 /// Stores what was learned of `carrier`'s formats.
 fn save_formats(conn: &Connection, carrier: &str, c: Option<&CarrierIds>) -> rusqlite::Result<()> {
     let Some(c) = c else { return Ok(()) };
+    let (response, receipt) = c.learned();
     conn.prepare_cached(
         "INSERT INTO carrier_id_formats (carrier, response, receipt) VALUES (?1, ?2, ?3) \
          ON CONFLICT (carrier) DO UPDATE SET response = excluded.response, receipt = excluded.receipt",
     )?
-    .execute(params![
-        carrier,
-        c.response.format().map(format_name),
-        c.receipt.format().map(format_name)
-    ])?;
+    .execute(params![carrier, response, receipt])?;
     Ok(())
-}
-
-fn format_name(f: IdFormat) -> &'static str {
-    match f {
-        IdFormat::Decimal => "decimal",
-        IdFormat::Hex => "hex",
-        _ => "text",
-    }
-}
-
-fn parse_format(s: &str) -> Option<IdFormat> {
-    match s {
-        "decimal" => Some(IdFormat::Decimal),
-        "hex" => Some(IdFormat::Hex),
-        "text" => Some(IdFormat::Text),
-        _ => None,
-    }
-}
-
-/// How an id reading is stored in `carrier_ids` and `unmatched_receipts`: its base and value,
-/// so a decimal and a hex reading of the same digits never share a key.
-pub(super) fn key_text(key: &IdKey) -> String {
-    match key {
-        IdKey::Decimal(n) => format!("d:{n}"),
-        IdKey::Hex(n) => format!("h:{n}"),
-        IdKey::Text(t) => format!("t:{t}"),
-    }
 }
 
 /// Rebuilds `carrier_ids` for segments still waiting for a receipt, and the keys of kept
@@ -579,33 +454,4 @@ pub(super) fn rekey(conn: &Connection) -> rusqlite::Result<()> {
         ])?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cand(id: i64, certain: bool, same_base: bool) -> Candidate {
-        Candidate {
-            message_id: MessageId(id),
-            index: 0,
-            certain,
-            same_base,
-        }
-    }
-
-    #[test]
-    fn certain_wins_then_same_base_then_a_lone_crossing() {
-        let found = [cand(1, false, false), cand(2, true, true)];
-        assert_eq!(decide(&found, false).map(|c| c.message_id.0), Some(2));
-        // Uncertain only: nothing until the fallback, which takes the same digits.
-        let found = [cand(3, false, false), cand(2, false, true)];
-        assert_eq!(decide(&found, false), None);
-        assert_eq!(decide(&found, true).map(|c| c.message_id.0), Some(2));
-        // Two different crossings: no guess.
-        let found = [cand(3, false, false), cand(4, false, false)];
-        assert_eq!(decide(&found, true), None);
-        let found = [cand(3, false, false)];
-        assert_eq!(decide(&found, true).map(|c| c.message_id.0), Some(3));
-    }
 }

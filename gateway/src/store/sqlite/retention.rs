@@ -1,247 +1,43 @@
-//! Retention: the writer deletes what is older than its kind's age, in small batches between
-//! its commits, so the purge never holds up a request for longer than one batch.
-//!
-//! # Kinds
-//! - **messages**: messages no longer waiting to be sent (not accepted, queued or submitting)
-//!   whose acceptance and last status change are both older than the age, together with their
-//!   segments, status history (their events), carrier-id index entries, and batch records
-//!   older than the age. They go together because none means anything without the message.
-//! - **inbound**: inbound messages and their events.
-//! - **cdrs**, **unmatched receipts**, **dead letters** (webhook outbox rows that gave up) and
-//!   **idempotency** keys: their rows, by their own time.
-//!
-//! # Pacing
-//! A *round* visits every kind that has an age, one batch (at most `batch` records, one
-//! transaction) at a time, round-robin, until each has caught up; rounds start every
-//! `interval`. While a round runs, a batch runs as soon as the writer has no request waiting,
-//! and otherwise after a commit, at most once per four batch durations (the purge takes at
-//! most a fifth of a busy writer's time). Scans follow each table's key from a cursor, so a
-//! batch reads at most `batch` rows whatever the table's size.
+//! SQLite's side of retention ([`crate::store::retention`] says what is deleted when and how
+//! the batches are paced): each batch in its own `BEGIN IMMEDIATE` transaction on the writer's
+//! connection, between its commits.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::{params, Connection};
-use switchyard_protocols::dlr::{readings, IdFormat};
 
-use super::receipts::key_text;
-use crate::domain::{MessageId, UnixMs};
+use crate::domain::UnixMs;
+use crate::store::retention::{first_id_at, id_keys, Batch, Kind, Purger};
 
-/// How long each kind is kept (`None`: forever) and how the purge is paced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Retention {
-    /// Finished messages with their segments, history, carrier-id entries and batches.
-    pub messages: Option<Duration>,
-    /// Inbound messages and their events.
-    pub inbound: Option<Duration>,
-    /// Call detail records, from the end of the call.
-    pub cdrs: Option<Duration>,
-    /// Receipts that matched no message.
-    pub unmatched_receipts: Option<Duration>,
-    /// Webhook dead letters, from when they died.
-    pub dead_letters: Option<Duration>,
-    /// Idempotency keys.
-    pub idempotency: Option<Duration>,
-    /// How often a round starts.
-    pub interval: Duration,
-    /// Records deleted per batch (one transaction) at most.
-    pub batch: usize,
-}
-
-impl Retention {
-    /// Everything is kept forever (what tests and tools get by default).
-    pub fn keep_forever() -> Self {
-        Retention {
-            messages: None,
-            inbound: None,
-            cdrs: None,
-            unmatched_receipts: None,
-            dead_letters: None,
-            idempotency: None,
-            interval: Duration::from_secs(60),
-            batch: 256,
+/// Runs one batch of the next kind with work, in its own transaction. Returns the kind's
+/// name and what it did (`None` when the round had nothing left).
+pub(super) fn step(
+    purger: &mut Purger,
+    conn: &Connection,
+    now_ms: UnixMs,
+) -> rusqlite::Result<Option<(&'static str, Batch)>> {
+    let Some(work) = purger.next_work(now_ms) else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let done = match purge(conn, work.kind, work.cutoff, work.cursor, work.limit) {
+        Ok(r) => conn.execute_batch("COMMIT").map(|()| r),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok((batch, cursor)) => {
+            purger.finish(&work, started, Some((batch, cursor)));
+            Ok(Some((work.kind.as_str(), batch)))
         }
-    }
-
-    /// From the `[retention]` settings.
-    pub fn from_settings(s: &switchyard_ops::config::RetentionSettings) -> Self {
-        Retention {
-            messages: s.messages,
-            inbound: s.inbound,
-            cdrs: s.cdrs,
-            unmatched_receipts: s.unmatched_receipts,
-            dead_letters: s.dead_letters,
-            idempotency: s.idempotency,
-            interval: s.purge_interval,
-            batch: s.purge_batch,
-        }
-    }
-
-    /// True when some kind has an age (the purge has work to look for).
-    pub fn is_on(&self) -> bool {
-        KINDS.iter().any(|k| self.age(*k).is_some())
-    }
-
-    fn age(&self, kind: Kind) -> Option<Duration> {
-        match kind {
-            Kind::Messages => self.messages,
-            Kind::Inbound => self.inbound,
-            Kind::Cdrs => self.cdrs,
-            Kind::UnmatchedReceipts => self.unmatched_receipts,
-            Kind::DeadLetters => self.dead_letters,
-            Kind::Idempotency => self.idempotency,
-        }
-    }
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention::keep_forever()
-    }
-}
-
-/// What is purged, one kind per batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Messages,
-    Inbound,
-    Cdrs,
-    UnmatchedReceipts,
-    DeadLetters,
-    Idempotency,
-}
-
-const KINDS: [Kind; 6] = [
-    Kind::Messages,
-    Kind::Inbound,
-    Kind::Cdrs,
-    Kind::UnmatchedReceipts,
-    Kind::DeadLetters,
-    Kind::Idempotency,
-];
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Messages => "messages",
-            Kind::Inbound => "inbound",
-            Kind::Cdrs => "cdrs",
-            Kind::UnmatchedReceipts => "unmatched_receipts",
-            Kind::DeadLetters => "dead_letters",
-            Kind::Idempotency => "idempotency",
-        }
-    }
-}
-
-/// What one batch did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Batch {
-    /// Rows deleted (every table).
-    pub rows: u64,
-    /// True when the kind has more to look at in this round.
-    pub more: bool,
-}
-
-/// The purge's state, owned by the writer thread.
-#[derive(Debug)]
-pub(super) struct Purger {
-    /// Ages and pacing.
-    settings: Retention,
-    /// Per kind (as in [`KINDS`]): the key the round continues after, and whether the kind
-    /// still has work in this round.
-    cursors: [(i64, bool); 6],
-    /// The kind the next batch is for.
-    next: usize,
-    /// A round is running.
-    in_round: bool,
-    /// When the next round starts.
-    round_at: Instant,
-    /// While a round runs: the earliest time a batch may run after a commit.
-    paced_at: Instant,
-}
-
-impl Purger {
-    /// A purger whose first round starts at once.
-    pub(super) fn new(settings: Retention, now: Instant) -> Self {
-        Purger {
-            settings,
-            cursors: [(0, true); 6],
-            next: 0,
-            in_round: false,
-            round_at: now,
-            paced_at: now,
-        }
-    }
-
-    /// True when a batch should run now; `idle`: no request is waiting for the writer.
-    pub(super) fn due(&mut self, now: Instant, idle: bool) -> bool {
-        if !self.settings.is_on() {
-            return false;
-        }
-        if !self.in_round && now >= self.round_at {
-            self.in_round = true;
-            for (i, kind) in KINDS.iter().enumerate() {
-                self.cursors[i] = (0, self.settings.age(*kind).is_some());
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
             }
+            // Tried again next round.
+            purger.finish(&work, started, None);
+            Err(e)
         }
-        self.in_round && (idle || now >= self.paced_at)
-    }
-
-    /// Runs one batch of the next kind with work, in its own transaction. Returns the kind's
-    /// name and what it did (`None` when the round had nothing left).
-    pub(super) fn step(
-        &mut self,
-        conn: &Connection,
-        now_ms: UnixMs,
-    ) -> rusqlite::Result<Option<(&'static str, Batch)>> {
-        let Some(i) = (0..KINDS.len())
-            .map(|k| (self.next + k) % KINDS.len())
-            .find(|&k| self.cursors[k].1)
-        else {
-            self.end_round();
-            return Ok(None);
-        };
-        let kind = KINDS[i];
-        self.next = (i + 1) % KINDS.len();
-        let Some(age) = self.settings.age(kind) else {
-            self.cursors[i].1 = false;
-            return Ok(None);
-        };
-        let cutoff = now_ms - i64::try_from(age.as_millis()).unwrap_or(i64::MAX / 2);
-        let limit = self.settings.batch.max(1);
-        let started = Instant::now();
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let done = match purge(conn, kind, cutoff, self.cursors[i].0, limit) {
-            Ok(r) => conn.execute_batch("COMMIT").map(|()| r),
-            Err(e) => Err(e),
-        };
-        let (batch, cursor) = match done {
-            Ok(r) => r,
-            Err(e) => {
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                // Try again next round.
-                self.cursors[i].1 = false;
-                self.pace(started);
-                return Err(e);
-            }
-        };
-        self.cursors[i] = (cursor, batch.more);
-        self.pace(started);
-        if self.cursors.iter().all(|c| !c.1) {
-            self.end_round();
-        }
-        Ok(Some((kind.as_str(), batch)))
-    }
-
-    fn pace(&mut self, started: Instant) {
-        let now = Instant::now();
-        self.paced_at = now + (now - started) * 4;
-    }
-
-    fn end_round(&mut self) {
-        self.in_round = false;
-        self.round_at = Instant::now() + self.settings.interval;
     }
 }
 
@@ -252,9 +48,8 @@ fn purge(
     kind: Kind,
     cutoff: UnixMs,
     cursor: i64,
-    limit: usize,
+    n: i64,
 ) -> rusqlite::Result<(Batch, i64)> {
-    let n = i64::try_from(limit).unwrap_or(i64::MAX);
     match kind {
         Kind::Messages => messages(conn, cutoff, cursor, n),
         Kind::Inbound => inbound(conn, cutoff, cursor, n),
@@ -388,23 +183,6 @@ fn messages(
             .execute(params![cutoff, n])? as u64;
     }
     Ok((batch, last))
-}
-
-/// The lowest message id made at `at` (ids are time-ordered, see [`MessageId`]).
-fn first_id_at(at: UnixMs) -> i64 {
-    MessageId(at.max(0) << 20).0
-}
-
-/// Every key a carrier id may be indexed under in `carrier_ids`, whichever reading was used.
-fn id_keys(raw: &str) -> Vec<String> {
-    let b = raw.as_bytes();
-    let mut keys: Vec<String> = readings(b, None).keys().map(key_text).collect();
-    for format in [IdFormat::Decimal, IdFormat::Hex, IdFormat::Text] {
-        keys.push(key_text(&readings(b, Some(format)).primary));
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    keys
 }
 
 /// Inbound messages received before `cutoff`, with their events.

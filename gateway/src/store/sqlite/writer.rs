@@ -22,9 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply_receipts, apply_update, insert_messages};
 use super::receipts::IdMatch;
-use super::retention::Purger;
 use super::{clone_error, sqlite_error, SqliteOptions, Stats};
 use crate::domain::{now_ms, Applied, NewMessage, Update};
+use crate::store::retention::Purger;
 use crate::store::StoreError;
 
 /// One caller's request, with where to send its answer.
@@ -192,7 +192,7 @@ impl Writer {
     /// Runs one retention batch and records how long it took.
     fn purge(&mut self) {
         let started = Instant::now();
-        match self.purger.step(&self.conn, now_ms()) {
+        match super::retention::step(&mut self.purger, &self.conn, now_ms()) {
             Ok(Some((kind, batch))) => {
                 let took = started.elapsed();
                 self.stats.purge_batches.fetch_add(1, Ordering::Relaxed);

@@ -91,6 +91,7 @@ macro_rules! store_suite {
                 intermediate_receipts_change_nothing,
                 sequential_decimal_ids_never_take_each_others_receipts,
                 learned_decimal_matches_at_once_and_survives_a_restart,
+                a_pending_receipt_is_decided_after_a_restart,
                 hex_responses_and_decimal_receipts_are_learned,
             }
             recovery {
@@ -147,3 +148,7 @@ pub(crate) use store_suite;
 
 // The backends.
 store_suite!(sqlite, crate::store::sqlite::harness::SqliteHarness::open);
+store_suite!(
+    postgres,
+    crate::store::postgres::harness::PostgresHarness::open
+);

@@ -154,6 +154,33 @@ pub(crate) async fn sequential_decimal_ids_never_take_each_others_receipts(h: &m
     assert_eq!(store.unmatched_receipts().await.unwrap(), 0);
 }
 
+pub(crate) async fn a_pending_receipt_is_decided_after_a_restart(h: &mut dyn Harness) {
+    let store = h.store();
+    store
+        .insert((1..=2).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    store
+        .apply(vec![now(sent(1, 0, "10")), now(sent(2, 0, "16"))])
+        .await
+        .unwrap();
+    // "16" may be message 2's own digits or message 1's "10" read as hex: it waits.
+    assert_eq!(
+        store
+            .apply(vec![now(receipt("16", Some(Status::Delivered)))])
+            .await
+            .unwrap(),
+        vec![Applied::UnmatchedReceipt]
+    );
+    // Restarted before its grace period ended, it is still decided once the period has passed.
+    drop(store);
+    h.reopen().await;
+    let store = h.store();
+    wait_status(&*store, 2, Status::Delivered).await;
+    assert_eq!(status_of(&*store, "acme", 1).await, Status::Sent);
+    assert_eq!(store.unmatched_receipts().await.unwrap(), 0);
+}
+
 pub(crate) async fn learned_decimal_matches_at_once_and_survives_a_restart(h: &mut dyn Harness) {
     let n = i64::from(switchyard_protocols::dlr::id::DECIMAL_AFTER) + 8;
     let store = h.store();

@@ -1,0 +1,416 @@
+//! What each write does, inside the writer's open transaction: the SQLite store's `apply` in
+//! PostgreSQL's dialect.
+//!
+//! Updates run strictly in order on the writer's connection, so a receipt queued right after
+//! its `SegmentSent` (even in the same batch) sees the segment. Nothing moves backwards: a
+//! message changes status only when [`Status::can_become`] allows it, and a segment in a final
+//! state keeps it.
+
+use tokio_postgres::types::ToSql;
+
+use super::receipts::{IdMatch, Matched, ReceiptOutcome};
+use super::{int, status_column, Db, PgError};
+use crate::domain::{
+    priority_name, stored_encoding_name, Applied, IdFormats, MessageId, NewMessage, Status, UnixMs,
+    Update,
+};
+
+const MESSAGE_INSERT: &str = "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
+     priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
+     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step) \
+     VALUES ($1, $2, 'accepted', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $23, $24, $25, $26)";
+
+/// Stores accepted messages, each with its `accepted` history entry.
+pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Result<(), PgError> {
+    for m in messages {
+        let tags = serde_json::to_value(&m.tags)?;
+        let voice = m.voice.as_ref().map(serde_json::to_string).transpose()?;
+        let email = m.email.as_ref().map(serde_json::to_string).transpose()?;
+        let price = m.price.map(|p| p.amount.to_string());
+        let currency = m.price.map(|p| p.currency.to_string());
+        let smpp = m.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored);
+        let (encoding, priority) = (stored_encoding_name(m), priority_name(m.priority));
+        let segments = i64::from(m.segments);
+        let data_coding = m.data_coding.map(i64::from);
+        let (flow_id, flow_step) = (m.flow.map(|f| f.flow.0), m.flow.map(|f| i64::from(f.step)));
+        let params: [&(dyn ToSql + Sync); 26] = [
+            &m.id.0,
+            &m.tenant,
+            &m.to,
+            &m.country,
+            &m.from,
+            &m.body,
+            &encoding,
+            &segments,
+            &priority,
+            &m.scheduled_at,
+            &m.expires_at,
+            &m.callback_url,
+            &tags,
+            &m.metadata,
+            &m.carrier,
+            &price,
+            &currency,
+            &m.created_at,
+            &m.batch_id,
+            &voice,
+            &smpp,
+            &m.udh,
+            &data_coding,
+            &email,
+            &flow_id,
+            &flow_step,
+        ];
+        let message = db.execute(MESSAGE_INSERT, &params);
+        // Pipelined: both statements go out together (a connection runs them in order; had the
+        // first failed, the second fails too, and the first error is the request's).
+        let history = insert_history(db, m.id, &m.tenant, m.created_at, Status::Accepted, None);
+        let (message, history) = futures::join!(message, history);
+        message?;
+        history?;
+        if let Some(request) = &m.request {
+            super::tenancy::write_request(db, request).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one update and says what it did.
+pub(super) async fn apply_update(
+    db: Db<'_>,
+    ids: &mut IdMatch,
+    update: &Update,
+) -> Result<Applied, PgError> {
+    match update {
+        Update::Status {
+            id,
+            status,
+            at,
+            detail,
+        } => {
+            let Some(head) = Head::load(db, *id).await? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            head.move_to(db, *status, *at, detail.as_deref()).await
+        }
+        Update::SegmentSent {
+            id,
+            index,
+            carrier,
+            carrier_message_id,
+            id_formats,
+            at,
+        } => {
+            segment_sent(
+                db,
+                ids,
+                Sent {
+                    id: *id,
+                    index: *index,
+                    carrier,
+                    carrier_message_id,
+                    id_formats: *id_formats,
+                    at: *at,
+                },
+            )
+            .await
+        }
+        Update::SegmentRejected {
+            id,
+            index,
+            carrier,
+            error,
+            at,
+        } => {
+            let Some(head) = Head::load(db, *id).await? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            db.execute(
+                "INSERT INTO segments (message_id, idx, carrier, carrier_message_id, status, error, updated_at) \
+                 VALUES ($1, $2, $3, NULL, 'rejected', $4, $5) \
+                 ON CONFLICT (message_id, idx) DO UPDATE SET \
+                   carrier = excluded.carrier, status = 'rejected', error = excluded.error, \
+                   updated_at = excluded.updated_at \
+                 WHERE segments.status = 'sent'",
+                &[&id.0, &i64::from(*index), carrier, error, at],
+            )
+            .await?;
+            head.move_to(db, Status::Rejected, *at, Some(error)).await
+        }
+        Update::Receipt(receipt) => match ids.receipt(db, receipt).await? {
+            ReceiptOutcome::Matched(mut matched) => {
+                // The receipt's own segment first; what it let the store resolve after.
+                let resolved = matched.split_off(1);
+                let applied = apply_receipts(db, matched).await?;
+                apply_receipts(db, resolved).await?;
+                Ok(applied)
+            }
+            ReceiptOutcome::Kept(matched) => {
+                apply_receipts(db, matched).await?;
+                Ok(Applied::UnmatchedReceipt)
+            }
+        },
+        Update::Call {
+            id,
+            status,
+            at,
+            carrier,
+            error,
+            price,
+            currency,
+            call,
+        } => {
+            let Some(head) = Head::load(db, *id).await? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            if !head.status.can_become(*status) {
+                return Ok(Applied::NoChange);
+            }
+            db.execute(
+                "UPDATE messages SET call = $2, carrier = coalesce($3, carrier), \
+                 price = coalesce($4, price), currency = coalesce($5, currency) WHERE id = $1",
+                &[&id.0, call, carrier, price, currency],
+            )
+            .await?;
+            head.move_to(db, *status, *at, error.as_deref()).await
+        }
+        Update::Inbound(m) => super::inbound::insert(db, m).await,
+        Update::Mo(w) => super::inbound::apply_mo(db, w).await,
+        Update::Events(w) => super::events::apply(db, w).await,
+        Update::Flow(w) => {
+            super::flows::write(db, w).await?;
+            Ok(Applied::NoChange)
+        }
+        Update::Replace(r) => {
+            let changed = db
+                .execute(
+                    "UPDATE messages SET body = $2, segments = $3, scheduled_at = $4, \
+                     expires_at = $5, smpp = $6, updated_at = $7 \
+                     WHERE id = $1 AND status = 'accepted'",
+                    &[
+                        &r.id.0,
+                        &r.body,
+                        &i64::from(r.segments),
+                        &r.scheduled_at,
+                        &r.expires_at,
+                        &r.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored),
+                        &r.at,
+                    ],
+                )
+                .await?;
+            Ok(if changed == 0 {
+                Applied::UnknownMessage(r.id)
+            } else {
+                Applied::NoChange
+            })
+        }
+        Update::Cdr(c) => {
+            super::calls::insert(db, c).await?;
+            Ok(Applied::NoChange)
+        }
+    }
+}
+
+/// The columns of a message that updates need.
+struct Head {
+    id: MessageId,
+    tenant: String,
+    status: Status,
+    segments: u16,
+}
+
+impl Head {
+    async fn load(db: Db<'_>, id: MessageId) -> Result<Option<Head>, PgError> {
+        let Some(row) = db
+            .query_opt(
+                "SELECT tenant, status, segments FROM messages WHERE id = $1",
+                &[&id.0],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Head {
+            id,
+            tenant: row.try_get(0)?,
+            status: status_column(&row, 1)?,
+            segments: int(&row, 2)?,
+        }))
+    }
+
+    /// Moves the message to `status` if that is forwards, with a history entry.
+    async fn move_to(
+        mut self,
+        db: Db<'_>,
+        status: Status,
+        at: UnixMs,
+        detail: Option<&str>,
+    ) -> Result<Applied, PgError> {
+        if !self.status.can_become(status) {
+            return Ok(Applied::NoChange);
+        }
+        db.execute(
+            "UPDATE messages SET status = $2, updated_at = $3 WHERE id = $1",
+            &[&self.id.0, &status.as_str(), &at],
+        )
+        .await?;
+        insert_history(db, self.id, &self.tenant, at, status, detail).await?;
+        self.status = status;
+        Ok(Applied::Moved {
+            id: self.id,
+            tenant: self.tenant,
+            status,
+        })
+    }
+}
+
+/// Adds a history entry (an event). A status appears at most once per message (moves are
+/// strictly forwards), so the key (message_id, at, status) cannot collide; `DO NOTHING` keeps a
+/// replay harmless anyway. The message's tenant is copied into the entry for event-stream
+/// replays.
+async fn insert_history(
+    db: Db<'_>,
+    id: MessageId,
+    tenant: &str,
+    at: UnixMs,
+    status: Status,
+    detail: Option<&str>,
+) -> Result<(), PgError> {
+    db.execute(
+        "INSERT INTO history (message_id, at, status, detail, tenant) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id, at, status) DO NOTHING",
+        &[&id.0, &at, &status.as_str(), &detail, &tenant],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A segment the carrier accepted.
+struct Sent<'a> {
+    id: MessageId,
+    index: u16,
+    carrier: &'a str,
+    carrier_message_id: &'a str,
+    id_formats: IdFormats,
+    at: UnixMs,
+}
+
+/// A segment was accepted by the carrier: record it, index its carrier id, move the message to
+/// `sent` once every segment is, then apply receipts that arrived before it.
+async fn segment_sent(db: Db<'_>, ids: &mut IdMatch, s: Sent<'_>) -> Result<Applied, PgError> {
+    let Sent {
+        id,
+        index,
+        carrier,
+        carrier_message_id,
+        id_formats,
+        at,
+    } = s;
+    let Some(head) = Head::load(db, id).await? else {
+        return Ok(Applied::UnknownMessage(id));
+    };
+    // A resubmission after a restart brings a new carrier id: the segment takes it (unless it
+    // already reached a final state), and the old id stays indexed so its receipt still matches.
+    db.execute(
+        "INSERT INTO segments (message_id, idx, carrier, carrier_message_id, status, error, updated_at) \
+         VALUES ($1, $2, $3, $4, 'sent', NULL, $5) \
+         ON CONFLICT (message_id, idx) DO UPDATE SET \
+           carrier = excluded.carrier, carrier_message_id = excluded.carrier_message_id, \
+           status = 'sent', error = NULL, updated_at = excluded.updated_at \
+         WHERE segments.status = 'sent'",
+        &[&id.0, &i64::from(index), &carrier, &carrier_message_id, &at],
+    )
+    .await?;
+    let early = ids
+        .segment_sent(db, carrier, id_formats, id, index, carrier_message_id, at)
+        .await?;
+    let sent: i64 = db
+        .query_one(
+            "SELECT count(*) FROM segments WHERE message_id = $1 AND idx < $2 \
+             AND (status = 'sent' OR status = 'delivered')",
+            &[&id.0, &i64::from(head.segments)],
+        )
+        .await?
+        .try_get(0)?;
+    let mut applied = if sent >= i64::from(head.segments) {
+        head.move_to(db, Status::Sent, at, Some(carrier)).await?
+    } else {
+        Applied::NoChange
+    };
+    if let moved @ Applied::Moved { id: moved_id, .. } = apply_receipts(db, early).await? {
+        if moved_id == id {
+            applied = moved;
+        }
+    }
+    Ok(applied)
+}
+
+/// Applies matched receipts in order; returns what the last one that moved a message did.
+pub(super) async fn apply_receipts(db: Db<'_>, matched: Vec<Matched>) -> Result<Applied, PgError> {
+    let mut applied = Applied::NoChange;
+    for m in matched {
+        if let moved @ Applied::Moved { .. } =
+            receipt_to_segment(db, m.id, m.index, m.status, m.error.as_deref(), m.at).await?
+        {
+            applied = moved;
+        }
+    }
+    Ok(applied)
+}
+
+/// Applies a matched receipt's state to segment `index` of message `id`, then to the message:
+/// `delivered` once every segment is, the failure of the first failed segment otherwise.
+async fn receipt_to_segment(
+    db: Db<'_>,
+    id: MessageId,
+    index: u16,
+    status: Option<Status>,
+    error: Option<&str>,
+    at: UnixMs,
+) -> Result<Applied, PgError> {
+    // Intermediate states (enroute, accepted by the SMSC) change nothing.
+    let Some(status) = status.filter(|s| s.is_final()) else {
+        return Ok(Applied::NoChange);
+    };
+    let Some(head) = Head::load(db, id).await? else {
+        return Ok(Applied::UnknownMessage(id));
+    };
+    let segment = db
+        .query_opt(
+            "SELECT status FROM segments WHERE message_id = $1 AND idx = $2",
+            &[&id.0, &i64::from(index)],
+        )
+        .await?;
+    match segment {
+        // A duplicate or late receipt: the segment keeps its final state.
+        Some(row) if status_column(&row, 0)?.is_final() => return Ok(Applied::NoChange),
+        Some(_) => {}
+        None => return Ok(Applied::NoChange),
+    }
+    db.execute(
+        "UPDATE segments SET status = $3, error = $4, updated_at = $5 \
+         WHERE message_id = $1 AND idx = $2",
+        &[&id.0, &i64::from(index), &status.as_str(), &error, &at],
+    )
+    .await?;
+    if status == Status::Delivered {
+        let delivered: i64 = db
+            .query_one(
+                "SELECT count(*) FROM segments WHERE message_id = $1 AND idx < $2 \
+                 AND status = 'delivered'",
+                &[&id.0, &i64::from(head.segments)],
+            )
+            .await?
+            .try_get(0)?;
+        if delivered >= i64::from(head.segments) {
+            return head.move_to(db, Status::Delivered, at, None).await;
+        }
+        Ok(Applied::NoChange)
+    } else {
+        let detail = match error {
+            Some(e) => format!("segment {index}: {e}"),
+            None => format!("segment {index}"),
+        };
+        head.move_to(db, status, at, Some(&detail)).await
+    }
+}

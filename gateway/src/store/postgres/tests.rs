@@ -1,0 +1,517 @@
+//! Tests of what only the PostgreSQL store has, against the test process's cluster
+//! ([`super::harness`]): migrations by nodes starting together, the event log's order with
+//! several nodes writing at once, group commit, `close`, errors when the database is out of
+//! reach or a connection is lost, and retention.
+//!
+//! What every backend does through the [`Store`] and [`crate::store::events::EventStore`]
+//! traits is tested by the store suite (`crate::store::suite`), which runs against this store
+//! with [`super::harness::PostgresHarness`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::harness::{fresh_database, test_options};
+use super::*;
+use crate::domain::{IdFormats, InboundMessage, ReceiptUpdate};
+use crate::store::events::EventStore;
+use crate::store::suite::fixtures::{cdr, id, message, message_at, status_at, T0};
+
+async fn open(conninfo: &str) -> PostgresStore {
+    PostgresStore::open(conninfo, test_options()).await.unwrap()
+}
+
+/// A plain connection to the database, for looking under the store.
+async fn sql(conninfo: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let conninfo = fresh_database().await;
+    let stores = futures::future::join_all((0..4).map(|_| open(&conninfo))).await;
+    stores[0].insert(vec![message("acme", 1, 1)]).await.unwrap();
+    for s in &stores {
+        assert!(s.get("acme", id(1)).await.unwrap().is_some());
+    }
+    let client = sql(&conninfo).await;
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        versions,
+        (1..=schema::MIGRATIONS.len() as i64).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let conninfo = fresh_database().await;
+    open(&conninfo).await.close().await.unwrap();
+    sql(&conninfo)
+        .await
+        .execute("INSERT INTO schema_version (version) VALUES (999)", &[])
+        .await
+        .unwrap();
+    let err = PostgresStore::open(&conninfo, test_options())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Internal(m) if m.contains("999")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..test_options()
+    };
+    let err = PostgresStore::open(&format!("host=127.0.0.1 port={port} user=x"), options)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let err = PostgresStore::open("postgresql://[", PostgresOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn close_waits_for_queued_writes_and_refuses_later_ones() {
+    let conninfo = fresh_database().await;
+    let store = Arc::new(open(&conninfo).await);
+    let writes: Vec<_> = (1..=50)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert(vec![message("acme", n, 1)]).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    store.close().await.unwrap();
+    let mut acknowledged = Vec::new();
+    for (n, w) in (1..=50).zip(writes) {
+        match w.await.unwrap() {
+            Ok(()) => acknowledged.push(id(n)),
+            Err(StoreError::Closed) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(matches!(
+        store.insert(vec![message("acme", 99, 1)]).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(store.ping().await, Err(StoreError::Closed)));
+    assert!(matches!(store.max_id().await, Err(StoreError::Closed)));
+    store.close().await.unwrap();
+    let store = open(&conninfo).await;
+    for id in acknowledged {
+        assert!(store.get("acme", id).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_share_transactions() {
+    let conninfo = fresh_database().await;
+    let store = Arc::new(open(&conninfo).await);
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    store
+                        .insert(vec![message("acme", 1 + t * 25 + i, 1)])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.requests, 200);
+    assert!(stats.commits < 200, "{stats:?}");
+    assert!(stats.largest_batch > 1, "{stats:?}");
+}
+
+/// Several nodes insert and move messages at once while a reader follows the log as the
+/// webhook pump does (from the last seq it saw): it must see every event, none skipped because
+/// a later seq committed before an earlier one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_following_the_log_never_skips_an_event() {
+    let conninfo = fresh_database().await;
+    let nodes: Vec<Arc<PostgresStore>> = futures::future::join_all((0..3).map(|_| open(&conninfo)))
+        .await
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = nodes[0].clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last = 0;
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let events = store.events_after(last, None, 1000).await.unwrap();
+                if let Some(e) = events.last() {
+                    last = e.seq;
+                }
+                seen.extend(events.iter().map(|e| e.seq));
+                if finished && events.is_empty() {
+                    return seen;
+                }
+            }
+        })
+    };
+    let writers: Vec<_> = (0..6i64)
+        .map(|w| {
+            let store = nodes[w as usize % nodes.len()].clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let n = 1 + w * 40 + i;
+                    store.insert(vec![message("acme", n, 1)]).await.unwrap();
+                    store
+                        .apply(vec![status_at(id(n), Status::Queued, T0 + n)])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let all: Vec<i64> = nodes[1]
+        .events_after(0, None, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(all.len(), 480);
+    assert_eq!(seen, all);
+}
+
+#[tokio::test]
+async fn a_lost_connection_fails_retryably_and_the_store_reconnects() {
+    let conninfo = fresh_database().await;
+    let store = open(&conninfo).await;
+    store.insert(vec![message("acme", 1, 1)]).await.unwrap();
+    // Every connection of the store's database is cut (as a database restart does).
+    let dbname = conninfo.rsplit('=').next().unwrap().to_owned();
+    sql(&harness::cluster().conninfo("postgres"))
+        .await
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&dbname],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut results = Vec::new();
+    for n in 2..=4 {
+        results.push(store.insert(vec![message("acme", n, 1)]).await);
+    }
+    for r in &results {
+        if let Err(e) = r {
+            assert!(e.is_retryable(), "{e:?}");
+        }
+    }
+    assert!(results.last().unwrap().is_ok(), "{results:?}");
+    // Reads come back too.
+    let mut read = store.get("acme", id(1)).await;
+    if read.is_err() {
+        read = store.get("acme", id(1)).await;
+    }
+    assert!(read.unwrap().is_some());
+}
+
+/// A node that stops while a receipt waits for its grace period leaves it to the others: their
+/// tickers count the pending receipts in the database now and then and sweep them.
+#[tokio::test]
+async fn another_node_sweeps_a_receipt_left_pending() {
+    use crate::store::suite::fixtures::{now, receipt, sent};
+    let conninfo = fresh_database().await;
+    let b = open(&conninfo).await;
+    let a = open(&conninfo).await;
+    a.insert((1..=2).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    a.apply(vec![now(sent(1, 0, "10")), now(sent(2, 0, "16"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.apply(vec![now(receipt("16", Some(Status::Delivered)))])
+            .await
+            .unwrap(),
+        vec![Applied::UnmatchedReceipt]
+    );
+    a.close().await.unwrap();
+    let deadline = std::time::Instant::now() + PENDING_RECOUNT + Duration::from_secs(5);
+    loop {
+        let status = b.get("acme", id(2)).await.unwrap().unwrap().status;
+        if status == Status::Delivered {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(b.unmatched_receipts().await.unwrap(), 0);
+}
+
+/// Rows of `what` (a table, with a condition if need be).
+async fn count(db: &tokio_postgres::Client, what: &str) -> i64 {
+    db.query_one(&format!("SELECT count(*) FROM {what}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// As SQLite's retention test (`sqlite/tests.rs`): every kind, small batches, cursors.
+#[tokio::test]
+async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
+    use crate::domain::EventWrite;
+    use crate::domain::{BatchRecord, IdempotencyRecord, RequestRecord};
+    let conninfo = fresh_database().await;
+    let hour = Duration::from_secs(3600);
+    let options = PostgresOptions {
+        retention: Retention {
+            messages: Some(hour),
+            inbound: Some(hour),
+            cdrs: Some(hour),
+            unmatched_receipts: Some(hour),
+            dead_letters: Some(hour),
+            idempotency: Some(hour),
+            interval: Duration::from_secs(1),
+            // Small batches: several per kind, cursors carried between them.
+            batch: 3,
+        },
+        ..test_options()
+    };
+    let store = PostgresStore::open(&conninfo, options).await.unwrap();
+    let now = crate::domain::now_ms();
+    let old = now - 2 * 3_600_000;
+    let recent = now - 60_000;
+    // Messages: 7 old and delivered (purged with everything of theirs), one old but still
+    // queued, one old but changed recently, 3 recent.
+    let request = |at: i64, key: &str| {
+        Some(Arc::new(RequestRecord {
+            idempotency: Some(IdempotencyRecord {
+                tenant: "acme".into(),
+                key: key.into(),
+                body_hash: "h".into(),
+                status: 202,
+                response: "{}".into(),
+                created_at: at,
+            }),
+            batch: Some(BatchRecord {
+                id: format!("bat_{key}"),
+                tenant: "acme".into(),
+                created_at: at,
+                recipients: 1,
+                accepted: 1,
+                rejected: 0,
+            }),
+            flow: None,
+        }))
+    };
+    let mut all = Vec::new();
+    for n in 0..9 {
+        let mut m = message_at(old, n);
+        m.request = request(old, &format!("old{n}"));
+        all.push(m);
+    }
+    for n in 0..3 {
+        let mut m = message_at(recent, n);
+        m.request = request(recent, &format!("new{n}"));
+        all.push(m);
+    }
+    let ids: Vec<MessageId> = all.iter().map(|m| m.id).collect();
+    store.insert(all).await.unwrap();
+    let mut updates = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i == 7 {
+            updates.push(status_at(*id, Status::Queued, old + 1));
+            continue;
+        }
+        let at = if i == 8 || i >= 9 {
+            recent + 1
+        } else {
+            old + 1
+        };
+        updates.push(Update::SegmentSent {
+            id: *id,
+            index: 0,
+            carrier: "alpha".into(),
+            carrier_message_id: format!("{}", 1000 + i),
+            id_formats: IdFormats::default(),
+            at,
+        });
+        updates.push(status_at(*id, Status::Delivered, at + 1));
+    }
+    for (n, at) in [
+        (0, old),
+        (1, old),
+        (2, old),
+        (3, old),
+        (4, recent),
+        (5, recent),
+    ] {
+        updates.push(Update::Inbound(InboundMessage {
+            id: MessageId((at << 20) | (100 + n)),
+            carrier: "alpha".into(),
+            tenant: Some("acme".into()),
+            from: "+447911000001".into(),
+            to: "447000000001".into(),
+            body: format!("mo {n}"),
+            received_at: at,
+            partial: None,
+        }));
+        updates.push(cdr(at));
+        updates.push(Update::Receipt(ReceiptUpdate {
+            carrier: "beta".into(),
+            carrier_message_id: format!("stray{n}"),
+            id_formats: IdFormats::default(),
+            status: Some(Status::Delivered),
+            error: None,
+            at,
+        }));
+        updates.push(Update::Events(EventWrite::OutboxAdd {
+            seq: n,
+            tenant: "acme".into(),
+            url: "http://x/".into(),
+            attempts: 9,
+            first_at: at,
+            next_at: at,
+            error: None,
+            dead: true,
+        }));
+    }
+    // A retry still pending, however old, is no dead letter.
+    updates.push(Update::Events(EventWrite::OutboxAdd {
+        seq: 99,
+        tenant: "acme".into(),
+        url: "http://x/".into(),
+        attempts: 1,
+        first_at: old,
+        next_at: old,
+        error: None,
+        dead: false,
+    }));
+    store.apply(updates).await.unwrap();
+    let db = sql(&conninfo).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut purged = true;
+        for (t, n) in [
+            ("messages", 5),
+            ("segments", 4),
+            ("inbound", 2),
+            ("calls", 2),
+            ("unmatched_receipts", 2),
+            ("webhook_outbox", 3),
+            ("idempotency_keys", 3),
+            ("batches", 3),
+        ] {
+            purged &= count(&db, t).await == n;
+        }
+        if purged {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: every kind purged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Kept: the queued one, the one changed recently, the recent ones; their history and
+    // the recent inbound events stay (accepted + delivered or queued each, + 2 inbound).
+    let kept: Vec<MessageId> = vec![ids[7], ids[8], ids[9], ids[10], ids[11]];
+    for id in &kept {
+        assert!(store.get("acme", *id).await.unwrap().is_some());
+    }
+    // accepted + queued; accepted + sent + delivered for the other four; 2 inbound events.
+    assert_eq!(count(&db, "history").await, 2 + 4 * 3 + 2);
+    // No carrier-id entry of a purged message is left; the kept ones still match receipts.
+    let purged: Vec<String> = ids[..7].iter().map(|i| i.0.to_string()).collect();
+    let left = format!("carrier_ids WHERE message_id IN ({})", purged.join(","));
+    assert_eq!(count(&db, &left).await, 0);
+    assert!(count(&db, "carrier_ids").await >= 4);
+    let stats = store.stats();
+    assert!(
+        stats.purge_batches > 6 && stats.purged_rows > 0,
+        "{stats:?}"
+    );
+}
+
+/// `ping` (behind `/readyz`) says whether a write can be made, not only whether the database
+/// answers: a read-only database (a standby, a session set read-only) fails it, retryably.
+#[tokio::test]
+async fn ping_fails_where_writes_cannot_be_made() {
+    let conninfo = fresh_database().await;
+    let store = open(&conninfo).await;
+    store.ping().await.unwrap();
+    let dbname = conninfo.rsplit('=').next().unwrap().to_owned();
+    let admin = sql(&harness::cluster().conninfo("postgres")).await;
+    let cut = |dbname: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&dbname],
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {dbname} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    cut(dbname.clone()).await;
+    let mut last = Ok(());
+    for _ in 0..3 {
+        last = store.ping().await;
+    }
+    let err = last.unwrap_err();
+    assert!(
+        err.is_retryable() && err.to_string().contains("25006"),
+        "{err:?}"
+    );
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {dbname} RESET default_transaction_read_only"
+        ))
+        .await
+        .unwrap();
+    cut(dbname).await;
+    let mut last = store.ping().await;
+    if last.is_err() {
+        last = store.ping().await;
+    }
+    last.unwrap();
+}
