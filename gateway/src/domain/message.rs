@@ -166,11 +166,11 @@ pub fn stored_encoding_name(m: &NewMessage) -> &'static str {
 }
 
 /// The encoding named `name` ([`encoding_name`]); `None` for `voice`, `email` and the chat
-/// channels (and for a
-/// name this version does not know, which only an edited database holds: read as GSM-7).
+/// channels (and for a name this version does not know, which only an edited database holds:
+/// read as GSM-7).
 pub fn encoding_from_name(name: &str) -> Option<Encoding> {
     match name {
-        "voice" | "email" | "rcs" | "whatsapp" => None,
+        "voice" | "email" | "rcs" | "whatsapp" | "telegram" | "messenger" => None,
         "ucs2" => Some(Encoding::Ucs2),
         "latin1" => Some(Encoding::Latin1),
         _ => Some(Encoding::Gsm7),

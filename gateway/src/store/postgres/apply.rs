@@ -17,8 +17,8 @@ use crate::domain::{
 
 const MESSAGE_INSERT: &str = "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
      priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step) \
-     VALUES ($1, $2, 'accepted', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $23, $24, $25, $26)";
+     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat) \
+     VALUES ($1, $2, 'accepted', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)";
 
 /// Stores accepted messages, each with its `accepted` history entry.
 pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Result<(), PgError> {
@@ -26,6 +26,7 @@ pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Resu
         let tags = serde_json::to_value(&m.tags)?;
         let voice = m.voice.as_ref().map(serde_json::to_string).transpose()?;
         let email = m.email.as_ref().map(serde_json::to_string).transpose()?;
+        let chat = m.chat.as_ref().map(serde_json::to_string).transpose()?;
         let price = m.price.map(|p| p.amount.to_string());
         let currency = m.price.map(|p| p.currency.to_string());
         let smpp = m.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored);
@@ -33,7 +34,7 @@ pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Resu
         let segments = i64::from(m.segments);
         let data_coding = m.data_coding.map(i64::from);
         let (flow_id, flow_step) = (m.flow.map(|f| f.flow.0), m.flow.map(|f| i64::from(f.step)));
-        let params: [&(dyn ToSql + Sync); 26] = [
+        let params: [&(dyn ToSql + Sync); 27] = [
             &m.id.0,
             &m.tenant,
             &m.to,
@@ -60,6 +61,7 @@ pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Resu
             &email,
             &flow_id,
             &flow_step,
+            &chat,
         ];
         let message = db.execute(MESSAGE_INSERT, &params);
         // Pipelined: both statements go out together (a connection runs them in order; had the

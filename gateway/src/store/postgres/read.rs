@@ -19,7 +19,7 @@ const MAX_LIST_LIMIT: usize = 1000;
 
 /// The `messages` columns read into a [`MessageRecord`], in [`message_from_row`]'s order.
 const MESSAGE_COLUMNS: &str = "id, tenant, status, to_addr, country, from_addr, body, encoding, segments, priority, \
-     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding, email, flow_id, flow_step";
+     scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, created_at, updated_at, batch_id, voice, call, smpp, udh, data_coding, email, flow_id, flow_step, chat";
 
 fn message_from_row(row: &Row) -> Result<MessageRecord, PgError> {
     let tags: serde_json::Value = row.try_get(13)?;
@@ -55,6 +55,9 @@ fn message_from_row(row: &Row) -> Result<MessageRecord, PgError> {
             data_coding: opt_int(row, 25)?,
             email: row
                 .try_get::<_, Option<String>>(26)?
+                .and_then(|v| serde_json::from_str(&v).ok()),
+            chat: row
+                .try_get::<_, Option<String>>(29)?
                 .and_then(|v| serde_json::from_str(&v).ok()),
             flow: match (opt_int::<i64>(row, 27)?, opt_int::<u8>(row, 28)?) {
                 (Some(flow), Some(step)) => Some(crate::domain::FlowLink {

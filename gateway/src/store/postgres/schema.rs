@@ -1,6 +1,6 @@
 //! Tables, indexes and migrations of the PostgreSQL store.
 //!
-//! The tables are the SQLite store's as of its schema version 12 (see
+//! The tables are the SQLite store's as of its schema version 13 (see
 //! [`crate::store::sqlite`]'s `schema` for what each holds), in PostgreSQL types: integers are
 //! `BIGINT` (times in unix ms, ids, counts), flags `BOOLEAN`, binary `BYTEA`, JSON `TEXT` as
 //! written by serde except `messages.tags`, which is `JSONB` so listing by tag is a
@@ -19,7 +19,7 @@ use super::{Db, PgError, MIGRATION_LOCK};
 /// The migrations, in order; migration `i` brings the schema from version `i` to `i + 1`.
 /// Never edit one that has shipped: append a new one.
 pub(super) const MIGRATIONS: &[&str] = &[
-    // v1: everything the SQLite store has at its version 12.
+    // v1: everything the SQLite store has at its version 13.
     r#"
 CREATE TABLE messages (
     id           BIGINT  PRIMARY KEY,
@@ -49,6 +49,7 @@ CREATE TABLE messages (
     udh          BYTEA,
     data_coding  BIGINT,
     email        TEXT,
+    chat         TEXT,
     flow_id      BIGINT,
     flow_step    BIGINT
 );

@@ -284,3 +284,45 @@ pub(crate) async fn an_email_keeps_its_subject_html_and_reply_to(h: &mut dyn Har
         .unwrap()
         .is_empty());
 }
+
+pub(crate) async fn a_chat_message_keeps_its_channel_template_and_tag(h: &mut dyn Harness) {
+    use crate::domain::{ChatChannel, ChatSpec, ChatTemplate};
+    let store = h.store();
+    let whatsapp = NewMessage {
+        from: String::new(),
+        body: String::new(),
+        encoding: None,
+        chat: Some(ChatSpec {
+            channel: ChatChannel::Whatsapp,
+            template: Some(ChatTemplate {
+                name: "order_update".into(),
+                language: "en_US".into(),
+                parameters: vec!["A-17".into(), "Friday ✓".into()],
+            }),
+            tag: None,
+        }),
+        ..message("acme", 1, 1)
+    };
+    let messenger = NewMessage {
+        to: "1254477777772919".into(),
+        from: String::new(),
+        encoding: None,
+        chat: Some(ChatSpec {
+            channel: ChatChannel::Messenger,
+            template: None,
+            tag: Some("POST_PURCHASE_UPDATE".into()),
+        }),
+        ..message("acme", 2, 1)
+    };
+    store
+        .insert(vec![whatsapp.clone(), messenger.clone()])
+        .await
+        .unwrap();
+    for m in [&whatsapp, &messenger] {
+        let read = store.get("acme", m.id).await.unwrap().unwrap().message;
+        assert_eq!(&read, m);
+        assert_eq!(read.channel(), m.chat.as_ref().unwrap().channel.channel());
+    }
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished[1].message.chat, messenger.chat);
+}

@@ -75,6 +75,7 @@ macro_rules! store_suite {
                 a_failing_request_fails_alone,
                 concurrent_inserts_all_commit,
                 an_email_keeps_its_subject_html_and_reply_to,
+                a_chat_message_keeps_its_channel_template_and_tag,
             }
             updates {
                 statuses_never_move_backwards,
