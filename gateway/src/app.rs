@@ -123,9 +123,8 @@ pub async fn start(
 
     // The phone-number metadata loads while the store opens, not on the first request.
     let numbers = tokio::task::spawn_blocking(crate::number::warm);
-    let (sqlite, last_id) = open_store(&config, &base_dir).await?;
-    let store: Arc<dyn Store> = sqlite.clone();
-    let event_store: Arc<dyn EventStore> = sqlite.clone();
+    let (opened, last_id) = open_store(&config, &base_dir).await?;
+    let (store, event_store) = opened.traits();
     let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
     let directory: SharedDirectory =
         Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
@@ -317,7 +316,7 @@ pub async fn start(
         voice: voice.map(|(v, _)| v),
         updates_task,
         sip_task: sip.map(|h| h.task),
-        sqlite,
+        opened,
     }));
     Ok(Running {
         api: api_addr,
@@ -332,35 +331,78 @@ pub async fn start(
     })
 }
 
-/// Opens (creating its folder) the SQLite store, and makes new message ids sort after the
-/// highest stored; returns that id too (where crash recovery stops).
+/// The store the gateway runs on, by backend (what `run` closes when it stops).
+enum OpenedStore {
+    /// The embedded SQLite file.
+    Sqlite(Arc<SqliteStore>),
+    /// A PostgreSQL database.
+    Postgres(Arc<crate::store::postgres::PostgresStore>),
+}
+
+impl OpenedStore {
+    /// The store as the gateway's parts use it.
+    fn traits(&self) -> (Arc<dyn Store>, Arc<dyn EventStore>) {
+        match self {
+            OpenedStore::Sqlite(s) => (s.clone(), s.clone()),
+            OpenedStore::Postgres(s) => (s.clone(), s.clone()),
+        }
+    }
+
+    /// Waits until every acknowledged write is durable, then closes.
+    async fn close(&self) -> Result<(), crate::store::StoreError> {
+        match self {
+            OpenedStore::Sqlite(s) => s.close().await,
+            OpenedStore::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Opens the configured store (SQLite: creating its folder; PostgreSQL: creating or migrating
+/// the schema), and makes new message ids sort after the highest stored; returns that id too
+/// (where crash recovery stops).
 async fn open_store(
     config: &Config,
     base_dir: &Path,
-) -> anyhow::Result<(Arc<SqliteStore>, Option<MessageId>)> {
-    let db = config.sqlite_path();
-    let db = if db.is_relative() {
-        base_dir.join(db)
-    } else {
-        db
+) -> anyhow::Result<(OpenedStore, Option<MessageId>)> {
+    let retention = crate::store::sqlite::Retention::from_settings(&config.retention);
+    let opened = match (&config.store.kind, &config.store.url) {
+        (config::StoreKind::Postgres, Some(url)) => {
+            let options = crate::store::postgres::PostgresOptions {
+                pool_size: config.store.pool_size as usize,
+                retention,
+                ..Default::default()
+            };
+            let store = crate::store::postgres::PostgresStore::open(url.expose(), options)
+                .await
+                .context("opening the PostgreSQL store")?;
+            OpenedStore::Postgres(Arc::new(store))
+        }
+        _ => {
+            let db = config.sqlite_path();
+            let db = if db.is_relative() {
+                base_dir.join(db)
+            } else {
+                db
+            };
+            if let Some(dir) = db.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let options = SqliteOptions {
+                linger: config.store.group_commit_linger,
+                retention,
+                ..SqliteOptions::default()
+            };
+            let store = SqliteStore::open(&db, options)
+                .with_context(|| format!("opening the store at {}", db.display()))?;
+            OpenedStore::Sqlite(Arc::new(store))
+        }
     };
-    if let Some(dir) = db.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let options = SqliteOptions {
-        linger: config.store.group_commit_linger,
-        retention: crate::store::sqlite::Retention::from_settings(&config.retention),
-        ..SqliteOptions::default()
-    };
-    let sqlite = Arc::new(
-        SqliteStore::open(&db, options)
-            .with_context(|| format!("opening the store at {}", db.display()))?,
-    );
-    let last_id = sqlite.max_id().await?;
+    let last_id = opened.traits().0.max_id().await?;
     if let Some(max) = last_id {
         MessageId::generate_after(max);
     }
-    Ok((sqlite, last_id))
+    Ok((opened, last_id))
 }
 
 /// `[webhooks]` with its CA file resolved against `base_dir`.
@@ -444,7 +486,7 @@ struct Parts {
     voice: Option<Arc<crate::voice::Voice>>,
     updates_task: crate::updates::UpdateTask,
     sip_task: Option<tokio::task::JoinHandle<()>>,
-    sqlite: Arc<SqliteStore>,
+    opened: OpenedStore,
 }
 
 /// Serves signals until the API closes, then stops in order: binds drained, event tasks,
@@ -471,7 +513,7 @@ async fn run(p: Parts) -> anyhow::Result<()> {
     if let Some(task) = p.sip_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
-    p.sqlite.close().await?;
+    p.opened.close().await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -661,4 +703,64 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         "reloaded routing, API keys, tenant limits, binds and SIP settings"
     );
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NewMessage;
+
+    /// `[store] kind = "postgres"` opens the database the url names, migrates it, and reads the
+    /// highest id stored there at the next start, as a restart on SQLite does.
+    #[tokio::test]
+    async fn the_postgres_store_opens_from_the_configuration() {
+        let url = crate::store::postgres::harness::fresh_database().await;
+        let mut config = Config::embedded_default();
+        config.store.kind = config::StoreKind::Postgres;
+        config.store.url = Some(config::Secret::new(url));
+        config.store.pool_size = 3;
+        let dir = std::env::temp_dir();
+        let (opened, last) = open_store(&config, &dir).await.unwrap();
+        assert!(matches!(opened, OpenedStore::Postgres(_)));
+        assert_eq!(last, None);
+        let (store, _) = opened.traits();
+        let far = MessageId::generate(crate::domain::now_ms());
+        let message = NewMessage {
+            id: far,
+            tenant: "acme".into(),
+            to: "+447911123456".into(),
+            country: None,
+            from: "Acme".into(),
+            body: "hello".into(),
+            encoding: None,
+            segments: 1,
+            priority: switchyard_routing::Priority::Normal,
+            scheduled_at: None,
+            expires_at: None,
+            callback_url: None,
+            tags: Vec::new(),
+            metadata: None,
+            carrier: None,
+            price: None,
+            created_at: crate::domain::now_ms(),
+            batch_id: None,
+            voice: None,
+            email: None,
+            chat: None,
+            flow: None,
+            request: None,
+            smpp: None,
+            udh: None,
+            data_coding: None,
+        };
+        store.insert(vec![message]).await.unwrap();
+        opened.close().await.unwrap();
+        let (again, last) = open_store(&config, &dir).await.unwrap();
+        assert_eq!(
+            last,
+            Some(far),
+            "crash recovery stops at the highest stored id"
+        );
+        again.close().await.unwrap();
+    }
 }

@@ -239,7 +239,7 @@ fn broken_config_reports_every_mistake() {
     let expect = [
         ("server.listen", (2, Some(10))),
         ("server.max_body_bytes", (3, Some(18))),
-        ("store.kind", (6, Some(1))), // checks across keys point at the key
+        ("store.url", (5, Some(2))), // a missing key points at its table
         ("tenants[0].api_keys[0]", (10, Some(13))),
         ("tenants[1].name", (13, Some(1))),
         ("tenants[1].allowed_carriers[0]", (15, Some(21))),
@@ -263,7 +263,7 @@ fn broken_config_reports_every_mistake() {
         &"switchyard.toml:29:10: carriers[1].smpp.window: must be between 1 and 10000 (got 0)"
     ));
     assert!(lines.contains(
-        &"switchyard.toml:6:1: store.kind: the \"postgres\" store (use \"sqlite\" for now) is not available yet"
+        &"switchyard.toml:5:2: store.url: the postgres store needs url (or url_env): where the database is"
     ));
     assert!(text.contains("tenant \"acme\" is defined twice (first at tenants[0].name)"));
     assert!(text.contains("expected an integer, found string"));
@@ -996,5 +996,50 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
         "carriers[4].telegram.price",
     ] {
         assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}
+
+#[test]
+fn the_postgres_store_needs_a_url_and_keeps_it_secret() {
+    let tenant = format!(
+        "[[tenants]]\nname = \"a\"\napi_keys = [{:?}]\n\n\
+         [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\nsmpp = {{ sandbox = true, system_id = \"x\" }}\n\n\
+         [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n\n",
+        hash_api_key("k")
+    );
+    std::env::set_var(
+        "SWITCHYARD_TEST_PG_URL",
+        "host=db1 user=switchyard password=pg-secret dbname=switchyard",
+    );
+    let ok = parse(&format!(
+        "{tenant}[store]\nkind = \"postgres\"\nurl_env = \"SWITCHYARD_TEST_PG_URL\"\npool_size = 16\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.store.kind, StoreKind::Postgres);
+    assert_eq!(ok.store.pool_size, 16);
+    assert!(ok
+        .store
+        .url
+        .as_ref()
+        .unwrap()
+        .expose()
+        .contains("pg-secret"));
+    assert!(
+        !format!("{ok:?}").contains("pg-secret"),
+        "the url stays out of logs"
+    );
+    for (store, at) in [
+        (
+            "kind = \"postgres\"\npath = \"x.db\"\nurl = \"host=db1\"\n",
+            "store.path",
+        ),
+        ("url = \"host=db1\"\n", "store.url"),
+        (
+            "kind = \"postgres\"\npool_size = 1\nurl = \"host=db1\"\n",
+            "store.pool_size",
+        ),
+    ] {
+        let errs = errors(&format!("{tenant}[store]\n{store}"));
+        assert!(errs.at(at).is_some(), "no error at {at}:\n{errs}");
     }
 }

@@ -315,7 +315,11 @@ fn required_secret(report: &mut Report<'_>, t: &mut Table<'_, '_>, key: &'static
 
 /// `key` (in the file) or `key_env` (the name of an environment variable that holds it, read
 /// now), not both; `None` when neither is given or the variable is unset.
-fn secret(report: &mut Report<'_>, t: &mut Table<'_, '_>, key: &'static str) -> Option<Secret> {
+pub(crate) fn secret(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    key: &'static str,
+) -> Option<Secret> {
     let env_key = env_key(key);
     let inline = t.string(report, key);
     let env_name = t.string(report, env_key);
@@ -362,6 +366,7 @@ fn env_key(key: &'static str) -> &'static str {
         "bot_token" => "bot_token_env",
         "webhook_secret" => "webhook_secret_env",
         "page_access_token" => "page_access_token_env",
+        "url" => "url_env",
         _ => "unknown_env",
     }
 }

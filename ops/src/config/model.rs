@@ -214,8 +214,7 @@ pub struct OperatorConfig {
 pub enum StoreKind {
     /// Embedded SQLite (WAL, synchronous=FULL): one node.
     Sqlite,
-    /// PostgreSQL, for several nodes. Reserved: the file may name it, validation refuses it
-    /// until the backend exists.
+    /// PostgreSQL (`url`): a database server the operator runs, replicates and backs up.
     Postgres,
 }
 
@@ -229,6 +228,11 @@ pub struct StoreConfig {
     /// How long the single writer waits for more requests to share one transaction and one
     /// fsync (`group_commit_linger_ms`).
     pub group_commit_linger: Duration,
+    /// PostgreSQL connection string (`url` or `url_env`: a libpq key/value string or a
+    /// `postgresql://` URL; it may hold a password, so it is kept as a secret).
+    pub url: Option<super::chat::Secret>,
+    /// PostgreSQL connections at most (`pool_size`).
+    pub pool_size: u32,
 }
 
 impl StoreConfig {
@@ -238,6 +242,8 @@ impl StoreConfig {
     pub const DEFAULT_LINGER_MS: u64 = 2;
     /// Default `kind`.
     pub const DEFAULT_KIND: StoreKind = StoreKind::Sqlite;
+    /// Default `pool_size`.
+    pub const DEFAULT_POOL_SIZE: u32 = 8;
 }
 
 impl Default for StoreConfig {
@@ -246,6 +252,8 @@ impl Default for StoreConfig {
             kind: Self::DEFAULT_KIND,
             path: None,
             group_commit_linger: Duration::from_millis(Self::DEFAULT_LINGER_MS),
+            url: None,
+            pool_size: Self::DEFAULT_POOL_SIZE,
         }
     }
 }

@@ -278,11 +278,15 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
         1000,
         StoreConfig::DEFAULT_LINGER_MS,
     );
+    let url = super::chat::secret(report, &mut t, "url");
+    let pool_size = t.int_or(report, "pool_size", 2, 256, StoreConfig::DEFAULT_POOL_SIZE);
     t.finish(report);
     StoreConfig {
         kind,
         path,
         group_commit_linger: Duration::from_millis(linger),
+        url,
+        pool_size,
     }
 }
 

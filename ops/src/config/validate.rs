@@ -114,11 +114,25 @@ fn operator(config: &Config, report: &mut Report<'_>) {
 }
 
 fn store(config: &Config, report: &mut Report<'_>) {
-    if config.store.kind == StoreKind::Postgres {
-        report.at_path(
-            "store.kind",
-            ConfigErrorKind::NotAvailable("the \"postgres\" store (use \"sqlite\" for now)".into()),
-        );
+    let s = &config.store;
+    match s.kind {
+        StoreKind::Postgres if s.url.is_none() && !report.has_error("store.url_env") => {
+            report.at_path(
+                "store.url",
+                ConfigErrorKind::Invalid(
+                    "the postgres store needs url (or url_env): where the database is".into(),
+                ),
+            );
+        }
+        StoreKind::Postgres if s.path.is_some() => report.at_path(
+            "store.path",
+            ConfigErrorKind::Invalid("path is the SQLite file; the postgres store has url".into()),
+        ),
+        StoreKind::Sqlite if s.url.is_some() => report.at_path(
+            "store.url",
+            ConfigErrorKind::Invalid("url is for kind = \"postgres\"".into()),
+        ),
+        _ => {}
     }
 }
 
