@@ -104,7 +104,7 @@ fn read_line(
         match reader.read_line(line) {
             Ok(0) => bail!("connection closed"),
             Ok(_) => return Ok(()),
-            Err(e) if is_timeout(&e) => {
+            Err(e) if read_again(&e) => {
                 if Instant::now() >= deadline {
                     bail!("timed out reading the event stream");
                 }
@@ -124,7 +124,7 @@ fn read_exact(
         match reader.read(&mut buf[filled..]) {
             Ok(0) => bail!("connection closed"),
             Ok(n) => filled += n,
-            Err(e) if is_timeout(&e) => {
+            Err(e) if read_again(&e) => {
                 if Instant::now() >= deadline {
                     bail!("timed out reading the event stream");
                 }
@@ -135,9 +135,12 @@ fn read_exact(
     Ok(())
 }
 
-fn is_timeout(e: &std::io::Error) -> bool {
+/// A read that timed out or was interrupted by a signal: try again until the deadline.
+fn read_again(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
     )
 }

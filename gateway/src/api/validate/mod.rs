@@ -234,6 +234,7 @@ impl ValidSms {
 
 /// Checks everything; the first problem found is returned.
 pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
+    no_nul(&req)?;
     if req.mode.as_deref().is_some_and(|m| m != "single") {
         return Err(Problem::invalid(
             "mode",
@@ -374,6 +375,32 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         email: None,
         chat: None,
     })
+}
+
+/// Refuses U+0000 in the texts a message stores: no channel can carry it, and PostgreSQL's
+/// text columns cannot hold it.
+fn no_nul(req: &SendRequest) -> Result<(), Problem> {
+    let texts = [
+        ("body", req.body.as_deref()),
+        ("from", req.from.as_deref()),
+        ("subject", req.subject.as_deref()),
+        ("html", req.html.as_deref()),
+        ("reply_to", req.reply_to.as_deref()),
+        ("tag", req.tag.as_deref()),
+    ];
+    let tags = req.tags.iter().map(|t| ("tags", Some(t.as_str())));
+    match texts
+        .into_iter()
+        .chain(tags)
+        .find(|(_, t)| t.is_some_and(|t| t.contains('\0')))
+    {
+        Some((field, _)) => Err(Problem::invalid(
+            field,
+            "invalid_text",
+            "text must not contain the NUL character (U+0000)",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The answer serde gives for a required field that is missing.
@@ -1147,6 +1174,24 @@ mod tests {
         assert_eq!(v.country.as_deref(), Some("GB"));
         assert_eq!(v.segments, 1);
         assert_eq!(v.encoding, Encoding::Gsm7);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_where_they_would_be_stored() {
+        for (json, field) in [
+            (
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "a\0b"}),
+                "body",
+            ),
+            (
+                serde_json::json!({"to": "+447400123456", "from": "Acme", "body": "x",
+                                   "tags": ["ok", "n\0"]}),
+                "tags",
+            ),
+        ] {
+            let p = validate(req(json), &Limits::default()).unwrap_err();
+            assert_eq!((p.code, p.field), ("invalid_text", Some(field)));
+        }
     }
 
     #[test]
