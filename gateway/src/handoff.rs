@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use switchyard_routing::{FailureClass, Outcome, Router};
+use switchyard_routing::{FailureClass, Outcome, Ranked, Router, RoutingTable, TenantId};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::carrier::backoff::Backoff;
@@ -79,6 +79,36 @@ pub(crate) trait Carriers: Send + Sync + 'static {
     fn ranked(&self, job: &Self::Job) -> Result<Vec<(String, Money)>, SubmitError>;
     /// One attempt on `carrier`.
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a Self::Job) -> BoxFuture<'a, Verdict>;
+}
+
+/// `tenant`'s id in `table`; an unknown tenant is refused as routing refuses it.
+pub(crate) fn tenant_id(table: &RoutingTable, tenant: &str) -> Result<TenantId, SubmitError> {
+    table.tenant_id(tenant).ok_or_else(|| {
+        crate::dispatch::DispatchError::Route(switchyard_routing::RouteError::UnknownTenant).into()
+    })
+}
+
+/// The carriers of `ranked` that `usable` keeps (by name), in rank order, each with the
+/// tenant's price in the base currency: what [`Carriers::ranked`] answers.
+pub(crate) fn priced(
+    table: &RoutingTable,
+    ranked: &[Ranked],
+    usable: impl Fn(&str) -> bool,
+) -> Vec<(String, Money)> {
+    let currency = table.config().base_currency;
+    ranked
+        .iter()
+        .filter_map(|r| {
+            let name = &table.carrier(r.carrier)?.name;
+            usable(name).then(|| {
+                let price = Money {
+                    amount: r.price,
+                    currency,
+                };
+                (name.clone(), price)
+            })
+        })
+        .collect()
 }
 
 /// The engine of one channel. Shared (`Arc`) by the accept pipeline and its runner.

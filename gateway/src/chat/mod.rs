@@ -44,7 +44,7 @@ use switchyard_routing::{Channel, FailureClass, FlatRouteRequest, RouteBuf, Rout
 use tokio::sync::{watch, Semaphore};
 
 use crate::domain::{ChatChannel, ChatJob, ChatTo, MessageId, MessageRecord, Money, UnixMs};
-use crate::handoff::{Carriers, Engine, HandoffJob, Verdict};
+use crate::handoff::{self, Carriers, Engine, HandoffJob, Verdict};
 use crate::submit::{Connector, SubmitError};
 use crate::updates::UpdateSink;
 
@@ -297,11 +297,7 @@ impl Carriers for ChatCarriers {
     /// The tenant's accounts of the job's channel for its destination, best first.
     fn ranked(&self, job: &ChatJob) -> Result<Vec<(String, Money)>, SubmitError> {
         let table = self.router.load();
-        let tenant = table
-            .tenant_id(&job.tenant)
-            .ok_or(crate::dispatch::DispatchError::Route(
-                switchyard_routing::RouteError::UnknownTenant,
-            ))?;
+        let tenant = handoff::tenant_id(&table, &job.tenant)?;
         let channel: Channel = job.spec.channel.channel();
         let mut buf = RouteBuf::new();
         let ranked = match &job.to {
@@ -328,26 +324,12 @@ impl Carriers for ChatCarriers {
             ),
         }
         .map_err(crate::dispatch::DispatchError::Route)?;
-        let currency = table.config().base_currency;
         let accounts = self.accounts.load();
-        Ok(ranked
-            .iter()
-            .filter_map(|r| {
-                let name = &table.carrier(r.carrier)?.name;
-                accounts
-                    .get(name)
-                    .filter(|a| a.channel() == job.spec.channel)
-                    .map(|_| {
-                        (
-                            name.clone(),
-                            Money {
-                                amount: r.price,
-                                currency,
-                            },
-                        )
-                    })
-            })
-            .collect())
+        Ok(handoff::priced(&table, ranked, |name| {
+            accounts
+                .get(name)
+                .is_some_and(|a| a.channel() == job.spec.channel)
+        }))
     }
 
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a ChatJob) -> BoxFuture<'a, Verdict> {

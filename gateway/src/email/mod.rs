@@ -32,7 +32,7 @@ use switchyard_routing::{Channel, FailureClass, FlatRouteRequest, RouteBuf, Rout
 use tokio::sync::{watch, Semaphore};
 
 use crate::domain::{EmailJob, MessageId, MessageRecord, Money, UnixMs};
-use crate::handoff::{Carriers, Engine, HandoffJob, Verdict};
+use crate::handoff::{self, Carriers, Engine, HandoffJob, Verdict};
 use crate::submit::{Connector, SubmitError};
 use crate::updates::UpdateSink;
 
@@ -145,14 +145,9 @@ impl Carriers for SmtpRelays {
     /// email has none.
     fn ranked(&self, job: &EmailJob) -> Result<Vec<(String, Money)>, SubmitError> {
         let table = self.router.load();
-        let tenant = table
-            .tenant_id(&job.tenant)
-            .ok_or(crate::dispatch::DispatchError::Route(
-                switchyard_routing::RouteError::UnknownTenant,
-            ))?;
         let req = FlatRouteRequest {
             channel: Channel::Email,
-            tenant,
+            tenant: handoff::tenant_id(&table, &job.tenant)?,
             priority: job.priority,
             salt: job.id.0 as u64,
             now: Instant::now(),
@@ -161,24 +156,12 @@ impl Carriers for SmtpRelays {
         let ranked = table
             .route_flat(&req, &mut buf)
             .map_err(crate::dispatch::DispatchError::Route)?;
-        let currency = table.config().base_currency;
         let relays = self.relays.load();
-        let usable = |relay: &Relay| job.from.is_some() || relay.default_from.is_some();
-        let order: Vec<(String, Money)> = ranked
-            .iter()
-            .filter_map(|r| {
-                let name = &table.carrier(r.carrier)?.name;
-                relays.get(name).filter(|r| usable(r)).map(|_| {
-                    (
-                        name.clone(),
-                        Money {
-                            amount: r.price,
-                            currency,
-                        },
-                    )
-                })
-            })
-            .collect();
+        let order = handoff::priced(&table, ranked, |name| {
+            relays
+                .get(name)
+                .is_some_and(|r| job.from.is_some() || r.default_from.is_some())
+        });
         if order.is_empty() && job.from.is_none() {
             return Err(SubmitError::SenderRequired);
         }
