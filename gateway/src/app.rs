@@ -125,6 +125,32 @@ pub async fn start(
     let numbers = tokio::task::spawn_blocking(crate::number::warm);
     let (opened, last_id) = open_store(&config, &base_dir).await?;
     let (store, event_store) = opened.traits();
+    let config_file = config_path.as_ref().and_then(|p| std::fs::read(p).ok());
+    let config_hash = crate::cluster::config_hash(config_file.as_deref(), &*config);
+    let (config_hash_tx, config_hash_rx) = watch::channel(config_hash.clone());
+    let mut membership = match &opened {
+        OpenedStore::Postgres(pg) => Some(
+            crate::cluster::Membership::join(pg.clone(), &config.node, config_hash.clone())
+                .await
+                .context("joining the nodes of the shared store")?,
+        ),
+        OpenedStore::Sqlite(_) => {
+            MessageId::set_node(config.node.id.unwrap_or(0));
+            None
+        }
+    };
+    let node_view = match &membership {
+        Some(m) => m.view(),
+        None => Arc::new(ArcSwap::from_pointee(crate::cluster::NodeView {
+            node: config.node.id.unwrap_or(0),
+            config: config_hash,
+            ..Default::default()
+        })),
+    };
+    let webhook_lease = match &mut membership {
+        Some(m) => m.lease(crate::cluster::WEBHOOKS),
+        None => crate::cluster::Lease::always(crate::cluster::WEBHOOKS),
+    };
     let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
     let directory: SharedDirectory =
         Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
@@ -205,7 +231,7 @@ pub async fn start(
         webhooks,
         config.sse.clone(),
     ));
-    let event_tasks = hub.start(shutdown_rx.clone()).await?;
+    let event_tasks = hub.start(webhook_lease, shutdown_rx.clone()).await?;
     let sip = crate::sip::transport::start(
         &config,
         &base_dir,
@@ -235,13 +261,18 @@ pub async fn start(
 
     // Crash recovery: what was accepted but not handed over for good goes out again, read
     // page by page as the carrier queues take it (see `recover`).
+    let resume = Arc::new(Resume {
+        dispatcher: dispatcher.clone(),
+        voice: voice.as_ref().map(|(v, _)| v.clone()),
+        email: email.clone(),
+        chat: chat.clone(),
+        flows: std::sync::OnceLock::new(),
+        shutdown: shutdown_rx.clone(),
+    });
     if let Some(until) = last_id {
         tokio::spawn(recover(
             store.clone(),
-            dispatcher.clone(),
-            voice.as_ref().map(|(v, _)| v.clone()),
-            Some(email.clone()),
-            Some(chat.clone()),
+            resume.clone(),
             until,
             shutdown_rx.clone(),
         ));
@@ -272,6 +303,16 @@ pub async fn start(
         applied_rx,
         shutdown_rx.clone(),
     );
+    let _ = resume.flows.set(flows.clone());
+    // Taking over dead nodes' work starts once everything it hands work to runs.
+    let joined = membership.map(|m| {
+        m.start(
+            resume.clone(),
+            config_hash_rx,
+            shutdown_tx.clone(),
+            shutdown_rx.clone(),
+        )
+    });
     let state = AppState {
         auth: Arc::new(ArcSwap::from_pointee(auth)),
         store,
@@ -287,6 +328,7 @@ pub async fn start(
         flows,
         chat: chat.clone(),
         updates: updates.clone(),
+        node: node_view,
     };
     numbers.await.context("loading the phone-number metadata")?;
     let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
@@ -306,6 +348,7 @@ pub async fn start(
             smpp_server: smpp_server.clone(),
             email,
             chat,
+            config_hash: config_hash_tx,
         },
         shutdown: shutdown_tx.clone(),
         config,
@@ -316,6 +359,7 @@ pub async fn start(
         voice: voice.map(|(v, _)| v),
         updates_task,
         sip_task: sip.map(|h| h.task),
+        joined,
         opened,
     }));
     Ok(Running {
@@ -486,6 +530,8 @@ struct Parts {
     voice: Option<Arc<crate::voice::Voice>>,
     updates_task: crate::updates::UpdateTask,
     sip_task: Option<tokio::task::JoinHandle<()>>,
+    /// This node's membership of a shared store, left just before the store closes.
+    joined: Option<crate::cluster::Joined>,
     opened: OpenedStore,
 }
 
@@ -513,6 +559,9 @@ async fn run(p: Parts) -> anyhow::Result<()> {
     if let Some(task) = p.sip_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
+    if let Some(joined) = p.joined {
+        joined.leave().await;
+    }
     p.opened.close().await?;
     tracing::info!("stopped");
     Ok(())
@@ -523,13 +572,10 @@ async fn run(p: Parts) -> anyhow::Result<()> {
 /// read, so a backlog larger than the carrier queues waits in the store rather than in
 /// memory, and no message fails for want of room ([`Dispatcher::resubmit`]). Scheduled
 /// messages not released yet are the scheduler's; voice calls follow their own rule
-/// ([`crate::voice::Voice::recover`]).
+/// ([`crate::voice::Voice::recover`]). On a shared store, what this node owns.
 async fn recover(
     store: Arc<dyn Store>,
-    dispatcher: Arc<Dispatcher>,
-    voice: Option<Arc<crate::voice::Voice>>,
-    email: Option<Arc<crate::email::Email>>,
-    chat: Option<Arc<crate::chat::Chat>>,
+    resume: Arc<Resume>,
     until: MessageId,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -553,41 +599,9 @@ async fn recover(
         let Some(last) = page.last() else { break };
         after = Some(last.message.id);
         for record in page {
-            let m = &record.message;
-            if m.voice.is_some() {
-                // Voice calls: never dialled → dial; dialling → interrupted.
-                match &voice {
-                    Some(v) => v.recover(&record).await,
-                    None => {
-                        tracing::warn!(id = %m.id, "a voice call is unfinished but no voice carrier is configured")
-                    }
-                }
-                continue;
+            if resume.resume(&record, false, &mut shutdown).await {
+                total += 1;
             }
-            if m.email.is_some() {
-                match &email {
-                    Some(e) => crate::email::recover(e, &record),
-                    None => {
-                        tracing::warn!(id = %m.id, "an email is unfinished but no carrier has an SMTP relay")
-                    }
-                }
-                continue;
-            }
-            if m.chat.is_some() {
-                if let Some(c) = &chat {
-                    crate::chat::recover(c, &record);
-                }
-                continue;
-            }
-            if record.status == crate::domain::Status::Accepted && m.scheduled_at.is_some() {
-                // The scheduler reads it from the store when it is due.
-                continue;
-            }
-            let Some(job) = Job::from_record(&record) else {
-                continue;
-            };
-            total += 1;
-            dispatcher.resubmit(Arc::new(job), &mut shutdown).await;
         }
     }
     if total > 0 {
@@ -595,6 +609,77 @@ async fn recover(
             messages = total,
             "resubmitted the messages left unfinished by the last run"
         );
+    }
+}
+
+/// Where an unfinished message goes again: after a restart, or when this node takes over a
+/// dead node's messages.
+struct Resume {
+    dispatcher: Arc<Dispatcher>,
+    voice: Option<Arc<crate::voice::Voice>>,
+    email: Arc<crate::email::Email>,
+    chat: Arc<crate::chat::Chat>,
+    /// The flow runner (set once it runs: before any node's flows are taken over).
+    flows: std::sync::OnceLock<crate::flows::Flows>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Resume {
+    /// Hands `record` to its channel again. A scheduled SMS not released yet is left to the
+    /// scheduler after a restart (it reads it when due) but handed to it when `adopted` (its
+    /// read may have passed it). Returns whether an SMS was queued.
+    async fn resume(
+        &self,
+        record: &crate::domain::MessageRecord,
+        adopted: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let m = &record.message;
+        if m.voice.is_some() {
+            // Voice calls: never dialled → dial; dialling → interrupted.
+            match &self.voice {
+                Some(v) => v.recover(record).await,
+                None => {
+                    tracing::warn!(id = %m.id, "a voice call is unfinished but no voice carrier is configured")
+                }
+            }
+            return false;
+        }
+        if m.email.is_some() {
+            crate::email::recover(&self.email, record);
+            return false;
+        }
+        if m.chat.is_some() {
+            crate::chat::recover(&self.chat, record);
+            return false;
+        }
+        let Some(job) = Job::from_record(record) else {
+            return false;
+        };
+        if record.status == crate::domain::Status::Accepted && m.scheduled_at.is_some() {
+            if adopted {
+                self.dispatcher.enqueue_with_retry(Arc::new(job)).await;
+            }
+            // After a restart the scheduler reads it from the store when it is due.
+            return false;
+        }
+        self.dispatcher.resubmit(Arc::new(job), shutdown).await;
+        true
+    }
+}
+
+impl crate::cluster::Adopter for Resume {
+    fn message(&self, record: crate::domain::MessageRecord) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut shutdown = self.shutdown.clone();
+            self.resume(&record, true, &mut shutdown).await;
+        })
+    }
+
+    fn flow(&self, id: MessageId, tenant: String) {
+        if let Some(flows) = self.flows.get() {
+            flows.track(id, tenant.into());
+        }
     }
 }
 
@@ -613,6 +698,8 @@ struct Reloader {
     email: Arc<crate::email::Email>,
     /// The chat engine (RCS, WhatsApp; with no account until one is configured).
     chat: Arc<crate::chat::Chat>,
+    /// The running configuration's hash, which the node reports to its peers.
+    config_hash: watch::Sender<String>,
 }
 
 /// SIGTERM/SIGINT stop the gateway; SIGHUP reloads routing, API keys and binds.
@@ -682,6 +769,11 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
         );
     }
     let next = Arc::new(next);
+    let hash = crate::cluster::config_hash(std::fs::read(path).ok().as_deref(), &*next);
+    let mut view = (**state.node.load()).clone();
+    view.config = hash.clone();
+    state.node.store(Arc::new(view));
+    let _ = r.config_hash.send(hash);
     state
         .events
         .directory

@@ -11,6 +11,8 @@
 //!   (the HTTP client for tenants' URLs under the operator's `[egress]` policy).
 //! - [`store`]: the durable state behind the [`store::Store`] trait (embedded SQLite).
 //! - [`carrier`]: what binds, the proxy and calls share about carriers (health by name, back-off).
+//! - [`cluster`]: this process as a node of a shared (PostgreSQL) store: registration,
+//!   heartbeat, leases of singleton jobs, taking over a dead node's messages.
 //! - [`updates`], [`dispatch`]: state changes batched into the store; route lookup,
 //!   per-carrier priority queues, failover, scheduled sends.
 //! - [`admission`]: what a tenant may send (plan, rate, quotas, opt-outs, templates).
@@ -34,6 +36,7 @@ pub mod api;
 pub mod app;
 pub(crate) mod carrier;
 pub(crate) mod chat;
+pub(crate) mod cluster;
 pub(crate) mod dispatch;
 pub mod domain;
 pub(crate) mod egress;

@@ -70,7 +70,7 @@ fn the_check_finds_a_cycle() {
 const GATEWAY_LAYERS: &[&[&str]] = &[
     &["domain", "number", "tls"],
     &["egress", "store", "carrier"],
-    &["updates"],
+    &["updates", "cluster"],
     &["dispatch"],
     &["admission"],
     &["submit"],

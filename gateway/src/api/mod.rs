@@ -103,6 +103,8 @@ pub(crate) struct AppState {
     pub(crate) chat: Arc<crate::chat::Chat>,
     /// Where those webhooks' receipts go.
     pub(crate) updates: crate::updates::UpdateSink,
+    /// This node, its configuration's hash and its peers (for `/readyz` and metrics).
+    pub(crate) node: crate::cluster::SharedNodeView,
 }
 
 impl std::fmt::Debug for AppState {

@@ -166,7 +166,9 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the store takes writes and at least one bind is up.
+/// `GET /readyz`: the store takes writes and at least one bind is up. Says which node this
+/// is, the hash of its configuration, and (on a shared store) every node with its
+/// configuration's hash, listing live nodes whose configuration differs (`config_mismatch`).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reasons")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut problems = Vec::new();
@@ -181,7 +183,33 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if up == 0 {
         problems.push("no SMPP bind is up".to_owned());
     }
-    let body = serde_json::json!({ "ready": problems.is_empty(), "binds_up": up, "binds": binds.len(), "problems": problems });
+    let node = state.node.load();
+    if node.fenced {
+        problems.push("node: its registration in the shared store was lost; stopping".to_owned());
+    }
+    let peers: Vec<_> = node
+        .peers
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id,
+                "name": p.name,
+                "config": p.config,
+                "alive": p.alive,
+                "heartbeat_age_ms": p.heartbeat_age.as_millis() as u64,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "ready": problems.is_empty(),
+        "binds_up": up,
+        "binds": binds.len(),
+        "problems": problems,
+        "node": node.node,
+        "config": node.config,
+        "nodes": peers,
+        "config_mismatch": node.config_mismatch(),
+    });
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
@@ -203,6 +231,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         metrics::counter!("switchyard_smpp_receipts_total", &labels)
             .absolute(b.receipts.load(Ordering::Relaxed));
     }
+    let node = state.node.load();
+    metrics::gauge!("switchyard_config_info", "node" => node.node.to_string(), "hash" => node.config.clone())
+        .set(1.0);
     metrics::gauge!("switchyard_dispatch_queued_messages").set(state.dispatcher.queued() as f64);
     metrics::gauge!("switchyard_dispatch_scheduled_in_memory_messages")
         .set(state.dispatcher.scheduled_in_memory() as f64);

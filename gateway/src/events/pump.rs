@@ -12,6 +12,7 @@ use super::sse::Streams;
 use super::webhook::Webhooks;
 use super::Rendered;
 use crate::admission::optout::OptOuts;
+use crate::cluster::Lease;
 use crate::domain::{EventWrite, SharedDirectory};
 use crate::store::events::EventStore;
 use crate::store::Store;
@@ -67,9 +68,11 @@ impl Hub {
     }
 
     /// Starts the pump (from the saved webhook cursor, or the end of the log on first start)
-    /// and the webhook retries. Both stop on `shutdown`.
+    /// and the webhook retries. Both stop on `shutdown`. Webhooks are sent while this node
+    /// holds `lease` (always on one node); events reach SSE streams on every node.
     pub(crate) async fn start(
         self: &Arc<Self>,
+        lease: Arc<Lease>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
         let end = self.events.max_seq().await?;
@@ -80,22 +83,52 @@ impl Hub {
                 end
             }
         };
-        if start < end {
+        if start < end && lease.held() {
             tracing::info!(
                 events = end - start,
                 "resuming webhook delivery after the saved cursor"
             );
         }
-        let pump = tokio::spawn(self.clone().pump(start, shutdown.clone()));
-        let retries = tokio::spawn(self.webhooks.clone().run_retries(shutdown));
+        // SSE streams start at the end of the log (a client resumes with Last-Event-ID).
+        let pump = tokio::spawn(self.clone().pump(end, start, lease.clone(), shutdown.clone()));
+        let retries = tokio::spawn(self.webhooks.clone().run_retries(lease, shutdown));
         Ok(vec![pump, retries])
     }
 
-    /// Reads the log after `position` until shutdown.
-    async fn pump(self: Arc<Self>, mut position: i64, mut shutdown: watch::Receiver<bool>) {
-        let mut saved = position;
+    /// Reads the log after `position` until shutdown, publishing to SSE streams; sends
+    /// webhooks for the events after `hooks` while `lease` is held.
+    async fn pump(
+        self: Arc<Self>,
+        mut position: i64,
+        hooks: i64,
+        lease: Arc<Lease>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // Where webhooks stand: `Some(seq)` while this node sends them (events up to `seq`
+        // handed to the sender), `None` while another node does.
+        let mut sending: Option<i64> = None;
+        let mut from_cursor = Some(hooks);
+        let mut saved = hooks;
         let mut saved_at = Instant::now();
         loop {
+            match (lease.held(), sending) {
+                (true, None) => {
+                    // Taken over (or started): send from the saved cursor, catching up to the
+                    // SSE position first.
+                    let cursor = match from_cursor.take() {
+                        Some(c) => Some(c),
+                        None => self.events.cursor().await.ok().flatten(),
+                    };
+                    let cursor = cursor.unwrap_or(position).min(position);
+                    saved = cursor;
+                    sending = Some(self.catch_up(cursor, position).await);
+                }
+                (false, Some(_)) => {
+                    sending = None;
+                    from_cursor = None;
+                }
+                _ => {}
+            }
             let batch = match self.events.events_after(position, None, BATCH).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -111,7 +144,10 @@ impl Hub {
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
-                let url = self.directory.load().url_for(&event);
+                let url = sending
+                    .is_some()
+                    .then(|| self.directory.load().url_for(&event))
+                    .flatten();
                 if url.is_none() && !event.is_inbound() && !self.streams.has(&tenant) {
                     // Nobody to tell: skip rendering.
                     metrics::counter!("switchyard_events_total").increment(1);
@@ -135,8 +171,11 @@ impl Hub {
                 }));
             }
             super::webhook::write_all(&self.store, spilled).await;
+            if sending.is_some() {
+                sending = Some(position);
+            }
             let stopping = *shutdown.borrow();
-            if stopping || saved_at.elapsed() >= CURSOR_EVERY {
+            if sending.is_some() && (stopping || saved_at.elapsed() >= CURSOR_EVERY) {
                 let mark = self.webhooks.watermark(position);
                 if mark != saved {
                     super::webhook::write(&self.store, EventWrite::Cursor { seq: mark }).await;
@@ -154,5 +193,48 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Sends the webhooks of the events in `(from, to]` (already published to SSE streams);
+    /// returns `to`.
+    async fn catch_up(&self, mut from: i64, to: i64) -> i64 {
+        while from < to {
+            let batch = match self.events.events_after(from, None, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("reading the event log failed: {e}");
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let mut spilled = Vec::new();
+            let before = from;
+            for event in batch {
+                if event.seq > to {
+                    break;
+                }
+                from = event.seq;
+                let Some(tenant) = event.tenant.clone() else {
+                    continue;
+                };
+                if let Some(url) = self.directory.load().url_for(&event) {
+                    spilled.extend(self.webhooks.submit(
+                        event.seq,
+                        tenant,
+                        url,
+                        Bytes::from(event.to_json()),
+                    ));
+                }
+            }
+            super::webhook::write_all(&self.store, spilled).await;
+            if from == before {
+                // Nothing more up to `to` (the log has gaps).
+                break;
+            }
+        }
+        to
     }
 }

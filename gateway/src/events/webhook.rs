@@ -317,6 +317,7 @@ impl Webhooks {
     /// Retries due outbox rows until `shutdown`.
     pub(crate) async fn run_retries(
         self: Arc<Self>,
+        lease: Arc<crate::cluster::Lease>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut depth_at = std::time::Instant::now();
@@ -324,6 +325,10 @@ impl Webhooks {
             tokio::select! {
                 _ = tokio::time::sleep(RETRY_POLL) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
+            }
+            if !lease.held() {
+                // Another node sends the webhooks (and their retries).
+                continue;
             }
             if depth_at.elapsed() >= Duration::from_secs(1) {
                 depth_at = std::time::Instant::now();
@@ -757,7 +762,7 @@ mod tests {
             .unwrap(),
         );
         let (_stop, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(webhooks.clone().run_retries(stop));
+        tokio::spawn(webhooks.clone().run_retries(crate::cluster::Lease::always("webhooks"), stop));
         let started = std::time::Instant::now();
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await

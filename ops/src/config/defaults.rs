@@ -78,6 +78,7 @@ impl Config {
             queues: Default::default(),
             egress: Default::default(),
             sse: Default::default(),
+            node: Default::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod inbound;
 pub mod keys;
 pub mod model;
 pub mod queues;
+pub mod node;
 pub mod retention;
 pub mod smpp_server;
 pub mod voice;
@@ -66,6 +67,7 @@ pub use model::{
     Scope, Scopes, SipAllow, SipSecret, SipTlsListener, SipTransport, SipUser, TenantLimits,
     TenantSip, TrunkCredentials,
 };
+pub use node::NodeSettings;
 pub use queues::{QueueSettings, TenantFairness};
 pub use reload::reloadable_diff;
 pub use retention::RetentionSettings;

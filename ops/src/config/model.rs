@@ -56,6 +56,8 @@ pub struct Config {
     pub egress: super::egress::EgressPolicy,
     /// Limits of the event stream, `GET /v1/events` (`[sse]`).
     pub sse: super::events::SseSettings,
+    /// This node among the nodes sharing a PostgreSQL store (`[node]`, defaults when absent).
+    pub node: super::node::NodeSettings,
 }
 
 impl Config {

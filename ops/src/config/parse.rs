@@ -119,6 +119,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(s) => super::events::sse(report, s),
         None => super::events::SseSettings::default(),
     };
+    let node = match t.table(report, "node") {
+        Some(n) => super::node::node(report, n),
+        None => super::node::NodeSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -137,6 +141,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         queues,
         egress,
         sse,
+        node,
     }
 }
 

@@ -6,7 +6,7 @@
 //! `server.listen`, `server.data_dir`, `server.max_body_bytes` and the other listener settings
 //! (`ops_listen`, `max_connections`, the timeouts, `tls_*`: baked into the HTTP stack),
 //! everything under `[store]`, `[voice]`, `[queues]`, `[inbound]`, `[retention]`, `[egress]`,
-//! `[sse]` and `[smpp_server]` (including adding or removing it), the SIP listeners
+//! `[sse]`, `[node]` and `[smpp_server]` (including adding or removing it), the SIP listeners
 //! (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`) and `sip.max_transactions`.
 
 use super::model::Config;
@@ -91,6 +91,9 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.egress != new.egress {
         needs.push("egress (read by the webhook and audio clients at start)".into());
+    }
+    if old.node != new.node {
+        needs.push("node (the node registers at start)".into());
     }
     if old.sse != new.sse {
         needs.push("sse (read by the event stream at start)".into());

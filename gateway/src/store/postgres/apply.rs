@@ -17,8 +17,8 @@ use crate::domain::{
 
 const MESSAGE_INSERT: &str = "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
      priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat) \
-     VALUES ($1, $2, 'accepted', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)";
+     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat, node) \
+     VALUES ($1, $2, 'accepted', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)";
 
 /// Stores accepted messages, each with its `accepted` history entry.
 pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Result<(), PgError> {
@@ -34,7 +34,8 @@ pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Resu
         let segments = i64::from(m.segments);
         let data_coding = m.data_coding.map(i64::from);
         let (flow_id, flow_step) = (m.flow.map(|f| f.flow.0), m.flow.map(|f| i64::from(f.step)));
-        let params: [&(dyn ToSql + Sync); 27] = [
+        let node = i16::from(m.id.node());
+        let params: [&(dyn ToSql + Sync); 28] = [
             &m.id.0,
             &m.tenant,
             &m.to,
@@ -62,6 +63,7 @@ pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Resu
             &flow_id,
             &flow_step,
             &chat,
+            &node,
         ];
         let message = db.execute(MESSAGE_INSERT, &params);
         // Pipelined: both statements go out together (a connection runs them in order; had the

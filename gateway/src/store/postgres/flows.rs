@@ -11,8 +11,8 @@ pub(super) async fn write(db: Db<'_>, w: &FlowWrite) -> Result<(), PgError> {
     match w {
         FlowWrite::Insert(f) => {
             db.execute(
-                "INSERT INTO flows (id, tenant, mode, steps, state, skipped, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                "INSERT INTO flows (id, tenant, mode, steps, state, skipped, created_at, updated_at, node) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
                 &[
                     &f.id.0,
                     &f.tenant,
@@ -21,6 +21,7 @@ pub(super) async fn write(db: Db<'_>, w: &FlowWrite) -> Result<(), PgError> {
                     &f.state.as_str(),
                     &serde_json::to_string(&f.skipped)?,
                     &f.created_at,
+                    &i16::from(f.id.node()),
                 ],
             )
             .await?;
@@ -127,12 +128,12 @@ pub(super) async fn get(
     Ok(Some(flow))
 }
 
-/// Every running flow, oldest first, with its deliveries.
-pub(super) async fn running(db: Db<'_>) -> Result<Vec<FlowRecord>, PgError> {
+/// Every running flow `node` owns, oldest first, with its deliveries.
+pub(super) async fn running(db: Db<'_>, node: i16) -> Result<Vec<FlowRecord>, PgError> {
     let rows = db
         .query(
-            &format!("SELECT {COLUMNS} FROM flows WHERE state = 'running' ORDER BY id"),
-            &[],
+            &format!("SELECT {COLUMNS} FROM flows WHERE state = 'running' AND node = $1 ORDER BY id"),
+            &[&node],
         )
         .await?;
     let mut flows = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;

@@ -49,6 +49,7 @@
 
 mod apply;
 mod calls;
+mod cluster;
 mod events;
 mod flows;
 mod inbound;
@@ -65,7 +66,7 @@ pub(crate) mod harness;
 mod tests;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -79,6 +80,7 @@ use tokio_postgres::{NoTls, Row};
 
 use self::writer::{Request, Writer};
 pub use super::retention::Retention;
+pub use cluster::{NodeInfo, Registration};
 use super::{Store, StoreError};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
@@ -168,6 +170,9 @@ pub struct PostgresStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// The writer's counters.
     stats: Arc<Stats>,
+    /// The node this process is ([`PostgresStore::register_node`]; 0 until then): crash
+    /// recovery, the scheduler and the flows read what it owns.
+    node: AtomicI16,
 }
 
 impl PostgresStore {
@@ -231,7 +236,13 @@ impl PostgresStore {
             requests: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             stats,
+            node: AtomicI16::new(0),
         })
+    }
+
+    /// The node whose messages and flows this store's recovery reads return.
+    fn node(&self) -> i16 {
+        self.node.load(Ordering::Relaxed)
     }
 
     /// The writer's counters so far.
@@ -522,7 +533,8 @@ impl Store for PostgresStore {
     }
 
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
-        self.read(|db| Box::pin(read::unfinished(db)))
+        let node = self.node();
+        self.read(move |db| Box::pin(read::unfinished(db, node)))
     }
 
     fn unfinished_page(
@@ -531,7 +543,8 @@ impl Store for PostgresStore {
         until: MessageId,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
-        self.read(move |db| Box::pin(read::unfinished_page(db, after, until, limit)))
+        let node = self.node();
+        self.read(move |db| Box::pin(read::unfinished_page(db, node, after, until, limit)))
     }
 
     fn scheduled(
@@ -539,7 +552,8 @@ impl Store for PostgresStore {
         after: (UnixMs, MessageId),
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
-        self.read(move |db| Box::pin(read::scheduled(db, after, limit)))
+        let node = self.node();
+        self.read(move |db| Box::pin(read::scheduled(db, node, after, limit)))
     }
 
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>> {
@@ -597,7 +611,8 @@ impl Store for PostgresStore {
     }
 
     fn running_flows(&self) -> BoxFuture<'_, Result<Vec<FlowRecord>, StoreError>> {
-        self.read(|db| Box::pin(flows::running(db)))
+        let node = self.node();
+        self.read(move |db| Box::pin(flows::running(db, node)))
     }
 
     fn calls(

@@ -201,21 +201,22 @@ pub(super) async fn list(
     records(db, &rows, true).await
 }
 
-/// Messages in accepted/queued/submitting, oldest first, with their segments.
-pub(super) async fn unfinished(db: Db<'_>) -> Result<Vec<MessageRecord>, PgError> {
+/// Messages of `node` in accepted/queued/submitting, oldest first, with their segments.
+pub(super) async fn unfinished(db: Db<'_>, node: i16) -> Result<Vec<MessageRecord>, PgError> {
     // The WHERE clause repeats the partial index's, so PostgreSQL can use it.
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages \
-         WHERE status IN ('accepted', 'queued', 'submitting') ORDER BY id"
+         WHERE status IN ('accepted', 'queued', 'submitting') AND node = $1 ORDER BY id"
     );
-    let rows = db.query(&sql, &[]).await?;
+    let rows = db.query(&sql, &[&node]).await?;
     records(db, &rows, true).await
 }
 
-/// Unfinished messages with ids in `(after, until]`, oldest first, at most `limit`, with their
-/// segments.
+/// Unfinished messages of `node` with ids in `(after, until]`, oldest first, at most `limit`,
+/// with their segments.
 pub(super) async fn unfinished_page(
     db: Db<'_>,
+    node: i16,
     after: Option<MessageId>,
     until: MessageId,
     limit: usize,
@@ -223,19 +224,30 @@ pub(super) async fn unfinished_page(
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages \
          WHERE status IN ('accepted', 'queued', 'submitting') \
-         AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+         AND node = $4 AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
     );
     let after = after.map_or(i64::MIN, |a| a.0);
     let rows = db
-        .query(&sql, &[&after, &until.0, &limit_param(limit)])
+        .query(&sql, &[&after, &until.0, &limit_param(limit), &node])
         .await?;
     records(db, &rows, true).await
 }
 
-/// Scheduled SMS messages still `accepted`, by `(scheduled_at, id)` after `after`, at most
-/// `limit`, without segments (they have none yet).
+/// The messages with ids `ids` (in id order), with their segments.
+pub(super) async fn by_ids(db: Db<'_>, ids: &[i64]) -> Result<Vec<MessageRecord>, PgError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1) ORDER BY id");
+    let rows = db.query(&sql, &[&ids]).await?;
+    records(db, &rows, true).await
+}
+
+/// Scheduled SMS messages of `node` still `accepted`, by `(scheduled_at, id)` after `after`,
+/// at most `limit`, without segments (they have none yet).
 pub(super) async fn scheduled(
     db: Db<'_>,
+    node: i16,
     (at, id): (UnixMs, MessageId),
     limit: usize,
 ) -> Result<Vec<MessageRecord>, PgError> {
@@ -243,10 +255,12 @@ pub(super) async fn scheduled(
     // on `(scheduled_at, id)` is a walk of that index.
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'accepted' AND scheduled_at IS NOT NULL \
-         AND (scheduled_at, id) > ($1, $2) AND voice IS NULL AND email IS NULL \
+         AND (scheduled_at, id) > ($1, $2) AND voice IS NULL AND email IS NULL AND node = $4 \
          ORDER BY scheduled_at, id LIMIT $3"
     );
-    let rows = db.query(&sql, &[&at, &id.0, &limit_param(limit)]).await?;
+    let rows = db
+        .query(&sql, &[&at, &id.0, &limit_param(limit), &node])
+        .await?;
     records(db, &rows, false).await
 }
 

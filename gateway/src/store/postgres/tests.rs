@@ -515,3 +515,122 @@ async fn ping_fails_where_writes_cannot_be_made() {
     }
     last.unwrap();
 }
+
+/// Message `n` made by node `node` (its number in the id's low 8 bits).
+fn message_of_node(node: u8, n: i64) -> NewMessage {
+    let mut m = message("acme", n, 1);
+    m.id = MessageId((m.id.0 & !0xFF) | i64::from(node));
+    m
+}
+
+#[tokio::test]
+async fn nodes_register_under_free_numbers_and_a_live_number_is_refused() {
+    let conninfo = fresh_database().await;
+    let (a, b) = (open(&conninfo).await, open(&conninfo).await);
+    let lease = Duration::from_secs(3);
+    let first = a.register_node(None, "a", "h1", lease).await.unwrap();
+    let second = b.register_node(None, "b", "h2", lease).await.unwrap();
+    assert_eq!((first.node, second.node), (0, 1));
+    // Number 1 is live (renewed meanwhile): a third process asking for it waits out the
+    // lease, then gives up.
+    let c = open(&conninfo).await;
+    let started = std::time::Instant::now();
+    let renew = async {
+        while started.elapsed() < lease + Duration::from_millis(1500) {
+            assert!(b.heartbeat(&second, "h2").await.unwrap());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let (refused, ()) = futures::join!(c.register_node(Some(1), "c", "h3", lease), renew);
+    let refused = refused.unwrap_err();
+    assert!(started.elapsed() >= lease, "{:?}", started.elapsed());
+    assert!(refused.to_string().contains("node number 1"), "{refused}");
+    // The heartbeat keeps it; the configuration hash is what the node says last.
+    assert!(b.heartbeat(&second, "h2b").await.unwrap());
+    let nodes = a.nodes(lease).await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[1].config, "h2b");
+    // Node 0 did not renew meanwhile: it is dead; node 1 is alive.
+    assert_eq!(nodes.iter().map(|n| n.alive).collect::<Vec<_>>(), [false, true]);
+}
+
+#[tokio::test]
+async fn a_number_whose_lease_ran_out_is_taken_and_its_old_holder_is_fenced() {
+    let conninfo = fresh_database().await;
+    let (a, b) = (open(&conninfo).await, open(&conninfo).await);
+    let lease = Duration::from_millis(600);
+    let old = a.register_node(Some(7), "old", "h", lease).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let new = b.register_node(Some(7), "new", "h", lease).await.unwrap();
+    assert_eq!(new.node, 7);
+    assert!(!a.heartbeat(&old, "h").await.unwrap(), "the old holder must learn it lost the number");
+    assert!(b.heartbeat(&new, "h").await.unwrap());
+    b.unregister(&new).await.unwrap();
+    assert!(a.nodes(lease).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires() {
+    let conninfo = fresh_database().await;
+    let (a, b) = (open(&conninfo).await, open(&conninfo).await);
+    let lease = Duration::from_millis(700);
+    let na = a.register_node(None, "a", "h", lease).await.unwrap();
+    let nb = b.register_node(None, "b", "h", lease).await.unwrap();
+    assert!(a.lease("webhooks", &na, lease).await.unwrap());
+    assert!(!b.lease("webhooks", &nb, lease).await.unwrap());
+    assert!(a.lease("webhooks", &na, lease).await.unwrap(), "renewal");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(b.lease("webhooks", &nb, lease).await.unwrap(), "taken after expiry");
+    assert!(!a.lease("webhooks", &na, lease).await.unwrap());
+    b.release_lease("webhooks", &nb).await.unwrap();
+    assert!(a.lease("webhooks", &na, lease).await.unwrap(), "free after release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
+    let conninfo = fresh_database().await;
+    let (a, b, dead) = (
+        open(&conninfo).await,
+        open(&conninfo).await,
+        open(&conninfo).await,
+    );
+    let lease = Duration::from_millis(600);
+    let gone = dead.register_node(Some(5), "dead", "h", lease).await.unwrap();
+    let messages: Vec<NewMessage> = (1..=300).map(|n| message_of_node(5, n)).collect();
+    dead.insert(messages).await.unwrap();
+    // One of them was delivered before the node died: not unfinished, not taken over.
+    dead.apply(vec![status_at(message_of_node(5, 1).id, Status::Delivered, T0 + 10)])
+        .await
+        .unwrap();
+    // The dead node's own recovery reads see them; node 0's do not.
+    assert_eq!(dead.unfinished().await.unwrap().len(), 299);
+    let na = a.register_node(Some(1), "a", "h", lease).await.unwrap();
+    let nb = b.register_node(Some(2), "b", "h", lease).await.unwrap();
+    assert!(a.orphan_owners(lease).await.unwrap().is_empty(), "node 5 is alive");
+    drop(gone);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.orphan_owners(lease).await.unwrap(), vec![5]);
+    let take = |store: PostgresStore, me: Registration| async move {
+        let mut ids = Vec::new();
+        loop {
+            let page = store.adopt_messages(&me, 5, 16).await.unwrap();
+            if page.is_empty() {
+                return (store, ids);
+            }
+            assert!(page.iter().all(|r| r.segment_states.len() <= 1));
+            ids.extend(page.into_iter().map(|r| r.message.id));
+        }
+    };
+    let ((a, from_a), (b, from_b)) = futures::join!(take(a, na.clone()), take(b, nb.clone()));
+    assert!(a.heartbeat(&na, "h").await.unwrap() && b.heartbeat(&nb, "h").await.unwrap());
+    let mut all: Vec<_> = from_a.iter().chain(&from_b).copied().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 299, "every unfinished message taken once");
+    assert_eq!(from_a.len() + from_b.len(), 299);
+    assert!(a.orphan_owners(lease).await.unwrap().is_empty());
+    // Node 1's recovery now reads what it took.
+    a.node.store(1, Ordering::Relaxed);
+    assert_eq!(a.unfinished().await.unwrap().len(), from_a.len());
+    drop(b);
+}

@@ -15,7 +15,7 @@ pub(crate) const T0: i64 = 1_700_000_000_000;
 
 /// The id of test message `n`, created at `T0 + n`.
 pub(crate) fn id(n: i64) -> MessageId {
-    MessageId(((T0 + n) << 20) | n)
+    MessageId(((T0 + n) << 20) | (n << 8))
 }
 
 /// Message `n` of `tenant`, with `segments` segments and every optional field set.

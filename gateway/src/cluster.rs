@@ -1,0 +1,364 @@
+//! This process as a node among the nodes sharing a PostgreSQL store: its registration and
+//! heartbeat, the leases of singleton jobs, and taking over what dead nodes owned.
+//!
+//! ```text
+//! heartbeat task (every heartbeat_s)          adoption task (every heartbeat_s)
+//!   renew the registration ─► lost? stop        owners of unfinished messages or running
+//!   renew/take leases (webhooks)                 flows that are not live nodes
+//!   read every node (for /readyz, metrics)        └► claim a page ─► resume each ─► next page
+//! ```
+//!
+//! A node that cannot renew its registration for a whole lease, or finds it taken by another
+//! process, stops: the other nodes take over its messages once the lease passed, and a node
+//! that went on dispatching them would send them twice. On SQLite there is one node: no
+//! registration, every lease is held.
+//!
+//! See `store::postgres::cluster` for the tables and the claims.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use switchyard_ops::config::NodeSettings;
+use tokio::sync::watch;
+
+use crate::domain::{MessageId, MessageRecord};
+use crate::store::postgres::{NodeInfo, PostgresStore, Registration};
+
+/// Messages claimed from a dead node per round trip.
+const ADOPT_PAGE: usize = 512;
+
+/// The lease whose holder sends the tenants' webhooks.
+pub(crate) const WEBHOOKS: &str = "webhooks";
+
+/// A lease on a singleton job, as this process last saw it.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    name: &'static str,
+    /// Held for good (one node: nothing to share).
+    always: bool,
+    /// Held until then (renewed with the heartbeat); `None`: not held.
+    until: Mutex<Option<Instant>>,
+}
+
+impl Lease {
+    /// A lease a single node always holds.
+    pub(crate) fn always(name: &'static str) -> Arc<Lease> {
+        Arc::new(Lease {
+            name,
+            always: true,
+            until: Mutex::new(None),
+        })
+    }
+
+    fn shared(name: &'static str) -> Arc<Lease> {
+        Arc::new(Lease {
+            name,
+            always: false,
+            until: Mutex::new(None),
+        })
+    }
+
+    /// Whether this process holds the lease now (with a heartbeat's margin before it expires).
+    pub(crate) fn held(&self) -> bool {
+        self.always || self.until.lock().is_some_and(|u| Instant::now() < u)
+    }
+}
+
+/// What `/readyz` and `/metrics` say about the node and its peers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NodeView {
+    /// This node's number.
+    pub(crate) node: u8,
+    /// The hash of the configuration it runs.
+    pub(crate) config: String,
+    /// Every registered node, when the store is shared (empty on SQLite).
+    pub(crate) peers: Vec<NodeInfo>,
+    /// The registration was lost: the node is stopping.
+    pub(crate) fenced: bool,
+}
+
+impl NodeView {
+    /// Live peers running another configuration than this node.
+    pub(crate) fn config_mismatch(&self) -> Vec<u8> {
+        self.peers
+            .iter()
+            .filter(|p| p.alive && p.id != self.node && p.config != self.config)
+            .map(|p| p.id)
+            .collect()
+    }
+}
+
+/// The node view shared with the API.
+pub(crate) type SharedNodeView = Arc<arc_swap::ArcSwap<NodeView>>;
+
+/// The SHA-256 (first 16 hex digits) of the configuration file's bytes, or of the parsed
+/// configuration when it came from no file: what nodes compare to notice diverging
+/// configurations.
+pub(crate) fn config_hash(file: Option<&[u8]>, parsed: &dyn std::fmt::Debug) -> String {
+    let digest = match file {
+        Some(bytes) => Sha256::digest(bytes),
+        None => Sha256::digest(format!("{parsed:?}").as_bytes()),
+    };
+    hex::encode(&digest[..8])
+}
+
+/// Called with each message or flow taken over from a dead node.
+pub(crate) trait Adopter: Send + Sync + 'static {
+    /// A message now owned by this node: dispatch it.
+    fn message(&self, record: MessageRecord) -> BoxFuture<'_, ()>;
+    /// A running flow now owned by this node: follow it.
+    fn flow(&self, id: MessageId, tenant: String);
+}
+
+/// This node's membership of a shared store.
+pub(crate) struct Membership {
+    store: Arc<PostgresStore>,
+    me: Registration,
+    settings: NodeSettings,
+    view: SharedNodeView,
+    leases: Vec<Arc<Lease>>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("node", &self.me.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    /// Registers this process (see [`PostgresStore::register_node`]) and makes new message
+    /// ids carry its number.
+    pub(crate) async fn join(
+        store: Arc<PostgresStore>,
+        settings: &NodeSettings,
+        config: String,
+    ) -> anyhow::Result<Membership> {
+        let name = format!(
+            "{}:{}",
+            hostname().unwrap_or_else(|| "unknown".into()),
+            std::process::id()
+        );
+        let me = store
+            .register_node(settings.id, &name, &config, settings.lease)
+            .await?;
+        MessageId::set_node(me.node);
+        tracing::info!(node = me.node, name = %me.name, "registered as a node of the shared store");
+        let view = Arc::new(arc_swap::ArcSwap::from_pointee(NodeView {
+            node: me.node,
+            config,
+            peers: Vec::new(),
+            fenced: false,
+        }));
+        Ok(Membership {
+            store,
+            me,
+            settings: settings.clone(),
+            view,
+            leases: Vec::new(),
+        })
+    }
+
+    /// What the API shows about the nodes.
+    pub(crate) fn view(&self) -> SharedNodeView {
+        self.view.clone()
+    }
+
+    /// A lease this node will try to hold (taken from the first heartbeat on).
+    pub(crate) fn lease(&mut self, name: &'static str) -> Arc<Lease> {
+        let lease = Lease::shared(name);
+        self.leases.push(lease.clone());
+        lease
+    }
+
+    /// Runs the adoption of dead nodes' work until `shutdown`, and the heartbeat until
+    /// [`Joined::leave`] (the registration must outlive the drain of what this node still
+    /// dispatches). When the registration is lost, sets `stop`.
+    pub(crate) fn start(
+        self,
+        adopter: Arc<dyn Adopter>,
+        config: watch::Receiver<String>,
+        stop: watch::Sender<bool>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Joined {
+        let this = Arc::new(self);
+        tokio::spawn(this.clone().adopt(adopter, shutdown));
+        let (leave, leaving) = watch::channel(false);
+        let task = tokio::spawn(this.clone().heartbeat(config, stop, leaving));
+        Joined {
+            membership: this,
+            leave,
+            task,
+        }
+    }
+
+    async fn heartbeat(
+        self: Arc<Self>,
+        config: watch::Receiver<String>,
+        stop: watch::Sender<bool>,
+        mut leaving: watch::Receiver<bool>,
+    ) {
+        let every = self.settings.heartbeat;
+        let lease = self.settings.lease;
+        let mut renewed = Instant::now();
+        loop {
+            let started = Instant::now();
+            let hash = config.borrow().clone();
+            match self.store.heartbeat(&self.me, &hash).await {
+                Ok(true) => renewed = started,
+                Ok(false) => {
+                    self.fence("another process registered this node's number after its lease ran out");
+                    let _ = stop.send(true);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(node = self.me.node, "renewing the node's registration failed: {e}");
+                    if started.duration_since(renewed) >= lease {
+                        self.fence("the registration could not be renewed for a whole lease");
+                        let _ = stop.send(true);
+                        return;
+                    }
+                }
+            }
+            for l in &self.leases {
+                let held = match self.store.lease(l.name, &self.me, lease).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::warn!(lease = l.name, "renewing a lease failed: {e}");
+                        continue;
+                    }
+                };
+                let was = l.held();
+                *l.until.lock() = held.then(|| started + lease.saturating_sub(every));
+                if held != was {
+                    tracing::info!(node = self.me.node, lease = l.name, held, "lease changed hands");
+                }
+                metrics::gauge!("switchyard_node_lease_held", "lease" => l.name)
+                    .set(f64::from(u8::from(held)));
+            }
+            if let Ok(peers) = self.store.nodes(lease).await {
+                let alive = peers.iter().filter(|p| p.alive).count();
+                metrics::gauge!("switchyard_nodes", "state" => "alive").set(alive as f64);
+                metrics::gauge!("switchyard_nodes", "state" => "dead")
+                    .set((peers.len() - alive) as f64);
+                let view = NodeView {
+                    node: self.me.node,
+                    config: hash,
+                    peers,
+                    fenced: false,
+                };
+                metrics::gauge!("switchyard_config_mismatched_nodes")
+                    .set(view.config_mismatch().len() as f64);
+                self.view.store(Arc::new(view));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every.saturating_sub(started.elapsed())) => {}
+                _ = leaving.wait_for(|s| *s) => break,
+            }
+        }
+        for l in &self.leases {
+            *l.until.lock() = None;
+            let _ = self.store.release_lease(l.name, &self.me).await;
+        }
+    }
+
+    fn fence(&self, why: &str) {
+        tracing::error!(node = self.me.node, "stopping: {why}");
+        for l in &self.leases {
+            *l.until.lock() = None;
+        }
+        let mut view = (**self.view.load()).clone();
+        view.fenced = true;
+        self.view.store(Arc::new(view));
+    }
+
+    /// Takes over what dead nodes owned, page by page, until shutdown.
+    async fn adopt(self: Arc<Self>, adopter: Arc<dyn Adopter>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self.store.orphan_owners(self.settings.lease).await {
+                Ok(owners) => {
+                    for dead in owners.into_iter().filter(|d| *d != self.me.node) {
+                        if *shutdown.borrow() {
+                            return;
+                        }
+                        self.adopt_from(dead, adopter.as_ref(), &shutdown).await;
+                    }
+                }
+                Err(e) => tracing::warn!("looking for a dead node's work failed: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.heartbeat) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn adopt_from(&self, dead: u8, adopter: &dyn Adopter, shutdown: &watch::Receiver<bool>) {
+        match self.store.adopt_flows(&self.me, dead).await {
+            Ok(flows) => {
+                if !flows.is_empty() {
+                    tracing::info!(node = self.me.node, dead, flows = flows.len(), "took over a dead node's flows");
+                }
+                for (id, tenant) in flows {
+                    adopter.flow(id, tenant);
+                }
+            }
+            Err(e) => tracing::warn!(dead, "taking over a dead node's flows failed: {e}"),
+        }
+        let mut total = 0usize;
+        while !*shutdown.borrow() {
+            let page = match self.store.adopt_messages(&self.me, dead, ADOPT_PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(dead, "taking over a dead node's messages failed: {e}");
+                    break;
+                }
+            };
+            if page.is_empty() {
+                break;
+            }
+            total += page.len();
+            for record in page {
+                adopter.message(record).await;
+            }
+        }
+        if total > 0 {
+            metrics::counter!("switchyard_node_adopted_messages_total").increment(total as u64);
+            tracing::info!(node = self.me.node, dead, messages = total, "took over a dead node's messages");
+        }
+    }
+}
+
+/// A running membership, until [`Joined::leave`].
+pub(crate) struct Joined {
+    membership: Arc<Membership>,
+    leave: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Joined {
+    /// Stops the heartbeat, gives up the leases and removes the registration, so other
+    /// nodes take over what this node still owns at once. Called last before the store
+    /// closes, once nothing is dispatched any more.
+    pub(crate) async fn leave(self) {
+        let _ = self.leave.send(true);
+        let _ = self.task.await;
+        let m = &self.membership;
+        if let Err(e) = m.store.unregister(&m.me).await {
+            tracing::warn!(node = m.me.node, "removing the node's registration failed: {e}");
+        }
+    }
+}
+
+/// The machine's host name, if it has one.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
