@@ -211,12 +211,17 @@ impl Membership {
             match self.store.heartbeat(&self.me, &hash).await {
                 Ok(true) => renewed = started,
                 Ok(false) => {
-                    self.fence("another process registered this node's number after its lease ran out");
+                    self.fence(
+                        "another process registered this node's number after its lease ran out",
+                    );
                     let _ = stop.send(true);
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(node = self.me.node, "renewing the node's registration failed: {e}");
+                    tracing::warn!(
+                        node = self.me.node,
+                        "renewing the node's registration failed: {e}"
+                    );
                     if started.duration_since(renewed) >= lease {
                         self.fence("the registration could not be renewed for a whole lease");
                         let _ = stop.send(true);
@@ -235,7 +240,12 @@ impl Membership {
                 let was = l.held();
                 *l.until.lock() = held.then(|| started + lease.saturating_sub(every));
                 if held != was {
-                    tracing::info!(node = self.me.node, lease = l.name, held, "lease changed hands");
+                    tracing::info!(
+                        node = self.me.node,
+                        lease = l.name,
+                        held,
+                        "lease changed hands"
+                    );
                 }
                 metrics::gauge!("switchyard_node_lease_held", "lease" => l.name)
                     .set(f64::from(u8::from(held)));
@@ -277,7 +287,11 @@ impl Membership {
     }
 
     /// Takes over what dead nodes owned, page by page, until shutdown.
-    async fn adopt(self: Arc<Self>, adopter: Arc<dyn Adopter>, mut shutdown: watch::Receiver<bool>) {
+    async fn adopt(
+        self: Arc<Self>,
+        adopter: Arc<dyn Adopter>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             match self.store.orphan_owners(self.settings.lease).await {
                 Ok(owners) => {
@@ -301,7 +315,12 @@ impl Membership {
         match self.store.adopt_flows(&self.me, dead).await {
             Ok(flows) => {
                 if !flows.is_empty() {
-                    tracing::info!(node = self.me.node, dead, flows = flows.len(), "took over a dead node's flows");
+                    tracing::info!(
+                        node = self.me.node,
+                        dead,
+                        flows = flows.len(),
+                        "took over a dead node's flows"
+                    );
                 }
                 for (id, tenant) in flows {
                     adopter.flow(id, tenant);
@@ -328,7 +347,12 @@ impl Membership {
         }
         if total > 0 {
             metrics::counter!("switchyard_node_adopted_messages_total").increment(total as u64);
-            tracing::info!(node = self.me.node, dead, messages = total, "took over a dead node's messages");
+            tracing::info!(
+                node = self.me.node,
+                dead,
+                messages = total,
+                "took over a dead node's messages"
+            );
         }
     }
 }
@@ -349,7 +373,10 @@ impl Joined {
         let _ = self.task.await;
         let m = &self.membership;
         if let Err(e) = m.store.unregister(&m.me).await {
-            tracing::warn!(node = m.me.node, "removing the node's registration failed: {e}");
+            tracing::warn!(
+                node = m.me.node,
+                "removing the node's registration failed: {e}"
+            );
         }
     }
 }

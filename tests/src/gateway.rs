@@ -182,6 +182,8 @@ pub struct GatewayConfig {
     /// Leave out the `[egress]` table that allows 127.0.0.1 (every test's webhook sink and
     /// file server listens there), so the default policy applies or `extra` sets its own.
     pub strict_egress: bool,
+    /// More lines for the `[store]` table (e.g. `kind = "postgres"` and its `url`).
+    pub store_extra: String,
     /// Appended verbatim (e.g. a `[routing.breaker]` table).
     pub extra: String,
 }
@@ -204,7 +206,11 @@ impl GatewayConfig {
             writeln!(toml, "max_body_bytes = {max}")?;
         }
         writeln!(toml, "{}", self.server_extra)?;
-        writeln!(toml, "\n[store]\ngroup_commit_linger_ms = 1")?;
+        writeln!(
+            toml,
+            "\n[store]\ngroup_commit_linger_ms = 1\n{}",
+            self.store_extra
+        )?;
         writeln!(
             toml,
             "\n[operator]\napi_keys = [{:?}]",

@@ -2,7 +2,8 @@
 //! starting them on ephemeral ports of 127.0.0.1, stopping exactly the processes we started, and
 //! a small blocking ESME ([`esme::TestEsme`]), a keep-alive HTTP client ([`http::Client`]), and
 //! the gateway and simulator harness ([`gateway`]), the SIP proxy harness ([`sip`]), a webhook
-//! receiver ([`sink::Sink`]) and an event-stream reader ([`sse::collect`]).
+//! receiver ([`sink::Sink`]), an event-stream reader ([`sse::collect`]) and a PostgreSQL cluster
+//! of the test process's own ([`postgres`]).
 
 pub mod audio;
 pub mod esme;
@@ -10,6 +11,7 @@ pub mod gateway;
 pub mod http;
 pub mod modgraph;
 pub mod pki;
+pub mod postgres;
 pub mod sink;
 pub mod sip;
 pub mod sipp;

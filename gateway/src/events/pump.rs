@@ -90,7 +90,10 @@ impl Hub {
             );
         }
         // SSE streams start at the end of the log (a client resumes with Last-Event-ID).
-        let pump = tokio::spawn(self.clone().pump(end, start, lease.clone(), shutdown.clone()));
+        let pump = tokio::spawn(
+            self.clone()
+                .pump(end, start, lease.clone(), shutdown.clone()),
+        );
         let retries = tokio::spawn(self.webhooks.clone().run_retries(lease, shutdown));
         Ok(vec![pump, retries])
     }

@@ -762,7 +762,11 @@ mod tests {
             .unwrap(),
         );
         let (_stop, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(webhooks.clone().run_retries(crate::cluster::Lease::always("webhooks"), stop));
+        tokio::spawn(
+            webhooks
+                .clone()
+                .run_retries(crate::cluster::Lease::always("webhooks"), stop),
+        );
         let started = std::time::Instant::now();
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await

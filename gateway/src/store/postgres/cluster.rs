@@ -76,24 +76,21 @@ impl PostgresStore {
         loop {
             let client = get(&self.pool).await?;
             let row = match wanted {
-                Some(n) => {
-                    client
-                        .query_opt(
-                            "INSERT INTO nodes (id, instance, name, config, started_at, heartbeat_at) \
+                Some(n) => client
+                    .query_opt(
+                        "INSERT INTO nodes (id, instance, name, config, started_at, heartbeat_at) \
                              VALUES ($1, $2, $3, $4, now(), now()) \
                              ON CONFLICT (id) DO UPDATE SET instance = EXCLUDED.instance, \
                                name = EXCLUDED.name, config = EXCLUDED.config, \
                                started_at = now(), heartbeat_at = now() \
                              WHERE nodes.heartbeat_at < now() - $5 * interval '1 millisecond' \
                              RETURNING id",
-                            &[&i16::from(n), &instance, &name, &config, &lease_ms],
-                        )
-                        .await
-                }
-                None => {
-                    client
-                        .query_opt(
-                            "INSERT INTO nodes (id, instance, name, config, started_at, heartbeat_at) \
+                        &[&i16::from(n), &instance, &name, &config, &lease_ms],
+                    )
+                    .await,
+                None => client
+                    .query_opt(
+                        "INSERT INTO nodes (id, instance, name, config, started_at, heartbeat_at) \
                              SELECT n, $1, $2, $3, now(), now() FROM generate_series(0, 255) AS n \
                              WHERE n NOT IN (SELECT id FROM nodes \
                                  WHERE heartbeat_at >= now() - $4 * interval '1 millisecond') \
@@ -103,10 +100,9 @@ impl PostgresStore {
                                started_at = now(), heartbeat_at = now() \
                              WHERE nodes.heartbeat_at < now() - $4 * interval '1 millisecond' \
                              RETURNING id",
-                            &[&instance, &name, &config, &lease_ms],
-                        )
-                        .await
-                }
+                        &[&instance, &name, &config, &lease_ms],
+                    )
+                    .await,
             }
             .map_err(|e| PgError::from(e).context("registering the node"))?;
             if let Some(row) = row {

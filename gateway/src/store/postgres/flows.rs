@@ -132,7 +132,9 @@ pub(super) async fn get(
 pub(super) async fn running(db: Db<'_>, node: i16) -> Result<Vec<FlowRecord>, PgError> {
     let rows = db
         .query(
-            &format!("SELECT {COLUMNS} FROM flows WHERE state = 'running' AND node = $1 ORDER BY id"),
+            &format!(
+                "SELECT {COLUMNS} FROM flows WHERE state = 'running' AND node = $1 ORDER BY id"
+            ),
             &[&node],
         )
         .await?;

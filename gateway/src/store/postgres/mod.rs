@@ -15,8 +15,8 @@
 //!   ([`PostgresOptions::retention`]).
 //! - [`read`]: reads, each in a `REPEATABLE READ READ ONLY` transaction (one snapshot) on a
 //!   pooled connection; [`events`]: the event log, outbox and opt-out reads.
-//! - `harness` (test builds): a PostgreSQL cluster of the test process's own, a database per
-//!   test, for the store suite and `tests` (what only this store has).
+//! - `harness` (test builds): a database per test in the test process's own PostgreSQL cluster
+//!   (the cluster comes from `switchyard_tests::postgres`), for the store suite and `tests`.
 //!
 //! # Data flow
 //! ```text
@@ -80,13 +80,13 @@ use tokio_postgres::{NoTls, Row};
 
 use self::writer::{Request, Writer};
 pub use super::retention::Retention;
-pub use cluster::{NodeInfo, Registration};
 use super::{Store, StoreError};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
 };
 use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord};
+pub use cluster::{NodeInfo, Registration};
 
 /// The transaction-level advisory lock every write transaction holds, so event-log seqs
 /// commit in the order they were drawn (see the module doc).

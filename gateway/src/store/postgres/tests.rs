@@ -217,7 +217,7 @@ async fn a_lost_connection_fails_retryably_and_the_store_reconnects() {
     store.insert(vec![message("acme", 1, 1)]).await.unwrap();
     // Every connection of the store's database is cut (as a database restart does).
     let dbname = conninfo.rsplit('=').next().unwrap().to_owned();
-    sql(&harness::cluster().conninfo("postgres"))
+    sql(&switchyard_tests::postgres::cluster().conninfo("postgres"))
         .await
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -471,7 +471,7 @@ async fn ping_fails_where_writes_cannot_be_made() {
     let store = open(&conninfo).await;
     store.ping().await.unwrap();
     let dbname = conninfo.rsplit('=').next().unwrap().to_owned();
-    let admin = sql(&harness::cluster().conninfo("postgres")).await;
+    let admin = sql(&switchyard_tests::postgres::cluster().conninfo("postgres")).await;
     let cut = |dbname: String| {
         let admin = &admin;
         async move {
@@ -551,7 +551,10 @@ async fn nodes_register_under_free_numbers_and_a_live_number_is_refused() {
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[1].config, "h2b");
     // Node 0 did not renew meanwhile: it is dead; node 1 is alive.
-    assert_eq!(nodes.iter().map(|n| n.alive).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(
+        nodes.iter().map(|n| n.alive).collect::<Vec<_>>(),
+        [false, true]
+    );
 }
 
 #[tokio::test]
@@ -563,7 +566,10 @@ async fn a_number_whose_lease_ran_out_is_taken_and_its_old_holder_is_fenced() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let new = b.register_node(Some(7), "new", "h", lease).await.unwrap();
     assert_eq!(new.node, 7);
-    assert!(!a.heartbeat(&old, "h").await.unwrap(), "the old holder must learn it lost the number");
+    assert!(
+        !a.heartbeat(&old, "h").await.unwrap(),
+        "the old holder must learn it lost the number"
+    );
     assert!(b.heartbeat(&new, "h").await.unwrap());
     b.unregister(&new).await.unwrap();
     assert!(a.nodes(lease).await.unwrap().is_empty());
@@ -580,10 +586,16 @@ async fn a_lease_has_one_holder_until_it_expires() {
     assert!(!b.lease("webhooks", &nb, lease).await.unwrap());
     assert!(a.lease("webhooks", &na, lease).await.unwrap(), "renewal");
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert!(b.lease("webhooks", &nb, lease).await.unwrap(), "taken after expiry");
+    assert!(
+        b.lease("webhooks", &nb, lease).await.unwrap(),
+        "taken after expiry"
+    );
     assert!(!a.lease("webhooks", &na, lease).await.unwrap());
     b.release_lease("webhooks", &nb).await.unwrap();
-    assert!(a.lease("webhooks", &na, lease).await.unwrap(), "free after release");
+    assert!(
+        a.lease("webhooks", &na, lease).await.unwrap(),
+        "free after release"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,18 +607,28 @@ async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
         open(&conninfo).await,
     );
     let lease = Duration::from_millis(600);
-    let gone = dead.register_node(Some(5), "dead", "h", lease).await.unwrap();
+    let gone = dead
+        .register_node(Some(5), "dead", "h", lease)
+        .await
+        .unwrap();
     let messages: Vec<NewMessage> = (1..=300).map(|n| message_of_node(5, n)).collect();
     dead.insert(messages).await.unwrap();
     // One of them was delivered before the node died: not unfinished, not taken over.
-    dead.apply(vec![status_at(message_of_node(5, 1).id, Status::Delivered, T0 + 10)])
-        .await
-        .unwrap();
+    dead.apply(vec![status_at(
+        message_of_node(5, 1).id,
+        Status::Delivered,
+        T0 + 10,
+    )])
+    .await
+    .unwrap();
     // The dead node's own recovery reads see them; node 0's do not.
     assert_eq!(dead.unfinished().await.unwrap().len(), 299);
     let na = a.register_node(Some(1), "a", "h", lease).await.unwrap();
     let nb = b.register_node(Some(2), "b", "h", lease).await.unwrap();
-    assert!(a.orphan_owners(lease).await.unwrap().is_empty(), "node 5 is alive");
+    assert!(
+        a.orphan_owners(lease).await.unwrap().is_empty(),
+        "node 5 is alive"
+    );
     drop(gone);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(a.orphan_owners(lease).await.unwrap(), vec![5]);

@@ -1,0 +1,149 @@
+//! Two gateway nodes on one PostgreSQL database (the test process's own cluster): each node
+//! makes ids carrying its number, `/readyz` shows both nodes and their configurations, and
+//! when one node is killed (SIGKILL), the other takes over the messages it owned and sends
+//! each of them exactly once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchyard_tests::gateway::{wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir};
+use switchyard_tests::http::Client;
+
+const KEY: &str = "sk_e2e_scale_out_one_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+fn node_config(dir: &TempDir, sim: &Sim, url: &str, id: u8) -> PathBuf {
+    GatewayConfig {
+        tenants: vec![("one".into(), KEY.into())],
+        carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 1, 32)],
+        store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
+        extra: format!("[node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n"),
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap()
+}
+
+fn rfc3339_in(delay: Duration) -> String {
+    (time::OffsetDateTime::now_utc() + delay)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn send(client: &mut Client, to: usize, scheduled_at: Option<&str>) -> String {
+    let mut body =
+        json!({"to": format!("+4479112{to:05}"), "from": "Acme", "body": format!("m{to}")});
+    if let Some(at) = scheduled_at {
+        body["scheduled_at"] = json!(at);
+    }
+    let r = client.post_json("/v1/messages", &body).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    r.json().unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+/// The node number in an id (`msg_` + 16 hex digits; the low 8 bits).
+fn node_of(id: &str) -> u8 {
+    let hex = id.strip_prefix("msg_").unwrap();
+    u8::from_str_radix(&hex[14..], 16).unwrap()
+}
+
+fn status(client: &mut Client, id: &str) -> String {
+    let r = client.get(&format!("/v1/messages/{id}")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json().unwrap()["status"].as_str().unwrap().to_owned()
+}
+
+fn readyz(api: &str) -> Value {
+    Client::new(api).get("/readyz").unwrap().json().unwrap()
+}
+
+#[test]
+fn a_killed_nodes_messages_are_sent_once_by_the_other_node() {
+    const SCHEDULED: usize = 40;
+    let url = switchyard_tests::postgres::create_database("e2e").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let (dir_a, dir_b) = (
+        TempDir::new("node-a").unwrap(),
+        TempDir::new("node-b").unwrap(),
+    );
+    let a = Gateway::start(&node_config(&dir_a, &sim, &url, 1)).unwrap();
+    let b = Gateway::start(&node_config(&dir_b, &sim, &url, 2)).unwrap();
+    a.wait_ready(Duration::from_secs(30)).unwrap();
+    b.wait_ready(Duration::from_secs(30)).unwrap();
+    let (mut on_a, mut on_b) = (
+        Client::new(&a.api).with_bearer(KEY),
+        Client::new(&b.api).with_bearer(KEY),
+    );
+
+    // Both nodes accept and deliver; each id carries its node's number.
+    let now_a = send(&mut on_a, 1, None);
+    let now_b = send(&mut on_b, 2, None);
+    assert_eq!((node_of(&now_a), node_of(&now_b)), (1, 2));
+    for id in [&now_a, &now_b] {
+        wait_for(
+            "an immediate message delivered",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                // Either node reads every message: the store is shared.
+                Ok((status(&mut on_b, id) == "delivered").then_some(()))
+            },
+        )
+        .unwrap();
+    }
+    // Each node lists both, with the same configuration (the files differ only in `[node] id`
+    // and data_dir, so their hashes differ: the mismatch is reported).
+    let view = wait_for(
+        "both nodes in /readyz",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let v = readyz(&b.api);
+            Ok((v["nodes"].as_array().map_or(0, Vec::len) == 2).then_some(v))
+        },
+    )
+    .unwrap();
+    assert_eq!(view["node"], 2, "{view}");
+    assert_eq!(view["config_mismatch"], json!([1]), "{view}");
+
+    // Node A accepts scheduled messages, then dies before they are due.
+    let at = rfc3339_in(Duration::from_secs(6));
+    let scheduled: Vec<String> = (0..SCHEDULED)
+        .map(|i| send(&mut on_a, 100 + i, Some(&at)))
+        .collect();
+    let before = sim.counter("submits_ok").unwrap();
+    let status_kill = std::process::Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status_kill.success());
+
+    // Node B sees node A die (lease 3 s), takes its messages and sends each once when due.
+    for id in &scheduled {
+        wait_for(
+            "a taken-over message delivered",
+            Duration::from_secs(40),
+            Duration::from_millis(100),
+            || Ok((status(&mut on_b, id) == "delivered").then_some(())),
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = sim.counter("submits_ok").unwrap() - before;
+    assert_eq!(
+        sent, SCHEDULED as u64,
+        "each taken-over message is sent exactly once"
+    );
+    let view = readyz(&b.api);
+    let dead = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == 1)
+        .cloned();
+    // Node A's registration stays until its lease ran out; it is reported dead.
+    if let Some(n) = dead {
+        assert_eq!(n["alive"], false, "{view}");
+    }
+    drop(a);
+}
