@@ -1043,3 +1043,32 @@ fn the_postgres_store_needs_a_url_and_keeps_it_secret() {
         assert!(errs.at(at).is_some(), "no error at {at}:\n{errs}");
     }
 }
+
+#[test]
+fn node_settings_and_their_limits() {
+    let base = r#"
+[[tenants]]
+name = "t"
+api_keys = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]
+[[carriers]]
+name = "c"
+channels = ["sms"]
+smpp = { sandbox = true, system_id = "x" }
+[[decks]]
+carrier = "c"
+channel = "sms"
+sandbox = true
+"#;
+    let cfg = parse(base).unwrap();
+    assert_eq!(cfg.node, config::NodeSettings::default());
+    assert_eq!(cfg.node.id, None);
+    let cfg = parse(&format!("{base}\n[node]\nid = 7\nheartbeat_s = 1\nlease_s = 3\n")).unwrap();
+    assert_eq!(cfg.node.id, Some(7));
+    assert_eq!(cfg.node.heartbeat, std::time::Duration::from_secs(1));
+    assert_eq!(cfg.node.lease, std::time::Duration::from_secs(3));
+    let errs = errors(&format!("{base}\n[node]\nid = 256\n"));
+    assert!(errs.at("node.id").is_some(), "{errs}");
+    let errs = errors(&format!("{base}\n[node]\nheartbeat_s = 5\nlease_s = 10\n"));
+    let e = errs.at("node.lease_s").unwrap_or_else(|| panic!("{errs}"));
+    assert!(e.to_string().contains("three heartbeats"), "{e}");
+}

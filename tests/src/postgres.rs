@@ -269,8 +269,6 @@ fn watch(bin: &Path, root: bool, dir: &Path, pid: u32) -> Result<(), String> {
         .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))
 }
 
-/// A new, empty database in the cluster; returns its connection string.
-
 /// A new empty database in the cluster (named `<prefix>_<n>`); returns its connection string.
 pub fn create_database(prefix: &str) -> Result<String, String> {
     static N: AtomicU32 = AtomicU32::new(0);
