@@ -158,7 +158,8 @@ pub async fn start(
     let router = Arc::new(Router::new(build_table(&config, &base_dir, None)?));
     // Status changes feed the flows (one message over several channels).
     let (applied_tx, applied_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (updates, updates_task) = UpdateSink::start(store.clone(), 65_536, Some(applied_tx));
+    let (updates, updates_task) =
+        UpdateSink::start(store.clone(), 65_536, Some(applied_tx.clone()));
     let carriers: Vec<String> = config.carriers.iter().map(|c| c.name.clone()).collect();
     let dispatcher = Arc::new(Dispatcher::new(
         router.clone(),
@@ -223,14 +224,19 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .await?;
-    let hub = Arc::new(Hub::new(
+    let hub = Hub::new(
         store.clone(),
         event_store,
         directory,
         opt_outs,
         webhooks,
         config.sse.clone(),
-    ));
+    );
+    let hub = Arc::new(match &opened {
+        // Status changes other nodes apply reach this node's flows through the log.
+        OpenedStore::Postgres(_) => hub.with_follow(applied_tx.clone()),
+        OpenedStore::Sqlite(_) => hub,
+    });
     let event_tasks = hub.start(webhook_lease, shutdown_rx.clone()).await?;
     let sip = crate::sip::transport::start(
         &config,

@@ -577,21 +577,40 @@ impl Dispatcher {
                 continue;
             }
             let now = now_ms();
-            // Scheduled jobs due now, while deferring has room (a full queue defers them).
+            // Scheduled jobs due now, while deferring has room (a full queue defers them), read
+            // again from the store as they are now: cancelled or replaced through another node
+            // (or through this one while held here), or taken over by another node.
             loop {
-                let job = {
+                let due: Vec<Arc<Job>> = {
                     let mut t = self.timers.lock();
-                    if t.deferred_full() {
-                        break;
-                    }
-                    t.due(now)
+                    std::iter::from_fn(|| (!t.deferred_full()).then(|| t.due(now)).flatten())
+                        .take(RELEASE_BATCH)
+                        .collect()
                 };
-                let Some(job) = job else { break };
-                let released = Arc::new(Job {
-                    scheduled_at: None,
-                    ..clone_job(&job)
-                });
-                self.release(released, 0, now).await;
+                if due.is_empty() {
+                    break;
+                }
+                let ids: Vec<MessageId> = due.iter().map(|j| j.id).collect();
+                let current = loop {
+                    match store.still_scheduled(ids.clone()).await {
+                        Ok(records) => break records,
+                        Err(e) => {
+                            tracing::warn!("scheduler: reading due messages failed: {e}");
+                            tokio::select! {
+                                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                                _ = shutdown.changed() => return,
+                            }
+                        }
+                    }
+                };
+                for record in &current {
+                    let Some(job) = Job::from_record(record) else { continue };
+                    let released = Arc::new(Job {
+                        scheduled_at: None,
+                        ..job
+                    });
+                    self.release(released, 0, now).await;
+                }
             }
             // Deferred jobs due now.
             loop {
@@ -642,6 +661,9 @@ impl Dispatcher {
         }
     }
 }
+
+/// Scheduled messages read again from the store per round trip when they come due.
+const RELEASE_BATCH: usize = 512;
 
 /// The update for a job whose validity period ended before it could be submitted.
 pub(crate) fn expired_update(id: MessageId, now: UnixMs) -> Update {

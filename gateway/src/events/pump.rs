@@ -13,7 +13,7 @@ use super::webhook::Webhooks;
 use super::Rendered;
 use crate::admission::optout::OptOuts;
 use crate::cluster::Lease;
-use crate::domain::{EventWrite, SharedDirectory};
+use crate::domain::{Applied, EventWrite, SharedDirectory, Status};
 use crate::store::events::EventStore;
 use crate::store::Store;
 
@@ -39,6 +39,10 @@ pub(crate) struct Hub {
     pub(crate) streams: Arc<Streams>,
     /// The webhook sender.
     pub(crate) webhooks: Arc<Webhooks>,
+    /// Where status changes read from the log go for the flow runner, when the store is
+    /// shared: a status change applied by another node (a receipt on its bind) reaches this
+    /// node's flows only through the log.
+    pub(crate) follow: Option<tokio::sync::mpsc::UnboundedSender<Applied>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -64,7 +68,14 @@ impl Hub {
             opt_outs,
             streams: Arc::new(Streams::new(sse)),
             webhooks,
+            follow: None,
         }
+    }
+
+    /// Sends every outbound status change read from the log to `flows` too (shared stores).
+    pub(crate) fn with_follow(mut self, flows: tokio::sync::mpsc::UnboundedSender<Applied>) -> Self {
+        self.follow = Some(flows);
+        self
     }
 
     /// Starts the pump (from the saved webhook cursor, or the end of the log on first start)
@@ -147,6 +158,13 @@ impl Hub {
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
+                if let (Some(follow), Ok(status)) = (&self.follow, event.status.parse::<Status>()) {
+                    let _ = follow.send(Applied::Moved {
+                        id: event.message_id,
+                        tenant: tenant.clone(),
+                        status,
+                    });
+                }
                 let url = sending
                     .is_some()
                     .then(|| self.directory.load().url_for(&event))

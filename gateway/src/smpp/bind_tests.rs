@@ -131,6 +131,13 @@ impl Store for FakeStore {
         not_used()
     }
 
+    fn still_scheduled(
+        &self,
+        _: Vec<MessageId>,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
+        not_used()
+    }
+
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>> {
         not_used()
     }

@@ -103,6 +103,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
 
+    /// Of the scheduled messages `ids`, those still `accepted` (not cancelled, not sent) and,
+    /// on a shared store, still owned by this node, as they are now (a replacement's new
+    /// content), without segments or history: what the scheduler releases when they are due.
+    fn still_scheduled(
+        &self,
+        ids: Vec<MessageId>,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
+
     /// The highest message id stored (so new ids sort after it), if any.
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>>;
 

@@ -264,6 +264,24 @@ pub(super) async fn scheduled(
     records(db, &rows, false).await
 }
 
+/// Those of `ids` still `accepted` and owned by `node`, in id order, without segments.
+pub(super) async fn still_scheduled(
+    db: Db<'_>,
+    node: i16,
+    ids: &[MessageId],
+) -> Result<Vec<MessageRecord>, PgError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1) AND status = 'accepted' \
+         AND node = $2 ORDER BY id"
+    );
+    let rows = db.query(&sql, &[&ids, &node]).await?;
+    records(db, &rows, false).await
+}
+
 /// The highest id among messages and inbound messages (they share the id space).
 pub(super) async fn max_id(db: Db<'_>) -> Result<Option<MessageId>, PgError> {
     let row = db

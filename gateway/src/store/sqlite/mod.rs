@@ -384,6 +384,13 @@ impl Store for SqliteStore {
         self.read(move |conn| read::scheduled(conn, after, limit))
     }
 
+    fn still_scheduled(
+        &self,
+        ids: Vec<MessageId>,
+    ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
+        self.read(move |conn| read::still_scheduled(conn, &ids))
+    }
+
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>> {
         self.read(read::max_id)
     }

@@ -328,6 +328,25 @@ pub(super) fn scheduled(
         .collect()
 }
 
+/// Those of `ids` still `accepted`, in id order, without segments.
+pub(super) fn still_scheduled(
+    conn: &Connection,
+    ids: &[MessageId],
+) -> rusqlite::Result<Vec<MessageRecord>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(&ids.iter().map(|i| i.0).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into());
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'accepted' \
+         AND id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(params![list], message_from_row)?
+        .collect()
+}
+
 /// The highest id among messages and inbound messages (they share the id space).
 pub(super) fn max_id(conn: &Connection) -> rusqlite::Result<Option<MessageId>> {
     let messages: Option<i64> = conn
