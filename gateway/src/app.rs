@@ -186,7 +186,8 @@ pub async fn start(
         tenant_limits.clone(),
         opt_outs.clone(),
         None,
-    );
+    )
+    .with_shared_store(matches!(opened, OpenedStore::Postgres(_)));
     let replies =
         crate::inbound::KeywordReplies::new(&config.inbound, directory.clone(), submit.clone());
     let ctx = BindContext {

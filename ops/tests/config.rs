@@ -1062,7 +1062,10 @@ sandbox = true
     let cfg = parse(base).unwrap();
     assert_eq!(cfg.node, config::NodeSettings::default());
     assert_eq!(cfg.node.id, None);
-    let cfg = parse(&format!("{base}\n[node]\nid = 7\nheartbeat_s = 1\nlease_s = 3\n")).unwrap();
+    let cfg = parse(&format!(
+        "{base}\n[node]\nid = 7\nheartbeat_s = 1\nlease_s = 3\n"
+    ))
+    .unwrap();
     assert_eq!(cfg.node.id, Some(7));
     assert_eq!(cfg.node.heartbeat, std::time::Duration::from_secs(1));
     assert_eq!(cfg.node.lease, std::time::Duration::from_secs(3));

@@ -1,23 +1,33 @@
 //! Two gateway nodes on one PostgreSQL database (the test process's own cluster): each node
-//! makes ids carrying its number, `/readyz` shows both nodes and their configurations, and
-//! when one node is killed (SIGKILL), the other takes over the messages it owned and sends
-//! each of them exactly once.
+//! makes ids carrying its number, `/readyz` shows both nodes and their configurations, a
+//! scheduled message one node holds is cancelled through the other, and when one node is
+//! killed (SIGKILL), the other takes over the messages it owned and sends each of them
+//! exactly once.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_tests::gateway::{wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir};
+use switchyard_tests::gateway::{
+    hash_key, wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir,
+};
 use switchyard_tests::http::Client;
+use switchyard_tests::sink::Sink;
 
 const KEY: &str = "sk_e2e_scale_out_one_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
-fn node_config(dir: &TempDir, sim: &Sim, url: &str, id: u8) -> PathBuf {
+fn node_config(dir: &TempDir, sim: &Sim, sink: &Sink, url: &str, id: u8) -> PathBuf {
     GatewayConfig {
-        tenants: vec![("one".into(), KEY.into())],
+        tenants: Vec::new(),
         carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 1, 32)],
         store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
-        extra: format!("[node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n"),
+        extra: format!(
+            "[[tenants]]\nname = \"one\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+             webhook_url = {:?}\nwebhook_secrets = [\"scale-out-secret-0123456789\"]\n\n\
+             [node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n",
+            hash_key(KEY).unwrap(),
+            sink.url
+        ),
         ..GatewayConfig::default()
     }
     .write(&dir.path)
@@ -53,6 +63,15 @@ fn status(client: &mut Client, id: &str) -> String {
     r.json().unwrap()["status"].as_str().unwrap().to_owned()
 }
 
+/// `delivered` webhooks the sink received for message `id`.
+fn delivered_hooks(sink: &Sink, id: &str) -> usize {
+    sink.delivered()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter(|v| v["type"] == "message.delivered" && v["data"]["message_id"] == id)
+        .count()
+}
+
 fn readyz(api: &str) -> Value {
     Client::new(api).get("/readyz").unwrap().json().unwrap()
 }
@@ -62,12 +81,13 @@ fn a_killed_nodes_messages_are_sent_once_by_the_other_node() {
     const SCHEDULED: usize = 40;
     let url = switchyard_tests::postgres::create_database("e2e").unwrap();
     let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let sink = Sink::start().unwrap();
     let (dir_a, dir_b) = (
         TempDir::new("node-a").unwrap(),
         TempDir::new("node-b").unwrap(),
     );
-    let a = Gateway::start(&node_config(&dir_a, &sim, &url, 1)).unwrap();
-    let b = Gateway::start(&node_config(&dir_b, &sim, &url, 2)).unwrap();
+    let a = Gateway::start(&node_config(&dir_a, &sim, &sink, &url, 1)).unwrap();
+    let b = Gateway::start(&node_config(&dir_b, &sim, &sink, &url, 2)).unwrap();
     a.wait_ready(Duration::from_secs(30)).unwrap();
     b.wait_ready(Duration::from_secs(30)).unwrap();
     let (mut on_a, mut on_b) = (
@@ -105,12 +125,36 @@ fn a_killed_nodes_messages_are_sent_once_by_the_other_node() {
     .unwrap();
     assert_eq!(view["node"], 2, "{view}");
     assert_eq!(view["config_mismatch"], json!([1]), "{view}");
+    // One node sends the webhooks: each `delivered` event arrives once.
+    for id in [&now_a, &now_b] {
+        wait_for(
+            "its delivered webhook",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || Ok((delivered_hooks(&sink, id) >= 1).then_some(())),
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for id in [&now_a, &now_b] {
+        assert_eq!(
+            delivered_hooks(&sink, id),
+            1,
+            "{id}: one webhook, not one per node"
+        );
+    }
 
     // Node A accepts scheduled messages, then dies before they are due.
     let at = rfc3339_in(Duration::from_secs(6));
     let scheduled: Vec<String> = (0..SCHEDULED)
         .map(|i| send(&mut on_a, 100 + i, Some(&at)))
         .collect();
+    // Cancelled through node B although node A holds it: never sent.
+    let cancelled = &scheduled[0];
+    let r = on_b
+        .post_json(&format!("/v1/messages/{cancelled}/cancel"), &json!({}))
+        .unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.text());
     let before = sim.counter("submits_ok").unwrap();
     let status_kill = std::process::Command::new("kill")
         .args(["-KILL", &a.pid().to_string()])
@@ -119,7 +163,7 @@ fn a_killed_nodes_messages_are_sent_once_by_the_other_node() {
     assert!(status_kill.success());
 
     // Node B sees node A die (lease 3 s), takes its messages and sends each once when due.
-    for id in &scheduled {
+    for id in &scheduled[1..] {
         wait_for(
             "a taken-over message delivered",
             Duration::from_secs(40),
@@ -131,9 +175,22 @@ fn a_killed_nodes_messages_are_sent_once_by_the_other_node() {
     std::thread::sleep(Duration::from_millis(500));
     let sent = sim.counter("submits_ok").unwrap() - before;
     assert_eq!(
-        sent, SCHEDULED as u64,
-        "each taken-over message is sent exactly once"
+        sent,
+        SCHEDULED as u64 - 1,
+        "each taken-over message is sent exactly once, the cancelled one never"
     );
+    assert_eq!(status(&mut on_b, cancelled), "cancelled");
+    // Webhooks go on from the surviving node (at least once: events after the dead node's
+    // last saved cursor may come twice).
+    for id in &scheduled[1..] {
+        wait_for(
+            "a delivered webhook after the kill",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || Ok((delivered_hooks(&sink, id) >= 1).then_some(())),
+        )
+        .unwrap();
+    }
     let view = readyz(&b.api);
     let dead = view["nodes"]
         .as_array()

@@ -604,7 +604,16 @@ impl Dispatcher {
                     }
                 };
                 for record in &current {
-                    let Some(job) = Job::from_record(record) else { continue };
+                    let Some(job) = Job::from_record(record) else {
+                        continue;
+                    };
+                    if job.scheduled_at.is_some_and(|at| at > now) {
+                        // Replaced with a later time (through another node): held again.
+                        if let Err(e) = self.enqueue(Arc::new(job)) {
+                            tracing::warn!(id = %record.message.id, "scheduler: holding a replaced message failed: {e}");
+                        }
+                        continue;
+                    }
                     let released = Arc::new(Job {
                         scheduled_at: None,
                         ..job

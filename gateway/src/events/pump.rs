@@ -73,7 +73,10 @@ impl Hub {
     }
 
     /// Sends every outbound status change read from the log to `flows` too (shared stores).
-    pub(crate) fn with_follow(mut self, flows: tokio::sync::mpsc::UnboundedSender<Applied>) -> Self {
+    pub(crate) fn with_follow(
+        mut self,
+        flows: tokio::sync::mpsc::UnboundedSender<Applied>,
+    ) -> Self {
         self.follow = Some(flows);
         self
     }

@@ -352,7 +352,15 @@ pub(crate) struct Submitter {
     calls: Option<Arc<CallPlacer>>,
     mail: Option<Arc<Mailer>>,
     chat: Option<Arc<ChatSender>>,
+    /// Several nodes share the store: a scheduled message may be held by another node, so
+    /// cancel and replace decide by the stored state (see [`Submitter::cancel`]).
+    shared: bool,
 }
+
+/// On a shared store, how long before its time a scheduled message can still be cancelled or
+/// replaced: its owner reads it again from the store when it comes due, so a change committed
+/// this early always wins.
+const SHARED_CHANGE_MARGIN_MS: i64 = 1000;
 
 impl std::fmt::Debug for Submitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -381,6 +389,7 @@ impl Submitter {
             calls,
             mail: None,
             chat: None,
+            shared: false,
         }
     }
 
@@ -400,6 +409,28 @@ impl Submitter {
     pub(crate) fn with_chat(mut self, chat: Option<Arc<ChatSender>>) -> Self {
         self.chat = chat;
         self
+    }
+
+    /// The store is shared with other nodes.
+    pub(crate) fn with_shared_store(mut self, shared: bool) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Takes the scheduled message `id` due at `at` out of the scheduler so it can be
+    /// cancelled or replaced: on one node, if the scheduler has not released it; on a shared
+    /// store (where another node may hold it), if it is due more than
+    /// [`SHARED_CHANGE_MARGIN_MS`] from now.
+    fn take_scheduled(&self, id: MessageId, at: UnixMs) -> bool {
+        if !self.shared {
+            return self.dispatcher.cancel_scheduled(id, at);
+        }
+        if at <= crate::domain::now_ms() + SHARED_CHANGE_MARGIN_MS {
+            return false;
+        }
+        // A copy held here is dropped; whichever node holds it reads it again when due.
+        let _ = self.dispatcher.cancel_scheduled(id, at);
+        true
     }
 
     /// The tenant's checks that concern the request as a whole: the priority it asks for.
@@ -695,7 +726,7 @@ impl Submitter {
             && record
                 .message
                 .scheduled_at
-                .is_some_and(|at| self.dispatcher.cancel_scheduled(id, at));
+                .is_some_and(|at| self.take_scheduled(id, at));
         if !cancelled {
             return Err(CancelError::NotCancellable(record.status));
         }
@@ -745,7 +776,7 @@ impl Submitter {
         else {
             return Err(not_replaceable());
         };
-        if !self.dispatcher.cancel_scheduled(id, scheduled) {
+        if !self.take_scheduled(id, scheduled) {
             return Err(not_replaceable());
         }
         let old = Arc::new(old);

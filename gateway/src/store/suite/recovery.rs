@@ -130,10 +130,7 @@ pub(crate) async fn scheduled_lists_accepted_scheduled_sms_by_due_time(h: &mut d
         .unwrap()
         .is_empty());
     // At release: cancelled ones and unknown ids are left out, the rest read as they are now.
-    store
-        .apply(vec![status(2, Status::Queued)])
-        .await
-        .unwrap();
+    store.apply(vec![status(2, Status::Queued)]).await.unwrap();
     let current = store
         .still_scheduled(vec![id(1), id(2), id(4), id(7), id(99)])
         .await
