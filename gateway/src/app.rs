@@ -420,6 +420,11 @@ async fn open_store(
         (config::StoreKind::Postgres, Some(url)) => {
             let options = crate::store::postgres::PostgresOptions {
                 pool_size: config.store.pool_size as usize,
+                tls_ca: config
+                    .store
+                    .tls_ca
+                    .as_ref()
+                    .map(|ca| Config::resolve(base_dir, ca)),
                 retention,
                 ..Default::default()
             };

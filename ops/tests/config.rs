@@ -1075,3 +1075,27 @@ sandbox = true
     let e = errs.at("node.lease_s").unwrap_or_else(|| panic!("{errs}"));
     assert!(e.to_string().contains("three heartbeats"), "{e}");
 }
+
+#[test]
+fn store_tls_ca_is_for_postgres_only() {
+    let base = r#"
+[[tenants]]
+name = "t"
+api_keys = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]
+[[carriers]]
+name = "c"
+channels = ["sms"]
+smpp = { sandbox = true, system_id = "x" }
+[[decks]]
+carrier = "c"
+channel = "sms"
+sandbox = true
+"#;
+    let cfg = parse(&format!(
+        "[store]\nkind = \"postgres\"\nurl = \"host=db sslmode=require\"\ntls_ca = \"db-ca.pem\"\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(cfg.store.tls_ca, Some(PathBuf::from("db-ca.pem")));
+    let errs = errors(&format!("[store]\ntls_ca = \"db-ca.pem\"\n{base}"));
+    assert!(errs.at("store.tls_ca").is_some(), "{errs}");
+}

@@ -9,6 +9,10 @@
 //! A watchdog shell started with it stops the cluster and removes its folder once the test
 //! process has exited; folders of processes that died without it are removed by the next run.
 //!
+//! The cluster offers TLS with a certificate for 127.0.0.1 from a throw-away CA
+//! ([`Cluster::ca`]); [`Cluster::conninfo`] connects without it, [`Cluster::conninfo_tls`]
+//! requires it.
+//!
 //! The binaries come from `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`
 //! (Debian's `postgresql` package). Without them the tests fail, saying so: they never skip.
 
@@ -34,13 +38,23 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
+    /// The PEM CA that signed the certificate the cluster presents for TLS (for 127.0.0.1).
+    pub ca: PathBuf,
 }
 
 impl Cluster {
-    /// A connection string for `database` as the superuser `postgres`.
+    /// A connection string for `database` as the superuser `postgres`, without TLS.
     pub fn conninfo(&self, database: &str) -> String {
         format!(
-            "host=127.0.0.1 port={} user=postgres dbname={database}",
+            "host=127.0.0.1 port={} user=postgres dbname={database} sslmode=disable",
+            self.port
+        )
+    }
+
+    /// A connection string for `database` that requires TLS (trust [`Cluster::ca`]).
+    pub fn conninfo_tls(&self, database: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={database} sslmode=require",
             self.port
         )
     }
@@ -205,6 +219,17 @@ fn start() -> Result<Cluster, String> {
         .arg("UTF8")
         .arg("--locale=C")
         .arg("--no-sync"))?;
+    // TLS: a certificate for 127.0.0.1 signed by a CA of the test's own; the key must belong
+    // to the server's user and be private to it.
+    let pki = crate::pki::make(&dir, "pg", &["127.0.0.1", "localhost"])
+        .map_err(|e| format!("making the cluster's certificate: {e:#}"))?;
+    run(Command::new("chmod").arg("600").arg(&pki.key))?;
+    if root {
+        run(Command::new("chown")
+            .arg(OS_USER)
+            .arg(&pki.key)
+            .arg(&pki.cert))?;
+    }
     let mut last = String::new();
     // Another process may take the port between our check and the server's bind: try again.
     for _ in 0..5 {
@@ -212,8 +237,11 @@ fn start() -> Result<Cluster, String> {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections=300 -c shared_buffers=32MB",
-            dir.display()
+             -c max_connections=300 -c shared_buffers=32MB \
+             -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            dir.display(),
+            pki.cert,
+            pki.key
         );
         let started = run(as_user(root, &bin.join("pg_ctl"))
             .current_dir(&dir)
@@ -230,7 +258,11 @@ fn start() -> Result<Cluster, String> {
         match started {
             Ok(_) => {
                 watch(&bin, root, &dir, pid)?;
-                return Ok(Cluster { dir, port });
+                return Ok(Cluster {
+                    dir,
+                    port,
+                    ca: PathBuf::from(&pki.ca),
+                });
             }
             Err(e) => {
                 last = format!(

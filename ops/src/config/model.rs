@@ -235,6 +235,9 @@ pub struct StoreConfig {
     pub url: Option<super::chat::Secret>,
     /// PostgreSQL connections at most (`pool_size`).
     pub pool_size: u32,
+    /// PEM CA bundle trusted for TLS to PostgreSQL, besides the system's roots (`tls_ca`),
+    /// as written (relative to the config file's folder).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl StoreConfig {
@@ -256,6 +259,7 @@ impl Default for StoreConfig {
             group_commit_linger: Duration::from_millis(Self::DEFAULT_LINGER_MS),
             url: None,
             pool_size: Self::DEFAULT_POOL_SIZE,
+            tls_ca: None,
         }
     }
 }

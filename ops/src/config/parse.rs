@@ -285,6 +285,7 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
     );
     let url = super::chat::secret(report, &mut t, "url");
     let pool_size = t.int_or(report, "pool_size", 2, 256, StoreConfig::DEFAULT_POOL_SIZE);
+    let tls_ca = non_empty_path(report, &mut t, "tls_ca");
     t.finish(report);
     StoreConfig {
         kind,
@@ -292,6 +293,7 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
         group_commit_linger: Duration::from_millis(linger),
         url,
         pool_size,
+        tls_ca,
     }
 }
 

@@ -109,8 +109,10 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
             new.sqlite_path().display()
         ));
     }
-    if a.url != b.url || a.pool_size != b.pool_size {
-        needs.push("store.url / store.pool_size (the database is opened at start)".into());
+    if a.url != b.url || a.pool_size != b.pool_size || a.tls_ca != b.tls_ca {
+        needs.push(
+            "store.url / store.pool_size / store.tls_ca (the database is opened at start)".into(),
+        );
     }
     if a.group_commit_linger != b.group_commit_linger {
         needs.push(format!(

@@ -132,6 +132,10 @@ fn store(config: &Config, report: &mut Report<'_>) {
             "store.url",
             ConfigErrorKind::Invalid("url is for kind = \"postgres\"".into()),
         ),
+        StoreKind::Sqlite if s.tls_ca.is_some() => report.at_path(
+            "store.tls_ca",
+            ConfigErrorKind::Invalid("tls_ca is for kind = \"postgres\"".into()),
+        ),
         _ => {}
     }
 }

@@ -38,10 +38,12 @@
 //! it costs nothing on one node and serializes writers across nodes (each still commits whole
 //! batches).
 //!
+//! # TLS
+//! Connections go through rustls (`tokio-postgres-rustls`): the connection string's `sslmode`
+//! decides whether TLS is used, and the server's certificate is verified against the system's
+//! roots and [`PostgresOptions::tls_ca`].
+//!
 //! # Not here
-//! - TLS to the database: connections use `NoTls` (so `sslmode=require` fails to connect).
-//!   TLS means handing the pool's `Manager` a rustls connector instead, in
-//!   [`PostgresStore::open_config`].
 //! - A node that hangs inside a write transaction holds [`EVENT_LOG_LOCK`] and so stalls the
 //!   other nodes' writers until PostgreSQL ends its session: set
 //!   `idle_in_transaction_session_timeout` for the gateway's role.
@@ -76,7 +78,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use self::writer::{Request, Writer};
 pub use super::retention::Retention;
@@ -110,6 +112,11 @@ pub struct PostgresOptions {
     /// How long taking a connection from the pool (opening one if needed) may take before the
     /// request fails as retryable.
     pub connect_timeout: Duration,
+    /// A PEM CA bundle trusted for TLS to the database besides the system's roots. TLS is
+    /// used as the connection string's `sslmode` says (`disable`, `prefer`: the default, TLS
+    /// when the server offers it, `require`); the server's certificate is always verified,
+    /// its name against the host connected to.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// What is deleted when it is old; by default nothing. Every node purges (the same rows:
     /// one deletes them, the others find nothing).
     pub retention: Retention,
@@ -122,6 +129,7 @@ impl Default for PostgresOptions {
             queue_capacity: 4096,
             max_batch_rows: 4096,
             connect_timeout: Duration::from_secs(5),
+            tls_ca: None,
             retention: Retention::keep_forever(),
         }
     }
@@ -200,9 +208,12 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
         }
+        let roots = crate::tls::roots(options.tls_ca.as_deref(), true)
+            .and_then(crate::tls::client_config)
+            .map_err(|e| StoreError::Internal(format!("TLS to PostgreSQL: {e:#}")))?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tokio_postgres_rustls::MakeRustlsConnect::new(roots),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_postgres::NoTls;
+
 use super::harness::{fresh_database, test_options};
 use super::*;
 use crate::domain::{IdFormats, InboundMessage, ReceiptUpdate};
@@ -18,6 +20,15 @@ use crate::store::suite::fixtures::{cdr, id, message, message_at, status_at, T0}
 
 async fn open(conninfo: &str) -> PostgresStore {
     PostgresStore::open(conninfo, test_options()).await.unwrap()
+}
+
+/// The database a connection string names.
+fn dbname(conninfo: &str) -> String {
+    conninfo
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("dbname="))
+        .unwrap()
+        .to_owned()
 }
 
 /// A plain connection to the database, for looking under the store.
@@ -216,7 +227,7 @@ async fn a_lost_connection_fails_retryably_and_the_store_reconnects() {
     let store = open(&conninfo).await;
     store.insert(vec![message("acme", 1, 1)]).await.unwrap();
     // Every connection of the store's database is cut (as a database restart does).
-    let dbname = conninfo.rsplit('=').next().unwrap().to_owned();
+    let dbname = dbname(&conninfo);
     sql(&switchyard_tests::postgres::cluster().conninfo("postgres"))
         .await
         .query(
@@ -470,7 +481,7 @@ async fn ping_fails_where_writes_cannot_be_made() {
     let conninfo = fresh_database().await;
     let store = open(&conninfo).await;
     store.ping().await.unwrap();
-    let dbname = conninfo.rsplit('=').next().unwrap().to_owned();
+    let dbname = dbname(&conninfo);
     let admin = sql(&switchyard_tests::postgres::cluster().conninfo("postgres")).await;
     let cut = |dbname: String| {
         let admin = &admin;
@@ -655,4 +666,36 @@ async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
     a.node.store(1, Ordering::Relaxed);
     assert_eq!(a.unfinished().await.unwrap().len(), from_a.len());
     drop(b);
+}
+
+#[tokio::test]
+async fn tls_to_the_database_verifies_the_server_certificate() {
+    let cluster = switchyard_tests::postgres::cluster();
+    let plain = fresh_database().await;
+    let tls = cluster.conninfo_tls(&dbname(&plain));
+    let options = PostgresOptions {
+        tls_ca: Some(cluster.ca.clone()),
+        ..test_options()
+    };
+    let store = PostgresStore::open(&tls, options).await.unwrap();
+    store.insert(vec![message("acme", 1, 1)]).await.unwrap();
+    let client = get(&store.pool).await.unwrap();
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the store's connections use TLS");
+    drop(client);
+    store.close().await.unwrap();
+    // A server whose certificate no trusted CA signed is refused.
+    let refused = PostgresStore::open(&tls, test_options()).await.unwrap_err();
+    let text = format!("{refused}");
+    assert!(
+        text.contains("certificate") || text.contains("TLS"),
+        "{text}"
+    );
 }
