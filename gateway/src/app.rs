@@ -320,6 +320,15 @@ pub async fn start(
             shutdown_rx.clone(),
         )
     });
+    if joined.is_some() {
+        tokio::spawn(share_limits(
+            node_view.clone(),
+            tenant_limits.clone(),
+            store.clone(),
+            config.node.heartbeat,
+            shutdown_rx.clone(),
+        ));
+    }
     let state = AppState {
         auth: Arc::new(ArcSwap::from_pointee(auth)),
         store,
@@ -623,6 +632,38 @@ async fn recover(
         );
     }
 }
+
+/// On a shared store, once per heartbeat: each tenant's `max_tps` is split over the live
+/// nodes; every [`QUOTA_SYNC_EVERY`] heartbeats the quota counters catch up with what every
+/// node stored (a count over the tenant's messages of the day and the month, so not more
+/// often).
+async fn share_limits(
+    view: crate::cluster::SharedNodeView,
+    limits: Arc<TenantLimiter>,
+    store: Arc<dyn Store>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    for beat in 0u64.. {
+        let alive = view.load().peers.iter().filter(|p| p.alive).count();
+        limits.set_share(u32::try_from(alive).unwrap_or(u32::MAX).max(1));
+        if beat % QUOTA_SYNC_EVERY == 0 {
+            if let Err(e) = limits
+                .sync_quotas(store.as_ref(), crate::domain::now_ms())
+                .await
+            {
+                tracing::warn!("counting the tenants' quotas across nodes failed: {e}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Heartbeats between two counts of the tenants' quotas across nodes.
+const QUOTA_SYNC_EVERY: u64 = 5;
 
 /// Where an unfinished message goes again: after a restart, or when this node takes over a
 /// dead node's messages.

@@ -15,6 +15,9 @@ use switchyard_tests::http::Client;
 use switchyard_tests::sink::Sink;
 
 const KEY: &str = "sk_e2e_scale_out_one_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+/// A tenant with a `max_tps` the two nodes share.
+const KEY_PACED: &str = "sk_e2e_scale_out_paced_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const PACED_TPS: u32 = 40;
 
 fn node_config(dir: &TempDir, sim: &Sim, sink: &Sink, url: &str, id: u8) -> PathBuf {
     GatewayConfig {
@@ -24,9 +27,12 @@ fn node_config(dir: &TempDir, sim: &Sim, sink: &Sink, url: &str, id: u8) -> Path
         extra: format!(
             "[[tenants]]\nname = \"one\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
              webhook_url = {:?}\nwebhook_secrets = [\"scale-out-secret-0123456789\"]\n\n\
+             [[tenants]]\nname = \"paced\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+             max_tps = {PACED_TPS}\n\n\
              [node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n",
             hash_key(KEY).unwrap(),
-            sink.url
+            sink.url,
+            hash_key(KEY_PACED).unwrap(),
         ),
         ..GatewayConfig::default()
     }
@@ -143,6 +149,32 @@ fn a_killed_nodes_messages_are_sent_once_by_the_other_node() {
             "{id}: one webhook, not one per node"
         );
     }
+
+    // Two live nodes share the paced tenant's rate: one node takes about half of it (its
+    // bucket holds its share; a burst of a whole second's worth is mostly refused).
+    let mut paced = Client::new(&b.api).with_bearer(KEY_PACED);
+    let started = std::time::Instant::now();
+    let accepted = (0..PACED_TPS as usize)
+        .filter(|i| {
+            let body =
+                json!({"to": format!("+4479112{:05}", 500 + i), "from": "Acme", "body": "p"});
+            let r = paced.post_json("/v1/messages", &body).unwrap();
+            assert!(
+                r.status == 202 || r.status == 429,
+                "{} {}",
+                r.status,
+                r.text()
+            );
+            r.status == 202
+        })
+        .count();
+    let took = started.elapsed().as_secs_f64();
+    let refill = (took * f64::from(PACED_TPS) / 2.0).ceil() as usize;
+    assert!(
+        accepted <= PACED_TPS as usize / 2 + refill + 1,
+        "{accepted} of {PACED_TPS} accepted in {took:.2} s on one of two nodes"
+    );
+    assert!(accepted >= PACED_TPS as usize / 2, "{accepted}");
 
     // Node A accepts scheduled messages, then dies before they are due.
     let at = rfc3339_in(Duration::from_secs(6));

@@ -15,6 +15,11 @@
 //! - **Policy**: allowed channels, allowed/blocked destination countries (403), segment cap
 //!   (422), the highest priority the tenant may ask for (`max_priority`, 403).
 //!
+//! - **Several nodes** (a shared store): each node's bucket gets `max_tps` divided by the live
+//!   nodes ([`TenantLimiter::set_share`]), and the quota counters are raised to the store's
+//!   counts once per heartbeat ([`TenantLimiter::sync_quotas`]), so quotas hold across the
+//!   cluster within what the other nodes accept in one heartbeat.
+//!
 //! Everything time-dependent takes `now` (unix ms for the calendar, `Instant` for the bucket),
 //! so the unit tests drive it without a clock.
 
@@ -137,6 +142,14 @@ impl QuotaWindow {
         Ok(())
     }
 
+    /// Raises the counters to at least `day_used` and `month_used` (counted in the store, by
+    /// every node) for the window of `now`.
+    pub(crate) fn raise_to(&mut self, now: UnixMs, day_used: u64, month_used: u64) {
+        self.roll(now);
+        self.day_used = self.day_used.max(day_used);
+        self.month_used = self.month_used.max(month_used);
+    }
+
     /// Gives back `n` messages reserved at `reserved_at` (the request was not stored). Nothing
     /// is given back to a window that has rolled over since.
     pub(crate) fn release(&mut self, n: u64, reserved_at: UnixMs) {
@@ -155,7 +168,9 @@ impl QuotaWindow {
 struct Gate {
     /// The configured limits.
     limits: TenantLimits,
-    /// `max_tps` bucket, if limited.
+    /// The configured `max_tps`, if limited.
+    max_tps: Option<u32>,
+    /// `max_tps` (this node's share of it) bucket, if limited.
     bucket: Option<Mutex<TokenBucket>>,
     /// Quota counters (used only when a quota is set; kept across reloads).
     quota: Arc<Mutex<QuotaWindow>>,
@@ -168,6 +183,13 @@ struct Gate {
 pub(crate) struct TenantLimiter {
     /// Tenant name → its gate.
     gates: ArcSwap<HashMap<String, Arc<Gate>>>,
+    /// Live nodes sharing each tenant's `max_tps` (1 on a single node).
+    share: std::sync::atomic::AtomicU32,
+}
+
+/// `max_tps` split over `share` nodes (rounded up, at least 1).
+fn share_of(tps: u32, share: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(tps.div_ceil(share.max(1))).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
 /// Quota taken by a request that is not stored yet. Dropping it gives the quota back;
@@ -227,8 +249,9 @@ impl TenantLimiter {
             .iter()
             .map(|t| {
                 let previous = old.get(&t.name);
+                let share = self.share.load(std::sync::atomic::Ordering::Relaxed);
                 let bucket = t.max_tps.map(|tps| {
-                    let tps = std::num::NonZeroU32::new(tps).unwrap_or(std::num::NonZeroU32::MIN);
+                    let tps = share_of(tps, share);
                     let kept = previous
                         .and_then(|g| g.bucket.as_ref())
                         .map(|b| b.lock().clone())
@@ -240,6 +263,7 @@ impl TenantLimiter {
                     .unwrap_or_else(|| Arc::new(Mutex::new(QuotaWindow::default())));
                 let gate = Gate {
                     limits: t.limits.clone(),
+                    max_tps: t.max_tps,
                     bucket,
                     quota,
                     max_priority: t.fairness.max_priority,
@@ -262,6 +286,39 @@ impl TenantLimiter {
             let day_used = store.accepted_since(name, day * DAY_MS).await?;
             let month_used = store.accepted_since(name, month_start(month)).await?;
             *gate.quota.lock() = QuotaWindow::seeded(now, day_used, month_used);
+        }
+        Ok(())
+    }
+
+    /// `nodes` live nodes share the store: each takes its share of every `max_tps`.
+    pub(crate) fn set_share(&self, nodes: u32) {
+        let nodes = nodes.max(1);
+        if self.share.swap(nodes, std::sync::atomic::Ordering::Relaxed) == nodes {
+            return;
+        }
+        let now = Instant::now();
+        for gate in self.gates.load().values() {
+            if let (Some(tps), Some(bucket)) = (gate.max_tps, &gate.bucket) {
+                *bucket.lock() = TokenBucket::per_second(share_of(tps, nodes), now);
+            }
+        }
+    }
+
+    /// Raises the quota counters to what the store counts (every node's accepted messages).
+    pub(crate) async fn sync_quotas(
+        &self,
+        store: &dyn Store,
+        now: UnixMs,
+    ) -> Result<(), StoreError> {
+        let (day, month) = day_and_month(now);
+        let gates = self.gates.load_full();
+        for (name, gate) in gates.iter() {
+            if gate.limits.daily_quota.is_none() && gate.limits.monthly_quota.is_none() {
+                continue;
+            }
+            let day_used = store.accepted_since(name, day * DAY_MS).await?;
+            let month_used = store.accepted_since(name, month_start(month)).await?;
+            gate.quota.lock().raise_to(now, day_used, month_used);
         }
         Ok(())
     }
@@ -461,6 +518,35 @@ mod tests {
         assert!(b
             .take_into_debt(full + Duration::from_millis(4200), 1)
             .is_ok());
+    }
+
+    #[test]
+    fn live_nodes_share_the_rate_and_quotas_follow_the_store() {
+        let mut config = switchyard_ops::config::Config::embedded_default();
+        config.tenants[0].max_tps = Some(10);
+        config.tenants[0].limits.daily_quota = Some(100);
+        let name = config.tenants[0].name.clone();
+        let l = TenantLimiter::new(&config);
+        let now = JAN31_LAST_SECOND - 10_000;
+        let i = Instant::now();
+        // Two live nodes: this one admits 5 a second (rounded up).
+        l.set_share(2);
+        let admitted = (0..10)
+            .filter(|_| l.admit(&name, 1, now, i).map(Reservation::keep).is_ok())
+            .count();
+        assert_eq!(admitted, 5);
+        // Back to one node: the whole rate again.
+        l.set_share(1);
+        let admitted = (0..20)
+            .filter(|_| l.admit(&name, 1, now, i).map(Reservation::keep).is_ok())
+            .count();
+        assert_eq!(admitted, 10);
+        // The other nodes accepted 90 today: 15 used here, 90 in the store → 10 left.
+        let gate = l.gate(&name).unwrap();
+        gate.quota.lock().raise_to(now, 90, 90);
+        assert_eq!(gate.quota.lock().day_used, 90);
+        gate.quota.lock().raise_to(now, 10, 10);
+        assert_eq!(gate.quota.lock().day_used, 90, "never lowered");
     }
 
     #[test]
