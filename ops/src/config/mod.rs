@@ -19,7 +19,7 @@
 //! - `reader`: typed getters over the spanned TOML tree that collect errors and positions.
 //! - `redacted`: [`REDACTED`], what `Debug` prints in place of secrets.
 //! - [`keys`]: API key hashing, generation and constant-time lookup.
-//! - [`egress`], [`events`], [`voice`], [`inbound`], [`retention`], [`queues`],
+//! - [`egress`], [`events`], [`voice`], [`inbound`], [`retention`], [`queues`], [`node`],
 //!   [`smpp_server`]: one section each, its type, defaults and reader.
 //! - [`model`]: the typed configuration ([`Config`] and the other sections).
 //! - `parse`: document → [`Config`] (single-value checks); `validate`: checks across keys.
