@@ -128,7 +128,7 @@ pub async fn start(
     let config_file = config_path.as_ref().and_then(|p| std::fs::read(p).ok());
     let config_hash = crate::cluster::config_hash(config_file.as_deref(), &*config);
     let (config_hash_tx, config_hash_rx) = watch::channel(config_hash.clone());
-    let mut membership = match &opened {
+    let membership = match &opened {
         OpenedStore::Postgres(pg) => Some(
             crate::cluster::Membership::join(pg.clone(), &config.node, config_hash.clone())
                 .await
@@ -147,10 +147,11 @@ pub async fn start(
             ..Default::default()
         })),
     };
-    let webhook_lease = match &mut membership {
-        Some(m) => m.lease(crate::cluster::WEBHOOKS),
-        None => crate::cluster::Lease::always(crate::cluster::WEBHOOKS),
+    let leases = match &membership {
+        Some(m) => m.leases(),
+        None => crate::cluster::Leases::single(),
     };
+    let webhook_lease = leases.lease(crate::cluster::WEBHOOKS);
     let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
     let directory: SharedDirectory =
         Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
@@ -222,6 +223,7 @@ pub async fn start(
         submit.clone(),
         store.clone(),
         event_store.clone(),
+        leases.clone(),
         shutdown_rx.clone(),
     )
     .await?;

@@ -15,6 +15,7 @@
 //!
 //! See `store::postgres::cluster` for the tables and the claims.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,27 +37,23 @@ pub(crate) const WEBHOOKS: &str = "webhooks";
 /// A lease on a singleton job, as this process last saw it.
 #[derive(Debug)]
 pub(crate) struct Lease {
-    name: &'static str,
+    name: String,
     /// Held for good (one node: nothing to share).
     always: bool,
+    /// Whether this node wants it (tries to take and renew it); a lease no longer wanted is
+    /// given up at the next heartbeat.
+    wanted: AtomicBool,
     /// Held until then (renewed with the heartbeat); `None`: not held.
     until: Mutex<Option<Instant>>,
 }
 
 impl Lease {
     /// A lease a single node always holds.
-    pub(crate) fn always(name: &'static str) -> Arc<Lease> {
+    pub(crate) fn always(name: &str) -> Arc<Lease> {
         Arc::new(Lease {
-            name,
+            name: name.to_owned(),
             always: true,
-            until: Mutex::new(None),
-        })
-    }
-
-    fn shared(name: &'static str) -> Arc<Lease> {
-        Arc::new(Lease {
-            name,
-            always: false,
+            wanted: AtomicBool::new(true),
             until: Mutex::new(None),
         })
     }
@@ -64,6 +61,55 @@ impl Lease {
     /// Whether this process holds the lease now (with a heartbeat's margin before it expires).
     pub(crate) fn held(&self) -> bool {
         self.always || self.until.lock().is_some_and(|u| Instant::now() < u)
+    }
+
+    /// Whether this node should try to hold the lease (say, only while it has someone to
+    /// send to).
+    pub(crate) fn want(&self, wanted: bool) {
+        self.wanted.store(wanted, Ordering::Relaxed);
+    }
+}
+
+/// The leases this node holds or wants: fixed ones (webhooks) and ones made as needed (a
+/// receipt sender per SMPP user).
+#[derive(Debug)]
+pub(crate) struct Leases {
+    /// Several nodes share the store: leases are taken in the database.
+    shared: bool,
+    all: Mutex<Vec<Arc<Lease>>>,
+}
+
+impl Leases {
+    /// One node: every lease is always held.
+    pub(crate) fn single() -> Arc<Leases> {
+        Arc::new(Leases {
+            shared: false,
+            all: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The lease `name` (the same one when asked again), wanted from now on.
+    pub(crate) fn lease(&self, name: &str) -> Arc<Lease> {
+        if !self.shared {
+            return Lease::always(name);
+        }
+        let mut all = self.all.lock();
+        if let Some(l) = all.iter().find(|l| l.name == name) {
+            l.want(true);
+            return l.clone();
+        }
+        let lease = Arc::new(Lease {
+            name: name.to_owned(),
+            always: false,
+            wanted: AtomicBool::new(true),
+            until: Mutex::new(None),
+        });
+        all.push(lease.clone());
+        lease
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Lease>> {
+        self.all.lock().clone()
     }
 }
 
@@ -119,7 +165,7 @@ pub(crate) struct Membership {
     me: Registration,
     settings: NodeSettings,
     view: SharedNodeView,
-    leases: Vec<Arc<Lease>>,
+    leases: Arc<Leases>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -159,7 +205,10 @@ impl Membership {
             me,
             settings: settings.clone(),
             view,
-            leases: Vec::new(),
+            leases: Arc::new(Leases {
+                shared: true,
+                all: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -168,11 +217,9 @@ impl Membership {
         self.view.clone()
     }
 
-    /// A lease this node will try to hold (taken from the first heartbeat on).
-    pub(crate) fn lease(&mut self, name: &'static str) -> Arc<Lease> {
-        let lease = Lease::shared(name);
-        self.leases.push(lease.clone());
-        lease
+    /// The leases this node takes and renews with its heartbeat (from the first one on).
+    pub(crate) fn leases(&self) -> Arc<Leases> {
+        self.leases.clone()
     }
 
     /// Runs the adoption of dead nodes' work until `shutdown`, and the heartbeat until
@@ -229,26 +276,8 @@ impl Membership {
                     }
                 }
             }
-            for l in &self.leases {
-                let held = match self.store.lease(l.name, &self.me, lease).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::warn!(lease = l.name, "renewing a lease failed: {e}");
-                        continue;
-                    }
-                };
-                let was = l.held();
-                *l.until.lock() = held.then(|| started + lease.saturating_sub(every));
-                if held != was {
-                    tracing::info!(
-                        node = self.me.node,
-                        lease = l.name,
-                        held,
-                        "lease changed hands"
-                    );
-                }
-                metrics::gauge!("switchyard_node_lease_held", "lease" => l.name)
-                    .set(f64::from(u8::from(held)));
+            for l in self.leases.snapshot() {
+                self.renew(&l, started).await;
             }
             if let Ok(peers) = self.store.nodes(lease).await {
                 let alive = peers.iter().filter(|p| p.alive).count();
@@ -270,15 +299,44 @@ impl Membership {
                 _ = leaving.wait_for(|s| *s) => break,
             }
         }
-        for l in &self.leases {
+        for l in self.leases.snapshot() {
             *l.until.lock() = None;
-            let _ = self.store.release_lease(l.name, &self.me).await;
+            let _ = self.store.release_lease(&l.name, &self.me).await;
         }
+    }
+
+    /// Takes or renews `l` when wanted (from `started` on), gives it up when not.
+    async fn renew(&self, l: &Lease, started: Instant) {
+        let lease = self.settings.lease;
+        let was = l.held();
+        let held = if l.wanted.load(Ordering::Relaxed) {
+            match self.store.lease(&l.name, &self.me, lease).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(lease = %l.name, "renewing a lease failed: {e}");
+                    return;
+                }
+            }
+        } else {
+            if was {
+                *l.until.lock() = None;
+                if let Err(e) = self.store.release_lease(&l.name, &self.me).await {
+                    tracing::warn!(lease = %l.name, "giving up a lease failed: {e}");
+                }
+            }
+            false
+        };
+        *l.until.lock() = held.then(|| started + lease.saturating_sub(self.settings.heartbeat));
+        if held != was {
+            tracing::info!(node = self.me.node, lease = %l.name, held, "lease changed hands");
+        }
+        metrics::gauge!("switchyard_node_lease_held", "lease" => l.name.clone())
+            .set(f64::from(u8::from(held)));
     }
 
     fn fence(&self, why: &str) {
         tracing::error!(node = self.me.node, "stopping: {why}");
-        for l in &self.leases {
+        for l in self.leases.snapshot() {
             *l.until.lock() = None;
         }
         let mut view = (**self.view.load()).clone();

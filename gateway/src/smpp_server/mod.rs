@@ -52,6 +52,8 @@ pub(crate) struct Server {
     pub(crate) limits: convert::Limits,
     /// The users whose receipt sender runs (one per user at most).
     pub(crate) senders: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Leases: on a shared store, one node at a time sends a user's receipts and MO.
+    pub(crate) leases: Arc<crate::cluster::Leases>,
     /// Connections open now.
     connections: AtomicUsize,
     /// Connection numbers.
@@ -96,6 +98,7 @@ pub(crate) async fn start(
     submit: Submitter,
     store: Arc<dyn Store>,
     events: Arc<dyn EventStore>,
+    leases: Arc<crate::cluster::Leases>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Handle>> {
     let Some(settings) = config.smpp_server.clone() else {
@@ -129,6 +132,7 @@ pub(crate) async fn start(
         events,
         limits: convert::Limits::default(),
         senders: parking_lot::Mutex::new(std::collections::HashSet::new()),
+        leases,
         connections: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
         settings,

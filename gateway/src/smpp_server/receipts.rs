@@ -74,6 +74,10 @@ pub(crate) async fn run(
 ) {
     let name = cursor_name(&system_id);
     let receiver_up = server.binds.receiver_up(&system_id);
+    // On a shared store one node at a time sends this user's receipts and MO: one with a
+    // receiver bind of the user, holding the lease.
+    let lease = server.leases.lease(&name);
+    let mut holding = false;
     let mut read = cursor;
     let mut saved = cursor;
     let mut saved_at = Instant::now();
@@ -100,6 +104,39 @@ pub(crate) async fn run(
             }
         };
         let receivers = server.binds.receivers(&system_id);
+        lease.want(!receivers.is_empty());
+        if !lease.held() {
+            // Another node sends them (or nobody, until a receiver binds here): what this
+            // node read and did not see taken is that node's to send again.
+            if holding {
+                tracing::info!(%system_id, "receipts are sent by another node now");
+                holding = false;
+            }
+            open.clear();
+            queue.clear();
+            tokio::select! {
+                _ = receiver_up.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        if !holding {
+            // Taken over (or started): from the cursor the last holder saved.
+            match server.events.named_cursor(&name).await {
+                Ok(Some(c)) => {
+                    read = c;
+                    saved = c;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%system_id, "reading the receipt cursor: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            holding = true;
+        }
         let now = Instant::now();
         // Read more of the log while there is room and someone to send to.
         let mut caught_up = true;
@@ -218,7 +255,7 @@ pub(crate) async fn run(
         }
     }
     let mark = open.keys().next().map_or(read, |first| first - 1);
-    if mark > saved {
+    if holding && mark > saved {
         save(&server, &name, mark).await;
     }
 }
