@@ -200,7 +200,7 @@ pub async fn start(
     let hub = Arc::new(Hub::new(
         store.clone(),
         event_store,
-        directory,
+        directory.clone(),
         opt_outs,
         webhooks,
         config.sse.clone(),
@@ -225,6 +225,7 @@ pub async fn start(
     let chat = crate::chat::start(
         &config,
         &base_dir,
+        &directory,
         router.clone(),
         updates.clone(),
         shutdown_rx.clone(),
@@ -611,7 +612,8 @@ struct Reloader {
     smpp_server: Option<crate::smpp_server::Handle>,
     /// The email engine (with no relay until one is configured).
     email: Arc<crate::email::Email>,
-    /// The chat engine (RCS, WhatsApp; with no account until one is configured).
+    /// The chat engine (RCS, WhatsApp, Telegram, Messenger, webhook; with no account until one
+    /// is configured).
     chat: Arc<crate::chat::Chat>,
 }
 
@@ -660,7 +662,7 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
     let binds = Binds::plan(&next, r.sandbox, base_dir)?;
     let sip = crate::sip::transport::plan(&next, base_dir)?;
     let relays = crate::email::plan(&next, base_dir)?;
-    let accounts = crate::chat::plan(&next, base_dir)?;
+    let accounts = crate::chat::plan(&next, base_dir, &state.events.directory)?;
     let router = &state.dispatcher.router;
     let routing = next
         .routing_config(base_dir)
