@@ -230,7 +230,7 @@ pub async fn start(
     let hub = Hub::new(
         store.clone(),
         event_store,
-        directory,
+        directory.clone(),
         opt_outs,
         webhooks,
         config.sse.clone(),
@@ -260,6 +260,7 @@ pub async fn start(
     let chat = crate::chat::start(
         &config,
         &base_dir,
+        &directory,
         router.clone(),
         updates.clone(),
         shutdown_rx.clone(),
@@ -751,7 +752,8 @@ struct Reloader {
     smpp_server: Option<crate::smpp_server::Handle>,
     /// The email engine (with no relay until one is configured).
     email: Arc<crate::email::Email>,
-    /// The chat engine (RCS, WhatsApp; with no account until one is configured).
+    /// The chat engine (RCS, WhatsApp, Telegram, Messenger, webhook; with no account until one
+    /// is configured).
     chat: Arc<crate::chat::Chat>,
     /// The running configuration's hash, which the node reports to its peers.
     config_hash: watch::Sender<String>,
@@ -802,7 +804,7 @@ fn reload(r: &Reloader, current: &Config, path: &Path) -> anyhow::Result<Arc<Con
     let binds = Binds::plan(&next, r.sandbox, base_dir)?;
     let sip = crate::sip::transport::plan(&next, base_dir)?;
     let relays = crate::email::plan(&next, base_dir)?;
-    let accounts = crate::chat::plan(&next, base_dir)?;
+    let accounts = crate::chat::plan(&next, base_dir, &state.events.directory)?;
     let router = &state.dispatcher.router;
     let routing = next
         .routing_config(base_dir)

@@ -1,6 +1,7 @@
-//! Connections made on a tenant's behalf — webhooks (`webhook_url`, `callback_url`) and voice
-//! `audio_url` downloads — go through [`Connector`], which applies the operator's `[egress]`
-//! policy ([`EgressPolicy`]) to the address actually connected to.
+//! Connections made on a tenant's behalf — webhooks (`webhook_url`, `callback_url`), the
+//! endpoints of webhook-channel messages (`chat::webhook`) and voice `audio_url` downloads —
+//! go through [`Connector`], which applies the operator's `[egress]` policy ([`EgressPolicy`])
+//! to the address actually connected to.
 //!
 //! ```text
 //! URL host ─┬─ address literal ──► policy ──► connect to it        (refused: Refused)

@@ -1,13 +1,14 @@
 //! Delivery for channels whose carriers take each message in one exchange and answer it at
-//! once — SMTP relays (email) and provider HTTP APIs (RCS, WhatsApp): the queue, the retry
-//! and failover loop, health and status updates, shared by every such channel. A channel
-//! provides its [`Carriers`]: how to rank its carriers for a job and what one attempt on one
-//! carrier came to.
+//! once — SMTP relays (email), provider HTTP APIs (RCS, WhatsApp, Telegram, Messenger) and
+//! the recipients' own endpoints (webhook): the queue, the retry and failover loop, health and
+//! status updates, shared by every such channel. A channel provides its [`Carriers`]: how to
+//! rank its carriers for a job and what one attempt on one carrier came to.
 //!
 //! ```text
 //! Connector::quote (ranked carriers, price) ──► store ──► Connector::place ──► queue
 //!   ──► deliver (one task per message, ≤ MAX_IN_FLIGHT)
 //!         submitting ──► attempt on the best carrier ──► Sent: sent (the carrier's id)
+//!                                                   ──► Delivered: sent, then delivered
 //!                                                   ──► Rejected: rejected (no failover)
 //!                                                   ──► Retry: the next carrier, then again
 //!                                                       after a back-off, until the attempts
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::carrier::backoff::Backoff;
 use crate::carrier::health;
-use crate::domain::{now_ms, MessageId, Money, Status, UnixMs, Update};
+use crate::domain::{now_ms, MessageId, Money, ReceiptUpdate, Status, UnixMs, Update};
 use crate::submit::{Connector, Quote, SubmitError};
 use crate::updates::UpdateSink;
 
@@ -45,6 +46,9 @@ const MAX_IN_FLIGHT: usize = 1024;
 pub(crate) enum Verdict {
     /// The carrier took it; its id for the message.
     Sent(String),
+    /// The carrier took it and that is its delivery: the recipient itself answered (a
+    /// webhook endpoint's 2xx). Its id for the message.
+    Delivered(String),
     /// The carrier refused this message for good (recipient, sender or content): no other
     /// carrier is tried.
     Rejected(String),
@@ -77,6 +81,11 @@ pub(crate) trait Carriers: Send + Sync + 'static {
     fn any(&self, job: &Self::Job) -> bool;
     /// The carriers that could take `job` now with the tenant's price, best first.
     fn ranked(&self, job: &Self::Job) -> Result<Vec<(String, Money)>, SubmitError>;
+    /// Whether what attempts on `job` come to says something about the carrier (its health
+    /// and breaker); `false` where the answer is the recipient's own (a webhook endpoint).
+    fn feeds_health(&self, _job: &Self::Job) -> bool {
+        true
+    }
     /// One attempt on `carrier`.
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a Self::Job) -> BoxFuture<'a, Verdict>;
 }
@@ -225,26 +234,46 @@ where
                 attempts += 1;
                 let started = Instant::now();
                 let verdict = self.carriers.attempt(&carrier, &job).await;
+                let delivered = matches!(verdict, Verdict::Delivered(_));
                 let now = Instant::now();
+                let record = |outcome| {
+                    if self.carriers.feeds_health(&job) {
+                        health::record(&self.router, &carrier, outcome, now);
+                    }
+                };
                 match verdict {
-                    Verdict::Sent(carrier_id) => {
-                        let latency = now - started;
-                        health::record(&self.router, &carrier, Outcome::Success { latency }, now);
+                    Verdict::Sent(carrier_id) | Verdict::Delivered(carrier_id) => {
+                        record(Outcome::Success {
+                            latency: now - started,
+                        });
                         self.updates
                             .send(Update::SegmentSent {
                                 id: job.id(),
                                 index: 0,
-                                carrier,
-                                carrier_message_id: carrier_id,
+                                carrier: carrier.clone(),
+                                carrier_message_id: carrier_id.clone(),
                                 id_formats: Default::default(),
                                 at: now_ms(),
                             })
                             .await;
+                        if delivered {
+                            // Matched to the segment just sent, as a provider's receipt is
+                            // (applied after it: one ordered update stream).
+                            self.updates
+                                .send(Update::Receipt(ReceiptUpdate {
+                                    carrier,
+                                    carrier_message_id: carrier_id,
+                                    id_formats: Default::default(),
+                                    status: Some(Status::Delivered),
+                                    error: None,
+                                    at: now_ms(),
+                                }))
+                                .await;
+                        }
                         return;
                     }
                     Verdict::Rejected(error) => {
-                        let reject = Outcome::Failure(FailureClass::PermanentReject);
-                        health::record(&self.router, &carrier, reject, now);
+                        record(Outcome::Failure(FailureClass::PermanentReject));
                         self.updates
                             .send(Update::SegmentRejected {
                                 id: job.id(),
@@ -257,7 +286,7 @@ where
                         return;
                     }
                     Verdict::Retry(error, class) => {
-                        health::record(&self.router, &carrier, Outcome::Failure(class), now);
+                        record(Outcome::Failure(class));
                         tracing::info!(id = %job.id(), %carrier, "{} not taken: {error}", C::NAME);
                         last_error = format!("{carrier}: {error}");
                     }

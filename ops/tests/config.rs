@@ -1000,6 +1000,76 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
 }
 
 #[test]
+fn webhook_carriers_are_priced_per_message_with_their_client_settings() {
+    let tenant = format!(
+        "[[tenants]]\nname = \"a\"\napi_keys = [{:?}]\n\n",
+        hash_api_key("k")
+    );
+    let ok = parse(&format!(
+        "{tenant}[[carriers]]\nname = \"Hooks\"\nchannels = [\"webhook\"]\n\n\
+         [carriers.webhook]\nprice = \"0.0002\"\n\n\
+         [[carriers]]\nname = \"Hooks2\"\nchannels = [\"webhook\"]\n\n\
+         [carriers.webhook]\nprice = \"0.0003\"\ntimeout_s = 3\nmax_connections = 8\n\
+         max_body_bytes = 4096\n"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let defaults = ok.carriers[0].webhook.as_ref().unwrap();
+    assert_eq!(
+        defaults.timeout,
+        std::time::Duration::from_secs(config::WebhookSender::DEFAULT_TIMEOUT_S)
+    );
+    assert_eq!(
+        defaults.max_connections,
+        config::WebhookSender::DEFAULT_MAX_CONNECTIONS
+    );
+    assert_eq!(
+        defaults.max_body_bytes,
+        config::WebhookSender::DEFAULT_MAX_BODY_BYTES
+    );
+    assert!(defaults.tls_ca.is_none());
+    let set = ok.carriers[1].webhook.as_ref().unwrap();
+    assert_eq!(set.timeout, std::time::Duration::from_secs(3));
+    assert_eq!((set.max_connections, set.max_body_bytes), (8, 4096));
+    let rc = ok
+        .routing_config(&examples_dir())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = switchyard_routing::RoutingTable::build(
+        std::sync::Arc::new(rc),
+        1_750_000_000,
+        std::time::Instant::now(),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let flat = table.flat_candidates(switchyard_routing::Channel::Webhook);
+    let costs: Vec<String> = flat.iter().map(|f| f.cost.to_string()).collect();
+    assert_eq!(costs, ["0.0002", "0.0003"]);
+
+    let errs = errors(&format!(
+        "{tenant}[[carriers]]\nname = \"NoSection\"\nchannels = [\"webhook\"]\n\n\
+         [[carriers]]\nname = \"Bad\"\nchannels = [\"webhook\"]\n\n\
+         [carriers.webhook]\ntimeout_s = 0\nmax_body_bytes = 10\nbase_url = \"http://x\"\n\
+         tls_ca = \"no-such-ca.pem\"\n\n\
+         [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\nsmpp = {{ sandbox = true, system_id = \"x\" }}\n\n\
+         [carriers.webhook]\nprice = \"0.1\"\n\n\
+         [[carriers]]\nname = \"Two\"\nchannels = [\"telegram\", \"webhook\"]\n\n\
+         [carriers.telegram]\nbot_token = \"1:a\"\nprice = \"0.1\"\n\n\
+         [carriers.webhook]\nprice = \"0.1\"\n"
+    ));
+    for path in [
+        "carriers[0].channels",
+        "carriers[1].webhook.price",
+        "carriers[1].webhook.timeout_s",
+        "carriers[1].webhook.max_body_bytes",
+        "carriers[1].webhook.base_url",
+        "carriers[1].webhook.tls_ca",
+        "carriers[2].webhook",
+        "carriers[3].channels",
+    ] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}
+
+#[test]
 fn the_postgres_store_needs_a_url_and_keeps_it_secret() {
     let tenant = format!(
         "[[tenants]]\nname = \"a\"\napi_keys = [{:?}]\n\n\

@@ -25,11 +25,13 @@ pub enum Channel {
     Telegram,
     /// Facebook Messenger (Send API) to a page-scoped user id; a flat price per message.
     Messenger,
+    /// A signed HTTP POST to an endpoint of the recipient's system; a flat price per message.
+    Webhook,
 }
 
 impl Channel {
     /// Every channel, in table order.
-    pub const ALL: [Channel; 7] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Sms,
         Channel::Voice,
         Channel::Email,
@@ -37,6 +39,7 @@ impl Channel {
         Channel::Whatsapp,
         Channel::Telegram,
         Channel::Messenger,
+        Channel::Webhook,
     ];
 
     /// The phone-addressed channels, priced by prefix: one prefix table each.
@@ -57,6 +60,7 @@ impl Channel {
             Channel::Whatsapp => 4,
             Channel::Telegram => 5,
             Channel::Messenger => 6,
+            Channel::Webhook => 7,
         }
     }
 
@@ -64,7 +68,7 @@ impl Channel {
     pub fn is_phone(self) -> bool {
         !matches!(
             self,
-            Channel::Email | Channel::Telegram | Channel::Messenger
+            Channel::Email | Channel::Telegram | Channel::Messenger | Channel::Webhook
         )
     }
 
@@ -78,6 +82,7 @@ impl Channel {
             Channel::Whatsapp => "whatsapp",
             Channel::Telegram => "telegram",
             Channel::Messenger => "messenger",
+            Channel::Webhook => "webhook",
         }
     }
 }

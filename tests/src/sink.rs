@@ -1,7 +1,9 @@
 //! A webhook receiver for the tests: an HTTP/1.1 server (plain or TLS) on 127.0.0.1 (one thread per
 //! connection, keep-alive) that records every request and answers 200, or 500 while told to
-//! fail. Signatures are checked by the test, with [`verify_signature`].
+//! fail, or the statuses scripted for a path ([`Sink::script`]). Signatures are checked by the
+//! test, with [`verify_signature`].
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +16,12 @@ use sha2::Sha256;
 /// One request the sink received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The request target, e.g. `/hook`.
+    pub path: String,
     /// `X-Switchyard-Event-Id`.
     pub event_id: String,
+    /// `Idempotency-Key`, if sent.
+    pub idempotency_key: Option<String>,
     /// `X-Switchyard-Signature`, if sent.
     pub signature: Option<String>,
     /// The body.
@@ -31,6 +37,8 @@ pub struct SinkState {
     pub fail: AtomicBool,
     /// Every request, in arrival order.
     pub received: Mutex<Vec<Received>>,
+    /// Path → the statuses its next requests are answered with, in order.
+    pub scripts: Mutex<HashMap<String, VecDeque<u16>>>,
 }
 
 /// A running sink; its threads end with the test process.
@@ -109,6 +117,27 @@ impl Sink {
             .len()
     }
 
+    /// Requests to `path` so far (any answer), copied.
+    pub fn requests_to(&self, path: &str) -> Vec<Received> {
+        let all = self
+            .state
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    /// Answers the next requests to `path` with `statuses`, in order (then as usual).
+    pub fn script(&self, path: &str, statuses: &[u16]) {
+        self.state
+            .scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(path.to_owned())
+            .or_default()
+            .extend(statuses);
+    }
+
     /// Makes the sink answer 500 (`true`) or 200 (`false`).
     pub fn set_failing(&self, fail: bool) {
         self.state.fail.store(fail, Ordering::SeqCst);
@@ -141,8 +170,10 @@ fn exchange<S: Read + Write>(stream: S, state: &SinkState) -> anyhow::Result<()>
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
+        let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
         let mut length = 0usize;
         let mut event_id = String::new();
+        let mut idempotency_key = None;
         let mut signature = None;
         loop {
             line.clear();
@@ -157,31 +188,41 @@ fn exchange<S: Read + Write>(stream: S, state: &SinkState) -> anyhow::Result<()>
                     "content-length" => length = value.parse().unwrap_or(0),
                     "x-switchyard-event-id" => event_id = value,
                     "x-switchyard-signature" => signature = Some(value),
+                    "idempotency-key" => idempotency_key = Some(value),
                     _ => {}
                 }
             }
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
-        let status = if state.fail.load(Ordering::SeqCst) {
-            500
-        } else {
-            200
+        let scripted = state
+            .scripts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&path)
+            .and_then(VecDeque::pop_front);
+        let status = match scripted {
+            Some(s) => s,
+            None if state.fail.load(Ordering::SeqCst) => 500,
+            None => 200,
         };
         state
             .received
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Received {
+                path,
                 event_id,
+                idempotency_key,
                 signature,
                 body,
                 status,
             });
-        let reason = if status == 200 {
-            "OK"
-        } else {
-            "Internal Server Error"
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            503 => "Service Unavailable",
+            _ => "Internal Server Error",
         };
         let response = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n");
         let writer = reader.get_mut();

@@ -165,6 +165,7 @@ pub(crate) async fn send(
             &tenant,
             step.valid.callback_url.as_deref(),
         )?;
+        validate::check_webhook_signing(&state.events.directory, &tenant, &step.valid)?;
     }
     let now = now_ms();
     let id = MessageId::generate(now);
@@ -360,7 +361,7 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
                     "channel",
                     "unsupported_channel",
                     "a step's channel is \"sms\", \"voice\", \"email\", \"rcs\", \
-                     \"whatsapp\", \"telegram\" or \"messenger\"",
+                     \"whatsapp\", \"telegram\", \"messenger\" or \"webhook\"",
                 )))
             }
         };
@@ -419,12 +420,13 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
 }
 
 /// The address `to` gives `channel`: `phone` for SMS, voice, RCS and WhatsApp, `email` for
-/// email, `telegram` and `messenger` for those; a plain string serves the steps it fits (an
-/// address with `@` for email, a number for the phone channels).
+/// email, `telegram`, `messenger` and `webhook` (the endpoint's URL) for those; a plain
+/// string serves the steps it fits (an address with `@` for email, a number for the phone
+/// channels).
 fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
-    const KINDS: [&str; 4] = ["phone", "email", "telegram", "messenger"];
+    const KINDS: [&str; 5] = ["phone", "email", "telegram", "messenger", "webhook"];
     let key = match channel {
-        "email" | "telegram" | "messenger" => channel,
+        "email" | "telegram" | "messenger" | "webhook" => channel,
         _ => "phone",
     };
     let found = match to {
@@ -436,8 +438,8 @@ fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
                     "to",
                     "invalid_recipient",
                     format!(
-                        "unknown address kind {k:?}; give \"phone\", \"email\", \"telegram\" \
-                         and/or \"messenger\""
+                        "unknown address kind {k:?}; give \"phone\", \"email\", \"telegram\", \
+                         \"messenger\" and/or \"webhook\""
                     ),
                 ));
             }

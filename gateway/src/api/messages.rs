@@ -63,6 +63,7 @@ pub(crate) async fn send(
         &tenant,
         sms.callback_url.as_deref(),
     )?;
+    super::validate::check_webhook_signing(&state.events.directory, &tenant, &sms)?;
     let to = sms.to.stored();
     let (channel, encoding, segments) = sms.shown();
     let scheduled = sms.scheduled_at.is_some() && sms.voice.is_none();

@@ -226,8 +226,8 @@ impl From<SubmitError> for Problem {
                 "channel_unavailable",
                 format!(
                     "the {channel} channel is not available: no carrier has it with a provider \
-                     account ([carriers.rbm] for rcs, [carriers.whatsapp], [carriers.telegram] \
-                     or [carriers.messenger] for those)"
+                     account ([carriers.rbm] for rcs, [carriers.whatsapp], [carriers.telegram], \
+                     [carriers.messenger] or [carriers.webhook] for those)"
                 ),
             ),
             SubmitError::ChatsFull(channel) => Problem::unavailable(

@@ -1,17 +1,19 @@
 //! The chat channels over provider HTTP APIs: `rcs` through Google's RCS Business Messaging
 //! ([`rbm`]), `whatsapp` through the WhatsApp Business Cloud API ([`whatsapp`]), `telegram`
-//! through the Bot API ([`telegram`]) and `messenger` through the Send API ([`messenger`]).
+//! through the Bot API ([`telegram`]) and `messenger` through the Send API ([`messenger`]);
+//! and `webhook`, a signed POST to the recipient system's own endpoint ([`webhook`]).
 //! Each provider account (`[carriers.rbm]`, `[carriers.whatsapp]`, `[carriers.telegram]`,
-//! `[carriers.messenger]`) is a carrier with health and a breaker, priced by prefix decks (RCS,
-//! WhatsApp: phone numbers) or per message (Telegram, Messenger); [`crate::handoff`] queues,
-//! fails over and retries; this module ranks the accounts and makes one API request per
-//! attempt.
+//! `[carriers.messenger]`, `[carriers.webhook]`) is a carrier with health and a breaker, priced
+//! by prefix decks (RCS, WhatsApp: phone numbers) or per message (Telegram, Messenger,
+//! webhook); [`crate::handoff`] queues, fails over and retries; this module ranks the accounts
+//! and makes one API request per attempt.
 //!
 //! # Layout
 //! - this file: the accounts (built from the configuration, replaced on reload), ranking.
 //! - [`rbm`]: capability check, agent message, what RBM's answers mean, its events.
 //! - [`whatsapp`]: text and template messages, what Graph API errors mean.
 //! - [`telegram`]: `sendMessage`; [`messenger`]: the Send API with message tags.
+//! - [`webhook`]: the signed POST, what the endpoint's answer means.
 //! - [`webhooks`]: the status webhooks' verification and what they change (`api` serves them).
 //!
 //! # Statuses
@@ -19,12 +21,14 @@
 //! `rejected`; its events later move the message on through the store's receipt matching
 //! (carrier + id): delivered (and read) → `delivered`, WhatsApp `failed` → `undeliverable`,
 //! an RCS message whose TTL passed undelivered → `expired`. Telegram reports nothing after the
-//! send: its messages end at `sent`. An RCS phone that is not
+//! send: its messages end at `sent`. A webhook endpoint's 2xx is the delivery itself
+//! (`delivered` at once); its answers do not feed the carrier's health or breaker. An RCS phone that is not
 //! RCS-capable is `rejected` with `not_rcs_capable`, which is what a cascade to SMS waits for.
 
 pub(crate) mod messenger;
 pub(crate) mod rbm;
 pub(crate) mod telegram;
+pub(crate) mod webhook;
 pub(crate) mod webhooks;
 pub(crate) mod whatsapp;
 
@@ -43,7 +47,9 @@ use switchyard_ops::config::{Config, EgressPolicy, ProviderHttp};
 use switchyard_routing::{Channel, FailureClass, FlatRouteRequest, RouteBuf, RouteRequest, Router};
 use tokio::sync::{watch, Semaphore};
 
-use crate::domain::{ChatChannel, ChatJob, ChatTo, MessageId, MessageRecord, Money, UnixMs};
+use crate::domain::{
+    ChatChannel, ChatJob, ChatTo, MessageId, MessageRecord, Money, SharedDirectory, UnixMs,
+};
 use crate::handoff::{self, Carriers, Engine, HandoffJob, Verdict};
 use crate::submit::{Connector, SubmitError};
 use crate::updates::UpdateSink;
@@ -65,6 +71,8 @@ pub(crate) enum Account {
     Telegram(telegram::Bot),
     /// A Facebook Page on Messenger.
     Messenger(messenger::Page),
+    /// The gateway's client posting to recipients' endpoints.
+    Webhook(webhook::Poster),
 }
 
 impl Account {
@@ -74,6 +82,7 @@ impl Account {
             Account::Whatsapp(_) => ChatChannel::Whatsapp,
             Account::Telegram(_) => ChatChannel::Telegram,
             Account::Messenger(_) => ChatChannel::Messenger,
+            Account::Webhook(_) => ChatChannel::Webhook,
         }
     }
 }
@@ -225,24 +234,30 @@ impl HandoffJob for ChatJob {
 }
 
 /// Starts the chat engine with the accounts of `config` (none is fine: the channels are
-/// refused until a reload adds one).
+/// refused until a reload adds one); webhook messages are signed with the secrets of
+/// `directory`.
 pub(crate) fn start(
     config: &Config,
     base_dir: &std::path::Path,
+    directory: &SharedDirectory,
     router: Arc<Router>,
     updates: UpdateSink,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<Chat>> {
     let carriers = ChatCarriers {
-        accounts: ArcSwap::from_pointee(accounts(config, base_dir)?),
+        accounts: ArcSwap::from_pointee(accounts(config, base_dir, directory)?),
         router: router.clone(),
     };
     Ok(Engine::start(Arc::new(carriers), router, updates, shutdown))
 }
 
 /// The accounts of a configuration being reloaded (checked before anything changes).
-pub(crate) fn plan(config: &Config, base_dir: &std::path::Path) -> anyhow::Result<Accounts> {
-    Ok(Accounts(accounts(config, base_dir)?))
+pub(crate) fn plan(
+    config: &Config,
+    base_dir: &std::path::Path,
+    directory: &SharedDirectory,
+) -> anyhow::Result<Accounts> {
+    Ok(Accounts(accounts(config, base_dir, directory)?))
 }
 
 /// Takes the accounts of a reloaded configuration (messages in flight finish on the old ones).
@@ -259,6 +274,8 @@ pub(crate) fn recover(chat: &Chat, record: &MessageRecord) {
             Ok((n, _)) => ChatTo::Phone(n),
             Err(_) => return,
         }
+    } else if spec.channel == ChatChannel::Webhook {
+        ChatTo::Url(m.to.clone())
     } else {
         ChatTo::Id(m.to.clone())
     };
@@ -267,6 +284,10 @@ pub(crate) fn recover(chat: &Chat, record: &MessageRecord) {
         tenant: m.tenant.clone(),
         to,
         body: m.body.clone(),
+        from: m.from.clone(),
+        tags: m.tags.clone(),
+        metadata: m.metadata.clone(),
+        created_at: m.created_at,
         spec,
         priority: m.priority,
         expires_at: m.expires_at,
@@ -312,7 +333,7 @@ impl Carriers for ChatCarriers {
                 },
                 &mut buf,
             ),
-            ChatTo::Id(_) => table.route_flat(
+            ChatTo::Id(_) | ChatTo::Url(_) => table.route_flat(
                 &FlatRouteRequest {
                     channel,
                     tenant,
@@ -332,6 +353,11 @@ impl Carriers for ChatCarriers {
         }))
     }
 
+    /// A webhook endpoint's answers are about the recipient, not the carrier.
+    fn feeds_health(&self, job: &ChatJob) -> bool {
+        job.spec.channel != ChatChannel::Webhook
+    }
+
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a ChatJob) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
             match self.account(carrier).as_deref() {
@@ -339,17 +365,21 @@ impl Carriers for ChatCarriers {
                 Some(Account::Whatsapp(number)) => number.send(job).await,
                 Some(Account::Telegram(bot)) => bot.send(job).await,
                 Some(Account::Messenger(page)) => page.send(job).await,
+                Some(Account::Webhook(poster)) => poster.send(job).await,
                 None => Verdict::Retry("account removed".into(), FailureClass::TransportDown),
             }
         })
     }
 }
 
-/// An account per `[carriers.rbm]` and `[carriers.whatsapp]` of `config`.
+/// An account per provider section (`[carriers.rbm]`, `[carriers.whatsapp]`, …,
+/// `[carriers.webhook]`) of `config`.
 fn accounts(
     config: &Config,
     base_dir: &std::path::Path,
+    directory: &SharedDirectory,
 ) -> anyhow::Result<HashMap<String, Arc<Account>>> {
+    let egress = Arc::new(config.egress.clone());
     let mut out = HashMap::new();
     for c in &config.carriers {
         let account = if let Some(rbm) = c
@@ -384,6 +414,15 @@ fn accounts(
             let api = Api::new(&page.http, base_dir)
                 .map_err(|e| anyhow::anyhow!("carrier {:?}: Messenger Send API: {e}", c.name))?;
             Account::Messenger(messenger::Page::new(page.clone(), api))
+        } else if let Some(hook) = c
+            .webhook
+            .as_ref()
+            .filter(|_| c.channels.contains(&Channel::Webhook))
+        {
+            let poster =
+                webhook::Poster::new(hook.clone(), egress.clone(), base_dir, directory.clone())
+                    .map_err(|e| anyhow::anyhow!("carrier {:?}: webhook client: {e}", c.name))?;
+            Account::Webhook(poster)
         } else {
             continue;
         };

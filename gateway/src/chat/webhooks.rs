@@ -108,6 +108,8 @@ pub(crate) fn receipts(
             // Updates are people writing to the bot: no status of a message.
             Ok(Vec::new())
         }
+        // The endpoint's answer is the status: nothing calls back.
+        Account::Webhook(_) => Err(WebhookError::UnknownCarrier),
     }
 }
 

@@ -156,6 +156,10 @@ mod tests {
             tenant: "t".into(),
             to: crate::domain::ChatTo::Phone(crate::number::parse_e164("+447911123456").unwrap().0),
             body: "hello".into(),
+            from: String::new(),
+            tags: Vec::new(),
+            metadata: None,
+            created_at: 0,
             spec: ChatSpec {
                 channel: ChatChannel::Whatsapp,
                 template,

@@ -1,5 +1,6 @@
-//! Chat channels over provider APIs (RCS, WhatsApp, Telegram, Messenger): what such a message
-//! carries beyond its text (stored with it), and a message on its way to a provider.
+//! Chat channels over provider APIs (RCS, WhatsApp, Telegram, Messenger) and the webhook
+//! channel (a signed POST to the recipient system's endpoint): what such a message carries
+//! beyond its text (stored with it), and a message on its way to a provider.
 
 use serde::{Deserialize, Serialize};
 use switchyard_routing::{Channel, Priority, E164};
@@ -18,6 +19,8 @@ pub enum ChatChannel {
     Telegram,
     /// Messenger Send API.
     Messenger,
+    /// A signed HTTP POST to the recipient system's endpoint (the gateway's own client).
+    Webhook,
 }
 
 impl ChatChannel {
@@ -28,6 +31,7 @@ impl ChatChannel {
             ChatChannel::Whatsapp => Channel::Whatsapp,
             ChatChannel::Telegram => Channel::Telegram,
             ChatChannel::Messenger => Channel::Messenger,
+            ChatChannel::Webhook => Channel::Webhook,
         }
     }
 
@@ -38,6 +42,7 @@ impl ChatChannel {
             Channel::Whatsapp => Some(ChatChannel::Whatsapp),
             Channel::Telegram => Some(ChatChannel::Telegram),
             Channel::Messenger => Some(ChatChannel::Messenger),
+            Channel::Webhook => Some(ChatChannel::Webhook),
             _ => None,
         }
     }
@@ -71,22 +76,25 @@ pub struct ChatSpec {
     pub tag: Option<String>,
 }
 
-/// Where a chat message goes: a phone number (RCS, WhatsApp) or the id the platform gives the
-/// person (a Telegram chat id, a Messenger page-scoped id).
+/// Where a chat message goes: a phone number (RCS, WhatsApp), the id the platform gives the
+/// person (a Telegram chat id, a Messenger page-scoped id), or the recipient system's
+/// endpoint (webhook).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatTo {
     /// E.164.
     Phone(E164),
     /// The platform's id.
     Id(String),
+    /// An `http://` or `https://` URL, checked at acceptance.
+    Url(String),
 }
 
 impl ChatTo {
-    /// As the provider's API writes it: the number's digits, or the id.
+    /// As the provider's API writes it: the number's digits, the id, or the URL.
     pub fn as_str(&self) -> &str {
         match self {
             ChatTo::Phone(n) => n.as_str(),
-            ChatTo::Id(id) => id,
+            ChatTo::Id(id) | ChatTo::Url(id) => id,
         }
     }
 }
@@ -102,6 +110,15 @@ pub struct ChatJob {
     pub to: ChatTo,
     /// The text (empty for a template).
     pub body: String,
+    /// The sender the tenant named (posted by the webhook channel; empty when none, and for
+    /// the provider channels, whose account is the sender).
+    pub from: String,
+    /// The tenant's labels (posted by the webhook channel).
+    pub tags: Vec<String>,
+    /// The tenant's free-form data, as JSON text (posted by the webhook channel).
+    pub metadata: Option<String>,
+    /// When the message was accepted.
+    pub created_at: UnixMs,
     /// Channel and template.
     pub spec: ChatSpec,
     /// Routing weights.

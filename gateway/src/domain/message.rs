@@ -170,7 +170,7 @@ pub fn stored_encoding_name(m: &NewMessage) -> &'static str {
 /// read as GSM-7).
 pub fn encoding_from_name(name: &str) -> Option<Encoding> {
     match name {
-        "voice" | "email" | "rcs" | "whatsapp" | "telegram" | "messenger" => None,
+        "voice" | "email" | "rcs" | "whatsapp" | "telegram" | "messenger" | "webhook" => None,
         "ucs2" => Some(Encoding::Ucs2),
         "latin1" => Some(Encoding::Latin1),
         _ => Some(Encoding::Gsm7),

@@ -51,11 +51,13 @@ pub(crate) enum Content {
     Voice(VoiceSpec),
     /// An email: subject, HTML part, reply-to (the body is its plain-text part).
     Email(EmailSpec),
-    /// A chat message (RCS, WhatsApp): its channel and template.
+    /// A chat message (RCS, WhatsApp, Telegram, Messenger) or a webhook message: its channel
+    /// and template.
     Chat(ChatSpec),
 }
 
-/// Where a message goes: a phone number (SMS, voice) or an email address.
+/// Where a message goes: a phone number (SMS, voice, RCS, WhatsApp), an email address, a
+/// chat platform's id for the person, or the recipient system's endpoint (webhook).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Recipient {
     /// E.164.
@@ -64,6 +66,9 @@ pub(crate) enum Recipient {
     Email(String),
     /// The id a chat platform gives the person (a Telegram chat id, a Messenger page-scoped id).
     Account(String),
+    /// An `http://` or `https://` URL the webhook channel posts to (checked: scheme, host,
+    /// length, no credentials).
+    Url(String),
 }
 
 impl From<E164> for Recipient {
@@ -77,7 +82,7 @@ impl Recipient {
     pub(crate) fn stored(&self) -> String {
         match self {
             Recipient::Phone(n) => format!("+{}", n.as_str()),
-            Recipient::Email(a) | Recipient::Account(a) => a.clone(),
+            Recipient::Email(a) | Recipient::Account(a) | Recipient::Url(a) => a.clone(),
         }
     }
 
@@ -85,7 +90,7 @@ impl Recipient {
     fn opt_out_key(&self) -> &str {
         match self {
             Recipient::Phone(n) => n.as_str(),
-            Recipient::Email(a) | Recipient::Account(a) => a,
+            Recipient::Email(a) | Recipient::Account(a) | Recipient::Url(a) => a,
         }
     }
 }
@@ -573,11 +578,18 @@ impl Submitter {
             }
             (Content::Chat(spec), to) => {
                 let channel = spec.channel.channel();
+                let webhook = spec.channel == crate::domain::ChatChannel::Webhook;
                 let to = match to {
                     Recipient::Phone(n) if channel.is_phone() => ChatTo::Phone(*n),
-                    Recipient::Account(id) if !channel.is_phone() => ChatTo::Id(id.clone()),
+                    Recipient::Url(url) if webhook => ChatTo::Url(url.clone()),
+                    Recipient::Account(id) if !channel.is_phone() && !webhook => {
+                        ChatTo::Id(id.clone())
+                    }
                     _ if channel.is_phone() => {
                         return Err(SubmitError::WrongRecipient(channel, "a phone number"))
+                    }
+                    _ if webhook => {
+                        return Err(SubmitError::WrongRecipient(channel, "an http(s) URL"))
                     }
                     _ => {
                         return Err(SubmitError::WrongRecipient(
@@ -595,6 +607,10 @@ impl Submitter {
                     tenant: draft.tenant.to_string(),
                     to,
                     body: draft.body.clone(),
+                    from: draft.from.clone(),
+                    tags: draft.tags.clone(),
+                    metadata: draft.metadata.clone(),
+                    created_at: now,
                     spec: spec.clone(),
                     priority: draft.priority,
                     expires_at: draft.expires_at,

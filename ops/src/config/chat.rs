@@ -3,6 +3,8 @@
 //! channels. Each provider account is a carrier: a name, a priority, health and a breaker like
 //! an SMSC. RCS and WhatsApp address phone numbers and are priced by prefix decks; Telegram and
 //! Messenger address their own user ids and are priced per message (`price`, `currency`).
+//! `[carriers.webhook]` is the gateway's own HTTP client, which posts `webhook` messages to
+//! the endpoints tenants name (priced per message too).
 //!
 //! Secrets (access tokens, webhook keys) are given in the file (`token`) or, better, named by
 //! an environment variable read when the configuration is loaded (`token_env`).
@@ -150,6 +152,70 @@ pub struct MessengerPage {
     pub price: Price,
     /// Currency of `price` (`currency`; default the routing base currency).
     pub currency: Option<Currency>,
+}
+
+/// `[carriers.webhook]`: the gateway's own HTTP client, posting `webhook` messages to the
+/// endpoints tenants name (only where `[egress]` allows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSender {
+    /// A CA bundle trusted besides the system's roots for `https://` endpoints (`tls_ca`,
+    /// PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// Longest wait for one POST, connection included (`timeout_s`).
+    pub timeout: Duration,
+    /// POSTs in flight at once on this carrier (`max_connections`).
+    pub max_connections: u32,
+    /// Largest JSON body posted (`max_body_bytes`); a larger message is rejected, not cut.
+    pub max_body_bytes: usize,
+    /// What one message costs (`price`).
+    pub price: Price,
+    /// Currency of `price` (`currency`; default the routing base currency).
+    pub currency: Option<Currency>,
+}
+
+impl WebhookSender {
+    /// Default `timeout_s`.
+    pub const DEFAULT_TIMEOUT_S: u64 = 10;
+    /// Default `max_connections`.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 64;
+    /// Default `max_body_bytes` (256 KiB).
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+}
+
+/// Reads `[carriers.webhook]`.
+pub(crate) fn webhook(report: &mut Report<'_>, mut t: Table<'_, '_>) -> WebhookSender {
+    let tls_ca = non_empty_path(report, &mut t, "tls_ca");
+    let timeout = Duration::from_secs(t.int_or(
+        report,
+        "timeout_s",
+        1,
+        600,
+        WebhookSender::DEFAULT_TIMEOUT_S,
+    ));
+    let max_connections = t.int_or(
+        report,
+        "max_connections",
+        1,
+        10_000,
+        WebhookSender::DEFAULT_MAX_CONNECTIONS,
+    );
+    let max_body_bytes = t.int_or(
+        report,
+        "max_body_bytes",
+        1024,
+        16 << 20,
+        WebhookSender::DEFAULT_MAX_BODY_BYTES,
+    );
+    let (price, currency) = t.flat_price(report);
+    t.finish(report);
+    WebhookSender {
+        tls_ca,
+        timeout,
+        max_connections,
+        max_body_bytes,
+        price,
+        currency,
+    }
 }
 
 /// Reads `[carriers.telegram]`.

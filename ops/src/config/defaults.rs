@@ -60,6 +60,7 @@ impl Config {
                 whatsapp: None,
                 telegram: None,
                 messenger: None,
+                webhook: None,
             }],
             decks: vec![DeckConfig {
                 carrier: SANDBOX_NAME.to_owned(),

@@ -1,6 +1,6 @@
 //! `[egress]`: which addresses the gateway may connect to on a tenant's behalf — webhooks
-//! (`webhook_url`, `callback_url`) and voice `audio_url` downloads — and the policy that
-//! decides it ([`EgressPolicy`]).
+//! (`webhook_url`, `callback_url`), the endpoints of webhook-channel messages and voice
+//! `audio_url` downloads — and the policy that decides it ([`EgressPolicy`]).
 //!
 //! A tenant chooses those URLs, so without a policy a tenant could make the gateway reach what
 //! only the gateway can reach: its own loopback services, the cloud metadata endpoint

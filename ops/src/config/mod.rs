@@ -50,7 +50,9 @@ mod reload;
 mod to_routing;
 mod validate;
 
-pub use chat::{MessengerPage, ProviderHttp, RbmAgent, Secret, TelegramBot, WhatsappAccount};
+pub use chat::{
+    MessengerPage, ProviderHttp, RbmAgent, Secret, TelegramBot, WebhookSender, WhatsappAccount,
+};
 pub use defaults::{SANDBOX_API_KEY, SANDBOX_NAME};
 pub use egress::EgressPolicy;
 pub use email::{is_email_address, SmtpCredentials, SmtpRelay, SmtpSecurity};

@@ -536,6 +536,9 @@ pub struct Carrier {
     /// The Facebook Page (`[carriers.messenger]`); present exactly when `channels` has
     /// `messenger`.
     pub messenger: Option<super::chat::MessengerPage>,
+    /// The gateway's HTTP client for `webhook` messages (`[carriers.webhook]`); present exactly
+    /// when `channels` has `webhook`.
+    pub webhook: Option<super::chat::WebhookSender>,
 }
 
 /// `[sip]`: the SIP proxy's listener and failover timing.

@@ -37,6 +37,7 @@ pub(crate) const CHANNELS: &[(&str, Channel)] = &[
     ("whatsapp", Channel::Whatsapp),
     ("telegram", Channel::Telegram),
     ("messenger", Channel::Messenger),
+    ("webhook", Channel::Webhook),
 ];
 
 /// Channels priced by rate decks.
@@ -721,6 +722,9 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
     let messenger = t
         .table(report, "messenger")
         .map(|s| super::chat::messenger(report, s));
+    let webhook = t
+        .table(report, "webhook")
+        .map(|s| super::chat::webhook(report, s));
     t.finish(report);
     Carrier {
         name,
@@ -742,6 +746,7 @@ fn carrier(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Carrier {
         whatsapp,
         telegram,
         messenger,
+        webhook,
     }
 }
 

@@ -66,6 +66,10 @@ impl Config {
                         Channel::Messenger,
                         c.messenger.as_ref().map(|s| (s.price, s.currency)),
                     ),
+                    (
+                        Channel::Webhook,
+                        c.webhook.as_ref().map(|s| (s.price, s.currency)),
+                    ),
                 ];
                 for (channel, priced) in flat {
                     if let Some((price, currency)) = priced {

@@ -353,6 +353,7 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
         (Channel::Whatsapp, "whatsapp", c.whatsapp.is_some()),
         (Channel::Telegram, "telegram", c.telegram.is_some()),
         (Channel::Messenger, "messenger", c.messenger.is_some()),
+        (Channel::Webhook, "webhook", c.webhook.is_some()),
     ] {
         section_for_channel(c, path, channel, section, present, report);
     }
@@ -361,13 +362,14 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
         c.whatsapp.is_some(),
         c.telegram.is_some(),
         c.messenger.is_some(),
+        c.webhook.is_some(),
     ];
     if providers.iter().filter(|&&p| p).count() > 1 {
         report.at_path(
             &format!("{path}.channels"),
             ConfigErrorKind::Invalid(format!(
                 "carrier {:?} has several provider accounts (rbm, whatsapp, telegram, \
-                 messenger): give each its own carrier",
+                 messenger, webhook): give each its own carrier",
                 c.name
             )),
         );
@@ -400,6 +402,10 @@ fn carrier(c: &Carrier, path: &str, base_dir: Option<&Path>, report: &mut Report
         (
             "messenger",
             c.messenger.as_ref().and_then(|s| s.http.tls_ca.as_ref()),
+        ),
+        (
+            "webhook",
+            c.webhook.as_ref().and_then(|s| s.tls_ca.as_ref()),
         ),
     ];
     for (section, ca) in cas {

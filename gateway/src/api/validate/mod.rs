@@ -22,10 +22,12 @@ use crate::domain::{now_ms, UnixMs};
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
     /// `"+447700900123"` or `{"phone": "+447700900123"}`; for email `"ana@example.org"` or
-    /// `{"email": "ana@example.org"}`.
+    /// `{"email": "ana@example.org"}`; for a webhook the endpoint's URL,
+    /// `"https://hooks.example.com/in"` or `{"webhook": "https://…"}`.
     pub(crate) to: Recipient,
-    /// `"sms"` (the default), `"voice"` (a notification call), `"email"`, `"rcs"` or
-    /// `"whatsapp"`.
+    /// `"sms"` (the default), `"voice"` (a notification call), `"email"`, `"rcs"`,
+    /// `"whatsapp"`, `"telegram"`, `"messenger"` or `"webhook"` (a signed POST to the
+    /// recipient system's endpoint).
     pub(crate) channel: Option<String>,
     /// `"single"` (the default: one channel). `"cascade"`, `"primary_backup"` and
     /// `"all_channels"` send one message over several channels (`channels`, see the flows
@@ -104,6 +106,11 @@ pub(crate) enum Recipient {
         /// The person's page-scoped id.
         messenger: String,
     },
+    /// `{"webhook": "https://hooks.example.com/in"}` (the recipient system's endpoint).
+    Webhook {
+        /// The URL.
+        webhook: String,
+    },
 }
 
 /// Limits the API enforces on every message.
@@ -167,7 +174,7 @@ pub(crate) struct ValidSms {
     pub(crate) voice: Option<crate::voice::VoiceSpec>,
     /// An email's subject, HTML part and reply-to; `None` for SMS and voice.
     pub(crate) email: Option<crate::domain::EmailSpec>,
-    /// A chat message's channel and template; `None` for the other channels.
+    /// A chat or webhook message's channel and template; `None` for the other channels.
     pub(crate) chat: Option<crate::domain::ChatSpec>,
 }
 
@@ -247,6 +254,9 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         .as_deref()
         .and_then(|c| c.parse::<Channel>().ok())
         .and_then(crate::domain::ChatChannel::of);
+    if chat_channel == Some(crate::domain::ChatChannel::Webhook) {
+        return webhook(req, limits);
+    }
     if let Some(channel) = chat_channel {
         return chat(req, channel, limits);
     }
@@ -303,7 +313,7 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
                 "channel",
                 "unsupported_channel",
                 format!(
-                    "channel {channel:?} is not available; use \"sms\", \"voice\", \"email\", \"rcs\", \"whatsapp\", \"telegram\" or \"messenger\""
+                    "channel {channel:?} is not available; use \"sms\", \"voice\", \"email\", \"rcs\", \"whatsapp\", \"telegram\", \"messenger\" or \"webhook\""
                 ),
             ))
         }
@@ -325,7 +335,10 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
     };
     let raw_to = match &req.to {
         Recipient::Phone(p) | Recipient::Object { phone: p } => p.trim(),
-        Recipient::Email { .. } | Recipient::Telegram { .. } | Recipient::Messenger { .. } => {
+        Recipient::Email { .. }
+        | Recipient::Telegram { .. }
+        | Recipient::Messenger { .. }
+        | Recipient::Webhook { .. } => {
             return Err(Problem::invalid(
                 "to",
                 "invalid_number",
@@ -436,7 +449,10 @@ fn email(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
     }
     let to = match &req.to {
         Recipient::Phone(a) | Recipient::Email { email: a } => email_address("to", a)?,
-        Recipient::Object { .. } | Recipient::Telegram { .. } | Recipient::Messenger { .. } => {
+        Recipient::Object { .. }
+        | Recipient::Telegram { .. }
+        | Recipient::Messenger { .. }
+        | Recipient::Webhook { .. } => {
             return Err(Problem::invalid(
                 "to",
                 "invalid_email",
@@ -549,6 +565,7 @@ fn chat_recipient(
                     ChatChannel::Rcs | ChatChannel::Whatsapp => "a phone number",
                     ChatChannel::Telegram => "a chat id (or {\"telegram\": …})",
                     ChatChannel::Messenger => "a page-scoped id (or {\"messenger\": …})",
+                    ChatChannel::Webhook => "an http(s) URL (or {\"webhook\": …})",
                 }
             ),
         )
@@ -588,7 +605,135 @@ fn chat_recipient(
                 Err(wrong())
             }
         }
+        // Checked by `webhook_url`.
+        ChatChannel::Webhook => Err(wrong()),
     }
+}
+
+/// Longest webhook URL.
+pub(crate) const MAX_WEBHOOK_URL: usize = 2048;
+/// Longest webhook text, in bytes.
+const MAX_WEBHOOK_TEXT: usize = 64 * 1024;
+/// Longest `from` of a webhook message, in characters.
+const MAX_WEBHOOK_FROM: usize = 128;
+
+/// The endpoint of a webhook message: an `http://` or `https://` URL with a host, without
+/// credentials, at most [`MAX_WEBHOOK_URL`] bytes once normalised, whose host is not an
+/// address literal `[egress]` refuses. A plain string or `{"webhook": …}`.
+fn webhook_url(to: &Recipient, limits: &Limits) -> Result<String, Problem> {
+    let raw = match to {
+        Recipient::Phone(s) | Recipient::Webhook { webhook: s } => s.trim(),
+        _ => {
+            return Err(Problem::invalid(
+                "to",
+                "invalid_recipient",
+                "the webhook channel needs an http(s) URL in \"to\" (or {\"webhook\": …})",
+            ))
+        }
+    };
+    let bad = |d: String| Problem::invalid("to", "invalid_url", d);
+    if raw.len() > MAX_WEBHOOK_URL {
+        return Err(bad(format!("at most {MAX_WEBHOOK_URL} bytes")));
+    }
+    let url = url::Url::parse(raw).map_err(|e| bad(format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad("must be an http or https URL with a host".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "must not carry credentials (user:password@); the request is signed instead".into(),
+        ));
+    }
+    let normalised = url.to_string();
+    if normalised.len() > MAX_WEBHOOK_URL {
+        return Err(bad(format!("at most {MAX_WEBHOOK_URL} bytes")));
+    }
+    // What the HTTP client will be given: refused now rather than failing at every attempt.
+    if normalised.parse::<hyper::Uri>().is_err() {
+        return Err(bad(
+            "has characters an HTTP request line cannot carry".into()
+        ));
+    }
+    check_destination(&limits.egress, "to", &url)?;
+    Ok(normalised)
+}
+
+/// Checks a webhook message (`"channel": "webhook"`): the endpoint's URL, a text, an optional
+/// free-form sender name, and the fields every message shares.
+fn webhook(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
+    use crate::domain::{ChatChannel, ChatSpec};
+    for (field, given) in [
+        ("voice", req.voice.is_some()),
+        ("encoding", req.encoding.is_some()),
+        ("subject", req.subject.is_some()),
+        ("html", req.html.is_some()),
+        ("reply_to", req.reply_to.is_some()),
+        ("scheduled_at", req.scheduled_at.is_some()),
+        ("template", req.template.is_some()),
+        ("tag", req.tag.is_some()),
+    ] {
+        if given {
+            return Err(Problem::invalid(
+                field,
+                "option_not_for_channel",
+                format!("{field} does not apply to webhook"),
+            ));
+        }
+    }
+    let to = webhook_url(&req.to, limits)?;
+    let from = req.from.as_deref().map(str::trim).unwrap_or_default();
+    if from.chars().count() > MAX_WEBHOOK_FROM || from.chars().any(char::is_control) {
+        return Err(Problem::invalid(
+            "from",
+            "invalid_sender",
+            format!("a webhook's from is at most {MAX_WEBHOOK_FROM} characters of one line"),
+        ));
+    }
+    let body = req.body.unwrap_or_default();
+    non_empty(&body)?;
+    if body.len() > MAX_WEBHOOK_TEXT {
+        return Err(Problem::invalid(
+            "body",
+            "body_too_long",
+            format!("webhook texts are at most {} KiB", MAX_WEBHOOK_TEXT / 1024),
+        ));
+    }
+    let common = common(
+        CommonFields {
+            from,
+            encoding: None,
+            priority: req.priority.as_deref(),
+            validity_period: req.validity_period.as_ref(),
+            scheduled_at: None,
+            callback_url: req.callback_url,
+            tags: req.tags,
+            metadata: req.metadata,
+        },
+        Channel::Webhook,
+        limits,
+    )?;
+    Ok(ValidSms {
+        to: crate::submit::Recipient::Url(to),
+        country: None,
+        from: common.from,
+        body,
+        preference: common.preference,
+        encoding: Encoding::Gsm7,
+        segments: 1,
+        priority: common.priority,
+        scheduled_at: None,
+        expires_at: common.expires_at,
+        callback_url: common.callback_url,
+        tags: common.tags,
+        metadata: common.metadata,
+        voice: None,
+        email: None,
+        chat: Some(ChatSpec {
+            channel: ChatChannel::Webhook,
+            template: None,
+            tag: None,
+        }),
+    })
 }
 
 /// Checks a chat message (`"channel": "rcs"` or `"whatsapp"`): a phone number, a text (or a
@@ -664,6 +809,7 @@ fn chat(
         ChatChannel::Rcs => MAX_RCS_TEXT,
         ChatChannel::Whatsapp | ChatChannel::Telegram => MAX_WHATSAPP_TEXT,
         ChatChannel::Messenger => MAX_MESSENGER_TEXT,
+        ChatChannel::Webhook => MAX_WEBHOOK_TEXT,
     };
     if body.chars().count() > max {
         return Err(Problem::invalid(
@@ -1073,6 +1219,33 @@ pub(crate) fn check_callback_signing(
     }
 }
 
+/// 422 `signing_secret_required` (field `to`) for a webhook message of a tenant without a
+/// webhook signing secret: the channel posts only signed requests.
+pub(crate) fn check_webhook_signing(
+    directory: &crate::domain::SharedDirectory,
+    tenant: &str,
+    valid: &ValidSms,
+) -> Result<(), Problem> {
+    if valid.channel() != Channel::Webhook {
+        return Ok(());
+    }
+    let signed = directory
+        .load()
+        .tenants
+        .get(tenant)
+        .is_some_and(|e| !e.webhook_secrets.is_empty());
+    if signed {
+        Ok(())
+    } else {
+        Err(Problem::invalid(
+            "to",
+            "signing_secret_required",
+            "webhook messages are only posted signed, and this account has no webhook signing \
+             secret (webhook_secrets); ask the operator to configure one",
+        ))
+    }
+}
+
 /// Whole seconds, or an ISO 8601 duration of days, hours, minutes and seconds (`P1DT2H`, `PT30M`).
 fn parse_validity(v: &serde_json::Value) -> Result<u64, String> {
     if let Some(n) = v.as_u64() {
@@ -1146,6 +1319,13 @@ pub fn check_request_bytes(data: &[u8]) {
                 crate::submit::Recipient::Account(id) => {
                     assert!(!id.is_empty() && id.len() <= 33, "{id}");
                     assert!(v.chat.is_some());
+                }
+                crate::submit::Recipient::Url(u) => {
+                    assert!(u.len() <= MAX_WEBHOOK_URL, "{u}");
+                    let parsed = url::Url::parse(u).expect("a webhook URL parses");
+                    assert!(matches!(parsed.scheme(), "http" | "https"), "{u}");
+                    assert!(u.parse::<hyper::Uri>().is_ok(), "{u}");
+                    assert_eq!(v.channel(), Channel::Webhook);
                 }
             }
             if let Some(m) = &v.metadata {
@@ -1246,6 +1426,96 @@ mod tests {
             let p = validate(req(json.clone()), &Limits::default()).unwrap_err();
             assert_eq!(p.field, Some(field), "{json}: {p:?}");
             assert_eq!(p.status, 422);
+        }
+    }
+
+    #[test]
+    fn webhook_messages_take_a_url_and_refuse_what_does_not_apply() {
+        let ok = validate(
+            req(
+                serde_json::json!({"channel": "webhook", "to": "https://Hooks.Example.com/in?a=1",
+                                   "body": "order 42", "from": "shop", "tags": ["t"],
+                                   "metadata": {"k": 1}}),
+            ),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.channel(), Channel::Webhook);
+        assert_eq!(ok.to.stored(), "https://hooks.example.com/in?a=1");
+        assert_eq!(ok.from, "shop");
+        assert_eq!(ok.shown(), ("webhook", "webhook", 1));
+        let object = validate(
+            req(serde_json::json!({"channel": "webhook", "body": "x",
+                                   "to": {"webhook": "http://hooks.example.com/"}})),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(object.to.stored(), "http://hooks.example.com/");
+        assert_eq!(object.from, "");
+        let long = format!("https://example.com/{}", "a".repeat(MAX_WEBHOOK_URL));
+        for (json, field, code) in [
+            (
+                serde_json::json!({"to": "ftp://example.com/x"}),
+                "to",
+                "invalid_url",
+            ),
+            (serde_json::json!({"to": "not a url"}), "to", "invalid_url"),
+            (
+                serde_json::json!({"to": "https://u:p@example.com/"}),
+                "to",
+                "invalid_url",
+            ),
+            (serde_json::json!({"to": long}), "to", "invalid_url"),
+            (
+                serde_json::json!({"to": {"phone": "+447400123456"}}),
+                "to",
+                "invalid_recipient",
+            ),
+            (
+                serde_json::json!({"to": "http://169.254.169.254/latest"}),
+                "to",
+                "destination_not_allowed",
+            ),
+            (
+                serde_json::json!({"to": "http://[::1]:8080/"}),
+                "to",
+                "destination_not_allowed",
+            ),
+            (
+                serde_json::json!({"scheduled_at": "2099-01-01T00:00:00Z"}),
+                "scheduled_at",
+                "option_not_for_channel",
+            ),
+            (
+                serde_json::json!({"subject": "s"}),
+                "subject",
+                "option_not_for_channel",
+            ),
+            (
+                serde_json::json!({"encoding": "gsm7"}),
+                "encoding",
+                "option_not_for_channel",
+            ),
+            (
+                serde_json::json!({"tag": "ACCOUNT_UPDATE"}),
+                "tag",
+                "option_not_for_channel",
+            ),
+            (serde_json::json!({"body": ""}), "body", "empty_body"),
+            (serde_json::json!({"body": "a\0b"}), "body", "invalid_text"),
+            (
+                serde_json::json!({"from": "two\nlines"}),
+                "from",
+                "invalid_sender",
+            ),
+        ] {
+            let mut full = serde_json::json!({"channel": "webhook",
+                                              "to": "https://hooks.example.com/in", "body": "x"});
+            for (k, v) in json.as_object().unwrap() {
+                full[k] = v.clone();
+            }
+            let p = validate(req(full.clone()), &Limits::default()).unwrap_err();
+            assert_eq!((p.field, p.code), (Some(field), code), "{full}: {p:?}");
         }
     }
 
