@@ -2,17 +2,22 @@
 //! makes ids carrying its number, `/readyz` shows both nodes and their configurations, a
 //! scheduled message one node holds is cancelled through the other, and when one node is
 //! killed (SIGKILL), the other takes over the messages it owned and sends each of them
-//! exactly once.
+//! exactly once. An ESME bound to both nodes gets each receipt once.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{json, Value};
+use switchyard_protocols::smpp::pdu::{Address, Bind, Body, Pdu, SubmitSm};
+use switchyard_tests::esme::TestEsme;
 use switchyard_tests::gateway::{
     hash_key, wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir,
 };
 use switchyard_tests::http::Client;
 use switchyard_tests::sink::Sink;
+use switchyard_tests::{binary, Process};
 
 const KEY: &str = "sk_e2e_scale_out_one_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 /// A tenant with a `max_tps` the two nodes share.
@@ -235,4 +240,129 @@ fn a_killed_nodes_messages_are_sent_once_by_the_other_node() {
         assert_eq!(n["alive"], false, "{view}");
     }
     drop(a);
+}
+
+/// A node with an SMPP server for the tenant `one` (user `acme01`) on the shared database.
+fn smpp_node(dir: &TempDir, sim: &Sim, url: &str, id: u8) -> (Process, String) {
+    let config = GatewayConfig {
+        tenants: Vec::new(),
+        carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 1, 32)],
+        store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
+        extra: format!(
+            "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[tenants]]\nname = \"one\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+             smpp_users = [{{ system_id = \"acme01\", password = \"secret1\", max_binds = 4 }}]\n\n\
+             [node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n",
+            hash_key(KEY).unwrap(),
+        ),
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap();
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = config.display().to_string();
+    let process = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
+    let smpp = process.address("SMPP server").unwrap();
+    (process, smpp)
+}
+
+fn bind(smpp: &str, receiver: bool) -> TestEsme {
+    let mut esme = TestEsme::connect(smpp).unwrap();
+    let bind = Bind {
+        system_id: "acme01".into(),
+        password: "secret1".into(),
+        interface_version: 0x34,
+        ..Bind::default()
+    };
+    let seq = esme
+        .send(if receiver {
+            Body::BindReceiver(bind)
+        } else {
+            Body::BindTransceiver(bind)
+        })
+        .unwrap();
+    let status = esme
+        .recv_response(seq, &mut Vec::new())
+        .unwrap()
+        .command_status;
+    assert!(status.is_ok(), "bind: {status}");
+    esme
+}
+
+/// The receipted message id of a receipt, acknowledging it.
+fn take_receipt(esme: &mut TestEsme, pdu: &Pdu) -> Option<String> {
+    esme.ack_if_deliver(pdu).unwrap();
+    match &pdu.body {
+        Body::DeliverSm(sm) => sm
+            .tlvs
+            .receipted_message_id()
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+/// An ESME bound to two nodes (a transceiver on one, a receiver on the other) gets the
+/// receipt of every message it submitted exactly once: one node at a time sends a user's
+/// receipts, whichever node took the submit.
+#[test]
+fn an_esme_bound_to_two_nodes_gets_each_receipt_once() {
+    const N: usize = 30;
+    let url = switchyard_tests::postgres::create_database("e2e").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let (dir_a, dir_b) = (
+        TempDir::new("smpp-node-a").unwrap(),
+        TempDir::new("smpp-node-b").unwrap(),
+    );
+    let (_a, smpp_a) = smpp_node(&dir_a, &sim, &url, 1);
+    let (_b, smpp_b) = smpp_node(&dir_b, &sim, &url, 2);
+    let mut trx = bind(&smpp_a, false);
+    let mut rx = bind(&smpp_b, true);
+    let mut early = Vec::new();
+    let mut ids = HashSet::new();
+    for i in 0..N {
+        let seq = trx
+            .send(Body::SubmitSm(SubmitSm {
+                source: Address::international("447700900001"),
+                dest: Address::international(Bytes::from(format!("4479112{:05}", 700 + i))),
+                registered_delivery: 1,
+                short_message: Bytes::from(format!("split {i}")),
+                ..SubmitSm::default()
+            }))
+            .unwrap();
+        let resp = trx.recv_response(seq, &mut early).unwrap();
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        ids.insert(r.message_id.to_str_lossy().into_owned());
+    }
+    let mut got: Vec<String> = early
+        .iter()
+        .filter_map(|p| match &p.body {
+            Body::DeliverSm(sm) => sm
+                .tlvs
+                .receipted_message_id()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while got.len() < N && std::time::Instant::now() < deadline {
+        for esme in [&mut trx, &mut rx] {
+            if let Ok(pdu) = esme.recv(Duration::from_millis(100)) {
+                got.extend(take_receipt(esme, &pdu));
+            }
+        }
+    }
+    // Anything sent twice would arrive within another second.
+    let settle = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < settle {
+        for esme in [&mut trx, &mut rx] {
+            if let Ok(pdu) = esme.recv(Duration::from_millis(100)) {
+                got.extend(take_receipt(esme, &pdu));
+            }
+        }
+    }
+    let unique: HashSet<String> = got.iter().cloned().collect();
+    assert_eq!(unique, ids, "a receipt for every submit");
+    assert_eq!(got.len(), N, "each receipt once: {got:?}");
 }
