@@ -145,7 +145,6 @@ struct Stats {
     largest_batch: AtomicU64,
     purge_batches: AtomicU64,
     purged_rows: AtomicU64,
-    retried_batches: AtomicU64,
 }
 
 /// What [`PostgresStore::stats`] reports.
@@ -165,9 +164,6 @@ pub struct PostgresStats {
     pub purge_batches: u64,
     /// Rows deleted by them.
     pub purged_rows: u64,
-    /// Batches run a second time with a savepoint per request because something in them
-    /// failed.
-    pub retried_batches: u64,
 }
 
 /// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`; every method may be called from
@@ -271,7 +267,6 @@ impl PostgresStore {
             largest_batch: s.largest_batch.load(Ordering::Relaxed),
             purge_batches: s.purge_batches.load(Ordering::Relaxed),
             purged_rows: s.purged_rows.load(Ordering::Relaxed),
-            retried_batches: s.retried_batches.load(Ordering::Relaxed),
         }
     }
 

@@ -157,35 +157,6 @@ async fn concurrent_requests_share_transactions() {
     assert_eq!(stats.requests, 200);
     assert!(stats.commits < 200, "{stats:?}");
     assert!(stats.largest_batch > 1, "{stats:?}");
-    assert_eq!(stats.retried_batches, 0, "nothing failed: no savepoints needed");
-}
-
-/// A request that fails in a batch sends the batch round again with savepoints: it fails
-/// alone, the others commit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_request_sends_its_batch_round_again_and_fails_alone() {
-    let conninfo = fresh_database().await;
-    let store = Arc::new(open(&conninfo).await);
-    store.insert(vec![message("acme", 1, 1)]).await.unwrap();
-    let tasks: Vec<_> = (0..16i64)
-        .map(|t| {
-            let store = store.clone();
-            // Task 0 inserts id 1 again (a duplicate); the others new messages.
-            let n = if t == 0 { 1 } else { 100 + t };
-            tokio::spawn(async move { store.insert(vec![message("acme", n, 1)]).await })
-        })
-        .collect();
-    let mut failed = 0;
-    for t in tasks {
-        if t.await.unwrap().is_err() {
-            failed += 1;
-        }
-    }
-    assert_eq!(failed, 1, "only the duplicate fails");
-    for t in 1..16 {
-        assert!(store.get("acme", id(100 + t)).await.unwrap().is_some());
-    }
-    assert!(store.stats().retried_batches >= 1, "{:?}", store.stats());
 }
 
 /// Several nodes insert and move messages at once while a reader follows the log as the

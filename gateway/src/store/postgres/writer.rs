@@ -3,17 +3,15 @@
 //!
 //! It waits for the first request, takes every request already queued (up to
 //! [`PostgresOptions::max_batch_rows`] rows), then on one pooled connection: `BEGIN`, the
-//! event-log lock ([`super::EVENT_LOG_LOCK`]), every request, the sweep of pending receipts,
-//! `COMMIT`. Under load the queue fills while the previous commit runs, so batches grow with
-//! the load by themselves. When anything in the batch fails, the transaction is rolled back and
-//! the batch runs again with each request in its own savepoint (savepoints are subtransactions:
-//! one per request in every batch would cost PostgreSQL more CPU than the writes).
+//! event-log lock ([`super::EVENT_LOG_LOCK`]), each request in its own savepoint, the sweep of
+//! pending receipts, `COMMIT`. Under load the queue fills while the previous commit runs, so
+//! batches grow with the load by themselves.
 //!
 //! Between batches it runs the retention purge ([`super::retention`]): small batches in their
 //! own transactions, back to back while no request waits, paced while requests keep coming.
 //!
-//! A request that fails (a duplicate id, a bad value) is, on that second run, rolled back to
-//! its savepoint and answered with its error while the others commit. When the transaction itself is lost (the
+//! A request that fails (a duplicate id, a bad value) is rolled back to its savepoint and
+//! answered with its error while the others commit. When the transaction itself is lost (the
 //! connection broke, the commit failed), every request gets the error: nothing is
 //! half-applied. The connection of a failed transaction that could not be rolled back is
 //! dropped instead of going back to the pool.
@@ -239,110 +237,8 @@ impl Writer {
         }
     }
 
-    /// Runs `batch` in one transaction and answers every request: first all of it without
-    /// savepoints (a savepoint per request costs PostgreSQL a subtransaction each, and many
-    /// of them in one transaction slow every reader); when anything in it fails, again with
-    /// a savepoint per request, so the failing request fails alone.
+    /// Runs `batch` in one transaction and answers every request.
     async fn commit(&mut self, batch: Vec<Request>, rows: usize) {
-        let batch = match self.commit_whole(batch, rows).await {
-            Ok(()) => return,
-            Err(batch) => batch,
-        };
-        self.stats.retried_batches.fetch_add(1, Ordering::Relaxed);
-        self.commit_each(batch, rows).await;
-    }
-
-    /// Runs `batch` in one transaction without savepoints and answers every request, or gives
-    /// the batch back (rolled back) when anything failed before the commit.
-    async fn commit_whole(&mut self, batch: Vec<Request>, rows: usize) -> Result<(), Vec<Request>> {
-        let Ok(client) = get(&self.pool).await else {
-            return Err(batch);
-        };
-        let db = Db(&client);
-        let mut ids = std::mem::take(&mut self.ids);
-        let ran = async {
-            db.batch(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"
-            ))
-            .await?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for request in &batch {
-                outcomes.push(match request {
-                    Request::Ping(_) => {
-                        db.batch("UPDATE schema_version SET version = version WHERE FALSE")
-                            .await?;
-                        Vec::new()
-                    }
-                    Request::Insert(messages, _) => {
-                        insert_messages(db, messages).await?;
-                        Vec::new()
-                    }
-                    Request::Apply(updates, _) => {
-                        let mut out = Vec::with_capacity(updates.len());
-                        for u in updates {
-                            out.push(apply_update(db, &mut ids, u).await?);
-                        }
-                        out
-                    }
-                });
-            }
-            if ids.has_pending() {
-                let matched = ids.sweep(db, now_ms()).await?;
-                apply_receipts(db, matched).await?;
-            }
-            Ok::<_, PgError>(outcomes)
-        }
-        .await;
-        let outcomes = match ran {
-            Ok(o) => o,
-            Err(_) => {
-                // What this attempt learned of carriers' formats may not be stored.
-                self.ids = IdMatch::with_counter(ids.pending_counter());
-                discard(client).await;
-                return Err(batch);
-            }
-        };
-        self.ids = ids;
-        let requests = batch.len() as u64;
-        match db.batch("COMMIT").await.map_err(PgError::into_store) {
-            Ok(()) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.stats.requests.fetch_add(requests, Ordering::Relaxed);
-                self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-                self.stats
-                    .largest_batch
-                    .fetch_max(rows as u64, Ordering::Relaxed);
-                for (request, applied) in batch.into_iter().zip(outcomes) {
-                    match request {
-                        Request::Ping(tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                        Request::Insert(_, tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                        Request::Apply(_, tx) => {
-                            let _ = tx.send(Ok(applied));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                // Whether it committed is unknown: every request gets the error.
-                self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                self.ids = IdMatch::with_counter(self.ids.pending_counter());
-                tracing::warn!("store batch of {requests} requests failed: {e}");
-                discard(client).await;
-                for request in batch {
-                    request.fail(&e);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs `batch` in one transaction, each request in its own savepoint, and answers every
-    /// request.
-    async fn commit_each(&mut self, batch: Vec<Request>, rows: usize) {
         let requests = batch.len() as u64;
         let client = match get(&self.pool).await {
             Ok(c) => c,
