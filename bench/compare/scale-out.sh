@@ -15,6 +15,8 @@
 #
 # Knobs (environment): COUNT=20000 DURATION=15 CONNS=64 RATE= (unpaced when empty)
 #   SKIP_BUILD=1     use the binaries already in $CARGO_TARGET_DIR/release
+#   PG_STATEMENTS=1  load pg_stat_statements and print, after pg-1, the statements that took
+#                    the most time per accepted message (where PostgreSQL's CPU goes)
 #   DATA_BASE=/tmp   where the stores live (the disk's fsync is part of the measure)
 set -euo pipefail
 
@@ -64,10 +66,12 @@ if [[ $(id -u) == 0 ]]; then
 fi
 PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "${AS_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg" -U postgres -A trust -E UTF8 --locale=C >/dev/null
-"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -o \
-    "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$WORK -c max_connections=200 -c shared_buffers=256MB" \
-    start >/dev/null
-"$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE switchyard" >/dev/null
+PG_OPTS="-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$WORK -c max_connections=200 -c shared_buffers=256MB"
+[[ ${PG_STATEMENTS:-0} == 1 ]] && PG_OPTS+=" -c shared_preload_libraries=pg_stat_statements"
+"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -o "$PG_OPTS" start >/dev/null
+psql_() { "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$1" -qAt -c "$2"; }
+psql_ postgres "CREATE DATABASE switchyard" >/dev/null
+[[ ${PG_STATEMENTS:-0} == 1 ]] && psql_ switchyard "CREATE EXTENSION pg_stat_statements" >/dev/null
 PG_URL="host=127.0.0.1 port=$PG_PORT user=postgres dbname=switchyard sslmode=disable"
 
 "$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms 10 >"$WORK/sim.out" 2>"$WORK/sim.err" &
@@ -191,7 +195,18 @@ url = \"$PG_URL\"
 pool_size = 16" '[node]
 id = 1'
 start_gw pg1
+[[ ${PG_STATEMENTS:-0} == 1 ]] && psql_ switchyard "SELECT pg_stat_statements_reset()" >/dev/null
 run pg-1
+if [[ ${PG_STATEMENTS:-0} == 1 ]]; then
+    echo "pg-1: statements by total time (calls and µs per accepted message, mean µs per call):"
+    psql_ switchyard "SELECT round(s.calls::numeric / m.n, 2) || ' calls  ' ||
+            round((s.total_exec_time * 1000 / m.n)::numeric, 1) || ' µs  ' ||
+            round((s.mean_exec_time * 1000)::numeric, 1) || ' µs/call  ' ||
+            left(regexp_replace(s.query, '\s+', ' ', 'g'), 90)
+        FROM pg_stat_statements s, (SELECT count(*) AS n FROM messages) m
+        WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = 'switchyard')
+        ORDER BY s.total_exec_time DESC LIMIT 15"
+fi
 stop_gws
 
 config pg2a "kind = \"postgres\"
