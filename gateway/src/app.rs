@@ -128,9 +128,10 @@ pub async fn start(
     let config_file = config_path.as_ref().and_then(|p| std::fs::read(p).ok());
     let config_hash = crate::cluster::config_hash(config_file.as_deref(), &*config);
     let (config_hash_tx, config_hash_rx) = watch::channel(config_hash.clone());
+    // The heartbeat starts with the registration (before anything this node dispatches).
     let membership = match &opened {
         OpenedStore::Postgres(pg) => Some(
-            crate::cluster::Membership::join(pg.clone(), &config.node, config_hash.clone())
+            crate::cluster::Membership::join(pg.clone(), &config.node, config_hash_rx)
                 .await
                 .context("joining the nodes of the shared store")?,
         ),
@@ -315,14 +316,7 @@ pub async fn start(
     );
     let _ = resume.flows.set(flows.clone());
     // Taking over dead nodes' work starts once everything it hands work to runs.
-    let joined = membership.map(|m| {
-        m.start(
-            resume.clone(),
-            config_hash_rx,
-            shutdown_tx.clone(),
-            shutdown_rx.clone(),
-        )
-    });
+    let joined = membership.map(|m| m.start(resume.clone(), shutdown_rx.clone()));
     if joined.is_some() {
         tokio::spawn(share_limits(
             node_view.clone(),

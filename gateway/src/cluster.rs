@@ -8,10 +8,11 @@
 //!   read every node (for /readyz, metrics)        └► claim a page ─► resume each ─► next page
 //! ```
 //!
-//! A node that cannot renew its registration for a whole lease, or finds it taken by another
-//! process, stops: the other nodes take over its messages once the lease passed, and a node
-//! that went on dispatching them would send them twice. On SQLite there is one node: no
-//! registration, every lease is held.
+//! A node that cannot renew its registration within a lease less one heartbeat (every store
+//! call of the heartbeat is bounded by a heartbeat), or finds it expired or taken by another
+//! process, exits at once (status 75): the other nodes take over its messages once the lease
+//! passed, and a node that went on dispatching them, even to drain, would send them twice. On
+//! SQLite there is one node: no registration, every lease is held.
 //!
 //! See `store::postgres::cluster` for the tables and the claims.
 
@@ -122,8 +123,6 @@ pub(crate) struct NodeView {
     pub(crate) config: String,
     /// Every registered node, when the store is shared (empty on SQLite).
     pub(crate) peers: Vec<NodeInfo>,
-    /// The registration was lost: the node is stopping.
-    pub(crate) fenced: bool,
 }
 
 impl NodeView {
@@ -159,8 +158,15 @@ pub(crate) trait Adopter: Send + Sync + 'static {
     fn flow(&self, id: MessageId, tenant: String);
 }
 
-/// This node's membership of a shared store.
+/// This node's membership of a shared store: the heartbeat runs from [`Membership::join`] on.
 pub(crate) struct Membership {
+    inner: Arc<Inner>,
+    leave: watch::Sender<bool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// What the heartbeat and the adoption share.
+struct Inner {
     store: Arc<PostgresStore>,
     me: Registration,
     settings: NodeSettings,
@@ -171,36 +177,41 @@ pub(crate) struct Membership {
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Membership")
-            .field("node", &self.me.node)
+            .field("node", &self.inner.me.node)
             .finish_non_exhaustive()
     }
 }
 
+/// Exit status of a node that lost its registration (fenced): a supervisor restarts it, and
+/// it registers again.
+const FENCED_EXIT: i32 = 75;
+
 impl Membership {
-    /// Registers this process (see [`PostgresStore::register_node`]) and makes new message
-    /// ids carry its number.
+    /// Registers this process (see [`PostgresStore::register_node`]), makes new message ids
+    /// carry its number and starts the heartbeat, which reports `config` (the configuration's
+    /// hash, changed on reload).
     pub(crate) async fn join(
         store: Arc<PostgresStore>,
         settings: &NodeSettings,
-        config: String,
+        config: watch::Receiver<String>,
     ) -> anyhow::Result<Membership> {
         let name = format!(
             "{}:{}",
             hostname().unwrap_or_else(|| "unknown".into()),
             std::process::id()
         );
+        let hash = config.borrow().clone();
         let me = store
-            .register_node(settings.id, &name, &config, settings.lease)
+            .register_node(settings.id, &name, &hash, settings.lease)
             .await?;
         MessageId::set_node(me.node);
         tracing::info!(node = me.node, name = %me.name, "registered as a node of the shared store");
         let view = Arc::new(arc_swap::ArcSwap::from_pointee(NodeView {
             node: me.node,
-            config,
+            config: hash,
             peers: Vec::new(),
-            fenced: false,
         }));
-        Ok(Membership {
+        let inner = Arc::new(Inner {
             store,
             me,
             settings: settings.clone(),
@@ -209,77 +220,94 @@ impl Membership {
                 shared: true,
                 all: Mutex::new(Vec::new()),
             }),
+        });
+        let (leave, leaving) = watch::channel(false);
+        let heartbeat = tokio::spawn(inner.clone().heartbeat(config, leaving));
+        Ok(Membership {
+            inner,
+            leave,
+            heartbeat,
         })
     }
 
     /// What the API shows about the nodes.
     pub(crate) fn view(&self) -> SharedNodeView {
-        self.view.clone()
+        self.inner.view.clone()
     }
 
-    /// The leases this node takes and renews with its heartbeat (from the first one on).
+    /// The leases this node takes and renews with its heartbeat.
     pub(crate) fn leases(&self) -> Arc<Leases> {
-        self.leases.clone()
+        self.inner.leases.clone()
     }
 
-    /// Runs the adoption of dead nodes' work until `shutdown`, and the heartbeat until
-    /// [`Joined::leave`] (the registration must outlive the drain of what this node still
-    /// dispatches). When the registration is lost, sets `stop`.
+    /// Starts taking over dead nodes' work (until `shutdown`), once everything it hands work
+    /// to runs. The heartbeat goes on until [`Joined::leave`]: the registration must outlive
+    /// the drain of what this node still dispatches.
     pub(crate) fn start(
         self,
         adopter: Arc<dyn Adopter>,
-        config: watch::Receiver<String>,
-        stop: watch::Sender<bool>,
         shutdown: watch::Receiver<bool>,
     ) -> Joined {
-        let this = Arc::new(self);
-        tokio::spawn(this.clone().adopt(adopter, shutdown));
-        let (leave, leaving) = watch::channel(false);
-        let task = tokio::spawn(this.clone().heartbeat(config, stop, leaving));
+        tokio::spawn(self.inner.clone().adopt(adopter, shutdown));
         Joined {
-            membership: this,
-            leave,
-            task,
+            inner: self.inner,
+            leave: self.leave,
+            task: self.heartbeat,
+        }
+    }
+}
+
+impl Inner {
+    /// A store call bounded by one heartbeat: a hung connection must not hold the heartbeat
+    /// past the lease.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.settings.heartbeat, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.settings.heartbeat)),
         }
     }
 
     async fn heartbeat(
         self: Arc<Self>,
         config: watch::Receiver<String>,
-        stop: watch::Sender<bool>,
         mut leaving: watch::Receiver<bool>,
     ) {
         let every = self.settings.heartbeat;
         let lease = self.settings.lease;
+        // The others may take over this node's messages `lease` after its last renewal (by
+        // the database's clock, which is later than when the renewal was sent): stop a
+        // heartbeat before that.
+        let fence_after = lease.saturating_sub(every);
         let mut renewed = Instant::now();
         loop {
             let started = Instant::now();
             let hash = config.borrow().clone();
-            match self.store.heartbeat(&self.me, &hash).await {
+            match self
+                .bounded(self.store.heartbeat(&self.me, &hash, lease))
+                .await
+            {
                 Ok(true) => renewed = started,
                 Ok(false) => {
-                    self.fence(
-                        "another process registered this node's number after its lease ran out",
-                    );
-                    let _ = stop.send(true);
-                    return;
+                    self.fence("its registration expired or another process holds its number")
                 }
                 Err(e) => {
                     tracing::warn!(
                         node = self.me.node,
                         "renewing the node's registration failed: {e}"
                     );
-                    if started.duration_since(renewed) >= lease {
-                        self.fence("the registration could not be renewed for a whole lease");
-                        let _ = stop.send(true);
-                        return;
-                    }
                 }
+            }
+            if renewed.elapsed() >= fence_after {
+                self.fence("its registration could not be renewed in time");
             }
             for l in self.leases.snapshot() {
                 self.renew(&l, started).await;
             }
-            if let Ok(peers) = self.store.nodes(lease).await {
+            if let Ok(peers) = self.bounded(self.store.nodes(lease)).await {
                 let alive = peers.iter().filter(|p| p.alive).count();
                 metrics::gauge!("switchyard_nodes", "state" => "alive").set(alive as f64);
                 metrics::gauge!("switchyard_nodes", "state" => "dead")
@@ -288,7 +316,6 @@ impl Membership {
                     node: self.me.node,
                     config: hash,
                     peers,
-                    fenced: false,
                 };
                 metrics::gauge!("switchyard_config_mismatched_nodes")
                     .set(view.config_mismatch().len() as f64);
@@ -301,7 +328,9 @@ impl Membership {
         }
         for l in self.leases.snapshot() {
             *l.until.lock() = None;
-            let _ = self.store.release_lease(&l.name, &self.me).await;
+            let _ = self
+                .bounded(self.store.release_lease(&l.name, &self.me))
+                .await;
         }
     }
 
@@ -310,7 +339,10 @@ impl Membership {
         let lease = self.settings.lease;
         let was = l.held();
         let held = if l.wanted.load(Ordering::Relaxed) {
-            match self.store.lease(&l.name, &self.me, lease).await {
+            match self
+                .bounded(self.store.lease(&l.name, &self.me, lease))
+                .await
+            {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::warn!(lease = %l.name, "renewing a lease failed: {e}");
@@ -320,7 +352,10 @@ impl Membership {
         } else {
             if was {
                 *l.until.lock() = None;
-                if let Err(e) = self.store.release_lease(&l.name, &self.me).await {
+                if let Err(e) = self
+                    .bounded(self.store.release_lease(&l.name, &self.me))
+                    .await
+                {
                     tracing::warn!(lease = %l.name, "giving up a lease failed: {e}");
                 }
             }
@@ -334,14 +369,13 @@ impl Membership {
             .set(f64::from(u8::from(held)));
     }
 
-    fn fence(&self, why: &str) {
-        tracing::error!(node = self.me.node, "stopping: {why}");
-        for l in self.leases.snapshot() {
-            *l.until.lock() = None;
-        }
-        let mut view = (**self.view.load()).clone();
-        view.fenced = true;
-        self.view.store(Arc::new(view));
+    /// Stops the process at once: other nodes take (or may already have taken) over this
+    /// node's messages, and a graceful drain would go on sending them. What was in flight is
+    /// unfinished in the store and is sent again by whoever owns it (at least once).
+    fn fence(&self, why: &str) -> ! {
+        tracing::error!(node = self.me.node, "stopping at once: {why}");
+        eprintln!("switchyard: node {} fenced: {why}", self.me.node);
+        std::process::exit(FENCED_EXIT);
     }
 
     /// Takes over what dead nodes owned, page by page, until shutdown.
@@ -351,7 +385,10 @@ impl Membership {
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
-            match self.store.orphan_owners(self.settings.lease).await {
+            match self
+                .bounded(self.store.orphan_owners(self.settings.lease))
+                .await
+            {
                 Ok(owners) => {
                     for dead in owners.into_iter().filter(|d| *d != self.me.node) {
                         if *shutdown.borrow() {
@@ -370,7 +407,8 @@ impl Membership {
     }
 
     async fn adopt_from(&self, dead: u8, adopter: &dyn Adopter, shutdown: &watch::Receiver<bool>) {
-        match self.store.adopt_flows(&self.me, dead).await {
+        let lease = self.settings.lease;
+        match self.store.adopt_flows(&self.me, dead, lease).await {
             Ok(flows) => {
                 if !flows.is_empty() {
                     tracing::info!(
@@ -388,7 +426,11 @@ impl Membership {
         }
         let mut total = 0usize;
         while !*shutdown.borrow() {
-            let page = match self.store.adopt_messages(&self.me, dead, ADOPT_PAGE).await {
+            let page = match self
+                .store
+                .adopt_messages(&self.me, dead, lease, ADOPT_PAGE)
+                .await
+            {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(dead, "taking over a dead node's messages failed: {e}");
@@ -417,7 +459,7 @@ impl Membership {
 
 /// A running membership, until [`Joined::leave`].
 pub(crate) struct Joined {
-    membership: Arc<Membership>,
+    inner: Arc<Inner>,
     leave: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -429,7 +471,7 @@ impl Joined {
     pub(crate) async fn leave(self) {
         let _ = self.leave.send(true);
         let _ = self.task.await;
-        let m = &self.membership;
+        let m = &self.inner;
         if let Err(e) = m.store.unregister(&m.me).await {
             tracing::warn!(
                 node = m.me.node,

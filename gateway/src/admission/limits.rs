@@ -17,8 +17,8 @@
 //!
 //! - **Several nodes** (a shared store): each node's bucket gets `max_tps` divided by the live
 //!   nodes ([`TenantLimiter::set_share`]), and the quota counters are raised to the store's
-//!   counts once per heartbeat ([`TenantLimiter::sync_quotas`]), so quotas hold across the
-//!   cluster within what the other nodes accept in one heartbeat.
+//!   counts every few heartbeats ([`TenantLimiter::sync_quotas`]), so quotas hold across the
+//!   cluster within what the other nodes accept in that time.
 //!
 //! Everything time-dependent takes `now` (unix ms for the calendar, `Instant` for the bucket),
 //! so the unit tests drive it without a clock.

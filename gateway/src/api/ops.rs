@@ -184,9 +184,6 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         problems.push("no SMPP bind is up".to_owned());
     }
     let node = state.node.load();
-    if node.fenced {
-        problems.push("node: its registration in the shared store was lost; stopping".to_owned());
-    }
     let peers: Vec<_> = node
         .peers
         .iter()

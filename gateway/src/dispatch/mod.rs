@@ -506,6 +506,11 @@ impl Dispatcher {
         self.timers.lock().deferred_len()
     }
 
+    /// Whether this node's scheduler holds the scheduled message `id` due at `scheduled_at`.
+    pub(crate) fn holds_scheduled(&self, id: MessageId, scheduled_at: UnixMs) -> bool {
+        self.timers.lock().holds(id, scheduled_at)
+    }
+
     /// Cancels the scheduled message `id` due at `scheduled_at` if it was not released yet.
     /// The caller stores the cancellation and then calls [`Self::cancel_committed`].
     pub(crate) fn cancel_scheduled(&self, id: MessageId, scheduled_at: UnixMs) -> bool {

@@ -255,6 +255,11 @@ impl Timers {
     }
 
     /// Cancels the scheduled message `id` due at `at`. False when it was released already.
+    /// Whether the scheduled job `id` due at `at` is held here now.
+    pub(crate) fn holds(&self, id: MessageId, at: UnixMs) -> bool {
+        self.window.contains_key(&(at, id))
+    }
+
     pub(crate) fn cancel(&mut self, id: MessageId, at: UnixMs) -> bool {
         let key = (at, id);
         if self.window.remove(&key).is_some() || self.cancelled.contains(&id) {

@@ -81,69 +81,70 @@ impl Hub {
         self
     }
 
-    /// Starts the pump (from the saved webhook cursor, or the end of the log on first start)
-    /// and the webhook retries. Both stop on `shutdown`. Webhooks are sent while this node
-    /// holds `lease` (always on one node); events reach SSE streams on every node.
+    /// Starts the pump (webhooks from the saved webhook cursor, or the end of the log on first
+    /// start) and the webhook retries. Both stop on `shutdown`. Webhooks are sent while this
+    /// node holds `lease` (always on one node); events reach SSE streams on every node.
     pub(crate) async fn start(
         self: &Arc<Self>,
         lease: Arc<Lease>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
         let end = self.events.max_seq().await?;
-        let start = match self.events.cursor().await? {
-            Some(c) => c.min(end),
-            None => {
-                super::webhook::write(&self.store, EventWrite::Cursor { seq: end }).await;
-                end
-            }
-        };
-        if start < end && lease.held() {
-            tracing::info!(
-                events = end - start,
+        match self.events.cursor().await? {
+            Some(c) if c < end && lease.held() => tracing::info!(
+                events = end - c,
                 "resuming webhook delivery after the saved cursor"
-            );
+            ),
+            Some(_) => {}
+            None => super::webhook::write(&self.store, EventWrite::Cursor { seq: end }).await,
         }
-        // SSE streams start at the end of the log (a client resumes with Last-Event-ID).
-        let pump = tokio::spawn(
-            self.clone()
-                .pump(end, start, lease.clone(), shutdown.clone()),
-        );
+        // SSE streams start at the end of the log (a client resumes with Last-Event-ID);
+        // webhooks from the saved cursor, read again whenever this node gains the lease.
+        let pump = tokio::spawn(self.clone().pump(end, lease.clone(), shutdown.clone()));
         let retries = tokio::spawn(self.webhooks.clone().run_retries(lease, shutdown));
         Ok(vec![pump, retries])
     }
 
     /// Reads the log after `position` until shutdown, publishing to SSE streams; sends
-    /// webhooks for the events after `hooks` while `lease` is held.
+    /// webhooks while `lease` is held, from the cursor saved in the store (by this node or by
+    /// the one that held the lease before).
     async fn pump(
         self: Arc<Self>,
         mut position: i64,
-        hooks: i64,
         lease: Arc<Lease>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         // Where webhooks stand: `Some(seq)` while this node sends them (events up to `seq`
         // handed to the sender), `None` while another node does.
         let mut sending: Option<i64> = None;
-        let mut from_cursor = Some(hooks);
-        let mut saved = hooks;
+        let mut saved = position;
         let mut saved_at = Instant::now();
         loop {
             match (lease.held(), sending) {
                 (true, None) => {
                     // Taken over (or started): send from the saved cursor, catching up to the
                     // SSE position first.
-                    let cursor = match from_cursor.take() {
-                        Some(c) => Some(c),
-                        None => self.events.cursor().await.ok().flatten(),
+                    let cursor = match self.events.cursor().await {
+                        Ok(c) => c.unwrap_or(position).min(position),
+                        Err(e) => {
+                            tracing::warn!("reading the webhook cursor failed: {e}");
+                            tokio::select! {
+                                _ = tokio::time::sleep(IDLE_POLL * 25) => {}
+                                _ = shutdown.changed() => {}
+                            }
+                            if *shutdown.borrow() {
+                                return;
+                            }
+                            continue;
+                        }
                     };
-                    let cursor = cursor.unwrap_or(position).min(position);
                     saved = cursor;
-                    sending = Some(self.catch_up(cursor, position).await);
+                    match self.catch_up(cursor, position, &shutdown).await {
+                        Some(to) => sending = Some(to),
+                        None => return,
+                    }
                 }
-                (false, Some(_)) => {
-                    sending = None;
-                    from_cursor = None;
-                }
+                (false, Some(_)) => sending = None,
                 _ => {}
             }
             let batch = match self.events.events_after(position, None, BATCH).await {
@@ -220,9 +221,17 @@ impl Hub {
     }
 
     /// Sends the webhooks of the events in `(from, to]` (already published to SSE streams);
-    /// returns `to`.
-    async fn catch_up(&self, mut from: i64, to: i64) -> i64 {
+    /// returns `to`, or `None` when shutdown came first.
+    async fn catch_up(
+        &self,
+        mut from: i64,
+        to: i64,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Option<i64> {
         while from < to {
+            if *shutdown.borrow() {
+                return None;
+            }
             let batch = match self.events.events_after(from, None, BATCH).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -259,6 +268,6 @@ impl Hub {
                 break;
             }
         }
-        to
+        Some(to)
     }
 }

@@ -258,6 +258,7 @@ pub(crate) async fn run(
     if holding && mark > saved {
         save(&server, &name, mark).await;
     }
+    lease.want(false);
 }
 
 async fn save(server: &Server, name: &str, seq: i64) {

@@ -426,16 +426,20 @@ impl Submitter {
     /// cancelled or replaced: on one node, if the scheduler has not released it; on a shared
     /// store (where another node may hold it), if it is due more than
     /// [`SHARED_CHANGE_MARGIN_MS`] from now.
-    fn take_scheduled(&self, id: MessageId, at: UnixMs) -> bool {
+    ///
+    /// Returns `None` when it cannot be taken; else whether this node held it (and so
+    /// schedules a replacement itself).
+    fn take_scheduled(&self, id: MessageId, at: UnixMs) -> Option<bool> {
         if !self.shared {
-            return self.dispatcher.cancel_scheduled(id, at);
+            return self.dispatcher.cancel_scheduled(id, at).then_some(true);
         }
         if at <= crate::domain::now_ms() + SHARED_CHANGE_MARGIN_MS {
-            return false;
+            return None;
         }
         // A copy held here is dropped; whichever node holds it reads it again when due.
+        let held = self.dispatcher.holds_scheduled(id, at);
         let _ = self.dispatcher.cancel_scheduled(id, at);
-        true
+        Some(held)
     }
 
     /// The tenant's checks that concern the request as a whole: the priority it asks for.
@@ -742,7 +746,7 @@ impl Submitter {
             && record
                 .message
                 .scheduled_at
-                .is_some_and(|at| self.take_scheduled(id, at));
+                .is_some_and(|at| self.take_scheduled(id, at).is_some());
         if !cancelled {
             return Err(CancelError::NotCancellable(record.status));
         }
@@ -753,9 +757,13 @@ impl Submitter {
             detail: Some("cancelled by the tenant".into()),
         };
         // Until this commits, the scheduler remembers the cancellation (and never sends it).
-        self.store.apply(vec![update]).await?;
+        let applied = self.store.apply(vec![update]).await?;
         self.dispatcher.cancel_committed(id);
-        Ok(())
+        match applied.first() {
+            Some(crate::domain::Applied::Moved { .. }) => Ok(()),
+            // It moved on first (released by the node that holds it).
+            _ => Err(CancelError::NotCancellable(record.status)),
+        }
     }
 
     /// Replaces the content of `tenant`'s message `id` if it is a scheduled SMS (not a part)
@@ -792,9 +800,9 @@ impl Submitter {
         else {
             return Err(not_replaceable());
         };
-        if !self.take_scheduled(id, scheduled) {
+        let Some(held_here) = self.take_scheduled(id, scheduled) else {
             return Err(not_replaceable());
-        }
+        };
         let old = Arc::new(old);
         job.body = with.body.clone();
         job.scheduled_at = with.scheduled_at;
@@ -808,14 +816,31 @@ impl Submitter {
             smpp: with.smpp,
             at: crate::domain::now_ms(),
         }));
+        // Held by another node (a shared store): that node reads the replacement when the
+        // old time comes, and sends it then or holds it until its new, later time.
+        let here = |job: Arc<Job>| {
+            if held_here {
+                self.dispatcher.replace_committed(job);
+            }
+        };
         match self.store.apply(vec![update]).await {
+            Ok(applied)
+                if matches!(
+                    applied.first(),
+                    Some(crate::domain::Applied::UnknownMessage(_))
+                ) =>
+            {
+                // It moved on first (released by the node that holds it).
+                here(old);
+                Err(not_replaceable())
+            }
             Ok(_) => {
-                self.dispatcher.replace_committed(Arc::new(job));
+                here(Arc::new(job));
                 Ok(())
             }
             Err(e) => {
                 // Not replaced: the old content goes back to its time.
-                self.dispatcher.replace_committed(old);
+                here(old);
                 Err(ReplaceError::Store(e))
             }
         }

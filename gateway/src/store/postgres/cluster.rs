@@ -25,6 +25,15 @@ use crate::store::StoreError;
 /// Unfinished statuses (the partial index `messages_unfinished` repeats them).
 const UNFINISHED: &str = "status IN ('accepted', 'queued', 'submitting')";
 
+/// A claim's condition that the owner (parameter `$2`) is still dead by the lease (parameter
+/// `$<lease>`, in ms).
+fn still_dead(lease: usize) -> String {
+    format!(
+        "AND NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.id = $2 \
+         AND nodes.heartbeat_at >= now() - ${lease} * interval '1 millisecond')"
+    )
+}
+
 /// A node's registration as [`PostgresStore::nodes`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -62,7 +71,8 @@ impl PostgresStore {
     /// node holds, and makes recovery reads return what that node owns. A number held by a
     /// live node (say a restart within the lease of a node killed before it could unregister)
     /// is waited for until its registration expires, at most `lease` plus a second; then the
-    /// registration fails.
+    /// registration fails. Registering waits for claims of the number's messages in progress
+    /// (see [`PostgresStore::adopt_messages`]): once it commits, no other node claims them.
     pub async fn register_node(
         &self,
         wanted: Option<u8>,
@@ -73,42 +83,46 @@ impl PostgresStore {
         let instance = instance_token();
         let deadline = tokio::time::Instant::now() + lease + Duration::from_secs(1);
         let lease_ms = ms(lease);
+        let fail = |e: tokio_postgres::Error| PgError::from(e).context("registering the node");
         loop {
-            let client = get(&self.pool).await?;
-            let row = match wanted {
-                Some(n) => client
-                    .query_opt(
-                        "INSERT INTO nodes (id, instance, name, config, started_at, heartbeat_at) \
-                             VALUES ($1, $2, $3, $4, now(), now()) \
-                             ON CONFLICT (id) DO UPDATE SET instance = EXCLUDED.instance, \
-                               name = EXCLUDED.name, config = EXCLUDED.config, \
-                               started_at = now(), heartbeat_at = now() \
-                             WHERE nodes.heartbeat_at < now() - $5 * interval '1 millisecond' \
-                             RETURNING id",
-                        &[&i16::from(n), &instance, &name, &config, &lease_ms],
-                    )
-                    .await,
+            let mut client = get(&self.pool).await?;
+            let candidate: Option<i16> = match wanted {
+                Some(n) => Some(i16::from(n)),
                 None => client
                     .query_opt(
-                        "INSERT INTO nodes (id, instance, name, config, started_at, heartbeat_at) \
-                             SELECT n, $1, $2, $3, now(), now() FROM generate_series(0, 255) AS n \
-                             WHERE n NOT IN (SELECT id FROM nodes \
-                                 WHERE heartbeat_at >= now() - $4 * interval '1 millisecond') \
-                             ORDER BY n LIMIT 1 \
-                             ON CONFLICT (id) DO UPDATE SET instance = EXCLUDED.instance, \
-                               name = EXCLUDED.name, config = EXCLUDED.config, \
-                               started_at = now(), heartbeat_at = now() \
-                             WHERE nodes.heartbeat_at < now() - $4 * interval '1 millisecond' \
-                             RETURNING id",
-                        &[&instance, &name, &config, &lease_ms],
+                        "SELECT n::smallint FROM generate_series(0, 255) AS n \
+                         WHERE n NOT IN (SELECT id FROM nodes \
+                             WHERE heartbeat_at >= now() - $1 * interval '1 millisecond') \
+                         ORDER BY n LIMIT 1",
+                        &[&lease_ms],
                     )
-                    .await,
+                    .await
+                    .map_err(fail)?
+                    .map(|r| r.get(0)),
+            };
+            let mut registered = None;
+            if let Some(n) = candidate {
+                let tx = client.transaction().await.map_err(fail)?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&node_lock(n)])
+                    .await
+                    .map_err(fail)?;
+                let row = tx
+                    .query_opt(
+                        "INSERT INTO nodes (id, instance, name, config, started_at, heartbeat_at) \
+                         VALUES ($1, $2, $3, $4, now(), now()) \
+                         ON CONFLICT (id) DO UPDATE SET instance = EXCLUDED.instance, \
+                           name = EXCLUDED.name, config = EXCLUDED.config, \
+                           started_at = now(), heartbeat_at = now() \
+                         WHERE nodes.heartbeat_at < now() - $5 * interval '1 millisecond' \
+                         RETURNING id",
+                        &[&n, &instance, &name, &config, &lease_ms],
+                    )
+                    .await
+                    .map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
+                registered = row.map(|_| n);
             }
-            .map_err(|e| PgError::from(e).context("registering the node"))?;
-            if let Some(row) = row {
-                let id: i16 = row
-                    .try_get(0)
-                    .map_err(|e| PgError::from(e).context("registering the node"))?;
+            if let Some(id) = registered {
                 let node = u8::try_from(id).map_err(|_| {
                     StoreError::Internal(format!("registered node number {id} is out of range"))
                 })?;
@@ -136,14 +150,21 @@ impl PostgresStore {
     }
 
     /// Renews `me`'s registration (and records the configuration hash it runs now). `false`:
-    /// the row is no longer this process's (it expired and another process registered the
-    /// number): this process must stop dispatching.
-    pub async fn heartbeat(&self, me: &Registration, config: &str) -> Result<bool, StoreError> {
+    /// the registration is no longer this process's, or it expired (other nodes may be taking
+    /// over its messages): this process must stop dispatching.
+    pub async fn heartbeat(
+        &self,
+        me: &Registration,
+        config: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
         let client = get(&self.pool).await?;
         let changed = client
             .execute(
-                "UPDATE nodes SET heartbeat_at = now(), config = $3 WHERE id = $1 AND instance = $2",
-                &[&i16::from(me.node), &me.instance, &config],
+                "UPDATE nodes SET heartbeat_at = now(), config = $3 \
+                 WHERE id = $1 AND instance = $2 \
+                 AND heartbeat_at >= now() - $4 * interval '1 millisecond'",
+                &[&i16::from(me.node), &me.instance, &config, &ms(lease)],
             )
             .await
             .map_err(|e| PgError::from(e).context("renewing the node's registration"))?;
@@ -262,56 +283,94 @@ impl PostgresStore {
 
     /// Claims up to `limit` of the unfinished messages `dead` owns for `me` (oldest first),
     /// and returns them with their segments. Rows another node is claiming at the same time
-    /// are skipped, so concurrent claims split the work; empty when nothing is left.
+    /// are skipped, so concurrent claims split the work; empty when nothing is left, or when
+    /// `dead` registered again (alive within `lease`): a registration waits for the claims in
+    /// progress, and claims after it find the node alive.
     pub async fn adopt_messages(
         &self,
         me: &Registration,
         dead: u8,
+        lease: Duration,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let client = get(&self.pool).await?;
+        let fail =
+            |e: tokio_postgres::Error| PgError::from(e).context("claiming a dead node's messages");
+        let mut client = get(&self.pool).await?;
         let sql = format!(
             "UPDATE messages SET node = $1 WHERE id IN ( \
                SELECT id FROM messages WHERE node = $2 AND {UNFINISHED} \
                ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             AND node = $2 RETURNING id"
+             AND node = $2 {} RETURNING id",
+            still_dead(4)
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(&sql, &[&i16::from(me.node), &i16::from(dead), &limit])
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1)",
+            &[&node_lock(i16::from(dead))],
+        )
+        .await
+        .map_err(fail)?;
+        let rows = tx
+            .query(
+                &sql,
+                &[&i16::from(me.node), &i16::from(dead), &limit, &ms(lease)],
+            )
             .await
-            .map_err(|e| PgError::from(e).context("claiming a dead node's messages"))?;
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         let mut ids: Vec<i64> = rows
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()
-            .map_err(|e| PgError::from(e).context("claiming a dead node's messages"))?;
+            .map_err(fail)?;
         ids.sort_unstable();
         read::by_ids(Db(&client), &ids)
             .await
             .map_err(|e| e.context("reading claimed messages"))
     }
 
-    /// Claims every running flow `dead` owns for `me`; returns their ids and tenants.
+    /// Claims every running flow `dead` owns for `me` (unless `dead` registered again, as for
+    /// [`PostgresStore::adopt_messages`]); returns their ids and tenants.
     pub async fn adopt_flows(
         &self,
         me: &Registration,
         dead: u8,
+        lease: Duration,
     ) -> Result<Vec<(crate::domain::MessageId, String)>, StoreError> {
-        let client = get(&self.pool).await?;
-        let rows = client
+        let fail =
+            |e: tokio_postgres::Error| PgError::from(e).context("claiming a dead node's flows");
+        let mut client = get(&self.pool).await?;
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1)",
+            &[&node_lock(i16::from(dead))],
+        )
+        .await
+        .map_err(fail)?;
+        let rows = tx
             .query(
-                "UPDATE flows SET node = $1 WHERE node = $2 AND state = 'running' \
-                 RETURNING id, tenant",
-                &[&i16::from(me.node), &i16::from(dead)],
+                &format!(
+                    "UPDATE flows SET node = $1 WHERE node = $2 AND state = 'running' \
+                     {} RETURNING id, tenant",
+                    still_dead(3)
+                ),
+                &[&i16::from(me.node), &i16::from(dead), &ms(lease)],
             )
             .await
-            .map_err(|e| PgError::from(e).context("claiming a dead node's flows"))?;
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         rows.iter()
             .map(|r| Ok((crate::domain::MessageId(r.try_get(0)?), r.try_get(1)?)))
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(|e| PgError::from(e).context("claiming a dead node's flows"))
+            .map_err(fail)
     }
+}
+
+/// The advisory lock serializing node `n`'s registration (exclusive) with claims of its
+/// messages (shared).
+fn node_lock(n: i16) -> i64 {
+    0x5357_5944_0000_1000 + i64::from(n)
 }
 
 /// A random token naming this process's registration and leases.

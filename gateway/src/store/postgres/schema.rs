@@ -223,16 +223,15 @@ CREATE TABLE flows (
 CREATE INDEX flows_running ON flows (id) WHERE state = 'running';
 "#,
     // v2: nodes sharing the database. Every unfinished message and running flow has an owner
-    // node (at first the one whose number is in its id), which dispatches it; nodes register
-    // with a heartbeat; singleton jobs hold leases.
+    // node (the one whose number is in its id when it is stored; node 0 for what the single
+    // node of earlier versions stored), which dispatches it; nodes register with a heartbeat;
+    // singleton jobs hold leases.
     r#"
 ALTER TABLE messages ADD COLUMN node SMALLINT NOT NULL DEFAULT 0;
-UPDATE messages SET node = id & 255 WHERE status IN ('accepted', 'queued', 'submitting');
 DROP INDEX messages_unfinished;
 CREATE INDEX messages_unfinished ON messages (node, id)
     WHERE status IN ('accepted', 'queued', 'submitting');
 ALTER TABLE flows ADD COLUMN node SMALLINT NOT NULL DEFAULT 0;
-UPDATE flows SET node = id & 255 WHERE state = 'running';
 DROP INDEX flows_running;
 CREATE INDEX flows_running ON flows (node, id) WHERE state = 'running';
 

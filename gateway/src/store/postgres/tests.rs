@@ -548,7 +548,7 @@ async fn nodes_register_under_free_numbers_and_a_live_number_is_refused() {
     let started = std::time::Instant::now();
     let renew = async {
         while started.elapsed() < lease + Duration::from_millis(1500) {
-            assert!(b.heartbeat(&second, "h2").await.unwrap());
+            assert!(b.heartbeat(&second, "h2", lease).await.unwrap());
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     };
@@ -557,7 +557,7 @@ async fn nodes_register_under_free_numbers_and_a_live_number_is_refused() {
     assert!(started.elapsed() >= lease, "{:?}", started.elapsed());
     assert!(refused.to_string().contains("node number 1"), "{refused}");
     // The heartbeat keeps it; the configuration hash is what the node says last.
-    assert!(b.heartbeat(&second, "h2b").await.unwrap());
+    assert!(b.heartbeat(&second, "h2b", lease).await.unwrap());
     let nodes = a.nodes(lease).await.unwrap();
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[1].config, "h2b");
@@ -578,12 +578,48 @@ async fn a_number_whose_lease_ran_out_is_taken_and_its_old_holder_is_fenced() {
     let new = b.register_node(Some(7), "new", "h", lease).await.unwrap();
     assert_eq!(new.node, 7);
     assert!(
-        !a.heartbeat(&old, "h").await.unwrap(),
+        !a.heartbeat(&old, "h", lease).await.unwrap(),
         "the old holder must learn it lost the number"
     );
-    assert!(b.heartbeat(&new, "h").await.unwrap());
+    assert!(b.heartbeat(&new, "h", lease).await.unwrap());
     b.unregister(&new).await.unwrap();
     assert!(a.nodes(lease).await.unwrap().is_empty());
+    // A registration that expired is not renewed, even when nobody took its number: others
+    // may be taking over its messages.
+    let late = a.register_node(Some(8), "late", "h", lease).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!a.heartbeat(&late, "h", lease).await.unwrap());
+}
+
+#[tokio::test]
+async fn claims_stop_once_the_dead_node_registers_again() {
+    let conninfo = fresh_database().await;
+    let (a, dead) = (open(&conninfo).await, open(&conninfo).await);
+    let lease = Duration::from_millis(600);
+    let gone = dead
+        .register_node(Some(5), "dead", "h", lease)
+        .await
+        .unwrap();
+    dead.insert((1..=40).map(|n| message_of_node(5, n)).collect())
+        .await
+        .unwrap();
+    let me = a.register_node(Some(1), "a", "h", lease).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.adopt_messages(&me, 5, lease, 10).await.unwrap().len(), 10);
+    // Node 5 comes back (a restart under the same number): the rest stays with it.
+    drop(gone);
+    let back = dead
+        .register_node(Some(5), "back", "h", lease)
+        .await
+        .unwrap();
+    assert_eq!(back.node, 5);
+    assert!(a
+        .adopt_messages(&me, 5, lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(a.adopt_flows(&me, 5, lease).await.unwrap().is_empty());
+    assert_eq!(dead.unfinished().await.unwrap().len(), 30);
 }
 
 #[tokio::test]
@@ -646,7 +682,7 @@ async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
     let take = |store: PostgresStore, me: Registration| async move {
         let mut ids = Vec::new();
         loop {
-            let page = store.adopt_messages(&me, 5, 16).await.unwrap();
+            let page = store.adopt_messages(&me, 5, lease, 16).await.unwrap();
             if page.is_empty() {
                 return (store, ids);
             }
@@ -655,13 +691,13 @@ async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
         }
     };
     let ((a, from_a), (b, from_b)) = futures::join!(take(a, na.clone()), take(b, nb.clone()));
-    assert!(a.heartbeat(&na, "h").await.unwrap() && b.heartbeat(&nb, "h").await.unwrap());
     let mut all: Vec<_> = from_a.iter().chain(&from_b).copied().collect();
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 299, "every unfinished message taken once");
     assert_eq!(from_a.len() + from_b.len(), 299);
-    assert!(a.orphan_owners(lease).await.unwrap().is_empty());
+    // Node 5 owns nothing any more (nodes 1 and 2 may look dead by now: they did not renew).
+    assert!(!a.orphan_owners(lease).await.unwrap().contains(&5));
     // Node 1's recovery now reads what it took.
     a.node.store(1, Ordering::Relaxed);
     assert_eq!(a.unfinished().await.unwrap().len(), from_a.len());
