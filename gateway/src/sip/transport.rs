@@ -154,6 +154,33 @@ fn rate(n: u32) -> std::num::NonZeroU32 {
     std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)
 }
 
+/// The UDP and TCP listeners on `listen` (TCP on the same port as UDP). With port 0 the port
+/// UDP got may be taken for TCP (by any process's outgoing connection): then another port is
+/// tried, a few times.
+fn bind_udp_and_tcp(
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let mut attempts = 0;
+    loop {
+        let udp = bind_udp(listen)
+            .with_context(|| format!("binding the SIP listener on udp {listen}"))?;
+        let me = udp.local_addr()?;
+        match bind_tcp(me) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e)
+                if listen.port() == 0
+                    && attempts < 8
+                    && e.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                attempts += 1;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("binding the SIP listener on tcp {me}"))
+            }
+        }
+    }
+}
+
 /// Binds the `[sip]` listeners (UDP and TCP on `listen`, TLS on `tls_listen`) and spawns the
 /// proxy task. `None` when there is no `[sip]` table.
 pub(crate) async fn start(
@@ -166,11 +193,8 @@ pub(crate) async fn start(
     let Some(sip) = &config.sip else {
         return Ok(None);
     };
-    let udp = bind_udp(sip.listen)
-        .with_context(|| format!("binding the SIP listener on udp {}", sip.listen))?;
+    let (udp, tcp) = bind_udp_and_tcp(sip.listen)?;
     let me = udp.local_addr()?;
-    // TCP on the same address and port as UDP (port 0: the one UDP got).
-    let tcp = bind_tcp(me).with_context(|| format!("binding the SIP listener on tcp {me}"))?;
     let tls = match &sip.tls {
         Some(t) => {
             let cert = Config::resolve(base_dir, &t.cert);
