@@ -86,17 +86,6 @@ pub(crate) struct QuotaExceeded {
 }
 
 impl QuotaWindow {
-    /// Counts starting at `now` with `day_used` and `month_used` already accepted.
-    pub(crate) fn seeded(now: UnixMs, day_used: u64, month_used: u64) -> Self {
-        let (day, month) = day_and_month(now);
-        QuotaWindow {
-            day,
-            day_used,
-            month,
-            month_used,
-        }
-    }
-
     fn roll(&mut self, now: UnixMs) {
         let (day, month) = day_and_month(now);
         if day != self.day {
@@ -142,8 +131,8 @@ impl QuotaWindow {
         Ok(())
     }
 
-    /// Raises the counters to at least `day_used` and `month_used` (counted in the store, by
-    /// every node) for the window of `now`.
+    /// Raises the counters to at least `day_used` and `month_used` (counted in the store: at
+    /// start, and by every node on a shared store) for the window of `now`.
     pub(crate) fn raise_to(&mut self, now: UnixMs, day_used: u64, month_used: u64) {
         self.roll(now);
         self.day_used = self.day_used.max(day_used);
@@ -277,17 +266,8 @@ impl TenantLimiter {
     /// Seeds the quota counters of tenants with a quota from the store (messages accepted
     /// since the start of the current UTC day and month).
     pub(crate) async fn seed(&self, store: &dyn Store, now: UnixMs) -> Result<(), StoreError> {
-        let (day, month) = day_and_month(now);
-        let gates = self.gates.load_full();
-        for (name, gate) in gates.iter() {
-            if gate.limits.daily_quota.is_none() && gate.limits.monthly_quota.is_none() {
-                continue;
-            }
-            let day_used = store.accepted_since(name, day * DAY_MS).await?;
-            let month_used = store.accepted_since(name, month_start(month)).await?;
-            *gate.quota.lock() = QuotaWindow::seeded(now, day_used, month_used);
-        }
-        Ok(())
+        // The counters start empty: raised to the store's counts, they are those counts.
+        self.sync_quotas(store, now).await
     }
 
     /// `nodes` live nodes share the store: each takes its share of every `max_tps`.
@@ -464,7 +444,8 @@ mod tests {
 
     #[test]
     fn quota_windows_roll_at_utc_day_and_month() {
-        let mut w = QuotaWindow::seeded(JAN31_LAST_SECOND, 9, 99);
+        let mut w = QuotaWindow::default();
+        w.raise_to(JAN31_LAST_SECOND, 9, 99);
         assert!(w.reserve(1, Some(10), Some(100), JAN31_LAST_SECOND).is_ok());
         let e = w
             .reserve(1, Some(10), Some(100), JAN31_LAST_SECOND)

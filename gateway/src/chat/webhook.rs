@@ -31,20 +31,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
+use http_body_util::Full;
 use switchyard_ops::config::{Config, EgressPolicy, WebhookSender};
 use switchyard_routing::FailureClass;
 use tokio::sync::Semaphore;
 
 use crate::domain::{now_ms, rfc3339, ChatJob, SharedDirectory};
 use crate::events::signing;
-use crate::events::webhook::{BODY_GRACE, MAX_RESPONSE_BODY, REFUSED, UNSIGNED};
+use crate::events::webhook::{post, HttpClient, Posted, REFUSED, UNSIGNED};
 use crate::handoff::Verdict;
-
-/// The HTTP client messages are posted with.
-type HttpClient = Client<HttpsConnector<crate::egress::Connector>, Full<Bytes>>;
 
 /// The gateway's client for one `[carriers.webhook]` carrier.
 pub(crate) struct Poster {
@@ -130,35 +125,20 @@ impl Poster {
             return Verdict::Retry("carrier closed".into(), FailureClass::TransportDown);
         };
         let timeout = self.config.timeout;
-        let response = match tokio::time::timeout(timeout, self.client.request(request)).await {
-            Err(_) => {
-                return Verdict::Retry(
-                    format!("no answer within {timeout:?}"),
-                    FailureClass::Timeout,
-                )
+        match post(&self.client, request, timeout).await {
+            Posted::Answered(status) => judge(status, id),
+            Posted::NoAnswer => Verdict::Retry(
+                format!("no answer within {timeout:?}"),
+                FailureClass::Timeout,
+            ),
+            Posted::Refused(refused) => {
+                tracing::warn!(%id, tenant = %job.tenant, "webhook message not sent: {refused}");
+                Verdict::Rejected(REFUSED.into())
             }
-            Ok(Err(e)) => {
-                if let Some(refused) = crate::egress::refusal(&e) {
-                    tracing::warn!(%id, tenant = %job.tenant, "webhook message not sent: {refused}");
-                    return Verdict::Rejected(REFUSED.into());
-                }
-                let mut msg = format!("connection: {e}");
-                if let Some(src) = std::error::Error::source(&e) {
-                    msg = format!("{msg}: {src}");
-                }
-                return Verdict::Retry(msg, FailureClass::TransportDown);
+            Posted::Failed(msg) => {
+                Verdict::Retry(format!("connection: {msg}"), FailureClass::TransportDown)
             }
-            Ok(Ok(r)) => r,
-        };
-        let status = response.status();
-        // Read a short body so the connection can be reused; a long or slow one is dropped,
-        // and its connection with it. The status line alone decides.
-        let _ = tokio::time::timeout(
-            BODY_GRACE.min(timeout),
-            Limited::new(response.into_body(), MAX_RESPONSE_BODY).collect(),
-        )
-        .await;
-        judge(status.as_u16(), id)
+        }
     }
 }
 

@@ -75,7 +75,51 @@ pub(crate) const UNSIGNED: &str =
     "no webhook signing secret is configured for this tenant: webhooks are only sent signed";
 
 /// The HTTP client webhooks are sent with.
-type HttpClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
+
+/// How a POST to a tenant's URL ended.
+pub(crate) enum Posted {
+    /// The endpoint answered with this status (its body read briefly, or dropped).
+    Answered(u16),
+    /// The `[egress]` policy refused the destination's addresses (this text says why).
+    Refused(String),
+    /// No answer within the timeout.
+    NoAnswer,
+    /// The connection failed (the error and its source).
+    Failed(String),
+}
+
+/// Sends `request` within `timeout`. A short response body is read (for at most
+/// [`BODY_GRACE`]) so the connection can be reused; a long or slow one is dropped, and its
+/// connection with it: the status line alone decides. Shared by event webhooks and the webhook
+/// channel.
+pub(crate) async fn post(
+    client: &HttpClient,
+    request: hyper::Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Posted {
+    let response = match tokio::time::timeout(timeout, client.request(request)).await {
+        Err(_) => return Posted::NoAnswer,
+        Ok(Err(e)) => {
+            if let Some(refused) = crate::egress::refusal(&e) {
+                return Posted::Refused(refused.to_string());
+            }
+            let mut msg = e.to_string();
+            if let Some(src) = std::error::Error::source(&e) {
+                msg = format!("{msg}: {src}");
+            }
+            return Posted::Failed(msg);
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status().as_u16();
+    let _ = tokio::time::timeout(
+        BODY_GRACE.min(timeout),
+        Limited::new(response.into_body(), MAX_RESPONSE_BODY).collect(),
+    )
+    .await;
+    Posted::Answered(status)
+}
 
 /// One endpoint's limit.
 #[derive(Debug)]
@@ -515,34 +559,22 @@ impl Webhooks {
             return self.outcome(Err("cannot build the request".into()));
         };
         let timeout = self.settings.timeout;
-        let response = match tokio::time::timeout(timeout, self.client.request(request)).await {
-            Err(_) => return self.outcome(Err(format!("no answer within {timeout:?}"))),
-            Ok(Err(e)) => {
-                if let Some(refused) = crate::egress::refusal(&e) {
-                    tracing::warn!(event = %event_id(seq), tenant, "webhook not sent: {refused}");
-                    return Err(Failure::Permanent(REFUSED.into()));
-                }
-                let mut msg = e.to_string();
-                if let Some(src) = std::error::Error::source(&e) {
-                    msg = format!("{msg}: {src}");
-                }
+        let status = match post(&self.client, request, timeout).await {
+            Posted::Answered(status) => status,
+            Posted::NoAnswer => return self.outcome(Err(format!("no answer within {timeout:?}"))),
+            Posted::Refused(refused) => {
+                tracing::warn!(event = %event_id(seq), tenant, "webhook not sent: {refused}");
+                return Err(Failure::Permanent(REFUSED.into()));
+            }
+            Posted::Failed(msg) => {
                 tracing::debug!(event = %event_id(seq), tenant, %host, "webhook failed: {msg}");
                 return self.outcome(Err(msg));
             }
-            Ok(Ok(r)) => r,
         };
-        let status = response.status();
-        // Read a short body so the connection can be reused; a long or slow one is dropped,
-        // and its connection with it.
-        let _ = tokio::time::timeout(
-            BODY_GRACE.min(timeout),
-            Limited::new(response.into_body(), MAX_RESPONSE_BODY).collect(),
-        )
-        .await;
-        if status.is_success() {
+        if (200..300).contains(&status) {
             self.outcome(Ok(()))
         } else {
-            self.outcome(Err(format!("HTTP {}", status.as_u16())))
+            self.outcome(Err(format!("HTTP {status}")))
         }
     }
 

@@ -295,7 +295,6 @@ impl PostgresStore {
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let fail =
             |e: tokio_postgres::Error| PgError::from(e).context("claiming a dead node's messages");
-        let mut client = get(&self.pool).await?;
         let sql = format!(
             "UPDATE messages SET node = $1 WHERE id IN ( \
                SELECT id FROM messages WHERE node = $2 AND {UNFINISHED} \
@@ -304,21 +303,14 @@ impl PostgresStore {
             still_dead(4)
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let tx = client.transaction().await.map_err(fail)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock_shared($1)",
-            &[&node_lock(i16::from(dead))],
-        )
-        .await
-        .map_err(fail)?;
-        let rows = tx
-            .query(
+        let (client, rows) = self
+            .claim(
+                "claiming a dead node's messages",
+                dead,
                 &sql,
                 &[&i16::from(me.node), &i16::from(dead), &limit, &ms(lease)],
             )
-            .await
-            .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+            .await?;
         let mut ids: Vec<i64> = rows
             .iter()
             .map(|r| r.try_get(0))
@@ -340,6 +332,35 @@ impl PostgresStore {
     ) -> Result<Vec<(crate::domain::MessageId, String)>, StoreError> {
         let fail =
             |e: tokio_postgres::Error| PgError::from(e).context("claiming a dead node's flows");
+        let sql = format!(
+            "UPDATE flows SET node = $1 WHERE node = $2 AND state = 'running' \
+             {} RETURNING id, tenant",
+            still_dead(3)
+        );
+        let (_, rows) = self
+            .claim(
+                "claiming a dead node's flows",
+                dead,
+                &sql,
+                &[&i16::from(me.node), &i16::from(dead), &ms(lease)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((crate::domain::MessageId(r.try_get(0)?), r.try_get(1)?)))
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(fail)
+    }
+
+    /// Runs the claim `sql` in a transaction holding `dead`'s node lock shared (a
+    /// registration of `dead` waits for it); returns the connection and the claimed rows.
+    async fn claim(
+        &self,
+        what: &str,
+        dead: u8,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(deadpool_postgres::Object, Vec<tokio_postgres::Row>), StoreError> {
+        let fail = |e: tokio_postgres::Error| PgError::from(e).context(what);
         let mut client = get(&self.pool).await?;
         let tx = client.transaction().await.map_err(fail)?;
         tx.execute(
@@ -348,22 +369,9 @@ impl PostgresStore {
         )
         .await
         .map_err(fail)?;
-        let rows = tx
-            .query(
-                &format!(
-                    "UPDATE flows SET node = $1 WHERE node = $2 AND state = 'running' \
-                     {} RETURNING id, tenant",
-                    still_dead(3)
-                ),
-                &[&i16::from(me.node), &i16::from(dead), &ms(lease)],
-            )
-            .await
-            .map_err(fail)?;
+        let rows = tx.query(sql, params).await.map_err(fail)?;
         tx.commit().await.map_err(fail)?;
-        rows.iter()
-            .map(|r| Ok((crate::domain::MessageId(r.try_get(0)?), r.try_get(1)?)))
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(fail)
+        Ok((client, rows))
     }
 }
 
