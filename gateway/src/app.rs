@@ -266,7 +266,17 @@ pub async fn start(
         updates.clone(),
         shutdown_rx.clone(),
     )?;
-    let binds = Arc::new(Binds::new(ctx.clone()));
+    // On a shared store, messages for carriers bound on other nodes go to them.
+    let relay = match &opened {
+        OpenedStore::Postgres(pg) => Some(crate::dispatch::relay::Relay::start(
+            pg.clone(),
+            node_view.load().node,
+            dispatcher.clone(),
+            shutdown_rx.clone(),
+        )),
+        OpenedStore::Sqlite(_) => None,
+    };
+    let binds = Arc::new(Binds::new(ctx.clone(), leases.clone(), relay));
     restore_mo_parts(store.as_ref(), &binds, &updates, &config).await?;
     binds.apply(&config, sandbox, &base_dir)?;
 

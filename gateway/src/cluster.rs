@@ -4,9 +4,17 @@
 //! ```text
 //! heartbeat task (every heartbeat_s)          adoption task (every heartbeat_s)
 //!   renew the registration ─► lost? stop        owners of unfinished messages or running
-//!   renew/take leases (webhooks)                 flows that are not live nodes
-//!   read every node (for /readyz, metrics)        └► claim a page ─► resume each ─► next page
+//!   read every node (for /readyz, metrics)       flows that are not live nodes
+//!   plan the pools (bind slots) ─► wanted         └► claim a page ─► resume each ─► next page
+//!   renew/take leases wanted, give up the rest
 //! ```
+//!
+//! A pool is a set of interchangeable leases (a carrier's bind slots, `bind:<carrier>:<i>`)
+//! shared out between the live nodes: each node wants its fair share, ⌈slots ÷ live nodes⌉,
+//! keeping the slots it holds and taking free ones (lowest first), and gives up what exceeds
+//! its share once the slot's user (a bind) stopped. So the cluster never holds more slots
+//! than the pool has, a node joining gets slots from the others, and a dead node's slots are
+//! taken by the survivors within a lease and a heartbeat.
 //!
 //! A node that cannot renew its registration within a lease less one heartbeat (every store
 //! call of the heartbeat is bounded by a heartbeat), or finds it expired or taken by another
@@ -17,7 +25,7 @@
 //! See `store::postgres::cluster` for the tables and the claims.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
@@ -42,21 +50,35 @@ pub(crate) struct Lease {
     /// Held for good (one node: nothing to share).
     always: bool,
     /// Whether this node wants it (tries to take and renew it); a lease no longer wanted is
-    /// given up at the next heartbeat.
+    /// given up at the next heartbeat once nothing uses it.
     wanted: AtomicBool,
+    /// Part of a pool (wanted as the pool's plan says).
+    pooled: bool,
     /// Held until then (renewed with the heartbeat); `None`: not held.
     until: Mutex<Option<Instant>>,
+    /// For a pooled lease: held by another live node at the last heartbeat.
+    elsewhere: AtomicBool,
+    /// Held by whoever uses the lease (a bind on a slot): an unwanted lease is renewed until
+    /// its user let go, and one user at a time runs in this process.
+    user: tokio::sync::Mutex<()>,
 }
 
 impl Lease {
-    /// A lease a single node always holds.
-    pub(crate) fn always(name: &str) -> Arc<Lease> {
+    fn new(name: &str, always: bool, wanted: bool, pooled: bool) -> Arc<Lease> {
         Arc::new(Lease {
             name: name.to_owned(),
-            always: true,
-            wanted: AtomicBool::new(true),
+            always,
+            wanted: AtomicBool::new(wanted),
+            pooled,
             until: Mutex::new(None),
+            elsewhere: AtomicBool::new(false),
+            user: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// A lease a single node always holds.
+    pub(crate) fn always(name: &str) -> Arc<Lease> {
+        Lease::new(name, true, true, false)
     }
 
     /// Whether this process holds the lease now (with a heartbeat's margin before it expires).
@@ -69,48 +91,164 @@ impl Lease {
     pub(crate) fn want(&self, wanted: bool) {
         self.wanted.store(wanted, Ordering::Relaxed);
     }
+
+    /// Held and still wanted: a user may start, or go on.
+    pub(crate) fn usable(&self) -> bool {
+        self.held() && self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no other user in this process uses the lease, and marks it used until the
+    /// guard drops (the heartbeat keeps renewing it meanwhile, wanted or not).
+    pub(crate) async fn use_lease(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.user.lock().await
+    }
+
+    /// Another live node held it at the last heartbeat (a bind slot used there).
+    pub(crate) fn held_elsewhere(&self) -> bool {
+        self.elsewhere.load(Ordering::Relaxed)
+    }
+
+    fn in_use(&self) -> bool {
+        self.user.try_lock().is_err()
+    }
 }
 
-/// The leases this node holds or wants: fixed ones (webhooks) and ones made as needed (a
-/// receipt sender per SMPP user).
+/// A set of interchangeable leases, `<prefix>:<i>` for `i` below the pool's size, of which this
+/// node wants its fair share (see the module's documentation).
+#[derive(Debug)]
+pub(crate) struct Pool {
+    slots: Vec<Arc<Lease>>,
+}
+
+impl Pool {
+    /// The lease of slot `i`.
+    pub(crate) fn slot(&self, i: usize) -> Arc<Lease> {
+        self.slots[i].clone()
+    }
+
+    /// Slots this node holds now.
+    pub(crate) fn held_here(&self) -> usize {
+        self.slots.iter().filter(|l| l.held()).count()
+    }
+
+    /// Slots other live nodes held at the last heartbeat (0 on one node).
+    pub(crate) fn held_elsewhere(&self) -> usize {
+        self.slots.iter().filter(|l| l.held_elsewhere()).count()
+    }
+}
+
+/// Which slots of a pool this node wants, given each slot's live holder: the slots it holds,
+/// up to its fair share (⌈slots ÷ live nodes⌉, lowest first), then free slots (lowest first)
+/// up to that share. Slots beyond the share are given up; a slot another node holds is left
+/// to it.
+pub(crate) fn plan_pool(holders: &[Option<u8>], me: u8, live: usize) -> Vec<bool> {
+    let share = holders.len().div_ceil(live.max(1));
+    let mut want = vec![false; holders.len()];
+    let mut taken = 0;
+    for (i, h) in holders.iter().enumerate() {
+        if *h == Some(me) && taken < share {
+            want[i] = true;
+            taken += 1;
+        }
+    }
+    for (i, h) in holders.iter().enumerate() {
+        if h.is_none() && taken < share {
+            want[i] = true;
+            taken += 1;
+        }
+    }
+    want
+}
+
+/// The leases this node holds or wants: fixed ones (webhooks), ones made as needed (a
+/// receipt sender per SMPP user) and pools (bind slots).
 #[derive(Debug)]
 pub(crate) struct Leases {
     /// Several nodes share the store: leases are taken in the database.
     shared: bool,
     all: Mutex<Vec<Arc<Lease>>>,
+    /// Pools in use (a pool no longer used is dropped, and its slots are given up).
+    pools: Mutex<Vec<Weak<Pool>>>,
 }
 
 impl Leases {
     /// One node: every lease is always held.
     pub(crate) fn single() -> Arc<Leases> {
-        Arc::new(Leases {
-            shared: false,
+        Arc::new(Leases::new(false))
+    }
+
+    fn new(shared: bool) -> Leases {
+        Leases {
+            shared,
             all: Mutex::new(Vec::new()),
-        })
+            pools: Mutex::new(Vec::new()),
+        }
     }
 
     /// The lease `name` (the same one when asked again), wanted from now on.
     pub(crate) fn lease(&self, name: &str) -> Arc<Lease> {
+        let lease = self.named(name, false);
+        lease.want(true);
+        lease
+    }
+
+    /// The lease `name`, made (not wanted) if it is new.
+    fn named(&self, name: &str, pooled: bool) -> Arc<Lease> {
         if !self.shared {
             return Lease::always(name);
         }
         let mut all = self.all.lock();
         if let Some(l) = all.iter().find(|l| l.name == name) {
-            l.want(true);
             return l.clone();
         }
-        let lease = Arc::new(Lease {
-            name: name.to_owned(),
-            always: false,
-            wanted: AtomicBool::new(true),
-            until: Mutex::new(None),
-        });
+        let lease = Lease::new(name, false, false, pooled);
         all.push(lease.clone());
         lease
     }
 
+    /// A pool of `size` slots named `<prefix>:<i>`: on one node every slot is always held;
+    /// on a shared store the heartbeat shares them out (see [`plan_pool`]). Pools of the same
+    /// prefix share their leases (a carrier's binds being replaced on reload).
+    pub(crate) fn pool(&self, prefix: &str, size: usize) -> Arc<Pool> {
+        let slots = (0..size)
+            .map(|i| self.named(&format!("{prefix}:{i}"), true))
+            .collect();
+        let pool = Arc::new(Pool { slots });
+        if self.shared {
+            let mut pools = self.pools.lock();
+            pools.retain(|p| p.strong_count() > 0);
+            pools.push(Arc::downgrade(&pool));
+        }
+        pool
+    }
+
     fn snapshot(&self) -> Vec<Arc<Lease>> {
         self.all.lock().clone()
+    }
+
+    fn live_pools(&self) -> Vec<Arc<Pool>> {
+        self.pools.lock().iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Sets which pooled leases this node wants from the live holders (`holders`: lease name
+    /// → node) and the number of live nodes: each pool's plan; slots of no pool in use are
+    /// not wanted.
+    fn plan(&self, holders: &[(String, u8)], me: u8, live: usize) {
+        let holder = |l: &Lease| holders.iter().find(|(n, _)| *n == l.name).map(|(_, h)| *h);
+        let mut wanted: Vec<String> = Vec::new();
+        for pool in self.live_pools() {
+            let slots: Vec<Option<u8>> = pool.slots.iter().map(|l| holder(l)).collect();
+            for (slot, want) in pool.slots.iter().zip(plan_pool(&slots, me, live)) {
+                if want {
+                    wanted.push(slot.name.clone());
+                }
+            }
+        }
+        for l in self.all.lock().iter().filter(|l| l.pooled) {
+            l.want(wanted.contains(&l.name));
+            l.elsewhere
+                .store(holder(l).is_some_and(|h| h != me), Ordering::Relaxed);
+        }
     }
 }
 
@@ -216,10 +354,7 @@ impl Membership {
             me,
             settings: settings.clone(),
             view,
-            leases: Arc::new(Leases {
-                shared: true,
-                all: Mutex::new(Vec::new()),
-            }),
+            leases: Arc::new(Leases::new(true)),
         });
         let (leave, leaving) = watch::channel(false);
         let heartbeat = tokio::spawn(inner.clone().heartbeat(config, leaving));
@@ -304,10 +439,20 @@ impl Inner {
             if renewed.elapsed() >= fence_after {
                 self.fence("its registration could not be renewed in time");
             }
+            let peers = self.bounded(self.store.nodes(lease)).await;
+            if let Ok(peers) = &peers {
+                // The pools are planned on what the database says now; on an error the last
+                // plan stands.
+                let live = peers.iter().filter(|p| p.alive).count();
+                match self.bounded(self.store.live_leases()).await {
+                    Ok(holders) => self.leases.plan(&holders, self.me.node, live),
+                    Err(e) => tracing::warn!("reading the leases failed: {e}"),
+                }
+            }
             for l in self.leases.snapshot() {
                 self.renew(&l, started).await;
             }
-            if let Ok(peers) = self.bounded(self.store.nodes(lease)).await {
+            if let Ok(peers) = peers {
                 let alive = peers.iter().filter(|p| p.alive).count();
                 metrics::gauge!("switchyard_nodes", "state" => "alive").set(alive as f64);
                 metrics::gauge!("switchyard_nodes", "state" => "dead")
@@ -338,7 +483,8 @@ impl Inner {
     async fn renew(&self, l: &Lease, started: Instant) {
         let lease = self.settings.lease;
         let was = l.held();
-        let held = if l.wanted.load(Ordering::Relaxed) {
+        // A lease still in use is kept until its user let go (a bind drains its window).
+        let held = if l.wanted.load(Ordering::Relaxed) || (was && l.in_use()) {
             match self
                 .bounded(self.store.lease(&l.name, &self.me, lease))
                 .await
@@ -488,4 +634,108 @@ fn hostname() -> Option<String> {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plays the heartbeats of `nodes` (in this order each round) over a pool of `size` slots
+    /// until nothing changes: each node plans on the holders it reads, then takes the free
+    /// slots it wants and gives up the others. Returns the holders.
+    fn settle(size: usize, nodes: &[u8], mut holders: Vec<Option<u8>>) -> Vec<Option<u8>> {
+        for _ in 0..10 {
+            let before = holders.clone();
+            for &me in nodes {
+                let want = plan_pool(&holders, me, nodes.len());
+                for (h, w) in holders.iter_mut().zip(want) {
+                    match (*h, w) {
+                        (None, true) => *h = Some(me),
+                        (Some(x), false) if x == me => *h = None,
+                        _ => {}
+                    }
+                }
+            }
+            if holders == before {
+                return holders;
+            }
+        }
+        panic!("no steady state for {size} slots over {nodes:?}: {holders:?}");
+    }
+
+    fn count(holders: &[Option<u8>], node: u8) -> usize {
+        holders.iter().filter(|h| **h == Some(node)).count()
+    }
+
+    #[test]
+    fn a_lone_node_takes_every_slot() {
+        assert_eq!(plan_pool(&[None, None, None], 1, 1), vec![true; 3]);
+        assert_eq!(settle(3, &[1], vec![None; 3]), vec![Some(1); 3]);
+    }
+
+    #[test]
+    fn a_node_joining_gets_slots_given_up_by_the_others() {
+        let alone = settle(4, &[1], vec![None; 4]);
+        // The share of two nodes is two: node 1 keeps its lowest two.
+        assert_eq!(plan_pool(&alone, 1, 2), vec![true, true, false, false]);
+        assert_eq!(
+            plan_pool(&alone, 2, 2),
+            vec![false; 4],
+            "nothing is free yet"
+        );
+        let two = settle(4, &[1, 2], alone);
+        assert_eq!(two, vec![Some(1), Some(1), Some(2), Some(2)]);
+        // A third node: ⌈4/3⌉ = 2, so the others keep theirs and it waits for a free slot.
+        let three = settle(4, &[1, 2, 3], two.clone());
+        assert_eq!(three, two);
+    }
+
+    #[test]
+    fn the_survivors_take_a_dead_nodes_slots() {
+        // Of 1, 2 and 3 holding [1, 2, 3, 1, 2], node 3 died: its lease ran out, so its slot
+        // reads free, and two nodes are live (share 3).
+        let free = vec![Some(1), Some(2), None, Some(1), Some(2)];
+        let after = settle(5, &[1, 2], free);
+        assert_eq!(after, vec![Some(1), Some(2), Some(1), Some(1), Some(2)]);
+        assert!(count(&after, 1) <= 3 && count(&after, 2) <= 3);
+    }
+
+    #[test]
+    fn more_nodes_than_slots_leave_some_nodes_without() {
+        let after = settle(2, &[1, 2, 3], vec![None; 2]);
+        assert_eq!(after, vec![Some(1), Some(2)]);
+        // Never more holders than slots, whatever each node believes about the others.
+        assert_eq!(plan_pool(&after, 3, 3), vec![false, false]);
+        assert_eq!(
+            plan_pool(&after, 3, 1),
+            vec![false, false],
+            "held slots are not taken"
+        );
+    }
+
+    #[test]
+    fn pooled_leases_follow_the_plan_and_single_nodes_hold_every_slot() {
+        let single = Leases::single();
+        let pool = single.pool("bind:alpha", 3);
+        assert_eq!(pool.held_here(), 3);
+        assert_eq!(pool.held_elsewhere(), 0);
+
+        let shared = Leases::new(true);
+        let pool = shared.pool("bind:alpha", 2);
+        assert_eq!(pool.held_here(), 0, "taken by the heartbeat only");
+        shared.plan(&[("bind:alpha:0".into(), 7)], 1, 2);
+        assert!(!pool.slot(0).wanted.load(Ordering::Relaxed));
+        assert!(pool.slot(1).wanted.load(Ordering::Relaxed));
+        assert_eq!(pool.held_elsewhere(), 1);
+        // The same names from a replacing pool are the same leases.
+        let again = shared.pool("bind:alpha", 1);
+        assert!(Arc::ptr_eq(&again.slot(0), &pool.slot(0)));
+        // Once no pool uses a slot, it is not wanted any more.
+        drop((pool, again));
+        shared.plan(&[], 1, 2);
+        assert!(shared
+            .snapshot()
+            .iter()
+            .all(|l| !l.wanted.load(Ordering::Relaxed)));
+    }
 }

@@ -2,7 +2,9 @@
 //! makes ids carrying its number, `/readyz` shows both nodes and their configurations, a
 //! scheduled message one node holds is cancelled through the other, and when one node is
 //! killed (SIGKILL), the other takes over the messages it owned and sends each of them
-//! exactly once. An ESME bound to both nodes gets each receipt once.
+//! exactly once. An ESME bound to both nodes gets each receipt once. A carrier's one bind
+//! serves both nodes (the other hands its messages over through the database) and moves to
+//! the survivor when its holder dies.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -85,6 +87,106 @@ fn delivered_hooks(sink: &Sink, id: &str) -> usize {
 
 fn readyz(api: &str) -> Value {
     Client::new(api).get("/readyz").unwrap().json().unwrap()
+}
+
+/// The value of the Prometheus series `series` (name and labels, as printed) on a node.
+fn metric(api: &str, series: &str) -> f64 {
+    let text = switchyard_tests::http_get(api, "/metrics").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_delivered(client: &mut Client, ids: &[String], within: Duration) {
+    for id in ids {
+        wait_for(
+            "a message delivered",
+            within,
+            Duration::from_millis(50),
+            || Ok((status(client, id) == "delivered").then_some(())),
+        )
+        .unwrap();
+    }
+}
+
+/// A carrier with one bind (`binds` counts across the cluster): the node holding its slot
+/// sends what both nodes accept, the other hands its messages over through the database;
+/// when the holder is killed, the survivor takes the slot once the holder's lease ran out and
+/// sends on. The simulator never sees two binds at once, and every message is sent once.
+#[test]
+fn one_bind_serves_two_nodes_and_moves_to_the_survivor() {
+    const N: usize = 40;
+    let url = switchyard_tests::postgres::create_database("e2e").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let sink = Sink::start().unwrap();
+    let (dir_a, dir_b) = (
+        TempDir::new("slot-node-a").unwrap(),
+        TempDir::new("slot-node-b").unwrap(),
+    );
+    let a = Gateway::start(&node_config(&dir_a, &sim, &sink, &url, 1)).unwrap();
+    a.wait_ready(Duration::from_secs(30)).unwrap();
+    wait_for(
+        "node A bound",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok((sim.counter("binds_active")? == 1).then_some(())),
+    )
+    .unwrap();
+    let b = Gateway::start(&node_config(&dir_b, &sim, &sink, &url, 2)).unwrap();
+    // Ready without a bind of its own: the carrier's bind runs on node A.
+    b.wait_ready(Duration::from_secs(30)).unwrap();
+    let view = readyz(&b.api);
+    assert_eq!(
+        (view["binds_up"].as_u64(), view["binds_elsewhere"].as_u64()),
+        (Some(0), Some(1)),
+        "{view}"
+    );
+    let (mut on_a, mut on_b) = (
+        Client::new(&a.api).with_bearer(KEY),
+        Client::new(&b.api).with_bearer(KEY),
+    );
+    let mut ids: Vec<String> = (0..N).map(|i| send(&mut on_b, 2000 + i, None)).collect();
+    ids.extend((0..N).map(|i| send(&mut on_a, 3000 + i, None)));
+    wait_delivered(&mut on_a, &ids, Duration::from_secs(30));
+    assert_eq!(
+        sim.counter("submits_ok").unwrap(),
+        2 * N as u64,
+        "each sent once"
+    );
+    let handed = metric(
+        &b.api,
+        "switchyard_relay_handed_off_total{carrier=\"alpha\"}",
+    );
+    let claimed = metric(&a.api, "switchyard_relay_claimed_total{carrier=\"alpha\"}");
+    assert_eq!((handed, claimed), (N as f64, N as f64));
+
+    // The holder dies: node B takes the slot after node A's lease (3 s) and sends on.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let after: Vec<String> = (0..N).map(|i| send(&mut on_b, 4000 + i, None)).collect();
+    wait_delivered(&mut on_b, &after, Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!(
+        sim.counter("submits_ok").unwrap(),
+        3 * N as u64,
+        "each sent once"
+    );
+    assert_eq!(
+        sim.counter("binds_peak").unwrap(),
+        1,
+        "never two binds at once"
+    );
+    let view = readyz(&b.api);
+    assert_eq!(view["binds_up"], 1, "{view}");
+    println!(
+        "slot moved and {N} messages sent {:.1} s after the kill",
+        took.as_secs_f64()
+    );
+    drop(a);
 }
 
 #[test]

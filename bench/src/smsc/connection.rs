@@ -226,7 +226,12 @@ impl Conn {
                 ..
             } => {
                 Counters::inc(&counters.binds);
-                Counters::inc(&counters.binds_active);
+                let active = counters
+                    .binds_active
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters
+                    .binds_peak
+                    .fetch_max(active + 1, std::sync::atomic::Ordering::Relaxed);
                 self.system_id = system_id.0.clone();
                 let mailbox = self.shared.mailboxes.get(&system_id.0);
                 self.can_receive = matches!(bind_type, BindType::Receiver | BindType::Transceiver);

@@ -16,6 +16,8 @@ pub struct Counters {
     pub binds_refused: AtomicU64,
     /// Binds currently open.
     pub binds_active: AtomicU64,
+    /// Most binds open at once since start.
+    pub binds_peak: AtomicU64,
     /// submit_sm received.
     pub submits: AtomicU64,
     /// submit_sm answered ESME_ROK.
@@ -55,6 +57,7 @@ pub struct Snapshot {
     pub binds: u64,
     pub binds_refused: u64,
     pub binds_active: u64,
+    pub binds_peak: u64,
     pub submits: u64,
     pub submits_ok: u64,
     pub throttled: u64,
@@ -84,6 +87,7 @@ impl Counters {
             binds: self.binds.load(Relaxed),
             binds_refused: self.binds_refused.load(Relaxed),
             binds_active: self.binds_active.load(Relaxed),
+            binds_peak: self.binds_peak.load(Relaxed),
             submits: self.submits.load(Relaxed),
             submits_ok: self.submits_ok.load(Relaxed),
             throttled: self.throttled.load(Relaxed),

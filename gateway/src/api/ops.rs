@@ -166,8 +166,9 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the store takes writes and at least one bind is up. Says which node this
-/// is, the hash of its configuration, and (on a shared store) every node with its
+/// `GET /readyz`: the store takes writes and at least one bind is up (on a shared store, here
+/// or on another node: this node hands messages for carriers bound elsewhere to them). Says
+/// which node this is, the hash of its configuration, and (on a shared store) every node with its
 /// configuration's hash, listing live nodes whose configuration differs (`config_mismatch`).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reasons")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -180,7 +181,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .iter()
         .filter(|(_, b)| b.bound.load(Ordering::Relaxed))
         .count();
-    if up == 0 {
+    let elsewhere = binds
+        .iter()
+        .filter(|(_, b)| b.elsewhere.load(Ordering::Relaxed))
+        .count();
+    if up == 0 && elsewhere == 0 {
         problems.push("no SMPP bind is up".to_owned());
     }
     let node = state.node.load();
@@ -200,6 +205,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let body = serde_json::json!({
         "ready": problems.is_empty(),
         "binds_up": up,
+        "binds_elsewhere": elsewhere,
         "binds": binds.len(),
         "problems": problems,
         "node": node.node,

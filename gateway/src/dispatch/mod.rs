@@ -21,9 +21,11 @@
 //! # Layout
 //! - [`queue`]: [`CarrierQueue`], fair between tenants, by priority within a tenant.
 //! - [`timers`]: the scheduled window and the deferred jobs, in virtual time.
+//! - [`relay`]: on a shared store, jobs for carriers bound on other nodes, handed over.
 //! - this file: the [`Dispatcher`] that routes, queues, fails over and drives the timers.
 
 mod queue;
+pub(crate) mod relay;
 mod timers;
 
 use std::collections::HashMap;
@@ -480,6 +482,15 @@ impl Dispatcher {
         for job in stay.into_iter().rev() {
             let weight = self.weight(&job.tenant);
             queue.restore(job, weight);
+        }
+    }
+
+    /// Queues `job` on `carrier` (another node handed it over for that carrier); when the
+    /// queue has no room for it, it is routed like any accepted job.
+    pub(crate) async fn enqueue_on(&self, carrier: &str, job: Arc<Job>) {
+        let weight = self.weight(&job.tenant);
+        if let Err(job) = self.queue(carrier).push(job, weight) {
+            self.enqueue_with_retry(job).await;
         }
     }
 

@@ -335,6 +335,12 @@ impl CarrierQueue {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// How many more jobs the queue takes now (a hint, like [`CarrierQueue::has_room`]).
+    pub(crate) fn room(&self) -> usize {
+        let q = self.inner.lock();
+        q.capacity.saturating_sub(q.len())
+    }
+
     /// True when nothing waits.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {

@@ -69,6 +69,8 @@ pub(crate) struct BindContext {
 pub(crate) struct BindStatus {
     /// Bound right now.
     pub(crate) bound: AtomicBool,
+    /// On a shared store: another node holds this bind's slot (the bind runs there).
+    pub(crate) elsewhere: AtomicBool,
     /// Successful binds so far.
     pub(crate) binds: AtomicU64,
     /// submit_sm sent.
@@ -407,18 +409,29 @@ impl<'a> Conn<'a> {
             let Some(p) = next else {
                 return self.pending.front().map_or(far, |p| p.not_before);
             };
-            if let Some(bucket) = self.bucket.as_mut() {
-                if let Err(wait) = bucket.try_take(now, 1) {
-                    let at = match wait {
-                        switchyard_routing::Wait::Until(t) => t,
-                        switchyard_routing::Wait::Never => now + Duration::from_millis(10),
-                    };
-                    self.pending.push_front(Pending {
-                        not_before: at,
-                        ..p
-                    });
-                    return at;
+            // This bind's rate first (only looked at), then the carrier's (taken), then this
+            // bind's token: a refusal of either takes nothing from the other.
+            let bind_ready = self.bucket.as_mut().map_or(Ok(()), |b| {
+                if b.available(now) > 0 {
+                    Ok(())
+                } else {
+                    b.try_take(now, 1)
                 }
+            });
+            let ready = bind_ready.and_then(|()| self.s.rate.try_take(now));
+            if let Err(wait) = ready {
+                let at = match wait {
+                    switchyard_routing::Wait::Until(t) => t,
+                    switchyard_routing::Wait::Never => now + Duration::from_millis(10),
+                };
+                self.pending.push_front(Pending {
+                    not_before: at,
+                    ..p
+                });
+                return at;
+            }
+            if let Some(bucket) = self.bucket.as_mut() {
+                let _ = bucket.try_take(now, 1);
             }
             match self
                 .session

@@ -813,6 +813,40 @@ async fn no_more_than_the_window_awaits_responses() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_carriers_max_tps_paces_its_binds_together() {
+    // The carrier allows 4/s over two binds: the bind running here holds half of it, and the
+    // bucket is shared with the carrier's other binds in this process.
+    let s = settings();
+    s.rate.configure(Some(4), 2, now());
+    s.rate.slot_running(true, now());
+    let other = s.rate.clone();
+    let mut h = bound(s).await;
+    for _ in 0..5 {
+        h.queue(&job());
+    }
+    let since = tokio::time::Instant::now();
+    let mut at = Vec::new();
+    for _ in 0..5 {
+        let (after, seq, _) = next_submit_after(&mut h.smsc, since).await;
+        h.smsc.answer(seq, CommandStatus::ESME_ROK, "x").await;
+        at.push(after);
+    }
+    // A burst of the share (2), then one every half second.
+    assert!(at[1] < Duration::from_millis(20), "{at:?}");
+    assert_near(at[2], Duration::from_millis(500));
+    assert_near(at[3], Duration::from_millis(1000));
+    // Another bind of the carrier taking tokens slows this one down.
+    h.queue(&job());
+    h.smsc.idle(Duration::from_secs(2)).await;
+    h.smsc.events.clear();
+    let since = tokio::time::Instant::now();
+    assert!(other.try_take(now()).is_ok() && other.try_take(now()).is_ok());
+    h.queue(&job());
+    let (after, _, _) = next_submit_after(&mut h.smsc, since).await;
+    assert!(after >= Duration::from_millis(480), "{after:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_throttled_segment_is_retried_on_this_bind_however_often() {
     for throttled in [CommandStatus::ESME_RTHROTTLED, CommandStatus::ESME_RMSGQFUL] {
         let mut h = bound(settings()).await;

@@ -4,6 +4,8 @@
 //! - [`bind`]: one task per bind: connect, bind, window + TPS throttle, responses, receipts, MO,
 //!   reconnect with backoff and jitter, re-queue of what was in flight.
 //! - [`mo`]: each carrier's multipart MO messages in progress, bounded and durable.
+//! - [`rate`]: each carrier's `max_tps`, shared by its binds (split between nodes by the bind
+//!   slots each runs).
 //! - [`supervisor`]: the binds of every carrier, started, replaced and stopped as the
 //!   configuration changes (SIGHUP).
 
@@ -11,6 +13,7 @@ pub(crate) mod bind;
 #[cfg(test)]
 mod bind_tests;
 pub(crate) mod mo;
+pub(crate) mod rate;
 pub(crate) mod submit;
 pub(crate) mod supervisor;
 
@@ -86,6 +89,8 @@ pub(crate) struct BindSettings {
     /// SMSC may deliver the parts of one message over different binds) and kept across
     /// re-binds on reload.
     pub(crate) mo_parts: Arc<mo::MoParts>,
+    /// The carrier's `max_tps`, shared by its binds in this process.
+    pub(crate) rate: Arc<rate::CarrierRate>,
 }
 
 impl std::fmt::Debug for BindSettings {
@@ -116,6 +121,8 @@ impl std::fmt::Debug for BindSettings {
             id_formats,
             // Held MO parts (message text) are not configuration: left out.
             mo_parts: _,
+            // Shared runtime state, not configuration.
+            rate: _,
         } = self;
         f.debug_struct("BindSettings")
             .field("carrier", carrier)

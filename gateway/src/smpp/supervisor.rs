@@ -7,6 +7,12 @@
 //! timeout), unbind and hand back what they held to the carrier's queue — which the new binds
 //! take from. Unchanged carriers are not touched. Traffic is never dropped: the queue outlives
 //! its binds.
+//!
+//! Each bind runs on a slot of its carrier's pool (`bind:<carrier>`, one slot per bind; see
+//! `cluster`): on one node every slot is always held, on a shared store a bind connects only
+//! while this node holds its slot and drains and unbinds when the node gives the slot up, so a
+//! carrier's `binds` count holds across the cluster. There, each carrier also has a relay task
+//! (see `dispatch::relay`): messages for a carrier whose slots other nodes hold go to them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +32,10 @@ use super::bind::{self, BindContext, BindStatus};
 /// Every bind's live status, by carrier name; swapped whole when binds change.
 pub(crate) type BindTable = arc_swap::ArcSwap<Vec<(String, Arc<BindStatus>)>>;
 use super::mo::MoParts;
+use super::rate::CarrierRate;
 use super::{BindSettings, LongMessages};
+use crate::cluster::{Lease, Leases};
+use crate::dispatch::relay::Relay;
 use crate::domain::{IdFormat, IdFormats};
 
 /// Every carrier's binds.
@@ -43,6 +52,12 @@ pub(crate) struct Binds {
     retiring: Mutex<Vec<JoinHandle<()>>>,
     /// Each carrier's multipart MO messages in progress, kept across re-binds.
     mo_parts: Mutex<HashMap<String, Arc<MoParts>>>,
+    /// Each carrier's `max_tps` bucket, kept across re-binds.
+    rates: Mutex<HashMap<String, Arc<CarrierRate>>>,
+    /// The bind slots' leases.
+    leases: Arc<Leases>,
+    /// On a shared store: hands messages to the nodes bound to their carrier.
+    relay: Option<Arc<Relay>>,
 }
 
 /// One carrier's binds and the settings they run on.
@@ -60,7 +75,8 @@ struct Group {
 /// Checked bind settings for every SMPP carrier of a configuration (see [`Binds::plan`]).
 #[derive(Debug)]
 pub(crate) struct Plan {
-    wanted: Vec<(config::SmppConfig, BindSettings)>,
+    /// Per SMPP carrier: its `[smpp]` table, its binds' settings and its `max_tps`.
+    wanted: Vec<(config::SmppConfig, BindSettings, Option<u32>)>,
 }
 
 /// What [`Binds::apply`] did, by carrier name.
@@ -75,14 +91,18 @@ pub(crate) struct Changes {
 }
 
 impl Binds {
-    /// No binds yet; `ctx.shutdown` is not used (see [`Binds::shutdown`]).
-    pub(crate) fn new(ctx: BindContext) -> Binds {
+    /// No binds yet; `ctx.shutdown` is not used (see [`Binds::shutdown`]). Bind slots are
+    /// leased from `leases`; `relay` (on a shared store) moves messages between nodes.
+    pub(crate) fn new(ctx: BindContext, leases: Arc<Leases>, relay: Option<Arc<Relay>>) -> Binds {
         Binds {
             ctx,
             groups: Mutex::new(HashMap::new()),
             table: Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new())),
             retiring: Mutex::new(Vec::new()),
             mo_parts: Mutex::new(HashMap::new()),
+            rates: Mutex::new(HashMap::new()),
+            leases,
+            relay,
         }
     }
 
@@ -113,7 +133,7 @@ impl Binds {
         for carrier in &config.carriers {
             let Some(smpp) = &carrier.smpp else { continue };
             match bind_settings(carrier, smpp, sandbox, base_dir)? {
-                Some(settings) => wanted.push((smpp.clone(), settings)),
+                Some(settings) => wanted.push((smpp.clone(), settings, carrier.max_tps)),
                 None => tracing::warn!(
                     carrier = %carrier.name,
                     "the built-in sandbox is not running in this process; restart to bind to it"
@@ -128,7 +148,7 @@ impl Binds {
         let wanted = plan.wanted;
         let mut changes = Changes::default();
         let mut groups = self.groups.lock();
-        let names: Vec<&str> = wanted.iter().map(|(_, s)| s.carrier.as_str()).collect();
+        let names: Vec<&str> = wanted.iter().map(|(_, s, _)| s.carrier.as_str()).collect();
         let removed: Vec<String> = groups
             .keys()
             .filter(|name| !names.contains(&name.as_str()))
@@ -140,9 +160,15 @@ impl Binds {
                 changes.stopped.push(name);
             }
         }
-        for (smpp, mut settings) in wanted {
+        for (smpp, mut settings, max_tps) in wanted {
             let name = settings.carrier.clone();
             settings.mo_parts = self.mo_parts_of(&name);
+            settings.rate = self.rate_of(&name);
+            settings.rate.configure(
+                max_tps,
+                smpp.binds.max(1) as usize,
+                std::time::Instant::now(),
+            );
             match groups.get(&name) {
                 Some(group) if group.smpp == smpp => continue,
                 Some(_) => changes.restarted.push(name.clone()),
@@ -168,6 +194,15 @@ impl Binds {
             .lock()
             .entry(carrier.to_owned())
             .or_insert_with(|| Arc::new(MoParts::new(carrier, self.ctx.mo_reassembly)))
+            .clone()
+    }
+
+    /// The `max_tps` bucket of `carrier` (created unlimited the first time).
+    fn rate_of(&self, carrier: &str) -> Arc<CarrierRate> {
+        self.rates
+            .lock()
+            .entry(carrier.to_owned())
+            .or_default()
             .clone()
     }
 
@@ -225,13 +260,25 @@ impl Binds {
         };
         let mut tasks = Vec::new();
         let mut statuses = Vec::new();
-        for _ in 0..smpp.binds.max(1) {
+        let binds = smpp.binds.max(1) as usize;
+        let pool = self
+            .leases
+            .pool(&format!("bind:{}", settings.carrier), binds);
+        for i in 0..binds {
             let status = Arc::new(BindStatus::default());
             statuses.push(status.clone());
-            tasks.push(tokio::spawn(bind::run(
+            tasks.push(tokio::spawn(run_slot(
+                pool.slot(i),
                 settings.clone(),
                 ctx.clone(),
                 status,
+            )));
+        }
+        if let Some(relay) = &self.relay {
+            tasks.push(tokio::spawn(relay.clone().run(
+                settings.carrier.clone(),
+                pool.clone(),
+                ctx.shutdown.clone(),
             )));
         }
         Group {
@@ -256,6 +303,68 @@ impl Binds {
         let mut retiring = self.retiring.lock();
         retiring.retain(|h| !h.is_finished());
         retiring.push(handle);
+    }
+}
+
+/// How often a bind waiting for its slot, or running on it, looks at the slot's lease.
+const SLOT_CHECK: Duration = Duration::from_millis(250);
+
+/// Runs one bind on `slot` until `ctx.shutdown`: connects while this node holds the slot
+/// (always on one node), drains and unbinds when it no longer does, and waits for it again.
+async fn run_slot(
+    slot: Arc<Lease>,
+    settings: BindSettings,
+    ctx: BindContext,
+    status: Arc<BindStatus>,
+) {
+    let mut stop = ctx.shutdown.clone();
+    loop {
+        while !slot.usable() {
+            status
+                .elsewhere
+                .store(slot.held_elsewhere(), std::sync::atomic::Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(SLOT_CHECK) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        // A bind of a replaced group may still drain on this slot: one at a time.
+        let _using = tokio::select! {
+            u = slot.use_lease() => u,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        status
+            .elsewhere
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let (leave, leaving) = watch::channel(false);
+        settings.rate.slot_running(true, std::time::Instant::now());
+        let run = bind::run(
+            settings.clone(),
+            BindContext {
+                shutdown: leaving,
+                ..ctx.clone()
+            },
+            status.clone(),
+        );
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                () = &mut run => break,
+                _ = tokio::time::sleep(SLOT_CHECK), if !*leave.borrow() => {
+                    if !slot.usable() {
+                        tracing::info!(carrier = %settings.carrier, "bind slot given up: unbinding");
+                        let _ = leave.send(true);
+                    }
+                }
+                _ = stop.wait_for(|s| *s), if !*leave.borrow() => {
+                    let _ = leave.send(true);
+                }
+            }
+        }
+        settings.rate.slot_running(false, std::time::Instant::now());
+        if *stop.borrow() {
+            return;
+        }
     }
 }
 
@@ -292,12 +401,14 @@ pub(crate) fn bind_settings(
         config::IdFormat::Text => Some(IdFormat::Text),
     };
     // Every value comes from the configuration, whose model owns the defaults; the held MO
-    // parts are the supervisor's (kept across re-binds, see `apply`).
+    // parts and the `max_tps` bucket are the supervisor's (kept across re-binds, see
+    // `commit`).
     let s = BindSettings {
         mo_parts: Arc::new(MoParts::new(
             carrier.name.clone(),
             switchyard_protocols::text::ReassemblyConfig::default(),
         )),
+        rate: Arc::new(CarrierRate::default()),
         carrier: carrier.name.clone(),
         address,
         tls,

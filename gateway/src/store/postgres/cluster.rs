@@ -12,7 +12,11 @@
 //!   by page (`UPDATE … WHERE node = dead` on rows locked with `SKIP LOCKED`, so two nodes
 //!   claiming at once split them) and dispatches them.
 //! - `leases`: a named lease held by one process instance until it expires; renewed with the
-//!   heartbeat. Who holds `webhooks` sends the tenants' webhooks.
+//!   heartbeat. Who holds `webhooks` sends the tenants' webhooks, who holds
+//!   `smpp:<system_id>` an SMPP user's receipts and MO, who holds `bind:<carrier>:<i>` may
+//!   open the carrier's bind `i`.
+//! - `handoff`: messages for a carrier the accepting node has no bind to, waiting for a node
+//!   that has one (see [`PostgresStore::hand_off`]).
 //!
 //! Every time is the database's clock (`now()`), so nodes' clocks need not agree.
 
@@ -238,6 +242,28 @@ impl PostgresStore {
             .await
             .map_err(|e| PgError::from(e).context("taking a lease"))?;
         Ok(row.is_some())
+    }
+
+    /// Every lease not expired, with the node holding it.
+    pub async fn live_leases(&self) -> Result<Vec<(String, u8)>, StoreError> {
+        let fail = |e: tokio_postgres::Error| PgError::from(e).context("reading the leases");
+        let client = get(&self.pool).await?;
+        let rows = client
+            .query(
+                "SELECT name, node FROM leases WHERE expires_at >= now() ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(fail)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    u8::try_from(r.try_get::<_, i16>(1)?).unwrap_or(u8::MAX),
+                ))
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(fail)
     }
 
     /// Gives up the lease `name` if `me` holds it.

@@ -54,6 +54,7 @@ mod calls;
 mod cluster;
 mod events;
 mod flows;
+mod handoff;
 mod inbound;
 mod read;
 mod receipts;
@@ -89,6 +90,7 @@ use crate::domain::{
 };
 use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord};
 pub use cluster::{NodeInfo, Registration};
+pub use handoff::HANDOFF_CHANNEL;
 
 /// The transaction-level advisory lock every write transaction holds, so event-log seqs
 /// commit in the order they were drawn (see the module doc).
@@ -181,6 +183,20 @@ pub struct PostgresStore {
     /// The node this process is ([`PostgresStore::register_node`]; 0 until then): crash
     /// recovery, the scheduler and the flows read what it owns.
     node: AtomicI16,
+    /// How to open a connection outside the pool (for `LISTEN`).
+    listen_config: ListenConfig,
+}
+
+/// The connection settings and TLS of the pool, for connections of their own.
+struct ListenConfig(
+    tokio_postgres::Config,
+    tokio_postgres_rustls::MakeRustlsConnect,
+);
+
+impl std::fmt::Debug for ListenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenConfig")
+    }
 }
 
 impl PostgresStore {
@@ -211,9 +227,11 @@ impl PostgresStore {
         let roots = crate::tls::roots(options.tls_ca.as_deref(), true)
             .and_then(crate::tls::client_config)
             .map_err(|e| StoreError::Internal(format!("TLS to PostgreSQL: {e:#}")))?;
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(roots);
+        let listen_config = ListenConfig(config.clone(), tls.clone());
         let manager = Manager::from_config(
             config,
-            tokio_postgres_rustls::MakeRustlsConnect::new(roots),
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -248,6 +266,7 @@ impl PostgresStore {
             writer: Mutex::new(Some(handle)),
             stats,
             node: AtomicI16::new(0),
+            listen_config,
         })
     }
 

@@ -251,6 +251,17 @@ CREATE TABLE leases (
     expires_at TIMESTAMPTZ NOT NULL
 );
 "#,
+    // v3: messages for a carrier the accepting node has no bind to, waiting for a node that
+    // has one; `node` is the owner that handed them off.
+    r#"
+CREATE TABLE handoff (
+    id        BIGINT      PRIMARY KEY,
+    carrier   TEXT        NOT NULL,
+    node      SMALLINT    NOT NULL,
+    queued_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX handoff_carrier ON handoff (carrier, id);
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

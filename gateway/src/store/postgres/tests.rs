@@ -704,6 +704,88 @@ async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
     drop(b);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_off_messages_are_claimed_once_and_listeners_are_notified() {
+    let conninfo = fresh_database().await;
+    let (a, b, c) = (
+        open(&conninfo).await,
+        open(&conninfo).await,
+        open(&conninfo).await,
+    );
+    let lease = Duration::from_secs(5);
+    let na = a.register_node(Some(1), "a", "h", lease).await.unwrap();
+    let nb = b.register_node(Some(2), "b", "h", lease).await.unwrap();
+    let nc = c.register_node(Some(3), "c", "h", lease).await.unwrap();
+    let mut notified = b.listen(HANDOFF_CHANNEL).await.unwrap();
+    let messages: Vec<NewMessage> = (1..=100).map(|n| message_of_node(1, n)).collect();
+    let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    a.insert(messages).await.unwrap();
+    // One was delivered before it was claimed: handed off, but nobody sends it again.
+    a.apply(vec![status_at(ids[0], Status::Delivered, T0 + 10)])
+        .await
+        .unwrap();
+    a.hand_off("alpha", na.node, &ids).await.unwrap();
+    a.hand_off("alpha", na.node, &ids[..10]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), notified.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(got, "alpha");
+    assert_eq!(a.handoffs_waiting("alpha").await.unwrap(), 100);
+    assert_eq!(a.handoffs_waiting("beta").await.unwrap(), 0);
+    assert!(b
+        .claim_handoffs("beta", nb.node, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let take = |store: PostgresStore, me: u8| async move {
+        let mut got = Vec::new();
+        loop {
+            let page = store.claim_handoffs("alpha", me, 7).await.unwrap();
+            if page.is_empty() && store.handoffs_waiting("alpha").await.unwrap() == 0 {
+                return (store, got);
+            }
+            got.extend(page.into_iter().map(|r| r.message.id));
+        }
+    };
+    let ((b, from_b), (c, from_c)) = futures::join!(take(b, nb.node), take(c, nc.node));
+    let mut all: Vec<MessageId> = from_b.iter().chain(&from_c).copied().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 99, "every unfinished message claimed once");
+    assert_eq!(from_b.len() + from_c.len(), 99);
+    assert!(!all.contains(&ids[0]));
+    // The claimers own what they claimed: their recovery reads it, the first node's does not.
+    assert_eq!(b.unfinished().await.unwrap().len(), from_b.len());
+    assert_eq!(c.unfinished().await.unwrap().len(), from_c.len());
+    assert!(a.unfinished().await.unwrap().is_empty());
+    // A message taken over from its dead owner in the meantime is not claimed again.
+    let late = message_of_node(1, 200);
+    a.insert(vec![late.clone()]).await.unwrap();
+    a.hand_off("alpha", na.node, &[late.id]).await.unwrap();
+    let db = sql(&conninfo).await;
+    db.execute("UPDATE messages SET node = 3 WHERE id = $1", &[&late.id.0])
+        .await
+        .unwrap();
+    assert!(b
+        .claim_handoffs("alpha", nb.node, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(a.handoffs_waiting("alpha").await.unwrap(), 0);
+    // The live leases, with their holders.
+    assert!(a.lease("bind:alpha:0", &na, lease).await.unwrap());
+    assert!(c.lease("bind:alpha:1", &nc, lease).await.unwrap());
+    assert_eq!(
+        b.live_leases().await.unwrap(),
+        vec![
+            ("bind:alpha:0".to_owned(), 1),
+            ("bind:alpha:1".to_owned(), 3)
+        ]
+    );
+    drop(notified);
+}
+
 #[tokio::test]
 async fn tls_to_the_database_verifies_the_server_certificate() {
     let cluster = switchyard_tests::postgres::cluster();
