@@ -242,11 +242,14 @@ pub async fn start(
         OpenedStore::Sqlite(_) => hub,
     });
     let event_tasks = hub.start(webhook_lease, shutdown_rx.clone()).await?;
+    // Live nodes sharing the store (one on SQLite): the SIP limits are split over them.
+    let live_nodes = Arc::new(std::sync::atomic::AtomicU32::new(1));
     let sip = crate::sip::transport::start(
         &config,
         &base_dir,
         router.clone(),
         store.clone(),
+        live_nodes.clone(),
         shutdown_rx.clone(),
     )
     .await?;
@@ -331,6 +334,7 @@ pub async fn start(
         tokio::spawn(share_limits(
             node_view.clone(),
             tenant_limits.clone(),
+            live_nodes,
             store.clone(),
             config.node.heartbeat,
             shutdown_rx.clone(),
@@ -640,20 +644,23 @@ async fn recover(
     }
 }
 
-/// On a shared store, once per heartbeat: each tenant's `max_tps` is split over the live
-/// nodes; every [`QUOTA_SYNC_EVERY`] heartbeats the quota counters catch up with what every
-/// node stored (a count over the tenant's messages of the day and the month, so not more
-/// often).
+/// On a shared store, once per heartbeat: each tenant's `max_tps` and the SIP limits (through
+/// `live_nodes`) are split over the live nodes; every [`QUOTA_SYNC_EVERY`] heartbeats the
+/// quota counters catch up with what every node stored (a count over the tenant's messages of
+/// the day and the month, so not more often).
 async fn share_limits(
     view: crate::cluster::SharedNodeView,
     limits: Arc<TenantLimiter>,
+    live_nodes: Arc<std::sync::atomic::AtomicU32>,
     store: Arc<dyn Store>,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     for beat in 0u64.. {
         let alive = view.load().peers.iter().filter(|p| p.alive).count();
-        limits.set_share(u32::try_from(alive).unwrap_or(u32::MAX).max(1));
+        let alive = u32::try_from(alive).unwrap_or(u32::MAX).max(1);
+        limits.set_share(alive);
+        live_nodes.store(alive, std::sync::atomic::Ordering::Relaxed);
         if beat % QUOTA_SYNC_EVERY == 0 {
             if let Err(e) = limits
                 .sync_quotas(store.as_ref(), crate::domain::now_ms())

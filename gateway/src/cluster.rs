@@ -42,6 +42,8 @@ const ADOPT_PAGE: usize = 512;
 
 /// The lease whose holder sends the tenants' webhooks.
 pub(crate) const WEBHOOKS: &str = "webhooks";
+/// The lease whose holder runs the retention purge.
+const RETENTION: &str = "retention";
 
 /// A lease on a singleton job, as this process last saw it.
 #[derive(Debug)]
@@ -413,6 +415,8 @@ impl Inner {
     ) {
         let every = self.settings.heartbeat;
         let lease = self.settings.lease;
+        let retention = self.leases.lease(RETENTION);
+        self.store.set_purging(false);
         // The others may take over this node's messages `lease` after its last renewal (by
         // the database's clock, which is later than when the renewal was sent): stop a
         // heartbeat before that.
@@ -452,6 +456,7 @@ impl Inner {
             for l in self.leases.snapshot() {
                 self.renew(&l, started).await;
             }
+            self.store.set_purging(retention.held());
             if let Ok(peers) = peers {
                 let alive = peers.iter().filter(|p| p.alive).count();
                 metrics::gauge!("switchyard_nodes", "state" => "alive").set(alive as f64);

@@ -5,9 +5,14 @@
 //! skipped for this call (the next carrier is tried), and a call every trunk refused for
 //! limits gets 503 with the earliest Retry-After. A slot is held from admission until the
 //! call fails or its dialog ends (BYE, or `max_call_duration`).
+//!
+//! Several nodes on one database split every limit evenly: each node admits
+//! `⌈limit ÷ live nodes⌉` calls per second and concurrent calls, re-balanced at the next call
+//! once the number of live nodes changes (see [`Limits::with_nodes`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,12 +41,19 @@ impl Refused {
 /// One tenant's or trunk's limits and what it holds now.
 #[derive(Debug)]
 struct Gate {
-    /// New calls per second, if limited.
+    /// The configured calls per second and concurrent calls.
+    configured: (Option<u32>, Option<u32>),
+    /// New calls per second (this node's share), if limited.
     cps: Option<TokenBucket>,
-    /// Concurrent calls allowed, if limited.
+    /// Concurrent calls allowed (this node's share), if limited.
     max_calls: Option<u32>,
     /// Calls admitted and not yet released.
     calls: u32,
+}
+
+/// `limit` split over `nodes` (rounded up, at least 1).
+fn share(limit: u32, nodes: u32) -> u32 {
+    limit.div_ceil(nodes.max(1)).max(1)
 }
 
 impl Gate {
@@ -49,13 +61,23 @@ impl Gate {
         if cps.is_none() && max_calls.is_none() {
             return None;
         }
-        Some(Gate {
-            cps: cps
-                .and_then(NonZeroU32::new)
-                .map(|r| TokenBucket::per_second(r, now)),
-            max_calls,
+        let mut g = Gate {
+            configured: (cps, max_calls),
+            cps: None,
+            max_calls: None,
             calls: 0,
-        })
+        };
+        g.split(1, now);
+        Some(g)
+    }
+
+    /// Takes this node's share of the configured limits, `nodes` sharing them.
+    fn split(&mut self, nodes: u32, now: Instant) {
+        let (cps, max_calls) = self.configured;
+        self.cps = cps
+            .and_then(|r| NonZeroU32::new(share(r, nodes)))
+            .map(|r| TokenBucket::per_second(r, now));
+        self.max_calls = max_calls.map(|m| share(m, nodes));
     }
 
     fn admit(&mut self, now: Instant) -> Result<(), Refused> {
@@ -93,12 +115,19 @@ pub(crate) struct Limits {
     tenants: HashMap<Arc<str>, Gate>,
     /// Carrier name → gate.
     trunks: HashMap<String, Gate>,
+    /// Live nodes sharing the limits (set by the cluster's heartbeat; none: one node).
+    nodes: Option<Arc<AtomicU32>>,
+    /// The number of nodes the gates were split for.
+    split_for: u32,
 }
 
 impl Limits {
     /// The limits configured for tenants and voice carriers.
     pub(crate) fn from_config(config: &Config, now: Instant) -> Self {
-        let mut l = Limits::default();
+        let mut l = Limits {
+            split_for: 1,
+            ..Limits::default()
+        };
         for t in &config.tenants {
             if let Some(g) = Gate::new(t.sip.max_cps, t.sip.max_calls, now) {
                 l.tenants.insert(Arc::from(t.name.as_str()), g);
@@ -113,9 +142,30 @@ impl Limits {
         l
     }
 
+    /// Shares the limits with the other live nodes: `nodes` holds how many are live.
+    pub(crate) fn with_nodes(mut self, nodes: Arc<AtomicU32>) -> Self {
+        self.nodes = Some(nodes);
+        self
+    }
+
+    /// Splits the gates again when the number of live nodes changed.
+    fn follow_nodes(&mut self, now: Instant) {
+        let Some(nodes) = &self.nodes else { return };
+        let n = nodes.load(Ordering::Relaxed).max(1);
+        if n != self.split_for {
+            self.split_for = n;
+            for g in self.tenants.values_mut().chain(self.trunks.values_mut()) {
+                g.split(n, now);
+            }
+        }
+    }
+
     /// Takes over the calls `old` holds, by tenant and carrier name (after a reload: calls in
-    /// progress keep counting against the new limits).
+    /// progress keep counting against the new limits), and the nodes it shares them with.
     pub(crate) fn carry_over(&mut self, old: &Limits) {
+        if self.nodes.is_none() {
+            self.nodes = old.nodes.clone();
+        }
         for (name, g) in &old.tenants {
             if let Some(n) = self.tenants.get_mut(name) {
                 n.calls = g.calls;
@@ -130,6 +180,7 @@ impl Limits {
 
     /// Takes a slot for a new call of `tenant`.
     pub(crate) fn admit_tenant(&mut self, tenant: &str, now: Instant) -> Result<(), Refused> {
+        self.follow_nodes(now);
         self.tenants
             .get_mut(tenant)
             .map_or(Ok(()), |g| g.admit(now))
@@ -144,6 +195,7 @@ impl Limits {
 
     /// Takes a slot on carrier `name`'s trunk for a branch.
     pub(crate) fn admit_trunk(&mut self, name: &str, now: Instant) -> Result<(), Refused> {
+        self.follow_nodes(now);
         self.trunks.get_mut(name).map_or(Ok(()), |g| g.admit(now))
     }
 
@@ -188,6 +240,45 @@ mod tests {
         assert!(new.admit_tenant("acme", now).is_err(), "3 of 3 in use");
         new.release_tenant("acme");
         assert!(new.admit_tenant("acme", now).is_ok());
+    }
+
+    #[test]
+    fn live_nodes_split_the_limits_and_a_reload_keeps_following_them() {
+        let now = Instant::now();
+        let nodes = Arc::new(AtomicU32::new(1));
+        let mut l = Limits::default().with_nodes(nodes.clone());
+        l.tenants
+            .insert(Arc::from("acme"), Gate::new(Some(9), Some(5), now).unwrap());
+        l.trunks
+            .insert("t1".into(), Gate::new(None, Some(4), now).unwrap());
+        nodes.store(3, Ordering::Relaxed);
+        // ⌈5 ÷ 3⌉ = 2 concurrent calls and ⌈9 ÷ 3⌉ = 3 per second on this node.
+        assert!(l.admit_tenant("acme", now).is_ok());
+        assert!(l.admit_tenant("acme", now).is_ok());
+        let r = l.admit_tenant("acme", now).unwrap_err();
+        assert!(!r.rate, "concurrency: 2 of 2");
+        l.release_tenant("acme");
+        l.release_tenant("acme");
+        assert!(l.admit_tenant("acme", now).is_ok());
+        l.release_tenant("acme");
+        assert!(
+            l.admit_tenant("acme", now).unwrap_err().rate,
+            "3 per second"
+        );
+        assert!(l.admit_trunk("t1", now).is_ok());
+        assert!(l.admit_trunk("t1", now).is_ok());
+        assert!(l.admit_trunk("t1", now).is_err(), "⌈4 ÷ 3⌉ = 2");
+        // A reload's limits follow the same nodes; one node left: the whole limit again.
+        let mut reloaded = Limits::default();
+        reloaded
+            .trunks
+            .insert("t1".into(), Gate::new(None, Some(4), now).unwrap());
+        reloaded.carry_over(&l);
+        nodes.store(1, Ordering::Relaxed);
+        assert!(reloaded.admit_trunk("t1", now).is_ok());
+        assert!(reloaded.admit_trunk("t1", now).is_ok());
+        assert_eq!(reloaded.trunk_calls("t1"), 4);
+        assert!(reloaded.admit_trunk("t1", now).is_err());
     }
 
     #[test]

@@ -182,12 +182,14 @@ fn bind_udp_and_tcp(
 }
 
 /// Binds the `[sip]` listeners (UDP and TCP on `listen`, TLS on `tls_listen`) and spawns the
-/// proxy task. `None` when there is no `[sip]` table.
+/// proxy task, whose limits are split over the live nodes `nodes` counts. `None` when there
+/// is no `[sip]` table.
 pub(crate) async fn start(
     config: &Config,
     base_dir: &Path,
     router: Arc<Router>,
     store: Arc<dyn Store>,
+    nodes: Arc<std::sync::atomic::AtomicU32>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<SipHandle>> {
     let Some(sip) = &config.sip else {
@@ -214,7 +216,7 @@ pub(crate) async fn start(
         no_answer_timeout: sip.no_answer_timeout,
         allow: AllowList::from_config(config),
         trunks: trunks.clone(),
-        limits: Limits::from_config(config, now),
+        limits: Limits::from_config(config, now).with_nodes(nodes),
         options_interval: sip.options_interval,
         max_call_duration: sip.max_call_duration,
         clock: WallClock::new(now, now_ms()),

@@ -69,7 +69,7 @@ pub(crate) mod harness;
 mod tests;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -119,8 +119,8 @@ pub struct PostgresOptions {
     /// when the server offers it, `require`); the server's certificate is always verified,
     /// its name against the host connected to.
     pub tls_ca: Option<std::path::PathBuf>,
-    /// What is deleted when it is old; by default nothing. Every node purges (the same rows:
-    /// one deletes them, the others find nothing).
+    /// What is deleted when it is old; by default nothing. Of several nodes on one database,
+    /// the one holding the retention lease purges (see [`PostgresStore::set_purging`]).
     pub retention: Retention,
 }
 
@@ -185,6 +185,8 @@ pub struct PostgresStore {
     node: AtomicI16,
     /// How to open a connection outside the pool (for `LISTEN`).
     listen_config: ListenConfig,
+    /// Whether this process runs the retention purge ([`PostgresStore::set_purging`]).
+    purging: Arc<AtomicBool>,
 }
 
 /// The connection settings and TLS of the pool, for connections of their own.
@@ -255,7 +257,8 @@ impl PostgresStore {
         let left_pending = count_pending(&pool).await?;
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let stats = Arc::new(Stats::default());
-        let writer = Writer::new(pool.clone(), rx, options, stats.clone());
+        let purging = Arc::new(AtomicBool::new(true));
+        let writer = Writer::new(pool.clone(), rx, options, stats.clone(), purging.clone());
         let pending = writer.pending_receipts();
         pending.store(left_pending, Ordering::Relaxed);
         let handle = tokio::spawn(writer.run());
@@ -267,7 +270,14 @@ impl PostgresStore {
             stats,
             node: AtomicI16::new(0),
             listen_config,
+            purging,
         })
+    }
+
+    /// Whether this process runs the retention purge (by default it does): several nodes on
+    /// one database leave it to the one holding the retention lease.
+    pub fn set_purging(&self, purging: bool) {
+        self.purging.store(purging, Ordering::Relaxed);
     }
 
     /// The node whose messages and flows this store's recovery reads return.

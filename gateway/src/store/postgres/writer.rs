@@ -16,7 +16,7 @@
 //! half-applied. The connection of a failed transaction that could not be rolled back is
 //! dropped instead of going back to the pool.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -125,6 +125,9 @@ pub(super) struct Writer {
     ids: IdMatch,
     /// Deletes what retention says is old, between batches.
     purger: Purger,
+    /// Whether this process purges (on a shared store, the node holding the retention
+    /// lease).
+    purging: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -133,6 +136,7 @@ impl Writer {
         rx: mpsc::Receiver<Request>,
         options: PostgresOptions,
         stats: Arc<Stats>,
+        purging: Arc<AtomicBool>,
     ) -> Self {
         let purger = Purger::new(options.retention.clone(), Instant::now());
         Writer {
@@ -142,6 +146,7 @@ impl Writer {
             stats,
             ids: IdMatch::default(),
             purger,
+            purging,
         }
     }
 
@@ -176,7 +181,7 @@ impl Writer {
             }
             self.commit(batch, rows).await;
             // Busy: at most one paced purge batch between commits.
-            if self.purger.due(Instant::now(), false) {
+            if self.purging.load(Ordering::Relaxed) && self.purger.due(Instant::now(), false) {
                 self.purge().await;
             }
         }
@@ -192,6 +197,9 @@ impl Writer {
                 Ok(r) => return Some(r),
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
                 Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if !self.purging.load(Ordering::Relaxed) {
+                return self.rx.recv().await;
             }
             if self.purger.due(Instant::now(), true) {
                 self.purge().await;
