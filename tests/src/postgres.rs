@@ -40,6 +40,8 @@ pub struct Cluster {
     pub port: u16,
     /// The PEM CA that signed the certificate the cluster presents for TLS (for 127.0.0.1).
     pub ca: PathBuf,
+    /// The server options it was started with (port, socket, TLS, durability).
+    options: String,
 }
 
 impl Cluster {
@@ -49,6 +51,24 @@ impl Cluster {
             "host=127.0.0.1 port={} user=postgres dbname={database} sslmode=disable",
             self.port
         )
+    }
+
+    /// Stops the cluster (`fast`: sessions are cut, as when a database server restarts), waits
+    /// `down`, and starts it again on the same port; for tests of what clients do while the
+    /// database is away. Tests sharing the process's cluster see the outage too.
+    pub fn restart(&self, down: std::time::Duration) -> Result<(), String> {
+        let (bin, root) = (bindir()?, is_root()?);
+        let data = self.dir.join("data");
+        run(as_user(root, &bin.join("pg_ctl"))
+            .current_dir(&self.dir)
+            .arg("-D")
+            .arg(&data)
+            .arg("-m")
+            .arg("fast")
+            .arg("-w")
+            .arg("stop"))?;
+        std::thread::sleep(down);
+        pg_ctl_start(&bin, root, &self.dir, &self.options)
     }
 
     /// A connection string for `database` that requires TLS (trust [`Cluster::ca`]).
@@ -243,25 +263,14 @@ fn start() -> Result<Cluster, String> {
             pki.cert,
             pki.key
         );
-        let started = run(as_user(root, &bin.join("pg_ctl"))
-            .current_dir(&dir)
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("log"))
-            .arg("-w")
-            .arg("-t")
-            .arg("60")
-            .arg("-o")
-            .arg(&options)
-            .arg("start"));
-        match started {
-            Ok(_) => {
+        match pg_ctl_start(&bin, root, &dir, &options) {
+            Ok(()) => {
                 watch(&bin, root, &dir, pid)?;
                 return Ok(Cluster {
                     dir,
                     port,
                     ca: PathBuf::from(&pki.ca),
+                    options,
                 });
             }
             Err(e) => {
@@ -273,6 +282,23 @@ fn start() -> Result<Cluster, String> {
         }
     }
     Err(last)
+}
+
+/// Starts the cluster in `dir` with the server `options`, waiting until it takes connections.
+fn pg_ctl_start(bin: &Path, root: bool, dir: &Path, options: &str) -> Result<(), String> {
+    run(as_user(root, &bin.join("pg_ctl"))
+        .current_dir(dir)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("log"))
+        .arg("-w")
+        .arg("-t")
+        .arg("60")
+        .arg("-o")
+        .arg(options)
+        .arg("start"))
+    .map(drop)
 }
 
 /// Starts a shell that waits for this process to exit, then stops the cluster and removes its
