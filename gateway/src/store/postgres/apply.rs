@@ -20,8 +20,29 @@ const MESSAGE_INSERT: &str = "INSERT INTO messages (id, tenant, status, to_addr,
      created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat, node) \
      VALUES ($1, $2, 'accepted', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)";
 
-/// Stores accepted messages, each with its `accepted` history entry.
+/// [`MESSAGE_INSERT`] for many messages in one statement: one array per column.
+const MESSAGES_INSERT: &str = "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
+     priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
+     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat, node) \
+     SELECT id, tenant, 'accepted', to_addr, country, from_addr, body, encoding, segments, priority, \
+       scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
+       created_at, created_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat, node \
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+       $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], \
+       $13::jsonb[], $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], \
+       $19::text[], $20::text[], $21::text[], $22::bytea[], $23::bigint[], $24::text[], \
+       $25::bigint[], $26::bigint[], $27::text[], $28::smallint[]) \
+     AS m(id, tenant, to_addr, country, from_addr, body, encoding, segments, priority, \
+       scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
+       created_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat, node)";
+
+/// Stores accepted messages, each with its `accepted` history entry. More than one go in two
+/// statements whatever their number (a batch of ten thousand is two round trips, not twenty
+/// thousand).
 pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Result<(), PgError> {
+    if messages.len() > 1 {
+        return insert_many(db, messages).await;
+    }
     for m in messages {
         let tags = serde_json::to_value(&m.tags)?;
         let voice = m.voice.as_ref().map(serde_json::to_string).transpose()?;
@@ -72,6 +93,121 @@ pub(super) async fn insert_messages(db: Db<'_>, messages: &[NewMessage]) -> Resu
         let (message, history) = futures::join!(message, history);
         message?;
         history?;
+        if let Some(request) = &m.request {
+            super::tenancy::write_request(db, request).await?;
+        }
+    }
+    Ok(())
+}
+
+/// [`insert_messages`] for more than one message: the messages, then their history entries,
+/// each in one multi-row statement (pipelined), then the request records.
+async fn insert_many(db: Db<'_>, messages: &[NewMessage]) -> Result<(), PgError> {
+    let n = messages.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut tenants = Vec::with_capacity(n);
+    let mut tos = Vec::with_capacity(n);
+    let mut countries = Vec::with_capacity(n);
+    let mut froms = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    let mut encodings = Vec::with_capacity(n);
+    let mut segments = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
+    let mut scheduled = Vec::with_capacity(n);
+    let mut expires = Vec::with_capacity(n);
+    let mut callbacks = Vec::with_capacity(n);
+    let mut tags = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut carriers = Vec::with_capacity(n);
+    let mut prices = Vec::with_capacity(n);
+    let mut currencies = Vec::with_capacity(n);
+    let mut created = Vec::with_capacity(n);
+    let mut batches = Vec::with_capacity(n);
+    let mut voices = Vec::with_capacity(n);
+    let mut smpps = Vec::with_capacity(n);
+    let mut udhs = Vec::with_capacity(n);
+    let mut data_codings = Vec::with_capacity(n);
+    let mut emails = Vec::with_capacity(n);
+    let mut flow_ids = Vec::with_capacity(n);
+    let mut flow_steps = Vec::with_capacity(n);
+    let mut chats = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n);
+    let mut accepted = Vec::with_capacity(n);
+    for m in messages {
+        ids.push(m.id.0);
+        tenants.push(m.tenant.as_str());
+        tos.push(m.to.as_str());
+        countries.push(m.country.as_deref());
+        froms.push(m.from.as_str());
+        bodies.push(m.body.as_str());
+        encodings.push(stored_encoding_name(m));
+        segments.push(i64::from(m.segments));
+        priorities.push(priority_name(m.priority));
+        scheduled.push(m.scheduled_at);
+        expires.push(m.expires_at);
+        callbacks.push(m.callback_url.as_deref());
+        tags.push(serde_json::to_value(&m.tags)?);
+        metadata.push(m.metadata.as_deref());
+        carriers.push(m.carrier.as_deref());
+        prices.push(m.price.map(|p| p.amount.to_string()));
+        currencies.push(m.price.map(|p| p.currency.to_string()));
+        created.push(m.created_at);
+        batches.push(m.batch_id.as_deref());
+        voices.push(m.voice.as_ref().map(serde_json::to_string).transpose()?);
+        smpps.push(m.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored));
+        udhs.push(m.udh.as_deref());
+        data_codings.push(m.data_coding.map(i64::from));
+        emails.push(m.email.as_ref().map(serde_json::to_string).transpose()?);
+        flow_ids.push(m.flow.map(|f| f.flow.0));
+        flow_steps.push(m.flow.map(|f| i64::from(f.step)));
+        chats.push(m.chat.as_ref().map(serde_json::to_string).transpose()?);
+        nodes.push(i16::from(m.id.node()));
+        accepted.push(Status::Accepted.as_str());
+    }
+    let params: [&(dyn ToSql + Sync); 28] = [
+        &ids,
+        &tenants,
+        &tos,
+        &countries,
+        &froms,
+        &bodies,
+        &encodings,
+        &segments,
+        &priorities,
+        &scheduled,
+        &expires,
+        &callbacks,
+        &tags,
+        &metadata,
+        &carriers,
+        &prices,
+        &currencies,
+        &created,
+        &batches,
+        &voices,
+        &smpps,
+        &udhs,
+        &data_codings,
+        &emails,
+        &flow_ids,
+        &flow_steps,
+        &chats,
+        &nodes,
+    ];
+    let inserted = db.execute(MESSAGES_INSERT, &params);
+    let history_params: [&(dyn ToSql + Sync); 4] = [&ids, &created, &accepted, &tenants];
+    // Pipelined as in `insert_messages`.
+    let history = db.execute(
+        "INSERT INTO history (message_id, at, status, detail, tenant) \
+         SELECT id, at, status, NULL, tenant \
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS h(id, at, status, tenant) \
+         ON CONFLICT (message_id, at, status) DO NOTHING",
+        &history_params,
+    );
+    let (inserted, history) = futures::join!(inserted, history);
+    inserted?;
+    history?;
+    for m in messages {
         if let Some(request) = &m.request {
             super::tenancy::write_request(db, request).await?;
         }

@@ -29,6 +29,58 @@ pub(crate) async fn insert_and_get_round_trip(h: &mut dyn Harness) {
     store.ping().await.unwrap();
 }
 
+/// Many messages in one insert (one statement per table on PostgreSQL) keep every field,
+/// whether set or not, each with its history entry.
+pub(crate) async fn many_messages_in_one_insert_keep_every_field(h: &mut dyn Harness) {
+    use crate::domain::{FlowLink, SmppOrigin};
+    let store = h.store();
+    let full = NewMessage {
+        scheduled_at: Some(T0 + 500),
+        batch_id: Some("bat_1".into()),
+        priority: switchyard_routing::Priority::High,
+        smpp: Some(SmppOrigin {
+            system_id: "acme01".into(),
+            receipt: 1,
+            reported_id: None,
+        }),
+        udh: Some(vec![5, 0, 3, 7, 2, 1]),
+        data_coding: Some(0xF1),
+        flow: Some(FlowLink {
+            flow: id(90),
+            step: 2,
+        }),
+        voice: Some(
+            serde_json::from_str(r#"{"audio":{"kind":"tts","language":"en"},"max_duration_s":60}"#)
+                .unwrap(),
+        ),
+        ..message("acme", 1, 2)
+    };
+    let bare = NewMessage {
+        country: None,
+        encoding: None,
+        expires_at: None,
+        callback_url: None,
+        tags: Vec::new(),
+        metadata: None,
+        carrier: None,
+        price: None,
+        ..message("acme", 2, 1)
+    };
+    let many: Vec<NewMessage> = [full, bare]
+        .into_iter()
+        .chain((3..40).map(|n| message("acme", n, 1)))
+        .collect();
+    store.insert(many.clone()).await.unwrap();
+    for m in &many {
+        let got = store.get("acme", m.id).await.unwrap().unwrap();
+        assert_eq!(&got.message, m);
+        assert_eq!(got.status, Status::Accepted);
+        assert_eq!(got.history.len(), 1, "{:?}", got.history);
+        assert_eq!(got.history[0].at, m.created_at);
+    }
+    assert_eq!(store.max_id().await.unwrap(), Some(id(39)));
+}
+
 pub(crate) async fn tenants_never_see_each_other(h: &mut dyn Harness) {
     let store = h.store();
     store

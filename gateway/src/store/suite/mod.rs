@@ -69,6 +69,7 @@ macro_rules! store_suite {
         $crate::store::suite::store_suite!(@tests $backend, $open,
             messages {
                 insert_and_get_round_trip,
+                many_messages_in_one_insert_keep_every_field,
                 tenants_never_see_each_other,
                 list_filters_and_pages_newest_first,
                 acknowledged_writes_survive_a_restart,
