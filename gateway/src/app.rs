@@ -445,6 +445,7 @@ async fn open_store(
                     .tls_ca
                     .as_ref()
                     .map(|ca| Config::resolve(base_dir, ca)),
+                fsync: config.store.durability == config::Durability::Fsync,
                 retention,
                 ..Default::default()
             };
@@ -467,6 +468,7 @@ async fn open_store(
             let options = SqliteOptions {
                 linger: config.store.group_commit_linger,
                 retention,
+                fsync: config.store.durability == config::Durability::Fsync,
                 ..SqliteOptions::default()
             };
             let store = SqliteStore::open(&db, options)

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use switchyard_ops::config::{
-    self, hash_api_key, Config, ConfigErrorKind, ConfigErrors, SmppEndpoint, StoreKind,
+    self, hash_api_key, Config, ConfigErrorKind, ConfigErrors, Durability, SmppEndpoint, StoreKind,
 };
 
 /// The example keys whose hashes are in `examples/switchyard.toml` (they exist only here).
@@ -1108,10 +1108,14 @@ fn the_postgres_store_needs_a_url_and_keeps_it_secret() {
             "kind = \"postgres\"\npool_size = 1\nurl = \"host=db1\"\n",
             "store.pool_size",
         ),
+        ("durability = \"fast\"\n", "store.durability"),
     ] {
         let errs = errors(&format!("{tenant}[store]\n{store}"));
         assert!(errs.at(at).is_some(), "no error at {at}:\n{errs}");
     }
+    assert_eq!(ok.store.durability, Durability::Fsync, "the default");
+    let os = parse(&format!("{tenant}[store]\ndurability = \"os\"\n")).unwrap();
+    assert_eq!(os.store.durability, Durability::Os);
 }
 
 #[test]

@@ -61,9 +61,9 @@ pub use events::{SseSettings, TenantEvents, WebhookSettings};
 pub use inbound::InboundSettings;
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
-    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
-    Redacted, RoutingSettings, ServerConfig, ServerTls, SipSettings, SipTrunk, SmppConfig,
-    SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute, REDACTED,
+    BindKind, Carrier, Config, DeckConfig, DeckSource, Durability, IdFormat, LongMessages,
+    OperatorConfig, Redacted, RoutingSettings, ServerConfig, ServerTls, SipSettings, SipTrunk,
+    SmppConfig, SmppEndpoint, SmppTls, StoreConfig, StoreKind, Tenant, TenantRoute, REDACTED,
 };
 pub use model::{
     Scope, Scopes, SipAllow, SipSecret, SipTlsListener, SipTransport, SipUser, TenantLimits,

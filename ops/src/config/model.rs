@@ -220,6 +220,20 @@ pub enum StoreKind {
     Postgres,
 }
 
+/// When a commit counts as done (`[store] durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// On stable storage before the API answers: survives a power cut (SQLite
+    /// `synchronous=FULL`; PostgreSQL `synchronous_commit` as the server sets it).
+    Fsync,
+    /// Handed to the operating system (SQLite WAL with `synchronous=NORMAL`) or to the
+    /// database server (PostgreSQL `synchronous_commit = off`) before the API answers: survives
+    /// a crash of the gateway process, not a power cut or a crash of the machine (or of the
+    /// database server), which may lose the last commits.
+    Os,
+}
+
 /// `[store]`: where accepted messages are made durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -238,6 +252,8 @@ pub struct StoreConfig {
     /// PEM CA bundle trusted for TLS to PostgreSQL, besides the system's roots (`tls_ca`),
     /// as written (relative to the config file's folder).
     pub tls_ca: Option<PathBuf>,
+    /// When a commit counts as done (`durability`).
+    pub durability: Durability,
 }
 
 impl StoreConfig {
@@ -260,6 +276,7 @@ impl Default for StoreConfig {
             url: None,
             pool_size: Self::DEFAULT_POOL_SIZE,
             tls_ca: None,
+            durability: Durability::Fsync,
         }
     }
 }

@@ -19,10 +19,11 @@ use toml::Spanned;
 use super::error::ConfigErrorKind;
 use super::keys::ApiKeyHash;
 use super::model::{
-    BindKind, Carrier, Config, DeckConfig, DeckSource, IdFormat, LongMessages, OperatorConfig,
-    RoutingSettings, Scope, Scopes, ServerConfig, ServerTls, SipAllow, SipSecret, SipSettings,
-    SipTlsListener, SipTransport, SipTrunk, SipUser, SmppConfig, SmppEndpoint, SmppTls,
-    StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute, TenantSip, TrunkCredentials,
+    BindKind, Carrier, Config, DeckConfig, DeckSource, Durability, IdFormat, LongMessages,
+    OperatorConfig, RoutingSettings, Scope, Scopes, ServerConfig, ServerTls, SipAllow, SipSecret,
+    SipSettings, SipTlsListener, SipTransport, SipTrunk, SipUser, SmppConfig, SmppEndpoint,
+    SmppTls, StoreConfig, StoreKind, Tenant, TenantLimits, TenantRoute, TenantSip,
+    TrunkCredentials,
 };
 use super::reader::{
     expect_decimal, expect_float, expect_str, non_empty_path, wrong_type, Report, Table,
@@ -287,6 +288,13 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
     let url = super::chat::secret(report, &mut t, "url");
     let pool_size = t.int_or(report, "pool_size", 2, 256, StoreConfig::DEFAULT_POOL_SIZE);
     let tls_ca = non_empty_path(report, &mut t, "tls_ca");
+    let durability = t
+        .choice(
+            report,
+            "durability",
+            &[("fsync", Durability::Fsync), ("os", Durability::Os)],
+        )
+        .unwrap_or(Durability::Fsync);
     t.finish(report);
     StoreConfig {
         kind,
@@ -295,6 +303,7 @@ fn store(report: &mut Report<'_>, mut t: Table<'_, '_>) -> StoreConfig {
         url,
         pool_size,
         tls_ca,
+        durability,
     }
 }
 

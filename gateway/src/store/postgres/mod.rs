@@ -119,6 +119,10 @@ pub struct PostgresOptions {
     /// when the server offers it, `require`); the server's certificate is always verified,
     /// its name against the host connected to.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Commits wait for the server's WAL flush as the server's `synchronous_commit` says
+    /// (the default); `false` sets `synchronous_commit = off` for the gateway's sessions: a
+    /// crash of the database server may lose its last commits (never a torn one).
+    pub fsync: bool,
     /// What is deleted when it is old; by default nothing. Of several nodes on one database,
     /// the one holding the retention lease purges (see [`PostgresStore::set_purging`]).
     pub retention: Retention,
@@ -132,6 +136,7 @@ impl Default for PostgresOptions {
             max_batch_rows: 4096,
             connect_timeout: Duration::from_secs(5),
             tls_ca: None,
+            fsync: true,
             retention: Retention::keep_forever(),
         }
     }
@@ -225,6 +230,13 @@ impl PostgresStore {
         }
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
+        }
+        if !options.fsync {
+            let options = match config.get_options() {
+                Some(o) => format!("{o} -c synchronous_commit=off"),
+                None => "-c synchronous_commit=off".to_owned(),
+            };
+            config.options(&options);
         }
         let roots = crate::tls::roots(options.tls_ca.as_deref(), true)
             .and_then(crate::tls::client_config)

@@ -1,4 +1,5 @@
-//! The embedded SQLite store: WAL, `synchronous=FULL`, one writer thread that group-commits.
+//! The embedded SQLite store: WAL, `synchronous=FULL` (or `NORMAL` with `durability = "os"`),
+//! one writer thread that group-commits.
 //!
 //! # Layout
 //! - [`schema`]: tables, indexes, migrations (`PRAGMA user_version`), connection settings.
@@ -81,6 +82,10 @@ pub struct SqliteOptions {
     pub read_connections: usize,
     /// What is deleted when it is old; by default nothing.
     pub retention: Retention,
+    /// Each commit is fsynced before it counts (`synchronous=FULL`, the default: survives a
+    /// power cut); `false`: the WAL is fsynced at checkpoints only (`synchronous=NORMAL`:
+    /// survives a crash of the process, not of the machine).
+    pub fsync: bool,
 }
 
 impl Default for SqliteOptions {
@@ -92,6 +97,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
             retention: Retention::keep_forever(),
+            fsync: true,
         }
     }
 }
@@ -193,7 +199,7 @@ impl SqliteStore {
                 "the store {shown} is read-only"
             )));
         }
-        let mode = schema::configure_writer(&conn, options.busy_timeout)
+        let mode = schema::configure_writer(&conn, options.busy_timeout, options.fsync)
             .map_err(|e| in_context("cannot configure the store", e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unavailable(format!(

@@ -359,15 +359,18 @@ impl From<rusqlite::Error> for MigrateError {
 }
 
 /// Settings for the connection that writes. WAL lets readers run while it commits;
-/// `synchronous=FULL` makes each commit durable (the WAL is fsynced before `COMMIT` returns).
+/// `synchronous=FULL` (`fsync`) makes each commit durable (the WAL is fsynced before `COMMIT`
+/// returns); `NORMAL` leaves the WAL to the OS between checkpoints: a crash of the process
+/// loses nothing, a crash of the machine may lose the last commits.
 pub(super) fn configure_writer(
     conn: &Connection,
     busy_timeout: Duration,
+    fsync: bool,
 ) -> rusqlite::Result<String> {
     conn.busy_timeout(busy_timeout)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
     // Temporary b-trees and statement journals (savepoints) stay in memory.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 16 MiB page cache (negative = KiB): enough for the hot index pages.
