@@ -1092,3 +1092,103 @@ fn the_api_lists_open_binds() {
         .collect();
     assert_eq!(tenants, vec!["acme", "flood"], "{all}");
 }
+
+/// 8-bit binary passes through octet for octet: a WAP push part (data_coding 0xF5, the
+/// tenant's UDH) reaches the carrier as it came; 200 octets of data_coding 4 in
+/// message_payload reach it in two segments (134 + 66 behind a concatenation UDH) and are
+/// priced as two; the API shows both as "binary", the body in hex.
+#[test]
+fn binary_passes_through_octet_for_octet() {
+    use switchyard_tests::gateway::wait_for;
+    use switchyard_tests::http::Client;
+    let dir = TempDir::new("smpp-server-binary").unwrap();
+    let record = dir.path.join("sim.jsonl");
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], Some(&record)).unwrap();
+    let (gw, smpp) = gateway(&dir, &sim);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let mut push = vec![0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0];
+    push.extend_from_slice(&[0x00, 0x06, 0x01, 0xAE, 0xFF, 0x80, 0x7F]);
+    let Body::SubmitSm(base) = submit("447911123456", "") else {
+        unreachable!()
+    };
+    let part = SubmitSm {
+        esm_class: SubmitSm::ESM_CLASS_UDHI,
+        data_coding: 0xF5,
+        short_message: Bytes::from(push.clone()),
+        ..base.clone()
+    };
+    let octets: Vec<u8> = (0..200u32).map(|i| (i * 7 % 256) as u8).collect();
+    let whole = SubmitSm {
+        data_coding: 4,
+        dest: Address::international("447911123457"),
+        tlvs: Tlvs(vec![Tlv::new(
+            tag::MESSAGE_PAYLOAD,
+            Bytes::from(octets.clone()),
+        )]),
+        ..base
+    };
+    let mut ids = Vec::new();
+    for pdu in [part, whole] {
+        let seq = esme.send(Body::SubmitSm(pdu)).unwrap();
+        let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        ids.push(r.message_id.to_str_lossy().into_owned());
+    }
+    let recorded = wait_for(
+        "three submit_sm at the carrier",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok(Some(sim.recorded()?).filter(|r| r.len() >= 3)),
+    )
+    .unwrap();
+    let to = |dest: &str| -> Vec<&serde_json::Value> {
+        recorded.iter().filter(|r| r["dest"] == dest).collect()
+    };
+    let part_out = to("447911123456");
+    assert_eq!(part_out.len(), 1, "{recorded:?}");
+    assert_eq!(part_out[0]["data_coding"], 0xF5);
+    assert_eq!(part_out[0]["esm_class"].as_u64().unwrap() & 0x40, 0x40);
+    assert_eq!(part_out[0]["short_message"], hex::encode(&push));
+    let mut whole_out = to("447911123457");
+    assert_eq!(whole_out.len(), 2, "{recorded:?}");
+    whole_out.sort_by_key(|r| r["short_message"].as_str().unwrap()[8..12].to_owned());
+    let mut joined = Vec::new();
+    for (i, r) in whole_out.iter().enumerate() {
+        assert_eq!(r["data_coding"], 4);
+        let sm = hex::decode(r["short_message"].as_str().unwrap()).unwrap();
+        assert_eq!(&sm[..3], &[5, 0, 3], "{r}");
+        assert_eq!(usize::from(sm[4]), 2);
+        assert_eq!(usize::from(sm[5]), i + 1);
+        joined.extend_from_slice(&sm[6..]);
+    }
+    assert_eq!(joined, octets);
+    let api = gw.address("listening").unwrap();
+    let view = |id: &str| {
+        Client::new(&api)
+            .with_bearer(KEY)
+            .get(&format!("/v1/messages/{id}"))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let part_view = view(&ids[0]);
+    assert_eq!(part_view["encoding"], "binary", "{part_view}");
+    assert_eq!(part_view["body"], "000601aeff807f", "{part_view}");
+    assert_eq!(part_view["segments"], 1);
+    let whole_view = view(&ids[1]);
+    assert_eq!(whole_view["encoding"], "binary", "{whole_view}");
+    assert_eq!(whole_view["body"], hex::encode(&octets));
+    assert_eq!(whole_view["segments"], 2);
+    let price = |v: &serde_json::Value| v["price"].as_str().unwrap().parse::<f64>().unwrap();
+    assert!(
+        (price(&whole_view) - 2.0 * price(&part_view)).abs() < 1e-9,
+        "two segments at one segment's price each: {whole_view} {part_view}"
+    );
+}

@@ -420,6 +420,7 @@ mod tests {
                 system_id: "acme01".into(),
                 receipt,
                 reported_id: None,
+                service_type: None,
             }),
             flow: None,
         }

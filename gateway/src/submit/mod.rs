@@ -118,7 +118,8 @@ pub(crate) struct Draft {
     /// Sender: E.164 with `+`, a short code or an alphanumeric id; an email address (empty:
     /// the relay's default sender).
     pub(crate) from: String,
-    /// The text (spoken by text-to-speech for a call; the plain-text part of an email).
+    /// The text (spoken by text-to-speech for a call; the plain-text part of an email; for a
+    /// binary SMS, its octets in hex).
     pub(crate) body: String,
     /// SMS or call.
     pub(crate) content: Content,
@@ -143,7 +144,8 @@ pub(crate) struct Draft {
     /// One part of a longer message as the tenant cut it: its user data header (UDHL
     /// included); the body then goes out as exactly one segment behind it.
     pub(crate) udh: Option<Vec<u8>>,
-    /// An SMPP data_coding to send as is (message class, message waiting, auto-deletion).
+    /// An SMPP data_coding to send as is (message class, message waiting, auto-deletion, binary
+    /// 2).
     pub(crate) data_coding: Option<u8>,
     /// The flow this message is a step of.
     pub(crate) flow: Option<crate::domain::FlowLink>,
