@@ -1192,3 +1192,96 @@ fn binary_passes_through_octet_for_octet() {
         "two segments at one segment's price each: {whole_view} {part_view}"
     );
 }
+
+/// cancel_sm without a message_id cancels the tenant's scheduled messages from its
+/// source_addr to its dest_addr (of its service_type, when given) and no others; with none
+/// left it is ESME_RCANCELFAIL, and another tenant's bind cancels nothing of this one's.
+#[test]
+fn cancel_by_addresses_cancels_only_what_it_names() {
+    use switchyard_protocols::smpp::pdu::{CancelSm, QuerySm};
+    use switchyard_protocols::smpp::tlv::message_state;
+    let dir = TempDir::new("smpp-server-cancel-addr").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let mut other = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut other, "flood01", "secret4"),
+        CommandStatus::ESME_ROK
+    );
+    let mut delivered = Vec::new();
+    let mut scheduled = |esme: &mut TestEsme, to: &str, service_type: &str| {
+        let Body::SubmitSm(mut later) = submit(to, "in an hour") else {
+            unreachable!()
+        };
+        later.registered_delivery = 0;
+        later.schedule_delivery_time = "000000010000000R".into();
+        later.service_type = service_type.to_owned().into();
+        let seq = esme.send(Body::SubmitSm(later)).unwrap();
+        let resp = esme.recv_response(seq, &mut delivered).unwrap();
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        r.message_id.to_str_lossy().into_owned()
+    };
+    let named: Vec<String> = (0..3)
+        .map(|i| scheduled(&mut esme, "447911123456", if i == 0 { "WAP" } else { "" }))
+        .collect();
+    let elsewhere = scheduled(&mut esme, "447911123457", "");
+    let theirs = scheduled(&mut other, "447911123456", "");
+    let cancel = |esme: &mut TestEsme, service_type: &str| {
+        let seq = esme
+            .send(Body::CancelSm(CancelSm {
+                service_type: service_type.to_owned().into(),
+                source: Address::international("447700900001"),
+                dest: Address::international("447911123456"),
+                ..CancelSm::default()
+            }))
+            .unwrap();
+        esme.recv_response(seq, &mut Vec::new())
+            .unwrap()
+            .command_status
+    };
+    let state = |esme: &mut TestEsme, id: &str| {
+        let seq = esme
+            .send(Body::QuerySm(QuerySm {
+                message_id: id.to_owned().into(),
+                ..QuerySm::default()
+            }))
+            .unwrap();
+        let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+        let Body::QuerySmResp(q) = resp.body else {
+            panic!("{resp:?}")
+        };
+        q.message_state
+    };
+    // The service_type narrows it to the first one.
+    assert_eq!(cancel(&mut esme, "WAP"), CommandStatus::ESME_ROK);
+    assert_eq!(state(&mut esme, &named[0]), message_state::DELETED);
+    assert_eq!(state(&mut esme, &named[1]), message_state::SCHEDULED);
+    // Another tenant's bind names the same addresses: its own message only.
+    assert_eq!(cancel(&mut other, ""), CommandStatus::ESME_ROK);
+    assert_eq!(state(&mut other, &theirs), message_state::DELETED);
+    assert_eq!(state(&mut esme, &named[1]), message_state::SCHEDULED);
+    assert_eq!(cancel(&mut esme, ""), CommandStatus::ESME_ROK);
+    for id in &named[1..] {
+        assert_eq!(state(&mut esme, id), message_state::DELETED);
+    }
+    assert_eq!(state(&mut esme, &elsewhere), message_state::SCHEDULED);
+    assert_eq!(cancel(&mut esme, ""), CommandStatus::ESME_RCANCELFAIL);
+    let no_dest = esme
+        .send(Body::CancelSm(CancelSm {
+            source: Address::international("447700900001"),
+            ..CancelSm::default()
+        }))
+        .unwrap();
+    assert_eq!(
+        esme.recv_response(no_dest, &mut Vec::new())
+            .unwrap()
+            .command_status,
+        CommandStatus::ESME_RINVDSTADR
+    );
+}

@@ -360,8 +360,28 @@ pub(crate) fn replacement(
             system_id: user.config.system_id.clone(),
             receipt: r.registered_delivery & 0x03,
             reported_id: None,
-            service_type: None,
+            service_type: m
+                .smpp
+                .as_ref()
+                .and_then(|origin| origin.service_type.clone()),
         }),
+    })
+}
+
+/// What a cancel_sm without a message_id names (SMPP 3.4 §4.9: every message from its
+/// source_addr to its dest_addr not yet delivered, of its service_type when given): the
+/// addresses read as a submit's are (an empty source_addr is the tenant's default sender).
+pub(crate) fn cancel_match(
+    c: &switchyard_protocols::smpp::pdu::CancelSm,
+    user: &User,
+) -> Result<crate::submit::CancelMatch, Reject> {
+    let (to, _) = destination(&c.dest)?;
+    let from = source(&c.source, user)?;
+    let raw = c.service_type.as_bytes();
+    Ok(crate::submit::CancelMatch {
+        from,
+        to: format!("+{}", to.as_str()),
+        service_type: (!raw.is_empty()).then(|| String::from_utf8_lossy(raw).into_owned()),
     })
 }
 
@@ -1053,6 +1073,44 @@ mod tests {
             }),
             CommandStatus::ESME_RINVMSGLEN
         );
+    }
+
+    #[test]
+    fn a_cancel_by_addresses_reads_them_as_a_submit_does() {
+        use switchyard_protocols::smpp::pdu::CancelSm;
+        let user = test_user("acme01", Some("Default"));
+        let named = super::cancel_match(
+            &CancelSm {
+                service_type: "WAP".to_owned().into(),
+                source: Address::international("447700900001"),
+                dest: Address::international("447911123456"),
+                ..CancelSm::default()
+            },
+            &user,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                named.from.as_str(),
+                named.to.as_str(),
+                named.service_type.as_deref()
+            ),
+            ("+447700900001", "+447911123456", Some("WAP"))
+        );
+        let default_sender = super::cancel_match(
+            &CancelSm {
+                dest: Address::international("447911123456"),
+                ..CancelSm::default()
+            },
+            &user,
+        )
+        .unwrap();
+        assert_eq!(
+            (default_sender.from.as_str(), default_sender.service_type),
+            ("Default", None)
+        );
+        let no_dest = super::cancel_match(&CancelSm::default(), &user).unwrap_err();
+        assert_eq!(no_dest.status, CommandStatus::ESME_RINVDSTADR);
     }
 
     #[test]
