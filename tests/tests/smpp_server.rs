@@ -498,7 +498,8 @@ fn nothing_acknowledged_is_lost_to_kill_9() {
 }
 
 /// MO messages to the tenant's number reach its first SMPP user's receiver bind as deliver_sm
-/// (mo_delivery = "both"): a short one in short_message, a long one whole in message_payload.
+/// (mo_delivery = "both", no user names numbers in `mo_numbers`): a short one in
+/// short_message, a long one whole in message_payload.
 #[test]
 fn mo_reaches_the_tenants_receiver_bind() {
     let dir = TempDir::new("smpp-server-mo").unwrap();
@@ -1284,4 +1285,57 @@ fn cancel_by_addresses_cancels_only_what_it_names() {
             .command_status,
         CommandStatus::ESME_RINVDSTADR
     );
+}
+
+/// With `mo_numbers`, MO messages go to the user that names their number; the tenant's other
+/// numbers go to its first user without `mo_numbers`. Each MO reaches one user only.
+#[test]
+fn mo_goes_to_the_user_that_names_the_number() {
+    let dir = TempDir::new("smpp-server-mo-numbers").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let extra = format!(
+        "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         numbers = [\"+447000000002\", \"+447000000003\"]\nmo_delivery = \"smpp\"\n\
+         smpp_users = [\n  {{ system_id = \"acme01\", password = \"secret1\" }},\n  \
+         {{ system_id = \"replies\", password = \"secret6\", mo_numbers = [\"+447000000003\"] }},\n]\n",
+        hash_key(KEY).unwrap(),
+    );
+    let config = GatewayConfig {
+        carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 1, 32)],
+        extra,
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap();
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = config.display().to_string();
+    let gw = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
+    let smpp = gw.address("SMPP server").unwrap();
+    let mut first = receiver(&smpp, "acme01", "secret1");
+    let mut replies = receiver(&smpp, "replies", "secret6");
+    let mo = |to: &str, text: &str| {
+        let body = serde_json::json!({"system_id": "alpha", "from": "+447400123456", "to": to, "text": text});
+        switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+            .unwrap();
+    };
+    let next = |rx: &mut TestEsme| loop {
+        let pdu = rx.recv(Duration::from_secs(20)).unwrap();
+        rx.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = pdu.body {
+            break (
+                sm.dest.addr.to_str_lossy().into_owned(),
+                String::from_utf8_lossy(&sm.short_message).into_owned(),
+            );
+        }
+    };
+    mo("+447000000002", "one");
+    mo("+447000000003", "two");
+    assert_eq!(next(&mut first), ("447000000002".into(), "one".into()));
+    assert_eq!(next(&mut replies), ("447000000003".into(), "two".into()));
+    // What each gets next is the next MO to its own number, nothing in between.
+    mo("+447000000002", "three");
+    mo("+447000000003", "four");
+    assert_eq!(next(&mut first), ("447000000002".into(), "three".into()));
+    assert_eq!(next(&mut replies), ("447000000003".into(), "four".into()));
 }

@@ -591,6 +591,7 @@ pub fn check_submit_bytes(data: &[u8]) {
         max_tps: None,
         allowed_ips: Vec::new(),
         system_type: None,
+        mo_numbers: None,
     };
     let user = User::for_checks("fuzz", config, Some("Fuzz".into()));
     let limits = Limits::default();
@@ -639,6 +640,7 @@ pub(crate) fn test_user(system_id: &str, default_sender: Option<&str>) -> std::s
         max_tps: None,
         allowed_ips: Vec::new(),
         system_type: None,
+        mo_numbers: None,
     };
     std::sync::Arc::new(User::for_checks(
         "acme",
