@@ -498,7 +498,8 @@ fn nothing_acknowledged_is_lost_to_kill_9() {
 }
 
 /// MO messages to the tenant's number reach its first SMPP user's receiver bind as deliver_sm
-/// (mo_delivery = "both"): a short one in short_message, a long one whole in message_payload.
+/// (mo_delivery = "both", no user names numbers in `mo_numbers`): a short one in
+/// short_message, a long one whole in message_payload.
 #[test]
 fn mo_reaches_the_tenants_receiver_bind() {
     let dir = TempDir::new("smpp-server-mo").unwrap();
@@ -1091,4 +1092,250 @@ fn the_api_lists_open_binds() {
         .map(|b| b["tenant"].as_str().unwrap())
         .collect();
     assert_eq!(tenants, vec!["acme", "flood"], "{all}");
+}
+
+/// 8-bit binary passes through octet for octet: a WAP push part (data_coding 0xF5, the
+/// tenant's UDH) reaches the carrier as it came; 200 octets of data_coding 4 in
+/// message_payload reach it in two segments (134 + 66 behind a concatenation UDH) and are
+/// priced as two; the API shows both as "binary", the body in hex.
+#[test]
+fn binary_passes_through_octet_for_octet() {
+    use switchyard_tests::gateway::wait_for;
+    use switchyard_tests::http::Client;
+    let dir = TempDir::new("smpp-server-binary").unwrap();
+    let record = dir.path.join("sim.jsonl");
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], Some(&record)).unwrap();
+    let (gw, smpp) = gateway(&dir, &sim);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let mut push = vec![0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0];
+    push.extend_from_slice(&[0x00, 0x06, 0x01, 0xAE, 0xFF, 0x80, 0x7F]);
+    let Body::SubmitSm(base) = submit("447911123456", "") else {
+        unreachable!()
+    };
+    let part = SubmitSm {
+        esm_class: SubmitSm::ESM_CLASS_UDHI,
+        data_coding: 0xF5,
+        short_message: Bytes::from(push.clone()),
+        ..base.clone()
+    };
+    let octets: Vec<u8> = (0..200u32).map(|i| (i * 7 % 256) as u8).collect();
+    let whole = SubmitSm {
+        data_coding: 4,
+        dest: Address::international("447911123457"),
+        tlvs: Tlvs(vec![Tlv::new(
+            tag::MESSAGE_PAYLOAD,
+            Bytes::from(octets.clone()),
+        )]),
+        ..base
+    };
+    let mut ids = Vec::new();
+    for pdu in [part, whole] {
+        let seq = esme.send(Body::SubmitSm(pdu)).unwrap();
+        let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+        assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "{resp:?}");
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        ids.push(r.message_id.to_str_lossy().into_owned());
+    }
+    let recorded = wait_for(
+        "three submit_sm at the carrier",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok(Some(sim.recorded()?).filter(|r| r.len() >= 3)),
+    )
+    .unwrap();
+    let to = |dest: &str| -> Vec<&serde_json::Value> {
+        recorded.iter().filter(|r| r["dest"] == dest).collect()
+    };
+    let part_out = to("447911123456");
+    assert_eq!(part_out.len(), 1, "{recorded:?}");
+    assert_eq!(part_out[0]["data_coding"], 0xF5);
+    assert_eq!(part_out[0]["esm_class"].as_u64().unwrap() & 0x40, 0x40);
+    assert_eq!(part_out[0]["short_message"], hex::encode(&push));
+    let mut whole_out = to("447911123457");
+    assert_eq!(whole_out.len(), 2, "{recorded:?}");
+    whole_out.sort_by_key(|r| r["short_message"].as_str().unwrap()[8..12].to_owned());
+    let mut joined = Vec::new();
+    for (i, r) in whole_out.iter().enumerate() {
+        assert_eq!(r["data_coding"], 4);
+        let sm = hex::decode(r["short_message"].as_str().unwrap()).unwrap();
+        assert_eq!(&sm[..3], &[5, 0, 3], "{r}");
+        assert_eq!(usize::from(sm[4]), 2);
+        assert_eq!(usize::from(sm[5]), i + 1);
+        joined.extend_from_slice(&sm[6..]);
+    }
+    assert_eq!(joined, octets);
+    let api = gw.address("listening").unwrap();
+    let view = |id: &str| {
+        Client::new(&api)
+            .with_bearer(KEY)
+            .get(&format!("/v1/messages/{id}"))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let part_view = view(&ids[0]);
+    assert_eq!(part_view["encoding"], "binary", "{part_view}");
+    assert_eq!(part_view["body"], "000601aeff807f", "{part_view}");
+    assert_eq!(part_view["segments"], 1);
+    let whole_view = view(&ids[1]);
+    assert_eq!(whole_view["encoding"], "binary", "{whole_view}");
+    assert_eq!(whole_view["body"], hex::encode(&octets));
+    assert_eq!(whole_view["segments"], 2);
+    let price = |v: &serde_json::Value| v["price"].as_str().unwrap().parse::<f64>().unwrap();
+    assert!(
+        (price(&whole_view) - 2.0 * price(&part_view)).abs() < 1e-9,
+        "two segments at one segment's price each: {whole_view} {part_view}"
+    );
+}
+
+/// cancel_sm without a message_id cancels the tenant's scheduled messages from its
+/// source_addr to its dest_addr (of its service_type, when given) and no others; with none
+/// left it is ESME_RCANCELFAIL, and another tenant's bind cancels nothing of this one's.
+#[test]
+fn cancel_by_addresses_cancels_only_what_it_names() {
+    use switchyard_protocols::smpp::pdu::{CancelSm, QuerySm};
+    use switchyard_protocols::smpp::tlv::message_state;
+    let dir = TempDir::new("smpp-server-cancel-addr").unwrap();
+    let (_sim, _gw, smpp) = start(&dir);
+    let mut esme = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut esme, "acme01", "secret1"),
+        CommandStatus::ESME_ROK
+    );
+    let mut other = TestEsme::connect(&smpp).unwrap();
+    assert_eq!(
+        bind(&mut other, "flood01", "secret4"),
+        CommandStatus::ESME_ROK
+    );
+    let mut delivered = Vec::new();
+    let mut scheduled = |esme: &mut TestEsme, to: &str, service_type: &str| {
+        let Body::SubmitSm(mut later) = submit(to, "in an hour") else {
+            unreachable!()
+        };
+        later.registered_delivery = 0;
+        later.schedule_delivery_time = "000000010000000R".into();
+        later.service_type = service_type.to_owned().into();
+        let seq = esme.send(Body::SubmitSm(later)).unwrap();
+        let resp = esme.recv_response(seq, &mut delivered).unwrap();
+        let Body::SubmitSmResp(r) = resp.body else {
+            panic!("{resp:?}")
+        };
+        r.message_id.to_str_lossy().into_owned()
+    };
+    let named: Vec<String> = (0..3)
+        .map(|i| scheduled(&mut esme, "447911123456", if i == 0 { "WAP" } else { "" }))
+        .collect();
+    let elsewhere = scheduled(&mut esme, "447911123457", "");
+    let theirs = scheduled(&mut other, "447911123456", "");
+    let cancel = |esme: &mut TestEsme, service_type: &str| {
+        let seq = esme
+            .send(Body::CancelSm(CancelSm {
+                service_type: service_type.to_owned().into(),
+                source: Address::international("447700900001"),
+                dest: Address::international("447911123456"),
+                ..CancelSm::default()
+            }))
+            .unwrap();
+        esme.recv_response(seq, &mut Vec::new())
+            .unwrap()
+            .command_status
+    };
+    let state = |esme: &mut TestEsme, id: &str| {
+        let seq = esme
+            .send(Body::QuerySm(QuerySm {
+                message_id: id.to_owned().into(),
+                ..QuerySm::default()
+            }))
+            .unwrap();
+        let resp = esme.recv_response(seq, &mut Vec::new()).unwrap();
+        let Body::QuerySmResp(q) = resp.body else {
+            panic!("{resp:?}")
+        };
+        q.message_state
+    };
+    // The service_type narrows it to the first one.
+    assert_eq!(cancel(&mut esme, "WAP"), CommandStatus::ESME_ROK);
+    assert_eq!(state(&mut esme, &named[0]), message_state::DELETED);
+    assert_eq!(state(&mut esme, &named[1]), message_state::SCHEDULED);
+    // Another tenant's bind names the same addresses: its own message only.
+    assert_eq!(cancel(&mut other, ""), CommandStatus::ESME_ROK);
+    assert_eq!(state(&mut other, &theirs), message_state::DELETED);
+    assert_eq!(state(&mut esme, &named[1]), message_state::SCHEDULED);
+    assert_eq!(cancel(&mut esme, ""), CommandStatus::ESME_ROK);
+    for id in &named[1..] {
+        assert_eq!(state(&mut esme, id), message_state::DELETED);
+    }
+    assert_eq!(state(&mut esme, &elsewhere), message_state::SCHEDULED);
+    assert_eq!(cancel(&mut esme, ""), CommandStatus::ESME_RCANCELFAIL);
+    let no_dest = esme
+        .send(Body::CancelSm(CancelSm {
+            source: Address::international("447700900001"),
+            ..CancelSm::default()
+        }))
+        .unwrap();
+    assert_eq!(
+        esme.recv_response(no_dest, &mut Vec::new())
+            .unwrap()
+            .command_status,
+        CommandStatus::ESME_RINVDSTADR
+    );
+}
+
+/// With `mo_numbers`, MO messages go to the user that names their number; the tenant's other
+/// numbers go to its first user without `mo_numbers`. Each MO reaches one user only.
+#[test]
+fn mo_goes_to_the_user_that_names_the_number() {
+    let dir = TempDir::new("smpp-server-mo-numbers").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let extra = format!(
+        "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         numbers = [\"+447000000002\", \"+447000000003\"]\nmo_delivery = \"smpp\"\n\
+         smpp_users = [\n  {{ system_id = \"acme01\", password = \"secret1\" }},\n  \
+         {{ system_id = \"replies\", password = \"secret6\", mo_numbers = [\"+447000000003\"] }},\n]\n",
+        hash_key(KEY).unwrap(),
+    );
+    let config = GatewayConfig {
+        carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 1, 32)],
+        extra,
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap();
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = config.display().to_string();
+    let gw = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
+    let smpp = gw.address("SMPP server").unwrap();
+    let mut first = receiver(&smpp, "acme01", "secret1");
+    let mut replies = receiver(&smpp, "replies", "secret6");
+    let mo = |to: &str, text: &str| {
+        let body = serde_json::json!({"system_id": "alpha", "from": "+447400123456", "to": to, "text": text});
+        switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+            .unwrap();
+    };
+    let next = |rx: &mut TestEsme| loop {
+        let pdu = rx.recv(Duration::from_secs(20)).unwrap();
+        rx.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = pdu.body {
+            break (
+                sm.dest.addr.to_str_lossy().into_owned(),
+                String::from_utf8_lossy(&sm.short_message).into_owned(),
+            );
+        }
+    };
+    mo("+447000000002", "one");
+    mo("+447000000003", "two");
+    assert_eq!(next(&mut first), ("447000000002".into(), "one".into()));
+    assert_eq!(next(&mut replies), ("447000000003".into(), "two".into()));
+    // What each gets next is the next MO to its own number, nothing in between.
+    mo("+447000000002", "three");
+    mo("+447000000003", "four");
+    assert_eq!(next(&mut first), ("447000000002".into(), "three".into()));
+    assert_eq!(next(&mut replies), ("447000000003".into(), "four".into()));
 }

@@ -108,9 +108,11 @@ pub(crate) struct MessageView {
     pub(crate) country: Option<String>,
     /// Sender.
     pub(crate) from: String,
-    /// Text.
+    /// Text. For a binary SMS (`encoding` "binary": an 8-bit data_coding submitted over SMPP),
+    /// its octets as two lowercase hex digits each, after the user data header if it had one.
     pub(crate) body: String,
-    /// Encoding.
+    /// "gsm7", "latin1", "ucs2" or "binary" for an SMS; "voice" for a call, "email" for an
+    /// email, the channel's name for a chat message.
     pub(crate) encoding: String,
     /// Segments.
     pub(crate) segments: u16,

@@ -15,7 +15,7 @@ pub(crate) struct Delivery {
     pub(crate) carrier: Option<String>,
     /// Segments.
     pub(crate) segments: u16,
-    /// "gsm7", "ucs2", "latin1"; "voice" for a call, "email" for an email.
+    /// "gsm7", "ucs2", "latin1", "binary" (SMPP only); "voice" for a call, "email" for an email.
     pub(crate) encoding: &'static str,
     /// Estimated price for the tenant, decimal.
     pub(crate) estimated_cost: Option<String>,

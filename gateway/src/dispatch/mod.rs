@@ -60,7 +60,7 @@ pub(crate) struct Job {
     pub(crate) to: E164,
     /// Sender as given (E.164 with '+', short code or alphanumeric).
     pub(crate) from: String,
-    /// The text.
+    /// The text (for binary, its octets in hex).
     pub(crate) body: String,
     /// Encoding asked for.
     pub(crate) encoding: EncodingPreference,
@@ -131,9 +131,10 @@ impl Job {
             from: m.from.clone(),
             body: m.body.clone(),
             encoding: match m.encoding {
-                Some(e @ switchyard_protocols::text::Encoding::Ucs2) => {
-                    EncodingPreference::Force(e)
-                }
+                Some(
+                    e @ (switchyard_protocols::text::Encoding::Ucs2
+                    | switchyard_protocols::text::Encoding::Binary),
+                ) => EncodingPreference::Force(e),
                 _ => EncodingPreference::Auto,
             },
             priority: m.priority,

@@ -34,7 +34,8 @@ pub struct NewMessage {
     pub country: Option<String>,
     /// Sender: E.164 with '+', a short code, or an alphanumeric id.
     pub from: String,
-    /// The text (spoken by text-to-speech for a call).
+    /// The text (spoken by text-to-speech for a call). For a binary SMS ([`Encoding::Binary`]),
+    /// its octets as two hex digits each.
     pub body: String,
     /// The SMS encoding; `None` for a call.
     pub encoding: Option<Encoding>,
@@ -81,7 +82,8 @@ pub struct NewMessage {
     /// included), sent with `body` as exactly one segment. `None` for whole messages.
     pub udh: Option<Vec<u8>>,
     /// The tenant's SMPP data_coding when it says more than the alphabet (a message class such
-    /// as flash, a message-waiting group, automatic deletion): sent to the carrier as is.
+    /// as flash, a message-waiting group, automatic deletion) or is a binary one other than 4
+    /// (2, "octet unspecified"): sent to the carrier as is.
     pub data_coding: Option<u8>,
 }
 
@@ -111,6 +113,9 @@ pub struct SmppOrigin {
     /// The id its receipt reports, when not its own: the destinations of one submit_multi
     /// share the id the ESME was given (the first destination's).
     pub reported_id: Option<super::MessageId>,
+    /// The submit's service_type, when it gave one (printable, no tab): what a cancel_sm by
+    /// addresses may name besides them.
+    pub service_type: Option<String>,
 }
 
 impl SmppOrigin {
@@ -124,26 +129,35 @@ impl SmppOrigin {
         }
     }
 
-    /// The stored form: `system_id` and the receipt bits, e.g. `acme01 1`, then a tab and the
-    /// reported id when there is one (a system_id is printable: it holds no tab).
+    /// The stored form: `system_id` and the receipt bits, e.g. `acme01 1`; then a tab and the
+    /// reported id (empty when there is none), when there is one or a service_type; then a
+    /// tab and the service_type, when there is one (a system_id and a service_type are
+    /// printable: they hold no tab).
     pub fn to_stored(&self) -> String {
-        match self.reported_id {
-            None => format!("{} {}", self.system_id, self.receipt & 0x03),
-            Some(id) => format!("{} {}\t{id}", self.system_id, self.receipt & 0x03),
+        let head = format!("{} {}", self.system_id, self.receipt & 0x03);
+        let reported = self.reported_id.map(|id| id.to_string());
+        match (reported, &self.service_type) {
+            (None, None) => head,
+            (Some(id), None) => format!("{head}\t{id}"),
+            (id, Some(st)) => format!("{head}\t{}\t{st}", id.unwrap_or_default()),
         }
     }
 
     /// Reads [`SmppOrigin::to_stored`]'s form.
     pub fn from_stored(s: &str) -> Option<Self> {
-        let (head, reported) = match s.split_once('\t') {
-            Some((head, id)) => (head, Some(id.parse().ok()?)),
-            None => (s, None),
+        let mut fields = s.splitn(3, '\t');
+        let head = fields.next()?;
+        let reported = match fields.next() {
+            None | Some("") => None,
+            Some(id) => Some(id.parse().ok()?),
         };
+        let service_type = fields.next().map(str::to_owned);
         let (system_id, receipt) = head.rsplit_once(' ')?;
         Some(SmppOrigin {
             system_id: system_id.to_owned(),
             receipt: receipt.parse().ok()?,
             reported_id: reported,
+            service_type,
         })
     }
 }
@@ -173,6 +187,7 @@ pub fn encoding_from_name(name: &str) -> Option<Encoding> {
         "voice" | "email" | "rcs" | "whatsapp" | "telegram" | "messenger" | "webhook" => None,
         "ucs2" => Some(Encoding::Ucs2),
         "latin1" => Some(Encoding::Latin1),
+        "binary" => Some(Encoding::Binary),
         _ => Some(Encoding::Gsm7),
     }
 }
@@ -291,11 +306,25 @@ mod smpp_origin_tests {
                 system_id: "acme01".into(),
                 receipt: 1,
                 reported_id: None,
+                service_type: None,
             },
             SmppOrigin {
                 system_id: "with space".into(),
                 receipt: 3,
                 reported_id: Some(MessageId(42)),
+                service_type: None,
+            },
+            SmppOrigin {
+                system_id: "acme01".into(),
+                receipt: 1,
+                reported_id: None,
+                service_type: Some("WAP".into()),
+            },
+            SmppOrigin {
+                system_id: "acme01".into(),
+                receipt: 0,
+                reported_id: Some(MessageId(7)),
+                service_type: Some("CMT".into()),
             },
         ] {
             assert_eq!(SmppOrigin::from_stored(&origin.to_stored()), Some(origin));

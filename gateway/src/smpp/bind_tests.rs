@@ -1516,6 +1516,40 @@ fn a_kept_data_coding_goes_out_as_is() {
     assert_eq!(&out[0].pdu.short_message[..], b"Flash!");
 }
 
+/// A binary message goes out octet for octet with its data_coding: whole, in parts of 134
+/// octets behind a concatenation UDH; a tenant's part, behind the tenant's UDH.
+#[test]
+fn binary_goes_out_octet_for_octet() {
+    use switchyard_protocols::text::{binary, Encoding, EncodingPreference};
+    let mut wap = Job::new_for_test(MessageId::generate(now_ms()), Priority::Normal);
+    let octets: Vec<u8> = (0..=255u8).collect();
+    wap.body = binary::encode(&octets);
+    wap.encoding = EncodingPreference::Force(Encoding::Binary);
+    let out = super::submit::segments(&wap, &settings(), 7).unwrap();
+    assert_eq!(out.len(), 2);
+    let sent: Vec<u8> = out
+        .iter()
+        .flat_map(|seg| seg.pdu.short_message[6..].to_vec())
+        .collect();
+    assert_eq!(sent, octets);
+    assert!(out
+        .iter()
+        .all(|seg| seg.pdu.data_coding == 4 && seg.pdu.esm_class & SubmitSm::ESM_CLASS_UDHI != 0));
+    let mut part = Job::new_for_test(MessageId::generate(now_ms()), Priority::Normal);
+    part.body = "00ff0b".into();
+    part.encoding = EncodingPreference::Force(Encoding::Binary);
+    part.data_coding = Some(0xF5);
+    part.udh = Some(bytes::Bytes::from_static(&[
+        6, 5, 4, 0x0B, 0x84, 0x23, 0xF0,
+    ]));
+    let out = super::submit::segments(&part, &settings(), 7).unwrap();
+    assert_eq!(out[0].pdu.data_coding, 0xF5);
+    assert_eq!(
+        &out[0].pdu.short_message[..],
+        &[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0xFF, 0x0B]
+    );
+}
+
 /// The parts of one message route alike: the salt comes from the destination and the
 /// reference, not the message id.
 #[test]

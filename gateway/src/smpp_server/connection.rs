@@ -322,7 +322,11 @@ impl Conn {
             }
             Body::CancelSm(c) => {
                 let server = self.server.clone();
-                let status = cancel(&server, &user, &c.message_id.to_str_lossy()).await;
+                let status = if c.message_id.is_empty() {
+                    cancel_matching(&server, &user, &c).await
+                } else {
+                    cancel(&server, &user, &c.message_id.to_str_lossy()).await
+                };
                 let _ = session.respond(seq, status, Body::CancelSmResp, now);
             }
             other => {
@@ -492,16 +496,11 @@ impl Conn {
 }
 
 /// cancel_sm of one message by its id: a scheduled message that is not due yet is cancelled
-/// (its receipt, if asked for, says DELETED); anything else is ESME_RCANCELFAIL. A cancel_sm
-/// without a message_id (cancel by addresses) is not offered.
+/// (its receipt, if asked for, says DELETED); anything else is ESME_RCANCELFAIL.
 async fn cancel(server: &Server, user: &User, message_id: &str) -> CommandStatus {
     use crate::submit::CancelError;
     let Ok(id) = message_id.parse::<MessageId>() else {
-        return if message_id.is_empty() {
-            CommandStatus::ESME_RCANCELFAIL
-        } else {
-            CommandStatus::ESME_RINVMSGID
-        };
+        return CommandStatus::ESME_RINVMSGID;
     };
     match server.submit.cancel(&user.tenant, id).await {
         Ok(()) => CommandStatus::ESME_ROK,
@@ -509,6 +508,38 @@ async fn cancel(server: &Server, user: &User, message_id: &str) -> CommandStatus
             CommandStatus::ESME_RCANCELFAIL
         }
         Err(CancelError::Store(e)) => {
+            tracing::warn!("cancel_sm: {e}");
+            CommandStatus::ESME_RSYSERR
+        }
+    }
+}
+
+/// cancel_sm without a message_id: the tenant's scheduled messages from source_addr to
+/// dest_addr (of service_type, when given) that are not due yet are cancelled, at most
+/// [`crate::submit::MAX_CANCEL_MATCHING`] per cancel_sm, each with its DELETED receipt if it
+/// asked for one. ESME_ROK when at least one was; ESME_RCANCELFAIL when none could be;
+/// ESME_RINVDSTADR / ESME_RINVSRCADR for addresses a submit could not have used.
+async fn cancel_matching(
+    server: &Server,
+    user: &User,
+    c: &switchyard_protocols::smpp::pdu::CancelSm,
+) -> CommandStatus {
+    let named = match convert::cancel_match(c, user) {
+        Ok(m) => m,
+        Err(reject) => return reject.status,
+    };
+    let max = crate::submit::MAX_CANCEL_MATCHING;
+    match server
+        .submit
+        .cancel_matching(&user.tenant, &named, max)
+        .await
+    {
+        Ok(0) => CommandStatus::ESME_RCANCELFAIL,
+        Ok(n) => {
+            tracing::debug!(system_id = %user.config.system_id, n, "cancel_sm by addresses");
+            CommandStatus::ESME_ROK
+        }
+        Err(e) => {
             tracing::warn!("cancel_sm: {e}");
             CommandStatus::ESME_RSYSERR
         }

@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | destination not a valid number, no route, blocked prefix | ESME_RINVDSTADR |
 //! | source address not a sender Switchyard can use | ESME_RINVSRCADR |
-//! | data_coding not text, text that cannot be encoded | ESME_RINVDCS |
+//! | data_coding neither text nor 8-bit binary, text that cannot be encoded | ESME_RINVDCS |
 //! | UDHI set but no readable UDH, incomplete sar_* TLVs | ESME_RINVESMCLASS |
 //! | empty text, both short_message and message_payload, too many segments, a part longer than one SMS | ESME_RINVMSGLEN |
 //! | schedule_delivery_time unreadable or too far ahead | ESME_RINVSCHED |
@@ -21,8 +21,8 @@ use switchyard_protocols::smpp::time::{self, SmppTime};
 use switchyard_protocols::smpp::tlv::tag;
 use switchyard_protocols::smpp::CommandStatus;
 use switchyard_protocols::text::{
-    count_segments, decode_short_message, parse_udh, write_concat, Charset, Concat, EncodeOptions,
-    Encoding, EncodingPreference, SegmentInfo,
+    binary, count_segments, decode_short_message, parse_udh, write_concat, Body, Charset, Concat,
+    EncodeOptions, Encoding, EncodingPreference, SegmentInfo,
 };
 use switchyard_routing::{Priority, RouteError};
 
@@ -84,6 +84,7 @@ impl Reject {
 /// route alike (the reference and destination choose the carrier), so the handset joins them.
 #[derive(Debug)]
 pub(crate) struct Submission<'a> {
+    service_type: &'a [u8],
     source: &'a Address,
     dest: &'a Address,
     esm_class: u8,
@@ -131,6 +132,7 @@ impl<'a> Submission<'a> {
     /// A submit_sm's fields.
     pub(crate) fn submit_sm(sm: &'a SubmitSm) -> Self {
         Submission {
+            service_type: sm.service_type.as_bytes(),
             source: &sm.source,
             dest: &sm.dest,
             esm_class: sm.esm_class,
@@ -151,6 +153,7 @@ impl<'a> Submission<'a> {
         dest: &'a Address,
     ) -> Self {
         Submission {
+            service_type: sm.service_type.as_bytes(),
             source: &sm.source,
             dest,
             esm_class: sm.esm_class,
@@ -168,6 +171,7 @@ impl<'a> Submission<'a> {
     /// A data_sm's fields (its text is in message_payload; it has no times or priority).
     pub(crate) fn data_sm(sm: &'a DataSm) -> Self {
         Submission {
+            service_type: sm.service_type.as_bytes(),
             source: &sm.source,
             dest: &sm.dest,
             esm_class: sm.esm_class,
@@ -244,6 +248,7 @@ pub(crate) fn draft(
             system_id: user.config.system_id.clone(),
             receipt: s.registered_delivery & 0x03,
             reported_id: None,
+            service_type: service_type(s.service_type),
         }),
         udh,
         data_coding,
@@ -293,7 +298,7 @@ fn count(body: &str, preference: EncodingPreference) -> Result<SegmentInfo, Reje
 }
 
 /// Whether `units` of `encoding` fit one SMS (140 octets) behind a UDH of `header` octets:
-/// septets for GSM 7-bit, UTF-16 units for UCS-2.
+/// septets for GSM 7-bit, UTF-16 units for UCS-2, octets for Latin-1 and binary.
 fn part_fits(encoding: Encoding, units: usize, header: usize) -> bool {
     let octets = 140usize.saturating_sub(header);
     match encoding {
@@ -304,7 +309,8 @@ fn part_fits(encoding: Encoding, units: usize, header: usize) -> bool {
 }
 
 /// New content for a stored message from a replace_sm: the text in the message's encoding
-/// (replace_sm carries no data_coding), new times and receipt request, checked as a submit's.
+/// (replace_sm carries no data_coding; a binary message takes octets again), new times and
+/// receipt request, checked as a submit's.
 pub(crate) fn replacement(
     r: &switchyard_protocols::smpp::pdu::ReplaceSm,
     record: &crate::domain::MessageRecord,
@@ -319,12 +325,16 @@ pub(crate) fn replacement(
             "source_addr is not the message's",
         ));
     }
-    let ucs2 = m.encoding == Some(Encoding::Ucs2);
+    let data_coding = match m.encoding {
+        Some(Encoding::Ucs2) => 8,
+        Some(Encoding::Binary) => 4,
+        _ => 0,
+    };
     let bytes = match (r.short_message.is_empty(), r.tlvs.message_payload()) {
         (true, Some(p)) => &p[..],
         _ => &r.short_message[..],
     };
-    let (body, preference) = text(if ucs2 { 8 } else { 0 }, bytes, false)?;
+    let (body, preference) = text(data_coding, bytes, false)?;
     if body.is_empty() {
         return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
     }
@@ -350,7 +360,28 @@ pub(crate) fn replacement(
             system_id: user.config.system_id.clone(),
             receipt: r.registered_delivery & 0x03,
             reported_id: None,
+            service_type: m
+                .smpp
+                .as_ref()
+                .and_then(|origin| origin.service_type.clone()),
         }),
+    })
+}
+
+/// What a cancel_sm without a message_id names (SMPP 3.4 §4.9: every message from its
+/// source_addr to its dest_addr not yet delivered, of its service_type when given): the
+/// addresses read as a submit's are (an empty source_addr is the tenant's default sender).
+pub(crate) fn cancel_match(
+    c: &switchyard_protocols::smpp::pdu::CancelSm,
+    user: &User,
+) -> Result<crate::submit::CancelMatch, Reject> {
+    let (to, _) = destination(&c.dest)?;
+    let from = source(&c.source, user)?;
+    let raw = c.service_type.as_bytes();
+    Ok(crate::submit::CancelMatch {
+        from,
+        to: format!("+{}", to.as_str()),
+        service_type: (!raw.is_empty()).then(|| String::from_utf8_lossy(raw).into_owned()),
     })
 }
 
@@ -446,14 +477,16 @@ fn source(a: &Address, user: &User) -> Result<String, Reject> {
     crate::number::validate_sender(&candidate).map_err(bad)
 }
 
-/// The text and the encoding asked for: GSM 7-bit (data_coding 0, or 1 read as IA5), Latin-1
+/// The body and the encoding asked for: GSM 7-bit (data_coding 0, or 1 read as IA5), Latin-1
 /// (3) and UCS-2 (8) are read as text; text that arrived as UCS-2 goes out as UCS-2, the rest
 /// in the best encoding for its characters, except a part, which keeps GSM 7-bit (it was cut
-/// to fit it).
+/// to fit it). 8-bit binary (2, 4, the general group's 8-bit values, 0xF4–0xF7 and 0xFC–0xFF)
+/// is kept octet for octet, as hex ([`binary`]), and goes out as it came.
 fn text(data_coding: u8, bytes: &[u8], part: bool) -> Result<(String, EncodingPreference), Reject> {
     let decoded = decode_short_message(data_coding, false, bytes);
     let preference = match decoded.charset {
         Charset::Ucs2 => EncodingPreference::Force(Encoding::Ucs2),
+        Charset::Binary => EncodingPreference::Force(Encoding::Binary),
         // A part, or a data_coding sent as is, keeps its alphabet.
         Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1
             if part || kept_data_coding(data_coding).is_some() =>
@@ -466,21 +499,29 @@ fn text(data_coding: u8, bytes: &[u8], part: bool) -> Result<(String, EncodingPr
         _ => {
             return Err(Reject::new(
                 CommandStatus::ESME_RINVDCS,
-                format!("data_coding 0x{data_coding:02X} is not text"),
+                format!("data_coding 0x{data_coding:02X} is neither text nor 8-bit binary"),
             ))
         }
     };
-    match decoded.text() {
-        Some(t) => Ok((t.to_owned(), preference)),
-        None => Err(Reject::new(CommandStatus::ESME_RINVDCS, "not text")),
+    match decoded.body {
+        Body::Text(t) => Ok((t, preference)),
+        Body::Binary(octets) => Ok((binary::encode(&octets), preference)),
     }
 }
 
 /// A data_coding that says more than the alphabet (GSM 03.38 §4: a message class, automatic
-/// deletion, message waiting, from 0x10 up), kept to be sent to the carrier as is. 0–8 say the
-/// alphabet only: the text then goes out in the encoding that suits it.
+/// deletion, message waiting, from 0x10 up), or binary 2 ("octet unspecified", which
+/// [`Encoding::Binary`]'s 4 would not repeat), kept to be sent to the carrier as is. The other
+/// values up to 8 say the alphabet only: the body then goes out in the encoding that suits it.
 fn kept_data_coding(data_coding: u8) -> Option<u8> {
-    (data_coding >= 0x10).then_some(data_coding)
+    (data_coding >= 0x10 || data_coding == 0x02).then_some(data_coding)
+}
+
+/// A service_type worth keeping: not empty, printable ASCII (what a cancel_sm by addresses can
+/// name; anything else is matched by no cancel_sm).
+fn service_type(raw: &[u8]) -> Option<String> {
+    let printable = raw.iter().all(|b| (b' '..=b'~').contains(b));
+    (!raw.is_empty() && printable).then(|| String::from_utf8_lossy(raw).into_owned())
 }
 
 /// priority_flag 0 (bulk) normal, 1 high, 2 and 3 critical.
@@ -550,6 +591,7 @@ pub fn check_submit_bytes(data: &[u8]) {
         max_tps: None,
         allowed_ips: Vec::new(),
         system_type: None,
+        mo_numbers: None,
     };
     let user = User::for_checks("fuzz", config, Some("Fuzz".into()));
     let limits = Limits::default();
@@ -598,6 +640,7 @@ pub(crate) fn test_user(system_id: &str, default_sender: Option<&str>) -> std::s
         max_tps: None,
         allowed_ips: Vec::new(),
         system_type: None,
+        mo_numbers: None,
     };
     std::sync::Arc::new(User::for_checks(
         "acme",
@@ -775,9 +818,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.body, "café");
+        // Compressed text (general group, bit 5): neither text nor binary.
         assert_eq!(
             status(&SubmitSm {
-                data_coding: 4,
+                data_coding: 0x20,
                 ..sm(b"\x01\x02")
             }),
             CommandStatus::ESME_RINVDCS
@@ -957,6 +1001,118 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plain.data_coding, None);
+    }
+
+    #[test]
+    fn binary_is_kept_octet_for_octet_with_its_data_coding() {
+        let user = test_user("acme01", None);
+        let binary = |data_coding: u8, bytes: &[u8]| {
+            let pdu = SubmitSm {
+                data_coding,
+                ..sm(bytes)
+            };
+            draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW)
+        };
+        // Every octet, NUL and 0xFF included.
+        let d = binary(4, b"\x00\x01\x7f\x80\xff").unwrap();
+        assert_eq!(d.body, "00017f80ff");
+        assert_eq!(d.data_coding, None, "4 is Encoding::Binary's own");
+        assert!(matches!(
+            d.content,
+            Content::Sms {
+                preference: EncodingPreference::Force(Encoding::Binary),
+                encoding: Encoding::Binary,
+                segments: 1,
+            }
+        ));
+        // 2 and the message-class group's 8-bit values go out as they came.
+        for dc in [0x02, 0xF5, 0x15] {
+            let d = binary(dc, b"\xC0\xDE").unwrap();
+            assert_eq!((d.body.as_str(), d.data_coding), ("c0de", Some(dc)));
+        }
+        // 140 octets are one segment, 141 two (134 + 7 behind a concatenation UDH).
+        let whole = |n: usize| {
+            let pdu = SubmitSm {
+                data_coding: 4,
+                tlvs: Tlvs(vec![Tlv::new(
+                    tag::MESSAGE_PAYLOAD,
+                    Bytes::from(vec![0xAB; n]),
+                )]),
+                ..sm(b"")
+            };
+            let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+            match d.content {
+                Content::Sms { segments, .. } => segments,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(
+            (whole(140), whole(141), whole(268), whole(269)),
+            (1, 2, 2, 3)
+        );
+        // A part: the tenant's UDH kept, the octets behind it, at most 140 in all.
+        let mut part = b"\x06\x05\x04\x0b\x84\x23\xf0".to_vec();
+        part.extend_from_slice(&[0x11; 133]);
+        let pdu = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            data_coding: 0xF5,
+            ..sm(&part)
+        };
+        let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(d.udh.as_deref(), Some(&part[..7]));
+        assert_eq!(d.body, "11".repeat(133));
+        part.push(0x11);
+        let over = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            data_coding: 0xF5,
+            ..sm(&part)
+        };
+        assert_eq!(status(&over), CommandStatus::ESME_RINVMSGLEN);
+        assert_eq!(
+            status(&SubmitSm {
+                data_coding: 4,
+                ..sm(b"")
+            }),
+            CommandStatus::ESME_RINVMSGLEN
+        );
+    }
+
+    #[test]
+    fn a_cancel_by_addresses_reads_them_as_a_submit_does() {
+        use switchyard_protocols::smpp::pdu::CancelSm;
+        let user = test_user("acme01", Some("Default"));
+        let named = super::cancel_match(
+            &CancelSm {
+                service_type: "WAP".to_owned().into(),
+                source: Address::international("447700900001"),
+                dest: Address::international("447911123456"),
+                ..CancelSm::default()
+            },
+            &user,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                named.from.as_str(),
+                named.to.as_str(),
+                named.service_type.as_deref()
+            ),
+            ("+447700900001", "+447911123456", Some("WAP"))
+        );
+        let default_sender = super::cancel_match(
+            &CancelSm {
+                dest: Address::international("447911123456"),
+                ..CancelSm::default()
+            },
+            &user,
+        )
+        .unwrap();
+        assert_eq!(
+            (default_sender.from.as_str(), default_sender.service_type),
+            ("Default", None)
+        );
+        let no_dest = super::cancel_match(&CancelSm::default(), &user).unwrap_err();
+        assert_eq!(no_dest.status, CommandStatus::ESME_RINVDSTADR);
     }
 
     #[test]

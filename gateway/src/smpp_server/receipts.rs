@@ -20,8 +20,9 @@
 //! message: the first final status (a message never leaves a final status).
 //!
 //! MO messages to a tenant whose `mo_delivery` is `smpp` or `both` take the same road: the
-//! inbound event becomes a deliver_sm (esm_class 0) to the binds of the tenant's first SMPP
-//! user, with the same retries and cursor. A text longer than one SMS goes whole in
+//! inbound event becomes a deliver_sm (esm_class 0) to the binds of one SMPP user, the one
+//! that names the number in `mo_numbers` or else the tenant's first user without
+//! `mo_numbers`, with the same retries and cursor. A text longer than one SMS goes whole in
 //! message_payload.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -157,7 +158,7 @@ pub(crate) async fn run(
                             continue;
                         }
                         let pdu = if event.is_inbound() {
-                            user.takes_mo.then(|| mo_for(&event)).flatten()
+                            user.takes_mo(&event.to).then(|| mo_for(&event)).flatten()
                         } else {
                             receipt_for(&event, &system_id)
                         };
@@ -420,6 +421,7 @@ mod tests {
                 system_id: "acme01".into(),
                 receipt,
                 reported_id: None,
+                service_type: None,
             }),
             flow: None,
         }

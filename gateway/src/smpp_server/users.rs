@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use switchyard_ops::config::{Config, MoDelivery, SmppUser};
+use switchyard_ops::config::{Config, SmppUser, TenantSmpp};
 use switchyard_protocols::smpp::pdu::Bind;
 use switchyard_protocols::smpp::pdu::SubmitSm;
 use switchyard_protocols::smpp::session::BindType;
@@ -40,9 +40,9 @@ pub(crate) struct User {
     pub(crate) config: SmppUser,
     /// The tenant's sender for submits with an empty source_addr.
     pub(crate) default_sender: Option<String>,
-    /// Whether the tenant's MO messages go to this user's binds: `mo_delivery` is `smpp` or
-    /// `both` and this is the tenant's first SMPP user.
-    pub(crate) takes_mo: bool,
+    /// The tenant's SMPP settings, which say which of its users gets the MO messages to each
+    /// of its numbers ([`TenantSmpp::mo_user`]).
+    tenant_smpp: Arc<TenantSmpp>,
     /// `max_tps` across all its binds.
     bucket: Option<Mutex<TokenBucket>>,
 }
@@ -58,9 +58,18 @@ impl User {
             tenant: Arc::from(tenant),
             config,
             default_sender,
-            takes_mo: false,
+            tenant_smpp: Arc::default(),
             bucket: None,
         }
+    }
+
+    /// Whether the MO message to the tenant's number `to` goes to this user's binds: the
+    /// tenant sends MO over SMPP, and this is the user that names `to` in `mo_numbers` or,
+    /// when none does, the tenant's first user without `mo_numbers`.
+    pub(crate) fn takes_mo(&self, to: &str) -> bool {
+        self.tenant_smpp
+            .mo_user(to)
+            .is_some_and(|u| u.system_id == self.config.system_id)
     }
 
     /// Takes one submit from the user's own rate; `false` when it is over (ESME_RTHROTTLED).
@@ -89,8 +98,8 @@ impl Users {
         let mut by_system_id = HashMap::new();
         for t in &config.tenants {
             let tenant: Arc<str> = Arc::from(t.name.as_str());
-            let mo = !matches!(t.smpp.mo_delivery, MoDelivery::Webhook);
-            for (i, u) in t.smpp.users.iter().enumerate() {
+            let tenant_smpp = Arc::new(t.smpp.clone());
+            for u in &t.smpp.users {
                 let kept = old
                     .and_then(|o| o.by_system_id.get(&u.system_id))
                     .filter(|o| *o.tenant == *tenant && o.config == *u);
@@ -107,7 +116,7 @@ impl Users {
                         tenant: tenant.clone(),
                         config: u.clone(),
                         default_sender: t.default_sender.clone(),
-                        takes_mo: mo && i == 0,
+                        tenant_smpp: tenant_smpp.clone(),
                         bucket,
                     }),
                 );

@@ -118,7 +118,8 @@ pub(crate) struct Draft {
     /// Sender: E.164 with `+`, a short code or an alphanumeric id; an email address (empty:
     /// the relay's default sender).
     pub(crate) from: String,
-    /// The text (spoken by text-to-speech for a call; the plain-text part of an email).
+    /// The text (spoken by text-to-speech for a call; the plain-text part of an email; for a
+    /// binary SMS, its octets in hex).
     pub(crate) body: String,
     /// SMS or call.
     pub(crate) content: Content,
@@ -143,7 +144,8 @@ pub(crate) struct Draft {
     /// One part of a longer message as the tenant cut it: its user data header (UDHL
     /// included); the body then goes out as exactly one segment behind it.
     pub(crate) udh: Option<Vec<u8>>,
-    /// An SMPP data_coding to send as is (message class, message waiting, auto-deletion).
+    /// An SMPP data_coding to send as is (message class, message waiting, auto-deletion, binary
+    /// 2).
     pub(crate) data_coding: Option<u8>,
     /// The flow this message is a step of.
     pub(crate) flow: Option<crate::domain::FlowLink>,
@@ -292,6 +294,45 @@ pub(crate) enum CancelError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// What a cancel by addresses (SMPP cancel_sm without a message_id) names: the messages of
+/// the tenant from this sender to this recipient, and of this service_type when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CancelMatch {
+    /// The sender, in its stored form.
+    pub(crate) from: String,
+    /// The recipient, in its stored form (`+` and the digits).
+    pub(crate) to: String,
+    /// The service_type the submits gave, when the cancel names one.
+    pub(crate) service_type: Option<String>,
+}
+
+impl CancelMatch {
+    /// Whether `record` is named, and could be cancelled by id too: a scheduled SMS still
+    /// `accepted`, from and to these addresses (with this service_type, when named). Whether
+    /// it is due yet is the scheduler's to say.
+    pub(crate) fn matches(&self, record: &crate::domain::MessageRecord) -> bool {
+        let m = &record.message;
+        record.status == crate::domain::Status::Accepted
+            && m.channel() == Channel::Sms
+            && m.scheduled_at.is_some()
+            && m.from == self.from
+            && m.to == self.to
+            && self.service_type.as_ref().is_none_or(|want| {
+                m.smpp
+                    .as_ref()
+                    .and_then(|o| o.service_type.as_ref())
+                    .is_some_and(|st| st == want)
+            })
+    }
+}
+
+/// Messages one cancel by addresses cancels at most; the ESME sends it again for the rest.
+pub(crate) const MAX_CANCEL_MATCHING: usize = 100;
+
+/// Messages a cancel by addresses reads at most to find them (pages of the tenant's accepted
+/// messages to the recipient, newest first).
+const CANCEL_SCAN: usize = 10_000;
 
 /// What replaces a scheduled message's content (SMPP replace_sm).
 #[derive(Debug, Clone)]
@@ -766,6 +807,67 @@ impl Submitter {
         }
     }
 
+    /// Cancels `tenant`'s scheduled SMS that `m` names and that are not due yet, at most
+    /// `max` of them, in one commit (SMPP cancel_sm by addresses). Returns how many were
+    /// cancelled; 0 when none could be.
+    pub(crate) async fn cancel_matching(
+        &self,
+        tenant: &str,
+        m: &CancelMatch,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        use crate::domain::{ListFilter, Status, Update};
+        let mut taken = Vec::new();
+        let mut before = None;
+        let mut scanned = 0;
+        while taken.len() < max && scanned < CANCEL_SCAN {
+            let filter = ListFilter {
+                status: Some(Status::Accepted),
+                to: Some(m.to.clone()),
+                before,
+                limit: 1000,
+                ..ListFilter::default()
+            };
+            let page = self.store.list(tenant, filter).await?;
+            scanned += page.len();
+            before = page.last().map(|r| r.message.id);
+            for record in page.iter().filter(|r| m.matches(r)) {
+                let (id, at) = (record.message.id, record.message.scheduled_at);
+                if at.is_some_and(|at| self.take_scheduled(id, at).is_some()) {
+                    taken.push(id);
+                    if taken.len() == max {
+                        break;
+                    }
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+        }
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let at = crate::domain::now_ms();
+        let updates = taken
+            .iter()
+            .map(|&id| Update::Status {
+                id,
+                status: Status::Cancelled,
+                at,
+                detail: Some("cancelled by the tenant".into()),
+            })
+            .collect();
+        // Until this commits, the scheduler remembers the cancellations (and never sends them).
+        let applied = self.store.apply(updates).await?;
+        for &id in &taken {
+            self.dispatcher.cancel_committed(id);
+        }
+        Ok(applied
+            .iter()
+            .filter(|a| matches!(a, crate::domain::Applied::Moved { .. }))
+            .count())
+    }
+
     /// Replaces the content of `tenant`'s message `id` if it is a scheduled SMS (not a part)
     /// not due yet: `make` builds the new content from the stored message (its encoding, its
     /// addresses); the tenant's plan checks it; the scheduler releases the new content at its
@@ -967,6 +1069,59 @@ fn message(
 #[cfg(test)]
 mod tests {
     use switchyard_routing::Price;
+
+    #[test]
+    fn a_cancel_by_addresses_names_scheduled_sms_between_them() {
+        use crate::domain::{MessageRecord, SmppOrigin, Status};
+        let mut m = crate::store::suite::fixtures::message("acme", 1, 1);
+        m.from = "+447700900001".into();
+        m.to = "+447911123456".into();
+        m.scheduled_at = Some(m.created_at + 3_600_000);
+        m.smpp = Some(SmppOrigin {
+            system_id: "acme01".into(),
+            receipt: 1,
+            reported_id: None,
+            service_type: Some("WAP".into()),
+        });
+        let record = |m: &crate::domain::NewMessage, status| MessageRecord {
+            message: m.clone(),
+            status,
+            updated_at: m.created_at,
+            segment_states: Vec::new(),
+            history: Vec::new(),
+            call: None,
+        };
+        let named = super::CancelMatch {
+            from: "+447700900001".into(),
+            to: "+447911123456".into(),
+            service_type: None,
+        };
+        assert!(named.matches(&record(&m, Status::Accepted)));
+        assert!(!named.matches(&record(&m, Status::Queued)), "on its way");
+        let wap = super::CancelMatch {
+            service_type: Some("WAP".into()),
+            ..named.clone()
+        };
+        let cmt = super::CancelMatch {
+            service_type: Some("CMT".into()),
+            ..named.clone()
+        };
+        assert!(wap.matches(&record(&m, Status::Accepted)));
+        assert!(!cmt.matches(&record(&m, Status::Accepted)));
+        let other = super::CancelMatch {
+            from: "Acme".into(),
+            ..named.clone()
+        };
+        assert!(!other.matches(&record(&m, Status::Accepted)));
+        let now = crate::domain::NewMessage {
+            scheduled_at: None,
+            ..m.clone()
+        };
+        assert!(
+            !named.matches(&record(&now, Status::Accepted)),
+            "not scheduled"
+        );
+    }
 
     #[test]
     fn prices_multiply_exactly() {

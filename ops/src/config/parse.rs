@@ -362,7 +362,7 @@ fn tenant(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Tenant {
     let limits = tenant_limits(report, &mut t);
     let events = super::events::tenant_events(report, &mut t);
     let sip = tenant_sip(report, &mut t);
-    let smpp = super::smpp_server::tenant_smpp(report, &mut t);
+    let smpp = super::smpp_server::tenant_smpp(report, &mut t, &events.numbers);
     let fairness = super::queues::tenant_fairness(report, &mut t);
     t.finish(report);
     Tenant {

@@ -241,6 +241,7 @@ mod tests {
             max_tps: None,
             allowed_ips: Vec::new(),
             system_type: None,
+            mo_numbers: None,
         });
         new.tenants[0].smpp.mo_delivery = MoDelivery::Both;
         assert_eq!(reloadable_diff(&old, &new), Ok(()));

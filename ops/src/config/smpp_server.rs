@@ -107,6 +107,26 @@ pub struct TenantSmpp {
     pub mo_delivery: MoDelivery,
 }
 
+impl TenantSmpp {
+    /// The user whose binds get the MO messages to `number` (digits), when `mo_delivery` is
+    /// `smpp` or `both`: the user that names it in `mo_numbers`, else the first user without
+    /// `mo_numbers`. One user at most, so each MO is sent once, not once per user.
+    pub fn mo_user(&self, number: &str) -> Option<&SmppUser> {
+        if self.mo_delivery == MoDelivery::Webhook {
+            return None;
+        }
+        let number = number.strip_prefix('+').unwrap_or(number);
+        self.users
+            .iter()
+            .find(|u| {
+                u.mo_numbers
+                    .as_ref()
+                    .is_some_and(|n| n.iter().any(|x| x == number))
+            })
+            .or_else(|| self.users.iter().find(|u| u.mo_numbers.is_none()))
+    }
+}
+
 /// Where a tenant's inbound (MO) messages go (`mo_delivery`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MoDelivery {
@@ -140,6 +160,10 @@ pub struct SmppUser {
     pub allowed_ips: Vec<Cidr>,
     /// When set, a bind must carry exactly this system_type (`system_type`).
     pub system_type: Option<String>,
+    /// The tenant's numbers whose MO messages this user's binds get (`mo_numbers`, digits
+    /// without `+`); see [`TenantSmpp::mo_user`]. `None` (the key left out): the numbers no
+    /// user names, when this is the tenant's first such user; empty: none.
+    pub mo_numbers: Option<Vec<String>>,
 }
 
 impl SmppUser {
@@ -262,9 +286,15 @@ pub(crate) fn smpp_server(report: &mut Report<'_>, mut t: Table<'_, '_>) -> Smpp
     s
 }
 
-/// A tenant's `smpp_users` and `mo_delivery`.
-pub(crate) fn tenant_smpp(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> TenantSmpp {
+/// A tenant's `smpp_users` and `mo_delivery`; `numbers` are the tenant's own (digits), which
+/// `mo_numbers` may name, each in one user only.
+pub(crate) fn tenant_smpp(
+    report: &mut Report<'_>,
+    t: &mut Table<'_, '_>,
+    numbers: &[String],
+) -> TenantSmpp {
     let mut users = Vec::new();
+    let mut named: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for mut u in t.tables(report, "smpp_users") {
         let system_id = if u.has(report, "system_id") {
             smpp_text(report, &mut u, "system_id", 1, MAX_SYSTEM_ID)
@@ -293,6 +323,30 @@ pub(crate) fn tenant_smpp(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> Ten
             }
         }
         let system_type = smpp_text(report, &mut u, "system_type", 0, MAX_SYSTEM_TYPE);
+        let mo_numbers = u.strings(report, "mo_numbers").map(|list| {
+            let mut out = Vec::new();
+            for (i, (n, span)) in list.iter().enumerate() {
+                let digits = n.strip_prefix('+').unwrap_or(n);
+                let path = format!("{}[{i}]", u.key_path("mo_numbers"));
+                let why = if !numbers.iter().any(|x| x == digits) {
+                    Some(format!("{n:?} is not one of the tenant's numbers"))
+                } else {
+                    let user = system_id.clone().unwrap_or_default();
+                    match named.insert(digits.to_owned(), user.clone()) {
+                        Some(other) if other != user => Some(format!(
+                            "{n:?} is named by smpp user {other:?} already: MO messages go to \
+                             one user"
+                        )),
+                        _ => None,
+                    }
+                };
+                match why {
+                    Some(why) => report.at_span(span, &path, ConfigErrorKind::Invalid(why)),
+                    None => out.push(digits.to_owned()),
+                }
+            }
+            out
+        });
         u.finish(report);
         if let (Some(system_id), Some(secret)) = (system_id, secret) {
             users.push(SmppUser {
@@ -303,6 +357,7 @@ pub(crate) fn tenant_smpp(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> Ten
                 max_tps,
                 allowed_ips,
                 system_type,
+                mo_numbers,
             });
         }
     }
@@ -317,6 +372,16 @@ pub(crate) fn tenant_smpp(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> Ten
             ],
         )
         .unwrap_or_default();
+    if mo_delivery == MoDelivery::Webhook && users.iter().any(|u| u.mo_numbers.is_some()) {
+        report.at_path(
+            &t.key_path("mo_delivery"),
+            ConfigErrorKind::Invalid(
+                "mo_numbers route MO messages to SMPP users: set mo_delivery to \"smpp\" or \
+                 \"both\""
+                    .into(),
+            ),
+        );
+    }
     TenantSmpp { users, mo_delivery }
 }
 
@@ -569,6 +634,7 @@ mo_delivery = "both"
                             Cidr::parse("2001:db8::7/128").unwrap(),
                         ],
                         system_type: Some("VMA".into()),
+                        mo_numbers: None,
                     },
                     SmppUser {
                         system_id: "acme_otp".into(),
@@ -578,6 +644,7 @@ mo_delivery = "both"
                         max_tps: None,
                         allowed_ips: Vec::new(),
                         system_type: None,
+                        mo_numbers: None,
                     },
                 ],
                 mo_delivery: MoDelivery::Both,
@@ -586,6 +653,93 @@ mo_delivery = "both"
         let blue = &cfg.tenants[1].smpp;
         assert_eq!(blue.users[0].system_id, "blue");
         assert_eq!(blue.mo_delivery, MoDelivery::Webhook);
+    }
+
+    #[test]
+    fn mo_numbers_choose_the_user_that_gets_mo() {
+        let users = |a: &str, b: &str, delivery: &str| {
+            doc(
+                "[smpp_server]\nlisten = \"0.0.0.0:2775\"",
+                &format!(
+                    "numbers = [\"+447000000001\", \"+447000000002\", \"60123\"]\n\
+                     mo_delivery = \"{delivery}\"\n\
+                     smpp_users = [\n  {{ system_id = \"a\", password = \"pa\"{a} }},\n  \
+                     {{ system_id = \"b\", password = \"pb\"{b} }},\n]"
+                ),
+                "",
+            )
+        };
+        let cfg = parse(&users(
+            "",
+            ", mo_numbers = [\"+447000000002\", \"60123\"]",
+            "smpp",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let smpp = &cfg.tenants[0].smpp;
+        assert_eq!(
+            smpp.users[1].mo_numbers,
+            Some(vec!["447000000002".to_owned(), "60123".to_owned()])
+        );
+        let who = |n: &str| smpp.mo_user(n).map(|u| u.system_id.as_str());
+        assert_eq!(who("+447000000002"), Some("b"));
+        assert_eq!(who("60123"), Some("b"));
+        assert_eq!(
+            who("447000000001"),
+            Some("a"),
+            "the rest: the first user without the key"
+        );
+        // Every user names its numbers: the others reach no user.
+        let cfg = parse(&users(
+            ", mo_numbers = []",
+            ", mo_numbers = [\"447000000002\"]",
+            "both",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let smpp = &cfg.tenants[0].smpp;
+        assert_eq!(
+            smpp.mo_user("447000000002").map(|u| u.system_id.as_str()),
+            Some("b")
+        );
+        assert!(smpp.mo_user("447000000001").is_none());
+        // Without the key anywhere: the first user, as long as MO go over SMPP at all.
+        let cfg = parse(&users("", "", "smpp")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.tenants[0]
+                .smpp
+                .mo_user("60123")
+                .map(|u| u.system_id.as_str()),
+            Some("a")
+        );
+        let cfg = parse(&users("", "", "webhook")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.tenants[0].smpp.mo_user("60123").is_none());
+        let cases = [
+            (
+                users(", mo_numbers = [\"+447999999999\"]", "", "smpp"),
+                "tenants[0].smpp_users[0].mo_numbers[0]",
+                "not one of the tenant's numbers",
+            ),
+            (
+                users(
+                    ", mo_numbers = [\"60123\"]",
+                    ", mo_numbers = [\"+447000000001\", \"60123\"]",
+                    "smpp",
+                ),
+                "tenants[0].smpp_users[1].mo_numbers[1]",
+                "named by smpp user \"a\"",
+            ),
+            (
+                users(", mo_numbers = [\"60123\"]", "", "webhook"),
+                "tenants[0].mo_delivery",
+                "set mo_delivery",
+            ),
+        ];
+        for (text, path, want) in cases {
+            let errs = errors(&text);
+            let e = errs
+                .at(path)
+                .unwrap_or_else(|| panic!("no error at {path} in:\n{text}\ngot:\n{errs}"));
+            assert!(e.to_string().contains(want), "{want:?} not in {e}");
+        }
     }
 
     #[test]
@@ -907,6 +1061,7 @@ mo_delivery = "both"
             max_tps: None,
             allowed_ips: Vec::new(),
             system_type: None,
+            mo_numbers: None,
         };
         let plain = format!("{:?}", user(SmppSecret::Password("pw12345".into())));
         assert!(!plain.contains("pw12345"), "{plain}");

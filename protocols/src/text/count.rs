@@ -8,7 +8,7 @@
 //! packed.
 
 use super::charset::Encoding;
-use super::{gsm7, latin1, udh, TextError};
+use super::{binary, gsm7, latin1, udh, TextError};
 
 impl Encoding {
     /// Units the ASCII byte `b` takes, or `None` if it does not fit.
@@ -17,21 +17,30 @@ impl Encoding {
         match self {
             Encoding::Gsm7 => gsm7::ascii_septets(b),
             Encoding::Latin1 | Encoding::Ucs2 => Some(1),
+            // Half an octet: binary is counted by pairs, in `units`.
+            Encoding::Binary => None,
         }
     }
 
     /// Units (septets, octets or UTF-16 code units) `c` takes, or `None` if it does not fit.
+    /// Always `None` for [`Encoding::Binary`]: one hex digit is half an octet, so binary is
+    /// counted by [`Encoding::units`] only.
     #[inline]
     pub fn char_units(self, c: char) -> Option<usize> {
         match self {
             Encoding::Gsm7 => gsm7::char_septets(c),
             Encoding::Latin1 => latin1::is_latin1(c).then_some(1),
             Encoding::Ucs2 => Some(c.len_utf16()),
+            Encoding::Binary => None,
         }
     }
 
-    /// Units `text` takes, or the first character that does not fit.
+    /// Units `text` takes, or the first character that does not fit. For
+    /// [`Encoding::Binary`], the octets its hex digits stand for.
     pub fn units(self, text: &str) -> Result<usize, TextError> {
+        if self == Encoding::Binary {
+            return binary::octets(text);
+        }
         let mut n = 0;
         for (offset, ch) in text.char_indices() {
             n += self.char_units(ch).ok_or(TextError::Unrepresentable {
@@ -121,6 +130,7 @@ pub struct Limits {
 /// | GSM-7 (septets) | 160 | 153 | 152 | 153 |
 /// | Latin-1 (octets) | 140 | 134 | 133 | 134 |
 /// | UCS-2 (16-bit units) | 70 | 67 | 66 | 67 |
+/// | binary (octets) | 140 | 134 | 133 | 134 |
 ///
 /// With SAR TLVs the parts carry no UDH, so in principle they could hold 160/140/70 each; but
 /// the SMSC inserts a UDH when it turns SAR into concatenated SMS on the air interface, so
@@ -135,7 +145,7 @@ pub const fn limits(encoding: Encoding, concat: Concat) -> Limits {
             single: 160,
             multi: 160 - udh::udh_septets(header),
         },
-        Encoding::Latin1 => Limits {
+        Encoding::Latin1 | Encoding::Binary => Limits {
             single: 140,
             multi: 140 - header,
         },
@@ -178,7 +188,13 @@ pub(crate) fn count_with(
             units_left: lim.single - units,
         };
     }
-    let (segments, last) = greedy(text, encoding, lim.multi, |_| ());
+    let (segments, last) = if encoding == Encoding::Binary {
+        // Every octet is one unit: full parts, the rest in the last one.
+        let segments = units.div_ceil(lim.multi);
+        (segments, units - (segments - 1) * lim.multi)
+    } else {
+        greedy(text, encoding, lim.multi, |_| ())
+    };
     SegmentInfo {
         encoding,
         segments,
@@ -248,5 +264,7 @@ mod tests {
         assert_eq!(l(Encoding::Ucs2, Concat::Udh8), (70, 67));
         assert_eq!(l(Encoding::Ucs2, Concat::Udh16), (70, 66));
         assert_eq!(l(Encoding::Ucs2, Concat::Sar), (70, 67));
+        assert_eq!(l(Encoding::Binary, Concat::Udh8), (140, 134));
+        assert_eq!(l(Encoding::Binary, Concat::Udh16), (140, 133));
     }
 }

@@ -12,10 +12,12 @@
 //!
 //! # Layout
 //! Each module uses only those listed before it (and this one's [`TextError`]).
-//! - `charset`: [`Encoding`], the names and data_coding values of the three encodings.
+//! - `charset`: [`Encoding`], the names and data_coding values of the three text encodings
+//!   and of 8-bit binary.
 //! - [`gsm7`]: the GSM 03.38 default alphabet and extension table, unpacked and packed septets.
 //! - [`latin1`]: ISO 8859-1 (SMPP data_coding 3).
 //! - [`ucs2`]: UCS-2 as UTF-16BE with surrogate pairs (data_coding 8).
+//! - [`binary`]: 8-bit binary data (data_coding 4) as two hex digits per octet.
 //! - [`udh`]: user data header parsing and the concatenation IEs.
 //! - `count`: units a text takes in an encoding, [`segment::limits`] per part, parts per text.
 //! - [`encoding`]: the choice of the cheapest encoding ([`EncodingPreference`]).
@@ -23,6 +25,7 @@
 //! - [`decode`]: decoding an incoming short_message by data_coding.
 //! - [`reassembly`]: the sans-IO reassembler of multipart messages.
 
+pub mod binary;
 mod charset;
 mod count;
 pub mod decode;

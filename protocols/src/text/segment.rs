@@ -11,7 +11,7 @@ pub use super::count::{limits, Concat, Limits, SegmentInfo};
 use super::charset::Encoding;
 use super::count::{count_with, greedy};
 use super::encoding::{choose, EncodingPreference};
-use super::{gsm7, latin1, ucs2, udh, TextError};
+use super::{binary, gsm7, latin1, ucs2, udh, TextError};
 use crate::smpp::tlv::{tag, Tlv};
 
 /// Options for [`encode_message`] and [`count_segments`].
@@ -120,6 +120,14 @@ pub fn encode_message(text: &str, opts: &EncodeOptions) -> Result<EncodedMessage
     let mut ranges: Vec<Range<usize>> = Vec::new();
     if units <= lim.single {
         ranges.push(0..text.len());
+    } else if encoding == Encoding::Binary {
+        // Two hex digits per octet, full parts: every cut is on an octet.
+        let step = lim.multi * 2;
+        ranges.extend(
+            (0..text.len())
+                .step_by(step)
+                .map(|at| at..text.len().min(at + step)),
+        );
     } else {
         let mut start = 0;
         greedy(text, encoding, lim.multi, |at| {
@@ -170,6 +178,10 @@ pub fn encode_message(text: &str, opts: &EncodeOptions) -> Result<EncodedMessage
                 ucs2::encode_into(part, &mut out);
                 (out.len() - udh_len) / 2
             }
+            Encoding::Binary => {
+                binary::decode_into(part, &mut out)?;
+                out.len() - udh_len
+            }
         };
         segments.push(Segment {
             number,
@@ -201,5 +213,30 @@ mod tests {
         assert!(m.segments[0].short_message.is_empty());
         let c = count_segments("", &EncodeOptions::default()).unwrap();
         assert_eq!((c.segments, c.units_left), (1, 160));
+    }
+
+    #[test]
+    fn binary_goes_out_as_its_octets_140_per_part() {
+        let binary = EncodeOptions {
+            encoding: EncodingPreference::Force(Encoding::Binary),
+            reference: 7,
+            ..EncodeOptions::default()
+        };
+        let one = "0b".repeat(140);
+        let m = encode_message(&one, &binary).unwrap();
+        assert_eq!((m.segments.len(), m.data_coding), (1, 4));
+        assert_eq!(&m.segments[0].short_message[..], &[0x0b; 140][..]);
+        // 141 octets: 134 behind a 6-octet UDH, then 7.
+        let bytes: Vec<u8> = (0..141u8).collect();
+        let hex = super::binary::encode(&bytes);
+        let m = encode_message(&hex, &binary).unwrap();
+        assert_eq!(m.segments.len(), 2);
+        assert_eq!(m.segments[0].payload(), &bytes[..134]);
+        assert_eq!(m.segments[1].payload(), &bytes[134..]);
+        assert_eq!(&m.segments[1].short_message[..6], &[5, 0, 3, 7, 2, 2]);
+        let c = count_segments(&hex, &binary).unwrap();
+        assert_eq!((c.segments, c.units, c.units_left), (2, 141, 127));
+        assert!(count_segments("abc", &binary).is_err());
+        assert!(encode_message("zz", &binary).is_err());
     }
 }

@@ -54,6 +54,7 @@ pub(crate) async fn final_events_skip_the_rest_and_say_how_far_they_read(h: &mut
         system_id: "acme01".into(),
         receipt: 1,
         reported_id: None,
+        service_type: None,
     });
     store
         .insert(vec![m.clone(), message("a", 2, 1), message("b", 3, 1)])

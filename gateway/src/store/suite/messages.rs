@@ -1,5 +1,5 @@
 //! Messages in and out: insert, get, list by tenant, what a restart keeps, a request that fails,
-//! the fields of an email.
+//! the fields of an email, binary SMS.
 
 use super::fixtures::{id, message, receipt, sent, status, status_of, T0};
 use super::Harness;
@@ -377,4 +377,28 @@ pub(crate) async fn a_chat_message_keeps_its_channel_template_and_tag(h: &mut dy
     }
     let unfinished = store.unfinished().await.unwrap();
     assert_eq!(unfinished[1].message.chat, messenger.chat);
+}
+
+pub(crate) async fn a_binary_sms_keeps_every_octet(h: &mut dyn Harness) {
+    use switchyard_protocols::text::{binary, Encoding};
+    let store = h.store();
+    let octets: Vec<u8> = (0..=255u8).rev().collect();
+    let m = NewMessage {
+        body: binary::encode(&octets),
+        encoding: Some(Encoding::Binary),
+        segments: 2,
+        udh: Some(vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]),
+        data_coding: Some(0xF5),
+        scheduled_at: Some(T0 + 60_000),
+        ..message("acme", 1, 2)
+    };
+    store.insert(vec![m.clone()]).await.unwrap();
+    h.reopen().await;
+    let store = h.store();
+    let read = store.get("acme", m.id).await.unwrap().unwrap().message;
+    assert_eq!(read, m);
+    assert_eq!(binary::decode(&read.body).unwrap(), octets);
+    let scheduled = store.scheduled((i64::MIN, MessageId(0)), 10).await.unwrap();
+    assert_eq!(scheduled[0].message.encoding, Some(Encoding::Binary));
+    assert_eq!(scheduled[0].message.body, m.body);
 }

@@ -77,6 +77,7 @@ macro_rules! store_suite {
                 concurrent_inserts_all_commit,
                 an_email_keeps_its_subject_html_and_reply_to,
                 a_chat_message_keeps_its_channel_template_and_tag,
+                a_binary_sms_keeps_every_octet,
             }
             updates {
                 statuses_never_move_backwards,

@@ -223,6 +223,7 @@ pub(crate) async fn replace_changes_a_scheduled_message_while_it_is_accepted(h: 
                 system_id: "acme01".into(),
                 receipt: 1,
                 reported_id: None,
+                service_type: None,
             }),
             at: T0 + 50,
         }))
@@ -248,6 +249,7 @@ pub(crate) async fn replace_changes_a_scheduled_message_while_it_is_accepted(h: 
                 system_id: "acme01".into(),
                 receipt: 1,
                 reported_id: None,
+                service_type: None,
             }),
             ..scheduled(1)
         }
