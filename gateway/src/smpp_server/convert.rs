@@ -379,6 +379,7 @@ pub(crate) fn cancel_match(
     let from = source(&c.source, user)?;
     let raw = c.service_type.as_bytes();
     Ok(crate::submit::CancelMatch {
+        system_id: user.config.system_id.clone(),
         from,
         to: format!("+{}", to.as_str()),
         service_type: (!raw.is_empty()).then(|| String::from_utf8_lossy(raw).into_owned()),

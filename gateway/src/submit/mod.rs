@@ -295,10 +295,14 @@ pub(crate) enum CancelError {
     Store(#[from] StoreError),
 }
 
-/// What a cancel by addresses (SMPP cancel_sm without a message_id) names: the messages of
-/// the tenant from this sender to this recipient, and of this service_type when given.
+/// What a cancel by addresses (SMPP cancel_sm without a message_id) names: the messages the
+/// same SMPP user submitted from this sender to this recipient, and of this service_type when
+/// given (as an SMSC cancels only what the cancelling ESME submitted: never the tenant's API
+/// traffic or another user's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CancelMatch {
+    /// The SMPP user (system_id) that submitted them.
+    pub(crate) system_id: String,
     /// The sender, in its stored form.
     pub(crate) from: String,
     /// The recipient, in its stored form (`+` and the digits).
@@ -318,6 +322,9 @@ impl CancelMatch {
             && m.scheduled_at.is_some()
             && m.from == self.from
             && m.to == self.to
+            && m.smpp
+                .as_ref()
+                .is_some_and(|o| o.system_id == self.system_id)
             && self.service_type.as_ref().is_none_or(|want| {
                 m.smpp
                     .as_ref()
@@ -1092,6 +1099,7 @@ mod tests {
             call: None,
         };
         let named = super::CancelMatch {
+            system_id: "acme01".into(),
             from: "+447700900001".into(),
             to: "+447911123456".into(),
             service_type: None,
@@ -1113,6 +1121,16 @@ mod tests {
             ..named.clone()
         };
         assert!(!other.matches(&record(&m, Status::Accepted)));
+        let another_user = super::CancelMatch {
+            system_id: "acme02".into(),
+            ..named.clone()
+        };
+        assert!(!another_user.matches(&record(&m, Status::Accepted)));
+        let from_the_api = crate::domain::NewMessage {
+            smpp: None,
+            ..m.clone()
+        };
+        assert!(!named.matches(&record(&from_the_api, Status::Accepted)));
         let now = crate::domain::NewMessage {
             scheduled_at: None,
             ..m.clone()

@@ -42,6 +42,7 @@ pub(crate) async fn many_messages_in_one_insert_keep_every_field(h: &mut dyn Har
             system_id: "acme01".into(),
             receipt: 1,
             reported_id: None,
+            service_type: Some("WAP".into()),
         }),
         udh: Some(vec![5, 0, 3, 7, 2, 1]),
         data_coding: Some(0xF1),
