@@ -15,6 +15,7 @@
 #   SY_BINDS=2 SY_WINDOW=100 Switchyard's TRX binds and window to the simulator
 #   SIM_WINDOW=50            simulator's deliver_sm window per bind (see README: receipts)
 #   SYSTEMS="switchyard kannel"                           DATA_BASE=/tmp  where stores live
+#   SY_DURABILITY="fsync os" Switchyard runs once per [store] durability, labelled sy-fsync, sy-os
 #   SKIP_BUILD=1             use the binaries already in $CARGO_TARGET_DIR/release
 #   KEEP=1                   keep the work directory (configs, logs, JSON per step)
 set -euo pipefail
@@ -31,6 +32,7 @@ SY_BINDS=${SY_BINDS:-2}
 SY_WINDOW=${SY_WINDOW:-100}
 SIM_WINDOW=${SIM_WINDOW:-50}
 SYSTEMS=${SYSTEMS:-"switchyard kannel"}
+SY_DURABILITY=${SY_DURABILITY:-"fsync os"}
 DATA_BASE=${DATA_BASE:-/tmp}
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -148,6 +150,7 @@ SINK_PID=$LAST_PID
 wait_for 10 grep -q "listening on" "$WORK/http-sink.out" || die "http-sink did not start"
 SINK=$(addr_in "$WORK/http-sink.out" "listening on")
 sink_type() { curl -sf "http://$SINK/stats" | jq --arg t "$1" '.by_param[$t] // 0'; }
+sink_event() { curl -sf "http://$SINK/stats" | jq --arg t "$1" '.by_field[$t] // 0'; }
 
 BODY_TEXT='Your verification code is {seq6}. It expires in 10 minutes.'
 SEQ=0 # sequence numbers keep growing across steps and systems: every request is distinct
@@ -232,8 +235,10 @@ run_steps() {
 # ---------------------------------------------------------------------------------------------
 # Switchyard
 
+# run_switchyard DURABILITY: one run with [store] durability = DURABILITY, labelled sy-DURABILITY.
 run_switchyard() {
-    local dir=$WORK/switchyard key hash
+    local durability=$1 system=sy-$1
+    local dir=$WORK/$system key hash
     mkdir -p "$dir"
     key=sk_bench$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 38)
     hash=$("$BIN/switchyard" hash-key "$key" | awk '/^hash:/ {print $2}')
@@ -245,10 +250,16 @@ data_dir = "$dir/data"
 [store]
 kind = "sqlite"
 group_commit_linger_ms = 2
+durability = "$durability"
+
+[egress]
+allow = ["127.0.0.1/32"]
 
 [[tenants]]
 name = "bench"
 api_keys = ["$hash"]
+webhook_url = "http://$SINK/switchyard"
+webhook_secrets = ["bench-webhook-secret-0123456789"]
 
 [[carriers]]
 name = "sim"
@@ -271,20 +282,21 @@ sandbox = true
 EOF
     "$BIN/switchyard" check-config --config "$dir/switchyard.toml" >/dev/null ||
         die "generated Switchyard config is invalid"
-    start switchyard env RUST_LOG=warn "$BIN/switchyard" serve --config "$dir/switchyard.toml"
+    start "$system" env RUST_LOG=warn "$BIN/switchyard" serve --config "$dir/switchyard.toml"
     local pid=$LAST_PID
-    wait_for 20 grep -q "listening on" "$WORK/switchyard.out" || die "switchyard did not start"
+    wait_for 20 grep -q "listening on" "$WORK/$system.out" || die "switchyard did not start"
     local api
-    api=$(addr_in "$WORK/switchyard.out" "listening on")
+    api=$(addr_in "$WORK/$system.out" "listening on")
     wait_for 20 curl -sf "http://$api/readyz" || die "switchyard not ready (binds down?)"
-    log "switchyard: API $api, $SY_BINDS TRX binds, window $SY_WINDOW, pid $pid"
+    log "$system: API $api, $SY_BINDS TRX binds, window $SY_WINDOW, durability $durability, pid $pid"
     GW_PIDS=("$pid")
-    # Receipts the gateway acknowledged; it answers deliver_sm only after the store commit.
-    dlrs_now() { sim_stats | jq '.dlrs_acked'; }
+    # Receipts that reached the tenant: signed `message.delivered` webhooks at the sink (the
+    # same end of the path as Kannel's dlr-url callbacks).
+    dlrs_now() { sink_event message.delivered; }
     LOAD_ARGS=(--url "http://$api/v1/messages" --method POST
         --header "Authorization: Bearer $key"
         --body "{\"to\":\"+447911{seq6}\",\"from\":\"Switchyard\",\"body\":\"$BODY_TEXT\"}")
-    run_steps switchyard
+    run_steps "$system"
     stop_pid "$pid"
 }
 
@@ -362,7 +374,7 @@ EOF
 : >"$RESULTS"
 for system in $SYSTEMS; do
     case $system in
-    switchyard) run_switchyard ;;
+    switchyard) for d in $SY_DURABILITY; do run_switchyard "$d"; done ;;
     kannel) run_kannel ;;
     *) die "unknown system $system" ;;
     esac
@@ -374,10 +386,12 @@ done
 {
     echo
     echo "Switchyard vs Kannel ${KANNEL_VERSION:-} on one smsc-sim ($(nproc) cores, $CONNS HTTP connections, $STEP_S s paced steps, unpaced $MAX_S s)"
-    echo "Switchyard: SQLite store (WAL, synchronous=FULL, group commit), $SY_BINDS TRX binds, window $SY_WINDOW."
-    echo "Kannel: bearerbox + smsbox, 1 SMPP transceiver, max-pending-submits 100, store-type file, dlr-url callbacks."
-    echo "Rates include the drain after the load stopped; DLR/s is receipts acknowledged at the simulator for"
-    echo "Switchyard (no tenant webhook configured) and dlr-url callbacks (type 1) at the sink for Kannel."
+    echo "Switchyard: SQLite store (WAL, group commit), $SY_BINDS TRX binds, window $SY_WINDOW; sy-fsync: durability"
+    echo "\"fsync\" (synchronous=FULL, survives a power cut), sy-os: durability \"os\" (synchronous=NORMAL, survives a"
+    echo "crash of the process, not of the machine); every status change a signed webhook to the sink."
+    echo "Kannel: bearerbox + smsbox, 1 SMPP transceiver, max-pending-submits 100, store-type file (not fsynced per"
+    echo "message), dlr-url callbacks. Rates include the drain after the load stopped; DLR/s is final receipts that"
+    echo "reached the sink: message.delivered webhooks for Switchyard, dlr-url callbacks of type 1 for Kannel."
     echo
     awk -F'\t' '
         BEGIN {
@@ -390,21 +404,25 @@ done
                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
             key = $2; steps[key] = 1
             for (i = 3; i <= 9; i++) v[$1, key, i] = $i
+            if ($1 != "kannel" && !($1 in seen)) { seen[$1] = 1; systems[++ns] = $1 }
             if (!(key in order)) { order[key] = ++n; names[n] = key }
             if ($16 > 0) notes = notes sprintf("  %s %s: %d requests not accepted (non-2xx or I/O error)\n", $1, $2, $16)
         }
         END {
-            printf "\nSwitchyard/Kannel ratios (higher is better for rates, lower for latency, CPU and RSS):\n"
-            printf "%-8s %9s %9s %9s %8s %8s %10s %8s\n", "step", "accept/s", "submit/s", "DLR/s", "p50", "p99", "CPU/msg", "RSS"
-            for (j = 1; j <= n; j++) {
-                k = names[j]
-                if (!(("switchyard", k, 3) in v) || !(("kannel", k, 3) in v)) continue
-                line = sprintf("%-8s", k)
-                for (i = 3; i <= 9; i++) {
-                    a = v["switchyard", k, i]; b = v["kannel", k, i]
-                    line = line sprintf(" %8s", b > 0 ? sprintf("%.2fx", a / b) : "-")
+            for (m = 1; m <= ns; m++) {
+                sy = systems[m]
+                printf "\n%s/Kannel ratios (higher is better for rates, lower for latency, CPU and RSS):\n", sy
+                printf "%-8s %9s %9s %9s %8s %8s %10s %8s\n", "step", "accept/s", "submit/s", "DLR/s", "p50", "p99", "CPU/msg", "RSS"
+                for (j = 1; j <= n; j++) {
+                    k = names[j]
+                    if (!((sy, k, 3) in v) || !(("kannel", k, 3) in v)) continue
+                    line = sprintf("%-8s", k)
+                    for (i = 3; i <= 9; i++) {
+                        a = v[sy, k, i]; b = v["kannel", k, i]
+                        line = line sprintf(" %8s", b > 0 ? sprintf("%.2fx", a / b) : "-")
+                    }
+                    print line
                 }
-                print line
             }
             if (notes != "") printf "\n%s", notes
         }' "$RESULTS"

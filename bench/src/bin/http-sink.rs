@@ -2,10 +2,13 @@
 //! benchmark can count a gateway's callbacks (e.g. Kannel's `dlr-url` requests).
 //!
 //! `GET /stats` is not counted; it answers
-//! `{"requests": N, "by_param": {"<value>": N, …}, "last_ms": T}`, where `by_param` groups the
-//! requests by the value of the query parameter named by `--count-param` (e.g. Kannel's DLR type,
-//! `dlr-url=…?t=%d`) and `last_ms` is when the last counted request arrived, in milliseconds
-//! since the sink started. Keep-alive, one task per connection, only raw tokio and `httparse`.
+//! `{"requests": N, "by_param": {"<value>": N, …}, "by_field": {"<value>": N, …}, "last_ms": T}`,
+//! where `by_param` groups the requests by the value of the query parameter named by
+//! `--count-param` (e.g. Kannel's DLR type, `dlr-url=…?t=%d`), `by_field` groups JSON bodies by
+//! the string value of their top-level field named by `--count-field` (e.g. Switchyard's event
+//! `type`, `message.delivered`), and `last_ms` is when the last counted request arrived, in
+//! milliseconds since the sink started. Keep-alive, one task per connection, only raw tokio,
+//! `httparse` and `serde_json`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +37,9 @@ struct Options {
     /// Count requests by the value of this query parameter.
     #[arg(long, default_value = "t")]
     count_param: String,
+    /// Count JSON bodies by the string value of this top-level field.
+    #[arg(long, default_value = "type")]
+    count_field: String,
 }
 
 /// What the sink has seen.
@@ -43,6 +49,8 @@ struct Counts {
     requests: u64,
     /// Requests per value of `--count-param` (absent: `""`).
     by_param: BTreeMap<String, u64>,
+    /// JSON bodies per value of `--count-field` (bodies without it are not counted here).
+    by_field: BTreeMap<String, u64>,
     /// Milliseconds since start at the last counted request.
     last_ms: u64,
 }
@@ -60,23 +68,30 @@ async fn serve(options: Options) -> anyhow::Result<()> {
     let listener = TcpListener::bind(options.listen).await?;
     println!("http-sink listening on {}", listener.local_addr()?);
     let counts = Arc::new(Mutex::new(Counts::default()));
-    let param = Arc::new(options.count_param);
+    let names = Arc::new((options.count_param, options.count_field));
     let start = Instant::now();
     loop {
         let (stream, _) = listener.accept().await?;
-        let (counts, param) = (counts.clone(), param.clone());
+        let (counts, names) = (counts.clone(), names.clone());
         tokio::spawn(async move {
-            let _ = connection(stream, counts, param, start).await;
+            let _ = connection(stream, counts, names, start).await;
         });
     }
+}
+
+/// The string value of the top-level field `name` of a JSON object body.
+fn json_field(body: &[u8], name: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get(name)?.as_str().map(str::to_owned)
 }
 
 async fn connection(
     mut stream: TcpStream,
     counts: Arc<Mutex<Counts>>,
-    param: Arc<String>,
+    names: Arc<(String, String)>,
     start: Instant,
 ) -> anyhow::Result<()> {
+    let (param, field) = (&names.0, &names.1);
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(256);
@@ -110,7 +125,8 @@ async fn connection(
                 let body = {
                     let c = counts.lock();
                     serde_json::json!({
-                        "requests": c.requests, "by_param": c.by_param, "last_ms": c.last_ms,
+                        "requests": c.requests, "by_param": c.by_param,
+                        "by_field": c.by_field, "last_ms": c.last_ms,
                     })
                     .to_string()
                 };
@@ -122,10 +138,14 @@ async fn connection(
                     .as_bytes(),
                 );
             } else {
-                let value = query_param(path, &param).unwrap_or("").to_owned();
+                let value = query_param(path, param).unwrap_or("").to_owned();
+                let kind = json_field(&buf[head_len..head_len + body_len], field);
                 let mut c = counts.lock();
                 c.requests += 1;
                 *c.by_param.entry(value).or_default() += 1;
+                if let Some(kind) = kind {
+                    *c.by_field.entry(kind).or_default() += 1;
+                }
                 c.last_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
                 drop(c);
                 out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
