@@ -206,6 +206,10 @@ pub async fn start(
             config.inbound.reassembly_max_bytes,
             config.inbound.reassembly_timeout,
         ),
+        shared_store: match &opened {
+            OpenedStore::Postgres(_) => Some(crate::smpp::bind::SharedStore(store.clone())),
+            OpenedStore::Sqlite(_) => None,
+        },
     };
     let egress = Arc::new(config.egress.clone());
     let webhooks = Arc::new(

@@ -128,9 +128,10 @@ impl Pool {
         self.slots[i].clone()
     }
 
-    /// Slots this node holds now.
+    /// Slots this node holds now and keeps (a slot being given up, its bind draining, is not
+    /// counted: it takes no new work).
     pub(crate) fn held_here(&self) -> usize {
-        self.slots.iter().filter(|l| l.held()).count()
+        self.slots.iter().filter(|l| l.usable()).count()
     }
 
     /// Slots other live nodes held at the last heartbeat (0 on one node).

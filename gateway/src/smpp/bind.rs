@@ -62,6 +62,19 @@ pub(crate) struct BindContext {
     pub(crate) inbound: crate::inbound::Inbound,
     /// Bounds and timeout of each carrier's multipart MO reassembler.
     pub(crate) mo_reassembly: switchyard_protocols::text::ReassemblyConfig,
+    /// On a shared store: where the parts of multipart MO messages that other nodes' binds
+    /// received are found (see [`complete_across_nodes`]).
+    pub(crate) shared_store: Option<SharedStore>,
+}
+
+/// A store several nodes share, as the binds use it.
+#[derive(Clone)]
+pub(crate) struct SharedStore(pub(crate) Arc<dyn crate::store::Store>);
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedStore")
+    }
 }
 
 /// Live facts about one bind, for readiness and metrics.
@@ -822,7 +835,25 @@ impl<'a> Conn<'a> {
                 .s
                 .mo_parts
                 .arrived(arrived, &self.ctx.inbound, now, now_ms());
-            let committed = room.send_durable(Update::Mo(Box::new(write)));
+            let held = write.hold.as_ref().map(|h| h.key.clone());
+            let mut committed = room.send_durable(Update::Mo(Box::new(write)));
+            if let (Some(store), Some(key)) = (&self.ctx.shared_store, held) {
+                // Once the part is held, the rest may be held by other nodes already.
+                let (forward, answered) = tokio::sync::oneshot::channel();
+                let (store, mo) = (store.0.clone(), self.s.mo_parts.clone());
+                let (updates, inbound) = (self.ctx.updates.clone(), self.ctx.inbound.clone());
+                let carrier = self.s.carrier.clone();
+                tokio::spawn(async move {
+                    let Ok(result) = committed.await else { return };
+                    let ok = result.is_ok();
+                    let _ = forward.send(result);
+                    if ok {
+                        complete_across_nodes(&carrier, key, &*store, &mo, &updates, &inbound)
+                            .await;
+                    }
+                });
+                committed = answered;
+            }
             self.ack_on_commit(seq, is_data_sm, committed, reply);
             return;
         }
@@ -855,7 +886,7 @@ impl<'a> Conn<'a> {
             .mo_parts
             .expire(&self.ctx.inbound, runtime_now(), now_ms())
         {
-            tracing::info!(carrier = %self.s.carrier, messages = write.finished.len(), "incomplete multipart MO messages timed out; stored as partial");
+            tracing::info!(carrier = %self.s.carrier, messages = write.finished.len(), "incomplete multipart MO messages timed out; given up as partial");
             // Nobody waits for this commit: nothing is acknowledged by it.
             drop(room.send_durable(Update::Mo(Box::new(write))));
         }
@@ -920,6 +951,54 @@ impl<'a> Conn<'a> {
         }
         for job in jobs {
             self.ctx.dispatcher.requeue(job, &self.s.carrier).await;
+        }
+    }
+}
+
+/// On a shared store, after a part of a multipart MO message was held: an SMSC may deliver
+/// the parts of one message over binds that different nodes hold, each node holding the parts
+/// its binds received. When the store holds every part, this node takes the others into its
+/// reassembler, which completes the message here; the commit that stores it releases every
+/// node's parts, and the copies other nodes give up later find none left and store nothing
+/// (see `store::postgres::inbound`).
+async fn complete_across_nodes(
+    carrier: &str,
+    key: switchyard_protocols::text::ReassemblyKey,
+    store: &dyn crate::store::Store,
+    mo: &super::mo::MoParts,
+    updates: &UpdateSink,
+    inbound: &crate::inbound::Inbound,
+) {
+    let parts = match store.held_mo_parts_of(carrier, &key).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(
+                carrier,
+                "reading the held parts of an MO message failed: {e}"
+            );
+            return;
+        }
+    };
+    let mut seqs: Vec<u8> = parts.iter().map(|p| p.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    if seqs.len() < usize::from(key.total) {
+        return;
+    }
+    // Room first, then the reassembler's lock, as for a part that arrives (see `smpp::mo`).
+    let Some(room) = updates.reserve().await else {
+        return;
+    };
+    let (write, replies) = mo.adopt(parts, inbound, runtime_now(), now_ms());
+    if write.finished.is_empty() {
+        return;
+    }
+    metrics::counter!("switchyard_mo_joined_across_nodes_total", "carrier" => carrier.to_owned())
+        .increment(write.finished.len() as u64);
+    let committed = room.send_durable(Update::Mo(Box::new(write)));
+    if matches!(committed.await, Ok(Ok(_))) {
+        for reply in replies {
+            inbound.reply(reply);
         }
     }
 }

@@ -460,6 +460,7 @@ fn start_with(settings: BindSettings, drain_timeout: Duration) -> Harness {
         drain_timeout,
         inbound: inbound(),
         mo_reassembly: ReassemblyConfig::default(),
+        shared_store: None,
     };
     let queue = dispatcher.queue(CARRIER);
     let status = Arc::new(BindStatus::default());

@@ -94,6 +94,52 @@ impl MoParts {
         now_ms: UnixMs,
     ) -> (MoWrite, Option<ReplyRequest>) {
         let mut state = self.state.lock();
+        self.step(&mut state, a, inbound, now, now_ms)
+    }
+
+    /// Takes parts of one message that other nodes hold in the shared store (the parts of a
+    /// message may arrive over binds of different nodes): with all of them here, the message
+    /// completes on this node. Returns what to write (no part to hold: they are held already)
+    /// and the keyword replies it asks for. One step under one lock, like [`MoParts::arrived`].
+    pub(crate) fn adopt(
+        &self,
+        parts: Vec<HeldPart>,
+        inbound: &Inbound,
+        now: Instant,
+        now_ms: UnixMs,
+    ) -> (MoWrite, Vec<ReplyRequest>) {
+        let mut state = self.state.lock();
+        let mut write = MoWrite {
+            carrier: self.carrier.clone(),
+            hold: None,
+            finished: Vec::new(),
+        };
+        let mut replies = Vec::new();
+        for p in parts {
+            let a = Arrived {
+                key: p.key,
+                part: Part {
+                    seq: p.seq,
+                    data_coding: p.data_coding,
+                    payload: p.payload,
+                },
+                source_ton: p.source_ton,
+            };
+            let (w, reply) = self.step(&mut state, a, inbound, now, now_ms);
+            write.finished.extend(w.finished);
+            replies.extend(reply);
+        }
+        (write, replies)
+    }
+
+    fn step(
+        &self,
+        state: &mut State,
+        a: Arrived,
+        inbound: &Inbound,
+        now: Instant,
+        now_ms: UnixMs,
+    ) -> (MoWrite, Option<ReplyRequest>) {
         let held = HeldPart {
             key: a.key.clone(),
             seq: a.part.seq,
@@ -126,7 +172,7 @@ impl MoParts {
                 write.hold = Some(held);
             }
         }
-        self.given_up(&mut state, &mut write, inbound, now_ms);
+        self.given_up(state, &mut write, inbound, now_ms);
         (write, reply)
     }
 
@@ -415,5 +461,30 @@ mod tests {
         let later = MoParts::new("alpha", config);
         later.restore(w.hold.expect("held"), &i, Instant::now(), NOW_MS + 61_000);
         assert!(later.next_deadline().is_some_and(|d| d <= Instant::now()));
+    }
+
+    #[test]
+    fn parts_another_node_holds_complete_the_message_here() {
+        let config = reassembly_config(1 << 20, Duration::from_secs(60));
+        let (i, t0) = (inbound(), Instant::now());
+        // Node B's bind got parts 1 and 3, node A's bind part 2.
+        let b = MoParts::new("alpha", config);
+        let (w1, _) = b.arrived(part(9, 3, 1, "one "), &i, t0, NOW_MS);
+        let (w3, _) = b.arrived(part(9, 3, 3, " three"), &i, t0, NOW_MS + 2);
+        let a = MoParts::new("alpha", config);
+        let (w2, _) = a.arrived(part(9, 3, 2, "two"), &i, t0, NOW_MS + 1);
+        // A reads every held part (its own among them) and completes the message.
+        let held = vec![w1.hold.unwrap(), w2.hold.unwrap(), w3.hold.unwrap()];
+        let (w, replies) = a.adopt(held, &i, t0, NOW_MS + 3);
+        assert!(w.hold.is_none(), "held already");
+        assert!(replies.is_empty());
+        assert_eq!(w.finished.len(), 1);
+        assert_eq!(w.finished[0].1.body, "one two three");
+        assert_eq!(w.finished[0].1.partial, None);
+        assert_eq!(a.bytes(), 0, "nothing left here");
+        // B still has its parts; given up later, they make a partial message (which the
+        // store does not keep once A's commit released the parts).
+        let late = b.expire(&i, t0 + Duration::from_secs(61), NOW_MS + 61_000);
+        assert!(late.unwrap().finished[0].1.partial.is_some());
     }
 }

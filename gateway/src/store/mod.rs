@@ -121,6 +121,25 @@ pub trait Store: Send + Sync + 'static {
     /// carrier, oldest first: what goes back into the reassemblers at start.
     fn held_mo_parts(&self) -> BoxFuture<'_, Result<Vec<(String, HeldPart)>, StoreError>>;
 
+    /// The held parts of one multipart MO message of `carrier` (on a shared store, whichever
+    /// node holds them).
+    fn held_mo_parts_of(
+        &self,
+        carrier: &str,
+        key: &switchyard_protocols::text::ReassemblyKey,
+    ) -> BoxFuture<'_, Result<Vec<HeldPart>, StoreError>> {
+        let (carrier, key) = (carrier.to_owned(), key.clone());
+        Box::pin(async move {
+            Ok(self
+                .held_mo_parts()
+                .await?
+                .into_iter()
+                .filter(|(c, p)| *c == carrier && p.key == key)
+                .map(|(_, p)| p)
+                .collect())
+        })
+    }
+
     /// Checks that the store can take a write now (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 

@@ -5,7 +5,9 @@
 //! acknowledges it, so a crash loses nothing the carrier was told we have: at start the held
 //! parts go back into each carrier's reassembler ([`held_parts`]). The commit that stores a
 //! message made from held parts (complete, or given up and flagged `partial`) also releases
-//! them, so `mo_parts` holds exactly what the reassemblers hold.
+//! them, so `mo_parts` holds exactly what the reassemblers hold. Nodes sharing the database
+//! hold the parts their own binds received; a message is stored by the first commit that
+//! releases its parts (see [`apply_mo`]).
 
 use switchyard_protocols::text::ReassemblyKey;
 
@@ -61,8 +63,14 @@ pub(super) async fn apply_mo(db: Db<'_>, w: &MoWrite) -> Result<Applied, PgError
     }
     let mut applied = Applied::NoChange;
     for (key, m) in &w.finished {
+        // Several nodes may have the parts of one message in their reassemblers (each node
+        // holds the parts its binds received, and takes the others' to complete it, see
+        // `smpp::mo`; every node restores every held part at start): the first commit that
+        // releases its parts stores it, later ones find none left and store nothing.
+        if release(db, &w.carrier, key).await? == 0 {
+            continue;
+        }
         let stored = insert(db, m).await?;
-        release(db, &w.carrier, key).await?;
         if applied == Applied::NoChange {
             applied = stored;
         }
@@ -70,8 +78,42 @@ pub(super) async fn apply_mo(db: Db<'_>, w: &MoWrite) -> Result<Applied, PgError
     Ok(applied)
 }
 
-/// Deletes the held parts of one message.
-async fn release(db: Db<'_>, carrier: &str, key: &ReassemblyKey) -> Result<(), PgError> {
+/// The held parts of one message of `carrier`, by part number.
+pub(super) async fn held_parts_of(
+    db: Db<'_>,
+    carrier: &str,
+    key: &ReassemblyKey,
+) -> Result<Vec<HeldPart>, PgError> {
+    let rows = db
+        .query(
+            "SELECT seq, data_coding, payload, source_ton, received_at FROM mo_parts \
+             WHERE carrier = $1 AND source = $2 AND dest = $3 AND reference = $4 AND total = $5 \
+             ORDER BY seq",
+            &[
+                &carrier,
+                &&key.source[..],
+                &&key.dest[..],
+                &i64::from(key.reference),
+                &i64::from(key.total),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(HeldPart {
+                key: key.clone(),
+                seq: int(row, 0)?,
+                data_coding: int(row, 1)?,
+                payload: row.try_get::<_, Vec<u8>>(2)?.into(),
+                source_ton: int(row, 3)?,
+                received_at: row.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the held parts of one message; returns how many there were.
+async fn release(db: Db<'_>, carrier: &str, key: &ReassemblyKey) -> Result<u64, PgError> {
     db.execute(
         "DELETE FROM mo_parts WHERE carrier = $1 AND source = $2 AND dest = $3 \
          AND reference = $4 AND total = $5",
@@ -83,8 +125,7 @@ async fn release(db: Db<'_>, carrier: &str, key: &ReassemblyKey) -> Result<(), P
             &i64::from(key.total),
         ],
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Every held part with its carrier, oldest first (ties in key order): what the reassemblers

@@ -628,6 +628,17 @@ impl Store for PostgresStore {
         self.read(|db| Box::pin(inbound::held_parts(db)))
     }
 
+    fn held_mo_parts_of(
+        &self,
+        carrier: &str,
+        key: &switchyard_protocols::text::ReassemblyKey,
+    ) -> BoxFuture<'_, Result<Vec<HeldPart>, StoreError>> {
+        let (carrier, key) = (carrier.to_owned(), key.clone());
+        self.read(move |db| {
+            Box::pin(async move { inbound::held_parts_of(db, &carrier, &key).await })
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(self.send(Request::Ping))
     }

@@ -787,6 +787,73 @@ async fn handed_off_messages_are_claimed_once_and_listeners_are_notified() {
 }
 
 #[tokio::test]
+async fn a_multipart_mo_message_is_stored_by_the_first_commit_that_releases_its_parts() {
+    use crate::domain::{HeldPart, InboundMessage, MoWrite};
+    use switchyard_protocols::text::ReassemblyKey;
+    let conninfo = fresh_database().await;
+    let (a, b) = (open(&conninfo).await, open(&conninfo).await);
+    let key = ReassemblyKey {
+        source: bytes::Bytes::from_static(b"447911000001"),
+        dest: bytes::Bytes::from_static(b"447000000001"),
+        reference: 5,
+        total: 2,
+    };
+    let hold = |seq: u8| MoWrite {
+        carrier: "alpha".into(),
+        hold: Some(HeldPart {
+            key: key.clone(),
+            seq,
+            data_coding: 0,
+            payload: bytes::Bytes::from(vec![b'a' + seq; 10]),
+            source_ton: 1,
+            received_at: T0 + i64::from(seq),
+        }),
+        finished: Vec::new(),
+    };
+    let finished = |n: i64, partial| MoWrite {
+        carrier: "alpha".into(),
+        hold: None,
+        finished: vec![(
+            key.clone(),
+            InboundMessage {
+                id: id(n),
+                carrier: "alpha".into(),
+                tenant: Some("acme".into()),
+                from: "+447911000001".into(),
+                to: "447000000001".into(),
+                body: format!("m{n}"),
+                received_at: T0 + n,
+                partial,
+            },
+        )],
+    };
+    // Part 1 held by node A, part 2 by node B.
+    a.apply(vec![Update::Mo(Box::new(hold(1)))]).await.unwrap();
+    b.apply(vec![Update::Mo(Box::new(hold(2)))]).await.unwrap();
+    let both = b.held_mo_parts_of("alpha", &key).await.unwrap();
+    assert_eq!(both.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![1, 2]);
+    // B completes it; A later gives up its copy of part 1: not stored again.
+    let done = b
+        .apply(vec![Update::Mo(Box::new(finished(10, None)))])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![Applied::Inbound(id(10))]);
+    let partial = Some(crate::domain::PartialParts {
+        received: vec![1],
+        total: 2,
+    });
+    let again = a
+        .apply(vec![Update::Mo(Box::new(finished(11, partial)))])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Applied::NoChange]);
+    let stored = a.inbound("acme", None, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].body, "m10");
+    assert!(a.held_mo_parts_of("alpha", &key).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn tls_to_the_database_verifies_the_server_certificate() {
     let cluster = switchyard_tests::postgres::cluster();
     let plain = fresh_database().await;
