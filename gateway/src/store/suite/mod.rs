@@ -8,7 +8,7 @@
 //!   receipts to segments, reads), [`recovery`] (unfinished and scheduled messages),
 //!   [`inbound`] (MO messages, held parts, keywords), [`events`] (the event log, the webhook
 //!   outbox, cursors, opt-outs), [`calls`] (the SIP proxy's call records), [`tenancy`]
-//!   (idempotency keys, batches, quotas).
+//!   (idempotency keys, batches, quotas), [`flows`] (flows and a recipient's history).
 //!
 //! # Running it against a backend
 //! A backend provides a [`Harness`] (a fresh, empty store of its own, which it can close and open
@@ -122,6 +122,7 @@ macro_rules! store_suite {
             flows {
                 a_flow_commits_with_its_first_delivery_and_follows_its_steps,
                 a_later_step_is_a_delivery_of_the_same_flow,
+                a_recipients_history_is_per_tenant_and_address_newest_first,
             }
             tenancy {
                 request_records_commit_with_their_messages,
