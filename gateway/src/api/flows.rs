@@ -40,6 +40,9 @@ use crate::submit::{Placement, Prepared};
 
 /// Most steps in a flow.
 const MAX_STEPS: usize = 8;
+/// What `success` may be, said when it is not.
+const SUCCESS_CHOICES: &str = "success is \"sent\", \"delivered\" or \"read\" (email and \
+     telegram end at \"sent\"; only rcs and whatsapp report reads)";
 /// Longest time limit or stage delay of a step (7 days).
 const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 
@@ -427,20 +430,20 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
         // and WhatsApp report reads.
         let ends_at_sent = matches!(channel.as_str(), "email" | "telegram");
         let reports_reads = matches!(channel.as_str(), "rcs" | "whatsapp");
-        let success =
-            match own.remove("success") {
-                None if ends_at_sent => Success::Sent,
-                None => Success::Delivered,
-                Some(Value::String(s)) if s == "sent" => Success::Sent,
-                Some(Value::String(s)) if s == "delivered" && !ends_at_sent => Success::Delivered,
-                Some(Value::String(s)) if s == "read" && reports_reads => Success::Read,
-                Some(_) => return Err(at(Problem::invalid(
+        let success = match own.remove("success") {
+            None if ends_at_sent => Success::Sent,
+            None => Success::Delivered,
+            Some(Value::String(s)) if s == "sent" => Success::Sent,
+            Some(Value::String(s)) if s == "delivered" && !ends_at_sent => Success::Delivered,
+            Some(Value::String(s)) if s == "read" && reports_reads => Success::Read,
+            Some(_) => {
+                return Err(at(Problem::invalid(
                     "success",
                     "invalid_success",
-                    "success is \"sent\", \"delivered\" or \"read\" (email and telegram end at \
-                     \"sent\"; only rcs and whatsapp report reads)",
-                ))),
-            };
+                    SUCCESS_CHOICES,
+                )))
+            }
+        };
         let timeout_s = match own.remove("timeout_s") {
             None => None,
             Some(_) if mode == FlowMode::Staged => {
@@ -560,7 +563,8 @@ fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
 /// The property the `api_flow` fuzz target checks (`fuzz/fuzz_targets/api_flow.rs`), and the
 /// corpus replay test runs on stable: any bytes either are not JSON, or are refused with a
 /// client error that has a code, or give steps each of which is a valid single send on its
-/// own channel whose stored request reads back to the same send. Never a panic.
+/// own channel whose stored request reads back to the same send, with a success condition its
+/// channel can report, and a delay only on later stages of a `staged` flow. Never a panic.
 #[doc(hidden)]
 #[allow(clippy::expect_used)]
 pub fn check_flow_bytes(data: &[u8]) {
@@ -573,9 +577,17 @@ pub fn check_flow_bytes(data: &[u8]) {
             assert!((400..500).contains(&p.status), "{p:?}");
             assert!(!p.code.is_empty());
         }
-        Ok((_, steps)) => {
+        Ok((mode, steps)) => {
             assert!(!steps.is_empty() && steps.len() <= MAX_STEPS);
+            if let Some(first) = steps.first() {
+                assert_eq!(
+                    first.spec.delay_s, None,
+                    "the first stage starts with the flow"
+                );
+            }
             for step in steps {
+                assert!(mode == FlowMode::Staged || step.spec.delay_s.is_none());
+                assert!(mode != FlowMode::Staged || step.spec.timeout_s.is_none());
                 let again: SendRequest = serde_json::from_value(step.spec.request.clone())
                     .expect("a stored step request reads back");
                 let valid = validate(again, &limits).expect("a stored step stays valid");
@@ -584,6 +596,9 @@ pub fn check_flow_bytes(data: &[u8]) {
                 assert_eq!(channel, step.spec.channel);
                 if matches!(channel, "email" | "telegram") {
                     assert_eq!(step.spec.success, Success::Sent);
+                }
+                if step.spec.success == Success::Read {
+                    assert!(matches!(channel, "rcs" | "whatsapp"));
                 }
             }
         }
@@ -606,5 +621,27 @@ mod tests {
             }
         }
         assert!(n > 0, "no corpus for api_flow");
+    }
+
+    #[test]
+    fn staged_and_smart_seeds_read_their_delays_and_conditions() {
+        use crate::domain::{FlowMode, Success};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/api_flow");
+        let read = |name: &str| {
+            let body = serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap();
+            super::parse(body, &super::validate::Limits::default()).unwrap()
+        };
+        let (mode, steps) = read("seed-staged");
+        assert_eq!(mode, FlowMode::Staged);
+        let delays: Vec<Option<u32>> = steps.iter().map(|s| s.spec.delay_s).collect();
+        assert_eq!(delays, [None, Some(300), Some(1800)]);
+        assert_eq!(steps[0].spec.success, Success::Read);
+        let (mode, steps) = read("seed-smart");
+        assert_eq!(mode, FlowMode::Smart);
+        assert_eq!(steps[1].spec.success, Success::Read);
+        assert!(
+            steps.iter().all(|s| s.spec.smart.is_none()),
+            "ranked when accepted"
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! A channel's score, from 0 to 1, weighs four terms, each from 0 to 1 and 0.5 when the
 //! history says nothing about it:
 //!
-//! | term | weight | from the channel's past messages that ended |
+//! | term | weight | from the channel's past messages |
 //! | --- | --- | --- |
 //! | delivery | 0.5 | (reached + 1) / (ended + 2): delivered or read, out of those that ended |
 //! | read | 0.2 | (read + 1) / (reached + 2), for channels that report reads (RCS, WhatsApp) |
