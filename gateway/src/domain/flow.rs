@@ -233,8 +233,36 @@ fn failed(status: Status) -> bool {
 ///   its `timeout_s` passed; `primary_backup` ignores time limits.
 /// - `staged`: see [`decide_staged`].
 /// - The flow fails when the last step failed (or was skipped) and no delivery can still
-///   succeed.
+///   succeed. A delivered message may still be read, but a `read` step waits for that at most
+///   [`READ_WAIT_MS`] after it started: then it counts as failed.
 pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
+    // When a delivered, unread `read` step stops counting as pending: a time to look again.
+    let read_deadline = flow
+        .deliveries
+        .iter()
+        .filter(|d| {
+            d.status == Status::Delivered
+                && flow
+                    .steps
+                    .get(usize::from(d.step))
+                    .is_some_and(|s| s.success == Success::Read)
+        })
+        .map(|d| d.started_at + READ_WAIT_MS)
+        .filter(|at| *at > now)
+        .min();
+    match (rules(flow, now), read_deadline) {
+        (Decision::WaitUntil(None), Some(at)) => Decision::WaitUntil(Some(at)),
+        (Decision::WaitUntil(Some(t)), Some(at)) => Decision::WaitUntil(Some(t.min(at))),
+        (decision, _) => decision,
+    }
+}
+
+/// How long a `read` step's delivered message may stay unread and still count as pending
+/// (7 days, the longest time limit).
+pub const READ_WAIT_MS: UnixMs = 7 * 24 * 3_600_000;
+
+/// [`decide`]'s rules, without the look again for a `read` step's wait.
+fn rules(flow: &FlowRecord, now: UnixMs) -> Decision {
     let n = flow.steps.len();
     let delivery = |step: usize| flow.deliveries.iter().find(|d| usize::from(d.step) == step);
     let skipped = |step: usize| flow.skipped.iter().any(|(s, _)| usize::from(*s) == step);
@@ -245,15 +273,18 @@ pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
             }
         }
     }
-    // A step is done when it failed, was skipped, or can no longer reach its condition.
+    // A step is done when it failed, was skipped, or can no longer reach its condition (or
+    // waited for a read as long as it may).
     let done = |step: usize| {
         skipped(step)
             || delivery(step).is_some_and(|d| {
                 failed(d.status)
-                    || flow
-                        .steps
-                        .get(step)
-                        .is_some_and(|s| s.success.out_of_reach(d.status))
+                    || flow.steps.get(step).is_some_and(|s| {
+                        s.success.out_of_reach(d.status)
+                            || (s.success == Success::Read
+                                && d.status == Status::Delivered
+                                && now >= d.started_at + READ_WAIT_MS)
+                    })
             })
     };
     if flow.mode == FlowMode::AllChannels {
@@ -546,7 +577,7 @@ mod tests {
                 (2, Status::Failed, 35 * MIN),
             ],
         );
-        assert_eq!(decide(&f, 36 * MIN), Decision::WaitUntil(None));
+        assert_ne!(decide(&f, 36 * MIN), Decision::Fail);
     }
 
     #[test]
@@ -586,6 +617,30 @@ mod tests {
         let f = flow(FlowMode::Cascade, steps(), &[(0, Status::Delivered, 0)]);
         assert_eq!(decide(&f, 1_000), Decision::WaitUntil(Some(60_000)));
         assert_eq!(decide(&f, 60_000), Decision::Start(vec![1]));
+    }
+
+    #[test]
+    fn a_read_step_waits_for_its_read_a_bounded_time() {
+        const MIN: i64 = 60_000;
+        // Every stage started; the WhatsApp message is delivered, not read; the others failed.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[
+                (0, Status::Delivered, 0),
+                (1, Status::Undeliverable, 5 * MIN),
+                (2, Status::Failed, 35 * MIN),
+            ],
+        );
+        assert_eq!(
+            decide(&f, 36 * MIN),
+            Decision::WaitUntil(Some(READ_WAIT_MS))
+        );
+        assert_eq!(decide(&f, READ_WAIT_MS), Decision::Fail);
+        // A time limit that comes first stays the time to look again.
+        let steps = vec![step(Success::Read, Some(60)), step(Success::Sent, None)];
+        let f = flow(FlowMode::Cascade, steps, &[(0, Status::Delivered, 0)]);
+        assert_eq!(decide(&f, 1_000), Decision::WaitUntil(Some(60_000)));
     }
 
     #[test]
