@@ -231,7 +231,8 @@ fn failed(status: Status) -> bool {
 /// - `all_channels`: every step not started starts; the flow fails when every step failed.
 /// - `cascade` and `smart`: the next step starts when the last started one failed, or when
 ///   its `timeout_s` passed; `primary_backup` ignores time limits.
-/// - `staged`: see [`decide_staged`].
+/// - `staged`: a stage starts `delay_s` after the previous one started, or at once when every
+///   started stage failed (`decide_staged` has the details).
 /// - The flow fails when the last step failed (or was skipped) and no delivery can still
 ///   succeed. A delivered message may still be read, but a `read` step waits for that at most
 ///   [`READ_WAIT_MS`] after it started: then it counts as failed.
