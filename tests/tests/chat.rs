@@ -129,8 +129,18 @@ fn until(client: &mut Client, id: &str, done: impl Fn(&Value) -> bool) -> Value 
     }
 }
 
+/// A message's statuses, oldest first.
+fn statuses(message: &Value) -> Vec<String> {
+    message["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["status"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// An RCS message to a capable phone: the agent message carries Switchyard's id, and the
-/// platform's signed DELIVERED event makes it delivered.
+/// platform's signed DELIVERED and READ events make it delivered, then read.
 #[test]
 fn an_rcs_message_is_delivered_by_the_agents_event() {
     let dir = TempDir::new("chat-rcs").unwrap();
@@ -143,8 +153,12 @@ fn an_rcs_message_is_delivered_by_the_agents_event() {
     assert_eq!(body["deliveries"][0]["channel"], "rcs");
     assert_eq!(body["deliveries"][0]["carrier"], "Rcs");
     let id = body["id"].as_str().unwrap().to_owned();
-    let done = until(&mut s.api, &id, |v| v["status"] == "delivered");
+    let done = until(&mut s.api, &id, |v| v["status"] == "read");
     assert_eq!(done["channel"], "rcs", "{done:#}");
+    assert!(
+        statuses(&done).ends_with(&["sent".into(), "delivered".into(), "read".into()]),
+        "{done:#}"
+    );
     let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
     let text = stats.to_string();
     assert!(
@@ -273,8 +287,12 @@ fn whatsapp_templates_go_and_free_text_outside_the_window_is_explained() {
     );
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    let done = until(&mut s.api, &id, |v| v["status"] == "delivered");
+    let done = until(&mut s.api, &id, |v| v["status"] == "read");
     assert_eq!(done["channel"], "whatsapp");
+    assert!(
+        statuses(&done).contains(&"delivered".to_owned()),
+        "{done:#}"
+    );
     assert!(
         done.to_string().contains("wamid."),
         "the carrier id is the wamid: {done:#}"
@@ -386,4 +404,136 @@ fn messenger_needs_a_tag_outside_the_window_and_reports_delivery() {
         &json!({"to": psid, "channel": "messenger", "body": "x", "tag": "WHENEVER"}),
     );
     assert_eq!(status, 422, "{body}");
+}
+
+/// `staged` stopping at a read: WhatsApp (success: read), RCS 1 s later, SMS 2 s after that.
+/// The WhatsApp message is delivered at once but read only after the RCS stage started: the
+/// late read ends the flow, both deliveries stay visible, and the SMS stage never starts.
+#[test]
+fn staged_stops_at_a_read_that_comes_after_the_next_stage_started() {
+    let dir = TempDir::new("chat-staged").unwrap();
+    let mut s = start(&dir);
+    let phone = "+447911123458";
+    let slow_read = json!({"delivered_delay_ms": 20, "read_delay_ms": 1_600});
+    let path = format!("/whatsapp/behaviour/{}", phone.trim_start_matches('+'));
+    assert_eq!(put(&mut s.sim, &path, &slow_read), 200);
+    let never_read = json!({"delivered_delay_ms": 20, "read_delay_ms": null});
+    let path = format!("/rbm/behaviour/{}", phone.replace('+', "%2B"));
+    assert_eq!(put(&mut s.sim, &path, &never_read), 200);
+    let started = Instant::now();
+    let (status, body) = send(
+        &mut s.api,
+        &json!({
+            "to": phone,
+            "mode": "staged",
+            "channels": [
+                {"channel": "whatsapp", "success": "read",
+                 "template": {"name": "hello_world", "language": "en_US"}},
+                {"channel": "rcs", "success": "read", "delay_s": 1,
+                 "body": "Your table is ready"},
+                {"channel": "sms", "from": "Acme", "delay_s": 2, "body": "Your table is ready"}
+            ]
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["mode"], "staged");
+    assert_eq!(body["deliveries"].as_array().unwrap().len(), 1, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let flow = until(&mut s.api, &id, |v| v["status"] != "running");
+    assert_eq!(flow["status"], "succeeded", "{flow:#}");
+    let delivery = |flow: &Value, step: usize| flow["steps"][step]["delivery"].clone();
+    assert_eq!(delivery(&flow, 0)["status"], "read", "{flow:#}");
+    assert!(
+        delivery(&flow, 1).is_object(),
+        "the RCS stage started: {flow:#}"
+    );
+    assert_eq!(flow["steps"][1]["delay_s"], 1);
+    // Past the SMS stage's due time (about 3 s after the start): it never starts.
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
+    let flow = until(&mut s.api, &id, |_| true);
+    assert!(delivery(&flow, 2).is_null(), "{flow:#}");
+    let rcs = until(
+        &mut s.api,
+        delivery(&flow, 1)["id"].as_str().unwrap(),
+        |v| v["status"] == "delivered",
+    );
+    assert_eq!(rcs["channel"], "rcs", "both deliveries stay visible");
+}
+
+/// `smart` orders the same steps differently for two recipients with different histories:
+/// one reads WhatsApp messages (WhatsApp first), the other's WhatsApp messages fail (SMS
+/// first, the order given). The order and the scores are on the flow.
+#[test]
+fn smart_orders_channels_by_each_recipients_history() {
+    let dir = TempDir::new("chat-smart").unwrap();
+    let mut s = start(&dir);
+    let (reader, failing) = ("+447911123461", "+447911123462");
+    let path = format!("/whatsapp/behaviour/{}", failing.trim_start_matches('+'));
+    assert_eq!(put(&mut s.sim, &path, &json!({"outcome": "fail"})), 200);
+    for (to, end) in [(reader, "read"), (failing, "undeliverable")] {
+        for _ in 0..2 {
+            let (status, body) = send(
+                &mut s.api,
+                &json!({"to": to, "channel": "whatsapp",
+                        "template": {"name": "hello_world", "language": "en_US"}}),
+            );
+            assert_eq!(status, 202, "{body}");
+            until(&mut s.api, body["id"].as_str().unwrap(), |v| {
+                v["status"] == end
+            });
+        }
+    }
+    let smart = |to: &str| {
+        json!({
+            "to": to,
+            "mode": "smart",
+            "channels": [
+                {"channel": "sms", "from": "Acme", "body": "Hello", "timeout_s": 60},
+                {"channel": "whatsapp", "timeout_s": 60,
+                 "template": {"name": "hello_world", "language": "en_US"}}
+            ]
+        })
+    };
+    let mut flows = Vec::new();
+    for to in [reader, failing] {
+        let (status, body) = send(&mut s.api, &smart(to));
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["mode"], "smart");
+        let id = body["id"].as_str().unwrap().to_owned();
+        flows.push(until(&mut s.api, &id, |v| v["status"] != "running"));
+    }
+    let order = |flow: &Value| -> Vec<String> {
+        flow["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["channel"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (reads, fails) = (&flows[0], &flows[1]);
+    assert_eq!(order(reads), ["whatsapp", "sms"], "{reads:#}");
+    assert_eq!(order(fails), ["sms", "whatsapp"], "{fails:#}");
+    let why = &reads["steps"][0]["smart"];
+    assert_eq!(why["given"], 1, "{reads:#}");
+    assert_eq!(why["messages"], 2);
+    assert_eq!(why["delivery_rate"], 1.0);
+    assert_eq!(why["read_rate"], 1.0);
+    assert!(
+        why["score"].as_f64().unwrap() > reads["steps"][1]["smart"]["score"].as_f64().unwrap(),
+        "{reads:#}"
+    );
+    let why = &fails["steps"][1]["smart"];
+    assert_eq!(why["given"], 1, "{fails:#}");
+    assert_eq!(why["delivery_rate"], 0.0);
+    assert_eq!(fails["steps"][0]["smart"]["messages"], 0);
+    // Each ran as a cascade from its first step, which succeeded.
+    assert_eq!(reads["status"], "succeeded", "{reads:#}");
+    let first = &reads["steps"][0]["delivery"]["status"];
+    assert!(first == "delivered" || first == "read", "{reads:#}");
+    assert_eq!(fails["status"], "succeeded", "{fails:#}");
+    assert_eq!(
+        fails["steps"][0]["delivery"]["status"], "delivered",
+        "{fails:#}"
+    );
+    assert!(fails["steps"][1]["delivery"].is_null(), "{fails:#}");
 }

@@ -192,16 +192,33 @@ fn all_channels_sends_on_every_channel() {
 
 #[test]
 fn flows_resume_after_kill_9_without_repeating_or_skipping_a_step() {
-    let dir = TempDir::new("flow-crash").unwrap();
+    resume_after_kill_9("flow-crash", &|email| {
+        cascade(email, json!({"timeout_s": 2}))
+    });
+}
+
+/// The same for stages: the SMS stage is due 2 s after the email stage started, which the
+/// crash interrupts; after the restart each flow sends its SMS once.
+#[test]
+fn staged_flows_resume_after_kill_9_without_repeating_or_skipping_a_stage() {
+    resume_after_kill_9("flow-crash-staged", &|email| {
+        let mut body = cascade(email, json!({}));
+        body["mode"] = json!("staged");
+        body["channels"][1]["delay_s"] = json!(2);
+        body
+    });
+}
+
+/// 20 flows (`flow` for an email address) whose email step the relay defers, kill -9 during
+/// that step, a restart: every flow succeeds by its SMS step, with exactly one SMS each.
+fn resume_after_kill_9(name: &str, flow: &dyn Fn(&str) -> Value) {
+    let dir = TempDir::new(name).unwrap();
     let relay = smtp::relay(&dir.join("relay"), &["--defer-all"]).unwrap();
     write_config(&dir, smtp::port(&relay).unwrap());
     let (mut gw, mut client) = start(&dir);
     let mut ids = Vec::new();
     for i in 0..20 {
-        let (status, accepted) = send(
-            &mut client,
-            &cascade(&format!("user{i}@example.org"), json!({"timeout_s": 2})),
-        );
+        let (status, accepted) = send(&mut client, &flow(&format!("user{i}@example.org")));
         assert_eq!(status, 202, "{accepted}");
         ids.push(accepted["id"].as_str().unwrap().to_owned());
     }
@@ -284,6 +301,55 @@ fn flow_requests_are_checked_step_by_step() {
             with(&|b| b["channels"][1]["mode"] = json!("cascade")),
             "invalid_mode",
             "channels[1]",
+        ),
+        (
+            with(&|b| b["channels"][1]["success"] = json!("read")),
+            "invalid_success",
+            "only rcs and whatsapp report reads",
+        ),
+        (
+            with(&|b| b["channels"][1]["delay_s"] = json!(60)),
+            "invalid_delay",
+            "staged flows only",
+        ),
+        (
+            with(&|b| b["mode"] = json!("staged")),
+            "invalid_delay",
+            "every stage after the first needs delay_s",
+        ),
+        (
+            with(&|b| {
+                b["mode"] = json!("staged");
+                b["channels"][0]["delay_s"] = json!(30);
+                b["channels"][1]["delay_s"] = json!(60);
+            }),
+            "invalid_delay",
+            "channels[0]: the first stage starts with the flow",
+        ),
+        (
+            with(&|b| {
+                b["mode"] = json!("staged");
+                b["channels"][1]["delay_s"] = json!("5m");
+            }),
+            "invalid_delay",
+            "channels[1]: delay_s is whole seconds",
+        ),
+        (
+            with(&|b| {
+                b["mode"] = json!("staged");
+                b["channels"][1]["delay_s"] = json!(8 * 24 * 3600);
+            }),
+            "invalid_delay",
+            "0 to 604800",
+        ),
+        (
+            with(&|b| {
+                b["mode"] = json!("staged");
+                b["channels"][0]["timeout_s"] = json!(60);
+                b["channels"][1]["delay_s"] = json!(60);
+            }),
+            "invalid_timeout",
+            "a stage has no time limit",
         ),
     ];
     for (body, code, mention) in cases {

@@ -14,7 +14,9 @@
 //! fields override them, and `to` gives each channel its address (`phone` for SMS and voice,
 //! `email` for email; a plain string serves the channels it fits). Every step is checked as a
 //! single send would be before anything is stored (422 naming the step); the steps' requests
-//! are stored with the flow and checked again when each starts.
+//! are stored with the flow and checked again when each starts. A `staged` step has
+//! `delay_s` instead of `timeout_s`; a `smart` flow's steps are ordered here, once, by the
+//! recipient's history with the tenant ([`crate::domain::rank`]), and stored in that order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,14 +33,17 @@ use super::validate::{self, validate, SendRequest, ValidSms};
 use super::views::{rfc3339, Delivery};
 use super::{AppState, Tenant};
 use crate::domain::{
-    decide, now_ms, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep, FlowWrite,
-    MessageId, Success,
+    decide, now_ms, rank, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep, FlowWrite,
+    MessageId, StepScore, Success, UnixMs, HISTORY_DAYS, HISTORY_LIMIT,
 };
 use crate::submit::{Placement, Prepared};
 
 /// Most steps in a flow.
 const MAX_STEPS: usize = 8;
-/// Longest time limit of a step (7 days).
+/// What `success` may be, said when it is not.
+const SUCCESS_CHOICES: &str = "success is \"sent\", \"delivered\" or \"read\" (email and \
+     telegram end at \"sent\"; only rcs and whatsapp report reads)";
+/// Longest time limit or stage delay of a step (7 days).
 const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 
 /// The 202 answer to a flow.
@@ -48,9 +53,10 @@ pub(crate) struct FlowAccepted {
     pub(crate) id: String,
     /// "accepted".
     pub(crate) status: &'static str,
-    /// `cascade`, `primary_backup` or `all_channels`.
+    /// `cascade`, `primary_backup`, `all_channels`, `staged` or `smart`.
     pub(crate) mode: &'static str,
-    /// The deliveries started now (the first step, or every step for `all_channels`).
+    /// The deliveries started now (the first step, or every step for `all_channels`; for
+    /// `smart`, the first step of the chosen order).
     pub(crate) deliveries: Vec<Delivery>,
 }
 
@@ -59,12 +65,13 @@ pub(crate) struct FlowAccepted {
 pub(crate) struct FlowView {
     /// Its id.
     pub(crate) id: String,
-    /// `cascade`, `primary_backup` or `all_channels`.
+    /// `cascade`, `primary_backup`, `all_channels`, `staged` or `smart`.
     pub(crate) mode: &'static str,
     /// `running`, `succeeded` or `failed`.
     pub(crate) status: &'static str,
-    /// Per step: channel, success condition, time limit, and its delivery (message id and
-    /// status) once started, or why it was skipped.
+    /// Per step, in the order they run: channel, success condition, time limit (`delay_s`
+    /// for a stage), for `smart` its place in the request and score (`smart`), and its
+    /// delivery (message id and status) once started, or why it was skipped.
     #[schema(value_type = Vec<Object>)]
     pub(crate) steps: Vec<Value>,
     /// Accepted at.
@@ -86,6 +93,12 @@ impl From<FlowRecord> for FlowView {
                     "success": s.success,
                     "timeout_s": s.timeout_s,
                 });
+                if f.mode == FlowMode::Staged {
+                    v["delay_s"] = Value::from(s.delay_s.unwrap_or(0));
+                }
+                if let Some(score) = &s.smart {
+                    v["smart"] = smart_view(score);
+                }
                 let deliveries: Vec<Value> = f
                     .deliveries
                     .iter()
@@ -116,6 +129,21 @@ impl From<FlowRecord> for FlowView {
             updated_at: rfc3339(f.updated_at),
         }
     }
+}
+
+/// Why a `smart` step is where it is, as `GET` shows it: its place in the request, its score
+/// and the history behind it (rates and score from 0 to 1).
+fn smart_view(s: &StepScore) -> Value {
+    let unit = |t: u16| f64::from(t) / 1000.0;
+    serde_json::json!({
+        "given": s.given,
+        "score": unit(s.score),
+        "messages": s.messages,
+        "delivery_rate": s.delivery_rate.map(unit),
+        "read_rate": s.read_rate.map(unit),
+        "latency_ms": s.latency_ms,
+        "cost": s.cost_micros.map(|c| c as f64 / 1e6),
+    })
 }
 
 /// Whether a send request asks for a flow (`mode` other than `single`).
@@ -157,7 +185,7 @@ pub(crate) async fn send(
 ) -> Result<Response, Problem> {
     let tenant = caller.0.clone();
     let body: Value = raw.parse()?;
-    let (mode, steps) = parse(body, &state.limits)?;
+    let (mode, mut steps) = parse(body, &state.limits)?;
     for step in &steps {
         state.submit.check_priority(&tenant, step.valid.priority)?;
         validate::check_callback_signing(
@@ -168,6 +196,9 @@ pub(crate) async fn send(
         validate::check_webhook_signing(&state.events.directory, &tenant, &step.valid)?;
     }
     let now = now_ms();
+    if mode == FlowMode::Smart {
+        steps = order_by_history(state, &tenant, steps, now).await?;
+    }
     let id = MessageId::generate(now);
     let mut flow = FlowRecord {
         id,
@@ -257,6 +288,41 @@ pub(crate) async fn send(
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
+/// Orders a `smart` flow's steps by the recipient's history with the tenant
+/// ([`crate::domain::rank`]): best first, ties in the order given; each step keeps its place
+/// in the request and its score, stored with the flow.
+async fn order_by_history(
+    state: &AppState,
+    tenant: &str,
+    steps: Vec<Step>,
+    now: UnixMs,
+) -> Result<Vec<Step>, Problem> {
+    let mut to: Vec<String> = Vec::new();
+    for step in &steps {
+        let address = step.valid.to.stored();
+        if !to.contains(&address) {
+            to.push(address);
+        }
+    }
+    let since = now - HISTORY_DAYS * 24 * 3_600_000;
+    let history = state
+        .store
+        .recipient_history(tenant, to, since, HISTORY_LIMIT)
+        .await
+        .map_err(Problem::from)?;
+    let channels: Vec<&str> = steps.iter().map(|s| s.spec.channel.as_str()).collect();
+    let ranked = rank(&channels, &history);
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    Ok(ranked
+        .into_iter()
+        .filter_map(|(i, score)| {
+            let mut step = slots.get_mut(i)?.take()?;
+            step.spec.smart = Some(score);
+            Some(step)
+        })
+        .collect())
+}
+
 /// How the 202 shows a delivery.
 fn delivery(p: &Prepared, valid: &ValidSms) -> Delivery {
     let m = &p.message;
@@ -283,21 +349,16 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
         ));
     };
     let mode = match common.remove("mode") {
-        Some(Value::String(m)) => match m.as_str() {
-            "cascade" | "failover" => FlowMode::Cascade,
-            "primary_backup" => FlowMode::PrimaryBackup,
-            "all_channels" => FlowMode::AllChannels,
-            other => {
-                return Err(Problem::invalid(
-                    "mode",
-                    "invalid_mode",
-                    format!(
-                        "mode {other:?} is not one of single, cascade (failover), \
-                         primary_backup, all_channels"
-                    ),
-                ))
-            }
-        },
+        Some(Value::String(m)) => FlowMode::from_name(&m).ok_or_else(|| {
+            Problem::invalid(
+                "mode",
+                "invalid_mode",
+                format!(
+                    "mode {m:?} is not one of single, cascade (failover), primary_backup, \
+                     all_channels, staged, smart"
+                ),
+            )
+        })?,
         _ => {
             return Err(Problem::invalid(
                 "mode",
@@ -365,23 +426,34 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
                 )))
             }
         };
-        // Email and Telegram report nothing after the hand-over: they end at `sent`.
+        // Email and Telegram report nothing after the hand-over: they end at `sent`; only RCS
+        // and WhatsApp report reads.
         let ends_at_sent = matches!(channel.as_str(), "email" | "telegram");
+        let reports_reads = matches!(channel.as_str(), "rcs" | "whatsapp");
         let success = match own.remove("success") {
             None if ends_at_sent => Success::Sent,
             None => Success::Delivered,
             Some(Value::String(s)) if s == "sent" => Success::Sent,
             Some(Value::String(s)) if s == "delivered" && !ends_at_sent => Success::Delivered,
+            Some(Value::String(s)) if s == "read" && reports_reads => Success::Read,
             Some(_) => {
                 return Err(at(Problem::invalid(
                     "success",
                     "invalid_success",
-                    "success is \"sent\" or \"delivered\" (email and telegram end at \"sent\")",
+                    SUCCESS_CHOICES,
                 )))
             }
         };
         let timeout_s = match own.remove("timeout_s") {
             None => None,
+            Some(_) if mode == FlowMode::Staged => {
+                return Err(at(Problem::invalid(
+                    "timeout_s",
+                    "invalid_timeout",
+                    "a stage has no time limit: give delay_s, when it starts after the \
+                     previous stage started",
+                )))
+            }
             Some(v) => match v.as_u64() {
                 Some(t) if (1..=MAX_TIMEOUT_S).contains(&t) => Some(t as u32),
                 _ => {
@@ -393,6 +465,7 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
                 }
             },
         };
+        let delay_s = stage_delay(mode, i, own.remove("delay_s")).map_err(at)?;
         let mut request: Map<String, Value> = common.clone();
         request.extend(own);
         request.insert("channel".into(), Value::String(channel.clone()));
@@ -411,12 +484,43 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
                 channel,
                 success,
                 timeout_s,
+                delay_s,
+                smart: None,
                 request,
             },
             valid,
         });
     }
     Ok((mode, steps))
+}
+
+/// A step's `delay_s`: staged flows only; none (or 0) for the first stage, 0 to
+/// [`MAX_TIMEOUT_S`] seconds after the previous stage started for the others.
+fn stage_delay(mode: FlowMode, i: usize, delay: Option<Value>) -> Result<Option<u32>, Problem> {
+    let invalid = |detail: String| Problem::invalid("delay_s", "invalid_delay", detail);
+    match (mode, i, delay) {
+        (FlowMode::Staged, 0, None) => Ok(None),
+        (FlowMode::Staged, 0, Some(v)) if v.as_u64() == Some(0) => Ok(None),
+        (FlowMode::Staged, 0, Some(_)) => Err(invalid(
+            "the first stage starts with the flow: its delay_s is 0 or absent".into(),
+        )),
+        (FlowMode::Staged, _, None) => Err(invalid(format!(
+            "every stage after the first needs delay_s: whole seconds after the previous \
+             stage started, 0 to {MAX_TIMEOUT_S}"
+        ))),
+        (FlowMode::Staged, _, Some(v)) => match v.as_u64() {
+            Some(d) if d <= MAX_TIMEOUT_S => Ok(Some(d as u32)),
+            _ => Err(invalid(format!(
+                "delay_s is whole seconds after the previous stage started, 0 to \
+                 {MAX_TIMEOUT_S}"
+            ))),
+        },
+        (_, _, None) => Ok(None),
+        (_, _, Some(_)) => Err(invalid(
+            "delay_s applies to staged flows only (a cascade step's time limit is timeout_s)"
+                .into(),
+        )),
+    }
 }
 
 /// The address `to` gives `channel`: `phone` for SMS, voice, RCS and WhatsApp, `email` for
@@ -459,7 +563,8 @@ fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
 /// The property the `api_flow` fuzz target checks (`fuzz/fuzz_targets/api_flow.rs`), and the
 /// corpus replay test runs on stable: any bytes either are not JSON, or are refused with a
 /// client error that has a code, or give steps each of which is a valid single send on its
-/// own channel whose stored request reads back to the same send. Never a panic.
+/// own channel whose stored request reads back to the same send, with a success condition its
+/// channel can report, and a delay only on later stages of a `staged` flow. Never a panic.
 #[doc(hidden)]
 #[allow(clippy::expect_used)]
 pub fn check_flow_bytes(data: &[u8]) {
@@ -472,9 +577,17 @@ pub fn check_flow_bytes(data: &[u8]) {
             assert!((400..500).contains(&p.status), "{p:?}");
             assert!(!p.code.is_empty());
         }
-        Ok((_, steps)) => {
+        Ok((mode, steps)) => {
             assert!(!steps.is_empty() && steps.len() <= MAX_STEPS);
+            if let Some(first) = steps.first() {
+                assert_eq!(
+                    first.spec.delay_s, None,
+                    "the first stage starts with the flow"
+                );
+            }
             for step in steps {
+                assert!(mode == FlowMode::Staged || step.spec.delay_s.is_none());
+                assert!(mode != FlowMode::Staged || step.spec.timeout_s.is_none());
                 let again: SendRequest = serde_json::from_value(step.spec.request.clone())
                     .expect("a stored step request reads back");
                 let valid = validate(again, &limits).expect("a stored step stays valid");
@@ -483,6 +596,9 @@ pub fn check_flow_bytes(data: &[u8]) {
                 assert_eq!(channel, step.spec.channel);
                 if matches!(channel, "email" | "telegram") {
                     assert_eq!(step.spec.success, Success::Sent);
+                }
+                if step.spec.success == Success::Read {
+                    assert!(matches!(channel, "rcs" | "whatsapp"));
                 }
             }
         }
@@ -505,5 +621,27 @@ mod tests {
             }
         }
         assert!(n > 0, "no corpus for api_flow");
+    }
+
+    #[test]
+    fn staged_and_smart_seeds_read_their_delays_and_conditions() {
+        use crate::domain::{FlowMode, Success};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/api_flow");
+        let read = |name: &str| {
+            let body = serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap();
+            super::parse(body, &super::validate::Limits::default()).unwrap()
+        };
+        let (mode, steps) = read("seed-staged");
+        assert_eq!(mode, FlowMode::Staged);
+        let delays: Vec<Option<u32>> = steps.iter().map(|s| s.spec.delay_s).collect();
+        assert_eq!(delays, [None, Some(300), Some(1800)]);
+        assert_eq!(steps[0].spec.success, Success::Read);
+        let (mode, steps) = read("seed-smart");
+        assert_eq!(mode, FlowMode::Smart);
+        assert_eq!(steps[1].spec.success, Success::Read);
+        assert!(
+            steps.iter().all(|s| s.spec.smart.is_none()),
+            "ranked when accepted"
+        );
     }
 }

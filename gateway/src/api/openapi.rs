@@ -65,6 +65,20 @@ mod tests {
         }
         assert!(doc["components"]["schemas"]["Problem"]["properties"]["code"].is_object());
         assert!(doc["components"]["schemas"]["SendRequest"]["properties"]["to"].is_object());
+        let mode = doc["components"]["schemas"]["SendRequest"]["properties"]["mode"].to_string();
+        for word in [
+            "cascade",
+            "primary_backup",
+            "all_channels",
+            "staged",
+            "smart",
+            "delay_s",
+        ] {
+            assert!(
+                mode.contains(word),
+                "mode's description lacks {word}: {mode}"
+            );
+        }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! - RBM: a Pub/Sub push (`{"message":{"data":<base64 event>}}`) signed with
 //!   `X-Goog-Signature: base64(HMAC-SHA512(webhook client token, decoded data))`. `DELIVERED`
-//!   and `READ` → delivered; `TTL_EXPIRATION_REVOKED` → expired.
+//!   → delivered, `READ` → read; `TTL_EXPIRATION_REVOKED` → expired.
 //! - WhatsApp: `X-Hub-Signature-256: sha256=hex(HMAC-SHA256(app secret, raw body))`;
-//!   `entry[].changes[].value.statuses[]`: `delivered` and `read` → delivered, `failed` →
+//!   `entry[].changes[].value.statuses[]`: `delivered` → delivered, `read` → read, `failed` →
 //!   undeliverable with the error's code and title, `sent` changes nothing. A `GET` with
 //!   `hub.mode=subscribe` and the configured `hub.verify_token` is answered with
 //!   `hub.challenge` (Meta's subscription check).
@@ -173,7 +173,8 @@ fn rbm(
     let event: serde_json::Value = serde_json::from_slice(&event)
         .map_err(|e| WebhookError::Malformed(format!("message.data is not JSON: {e}")))?;
     let status = match event["eventType"].as_str() {
-        Some("DELIVERED" | "READ") => Status::Delivered,
+        Some("DELIVERED") => Status::Delivered,
+        Some("READ") => Status::Read,
         Some("TTL_EXPIRATION_REVOKED") => Status::Expired,
         // User messages, typing indicators and other events report no status.
         _ => return Ok(Vec::new()),
@@ -195,7 +196,8 @@ fn whatsapp(carrier: &str, hook: &serde_json::Value) -> Vec<ReceiptUpdate> {
             continue;
         };
         let (status, error) = match s["status"].as_str() {
-            Some("delivered" | "read") => (Some(Status::Delivered), None),
+            Some("delivered") => (Some(Status::Delivered), None),
+            Some("read") => (Some(Status::Read), None),
             Some("failed") => {
                 let e = &s["errors"][0];
                 let error = e["code"].as_i64().map(|code| {

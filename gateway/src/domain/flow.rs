@@ -1,11 +1,12 @@
 //! Flows: one message to a person over several channels (`mode` on `POST /v1/messages`), each
 //! step a delivery (an ordinary message) on one channel, and the rules that start the next
 //! step. The rules are a pure function ([`decide`]) of the flow, its deliveries and the time,
-//! so a restart re-reads the deliveries and decides again.
+//! so a restart re-reads the deliveries and decides again. A `smart` flow's order is chosen
+//! once, when it is accepted ([`super::rank`]), and stored with its steps.
 
 use serde::{Deserialize, Serialize};
 
-use super::{MessageId, Status, UnixMs};
+use super::{MessageId, Status, StepScore, UnixMs};
 
 /// How steps follow each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,12 @@ pub enum FlowMode {
     PrimaryBackup,
     /// Every step at once.
     AllChannels,
+    /// Stages on a schedule: each starts `delay_s` after the previous stage started, unless an
+    /// earlier stage succeeded; at once when every started stage failed.
+    Staged,
+    /// A cascade whose order comes from the recipient's history with the tenant, chosen when
+    /// the flow is accepted.
+    Smart,
 }
 
 impl FlowMode {
@@ -27,7 +34,21 @@ impl FlowMode {
             FlowMode::Cascade => "cascade",
             FlowMode::PrimaryBackup => "primary_backup",
             FlowMode::AllChannels => "all_channels",
+            FlowMode::Staged => "staged",
+            FlowMode::Smart => "smart",
         }
+    }
+
+    /// Reads [`FlowMode::as_str`]'s form (and `failover`, the other name of `cascade`).
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "cascade" | "failover" => FlowMode::Cascade,
+            "primary_backup" => FlowMode::PrimaryBackup,
+            "all_channels" => FlowMode::AllChannels,
+            "staged" => FlowMode::Staged,
+            "smart" => FlowMode::Smart,
+            _ => return None,
+        })
     }
 }
 
@@ -37,17 +58,26 @@ impl FlowMode {
 pub enum Success {
     /// The carrier or provider took it (`sent` or beyond, not a failure).
     Sent,
-    /// It reached the person (`delivered`).
+    /// It reached the person (`delivered`, or `read`).
     Delivered,
+    /// The person opened it (`read`; RCS and WhatsApp report reads).
+    Read,
 }
 
 impl Success {
     /// Whether a delivery in `status` meets it.
     pub fn met_by(self, status: Status) -> bool {
         match self {
-            Success::Sent => matches!(status, Status::Sent | Status::Delivered),
-            Success::Delivered => status == Status::Delivered,
+            Success::Sent => status == Status::Sent || status.reached(),
+            Success::Delivered => status.reached(),
+            Success::Read => status == Status::Read,
         }
+    }
+
+    /// Whether a delivery in `status` can no longer meet it (it failed, or it ended short of
+    /// the condition; a delivered message may still be read).
+    pub fn out_of_reach(self, status: Status) -> bool {
+        status.is_final() && !self.met_by(status) && !(self == Success::Read && status.reached())
     }
 }
 
@@ -59,9 +89,16 @@ pub struct FlowStep {
     pub channel: String,
     /// What counts as success.
     pub success: Success,
-    /// How long the step may take to succeed before the next starts (cascade), seconds.
+    /// How long the step may take to succeed before the next starts (cascade, smart), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u32>,
+    /// How long after the previous stage started this one starts (staged), seconds; `None`
+    /// for the first stage and in other modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_s: Option<u32>,
+    /// Why the step is at this place (smart): its place in the request and its score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart: Option<StepScore>,
     /// The request this step sends.
     pub request: serde_json::Value,
 }
@@ -192,11 +229,41 @@ fn failed(status: Status) -> bool {
 /// - A delivery meeting its step's success condition ends the flow as succeeded (a success
 ///   after the next step started counts too; no further step starts).
 /// - `all_channels`: every step not started starts; the flow fails when every step failed.
-/// - `cascade`: the next step starts when the last started one failed, or when its
-///   `timeout_s` passed; `primary_backup` ignores time limits.
+/// - `cascade` and `smart`: the next step starts when the last started one failed, or when
+///   its `timeout_s` passed; `primary_backup` ignores time limits.
+/// - `staged`: a stage starts `delay_s` after the previous one started, or at once when every
+///   started stage failed (`decide_staged` has the details).
 /// - The flow fails when the last step failed (or was skipped) and no delivery can still
-///   succeed.
+///   succeed. A delivered message may still be read, but a `read` step waits for that at most
+///   [`READ_WAIT_MS`] after it started: then it counts as failed.
 pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
+    // When a delivered, unread `read` step stops counting as pending: a time to look again.
+    let read_deadline = flow
+        .deliveries
+        .iter()
+        .filter(|d| {
+            d.status == Status::Delivered
+                && flow
+                    .steps
+                    .get(usize::from(d.step))
+                    .is_some_and(|s| s.success == Success::Read)
+        })
+        .map(|d| d.started_at + READ_WAIT_MS)
+        .filter(|at| *at > now)
+        .min();
+    match (rules(flow, now), read_deadline) {
+        (Decision::WaitUntil(None), Some(at)) => Decision::WaitUntil(Some(at)),
+        (Decision::WaitUntil(Some(t)), Some(at)) => Decision::WaitUntil(Some(t.min(at))),
+        (decision, _) => decision,
+    }
+}
+
+/// How long a `read` step's delivered message may stay unread and still count as pending
+/// (7 days, the longest time limit).
+pub const READ_WAIT_MS: UnixMs = 7 * 24 * 3_600_000;
+
+/// [`decide`]'s rules, without the look again for a `read` step's wait.
+fn rules(flow: &FlowRecord, now: UnixMs) -> Decision {
     let n = flow.steps.len();
     let delivery = |step: usize| flow.deliveries.iter().find(|d| usize::from(d.step) == step);
     let skipped = |step: usize| flow.skipped.iter().any(|(s, _)| usize::from(*s) == step);
@@ -207,11 +274,19 @@ pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
             }
         }
     }
-    // A step is done when it failed, was skipped, or (for success conditions beyond `sent`)
-    // can no longer reach its condition.
+    // A step is done when it failed, was skipped, or can no longer reach its condition (or
+    // waited for a read as long as it may).
     let done = |step: usize| {
         skipped(step)
-            || delivery(step).is_some_and(|d| failed(d.status) || d.status == Status::Delivered)
+            || delivery(step).is_some_and(|d| {
+                failed(d.status)
+                    || flow.steps.get(step).is_some_and(|s| {
+                        s.success.out_of_reach(d.status)
+                            || (s.success == Success::Read
+                                && d.status == Status::Delivered
+                                && now >= d.started_at + READ_WAIT_MS)
+                    })
+            })
     };
     if flow.mode == FlowMode::AllChannels {
         let missing: Vec<u8> = (0..n)
@@ -227,7 +302,10 @@ pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
             Decision::WaitUntil(None)
         };
     }
-    // Cascade and primary/backup: the furthest step reached so far.
+    if flow.mode == FlowMode::Staged {
+        return decide_staged(flow, now, &done);
+    }
+    // Cascade, smart and primary/backup: the furthest step reached so far.
     let Some(current) = (0..n).rev().find(|&s| delivery(s).is_some() || skipped(s)) else {
         return Decision::Start(vec![0]);
     };
@@ -243,7 +321,7 @@ pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
         };
     }
     let limit = match (flow.mode, delivery(current), flow.steps.get(current)) {
-        (FlowMode::Cascade, Some(d), Some(step)) => {
+        (FlowMode::Cascade | FlowMode::Smart, Some(d), Some(step)) => {
             step.timeout_s.map(|t| d.started_at + i64::from(t) * 1000)
         }
         _ => None,
@@ -252,6 +330,43 @@ pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
         Some(at) if now >= at && next < n => Decision::Start(vec![next as u8]),
         Some(at) if next < n => Decision::WaitUntil(Some(at)),
         _ => Decision::WaitUntil(None),
+    }
+}
+
+/// `staged` (no stage has succeeded; `done` says which stages failed or were skipped):
+///
+/// - Stages start in order. The first starts with the flow; stage k is due `delay_s` after
+///   stage k-1 started (its delivery's `started_at`; a skipped stage counts as started when
+///   it was due), whether the earlier stages are still pending or failed.
+/// - When every started stage has failed before the next is due, the next starts at once:
+///   nothing is left to wait for, and its own delay counts from then.
+/// - The flow fails when every stage started and failed.
+///
+/// Only stored facts enter (the deliveries' start times, the skipped stages, the delays), so
+/// a restart decides the same: a stage whose delivery exists never starts again, and a due
+/// time that passed while the gateway was down starts its stage at once.
+fn decide_staged(flow: &FlowRecord, now: UnixMs, done: &dyn Fn(usize) -> bool) -> Decision {
+    let n = flow.steps.len();
+    let mut due = flow.created_at;
+    for (k, step) in flow.steps.iter().enumerate() {
+        if k > 0 {
+            due += i64::from(step.delay_s.unwrap_or(0)) * 1000;
+        }
+        let delivery = flow.deliveries.iter().find(|d| usize::from(d.step) == k);
+        let skipped = flow.skipped.iter().any(|(s, _)| usize::from(*s) == k);
+        match delivery {
+            Some(d) => due = d.started_at,
+            None if skipped => {}
+            None if k == 0 || (0..k).all(done) || now >= due => {
+                return Decision::Start(vec![k as u8])
+            }
+            None => return Decision::WaitUntil(Some(due)),
+        }
+    }
+    if (0..n).all(done) {
+        Decision::Fail
+    } else {
+        Decision::WaitUntil(None)
     }
 }
 
@@ -264,7 +379,16 @@ mod tests {
             channel: "sms".into(),
             success,
             timeout_s,
+            delay_s: None,
+            smart: None,
             request: serde_json::json!({}),
+        }
+    }
+
+    fn stage(success: Success, delay_s: Option<u32>) -> FlowStep {
+        FlowStep {
+            delay_s,
+            ..step(success, None)
         }
     }
 
@@ -369,6 +493,180 @@ mod tests {
             &[(0, Status::Failed, 0), (1, Status::Sent, 0)],
         );
         assert_eq!(decide(&f, 0), Decision::Succeed);
+    }
+
+    /// WhatsApp → 5 min → SMS → 30 min → voice, each stage succeeding when read (WhatsApp)
+    /// or delivered.
+    fn staged() -> Vec<FlowStep> {
+        vec![
+            stage(Success::Read, None),
+            stage(Success::Delivered, Some(300)),
+            stage(Success::Delivered, Some(1_800)),
+        ]
+    }
+
+    #[test]
+    fn staged_starts_each_stage_after_its_delay_from_the_previous_start() {
+        const MIN: i64 = 60_000;
+        let f = flow(FlowMode::Staged, staged(), &[]);
+        assert_eq!(decide(&f, 0), Decision::Start(vec![0]));
+        // Delivered but not read: still pending, the next stage waits for its delay.
+        let f = flow(FlowMode::Staged, staged(), &[(0, Status::Delivered, 0)]);
+        assert_eq!(decide(&f, MIN), Decision::WaitUntil(Some(5 * MIN)));
+        assert_eq!(decide(&f, 5 * MIN), Decision::Start(vec![1]));
+        // The third stage counts from when the second actually started.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[(0, Status::Delivered, 0), (1, Status::Sent, 5 * MIN + 700)],
+        );
+        assert_eq!(
+            decide(&f, 6 * MIN),
+            Decision::WaitUntil(Some(35 * MIN + 700))
+        );
+        assert_eq!(decide(&f, 35 * MIN + 700), Decision::Start(vec![2]));
+        // One stage failing while another is pending does not hurry the next.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[
+                (0, Status::Delivered, 0),
+                (1, Status::Undeliverable, 5 * MIN),
+            ],
+        );
+        assert_eq!(decide(&f, 6 * MIN), Decision::WaitUntil(Some(35 * MIN)));
+        // A read ends it: no further stage.
+        let f = flow(FlowMode::Staged, staged(), &[(0, Status::Read, 0)]);
+        assert_eq!(decide(&f, 60 * MIN), Decision::Succeed);
+    }
+
+    #[test]
+    fn staged_moves_on_at_once_when_every_started_stage_failed() {
+        const MIN: i64 = 60_000;
+        let f = flow(FlowMode::Staged, staged(), &[(0, Status::Rejected, 0)]);
+        assert_eq!(decide(&f, 1_000), Decision::Start(vec![1]));
+        // The next delay counts from that early start.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[(0, Status::Rejected, 0), (1, Status::Sent, 1_000)],
+        );
+        assert_eq!(
+            decide(&f, 2_000),
+            Decision::WaitUntil(Some(30 * MIN + 1_000))
+        );
+        let mut f = flow(FlowMode::Staged, staged(), &[(0, Status::Expired, 0)]);
+        f.skipped.push((1, "no route".into()));
+        assert_eq!(decide(&f, 1_000), Decision::Start(vec![2]));
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[
+                (0, Status::Rejected, 0),
+                (1, Status::Undeliverable, 1_000),
+                (2, Status::Failed, 2_000),
+            ],
+        );
+        assert_eq!(decide(&f, 3_000), Decision::Fail);
+        // The last stage started and failed, an earlier one may still be read.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[
+                (0, Status::Delivered, 0),
+                (1, Status::Undeliverable, 5 * MIN),
+                (2, Status::Failed, 35 * MIN),
+            ],
+        );
+        assert_ne!(decide(&f, 36 * MIN), Decision::Fail);
+    }
+
+    #[test]
+    fn staged_a_late_success_ends_the_flow_and_recovery_repeats_nothing() {
+        const MIN: i64 = 60_000;
+        // The first stage is read after the second started: succeeded, the third never
+        // starts, both deliveries stay.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[(0, Status::Read, 0), (1, Status::Sent, 5 * MIN)],
+        );
+        assert_eq!(decide(&f, 90 * MIN), Decision::Succeed);
+        // After a crash the same record decides the same: a started stage is not started
+        // again, and a due time that passed while down starts its stage at once, once.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[(0, Status::Delivered, 0), (1, Status::Sent, 5 * MIN)],
+        );
+        assert_eq!(decide(&f, 10 * MIN), Decision::WaitUntil(Some(35 * MIN)));
+        assert_eq!(decide(&f, 300 * MIN), Decision::Start(vec![2]));
+        let f = flow(FlowMode::Staged, staged(), &[(0, Status::Sent, 0)]);
+        assert_eq!(decide(&f, 300 * MIN), Decision::Start(vec![1]));
+    }
+
+    #[test]
+    fn read_is_a_success_condition_of_its_own() {
+        assert!(Success::Read.met_by(Status::Read));
+        assert!(!Success::Read.met_by(Status::Delivered));
+        assert!(Success::Delivered.met_by(Status::Read));
+        assert!(Success::Sent.met_by(Status::Read));
+        assert!(!Success::Read.out_of_reach(Status::Delivered));
+        assert!(Success::Read.out_of_reach(Status::Undeliverable));
+        // A cascade waits on a delivered, unread step until its time limit.
+        let steps = || vec![step(Success::Read, Some(60)), step(Success::Sent, None)];
+        let f = flow(FlowMode::Cascade, steps(), &[(0, Status::Delivered, 0)]);
+        assert_eq!(decide(&f, 1_000), Decision::WaitUntil(Some(60_000)));
+        assert_eq!(decide(&f, 60_000), Decision::Start(vec![1]));
+    }
+
+    #[test]
+    fn a_read_step_waits_for_its_read_a_bounded_time() {
+        const MIN: i64 = 60_000;
+        // Every stage started; the WhatsApp message is delivered, not read; the others failed.
+        let f = flow(
+            FlowMode::Staged,
+            staged(),
+            &[
+                (0, Status::Delivered, 0),
+                (1, Status::Undeliverable, 5 * MIN),
+                (2, Status::Failed, 35 * MIN),
+            ],
+        );
+        assert_eq!(
+            decide(&f, 36 * MIN),
+            Decision::WaitUntil(Some(READ_WAIT_MS))
+        );
+        assert_eq!(decide(&f, READ_WAIT_MS), Decision::Fail);
+        // A time limit that comes first stays the time to look again.
+        let steps = vec![step(Success::Read, Some(60)), step(Success::Sent, None)];
+        let f = flow(FlowMode::Cascade, steps, &[(0, Status::Delivered, 0)]);
+        assert_eq!(decide(&f, 1_000), Decision::WaitUntil(Some(60_000)));
+    }
+
+    #[test]
+    fn smart_runs_its_stored_order_as_a_cascade() {
+        let steps = || {
+            vec![
+                step(Success::Delivered, Some(60)),
+                step(Success::Delivered, None),
+            ]
+        };
+        let f = flow(FlowMode::Smart, steps(), &[]);
+        assert_eq!(decide(&f, 0), Decision::Start(vec![0]));
+        let f = flow(FlowMode::Smart, steps(), &[(0, Status::Sent, 0)]);
+        assert_eq!(decide(&f, 1_000), Decision::WaitUntil(Some(60_000)));
+        assert_eq!(decide(&f, 60_000), Decision::Start(vec![1]));
+        let f = flow(
+            FlowMode::Smart,
+            steps(),
+            &[(0, Status::Delivered, 0), (1, Status::Sent, 60_000)],
+        );
+        assert_eq!(
+            decide(&f, 61_000),
+            Decision::Succeed,
+            "a late success counts"
+        );
     }
 
     #[test]

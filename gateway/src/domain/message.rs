@@ -119,8 +119,12 @@ pub struct SmppOrigin {
 }
 
 impl SmppOrigin {
-    /// Whether a message that ended in `status` gets a receipt.
+    /// Whether a message that ended in `status` gets a receipt (a read, which only chat
+    /// channels report, gets none: the receipt went with `delivered`).
     pub fn wants_receipt(&self, status: Status) -> bool {
+        if status == Status::Read {
+            return false;
+        }
         match self.receipt & 0x03 {
             1 => status.is_final(),
             2 => status.is_final() && status != Status::Delivered,
@@ -287,6 +291,10 @@ mod tests {
         assert!(Status::Sent.can_become(Status::Delivered));
         assert!(!Status::Delivered.can_become(Status::Sent));
         assert!(!Status::Delivered.can_become(Status::Undeliverable));
+        assert!(Status::Delivered.can_become(Status::Read));
+        assert!(Status::Sent.can_become(Status::Read));
+        assert!(!Status::Read.can_become(Status::Delivered));
+        assert!(!Status::Undeliverable.can_become(Status::Read));
         assert!(!Status::Sent.can_become(Status::Submitting));
         for s in Status::ALL {
             assert_eq!(s.as_str().parse::<Status>().unwrap(), s);

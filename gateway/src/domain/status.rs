@@ -19,6 +19,9 @@ pub enum Status {
     Sent,
     /// Every segment was delivered to the handset.
     Delivered,
+    /// Delivered, and the person opened it: the read receipt of a channel that reports reads
+    /// (RCS, WhatsApp). The one move out of a final state: `delivered` → `read`.
+    Read,
     /// The carrier reported that it could not deliver.
     Undeliverable,
     /// The validity period ran out (at the carrier or before we could send it).
@@ -33,12 +36,13 @@ pub enum Status {
 
 impl Status {
     /// Every status, in lifecycle order.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::Accepted,
         Status::Queued,
         Status::Submitting,
         Status::Sent,
         Status::Delivered,
+        Status::Read,
         Status::Undeliverable,
         Status::Expired,
         Status::Rejected,
@@ -57,15 +61,23 @@ impl Status {
         }
     }
 
-    /// True for states nothing can leave.
+    /// True for states that end a message's delivery: its outcome is known. Only `read` may
+    /// still follow `delivered`.
     pub fn is_final(self) -> bool {
         self.rank() == 4
     }
 
     /// True when a message in `self` may move to `next`: only forwards, never out of a final
-    /// state, so a late or duplicate receipt never moves a message backwards.
+    /// state (but `delivered` → `read`), so a late or duplicate receipt never moves a message
+    /// backwards.
     pub fn can_become(self, next: Status) -> bool {
-        !self.is_final() && next.rank() > self.rank()
+        (!self.is_final() && next.rank() > self.rank())
+            || (self == Status::Delivered && next == Status::Read)
+    }
+
+    /// True for `delivered` and `read`: the message reached the person.
+    pub fn reached(self) -> bool {
+        matches!(self, Status::Delivered | Status::Read)
     }
 
     /// The name used in the API and the store.
@@ -76,6 +88,7 @@ impl Status {
             Status::Submitting => "submitting",
             Status::Sent => "sent",
             Status::Delivered => "delivered",
+            Status::Read => "read",
             Status::Undeliverable => "undeliverable",
             Status::Expired => "expired",
             Status::Rejected => "rejected",

@@ -1,12 +1,12 @@
 //! Flows: one message to a person over several channels (`mode` on `POST /v1/messages`:
-//! `cascade`, `primary_backup`, `all_channels`). Each step is an ordinary message (a delivery)
+//! `cascade`, `primary_backup`, `all_channels`, `staged`, `smart`). Each step is an ordinary message (a delivery)
 //! that names its flow; the rules deciding when the next step starts are
 //! [`crate::domain::decide`], a pure function of the flow, its deliveries and the time.
 //!
 //! ```text
 //! API: flow + first deliveries ──► one commit ──► Flows::track
 //! runner: a delivery's status changed (from the update sink) ─┐
-//!         a step's time limit passed (timers) ────────────────┼─► read the flow ─► decide
+//!         a time limit or stage delay passed (timers) ────────┼─► read the flow ─► decide
 //!         start: every running flow ──────────────────────────┘
 //!   decide ─► start step k: its request ─► draft ─► submit (the delivery names flow and step)
 //!          ─► a step refused: Update::Flow(Skip) ─► decide again

@@ -185,6 +185,15 @@ impl Store for FakeStore {
     fn running_flows(&self) -> BoxFuture<'_, Result<Vec<crate::domain::FlowRecord>, StoreError>> {
         not_used()
     }
+    fn recipient_history(
+        &self,
+        _: &str,
+        _: Vec<String>,
+        _: UnixMs,
+        _: u32,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::PastMessage>, StoreError>> {
+        not_used()
+    }
 }
 
 // ---- the SMSC ------------------------------------------------------------------------------

@@ -663,7 +663,7 @@ pub(crate) fn state_of(status: Status) -> u8 {
     match status {
         Status::Accepted | Status::Queued => message_state::SCHEDULED,
         Status::Submitting | Status::Sent => message_state::ENROUTE,
-        Status::Delivered => message_state::DELIVERED,
+        Status::Delivered | Status::Read => message_state::DELIVERED,
         Status::Expired => message_state::EXPIRED,
         Status::Cancelled => message_state::DELETED,
         Status::Undeliverable | Status::Failed => message_state::UNDELIVERABLE,

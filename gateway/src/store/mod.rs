@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 
 use crate::domain::{
     Applied, CallFilter, CallRecord, FlowRecord, HeldPart, ListFilter, MessageId, MessageRecord,
-    NewMessage, UnixMs, Update,
+    NewMessage, PastMessage, UnixMs, Update,
 };
 use crate::domain::{BatchSummary, IdempotencyRecord};
 
@@ -170,6 +170,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every running flow with its deliveries, oldest first (read at start).
     fn running_flows(&self) -> BoxFuture<'_, Result<Vec<FlowRecord>, StoreError>>;
+
+    /// The newest messages of `tenant` to any of the addresses `to` accepted since `since`, at
+    /// most `limit` (indexed by tenant and address): the history a `smart` flow is ordered by.
+    fn recipient_history(
+        &self,
+        tenant: &str,
+        to: Vec<String>,
+        since: UnixMs,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PastMessage>, StoreError>>;
 
     /// Call detail records of `tenant`, newest first (written with [`Update::Call`]).
     fn calls(

@@ -6,7 +6,47 @@
 use switchyard_protocols::dlr::{FormatLearner, IdFormat, IdKey};
 use switchyard_routing::{Currency, Price};
 
-use crate::domain::{IdFormats, MessageId, Money, Status, UnixMs};
+use crate::domain::{IdFormats, MessageId, Money, PastMessage, Status, UnixMs};
+
+/// The SQL both backends use for a recipient's history (`$TENANT`, `$TO`, `$SINCE` and
+/// `$LIMIT` are each backend's parameters): the tenant's newest messages to the addresses,
+/// with what [`past_message`] needs, and when each was first delivered or read (from its
+/// history, one index lookup per row).
+pub(super) const RECIPIENT_HISTORY: &str = "SELECT m.status, m.created_at, m.price, \
+     m.voice IS NOT NULL, m.email IS NOT NULL, m.chat IS NOT NULL, m.encoding, \
+     (SELECT min(h.at) FROM history h WHERE h.message_id = m.id \
+        AND h.status IN ('delivered', 'read')) \
+     FROM messages m WHERE m.tenant = $TENANT AND m.to_addr $TO AND m.created_at >= $SINCE \
+     ORDER BY m.id DESC LIMIT $LIMIT";
+
+/// One row of [`RECIPIENT_HISTORY`] as a smart flow weighs it: the channel is voice or email
+/// when their spec is stored, a chat channel's name (its `encoding`) when a chat spec is, SMS
+/// otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn past_message(
+    status: &str,
+    created_at: UnixMs,
+    price: Option<String>,
+    voice: bool,
+    email: bool,
+    chat: bool,
+    encoding: String,
+    reached_at: Option<UnixMs>,
+) -> PastMessage {
+    let channel = match (voice, email, chat) {
+        (true, _, _) => "voice".to_owned(),
+        (false, true, _) => "email".to_owned(),
+        (false, false, true) => encoding,
+        (false, false, false) => "sms".to_owned(),
+    };
+    PastMessage {
+        channel,
+        status: status.parse().unwrap_or(Status::Failed),
+        created_at,
+        reached_at,
+        price: price.and_then(|p| Price::parse(&p).ok()).map(Price::as_f64),
+    }
+}
 
 /// A receipt kept as unmatched may still match a segment whose `SegmentSent` arrives later (a
 /// receipt on a receiver bind can overtake the submit_sm_resp on a transmitter bind), but only

@@ -29,9 +29,14 @@ pub(crate) struct SendRequest {
     /// `"whatsapp"`, `"telegram"`, `"messenger"` or `"webhook"` (a signed POST to the
     /// recipient system's endpoint).
     pub(crate) channel: Option<String>,
-    /// `"single"` (the default: one channel). `"cascade"`, `"primary_backup"` and
-    /// `"all_channels"` send one message over several channels (`channels`, see the flows
-    /// documentation).
+    /// `"single"` (the default: one channel). `"cascade"` (or `"failover"`),
+    /// `"primary_backup"`, `"all_channels"`, `"staged"` and `"smart"` send one message over
+    /// several channels: `channels` is then a list of 1 to 8 steps, each
+    /// `{"channel": …, "success": "sent" | "delivered" | "read", "timeout_s": …}` plus the
+    /// step's own fields; a `staged` step has `"delay_s"` (seconds after the previous stage
+    /// started; none for the first) instead of `timeout_s`; `smart` orders the steps by the
+    /// recipient's history with the tenant and shows the order and scores on
+    /// `GET /v1/messages/{id}` (see the flows documentation).
     pub(crate) mode: Option<String>,
     /// E.164 number, short code, or alphanumeric sender id (≤ 11 characters); the caller id
     /// (E.164) of a voice call; the sender's email address for email (optional there: the

@@ -4,7 +4,7 @@
 //! Updates run strictly in order on the writer's connection, so a receipt queued right after
 //! its `SegmentSent` (even in the same batch) sees the segment. Nothing moves backwards: a
 //! message changes status only when [`Status::can_become`] allows it, and a segment in a final
-//! state keeps it.
+//! state keeps it (a delivered one may only become read).
 
 use tokio_postgres::types::ToSql;
 
@@ -467,7 +467,7 @@ async fn segment_sent(db: Db<'_>, ids: &mut IdMatch, s: Sent<'_>) -> Result<Appl
     let sent: i64 = db
         .query_one(
             "SELECT count(*) FROM segments WHERE message_id = $1 AND idx < $2 \
-             AND (status = 'sent' OR status = 'delivered')",
+             AND status IN ('sent', 'delivered', 'read')",
             &[&id.0, &i64::from(head.segments)],
         )
         .await?
@@ -499,7 +499,8 @@ pub(super) async fn apply_receipts(db: Db<'_>, matched: Vec<Matched>) -> Result<
 }
 
 /// Applies a matched receipt's state to segment `index` of message `id`, then to the message:
-/// `delivered` once every segment is, the failure of the first failed segment otherwise.
+/// `delivered` (or `read`) once every segment is, the failure of the first failed segment
+/// otherwise.
 async fn receipt_to_segment(
     db: Db<'_>,
     id: MessageId,
@@ -523,7 +524,8 @@ async fn receipt_to_segment(
         .await?;
     match segment {
         // A duplicate or late receipt: the segment keeps its final state.
-        Some(row) if status_column(&row, 0)?.is_final() => return Ok(Applied::NoChange),
+        // (A delivered one may still be read.)
+        Some(row) if !status_column(&row, 0)?.can_become(status) => return Ok(Applied::NoChange),
         Some(_) => {}
         None => return Ok(Applied::NoChange),
     }
@@ -533,17 +535,17 @@ async fn receipt_to_segment(
         &[&id.0, &i64::from(index), &status.as_str(), &error, &at],
     )
     .await?;
-    if status == Status::Delivered {
+    if status.reached() {
         let delivered: i64 = db
             .query_one(
                 "SELECT count(*) FROM segments WHERE message_id = $1 AND idx < $2 \
-                 AND status = 'delivered'",
+                 AND status IN ('delivered', 'read')",
                 &[&id.0, &i64::from(head.segments)],
             )
             .await?
             .try_get(0)?;
         if delivered >= i64::from(head.segments) {
-            return head.move_to(db, Status::Delivered, at, None).await;
+            return head.move_to(db, status, at, None).await;
         }
         Ok(Applied::NoChange)
     } else {

@@ -275,7 +275,7 @@ fn event_from_row(row: &Row) -> Result<Event, PgError> {
 async fn add_segment_facts(db: Db<'_>, e: &mut Event) -> Result<(), PgError> {
     if !matches!(
         e.status.as_str(),
-        "sent" | "delivered" | "undeliverable" | "expired" | "rejected"
+        "sent" | "delivered" | "read" | "undeliverable" | "expired" | "rejected"
     ) {
         return Ok(());
     }

@@ -4,7 +4,11 @@
 use tokio_postgres::Row;
 
 use super::{int, Db, PgError};
-use crate::domain::{FlowDelivery, FlowMode, FlowRecord, FlowState, FlowWrite, MessageId, Status};
+use crate::domain::{
+    FlowDelivery, FlowMode, FlowRecord, FlowState, FlowWrite, MessageId, PastMessage, Status,
+    UnixMs,
+};
+use crate::store::shared::{past_message, RECIPIENT_HISTORY};
 
 /// Writes a new flow, a skipped step or a flow's end.
 pub(super) async fn write(db: Db<'_>, w: &FlowWrite) -> Result<(), PgError> {
@@ -67,11 +71,7 @@ const COLUMNS: &str = "id, tenant, mode, steps, state, skipped, created_at, upda
 
 fn from_row(row: &Row) -> Result<FlowRecord, PgError> {
     let mode: String = row.try_get(2)?;
-    let mode = match mode.as_str() {
-        "primary_backup" => FlowMode::PrimaryBackup,
-        "all_channels" => FlowMode::AllChannels,
-        _ => FlowMode::Cascade,
-    };
+    let mode = FlowMode::from_name(&mode).unwrap_or(FlowMode::Cascade);
     let state: String = row.try_get(4)?;
     Ok(FlowRecord {
         id: MessageId(row.try_get(0)?),
@@ -143,4 +143,36 @@ pub(super) async fn running(db: Db<'_>, node: i16) -> Result<Vec<FlowRecord>, Pg
         deliveries(db, f).await?;
     }
     Ok(flows)
+}
+
+/// The newest messages of `tenant` to any of `to` accepted since `since`, at most `limit`.
+pub(super) async fn recipient_history(
+    db: Db<'_>,
+    tenant: &str,
+    to: &[String],
+    since: UnixMs,
+    limit: u32,
+) -> Result<Vec<PastMessage>, PgError> {
+    let sql = RECIPIENT_HISTORY
+        .replace("$TENANT", "$1")
+        .replace("$TO", "= ANY($2)")
+        .replace("$SINCE", "$3")
+        .replace("$LIMIT", "$4");
+    let rows = db
+        .query(&sql, &[&tenant, &to, &since, &i64::from(limit)])
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(past_message(
+                &r.try_get::<_, String>(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+                r.try_get(7)?,
+            ))
+        })
+        .collect()
 }

@@ -88,7 +88,7 @@ use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
 };
-use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord};
+use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord, PastMessage};
 pub use cluster::{NodeInfo, Registration};
 pub use handoff::HANDOFF_CHANNEL;
 
@@ -684,6 +684,19 @@ impl Store for PostgresStore {
     fn running_flows(&self) -> BoxFuture<'_, Result<Vec<FlowRecord>, StoreError>> {
         let node = self.node();
         self.read(move |db| Box::pin(flows::running(db, node)))
+    }
+
+    fn recipient_history(
+        &self,
+        tenant: &str,
+        to: Vec<String>,
+        since: UnixMs,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PastMessage>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |db| {
+            Box::pin(async move { flows::recipient_history(db, &tenant, &to, since, limit).await })
+        })
     }
 
     fn calls(

@@ -262,6 +262,11 @@ CREATE TABLE handoff (
 );
 CREATE INDEX handoff_carrier ON handoff (carrier, id);
 "#,
+    // v4: a recipient's history with a tenant (what a `smart` flow orders its steps by), as
+    // the SQLite store's version 14.
+    r#"
+CREATE INDEX messages_recipient ON messages (tenant, to_addr, id);
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

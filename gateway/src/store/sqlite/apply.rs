@@ -3,7 +3,7 @@
 //! Updates run strictly in order on the writer's connection, so a receipt queued right after
 //! its `SegmentSent` (even in the same batch) sees the segment. Nothing moves backwards: a
 //! message changes status only when [`Status::can_become`] allows it, and a segment in a final
-//! state keeps it.
+//! state keeps it (a delivered one may only become read).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -323,7 +323,7 @@ fn segment_sent(conn: &Connection, ids: &mut IdMatch, s: Sent<'_>) -> rusqlite::
     let early = ids.segment_sent(conn, carrier, id_formats, id, index, carrier_message_id, at)?;
     let sent: u32 = conn
         .prepare_cached(
-            "SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND (status = 'sent' OR status = 'delivered')",
+            "SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status IN ('sent', 'delivered', 'read')",
         )?
         .query_row(params![id.0, head.segments], |row| row.get(0))?;
     let mut applied = if sent >= u32::from(head.segments) {
@@ -356,7 +356,8 @@ pub(super) fn apply_receipts(
 }
 
 /// Applies a matched receipt's state to segment `index` of message `id`, then to the message:
-/// `delivered` once every segment is, the failure of the first failed segment otherwise.
+/// `delivered` (or `read`) once every segment is, the failure of the first failed segment
+/// otherwise.
 fn receipt_to_segment(
     conn: &Connection,
     id: MessageId,
@@ -377,19 +378,20 @@ fn receipt_to_segment(
         .query_row(params![id.0, index], |row| status_column(row, 0))
         .optional()?;
     match segment {
-        // A duplicate or late receipt: the segment keeps its final state.
-        Some(s) if s.is_final() => return Ok(Applied::NoChange),
+        // A duplicate or late receipt: the segment keeps its final state (a delivered one
+        // may still be read).
+        Some(s) if !s.can_become(status) => return Ok(Applied::NoChange),
         Some(_) => {}
         None => return Ok(Applied::NoChange),
     }
     conn.prepare_cached("UPDATE segments SET status = ?3, error = ?4, updated_at = ?5 WHERE message_id = ?1 AND idx = ?2")?
         .execute(params![id.0, index, status.as_str(), error, at])?;
-    if status == Status::Delivered {
+    if status.reached() {
         let delivered: u32 = conn
-            .prepare_cached("SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status = 'delivered'")?
+            .prepare_cached("SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status IN ('delivered', 'read')")?
             .query_row(params![id.0, head.segments], |row| row.get(0))?;
         if delivered >= u32::from(head.segments) {
-            return head.move_to(conn, Status::Delivered, at, None);
+            return head.move_to(conn, status, at, None);
         }
         Ok(Applied::NoChange)
     } else {

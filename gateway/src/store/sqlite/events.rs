@@ -242,7 +242,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
 fn add_segment_facts(conn: &Connection, e: &mut Event) -> rusqlite::Result<()> {
     if !matches!(
         e.status.as_str(),
-        "sent" | "delivered" | "undeliverable" | "expired" | "rejected"
+        "sent" | "delivered" | "read" | "undeliverable" | "expired" | "rejected"
     ) {
         return Ok(());
     }

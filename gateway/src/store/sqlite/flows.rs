@@ -1,9 +1,14 @@
 //! Flows (`flows`): one row per flow, its steps as JSON; its deliveries are the messages whose
-//! `flow_id` names it (indexed with their step).
+//! `flow_id` names it (indexed with their step). And a recipient's history with a tenant, which
+//! orders a `smart` flow (`messages_recipient`).
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{FlowDelivery, FlowMode, FlowRecord, FlowState, FlowWrite, MessageId, Status};
+use crate::domain::{
+    FlowDelivery, FlowMode, FlowRecord, FlowState, FlowWrite, MessageId, PastMessage, Status,
+    UnixMs,
+};
+use crate::store::shared::{past_message, RECIPIENT_HISTORY};
 
 fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
@@ -65,11 +70,7 @@ const COLUMNS: &str = "id, tenant, mode, steps, state, skipped, created_at, upda
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<FlowRecord> {
     let text = |i: usize| row.get::<_, String>(i);
-    let mode = match text(2)?.as_str() {
-        "primary_backup" => FlowMode::PrimaryBackup,
-        "all_channels" => FlowMode::AllChannels,
-        _ => FlowMode::Cascade,
-    };
+    let mode = FlowMode::from_name(&text(2)?).unwrap_or(FlowMode::Cascade);
     let conv = |i: usize, e: serde_json::Error| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     };
@@ -135,4 +136,42 @@ pub(super) fn running(conn: &Connection) -> rusqlite::Result<Vec<FlowRecord>> {
         deliveries(conn, f)?;
     }
     Ok(flows)
+}
+
+/// The newest messages of `tenant` to any of `to` accepted since `since`, at most `limit`.
+pub(super) fn recipient_history(
+    conn: &Connection,
+    tenant: &str,
+    to: &[String],
+    since: UnixMs,
+    limit: u32,
+) -> rusqlite::Result<Vec<PastMessage>> {
+    if to.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (0..to.len())
+        .map(|i| format!("?{}", i + 4))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = RECIPIENT_HISTORY
+        .replace("$TENANT", "?1")
+        .replace("$SINCE", "?2")
+        .replace("$LIMIT", "?3")
+        .replace("$TO", &format!("IN ({list})"));
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&tenant, &since, &limit];
+    params.extend(to.iter().map(|t| t as &dyn rusqlite::ToSql));
+    conn.prepare_cached(&sql)?
+        .query_map(params.as_slice(), |r| {
+            Ok(past_message(
+                &r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?
+        .collect()
 }

@@ -57,7 +57,7 @@ use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
 };
-use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord};
+use crate::domain::{BatchSummary, FlowRecord, IdempotencyRecord, PastMessage};
 pub use crate::store::retention::Retention;
 
 /// Tuning for [`SqliteStore`]. The defaults suit the gateway; tests shrink them.
@@ -451,6 +451,17 @@ impl Store for SqliteStore {
 
     fn running_flows(&self) -> BoxFuture<'_, Result<Vec<FlowRecord>, StoreError>> {
         self.read(flows::running)
+    }
+
+    fn recipient_history(
+        &self,
+        tenant: &str,
+        to: Vec<String>,
+        since: UnixMs,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PastMessage>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| flows::recipient_history(conn, &tenant, &to, since, limit))
     }
 
     fn calls(

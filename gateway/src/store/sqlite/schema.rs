@@ -41,6 +41,8 @@
 //! - (v11) `messages.email`: an email's subject, HTML part and reply-to (JSON).
 //! - (v12) `flows`: flows (modes over several channels) with their steps (JSON), state and
 //!   skipped steps; `messages.flow_id`/`flow_step` link each delivery to its flow (indexed).
+//! - (v14) `messages_recipient`: `(tenant, to_addr, id)`, a recipient's newest messages from
+//!   one tenant (the history a `smart` flow is ordered by).
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -332,6 +334,11 @@ CREATE INDEX messages_flow ON messages (flow_id, flow_step) WHERE flow_id IS NOT
     // the channel's name.
     r#"
 ALTER TABLE messages ADD COLUMN chat TEXT;
+"#,
+    // A recipient's history with a tenant (what a `smart` flow orders its steps by): the
+    // newest messages to an address, walked backwards from the index's end.
+    r#"
+CREATE INDEX messages_recipient ON messages (tenant, to_addr, id);
 "#,
 ];
 

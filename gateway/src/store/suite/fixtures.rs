@@ -90,16 +90,14 @@ pub(crate) fn sent(n: i64, index: u16, carrier_id: &str) -> Update {
 }
 
 /// A receipt from carrier "alpha" for `carrier_id` (`None`: an intermediate state); failures
-/// carry the error "001".
+/// carry the error "001" (delivered and read none).
 pub(crate) fn receipt(carrier_id: &str, status: Option<Status>) -> Update {
     Update::Receipt(ReceiptUpdate {
         carrier: "alpha".into(),
         carrier_message_id: carrier_id.into(),
         id_formats: IdFormats::default(),
         status,
-        error: status
-            .filter(|s| *s != Status::Delivered)
-            .map(|_| "001".into()),
+        error: status.filter(|s| !s.reached()).map(|_| "001".into()),
         at: T0 + 3_000,
     })
 }

@@ -1,5 +1,6 @@
 //! Flows: a flow written with its first delivery in one commit, read back with its
-//! deliveries by step, skipped steps and its end; running flows are what a restart reads.
+//! deliveries by step, skipped steps and its end; running flows are what a restart reads; a
+//! recipient's history, which orders a `smart` flow.
 
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ fn flow(id: MessageId, now: i64) -> FlowRecord {
         channel: channel.into(),
         success,
         timeout_s: Some(60),
+        delay_s: None,
+        smart: None,
         request: serde_json::json!({"channel": channel, "body": "hi"}),
     };
     FlowRecord {
@@ -132,4 +135,120 @@ pub(crate) async fn a_later_step_is_a_delivery_of_the_same_flow(h: &mut dyn Harn
     }
     let read = store.flow("t", id).await.unwrap().unwrap();
     assert_eq!(read.state, FlowState::Succeeded);
+}
+
+/// A recipient's history: the tenant's newest messages to the addresses asked for, with each
+/// one's channel, status, price and when it reached the person; other tenants, other
+/// addresses and messages before `since` are left out, and `limit` keeps the newest.
+pub(crate) async fn a_recipients_history_is_per_tenant_and_address_newest_first(
+    h: &mut dyn Harness,
+) {
+    use crate::domain::{ChatChannel, ChatSpec, EmailSpec, PastMessage};
+    let store = h.store();
+    let now = now_ms();
+    let at = |n: i64| NewMessage {
+        id: MessageId::generate(now - 10_000 + n),
+        created_at: now - 10_000 + n,
+        to: "+447911123456".into(),
+        ..message("t", n, 1)
+    };
+    let whatsapp = NewMessage {
+        chat: Some(ChatSpec {
+            channel: ChatChannel::Whatsapp,
+            template: None,
+            tag: None,
+        }),
+        encoding: None,
+        ..at(1)
+    };
+    let sms = at(2);
+    let email = NewMessage {
+        to: "ana@example.org".into(),
+        email: Some(EmailSpec {
+            subject: "Your code".into(),
+            html: None,
+            reply_to: None,
+        }),
+        encoding: None,
+        ..at(3)
+    };
+    let old = NewMessage {
+        id: MessageId::generate(now - 100_000),
+        created_at: now - 100_000,
+        ..at(0)
+    };
+    let other_tenant = NewMessage {
+        tenant: "u".into(),
+        ..at(4)
+    };
+    let other_phone = NewMessage {
+        to: "+447911000000".into(),
+        ..at(5)
+    };
+    store
+        .insert(vec![
+            old,
+            whatsapp.clone(),
+            sms.clone(),
+            email.clone(),
+            other_tenant,
+            other_phone,
+        ])
+        .await
+        .unwrap();
+    store
+        .apply(vec![
+            status_at(whatsapp.id, Status::Delivered, now - 5_000),
+            status_at(sms.id, Status::Undeliverable, now - 4_000),
+        ])
+        .await
+        .unwrap();
+    let to = vec!["+447911123456".to_owned(), "ana@example.org".to_owned()];
+    let history = store
+        .recipient_history("t", to.clone(), now - 50_000, 10)
+        .await
+        .unwrap();
+    let price = Some(0.0079);
+    assert_eq!(
+        history,
+        vec![
+            PastMessage {
+                channel: "email".into(),
+                status: Status::Accepted,
+                created_at: email.created_at,
+                reached_at: None,
+                price,
+            },
+            PastMessage {
+                channel: "sms".into(),
+                status: Status::Undeliverable,
+                created_at: sms.created_at,
+                reached_at: None,
+                price,
+            },
+            PastMessage {
+                channel: "whatsapp".into(),
+                status: Status::Delivered,
+                created_at: whatsapp.created_at,
+                reached_at: Some(now - 5_000),
+                price,
+            },
+        ]
+    );
+    let newest = store
+        .recipient_history("t", to.clone(), now - 50_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].channel, "email");
+    let all = store
+        .recipient_history("t", to, now - 200_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4, "the old one is within a longer window");
+    assert!(store
+        .recipient_history("t", Vec::new(), 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

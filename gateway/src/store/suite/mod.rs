@@ -5,10 +5,10 @@
 //! - [`fixtures`]: the messages, updates and helpers the tests share.
 //! - One file per area: [`messages`] (insert, get, list, tenants, restarts, failed requests),
 //!   [`updates`] (statuses, segments, voice call outcomes, replacements), [`receipts`] (matching
-//!   receipts to segments), [`recovery`] (unfinished and scheduled messages), [`inbound`] (MO
-//!   messages, held parts, keywords), [`events`] (the event log, the webhook outbox, cursors,
-//!   opt-outs), [`calls`] (the SIP proxy's call records), [`tenancy`] (idempotency keys,
-//!   batches, quotas).
+//!   receipts to segments, reads), [`recovery`] (unfinished and scheduled messages),
+//!   [`inbound`] (MO messages, held parts, keywords), [`events`] (the event log, the webhook
+//!   outbox, cursors, opt-outs), [`calls`] (the SIP proxy's call records), [`tenancy`]
+//!   (idempotency keys, batches, quotas), [`flows`] (flows and a recipient's history).
 //!
 //! # Running it against a backend
 //! A backend provides a [`Harness`] (a fresh, empty store of its own, which it can close and open
@@ -89,6 +89,7 @@ macro_rules! store_suite {
             }
             receipts {
                 receipt_ids_match_across_bases_case_and_zeros,
+                a_read_receipt_follows_delivered_and_nothing_moves_it_back,
                 receipt_right_after_its_segment_in_one_batch_matches,
                 unmatched_receipts_are_kept_counted_and_matched_late,
                 intermediate_receipts_change_nothing,
@@ -123,6 +124,7 @@ macro_rules! store_suite {
             flows {
                 a_flow_commits_with_its_first_delivery_and_follows_its_steps,
                 a_later_step_is_a_delivery_of_the_same_flow,
+                a_recipients_history_is_per_tenant_and_address_newest_first,
             }
             tenancy {
                 request_records_commit_with_their_messages,

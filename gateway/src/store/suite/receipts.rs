@@ -250,3 +250,53 @@ pub(crate) async fn hex_responses_and_decimal_receipts_are_learned(h: &mut dyn H
     );
     assert_eq!(status_of(&*store, "acme", 2).await, Status::Sent);
 }
+
+/// A read receipt (RCS, WhatsApp) moves a delivered message on to `read`, or a sent one
+/// straight there; nothing moves a read message back, and a failure after delivery changes
+/// nothing.
+pub(crate) async fn a_read_receipt_follows_delivered_and_nothing_moves_it_back(
+    h: &mut dyn Harness,
+) {
+    let store = h.store();
+    store
+        .insert((1..=2).map(|n| message("acme", n, 1)).collect())
+        .await
+        .unwrap();
+    store
+        .apply(vec![sent(1, 0, "r-1"), sent(2, 0, "r-2")])
+        .await
+        .unwrap();
+    let applied = store
+        .apply(vec![
+            receipt("r-1", Some(Status::Delivered)),
+            receipt("r-1", Some(Status::Undeliverable)),
+            receipt("r-1", Some(Status::Read)),
+            receipt("r-2", Some(Status::Read)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        vec![
+            moved(1, "acme", Status::Delivered),
+            Applied::NoChange,
+            moved(1, "acme", Status::Read),
+            moved(2, "acme", Status::Read),
+        ]
+    );
+    let applied = store
+        .apply(vec![
+            receipt("r-1", Some(Status::Delivered)),
+            receipt("r-2", Some(Status::Read)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![Applied::NoChange, Applied::NoChange]);
+    let got = store.get("acme", id(1)).await.unwrap().unwrap();
+    assert_eq!(got.status, Status::Read);
+    let history: Vec<Status> = got.history.iter().map(|h| h.status).collect();
+    assert!(
+        history.ends_with(&[Status::Sent, Status::Delivered, Status::Read]),
+        "{history:?}"
+    );
+}
