@@ -2,8 +2,9 @@
 //! headless Chromium driven over WebDriver (`chromedriver`, with `fantoccini`).
 //!
 //! [`a_tenant_sees_its_message_delivered_and_another_tenant_does_not`]: log in with a tenant's
-//! key, send a message through the API, see it delivered on the messages page, open its page
-//! (history, segments), log out; a second tenant gets "not found" for that id; an operator key
+//! key, send a message through the API, see the overview count it as delivered (htmx polling, no
+//! reload) and the messages page show it delivered, open its page (history, segments), replay
+//! one of its dead webhooks from the webhooks page and see it delivered, log out; a second tenant gets "not found" for that id; an operator key
 //! sees the carriers page; a read-only key sees no dead letters and its POSTs are refused, as is
 //! a POST with a wrong CSRF token. A screenshot of each page is saved under the test's temp
 //! folder (its path is printed; set `SWITCHYARD_KEEP_TEMP=1` to keep it).
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use switchyard_tests::gateway::{hash_key, Gateway, TempDir, OPERATOR_KEY};
+use switchyard_tests::gateway::{hash_key, Gateway, TempDir, ALLOW_LOOPBACK, OPERATOR_KEY};
 use switchyard_tests::http;
+use switchyard_tests::sink::Sink;
 
 /// Longest wait for anything.
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,16 +38,20 @@ const ACME_READ: &str = "sk_ui_acme_read_rrrrrrrrrrrrrrrrrrrrrrrrrrrr";
 /// Tenant "beta"'s key.
 const BETA: &str = "sk_ui_beta_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-/// A gateway with two tenants and the sandbox SMS carrier "Sms".
-fn write_config(dir: &TempDir) -> anyhow::Result<PathBuf> {
+/// A gateway with two tenants and the sandbox SMS carrier "Sms". Acme's webhooks go to
+/// `webhook_url` and are given up after a second.
+fn write_config(dir: &TempDir, webhook_url: &str) -> anyhow::Result<PathBuf> {
     let mut toml = String::new();
     writeln!(
         toml,
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
          [store]\ngroup_commit_linger_ms = 1\n\n\
          [operator]\napi_keys = [{:?}]\n\n\
+         [webhooks]\nretry_initial_ms = 100\nretry_max_ms = 300\ngive_up_after_s = 1\n\
+         timeout_ms = 1000\n\n{ALLOW_LOOPBACK}\n\
          [[tenants]]\nname = \"acme\"\n\
-         api_keys = [{:?}, {{ hash = {:?}, scopes = [\"read\"] }}]\n\n\
+         api_keys = [{:?}, {{ hash = {:?}, scopes = [\"read\"] }}]\n\
+         webhook_url = {webhook_url:?}\nwebhook_secrets = [\"whsec_dashboard_test_secret\"]\n\n\
          [[tenants]]\nname = \"beta\"\napi_keys = [{:?}]\n\n\
          [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\n\
          smpp = {{ sandbox = true, system_id = \"acme\" }}\n\n\
@@ -213,18 +219,25 @@ async fn a_tenant_sees_its_message_delivered_and_another_tenant_does_not() -> an
     let dir = TempDir::new("ui")?;
     let shots = dir.join("shots");
     std::fs::create_dir_all(&shots)?;
-    let config = write_config(&dir)?;
+    let sink = Sink::start()?;
+    let config = write_config(&dir, &sink.url)?;
     let gateway = Gateway::start(&config)?;
     gateway.wait_ready(WAIT)?;
     let base = format!("http://{}", gateway.api);
     let driver = chromedriver()?;
     let client = browser(&driver, &dir.join("profile")).await?;
-    let outcome = scenario(&client, &gateway.api, &base, &shots).await;
+    let outcome = scenario(&client, &gateway.api, &base, &shots, &sink).await;
     client.close().await?;
     outcome
 }
 
-async fn scenario(client: &Client, api: &str, base: &str, shots: &Path) -> anyhow::Result<()> {
+async fn scenario(
+    client: &Client,
+    api: &str,
+    base: &str,
+    shots: &Path,
+    sink: &Sink,
+) -> anyhow::Result<()> {
     // Without a session, every page leads to the login form.
     client.goto(&format!("{base}/ui/messages")).await?;
     assert_eq!(client.current_url().await?.path(), "/ui/login");
@@ -252,9 +265,9 @@ async fn scenario(client: &Client, api: &str, base: &str, shots: &Path) -> anyho
     assert_eq!(client.current_url().await?.path(), "/ui");
     let overview = main_text(client).await?;
     assert!(overview.contains("SMPP binds up"), "{overview}");
-    shot(client, shots, "overview").await?;
 
-    // A message through the API, then on the messages page until it shows delivered.
+    // A message through the API, while acme's webhook endpoint fails (dead letters below).
+    sink.set_failing(true);
     let mut acme = http::Client::new(api).with_bearer(ACME);
     let sent = acme.post_json(
         "/v1/messages",
@@ -262,6 +275,22 @@ async fn scenario(client: &Client, api: &str, base: &str, shots: &Path) -> anyho
     )?;
     assert_eq!(sent.status, 202, "{}", sent.text());
     let id = sent.json()?["id"].as_str().context("no id")?.to_owned();
+    // The overview's counters refresh by themselves (htmx polling), without a reload.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = client.find(Locator::Id("live")).await?.text().await?;
+        if live.contains("delivered") {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!("the overview did not show the delivered message within {WAIT:?}: {live}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(client.current_url().await?.path(), "/ui");
+    shot(client, shots, "overview").await?;
+
+    // On the messages page, delivered.
     let deadline = Instant::now() + WAIT;
     loop {
         client.goto(&format!("{base}/ui/messages")).await?;
@@ -306,6 +335,51 @@ async fn scenario(client: &Client, api: &str, base: &str, shots: &Path) -> anyho
     assert!(page.contains("Hello from the dashboard test"), "{page}");
     assert!(page.contains("Sms"), "the segment's carrier: {page}");
     shot(client, shots, "message").await?;
+
+    // Its webhooks were given up: dead letters, one replayed from the page.
+    let deadline = Instant::now() + WAIT;
+    let rows = loop {
+        client.goto(&format!("{base}/ui/webhooks")).await?;
+        let rows = client
+            .find_all(Locator::Css("#dead-letters tbody tr"))
+            .await?;
+        if !rows.is_empty() {
+            break rows;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no dead letter within {WAIT:?}: {}",
+                main_text(client).await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    shot(client, shots, "webhooks").await?;
+    let first = rows[0].find(Locator::Css("td")).await?.text().await?;
+    assert!(first.starts_with("dl_"), "{first}");
+    sink.set_failing(false);
+    let before = sink.delivered().len();
+    client
+        .find(Locator::Css(&format!(
+            "button[aria-label='Replay {first}']"
+        )))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("h1"))
+        .await?;
+    assert_eq!(client.current_url().await?.path(), "/ui/webhooks");
+    assert!(!main_text(client).await?.contains(&format!("{first} ")));
+    let deadline = Instant::now() + WAIT;
+    while sink.delivered().len() == before {
+        if Instant::now() >= deadline {
+            bail!("the replayed {first} was not delivered within {WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A POST with the session's cookie but not its token is refused.
     let (session, csrf) = session_of(client).await?;
@@ -377,7 +451,6 @@ async fn scenario(client: &Client, api: &str, base: &str, shots: &Path) -> anyho
         .goto(&format!("{base}/ui/webhooks?tenant=beta"))
         .await?;
     assert!(main_text(client).await?.contains("No dead letters"));
-    shot(client, shots, "webhooks").await?;
     logout(client).await?;
     Ok(())
 }
@@ -387,7 +460,7 @@ async fn scenario(client: &Client, api: &str, base: &str, shots: &Path) -> anyho
 #[test]
 fn the_assets_are_served_with_long_cache_headers() -> anyhow::Result<()> {
     let dir = TempDir::new("ui-assets")?;
-    let config = write_config(&dir)?;
+    let config = write_config(&dir, "http://127.0.0.1:9/")?;
     let gateway = Gateway::start(&config)?;
     let mut client = http::Client::new(&gateway.api);
     let login = client.get("/ui/login")?;

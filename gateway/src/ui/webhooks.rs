@@ -62,7 +62,7 @@ pub(crate) async fn page(
     let writable = !viewer.read_only();
     let body = html! {
         (layout::tenant_picker(&state.app, &viewer, "/ui/webhooks", &tenant))
-        p { "Webhook events whose delivery was given up after 24 hours of retries. A replay puts them back in the retry queue, due now, with a fresh 24 hours." }
+        p { "Webhook events whose delivery was given up after retrying for the configured period (24 hours unless the operator set another). A replay puts them back in the retry queue, due now, for another such period." }
         @if letters.is_empty() {
             p.note #no-dead-letters { "No dead letters." }
         } @else {
