@@ -353,6 +353,54 @@ mod tests {
         assert_eq!(cookie(h, "switchyard"), None);
     }
 
+    fn viewer(who: Who) -> Viewer {
+        Viewer {
+            session: "s".repeat(32),
+            csrf: Arc::from("c".repeat(32)),
+            who,
+        }
+    }
+
+    fn tenant(scopes: &[Scope]) -> Who {
+        Who::Tenant {
+            name: Arc::from("acme"),
+            scopes: Scopes::of(scopes),
+        }
+    }
+
+    #[test]
+    fn a_post_needs_the_session_token_and_a_key_that_may_change_things() {
+        let token = "c".repeat(32);
+        for who in [
+            tenant(&[Scope::Read, Scope::Send]),
+            tenant(&[Scope::Read, Scope::Admin]),
+            Who::Operator,
+        ] {
+            let v = viewer(who);
+            assert!(!v.read_only());
+            assert!(v.check_post(&token).is_ok());
+            assert!(matches!(v.check_post(""), Err(UiError::Forbidden(_))));
+            assert!(matches!(
+                v.check_post(&"d".repeat(32)),
+                Err(UiError::Forbidden(_))
+            ));
+        }
+        let read_only = viewer(tenant(&[Scope::Read]));
+        assert!(read_only.read_only());
+        assert!(matches!(
+            read_only.check_post(&token),
+            Err(UiError::Forbidden("this API key is read-only"))
+        ));
+    }
+
+    #[test]
+    fn dead_letters_need_admin_or_an_operator_key() {
+        assert!(viewer(tenant(&[Scope::Read, Scope::Admin])).can_admin());
+        assert!(viewer(Who::Operator).can_admin());
+        assert!(!viewer(tenant(&[Scope::Read, Scope::Send])).can_admin());
+        assert!(!viewer(tenant(&[Scope::Read])).can_admin());
+    }
+
     #[test]
     fn session_cookies_are_http_only_strict_and_secure_on_tls() {
         let plain = set_cookie(SESSION_COOKIE, "ab12", 60, false);
