@@ -4,10 +4,12 @@
 //! [`a_tenant_sees_its_message_delivered_and_another_tenant_does_not`]: log in with a tenant's
 //! key, send a message through the API, see the overview count it as delivered (htmx polling, no
 //! reload) and the messages page show it delivered, open its page (history, segments), replay
-//! one of its dead webhooks from the webhooks page and see it delivered, log out; a second tenant gets "not found" for that id; an operator key
-//! sees the carriers page; a read-only key sees no dead letters and its POSTs are refused, as is
-//! a POST with a wrong CSRF token. A screenshot of each page is saved under the test's temp
-//! folder (its path is printed; set `SWITCHYARD_KEEP_TEMP=1` to keep it).
+//! one of its dead webhooks from the webhooks page and see it delivered, log out; a second
+//! tenant, signing in from the keyboard (Enter, then Tab to the skip link and the navigation),
+//! gets "not found" for that id; a read-only key sees no dead letters and its POSTs are refused,
+//! as is a POST with a wrong CSRF token; an operator key sees the carriers page. A screenshot of
+//! each page is saved under the test's temp folder (its path is printed; set
+//! `SWITCHYARD_KEEP_TEMP=1` to keep it).
 //!
 //! The test fails, saying so, when chromedriver or Chromium is missing (`.ci/install` installs
 //! Debian's `chromium` and `chromium-driver`). Every wait is bounded by [`WAIT`].
@@ -19,6 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use switchyard_tests::gateway::{hash_key, Gateway, TempDir, ALLOW_LOOPBACK, OPERATOR_KEY};
@@ -395,8 +399,39 @@ async fn scenario(
     client.goto(&format!("{base}/ui/messages/{id}")).await?;
     assert_eq!(client.current_url().await?.path(), "/ui/login");
 
-    // Another tenant: the id is not found, and its list does not show it.
-    login(client, base, BETA).await?;
+    // Another tenant, signing in from the keyboard alone: the key and Enter; then Tab from the
+    // top of the page reaches the skip link first, then the navigation.
+    client.goto(&format!("{base}/ui/login")).await?;
+    let enter = char::from(Key::Enter);
+    client
+        .find(Locator::Id("key"))
+        .await?
+        .send_keys(&format!("{BETA}{enter}"))
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("nav[aria-label=Main]"))
+        .await?;
+    let tab = char::from(Key::Tab);
+    let press = |n: usize| {
+        let mut keys = KeyActions::new("keyboard".to_owned());
+        for _ in 0..n {
+            keys = keys
+                .then(KeyAction::Down { value: tab })
+                .then(KeyAction::Up { value: tab });
+        }
+        keys
+    };
+    client.perform_actions(press(1)).await?;
+    let focused = client.active_element().await?;
+    assert_eq!(focused.text().await?, "Skip to content");
+    client.perform_actions(press(2)).await?;
+    let focused = client.active_element().await?;
+    assert_eq!(focused.attr("href").await?.as_deref(), Some("/ui"));
+    assert_eq!(focused.text().await?, "Overview");
+
+    // That tenant: the id is not found, and its list does not show it.
     client.goto(&format!("{base}/ui/messages/{id}")).await?;
     let page = main_text(client).await?;
     assert!(page.contains("no such message"), "{page}");
