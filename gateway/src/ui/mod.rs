@@ -16,9 +16,10 @@
 //! ## Templates
 //! Pages are written with `maud`: the templates are Rust expressions checked when the gateway
 //! compiles, every interpolated value is HTML-escaped unless marked otherwise, and there is no
-//! template file to ship or find at run time. It is small, maintained, and has no run-time
-//! dependencies. htmx adds the little behaviour there is (polling); every page works without
-//! JavaScript.
+//! template file to ship or find at run time. It is small and maintained, and brings in only
+//! `itoa` and its proc-macro crate (plus `axum-core` and `http`, which axum already has), where
+//! askama would add a template directory and a configuration of its own. htmx adds the little
+//! behaviour there is (polling); every page works without JavaScript.
 //!
 //! ## Who sees what
 //! A session re-authenticates its key on every request, exactly as the API does
