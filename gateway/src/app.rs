@@ -362,7 +362,15 @@ pub async fn start(
         node: node_view,
     };
     numbers.await.context("loading the phone-number metadata")?;
-    let http = api::listener::start(&config.server, &base_dir, state.clone(), &shutdown_rx).await?;
+    let dashboard = crate::ui::router(state.clone(), config.server.tls.is_some());
+    let http = api::listener::start(
+        &config.server,
+        &base_dir,
+        state.clone(),
+        dashboard,
+        &shutdown_rx,
+    )
+    .await?;
     let (api_addr, ops_addr) = (http.api, http.ops);
     let sip_addr = sip.as_ref().map(|h| h.addr);
     let smpp_addr = smpp_server.as_ref().map(|h| h.addr);

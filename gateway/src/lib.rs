@@ -24,6 +24,8 @@
 //!   [`events`] (webhooks, SSE), [`sandbox`] (the built-in SMSC used when no carrier is
 //!   configured).
 //! - [`api`]: the HTTP API (axum); every domain error becomes a problem document there.
+//! - [`ui`]: the dashboard at `/ui` (server-rendered HTML, sessions), served by the API's
+//!   listener and reading what the API's handlers read.
 //! - [`app`]: wiring, recovery after a crash, reload, shutdown.
 //!
 //! `docs/architecture.md` follows a message through them.
@@ -53,5 +55,6 @@ pub mod smpp_server;
 pub mod store;
 pub(crate) mod submit;
 pub(crate) mod tls;
+pub(crate) mod ui;
 pub(crate) mod updates;
 pub(crate) mod voice;

@@ -77,6 +77,7 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["inbound", "sip", "events", "sandbox", "handoff"],
     &["smpp", "smpp_server", "voice", "email", "chat", "flows"],
     &["api"],
+    &["ui"],
     &["app"],
 ];
 

@@ -102,6 +102,7 @@ pub(crate) async fn start(
     server: &ServerConfig,
     base_dir: &Path,
     state: AppState,
+    extra: Router,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Listeners> {
     let listener = TcpListener::bind(server.listen)
@@ -129,7 +130,7 @@ pub(crate) async fn start(
         tls,
     };
     let drain = server.shutdown_timeout + Duration::from_secs(5);
-    let app = super::router(state.clone(), server);
+    let app = super::router(state.clone(), server, extra);
     let mut tasks = vec![tokio::spawn(serve(
         listener,
         app,

@@ -203,10 +203,15 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The API's routes. `/metrics` and `/readyz` are among them unless `server.ops_listen` is
-/// set ([`ops_router`] serves them there). Every request must be answered (headers sent)
-/// within `server.request_timeout_s`, body upload included, or gets 408.
-pub(crate) fn router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
+/// The API's routes, and `extra` (the dashboard's, from the layer above). `/metrics` and
+/// `/readyz` are among them unless `server.ops_listen` is set ([`ops_router`] serves them
+/// there). Every request must be answered (headers sent) within `server.request_timeout_s`,
+/// body upload included, or gets 408.
+pub(crate) fn router(
+    state: AppState,
+    server: &switchyard_ops::config::ServerConfig,
+    extra: Router,
+) -> Router {
     let max_body_bytes = server.max_body_bytes;
     let mut api = Router::new()
         .route("/v1/messages", post(messages::send).get(messages::list))
@@ -251,13 +256,14 @@ pub(crate) fn router(state: AppState, server: &switchyard_ops::config::ServerCon
             .route("/readyz", get(ops::readyz))
             .route("/metrics", get(ops::metrics));
     }
-    api.fallback(no_such_endpoint)
+    api.with_state(state)
+        .merge(extra)
+        .fallback(no_such_endpoint)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             server.request_timeout,
             timeout::request_timeout,
         ))
-        .with_state(state)
 }
 
 /// The operator's listener (`server.ops_listen`): `/metrics`, `/readyz` and `/healthz`.

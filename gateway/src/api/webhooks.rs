@@ -44,7 +44,8 @@ impl From<OutboxEntry> for DeadLetter {
     }
 }
 
-fn parse_dl(s: &str) -> Option<i64> {
+/// The number in a dead letter id (`dl_<n>`).
+pub(crate) fn parse_dl(s: &str) -> Option<i64> {
     s.strip_prefix("dl_")?.parse().ok()
 }
 
@@ -80,7 +81,13 @@ pub(crate) async fn list(
     ))
 }
 
-async fn replay(state: &AppState, tenant: &str, id: Option<i64>) -> Result<u64, Problem> {
+/// Puts `tenant`'s dead letter `id` (every one when `None`) back in the retry queue, due now;
+/// returns how many.
+pub(crate) async fn replay(
+    state: &AppState,
+    tenant: &str,
+    id: Option<i64>,
+) -> Result<u64, Problem> {
     let applied = state
         .store
         .apply(vec![crate::domain::Update::Events(EventWrite::Replay {

@@ -273,6 +273,11 @@ impl Dispatcher {
         self.queues.load().get(carrier).cloned().unwrap_or(q)
     }
 
+    /// Jobs waiting in `carrier`'s queue; `None` if it has none (not an SMS carrier).
+    pub(crate) fn queued_for(&self, carrier: &str) -> Option<usize> {
+        self.queues.load().get(carrier).map(|q| q.len())
+    }
+
     /// Jobs waiting in every carrier queue.
     pub(crate) fn queued(&self) -> usize {
         self.queues.load().values().map(|q| q.len()).sum()

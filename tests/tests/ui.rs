@@ -1,0 +1,529 @@
+//! The dashboard (`/ui`) in a real browser: `switchyard serve` with its sandbox SMSC, Debian's
+//! headless Chromium driven over WebDriver (`chromedriver`, with `fantoccini`).
+//!
+//! [`a_tenant_sees_its_message_delivered_and_another_tenant_does_not`]: log in with a tenant's
+//! key, send a message through the API, see the overview count it as delivered (htmx polling, no
+//! reload) and the messages page show it delivered, open its page (history, segments), replay
+//! one of its dead webhooks from the webhooks page and see it delivered, log out; a second
+//! tenant, signing in from the keyboard (Enter, then Tab to the skip link and the navigation),
+//! gets "not found" for that id; a read-only key sees no dead letters and its POSTs are refused,
+//! as is a POST with a wrong CSRF token; an operator key sees the carriers page. A screenshot of
+//! each page is saved under the test's temp folder (its path is printed; set
+//! `SWITCHYARD_KEEP_TEMP=1` to keep it).
+//!
+//! The test fails, saying so, when chromedriver or Chromium is missing (`.ci/install` installs
+//! Debian's `chromium` and `chromium-driver`). Every wait is bounded by [`WAIT`].
+
+use std::fmt::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use switchyard_tests::gateway::{hash_key, Gateway, TempDir, ALLOW_LOOPBACK, OPERATOR_KEY};
+use switchyard_tests::http;
+use switchyard_tests::sink::Sink;
+
+/// Longest wait for anything.
+const WAIT: Duration = Duration::from_secs(30);
+/// The WebDriver server.
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The browser.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Tenant "acme"'s key (every scope).
+const ACME: &str = "sk_ui_acme_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+/// Tenant "acme"'s read-only key.
+const ACME_READ: &str = "sk_ui_acme_read_rrrrrrrrrrrrrrrrrrrrrrrrrrrr";
+/// Tenant "beta"'s key.
+const BETA: &str = "sk_ui_beta_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// A gateway with two tenants and the sandbox SMS carrier "Sms". Acme's webhooks go to
+/// `webhook_url` and are given up after a second.
+fn write_config(dir: &TempDir, webhook_url: &str) -> anyhow::Result<PathBuf> {
+    let mut toml = String::new();
+    writeln!(
+        toml,
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
+         [store]\ngroup_commit_linger_ms = 1\n\n\
+         [operator]\napi_keys = [{:?}]\n\n\
+         [webhooks]\nretry_initial_ms = 100\nretry_max_ms = 300\ngive_up_after_s = 1\n\
+         timeout_ms = 1000\n\n{ALLOW_LOOPBACK}\n\
+         [[tenants]]\nname = \"acme\"\n\
+         api_keys = [{:?}, {{ hash = {:?}, scopes = [\"read\"] }}]\n\
+         webhook_url = {webhook_url:?}\nwebhook_secrets = [\"whsec_dashboard_test_secret\"]\n\n\
+         [[tenants]]\nname = \"beta\"\napi_keys = [{:?}]\n\n\
+         [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\n\
+         smpp = {{ sandbox = true, system_id = \"acme\" }}\n\n\
+         [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n",
+        dir.join("data").display().to_string(),
+        hash_key(OPERATOR_KEY)?,
+        hash_key(ACME)?,
+        hash_key(ACME_READ)?,
+        hash_key(BETA)?,
+    )?;
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// A running chromedriver, killed (by its own PID) when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts chromedriver on a free port of 127.0.0.1 and waits (bounded) until it accepts
+/// connections. Fails, naming the package, when it or the browser is missing.
+fn chromedriver() -> anyhow::Result<Driver> {
+    for (path, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
+        if !Path::new(path).exists() {
+            bail!(
+                "{path} is missing: install Debian's {package} package \
+                 (`apt-get install -y chromium chromium-driver`; .ci/install does)"
+            );
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {CHROMEDRIVER}"))?;
+    let driver = Driver { child, port };
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() >= deadline {
+            bail!("chromedriver did not listen on port {port} within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(driver)
+}
+
+/// A headless Chromium session with a fresh profile in `profile`, and no network beyond
+/// what the pages ask for.
+async fn browser(driver: &Driver, profile: &Path) -> anyhow::Result<Client> {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .context("opening a WebDriver session with Chromium")
+}
+
+/// Saves a screenshot of the current page as `shots/<name>.png` and prints its path.
+async fn shot(client: &Client, shots: &Path, name: &str) -> anyhow::Result<()> {
+    let png = client.screenshot().await?;
+    let path = shots.join(format!("{name}.png"));
+    std::fs::write(&path, png)?;
+    println!("screenshot: {}", path.display());
+    Ok(())
+}
+
+/// Logs in on `/ui/login` with `key`; waits until the overview shows.
+async fn login(client: &Client, base: &str, key: &str) -> anyhow::Result<()> {
+    client.goto(&format!("{base}/ui/login")).await?;
+    client
+        .find(Locator::Id("key"))
+        .await?
+        .send_keys(key)
+        .await?;
+    client
+        .find(Locator::Css("form[action='/ui/login'] button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("nav[aria-label=Main]"))
+        .await?;
+    Ok(())
+}
+
+/// Clicks "Log out" and waits for the login form.
+async fn logout(client: &Client) -> anyhow::Result<()> {
+    client
+        .find(Locator::Css("form[action='/ui/logout'] button"))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("key"))
+        .await?;
+    Ok(())
+}
+
+/// The text of the page's `<main>`.
+async fn main_text(client: &Client) -> anyhow::Result<String> {
+    Ok(client.find(Locator::Css("main")).await?.text().await?)
+}
+
+/// The session cookie and CSRF token of the browser's current session, for raw POSTs.
+async fn session_of(client: &Client) -> anyhow::Result<(String, String)> {
+    let cookie = client
+        .get_named_cookie("switchyard_session")
+        .await
+        .context("no session cookie")?;
+    let csrf = client
+        .find(Locator::Css("form[action='/ui/logout'] input[name=csrf]"))
+        .await?
+        .attr("value")
+        .await?
+        .context("no csrf field")?;
+    Ok((cookie.value().to_owned(), csrf))
+}
+
+/// `POST path` with the session cookie and a form body; the status.
+fn raw_post(api: &str, path: &str, session: &str, body: &str) -> anyhow::Result<u16> {
+    let cookie = format!("switchyard_session={session}");
+    let r = http::Client::new(api).request(
+        "POST",
+        path,
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(body.as_bytes()),
+    )?;
+    Ok(r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_its_message_delivered_and_another_tenant_does_not() -> anyhow::Result<()> {
+    let dir = TempDir::new("ui")?;
+    let shots = dir.join("shots");
+    std::fs::create_dir_all(&shots)?;
+    let sink = Sink::start()?;
+    let config = write_config(&dir, &sink.url)?;
+    let gateway = Gateway::start(&config)?;
+    gateway.wait_ready(WAIT)?;
+    let base = format!("http://{}", gateway.api);
+    let driver = chromedriver()?;
+    let client = browser(&driver, &dir.join("profile")).await?;
+    let outcome = scenario(&client, &gateway.api, &base, &shots, &sink).await;
+    client.close().await?;
+    outcome
+}
+
+async fn scenario(
+    client: &Client,
+    api: &str,
+    base: &str,
+    shots: &Path,
+    sink: &Sink,
+) -> anyhow::Result<()> {
+    // Without a session, every page leads to the login form.
+    client.goto(&format!("{base}/ui/messages")).await?;
+    assert_eq!(client.current_url().await?.path(), "/ui/login");
+    shot(client, shots, "login").await?;
+
+    // A wrong key is refused on the form.
+    client
+        .find(Locator::Id("key"))
+        .await?
+        .send_keys("sk_wrong")
+        .await?;
+    client
+        .find(Locator::Css("form[action='/ui/login'] button"))
+        .await?
+        .click()
+        .await?;
+    let error = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("login-error"))
+        .await?;
+    assert!(error.text().await?.contains("not known"));
+
+    login(client, base, ACME).await?;
+    assert_eq!(client.current_url().await?.path(), "/ui");
+    let overview = main_text(client).await?;
+    assert!(overview.contains("SMPP binds up"), "{overview}");
+
+    // A message through the API, while acme's webhook endpoint fails (dead letters below).
+    sink.set_failing(true);
+    let mut acme = http::Client::new(api).with_bearer(ACME);
+    let sent = acme.post_json(
+        "/v1/messages",
+        &json!({"to": "+447911123456", "from": "Acme", "body": "Hello from the dashboard test"}),
+    )?;
+    assert_eq!(sent.status, 202, "{}", sent.text());
+    let id = sent.json()?["id"].as_str().context("no id")?.to_owned();
+    // The overview's counters refresh by themselves (htmx polling), without a reload.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = client.find(Locator::Id("live")).await?.text().await?;
+        if live.contains("delivered") {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!("the overview did not show the delivered message within {WAIT:?}: {live}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(client.current_url().await?.path(), "/ui");
+    shot(client, shots, "overview").await?;
+
+    // On the messages page, delivered.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        client.goto(&format!("{base}/ui/messages")).await?;
+        let row = client
+            .find(Locator::XPath(&format!(
+                "//table[@id='messages']//tr[td/a[text()='{id}']]"
+            )))
+            .await;
+        if let Ok(row) = row {
+            if row.text().await?.contains("delivered") {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{id} not shown as delivered within {WAIT:?}: {}",
+                main_text(client).await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shot(client, shots, "messages").await?;
+
+    // Its page: status, the segment's carrier id, the history from accepted to delivered.
+    client.find(Locator::LinkText(&id)).await?.click().await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("history"))
+        .await?;
+    assert_eq!(
+        client.current_url().await?.path(),
+        format!("/ui/messages/{id}")
+    );
+    let status = client.find(Locator::Id("status")).await?.text().await?;
+    assert_eq!(status, "delivered");
+    let history = client.find(Locator::Id("history")).await?.text().await?;
+    for s in ["accepted", "sent", "delivered"] {
+        assert!(history.contains(s), "no {s} in the history: {history}");
+    }
+    let page = main_text(client).await?;
+    assert!(page.contains("Hello from the dashboard test"), "{page}");
+    assert!(page.contains("Sms"), "the segment's carrier: {page}");
+    shot(client, shots, "message").await?;
+
+    // Its webhooks were given up: dead letters, one replayed from the page.
+    let deadline = Instant::now() + WAIT;
+    let rows = loop {
+        client.goto(&format!("{base}/ui/webhooks")).await?;
+        let rows = client
+            .find_all(Locator::Css("#dead-letters tbody tr"))
+            .await?;
+        if !rows.is_empty() {
+            break rows;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no dead letter within {WAIT:?}: {}",
+                main_text(client).await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    shot(client, shots, "webhooks").await?;
+    let first = rows[0].find(Locator::Css("td")).await?.text().await?;
+    assert!(first.starts_with("dl_"), "{first}");
+    sink.set_failing(false);
+    let before = sink.delivered().len();
+    client
+        .find(Locator::Css(&format!(
+            "button[aria-label='Replay {first}']"
+        )))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("h1"))
+        .await?;
+    assert_eq!(client.current_url().await?.path(), "/ui/webhooks");
+    assert!(!main_text(client).await?.contains(&format!("{first} ")));
+    let deadline = Instant::now() + WAIT;
+    while sink.delivered().len() == before {
+        if Instant::now() >= deadline {
+            bail!("the replayed {first} was not delivered within {WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A POST with the session's cookie but not its token is refused.
+    let (session, csrf) = session_of(client).await?;
+    assert_eq!(raw_post(api, "/ui/logout", &session, "csrf=0000")?, 403);
+    assert_eq!(raw_post(api, "/ui/logout", &session, "")?, 403);
+
+    logout(client).await?;
+    // The session is over: its cookie no longer opens pages, its token no longer posts.
+    assert_eq!(
+        raw_post(api, "/ui/logout", &session, &format!("csrf={csrf}"))?,
+        403
+    );
+    client.goto(&format!("{base}/ui/messages/{id}")).await?;
+    assert_eq!(client.current_url().await?.path(), "/ui/login");
+
+    // Another tenant, signing in from the keyboard alone: the key and Enter; then Tab from the
+    // top of the page reaches the skip link first, then the navigation.
+    client.goto(&format!("{base}/ui/login")).await?;
+    let enter = char::from(Key::Enter);
+    client
+        .find(Locator::Id("key"))
+        .await?
+        .send_keys(&format!("{BETA}{enter}"))
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("nav[aria-label=Main]"))
+        .await?;
+    let tab = char::from(Key::Tab);
+    let press = |n: usize| {
+        let mut keys = KeyActions::new("keyboard".to_owned());
+        for _ in 0..n {
+            keys = keys
+                .then(KeyAction::Down { value: tab })
+                .then(KeyAction::Up { value: tab });
+        }
+        keys
+    };
+    client.perform_actions(press(1)).await?;
+    let focused = client.active_element().await?;
+    assert_eq!(focused.text().await?, "Skip to content");
+    client.perform_actions(press(2)).await?;
+    let focused = client.active_element().await?;
+    assert_eq!(focused.attr("href").await?.as_deref(), Some("/ui"));
+    assert_eq!(focused.text().await?, "Overview");
+
+    // That tenant: the id is not found, and its list does not show it.
+    client.goto(&format!("{base}/ui/messages/{id}")).await?;
+    let page = main_text(client).await?;
+    assert!(page.contains("no such message"), "{page}");
+    shot(client, shots, "other-tenant").await?;
+    client.goto(&format!("{base}/ui/messages")).await?;
+    let page = main_text(client).await?;
+    assert!(!page.contains(&id), "{page}");
+    assert!(page.contains("No messages match"), "{page}");
+    // Nor may it pick the tenant: a tenant's key always sees its own.
+    client
+        .goto(&format!("{base}/ui/messages?tenant=acme"))
+        .await?;
+    assert!(!main_text(client).await?.contains(&id));
+    logout(client).await?;
+
+    // A read-only key: no dead letters (they need admin), and its POSTs are refused even with
+    // its own token.
+    login(client, base, ACME_READ).await?;
+    assert!(client
+        .find(Locator::Css("header"))
+        .await?
+        .text()
+        .await?
+        .contains("(read-only)"));
+    let (session, csrf) = session_of(client).await?;
+    client.goto(&format!("{base}/ui/webhooks")).await?;
+    assert!(main_text(client).await?.contains("admin scope"));
+    assert_eq!(
+        raw_post(
+            api,
+            "/ui/webhooks/replay",
+            &session,
+            &format!("csrf={csrf}")
+        )?,
+        403
+    );
+    client.goto(&format!("{base}/ui")).await?;
+    logout(client).await?;
+
+    // An operator key: the carriers page, and acme's message among acme's.
+    login(client, base, OPERATOR_KEY).await?;
+    client.goto(&format!("{base}/ui/carriers")).await?;
+    let carriers = client.find(Locator::Id("carriers")).await?.text().await?;
+    assert!(carriers.contains("Sms"), "{carriers}");
+    assert!(carriers.contains("closed"), "the breaker: {carriers}");
+    shot(client, shots, "carriers").await?;
+    client
+        .goto(&format!("{base}/ui/messages?tenant=acme"))
+        .await?;
+    assert!(main_text(client).await?.contains(&id));
+    client
+        .goto(&format!("{base}/ui/webhooks?tenant=beta"))
+        .await?;
+    assert!(main_text(client).await?.contains("No dead letters"));
+    logout(client).await?;
+    Ok(())
+}
+
+/// Pages link their assets by content hash; assets are cached for a year, a stale hash is not
+/// found; a page without a session sends to the login form, and so do the overview's counters.
+#[test]
+fn the_assets_are_served_with_long_cache_headers() -> anyhow::Result<()> {
+    let dir = TempDir::new("ui-assets")?;
+    let config = write_config(&dir, "http://127.0.0.1:9/")?;
+    let gateway = Gateway::start(&config)?;
+    let mut client = http::Client::new(&gateway.api);
+    let login = client.get("/ui/login")?;
+    assert_eq!(login.status, 200);
+    let html = login.text();
+    let mut urls = html
+        .split('"')
+        .filter(|s| s.starts_with("/ui/assets/"))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    urls.sort();
+    assert_eq!(urls.len(), 2, "{html}");
+    for url in &urls {
+        let r = client.get(url)?;
+        assert_eq!(r.status, 200, "{url}");
+        assert_eq!(
+            r.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+    }
+    let stale = urls[0].replacen("/ui/assets/", "/ui/assets/0", 1);
+    assert_eq!(client.get(&stale)?.status, 404);
+    let page = client.get("/ui/messages")?;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/ui/login"));
+    // The overview's polled counters tell htmx to load the login page instead.
+    let live = client.get("/ui/overview/live")?;
+    assert_eq!(live.status, 200);
+    assert_eq!(live.header("hx-redirect"), Some("/ui/login"));
+    Ok(())
+}
