@@ -16,6 +16,7 @@
 #   SIM_WINDOW=50            simulator's deliver_sm window per bind (see README: receipts)
 #   SYSTEMS="switchyard kannel"                           DATA_BASE=/tmp  where stores live
 #   SY_DURABILITY="fsync os" Switchyard runs once per [store] durability, labelled sy-fsync, sy-os
+#   SY_WEBHOOK_CONNS=8       Switchyard's [webhooks] max_per_endpoint (requests at once to the sink)
 #   SKIP_BUILD=1             use the binaries already in $CARGO_TARGET_DIR/release
 #   KEEP=1                   keep the work directory (configs, logs, JSON per step)
 set -euo pipefail
@@ -33,6 +34,7 @@ SY_WINDOW=${SY_WINDOW:-100}
 SIM_WINDOW=${SIM_WINDOW:-50}
 SYSTEMS=${SYSTEMS:-"switchyard kannel"}
 SY_DURABILITY=${SY_DURABILITY:-"fsync os"}
+SY_WEBHOOK_CONNS=${SY_WEBHOOK_CONNS:-8}
 DATA_BASE=${DATA_BASE:-/tmp}
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -254,6 +256,9 @@ durability = "$durability"
 
 [egress]
 allow = ["127.0.0.1/32"]
+
+[webhooks]
+max_per_endpoint = $SY_WEBHOOK_CONNS
 
 [[tenants]]
 name = "bench"

@@ -78,7 +78,7 @@ pub struct SqliteOptions {
     /// How long a connection waits for a lock held by another process (a backup, the CLI)
     /// before the request fails as retryable.
     pub busy_timeout: Duration,
-    /// Read connections kept open between reads.
+    /// Read connections at most, kept open between reads (reads beyond wait for one).
     pub read_connections: usize,
     /// What is deleted when it is old; by default nothing.
     pub retention: Retention,
@@ -95,7 +95,7 @@ impl Default for SqliteOptions {
             max_batch_rows: 4096,
             linger: writer::DEFAULT_LINGER,
             busy_timeout: Duration::from_secs(5),
-            read_connections: 4,
+            read_connections: 8,
             retention: Retention::keep_forever(),
             fsync: true,
         }

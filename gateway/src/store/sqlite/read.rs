@@ -3,7 +3,7 @@
 //! the writer goes on committing.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::types::Value;
@@ -23,27 +23,40 @@ pub(super) const DEFAULT_LIST_LIMIT: usize = 100;
 /// Largest page [`list`] returns.
 pub(super) const MAX_LIST_LIMIT: usize = 1000;
 
-/// Idle read connections, reused across reads; a read with none idle opens one.
+/// A bounded pool of read connections, kept open: a read takes an idle one, opens one while
+/// fewer than `size` are open, or waits for one. Opening a connection costs a parse of the
+/// whole schema and an empty statement cache, so under a burst of reads (say, one per webhook)
+/// waiting for a connection is much cheaper than opening and closing extra ones.
 #[derive(Debug)]
 pub(super) struct ReadPool {
     /// The database file.
     path: PathBuf,
     /// Applied to every connection opened.
     busy_timeout: Duration,
-    /// Connections not in use.
-    idle: Mutex<Vec<Connection>>,
-    /// Most idle connections kept; more are closed after use.
-    max_idle: usize,
+    /// Connections not in use, and how many are open.
+    state: Mutex<PoolState>,
+    /// Signalled when a connection is given back.
+    returned: Condvar,
+    /// Most connections open at once.
+    size: usize,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 impl ReadPool {
-    /// A pool over `path` (the file must exist: the writer created it).
-    pub(super) fn new(path: PathBuf, busy_timeout: Duration, max_idle: usize) -> Self {
+    /// A pool of at most `size` connections over `path` (the file must exist: the writer
+    /// created it).
+    pub(super) fn new(path: PathBuf, busy_timeout: Duration, size: usize) -> Self {
         ReadPool {
             path,
             busy_timeout,
-            idle: Mutex::new(Vec::new()),
-            max_idle: max_idle.max(1),
+            state: Mutex::new(PoolState::default()),
+            returned: Condvar::new(),
+            size: size.max(1),
         }
     }
 
@@ -55,7 +68,13 @@ impl ReadPool {
     ) -> Result<R, StoreError> {
         let mut conn = match self.take() {
             Some(c) => c,
-            None => self.open().map_err(|e| sqlite_error(&e))?,
+            None => match self.open() {
+                Ok(c) => c,
+                Err(e) => {
+                    self.lost();
+                    return Err(sqlite_error(&e));
+                }
+            },
         };
         let result = (|| {
             let tx = conn.transaction()?;
@@ -69,9 +88,17 @@ impl ReadPool {
 
     /// Opens one connection now (so `open` fails early when reading is impossible).
     pub(super) fn warm(&self) -> rusqlite::Result<()> {
-        let conn = self.open()?;
-        self.give_back(conn);
-        Ok(())
+        self.lock().open += 1;
+        match self.open() {
+            Ok(conn) => {
+                self.give_back(conn);
+                Ok(())
+            }
+            Err(e) => {
+                self.lost();
+                Err(e)
+            }
+        }
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -85,16 +112,39 @@ impl ReadPool {
         Ok(conn)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // A panic while holding the lock leaves a valid state behind: keep using it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle connection, or `None` when the caller may open one (counted as open already);
+    /// waits while every connection is in use.
     fn take(&self) -> Option<Connection> {
-        // A panic while holding the lock leaves a valid Vec behind: keep using it.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        let mut state = self.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Some(conn);
+            }
+            if state.open < self.size {
+                state.open += 1;
+                return None;
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A connection counted as open could not be opened.
+    fn lost(&self) {
+        self.lock().open -= 1;
+        self.returned.notify_one();
     }
 
     fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle {
-            idle.push(conn);
-        }
+        self.lock().idle.push(conn);
+        self.returned.notify_one();
     }
 }
 
