@@ -129,10 +129,7 @@ impl ReadPool {
                 state.open += 1;
                 return None;
             }
-            state = self
-                .returned
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 
