@@ -38,20 +38,104 @@ impl Directory {
     }
 
     /// Where `event`'s webhook goes: the message's `callback_url`, else the tenant's
-    /// `webhook_url`.
+    /// `webhook_url`; nowhere when the tenant's `webhook_events` leave its type out.
     pub fn url_for(&self, event: &Event) -> Option<String> {
         let tenant = event.tenant.as_deref()?;
         if event.is_inbound() && self.mo_by_smpp_only.contains(tenant) {
             return None;
+        }
+        let settings = self.tenants.get(tenant);
+        if let Some(wanted) = settings.and_then(|t| t.webhook_events.as_ref()) {
+            let kind = event.kind();
+            if !wanted.contains(&kind) {
+                return None;
+            }
         }
         if !event.is_inbound() {
             if let Some(u) = &event.callback_url {
                 return Some(u.clone());
             }
         }
-        self.tenants.get(tenant)?.webhook_url.clone()
+        settings?.webhook_url.clone()
     }
 }
 
 /// The live directory, swapped on reload.
 pub type SharedDirectory = Arc<arc_swap::ArcSwap<Directory>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Status;
+
+    #[test]
+    fn every_status_and_inbound_is_an_event_type_a_tenant_can_choose() {
+        let mut kinds: Vec<String> = Status::ALL.iter().map(|s| format!("message.{s}")).collect();
+        kinds.push("message.inbound".into());
+        let types: Vec<String> = switchyard_ops::config::EVENT_TYPES
+            .iter()
+            .map(|t| (*t).to_owned())
+            .collect();
+        assert_eq!(kinds, types);
+    }
+
+    #[test]
+    fn only_the_chosen_event_types_get_a_webhook() {
+        let mut d = Directory::default();
+        d.tenants.insert(
+            "acme".into(),
+            TenantEvents {
+                webhook_url: Some("https://hooks.example/acme".into()),
+                webhook_events: Some(vec!["message.delivered".into(), "message.failed".into()]),
+                ..TenantEvents::default()
+            },
+        );
+        d.tenants.insert(
+            "beta".into(),
+            TenantEvents {
+                webhook_url: Some("https://hooks.example/beta".into()),
+                ..TenantEvents::default()
+            },
+        );
+        let event = |tenant: &str, status: &str, callback: Option<&str>| Event {
+            seq: 1,
+            message_id: crate::domain::MessageId(1),
+            tenant: Some(tenant.into()),
+            status: status.into(),
+            at: 0,
+            detail: None,
+            carrier: None,
+            error: None,
+            price: None,
+            currency: None,
+            to: "+447911123456".into(),
+            from: "Acme".into(),
+            body: None,
+            callback_url: callback.map(str::to_owned),
+            segments: Some(1),
+            created_at: 0,
+            call: None,
+            smpp: None,
+            flow: None,
+        };
+        assert_eq!(
+            d.url_for(&event("acme", "delivered", None)).as_deref(),
+            Some("https://hooks.example/acme")
+        );
+        assert_eq!(d.url_for(&event("acme", "sent", None)), None);
+        // A message's own callback_url gets the same choice of events.
+        assert_eq!(
+            d.url_for(&event("acme", "sent", Some("https://cb.example/1"))),
+            None
+        );
+        assert_eq!(
+            d.url_for(&event("acme", "failed", Some("https://cb.example/1")))
+                .as_deref(),
+            Some("https://cb.example/1")
+        );
+        assert!(
+            d.url_for(&event("beta", "sent", None)).is_some(),
+            "every type"
+        );
+    }
+}

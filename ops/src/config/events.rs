@@ -29,7 +29,27 @@ pub struct TenantEvents {
     pub start_reply: Option<String>,
     /// Answer to HELP (`help_reply`), same rules.
     pub help_reply: Option<String>,
+    /// The event types POSTed to the tenant's webhooks (`webhook_events`, each one of
+    /// [`EVENT_TYPES`]); `None`: every type. The event stream (SSE) carries every type.
+    pub webhook_events: Option<Vec<String>>,
 }
+
+/// Every event type: `message.<status>` for each status a message can go through, and
+/// `message.inbound` for MO messages.
+pub const EVENT_TYPES: &[&str] = &[
+    "message.accepted",
+    "message.queued",
+    "message.submitting",
+    "message.sent",
+    "message.delivered",
+    "message.read",
+    "message.undeliverable",
+    "message.expired",
+    "message.rejected",
+    "message.failed",
+    "message.cancelled",
+    "message.inbound",
+];
 
 impl std::fmt::Debug for TenantEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,6 +61,7 @@ impl std::fmt::Debug for TenantEvents {
             stop_reply,
             start_reply,
             help_reply,
+            webhook_events,
         } = self;
         let secrets = vec![REDACTED; webhook_secrets.len()];
         f.debug_struct("TenantEvents")
@@ -50,6 +71,7 @@ impl std::fmt::Debug for TenantEvents {
             .field("stop_reply", stop_reply)
             .field("start_reply", start_reply)
             .field("help_reply", help_reply)
+            .field("webhook_events", webhook_events)
             .finish()
     }
 }
@@ -183,6 +205,25 @@ pub(crate) fn tenant_events(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> T
     let stop_reply = t.string(report, "stop_reply");
     let start_reply = t.string(report, "start_reply");
     let help_reply = t.string(report, "help_reply");
+    let webhook_events = t.strings(report, "webhook_events").map(|types| {
+        let mut chosen: Vec<String> = Vec::new();
+        for (kind, _) in types {
+            if !EVENT_TYPES.contains(&kind.as_str()) {
+                report_key(
+                    report,
+                    t,
+                    "webhook_events",
+                    format!(
+                        "{kind:?} is not an event type (one of {})",
+                        EVENT_TYPES.join(", ")
+                    ),
+                );
+            } else if !chosen.contains(&kind) {
+                chosen.push(kind);
+            }
+        }
+        chosen
+    });
     TenantEvents {
         webhook_url,
         webhook_secrets,
@@ -190,6 +231,7 @@ pub(crate) fn tenant_events(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> T
         stop_reply,
         start_reply,
         help_reply,
+        webhook_events,
     }
 }
 
@@ -435,6 +477,24 @@ path = "c.csv"
         }
         let e = parse("webhook_url = \"http://x/\"", "", "").unwrap_err();
         assert!(e.contains("needs at least one signing secret"), "{e}");
+    }
+
+    #[test]
+    fn webhook_events_choose_event_types() {
+        let c = parse(
+            "webhook_events = [\"message.delivered\", \"message.failed\", \"message.delivered\"]",
+            "webhook_events = []",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            c.tenants[0].events.webhook_events,
+            Some(vec!["message.delivered".into(), "message.failed".into()])
+        );
+        assert_eq!(c.tenants[1].events.webhook_events, Some(Vec::new()), "none");
+        let e = parse("webhook_events = [\"message.deliverd\"]", "", "").unwrap_err();
+        assert!(e.contains("tenants[0].webhook_events"), "{e}");
+        assert!(e.contains("not an event type"), "{e}");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub use defaults::{SANDBOX_API_KEY, SANDBOX_NAME};
 pub use egress::EgressPolicy;
 pub use email::{is_email_address, SmtpCredentials, SmtpRelay, SmtpSecurity};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
-pub use events::{SseSettings, TenantEvents, WebhookSettings};
+pub use events::{SseSettings, TenantEvents, WebhookSettings, EVENT_TYPES};
 pub use inbound::InboundSettings;
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
 pub use model::{
