@@ -11,7 +11,9 @@ use super::problem::Problem;
 use super::validate::{validate, SendRequest, ValidSms};
 pub(crate) use super::views::{rfc3339, Delivery};
 use super::{AppState, Scope, Tenant};
-use crate::domain::{encoding_name, priority_name, ListFilter, MessageId, MessageRecord, Status};
+use crate::domain::{
+    priority_name, stored_encoding_name, ListFilter, MessageId, MessageRecord, Status,
+};
 
 /// The 202 answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -167,6 +169,7 @@ impl From<MessageRecord> for MessageView {
     fn from(r: MessageRecord) -> Self {
         let m = r.message;
         let channel = m.channel().as_str();
+        let encoding = stored_encoding_name(&m).to_owned();
         MessageView {
             id: m.id.to_string(),
             status: r.status,
@@ -174,11 +177,7 @@ impl From<MessageRecord> for MessageView {
             country: m.country,
             from: m.from,
             body: m.body,
-            encoding: if m.email.is_some() {
-                "email".to_owned()
-            } else {
-                encoding_name(m.encoding).to_owned()
-            },
+            encoding,
             segments: m.segments,
             priority: priority_name(m.priority).to_owned(),
             carrier: m.carrier,
@@ -340,4 +339,37 @@ pub(crate) async fn cancel(
     Ok(Json(
         serde_json::json!({ "id": id.to_string(), "status": "cancelled" }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ChatChannel, ChatSpec, NewMessage};
+
+    fn view(m: NewMessage) -> MessageView {
+        MessageView::from(MessageRecord {
+            message: m,
+            status: Status::Accepted,
+            updated_at: 0,
+            segment_states: Vec::new(),
+            history: Vec::new(),
+            call: None,
+        })
+    }
+
+    #[test]
+    fn a_chat_message_shows_its_channel_as_its_encoding() {
+        let sms = crate::store::suite::fixtures::message("acme", 1, 1);
+        assert_eq!(view(sms.clone()).encoding, "ucs2");
+        let rcs = NewMessage {
+            encoding: None,
+            chat: Some(ChatSpec {
+                channel: ChatChannel::Rcs,
+                template: None,
+                tag: None,
+            }),
+            ..sms
+        };
+        assert_eq!(view(rcs).encoding, "rcs");
+    }
 }
