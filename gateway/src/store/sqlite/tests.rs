@@ -203,6 +203,34 @@ async fn hot_queries_use_their_indexes() {
     }
 }
 
+#[tokio::test]
+async fn cached_statements_with_a_bound_limit_are_not_prepared_again() {
+    use rusqlite::StatementStatus;
+    let dir = TempDir::new();
+    drop(open(&dir.db()));
+    let writer = Connection::open(dir.db()).unwrap();
+    schema::configure_writer(&writer, std::time::Duration::from_secs(1), false).unwrap();
+    let reader = Connection::open(dir.db()).unwrap();
+    schema::configure_reader(&reader, std::time::Duration::from_secs(1)).unwrap();
+    for conn in [&writer, &reader] {
+        let sql = "SELECT seq FROM history WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+        for limit in [1_i64, 1000, 5, 1] {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let rows: Vec<i64> = stmt
+                .query_map(rusqlite::params![0, limit], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(rows.is_empty());
+            assert_eq!(
+                stmt.get_status(StatementStatus::RePrepare),
+                0,
+                "LIMIT {limit}"
+            );
+        }
+    }
+}
+
 /// Rows of `table` now (read on a connection of its own).
 fn count(path: &Path, table: &str) -> i64 {
     let conn = Connection::open(path).unwrap();
