@@ -78,6 +78,10 @@ pub struct Options {
     /// Free text copied into the report.
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Write the `{seq}` of every request answered 2xx to this file, one per line, sorted (a
+    /// soak checks that each accepted message arrived).
+    #[arg(long)]
+    pub accepted_log: Option<std::path::PathBuf>,
 }
 
 /// What a run measured.
@@ -179,6 +183,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         deadline: Duration::from_secs_f64(opts.duration_s.max(0.0)),
         interval: opts.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
         seq_start: opts.seq_start,
+        log_accepted: opts.accepted_log.is_some(),
     });
     let cpu_start = crate::smpp_load::cpu_seconds();
     let mut tasks = Vec::with_capacity(opts.connections);
@@ -200,6 +205,15 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         .map(|t| t.saturating_duration_since(shared.start).as_secs_f64())
         .unwrap_or(0.0);
     let cpu_s = crate::smpp_load::cpu_seconds() - cpu_start;
+    if let Some(path) = &opts.accepted_log {
+        total.accepted.sort_unstable();
+        let mut text = String::with_capacity(total.accepted.len() * 8);
+        for seq in &total.accepted {
+            text.push_str(&seq.to_string());
+            text.push('\n');
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     let ok = total
         .by_status
         .iter()
@@ -242,6 +256,8 @@ struct Schedule {
     seq_start: u64,
     /// `--timeout-s`.
     timeout: Duration,
+    /// Whether `--accepted-log` asks for the accepted sequence numbers.
+    log_accepted: bool,
 }
 
 /// What one connection measured; merged at the end so the hot path shares nothing but the
@@ -256,6 +272,8 @@ struct ConnStats {
     scheduled: Histogram<u64>,
     last_done: Option<Instant>,
     samples: Vec<String>,
+    /// `{seq}` of the requests answered 2xx (with `--accepted-log` only).
+    accepted: Vec<u64>,
 }
 
 const MAX_SAMPLES: usize = 3;
@@ -274,6 +292,7 @@ impl ConnStats {
             scheduled: h,
             last_done: None,
             samples: Vec::new(),
+            accepted: Vec::new(),
         }
     }
 
@@ -287,6 +306,7 @@ impl ConnStats {
         self.latency.add(&other.latency)?;
         self.scheduled.add(&other.scheduled)?;
         self.last_done = self.last_done.max(other.last_done);
+        self.accepted.extend(other.accepted);
         for s in other.samples {
             if self.samples.len() < MAX_SAMPLES {
                 self.samples.push(s);
@@ -359,6 +379,9 @@ async fn connection(
                     .scheduled
                     .record(micros(done.saturating_duration_since(due)));
                 stats.last_done = Some(done);
+                if schedule.log_accepted && (200..300).contains(&resp.status) {
+                    stats.accepted.push(schedule.seq_start + index);
+                }
                 if !(200..300).contains(&resp.status) && stats.samples.len() < MAX_SAMPLES {
                     let body = String::from_utf8_lossy(reader.body(&resp));
                     stats

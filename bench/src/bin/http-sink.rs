@@ -7,10 +7,13 @@
 //! `--count-param` (e.g. Kannel's DLR type, `dlr-url=…?t=%d`), `by_field` groups JSON bodies by
 //! the string value of their top-level field named by `--count-field` (e.g. Switchyard's event
 //! `type`, `message.delivered`), and `last_ms` is when the last counted request arrived, in
-//! milliseconds since the sink started. Keep-alive, one task per connection, only raw tokio,
+//! milliseconds since the sink started; `distinct` counts the different values of the JSON
+//! field named by `--distinct-field` (e.g. Switchyard's event `id`) and `repeats` the bodies
+//! whose value was seen before (an at-least-once sender's duplicates). Keep-alive, one task per connection, only raw tokio,
 //! `httparse` and `serde_json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,6 +43,9 @@ struct Options {
     /// Count JSON bodies by the string value of this top-level field.
     #[arg(long, default_value = "type")]
     count_field: String,
+    /// Count the distinct string values of this top-level JSON field (and the repeats).
+    #[arg(long, default_value = "id")]
+    distinct_field: String,
 }
 
 /// What the sink has seen.
@@ -53,6 +59,11 @@ struct Counts {
     by_field: BTreeMap<String, u64>,
     /// Milliseconds since start at the last counted request.
     last_ms: u64,
+    /// 64-bit hashes of the `--distinct-field` values seen (collisions are negligible for
+    /// the millions of values a soak sends: ~n²/2⁶⁵).
+    seen: HashSet<u64>,
+    /// Bodies whose `--distinct-field` value was seen before.
+    repeats: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,7 +79,12 @@ async fn serve(options: Options) -> anyhow::Result<()> {
     let listener = TcpListener::bind(options.listen).await?;
     println!("http-sink listening on {}", listener.local_addr()?);
     let counts = Arc::new(Mutex::new(Counts::default()));
-    let names = Arc::new((options.count_param, options.count_field));
+    let names = Arc::new(Names {
+        param: options.count_param,
+        field: options.count_field,
+        distinct: options.distinct_field,
+        hasher: RandomState::new(),
+    });
     let start = Instant::now();
     loop {
         let (stream, _) = listener.accept().await?;
@@ -79,19 +95,33 @@ async fn serve(options: Options) -> anyhow::Result<()> {
     }
 }
 
-/// The string value of the top-level field `name` of a JSON object body.
-fn json_field(body: &[u8], name: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get(name)?.as_str().map(str::to_owned)
+/// What requests are counted by.
+struct Names {
+    /// `--count-param`.
+    param: String,
+    /// `--count-field`.
+    field: String,
+    /// `--distinct-field`.
+    distinct: String,
+    /// Hashes `--distinct-field` values.
+    hasher: RandomState,
+}
+
+/// The string values of the top-level fields `a` and `b` of a JSON object body.
+fn json_fields(body: &[u8], a: &str, b: &str) -> (Option<String>, Option<String>) {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, None);
+    };
+    let get = |name: &str| value.get(name)?.as_str().map(str::to_owned);
+    (get(a), get(b))
 }
 
 async fn connection(
     mut stream: TcpStream,
     counts: Arc<Mutex<Counts>>,
-    names: Arc<(String, String)>,
+    names: Arc<Names>,
     start: Instant,
 ) -> anyhow::Result<()> {
-    let (param, field) = (&names.0, &names.1);
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(256);
@@ -127,6 +157,7 @@ async fn connection(
                     serde_json::json!({
                         "requests": c.requests, "by_param": c.by_param,
                         "by_field": c.by_field, "last_ms": c.last_ms,
+                        "distinct": c.seen.len(), "repeats": c.repeats,
                     })
                     .to_string()
                 };
@@ -138,9 +169,19 @@ async fn connection(
                     .as_bytes(),
                 );
             } else {
-                let value = query_param(path, param).unwrap_or("").to_owned();
-                let kind = json_field(&buf[head_len..head_len + body_len], field);
+                let value = query_param(path, &names.param).unwrap_or("").to_owned();
+                let (kind, key) = json_fields(
+                    &buf[head_len..head_len + body_len],
+                    &names.field,
+                    &names.distinct,
+                );
+                let key = key.map(|k| names.hasher.hash_one(k));
                 let mut c = counts.lock();
+                if let Some(key) = key {
+                    if !c.seen.insert(key) {
+                        c.repeats += 1;
+                    }
+                }
                 c.requests += 1;
                 *c.by_param.entry(value).or_default() += 1;
                 if let Some(kind) = kind {

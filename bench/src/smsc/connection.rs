@@ -121,6 +121,7 @@ where
         closed: false,
     };
     let mut pulled = Vec::new();
+    let mut kick = conn.shared.kick.subscribe();
 
     let result = loop {
         let now = Instant::now();
@@ -172,6 +173,11 @@ where
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 session.handle_timeout(Instant::now());
+            }
+            Ok(()) = kick.changed() => {
+                // `POST /disconnect`: the connection drops as if the network failed.
+                Counters::inc(&conn.shared.counters.disconnects);
+                session.abort(Instant::now());
             }
             _ = async { match &mailbox { Some(m) => m.notify.notified().await, None => std::future::pending().await } }, if want_mail => {}
         }

@@ -2,6 +2,9 @@
 //!
 //! - `GET /stats` — the counters as JSON.
 //! - `GET /behaviour` / `PUT /behaviour` — read or replace the fault and receipt settings.
+//! - `POST /disconnect` — drops every open connection at once (receipts not yet delivered wait
+//!   for the next bind of their system_id, as they do after any lost connection); answers
+//!   `{"connections": N}`, the binds that were up.
 //! - `POST /mo` — `{"system_id", "from", "to", "text"}` queues a mobile-originated message for a
 //!   receiving bind of that system_id (or the only system_id bound, if omitted). A long text
 //!   goes in parts; `"parts": [1, 3]` sends only those parts (1-based) and `"reference": 7`
@@ -44,6 +47,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> an
         .route("/stats", get(stats))
         .route("/behaviour", get(behaviour).put(set_behaviour))
         .route("/mo", post(mo))
+        .route("/disconnect", post(disconnect))
         .with_state(shared);
     axum::serve(listener, app).await?;
     Ok(())
@@ -51,6 +55,15 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> an
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Json<super::counters::Snapshot> {
     Json(shared.counters.snapshot())
+}
+
+async fn disconnect(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let connections = shared
+        .counters
+        .binds_active
+        .load(std::sync::atomic::Ordering::Relaxed);
+    shared.kick.send_modify(|n| *n += 1);
+    Json(serde_json::json!({ "connections": connections }))
 }
 
 async fn behaviour(State(shared): State<Arc<Shared>>) -> Json<Behaviour> {

@@ -151,6 +151,8 @@ pub struct Shared {
     record: Option<Mutex<std::io::LineWriter<std::fs::File>>>,
     /// MO concatenation references.
     next_mo_ref: AtomicU64,
+    /// Bumped by `POST /disconnect`: every connection open then is dropped.
+    pub kick: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -179,6 +181,7 @@ impl Shared {
             next_conn: AtomicU64::new(0),
             record,
             next_mo_ref: AtomicU64::new(0),
+            kick: tokio::sync::watch::Sender::new(0),
         })
     }
 
