@@ -29,6 +29,7 @@ const DISPOSITIONS: [&str; 6] = [
 
 /// Query of both endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CallQuery {
     /// Only calls set up at or after this RFC 3339 time.
@@ -109,7 +110,7 @@ fn json(c: &CallRecord) -> serde_json::Value {
 
 /// `GET /v1/calls`.
 #[utoipa::path(get, path = "/v1/calls", tag = "calls", params(CallQuery),
-    responses((status = 200, description = "`{data: [{id, sip_call_id, from, to, disposition, code, hangup, carrier, attempts, setup_at, answered_at, ended_at, duration_ms, billed_seconds, price, currency}], next_cursor}`"),
+    responses((status = 200, description = "A page of call detail records, newest first", body = super::openapi::CallPage),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list(

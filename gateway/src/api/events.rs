@@ -19,6 +19,7 @@ const STREAMS_RETRY_AFTER_S: u64 = 5;
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     /// Start after this event id (as `Last-Event-ID`, which wins when both are given);

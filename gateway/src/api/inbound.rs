@@ -10,7 +10,7 @@ use crate::domain::Keyword;
 
 /// `GET /v1/inbound`.
 #[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(super::page::PageQuery),
-    responses((status = 200, description = "`{data: [{id, from, to, body, keyword, carrier, received_at, partial}], next_cursor}`; `partial` is `{received: [part numbers], total}` for a multipart message given up before all its parts arrived (its body is what those parts say), absent otherwise"),
+    responses((status = 200, body = super::openapi::InboundPage, description = "`partial` is `{received: [part numbers], total}` for a multipart message given up before all its parts arrived (its body is what those parts say), absent otherwise"),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list(

@@ -29,7 +29,7 @@ pub(crate) struct Accepted {
 /// `POST /v1/messages`.
 #[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendRequest,
     responses(
-        (status = 202, description = "Stored durably and queued", body = Accepted),
+        (status = 202, description = "Stored durably and queued: a message (`Accepted`), or a flow when `mode` is set (`FlowAccepted`)", body = super::openapi::SendAnswer),
         (status = 400, description = "Unreadable request", body = Problem),
         (status = 401, description = "Missing or wrong API key", body = Problem),
         (status = 403, description = "Destination, country, channel or priority not allowed by the plan, or the key lacks the `send` scope", body = Problem),
@@ -221,7 +221,7 @@ fn parse_id(raw: &str) -> Result<MessageId, Problem> {
 /// `GET /v1/messages/{id}`.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
     params(("id" = String, Path, description = "Message id (msg_…)")),
-    responses((status = 200, description = "A message, or a flow (`mode` set) with its steps", body = MessageView), (status = 401, body = Problem), (status = 404, body = Problem)),
+    responses((status = 200, description = "A message, or a flow (`mode` set) with its steps", body = super::openapi::MessageOrFlow), (status = 401, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -240,6 +240,7 @@ pub(crate) async fn get(
 
 /// Query of `GET /v1/messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Only this status.
@@ -272,7 +273,7 @@ pub(crate) fn parse_time(field: &'static str, s: &str) -> Result<i64, Problem> {
 
 /// `GET /v1/messages`: newest first, cursor pagination.
 #[utoipa::path(get, path = "/v1/messages", tag = "messages", params(ListQuery),
-    responses((status = 200, description = "`{data: [MessageView], next_cursor}`"), (status = 401, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, description = "A page of messages, newest first", body = super::openapi::MessagePage), (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -325,7 +326,7 @@ pub(crate) async fn list(
 /// `POST /v1/messages/{id}/cancel`: only scheduled messages not yet due.
 #[utoipa::path(post, path = "/v1/messages/{id}/cancel", tag = "messages",
     params(("id" = String, Path, description = "Message id (msg_…)")),
-    responses((status = 200, description = "Cancelled"), (status = 404, body = Problem), (status = 409, description = "Not cancellable", body = Problem)),
+    responses((status = 200, description = "Cancelled: the message as it is now", body = Object), (status = 404, body = Problem), (status = 409, description = "Not cancellable", body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,

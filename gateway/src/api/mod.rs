@@ -8,6 +8,7 @@
 //!   `server.ops_listen` instead when it is set: [`ops_router`]).
 //! - [`listener`]: serving a router over HTTP/1.1 and HTTP/2, TLS, connection cap, timeouts.
 //! - [`timeout`]: the request timeout (408), which never stops a handler half-way.
+//! - [`routes`]: the route table both routers are built from (and the OpenAPI test reads).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
 //! - [`validate`]: request parsing into types that cannot be invalid.
 //! - [`problem`]: RFC 9457 errors.
@@ -34,6 +35,7 @@ pub(crate) mod optouts;
 pub(crate) mod page;
 pub(crate) mod problem;
 pub(crate) mod providers;
+pub(crate) mod routes;
 pub(crate) mod smpp;
 pub(crate) mod timeout;
 pub mod validate;
@@ -44,7 +46,6 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -213,49 +214,11 @@ pub(crate) fn router(
     extra: Router,
 ) -> Router {
     let max_body_bytes = server.max_body_bytes;
-    let mut api = Router::new()
-        .route("/v1/messages", post(messages::send).get(messages::list))
-        .route(
-            "/v1/messages/batch",
-            post(batches::send).layer(DefaultBodyLimit::max(
-                batches::MAX_BODY_BYTES.max(max_body_bytes),
-            )),
-        )
-        .route("/v1/batches/{id}", get(batches::get))
-        .route("/v1/messages/{id}", get(messages::get))
-        .route("/v1/messages/{id}/cancel", post(messages::cancel))
-        .route("/v1/events", get(events::stream))
-        .route("/v1/inbound", get(inbound::list))
-        .route("/v1/calls", get(calls::list))
-        .route("/v1/calls.csv", get(calls::export))
-        .route("/v1/opt-outs", get(optouts::list).post(optouts::create))
-        .route("/v1/opt-outs/import", post(optouts::import))
-        .route(
-            "/v1/opt-outs/{number}",
-            axum::routing::delete(optouts::remove),
-        )
-        .route("/v1/webhooks/dead-letters", get(webhooks::list))
-        .route(
-            "/v1/webhooks/dead-letters/replay",
-            post(webhooks::replay_all),
-        )
-        .route(
-            "/v1/webhooks/dead-letters/{id}/replay",
-            post(webhooks::replay_one),
-        )
-        .route("/v1/routes/explain", get(ops::explain))
-        .route("/v1/smpp/binds", get(smpp::binds))
-        .route(
-            "/v1/providers/{carrier}/webhook",
-            get(providers::subscribe).post(providers::webhook),
-        )
-        .route("/healthz", get(ops::healthz))
-        .route("/openapi.json", get(openapi::serve));
+    let mut endpoints = routes::api(batches::MAX_BODY_BYTES.max(max_body_bytes));
     if server.ops_listen.is_none() {
-        api = api
-            .route("/readyz", get(ops::readyz))
-            .route("/metrics", get(ops::metrics));
+        endpoints.extend(routes::ops());
     }
+    let api = routes::router(endpoints);
     api.with_state(state)
         .merge(extra)
         .fallback(no_such_endpoint)
@@ -268,10 +231,8 @@ pub(crate) fn router(
 
 /// The operator's listener (`server.ops_listen`): `/metrics`, `/readyz` and `/healthz`.
 pub(crate) fn ops_router(state: AppState, server: &switchyard_ops::config::ServerConfig) -> Router {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    routes::router(routes::ops())
+        .route("/healthz", axum::routing::get(ops::healthz))
         .fallback(no_such_endpoint)
         .layer(axum::middleware::from_fn_with_state(
             server.request_timeout,

@@ -16,6 +16,7 @@ use super::{AppState, Caller, Tenant};
 
 /// Query of `GET /v1/routes/explain`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExplainQuery {
     /// Destination, E.164.
     pub(crate) to: String,
@@ -32,7 +33,7 @@ pub(crate) struct ExplainQuery {
 /// costs, carrier health, breakers, scores and excluded carriers are the operator's business:
 /// only an operator key (`[operator] api_keys`, with `?tenant=`) sees them.
 #[utoipa::path(get, path = "/v1/routes/explain", tag = "routing", params(ExplainQuery),
-    responses((status = 200, description = "Matched prefix, the carriers in order with the tenant's price, the winner; with an operator key also rates, costs, health, breakers, scores, excluded carriers and why the winner won"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = Object, description = "Matched prefix, the carriers in order with the tenant's price, the winner; with an operator key also rates, costs, health, breakers, scores, excluded carriers and why the winner won"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn explain(
     State(state): State<AppState>,
@@ -161,7 +162,7 @@ pub(crate) async fn explain(
 }
 
 /// `GET /healthz`: the process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -170,7 +171,7 @@ pub(crate) async fn healthz() -> &'static str {
 /// or on another node: this node hands messages for carriers bound elsewhere to them). Says
 /// which node this is, the hash of its configuration, and (on a shared store) every node with its
 /// configuration's hash, listing live nodes whose configuration differs (`config_mismatch`).
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, description = "not ready, with the reasons")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready", body = super::openapi::Readiness), (status = 503, description = "not ready, with the reasons", body = super::openapi::Readiness)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     if let Err(e) = state.store.ping().await {
@@ -222,7 +223,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics`: Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let binds = state.binds.load();
     for (i, (carrier, b)) in binds.iter().enumerate() {

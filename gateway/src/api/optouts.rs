@@ -125,6 +125,7 @@ pub(crate) async fn create(
 
 /// Query of `DELETE /v1/opt-outs/{number}`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RemoveQuery {
     /// Remove only the entry for this sender (`*` for the every-sender entry); default: all
@@ -167,7 +168,7 @@ pub(crate) async fn remove(
 
 /// `GET /v1/opt-outs`: by number.
 #[utoipa::path(get, path = "/v1/opt-outs", tag = "opt-outs", params(super::page::PageQuery),
-    responses((status = 200, description = "`{data: [OptOutView], next_cursor}`")),
+    responses((status = 200, description = "A page of the opt-out list", body = super::openapi::OptOutPage)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -197,7 +198,7 @@ pub(crate) async fn list(
 /// `number,from` is allowed). Valid lines are added, the others reported.
 #[utoipa::path(post, path = "/v1/opt-outs/import", tag = "opt-outs",
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, description = "`{imported: n, rejected: [{line, reason}]}`"), (status = 422, body = Problem)),
+    responses((status = 200, description = "`{imported: n, rejected: [{line, reason}]}`", body = Object), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn import(
     State(state): State<AppState>,

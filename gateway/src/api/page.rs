@@ -13,6 +13,7 @@ pub(crate) const MAX_LIMIT: usize = 1000;
 
 /// Query of a list endpoint that only pages.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     /// The `next_cursor` of the previous page.

@@ -16,6 +16,13 @@ use crate::chat::webhooks::{self, WebhookError};
 use crate::domain::Update;
 
 /// Meta's subscription check (`GET` with `hub.mode`, `hub.verify_token`, `hub.challenge`).
+#[utoipa::path(get, path = "/v1/providers/{carrier}/webhook", tag = "providers",
+    params(("carrier" = String, Path, description = "The carrier's name in the configuration"),
+        ("hub.mode" = Option<String>, Query, description = "`subscribe`"),
+        ("hub.verify_token" = Option<String>, Query, description = "The carrier's `verify_token`"),
+        ("hub.challenge" = Option<String>, Query, description = "Echoed back when the token matches")),
+    responses((status = 200, description = "The challenge", body = String, content_type = "text/plain"),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn subscribe(
     State(state): State<AppState>,
     Path(carrier): Path<String>,
@@ -35,6 +42,14 @@ pub(crate) async fn subscribe(
 }
 
 /// A status webhook.
+#[utoipa::path(post, path = "/v1/providers/{carrier}/webhook", tag = "providers",
+    params(("carrier" = String, Path, description = "The carrier's name in the configuration")),
+    request_body(content = Object, description = "The provider's own payload, verified by its signature header"),
+    responses((status = 200, description = "Receipts stored"),
+        (status = 400, description = "Not a webhook of this provider", body = Problem),
+        (status = 401, description = "Bad signature", body = Problem),
+        (status = 404, description = "No such carrier, or its webhook is not configured", body = Problem),
+        (status = 503, description = "Receipts not stored; send the webhook again", body = Problem)))]
 pub(crate) async fn webhook(
     State(state): State<AppState>,
     Path(carrier): Path<String>,

@@ -51,7 +51,7 @@ pub(crate) fn parse_dl(s: &str) -> Option<i64> {
 
 /// `GET /v1/webhooks/dead-letters`: oldest first.
 #[utoipa::path(get, path = "/v1/webhooks/dead-letters", tag = "webhooks", params(super::page::PageQuery),
-    responses((status = 200, description = "`{data: [DeadLetter], next_cursor}`"), (status = 401, body = Problem)),
+    responses((status = 200, description = "A page of dead letters, oldest first", body = super::openapi::DeadLetterPage), (status = 401, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -106,7 +106,7 @@ pub(crate) async fn replay(
 /// fresh 24 h budget.
 #[utoipa::path(post, path = "/v1/webhooks/dead-letters/{id}/replay", tag = "webhooks",
     params(("id" = String, Path, description = "Dead letter id (dl_…)")),
-    responses((status = 202, description = "`{replayed: 1}`"), (status = 404, body = Problem)),
+    responses((status = 202, description = "`{replayed: 1}`", body = super::openapi::Replayed), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn replay_one(
     State(state): State<AppState>,
@@ -127,7 +127,7 @@ pub(crate) async fn replay_one(
 
 /// `POST /v1/webhooks/dead-letters/replay`: every dead letter of the tenant.
 #[utoipa::path(post, path = "/v1/webhooks/dead-letters/replay", tag = "webhooks",
-    responses((status = 202, description = "`{replayed: n}`")),
+    responses((status = 202, description = "`{replayed: n}`", body = super::openapi::Replayed)),
     security(("bearer" = [])))]
 pub(crate) async fn replay_all(
     State(state): State<AppState>,
