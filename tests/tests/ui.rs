@@ -7,7 +7,8 @@
 //! one of its dead webhooks from the webhooks page and see it delivered, log out; a second
 //! tenant, signing in from the keyboard (Enter, then Tab to the skip link and the navigation),
 //! gets "not found" for that id; a read-only key sees no dead letters and its POSTs are refused,
-//! as is a POST with a wrong CSRF token; an operator key sees the carriers page. A screenshot of
+//! as is a POST with a wrong CSRF token; an operator key sees the carriers page and the API
+//! reference (Swagger UI rendering `/openapi.json`). A screenshot of
 //! each page is saved under the test's temp folder (its path is printed; set
 //! `SWITCHYARD_KEEP_TEMP=1` to keep it).
 //!
@@ -478,6 +479,32 @@ async fn scenario(
     assert!(carriers.contains("Sms"), "{carriers}");
     assert!(carriers.contains("closed"), "the breaker: {carriers}");
     shot(client, shots, "carriers").await?;
+    // The API reference, from the navigation: Swagger UI (the page's own scripts only, under
+    // the CSP) renders every operation of /openapi.json.
+    client
+        .find(Locator::LinkText("API reference"))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#swagger-ui .opblock"))
+        .await?;
+    assert_eq!(client.current_url().await?.path(), "/ui/api");
+    let operations = client
+        .find_all(Locator::Css("#swagger-ui .opblock"))
+        .await?;
+    assert!(operations.len() >= 25, "{} operations", operations.len());
+    let reference = client.find(Locator::Id("swagger-ui")).await?.text().await?;
+    for path in [
+        "/v1/messages/{id}",
+        "/v1/calls.csv",
+        "/v1/opt-outs/{number}",
+    ] {
+        assert!(reference.contains(path), "{path} not shown: {reference}");
+    }
+    shot(client, shots, "api-reference").await?;
     client
         .goto(&format!("{base}/ui/messages?tenant=acme"))
         .await?;

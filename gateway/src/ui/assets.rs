@@ -1,5 +1,6 @@
-//! The dashboard's static files, embedded in the binary: the style sheet and htmx (a pinned
-//! release, vendored under `gateway/assets/` with its licence).
+//! The dashboard's static files, embedded in the binary: the style sheet, htmx, and Swagger UI
+//! with its starter script for the API reference (pinned releases, vendored under
+//! `gateway/assets/` with their licences).
 //!
 //! Each is served at `/ui/assets/<hash>/<file>`, `<hash>` being the first 16 hex digits of
 //! its SHA-256, with a year's `Cache-Control: immutable`: a browser fetches a file once per
@@ -27,7 +28,18 @@ pub(crate) const CSS: &str = "ui.css";
 /// htmx 2.0.11 (0BSD), from the `htmx.org` npm package's `dist/htmx.min.js`.
 pub(crate) const HTMX: &str = "htmx-2.0.11.min.js";
 
-const ASSETS: [Asset; 2] = [
+/// Swagger UI 5.36.0 (Apache-2.0), from the `swagger-ui-dist` npm package's
+/// `swagger-ui-bundle.js`.
+pub(crate) const SWAGGER_JS: &str = "swagger-ui-5.36.0-bundle.min.js";
+/// Its style sheet (`swagger-ui.css`).
+pub(crate) const SWAGGER_CSS: &str = "swagger-ui-5.36.0.css";
+/// Starts Swagger UI on `/openapi.json` (hand-written).
+pub(crate) const API_REFERENCE_JS: &str = "api-reference.js";
+
+/// How many files there are.
+const COUNT: usize = 5;
+
+const ASSETS: [Asset; COUNT] = [
     Asset {
         file: CSS,
         body: include_bytes!("../../assets/ui.css"),
@@ -38,11 +50,26 @@ const ASSETS: [Asset; 2] = [
         body: include_bytes!("../../assets/htmx-2.0.11.min.js"),
         content_type: "text/javascript; charset=utf-8",
     },
+    Asset {
+        file: SWAGGER_JS,
+        body: include_bytes!("../../assets/swagger-ui-5.36.0-bundle.min.js"),
+        content_type: "text/javascript; charset=utf-8",
+    },
+    Asset {
+        file: SWAGGER_CSS,
+        body: include_bytes!("../../assets/swagger-ui-5.36.0.css"),
+        content_type: "text/css; charset=utf-8",
+    },
+    Asset {
+        file: API_REFERENCE_JS,
+        body: include_bytes!("../../assets/api-reference.js"),
+        content_type: "text/javascript; charset=utf-8",
+    },
 ];
 
 /// Each asset's content hash, in [`ASSETS`] order (computed once).
-fn hashes() -> &'static [String; 2] {
-    static HASHES: OnceLock<[String; 2]> = OnceLock::new();
+fn hashes() -> &'static [String; COUNT] {
+    static HASHES: OnceLock<[String; COUNT]> = OnceLock::new();
     HASHES.get_or_init(|| ASSETS.map(|a| hex::encode(&Sha256::digest(a.body)[..8])))
 }
 
@@ -85,6 +112,10 @@ mod tests {
         let expected = hex::encode(&Sha256::digest(include_bytes!("../../assets/ui.css"))[..8]);
         assert_eq!(css, format!("/ui/assets/{expected}/ui.css"));
         assert!(url(HTMX).ends_with("/htmx-2.0.11.min.js"));
+        for file in [SWAGGER_JS, SWAGGER_CSS, API_REFERENCE_JS] {
+            let url = url(file);
+            assert_eq!(url.split('/').nth(3).map(str::len), Some(16), "{url}");
+        }
         assert_ne!(url(CSS).len(), "/ui/assets//ui.css".len());
     }
 

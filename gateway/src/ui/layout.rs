@@ -17,6 +17,8 @@ pub(crate) enum Nav {
     Carriers,
     /// `/ui/webhooks`.
     Webhooks,
+    /// `/ui/api`: the API reference.
+    Api,
 }
 
 /// A full page for a logged-in viewer.
@@ -26,6 +28,7 @@ pub(crate) fn page(viewer: &Viewer, current: Nav, title: &str, body: Markup) -> 
         (Nav::Messages, "/ui/messages", "Messages"),
         (Nav::Carriers, "/ui/carriers", "Carriers"),
         (Nav::Webhooks, "/ui/webhooks", "Webhooks"),
+        (Nav::Api, "/ui/api", "API reference"),
     ];
     let who = match &viewer.who {
         Who::Operator => "operator".to_owned(),

@@ -10,8 +10,9 @@
 //!   and per-segment states.
 //! - [`carriers`]: each carrier's binds, queue, health and breaker (operator keys only).
 //! - [`webhooks`]: dead letters and their replay.
+//! - [`api_reference`]: the API's interactive reference (Swagger UI over `/openapi.json`).
 //! - [`layout`]: the page shell (navigation, who is logged in, the operator's tenant picker).
-//! - [`assets`]: the style sheet and htmx, embedded and served under content-hashed URLs.
+//! - [`assets`]: the style sheet, htmx and Swagger UI, embedded and served under content-hashed URLs.
 //!
 //! ## Templates
 //! Pages are written with `maud`: the templates are Rust expressions checked when the gateway
@@ -30,6 +31,7 @@
 //! hidden from it. Every POST carries the session's CSRF token; the session cookie is
 //! `HttpOnly; SameSite=Strict; Path=/ui`, and `Secure` when the API serves TLS.
 
+pub(crate) mod api_reference;
 pub(crate) mod assets;
 pub(crate) mod carriers;
 pub(crate) mod layout;
@@ -88,6 +90,7 @@ pub(crate) fn router(app: AppState, secure: bool) -> Router {
         .route("/ui/webhooks", get(webhooks::page))
         .route("/ui/webhooks/replay", post(webhooks::replay_all))
         .route("/ui/webhooks/{id}/replay", post(webhooks::replay_one))
+        .route("/ui/api", get(api_reference::page))
         .route("/ui/assets/{hash}/{file}", get(assets::serve))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -100,8 +103,8 @@ async fn security_headers(mut response: Response) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'; \
-             form-action 'self'; base-uri 'none'",
+            "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
