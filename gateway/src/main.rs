@@ -40,7 +40,10 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    switchyard_ops::logging::init("info");
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // `serve` sets up logging once its configuration (`[log]`) is read.
+        switchyard_ops::logging::init("info");
+    }
     match cli.command {
         Command::Serve { config } => {
             let runtime = tokio::runtime::Runtime::new()?;
@@ -72,6 +75,7 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         ),
         None => (Config::embedded_default(), std::env::current_dir()?),
     };
+    switchyard_ops::logging::init_with("info", config.log.format);
     let sandbox_key = path.is_none().then_some(config::SANDBOX_API_KEY);
     let running = switchyard_gateway::app::start(config, base_dir, path).await?;
     // Scripts and tests read this line to find the port.

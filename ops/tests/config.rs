@@ -1173,3 +1173,24 @@ sandbox = true
     let errs = errors(&format!("[store]\ntls_ca = \"db-ca.pem\"\n{base}"));
     assert!(errs.at("store.tls_ca").is_some(), "{errs}");
 }
+
+#[test]
+fn log_format_is_text_by_default_json_on_request_and_nothing_else() {
+    assert_eq!(
+        Config::embedded_default().log.format,
+        config::LogFormat::Text
+    );
+    let base = "[[tenants]]\nname = \"t\"\napi_keys = [\"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"]\n\
+                [[carriers]]\nname = \"c\"\nchannels = [\"sms\"]\nsmpp = { sandbox = true, system_id = \"x\" }\n\
+                [[decks]]\ncarrier = \"c\"\nchannel = \"sms\"\nsandbox = true\n";
+    let cfg = parse(base).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.log.format, config::LogFormat::Text);
+    let cfg = parse(&format!("{base}[log]\nformat = \"json\"\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.log.format, config::LogFormat::Json);
+    let errs = errors(&format!(
+        "{base}[log]\nformat = \"xml\"\nlevel = \"debug\"\n"
+    ));
+    for path in ["log.format", "log.level"] {
+        assert!(errs.at(path).is_some(), "no error at {path}:\n{errs}");
+    }
+}

@@ -7,6 +7,8 @@
 //! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics` (the last two on
 //!   `server.ops_listen` instead when it is set: [`ops_router`]).
 //! - [`listener`]: serving a router over HTTP/1.1 and HTTP/2, TLS, connection cap, timeouts.
+//! - [`request`]: what every request gets: an `X-Request-Id` on its answer, the `request`
+//!   span of its logs, its latency in `switchyard_api_request_seconds`.
 //! - [`timeout`]: the request timeout (408), which never stops a handler half-way.
 //! - [`routes`]: the route table both routers are built from (and the OpenAPI test reads).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers and types (utoipa).
@@ -35,6 +37,7 @@ pub(crate) mod optouts;
 pub(crate) mod page;
 pub(crate) mod problem;
 pub(crate) mod providers;
+pub(crate) mod request;
 pub(crate) mod routes;
 pub(crate) mod smpp;
 pub(crate) mod timeout;
@@ -227,6 +230,7 @@ pub(crate) fn router(
             server.request_timeout,
             timeout::request_timeout,
         ))
+        .layer(axum::middleware::from_fn(request::layer))
 }
 
 /// The operator's listener (`server.ops_listen`): `/metrics`, `/readyz` and `/healthz`.
@@ -238,6 +242,7 @@ pub(crate) fn ops_router(state: AppState, server: &switchyard_ops::config::Serve
             server.request_timeout,
             timeout::request_timeout,
         ))
+        .layer(axum::middleware::from_fn(request::layer))
         .with_state(state)
 }
 

@@ -39,7 +39,8 @@ pub(crate) async fn request_timeout(
     // 408 below rather than the handler's 400 for a body it could not read.
     let body_deadline = deadline + BODY_GRACE;
     let request = request.map(|body| Body::new(DeadlineBody::new(body, body_deadline)));
-    let mut handler = tokio::spawn(next.run(request));
+    // The handler's task runs in this request's span (its id is on every log line).
+    let mut handler = tokio::spawn(tracing::Instrument::in_current_span(next.run(request)));
     match tokio::time::timeout_at(deadline, &mut handler).await {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {

@@ -80,6 +80,7 @@ impl Config {
             egress: Default::default(),
             sse: Default::default(),
             node: Default::default(),
+            log: Default::default(),
         }
     }
 }

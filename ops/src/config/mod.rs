@@ -19,7 +19,7 @@
 //! - `reader`: typed getters over the spanned TOML tree that collect errors and positions.
 //! - `redacted`: [`REDACTED`], what `Debug` prints in place of secrets.
 //! - [`keys`]: API key hashing, generation and constant-time lookup.
-//! - [`egress`], [`events`], [`voice`], [`inbound`], [`retention`], [`queues`], [`node`],
+//! - [`egress`], [`events`], [`voice`], [`inbound`], [`retention`], [`queues`], [`node`], [`log`],
 //!   [`smpp_server`]: one section each, its type, defaults and reader.
 //! - [`model`]: the typed configuration ([`Config`] and the other sections).
 //! - `parse`: document → [`Config`] (single-value checks); `validate`: checks across keys.
@@ -35,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod inbound;
 pub mod keys;
+pub mod log;
 pub mod model;
 pub mod node;
 pub mod queues;
@@ -60,6 +61,7 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Location};
 pub use events::{SseSettings, TenantEvents, WebhookSettings, EVENT_TYPES};
 pub use inbound::InboundSettings;
 pub use keys::{generate_api_key, hash_api_key, ApiKeyHash};
+pub use log::{LogFormat, LogSettings};
 pub use model::{
     BindKind, Carrier, Config, DeckConfig, DeckSource, Durability, IdFormat, LongMessages,
     OperatorConfig, Redacted, RoutingSettings, ServerConfig, ServerTls, SipSettings, SipTrunk,

@@ -58,6 +58,8 @@ pub struct Config {
     pub sse: super::events::SseSettings,
     /// This node among the nodes sharing a PostgreSQL store (`[node]`, defaults when absent).
     pub node: super::node::NodeSettings,
+    /// How log lines are written (`[log]`, text when absent).
+    pub log: super::log::LogSettings,
 }
 
 impl Config {

@@ -125,6 +125,10 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         Some(n) => super::node::node(report, n),
         None => super::node::NodeSettings::default(),
     };
+    let log = match t.table(report, "log") {
+        Some(l) => super::log::log(report, l),
+        None => super::log::LogSettings::default(),
+    };
     t.finish(report);
     Config {
         server,
@@ -144,6 +148,7 @@ pub(crate) fn document(report: &mut Report<'_>, root: &Spanned<DeTable<'_>>) -> 
         egress,
         sse,
         node,
+        log,
     }
 }
 

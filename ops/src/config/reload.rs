@@ -6,7 +6,7 @@
 //! `server.listen`, `server.data_dir`, `server.max_body_bytes` and the other listener settings
 //! (`ops_listen`, `max_connections`, the timeouts, `tls_*`: baked into the HTTP stack),
 //! everything under `[store]`, `[voice]`, `[queues]`, `[inbound]`, `[retention]`, `[egress]`,
-//! `[sse]`, `[node]` and `[smpp_server]` (including adding or removing it), the SIP listeners
+//! `[sse]`, `[node]`, `[log]` and `[smpp_server]` (including adding or removing it), the SIP listeners
 //! (`sip.listen`, `sip.tls_*`, adding or removing `[sip]`) and `sip.max_transactions`.
 
 use super::model::Config;
@@ -94,6 +94,9 @@ pub fn reloadable_diff(old: &Config, new: &Config) -> Result<(), String> {
     }
     if old.node != new.node {
         needs.push("node (the node registers at start)".into());
+    }
+    if old.log != new.log {
+        needs.push("log (the log writer is set up at start)".into());
     }
     if old.sse != new.sse {
         needs.push("sse (read by the event stream at start)".into());
