@@ -306,9 +306,7 @@ pub async fn start(
         ));
     }
 
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+    let metrics = crate::api::ops::metrics_recorder();
     let auth: Box<dyn Authenticator> = Box::new(ConfigKeys(config.clone()));
     let limits = api::validate::Limits {
         max_call_s: u32::try_from(config.voice.max_duration.as_secs()).unwrap_or(u32::MAX),

@@ -13,6 +13,7 @@ use switchyard_routing::{Channel, Priority, RouteRequest, E164};
 
 use super::problem::Problem;
 use super::{AppState, Caller, Tenant};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Query of `GET /v1/routes/explain`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -222,6 +223,64 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+/// Bucket bounds of the `_seconds` histograms: 1 ms to 60 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Bucket bounds of `switchyard_store_commit_batch_size` (rows per commit).
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// Installs the process's Prometheus recorder: histograms exported with buckets (not
+/// summaries), so dashboards can aggregate them across nodes with `histogram_quantile`.
+/// `None` when a recorder is already installed (a second gateway in one test process).
+pub(crate) fn metrics_recorder() -> Option<PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("switchyard_store_commit_batch_size".into()),
+                BATCH_BUCKETS,
+            )
+        })
+        .ok()?
+        .install_recorder()
+        .ok()
+}
+
+/// Per configured carrier: its queue depth, health score and success rate, and its breaker
+/// state (one series per state, 1 for the current one, so each reads as a plain gauge).
+fn carrier_gauges(state: &AppState) {
+    let table = state.dispatcher.router.load();
+    let reference = table.config().scoring.latency_reference;
+    let now = std::time::Instant::now();
+    for c in &table.config().carriers {
+        let carrier = c.name.clone();
+        if let Some(depth) = state.dispatcher.queued_for(&c.name) {
+            metrics::gauge!("switchyard_dispatch_queue_depth", "carrier" => carrier.clone())
+                .set(depth as f64);
+        }
+        let Some(s) = table
+            .carrier_id(&c.name)
+            .and_then(|id| table.carrier_state(id))
+        else {
+            continue;
+        };
+        let health = s.health();
+        metrics::gauge!("switchyard_carrier_health_score", "carrier" => carrier.clone())
+            .set(health.score(reference));
+        metrics::gauge!("switchyard_carrier_success_ratio", "carrier" => carrier.clone())
+            .set(health.snapshot().success_rate);
+        let current = s.view(now).name();
+        for name in ["closed", "open", "half-open"] {
+            metrics::gauge!("switchyard_carrier_breaker_state", "carrier" => carrier.clone(), "state" => name)
+                .set(f64::from(u8::from(name == current)));
+        }
+    }
+}
+
 /// `GET /metrics`: Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -243,6 +302,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         .set(state.dispatcher.scheduled_in_memory() as f64);
     metrics::gauge!("switchyard_dispatch_deferred_messages")
         .set(state.dispatcher.deferred() as f64);
+    carrier_gauges(&state);
     let text = state
         .metrics
         .as_ref()

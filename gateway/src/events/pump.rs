@@ -162,6 +162,15 @@ impl Hub {
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
+                if let Ok(status) = event.status.parse::<Status>() {
+                    // Tenants are configured and statuses a fixed set: bounded labels.
+                    metrics::counter!(
+                        "switchyard_message_status_total",
+                        "tenant" => tenant.clone(),
+                        "status" => status.as_str()
+                    )
+                    .increment(1);
+                }
                 if let (Some(follow), Ok(status)) = (&self.follow, event.status.parse::<Status>()) {
                     let _ = follow.send(Applied::Moved {
                         id: event.message_id,

@@ -559,7 +559,11 @@ impl Webhooks {
             return self.outcome(Err("cannot build the request".into()));
         };
         let timeout = self.settings.timeout;
-        let status = match post(&self.client, request, timeout).await {
+        let started = std::time::Instant::now();
+        let posted = post(&self.client, request, timeout).await;
+        metrics::histogram!("switchyard_webhook_delivery_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let status = match posted {
             Posted::Answered(status) => status,
             Posted::NoAnswer => return self.outcome(Err(format!("no answer within {timeout:?}"))),
             Posted::Refused(refused) => {

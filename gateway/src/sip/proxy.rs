@@ -363,7 +363,6 @@ impl Proxy {
     }
 
     /// Established dialogs (for tests and metrics).
-    #[cfg(test)]
     pub(crate) fn dialogs(&self) -> usize {
         self.dialogs.len()
     }
@@ -386,7 +385,6 @@ impl Proxy {
     }
 
     /// Live transactions (for tests and metrics).
-    #[cfg(test)]
     pub(crate) fn transactions(&self) -> usize {
         self.layer.len()
     }

@@ -451,11 +451,20 @@ impl Driver {
             }
         }
         while let Some(r) = self.proxy.poll_record() {
+            metrics::counter!(
+                "switchyard_sip_calls_total",
+                "disposition" => r.disposition,
+                "code" => r.code.to_string()
+            )
+            .increment(1);
             log_record(&r);
             if self.records.try_send(r).is_err() {
                 tracing::error!("CDR queue full or closed: a call record was dropped");
             }
         }
+        metrics::gauge!("switchyard_sip_dialogs").set(self.proxy.dialogs() as f64);
+        metrics::gauge!("switchyard_sip_calls_in_setup").set(self.proxy.calls_in_setup() as f64);
+        metrics::gauge!("switchyard_sip_transactions").set(self.proxy.transactions() as f64);
     }
 
     /// Queues a message on the peer's connection, opening one for a request if there is none

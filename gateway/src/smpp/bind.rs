@@ -591,6 +591,15 @@ impl<'a> Conn<'a> {
             return;
         };
         let latency = now.saturating_duration_since(f.sent_at);
+        metrics::histogram!("switchyard_smpp_submit_response_seconds", "carrier" => self.s.carrier.clone())
+            .record(latency.as_secs_f64());
+        // command_status as the SMSC sent it: a carrier uses a handful of codes.
+        metrics::counter!(
+            "switchyard_smpp_submit_responses_total",
+            "carrier" => self.s.carrier.clone(),
+            "command_status" => format!("0x{:08x}", status.0)
+        )
+        .increment(1);
         match status.class() {
             StatusClass::Ok => {
                 record(self.ctx, &self.s.carrier, Outcome::Success { latency });

@@ -4,7 +4,7 @@
 //! WAL, `synchronous=FULL`); [`postgres::PostgresStore`] keeps the same tables in a PostgreSQL
 //! database that several gateway nodes can share (every write is a batch, every read names its
 //! tenant). What the backends share that touches no database is in `shared` (receipt matching
-//! decisions, how values are kept as text) and `retention` (what is deleted when old, and how
+//! decisions, how values are kept as text), `metrics` (commit latency and batch size) and `retention` (what is deleted when old, and how
 //! the purge is paced; each backend has the queries). Every backend passes the same tests: the store
 //! suite (`suite`, test builds only), which a backend runs with one `store_suite!` line.
 //!
@@ -16,6 +16,7 @@
 //! each caller still waits for its own commit: the API answers 202 only after `insert` returned.
 
 pub mod events;
+pub(crate) mod metrics;
 pub mod postgres;
 mod retention;
 mod shared;

@@ -518,7 +518,7 @@ async fn receipt_to_segment(
     };
     let segment = db
         .query_opt(
-            "SELECT status FROM segments WHERE message_id = $1 AND idx = $2",
+            "SELECT status, updated_at FROM segments WHERE message_id = $1 AND idx = $2",
             &[&id.0, &i64::from(index)],
         )
         .await?;
@@ -526,7 +526,10 @@ async fn receipt_to_segment(
         // A duplicate or late receipt: the segment keeps its final state.
         // (A delivered one may still be read.)
         Some(row) if !status_column(&row, 0)?.can_become(status) => return Ok(Applied::NoChange),
-        Some(_) => {}
+        Some(row) => {
+            let since: UnixMs = row.try_get(1)?;
+            super::super::metrics::receipt(status_column(&row, 0)?, since, at);
+        }
         None => return Ok(Applied::NoChange),
     }
     db.execute(

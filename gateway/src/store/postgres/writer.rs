@@ -248,6 +248,7 @@ impl Writer {
     /// Runs `batch` in one transaction and answers every request.
     async fn commit(&mut self, batch: Vec<Request>, rows: usize) {
         let requests = batch.len() as u64;
+        let started = std::time::Instant::now();
         let client = match get(&self.pool).await {
             Ok(c) => c,
             Err(e) => {
@@ -310,6 +311,7 @@ impl Writer {
             Some(e) => Err(e),
             None => db.batch("COMMIT").await.map_err(PgError::into_store),
         };
+        super::super::metrics::commit("postgres", started.elapsed(), rows, outcome.is_ok());
         match outcome {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);

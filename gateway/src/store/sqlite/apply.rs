@@ -373,15 +373,19 @@ fn receipt_to_segment(
     let Some(head) = Head::load(conn, id)? else {
         return Ok(Applied::UnknownMessage(id));
     };
-    let segment: Option<Status> = conn
-        .prepare_cached("SELECT status FROM segments WHERE message_id = ?1 AND idx = ?2")?
-        .query_row(params![id.0, index], |row| status_column(row, 0))
+    let segment: Option<(Status, UnixMs)> = conn
+        .prepare_cached(
+            "SELECT status, updated_at FROM segments WHERE message_id = ?1 AND idx = ?2",
+        )?
+        .query_row(params![id.0, index], |row| {
+            Ok((status_column(row, 0)?, row.get(1)?))
+        })
         .optional()?;
     match segment {
         // A duplicate or late receipt: the segment keeps its final state (a delivered one
         // may still be read).
-        Some(s) if !s.can_become(status) => return Ok(Applied::NoChange),
-        Some(_) => {}
+        Some((s, _)) if !s.can_become(status) => return Ok(Applied::NoChange),
+        Some((previous, since)) => super::super::metrics::receipt(previous, since, at),
         None => return Ok(Applied::NoChange),
     }
     conn.prepare_cached("UPDATE segments SET status = ?3, error = ?4, updated_at = ?5 WHERE message_id = ?1 AND idx = ?2")?

@@ -285,6 +285,7 @@ impl Writer {
             None => self.exec("COMMIT").map_err(|e| sqlite_error(&e)),
         };
         let committed = Instant::now();
+        super::super::metrics::commit("sqlite", committed - started, rows, outcome.is_ok());
         self.stats
             .work_micros
             .fetch_add(micros(worked - started), Ordering::Relaxed);
