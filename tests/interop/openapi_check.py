@@ -87,7 +87,11 @@ def main():
     scheduled = check("post", "/v1/messages", "/v1/messages", 202,
                       json_body={"to": "+447911123457", "from": "Switchyard", "body": "Later",
                                  "scheduled_at": later}).json()
+    flow = check("post", "/v1/messages", "/v1/messages", 202,
+                 json_body={"mode": "cascade", "to": {"phone": "+447911123459"}, "body": "Flow",
+                            "channels": [{"channel": "sms", "from": "Switchyard"}]}).json()
     check("get", "/v1/messages/{id}", f"/v1/messages/{sent['id']}", 200)
+    check("get", "/v1/messages/{id}", f"/v1/messages/{flow['id']}", 200)
     check("get", "/v1/messages", "/v1/messages?limit=2&tag=openapi&status=accepted", 200)
     check("get", "/v1/messages", "/v1/messages?limit=1", 200)
     check("post", "/v1/messages/{id}/cancel", f"/v1/messages/{scheduled['id']}/cancel", 200)

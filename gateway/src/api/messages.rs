@@ -27,7 +27,7 @@ pub(crate) struct Accepted {
 }
 
 /// `POST /v1/messages`.
-#[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendRequest,
+#[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = super::openapi::SendBody,
     responses(
         (status = 202, description = "Stored durably and queued: a message (`Accepted`), or a flow when `mode` is set (`FlowAccepted`)", body = super::openapi::SendAnswer),
         (status = 400, description = "Unreadable request", body = Problem),

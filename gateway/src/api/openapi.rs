@@ -14,7 +14,7 @@
 //! the answers of a running gateway against it.
 
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::response::ResponseBuilder;
@@ -34,7 +34,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
 #[openapi(
     info(title = "Switchyard", description = "Messaging gateway API: SMS over SMPP carriers, least-cost routed."),
     paths(messages::send, batches::send, batches::get, messages::get, messages::list, messages::cancel, calls::list, calls::export, ops::explain, smpp::binds, providers::subscribe, providers::webhook, ops::healthz, ops::readyz, ops::metrics, serve),
-    components(schemas(validate::SendRequest, validate::Recipient, messages::Accepted, messages::Delivery, messages::MessageView, flows::FlowAccepted, flows::FlowView, SendAnswer, MessageOrFlow, MessagePage, CallPage, CallView, InboundPage, InboundView, OptOutPage, DeadLetterPage, Replayed, Readiness, batches::BatchRequest, batches::BatchRecipient, batches::BatchAccepted, batches::BatchMessage, batches::RejectedRecipient, batches::BatchView, smpp::BindList, smpp::BindView, problem::Problem, Status)),
+    components(schemas(SendBody, FlowRequest, FlowStep, validate::SendRequest, validate::Recipient, messages::Accepted, messages::Delivery, messages::MessageView, flows::FlowAccepted, flows::FlowView, SendAnswer, MessageOrFlow, MessagePage, CallPage, CallView, InboundPage, InboundView, OptOutPage, DeadLetterPage, Replayed, Readiness, batches::BatchRequest, batches::BatchRecipient, batches::BatchAccepted, batches::BatchMessage, batches::RejectedRecipient, batches::BatchView, smpp::BindList, smpp::BindView, problem::Problem, Status)),
     modifiers(&BearerAuth),
     tags((name = "messages"), (name = "calls"), (name = "routing"), (name = "smpp"), (name = "providers", description = "Status webhooks of chat providers (no API key: the provider's signature)"), (name = "operations"))
 )]
@@ -52,6 +52,49 @@ impl Modify for BearerAuth {
             );
         }
     }
+}
+
+/// The body of `POST /v1/messages`: one message, or a flow (`mode` with `channels`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+pub(crate) enum SendBody {
+    /// One message on one channel.
+    Message(Box<validate::SendRequest>),
+    /// One message over several channels.
+    Flow(FlowRequest),
+}
+
+/// `POST /v1/messages` with `mode` (but `single`): one message over several channels, each step
+/// a delivery of its own (docs/flows.md). The fields of a single send (`from`, `body`,
+/// `subject`, `priority`, `callback_url`, `tags`, `metadata`, …) are given once for every step
+/// or per step; `channel` and `scheduled_at` do not apply.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // only its schema is used
+pub(crate) struct FlowRequest {
+    /// `cascade` (or `failover`), `primary_backup`, `all_channels`, `staged` or `smart`.
+    mode: String,
+    /// The recipient: a number, or an object with an address per channel (`phone`, `email`,
+    /// …).
+    #[schema(value_type = Value)]
+    to: serde_json::Value,
+    /// The steps, in order (`primary_backup`: exactly two).
+    channels: Vec<FlowStep>,
+}
+
+/// One step of a flow: its channel and when it counts as done, plus any field of a single
+/// send for this step only.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // only its schema is used
+pub(crate) struct FlowStep {
+    /// `sms`, `voice`, `email`, `rcs`, `whatsapp`, `telegram`, `messenger`, `webhook`.
+    channel: String,
+    /// `sent`, `delivered` or `read`: what ends the flow (default `delivered`).
+    success: Option<String>,
+    /// How long this step may take before the next starts (cascade, smart).
+    timeout_s: Option<u64>,
+    /// For `staged`: the delay after the previous stage started.
+    delay_s: Option<u64>,
 }
 
 /// The answer to `POST /v1/messages`: a message, or a flow when `mode` is set.
@@ -285,7 +328,32 @@ pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::events::EventsApi::openapi());
     Conventions.modify(&mut doc);
+    // A flow's answer has every field of a message's too: "one of" would refuse it.
+    // (And a request is one or the other; "any of" says the same there.)
+    for name in ["SendBody", "SendAnswer", "MessageOrFlow"] {
+        any_of(&mut doc, name);
+    }
     doc
+}
+
+/// Turns the `oneOf` utoipa writes for the untagged enum `name` into an `anyOf`: its variants'
+/// shapes may overlap.
+fn any_of(doc: &mut utoipa::openapi::OpenApi, name: &str) {
+    use utoipa::openapi::schema::{AnyOfBuilder, Schema};
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::OneOf(one))) = components.schemas.get(name) {
+        let any = one
+            .items
+            .iter()
+            .fold(AnyOfBuilder::new(), |b, item| b.item(item.clone()))
+            .description(one.description.clone())
+            .build();
+        components
+            .schemas
+            .insert(name.to_owned(), RefOr::T(Schema::AnyOf(any)));
+    }
 }
 
 /// `GET /openapi.json`.
@@ -442,5 +510,14 @@ mod tests {
             );
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        for name in ["SendBody", "SendAnswer", "MessageOrFlow"] {
+            assert_eq!(
+                doc["components"]["schemas"][name]["anyOf"]
+                    .as_array()
+                    .map(Vec::len),
+                Some(2),
+                "{name}"
+            );
+        }
     }
 }
