@@ -174,6 +174,40 @@ impl Store for FakeStore {
         not_used()
     }
 
+    fn message_rollups(
+        &self,
+        _: crate::domain::analytics::RollupQuery,
+    ) -> BoxFuture<
+        '_,
+        Result<
+            Vec<(
+                UnixMs,
+                crate::domain::analytics::MessageKey,
+                crate::domain::analytics::MessageTotals,
+            )>,
+            StoreError,
+        >,
+    > {
+        not_used()
+    }
+
+    fn call_rollups(
+        &self,
+        _: crate::domain::analytics::RollupQuery,
+    ) -> BoxFuture<
+        '_,
+        Result<
+            Vec<(
+                UnixMs,
+                crate::domain::analytics::CallKey,
+                crate::domain::analytics::CallTotals,
+            )>,
+            StoreError,
+        >,
+    > {
+        not_used()
+    }
+
     fn flow(
         &self,
         _: &str,
