@@ -3,6 +3,11 @@
 //! - [`messages`]: `POST /v1/messages`, `GET /v1/messages/{id}`, `GET /v1/messages`,
 //!   `POST /v1/messages/{id}/cancel`.
 //! - [`batches`]: `POST /v1/messages/batch`, `GET /v1/batches/{id}`.
+//! - [`analytics`]: `GET /v1/analytics/messages`, `GET /v1/analytics/calls` and the operator's
+//!   `GET /v1/operator/analytics/…`, from the store's rollups.
+//! - [`message_log`]: `GET /v1/messages.csv`, `GET /v1/messages.ndjson` and the operator's
+//!   `GET /v1/operator/messages.csv`/`.ndjson`, streamed page by page by [`export`] (as are
+//!   `GET /v1/calls.csv` and `.ndjson`).
 //! - [`idempotent`]: the raw JSON body extractor and the `Idempotency-Key` glue for POSTs.
 //! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics` (the last two on
 //!   `server.ops_listen` instead when it is set: [`ops_router`]).
@@ -17,16 +22,20 @@
 //! `admin` (checked by the [`Tenant`] extractor), and handlers narrow that with
 //! [`Tenant::require`] (sends need `send`, tenant settings `admin`). Operator keys
 //! (`[operator] api_keys`) are not tenants: they are refused by [`Tenant`] and accepted where a
-//! handler takes a [`Caller`] (`/v1/routes/explain`).
+//! handler takes a [`Caller`] (`/v1/routes/explain`, `/v1/smpp/binds`) or an [`Operator`]
+//! (`/v1/operator/…`, which tenant keys get 403 from).
 
+pub(crate) mod analytics;
 pub(crate) mod batches;
 pub(crate) mod calls;
 pub(crate) mod events;
+pub(crate) mod export;
 pub mod flows;
 pub(crate) mod idempotency;
 pub(crate) mod idempotent;
 pub(crate) mod inbound;
 pub(crate) mod listener;
+pub(crate) mod message_log;
 pub(crate) mod messages;
 pub(crate) mod openapi;
 pub(crate) mod ops;
@@ -203,6 +212,40 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// An operator key (`[operator] api_keys`): what the `/v1/operator/…` endpoints take. A
+/// tenant's key gets 403 `operator_only`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Operator => Ok(Operator),
+            Caller::Tenant(_) => Err(Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "operator_only",
+                "this endpoint takes an operator key ([operator] api_keys)",
+            )),
+        }
+    }
+}
+
+/// Every configured tenant's name, in configuration order.
+pub(crate) fn tenants(state: &AppState) -> Vec<Arc<str>> {
+    let table = state.dispatcher.router.load();
+    table
+        .config()
+        .plans
+        .iter()
+        .map(|p| Arc::from(p.tenant.as_str()))
+        .collect()
+}
+
 /// The API's routes, and `extra` (the dashboard's, from the layer above). `/metrics` and
 /// `/readyz` are among them unless `server.ops_listen` is set ([`ops_router`] serves them
 /// there). Every request must be answered (headers sent) within `server.request_timeout_s`,
@@ -215,6 +258,23 @@ pub(crate) fn router(
     let max_body_bytes = server.max_body_bytes;
     let mut api = Router::new()
         .route("/v1/messages", post(messages::send).get(messages::list))
+        .route("/v1/messages.csv", get(message_log::csv))
+        .route("/v1/messages.ndjson", get(message_log::ndjson))
+        .route("/v1/analytics/messages", get(analytics::messages))
+        .route("/v1/analytics/calls", get(analytics::calls))
+        .route(
+            "/v1/operator/analytics/messages",
+            get(analytics::operator_messages),
+        )
+        .route(
+            "/v1/operator/analytics/calls",
+            get(analytics::operator_calls),
+        )
+        .route("/v1/operator/messages.csv", get(message_log::operator_csv))
+        .route(
+            "/v1/operator/messages.ndjson",
+            get(message_log::operator_ndjson),
+        )
         .route(
             "/v1/messages/batch",
             post(batches::send).layer(DefaultBodyLimit::max(
@@ -227,7 +287,8 @@ pub(crate) fn router(
         .route("/v1/events", get(events::stream))
         .route("/v1/inbound", get(inbound::list))
         .route("/v1/calls", get(calls::list))
-        .route("/v1/calls.csv", get(calls::export))
+        .route("/v1/calls.csv", get(calls::export_csv))
+        .route("/v1/calls.ndjson", get(calls::export_ndjson))
         .route("/v1/opt-outs", get(optouts::list).post(optouts::create))
         .route("/v1/opt-outs/import", post(optouts::import))
         .route(

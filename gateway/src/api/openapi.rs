@@ -5,17 +5,17 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{batches, calls, messages, ops, problem, smpp, validate};
+use super::{analytics, batches, calls, message_log, messages, ops, problem, smpp, validate};
 use crate::domain::Status;
 
 /// The API description.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Messaging gateway API: SMS over SMPP carriers, least-cost routed."),
-    paths(messages::send, batches::send, batches::get, messages::get, messages::list, messages::cancel, calls::list, calls::export, ops::explain, smpp::binds, ops::healthz, ops::readyz, ops::metrics),
+    paths(messages::send, batches::send, batches::get, messages::get, messages::list, messages::cancel, message_log::csv, message_log::ndjson, analytics::messages, analytics::calls, analytics::operator_messages, analytics::operator_calls, message_log::operator_csv, message_log::operator_ndjson, calls::list, calls::export_csv, calls::export_ndjson, ops::explain, smpp::binds, ops::healthz, ops::readyz, ops::metrics),
     components(schemas(validate::SendRequest, validate::Recipient, messages::Accepted, messages::Delivery, messages::MessageView, batches::BatchRequest, batches::BatchRecipient, batches::BatchAccepted, batches::BatchMessage, batches::RejectedRecipient, batches::BatchView, smpp::BindList, smpp::BindView, problem::Problem, Status)),
     modifiers(&BearerAuth),
-    tags((name = "messages"), (name = "calls"), (name = "routing"), (name = "smpp"), (name = "operations"))
+    tags((name = "messages"), (name = "analytics"), (name = "operator"), (name = "calls"), (name = "routing"), (name = "smpp"), (name = "operations"))
 )]
 pub(crate) struct ApiDoc;
 
