@@ -20,13 +20,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_tests::gateway::{
-    hash_key, wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir,
+    hash_key, wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir, OPERATOR_KEY as KEY_OP,
 };
 use switchyard_tests::http::Client;
 
 const KEY_A: &str = "sk_e2e_analytics_a_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const KEY_B: &str = "sk_e2e_analytics_b_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-const KEY_OP: &str = "sk_e2e_analytics_operator_oooooooooooooooooooooooo";
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -34,13 +33,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Tenants "a" and "b", an operator key, one carrier "alpha" on `port`.
+/// Tenants "a" and "b" (and the harness's operator key), one carrier "alpha" on `port`.
 fn config(port: u16) -> GatewayConfig {
     let extra = format!(
-        "[operator]\napi_keys = [{:?}]\n\n\
-         [[tenants]]\nname = \"a\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\n\
+        "[[tenants]]\nname = \"a\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\n\
          [[tenants]]\nname = \"b\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n",
-        hash_key(KEY_OP).unwrap(),
         hash_key(KEY_A).unwrap(),
         hash_key(KEY_B).unwrap(),
     );
@@ -267,7 +264,7 @@ fn exports_stream_every_page() {
         )
         .unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
-    send(&mut b, "+447911999999", "Globex");
+    send(&mut b, "+447911123456", "Globex");
 
     let csv = export(&mut a, "/v1/messages.csv");
     assert_eq!(csv.len(), N + 1);
@@ -294,7 +291,7 @@ fn exports_stream_every_page() {
 
     let theirs = export(&mut b, "/v1/messages.csv");
     assert_eq!(theirs.len(), 2);
-    assert!(theirs[1].contains("+447911999999"));
+    assert!(theirs[1].contains("+447911123456"));
 
     let everyone = export(&mut op, "/v1/operator/messages.csv");
     assert_eq!(everyone.len(), N + 2);

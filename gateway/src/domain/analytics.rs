@@ -218,11 +218,10 @@ impl MessageDimension {
 /// A latency histogram in milliseconds.
 pub type Latency = Histogram<u64>;
 
-/// A fresh latency histogram.
-pub fn latency() -> Latency {
-    // The bounds are constants that `new_with_bounds` accepts (low ≥ 1, high ≥ 2 × low,
-    // 2 significant digits).
-    Histogram::new_with_bounds(1, LATENCY_MAX_MS, 2).expect("valid histogram bounds")
+/// A fresh latency histogram. Its bounds are constants `new_with_bounds` accepts (low ≥ 1,
+/// high ≥ 2 × low, 2 significant digits), so it is never `None`.
+pub fn latency() -> Option<Latency> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_MS, 2).ok()
 }
 
 /// Adds `from` into `into` (creating it when empty).
@@ -324,6 +323,12 @@ pub struct MessageFacts {
     /// Its status before the move.
     pub status: Status,
 }
+
+/// A message rollup row as read: its bucket's start, its key, its sums.
+pub type MessageRow = (UnixMs, MessageKey, MessageTotals);
+
+/// A call rollup row as read.
+pub type CallRow = (UnixMs, CallKey, CallTotals);
 
 /// Which rollup rows a query reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -531,15 +536,19 @@ impl Rollups {
 }
 
 fn record(h: &mut Option<Latency>, ms: u64) {
-    h.get_or_insert_with(latency)
-        .saturating_record(ms.min(LATENCY_MAX_MS));
+    if h.is_none() {
+        *h = latency();
+    }
+    if let Some(h) = h {
+        h.saturating_record(ms.min(LATENCY_MAX_MS));
+    }
 }
 
 /// Rows summed per (bucket, group): the group is the values of `group_by`'s dimensions, in
 /// that order. The rows may come at a finer resolution than `resolution` (they are summed into
 /// its buckets).
 pub fn group_messages(
-    rows: Vec<(UnixMs, MessageKey, MessageTotals)>,
+    rows: Vec<MessageRow>,
     resolution: Resolution,
     group_by: &[MessageDimension],
 ) -> BTreeMap<(UnixMs, Vec<String>), MessageTotals> {
@@ -559,7 +568,7 @@ pub fn group_messages(
 /// Call rows summed per (bucket, group), as [`group_messages`]; calls group by `tenant` and
 /// `carrier` only (other dimensions group as `""`).
 pub fn group_calls(
-    rows: Vec<(UnixMs, CallKey, CallTotals)>,
+    rows: Vec<CallRow>,
     resolution: Resolution,
     group_by: &[MessageDimension],
 ) -> BTreeMap<(UnixMs, Vec<String>), CallTotals> {
@@ -661,7 +670,7 @@ mod tests {
 
     #[test]
     fn histograms_survive_serialization_and_merge() {
-        let mut a = latency();
+        let mut a = latency().unwrap();
         a.record(10).unwrap();
         let mut b = deserialize_latency(&serialize_latency(&a)).unwrap();
         b.record(1_000).unwrap();

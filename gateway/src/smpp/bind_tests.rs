@@ -177,34 +177,14 @@ impl Store for FakeStore {
     fn message_rollups(
         &self,
         _: crate::domain::analytics::RollupQuery,
-    ) -> BoxFuture<
-        '_,
-        Result<
-            Vec<(
-                UnixMs,
-                crate::domain::analytics::MessageKey,
-                crate::domain::analytics::MessageTotals,
-            )>,
-            StoreError,
-        >,
-    > {
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::analytics::MessageRow>, StoreError>> {
         not_used()
     }
 
     fn call_rollups(
         &self,
         _: crate::domain::analytics::RollupQuery,
-    ) -> BoxFuture<
-        '_,
-        Result<
-            Vec<(
-                UnixMs,
-                crate::domain::analytics::CallKey,
-                crate::domain::analytics::CallTotals,
-            )>,
-            StoreError,
-        >,
-    > {
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::analytics::CallRow>, StoreError>> {
         not_used()
     }
 

@@ -25,7 +25,7 @@ pub(crate) mod suite;
 
 use futures::future::BoxFuture;
 
-use crate::domain::analytics::{CallKey, CallTotals, MessageKey, MessageTotals, RollupQuery};
+use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, FlowRecord, HeldPart, ListFilter, MessageId, MessageRecord,
     NewMessage, PastMessage, UnixMs, Update,
@@ -195,11 +195,8 @@ pub trait Store: Send + Sync + 'static {
     fn message_rollups(
         &self,
         query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<(UnixMs, MessageKey, MessageTotals)>, StoreError>>;
+    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>>;
 
     /// The call rollup rows `query` selects (only its `carrier` filter applies).
-    fn call_rollups(
-        &self,
-        query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<(UnixMs, CallKey, CallTotals)>, StoreError>>;
+    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>>;
 }

@@ -85,7 +85,7 @@ use tokio_postgres::Row;
 use self::writer::{Request, Writer};
 pub use super::retention::Retention;
 use super::{Store, StoreError};
-use crate::domain::analytics::{CallKey, CallTotals, MessageKey, MessageTotals, RollupQuery};
+use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
@@ -713,14 +713,11 @@ impl Store for PostgresStore {
     fn message_rollups(
         &self,
         query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<(UnixMs, MessageKey, MessageTotals)>, StoreError>> {
+    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>> {
         self.read(move |db| Box::pin(async move { rollups::messages(db, &query).await }))
     }
 
-    fn call_rollups(
-        &self,
-        query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<(UnixMs, CallKey, CallTotals)>, StoreError>> {
+    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>> {
         self.read(move |db| Box::pin(async move { rollups::calls(db, &query).await }))
     }
 }

@@ -9,8 +9,8 @@ use tokio_postgres::types::ToSql;
 
 use super::{Db, PgError};
 use crate::domain::analytics::{
-    deserialize_latency, serialize_latency, CallKey, CallTotals, Latency, MessageKey,
-    MessageTotals, Resolution, RollupQuery, Rollups,
+    deserialize_latency, serialize_latency, CallKey, CallRow, CallTotals, Latency, MessageKey,
+    MessageRow, MessageTotals, Resolution, RollupQuery, Rollups,
 };
 use crate::domain::UnixMs;
 
@@ -239,10 +239,7 @@ fn latency_column(row: &tokio_postgres::Row, i: usize) -> Result<Option<Latency>
 }
 
 /// Message rollup rows matching `q`, in no particular order.
-pub(super) async fn messages(
-    db: Db<'_>,
-    q: &RollupQuery,
-) -> Result<Vec<(UnixMs, MessageKey, MessageTotals)>, PgError> {
+pub(super) async fn messages(db: Db<'_>, q: &RollupQuery) -> Result<Vec<MessageRow>, PgError> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, channel, carrier, country, sender, batch, n_accepted, n_sent, \
@@ -277,10 +274,7 @@ pub(super) async fn messages(
 }
 
 /// Call rollup rows matching `q`, in no particular order.
-pub(super) async fn calls(
-    db: Db<'_>,
-    q: &RollupQuery,
-) -> Result<Vec<(UnixMs, CallKey, CallTotals)>, PgError> {
+pub(super) async fn calls(db: Db<'_>, q: &RollupQuery) -> Result<Vec<CallRow>, PgError> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, carrier, calls, n_answered, n_busy, n_no_answer, n_cancelled, \

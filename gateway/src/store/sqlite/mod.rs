@@ -54,7 +54,7 @@ use self::read::ReadPool;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
-use crate::domain::analytics::{CallKey, CallTotals, MessageKey, MessageTotals, RollupQuery};
+use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
@@ -478,14 +478,11 @@ impl Store for SqliteStore {
     fn message_rollups(
         &self,
         query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<(UnixMs, MessageKey, MessageTotals)>, StoreError>> {
+    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>> {
         self.read(move |conn| rollups::messages(conn, &query))
     }
 
-    fn call_rollups(
-        &self,
-        query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<(UnixMs, CallKey, CallTotals)>, StoreError>> {
+    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>> {
         self.read(move |conn| rollups::calls(conn, &query))
     }
 }

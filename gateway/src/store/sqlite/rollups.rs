@@ -9,8 +9,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::analytics::{
-    deserialize_latency, serialize_latency, CallKey, CallTotals, Latency, MessageKey,
-    MessageTotals, Resolution, RollupQuery, Rollups,
+    deserialize_latency, serialize_latency, CallKey, CallRow, CallTotals, Latency, MessageKey,
+    MessageRow, MessageTotals, Resolution, RollupQuery, Rollups,
 };
 use crate::domain::UnixMs;
 
@@ -201,10 +201,7 @@ fn latency_column(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<
 }
 
 /// Message rollup rows matching `q`, in no particular order.
-pub(super) fn messages(
-    conn: &Connection,
-    q: &RollupQuery,
-) -> rusqlite::Result<Vec<(UnixMs, MessageKey, MessageTotals)>> {
+pub(super) fn messages(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Vec<MessageRow>> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, channel, carrier, country, sender, batch, n_accepted, n_sent, \
@@ -235,10 +232,7 @@ pub(super) fn messages(
 }
 
 /// Call rollup rows matching `q`, in no particular order.
-pub(super) fn calls(
-    conn: &Connection,
-    q: &RollupQuery,
-) -> rusqlite::Result<Vec<(UnixMs, CallKey, CallTotals)>> {
+pub(super) fn calls(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Vec<CallRow>> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, carrier, calls, n_answered, n_busy, n_no_answer, n_cancelled, \
