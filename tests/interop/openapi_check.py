@@ -48,6 +48,7 @@ def main():
     config = Config(extra_media_type_deserializers={
         "application/problem+json": lambda b, **_params: json.loads(b),
         "text/csv": lambda b, **_params: b.decode() if isinstance(b, bytes) else b,
+        "application/x-ndjson": lambda b, **_params: b.decode() if isinstance(b, bytes) else b,
     })
     api = OpenAPI.from_dict(spec, config=config)
 
@@ -105,6 +106,22 @@ def main():
     check("get", "/v1/calls", "/v1/calls?limit=5&disposition=answered", 200)
     check("get", "/v1/calls.csv", "/v1/calls.csv?since=2020-01-01T00:00:00Z", 200)
     check("get", "/v1/inbound", "/v1/inbound?limit=5", 200)
+
+    # Analytics and the message log's exports, the tenant's and the operator's.
+    check("get", "/v1/analytics/messages",
+          "/v1/analytics/messages?since=2020-01-01T00:00:00Z&bucket=day&group_by=carrier", 200)
+    check("get", "/v1/analytics/calls", "/v1/analytics/calls?bucket=hour", 200)
+    check("get", "/v1/analytics/messages", "/v1/analytics/messages?group_by=tenant", 422)
+    check("get", "/v1/operator/analytics/messages",
+          "/v1/operator/analytics/messages?group_by=tenant", 200, key=OPERATOR)
+    check("get", "/v1/operator/analytics/calls", "/v1/operator/analytics/calls", 200,
+          key=OPERATOR)
+    check("get", "/v1/messages.csv", "/v1/messages.csv", 200)
+    check("get", "/v1/messages.ndjson", "/v1/messages.ndjson", 200)
+    check("get", "/v1/calls.ndjson", "/v1/calls.ndjson", 200)
+    check("get", "/v1/operator/messages.csv", "/v1/operator/messages.csv", 200, key=OPERATOR)
+    check("get", "/v1/operator/messages.ndjson", "/v1/operator/messages.ndjson", 200,
+          key=OPERATOR)
     check("get", "/v1/webhooks/dead-letters", "/v1/webhooks/dead-letters?limit=5", 200)
     check("post", "/v1/webhooks/dead-letters/replay", "/v1/webhooks/dead-letters/replay", 202)
     check("post", "/v1/webhooks/dead-letters/{id}/replay",

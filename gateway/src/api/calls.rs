@@ -1,21 +1,21 @@
-//! `GET /v1/calls` and `GET /v1/calls.csv`: the tenant's call detail records (SIP proxy calls
-//! and notification calls), newest first, as JSON pages or one CSV export.
+//! `GET /v1/calls`, `GET /v1/calls.csv` and `GET /v1/calls.ndjson`: the tenant's call detail
+//! records (SIP proxy calls and notification calls), newest first, as JSON pages or a streamed
+//! export of any size ([`super::export`]).
+
+use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 
+use super::export::{self, Exportable, Format};
 use super::messages::parse_time;
 use super::problem::Problem;
 use super::{AppState, Tenant};
 use crate::domain::rfc3339;
 use crate::domain::{CallFilter, CallRecord};
-
-/// Most rows one CSV export holds (page with `until` for more).
-pub(crate) const MAX_EXPORT: usize = 10_000;
 
 /// Dispositions a filter may name.
 const DISPOSITIONS: [&str; 6] = [
@@ -130,84 +130,110 @@ pub(crate) async fn list(
     ))
 }
 
-/// `GET /v1/calls.csv`: at most [`MAX_EXPORT`] records, newest first, with a header line.
-/// Our cost is not in the export (it is the operator's, not the tenant's).
-#[utoipa::path(get, path = "/v1/calls.csv", tag = "calls", params(CallQuery),
-    responses((status = 200, description = "CSV: id, sip_call_id, from, to, disposition, code, hangup, carrier, attempts, setup_at, answered_at, ended_at, duration_ms, billed_seconds, price, currency", content_type = "text/csv"),
-        (status = 401, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
-pub(crate) async fn export(
-    State(state): State<AppState>,
-    Tenant(tenant, _): Tenant,
-    query: Result<Query<CallQuery>, QueryRejection>,
-) -> Result<Response, Problem> {
-    let q = super::page::query(query)?;
-    let rows = state.store.calls(&tenant, filter(&q, MAX_EXPORT)?).await?;
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 160));
-    let header = [
-        "id",
-        "sip_call_id",
-        "from",
-        "to",
-        "disposition",
-        "code",
-        "hangup",
-        "carrier",
-        "attempts",
-        "setup_at",
-        "answered_at",
-        "ended_at",
-        "duration_ms",
-        "billed_seconds",
-        "price",
-        "currency",
-    ];
-    let internal = |e: csv::Error| {
-        Problem::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("writing CSV failed: {e}"),
-        )
-    };
-    w.write_record(header).map_err(internal)?;
-    for c in &rows {
-        let attempts: Vec<String> = c
+/// CSV columns of the exports.
+const HEADER: &[&str] = &[
+    "id",
+    "sip_call_id",
+    "from",
+    "to",
+    "disposition",
+    "code",
+    "hangup",
+    "carrier",
+    "attempts",
+    "setup_at",
+    "answered_at",
+    "ended_at",
+    "duration_ms",
+    "billed_seconds",
+    "price",
+    "currency",
+];
+
+impl Exportable for CallRecord {
+    fn fields(&self) -> Vec<String> {
+        let attempts: Vec<String> = self
             .attempts
             .iter()
             .map(|(n, code)| format!("{n}:{code}"))
             .collect();
-        w.write_record([
-            call_id(c.id),
-            c.sip_call_id.clone(),
-            c.caller.clone(),
-            c.callee.clone(),
-            c.disposition.to_owned(),
-            c.code.to_string(),
-            c.hangup.unwrap_or_default().to_owned(),
-            c.carrier.clone().unwrap_or_default(),
+        vec![
+            call_id(self.id),
+            self.sip_call_id.clone(),
+            self.caller.clone(),
+            self.callee.clone(),
+            self.disposition.to_owned(),
+            self.code.to_string(),
+            self.hangup.unwrap_or_default().to_owned(),
+            self.carrier.clone().unwrap_or_default(),
             attempts.join(" "),
-            rfc3339(c.setup_at),
-            c.answer_at.map(rfc3339).unwrap_or_default(),
-            rfc3339(c.end_at),
-            c.duration_ms.to_string(),
-            c.billed_secs.to_string(),
-            c.price.clone().unwrap_or_default(),
-            c.currency.clone().unwrap_or_default(),
-        ])
-        .map_err(internal)?;
+            rfc3339(self.setup_at),
+            self.answer_at.map(rfc3339).unwrap_or_default(),
+            rfc3339(self.end_at),
+            self.duration_ms.to_string(),
+            self.billed_secs.to_string(),
+            self.price.clone().unwrap_or_default(),
+            self.currency.clone().unwrap_or_default(),
+        ]
     }
-    let body = w
-        .into_inner()
-        .map_err(|e| internal(e.into_error().into()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"calls.csv\"",
-            ),
-        ],
-        body,
-    )
-        .into_response())
+
+    fn json(&self) -> serde_json::Value {
+        json(self)
+    }
+}
+
+/// Every record matching the query, newest first, streamed page by page.
+fn export(
+    state: AppState,
+    tenant: Arc<str>,
+    query: Result<Query<CallQuery>, QueryRejection>,
+    format: Format,
+) -> Result<Response, Problem> {
+    let q = super::page::query(query)?;
+    let first = filter(&q, export::PAGE)?;
+    let store = state.store.clone();
+    let pages = export::paginate(first, move |filter: CallFilter| {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move {
+            let page = store.calls(&tenant, filter.clone()).await?;
+            let next = (page.len() == filter.limit)
+                .then(|| {
+                    page.last().map(|c| CallFilter {
+                        before: Some(c.id),
+                        ..filter
+                    })
+                })
+                .flatten();
+            Ok((page, next))
+        }
+    });
+    Ok(export::response(format, "calls", HEADER, pages))
+}
+
+/// `GET /v1/calls.csv`: every record matching the filters, newest first, with a header line,
+/// streamed page by page (any size). Our cost is not in the export (it is the operator's, not
+/// the tenant's).
+#[utoipa::path(get, path = "/v1/calls.csv", tag = "calls", params(CallQuery),
+    responses((status = 200, description = "CSV: id, sip_call_id, from, to, disposition, code, hangup, carrier, attempts, setup_at, answered_at, ended_at, duration_ms, billed_seconds, price, currency. Streamed; any size.", content_type = "text/csv"),
+        (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn export_csv(
+    State(state): State<AppState>,
+    Tenant(tenant, _): Tenant,
+    query: Result<Query<CallQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    export(state, tenant, query, Format::Csv)
+}
+
+/// `GET /v1/calls.ndjson`: the same records, one JSON object per line (as in `GET /v1/calls`).
+#[utoipa::path(get, path = "/v1/calls.ndjson", tag = "calls", params(CallQuery),
+    responses((status = 200, description = "One call record per line, as in GET /v1/calls. Streamed; any size.", content_type = "application/x-ndjson"),
+        (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub(crate) async fn export_ndjson(
+    State(state): State<AppState>,
+    Tenant(tenant, _): Tenant,
+    query: Result<Query<CallQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    export(state, tenant, query, Format::Ndjson)
 }

@@ -3,6 +3,11 @@
 //! - [`messages`]: `POST /v1/messages`, `GET /v1/messages/{id}`, `GET /v1/messages`,
 //!   `POST /v1/messages/{id}/cancel`.
 //! - [`batches`]: `POST /v1/messages/batch`, `GET /v1/batches/{id}`.
+//! - [`analytics`]: `GET /v1/analytics/messages`, `GET /v1/analytics/calls` and the operator's
+//!   `GET /v1/operator/analytics/…`, from the store's rollups.
+//! - [`message_log`]: `GET /v1/messages.csv`, `GET /v1/messages.ndjson` and the operator's
+//!   `GET /v1/operator/messages.csv`/`.ndjson`, streamed page by page by [`export`] (as are
+//!   `GET /v1/calls.csv` and `.ndjson`).
 //! - [`idempotent`]: the raw JSON body extractor and the `Idempotency-Key` glue for POSTs.
 //! - [`ops`]: `GET /v1/routes/explain`, `/healthz`, `/readyz`, `/metrics` (the last two on
 //!   `server.ops_listen` instead when it is set: [`ops_router`]).
@@ -20,16 +25,20 @@
 //! `admin` (checked by the [`Tenant`] extractor), and handlers narrow that with
 //! [`Tenant::require`] (sends need `send`, tenant settings `admin`). Operator keys
 //! (`[operator] api_keys`) are not tenants: they are refused by [`Tenant`] and accepted where a
-//! handler takes a [`Caller`] (`/v1/routes/explain`).
+//! handler takes a [`Caller`] (`/v1/routes/explain`, `/v1/smpp/binds`) or an [`Operator`]
+//! (`/v1/operator/…`, which tenant keys get 403 from).
 
+pub(crate) mod analytics;
 pub(crate) mod batches;
 pub(crate) mod calls;
 pub(crate) mod events;
+pub(crate) mod export;
 pub mod flows;
 pub(crate) mod idempotency;
 pub(crate) mod idempotent;
 pub(crate) mod inbound;
 pub(crate) mod listener;
+pub(crate) mod message_log;
 pub(crate) mod messages;
 pub(crate) mod openapi;
 pub(crate) mod ops;
@@ -205,6 +214,40 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .map(Caller::Tenant)
     }
+}
+
+/// An operator key (`[operator] api_keys`): what the `/v1/operator/…` endpoints take. A
+/// tenant's key gets 403 `operator_only`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Operator => Ok(Operator),
+            Caller::Tenant(_) => Err(Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "operator_only",
+                "this endpoint takes an operator key ([operator] api_keys)",
+            )),
+        }
+    }
+}
+
+/// Every configured tenant's name, in configuration order.
+pub(crate) fn tenants(state: &AppState) -> Vec<Arc<str>> {
+    let table = state.dispatcher.router.load();
+    table
+        .config()
+        .plans
+        .iter()
+        .map(|p| Arc::from(p.tenant.as_str()))
+        .collect()
 }
 
 /// The API's routes, and `extra` (the dashboard's, from the layer above). `/metrics` and

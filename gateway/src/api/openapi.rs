@@ -23,7 +23,10 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::webhooks;
-use super::{batches, calls, flows, messages, ops, optouts, problem, providers, smpp, validate};
+use super::{
+    analytics, batches, calls, flows, message_log, messages, ops, optouts, problem, providers,
+    smpp, validate,
+};
 use crate::domain::Status;
 
 /// Media type of every error answer.
@@ -33,10 +36,10 @@ const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Switchyard", description = "Messaging gateway API: SMS over SMPP carriers, least-cost routed."),
-    paths(messages::send, batches::send, batches::get, messages::get, messages::list, messages::cancel, calls::list, calls::export, ops::explain, smpp::binds, providers::subscribe, providers::webhook, ops::healthz, ops::readyz, ops::metrics, serve),
+    paths(messages::send, batches::send, batches::get, messages::get, messages::list, messages::cancel, message_log::csv, message_log::ndjson, analytics::messages, analytics::calls, analytics::operator_messages, analytics::operator_calls, message_log::operator_csv, message_log::operator_ndjson, calls::list, calls::export_csv, calls::export_ndjson, ops::explain, smpp::binds, providers::subscribe, providers::webhook, ops::healthz, ops::readyz, ops::metrics, serve),
     components(schemas(SendBody, FlowRequest, FlowStep, validate::SendRequest, validate::Recipient, messages::Accepted, messages::Delivery, messages::MessageView, flows::FlowAccepted, flows::FlowView, SendAnswer, MessageOrFlow, MessagePage, CallPage, CallView, InboundPage, InboundView, OptOutPage, DeadLetterPage, Replayed, Readiness, batches::BatchRequest, batches::BatchRecipient, batches::BatchAccepted, batches::BatchMessage, batches::RejectedRecipient, batches::BatchView, smpp::BindList, smpp::BindView, problem::Problem, Status)),
     modifiers(&BearerAuth),
-    tags((name = "messages"), (name = "calls"), (name = "routing"), (name = "smpp"), (name = "providers", description = "Status webhooks of chat providers (no API key: the provider's signature)"), (name = "operations"))
+    tags((name = "messages"), (name = "analytics"), (name = "operator"), (name = "calls"), (name = "routing"), (name = "smpp"), (name = "providers", description = "Status webhooks of chat providers (no API key: the provider's signature)"), (name = "operations"))
 )]
 pub(crate) struct ApiDoc;
 

@@ -7,8 +7,8 @@ use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter};
 
 use super::{
-    batches, calls, events, inbound, messages, openapi, ops, optouts, providers, smpp, webhooks,
-    AppState,
+    analytics, batches, calls, events, inbound, message_log, messages, openapi, ops, optouts,
+    providers, smpp, webhooks, AppState,
 };
 
 /// An HTTP method the API serves (the ones it uses, so the table stays typed).
@@ -97,7 +97,28 @@ pub(crate) fn api(batch_body_limit: usize) -> Vec<Endpoint> {
         at(Get, "/v1/events", events::stream),
         at(Get, "/v1/inbound", inbound::list),
         at(Get, "/v1/calls", calls::list),
-        at(Get, "/v1/calls.csv", calls::export),
+        at(Get, "/v1/calls.csv", calls::export_csv),
+        at(Get, "/v1/calls.ndjson", calls::export_ndjson),
+        at(Get, "/v1/messages.csv", message_log::csv),
+        at(Get, "/v1/messages.ndjson", message_log::ndjson),
+        at(Get, "/v1/analytics/messages", analytics::messages),
+        at(Get, "/v1/analytics/calls", analytics::calls),
+        at(
+            Get,
+            "/v1/operator/analytics/messages",
+            analytics::operator_messages,
+        ),
+        at(
+            Get,
+            "/v1/operator/analytics/calls",
+            analytics::operator_calls,
+        ),
+        at(Get, "/v1/operator/messages.csv", message_log::operator_csv),
+        at(
+            Get,
+            "/v1/operator/messages.ndjson",
+            message_log::operator_ndjson,
+        ),
         at(Get, "/v1/opt-outs", optouts::list),
         at(Post, "/v1/opt-outs", optouts::create),
         at(Post, "/v1/opt-outs/import", optouts::import),

@@ -1,7 +1,7 @@
 //! The gateway's shared vocabulary, depending on nothing else in the gateway: message ids and
 //! times, messages and their statuses, the updates the dispatcher, binds and calls report, call
-//! records, inbound messages and keywords, request records (idempotency, batches), events and
-//! the per-tenant directory.
+//! records, inbound messages and keywords, request records (idempotency, batches), events, the
+//! per-tenant directory, and the analytics rollups ([`analytics`]).
 //!
 //! Everything two modules of the gateway share lives here rather than inside one of them, so the
 //! modules above ([`crate::store`], [`crate::dispatch`], [`crate::admission`], [`crate::submit`],
@@ -10,6 +10,7 @@
 //! Times are unix milliseconds (`i64`) everywhere a value is stored or serialised; monotonic
 //! `Instant`s stay inside the tasks that measure with them.
 
+pub mod analytics;
 mod call;
 mod chat;
 mod directory;

@@ -174,6 +174,20 @@ impl Store for FakeStore {
         not_used()
     }
 
+    fn message_rollups(
+        &self,
+        _: crate::domain::analytics::RollupQuery,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::analytics::MessageRow>, StoreError>> {
+        not_used()
+    }
+
+    fn call_rollups(
+        &self,
+        _: crate::domain::analytics::RollupQuery,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::analytics::CallRow>, StoreError>> {
+        not_used()
+    }
+
     fn flow(
         &self,
         _: &str,

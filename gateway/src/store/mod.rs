@@ -26,6 +26,7 @@ pub(crate) mod suite;
 
 use futures::future::BoxFuture;
 
+use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, FlowRecord, HeldPart, ListFilter, MessageId, MessageRecord,
     NewMessage, PastMessage, UnixMs, Update,
@@ -188,4 +189,15 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         filter: CallFilter,
     ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>;
+
+    /// The message rollup rows `query` selects (bucket start, key, sums), in no particular
+    /// order: what the analytics group and sum. Written in the commits of the changes they
+    /// count (see [`crate::domain::analytics`]).
+    fn message_rollups(
+        &self,
+        query: RollupQuery,
+    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>>;
+
+    /// The call rollup rows `query` selects (only its `carrier` filter applies).
+    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>>;
 }

@@ -9,6 +9,8 @@
 //!   segments, status history (their events), carrier-id index entries, and batch records
 //!   older than the age. They go together because none means anything without the message.
 //! - **inbound**: inbound messages and their events.
+//! - **rollups**: analytics rollup rows (messages' and calls', every resolution) whose bucket
+//!   ended longer ago than the messages' age: they go with the messages they count.
 //! - **cdrs**, **unmatched receipts**, **dead letters** (webhook outbox rows that gave up) and
 //!   **idempotency** keys: their rows, by their own time.
 //!
@@ -90,6 +92,7 @@ impl Retention {
             Kind::UnmatchedReceipts => self.unmatched_receipts,
             Kind::DeadLetters => self.dead_letters,
             Kind::Idempotency => self.idempotency,
+            Kind::Rollups => self.messages,
         }
     }
 }
@@ -109,15 +112,17 @@ pub(super) enum Kind {
     UnmatchedReceipts,
     DeadLetters,
     Idempotency,
+    Rollups,
 }
 
-pub(super) const KINDS: [Kind; 6] = [
+pub(super) const KINDS: [Kind; 7] = [
     Kind::Messages,
     Kind::Inbound,
     Kind::Cdrs,
     Kind::UnmatchedReceipts,
     Kind::DeadLetters,
     Kind::Idempotency,
+    Kind::Rollups,
 ];
 
 impl Kind {
@@ -129,6 +134,7 @@ impl Kind {
             Kind::UnmatchedReceipts => "unmatched_receipts",
             Kind::DeadLetters => "dead_letters",
             Kind::Idempotency => "idempotency",
+            Kind::Rollups => "rollups",
         }
     }
 }
@@ -149,7 +155,7 @@ pub(super) struct Purger {
     settings: Retention,
     /// Per kind (as in [`KINDS`]): the key the round continues after, and whether the kind
     /// still has work in this round.
-    cursors: [(i64, bool); 6],
+    cursors: [(i64, bool); KINDS.len()],
     /// The kind the next batch is for.
     next: usize,
     /// A round is running.
@@ -165,7 +171,7 @@ impl Purger {
     pub(super) fn new(settings: Retention, now: Instant) -> Self {
         Purger {
             settings,
-            cursors: [(0, true); 6],
+            cursors: [(0, true); KINDS.len()],
             next: 0,
             in_round: false,
             round_at: now,

@@ -220,16 +220,7 @@ impl Viewer {
     }
 }
 
-/// Every configured tenant's name, in configuration order.
-pub(crate) fn tenants(state: &AppState) -> Vec<Arc<str>> {
-    let table = state.dispatcher.router.load();
-    table
-        .config()
-        .plans
-        .iter()
-        .map(|p| Arc::from(p.tenant.as_str()))
-        .collect()
-}
+pub(crate) use crate::api::tenants;
 
 impl FromRequestParts<UiState> for Viewer {
     type Rejection = UiError;

@@ -10,6 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::{int, status_column, Db, PgError};
+use crate::domain::analytics::{channel_of_stored_encoding, MessageFacts, MessageKey, Rollups};
 use crate::domain::{
     priority_name, stored_encoding_name, Applied, IdFormats, MessageId, NewMessage, Status, UnixMs,
     Update,
@@ -215,10 +216,11 @@ async fn insert_many(db: Db<'_>, messages: &[NewMessage]) -> Result<(), PgError>
     Ok(())
 }
 
-/// Applies one update and says what it did.
+/// Applies one update and says what it did; what it changed is added to `roll`.
 pub(super) async fn apply_update(
     db: Db<'_>,
     ids: &mut IdMatch,
+    roll: &mut Rollups,
     update: &Update,
 ) -> Result<Applied, PgError> {
     match update {
@@ -231,7 +233,8 @@ pub(super) async fn apply_update(
             let Some(head) = Head::load(db, *id).await? else {
                 return Ok(Applied::UnknownMessage(*id));
             };
-            head.move_to(db, *status, *at, detail.as_deref()).await
+            head.move_to(db, roll, *status, *at, detail.as_deref())
+                .await
         }
         Update::SegmentSent {
             id,
@@ -244,6 +247,7 @@ pub(super) async fn apply_update(
             segment_sent(
                 db,
                 ids,
+                roll,
                 Sent {
                     id: *id,
                     index: *index,
@@ -275,18 +279,19 @@ pub(super) async fn apply_update(
                 &[&id.0, &i64::from(*index), carrier, error, at],
             )
             .await?;
-            head.move_to(db, Status::Rejected, *at, Some(error)).await
+            head.move_to(db, roll, Status::Rejected, *at, Some(error))
+                .await
         }
         Update::Receipt(receipt) => match ids.receipt(db, receipt).await? {
             ReceiptOutcome::Matched(mut matched) => {
                 // The receipt's own segment first; what it let the store resolve after.
                 let resolved = matched.split_off(1);
-                let applied = apply_receipts(db, matched).await?;
-                apply_receipts(db, resolved).await?;
+                let applied = apply_receipts(db, roll, matched).await?;
+                apply_receipts(db, roll, resolved).await?;
                 Ok(applied)
             }
             ReceiptOutcome::Kept(matched) => {
-                apply_receipts(db, matched).await?;
+                apply_receipts(db, roll, matched).await?;
                 Ok(Applied::UnmatchedReceipt)
             }
         },
@@ -312,7 +317,7 @@ pub(super) async fn apply_update(
                 &[&id.0, call, carrier, price, currency],
             )
             .await?;
-            head.move_to(db, *status, *at, error.as_deref()).await
+            head.move_to(db, roll, *status, *at, error.as_deref()).await
         }
         Update::Inbound(m) => super::inbound::insert(db, m).await,
         Update::Mo(w) => super::inbound::apply_mo(db, w).await,
@@ -346,6 +351,7 @@ pub(super) async fn apply_update(
         }
         Update::Cdr(c) => {
             super::calls::insert(db, c).await?;
+            roll.call(c);
             Ok(Applied::NoChange)
         }
     }
@@ -357,31 +363,53 @@ struct Head {
     tenant: String,
     status: Status,
     segments: u16,
+    /// Its analytics key and times, for the rollups of a move.
+    facts: MessageFacts,
 }
 
 impl Head {
     async fn load(db: Db<'_>, id: MessageId) -> Result<Option<Head>, PgError> {
         let Some(row) = db
             .query_opt(
-                "SELECT tenant, status, segments FROM messages WHERE id = $1",
+                "SELECT tenant, status, segments, encoding, carrier, country, from_addr, batch_id, \
+                 created_at, sent_at FROM messages WHERE id = $1",
                 &[&id.0],
             )
             .await?
         else {
             return Ok(None);
         };
+        let tenant: String = row.try_get(0)?;
+        let status = status_column(&row, 1)?;
+        let encoding: String = row.try_get(3)?;
+        let facts = MessageFacts {
+            key: MessageKey {
+                tenant: tenant.clone(),
+                channel: channel_of_stored_encoding(&encoding).to_owned(),
+                carrier: row.try_get::<_, Option<String>>(4)?.unwrap_or_default(),
+                country: row.try_get::<_, Option<String>>(5)?.unwrap_or_default(),
+                sender: row.try_get(6)?,
+                batch: row.try_get::<_, Option<String>>(7)?.unwrap_or_default(),
+            },
+            created_at: row.try_get(8)?,
+            sent_at: row.try_get(9)?,
+            status,
+        };
         Ok(Some(Head {
             id,
-            tenant: row.try_get(0)?,
-            status: status_column(&row, 1)?,
+            tenant,
+            status,
             segments: int(&row, 2)?,
+            facts,
         }))
     }
 
-    /// Moves the message to `status` if that is forwards, with a history entry.
+    /// Moves the message to `status` if that is forwards, with a history entry, and counts
+    /// the move in `roll`.
     async fn move_to(
         mut self,
         db: Db<'_>,
+        roll: &mut Rollups,
         status: Status,
         at: UnixMs,
         detail: Option<&str>,
@@ -390,11 +418,14 @@ impl Head {
             return Ok(Applied::NoChange);
         }
         db.execute(
-            "UPDATE messages SET status = $2, updated_at = $3 WHERE id = $1",
+            "UPDATE messages SET status = $2, updated_at = $3, \
+             sent_at = CASE WHEN $2 = 'sent' THEN $3 ELSE sent_at END WHERE id = $1",
             &[&self.id.0, &status.as_str(), &at],
         )
         .await?;
         insert_history(db, self.id, &self.tenant, at, status, detail).await?;
+        self.facts.status = self.status;
+        roll.moved(&self.facts, status, at);
         self.status = status;
         Ok(Applied::Moved {
             id: self.id,
@@ -437,7 +468,12 @@ struct Sent<'a> {
 
 /// A segment was accepted by the carrier: record it, index its carrier id, move the message to
 /// `sent` once every segment is, then apply receipts that arrived before it.
-async fn segment_sent(db: Db<'_>, ids: &mut IdMatch, s: Sent<'_>) -> Result<Applied, PgError> {
+async fn segment_sent(
+    db: Db<'_>,
+    ids: &mut IdMatch,
+    roll: &mut Rollups,
+    s: Sent<'_>,
+) -> Result<Applied, PgError> {
     let Sent {
         id,
         index,
@@ -473,11 +509,12 @@ async fn segment_sent(db: Db<'_>, ids: &mut IdMatch, s: Sent<'_>) -> Result<Appl
         .await?
         .try_get(0)?;
     let mut applied = if sent >= i64::from(head.segments) {
-        head.move_to(db, Status::Sent, at, Some(carrier)).await?
+        head.move_to(db, roll, Status::Sent, at, Some(carrier))
+            .await?
     } else {
         Applied::NoChange
     };
-    if let moved @ Applied::Moved { id: moved_id, .. } = apply_receipts(db, early).await? {
+    if let moved @ Applied::Moved { id: moved_id, .. } = apply_receipts(db, roll, early).await? {
         if moved_id == id {
             applied = moved;
         }
@@ -486,11 +523,15 @@ async fn segment_sent(db: Db<'_>, ids: &mut IdMatch, s: Sent<'_>) -> Result<Appl
 }
 
 /// Applies matched receipts in order; returns what the last one that moved a message did.
-pub(super) async fn apply_receipts(db: Db<'_>, matched: Vec<Matched>) -> Result<Applied, PgError> {
+pub(super) async fn apply_receipts(
+    db: Db<'_>,
+    roll: &mut Rollups,
+    matched: Vec<Matched>,
+) -> Result<Applied, PgError> {
     let mut applied = Applied::NoChange;
     for m in matched {
         if let moved @ Applied::Moved { .. } =
-            receipt_to_segment(db, m.id, m.index, m.status, m.error.as_deref(), m.at).await?
+            receipt_to_segment(db, roll, m.id, m.index, m.status, m.error.as_deref(), m.at).await?
         {
             applied = moved;
         }
@@ -503,6 +544,7 @@ pub(super) async fn apply_receipts(db: Db<'_>, matched: Vec<Matched>) -> Result<
 /// otherwise.
 async fn receipt_to_segment(
     db: Db<'_>,
+    roll: &mut Rollups,
     id: MessageId,
     index: u16,
     status: Option<Status>,
@@ -548,7 +590,7 @@ async fn receipt_to_segment(
             .await?
             .try_get(0)?;
         if delivered >= i64::from(head.segments) {
-            return head.move_to(db, status, at, None).await;
+            return head.move_to(db, roll, status, at, None).await;
         }
         Ok(Applied::NoChange)
     } else {
@@ -556,6 +598,6 @@ async fn receipt_to_segment(
             Some(e) => format!("segment {index}: {e}"),
             None => format!("segment {index}"),
         };
-        head.move_to(db, status, at, Some(&detail)).await
+        head.move_to(db, roll, status, at, Some(&detail)).await
     }
 }

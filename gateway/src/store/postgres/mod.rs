@@ -59,6 +59,7 @@ mod inbound;
 mod read;
 mod receipts;
 mod retention;
+mod rollups;
 mod schema;
 mod tenancy;
 mod writer;
@@ -84,6 +85,7 @@ use tokio_postgres::Row;
 use self::writer::{Request, Writer};
 pub use super::retention::Retention;
 use super::{Store, StoreError};
+use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
@@ -706,6 +708,17 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |db| Box::pin(async move { calls::list(db, &tenant, &filter).await }))
+    }
+
+    fn message_rollups(
+        &self,
+        query: RollupQuery,
+    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>> {
+        self.read(move |db| Box::pin(async move { rollups::messages(db, &query).await }))
+    }
+
+    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>> {
+        self.read(move |db| Box::pin(async move { rollups::calls(db, &query).await }))
     }
 }
 

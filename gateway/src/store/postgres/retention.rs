@@ -84,6 +84,10 @@ async fn purge(
         )
         .await,
         Kind::Idempotency => idempotency(db, cutoff, n).await,
+        Kind::Rollups => {
+            let (rows, more) = super::rollups::purge(db, cutoff, n).await?;
+            Ok((Batch { rows, more }, 0))
+        }
     }
 }
 

@@ -267,6 +267,53 @@ CREATE INDEX handoff_carrier ON handoff (carrier, id);
     r#"
 CREATE INDEX messages_recipient ON messages (tenant, to_addr, id);
 "#,
+    // v5: analytics rollups and `messages.sent_at`, as the SQLite store's version 15.
+    r#"
+ALTER TABLE messages ADD COLUMN sent_at BIGINT;
+CREATE TABLE message_rollups (
+    res             BIGINT   NOT NULL,
+    bucket          BIGINT   NOT NULL,
+    tenant          TEXT     NOT NULL,
+    channel         TEXT     NOT NULL,
+    carrier         TEXT     NOT NULL,
+    country         TEXT     NOT NULL,
+    sender          TEXT     NOT NULL,
+    batch           TEXT     NOT NULL,
+    n_accepted      BIGINT   NOT NULL DEFAULT 0,
+    n_sent          BIGINT   NOT NULL DEFAULT 0,
+    n_delivered     BIGINT   NOT NULL DEFAULT 0,
+    n_read          BIGINT   NOT NULL DEFAULT 0,
+    n_undeliverable BIGINT   NOT NULL DEFAULT 0,
+    n_expired       BIGINT   NOT NULL DEFAULT 0,
+    n_rejected      BIGINT   NOT NULL DEFAULT 0,
+    n_failed        BIGINT   NOT NULL DEFAULT 0,
+    n_cancelled     BIGINT   NOT NULL DEFAULT 0,
+    price_nanos     BIGINT   NOT NULL DEFAULT 0,
+    lat_sent        BYTEA,
+    lat_delivered   BYTEA,
+    lat_total       BYTEA,
+    PRIMARY KEY (res, bucket, tenant, channel, carrier, country, sender, batch)
+);
+CREATE TABLE call_rollups (
+    res         BIGINT   NOT NULL,
+    bucket      BIGINT   NOT NULL,
+    tenant      TEXT     NOT NULL,
+    carrier     TEXT     NOT NULL,
+    calls       BIGINT   NOT NULL DEFAULT 0,
+    n_answered  BIGINT   NOT NULL DEFAULT 0,
+    n_busy      BIGINT   NOT NULL DEFAULT 0,
+    n_no_answer BIGINT   NOT NULL DEFAULT 0,
+    n_cancelled BIGINT   NOT NULL DEFAULT 0,
+    n_rejected  BIGINT   NOT NULL DEFAULT 0,
+    n_failed    BIGINT   NOT NULL DEFAULT 0,
+    duration_ms BIGINT   NOT NULL DEFAULT 0,
+    billed_secs BIGINT   NOT NULL DEFAULT 0,
+    cost_nanos  BIGINT   NOT NULL DEFAULT 0,
+    price_nanos BIGINT   NOT NULL DEFAULT 0,
+    lat_answer  BYTEA,
+    PRIMARY KEY (res, bucket, tenant, carrier)
+);
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::{apply_receipts, apply_update, insert_messages};
 use super::receipts::IdMatch;
 use super::{clone_error, get, Db, PgError, PostgresOptions, Stats, EVENT_LOG_LOCK};
+use crate::domain::analytics::Rollups;
 use crate::domain::{now_ms, Applied, NewMessage, Update};
 use crate::store::retention::Purger;
 use crate::store::StoreError;
@@ -128,6 +129,9 @@ pub(super) struct Writer {
     /// Whether this process purges (on a shared store, the node holding the retention
     /// lease).
     purging: Arc<AtomicBool>,
+    /// The open batch's changes to the analytics rollups, written before its commit (a
+    /// request's share only once its savepoint is released).
+    rollups: Rollups,
 }
 
 impl Writer {
@@ -147,6 +151,7 @@ impl Writer {
             ids: IdMatch::default(),
             purger,
             purging,
+            rollups: Rollups::default(),
         }
     }
 
@@ -292,16 +297,26 @@ impl Writer {
             // Pending receipts whose grace has passed, in a savepoint of their own: a failure
             // leaves them pending and costs the batch nothing.
             let mut ids = std::mem::take(&mut self.ids);
+            let mut roll = Rollups::default();
             let swept = in_savepoint(db, async {
                 let matched = ids.sweep(db, now_ms()).await?;
-                apply_receipts(db, matched).await
+                apply_receipts(db, &mut roll, matched).await
             })
             .await;
             self.ids = ids;
             match swept {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => self.rollups.absorb(roll),
                 Ok(Err(e)) => tracing::warn!("matching pending receipts failed: {e}"),
                 Err(e) => abort = Some(e),
+            }
+        }
+        // The batch's rollups, one upsert per row touched; taken in any case, so a failed
+        // batch leaves nothing behind for the next. A failure here fails the batch: the
+        // transaction may be in PostgreSQL's failed state.
+        let rollups = std::mem::take(&mut self.rollups);
+        if abort.is_none() {
+            if let Err(e) = super::rollups::write(db, &rollups).await {
+                abort = Some(e.into_store());
             }
         }
         // Every statement that failed was rolled back to its savepoint, or the batch is
@@ -363,23 +378,36 @@ impl Writer {
             }
             Request::Insert(messages, tx) => {
                 match in_savepoint(db, insert_messages(db, &messages)).await {
-                    Ok(r) => Ok(Done::Insert(tx, r)),
+                    Ok(r) => {
+                        if r.is_ok() {
+                            for m in &messages {
+                                self.rollups.accepted(m);
+                            }
+                        }
+                        Ok(Done::Insert(tx, r))
+                    }
                     Err(e) => Err((Done::Insert(tx, Ok(())), e)),
                 }
             }
             Request::Apply(updates, tx) => {
                 let mut ids = std::mem::take(&mut self.ids);
+                let mut roll = Rollups::default();
                 let r = in_savepoint(db, async {
                     let mut out = Vec::with_capacity(updates.len());
                     for u in &updates {
-                        out.push(apply_update(db, &mut ids, u).await?);
+                        out.push(apply_update(db, &mut ids, &mut roll, u).await?);
                     }
                     Ok(out)
                 })
                 .await;
                 self.ids = ids;
                 match r {
-                    Ok(r) => Ok(Done::Apply(tx, r)),
+                    Ok(r) => {
+                        if r.is_ok() {
+                            self.rollups.absorb(roll);
+                        }
+                        Ok(Done::Apply(tx, r))
+                    }
                     Err(e) => Err((Done::Apply(tx, Ok(Vec::new())), e)),
                 }
             }

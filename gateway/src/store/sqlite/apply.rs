@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::status_column;
+use crate::domain::analytics::{channel_of_stored_encoding, MessageFacts, MessageKey, Rollups};
 use crate::domain::{
     priority_name, stored_encoding_name, Applied, IdFormats, MessageId, NewMessage, Status, UnixMs,
     Update,
@@ -83,10 +84,11 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
     Ok(())
 }
 
-/// Applies one update and says what it did.
+/// Applies one update and says what it did; what it changed is added to `roll`.
 pub(super) fn apply_update(
     conn: &Connection,
     ids: &mut IdMatch,
+    roll: &mut Rollups,
     update: &Update,
 ) -> rusqlite::Result<Applied> {
     match update {
@@ -99,7 +101,7 @@ pub(super) fn apply_update(
             let Some(head) = Head::load(conn, *id)? else {
                 return Ok(Applied::UnknownMessage(*id));
             };
-            head.move_to(conn, *status, *at, detail.as_deref())
+            head.move_to(conn, roll, *status, *at, detail.as_deref())
         }
         Update::SegmentSent {
             id,
@@ -111,6 +113,7 @@ pub(super) fn apply_update(
         } => segment_sent(
             conn,
             ids,
+            roll,
             Sent {
                 id: *id,
                 index: *index,
@@ -139,18 +142,18 @@ pub(super) fn apply_update(
                  WHERE segments.status = 'sent'",
             )?
             .execute(params![id.0, index, carrier, error, at])?;
-            head.move_to(conn, Status::Rejected, *at, Some(error))
+            head.move_to(conn, roll, Status::Rejected, *at, Some(error))
         }
         Update::Receipt(receipt) => match ids.receipt(conn, receipt)? {
             ReceiptOutcome::Matched(mut matched) => {
                 // The receipt's own segment first; what it let the store resolve after.
                 let resolved = matched.split_off(1);
-                let applied = apply_receipts(conn, matched)?;
-                apply_receipts(conn, resolved)?;
+                let applied = apply_receipts(conn, roll, matched)?;
+                apply_receipts(conn, roll, resolved)?;
                 Ok(applied)
             }
             ReceiptOutcome::Kept(matched) => {
-                apply_receipts(conn, matched)?;
+                apply_receipts(conn, roll, matched)?;
                 Ok(Applied::UnmatchedReceipt)
             }
         },
@@ -175,7 +178,7 @@ pub(super) fn apply_update(
                  price = coalesce(?4, price), currency = coalesce(?5, currency) WHERE id = ?1",
             )?
             .execute(params![id.0, call, carrier, price, currency])?;
-            head.move_to(conn, *status, *at, error.as_deref())
+            head.move_to(conn, roll, *status, *at, error.as_deref())
         }
         Update::Inbound(m) => super::inbound::insert(conn, m),
         Update::Mo(w) => super::inbound::apply_mo(conn, w),
@@ -208,6 +211,7 @@ pub(super) fn apply_update(
         }
         Update::Cdr(c) => {
             super::calls::insert(conn, c)?;
+            roll.call(c);
             Ok(Applied::NoChange)
         }
     }
@@ -219,26 +223,50 @@ struct Head {
     tenant: String,
     status: Status,
     segments: u16,
+    /// Its analytics key and times, for the rollups of a move.
+    facts: MessageFacts,
 }
 
 impl Head {
     fn load(conn: &Connection, id: MessageId) -> rusqlite::Result<Option<Head>> {
-        conn.prepare_cached("SELECT tenant, status, segments FROM messages WHERE id = ?1")?
-            .query_row([id.0], |row| {
-                Ok(Head {
-                    id,
-                    tenant: row.get(0)?,
-                    status: status_column(row, 1)?,
-                    segments: row.get(2)?,
-                })
+        conn.prepare_cached(
+            "SELECT tenant, status, segments, encoding, carrier, country, from_addr, batch_id, \
+             created_at, sent_at FROM messages WHERE id = ?1",
+        )?
+        .query_row([id.0], |row| {
+            let tenant: String = row.get(0)?;
+            let status = status_column(row, 1)?;
+            let encoding: String = row.get(3)?;
+            let facts = MessageFacts {
+                key: MessageKey {
+                    tenant: tenant.clone(),
+                    channel: channel_of_stored_encoding(&encoding).to_owned(),
+                    carrier: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    country: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    sender: row.get(6)?,
+                    batch: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                },
+                created_at: row.get(8)?,
+                sent_at: row.get(9)?,
+                status,
+            };
+            Ok(Head {
+                id,
+                tenant,
+                status,
+                segments: row.get(2)?,
+                facts,
             })
-            .optional()
+        })
+        .optional()
     }
 
-    /// Moves the message to `status` if that is forwards, with a history entry.
+    /// Moves the message to `status` if that is forwards, with a history entry, and counts
+    /// the move in `roll`.
     fn move_to(
         mut self,
         conn: &Connection,
+        roll: &mut Rollups,
         status: Status,
         at: UnixMs,
         detail: Option<&str>,
@@ -246,9 +274,14 @@ impl Head {
         if !self.status.can_become(status) {
             return Ok(Applied::NoChange);
         }
-        conn.prepare_cached("UPDATE messages SET status = ?2, updated_at = ?3 WHERE id = ?1")?
-            .execute(params![self.id.0, status.as_str(), at])?;
+        conn.prepare_cached(
+            "UPDATE messages SET status = ?2, updated_at = ?3, \
+             sent_at = CASE WHEN ?2 = 'sent' THEN ?3 ELSE sent_at END WHERE id = ?1",
+        )?
+        .execute(params![self.id.0, status.as_str(), at])?;
         insert_history(conn, self.id, &self.tenant, at, status, detail)?;
+        self.facts.status = self.status;
+        roll.moved(&self.facts, status, at);
         self.status = status;
         Ok(Applied::Moved {
             id: self.id,
@@ -295,7 +328,12 @@ struct Sent<'a> {
 
 /// A segment was accepted by the carrier: record it, index its carrier id, move the message to
 /// `sent` once every segment is, then apply receipts that arrived before it.
-fn segment_sent(conn: &Connection, ids: &mut IdMatch, s: Sent<'_>) -> rusqlite::Result<Applied> {
+fn segment_sent(
+    conn: &Connection,
+    ids: &mut IdMatch,
+    roll: &mut Rollups,
+    s: Sent<'_>,
+) -> rusqlite::Result<Applied> {
     let Sent {
         id,
         index,
@@ -327,11 +365,11 @@ fn segment_sent(conn: &Connection, ids: &mut IdMatch, s: Sent<'_>) -> rusqlite::
         )?
         .query_row(params![id.0, head.segments], |row| row.get(0))?;
     let mut applied = if sent >= u32::from(head.segments) {
-        head.move_to(conn, Status::Sent, at, Some(carrier))?
+        head.move_to(conn, roll, Status::Sent, at, Some(carrier))?
     } else {
         Applied::NoChange
     };
-    if let moved @ Applied::Moved { id: moved_id, .. } = apply_receipts(conn, early)? {
+    if let moved @ Applied::Moved { id: moved_id, .. } = apply_receipts(conn, roll, early)? {
         if moved_id == id {
             applied = moved;
         }
@@ -342,13 +380,20 @@ fn segment_sent(conn: &Connection, ids: &mut IdMatch, s: Sent<'_>) -> rusqlite::
 /// Applies matched receipts in order; returns what the last one that moved a message did.
 pub(super) fn apply_receipts(
     conn: &Connection,
+    roll: &mut Rollups,
     matched: Vec<Matched>,
 ) -> rusqlite::Result<Applied> {
     let mut applied = Applied::NoChange;
     for m in matched {
-        if let moved @ Applied::Moved { .. } =
-            receipt_to_segment(conn, m.id, m.index, m.status, m.error.as_deref(), m.at)?
-        {
+        if let moved @ Applied::Moved { .. } = receipt_to_segment(
+            conn,
+            roll,
+            m.id,
+            m.index,
+            m.status,
+            m.error.as_deref(),
+            m.at,
+        )? {
             applied = moved;
         }
     }
@@ -360,6 +405,7 @@ pub(super) fn apply_receipts(
 /// otherwise.
 fn receipt_to_segment(
     conn: &Connection,
+    roll: &mut Rollups,
     id: MessageId,
     index: u16,
     status: Option<Status>,
@@ -395,7 +441,7 @@ fn receipt_to_segment(
             .prepare_cached("SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status IN ('delivered', 'read')")?
             .query_row(params![id.0, head.segments], |row| row.get(0))?;
         if delivered >= u32::from(head.segments) {
-            return head.move_to(conn, status, at, None);
+            return head.move_to(conn, roll, status, at, None);
         }
         Ok(Applied::NoChange)
     } else {
@@ -403,6 +449,6 @@ fn receipt_to_segment(
             Some(e) => format!("segment {index}: {e}"),
             None => format!("segment {index}"),
         };
-        head.move_to(conn, status, at, Some(&detail))
+        head.move_to(conn, roll, status, at, Some(&detail))
     }
 }

@@ -30,6 +30,7 @@ mod inbound;
 mod read;
 mod receipts;
 mod retention;
+mod rollups;
 mod schema;
 mod tenancy;
 mod writer;
@@ -53,6 +54,7 @@ use self::read::ReadPool;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
+use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
@@ -466,6 +468,17 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |conn| calls::list(conn, &tenant, &filter))
+    }
+
+    fn message_rollups(
+        &self,
+        query: RollupQuery,
+    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>> {
+        self.read(move |conn| rollups::messages(conn, &query))
+    }
+
+    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>> {
+        self.read(move |conn| rollups::calls(conn, &query))
     }
 }
 

@@ -82,6 +82,10 @@ fn purge(
             false,
         ),
         Kind::Idempotency => idempotency(conn, cutoff, n),
+        Kind::Rollups => {
+            let (rows, more) = super::rollups::purge(conn, cutoff, n)?;
+            Ok((Batch { rows, more }, 0))
+        }
     }
 }
 

@@ -43,6 +43,10 @@
 //!   skipped steps; `messages.flow_id`/`flow_step` link each delivery to its flow (indexed).
 //! - (v14) `messages_recipient`: `(tenant, to_addr, id)`, a recipient's newest messages from
 //!   one tenant (the history a `smart` flow is ordered by).
+//! - (v15) `message_rollups` and `call_rollups`: the analytics rollups, one row per
+//!   (resolution, bucket, key) with counters and serialized latency histograms, keyed so a
+//!   range of buckets is one index range (see [`crate::domain::analytics`] and `rollups`);
+//!   `messages.sent_at`, when the message was sent.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -339,6 +343,54 @@ ALTER TABLE messages ADD COLUMN chat TEXT;
     // newest messages to an address, walked backwards from the index's end.
     r#"
 CREATE INDEX messages_recipient ON messages (tenant, to_addr, id);
+"#,
+    // Analytics rollups (see `crate::domain::analytics`), and when each message was sent
+    // (what sent → delivered latencies are measured from).
+    r#"
+ALTER TABLE messages ADD COLUMN sent_at INTEGER;
+CREATE TABLE message_rollups (
+    res             INTEGER NOT NULL,
+    bucket          INTEGER NOT NULL,
+    tenant          TEXT    NOT NULL,
+    channel         TEXT    NOT NULL,
+    carrier         TEXT    NOT NULL,
+    country         TEXT    NOT NULL,
+    sender          TEXT    NOT NULL,
+    batch           TEXT    NOT NULL,
+    n_accepted      INTEGER NOT NULL DEFAULT 0,
+    n_sent          INTEGER NOT NULL DEFAULT 0,
+    n_delivered     INTEGER NOT NULL DEFAULT 0,
+    n_read          INTEGER NOT NULL DEFAULT 0,
+    n_undeliverable INTEGER NOT NULL DEFAULT 0,
+    n_expired       INTEGER NOT NULL DEFAULT 0,
+    n_rejected      INTEGER NOT NULL DEFAULT 0,
+    n_failed        INTEGER NOT NULL DEFAULT 0,
+    n_cancelled     INTEGER NOT NULL DEFAULT 0,
+    price_nanos     INTEGER NOT NULL DEFAULT 0,
+    lat_sent        BLOB,
+    lat_delivered   BLOB,
+    lat_total       BLOB,
+    PRIMARY KEY (res, bucket, tenant, channel, carrier, country, sender, batch)
+) WITHOUT ROWID;
+CREATE TABLE call_rollups (
+    res         INTEGER NOT NULL,
+    bucket      INTEGER NOT NULL,
+    tenant      TEXT    NOT NULL,
+    carrier     TEXT    NOT NULL,
+    calls       INTEGER NOT NULL DEFAULT 0,
+    n_answered  INTEGER NOT NULL DEFAULT 0,
+    n_busy      INTEGER NOT NULL DEFAULT 0,
+    n_no_answer INTEGER NOT NULL DEFAULT 0,
+    n_cancelled INTEGER NOT NULL DEFAULT 0,
+    n_rejected  INTEGER NOT NULL DEFAULT 0,
+    n_failed    INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER NOT NULL DEFAULT 0,
+    billed_secs INTEGER NOT NULL DEFAULT 0,
+    cost_nanos  INTEGER NOT NULL DEFAULT 0,
+    price_nanos INTEGER NOT NULL DEFAULT 0,
+    lat_answer  BLOB,
+    PRIMARY KEY (res, bucket, tenant, carrier)
+) WITHOUT ROWID;
 "#,
 ];
 

@@ -8,6 +8,10 @@
 //! Between batches it runs the retention purge ([`super::retention`]): small batches in their
 //! own transactions, back to back while no request waits, paced while requests keep coming.
 //!
+//! Analytics rollups ([`crate::domain::analytics`]) are summed in memory while the batch runs
+//! (a request's share only once its savepoint is released) and written once per row just
+//! before `COMMIT`, in the same transaction as the changes they count.
+//!
 //! Each request runs inside its own savepoint: a request that fails (a duplicate id, a bug) is
 //! rolled back alone and answered with its error while the others commit. When the commit itself
 //! fails, or SQLite had to abandon the transaction (disk full, I/O error), everything is rolled
@@ -23,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::{apply_receipts, apply_update, insert_messages};
 use super::receipts::IdMatch;
 use super::{clone_error, sqlite_error, SqliteOptions, Stats};
+use crate::domain::analytics::Rollups;
 use crate::domain::{now_ms, Applied, NewMessage, Update};
 use crate::store::retention::Purger;
 use crate::store::StoreError;
@@ -110,6 +115,8 @@ pub(super) struct Writer {
     ids: IdMatch,
     /// Deletes what retention says is old, between commits.
     purger: Purger,
+    /// The open batch's changes to the analytics rollups, written before its commit.
+    rollups: Rollups,
 }
 
 impl Writer {
@@ -128,6 +135,7 @@ impl Writer {
             stats,
             ids: IdMatch::default(),
             purger,
+            rollups: Rollups::default(),
         }
     }
 
@@ -268,15 +276,24 @@ impl Writer {
             // Pending receipts whose grace has passed, in a savepoint of their own: a failure
             // leaves them pending and costs the batch nothing.
             let mut ids = std::mem::take(&mut self.ids);
+            let mut roll = Rollups::default();
             let swept = self.in_savepoint(|conn| {
                 let matched = ids.sweep(conn, crate::domain::now_ms())?;
-                apply_receipts(conn, matched)
+                apply_receipts(conn, &mut roll, matched)
             });
             self.ids = ids;
             match swept {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => self.rollups.absorb(roll),
                 Ok(Err(e)) => tracing::warn!("matching pending receipts failed: {e}"),
                 Err(e) => abort = Some(e),
+            }
+        }
+        // The batch's rollups, one upsert per row touched; taken in any case, so a failed
+        // batch leaves nothing behind for the next.
+        let rollups = std::mem::take(&mut self.rollups);
+        if abort.is_none() {
+            if let Err(e) = super::rollups::write(&self.conn, &rollups) {
+                abort = Some(sqlite_error(&e));
             }
         }
         let worked = Instant::now();
@@ -285,7 +302,6 @@ impl Writer {
             None => self.exec("COMMIT").map_err(|e| sqlite_error(&e)),
         };
         let committed = Instant::now();
-        super::super::metrics::commit("sqlite", committed - started, rows, outcome.is_ok());
         self.stats
             .work_micros
             .fetch_add(micros(worked - started), Ordering::Relaxed);
@@ -331,21 +347,34 @@ impl Writer {
             Request::Insert(messages, tx) => {
                 let r = self.in_savepoint(|conn| insert_messages(conn, &messages));
                 match r {
-                    Ok(r) => Ok(Done::Insert(tx, r)),
+                    Ok(r) => {
+                        if r.is_ok() {
+                            for m in &messages {
+                                self.rollups.accepted(m);
+                            }
+                        }
+                        Ok(Done::Insert(tx, r))
+                    }
                     Err(e) => Err((Done::Insert(tx, Ok(())), e)),
                 }
             }
             Request::Apply(updates, tx) => {
                 let mut ids = std::mem::take(&mut self.ids);
+                let mut roll = Rollups::default();
                 let r = self.in_savepoint(|conn| {
                     updates
                         .iter()
-                        .map(|u| apply_update(conn, &mut ids, u))
+                        .map(|u| apply_update(conn, &mut ids, &mut roll, u))
                         .collect()
                 });
                 self.ids = ids;
                 match r {
-                    Ok(r) => Ok(Done::Apply(tx, r)),
+                    Ok(r) => {
+                        if r.is_ok() {
+                            self.rollups.absorb(roll);
+                        }
+                        Ok(Done::Apply(tx, r))
+                    }
                     Err(e) => Err((Done::Apply(tx, Ok(Vec::new())), e)),
                 }
             }

@@ -8,7 +8,8 @@
 //!   receipts to segments, reads), [`recovery`] (unfinished and scheduled messages),
 //!   [`inbound`] (MO messages, held parts, keywords), [`events`] (the event log, the webhook
 //!   outbox, cursors, opt-outs), [`calls`] (the SIP proxy's call records), [`tenancy`]
-//!   (idempotency keys, batches, quotas), [`flows`] (flows and a recipient's history).
+//!   (idempotency keys, batches, quotas), [`flows`] (flows and a recipient's history),
+//!   [`rollups`] (the analytics rollups written with the changes they count).
 //!
 //! # Running it against a backend
 //! A backend provides a [`Harness`] (a fresh, empty store of its own, which it can close and open
@@ -36,6 +37,7 @@ pub(crate) mod inbound;
 pub(crate) mod messages;
 pub(crate) mod receipts;
 pub(crate) mod recovery;
+pub(crate) mod rollups;
 pub(crate) mod tenancy;
 pub(crate) mod updates;
 
@@ -125,6 +127,11 @@ macro_rules! store_suite {
                 a_flow_commits_with_its_first_delivery_and_follows_its_steps,
                 a_later_step_is_a_delivery_of_the_same_flow,
                 a_recipients_history_is_per_tenant_and_address_newest_first,
+            }
+            rollups {
+                rollups_count_each_status_reached_once,
+                a_failed_request_adds_nothing_to_the_rollups,
+                call_rollups_sum_the_detail_records,
             }
             tenancy {
                 request_records_commit_with_their_messages,
