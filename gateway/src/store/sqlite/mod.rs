@@ -474,11 +474,21 @@ impl Store for SqliteStore {
         &self,
         query: RollupQuery,
     ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>> {
-        self.read(move |conn| rollups::messages(conn, &query))
+        Box::pin(async move {
+            self.send(Request::FlushRollups).await?;
+            self.reads
+                .run(move |conn| rollups::messages(conn, &query))
+                .await
+        })
     }
 
     fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>> {
-        self.read(move |conn| rollups::calls(conn, &query))
+        Box::pin(async move {
+            self.send(Request::FlushRollups).await?;
+            self.reads
+                .run(move |conn| rollups::calls(conn, &query))
+                .await
+        })
     }
 }
 
