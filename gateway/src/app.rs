@@ -176,6 +176,13 @@ pub async fn start(
             .clone()
             .run_scheduler(store.clone(), shutdown_rx.clone()),
     );
+    let windows = Arc::new(crate::admission::windows::Windows::load(
+        directory.clone(),
+        event_store
+            .recent_chat_inbound(crate::domain::now_ms() - crate::admission::windows::WINDOW_MS)
+            .await
+            .context("reading the last day's chat inbound messages (messaging windows)")?,
+    ));
     let tenant_limits = Arc::new(TenantLimiter::new(&config));
     tenant_limits
         .seed(store.as_ref(), crate::domain::now_ms())
@@ -189,6 +196,7 @@ pub async fn start(
         opt_outs.clone(),
         None,
     )
+    .with_windows(Some(windows.clone()))
     .with_shared_store(matches!(opened, OpenedStore::Postgres(_)));
     let replies =
         crate::inbound::KeywordReplies::new(&config.inbound, directory.clone(), submit.clone());
@@ -232,6 +240,7 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .await?;
+    let opt_outs_for_api = opt_outs.clone();
     let hub = Hub::new(
         store.clone(),
         event_store,
@@ -359,6 +368,12 @@ pub async fn start(
         flows,
         chat: chat.clone(),
         updates: updates.clone(),
+        inbound: crate::inbound::Inbound {
+            directory: directory.clone(),
+            opt_outs: opt_outs_for_api,
+            replies: None,
+        },
+        windows,
         node: node_view,
     };
     numbers.await.context("loading the phone-number metadata")?;

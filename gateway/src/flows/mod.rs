@@ -10,7 +10,7 @@
 //!         start: every running flow ──────────────────────────┘
 //!   decide ─► start step k: its request ─► draft ─► submit (the delivery names flow and step)
 //!          ─► a step refused: Update::Flow(Skip) ─► decide again
-//!          ─► succeeded / failed: Update::Flow(End)
+//!          ─► succeeded / failed: Update::Flow(End) (the flow's own event is written with it)
 //! ```
 //!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
@@ -283,6 +283,7 @@ impl Runner {
         let write = FlowWrite::End {
             id: f.id,
             state,
+            step: f.succeeded_step().filter(|_| state == FlowState::Succeeded),
             at: now_ms(),
         };
         let done = self.updates.send_durable(Update::Flow(write)).await;

@@ -413,6 +413,7 @@ mod tests {
             to: "+447911123456".into(),
             from: "Acme".into(),
             body: None,
+            channel: None,
             callback_url: None,
             segments: Some(1),
             created_at: 1_743_505_200_000,

@@ -267,6 +267,13 @@ CREATE INDEX handoff_carrier ON handoff (carrier, id);
     r#"
 CREATE INDEX messages_recipient ON messages (tenant, to_addr, id);
 "#,
+    // v5: inbound messages name their channel ('sms', or a chat channel's name); the chat
+    // ones received lately are what the messaging windows are rebuilt from at start (as the
+    // SQLite store's version 15).
+    r#"
+ALTER TABLE inbound ADD COLUMN channel TEXT NOT NULL DEFAULT 'sms';
+CREATE INDEX inbound_chat ON inbound (received_at) WHERE channel <> 'sms';
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

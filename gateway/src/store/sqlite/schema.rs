@@ -43,6 +43,9 @@
 //!   skipped steps; `messages.flow_id`/`flow_step` link each delivery to its flow (indexed).
 //! - (v14) `messages_recipient`: `(tenant, to_addr, id)`, a recipient's newest messages from
 //!   one tenant (the history a `smart` flow is ordered by).
+//! - (v15) `inbound.channel`: the channel an inbound message came on (`sms` for the rows
+//!   before it); `inbound_chat`, a partial index by time over the chat channels' ones (the
+//!   messaging windows are rebuilt from the last day's at start).
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -339,6 +342,12 @@ ALTER TABLE messages ADD COLUMN chat TEXT;
     // newest messages to an address, walked backwards from the index's end.
     r#"
 CREATE INDEX messages_recipient ON messages (tenant, to_addr, id);
+"#,
+    // Inbound messages name their channel ('sms', or a chat channel's name); the chat ones
+    // received lately are what the messaging windows are rebuilt from at start.
+    r#"
+ALTER TABLE inbound ADD COLUMN channel TEXT NOT NULL DEFAULT 'sms';
+CREATE INDEX inbound_chat ON inbound (received_at) WHERE channel <> 'sms';
 "#,
 ];
 
