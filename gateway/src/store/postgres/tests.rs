@@ -342,7 +342,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
                 accepted: 1,
                 rejected: 0,
             }),
-            flow: None,
+            flows: Vec::new(),
         }))
     };
     let mut all = Vec::new();

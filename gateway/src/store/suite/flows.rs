@@ -43,7 +43,7 @@ fn delivery(id: MessageId, flow: MessageId, step: u8, request: Option<FlowRecord
         flow: Some(FlowLink { flow, step }),
         request: request.map(|f| {
             Arc::new(RequestRecord {
-                flow: Some(FlowWrite::Insert(Box::new(f))),
+                flows: vec![FlowWrite::Insert(Box::new(f))],
                 ..RequestRecord::default()
             })
         }),
