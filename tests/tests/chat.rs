@@ -785,3 +785,69 @@ fn an_rcs_step_whose_time_limit_passes_is_revoked_and_the_sms_goes() {
         .unwrap();
     assert_eq!(sms_delivered["data"]["flow"]["step"], 1, "{sms_delivered}");
 }
+
+/// A batch with `mode` and `channels`: each recipient gets the flow (its body rendered with
+/// its variables): RCS for the capable phone, SMS fallback for the other; a recipient whose
+/// flow cannot start is listed as rejected; the batch counts its first deliveries.
+#[test]
+fn a_batch_of_flows_gives_each_recipient_the_flow() {
+    let dir = TempDir::new("chat-batch-flows").unwrap();
+    let mut s = start(&dir);
+    let path = format!("/rbm/behaviour/{}", NOT_CAPABLE.replace('+', "%2B"));
+    assert_eq!(put(&mut s.sim, &path, &json!({"capable": false})), 200);
+    let r = s
+        .api
+        .post_json(
+            "/v1/messages/batch",
+            &json!({
+                "mode": "cascade",
+                "body": "Hello {{name}}",
+                "channels": [
+                    {"channel": "rcs", "timeout_s": 30},
+                    {"channel": "sms", "from": "Acme"}
+                ],
+                "recipients": [
+                    {"to": CAPABLE, "variables": {"name": "Ana"}},
+                    {"to": {"phone": NOT_CAPABLE}, "variables": {"name": "Bo"}},
+                    {"to": "not a number", "variables": {"name": "Cy"}},
+                    {"to": CAPABLE}
+                ]
+            }),
+        )
+        .unwrap();
+    let body: Value = r.json().unwrap();
+    assert_eq!(r.status, 202, "{body}");
+    assert_eq!(
+        (body["recipients"].as_u64(), body["accepted"].as_u64()),
+        (Some(4), Some(2)),
+        "{body}"
+    );
+    let rejected: Vec<(u64, &str)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rejected[0].0, 2, "{body}");
+    assert_eq!(rejected[1], (3, "missing_variable"), "{body}");
+    let flow = |i: usize| body["messages"][i]["id"].as_str().unwrap().to_owned();
+    let ana = until(&mut s.api, &flow(0), |v| v["status"] == "succeeded");
+    assert_eq!(ana["mode"], "cascade");
+    let rcs = ana["steps"][0]["delivery"]["status"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(rcs == "delivered" || rcs == "read", "{ana:#}");
+    let bo = until(&mut s.api, &flow(1), |v| v["status"] == "succeeded");
+    assert_eq!(bo["steps"][0]["delivery"]["status"], "rejected", "{bo:#}");
+    assert_eq!(bo["steps"][1]["delivery"]["status"], "delivered", "{bo:#}");
+    // Each recipient's own text went to the agent.
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    assert!(stats.to_string().contains("Hello Ana"), "{stats:#}");
+    let batch: Value = s
+        .api
+        .get(&format!("/v1/batches/{}", body["id"].as_str().unwrap()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(batch["accepted"], 2, "{batch}");
+}
