@@ -686,6 +686,9 @@ fn chat_inbound_reaches_the_owner_opens_windows_and_opts_out_per_channel() {
     );
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "recipient_opted_out", "{body}");
+    let list: Value = shop.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"][0]["number"], CAPABLE, "{list}");
+    assert_eq!(list["data"][0]["from"], "whatsapp:*", "{list}");
     let (status, body) = send(
         &mut shop,
         &json!({"to": CAPABLE, "from": "Shop", "body": "Your order shipped"}),
