@@ -77,7 +77,11 @@ impl Directory {
     /// `webhook_url`; nowhere when the tenant's `webhook_events` leave its type out.
     pub fn url_for(&self, event: &Event) -> Option<String> {
         let tenant = event.tenant.as_deref()?;
-        if event.is_inbound() && self.mo_by_smpp_only.contains(tenant) {
+        // `mo_delivery = "smpp"` is about SMS MO; chat inbound has no SMPP form.
+        if event.is_inbound()
+            && event.channel.as_deref() == Some("sms")
+            && self.mo_by_smpp_only.contains(tenant)
+        {
             return None;
         }
         let settings = self.tenants.get(tenant);
@@ -179,6 +183,46 @@ mod tests {
         assert!(
             d.url_for(&event("beta", "sent", None)).is_some(),
             "every type"
+        );
+    }
+
+    #[test]
+    fn smpp_only_mo_delivery_keeps_chat_inbound_on_the_webhook() {
+        let mut d = Directory::default();
+        d.tenants.insert(
+            "acme".into(),
+            TenantEvents {
+                webhook_url: Some("https://hooks.example/acme".into()),
+                ..TenantEvents::default()
+            },
+        );
+        d.mo_by_smpp_only.insert("acme".into());
+        let inbound = |channel: &str| Event {
+            seq: 1,
+            message_id: crate::domain::MessageId(1),
+            tenant: Some("acme".into()),
+            status: "inbound".into(),
+            at: 0,
+            detail: None,
+            carrier: Some("Wa".into()),
+            error: None,
+            price: None,
+            currency: None,
+            to: "15550783881".into(),
+            from: "16505551234".into(),
+            body: Some("hi".into()),
+            channel: Some(channel.into()),
+            callback_url: None,
+            segments: None,
+            created_at: 0,
+            call: None,
+            smpp: None,
+            flow: None,
+        };
+        assert_eq!(d.url_for(&inbound("sms")), None);
+        assert_eq!(
+            d.url_for(&inbound("whatsapp")).as_deref(),
+            Some("https://hooks.example/acme")
         );
     }
 }

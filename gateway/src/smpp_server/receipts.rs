@@ -158,7 +158,10 @@ pub(crate) async fn run(
                             continue;
                         }
                         let pdu = if event.is_inbound() {
-                            user.takes_mo(&event.to).then(|| mo_for(&event)).flatten()
+                            // Only SMS MO goes over SMPP: chat inbound is for webhooks and SSE.
+                            (event.channel.as_deref() == Some("sms") && user.takes_mo(&event.to))
+                                .then(|| mo_for(&event))
+                                .flatten()
                         } else {
                             receipt_for(&event, &system_id)
                         };
