@@ -176,6 +176,13 @@ pub async fn start(
             .clone()
             .run_scheduler(store.clone(), shutdown_rx.clone()),
     );
+    let windows = Arc::new(crate::admission::windows::Windows::load(
+        directory.clone(),
+        event_store
+            .recent_chat_inbound(crate::domain::now_ms() - crate::admission::windows::WINDOW_MS)
+            .await
+            .context("reading the last day's chat inbound messages (messaging windows)")?,
+    ));
     let tenant_limits = Arc::new(TenantLimiter::new(&config));
     tenant_limits
         .seed(store.as_ref(), crate::domain::now_ms())
@@ -189,6 +196,7 @@ pub async fn start(
         opt_outs.clone(),
         None,
     )
+    .with_windows(Some(windows.clone()))
     .with_shared_store(matches!(opened, OpenedStore::Postgres(_)));
     let replies =
         crate::inbound::KeywordReplies::new(&config.inbound, directory.clone(), submit.clone());
@@ -232,6 +240,7 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .await?;
+    let opt_outs_for_api = opt_outs.clone();
     let hub = Hub::new(
         store.clone(),
         event_store,
@@ -326,6 +335,11 @@ pub async fn start(
         submit.clone(),
         api::flows::builder(limits.clone()),
         updates.clone(),
+        Some(revoke_superseded(
+            chat.clone(),
+            store.clone(),
+            updates.clone(),
+        )),
         applied_rx,
         shutdown_rx.clone(),
     );
@@ -357,6 +371,12 @@ pub async fn start(
         flows,
         chat: chat.clone(),
         updates: updates.clone(),
+        inbound: crate::inbound::Inbound {
+            directory: directory.clone(),
+            opt_outs: opt_outs_for_api,
+            replies: None,
+        },
+        windows,
         node: node_view,
     };
     numbers.await.context("loading the phone-number metadata")?;
@@ -494,6 +514,58 @@ async fn open_store(
 }
 
 /// `[webhooks]` with its CA file resolved against `base_dir`.
+/// What the flows call for an RCS delivery a later step superseded: revoke it through the
+/// agent that sent it. Revoked, it becomes `expired` (it will never be delivered); too late
+/// (delivered already), its delivery is reported when the event comes, as a late success.
+fn revoke_superseded(
+    chat: Arc<crate::chat::Chat>,
+    store: Arc<dyn Store>,
+    updates: UpdateSink,
+) -> Arc<crate::flows::Supersede> {
+    Arc::new(move |tenant: Arc<str>, id: MessageId| {
+        let (chat, store, updates) = (chat.clone(), store.clone(), updates.clone());
+        Box::pin(async move {
+            let record = match store.get(&tenant, id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(message = %id, "revoking a superseded RCS message: {e}");
+                    return;
+                }
+            };
+            let carrier = record
+                .segment_states
+                .iter()
+                .find_map(|s| s.carrier.clone())
+                .or(record.message.carrier.clone());
+            let Some(carrier) = carrier else { return };
+            let revoked = chat
+                .carriers()
+                .revoke_rcs(&carrier, &record.message.to, id)
+                .await;
+            let outcome = match revoked {
+                Some(crate::chat::rbm::Revoked::Yes) => {
+                    let update = crate::domain::Update::Status {
+                        id,
+                        status: crate::domain::Status::Expired,
+                        at: crate::domain::now_ms(),
+                        detail: Some("revoked: the flow's next step started".into()),
+                    };
+                    drop(updates.send_durable(update).await);
+                    "revoked"
+                }
+                Some(crate::chat::rbm::Revoked::TooLate) => "too_late",
+                Some(crate::chat::rbm::Revoked::Failed(e)) => {
+                    tracing::warn!(message = %id, %carrier, "revoking a superseded RCS message failed: {e}");
+                    "failed"
+                }
+                None => return,
+            };
+            metrics::counter!("switchyard_rcs_revokes_total", "outcome" => outcome).increment(1);
+        })
+    })
+}
+
 fn webhook_settings(config: &Config, base_dir: &Path) -> config::WebhookSettings {
     let mut settings = config.webhooks.clone();
     settings.tls_ca = settings.tls_ca.map(|ca| Config::resolve(base_dir, &ca));

@@ -30,9 +30,9 @@ use switchyard_protocols::text::EncodingPreference;
 use switchyard_routing::{Priority, E164};
 
 use crate::admission::optout::OptOuts;
+use crate::domain::number_key;
 use crate::domain::SharedDirectory;
-use crate::domain::{number_key, ALL_SENDERS};
-use crate::domain::{InboundMessage, Keyword};
+use crate::domain::{InboundMessage, Keyword, OptOutChange};
 use crate::submit::{Content, Draft, Origin, SubmitError, Submitter};
 
 /// What the binds need to classify MO messages and answer their keywords.
@@ -76,20 +76,44 @@ impl Inbound {
         if m.partial.is_some() {
             return None;
         }
-        let from = number_key(&m.from);
         let keyword = Keyword::parse(&m.body)?;
-        match keyword {
-            Keyword::Stop => self.opt_outs.add(tenant, &from, &to),
-            Keyword::StopAll => self.opt_outs.add(tenant, &from, ALL_SENDERS),
-            Keyword::Start => self.opt_outs.remove(tenant, &from, &[&to, ALL_SENDERS]),
-            Keyword::Help => {}
-        }
+        self.apply_keyword(tenant, m);
         Some(ReplyRequest {
             tenant: tenant.clone(),
             mo_from: m.from.clone(),
             mo_to: m.to.clone(),
             keyword,
         })
+    }
+
+    /// Fills in the owner of `m`, a message a person sent to a chat provider account (the
+    /// tenant whose `accounts` list the account), and applies its keyword to the in-memory
+    /// opt-out list: on a chat channel STOP blocks that channel to the sender, START lifts
+    /// it. Called before the message is stored. Keywords on chat channels get no automatic
+    /// reply.
+    pub(crate) fn classify_chat(&self, m: &mut InboundMessage) {
+        let directory = self.directory.load();
+        m.tenant = directory.accounts.get(&m.carrier).map(|(t, _)| t.clone());
+        let Some(tenant) = m.tenant.clone() else {
+            metrics::counter!("switchyard_inbound_messages_total", "owner" => "none").increment(1);
+            return;
+        };
+        metrics::counter!("switchyard_inbound_messages_total", "owner" => "tenant").increment(1);
+        self.apply_keyword(&tenant, m);
+    }
+
+    /// Applies the opt-out change `m`'s keyword asks for to the in-memory list.
+    fn apply_keyword(&self, tenant: &str, m: &InboundMessage) {
+        match m.opt_out_change() {
+            Some(OptOutChange::Add { recipient, sender }) => {
+                self.opt_outs.add(tenant, &recipient, &sender);
+            }
+            Some(OptOutChange::Remove { recipient, senders }) => {
+                let senders: Vec<&str> = senders.iter().map(String::as_str).collect();
+                self.opt_outs.remove(tenant, &recipient, &senders);
+            }
+            None => {}
+        }
     }
 
     /// Sends the reply `request` asks for, within its budgets (see the module doc). Called once

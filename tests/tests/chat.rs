@@ -14,6 +14,9 @@ use switchyard_tests::{binary, Process};
 const WAIT: Duration = Duration::from_secs(30);
 /// The tenant's key.
 const KEY: &str = "acme-chat-key";
+/// The key of the tenant that owns the chat accounts (`accounts`): their inbound messages
+/// are its, and its WhatsApp and Messenger messages see the windows they open.
+const SHOP_KEY: &str = "shop-chat-key";
 /// A phone that is RCS-capable (the simulator's default).
 const CAPABLE: &str = "+447911123456";
 /// A phone that is not.
@@ -44,6 +47,8 @@ fn start(dir: &TempDir) -> Setup {
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
          [store]\ngroup_commit_linger_ms = 1\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\n\n\
+         [[tenants]]\nname = \"shop\"\napi_keys = [{:?}]\n\
+         accounts = [\"Rcs\", \"Wa\", \"Tg\", \"Fb\"]\n\n\
          [[carriers]]\nname = \"Rcs\"\nchannels = [\"rcs\"]\n\n\
          [carriers.rbm]\nbase_url = \"http://{sim_api}\"\nagent_id = \"switchyard-sim-agent\"\n\
          token = \"rbm-access-token\"\nwebhook_token = \"rbm-client-token\"\ntimeout_s = 5\n\n\
@@ -65,7 +70,8 @@ fn start(dir: &TempDir) -> Setup {
          smpp = {{ sandbox = true, system_id = \"acme\" }}\n\n\
          [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n",
         dir.join("data").display().to_string(),
-        hash_key(KEY).unwrap()
+        hash_key(KEY).unwrap(),
+        hash_key(SHOP_KEY).unwrap()
     )
     .unwrap();
     std::fs::write(dir.join("switchyard.toml"), toml).unwrap();
@@ -85,6 +91,9 @@ fn start(dir: &TempDir) -> Setup {
     let mut fb = control.get("/messenger/config").unwrap().json().unwrap();
     fb["webhook_url"] = json!(format!("http://{gw_addr}/v1/providers/Fb/webhook"));
     assert_eq!(put(&mut control, "/messenger/config", &fb), 200);
+    let mut tg = control.get("/telegram/config").unwrap().json().unwrap();
+    tg["webhook_url"] = json!(format!("http://{gw_addr}/v1/providers/Tg/webhook"));
+    assert_eq!(put(&mut control, "/telegram/config", &tg), 200);
     Setup {
         api: Client::new(&gw_addr).with_bearer(KEY),
         sim: control,
@@ -536,4 +545,312 @@ fn smart_orders_channels_by_each_recipients_history() {
         "{fails:#}"
     );
     assert!(fails["steps"][1]["delivery"].is_null(), "{fails:#}");
+}
+
+/// The simulator's user `from` writes `text` on `provider` (the provider POSTs its webhook).
+fn user_writes(sim: &mut Client, provider: &str, from: &str, text: &str) {
+    let r = sim
+        .post_json(
+            &format!("/{provider}/inbound"),
+            &json!({"from": from, "text": text}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Polls `GET /v1/inbound{query}` until it lists `n` messages; returns them.
+fn inbound(client: &mut Client, query: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v: Value = client
+            .get(&format!("/v1/inbound{query}"))
+            .unwrap()
+            .json()
+            .unwrap();
+        let rows = v["data"].as_array().cloned().unwrap_or_default();
+        if rows.len() >= n {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {n} inbound: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// What people send to the chat accounts reaches the tenant that owns them (`accounts`), on
+/// `GET /v1/inbound` with its channel; WhatsApp free text and untagged Messenger messages are
+/// refused at acceptance until the person has written (the 24-hour windows), then go; a STOP on
+/// WhatsApp blocks WhatsApp to that number, not SMS.
+#[test]
+fn chat_inbound_reaches_the_owner_opens_windows_and_opts_out_per_channel() {
+    let dir = TempDir::new("chat-inbound").unwrap();
+    let mut s = start(&dir);
+    let mut shop = Client::new(&s.gw_addr).with_bearer(SHOP_KEY);
+    const WA_USER: &str = "447911123456";
+    const PSID: &str = "1254477777772919";
+    // Nobody wrote yet: both windows are closed, and the refusal says what to do instead.
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": CAPABLE, "channel": "whatsapp", "body": "Your order shipped"}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "outside_customer_service_window", "{body}");
+    assert_eq!(body["field"], "template", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("template"),
+        "{body}"
+    );
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": {"messenger": PSID}, "channel": "messenger", "body": "Hi"}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "outside_messaging_window", "{body}");
+    // A template needs no window.
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": CAPABLE, "channel": "whatsapp",
+                "template": {"name": "hello_world", "language": "en_US"}}),
+    );
+    assert_eq!(status, 202, "{body}");
+
+    user_writes(&mut s.sim, "whatsapp", WA_USER, "Where is my order?");
+    user_writes(&mut s.sim, "messenger", PSID, "hello");
+    user_writes(&mut s.sim, "rbm", CAPABLE, "Hi");
+    user_writes(&mut s.sim, "telegram", "123456789", "/start");
+    let rows = inbound(&mut shop, "", 4);
+    let mut channels: Vec<&str> = rows.iter().filter_map(|r| r["channel"].as_str()).collect();
+    channels.sort_unstable();
+    assert_eq!(
+        channels,
+        ["messenger", "rcs", "telegram", "whatsapp"],
+        "{rows:#?}"
+    );
+    let wa = inbound(&mut shop, "?channel=whatsapp", 1);
+    assert_eq!(wa.len(), 1, "{wa:#?}");
+    assert_eq!(wa[0]["from"], WA_USER);
+    assert_eq!(wa[0]["carrier"], "Wa");
+    assert_eq!(wa[0]["body"], "Where is my order?");
+    let rcs = inbound(&mut shop, "?channel=rcs", 1);
+    assert_eq!(
+        (rcs[0]["from"].as_str(), rcs[0]["body"].as_str()),
+        (Some(CAPABLE), Some("Hi"))
+    );
+    // Their events (webhook, SSE) say the channel too.
+    let events = switchyard_tests::sse::collect(
+        &s.gw_addr,
+        SHOP_KEY,
+        "/v1/events?after=evt_0",
+        None,
+        WAIT,
+        |e| e.iter().filter(|e| e.kind == "message.inbound").count() >= 4,
+    )
+    .unwrap();
+    let telegram = events
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap())
+        .find(|e| e["data"]["channel"] == "telegram")
+        .unwrap();
+    assert_eq!(telegram["data"]["from"], "123456789", "{telegram}");
+    assert_eq!(telegram["data"]["body"], "/start", "{telegram}");
+    let bad = shop.get("/v1/inbound?channel=email").unwrap();
+    assert_eq!(bad.status, 422);
+    // The accounts are shop's: acme sees none of it.
+    let theirs: Value = s.api.get("/v1/inbound").unwrap().json().unwrap();
+    assert_eq!(theirs["data"], json!([]), "{theirs}");
+
+    // The windows are open now.
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": CAPABLE, "channel": "whatsapp", "body": "It ships today"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    until(&mut shop, &id, |v| v["status"] == "read");
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": {"messenger": PSID}, "channel": "messenger", "body": "Hi there"}),
+    );
+    assert_eq!(status, 202, "{body}");
+
+    // STOP on WhatsApp: WhatsApp to that number is refused, SMS still goes.
+    user_writes(&mut s.sim, "whatsapp", WA_USER, "STOP");
+    let rows = inbound(&mut shop, "?channel=whatsapp", 2);
+    assert_eq!(rows[0]["keyword"], "stop", "{rows:#?}");
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": CAPABLE, "channel": "whatsapp",
+                "template": {"name": "hello_world", "language": "en_US"}}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "recipient_opted_out", "{body}");
+    let list: Value = shop.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"][0]["number"], CAPABLE, "{list}");
+    assert_eq!(list["data"][0]["from"], "whatsapp:*", "{list}");
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": CAPABLE, "from": "Shop", "body": "Your order shipped"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    // START on WhatsApp lifts it.
+    user_writes(&mut s.sim, "whatsapp", WA_USER, "START");
+    inbound(&mut shop, "?channel=whatsapp", 3);
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": CAPABLE, "channel": "whatsapp", "body": "Welcome back"}),
+    );
+    assert_eq!(status, 202, "{body}");
+}
+
+/// RCS with SMS fallback when the phone stays offline: the RCS step's time limit passes
+/// without `delivered`, the SMS starts, and the agent message is revoked (the platform never
+/// delivers it); the flow succeeds by the SMS and says so in its own event.
+#[test]
+fn an_rcs_step_whose_time_limit_passes_is_revoked_and_the_sms_goes() {
+    let dir = TempDir::new("chat-revoke").unwrap();
+    let mut s = start(&dir);
+    let path = format!("/rbm/behaviour/{}", CAPABLE.replace('+', "%2B"));
+    assert_eq!(
+        put(
+            &mut s.sim,
+            &path,
+            &json!({"delivered_delay_ms": null, "read_delay_ms": null})
+        ),
+        200
+    );
+    let (status, body) = send(
+        &mut s.api,
+        &json!({
+            "to": CAPABLE,
+            "mode": "cascade",
+            "body": "Your table is ready",
+            "channels": [
+                {"channel": "rcs", "timeout_s": 1},
+                {"channel": "sms", "from": "Acme"}
+            ]
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let flow = until(&mut s.api, &id, |v| {
+        v["status"] != "running" && v["steps"][0]["delivery"]["status"] == "expired"
+    });
+    assert_eq!(flow["status"], "succeeded", "{flow:#}");
+    assert_eq!(
+        flow["steps"][1]["delivery"]["status"], "delivered",
+        "{flow:#}"
+    );
+    let rcs_id = flow["steps"][0]["delivery"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rcs = until(&mut s.api, &rcs_id, |_| true);
+    assert!(rcs.to_string().contains("revoked"), "{rcs:#}");
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    assert_eq!(stats["providers"]["rbm"]["revoked"], 1, "{stats:#}");
+    let deleted = stats["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == "DELETE")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        deleted["path"],
+        format!("/v1/phones/{CAPABLE}/agentMessages/{rcs_id}"),
+        "{stats:#}"
+    );
+    // Every delivery's events name the flow and step; the flow's outcome is one event of its
+    // own, naming the step that succeeded.
+    let events = switchyard_tests::sse::collect(
+        &s.gw_addr,
+        KEY,
+        "/v1/events?after=evt_0",
+        None,
+        WAIT,
+        |e| e.iter().any(|e| e.kind == "message.flow_succeeded"),
+    )
+    .unwrap();
+    let flow_events: Vec<Value> = events
+        .iter()
+        .filter(|e| e.kind == "message.flow_succeeded" || e.kind == "message.flow_failed")
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert_eq!(flow_events.len(), 1, "{events:#?}");
+    assert_eq!(flow_events[0]["data"]["message_id"], id.as_str());
+    assert_eq!(flow_events[0]["data"]["flow"]["step"], 1);
+    let sms_delivered = events
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap())
+        .find(|e| e["type"] == "message.delivered")
+        .unwrap();
+    assert_eq!(sms_delivered["data"]["flow"]["step"], 1, "{sms_delivered}");
+}
+
+/// A batch with `mode` and `channels`: each recipient gets the flow (its body rendered with
+/// its variables): RCS for the capable phone, SMS fallback for the other; a recipient whose
+/// flow cannot start is listed as rejected; the batch counts its first deliveries.
+#[test]
+fn a_batch_of_flows_gives_each_recipient_the_flow() {
+    let dir = TempDir::new("chat-batch-flows").unwrap();
+    let mut s = start(&dir);
+    let path = format!("/rbm/behaviour/{}", NOT_CAPABLE.replace('+', "%2B"));
+    assert_eq!(put(&mut s.sim, &path, &json!({"capable": false})), 200);
+    let r = s
+        .api
+        .post_json(
+            "/v1/messages/batch",
+            &json!({
+                "mode": "cascade",
+                "body": "Hello {{name}}",
+                "channels": [
+                    {"channel": "rcs", "timeout_s": 30},
+                    {"channel": "sms", "from": "Acme"}
+                ],
+                "recipients": [
+                    {"to": CAPABLE, "variables": {"name": "Ana"}},
+                    {"to": {"phone": NOT_CAPABLE}, "variables": {"name": "Bo"}},
+                    {"to": "not a number", "variables": {"name": "Cy"}},
+                    {"to": CAPABLE}
+                ]
+            }),
+        )
+        .unwrap();
+    let body: Value = r.json().unwrap();
+    assert_eq!(r.status, 202, "{body}");
+    assert_eq!(
+        (body["recipients"].as_u64(), body["accepted"].as_u64()),
+        (Some(4), Some(2)),
+        "{body}"
+    );
+    let rejected: Vec<(u64, &str)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rejected[0].0, 2, "{body}");
+    assert_eq!(rejected[1], (3, "missing_variable"), "{body}");
+    let flow = |i: usize| body["messages"][i]["id"].as_str().unwrap().to_owned();
+    let ana = until(&mut s.api, &flow(0), |v| v["status"] == "succeeded");
+    assert_eq!(ana["mode"], "cascade");
+    let rcs = ana["steps"][0]["delivery"]["status"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(rcs == "delivered" || rcs == "read", "{ana:#}");
+    let bo = until(&mut s.api, &flow(1), |v| v["status"] == "succeeded");
+    assert_eq!(bo["steps"][0]["delivery"]["status"], "rejected", "{bo:#}");
+    assert_eq!(bo["steps"][1]["delivery"]["status"], "delivered", "{bo:#}");
+    // Each recipient's own text went to the agent.
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    assert!(stats.to_string().contains("Hello Ana"), "{stats:#}");
+    let batch: Value = s
+        .api
+        .get(&format!("/v1/batches/{}", body["id"].as_str().unwrap()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(batch["accepted"], 2, "{batch}");
 }

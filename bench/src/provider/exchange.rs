@@ -112,7 +112,9 @@ pub enum Verdict {
     Duplicate,
     /// Refused; the key counted in `refused` (e.g. `131047`, `400`, `NOT_FOUND`).
     Refused(String),
-    /// A request that sends nothing (capability check, revocation).
+    /// A message revoked (RBM `DELETE`): it will not be delivered.
+    Revoked,
+    /// A request that sends nothing (capability check, a revocation that found nothing).
     Other,
 }
 

@@ -373,7 +373,7 @@ fn revoke(state: &mut State, phone: &str, message_id: &str) -> Reply {
     match state.messages.get_mut(message_id) {
         Some(m) if m.phone == phone && !m.delivered && !m.revoked => {
             m.revoked = true;
-            Reply::new(200, json!({}), Verdict::Other)
+            Reply::new(200, json!({}), Verdict::Revoked)
         }
         _ => error(404, "NOT_FOUND", NOT_RCS),
     }

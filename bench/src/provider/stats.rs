@@ -137,6 +137,10 @@ impl Stats {
                 *s.refused.entry(code.clone()).or_default() += 1;
                 None
             }
+            Verdict::Revoked => {
+                s.revoked += 1;
+                None
+            }
             Verdict::Other => None,
         };
         self.seq += 1;

@@ -9,10 +9,13 @@
 //!   segment cap, channel and country allow/block lists, highest priority.
 //! - [`optout`]: the opt-out list, mirrored in memory for the per-message check.
 //! - [`template`]: `{{variable}}` rendering for batch bodies.
+//! - [`windows`]: the WhatsApp and Messenger 24-hour windows, from the stored inbound
+//!   messages, for the per-message check.
 
 pub(crate) mod limits;
 pub(crate) mod optout;
 pub(crate) mod template;
+pub(crate) mod windows;
 
 use std::fmt;
 
@@ -61,6 +64,9 @@ pub(crate) enum Refusal {
     },
     /// The recipient opted out of this sender (STOP).
     OptedOut,
+    /// A WhatsApp free-text or untagged Messenger message to a person who has not written
+    /// to the tenant's account on that channel within 24 hours.
+    OutsideWindow(Channel),
 }
 
 impl Refusal {
@@ -75,6 +81,8 @@ impl Refusal {
             Refusal::QuotaExceeded { .. } => "quota_exceeded",
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::OptedOut => "recipient_opted_out",
+            Refusal::OutsideWindow(Channel::Messenger) => "outside_messaging_window",
+            Refusal::OutsideWindow(_) => "outside_customer_service_window",
         }
     }
 
@@ -84,6 +92,8 @@ impl Refusal {
             Refusal::TooManySegments { .. } => Some("body"),
             Refusal::PriorityNotAllowed { .. } => Some("priority"),
             Refusal::OptedOut => Some("to"),
+            Refusal::OutsideWindow(Channel::Messenger) => Some("tag"),
+            Refusal::OutsideWindow(_) => Some("template"),
             _ => None,
         }
     }
@@ -137,6 +147,16 @@ impl fmt::Display for Refusal {
                 "the recipient opted out of messages from this sender (STOP); they can opt in \
                  again by replying START, or remove the opt-out through /v1/opt-outs if they \
                  asked you",
+            ),
+            Refusal::OutsideWindow(Channel::Messenger) => f.write_str(
+                "the person has not written to your page within the last 24 hours, so Messenger \
+                 accepts only tagged messages: give a `tag` (CONFIRMED_EVENT_UPDATE, \
+                 POST_PURCHASE_UPDATE, ACCOUNT_UPDATE or HUMAN_AGENT) if the message is one",
+            ),
+            Refusal::OutsideWindow(_) => f.write_str(
+                "the person has not written to your WhatsApp number within the last 24 hours \
+                 (the customer-service window), so only a template message can be sent: give \
+                 `template` {name, language, parameters} instead of free text",
             ),
         }
     }

@@ -1,5 +1,7 @@
 //! `POST /v1/messages/batch` and `GET /v1/batches/{id}`: one body template, up to 10,000
-//! recipients with their own variables, stored in one group commit.
+//! recipients with their own variables, stored in one group commit. With a flow `mode` and
+//! `channels`, every recipient (at most 1,000) gets that flow ([`flow_batch`]), also in one
+//! commit.
 //!
 //! The cheap checks come first, so an oversized or over-quota batch costs little: the body size
 //! (413, before anything is parsed), the recipient count (only the first 10,000 recipients are
@@ -71,8 +73,17 @@ pub(crate) struct BatchRequest {
     pub(crate) body: String,
     /// Sender (as for a single send).
     pub(crate) from: String,
-    /// `"sms"`.
+    /// `"sms"` (the default); for other channels, give `mode` and `channels`.
     pub(crate) channel: Option<String>,
+    /// `single` (the default: an SMS per recipient), or a flow mode (`cascade`,
+    /// `primary_backup`, `all_channels`, `staged`, `smart`): then every recipient gets the
+    /// flow `channels` describes, as `POST /v1/messages` takes it, with `to` from the
+    /// recipient (a number or an object of addresses), and `body` (and each step's `body`)
+    /// is the template. At most 1,000 recipients then.
+    pub(crate) mode: Option<String>,
+    /// The flow's steps (with a flow `mode`).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub(crate) channels: Option<serde_json::Value>,
     /// `auto` (default), `gsm7` or `ucs2`.
     pub(crate) encoding: Option<String>,
     /// `critical`, `high`, `normal` (default) or `low`.
@@ -96,8 +107,9 @@ pub(crate) struct BatchRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRecipient {
-    /// E.164 number (anything else is rejected for this recipient only).
-    #[schema(value_type = String)]
+    /// E.164 number (anything else is rejected for this recipient only); in a batch of
+    /// flows, a number or an object of per-channel addresses as a flow's `to`.
+    #[schema(value_type = Object)]
     pub(crate) to: serde_json::Value,
     /// Values for the template's placeholders (strings, numbers, booleans).
     #[schema(value_type = Option<Object>)]
@@ -234,6 +246,9 @@ pub(crate) async fn send(
         Start::Replay(response) => return Ok(response),
         Start::Run(guard) => guard,
     };
+    if super::flows::is_flow(&raw) {
+        return flow_batch(&state, &caller, &raw, running.as_ref()).await;
+    }
     let tenant = caller.0.clone();
     let internal = |e: tokio::task::JoinError| {
         tracing::error!("checking a batch failed: {e}");
@@ -323,12 +338,195 @@ pub(crate) async fn send(
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
+/// Most recipients in one batch of flows: each is a flow checked and prepared on its own.
+pub(crate) const MAX_FLOW_RECIPIENTS: usize = 1_000;
+
+/// A batch with `mode` and `channels`: every recipient gets the flow. The request is a flow
+/// request (as `POST /v1/messages` takes it, `to` left out) plus `recipients`; `body` (and
+/// each step's `body`) is the template. Each recipient's flow is checked and its first
+/// deliveries prepared as a single flow's; recipients refused for good are listed, a refusal
+/// that passes (full queues, the tenant's rate) refuses the whole batch. The flows, their
+/// first deliveries (marked with the batch), the batch row and the idempotency record are
+/// one commit.
+async fn flow_batch(
+    state: &AppState,
+    caller: &Tenant,
+    raw: &RawJson,
+    running: Option<&idempotent::InFlight>,
+) -> Result<Response, Problem> {
+    let tenant = caller.0.clone();
+    let mut request: serde_json::Map<String, serde_json::Value> = raw.parse()?;
+    let recipients: Vec<BatchRecipient> = match request.remove("recipients") {
+        Some(r) => serde_json::from_value(r)
+            .map_err(|e| Problem::invalid("recipients", "invalid_recipients", e.to_string()))?,
+        None => Vec::new(),
+    };
+    if recipients.is_empty() || recipients.len() > MAX_FLOW_RECIPIENTS {
+        return Err(Problem::invalid(
+            "recipients",
+            "invalid_recipient_count",
+            format!(
+                "a batch of flows takes 1 to {MAX_FLOW_RECIPIENTS} recipients, not {}",
+                recipients.len()
+            ),
+        ));
+    }
+    if request.contains_key("to") {
+        return Err(Problem::invalid(
+            "to",
+            "invalid_request",
+            "a batch gives each recipient's `to` in `recipients`",
+        ));
+    }
+    // The templates: the shared body and each step's own.
+    let shared = match request.get("body").and_then(serde_json::Value::as_str) {
+        Some(b) => {
+            Some(Template::parse(b).map_err(|e| Problem::invalid("body", "invalid_template", e))?)
+        }
+        None => None,
+    };
+    let mut step_templates = Vec::new();
+    for (i, step) in request
+        .get("channels")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Some(b) = step.get("body").and_then(serde_json::Value::as_str) {
+            let t = Template::parse(b).map_err(|e| {
+                Problem::invalid(
+                    "channels",
+                    "invalid_template",
+                    format!("channels[{i}].body: {e}"),
+                )
+            })?;
+            step_templates.push((i, t));
+        }
+    }
+    let now = now_ms();
+    let batch_id = format!("bat_{:016x}", MessageId::generate(now).0);
+    let mut planned = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, r) in recipients.into_iter().enumerate() {
+        let reject = |code: &'static str, reason: String| RejectedRecipient {
+            index,
+            to: r.to.clone(),
+            code,
+            reason,
+        };
+        let mut body = request.clone();
+        body.insert("to".into(), r.to.clone());
+        let mut rendered = Ok(());
+        if let Some(t) = &shared {
+            match t.render(r.variables.as_ref()) {
+                Ok(text) => {
+                    body.insert("body".into(), text.into());
+                }
+                Err(e) => rendered = Err(e.to_string()),
+            }
+        }
+        for (i, t) in &step_templates {
+            let step = body
+                .get_mut("channels")
+                .and_then(|c| c.get_mut(*i))
+                .and_then(serde_json::Value::as_object_mut);
+            match (t.render(r.variables.as_ref()), step) {
+                (Ok(text), Some(step)) => {
+                    step.insert("body".into(), text.into());
+                }
+                (Err(e), _) => rendered = Err(e.to_string()),
+                (Ok(_), None) => {}
+            }
+        }
+        if let Err(reason) = rendered {
+            rejected.push(reject("missing_variable", reason));
+            continue;
+        }
+        match super::flows::plan(state, &tenant, body.into(), Some(&batch_id), now).await {
+            Ok(p) => planned.push((index, p)),
+            // Not this recipient's fault: the whole batch waits, as a single send would.
+            Err(p) if p.retry_after.is_some() || p.status >= 500 => return Err(p),
+            Err(p) => rejected.push(reject(p.code, p.detail)),
+        }
+    }
+    if planned.is_empty() {
+        return Err(Problem::invalid(
+            "recipients",
+            "no_valid_recipients",
+            format!("all {} recipients were rejected", rejected.len()),
+        ));
+    }
+    let deliveries: usize = planned.iter().map(|(_, p)| p.prepared.len()).sum();
+    let reservation = state
+        .submit
+        .admit(&tenant, deliveries as u32, now)
+        .map_err(Problem::from)?;
+    let total = planned.len() + rejected.len();
+    let accepted = BatchAccepted {
+        id: batch_id.clone(),
+        status: "accepted",
+        recipients: total,
+        accepted: planned.len(),
+        messages: planned
+            .iter()
+            .map(|(index, p)| BatchMessage {
+                index: *index,
+                id: p.accepted.id.clone(),
+            })
+            .collect(),
+        rejected,
+    };
+    let mut record = idempotent::record(
+        running,
+        StatusCode::ACCEPTED,
+        &accepted,
+        Some(BatchRecord {
+            id: batch_id,
+            tenant: tenant.to_string(),
+            created_at: now,
+            recipients: total as u32,
+            accepted: accepted.accepted as u32,
+            rejected: accepted.rejected.len() as u32,
+        }),
+        now,
+    )?
+    .map(|r| (*r).clone())
+    .unwrap_or_default();
+    let mut prepared = Vec::with_capacity(deliveries);
+    let mut ids = Vec::with_capacity(planned.len());
+    for (_, p) in planned {
+        ids.push(p.flow.id);
+        record
+            .flows
+            .push(crate::domain::FlowWrite::Insert(Box::new(p.flow)));
+        prepared.extend(p.prepared);
+    }
+    state
+        .submit
+        .commit(prepared, Some(Arc::new(record)), reservation, DEFER)
+        .await?;
+    for id in ids {
+        state.flows.track(id, tenant.clone());
+    }
+    metrics::counter!("switchyard_api_batch_messages_total").increment(deliveries as u64);
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
 /// Parses and checks a batch (CPU-bound: run it on a blocking thread). Cheap checks that
 /// refuse the whole batch come first, then the tenant's quota and rate for every recipient,
 /// then the per-recipient work. 422 `no_valid_recipients` when every recipient was refused.
 fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepared, Problem> {
     let req: BatchRequest = raw.parse()?;
     let total = req.recipients.total;
+    // A flow `mode` went to `flow_batch`: here it is `single` or absent.
+    if req.channels.is_some() || req.mode.as_deref().is_some_and(|m| m != "single") {
+        return Err(Problem::invalid(
+            "mode",
+            "invalid_mode",
+            "`channels` needs a flow `mode` (cascade, primary_backup, all_channels, staged, smart)",
+        ));
+    }
     if total == 0 || total > MAX_RECIPIENTS {
         return Err(Problem::invalid(
             "recipients",

@@ -175,6 +175,16 @@ struct Step {
     valid: ValidSms,
 }
 
+/// A flow checked, with its first deliveries prepared; nothing taken or stored yet.
+pub(crate) struct Planned {
+    /// The flow to insert (its deliveries are the prepared messages).
+    pub(crate) flow: FlowRecord,
+    /// The deliveries the rules start now.
+    pub(crate) prepared: Vec<Prepared>,
+    /// The answer, once stored.
+    pub(crate) accepted: FlowAccepted,
+}
+
 /// Accepts a flow: checks every step, starts the first step(s) in the same commit as the
 /// flow, and answers 202.
 pub(crate) async fn send(
@@ -185,6 +195,48 @@ pub(crate) async fn send(
 ) -> Result<Response, Problem> {
     let tenant = caller.0.clone();
     let body: Value = raw.parse()?;
+    let now = now_ms();
+    let Planned {
+        flow,
+        prepared,
+        accepted,
+    } = plan(state, &tenant, body, None, now).await?;
+    let id = flow.id;
+    let reservation = state
+        .submit
+        .admit(&tenant, prepared.len() as u32, now)
+        .map_err(Problem::from)?;
+    let mut record = idempotent::record(running, StatusCode::ACCEPTED, &accepted, None, now)?
+        .map(|r| (*r).clone())
+        .unwrap_or_default();
+    record.flows = vec![FlowWrite::Insert(Box::new(flow))];
+    state
+        .submit
+        .commit(
+            prepared,
+            Some(Arc::new(record)),
+            reservation,
+            Duration::ZERO,
+        )
+        .await
+        .map_err(Problem::from)?;
+    state.flows.track(id, tenant);
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+}
+
+/// Checks a flow request (`body`, as `POST /v1/messages` takes it) of `tenant` and prepares
+/// the deliveries its rules start now; `batch_id` marks them as a batch's. A step refused for
+/// good is skipped (the next one starts); when none can start, the first refusal is the
+/// error. A refusal that passes (full queues, open breakers, the tenant's rate) is the error
+/// at once (503/429 with Retry-After), as for a single send.
+pub(crate) async fn plan(
+    state: &AppState,
+    tenant: &Arc<str>,
+    body: Value,
+    batch_id: Option<&str>,
+    now: UnixMs,
+) -> Result<Planned, Problem> {
+    let tenant = tenant.clone();
     let (mode, mut steps) = parse(body, &state.limits)?;
     for step in &steps {
         state.submit.check_priority(&tenant, step.valid.priority)?;
@@ -195,7 +247,6 @@ pub(crate) async fn send(
         )?;
         validate::check_webhook_signing(&state.events.directory, &tenant, &step.valid)?;
     }
-    let now = now_ms();
     if mode == FlowMode::Smart {
         steps = order_by_history(state, &tenant, steps, now).await?;
     }
@@ -211,8 +262,6 @@ pub(crate) async fn send(
         updated_at: now,
         deliveries: Vec::new(),
     };
-    // Start what the rules start now; a step refused for good here is skipped (the next one
-    // starts), and when none can start the first refusal is the answer.
     let mut prepared: Vec<(Prepared, &Step)> = Vec::new();
     let mut first_refusal: Option<Problem> = None;
     for _ in 0..=steps.len() {
@@ -225,6 +274,7 @@ pub(crate) async fn send(
             };
             let mut draft = step.valid.clone().into_draft(tenant.clone());
             draft.flow = Some(FlowLink { flow: id, step: k });
+            draft.batch_id = batch_id.map(str::to_owned);
             let child = MessageId::generate(now);
             match state.submit.prepare(draft, child, now, Placement::Now) {
                 Ok(p) => {
@@ -236,8 +286,6 @@ pub(crate) async fn send(
                     });
                     prepared.push((p, step));
                 }
-                // Full queues, open breakers, the tenant's rate: the whole request is
-                // refused for now (503/429 with Retry-After), as a single send would be.
                 Err(e) if e.is_transient() => return Err(Problem::from(e)),
                 Err(e) => {
                     let problem = Problem::from(e);
@@ -255,37 +303,21 @@ pub(crate) async fn send(
             Problem::invalid("channels", "flow_not_started", "no step could start")
         }));
     }
-    let reservation = state
-        .submit
-        .admit(&tenant, prepared.len() as u32, now)
-        .map_err(Problem::from)?;
-    let deliveries = prepared
-        .iter()
-        .map(|(p, step)| delivery(p, &step.valid))
-        .collect();
     let accepted = FlowAccepted {
         id: id.to_string(),
         status: "accepted",
         mode: mode.as_str(),
-        deliveries,
+        deliveries: prepared
+            .iter()
+            .map(|(p, step)| delivery(p, &step.valid))
+            .collect(),
     };
-    let mut record = idempotent::record(running, StatusCode::ACCEPTED, &accepted, None, now)?
-        .map(|r| (*r).clone())
-        .unwrap_or_default();
     flow.deliveries.clear();
-    record.flow = Some(FlowWrite::Insert(Box::new(flow)));
-    state
-        .submit
-        .commit(
-            prepared.into_iter().map(|(p, _)| p).collect(),
-            Some(Arc::new(record)),
-            reservation,
-            Duration::ZERO,
-        )
-        .await
-        .map_err(Problem::from)?;
-    state.flows.track(id, tenant);
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+    Ok(Planned {
+        flow,
+        prepared: prepared.into_iter().map(|(p, _)| p).collect(),
+        accepted,
+    })
 }
 
 /// Orders a `smart` flow's steps by the recipient's history with the tenant

@@ -175,6 +175,6 @@ pub(crate) fn record<T: Serialize>(
     Ok(Some(Arc::new(RequestRecord {
         idempotency,
         batch,
-        flow: None,
+        flows: Vec::new(),
     })))
 }

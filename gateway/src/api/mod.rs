@@ -114,8 +114,12 @@ pub(crate) struct AppState {
     pub(crate) flows: crate::flows::Flows,
     /// The chat engine, whose providers' status webhooks the API receives.
     pub(crate) chat: Arc<crate::chat::Chat>,
-    /// Where those webhooks' receipts go.
+    /// Where those webhooks' receipts and inbound messages go.
     pub(crate) updates: crate::updates::UpdateSink,
+    /// Owners and keywords of the inbound messages on chat channels.
+    pub(crate) inbound: crate::inbound::Inbound,
+    /// The WhatsApp and Messenger windows those inbound messages open.
+    pub(crate) windows: Arc<crate::admission::windows::Windows>,
     /// This node, its configuration's hash and its peers (for `/readyz` and metrics).
     pub(crate) node: crate::cluster::SharedNodeView,
 }

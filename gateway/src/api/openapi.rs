@@ -188,9 +188,11 @@ pub(crate) struct CallView {
 pub(crate) struct InboundView {
     /// Its id.
     id: String,
-    /// Sender, E.164.
+    /// The channel it came on: `sms`, `rcs`, `whatsapp`, `telegram` or `messenger`.
+    channel: String,
+    /// Sender: E.164, or on a chat channel the person's platform id.
     from: String,
-    /// The tenant's number it was sent to.
+    /// The tenant's number it was sent to (on a chat channel, the account's platform id).
     to: String,
     /// Text.
     body: String,

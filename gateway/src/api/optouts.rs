@@ -24,9 +24,11 @@ const MAX_IMPORT: usize = 100_000;
 /// One entry as shown.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct OptOutView {
-    /// The recipient, E.164.
+    /// The recipient, E.164 (a Telegram chat id or a Messenger page-scoped id for those
+    /// channels' entries).
     pub(crate) number: String,
-    /// The sender it applies to, or `*` for all.
+    /// The sender it applies to, `*` for all, or a chat channel (`whatsapp:*`) for a STOP
+    /// sent on that channel.
     pub(crate) from: String,
     /// "api", "import" or "keyword".
     pub(crate) source: String,
@@ -36,9 +38,16 @@ pub(crate) struct OptOutView {
 
 impl From<OptOut> for OptOutView {
     fn from(o: OptOut) -> Self {
+        // A chat channel's entry (`whatsapp:*`) names the channel; Telegram and Messenger
+        // address people by the platform's ids, not numbers.
+        let by_platform_id = o.sender == "telegram:*" || o.sender == "messenger:*";
         OptOutView {
-            number: format!("+{}", o.recipient),
-            from: if o.sender == ALL_SENDERS || o.sender.len() <= 8 {
+            number: if by_platform_id {
+                o.recipient
+            } else {
+                format!("+{}", o.recipient)
+            },
+            from: if o.sender == ALL_SENDERS || o.sender.len() <= 8 || o.sender.ends_with(":*") {
                 o.sender
             } else {
                 format!("+{}", o.sender)

@@ -135,7 +135,9 @@ impl From<crate::admission::Refusal> for Problem {
             | Refusal::CountryNotAllowed(_)
             | Refusal::CountryBlocked(_)
             | Refusal::PriorityNotAllowed { .. } => StatusCode::FORBIDDEN,
-            Refusal::TooManySegments { .. } | Refusal::OptedOut => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::TooManySegments { .. } | Refusal::OptedOut | Refusal::OutsideWindow(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Refusal::QuotaExceeded { .. } | Refusal::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }

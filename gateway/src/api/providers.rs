@@ -1,7 +1,11 @@
-//! `/v1/providers/{carrier}/webhook`: where chat providers (RBM, WhatsApp) report what became
-//! of the messages they took. No API key: each request is verified by the provider's
-//! signature instead ([`crate::chat::webhooks`]). The 200 goes out only once the receipts it
-//! carried are committed, so a provider that sees an error sends the webhook again.
+//! `/v1/providers/{carrier}/webhook`: where chat providers (RBM, WhatsApp, Telegram,
+//! Messenger) report what became of the messages they took and what people sent to the
+//! account. No API key: each request is verified by the provider's signature instead
+//! ([`crate::chat::webhooks`]). Inbound messages get their owner (the tenant whose `accounts`
+//! list the account) and their keyword's opt-out, and are stored like SMS MO (webhook, SSE,
+//! `GET /v1/inbound`). The 200 goes out only once the receipts and inbound messages it
+//! carried are committed, so a provider that sees an error sends the webhook again; the
+//! messaging windows learn of an inbound message only once it is committed.
 
 use std::collections::HashMap;
 
@@ -56,13 +60,18 @@ pub(crate) async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let receipts = match webhooks::receipts(&state.chat, &carrier, &headers, &body) {
+    let reported = match webhooks::receipts(&state.chat, &carrier, &headers, &body) {
         Ok(r) => r,
         Err(e) => return refusal(&carrier, e).into_response(),
     };
-    let mut pending = Vec::with_capacity(receipts.len());
-    for r in receipts {
+    let mut pending = Vec::with_capacity(reported.receipts.len() + reported.inbound.len());
+    for r in reported.receipts {
         pending.push(state.updates.send_durable(Update::Receipt(r)).await);
+    }
+    let mut inbound = reported.inbound;
+    for m in &mut inbound {
+        state.inbound.classify_chat(m);
+        pending.push(state.updates.send_durable(Update::Inbound(m.clone())).await);
     }
     for committed in pending {
         match committed.await {
@@ -70,12 +79,15 @@ pub(crate) async fn webhook(
             _ => {
                 return Problem::unavailable(
                     "store_unavailable",
-                    "the receipts could not be stored; send the webhook again",
+                    "the webhook's statuses or messages could not be stored; send it again",
                     2,
                 )
                 .into_response()
             }
         }
+    }
+    for m in &inbound {
+        state.windows.record(m);
     }
     StatusCode::OK.into_response()
 }

@@ -217,6 +217,22 @@ impl ChatCarriers {
     pub(crate) fn account(&self, name: &str) -> Option<Arc<Account>> {
         self.accounts.load().get(name).cloned()
     }
+
+    /// Revokes RCS message `id` that agent `carrier` sent to `to` (E.164, with or without
+    /// `+`); `None` when `carrier` is no RBM agent.
+    pub(crate) async fn revoke_rcs(
+        &self,
+        carrier: &str,
+        to: &str,
+        id: MessageId,
+    ) -> Option<rbm::Revoked> {
+        let account = self.account(carrier)?;
+        let Account::Rbm(agent) = account.as_ref() else {
+            return None;
+        };
+        let digits = to.trim().trim_start_matches('+');
+        Some(agent.revoke(digits, &id.to_string()).await)
+    }
 }
 
 impl HandoffJob for ChatJob {

@@ -9,6 +9,10 @@
 //!   are matched by. The TTL is what is left of the message's validity: when it passes
 //!   undelivered, the platform revokes the message and says `TTL_EXPIRATION_REVOKED`, and the
 //!   message becomes `expired`.
+//! - `DELETE /v1/phones/{E.164}/agentMessages/{messageId}?agentId`: revokes a message not
+//!   delivered yet (200); 404 when it cannot be revoked any more (delivered, or gone). A flow
+//!   revokes its RCS step's message when the step's time limit passed and the next step
+//!   started ([`Agent::revoke`]).
 //! - Auth: `Authorization: Bearer` with the agent's token. Errors are
 //!   `{"error":{"code","message","status"}}`.
 
@@ -151,6 +155,41 @@ impl Agent {
             cache.clear();
         }
         cache.insert(digits.to_owned(), (capable, Instant::now()));
+    }
+}
+
+/// What revoking an agent message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Revoked {
+    /// The platform revoked it: it will not be delivered.
+    Yes,
+    /// It could not be revoked any more (404: delivered already, or gone); a delivery that
+    /// happened is still reported by its event.
+    TooLate,
+    /// The request failed (transport, auth, 5xx): nothing is known.
+    Failed(String),
+}
+
+impl Agent {
+    /// Revokes agent message `id` (Switchyard's message id, its `messageId`) to `digits`.
+    pub(crate) async fn revoke(&self, digits: &str, id: &str) -> Revoked {
+        let path = format!("agentMessages/{id}");
+        let url = self.url(digits, &path, "");
+        match self
+            .api
+            .call(
+                hyper::Method::DELETE,
+                &url,
+                Some(self.config.token.expose()),
+                None,
+            )
+            .await
+        {
+            Ok(a) if (200..300).contains(&a.status) => Revoked::Yes,
+            Ok(a) if a.status == 404 => Revoked::TooLate,
+            Ok(a) => Revoked::Failed(error_text(a.status, &a.body)),
+            Err((why, _)) => Revoked::Failed(why),
+        }
     }
 }
 

@@ -1,18 +1,26 @@
-//! The providers' status webhooks: verified, then turned into receipts the store matches by
-//! carrier and message id (the API serves them at `/v1/providers/{carrier}/webhook`).
+//! The providers' webhooks: verified, then turned into receipts the store matches by carrier
+//! and message id, and into inbound messages (what people sent to the account), which the
+//! API stores like SMS MO (it serves them at `/v1/providers/{carrier}/webhook`).
 //!
 //! - RBM: a Pub/Sub push (`{"message":{"data":<base64 event>}}`) signed with
 //!   `X-Goog-Signature: base64(HMAC-SHA512(webhook client token, decoded data))`. `DELIVERED`
-//!   → delivered, `READ` → read; `TTL_EXPIRATION_REVOKED` → expired.
+//!   → delivered, `READ` → read; `TTL_EXPIRATION_REVOKED` → expired. A user message (`text`
+//!   or `suggestionResponse`) is inbound.
 //! - WhatsApp: `X-Hub-Signature-256: sha256=hex(HMAC-SHA256(app secret, raw body))`;
 //!   `entry[].changes[].value.statuses[]`: `delivered` → delivered, `read` → read, `failed` →
 //!   undeliverable with the error's code and title, `sent` changes nothing. A `GET` with
 //!   `hub.mode=subscribe` and the configured `hub.verify_token` is answered with
-//!   `hub.challenge` (Meta's subscription check).
+//!   `hub.challenge` (Meta's subscription check). `value.messages[]` are inbound.
 //! - Messenger: signed as WhatsApp's; `entry[].messaging[].delivery.mids[]` → delivered (read
-//!   events name no message, only a time, and change nothing); the same subscription check.
-//! - Telegram: no status at all; its webhook (inbound updates) must repeat the configured
-//!   secret in `X-Telegram-Bot-Api-Secret-Token`.
+//!   events name no message, only a time, and change nothing); `messaging[].message` (not
+//!   echoes of the page's own) are inbound; the same subscription check.
+//! - Telegram: no status at all; its webhook (updates: `message` is inbound) must repeat the
+//!   configured secret in `X-Telegram-Bot-Api-Secret-Token`.
+//!
+//! An inbound message's time is the platform's (when the person sent it; never later than
+//! now), because the platforms' 24-hour windows count from it. Its text is the message's text
+//! (or the tapped button's or reply's title); other kinds (media, locations) are stored with
+//! an empty body: they still open the window.
 //!
 //! An unverifiable body changes nothing and is refused (401); one that verifies but cannot be
 //! read is refused (400) so the provider's retries show up in its dashboard.
@@ -21,8 +29,10 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha512};
 
+use switchyard_routing::Channel;
+
 use super::{Account, Chat};
-use crate::domain::{now_ms, ReceiptUpdate, Status};
+use crate::domain::{now_ms, InboundMessage, MessageId, ReceiptUpdate, Status, UnixMs};
 
 /// Why a webhook was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -67,13 +77,22 @@ pub(crate) fn subscribe(
     }
 }
 
-/// The receipts a webhook body reports, once its signature verified.
+/// What a verified webhook body reports.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reported {
+    /// Statuses of messages the account sent.
+    pub(crate) receipts: Vec<ReceiptUpdate>,
+    /// Messages people sent to the account (owner not filled in yet).
+    pub(crate) inbound: Vec<InboundMessage>,
+}
+
+/// What a webhook body reports, once its signature verified.
 pub(crate) fn receipts(
     chat: &Chat,
     carrier: &str,
     headers: &axum::http::HeaderMap,
     body: &[u8],
-) -> Result<Vec<ReceiptUpdate>, WebhookError> {
+) -> Result<Reported, WebhookError> {
     let account = chat
         .carriers()
         .account(carrier)
@@ -87,12 +106,18 @@ pub(crate) fn receipts(
         Account::Whatsapp(number) => {
             let key = number.app_secret().ok_or(WebhookError::NotConfigured)?;
             let hook = meta_verified(key, header("x-hub-signature-256"), body)?;
-            Ok(whatsapp(carrier, &hook))
+            Ok(Reported {
+                receipts: whatsapp(carrier, &hook),
+                inbound: whatsapp_inbound(carrier, &hook),
+            })
         }
         Account::Messenger(page) => {
             let key = page.app_secret().ok_or(WebhookError::NotConfigured)?;
             let hook = meta_verified(key, header("x-hub-signature-256"), body)?;
-            Ok(messenger(carrier, &hook))
+            Ok(Reported {
+                receipts: messenger(carrier, &hook),
+                inbound: messenger_inbound(carrier, &hook),
+            })
         }
         Account::Telegram(bot) => {
             let key = bot.webhook_secret().ok_or(WebhookError::NotConfigured)?;
@@ -103,10 +128,13 @@ pub(crate) fn receipts(
             )) {
                 return Err(WebhookError::BadSignature);
             }
-            serde_json::from_slice::<serde_json::Value>(body)
+            let update = serde_json::from_slice::<serde_json::Value>(body)
                 .map_err(|e| WebhookError::Malformed(format!("not JSON: {e}")))?;
             // Updates are people writing to the bot: no status of a message.
-            Ok(Vec::new())
+            Ok(Reported {
+                receipts: Vec::new(),
+                inbound: telegram_inbound(carrier, &update),
+            })
         }
         // The endpoint's answer is the status: nothing calls back.
         Account::Webhook(_) => Err(WebhookError::UnknownCarrier),
@@ -153,7 +181,7 @@ fn rbm(
     key: &str,
     signature: Option<&str>,
     body: &[u8],
-) -> Result<Vec<ReceiptUpdate>, WebhookError> {
+) -> Result<Reported, WebhookError> {
     let push: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Malformed(format!("not JSON: {e}")))?;
     let data = push["message"]["data"]
@@ -176,13 +204,134 @@ fn rbm(
         Some("DELIVERED") => Status::Delivered,
         Some("READ") => Status::Read,
         Some("TTL_EXPIRATION_REVOKED") => Status::Expired,
-        // User messages, typing indicators and other events report no status.
-        _ => return Ok(Vec::new()),
+        Some(_) => return Ok(Reported::default()),
+        // No event type: a user message (text, a tapped suggestion, a file, a location).
+        None => {
+            let Some(from) = event["senderPhoneNumber"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+            else {
+                return Ok(Reported::default());
+            };
+            let text = event["text"]
+                .as_str()
+                .or_else(|| event["suggestionResponse"]["text"].as_str())
+                .unwrap_or("");
+            let at = event["sendTime"].as_str().and_then(parse_rfc3339);
+            let to = event["agentId"].as_str().unwrap_or(carrier);
+            return Ok(Reported {
+                receipts: Vec::new(),
+                inbound: vec![inbound(carrier, Channel::Rcs, from, to, text, at)],
+            });
+        }
     };
     let Some(id) = event["messageId"].as_str().filter(|s| !s.is_empty()) else {
         return Err(WebhookError::Malformed("event without messageId".into()));
     };
-    Ok(vec![receipt(carrier, id, Some(status), None)])
+    Ok(Reported {
+        receipts: vec![receipt(carrier, id, Some(status), None)],
+        inbound: Vec::new(),
+    })
+}
+
+/// A WhatsApp Business Account webhook: each message a person sent.
+fn whatsapp_inbound(carrier: &str, hook: &serde_json::Value) -> Vec<InboundMessage> {
+    let mut out = Vec::new();
+    let values = items(&hook["entry"])
+        .iter()
+        .flat_map(|e| items(&e["changes"]))
+        .map(|c| &c["value"]);
+    for value in values {
+        let to = value["metadata"]["display_phone_number"]
+            .as_str()
+            .unwrap_or(carrier);
+        for m in items(&value["messages"]) {
+            let Some(from) = m["from"].as_str().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let text = m["text"]["body"]
+                .as_str()
+                .or_else(|| m["button"]["text"].as_str())
+                .or_else(|| m["interactive"]["button_reply"]["title"].as_str())
+                .or_else(|| m["interactive"]["list_reply"]["title"].as_str())
+                .unwrap_or("");
+            let at = m["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(|s| s.saturating_mul(1000));
+            out.push(inbound(carrier, Channel::Whatsapp, from, to, text, at));
+        }
+    }
+    out
+}
+
+/// A Messenger page webhook: each message a person sent (not the page's own echoes).
+fn messenger_inbound(carrier: &str, hook: &serde_json::Value) -> Vec<InboundMessage> {
+    items(&hook["entry"])
+        .iter()
+        .flat_map(|e| items(&e["messaging"]))
+        .filter(|m| m["message"].is_object() && m["message"]["is_echo"] != true)
+        .filter_map(|m| {
+            let from = m["sender"]["id"].as_str().filter(|s| !s.is_empty())?;
+            let to = m["recipient"]["id"].as_str().unwrap_or(carrier);
+            let text = m["message"]["text"]
+                .as_str()
+                .or_else(|| m["message"]["quick_reply"]["payload"].as_str())
+                .unwrap_or("");
+            let at = m["timestamp"].as_i64();
+            Some(inbound(carrier, Channel::Messenger, from, to, text, at))
+        })
+        .collect()
+}
+
+/// A Telegram update: the message a person sent to the bot, if it is one.
+fn telegram_inbound(carrier: &str, update: &serde_json::Value) -> Vec<InboundMessage> {
+    let m = &update["message"];
+    let Some(chat) = m["chat"]["id"].as_i64() else {
+        return Vec::new();
+    };
+    let text = m["text"]
+        .as_str()
+        .or_else(|| m["caption"].as_str())
+        .unwrap_or("");
+    let at = m["date"].as_i64().map(|s| s.saturating_mul(1000));
+    vec![inbound(
+        carrier,
+        Channel::Telegram,
+        &chat.to_string(),
+        carrier,
+        text,
+        at,
+    )]
+}
+
+/// An inbound message as received now; `at`: when the platform says the person sent it.
+fn inbound(
+    carrier: &str,
+    channel: Channel,
+    from: &str,
+    to: &str,
+    text: &str,
+    at: Option<UnixMs>,
+) -> InboundMessage {
+    let now = now_ms();
+    InboundMessage {
+        id: MessageId::generate(now),
+        carrier: carrier.to_owned(),
+        channel,
+        tenant: None,
+        from: from.chars().take(64).collect(),
+        to: to.chars().take(64).collect(),
+        body: text.chars().take(8192).collect(),
+        received_at: at.filter(|t| *t > 0).map_or(now, |t| t.min(now)),
+        partial: None,
+    }
+}
+
+/// Unix ms of an RFC 3339 time.
+fn parse_rfc3339(s: &str) -> Option<UnixMs> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// A WhatsApp Business Account webhook: each message status.
@@ -253,7 +402,9 @@ mod tests {
         let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         let data = base64::engine::general_purpose::STANDARD.encode(event);
         let body = serde_json::json!({"message": {"data": data}}).to_string();
-        let r = rbm("Rcs", "k", Some(&sig), body.as_bytes()).unwrap();
+        let r = rbm("Rcs", "k", Some(&sig), body.as_bytes())
+            .unwrap()
+            .receipts;
         assert_eq!(r[0].status, Some(Status::Expired));
         assert_eq!(r[0].carrier_message_id, "msg_1");
         assert_eq!(
@@ -291,5 +442,74 @@ mod tests {
             meta_verified("secret", Some(&sig), &tampered),
             Err(WebhookError::BadSignature)
         );
+    }
+
+    fn fixture(path: &str) -> serde_json::Value {
+        let text = std::fs::read(format!(
+            "{}/../bench/fixtures/providers/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        serde_json::from_slice(&text).unwrap()
+    }
+
+    #[test]
+    fn the_documented_inbound_payloads_become_inbound_messages() {
+        let wa = whatsapp_inbound("Wa", &fixture("whatsapp/webhook_inbound_text.json"));
+        assert_eq!(wa.len(), 1);
+        assert_eq!(
+            (wa[0].channel, wa[0].from.as_str(), wa[0].to.as_str()),
+            (Channel::Whatsapp, "16505551234", "15550783881")
+        );
+        assert_eq!(wa[0].body, "Does it come in another color?");
+        assert_eq!(wa[0].received_at, 1_749_416_383_000);
+        assert_eq!(wa[0].carrier, "Wa");
+        // A status webhook carries no inbound message, and an inbound one no status.
+        assert!(whatsapp_inbound("Wa", &fixture("whatsapp/webhook_status_failed.json")).is_empty());
+        assert!(whatsapp("Wa", &fixture("whatsapp/webhook_inbound_text.json")).is_empty());
+
+        let fb = messenger_inbound("Page", &fixture("messenger/webhook_message.json"));
+        assert_eq!(fb.len(), 1);
+        assert_eq!(
+            (fb[0].channel, fb[0].from.as_str(), fb[0].to.as_str()),
+            (Channel::Messenger, "1254477777772919", "112233445566778")
+        );
+        assert_eq!(
+            (fb[0].body.as_str(), fb[0].received_at),
+            ("hello, world!", 1_457_764_197_627)
+        );
+        assert!(messenger_inbound("Page", &fixture("messenger/webhook_delivery.json")).is_empty());
+        let mut echo = fixture("messenger/webhook_message.json");
+        echo["entry"][0]["messaging"][0]["message"]["is_echo"] = true.into();
+        assert!(messenger_inbound("Page", &echo).is_empty());
+
+        let tg = telegram_inbound("Bot", &fixture("telegram/update_message.json"));
+        assert_eq!(
+            (tg[0].channel, tg[0].from.as_str(), tg[0].body.as_str()),
+            (Channel::Telegram, "123456789", "/start")
+        );
+        assert_eq!(tg[0].received_at, 1_750_263_773_000);
+
+        let event = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../bench/fixtures/providers/rbm/user_message.json"
+        ))
+        .unwrap();
+        let mut mac = Hmac::<Sha512>::new_from_slice(b"k").unwrap();
+        mac.update(&event);
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let data = base64::engine::general_purpose::STANDARD.encode(&event);
+        let body = serde_json::json!({"message": {"data": data}}).to_string();
+        let r = rbm("Rcs", "k", Some(&sig), body.as_bytes()).unwrap();
+        assert!(r.receipts.is_empty());
+        assert_eq!(
+            (
+                r.inbound[0].channel,
+                r.inbound[0].from.as_str(),
+                r.inbound[0].body.as_str()
+            ),
+            (Channel::Rcs, "+12223334444", "Hi")
+        );
+        assert_eq!(r.inbound[0].to, "switchyard-sim-agent");
     }
 }

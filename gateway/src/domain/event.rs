@@ -134,6 +134,9 @@ pub struct Event {
     pub from: String,
     /// Text of an inbound message (outbound bodies are not repeated in events).
     pub body: Option<String>,
+    /// The channel an inbound message came on (`sms`, `rcs`, `whatsapp`, …); `None` for
+    /// outbound messages.
+    pub channel: Option<String>,
     /// The message's own webhook, if any.
     pub callback_url: Option<String>,
     /// Segments of an outbound message.
@@ -204,6 +207,8 @@ struct EventData<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     keyword: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     call: Option<serde_json::Value>,
@@ -268,6 +273,7 @@ impl Event {
                 currency: self.currency.as_deref(),
                 segments: self.segments,
                 body: self.body.as_deref(),
+                channel: self.channel.as_deref(),
                 keyword,
                 call: call.clone(),
                 flow: self.flow.map(|f| FlowJson {
@@ -302,6 +308,7 @@ mod tests {
             to: "+447911123456".into(),
             from: "Acme".into(),
             body: None,
+            channel: None,
             callback_url: None,
             segments: Some(1),
             created_at: 1_743_505_200_000,

@@ -126,6 +126,21 @@ pub struct FlowRecord {
     pub deliveries: Vec<FlowDelivery>,
 }
 
+impl FlowRecord {
+    /// The first step whose delivery met its success condition, if one did.
+    pub fn succeeded_step(&self) -> Option<u8> {
+        self.deliveries
+            .iter()
+            .filter(|d| {
+                self.steps
+                    .get(usize::from(d.step))
+                    .is_some_and(|s| s.success.met_by(d.status))
+            })
+            .map(|d| d.step)
+            .min()
+    }
+}
+
 /// A flow's outcome so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -139,6 +154,16 @@ pub enum FlowState {
 }
 
 impl FlowState {
+    /// The status of the event written when a flow ends in this state (`flow_succeeded`,
+    /// `flow_failed`); `None` while running.
+    pub fn event_status(self) -> Option<&'static str> {
+        match self {
+            FlowState::Running => None,
+            FlowState::Succeeded => Some("flow_succeeded"),
+            FlowState::Failed => Some("flow_failed"),
+        }
+    }
+
     /// The stored and API name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -188,12 +213,14 @@ pub enum FlowWrite {
         /// When.
         at: UnixMs,
     },
-    /// The flow ended.
+    /// The flow ended; its event (`flow_succeeded` or `flow_failed`) is written with it.
     End {
         /// The flow.
         id: MessageId,
         /// Succeeded or failed.
         state: FlowState,
+        /// The step whose delivery met its success condition (a succeeded flow).
+        step: Option<u8>,
         /// When.
         at: UnixMs,
     },

@@ -1,21 +1,29 @@
 //! Mobile-originated (inbound) messages and the keywords they can be.
 
 use serde::{Deserialize, Serialize};
+use switchyard_routing::Channel;
 
-use super::{MessageId, UnixMs};
+use super::{number_key, MessageId, UnixMs, ALL_SENDERS};
 
 /// A mobile-originated (inbound) message, reassembled if it came in parts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundMessage {
     /// Its id (same id space as outbound messages).
     pub id: MessageId,
-    /// The carrier whose bind received it.
+    /// The carrier whose bind received it (SMS), or the provider account it was sent to (a
+    /// chat channel).
     pub carrier: String,
+    /// The channel it came on: `sms`, or `rcs`, `whatsapp`, `telegram`, `messenger`.
+    #[serde(with = "channel_name", default = "sms")]
+    pub channel: Channel,
     /// The tenant owning the destination number, when known.
     pub tenant: Option<String>,
-    /// The mobile's number.
+    /// The mobile's number (SMS, RCS, WhatsApp: the sender's phone number; Telegram: the
+    /// chat id; Messenger: the page-scoped id).
     pub from: String,
-    /// The number it was sent to (a tenant's long number or short code).
+    /// The number it was sent to (a tenant's long number or short code); on a chat channel,
+    /// the account's own id on the platform (the WhatsApp business number, the page id, the
+    /// RBM agent id, the bot), or the account's name when the platform does not say.
     pub to: String,
     /// The text (decoded), or hex for binary payloads.
     pub body: String,
@@ -26,6 +34,89 @@ pub struct InboundMessage {
     /// parts say, joined in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialParts>,
+}
+
+fn sms() -> Channel {
+    Channel::Sms
+}
+
+/// A channel as its name.
+mod channel_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use switchyard_routing::Channel;
+
+    pub(super) fn serialize<S: Serializer>(c: &Channel, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Channel, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse()
+            .map_err(|()| serde::de::Error::custom(format!("unknown channel {name:?}")))
+    }
+}
+
+/// The opt-out list's sender for a whole chat channel (`whatsapp:*`): a STOP sent on a chat
+/// channel blocks that channel to that address, for every account of the channel, and
+/// nothing else. SMS keeps its senders (the tenant's numbers, or `*` for all).
+pub fn channel_sender(channel: Channel) -> String {
+    format!("{}:*", channel.as_str())
+}
+
+/// What a keyword does to the opt-out list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptOutChange {
+    /// Add the entry (recipient, sender).
+    Add {
+        /// The person's address, as the list keys it.
+        recipient: String,
+        /// The sender (a number, `*`, or a channel's `<channel>:*`).
+        sender: String,
+    },
+    /// Remove the entries of `recipient` for these senders.
+    Remove {
+        /// The person's address, as the list keys it.
+        recipient: String,
+        /// The senders whose entries go.
+        senders: Vec<String>,
+    },
+}
+
+impl InboundMessage {
+    /// The opt-out change the message's keyword asks for, if it is one (a partial message is
+    /// never a keyword). On SMS: STOP blocks the number it was sent to, STOPALL every sender
+    /// of the tenant, START lifts both. On a chat channel: STOP and STOPALL block that
+    /// channel to the sender's address, START lifts that block (only).
+    pub fn opt_out_change(&self) -> Option<OptOutChange> {
+        if self.partial.is_some() {
+            return None;
+        }
+        let recipient = number_key(&self.from);
+        let keyword = Keyword::parse(&self.body)?;
+        let chat = (self.channel != Channel::Sms).then(|| channel_sender(self.channel));
+        Some(match (keyword, chat) {
+            (Keyword::Help, _) => return None,
+            (Keyword::Stop | Keyword::StopAll, Some(sender)) => {
+                OptOutChange::Add { recipient, sender }
+            }
+            (Keyword::Stop, None) => OptOutChange::Add {
+                recipient,
+                sender: number_key(&self.to),
+            },
+            (Keyword::StopAll, None) => OptOutChange::Add {
+                recipient,
+                sender: ALL_SENDERS.to_owned(),
+            },
+            (Keyword::Start, Some(sender)) => OptOutChange::Remove {
+                recipient,
+                senders: vec![sender],
+            },
+            (Keyword::Start, None) => OptOutChange::Remove {
+                recipient,
+                senders: vec![number_key(&self.to), ALL_SENDERS.to_owned()],
+            },
+        })
+    }
 }
 
 /// Which parts of a multipart inbound message arrived, when not all did.

@@ -10,8 +10,9 @@ pub struct RequestRecord {
     pub idempotency: Option<IdempotencyRecord>,
     /// The batch, for `POST /v1/messages/batch`.
     pub batch: Option<BatchRecord>,
-    /// The flow the request starts (its first deliveries are the request's messages).
-    pub flow: Option<super::FlowWrite>,
+    /// The flows the request starts (one for a send, one per recipient for a batch of flows;
+    /// their first deliveries are the request's messages).
+    pub flows: Vec<super::FlowWrite>,
 }
 
 /// A response kept for an `Idempotency-Key`.

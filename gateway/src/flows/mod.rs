@@ -10,7 +10,9 @@
 //!         start: every running flow ──────────────────────────┘
 //!   decide ─► start step k: its request ─► draft ─► submit (the delivery names flow and step)
 //!          ─► a step refused: Update::Flow(Skip) ─► decide again
-//!          ─► succeeded / failed: Update::Flow(End)
+//!          ─► succeeded / failed: Update::Flow(End) (the flow's own event is written with it)
+//!   a cascade's step started after an earlier RCS step's time limit passed unmet ─► that
+//!     RCS message is revoked ([`Supersede`]), so it does not arrive after the fallback
 //! ```
 //!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
@@ -25,8 +27,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admission::Refusal;
 use crate::domain::{
-    decide, now_ms, Applied, Decision, FlowLink, FlowRecord, FlowState, FlowWrite, MessageId,
-    UnixMs, Update,
+    decide, now_ms, Applied, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowWrite,
+    MessageId, Status, UnixMs, Update,
 };
 use crate::store::Store;
 use crate::submit::{Draft, Placement, SubmitError, Submitter};
@@ -36,6 +38,12 @@ use crate::updates::UpdateSink;
 /// the step starts).
 pub(crate) type DraftBuilder =
     dyn Fn(Arc<str>, &serde_json::Value) -> Result<Draft, String> + Send + Sync;
+
+/// What the runner calls, on its own task, for an RCS delivery whose step's time limit passed
+/// and whose flow started the next step (cascade, smart): it revokes the message where the
+/// platform still can. Arguments: the tenant and the delivery.
+pub(crate) type Supersede =
+    dyn Fn(Arc<str>, MessageId) -> futures::future::BoxFuture<'static, ()> + Send + Sync;
 
 /// How long a step refused for the tenant's rate waits before it is tried again.
 const RATE_RETRY: Duration = Duration::from_secs(1);
@@ -62,6 +70,8 @@ struct Runner {
     submit: Submitter,
     build: Arc<DraftBuilder>,
     updates: UpdateSink,
+    /// Revokes superseded RCS deliveries; `None`: they are left to their TTL.
+    supersede: Option<Arc<Supersede>>,
     /// Running flows by id: their tenant and the deliveries seen so far.
     flows: HashMap<MessageId, (Arc<str>, Vec<MessageId>)>,
     /// Deliveries of running flows → their flow.
@@ -78,6 +88,7 @@ impl Flows {
         submit: Submitter,
         build: Arc<DraftBuilder>,
         updates: UpdateSink,
+        supersede: Option<Arc<Supersede>>,
         applied: mpsc::UnboundedReceiver<Applied>,
         shutdown: watch::Receiver<bool>,
     ) -> Flows {
@@ -87,6 +98,7 @@ impl Flows {
             submit,
             build,
             updates,
+            supersede,
             flows: HashMap::new(),
             deliveries: HashMap::new(),
             timers: BTreeSet::new(),
@@ -218,7 +230,7 @@ impl Runner {
                 Decision::Start(steps) => {
                     for step in steps {
                         match self.start_step(&f, step, now).await {
-                            Ok(()) => {}
+                            Ok(()) => self.superseded_by(&f, step),
                             Err(StepError::Later(wait)) => {
                                 self.timers.insert((now + wait.as_millis() as i64, f.id));
                                 return;
@@ -283,6 +295,7 @@ impl Runner {
         let write = FlowWrite::End {
             id: f.id,
             state,
+            step: f.succeeded_step().filter(|_| state == FlowState::Succeeded),
             at: now_ms(),
         };
         let done = self.updates.send_durable(Update::Flow(write)).await;
@@ -292,6 +305,28 @@ impl Runner {
         } else {
             self.timers
                 .insert((now_ms() + STORE_RETRY.as_millis() as i64, f.id));
+        }
+    }
+
+    /// Step `step` of `f` started: in a cascade (or smart flow) that means the earlier
+    /// steps' time limits passed unmet, so their RCS messages still on their way (`sent`) are
+    /// revoked. Staged flows keep every stage's chance; other modes start no step while an
+    /// earlier one is pending.
+    fn superseded_by(&self, f: &FlowRecord, step: u8) {
+        let Some(supersede) = &self.supersede else {
+            return;
+        };
+        if !matches!(f.mode, FlowMode::Cascade | FlowMode::Smart) {
+            return;
+        }
+        for d in &f.deliveries {
+            let rcs = f
+                .steps
+                .get(usize::from(d.step))
+                .is_some_and(|s| s.channel == "rcs");
+            if d.step < step && rcs && d.status == Status::Sent {
+                tokio::spawn(supersede(f.tenant.as_str().into(), d.id));
+            }
         }
     }
 

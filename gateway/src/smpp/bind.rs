@@ -873,6 +873,7 @@ impl<'a> Conn<'a> {
         let mut mo = InboundMessage {
             id: MessageId::generate(now_ms()),
             carrier: self.s.carrier.clone(),
+            channel: switchyard_routing::Channel::Sms,
             tenant: None,
             from: source_display(&sm.source.addr.0, sm.source.ton),
             to: sm.dest.addr.to_str_lossy().into_owned(),

@@ -309,6 +309,7 @@ fn message(
     InboundMessage {
         id: MessageId::generate(now_ms),
         carrier: carrier.to_owned(),
+        channel: switchyard_routing::Channel::Sms,
         tenant: None,
         from: source_display(&key.source, source_ton),
         to: String::from_utf8_lossy(&key.dest).into_owned(),

@@ -543,6 +543,7 @@ pub(crate) fn status_of(e: &SubmitError) -> CommandStatus {
             Refusal::TooManySegments { .. } => CommandStatus::ESME_RINVMSGLEN,
             Refusal::PriorityNotAllowed { .. } => CommandStatus::ESME_RINVPRTFLG,
             Refusal::OptedOut
+            | Refusal::OutsideWindow(_)
             | Refusal::CountryBlocked(_)
             | Refusal::CountryNotAllowed(_)
             | Refusal::ChannelNotAllowed(_) => CommandStatus::ESME_RX_R_APPN,

@@ -158,7 +158,10 @@ pub(crate) async fn run(
                             continue;
                         }
                         let pdu = if event.is_inbound() {
-                            user.takes_mo(&event.to).then(|| mo_for(&event)).flatten()
+                            // Only SMS MO goes over SMPP: chat inbound is for webhooks and SSE.
+                            (event.channel.as_deref() == Some("sms") && user.takes_mo(&event.to))
+                                .then(|| mo_for(&event))
+                                .flatten()
                         } else {
                             receipt_for(&event, &system_id)
                         };
@@ -413,6 +416,7 @@ mod tests {
             to: "+447911123456".into(),
             from: "Acme".into(),
             body: None,
+            channel: None,
             callback_url: None,
             segments: Some(1),
             created_at: 1_743_505_200_000,

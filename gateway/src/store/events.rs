@@ -9,6 +9,8 @@ use futures::future::BoxFuture;
 
 use super::StoreError;
 use crate::domain::{Event, OptOut};
+use switchyard_routing::Channel;
+
 use crate::domain::{InboundMessage, MessageId, UnixMs};
 
 /// A webhook waiting for a retry, or a dead letter.
@@ -92,11 +94,20 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>>;
 
-    /// `tenant`'s inbound messages with ids below `before`, newest first, at most `limit`.
+    /// `tenant`'s inbound messages (on `channel` only, when given) with ids below `before`,
+    /// newest first, at most `limit`.
     fn inbound(
         &self,
         tenant: &str,
+        channel: Option<Channel>,
         before: Option<MessageId>,
         limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>>;
+
+    /// Every tenant's inbound messages on chat channels received at `since` or later (what
+    /// the messaging windows are rebuilt from at start).
+    fn recent_chat_inbound(
+        &self,
+        since: UnixMs,
     ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>>;
 }

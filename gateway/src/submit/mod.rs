@@ -27,11 +27,12 @@ use switchyard_routing::{
 
 use crate::admission::limits::{Reservation, TenantLimiter};
 use crate::admission::optout::OptOuts;
+use crate::admission::windows::Windows;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
 use crate::domain::{
-    ChatJob, ChatSpec, ChatTo, EmailJob, EmailSpec, MessageId, Money, NewMessage, RequestRecord,
-    SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
+    ChatChannel, ChatJob, ChatSpec, ChatTo, EmailJob, EmailSpec, MessageId, Money, NewMessage,
+    RequestRecord, SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
 };
 use crate::store::{Store, StoreError};
 
@@ -405,6 +406,9 @@ pub(crate) struct Submitter {
     calls: Option<Arc<CallPlacer>>,
     mail: Option<Arc<Mailer>>,
     chat: Option<Arc<ChatSender>>,
+    /// The WhatsApp and Messenger 24-hour windows; `None`: not checked here (the platform's
+    /// error decides).
+    windows: Option<Arc<Windows>>,
     /// Several nodes share the store: a scheduled message may be held by another node, so
     /// cancel and replace decide by the stored state (see [`Submitter::cancel`]).
     shared: bool,
@@ -442,6 +446,7 @@ impl Submitter {
             calls,
             mail: None,
             chat: None,
+            windows: None,
             shared: false,
         }
     }
@@ -461,6 +466,13 @@ impl Submitter {
     /// The same pipeline sending chat messages (RCS, WhatsApp) through `chat`.
     pub(crate) fn with_chat(mut self, chat: Option<Arc<ChatSender>>) -> Self {
         self.chat = chat;
+        self
+    }
+
+    /// The same pipeline refusing WhatsApp free text and untagged Messenger messages outside
+    /// the person's 24-hour window ([`Windows::check`]).
+    pub(crate) fn with_windows(mut self, windows: Option<Arc<Windows>>) -> Self {
+        self.windows = windows;
         self
     }
 
@@ -558,8 +570,33 @@ impl Submitter {
             draft.segments(),
         )?;
         if draft.origin == Origin::Tenant {
+            // A chat channel's opt-outs are the channel's (`whatsapp:*`), its senders being
+            // the platform's accounts, not numbers the person wrote to.
+            let channel_sender;
+            let sender = match &draft.content {
+                Content::Chat(spec) => {
+                    channel_sender = crate::domain::channel_sender(spec.channel.channel());
+                    channel_sender.as_str()
+                }
+                _ => draft.from.as_str(),
+            };
             self.opt_outs
-                .check(&draft.tenant, draft.to.opt_out_key(), &draft.from)?;
+                .check(&draft.tenant, draft.to.opt_out_key(), sender)?;
+        }
+        if let (Content::Chat(spec), Some(windows)) = (&draft.content, &self.windows) {
+            let needs_window = match spec.channel {
+                ChatChannel::Whatsapp => spec.template.is_none(),
+                ChatChannel::Messenger => spec.tag.is_none(),
+                _ => false,
+            };
+            if needs_window {
+                windows.check(
+                    &draft.tenant,
+                    spec.channel.channel(),
+                    draft.to.opt_out_key(),
+                    now,
+                )?;
+            }
         }
         match (&draft.content, &draft.to) {
             (Content::Sms { preference, .. }, Recipient::Phone(to)) => {

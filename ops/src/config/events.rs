@@ -22,6 +22,12 @@ pub struct TenantEvents {
     /// Long numbers and short codes the tenant owns (`numbers`): MO messages sent to them
     /// belong to the tenant. Stored without a leading `+`.
     pub numbers: Vec<String>,
+    /// Chat provider accounts the tenant owns (`accounts`: names of carriers with an
+    /// `[carriers.rbm]`, `[carriers.whatsapp]`, `[carriers.telegram]` or
+    /// `[carriers.messenger]` table): the messages people send to them belong to the tenant,
+    /// and the tenant's free-text WhatsApp and untagged Messenger messages are checked
+    /// against the 24-hour windows those messages open.
+    pub accounts: Vec<String>,
     /// Answer to STOP-like keywords (`stop_reply`); `None` means the default text, an empty
     /// string disables the reply.
     pub stop_reply: Option<String>,
@@ -34,8 +40,9 @@ pub struct TenantEvents {
     pub webhook_events: Option<Vec<String>>,
 }
 
-/// Every event type: `message.<status>` for each status a message can go through, and
-/// `message.inbound` for MO messages.
+/// Every event type: `message.<status>` for each status a message can go through,
+/// `message.inbound` for inbound messages, and `message.flow_succeeded` /
+/// `message.flow_failed` for a flow's outcome (one message over several channels).
 pub const EVENT_TYPES: &[&str] = &[
     "message.accepted",
     "message.queued",
@@ -49,6 +56,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "message.failed",
     "message.cancelled",
     "message.inbound",
+    "message.flow_succeeded",
+    "message.flow_failed",
 ];
 
 impl std::fmt::Debug for TenantEvents {
@@ -58,6 +67,7 @@ impl std::fmt::Debug for TenantEvents {
             webhook_url,
             webhook_secrets,
             numbers,
+            accounts,
             stop_reply,
             start_reply,
             help_reply,
@@ -68,6 +78,7 @@ impl std::fmt::Debug for TenantEvents {
             .field("webhook_url", webhook_url)
             .field("webhook_secrets", &secrets)
             .field("numbers", numbers)
+            .field("accounts", accounts)
             .field("stop_reply", stop_reply)
             .field("start_reply", start_reply)
             .field("help_reply", help_reply)
@@ -202,6 +213,12 @@ pub(crate) fn tenant_events(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> T
             numbers.push(digits.to_owned());
         }
     }
+    let mut accounts: Vec<String> = Vec::new();
+    for (a, _) in t.strings(report, "accounts").unwrap_or_default() {
+        if !accounts.contains(&a) {
+            accounts.push(a);
+        }
+    }
     let stop_reply = t.string(report, "stop_reply");
     let start_reply = t.string(report, "start_reply");
     let help_reply = t.string(report, "help_reply");
@@ -228,6 +245,7 @@ pub(crate) fn tenant_events(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> T
         webhook_url,
         webhook_secrets,
         numbers,
+        accounts,
         stop_reply,
         start_reply,
         help_reply,
@@ -405,6 +423,41 @@ pub(crate) fn validate_numbers<'a>(
     }
 }
 
+/// An account in a tenant's `accounts` must be a chat carrier (RBM, WhatsApp, Telegram or
+/// Messenger) and belong to that tenant only: its inbound messages must have one owner.
+/// `chat_carriers`: the names of the carriers that have a chat provider table.
+pub(crate) fn validate_accounts<'a>(
+    tenants: impl IntoIterator<Item = (&'a str, &'a TenantEvents)>,
+    chat_carriers: &std::collections::HashSet<&str>,
+    report: &mut Report<'_>,
+) {
+    let mut owners: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (i, (name, events)) in tenants.into_iter().enumerate() {
+        for (j, a) in events.accounts.iter().enumerate() {
+            let path = format!("tenants[{i}].accounts[{j}]");
+            if !chat_carriers.contains(a.as_str()) {
+                report.at_path(
+                    &path,
+                    ConfigErrorKind::Invalid(format!(
+                        "{a:?} is not a carrier with an [carriers.rbm], [carriers.whatsapp], \
+                         [carriers.telegram] or [carriers.messenger] table"
+                    )),
+                );
+                continue;
+            }
+            match owners.insert(a, name) {
+                Some(other) if other != name => report.at_path(
+                    &path,
+                    ConfigErrorKind::Invalid(format!(
+                        "account {a:?} already belongs to tenant {other:?}"
+                    )),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse_str;
@@ -456,6 +509,14 @@ path = "c.csv"
         assert_eq!(c.webhooks.max_in_flight_per_tenant, 3);
         assert_eq!((c.sse.max_streams, c.sse.max_streams_per_tenant), (5, 2));
         assert_eq!(c.tenants[1].events, Default::default());
+    }
+
+    #[test]
+    fn accounts_must_be_chat_carriers_of_one_tenant() {
+        let e = parse("accounts = [\"c\", \"nope\"]", "", "").unwrap_err();
+        assert!(e.contains("tenants[0].accounts[0]"), "{e}");
+        assert!(e.contains("tenants[0].accounts[1]"), "{e}");
+        assert!(e.contains("is not a carrier with an [carriers.rbm]"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,19 @@ pub(crate) fn validate(config: &Config, base_dir: Option<&Path>, report: &mut Re
         config.tenants.iter().map(|t| (t.name.as_str(), &t.events)),
         report,
     );
+    let chat_carriers: std::collections::HashSet<&str> = config
+        .carriers
+        .iter()
+        .filter(|c| {
+            c.rbm.is_some() || c.whatsapp.is_some() || c.telegram.is_some() || c.messenger.is_some()
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    super::events::validate_accounts(
+        config.tenants.iter().map(|t| (t.name.as_str(), &t.events)),
+        &chat_carriers,
+        report,
+    );
     super::events::validate_webhook_urls(
         config.tenants.iter().map(|t| &t.events),
         &config.egress,

@@ -6,12 +6,12 @@
 //! `inbound`) and `segments`: nothing is copied when the event is written.
 
 use futures::future::BoxFuture;
+use switchyard_routing::Channel;
 use tokio_postgres::Row;
 
 use super::{count, int, opt_int, Db, PgError, PostgresStore};
-use crate::domain::number_key;
-use crate::domain::Keyword;
 use crate::domain::OptOut;
+use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{EventStore, OutboxEntry};
@@ -29,24 +29,19 @@ pub(super) async fn inbound_stored(db: Db<'_>, m: &InboundMessage) -> Result<(),
     let Some(tenant) = &m.tenant else {
         return Ok(());
     };
-    let recipient = number_key(&m.from);
-    let sender = number_key(&m.to);
-    match Keyword::parse(&m.body).filter(|_| m.partial.is_none()) {
-        Some(Keyword::Stop) => {
+    match m.opt_out_change() {
+        Some(OptOutChange::Add { recipient, sender }) => {
             add_opt_out(db, tenant, &recipient, &sender, "keyword", m.received_at).await?;
         }
-        Some(Keyword::StopAll) => {
-            add_opt_out(db, tenant, &recipient, "*", "keyword", m.received_at).await?;
-        }
-        Some(Keyword::Start) => {
+        Some(OptOutChange::Remove { recipient, senders }) => {
             db.execute(
                 "DELETE FROM opt_outs WHERE tenant = $1 AND recipient = $2 \
-                 AND sender IN ($3, '*')",
-                &[tenant, &recipient, &sender],
+                 AND sender = ANY($3)",
+                &[tenant, &recipient, &senders],
             )
             .await?;
         }
-        Some(Keyword::Help) | None => {}
+        None => {}
     }
     Ok(())
 }
@@ -207,7 +202,8 @@ pub(super) async fn apply(db: Db<'_>, w: &EventWrite) -> Result<Applied, PgError
 /// The log joined with what an event shows.
 const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
      m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
-     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp, m.flow_id, m.flow_step \
+     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp, m.flow_id, m.flow_step, \
+     i.channel, h.tenant \
      FROM history h \
      LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
      LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
@@ -215,6 +211,36 @@ const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail
 fn event_from_row(row: &Row) -> Result<Event, PgError> {
     let status: String = row.try_get(3)?;
     let at: UnixMs = row.try_get(2)?;
+    if status.starts_with("flow_") {
+        // A flow's end: the flow is no message row; its tenant is the log's, its detail the
+        // step that succeeded.
+        let detail: Option<String> = row.try_get(4)?;
+        let flow = MessageId(row.try_get(1)?);
+        return Ok(Event {
+            seq: row.try_get(0)?,
+            message_id: flow,
+            tenant: row.try_get(24)?,
+            status,
+            at,
+            detail: None,
+            carrier: None,
+            error: None,
+            price: None,
+            currency: None,
+            to: String::new(),
+            from: String::new(),
+            body: None,
+            channel: None,
+            callback_url: None,
+            segments: None,
+            created_at: at,
+            call: None,
+            smpp: None,
+            flow: detail
+                .and_then(|d| d.parse().ok())
+                .map(|step| crate::domain::FlowLink { flow, step }),
+        });
+    }
     if status == "inbound" {
         Ok(Event {
             seq: row.try_get(0)?,
@@ -230,6 +256,7 @@ fn event_from_row(row: &Row) -> Result<Event, PgError> {
             to: row.try_get::<_, Option<String>>(15)?.unwrap_or_default(),
             from: row.try_get::<_, Option<String>>(16)?.unwrap_or_default(),
             body: row.try_get(18)?,
+            channel: row.try_get(23)?,
             callback_url: None,
             segments: None,
             created_at: at,
@@ -252,6 +279,7 @@ fn event_from_row(row: &Row) -> Result<Event, PgError> {
             to: row.try_get::<_, Option<String>>(6)?.unwrap_or_default(),
             from: row.try_get::<_, Option<String>>(7)?.unwrap_or_default(),
             body: None,
+            channel: None,
             callback_url: row.try_get(11)?,
             segments: opt_int(row, 13)?,
             created_at: row.try_get::<_, Option<i64>>(12)?.unwrap_or(at),
@@ -570,34 +598,66 @@ impl EventStore for PostgresStore {
     fn inbound(
         &self,
         tenant: &str,
+        channel: Option<Channel>,
         before: Option<MessageId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |db| {
             Box::pin(async move {
+                let channel = channel.map(Channel::as_str);
                 let rows = db
                     .query(
-                        "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial \
-                         FROM inbound WHERE tenant = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                        &[&tenant, &before.map_or(i64::MAX, |b| b.0), &super::limit_param(limit)],
+                        "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
+                         channel FROM inbound WHERE tenant = $1 AND id < $2 \
+                         AND ($4::text IS NULL OR channel = $4) ORDER BY id DESC LIMIT $3",
+                        &[
+                            &tenant,
+                            &before.map_or(i64::MAX, |b| b.0),
+                            &super::limit_param(limit),
+                            &channel,
+                        ],
                     )
                     .await?;
-                all(&rows, |row| {
-                    Ok(InboundMessage {
-                        id: MessageId(row.try_get(0)?),
-                        carrier: row.try_get(1)?,
-                        tenant: row.try_get(2)?,
-                        from: row.try_get(3)?,
-                        to: row.try_get(4)?,
-                        body: row.try_get(5)?,
-                        received_at: row.try_get(6)?,
-                        partial: partial_column(row.try_get(7)?),
-                    })
-                })
+                all(&rows, inbound_from_row)
             })
         })
     }
+
+    fn recent_chat_inbound(
+        &self,
+        since: UnixMs,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let rows = db
+                    .query(
+                        "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
+                         channel FROM inbound WHERE channel <> 'sms' AND received_at >= $1 \
+                         AND tenant IS NOT NULL",
+                        &[&since],
+                    )
+                    .await?;
+                all(&rows, inbound_from_row)
+            })
+        })
+    }
+}
+
+/// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
+/// channel`.
+fn inbound_from_row(row: &Row) -> Result<InboundMessage, PgError> {
+    Ok(InboundMessage {
+        id: MessageId(row.try_get(0)?),
+        carrier: row.try_get(1)?,
+        channel: row.try_get::<_, String>(8)?.parse().unwrap_or(Channel::Sms),
+        tenant: row.try_get(2)?,
+        from: row.try_get(3)?,
+        to: row.try_get(4)?,
+        body: row.try_get(5)?,
+        received_at: row.try_get(6)?,
+        partial: partial_column(row.try_get(7)?),
+    })
 }
 
 /// Reads the `partial` column: `None` for a whole message (or an unreadable value, which only

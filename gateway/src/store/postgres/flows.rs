@@ -56,12 +56,29 @@ pub(super) async fn write(db: Db<'_>, w: &FlowWrite) -> Result<(), PgError> {
             )
             .await?;
         }
-        FlowWrite::End { id, state, at } => {
-            db.execute(
-                "UPDATE flows SET state = $2, updated_at = $3 WHERE id = $1 AND state = 'running'",
-                &[&id.0, &state.as_str(), at],
-            )
-            .await?;
+        FlowWrite::End {
+            id,
+            state,
+            step,
+            at,
+        } => {
+            let ended = db
+                .execute(
+                    "UPDATE flows SET state = $2, updated_at = $3 WHERE id = $1 \
+                     AND state = 'running'",
+                    &[&id.0, &state.as_str(), at],
+                )
+                .await?;
+            // The flow's own event, once: only the write that ended it logs it.
+            if let (1, Some(status)) = (ended, state.event_status()) {
+                db.execute(
+                    "INSERT INTO history (message_id, at, status, detail, tenant) \
+                     SELECT id, $2, $3, $4, tenant FROM flows WHERE id = $1 \
+                     ON CONFLICT (message_id, at, status) DO NOTHING",
+                    &[&id.0, at, &status, &step.map(|s| s.to_string())],
+                )
+                .await?;
+            }
         }
     }
     Ok(())

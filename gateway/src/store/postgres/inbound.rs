@@ -18,8 +18,8 @@ use crate::domain::{Applied, HeldPart, InboundMessage, MoWrite};
 pub(super) async fn insert(db: Db<'_>, m: &InboundMessage) -> Result<Applied, PgError> {
     let partial = m.partial.as_ref().map(serde_json::to_string).transpose()?;
     db.execute(
-        "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
+         channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &m.id.0,
             &m.carrier,
@@ -29,6 +29,7 @@ pub(super) async fn insert(db: Db<'_>, m: &InboundMessage) -> Result<Applied, Pg
             &m.body,
             &m.received_at,
             &partial,
+            &m.channel.as_str(),
         ],
     )
     .await?;

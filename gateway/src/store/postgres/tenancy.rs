@@ -8,11 +8,11 @@ use crate::domain::{BatchRecord, BatchSummary, IdempotencyRecord, RequestRecord}
 /// Idempotency keys are honoured this long.
 const IDEMPOTENCY_TTL_MS: UnixMs = 24 * 3600 * 1000;
 
-/// Writes a request's flow, batch row and idempotency key (inside the writer's transaction,
+/// Writes a request's flows, batch row and idempotency key (inside the writer's transaction,
 /// with the messages). A key stored twice fails the whole request: its messages are not stored
 /// either.
 pub(super) async fn write_request(db: Db<'_>, r: &RequestRecord) -> Result<(), PgError> {
-    if let Some(f) = &r.flow {
+    for f in &r.flows {
         super::flows::write(db, f).await?;
     }
     if let Some(b) = &r.batch {

@@ -342,7 +342,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
                 accepted: 1,
                 rejected: 0,
             }),
-            flow: None,
+            flows: Vec::new(),
         }))
     };
     let mut all = Vec::new();
@@ -390,6 +390,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
         updates.push(Update::Inbound(InboundMessage {
             id: MessageId((at << 20) | (100 + n)),
             carrier: "alpha".into(),
+            channel: switchyard_routing::Channel::Sms,
             tenant: Some("acme".into()),
             from: "+447911000001".into(),
             to: "447000000001".into(),
@@ -818,6 +819,7 @@ async fn a_multipart_mo_message_is_stored_by_the_first_commit_that_releases_its_
             InboundMessage {
                 id: id(n),
                 carrier: "alpha".into(),
+                channel: switchyard_routing::Channel::Sms,
                 tenant: Some("acme".into()),
                 from: "+447911000001".into(),
                 to: "447000000001".into(),
@@ -847,7 +849,7 @@ async fn a_multipart_mo_message_is_stored_by_the_first_commit_that_releases_its_
         .await
         .unwrap();
     assert_eq!(again, vec![Applied::NoChange]);
-    let stored = a.inbound("acme", None, 10).await.unwrap();
+    let stored = a.inbound("acme", None, None, 10).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].body, "m10");
     assert!(a.held_mo_parts_of("alpha", &key).await.unwrap().is_empty());

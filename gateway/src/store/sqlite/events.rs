@@ -7,11 +7,11 @@
 
 use futures::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use switchyard_routing::Channel;
 
 use super::SqliteStore;
-use crate::domain::number_key;
-use crate::domain::Keyword;
 use crate::domain::OptOut;
+use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{EventStore, OutboxEntry};
@@ -28,23 +28,20 @@ pub(super) fn inbound_stored(conn: &Connection, m: &InboundMessage) -> rusqlite:
     let Some(tenant) = &m.tenant else {
         return Ok(());
     };
-    let recipient = number_key(&m.from);
-    let sender = number_key(&m.to);
-    match Keyword::parse(&m.body).filter(|_| m.partial.is_none()) {
-        Some(Keyword::Stop) => {
+    match m.opt_out_change() {
+        Some(OptOutChange::Add { recipient, sender }) => {
             add_opt_out(conn, tenant, &recipient, &sender, "keyword", m.received_at)
         }
-        Some(Keyword::StopAll) => {
-            add_opt_out(conn, tenant, &recipient, "*", "keyword", m.received_at)
-        }
-        Some(Keyword::Start) => {
-            conn.prepare_cached(
-                "DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2 AND sender IN (?3, '*')",
-            )?
-            .execute(params![tenant, recipient, sender])?;
+        Some(OptOutChange::Remove { recipient, senders }) => {
+            for sender in senders {
+                conn.prepare_cached(
+                    "DELETE FROM opt_outs WHERE tenant = ?1 AND recipient = ?2 AND sender = ?3",
+                )?
+                .execute(params![tenant, recipient, sender])?;
+            }
             Ok(())
         }
-        Some(Keyword::Help) | None => Ok(()),
+        None => Ok(()),
     }
 }
 
@@ -171,7 +168,8 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
 /// each.
 const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
      m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
-     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp, m.flow_id, m.flow_step \
+     i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp, m.flow_id, m.flow_step, \
+     i.channel, h.tenant \
      FROM history h \
      LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
      LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
@@ -179,6 +177,36 @@ const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let status: String = row.get(3)?;
     let at: UnixMs = row.get(2)?;
+    if status.starts_with("flow_") {
+        // A flow's end: the flow is no message row; its tenant is the log's, its detail the
+        // step that succeeded.
+        let detail: Option<String> = row.get(4)?;
+        let flow = MessageId(row.get(1)?);
+        return Ok(Event {
+            seq: row.get(0)?,
+            message_id: flow,
+            tenant: row.get(24)?,
+            status,
+            at,
+            detail: None,
+            carrier: None,
+            error: None,
+            price: None,
+            currency: None,
+            to: String::new(),
+            from: String::new(),
+            body: None,
+            channel: None,
+            callback_url: None,
+            segments: None,
+            created_at: at,
+            call: None,
+            smpp: None,
+            flow: detail
+                .and_then(|d| d.parse().ok())
+                .map(|step| crate::domain::FlowLink { flow, step }),
+        });
+    }
     if status == "inbound" {
         Ok(Event {
             seq: row.get(0)?,
@@ -194,6 +222,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             to: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
             from: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
             body: row.get(18)?,
+            channel: row.get(23)?,
             callback_url: None,
             segments: None,
             created_at: at,
@@ -216,6 +245,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             to: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
             from: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
             body: None,
+            channel: None,
             callback_url: row.get(11)?,
             segments: row.get(13)?,
             created_at: row.get::<_, Option<i64>>(12)?.unwrap_or(at),
@@ -461,33 +491,59 @@ impl EventStore for SqliteStore {
     fn inbound(
         &self,
         tenant: &str,
+        channel: Option<Channel>,
         before: Option<MessageId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial \
-                 FROM inbound WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel \
+                 FROM inbound WHERE tenant = ?1 AND id < ?2 AND (?4 IS NULL OR channel = ?4) \
+                 ORDER BY id DESC LIMIT ?3",
             )?
             .query_map(
-                params![tenant, before.map_or(i64::MAX, |b| b.0), limit as i64],
-                |row| {
-                    Ok(InboundMessage {
-                        id: MessageId(row.get(0)?),
-                        carrier: row.get(1)?,
-                        tenant: row.get(2)?,
-                        from: row.get(3)?,
-                        to: row.get(4)?,
-                        body: row.get(5)?,
-                        received_at: row.get(6)?,
-                        partial: partial_column(row.get(7)?),
-                    })
-                },
+                params![
+                    tenant,
+                    before.map_or(i64::MAX, |b| b.0),
+                    limit as i64,
+                    channel.map(Channel::as_str)
+                ],
+                inbound_from_row,
             )?
             .collect()
         })
     }
+
+    fn recent_chat_inbound(
+        &self,
+        since: UnixMs,
+    ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel \
+                 FROM inbound WHERE channel <> 'sms' AND received_at >= ?1 AND tenant IS NOT NULL",
+            )?
+            .query_map(params![since], inbound_from_row)?
+            .collect()
+        })
+    }
+}
+
+/// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
+/// channel`.
+fn inbound_from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
+    Ok(InboundMessage {
+        id: MessageId(row.get(0)?),
+        carrier: row.get(1)?,
+        channel: row.get::<_, String>(8)?.parse().unwrap_or(Channel::Sms),
+        tenant: row.get(2)?,
+        from: row.get(3)?,
+        to: row.get(4)?,
+        body: row.get(5)?,
+        received_at: row.get(6)?,
+        partial: partial_column(row.get(7)?),
+    })
 }
 
 /// Reads the `partial` column: `None` for a whole message (or an unreadable value, which only
@@ -602,6 +658,7 @@ mod tests {
             Update::Inbound(InboundMessage {
                 id: MessageId(9),
                 carrier: "alpha".into(),
+                channel: switchyard_routing::Channel::Sms,
                 tenant: Some("b".into()),
                 from: "+447911000002".into(),
                 to: "447000000002".into(),

@@ -56,11 +56,31 @@ pub(super) fn write(conn: &Connection, w: &FlowWrite) -> rusqlite::Result<()> {
                     at
                 ])?;
         }
-        FlowWrite::End { id, state, at } => {
-            conn.prepare_cached(
-                "UPDATE flows SET state = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'running'",
-            )?
-            .execute(params![id.0, state.as_str(), at])?;
+        FlowWrite::End {
+            id,
+            state,
+            step,
+            at,
+        } => {
+            let ended = conn
+                .prepare_cached(
+                    "UPDATE flows SET state = ?2, updated_at = ?3 WHERE id = ?1 \
+                     AND state = 'running'",
+                )?
+                .execute(params![id.0, state.as_str(), at])?;
+            // The flow's own event, once: only the write that ended it logs it.
+            if let (1, Some(status)) = (ended, state.event_status()) {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO history (message_id, at, status, detail, tenant) \
+                     SELECT id, ?2, ?3, ?4, tenant FROM flows WHERE id = ?1",
+                )?
+                .execute(params![
+                    id.0,
+                    at,
+                    status,
+                    step.map(|s| s.to_string())
+                ])?;
+            }
         }
     }
     Ok(())

@@ -21,8 +21,8 @@ pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<
         .transpose()
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached(
-        "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
+         channel) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         m.id.0,
@@ -32,7 +32,8 @@ pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<
         m.to,
         m.body,
         m.received_at,
-        partial
+        partial,
+        m.channel.as_str()
     ])?;
     super::events::inbound_stored(conn, m)?;
     Ok(Applied::Inbound(m.id))

@@ -47,6 +47,9 @@
 //!   (resolution, bucket, key) with counters and serialized latency histograms, keyed so a
 //!   range of buckets is one index range (see [`crate::domain::analytics`] and `rollups`);
 //!   `messages.sent_at`, when the message was sent.
+//! - (v16) `inbound.channel`: the channel an inbound message came on (`sms` for the rows
+//!   before it); `inbound_chat`, a partial index by time over the chat channels' ones (the
+//!   messaging windows are rebuilt from the last day's at start).
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -391,6 +394,11 @@ CREATE TABLE call_rollups (
     lat_answer  BLOB,
     PRIMARY KEY (res, bucket, tenant, carrier)
 ) WITHOUT ROWID;
+    // Inbound messages name their channel ('sms', or a chat channel's name); the chat ones
+    // received lately are what the messaging windows are rebuilt from at start.
+    r#"
+ALTER TABLE inbound ADD COLUMN channel TEXT NOT NULL DEFAULT 'sms';
+CREATE INDEX inbound_chat ON inbound (received_at) WHERE channel <> 'sms';
 "#,
 ];
 

@@ -10,10 +10,10 @@ use crate::domain::{BatchRecord, BatchSummary, IdempotencyRecord, RequestRecord}
 /// [`super::retention`]).
 pub(crate) const IDEMPOTENCY_TTL_MS: UnixMs = 24 * 3600 * 1000;
 
-/// Writes a request's flow, batch row and idempotency key (inside the writer's transaction, with the
+/// Writes a request's flows, batch row and idempotency key (inside the writer's transaction, with the
 /// messages). A key stored twice fails the whole request: its messages are not stored either.
 pub(super) fn write_request(conn: &Connection, r: &RequestRecord) -> rusqlite::Result<()> {
-    if let Some(f) = &r.flow {
+    for f in &r.flows {
         super::flows::write(conn, f)?;
     }
     if let Some(b) = &r.batch {

@@ -291,7 +291,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
                 accepted: 1,
                 rejected: 0,
             }),
-            flow: None,
+            flows: Vec::new(),
         }))
     };
     let mut all = Vec::new();
@@ -339,6 +339,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
         updates.push(Update::Inbound(InboundMessage {
             id: MessageId((at << 20) | (100 + n)),
             carrier: "alpha".into(),
+            channel: switchyard_routing::Channel::Sms,
             tenant: Some("acme".into()),
             from: "+447911000001".into(),
             to: "447000000001".into(),

@@ -19,6 +19,7 @@ pub(crate) async fn the_history_is_an_ordered_per_tenant_event_log(h: &mut dyn H
             Update::Inbound(InboundMessage {
                 id: MessageId(((T0 + 20) << 20) | 20),
                 carrier: "alpha".into(),
+                channel: switchyard_routing::Channel::Sms,
                 tenant: Some("a".into()),
                 from: "+447911000001".into(),
                 to: "447000000001".into(),

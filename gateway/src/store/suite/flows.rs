@@ -43,7 +43,7 @@ fn delivery(id: MessageId, flow: MessageId, step: u8, request: Option<FlowRecord
         flow: Some(FlowLink { flow, step }),
         request: request.map(|f| {
             Arc::new(RequestRecord {
-                flow: Some(FlowWrite::Insert(Box::new(f))),
+                flows: vec![FlowWrite::Insert(Box::new(f))],
                 ..RequestRecord::default()
             })
         }),
@@ -101,6 +101,7 @@ pub(crate) async fn a_flow_commits_with_its_first_delivery_and_follows_its_steps
         .apply(vec![Update::Flow(FlowWrite::End {
             id,
             state: FlowState::Failed,
+            step: None,
             at: now + 3,
         })])
         .await
@@ -127,14 +128,34 @@ pub(crate) async fn a_later_step_is_a_delivery_of_the_same_flow(h: &mut dyn Harn
     let steps: Vec<(u8, MessageId)> = read.deliveries.iter().map(|d| (d.step, d.id)).collect();
     assert_eq!(steps, vec![(0, a), (1, b)]);
     // An end is final: a second one changes nothing.
-    for state in [FlowState::Succeeded, FlowState::Failed] {
+    for (state, step) in [(FlowState::Succeeded, Some(1)), (FlowState::Failed, None)] {
         store
-            .apply(vec![Update::Flow(FlowWrite::End { id, state, at: now })])
+            .apply(vec![Update::Flow(FlowWrite::End {
+                id,
+                state,
+                step,
+                at: now + 1,
+            })])
             .await
             .unwrap();
     }
     let read = store.flow("t", id).await.unwrap().unwrap();
     assert_eq!(read.state, FlowState::Succeeded);
+    // The end is the flow's own event, once, naming the step that succeeded.
+    let events: Vec<_> = store
+        .events_after(0, Some("t"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.message_id == id)
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].status, "flow_succeeded");
+    assert_eq!(events[0].tenant.as_deref(), Some("t"));
+    assert_eq!(
+        events[0].flow,
+        Some(crate::domain::FlowLink { flow: id, step: 1 })
+    );
 }
 
 /// A recipient's history: the tenant's newest messages to the addresses asked for, with each

@@ -13,6 +13,7 @@ pub(crate) async fn inbound_messages_are_stored_and_share_the_id_space(h: &mut d
     let mo = InboundMessage {
         id: id(50),
         carrier: "alpha".into(),
+        channel: switchyard_routing::Channel::Sms,
         tenant: Some("acme".into()),
         from: "+15555550001".into(),
         to: "+15550001111".into(),
@@ -52,6 +53,7 @@ pub(crate) async fn mo_parts_are_held_until_the_commit_that_stores_their_message
     let mo = |n: i64, body: &str, partial: Option<PartialParts>| InboundMessage {
         id: id(n),
         carrier: "alpha".into(),
+        channel: switchyard_routing::Channel::Sms,
         tenant: Some("acme".into()),
         from: "+447911000001".into(),
         to: "447000000001".into(),
@@ -95,7 +97,7 @@ pub(crate) async fn mo_parts_are_held_until_the_commit_that_stores_their_message
     let applied = store.apply(vec![Update::Mo(Box::new(step))]).await.unwrap();
     assert_eq!(applied, vec![Applied::Inbound(id(10))]);
     assert!(store.held_mo_parts().await.unwrap().is_empty());
-    let listed = store.inbound("acme", None, 10).await.unwrap();
+    let listed = store.inbound("acme", None, None, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].body, "STOP");
     assert_eq!(
@@ -115,6 +117,7 @@ pub(crate) async fn inbound_messages_page_newest_first_per_tenant(h: &mut dyn Ha
     let mo = |n: i64, tenant: Option<&str>| InboundMessage {
         id: id(n),
         carrier: "alpha".into(),
+        channel: switchyard_routing::Channel::Sms,
         tenant: tenant.map(str::to_owned),
         from: format!("+4479110000{n:02}"),
         to: "447000000001".into(),
@@ -133,11 +136,14 @@ pub(crate) async fn inbound_messages_page_newest_first_per_tenant(h: &mut dyn Ha
         .await
         .unwrap();
     assert_eq!(applied[4], Applied::Inbound(id(5)));
-    let page = store.inbound("acme", None, 2).await.unwrap();
+    let page = store.inbound("acme", None, None, 2).await.unwrap();
     assert_eq!(page, vec![mo(5, Some("acme")), mo(3, Some("acme"))]);
-    let rest = store.inbound("acme", Some(id(3)), 10).await.unwrap();
+    let rest = store.inbound("acme", None, Some(id(3)), 10).await.unwrap();
     assert_eq!(rest, vec![mo(1, Some("acme"))]);
-    assert_eq!(store.inbound("globex", None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.inbound("globex", None, None, 10).await.unwrap().len(),
+        1
+    );
     // Nobody's: in the log, listed for no tenant.
     let log = store.events_after(0, None, 10).await.unwrap();
     assert_eq!(log.len(), 5);
@@ -151,6 +157,7 @@ pub(crate) async fn keywords_edit_the_opt_out_list_in_the_same_commit(h: &mut dy
         Update::Inbound(InboundMessage {
             id: id(n),
             carrier: "alpha".into(),
+            channel: switchyard_routing::Channel::Sms,
             tenant: Some("acme".into()),
             from: "+447911000001".into(),
             to: to.into(),
@@ -192,4 +199,89 @@ pub(crate) async fn keywords_edit_the_opt_out_list_in_the_same_commit(h: &mut dy
         .await
         .unwrap();
     assert!(store.opt_outs("acme", None, 10).await.unwrap().is_empty());
+}
+
+pub(crate) async fn chat_inbound_keeps_its_channel_and_opts_out_of_that_channel_only(
+    h: &mut dyn Harness,
+) {
+    use switchyard_routing::Channel;
+    let store = h.store();
+    let mo = |n: i64, channel: Channel, body: &str| InboundMessage {
+        id: id(n),
+        carrier: if channel == Channel::Sms {
+            "alpha"
+        } else {
+            "wa"
+        }
+        .into(),
+        channel,
+        tenant: Some("acme".into()),
+        from: "+447911000001".into(),
+        to: "447000000001".into(),
+        body: body.into(),
+        received_at: T0 + n,
+        partial: None,
+    };
+    store
+        .apply(vec![
+            Update::Inbound(mo(1, Channel::Whatsapp, "Hello")),
+            Update::Inbound(mo(2, Channel::Sms, "hi")),
+            Update::Inbound(mo(3, Channel::Whatsapp, "STOP")),
+            Update::Inbound(mo(4, Channel::Messenger, "stopall")),
+        ])
+        .await
+        .unwrap();
+    let whatsapp = store
+        .inbound("acme", Some(Channel::Whatsapp), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        whatsapp,
+        vec![
+            mo(3, Channel::Whatsapp, "STOP"),
+            mo(1, Channel::Whatsapp, "Hello")
+        ]
+    );
+    assert_eq!(
+        store.inbound("acme", None, None, 10).await.unwrap().len(),
+        4
+    );
+    // The event says which channel.
+    let log = store.events_after(0, Some("acme"), 10).await.unwrap();
+    assert_eq!(log[0].channel.as_deref(), Some("whatsapp"));
+    assert_eq!(log[1].channel.as_deref(), Some("sms"));
+    // A STOP (or STOPALL) on a chat channel blocks that channel only.
+    let mut entries: Vec<(String, String)> = store
+        .opt_outs("acme", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.recipient, o.sender))
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        vec![
+            ("447911000001".into(), "messenger:*".into()),
+            ("447911000001".into(), "whatsapp:*".into()),
+        ]
+    );
+    // START on WhatsApp lifts WhatsApp's only.
+    store
+        .apply(vec![Update::Inbound(mo(5, Channel::Whatsapp, "START"))])
+        .await
+        .unwrap();
+    let left: Vec<String> = store
+        .opt_outs("acme", None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.sender)
+        .collect();
+    assert_eq!(left, vec!["messenger:*".to_owned()]);
+    // The windows are rebuilt from the chat ones received since a time.
+    let recent = store.recent_chat_inbound(T0 + 3).await.unwrap();
+    let mut ids: Vec<i64> = recent.iter().map(|m| m.id.0).collect();
+    ids.sort();
+    assert_eq!(ids, vec![id(3).0, id(4).0, id(5).0]);
 }

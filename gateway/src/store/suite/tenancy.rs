@@ -39,7 +39,7 @@ pub(crate) async fn request_records_commit_with_their_messages(h: &mut dyn Harne
             accepted: 2,
             rejected: 1,
         }),
-        flow: None,
+        flows: Vec::new(),
     });
     let a = MessageId::generate(now);
     let b = MessageId::generate(now);
@@ -79,7 +79,7 @@ pub(crate) async fn request_records_commit_with_their_messages(h: &mut dyn Harne
     let again = Arc::new(RequestRecord {
         idempotency: Some(key("h2")),
         batch: None,
-        flow: None,
+        flows: Vec::new(),
     });
     let c = MessageId::generate(now);
     assert!(store
@@ -116,7 +116,7 @@ pub(crate) async fn an_idempotency_key_past_24_hours_can_be_used_again_even_if_k
                 created_at: at,
             }),
             batch: None,
-            flow: None,
+            flows: Vec::new(),
         }));
         m
     };
