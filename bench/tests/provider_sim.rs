@@ -514,7 +514,7 @@ async fn rbm_capability_send_events_revocation_and_expiry() {
             r["duplicates"].clone(),
             r["revoked"].clone()
         ),
-        (json!(3), json!(1), json!(0))
+        (json!(3), json!(1), json!(1))
     );
 }
 

@@ -313,6 +313,7 @@ CREATE TABLE call_rollups (
     lat_answer  BYTEA,
     PRIMARY KEY (res, bucket, tenant, carrier)
 );
+"#,
     // v6: inbound messages name their channel ('sms', or a chat channel's name); the chat
     // ones received lately are what the messaging windows are rebuilt from at start (as the
     // SQLite store's version 16).

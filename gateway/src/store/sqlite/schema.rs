@@ -394,6 +394,7 @@ CREATE TABLE call_rollups (
     lat_answer  BLOB,
     PRIMARY KEY (res, bucket, tenant, carrier)
 ) WITHOUT ROWID;
+"#,
     // Inbound messages name their channel ('sms', or a chat channel's name); the chat ones
     // received lately are what the messaging windows are rebuilt from at start.
     r#"
