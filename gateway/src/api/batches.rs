@@ -109,7 +109,7 @@ pub(crate) struct BatchRequest {
 pub(crate) struct BatchRecipient {
     /// E.164 number (anything else is rejected for this recipient only); in a batch of
     /// flows, a number or an object of per-channel addresses as a flow's `to`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub(crate) to: serde_json::Value,
     /// Values for the template's placeholders (strings, numbers, booleans).
     #[schema(value_type = Option<Object>)]
