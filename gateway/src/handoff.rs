@@ -13,12 +13,25 @@
 //!                                                   ──► Retry: the next carrier, then again
 //!                                                       after a back-off, until the attempts
 //!                                                       or the validity run out
+//!                                                   ──► Wait: the carrier is paused for as
+//!                                                       long as it asked; the next carrier,
+//!                                                       or the message waits for the pause
 //! ```
+//!
+//! A throttle that says how long to wait (an HTTP `Retry-After`, Telegram's `retry_after`,
+//! Google's `RetryInfo`) pauses that carrier for every message of the engine ([`Pauses`]):
+//! nothing is sent to it before the time it named (at most [`MAX_PAUSE`]); where a carrier's
+//! answers speak for something narrower, the pause is that narrower thing's
+//! ([`Carriers::pause_key`]: a webhook recipient's endpoint). Such a throttle is
+//! not a failed attempt: it does not count towards [`MAX_ATTEMPTS`], only towards
+//! [`MAX_WAITS`] (and the message's validity still ends it).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use switchyard_routing::{FailureClass, Outcome, Ranked, Router, RoutingTable, TenantId};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -30,6 +43,12 @@ use crate::updates::UpdateSink;
 
 /// Attempts (over all carriers) before a message fails.
 const MAX_ATTEMPTS: u32 = 6;
+/// Throttles with a wait before a message fails (besides its validity).
+const MAX_WAITS: u32 = 100;
+/// Longest pause a carrier's throttle can ask for; a longer one is cut to this.
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(300);
+/// Shortest pause: a throttle asking for less (`Retry-After: 0`) still pauses this long.
+pub(crate) const MIN_PAUSE: Duration = Duration::from_secs(1);
 /// First wait after every carrier failed once; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between attempts.
@@ -55,6 +74,52 @@ pub(crate) enum Verdict {
     /// This carrier could not take it now (busy, unreachable, credentials, timeout): another
     /// carrier, or later.
     Retry(String, FailureClass),
+    /// This carrier is throttling and named how long to leave it alone: no message goes to it
+    /// before then; another carrier, or this one after the pause.
+    Wait(String, Duration),
+}
+
+impl Verdict {
+    /// `self`, made a [`Verdict::Wait`] when it is a throttle and the carrier said how long to
+    /// wait (`hint`).
+    pub(crate) fn hinted(self, hint: Option<Duration>) -> Verdict {
+        match (self, hint) {
+            (Verdict::Retry(what, FailureClass::Throttled), Some(wait)) => {
+                Verdict::Wait(what, wait.clamp(MIN_PAUSE, MAX_PAUSE))
+            }
+            (v, _) => v,
+        }
+    }
+}
+
+/// Carriers (or their [`Carriers::pause_key`]s) paused by a throttle with a wait, and until
+/// when. Shared by an engine's
+/// messages; entries go when their time has passed.
+#[derive(Debug, Default)]
+pub(crate) struct Pauses(Mutex<HashMap<String, Instant>>);
+
+impl Pauses {
+    /// Pauses `carrier` for `wait` (within [`MIN_PAUSE`] and [`MAX_PAUSE`]) from `now`; an
+    /// existing longer pause stays.
+    pub(crate) fn pause(&self, carrier: &str, wait: Duration, now: Instant) {
+        let until = now + wait.clamp(MIN_PAUSE, MAX_PAUSE);
+        let mut map = self.0.lock();
+        let entry = map.entry(carrier.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// Until when `carrier` is paused, if it is at `now`.
+    pub(crate) fn until(&self, carrier: &str, now: Instant) -> Option<Instant> {
+        let mut map = self.0.lock();
+        match map.get(carrier) {
+            Some(&t) if t > now => Some(t),
+            Some(_) => {
+                map.remove(carrier);
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// A message on its way, as the engine sees it.
@@ -85,6 +150,11 @@ pub(crate) trait Carriers: Send + Sync + 'static {
     /// and breaker); `false` where the answer is the recipient's own (a webhook endpoint).
     fn feeds_health(&self, _job: &Self::Job) -> bool {
         true
+    }
+    /// What a throttle with a wait on `carrier` pauses for `job` and the messages like it:
+    /// the carrier, unless its answers are about something narrower (a recipient's endpoint).
+    fn pause_key(&self, carrier: &str, _job: &Self::Job) -> String {
+        carrier.to_owned()
     }
     /// One attempt on `carrier`.
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a Self::Job) -> BoxFuture<'a, Verdict>;
@@ -132,6 +202,8 @@ pub(crate) struct Engine<C: Carriers> {
     in_flight: Arc<Semaphore>,
     /// Status updates to the store.
     updates: UpdateSink,
+    /// Carriers that asked to be left alone for a while.
+    pauses: Pauses,
 }
 
 impl<C: Carriers + std::fmt::Debug> std::fmt::Debug for Engine<C> {
@@ -163,6 +235,7 @@ where
             queue,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             updates,
+            pauses: Pauses::default(),
         });
         tokio::spawn(engine.clone().run(rx, shutdown));
         engine
@@ -204,12 +277,13 @@ where
         }
     }
 
-    /// Delivers one message: carriers in rank order, again after a back-off, until it is
-    /// sent, rejected, expired or out of attempts.
+    /// Delivers one message: carriers in rank order (paused ones skipped), again after a
+    /// back-off or a pause, until it is sent, rejected, expired or out of attempts.
     async fn deliver(self: Arc<Self>, job: C::Job) {
         self.status(&job, Status::Submitting, None).await;
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         let mut attempts = 0;
+        let mut waits = 0;
         let mut last_error = format!("no {} carrier can take it", C::NAME);
         loop {
             if job.expires_at().is_some_and(|t| now_ms() >= t) {
@@ -227,11 +301,19 @@ where
             if let Some(i) = order.iter().position(|(name, _)| name == job.quoted()) {
                 order[..=i].rotate_right(1);
             }
+            // Whether a carrier failed this round (rather than asking for a pause).
+            let mut failed = order.is_empty();
+            // The earliest end of a pause that kept a candidate back.
+            let mut resume: Option<Instant> = None;
             for (carrier, _) in order {
-                if attempts >= MAX_ATTEMPTS {
+                if attempts >= MAX_ATTEMPTS || waits >= MAX_WAITS {
                     break;
                 }
-                attempts += 1;
+                let pause_key = self.carriers.pause_key(&carrier, &job);
+                if let Some(until) = self.pauses.until(&pause_key, Instant::now()) {
+                    resume = Some(resume.map_or(until, |r| r.min(until)));
+                    continue;
+                }
                 let started = Instant::now();
                 let verdict = self.carriers.attempt(&carrier, &job).await;
                 let delivered = matches!(verdict, Verdict::Delivered(_));
@@ -286,17 +368,36 @@ where
                         return;
                     }
                     Verdict::Retry(error, class) => {
+                        attempts += 1;
+                        failed = true;
                         record(Outcome::Failure(class));
                         tracing::info!(id = %job.id(), %carrier, "{} not taken: {error}", C::NAME);
                         last_error = format!("{carrier}: {error}");
                     }
+                    Verdict::Wait(error, wait) => {
+                        waits += 1;
+                        record(Outcome::Failure(FailureClass::Throttled));
+                        self.pauses.pause(&pause_key, wait, now);
+                        let until = now + wait.clamp(MIN_PAUSE, MAX_PAUSE);
+                        resume = Some(resume.map_or(until, |r| r.min(until)));
+                        tracing::info!(
+                            id = %job.id(), %carrier,
+                            "{} throttled for {wait:?}: {error}", C::NAME
+                        );
+                        last_error = format!("{carrier}: {error}");
+                    }
                 }
             }
-            if attempts >= MAX_ATTEMPTS {
+            if attempts >= MAX_ATTEMPTS || waits >= MAX_WAITS {
                 self.status(&job, Status::Failed, Some(last_error)).await;
                 return;
             }
-            tokio::time::sleep(backoff.fail()).await;
+            // A failure backs off; a round that only met pauses waits for the first to end.
+            let delay = match resume {
+                Some(at) if !failed => at.saturating_duration_since(Instant::now()),
+                _ => backoff.fail(),
+            };
+            tokio::time::sleep(delay.max(Duration::from_millis(1))).await;
         }
     }
 
@@ -344,5 +445,53 @@ where
                 let _ = queue.send(job).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_throttles_with_a_hint_become_waits() {
+        let throttle = || Verdict::Retry("429".into(), FailureClass::Throttled);
+        assert_eq!(throttle().hinted(None), throttle());
+        assert_eq!(
+            throttle().hinted(Some(Duration::from_secs(7))),
+            Verdict::Wait("429".into(), Duration::from_secs(7))
+        );
+        // Out-of-range hints are brought within the bounds.
+        assert_eq!(
+            throttle().hinted(Some(Duration::ZERO)),
+            Verdict::Wait("429".into(), MIN_PAUSE)
+        );
+        assert_eq!(
+            throttle().hinted(Some(Duration::from_secs(86_400))),
+            Verdict::Wait("429".into(), MAX_PAUSE)
+        );
+        // Other failures keep their class whatever the hint.
+        let down = Verdict::Retry("503".into(), FailureClass::TransportDown);
+        assert_eq!(
+            down.hinted(Some(Duration::from_secs(5))),
+            Verdict::Retry("503".into(), FailureClass::TransportDown)
+        );
+    }
+
+    #[test]
+    fn a_pause_holds_until_its_time_and_the_longer_one_wins() {
+        let pauses = Pauses::default();
+        let t0 = Instant::now();
+        assert_eq!(pauses.until("a", t0), None);
+        pauses.pause("a", Duration::from_secs(5), t0);
+        pauses.pause("a", Duration::from_secs(2), t0);
+        let until = t0 + Duration::from_secs(5);
+        assert_eq!(pauses.until("a", t0 + Duration::from_secs(4)), Some(until));
+        assert_eq!(pauses.until("b", t0), None);
+        assert_eq!(pauses.until("a", until), None);
+        // Gone once passed.
+        assert!(pauses.0.lock().is_empty());
+        // Capped.
+        pauses.pause("c", Duration::from_secs(3600), t0);
+        assert_eq!(pauses.until("c", t0), Some(t0 + MAX_PAUSE));
     }
 }

@@ -14,8 +14,8 @@
 //!   was not delivered yet (it never will be), 404 `NOT_FOUND` when it was delivered, or is
 //!   no longer queued (revoked or expired before), or is unknown (<https://developers.google.com/business-communications/rcs-business-messaging/reference/rest/v1/phones.agentMessages/delete>).
 //! - Auth: `Authorization: Bearer <token>`; errors are `{"error":{"code","message","status"}}`
-//!   (401 `UNAUTHENTICATED`, 400 `INVALID_ARGUMENT`, 404 `NOT_FOUND`, 429 `RESOURCE_EXHAUSTED`,
-//!   503 `UNAVAILABLE`).
+//!   (401 `UNAUTHENTICATED`, 400 `INVALID_ARGUMENT`, 404 `NOT_FOUND`, 429 `RESOURCE_EXHAUSTED`
+//!   with a `google.rpc.RetryInfo` detail saying when to try again, 503 `UNAVAILABLE`).
 //! - Events go to the webhook as Pub/Sub push messages,
 //!   `{"message":{"data":<base64 JSON>,"messageId","publishTime"},"subscription"}`, signed with
 //!   `X-Goog-Signature` ([`super::sign`]): user events `DELIVERED` and `READ`
@@ -175,12 +175,24 @@ pub fn handle(state: &mut State, req: &Request, now: SystemTime) -> Reply {
     let behaviour = state.script.for_recipient(&phone).clone();
     let scripted = match behaviour.outcome {
         Outcome::BadCredentials => Some(error(401, "UNAUTHENTICATED", UNAUTHENTICATED)),
-        Outcome::Throttle => Some(error(
-            429,
-            "RESOURCE_EXHAUSTED",
-            "Quota exceeded for quota metric 'Agent messages' of service 'rcsbusinessmessaging.googleapis.com'.",
+        Outcome::Throttle => {
+            // Google's error model says when to try again in a RetryInfo detail.
+            let mut reply = error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Agent messages' of service 'rcsbusinessmessaging.googleapis.com'.",
+            );
+            reply.body["error"]["details"] = json!([{
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": format!("{}s", behaviour.retry_after_s),
+            }]);
+            Some(reply)
+        }
+        Outcome::Transient => Some(error(
+            503,
+            "UNAVAILABLE",
+            "The service is currently unavailable.",
         )),
-        Outcome::Transient => Some(error(503, "UNAVAILABLE", "The service is currently unavailable.")),
         _ => None,
     };
     let mut reply = match scripted {

@@ -80,7 +80,7 @@ impl Page {
                 ),
             };
         }
-        judge(answer.status, &parsed)
+        judge(answer.status, &parsed).hinted(answer.wait_hint(&parsed))
     }
 }
 

@@ -113,6 +113,40 @@ impl std::fmt::Debug for Api {
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Bytes,
+    /// The `Retry-After` header's wait, when there was one.
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl Answer {
+    /// How long the provider asked to be left alone, from the answer's `Retry-After` header
+    /// or, in its body (`parsed`), Telegram's `parameters.retry_after` (seconds) or a Google
+    /// API error's `RetryInfo` detail (`retryDelay`, e.g. `"30s"`).
+    pub(crate) fn wait_hint(&self, parsed: &serde_json::Value) -> Option<Duration> {
+        if self.retry_after.is_some() {
+            return self.retry_after;
+        }
+        if let Some(seconds) = parsed["parameters"]["retry_after"].as_u64() {
+            return Some(Duration::from_secs(seconds));
+        }
+        parsed["error"]["details"]
+            .as_array()?
+            .iter()
+            .filter(|d| {
+                d["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+            })
+            .find_map(|d| google_duration(d["retryDelay"].as_str()?))
+    }
+}
+
+/// A `google.protobuf.Duration` in its JSON form: seconds with up to nine decimals and an
+/// `s` (`"30s"`, `"1.5s"`).
+fn google_duration(text: &str) -> Option<Duration> {
+    let seconds: f64 = text.strip_suffix('s')?.parse().ok()?;
+    (0.0..1e9)
+        .contains(&seconds)
+        .then(|| Duration::from_secs_f64(seconds))
 }
 
 impl Api {
@@ -174,6 +208,8 @@ impl Api {
                 .await
                 .map_err(|e| (format!("connection: {e}"), FailureClass::TransportDown))?;
             let status = resp.status().as_u16();
+            let retry_after =
+                crate::events::webhook::retry_after(resp.headers(), std::time::SystemTime::now());
             let body = Limited::new(resp.into_body(), MAX_ANSWER)
                 .collect()
                 .await
@@ -184,7 +220,11 @@ impl Api {
                     )
                 })?
                 .to_bytes();
-            Ok(Answer { status, body })
+            Ok(Answer {
+                status,
+                body,
+                retry_after,
+            })
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(r) => r,
@@ -374,6 +414,29 @@ impl Carriers for ChatCarriers {
         job.spec.channel != ChatChannel::Webhook
     }
 
+    /// A webhook endpoint's `Retry-After` pauses that endpoint (scheme, host, port), not the
+    /// carrier that posts to every tenant's endpoints.
+    fn pause_key(&self, carrier: &str, job: &ChatJob) -> String {
+        match &job.to {
+            ChatTo::Url(url) if job.spec.channel == ChatChannel::Webhook => {
+                let origin = url
+                    .parse::<hyper::Uri>()
+                    .ok()
+                    .map(|u| {
+                        format!(
+                            "{}://{}:{}",
+                            u.scheme_str().unwrap_or(""),
+                            u.host().unwrap_or(""),
+                            u.port_u16().map_or(String::new(), |p| p.to_string())
+                        )
+                    })
+                    .unwrap_or_else(|| url.clone());
+                format!("{carrier} {origin}")
+            }
+            _ => carrier.to_owned(),
+        }
+    }
+
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a ChatJob) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
             match self.account(carrier).as_deref() {
@@ -457,5 +520,45 @@ pub(crate) fn judge_status(status: u16, what: String) -> Verdict {
         429 => Verdict::Retry(what, FailureClass::Throttled),
         500..=599 => Verdict::Retry(what, FailureClass::TransportDown),
         _ => Verdict::Rejected(what),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(retry_after: Option<u64>) -> Answer {
+        Answer {
+            status: 429,
+            body: Bytes::new(),
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn waits_come_from_the_header_telegram_or_google_retry_info() {
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        // The header wins over the body.
+        let telegram = json!({"ok": false, "error_code": 429, "parameters": {"retry_after": 9}});
+        assert_eq!(answer(Some(4)).wait_hint(&telegram), secs(4));
+        assert_eq!(answer(None).wait_hint(&telegram), secs(9));
+        let google = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED"},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1.5s"}
+        ]}});
+        assert_eq!(
+            answer(None).wait_hint(&google),
+            Some(Duration::from_millis(1500))
+        );
+        // Graph API errors carry no wait; nor do malformed delays.
+        let graph = json!({"error": {"code": 130429, "message": "Rate limit hit"}});
+        assert_eq!(answer(None).wait_hint(&graph), None);
+        let bad = json!({"error": {"details": [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "-3s"},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "soon"}
+        ]}});
+        assert_eq!(answer(None).wait_hint(&bad), None);
+        assert_eq!(answer(None).wait_hint(&serde_json::Value::Null), None);
     }
 }

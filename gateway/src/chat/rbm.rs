@@ -108,7 +108,8 @@ impl Agent {
                     "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
                 ))
             }
-            status => judge_status(status, error_text(status, &answer.body)),
+            status => judge_status(status, error_text(status, &answer.body))
+                .hinted(answer.wait_hint(&parsed_body(&answer.body))),
         }
     }
 
@@ -140,7 +141,10 @@ impl Agent {
         let capable = match answer.status {
             200..=299 => true,
             404 => false,
-            status => return Err(judge_status(status, error_text(status, &answer.body))),
+            status => {
+                return Err(judge_status(status, error_text(status, &answer.body))
+                    .hinted(answer.wait_hint(&parsed_body(&answer.body))))
+            }
         };
         self.remember(digits, capable);
         Ok(capable)
@@ -191,6 +195,11 @@ impl Agent {
             Err((why, _)) => Revoked::Failed(why),
         }
     }
+}
+
+/// An answer's body as JSON (`Null` when it is not).
+fn parsed_body(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_default()
 }
 
 /// `<status> <STATUS>: <message>` from a Google API error body, or the HTTP status alone.

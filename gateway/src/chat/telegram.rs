@@ -90,7 +90,7 @@ impl Bot {
         match code {
             // The chat does not exist, or the person blocked the bot: about this message.
             400 | 403 => Verdict::Rejected(what),
-            _ => judge_status(code, what),
+            _ => judge_status(code, what).hinted(answer.wait_hint(&parsed)),
         }
     }
 }

@@ -126,7 +126,7 @@ impl Poster {
         };
         let timeout = self.config.timeout;
         match post(&self.client, request, timeout).await {
-            Posted::Answered(status) => judge(status, id),
+            Posted::Answered(status, wait) => judge(status, id).hinted(wait),
             Posted::NoAnswer => Verdict::Retry(
                 format!("no answer within {timeout:?}"),
                 FailureClass::Timeout,

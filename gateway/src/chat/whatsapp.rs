@@ -76,7 +76,7 @@ impl Number {
                 ),
             };
         }
-        judge(answer.status, &parsed)
+        judge(answer.status, &parsed).hinted(answer.wait_hint(&parsed))
     }
 }
 

@@ -79,8 +79,9 @@ pub(crate) type HttpClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
 
 /// How a POST to a tenant's URL ended.
 pub(crate) enum Posted {
-    /// The endpoint answered with this status (its body read briefly, or dropped).
-    Answered(u16),
+    /// The endpoint answered with this status (its body read briefly, or dropped), and how
+    /// long it asked to be left alone (`Retry-After`), if it did.
+    Answered(u16, Option<Duration>),
     /// The `[egress]` policy refused the destination's addresses (this text says why).
     Refused(String),
     /// No answer within the timeout.
@@ -113,12 +114,32 @@ pub(crate) async fn post(
         Ok(Ok(r)) => r,
     };
     let status = response.status().as_u16();
+    let wait = retry_after(response.headers(), std::time::SystemTime::now());
     let _ = tokio::time::timeout(
         BODY_GRACE.min(timeout),
         Limited::new(response.into_body(), MAX_RESPONSE_BODY).collect(),
     )
     .await;
-    Posted::Answered(status)
+    Posted::Answered(status, wait)
+}
+
+/// How long an answer's `Retry-After` asks the client to wait (RFC 9110 §10.2.3: seconds, or
+/// an HTTP-date, which `now` turns into a wait; a date in the past is no wait). `None` when
+/// the header is missing or unreadable.
+pub(crate) fn retry_after(
+    headers: &hyper::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let value = headers
+        .get(hyper::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// One endpoint's limit.
@@ -194,8 +215,9 @@ impl std::fmt::Debug for Webhooks {
 enum Failure {
     /// The endpoint has too many waiting: not attempted.
     Saturated,
-    /// Attempted; the reason (status, timeout, connection error).
-    Failed(String),
+    /// Attempted; the reason (status, timeout, connection error), and the wait the endpoint
+    /// asked for (`Retry-After`), if it did.
+    Failed(String, Option<Duration>),
     /// Cannot succeed by retrying (an unusable URL, an unsupported scheme, a refused
     /// destination, no signing secret).
     Permanent(String),
@@ -319,7 +341,7 @@ impl Webhooks {
             if let Err(f) = result {
                 let (attempts, next_at, error, dead) = match f {
                     Failure::Saturated => (0, first_at, "endpoint saturated".to_owned(), false),
-                    Failure::Failed(e) => (1, now_ms() + me.backoff_ms(1), e, false),
+                    Failure::Failed(e, wait) => (1, now_ms() + me.delay_ms(1, wait), e, false),
                     Failure::Permanent(e) => {
                         metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
                             .increment(1);
@@ -473,7 +495,7 @@ impl Webhooks {
                     error,
                 }
             }
-            Err(Failure::Failed(error)) => {
+            Err(Failure::Failed(error, wait)) => {
                 let attempts = entry.attempts.saturating_add(1);
                 let age = Duration::from_millis(u64::try_from(now - entry.first_at).unwrap_or(0));
                 if age >= self.settings.give_up_after {
@@ -493,7 +515,7 @@ impl Webhooks {
                     EventWrite::OutboxRetry {
                         id: entry.id,
                         attempts,
-                        next_at: now + self.backoff_ms(attempts),
+                        next_at: now + self.delay_ms(attempts, wait),
                         error,
                     }
                 }
@@ -563,8 +585,8 @@ impl Webhooks {
         let posted = post(&self.client, request, timeout).await;
         metrics::histogram!("switchyard_webhook_delivery_seconds")
             .record(started.elapsed().as_secs_f64());
-        let status = match posted {
-            Posted::Answered(status) => status,
+        let (status, wait) = match posted {
+            Posted::Answered(status, wait) => (status, wait),
             Posted::NoAnswer => return self.outcome(Err(format!("no answer within {timeout:?}"))),
             Posted::Refused(refused) => {
                 tracing::warn!(event = %event_id(seq), tenant, "webhook not sent: {refused}");
@@ -579,13 +601,26 @@ impl Webhooks {
             self.outcome(Ok(()))
         } else {
             self.outcome(Err(format!("HTTP {status}")))
+                .map_err(|f| match f {
+                    Failure::Failed(e, _) => Failure::Failed(e, wait),
+                    f => f,
+                })
         }
     }
 
     fn outcome(&self, r: Result<(), String>) -> Result<(), Failure> {
         let label = if r.is_ok() { "ok" } else { "failed" };
         metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => label).increment(1);
-        r.map_err(Failure::Failed)
+        r.map_err(|e| Failure::Failed(e, None))
+    }
+
+    /// Milliseconds until the next attempt after `attempts` failed ones: the back-off, or the
+    /// endpoint's `Retry-After` when that is longer (at most `retry_max`).
+    fn delay_ms(&self, attempts: u32, wait: Option<Duration>) -> i64 {
+        let asked = wait
+            .map(|w| w.min(self.settings.retry_max))
+            .map_or(0, |w| i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
+        self.backoff_ms(attempts).max(asked)
     }
 
     fn endpoint(&self, origin: &str) -> Arc<Endpoint> {
@@ -697,6 +732,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let with = |v: &str| {
+            let mut h = hyper::HeaderMap::new();
+            h.insert(hyper::header::RETRY_AFTER, v.parse().unwrap());
+            retry_after(&h, now)
+        };
+        assert_eq!(with("120"), Some(Duration::from_secs(120)));
+        assert_eq!(with(" 3 "), Some(Duration::from_secs(3)));
+        // 784111777 is Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110's example).
+        assert_eq!(
+            with("Sun, 06 Nov 1994 08:50:07 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(with("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(with("soon"), None);
+        assert_eq!(with("-5"), None);
+        assert_eq!(retry_after(&hyper::HeaderMap::new(), now), None);
+    }
+
     /// Accepts connections and never answers.
     async fn tarpit() -> String {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -728,6 +784,70 @@ mod tests {
             }
         });
         url
+    }
+
+    /// An endpoint that answers 429 with `Retry-After: 90` gets its next attempt no sooner
+    /// than that (the back-off would say about a second), and never later than `retry_max`.
+    #[tokio::test]
+    async fn a_retry_after_from_the_endpoint_defers_the_next_attempt() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 90\r\nContent-Length: 0\r\n\r\n",
+                    )
+                    .await;
+            }
+        });
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-webhook-retry-after-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(SqliteStore::open(&dir.join("s.db"), Default::default()).unwrap());
+        let mut directory = Directory::default();
+        directory.tenants.insert(
+            "a".into(),
+            TenantEvents {
+                webhook_secrets: vec!["0123456789abcdef".into()],
+                ..TenantEvents::default()
+            },
+        );
+        let settings = WebhookSettings {
+            retry_max: Duration::from_secs(600),
+            ..WebhookSettings::default()
+        };
+        let egress = EgressPolicy {
+            allow_nets: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+            allow_hosts: Vec::new(),
+        };
+        let webhooks = Webhooks::new(
+            settings,
+            Arc::new(egress),
+            Arc::new(arc_swap::ArcSwap::from_pointee(directory)),
+            store.clone(),
+            store.clone(),
+        )
+        .unwrap();
+        let result = webhooks
+            .attempt("a", &url, 1, Bytes::from_static(b"{}"))
+            .await;
+        let Err(Failure::Failed(error, wait)) = result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(error, "HTTP 429");
+        assert_eq!(wait, Some(Duration::from_secs(90)));
+        assert!(webhooks.delay_ms(1, wait) >= 90_000);
+        assert_eq!(
+            webhooks.delay_ms(1, Some(Duration::from_secs(86_400))),
+            600_000
+        );
+        assert!(webhooks.delay_ms(1, None) < 90_000);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Tenant A has more due retries than a round reads, all for an endpoint that never
