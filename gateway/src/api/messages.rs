@@ -33,6 +33,7 @@ pub(crate) struct Accepted {
         (status = 400, description = "Unreadable request", body = Problem),
         (status = 401, description = "Missing or wrong API key", body = Problem),
         (status = 403, description = "Destination, country, channel or priority not allowed by the plan, or the key lacks the `send` scope", body = Problem),
+        (status = 404, description = "`to` names a contact (`{\"contact\": …}`) the tenant does not have", body = Problem),
         (status = 409, description = "Idempotency-Key reused with another request", body = Problem),
         (status = 413, description = "Request body too large", body = Problem),
         (status = 422, description = "A field is not acceptable (see `field`)", body = Problem),
@@ -57,7 +58,20 @@ pub(crate) async fn send(
         return answer;
     }
     let tenant = caller.0.clone();
-    let req: SendRequest = raw.parse()?;
+    let req: SendRequest = if raw.bytes.windows(9).any(|w| w == b"\"contact\"") {
+        // `to` may name a contact: its address for the channel stands in for it.
+        let mut body: serde_json::Map<String, serde_json::Value> = raw.parse()?;
+        super::contacts::recipient::resolve_single(&state, &tenant, &mut body).await?;
+        serde_json::from_value(serde_json::Value::Object(body)).map_err(|e| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.to_string(),
+            )
+        })?
+    } else {
+        raw.parse()?
+    };
     let sms: ValidSms = validate(req, &state.limits)?;
     state.submit.check_priority(&tenant, sms.priority)?;
     super::validate::check_callback_signing(
