@@ -58,20 +58,18 @@ pub(crate) async fn send(
         return answer;
     }
     let tenant = caller.0.clone();
-    let req: SendRequest = if raw.bytes.windows(9).any(|w| w == b"\"contact\"") {
-        // `to` may name a contact: its address for the channel stands in for it.
-        let mut body: serde_json::Map<String, serde_json::Value> = raw.parse()?;
-        super::contacts::recipient::resolve_single(&state, &tenant, &mut body).await?;
-        serde_json::from_value(serde_json::Value::Object(body)).map_err(|e| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                e.to_string(),
-            )
-        })?
-    } else {
-        raw.parse()?
-    };
+    // `to` may name a contact: its address for the channel stands in for it.
+    let req: SendRequest =
+        match super::contacts::recipient::resolve_single(&state, &tenant, &raw).await? {
+            Some(body) => serde_json::from_value(body).map_err(|e| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    e.to_string(),
+                )
+            })?,
+            None => raw.parse()?,
+        };
     let sms: ValidSms = validate(req, &state.limits)?;
     state.submit.check_priority(&tenant, sms.priority)?;
     super::validate::check_callback_signing(

@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::api::idempotent::RawJson;
 use crate::api::problem::Problem;
 use crate::api::AppState;
 use crate::domain::{Addresses, Contact, ContactId};
@@ -144,15 +145,23 @@ fn flow_to(a: &Addresses) -> Value {
     Value::Object(o)
 }
 
-/// Rewrites a single send's JSON body whose `to` names a contact: `to` becomes the contact's
-/// address for the body's `channel` (default `sms`). Bodies without a contact are left alone.
+/// A single send's JSON body whose `to` names a contact, with `to` replaced by the contact's
+/// address for the body's `channel` (default `sms`); `None` when `to` names no contact (the
+/// body is then read as it came).
 pub(crate) async fn resolve_single(
     state: &AppState,
     tenant: &str,
-    body: &mut Map<String, Value>,
-) -> Result<(), Problem> {
+    raw: &RawJson,
+) -> Result<Option<Value>, Problem> {
+    // Only a body with the key is parsed twice.
+    if !raw.bytes.windows(9).any(|w| w == b"\"contact\"") {
+        return Ok(None);
+    }
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&raw.bytes) else {
+        return Ok(None);
+    };
     let Some(id) = body.get("to").and_then(named) else {
-        return Ok(());
+        return Ok(None);
     };
     let contact = load(state, tenant, id?).await?;
     let channel = body
@@ -161,7 +170,7 @@ pub(crate) async fn resolve_single(
         .unwrap_or("sms")
         .to_owned();
     body.insert("to".into(), single_to(&contact, &channel)?);
-    Ok(())
+    Ok(Some(Value::Object(body)))
 }
 
 /// Rewrites a flow's JSON body whose `to` names a contact: `to` becomes the contact's
