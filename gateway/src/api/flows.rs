@@ -673,6 +673,20 @@ mod tests {
     }
 
     #[test]
+    fn whatsapp_and_rcs_steps_take_their_own_number_then_the_phone() {
+        let to = serde_json::json!({"phone": "+447911123456", "whatsapp": "+447911123457"});
+        let at = |channel| super::address(&to, channel).unwrap();
+        assert_eq!(at("whatsapp"), "+447911123457");
+        assert_eq!(at("rcs"), "+447911123456");
+        assert_eq!(at("sms"), "+447911123456");
+        let contact = serde_json::json!({"contact": "ct_0000000000000001"});
+        assert_eq!(
+            super::address(&contact, "sms").unwrap_err().code,
+            "invalid_recipient"
+        );
+    }
+
+    #[test]
     fn staged_and_smart_seeds_read_their_delays_and_conditions() {
         use crate::domain::{FlowMode, Success};
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/api_flow");
