@@ -140,6 +140,38 @@ def main():
     check("delete", "/v1/opt-outs/{number}",
           "/v1/opt-outs/" + urllib.parse.quote("+447911000009"), 404)
 
+    # Contacts, and a message to one.
+    contact = check("post", "/v1/contacts", "/v1/contacts", 201,
+                    json_body={"external_id": "openapi-1", "name": "Ana",
+                               "phone": "+447911123460", "email": "ana@example.org",
+                               "consent": {"sms": "granted", "email": {"state": "denied"}},
+                               "attributes": {"tier": "gold"}}).json()
+    check("post", "/v1/contacts", "/v1/contacts", 409, json_body={"external_id": "openapi-1"})
+    check("post", "/v1/contacts", "/v1/contacts", 422, json_body={"phone": "12"})
+    check("get", "/v1/contacts/{id}", f"/v1/contacts/{contact['id']}", 200)
+    check("get", "/v1/contacts/{id}", "/v1/contacts/ct_0000000000000001", 404)
+    check("patch", "/v1/contacts/{id}", f"/v1/contacts/{contact['id']}", 200,
+          json_body={"name": None, "consent": {"whatsapp": "denied"}})
+    check("patch", "/v1/contacts/{id}", f"/v1/contacts/{contact['id']}", 422,
+          json_body={"email": "nope"})
+    check("get", "/v1/contacts", "/v1/contacts?limit=2&address=%2B447911123460", 200)
+    check("get", "/v1/contacts", "/v1/contacts?external_id=openapi-1", 200)
+    check("get", "/v1/contacts", "/v1/contacts?cursor=nonsense", 422)
+    check("post", "/v1/contacts/import", "/v1/contacts/import", 200,
+          data="external_id,phone,consent_sms\nopenapi-2,+447911123461,granted\nopenapi-3,bad,\n",
+          content_type="text/csv")
+    check("post", "/v1/contacts/import", "/v1/contacts/import", 422,
+          data="external_id,fax\n1,2\n", content_type="text/csv")
+    check("post", "/v1/contacts/import", "/v1/contacts/import", 415,
+          json_body={})
+    check("post", "/v1/messages", "/v1/messages", 202,
+          json_body={"to": {"contact": contact["id"]}, "from": "Switchyard", "body": "Hi"})
+    check("post", "/v1/messages", "/v1/messages", 404,
+          json_body={"to": {"contact": "ct_0000000000000001"}, "from": "Switchyard",
+                     "body": "Hi"})
+    check("delete", "/v1/contacts/{id}", f"/v1/contacts/{contact['id']}", 204)
+    check("delete", "/v1/contacts/{id}", f"/v1/contacts/{contact['id']}", 404)
+
     # Routing, binds, providers, operations.
     check("get", "/v1/routes/explain", "/v1/routes/explain?to=%2B447911123456", 200)
     check("get", "/v1/routes/explain", "/v1/routes/explain?to=%2B447911123456&tenant=acme", 200,

@@ -108,7 +108,9 @@ pub(crate) struct BatchRequest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRecipient {
     /// E.164 number (anything else is rejected for this recipient only); in a batch of
-    /// flows, a number or an object of per-channel addresses as a flow's `to`.
+    /// flows, a number or an object of per-channel addresses as a flow's `to`; in either,
+    /// `{"contact": "ct_…"}` for a stored contact (its phone for SMS; its addresses for a
+    /// flow; refused for this recipient when unknown or when it denied consent).
     #[schema(value_type = serde_json::Value)]
     pub(crate) to: serde_json::Value,
     /// Values for the template's placeholders (strings, numbers, booleans).
@@ -258,6 +260,7 @@ pub(crate) async fn send(
             "the batch could not be checked",
         )
     };
+    let (raw, refused) = contacts_in_batch(&state, &tenant, raw).await?;
     let slot = PREPARING
         .acquire()
         .await
@@ -267,7 +270,7 @@ pub(crate) async fn send(
         // The slot goes with the work: a request that times out does not free it early.
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            prepare(&state, &tenant, &raw)
+            prepare(&state, &tenant, &raw, &refused)
         })
         .await
         .map_err(internal)??
@@ -513,10 +516,76 @@ async fn flow_batch(
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
+/// Recipients of an SMS batch refused before the batch is checked (a contact that is unknown,
+/// denied SMS or has no phone): by index, `to` as given and why.
+type Refused = std::collections::HashMap<usize, (serde_json::Value, Problem)>;
+
+/// An SMS batch whose recipients name contacts (`"to": {"contact": "ct_…"}`), with each such
+/// `to` replaced by the contact's phone (one read for every contact), and the recipients
+/// refused because of their contact (see [`super::contacts::recipient`]). A batch without
+/// contacts is returned as it came.
+async fn contacts_in_batch(
+    state: &AppState,
+    tenant: &str,
+    raw: RawJson,
+) -> Result<(RawJson, Refused), Problem> {
+    use super::contacts::recipient;
+    let mut refused = Refused::new();
+    if !raw.bytes.windows(9).any(|w| w == b"\"contact\"") {
+        return Ok((raw, refused));
+    }
+    let mut body: serde_json::Value = raw.parse()?;
+    let Some(items) = body
+        .get_mut("recipients")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Ok((raw, refused));
+    };
+    let named: Vec<_> = items
+        .iter()
+        .take(MAX_RECIPIENTS)
+        .filter_map(|r| r.get("to").and_then(recipient::named))
+        .collect();
+    if named.is_empty() {
+        return Ok((raw, refused));
+    }
+    let ids = named.into_iter().filter_map(Result::ok).collect();
+    let contacts = recipient::load_many(state, tenant, ids).await?;
+    for (index, r) in items.iter_mut().enumerate().take(MAX_RECIPIENTS) {
+        let Some(Some(named)) = r.get("to").map(recipient::named) else {
+            continue;
+        };
+        let given = r.get("to").cloned().unwrap_or_default();
+        match named.and_then(|id| recipient::batch_sms_to(&contacts, id)) {
+            Ok(to) => {
+                r["to"] = to;
+            }
+            Err(p) => {
+                // Left as given: `prepare` refuses it with `p`.
+                refused.insert(index, (given, p));
+            }
+        }
+    }
+    let raw = RawJson {
+        bytes: serde_json::to_vec(&body)
+            .map_err(|e| Problem::bad_request("invalid_json", e.to_string()))?
+            .into(),
+        idempotency_key: raw.idempotency_key,
+        method: raw.method,
+        path: raw.path,
+    };
+    Ok((raw, refused))
+}
+
 /// Parses and checks a batch (CPU-bound: run it on a blocking thread). Cheap checks that
 /// refuse the whole batch come first, then the tenant's quota and rate for every recipient,
 /// then the per-recipient work. 422 `no_valid_recipients` when every recipient was refused.
-fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepared, Problem> {
+fn prepare(
+    state: &AppState,
+    tenant: &Arc<str>,
+    raw: &RawJson,
+    refused: &Refused,
+) -> Result<Prepared, Problem> {
     let req: BatchRequest = raw.parse()?;
     let total = req.recipients.total;
     // A flow `mode` went to `flow_batch`: here it is `single` or absent.
@@ -598,6 +667,10 @@ fn prepare(state: &AppState, tenant: &Arc<str>, raw: &RawJson) -> Result<Prepare
             code: p.code,
             reason: p.detail,
         };
+        if let Some((given, p)) = refused.get(&index) {
+            rejected.push(reject(p.clone(), given.clone()));
+            continue;
+        }
         let draft = match recipient_draft(state, tenant, &common, &template, constant.as_ref(), &r)
         {
             Ok(draft) => draft,

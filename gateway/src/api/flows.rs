@@ -58,6 +58,10 @@ pub(crate) struct FlowAccepted {
     /// The deliveries started now (the first step, or every step for `all_channels`; for
     /// `smart`, the first step of the chosen order).
     pub(crate) deliveries: Vec<Delivery>,
+    /// When `to` names a contact: the steps left out because the contact denied consent on
+    /// their channel or has no address there (absent when none were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) dropped: Option<Vec<super::contacts::recipient::DroppedStep>>,
 }
 
 /// A flow as `GET /v1/messages/{id}` shows it.
@@ -237,6 +241,8 @@ pub(crate) async fn plan(
     now: UnixMs,
 ) -> Result<Planned, Problem> {
     let tenant = tenant.clone();
+    let mut body = body;
+    let dropped = super::contacts::recipient::resolve_flow(state, &tenant, &mut body).await?;
     let (mode, mut steps) = parse(body, &state.limits)?;
     for step in &steps {
         state.submit.check_priority(&tenant, step.valid.priority)?;
@@ -311,6 +317,7 @@ pub(crate) async fn plan(
             .iter()
             .map(|(p, step)| delivery(p, &step.valid))
             .collect(),
+        dropped: (!dropped.is_empty()).then_some(dropped),
     };
     flow.deliveries.clear();
     Ok(Planned {
@@ -555,14 +562,23 @@ fn stage_delay(mode: FlowMode, i: usize, delay: Option<Value>) -> Result<Option<
     }
 }
 
-/// The address `to` gives `channel`: `phone` for SMS, voice, RCS and WhatsApp, `email` for
-/// email, `telegram`, `messenger` and `webhook` (the endpoint's URL) for those; a plain
-/// string serves the steps it fits (an address with `@` for email, a number for the phone
-/// channels).
+/// The address `to` gives `channel`: `phone` for SMS and voice, `whatsapp` and `rcs` for
+/// those (else `phone`), `email` for email, `telegram`, `messenger` and `webhook` (the
+/// endpoint's URL) for those; a plain string serves the steps it fits (an address with `@`
+/// for email, a number for the phone channels).
 fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
-    const KINDS: [&str; 5] = ["phone", "email", "telegram", "messenger", "webhook"];
+    const KINDS: [&str; 7] = [
+        "phone",
+        "email",
+        "whatsapp",
+        "telegram",
+        "messenger",
+        "rcs",
+        "webhook",
+    ];
     let key = match channel {
         "email" | "telegram" | "messenger" | "webhook" => channel,
+        "whatsapp" | "rcs" if to.get(channel).is_some() => channel,
         _ => "phone",
     };
     let found = match to {
@@ -574,8 +590,9 @@ fn address(to: &Value, channel: &str) -> Result<Value, Problem> {
                     "to",
                     "invalid_recipient",
                     format!(
-                        "unknown address kind {k:?}; give \"phone\", \"email\", \"telegram\", \
-                         \"messenger\" and/or \"webhook\""
+                        "unknown address kind {k:?}; give \"phone\", \"email\", \"whatsapp\", \
+                         \"telegram\", \"messenger\", \"rcs\" and/or \"webhook\" (or \
+                         {{\"contact\": …}} alone)"
                     ),
                 ));
             }
@@ -653,6 +670,20 @@ mod tests {
             }
         }
         assert!(n > 0, "no corpus for api_flow");
+    }
+
+    #[test]
+    fn whatsapp_and_rcs_steps_take_their_own_number_then_the_phone() {
+        let to = serde_json::json!({"phone": "+447911123456", "whatsapp": "+447911123457"});
+        let at = |channel| super::address(&to, channel).unwrap();
+        assert_eq!(at("whatsapp"), "+447911123457");
+        assert_eq!(at("rcs"), "+447911123456");
+        assert_eq!(at("sms"), "+447911123456");
+        let contact = serde_json::json!({"contact": "ct_0000000000000001"});
+        assert_eq!(
+            super::address(&contact, "sms").unwrap_err().code,
+            "invalid_recipient"
+        );
     }
 
     #[test]

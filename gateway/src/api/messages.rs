@@ -33,6 +33,7 @@ pub(crate) struct Accepted {
         (status = 400, description = "Unreadable request", body = Problem),
         (status = 401, description = "Missing or wrong API key", body = Problem),
         (status = 403, description = "Destination, country, channel or priority not allowed by the plan, or the key lacks the `send` scope", body = Problem),
+        (status = 404, description = "`to` names a contact (`{\"contact\": …}`) the tenant does not have", body = Problem),
         (status = 409, description = "Idempotency-Key reused with another request", body = Problem),
         (status = 413, description = "Request body too large", body = Problem),
         (status = 422, description = "A field is not acceptable (see `field`)", body = Problem),
@@ -57,7 +58,18 @@ pub(crate) async fn send(
         return answer;
     }
     let tenant = caller.0.clone();
-    let req: SendRequest = raw.parse()?;
+    // `to` may name a contact: its address for the channel stands in for it.
+    let req: SendRequest =
+        match super::contacts::recipient::resolve_single(&state, &tenant, &raw).await? {
+            Some(body) => serde_json::from_value(body).map_err(|e| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    e.to_string(),
+                )
+            })?,
+            None => raw.parse()?,
+        };
     let sms: ValidSms = validate(req, &state.limits)?;
     state.submit.check_priority(&tenant, sms.priority)?;
     super::validate::check_callback_signing(

@@ -31,6 +31,7 @@
 pub(crate) mod analytics;
 pub(crate) mod batches;
 pub(crate) mod calls;
+pub(crate) mod contacts;
 pub(crate) mod events;
 pub(crate) mod export;
 pub mod flows;

@@ -332,6 +332,7 @@ fn operation_id(method: &str, path: &str) -> String {
 pub(crate) fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::events::EventsApi::openapi());
+    doc.merge(super::contacts::ContactsApi::openapi());
     Conventions.modify(&mut doc);
     // A flow's answer has every field of a message's too: "one of" would refuse it.
     // (And a request is one or the other; "any of" says the same there.)

@@ -7,8 +7,8 @@ use axum::handler::Handler;
 use axum::routing::{MethodFilter, MethodRouter};
 
 use super::{
-    analytics, batches, calls, events, inbound, message_log, messages, openapi, ops, optouts,
-    providers, smpp, webhooks, AppState,
+    analytics, batches, calls, contacts, events, inbound, message_log, messages, openapi, ops,
+    optouts, providers, smpp, webhooks, AppState,
 };
 
 /// An HTTP method the API serves (the ones it uses, so the table stays typed).
@@ -20,6 +20,8 @@ pub(crate) enum Verb {
     Post,
     /// `DELETE`.
     Delete,
+    /// `PATCH`.
+    Patch,
 }
 
 impl Verb {
@@ -29,6 +31,7 @@ impl Verb {
             Verb::Get => "get",
             Verb::Post => "post",
             Verb::Delete => "delete",
+            Verb::Patch => "patch",
         }
     }
 
@@ -37,6 +40,7 @@ impl Verb {
             Verb::Get => MethodFilter::GET,
             Verb::Post => MethodFilter::POST,
             Verb::Delete => MethodFilter::DELETE,
+            Verb::Patch => MethodFilter::PATCH,
         }
     }
 }
@@ -82,7 +86,7 @@ pub(crate) fn ops() -> Vec<Endpoint> {
 /// Every endpoint of the API's listener but [`ops`]. `batch_body_limit` is the body limit of
 /// `POST /v1/messages/batch`, larger than the others'.
 pub(crate) fn api(batch_body_limit: usize) -> Vec<Endpoint> {
-    use Verb::{Delete, Get, Post};
+    use Verb::{Delete, Get, Patch, Post};
     let mut batch = at(Post, "/v1/messages/batch", batches::send);
     batch.router = batch
         .router
@@ -123,6 +127,12 @@ pub(crate) fn api(batch_body_limit: usize) -> Vec<Endpoint> {
         at(Post, "/v1/opt-outs", optouts::create),
         at(Post, "/v1/opt-outs/import", optouts::import),
         at(Delete, "/v1/opt-outs/{number}", optouts::remove),
+        at(Post, "/v1/contacts", contacts::create),
+        at(Get, "/v1/contacts", contacts::list),
+        at(Post, "/v1/contacts/import", contacts::import::import),
+        at(Get, "/v1/contacts/{id}", contacts::get),
+        at(Patch, "/v1/contacts/{id}", contacts::patch),
+        at(Delete, "/v1/contacts/{id}", contacts::remove),
         at(Get, "/v1/webhooks/dead-letters", webhooks::list),
         at(
             Post,

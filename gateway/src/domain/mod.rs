@@ -13,6 +13,7 @@
 pub mod analytics;
 mod call;
 mod chat;
+mod contact;
 mod directory;
 mod email;
 mod event;
@@ -29,6 +30,7 @@ mod voice;
 
 pub use call::*;
 pub use chat::*;
+pub use contact::*;
 pub use directory::*;
 pub use email::*;
 pub use event::*;

@@ -113,6 +113,8 @@ pub enum Update {
     Replace(Box<Replacement>),
     /// A flow skipped a step or ended.
     Flow(super::FlowWrite),
+    /// A contact is created, changed or deleted ([`Applied::Contact`] says how it went).
+    Contact(super::ContactWrite),
 }
 
 /// New content for a scheduled message that is not due yet (SMPP replace_sm). Applied only
@@ -176,7 +178,7 @@ impl Update {
             | Update::SegmentRejected { id, .. }
             | Update::Call { id, .. } => Some(*id),
             Update::Replace(r) => Some(r.id),
-            Update::Flow(_) => None,
+            Update::Flow(_) | Update::Contact(_) => None,
             Update::Receipt(_)
             | Update::Inbound(_)
             | Update::Mo(_)
@@ -209,4 +211,6 @@ pub enum Applied {
     Inbound(MessageId),
     /// An [`Update::Events`] write changed this many rows.
     Rows(u64),
+    /// What an [`Update::Contact`] did.
+    Contact(super::ContactApplied),
 }

@@ -188,6 +188,22 @@ impl Store for FakeStore {
         not_used()
     }
 
+    fn contacts_by_id(
+        &self,
+        _: &str,
+        _: Vec<crate::domain::ContactId>,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
+        not_used()
+    }
+
+    fn contacts(
+        &self,
+        _: &str,
+        _: crate::domain::ContactFilter,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
+        not_used()
+    }
+
     fn flow(
         &self,
         _: &str,

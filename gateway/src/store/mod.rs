@@ -32,6 +32,7 @@ use crate::domain::{
     NewMessage, PastMessage, UnixMs, Update,
 };
 use crate::domain::{BatchSummary, IdempotencyRecord};
+use crate::domain::{Contact, ContactFilter, ContactId};
 
 /// Why a store operation failed. Says whether retrying can help.
 #[derive(Debug, thiserror::Error)]
@@ -200,4 +201,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The call rollup rows `query` selects (only its `carrier` filter applies).
     fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>>;
+
+    /// The contacts of `tenant` among `ids`, in no particular order; ids that are unknown or
+    /// another tenant's are left out. Written with [`Update::Contact`].
+    fn contacts_by_id(
+        &self,
+        tenant: &str,
+        ids: Vec<ContactId>,
+    ) -> BoxFuture<'_, Result<Vec<Contact>, StoreError>>;
+
+    /// Contacts of `tenant`, newest first, filtered.
+    fn contacts(
+        &self,
+        tenant: &str,
+        filter: ContactFilter,
+    ) -> BoxFuture<'_, Result<Vec<Contact>, StoreError>>;
 }

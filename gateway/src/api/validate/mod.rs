@@ -23,7 +23,9 @@ use crate::domain::{now_ms, UnixMs};
 pub(crate) struct SendRequest {
     /// `"+447700900123"` or `{"phone": "+447700900123"}`; for email `"ana@example.org"` or
     /// `{"email": "ana@example.org"}`; for a webhook the endpoint's URL,
-    /// `"https://hooks.example.com/in"` or `{"webhook": "https://…"}`.
+    /// `"https://hooks.example.com/in"` or `{"webhook": "https://…"}`; for any channel a
+    /// stored contact, `{"contact": "ct_…"}` (its address for the channel; refused with 422
+    /// `consent_denied` when it denied consent on the channel).
     pub(crate) to: Recipient,
     /// `"sms"` (the default), `"voice"` (a notification call), `"email"`, `"rcs"`,
     /// `"whatsapp"`, `"telegram"`, `"messenger"` or `"webhook"` (a signed POST to the
@@ -115,6 +117,15 @@ pub(crate) enum Recipient {
     Webhook {
         /// The URL.
         webhook: String,
+    },
+    /// `{"contact": "ct_…"}`: a stored contact of the tenant, whose address for the channel
+    /// is used (see `/v1/contacts`). A flow takes every address the contact has and leaves
+    /// out the steps on channels it denied consent for or has no address on.
+    Contact {
+        /// The contact's id (read from the JSON before this type: a send resolves it to the
+        /// contact's address first).
+        #[allow(dead_code)]
+        contact: String,
     },
 }
 
@@ -343,7 +354,8 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         Recipient::Email { .. }
         | Recipient::Telegram { .. }
         | Recipient::Messenger { .. }
-        | Recipient::Webhook { .. } => {
+        | Recipient::Webhook { .. }
+        | Recipient::Contact { .. } => {
             return Err(Problem::invalid(
                 "to",
                 "invalid_number",
@@ -457,7 +469,8 @@ fn email(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
         Recipient::Object { .. }
         | Recipient::Telegram { .. }
         | Recipient::Messenger { .. }
-        | Recipient::Webhook { .. } => {
+        | Recipient::Webhook { .. }
+        | Recipient::Contact { .. } => {
             return Err(Problem::invalid(
                 "to",
                 "invalid_email",
@@ -554,7 +567,7 @@ const MAX_MESSENGER_TEXT: usize = 2000;
 /// The recipient of a chat message: a phone number for RCS and WhatsApp; a chat id (an
 /// integer, or `@` and a channel's username) for Telegram; a page-scoped id (digits) for
 /// Messenger. A plain string serves every channel; an object names its channel's key.
-fn chat_recipient(
+pub(crate) fn chat_recipient(
     to: &Recipient,
     channel: crate::domain::ChatChannel,
 ) -> Result<(crate::submit::Recipient, Option<String>), Problem> {
@@ -912,7 +925,7 @@ fn template(v: &serde_json::Value) -> Result<crate::domain::ChatTemplate, Proble
 }
 
 /// A checked email address, lower-cased.
-fn email_address(field: &'static str, a: &str) -> Result<String, Problem> {
+pub(crate) fn email_address(field: &'static str, a: &str) -> Result<String, Problem> {
     let a = a.trim();
     if switchyard_ops::config::is_email_address(a) {
         Ok(a.to_lowercase())

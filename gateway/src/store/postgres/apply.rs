@@ -349,6 +349,7 @@ pub(super) async fn apply_update(
                 Applied::NoChange
             })
         }
+        Update::Contact(w) => super::contacts::apply(db, w).await,
         Update::Cdr(c) => {
             super::calls::insert(db, c).await?;
             roll.call(c);

@@ -52,6 +52,7 @@
 mod apply;
 mod calls;
 mod cluster;
+mod contacts;
 mod events;
 mod flows;
 mod handoff;
@@ -708,6 +709,24 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |db| Box::pin(async move { calls::list(db, &tenant, &filter).await }))
+    }
+
+    fn contacts_by_id(
+        &self,
+        tenant: &str,
+        ids: Vec<crate::domain::ContactId>,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |db| Box::pin(async move { contacts::by_ids(db, &tenant, &ids).await }))
+    }
+
+    fn contacts(
+        &self,
+        tenant: &str,
+        filter: crate::domain::ContactFilter,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |db| Box::pin(async move { contacts::list(db, &tenant, &filter).await }))
     }
 
     fn message_rollups(

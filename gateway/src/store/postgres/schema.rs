@@ -321,6 +321,35 @@ CREATE TABLE call_rollups (
 ALTER TABLE inbound ADD COLUMN channel TEXT NOT NULL DEFAULT 'sms';
 CREATE INDEX inbound_chat ON inbound (received_at) WHERE channel <> 'sms';
 "#,
+    // v7: contacts, each with an address per channel and consent per channel (as the SQLite
+    // store's version 17).
+    r#"
+CREATE TABLE contacts (
+    id          BIGINT  PRIMARY KEY,
+    tenant      TEXT    NOT NULL,
+    external_id TEXT,
+    name        TEXT,
+    phone       TEXT,
+    email       TEXT,
+    whatsapp    TEXT,
+    telegram    TEXT,
+    messenger   TEXT,
+    rcs         TEXT,
+    consent     TEXT    NOT NULL DEFAULT '{}',
+    attributes  TEXT,
+    created_at  BIGINT  NOT NULL,
+    updated_at  BIGINT  NOT NULL
+);
+CREATE INDEX contacts_tenant ON contacts (tenant, id);
+CREATE UNIQUE INDEX contacts_external ON contacts (tenant, external_id)
+    WHERE external_id IS NOT NULL;
+CREATE INDEX contacts_phone ON contacts (tenant, phone) WHERE phone IS NOT NULL;
+CREATE INDEX contacts_email ON contacts (tenant, email) WHERE email IS NOT NULL;
+CREATE INDEX contacts_whatsapp ON contacts (tenant, whatsapp) WHERE whatsapp IS NOT NULL;
+CREATE INDEX contacts_telegram ON contacts (tenant, telegram) WHERE telegram IS NOT NULL;
+CREATE INDEX contacts_messenger ON contacts (tenant, messenger) WHERE messenger IS NOT NULL;
+CREATE INDEX contacts_rcs ON contacts (tenant, rcs) WHERE rcs IS NOT NULL;
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

@@ -209,6 +209,7 @@ pub(super) fn apply_update(
                 Applied::NoChange
             })
         }
+        Update::Contact(w) => super::contacts::apply(conn, w),
         Update::Cdr(c) => {
             super::calls::insert(conn, c)?;
             roll.call(c);

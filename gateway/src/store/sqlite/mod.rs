@@ -24,6 +24,7 @@
 
 mod apply;
 mod calls;
+mod contacts;
 mod events;
 mod flows;
 mod inbound;
@@ -468,6 +469,24 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |conn| calls::list(conn, &tenant, &filter))
+    }
+
+    fn contacts_by_id(
+        &self,
+        tenant: &str,
+        ids: Vec<crate::domain::ContactId>,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| contacts::by_ids(conn, &tenant, &ids))
+    }
+
+    fn contacts(
+        &self,
+        tenant: &str,
+        filter: crate::domain::ContactFilter,
+    ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| contacts::list(conn, &tenant, &filter))
     }
 
     fn message_rollups(

@@ -50,6 +50,9 @@
 //! - (v16) `inbound.channel`: the channel an inbound message came on (`sms` for the rows
 //!   before it); `inbound_chat`, a partial index by time over the chat channels' ones (the
 //!   messaging windows are rebuilt from the last day's at start).
+//! - (v17) `contacts`: a tenant's contacts (see [`crate::domain::Contact`]): one column per
+//!   address kind, each indexed by `(tenant, address)` where set; consent per channel and the
+//!   tenant's attributes as JSON; `(tenant, external_id)` unique where set.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -400,6 +403,34 @@ CREATE TABLE call_rollups (
     r#"
 ALTER TABLE inbound ADD COLUMN channel TEXT NOT NULL DEFAULT 'sms';
 CREATE INDEX inbound_chat ON inbound (received_at) WHERE channel <> 'sms';
+"#,
+    // v17: contacts, each with an address per channel and consent per channel.
+    r#"
+CREATE TABLE contacts (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT    NOT NULL,
+    external_id TEXT,
+    name        TEXT,
+    phone       TEXT,
+    email       TEXT,
+    whatsapp    TEXT,
+    telegram    TEXT,
+    messenger   TEXT,
+    rcs         TEXT,
+    consent     TEXT    NOT NULL DEFAULT '{}',
+    attributes  TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX contacts_tenant ON contacts (tenant, id);
+CREATE UNIQUE INDEX contacts_external ON contacts (tenant, external_id)
+    WHERE external_id IS NOT NULL;
+CREATE INDEX contacts_phone ON contacts (tenant, phone) WHERE phone IS NOT NULL;
+CREATE INDEX contacts_email ON contacts (tenant, email) WHERE email IS NOT NULL;
+CREATE INDEX contacts_whatsapp ON contacts (tenant, whatsapp) WHERE whatsapp IS NOT NULL;
+CREATE INDEX contacts_telegram ON contacts (tenant, telegram) WHERE telegram IS NOT NULL;
+CREATE INDEX contacts_messenger ON contacts (tenant, messenger) WHERE messenger IS NOT NULL;
+CREATE INDEX contacts_rcs ON contacts (tenant, rcs) WHERE rcs IS NOT NULL;
 "#,
 ];
 

@@ -7,8 +7,9 @@
 //!   [`updates`] (statuses, segments, voice call outcomes, replacements), [`receipts`] (matching
 //!   receipts to segments, reads), [`recovery`] (unfinished and scheduled messages),
 //!   [`inbound`] (MO messages, held parts, keywords), [`events`] (the event log, the webhook
-//!   outbox, cursors, opt-outs), [`calls`] (the SIP proxy's call records), [`tenancy`]
-//!   (idempotency keys, batches, quotas), [`flows`] (flows and a recipient's history),
+//!   outbox, cursors, opt-outs), [`calls`] (the SIP proxy's call records), [`contacts`]
+//!   (contacts, their upserts by external id), [`tenancy`] (idempotency keys, batches,
+//!   quotas), [`flows`] (flows and a recipient's history),
 //!   [`rollups`] (the analytics rollups written with the changes they count).
 //!
 //! # Running it against a backend
@@ -30,6 +31,7 @@
 //! retention, which its options configure) is tested next to that backend.
 
 pub(crate) mod calls;
+pub(crate) mod contacts;
 pub(crate) mod events;
 pub(crate) mod fixtures;
 pub(crate) mod flows;
@@ -123,6 +125,10 @@ macro_rules! store_suite {
             }
             calls {
                 call_records_are_listed_newest_first_per_tenant,
+            }
+            contacts {
+                contacts_are_created_changed_deleted_and_kept_per_tenant,
+                contacts_list_newest_first_by_address_and_external_id,
             }
             flows {
                 a_flow_commits_with_its_first_delivery_and_follows_its_steps,
