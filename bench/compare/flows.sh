@@ -11,6 +11,7 @@
 #   all         mode all_channels: SMS and email                  two deliveries per request
 #   rcs         one RCS message to an RCS-capable phone (capability check, agent message,
 #               signed DELIVERED event)                           one delivery per request
+#   all3        mode all_channels: SMS, email and RCS             three deliveries per request
 #   rcs_sms     cascade RCS → SMS to phones without RCS (the RCS step is rejected after the
 #               capability check, the SMS step delivers)          two deliveries per request
 # and prints one line per run: accepted/s, p50/p99 latency, and the gateway's CPU µs per
@@ -166,6 +167,7 @@ run cascade 1 "{\"mode\":\"cascade\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\"
 run all 2 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
 rbm_behaviour '{"capable":true,"delivered_delay_ms":5,"read_delay_ms":null}'
 run rcs 1 "{\"channel\":\"rcs\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {seq6}\"}"
+run all3 3 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"},{\"channel\":\"rcs\"}]}"
 rbm_behaviour '{"capable":false}'
 run rcs_sms 2 "{\"mode\":\"cascade\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"rcs\",\"timeout_s\":60},{\"channel\":\"sms\",\"from\":\"Bench\"}]}"
 curl -sf "http://$PROVIDER_CONTROL/stats" | python3 -c "import json,sys; s=json.load(sys.stdin); print('provider-sim:', json.dumps(s.get('counters', s))[:300])" || true

@@ -276,13 +276,23 @@ fn add_segment_facts(conn: &Connection, e: &mut Event) -> rusqlite::Result<()> {
     ) {
         return Ok(());
     }
-    let found: Option<(Option<String>, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT carrier, error FROM segments WHERE message_id = ?1 \
-             ORDER BY error IS NULL, idx LIMIT 1",
-        )?
-        .query_row([e.message_id.0], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
+    // The segments in key order (no sort; almost always one row), the first with an error
+    // preferred.
+    let mut found: Option<(Option<String>, Option<String>)> = None;
+    let mut stmt = conn.prepare_cached(
+        "SELECT carrier, error FROM segments WHERE message_id = ?1 ORDER BY idx",
+    )?;
+    let mut rows = stmt.query([e.message_id.0])?;
+    while let Some(row) = rows.next()? {
+        let segment: (Option<String>, Option<String>) = (row.get(0)?, row.get(1)?);
+        let has_error = segment.1.is_some();
+        if found.is_none() || has_error {
+            found = Some(segment);
+        }
+        if has_error {
+            break;
+        }
+    }
     if let Some((carrier, error)) = found {
         if carrier.is_some() {
             e.carrier = carrier;
