@@ -603,6 +603,7 @@ async fn scenario(
         .goto(&format!("{base}/ui/calls/call_0000000000000001"))
         .await?;
     assert!(main_text(client).await?.contains("no such call"));
+    client.goto(&format!("{base}/ui")).await?;
     logout(client).await?;
 
     // A read-only key: no dead letters (they need admin), and its POSTs are refused even with
@@ -673,7 +674,7 @@ async fn scenario(
     assert!(candidates.contains("Sms"), "{candidates}");
     shot(client, shots, "route-explanation").await?;
     client
-        .goto(&format!("{base}/ui/carriers?tenant=acme&to=12"))
+        .goto(&format!("{base}/ui/carriers?tenant=acme&to=not-a-number"))
         .await?;
     assert!(client
         .find(Locator::Id("explain-error"))
