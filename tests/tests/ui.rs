@@ -16,6 +16,7 @@
 //! Debian's `chromium` and `chromium-driver`). Every wait is bounded by [`WAIT`].
 
 use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -184,6 +185,15 @@ async fn logout(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The text of the element `locator` finds, or "" when there is none or the page replaced
+/// it meanwhile (live updates swap parts of pages).
+async fn text_of(client: &Client, locator: Locator<'_>) -> String {
+    match client.find(locator).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 /// The text of the page's `<main>`.
 async fn main_text(client: &Client) -> anyhow::Result<String> {
     Ok(client.find(Locator::Css("main")).await?.text().await?)
@@ -202,6 +212,27 @@ async fn session_of(client: &Client) -> anyhow::Result<(String, String)> {
         .await?
         .context("no csrf field")?;
     Ok((cookie.value().to_owned(), csrf))
+}
+
+/// Opens `/ui/events` with the session's cookie (`Connection: close`, so the socket ends
+/// with the stream): the socket, past the answer's head, and the head.
+fn open_events(api: &str, session: &str) -> anyhow::Result<(TcpStream, String)> {
+    let mut socket = TcpStream::connect(api)?;
+    socket.set_read_timeout(Some(WAIT))?;
+    write!(
+        socket,
+        "GET /ui/events HTTP/1.1\r\nHost: {api}\r\nCookie: switchyard_session={session}\r\n\
+         Accept: text/event-stream\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if socket.read(&mut byte)? == 0 {
+            bail!("/ui/events closed before its head: {head:?}");
+        }
+        head.push(byte[0]);
+    }
+    Ok((socket, String::from_utf8_lossy(&head).into_owned()))
 }
 
 /// `POST path` with the session cookie and a form body; the status.
@@ -280,10 +311,11 @@ async fn scenario(
     )?;
     assert_eq!(sent.status, 202, "{}", sent.text());
     let id = sent.json()?["id"].as_str().context("no id")?.to_owned();
-    // The overview's counters refresh by themselves (htmx polling), without a reload.
+    // The overview's counters refresh by themselves (live updates, htmx polling), without a
+    // reload.
     let deadline = Instant::now() + WAIT;
     loop {
-        let live = client.find(Locator::Id("live")).await?.text().await?;
+        let live = text_of(client, Locator::Id("live")).await;
         if live.contains("delivered") {
             break;
         }
@@ -299,15 +331,13 @@ async fn scenario(
     let deadline = Instant::now() + WAIT;
     loop {
         client.goto(&format!("{base}/ui/messages")).await?;
-        let row = client
-            .find(Locator::XPath(&format!(
-                "//table[@id='messages']//tr[td/a[text()='{id}']]"
-            )))
-            .await;
-        if let Ok(row) = row {
-            if row.text().await?.contains("delivered") {
-                break;
-            }
+        let row = text_of(
+            client,
+            Locator::XPath(&format!("//table[@id='messages']//tr[td/a[text()='{id}']]")),
+        )
+        .await;
+        if row.contains("delivered") {
+            break;
         }
         if Instant::now() >= deadline {
             bail!(
@@ -333,15 +363,15 @@ async fn scenario(
     let live_id = live.json()?["id"].as_str().context("no id")?.to_owned();
     let deadline = Instant::now() + WAIT;
     loop {
-        let row = client
-            .find(Locator::XPath(&format!(
+        let row = text_of(
+            client,
+            Locator::XPath(&format!(
                 "//table[@id='messages']//tr[td/a[text()='{live_id}']]"
-            )))
-            .await;
-        if let Ok(row) = row {
-            if row.text().await?.contains("delivered") {
-                break;
-            }
+            )),
+        )
+        .await;
+        if row.contains("delivered") {
+            break;
         }
         if Instant::now() >= deadline {
             bail!(
@@ -730,7 +760,16 @@ async fn scenario(
         .goto(&format!("{base}/ui/webhooks?tenant=beta"))
         .await?;
     assert!(main_text(client).await?.contains("No dead letters"));
+    // The session's live-update stream ends when the session does.
+    let (session, _) = session_of(client).await?;
+    let (mut events, head) = open_events(api, &session)?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
     logout(client).await?;
+    let mut rest = Vec::new();
+    events
+        .read_to_end(&mut rest)
+        .context("the live-update stream did not end at logout")?;
     Ok(())
 }
 
