@@ -45,6 +45,10 @@ impl Authenticator for ConfigKeys {
     fn is_operator(&self, key: &str) -> bool {
         self.0.is_operator_key(key)
     }
+
+    fn config(&self) -> Option<Arc<Config>> {
+        Some(self.0.clone())
+    }
 }
 
 /// A running gateway's handles (for tests and the binary).

@@ -16,6 +16,7 @@
 //! Debian's `chromium` and `chromium-driver`). Every wait is bounded by [`WAIT`].
 
 use std::fmt::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -184,6 +185,15 @@ async fn logout(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The text of the element `locator` finds, or "" when there is none or the page replaced
+/// it meanwhile (live updates swap parts of pages).
+async fn text_of(client: &Client, locator: Locator<'_>) -> String {
+    match client.find(locator).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 /// The text of the page's `<main>`.
 async fn main_text(client: &Client) -> anyhow::Result<String> {
     Ok(client.find(Locator::Css("main")).await?.text().await?)
@@ -202,6 +212,27 @@ async fn session_of(client: &Client) -> anyhow::Result<(String, String)> {
         .await?
         .context("no csrf field")?;
     Ok((cookie.value().to_owned(), csrf))
+}
+
+/// Opens `/ui/events` with the session's cookie (`Connection: close`, so the socket ends
+/// with the stream): the socket, past the answer's head, and the head.
+fn open_events(api: &str, session: &str) -> anyhow::Result<(TcpStream, String)> {
+    let mut socket = TcpStream::connect(api)?;
+    socket.set_read_timeout(Some(WAIT))?;
+    write!(
+        socket,
+        "GET /ui/events HTTP/1.1\r\nHost: {api}\r\nCookie: switchyard_session={session}\r\n\
+         Accept: text/event-stream\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if socket.read(&mut byte)? == 0 {
+            bail!("/ui/events closed before its head: {head:?}");
+        }
+        head.push(byte[0]);
+    }
+    Ok((socket, String::from_utf8_lossy(&head).into_owned()))
 }
 
 /// `POST path` with the session cookie and a form body; the status.
@@ -280,10 +311,11 @@ async fn scenario(
     )?;
     assert_eq!(sent.status, 202, "{}", sent.text());
     let id = sent.json()?["id"].as_str().context("no id")?.to_owned();
-    // The overview's counters refresh by themselves (htmx polling), without a reload.
+    // The overview's counters refresh by themselves (live updates, htmx polling), without a
+    // reload.
     let deadline = Instant::now() + WAIT;
     loop {
-        let live = client.find(Locator::Id("live")).await?.text().await?;
+        let live = text_of(client, Locator::Id("live")).await;
         if live.contains("delivered") {
             break;
         }
@@ -299,15 +331,13 @@ async fn scenario(
     let deadline = Instant::now() + WAIT;
     loop {
         client.goto(&format!("{base}/ui/messages")).await?;
-        let row = client
-            .find(Locator::XPath(&format!(
-                "//table[@id='messages']//tr[td/a[text()='{id}']]"
-            )))
-            .await;
-        if let Ok(row) = row {
-            if row.text().await?.contains("delivered") {
-                break;
-            }
+        let row = text_of(
+            client,
+            Locator::XPath(&format!("//table[@id='messages']//tr[td/a[text()='{id}']]")),
+        )
+        .await;
+        if row.contains("delivered") {
+            break;
         }
         if Instant::now() >= deadline {
             bail!(
@@ -318,6 +348,44 @@ async fn scenario(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     shot(client, shots, "messages").await?;
+
+    // Live updates: with the messages page open (no reload: a marker set in the page
+    // survives), a message sent through the API appears and turns delivered by itself.
+    client.goto(&format!("{base}/ui/messages")).await?;
+    client
+        .execute("window.switchyardMarker = 42;", vec![])
+        .await?;
+    let live = acme.post_json(
+        "/v1/messages",
+        &json!({"to": "+447911123457", "from": "Acme", "body": "Live on the messages page"}),
+    )?;
+    assert_eq!(live.status, 202, "{}", live.text());
+    let live_id = live.json()?["id"].as_str().context("no id")?.to_owned();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let row = text_of(
+            client,
+            Locator::XPath(&format!(
+                "//table[@id='messages']//tr[td/a[text()='{live_id}']]"
+            )),
+        )
+        .await;
+        if row.contains("delivered") {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{live_id} not shown as delivered without a reload within {WAIT:?}: {}",
+                main_text(client).await?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let marker = client
+        .execute("return window.switchyardMarker;", vec![])
+        .await?;
+    assert_eq!(marker, json!(42), "the page was reloaded");
+    shot(client, shots, "messages-live").await?;
 
     // Its page: status, the segment's carrier id, the history from accepted to delivered.
     client.find(Locator::LinkText(&id)).await?.click().await?;
@@ -386,8 +454,105 @@ async fn scenario(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The endpoint's health: the sink's URL, its failures and the one success since.
+    client.goto(&format!("{base}/ui/webhooks")).await?;
+    let endpoints = client.find(Locator::Id("endpoints")).await?.text().await?;
+    assert!(endpoints.contains(&sink.url), "{endpoints}");
+    assert!(
+        endpoints.contains("HTTP"),
+        "the last failure's reason: {endpoints}"
+    );
+    shot(client, shots, "webhooks-health").await?;
+
+    // Opt-outs: add one with the form, see it, remove it with its button; add another that
+    // the other tenant must not see.
+    client.goto(&format!("{base}/ui/opt-outs")).await?;
+    assert!(main_text(client).await?.contains("No opt-outs match"));
+    for number in ["+447911000111", "+447911000222"] {
+        let field = client.find(Locator::Id("add-number")).await?;
+        field.send_keys(number).await?;
+        client
+            .find(Locator::Css("#add-opt-out button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let done = client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("done"))
+            .await?;
+        assert!(done.text().await?.contains(number));
+        let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
+        assert!(list.contains(number), "{list}");
+    }
+    shot(client, shots, "opt-outs").await?;
+    client
+        .find(Locator::Css(
+            "button[aria-label='Remove +447911000111 (*)']",
+        ))
+        .await?
+        .click()
+        .await?;
+    let done = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("done"))
+        .await?;
+    assert!(done.text().await?.contains("Removed +447911000111"));
+    let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
+    assert!(!list.contains("+447911000111"), "{list}");
+    assert!(list.contains("+447911000222"), "{list}");
+    // The API sees the same list.
+    let listed = acme.get("/v1/opt-outs")?;
+    assert!(listed.text().contains("+447911000222"), "{}", listed.text());
+    assert!(
+        !listed.text().contains("+447911000111"),
+        "{}",
+        listed.text()
+    );
+    // Search by number.
+    client
+        .goto(&format!("{base}/ui/opt-outs?number=%2B447911000222"))
+        .await?;
+    let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
+    assert!(list.contains("+447911000222"), "{list}");
+
+    // Calls: none yet; the filters are there, labelled.
+    client.goto(&format!("{base}/ui/calls")).await?;
+    assert!(main_text(client).await?.contains("No calls match"));
+    for id in ["since", "until", "number", "disposition", "trunk"] {
+        client
+            .find(Locator::Css(&format!("label[for='{id}']")))
+            .await?;
+    }
+    shot(client, shots, "calls").await?;
+    client
+        .goto(&format!(
+            "{base}/ui/calls?disposition=answered&number=%2B44"
+        ))
+        .await?;
+    assert!(main_text(client).await?.contains("No calls match"));
+
+    // Settings: the keys' scopes (no key), the webhook, no secret.
+    client.goto(&format!("{base}/ui/settings")).await?;
+    let settings = main_text(client).await?;
+    assert!(settings.contains(&sink.url), "{settings}");
+    assert!(settings.contains("read"), "{settings}");
+    assert!(!settings.contains(ACME) && !settings.contains(ACME_READ));
+    assert!(!settings.contains("whsec_dashboard_test_secret"));
+    shot(client, shots, "settings").await?;
+
     // A POST with the session's cookie but not its token is refused.
     let (session, csrf) = session_of(client).await?;
+    assert_eq!(
+        raw_post(
+            api,
+            "/ui/opt-outs/add",
+            &session,
+            "csrf=0000&number=%2B447911000333&scope=*"
+        )?,
+        403
+    );
     assert_eq!(raw_post(api, "/ui/logout", &session, "csrf=0000")?, 403);
     assert_eq!(raw_post(api, "/ui/logout", &session, "")?, 403);
 
@@ -446,6 +611,29 @@ async fn scenario(
         .goto(&format!("{base}/ui/messages?tenant=acme"))
         .await?;
     assert!(!main_text(client).await?.contains(&id));
+    // Nor acme's opt-outs, settings or calls.
+    for path in [
+        "/ui/opt-outs",
+        "/ui/opt-outs?tenant=acme&number=%2B447911000222",
+    ] {
+        client.goto(&format!("{base}{path}")).await?;
+        let page = main_text(client).await?;
+        assert!(!page.contains("+447911000222"), "{path}: {page}");
+        assert!(page.contains("No opt-outs match"), "{path}: {page}");
+    }
+    client
+        .goto(&format!("{base}/ui/settings?tenant=acme"))
+        .await?;
+    let page = main_text(client).await?;
+    assert!(!page.contains(&sink.url), "{page}");
+    assert!(page.contains("No numbers"), "{page}");
+    client.goto(&format!("{base}/ui/calls?tenant=acme")).await?;
+    assert!(main_text(client).await?.contains("No calls match"));
+    client
+        .goto(&format!("{base}/ui/calls/call_0000000000000001"))
+        .await?;
+    assert!(main_text(client).await?.contains("no such call"));
+    client.goto(&format!("{base}/ui")).await?;
     logout(client).await?;
 
     // A read-only key: no dead letters (they need admin), and its POSTs are refused even with
@@ -469,6 +657,22 @@ async fn scenario(
         )?,
         403
     );
+    // It sees the opt-outs but no form, and its opt-out POSTs are refused.
+    client.goto(&format!("{base}/ui/opt-outs")).await?;
+    assert!(main_text(client).await?.contains("+447911000222"));
+    assert!(client
+        .find_all(Locator::Css("main form[method=post]"))
+        .await?
+        .is_empty());
+    assert_eq!(
+        raw_post(
+            api,
+            "/ui/opt-outs/add",
+            &session,
+            &format!("csrf={csrf}&number=%2B447911000333&scope=*")
+        )?,
+        403
+    );
     client.goto(&format!("{base}/ui")).await?;
     logout(client).await?;
 
@@ -479,6 +683,49 @@ async fn scenario(
     assert!(carriers.contains("Sms"), "{carriers}");
     assert!(carriers.contains("closed"), "the breaker: {carriers}");
     shot(client, shots, "carriers").await?;
+    // Route explanation for a number, from the form.
+    client
+        .find(Locator::Id("to"))
+        .await?
+        .send_keys("+447911123456")
+        .await?;
+    client
+        .find(Locator::Css("#explain button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let winner = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("winner"))
+        .await?;
+    assert_eq!(winner.text().await?, "Sms");
+    let candidates = client.find(Locator::Id("candidates")).await?.text().await?;
+    assert!(candidates.contains("Sms"), "{candidates}");
+    shot(client, shots, "route-explanation").await?;
+    client
+        .goto(&format!("{base}/ui/carriers?tenant=acme&to=not-a-number"))
+        .await?;
+    assert!(client
+        .find(Locator::Id("explain-error"))
+        .await?
+        .text()
+        .await?
+        .contains("not an E.164 number"));
+    client
+        .goto(&format!("{base}/ui/opt-outs?tenant=acme"))
+        .await?;
+    assert!(main_text(client).await?.contains("+447911000222"));
+    client
+        .goto(&format!("{base}/ui/opt-outs?tenant=beta"))
+        .await?;
+    assert!(!main_text(client).await?.contains("+447911000222"));
+    client
+        .goto(&format!("{base}/ui/settings?tenant=acme"))
+        .await?;
+    assert!(main_text(client).await?.contains(&sink.url));
+    client.goto(&format!("{base}/ui/calls?tenant=beta")).await?;
+    assert!(main_text(client).await?.contains("No calls match"));
     // The API reference, from the navigation: Swagger UI (the page's own scripts only, under
     // the CSP) renders every operation of /openapi.json.
     client
@@ -513,7 +760,16 @@ async fn scenario(
         .goto(&format!("{base}/ui/webhooks?tenant=beta"))
         .await?;
     assert!(main_text(client).await?.contains("No dead letters"));
+    // The session's live-update stream ends when the session does.
+    let (session, _) = session_of(client).await?;
+    let (mut events, head) = open_events(api, &session)?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
     logout(client).await?;
+    let mut rest = Vec::new();
+    events
+        .read_to_end(&mut rest)
+        .context("the live-update stream did not end at logout")?;
     Ok(())
 }
 
@@ -534,7 +790,7 @@ fn the_assets_are_served_with_long_cache_headers() -> anyhow::Result<()> {
         .map(str::to_owned)
         .collect::<Vec<_>>();
     urls.sort();
-    assert_eq!(urls.len(), 2, "{html}");
+    assert_eq!(urls.len(), 3, "{html}");
     for url in &urls {
         let r = client.get(url)?;
         assert_eq!(r.status, 200, "{url}");
@@ -552,5 +808,7 @@ fn the_assets_are_served_with_long_cache_headers() -> anyhow::Result<()> {
     let live = client.get("/ui/overview/live")?;
     assert_eq!(live.status, 200);
     assert_eq!(live.header("hx-redirect"), Some("/ui/login"));
+    // The live-update stream answers 204 (EventSource does not reconnect).
+    assert_eq!(client.get("/ui/events")?.status, 204);
     Ok(())
 }

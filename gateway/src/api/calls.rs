@@ -18,7 +18,7 @@ use crate::domain::rfc3339;
 use crate::domain::{CallFilter, CallRecord};
 
 /// Dispositions a filter may name.
-const DISPOSITIONS: [&str; 6] = [
+pub(crate) const DISPOSITIONS: [&str; 6] = [
     "answered",
     "busy",
     "no_answer",
@@ -83,7 +83,7 @@ fn filter(q: &CallQuery, limit: usize) -> Result<CallFilter, Problem> {
 }
 
 /// The record's public id.
-fn call_id(id: i64) -> String {
+pub(crate) fn call_id(id: i64) -> String {
     format!("call_{id:016x}")
 }
 

@@ -84,6 +84,11 @@ pub(crate) trait Authenticator: Send + Sync + 'static {
     fn is_operator(&self, _key: &str) -> bool {
         false
     }
+    /// The configuration the keys come from, when there is one (the dashboard's tenant
+    /// settings page reads it; it is swapped with the keys on reload).
+    fn config(&self) -> Option<Arc<switchyard_ops::config::Config>> {
+        None
+    }
 }
 
 /// What every handler can reach.

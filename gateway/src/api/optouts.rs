@@ -68,7 +68,8 @@ pub(crate) struct AddOptOut {
     pub(crate) from: Option<String>,
 }
 
-fn recipient(raw: &str) -> Result<String, String> {
+/// A recipient as the list keys it: E.164 digits without `+`, or why not.
+pub(crate) fn recipient(raw: &str) -> Result<String, String> {
     E164::parse(raw.trim())
         .map(|n| n.as_str().to_owned())
         .map_err(|e| format!("{raw:?} is not an E.164 number: {e}"))
@@ -81,7 +82,8 @@ fn sender(raw: Option<&str>) -> String {
     }
 }
 
-async fn add(
+/// Adds `entries` (recipient, sender) to `tenant`'s list, durably then in memory.
+pub(crate) async fn add(
     state: &AppState,
     tenant: &str,
     entries: Vec<(String, String)>,
@@ -157,22 +159,40 @@ pub(crate) async fn remove(
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
     let r = recipient(&number).map_err(|d| Problem::invalid("number", "invalid_number", d))?;
     let s = q.from.as_deref().map(|f| sender(Some(f)));
+    if remove_entries(&state, &tenant, &r, s).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found("opt-out"))
+    }
+}
+
+/// Removes `tenant`'s entries for `recipient` (as the list keys it): the one for `sender`,
+/// or all of them. False when there was none.
+pub(crate) async fn remove_entries(
+    state: &AppState,
+    tenant: &str,
+    recipient: &str,
+    sender: Option<String>,
+) -> Result<bool, Problem> {
     let applied = state
         .store
         .apply(vec![Update::Events(EventWrite::OptOutRemove {
-            tenant: tenant.to_string(),
-            recipient: r.clone(),
-            sender: s.clone(),
+            tenant: tenant.to_owned(),
+            recipient: recipient.to_owned(),
+            sender: sender.clone(),
         })])
         .await?;
-    match &s {
-        Some(s) => state.events.opt_outs.remove(&tenant, &r, &[s.as_str()]),
-        None => state.events.opt_outs.remove(&tenant, &r, &[]),
+    match &sender {
+        Some(s) => state
+            .events
+            .opt_outs
+            .remove(tenant, recipient, &[s.as_str()]),
+        None => state.events.opt_outs.remove(tenant, recipient, &[]),
     }
-    match applied.first() {
-        Some(crate::domain::Applied::Rows(0)) => Err(Problem::not_found("opt-out")),
-        _ => Ok(StatusCode::NO_CONTENT),
-    }
+    Ok(!matches!(
+        applied.first(),
+        Some(crate::domain::Applied::Rows(0))
+    ))
 }
 
 /// `GET /v1/opt-outs`: by number.

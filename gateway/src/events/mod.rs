@@ -23,12 +23,15 @@
 //! de-duplicate by event id), events in the outbox are retried.
 //!
 //! # Layout
+//! - [`health`]: each webhook endpoint's last success and failure and its latency, as this
+//!   node saw them (the dashboard shows them).
 //! - [`signing`]: `X-Switchyard-Signature` (HMAC-SHA256, several secrets).
 //! - [`webhook`]: the HTTP client, per-endpoint limits, first attempts, retries, dead letters.
 //! - [`pump`]: reads the log in order, renders, broadcasts, hands over to webhooks.
 //! - [`sse`]: the open streams (capped per tenant and in total) and one subscriber's stream:
 //!   replay after `Last-Event-ID` (through the log's tenant index), then live, no gap, no dup.
 
+pub(crate) mod health;
 pub(crate) mod pump;
 pub(crate) mod signing;
 pub(crate) mod sse;

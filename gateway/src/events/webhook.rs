@@ -202,6 +202,8 @@ pub(crate) struct Webhooks {
     retrying: Mutex<HashSet<i64>>,
     /// Rows whose retry finished (committed) since the last outbox read began.
     finished: Mutex<Vec<i64>>,
+    /// Each endpoint's last success and failure, for the dashboard.
+    pub(crate) health: super::health::HealthBook,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -282,6 +284,7 @@ impl Webhooks {
             in_flight: Mutex::new(BTreeSet::new()),
             retrying: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
+            health: super::health::HealthBook::default(),
         })
     }
 
@@ -524,8 +527,29 @@ impl Webhooks {
         self.write(write).await;
     }
 
-    /// Sends event `seq` once, within the endpoint's limit.
+    /// Sends event `seq` once, within the endpoint's limit, and notes the outcome in the
+    /// endpoint's health (an attempt refused for want of room is not one).
     async fn attempt(&self, tenant: &str, url: &str, seq: i64, body: Bytes) -> Result<(), Failure> {
+        let started = std::time::Instant::now();
+        let result = self.attempt_once(tenant, url, seq, body).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &result {
+            Ok(()) => self.health.record(tenant, url, now_ms(), ms, Ok(())),
+            Err(Failure::Failed(e) | Failure::Permanent(e)) => {
+                self.health.record(tenant, url, now_ms(), ms, Err(e))
+            }
+            Err(Failure::Saturated) => {}
+        }
+        result
+    }
+
+    async fn attempt_once(
+        &self,
+        tenant: &str,
+        url: &str,
+        seq: i64,
+        body: Bytes,
+    ) -> Result<(), Failure> {
         let target = Target::parse(url)?;
         let t = now_ms() / 1000;
         let signature = {

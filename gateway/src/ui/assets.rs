@@ -1,5 +1,5 @@
-//! The dashboard's static files, embedded in the binary: the style sheet, htmx, and Swagger UI
-//! with its starter script for the API reference (pinned releases, vendored under
+//! The dashboard's static files, embedded in the binary: the style sheet, htmx, the live-update
+//! script, and Swagger UI with its starter script for the API reference (pinned releases, vendored under
 //! `gateway/assets/` with their licences).
 //!
 //! Each is served at `/ui/assets/<hash>/<file>`, `<hash>` being the first 16 hex digits of
@@ -36,8 +36,11 @@ pub(crate) const SWAGGER_CSS: &str = "swagger-ui-5.36.0.css";
 /// Starts Swagger UI on `/openapi.json` (hand-written).
 pub(crate) const API_REFERENCE_JS: &str = "api-reference.js";
 
+/// Live updates over Server-Sent Events (hand-written).
+pub(crate) const LIVE_JS: &str = "live.js";
+
 /// How many files there are.
-const COUNT: usize = 5;
+const COUNT: usize = 6;
 
 const ASSETS: [Asset; COUNT] = [
     Asset {
@@ -63,6 +66,11 @@ const ASSETS: [Asset; COUNT] = [
     Asset {
         file: API_REFERENCE_JS,
         body: include_bytes!("../../assets/api-reference.js"),
+        content_type: "text/javascript; charset=utf-8",
+    },
+    Asset {
+        file: LIVE_JS,
+        body: include_bytes!("../../assets/live.js"),
         content_type: "text/javascript; charset=utf-8",
     },
 ];
@@ -112,7 +120,7 @@ mod tests {
         let expected = hex::encode(&Sha256::digest(include_bytes!("../../assets/ui.css"))[..8]);
         assert_eq!(css, format!("/ui/assets/{expected}/ui.css"));
         assert!(url(HTMX).ends_with("/htmx-2.0.11.min.js"));
-        for file in [SWAGGER_JS, SWAGGER_CSS, API_REFERENCE_JS] {
+        for file in [SWAGGER_JS, SWAGGER_CSS, API_REFERENCE_JS, LIVE_JS] {
             let url = url(file);
             assert_eq!(url.split('/').nth(3).map(str::len), Some(16), "{url}");
         }

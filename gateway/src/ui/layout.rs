@@ -1,4 +1,4 @@
-//! The page shell: head (style sheet, htmx), a skip link, the navigation, who is logged in
+//! The page shell: head (style sheet, htmx, the live-update script), a skip link, the navigation, who is logged in
 //! with the logout button, and the operator's tenant picker.
 
 use maud::{html, Markup, DOCTYPE};
@@ -13,10 +13,16 @@ pub(crate) enum Nav {
     Overview,
     /// `/ui/messages`.
     Messages,
+    /// `/ui/calls`.
+    Calls,
+    /// `/ui/opt-outs`.
+    OptOuts,
     /// `/ui/carriers` (operator keys only).
     Carriers,
     /// `/ui/webhooks`.
     Webhooks,
+    /// `/ui/settings`.
+    Settings,
     /// `/ui/api`: the API reference.
     Api,
 }
@@ -26,8 +32,11 @@ pub(crate) fn page(viewer: &Viewer, current: Nav, title: &str, body: Markup) -> 
     let entries: &[(Nav, &str, &str)] = &[
         (Nav::Overview, "/ui", "Overview"),
         (Nav::Messages, "/ui/messages", "Messages"),
+        (Nav::Calls, "/ui/calls", "Calls"),
+        (Nav::OptOuts, "/ui/opt-outs", "Opt-outs"),
         (Nav::Carriers, "/ui/carriers", "Carriers"),
         (Nav::Webhooks, "/ui/webhooks", "Webhooks"),
+        (Nav::Settings, "/ui/settings", "Settings"),
         (Nav::Api, "/ui/api", "API reference"),
     ];
     let who = match &viewer.who {
@@ -97,6 +106,7 @@ fn shell(title: &str, body: Markup) -> Markup {
                 title { (title) " · Switchyard" }
                 link rel="stylesheet" href=(assets::url(assets::CSS));
                 script src=(assets::url(assets::HTMX)) defer {}
+                script src=(assets::url(assets::LIVE_JS)) defer {}
             }
             body { (body) }
         }

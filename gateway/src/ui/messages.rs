@@ -1,5 +1,6 @@
 //! `/ui/messages`: search by id, number and status, newest first, a page at a time (the
-//! store's `list`, as `GET /v1/messages` uses it); `/ui/messages/{id}`: one message with its
+//! store's `list`, as `GET /v1/messages` uses it), the first page following new messages and
+//! status changes live (Server-Sent Events, [`super::live`]); `/ui/messages/{id}`: one message with its
 //! per-segment states and full status history (the store's `get`).
 
 use std::str::FromStr;
@@ -80,6 +81,19 @@ pub(crate) async fn list(
     if let Some(s) = status {
         next_q.push(format!("status={}", s.as_str()));
     }
+    // The first page follows changes live: the page is fetched again on each (debounced).
+    let live = before.is_none().then(|| {
+        let tenant_q = if viewer.is_operator() {
+            format!("?tenant={}", url_escape(&tenant))
+        } else {
+            String::new()
+        };
+        let sep = if next_q.is_empty() { "" } else { "?" };
+        (
+            format!("/ui/events{tenant_q}"),
+            format!("/ui/messages{sep}{}", next_q.join("&")),
+        )
+    });
     let body = html! {
         form.filters method="get" action="/ui/messages" role="search" {
             @if viewer.is_operator() {
@@ -111,6 +125,7 @@ pub(crate) async fn list(
             }
             button type="submit" { "Search" }
         }
+        div #messages-region data-live-events=[live.as_ref().map(|(e, _)| e)] data-live-refresh=[live.as_ref().map(|(_, r)| r)] {
         @if records.is_empty() {
             p.note { "No messages match." }
         } @else {
@@ -137,6 +152,10 @@ pub(crate) async fn list(
                 @let sep = if next_q.is_empty() { "" } else { "&" };
                 a href={ "/ui/messages?" (next_q.join("&")) (sep) "before=" (next) } { "Older messages" }
             }
+        }
+        }
+        @if live.is_some() {
+            p.note { "New messages and status changes show here as they happen." }
         }
     };
     Ok(layout::page(&viewer, Nav::Messages, "Messages", body).into_response())

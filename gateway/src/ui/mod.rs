@@ -8,8 +8,14 @@
 //!   binds up and queue depths; the counters refresh every few seconds (htmx polling).
 //! - [`messages`]: search by id, number and status with paging; a message with its history
 //!   and per-segment states.
-//! - [`carriers`]: each carrier's binds, queue, health and breaker (operator keys only).
-//! - [`webhooks`]: dead letters and their replay.
+//! - [`calls`]: call detail records with filters (time, number, disposition, trunk) and paging;
+//!   one call with the trunks tried.
+//! - [`optouts`]: the opt-out list by number and channel, with adding and removing.
+//! - [`carriers`]: each carrier's binds, queue, health and breaker, and a route explanation
+//!   for a number (operator keys only).
+//! - [`webhooks`]: each endpoint's health, dead letters and their replay.
+//! - [`settings`]: the tenant's limits, quotas, keys' scopes, numbers, SMPP users, webhook.
+//! - [`live`]: `/ui/events`, the Server-Sent Events the overview and messages pages follow.
 //! - [`api_reference`]: the API's interactive reference (Swagger UI over `/openapi.json`).
 //! - [`layout`]: the page shell (navigation, who is logged in, the operator's tenant picker).
 //! - [`assets`]: the style sheet, htmx and Swagger UI, embedded and served under content-hashed URLs.
@@ -20,25 +26,31 @@
 //! template file to ship or find at run time. It is small and maintained, and brings in only
 //! `itoa` and its proc-macro crate (plus `axum-core` and `http`, which axum already has), where
 //! askama would add a template directory and a configuration of its own. htmx adds the little
-//! behaviour there is (polling); every page works without JavaScript.
+//! behaviour there is (polling), and `live.js` a few lines more (refreshing a part of a page
+//! when `/ui/events` says something changed); every page works without JavaScript.
 //!
 //! ## Who sees what
 //! A session re-authenticates its key on every request, exactly as the API does
 //! ([`crate::api::Authenticator`]). A tenant's key sees its own tenant only and needs the `read`
 //! scope; without `send` and `admin` it is read-only: no form that changes anything is shown,
-//! and such POSTs are refused (403). Dead letters need `admin`, as in the API. An operator key
-//! sees every tenant, one at a time (`?tenant=`), and the carriers page; message bodies stay
-//! hidden from it. Every POST carries the session's CSRF token; the session cookie is
+//! and such POSTs are refused (403). Dead letters and changes to the opt-out list need
+//! `admin`, as in the API. An operator key sees every tenant, one at a time (`?tenant=`), and
+//! the carriers page with the route explanation; message bodies stay hidden from it. The live
+//! updates (`/ui/events`) carry the session's tenant's event types only, never a message. Every POST carries the session's CSRF token; the session cookie is
 //! `HttpOnly; SameSite=Strict; Path=/ui`, and `Secure` when the API serves TLS.
 
 pub(crate) mod api_reference;
 pub(crate) mod assets;
+pub(crate) mod calls;
 pub(crate) mod carriers;
 pub(crate) mod layout;
+pub(crate) mod live;
 pub(crate) mod login;
 pub(crate) mod messages;
+pub(crate) mod optouts;
 pub(crate) mod overview;
 pub(crate) mod session;
+pub(crate) mod settings;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
@@ -86,6 +98,13 @@ pub(crate) fn router(app: AppState, secure: bool) -> Router {
         .route("/ui/logout", post(login::logout))
         .route("/ui/messages", get(messages::list))
         .route("/ui/messages/{id}", get(messages::detail))
+        .route("/ui/events", get(live::stream))
+        .route("/ui/calls", get(calls::list))
+        .route("/ui/calls/{id}", get(calls::detail))
+        .route("/ui/opt-outs", get(optouts::list))
+        .route("/ui/opt-outs/add", post(optouts::add_one))
+        .route("/ui/opt-outs/remove", post(optouts::remove_one))
+        .route("/ui/settings", get(settings::page))
         .route("/ui/carriers", get(carriers::page))
         .route("/ui/webhooks", get(webhooks::page))
         .route("/ui/webhooks/replay", post(webhooks::replay_all))
@@ -155,6 +174,17 @@ pub(crate) struct Viewer {
     pub(crate) csrf: Arc<str>,
     /// Who it is.
     pub(crate) who: Who,
+    /// The session's end (logout) and its open live-update streams.
+    pub(crate) live: LiveHandle,
+}
+
+/// What a live-update stream needs of its session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LiveHandle {
+    /// Cancelled at logout.
+    pub(crate) ended: tokio_util::sync::CancellationToken,
+    /// Streams open now.
+    pub(crate) streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Viewer {
@@ -255,6 +285,10 @@ impl FromRequestParts<UiState> for Viewer {
             session: id.to_owned(),
             csrf: session.csrf,
             who,
+            live: LiveHandle {
+                ended: session.ended,
+                streams: session.streams,
+            },
         })
     }
 }
@@ -353,6 +387,7 @@ mod tests {
             session: "s".repeat(32),
             csrf: Arc::from("c".repeat(32)),
             who,
+            live: LiveHandle::default(),
         }
     }
 

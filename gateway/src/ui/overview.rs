@@ -1,8 +1,9 @@
 //! `/ui`: the overview. Messages accepted over the last hour and day with what became of them
 //! (counts by status, delivery rate, latency percentiles), messages accepted per minute over
 //! the last hour, and this node's binds and queues (as `/readyz` and `/metrics` report them).
-//! `/ui/overview/live` answers the live section alone, which the page polls every five
-//! seconds (htmx).
+//! `/ui/overview/live` answers the live section alone, which the page fetches again when its
+//! tenant's messages change (Server-Sent Events from `/ui/events`, [`super::live`]) and polls
+//! every five seconds (htmx) for this node's binds and queues.
 //!
 //! The numbers come from the store's analytics rollups ([`crate::domain::analytics`]): the
 //! minute rows of the last hour and the hour rows of the last day, exact whatever the traffic,
@@ -25,7 +26,8 @@ use crate::domain::{now_ms, Status, UnixMs};
 
 /// A minute, in ms.
 const MINUTE: UnixMs = 60_000;
-/// Polling period of the live counters, as htmx reads it.
+/// Polling period of the live counters, as htmx reads it: for this node's binds and queues,
+/// which send no events; messages' changes arrive at once by Server-Sent Events.
 const POLL: &str = "every 5s";
 
 /// `GET /ui`.
@@ -156,13 +158,16 @@ async fn live_section(state: &AppState, viewer: &Viewer, tenant: &str) -> Result
         .iter()
         .filter(|(_, b)| b.bound.load(Ordering::Relaxed))
         .count();
-    let url = if viewer.is_operator() {
-        format!("/ui/overview/live?tenant={}", url_escape(tenant))
+    let tenant_q = if viewer.is_operator() {
+        format!("?tenant={}", url_escape(tenant))
     } else {
-        "/ui/overview/live".to_owned()
+        String::new()
     };
+    let url = format!("/ui/overview/live{tenant_q}");
+    let events = format!("/ui/events{tenant_q}");
     Ok(html! {
-        section #live hx-get=(url) hx-trigger=(POLL) hx-swap="outerHTML" {
+        section #live hx-get=(url) hx-trigger=(POLL) hx-swap="outerHTML"
+            data-live-events=(events) data-live-refresh=(url) {
             @for w in &windows {
                 @let t = &w.totals;
                 h2 { (w.label) }
@@ -219,7 +224,7 @@ async fn live_section(state: &AppState, viewer: &Viewer, tenant: &str) -> Result
                 li { span.n { (state.dispatcher.scheduled_in_memory()) } "scheduled, held in memory" }
                 li { span.n { (state.dispatcher.deferred()) } "deferred" }
             }
-            p.note { "Messages by the minute they were accepted, with what became of them since. Updated " (crate::domain::rfc3339(now)) "; refreshes every five seconds." }
+            p.note { "Messages by the minute they were accepted, with what became of them since. Updated " (crate::domain::rfc3339(now)) "; refreshes as messages change (Server-Sent Events) and every five seconds." }
         }
     })
 }

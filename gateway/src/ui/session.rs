@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::AtomicUsize;
+
 use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 
@@ -19,6 +21,8 @@ pub(crate) const IDLE: Duration = Duration::from_secs(60 * 60);
 pub(crate) const ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
 /// Sessions held at once; a login beyond that first drops expired ones, then is refused.
 pub(crate) const MAX_SESSIONS: usize = 10_000;
+/// Live-update streams one session may hold open at once (a few tabs).
+pub(crate) const MAX_STREAMS: usize = 4;
 
 /// One logged-in browser.
 #[derive(Clone)]
@@ -32,6 +36,11 @@ pub(crate) struct Session {
     created: Instant,
     /// Last request, for [`IDLE`].
     seen: Instant,
+    /// Cancelled when the session ends by logout (or its key stops authenticating), so its
+    /// live-update streams close at once.
+    pub(crate) ended: tokio_util::sync::CancellationToken,
+    /// Live-update streams open now (`/ui/events`), bounded by [`MAX_STREAMS`].
+    pub(crate) streams: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Session {
@@ -75,6 +84,8 @@ impl Sessions {
             csrf: Arc::from(random_token()),
             created: now,
             seen: now,
+            ended: tokio_util::sync::CancellationToken::new(),
+            streams: Arc::new(AtomicUsize::new(0)),
         };
         open.insert(id.clone(), session);
         Ok(id)
@@ -93,9 +104,22 @@ impl Sessions {
         Some(session.clone())
     }
 
-    /// Ends the session `id` (logout, or its key no longer authenticates).
+    /// Whether the session `id` is open and unexpired at `now`, without counting as a
+    /// request (a live-update stream asks this; it must not keep an idle session alive).
+    pub(crate) fn is_open(&self, id: &str, now: Instant) -> bool {
+        self.open.lock().get(id).is_some_and(|s| alive(s, now))
+    }
+
+    /// The API key of the open session `id`.
+    pub(crate) fn key(&self, id: &str) -> Option<Arc<str>> {
+        self.open.lock().get(id).map(|s| s.key.clone())
+    }
+
+    /// Ends the session `id` (logout, or its key no longer authenticates), and its streams.
     pub(crate) fn close(&self, id: &str) {
-        self.open.lock().remove(id);
+        if let Some(s) = self.open.lock().remove(id) {
+            s.ended.cancel();
+        }
     }
 
     /// Sessions held now (expired ones included until they are looked up or swept).
@@ -137,6 +161,23 @@ mod tests {
         assert_eq!(s.csrf.len(), 32);
         assert_ne!(&*s.csrf, id, "the CSRF token is not the session id");
         assert!(sessions.touch("0".repeat(32).as_str(), t0).is_none());
+    }
+
+    #[test]
+    fn logout_ends_the_sessions_streams_and_a_stream_does_not_keep_it_alive() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let id = sessions.open("k", t0).unwrap();
+        let s = sessions.touch(&id, t0).unwrap();
+        assert!(sessions.is_open(&id, t0 + IDLE / 2));
+        assert!(
+            !sessions.is_open(&id, t0 + IDLE),
+            "is_open does not count as a request"
+        );
+        assert!(!s.ended.is_cancelled());
+        sessions.close(&id);
+        assert!(s.ended.is_cancelled());
+        assert!(!sessions.is_open(&id, t0));
     }
 
     #[test]

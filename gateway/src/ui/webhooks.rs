@@ -1,4 +1,6 @@
-//! `/ui/webhooks`: the webhook events given up on (dead letters), oldest first, with a
+//! `/ui/webhooks`: each endpoint's health (last success and failure as this node saw them,
+//! the last failure's reason, the average delivery time, webhooks waiting for a retry and
+//! given up), then the webhook events given up on (dead letters), oldest first, with a
 //! replay button for each and for all: the same store reads and the same replay as
 //! `/v1/webhooks/dead-letters`. Needs the `admin` scope, as the API does (or an operator key,
 //! which picks the tenant); read-only keys see no buttons.
@@ -14,9 +16,83 @@ use super::login::CsrfForm;
 use super::messages::url_escape;
 use super::{UiError, UiState, Viewer};
 use crate::api::webhooks::{replay, DeadLetter};
+use crate::domain::rfc3339;
+use crate::events::health::EndpointHealth;
+use std::collections::BTreeMap;
 
 /// Dead letters per page.
 const PAGE: usize = 50;
+/// Most outbox rows and dead letters read to count them per endpoint.
+const MAX_COUNT: usize = 10_000;
+
+/// One endpoint's line in the health table.
+#[derive(Debug, Default)]
+struct Health {
+    /// This node's record of its attempts.
+    seen: EndpointHealth,
+    /// Webhooks waiting for a retry.
+    pending: usize,
+    /// Webhooks given up.
+    dead: usize,
+    /// The reason of the last failure among the rows, when this node saw none.
+    stored_error: Option<String>,
+}
+
+/// `tenant`'s endpoints by URL: its configured webhook, those this node tried, those with
+/// webhooks waiting or given up. Counts stop at [`MAX_COUNT`] (shown as "at least").
+async fn endpoint_health(
+    state: &UiState,
+    tenant: &str,
+) -> Result<(BTreeMap<String, Health>, bool), UiError> {
+    let mut by_url: BTreeMap<String, Health> = BTreeMap::new();
+    if let Some(url) = state
+        .app
+        .events
+        .directory
+        .load()
+        .tenants
+        .get(tenant)
+        .and_then(|e| e.webhook_url.clone())
+    {
+        by_url.entry(url).or_default();
+    }
+    for (url, h) in state.app.events.webhooks.health.of(tenant) {
+        by_url.entry(url).or_default().seen = h;
+    }
+    let events = &state.app.events.events;
+    let pending = events.outbox_due(i64::MAX, MAX_COUNT).await?;
+    let mut capped = pending.len() == MAX_COUNT;
+    for row in pending.into_iter().filter(|r| r.tenant == tenant) {
+        let h = by_url.entry(row.url).or_default();
+        h.pending += 1;
+        if row.last_error.is_some() {
+            h.stored_error = row.last_error;
+        }
+    }
+    let mut after = 0;
+    let mut read = 0;
+    loop {
+        let rows = events.dead_letters(tenant, after, 500).await?;
+        let n = rows.len();
+        read += n;
+        for row in rows {
+            after = row.id;
+            let h = by_url.entry(row.url).or_default();
+            h.dead += 1;
+            if h.stored_error.is_none() {
+                h.stored_error = row.last_error;
+            }
+        }
+        if n < 500 {
+            break;
+        }
+        if read >= MAX_COUNT {
+            capped = true;
+            break;
+        }
+    }
+    Ok((by_url, capped))
+}
 
 /// `?tenant=` and the paging cursor.
 #[derive(Debug, Deserialize)]
@@ -60,8 +136,39 @@ pub(crate) async fn page(
         String::new()
     };
     let writable = !viewer.read_only();
+    let (health, capped) = endpoint_health(&state, &tenant).await?;
+    let at_least = if capped { "≥ " } else { "" };
     let body = html! {
         (layout::tenant_picker(&state.app, &viewer, "/ui/webhooks", &tenant))
+        h2 #health-heading { "Endpoints" }
+        @if health.is_empty() {
+            p.note #no-endpoints { "No webhook endpoint: the tenant has no webhook_url and no message named a callback_url yet." }
+        } @else {
+            table #endpoints aria-labelledby="health-heading" {
+                thead { tr {
+                    th scope="col" { "URL" } th scope="col" { "Last success" }
+                    th scope="col" { "Last failure" } th scope="col" { "Last failure's reason" }
+                    th.num scope="col" { "Delivery time" } th.num scope="col" { "Succeeded / failed" }
+                    th.num scope="col" { "Waiting for a retry" } th.num scope="col" { "Given up" }
+                } }
+                tbody {
+                    @for (url, h) in &health {
+                        tr {
+                            td.mono { (url) }
+                            td { (h.seen.last_success.map(rfc3339).unwrap_or_else(|| "—".to_owned())) }
+                            td { (h.seen.last_failure.map(rfc3339).unwrap_or_else(|| "—".to_owned())) }
+                            td { (h.seen.last_error.as_deref().or(h.stored_error.as_deref()).unwrap_or("—")) }
+                            td.num { (h.seen.latency_ms.map(|ms| format!("{ms:.0} ms")).unwrap_or_else(|| "—".to_owned())) }
+                            td.num { (h.seen.successes) " / " (h.seen.failures) }
+                            td.num { (at_least) (h.pending) }
+                            td.num { (at_least) (h.dead) }
+                        }
+                    }
+                }
+            }
+            p.note { "Successes, failures and delivery times are this node's since it started (delivery time: a moving average of successful attempts). Waiting and given-up webhooks are the store's, for every node." }
+        }
+        h2 #dead-heading { "Dead letters" }
         p { "Webhook events whose delivery was given up after retrying for the configured period (24 hours unless the operator set another). A replay puts them back in the retry queue, due now, for another such period." }
         @if letters.is_empty() {
             p.note #no-dead-letters { "No dead letters." }
