@@ -3,8 +3,7 @@
 //! entries for keys that may change the list. The same store reads and writes as
 //! `/v1/opt-outs`: the list in memory that sends are checked against changes with them.
 //!
-//! Reading the list needs only a signed-in key (the messages page shows numbers too);
-//! changing it needs the `admin` scope, as `POST` and `DELETE /v1/opt-outs` do, or an
+//! Reading and changing the list need the `admin` scope, as `/v1/opt-outs` does, or an
 //! operator key.
 
 use std::str::FromStr;
@@ -72,6 +71,11 @@ pub(crate) async fn list(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, UiError> {
+    if !viewer.can_admin() {
+        return Err(UiError::Forbidden(
+            "the opt-out list needs a key with the admin scope",
+        ));
+    }
     let tenant = viewer.tenant(&state.app, given(&q.tenant))?;
     let number = given(&q.number);
     let channel = given(&q.channel);

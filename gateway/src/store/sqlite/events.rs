@@ -279,9 +279,8 @@ fn add_segment_facts(conn: &Connection, e: &mut Event) -> rusqlite::Result<()> {
     // The segments in key order (no sort; almost always one row), the first with an error
     // preferred.
     let mut found: Option<(Option<String>, Option<String>)> = None;
-    let mut stmt = conn.prepare_cached(
-        "SELECT carrier, error FROM segments WHERE message_id = ?1 ORDER BY idx",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT carrier, error FROM segments WHERE message_id = ?1 ORDER BY idx")?;
     let mut rows = stmt.query([e.message_id.0])?;
     while let Some(row) = rows.next()? {
         let segment: (Option<String>, Option<String>) = (row.get(0)?, row.get(1)?);
