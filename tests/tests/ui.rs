@@ -476,12 +476,23 @@ async fn scenario(
             .await?
             .click()
             .await?;
-        let done = client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Id("done"))
-            .await?;
-        assert!(done.text().await?.contains(number));
+        // The page after the POST says what was added (the previous page's notice may still
+        // be there for a moment: wait for this number's).
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let done = match client.find(Locator::Id("done")).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if done.contains(number) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no notice for {number}: {done:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
         assert!(list.contains(number), "{list}");
     }

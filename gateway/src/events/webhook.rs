@@ -535,7 +535,7 @@ impl Webhooks {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Ok(()) => self.health.record(tenant, url, now_ms(), ms, Ok(())),
-            Err(Failure::Failed(e) | Failure::Permanent(e)) => {
+            Err(Failure::Failed(e, _) | Failure::Permanent(e)) => {
                 self.health.record(tenant, url, now_ms(), ms, Err(e))
             }
             Err(Failure::Saturated) => {}
