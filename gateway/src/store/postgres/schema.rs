@@ -321,6 +321,14 @@ CREATE TABLE call_rollups (
 ALTER TABLE inbound ADD COLUMN channel TEXT NOT NULL DEFAULT 'sms';
 CREATE INDEX inbound_chat ON inbound (received_at) WHERE channel <> 'sms';
 "#,
+    // v7: a binary inbound message keeps its data_coding (set exactly for binary ones) and
+    // its user data header, a held MO part its IEs other than concatenation (as the SQLite
+    // store's version 17).
+    r#"
+ALTER TABLE inbound ADD COLUMN data_coding BIGINT;
+ALTER TABLE inbound ADD COLUMN udh BYTEA;
+ALTER TABLE mo_parts ADD COLUMN udh BYTEA;
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

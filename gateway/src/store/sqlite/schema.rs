@@ -50,6 +50,9 @@
 //! - (v16) `inbound.channel`: the channel an inbound message came on (`sms` for the rows
 //!   before it); `inbound_chat`, a partial index by time over the chat channels' ones (the
 //!   messaging windows are rebuilt from the last day's at start).
+//! - (v17) `inbound.data_coding` and `inbound.udh`: a binary inbound message's data_coding
+//!   (NULL for text) and user data header; `mo_parts.udh`, a held part's IEs other than
+//!   concatenation.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -400,6 +403,13 @@ CREATE TABLE call_rollups (
     r#"
 ALTER TABLE inbound ADD COLUMN channel TEXT NOT NULL DEFAULT 'sms';
 CREATE INDEX inbound_chat ON inbound (received_at) WHERE channel <> 'sms';
+"#,
+    // A binary inbound message keeps its data_coding (set exactly for binary ones) and its
+    // user data header; a held MO part its IEs other than concatenation.
+    r#"
+ALTER TABLE inbound ADD COLUMN data_coding INTEGER;
+ALTER TABLE inbound ADD COLUMN udh BLOB;
+ALTER TABLE mo_parts ADD COLUMN udh BLOB;
 "#,
 ];
 
