@@ -1554,6 +1554,7 @@ fn binary_mo_reaches_the_receiver_bind_and_the_webhook_as_it_came() {
         "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
          [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
          numbers = [\"+447000000002\"]\nmo_delivery = \"both\"\nwebhook_url = {:?}\n\
+         webhook_secrets = [\"whsec_binary_mo_test\"]\n\
          smpp_users = [{{ system_id = \"acme01\", password = \"secret1\" }}]\n",
         hash_key(KEY).unwrap(),
         sink.url
