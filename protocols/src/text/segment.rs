@@ -65,6 +65,9 @@ pub fn count_segments_behind(
 /// The limits for parts carrying `ies` octets of IEs, or [`TextError::HeaderTooLong`] when
 /// `units` need a part that has no room left.
 fn room(encoding: Encoding, units: usize, ies: usize, concat: Concat) -> Result<Limits, TextError> {
+    if ies > 0 && ies + 1 > 140 {
+        return Err(TextError::HeaderTooLong { octets: ies + 1 });
+    }
     let lim = limits_behind(encoding, concat, ies);
     // A concatenated part's header is the longer one: with no room there, the text fits
     // nowhere unless it fits a single part.
