@@ -109,7 +109,9 @@ pub fn smpp_differential(data: &[u8]) {
 }
 
 /// Text round trips: any UTF-8 string encodes (auto) to segments that decode back to it;
-/// arbitrary bytes decode under every data_coding without panicking.
+/// arbitrary bytes decode under every data_coding without panicking; binary octets split
+/// behind information elements join back (see `binary_behind`); a header stripped of its
+/// concatenation IEs reads back without them.
 pub fn text_roundtrip(data: &[u8]) {
     if let Ok(s) = std::str::from_utf8(data) {
         let opts = text::EncodeOptions {
@@ -134,6 +136,50 @@ pub fn text_roundtrip(data: &[u8]) {
         let _ = text::decode_short_message(dc, true, data);
         let _ = text::decode_short_message(dc, false, data);
     }
+    binary_behind(data);
+    if let Some(kept) = text::udh::without_concat(data) {
+        let (udh, rest) = text::parse_udh(&kept).expect("what without_concat keeps reads");
+        assert!(rest.is_empty() && udh.concat.is_none(), "{kept:?}");
+    }
+}
+
+/// Binary octets behind information elements (the first byte says how many of the next
+/// bytes are IEs, the rest are octets): the count agrees with the split, every segment is at
+/// most 140 octets with its header, whose last IEs are these (after the concatenation IE of a
+/// long message), and the payloads join back to the octets.
+fn binary_behind(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let (ies, octets) = rest.split_at(usize::from(n).min(rest.len()));
+    let hex = text::binary::encode(octets);
+    let opts = text::EncodeOptions {
+        encoding: text::EncodingPreference::Force(text::Encoding::Binary),
+        reference: 7,
+        ..text::EncodeOptions::default()
+    };
+    let Ok(encoded) = text::encode_message_behind(&hex, ies, &opts) else {
+        assert!(
+            text::count_segments_behind(&hex, ies.len(), &opts).is_err(),
+            "count_segments_behind agrees with encode_message_behind"
+        );
+        return;
+    };
+    let info = text::count_segments_behind(&hex, ies.len(), &opts)
+        .expect("count_segments_behind agrees with encode_message_behind");
+    assert_eq!(info.segments, encoded.segments.len(), "segment count");
+    let mut joined = Vec::new();
+    for seg in &encoded.segments {
+        assert!(
+            seg.short_message.len() <= 140,
+            "{} octets",
+            seg.short_message.len()
+        );
+        let header = &seg.short_message[..seg.udh_len];
+        assert!(header.ends_with(ies), "the IEs end every header");
+        joined.extend_from_slice(seg.payload());
+    }
+    assert_eq!(joined, octets, "segments do not join back to the octets");
 }
 
 /// Receipt parsing never panics; a parsed receipt formats to text that parses to the same state

@@ -260,6 +260,18 @@ fn write_seeds() {
     {
         write("text_roundtrip", format!("{i}"), text.as_bytes());
     }
+    // Binary behind IEs (first byte: how many IEs octets follow): ports and 300 octets; and a
+    // header with a concatenation IE among others.
+    let mut ports = vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0];
+    ports.extend((0..300u32).map(|i| (i * 7 % 256) as u8));
+    write("text_roundtrip", "binary-ports".into(), &ports);
+    write(
+        "text_roundtrip",
+        "binary-udh".into(),
+        &[
+            11, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0, 0x00, 3, 0x2A, 3, 2, 0x70, 0,
+        ],
+    );
     for (i, r) in [
         "id:0123456789 sub:001 dlvrd:001 submit date:2611211200 done date:2611211201 stat:DELIVRD err:000 text:Hello",
         "ID:ABCDEF12 SUB:1 DLVRD:0 SUBMIT DATE:261121120000 DONE DATE:261121120100 STAT:UNDELIV ERR:0x1B",

@@ -22,6 +22,7 @@ fn part(seq: u8, payload: &'static [u8]) -> Part {
     Part {
         seq,
         data_coding: 0,
+        udh: None,
         payload: Bytes::from_static(payload),
     }
 }
@@ -156,6 +157,7 @@ fn bounded_by_bytes_never_evicting_the_message_just_added_to() {
     let payload = || Part {
         seq: 1,
         data_coding: 0,
+        udh: None,
         payload: Bytes::from(big.clone()),
     };
     let one = |r: &Reassembler| r.pending_bytes();
@@ -251,6 +253,7 @@ fn segments_reassemble_to_the_text() {
             let p = Part {
                 seq: ie.seq,
                 data_coding: msg.data_coding,
+                udh: None,
                 payload: Bytes::copy_from_slice(seg.payload()),
             };
             done = r.insert(k, p, t0).or(done);
@@ -261,4 +264,50 @@ fn segments_reassemble_to_the_text() {
             Some(text.as_str())
         );
     }
+}
+
+#[test]
+fn binary_parts_join_octet_for_octet_and_keep_part_ones_ies() {
+    use switchyard_protocols::text::{
+        binary, encode_message_behind, udh, Body, Encoding, EncodingPreference,
+    };
+    let octets: Vec<u8> = (0..=255u8).chain(0..40).collect();
+    let ports = [0x05, 4, 0x0B, 0x84, 0x23, 0xF0];
+    let opts = EncodeOptions {
+        encoding: EncodingPreference::Force(Encoding::Binary),
+        reference: 9,
+        ..EncodeOptions::default()
+    };
+    let msg = encode_message_behind(&binary::encode(&octets), &ports, &opts).unwrap();
+    assert_eq!(msg.segments.len(), 3);
+    let t0 = Instant::now();
+    let mut r = Reassembler::new(config());
+    let mut done = None;
+    // Last part first: part 1's IEs and data_coding still win.
+    for seg in msg.segments.iter().rev() {
+        let d = decode_short_message(0xF5, true, &seg.short_message);
+        let header = &seg.short_message[..seg.udh_len];
+        let ie = d.udh.as_ref().and_then(|u| u.concat).unwrap();
+        let k =
+            ReassemblyKey::from_udh(Bytes::from_static(b"src"), Bytes::from_static(b"dst"), &ie);
+        let p = Part {
+            seq: ie.seq,
+            data_coding: if ie.seq == 1 { 0xF5 } else { 4 },
+            udh: udh::without_concat(header).map(Bytes::from),
+            payload: Bytes::copy_from_slice(seg.payload()),
+        };
+        done = r.insert(k, p, t0).or(done);
+    }
+    let done = done.unwrap();
+    assert_eq!(done.joined(), octets);
+    assert_eq!(done.data_coding, 0xF5);
+    assert_eq!(
+        done.udh.as_deref(),
+        Some(&[6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0][..])
+    );
+    assert_eq!(
+        done.decode(&DecodeOptions::default()).body,
+        Body::Binary(octets)
+    );
+    assert_eq!(r.pending_bytes(), 0);
 }

@@ -91,7 +91,16 @@ def main():
     flow = check("post", "/v1/messages", "/v1/messages", 202,
                  json_body={"mode": "cascade", "to": {"phone": "+447911123459"}, "body": "Flow",
                             "channels": [{"channel": "sms", "from": "Switchyard"}]}).json()
+    # A binary SMS (hex octets, ports, a header IE, a message class), and one refused.
+    binary = check("post", "/v1/messages", "/v1/messages", 202,
+                   json_body={"to": "+447911123460", "from": "Switchyard", "encoding": "binary",
+                              "body": "0106036ae2" * 40, "destination_port": 2948,
+                              "source_port": 9200, "udh": "027000", "data_coding": 245}).json()
+    check("post", "/v1/messages", "/v1/messages", 422,
+          json_body={"to": "+447911123460", "from": "Switchyard", "encoding": "binary",
+                     "body": "abc"})
     check("get", "/v1/messages/{id}", f"/v1/messages/{sent['id']}", 200)
+    check("get", "/v1/messages/{id}", f"/v1/messages/{binary['id']}", 200)
     check("get", "/v1/messages/{id}", f"/v1/messages/{flow['id']}", 200)
     check("get", "/v1/messages", "/v1/messages?limit=2&tag=openapi&status=accepted", 200)
     check("get", "/v1/messages", "/v1/messages?limit=1", 200)
@@ -101,6 +110,10 @@ def main():
                              "recipients": [{"to": "+447911123458", "variables": {"name": "A"}},
                                             {"to": "not a number"}]}).json()
     check("get", "/v1/batches/{id}", f"/v1/batches/{batch['id']}", 200)
+    check("post", "/v1/messages/batch", "/v1/messages/batch", 202,
+          json_body={"from": "Switchyard", "encoding": "binary", "body": "c0de",
+                     "destination_port": 5499, "data_coding": 4,
+                     "recipients": [{"to": "+447911123461"}]})
 
     # Lists and exports.
     check("get", "/v1/calls", "/v1/calls?limit=5&disposition=answered", 200)

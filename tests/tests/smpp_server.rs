@@ -1339,3 +1339,329 @@ fn mo_goes_to_the_user_that_names_the_number() {
     assert_eq!(next(&mut first), ("447000000002".into(), "three".into()));
     assert_eq!(next(&mut replies), ("447000000003".into(), "four".into()));
 }
+
+/// A binary SMS sent over the HTTP API reaches the carrier octet for octet: its data_coding,
+/// its application ports (16-bit port IE) in every segment, after the concatenation IE when it
+/// needs several; the API shows it as sent, batches send it too, and bad inputs are refused
+/// naming the field at fault.
+#[test]
+fn binary_over_http_reaches_the_carrier_octet_for_octet() {
+    use switchyard_tests::gateway::wait_for;
+    use switchyard_tests::http::Client;
+    let dir = TempDir::new("http-binary").unwrap();
+    let record = dir.path.join("sim.jsonl");
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], Some(&record)).unwrap();
+    let (gw, _smpp) = gateway(&dir, &sim);
+    let api = gw.address("listening").unwrap();
+    let mut client = Client::new(&api).with_bearer(KEY);
+    let ports = [0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0];
+    // One segment: a WAP push to port 2948 from 9200, message class 1.
+    let push: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37)).collect();
+    let sent = client
+        .post_json(
+            "/v1/messages",
+            &serde_json::json!({"to": "+447911123456", "from": "Acme", "encoding": "binary",
+                "body": hex::encode_upper(&push), "destination_port": 2948, "source_port": 9200,
+                "data_coding": 0xF5}),
+        )
+        .unwrap();
+    assert_eq!(sent.status, 202, "{}", sent.text());
+    let sent = sent.json().unwrap();
+    assert_eq!(sent["deliveries"][0]["encoding"], "binary", "{sent}");
+    assert_eq!(sent["deliveries"][0]["segments"], 1);
+    // 300 octets with the ports and a SIM toolkit IE (0x70, empty): 126 per segment, three.
+    let long: Vec<u8> = (0..300u32).map(|i| (i * 11 % 256) as u8).collect();
+    let split = client
+        .post_json(
+            "/v1/messages",
+            &serde_json::json!({"to": "+447911123457", "from": "Acme", "encoding": "binary",
+                "body": hex::encode(&long), "udh": "027000", "destination_port": 2948}),
+        )
+        .unwrap();
+    assert_eq!(split.status, 202, "{}", split.text());
+    let split = split.json().unwrap();
+    assert_eq!(split["deliveries"][0]["segments"], 3, "{split}");
+    // A batch: the same octets to every recipient.
+    let batch = client
+        .post_json(
+            "/v1/messages/batch",
+            &serde_json::json!({"from": "Acme", "encoding": "binary", "body": "c0de",
+                "data_coding": 2, "udh": "027000",
+                "recipients": [{"to": "+447911123458"}, {"to": "+447911123459"}]}),
+        )
+        .unwrap();
+    assert_eq!(batch.status, 202, "{}", batch.text());
+
+    let recorded = wait_for(
+        "six submit_sm at the carrier",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok(Some(sim.recorded()?).filter(|r| r.len() >= 6)),
+    )
+    .unwrap();
+    let to = |dest: &str| -> Vec<&serde_json::Value> {
+        recorded.iter().filter(|r| r["dest"] == dest).collect()
+    };
+    let short_message =
+        |r: &serde_json::Value| hex::decode(r["short_message"].as_str().unwrap()).unwrap();
+    let one = to("447911123456");
+    assert_eq!(one.len(), 1, "{recorded:?}");
+    assert_eq!(one[0]["data_coding"], 0xF5);
+    assert_eq!(one[0]["esm_class"].as_u64().unwrap() & 0x40, 0x40);
+    let mut expected = vec![6];
+    expected.extend_from_slice(&ports);
+    expected.extend_from_slice(&push);
+    assert_eq!(short_message(one[0]), expected);
+    let mut parts = to("447911123457");
+    assert_eq!(parts.len(), 3, "{recorded:?}");
+    parts.sort_by_key(|r| short_message(r)[5]);
+    let mut joined = Vec::new();
+    for (i, r) in parts.iter().enumerate() {
+        assert_eq!(r["data_coding"], 4);
+        assert_eq!(r["esm_class"].as_u64().unwrap() & 0x40, 0x40);
+        let sm = short_message(r);
+        // UDHL 13: concatenation (8-bit reference), then the ports, then the 0x70 IE.
+        assert_eq!(sm[0], 13, "{r}");
+        assert_eq!((sm[1], sm[2], sm[4], sm[5]), (0, 3, 3, i as u8 + 1), "{r}");
+        assert_eq!(&sm[6..12], &[0x05, 0x04, 0x0B, 0x84, 0x00, 0x00], "{r}");
+        assert_eq!(&sm[12..14], &[0x70, 0x00], "{r}");
+        assert!(sm.len() <= 140);
+        joined.extend_from_slice(&sm[14..]);
+    }
+    assert_eq!(joined, long);
+    for dest in ["447911123458", "447911123459"] {
+        let got = to(dest);
+        assert_eq!(got.len(), 1, "{recorded:?}");
+        assert_eq!(got[0]["data_coding"], 2);
+        assert_eq!(got[0]["short_message"], "027000c0de");
+    }
+
+    // The API shows what was sent: hex body, header and data_coding; priced per segment.
+    let view = |client: &mut Client, id: &serde_json::Value| {
+        client
+            .get(&format!("/v1/messages/{}", id.as_str().unwrap()))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let one_view = view(&mut client, &sent["id"]);
+    assert_eq!(one_view["encoding"], "binary", "{one_view}");
+    assert_eq!(one_view["body"], hex::encode(&push));
+    assert_eq!(one_view["udh"], "0605040b8423f0");
+    assert_eq!(one_view["data_coding"], 0xF5);
+    let split_view = view(&mut client, &split["id"]);
+    assert_eq!(split_view["udh"], "0805040b8400007000", "{split_view}");
+    assert!(split_view.get("data_coding").is_none(), "{split_view}");
+    let price = |v: &serde_json::Value| v["price"].as_str().unwrap().parse::<f64>().unwrap();
+    assert!((price(&split_view) - 3.0 * price(&one_view)).abs() < 1e-9);
+    // What GET shows sends the same message again.
+    let again = client
+        .post_json(
+            "/v1/messages",
+            &serde_json::json!({"to": "+447911123456", "from": "Acme", "encoding": "binary",
+                "body": one_view["body"], "udh": one_view["udh"],
+                "data_coding": one_view["data_coding"]}),
+        )
+        .unwrap();
+    assert_eq!(again.status, 202, "{}", again.text());
+
+    // Refusals name the field at fault.
+    // 1341 octets: eleven segments of 134, one more than the limit.
+    let too_long = "00".repeat(1341);
+    for (json, field, code) in [
+        (
+            serde_json::json!({"body": "abc"}),
+            "body",
+            "invalid_binary_body",
+        ),
+        (
+            serde_json::json!({"body": "zz"}),
+            "body",
+            "invalid_binary_body",
+        ),
+        (
+            serde_json::json!({"body": too_long}),
+            "body",
+            "body_too_long",
+        ),
+        (serde_json::json!({"udh": "0570"}), "udh", "invalid_udh"),
+        (
+            serde_json::json!({"udh": "0270000000"}),
+            "udh",
+            "invalid_udh",
+        ),
+        (
+            serde_json::json!({"udh": "0605040b8423f0", "destination_port": 1}),
+            "udh",
+            "invalid_udh",
+        ),
+        (
+            serde_json::json!({"data_coding": 0}),
+            "data_coding",
+            "invalid_data_coding",
+        ),
+        (
+            serde_json::json!({"data_coding": 8}),
+            "data_coding",
+            "invalid_data_coding",
+        ),
+        (
+            serde_json::json!({"destination_port": 70000}),
+            "destination_port",
+            "invalid_port",
+        ),
+        (
+            serde_json::json!({"source_port": 9200}),
+            "source_port",
+            "invalid_port",
+        ),
+        (
+            serde_json::json!({"encoding": "gsm7", "udh": "027000"}),
+            "udh",
+            "binary_option_without_binary_encoding",
+        ),
+    ] {
+        let mut full = serde_json::json!({"to": "+447911123456", "from": "Acme",
+            "encoding": "binary", "body": "c0de"});
+        for (k, v) in json.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        let r = client.post_json("/v1/messages", &full).unwrap();
+        assert_eq!(r.status, 422, "{full}: {}", r.text());
+        let p = r.json().unwrap();
+        assert_eq!(
+            (p["field"].as_str(), p["code"].as_str()),
+            (Some(field), Some(code)),
+            "{full}: {p}"
+        );
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+}
+
+/// A binary MO (8-bit data_coding, application ports in its UDH) reaches the tenant's
+/// receiver bind as it came: the same data_coding, esm_class UDHI and octets, a long one
+/// joined from its parts, whole in message_payload behind its ports; the webhook and
+/// `GET /v1/inbound` show it as binary with its hex body, header and data_coding.
+#[test]
+fn binary_mo_reaches_the_receiver_bind_and_the_webhook_as_it_came() {
+    use switchyard_tests::gateway::wait_for;
+    use switchyard_tests::http::Client;
+    use switchyard_tests::sink::Sink;
+    let dir = TempDir::new("smpp-server-binary-mo").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "5"], None).unwrap();
+    let sink = Sink::start().unwrap();
+    let extra = format!(
+        "[smpp_server]\nlisten = \"127.0.0.1:0\"\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+         numbers = [\"+447000000002\"]\nmo_delivery = \"both\"\nwebhook_url = {:?}\n\
+         webhook_secrets = [\"whsec_binary_mo_test\"]\n\
+         smpp_users = [{{ system_id = \"acme01\", password = \"secret1\" }}]\n",
+        hash_key(KEY).unwrap(),
+        sink.url
+    );
+    let config = GatewayConfig {
+        carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 2, 32)],
+        extra,
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap();
+    let exe = binary("switchyard-gateway", "switchyard").unwrap();
+    let config = config.display().to_string();
+    let gw = Process::start(&exe, &["serve", "--config", &config], 2).unwrap();
+    let smpp = gw.address("SMPP server").unwrap();
+    let api = gw.address("listening").unwrap();
+    let mut rx = receiver(&smpp, "acme01", "secret1");
+    let short: Vec<u8> = vec![0x00, 0x7F, 0x80, 0xFF, 0x1B, 0x0A, 0x0D, 0x40, 0x24, 0xC0];
+    let long: Vec<u8> = (0..300u32).map(|i| (i * 13 % 256) as u8).collect();
+    let ports = "0605040b8423f0";
+    for (octets, dc) in [(&short, 0xF5), (&long, 0x04)] {
+        let body = serde_json::json!({"system_id": "alpha", "from": "+447400123456",
+            "to": "+447000000002", "octets": hex::encode(octets), "data_coding": dc, "udh": ports});
+        switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+            .unwrap();
+    }
+    // And a text MO, which stays text.
+    let body = serde_json::json!({"system_id": "alpha", "from": "+447400123456",
+        "to": "+447000000002", "text": "STATUS please"});
+    switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string())).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let pdu = rx.recv(Duration::from_secs(20)).unwrap();
+        rx.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = pdu.body {
+            assert!(!sm.is_receipt(), "{sm:?}");
+            got.push(sm);
+        }
+    }
+    got.sort_by_key(|sm| sm.short_message.len() + sm.tlvs.message_payload().map_or(0, |p| p.len()));
+    let [text, one, joined] = &got[..] else {
+        unreachable!()
+    };
+    assert_eq!((text.data_coding, text.esm_class), (0, 0));
+    assert_eq!(&text.short_message[..], b"STATUS please");
+    let header = hex::decode(ports).unwrap();
+    assert_eq!(one.data_coding, 0xF5);
+    assert_eq!(one.esm_class & 0x40, 0x40);
+    assert_eq!(
+        one.short_message[..],
+        [&header[..], &short[..]].concat()[..]
+    );
+    assert_eq!(joined.data_coding, 4);
+    assert_eq!(joined.esm_class & 0x40, 0x40);
+    assert!(joined.short_message.is_empty());
+    assert_eq!(
+        &joined.tlvs.message_payload().unwrap()[..],
+        &[&header[..], &long[..]].concat()[..]
+    );
+
+    // The webhook and the inbound list say binary, with the hex body, header and data_coding.
+    let hooks = wait_for(
+        "three inbound webhooks",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let inbound: Vec<serde_json::Value> = sink
+                .delivered()
+                .iter()
+                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+                .filter(|v| v["type"] == "message.inbound")
+                .collect();
+            Ok((inbound.len() >= 3).then_some(inbound))
+        },
+    )
+    .unwrap();
+    let hook = |body: &str| {
+        hooks
+            .iter()
+            .find(|h| h["data"]["body"] == body)
+            .unwrap_or_else(|| panic!("no webhook with body {body}: {hooks:?}"))
+    };
+    let one_hook = hook(&hex::encode(&short));
+    assert_eq!(one_hook["data"]["encoding"], "binary", "{one_hook}");
+    assert_eq!(one_hook["data"]["data_coding"], 0xF5);
+    assert_eq!(one_hook["data"]["udh"], ports);
+    let long_hook = hook(&hex::encode(&long));
+    assert_eq!(long_hook["data"]["data_coding"], 4, "{long_hook}");
+    assert_eq!(long_hook["data"]["udh"], ports);
+    let text_hook = hook("STATUS please");
+    assert!(text_hook["data"].get("encoding").is_none(), "{text_hook}");
+    let listed = Client::new(&api)
+        .with_bearer(KEY)
+        .get("/v1/inbound")
+        .unwrap()
+        .json()
+        .unwrap();
+    let row = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["body"] == hex::encode(&short))
+        .cloned()
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(row["encoding"], "binary", "{row}");
+    assert_eq!(
+        (row["data_coding"].as_u64(), row["udh"].as_str()),
+        (Some(0xF5), Some(ports))
+    );
+}

@@ -9,6 +9,9 @@
 //!   receiving bind of that system_id (or the only system_id bound, if omitted). A long text
 //!   goes in parts; `"parts": [1, 3]` sends only those parts (1-based) and `"reference": 7`
 //!   fixes the concatenation reference, so a test can send the rest of a message later.
+//!   Binary instead of text: `"octets": "0b84…"` (hex), with `"data_coding"` (default 4) and
+//!   `"udh"` (hex, UDHL included: IEs such as application ports, in every part after the
+//!   concatenation IE of a long one).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +34,18 @@ pub struct MoRequest {
     pub from: String,
     /// The number it was sent to (destination_addr): the tenant's short code or long number.
     pub to: String,
-    /// The text (GSM-7 when representable, else UCS-2).
+    /// The text (GSM-7 when representable, else UCS-2); unused with `octets`.
+    #[serde(default)]
     pub text: String,
+    /// Binary data as hex instead of a text.
+    #[serde(default)]
+    pub octets: Option<String>,
+    /// The data_coding of `octets` (default 4).
+    #[serde(default)]
+    pub data_coding: Option<u8>,
+    /// A user data header (hex, UDHL included) whose IEs every part of `octets` carries.
+    #[serde(default)]
+    pub udh: Option<String>,
     /// Only these parts of a long text (1-based); all when absent.
     #[serde(default)]
     pub parts: Option<Vec<u8>>,

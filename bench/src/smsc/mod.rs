@@ -26,7 +26,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use switchyard_protocols::smpp::pdu::{Address, SubmitSm};
-use switchyard_protocols::text::{encode_message, EncodeOptions};
+use switchyard_protocols::text::{
+    binary, encode_message_behind, EncodeOptions, Encoding, EncodingPreference,
+};
 
 use counters::Counters;
 use mailbox::{Delivery, Kind, Mailboxes};
@@ -214,11 +216,23 @@ impl Shared {
         let reference = req
             .reference
             .unwrap_or_else(|| self.next_mo_ref.fetch_add(1, Ordering::Relaxed) as u16);
-        let opts = EncodeOptions {
+        let mut opts = EncodeOptions {
             reference,
             ..EncodeOptions::default()
         };
-        let encoded = encode_message(&req.text, &opts)?;
+        let ies = match &req.udh {
+            Some(hex) => binary::decode(hex)?.get(1..).unwrap_or_default().to_vec(),
+            None => Vec::new(),
+        };
+        let encoded = match &req.octets {
+            Some(octets) => {
+                opts.encoding = EncodingPreference::Force(Encoding::Binary);
+                let mut m = encode_message_behind(octets, &ies, &opts)?;
+                m.data_coding = req.data_coding.unwrap_or(m.data_coding);
+                m
+            }
+            None => encode_message_behind(&req.text, &ies, &opts)?,
+        };
         for (i, segment) in encoded.segments.into_iter().enumerate() {
             let number = u8::try_from(i + 1).unwrap_or(u8::MAX);
             if req.parts.as_ref().is_some_and(|p| !p.contains(&number)) {

@@ -111,6 +111,7 @@ mod tests {
             from: from.into(),
             to: "15550001111".into(),
             body: "hi".into(),
+            binary: None,
             received_at: at,
             partial: None,
         }

@@ -84,8 +84,17 @@ pub(crate) struct BatchRequest {
     /// The flow's steps (with a flow `mode`).
     #[schema(value_type = Option<Vec<Object>>)]
     pub(crate) channels: Option<serde_json::Value>,
-    /// `auto` (default), `gsm7` or `ucs2`.
+    /// `auto` (default), `gsm7`, `ucs2` or `binary` (as for a single send: `body` is then the
+    /// octets as hex, the same for every recipient, without placeholders).
     pub(crate) encoding: Option<String>,
+    /// Binary SMS only: a user data header as hex, UDHL included (as for a single send).
+    pub(crate) udh: Option<String>,
+    /// Binary SMS only: the destination port of the 16-bit port IE (as for a single send).
+    pub(crate) destination_port: Option<i64>,
+    /// Binary SMS only: the originator port (as for a single send).
+    pub(crate) source_port: Option<i64>,
+    /// Binary SMS only: the 8-bit data_coding (as for a single send).
+    pub(crate) data_coding: Option<i64>,
     /// `critical`, `high`, `normal` (default) or `low`.
     pub(crate) priority: Option<String>,
     /// As for a single send, per message.
@@ -644,12 +653,64 @@ fn prepare(
         tenant,
         common.callback_url.as_deref(),
     )?;
+    let binary = common.preference
+        == switchyard_protocols::text::EncodingPreference::Force(
+            switchyard_protocols::text::Encoding::Binary,
+        );
+    let binary_fields = validate::BinaryFields {
+        udh: req.udh.as_deref(),
+        destination_port: req.destination_port,
+        source_port: req.source_port,
+        data_coding: req.data_coding,
+    };
+    let binary_given = [
+        ("udh", req.udh.is_some()),
+        ("destination_port", req.destination_port.is_some()),
+        ("source_port", req.source_port.is_some()),
+        ("data_coding", req.data_coding.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(f, given)| given.then_some(f));
+    if let (false, Some(field)) = (binary, binary_given) {
+        return Err(Problem::invalid(
+            field,
+            "binary_option_without_binary_encoding",
+            format!("{field} needs \"encoding\": \"binary\" (an SMS of 8-bit data)"),
+        ));
+    }
     // Every rendering contains the literal text: if it alone cannot be sent, nothing can. A
-    // template without placeholders is the one body of every message: counted once here.
-    let constant = if template.is_constant() {
+    // template without placeholders is the one body of every message: counted once here. A
+    // binary body is octets, the same for every recipient.
+    let constant = if binary {
+        if !template.is_constant() {
+            return Err(Problem::invalid(
+                "body",
+                "invalid_binary_body",
+                "a binary body is hex octets, the same for every recipient: no placeholders",
+            ));
+        }
+        let sms = validate::binary_body(&req.body, binary_fields, &state.limits)?;
+        Some(Constant {
+            info: switchyard_protocols::text::SegmentInfo {
+                encoding: switchyard_protocols::text::Encoding::Binary,
+                segments: sms.segments,
+                units: sms.body.len() / 2,
+                units_per_segment: 0,
+                units_left: 0,
+            },
+            body: sms.body,
+            udh: sms.udh,
+            data_coding: sms.data_coding,
+        })
+    } else if template.is_constant() {
         validate::non_empty(&req.body)?;
         let info = validate::segments(&req.body, common.preference, &state.limits)?;
-        Some((req.body, info))
+        Some(Constant {
+            body: req.body,
+            info,
+            udh: None,
+            data_coding: None,
+        })
     } else {
         validate::segments(&template.literal_text(), common.preference, &state.limits)?;
         None
@@ -709,6 +770,20 @@ fn prepare(
     })
 }
 
+/// The one body of every message of a batch (a template without placeholders, or a binary
+/// body), checked and counted once.
+#[derive(Debug)]
+struct Constant {
+    /// The text, or the octets as hex.
+    body: String,
+    /// Its encoding and segments.
+    info: switchyard_protocols::text::SegmentInfo,
+    /// A binary body's user data header.
+    udh: Option<Vec<u8>>,
+    /// A binary body's data_coding when not 4.
+    data_coding: Option<u8>,
+}
+
 /// One recipient's message: its number parsed, the template rendered and counted (once for all
 /// when the template has no placeholders), the fields every recipient shares.
 fn recipient_draft(
@@ -716,7 +791,7 @@ fn recipient_draft(
     tenant: &Arc<str>,
     common: &validate::Common,
     template: &Template,
-    constant: Option<&(String, switchyard_protocols::text::SegmentInfo)>,
+    constant: Option<&Constant>,
     r: &BatchRecipient,
 ) -> Result<Draft, Problem> {
     let (to, country) = match r.to.as_str() {
@@ -725,7 +800,7 @@ fn recipient_draft(
     }
     .map_err(|d| Problem::invalid("to", "invalid_number", d))?;
     let (body, info) = match constant {
-        Some((body, info)) => (body.clone(), *info),
+        Some(c) => (c.body.clone(), c.info),
         None => {
             let body = template.render(r.variables.as_ref()).map_err(|e| {
                 let code = match e {
@@ -759,8 +834,8 @@ fn recipient_draft(
         batch_id: None,
         origin: Origin::Tenant,
         smpp: None,
-        udh: None,
-        data_coding: None,
+        udh: constant.and_then(|c| c.udh.clone()),
+        data_coding: constant.and_then(|c| c.data_coding),
         flow: None,
     })
 }

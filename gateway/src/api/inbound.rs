@@ -36,7 +36,7 @@ const INBOUND_CHANNELS: [Channel; 5] = [
 
 /// `GET /v1/inbound`.
 #[utoipa::path(get, path = "/v1/inbound", tag = "inbound", params(InboundQuery),
-    responses((status = 200, body = super::openapi::InboundPage, description = "`channel` is `sms`, `rcs`, `whatsapp`, `telegram` or `messenger` (on a chat channel `from` is the person's number or platform id, `to` the account's id on the platform and `carrier` the account's name); `partial` is `{received: [part numbers], total}` for a multipart message given up before all its parts arrived (its body is what those parts say), absent otherwise"),
+    responses((status = 200, body = super::openapi::InboundPage, description = "`channel` is `sms`, `rcs`, `whatsapp`, `telegram` or `messenger` (on a chat channel `from` is the person's number or platform id, `to` the account's id on the platform and `carrier` the account's name); `partial` is `{received: [part numbers], total}` for a multipart message given up before all its parts arrived (its body is what those parts say), absent otherwise; a binary SMS (8-bit data_coding, or port-addressed) has `encoding` `binary`, its octets as hex in `body`, its `data_coding` and `udh`"),
         (status = 401, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
@@ -82,7 +82,7 @@ pub(crate) async fn list(
         .into_iter()
         .map(|m| {
             let keyword = Keyword::parse(&m.body)
-                .filter(|_| m.partial.is_none())
+                .filter(|_| m.partial.is_none() && m.binary.is_none())
                 .map(Keyword::as_str);
             let mut v = serde_json::json!({
                 "id": m.id.to_string(),
@@ -96,6 +96,13 @@ pub(crate) async fn list(
             });
             if let Some(p) = &m.partial {
                 v["partial"] = serde_json::json!({ "received": p.received, "total": p.total });
+            }
+            if let Some(b) = &m.binary {
+                v["encoding"] = "binary".into();
+                v["data_coding"] = b.data_coding.into();
+                if let Some(udh) = &b.udh {
+                    v["udh"] = switchyard_protocols::text::binary::encode(udh).into();
+                }
             }
             v
         })

@@ -122,12 +122,22 @@ pub(crate) struct MessageView {
     pub(crate) country: Option<String>,
     /// Sender.
     pub(crate) from: String,
-    /// Text. For a binary SMS (`encoding` "binary": an 8-bit data_coding submitted over SMPP),
-    /// its octets as two lowercase hex digits each, after the user data header if it had one.
+    /// Text. For a binary SMS (`encoding` "binary": 8-bit data sent with `"encoding":
+    /// "binary"` or an 8-bit data_coding over SMPP), its octets as two lowercase hex digits
+    /// each, without the user data header (see `udh`).
     pub(crate) body: String,
     /// "gsm7", "latin1", "ucs2" or "binary" for an SMS; "voice" for a call, "email" for an
     /// email, the channel's name for a chat message.
     pub(crate) encoding: String,
+    /// An SMS's user data header as lowercase hex, UDHL included: the ports and other IEs
+    /// every segment carries, or the header of a part the sender cut (with its concatenation
+    /// IE). Absent when it has none (the concatenation IEs the gateway adds are not shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) udh: Option<String>,
+    /// An SMS's data_coding when it is not the one its encoding implies (a binary message's
+    /// when not 4, a message class such as flash 0xF0 over SMPP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data_coding: Option<u8>,
     /// Segments.
     pub(crate) segments: u16,
     /// Priority.
@@ -190,6 +200,11 @@ impl From<MessageRecord> for MessageView {
             from: m.from,
             body: m.body,
             encoding,
+            udh: m
+                .udh
+                .as_deref()
+                .map(switchyard_protocols::text::binary::encode),
+            data_coding: m.data_coding,
             segments: m.segments,
             priority: priority_name(m.priority).to_owned(),
             carrier: m.carrier,

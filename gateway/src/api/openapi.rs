@@ -194,8 +194,20 @@ pub(crate) struct InboundView {
     from: String,
     /// The tenant's number it was sent to (on a chat channel, the account's platform id).
     to: String,
-    /// Text.
+    /// Text; for a binary SMS (`encoding` `binary`) its octets as two lowercase hex digits
+    /// each, without the user data header.
     body: String,
+    /// `binary` for a binary SMS (an 8-bit data_coding, or application port addressing);
+    /// absent for text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<String>,
+    /// A binary SMS's data_coding (4, 0xF5, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_coding: Option<u8>,
+    /// A binary SMS's user data header as lowercase hex, UDHL included, without the
+    /// concatenation IE of a multipart message (its application ports, for instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udh: Option<String>,
     /// STOP, START or HELP when the body is one of those keywords.
     keyword: Option<String>,
     /// The carrier it came from.

@@ -323,6 +323,7 @@ fn inbound(
         from: from.chars().take(64).collect(),
         to: to.chars().take(64).collect(),
         body: text.chars().take(8192).collect(),
+        binary: None,
         received_at: at.filter(|t| *t > 0).map_or(now, |t| t.min(now)),
         partial: None,
     }

@@ -75,7 +75,8 @@ pub(crate) struct Job {
     pub(crate) sent_segments: Vec<u16>,
     /// Carriers that failed this message already.
     pub(crate) tried: Vec<String>,
-    /// A part the tenant cut itself: its user data header, sent with `body` as one segment.
+    /// The user data header: a part the tenant cut itself (with a concatenation IE, sent
+    /// with `body` as one segment), or IEs every segment carries.
     pub(crate) udh: Option<bytes::Bytes>,
     /// An SMPP data_coding to send as is (the tenant's message class and the like).
     pub(crate) data_coding: Option<u8>,

@@ -132,8 +132,11 @@ pub struct Event {
     pub to: String,
     /// Sender.
     pub from: String,
-    /// Text of an inbound message (outbound bodies are not repeated in events).
+    /// Text of an inbound message (outbound bodies are not repeated in events); a binary
+    /// one's octets as hex.
     pub body: Option<String>,
+    /// A binary inbound message's data_coding and user data header.
+    pub binary: Option<super::BinaryCoding>,
     /// The channel an inbound message came on (`sms`, `rcs`, `whatsapp`, …); `None` for
     /// outbound messages.
     pub channel: Option<String>,
@@ -208,6 +211,15 @@ struct EventData<'a> {
     body: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
+    /// `binary` for a binary inbound message (its body is hex); absent for text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    /// A binary inbound message's data_coding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_coding: Option<u8>,
+    /// A binary inbound message's user data header (hex, UDHL included), when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udh: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keyword: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,7 +249,7 @@ impl Event {
 
     /// The JSON body (webhook) / data (SSE) of the event.
     pub fn to_json(&self) -> String {
-        let keyword = if self.is_inbound() {
+        let keyword = if self.is_inbound() && self.binary.is_none() {
             self.body
                 .as_deref()
                 .and_then(Keyword::parse)
@@ -274,6 +286,13 @@ impl Event {
                 segments: self.segments,
                 body: self.body.as_deref(),
                 channel: self.channel.as_deref(),
+                encoding: self.binary.as_ref().map(|_| "binary"),
+                data_coding: self.binary.as_ref().map(|b| b.data_coding),
+                udh: self
+                    .binary
+                    .as_ref()
+                    .and_then(|b| b.udh.as_deref())
+                    .map(switchyard_protocols::text::binary::encode),
                 keyword,
                 call: call.clone(),
                 flow: self.flow.map(|f| FlowJson {
@@ -308,6 +327,7 @@ mod tests {
             to: "+447911123456".into(),
             from: "Acme".into(),
             body: None,
+            binary: None,
             channel: None,
             callback_url: None,
             segments: Some(1),

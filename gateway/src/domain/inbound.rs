@@ -25,8 +25,13 @@ pub struct InboundMessage {
     /// the account's own id on the platform (the WhatsApp business number, the page id, the
     /// RBM agent id, the bot), or the account's name when the platform does not say.
     pub to: String,
-    /// The text (decoded), or hex for binary payloads.
+    /// The text (decoded), or for a binary message (`binary` set) its octets as two
+    /// lowercase hex digits each, without the user data header.
     pub body: String,
+    /// Set for a binary SMS (an 8-bit data_coding): its data_coding and user data header, so
+    /// it can be passed on as it came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<super::BinaryCoding>,
     /// When it arrived.
     pub received_at: UnixMs,
     /// Set when only some parts of a multipart message arrived before it was given up (its
@@ -83,12 +88,12 @@ pub enum OptOutChange {
 }
 
 impl InboundMessage {
-    /// The opt-out change the message's keyword asks for, if it is one (a partial message is
-    /// never a keyword). On SMS: STOP blocks the number it was sent to, STOPALL every sender
+    /// The opt-out change the message's keyword asks for, if it is one (a partial or binary
+    /// message is never a keyword). On SMS: STOP blocks the number it was sent to, STOPALL every sender
     /// of the tenant, START lifts both. On a chat channel: STOP and STOPALL block that
     /// channel to the sender's address, START lifts that block (only).
     pub fn opt_out_change(&self) -> Option<OptOutChange> {
-        if self.partial.is_some() {
+        if self.partial.is_some() || self.binary.is_some() {
             return None;
         }
         let recipient = number_key(&self.from);

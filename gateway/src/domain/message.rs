@@ -78,8 +78,10 @@ pub struct NewMessage {
     pub request: Option<std::sync::Arc<crate::domain::RequestRecord>>,
     /// The tenant's SMPP bind it came from, when it came over SMPP: where its receipt goes.
     pub smpp: Option<SmppOrigin>,
-    /// One part of a longer message, as the tenant cut it: its user data header (UDHL
-    /// included), sent with `body` as exactly one segment. `None` for whole messages.
+    /// The SMS's user data header (UDHL included). With a concatenation IE: one part of a
+    /// longer message as the tenant cut it, sent with `body` as exactly one segment. Without:
+    /// IEs (application ports…) every segment carries, after the concatenation IE of a
+    /// message that needs several. `None` for most messages.
     pub udh: Option<Vec<u8>>,
     /// The tenant's SMPP data_coding when it says more than the alphabet (a message class such
     /// as flash, a message-waiting group, automatic deletion) or is a binary one other than 4

@@ -1,7 +1,8 @@
 //! The gateway's shared vocabulary, depending on nothing else in the gateway: message ids and
-//! times, messages and their statuses, the updates the dispatcher, binds and calls report, call
-//! records, inbound messages and keywords, request records (idempotency, batches), events, the
-//! per-tenant directory, and the analytics rollups ([`analytics`]).
+//! times, messages and their statuses, binary SMS ([`BinarySms`], [`BinaryCoding`]), the
+//! updates the dispatcher, binds and calls report, call records, inbound messages and keywords,
+//! request records (idempotency, batches), events, the per-tenant directory, and the analytics
+//! rollups ([`analytics`]).
 //!
 //! Everything two modules of the gateway share lives here rather than inside one of them, so the
 //! modules above ([`crate::store`], [`crate::dispatch`], [`crate::admission`], [`crate::submit`],
@@ -11,6 +12,7 @@
 //! `Instant`s stay inside the tasks that measure with them.
 
 pub mod analytics;
+mod binary;
 mod call;
 mod chat;
 mod contact;
@@ -28,6 +30,7 @@ mod status;
 mod update;
 mod voice;
 
+pub use binary::*;
 pub use call::*;
 pub use chat::*;
 pub use contact::*;

@@ -147,6 +147,8 @@ pub struct HeldPart {
     pub seq: u8,
     /// Its data_coding.
     pub data_coding: u8,
+    /// Its user data header's IEs other than concatenation (UDHL included), if any.
+    pub udh: Option<bytes::Bytes>,
     /// Its user data after the UDH.
     pub payload: bytes::Bytes,
     /// source_addr_ton of its deliver_sm (how the sender is written).

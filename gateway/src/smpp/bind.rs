@@ -28,6 +28,7 @@ use switchyard_protocols::smpp::pdu::{Bind, Body, DataSmResp, MessageIdResp, Sub
 use switchyard_protocols::smpp::session::{Event, Session, SessionConfig, State};
 use switchyard_protocols::smpp::status::StatusClass;
 use switchyard_protocols::smpp::CommandStatus;
+use switchyard_protocols::text::udh::without_concat;
 use switchyard_protocols::text::{decode_short_message, parse_udh, Part, ReassemblyKey};
 use switchyard_routing::{FailureClass, Outcome, TokenBucket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -830,6 +831,10 @@ impl<'a> Conn<'a> {
                 part: Part {
                     seq: concat.seq,
                     data_coding: sm.data_coding,
+                    udh: payload
+                        .get(..udh_len)
+                        .and_then(without_concat)
+                        .map(bytes::Bytes::from),
                     payload: owned(&payload.slice(udh_len.min(payload.len())..)),
                 },
                 source_ton: sm.source.ton,
@@ -866,10 +871,23 @@ impl<'a> Conn<'a> {
             self.ack_on_commit(seq, is_data_sm, committed, reply);
             return;
         }
-        let body = decode_short_message(sm.data_coding, sm.has_udh(), &payload)
-            .text()
-            .map(str::to_owned)
-            .unwrap_or_else(|| hex::encode(&payload));
+        // The header (its IEs other than a "1 of 1" concatenation) and the octets after it; a
+        // header that does not read is payload, as a text MO's is.
+        let (kept, after) = match &udh {
+            Some((u, rest)) => (payload.get(..u.len).and_then(without_concat), *rest),
+            None => (None, &payload[..]),
+        };
+        let (body, binary) = match crate::smpp::mo::content(sm.data_coding, kept.as_deref(), after)
+        {
+            (body, Some(binary)) => (body, Some(binary)),
+            (_, None) => {
+                let body = decode_short_message(sm.data_coding, sm.has_udh(), &payload)
+                    .text()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| hex::encode(&payload));
+                (body, None)
+            }
+        };
         let mut mo = InboundMessage {
             id: MessageId::generate(now_ms()),
             carrier: self.s.carrier.clone(),
@@ -878,6 +896,7 @@ impl<'a> Conn<'a> {
             from: source_display(&sm.source.addr.0, sm.source.ton),
             to: sm.dest.addr.to_str_lossy().into_owned(),
             body,
+            binary,
             received_at: now_ms(),
             partial: None,
         };

@@ -13,9 +13,11 @@
 //! exactly what the reassembler holds: a crash loses nothing acknowledged, a restart resumes
 //! the reassembly, and memory stays within `max_bytes` per carrier. A message evicted for the
 //! bound or timed out is stored as inbound flagged `partial` with the parts that came, never
-//! dropped. Room in the sink is reserved before the lock and the write is queued under it, so
-//! writes reach the store in the order of the reassembler's steps: a part held after one bind's
-//! step cannot be stored after the commit that released its message on another bind.
+//! dropped. A binary message's parts (8-bit data_coding, or port-addressed) are joined octet
+//! for octet and keep part 1's data_coding and IEs other than concatenation. Room in the sink
+//! is reserved before the lock and the write is queued under it, so writes reach the store in
+//! the order of the reassembler's steps: a part held after one bind's step cannot be stored
+//! after the commit that released its message on another bind.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,11 +25,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use switchyard_protocols::text::{
-    decode_short_message, Part, Partial, Reassembler, ReassemblyConfig, ReassemblyEvent,
+    decode_short_message, parse_udh, Part, Partial, Reassembler, ReassemblyConfig, ReassemblyEvent,
     ReassemblyKey,
 };
 
-use crate::domain::{HeldPart, InboundMessage, MessageId, MoWrite, PartialParts, UnixMs};
+use crate::domain::{
+    is_binary_data_coding, BinaryCoding, HeldPart, InboundMessage, MessageId, MoWrite,
+    PartialParts, UnixMs,
+};
 use crate::inbound::{Inbound, ReplyRequest};
 
 /// One carrier's multipart MO messages in progress. See the module doc.
@@ -121,6 +126,7 @@ impl MoParts {
                 part: Part {
                     seq: p.seq,
                     data_coding: p.data_coding,
+                    udh: p.udh,
                     payload: p.payload,
                 },
                 source_ton: p.source_ton,
@@ -144,6 +150,7 @@ impl MoParts {
             key: a.key.clone(),
             seq: a.part.seq,
             data_coding: a.part.data_coding,
+            udh: a.part.udh.clone(),
             payload: a.part.payload.clone(),
             source_ton: a.source_ton,
             received_at: now_ms,
@@ -158,12 +165,9 @@ impl MoParts {
         match completed {
             Some(c) => {
                 state.tons.remove(&c.key);
-                let decoded = c.decode(&Default::default());
-                let body = decoded
-                    .text()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| hex::encode(c.joined()));
+                let (body, binary) = content(c.data_coding, c.udh.as_deref(), &c.joined());
                 let mut m = message(&self.carrier, &c.key, a.source_ton, body, now_ms, None);
+                m.binary = binary;
                 reply = inbound.classify(&mut m);
                 write.finished.push((c.key, m));
             }
@@ -218,6 +222,7 @@ impl MoParts {
                 part: Part {
                     seq: part.seq,
                     data_coding: part.data_coding,
+                    udh: part.udh,
                     payload: part.payload,
                 },
                 source_ton,
@@ -283,18 +288,43 @@ fn partial(
         .iter()
         .flat_map(|(_, b)| b.iter().copied())
         .collect();
-    let body = decode_short_message(p.data_coding, false, &joined)
-        .text()
-        .map(str::to_owned)
-        .unwrap_or_else(|| hex::encode(&joined));
+    let (body, binary) = content(p.data_coding, p.udh.as_deref(), &joined);
     let parts = PartialParts {
         received: p.parts.iter().map(|(seq, _)| *seq).collect(),
         total: p.key.total,
     };
     let mut m = message(carrier, &p.key, ton, body, now_ms, Some(parts));
+    m.binary = binary;
     // Only the owner: a partial text is no keyword.
     let _ = inbound.classify(&mut m);
     (p.key, m)
+}
+
+/// The body of an MO (its payload after the UDH) and, for a binary one, how it was coded.
+/// Binary: an 8-bit data_coding, or an application's message (an application port IE in
+/// `udh`, whatever its data_coding): the octets as hex, with the data_coding and `udh` (the IEs
+/// other than concatenation, UDHL included) kept to pass it on as it came. Else text decoded
+/// by data_coding (hex when there is none to decode).
+pub(crate) fn content(
+    data_coding: u8,
+    udh: Option<&[u8]>,
+    payload: &[u8],
+) -> (String, Option<BinaryCoding>) {
+    let ported = udh
+        .and_then(|u| parse_udh(u).ok())
+        .is_some_and(|(u, _)| u.ports.is_some());
+    if ported || is_binary_data_coding(data_coding) {
+        let binary = BinaryCoding {
+            data_coding,
+            udh: udh.map(<[u8]>::to_vec),
+        };
+        return (hex::encode(payload), Some(binary));
+    }
+    let body = decode_short_message(data_coding, false, payload)
+        .text()
+        .map(str::to_owned)
+        .unwrap_or_else(|| hex::encode(payload));
+    (body, None)
 }
 
 /// An inbound message from `key`'s addresses.
@@ -314,6 +344,7 @@ fn message(
         from: source_display(&key.source, source_ton),
         to: String::from_utf8_lossy(&key.dest).into_owned(),
         body,
+        binary: None,
         received_at: now_ms,
         partial,
     }
@@ -369,6 +400,7 @@ mod tests {
             part: Part {
                 seq,
                 data_coding: 0,
+                udh: None,
                 payload: Bytes::copy_from_slice(text.as_bytes()),
             },
             source_ton: 1,

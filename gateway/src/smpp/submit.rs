@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use switchyard_protocols::smpp::pdu::{Address, COctet, SubmitSm};
 use switchyard_protocols::smpp::tlv::{tag, Tlv, Tlvs};
-use switchyard_protocols::text::{encode_message, Concat, EncodeOptions, TextError};
+use switchyard_protocols::text::{
+    encode_message, encode_message_behind, parse_udh, Concat, EncodeOptions, TextError,
+};
 
 use super::{BindSettings, LongMessages};
 use crate::dispatch::Job;
@@ -42,7 +44,9 @@ pub(crate) fn source_address(from: &str, s: &BindSettings) -> Address {
 }
 
 /// Encodes `job` into the segments this carrier wants. `reference` ties the parts of a long
-/// message together (unique enough per destination: the caller passes a counter).
+/// message together (unique enough per destination: the caller passes a counter). The IEs of
+/// a UDH without concatenation (application ports…) go in every segment, after the
+/// concatenation IE when there are several.
 pub(crate) fn segments(
     job: &Job,
     s: &BindSettings,
@@ -59,13 +63,19 @@ pub(crate) fn segments(
         reference,
         ..EncodeOptions::default()
     };
-    if let Some(udh) = &job.udh {
-        return Ok(cut_by_tenant(job, s, udh)?
-            .into_iter()
-            .filter(|seg| !job.sent_segments.contains(&seg.index))
-            .collect());
-    }
-    let encoded = encode_message(&job.body, &opts)?;
+    // A UDH with a concatenation IE is a part the tenant cut; any other UDH holds IEs (ports…)
+    // every segment carries.
+    let ies = match job.udh.as_deref().map(|udh| (udh, parse_udh(udh))) {
+        None => &[][..],
+        Some((udh, Ok((parsed, _)))) if parsed.concat.is_none() => udh.get(1..).unwrap_or_default(),
+        Some((udh, _)) => {
+            return Ok(cut_by_tenant(job, s, udh)?
+                .into_iter()
+                .filter(|seg| !job.sent_segments.contains(&seg.index))
+                .collect());
+        }
+    };
+    let encoded = encode_message_behind(&job.body, ies, &opts)?;
     let base = SubmitSm {
         source: source_address(&job.from, s),
         dest: Address {
@@ -77,8 +87,9 @@ pub(crate) fn segments(
         data_coding: job.data_coding.unwrap_or(encoded.data_coding),
         ..SubmitSm::default()
     };
-    if s.long_messages == LongMessages::Payload && encoded.segments.len() > 1 {
-        // One submit_sm carrying the whole text; the SMSC segments it.
+    if s.long_messages == LongMessages::Payload && encoded.segments.len() > 1 && ies.is_empty() {
+        // One submit_sm carrying the whole text; the SMSC segments it. A message with IEs of
+        // its own goes in UDH segments instead: an SMSC would not repeat them in each part.
         let payload: Vec<u8> = encoded
             .segments
             .iter()

@@ -28,7 +28,7 @@ use switchyard_routing::{Priority, RouteError};
 
 use crate::admission::Refusal;
 use crate::dispatch::DispatchError;
-use crate::domain::{SmppOrigin, UnixMs};
+use crate::domain::{binary_sms, BinaryError, SmppOrigin, UnixMs};
 use crate::submit::{Content, Draft, Origin, SubmitError};
 
 use super::users::User;
@@ -198,32 +198,28 @@ pub(crate) fn draft(
     let from = source(s.source, user)?;
     let (bytes, udh) = content(s)?;
     let (body, preference) = text(s.data_coding, bytes, udh.is_some())?;
-    let data_coding = kept_data_coding(s.data_coding);
-    if body.is_empty() && udh.is_none() {
-        return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
-    }
-    let info = count(&body, preference)?;
-    let segments = match &udh {
-        Some(header) => {
-            if !part_fits(info.encoding, info.units, header.len()) {
-                return Err(Reject::new(
-                    CommandStatus::ESME_RINVMSGLEN,
-                    "the part does not fit one SMS behind its UDH",
-                ));
-            }
-            1
-        }
-        None => info.segments,
-    };
-    if segments > limits.max_segments {
-        return Err(Reject::new(
-            CommandStatus::ESME_RINVMSGLEN,
-            format!(
-                "{} segments; at most {} are allowed",
-                info.segments, limits.max_segments
-            ),
-        ));
-    }
+    let (body, udh, data_coding, encoding, segments) =
+        if preference == EncodingPreference::Force(Encoding::Binary) {
+            // The same checks and count as a binary send over the API.
+            let sms = binary_sms(&body, udh, s.data_coding, limits.max_segments)
+                .map_err(binary_refusal)?;
+            (
+                sms.body,
+                sms.udh,
+                sms.data_coding,
+                Encoding::Binary,
+                sms.segments,
+            )
+        } else {
+            let (encoding, segments) = text_segments(&body, preference, udh.as_deref(), limits)?;
+            (
+                body,
+                udh,
+                kept_data_coding(s.data_coding),
+                encoding,
+                segments,
+            )
+        };
     let (scheduled_at, expires_at) = times(s.schedule, s.validity, limits, now)?;
     Ok(Draft {
         tenant: user.tenant.clone(),
@@ -233,7 +229,7 @@ pub(crate) fn draft(
         body,
         content: Content::Sms {
             preference,
-            encoding: info.encoding,
+            encoding,
             segments: u16::try_from(segments).unwrap_or(u16::MAX),
         },
         priority: priority(s.priority_flag),
@@ -254,6 +250,52 @@ pub(crate) fn draft(
         data_coding,
         flow: None,
     })
+}
+
+/// The encoding and segments of a text: one segment for a part behind its UDH (refused when
+/// it does not fit), else as many as the text needs, at most `limits.max_segments`.
+fn text_segments(
+    body: &str,
+    preference: EncodingPreference,
+    udh: Option<&[u8]>,
+    limits: &Limits,
+) -> Result<(Encoding, usize), Reject> {
+    if body.is_empty() && udh.is_none() {
+        return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
+    }
+    let info = count(body, preference)?;
+    let segments = match udh {
+        Some(header) => {
+            if !part_fits(info.encoding, info.units, header.len()) {
+                return Err(Reject::new(
+                    CommandStatus::ESME_RINVMSGLEN,
+                    "the part does not fit one SMS behind its UDH",
+                ));
+            }
+            1
+        }
+        None => info.segments,
+    };
+    if segments > limits.max_segments {
+        return Err(Reject::new(
+            CommandStatus::ESME_RINVMSGLEN,
+            format!(
+                "{} segments; at most {} are allowed",
+                info.segments, limits.max_segments
+            ),
+        ));
+    }
+    Ok((info.encoding, segments))
+}
+
+/// The command_status for a binary message [`binary_sms`] refuses.
+fn binary_refusal(e: BinaryError) -> Reject {
+    let status = match e {
+        BinaryError::DataCoding(_) => CommandStatus::ESME_RINVDCS,
+        BinaryError::Udh(_) => CommandStatus::ESME_RINVESMCLASS,
+        _ => CommandStatus::ESME_RINVMSGLEN,
+    };
+    Reject::new(status, e.to_string())
 }
 
 /// The octets of the text (short_message or message_payload, one of them) and, for a part,
@@ -576,7 +618,8 @@ pub(crate) fn status_of(e: &SubmitError) -> CommandStatus {
 /// and the corpus replay test runs on stable: any frame either is not a submit_sm or data_sm,
 /// or is refused with an error status, or gives a message valid by construction (an E.164
 /// recipient, a sender, a non-empty text or a part, within the segment cap; a part is one
-/// segment whose text fits behind its UDH; a validity after the schedule). Never a panic.
+/// segment whose text fits behind its UDH, a UDH reads back; a validity after the schedule).
+/// Never a panic.
 #[doc(hidden)]
 #[allow(clippy::expect_used, clippy::unwrap_used)]
 pub fn check_submit_bytes(data: &[u8]) {
@@ -617,8 +660,11 @@ pub fn check_submit_bytes(data: &[u8]) {
             assert!((1..=limits.max_segments).contains(&usize::from(segments)));
             match &d.udh {
                 Some(udh) => {
-                    assert_eq!(segments, 1);
-                    parse_udh(udh).expect("a part's UDH reads back");
+                    let (parsed, _) = parse_udh(udh).expect("a UDH reads back");
+                    // A part is one segment; other IEs may be repeated in several (binary).
+                    if parsed.concat.is_some() {
+                        assert_eq!(segments, 1);
+                    }
                 }
                 None => assert!(!d.body.is_empty()),
             }
@@ -661,7 +707,7 @@ mod tests {
     use switchyard_routing::Priority;
 
     use super::{draft, test_user, Limits, Submission};
-    use crate::submit::Content;
+    use crate::submit::{Content, Draft};
 
     const NOW: i64 = 1_743_505_200_000; // 2025-04-01 11:00:00 UTC
 
@@ -1052,17 +1098,41 @@ mod tests {
             (whole(140), whole(141), whole(268), whole(269)),
             (1, 2, 2, 3)
         );
-        // A part: the tenant's UDH kept, the octets behind it, at most 140 in all.
-        let mut part = b"\x06\x05\x04\x0b\x84\x23\xf0".to_vec();
-        part.extend_from_slice(&[0x11; 133]);
+        // A UDH without concatenation (ports): kept, the octets behind it; 133 octets fit one
+        // segment, more are segmented with the ports in every segment.
+        let segments_of = |d: &Draft| match d.content {
+            Content::Sms { segments, .. } => segments,
+            _ => unreachable!(),
+        };
+        let mut ported = b"\x06\x05\x04\x0b\x84\x23\xf0".to_vec();
+        ported.extend_from_slice(&[0x11; 133]);
+        let pdu = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            data_coding: 0xF5,
+            ..sm(&ported)
+        };
+        let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(d.udh.as_deref(), Some(&ported[..7]));
+        assert_eq!(d.body, "11".repeat(133));
+        assert_eq!(segments_of(&d), 1);
+        ported.push(0x11);
+        let pdu = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            data_coding: 0xF5,
+            ..sm(&ported)
+        };
+        let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(segments_of(&d), 2);
+        // A part (concatenation IE): at most 140 octets with its UDH.
+        let mut part = b"\x05\x00\x03\x2a\x02\x01".to_vec();
+        part.extend_from_slice(&[0x11; 134]);
         let pdu = SubmitSm {
             esm_class: SubmitSm::ESM_CLASS_UDHI,
             data_coding: 0xF5,
             ..sm(&part)
         };
         let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
-        assert_eq!(d.udh.as_deref(), Some(&part[..7]));
-        assert_eq!(d.body, "11".repeat(133));
+        assert_eq!(segments_of(&d), 1);
         part.push(0x11);
         let over = SubmitSm {
             esm_class: SubmitSm::ESM_CLASS_UDHI,

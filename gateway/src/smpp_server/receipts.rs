@@ -23,7 +23,7 @@
 //! inbound event becomes a deliver_sm (esm_class 0) to the binds of one SMPP user, the one
 //! that names the number in `mo_numbers` or else the tenant's first user without
 //! `mo_numbers`, with the same retries and cursor. A text longer than one SMS goes whole in
-//! message_payload.
+//! message_payload; a binary MO keeps its data_coding and user data header (UDHI).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -322,11 +322,34 @@ pub(crate) fn receipt_for(event: &Event, system_id: &str) -> Option<SubmitSm> {
 
 /// The deliver_sm carrying the MO message of `event`: from the handset to the tenant's
 /// number, GSM 7-bit when the text allows, UCS-2 otherwise; in message_payload when longer
-/// than one SMS.
+/// than one SMS. A binary MO goes as it came: its data_coding, its octets behind its user
+/// data header (esm_class UDHI), all in message_payload when they exceed 140 octets.
 pub(crate) fn mo_for(event: &Event) -> Option<SubmitSm> {
     use switchyard_protocols::smpp::tlv::{tag, Tlv, Tlvs};
-    use switchyard_protocols::text::{encode_message, Concat, EncodeOptions};
+    use switchyard_protocols::text::{binary, encode_message, Concat, EncodeOptions};
     let body = event.body.as_deref().unwrap_or_default();
+    if let Some(coding) = &event.binary {
+        let mut octets = coding.udh.clone().unwrap_or_default();
+        binary::decode_into(body, &mut octets).ok()?;
+        let mut pdu = SubmitSm {
+            source: sender_address(&event.from),
+            dest: sender_address(&event.to),
+            data_coding: coding.data_coding,
+            ..SubmitSm::default()
+        };
+        if coding.udh.is_some() {
+            pdu.esm_class |= SubmitSm::ESM_CLASS_UDHI;
+        }
+        if octets.len() <= 140 {
+            pdu.short_message = octets.into();
+        } else {
+            pdu.tlvs = Tlvs(vec![Tlv::new(
+                tag::MESSAGE_PAYLOAD,
+                bytes::Bytes::from(octets),
+            )]);
+        }
+        return Some(pdu);
+    }
     let encoded = encode_message(
         body,
         &EncodeOptions {
@@ -416,6 +439,7 @@ mod tests {
             to: "+447911123456".into(),
             from: "Acme".into(),
             body: None,
+            binary: None,
             channel: None,
             callback_url: None,
             segments: Some(1),
@@ -483,5 +507,34 @@ mod tests {
         assert_eq!(long.tlvs.message_payload().map(|p| p.len()), Some(300));
         mo.body = Some("Привет".into());
         assert_eq!(mo_for(&mo).unwrap().data_coding, 8);
+    }
+
+    #[test]
+    fn a_binary_mo_goes_as_it_came() {
+        let mut mo = event("inbound", 0);
+        mo.from = "+447400123456".into();
+        mo.to = "447000000002".into();
+        mo.body = Some("00ff7f80".into());
+        mo.binary = Some(crate::domain::BinaryCoding {
+            data_coding: 0xF6,
+            udh: Some(vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]),
+        });
+        let pdu = mo_for(&mo).unwrap();
+        assert_eq!(pdu.data_coding, 0xF6);
+        assert_eq!(pdu.esm_class, SubmitSm::ESM_CLASS_UDHI);
+        assert_eq!(
+            &pdu.short_message[..],
+            &[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 0x00, 0xFF, 0x7F, 0x80]
+        );
+        // No header: no UDHI; over 140 octets: whole in message_payload.
+        mo.binary = Some(crate::domain::BinaryCoding {
+            data_coding: 4,
+            udh: None,
+        });
+        mo.body = Some("ab".repeat(141));
+        let pdu = mo_for(&mo).unwrap();
+        assert_eq!((pdu.esm_class, pdu.data_coding), (0, 4));
+        assert!(pdu.short_message.is_empty());
+        assert_eq!(pdu.tlvs.message_payload().map(|p| p.len()), Some(141));
     }
 }

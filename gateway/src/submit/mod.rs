@@ -142,8 +142,9 @@ pub(crate) struct Draft {
     pub(crate) origin: Origin,
     /// The tenant's SMPP bind it came from, if any (where its receipt goes).
     pub(crate) smpp: Option<SmppOrigin>,
-    /// One part of a longer message as the tenant cut it: its user data header (UDHL
-    /// included); the body then goes out as exactly one segment behind it.
+    /// A user data header (UDHL included): with a concatenation IE, one part of a longer
+    /// message as the tenant cut it (the body goes out as exactly one segment behind it);
+    /// without, IEs every segment carries (see [`crate::domain::NewMessage::udh`]).
     pub(crate) udh: Option<Vec<u8>>,
     /// An SMPP data_coding to send as is (message class, message waiting, auto-deletion, binary
     /// 2).

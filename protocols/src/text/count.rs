@@ -136,22 +136,36 @@ pub struct Limits {
 /// the SMSC inserts a UDH when it turns SAR into concatenated SMS on the air interface, so
 /// carriers (and every SMPP client we know of) use the 8-bit-reference UDH limits. We do the same.
 pub const fn limits(encoding: Encoding, concat: Concat) -> Limits {
-    let header = match concat {
-        Concat::Udh8 | Concat::Sar => udh::CONCAT_8_LEN,
-        Concat::Udh16 => udh::CONCAT_16_LEN,
-    };
+    limits_behind(encoding, concat, 0)
+}
+
+/// The limits when every part also carries `ies` octets of other information elements (a
+/// port-addressing IE, say) in its user data header: a single part holds a UDH of `ies` + 1
+/// octets (none when `ies` is 0), a concatenated one the concatenation IE as well. A header
+/// that leaves no room gives 0.
+pub const fn limits_behind(encoding: Encoding, concat: Concat, ies: usize) -> Limits {
+    let single_header = if ies == 0 { 0 } else { ies + 1 };
+    let multi_header = ies
+        + match concat {
+            Concat::Udh8 | Concat::Sar => udh::CONCAT_8_LEN,
+            Concat::Udh16 => udh::CONCAT_16_LEN,
+        };
+    let (single_room, multi_room) = (
+        140usize.saturating_sub(single_header),
+        140usize.saturating_sub(multi_header),
+    );
     match encoding {
         Encoding::Gsm7 => Limits {
-            single: 160,
-            multi: 160 - udh::udh_septets(header),
+            single: 160usize.saturating_sub(udh::udh_septets(single_header)),
+            multi: 160usize.saturating_sub(udh::udh_septets(multi_header)),
         },
         Encoding::Latin1 | Encoding::Binary => Limits {
-            single: 140,
-            multi: 140 - header,
+            single: single_room,
+            multi: multi_room,
         },
         Encoding::Ucs2 => Limits {
-            single: 70,
-            multi: (140 - header) / 2,
+            single: single_room / 2,
+            multi: multi_room / 2,
         },
     }
 }
@@ -178,7 +192,17 @@ pub(crate) fn count_with(
     units: usize,
     concat: Concat,
 ) -> SegmentInfo {
-    let lim = limits(encoding, concat);
+    count_behind(text, encoding, units, limits(encoding, concat))
+}
+
+/// Counts parts with the limits `lim` (see [`limits_behind`]); `lim.multi` is at least 1 when
+/// the text does not fit a single part.
+pub(crate) fn count_behind(
+    text: &str,
+    encoding: Encoding,
+    units: usize,
+    lim: Limits,
+) -> SegmentInfo {
     if units <= lim.single {
         return SegmentInfo {
             encoding,

@@ -6,6 +6,7 @@
 //!                      ─► segment::encode_message ─► Vec<Segment> (short_message bytes with UDH,
 //!                         or SAR numbers for TLVs) ─► the caller builds one submit_sm per segment
 //! price estimate: &str ─► segment::count_segments (no allocation)
+//! with IEs in every part (ports): segment::encode_message_behind / count_segments_behind
 //! incoming (MO):  deliver_sm ─► decode::decode_short_message (strip UDH, decode by data_coding)
 //!                 one part of many ─► reassembly::Reassembler (keyed, bounded, timed out by `now`)
 //! ```
@@ -47,8 +48,8 @@ pub use reassembly::{
     ReassemblyStats,
 };
 pub use segment::{
-    count_segments, encode_message, Concat, EncodeOptions, EncodedMessage, Limits, Segment,
-    SegmentInfo,
+    count_segments, count_segments_behind, encode_message, encode_message_behind, Concat,
+    EncodeOptions, EncodedMessage, Limits, Segment, SegmentInfo,
 };
 pub use udh::{parse_udh, write_concat, Udh, UdhError};
 
@@ -69,6 +70,12 @@ pub enum TextError {
         ch: char,
         /// Its byte offset in the input `&str`.
         offset: usize,
+    },
+    /// The information elements every part carries leave no room for the text in a part.
+    #[error("a user data header of {octets} octets leaves no room for the text")]
+    HeaderTooLong {
+        /// Octets of the header a part would carry (UDHL and concatenation IE included).
+        octets: usize,
     },
     /// The text needs more segments than allowed (by the options, or 255 by the UDH format).
     #[error("text needs {segments} segments, at most {max} allowed")]

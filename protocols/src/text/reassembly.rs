@@ -9,10 +9,13 @@
 //! reported as [`ReassemblyEvent::Evicted`] through [`Reassembler::poll_event`] (never the
 //! message the part just inserted belongs to).
 //!
-//! Bytes are counted as each part's payload length plus, per pending message, its addresses, a
-//! slot per part and a fixed overhead ([`MESSAGE_OVERHEAD`]) for the map entries: close to what
-//! the heap holds, provided payloads and addresses own their memory. A `Bytes` slice of a larger
-//! receive buffer keeps the whole buffer alive, so drivers insert copies.
+//! Bytes are counted as each part's payload length plus, per pending message, its kept IEs, its
+//! addresses, a slot per part and a fixed overhead ([`MESSAGE_OVERHEAD`]) for the map entries:
+//! close to what the heap holds, provided payloads and addresses own their memory. A `Bytes`
+//! slice of a larger receive buffer keeps the whole buffer alive, so drivers insert copies.
+//!
+//! A binary message's parts carry the same IEs besides concatenation (ports, say): the message
+//! keeps part 1's ([`Part::udh`]), so it can be passed on with them.
 //!
 //! Payloads are stored as given. Join-then-decode is right for unpacked GSM-7, Latin-1 and UCS-2
 //! (and repairs senders that split an escape or surrogate pair across parts); for packed GSM-7,
@@ -58,6 +61,9 @@ pub struct Part {
     pub seq: u8,
     /// Its data_coding (the message is decoded with part 1's, else the first received).
     pub data_coding: u8,
+    /// Its user data header's IEs other than concatenation (application ports…), as a UDH
+    /// (UDHL included), if any: the message keeps part 1's, else the first received part's.
+    pub udh: Option<Bytes>,
     /// The user data after the UDH.
     pub payload: Bytes,
 }
@@ -105,6 +111,8 @@ pub struct Complete {
     pub key: ReassemblyKey,
     /// The data_coding to decode it with.
     pub data_coding: u8,
+    /// The IEs other than concatenation (see [`Part::udh`]).
+    pub udh: Option<Bytes>,
     /// The payloads in part order.
     pub parts: Vec<Bytes>,
 }
@@ -128,6 +136,8 @@ pub struct Partial {
     pub key: ReassemblyKey,
     /// The data_coding it would have been decoded with.
     pub data_coding: u8,
+    /// The IEs other than concatenation (see [`Part::udh`]).
+    pub udh: Option<Bytes>,
     /// The parts that did arrive, as (seq, payload), in part order.
     pub parts: Vec<(u8, Bytes)>,
     /// When its first part arrived.
@@ -168,7 +178,9 @@ struct Pending {
     first_seen: Instant,
     /// data_coding of part 1, else of the first part received.
     data_coding: u8,
-    /// True once part 1 set `data_coding`.
+    /// The IEs other than concatenation, from the same part as `data_coding`.
+    udh: Option<Bytes>,
+    /// True once part 1 set `data_coding` and `udh`.
     dc_from_first_part: bool,
     /// Slot per part number; `None` until it arrives.
     parts: Vec<Option<Bytes>>,
@@ -227,6 +239,7 @@ impl Reassembler {
             return Some(Complete {
                 key,
                 data_coding: part.data_coding,
+                udh: part.udh,
                 parts: vec![part.payload],
             });
         }
@@ -236,14 +249,17 @@ impl Reassembler {
                 self.stats.duplicates += 1;
                 return None;
             }
-            let added = part.payload.len();
+            let mut added = part.payload.len();
             *slot = Some(part.payload);
             p.received += 1;
-            p.bytes += added;
             if part.seq == 1 && !p.dc_from_first_part {
                 p.data_coding = part.data_coding;
+                let old = p.udh.as_ref().map_or(0, Bytes::len);
+                added = (added + part.udh.as_ref().map_or(0, Bytes::len)).saturating_sub(old);
+                p.udh = part.udh;
                 p.dc_from_first_part = true;
             }
+            p.bytes += added;
             self.stored_parts += 1;
             self.stored_bytes += added;
             if p.received == total {
@@ -263,7 +279,8 @@ impl Reassembler {
             + key.source.len()
             + key.dest.len()
             + SLOT_BYTES * total
-            + part.payload.len();
+            + part.payload.len()
+            + part.udh.as_ref().map_or(0, Bytes::len);
         let mut parts = vec![None; total];
         if let Some(slot) = parts.get_mut(seq - 1) {
             *slot = Some(part.payload);
@@ -274,6 +291,7 @@ impl Reassembler {
                 order,
                 first_seen: now,
                 data_coding: part.data_coding,
+                udh: part.udh,
                 dc_from_first_part: part.seq == 1,
                 parts,
                 received: 1,
@@ -343,6 +361,7 @@ impl Reassembler {
         Some(Complete {
             key: key.clone(),
             data_coding: p.data_coding,
+            udh: p.udh,
             parts: p.parts.into_iter().flatten().collect(),
         })
     }
@@ -359,6 +378,7 @@ impl Reassembler {
         Some(Partial {
             key: key.clone(),
             data_coding: p.data_coding,
+            udh: p.udh,
             parts,
             first_seen: p.first_seen,
         })

@@ -6,10 +6,10 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-pub use super::count::{limits, Concat, Limits, SegmentInfo};
+pub use super::count::{limits, limits_behind, Concat, Limits, SegmentInfo};
 
 use super::charset::Encoding;
-use super::count::{count_with, greedy};
+use super::count::{count_behind, greedy};
 use super::encoding::{choose, EncodingPreference};
 use super::{binary, gsm7, latin1, ucs2, udh, TextError};
 use crate::smpp::tlv::{tag, Tlv};
@@ -46,8 +46,44 @@ impl Default for EncodeOptions {
 /// Counts the parts `text` needs, without allocating. Fails only when a forced encoding cannot
 /// represent the text; `max_segments` is not checked (compare `segments` yourself).
 pub fn count_segments(text: &str, opts: &EncodeOptions) -> Result<SegmentInfo, TextError> {
+    count_segments_behind(text, 0, opts)
+}
+
+/// [`count_segments`] for parts that each carry `ies` octets of information elements besides
+/// the concatenation IE (see [`encode_message_behind`]). Fails as well when the text needs
+/// more than one part and such a header leaves no room in one.
+pub fn count_segments_behind(
+    text: &str,
+    ies: usize,
+    opts: &EncodeOptions,
+) -> Result<SegmentInfo, TextError> {
     let (encoding, units) = choose(text, opts.encoding, opts.concat)?;
-    Ok(count_with(text, encoding, units, opts.concat))
+    let lim = room(encoding, units, ies, opts.concat)?;
+    Ok(count_behind(text, encoding, units, lim))
+}
+
+/// The limits for parts carrying `ies` octets of IEs, or [`TextError::HeaderTooLong`] when
+/// `units` need a part that has no room left.
+fn room(encoding: Encoding, units: usize, ies: usize, concat: Concat) -> Result<Limits, TextError> {
+    if ies > 0 && ies + 1 > 140 {
+        return Err(TextError::HeaderTooLong { octets: ies + 1 });
+    }
+    let lim = limits_behind(encoding, concat, ies);
+    // A concatenated part's header is the longer one: with no room there, the text fits
+    // nowhere unless it fits a single part.
+    if units > lim.single && lim.multi == 0 {
+        let header = ies + limits_header(concat);
+        return Err(TextError::HeaderTooLong { octets: header });
+    }
+    Ok(lim)
+}
+
+/// Octets of the concatenation UDH (UDHL included) the limits assume for `concat`.
+fn limits_header(concat: Concat) -> usize {
+    match concat {
+        Concat::Udh8 | Concat::Sar => udh::CONCAT_8_LEN,
+        Concat::Udh16 => udh::CONCAT_16_LEN,
+    }
 }
 
 /// One part, ready to go into a submit_sm.
@@ -115,8 +151,21 @@ impl EncodedMessage {
 
 /// Encodes `text` and splits it into parts.
 pub fn encode_message(text: &str, opts: &EncodeOptions) -> Result<EncodedMessage, TextError> {
+    encode_message_behind(text, &[], opts)
+}
+
+/// Encodes `text` and splits it into parts that each carry the information elements `ies`
+/// (their octets as in a UDH, without the UDHL: an application port IE for a WAP push, a
+/// SIM toolkit IE) in their user data header, verbatim; when the text needs more than one part,
+/// the concatenation IE comes first and `ies` after it. With [`Concat::Sar`] the parts carry
+/// `ies` alone in their UDH. Empty `ies` is [`encode_message`].
+pub fn encode_message_behind(
+    text: &str,
+    ies: &[u8],
+    opts: &EncodeOptions,
+) -> Result<EncodedMessage, TextError> {
     let (encoding, units) = choose(text, opts.encoding, opts.concat)?;
-    let lim = limits(encoding, opts.concat);
+    let lim = room(encoding, units, ies.len(), opts.concat)?;
     let mut ranges: Vec<Range<usize>> = Vec::new();
     if units <= lim.single {
         ranges.push(0..text.len());
@@ -156,8 +205,23 @@ pub fn encode_message(text: &str, opts: &EncodeOptions) -> Result<EncodedMessage
         let part = text.get(range.clone()).unwrap_or_default();
         let number = (i + 1) as u8;
         let mut out = Vec::with_capacity(160);
-        if let (true, Some(wide)) = (multi, udh_kind) {
-            udh::write_concat(&mut out, reference, total, number, wide);
+        match (multi, udh_kind) {
+            (true, Some(wide)) => {
+                udh::write_concat(&mut out, reference, total, number, wide);
+                if !ies.is_empty() {
+                    out.extend_from_slice(ies);
+                    // The UDHL: the concatenation IE and `ies`, which fit (checked by `room`).
+                    let udhl = (out.len() - 1).min(255) as u8;
+                    if let Some(first) = out.first_mut() {
+                        *first = udhl;
+                    }
+                }
+            }
+            _ if !ies.is_empty() => {
+                out.push(ies.len().min(255) as u8);
+                out.extend_from_slice(ies);
+            }
+            _ => {}
         }
         let udh_len = out.len();
         let part_units = match encoding {
@@ -238,5 +302,69 @@ mod tests {
         assert_eq!((c.segments, c.units, c.units_left), (2, 141, 127));
         assert!(count_segments("abc", &binary).is_err());
         assert!(encode_message("zz", &binary).is_err());
+    }
+
+    #[test]
+    fn ies_go_in_every_part_after_the_concatenation_ie() {
+        let binary = EncodeOptions {
+            encoding: EncodingPreference::Force(Encoding::Binary),
+            reference: 0x2A,
+            ..EncodeOptions::default()
+        };
+        let ports = [0x05, 4, 0x0B, 0x84, 0x23, 0xF0];
+        // One part: a 7-octet UDH, 133 octets behind it.
+        let one = super::binary::encode(&[0xAB; 133]);
+        let m = encode_message_behind(&one, &ports, &binary).unwrap();
+        assert_eq!(m.segments.len(), 1);
+        assert_eq!(m.segments[0].udh_len, 7);
+        assert_eq!(
+            &m.segments[0].short_message[..7],
+            &[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]
+        );
+        assert_eq!(m.segments[0].payload(), &[0xAB; 133][..]);
+        let c = count_segments_behind(&one, ports.len(), &binary).unwrap();
+        assert_eq!((c.segments, c.units_left), (1, 0));
+        // 134 octets: two parts of 12-octet UDHs (concatenation, then ports), 128 + 6.
+        let bytes: Vec<u8> = (0..134u8).collect();
+        let two = super::binary::encode(&bytes);
+        let m = encode_message_behind(&two, &ports, &binary).unwrap();
+        assert_eq!(m.segments.len(), 2);
+        for (i, seg) in m.segments.iter().enumerate() {
+            let mut udh = vec![11, 0, 3, 0x2A, 2, i as u8 + 1];
+            udh.extend_from_slice(&ports);
+            assert_eq!(&seg.short_message[..seg.udh_len], &udh[..]);
+            let (parsed, _) = super::udh::parse_udh(&seg.short_message).unwrap();
+            assert_eq!(parsed.ports.map(|p| (p.dest, p.source)), Some((2948, 9200)));
+        }
+        assert_eq!(m.segments[0].payload(), &bytes[..128]);
+        assert_eq!(m.segments[1].payload(), &bytes[128..]);
+        let c = count_segments_behind(&two, ports.len(), &binary).unwrap();
+        assert_eq!((c.segments, c.units_per_segment), (2, 128));
+        // SAR: the IEs alone in each part's UDH.
+        let sar = EncodeOptions {
+            concat: Concat::Sar,
+            ..binary
+        };
+        let m = encode_message_behind(&two, &ports, &sar).unwrap();
+        assert_eq!(
+            &m.segments[1].short_message[..7],
+            &[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]
+        );
+        // A header that leaves no room.
+        let huge = [0x70; 134];
+        assert!(matches!(
+            encode_message_behind(&two, &huge, &binary),
+            Err(TextError::HeaderTooLong { .. })
+        ));
+        assert!(matches!(
+            count_segments_behind("00", 139, &binary),
+            Err(TextError::HeaderTooLong { octets: 145 })
+        ));
+        assert!(count_segments_behind("00", 138, &binary).is_ok());
+        // No IEs: the same as encode_message.
+        assert_eq!(
+            encode_message_behind(&two, &[], &binary).unwrap(),
+            encode_message(&two, &binary).unwrap()
+        );
     }
 }

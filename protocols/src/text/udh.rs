@@ -156,6 +156,32 @@ pub fn parse_udh(data: &[u8]) -> Result<(Udh, &[u8]), UdhError> {
     Ok((udh, payload))
 }
 
+/// The user data header `header` (UDHL included) without its concatenation IEs (0x00, 0x08):
+/// the other IEs verbatim and in order behind a new UDHL, or `None` when none is left or the
+/// header does not read.
+pub fn without_concat(header: &[u8]) -> Option<Vec<u8>> {
+    let (&udhl, rest) = header.split_first()?;
+    let mut ies = rest.get(..usize::from(udhl))?;
+    let mut out = vec![0];
+    while let [id, len, tail @ ..] = ies {
+        let (data, next) = tail.split_at_checked(usize::from(*len))?;
+        if !matches!(*id, IE_CONCAT_8 | IE_CONCAT_16) {
+            out.extend_from_slice(&[*id, *len]);
+            out.extend_from_slice(data);
+        }
+        ies = next;
+    }
+    if !ies.is_empty() || out.len() == 1 {
+        return None;
+    }
+    // At most the 255 octets of the header read.
+    let udhl = (out.len() - 1).min(255) as u8;
+    if let Some(first) = out.first_mut() {
+        *first = udhl;
+    }
+    Some(out)
+}
+
 fn valid_concat(total: u8, seq: u8) -> bool {
     total != 0 && seq != 0 && seq <= total
 }
@@ -293,6 +319,24 @@ mod tests {
             parse_udh(&[1, 0]),
             Err(UdhError::BadElement { .. })
         ));
+    }
+
+    #[test]
+    fn without_concat_keeps_the_other_ies_verbatim() {
+        let header = [11, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0, 0x00, 3, 0x2A, 3, 2];
+        assert_eq!(
+            without_concat(&header),
+            Some(vec![6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0])
+        );
+        assert_eq!(without_concat(&[5, 0, 3, 1, 2, 1]), None);
+        assert_eq!(without_concat(&[6, 8, 4, 0, 1, 2, 1]), None);
+        assert_eq!(without_concat(&[2, 0x70, 0]), Some(vec![2, 0x70, 0]));
+        assert_eq!(without_concat(&[]), None);
+        assert_eq!(
+            without_concat(&[3, 0x70, 5, 0]),
+            None,
+            "runs past the header"
+        );
     }
 
     #[test]

@@ -55,8 +55,27 @@ pub(crate) struct SendRequest {
     /// plays an `audio_url`). Required for SMS.
     #[serde(default)]
     pub(crate) body: Option<String>,
-    /// `auto` (default), `gsm7` or `ucs2`.
+    /// `auto` (default), `gsm7`, `ucs2`, or `binary`: 8-bit data, `body` then being its octets
+    /// as hex (two digits each, as `GET /v1/messages/{id}` shows them), with optional `udh`,
+    /// `source_port`/`destination_port` and `data_coding`.
     pub(crate) encoding: Option<String>,
+    /// Binary SMS only: a user data header as hex, its length octet (UDHL) included, e.g.
+    /// `027000` for a SIM toolkit command packet. Its IEs go in every segment (after the
+    /// concatenation IE the gateway adds when the body needs several); with a concatenation IE
+    /// of its own the message is one part the sender cut, sent as exactly one segment.
+    #[schema(example = "027000")]
+    pub(crate) udh: Option<String>,
+    /// Binary SMS only: application port addressing, the destination port (0–65535; 2948 for
+    /// a WAP push), sent as the 16-bit port IE (0x05) in every segment's user data header.
+    #[schema(example = 2948)]
+    pub(crate) destination_port: Option<i64>,
+    /// Binary SMS only, with `destination_port`: the originator port (0–65535, default 0).
+    #[schema(example = 9200)]
+    pub(crate) source_port: Option<i64>,
+    /// Binary SMS only: the SMPP data_coding, an 8-bit value: 4 (the default), 2, 0x14–0x17,
+    /// 0xF4–0xF7 (message classes 0–3; 0xF6 for SIM data download) or 0xFC–0xFF.
+    #[schema(example = 245)]
+    pub(crate) data_coding: Option<i64>,
     /// `critical`, `high`, `normal` (default) or `low`.
     pub(crate) priority: Option<String>,
     /// ISO 8601 duration (`PT1H`) or whole seconds: give up if not sent within it.
@@ -192,6 +211,10 @@ pub(crate) struct ValidSms {
     pub(crate) email: Option<crate::domain::EmailSpec>,
     /// A chat or webhook message's channel and template; `None` for the other channels.
     pub(crate) chat: Option<crate::domain::ChatSpec>,
+    /// A binary SMS's user data header (UDHL included): its ports and other IEs.
+    pub(crate) udh: Option<Vec<u8>>,
+    /// A binary SMS's data_coding when not 4.
+    pub(crate) data_coding: Option<u8>,
 }
 
 impl ValidSms {
@@ -248,8 +271,8 @@ impl ValidSms {
             batch_id: None,
             origin: Origin::Tenant,
             smpp: None,
-            udh: None,
-            data_coding: None,
+            udh: self.udh,
+            data_coding: self.data_coding,
             flow: None,
         }
     }
@@ -258,6 +281,7 @@ impl ValidSms {
 /// Checks everything; the first problem found is returned.
 pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
     no_nul(&req)?;
+    binary_options_need_binary(&req)?;
     if req.mode.as_deref().is_some_and(|m| m != "single") {
         return Err(Problem::invalid(
             "mode",
@@ -379,13 +403,35 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         channel,
         limits,
     )?;
+    // Voice refuses any `encoding` (see `voice::parse`): a binary message is an SMS.
+    let binary = common.preference == EncodingPreference::Force(Encoding::Binary);
     // A call's text is spoken, not encoded into segments (its length is checked with the
     // voice options).
-    let info = if voice.is_some() {
-        segments("", common.preference, limits)?
+    let (body, encoding, segments, udh, data_coding) = if binary {
+        let sms = binary_body(
+            &body,
+            BinaryFields {
+                udh: req.udh.as_deref(),
+                destination_port: req.destination_port,
+                source_port: req.source_port,
+                data_coding: req.data_coding,
+            },
+            limits,
+        )?;
+        (
+            sms.body,
+            Encoding::Binary,
+            sms.segments,
+            sms.udh,
+            sms.data_coding,
+        )
+    } else if voice.is_some() {
+        let info = segments("", common.preference, limits)?;
+        (body, info.encoding, info.segments, None, None)
     } else {
         non_empty(&body)?;
-        segments(&body, common.preference, limits)?
+        let info = segments(&body, common.preference, limits)?;
+        (body, info.encoding, info.segments, None, None)
     };
     Ok(ValidSms {
         to: to.into(),
@@ -393,8 +439,8 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         from: common.from,
         body,
         preference: common.preference,
-        encoding: info.encoding,
-        segments: info.segments as u16,
+        encoding,
+        segments: segments as u16,
         priority: common.priority,
         scheduled_at: common.scheduled_at,
         expires_at: common.expires_at,
@@ -404,6 +450,151 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         voice,
         email: None,
         chat: None,
+        udh,
+        data_coding,
+    })
+}
+
+/// 422 when a binary SMS's option (`udh`, the ports, `data_coding`) comes without
+/// `"encoding": "binary"`.
+fn binary_options_need_binary(req: &SendRequest) -> Result<(), Problem> {
+    if req.encoding.as_deref() == Some("binary") {
+        return Ok(());
+    }
+    match [
+        ("udh", req.udh.is_some()),
+        ("destination_port", req.destination_port.is_some()),
+        ("source_port", req.source_port.is_some()),
+        ("data_coding", req.data_coding.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, given)| given.then_some(*f))
+    {
+        Some(field) => Err(Problem::invalid(
+            field,
+            "binary_option_without_binary_encoding",
+            format!("{field} needs \"encoding\": \"binary\" (an SMS of 8-bit data)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The options of a binary SMS, as received.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BinaryFields<'a> {
+    /// A user data header, hex, UDHL included.
+    pub(crate) udh: Option<&'a str>,
+    /// Application port addressing: destination port.
+    pub(crate) destination_port: Option<i64>,
+    /// Application port addressing: originator port.
+    pub(crate) source_port: Option<i64>,
+    /// The data_coding.
+    pub(crate) data_coding: Option<i64>,
+}
+
+/// A binary SMS's body (hex octets) and options, checked and counted by
+/// [`crate::domain::binary_sms`], the check a binary submit_sm gets too: 422 naming the
+/// field at fault.
+pub(crate) fn binary_body(
+    body: &str,
+    f: BinaryFields<'_>,
+    limits: &Limits,
+) -> Result<crate::domain::BinarySms, Problem> {
+    use crate::domain::{binary_sms, BinaryError, DEFAULT_BINARY_DATA_CODING};
+    let data_coding = match f.data_coding {
+        None => DEFAULT_BINARY_DATA_CODING,
+        Some(dc) => u8::try_from(dc)
+            .ok()
+            .filter(|dc| crate::domain::is_binary_data_coding(*dc))
+            .ok_or_else(|| {
+                Problem::invalid(
+                    "data_coding",
+                    "invalid_data_coding",
+                    format!(
+                        "data_coding {dc} is not an 8-bit binary one: 4 (the default), 2, \
+                         0x14–0x17, 0xF4–0xF7 or 0xFC–0xFF"
+                    ),
+                )
+            })?,
+    };
+    let port = |field: &'static str, v: i64| {
+        u16::try_from(v)
+            .map_err(|_| Problem::invalid(field, "invalid_port", format!("{field} is 0 to 65535")))
+    };
+    let ports = match (f.destination_port, f.source_port) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(Problem::invalid(
+                "source_port",
+                "invalid_port",
+                "source_port needs destination_port",
+            ))
+        }
+        (Some(d), s) => Some((
+            port("destination_port", d)?,
+            s.map(|s| port("source_port", s)).transpose()?.unwrap_or(0),
+        )),
+    };
+    let bad_udh = |d: String| Problem::invalid("udh", "invalid_udh", d);
+    let given = match f.udh {
+        None => None,
+        Some(hex) => {
+            let octets = switchyard_protocols::text::binary::decode(hex)
+                .map_err(|e| bad_udh(format!("udh is not hex octets: {e}")))?;
+            if octets.is_empty() {
+                return Err(bad_udh("udh is empty; leave it out for no header".into()));
+            }
+            let (parsed, rest) = switchyard_protocols::text::parse_udh(&octets)
+                .map_err(|e| bad_udh(format!("the user data header is malformed: {e}")))?;
+            if !rest.is_empty() {
+                return Err(bad_udh(format!(
+                    "the length octet says {} octets, {} follow",
+                    octets.len() - rest.len() - 1,
+                    octets.len() - 1
+                )));
+            }
+            if parsed.ports.is_some() && ports.is_some() {
+                return Err(bad_udh(
+                    "udh has a port IE already: give the ports there or in \
+                     destination_port/source_port, not both"
+                        .into(),
+                ));
+            }
+            Some(octets)
+        }
+    };
+    // The port IE first, then the given header's IEs.
+    let udh = match (ports, given) {
+        (None, given) => given,
+        (Some((dest, source)), given) => {
+            let [d1, d2] = dest.to_be_bytes();
+            let [s1, s2] = source.to_be_bytes();
+            let mut ies = vec![0x05, 4, d1, d2, s1, s2];
+            ies.extend(given.iter().flat_map(|g| g.iter().skip(1).copied()));
+            let mut header = Vec::with_capacity(ies.len() + 1);
+            header.push(u8::try_from(ies.len()).map_err(|_| {
+                bad_udh("the user data header and the port IE exceed 255 octets".into())
+            })?);
+            header.extend(ies);
+            Some(header)
+        }
+    };
+    binary_sms(body, udh, data_coding, limits.max_segments).map_err(|e| match e {
+        BinaryError::NotHex(..) => Problem::invalid(
+            "body",
+            "invalid_binary_body",
+            format!("{e}; a binary body is hex, as GET /v1/messages/{{id}} shows it"),
+        ),
+        BinaryError::DataCoding(_) => {
+            Problem::invalid("data_coding", "invalid_data_coding", e.to_string())
+        }
+        BinaryError::Udh(_) | BinaryError::HeaderTooLong(_) | BinaryError::PartTooLong(_) => {
+            bad_udh(e.to_string())
+        }
+        BinaryError::TooManySegments { .. } => {
+            Problem::invalid("body", "body_too_long", e.to_string())
+        }
+        BinaryError::Empty => Problem::invalid("body", "empty_body", "body must not be empty"),
     })
 }
 
@@ -554,6 +745,8 @@ fn email(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
             reply_to,
         }),
         chat: None,
+        udh: None,
+        data_coding: None,
     })
 }
 
@@ -751,6 +944,8 @@ fn webhook(req: SendRequest, limits: &Limits) -> Result<ValidSms, Problem> {
             template: None,
             tag: None,
         }),
+        udh: None,
+        data_coding: None,
     })
 }
 
@@ -871,6 +1066,8 @@ fn chat(
             template,
             tag,
         }),
+        udh: None,
+        data_coding: None,
     })
 }
 
@@ -943,7 +1140,7 @@ pub(crate) fn email_address(field: &'static str, a: &str) -> Result<String, Prob
 pub(crate) struct CommonFields<'a> {
     /// Sender.
     pub(crate) from: &'a str,
-    /// `auto`, `gsm7` or `ucs2`.
+    /// `auto`, `gsm7`, `ucs2` or `binary`.
     pub(crate) encoding: Option<&'a str>,
     /// `critical`, `high`, `normal` or `low`.
     pub(crate) priority: Option<&'a str>,
@@ -1008,11 +1205,12 @@ pub(crate) fn common(
         "auto" => EncodingPreference::Auto,
         "gsm7" => EncodingPreference::Force(Encoding::Gsm7),
         "ucs2" => EncodingPreference::Force(Encoding::Ucs2),
+        "binary" => EncodingPreference::Force(Encoding::Binary),
         other => {
             return Err(Problem::invalid(
                 "encoding",
                 "invalid_encoding",
-                format!("encoding {other:?} is not one of auto, gsm7, ucs2"),
+                format!("encoding {other:?} is not one of auto, gsm7, ucs2, binary"),
             ))
         }
     };
@@ -1534,6 +1732,142 @@ mod tests {
             }
             let p = validate(req(full.clone()), &Limits::default()).unwrap_err();
             assert_eq!((p.field, p.code), (Some(field), code), "{full}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn binary_messages_take_hex_octets_ports_a_header_and_a_data_coding() {
+        let base = serde_json::json!({"to": "+447400123456", "from": "Acme",
+                                      "encoding": "binary", "body": "C0DE"});
+        let with = |extra: serde_json::Value| {
+            let mut full = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                full[k] = v.clone();
+            }
+            validate(req(full), &Limits::default())
+        };
+        let plain = with(serde_json::json!({})).unwrap();
+        assert_eq!(
+            (plain.body.as_str(), plain.encoding, plain.segments),
+            ("c0de", Encoding::Binary, 1)
+        );
+        assert_eq!((plain.udh.as_deref(), plain.data_coding), (None, None));
+        assert_eq!(plain.shown(), ("sms", "binary", 1));
+        // Ports first, then the given header's IEs; the data_coding kept when not 4.
+        let ported = with(
+            serde_json::json!({"destination_port": 2948, "source_port": 9200,
+                                             "udh": "027000", "data_coding": 0xF6}),
+        )
+        .unwrap();
+        assert_eq!(
+            ported.udh.as_deref(),
+            Some(&[8, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 0x70, 0][..])
+        );
+        assert_eq!(ported.data_coding, Some(0xF6));
+        let draft = ported.into_draft(Arc::from("acme"));
+        assert_eq!(draft.udh.as_deref().map(<[u8]>::len), Some(9));
+        // 131 octets fit one segment behind the 9-octet header; 132 need two (126 + 6).
+        let count = |n: usize| {
+            with(serde_json::json!({"body": "ab".repeat(n), "udh": "027000",
+                                    "destination_port": 1}))
+            .unwrap()
+            .segments
+        };
+        assert_eq!(
+            (count(131), count(132), count(252), count(253)),
+            (1, 2, 2, 3)
+        );
+        for (extra, field, code) in [
+            (
+                serde_json::json!({"body": "abc"}),
+                "body",
+                "invalid_binary_body",
+            ),
+            (
+                serde_json::json!({"body": "0x12"}),
+                "body",
+                "invalid_binary_body",
+            ),
+            (serde_json::json!({"body": ""}), "body", "empty_body"),
+            (
+                serde_json::json!({"body": "00".repeat(1341)}),
+                "body",
+                "body_too_long",
+            ),
+            (serde_json::json!({"udh": "0570"}), "udh", "invalid_udh"),
+            (serde_json::json!({"udh": "02700000"}), "udh", "invalid_udh"),
+            (serde_json::json!({"udh": "0g"}), "udh", "invalid_udh"),
+            (serde_json::json!({"udh": ""}), "udh", "invalid_udh"),
+            (
+                serde_json::json!({"udh": format!("8b7089{}", "00".repeat(137))}),
+                "udh",
+                "invalid_udh",
+            ),
+            (
+                serde_json::json!({"udh": "0605040b8423f0", "destination_port": 1}),
+                "udh",
+                "invalid_udh",
+            ),
+            (
+                serde_json::json!({"udh": "050003010201", "body": "00".repeat(135)}),
+                "udh",
+                "invalid_udh",
+            ),
+            (
+                serde_json::json!({"data_coding": 0}),
+                "data_coding",
+                "invalid_data_coding",
+            ),
+            (
+                serde_json::json!({"data_coding": 0xF0}),
+                "data_coding",
+                "invalid_data_coding",
+            ),
+            (
+                serde_json::json!({"data_coding": 300}),
+                "data_coding",
+                "invalid_data_coding",
+            ),
+            (
+                serde_json::json!({"destination_port": -1}),
+                "destination_port",
+                "invalid_port",
+            ),
+            (
+                serde_json::json!({"destination_port": 65536}),
+                "destination_port",
+                "invalid_port",
+            ),
+            (
+                serde_json::json!({"source_port": 1}),
+                "source_port",
+                "invalid_port",
+            ),
+            (
+                serde_json::json!({"encoding": "auto", "data_coding": 4}),
+                "data_coding",
+                "binary_option_without_binary_encoding",
+            ),
+            (
+                serde_json::json!({"channel": "email", "to": "a@example.org", "subject": "s",
+                                   "encoding": null, "destination_port": 1}),
+                "destination_port",
+                "binary_option_without_binary_encoding",
+            ),
+            (
+                serde_json::json!({"channel": "voice", "to": "+447400123456", "from": "+447400000001"}),
+                "encoding",
+                "unsupported_for_voice",
+            ),
+            (
+                serde_json::json!({"channel": "whatsapp"}),
+                "encoding",
+                "option_not_for_channel",
+            ),
+        ] {
+            let p = with(extra.clone()).unwrap_err();
+            assert_eq!((p.field, p.code), (Some(field), code), "{extra}: {p:?}");
+            assert_eq!(p.status, 422);
         }
     }
 

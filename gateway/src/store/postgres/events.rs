@@ -203,7 +203,7 @@ pub(super) async fn apply(db: Db<'_>, w: &EventWrite) -> Result<Applied, PgError
 const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
      m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
      i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp, m.flow_id, m.flow_step, \
-     i.channel, h.tenant \
+     i.channel, h.tenant, i.data_coding, i.udh \
      FROM history h \
      LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
      LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
@@ -230,6 +230,7 @@ fn event_from_row(row: &Row) -> Result<Event, PgError> {
             to: String::new(),
             from: String::new(),
             body: None,
+            binary: None,
             channel: None,
             callback_url: None,
             segments: None,
@@ -256,6 +257,7 @@ fn event_from_row(row: &Row) -> Result<Event, PgError> {
             to: row.try_get::<_, Option<String>>(15)?.unwrap_or_default(),
             from: row.try_get::<_, Option<String>>(16)?.unwrap_or_default(),
             body: row.try_get(18)?,
+            binary: binary_columns(row.try_get(25)?, row.try_get(26)?),
             channel: row.try_get(23)?,
             callback_url: None,
             segments: None,
@@ -279,6 +281,7 @@ fn event_from_row(row: &Row) -> Result<Event, PgError> {
             to: row.try_get::<_, Option<String>>(6)?.unwrap_or_default(),
             from: row.try_get::<_, Option<String>>(7)?.unwrap_or_default(),
             body: None,
+            binary: None,
             channel: None,
             callback_url: row.try_get(11)?,
             segments: opt_int(row, 13)?,
@@ -609,7 +612,7 @@ impl EventStore for PostgresStore {
                 let rows = db
                     .query(
                         "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-                         channel FROM inbound WHERE tenant = $1 AND id < $2 \
+                         channel, data_coding, udh FROM inbound WHERE tenant = $1 AND id < $2 \
                          AND ($4::text IS NULL OR channel = $4) ORDER BY id DESC LIMIT $3",
                         &[
                             &tenant,
@@ -633,7 +636,7 @@ impl EventStore for PostgresStore {
                 let rows = db
                     .query(
                         "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-                         channel FROM inbound WHERE channel <> 'sms' AND received_at >= $1 \
+                         channel, data_coding, udh FROM inbound WHERE channel <> 'sms' AND received_at >= $1 \
                          AND tenant IS NOT NULL",
                         &[&since],
                     )
@@ -645,7 +648,7 @@ impl EventStore for PostgresStore {
 }
 
 /// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
-/// channel`.
+/// channel, data_coding, udh`.
 fn inbound_from_row(row: &Row) -> Result<InboundMessage, PgError> {
     Ok(InboundMessage {
         id: MessageId(row.try_get(0)?),
@@ -655,9 +658,20 @@ fn inbound_from_row(row: &Row) -> Result<InboundMessage, PgError> {
         from: row.try_get(3)?,
         to: row.try_get(4)?,
         body: row.try_get(5)?,
+        binary: binary_columns(row.try_get(9)?, row.try_get(10)?),
         received_at: row.try_get(6)?,
         partial: partial_column(row.try_get(7)?),
     })
+}
+
+/// Reads the `data_coding` and `udh` columns: set for a binary message (a data_coding out of
+/// range reads as none, which only loses the flag).
+fn binary_columns(
+    data_coding: Option<i64>,
+    udh: Option<Vec<u8>>,
+) -> Option<crate::domain::BinaryCoding> {
+    let data_coding = u8::try_from(data_coding?).ok()?;
+    Some(crate::domain::BinaryCoding { data_coding, udh })
 }
 
 /// Reads the `partial` column: `None` for a whole message (or an unreadable value, which only

@@ -19,7 +19,7 @@ pub(super) async fn insert(db: Db<'_>, m: &InboundMessage) -> Result<Applied, Pg
     let partial = m.partial.as_ref().map(serde_json::to_string).transpose()?;
     db.execute(
         "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-         channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         channel, data_coding, udh) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             &m.id.0,
             &m.carrier,
@@ -30,6 +30,8 @@ pub(super) async fn insert(db: Db<'_>, m: &InboundMessage) -> Result<Applied, Pg
             &m.received_at,
             &partial,
             &m.channel.as_str(),
+            &m.binary.as_ref().map(|b| i64::from(b.data_coding)),
+            &m.binary.as_ref().and_then(|b| b.udh.as_deref()),
         ],
     )
     .await?;
@@ -45,7 +47,7 @@ pub(super) async fn apply_mo(db: Db<'_>, w: &MoWrite) -> Result<Applied, PgError
         db.execute(
             "INSERT INTO mo_parts \
              (carrier, source, dest, reference, total, seq, data_coding, payload, source_ton, \
-              received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+              received_at, udh) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT DO NOTHING",
             &[
                 &w.carrier,
@@ -58,6 +60,7 @@ pub(super) async fn apply_mo(db: Db<'_>, w: &MoWrite) -> Result<Applied, PgError
                 &&p.payload[..],
                 &i64::from(p.source_ton),
                 &p.received_at,
+                &p.udh.as_deref(),
             ],
         )
         .await?;
@@ -87,7 +90,7 @@ pub(super) async fn held_parts_of(
 ) -> Result<Vec<HeldPart>, PgError> {
     let rows = db
         .query(
-            "SELECT seq, data_coding, payload, source_ton, received_at FROM mo_parts \
+            "SELECT seq, data_coding, payload, source_ton, received_at, udh FROM mo_parts \
              WHERE carrier = $1 AND source = $2 AND dest = $3 AND reference = $4 AND total = $5 \
              ORDER BY seq",
             &[
@@ -105,6 +108,7 @@ pub(super) async fn held_parts_of(
                 key: key.clone(),
                 seq: int(row, 0)?,
                 data_coding: int(row, 1)?,
+                udh: row.try_get::<_, Option<Vec<u8>>>(5)?.map(Into::into),
                 payload: row.try_get::<_, Vec<u8>>(2)?.into(),
                 source_ton: int(row, 3)?,
                 received_at: row.try_get(4)?,
@@ -135,7 +139,7 @@ pub(super) async fn held_parts(db: Db<'_>) -> Result<Vec<(String, HeldPart)>, Pg
     let rows = db
         .query(
             "SELECT carrier, source, dest, reference, total, seq, data_coding, payload, \
-             source_ton, received_at FROM mo_parts \
+             source_ton, received_at, udh FROM mo_parts \
              ORDER BY received_at, carrier, source, dest, reference, total, seq",
             &[],
         )
@@ -153,6 +157,7 @@ pub(super) async fn held_parts(db: Db<'_>) -> Result<Vec<(String, HeldPart)>, Pg
                     },
                     seq: int(row, 5)?,
                     data_coding: int(row, 6)?,
+                    udh: row.try_get::<_, Option<Vec<u8>>>(10)?.map(Into::into),
                     payload: row.try_get::<_, Vec<u8>>(7)?.into(),
                     source_ton: int(row, 8)?,
                     received_at: row.try_get(9)?,

@@ -350,6 +350,14 @@ CREATE INDEX contacts_telegram ON contacts (tenant, telegram) WHERE telegram IS 
 CREATE INDEX contacts_messenger ON contacts (tenant, messenger) WHERE messenger IS NOT NULL;
 CREATE INDEX contacts_rcs ON contacts (tenant, rcs) WHERE rcs IS NOT NULL;
 "#,
+    // v8: a binary inbound message keeps its data_coding (set exactly for binary ones) and
+    // its user data header, a held MO part its IEs other than concatenation (as the SQLite
+    // store's version 18).
+    r#"
+ALTER TABLE inbound ADD COLUMN data_coding BIGINT;
+ALTER TABLE inbound ADD COLUMN udh BYTEA;
+ALTER TABLE mo_parts ADD COLUMN udh BYTEA;
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

@@ -395,6 +395,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
             from: "+447911000001".into(),
             to: "447000000001".into(),
             body: format!("mo {n}"),
+            binary: None,
             received_at: at,
             partial: None,
         }));
@@ -805,6 +806,7 @@ async fn a_multipart_mo_message_is_stored_by_the_first_commit_that_releases_its_
             key: key.clone(),
             seq,
             data_coding: 0,
+            udh: None,
             payload: bytes::Bytes::from(vec![b'a' + seq; 10]),
             source_ton: 1,
             received_at: T0 + i64::from(seq),
@@ -824,6 +826,7 @@ async fn a_multipart_mo_message_is_stored_by_the_first_commit_that_releases_its_
                 from: "+447911000001".into(),
                 to: "447000000001".into(),
                 body: format!("m{n}"),
+                binary: None,
                 received_at: T0 + n,
                 partial,
             },

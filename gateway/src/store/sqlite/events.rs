@@ -169,7 +169,7 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
 const EVENT_SELECT: &str = "SELECT h.seq, h.message_id, h.at, h.status, h.detail, \
      m.tenant, m.to_addr, m.from_addr, m.carrier, m.price, m.currency, m.callback_url, m.created_at, m.segments, \
      i.tenant, i.to_addr, i.from_addr, i.carrier, i.body, m.call, m.smpp, m.flow_id, m.flow_step, \
-     i.channel, h.tenant \
+     i.channel, h.tenant, i.data_coding, i.udh \
      FROM history h \
      LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
      LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' ";
@@ -196,6 +196,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             to: String::new(),
             from: String::new(),
             body: None,
+            binary: None,
             channel: None,
             callback_url: None,
             segments: None,
@@ -222,6 +223,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             to: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
             from: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
             body: row.get(18)?,
+            binary: binary_columns(row.get(25)?, row.get(26)?),
             channel: row.get(23)?,
             callback_url: None,
             segments: None,
@@ -245,6 +247,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             to: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
             from: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
             body: None,
+            binary: None,
             channel: None,
             callback_url: row.get(11)?,
             segments: row.get(13)?,
@@ -507,8 +510,8 @@ impl EventStore for SqliteStore {
         let tenant = tenant.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel \
-                 FROM inbound WHERE tenant = ?1 AND id < ?2 AND (?4 IS NULL OR channel = ?4) \
+                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel, \
+                 data_coding, udh FROM inbound WHERE tenant = ?1 AND id < ?2 AND (?4 IS NULL OR channel = ?4) \
                  ORDER BY id DESC LIMIT ?3",
             )?
             .query_map(
@@ -530,8 +533,8 @@ impl EventStore for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<InboundMessage>, StoreError>> {
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel \
-                 FROM inbound WHERE channel <> 'sms' AND received_at >= ?1 AND tenant IS NOT NULL",
+                "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel, \
+                 data_coding, udh FROM inbound WHERE channel <> 'sms' AND received_at >= ?1 AND tenant IS NOT NULL",
             )?
             .query_map(params![since], inbound_from_row)?
             .collect()
@@ -540,7 +543,7 @@ impl EventStore for SqliteStore {
 }
 
 /// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
-/// channel`.
+/// channel, data_coding, udh`.
 fn inbound_from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     Ok(InboundMessage {
         id: MessageId(row.get(0)?),
@@ -550,9 +553,20 @@ fn inbound_from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
         from: row.get(3)?,
         to: row.get(4)?,
         body: row.get(5)?,
+        binary: binary_columns(row.get(9)?, row.get(10)?),
         received_at: row.get(6)?,
         partial: partial_column(row.get(7)?),
     })
+}
+
+/// Reads the `data_coding` and `udh` columns: set for a binary message (a data_coding out of
+/// range reads as none, which only loses the flag).
+fn binary_columns(
+    data_coding: Option<i64>,
+    udh: Option<Vec<u8>>,
+) -> Option<crate::domain::BinaryCoding> {
+    let data_coding = u8::try_from(data_coding?).ok()?;
+    Some(crate::domain::BinaryCoding { data_coding, udh })
 }
 
 /// Reads the `partial` column: `None` for a whole message (or an unreadable value, which only
@@ -672,6 +686,7 @@ mod tests {
                 from: "+447911000002".into(),
                 to: "447000000002".into(),
                 body: "hi".into(),
+                binary: None,
                 received_at: 41,
                 partial: None,
             }),

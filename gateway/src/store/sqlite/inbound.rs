@@ -22,7 +22,7 @@ pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached(
         "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-         channel) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         channel, data_coding, udh) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         m.id.0,
@@ -33,7 +33,9 @@ pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<
         m.body,
         m.received_at,
         partial,
-        m.channel.as_str()
+        m.channel.as_str(),
+        m.binary.as_ref().map(|b| b.data_coding),
+        m.binary.as_ref().and_then(|b| b.udh.as_deref())
     ])?;
     super::events::inbound_stored(conn, m)?;
     Ok(Applied::Inbound(m.id))
@@ -47,7 +49,7 @@ pub(super) fn apply_mo(conn: &Connection, w: &MoWrite) -> rusqlite::Result<Appli
         conn.prepare_cached(
             "INSERT OR IGNORE INTO mo_parts \
              (carrier, source, dest, reference, total, seq, data_coding, payload, source_ton, \
-              received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+              received_at, udh) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             w.carrier,
@@ -59,7 +61,8 @@ pub(super) fn apply_mo(conn: &Connection, w: &MoWrite) -> rusqlite::Result<Appli
             p.data_coding,
             &p.payload[..],
             p.source_ton,
-            p.received_at
+            p.received_at,
+            p.udh.as_deref()
         ])?;
     }
     let mut applied = Applied::NoChange;
@@ -93,7 +96,7 @@ fn release(conn: &Connection, carrier: &str, key: &ReassemblyKey) -> rusqlite::R
 pub(super) fn held_parts(conn: &Connection) -> rusqlite::Result<Vec<(String, HeldPart)>> {
     conn.prepare_cached(
         "SELECT carrier, source, dest, reference, total, seq, data_coding, payload, source_ton, \
-         received_at FROM mo_parts ORDER BY received_at",
+         received_at, udh FROM mo_parts ORDER BY received_at",
     )?
     .query_map([], |row| {
         Ok((
@@ -107,6 +110,7 @@ pub(super) fn held_parts(conn: &Connection) -> rusqlite::Result<Vec<(String, Hel
                 },
                 seq: row.get(5)?,
                 data_coding: row.get(6)?,
+                udh: row.get::<_, Option<Vec<u8>>>(10)?.map(Into::into),
                 payload: row.get::<_, Vec<u8>>(7)?.into(),
                 source_ton: row.get(8)?,
                 received_at: row.get(9)?,

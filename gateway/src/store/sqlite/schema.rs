@@ -53,6 +53,9 @@
 //! - (v17) `contacts`: a tenant's contacts (see [`crate::domain::Contact`]): one column per
 //!   address kind, each indexed by `(tenant, address)` where set; consent per channel and the
 //!   tenant's attributes as JSON; `(tenant, external_id)` unique where set.
+//! - (v18) `inbound.data_coding` and `inbound.udh`: a binary inbound message's data_coding
+//!   (NULL for text) and user data header; `mo_parts.udh`, a held part's IEs other than
+//!   concatenation.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -431,6 +434,13 @@ CREATE INDEX contacts_whatsapp ON contacts (tenant, whatsapp) WHERE whatsapp IS 
 CREATE INDEX contacts_telegram ON contacts (tenant, telegram) WHERE telegram IS NOT NULL;
 CREATE INDEX contacts_messenger ON contacts (tenant, messenger) WHERE messenger IS NOT NULL;
 CREATE INDEX contacts_rcs ON contacts (tenant, rcs) WHERE rcs IS NOT NULL;
+"#,
+    // v18: a binary inbound message keeps its data_coding (set exactly for binary ones) and its
+    // user data header; a held MO part its IEs other than concatenation.
+    r#"
+ALTER TABLE inbound ADD COLUMN data_coding INTEGER;
+ALTER TABLE inbound ADD COLUMN udh BLOB;
+ALTER TABLE mo_parts ADD COLUMN udh BLOB;
 "#,
 ];
 

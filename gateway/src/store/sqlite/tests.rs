@@ -344,6 +344,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
             from: "+447911000001".into(),
             to: "447000000001".into(),
             body: format!("mo {n}"),
+            binary: None,
             received_at: at,
             partial: None,
         }));

@@ -24,6 +24,7 @@ pub(crate) async fn the_history_is_an_ordered_per_tenant_event_log(h: &mut dyn H
                 from: "+447911000001".into(),
                 to: "447000000001".into(),
                 body: " stop ".into(),
+                binary: None,
                 received_at: T0 + 20,
                 partial: None,
             }),

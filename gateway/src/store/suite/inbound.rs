@@ -18,6 +18,7 @@ pub(crate) async fn inbound_messages_are_stored_and_share_the_id_space(h: &mut d
         from: "+15555550001".into(),
         to: "+15550001111".into(),
         body: "STOP".into(),
+        binary: None,
         received_at: T0 + 50,
         partial: None,
     };
@@ -44,6 +45,8 @@ pub(crate) async fn mo_parts_are_held_until_the_commit_that_stores_their_message
             key: key(reference),
             seq,
             data_coding: 0,
+            // Part 1 keeps its IEs other than concatenation (here an application port IE).
+            udh: (seq == 1).then(|| bytes::Bytes::from_static(&[6, 5, 4, 0x0B, 0x84, 0x23, 0xF0])),
             payload: bytes::Bytes::from(vec![b'a' + seq; 100]),
             source_ton: 1,
             received_at: T0 + i64::from(seq),
@@ -58,6 +61,7 @@ pub(crate) async fn mo_parts_are_held_until_the_commit_that_stores_their_message
         from: "+447911000001".into(),
         to: "447000000001".into(),
         body: body.into(),
+        binary: None,
         received_at: T0 + n,
         partial,
     };
@@ -122,6 +126,11 @@ pub(crate) async fn inbound_messages_page_newest_first_per_tenant(h: &mut dyn Ha
         from: format!("+4479110000{n:02}"),
         to: "447000000001".into(),
         body: format!("hi {n}"),
+        // One binary: its data_coding and header are kept.
+        binary: (n == 3).then(|| crate::domain::BinaryCoding {
+            data_coding: 0xF5,
+            udh: Some(vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]),
+        }),
         received_at: T0 + n,
         partial: None,
     };
@@ -148,6 +157,8 @@ pub(crate) async fn inbound_messages_page_newest_first_per_tenant(h: &mut dyn Ha
     let log = store.events_after(0, None, 10).await.unwrap();
     assert_eq!(log.len(), 5);
     assert_eq!(log[3].tenant, None);
+    assert_eq!(log[2].binary, mo(3, None).binary);
+    assert_eq!(log[1].binary, None);
     assert_eq!(store.max_id().await.unwrap(), Some(id(5)));
 }
 
@@ -162,6 +173,7 @@ pub(crate) async fn keywords_edit_the_opt_out_list_in_the_same_commit(h: &mut dy
             from: "+447911000001".into(),
             to: to.into(),
             body: body.into(),
+            binary: None,
             received_at: T0 + n,
             partial: None,
         })
@@ -219,6 +231,7 @@ pub(crate) async fn chat_inbound_keeps_its_channel_and_opts_out_of_that_channel_
         from: "+447911000001".into(),
         to: "447000000001".into(),
         body: body.into(),
+        binary: None,
         received_at: T0 + n,
         partial: None,
     };
