@@ -3,7 +3,9 @@
 //! ([`super::webhook`]) and read by the dashboard's webhooks page.
 //!
 //! It lives in memory only (a restart starts it afresh; a node sees its own attempts) and is
-//! bounded: past [`MAX_ENDPOINTS`] entries the one updated longest ago is dropped.
+//! bounded: a new entry past [`MAX_ENDPOINTS`] drops the [`EVICT`] updated longest ago at once
+//! (so that many distinct URLs, such as per-message callback URLs, cost one scan per
+//! [`EVICT`] new ones, not one each). An attempt to a known endpoint allocates nothing.
 
 use std::collections::HashMap;
 
@@ -13,6 +15,8 @@ use crate::domain::UnixMs;
 
 /// Most (tenant, URL) pairs remembered.
 pub(crate) const MAX_ENDPOINTS: usize = 4096;
+/// How many of the oldest entries a full book drops to make room.
+const EVICT: usize = MAX_ENDPOINTS / 16;
 /// Weight of the newest sample in the latency's moving average.
 const LATENCY_WEIGHT: f64 = 0.2;
 
@@ -35,11 +39,44 @@ pub(crate) struct EndpointHealth {
     updated: UnixMs,
 }
 
-/// Every endpoint's record, by (tenant, URL).
+/// Every endpoint's record, by tenant, then URL.
 #[derive(Debug, Default)]
 pub(crate) struct HealthBook {
     /// The records; taken briefly per attempt and per page view.
-    inner: Mutex<HashMap<(String, String), EndpointHealth>>,
+    inner: Mutex<Book>,
+}
+
+/// The records and how many there are.
+#[derive(Debug, Default)]
+struct Book {
+    by_tenant: HashMap<String, HashMap<String, EndpointHealth>>,
+    len: usize,
+}
+
+impl Book {
+    /// Drops the [`EVICT`] records updated longest ago.
+    fn evict(&mut self) {
+        let mut all: Vec<(UnixMs, String, String)> = self
+            .by_tenant
+            .iter()
+            .flat_map(|(t, m)| m.iter().map(|(u, h)| (h.updated, t.clone(), u.clone())))
+            .collect();
+        let n = EVICT.min(all.len());
+        if n == 0 {
+            return;
+        }
+        all.select_nth_unstable_by_key(n - 1, |e| e.0);
+        for (_, t, u) in all.into_iter().take(n) {
+            if let Some(m) = self.by_tenant.get_mut(&t) {
+                if m.remove(&u).is_some() {
+                    self.len -= 1;
+                }
+                if m.is_empty() {
+                    self.by_tenant.remove(&t);
+                }
+            }
+        }
+    }
 }
 
 impl HealthBook {
@@ -54,17 +91,23 @@ impl HealthBook {
         result: Result<(), &str>,
     ) {
         let mut book = self.inner.lock();
-        let key = (tenant.to_owned(), url.to_owned());
-        if !book.contains_key(&key) && book.len() >= MAX_ENDPOINTS {
-            let oldest = book
-                .iter()
-                .min_by_key(|(_, h)| h.updated)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                book.remove(&k);
+        let known = book
+            .by_tenant
+            .get(tenant)
+            .is_some_and(|m| m.contains_key(url));
+        if !known {
+            if book.len >= MAX_ENDPOINTS {
+                book.evict();
             }
+            book.len += 1;
+            book.by_tenant
+                .entry(tenant.to_owned())
+                .or_default()
+                .insert(url.to_owned(), EndpointHealth::default());
         }
-        let h = book.entry(key).or_default();
+        let Some(h) = book.by_tenant.get_mut(tenant).and_then(|m| m.get_mut(url)) else {
+            return;
+        };
         h.updated = now;
         match result {
             Ok(()) => {
@@ -88,9 +131,11 @@ impl HealthBook {
         let mut out: Vec<_> = self
             .inner
             .lock()
-            .iter()
-            .filter(|((t, _), _)| t == tenant)
-            .map(|((_, url), h)| (url.clone(), h.clone()))
+            .by_tenant
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .map(|(url, h)| (url.clone(), h.clone()))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -121,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn forgets_the_endpoint_updated_longest_ago_when_full() {
+    fn forgets_the_endpoints_updated_longest_ago_when_full() {
         let book = HealthBook::default();
         for i in 0..MAX_ENDPOINTS {
             book.record("a", &format!("http://h{i}/"), i as UnixMs + 10, 1.0, Ok(()));
@@ -129,9 +174,12 @@ mod tests {
         book.record("a", "http://h0/", 1_000_000, 1.0, Ok(()));
         book.record("a", "http://new/", 1_000_001, 1.0, Ok(()));
         let urls: Vec<String> = book.of("a").into_iter().map(|(u, _)| u).collect();
-        assert_eq!(urls.len(), MAX_ENDPOINTS);
+        assert_eq!(urls.len(), MAX_ENDPOINTS - EVICT + 1);
         assert!(urls.contains(&"http://h0/".to_owned()));
         assert!(urls.contains(&"http://new/".to_owned()));
+        // The oldest EVICT went (h1 … h256), the next stayed.
         assert!(!urls.contains(&"http://h1/".to_owned()));
+        assert!(!urls.contains(&format!("http://h{EVICT}/")));
+        assert!(urls.contains(&format!("http://h{}/", EVICT + 1)));
     }
 }
