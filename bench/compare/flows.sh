@@ -2,16 +2,18 @@
 # flows.sh: what a flow (one message over several channels) costs next to a single SMS, in one
 # run on one machine.
 #
-# Starts smsc-sim, an aiosmtpd relay (tests/interop/smtp_relay.py), provider-sim (an RBM agent)
+# Starts smsc-sim, an aiosmtpd relay (tests/interop/smtp_relay.py), provider-sim (an RBM agent, a Telegram bot)
 # and `switchyard serve` (release builds) on 127.0.0.1, then sends with `http-load`, each run
 # bounded by COUNT requests and DURATION seconds:
 #   single      POST /v1/messages, one SMS                       (the baseline)
 #   cascade     mode cascade: SMS (success delivered, 60 s), then email (never needed: the
 #               simulator delivers)                               one delivery per request
-#   all         mode all_channels: SMS and email                  two deliveries per request
+#   all         mode all_channels: SMS and email (last: aiosmtpd, in Python, is slower than
+#               the gateway, so its queue fills and the API answers 503)
+#                                                                 two deliveries per request
 #   rcs         one RCS message to an RCS-capable phone (capability check, agent message,
 #               signed DELIVERED event)                           one delivery per request
-#   all3        mode all_channels: SMS, email and RCS             three deliveries per request
+#   all3        mode all_channels: SMS, RCS and Telegram          three deliveries per request
 #   rcs_sms     cascade RCS → SMS to phones without RCS (the RCS step is rejected after the
 #               capability check, the SMS step delivers)          two deliveries per request
 # and prints one line per run: accepted/s, p50/p99 latency, and the gateway's CPU µs per
@@ -109,6 +111,16 @@ token = "rbm-access-token"
 webhook_token = "rbm-client-token"
 max_connections = 64
 
+[[carriers]]
+name = "bot"
+channels = ["telegram"]
+[carriers.telegram]
+base_url = "http://$PROVIDER"
+bot_token = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
+webhook_secret = "telegram-secret-token"
+price = "0.001"
+max_connections = 64
+
 [[decks]]
 carrier = "sim"
 channel = "sms"
@@ -164,12 +176,12 @@ PY
 
 run single 1 "{$SMS}"
 run cascade 1 "{\"mode\":\"cascade\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\",\"timeout_s\":60},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
-run all 2 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
 rbm_behaviour '{"capable":true,"delivered_delay_ms":5,"read_delay_ms":null}'
+run all3 3 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"telegram\":\"5{seq8}\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"rcs\"},{\"channel\":\"telegram\"}]}"
 run rcs 1 "{\"channel\":\"rcs\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {seq6}\"}"
-run all3 3 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"},{\"channel\":\"rcs\"}]}"
 rbm_behaviour '{"capable":false}'
 run rcs_sms 2 "{\"mode\":\"cascade\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"rcs\",\"timeout_s\":60},{\"channel\":\"sms\",\"from\":\"Bench\"}]}"
+run all 2 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
 curl -sf "http://$PROVIDER_CONTROL/stats" | python3 -c "import json,sys; s=json.load(sys.stdin); print('provider-sim:', json.dumps(s.get('counters', s))[:300])" || true
 sleep 5
 echo "emails the relay stored 5 s later: $(find "$WORK/mail" -name '*.eml' 2>/dev/null | wc -l)"
