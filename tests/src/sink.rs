@@ -28,6 +28,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// What the sink answered.
     pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// What the sink's threads share.
@@ -39,6 +41,8 @@ pub struct SinkState {
     pub received: Mutex<Vec<Received>>,
     /// Path → the statuses its next requests are answered with, in order.
     pub scripts: Mutex<HashMap<String, VecDeque<u16>>>,
+    /// Seconds in the `Retry-After` header of 429 and 503 answers (none when 0).
+    pub retry_after_s: std::sync::atomic::AtomicU64,
 }
 
 /// A running sink; its threads end with the test process.
@@ -138,6 +142,11 @@ impl Sink {
             .extend(statuses);
     }
 
+    /// Adds `Retry-After: secs` to the 429 and 503 answers (0: no header).
+    pub fn set_retry_after(&self, secs: u64) {
+        self.state.retry_after_s.store(secs, Ordering::SeqCst);
+    }
+
     /// Makes the sink answer 500 (`true`) or 200 (`false`).
     pub fn set_failing(&self, fail: bool) {
         self.state.fail.store(fail, Ordering::SeqCst);
@@ -217,14 +226,23 @@ fn exchange<S: Read + Write>(stream: S, state: &SinkState) -> anyhow::Result<()>
                 signature,
                 body,
                 status,
+                at: std::time::Instant::now(),
             });
         let reason = match status {
             200 => "OK",
             404 => "Not Found",
+            429 => "Too Many Requests",
             503 => "Service Unavailable",
             _ => "Internal Server Error",
         };
-        let response = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n");
+        let wait = state.retry_after_s.load(Ordering::SeqCst);
+        let retry_after = if wait > 0 && matches!(status, 429 | 503) {
+            format!("Retry-After: {wait}\r\n")
+        } else {
+            String::new()
+        };
+        let response =
+            format!("HTTP/1.1 {status} {reason}\r\n{retry_after}Content-Length: 0\r\n\r\n");
         let writer = reader.get_mut();
         writer.write_all(response.as_bytes())?;
         writer.flush()?;

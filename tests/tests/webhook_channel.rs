@@ -234,6 +234,48 @@ fn webhook_messages_are_delivered_signed_retried_rejected_and_fall_back() {
 /// Under the default `[egress]` policy (loopback refused): a loopback address literal is
 /// refused at acceptance, and a name that resolves to loopback is accepted, never connected
 /// to, and rejected with the generic reason.
+/// A 429 with `Retry-After: 3` pauses posts to that endpoint (scheme, host, port) for 3 s —
+/// the throttled message's retry and another message to the same endpoint — while a message
+/// to another endpoint goes at once.
+#[test]
+fn a_retry_after_pauses_that_endpoint_and_no_other() {
+    let dir = TempDir::new("webhook-channel-retry-after").unwrap();
+    let busy = Sink::start().unwrap();
+    let other = Sink::start().unwrap();
+    busy.set_retry_after(3);
+    busy.script("/hook/first", &[429]);
+    let mut s = start(&dir, "[egress]\nallow = [\"127.0.0.1/32\"]\n");
+    let first = post(&mut s.api, &format!("{}/first", busy.url));
+    let deadline = Instant::now() + WAIT;
+    let throttled_at = loop {
+        if let Some(r) = busy.requests_to("/hook/first").first() {
+            assert_eq!(r.status, 429);
+            break r.at;
+        }
+        assert!(Instant::now() < deadline, "the first post never came");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let second = post(&mut s.api, &format!("{}/second", busy.url));
+    let elsewhere = post(&mut s.api, &format!("{}/elsewhere", other.url));
+    until(&mut s.api, &elsewhere, |v| v["status"] == "delivered");
+    let went = other.requests_to("/hook/elsewhere")[0].at;
+    assert!(
+        went.duration_since(throttled_at) < Duration::from_millis(2500),
+        "another endpoint waited {:?}",
+        went.duration_since(throttled_at)
+    );
+    for (id, path) in [(&first, "/hook/first"), (&second, "/hook/second")] {
+        until(&mut s.api, id, |v| v["status"] == "delivered");
+        let last = busy.requests_to(path).last().unwrap().clone();
+        assert_eq!(last.status, 200);
+        let after = last.at.duration_since(throttled_at);
+        assert!(
+            after >= Duration::from_millis(2900),
+            "{path} posted {after:?} after the 429 that asked for 3 s"
+        );
+    }
+}
+
 #[test]
 fn a_destination_the_egress_policy_refuses_is_never_reached() {
     let dir = TempDir::new("webhook-channel-egress").unwrap();
