@@ -18,6 +18,7 @@
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,7 +74,9 @@ fn write_config(dir: &TempDir, webhook_url: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A running chromedriver, killed (by its own PID) when dropped.
+/// A running chromedriver in a process group of its own, which holds the browsers it starts:
+/// the whole group is killed (by the group's id, the driver's PID) when dropped, so a test
+/// that fails before closing its session leaves no browser behind.
 struct Driver {
     child: Child,
     port: u16,
@@ -81,6 +84,11 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -100,6 +108,7 @@ fn chromedriver() -> anyhow::Result<Driver> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
