@@ -237,6 +237,44 @@ struct FlowJson {
 }
 
 impl Event {
+    /// The event of a flow's end (`flow_succeeded`, `flow_failed`) at log position `seq`: the
+    /// flow is no message row, so only its id, its tenant (the log's) and the step that
+    /// succeeded (the log entry's detail) are known.
+    pub(crate) fn flow_end(
+        seq: i64,
+        flow: MessageId,
+        tenant: Option<String>,
+        status: String,
+        at: UnixMs,
+        detail: Option<String>,
+    ) -> Event {
+        Event {
+            seq,
+            message_id: flow,
+            tenant,
+            status,
+            at,
+            detail: None,
+            carrier: None,
+            error: None,
+            price: None,
+            currency: None,
+            to: String::new(),
+            from: String::new(),
+            body: None,
+            binary: None,
+            channel: None,
+            callback_url: None,
+            segments: None,
+            created_at: at,
+            call: None,
+            smpp: None,
+            flow: detail
+                .and_then(|d| d.parse().ok())
+                .map(|step| super::FlowLink { flow, step }),
+        }
+    }
+
     /// `message.<status>` or `message.inbound`.
     pub fn kind(&self) -> String {
         format!("message.{}", self.status)

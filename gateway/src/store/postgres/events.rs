@@ -212,35 +212,14 @@ fn event_from_row(row: &Row) -> Result<Event, PgError> {
     let status: String = row.try_get(3)?;
     let at: UnixMs = row.try_get(2)?;
     if status.starts_with("flow_") {
-        // A flow's end: the flow is no message row; its tenant is the log's, its detail the
-        // step that succeeded.
-        let detail: Option<String> = row.try_get(4)?;
-        let flow = MessageId(row.try_get(1)?);
-        return Ok(Event {
-            seq: row.try_get(0)?,
-            message_id: flow,
-            tenant: row.try_get(24)?,
+        return Ok(Event::flow_end(
+            row.try_get(0)?,
+            MessageId(row.try_get(1)?),
+            row.try_get(24)?,
             status,
             at,
-            detail: None,
-            carrier: None,
-            error: None,
-            price: None,
-            currency: None,
-            to: String::new(),
-            from: String::new(),
-            body: None,
-            binary: None,
-            channel: None,
-            callback_url: None,
-            segments: None,
-            created_at: at,
-            call: None,
-            smpp: None,
-            flow: detail
-                .and_then(|d| d.parse().ok())
-                .map(|step| crate::domain::FlowLink { flow, step }),
-        });
+            row.try_get(4)?,
+        ));
     }
     if status == "inbound" {
         Ok(Event {

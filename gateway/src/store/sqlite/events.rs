@@ -178,35 +178,14 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let status: String = row.get(3)?;
     let at: UnixMs = row.get(2)?;
     if status.starts_with("flow_") {
-        // A flow's end: the flow is no message row; its tenant is the log's, its detail the
-        // step that succeeded.
-        let detail: Option<String> = row.get(4)?;
-        let flow = MessageId(row.get(1)?);
-        return Ok(Event {
-            seq: row.get(0)?,
-            message_id: flow,
-            tenant: row.get(24)?,
+        return Ok(Event::flow_end(
+            row.get(0)?,
+            MessageId(row.get(1)?),
+            row.get(24)?,
             status,
             at,
-            detail: None,
-            carrier: None,
-            error: None,
-            price: None,
-            currency: None,
-            to: String::new(),
-            from: String::new(),
-            body: None,
-            binary: None,
-            channel: None,
-            callback_url: None,
-            segments: None,
-            created_at: at,
-            call: None,
-            smpp: None,
-            flow: detail
-                .and_then(|d| d.parse().ok())
-                .map(|step| crate::domain::FlowLink { flow, step }),
-        });
+            row.get(4)?,
+        ));
     }
     if status == "inbound" {
         Ok(Event {
