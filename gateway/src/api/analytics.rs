@@ -20,8 +20,8 @@ use super::messages::parse_time;
 use super::problem::Problem;
 use super::{AppState, Operator, Tenant};
 use crate::domain::analytics::{
-    group_calls, group_messages, percentiles, CallTotals, Latency, MessageDimension, MessageTotals,
-    Resolution, RollupQuery, COUNTED, DISPOSITIONS,
+    percentiles, CallTotals, Latency, MessageDimension, MessageTotals, Resolution, RollupQuery,
+    COUNTED, DISPOSITIONS,
 };
 use crate::domain::{now_ms, rfc3339, UnixMs};
 
@@ -65,10 +65,8 @@ enum Kind {
 
 /// A checked query.
 struct Parsed {
-    /// What the store reads.
+    /// What the store reads and sums (with the groups' dimensions in the order asked).
     rollups: RollupQuery,
-    /// The groups' dimensions, in the order asked.
-    group_by: Vec<MessageDimension>,
 }
 
 fn parse(
@@ -185,8 +183,8 @@ fn parse(
             since,
             until,
             filters,
+            group_by,
         },
-        group_by,
     })
 }
 
@@ -293,7 +291,7 @@ fn envelope(p: &Parsed, data: Vec<Value>, total: Map<String, Value>) -> Value {
         "since": rfc3339(p.rollups.since),
         "until": rfc3339(p.rollups.until),
         "bucket": p.rollups.resolution.as_str(),
-        "group_by": p.group_by.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "group_by": p.rollups.group_by.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
         "data": data,
         "total": total,
     })
@@ -306,15 +304,14 @@ async fn messages_answer(
     q: AnalyticsQuery,
 ) -> Result<Value, Problem> {
     let p = parse(&q, tenant, Kind::Messages, now_ms())?;
-    let rows = state.store.message_rollups(p.rollups.clone()).await?;
-    let grouped = group_messages(rows, p.rollups.resolution, &p.group_by);
+    let grouped = state.store.message_rollups(p.rollups.clone()).await?;
     let mut total = MessageTotals::default();
     let mut data = Vec::with_capacity(grouped.len());
     for ((start, group), t) in &grouped {
         total.add(t);
         let mut m = message_metrics(t);
         m.insert("start".into(), rfc3339(*start).into());
-        m.insert("group".into(), group_json(&p.group_by, group));
+        m.insert("group".into(), group_json(&p.rollups.group_by, group));
         data.push(m.into());
     }
     Ok(envelope(&p, data, message_metrics(&total)))
@@ -328,15 +325,14 @@ async fn calls_answer(
 ) -> Result<Value, Problem> {
     let operator = tenant.is_none();
     let p = parse(&q, tenant, Kind::Calls, now_ms())?;
-    let rows = state.store.call_rollups(p.rollups.clone()).await?;
-    let grouped = group_calls(rows, p.rollups.resolution, &p.group_by);
+    let grouped = state.store.call_rollups(p.rollups.clone()).await?;
     let mut total = CallTotals::default();
     let mut data = Vec::with_capacity(grouped.len());
     for ((start, group), t) in &grouped {
         total.add(t);
         let mut m = call_metrics(t, operator);
         m.insert("start".into(), rfc3339(*start).into());
-        m.insert("group".into(), group_json(&p.group_by, group));
+        m.insert("group".into(), group_json(&p.rollups.group_by, group));
         data.push(m.into());
     }
     Ok(envelope(&p, data, call_metrics(&total, operator)))
@@ -414,9 +410,12 @@ pub(crate) async fn recent_messages(
         since: resolution.floor(now - window),
         until: resolution.floor(now) + resolution.millis(),
         filters: Vec::new(),
+        group_by: Vec::new(),
     };
-    let rows = state.store.message_rollups(rollups).await?;
-    Ok(group_messages(rows, resolution, &[])
+    Ok(state
+        .store
+        .message_rollups(rollups)
+        .await?
         .into_iter()
         .map(|((start, _), t)| (start, t))
         .collect())
@@ -459,7 +458,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.group_by,
+            p.rollups.group_by,
             vec![MessageDimension::Tenant, MessageDimension::Carrier]
         );
         assert_eq!(p.rollups.tenant, None);

@@ -31,7 +31,7 @@
 //! Histograms are HdrHistograms (two significant digits, 1 ms to a week) kept in the V2
 //! serialization and merged when read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
@@ -249,6 +249,172 @@ pub fn deserialize_latency(bytes: &[u8]) -> Option<Latency> {
     Deserializer::new().deserialize(&mut &bytes[..]).ok()
 }
 
+/// Adds a stored histogram (its V2 serialization) into `into`, creating it when empty.
+///
+/// A serialization with [`latency`]'s parameters (every one the store writes) has its counts
+/// decoded straight into `into`'s: reading a row costs its few recorded values, where building
+/// a histogram of its own and adding it would cost the thousands of counters of each. Other
+/// bytes are deserialized in full; bytes that are no histogram add nothing (a corrupt row costs
+/// its percentiles, not the query).
+pub fn add_encoded_latency(into: &mut Option<Latency>, bytes: &[u8]) {
+    let mut decoded = Vec::new();
+    match decode_stored(bytes, &mut decoded) {
+        Stored::Counts => {
+            if into.is_none() {
+                *into = latency();
+            }
+            if let Some(h) = into {
+                for (index, n) in decoded {
+                    h.saturating_record_n(v2_value_at(index), n);
+                }
+            }
+        }
+        Stored::Other(h) => merge_latency(into, &h),
+        Stored::Unreadable => {}
+    }
+}
+
+/// What a stored histogram's bytes hold.
+enum Stored {
+    /// [`latency`]'s parameters: its nonzero counts were decoded, as (index, count) pairs.
+    Counts,
+    /// A histogram of other parameters, deserialized in full.
+    Other(Latency),
+    /// No histogram.
+    Unreadable,
+}
+
+/// Decodes a stored histogram, its nonzero counts into `decoded` (cleared first) when it has
+/// [`latency`]'s parameters.
+fn decode_stored(bytes: &[u8], decoded: &mut Vec<(usize, u64)>) -> Stored {
+    decoded.clear();
+    let Some(payload) = v2_counts(bytes) else {
+        return deserialize_latency(bytes).map_or(Stored::Unreadable, Stored::Other);
+    };
+    if v2_each_count(payload, |index, n| decoded.push((index, n))) {
+        Stored::Counts
+    } else {
+        Stored::Unreadable
+    }
+}
+
+/// A row's stored histogram merged into a change's, serialized for writing back; `None` when
+/// the change has none (the stored one stays as it is).
+pub fn merge_stored_latency(change: Option<Latency>, stored: Option<&[u8]>) -> Option<Vec<u8>> {
+    let mut merged = Some(change?);
+    if let Some(stored) = stored {
+        add_encoded_latency(&mut merged, stored);
+    }
+    merged.as_ref().map(serialize_latency)
+}
+
+// The V2 serialization (HdrHistogram's interchange format, as `hdrhistogram` writes it): a
+// 40-byte header — cookie, payload length, normalizing offset, significant digits (u32 each),
+// lowest and highest trackable value (u64), integer-to-double ratio (f64), all big-endian —
+// then the counts array as zig-zag LEB128 numbers (at most 9 bytes, the ninth taken whole), a
+// negative number standing for that many zero counts. Decoding it here is what lets a query
+// add thousands of rows without a histogram per row; the crate only deserializes into a new
+// histogram.
+
+/// The uncompressed V2 cookie.
+const V2_COOKIE: u32 = 0x1c84_9313;
+/// The header's length.
+const V2_HEADER: usize = 40;
+/// [`latency`]'s significant digits.
+const LATENCY_DIGITS: u32 = 2;
+/// log2 of half the sub-buckets per bucket at two significant digits: 2 × 10² needs 2⁸
+/// sub-buckets, 2⁷ of them in each bucket's upper half.
+const V2_HALF_MAGNITUDE: u32 = 7;
+
+/// The counts payload of a V2 serialization with exactly [`latency`]'s parameters; `None` for
+/// anything else.
+fn v2_counts(bytes: &[u8]) -> Option<&[u8]> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    let long = |at: usize| -> Option<u64> {
+        Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let ours = word(0)? == V2_COOKIE
+        && word(8)? == 0
+        && word(12)? == LATENCY_DIGITS
+        && long(16)? == 1
+        && long(24)? == LATENCY_MAX_MS
+        && long(32)? == 1f64.to_bits();
+    let len = usize::try_from(word(4)?).ok()?;
+    ours.then(|| bytes.get(V2_HEADER..V2_HEADER.checked_add(len)?))
+        .flatten()
+}
+
+/// Calls `f(index, count)` for every nonzero count of a V2 counts payload; false (after calling
+/// `f` for a prefix) when the payload is malformed or counts past [`LATENCY_MAX_MS`].
+fn v2_each_count(mut payload: &[u8], mut f: impl FnMut(usize, u64)) -> bool {
+    let last = v2_index_of(LATENCY_MAX_MS);
+    let mut index = 0usize;
+    while !payload.is_empty() {
+        let Some(raw) = v2_varint(&mut payload) else {
+            return false;
+        };
+        // Zig-zag: even numbers are counts, odd ones runs of zeros.
+        let n = raw >> 1;
+        if raw & 1 == 1 {
+            let Some(next) = usize::try_from(n + 1)
+                .ok()
+                .and_then(|run| index.checked_add(run))
+            else {
+                return false;
+            };
+            index = next;
+            continue;
+        }
+        if n > 0 {
+            if index > last {
+                return false;
+            }
+            f(index, n);
+        }
+        index += 1;
+    }
+    true
+}
+
+/// One LEB128 number of a V2 payload, advancing past it; `None` when it is cut short.
+fn v2_varint(payload: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..8 {
+        let (&b, rest) = payload.split_first()?;
+        *payload = rest;
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    let (&b, rest) = payload.split_first()?;
+    *payload = rest;
+    Some(value | u64::from(b) << 56)
+}
+
+/// The lowest value counted at `index` of [`latency`]'s counts array.
+fn v2_value_at(index: usize) -> u64 {
+    let half = 1usize << V2_HALF_MAGNITUDE;
+    let bucket = (index >> V2_HALF_MAGNITUDE) as u32;
+    let sub = (index & (half - 1)) as u64;
+    match bucket.checked_sub(1) {
+        // The first bucket uses its whole range.
+        None => sub,
+        Some(b) => (sub + half as u64) << b,
+    }
+}
+
+/// The index of `value` in [`latency`]'s counts array.
+fn v2_index_of(value: u64) -> usize {
+    let half = 1u64 << V2_HALF_MAGNITUDE;
+    // The bucket is how far `value` is above the first bucket's range (2 × half).
+    let bucket = (64 - (value | (2 * half - 1)).leading_zeros()) - (V2_HALF_MAGNITUDE + 1);
+    let sub = value >> bucket;
+    (((bucket as u64) << V2_HALF_MAGNITUDE) + sub) as usize
+}
+
 /// Sums of one message rollup row (or of a delta to add to one).
 #[derive(Clone, Debug, Default)]
 pub struct MessageTotals {
@@ -285,6 +451,15 @@ impl MessageTotals {
                 merge_latency(into, from);
             }
         }
+    }
+
+    /// Adds a stored row's counters: its counts in [`COUNTED`] order and its price (its
+    /// histograms are added by [`Grouping::add`]).
+    pub fn add_counts(&mut self, counts: [u64; COUNTED.len()], price_nanos: u64) {
+        for (a, b) in self.counts.iter_mut().zip(counts) {
+            *a += b;
+        }
+        self.price_nanos += price_nanos;
     }
 
     /// True when some histogram has samples (the row's stored ones must be merged).
@@ -324,12 +499,6 @@ pub struct MessageFacts {
     pub status: Status,
 }
 
-/// A message rollup row as read: its bucket's start, its key, its sums.
-pub type MessageRow = (UnixMs, MessageKey, MessageTotals);
-
-/// A call rollup row as read.
-pub type CallRow = (UnixMs, CallKey, CallTotals);
-
 /// Which rollup rows a query reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollupQuery {
@@ -343,6 +512,9 @@ pub struct RollupQuery {
     pub until: UnixMs,
     /// Only rows whose dimension has this value (for calls: `carrier` only).
     pub filters: Vec<(MessageDimension, String)>,
+    /// The dimensions rows are summed by (for calls, dimensions other than `tenant` and
+    /// `carrier` group as `""`); none: one sum per bucket.
+    pub group_by: Vec<MessageDimension>,
 }
 
 /// The dimensions of a call rollup row. A missing carrier is `""`.
@@ -352,6 +524,17 @@ pub struct CallKey {
     pub tenant: String,
     /// The carrier that answered, else the last one tried.
     pub carrier: String,
+}
+
+impl CallKey {
+    /// The value of one dimension (`""` for those calls do not have).
+    pub fn get(&self, d: MessageDimension) -> &str {
+        match d {
+            MessageDimension::Tenant => &self.tenant,
+            MessageDimension::Carrier => &self.carrier,
+            _ => "",
+        }
+    }
 }
 
 /// Dispositions call rollups count, in their stored column order.
@@ -544,52 +727,140 @@ fn record(h: &mut Option<Latency>, ms: u64) {
     }
 }
 
-/// Rows summed per (bucket, group): the group is the values of `group_by`'s dimensions, in
-/// that order. The rows may come at a finer resolution than `resolution` (they are summed into
-/// its buckets).
-pub fn group_messages(
-    rows: Vec<MessageRow>,
-    resolution: Resolution,
-    group_by: &[MessageDimension],
-) -> BTreeMap<(UnixMs, Vec<String>), MessageTotals> {
-    let mut out: BTreeMap<(UnixMs, Vec<String>), MessageTotals> = BTreeMap::new();
-    for (bucket, key, totals) in rows {
-        let group = group_by.iter().map(|d| key.get(*d).to_owned()).collect();
-        match out.entry((resolution.floor(bucket), group)) {
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(totals);
-            }
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(&totals),
-        }
-    }
-    out
+/// Rollup sums per (bucket, group), as a query answers them: the group is the values of the
+/// query's `group_by` dimensions, in that order.
+pub type Grouped<T> = BTreeMap<(UnixMs, Vec<String>), T>;
+
+/// Sums that carry latency histograms (message and call totals).
+pub trait Sums: Default {
+    /// How many histograms a row carries.
+    const LATENCIES: usize;
+
+    /// The `i`-th histogram, in the order rows carry them (`None` past the last).
+    fn latency_mut(&mut self, i: usize) -> Option<&mut Option<Latency>>;
 }
 
-/// Call rows summed per (bucket, group), as [`group_messages`]; calls group by `tenant` and
-/// `carrier` only (other dimensions group as `""`).
-pub fn group_calls(
-    rows: Vec<CallRow>,
-    resolution: Resolution,
-    group_by: &[MessageDimension],
-) -> BTreeMap<(UnixMs, Vec<String>), CallTotals> {
-    let mut out: BTreeMap<(UnixMs, Vec<String>), CallTotals> = BTreeMap::new();
-    for (bucket, key, totals) in rows {
-        let group = group_by
-            .iter()
-            .map(|d| match d {
-                MessageDimension::Tenant => key.tenant.clone(),
-                MessageDimension::Carrier => key.carrier.clone(),
-                _ => String::new(),
-            })
-            .collect();
-        match out.entry((resolution.floor(bucket), group)) {
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(totals);
-            }
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(&totals),
+impl Sums for MessageTotals {
+    const LATENCIES: usize = 3;
+
+    fn latency_mut(&mut self, i: usize) -> Option<&mut Option<Latency>> {
+        match i {
+            0 => Some(&mut self.to_sent),
+            1 => Some(&mut self.to_delivered),
+            2 => Some(&mut self.end_to_end),
+            _ => None,
         }
     }
-    out
+}
+
+impl Sums for CallTotals {
+    const LATENCIES: usize = 1;
+
+    fn latency_mut(&mut self, i: usize) -> Option<&mut Option<Latency>> {
+        (i == 0).then_some(&mut self.to_answer)
+    }
+}
+
+/// One group being summed: its sums, and its histograms as plain count arrays (indexed as
+/// [`latency`]'s counts, grown to the highest index seen) until [`Grouping::finish`].
+#[derive(Debug, Default)]
+struct Group<T> {
+    sums: T,
+    counts: Vec<Vec<u64>>,
+}
+
+/// Sums rollup rows into a query's buckets and groups while the store reads them: no row is
+/// kept, and a row's stored histograms are decoded straight into its group's count arrays,
+/// never into a histogram of their own; each group's histograms are built once, at the end.
+/// Adding a row thus costs its few recorded values, not the thousands of counters of each
+/// histogram, which is what keeps a month of rows for every tenant within a query's budget.
+#[derive(Debug)]
+pub struct Grouping<T> {
+    resolution: Resolution,
+    group_by: Vec<MessageDimension>,
+    groups: HashMap<(UnixMs, Vec<String>), Group<T>>,
+    /// A row histogram's decoded (index, count) pairs, added once it decoded whole.
+    decoded: Vec<(usize, u64)>,
+}
+
+impl<T: Sums> Grouping<T> {
+    /// Empty groups for `query`'s resolution and `group_by`.
+    pub fn new(query: &RollupQuery) -> Grouping<T> {
+        Grouping {
+            resolution: query.resolution,
+            group_by: query.group_by.clone(),
+            groups: HashMap::new(),
+            decoded: Vec::new(),
+        }
+    }
+
+    /// Adds a row's histograms (V2 serializations, in the order [`Sums::latency_mut`] numbers
+    /// them) to its group, and returns the group's sums for the row's counters: the row's
+    /// bucket starts at `bucket` (at the query's resolution or a finer one) and `value` gives
+    /// its value of a dimension. A histogram whose bytes do not decode adds nothing (a corrupt
+    /// row costs its percentiles, not the query).
+    pub fn add<'a>(
+        &mut self,
+        bucket: UnixMs,
+        value: impl Fn(MessageDimension) -> &'a str,
+        latencies: &[Option<&[u8]>],
+    ) -> &mut T {
+        let group: Vec<String> = self.group_by.iter().map(|d| value(*d).to_owned()).collect();
+        let g = self
+            .groups
+            .entry((self.resolution.floor(bucket), group))
+            .or_default();
+        for (i, bytes) in latencies.iter().enumerate().take(T::LATENCIES) {
+            let Some(bytes) = bytes else { continue };
+            if g.counts.len() <= i {
+                g.counts.resize_with(i + 1, Vec::new);
+            }
+            match decode_stored(bytes, &mut self.decoded) {
+                Stored::Counts => {}
+                Stored::Other(h) => {
+                    if let Some(slot) = g.sums.latency_mut(i) {
+                        merge_latency(slot, &h);
+                    }
+                    continue;
+                }
+                Stored::Unreadable => continue,
+            }
+            let counts = &mut g.counts[i];
+            for &(index, n) in &self.decoded {
+                if counts.len() <= index {
+                    counts.resize(index + 1, 0);
+                }
+                counts[index] = counts[index].saturating_add(n);
+            }
+        }
+        &mut g.sums
+    }
+
+    /// The groups, in bucket and group order, with their histograms.
+    pub fn finish(self) -> Grouped<T> {
+        self.groups
+            .into_iter()
+            .map(|(key, mut g)| {
+                for (i, counts) in g.counts.iter().enumerate() {
+                    let Some(slot) = g.sums.latency_mut(i) else {
+                        break;
+                    };
+                    if counts.iter().all(|n| *n == 0) {
+                        continue;
+                    }
+                    if slot.is_none() {
+                        *slot = latency();
+                    }
+                    if let Some(h) = slot {
+                        for (index, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+                            h.saturating_record_n(v2_value_at(index), *n);
+                        }
+                    }
+                }
+                (key, g.sums)
+            })
+            .collect()
+    }
 }
 
 /// The 50th, 90th and 99th percentiles of a histogram, with its sample count; `None` when it
@@ -682,22 +953,32 @@ mod tests {
 
     #[test]
     fn grouping_sums_finer_rows_into_coarser_buckets() {
-        let key = |carrier: &str| MessageKey {
-            carrier: carrier.into(),
-            ..MessageKey::default()
+        let query = |resolution, group_by: &[MessageDimension]| RollupQuery {
+            tenant: None,
+            resolution,
+            since: 0,
+            until: 86_400_000,
+            filters: Vec::new(),
+            group_by: group_by.to_vec(),
         };
-        let totals = |n| MessageTotals {
-            counts: [n, 0, 0, 0, 0, 0, 0, 0, 0],
-            ..MessageTotals::default()
-        };
-        let rows = vec![
-            (0, key("a"), totals(1)),
-            (MINUTE_MS, key("a"), totals(2)),
-            (MINUTE_MS, key("b"), totals(4)),
-            (3_600_000, key("a"), totals(8)),
+        let rows = [
+            (0, "a", 1),
+            (MINUTE_MS, "a", 2),
+            (MINUTE_MS, "b", 4),
+            (3_600_000, "a", 8),
         ];
-        let by_carrier =
-            group_messages(rows.clone(), Resolution::Hour, &[MessageDimension::Carrier]);
+        let sum = |q: &RollupQuery| {
+            let mut g = Grouping::<MessageTotals>::new(q);
+            for (bucket, carrier, n) in rows {
+                let key = MessageKey {
+                    carrier: carrier.into(),
+                    ..MessageKey::default()
+                };
+                g.add(bucket, |d| key.get(d), &[]).counts[0] += n;
+            }
+            g.finish()
+        };
+        let by_carrier = sum(&query(Resolution::Hour, &[MessageDimension::Carrier]));
         let got: Vec<_> = by_carrier
             .iter()
             .map(|((b, g), t)| (*b, g.join(","), t.count(Status::Accepted)))
@@ -710,7 +991,130 @@ mod tests {
                 (3_600_000, "a".into(), 8)
             ]
         );
-        let all = group_messages(rows, Resolution::Day, &[]);
+        let all = sum(&query(Resolution::Day, &[]));
         assert_eq!(all[&(0, vec![])].count(Status::Accepted), 15);
+    }
+
+    /// A histogram with `values` recorded (each `times` times).
+    fn recorded(values: impl IntoIterator<Item = u64>, times: u64) -> Latency {
+        let mut h = latency().unwrap();
+        for v in values {
+            h.saturating_record_n(v.min(LATENCY_MAX_MS), times);
+        }
+        h
+    }
+
+    #[test]
+    fn counts_array_positions_match_the_histograms() {
+        let h = latency().unwrap();
+        let mut last = None;
+        for index in 0..=v2_index_of(LATENCY_MAX_MS) {
+            let v = v2_value_at(index);
+            assert_eq!(v2_index_of(v), index, "value {v}");
+            assert_eq!(h.lowest_equivalent(v), v, "index {index} starts its range");
+            assert!(last < Some(v));
+            last = Some(v);
+        }
+        for v in [0, 1, 127, 128, 255, 256, 257, 1_000, 65_537, LATENCY_MAX_MS] {
+            assert_eq!(v2_value_at(v2_index_of(v)), h.lowest_equivalent(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn stored_histograms_add_like_deserialized_ones() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            seed >> 33
+        };
+        let mut by_decoding = None;
+        let mut by_adding = None;
+        let query = RollupQuery {
+            tenant: None,
+            resolution: Resolution::Day,
+            since: 0,
+            until: 86_400_000,
+            filters: Vec::new(),
+            group_by: Vec::new(),
+        };
+        let mut grouping = Grouping::<MessageTotals>::new(&query);
+        for row in 0..50 {
+            // Short and long latencies, single counts and large ones, runs of zeros.
+            let values: Vec<u64> = (0..(row % 7) * 40)
+                .map(|i| match i % 3 {
+                    0 => next() % 200,
+                    1 => 1_000 + next() % 20_000,
+                    _ => next() % (2 * LATENCY_MAX_MS),
+                })
+                .collect();
+            let h = recorded(values, 1 + (row as u64 % 3) * 1_000_000);
+            let bytes = serialize_latency(&h);
+            assert!(
+                v2_counts(&bytes).is_some(),
+                "our own rows take the fast path"
+            );
+            add_encoded_latency(&mut by_decoding, &bytes);
+            merge_latency(&mut by_adding, &deserialize_latency(&bytes).unwrap());
+            // Rows of one group; the third histogram corrupt in every other row.
+            let third = if row % 2 == 0 {
+                &bytes[..]
+            } else {
+                &bytes[..41]
+            };
+            grouping.add(row * 60_000, |_| "", &[Some(&bytes), None, Some(third)]);
+        }
+        let (a, b) = (by_decoding.unwrap(), by_adding.unwrap());
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter_recorded().eq(b.iter_recorded()));
+        assert_eq!(a, b);
+        let groups = grouping.finish();
+        let t = &groups[&(0, vec![])];
+        assert_eq!(t.to_sent.as_ref(), Some(&b), "grouped like added");
+        assert!(t.to_delivered.is_none());
+        let even = t.end_to_end.as_ref().map(Histogram::len);
+        assert!(
+            even > Some(0) && even < Some(b.len()),
+            "corrupt rows add nothing"
+        );
+    }
+
+    #[test]
+    fn other_or_corrupt_serializations_still_add_or_cost_only_themselves() {
+        // Other bounds: deserialized in full.
+        let mut other = Histogram::<u64>::new_with_bounds(1, 1_000_000, 3).unwrap();
+        other.record(42).unwrap();
+        let mut into = Some(recorded([7], 1));
+        add_encoded_latency(&mut into, &serialize_latency(&other));
+        assert_eq!(into.as_ref().map(Histogram::len), Some(2));
+        // Truncated payloads and garbage add nothing.
+        let ours = serialize_latency(&recorded([5, 500, 50_000], 3));
+        for bad in [
+            &ours[..ours.len() - 1],
+            &ours[..V2_HEADER],
+            b"garbage".as_slice(),
+        ] {
+            let mut into = Some(recorded([7], 1));
+            add_encoded_latency(&mut into, bad);
+            assert_eq!(into.as_ref().map(Histogram::len), Some(1), "{bad:?}");
+        }
+        // A count past the histogram's end is refused whole.
+        let mut beyond = ours[..V2_HEADER].to_vec();
+        // A run of 3,000 zeros (zig-zag 5,999), then a count of 1 (zig-zag 2): index 3,000,
+        // past the last one (2,960, a week).
+        beyond.extend([0xEF, 0x2E, 0x02]);
+        let len = (beyond.len() - V2_HEADER) as u32;
+        beyond[4..8].copy_from_slice(&len.to_be_bytes());
+        assert!(v2_counts(&beyond).is_some());
+        assert!(!v2_each_count(v2_counts(&beyond).unwrap(), |_, _| ()));
+    }
+
+    #[test]
+    fn a_change_merges_with_its_stored_row() {
+        let stored = serialize_latency(&recorded([10, 20], 1));
+        let merged = merge_stored_latency(Some(recorded([30], 1)), Some(&stored)).unwrap();
+        assert_eq!(deserialize_latency(&merged).unwrap().len(), 3);
+        assert_eq!(merge_stored_latency(None, Some(&stored)), None);
     }
 }

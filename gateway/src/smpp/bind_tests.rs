@@ -177,14 +177,23 @@ impl Store for FakeStore {
     fn message_rollups(
         &self,
         _: crate::domain::analytics::RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<crate::domain::analytics::MessageRow>, StoreError>> {
+    ) -> BoxFuture<
+        '_,
+        Result<
+            crate::domain::analytics::Grouped<crate::domain::analytics::MessageTotals>,
+            StoreError,
+        >,
+    > {
         not_used()
     }
 
     fn call_rollups(
         &self,
         _: crate::domain::analytics::RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<crate::domain::analytics::CallRow>, StoreError>> {
+    ) -> BoxFuture<
+        '_,
+        Result<crate::domain::analytics::Grouped<crate::domain::analytics::CallTotals>, StoreError>,
+    > {
         not_used()
     }
 

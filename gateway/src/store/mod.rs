@@ -26,7 +26,7 @@ pub(crate) mod suite;
 
 use futures::future::BoxFuture;
 
-use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
+use crate::domain::analytics::{CallTotals, Grouped, MessageTotals, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, FlowRecord, HeldPart, ListFilter, MessageId, MessageRecord,
     NewMessage, PastMessage, UnixMs, Update,
@@ -191,16 +191,20 @@ pub trait Store: Send + Sync + 'static {
         filter: CallFilter,
     ) -> BoxFuture<'_, Result<Vec<CallRecord>, StoreError>>;
 
-    /// The message rollup rows `query` selects (bucket start, key, sums), in no particular
-    /// order: what the analytics group and sum. Written in the commits of the changes they
-    /// count (see [`crate::domain::analytics`]).
+    /// The message rollup rows `query` selects, summed per bucket and group of `query` (the
+    /// sums the analytics answer). Written in the commits of the changes they count (see
+    /// [`crate::domain::analytics`]).
     fn message_rollups(
         &self,
         query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>>;
+    ) -> BoxFuture<'_, Result<Grouped<MessageTotals>, StoreError>>;
 
-    /// The call rollup rows `query` selects (only its `carrier` filter applies).
-    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>>;
+    /// The call rollup rows `query` selects (only its `carrier` filter applies), summed per
+    /// bucket and group.
+    fn call_rollups(
+        &self,
+        query: RollupQuery,
+    ) -> BoxFuture<'_, Result<Grouped<CallTotals>, StoreError>>;
 
     /// The contacts of `tenant` among `ids`, in no particular order; ids that are unknown or
     /// another tenant's are left out. Written with [`Update::Contact`].

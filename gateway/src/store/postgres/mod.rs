@@ -86,7 +86,7 @@ use tokio_postgres::Row;
 use self::writer::{Request, Writer};
 pub use super::retention::Retention;
 use super::{Store, StoreError};
-use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
+use crate::domain::analytics::{CallTotals, Grouped, MessageTotals, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
@@ -732,11 +732,14 @@ impl Store for PostgresStore {
     fn message_rollups(
         &self,
         query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>> {
+    ) -> BoxFuture<'_, Result<Grouped<MessageTotals>, StoreError>> {
         self.read(move |db| Box::pin(async move { rollups::messages(db, &query).await }))
     }
 
-    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>> {
+    fn call_rollups(
+        &self,
+        query: RollupQuery,
+    ) -> BoxFuture<'_, Result<Grouped<CallTotals>, StoreError>> {
         self.read(move |db| Box::pin(async move { rollups::calls(db, &query).await }))
     }
 }

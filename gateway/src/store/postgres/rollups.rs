@@ -9,8 +9,8 @@ use tokio_postgres::types::ToSql;
 
 use super::{Db, PgError};
 use crate::domain::analytics::{
-    deserialize_latency, serialize_latency, CallKey, CallRow, CallTotals, Latency, MessageKey,
-    MessageRow, MessageTotals, Resolution, RollupQuery, Rollups,
+    merge_stored_latency, CallKey, CallTotals, Grouped, Grouping, MessageDimension, MessageKey,
+    MessageTotals, Resolution, RollupQuery, Rollups, COUNTED,
 };
 use crate::domain::UnixMs;
 
@@ -62,17 +62,6 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The stored histogram merged into the change's, serialized; `None` when the change has
-/// none (the stored one stays as it is).
-fn merged(change: Option<Latency>, stored: Option<Vec<u8>>) -> Option<Vec<u8>> {
-    let mut change = change?;
-    if let Some(stored) = stored.as_deref().and_then(deserialize_latency) {
-        // Same bounds: adding cannot fail.
-        let _ = change.add(&stored);
-    }
-    Some(serialize_latency(&change))
-}
-
 async fn upsert_message(
     db: Db<'_>,
     res: Resolution,
@@ -114,9 +103,9 @@ async fn upsert_message(
     let c = delta.counts.map(int);
     let price = int(delta.price_nanos);
     let (a, b, e) = (
-        merged(delta.to_sent, stored.0),
-        merged(delta.to_delivered, stored.1),
-        merged(delta.end_to_end, stored.2),
+        merge_stored_latency(delta.to_sent, stored.0.as_deref()),
+        merge_stored_latency(delta.to_delivered, stored.1.as_deref()),
+        merge_stored_latency(delta.end_to_end, stored.2.as_deref()),
     );
     db.execute(
         MESSAGE_UPSERT,
@@ -182,7 +171,7 @@ async fn upsert_call(
         int(delta.cost_nanos),
         int(delta.price_nanos),
     );
-    let lat = merged(delta.to_answer, stored);
+    let lat = merge_stored_latency(delta.to_answer, stored.as_deref());
     db.execute(
         CALL_UPSERT,
         &[
@@ -231,15 +220,11 @@ fn count(row: &tokio_postgres::Row, i: usize) -> Result<u64, PgError> {
     Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
 }
 
-fn latency_column(row: &tokio_postgres::Row, i: usize) -> Result<Option<Latency>, PgError> {
-    Ok(row
-        .try_get::<_, Option<Vec<u8>>>(i)?
-        .as_deref()
-        .and_then(deserialize_latency))
-}
-
-/// Message rollup rows matching `q`, in no particular order.
-pub(super) async fn messages(db: Db<'_>, q: &RollupQuery) -> Result<Vec<MessageRow>, PgError> {
+/// Message rollup rows matching `q`, summed into its buckets and groups as they are read.
+pub(super) async fn messages(
+    db: Db<'_>,
+    q: &RollupQuery,
+) -> Result<Grouped<MessageTotals>, PgError> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, channel, carrier, country, sender, batch, n_accepted, n_sent, \
@@ -250,31 +235,27 @@ pub(super) async fn messages(db: Db<'_>, q: &RollupQuery) -> Result<Vec<MessageR
         .iter()
         .map(|v| v.as_ref() as &(dyn ToSql + Sync))
         .collect();
-    let mut out = Vec::new();
+    let mut groups = Grouping::<MessageTotals>::new(q);
     for row in db.query(&sql, &params).await? {
-        let key = MessageKey {
-            tenant: row.try_get(1)?,
-            channel: row.try_get(2)?,
-            carrier: row.try_get(3)?,
-            country: row.try_get(4)?,
-            sender: row.try_get(5)?,
-            batch: row.try_get(6)?,
-        };
-        let mut totals = MessageTotals::default();
-        for (i, c) in totals.counts.iter_mut().enumerate() {
+        // Columns 1..=6 are the dimensions, in `MessageDimension::ALL` order.
+        let mut key = [""; MessageDimension::ALL.len()];
+        for (i, v) in key.iter_mut().enumerate() {
+            *v = row.try_get(1 + i)?;
+        }
+        let mut counts = [0; COUNTED.len()];
+        for (i, c) in counts.iter_mut().enumerate() {
             *c = count(&row, 7 + i)?;
         }
-        totals.price_nanos = count(&row, 16)?;
-        totals.to_sent = latency_column(&row, 17)?;
-        totals.to_delivered = latency_column(&row, 18)?;
-        totals.end_to_end = latency_column(&row, 19)?;
-        out.push((row.try_get(0)?, key, totals));
+        let latencies: [Option<&[u8]>; 3] = [row.try_get(17)?, row.try_get(18)?, row.try_get(19)?];
+        groups
+            .add(row.try_get(0)?, |d| key[d as usize], &latencies)
+            .add_counts(counts, count(&row, 16)?);
     }
-    Ok(out)
+    Ok(groups.finish())
 }
 
-/// Call rollup rows matching `q`, in no particular order.
-pub(super) async fn calls(db: Db<'_>, q: &RollupQuery) -> Result<Vec<CallRow>, PgError> {
+/// Call rollup rows matching `q`, summed into its buckets and groups as they are read.
+pub(super) async fn calls(db: Db<'_>, q: &RollupQuery) -> Result<Grouped<CallTotals>, PgError> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, carrier, calls, n_answered, n_busy, n_no_answer, n_cancelled, \
@@ -285,27 +266,24 @@ pub(super) async fn calls(db: Db<'_>, q: &RollupQuery) -> Result<Vec<CallRow>, P
         .iter()
         .map(|v| v.as_ref() as &(dyn ToSql + Sync))
         .collect();
-    let mut out = Vec::new();
+    let mut groups = Grouping::<CallTotals>::new(q);
     for row in db.query(&sql, &params).await? {
         let key = CallKey {
             tenant: row.try_get(1)?,
             carrier: row.try_get(2)?,
         };
-        let mut totals = CallTotals {
-            calls: count(&row, 3)?,
-            ..CallTotals::default()
-        };
-        for (i, c) in totals.dispositions.iter_mut().enumerate() {
-            *c = count(&row, 4 + i)?;
+        let latency: Option<&[u8]> = row.try_get(14)?;
+        let t = groups.add(row.try_get(0)?, |d| key.get(d), &[latency]);
+        t.calls += count(&row, 3)?;
+        for (i, c) in t.dispositions.iter_mut().enumerate() {
+            *c += count(&row, 4 + i)?;
         }
-        totals.duration_ms = count(&row, 10)?;
-        totals.billed_secs = count(&row, 11)?;
-        totals.cost_nanos = count(&row, 12)?;
-        totals.price_nanos = count(&row, 13)?;
-        totals.to_answer = latency_column(&row, 14)?;
-        out.push((row.try_get(0)?, key, totals));
+        t.duration_ms += count(&row, 10)?;
+        t.billed_secs += count(&row, 11)?;
+        t.cost_nanos += count(&row, 12)?;
+        t.price_nanos += count(&row, 13)?;
     }
-    Ok(out)
+    Ok(groups.finish())
 }
 
 /// Deletes rollup rows (both kinds, every resolution) whose bucket ended before `cutoff`, at

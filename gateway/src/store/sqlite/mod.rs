@@ -55,7 +55,7 @@ use self::read::ReadPool;
 use self::schema::MigrateError;
 use self::writer::{Request, Writer};
 use super::{Store, StoreError};
-use crate::domain::analytics::{CallRow, MessageRow, RollupQuery};
+use crate::domain::analytics::{CallTotals, Grouped, MessageTotals, RollupQuery};
 use crate::domain::{
     Applied, CallFilter, CallRecord, HeldPart, ListFilter, MessageId, MessageRecord, NewMessage,
     Status, UnixMs, Update,
@@ -492,7 +492,7 @@ impl Store for SqliteStore {
     fn message_rollups(
         &self,
         query: RollupQuery,
-    ) -> BoxFuture<'_, Result<Vec<MessageRow>, StoreError>> {
+    ) -> BoxFuture<'_, Result<Grouped<MessageTotals>, StoreError>> {
         Box::pin(async move {
             self.send(Request::FlushRollups).await?;
             self.reads
@@ -501,7 +501,10 @@ impl Store for SqliteStore {
         })
     }
 
-    fn call_rollups(&self, query: RollupQuery) -> BoxFuture<'_, Result<Vec<CallRow>, StoreError>> {
+    fn call_rollups(
+        &self,
+        query: RollupQuery,
+    ) -> BoxFuture<'_, Result<Grouped<CallTotals>, StoreError>> {
         Box::pin(async move {
             self.send(Request::FlushRollups).await?;
             self.reads

@@ -9,8 +9,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::analytics::{
-    deserialize_latency, serialize_latency, CallKey, CallRow, CallTotals, Latency, MessageKey,
-    MessageRow, MessageTotals, Resolution, RollupQuery, Rollups,
+    merge_stored_latency, CallKey, CallTotals, Grouped, Grouping, MessageDimension, MessageKey,
+    MessageTotals, Resolution, RollupQuery, Rollups, COUNTED,
 };
 use crate::domain::UnixMs;
 
@@ -66,17 +66,6 @@ fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// The stored histogram merged into the change's, serialized; `None` when the change has
-/// none (the stored one stays as it is).
-fn merged(change: Option<Latency>, stored: Option<Vec<u8>>) -> Option<Vec<u8>> {
-    let mut change = change?;
-    if let Some(stored) = stored.as_deref().and_then(deserialize_latency) {
-        // Same bounds: adding cannot fail.
-        let _ = change.add(&stored);
-    }
-    Some(serialize_latency(&change))
-}
-
 fn upsert_message(
     conn: &Connection,
     res: Resolution,
@@ -123,9 +112,9 @@ fn upsert_message(
         c[7],
         c[8],
         int(delta.price_nanos),
-        merged(delta.to_sent, stored.0),
-        merged(delta.to_delivered, stored.1),
-        merged(delta.end_to_end, stored.2),
+        merge_stored_latency(delta.to_sent, stored.0.as_deref()),
+        merge_stored_latency(delta.to_delivered, stored.1.as_deref()),
+        merge_stored_latency(delta.end_to_end, stored.2.as_deref()),
     ])?;
     Ok(())
 }
@@ -164,7 +153,7 @@ fn upsert_call(
         int(delta.billed_secs),
         int(delta.cost_nanos),
         int(delta.price_nanos),
-        merged(delta.to_answer, stored),
+        merge_stored_latency(delta.to_answer, stored.as_deref()),
     ])?;
     Ok(())
 }
@@ -193,15 +182,21 @@ fn count(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
     Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
 }
 
-fn latency_column(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Latency>> {
-    Ok(row
-        .get::<_, Option<Vec<u8>>>(i)?
-        .as_deref()
-        .and_then(deserialize_latency))
+/// A text column's value, borrowed from the row.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(i)?.as_str().map_err(Into::into)
 }
 
-/// Message rollup rows matching `q`, in no particular order.
-pub(super) fn messages(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Vec<MessageRow>> {
+/// A histogram column's stored bytes, borrowed from the row.
+fn blob<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r [u8]>> {
+    row.get_ref(i)?.as_blob_or_null().map_err(Into::into)
+}
+
+/// Message rollup rows matching `q`, summed into its buckets and groups as they are read.
+pub(super) fn messages(
+    conn: &Connection,
+    q: &RollupQuery,
+) -> rusqlite::Result<Grouped<MessageTotals>> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, channel, carrier, country, sender, batch, n_accepted, n_sent, \
@@ -209,30 +204,28 @@ pub(super) fn messages(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<V
          price_nanos, lat_sent, lat_delivered, lat_total FROM message_rollups WHERE {cond}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
-        let key = MessageKey {
-            tenant: row.get(1)?,
-            channel: row.get(2)?,
-            carrier: row.get(3)?,
-            country: row.get(4)?,
-            sender: row.get(5)?,
-            batch: row.get(6)?,
-        };
-        let mut totals = MessageTotals::default();
-        for (i, c) in totals.counts.iter_mut().enumerate() {
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut groups = Grouping::<MessageTotals>::new(q);
+    while let Some(row) = rows.next()? {
+        // Columns 1..=6 are the dimensions, in `MessageDimension::ALL` order.
+        let mut key = [""; MessageDimension::ALL.len()];
+        for (i, v) in key.iter_mut().enumerate() {
+            *v = text(row, 1 + i)?;
+        }
+        let mut counts = [0; COUNTED.len()];
+        for (i, c) in counts.iter_mut().enumerate() {
             *c = count(row, 7 + i)?;
         }
-        totals.price_nanos = count(row, 16)?;
-        totals.to_sent = latency_column(row, 17)?;
-        totals.to_delivered = latency_column(row, 18)?;
-        totals.end_to_end = latency_column(row, 19)?;
-        Ok((row.get(0)?, key, totals))
-    })?;
-    rows.collect()
+        let latencies = [blob(row, 17)?, blob(row, 18)?, blob(row, 19)?];
+        groups
+            .add(row.get(0)?, |d| key[d as usize], &latencies)
+            .add_counts(counts, count(row, 16)?);
+    }
+    Ok(groups.finish())
 }
 
-/// Call rollup rows matching `q`, in no particular order.
-pub(super) fn calls(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Vec<CallRow>> {
+/// Call rollup rows matching `q`, summed into its buckets and groups as they are read.
+pub(super) fn calls(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Grouped<CallTotals>> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, carrier, calls, n_answered, n_busy, n_no_answer, n_cancelled, \
@@ -240,26 +233,24 @@ pub(super) fn calls(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Vec<
          FROM call_rollups WHERE {cond}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut groups = Grouping::<CallTotals>::new(q);
+    while let Some(row) = rows.next()? {
         let key = CallKey {
-            tenant: row.get(1)?,
-            carrier: row.get(2)?,
+            tenant: text(row, 1)?.to_owned(),
+            carrier: text(row, 2)?.to_owned(),
         };
-        let mut totals = CallTotals {
-            calls: count(row, 3)?,
-            ..CallTotals::default()
-        };
-        for (i, c) in totals.dispositions.iter_mut().enumerate() {
-            *c = count(row, 4 + i)?;
+        let t = groups.add(row.get(0)?, |d| key.get(d), &[blob(row, 14)?]);
+        t.calls += count(row, 3)?;
+        for (i, c) in t.dispositions.iter_mut().enumerate() {
+            *c += count(row, 4 + i)?;
         }
-        totals.duration_ms = count(row, 10)?;
-        totals.billed_secs = count(row, 11)?;
-        totals.cost_nanos = count(row, 12)?;
-        totals.price_nanos = count(row, 13)?;
-        totals.to_answer = latency_column(row, 14)?;
-        Ok((row.get(0)?, key, totals))
-    })?;
-    rows.collect()
+        t.duration_ms += count(row, 10)?;
+        t.billed_secs += count(row, 11)?;
+        t.cost_nanos += count(row, 12)?;
+        t.price_nanos += count(row, 13)?;
+    }
+    Ok(groups.finish())
 }
 
 /// Deletes rollup rows (both kinds, every resolution) whose bucket ended before `cutoff`, at

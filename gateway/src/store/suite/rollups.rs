@@ -22,11 +22,12 @@ async fn totals(
             since: Resolution::Day.floor(T0),
             until: Resolution::Day.floor(T0) + 2 * Resolution::Day.millis(),
             filters,
+            group_by: Vec::new(),
         })
         .await
         .unwrap();
     let mut sum = MessageTotals::default();
-    for (bucket, _, t) in &rows {
+    for ((bucket, _), t) in &rows {
         assert_eq!(
             *bucket,
             resolution.floor(T0),
@@ -225,12 +226,13 @@ pub(crate) async fn call_rollups_sum_the_detail_records(h: &mut dyn Harness) {
             since: Resolution::Hour.floor(T0),
             until: Resolution::Hour.floor(T0) + Resolution::Hour.millis(),
             filters: vec![(MessageDimension::Carrier, "alpha".into())],
+            group_by: vec![MessageDimension::Carrier],
         })
         .await
         .unwrap();
     let mut t = CallTotals::default();
-    for (_, key, row) in &rows {
-        assert_eq!(key.carrier, "alpha");
+    for ((_, group), row) in &rows {
+        assert_eq!(group, &["alpha"]);
         t.add(row);
     }
     assert_eq!((t.calls, t.answered(), t.dispositions[1]), (3, 2, 1));
@@ -245,6 +247,7 @@ pub(crate) async fn call_rollups_sum_the_detail_records(h: &mut dyn Harness) {
             since: 0,
             until: T0 * 2,
             filters: vec![],
+            group_by: Vec::new(),
         })
         .await
         .unwrap();
