@@ -182,6 +182,11 @@ fn ten_unknown_keys_from_one_address_are_answered_429_with_retry_after() {
         );
         assert!(set_cookie(&r, "switchyard_session").is_none());
     }
+    let metrics = switchyard_tests::http_get(&gw.api, "/metrics").unwrap();
+    for (outcome, n) in [("signed_in", 1), ("unknown_key", 10), ("throttled", 2)] {
+        let series = format!("switchyard_ui_sign_ins_total{{outcome=\"{outcome}\"}} {n}");
+        assert!(metrics.lines().any(|l| l == series), "no {series}");
+    }
     // A session opened before goes on; the API (another door) is not affected.
     assert!(signed_in(&gw.api, &before));
     let mut api = Client::new(&gw.api).with_bearer(KEY);

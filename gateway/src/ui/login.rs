@@ -25,6 +25,8 @@ use switchyard_ops::config::ApiKeyHash;
 
 /// The login form's lifetime (its cookie's `Max-Age`), seconds.
 const LOGIN_FORM_S: u64 = 3600;
+/// Sign-ins by outcome: `signed_in`, `unknown_key`, `throttled` (refused by the limit).
+const SIGN_INS: &str = "switchyard_ui_sign_ins_total";
 
 /// `GET /ui/login`: the form.
 pub(crate) async fn form(State(state): State<UiState>) -> Response {
@@ -86,6 +88,7 @@ pub(crate) async fn submit(
     let fresh = random_token();
     let client = peer.map(|p| p.0 .0.ip());
     if let Err(wait) = state.throttle.check(client, Instant::now()) {
+        metrics::counter!(SIGN_INS, "outcome" => "throttled").increment(1);
         let mut response = login_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
@@ -110,6 +113,7 @@ pub(crate) async fn submit(
     let key = ApiKeyHash::of_key(form.key.trim());
     match super::who(&state.app, &key) {
         None => {
+            metrics::counter!(SIGN_INS, "outcome" => "unknown_key").increment(1);
             state.throttle.failed(client, Instant::now());
             login_page(
                 &state,
@@ -126,6 +130,7 @@ pub(crate) async fn submit(
         ),
         Some(_) => match state.sessions.open(&key, now_ms()).await {
             Ok(id) => {
+                metrics::counter!(SIGN_INS, "outcome" => "signed_in").increment(1);
                 let mut headers = HeaderMap::new();
                 headers.append(
                     header::SET_COOKIE,
