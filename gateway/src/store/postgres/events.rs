@@ -519,8 +519,9 @@ impl EventStore for PostgresStore {
         let tenant = tenant.to_owned();
         self.read(move |db| {
             Box::pin(async move {
-                // The grouping can be an index-only scan of `webhook_outbox_tenant`; the newest
-                // row of each endpoint is then one lookup by its id.
+                // The grouping reads the tenant's range of `webhook_outbox_tenant` (an
+                // index-only scan once the table is vacuumed); the newest row of each
+                // endpoint is then one lookup by its id.
                 let rows = db
                     .query(
                         "SELECT g.url, g.waiting, g.dead, \
