@@ -32,7 +32,8 @@
 //!
 //! ## Who sees what
 //! A session re-authenticates its key (by the key's hash, which is all it keeps) on every
-//! request against the keys the API accepts now ([`crate::api::Authenticator`]). A tenant's key sees its own tenant only and needs the `read`
+//! request against the keys the API accepts now ([`crate::api::Authenticator`]). A tenant's
+//! key sees its own tenant only and needs the `read`
 //! scope; without `send` and `admin` it is read-only: no form that changes anything is shown,
 //! and such POSTs are refused (403). Dead letters and changes to the opt-out list need
 //! `admin`, as in the API. An operator key sees every tenant, one at a time (`?tenant=`), and

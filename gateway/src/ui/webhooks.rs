@@ -1,9 +1,10 @@
 //! `/ui/webhooks`: each endpoint's health (last success and failure as this node saw them,
 //! the last failure's reason, the average delivery time, webhooks waiting for a retry and
-//! given up, counted per endpoint by one store query over an index), then the webhook events given up on (dead letters), oldest first, with a
-//! replay button for each and for all: the same store reads and the same replay as
-//! `/v1/webhooks/dead-letters`. Needs the `admin` scope, as the API does (or an operator key,
-//! which picks the tenant); read-only keys see no buttons.
+//! given up, counted per endpoint by one store query over an index), then the webhook events
+//! given up on (dead letters), oldest first, with a replay button for each and for all: the
+//! same store reads and the same replay as `/v1/webhooks/dead-letters`. Needs the `admin`
+//! scope, as the API does (or an operator key, which picks the tenant); read-only keys see no
+//! buttons.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};

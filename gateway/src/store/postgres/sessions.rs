@@ -50,7 +50,8 @@ pub(super) async fn apply(db: Db<'_>, write: &SessionWrite) -> Result<Applied, P
         } => {
             db.execute(
                 "UPDATE dashboard_sessions SET seen_at = $2, \
-                 expires_at = greatest(expires_at, $3) WHERE id_hash = $1 AND seen_at < $2 AND expires_at > $2",
+                 expires_at = greatest(expires_at, $3) \
+                 WHERE id_hash = $1 AND seen_at < $2 AND expires_at > $2",
                 &[&&id_hash[..], seen_at, expires_at],
             )
             .await?

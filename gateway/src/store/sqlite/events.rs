@@ -439,7 +439,12 @@ impl EventStore for SqliteStore {
             // The grouping reads only `webhook_outbox_tenant` (tenant, url, dead and the rowid);
             // the newest row of each endpoint is then one lookup by its id.
             conn.prepare_cached(
-                "SELECT g.url, g.waiting, g.dead,                    (SELECT o.last_error FROM webhook_outbox o WHERE o.id = g.newest)                  FROM (SELECT url, sum(dead = 0) AS waiting, sum(dead = 1) AS dead,                          max(id) AS newest                        FROM webhook_outbox WHERE tenant = ?1 GROUP BY url) AS g                  ORDER BY g.url",
+                "SELECT g.url, g.waiting, g.dead, \
+                   (SELECT o.last_error FROM webhook_outbox o WHERE o.id = g.newest) \
+                 FROM (SELECT url, sum(dead = 0) AS waiting, sum(dead = 1) AS dead, \
+                         max(id) AS newest \
+                       FROM webhook_outbox WHERE tenant = ?1 GROUP BY url) AS g \
+                 ORDER BY g.url",
             )?
             .query_map([tenant], |row| {
                 Ok(OutboxTally {
