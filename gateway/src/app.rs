@@ -46,6 +46,16 @@ impl Authenticator for ConfigKeys {
         self.0.is_operator_key(key)
     }
 
+    fn authenticate_hash(&self, hash: &config::ApiKeyHash) -> Option<(Arc<str>, api::Scopes)> {
+        self.0
+            .find_key_hash(hash)
+            .map(|(t, scopes)| (Arc::from(t.name.as_str()), scopes))
+    }
+
+    fn is_operator_hash(&self, hash: &config::ApiKeyHash) -> bool {
+        self.0.is_operator_key_hash(hash)
+    }
+
     fn config(&self) -> Option<Arc<Config>> {
         Some(self.0.clone())
     }

@@ -411,6 +411,14 @@ sandbox = true
     assert!(ro.contains(config::Scope::Read));
     assert!(!ro.contains(config::Scope::Send));
     assert!(!ro.contains(config::Scope::Admin));
+    // By the key's hash (what a dashboard session keeps), the same answers.
+    let (_, by_hash) = cfg
+        .find_key_hash(&config::ApiKeyHash::of_key("sk_read_only"))
+        .unwrap();
+    assert_eq!(by_hash, ro);
+    assert!(cfg
+        .find_key_hash(&config::ApiKeyHash::of_key("sk_unknown"))
+        .is_none());
     assert_eq!(t.limits.daily_quota, Some(1000));
     assert_eq!(t.limits.monthly_quota, Some(20000));
     assert_eq!(t.limits.max_segments, Some(3));
@@ -727,6 +735,8 @@ sandbox = true
         "a tenant key is not an operator key"
     );
     assert!(cfg.find_tenant("sk_operator").is_none());
+    assert!(cfg.is_operator_key_hash(&config::ApiKeyHash::of_key("sk_operator")));
+    assert!(!cfg.is_operator_key_hash(&config::ApiKeyHash::of_key("abc")));
 
     // Safe defaults when the keys are absent.
     let d = config::ServerConfig::default();

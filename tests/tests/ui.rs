@@ -8,7 +8,10 @@
 //! tenant, signing in from the keyboard (Enter, then Tab to the skip link and the navigation),
 //! gets "not found" for that id; a read-only key sees no dead letters and its POSTs are refused,
 //! as is a POST with a wrong CSRF token; an operator key sees the carriers page and the API
-//! reference (Swagger UI rendering `/openapi.json`). A screenshot of
+//! reference (Swagger UI rendering `/openapi.json`).
+//! [`a_notification_call_is_listed_on_the_calls_page_with_its_trunk`]: a gateway with a voice
+//! trunk (`sip-uas-sim`) places a notification call; the calls page lists its record and the
+//! call's page shows its disposition and trunks. A screenshot of
 //! each page is saved under the test's temp folder (its path is printed; set
 //! `SWITCHYARD_KEEP_TEMP=1` to keep it).
 //!
@@ -31,6 +34,7 @@ use serde_json::json;
 use switchyard_tests::gateway::{hash_key, Gateway, TempDir, ALLOW_LOOPBACK, OPERATOR_KEY};
 use switchyard_tests::http;
 use switchyard_tests::sink::Sink;
+use switchyard_tests::{binary, Process};
 
 /// Longest wait for anything.
 const WAIT: Duration = Duration::from_secs(30);
@@ -789,6 +793,118 @@ async fn scenario(
         .read_to_end(&mut rest)
         .context("the live-update stream did not end at logout")?;
     Ok(())
+}
+
+/// A notification call through a SIP trunk (the `sip-uas-sim` answering): its detail record
+/// is listed on the calls page, and its page shows the disposition and the trunk tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_call_is_listed_on_the_calls_page_with_its_trunk() -> anyhow::Result<()> {
+    let dir = TempDir::new("ui-calls")?;
+    let shots = dir.join("shots");
+    std::fs::create_dir_all(&shots)?;
+    let sim = Process::start(
+        &binary("switchyard-bench", "sip-uas-sim")?,
+        &["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"],
+        2,
+    )?;
+    let trunk: std::net::SocketAddr = sim.address("listening")?.parse()?;
+    std::fs::write(
+        dir.join("voice.csv"),
+        "prefix,rate,currency,effective_date,connection_fee,billing,country,description\n\
+         44,0.0100,EUR,2025-01-01,0.0000,6/6,United Kingdom,All\n",
+    )?;
+    let mut toml = String::new();
+    writeln!(
+        toml,
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_timeout_s = 2\n\n\
+         [store]\ngroup_commit_linger_ms = 1\n\n{ALLOW_LOOPBACK}\n\
+         [voice]\nring_timeout_s = 2\ntrunk_timeout_ms = 1500\n\n\
+         [[tenants]]\nname = \"acme\"\napi_keys = [{:?}]\n\n\
+         [[carriers]]\nname = \"Voice\"\nchannels = [\"voice\"]\n\n[carriers.sip]\n\
+         host = \"127.0.0.1\"\nport = {}\n\n\
+         [[decks]]\ncarrier = \"Voice\"\nchannel = \"voice\"\npath = \"voice.csv\"\n",
+        dir.join("data").display().to_string(),
+        hash_key(ACME)?,
+        trunk.port(),
+    )?;
+    let config = dir.join("switchyard.toml");
+    std::fs::write(&config, toml)?;
+    // Two addresses announced: the API and where calls are placed from.
+    let gateway = Process::start(
+        &binary("switchyard-gateway", "switchyard")?,
+        &["serve", "--config", &config.display().to_string()],
+        2,
+    )?;
+    let api = gateway.address("listening")?;
+    let base = format!("http://{api}");
+
+    let mut tenant = http::Client::new(&api).with_bearer(ACME);
+    let r = tenant.post_json(
+        "/v1/messages",
+        &json!({"to": "+447400123456", "from": "+15550001111", "channel": "voice",
+                "body": "Hi", "voice": {"tts": true, "language": "en"}}),
+    )?;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()?["id"].as_str().context("no id")?.to_owned();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = tenant.get(&format!("/v1/messages/{id}"))?.json()?;
+        if m["status"] == "delivered" {
+            break;
+        }
+        if Instant::now() >= deadline || m["status"] == "failed" {
+            bail!("the call did not end answered within {WAIT:?}: {m}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let driver = chromedriver()?;
+    let client = browser(&driver, &dir.join("profile")).await?;
+    let outcome = async {
+        login(&client, &base, ACME).await?;
+        client.goto(&format!("{base}/ui/calls")).await?;
+        let table = client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("table#calls tbody tr"))
+            .await?
+            .text()
+            .await?;
+        for part in ["447400123456", "answered", "200", "Voice"] {
+            anyhow::ensure!(
+                table.contains(part),
+                "{part:?} not in the calls table: {table}"
+            );
+        }
+        shot(&client, &shots, "calls-one").await?;
+        client
+            .find(Locator::Css("table#calls tbody tr a"))
+            .await?
+            .click()
+            .await?;
+        client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("facts"))
+            .await?;
+        let disposition = text_of(&client, Locator::Id("disposition")).await;
+        anyhow::ensure!(
+            disposition.contains("answered"),
+            "disposition: {disposition}"
+        );
+        let facts = text_of(&client, Locator::Id("facts")).await;
+        anyhow::ensure!(facts.contains("Voice"), "the answering trunk: {facts}");
+        let attempts = text_of(&client, Locator::Id("attempts")).await;
+        anyhow::ensure!(
+            attempts.contains("Voice") && attempts.contains("200"),
+            "trunks tried: {attempts}"
+        );
+        shot(&client, &shots, "call-detail").await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    client.close().await?;
+    outcome
 }
 
 /// Pages link their assets by content hash; assets are cached for a year, a stale hash is not

@@ -231,7 +231,7 @@ pub(crate) async fn serve(
             let io = Idle::new(io, limits.idle_timeout)
                 .opening(OPENING_BYTES, limits.header_read_timeout);
             let io = TokioIo::new(io);
-            let service = TowerToHyperService::new(app);
+            let service = TowerToHyperService::new(WithPeer { app, peer });
             let conn = builder.serve_connection(io, service).into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, "HTTP connection ended: {e}");
@@ -244,6 +244,38 @@ pub(crate) async fn serve(
         .is_err()
     {
         tracing::warn!("HTTP connections still open after {drain:?}; closing them");
+    }
+}
+
+/// The address of the client a request came from (its connection's TCP peer), in every
+/// request's extensions: what the dashboard's sign-in limit counts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+/// The router, with the connection's [`Peer`] added to each request.
+#[derive(Clone)]
+struct WithPeer {
+    /// The routes.
+    app: Router,
+    /// The connection's peer.
+    peer: SocketAddr,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for WithPeer
+where
+    Router: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = <Router as tower_service::Service<axum::http::Request<B>>>::Response;
+    type Error = <Router as tower_service::Service<axum::http::Request<B>>>::Error;
+    type Future = <Router as tower_service::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(Peer(self.peer));
+        self.app.call(request)
     }
 }
 

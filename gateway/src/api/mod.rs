@@ -84,6 +84,20 @@ pub(crate) trait Authenticator: Send + Sync + 'static {
     fn is_operator(&self, _key: &str) -> bool {
         false
     }
+
+    /// As [`Authenticator::authenticate`], for the key whose SHA-256 hash is `hash` (what a
+    /// dashboard session keeps instead of the key). By default no hash authenticates.
+    fn authenticate_hash(
+        &self,
+        _hash: &switchyard_ops::config::ApiKeyHash,
+    ) -> Option<(Arc<str>, Scopes)> {
+        None
+    }
+
+    /// As [`Authenticator::is_operator`], for the key whose SHA-256 hash is `hash`.
+    fn is_operator_hash(&self, _hash: &switchyard_ops::config::ApiKeyHash) -> bool {
+        false
+    }
     /// The configuration the keys come from, when there is one (the dashboard's tenant
     /// settings page reads it; it is swapped with the keys on reload).
     fn config(&self) -> Option<Arc<switchyard_ops::config::Config>> {

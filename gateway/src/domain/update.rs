@@ -115,6 +115,8 @@ pub enum Update {
     Flow(super::FlowWrite),
     /// A contact is created, changed or deleted ([`Applied::Contact`] says how it went).
     Contact(super::ContactWrite),
+    /// A dashboard session is opened, seen or closed ([`Applied::Rows`]).
+    Session(super::SessionWrite),
 }
 
 /// New content for a scheduled message that is not due yet (SMPP replace_sm). Applied only
@@ -180,7 +182,7 @@ impl Update {
             | Update::SegmentRejected { id, .. }
             | Update::Call { id, .. } => Some(*id),
             Update::Replace(r) => Some(r.id),
-            Update::Flow(_) | Update::Contact(_) => None,
+            Update::Flow(_) | Update::Contact(_) | Update::Session(_) => None,
             Update::Receipt(_)
             | Update::Inbound(_)
             | Update::Mo(_)

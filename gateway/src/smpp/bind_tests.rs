@@ -213,6 +213,13 @@ impl Store for FakeStore {
         not_used()
     }
 
+    fn dashboard_session(
+        &self,
+        _: crate::domain::Sha256Hash,
+    ) -> BoxFuture<'_, Result<Option<crate::domain::DashboardSession>, StoreError>> {
+        not_used()
+    }
+
     fn flow(
         &self,
         _: &str,

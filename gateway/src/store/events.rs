@@ -34,6 +34,19 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
 }
 
+/// One endpoint's webhooks in the outbox, for one tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxTally {
+    /// Where to.
+    pub url: String,
+    /// Rows waiting for a retry.
+    pub waiting: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// The last error of the endpoint's newest row (waiting or dead), if it has one.
+    pub last_error: Option<String>,
+}
+
 /// Reads for events, webhooks, inbound messages and opt-outs.
 pub trait EventStore: Send + Sync + 'static {
     /// Events after `seq`, in log order, at most `limit`; only `tenant`'s when given.
@@ -74,6 +87,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Rows waiting for a retry (not dead).
     fn outbox_depth(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// `tenant`'s outbox rows counted per endpoint (exactly, from an index over
+    /// `(tenant, url, dead)`), by URL.
+    fn outbox_tally(&self, tenant: &str) -> BoxFuture<'_, Result<Vec<OutboxTally>, StoreError>>;
 
     /// Dead letters of `tenant` with ids above `after`, oldest first, at most `limit`.
     fn dead_letters(

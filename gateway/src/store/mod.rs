@@ -1,4 +1,5 @@
-//! Durable state: messages, their segments and status history, receipts, inbound messages.
+//! Durable state: messages, their segments and status history, receipts, inbound messages,
+//! and what else the gateway keeps (contacts, call records, the dashboard's sessions).
 //!
 //! One [`Store`] trait; the default implementation is embedded SQLite ([`sqlite::SqliteStore`]:
 //! WAL, `synchronous=FULL`); [`postgres::PostgresStore`] keeps the same tables in a PostgreSQL
@@ -33,6 +34,7 @@ use crate::domain::{
 };
 use crate::domain::{BatchSummary, IdempotencyRecord};
 use crate::domain::{Contact, ContactFilter, ContactId};
+use crate::domain::{DashboardSession, Sha256Hash};
 
 /// Why a store operation failed. Says whether retrying can help.
 #[derive(Debug, thiserror::Error)]
@@ -220,4 +222,14 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         filter: ContactFilter,
     ) -> BoxFuture<'_, Result<Vec<Contact>, StoreError>>;
+
+    /// The dashboard session whose id hashes to `id_hash`, expired or not (the caller
+    /// decides with its `expires_at`). Written with [`Update::Session`]; expired rows are
+    /// deleted by the next login.
+    ///
+    /// [`Update::Session`]: crate::domain::Update::Session
+    fn dashboard_session(
+        &self,
+        id_hash: Sha256Hash,
+    ) -> BoxFuture<'_, Result<Option<DashboardSession>, StoreError>>;
 }

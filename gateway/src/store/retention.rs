@@ -14,6 +14,9 @@
 //! - **cdrs**, **unmatched receipts**, **dead letters** (webhook outbox rows that gave up) and
 //!   **idempotency** keys: their rows, by their own time.
 //!
+//! Dashboard sessions are not a kind: they end by their own rules whatever the settings, and
+//! each sign-in deletes those that have ended ([`crate::domain::SessionWrite::Open`]).
+//!
 //! # Pacing
 //! A *round* visits every kind that has an age, one batch (at most `batch` records, one
 //! transaction) at a time, round-robin, until each has caught up; rounds start every

@@ -6,16 +6,17 @@
 //! `event: change` with the event's type as data (`message.delivered`), never the message
 //! itself, and the page's script (`live.js`) fetches the part of the page that shows it again.
 //!
-//! Bounded: at most [`super::session::MAX_STREAMS`] streams per session and the API's caps
-//! per tenant and in total (429 beyond, after which `EventSource` retries); a comment line
-//! every [`HEARTBEAT`] keeps proxies from closing an idle stream. A stream ends at logout at
-//! once, and within [`CHECK`] when its session expires or its key stops authenticating;
-//! without a session the answer is 204, which tells `EventSource` not to reconnect.
+//! Bounded: at most [`super::session::MAX_STREAMS`] streams per session on each node and the
+//! API's caps per tenant and in total (429 beyond, after which `EventSource` retries); a
+//! comment line every [`HEARTBEAT`] keeps proxies from closing an idle stream. A stream ends
+//! at once at a logout through its own node, and within [`CHECK`] (it reads its session in
+//! the store that often) when its session was closed through another node, expired, or its
+//! key stopped authenticating; without a session the answer is 204, which tells
+//! `EventSource` not to reconnect.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -23,34 +24,16 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
 use super::messages::Whose;
+use super::session::StreamSlot;
 use super::{UiError, UiState, Viewer};
+use crate::domain::now_ms;
 use crate::events::sse;
 
 /// A comment line this often while nothing happens.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-/// How often a stream checks that its session is still open and its key still valid.
-const CHECK: Duration = Duration::from_secs(5);
-
-/// A stream's place among its session's; given back when dropped.
-#[derive(Debug)]
-struct SessionSlot(Arc<AtomicUsize>);
-
-impl SessionSlot {
-    fn take(count: &Arc<AtomicUsize>) -> Option<SessionSlot> {
-        count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < super::session::MAX_STREAMS).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| SessionSlot(count.clone()))
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// How often a stream checks in the store that its session is still open and its key still
+/// valid (the heartbeat's period: one indexed read per stream per heartbeat).
+const CHECK: Duration = HEARTBEAT;
 
 /// `GET /ui/events`.
 pub(crate) async fn stream(
@@ -64,7 +47,7 @@ pub(crate) async fn stream(
         Err(e) => return Err(e),
     };
     let tenant = viewer.tenant(&state.app, q.tenant.as_deref().filter(|t| !t.is_empty()))?;
-    let Some(slot) = SessionSlot::take(&viewer.live.streams) else {
+    let Some(slot) = state.sessions.stream(&viewer.session) else {
         return Ok((
             StatusCode::TOO_MANY_REQUESTS,
             "this session has the most live-update streams open\n",
@@ -81,8 +64,8 @@ pub(crate) async fn stream(
         Ok(rx) => rx,
         Err(e) => return Ok((StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response()),
     };
-    let ended = viewer.live.ended.clone();
-    let mut check = tokio::time::interval(CHECK);
+    let ended = slot.ended.clone();
+    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + CHECK, CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watch = Watch {
         rx,
@@ -102,7 +85,7 @@ pub(crate) async fn stream(
                 }
                 _ = w.ended.cancelled() => return None,
                 _ = w.check.tick() => {
-                    if !w.still_open() {
+                    if !w.still_open().await {
                         return None;
                     }
                 }
@@ -126,40 +109,21 @@ struct Watch {
     state: UiState,
     /// The session's id.
     session: String,
-    /// Its place among the session's streams.
-    _slot: SessionSlot,
+    /// Its place among the session's streams on this node.
+    _slot: StreamSlot,
 }
 
 impl Watch {
-    /// The session is open, and its key still authenticates with the `read` scope.
-    fn still_open(&self) -> bool {
-        if !self.state.sessions.is_open(&self.session, Instant::now()) {
-            return false;
+    /// The session is open, and its key still authenticates with the `read` scope. A store
+    /// that cannot answer now does not end the stream: the next check asks again.
+    async fn still_open(&self) -> bool {
+        match self.state.sessions.check(&self.session, now_ms()).await {
+            Ok(Some(key)) => super::who(&self.state.app, &key).is_some_and(|w| super::may_view(&w)),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!("live updates: cannot read the session now: {e}");
+                true
+            }
         }
-        self.state
-            .sessions
-            .key(&self.session)
-            .and_then(|key| super::who(&self.state.app, &key))
-            .is_some_and(|who| match who {
-                super::Who::Operator => true,
-                super::Who::Tenant { scopes, .. } => scopes.contains(crate::api::Scope::Read),
-            })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_session_holds_a_bounded_number_of_streams() {
-        let count = Arc::new(AtomicUsize::new(0));
-        let slots: Vec<_> = (0..super::super::session::MAX_STREAMS)
-            .map(|_| SessionSlot::take(&count).unwrap())
-            .collect();
-        assert!(SessionSlot::take(&count).is_none());
-        drop(slots);
-        assert_eq!(count.load(Ordering::Acquire), 0);
-        assert!(SessionSlot::take(&count).is_some());
     }
 }

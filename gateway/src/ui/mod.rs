@@ -1,9 +1,10 @@
 //! The dashboard: server-rendered HTML at `/ui`, served by the API's listener.
 //!
 //! ## Layout
-//! - [`session`]: sessions (random id in a cookie, the key kept server-side, idle and absolute
-//!   expiry) and CSRF tokens.
-//! - [`login`]: `/ui/login` (an API key, tenant's or operator's), `/ui/logout`.
+//! - [`session`]: sessions (random id in a cookie; in the store, shared by every node, under
+//!   the id's hash with the key's hash; idle and absolute expiry) and CSRF tokens.
+//! - [`login`]: `/ui/login` (an API key, tenant's or operator's), `/ui/logout`;
+//!   [`throttle`]: the limit on failed sign-ins per client address.
 //! - [`overview`]: counts by status over the last hour and day, the last minutes' throughput,
 //!   binds up and queue depths; the counters refresh every few seconds (htmx polling).
 //! - [`messages`]: search by id, number and status with paging; a message with its history
@@ -30,8 +31,9 @@
 //! when `/ui/events` says something changed); every page works without JavaScript.
 //!
 //! ## Who sees what
-//! A session re-authenticates its key on every request, exactly as the API does
-//! ([`crate::api::Authenticator`]). A tenant's key sees its own tenant only and needs the `read`
+//! A session re-authenticates its key (by the key's hash, which is all it keeps) on every
+//! request against the keys the API accepts now ([`crate::api::Authenticator`]). A tenant's
+//! key sees its own tenant only and needs the `read`
 //! scope; without `send` and `admin` it is read-only: no form that changes anything is shown,
 //! and such POSTs are refused (403). Dead letters and changes to the opt-out list need
 //! `admin`, as in the API. An operator key sees every tenant, one at a time (`?tenant=`), and
@@ -51,10 +53,10 @@ pub(crate) mod optouts;
 pub(crate) mod overview;
 pub(crate) mod session;
 pub(crate) mod settings;
+pub(crate) mod throttle;
 pub(crate) mod webhooks;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -65,8 +67,11 @@ use axum::Router;
 use maud::html;
 
 use crate::api::{AppState, Scope, Scopes};
+use crate::domain::now_ms;
 use crate::store::StoreError;
 use session::Sessions;
+use switchyard_ops::config::ApiKeyHash;
+use throttle::LoginThrottle;
 
 /// The session cookie's name.
 const SESSION_COOKIE: &str = "switchyard_session";
@@ -78,8 +83,10 @@ const LOGIN_COOKIE: &str = "switchyard_login";
 pub(crate) struct UiState {
     /// The API's state: store, dispatcher, binds, keys.
     pub(crate) app: AppState,
-    /// Open sessions.
-    pub(crate) sessions: Arc<Sessions>,
+    /// Sessions (in the store) and this node's live-update streams of each.
+    pub(crate) sessions: Sessions,
+    /// Failed sign-ins per client address, on this node.
+    pub(crate) throttle: Arc<LoginThrottle>,
     /// The API is served over TLS: cookies get `Secure`.
     pub(crate) secure: bool,
 }
@@ -87,8 +94,9 @@ pub(crate) struct UiState {
 /// The dashboard's routes, merged into the API's router (see [`crate::api::router`]).
 pub(crate) fn router(app: AppState, secure: bool) -> Router {
     let state = UiState {
+        sessions: Sessions::new(app.store.clone()),
+        throttle: Arc::new(LoginThrottle::default()),
         app,
-        sessions: Arc::new(Sessions::default()),
         secure,
     };
     Router::new()
@@ -155,36 +163,34 @@ pub(crate) enum Who {
     Operator,
 }
 
-/// Authenticates `key` as the API does; `None` for an unknown key.
-pub(crate) fn who(state: &AppState, key: &str) -> Option<Who> {
+/// Authenticates the key whose hash is `key` as the API would the key; `None` for an unknown
+/// key.
+pub(crate) fn who(state: &AppState, key: &ApiKeyHash) -> Option<Who> {
     let auth = state.auth.load();
-    if auth.is_operator(key) {
+    if auth.is_operator_hash(key) {
         return Some(Who::Operator);
     }
-    auth.authenticate(key)
+    auth.authenticate_hash(key)
         .map(|(name, scopes)| Who::Tenant { name, scopes })
+}
+
+/// True when `who` may use the dashboard: an operator, or a tenant's key with `read`.
+pub(crate) fn may_view(who: &Who) -> bool {
+    match who {
+        Who::Operator => true,
+        Who::Tenant { scopes, .. } => scopes.contains(Scope::Read),
+    }
 }
 
 /// A request with an open session.
 #[derive(Debug, Clone)]
 pub(crate) struct Viewer {
-    /// The session's id (for logout).
+    /// The session's id (for logout and its live-update streams).
     pub(crate) session: String,
     /// The token its forms carry.
     pub(crate) csrf: Arc<str>,
     /// Who it is.
     pub(crate) who: Who,
-    /// The session's end (logout) and its open live-update streams.
-    pub(crate) live: LiveHandle,
-}
-
-/// What a live-update stream needs of its session.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LiveHandle {
-    /// Cancelled at logout.
-    pub(crate) ended: tokio_util::sync::CancellationToken,
-    /// Streams open now.
-    pub(crate) streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Viewer {
@@ -267,29 +273,21 @@ impl FromRequestParts<UiState> for Viewer {
         let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(missing);
         };
-        let Some(session) = state.sessions.touch(id, Instant::now()) else {
+        let Some(session) = state.sessions.touch(id, now_ms()).await? else {
             return Err(missing);
         };
-        let Some(who) = who(&state.app, &session.key) else {
-            // The key was removed by a reload: the session ends with it.
-            state.sessions.close(id);
-            return Err(missing);
-        };
-        if let Who::Tenant { scopes, .. } = &who {
-            if !scopes.contains(Scope::Read) {
-                state.sessions.close(id);
-                return Err(missing);
+        match who(&state.app, &session.key) {
+            Some(who) if may_view(&who) => Ok(Viewer {
+                session: id.to_owned(),
+                csrf: session.csrf,
+                who,
+            }),
+            _ => {
+                // The key was removed by a reload or lost `read`: the session ends with it.
+                state.sessions.close(id).await?;
+                Err(missing)
             }
         }
-        Ok(Viewer {
-            session: id.to_owned(),
-            csrf: session.csrf,
-            who,
-            live: LiveHandle {
-                ended: session.ended,
-                streams: session.streams,
-            },
-        })
     }
 }
 
@@ -387,7 +385,6 @@ mod tests {
             session: "s".repeat(32),
             csrf: Arc::from("c".repeat(32)),
             who,
-            live: LiveHandle::default(),
         }
     }
 

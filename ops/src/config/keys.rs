@@ -4,8 +4,8 @@
 //! `"sha256:" + hex(SHA-256(key))`; a leaked config file therefore leaks no usable key. Because
 //! keys are high-entropy, an unsalted fast hash is enough (nothing to brute-force).
 //!
-//! `locate_key`, behind [`super::Config::find_key`] and [`super::Config::is_operator_key`],
-//! hashes the presented key once and compares it with *every* stored hash using [`subtle`],
+//! `locate_hash`, behind [`super::Config::find_key`] and [`super::Config::is_operator_key`]
+//! (which hash the presented key once), compares it with *every* stored hash using [`subtle`],
 //! without an early exit, so the time taken depends only on how many keys are configured,
 //! never on which key matched or how many bytes of it were right.
 
@@ -54,6 +54,11 @@ impl ApiKeyHash {
         }
     }
 
+    /// The hash whose bytes are `bytes` (as [`ApiKeyHash::as_bytes`] gave them).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The 32 hash bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -94,18 +99,19 @@ pub fn generate_api_key() -> String {
     key
 }
 
-/// Where the key `presented` is among `lists` of stored hashes (one list per owner: each
-/// tenant, or the operator): the list's index and the hash's index in it.
+/// Where the key whose hash is `wanted` is among `lists` of stored hashes (one list per
+/// owner: each tenant, or the operator): the list's index and the hash's index in it. Callers
+/// hash a presented key once ([`ApiKeyHash::of_key`]); the dashboard's sessions keep only the
+/// hash of the key they were opened with and ask with that.
 ///
-/// Hashes `presented` once, then compares it with every hash of every list in constant time,
-/// with no early exit: the time taken depends only on how many hashes there are, never on
-/// which one matched or how many bytes of it were right. Validation keeps stored hashes
-/// unique across lists, so at most one matches.
-pub(crate) fn locate_key<'a>(
-    presented: &str,
+/// Compares `wanted` with every hash of every list in constant time, with no early exit: the
+/// time taken depends only on how many hashes there are, never on which one matched or how
+/// many bytes of it were right. Validation keeps stored hashes unique across lists, so at most
+/// one matches.
+pub(crate) fn locate_hash<'a>(
+    wanted: &ApiKeyHash,
     lists: impl IntoIterator<Item = &'a [ApiKeyHash]>,
 ) -> Option<(usize, usize)> {
-    let wanted = ApiKeyHash::of_key(presented);
     let mut found = subtle::Choice::from(0);
     let mut index = 0u32;
     let mut key = 0u32;
@@ -113,7 +119,7 @@ pub(crate) fn locate_key<'a>(
         // List counts fit u32 (a config file with 4 billion tenants cannot be loaded).
         let i = u32::try_from(i).unwrap_or(u32::MAX);
         for (k, hash) in hashes.iter().enumerate() {
-            let hit = hash.ct_eq(&wanted);
+            let hit = hash.ct_eq(wanted);
             index.conditional_assign(&i, hit);
             // Key counts per tenant are small; u32 as above.
             let k = u32::try_from(k).unwrap_or(u32::MAX);

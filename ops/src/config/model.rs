@@ -15,7 +15,7 @@ use switchyard_routing::{
     Prefix, QualityClass, ScoringConfig,
 };
 
-use super::keys::{locate_key, ApiKeyHash};
+use super::keys::{locate_hash, ApiKeyHash};
 
 pub use super::redacted::{Redacted, REDACTED};
 
@@ -104,8 +104,13 @@ impl Config {
     /// The tenant owning `presented` and what that key may do ([`Tenant::api_key_scopes`];
     /// every scope for a plain hash). Same constant-time comparison as [`Config::find_tenant`].
     pub fn find_key(&self, presented: &str) -> Option<(&Tenant, Scopes)> {
+        self.find_key_hash(&ApiKeyHash::of_key(presented))
+    }
+
+    /// As [`Config::find_key`], for the key whose hash is `hash`.
+    pub fn find_key_hash(&self, hash: &ApiKeyHash) -> Option<(&Tenant, Scopes)> {
         let lists = self.tenants.iter().map(|t| t.api_keys.as_slice());
-        let (index, key) = locate_key(presented, lists)?;
+        let (index, key) = locate_hash(hash, lists)?;
         let tenant = self.tenants.get(index)?;
         let scopes = tenant
             .api_key_scopes
@@ -118,7 +123,12 @@ impl Config {
     /// True when `presented` is one of the operator's keys (`[operator] api_keys`). Compares
     /// against every operator hash in constant time, as [`Config::find_key`] does.
     pub fn is_operator_key(&self, presented: &str) -> bool {
-        locate_key(presented, [self.operator.api_keys.as_slice()]).is_some()
+        self.is_operator_key_hash(&ApiKeyHash::of_key(presented))
+    }
+
+    /// As [`Config::is_operator_key`], for the key whose hash is `hash`.
+    pub fn is_operator_key_hash(&self, hash: &ApiKeyHash) -> bool {
+        locate_hash(hash, [self.operator.api_keys.as_slice()]).is_some()
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::OptOut;
 use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OutboxEntry};
+use crate::store::events::{EventStore, OutboxEntry, OutboxTally};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -511,6 +511,36 @@ impl EventStore for PostgresStore {
                         .await?,
                     0,
                 )
+            })
+        })
+    }
+
+    fn outbox_tally(&self, tenant: &str) -> BoxFuture<'_, Result<Vec<OutboxTally>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                // The grouping reads the tenant's range of `webhook_outbox_tenant` (an
+                // index-only scan once the table is vacuumed); the newest row of each
+                // endpoint is then one lookup by its id.
+                let rows = db
+                    .query(
+                        "SELECT g.url, g.waiting, g.dead, \
+                           (SELECT o.last_error FROM webhook_outbox o WHERE o.id = g.newest) \
+                         FROM (SELECT url, count(*) FILTER (WHERE NOT dead) AS waiting, \
+                                 count(*) FILTER (WHERE dead) AS dead, max(id) AS newest \
+                               FROM webhook_outbox WHERE tenant = $1 GROUP BY url) AS g \
+                         ORDER BY g.url",
+                        &[&tenant],
+                    )
+                    .await?;
+                all(&rows, |r| {
+                    Ok(OutboxTally {
+                        url: r.try_get(0)?,
+                        waiting: count(r, 1)?,
+                        dead: count(r, 2)?,
+                        last_error: r.try_get(3)?,
+                    })
+                })
             })
         })
     }

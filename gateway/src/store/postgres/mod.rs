@@ -9,7 +9,7 @@
 //!   each, one commit.
 //! - [`apply`]: what an insert or an update does inside that transaction; [`inbound`]: inbound
 //!   messages and the MO parts held for reassembly; [`flows`], [`calls`], [`tenancy`]: flows,
-//!   call records, batches and idempotency keys.
+//!   call records, batches and idempotency keys; [`sessions`]: the dashboard's sessions.
 //! - [`receipts`]: matching receipts to segments by the carrier's message id.
 //! - [`retention`]: what the writer deletes between its batches once it is old
 //!   ([`PostgresOptions::retention`]).
@@ -62,6 +62,7 @@ mod receipts;
 mod retention;
 mod rollups;
 mod schema;
+mod sessions;
 mod tenancy;
 mod writer;
 
@@ -727,6 +728,13 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |db| Box::pin(async move { contacts::list(db, &tenant, &filter).await }))
+    }
+
+    fn dashboard_session(
+        &self,
+        id_hash: crate::domain::Sha256Hash,
+    ) -> BoxFuture<'_, Result<Option<crate::domain::DashboardSession>, StoreError>> {
+        self.read(move |db| Box::pin(async move { sessions::get(db, &id_hash).await }))
     }
 
     fn message_rollups(

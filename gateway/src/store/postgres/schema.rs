@@ -358,6 +358,20 @@ ALTER TABLE inbound ADD COLUMN data_coding BIGINT;
 ALTER TABLE inbound ADD COLUMN udh BYTEA;
 ALTER TABLE mo_parts ADD COLUMN udh BYTEA;
 "#,
+    // v9: the dashboard's sessions, shared by every node; the webhook outbox counted per
+    // tenant and endpoint from an index (as the SQLite store's version 19; `id` is part of
+    // the index here, where SQLite's indexes carry the rowid anyway).
+    r#"
+CREATE TABLE dashboard_sessions (
+    id_hash    BYTEA   PRIMARY KEY,
+    key_hash   BYTEA   NOT NULL,
+    created_at BIGINT  NOT NULL,
+    seen_at    BIGINT  NOT NULL,
+    expires_at BIGINT  NOT NULL
+);
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+CREATE INDEX webhook_outbox_tenant ON webhook_outbox (tenant, url, dead, id);
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

@@ -1,7 +1,7 @@
 //! Tests of what only the PostgreSQL store has, against the test process's cluster
 //! ([`super::harness`]): migrations by nodes starting together, the event log's order with
 //! several nodes writing at once, group commit, `close`, errors when the database is out of
-//! reach or a connection is lost, and retention.
+//! reach or a connection is lost, retention, and the indexes the dashboard's queries use.
 //!
 //! What every backend does through the [`Store`] and [`crate::store::events::EventStore`]
 //! traits is tested by the store suite (`crate::store::suite`), which runs against this store
@@ -888,4 +888,48 @@ async fn tls_to_the_database_verifies_the_server_certificate() {
         text.contains("certificate") || text.contains("TLS"),
         "{text}"
     );
+}
+
+/// The webhooks page's count per endpoint, the session lookup and the purge of expired
+/// sessions use their indexes (sequential scans ruled out, as a large table would rule them
+/// out).
+#[tokio::test]
+async fn the_dashboards_queries_use_their_indexes() {
+    let conninfo = fresh_database().await;
+    drop(open(&conninfo).await);
+    let db = sql(&conninfo).await;
+    db.batch_execute(
+        "INSERT INTO webhook_outbox (seq, tenant, url, attempts, first_at, next_at, dead) \
+         SELECT n, 't' || (n % 50), 'http://x/' || (n % 7), 1, 0, n, n % 3 = 0 \
+         FROM generate_series(1, 5000) AS n",
+    )
+    .await
+    .unwrap();
+    db.batch_execute("ANALYZE webhook_outbox").await.unwrap();
+    db.batch_execute("SET enable_seqscan = off").await.unwrap();
+    let plan = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.query(&format!("EXPLAIN {sql}"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let tally = plan(
+        "SELECT url, count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead), max(id) \
+         FROM webhook_outbox WHERE tenant = 't1' GROUP BY url",
+    )
+    .await;
+    assert!(
+        tally.contains("webhook_outbox_tenant") && !tally.contains("Seq Scan"),
+        "{tally}"
+    );
+    let session = plan("SELECT key_hash FROM dashboard_sessions WHERE id_hash = '\\x00'").await;
+    assert!(session.contains("dashboard_sessions_pkey"), "{session}");
+    let expired = plan("DELETE FROM dashboard_sessions WHERE expires_at <= 5").await;
+    assert!(expired.contains("dashboard_sessions_expiry"), "{expired}");
 }

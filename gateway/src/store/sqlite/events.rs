@@ -14,7 +14,7 @@ use crate::domain::OptOut;
 use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OutboxEntry};
+use crate::store::events::{EventStore, OutboxEntry, OutboxTally};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -430,6 +430,31 @@ impl EventStore for SqliteStore {
         self.read(|conn| {
             conn.prepare_cached("SELECT count(*) FROM webhook_outbox WHERE dead = 0")?
                 .query_row([], |row| row.get(0))
+        })
+    }
+
+    fn outbox_tally(&self, tenant: &str) -> BoxFuture<'_, Result<Vec<OutboxTally>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            // The grouping reads only `webhook_outbox_tenant` (tenant, url, dead and the rowid);
+            // the newest row of each endpoint is then one lookup by its id.
+            conn.prepare_cached(
+                "SELECT g.url, g.waiting, g.dead, \
+                   (SELECT o.last_error FROM webhook_outbox o WHERE o.id = g.newest) \
+                 FROM (SELECT url, sum(dead = 0) AS waiting, sum(dead = 1) AS dead, \
+                         max(id) AS newest \
+                       FROM webhook_outbox WHERE tenant = ?1 GROUP BY url) AS g \
+                 ORDER BY g.url",
+            )?
+            .query_map([tenant], |row| {
+                Ok(OutboxTally {
+                    url: row.get(0)?,
+                    waiting: row.get(1)?,
+                    dead: row.get(2)?,
+                    last_error: row.get(3)?,
+                })
+            })?
+            .collect()
         })
     }
 

@@ -7,6 +7,7 @@
 //! - [`apply`]: what an insert or an update does inside that transaction; [`inbound`]: inbound
 //!   messages and the MO parts held for reassembly.
 //! - [`receipts`]: matching receipts to segments by the carrier's message id.
+//! - [`sessions`]: the dashboard's sessions.
 //! - [`read`]: reads on a small pool of read-only connections, run with `spawn_blocking`.
 //! - [`retention`]: what the writer deletes between its commits once it is old.
 //! - `harness` (test builds): a store in a folder of its own, for the store suite and `tests`.
@@ -33,6 +34,7 @@ mod receipts;
 mod retention;
 mod rollups;
 mod schema;
+mod sessions;
 mod tenancy;
 mod writer;
 
@@ -487,6 +489,13 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<crate::domain::Contact>, StoreError>> {
         let tenant = tenant.to_owned();
         self.read(move |conn| contacts::list(conn, &tenant, &filter))
+    }
+
+    fn dashboard_session(
+        &self,
+        id_hash: crate::domain::Sha256Hash,
+    ) -> BoxFuture<'_, Result<Option<crate::domain::DashboardSession>, StoreError>> {
+        self.read(move |conn| sessions::get(conn, &id_hash))
     }
 
     fn message_rollups(

@@ -56,6 +56,11 @@
 //! - (v18) `inbound.data_coding` and `inbound.udh`: a binary inbound message's data_coding
 //!   (NULL for text) and user data header; `mo_parts.udh`, a held part's IEs other than
 //!   concatenation.
+//! - (v19) `dashboard_sessions`: the dashboard's sessions
+//!   ([`crate::domain::DashboardSession`]), keyed by the SHA-256 of the session id, with the
+//!   SHA-256 of the API key, never either secret; `dashboard_sessions_expiry` for deleting the
+//!   expired ones. `webhook_outbox_tenant`: `(tenant, url, dead)` (and the rowid, `id`), so a
+//!   tenant's webhooks waiting and given up are counted per endpoint from the index alone.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -441,6 +446,19 @@ CREATE INDEX contacts_rcs ON contacts (tenant, rcs) WHERE rcs IS NOT NULL;
 ALTER TABLE inbound ADD COLUMN data_coding INTEGER;
 ALTER TABLE inbound ADD COLUMN udh BLOB;
 ALTER TABLE mo_parts ADD COLUMN udh BLOB;
+"#,
+    // v19: the dashboard's sessions, kept across restarts; the webhook outbox counted per
+    // tenant and endpoint from an index.
+    r#"
+CREATE TABLE dashboard_sessions (
+    id_hash    BLOB    PRIMARY KEY,
+    key_hash   BLOB    NOT NULL,
+    created_at INTEGER NOT NULL,
+    seen_at    INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+CREATE INDEX webhook_outbox_tenant ON webhook_outbox (tenant, url, dead);
 "#,
 ];
 

@@ -192,6 +192,19 @@ async fn hot_queries_use_their_indexes() {
             "SELECT id FROM unmatched_receipts WHERE carrier = 'a' AND key_alternate = 'x' AND received_at >= 0",
             "unmatched_alternate (carrier=? AND key_alternate=?)",
         ),
+        (
+            "SELECT url, sum(dead = 0), sum(dead = 1), max(id) FROM webhook_outbox \
+             WHERE tenant = 'a' GROUP BY url",
+            "COVERING INDEX webhook_outbox_tenant (tenant=?)",
+        ),
+        (
+            "SELECT key_hash FROM dashboard_sessions WHERE id_hash = x'00'",
+            "PRIMARY KEY (id_hash=?)",
+        ),
+        (
+            "SELECT id_hash FROM dashboard_sessions WHERE expires_at <= 5",
+            "dashboard_sessions_expiry (expires_at<?)",
+        ),
     ];
     for (sql, index) in cases {
         let plan = plan(sql);

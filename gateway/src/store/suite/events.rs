@@ -242,6 +242,65 @@ pub(crate) async fn outbox_rows_are_retried_deferred_and_done(h: &mut dyn Harnes
     assert_eq!(store.dead_letters("a", 0, 10).await.unwrap().len(), 2);
 }
 
+pub(crate) async fn outbox_rows_are_counted_per_tenant_and_endpoint(h: &mut dyn Harness) {
+    use crate::store::events::OutboxTally;
+    let store = h.store();
+    let add = |seq: i64, tenant: &str, url: &str, error: Option<&str>, dead: bool| {
+        Update::Events(EventWrite::OutboxAdd {
+            seq,
+            tenant: tenant.into(),
+            url: url.into(),
+            attempts: 1,
+            first_at: T0,
+            next_at: T0 + seq,
+            error: error.map(Into::into),
+            dead,
+        })
+    };
+    assert!(store.outbox_tally("a").await.unwrap().is_empty());
+    // More rows than one page of anything, over two tenants.
+    let mut writes = Vec::new();
+    for seq in 0..300 {
+        writes.push(add(seq, "a", "http://one/", Some("HTTP 500"), seq % 3 == 0));
+        writes.push(add(1000 + seq, "b", "http://one/", None, false));
+    }
+    writes.push(add(2000, "a", "http://two/", None, true));
+    writes.push(add(2001, "a", "http://one/", Some("HTTP 503"), false));
+    store.apply(writes).await.unwrap();
+    let tally = store.outbox_tally("a").await.unwrap();
+    assert_eq!(
+        tally,
+        vec![
+            OutboxTally {
+                url: "http://one/".into(),
+                waiting: 201,
+                dead: 100,
+                last_error: Some("HTTP 503".into()),
+            },
+            OutboxTally {
+                url: "http://two/".into(),
+                waiting: 0,
+                dead: 1,
+                last_error: None,
+            },
+        ]
+    );
+    let b = store.outbox_tally("b").await.unwrap();
+    assert_eq!((b.len(), b[0].waiting, b[0].dead), (1, 300, 0));
+    assert!(store.outbox_tally("c").await.unwrap().is_empty());
+    // A retry that gives up moves a row from waiting to dead.
+    let due = store.outbox_due(T0 + 1, 1).await.unwrap();
+    store
+        .apply(vec![Update::Events(EventWrite::OutboxDead {
+            id: due[0].id,
+            error: "HTTP 410".into(),
+        })])
+        .await
+        .unwrap();
+    let one = &store.outbox_tally("a").await.unwrap()[0];
+    assert_eq!((one.waiting, one.dead), (200, 101));
+}
+
 pub(crate) async fn named_cursors_only_move_forward_each_on_its_own(h: &mut dyn Harness) {
     let store = h.store();
     assert_eq!(store.cursor().await.unwrap(), None);

@@ -9,7 +9,8 @@
 //!   [`inbound`] (MO messages, held parts, keywords), [`events`] (the event log, the webhook
 //!   outbox, cursors, opt-outs), [`calls`] (the SIP proxy's call records), [`contacts`]
 //!   (contacts, their upserts by external id), [`tenancy`] (idempotency keys, batches,
-//!   quotas), [`flows`] (flows and a recipient's history),
+//!   quotas), [`flows`] (flows and a recipient's history), [`sessions`] (the dashboard's
+//!   sessions),
 //!   [`rollups`] (the analytics rollups written with the changes they count).
 //!
 //! # Running it against a backend
@@ -40,6 +41,7 @@ pub(crate) mod messages;
 pub(crate) mod receipts;
 pub(crate) mod recovery;
 pub(crate) mod rollups;
+pub(crate) mod sessions;
 pub(crate) mod tenancy;
 pub(crate) mod updates;
 
@@ -120,6 +122,7 @@ macro_rules! store_suite {
                 final_events_skip_the_rest_and_say_how_far_they_read,
                 outbox_rows_retry_die_and_replay,
                 outbox_rows_are_retried_deferred_and_done,
+                outbox_rows_are_counted_per_tenant_and_endpoint,
                 named_cursors_only_move_forward_each_on_its_own,
                 opt_outs_are_added_removed_and_paged_per_tenant,
             }
@@ -139,6 +142,10 @@ macro_rules! store_suite {
                 rollups_count_each_status_reached_once,
                 a_failed_request_adds_nothing_to_the_rollups,
                 call_rollups_sum_the_detail_records,
+            }
+            sessions {
+                sessions_are_opened_seen_closed_and_survive_a_restart,
+                a_login_deletes_expired_sessions_and_is_refused_when_too_many_are_open,
             }
             tenancy {
                 request_records_commit_with_their_messages,
