@@ -167,6 +167,9 @@ pub async fn start(
         None => crate::cluster::Leases::single(),
     };
     let webhook_lease = leases.lease(crate::cluster::WEBHOOKS);
+    // Where this node starts following the others' opt-out changes: read before the list,
+    // so a change committed in between is read again, never missed.
+    let opt_outs_from = event_store.opt_out_changes_end().await?;
     let opt_outs = Arc::new(OptOuts::load(event_store.all_opt_outs().await?));
     let directory: SharedDirectory =
         Arc::new(ArcSwap::from_pointee(Directory::from_config(&config)));
@@ -190,6 +193,14 @@ pub async fn start(
             .clone()
             .run_scheduler(store.clone(), shutdown_rx.clone()),
     );
+    if let OpenedStore::Postgres(_) = &opened {
+        tokio::spawn(crate::admission::optout::follow(
+            opt_outs.clone(),
+            event_store.clone(),
+            opt_outs_from,
+            shutdown_rx.clone(),
+        ));
+    }
     let windows = Arc::new(crate::admission::windows::Windows::load(
         directory.clone(),
         event_store
@@ -264,8 +275,9 @@ pub async fn start(
         config.sse.clone(),
     );
     let hub = Arc::new(match &opened {
-        // Status changes other nodes apply reach this node's flows through the log.
-        OpenedStore::Postgres(_) => hub.with_follow(applied_tx.clone()),
+        // Status changes other nodes apply reach this node's flows, and the chat inbound
+        // messages they store its messaging windows, through the log.
+        OpenedStore::Postgres(_) => hub.with_follow(applied_tx.clone(), windows.clone()),
         OpenedStore::Sqlite(_) => hub,
     });
     let event_tasks = hub.start(webhook_lease, shutdown_rx.clone()).await?;

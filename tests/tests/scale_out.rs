@@ -5,7 +5,8 @@
 //! exactly once. An ESME bound to both nodes gets each receipt once. A carrier's one bind
 //! serves both nodes (the other hands its messages over through the database) and moves to
 //! the survivor when its holder dies. Multipart MO messages whose parts arrive over binds of
-//! different nodes are joined once.
+//! different nodes are joined once. An opt-out made through one node (a STOP on its bind, or
+//! its API) blocks the other node's sends within a second or two, and its removal frees them.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -569,4 +570,98 @@ fn multipart_mo_split_over_two_nodes_is_joined_once() {
         started.elapsed().as_secs_f64()
     );
     assert!(joined >= 1.0, "no message had parts on both nodes");
+}
+
+#[test]
+fn an_opt_out_made_through_one_node_blocks_the_sends_of_the_other() {
+    const NUMBER: &str = "+447000000003";
+    let url = switchyard_tests::postgres::create_database("e2e").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let node = |name: &str, id: u8| {
+        let dir = TempDir::new(name).unwrap();
+        let config = GatewayConfig {
+            tenants: Vec::new(),
+            // One bind: MO arrives on node A only.
+            carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 1, 16)],
+            store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
+            extra: format!(
+                "[[tenants]]\nname = \"one\"\napi_keys = [{:?}]\nnumbers = [{NUMBER:?}]\n\n\
+                 [node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n",
+                hash_key(KEY).unwrap(),
+            ),
+            ..GatewayConfig::default()
+        }
+        .write(&dir.path)
+        .unwrap();
+        (Gateway::start(&config).unwrap(), dir)
+    };
+    let (a, _dir_a) = node("optout-node-a", 1);
+    a.wait_ready(Duration::from_secs(30)).unwrap();
+    let (b, _dir_b) = node("optout-node-b", 2);
+    b.wait_ready(Duration::from_secs(30)).unwrap();
+    let (mut on_a, mut on_b) = (
+        Client::new(&a.api).with_bearer(KEY),
+        Client::new(&b.api).with_bearer(KEY),
+    );
+    let send = |c: &mut Client, to: &str| -> u16 {
+        c.post_json(
+            "/v1/messages",
+            &json!({"to": to, "from": NUMBER, "body": "hi"}),
+        )
+        .unwrap()
+        .status
+    };
+    let within = |what: &str, c: &mut Client, to: &str, status: u16| {
+        let started = std::time::Instant::now();
+        wait_for(
+            what,
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || Ok((send(c, to) == status).then_some(())),
+        )
+        .unwrap();
+        println!("{what} after {} ms", started.elapsed().as_millis());
+    };
+    // Both nodes loaded the (empty) list before any of this.
+    assert_eq!(send(&mut on_b, "+447400123456"), 202);
+    assert_eq!(send(&mut on_a, "+447400123457"), 202);
+
+    // A STOP received on node A's bind blocks node B's sends from that number.
+    let mo = |text: &str| {
+        let body =
+            json!({"system_id": "alpha", "from": "+447400123456", "to": NUMBER, "text": text});
+        switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+            .unwrap();
+    };
+    mo("STOP");
+    within(
+        "node B refuses after a STOP on node A",
+        &mut on_b,
+        "+447400123456",
+        422,
+    );
+    mo("START");
+    within(
+        "node B sends again after START",
+        &mut on_b,
+        "+447400123456",
+        202,
+    );
+
+    // An opt-out added through node B's API blocks node A; its removal through B frees A.
+    let r = on_b
+        .post_json("/v1/opt-outs", &json!({"number": "+447400123457"}))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    within(
+        "node A refuses after node B's API",
+        &mut on_a,
+        "+447400123457",
+        422,
+    );
+    let r = on_b
+        .request("DELETE", "/v1/opt-outs/%2B447400123457", &[], None)
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    within("node A sends again", &mut on_a, "+447400123457", 202);
 }

@@ -1,19 +1,34 @@
 //! The opt-out list: who asked a tenant (or one of its numbers) to stop sending.
 //!
 //! The list is durable in the store (`opt_outs`) and mirrored in memory, loaded at start and
-//! updated on every write, because [`OptOuts::check`] runs for every message sent: one read lock and two
-//! hash probes, no store round trip.
+//! updated on every write, because [`OptOuts::check`] runs for every message sent: one read
+//! lock and two hash probes, no store round trip. Nodes sharing a PostgreSQL store also
+//! follow each other's writes ([`follow`]): every change is noted in the store, and each node
+//! reads the changed recipients' entries again within a second ([`FOLLOW_EVERY`]), so a STOP
+//! received or an opt-out added through any node blocks the sends of every node.
 //!
 //! An entry is (tenant, recipient, sender): a STOP sent to one of the tenant's numbers blocks
 //! that number only; STOPALL, and entries added through the API without `from`, use the sender
 //! `*` and block every sender of the tenant. Numbers are kept without `+`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
+use tokio::sync::watch;
 
 use super::Refusal;
 use crate::domain::{OptOut, ALL_SENDERS};
+use crate::store::events::EventStore;
+
+/// How often a node reads the opt-out changes of the nodes it shares the store with.
+pub(crate) const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// Changes read at once.
+const FOLLOW_BATCH: usize = 1_000;
+/// A node that could not read the changes for this long loads the whole list again (the
+/// store keeps changes for a day).
+const RELOAD_AFTER: Duration = Duration::from_secs(3_600);
 
 /// The in-memory mirror: tenant → recipient → senders.
 #[derive(Debug, Default)]
@@ -69,6 +84,24 @@ impl OptOuts {
         }
     }
 
+    /// Replaces the entries of `recipient` with `senders` as the store has them now (none:
+    /// it has no opt-out left with `tenant`): how another node's change reaches this list.
+    pub(crate) fn set(&self, tenant: &str, recipient: &str, senders: Vec<String>) {
+        let mut map = self.map.write();
+        if senders.is_empty() {
+            if let Some(t) = map.get_mut(tenant) {
+                t.remove(recipient);
+                if t.is_empty() {
+                    map.remove(tenant);
+                }
+            }
+            return;
+        }
+        map.entry(tenant.to_owned())
+            .or_default()
+            .insert(recipient.to_owned(), senders);
+    }
+
     /// Entries in memory (for metrics and tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -99,6 +132,63 @@ impl OptOuts {
         }
         Ok(())
     }
+}
+
+/// Keeps `list` equal to the store's as other nodes change it, from change `from` (read
+/// before the list was loaded, so nothing between is missed; a change read twice sets the
+/// same entries again) until `shutdown`. Only a store several nodes write has changes to
+/// follow (PostgreSQL).
+pub(crate) async fn follow(
+    list: Arc<OptOuts>,
+    store: Arc<dyn EventStore>,
+    mut from: i64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut read_at = std::time::Instant::now();
+    loop {
+        if read_at.elapsed() >= RELOAD_AFTER {
+            match reload(&list, store.as_ref()).await {
+                Ok(end) => {
+                    from = end;
+                    read_at = std::time::Instant::now();
+                }
+                Err(e) => tracing::warn!("loading the opt-out list again failed: {e}"),
+            }
+        }
+        // Read again at once while there were changes: more may be waiting.
+        let more = match store.opt_out_changes_after(from, FOLLOW_BATCH).await {
+            Ok((last, changed)) => {
+                read_at = std::time::Instant::now();
+                for e in changed {
+                    list.set(&e.tenant, &e.recipient, e.senders);
+                }
+                let more = last > from;
+                from = last;
+                more
+            }
+            Err(e) => {
+                tracing::warn!("reading the opt-out changes of other nodes failed: {e}");
+                false
+            }
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        if !more {
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Loads the whole list again; returns the change it is current with.
+async fn reload(list: &OptOuts, store: &dyn EventStore) -> Result<i64, crate::store::StoreError> {
+    let end = store.opt_out_changes_end().await?;
+    let fresh = OptOuts::load(store.all_opt_outs().await?);
+    *list.map.write() = std::mem::take(&mut *fresh.map.write());
+    Ok(end)
 }
 
 #[cfg(test)]

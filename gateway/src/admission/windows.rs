@@ -7,7 +7,9 @@
 //!
 //! Like the opt-out list, the last inbound time per (tenant, channel, address) is mirrored in
 //! memory, because [`Windows::check`] runs on the send path: loaded at start from the last
-//! day's chat inbound messages, then updated once each inbound message is committed.
+//! day's chat inbound messages, then updated once each inbound message is committed. Nodes
+//! sharing a PostgreSQL store also note the inbound messages the others store, as their event
+//! pumps read them from the shared log (within the pump's poll, a fraction of a second).
 
 use std::collections::HashMap;
 
@@ -52,17 +54,25 @@ impl Windows {
 
     /// Notes a committed inbound message: it opens (or extends) its sender's window.
     pub(crate) fn record(&self, m: &InboundMessage) {
-        let Some(tenant) = &m.tenant else { return };
-        if !matches!(m.channel, Channel::Whatsapp | Channel::Messenger) {
+        if let Some(tenant) = &m.tenant {
+            self.note(tenant, m.channel, &m.from, m.received_at);
+        }
+    }
+
+    /// Notes that `from` wrote to `tenant` on `channel` at `at` (a message this node stored,
+    /// or one another node sharing the store did, read from the event log): it opens (or
+    /// extends) that person's window. Noting a message twice changes nothing.
+    pub(crate) fn note(&self, tenant: &str, channel: Channel, from: &str, at: UnixMs) {
+        if !matches!(channel, Channel::Whatsapp | Channel::Messenger) {
             return;
         }
-        let key = (tenant.clone(), m.channel, number_key(&m.from));
+        let key = (tenant.to_owned(), channel, number_key(from));
         let mut last = self.last.write();
-        let at = last.entry(key).or_insert(m.received_at);
-        *at = (*at).max(m.received_at);
+        let newest = last.entry(key).or_insert(at);
+        *newest = (*newest).max(at);
         let mut pruned_at = self.pruned_at.write();
         if last.len() >= *pruned_at * 2 {
-            let open_since = m.received_at.saturating_sub(WINDOW_MS);
+            let open_since = at.saturating_sub(WINDOW_MS);
             last.retain(|_, at| *at >= open_since);
             *pruned_at = last.len().max(1024);
         }

@@ -12,6 +12,7 @@ use super::sse::Streams;
 use super::webhook::Webhooks;
 use super::Rendered;
 use crate::admission::optout::OptOuts;
+use crate::admission::windows::Windows;
 use crate::cluster::Lease;
 use crate::domain::{Applied, EventWrite, SharedDirectory, Status};
 use crate::store::events::EventStore;
@@ -43,6 +44,9 @@ pub(crate) struct Hub {
     /// shared: a status change applied by another node (a receipt on its bind) reaches this
     /// node's flows only through the log.
     pub(crate) follow: Option<tokio::sync::mpsc::UnboundedSender<Applied>>,
+    /// The messaging windows, told of the chat inbound messages read from the log when the
+    /// store is shared: another node's inbound message opens a window here too.
+    pub(crate) windows: Option<Arc<Windows>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -69,15 +73,20 @@ impl Hub {
             streams: Arc::new(Streams::new(sse)),
             webhooks,
             follow: None,
+            windows: None,
         }
     }
 
-    /// Sends every outbound status change read from the log to `flows` too (shared stores).
+    /// Sends every outbound status change read from the log to `flows` too, and notes every
+    /// chat inbound message read from it in `windows` (shared stores: what other nodes store
+    /// reaches this node's flows and windows only through the log).
     pub(crate) fn with_follow(
         mut self,
         flows: tokio::sync::mpsc::UnboundedSender<Applied>,
+        windows: Arc<Windows>,
     ) -> Self {
         self.follow = Some(flows);
+        self.windows = Some(windows);
         self
     }
 
@@ -170,6 +179,11 @@ impl Hub {
                         "status" => status.as_str()
                     )
                     .increment(1);
+                }
+                if let (Some(windows), true) = (&self.windows, event.is_inbound()) {
+                    if let Some(channel) = event.channel.as_deref().and_then(|c| c.parse().ok()) {
+                        windows.note(&tenant, channel, &event.from, event.created_at);
+                    }
                 }
                 if let (Some(follow), Ok(status)) = (&self.follow, event.status.parse::<Status>()) {
                     let _ = follow.send(Applied::Moved {

@@ -13,6 +13,18 @@ use switchyard_routing::Channel;
 
 use crate::domain::{InboundMessage, MessageId, UnixMs};
 
+/// One (tenant, recipient)'s opt-out senders as stored, after a change to them (none: the
+/// recipient has no opt-out left with the tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutEntries {
+    /// Whose list.
+    pub tenant: String,
+    /// The recipient (as the list keys it).
+    pub recipient: String,
+    /// The senders it opted out of (`*`: all of them).
+    pub senders: Vec<String>,
+}
+
 /// A webhook waiting for a retry, or a dead letter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -102,6 +114,20 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Every opt-out (loaded into memory at start).
     fn all_opt_outs(&self) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>>;
+
+    /// The opt-out lists changed after change `seq` (by any node sharing the store), at most
+    /// `limit` changes: the last change's seq (`seq` when none) and, for each (tenant,
+    /// recipient) changed, its senders as stored now. What a node follows to keep its
+    /// in-memory list equal to the store's; a store only one process writes (SQLite) has no
+    /// changes to follow and answers `seq` and none.
+    fn opt_out_changes_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<(i64, Vec<OptOutEntries>), StoreError>>;
+
+    /// The last opt-out change's seq (0 when none): where a node starts following them.
+    fn opt_out_changes_end(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
 
     /// `tenant`'s opt-outs after the (recipient, sender) cursor, at most `limit`.
     fn opt_outs(

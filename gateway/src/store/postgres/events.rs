@@ -14,7 +14,7 @@ use crate::domain::OptOut;
 use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OutboxEntry, OutboxTally};
+use crate::store::events::{EventStore, OptOutEntries, OutboxEntry, OutboxTally};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -34,12 +34,14 @@ pub(super) async fn inbound_stored(db: Db<'_>, m: &InboundMessage) -> Result<(),
             add_opt_out(db, tenant, &recipient, &sender, "keyword", m.received_at).await?;
         }
         Some(OptOutChange::Remove { recipient, senders }) => {
-            db.execute(
-                "DELETE FROM opt_outs WHERE tenant = $1 AND recipient = $2 \
-                 AND sender = ANY($3)",
-                &[tenant, &recipient, &senders],
-            )
-            .await?;
+            let removed = db
+                .execute(
+                    "DELETE FROM opt_outs WHERE tenant = $1 AND recipient = $2 \
+                     AND sender = ANY($3)",
+                    &[tenant, &recipient, &senders],
+                )
+                .await?;
+            opt_outs_changed(db, removed, tenant, &recipient, m.received_at).await?;
         }
         None => {}
     }
@@ -55,13 +57,46 @@ async fn add_opt_out(
     source: &str,
     at: UnixMs,
 ) -> Result<u64, PgError> {
-    db.execute(
-        "INSERT INTO opt_outs (tenant, recipient, sender, source, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, recipient, sender) DO NOTHING",
-        &[&tenant, &recipient, &sender, &source, &at],
-    )
-    .await
+    let added = db
+        .execute(
+            "INSERT INTO opt_outs (tenant, recipient, sender, source, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, recipient, sender) DO NOTHING",
+            &[&tenant, &recipient, &sender, &source, &at],
+        )
+        .await?;
+    opt_outs_changed(db, added, tenant, recipient, at).await?;
+    Ok(added)
 }
+
+/// Notes that `rows` entries of (`tenant`, `recipient`) changed, for the other nodes'
+/// in-memory lists ([`EventStore::opt_out_changes_after`]); nothing when none did.
+async fn opt_outs_changed(
+    db: Db<'_>,
+    rows: u64,
+    tenant: &str,
+    recipient: &str,
+    at: UnixMs,
+) -> Result<(), PgError> {
+    if rows > 0 {
+        db.execute(
+            "INSERT INTO opt_out_changes (tenant, recipient, at) VALUES ($1, $2, $3)",
+            &[&tenant, &recipient, &at],
+        )
+        .await?;
+        // Changes are kept for a day (a node that could not read them for an hour reloads
+        // the whole list): each one noted takes away up to a few of the oldest.
+        db.execute(
+            "DELETE FROM opt_out_changes WHERE seq IN \
+               (SELECT seq FROM opt_out_changes ORDER BY seq LIMIT 4) AND at < $1",
+            &[&(at - OPT_OUT_CHANGES_KEPT_MS)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// How long opt-out changes are kept for the nodes following them.
+const OPT_OUT_CHANGES_KEPT_MS: UnixMs = 24 * 3_600_000;
 
 /// Applies one [`EventWrite`].
 pub(super) async fn apply(db: Db<'_>, w: &EventWrite) -> Result<Applied, PgError> {
@@ -83,22 +118,28 @@ pub(super) async fn apply(db: Db<'_>, w: &EventWrite) -> Result<Applied, PgError
             recipient,
             sender: Some(sender),
         } => {
-            db.execute(
-                "DELETE FROM opt_outs WHERE tenant = $1 AND recipient = $2 AND sender = $3",
-                &[tenant, recipient, sender],
-            )
-            .await?
+            let removed = db
+                .execute(
+                    "DELETE FROM opt_outs WHERE tenant = $1 AND recipient = $2 AND sender = $3",
+                    &[tenant, recipient, sender],
+                )
+                .await?;
+            opt_outs_changed(db, removed, tenant, recipient, crate::domain::now_ms()).await?;
+            removed
         }
         EventWrite::OptOutRemove {
             tenant,
             recipient,
             sender: None,
         } => {
-            db.execute(
-                "DELETE FROM opt_outs WHERE tenant = $1 AND recipient = $2",
-                &[tenant, recipient],
-            )
-            .await?
+            let removed = db
+                .execute(
+                    "DELETE FROM opt_outs WHERE tenant = $1 AND recipient = $2",
+                    &[tenant, recipient],
+                )
+                .await?;
+            opt_outs_changed(db, removed, tenant, recipient, crate::domain::now_ms()).await?;
+            removed
         }
         EventWrite::OutboxAdd {
             seq,
@@ -579,6 +620,75 @@ impl EventStore for PostgresStore {
                     )
                     .await?;
                 all(&rows, opt_out_from_row)
+            })
+        })
+    }
+
+    fn opt_out_changes_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<(i64, Vec<OptOutEntries>), StoreError>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let changes = db
+                    .query(
+                        "SELECT seq, tenant, recipient FROM opt_out_changes WHERE seq > $1 \
+                         ORDER BY seq LIMIT $2",
+                        &[&seq, &i64::try_from(limit).unwrap_or(i64::MAX)],
+                    )
+                    .await?;
+                let Some(last) = changes.last() else {
+                    return Ok((seq, Vec::new()));
+                };
+                let last: i64 = last.try_get(0)?;
+                let mut keys: Vec<(String, String)> = changes
+                    .iter()
+                    .map(|r| Ok((r.try_get(1)?, r.try_get(2)?)))
+                    .collect::<Result<_, PgError>>()?;
+                keys.sort();
+                keys.dedup();
+                let (tenants, recipients): (Vec<&str>, Vec<&str>) =
+                    keys.iter().map(|(t, r)| (t.as_str(), r.as_str())).unzip();
+                let rows = db
+                    .query(
+                        "SELECT tenant, recipient, sender FROM opt_outs \
+                         WHERE (tenant, recipient) IN \
+                           (SELECT * FROM unnest($1::text[], $2::text[]))",
+                        &[&tenants, &recipients],
+                    )
+                    .await?;
+                let mut senders: std::collections::HashMap<(String, String), Vec<String>> =
+                    std::collections::HashMap::new();
+                for r in &rows {
+                    senders
+                        .entry((r.try_get(0)?, r.try_get(1)?))
+                        .or_default()
+                        .push(r.try_get(2)?);
+                }
+                let entries = keys
+                    .into_iter()
+                    .map(|key| {
+                        let s = senders.remove(&key).unwrap_or_default();
+                        OptOutEntries {
+                            tenant: key.0,
+                            recipient: key.1,
+                            senders: s,
+                        }
+                    })
+                    .collect();
+                Ok((last, entries))
+            })
+        })
+    }
+
+    fn opt_out_changes_end(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        self.read(|db| {
+            Box::pin(async move {
+                let row = db
+                    .query_one("SELECT coalesce(max(seq), 0) FROM opt_out_changes", &[])
+                    .await?;
+                Ok(row.try_get(0)?)
             })
         })
     }

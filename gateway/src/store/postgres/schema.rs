@@ -372,6 +372,17 @@ CREATE TABLE dashboard_sessions (
 CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
 CREATE INDEX webhook_outbox_tenant ON webhook_outbox (tenant, url, dead, id);
 "#,
+    // v10: opt-out changes, which every node follows to keep its in-memory opt-out list equal
+    // to the table (a row per (tenant, recipient) whose entries a commit changed; written
+    // under the event-log lock like `history`, so seqs commit in order).
+    r#"
+CREATE TABLE opt_out_changes (
+    seq       BIGSERIAL PRIMARY KEY,
+    tenant    TEXT      NOT NULL,
+    recipient TEXT      NOT NULL,
+    at        BIGINT    NOT NULL
+);
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

@@ -933,3 +933,75 @@ async fn the_dashboards_queries_use_their_indexes() {
     let expired = plan("DELETE FROM dashboard_sessions WHERE expires_at <= 5").await;
     assert!(expired.contains("dashboard_sessions_expiry"), "{expired}");
 }
+
+#[tokio::test]
+async fn a_node_follows_the_opt_outs_another_node_changes() {
+    use crate::admission::optout::{follow, OptOuts};
+    use crate::domain::{EventWrite, Update};
+    let conninfo = fresh_database().await;
+    let a = open(&conninfo).await;
+    let b = Arc::new(open(&conninfo).await);
+    let add = |recipient: &str, sender: &str| {
+        Update::Events(EventWrite::OptOutAdd {
+            tenant: "acme".into(),
+            entries: vec![(recipient.into(), sender.into())],
+            source: "api".into(),
+            at: T0,
+        })
+    };
+    let remove = |recipient: &str, sender: Option<&str>| {
+        Update::Events(EventWrite::OptOutRemove {
+            tenant: "acme".into(),
+            recipient: recipient.into(),
+            sender: sender.map(Into::into),
+        })
+    };
+    // What node b reads: the recipients changed, with their senders as stored now.
+    assert_eq!(b.opt_out_changes_end().await.unwrap(), 0);
+    a.apply(vec![
+        add("4479001", "Acme"),
+        add("4479001", "*"),
+        add("4479002", "Acme"),
+    ])
+    .await
+    .unwrap();
+    a.apply(vec![remove("4479002", Some("Acme"))])
+        .await
+        .unwrap();
+    let (last, mut changed) = b.opt_out_changes_after(0, 100).await.unwrap();
+    changed.iter_mut().for_each(|e| e.senders.sort());
+    assert_eq!(last, 4);
+    assert_eq!(
+        changed
+            .iter()
+            .map(|e| (e.recipient.as_str(), e.senders.join(",")))
+            .collect::<Vec<_>>(),
+        vec![("4479001", "*,Acme".to_owned()), ("4479002", String::new())]
+    );
+    // An opt-out already there and a removal of nothing change nothing.
+    a.apply(vec![add("4479001", "Acme"), remove("4479003", None)])
+        .await
+        .unwrap();
+    assert_eq!(b.opt_out_changes_end().await.unwrap(), 4);
+    assert_eq!(b.opt_out_changes_after(4, 100).await.unwrap(), (4, vec![]));
+    assert_eq!(b.opt_out_changes_after(1, 2).await.unwrap().0, 3, "limit");
+
+    // Node b's list, loaded now, then following: a's next changes reach it.
+    let from = b.opt_out_changes_end().await.unwrap();
+    let list = Arc::new(OptOuts::load(b.all_opt_outs().await.unwrap()));
+    assert!(list.blocked("acme", "4479001", "Other"));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(follow(list.clone(), b.clone(), from, stopped));
+    a.apply(vec![add("4479005", "*")]).await.unwrap();
+    a.apply(vec![remove("4479001", None)]).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !list.blocked("acme", "4479005", "Acme") || list.blocked("acme", "4479001", "Other") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node b's list did not follow node a's changes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    follower.await.unwrap();
+}

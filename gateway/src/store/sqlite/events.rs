@@ -14,7 +14,7 @@ use crate::domain::OptOut;
 use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OutboxEntry, OutboxTally};
+use crate::store::events::{EventStore, OptOutEntries, OutboxEntry, OutboxTally};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -483,6 +483,19 @@ impl EventStore for SqliteStore {
             .query_map([], opt_out_from_row)?
             .collect()
         })
+    }
+
+    fn opt_out_changes_after(
+        &self,
+        seq: i64,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<(i64, Vec<OptOutEntries>), StoreError>> {
+        // One process writes the file, and it changes its list as it writes.
+        Box::pin(async move { Ok((seq, Vec::new())) })
+    }
+
+    fn opt_out_changes_end(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(async { Ok(0) })
     }
 
     fn opt_outs(
