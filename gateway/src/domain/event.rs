@@ -49,6 +49,13 @@ pub enum EventWrite {
         /// Stored straight as a dead letter (the failure cannot go away by retrying).
         dead: bool,
     },
+    /// Webhook endpoints' health as the node sending webhooks saw it since its last report:
+    /// counts are added to the stored records, the last success, failure (with its reason)
+    /// and latency replace theirs when newer.
+    EndpointHealth {
+        /// One per endpoint attempted since the last report.
+        reports: Vec<EndpointHealth>,
+    },
     /// The retry succeeded: forget it.
     OutboxDone {
         /// Outbox row.
@@ -103,6 +110,49 @@ pub enum EventWrite {
         /// Every event up to here was handled.
         seq: i64,
     },
+}
+
+/// A webhook endpoint's health: its last success and failure, the last failure's reason,
+/// how many attempts succeeded and failed, and the moving average of the successful
+/// attempts' latency. As stored, the record of every node that sent webhooks to it; in an
+/// [`EventWrite::EndpointHealth`] report, what one node saw since its last report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointHealth {
+    /// Whose endpoint.
+    pub tenant: String,
+    /// The webhook URL.
+    pub url: String,
+    /// When an attempt last got a 2xx.
+    pub last_success: Option<UnixMs>,
+    /// When an attempt last failed.
+    pub last_failure: Option<UnixMs>,
+    /// Why it failed (status, timeout, connection error, refused destination).
+    pub last_error: Option<String>,
+    /// Attempts that succeeded.
+    pub successes: u64,
+    /// Attempts that failed.
+    pub failures: u64,
+    /// Moving average of the successful attempts' latency, microseconds.
+    pub latency_us: Option<u64>,
+    /// The newest attempt counted.
+    pub updated_at: UnixMs,
+}
+
+impl EndpointHealth {
+    /// Adds a newer report (or the part of one not stored yet) to this record.
+    pub fn absorb(&mut self, newer: &EndpointHealth) {
+        self.successes += newer.successes;
+        self.failures += newer.failures;
+        self.last_success = self.last_success.max(newer.last_success);
+        if newer.last_failure >= self.last_failure && newer.last_failure.is_some() {
+            self.last_failure = newer.last_failure;
+            self.last_error.clone_from(&newer.last_error);
+        }
+        if newer.latency_us.is_some() {
+            self.latency_us = newer.latency_us;
+        }
+        self.updated_at = self.updated_at.max(newer.updated_at);
+    }
 }
 
 /// One event as read from the log.

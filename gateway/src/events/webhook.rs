@@ -383,17 +383,44 @@ impl Webhooks {
         })
     }
 
-    /// Retries due outbox rows until `shutdown`.
+    /// Adds what this node measured of the endpoints since its last report to the store's
+    /// records (taken back, to report again, when the store cannot write it).
+    async fn report_health(&self) {
+        let reports = self.health.take_reports();
+        if reports.is_empty() {
+            return;
+        }
+        let write = Update::Events(EventWrite::EndpointHealth {
+            reports: reports.clone(),
+        });
+        if let Err(e) = self.store.apply(vec![write]).await {
+            tracing::warn!("reporting the webhook endpoints' health failed: {e}");
+            self.health.restore(&reports);
+        }
+    }
+
+    /// Retries due outbox rows until `shutdown`, and reports the endpoints' health every
+    /// [`super::health::REPORT_EVERY`] (and at shutdown).
     pub(crate) async fn run_retries(
         self: Arc<Self>,
         lease: Arc<crate::cluster::Lease>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut depth_at = std::time::Instant::now();
+        let mut reported_at = std::time::Instant::now();
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(RETRY_POLL) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(RETRY_POLL) => false,
+                _ = shutdown.wait_for(|s| *s) => true,
+            };
+            if stopping {
+                self.report_health().await;
+                return;
+            }
+            if reported_at.elapsed() >= super::health::REPORT_EVERY {
+                // Whatever this node measured, lease or not (it may just have lost it).
+                reported_at = std::time::Instant::now();
+                self.report_health().await;
             }
             if !lease.held() {
                 // Another node sends the webhooks (and their retries).

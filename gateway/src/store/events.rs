@@ -8,10 +8,16 @@
 use futures::future::BoxFuture;
 
 use super::StoreError;
-use crate::domain::{Event, OptOut};
+use crate::domain::{EndpointHealth, Event, OptOut};
 use switchyard_routing::Channel;
 
 use crate::domain::{InboundMessage, MessageId, UnixMs};
+
+/// How long a webhook endpoint's health is kept after its last attempt.
+pub const ENDPOINT_HEALTH_KEPT_MS: i64 = 7 * 24 * 3_600_000;
+/// Endpoints whose health is kept, those attempted most recently (per-message callback URLs
+/// would otherwise grow the table by one row each).
+pub const ENDPOINT_HEALTH_KEPT: i64 = 10_000;
 
 /// One (tenant, recipient)'s opt-out senders as stored, after a change to them (none: the
 /// recipient has no opt-out left with the tenant).
@@ -103,6 +109,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// `tenant`'s outbox rows counted per endpoint (exactly, from an index over
     /// `(tenant, url, dead)`), by URL.
     fn outbox_tally(&self, tenant: &str) -> BoxFuture<'_, Result<Vec<OutboxTally>, StoreError>>;
+
+    /// `tenant`'s webhook endpoints' health as the nodes sending webhooks reported it
+    /// ([`EventWrite::EndpointHealth`](crate::domain::EventWrite::EndpointHealth)), by URL.
+    fn endpoint_health(
+        &self,
+        tenant: &str,
+    ) -> BoxFuture<'_, Result<Vec<EndpointHealth>, StoreError>>;
 
     /// Dead letters of `tenant` with ids above `after`, oldest first, at most `limit`.
     fn dead_letters(

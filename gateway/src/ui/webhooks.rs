@@ -1,5 +1,6 @@
-//! `/ui/webhooks`: each endpoint's health (last success and failure as this node saw them,
-//! the last failure's reason, the average delivery time, webhooks waiting for a retry and
+//! `/ui/webhooks`: each endpoint's health (last success and failure as the nodes sending
+//! webhooks reported them to the store, with what this node has not reported yet; the last
+//! failure's reason, the average delivery time, webhooks waiting for a retry and
 //! given up, counted per endpoint by one store query over an index), then the webhook events
 //! given up on (dead letters), oldest first, with a replay button for each and for all: the
 //! same store reads and the same replay as `/v1/webhooks/dead-letters`. Needs the `admin`
@@ -18,7 +19,7 @@ use super::messages::url_escape;
 use super::{UiError, UiState, Viewer};
 use crate::api::webhooks::{replay, DeadLetter};
 use crate::domain::rfc3339;
-use crate::events::health::EndpointHealth;
+use crate::domain::EndpointHealth;
 use std::collections::BTreeMap;
 
 /// Dead letters per page.
@@ -27,17 +28,18 @@ const PAGE: usize = 50;
 /// One endpoint's line in the health table.
 #[derive(Debug, Default)]
 struct Health {
-    /// This node's record of its attempts.
+    /// The attempts' record: the store's (what the nodes sending webhooks reported) with what
+    /// this node has not reported yet.
     seen: EndpointHealth,
     /// Webhooks waiting for a retry.
     pending: u64,
     /// Webhooks given up.
     dead: u64,
-    /// The last error of the endpoint's newest stored webhook, when this node saw none.
+    /// The last error of the endpoint's newest stored webhook, when no attempt reported one.
     stored_error: Option<String>,
 }
 
-/// `tenant`'s endpoints by URL: its configured webhook, those this node tried, those with
+/// `tenant`'s endpoints by URL: its configured webhook, those tried (by any node), those with
 /// webhooks waiting or given up (counted exactly by the store, per endpoint).
 async fn endpoint_health(
     state: &UiState,
@@ -55,8 +57,12 @@ async fn endpoint_health(
     {
         by_url.entry(url).or_default();
     }
-    for (url, h) in state.app.events.webhooks.health.of(tenant) {
+    for h in state.app.events.events.endpoint_health(tenant).await? {
+        let url = h.url.clone();
         by_url.entry(url).or_default().seen = h;
+    }
+    for h in state.app.events.webhooks.health.pending(tenant) {
+        by_url.entry(h.url.clone()).or_default().seen.absorb(&h);
     }
     for t in state.app.events.events.outbox_tally(tenant).await? {
         let h = by_url.entry(t.url).or_default();
@@ -130,7 +136,7 @@ pub(crate) async fn page(
                             td { (h.seen.last_success.map(rfc3339).unwrap_or_else(|| "—".to_owned())) }
                             td { (h.seen.last_failure.map(rfc3339).unwrap_or_else(|| "—".to_owned())) }
                             td { (h.seen.last_error.as_deref().or(h.stored_error.as_deref()).unwrap_or("—")) }
-                            td.num { (h.seen.latency_ms.map(|ms| format!("{ms:.0} ms")).unwrap_or_else(|| "—".to_owned())) }
+                            td.num { (h.seen.latency_us.map(|us| format!("{} ms", (us + 500) / 1_000)).unwrap_or_else(|| "—".to_owned())) }
                             td.num { (h.seen.successes) " / " (h.seen.failures) }
                             td.num { (h.pending) }
                             td.num { (h.dead) }
@@ -138,7 +144,7 @@ pub(crate) async fn page(
                     }
                 }
             }
-            p.note { "Successes, failures and delivery times are this node's since it started (delivery time: a moving average of successful attempts). Waiting and given-up webhooks are the store's, for every node." }
+            p.note { "Successes, failures and delivery times are every node's, reported to the store every few seconds by the node sending webhooks (delivery time: a moving average of successful attempts). Waiting and given-up webhooks are counted by the store." }
         }
         h2 #dead-heading { "Dead letters" }
         p { "Webhook events whose delivery was given up after retrying for the configured period (24 hours unless the operator set another). A replay puts them back in the retry queue, due now, for another such period." }

@@ -10,9 +10,9 @@ use switchyard_routing::Channel;
 use tokio_postgres::Row;
 
 use super::{count, int, opt_int, Db, PgError, PostgresStore};
-use crate::domain::OptOut;
 use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
+use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{EventStore, OptOutEntries, OutboxEntry, OutboxTally};
 use crate::store::StoreError;
@@ -167,6 +167,48 @@ pub(super) async fn apply(db: Db<'_>, w: &EventWrite) -> Result<Applied, PgError
                 ],
             )
             .await?
+        }
+        EventWrite::EndpointHealth { reports } => {
+            for r in reports {
+                db.execute(
+                    "INSERT INTO webhook_health AS h (tenant, url, last_success, last_failure, \
+                       last_error, successes, failures, latency_us, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (tenant, url) DO UPDATE SET \
+                       successes = h.successes + excluded.successes, \
+                       failures = h.failures + excluded.failures, \
+                       last_success = GREATEST(h.last_success, excluded.last_success), \
+                       last_error = CASE WHEN excluded.last_failure >= coalesce(h.last_failure, 0) \
+                                    THEN excluded.last_error ELSE h.last_error END, \
+                       last_failure = GREATEST(h.last_failure, excluded.last_failure), \
+                       latency_us = coalesce(excluded.latency_us, h.latency_us), \
+                       updated_at = GREATEST(h.updated_at, excluded.updated_at)",
+                    &[
+                        &r.tenant,
+                        &r.url,
+                        &r.last_success,
+                        &r.last_failure,
+                        &r.last_error,
+                        &(r.successes as i64),
+                        &(r.failures as i64),
+                        &r.latency_us.map(|us| us as i64),
+                        &r.updated_at,
+                    ],
+                )
+                .await?;
+            }
+            let newest = reports.iter().map(|r| r.updated_at).max().unwrap_or(0);
+            db.execute(
+                "DELETE FROM webhook_health WHERE updated_at < $1 OR updated_at < \
+                   (SELECT updated_at FROM webhook_health ORDER BY updated_at DESC \
+                    LIMIT 1 OFFSET $2)",
+                &[
+                    &(newest - crate::store::events::ENDPOINT_HEALTH_KEPT_MS),
+                    &crate::store::events::ENDPOINT_HEALTH_KEPT,
+                ],
+            )
+            .await?;
+            reports.len() as u64
         }
         EventWrite::OutboxDone { id } => {
             db.execute("DELETE FROM webhook_outbox WHERE id = $1", &[id])
@@ -678,6 +720,42 @@ impl EventStore for PostgresStore {
                     })
                     .collect();
                 Ok((last, entries))
+            })
+        })
+    }
+
+    fn endpoint_health(
+        &self,
+        tenant: &str,
+    ) -> BoxFuture<'_, Result<Vec<EndpointHealth>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |db| {
+            Box::pin(async move {
+                let rows = db
+                    .query(
+                        "SELECT tenant, url, last_success, last_failure, last_error, successes, \
+                           failures, latency_us, updated_at \
+                         FROM webhook_health WHERE tenant = $1 ORDER BY url",
+                        &[&tenant],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(EndpointHealth {
+                            tenant: row.try_get(0)?,
+                            url: row.try_get(1)?,
+                            last_success: row.try_get(2)?,
+                            last_failure: row.try_get(3)?,
+                            last_error: row.try_get(4)?,
+                            successes: u64::try_from(row.try_get::<_, i64>(5)?).unwrap_or(0),
+                            failures: u64::try_from(row.try_get::<_, i64>(6)?).unwrap_or(0),
+                            latency_us: row
+                                .try_get::<_, Option<i64>>(7)?
+                                .map(|us| us.max(0) as u64),
+                            updated_at: row.try_get(8)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, PgError>>()
             })
         })
     }

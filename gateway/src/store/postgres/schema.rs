@@ -383,6 +383,23 @@ CREATE TABLE opt_out_changes (
     at        BIGINT    NOT NULL
 );
 "#,
+    // v11: webhook endpoints' health as the node sending webhooks reports it (as the SQLite
+    // store's version 20).
+    r#"
+CREATE TABLE webhook_health (
+    tenant       TEXT             NOT NULL,
+    url          TEXT             NOT NULL,
+    last_success BIGINT,
+    last_failure BIGINT,
+    last_error   TEXT,
+    successes    BIGINT           NOT NULL,
+    failures     BIGINT           NOT NULL,
+    latency_us   BIGINT,
+    updated_at   BIGINT           NOT NULL,
+    PRIMARY KEY (tenant, url)
+);
+CREATE INDEX webhook_health_updated ON webhook_health (updated_at);
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

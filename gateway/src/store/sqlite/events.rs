@@ -10,11 +10,14 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use switchyard_routing::Channel;
 
 use super::SqliteStore;
-use crate::domain::OptOut;
 use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
+use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OptOutEntries, OutboxEntry, OutboxTally};
+use crate::store::events::{
+    EventStore, OptOutEntries, OutboxEntry, OutboxTally, ENDPOINT_HEALTH_KEPT,
+    ENDPOINT_HEALTH_KEPT_MS,
+};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -106,6 +109,45 @@ pub(super) fn apply(conn: &Connection, w: &EventWrite) -> rusqlite::Result<Appli
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![seq, tenant, url, attempts, first_at, next_at, error, dead])?,
+        EventWrite::EndpointHealth { reports } => {
+            let mut upsert = conn.prepare_cached(
+                "INSERT INTO webhook_health (tenant, url, last_success, last_failure, last_error, \
+                   successes, failures, latency_us, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (tenant, url) DO UPDATE SET \
+                   successes = successes + excluded.successes, \
+                   failures = failures + excluded.failures, \
+                   last_success = coalesce(max(last_success, excluded.last_success), \
+                                           last_success, excluded.last_success), \
+                   last_error = CASE WHEN excluded.last_failure >= coalesce(last_failure, 0) \
+                                THEN excluded.last_error ELSE last_error END, \
+                   last_failure = coalesce(max(last_failure, excluded.last_failure), \
+                                           last_failure, excluded.last_failure), \
+                   latency_us = coalesce(excluded.latency_us, latency_us), \
+                   updated_at = max(updated_at, excluded.updated_at)",
+            )?;
+            for r in reports {
+                upsert.execute(params![
+                    r.tenant,
+                    r.url,
+                    r.last_success,
+                    r.last_failure,
+                    r.last_error,
+                    r.successes as i64,
+                    r.failures as i64,
+                    r.latency_us.map(|us| us as i64),
+                    r.updated_at
+                ])?;
+            }
+            let newest = reports.iter().map(|r| r.updated_at).max().unwrap_or(0);
+            conn.prepare_cached(
+                "DELETE FROM webhook_health WHERE updated_at < ?1 OR updated_at < \
+                   (SELECT updated_at FROM webhook_health ORDER BY updated_at DESC \
+                    LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![newest - ENDPOINT_HEALTH_KEPT_MS, ENDPOINT_HEALTH_KEPT])?;
+            reports.len()
+        }
         EventWrite::OutboxDone { id } => conn
             .prepare_cached("DELETE FROM webhook_outbox WHERE id = ?1")?
             .execute([id])?,
@@ -452,6 +494,34 @@ impl EventStore for SqliteStore {
                     waiting: row.get(1)?,
                     dead: row.get(2)?,
                     last_error: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn endpoint_health(
+        &self,
+        tenant: &str,
+    ) -> BoxFuture<'_, Result<Vec<EndpointHealth>, StoreError>> {
+        let tenant = tenant.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT tenant, url, last_success, last_failure, last_error, successes, \
+                   failures, latency_us, updated_at \
+                 FROM webhook_health WHERE tenant = ?1 ORDER BY url",
+            )?
+            .query_map([tenant], |row| {
+                Ok(EndpointHealth {
+                    tenant: row.get(0)?,
+                    url: row.get(1)?,
+                    last_success: row.get(2)?,
+                    last_failure: row.get(3)?,
+                    last_error: row.get(4)?,
+                    successes: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
+                    failures: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(0),
+                    latency_us: row.get::<_, Option<i64>>(7)?.map(|us| us.max(0) as u64),
+                    updated_at: row.get(8)?,
                 })
             })?
             .collect()

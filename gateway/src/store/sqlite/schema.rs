@@ -61,6 +61,9 @@
 //!   SHA-256 of the API key, never either secret; `dashboard_sessions_expiry` for deleting the
 //!   expired ones. `webhook_outbox_tenant`: `(tenant, url, dead)` (and the rowid, `id`), so a
 //!   tenant's webhooks waiting and given up are counted per endpoint from the index alone.
+//! - (v20) `webhook_health`: each webhook endpoint's health as the node sending webhooks
+//!   reports it ([`crate::domain::EndpointHealth`]), by `(tenant, url)`;
+//!   `webhook_health_updated` for dropping those not attempted for a week.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -459,6 +462,22 @@ CREATE TABLE dashboard_sessions (
 ) WITHOUT ROWID;
 CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
 CREATE INDEX webhook_outbox_tenant ON webhook_outbox (tenant, url, dead);
+"#,
+    // v20: webhook endpoints' health as the node sending webhooks reports it.
+    r#"
+CREATE TABLE webhook_health (
+    tenant       TEXT    NOT NULL,
+    url          TEXT    NOT NULL,
+    last_success INTEGER,
+    last_failure INTEGER,
+    last_error   TEXT,
+    successes    INTEGER NOT NULL,
+    failures     INTEGER NOT NULL,
+    latency_us   INTEGER,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, url)
+);
+CREATE INDEX webhook_health_updated ON webhook_health (updated_at);
 "#,
 ];
 

@@ -410,3 +410,72 @@ pub(crate) async fn opt_outs_are_added_removed_and_paged_per_tenant(h: &mut dyn 
     assert!(store.opt_outs("a", None, 10).await.unwrap().is_empty());
     assert_eq!(store.opt_outs("b", None, 10).await.unwrap().len(), 1);
 }
+
+pub(crate) async fn endpoint_health_reports_add_up_per_endpoint(h: &mut dyn Harness) {
+    use crate::domain::EndpointHealth;
+    let store = h.store();
+    let report = |url: &str, ok: u64, failed: u64, at: i64| EndpointHealth {
+        tenant: "a".into(),
+        url: url.into(),
+        last_success: (ok > 0).then_some(at),
+        last_failure: (failed > 0).then_some(at - 1),
+        last_error: (failed > 0).then(|| format!("HTTP 500 at {at}")),
+        successes: ok,
+        failures: failed,
+        latency_us: (ok > 0).then_some(at as u64 % 1_000),
+        updated_at: at,
+    };
+    let write =
+        |reports: Vec<EndpointHealth>| Update::Events(EventWrite::EndpointHealth { reports });
+    // One node's report, then another's (the lease moved), and a late one from the first
+    // that carries older times.
+    store
+        .apply(vec![write(vec![
+            report("http://x/", 3, 1, T0 + 100),
+            report("http://y/", 1, 0, T0 + 100),
+        ])])
+        .await
+        .unwrap();
+    store
+        .apply(vec![write(vec![report("http://x/", 2, 2, T0 + 300)])])
+        .await
+        .unwrap();
+    store
+        .apply(vec![write(vec![report("http://x/", 0, 1, T0 + 200)])])
+        .await
+        .unwrap();
+    let got = store.endpoint_health("a").await.unwrap();
+    assert_eq!(got.len(), 2);
+    let x = &got[0];
+    assert_eq!(x.url, "http://x/");
+    assert_eq!((x.successes, x.failures), (5, 4), "counts add up");
+    assert_eq!(x.last_success, Some(T0 + 300));
+    assert_eq!(x.last_failure, Some(T0 + 299), "the newest failure wins");
+    assert_eq!(x.last_error, Some(format!("HTTP 500 at {}", T0 + 300)));
+    assert_eq!(
+        x.latency_us,
+        Some((T0 + 300) as u64 % 1_000),
+        "the last average"
+    );
+    assert_eq!(x.updated_at, T0 + 300);
+    assert!(store.endpoint_health("b").await.unwrap().is_empty());
+    // Endpoints not attempted for a week go with the next report.
+    let week = crate::store::events::ENDPOINT_HEALTH_KEPT_MS;
+    store
+        .apply(vec![write(vec![report(
+            "http://x/",
+            1,
+            0,
+            T0 + 150 + week,
+        )])])
+        .await
+        .unwrap();
+    let urls: Vec<String> = store
+        .endpoint_health("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.url)
+        .collect();
+    assert_eq!(urls, vec!["http://x/".to_owned()]);
+}

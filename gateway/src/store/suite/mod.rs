@@ -125,6 +125,7 @@ macro_rules! store_suite {
                 outbox_rows_are_counted_per_tenant_and_endpoint,
                 named_cursors_only_move_forward_each_on_its_own,
                 opt_outs_are_added_removed_and_paged_per_tenant,
+                endpoint_health_reports_add_up_per_endpoint,
             }
             calls {
                 call_records_are_listed_newest_first_per_tenant,
