@@ -704,6 +704,117 @@ fn chat_inbound_reaches_the_owner_opens_windows_and_opts_out_per_channel() {
     assert_eq!(status, 202, "{body}");
 }
 
+/// Polls the simulator's `GET /stats` until `done` holds (at most [`WAIT`]); returns them.
+fn sim_stats(sim: &mut Client, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v: Value = sim.get("/stats").unwrap().json().unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {v:#}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Providers send a webhook again when they saw no answer in time: an inbound message POSTed
+/// twice by each provider (the same platform id) is acknowledged both times and reaches the
+/// tenant once, as a row and as an event; a Telegram STOP update repeated after the person's
+/// START is acknowledged and does not opt them out again.
+#[test]
+fn an_inbound_message_sent_again_reaches_the_tenant_once() {
+    let dir = TempDir::new("chat-resend").unwrap();
+    let mut s = start(&dir);
+    let mut shop = Client::new(&s.gw_addr).with_bearer(SHOP_KEY);
+    const PROVIDERS: [&str; 4] = ["whatsapp", "messenger", "rbm", "telegram"];
+    for (provider, from) in
+        PROVIDERS
+            .into_iter()
+            .zip(["447911123456", "1254477777772919", CAPABLE, "123456789"])
+    {
+        let r = s
+            .sim
+            .post_json(
+                &format!("/{provider}/inbound"),
+                &json!({"from": from, "text": format!("hello on {provider}"), "resend": 1}),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json().unwrap()["webhooks"], 2, "{provider}");
+    }
+    // Both copies of each were answered 2xx.
+    let stats = sim_stats(&mut s.sim, |v| {
+        PROVIDERS
+            .iter()
+            .all(|p| v["providers"][p]["events_sent"].as_u64() >= Some(2))
+    });
+    for p in PROVIDERS {
+        assert_eq!(stats["providers"][p]["events_sent"], 2, "{p}: {stats:#}");
+        assert_eq!(stats["providers"][p]["events_failed"], 0, "{p}: {stats:#}");
+    }
+    // The 200s went out after the commits: the rows are there, once each.
+    let rows = inbound(&mut shop, "", 4);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    // A later message: the events before it are the four, once each.
+    user_writes(&mut s.sim, "whatsapp", "447911123456", "last one");
+    let events = switchyard_tests::sse::collect(
+        &s.gw_addr,
+        SHOP_KEY,
+        "/v1/events?after=evt_0",
+        None,
+        WAIT,
+        |e| e.iter().any(|e| e.data.contains("last one")),
+    )
+    .unwrap();
+    let bodies: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == "message.inbound")
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["data"]["body"].to_string())
+        .collect();
+    assert_eq!(bodies.len(), 5, "{bodies:#?}");
+
+    // Telegram: STOP, then START; then the STOP update comes again.
+    user_writes(&mut s.sim, "telegram", "123456789", "STOP");
+    inbound(&mut shop, "?channel=telegram", 2);
+    let list: Value = shop.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"][0]["from"], "telegram:*", "{list}");
+    user_writes(&mut s.sim, "telegram", "123456789", "START");
+    inbound(&mut shop, "?channel=telegram", 3);
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    let stop = stats["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["provider"] == "telegram" && w["body"]["message"]["text"] == "STOP")
+        .unwrap_or_else(|| panic!("no STOP update: {stats:#}"));
+    let again = serde_json::to_vec(&stop["body"]).unwrap();
+    let r = Client::new(&s.gw_addr)
+        .request(
+            "POST",
+            "/v1/providers/Tg/webhook",
+            &[
+                ("content-type", "application/json"),
+                ("x-telegram-bot-api-secret-token", "telegram-secret-token"),
+            ],
+            Some(&again),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list: Value = shop.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"], json!([]), "{list}");
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": {"telegram": "123456789"}, "channel": "telegram", "body": "Welcome back"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let rows: Value = shop
+        .get("/v1/inbound?channel=telegram")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rows["data"].as_array().unwrap().len(), 3, "{rows:#}");
+}
+
 /// RCS with SMS fallback when the phone stays offline: the RCS step's time limit passes
 /// without `delivered`, the SMS starts, and the agent message is revoked (the platform never
 /// delivers it); the flow succeeds by the SMS and says so in its own event.

@@ -591,7 +591,7 @@ impl EventStore for PostgresStore {
                 let rows = db
                     .query(
                         "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-                         channel, data_coding, udh FROM inbound WHERE tenant = $1 AND id < $2 \
+                         channel, data_coding, udh, provider_id FROM inbound WHERE tenant = $1 AND id < $2 \
                          AND ($4::text IS NULL OR channel = $4) ORDER BY id DESC LIMIT $3",
                         &[
                             &tenant,
@@ -615,7 +615,7 @@ impl EventStore for PostgresStore {
                 let rows = db
                     .query(
                         "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-                         channel, data_coding, udh FROM inbound WHERE channel <> 'sms' AND received_at >= $1 \
+                         channel, data_coding, udh, provider_id FROM inbound WHERE channel <> 'sms' AND received_at >= $1 \
                          AND tenant IS NOT NULL",
                         &[&since],
                     )
@@ -627,7 +627,7 @@ impl EventStore for PostgresStore {
 }
 
 /// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
-/// channel, data_coding, udh`.
+/// channel, data_coding, udh, provider_id`.
 fn inbound_from_row(row: &Row) -> Result<InboundMessage, PgError> {
     Ok(InboundMessage {
         id: MessageId(row.try_get(0)?),
@@ -640,6 +640,7 @@ fn inbound_from_row(row: &Row) -> Result<InboundMessage, PgError> {
         binary: binary_columns(row.try_get(9)?, row.try_get(10)?),
         received_at: row.try_get(6)?,
         partial: partial_column(row.try_get(7)?),
+        provider_id: row.try_get(11)?,
     })
 }
 

@@ -358,6 +358,15 @@ ALTER TABLE inbound ADD COLUMN data_coding BIGINT;
 ALTER TABLE inbound ADD COLUMN udh BYTEA;
 ALTER TABLE mo_parts ADD COLUMN udh BYTEA;
 "#,
+    // v9: no change.
+    "",
+    // v10: a chat inbound message keeps the platform's id for it, unique per account, so a
+    // webhook the provider sends again is stored once (as the SQLite store's version 20).
+    r#"
+ALTER TABLE inbound ADD COLUMN provider_id TEXT;
+CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
+    WHERE provider_id IS NOT NULL;
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

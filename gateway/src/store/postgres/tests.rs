@@ -398,6 +398,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
             binary: None,
             received_at: at,
             partial: None,
+            provider_id: None,
         }));
         updates.push(cdr(at));
         updates.push(Update::Receipt(ReceiptUpdate {
@@ -829,6 +830,7 @@ async fn a_multipart_mo_message_is_stored_by_the_first_commit_that_releases_its_
                 binary: None,
                 received_at: T0 + n,
                 partial,
+                provider_id: None,
             },
         )],
     };

@@ -490,7 +490,7 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel, \
-                 data_coding, udh FROM inbound WHERE tenant = ?1 AND id < ?2 AND (?4 IS NULL OR channel = ?4) \
+                 data_coding, udh, provider_id FROM inbound WHERE tenant = ?1 AND id < ?2 AND (?4 IS NULL OR channel = ?4) \
                  ORDER BY id DESC LIMIT ?3",
             )?
             .query_map(
@@ -513,7 +513,7 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel, \
-                 data_coding, udh FROM inbound WHERE channel <> 'sms' AND received_at >= ?1 AND tenant IS NOT NULL",
+                 data_coding, udh, provider_id FROM inbound WHERE channel <> 'sms' AND received_at >= ?1 AND tenant IS NOT NULL",
             )?
             .query_map(params![since], inbound_from_row)?
             .collect()
@@ -522,7 +522,7 @@ impl EventStore for SqliteStore {
 }
 
 /// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
-/// channel, data_coding, udh`.
+/// channel, data_coding, udh, provider_id`.
 fn inbound_from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     Ok(InboundMessage {
         id: MessageId(row.get(0)?),
@@ -535,6 +535,7 @@ fn inbound_from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
         binary: binary_columns(row.get(9)?, row.get(10)?),
         received_at: row.get(6)?,
         partial: partial_column(row.get(7)?),
+        provider_id: row.get(11)?,
     })
 }
 
@@ -668,6 +669,7 @@ mod tests {
                 binary: None,
                 received_at: 41,
                 partial: None,
+                provider_id: None,
             }),
         ])
         .await

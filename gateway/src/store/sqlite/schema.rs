@@ -56,6 +56,9 @@
 //! - (v18) `inbound.data_coding` and `inbound.udh`: a binary inbound message's data_coding
 //!   (NULL for text) and user data header; `mo_parts.udh`, a held part's IEs other than
 //!   concatenation.
+//! - (v20) `inbound.provider_id`: a chat inbound message's id on its platform, unique per
+//!   account (`inbound_provider_id` on `(carrier, provider_id)` where set): a webhook sent
+//!   again is stored once.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -441,6 +444,15 @@ CREATE INDEX contacts_rcs ON contacts (tenant, rcs) WHERE rcs IS NOT NULL;
 ALTER TABLE inbound ADD COLUMN data_coding INTEGER;
 ALTER TABLE inbound ADD COLUMN udh BLOB;
 ALTER TABLE mo_parts ADD COLUMN udh BLOB;
+"#,
+    // v19: no change.
+    "",
+    // v20: a chat inbound message keeps the platform's id for it, unique per account, so a
+    // webhook the provider sends again is stored once.
+    r#"
+ALTER TABLE inbound ADD COLUMN provider_id TEXT;
+CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
+    WHERE provider_id IS NOT NULL;
 "#,
 ];
 

@@ -347,6 +347,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
             binary: None,
             received_at: at,
             partial: None,
+            provider_id: None,
         }));
         updates.push(cdr(at));
         updates.push(Update::Receipt(ReceiptUpdate {

@@ -27,6 +27,7 @@ pub(crate) async fn the_history_is_an_ordered_per_tenant_event_log(h: &mut dyn H
                 binary: None,
                 received_at: T0 + 20,
                 partial: None,
+                provider_id: None,
             }),
         ])
         .await

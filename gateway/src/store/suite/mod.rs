@@ -114,6 +114,7 @@ macro_rules! store_suite {
                 inbound_messages_page_newest_first_per_tenant,
                 keywords_edit_the_opt_out_list_in_the_same_commit,
                 chat_inbound_keeps_its_channel_and_opts_out_of_that_channel_only,
+                a_chat_message_sent_again_is_stored_once_per_account,
             }
             events {
                 the_history_is_an_ordered_per_tenant_event_log,
