@@ -815,6 +815,113 @@ fn an_inbound_message_sent_again_reaches_the_tenant_once() {
     assert_eq!(rows["data"].as_array().unwrap().len(), 3, "{rows:#}");
 }
 
+/// A tenant opts a Telegram chat and a Messenger PSID out through `/v1/opt-outs` with their
+/// channel: messages on that channel to them are refused, other channels to the same person
+/// still go; the list names the channel; removing the entry lets them go again.
+#[test]
+fn chat_opt_outs_are_added_listed_and_removed_through_the_api() {
+    let dir = TempDir::new("chat-opt-outs").unwrap();
+    let mut s = start(&dir);
+    const CHAT: &str = "123456789";
+    const PSID: &str = "1254477777772919";
+    for (number, channel) in [
+        (CHAT, "telegram"),
+        (PSID, "messenger"),
+        (CAPABLE, "whatsapp"),
+    ] {
+        let r = s
+            .api
+            .post_json(
+                "/v1/opt-outs",
+                &json!({"number": number, "channel": channel}),
+            )
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json().unwrap();
+        assert_eq!(v["channel"], channel, "{v}");
+        assert_eq!(v["from"], format!("{channel}:*"), "{v}");
+    }
+    let refused = [
+        (
+            json!({"to": {"telegram": CHAT}, "channel": "telegram", "body": "Hello"}),
+            "recipient_opted_out",
+        ),
+        (
+            json!({"to": {"messenger": PSID}, "channel": "messenger", "body": "Hello",
+                   "tag": "POST_PURCHASE_UPDATE"}),
+            "recipient_opted_out",
+        ),
+        (
+            json!({"to": CAPABLE, "channel": "whatsapp",
+                   "template": {"name": "hello_world", "language": "en_US"}}),
+            "recipient_opted_out",
+        ),
+    ];
+    for (body, code) in &refused {
+        let (status, answer) = send(&mut s.api, body);
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert_eq!(answer["code"], *code, "{body} → {answer}");
+    }
+    // The WhatsApp entry blocks WhatsApp only: SMS and RCS to the same number still go.
+    let (status, answer) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "from": "Acme", "body": "By SMS"}),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "rcs", "body": "By RCS"}),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let list: Value = s.api.get("/v1/opt-outs").unwrap().json().unwrap();
+    let mut entries: Vec<(String, String)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["number"].as_str().unwrap().into(),
+                e["channel"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            (CAPABLE.to_owned(), "whatsapp".to_owned()),
+            (CHAT.to_owned(), "telegram".to_owned()),
+            (PSID.to_owned(), "messenger".to_owned()),
+        ],
+        "{list:#}"
+    );
+    // Addresses are checked as the channel's messages are; a chat entry names no sender.
+    for bad in [
+        json!({"number": "@no", "channel": "telegram"}),
+        json!({"number": "not-a-psid", "channel": "messenger"}),
+        json!({"number": "12345", "channel": "whatsapp"}),
+        json!({"number": CHAT, "channel": "email"}),
+        json!({"number": CHAT, "channel": "telegram", "from": "+15550001111"}),
+    ] {
+        let r = s.api.post_json("/v1/opt-outs", &bad).unwrap();
+        assert_eq!(r.status, 422, "{bad} → {}", r.text());
+    }
+    // Removing the Telegram and Messenger entries lets their messages go again.
+    for (number, channel) in [(CHAT, "telegram"), (PSID, "messenger")] {
+        let path = format!("/v1/opt-outs/{number}?channel={channel}");
+        let r = s.api.request("DELETE", &path, &[], None).unwrap();
+        assert_eq!(r.status, 204, "{path}: {}", r.text());
+        let r = s.api.request("DELETE", &path, &[], None).unwrap();
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    for (body, _) in &refused[..2] {
+        let (status, answer) = send(&mut s.api, body);
+        assert_eq!(status, 202, "{body} → {answer}");
+    }
+    let list: Value = s.api.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list:#}");
+}
+
 /// RCS with SMS fallback when the phone stays offline: the RCS step's time limit passes
 /// without `delivered`, the SMS starts, and the agent message is revoked (the platform never
 /// delivers it); the flow succeeds by the SMS and says so in its own event.
