@@ -1007,6 +1007,79 @@ fn an_rcs_step_whose_time_limit_passes_is_revoked_and_the_sms_goes() {
     assert_eq!(sms_delivered["data"]["flow"]["step"], 1, "{sms_delivered}");
 }
 
+/// An RCS step whose message the gateway still holds when its time limit passes (the agent
+/// throttled the first attempt and the gateway waits out the pause) is withdrawn when the SMS
+/// starts: `cancelled`, never sent to the platform, even once the pause is over.
+#[test]
+fn an_rcs_step_still_queued_when_superseded_is_withdrawn_and_never_sent() {
+    let dir = TempDir::new("chat-withdraw").unwrap();
+    let mut s = start(&dir);
+    let path = format!("/rbm/behaviour/{}", CAPABLE.replace('+', "%2B"));
+    assert_eq!(
+        put(
+            &mut s.sim,
+            &path,
+            &json!({"outcome": "throttle", "retry_after_s": 4})
+        ),
+        200
+    );
+    let (status, body) = send(
+        &mut s.api,
+        &json!({
+            "to": CAPABLE,
+            "mode": "cascade",
+            "body": "Your table is ready",
+            "channels": [
+                {"channel": "rcs", "timeout_s": 1},
+                {"channel": "sms", "from": "Acme"}
+            ]
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let flow = until(&mut s.api, &id, |v| {
+        v["status"] != "running" && v["steps"][0]["delivery"]["status"] == "cancelled"
+    });
+    assert_eq!(flow["status"], "succeeded", "{flow:#}");
+    assert_eq!(
+        flow["steps"][1]["delivery"]["status"], "delivered",
+        "{flow:#}"
+    );
+    let rcs_id = flow["steps"][0]["delivery"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rcs = until(&mut s.api, &rcs_id, |_| true);
+    assert!(rcs.to_string().contains("withdrawn"), "{rcs:#}");
+    // The pause ends: another RCS message to the phone goes, the withdrawn one does not.
+    assert_eq!(put(&mut s.sim, &path, &json!({})), 200);
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "rcs", "body": "Still there?"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let later = body["id"].as_str().unwrap().to_owned();
+    until(&mut s.api, &later, |v| {
+        v["status"] == "delivered" || v["status"] == "read"
+    });
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    assert_eq!(stats["providers"]["rbm"]["accepted"], 1, "{stats:#}");
+    let taken = |id: &str| {
+        stats["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["method"] == "POST" && r["query"]["messageId"] == id && r["status"] == 200
+            })
+            .count()
+    };
+    assert_eq!(taken(&rcs_id), 0, "{stats:#}");
+    assert_eq!(taken(&later), 1, "{stats:#}");
+    let rcs = until(&mut s.api, &rcs_id, |_| true);
+    assert_eq!(rcs["status"], "cancelled", "{rcs:#}");
+}
+
 /// A batch with `mode` and `channels`: each recipient gets the flow (its body rendered with
 /// its variables): RCS for the capable phone, SMS fallback for the other; a recipient whose
 /// flow cannot start is listed as rejected; the batch counts its first deliveries.
