@@ -146,7 +146,8 @@ def main():
     # Opt-outs.
     check("post", "/v1/opt-outs", "/v1/opt-outs", 201, json_body={"number": "+447911000001"})
     check("post", "/v1/opt-outs/import", "/v1/opt-outs/import", 200,
-          data="number,from\n+447911000002\nnonsense\n", content_type="text/csv")
+          data="number,from,channel\n+447911000002\nnonsense\n123456789,,telegram\n",
+          content_type="text/csv")
     check("post", "/v1/opt-outs", "/v1/opt-outs", 201,
           json_body={"number": "1254477777772919", "channel": "messenger"})
     check("post", "/v1/opt-outs", "/v1/opt-outs", 422,

@@ -310,8 +310,21 @@ pub(crate) async fn list(
     ))
 }
 
-/// `POST /v1/opt-outs/import`: a CSV body, one `number[,from]` per line (a header line
-/// `number,from` is allowed). Valid lines are added, the others reported.
+/// One import line's entry (recipient, sender), or why not.
+fn line_entry(
+    number: &str,
+    from: Option<&str>,
+    channel: Option<&str>,
+) -> Result<(String, String), String> {
+    let channel = chat_channel(channel).map_err(|p| p.detail)?;
+    let r = address(number, channel)?;
+    let s = entry_sender(from, channel).map_err(|p| p.detail)?;
+    Ok((r, s))
+}
+
+/// `POST /v1/opt-outs/import`: a CSV body, one `number[,from[,channel]]` per line (a header
+/// line `number,from,channel` is allowed; a chat channel's line leaves `from` empty). Valid
+/// lines are added, the others reported.
 #[utoipa::path(post, path = "/v1/opt-outs/import", tag = "opt-outs",
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, description = "`{imported: n, rejected: [{line, reason}]}`", body = Object), (status = 422, body = Problem)),
@@ -346,8 +359,8 @@ pub(crate) async fn import(
         if number.is_empty() {
             continue;
         }
-        match recipient(number) {
-            Ok(r) => entries.push((r, sender(record.get(1)))),
+        match line_entry(number, record.get(1), record.get(2)) {
+            Ok(entry) => entries.push(entry),
             Err(reason) => rejected.push(serde_json::json!({"line": line, "reason": reason})),
         }
         if entries.len() > MAX_IMPORT {
@@ -431,6 +444,29 @@ mod tests {
                 .field,
             Some("from")
         );
+    }
+
+    #[test]
+    fn import_lines_take_a_channel_in_their_third_column() {
+        assert_eq!(
+            line_entry("+447911000001", Some("+15550001111"), None),
+            Ok(("447911000001".into(), "15550001111".into()))
+        );
+        assert_eq!(
+            line_entry("+447911000001", None, None),
+            Ok(("447911000001".into(), ALL_SENDERS.into()))
+        );
+        assert_eq!(
+            line_entry("123456789", Some(""), Some("telegram")),
+            Ok(("123456789".into(), "telegram:*".into()))
+        );
+        assert_eq!(
+            line_entry("+447911000001", None, Some("sms")),
+            Ok(("447911000001".into(), ALL_SENDERS.into()))
+        );
+        assert!(line_entry("123456789", Some("+15550001111"), Some("telegram")).is_err());
+        assert!(line_entry("psid", None, Some("messenger")).is_err());
+        assert!(line_entry("123456789", None, Some("email")).is_err());
     }
 
     #[test]
