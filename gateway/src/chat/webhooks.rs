@@ -313,8 +313,11 @@ fn telegram_inbound(carrier: &str, update: &serde_json::Value) -> Vec<InboundMes
         text,
         at,
     );
-    // Update ids count up per bot; the account is the bot.
-    message.provider_id = update["update_id"].as_i64().map(|id| id.to_string());
+    // Update ids count up per bot (the account is the bot), but a bot idle for a week starts
+    // again from a random one: with the message's date, an old id taken again is no resend.
+    message.provider_id = update["update_id"]
+        .as_i64()
+        .map(|id| format!("{id}:{}", m["date"].as_i64().unwrap_or(0)));
     vec![message]
 }
 
@@ -518,7 +521,7 @@ mod tests {
             (Channel::Telegram, "123456789", "/start")
         );
         assert_eq!(tg[0].received_at, 1_750_263_773_000);
-        assert_eq!(tg[0].provider_id.as_deref(), Some("10000"));
+        assert_eq!(tg[0].provider_id.as_deref(), Some("10000:1750263773"));
 
         let event = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),

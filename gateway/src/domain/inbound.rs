@@ -40,9 +40,9 @@ pub struct InboundMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialParts>,
     /// The platform's id for it on a chat channel (WhatsApp `messages[].id`, Messenger `mid`,
-    /// RBM `messageId`, Telegram `update_id`), unique within the account: a webhook the
+    /// RBM `messageId`, Telegram `update_id:date`), unique within the account: a webhook the
     /// provider sends again carries the same id, and the store keeps only the first. None on
-    /// SMS, where a carrier's resend is told apart by the SMPP session instead.
+    /// SMS: an SMPP MO carries no id of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_id: Option<String>,
 }
