@@ -153,6 +153,8 @@ def main():
     check("post", "/v1/opt-outs", "/v1/opt-outs", 422,
           json_body={"number": "123456789", "channel": "telegram", "from": "+15550001111"})
     check("get", "/v1/opt-outs", "/v1/opt-outs?limit=10", 200)
+    check("get", "/v1/opt-outs", "/v1/opt-outs?channel=messenger", 200)
+    check("get", "/v1/opt-outs", "/v1/opt-outs?channel=email", 422)
     check("delete", "/v1/opt-outs/{number}",
           "/v1/opt-outs/" + urllib.parse.quote("+447911000001"), 204)
     check("delete", "/v1/opt-outs/{number}",

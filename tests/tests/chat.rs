@@ -895,6 +895,26 @@ fn chat_opt_outs_are_added_listed_and_removed_through_the_api() {
         ],
         "{list:#}"
     );
+    let telegram: Value = s
+        .api
+        .get("/v1/opt-outs?channel=telegram")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        telegram["data"].as_array().unwrap().len(),
+        1,
+        "{telegram:#}"
+    );
+    assert_eq!(telegram["data"][0]["number"], CHAT, "{telegram:#}");
+    let sms: Value = s
+        .api
+        .get("/v1/opt-outs?channel=sms")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(sms["data"], json!([]), "{sms:#}");
+    assert_eq!(s.api.get("/v1/opt-outs?channel=email").unwrap().status, 422);
     // Addresses are checked as the channel's messages are; a chat entry names no sender.
     for bad in [
         json!({"number": "@no", "channel": "telegram"}),

@@ -21,6 +21,7 @@ use crate::domain::{channel_sender, ChatChannel, OptOut};
 use crate::domain::{now_ms, Update};
 use crate::domain::{number_key, ALL_SENDERS};
 use crate::domain::{rfc3339, EventWrite};
+use crate::store::events::OptOutSenders;
 
 /// Most rows one import may carry.
 const MAX_IMPORT: usize = 100_000;
@@ -282,25 +283,52 @@ pub(crate) async fn remove_entries(
     ))
 }
 
+/// Query of `GET /v1/opt-outs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Only the entries whose `channel` is this: `sms` (one sender's), `rcs`, `whatsapp`,
+    /// `telegram` or `messenger` (that channel's). Entries for every sender (`*`) are listed
+    /// only without it.
+    pub(crate) channel: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub(crate) cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub(crate) limit: Option<usize>,
+}
+
 /// `GET /v1/opt-outs`: by number.
-#[utoipa::path(get, path = "/v1/opt-outs", tag = "opt-outs", params(super::page::PageQuery),
-    responses((status = 200, description = "A page of the opt-out list", body = super::openapi::OptOutPage)),
+#[utoipa::path(get, path = "/v1/opt-outs", tag = "opt-outs", params(ListQuery),
+    responses((status = 200, description = "A page of the opt-out list", body = super::openapi::OptOutPage),
+        (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Tenant,
-    query: Result<Query<super::page::PageQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     caller.require(Scope::Admin)?;
     let tenant = caller.0;
     let q = super::page::query(query)?;
     let limit = super::page::limit(q.limit)?;
+    let senders = match q.channel.as_deref().map(str::trim) {
+        None => None,
+        Some("sms") => Some(OptOutSenders::Sms),
+        Some(c) => Some(OptOutSenders::Chat(
+            chat_channel(Some(c))?.ok_or_else(bad_channel)?.channel(),
+        )),
+    };
     // The cursor is "<recipient>|<sender>" of the last entry shown.
     let after = q.cursor.as_deref().map(|c| {
         let (r, s) = c.split_once('|').unwrap_or((c, ""));
         (r.to_owned(), s.to_owned())
     });
-    let rows = state.events.events.opt_outs(&tenant, after, limit).await?;
+    let rows = state
+        .events
+        .events
+        .opt_outs_of(&tenant, senders, after, limit)
+        .await?;
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|r| format!("{}|{}", r.recipient, r.sender)))
         .flatten();

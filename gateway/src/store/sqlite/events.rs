@@ -14,7 +14,7 @@ use crate::domain::OptOut;
 use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OutboxEntry};
+use crate::store::events::{EventStore, OptOutSenders, OutboxEntry};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -460,21 +460,28 @@ impl EventStore for SqliteStore {
         })
     }
 
-    fn opt_outs(
+    fn opt_outs_of(
         &self,
         tenant: &str,
+        senders: Option<OptOutSenders>,
         after: Option<(String, String)>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
         let tenant = tenant.to_owned();
+        let senders = senders.map(OptOutSenders::param);
         self.read(move |conn| {
             let (r, s) = after.unwrap_or_default();
             conn.prepare_cached(
                 "SELECT tenant, recipient, sender, source, created_at FROM opt_outs \
                  WHERE tenant = ?1 AND (recipient, sender) > (?2, ?3) \
+                 AND (?5 IS NULL OR sender = ?5 \
+                      OR (?5 = 'sms' AND sender <> '*' AND sender NOT LIKE '%:*')) \
                  ORDER BY recipient, sender LIMIT ?4",
             )?
-            .query_map(params![tenant, r, s, limit as i64], opt_out_from_row)?
+            .query_map(
+                params![tenant, r, s, limit as i64, senders],
+                opt_out_from_row,
+            )?
             .collect()
         })
     }

@@ -123,6 +123,7 @@ macro_rules! store_suite {
                 outbox_rows_are_retried_deferred_and_done,
                 named_cursors_only_move_forward_each_on_its_own,
                 opt_outs_are_added_removed_and_paged_per_tenant,
+                opt_outs_list_by_kind_of_sender,
             }
             calls {
                 call_records_are_listed_newest_first_per_tenant,
