@@ -540,6 +540,14 @@ fn revoke_superseded(
                 crate::handoff::Withdrawal::InFlight => return,
                 crate::handoff::Withdrawal::NotHere => {}
             }
+            // The engine may have just handed it over: its `sent` is queued on this sink
+            // before the barrier, so the read below sees it.
+            drop(
+                updates
+                    .send_durable(crate::domain::Update::Barrier)
+                    .await
+                    .await,
+            );
             let record = match store.get(&tenant, id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => return,

@@ -115,6 +115,10 @@ pub enum Update {
     Flow(super::FlowWrite),
     /// A contact is created, changed or deleted ([`Applied::Contact`] says how it went).
     Contact(super::ContactWrite),
+    /// Changes nothing. Updates are applied in the order they were queued, so once a barrier
+    /// is committed every update queued before it on the same sink is too: a reader that
+    /// waits for one sees them.
+    Barrier,
 }
 
 /// New content for a scheduled message that is not due yet (SMPP replace_sm). Applied only
@@ -180,7 +184,7 @@ impl Update {
             | Update::SegmentRejected { id, .. }
             | Update::Call { id, .. } => Some(*id),
             Update::Replace(r) => Some(r.id),
-            Update::Flow(_) | Update::Contact(_) => None,
+            Update::Flow(_) | Update::Contact(_) | Update::Barrier => None,
             Update::Receipt(_)
             | Update::Inbound(_)
             | Update::Mo(_)
