@@ -539,10 +539,11 @@ async fn open_store(
     Ok((opened, last_id))
 }
 
-/// `[webhooks]` with its CA file resolved against `base_dir`.
-/// What the flows call for an RCS delivery a later step superseded: revoke it through the
-/// agent that sent it. Revoked, it becomes `expired` (it will never be delivered); too late
-/// (delivered already), its delivery is reported when the event comes, as a late success.
+/// What the flows call for an RCS delivery a later step superseded: withdrawn while the chat
+/// engine still has it (`cancelled`: it never reaches the platform; recalled if the agent takes
+/// it meanwhile), else revoked through the agent that sent it when it is `sent` (revoked, it
+/// becomes `expired`; too late, its delivery is reported when the event comes, as a late
+/// success).
 fn revoke_superseded(
     chat: Arc<crate::chat::Chat>,
     store: Arc<dyn Store>,
@@ -551,6 +552,24 @@ fn revoke_superseded(
     Arc::new(move |tenant: Arc<str>, id: MessageId| {
         let (chat, store, updates) = (chat.clone(), store.clone(), updates.clone());
         Box::pin(async move {
+            match chat.withdraw(id, crate::chat::WITHDRAWN).await {
+                crate::handoff::Withdrawal::Cancelled => {
+                    metrics::counter!("switchyard_rcs_revokes_total", "outcome" => "withdrawn")
+                        .increment(1);
+                    return;
+                }
+                // The engine recalls it if the agent takes it.
+                crate::handoff::Withdrawal::InFlight => return,
+                crate::handoff::Withdrawal::NotHere => {}
+            }
+            // The engine may have just handed it over: its `sent` is queued on this sink
+            // before the barrier, so the read below sees it.
+            drop(
+                updates
+                    .send_durable(crate::domain::Update::Barrier)
+                    .await
+                    .await,
+            );
             let record = match store.get(&tenant, id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
@@ -559,6 +578,10 @@ fn revoke_superseded(
                     return;
                 }
             };
+            // Not sent: it ended already, or another node's engine has it.
+            if record.status != crate::domain::Status::Sent {
+                return;
+            }
             let carrier = record
                 .segment_states
                 .iter()
@@ -567,31 +590,22 @@ fn revoke_superseded(
             let Some(carrier) = carrier else { return };
             let revoked = chat
                 .carriers()
-                .revoke_rcs(&carrier, &record.message.to, id)
+                .revoke_superseded(&carrier, &record.message.to, id)
                 .await;
-            let outcome = match revoked {
-                Some(crate::chat::rbm::Revoked::Yes) => {
-                    let update = crate::domain::Update::Status {
-                        id,
-                        status: crate::domain::Status::Expired,
-                        at: crate::domain::now_ms(),
-                        detail: Some("revoked: the flow's next step started".into()),
-                    };
-                    drop(updates.send_durable(update).await);
-                    "revoked"
-                }
-                Some(crate::chat::rbm::Revoked::TooLate) => "too_late",
-                Some(crate::chat::rbm::Revoked::Failed(e)) => {
-                    tracing::warn!(message = %id, %carrier, "revoking a superseded RCS message failed: {e}");
-                    "failed"
-                }
-                None => return,
-            };
-            metrics::counter!("switchyard_rcs_revokes_total", "outcome" => outcome).increment(1);
+            if let Some((status, detail)) = revoked {
+                let update = crate::domain::Update::Status {
+                    id,
+                    status,
+                    at: crate::domain::now_ms(),
+                    detail: Some(detail),
+                };
+                drop(updates.send_durable(update).await);
+            }
         })
     })
 }
 
+/// `[webhooks]` with its CA file resolved against `base_dir`.
 fn webhook_settings(config: &Config, base_dir: &Path) -> config::WebhookSettings {
     let mut settings = config.webhooks.clone();
     settings.tls_ca = settings.tls_ca.map(|ca| Config::resolve(base_dir, &ca));

@@ -25,6 +25,11 @@
 //! ([`Carriers::pause_key`]: a webhook recipient's endpoint). Such a throttle is
 //! not a failed attempt: it does not count towards [`MAX_ATTEMPTS`], only towards
 //! [`MAX_WAITS`] (and the message's validity still ends it).
+//!
+//! A message can be withdrawn while it is still the engine's ([`Engine::withdraw`]: a flow's
+//! later step made it pointless): one no carrier has taken yet is `cancelled` at once and no
+//! attempt starts for it; one whose attempt is with a carrier at that moment is recalled
+//! ([`Carriers::recall`]) if the carrier takes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -158,6 +163,115 @@ pub(crate) trait Carriers: Send + Sync + 'static {
     }
     /// One attempt on `carrier`.
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a Self::Job) -> BoxFuture<'a, Verdict>;
+    /// `carrier` took `job` (its id for it: `carrier_id`) while the job was being withdrawn
+    /// ([`Engine::withdraw`]): undo that where the channel can. Returns the status the message
+    /// then has, with its detail; `None` (the default: most channels cannot take a message
+    /// back) leaves it `sent`.
+    fn recall<'a>(
+        &'a self,
+        _carrier: &'a str,
+        _job: &'a Self::Job,
+        _carrier_id: &'a str,
+    ) -> BoxFuture<'a, Option<(Status, String)>> {
+        Box::pin(async { None })
+    }
+}
+
+/// What [`Engine::withdraw`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Withdrawal {
+    /// No carrier had it: it is `cancelled`, and no attempt starts for it.
+    Cancelled,
+    /// An attempt is with a carrier now: if the carrier takes it, it is recalled
+    /// ([`Carriers::recall`]); otherwise it is `cancelled` when the attempt ends.
+    InFlight,
+    /// The engine does not have it: a carrier took it already, its delivery ended, or it is
+    /// queued on another node.
+    NotHere,
+}
+
+/// Where each of an engine's messages is, from [`Connector::place`] until its delivery ends:
+/// what withdrawing one has to do.
+#[derive(Debug, Default)]
+struct Active(Mutex<HashMap<MessageId, Phase>>);
+
+/// Where a message of the engine is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Queued, or between attempts (a back-off, a pause).
+    Waiting,
+    /// An attempt is with a carrier.
+    Attempting,
+    /// Withdrawn while waiting (and `cancelled`): no attempt starts.
+    Withdrawn,
+    /// Withdrawn while an attempt was with a carrier, with the detail to cancel it with if
+    /// the carrier does not take it.
+    WithdrawnInFlight(String),
+}
+
+impl Active {
+    /// The message is the engine's now.
+    fn place(&self, id: MessageId) {
+        self.0.lock().entry(id).or_insert(Phase::Waiting);
+    }
+
+    /// True when `id` was withdrawn.
+    fn withdrawn(&self, id: MessageId) -> bool {
+        matches!(
+            self.0.lock().get(&id),
+            Some(Phase::Withdrawn | Phase::WithdrawnInFlight(_))
+        )
+    }
+
+    /// Whether an attempt may start for `id` (it was not withdrawn); if so it is attempting.
+    fn begin(&self, id: MessageId) -> bool {
+        let mut map = self.0.lock();
+        let phase = map.entry(id).or_insert(Phase::Waiting);
+        match phase {
+            Phase::Waiting | Phase::Attempting => {
+                *phase = Phase::Attempting;
+                true
+            }
+            Phase::Withdrawn | Phase::WithdrawnInFlight(_) => false,
+        }
+    }
+
+    /// An attempt for `id` ended: `None` while the message is still wanted, or the detail it
+    /// was withdrawn with meanwhile.
+    fn end(&self, id: MessageId) -> Option<String> {
+        let mut map = self.0.lock();
+        match map.get_mut(&id) {
+            Some(Phase::WithdrawnInFlight(detail)) => Some(std::mem::take(detail)),
+            Some(p) => {
+                *p = Phase::Waiting;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Withdraws `id` with `detail` (see [`Withdrawal`]).
+    fn withdraw(&self, id: MessageId, detail: &str) -> Withdrawal {
+        let mut map = self.0.lock();
+        match map.get_mut(&id) {
+            Some(p @ Phase::Waiting) => {
+                *p = Phase::Withdrawn;
+                Withdrawal::Cancelled
+            }
+            Some(p @ Phase::Attempting) => {
+                *p = Phase::WithdrawnInFlight(detail.to_owned());
+                Withdrawal::InFlight
+            }
+            Some(Phase::Withdrawn) => Withdrawal::Cancelled,
+            Some(Phase::WithdrawnInFlight(_)) => Withdrawal::InFlight,
+            None => Withdrawal::NotHere,
+        }
+    }
+
+    /// The delivery of `id` ended.
+    fn finish(&self, id: MessageId) {
+        self.0.lock().remove(&id);
+    }
 }
 
 /// `tenant`'s id in `table`; an unknown tenant is refused as routing refuses it.
@@ -204,6 +318,8 @@ pub(crate) struct Engine<C: Carriers> {
     updates: UpdateSink,
     /// Carriers that asked to be left alone for a while.
     pauses: Pauses,
+    /// The messages the engine has and where each is, for [`Engine::withdraw`].
+    active: Active,
 }
 
 impl<C: Carriers + std::fmt::Debug> std::fmt::Debug for Engine<C> {
@@ -236,6 +352,7 @@ where
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             updates,
             pauses: Pauses::default(),
+            active: Active::default(),
         });
         tokio::spawn(engine.clone().run(rx, shutdown));
         engine
@@ -244,6 +361,24 @@ where
     /// The channel's carriers.
     pub(crate) fn carriers(&self) -> &Arc<C> {
         &self.carriers
+    }
+
+    /// Withdraws message `id` if the engine still has it: one no carrier has taken becomes
+    /// `cancelled` with `detail` (committed before this returns) and is never attempted; one
+    /// whose attempt is with a carrier now is recalled if the carrier takes it. See
+    /// [`Withdrawal`].
+    pub(crate) async fn withdraw(&self, id: MessageId, detail: &str) -> Withdrawal {
+        let done = self.active.withdraw(id, detail);
+        if done == Withdrawal::Cancelled {
+            let update = Update::Status {
+                id,
+                status: Status::Cancelled,
+                at: now_ms(),
+                detail: Some(detail.to_owned()),
+            };
+            drop(self.updates.send_durable(update).await.await);
+        }
+        done
     }
 
     /// Runs until shutdown: one task per message being delivered, at most
@@ -277,20 +412,32 @@ where
         }
     }
 
-    /// Delivers one message: carriers in rank order (paused ones skipped), again after a
-    /// back-off or a pause, until it is sent, rejected, expired or out of attempts.
+    /// Delivers one message (see [`Engine::attempts`]), then forgets it.
     async fn deliver(self: Arc<Self>, job: C::Job) {
-        self.status(&job, Status::Submitting, None).await;
+        self.attempts(&job).await;
+        self.active.finish(job.id());
+    }
+
+    /// Carriers in rank order (paused ones skipped), again after a back-off or a pause, until
+    /// the message is sent, rejected, expired, out of attempts or withdrawn.
+    async fn attempts(&self, job: &C::Job) {
+        if self.active.withdrawn(job.id()) {
+            return;
+        }
+        self.status(job, Status::Submitting, None).await;
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         let mut attempts = 0;
         let mut waits = 0;
         let mut last_error = format!("no {} carrier can take it", C::NAME);
         loop {
-            if job.expires_at().is_some_and(|t| now_ms() >= t) {
-                self.status(&job, Status::Expired, Some(last_error)).await;
+            if self.active.withdrawn(job.id()) {
                 return;
             }
-            let mut order = match self.carriers.ranked(&job) {
+            if job.expires_at().is_some_and(|t| now_ms() >= t) {
+                self.status(job, Status::Expired, Some(last_error)).await;
+                return;
+            }
+            let mut order = match self.carriers.ranked(job) {
                 Ok(order) => order,
                 Err(e) => {
                     last_error = e.to_string();
@@ -309,17 +456,21 @@ where
                 if attempts >= MAX_ATTEMPTS || waits >= MAX_WAITS {
                     break;
                 }
-                let pause_key = self.carriers.pause_key(&carrier, &job);
+                let pause_key = self.carriers.pause_key(&carrier, job);
                 if let Some(until) = self.pauses.until(&pause_key, Instant::now()) {
                     resume = Some(resume.map_or(until, |r| r.min(until)));
                     continue;
                 }
+                if !self.active.begin(job.id()) {
+                    return;
+                }
                 let started = Instant::now();
-                let verdict = self.carriers.attempt(&carrier, &job).await;
+                let verdict = self.carriers.attempt(&carrier, job).await;
+                let withdrawn = self.active.end(job.id());
                 let delivered = matches!(verdict, Verdict::Delivered(_));
                 let now = Instant::now();
                 let record = |outcome| {
-                    if self.carriers.feeds_health(&job) {
+                    if self.carriers.feeds_health(job) {
                         health::record(&self.router, &carrier, outcome, now);
                     }
                 };
@@ -338,6 +489,15 @@ where
                                 at: now_ms(),
                             })
                             .await;
+                        if withdrawn.is_some() && !delivered {
+                            // Withdrawn while the carrier took it: taken back where it can be.
+                            if let Some((status, detail)) =
+                                self.carriers.recall(&carrier, job, &carrier_id).await
+                            {
+                                self.status(job, status, Some(detail)).await;
+                            }
+                            return;
+                        }
                         if delivered {
                             // Matched to the segment just sent, as a provider's receipt is
                             // (applied after it: one ordered update stream).
@@ -387,9 +547,14 @@ where
                         last_error = format!("{carrier}: {error}");
                     }
                 }
+                // Withdrawn while this carrier could not take it: no other attempt.
+                if withdrawn.is_some() {
+                    self.status(job, Status::Cancelled, withdrawn).await;
+                    return;
+                }
             }
             if attempts >= MAX_ATTEMPTS || waits >= MAX_WAITS {
-                self.status(&job, Status::Failed, Some(last_error)).await;
+                self.status(job, Status::Failed, Some(last_error)).await;
                 return;
             }
             // A failure backs off; a round that only met pauses waits for the first to end.
@@ -439,6 +604,7 @@ where
     }
 
     fn place(&self, job: C::Job) {
+        self.active.place(job.id());
         if let Err(mpsc::error::TrySendError::Full(job)) = self.queue.try_send(job) {
             let queue = self.queue.clone();
             tokio::spawn(async move {
@@ -475,6 +641,37 @@ mod tests {
             down.hinted(Some(Duration::from_secs(5))),
             Verdict::Retry("503".into(), FailureClass::TransportDown)
         );
+    }
+
+    #[test]
+    fn a_withdrawn_message_starts_no_attempt_and_one_in_flight_is_told_after() {
+        let active = Active::default();
+        let (a, b) = (MessageId(1), MessageId(2));
+        // Unknown: a carrier has it already, or it is another node's.
+        assert_eq!(active.withdraw(a, "x"), Withdrawal::NotHere);
+        // Queued, then withdrawn: no attempt starts.
+        active.place(a);
+        assert!(!active.withdrawn(a));
+        assert_eq!(active.withdraw(a, "x"), Withdrawal::Cancelled);
+        assert_eq!(active.withdraw(a, "x"), Withdrawal::Cancelled);
+        assert!(active.withdrawn(a));
+        assert!(!active.begin(a));
+        active.finish(a);
+        assert_eq!(active.withdraw(a, "x"), Withdrawal::NotHere);
+        // An attempt that ends while it is still wanted goes back to waiting.
+        active.place(b);
+        assert!(active.begin(b));
+        assert_eq!(active.end(b), None);
+        assert!(active.begin(b));
+        // Withdrawn while with a carrier: the attempt's end says so, with the detail, and no
+        // further attempt starts.
+        assert_eq!(active.withdraw(b, "superseded"), Withdrawal::InFlight);
+        assert_eq!(active.withdraw(b, "again"), Withdrawal::InFlight);
+        assert!(active.withdrawn(b));
+        assert_eq!(active.end(b).as_deref(), Some("superseded"));
+        assert!(!active.begin(b));
+        active.finish(b);
+        assert!(active.0.lock().is_empty());
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! again, and until then we err on the side of not sending (STOP) — or of the stored list
 //! (START), which still holds the opt-out.
 //!
+//! Chat providers' webhooks change it after the commit instead, and only for the messages the
+//! commit stored: a provider resends webhooks (the same message, recognised by its platform
+//! id and stored once), and a stale resend must not undo what came after it.
+//!
 //! Keyword replies are messages of the tenant like any other: priced by the route and counted
 //! against its rate and quotas. They also have budgets of their own: a mobile number gets at
 //! most `keyword_replies_per_number` replies from one tenant per `keyword_replies_window_s`
@@ -87,19 +91,25 @@ impl Inbound {
     }
 
     /// Fills in the owner of `m`, a message a person sent to a chat provider account (the
-    /// tenant whose `accounts` list the account), and applies its keyword to the in-memory
-    /// opt-out list: on a chat channel STOP blocks that channel to the sender, START lifts
-    /// it. Called before the message is stored. Keywords on chat channels get no automatic
-    /// reply.
+    /// tenant whose `accounts` list the account). Called before the message is stored.
     pub(crate) fn classify_chat(&self, m: &mut InboundMessage) {
         let directory = self.directory.load();
         m.tenant = directory.accounts.get(&m.carrier).map(|(t, _)| t.clone());
-        let Some(tenant) = m.tenant.clone() else {
+    }
+
+    /// Counts `m`, a chat message [`Self::classify_chat`] gave its owner, and applies its
+    /// keyword to the in-memory opt-out list: on a chat channel STOP blocks that channel to
+    /// the sender, START lifts it. Called once the message is stored, and only if it was: a
+    /// webhook the provider sent again (a STOP that a START followed since, say) must not
+    /// change the list the store no longer agrees with. Keywords on chat channels get no
+    /// automatic reply.
+    pub(crate) fn chat_stored(&self, m: &InboundMessage) {
+        let Some(tenant) = &m.tenant else {
             metrics::counter!("switchyard_inbound_messages_total", "owner" => "none").increment(1);
             return;
         };
         metrics::counter!("switchyard_inbound_messages_total", "owner" => "tenant").increment(1);
-        self.apply_keyword(&tenant, m);
+        self.apply_keyword(tenant, m);
     }
 
     /// Applies the opt-out change `m`'s keyword asks for to the in-memory list.

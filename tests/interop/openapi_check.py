@@ -146,10 +146,19 @@ def main():
     # Opt-outs.
     check("post", "/v1/opt-outs", "/v1/opt-outs", 201, json_body={"number": "+447911000001"})
     check("post", "/v1/opt-outs/import", "/v1/opt-outs/import", 200,
-          data="number,from\n+447911000002\nnonsense\n", content_type="text/csv")
+          data="number,from,channel\n+447911000002\nnonsense\n123456789,,telegram\n",
+          content_type="text/csv")
+    check("post", "/v1/opt-outs", "/v1/opt-outs", 201,
+          json_body={"number": "1254477777772919", "channel": "messenger"})
+    check("post", "/v1/opt-outs", "/v1/opt-outs", 422,
+          json_body={"number": "123456789", "channel": "telegram", "from": "+15550001111"})
     check("get", "/v1/opt-outs", "/v1/opt-outs?limit=10", 200)
+    check("get", "/v1/opt-outs", "/v1/opt-outs?channel=messenger", 200)
+    check("get", "/v1/opt-outs", "/v1/opt-outs?channel=email", 422)
     check("delete", "/v1/opt-outs/{number}",
           "/v1/opt-outs/" + urllib.parse.quote("+447911000001"), 204)
+    check("delete", "/v1/opt-outs/{number}",
+          "/v1/opt-outs/1254477777772919?channel=messenger", 204)
     check("delete", "/v1/opt-outs/{number}",
           "/v1/opt-outs/" + urllib.parse.quote("+447911000009"), 404)
 

@@ -704,6 +704,244 @@ fn chat_inbound_reaches_the_owner_opens_windows_and_opts_out_per_channel() {
     assert_eq!(status, 202, "{body}");
 }
 
+/// Polls the simulator's `GET /stats` until `done` holds (at most [`WAIT`]); returns them.
+fn sim_stats(sim: &mut Client, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v: Value = sim.get("/stats").unwrap().json().unwrap();
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {v:#}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Providers send a webhook again when they saw no answer in time: an inbound message POSTed
+/// twice by each provider (the same platform id) is acknowledged both times and reaches the
+/// tenant once, as a row and as an event; a Telegram STOP update repeated after the person's
+/// START is acknowledged and does not opt them out again.
+#[test]
+fn an_inbound_message_sent_again_reaches_the_tenant_once() {
+    let dir = TempDir::new("chat-resend").unwrap();
+    let mut s = start(&dir);
+    let mut shop = Client::new(&s.gw_addr).with_bearer(SHOP_KEY);
+    const PROVIDERS: [&str; 4] = ["whatsapp", "messenger", "rbm", "telegram"];
+    for (provider, from) in
+        PROVIDERS
+            .into_iter()
+            .zip(["447911123456", "1254477777772919", CAPABLE, "123456789"])
+    {
+        let r = s
+            .sim
+            .post_json(
+                &format!("/{provider}/inbound"),
+                &json!({"from": from, "text": format!("hello on {provider}"), "resend": 1}),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json().unwrap()["webhooks"], 2, "{provider}");
+    }
+    // Both copies of each were answered 2xx.
+    let stats = sim_stats(&mut s.sim, |v| {
+        PROVIDERS
+            .iter()
+            .all(|p| v["providers"][p]["events_sent"].as_u64() >= Some(2))
+    });
+    for p in PROVIDERS {
+        assert_eq!(stats["providers"][p]["events_sent"], 2, "{p}: {stats:#}");
+        assert_eq!(stats["providers"][p]["events_failed"], 0, "{p}: {stats:#}");
+    }
+    // The 200s went out after the commits: the rows are there, once each.
+    let rows = inbound(&mut shop, "", 4);
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    // A later message: the events before it are the four, once each.
+    user_writes(&mut s.sim, "whatsapp", "447911123456", "last one");
+    let events = switchyard_tests::sse::collect(
+        &s.gw_addr,
+        SHOP_KEY,
+        "/v1/events?after=evt_0",
+        None,
+        WAIT,
+        |e| e.iter().any(|e| e.data.contains("last one")),
+    )
+    .unwrap();
+    let bodies: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == "message.inbound")
+        .map(|e| serde_json::from_str::<Value>(&e.data).unwrap()["data"]["body"].to_string())
+        .collect();
+    assert_eq!(bodies.len(), 5, "{bodies:#?}");
+
+    // Telegram: STOP, then START; then the STOP update comes again.
+    user_writes(&mut s.sim, "telegram", "123456789", "STOP");
+    inbound(&mut shop, "?channel=telegram", 2);
+    let list: Value = shop.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"][0]["from"], "telegram:*", "{list}");
+    user_writes(&mut s.sim, "telegram", "123456789", "START");
+    inbound(&mut shop, "?channel=telegram", 3);
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    let stop = stats["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["provider"] == "telegram" && w["body"]["message"]["text"] == "STOP")
+        .unwrap_or_else(|| panic!("no STOP update: {stats:#}"));
+    let again = serde_json::to_vec(&stop["body"]).unwrap();
+    let r = Client::new(&s.gw_addr)
+        .request(
+            "POST",
+            "/v1/providers/Tg/webhook",
+            &[
+                ("content-type", "application/json"),
+                ("x-telegram-bot-api-secret-token", "telegram-secret-token"),
+            ],
+            Some(&again),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list: Value = shop.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"], json!([]), "{list}");
+    let (status, body) = send(
+        &mut shop,
+        &json!({"to": {"telegram": "123456789"}, "channel": "telegram", "body": "Welcome back"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let rows: Value = shop
+        .get("/v1/inbound?channel=telegram")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rows["data"].as_array().unwrap().len(), 3, "{rows:#}");
+}
+
+/// A tenant opts a Telegram chat and a Messenger PSID out through `/v1/opt-outs` with their
+/// channel: messages on that channel to them are refused, other channels to the same person
+/// still go; the list names the channel; removing the entry lets them go again.
+#[test]
+fn chat_opt_outs_are_added_listed_and_removed_through_the_api() {
+    let dir = TempDir::new("chat-opt-outs").unwrap();
+    let mut s = start(&dir);
+    const CHAT: &str = "123456789";
+    const PSID: &str = "1254477777772919";
+    for (number, channel) in [
+        (CHAT, "telegram"),
+        (PSID, "messenger"),
+        (CAPABLE, "whatsapp"),
+    ] {
+        let r = s
+            .api
+            .post_json(
+                "/v1/opt-outs",
+                &json!({"number": number, "channel": channel}),
+            )
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json().unwrap();
+        assert_eq!(v["channel"], channel, "{v}");
+        assert_eq!(v["from"], format!("{channel}:*"), "{v}");
+    }
+    let refused = [
+        (
+            json!({"to": {"telegram": CHAT}, "channel": "telegram", "body": "Hello"}),
+            "recipient_opted_out",
+        ),
+        (
+            json!({"to": {"messenger": PSID}, "channel": "messenger", "body": "Hello",
+                   "tag": "POST_PURCHASE_UPDATE"}),
+            "recipient_opted_out",
+        ),
+        (
+            json!({"to": CAPABLE, "channel": "whatsapp",
+                   "template": {"name": "hello_world", "language": "en_US"}}),
+            "recipient_opted_out",
+        ),
+    ];
+    for (body, code) in &refused {
+        let (status, answer) = send(&mut s.api, body);
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert_eq!(answer["code"], *code, "{body} → {answer}");
+    }
+    // The WhatsApp entry blocks WhatsApp only: SMS and RCS to the same number still go.
+    let (status, answer) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "from": "Acme", "body": "By SMS"}),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "rcs", "body": "By RCS"}),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let list: Value = s.api.get("/v1/opt-outs").unwrap().json().unwrap();
+    let mut entries: Vec<(String, String)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["number"].as_str().unwrap().into(),
+                e["channel"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            (CAPABLE.to_owned(), "whatsapp".to_owned()),
+            (CHAT.to_owned(), "telegram".to_owned()),
+            (PSID.to_owned(), "messenger".to_owned()),
+        ],
+        "{list:#}"
+    );
+    let telegram: Value = s
+        .api
+        .get("/v1/opt-outs?channel=telegram")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        telegram["data"].as_array().unwrap().len(),
+        1,
+        "{telegram:#}"
+    );
+    assert_eq!(telegram["data"][0]["number"], CHAT, "{telegram:#}");
+    let sms: Value = s
+        .api
+        .get("/v1/opt-outs?channel=sms")
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(sms["data"], json!([]), "{sms:#}");
+    assert_eq!(s.api.get("/v1/opt-outs?channel=email").unwrap().status, 422);
+    // Addresses are checked as the channel's messages are; a chat entry names no sender.
+    for bad in [
+        json!({"number": "@no", "channel": "telegram"}),
+        json!({"number": "not-a-psid", "channel": "messenger"}),
+        json!({"number": "12345", "channel": "whatsapp"}),
+        json!({"number": CHAT, "channel": "email"}),
+        json!({"number": CHAT, "channel": "telegram", "from": "+15550001111"}),
+    ] {
+        let r = s.api.post_json("/v1/opt-outs", &bad).unwrap();
+        assert_eq!(r.status, 422, "{bad} → {}", r.text());
+    }
+    // Removing the Telegram and Messenger entries lets their messages go again.
+    for (number, channel) in [(CHAT, "telegram"), (PSID, "messenger")] {
+        let path = format!("/v1/opt-outs/{number}?channel={channel}");
+        let r = s.api.request("DELETE", &path, &[], None).unwrap();
+        assert_eq!(r.status, 204, "{path}: {}", r.text());
+        let r = s.api.request("DELETE", &path, &[], None).unwrap();
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    for (body, _) in &refused[..2] {
+        let (status, answer) = send(&mut s.api, body);
+        assert_eq!(status, 202, "{body} → {answer}");
+    }
+    let list: Value = s.api.get("/v1/opt-outs").unwrap().json().unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list:#}");
+}
+
 /// RCS with SMS fallback when the phone stays offline: the RCS step's time limit passes
 /// without `delivered`, the SMS starts, and the agent message is revoked (the platform never
 /// delivers it); the flow succeeds by the SMS and says so in its own event.
@@ -787,6 +1025,79 @@ fn an_rcs_step_whose_time_limit_passes_is_revoked_and_the_sms_goes() {
         .find(|e| e["type"] == "message.delivered")
         .unwrap();
     assert_eq!(sms_delivered["data"]["flow"]["step"], 1, "{sms_delivered}");
+}
+
+/// An RCS step whose message the gateway still holds when its time limit passes (the agent
+/// throttled the first attempt and the gateway waits out the pause) is withdrawn when the SMS
+/// starts: `cancelled`, never sent to the platform, even once the pause is over.
+#[test]
+fn an_rcs_step_still_queued_when_superseded_is_withdrawn_and_never_sent() {
+    let dir = TempDir::new("chat-withdraw").unwrap();
+    let mut s = start(&dir);
+    let path = format!("/rbm/behaviour/{}", CAPABLE.replace('+', "%2B"));
+    assert_eq!(
+        put(
+            &mut s.sim,
+            &path,
+            &json!({"outcome": "throttle", "retry_after_s": 4})
+        ),
+        200
+    );
+    let (status, body) = send(
+        &mut s.api,
+        &json!({
+            "to": CAPABLE,
+            "mode": "cascade",
+            "body": "Your table is ready",
+            "channels": [
+                {"channel": "rcs", "timeout_s": 1},
+                {"channel": "sms", "from": "Acme"}
+            ]
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let flow = until(&mut s.api, &id, |v| {
+        v["status"] != "running" && v["steps"][0]["delivery"]["status"] == "cancelled"
+    });
+    assert_eq!(flow["status"], "succeeded", "{flow:#}");
+    assert_eq!(
+        flow["steps"][1]["delivery"]["status"], "delivered",
+        "{flow:#}"
+    );
+    let rcs_id = flow["steps"][0]["delivery"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rcs = until(&mut s.api, &rcs_id, |_| true);
+    assert!(rcs.to_string().contains("withdrawn"), "{rcs:#}");
+    // The pause ends: another RCS message to the phone goes, the withdrawn one does not.
+    assert_eq!(put(&mut s.sim, &path, &json!({})), 200);
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "rcs", "body": "Still there?"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let later = body["id"].as_str().unwrap().to_owned();
+    until(&mut s.api, &later, |v| {
+        v["status"] == "delivered" || v["status"] == "read"
+    });
+    let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
+    assert_eq!(stats["providers"]["rbm"]["accepted"], 1, "{stats:#}");
+    let taken = |id: &str| {
+        stats["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["method"] == "POST" && r["query"]["messageId"] == id && r["status"] == 200
+            })
+            .count()
+    };
+    assert_eq!(taken(&rcs_id), 0, "{stats:#}");
+    assert_eq!(taken(&later), 1, "{stats:#}");
+    let rcs = until(&mut s.api, &rcs_id, |_| true);
+    assert_eq!(rcs["status"], "cancelled", "{rcs:#}");
 }
 
 /// A batch with `mode` and `channels`: each recipient gets the flow (its body rendered with

@@ -206,6 +206,10 @@ pub struct Inbound {
     /// Whether to POST the inbound webhook.
     #[serde(default = "Inbound::yes")]
     pub webhook: bool,
+    /// How many more times the same webhook is POSTed after the first (same message id, as a
+    /// provider resends when it saw no answer in time).
+    #[serde(default)]
+    pub resend: u8,
 }
 
 impl Inbound {

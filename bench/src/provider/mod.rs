@@ -187,12 +187,15 @@ impl State {
         if msg.from.is_empty() {
             return Err("from is required".into());
         }
-        Ok(match provider {
+        let once = match provider {
             Provider::Whatsapp => whatsapp::inbound(&mut self.whatsapp, &mut self.rng, msg, now),
             Provider::Telegram => telegram::inbound(&mut self.telegram, msg, now)?,
             Provider::Messenger => messenger::inbound(&mut self.messenger, &mut self.rng, msg, now),
             Provider::Rbm => rbm::inbound(&mut self.rng, msg, now),
-        })
+        };
+        // Sent in order, each after the previous one's answer (see `server::deliver`).
+        let copies = usize::from(msg.resend) + 1;
+        Ok(std::iter::repeat_n(once, copies).flatten().collect())
     }
 
     /// The script of `provider`.

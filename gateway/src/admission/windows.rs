@@ -124,6 +124,7 @@ mod tests {
             binary: None,
             received_at: at,
             partial: None,
+            provider_id: None,
         }
     }
 

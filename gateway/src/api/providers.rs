@@ -5,7 +5,9 @@
 //! list the account) and their keyword's opt-out, and are stored like SMS MO (webhook, SSE,
 //! `GET /v1/inbound`). The 200 goes out only once the receipts and inbound messages it
 //! carried are committed, so a provider that sees an error sends the webhook again; the
-//! messaging windows learn of an inbound message only once it is committed.
+//! messaging windows learn of an inbound message only once it is committed. An inbound
+//! message the account already has (same platform id: the provider sent the webhook again)
+//! is acknowledged the same and stored, announced and counted once.
 
 use std::collections::HashMap;
 
@@ -17,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use super::problem::Problem;
 use super::AppState;
 use crate::chat::webhooks::{self, WebhookError};
-use crate::domain::Update;
+use crate::domain::{Applied, Update};
 
 /// Meta's subscription check (`GET` with `hub.mode`, `hub.verify_token`, `hub.challenge`).
 #[utoipa::path(get, path = "/v1/providers/{carrier}/webhook", tag = "providers",
@@ -73,9 +75,16 @@ pub(crate) async fn webhook(
         state.inbound.classify_chat(m);
         pending.push(state.updates.send_durable(Update::Inbound(m.clone())).await);
     }
-    for committed in pending {
+    // The inbound messages' commits come last, in `inbound`'s order.
+    let first_inbound = pending.len() - inbound.len();
+    let mut stored = Vec::with_capacity(inbound.len());
+    for (i, committed) in pending.into_iter().enumerate() {
         match committed.await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(applied)) => {
+                if i >= first_inbound {
+                    stored.push(matches!(applied, Applied::Inbound(_)));
+                }
+            }
             _ => {
                 return Problem::unavailable(
                     "store_unavailable",
@@ -86,7 +95,9 @@ pub(crate) async fn webhook(
             }
         }
     }
-    for m in &inbound {
+    // One the account already had (the provider sent it again) did all this the first time.
+    for (m, _) in inbound.iter().zip(stored).filter(|(_, stored)| *stored) {
+        state.inbound.chat_stored(m);
         state.windows.record(m);
     }
     StatusCode::OK.into_response()

@@ -48,7 +48,7 @@ use switchyard_routing::{Channel, FailureClass, FlatRouteRequest, RouteBuf, Rout
 use tokio::sync::{watch, Semaphore};
 
 use crate::domain::{
-    ChatChannel, ChatJob, ChatTo, MessageId, MessageRecord, Money, SharedDirectory, UnixMs,
+    ChatChannel, ChatJob, ChatTo, MessageId, MessageRecord, Money, SharedDirectory, Status, UnixMs,
 };
 use crate::handoff::{self, Carriers, Engine, HandoffJob, Verdict};
 use crate::submit::{Connector, SubmitError};
@@ -56,6 +56,12 @@ use crate::updates::UpdateSink;
 
 /// The largest provider answer read.
 const MAX_ANSWER: usize = 64 * 1024;
+
+/// The detail of an RCS message revoked because its flow's next step started.
+pub(crate) const REVOKED: &str = "revoked: the flow's next step started";
+/// The detail of a message withdrawn before any provider had it, because its flow's next step
+/// started.
+pub(crate) const WITHDRAWN: &str = "withdrawn: the flow's next step started";
 
 /// The HTTP client of one provider account.
 type HttpClient = Client<HttpsConnector<crate::egress::Connector>, Full<Bytes>>;
@@ -273,6 +279,30 @@ impl ChatCarriers {
         let digits = to.trim().trim_start_matches('+');
         Some(agent.revoke(digits, &id.to_string()).await)
     }
+
+    /// Revokes RCS message `id` that agent `carrier` sent to `to`, superseded by its flow's
+    /// next step, and counts the outcome (`switchyard_rcs_revokes_total{outcome}`). Returns
+    /// the status the message then has when it was revoked (`expired`, it will never be
+    /// delivered); too late (delivered already), its delivery is reported when the event
+    /// comes, as a late success.
+    pub(crate) async fn revoke_superseded(
+        &self,
+        carrier: &str,
+        to: &str,
+        id: MessageId,
+    ) -> Option<(Status, String)> {
+        let revoked = self.revoke_rcs(carrier, to, id).await?;
+        let outcome = match &revoked {
+            rbm::Revoked::Yes => "revoked",
+            rbm::Revoked::TooLate => "too_late",
+            rbm::Revoked::Failed(e) => {
+                tracing::warn!(message = %id, %carrier, "revoking a superseded RCS message failed: {e}");
+                "failed"
+            }
+        };
+        metrics::counter!("switchyard_rcs_revokes_total", "outcome" => outcome).increment(1);
+        matches!(revoked, rbm::Revoked::Yes).then(|| (Status::Expired, REVOKED.to_owned()))
+    }
 }
 
 impl HandoffJob for ChatJob {
@@ -407,6 +437,25 @@ impl Carriers for ChatCarriers {
                 .get(name)
                 .is_some_and(|a| a.channel() == job.spec.channel)
         }))
+    }
+
+    /// An RCS message the agent took while it was being withdrawn is revoked; the other
+    /// channels cannot take a message back.
+    fn recall<'a>(
+        &'a self,
+        carrier: &'a str,
+        job: &'a ChatJob,
+        _carrier_id: &'a str,
+    ) -> BoxFuture<'a, Option<(Status, String)>> {
+        Box::pin(async move {
+            match (&job.to, job.spec.channel) {
+                (ChatTo::Phone(number), ChatChannel::Rcs) => {
+                    self.revoke_superseded(carrier, number.as_str(), job.id)
+                        .await
+                }
+                _ => None,
+            }
+        })
     }
 
     /// A webhook endpoint's answers are about the recipient, not the carrier.

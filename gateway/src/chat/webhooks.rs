@@ -22,6 +22,10 @@
 //! (or the tapped button's or reply's title); other kinds (media, locations) are stored with
 //! an empty body: they still open the window.
 //!
+//! Each inbound message keeps the platform's id for it ([`InboundMessage::provider_id`]), so
+//! one the provider sends again (its webhook timed out, or it resends an update) is
+//! acknowledged like the first and stored once.
+//!
 //! An unverifiable body changes nothing and is refused (401); one that verifies but cannot be
 //! read is refused (400) so the provider's retries show up in its dashboard.
 
@@ -219,9 +223,11 @@ fn rbm(
                 .unwrap_or("");
             let at = event["sendTime"].as_str().and_then(parse_rfc3339);
             let to = event["agentId"].as_str().unwrap_or(carrier);
+            let mut m = inbound(carrier, Channel::Rcs, from, to, text, at);
+            m.provider_id = provider_id(event["messageId"].as_str());
             return Ok(Reported {
                 receipts: Vec::new(),
-                inbound: vec![inbound(carrier, Channel::Rcs, from, to, text, at)],
+                inbound: vec![m],
             });
         }
     };
@@ -259,7 +265,9 @@ fn whatsapp_inbound(carrier: &str, hook: &serde_json::Value) -> Vec<InboundMessa
                 .as_str()
                 .and_then(|t| t.parse::<i64>().ok())
                 .map(|s| s.saturating_mul(1000));
-            out.push(inbound(carrier, Channel::Whatsapp, from, to, text, at));
+            let mut message = inbound(carrier, Channel::Whatsapp, from, to, text, at);
+            message.provider_id = provider_id(m["id"].as_str());
+            out.push(message);
         }
     }
     out
@@ -279,7 +287,9 @@ fn messenger_inbound(carrier: &str, hook: &serde_json::Value) -> Vec<InboundMess
                 .or_else(|| m["message"]["quick_reply"]["payload"].as_str())
                 .unwrap_or("");
             let at = m["timestamp"].as_i64();
-            Some(inbound(carrier, Channel::Messenger, from, to, text, at))
+            let mut message = inbound(carrier, Channel::Messenger, from, to, text, at);
+            message.provider_id = provider_id(m["message"]["mid"].as_str());
+            Some(message)
         })
         .collect()
 }
@@ -295,14 +305,20 @@ fn telegram_inbound(carrier: &str, update: &serde_json::Value) -> Vec<InboundMes
         .or_else(|| m["caption"].as_str())
         .unwrap_or("");
     let at = m["date"].as_i64().map(|s| s.saturating_mul(1000));
-    vec![inbound(
+    let mut message = inbound(
         carrier,
         Channel::Telegram,
         &chat.to_string(),
         carrier,
         text,
         at,
-    )]
+    );
+    // Update ids count up per bot (the account is the bot), but a bot idle for a week starts
+    // again from a random one: with the message's date, an old id taken again is no resend.
+    message.provider_id = update["update_id"]
+        .as_i64()
+        .map(|id| format!("{id}:{}", m["date"].as_i64().unwrap_or(0)));
+    vec![message]
 }
 
 /// An inbound message as received now; `at`: when the platform says the person sent it.
@@ -326,7 +342,14 @@ fn inbound(
         binary: None,
         received_at: at.filter(|t| *t > 0).map_or(now, |t| t.min(now)),
         partial: None,
+        provider_id: None,
     }
+}
+
+/// A platform's message id as the store keys it (none when empty or absent).
+fn provider_id(id: Option<&str>) -> Option<String> {
+    id.filter(|s| !s.is_empty())
+        .map(|s| s.chars().take(128).collect())
 }
 
 /// Unix ms of an RFC 3339 time.
@@ -465,6 +488,10 @@ mod tests {
         assert_eq!(wa[0].body, "Does it come in another color?");
         assert_eq!(wa[0].received_at, 1_749_416_383_000);
         assert_eq!(wa[0].carrier, "Wa");
+        assert_eq!(
+            wa[0].provider_id.as_deref(),
+            Some("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=")
+        );
         // A status webhook carries no inbound message, and an inbound one no status.
         assert!(whatsapp_inbound("Wa", &fixture("whatsapp/webhook_status_failed.json")).is_empty());
         assert!(whatsapp("Wa", &fixture("whatsapp/webhook_inbound_text.json")).is_empty());
@@ -479,6 +506,10 @@ mod tests {
             (fb[0].body.as_str(), fb[0].received_at),
             ("hello, world!", 1_457_764_197_627)
         );
+        assert_eq!(
+            fb[0].provider_id.as_deref(),
+            Some("mid.1457764197618:41d102a3e1ae206a38")
+        );
         assert!(messenger_inbound("Page", &fixture("messenger/webhook_delivery.json")).is_empty());
         let mut echo = fixture("messenger/webhook_message.json");
         echo["entry"][0]["messaging"][0]["message"]["is_echo"] = true.into();
@@ -490,6 +521,7 @@ mod tests {
             (Channel::Telegram, "123456789", "/start")
         );
         assert_eq!(tg[0].received_at, 1_750_263_773_000);
+        assert_eq!(tg[0].provider_id.as_deref(), Some("10000:1750263773"));
 
         let event = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -512,5 +544,9 @@ mod tests {
             (Channel::Rcs, "+12223334444", "Hi")
         );
         assert_eq!(r.inbound[0].to, "switchyard-sim-agent");
+        assert_eq!(
+            r.inbound[0].provider_id.as_deref(),
+            Some("MsYqKa3GzxSRCtF1vOsaR6Vw")
+        );
     }
 }

@@ -39,6 +39,12 @@ pub struct InboundMessage {
     /// parts say, joined in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialParts>,
+    /// The platform's id for it on a chat channel (WhatsApp `messages[].id`, Messenger `mid`,
+    /// RBM `messageId`, Telegram `update_id:date`), unique within the account: a webhook the
+    /// provider sends again carries the same id, and the store keeps only the first. None on
+    /// SMS: an SMPP MO carries no id of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
 }
 
 fn sms() -> Channel {

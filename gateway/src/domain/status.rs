@@ -30,7 +30,8 @@ pub enum Status {
     Rejected,
     /// No carrier could take it.
     Failed,
-    /// Cancelled by the tenant before it was sent.
+    /// Cancelled before it was sent: by the tenant, or withdrawn because its flow's next step
+    /// started.
     Cancelled,
 }
 

@@ -117,6 +117,10 @@ pub enum Update {
     Contact(super::ContactWrite),
     /// A dashboard session is opened, seen or closed ([`Applied::Rows`]).
     Session(super::SessionWrite),
+    /// Changes nothing. Updates are applied in the order they were queued, so once a barrier
+    /// is committed every update queued before it on the same sink is too: a reader that
+    /// waits for one sees them.
+    Barrier,
 }
 
 /// New content for a scheduled message that is not due yet (SMPP replace_sm). Applied only
@@ -182,7 +186,7 @@ impl Update {
             | Update::SegmentRejected { id, .. }
             | Update::Call { id, .. } => Some(*id),
             Update::Replace(r) => Some(r.id),
-            Update::Flow(_) | Update::Contact(_) | Update::Session(_) => None,
+            Update::Flow(_) | Update::Contact(_) | Update::Session(_) | Update::Barrier => None,
             Update::Receipt(_)
             | Update::Inbound(_)
             | Update::Mo(_)

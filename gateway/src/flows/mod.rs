@@ -12,7 +12,8 @@
 //!          ─► a step refused: Update::Flow(Skip) ─► decide again
 //!          ─► succeeded / failed: Update::Flow(End) (the flow's own event is written with it)
 //!   a cascade's step started after an earlier RCS step's time limit passed unmet ─► that
-//!     RCS message is revoked ([`Supersede`]), so it does not arrive after the fallback
+//!     RCS message is withdrawn (still queued here) or revoked (sent) ([`Supersede`]), so it
+//!     does not arrive after the fallback
 //! ```
 //!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
@@ -40,8 +41,9 @@ pub(crate) type DraftBuilder =
     dyn Fn(Arc<str>, &serde_json::Value) -> Result<Draft, String> + Send + Sync;
 
 /// What the runner calls, on its own task, for an RCS delivery whose step's time limit passed
-/// and whose flow started the next step (cascade, smart): it revokes the message where the
-/// platform still can. Arguments: the tenant and the delivery.
+/// and whose flow started the next step (cascade, smart): it withdraws the message if the
+/// gateway has not handed it to the platform yet, else revokes it where the platform still
+/// can. Arguments: the tenant and the delivery.
 pub(crate) type Supersede =
     dyn Fn(Arc<str>, MessageId) -> futures::future::BoxFuture<'static, ()> + Send + Sync;
 
@@ -309,9 +311,10 @@ impl Runner {
     }
 
     /// Step `step` of `f` started: in a cascade (or smart flow) that means the earlier
-    /// steps' time limits passed unmet, so their RCS messages still on their way (`sent`) are
-    /// revoked. Staged flows keep every stage's chance; other modes start no step while an
-    /// earlier one is pending.
+    /// steps' time limits passed unmet, so their RCS messages still on their way are taken
+    /// back: withdrawn while still queued in the gateway (not yet handed to the platform),
+    /// revoked once `sent`. Staged flows keep every stage's chance; other modes start no step
+    /// while an earlier one is pending.
     fn superseded_by(&self, f: &FlowRecord, step: u8) {
         let Some(supersede) = &self.supersede else {
             return;
@@ -324,7 +327,11 @@ impl Runner {
                 .steps
                 .get(usize::from(d.step))
                 .is_some_and(|s| s.channel == "rcs");
-            if d.step < step && rcs && d.status == Status::Sent {
+            let on_its_way = matches!(
+                d.status,
+                Status::Accepted | Status::Queued | Status::Submitting | Status::Sent
+            );
+            if d.step < step && rcs && on_its_way {
                 tokio::spawn(supersede(f.tenant.as_str().into(), d.id));
             }
         }

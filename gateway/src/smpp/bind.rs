@@ -899,6 +899,7 @@ impl<'a> Conn<'a> {
             binary,
             received_at: now_ms(),
             partial: None,
+            provider_id: None,
         };
         let reply = self.ctx.inbound.classify(&mut mo);
         let committed = self.ctx.updates.send_durable(Update::Inbound(mo)).await;

@@ -347,6 +347,7 @@ fn message(
         binary: None,
         received_at: now_ms,
         partial,
+        provider_id: None,
     }
 }
 

@@ -65,6 +65,25 @@ pub struct OutboxTally {
     pub last_error: Option<String>,
 }
 
+/// Which opt-outs a listing keeps ([`EventStore::opt_outs_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptOutSenders {
+    /// Entries for one SMS sender of the tenant.
+    Sms,
+    /// Entries blocking this chat channel (`<channel>:*`).
+    Chat(Channel),
+}
+
+impl OptOutSenders {
+    /// As the store's queries take it: `sms`, or the chat channel's sender (`whatsapp:*`).
+    pub(crate) fn param(self) -> String {
+        match self {
+            OptOutSenders::Sms => "sms".to_owned(),
+            OptOutSenders::Chat(c) => crate::domain::channel_sender(c),
+        }
+    }
+}
+
 /// Reads for events, webhooks, inbound messages and opt-outs.
 pub trait EventStore: Send + Sync + 'static {
     /// Events after `seq`, in log order, at most `limit`; only `tenant`'s when given.
@@ -146,6 +165,19 @@ pub trait EventStore: Send + Sync + 'static {
     fn opt_outs(
         &self,
         tenant: &str,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
+        self.opt_outs_of(tenant, None, after, limit)
+    }
+
+    /// As [`EventStore::opt_outs`], only the entries of one kind when `senders` says so:
+    /// [`OptOutSenders::Sms`], the entries of one SMS sender (not `*`, not a chat channel's);
+    /// [`OptOutSenders::Chat`], one chat channel's (`<channel>:*`).
+    fn opt_outs_of(
+        &self,
+        tenant: &str,
+        senders: Option<OptOutSenders>,
         after: Option<(String, String)>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>>;

@@ -8,6 +8,10 @@
 //!   whose acceptance and last status change are both older than the age, together with their
 //!   segments, status history (their events), carrier-id index entries, and batch records
 //!   older than the age. They go together because none means anything without the message.
+//! - **flows**: flows (modes over several channels) that ended (succeeded or failed) longer
+//!   ago than the messages' age and whose deliveries are all gone, with their events
+//!   (`flow_succeeded`, `flow_failed`): a flow goes after the messages it sent, so no message
+//!   is left naming a flow that is not there. A flow still running is kept.
 //! - **inbound**: inbound messages and their events.
 //! - **rollups**: analytics rollup rows (messages' and calls', every resolution) whose bucket
 //!   ended longer ago than the messages' age: they go with the messages they count.
@@ -95,7 +99,7 @@ impl Retention {
             Kind::UnmatchedReceipts => self.unmatched_receipts,
             Kind::DeadLetters => self.dead_letters,
             Kind::Idempotency => self.idempotency,
-            Kind::Rollups => self.messages,
+            Kind::Rollups | Kind::Flows => self.messages,
         }
     }
 }
@@ -116,10 +120,12 @@ pub(super) enum Kind {
     DeadLetters,
     Idempotency,
     Rollups,
+    Flows,
 }
 
-pub(super) const KINDS: [Kind; 7] = [
+pub(super) const KINDS: [Kind; 8] = [
     Kind::Messages,
+    Kind::Flows,
     Kind::Inbound,
     Kind::Cdrs,
     Kind::UnmatchedReceipts,
@@ -138,6 +144,7 @@ impl Kind {
             Kind::DeadLetters => "dead_letters",
             Kind::Idempotency => "idempotency",
             Kind::Rollups => "rollups",
+            Kind::Flows => "flows",
         }
     }
 }

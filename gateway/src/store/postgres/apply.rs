@@ -351,6 +351,7 @@ pub(super) async fn apply_update(
         }
         Update::Contact(w) => super::contacts::apply(db, w).await,
         Update::Session(w) => super::sessions::apply(db, w).await,
+        Update::Barrier => Ok(Applied::NoChange),
         Update::Cdr(c) => {
             super::calls::insert(db, c).await?;
             roll.call(c);

@@ -14,7 +14,7 @@ use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OptOutEntries, OutboxEntry, OutboxTally};
+use crate::store::events::{EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxTally};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -771,13 +771,15 @@ impl EventStore for PostgresStore {
         })
     }
 
-    fn opt_outs(
+    fn opt_outs_of(
         &self,
         tenant: &str,
+        senders: Option<OptOutSenders>,
         after: Option<(String, String)>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
         let tenant = tenant.to_owned();
+        let senders = senders.map(OptOutSenders::param);
         self.read(move |db| {
             Box::pin(async move {
                 let (r, s) = after.unwrap_or_default();
@@ -786,8 +788,10 @@ impl EventStore for PostgresStore {
                     .query(
                         "SELECT tenant, recipient, sender, source, created_at FROM opt_outs \
                          WHERE tenant = $1 AND (recipient, sender) > ($2, $3) \
+                         AND ($5::text IS NULL OR sender = $5 \
+                              OR ($5 = 'sms' AND sender <> '*' AND sender NOT LIKE '%:*')) \
                          ORDER BY recipient, sender LIMIT $4",
-                        &[&tenant, &r, &s, &super::limit_param(limit)],
+                        &[&tenant, &r, &s, &super::limit_param(limit), &senders],
                     )
                     .await?;
                 all(&rows, opt_out_from_row)
@@ -809,7 +813,7 @@ impl EventStore for PostgresStore {
                 let rows = db
                     .query(
                         "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-                         channel, data_coding, udh FROM inbound WHERE tenant = $1 AND id < $2 \
+                         channel, data_coding, udh, provider_id FROM inbound WHERE tenant = $1 AND id < $2 \
                          AND ($4::text IS NULL OR channel = $4) ORDER BY id DESC LIMIT $3",
                         &[
                             &tenant,
@@ -833,7 +837,7 @@ impl EventStore for PostgresStore {
                 let rows = db
                     .query(
                         "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-                         channel, data_coding, udh FROM inbound WHERE channel <> 'sms' AND received_at >= $1 \
+                         channel, data_coding, udh, provider_id FROM inbound WHERE channel <> 'sms' AND received_at >= $1 \
                          AND tenant IS NOT NULL",
                         &[&since],
                     )
@@ -845,7 +849,7 @@ impl EventStore for PostgresStore {
 }
 
 /// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
-/// channel, data_coding, udh`.
+/// channel, data_coding, udh, provider_id`.
 fn inbound_from_row(row: &Row) -> Result<InboundMessage, PgError> {
     Ok(InboundMessage {
         id: MessageId(row.try_get(0)?),
@@ -858,6 +862,7 @@ fn inbound_from_row(row: &Row) -> Result<InboundMessage, PgError> {
         binary: binary_columns(row.try_get(9)?, row.try_get(10)?),
         received_at: row.try_get(6)?,
         partial: partial_column(row.try_get(7)?),
+        provider_id: row.try_get(11)?,
     })
 }
 

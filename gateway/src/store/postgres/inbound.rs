@@ -14,12 +14,17 @@ use switchyard_protocols::text::ReassemblyKey;
 use super::{int, Db, PgError};
 use crate::domain::{Applied, HeldPart, InboundMessage, MoWrite};
 
-/// Stores one inbound message with its event (and the opt-out its keyword asks for).
+/// Stores one inbound message with its event (and the opt-out its keyword asks for); one whose
+/// platform id the account already has (a webhook sent again, to this node or another) changes
+/// nothing.
 pub(super) async fn insert(db: Db<'_>, m: &InboundMessage) -> Result<Applied, PgError> {
     let partial = m.partial.as_ref().map(serde_json::to_string).transpose()?;
-    db.execute(
+    let stored = db
+        .execute(
         "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-         channel, data_coding, udh) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         channel, data_coding, udh, provider_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (carrier, provider_id) WHERE provider_id IS NOT NULL DO NOTHING",
         &[
             &m.id.0,
             &m.carrier,
@@ -32,9 +37,13 @@ pub(super) async fn insert(db: Db<'_>, m: &InboundMessage) -> Result<Applied, Pg
             &m.channel.as_str(),
             &m.binary.as_ref().map(|b| i64::from(b.data_coding)),
             &m.binary.as_ref().and_then(|b| b.udh.as_deref()),
+            &m.provider_id,
         ],
     )
     .await?;
+    if stored == 0 {
+        return Ok(Applied::NoChange);
+    }
     super::events::inbound_stored(db, m).await?;
     Ok(Applied::Inbound(m.id))
 }

@@ -53,6 +53,7 @@ async fn purge(
 ) -> Result<(Batch, i64), PgError> {
     match kind {
         Kind::Messages => messages(db, cutoff, cursor, n).await,
+        Kind::Flows => flows(db, cutoff, cursor, n).await,
         Kind::Inbound => inbound(db, cutoff, cursor, n).await,
         Kind::Cdrs => {
             by_time(
@@ -193,6 +194,50 @@ async fn messages(
                  (SELECT id FROM batches WHERE created_at < $1 LIMIT $2)",
                 &[&cutoff, &n],
             )
+            .await?;
+    }
+    Ok((batch, last))
+}
+
+/// Flows started and ended before `cutoff` whose deliveries are gone, with their events.
+async fn flows(db: Db<'_>, cutoff: UnixMs, cursor: i64, n: i64) -> Result<(Batch, i64), PgError> {
+    // Flow ids share the messages' time-ordered id space.
+    let below = first_id_at(cutoff);
+    let rows = db
+        .query(
+            "SELECT id, state, updated_at FROM flows WHERE id > $1 AND id < $2 \
+             ORDER BY id LIMIT $3",
+            &[&cursor, &below, &n],
+        )
+        .await?;
+    let mut batch = Batch {
+        rows: 0,
+        more: rows.len() as i64 == n,
+    };
+    let mut last = cursor;
+    for row in &rows {
+        let (id, state, updated_at): (i64, String, UnixMs) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        last = id;
+        if state == "running" || updated_at >= cutoff {
+            continue;
+        }
+        let delivered = db
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE flow_id = $1)",
+                &[&id],
+            )
+            .await?
+            .try_get::<_, bool>(0)?;
+        if delivered {
+            continue;
+        }
+        // A flow's id names no message: its history rows are its own events.
+        batch.rows += db
+            .execute("DELETE FROM history WHERE message_id = $1", &[&id])
+            .await?;
+        batch.rows += db
+            .execute("DELETE FROM flows WHERE id = $1", &[&id])
             .await?;
     }
     Ok((batch, last))

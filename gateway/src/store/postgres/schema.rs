@@ -400,6 +400,13 @@ CREATE TABLE webhook_health (
 );
 CREATE INDEX webhook_health_updated ON webhook_health (updated_at);
 "#,
+    // v12: a chat inbound message keeps the platform's id for it, unique per account, so a
+    // webhook the provider sends again is stored once (as the SQLite store's version 21).
+    r#"
+ALTER TABLE inbound ADD COLUMN provider_id TEXT;
+CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
+    WHERE provider_id IS NOT NULL;
+"#,
 ];
 
 /// Why the schema could not be brought up to date.

@@ -398,6 +398,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
             binary: None,
             received_at: at,
             partial: None,
+            provider_id: None,
         }));
         updates.push(cdr(at));
         updates.push(Update::Receipt(ReceiptUpdate {
@@ -474,6 +475,48 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
         stats.purge_batches > 6 && stats.purged_rows > 0,
         "{stats:?}"
     );
+}
+
+/// As SQLite's: a flow goes once it ended before the cutoff and its deliveries are gone.
+#[tokio::test]
+async fn retention_purges_ended_flows_after_their_deliveries() {
+    let conninfo = fresh_database().await;
+    let options = PostgresOptions {
+        retention: Retention {
+            messages: Some(Duration::from_secs(3600)),
+            interval: Duration::from_secs(1),
+            batch: 2,
+            ..Retention::keep_forever()
+        },
+        ..test_options()
+    };
+    let store = PostgresStore::open(&conninfo, options).await.unwrap();
+    let now = crate::domain::now_ms();
+    let (inserts, updates) =
+        crate::store::suite::flows::flows_to_age(now - 2 * 3_600_000, now - 60_000);
+    let flows: Vec<MessageId> = inserts
+        .iter()
+        .filter_map(|m| m.flow.as_ref().map(|f| f.flow))
+        .collect();
+    store.insert(inserts).await.unwrap();
+    store.apply(updates).await.unwrap();
+    let db = sql(&conninfo).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count(&db, "flows").await != 4 || count(&db, "messages").await != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out: ended flows purged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (n, flow) in flows.iter().enumerate() {
+        assert_eq!(
+            store.flow("t", *flow).await.unwrap().is_some(),
+            n >= 2,
+            "flow {n}"
+        );
+    }
+    assert_eq!(count(&db, "history WHERE status LIKE 'flow_%'").await, 3);
 }
 
 /// `ping` (behind `/readyz`) says whether a write can be made, not only whether the database
@@ -829,6 +872,7 @@ async fn a_multipart_mo_message_is_stored_by_the_first_commit_that_releases_its_
                 binary: None,
                 received_at: T0 + n,
                 partial,
+                provider_id: None,
             },
         )],
     };

@@ -211,6 +211,7 @@ pub(super) fn apply_update(
         }
         Update::Contact(w) => super::contacts::apply(conn, w),
         Update::Session(w) => super::sessions::apply(conn, w),
+        Update::Barrier => Ok(Applied::NoChange),
         Update::Cdr(c) => {
             super::calls::insert(conn, c)?;
             roll.call(c);

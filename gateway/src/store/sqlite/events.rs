@@ -15,7 +15,7 @@ use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{
-    EventStore, OptOutEntries, OutboxEntry, OutboxTally, ENDPOINT_HEALTH_KEPT,
+    EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxTally, ENDPOINT_HEALTH_KEPT,
     ENDPOINT_HEALTH_KEPT_MS,
 };
 use crate::store::StoreError;
@@ -568,21 +568,28 @@ impl EventStore for SqliteStore {
         Box::pin(async { Ok(0) })
     }
 
-    fn opt_outs(
+    fn opt_outs_of(
         &self,
         tenant: &str,
+        senders: Option<OptOutSenders>,
         after: Option<(String, String)>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<OptOut>, StoreError>> {
         let tenant = tenant.to_owned();
+        let senders = senders.map(OptOutSenders::param);
         self.read(move |conn| {
             let (r, s) = after.unwrap_or_default();
             conn.prepare_cached(
                 "SELECT tenant, recipient, sender, source, created_at FROM opt_outs \
                  WHERE tenant = ?1 AND (recipient, sender) > (?2, ?3) \
+                 AND (?5 IS NULL OR sender = ?5 \
+                      OR (?5 = 'sms' AND sender <> '*' AND sender NOT LIKE '%:*')) \
                  ORDER BY recipient, sender LIMIT ?4",
             )?
-            .query_map(params![tenant, r, s, limit as i64], opt_out_from_row)?
+            .query_map(
+                params![tenant, r, s, limit as i64, senders],
+                opt_out_from_row,
+            )?
             .collect()
         })
     }
@@ -598,7 +605,7 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel, \
-                 data_coding, udh FROM inbound WHERE tenant = ?1 AND id < ?2 AND (?4 IS NULL OR channel = ?4) \
+                 data_coding, udh, provider_id FROM inbound WHERE tenant = ?1 AND id < ?2 AND (?4 IS NULL OR channel = ?4) \
                  ORDER BY id DESC LIMIT ?3",
             )?
             .query_map(
@@ -621,7 +628,7 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT id, carrier, tenant, from_addr, to_addr, body, received_at, partial, channel, \
-                 data_coding, udh FROM inbound WHERE channel <> 'sms' AND received_at >= ?1 AND tenant IS NOT NULL",
+                 data_coding, udh, provider_id FROM inbound WHERE channel <> 'sms' AND received_at >= ?1 AND tenant IS NOT NULL",
             )?
             .query_map(params![since], inbound_from_row)?
             .collect()
@@ -630,7 +637,7 @@ impl EventStore for SqliteStore {
 }
 
 /// An inbound row of `id, carrier, tenant, from_addr, to_addr, body, received_at, partial,
-/// channel, data_coding, udh`.
+/// channel, data_coding, udh, provider_id`.
 fn inbound_from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
     Ok(InboundMessage {
         id: MessageId(row.get(0)?),
@@ -643,6 +650,7 @@ fn inbound_from_row(row: &Row<'_>) -> rusqlite::Result<InboundMessage> {
         binary: binary_columns(row.get(9)?, row.get(10)?),
         received_at: row.get(6)?,
         partial: partial_column(row.get(7)?),
+        provider_id: row.get(11)?,
     })
 }
 
@@ -776,6 +784,7 @@ mod tests {
                 binary: None,
                 received_at: 41,
                 partial: None,
+                provider_id: None,
             }),
         ])
         .await

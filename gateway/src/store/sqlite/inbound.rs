@@ -12,7 +12,8 @@ use switchyard_protocols::text::ReassemblyKey;
 
 use crate::domain::{Applied, HeldPart, InboundMessage, MoWrite};
 
-/// Stores one inbound message with its event (and the opt-out its keyword asks for).
+/// Stores one inbound message with its event (and the opt-out its keyword asks for); one whose
+/// platform id the account already has (a webhook sent again) changes nothing.
 pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<Applied> {
     let partial = m
         .partial
@@ -20,23 +21,30 @@ pub(super) fn insert(conn: &Connection, m: &InboundMessage) -> rusqlite::Result<
         .map(serde_json::to_string)
         .transpose()
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.prepare_cached(
-        "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, partial, \
-         channel, data_coding, udh) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        m.id.0,
-        m.carrier,
-        m.tenant,
-        m.from,
-        m.to,
-        m.body,
-        m.received_at,
-        partial,
-        m.channel.as_str(),
-        m.binary.as_ref().map(|b| b.data_coding),
-        m.binary.as_ref().and_then(|b| b.udh.as_deref())
-    ])?;
+    let stored = conn
+        .prepare_cached(
+            "INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at, \
+             partial, channel, data_coding, udh, provider_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (carrier, provider_id) WHERE provider_id IS NOT NULL DO NOTHING",
+        )?
+        .execute(params![
+            m.id.0,
+            m.carrier,
+            m.tenant,
+            m.from,
+            m.to,
+            m.body,
+            m.received_at,
+            partial,
+            m.channel.as_str(),
+            m.binary.as_ref().map(|b| b.data_coding),
+            m.binary.as_ref().and_then(|b| b.udh.as_deref()),
+            m.provider_id
+        ])?;
+    if stored == 0 {
+        return Ok(Applied::NoChange);
+    }
     super::events::inbound_stored(conn, m)?;
     Ok(Applied::Inbound(m.id))
 }

@@ -52,6 +52,7 @@ fn purge(
 ) -> rusqlite::Result<(Batch, i64)> {
     match kind {
         Kind::Messages => messages(conn, cutoff, cursor, n),
+        Kind::Flows => flows(conn, cutoff, cursor, n),
         Kind::Inbound => inbound(conn, cutoff, cursor, n),
         Kind::Cdrs => by_time(
             conn,
@@ -185,6 +186,42 @@ fn messages(
                  (SELECT id FROM batches WHERE created_at < ?1 LIMIT ?2)",
             )?
             .execute(params![cutoff, n])? as u64;
+    }
+    Ok((batch, last))
+}
+
+/// Flows started and ended before `cutoff` whose deliveries are gone, with their events.
+fn flows(conn: &Connection, cutoff: UnixMs, cursor: i64, n: i64) -> rusqlite::Result<(Batch, i64)> {
+    // Flow ids share the messages' time-ordered id space.
+    let below = first_id_at(cutoff);
+    let rows: Vec<(i64, String, UnixMs)> = conn
+        .prepare_cached(
+            "SELECT id, state, updated_at FROM flows WHERE id > ?1 AND id < ?2 \
+             ORDER BY id LIMIT ?3",
+        )?
+        .query_map(params![cursor, below, n], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut batch = Batch {
+        rows: 0,
+        more: rows.len() as i64 == n,
+    };
+    let last = rows.last().map_or(cursor, |r| r.0);
+    let mut deliveries =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE flow_id = ?1)")?;
+    // A flow's id names no message: its history rows are its own events.
+    let mut del_history = conn.prepare_cached("DELETE FROM history WHERE message_id = ?1")?;
+    let mut del_flow = conn.prepare_cached("DELETE FROM flows WHERE id = ?1")?;
+    for (id, state, updated_at) in rows {
+        if state == "running" || updated_at >= cutoff {
+            continue;
+        }
+        if deliveries.query_row([id], |row| row.get::<_, bool>(0))? {
+            continue;
+        }
+        batch.rows += del_history.execute([id])? as u64;
+        batch.rows += del_flow.execute([id])? as u64;
     }
     Ok((batch, last))
 }

@@ -64,6 +64,9 @@
 //! - (v20) `webhook_health`: each webhook endpoint's health as the node sending webhooks
 //!   reports it ([`crate::domain::EndpointHealth`]), by `(tenant, url)`;
 //!   `webhook_health_updated` for dropping those not attempted for a week.
+//! - (v21) `inbound.provider_id`: a chat inbound message's id on its platform, unique per
+//!   account (`inbound_provider_id` on `(carrier, provider_id)` where set): a webhook sent
+//!   again is stored once.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -478,6 +481,13 @@ CREATE TABLE webhook_health (
     PRIMARY KEY (tenant, url)
 );
 CREATE INDEX webhook_health_updated ON webhook_health (updated_at);
+"#,
+    // v21: a chat inbound message keeps the platform's id for it, unique per account, so a
+    // webhook the provider sends again is stored once.
+    r#"
+ALTER TABLE inbound ADD COLUMN provider_id TEXT;
+CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
+    WHERE provider_id IS NOT NULL;
 "#,
 ];
 

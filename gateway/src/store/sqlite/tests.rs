@@ -360,6 +360,7 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
             binary: None,
             received_at: at,
             partial: None,
+            provider_id: None,
         }));
         updates.push(cdr(at));
         updates.push(Update::Receipt(ReceiptUpdate {
@@ -427,6 +428,43 @@ async fn retention_deletes_what_is_old_of_every_kind_and_keeps_the_rest() {
         stats.purge_batches > 6 && stats.purged_rows > 0,
         "{stats:?}"
     );
+}
+
+#[tokio::test]
+async fn retention_purges_ended_flows_after_their_deliveries() {
+    let dir = TempDir::new();
+    let options = SqliteOptions {
+        retention: Retention {
+            messages: Some(std::time::Duration::from_secs(3600)),
+            interval: std::time::Duration::from_secs(1),
+            batch: 2,
+            ..Retention::keep_forever()
+        },
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir.db(), options).unwrap();
+    let now = crate::domain::now_ms();
+    let (inserts, updates) =
+        crate::store::suite::flows::flows_to_age(now - 2 * 3_600_000, now - 60_000);
+    let flows: Vec<MessageId> = inserts
+        .iter()
+        .filter_map(|m| m.flow.as_ref().map(|f| f.flow))
+        .collect();
+    store.insert(inserts).await.unwrap();
+    store.apply(updates).await.unwrap();
+    let db = dir.db();
+    eventually("ended flows purged", || {
+        count(&db, "flows") == 4 && count(&db, "messages") == 2
+    })
+    .await;
+    for (n, flow) in flows.iter().enumerate() {
+        assert_eq!(
+            store.flow("t", *flow).await.unwrap().is_some(),
+            n >= 2,
+            "flow {n}"
+        );
+    }
+    assert_eq!(count(&db, "history WHERE status LIKE 'flow_%'"), 3);
 }
 
 /// Latencies of `n` single-message inserts, one at a time, sorted.

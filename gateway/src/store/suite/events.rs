@@ -27,6 +27,7 @@ pub(crate) async fn the_history_is_an_ordered_per_tenant_event_log(h: &mut dyn H
                 binary: None,
                 received_at: T0 + 20,
                 partial: None,
+                provider_id: None,
             }),
         ])
         .await
@@ -478,4 +479,68 @@ pub(crate) async fn endpoint_health_reports_add_up_per_endpoint(h: &mut dyn Harn
         .map(|h| h.url)
         .collect();
     assert_eq!(urls, vec!["http://x/".to_owned()]);
+}
+
+pub(crate) async fn opt_outs_list_by_kind_of_sender(h: &mut dyn Harness) {
+    use crate::store::events::OptOutSenders;
+    use switchyard_routing::Channel;
+    let store = h.store();
+    let entries: Vec<(String, String)> = [
+        ("4479001", "*"),
+        ("4479001", "15550001111"),
+        ("4479001", "whatsapp:*"),
+        ("4479002", "Acme"),
+        ("123456789", "telegram:*"),
+        ("223456789", "telegram:*"),
+    ]
+    .iter()
+    .map(|(r, s)| (r.to_string(), s.to_string()))
+    .collect();
+    store
+        .apply(vec![Update::Events(EventWrite::OptOutAdd {
+            tenant: "a".into(),
+            entries,
+            source: "api".into(),
+            at: T0,
+        })])
+        .await
+        .unwrap();
+    let list = |senders, after: Option<(&str, &str)>, limit| {
+        let store = store.clone();
+        let after = after.map(|(r, s)| (r.to_owned(), s.to_owned()));
+        async move {
+            store
+                .opt_outs_of("a", senders, after, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.recipient, o.sender))
+                .collect::<Vec<_>>()
+        }
+    };
+    let pair = |r: &str, s: &str| (r.to_owned(), s.to_owned());
+    assert_eq!(list(None, None, 10).await.len(), 6);
+    assert_eq!(
+        list(Some(OptOutSenders::Sms), None, 10).await,
+        vec![pair("4479001", "15550001111"), pair("4479002", "Acme")]
+    );
+    assert_eq!(
+        list(Some(OptOutSenders::Chat(Channel::Whatsapp)), None, 10).await,
+        vec![pair("4479001", "whatsapp:*")]
+    );
+    // Paged like the whole list.
+    let telegram = Some(OptOutSenders::Chat(Channel::Telegram));
+    assert_eq!(
+        list(telegram, None, 1).await,
+        vec![pair("123456789", "telegram:*")]
+    );
+    assert_eq!(
+        list(telegram, Some(("123456789", "telegram:*")), 10).await,
+        vec![pair("223456789", "telegram:*")]
+    );
+    assert!(
+        list(Some(OptOutSenders::Chat(Channel::Messenger)), None, 10)
+            .await
+            .is_empty()
+    );
 }

@@ -273,3 +273,39 @@ pub(crate) async fn a_recipients_history_is_per_tenant_and_address_newest_first(
         .unwrap()
         .is_empty());
 }
+
+/// Six flows of one delivery each, for the backends' retention tests (which purge what is
+/// older than an hour): `old` is longer ago than that, `recent` is not. Returns the deliveries
+/// to insert (each carrying its flow) and the updates that follow. Once purged, flows 0 and 1
+/// are gone with their events and deliveries; kept are flow 2 (ended, its delivery still
+/// queued), 3 (still running; its delivery is purged), 4 (ended recently: a late success) and
+/// 5 (recent); the deliveries of 2 and 5 stay, and the end events of 2, 4 and 5.
+pub(crate) fn flows_to_age(old: i64, recent: i64) -> (Vec<NewMessage>, Vec<Update>) {
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    for n in 0..6 {
+        let created = if n == 5 { recent } else { old };
+        let flow_id = MessageId((created << 20) | (500 + n));
+        let first = MessageId((created << 20) | (600 + n));
+        inserts.push(delivery(first, flow_id, 0, Some(flow(flow_id, created))));
+        if n == 2 {
+            updates.push(status_at(first, Status::Queued, created + 1));
+        } else {
+            updates.push(status_at(first, Status::Delivered, created + 1));
+        }
+        let ended = match n {
+            3 => None,
+            4 | 5 => Some(recent + 2),
+            _ => Some(created + 2),
+        };
+        if let Some(at) = ended {
+            updates.push(Update::Flow(FlowWrite::End {
+                id: flow_id,
+                state: FlowState::Succeeded,
+                step: Some(0),
+                at,
+            }));
+        }
+    }
+    (inserts, updates)
+}

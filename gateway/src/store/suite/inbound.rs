@@ -21,6 +21,7 @@ pub(crate) async fn inbound_messages_are_stored_and_share_the_id_space(h: &mut d
         binary: None,
         received_at: T0 + 50,
         partial: None,
+        provider_id: None,
     };
     assert_eq!(
         store.apply(vec![Update::Inbound(mo)]).await.unwrap(),
@@ -64,6 +65,7 @@ pub(crate) async fn mo_parts_are_held_until_the_commit_that_stores_their_message
         binary: None,
         received_at: T0 + n,
         partial,
+        provider_id: None,
     };
     let applied = store
         .apply(vec![
@@ -133,6 +135,7 @@ pub(crate) async fn inbound_messages_page_newest_first_per_tenant(h: &mut dyn Ha
         }),
         received_at: T0 + n,
         partial: None,
+        provider_id: None,
     };
     let applied = store
         .apply(vec![
@@ -176,6 +179,7 @@ pub(crate) async fn keywords_edit_the_opt_out_list_in_the_same_commit(h: &mut dy
             binary: None,
             received_at: T0 + n,
             partial: None,
+            provider_id: None,
         })
     };
     let pairs = |list: Vec<OptOut>| -> Vec<(String, String, String)> {
@@ -234,6 +238,7 @@ pub(crate) async fn chat_inbound_keeps_its_channel_and_opts_out_of_that_channel_
         binary: None,
         received_at: T0 + n,
         partial: None,
+        provider_id: None,
     };
     store
         .apply(vec![
@@ -297,4 +302,98 @@ pub(crate) async fn chat_inbound_keeps_its_channel_and_opts_out_of_that_channel_
     let mut ids: Vec<i64> = recent.iter().map(|m| m.id.0).collect();
     ids.sort();
     assert_eq!(ids, vec![id(3).0, id(4).0, id(5).0]);
+}
+
+pub(crate) async fn a_chat_message_sent_again_is_stored_once_per_account(h: &mut dyn Harness) {
+    use switchyard_routing::Channel;
+    let store = h.store();
+    let mo = |n: i64, carrier: &str, body: &str, provider_id: Option<&str>| InboundMessage {
+        id: id(n),
+        carrier: carrier.into(),
+        channel: Channel::Whatsapp,
+        tenant: Some("acme".into()),
+        from: "447911000001".into(),
+        to: "15550783881".into(),
+        body: body.into(),
+        binary: None,
+        received_at: T0 + n,
+        partial: None,
+        provider_id: provider_id.map(str::to_owned),
+    };
+    let applied = store
+        .apply(vec![
+            Update::Inbound(mo(1, "wa", "STOP", Some("wamid.1"))),
+            // The same webhook again, in the same commit.
+            Update::Inbound(mo(2, "wa", "STOP", Some("wamid.1"))),
+            // The same platform id on another account is another message.
+            Update::Inbound(mo(3, "wa2", "hello", Some("wamid.1"))),
+            // Messages without a platform id are never taken for each other.
+            Update::Inbound(mo(4, "wa", "hi", None)),
+            Update::Inbound(mo(5, "wa", "hi", None)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        vec![
+            Applied::Inbound(id(1)),
+            Applied::NoChange,
+            Applied::Inbound(id(3)),
+            Applied::Inbound(id(4)),
+            Applied::Inbound(id(5)),
+        ]
+    );
+    // START, then the STOP sent again later (another commit): the resend is not stored, makes
+    // no event and leaves the opt-out lifted.
+    store
+        .apply(vec![Update::Inbound(mo(6, "wa", "START", Some("wamid.2")))])
+        .await
+        .unwrap();
+    assert!(store.opt_outs("acme", None, 10).await.unwrap().is_empty());
+    let before = store
+        .events_after(0, Some("acme"), 100)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        store
+            .apply(vec![Update::Inbound(mo(7, "wa", "STOP", Some("wamid.1")))])
+            .await
+            .unwrap(),
+        vec![Applied::NoChange]
+    );
+    assert_eq!(
+        store
+            .events_after(0, Some("acme"), 100)
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+    assert!(store.opt_outs("acme", None, 10).await.unwrap().is_empty());
+    let ids: Vec<i64> = store
+        .inbound("acme", None, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.0)
+        .collect();
+    assert_eq!(ids, vec![id(6).0, id(5).0, id(4).0, id(3).0, id(1).0]);
+    // The platform id reads back.
+    let first = store
+        .inbound("acme", None, None, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(first, mo(1, "wa", "STOP", Some("wamid.1")));
+    // It still holds after a restart.
+    h.reopen().await;
+    assert_eq!(
+        h.store()
+            .apply(vec![Update::Inbound(mo(8, "wa", "STOP", Some("wamid.1")))])
+            .await
+            .unwrap(),
+        vec![Applied::NoChange]
+    );
 }

@@ -116,6 +116,7 @@ macro_rules! store_suite {
                 inbound_messages_page_newest_first_per_tenant,
                 keywords_edit_the_opt_out_list_in_the_same_commit,
                 chat_inbound_keeps_its_channel_and_opts_out_of_that_channel_only,
+                a_chat_message_sent_again_is_stored_once_per_account,
             }
             events {
                 the_history_is_an_ordered_per_tenant_event_log,
@@ -126,6 +127,7 @@ macro_rules! store_suite {
                 named_cursors_only_move_forward_each_on_its_own,
                 opt_outs_are_added_removed_and_paged_per_tenant,
                 endpoint_health_reports_add_up_per_endpoint,
+                opt_outs_list_by_kind_of_sender,
             }
             calls {
                 call_records_are_listed_newest_first_per_tenant,
