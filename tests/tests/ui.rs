@@ -509,6 +509,45 @@ async fn scenario(
         let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
         assert!(list.contains(number), "{list}");
     }
+    // A Telegram chat id (no number) for the whole Telegram channel; a chat id is no number
+    // for every sender.
+    client
+        .find(Locator::Id("add-number"))
+        .await?
+        .send_keys("987654321")
+        .await?;
+    client
+        .find(Locator::Css("#add-scope option[value='telegram:*']"))
+        .await?
+        .click()
+        .await?;
+    client
+        .find(Locator::Css("#add-opt-out button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let done = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("done"))
+        .await?;
+    assert!(done.text().await?.contains("Added 987654321."));
+    let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
+    assert!(
+        list.contains("987654321") && list.contains("telegram"),
+        "{list}"
+    );
+    let (session, csrf) = session_of(client).await?;
+    assert_eq!(
+        raw_post(
+            api,
+            "/ui/opt-outs/add",
+            &session,
+            &format!("csrf={csrf}&number=987654321&scope=*")
+        )?,
+        400,
+        "a chat id is no number for every sender"
+    );
     shot(client, shots, "opt-outs").await?;
     client
         .find(Locator::Css(

@@ -18,8 +18,8 @@ use switchyard_routing::Channel;
 use super::layout::{self, Nav};
 use super::messages::url_escape;
 use super::{UiError, UiState, Viewer};
-use crate::api::optouts::{add, recipient, remove_entries, OptOutView};
-use crate::domain::{channel_sender, OptOut, ALL_SENDERS};
+use crate::api::optouts::{add, address, recipient, remove_entries, OptOutView};
+use crate::domain::{channel_sender, ChatChannel, OptOut, ALL_SENDERS};
 
 /// Entries per page.
 const PAGE: usize = 50;
@@ -221,8 +221,8 @@ pub(crate) async fn list(
             form.filters #add-opt-out method="post" action={ "/ui/opt-outs/add" (tenant_q) } aria-labelledby="add-heading" {
                 input type="hidden" name="csrf" value=(viewer.csrf);
                 div {
-                    label for="add-number" { "Number (E.164)" }
-                    input #add-number name="number" type="tel" required placeholder="+447911123456";
+                    label for="add-number" { "Number (E.164), or the chat id on Telegram or Messenger" }
+                    input #add-number name="number" type="text" required placeholder="+447911123456";
                 }
                 div {
                     label for="add-scope" { "Applies to" }
@@ -253,7 +253,7 @@ pub(crate) struct AddForm {
     /// The session's token.
     #[serde(default)]
     csrf: String,
-    /// The number, E.164.
+    /// The number, E.164; for Telegram or Messenger, the chat's id there.
     number: String,
     /// `*` or a chat channel's `<channel>:*`.
     scope: String,
@@ -302,12 +302,15 @@ pub(crate) async fn add_one(
     Form(form): Form<AddForm>,
 ) -> Result<Response, UiError> {
     let tenant = checked(&state, &viewer, q.tenant.as_deref(), &form.csrf)?;
-    let r = recipient(&form.number).map_err(UiError::BadRequest)?;
     let scope = form.scope.trim();
-    let valid = scope == ALL_SENDERS || CHAT.iter().any(|c| channel_sender(*c) == scope);
-    if !valid {
-        return Err(UiError::BadRequest(format!("{scope:?} is not a choice")));
-    }
+    // Every sender takes an E.164 number; a chat channel its own kind of address (a Telegram
+    // chat id, a Messenger page-scoped id), checked as the API checks it.
+    let chat = match CHAT.iter().find(|c| channel_sender(**c) == scope) {
+        Some(c) => ChatChannel::of(*c),
+        None if scope == ALL_SENDERS => None,
+        None => return Err(UiError::BadRequest(format!("{scope:?} is not a choice"))),
+    };
+    let r = address(&form.number, chat).map_err(UiError::BadRequest)?;
     add(
         &state.app,
         &tenant,
@@ -315,7 +318,9 @@ pub(crate) async fn add_one(
         "api",
     )
     .await?;
-    Ok(back(&viewer, &tenant, &format!("Added +{r}.")))
+    let phone = chat.is_none_or(|c| matches!(c, ChatChannel::Rcs | ChatChannel::Whatsapp));
+    let shown = if phone { format!("+{r}") } else { r };
+    Ok(back(&viewer, &tenant, &format!("Added {shown}.")))
 }
 
 /// `POST /ui/opt-outs/remove`.

@@ -41,7 +41,7 @@ pub(super) async fn inbound_stored(db: Db<'_>, m: &InboundMessage) -> Result<(),
                     &[tenant, &recipient, &senders],
                 )
                 .await?;
-            opt_outs_changed(db, removed, tenant, &recipient, m.received_at).await?;
+            opt_outs_changed(db, removed, tenant, &recipient).await?;
         }
         None => {}
     }
@@ -64,7 +64,7 @@ async fn add_opt_out(
             &[&tenant, &recipient, &sender, &source, &at],
         )
         .await?;
-    opt_outs_changed(db, added, tenant, recipient, at).await?;
+    opt_outs_changed(db, added, tenant, recipient).await?;
     Ok(added)
 }
 
@@ -75,8 +75,10 @@ async fn opt_outs_changed(
     rows: u64,
     tenant: &str,
     recipient: &str,
-    at: UnixMs,
 ) -> Result<(), PgError> {
+    // When the change was written (not the opt-out's own time, which may be a platform's):
+    // what the changes' age is counted from.
+    let at = crate::domain::now_ms();
     if rows > 0 {
         db.execute(
             "INSERT INTO opt_out_changes (tenant, recipient, at) VALUES ($1, $2, $3)",
@@ -124,7 +126,7 @@ pub(super) async fn apply(db: Db<'_>, w: &EventWrite) -> Result<Applied, PgError
                     &[tenant, recipient, sender],
                 )
                 .await?;
-            opt_outs_changed(db, removed, tenant, recipient, crate::domain::now_ms()).await?;
+            opt_outs_changed(db, removed, tenant, recipient).await?;
             removed
         }
         EventWrite::OptOutRemove {
@@ -138,7 +140,7 @@ pub(super) async fn apply(db: Db<'_>, w: &EventWrite) -> Result<Applied, PgError
                     &[tenant, recipient],
                 )
                 .await?;
-            opt_outs_changed(db, removed, tenant, recipient, crate::domain::now_ms()).await?;
+            opt_outs_changed(db, removed, tenant, recipient).await?;
             removed
         }
         EventWrite::OutboxAdd {
