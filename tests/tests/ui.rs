@@ -509,12 +509,12 @@ async fn scenario(
         let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
         assert!(list.contains(number), "{list}");
     }
-    // A Telegram chat id (no number) for the whole Telegram channel; a chat id is no number
-    // for every sender.
+    // A Telegram channel's username (no number) for the whole Telegram channel; it is no
+    // number for every sender.
     client
         .find(Locator::Id("add-number"))
         .await?
-        .send_keys("987654321")
+        .send_keys("@switchyard_news")
         .await?;
     client
         .find(Locator::Css("#add-scope option[value='telegram:*']"))
@@ -531,10 +531,10 @@ async fn scenario(
         .at_most(WAIT)
         .for_element(Locator::Id("done"))
         .await?;
-    assert!(done.text().await?.contains("Added 987654321."));
+    assert!(done.text().await?.contains("Added @switchyard_news."));
     let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
     assert!(
-        list.contains("987654321") && list.contains("telegram"),
+        list.contains("@switchyard_news") && list.contains("telegram"),
         "{list}"
     );
     let (session, csrf) = session_of(client).await?;
@@ -543,7 +543,7 @@ async fn scenario(
             api,
             "/ui/opt-outs/add",
             &session,
-            &format!("csrf={csrf}&number=987654321&scope=*")
+            &format!("csrf={csrf}&number=%40switchyard_news&scope=*")
         )?,
         400,
         "a chat id is no number for every sender"
