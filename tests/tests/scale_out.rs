@@ -49,6 +49,33 @@ fn node_config(dir: &TempDir, sim: &Sim, sink: &Sink, url: &str, id: u8) -> Path
     .unwrap()
 }
 
+/// Node `id` on the PostgreSQL database `url`, with carrier `alpha` (the given number of binds
+/// to the simulator) and tenant `one` owning `number`; `extra` ends its configuration.
+fn numbered_node(
+    name: &str,
+    id: u8,
+    url: &str,
+    (sim, binds): (&Sim, u32),
+    number: &str,
+    extra: &str,
+) -> (Gateway, TempDir) {
+    let dir = TempDir::new(name).unwrap();
+    let config = GatewayConfig {
+        tenants: Vec::new(),
+        carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", binds, 16)],
+        store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
+        extra: format!(
+            "[[tenants]]\nname = \"one\"\napi_keys = [{:?}]\nnumbers = [{number:?}]\n\n\
+             [node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n\n{extra}",
+            hash_key(KEY).unwrap(),
+        ),
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap();
+    (Gateway::start(&config).unwrap(), dir)
+}
+
 fn rfc3339_in(delay: Duration) -> String {
     (time::OffsetDateTime::now_utc() + delay)
         .format(&time::format_description::well_known::Rfc3339)
@@ -483,22 +510,14 @@ fn multipart_mo_split_over_two_nodes_is_joined_once() {
     let url = switchyard_tests::postgres::create_database("e2e").unwrap();
     let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
     let node = |name: &str, id: u8| {
-        let dir = TempDir::new(name).unwrap();
-        let config = GatewayConfig {
-            tenants: Vec::new(),
-            carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 2, 16)],
-            store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
-            extra: format!(
-                "[[tenants]]\nname = \"one\"\napi_keys = [{:?}]\nnumbers = [{NUMBER:?}]\n\n\
-                 [inbound]\nreassembly_timeout_s = 3\n\n\
-                 [node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n",
-                hash_key(KEY).unwrap(),
-            ),
-            ..GatewayConfig::default()
-        }
-        .write(&dir.path)
-        .unwrap();
-        (Gateway::start(&config).unwrap(), dir)
+        numbered_node(
+            name,
+            id,
+            &url,
+            (&sim, 2),
+            NUMBER,
+            "[inbound]\nreassembly_timeout_s = 3\n",
+        )
     };
     let started = std::time::Instant::now();
     let (a, _dir_a) = node("mo-node-a", 1);
@@ -577,24 +596,8 @@ fn an_opt_out_made_through_one_node_blocks_the_sends_of_the_other() {
     const NUMBER: &str = "+447000000003";
     let url = switchyard_tests::postgres::create_database("e2e").unwrap();
     let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
-    let node = |name: &str, id: u8| {
-        let dir = TempDir::new(name).unwrap();
-        let config = GatewayConfig {
-            tenants: Vec::new(),
-            // One bind: MO arrives on node A only.
-            carriers: vec![CarrierSpec::new("alpha", sim.port(), "0.0100", 1, 16)],
-            store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
-            extra: format!(
-                "[[tenants]]\nname = \"one\"\napi_keys = [{:?}]\nnumbers = [{NUMBER:?}]\n\n\
-                 [node]\nid = {id}\nheartbeat_s = 1\nlease_s = 3\n",
-                hash_key(KEY).unwrap(),
-            ),
-            ..GatewayConfig::default()
-        }
-        .write(&dir.path)
-        .unwrap();
-        (Gateway::start(&config).unwrap(), dir)
-    };
+    // One bind: MO arrives on node A only.
+    let node = |name: &str, id: u8| numbered_node(name, id, &url, (&sim, 1), NUMBER, "");
     let (a, _dir_a) = node("optout-node-a", 1);
     a.wait_ready(Duration::from_secs(30)).unwrap();
     let (b, _dir_b) = node("optout-node-b", 2);

@@ -207,6 +207,20 @@ async fn text_of(client: &Client, locator: Locator<'_>) -> String {
     }
 }
 
+/// Waits for the page's notice (`#done`) to say `text`: the page after a form's POST says
+/// what it did, and the previous page's notice may still be on screen for a moment.
+async fn wait_notice(client: &Client, text: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let done = text_of(client, Locator::Id("done")).await;
+        if done.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no notice of {text:?}: {done:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The text of the page's `<main>`.
 async fn main_text(client: &Client) -> anyhow::Result<String> {
     Ok(client.find(Locator::Css("main")).await?.text().await?)
@@ -489,23 +503,7 @@ async fn scenario(
             .await?
             .click()
             .await?;
-        // The page after the POST says what was added (the previous page's notice may still
-        // be there for a moment: wait for this number's).
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let done = match client.find(Locator::Id("done")).await {
-                Ok(e) => e.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            if done.contains(number) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no notice for {number}: {done:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_notice(client, number).await;
         let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
         assert!(list.contains(number), "{list}");
     }
@@ -526,12 +524,7 @@ async fn scenario(
         .await?
         .click()
         .await?;
-    let done = client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("done"))
-        .await?;
-    assert!(done.text().await?.contains("Added @switchyard_news."));
+    wait_notice(client, "Added @switchyard_news.").await;
     let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
     assert!(
         list.contains("@switchyard_news") && list.contains("telegram"),
@@ -556,12 +549,7 @@ async fn scenario(
         .await?
         .click()
         .await?;
-    let done = client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("done"))
-        .await?;
-    assert!(done.text().await?.contains("Removed +447911000111"));
+    wait_notice(client, "Removed +447911000111").await;
     let list = client.find(Locator::Id("opt-outs")).await?.text().await?;
     assert!(!list.contains("+447911000111"), "{list}");
     assert!(list.contains("+447911000222"), "{list}");

@@ -183,7 +183,10 @@ pub(crate) fn dispatch_problem(e: &DispatchError) -> Problem {
 /// A store read or write that failed: 503, retry shortly.
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
-        Problem::unavailable("store_unavailable", e.to_string(), 2)
+        match e {
+            StoreError::TooLarge(why) => Problem::invalid("query", "answer_too_large", why),
+            e => Problem::unavailable("store_unavailable", e.to_string(), 2),
+        }
     }
 }
 

@@ -774,6 +774,10 @@ struct Group<T> {
 /// never into a histogram of their own; each group's histograms are built once, at the end.
 /// Adding a row thus costs its few recorded values, not the thousands of counters of each
 /// histogram, which is what keeps a month of rows for every tenant within a query's budget.
+///
+/// An answer holds at most [`MAX_GROUPS`] (bucket, group) pairs: each carries its histograms
+/// (tens of kilobytes), and a tenant's free-text dimensions (senders) could otherwise make a
+/// query hold one per message.
 #[derive(Debug)]
 pub struct Grouping<T> {
     resolution: Resolution,
@@ -781,7 +785,22 @@ pub struct Grouping<T> {
     groups: HashMap<(UnixMs, Vec<String>), Group<T>>,
     /// A row histogram's decoded (index, count) pairs, added once it decoded whole.
     decoded: Vec<(usize, u64)>,
+    /// Where the rows of groups past [`MAX_GROUPS`] are summed (and forgotten).
+    spare: Group<T>,
+    /// Rows of more than [`MAX_GROUPS`] groups were read.
+    overflow: bool,
 }
+
+/// The most (bucket, group) pairs one answer holds.
+pub const MAX_GROUPS: usize = 2_000;
+
+/// A query whose rows fall into more than [`MAX_GROUPS`] (bucket, group) pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the answer would hold more than {MAX_GROUPS} buckets and groups: use a larger bucket, a \
+     shorter range, fewer group_by dimensions or a filter"
+)]
+pub struct TooManyGroups;
 
 impl<T: Sums> Grouping<T> {
     /// Empty groups for `query`'s resolution and `group_by`.
@@ -791,7 +810,15 @@ impl<T: Sums> Grouping<T> {
             group_by: query.group_by.clone(),
             groups: HashMap::new(),
             decoded: Vec::new(),
+            spare: Group::default(),
+            overflow: false,
         }
+    }
+
+    /// True once rows of more than [`MAX_GROUPS`] groups were read: [`Grouping::finish`]
+    /// will refuse, so the rest need not be read.
+    pub fn overflowed(&self) -> bool {
+        self.overflow
     }
 
     /// Adds a row's histograms (V2 serializations, in the order [`Sums::latency_mut`] numbers
@@ -806,10 +833,14 @@ impl<T: Sums> Grouping<T> {
         latencies: &[Option<&[u8]>],
     ) -> &mut T {
         let group: Vec<String> = self.group_by.iter().map(|d| value(*d).to_owned()).collect();
-        let g = self
-            .groups
-            .entry((self.resolution.floor(bucket), group))
-            .or_default();
+        let key = (self.resolution.floor(bucket), group);
+        let full = self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(&key);
+        let g = if full {
+            self.overflow = true;
+            &mut self.spare
+        } else {
+            self.groups.entry(key).or_default()
+        };
         for (i, bytes) in latencies.iter().enumerate().take(T::LATENCIES) {
             let Some(bytes) = bytes else { continue };
             if g.counts.len() <= i {
@@ -836,9 +867,14 @@ impl<T: Sums> Grouping<T> {
         &mut g.sums
     }
 
-    /// The groups, in bucket and group order, with their histograms.
-    pub fn finish(self) -> Grouped<T> {
-        self.groups
+    /// The groups, in bucket and group order, with their histograms; refused when the rows
+    /// fell into more than [`MAX_GROUPS`].
+    pub fn finish(self) -> Result<Grouped<T>, TooManyGroups> {
+        if self.overflow {
+            return Err(TooManyGroups);
+        }
+        Ok(self
+            .groups
             .into_iter()
             .map(|(key, mut g)| {
                 for (i, counts) in g.counts.iter().enumerate() {
@@ -859,7 +895,7 @@ impl<T: Sums> Grouping<T> {
                 }
                 (key, g.sums)
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -976,7 +1012,7 @@ mod tests {
                 };
                 g.add(bucket, |d| key.get(d), &[]).counts[0] += n;
             }
-            g.finish()
+            g.finish().unwrap()
         };
         let by_carrier = sum(&query(Resolution::Hour, &[MessageDimension::Carrier]));
         let got: Vec<_> = by_carrier
@@ -993,6 +1029,29 @@ mod tests {
         );
         let all = sum(&query(Resolution::Day, &[]));
         assert_eq!(all[&(0, vec![])].count(Status::Accepted), 15);
+    }
+
+    #[test]
+    fn an_answer_of_too_many_groups_is_refused() {
+        let query = RollupQuery {
+            tenant: None,
+            resolution: Resolution::Minute,
+            since: 0,
+            until: 86_400_000,
+            filters: Vec::new(),
+            group_by: vec![MessageDimension::Sender],
+        };
+        let mut g = Grouping::<MessageTotals>::new(&query);
+        for i in 0..MAX_GROUPS {
+            let sender = format!("s{i}");
+            g.add(0, |_| sender.as_str(), &[]).counts[0] += 1;
+        }
+        // A known group still adds; a new one overflows.
+        g.add(0, |_| "s0", &[]).counts[0] += 1;
+        assert!(!g.overflowed());
+        g.add(MINUTE_MS, |_| "s0", &[]).counts[0] += 1;
+        assert!(g.overflowed());
+        assert_eq!(g.finish().map(|m| m.len()), Err(TooManyGroups));
     }
 
     /// A histogram with `values` recorded (each `times` times).
@@ -1069,7 +1128,7 @@ mod tests {
         assert_eq!(a.len(), b.len());
         assert!(a.iter_recorded().eq(b.iter_recorded()));
         assert_eq!(a, b);
-        let groups = grouping.finish();
+        let groups = grouping.finish().unwrap();
         let t = &groups[&(0, vec![])];
         assert_eq!(t.to_sent.as_ref(), Some(&b), "grouped like added");
         assert!(t.to_delivered.is_none());

@@ -50,6 +50,10 @@ pub enum StoreError {
     /// A bug or a corrupt database: the request is refused, the message is not stored.
     #[error("store error: {0}")]
     Internal(String),
+    /// A read whose answer would be larger than the store gives at once (the analytics'
+    /// groups): asking the same again fails the same; the API answers 422.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl StoreError {

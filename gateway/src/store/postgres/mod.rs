@@ -741,14 +741,22 @@ impl Store for PostgresStore {
         &self,
         query: RollupQuery,
     ) -> BoxFuture<'_, Result<Grouped<MessageTotals>, StoreError>> {
-        self.read(move |db| Box::pin(async move { rollups::messages(db, &query).await }))
+        Box::pin(async move {
+            self.read(move |db| Box::pin(async move { rollups::messages(db, &query).await }))
+                .await?
+                .map_err(|e| StoreError::TooLarge(e.to_string()))
+        })
     }
 
     fn call_rollups(
         &self,
         query: RollupQuery,
     ) -> BoxFuture<'_, Result<Grouped<CallTotals>, StoreError>> {
-        self.read(move |db| Box::pin(async move { rollups::calls(db, &query).await }))
+        Box::pin(async move {
+            self.read(move |db| Box::pin(async move { rollups::calls(db, &query).await }))
+                .await?
+                .map_err(|e| StoreError::TooLarge(e.to_string()))
+        })
     }
 }
 
@@ -803,6 +811,7 @@ fn clone_error(e: &StoreError) -> StoreError {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Closed => StoreError::Closed,
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
+        StoreError::TooLarge(m) => StoreError::TooLarge(m.clone()),
     }
 }
 

@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use super::{Db, PgError};
 use crate::domain::analytics::{
     merge_stored_latency, CallKey, CallTotals, Grouped, Grouping, MessageDimension, MessageKey,
-    MessageTotals, Resolution, RollupQuery, Rollups, COUNTED,
+    MessageTotals, Resolution, RollupQuery, Rollups, TooManyGroups, COUNTED,
 };
 use crate::domain::UnixMs;
 
@@ -224,7 +224,7 @@ fn count(row: &tokio_postgres::Row, i: usize) -> Result<u64, PgError> {
 pub(super) async fn messages(
     db: Db<'_>,
     q: &RollupQuery,
-) -> Result<Grouped<MessageTotals>, PgError> {
+) -> Result<Result<Grouped<MessageTotals>, TooManyGroups>, PgError> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, channel, carrier, country, sender, batch, n_accepted, n_sent, \
@@ -237,6 +237,9 @@ pub(super) async fn messages(
         .collect();
     let mut groups = Grouping::<MessageTotals>::new(q);
     for row in db.query(&sql, &params).await? {
+        if groups.overflowed() {
+            break;
+        }
         // Columns 1..=6 are the dimensions, in `MessageDimension::ALL` order.
         let mut key = [""; MessageDimension::ALL.len()];
         for (i, v) in key.iter_mut().enumerate() {
@@ -255,7 +258,10 @@ pub(super) async fn messages(
 }
 
 /// Call rollup rows matching `q`, summed into its buckets and groups as they are read.
-pub(super) async fn calls(db: Db<'_>, q: &RollupQuery) -> Result<Grouped<CallTotals>, PgError> {
+pub(super) async fn calls(
+    db: Db<'_>,
+    q: &RollupQuery,
+) -> Result<Result<Grouped<CallTotals>, TooManyGroups>, PgError> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, carrier, calls, n_answered, n_busy, n_no_answer, n_cancelled, \
@@ -268,6 +274,9 @@ pub(super) async fn calls(db: Db<'_>, q: &RollupQuery) -> Result<Grouped<CallTot
         .collect();
     let mut groups = Grouping::<CallTotals>::new(q);
     for row in db.query(&sql, &params).await? {
+        if groups.overflowed() {
+            break;
+        }
         let key = CallKey {
             tenant: row.try_get(1)?,
             carrier: row.try_get(2)?,

@@ -506,7 +506,8 @@ impl Store for SqliteStore {
             self.send(Request::FlushRollups).await?;
             self.reads
                 .run(move |conn| rollups::messages(conn, &query))
-                .await
+                .await?
+                .map_err(too_large)
         })
     }
 
@@ -518,7 +519,8 @@ impl Store for SqliteStore {
             self.send(Request::FlushRollups).await?;
             self.reads
                 .run(move |conn| rollups::calls(conn, &query))
-                .await
+                .await?
+                .map_err(too_large)
         })
     }
 }
@@ -584,12 +586,18 @@ fn spawn_ticker(
         .map_err(|e| StoreError::Unavailable(format!("cannot start the store ticker: {e}")))
 }
 
+/// An analytics answer too large to give.
+fn too_large(e: crate::domain::analytics::TooManyGroups) -> StoreError {
+    StoreError::TooLarge(e.to_string())
+}
+
 /// A copy of `e` for each request of a failed batch (`StoreError` is not `Clone`).
 fn clone_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Closed => StoreError::Closed,
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
+        StoreError::TooLarge(m) => StoreError::TooLarge(m.clone()),
     }
 }
 

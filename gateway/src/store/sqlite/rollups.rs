@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::analytics::{
     merge_stored_latency, CallKey, CallTotals, Grouped, Grouping, MessageDimension, MessageKey,
-    MessageTotals, Resolution, RollupQuery, Rollups, COUNTED,
+    MessageTotals, Resolution, RollupQuery, Rollups, TooManyGroups, COUNTED,
 };
 use crate::domain::UnixMs;
 
@@ -196,7 +196,7 @@ fn blob<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r
 pub(super) fn messages(
     conn: &Connection,
     q: &RollupQuery,
-) -> rusqlite::Result<Grouped<MessageTotals>> {
+) -> rusqlite::Result<Result<Grouped<MessageTotals>, TooManyGroups>> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, channel, carrier, country, sender, batch, n_accepted, n_sent, \
@@ -207,6 +207,9 @@ pub(super) fn messages(
     let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
     let mut groups = Grouping::<MessageTotals>::new(q);
     while let Some(row) = rows.next()? {
+        if groups.overflowed() {
+            break;
+        }
         // Columns 1..=6 are the dimensions, in `MessageDimension::ALL` order.
         let mut key = [""; MessageDimension::ALL.len()];
         for (i, v) in key.iter_mut().enumerate() {
@@ -225,7 +228,10 @@ pub(super) fn messages(
 }
 
 /// Call rollup rows matching `q`, summed into its buckets and groups as they are read.
-pub(super) fn calls(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Grouped<CallTotals>> {
+pub(super) fn calls(
+    conn: &Connection,
+    q: &RollupQuery,
+) -> rusqlite::Result<Result<Grouped<CallTotals>, TooManyGroups>> {
     let (cond, values) = conditions(q);
     let sql = format!(
         "SELECT bucket, tenant, carrier, calls, n_answered, n_busy, n_no_answer, n_cancelled, \
@@ -236,6 +242,9 @@ pub(super) fn calls(conn: &Connection, q: &RollupQuery) -> rusqlite::Result<Grou
     let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
     let mut groups = Grouping::<CallTotals>::new(q);
     while let Some(row) = rows.next()? {
+        if groups.overflowed() {
+            break;
+        }
         let key = CallKey {
             tenant: text(row, 1)?.to_owned(),
             carrier: text(row, 2)?.to_owned(),

@@ -143,6 +143,7 @@ macro_rules! store_suite {
             }
             rollups {
                 rollups_count_each_status_reached_once,
+                an_answer_of_too_many_groups_is_refused,
                 a_failed_request_adds_nothing_to_the_rollups,
                 call_rollups_sum_the_detail_records,
             }

@@ -195,6 +195,46 @@ pub(crate) async fn a_failed_request_adds_nothing_to_the_rollups(h: &mut dyn Har
     assert_eq!(counts(&t), vec![(Status::Accepted, 2)], "durable");
 }
 
+pub(crate) async fn an_answer_of_too_many_groups_is_refused(h: &mut dyn Harness) {
+    use crate::domain::analytics::MAX_GROUPS;
+    use crate::store::StoreError;
+    let store = h.store();
+    // One sender per message (a tenant's free text): one group each.
+    let n = MAX_GROUPS as i64 + 1;
+    store
+        .insert(
+            (1..=n)
+                .map(|i| {
+                    let mut m = message("acme", i, 1);
+                    m.from = format!("sender{i}");
+                    m
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let query = |group_by: Vec<MessageDimension>| RollupQuery {
+        tenant: Some("acme".into()),
+        resolution: Resolution::Day,
+        since: Resolution::Day.floor(T0),
+        until: Resolution::Day.floor(T0) + Resolution::Day.millis(),
+        filters: vec![],
+        group_by,
+    };
+    let refused = store
+        .message_rollups(query(vec![MessageDimension::Sender]))
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::TooLarge(why)) if why.contains("2000")),
+        "{refused:?}"
+    );
+    let one = store.message_rollups(query(vec![])).await.unwrap();
+    assert_eq!(
+        one.values().next().map(|t| t.count(Status::Accepted)),
+        Some(n as u64)
+    );
+}
+
 pub(crate) async fn call_rollups_sum_the_detail_records(h: &mut dyn Harness) {
     let store = h.store();
     let with = |end_at: i64, disposition: &'static str, price: &str, cost: &str| {
