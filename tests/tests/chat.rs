@@ -121,6 +121,40 @@ fn send(client: &mut Client, body: &Value) -> (u16, Value) {
     (r.status, r.json().unwrap_or(Value::Null))
 }
 
+/// Sends a cascade RCS (1 s limit) → SMS to the RCS-capable phone, waits until the flow
+/// ended with its RCS step `rcs_status`, checks the SMS step delivered it, and returns the
+/// flow's id, the RCS message's id and the RCS message.
+fn rcs_step_superseded_by_sms(api: &mut Client, rcs_status: &str) -> (String, String, Value) {
+    let (status, body) = send(
+        api,
+        &json!({
+            "to": CAPABLE,
+            "mode": "cascade",
+            "body": "Your table is ready",
+            "channels": [
+                {"channel": "rcs", "timeout_s": 1},
+                {"channel": "sms", "from": "Acme"}
+            ]
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let flow = until(api, &id, |v| {
+        v["status"] != "running" && v["steps"][0]["delivery"]["status"] == rcs_status
+    });
+    assert_eq!(flow["status"], "succeeded", "{flow:#}");
+    assert_eq!(
+        flow["steps"][1]["delivery"]["status"], "delivered",
+        "{flow:#}"
+    );
+    let rcs_id = flow["steps"][0]["delivery"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rcs = until(api, &rcs_id, |_| true);
+    (id, rcs_id, rcs)
+}
+
 /// Polls `id` until `done` holds (at most [`WAIT`]); returns what it read last.
 fn until(client: &mut Client, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
@@ -958,33 +992,7 @@ fn an_rcs_step_whose_time_limit_passes_is_revoked_and_the_sms_goes() {
         ),
         200
     );
-    let (status, body) = send(
-        &mut s.api,
-        &json!({
-            "to": CAPABLE,
-            "mode": "cascade",
-            "body": "Your table is ready",
-            "channels": [
-                {"channel": "rcs", "timeout_s": 1},
-                {"channel": "sms", "from": "Acme"}
-            ]
-        }),
-    );
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_str().unwrap().to_owned();
-    let flow = until(&mut s.api, &id, |v| {
-        v["status"] != "running" && v["steps"][0]["delivery"]["status"] == "expired"
-    });
-    assert_eq!(flow["status"], "succeeded", "{flow:#}");
-    assert_eq!(
-        flow["steps"][1]["delivery"]["status"], "delivered",
-        "{flow:#}"
-    );
-    let rcs_id = flow["steps"][0]["delivery"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let rcs = until(&mut s.api, &rcs_id, |_| true);
+    let (id, rcs_id, rcs) = rcs_step_superseded_by_sms(&mut s.api, "expired");
     assert!(rcs.to_string().contains("revoked"), "{rcs:#}");
     let stats: Value = s.sim.get("/stats").unwrap().json().unwrap();
     assert_eq!(stats["providers"]["rbm"]["revoked"], 1, "{stats:#}");
@@ -1043,33 +1051,7 @@ fn an_rcs_step_still_queued_when_superseded_is_withdrawn_and_never_sent() {
         ),
         200
     );
-    let (status, body) = send(
-        &mut s.api,
-        &json!({
-            "to": CAPABLE,
-            "mode": "cascade",
-            "body": "Your table is ready",
-            "channels": [
-                {"channel": "rcs", "timeout_s": 1},
-                {"channel": "sms", "from": "Acme"}
-            ]
-        }),
-    );
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_str().unwrap().to_owned();
-    let flow = until(&mut s.api, &id, |v| {
-        v["status"] != "running" && v["steps"][0]["delivery"]["status"] == "cancelled"
-    });
-    assert_eq!(flow["status"], "succeeded", "{flow:#}");
-    assert_eq!(
-        flow["steps"][1]["delivery"]["status"], "delivered",
-        "{flow:#}"
-    );
-    let rcs_id = flow["steps"][0]["delivery"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let rcs = until(&mut s.api, &rcs_id, |_| true);
+    let (_, rcs_id, rcs) = rcs_step_superseded_by_sms(&mut s.api, "cancelled");
     assert!(rcs.to_string().contains("withdrawn"), "{rcs:#}");
     // The pause ends: another RCS message to the phone goes, the withdrawn one does not.
     assert_eq!(put(&mut s.sim, &path, &json!({})), 200);

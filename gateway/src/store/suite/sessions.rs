@@ -93,7 +93,7 @@ pub(crate) async fn a_login_deletes_expired_sessions_and_is_refused_when_too_man
         "two open at most"
     );
     assert_eq!(store.dashboard_session([3; 32]).await.unwrap(), None);
-    // An hour later session 1 has expired: the login deletes it and fits.
+    // An hour later the first session has expired: the login deletes it and fits.
     let applied = store
         .apply(vec![open(
             session(3, T0 + HOUR, T0 + 3 * HOUR),
