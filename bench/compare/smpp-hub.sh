@@ -140,13 +140,19 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # CPU ticks (user + system) of the given PIDs, summed; a PID that is gone counts 0.
 cpu_ticks() {
-    local total=0 pid t
-    for pid in "$@"; do
-        # Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
-        t=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        total=$((total + ${t:-0}))
+    local files=() pid
+    for pid in "$@"; do [[ -r /proc/$pid/stat ]] && files+=("/proc/$pid/stat"); done
+    if ((${#files[@]} == 0)); then echo 0; return; fi
+    # Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
+    awk '{sub(/.*\) /, ""); s += $12 + $13} END {print s + 0}' "${files[@]}" 2>/dev/null || echo 0
+}
+
+# cpu_sampler: every 0.25 s, a line "unix-time gw-ticks broker-ticks redis-ticks", until ended.
+cpu_sampler() {
+    while :; do
+        echo "$(date +%s.%N) $(cpu_ticks "${GW_PIDS[@]}") $(cpu_ticks "${BROKER_PIDS[@]}") $(cpu_ticks "${REDIS_PIDS[@]}")"
+        sleep 0.25
     done
-    echo "$total"
 }
 
 # PID and all its descendants (RabbitMQ is a shell wrapper around the Erlang VM and its helpers).
@@ -258,23 +264,34 @@ log "smsc-sim on $SIM"
 
 # step SYSTEM NAME DRAIN ARGS...: one smpp-load run against $HUB as $ESME_USER; appends a row to
 # $RESULTS, or returns 1 if smpp-load failed. CPU is counted for GW_PIDS, BROKER_PIDS and
-# REDIS_PIDS (the last two may be empty).
+# REDIS_PIDS (the last two may be empty) from the start of the step to the last response or
+# receipt, whichever is later: smpp-load may wait longer (a bind whose receipts came over
+# another bind waits DRAIN), and that idle time is not charged.
 step() {
     local system=$1 name=$2 drain=$3
     shift 3
-    local json=$WORK/$system-${name//\//-}.json g0 b0 r0 g1 b1 r1
+    local base=$WORK/$system-${name//\//-} g0 b0 r0 g1 b1 r1 t0 end sampler
     g0=$(cpu_ticks "${GW_PIDS[@]}")
     b0=$(cpu_ticks "${BROKER_PIDS[@]}")
     r0=$(cpu_ticks "${REDIS_PIDS[@]}")
-    "$BIN/smpp-load" --connect "$HUB" --system-id "$ESME_USER" --password "$ESME_PASSWORD" \
+    t0=$(date +%s.%N)
+    cpu_sampler >"$base.cpu" &
+    sampler=$!
+    PIDS+=("$sampler")
+    if ! "$BIN/smpp-load" --connect "$HUB" --system-id "$ESME_USER" --password "$ESME_PASSWORD" \
         --binds "$ESME_BINDS" --window "$ESME_WINDOW" --to 447911123456 --dlr \
-        --dlr-wait-s "$drain" "$@" >"$json" 2>"$WORK/$system-${name//\//-}.err" || {
-        log "smpp-load failed ($system $name): $(tail -1 "$WORK/$system-${name//\//-}.err")"
+        --dlr-wait-s "$drain" "$@" >"$base.json" 2>"$base.err"; then
+        stop_pid "$sampler"
+        log "smpp-load failed ($system $name): $(tail -1 "$base.err")"
         return 1
-    }
-    g1=$(cpu_ticks "${GW_PIDS[@]}")
-    b1=$(cpu_ticks "${BROKER_PIDS[@]}")
-    r1=$(cpu_ticks "${REDIS_PIDS[@]}")
+    fi
+    stop_pid "$sampler"
+    end=$(jq '[.submit_seconds, .receipt_seconds] | max' "$base.json")
+    # The first sample at or after the last response or receipt (the last sample if none).
+    read -r g1 b1 r1 < <(awk -v t="$(awk -v a="$t0" -v b="$end" 'BEGIN {printf "%.3f", a + b}')" '
+        { last = $2 " " $3 " " $4 }
+        $1 >= t && !found { print $2, $3, $4; found = 1 }
+        END { if (!found) print last }' "$base.cpu")
     # CPU µs per acknowledged message; "-" for a part the system does not have.
     jq -r --arg sys "$system" --arg name "$name" --arg load "$(load1)" --argjson hz "$CLK_TCK" \
         --argjson g $((g1 - g0)) --argjson b $((b1 - b0)) --argjson r $((r1 - r0)) \
@@ -286,7 +303,7 @@ step() {
          per_msg($g),
          (if $has_broker > 0 then per_msg($b) else "-" end),
          (if $has_broker > 0 then per_msg($r) else "-" end),
-         per_msg($g + $b + $r), $load] | @tsv' "$json" >>"$RESULTS"
+         per_msg($g + $b + $r), $load] | @tsv' "$base.json" >>"$RESULTS"
     log "$system $name: $(tail -1 "$RESULTS" | cut -f3-)"
 }
 
