@@ -21,7 +21,7 @@
 # Knobs (environment):
 #   SYSTEMS="switchyard jasmin"   the systems to run (default: both)
 #   RATES="2000 5000"   Switchyard's paced steps, submits/s    STEP_S=10  seconds per paced step
-#   JASMIN_RATES="50 100"  Jasmin's paced steps (Switchyard runs them too when Jasmin runs)
+#   JASMIN_RATES="50 100 200"  Jasmin's paced steps (Switchyard runs them too when Jasmin runs)
 #   MAX_S=10            unpaced step (0: skip)     JASMIN_MAX_S=$MAX_S   Jasmin's unpaced step
 #   DRAIN_S=30          longest wait for receipts after the last response
 #   SIM_DLR_DELAY_MS=500  the simulator's delay from submit to receipt. Jasmin maps the SMSC's
@@ -32,6 +32,8 @@
 #   JASMIN_DRAIN_S=120  the same for Jasmin (its queue may hold a backlog after an unpaced step)
 #   ESME_BINDS=4 ESME_WINDOW=64   the ESME's transceiver binds to the system and their window
 #   SY_BINDS=2 SY_WINDOW=100      Switchyard's binds to the simulator and their window
+#   JASMIN_CONNECTORS=$SY_BINDS   Jasmin's SMPP client connectors (one TRX bind each; a
+#                                 connector has one submit_sm outstanding at a time)
 #   JASMIN_VERSION=0.11.0 JASMIN_VENV=/tmp/jasmin-venv JASMIN_PYTHON=python3.11
 #   SKIP_BUILD=1        use the binaries already in $CARGO_TARGET_DIR/release
 #   KEEP=1              keep the work directory (configs, logs, JSON per step)
@@ -43,7 +45,7 @@ BIN=$CARGO_TARGET_DIR/release
 SYSTEMS_ASKED=${SYSTEMS:-}
 SYSTEMS=${SYSTEMS:-"switchyard jasmin"}
 RATES=${RATES:-"2000 5000"}
-JASMIN_RATES=${JASMIN_RATES:-"50 100"}
+JASMIN_RATES=${JASMIN_RATES:-"50 100 200"}
 STEP_S=${STEP_S:-10}
 MAX_S=${MAX_S:-10}
 JASMIN_MAX_S=${JASMIN_MAX_S:-$MAX_S}
@@ -54,6 +56,7 @@ ESME_BINDS=${ESME_BINDS:-4}
 ESME_WINDOW=${ESME_WINDOW:-64}
 SY_BINDS=${SY_BINDS:-2}
 SY_WINDOW=${SY_WINDOW:-100}
+JASMIN_CONNECTORS=${JASMIN_CONNECTORS:-$SY_BINDS}
 # 0.11.1 never sends receipts to an SMPP ESME: its submit_sm_resp handler raises AttributeError
 # before it maps the SMSC's message id (jookies/jasmin#1236). 0.11.0 does not have that line.
 JASMIN_VERSION=${JASMIN_VERSION:-0.11.0}
@@ -423,7 +426,7 @@ PY
 # run_jasmin: on a failure, prints why, stops what it started and returns 1.
 run_jasmin() {
     local dir=$WORK/jasmin
-    local epmd_port rabbit_port dist_port redis_port smpps_port jcli_port
+    local epmd_port rabbit_port dist_port redis_port smpps_port jcli_port i
     mkdir -p "$dir/rabbit/home" "$dir/rabbit/mnesia" "$dir/rabbit/log" "$dir/redis" \
         "$dir/root/etc/jasmin/resource" "$dir/root/etc/jasmin/store" "$dir/root/var/log/jasmin"
     epmd_port=$(free_port) rabbit_port=$(free_port) dist_port=$(free_port)
@@ -534,9 +537,11 @@ EOF
         jasmin_failed "jasmind: $(grep -m1 "Cannot start" "$WORK/jasmind.out")" || return 1
     fi
 
-    # A user for the ESME (no balance, count or throughput limit), a connector to the
-    # simulator (no submit throughput limit), a default MT route to it.
-    cat >"$dir/jcli-setup.txt" <<EOF
+    # A user for the ESME (no balance, count or throughput limit), JASMIN_CONNECTORS connectors
+    # to the simulator (no submit throughput limit), an MT route over them: the default route
+    # for one, a round-robin route matching every message for more.
+    {
+        cat <<EOF
 group -a
 gid bench
 ok
@@ -550,28 +555,29 @@ mt_messaging_cred quota sms_count none
 mt_messaging_cred quota smpps_throughput none
 smpps_cred quota max_bindings none
 ok
-smppccm -a
-cid sim
-host ${SIM%:*}
-port ${SIM##*:}
-username jasmin
-password pw
-submit_throughput 0
-loglevel 30
-ok
-mtrouter -a
-type DefaultRoute
-connector smppc(sim)
-rate 0.00
-ok
-smppccm -1 sim
 EOF
+        for ((i = 1; i <= JASMIN_CONNECTORS; i++)); do
+            printf '%s\n' "smppccm -a" "cid sim$i" "host ${SIM%:*}" "port ${SIM##*:}" \
+                "username jasmin" "password pw" "submit_throughput 0" "loglevel 30" ok
+        done
+        if ((JASMIN_CONNECTORS == 1)); then
+            printf '%s\n' "mtrouter -a" "type DefaultRoute" "connector smppc(sim1)" "rate 0.00" ok
+        else
+            printf '%s\n' "filter -a" "type TransparentFilter" "fid all" ok \
+                "mtrouter -a" "type RandomRoundrobinMTRoute" "order 10" "filters all" \
+                "connectors $(for ((i = 1; i <= JASMIN_CONNECTORS; i++)); do printf 'smppc(sim%s);' "$i"; done | sed 's/;$//')" \
+                "rate 0.00" ok
+        fi
+        for ((i = 1; i <= JASMIN_CONNECTORS; i++)); do echo "smppccm -1 sim$i"; done
+    } >"$dir/jcli-setup.txt"
     jcli "$jcli_port" "$dir/jcli-setup.txt" >"$WORK/jcli-setup.out" 2>&1 ||
         jasmin_failed "configuration over jCli failed: $(tail -1 "$WORK/jcli-setup.out")" || return 1
     echo "smppccm -l" >"$dir/jcli-list.txt"
-    jasmin_bound() { jcli "$jcli_port" "$dir/jcli-list.txt" | grep -q "BOUND_TRX"; }
+    jasmin_bound() {
+        (($(jcli "$jcli_port" "$dir/jcli-list.txt" | grep -c "BOUND_TRX") >= JASMIN_CONNECTORS))
+    }
     wait_for 30 jasmin_bound ||
-        jasmin_failed "Jasmin's connector did not bind to the simulator" || return 1
+        jasmin_failed "Jasmin's connectors did not all bind to the simulator" || return 1
 
     HUB=127.0.0.1:$smpps_port
     log "jasmin $JASMIN_INSTALLED: SMPP server on $HUB, jasmind pid $jasmind_pid, RabbitMQ pid $rabbit_pid, Redis pid $redis_pid"
@@ -606,7 +612,7 @@ done
     echo "ESME: smpp-load, $ESME_BINDS TRX binds, window $ESME_WINDOW, registered_delivery 1; paced steps of $STEP_S s."
     echo "Switchyard: SQLite store fsynced per group commit, $SY_BINDS TRX binds to the simulator, window $SY_WINDOW."
     [[ " $SYSTEMS " != *" jasmin "* ]] ||
-        echo "Jasmin ${JASMIN_INSTALLED:-}: jasmind (DLR lookup and thrower inside), 1 TRX connector, RabbitMQ and Redis on 127.0.0.1."
+        echo "Jasmin ${JASMIN_INSTALLED:-}: jasmind (DLR lookup and thrower inside), $JASMIN_CONNECTORS TRX connectors (1 submit_sm outstanding each), RabbitMQ and Redis on 127.0.0.1."
     echo "CPU columns: µs per acknowledged message; gw = the gateway process (jasmind for Jasmin), all = gw + broker + redis."
     echo
     awk -F'\t' '
