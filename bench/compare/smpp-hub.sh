@@ -8,8 +8,8 @@
 #
 # Steps: paced at each rate for STEP_S seconds, then unpaced for MAX_S seconds. A step ends when
 # every acknowledged message has its receipt back at the ESME (or DRAIN_S passes after the last
-# submit_sm_resp). Jasmin is two orders of magnitude slower, so it has its own rates
-# (JASMIN_RATES); Switchyard runs those too, which gives like-for-like ratios at the same load.
+# submit_sm_resp). Jasmin carries under a hundred messages a second here, so it has its own
+# rates (JASMIN_RATES); Switchyard runs those too, which gives ratios at the same load.
 #
 # Jasmin is installed if missing: pip into a venv (JASMIN_VENV), RabbitMQ and Redis with apt
 # (needs root). RabbitMQ, Redis and jasmind are started by this script on 127.0.0.1 with their
@@ -24,12 +24,12 @@
 #   JASMIN_RATES="50 100 200"  Jasmin's paced steps (Switchyard runs them too when Jasmin runs)
 #   MAX_S=10            unpaced step (0: skip)     JASMIN_MAX_S=$MAX_S   Jasmin's unpaced step
 #   DRAIN_S=30          longest wait for receipts after the last response
+#   JASMIN_DRAIN_S=120  the same for Jasmin (its queue may hold a backlog after an unpaced step)
 #   SIM_DLR_DELAY_MS=500  the simulator's delay from submit to receipt. Jasmin maps the SMSC's
 #                       message id to its own only after the submit_sm_resp went through
 #                       RabbitMQ to its DLR lookup; a receipt that comes before the mapping is
 #                       retried 10 s later ([dlr] dlr_lookup_retry_delay), so at 5 ms a fifth of
 #                       its receipts arrive 10 s late.
-#   JASMIN_DRAIN_S=120  the same for Jasmin (its queue may hold a backlog after an unpaced step)
 #   ESME_BINDS=4 ESME_WINDOW=64   the ESME's transceiver binds to the system and their window
 #   SY_BINDS=2 SY_WINDOW=100      Switchyard's binds to the simulator and their window
 #   JASMIN_CONNECTORS=$SY_BINDS   Jasmin's SMPP client connectors (one TRX bind each; a
