@@ -1,5 +1,8 @@
 //! The SQLite store's writer on the SMS hot path: a message's life (accepted, sent, delivered)
-//! in batches of 256, as the group commit sees it under load.
+//! in batches of 256, as the group commit sees it under load. Two shapes: `lifecycle_256`
+//! inserts the 256 messages in one request, `requests_256` in 256 requests of one message
+//! queued at once (as the HTTP API sends them); both apply the updates in one request each (as
+//! the update sink batches them).
 //!
 //! `cargo bench -p switchyard-gateway --bench store`
 //!
@@ -73,14 +76,22 @@ fn status(id: MessageId, status: Status, at: i64) -> Update {
     }
 }
 
-/// One batch's life: insert, sent, delivered (three commits).
-async fn lifecycle(store: &SqliteStore, next: &mut i64, at: i64) {
+/// One batch's life: insert, sent, delivered (three commits). With `one_per_request`, each
+/// message is inserted by a request of its own, all queued at once.
+async fn lifecycle(store: &SqliteStore, next: &mut i64, at: i64, one_per_request: bool) {
     let messages: Vec<NewMessage> = (0..BATCH as i64)
         .map(|k| message(*next + k, at + k / 16))
         .collect();
     *next += BATCH as i64;
     let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
-    store.insert(messages).await.expect("insert");
+    if one_per_request {
+        let inserts = messages.into_iter().map(|m| store.insert(vec![m]));
+        for r in futures::future::join_all(inserts).await {
+            r.expect("insert");
+        }
+    } else {
+        store.insert(messages).await.expect("insert");
+    }
     let sent = ids
         .iter()
         .map(|id| status(*id, Status::Sent, at + 250))
@@ -98,7 +109,7 @@ fn writer(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a runtime");
-    for fsync in [false, true] {
+    for (fsync, one_per_request) in [(false, false), (true, false), (false, true), (true, true)] {
         let dir = scratch(if fsync { "writer-fsync" } else { "writer" });
         let store = SqliteStore::open(
             &dir.join("store.db"),
@@ -111,10 +122,11 @@ fn writer(c: &mut Criterion) {
         let mut next = 0i64;
         // Two minutes of traffic per second of wall time, from a fixed start.
         let start = 1_780_000_000_000i64;
-        let name = if fsync {
-            "writer/lifecycle_256/fsync"
-        } else {
-            "writer/lifecycle_256/no_fsync"
+        let name = match (one_per_request, fsync) {
+            (false, true) => "writer/lifecycle_256/fsync",
+            (false, false) => "writer/lifecycle_256/no_fsync",
+            (true, true) => "writer/requests_256/fsync",
+            (true, false) => "writer/requests_256/no_fsync",
         };
         let before = store.stats();
         let mut messages = 0u64;
@@ -124,7 +136,7 @@ fn writer(c: &mut Criterion) {
                 runtime.block_on(async {
                     for _ in 0..iters {
                         let at = start + next * 100;
-                        lifecycle(&store, &mut next, at).await;
+                        lifecycle(&store, &mut next, at, one_per_request).await;
                     }
                 });
                 messages += iters * BATCH as u64;

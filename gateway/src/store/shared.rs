@@ -61,7 +61,7 @@ pub(super) const PENDING_GRACE_MS: UnixMs = 2_000;
 pub(super) const SCAN_LIMIT: usize = 512;
 
 /// One carrier's id formats.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct CarrierIds {
     /// As configured, from the latest update of this carrier.
     pub(super) configured: IdFormats,

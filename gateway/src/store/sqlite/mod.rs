@@ -120,6 +120,9 @@ pub struct StoreStats {
     pub rows: u64,
     /// Most rows one committed transaction carried.
     pub largest_batch: u64,
+    /// Batches run a second time, each request in its own savepoint, because a request failed
+    /// in the first round (which runs without savepoints).
+    pub reruns: u64,
     /// Time the writer spent running requests inside transactions, in microseconds.
     pub work_micros: u64,
     /// Time the writer spent in `COMMIT` (WAL write, fsync, checkpoints), in microseconds.
@@ -142,6 +145,7 @@ struct Stats {
     requests: AtomicU64,
     rows: AtomicU64,
     largest_batch: AtomicU64,
+    reruns: AtomicU64,
     work_micros: AtomicU64,
     commit_micros: AtomicU64,
     purge_batches: AtomicU64,
@@ -271,6 +275,7 @@ impl SqliteStore {
             requests: s.requests.load(Ordering::Relaxed),
             rows: s.rows.load(Ordering::Relaxed),
             largest_batch: s.largest_batch.load(Ordering::Relaxed),
+            reruns: s.reruns.load(Ordering::Relaxed),
             work_micros: s.work_micros.load(Ordering::Relaxed),
             commit_micros: s.commit_micros.load(Ordering::Relaxed),
             purge_batches: s.purge_batches.load(Ordering::Relaxed),

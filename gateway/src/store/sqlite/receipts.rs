@@ -39,7 +39,7 @@ pub(super) use crate::store::shared::{Matched, ReceiptOutcome};
 use crate::domain::{IdFormats, MessageId, ReceiptUpdate, Status, UnixMs};
 
 /// The writer's knowledge of each carrier's id formats.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct IdMatch {
     /// Per carrier, loaded from `carrier_id_formats` when first needed.
     carriers: HashMap<String, CarrierIds>,

@@ -161,6 +161,61 @@ async fn large_requests_are_split_across_transactions_only_between_requests() {
 }
 
 #[tokio::test]
+async fn a_failing_request_reruns_its_batch_with_savepoints_and_fails_alone() {
+    use crate::domain::analytics::Resolution;
+    use crate::store::suite::fixtures::moved;
+    use crate::store::suite::rollups::{counts, totals};
+    let dir = TempDir::new();
+    // A long linger so that every request below is queued before the writer drains the queue:
+    // one batch.
+    let options = SqliteOptions {
+        linger: std::time::Duration::from_millis(300),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir.db(), options).unwrap();
+    store.insert(vec![message("acme", 1, 1)]).await.unwrap();
+    let before = store.stats();
+    let (first, sent_and_delivered, dup, last) = futures::join!(
+        store.insert(vec![message("acme", 2, 1)]),
+        store.apply(vec![
+            sent(2, 0, "0a1b"),
+            receipt("0a1b", Some(Status::Delivered)),
+        ]),
+        // A duplicate id (a bug upstream): its first message is new, its second is not.
+        store.insert(vec![message("acme", 3, 1), message("acme", 1, 1)]),
+        store.insert(vec![message("acme", 4, 1)]),
+    );
+    let stats = store.stats();
+    assert_eq!(stats.commits - before.commits, 1, "one batch: {stats:?}");
+    assert_eq!(stats.reruns - before.reruns, 1, "{stats:?}");
+    first.unwrap();
+    last.unwrap();
+    assert_eq!(
+        sent_and_delivered.unwrap(),
+        vec![
+            moved(2, "acme", Status::Sent),
+            moved(2, "acme", Status::Delivered)
+        ],
+        "the receipt matched again in the second round"
+    );
+    assert!(matches!(dup.unwrap_err(), StoreError::Internal(_)));
+    assert!(store.get("acme", id(3)).await.unwrap().is_none());
+    let two = store.get("acme", id(2)).await.unwrap().unwrap();
+    assert_eq!(two.status, Status::Delivered);
+    assert_eq!(store.unmatched_receipts().await.unwrap(), 0);
+    // The rollups count each message once, the failed round's counts gone.
+    let t = totals(&store, Some("acme"), Resolution::Day, vec![]).await;
+    assert_eq!(
+        counts(&t),
+        vec![
+            (Status::Accepted, 3),
+            (Status::Sent, 1),
+            (Status::Delivered, 1)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn hot_queries_use_their_indexes() {
     let dir = TempDir::new();
     drop(open(&dir.db()));

@@ -17,8 +17,13 @@
 //! commit fails takes its share with it; a process killed before the next write loses at most
 //! the last [`ROLLUP_EVERY`] of counts (never a message), and a clean stop writes them.
 //!
-//! Each request runs inside its own savepoint: a request that fails (a duplicate id, a bug) is
-//! rolled back alone and answered with its error while the others commit. When the commit itself
+//! A request that fails (a duplicate id, a bug) is rolled back alone and answered with its error
+//! while the others commit. A batch first runs without savepoints: a savepoint per request costs
+//! a statement to open and one to release it, and a copy of every page the request is first to
+//! change into the statement journal — most of the writer's work for a one-message request. When
+//! a request fails in that round, the transaction is rolled back and the batch runs again with
+//! each request in its own savepoint ([`StoreStats::reruns`](super::StoreStats) counts these;
+//! receipt latencies measured in the first round are counted again). When the commit itself
 //! fails, or SQLite had to abandon the transaction (disk full, I/O error), everything is rolled
 //! back and every request gets the error: nothing is half-applied.
 
@@ -71,43 +76,34 @@ impl Request {
     }
 }
 
-/// A request that ran inside the open transaction, waiting for the commit.
-enum Done {
-    Insert(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
-    Apply(
-        oneshot::Sender<Result<Vec<Applied>, StoreError>>,
-        Result<Vec<Applied>, StoreError>,
-    ),
-    Ping(oneshot::Sender<Result<(), StoreError>>),
-    Wake,
+/// What a request did inside the open transaction, answered once the transaction commits.
+enum Answer {
+    /// Stored (an insert), or nothing to say (a ping, a wake-up, a rollups flush).
+    Done,
+    /// What each update did.
+    Applied(Vec<Applied>),
 }
 
-impl Done {
-    /// Answers the caller, replacing a success by `failed` when the transaction did not commit.
-    fn reply(self, failed: Option<&StoreError>) {
-        // A caller that stopped waiting (dropped its future) is no error of ours.
-        match self {
-            Done::Insert(tx, r) => {
-                let _ = tx.send(override_ok(r, failed));
-            }
-            Done::Apply(tx, r) => {
-                let _ = tx.send(override_ok(r, failed));
-            }
-            Done::Ping(tx) => {
-                let _ = tx.send(override_ok(Ok(()), failed));
-            }
-            Done::Wake => {}
+/// Answers a request that ran in a committed transaction.
+fn reply(request: Request, answer: Result<Answer, StoreError>) {
+    // A caller that stopped waiting (dropped its future) is no error of ours.
+    match (request, answer) {
+        (Request::Insert(_, tx), answer) => {
+            let _ = tx.send(answer.map(|_| ()));
         }
-    }
-}
-
-fn override_ok<T>(r: Result<T, StoreError>, failed: Option<&StoreError>) -> Result<T, StoreError> {
-    match (r, failed) {
-        (Ok(_), Some(e)) => Err(clone_error(e)),
-        (r, _) => r,
+        (Request::Apply(_, tx), Ok(Answer::Applied(applied))) => {
+            let _ = tx.send(Ok(applied));
+        }
+        (Request::Apply(_, tx), Ok(Answer::Done)) => {
+            let _ = tx.send(Ok(Vec::new()));
+        }
+        (Request::Apply(_, tx), Err(e)) => {
+            let _ = tx.send(Err(e));
+        }
+        (Request::Ping(tx) | Request::FlushRollups(tx), answer) => {
+            let _ = tx.send(answer.map(|_| ()));
+        }
+        (Request::Wake, _) => {}
     }
 }
 
@@ -278,19 +274,36 @@ impl Writer {
             }
             return;
         }
-        let mut done = Vec::with_capacity(batch.len());
+        // First without savepoints (see the module's notes); a request that fails sends the
+        // whole batch round again, each request in its own savepoint this time.
         let mut abort: Option<StoreError> = None;
-        let mut requests_iter = batch.into_iter();
-        for request in requests_iter.by_ref() {
-            match self.run_request(request) {
-                Ok(d) => done.push(d),
-                Err((d, e)) => {
-                    done.push(d);
-                    abort = Some(e);
-                    break;
+        let mut answers = match self.run_batch(&batch, false) {
+            Ok(Some(answers)) => answers,
+            Ok(None) => {
+                self.stats.reruns.fetch_add(1, Ordering::Relaxed);
+                match self
+                    .exec("ROLLBACK")
+                    .and_then(|()| self.exec("BEGIN IMMEDIATE"))
+                {
+                    Ok(()) => match self.run_batch(&batch, true) {
+                        Ok(Some(answers)) => answers,
+                        Ok(None) => unreachable!("a request in a savepoint fails alone"),
+                        Err(e) => {
+                            abort = Some(e);
+                            Vec::new()
+                        }
+                    },
+                    Err(e) => {
+                        abort = Some(sqlite_error(&e));
+                        Vec::new()
+                    }
                 }
             }
-        }
+            Err(e) => {
+                abort = Some(e);
+                Vec::new()
+            }
+        };
         if abort.is_none() {
             // Pending receipts whose grace has passed, in a savepoint of their own: a failure
             // leaves them pending and costs the batch nothing.
@@ -351,8 +364,8 @@ impl Writer {
                 self.stats
                     .largest_batch
                     .fetch_max(rows as u64, Ordering::Relaxed);
-                for d in done {
-                    d.reply(None);
+                for (request, answer) in batch.into_iter().zip(answers) {
+                    reply(request, answer);
                 }
             }
             Err(e) => {
@@ -363,61 +376,106 @@ impl Writer {
                     }
                 }
                 tracing::warn!("store batch of {requests} requests failed: {e}");
-                for d in done {
-                    d.reply(Some(&e));
-                }
-                for request in requests_iter {
-                    fail(request, &e);
+                // A request keeps its own error; every other one gets the batch's.
+                answers.resize_with(batch.len(), || Ok(Answer::Done));
+                for (request, answer) in batch.into_iter().zip(answers) {
+                    match answer {
+                        Err(own) => reply(request, Err(own)),
+                        Ok(_) => fail(request, &e),
+                    }
                 }
             }
         }
     }
 
-    /// Runs one request in its own savepoint. `Err` means the whole transaction is lost (SQLite
-    /// rolled it back, or the savepoint could not be undone): the batch must fail.
-    fn run_request(&mut self, request: Request) -> Result<Done, (Done, StoreError)> {
-        match request {
-            Request::Ping(tx) => Ok(Done::Ping(tx)),
-            Request::FlushRollups(tx) => {
-                self.flush_requested = true;
-                Ok(Done::Ping(tx))
-            }
-            Request::Wake => Ok(Done::Wake),
-            Request::Insert(messages, tx) => {
-                let r = self.in_savepoint(|conn| insert_messages(conn, &messages));
-                match r {
-                    Ok(r) => {
-                        if r.is_ok() {
-                            for m in &messages {
-                                self.rollups.accepted(m);
-                            }
-                        }
-                        Ok(Done::Insert(tx, r))
+    /// Runs every request of `batch` in the open transaction, in order, and says what each did.
+    ///
+    /// With `savepoints`, each request runs in its own savepoint, and one that fails is rolled
+    /// back alone and answered with its error. Without, the first request that fails ends the
+    /// round with `Ok(None)`: the transaction then holds part of that request and must be rolled
+    /// back whole (the caller runs the batch again with savepoints). `Err` means the transaction
+    /// is lost (SQLite rolled it back, or a savepoint could not be undone).
+    ///
+    /// What a round changes outside the database is kept only when the round's transaction is
+    /// kept: the rollups (taken by the commit, reset for a second round) and the writer's
+    /// knowledge of the carriers' id formats (put back as it was before a failed round).
+    fn run_batch(
+        &mut self,
+        batch: &[Request],
+        savepoints: bool,
+    ) -> Result<Option<Vec<Result<Answer, StoreError>>>, StoreError> {
+        let ids_before = (!savepoints).then(|| self.ids.clone());
+        let mut answers = Vec::with_capacity(batch.len());
+        for request in batch {
+            if !savepoints {
+                match self.perform(request) {
+                    Ok((answer, roll)) => {
+                        self.rollups.absorb(roll);
+                        answers.push(Ok(answer));
+                        continue;
                     }
-                    Err(e) => Err((Done::Insert(tx, Ok(())), e)),
+                    Err(e) => {
+                        if self.conn.is_autocommit() {
+                            // SQLite rolled the whole transaction back (I/O error, disk full…).
+                            return Err(sqlite_error(&e));
+                        }
+                        self.rollups = Rollups::default();
+                        self.flush_requested = false;
+                        if let Some(ids) = ids_before {
+                            self.ids = ids;
+                        }
+                        return Ok(None);
+                    }
                 }
             }
-            Request::Apply(updates, tx) => {
-                let mut ids = std::mem::take(&mut self.ids);
-                let mut roll = Rollups::default();
-                let r = self.in_savepoint(|conn| {
-                    updates
-                        .iter()
-                        .map(|u| apply_update(conn, &mut ids, &mut roll, u))
-                        .collect()
-                });
-                self.ids = ids;
-                match r {
-                    Ok(r) => {
-                        if r.is_ok() {
-                            self.rollups.absorb(roll);
-                        }
-                        Ok(Done::Apply(tx, r))
+            self.exec("SAVEPOINT request")
+                .map_err(|e| sqlite_error(&e))?;
+            match self.perform(request) {
+                Ok((answer, roll)) => {
+                    self.exec("RELEASE request").map_err(|e| sqlite_error(&e))?;
+                    self.rollups.absorb(roll);
+                    answers.push(Ok(answer));
+                }
+                Err(e) => {
+                    let own = sqlite_error(&e);
+                    if self.conn.is_autocommit() {
+                        return Err(own);
                     }
-                    Err(e) => Err((Done::Apply(tx, Ok(Vec::new())), e)),
+                    self.exec("ROLLBACK TO request")
+                        .and_then(|()| self.exec("RELEASE request"))
+                        .map_err(|rb| sqlite_error(&rb))?;
+                    answers.push(Err(own));
                 }
             }
         }
+        Ok(Some(answers))
+    }
+
+    /// Does what one request asks inside the open transaction; returns its answer and the
+    /// rollups it changed. On `Err` the transaction may hold part of the request.
+    fn perform(&mut self, request: &Request) -> rusqlite::Result<(Answer, Rollups)> {
+        let mut roll = Rollups::default();
+        let answer = match request {
+            Request::Ping(_) | Request::Wake => Answer::Done,
+            Request::FlushRollups(_) => {
+                self.flush_requested = true;
+                Answer::Done
+            }
+            Request::Insert(messages, _) => {
+                insert_messages(&self.conn, messages)?;
+                for m in messages {
+                    roll.accepted(m);
+                }
+                Answer::Done
+            }
+            Request::Apply(updates, _) => Answer::Applied(
+                updates
+                    .iter()
+                    .map(|u| apply_update(&self.conn, &mut self.ids, &mut roll, u))
+                    .collect::<rusqlite::Result<_>>()?,
+            ),
+        };
+        Ok((answer, roll))
     }
 
     /// Runs `work` between `SAVEPOINT` and `RELEASE`; on failure rolls back to the savepoint

@@ -9,7 +9,7 @@ use crate::domain::analytics::{
 use crate::domain::{Status, Update};
 
 /// The rows of `tenant` (`None`: everyone's) at `resolution` around `T0`, summed.
-async fn totals(
+pub(crate) async fn totals(
     store: &dyn Backend,
     tenant: Option<&str>,
     resolution: Resolution,
@@ -43,7 +43,7 @@ fn close(value: u64, expected: u64) -> bool {
     value.abs_diff(expected) <= expected / 100 + 1
 }
 
-fn counts(t: &MessageTotals) -> Vec<(Status, u64)> {
+pub(crate) fn counts(t: &MessageTotals) -> Vec<(Status, u64)> {
     crate::domain::analytics::COUNTED
         .iter()
         .map(|s| (*s, t.count(*s)))
