@@ -352,21 +352,27 @@ fn segment_sent(
     // already reached a final state), and the old id stays indexed so its receipt still matches.
     // Segments only ever hold `sent` or a final state, so "not final" is `status = 'sent'`
     // (cheaper for SQLite than a NOT IN list).
-    conn.prepare_cached(
-        "INSERT INTO segments (message_id, idx, carrier, carrier_message_id, status, error, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, 'sent', NULL, ?5) \
-         ON CONFLICT (message_id, idx) DO UPDATE SET \
-           carrier = excluded.carrier, carrier_message_id = excluded.carrier_message_id, \
-           status = 'sent', error = NULL, updated_at = excluded.updated_at \
-         WHERE segments.status = 'sent'",
-    )?
-    .execute(params![id.0, index, carrier, carrier_message_id, at])?;
-    let early = ids.segment_sent(conn, carrier, id_formats, id, index, carrier_message_id, at)?;
-    let sent: u32 = conn
+    let now_sent = conn
         .prepare_cached(
+            "INSERT INTO segments (message_id, idx, carrier, carrier_message_id, status, error, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 'sent', NULL, ?5) \
+             ON CONFLICT (message_id, idx) DO UPDATE SET \
+               carrier = excluded.carrier, carrier_message_id = excluded.carrier_message_id, \
+               status = 'sent', error = NULL, updated_at = excluded.updated_at \
+             WHERE segments.status = 'sent'",
+        )?
+        .execute(params![id.0, index, carrier, carrier_message_id, at])?
+        == 1;
+    let early = ids.segment_sent(conn, carrier, id_formats, id, index, carrier_message_id, at)?;
+    // A message of one segment, which this one now is, needs no count.
+    let sent: u32 = if now_sent && head.segments == 1 && index == 0 {
+        1
+    } else {
+        conn.prepare_cached(
             "SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status IN ('sent', 'delivered', 'read')",
         )?
-        .query_row(params![id.0, head.segments], |row| row.get(0))?;
+        .query_row(params![id.0, head.segments], |row| row.get(0))?
+    };
     let mut applied = if sent >= u32::from(head.segments) {
         head.move_to(conn, roll, Status::Sent, at, Some(carrier))?
     } else {
@@ -440,9 +446,13 @@ fn receipt_to_segment(
     conn.prepare_cached("UPDATE segments SET status = ?3, error = ?4, updated_at = ?5 WHERE message_id = ?1 AND idx = ?2")?
         .execute(params![id.0, index, status.as_str(), error, at])?;
     if status.reached() {
-        let delivered: u32 = conn
-            .prepare_cached("SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status IN ('delivered', 'read')")?
-            .query_row(params![id.0, head.segments], |row| row.get(0))?;
+        // A message of one segment, which has just reached its recipient, needs no count.
+        let delivered: u32 = if head.segments == 1 && index == 0 {
+            1
+        } else {
+            conn.prepare_cached("SELECT count(*) FROM segments WHERE message_id = ?1 AND idx < ?2 AND status IN ('delivered', 'read')")?
+                .query_row(params![id.0, head.segments], |row| row.get(0))?
+        };
         if delivered >= u32::from(head.segments) {
             return head.move_to(conn, roll, status, at, None);
         }
