@@ -114,6 +114,8 @@ struct Totals {
     throttled: AtomicU64,
     errors: AtomicU64,
     dlrs: AtomicU64,
+    /// Binds that have every submit they will send answered.
+    binds_answered: AtomicU64,
     /// Microseconds from the start to the last response / receipt seen by any bind.
     last_response_us: AtomicU64,
     last_dlr_us: AtomicU64,
@@ -230,9 +232,10 @@ async fn bind_loop(
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let per_bind_rate = opts.rate.map(|r| (r as f64 / opts.binds as f64).max(1.0));
     let deadline = Instant::now() + Duration::from_secs(opts.max_seconds);
-    let (mut sent, mut answered, mut dlrs) = (0u64, 0u64, 0u64);
+    let (mut sent, mut answered) = (0u64, 0u64);
     let mut bound_at = None;
     let mut last_answer = Instant::now();
+    let mut counted_answered = false;
 
     loop {
         let now = Instant::now();
@@ -289,7 +292,6 @@ async fn bind_loop(
                     }
                     if matches!(&body, Body::DeliverSm(d) if d.is_receipt()) {
                         totals.last_dlr_us.fetch_max(since(now), Relaxed);
-                        dlrs += 1;
                         totals.dlrs.fetch_add(1, Relaxed);
                     }
                     let resp = Body::DeliverSmResp(MessageIdResp::default());
@@ -315,8 +317,15 @@ async fn bind_loop(
             break;
         }
         let all_answered = answered >= sent && (sent >= count || now >= deadline);
+        if all_answered && !counted_answered {
+            counted_answered = true;
+            totals.binds_answered.fetch_add(1, Relaxed);
+        }
+        // A receipt may come over any of the binds (a hub sends a tenant's receipts over
+        // whichever receiver it has): every bind stays until the receipts of all are in.
         let dlrs_done = !opts.dlr
-            || dlrs >= sent
+            || (totals.binds_answered.load(Relaxed) >= opts.binds as u64
+                && totals.dlrs.load(Relaxed) >= totals.ok.load(Relaxed))
             || now.duration_since(last_answer) > Duration::from_secs(opts.dlr_wait_s);
         if all_answered && dlrs_done && session.state() != State::Unbinding {
             session.unbind(now)?;
@@ -331,8 +340,10 @@ async fn bind_loop(
             }
         }
         if opts.dlr && all_answered {
+            // Receipts arriving over the other binds wake nothing here: look again soon.
             wake = wake
-                .min(last_answer + Duration::from_secs(opts.dlr_wait_s) + Duration::from_millis(1));
+                .min(last_answer + Duration::from_secs(opts.dlr_wait_s) + Duration::from_millis(1))
+                .min(now + Duration::from_millis(20));
         }
         tokio::select! {
             read = rd.read_buf(&mut rbuf) => {
