@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,9 +44,10 @@ use crate::tls::TlsSettings;
 /// Largest datagram read (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;
 
-/// Batches of call records waiting for the store writer (with [`RECORD_BATCH`], tens of
-/// seconds of calls at thousands per second).
-const RECORD_QUEUE: usize = 256;
+/// Call records handed to the store writer and not yet stored, at most (a few seconds of
+/// calls at thousands per second; minutes of a store outage at lower rates). Records beyond
+/// it are dropped.
+const RECORD_QUEUE: usize = 65_536;
 
 /// Records handed to the store writer at once, and written per store request.
 const RECORD_BATCH: usize = 512;
@@ -234,8 +236,11 @@ pub(crate) async fn start(
     };
     let proxy = Proxy::new(settings, router, now);
     let max_outgoing = sip.max_outgoing_connections;
+    // Each batch holds at least one record, so the channel never fills before the count of
+    // waiting records reaches RECORD_QUEUE.
     let (records, rx) = mpsc::channel::<Vec<CallRecord>>(RECORD_QUEUE);
-    let writer = tokio::spawn(write_records(store, rx));
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn(write_records(store, rx, waiting.clone()));
     let (reload, reloads) = mpsc::channel(4);
     let (done, stopped) = tokio::sync::oneshot::channel::<()>();
     // The proxy is one state machine fed by one loop: it runs on its own thread with a
@@ -279,6 +284,7 @@ pub(crate) async fn start(
                     inbound_tx,
                     trunks,
                     records,
+                    waiting,
                     batch: Vec::new(),
                     batch_due: None,
                     max_outgoing,
@@ -318,6 +324,9 @@ struct Driver {
     trunks: Trunks,
     /// Batches of finished calls' records, to the store writer.
     records: mpsc::Sender<Vec<CallRecord>>,
+    /// Records handed to the writer and not yet stored (shared with it): with `batch`, kept
+    /// under [`RECORD_QUEUE`].
+    waiting: Arc<AtomicUsize>,
     /// Records not yet handed to the writer (at most [`RECORD_BATCH`]).
     batch: Vec<CallRecord>,
     /// When `batch` goes to the writer however small it is ([`RECORD_LINGER`] after its
@@ -476,6 +485,10 @@ impl Driver {
             )
             .increment(1);
             log_record(&r);
+            if self.waiting.load(Ordering::Relaxed) + self.batch.len() >= RECORD_QUEUE {
+                tracing::error!("CDR queue full: a call record was dropped");
+                continue;
+            }
             self.batch_due.get_or_insert(now + RECORD_LINGER);
             self.batch.push(r);
             if self.batch.len() >= RECORD_BATCH {
@@ -498,7 +511,9 @@ impl Driver {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(RECORD_BATCH));
         let n = batch.len();
+        self.waiting.fetch_add(n, Ordering::Relaxed);
         if self.records.try_send(batch).is_err() {
+            self.waiting.fetch_sub(n, Ordering::Relaxed);
             tracing::error!(
                 records = n,
                 "CDR queue full or closed: call records were dropped"
@@ -702,9 +717,14 @@ fn log_record(r: &CallRecord) {
 
 /// Writes call records to the store, one request per batch the proxy thread hands over; a
 /// failed write is retried with back-off (batches wait in the queue meanwhile), so a store
-/// hiccup loses none.
-async fn write_records(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Vec<CallRecord>>) {
+/// hiccup loses none. `waiting` counts the records handed over and not yet written.
+async fn write_records(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Vec<CallRecord>>,
+    waiting: Arc<AtomicUsize>,
+) {
     while let Some(batch) = rx.recv().await {
+        let n = batch.len();
         let updates: Vec<Update> = batch
             .into_iter()
             .map(|r| Update::Cdr(Box::new(r)))
@@ -723,5 +743,6 @@ async fn write_records(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Vec<CallRec
                 }
             }
         }
+        waiting.fetch_sub(n, Ordering::Relaxed);
     }
 }
