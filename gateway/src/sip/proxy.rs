@@ -69,7 +69,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use switchyard_protocols::sip::builder::{branch, RequestBuilder};
 use switchyard_protocols::sip::digest::{self, Algorithm, Challenge};
-use switchyard_protocols::sip::transaction::{Event, TimerConfig, TransactionId, TransactionLayer};
+use switchyard_protocols::sip::transaction::{
+    Event, ShardedMap, TimerConfig, TransactionId, TransactionLayer,
+};
 use switchyard_protocols::sip::typed::MAGIC_COOKIE;
 use switchyard_protocols::sip::{HeaderName, Message, Method, StartLine, Uri};
 use switchyard_routing::{
@@ -259,7 +261,8 @@ pub(crate) struct Proxy {
     calls: HashMap<TransactionId, Call>,
     /// Client INVITE transaction → server INVITE transaction (kept until the client
     /// transaction ends, so 2xx retransmissions still go upstream after the call is set up).
-    branches: HashMap<TransactionId, TransactionId>,
+    /// That is 32 s of calls: sharded, so that it grows a small part at a time.
+    branches: ShardedMap<TransactionId, TransactionId>,
     /// Client transactions of relayed in-dialog requests.
     relayed: HashMap<TransactionId, Relayed>,
     /// Established dialogs by Call-ID (boxed: growing the map moves pointers).
@@ -315,7 +318,7 @@ impl Proxy {
             router,
             layer: TransactionLayer::new(timers),
             calls: HashMap::new(),
-            branches: HashMap::new(),
+            branches: ShardedMap::new(),
             relayed: HashMap::new(),
             dialogs: HashMap::new(),
             deadlines: BTreeSet::new(),

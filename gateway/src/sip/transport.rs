@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,11 +44,20 @@ use crate::tls::TlsSettings;
 /// Largest datagram read (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;
 
-/// Call records waiting for the store (a few seconds of calls at thousands per second).
+/// Call records handed to the store writer and not yet stored, at most (a few seconds of
+/// calls at thousands per second; minutes of a store outage at lower rates). Records beyond
+/// it are dropped.
 const RECORD_QUEUE: usize = 65_536;
 
-/// Records written per store request.
+/// Records handed to the store writer at once, and written per store request.
 const RECORD_BATCH: usize = 512;
+
+/// The longest a finished call's record waits on the proxy thread for its batch to fill.
+/// Records handed over one by one would wake the writer task and the store's writer thread
+/// for every call: thousands of wake-ups and small commits a second, on the cores the proxy
+/// thread needs, and the proxy thread waiting for a core is what its INVITE→200 tail is made
+/// of.
+const RECORD_LINGER: Duration = Duration::from_millis(200);
 
 /// Messages queued for one connection's writer before sends to it fail.
 const CONN_QUEUE: usize = 1024;
@@ -226,8 +236,11 @@ pub(crate) async fn start(
     };
     let proxy = Proxy::new(settings, router, now);
     let max_outgoing = sip.max_outgoing_connections;
-    let (records, rx) = mpsc::channel(RECORD_QUEUE);
-    let writer = tokio::spawn(write_records(store, rx));
+    // Each batch holds at least one record, so the channel never fills before the count of
+    // waiting records reaches RECORD_QUEUE.
+    let (records, rx) = mpsc::channel::<Vec<CallRecord>>(RECORD_QUEUE);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn(write_records(store, rx, waiting.clone()));
     let (reload, reloads) = mpsc::channel(4);
     let (done, stopped) = tokio::sync::oneshot::channel::<()>();
     // The proxy is one state machine fed by one loop: it runs on its own thread with a
@@ -271,9 +284,13 @@ pub(crate) async fn start(
                     inbound_tx,
                     trunks,
                     records,
+                    waiting,
+                    batch: Vec::new(),
+                    batch_due: None,
                     max_outgoing,
                 };
                 driver.run(tcp, tls, inbound, reloads, &mut shutdown).await;
+                driver.hand_over_records();
                 tracing::info!(
                     calls_in_setup = driver.proxy.calls_in_setup(),
                     "SIP proxy stopped"
@@ -305,8 +322,16 @@ struct Driver {
     inbound_tx: mpsc::Sender<Inbound>,
     /// TLS settings of trunks (outgoing TLS connections).
     trunks: Trunks,
-    /// Finished calls' records, to the store writer.
-    records: mpsc::Sender<CallRecord>,
+    /// Batches of finished calls' records, to the store writer.
+    records: mpsc::Sender<Vec<CallRecord>>,
+    /// Records handed to the writer and not yet stored (shared with it): with `batch`, kept
+    /// under [`RECORD_QUEUE`].
+    waiting: Arc<AtomicUsize>,
+    /// Records not yet handed to the writer (at most [`RECORD_BATCH`]).
+    batch: Vec<CallRecord>,
+    /// When `batch` goes to the writer however small it is ([`RECORD_LINGER`] after its
+    /// first record); `None` while it is empty.
+    batch_due: Option<Instant>,
     /// Outgoing connections open at once at most.
     max_outgoing: usize,
 }
@@ -328,9 +353,10 @@ impl Driver {
         tokio::pin!(sleep);
         loop {
             self.flush().await;
-            let wake = self
-                .proxy
-                .poll_timeout()
+            let wake = [self.proxy.poll_timeout(), self.batch_due]
+                .into_iter()
+                .flatten()
+                .min()
                 .map_or_else(far, tokio::time::Instant::from_std);
             if sleep.deadline() != wake {
                 sleep.as_mut().reset(wake);
@@ -450,6 +476,7 @@ impl Driver {
                 Transport::Tcp | Transport::Tls => self.send_stream(t),
             }
         }
+        let now = Instant::now();
         while let Some(r) = self.proxy.poll_record() {
             metrics::counter!(
                 "switchyard_sip_calls_total",
@@ -458,13 +485,40 @@ impl Driver {
             )
             .increment(1);
             log_record(&r);
-            if self.records.try_send(r).is_err() {
-                tracing::error!("CDR queue full or closed: a call record was dropped");
+            if self.waiting.load(Ordering::Relaxed) + self.batch.len() >= RECORD_QUEUE {
+                tracing::error!("CDR queue full: a call record was dropped");
+                continue;
             }
+            self.batch_due.get_or_insert(now + RECORD_LINGER);
+            self.batch.push(r);
+            if self.batch.len() >= RECORD_BATCH {
+                self.hand_over_records();
+            }
+        }
+        if self.batch_due.is_some_and(|due| due <= now) {
+            self.hand_over_records();
         }
         metrics::gauge!("switchyard_sip_dialogs").set(self.proxy.dialogs() as f64);
         metrics::gauge!("switchyard_sip_calls_in_setup").set(self.proxy.calls_in_setup() as f64);
         metrics::gauge!("switchyard_sip_transactions").set(self.proxy.transactions() as f64);
+    }
+
+    /// Hands the records collected so far to the store writer, in one message.
+    fn hand_over_records(&mut self) {
+        self.batch_due = None;
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(RECORD_BATCH));
+        let n = batch.len();
+        self.waiting.fetch_add(n, Ordering::Relaxed);
+        if self.records.try_send(batch).is_err() {
+            self.waiting.fetch_sub(n, Ordering::Relaxed);
+            tracing::error!(
+                records = n,
+                "CDR queue full or closed: call records were dropped"
+            );
+        }
     }
 
     /// Queues a message on the peer's connection, opening one for a request if there is none
@@ -661,12 +715,20 @@ fn log_record(r: &CallRecord) {
     );
 }
 
-/// Writes call records to the store in batches; a failed write is retried with back-off
-/// (records wait in the queue meanwhile), so a store hiccup loses none.
-async fn write_records(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CallRecord>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let updates: Vec<Update> = batch.drain(..).map(|r| Update::Cdr(Box::new(r))).collect();
+/// Writes call records to the store, one request per batch the proxy thread hands over; a
+/// failed write is retried with back-off (batches wait in the queue meanwhile), so a store
+/// hiccup loses none. `waiting` counts the records handed over and not yet written.
+async fn write_records(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Vec<CallRecord>>,
+    waiting: Arc<AtomicUsize>,
+) {
+    while let Some(batch) = rx.recv().await {
+        let n = batch.len();
+        let updates: Vec<Update> = batch
+            .into_iter()
+            .map(|r| Update::Cdr(Box::new(r)))
+            .collect();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match store.apply(updates.clone()).await {
@@ -681,5 +743,6 @@ async fn write_records(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CallRecord>
                 }
             }
         }
+        waiting.fetch_sub(n, Ordering::Relaxed);
     }
 }

@@ -14,6 +14,8 @@
 //! - `client`: client INVITE (timers A, B, D, M; ACK for non-2xx) and non-INVITE (E, F, K).
 //! - `server`: server INVITE (G, H, I, L; 100 Trying policy) and non-INVITE (J).
 //! - [`timers`]: [`TimerConfig`] (T1, T2, T4, …).
+//! - [`shards`]: [`ShardedMap`], the maps that hold the transactions: they grow a small part
+//!   at a time, so a growing table never stalls every call at once.
 //!
 //! # States
 //! ```text
@@ -48,14 +50,16 @@
 
 mod client;
 mod server;
+pub mod shards;
 pub mod timers;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use thiserror::Error;
 
+pub use shards::ShardedMap;
 pub use timers::TimerConfig;
 
 use super::message::{Message, StartLine};
@@ -271,10 +275,11 @@ pub struct TransactionLayer<A> {
     next_id: u64,
     /// Live transactions.
     /// Boxed: a transaction is a few hundred bytes and hundreds of thousands may wait out
-    /// their timers, so growing the map must move pointers, not the transactions.
-    txns: HashMap<TransactionId, Box<Txn<A>>>,
+    /// their timers, so growing the map must move pointers, not the transactions. Sharded,
+    /// like `by_key`, so that it grows a small part at a time.
+    txns: ShardedMap<TransactionId, Box<Txn<A>>>,
     /// Matching index.
-    by_key: HashMap<Key, TransactionId>,
+    by_key: ShardedMap<Key, TransactionId>,
     /// Every live transaction's next deadline, earliest first.
     deadlines: BTreeSet<(Instant, TransactionId)>,
     /// Bytes waiting for `poll_transmit`.
@@ -289,8 +294,8 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
         TransactionLayer {
             config,
             next_id: 1,
-            txns: HashMap::new(),
-            by_key: HashMap::new(),
+            txns: ShardedMap::new(),
+            by_key: ShardedMap::new(),
             deadlines: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
