@@ -20,8 +20,9 @@ use super::HEADER_LEN;
 /// Decodes one complete PDU. `frame` holds exactly one PDU, header included, as split by
 /// [`super::SmppCodec`] (or any framing that honours command_length).
 ///
-/// Every [`COctet`], short_message and TLV value of the result is a `Bytes::slice` of `frame`:
-/// nothing is copied, and the frame's memory lives as long as any field does.
+/// Every short_message and TLV value of the result is a `Bytes::slice` of `frame`, and so is
+/// every [`COctet`] longer than [`COctet::INLINE_CAP`]: no payload is copied, and the frame's
+/// memory lives as long as any of those fields does. Shorter C-octet strings are copied inline.
 ///
 /// # Errors
 /// A [`PduError`] carrying the header's command_id and sequence_number and the reason; see
@@ -330,10 +331,27 @@ impl Reader {
         }
     }
 
-    /// A string found by [`Scan::cstr`].
-    #[inline]
+    /// A string found by [`Scan::cstr`]: copied inline when short (no reference count to take
+    /// and release), a slice of the frame otherwise. Always inlined: called once per string
+    /// field, and a call costs as much as the copy.
+    #[inline(always)]
     fn cstr_at(&mut self, at: Range<usize>) -> COctet {
-        COctet(self.bytes(at.start, at.end))
+        const CAP: usize = COctet::INLINE_CAP;
+        let len = at.len();
+        if len == 0 {
+            return COctet::empty();
+        }
+        if len > CAP {
+            return COctet::shared(self.bytes(at.start, at.end));
+        }
+        match self
+            .frame
+            .get(at.start..)
+            .and_then(<[u8]>::first_chunk::<CAP>)
+        {
+            Some(window) => COctet::inline_prefix(window, len),
+            None => COctet::copy_from_slice(self.frame.get(at).unwrap_or_default()),
+        }
     }
 
     /// A scan of the unread octets; store its `at` back in `pos` once its fields are taken.
@@ -361,7 +379,7 @@ impl Reader {
         if !rest.is_empty() && rest.len() <= field.max_len() && !has_nul(rest) {
             let (start, end) = (self.pos, self.frame.len());
             self.pos = end;
-            return Ok(COctet(self.bytes(start, end)));
+            return Ok(self.cstr_at(start..end));
         }
         self.cstr(field)
     }
@@ -711,8 +729,8 @@ mod tests {
         );
     }
 
-    /// The field that ends the frame takes the frame's own reference; the others are slices
-    /// of the same memory, and empty fields point at nothing.
+    /// The field that ends the frame takes the frame's own reference; the other payloads are
+    /// slices of the same memory, short strings are copies, and empty fields point at nothing.
     #[test]
     fn tail_field_keeps_the_frame() {
         for (body_len, tail_is_tlv) in [(23, false), (28, true)] {
@@ -725,7 +743,7 @@ mod tests {
             assert_eq!(&s.short_message[..], b"hi");
             assert!(range.contains(&s.short_message.as_ptr()));
             assert_eq!(s.source.addr.as_bytes(), b"AB");
-            assert!(range.contains(&s.source.addr.as_bytes().as_ptr()));
+            assert!(!range.contains(&s.source.addr.as_bytes().as_ptr()));
             assert!(s.service_type.is_empty());
             if tail_is_tlv {
                 let value = &s.tlvs.get(tag::MESSAGE_STATE).unwrap().value;
@@ -738,6 +756,35 @@ mod tests {
             // Dropping the original keeps every field valid (they share the frame's memory).
             drop(frame);
             assert_eq!(&s.short_message[..], b"hi");
+            assert_eq!(s.source.addr.as_bytes(), b"AB");
+        }
+    }
+
+    /// C-octet strings up to `COctet::INLINE_CAP` octets are copies; longer ones are slices of
+    /// the frame, and both compare by their octets alone.
+    #[test]
+    fn long_strings_are_slices() {
+        for len in [0, 1, COctet::INLINE_CAP, COctet::INLINE_CAP + 1, 64] {
+            let id = "7".repeat(len);
+            let pdu = Pdu::response(
+                3,
+                CommandStatus::ESME_ROK,
+                Body::SubmitSmResp(MessageIdResp {
+                    message_id: COctet::from(id.clone()),
+                }),
+            );
+            let mut b = BytesMut::new();
+            encode(&pdu, &mut b).unwrap();
+            let frame = b.freeze();
+            let range = frame.as_ptr_range();
+            let back = decode(frame.clone()).unwrap();
+            assert_eq!(back, pdu, "length {len}");
+            let Body::SubmitSmResp(r) = back.body else {
+                panic!("not a submit_sm_resp")
+            };
+            assert_eq!(r.message_id.as_bytes(), id.as_bytes());
+            let in_frame = range.contains(&r.message_id.as_bytes().as_ptr());
+            assert_eq!(in_frame, len > COctet::INLINE_CAP, "length {len}");
         }
     }
 }
