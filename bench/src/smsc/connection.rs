@@ -238,8 +238,8 @@ impl Conn {
                 counters
                     .binds_peak
                     .fetch_max(active + 1, std::sync::atomic::Ordering::Relaxed);
-                self.system_id = system_id.0.clone();
-                let mailbox = self.shared.mailboxes.get(&system_id.0);
+                self.system_id = system_id.to_bytes();
+                let mailbox = self.shared.mailboxes.get(&self.system_id);
                 self.can_receive = matches!(bind_type, BindType::Receiver | BindType::Transceiver);
                 if self.can_receive {
                     mailbox

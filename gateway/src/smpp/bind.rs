@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rand::Rng;
@@ -824,8 +824,8 @@ impl<'a> Conn<'a> {
         if let Some((concat, udh_len)) = concat {
             let arrived = Arrived {
                 key: ReassemblyKey::from_udh(
-                    owned(&sm.source.addr.0),
-                    owned(&sm.dest.addr.0),
+                    Bytes::copy_from_slice(sm.source.addr.as_bytes()),
+                    Bytes::copy_from_slice(sm.dest.addr.as_bytes()),
                     &concat,
                 ),
                 part: Part {
@@ -893,7 +893,7 @@ impl<'a> Conn<'a> {
             carrier: self.s.carrier.clone(),
             channel: switchyard_routing::Channel::Sms,
             tenant: None,
-            from: source_display(&sm.source.addr.0, sm.source.ton),
+            from: source_display(sm.source.addr.as_bytes(), sm.source.ton),
             to: sm.dest.addr.to_str_lossy().into_owned(),
             body,
             binary,

@@ -3,7 +3,7 @@
 //! # Data flow
 //! ```text
 //! socket bytes ─► codec::SmppCodec (split by command_length; one bad PDU = one frame)
-//!              ─► Pdu::decode(frame: Bytes)  (fields are Bytes slices of the frame)
+//!              ─► Pdu::decode(frame: Bytes)  (payloads are Bytes slices of the frame)
 //!              ─► session::Session::handle_pdu(pdu, now)  ─► events, PDUs to send, deadline
 //! ```
 //! - [`pdu`]: the data model: [`Pdu`], [`Body`], every operation's fields.

@@ -1,8 +1,9 @@
 //! The SMPP data model: one [`Pdu`] is a header (status, sequence number) and a [`Body`], one
 //! variant per operation of SMPP 3.4 §4.
 //!
-//! Strings and payloads are [`Bytes`] slices of the received frame ([`COctet`] for C-octet
-//! strings, `Bytes` for short_message and TLV values), so decoding copies no payload.
+//! Payloads (short_message, TLV values) are [`Bytes`] slices of the received frame, so decoding
+//! copies no payload. C-octet strings ([`COctet`]) up to 23 octets are copied inline, which is
+//! cheaper than a slice's reference count; longer ones are slices too.
 //! Encoding and decoding live in [`super::codec`].
 
 use std::borrow::Cow;
@@ -149,37 +150,187 @@ impl fmt::Display for CommandId {
     }
 }
 
-/// A C-octet string field, without its NUL terminator: a slice of the received frame.
+/// A C-octet string field, without its NUL terminator.
+///
+/// Strings of up to [`COctet::INLINE_CAP`] octets (service_type, addresses, times, system_id,
+/// password: every string of a submit_sm or bind) are held inline: copying a few octets out of
+/// the frame costs less than the atomic reference count a `Bytes` slice takes and releases.
+/// Longer ones (message ids, data_sm addresses) are a `Bytes` slice of the received frame.
+/// Equality, ordering and hashing look at the octets only, never at where they are held.
 ///
 /// Bytes, not `str`: carriers put Latin-1 and UTF-8 in system_id and addresses, and that must
 /// not kill a session. Use [`COctet::to_str_lossy`] to display one.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct COctet(pub Bytes);
+#[derive(Clone)]
+pub struct COctet(Repr);
+
+/// Where a [`COctet`]'s octets are held.
+#[derive(Clone)]
+enum Repr {
+    /// `buf[..len]`, `len <= INLINE_CAP`; octets past `len` are zero.
+    Inline {
+        /// The string's length.
+        len: u8,
+        /// The octets, zero-padded.
+        buf: [u8; COctet::INLINE_CAP],
+    },
+    /// Longer than [`COctet::INLINE_CAP`] octets.
+    Shared(Bytes),
+}
 
 impl COctet {
+    /// The longest string held inline, without a `Bytes`. 23 octets keep a `COctet` as large
+    /// as the `Bytes` it would otherwise be (32 octets).
+    pub const INLINE_CAP: usize = 23;
+
     /// The empty string (encoded as a single NUL).
     pub const fn empty() -> Self {
-        COctet(Bytes::new())
+        COctet(Repr::Inline {
+            len: 0,
+            buf: [0; Self::INLINE_CAP],
+        })
+    }
+
+    /// A copy of `b`, inline when it is short enough.
+    #[inline]
+    pub fn copy_from_slice(b: &[u8]) -> Self {
+        match Self::inline(b) {
+            Some(s) => s,
+            None => COctet(Repr::Shared(Bytes::copy_from_slice(b))),
+        }
+    }
+
+    /// `b` as it is, without the inline check: for the decoder, which has checked the length.
+    #[inline]
+    pub(crate) fn shared(b: Bytes) -> Self {
+        COctet(Repr::Shared(b))
+    }
+
+    /// For the decoder: the first `len` octets of `window` (`len <= INLINE_CAP`), held inline.
+    /// The whole window is copied and the octets past `len` cleared with two masks: a few
+    /// register moves where a `copy_from_slice` of `len` octets would call `memcpy`.
+    #[inline]
+    pub(crate) fn inline_prefix(window: &[u8; Self::INLINE_CAP], len: usize) -> Self {
+        let (lo, hi) = window.split_at(16);
+        let mut lo16 = [0; 16];
+        lo16.copy_from_slice(lo);
+        let mut hi8 = [0; 8];
+        if let Some(h) = hi8.get_mut(..hi.len()) {
+            h.copy_from_slice(hi);
+        }
+        let lo_keep = if len >= 16 {
+            u128::MAX
+        } else {
+            (1u128 << (8 * len)) - 1
+        };
+        // At most 7 octets past the first 16, so the shift stays below 64.
+        let hi_keep = (1u64 << (8 * len.saturating_sub(16).min(7))) - 1;
+        let lo16 = (u128::from_le_bytes(lo16) & lo_keep).to_le_bytes();
+        let hi8 = (u64::from_le_bytes(hi8) & hi_keep).to_le_bytes();
+        let mut buf = [0; Self::INLINE_CAP];
+        let (blo, bhi) = buf.split_at_mut(16);
+        blo.copy_from_slice(&lo16);
+        if let Some(h) = hi8.get(..bhi.len()) {
+            bhi.copy_from_slice(h);
+        }
+        COctet(Repr::Inline {
+            // len <= INLINE_CAP (23): the caller's contract; min keeps the invariant anyway.
+            len: len.min(Self::INLINE_CAP) as u8,
+            buf,
+        })
+    }
+
+    /// For the encoder: an inline string's octets with their zero padding, so that it can be
+    /// written with one fixed-size copy (the first padding octet is the NUL terminator).
+    #[inline]
+    pub(crate) fn padded(&self) -> Option<&[u8; Self::INLINE_CAP]> {
+        match &self.0 {
+            Repr::Inline { buf, .. } => Some(buf),
+            Repr::Shared(_) => None,
+        }
+    }
+
+    /// `b` held inline, if it fits.
+    #[inline]
+    fn inline(b: &[u8]) -> Option<Self> {
+        let mut buf = [0; Self::INLINE_CAP];
+        buf.get_mut(..b.len())?.copy_from_slice(b);
+        let len = u8::try_from(b.len()).ok()?;
+        Some(COctet(Repr::Inline { len, buf }))
     }
 
     /// The raw bytes, without the terminator.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::Shared(b) => b,
+        }
+    }
+
+    /// The octets as `Bytes`: a copy of an inline string, a new reference to a shared one.
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.0 {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+            Repr::Shared(b) => b.clone(),
+        }
     }
 
     /// As text, replacing invalid UTF-8.
     pub fn to_str_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.0)
+        String::from_utf8_lossy(self.as_bytes())
     }
 
     /// Length in octets, without the terminator.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Shared(b) => b.len(),
+        }
     }
 
     /// True for the empty string.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+}
+
+impl Default for COctet {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl PartialEq for COctet {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for COctet {}
+
+impl PartialOrd for COctet {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for COctet {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for COctet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl AsRef<[u8]> for COctet {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
     }
 }
 
@@ -191,25 +342,45 @@ impl fmt::Debug for COctet {
 
 impl From<&'static str> for COctet {
     fn from(s: &'static str) -> Self {
-        COctet(Bytes::from_static(s.as_bytes()))
+        COctet::inline(s.as_bytes())
+            .unwrap_or_else(|| COctet(Repr::Shared(Bytes::from_static(s.as_bytes()))))
     }
 }
 
 impl From<String> for COctet {
     fn from(s: String) -> Self {
-        COctet(Bytes::from(s))
+        COctet::inline(s.as_bytes()).unwrap_or_else(|| COctet(Repr::Shared(Bytes::from(s))))
+    }
+}
+
+impl From<Vec<u8>> for COctet {
+    fn from(v: Vec<u8>) -> Self {
+        COctet::inline(&v).unwrap_or_else(|| COctet(Repr::Shared(Bytes::from(v))))
     }
 }
 
 impl From<Bytes> for COctet {
+    /// Short strings are copied inline (and `b` released); longer ones keep `b`.
     fn from(b: Bytes) -> Self {
-        COctet(b)
+        match COctet::inline(&b) {
+            Some(s) => s,
+            None => COctet(Repr::Shared(b)),
+        }
     }
 }
 
 impl From<&[u8]> for COctet {
     fn from(b: &[u8]) -> Self {
-        COctet(Bytes::copy_from_slice(b))
+        COctet::copy_from_slice(b)
+    }
+}
+
+impl From<COctet> for Bytes {
+    fn from(s: COctet) -> Self {
+        match s.0 {
+            Repr::Shared(b) => b,
+            Repr::Inline { .. } => Bytes::copy_from_slice(s.as_bytes()),
+        }
     }
 }
 
@@ -578,4 +749,55 @@ pub struct AlertNotification {
     pub esme: Address,
     /// Optional: ms_availability_status.
     pub tlvs: Tlvs,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+
+    use super::*;
+
+    fn hash(s: &COctet) -> u64 {
+        let mut h = DefaultHasher::new();
+        s.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn c_octet_is_as_small_as_bytes() {
+        assert_eq!(size_of::<COctet>(), size_of::<Bytes>());
+    }
+
+    /// Inline and shared strings with the same octets are the same string.
+    #[test]
+    fn c_octet_compares_octets_only() {
+        for len in [0, 5, COctet::INLINE_CAP, COctet::INLINE_CAP + 1, 40] {
+            let text = "x".repeat(len);
+            let inline_or_not = COctet::from(text.clone());
+            let shared = COctet::shared(Bytes::from(text.clone()));
+            assert_eq!(inline_or_not, shared);
+            assert_eq!(hash(&inline_or_not), hash(&shared));
+            assert_eq!(inline_or_not.cmp(&shared), std::cmp::Ordering::Equal);
+            assert_eq!(inline_or_not.len(), len);
+            assert_eq!(inline_or_not.as_bytes(), text.as_bytes());
+            assert_eq!(Bytes::from(shared.clone()), Bytes::from(text.clone()));
+            assert_eq!(inline_or_not.to_bytes(), Bytes::from(text));
+        }
+        assert!(COctet::from("a") < COctet::shared(Bytes::from_static(b"b")));
+        assert_eq!(COctet::default(), COctet::empty());
+        assert_eq!(format!("{:?}", COctet::from("ab")), "\"ab\"");
+    }
+
+    /// The decoder's masked copy keeps exactly `len` octets and zero padding after them.
+    #[test]
+    fn inline_prefix_keeps_len_octets() {
+        let window: [u8; COctet::INLINE_CAP] = std::array::from_fn(|i| 0xA0 + i as u8);
+        for len in 0..=COctet::INLINE_CAP {
+            let s = COctet::inline_prefix(&window, len);
+            assert_eq!(s.as_bytes(), &window[..len], "len {len}");
+            let padded = s.padded().unwrap();
+            assert!(padded[len..].iter().all(|&b| b == 0), "len {len}");
+        }
+    }
 }

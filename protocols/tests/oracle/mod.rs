@@ -29,9 +29,7 @@ pub const RUSMPP: Flavor = Flavor { rusmpp: true };
 /// A C-octet string of at most `max` octets, without NUL.
 pub fn cstr(f: Flavor, max: usize) -> BoxedStrategy<COctet> {
     let octet = if f.rusmpp { 0x20u8..=0x7E } else { 1u8..=0xFF };
-    vec(octet, 0..=max)
-        .prop_map(|v| COctet(Bytes::from(v)))
-        .boxed()
+    vec(octet, 0..=max).prop_map(COctet::from).boxed()
 }
 
 /// An SMPP time: empty, or (for rusmpp) exactly 16 characters.

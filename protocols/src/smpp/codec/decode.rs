@@ -20,8 +20,9 @@ use super::HEADER_LEN;
 /// Decodes one complete PDU. `frame` holds exactly one PDU, header included, as split by
 /// [`super::SmppCodec`] (or any framing that honours command_length).
 ///
-/// Every [`COctet`], short_message and TLV value of the result is a `Bytes::slice` of `frame`:
-/// nothing is copied, and the frame's memory lives as long as any field does.
+/// Every short_message and TLV value of the result is a `Bytes::slice` of `frame`, and so is
+/// every [`COctet`] longer than [`COctet::INLINE_CAP`]: no payload is copied, and the frame's
+/// memory lives as long as any of those fields does. Shorter C-octet strings are copied inline.
 ///
 /// # Errors
 /// A [`PduError`] carrying the header's command_id and sequence_number and the reason; see
@@ -35,10 +36,14 @@ pub fn decode(frame: Bytes) -> Result<Pdu, PduError> {
     let command_id = CommandId(u32::from_be_bytes([i0, i1, i2, i3]));
     let command_status = CommandStatus(u32::from_be_bytes([s0, s1, s2, s3]));
     let sequence_number = u32::from_be_bytes([q0, q1, q2, q3]);
-    let fail = |kind| PduError::new(command_id, sequence_number, command_status, kind);
+    let header = Header {
+        command_id,
+        command_status,
+        sequence_number,
+    };
 
     if usize::try_from(command_length).ok() != Some(frame.len()) {
-        return Err(fail(PduErrorKind::LengthMismatch {
+        return Err(header.fail(PduErrorKind::LengthMismatch {
             command_length,
             frame_len: frame.len(),
         }));
@@ -47,15 +52,43 @@ pub fn decode(frame: Bytes) -> Result<Pdu, PduError> {
         frame,
         pos: HEADER_LEN,
     };
+    if command_id == CommandId::SUBMIT_SM || command_id == CommandId::DELIVER_SM {
+        return r.submit_sm(header);
+    }
     // Error responses may come with no body at all (SMPP 3.4 §4: "the body is not returned if
     // command_status is non-zero"): their fields decode empty.
     let empty_error = !command_status.is_ok() && r.rest().is_empty();
-    let body = r.body(command_id, empty_error).map_err(fail)?;
+    let body = r
+        .body(command_id, empty_error)
+        .map_err(|kind| header.fail(kind))?;
     Ok(Pdu {
         command_status,
         sequence_number,
         body,
     })
+}
+
+/// The header fields a [`PduError`] reports.
+#[derive(Clone, Copy)]
+struct Header {
+    /// command_id, as received.
+    command_id: CommandId,
+    /// command_status, as received.
+    command_status: CommandStatus,
+    /// sequence_number, as received.
+    sequence_number: u32,
+}
+
+impl Header {
+    #[cold]
+    fn fail(self, kind: PduErrorKind) -> PduError {
+        PduError::new(
+            self.command_id,
+            self.sequence_number,
+            self.command_status,
+            kind,
+        )
+    }
 }
 
 /// The error for a frame too short to hold a header: reads whatever header fields it holds.
@@ -113,6 +146,29 @@ struct Scan<'a> {
     at: usize,
 }
 
+/// The mandatory part of a submit_sm or deliver_sm, found and checked: the offsets of its
+/// strings and short_message in the frame (strings without their NUL), and the values of its
+/// one-octet fields.
+struct SubmitSmAt {
+    service_type: Range<usize>,
+    source_ton: u8,
+    source_npi: u8,
+    source: Range<usize>,
+    dest_ton: u8,
+    dest_npi: u8,
+    dest: Range<usize>,
+    esm_class: u8,
+    protocol_id: u8,
+    priority_flag: u8,
+    schedule_delivery_time: Range<usize>,
+    validity_period: Range<usize>,
+    registered_delivery: u8,
+    replace_if_present_flag: u8,
+    data_coding: u8,
+    sm_default_msg_id: u8,
+    short_message: Range<usize>,
+}
+
 impl Scan<'_> {
     #[inline]
     fn rest(&self) -> &[u8] {
@@ -158,6 +214,49 @@ impl Scan<'_> {
         self.at += len;
         Ok(start..start + len)
     }
+
+    /// The mandatory part of a submit_sm or deliver_sm, checked.
+    #[inline]
+    fn submit_sm(&mut self) -> Res<SubmitSmAt> {
+        let service_type = self.cstr(StringField::ServiceType)?;
+        let [source_ton, source_npi] = self.octets(ADDRESS_OCTETS)?;
+        let source = self.cstr(StringField::SourceAddr)?;
+        let [dest_ton, dest_npi] = self.octets(ADDRESS_OCTETS)?;
+        let dest = self.cstr(StringField::DestAddr)?;
+        let [esm_class, protocol_id, priority_flag] =
+            self.octets(["esm_class", "protocol_id", "priority_flag"])?;
+        let schedule_delivery_time = self.cstr(StringField::ScheduleDeliveryTime)?;
+        let validity_period = self.cstr(StringField::ValidityPeriod)?;
+        let [registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id, sm_length] =
+            self.octets([
+                "registered_delivery",
+                "replace_if_present_flag",
+                "data_coding",
+                "sm_default_msg_id",
+                "sm_length",
+            ])?;
+        let short_message = self.short_message(sm_length)?;
+        Ok(SubmitSmAt {
+            service_type,
+            source_ton,
+            source_npi,
+            source,
+            dest_ton,
+            dest_npi,
+            dest,
+            esm_class,
+            protocol_id,
+            priority_flag,
+            schedule_delivery_time,
+            validity_period,
+            registered_delivery,
+            replace_if_present_flag,
+            data_coding,
+            sm_default_msg_id,
+            short_message,
+        })
+    }
+
     /// The tag and value length of the TLV at the cursor, if its header is there.
     #[inline]
     fn tlv_header(&self) -> Option<(u16, usize)> {
@@ -230,11 +329,10 @@ impl Reader {
         self.frame.get(self.pos..).unwrap_or_default()
     }
 
+    /// The body of any operation but submit_sm and deliver_sm (see [`Reader::submit_sm`]).
     #[inline]
     fn body(&mut self, id: CommandId, empty_error: bool) -> Res<Body> {
         let body = match id {
-            CommandId::SUBMIT_SM => Body::SubmitSm(self.submit_sm()?),
-            CommandId::DELIVER_SM => Body::DeliverSm(self.submit_sm()?),
             CommandId::SUBMIT_SM_RESP => Body::SubmitSmResp(self.message_id_resp(empty_error)?),
             CommandId::DELIVER_SM_RESP => Body::DeliverSmResp(self.message_id_resp(empty_error)?),
             CommandId::ENQUIRE_LINK => Body::EnquireLink,
@@ -330,10 +428,27 @@ impl Reader {
         }
     }
 
-    /// A string found by [`Scan::cstr`].
-    #[inline]
+    /// A string found by [`Scan::cstr`]: copied inline when short (no reference count to take
+    /// and release), a slice of the frame otherwise. Always inlined: called once per string
+    /// field, and a call costs as much as the copy.
+    #[inline(always)]
     fn cstr_at(&mut self, at: Range<usize>) -> COctet {
-        COctet(self.bytes(at.start, at.end))
+        const CAP: usize = COctet::INLINE_CAP;
+        let len = at.len();
+        if len == 0 {
+            return COctet::empty();
+        }
+        if len > CAP {
+            return COctet::shared(self.bytes(at.start, at.end));
+        }
+        match self
+            .frame
+            .get(at.start..)
+            .and_then(<[u8]>::first_chunk::<CAP>)
+        {
+            Some(window) => COctet::inline_prefix(window, len),
+            None => COctet::copy_from_slice(self.frame.get(at).unwrap_or_default()),
+        }
     }
 
     /// A scan of the unread octets; store its `at` back in `pos` once its fields are taken.
@@ -361,7 +476,7 @@ impl Reader {
         if !rest.is_empty() && rest.len() <= field.max_len() && !has_nul(rest) {
             let (start, end) = (self.pos, self.frame.len());
             self.pos = end;
-            return Ok(COctet(self.bytes(start, end)));
+            return Ok(self.cstr_at(start..end));
         }
         self.cstr(field)
     }
@@ -400,14 +515,30 @@ impl Reader {
     }
 
     /// [`Reader::tlvs`] when there is something left to read.
-    /// Two passes: the first checks every TLV and counts them, the second slices the values
-    /// into a vector allocated once, at its final size.
     fn some_tlvs(&mut self) -> Res<Tlvs> {
+        let count = self.count_tlvs()?;
+        Ok(self.counted_tlvs(count))
+    }
+
+    /// The first pass over the optional part: checks every TLV up to the end of the body and
+    /// counts them, without moving the cursor.
+    #[inline]
+    fn count_tlvs(&self) -> Res<usize> {
         let mut count = 0;
         let mut scan = self.scan();
         while !scan.rest().is_empty() {
             scan.tlv()?;
             count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The second pass: slices the values of the `count` TLVs [`Reader::count_tlvs`] checked
+    /// into a vector allocated once, at its final size.
+    #[inline]
+    fn counted_tlvs(&mut self, count: usize) -> Tlvs {
+        if count == 0 {
+            return Tlvs::new();
         }
         let mut tlvs = Vec::with_capacity(count);
         for _ in 0..count {
@@ -423,7 +554,7 @@ impl Reader {
             });
             self.pos = end;
         }
-        Ok(Tlvs(tlvs))
+        Tlvs(tlvs)
     }
 
     fn bind(&mut self) -> Res<Bind> {
@@ -446,54 +577,61 @@ impl Reader {
         })
     }
 
-    /// submit_sm and deliver_sm, the hot path: every offset is found and checked first, then
-    /// the fields are sliced in one straight run.
+    /// submit_sm and deliver_sm, the hot path: every offset is found and checked first, TLVs
+    /// included, then the PDU is built in one expression, in the caller's result. (Building
+    /// the large body first and wrapping it in `Body`, `Pdu` and `Result` afterwards costs one
+    /// copy of it per layer.)
     #[inline]
-    fn submit_sm(&mut self) -> Res<SubmitSm> {
+    fn submit_sm(mut self, header: Header) -> Result<Pdu, PduError> {
         let mut scan = self.scan();
-        let service_type = scan.cstr(StringField::ServiceType)?;
-        let [source_ton, source_npi] = scan.octets(ADDRESS_OCTETS)?;
-        let source = scan.cstr(StringField::SourceAddr)?;
-        let [dest_ton, dest_npi] = scan.octets(ADDRESS_OCTETS)?;
-        let dest = scan.cstr(StringField::DestAddr)?;
-        let [esm_class, protocol_id, priority_flag] =
-            scan.octets(["esm_class", "protocol_id", "priority_flag"])?;
-        let schedule_delivery_time = scan.cstr(StringField::ScheduleDeliveryTime)?;
-        let validity_period = scan.cstr(StringField::ValidityPeriod)?;
-        let [registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id, sm_length] =
-            scan.octets([
-                "registered_delivery",
-                "replace_if_present_flag",
-                "data_coding",
-                "sm_default_msg_id",
-                "sm_length",
-            ])?;
-        let short_message = scan.short_message(sm_length)?;
+        let f = match scan.submit_sm() {
+            Ok(f) => f,
+            Err(kind) => return Err(header.fail(kind)),
+        };
         self.pos = scan.at;
-        Ok(SubmitSm {
-            service_type: self.cstr_at(service_type),
+        let tlvs = match self.count_tlvs() {
+            Ok(count) => count,
+            Err(kind) => return Err(header.fail(kind)),
+        };
+        let body = if header.command_id == CommandId::DELIVER_SM {
+            Body::DeliverSm(self.build_submit_sm(f, tlvs))
+        } else {
+            Body::SubmitSm(self.build_submit_sm(f, tlvs))
+        };
+        Ok(Pdu {
+            command_status: header.command_status,
+            sequence_number: header.sequence_number,
+            body,
+        })
+    }
+
+    /// Slices the fields [`Scan::submit_sm`] found and the `tlvs` TLVs that follow them.
+    #[inline(always)]
+    fn build_submit_sm(&mut self, f: SubmitSmAt, tlvs: usize) -> SubmitSm {
+        SubmitSm {
+            service_type: self.cstr_at(f.service_type),
             source: Address {
-                ton: source_ton,
-                npi: source_npi,
-                addr: self.cstr_at(source),
+                ton: f.source_ton,
+                npi: f.source_npi,
+                addr: self.cstr_at(f.source),
             },
             dest: Address {
-                ton: dest_ton,
-                npi: dest_npi,
-                addr: self.cstr_at(dest),
+                ton: f.dest_ton,
+                npi: f.dest_npi,
+                addr: self.cstr_at(f.dest),
             },
-            esm_class,
-            protocol_id,
-            priority_flag,
-            schedule_delivery_time: self.cstr_at(schedule_delivery_time),
-            validity_period: self.cstr_at(validity_period),
-            registered_delivery,
-            replace_if_present_flag,
-            data_coding,
-            sm_default_msg_id,
-            short_message: self.bytes(short_message.start, short_message.end),
-            tlvs: self.tlvs()?,
-        })
+            esm_class: f.esm_class,
+            protocol_id: f.protocol_id,
+            priority_flag: f.priority_flag,
+            schedule_delivery_time: self.cstr_at(f.schedule_delivery_time),
+            validity_period: self.cstr_at(f.validity_period),
+            registered_delivery: f.registered_delivery,
+            replace_if_present_flag: f.replace_if_present_flag,
+            data_coding: f.data_coding,
+            sm_default_msg_id: f.sm_default_msg_id,
+            short_message: self.bytes(f.short_message.start, f.short_message.end),
+            tlvs: self.counted_tlvs(tlvs),
+        }
     }
 
     /// submit_sm_resp, deliver_sm_resp. SMPP 5.0 TLVs are checked, then dropped (the body type
@@ -711,8 +849,8 @@ mod tests {
         );
     }
 
-    /// The field that ends the frame takes the frame's own reference; the others are slices
-    /// of the same memory, and empty fields point at nothing.
+    /// The field that ends the frame takes the frame's own reference; the other payloads are
+    /// slices of the same memory, short strings are copies, and empty fields point at nothing.
     #[test]
     fn tail_field_keeps_the_frame() {
         for (body_len, tail_is_tlv) in [(23, false), (28, true)] {
@@ -725,7 +863,7 @@ mod tests {
             assert_eq!(&s.short_message[..], b"hi");
             assert!(range.contains(&s.short_message.as_ptr()));
             assert_eq!(s.source.addr.as_bytes(), b"AB");
-            assert!(range.contains(&s.source.addr.as_bytes().as_ptr()));
+            assert!(!range.contains(&s.source.addr.as_bytes().as_ptr()));
             assert!(s.service_type.is_empty());
             if tail_is_tlv {
                 let value = &s.tlvs.get(tag::MESSAGE_STATE).unwrap().value;
@@ -738,6 +876,35 @@ mod tests {
             // Dropping the original keeps every field valid (they share the frame's memory).
             drop(frame);
             assert_eq!(&s.short_message[..], b"hi");
+            assert_eq!(s.source.addr.as_bytes(), b"AB");
+        }
+    }
+
+    /// C-octet strings up to `COctet::INLINE_CAP` octets are copies; longer ones are slices of
+    /// the frame, and both compare by their octets alone.
+    #[test]
+    fn long_strings_are_slices() {
+        for len in [0, 1, COctet::INLINE_CAP, COctet::INLINE_CAP + 1, 64] {
+            let id = "7".repeat(len);
+            let pdu = Pdu::response(
+                3,
+                CommandStatus::ESME_ROK,
+                Body::SubmitSmResp(MessageIdResp {
+                    message_id: COctet::from(id.clone()),
+                }),
+            );
+            let mut b = BytesMut::new();
+            encode(&pdu, &mut b).unwrap();
+            let frame = b.freeze();
+            let range = frame.as_ptr_range();
+            let back = decode(frame.clone()).unwrap();
+            assert_eq!(back, pdu, "length {len}");
+            let Body::SubmitSmResp(r) = back.body else {
+                panic!("not a submit_sm_resp")
+            };
+            assert_eq!(r.message_id.as_bytes(), id.as_bytes());
+            let in_frame = range.contains(&r.message_id.as_bytes().as_ptr());
+            assert_eq!(in_frame, len > COctet::INLINE_CAP, "length {len}");
         }
     }
 }

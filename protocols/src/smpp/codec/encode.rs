@@ -216,11 +216,28 @@ impl Writer<'_> {
         self.slice(&v.to_be_bytes());
     }
 
-    #[inline]
+    /// A C-octet string, checked. Always inlined: called once per string field, and a call
+    /// costs as much as the copy.
+    #[inline(always)]
     fn cstr(&mut self, field: StringField, s: &COctet) -> Res {
         let b = s.as_bytes();
         if b.len() > field.max_len() || has_nul(b) {
             return Err(cstr_error(field, b));
+        }
+        // An inline string goes out with its zero padding in one fixed-size copy. The padding
+        // starts with the terminator, and the octets it covers beyond it are still zero (the
+        // writer goes front to back) and are written by the fields that follow.
+        if let Some(padded) = s.padded() {
+            const CAP: usize = COctet::INLINE_CAP;
+            let to = self
+                .out
+                .get_mut(self.pos..)
+                .and_then(<[u8]>::first_chunk_mut::<CAP>);
+            if let Some(to) = to {
+                *to = *padded;
+                self.pos += b.len() + 1;
+                return Ok(());
+            }
         }
         self.slice(b);
         // The terminator: the buffer is zero-filled already.

@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! - [`decode()`] (`decode.rs`): one complete frame (`Bytes`, header included) → [`Pdu`]. Every
-//!   C-octet string, short_message and TLV value of the result is a `Bytes::slice` of the frame:
-//!   decoding copies no payload.
+//!   short_message and TLV value of the result is a `Bytes::slice` of the frame: decoding copies
+//!   no payload. C-octet strings up to 23 octets are copied inline (see
+//!   [`COctet`](super::pdu::COctet)), longer ones are slices too.
 //! - [`encode()`] (`encode.rs`): [`Pdu`] → bytes appended to a `BytesMut`, with one reservation
 //!   of [`encoded_len`] octets. Values that break the limits of SMPP 3.4 §4 are refused with an
 //!   [`EncodeError`], never truncated.
