@@ -7,6 +7,11 @@
 //! 115,000 keys took 270 ms on a busy 2-core machine. Split into [`SHARDS`] maps, a growth
 //! moves at most a [`SHARDS`]th of the entries; the price is hashing the key once more to
 //! pick its shard.
+//!
+//! Written here because no maintained crate fits: `hashbrown` (the `std` map) resizes all at once,
+//! `griddle` (incremental resizing) has had no release for years, and the concurrent maps
+//! (`dashmap`) shard for locking, not for resizing, and bring locks this single-threaded proxy
+//! does not need.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
