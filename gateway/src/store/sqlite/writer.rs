@@ -307,13 +307,11 @@ impl Writer {
         if abort.is_none() {
             // Pending receipts whose grace has passed, in a savepoint of their own: a failure
             // leaves them pending and costs the batch nothing.
-            let mut ids = std::mem::take(&mut self.ids);
             let mut roll = Rollups::default();
-            let swept = self.in_savepoint(|conn| {
-                let matched = ids.sweep(conn, crate::domain::now_ms())?;
-                apply_receipts(conn, &mut roll, matched)
+            let swept = self.in_savepoint(|w| {
+                let matched = w.ids.sweep(&w.conn, crate::domain::now_ms())?;
+                apply_receipts(&w.conn, &mut roll, matched)
             });
-            self.ids = ids;
             match swept {
                 Ok(Ok(_)) => self.rollups.absorb(roll),
                 Ok(Err(e)) => tracing::warn!("matching pending receipts failed: {e}"),
@@ -428,24 +426,12 @@ impl Writer {
                     }
                 }
             }
-            self.exec("SAVEPOINT request")
-                .map_err(|e| sqlite_error(&e))?;
-            match self.perform(request) {
+            match self.in_savepoint(|w| w.perform(request))? {
                 Ok((answer, roll)) => {
-                    self.exec("RELEASE request").map_err(|e| sqlite_error(&e))?;
                     self.rollups.absorb(roll);
                     answers.push(Ok(answer));
                 }
-                Err(e) => {
-                    let own = sqlite_error(&e);
-                    if self.conn.is_autocommit() {
-                        return Err(own);
-                    }
-                    self.exec("ROLLBACK TO request")
-                        .and_then(|()| self.exec("RELEASE request"))
-                        .map_err(|rb| sqlite_error(&rb))?;
-                    answers.push(Err(own));
-                }
+                Err(own) => answers.push(Err(own)),
             }
         }
         Ok(Some(answers))
@@ -483,11 +469,11 @@ impl Writer {
     /// that could not be kept.
     fn in_savepoint<T>(
         &mut self,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        work: impl FnOnce(&mut Self) -> rusqlite::Result<T>,
     ) -> Result<Result<T, StoreError>, StoreError> {
         self.exec("SAVEPOINT request")
             .map_err(|e| sqlite_error(&e))?;
-        match work(&self.conn) {
+        match work(self) {
             Ok(v) => {
                 self.exec("RELEASE request").map_err(|e| sqlite_error(&e))?;
                 Ok(Ok(v))
