@@ -287,7 +287,13 @@ impl Writer {
                 {
                     Ok(()) => match self.run_batch(&batch, true) {
                         Ok(Some(answers)) => answers,
-                        Ok(None) => unreachable!("a request in a savepoint fails alone"),
+                        // A request in a savepoint fails alone: no second round ends early.
+                        Ok(None) => {
+                            abort = Some(StoreError::Internal(
+                                "a batch with savepoints ended early".into(),
+                            ));
+                            Vec::new()
+                        }
                         Err(e) => {
                             abort = Some(e);
                             Vec::new()
