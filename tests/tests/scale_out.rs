@@ -550,11 +550,27 @@ fn multipart_mo_split_over_two_nodes_is_joined_once() {
                 .collect()
         })
         .collect();
-    for text in &texts {
-        let body =
-            json!({"system_id": "alpha", "from": "+447400123456", "to": NUMBER, "text": text});
-        switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+    // One part at a time, each after the last was acknowledged: the simulator wakes its
+    // waiting binds in turn, so the parts of a message alternate between the nodes instead of
+    // all going to whichever bind happened to wake first.
+    let mut acked = 0;
+    for (i, text) in texts.iter().enumerate() {
+        for part in 1..=3u8 {
+            let body = json!({
+                "system_id": "alpha", "from": "+447400123456", "to": NUMBER, "text": text,
+                "parts": [part], "reference": 100 + i,
+            });
+            switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+                .unwrap();
+            acked += 1;
+            wait_for(
+                "the part acknowledged",
+                Duration::from_secs(10),
+                Duration::from_millis(2),
+                || Ok((sim.counter("mo_acked")? >= acked).then_some(())),
+            )
             .unwrap();
+        }
     }
     let mut client = Client::new(&b.api).with_bearer(KEY);
     let mut inbound = || -> Vec<Value> {
