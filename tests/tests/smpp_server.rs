@@ -1391,12 +1391,34 @@ fn binary_over_http_reaches_the_carrier_octet_for_octet() {
         )
         .unwrap();
     assert_eq!(batch.status, 202, "{}", batch.text());
+    // A text to an application port: GSM 7-bit behind the port IE, in every segment of a long
+    // one (146 septets each behind the concatenation IE and the ports).
+    let short_text = client
+        .post_json(
+            "/v1/messages",
+            &serde_json::json!({"to": "+447911123460", "from": "Acme", "body": "PING 42",
+                "destination_port": 16001}),
+        )
+        .unwrap();
+    assert_eq!(short_text.status, 202, "{}", short_text.text());
+    let long_text: String = "Port-addressed text. ".chars().cycle().take(200).collect();
+    let ported = client
+        .post_json(
+            "/v1/messages",
+            &serde_json::json!({"to": "+447911123461", "from": "Acme", "body": long_text,
+                "destination_port": 16001, "source_port": 16002}),
+        )
+        .unwrap();
+    assert_eq!(ported.status, 202, "{}", ported.text());
+    let ported = ported.json().unwrap();
+    assert_eq!(ported["deliveries"][0]["encoding"], "gsm7", "{ported}");
+    assert_eq!(ported["deliveries"][0]["segments"], 2, "{ported}");
 
     let recorded = wait_for(
-        "six submit_sm at the carrier",
+        "nine submit_sm at the carrier",
         Duration::from_secs(10),
         Duration::from_millis(50),
-        || Ok(Some(sim.recorded()?).filter(|r| r.len() >= 6)),
+        || Ok(Some(sim.recorded()?).filter(|r| r.len() >= 9)),
     )
     .unwrap();
     let to = |dest: &str| -> Vec<&serde_json::Value> {
@@ -1435,6 +1457,25 @@ fn binary_over_http_reaches_the_carrier_octet_for_octet() {
         assert_eq!(got[0]["data_coding"], 2);
         assert_eq!(got[0]["short_message"], "027000c0de");
     }
+    let got = to("447911123460");
+    assert_eq!(got.len(), 1, "{recorded:?}");
+    assert_eq!(got[0]["data_coding"], 0);
+    assert_eq!(got[0]["esm_class"].as_u64().unwrap() & 0x40, 0x40);
+    // UDH: the 16-bit ports 16001 → 0, then the text, one GSM septet per octet.
+    assert_eq!(got[0]["short_message"], "0605043e81000050494e47203432");
+    let mut parts = to("447911123461");
+    assert_eq!(parts.len(), 2, "{recorded:?}");
+    parts.sort_by_key(|r| short_message(r)[5]);
+    let mut text = Vec::new();
+    for (i, r) in parts.iter().enumerate() {
+        assert_eq!(r["data_coding"], 0, "{r}");
+        let sm = short_message(r);
+        assert_eq!(sm[0], 11, "{r}");
+        assert_eq!((sm[1], sm[2], sm[4], sm[5]), (0, 3, 2, i as u8 + 1), "{r}");
+        assert_eq!(&sm[6..12], &[0x05, 0x04, 0x3E, 0x81, 0x3E, 0x82], "{r}");
+        text.extend_from_slice(&sm[12..]);
+    }
+    assert_eq!(String::from_utf8(text).unwrap(), long_text);
 
     // The API shows what was sent: hex body, header and data_coding; priced per segment.
     let view = |client: &mut Client, id: &serde_json::Value| {
@@ -1519,6 +1560,21 @@ fn binary_over_http_reaches_the_carrier_octet_for_octet() {
             serde_json::json!({"encoding": "gsm7", "udh": "027000"}),
             "udh",
             "binary_option_without_binary_encoding",
+        ),
+        (
+            serde_json::json!({"encoding": "gsm7", "data_coding": 4}),
+            "data_coding",
+            "binary_option_without_binary_encoding",
+        ),
+        (
+            serde_json::json!({"encoding": "auto", "body": "hi", "source_port": 1}),
+            "source_port",
+            "invalid_port",
+        ),
+        (
+            serde_json::json!({"channel": "voice", "destination_port": 1}),
+            "destination_port",
+            "sms_option_without_sms_channel",
         ),
     ] {
         let mut full = serde_json::json!({"to": "+447911123456", "from": "Acme",
@@ -1663,5 +1719,63 @@ fn binary_mo_reaches_the_receiver_bind_and_the_webhook_as_it_came() {
     assert_eq!(
         (row["data_coding"].as_u64(), row["udh"].as_str()),
         (Some(0xF5), Some(ports))
+    );
+
+    // Cyrillic (ISO 8859-5, data_coding 6) is read as text; JIS X 0208 without escapes (5)
+    // has no text to read and is passed on as binary, as it came.
+    let cyrillic = b"\xbf\xe0\xd8\xd2\xd5\xe2";
+    for (octets, dc) in [(&cyrillic[..], 6), (&b"\x30\x21\x30\x22"[..], 5)] {
+        let body = serde_json::json!({"system_id": "alpha", "from": "+447400123456",
+            "to": "+447000000002", "octets": hex::encode(octets), "data_coding": dc});
+        switchyard_tests::http_request(&sim.control, "POST", "/mo", Some(&body.to_string()))
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let pdu = rx.recv(Duration::from_secs(20)).unwrap();
+        rx.ack_if_deliver(&pdu).unwrap();
+        if let Body::DeliverSm(sm) = pdu.body {
+            got.push(sm);
+        }
+    }
+    got.sort_by_key(|sm| sm.data_coding);
+    assert_eq!(got[0].data_coding, 5);
+    assert_eq!(&got[0].short_message[..], b"\x30\x21\x30\x22");
+    assert_eq!(got[1].data_coding, 8, "Cyrillic goes on in UCS-2");
+    assert_eq!(
+        &got[1].short_message[..],
+        b"\x04\x1f\x04\x40\x04\x38\x04\x32\x04\x35\x04\x42"
+    );
+    let hooks = wait_for(
+        "two more inbound webhooks",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let inbound: Vec<serde_json::Value> = sink
+                .delivered()
+                .iter()
+                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+                .filter(|v| v["type"] == "message.inbound")
+                .collect();
+            Ok((inbound.len() >= 5).then_some(inbound))
+        },
+    )
+    .unwrap();
+    let text = hooks
+        .iter()
+        .find(|h| h["data"]["body"] == "Привет")
+        .unwrap_or_else(|| panic!("{hooks:?}"));
+    assert!(text["data"].get("encoding").is_none(), "{text}");
+    let jis = hooks
+        .iter()
+        .find(|h| h["data"]["body"] == "30213022")
+        .unwrap_or_else(|| panic!("{hooks:?}"));
+    assert_eq!(
+        (
+            jis["data"]["encoding"].as_str(),
+            jis["data"]["data_coding"].as_u64()
+        ),
+        (Some("binary"), Some(5)),
+        "{jis}"
     );
 }

@@ -89,9 +89,9 @@ pub(crate) struct BatchRequest {
     pub(crate) encoding: Option<String>,
     /// Binary SMS only: a user data header as hex, UDHL included (as for a single send).
     pub(crate) udh: Option<String>,
-    /// Binary SMS only: the destination port of the 16-bit port IE (as for a single send).
+    /// Text or binary: the destination port of the 16-bit port IE (as for a single send).
     pub(crate) destination_port: Option<i64>,
-    /// Binary SMS only: the originator port (as for a single send).
+    /// Text or binary: the originator port (as for a single send).
     pub(crate) source_port: Option<i64>,
     /// Binary SMS only: the 8-bit data_coding (as for a single send).
     pub(crate) data_coding: Option<i64>,
@@ -663,21 +663,17 @@ fn prepare(
         source_port: req.source_port,
         data_coding: req.data_coding,
     };
-    let binary_given = [
-        ("udh", req.udh.is_some()),
-        ("destination_port", req.destination_port.is_some()),
-        ("source_port", req.source_port.is_some()),
-        ("data_coding", req.data_coding.is_some()),
-    ]
-    .into_iter()
-    .find_map(|(f, given)| given.then_some(f));
-    if let (false, Some(field)) = (binary, binary_given) {
-        return Err(Problem::invalid(
-            field,
-            "binary_option_without_binary_encoding",
-            format!("{field} needs \"encoding\": \"binary\" (an SMS of 8-bit data)"),
-        ));
-    }
+    validate::binary_options_given(
+        req.encoding.as_deref(),
+        req.udh.is_some(),
+        req.data_coding.is_some(),
+    )?;
+    // A text's header: the ports every segment carries.
+    let text_udh = if binary {
+        None
+    } else {
+        validate::text_ports(req.destination_port, req.source_port)?
+    };
     // Every rendering contains the literal text: if it alone cannot be sent, nothing can. A
     // template without placeholders is the one body of every message: counted once here. A
     // binary body is octets, the same for every recipient.
@@ -704,15 +700,25 @@ fn prepare(
         })
     } else if template.is_constant() {
         validate::non_empty(&req.body)?;
-        let info = validate::segments(&req.body, common.preference, &state.limits)?;
+        let info = validate::segments_behind(
+            &req.body,
+            common.preference,
+            text_udh.as_deref(),
+            &state.limits,
+        )?;
         Some(Constant {
             body: req.body,
             info,
-            udh: None,
+            udh: text_udh.clone(),
             data_coding: None,
         })
     } else {
-        validate::segments(&template.literal_text(), common.preference, &state.limits)?;
+        validate::segments_behind(
+            &template.literal_text(),
+            common.preference,
+            text_udh.as_deref(),
+            &state.limits,
+        )?;
         None
     };
     let now = now_ms();
@@ -732,8 +738,13 @@ fn prepare(
             rejected.push(reject(p.clone(), given.clone()));
             continue;
         }
-        let draft = match recipient_draft(state, tenant, &common, &template, constant.as_ref(), &r)
-        {
+        let shared = Shared {
+            common: &common,
+            template: &template,
+            constant: constant.as_ref(),
+            text_udh: text_udh.as_deref(),
+        };
+        let draft = match recipient_draft(state, tenant, &shared, &r) {
             Ok(draft) => draft,
             Err(p) => {
                 rejected.push(reject(p, r.to));
@@ -778,10 +789,23 @@ struct Constant {
     body: String,
     /// Its encoding and segments.
     info: switchyard_protocols::text::SegmentInfo,
-    /// A binary body's user data header.
+    /// Its user data header: a binary body's, or a text's ports.
     udh: Option<Vec<u8>>,
     /// A binary body's data_coding when not 4.
     data_coding: Option<u8>,
+}
+
+/// What every recipient's message of a batch shares.
+#[derive(Clone, Copy, Debug)]
+struct Shared<'a> {
+    /// The fields checked once.
+    common: &'a validate::Common,
+    /// The body template.
+    template: &'a Template,
+    /// The one body, when the template has no placeholders or the body is binary.
+    constant: Option<&'a Constant>,
+    /// A text's user data header (the ports), when asked for.
+    text_udh: Option<&'a [u8]>,
 }
 
 /// One recipient's message: its number parsed, the template rendered and counted (once for all
@@ -789,11 +813,15 @@ struct Constant {
 fn recipient_draft(
     state: &AppState,
     tenant: &Arc<str>,
-    common: &validate::Common,
-    template: &Template,
-    constant: Option<&Constant>,
+    shared: &Shared<'_>,
     r: &BatchRecipient,
 ) -> Result<Draft, Problem> {
+    let Shared {
+        common,
+        template,
+        constant,
+        text_udh,
+    } = *shared;
     let (to, country) = match r.to.as_str() {
         Some(s) => crate::number::parse_e164(s.trim()),
         None => Err("to must be a string: \"+\" and an E.164 number".to_owned()),
@@ -810,7 +838,8 @@ fn recipient_draft(
                 Problem::invalid("body", code, e.to_string())
             })?;
             validate::non_empty(&body)?;
-            let info = validate::segments(&body, common.preference, &state.limits)?;
+            let info =
+                validate::segments_behind(&body, common.preference, text_udh, &state.limits)?;
             (body, info)
         }
     };
@@ -834,7 +863,10 @@ fn recipient_draft(
         batch_id: None,
         origin: Origin::Tenant,
         smpp: None,
-        udh: constant.and_then(|c| c.udh.clone()),
+        udh: match constant {
+            Some(c) => c.udh.clone(),
+            None => text_udh.map(<[u8]>::to_vec),
+        },
         data_coding: constant.and_then(|c| c.data_coding),
         flow: None,
     })

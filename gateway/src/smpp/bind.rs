@@ -29,7 +29,7 @@ use switchyard_protocols::smpp::session::{Event, Session, SessionConfig, State};
 use switchyard_protocols::smpp::status::StatusClass;
 use switchyard_protocols::smpp::CommandStatus;
 use switchyard_protocols::text::udh::without_concat;
-use switchyard_protocols::text::{decode_short_message, parse_udh, Part, ReassemblyKey};
+use switchyard_protocols::text::{parse_udh, Part, ReassemblyKey};
 use switchyard_routing::{FailureClass, Outcome, TokenBucket};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -877,17 +877,7 @@ impl<'a> Conn<'a> {
             Some((u, rest)) => (payload.get(..u.len).and_then(without_concat), *rest),
             None => (None, &payload[..]),
         };
-        let (body, binary) = match crate::smpp::mo::content(sm.data_coding, kept.as_deref(), after)
-        {
-            (body, Some(binary)) => (body, Some(binary)),
-            (_, None) => {
-                let body = decode_short_message(sm.data_coding, sm.has_udh(), &payload)
-                    .text()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| hex::encode(&payload));
-                (body, None)
-            }
-        };
+        let (body, binary) = crate::smpp::mo::content(sm.data_coding, kept.as_deref(), after);
         let mut mo = InboundMessage {
             id: MessageId::generate(now_ms()),
             carrier: self.s.carrier.clone(),

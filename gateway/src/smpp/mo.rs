@@ -25,13 +25,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use switchyard_protocols::text::{
-    decode_short_message, parse_udh, Part, Partial, Reassembler, ReassemblyConfig, ReassemblyEvent,
-    ReassemblyKey,
+    decode_short_message, parse_udh, Body, Part, Partial, Reassembler, ReassemblyConfig,
+    ReassemblyEvent, ReassemblyKey,
 };
 
 use crate::domain::{
-    is_binary_data_coding, BinaryCoding, HeldPart, InboundMessage, MessageId, MoWrite,
-    PartialParts, UnixMs,
+    BinaryCoding, HeldPart, InboundMessage, MessageId, MoWrite, PartialParts, UnixMs,
 };
 use crate::inbound::{Inbound, ReplyRequest};
 
@@ -301,10 +300,11 @@ fn partial(
 }
 
 /// The body of an MO (its payload after the UDH) and, for a binary one, how it was coded.
-/// Binary: an 8-bit data_coding, or an application's message (an application port IE in
-/// `udh`, whatever its data_coding): the octets as hex, with the data_coding and `udh` (the IEs
-/// other than concatenation, UDHL included) kept to pass it on as it came. Else text decoded
-/// by data_coding (hex when there is none to decode).
+/// Binary: an 8-bit data_coding, a data_coding with no text to read (JIS X 0208 without
+/// escapes, pictograms, compressed, reserved values), or an application's message (an
+/// application port IE in `udh`, whatever its data_coding): the octets as hex, with the
+/// data_coding and `udh` (the IEs other than concatenation, UDHL included) kept to pass it on
+/// as it came. Else text decoded by data_coding.
 pub(crate) fn content(
     data_coding: u8,
     udh: Option<&[u8]>,
@@ -313,18 +313,16 @@ pub(crate) fn content(
     let ported = udh
         .and_then(|u| parse_udh(u).ok())
         .is_some_and(|(u, _)| u.ports.is_some());
-    if ported || is_binary_data_coding(data_coding) {
-        let binary = BinaryCoding {
-            data_coding,
-            udh: udh.map(<[u8]>::to_vec),
-        };
-        return (hex::encode(payload), Some(binary));
+    if !ported {
+        if let Body::Text(text) = decode_short_message(data_coding, false, payload).body {
+            return (text, None);
+        }
     }
-    let body = decode_short_message(data_coding, false, payload)
-        .text()
-        .map(str::to_owned)
-        .unwrap_or_else(|| hex::encode(payload));
-    (body, None)
+    let binary = BinaryCoding {
+        data_coding,
+        udh: udh.map(<[u8]>::to_vec),
+    };
+    (hex::encode(payload), Some(binary))
 }
 
 /// An inbound message from `key`'s addresses.
@@ -406,6 +404,32 @@ mod tests {
             },
             source_ton: 1,
         }
+    }
+
+    #[test]
+    fn content_is_text_when_its_data_coding_reads_else_binary() {
+        assert_eq!(content(0, None, b"Hi"), ("Hi".to_owned(), None));
+        assert_eq!(
+            content(6, None, b"\xbf\xe0\xd8\xd2\xd5\xe2"),
+            ("Привет".to_owned(), None)
+        );
+        // An 8-bit data_coding, one with no text to read (JIS X 0208 without escapes, compressed,
+        // reserved), or ports: binary, the data_coding kept to pass it on as it came.
+        for data_coding in [4, 0x05, 0x0D, 0x20, 0x0B] {
+            let (body, binary) = content(data_coding, None, b"\x30\x21");
+            assert_eq!(body, "3021");
+            assert_eq!(
+                binary,
+                Some(BinaryCoding {
+                    data_coding,
+                    udh: None
+                })
+            );
+        }
+        let ports = [6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0];
+        let (body, binary) = content(0, Some(&ports), b"Hi");
+        assert_eq!(body, "4869");
+        assert_eq!(binary.and_then(|b| b.udh), Some(ports.to_vec()));
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! | destination not a valid number, no route, blocked prefix | ESME_RINVDSTADR |
 //! | source address not a sender Switchyard can use | ESME_RINVSRCADR |
 //! | data_coding neither text nor 8-bit binary, text that cannot be encoded | ESME_RINVDCS |
+//! | destination_port TLV and a port IE in the UDH | ESME_RINVOPTPARAMVAL |
+//! | source_port TLV without destination_port | ESME_RMISSINGOPTPARAM |
+//! | a port TLV not 2 octets long | ESME_RINVPARLEN |
 //! | UDHI set but no readable UDH, incomplete sar_* TLVs | ESME_RINVESMCLASS |
 //! | empty text, both short_message and message_payload, too many segments, a part longer than one SMS | ESME_RINVMSGLEN |
 //! | schedule_delivery_time unreadable or too far ahead | ESME_RINVSCHED |
@@ -21,8 +24,8 @@ use switchyard_protocols::smpp::time::{self, SmppTime};
 use switchyard_protocols::smpp::tlv::tag;
 use switchyard_protocols::smpp::CommandStatus;
 use switchyard_protocols::text::{
-    binary, count_segments, decode_short_message, parse_udh, write_concat, Body, Charset, Concat,
-    EncodeOptions, Encoding, EncodingPreference, SegmentInfo,
+    binary, count_segments_behind, decode_short_message, parse_udh, with_ports, write_concat, Body,
+    Charset, Concat, EncodeOptions, Encoding, EncodingPreference, SegmentInfo, TextError,
 };
 use switchyard_routing::{Priority, RouteError};
 
@@ -97,6 +100,14 @@ pub(crate) struct Submission<'a> {
     payload: Option<&'a [u8]>,
     /// sar_msg_ref_num, sar_total_segments, sar_segment_seqnum, when any is present.
     sar: Option<(Option<u16>, Option<u8>, Option<u8>)>,
+    /// The destination_port and source_port TLVs' values, when present.
+    ports: (Option<&'a [u8]>, Option<&'a [u8]>),
+}
+
+/// The destination_port and source_port TLVs' values.
+fn ports_of(tlvs: &switchyard_protocols::smpp::tlv::Tlvs) -> (Option<&[u8]>, Option<&[u8]>) {
+    let value = |t: u16| tlvs.get(t).map(|v| &v.value[..]);
+    (value(tag::DESTINATION_PORT), value(tag::SOURCE_PORT))
 }
 
 /// The sar_* TLVs of a PDU, when any is present.
@@ -144,6 +155,7 @@ impl<'a> Submission<'a> {
             short_message: &sm.short_message,
             payload: sm.tlvs.message_payload().map(|b| &b[..]),
             sar: sar_of(&sm.tlvs),
+            ports: ports_of(&sm.tlvs),
         }
     }
 
@@ -165,6 +177,7 @@ impl<'a> Submission<'a> {
             short_message: &sm.short_message,
             payload: sm.tlvs.message_payload().map(|b| &b[..]),
             sar: sar_of(&sm.tlvs),
+            ports: ports_of(&sm.tlvs),
         }
     }
 
@@ -183,6 +196,7 @@ impl<'a> Submission<'a> {
             short_message: b"",
             payload: sm.tlvs.message_payload().map(|b| &b[..]),
             sar: sar_of(&sm.tlvs),
+            ports: ports_of(&sm.tlvs),
         }
     }
 }
@@ -197,7 +211,7 @@ pub(crate) fn draft(
     let (to, country) = destination(s.dest)?;
     let from = source(s.source, user)?;
     let (bytes, udh) = content(s)?;
-    let (body, preference) = text(s.data_coding, bytes, udh.is_some())?;
+    let (body, preference) = text(s.data_coding, bytes, udh.as_deref().is_some_and(is_part))?;
     let (body, udh, data_coding, encoding, segments) =
         if preference == EncodingPreference::Force(Encoding::Binary) {
             // The same checks and count as a binary send over the API.
@@ -252,8 +266,15 @@ pub(crate) fn draft(
     })
 }
 
+/// Whether a user data header (UDHL included) makes its message a part the sender cut: it has
+/// a concatenation IE.
+fn is_part(header: &[u8]) -> bool {
+    parse_udh(header).is_ok_and(|(u, _)| u.concat.is_some())
+}
+
 /// The encoding and segments of a text: one segment for a part behind its UDH (refused when
-/// it does not fit), else as many as the text needs, at most `limits.max_segments`.
+/// it does not fit), else as many as the text needs behind the IEs of its UDH (the ports)
+/// when it has one, at most `limits.max_segments`.
 fn text_segments(
     body: &str,
     preference: EncodingPreference,
@@ -263,8 +284,13 @@ fn text_segments(
     if body.is_empty() && udh.is_none() {
         return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
     }
-    let info = count(body, preference)?;
-    let segments = match udh {
+    let part = udh.filter(|h| is_part(h));
+    let ies = match (part, udh) {
+        (None, Some(header)) => header.len().saturating_sub(1),
+        _ => 0,
+    };
+    let info = count(body, preference, ies)?;
+    let segments = match part {
         Some(header) => {
             if !part_fits(info.encoding, info.units, header.len()) {
                 return Err(Reject::new(
@@ -298,9 +324,51 @@ fn binary_refusal(e: BinaryError) -> Reject {
     Reject::new(status, e.to_string())
 }
 
-/// The octets of the text (short_message or message_payload, one of them) and, for a part,
-/// its user data header: the tenant's UDH, or one made from the sar_* TLVs.
+/// The octets of the text (short_message or message_payload, one of them) and its user data
+/// header: the tenant's UDH, or one made from the sar_* TLVs, with the port IE of the
+/// destination_port and source_port TLVs first.
 fn content<'a>(s: &Submission<'a>) -> Result<(&'a [u8], Option<Vec<u8>>), Reject> {
+    let (bytes, header) = header(s)?;
+    let (dest, source) = match s.ports {
+        (None, None) => return Ok((bytes, header)),
+        (None, Some(_)) => {
+            return Err(Reject::new(
+                CommandStatus::ESME_RMISSINGOPTPARAM,
+                "source_port needs destination_port",
+            ))
+        }
+        (Some(dest), source) => (dest, source),
+    };
+    let port = |v: &[u8]| {
+        <[u8; 2]>::try_from(v).map(u16::from_be_bytes).map_err(|_| {
+            Reject::new(
+                CommandStatus::ESME_RINVPARLEN,
+                "destination_port and source_port are 2 octets",
+            )
+        })
+    };
+    let (dest, source) = (port(dest)?, source.map(port).transpose()?.unwrap_or(0));
+    if header
+        .as_deref()
+        .and_then(|h| parse_udh(h).ok())
+        .is_some_and(|(u, _)| u.ports.is_some())
+    {
+        return Err(Reject::new(
+            CommandStatus::ESME_RINVOPTPARAMVAL,
+            "destination_port TLV and a port IE in the UDH: one or the other",
+        ));
+    }
+    let header = with_ports(dest, source, header.as_deref()).ok_or_else(|| {
+        Reject::new(
+            CommandStatus::ESME_RINVESMCLASS,
+            "the UDH and the port IE exceed 255 octets",
+        )
+    })?;
+    Ok((bytes, Some(header)))
+}
+
+/// The octets of the text and the header its esm_class or sar_* TLVs give it.
+fn header<'a>(s: &Submission<'a>) -> Result<(&'a [u8], Option<Vec<u8>>), Reject> {
     let bytes = match (s.short_message.is_empty(), s.payload) {
         (_, None) => s.short_message,
         (true, Some(p)) => p,
@@ -328,15 +396,22 @@ fn content<'a>(s: &Submission<'a>) -> Result<(&'a [u8], Option<Vec<u8>>), Reject
     }
 }
 
-/// The encoding and segments `body` needs as asked (ESME_RINVDCS when it cannot be encoded).
-fn count(body: &str, preference: EncodingPreference) -> Result<SegmentInfo, Reject> {
+/// The encoding and segments `body` needs as asked, each segment carrying `ies` octets of IEs
+/// besides the concatenation IE (ESME_RINVDCS when it cannot be encoded, ESME_RINVMSGLEN
+/// when the IEs leave no room for it).
+fn count(body: &str, preference: EncodingPreference, ies: usize) -> Result<SegmentInfo, Reject> {
     let opts = EncodeOptions {
         encoding: preference,
         concat: Concat::Udh8,
         ..EncodeOptions::default()
     };
-    count_segments(body, &opts)
-        .map_err(|e| Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")))
+    count_segments_behind(body, ies, &opts).map_err(|e| match e {
+        TextError::HeaderTooLong { .. } => Reject::new(
+            CommandStatus::ESME_RINVMSGLEN,
+            format!("no room for the text behind its UDH: {e}"),
+        ),
+        e => Reject::new(CommandStatus::ESME_RINVDCS, format!("cannot encode: {e}")),
+    })
 }
 
 /// Whether `units` of `encoding` fit one SMS (140 octets) behind a UDH of `header` octets:
@@ -380,13 +455,19 @@ pub(crate) fn replacement(
     if body.is_empty() {
         return Err(Reject::new(CommandStatus::ESME_RINVMSGLEN, "empty message"));
     }
-    let info = count(&body, preference)?;
-    if info.segments > limits.max_segments {
-        return Err(Reject::new(
-            CommandStatus::ESME_RINVMSGLEN,
-            "too many segments",
-        ));
-    }
+    let segments = if preference == EncodingPreference::Force(Encoding::Binary) {
+        let info = count(&body, preference, 0)?;
+        if info.segments > limits.max_segments {
+            return Err(Reject::new(
+                CommandStatus::ESME_RINVMSGLEN,
+                "too many segments",
+            ));
+        }
+        info.segments
+    } else {
+        // Behind the message's header: the same part, or the same ports.
+        text_segments(&body, preference, m.udh.as_deref(), limits)?.1
+    };
     let (scheduled_at, expires_at) = times(
         r.schedule_delivery_time.as_bytes(),
         r.validity_period.as_bytes(),
@@ -395,7 +476,7 @@ pub(crate) fn replacement(
     )?;
     Ok(crate::submit::ReplaceWith {
         body,
-        segments: u16::try_from(info.segments).unwrap_or(u16::MAX),
+        segments: u16::try_from(segments).unwrap_or(u16::MAX),
         scheduled_at,
         expires_at,
         smpp: Some(SmppOrigin {
@@ -521,9 +602,10 @@ fn source(a: &Address, user: &User) -> Result<String, Reject> {
 }
 
 /// The body and the encoding asked for: GSM 7-bit (data_coding 0, or 1 read as IA5), Latin-1
-/// (3) and UCS-2 (8) are read as text; text that arrived as UCS-2 goes out as UCS-2, the rest
-/// in the best encoding for its characters, except a part, which keeps GSM 7-bit (it was cut
-/// to fit it). 8-bit binary (2, 4, the general group's 8-bit values, 0xF4–0xF7 and 0xFC–0xFF)
+/// (3), UCS-2 (8), Cyrillic (6), Hebrew (7), ISO-2022-JP (0x0A) and KS C 5601 (0x0E) are read
+/// as text; text that arrived as UCS-2 goes out as UCS-2, the rest in the best encoding for
+/// its characters, except a part in GSM 7-bit, ASCII or Latin-1, which keeps GSM 7-bit (it was
+/// cut to fit it). 8-bit binary (2, 4, the general group's 8-bit values, 0xF4–0xF7 and 0xFC–0xFF)
 /// is kept octet for octet, as hex ([`binary`]), and goes out as it came.
 fn text(data_coding: u8, bytes: &[u8], part: bool) -> Result<(String, EncodingPreference), Reject> {
     let decoded = decode_short_message(data_coding, false, bytes);
@@ -537,6 +619,10 @@ fn text(data_coding: u8, bytes: &[u8], part: bool) -> Result<(String, EncodingPr
             EncodingPreference::Force(Encoding::Gsm7)
         }
         Charset::Gsm7 | Charset::Gsm7Packed | Charset::Ascii | Charset::Latin1 => {
+            EncodingPreference::Auto
+        }
+        // Read as text, sent in GSM 7-bit or UCS-2 (carriers rarely take these data_codings).
+        Charset::Cyrillic | Charset::Hebrew | Charset::Iso2022Jp | Charset::KsC5601 => {
             EncodingPreference::Auto
         }
         _ => {
@@ -1185,6 +1271,116 @@ mod tests {
         );
         let no_dest = super::cancel_match(&CancelSm::default(), &user).unwrap_err();
         assert_eq!(no_dest.status, CommandStatus::ESME_RINVDSTADR);
+    }
+
+    #[test]
+    fn a_text_to_an_application_port_is_segmented_behind_its_ports() {
+        let user = test_user("acme01", None);
+        let segments_of = |d: &Draft| match d.content {
+            Content::Sms {
+                segments, encoding, ..
+            } => (encoding, segments),
+            _ => unreachable!(),
+        };
+        // Ports in the UDH, no concatenation: a whole text, 152 septets fit one segment
+        // behind the 7-octet header, more need segments of 146.
+        let header = b"\x06\x05\x04\x3e\x81\x00\x00";
+        let ported = |n: usize| {
+            let mut sm_text = header.to_vec();
+            sm_text.extend(std::iter::repeat_n(b'a', n));
+            SubmitSm {
+                esm_class: SubmitSm::ESM_CLASS_UDHI,
+                ..sm(&sm_text)
+            }
+        };
+        let d = draft(
+            &Submission::submit_sm(&ported(152)),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(d.udh.as_deref(), Some(&header[..]));
+        assert_eq!(d.body, "a".repeat(152));
+        assert_eq!(segments_of(&d), (Encoding::Gsm7, 1));
+        let d = draft(
+            &Submission::submit_sm(&ported(153)),
+            &user,
+            &Limits::default(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(segments_of(&d), (Encoding::Gsm7, 2));
+        // The port TLVs make the same header.
+        let with_tlvs = |tlvs: Vec<Tlv>| SubmitSm {
+            tlvs: Tlvs(tlvs),
+            ..sm(&[b'a'; 153])
+        };
+        let pdu = with_tlvs(vec![Tlv::u16(tag::DESTINATION_PORT, 16001)]);
+        let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(d.udh.as_deref(), Some(&header[..]));
+        assert_eq!(segments_of(&d), (Encoding::Gsm7, 2));
+        let pdu = with_tlvs(vec![
+            Tlv::u16(tag::DESTINATION_PORT, 16001),
+            Tlv::u16(tag::SOURCE_PORT, 16002),
+        ]);
+        let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(d.udh.as_deref(), Some(&b"\x06\x05\x04\x3e\x81\x3e\x82"[..]));
+        // A part the tenant cut keeps its concatenation IE, the ports join its header.
+        let mut part = b"\x05\x00\x03\x2a\x02\x01".to_vec();
+        part.extend_from_slice(b"first half");
+        let pdu = SubmitSm {
+            esm_class: SubmitSm::ESM_CLASS_UDHI,
+            tlvs: Tlvs(vec![Tlv::u16(tag::DESTINATION_PORT, 16001)]),
+            ..sm(&part)
+        };
+        let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+        assert_eq!(
+            d.udh.as_deref(),
+            Some(&b"\x0b\x05\x04\x3e\x81\x00\x00\x00\x03\x2a\x02\x01"[..])
+        );
+        assert_eq!(segments_of(&d), (Encoding::Gsm7, 1));
+        // Refusals.
+        let source_alone = with_tlvs(vec![Tlv::u16(tag::SOURCE_PORT, 1)]);
+        assert_eq!(status(&source_alone), CommandStatus::ESME_RMISSINGOPTPARAM);
+        let short = with_tlvs(vec![Tlv::u8(tag::DESTINATION_PORT, 1)]);
+        assert_eq!(status(&short), CommandStatus::ESME_RINVPARLEN);
+        let twice = SubmitSm {
+            tlvs: Tlvs(vec![Tlv::u16(tag::DESTINATION_PORT, 1)]),
+            ..ported(10)
+        };
+        assert_eq!(status(&twice), CommandStatus::ESME_RINVOPTPARAMVAL);
+    }
+
+    #[test]
+    fn legacy_character_sets_are_read_as_text() {
+        let user = test_user("acme01", None);
+        for (data_coding, octets, text) in [
+            (6u8, &b"\xbf\xe0\xd8\xd2\xd5\xe2"[..], "Привет"),
+            (7, &b"\xf9\xec\xe5\xed"[..], "שלום"),
+            (0x0E, &b"\xc7\xd1\xb1\xb9"[..], "한국"),
+        ] {
+            let pdu = SubmitSm {
+                data_coding,
+                ..sm(octets)
+            };
+            let d = draft(&Submission::submit_sm(&pdu), &user, &Limits::default(), NOW).unwrap();
+            assert_eq!(d.body, text);
+            assert!(matches!(
+                d.content,
+                Content::Sms {
+                    encoding: Encoding::Ucs2,
+                    ..
+                }
+            ));
+            assert_eq!(d.data_coding, None, "sent in UCS-2, not as it came");
+        }
+        // JIS X 0208 without escapes: no text to read.
+        let jis = SubmitSm {
+            data_coding: 5,
+            ..sm(b"\x30\x21")
+        };
+        assert_eq!(status(&jis), CommandStatus::ESME_RINVDCS);
     }
 
     #[test]

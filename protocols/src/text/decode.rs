@@ -7,10 +7,14 @@
 //! | 3 | Latin-1 |
 //! | 8 | UCS-2 / UTF-16BE |
 //! | 2, 4 | binary, no text |
+//! | 6 | Cyrillic, ISO 8859-5 |
+//! | 7 | Latin/Hebrew, ISO 8859-8 |
+//! | 0x0A | ISO-2022-JP |
+//! | 0x0E | KS C 5601, in its EUC-KR form (the octets Korean SMSCs send) |
 //! | 0x10–0x7F (GSM DCS general group, uncompressed) | by the alphabet bits: GSM-7, 8-bit binary, UCS-2 |
 //! | 0xC0–0xDF / 0xE0–0xEF (message waiting groups) | GSM-7 / UCS-2 |
 //! | 0xF0–0xFF (data coding/message class group) | GSM-7 or 8-bit binary by bit 2 |
-//! | anything else (JIS, Cyrillic, Hebrew, KS C 5601, compressed, reserved) | unsupported: binary |
+//! | anything else (JIS X 0208 and X 0212 without escapes, pictograms, compressed, reserved) | unsupported: binary |
 //!
 //! **The data_coding 0 quirk.** SMPP defines 0 as "SMSC default alphabet", and some SMSCs' default
 //! is Latin-1 or plain ASCII rather than GSM 03.38. Unpacked GSM never has an octet above 0x7F,
@@ -55,6 +59,14 @@ pub enum Charset {
     Latin1,
     /// UCS-2 / UTF-16BE.
     Ucs2,
+    /// ISO 8859-5 (data_coding 6).
+    Cyrillic,
+    /// ISO 8859-8 (data_coding 7).
+    Hebrew,
+    /// ISO-2022-JP (data_coding 0x0A).
+    Iso2022Jp,
+    /// KS C 5601 as EUC-KR (data_coding 0x0E).
+    KsC5601,
     /// 8-bit data.
     Binary,
     /// A data_coding this crate does not decode (the payload is returned as binary).
@@ -129,6 +141,10 @@ pub fn decode_short_message_with(
         Charset::Gsm7Packed => Body::Text(gsm7::decode_packed(payload, fill)),
         Charset::Ascii | Charset::Latin1 => Body::Text(latin1::decode(payload)),
         Charset::Ucs2 => Body::Text(ucs2::decode(payload)),
+        Charset::Cyrillic => Body::Text(legacy(encoding_rs::ISO_8859_5, payload)),
+        Charset::Hebrew => Body::Text(legacy(encoding_rs::ISO_8859_8, payload)),
+        Charset::Iso2022Jp => Body::Text(legacy(encoding_rs::ISO_2022_JP, payload)),
+        Charset::KsC5601 => Body::Text(legacy(encoding_rs::EUC_KR, payload)),
         Charset::Binary | Charset::Unsupported => Body::Binary(payload.to_vec()),
     };
     DecodedText {
@@ -138,6 +154,11 @@ pub fn decode_short_message_with(
         udh_error,
         body,
     }
+}
+
+/// `payload` decoded from a legacy character set, U+FFFD for what does not decode.
+fn legacy(encoding: &'static encoding_rs::Encoding, payload: &[u8]) -> String {
+    encoding.decode_without_bom_handling(payload).0.into_owned()
 }
 
 /// The charset for a data_coding (SMPP 3.4 §5.2.19, GSM 03.38 §4 for values from 0x10).
@@ -159,7 +180,11 @@ pub fn charset_for(data_coding: u8, opts: &DecodeOptions, payload: &[u8]) -> Cha
         0x01 => Charset::Ascii,
         0x02 | 0x04 => Charset::Binary,
         0x03 => Charset::Latin1,
+        0x06 => Charset::Cyrillic,
+        0x07 => Charset::Hebrew,
         0x08 => Charset::Ucs2,
+        0x0A => Charset::Iso2022Jp,
+        0x0E => Charset::KsC5601,
         0x10..=0x7F if data_coding & 0x20 == 0 => match (data_coding >> 2) & 0x03 {
             0 => gsm,
             1 => Charset::Binary,
@@ -204,9 +229,29 @@ mod tests {
             decode_short_message(0xF4, false, b"x").charset,
             Charset::Binary
         );
+        // JIS X 0208 without escapes, compressed GSM text: no text to read.
+        for dc in [0x05, 0x0D, 0x20] {
+            let d = decode_short_message(dc, false, b"\x30\x21");
+            assert_eq!(d.charset, Charset::Unsupported);
+            assert_eq!(d.body, Body::Binary(vec![0x30, 0x21]));
+        }
+    }
+
+    #[test]
+    fn legacy_character_sets() {
+        let cases: [(u8, &[u8], &str); 4] = [
+            (6, b"\xBF\xE0\xD8\xD2\xD5\xE2", "Привет"),
+            (7, b"\xF9\xEC\xE5\xED", "שלום"),
+            (0x0A, b"\x1B$BF|K\\\x1B(B", "日本"),
+            (0x0E, b"\xC7\xD1\xB1\xB9", "한국"),
+        ];
+        for (dc, octets, text) in cases {
+            assert_eq!(decode_short_message(dc, false, octets).text(), Some(text));
+        }
+        // What does not decode is replaced, never dropped.
         assert_eq!(
-            decode_short_message(6, false, b"x").charset,
-            Charset::Unsupported
+            decode_short_message(0x0E, false, b"a\xFF").text(),
+            Some("a\u{FFFD}")
         );
     }
 

@@ -51,7 +51,7 @@ pub use segment::{
     count_segments, count_segments_behind, encode_message, encode_message_behind, Concat,
     EncodeOptions, EncodedMessage, Limits, Segment, SegmentInfo,
 };
-pub use udh::{parse_udh, write_concat, Udh, UdhError};
+pub use udh::{parse_udh, with_ports, write_concat, Udh, UdhError};
 
 /// U+FFFD, written in place of codes that decode to nothing.
 pub const REPLACEMENT: char = '\u{FFFD}';

@@ -182,6 +182,20 @@ pub fn without_concat(header: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A user data header (UDHL included) with the 16-bit application port IE (0x05) first, then
+/// the IEs of `header` (UDHL included) if one is given; `None` when the result would exceed
+/// the 255 octets a UDHL can count.
+pub fn with_ports(dest: u16, source: u16, header: Option<&[u8]>) -> Option<Vec<u8>> {
+    let [d1, d2] = dest.to_be_bytes();
+    let [s1, s2] = source.to_be_bytes();
+    let others = header.and_then(|h| h.get(1..)).unwrap_or_default();
+    let udhl = u8::try_from(6 + others.len()).ok()?;
+    let mut out = Vec::with_capacity(7 + others.len());
+    out.extend_from_slice(&[udhl, IE_PORTS_16, 4, d1, d2, s1, s2]);
+    out.extend_from_slice(others);
+    Some(out)
+}
+
 fn valid_concat(total: u8, seq: u8) -> bool {
     total != 0 && seq != 0 && seq <= total
 }
@@ -245,6 +259,23 @@ pub const fn udh_septets(udh_len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_go_first_before_the_given_ies() {
+        assert_eq!(
+            with_ports(2948, 9200, None),
+            Some(vec![6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0])
+        );
+        let header = with_ports(1, 2, Some(&[5, 0x00, 3, 9, 2, 1])).unwrap();
+        assert_eq!(header, [11, 0x05, 4, 0, 1, 0, 2, 0x00, 3, 9, 2, 1]);
+        let (udh, rest) = parse_udh(&header).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(udh.ports.map(|p| (p.dest, p.source)), Some((1, 2)));
+        assert_eq!(udh.concat.map(|c| c.seq), Some(1));
+        let mut full = vec![250, 0x70, 248];
+        full.resize(251, 0);
+        assert_eq!(with_ports(1, 2, Some(&full)), None);
+    }
 
     #[test]
     fn concat_and_ports() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use switchyard_ops::config::EgressPolicy;
 use switchyard_protocols::text::{
-    count_segments, Concat, EncodeOptions, Encoding, EncodingPreference, SegmentInfo,
+    count_segments_behind, Concat, EncodeOptions, Encoding, EncodingPreference, SegmentInfo,
 };
 use switchyard_routing::{Channel, Priority};
 
@@ -56,8 +56,8 @@ pub(crate) struct SendRequest {
     #[serde(default)]
     pub(crate) body: Option<String>,
     /// `auto` (default), `gsm7`, `ucs2`, or `binary`: 8-bit data, `body` then being its octets
-    /// as hex (two digits each, as `GET /v1/messages/{id}` shows them), with optional `udh`,
-    /// `source_port`/`destination_port` and `data_coding`.
+    /// as hex (two digits each, as `GET /v1/messages/{id}` shows them), with optional `udh`
+    /// and `data_coding`.
     pub(crate) encoding: Option<String>,
     /// Binary SMS only: a user data header as hex, its length octet (UDHL) included, e.g.
     /// `027000` for a SIM toolkit command packet. Its IEs go in every segment (after the
@@ -65,11 +65,12 @@ pub(crate) struct SendRequest {
     /// of its own the message is one part the sender cut, sent as exactly one segment.
     #[schema(example = "027000")]
     pub(crate) udh: Option<String>,
-    /// Binary SMS only: application port addressing, the destination port (0–65535; 2948 for
-    /// a WAP push), sent as the 16-bit port IE (0x05) in every segment's user data header.
+    /// SMS only, text or binary: application port addressing, the destination port (0–65535;
+    /// 2948 for a WAP push), sent as the 16-bit port IE (0x05) in every segment's user data
+    /// header (a long text's segments are counted behind it).
     #[schema(example = 2948)]
     pub(crate) destination_port: Option<i64>,
-    /// Binary SMS only, with `destination_port`: the originator port (0–65535, default 0).
+    /// SMS only, with `destination_port`: the originator port (0–65535, default 0).
     #[schema(example = 9200)]
     pub(crate) source_port: Option<i64>,
     /// Binary SMS only: the SMPP data_coding, an 8-bit value: 4 (the default), 2, 0x14–0x17,
@@ -430,8 +431,9 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
         (body, info.encoding, info.segments, None, None)
     } else {
         non_empty(&body)?;
-        let info = segments(&body, common.preference, limits)?;
-        (body, info.encoding, info.segments, None, None)
+        let udh = text_ports(req.destination_port, req.source_port)?;
+        let info = segments_behind(&body, common.preference, udh.as_deref(), limits)?;
+        (body, info.encoding, info.segments, udh, None)
     };
     Ok(ValidSms {
         to: to.into(),
@@ -455,20 +457,34 @@ pub(crate) fn validate(req: SendRequest, limits: &Limits) -> Result<ValidSms, Pr
     })
 }
 
-/// 422 when a binary SMS's option (`udh`, the ports, `data_coding`) comes without
-/// `"encoding": "binary"`.
+/// 422 when a binary SMS's option (`udh`, `data_coding`) comes without `"encoding":
+/// "binary"`, or an SMS's ports come on another channel.
 fn binary_options_need_binary(req: &SendRequest) -> Result<(), Problem> {
-    if req.encoding.as_deref() == Some("binary") {
+    sms_options_need_sms(
+        req.channel.as_deref(),
+        req.destination_port,
+        req.source_port,
+    )?;
+    binary_options_given(
+        req.encoding.as_deref(),
+        req.udh.is_some(),
+        req.data_coding.is_some(),
+    )
+}
+
+/// 422 `binary_option_without_binary_encoding` when `udh` or `data_coding` is given for a
+/// text (a text's data_coding follows its encoding; its header holds only the ports).
+pub(crate) fn binary_options_given(
+    encoding: Option<&str>,
+    udh: bool,
+    data_coding: bool,
+) -> Result<(), Problem> {
+    if encoding == Some("binary") {
         return Ok(());
     }
-    match [
-        ("udh", req.udh.is_some()),
-        ("destination_port", req.destination_port.is_some()),
-        ("source_port", req.source_port.is_some()),
-        ("data_coding", req.data_coding.is_some()),
-    ]
-    .iter()
-    .find_map(|(f, given)| given.then_some(*f))
+    match [("udh", udh), ("data_coding", data_coding)]
+        .iter()
+        .find_map(|(f, given)| given.then_some(*f))
     {
         Some(field) => Err(Problem::invalid(
             field,
@@ -477,6 +493,67 @@ fn binary_options_need_binary(req: &SendRequest) -> Result<(), Problem> {
         )),
         None => Ok(()),
     }
+}
+
+/// 422 `sms_option_without_sms_channel` when application ports are asked for on a channel
+/// other than SMS (they address an application on the phone, in an SMS's user data header).
+fn sms_options_need_sms(
+    channel: Option<&str>,
+    destination_port: Option<i64>,
+    source_port: Option<i64>,
+) -> Result<(), Problem> {
+    let channel = channel.unwrap_or("sms");
+    if channel == "sms" {
+        return Ok(());
+    }
+    match [
+        ("destination_port", destination_port.is_some()),
+        ("source_port", source_port.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, given)| given.then_some(*f))
+    {
+        Some(field) => Err(Problem::invalid(
+            field,
+            "sms_option_without_sms_channel",
+            format!("{field} addresses an application on the phone: SMS only, not {channel}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Application port addressing as asked: the destination port and the originator port (0
+/// when not given). 422 `invalid_port` outside 0–65535 or for a source_port alone.
+fn ports(
+    destination_port: Option<i64>,
+    source_port: Option<i64>,
+) -> Result<Option<(u16, u16)>, Problem> {
+    let port = |field: &'static str, v: i64| {
+        u16::try_from(v)
+            .map_err(|_| Problem::invalid(field, "invalid_port", format!("{field} is 0 to 65535")))
+    };
+    match (destination_port, source_port) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Problem::invalid(
+            "source_port",
+            "invalid_port",
+            "source_port needs destination_port",
+        )),
+        (Some(d), s) => Ok(Some((
+            port("destination_port", d)?,
+            s.map(|s| port("source_port", s)).transpose()?.unwrap_or(0),
+        ))),
+    }
+}
+
+/// A text's user data header: the 16-bit port IE when ports are asked for, which every
+/// segment carries (after the concatenation IE of a long text).
+pub(crate) fn text_ports(
+    destination_port: Option<i64>,
+    source_port: Option<i64>,
+) -> Result<Option<Vec<u8>>, Problem> {
+    Ok(ports(destination_port, source_port)?
+        .and_then(|(dest, source)| switchyard_protocols::text::with_ports(dest, source, None)))
 }
 
 /// The options of a binary SMS, as received.
@@ -517,24 +594,7 @@ pub(crate) fn binary_body(
                 )
             })?,
     };
-    let port = |field: &'static str, v: i64| {
-        u16::try_from(v)
-            .map_err(|_| Problem::invalid(field, "invalid_port", format!("{field} is 0 to 65535")))
-    };
-    let ports = match (f.destination_port, f.source_port) {
-        (None, None) => None,
-        (None, Some(_)) => {
-            return Err(Problem::invalid(
-                "source_port",
-                "invalid_port",
-                "source_port needs destination_port",
-            ))
-        }
-        (Some(d), s) => Some((
-            port("destination_port", d)?,
-            s.map(|s| port("source_port", s)).transpose()?.unwrap_or(0),
-        )),
-    };
+    let ports = ports(f.destination_port, f.source_port)?;
     let bad_udh = |d: String| Problem::invalid("udh", "invalid_udh", d);
     let given = match f.udh {
         None => None,
@@ -566,18 +626,11 @@ pub(crate) fn binary_body(
     // The port IE first, then the given header's IEs.
     let udh = match (ports, given) {
         (None, given) => given,
-        (Some((dest, source)), given) => {
-            let [d1, d2] = dest.to_be_bytes();
-            let [s1, s2] = source.to_be_bytes();
-            let mut ies = vec![0x05, 4, d1, d2, s1, s2];
-            ies.extend(given.iter().flat_map(|g| g.iter().skip(1).copied()));
-            let mut header = Vec::with_capacity(ies.len() + 1);
-            header.push(u8::try_from(ies.len()).map_err(|_| {
-                bad_udh("the user data header and the port IE exceed 255 octets".into())
-            })?);
-            header.extend(ies);
-            Some(header)
-        }
+        (Some((dest, source)), given) => Some(
+            switchyard_protocols::text::with_ports(dest, source, given.as_deref()).ok_or_else(
+                || bad_udh("the user data header and the port IE exceed 255 octets".into()),
+            )?,
+        ),
     };
     binary_sms(body, udh, data_coding, limits.max_segments).map_err(|e| match e {
         BinaryError::NotHex(..) => Problem::invalid(
@@ -1345,12 +1398,24 @@ pub(crate) fn segments(
     preference: EncodingPreference,
     limits: &Limits,
 ) -> Result<SegmentInfo, Problem> {
+    segments_behind(body, preference, None, limits)
+}
+
+/// [`segments`] for a text whose every segment carries the IEs of `udh` (UDHL included: the
+/// ports) besides the concatenation IE.
+pub(crate) fn segments_behind(
+    body: &str,
+    preference: EncodingPreference,
+    udh: Option<&[u8]>,
+    limits: &Limits,
+) -> Result<SegmentInfo, Problem> {
     let opts = EncodeOptions {
         encoding: preference,
         concat: Concat::Udh8,
         ..EncodeOptions::default()
     };
-    let info = count_segments(body, &opts).map_err(|e| {
+    let ies = udh.map_or(0, |h| h.len().saturating_sub(1));
+    let info = count_segments_behind(body, ies, &opts).map_err(|e| {
         Problem::invalid(
             "body",
             "unencodable_body",
@@ -1852,6 +1917,11 @@ mod tests {
                 serde_json::json!({"channel": "email", "to": "a@example.org", "subject": "s",
                                    "encoding": null, "destination_port": 1}),
                 "destination_port",
+                "sms_option_without_sms_channel",
+            ),
+            (
+                serde_json::json!({"encoding": "gsm7", "udh": "027000"}),
+                "udh",
                 "binary_option_without_binary_encoding",
             ),
             (
@@ -1869,6 +1939,58 @@ mod tests {
             assert_eq!((p.field, p.code), (Some(field), code), "{extra}: {p:?}");
             assert_eq!(p.status, 422);
         }
+    }
+
+    #[test]
+    fn a_text_takes_application_ports_in_every_segment() {
+        let text = |body: String, ports: serde_json::Value| {
+            let mut full = serde_json::json!({"to": "+447400123456", "from": "Acme",
+                                              "body": body});
+            for (k, v) in ports.as_object().unwrap() {
+                full[k] = v.clone();
+            }
+            validate(req(full), &Limits::default())
+        };
+        let ported = text(
+            "PING".into(),
+            serde_json::json!({"destination_port": 16001}),
+        )
+        .unwrap();
+        assert_eq!(
+            ported.udh.as_deref(),
+            Some(&[6, 5, 4, 0x3E, 0x81, 0, 0][..])
+        );
+        assert_eq!((ported.encoding, ported.segments), (Encoding::Gsm7, 1));
+        assert_eq!(ported.data_coding, None);
+        // 152 GSM septets fit one segment behind the ports, 146 each behind concatenation too;
+        // UCS-2: 66 characters, then 63 each.
+        let count = |body: String| {
+            text(
+                body,
+                serde_json::json!({"destination_port": 1, "source_port": 2}),
+            )
+            .unwrap()
+            .segments
+        };
+        assert_eq!(
+            (
+                count("a".repeat(152)),
+                count("a".repeat(153)),
+                count("a".repeat(292)),
+                count("a".repeat(293))
+            ),
+            (1, 2, 2, 3)
+        );
+        assert_eq!((count("é€ж".repeat(22)), count("é€ж".repeat(23))), (1, 2));
+        let p = text(
+            "PING".into(),
+            serde_json::json!({"destination_port": 65536}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (p.field, p.code),
+            (Some("destination_port"), "invalid_port")
+        );
     }
 
     #[test]
