@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use switchyard_protocols::text::{count_segments, EncodeOptions};
+use switchyard_protocols::text::{count_segments_behind, parse_udh, EncodeOptions};
 use tokio::sync::Notify;
 
 use crate::domain::Priority;
@@ -257,13 +257,21 @@ impl<T> FairQueue<T> {
     }
 }
 
-/// What sending `job` costs: the segments it still has to send (at least 1).
+/// What sending `job` costs: the segments it still has to send (at least 1), counted behind
+/// the IEs of its header (the ports); a part the tenant cut is one.
 pub(crate) fn cost(job: &Job) -> u32 {
     let opts = EncodeOptions {
         encoding: job.encoding,
         ..EncodeOptions::default()
     };
-    let total = count_segments(&job.body, &opts).map_or(1, |i| i.segments);
+    let ies = match job.udh.as_deref().map(parse_udh) {
+        None => Some(0),
+        Some(Ok((udh, _))) if udh.concat.is_none() => Some(udh.len.saturating_sub(1)),
+        Some(_) => None,
+    };
+    let total = ies.map_or(1, |ies| {
+        count_segments_behind(&job.body, ies, &opts).map_or(1, |i| i.segments)
+    });
     let left = total.saturating_sub(job.sent_segments.len()).max(1);
     u32::try_from(left).unwrap_or(u32::MAX)
 }
@@ -511,6 +519,16 @@ mod tests {
         j.body = "x".repeat(400);
         assert_eq!(cost(&j), 3);
         j.sent_segments = vec![0, 1];
+        assert_eq!(cost(&j), 1);
+        // Behind ports: 152 septets in one segment, then 146 each.
+        j.sent_segments.clear();
+        j.udh = Some(bytes::Bytes::from_static(&[6, 5, 4, 0x3E, 0x81, 0, 0]));
+        j.body = "x".repeat(292);
+        assert_eq!(cost(&j), 2);
+        j.body.push('x');
+        assert_eq!(cost(&j), 3);
+        // A part the tenant cut is one segment.
+        j.udh = Some(bytes::Bytes::from_static(&[5, 0, 3, 9, 2, 1]));
         assert_eq!(cost(&j), 1);
     }
 }
