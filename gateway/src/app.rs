@@ -342,6 +342,9 @@ pub async fn start(
     }
 
     let metrics = crate::api::ops::metrics_recorder();
+    if let Some(handle) = metrics.clone() {
+        tokio::spawn(crate::api::ops::metrics_upkeep(handle, shutdown_rx.clone()));
+    }
     let auth: Box<dyn Authenticator> = Box::new(ConfigKeys(config.clone()));
     let limits = api::validate::Limits {
         max_call_s: u32::try_from(config.voice.max_duration.as_secs()).unwrap_or(u32::MAX),

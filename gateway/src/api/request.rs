@@ -11,7 +11,7 @@
 //! never the path itself, which may hold a phone number) and the method.
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -37,8 +37,9 @@ fn acceptable(s: &str) -> bool {
 }
 
 /// The middleware: picks the id, runs the request in its span, times it, puts the id on the
-/// answer. A 5xx answer is logged as a warning (the handler has said why, in the same span);
-/// others at debug level.
+/// answer. A 5xx answer is logged as a warning (the handler has said why, in the same span),
+/// except a 503 with Retry-After (overload refused on purpose, counted in
+/// `switchyard_api_request_seconds{status="503"}`); others at debug level.
 pub(crate) async fn layer(request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let id = choose(request.headers().get(&HEADER));
@@ -58,8 +59,12 @@ pub(crate) async fn layer(request: Request, next: Next) -> Response {
         "status" => status.as_str().to_owned()
     )
     .record(started.elapsed().as_secs_f64());
+    // A 503 that says when to retry is backpressure working (overload, queues full), not a
+    // failure: at thousands a second, a warning each would cost more than the refusal.
+    let backpressure = status == StatusCode::SERVICE_UNAVAILABLE
+        && response.headers().contains_key(header::RETRY_AFTER);
     span.in_scope(|| {
-        if status.is_server_error() {
+        if status.is_server_error() && !backpressure {
             tracing::warn!(status = status.as_u16(), "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), "request answered");
