@@ -8,10 +8,12 @@
 //!   requests at once per endpoint (scheme, host, port) with at most [`ENDPOINT_BACKLOG`]
 //!   waiting for it; `max_in_flight_per_tenant` webhooks of one tenant being sent or waiting,
 //!   first attempts and retries together.
-//! - **A saturated endpoint's retries move forward.** A due outbox row whose tenant or
-//!   endpoint has no room is not attempted: its `next_at` moves [`SATURATED_DEFER`] (plus
-//!   jitter) ahead, so the rows of a tarpit do not fill every retry round while other
-//!   tenants' rows wait behind them.
+//! - **A saturated tenant's retries wait in the store, unread.** Each round reads the due
+//!   outbox rows per tenant, no more of a tenant's than it has free slots (and an even share
+//!   of the round), so a tenant whose webhooks are all in flight costs no reads and no writes,
+//!   and never holds the others' rows back. A row read anyway whose tenant or endpoint has no
+//!   room (taken in the meantime) is not attempted: its `next_at` moves [`SATURATED_DEFER`]
+//!   (plus jitter) ahead.
 //! - **Bounded memory.** Besides the budgets above, at most [`RETRY_BATCH`] retries per round
 //!   are read; a response body is read up to [`MAX_RESPONSE_BODY`] bytes for at most
 //!   [`BODY_GRACE`] (so the connection can be reused) and otherwise dropped with its
@@ -49,7 +51,7 @@ use super::signing;
 use crate::domain::{event_id, EventWrite, SharedDirectory};
 use crate::domain::{now_ms, UnixMs, Update};
 use crate::egress::Connector;
-use crate::store::events::{EventStore, OutboxEntry};
+use crate::store::events::{EventStore, OutboxEntry, OutboxRoom};
 use crate::store::Store;
 
 /// First attempts in memory at once, over all endpoints.
@@ -369,6 +371,24 @@ impl Webhooks {
         None
     }
 
+    /// What the next read of the outbox may return: [`RETRY_BATCH`] rows, no more of a tenant's
+    /// than it has free slots. The rows of a tenant whose slots are all taken are not read at
+    /// all, so a saturated endpoint costs no reads and no writes until it has room again.
+    fn retry_room(&self) -> OutboxRoom {
+        let max = self.settings.max_in_flight_per_tenant.max(1);
+        let tenants = self
+            .tenants
+            .lock()
+            .iter()
+            .map(|(t, n)| (t.clone(), max.saturating_sub(*n)))
+            .collect();
+        OutboxRoom {
+            total: RETRY_BATCH,
+            per_tenant: max,
+            tenants,
+        }
+    }
+
     /// A slot among `tenant`'s webhooks in flight, if it has one free.
     fn tenant_slot(&self, tenant: &str) -> Option<TenantSlot> {
         let mut counts = self.tenants.lock();
@@ -440,7 +460,7 @@ impl Webhooks {
                     retrying.remove(&id);
                 }
             }
-            let due = match self.events.outbox_due(now_ms(), RETRY_BATCH).await {
+            let due = match self.events.outbox_due(now_ms(), self.retry_room()).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!("reading the webhook outbox failed: {e}");

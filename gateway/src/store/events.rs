@@ -52,6 +52,39 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
 }
 
+/// How many due rows one read of the outbox may return: in all, and per tenant (the tenant's
+/// free webhook slots). A tenant with no room has none of its rows read, so a tenant whose
+/// endpoint is saturated costs the store nothing while it is, and never holds the others
+/// back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxRoom {
+    /// Rows in all.
+    pub total: usize,
+    /// Rows of one tenant, at most.
+    pub per_tenant: usize,
+    /// Tenants with less room than `per_tenant`, and how much they have.
+    pub tenants: std::collections::HashMap<String, usize>,
+}
+
+impl OutboxRoom {
+    /// Room for `limit` rows, whoever's they are.
+    pub fn any(limit: usize) -> Self {
+        OutboxRoom {
+            total: limit,
+            per_tenant: limit,
+            tenants: std::collections::HashMap::new(),
+        }
+    }
+
+    /// How many of `tenant`'s rows may be read when `active` tenants have due rows: its room,
+    /// and no more than an even share of the total, so every tenant is read in every round.
+    pub fn of(&self, tenant: &str, active: usize) -> usize {
+        let room = self.tenants.get(tenant).copied().unwrap_or(self.per_tenant);
+        let share = self.total.div_ceil(active.max(1));
+        room.min(share)
+    }
+}
+
 /// One endpoint's webhooks in the outbox, for one tenant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxTally {
@@ -115,11 +148,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// if any.
     fn named_cursor(&self, name: &str) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
 
-    /// Outbox rows due at `now` (not dead), soonest first, at most `limit`.
+    /// Outbox rows due at `now` (not dead), within `room`: each tenant's soonest, read from
+    /// an index over `(tenant, next_at)` (tenants found by seeking from one to the next), and
+    /// returned soonest first.
     fn outbox_due(
         &self,
         now: UnixMs,
-        limit: usize,
+        room: OutboxRoom,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
 
     /// Rows waiting for a retry (not dead).

@@ -14,7 +14,9 @@ use crate::domain::OptOutChange;
 use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
-use crate::store::events::{EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxTally};
+use crate::store::events::{
+    EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxRoom, OutboxTally,
+};
 use crate::store::StoreError;
 
 /// After an inbound message's row: its event, and the opt-out change its keyword asks for (a
@@ -570,17 +572,53 @@ impl EventStore for PostgresStore {
     fn outbox_due(
         &self,
         now: UnixMs,
-        limit: usize,
+        room: OutboxRoom,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
         self.read(move |db| {
             Box::pin(async move {
+                // The tenants with live rows: one index seek each (a loose index scan), not a
+                // walk over every row.
+                let tenants: Vec<String> = db
+                    .query(
+                        "WITH RECURSIVE t(tenant) AS ( \
+                           (SELECT tenant FROM webhook_outbox WHERE NOT dead \
+                            ORDER BY tenant LIMIT 1) \
+                           UNION ALL \
+                           SELECT (SELECT o.tenant FROM webhook_outbox o \
+                                   WHERE NOT o.dead AND o.tenant > t.tenant \
+                                   ORDER BY o.tenant LIMIT 1) \
+                           FROM t WHERE t.tenant IS NOT NULL) \
+                         SELECT tenant FROM t WHERE tenant IS NOT NULL",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get(0))
+                    .collect::<Result<_, _>>()?;
+                let mut left = room.total;
+                let mut names = Vec::new();
+                let mut limits = Vec::new();
+                for t in tenants.iter() {
+                    let n = room.of(t, tenants.len()).min(left);
+                    if n > 0 {
+                        left -= n;
+                        names.push(t.as_str());
+                        limits.push(super::limit_param(n));
+                    }
+                }
+                if names.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let rows = db
                     .query(
                         &format!(
-                            "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox \
-                             WHERE NOT dead AND next_at <= $1 ORDER BY next_at, id LIMIT $2"
+                            "SELECT o.* FROM unnest($1::text[], $2::bigint[]) AS w(tenant, n) \
+                             CROSS JOIN LATERAL (SELECT {OUTBOX_COLUMNS} FROM webhook_outbox \
+                               WHERE tenant = w.tenant AND NOT dead AND next_at <= $3 \
+                               ORDER BY next_at, id LIMIT w.n) AS o \
+                             ORDER BY o.next_at, o.id"
                         ),
-                        &[&now, &super::limit_param(limit)],
+                        &[&names, &limits, &now],
                     )
                     .await?;
                 all(&rows, outbox_from_row)

@@ -15,8 +15,8 @@ use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{
-    EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxTally, ENDPOINT_HEALTH_KEPT,
-    ENDPOINT_HEALTH_KEPT_MS,
+    EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxRoom, OutboxTally,
+    ENDPOINT_HEALTH_KEPT, ENDPOINT_HEALTH_KEPT_MS,
 };
 use crate::store::StoreError;
 
@@ -456,15 +456,42 @@ impl EventStore for SqliteStore {
     fn outbox_due(
         &self,
         now: UnixMs,
-        limit: usize,
+        room: OutboxRoom,
     ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE dead = 0 AND next_at <= ?1 \
-                 ORDER BY next_at LIMIT ?2"
-            ))?
-            .query_map(params![now, limit as i64], outbox_from_row)?
-            .collect()
+            // The tenants with live rows: one index seek each (a loose index scan), not a walk
+            // over every row.
+            let mut next = conn.prepare_cached(
+                "SELECT tenant FROM webhook_outbox WHERE dead = 0 AND tenant > ?1 \
+                 ORDER BY tenant LIMIT 1",
+            )?;
+            let mut tenants: Vec<String> = Vec::new();
+            while let Some(t) = next
+                .query_row([tenants.last().map_or("", String::as_str)], |row| {
+                    row.get(0)
+                })
+                .optional()?
+            {
+                tenants.push(t);
+            }
+            let mut due = conn.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox \
+                 WHERE dead = 0 AND tenant = ?1 AND next_at <= ?2 ORDER BY next_at LIMIT ?3"
+            ))?;
+            let mut out = Vec::new();
+            for t in &tenants {
+                let n = room
+                    .of(t, tenants.len())
+                    .min(room.total.saturating_sub(out.len()));
+                if n > 0 {
+                    let rows = due.query_map(params![t, now, n as i64], outbox_from_row)?;
+                    for row in rows {
+                        out.push(row?);
+                    }
+                }
+            }
+            out.sort_by_key(|e| (e.next_at, e.id));
+            Ok(out)
         })
     }
 

@@ -67,6 +67,9 @@
 //! - (v21) `inbound.provider_id`: a chat inbound message's id on its platform, unique per
 //!   account (`inbound_provider_id` on `(carrier, provider_id)` where set): a webhook sent
 //!   again is stored once.
+//! - (v23) `webhook_outbox_tenant_due`: the outbox's live rows by `(tenant, next_at)`, read
+//!   per tenant (tenants found by seeking from one to the next) instead of soonest first over
+//!   all tenants; `webhook_outbox_due` is dropped.
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -488,6 +491,12 @@ CREATE INDEX webhook_health_updated ON webhook_health (updated_at);
 ALTER TABLE inbound ADD COLUMN provider_id TEXT;
 CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
     WHERE provider_id IS NOT NULL;
+"#,
+    // v23: the webhook outbox's due rows are read per tenant, each tenant's soonest first,
+    // only for tenants with free webhook slots.
+    r#"
+CREATE INDEX webhook_outbox_tenant_due ON webhook_outbox (tenant, next_at) WHERE dead = 0;
+DROP INDEX webhook_outbox_due;
 "#,
 ];
 

@@ -6,6 +6,7 @@ use super::Harness;
 use crate::domain::{
     Applied, EventWrite, InboundMessage, MessageId, OptOut, SmppOrigin, Status, Update,
 };
+use crate::store::events::OutboxRoom;
 
 pub(crate) async fn the_history_is_an_ordered_per_tenant_event_log(h: &mut dyn Harness) {
     let store = h.store();
@@ -105,8 +106,15 @@ pub(crate) async fn outbox_rows_retry_die_and_replay(h: &mut dyn Harness) {
         })])
         .await
         .unwrap();
-    assert!(store.outbox_due(T0 + 99, 10).await.unwrap().is_empty());
-    let due = store.outbox_due(T0 + 100, 10).await.unwrap();
+    assert!(store
+        .outbox_due(T0 + 99, OutboxRoom::any(10))
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store
+        .outbox_due(T0 + 100, OutboxRoom::any(10))
+        .await
+        .unwrap();
     assert_eq!(due.len(), 1);
     let row = due[0].id;
     store
@@ -116,7 +124,11 @@ pub(crate) async fn outbox_rows_retry_die_and_replay(h: &mut dyn Harness) {
         })])
         .await
         .unwrap();
-    assert!(store.outbox_due(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(store
+        .outbox_due(i64::MAX, OutboxRoom::any(10))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.dead_letters("a", 0, 10).await.unwrap().len(), 1);
     assert!(store.dead_letters("b", 0, 10).await.unwrap().is_empty());
     let replayed = store
@@ -138,7 +150,11 @@ pub(crate) async fn outbox_rows_retry_die_and_replay(h: &mut dyn Harness) {
         .unwrap();
     assert_eq!(replayed, vec![Applied::Rows(1)]);
     assert_eq!(
-        store.outbox_due(T0 + 1000, 10).await.unwrap()[0].attempts,
+        store
+            .outbox_due(T0 + 1000, OutboxRoom::any(10))
+            .await
+            .unwrap()[0]
+            .attempts,
         0
     );
     store
@@ -177,11 +193,21 @@ pub(crate) async fn outbox_rows_are_retried_deferred_and_done(h: &mut dyn Harnes
         .unwrap();
     assert_eq!(store.outbox_depth().await.unwrap(), 2);
     // Soonest first, dead letters never.
-    let due = store.outbox_due(T0 + 20, 10).await.unwrap();
+    let due = store
+        .outbox_due(T0 + 20, OutboxRoom::any(10))
+        .await
+        .unwrap();
     assert_eq!(due.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
     assert_eq!(due[1].url, "http://a/");
     assert_eq!((due[1].attempts, due[1].first_at), (1, T0));
-    assert_eq!(store.outbox_due(T0 + 20, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .outbox_due(T0 + 20, OutboxRoom::any(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let (first, second) = (due[1].id, due[0].id);
 
     let applied = store
@@ -200,8 +226,15 @@ pub(crate) async fn outbox_rows_are_retried_deferred_and_done(h: &mut dyn Harnes
         .await
         .unwrap();
     assert_eq!(applied, vec![Applied::Rows(1), Applied::Rows(1)]);
-    assert!(store.outbox_due(T0 + 399, 10).await.unwrap().is_empty());
-    let due = store.outbox_due(T0 + 500, 10).await.unwrap();
+    assert!(store
+        .outbox_due(T0 + 399, OutboxRoom::any(10))
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store
+        .outbox_due(T0 + 500, OutboxRoom::any(10))
+        .await
+        .unwrap();
     assert_eq!(
         due.iter().map(|e| e.id).collect::<Vec<_>>(),
         [second, first]
@@ -239,8 +272,64 @@ pub(crate) async fn outbox_rows_are_retried_deferred_and_done(h: &mut dyn Harnes
         .unwrap();
     assert_eq!(done, vec![Applied::Rows(1), Applied::Rows(1)]);
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
-    assert!(store.outbox_due(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(store
+        .outbox_due(i64::MAX, OutboxRoom::any(10))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.dead_letters("a", 0, 10).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn outbox_rows_are_read_within_each_tenants_room(h: &mut dyn Harness) {
+    let store = h.store();
+    let add = |seq: i64, tenant: &str, next_at: i64, dead: bool| {
+        Update::Events(EventWrite::OutboxAdd {
+            seq,
+            tenant: tenant.into(),
+            url: format!("http://{tenant}/"),
+            attempts: 1,
+            first_at: T0,
+            next_at,
+            error: None,
+            dead,
+        })
+    };
+    let mut writes = Vec::new();
+    // "a" has many due rows, "b" three, "c" five but no room, "d" only dead letters, "e" a
+    // row not due yet.
+    for seq in 0..20 {
+        writes.push(add(seq, "a", T0 + seq, false));
+    }
+    for seq in 0..3 {
+        writes.push(add(100 + seq, "b", T0 + 50 + seq, false));
+    }
+    for seq in 0..5 {
+        writes.push(add(200 + seq, "c", T0 + seq, false));
+    }
+    writes.push(add(300, "d", T0, true));
+    writes.push(add(400, "e", T0 + 10_000, false));
+    store.apply(writes).await.unwrap();
+    let room = OutboxRoom {
+        total: 12,
+        per_tenant: 8,
+        tenants: [("c".to_owned(), 0), ("b".to_owned(), 2)].into(),
+    };
+    // Four tenants have live rows: an even share is 3 each. "a" gets its share, "b" its room,
+    // "c" nothing, "e" nothing due; soonest first over all.
+    let due = store.outbox_due(T0 + 100, room).await.unwrap();
+    assert_eq!(
+        due.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 100, 101]
+    );
+    // With room for all: every due row, whoever's.
+    let all = store
+        .outbox_due(T0 + 100, OutboxRoom::any(100))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 28);
+    assert!(all
+        .windows(2)
+        .all(|w| (w[0].next_at, w[0].id) <= (w[1].next_at, w[1].id)));
 }
 
 pub(crate) async fn outbox_rows_are_counted_per_tenant_and_endpoint(h: &mut dyn Harness) {
@@ -290,7 +379,7 @@ pub(crate) async fn outbox_rows_are_counted_per_tenant_and_endpoint(h: &mut dyn 
     assert_eq!((b.len(), b[0].waiting, b[0].dead), (1, 300, 0));
     assert!(store.outbox_tally("c").await.unwrap().is_empty());
     // A retry that gives up moves a row from waiting to dead.
-    let due = store.outbox_due(T0 + 1, 1).await.unwrap();
+    let due = store.outbox_due(T0 + 1, OutboxRoom::any(1)).await.unwrap();
     store
         .apply(vec![Update::Events(EventWrite::OutboxDead {
             id: due[0].id,

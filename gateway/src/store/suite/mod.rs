@@ -124,6 +124,7 @@ macro_rules! store_suite {
                 outbox_rows_retry_die_and_replay,
                 outbox_rows_are_retried_deferred_and_done,
                 outbox_rows_are_counted_per_tenant_and_endpoint,
+                outbox_rows_are_read_within_each_tenants_room,
                 named_cursors_only_move_forward_each_on_its_own,
                 opt_outs_are_added_removed_and_paged_per_tenant,
                 endpoint_health_reports_add_up_per_endpoint,
