@@ -83,13 +83,12 @@ impl ReadPool {
             .await
             .map_err(|_| StoreError::Closed)?;
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = pool.with(f);
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("store read task failed: {e}")))?
+        let result = tokio::task::spawn_blocking(move || pool.with(f)).await;
+        // Given back once the blocking thread is idle again: given back inside the closure,
+        // the next read's `spawn_blocking` would often find every thread still busy and start
+        // another one (threads that linger 10 s, each with its own allocator heap).
+        drop(permit);
+        result.map_err(|e| StoreError::Internal(format!("store read task failed: {e}")))?
     }
 
     /// Runs `f` on a connection inside a read transaction. Blocking: call from
