@@ -46,7 +46,13 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve { config } => {
-            let runtime = tokio::runtime::Runtime::new()?;
+            // The blocking pool runs the SQLite store's reads (eight connections), file and DNS
+            // work: 64 threads are plenty, and each idle one costs its stack and its
+            // allocator's thread heap (the default allows 512).
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(64)
+                .build()?;
             runtime.block_on(serve(config))
         }
         Command::CheckConfig { config: path } => match config::check(&path) {
