@@ -288,6 +288,11 @@ impl Dispatcher {
     /// its admission check): the first ranked carrier not tried yet whose breaker admits
     /// traffic and whose queue has room for the tenant.
     pub(crate) fn pick(&self, job: &Job, salt: u64) -> Result<String, DispatchError> {
+        self.pick_with(job, salt, true)
+    }
+
+    /// [`Self::pick`], with or without the room check.
+    fn pick_with(&self, job: &Job, salt: u64, need_room: bool) -> Result<String, DispatchError> {
         let table = self.router.load();
         let tenant = table
             .tenant_id(&job.tenant)
@@ -315,7 +320,7 @@ impl Dispatcher {
             if matches!(table.admit(r.carrier, now), Admission::Rejected { .. }) {
                 continue;
             }
-            if self.queue(&carrier.name).has_room(&job.tenant) {
+            if !need_room || self.queue(&carrier.name).has_room(&job.tenant) {
                 return Ok(carrier.name.clone());
             }
         }
@@ -354,6 +359,25 @@ impl Dispatcher {
             }
         }
         Err(DispatchError::QueuesFull)
+    }
+
+    /// Queues a job the API accepted on its own (its admission found room in a queue before
+    /// the store write): on the best carrier with room or, when the queues filled in between,
+    /// on the best carrier whose breaker admits traffic, over that queue's capacity. The
+    /// overshoot is bounded by the requests in flight at once (each passed the room check),
+    /// and the job is held in memory either way: in its queue it is sent in turn instead of
+    /// waiting in the deferred heap for a slot that new requests race it for. Fails as
+    /// [`Self::enqueue`] does when no carrier admits traffic.
+    pub(crate) fn enqueue_admitted(&self, job: Arc<Job>) -> Result<Option<String>, DispatchError> {
+        match self.enqueue(job.clone()) {
+            Err(DispatchError::QueuesFull) => {
+                let carrier = self.pick_with(&job, job.salt(), false)?;
+                let weight = self.weight(&job.tenant);
+                self.queue(&carrier).push_over(job, weight);
+                Ok(Some(carrier))
+            }
+            other => other,
+        }
     }
 
     /// Queues an accepted job; when every queue for it is full (or every carrier's breaker
@@ -722,5 +746,80 @@ fn clone_job(job: &Job) -> Job {
         tried: job.tried.clone(),
         udh: job.udh.clone(),
         data_coding: job.data_coding,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use switchyard_ops::config::{self, QueueSettings};
+    use switchyard_routing::{Priority, Router};
+
+    use super::{DispatchError, Dispatcher, Job};
+    use crate::domain::MessageId;
+    use crate::store::sqlite::SqliteStore;
+    use crate::updates::UpdateSink;
+
+    /// One SMS carrier for +44 with a queue of `capacity`, over a scratch store.
+    fn dispatcher(
+        dir: &std::path::Path,
+        capacity: usize,
+    ) -> (Dispatcher, crate::updates::UpdateTask) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("alpha.csv"),
+            "prefix,rate,currency,effective_date\n44,0.01,EUR,2025-01-01\n",
+        )
+        .unwrap();
+        let toml = format!(
+            "[[tenants]]\nname = \"acme\"\napi_keys = [\"{}\"]\n\n\
+             [[carriers]]\nname = \"alpha\"\nchannels = [\"sms\"]\n\
+             smpp = {{ host = \"127.0.0.1\", port = 2775, system_id = \"a\", password = \"p\" }}\n\n\
+             [[decks]]\ncarrier = \"alpha\"\nchannel = \"sms\"\npath = \"alpha.csv\"\n",
+            config::hash_api_key("test-key")
+        );
+        let cfg = config::parse_str(&toml, "test.toml", Some(dir)).unwrap();
+        let rc = cfg.routing_config(dir).unwrap();
+        let router = Router::build(Arc::new(rc), 1_800_000_000, std::time::Instant::now()).unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.join("s.db"), Default::default()).unwrap());
+        let (updates, task) = UpdateSink::start(store, 64, None);
+        let settings = QueueSettings {
+            capacity,
+            ..QueueSettings::default()
+        };
+        let d = Dispatcher::new(Arc::new(router), &["alpha".to_owned()], &settings, updates);
+        (d, task)
+    }
+
+    fn job(n: i64) -> Arc<Job> {
+        let mut j = Job::new_for_test(MessageId(n), Priority::Normal);
+        j.tenant = Arc::from("acme");
+        j.to = "+447911123456".parse().unwrap();
+        Arc::new(j)
+    }
+
+    /// A job admitted when its queue had room is queued even if the queue filled since; new
+    /// work still finds the queue full.
+    #[tokio::test]
+    async fn an_admitted_job_is_queued_over_a_full_queue() {
+        let dir = std::env::temp_dir().join(format!(
+            "sy-dispatch-test-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let (d, _task) = dispatcher(&dir, 4);
+        // One tenant fills three quarters of a queue: 3 of 4.
+        for n in 0..3 {
+            assert_eq!(d.enqueue(job(n)).unwrap().as_deref(), Some("alpha"));
+        }
+        assert!(matches!(d.enqueue(job(3)), Err(DispatchError::QueuesFull)));
+        assert!(matches!(d.pick(&job(3), 0), Err(DispatchError::QueuesFull)));
+        assert_eq!(
+            d.enqueue_admitted(job(3)).unwrap().as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(d.queued(), 4);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

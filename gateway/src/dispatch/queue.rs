@@ -167,6 +167,20 @@ impl<T> FairQueue<T> {
         Ok(())
     }
 
+    /// Queues `item` at the back of its lane whatever the capacity (a job admitted when there
+    /// was room).
+    pub(crate) fn push_over(
+        &mut self,
+        tenant: &Arc<str>,
+        weight: u32,
+        priority: Priority,
+        cost: u32,
+        item: T,
+    ) {
+        self.flow(tenant, weight).lanes[lane(priority)].push_back((cost.max(1), item));
+        self.len += 1;
+    }
+
     /// Puts `item` back in front of `tenant`'s lane for `priority`, whatever the bounds: for
     /// entries taken out earlier that could not be sent.
     pub(crate) fn restore(
@@ -311,6 +325,19 @@ impl CarrierQueue {
         drop(q);
         self.notify.notify_one();
         Ok(())
+    }
+
+    /// Queues `job` at the back whatever the capacity: a job admitted when there was room
+    /// ([`super::Dispatcher::enqueue_admitted`]).
+    pub(crate) fn push_over(&self, job: Arc<Job>, weight: u32) {
+        let c = cost(&job);
+        let tenant = job.tenant.clone();
+        let priority = job.priority;
+        let mut q = self.inner.lock();
+        q.push_over(&tenant, weight, priority, c, job);
+        self.len.store(q.len(), Ordering::Relaxed);
+        drop(q);
+        self.notify.notify_one();
     }
 
     /// Puts a job taken earlier back in front of its lane, regardless of the bounds.

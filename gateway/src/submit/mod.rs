@@ -771,12 +771,24 @@ impl Submitter {
                     }
                 }
                 HandOver::Sms(job) if full => self.dispatcher.defer(job, defer),
-                HandOver::Sms(job) => match self.dispatcher.enqueue(job.clone()) {
-                    Ok(_) => {}
-                    Err(e) if e.is_retryable() && !defer.is_zero() => {
-                        full = true;
-                        self.dispatcher.defer(job, defer);
+                HandOver::Sms(job) if !defer.is_zero() => {
+                    match self.dispatcher.enqueue(job.clone()) {
+                        Ok(_) => {}
+                        Err(e) if e.is_retryable() => {
+                            full = true;
+                            self.dispatcher.defer(job, defer);
+                        }
+                        Err(e) => {
+                            tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
+                            let d = self.dispatcher.clone();
+                            tokio::spawn(async move { d.enqueue_with_retry(job).await });
+                        }
                     }
+                }
+                // Admitted one by one, each after a room check: queued even if the queue
+                // filled since.
+                HandOver::Sms(job) => match self.dispatcher.enqueue_admitted(job.clone()) {
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
                         let d = self.dispatcher.clone();
