@@ -499,3 +499,49 @@ fn expired_before_sent_is_never_submitted() {
     assert_eq!(sim.counter("submits").unwrap(), 1);
     assert_eq!(count(&mut a, Some("expired")), 2);
 }
+
+/// With the carrier down and its queue at the tenant's share, a single SMS is refused at the
+/// door (503 `queue_full`, Retry-After, counted as shed) while another tenant's still goes in,
+/// and a request that is not an SMS is not shed: it reaches the pipeline, which decides.
+#[test]
+fn a_full_queue_sheds_single_sms_at_the_door() {
+    let _serial = serial();
+    let dir = TempDir::new("shed").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "10", "--reject-binds"], None).unwrap();
+    let more = "[queues]\ncapacity = 8\n\n\
+                [routing.breaker]\nconsecutive_failures = 10000\nmin_requests = 1000000\n";
+    let cfg = config(sim.port(), "", "", more).write(&dir.path).unwrap();
+    let gw = Gateway::start(&cfg).unwrap();
+    let mut a = Client::new(&gw.api).with_bearer(KEY_A);
+    let mut b = Client::new(&gw.api).with_bearer(KEY_B);
+    // Tenant a may fill three quarters of the queue: 6 messages.
+    for i in 0..6 {
+        let r = a.post_json("/v1/messages", &sms(i)).unwrap();
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let r = a.post_json("/v1/messages", &sms(6)).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(problem_code(&r), "queue_full");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Even a request the pipeline would refuse for another reason is shed first: it is not
+    // read at all.
+    let r = a
+        .post_json("/v1/messages", &json!({"to": "not a number", "body": "x"}))
+        .unwrap();
+    assert_eq!(problem_code(&r), "queue_full", "{}", r.text());
+    // A call is not an SMS: the pipeline reads it (and refuses it for its own reason here).
+    let call = json!({"to": number(7), "from": "+447700900001", "body": "x", "channel": "voice"});
+    let r = a.post_json("/v1/messages", &call).unwrap();
+    assert_eq!(problem_code(&r), "voice_unavailable", "{}", r.text());
+    // The other tenant still has its room.
+    let r = b.post_json("/v1/messages", &sms(8)).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let metrics = Client::new(&gw.api).get("/metrics").unwrap().text();
+    let shed: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_api_shed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(shed, 2.0, "{metrics}");
+    assert_eq!(count(&mut a, None), 6);
+}

@@ -52,6 +52,7 @@ pub(crate) async fn send(
         Start::Replay(response) => return Ok(response),
         Start::Run(guard) => guard,
     };
+    shed(&state, &caller.0, &raw)?;
     if super::flows::is_flow(&raw) {
         let answer = super::flows::send(&state, &caller, &raw, running.as_ref()).await;
         drop(running);
@@ -107,6 +108,36 @@ pub(crate) async fn send(
         .await?;
     drop(running);
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// 503 `queue_full` before the request is parsed when it is one SMS and no carrier queue has
+/// room for the tenant: under overload a refusal then costs a look at the queues instead of
+/// the whole pipeline (parsing, validation, routing), and the cores stay with the messages
+/// already accepted. With room somewhere, the pipeline decides as usual.
+fn shed(state: &AppState, tenant: &str, raw: &RawJson) -> Result<(), Problem> {
+    if state.dispatcher.has_room_anywhere(tenant) {
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        channel: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        mode: Option<std::borrow::Cow<'a, str>>,
+    }
+    let Ok(peek) = serde_json::from_slice::<Peek<'_>>(&raw.bytes) else {
+        // Unreadable: the pipeline says why.
+        return Ok(());
+    };
+    let sms = peek.channel.as_deref().is_none_or(|c| c == "sms");
+    let single = peek.mode.as_deref().is_none_or(|m| m == "single");
+    if sms && single {
+        metrics::counter!("switchyard_api_shed_total").increment(1);
+        return Err(super::problem::dispatch_problem(
+            &crate::dispatch::DispatchError::QueuesFull,
+        ));
+    }
+    Ok(())
 }
 
 /// A message as the API shows it.

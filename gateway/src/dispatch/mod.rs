@@ -279,6 +279,12 @@ impl Dispatcher {
         self.queues.load().get(carrier).map(|q| q.len())
     }
 
+    /// Whether some carrier queue has room for `tenant` (whichever carriers its messages
+    /// would route to: a cheap check before any parsing, for shedding load).
+    pub(crate) fn has_room_anywhere(&self, tenant: &str) -> bool {
+        self.queues.load().values().any(|q| q.has_room(tenant))
+    }
+
     /// Jobs waiting in every carrier queue.
     pub(crate) fn queued(&self) -> usize {
         self.queues.load().values().map(|q| q.len()).sum()
@@ -815,6 +821,11 @@ mod tests {
         }
         assert!(matches!(d.enqueue(job(3)), Err(DispatchError::QueuesFull)));
         assert!(matches!(d.pick(&job(3), 0), Err(DispatchError::QueuesFull)));
+        assert!(!d.has_room_anywhere("acme"));
+        assert!(
+            d.has_room_anywhere("other"),
+            "a quarter stays for other tenants"
+        );
         assert_eq!(
             d.enqueue_admitted(job(3)).unwrap().as_deref(),
             Some("alpha")
