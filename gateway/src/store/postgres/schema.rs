@@ -407,6 +407,11 @@ ALTER TABLE inbound ADD COLUMN provider_id TEXT;
 CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
     WHERE provider_id IS NOT NULL;
 "#,
+    // v13: the withdrawal of a message whose attempt had started when its flow's next step
+    // withdrew it, for the node that owns it (as the SQLite store's version 22).
+    r#"
+ALTER TABLE messages ADD COLUMN withdrawn TEXT;
+"#,
 ];
 
 /// Why the schema could not be brought up to date.
