@@ -1,0 +1,300 @@
+//! Two gateway nodes on one PostgreSQL database (the test process's own cluster) with chat
+//! providers on `provider-sim` (an RCS agent through RBM, a WhatsApp Business number) and SMS
+//! on `smsc-sim`: what one node does to a chat message or a messaging window holds on the
+//! other, through the database alone.
+//!
+//! - An RCS step of a cascade that one node still holds (the agent throttled it, the node waits
+//!   out the pause) is withdrawn when the other node starts the flow's SMS step: `cancelled`,
+//!   never taken by the agent, even once the agent would take it.
+//!
+//! Every wait is bounded.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchyard_tests::gateway::{
+    hash_key, wait_for, CarrierSpec, Gateway, GatewayConfig, Sim, TempDir,
+};
+use switchyard_tests::http::Client;
+use switchyard_tests::{binary, Process};
+
+/// The tenant: it sends on every channel and owns the chat accounts (their inbound messages
+/// are its, and its WhatsApp messages see the windows they open).
+const KEY: &str = "sk_e2e_scale_out_chat_shop_aaaaaaaaaaaaaaaaaaaaaaaaaaa";
+/// An RCS-capable phone (the simulator's default), also on WhatsApp.
+const PHONE: &str = "+447911123456";
+/// Longest wait for a status.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `provider-sim` and a client of its control API.
+struct Providers {
+    _process: Process,
+    /// Where the provider APIs listen.
+    api: String,
+    /// Its control API (behaviours, inbound messages, stats).
+    control: Client,
+}
+
+fn providers() -> Providers {
+    let exe = binary("switchyard-bench", "provider-sim").unwrap();
+    let process = Process::start(
+        &exe,
+        &["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"],
+        2,
+    )
+    .unwrap();
+    let api = process.address("listening").unwrap();
+    let control = Client::new(&process.address("control").unwrap());
+    Providers {
+        _process: process,
+        api,
+        control,
+    }
+}
+
+/// The configuration of node `id` (heartbeat 1 s, `lease_s`) on the database `url`: SMS
+/// carrier `alpha` (two binds to `sms`, cluster-wide), the RCS agent `Rcs` and the WhatsApp
+/// number `Wa` on `providers`, and tenant `shop` owning the chat accounts.
+fn node_config(
+    dir: &TempDir,
+    sms: &Sim,
+    providers: &str,
+    url: &str,
+    id: u8,
+    lease_s: u32,
+) -> PathBuf {
+    GatewayConfig {
+        tenants: Vec::new(),
+        carriers: vec![CarrierSpec::new("alpha", sms.port(), "0.0100", 2, 16)],
+        store_extra: format!("kind = \"postgres\"\nurl = {url:?}\n"),
+        extra: format!(
+            "[[tenants]]\nname = \"shop\"\napi_keys = [{:?}]\npreference = \"cheapest\"\n\
+             accounts = [\"Rcs\", \"Wa\"]\n\n\
+             [[carriers]]\nname = \"Rcs\"\nchannels = [\"rcs\"]\n\n\
+             [carriers.rbm]\nbase_url = \"http://{providers}\"\n\
+             agent_id = \"switchyard-sim-agent\"\ntoken = \"rbm-access-token\"\n\
+             webhook_token = \"rbm-client-token\"\ntimeout_s = 5\n\n\
+             [[decks]]\ncarrier = \"Rcs\"\nchannel = \"rcs\"\nsandbox = true\n\n\
+             [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
+             [carriers.whatsapp]\nbase_url = \"http://{providers}\"\n\
+             phone_number_id = \"106540352242922\"\naccess_token = \"whatsapp-token\"\n\
+             app_secret = \"whatsapp-app-secret\"\nverify_token = \"let-me-in\"\ntimeout_s = 5\n\n\
+             [[decks]]\ncarrier = \"Wa\"\nchannel = \"whatsapp\"\nsandbox = true\n\n\
+             [node]\nid = {id}\nheartbeat_s = 1\nlease_s = {lease_s}\n",
+            hash_key(KEY).unwrap(),
+        ),
+        ..GatewayConfig::default()
+    }
+    .write(&dir.path)
+    .unwrap()
+}
+
+fn start(config: &Path) -> (Gateway, Client) {
+    let node = Gateway::start(config).unwrap();
+    node.wait_ready(WAIT).unwrap();
+    let client = Client::new(&node.api).with_bearer(KEY);
+    (node, client)
+}
+
+fn put(client: &mut Client, path: &str, body: &Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let r = client
+        .request(
+            "PUT",
+            path,
+            &[("content-type", "application/json")],
+            Some(&bytes),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "PUT {path}: {}", r.text());
+}
+
+fn send(client: &mut Client, body: &Value) -> (u16, Value) {
+    let r = client.post_json("/v1/messages", body).unwrap();
+    (r.status, r.json().unwrap_or(Value::Null))
+}
+
+/// Polls `id` until `done` holds (at most [`WAIT`]); returns what it read last.
+fn until(client: &mut Client, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for(
+        "a message's status",
+        WAIT,
+        Duration::from_millis(50),
+        || {
+            let v: Value = client.get(&format!("/v1/messages/{id}"))?.json()?;
+            Ok(done(&v).then_some(v))
+        },
+    )
+    .unwrap_or_else(|e| {
+        let last: Value = client
+            .get(&format!("/v1/messages/{id}"))
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        panic!("{e}: {last:#}")
+    })
+}
+
+/// The RBM requests the simulator received about [`PHONE`] (capability checks and agent
+/// messages; only the RCS step goes there): method, the message id it named, status answered.
+fn rbm_requests(providers: &mut Client) -> Vec<(String, String, u64)> {
+    let stats: Value = providers.get("/stats").unwrap().json().unwrap();
+    let prefix = format!("/v1/phones/{PHONE}/");
+    stats["received"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with(&prefix)))
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or_default().to_owned(),
+                r["query"]["messageId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The database id of message or flow `id` (`msg_` + 16 hex digits).
+fn db_id(id: &str) -> i64 {
+    u64::from_str_radix(id.strip_prefix("msg_").unwrap(), 16).unwrap() as i64
+}
+
+/// A cascade RCS → SMS whose RCS message node A holds (the agent throttles it; A waits out
+/// the pause) while node B follows the flow: when the RCS step's time limit passes, B starts
+/// the SMS step and withdraws the RCS message through the database. A cancels it before its
+/// next attempt: it ends `cancelled` ("withdrawn"), the agent never takes it (not even once
+/// it would), and the SMS delivers the flow.
+///
+/// A flow and its first delivery belong to the node that accepted them; they part when a dead
+/// node's work is split between survivors (its flows go to the first that claims them, its
+/// messages page by page to all), or when a node restarting under its number re-registers
+/// while another takes over its flows. The test makes that split directly: A accepts the
+/// flow, is killed (SIGKILL), the flow is given to node 2 in the database as a takeover would,
+/// and both nodes start; B's lease (30 s) is longer than A's time away, so B does not take
+/// A's messages, and A, restarted under its number, sends its own again.
+#[test]
+fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_step() {
+    let url = switchyard_tests::postgres::create_database("e2e_chat").unwrap();
+    let sms = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let mut providers = providers();
+    let (dir_a, dir_b) = (
+        TempDir::new("chat-node-a").unwrap(),
+        TempDir::new("chat-node-b").unwrap(),
+    );
+    let config_a = node_config(&dir_a, &sms, &providers.api, &url, 1, 3);
+    let config_b = node_config(&dir_b, &sms, &providers.api, &url, 2, 30);
+    // The agent throttles every message to the phone for 3 s at a time.
+    let behaviour = format!("/rbm/behaviour/{}", PHONE.replace('+', "%2B"));
+    put(
+        &mut providers.control,
+        &behaviour,
+        &json!({"outcome": "throttle", "retry_after_s": 3}),
+    );
+
+    let (mut a, mut on_a) = start(&config_a);
+    let (status, body) = send(
+        &mut on_a,
+        &json!({
+            "to": PHONE,
+            "mode": "cascade",
+            "body": "Your table is ready",
+            "channels": [
+                {"channel": "rcs", "timeout_s": 15},
+                {"channel": "sms", "from": "Acme"}
+            ]
+        }),
+    );
+    assert_eq!(status, 202, "{body}");
+    let flow = body["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let rcs = until(&mut on_a, &flow, |v| {
+        v["steps"][0]["delivery"]["id"].is_string()
+    })["steps"][0]["delivery"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(
+        "the agent to throttle the RCS message",
+        WAIT,
+        Duration::from_millis(25),
+        || Ok((!rbm_requests(&mut providers.control).is_empty()).then_some(())),
+    )
+    .unwrap();
+
+    // A dies holding the RCS message; its flow goes to node 2.
+    a.process.child.kill().unwrap();
+    a.process.child.wait().unwrap();
+    let before = rbm_requests(&mut providers.control).len();
+    let moved = switchyard_tests::postgres::execute(
+        &url,
+        &format!(
+            "UPDATE flows SET node = 2 WHERE id = {} AND state = 'running' RETURNING node",
+            db_id(&flow)
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        moved.lines().next(),
+        Some("2"),
+        "the flow is still running: {moved}"
+    );
+    let (_b, mut on_b) = start(&config_b);
+    let (_a, _) = start(&config_a);
+
+    // A, restarted, holds the RCS message again: the agent throttles it once more.
+    wait_for(
+        "node A to attempt the RCS message again",
+        WAIT,
+        Duration::from_millis(25),
+        || Ok((rbm_requests(&mut providers.control).len() > before).then_some(())),
+    )
+    .unwrap();
+    let flow_b = until(&mut on_b, &flow, |v| {
+        v["steps"][1]["delivery"]["id"].is_string()
+    });
+    assert!(
+        started.elapsed() >= Duration::from_secs(15),
+        "the SMS step started before the RCS step's limit: {flow_b:#}"
+    );
+    let sms_id = flow_b["steps"][1]["delivery"]["id"].as_str().unwrap();
+    assert_eq!(
+        sms_id.strip_prefix("msg_").map(|h| &h[14..]),
+        Some("02"),
+        "node B started the SMS step: {flow_b:#}"
+    );
+    // From now on the agent would take it.
+    put(&mut providers.control, &behaviour, &json!({}));
+
+    let withdrawn = until(&mut on_b, &rcs, |v| v["status"] == "cancelled");
+    assert!(withdrawn.to_string().contains("withdrawn"), "{withdrawn:#}");
+    let done = until(&mut on_b, &flow, |v| v["status"] != "running");
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["steps"][1]["delivery"]["status"], "delivered",
+        "{done:#}"
+    );
+    // Longer than the agent's pause: A made no attempt after the withdrawal, and the agent
+    // never took the message.
+    std::thread::sleep(Duration::from_secs(4));
+    let answers = rbm_requests(&mut providers.control);
+    assert!(
+        answers.iter().all(|(_, _, status)| *status == 429),
+        "{answers:?}"
+    );
+    let taken = answers
+        .iter()
+        .filter(|(method, id, status)| method == "POST" && *id == rcs && *status == 200)
+        .count();
+    assert_eq!(taken, 0, "{answers:?}");
+    let rcs_now = until(&mut on_b, &rcs, |_| true);
+    assert_eq!(rcs_now["status"], "cancelled", "{rcs_now:#}");
+    eprintln!(
+        "withdrawn across nodes: the agent answered {answers:?}, the flow ended {:.1} s after it \
+         was accepted",
+        started.elapsed().as_secs_f64()
+    );
+}
