@@ -6,6 +6,9 @@
 //! - An RCS step of a cascade that one node still holds (the agent throttled it, the node waits
 //!   out the pause) is withdrawn when the other node starts the flow's SMS step: `cancelled`,
 //!   never taken by the agent, even once the agent would take it.
+//! - A WhatsApp message a person sends, stored through one node, opens the 24-hour window for
+//!   the other node's API: free text refused there before (422
+//!   `outside_customer_service_window`) is accepted after, and delivered.
 //!
 //! Every wait is bounded.
 
@@ -297,4 +300,83 @@ fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_ste
          was accepted",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A person's WhatsApp message, stored through node A (the platform's webhook goes to A), opens
+/// the customer-service window on node B too: free text through B's API is refused with 422
+/// `outside_customer_service_window` before, accepted after (within B's event pump's poll),
+/// and delivered.
+#[test]
+fn a_whatsapp_window_opened_through_one_node_lets_the_other_send_free_text() {
+    let url = switchyard_tests::postgres::create_database("e2e_chat").unwrap();
+    let sms = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let mut providers = providers();
+    let (dir_a, dir_b) = (
+        TempDir::new("chat-window-a").unwrap(),
+        TempDir::new("chat-window-b").unwrap(),
+    );
+    let (a, mut on_a) = start(&node_config(&dir_a, &sms, &providers.api, &url, 1, 3));
+    let (_b, mut on_b) = start(&node_config(&dir_b, &sms, &providers.api, &url, 2, 3));
+    let mut wa: Value = providers
+        .control
+        .get("/whatsapp/config")
+        .unwrap()
+        .json()
+        .unwrap();
+    wa["webhook_url"] = json!(format!("http://{}/v1/providers/Wa/webhook", a.api));
+    put(&mut providers.control, "/whatsapp/config", &wa);
+
+    let free_text = json!({"to": PHONE, "channel": "whatsapp", "body": "Your order shipped"});
+    let (status, body) = send(&mut on_b, &free_text);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "outside_customer_service_window", "{body}");
+
+    // The person writes; the platform tells node A.
+    let r = providers
+        .control
+        .post_json(
+            "/whatsapp/inbound",
+            &json!({"from": PHONE.trim_start_matches('+'), "text": "Where is my order?"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stored = Instant::now();
+    wait_for(
+        "the inbound message stored through node A",
+        WAIT,
+        Duration::from_millis(25),
+        || {
+            let v: Value = on_a.get("/v1/inbound?channel=whatsapp")?.json()?;
+            Ok((v["data"].as_array().map_or(0, Vec::len) == 1).then_some(()))
+        },
+    )
+    .unwrap();
+
+    // Node B learns of it from the shared event log and opens the window too.
+    let id = wait_for(
+        "node B to accept free text",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let (status, body) = send(&mut on_b, &free_text);
+            match status {
+                202 => Ok(Some(body["id"].as_str().unwrap_or_default().to_owned())),
+                422 if body["code"] == "outside_customer_service_window" => Ok(None),
+                _ => anyhow::bail!("unexpected answer {status}: {body}"),
+            }
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "node B accepted free text {:.2} s after the inbound was stored through node A",
+        stored.elapsed().as_secs_f64()
+    );
+    assert_eq!(id[id.len() - 2..], *"02", "accepted by node B: {id}");
+    let done = until(&mut on_b, &id, |v| {
+        v["status"] == "delivered" || v["status"] == "read" || v["status"] == "undeliverable"
+    });
+    assert_ne!(done["status"], "undeliverable", "{done:#}");
+    // Node A sees the window as well (it stored the message).
+    let (status, body) = send(&mut on_a, &free_text);
+    assert_eq!(status, 202, "{body}");
 }
