@@ -5,7 +5,8 @@
 //!
 //! - An RCS step of a cascade that one node still holds (the agent throttled it, the node waits
 //!   out the pause) is withdrawn when the other node starts the flow's SMS step: `cancelled`,
-//!   never taken by the agent, even once the agent would take it.
+//!   never taken by the agent, even once the agent would take it; one whose request is with
+//!   the agent at that moment is revoked by the node holding it as soon as the agent takes it.
 //! - A WhatsApp message a person sends, stored through one node, opens the 24-hour window for
 //!   the other node's API: free text refused there before (422
 //!   `outside_customer_service_window`) is accepted after, and delivered.
@@ -58,7 +59,8 @@ fn providers() -> Providers {
 
 /// The configuration of node `id` (heartbeat 1 s, `lease_s`) on the database `url`: SMS
 /// carrier `alpha` (two binds to `sms`, cluster-wide), the RCS agent `Rcs` and the WhatsApp
-/// number `Wa` on `providers`, and tenant `shop` owning the chat accounts.
+/// number `Wa` on `providers` (RBM requests may take 60 s: the simulator may hold one), and
+/// tenant `shop` owning the chat accounts.
 fn node_config(
     dir: &TempDir,
     sms: &Sim,
@@ -77,7 +79,7 @@ fn node_config(
              [[carriers]]\nname = \"Rcs\"\nchannels = [\"rcs\"]\n\n\
              [carriers.rbm]\nbase_url = \"http://{providers}\"\n\
              agent_id = \"switchyard-sim-agent\"\ntoken = \"rbm-access-token\"\n\
-             webhook_token = \"rbm-client-token\"\ntimeout_s = 5\n\n\
+             webhook_token = \"rbm-client-token\"\ntimeout_s = 60\n\n\
              [[decks]]\ncarrier = \"Rcs\"\nchannel = \"rcs\"\nsandbox = true\n\n\
              [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
              [carriers.whatsapp]\nbase_url = \"http://{providers}\"\n\
@@ -166,30 +168,46 @@ fn db_id(id: &str) -> i64 {
     u64::from_str_radix(id.strip_prefix("msg_").unwrap(), 16).unwrap() as i64
 }
 
-/// A cascade RCS → SMS whose RCS message node A holds (the agent throttles it; A waits out
-/// the pause) while node B follows the flow: when the RCS step's time limit passes, B starts
-/// the SMS step and withdraws the RCS message through the database. A cancels it before its
-/// next attempt: it ends `cancelled` ("withdrawn"), the agent never takes it (not even once
-/// it would), and the SMS delivers the flow.
+/// A cascade RCS → SMS accepted by node A, whose RCS message A held when it was killed, and
+/// whose flow node 2 (B) follows: the processes and what the tests look at.
 ///
 /// A flow and its first delivery belong to the node that accepted them; they part when a dead
 /// node's work is split between survivors (its flows go to the first that claims them, its
 /// messages page by page to all), or when a node restarting under its number re-registers
-/// while another takes over its flows. The test makes that split directly: A accepts the
-/// flow, is killed (SIGKILL), the flow is given to node 2 in the database as a takeover would,
-/// and both nodes start; B's lease (30 s) is longer than A's time away, so B does not take
-/// A's messages, and A, restarted under its number, sends its own again.
-#[test]
-fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_step() {
+/// while another takes over its flows. [`split`] makes that state directly: A accepts the flow
+/// (the agent throttles the RCS message, so A holds it), is killed (SIGKILL), and the flow is
+/// given to node 2 in the database as a takeover would. B's lease (30 s) is longer than A's
+/// time away, so B does not take A's messages; A, restarted under its number, sends its own
+/// again.
+struct Split {
+    /// The database.
+    url: String,
+    _sms: Sim,
+    providers: Providers,
+    _dirs: (TempDir, TempDir),
+    /// The nodes' configuration files.
+    configs: (PathBuf, PathBuf),
+    /// `PUT` here sets how the agent treats [`PHONE`].
+    behaviour: String,
+    /// The flow and its RCS message.
+    flow: String,
+    rcs: String,
+    /// When the flow was sent (just before it was accepted).
+    accepted: Instant,
+}
+
+fn split(name: &str) -> Split {
     let url = switchyard_tests::postgres::create_database("e2e_chat").unwrap();
     let sms = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
     let mut providers = providers();
-    let (dir_a, dir_b) = (
-        TempDir::new("chat-node-a").unwrap(),
-        TempDir::new("chat-node-b").unwrap(),
+    let dirs = (
+        TempDir::new(&format!("{name}-a")).unwrap(),
+        TempDir::new(&format!("{name}-b")).unwrap(),
     );
-    let config_a = node_config(&dir_a, &sms, &providers.api, &url, 1, 3);
-    let config_b = node_config(&dir_b, &sms, &providers.api, &url, 2, 30);
+    let configs = (
+        node_config(&dirs.0, &sms, &providers.api, &url, 1, 3),
+        node_config(&dirs.1, &sms, &providers.api, &url, 2, 30),
+    );
     // The agent throttles every message to the phone for 3 s at a time.
     let behaviour = format!("/rbm/behaviour/{}", PHONE.replace('+', "%2B"));
     put(
@@ -197,8 +215,8 @@ fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_ste
         &behaviour,
         &json!({"outcome": "throttle", "retry_after_s": 3}),
     );
-
-    let (mut a, mut on_a) = start(&config_a);
+    let (mut a, mut on_a) = start(&configs.0);
+    let accepted = Instant::now();
     let (status, body) = send(
         &mut on_a,
         &json!({
@@ -213,7 +231,6 @@ fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_ste
     );
     assert_eq!(status, 202, "{body}");
     let flow = body["id"].as_str().unwrap().to_owned();
-    let started = Instant::now();
     let rcs = until(&mut on_a, &flow, |v| {
         v["steps"][0]["delivery"]["id"].is_string()
     })["steps"][0]["delivery"]["id"]
@@ -227,11 +244,9 @@ fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_ste
         || Ok((!rbm_requests(&mut providers.control).is_empty()).then_some(())),
     )
     .unwrap();
-
     // A dies holding the RCS message; its flow goes to node 2.
     a.process.child.kill().unwrap();
     a.process.child.wait().unwrap();
-    let before = rbm_requests(&mut providers.control).len();
     let moved = switchyard_tests::postgres::execute(
         &url,
         &format!(
@@ -245,60 +260,170 @@ fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_ste
         Some("2"),
         "the flow is still running: {moved}"
     );
-    let (_b, mut on_b) = start(&config_b);
-    let (_a, _) = start(&config_a);
+    Split {
+        url,
+        _sms: sms,
+        providers,
+        _dirs: dirs,
+        configs,
+        behaviour,
+        flow,
+        rcs,
+        accepted,
+    }
+}
+
+impl Split {
+    /// Waits until node B (`on_b`) started the flow's SMS step, after the RCS step's limit.
+    fn sms_step_started(&self, on_b: &mut Client) {
+        let flow = until(on_b, &self.flow, |v| {
+            v["steps"][1]["delivery"]["id"].is_string()
+        });
+        assert!(
+            self.accepted.elapsed() >= Duration::from_secs(15),
+            "the SMS step started before the RCS step's limit: {flow:#}"
+        );
+        let sms = flow["steps"][1]["delivery"]["id"].as_str().unwrap();
+        assert_eq!(&sms[sms.len() - 2..], "02", "node B started it: {flow:#}");
+    }
+
+    /// Waits until the flow ended, and checks the SMS step delivered it.
+    fn succeeded_by_sms(&self, on_b: &mut Client) {
+        let done = until(on_b, &self.flow, |v| v["status"] != "running");
+        assert_eq!(done["status"], "succeeded", "{done:#}");
+        assert_eq!(
+            done["steps"][1]["delivery"]["status"], "delivered",
+            "{done:#}"
+        );
+    }
+}
+
+/// An RCS message node A holds between attempts (the agent throttles it; A waits out the
+/// pause) when node B starts the flow's SMS step: B withdraws it through the database, A
+/// cancels it instead of its next attempt. It ends `cancelled` ("withdrawn"), the agent never
+/// takes it (not even once it would), and the SMS delivers the flow.
+#[test]
+fn an_rcs_step_queued_on_one_node_is_withdrawn_when_the_other_starts_the_sms_step() {
+    let mut t = split("chat-withdraw");
+    let before = rbm_requests(&mut t.providers.control).len();
+    let (_b, mut on_b) = start(&t.configs.1);
+    let (_a, _) = start(&t.configs.0);
 
     // A, restarted, holds the RCS message again: the agent throttles it once more.
     wait_for(
         "node A to attempt the RCS message again",
         WAIT,
         Duration::from_millis(25),
-        || Ok((rbm_requests(&mut providers.control).len() > before).then_some(())),
+        || Ok((rbm_requests(&mut t.providers.control).len() > before).then_some(())),
     )
     .unwrap();
-    let flow_b = until(&mut on_b, &flow, |v| {
-        v["steps"][1]["delivery"]["id"].is_string()
-    });
-    assert!(
-        started.elapsed() >= Duration::from_secs(15),
-        "the SMS step started before the RCS step's limit: {flow_b:#}"
-    );
-    let sms_id = flow_b["steps"][1]["delivery"]["id"].as_str().unwrap();
-    assert_eq!(
-        sms_id.strip_prefix("msg_").map(|h| &h[14..]),
-        Some("02"),
-        "node B started the SMS step: {flow_b:#}"
-    );
+    t.sms_step_started(&mut on_b);
     // From now on the agent would take it.
-    put(&mut providers.control, &behaviour, &json!({}));
+    put(&mut t.providers.control, &t.behaviour, &json!({}));
 
-    let withdrawn = until(&mut on_b, &rcs, |v| v["status"] == "cancelled");
+    let withdrawn = until(&mut on_b, &t.rcs, |v| v["status"] == "cancelled");
     assert!(withdrawn.to_string().contains("withdrawn"), "{withdrawn:#}");
-    let done = until(&mut on_b, &flow, |v| v["status"] != "running");
-    assert_eq!(done["status"], "succeeded", "{done:#}");
-    assert_eq!(
-        done["steps"][1]["delivery"]["status"], "delivered",
-        "{done:#}"
-    );
+    t.succeeded_by_sms(&mut on_b);
     // Longer than the agent's pause: A made no attempt after the withdrawal, and the agent
     // never took the message.
     std::thread::sleep(Duration::from_secs(4));
-    let answers = rbm_requests(&mut providers.control);
+    let answers = rbm_requests(&mut t.providers.control);
     assert!(
         answers.iter().all(|(_, _, status)| *status == 429),
         "{answers:?}"
     );
     let taken = answers
         .iter()
-        .filter(|(method, id, status)| method == "POST" && *id == rcs && *status == 200)
+        .filter(|(method, id, status)| method == "POST" && *id == t.rcs && *status == 200)
         .count();
     assert_eq!(taken, 0, "{answers:?}");
-    let rcs_now = until(&mut on_b, &rcs, |_| true);
+    let rcs_now = until(&mut on_b, &t.rcs, |_| true);
     assert_eq!(rcs_now["status"], "cancelled", "{rcs_now:#}");
     eprintln!(
         "withdrawn across nodes: the agent answered {answers:?}, the flow ended {:.1} s after it \
          was accepted",
-        started.elapsed().as_secs_f64()
+        t.accepted.elapsed().as_secs_f64()
+    );
+}
+
+/// An RCS message whose attempt on node A is with the agent (the simulator holds the request)
+/// when node B starts the flow's SMS step: B notes the withdrawal in the database, and when the
+/// agent takes the message A finds it and revokes it (RBM `DELETE`). It ends `expired`
+/// ("revoked"), the agent never delivers it, and the SMS delivers the flow.
+#[test]
+fn an_rcs_step_in_flight_on_one_node_is_revoked_when_the_other_starts_the_sms_step() {
+    let mut t = split("chat-revoke");
+    // The phone is offline (the message would stay undelivered), and requests wait.
+    put(
+        &mut t.providers.control,
+        &t.behaviour,
+        &json!({"hold": true, "delivered_delay_ms": null, "read_delay_ms": null}),
+    );
+    let (b, mut on_b) = start(&t.configs.1);
+    let (a, _) = start(&t.configs.0);
+    wait_for(
+        "node A's attempt to reach the agent",
+        WAIT,
+        Duration::from_millis(25),
+        || {
+            let stats: Value = t.providers.control.get("/stats")?.json()?;
+            Ok((stats["providers"]["rbm"]["holding"] == 1).then_some(()))
+        },
+    )
+    .unwrap();
+    t.sms_step_started(&mut on_b);
+    let noted = wait_for(
+        "node B's withdrawal in the database",
+        WAIT,
+        Duration::from_millis(25),
+        || {
+            let sql = format!(
+                "SELECT withdrawn FROM messages WHERE id = {}",
+                db_id(&t.rcs)
+            );
+            let v =
+                switchyard_tests::postgres::execute(&t.url, &sql).map_err(anyhow::Error::msg)?;
+            Ok((!v.trim().is_empty()).then_some(v))
+        },
+    )
+    .unwrap();
+    assert!(noted.contains("withdrawn"), "{noted}");
+    // The agent answers: the phone is capable, the message is taken.
+    put(
+        &mut t.providers.control,
+        &t.behaviour,
+        &json!({"delivered_delay_ms": null, "read_delay_ms": null}),
+    );
+
+    let revoked = until(&mut on_b, &t.rcs, |v| v["status"] == "expired");
+    assert!(revoked.to_string().contains("revoked"), "{revoked:#}");
+    t.succeeded_by_sms(&mut on_b);
+    let stats: Value = t.providers.control.get("/stats").unwrap().json().unwrap();
+    assert_eq!(stats["providers"]["rbm"]["accepted"], 1, "{stats:#}");
+    assert_eq!(stats["providers"]["rbm"]["revoked"], 1, "{stats:#}");
+    let requests = rbm_requests(&mut t.providers.control);
+    let deleted = requests
+        .iter()
+        .filter(|(method, _, status)| method == "DELETE" && *status == 200)
+        .count();
+    assert_eq!(deleted, 1, "{requests:?}");
+    // A revoked it, B left it to A.
+    let revokes = |api: &str| {
+        let text = switchyard_tests::http_get(api, "/metrics").unwrap_or_default();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("switchyard_rcs_revokes_total{outcome=\"revoked\"}")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    assert_eq!((revokes(&a.api), revokes(&b.api)), (1.0, 0.0));
+    eprintln!(
+        "revoked across nodes: the agent saw {requests:?}, the flow ended {:.1} s after it was \
+         accepted",
+        t.accepted.elapsed().as_secs_f64()
     );
 }
 
