@@ -544,9 +544,10 @@ async fn open_store(
 
 /// What the flows call for an RCS delivery a later step superseded: withdrawn while the chat
 /// engine still has it (`cancelled`: it never reaches the platform; recalled if the agent takes
-/// it meanwhile), else revoked through the agent that sent it when it is `sent` (revoked, it
-/// becomes `expired`; too late, its delivery is reported when the event comes, as a late
-/// success).
+/// it meanwhile); withdrawn through the store while another node has it (the same outcome,
+/// judged in the store: see [`crate::domain::Update::Withdraw`]); else revoked through the
+/// agent that sent it when it is `sent` (revoked, it becomes `expired`; too late, its delivery
+/// is reported when the event comes, as a late success).
 fn revoke_superseded(
     chat: Arc<crate::chat::Chat>,
     store: Arc<dyn Store>,
@@ -565,14 +566,30 @@ fn revoke_superseded(
                 crate::handoff::Withdrawal::InFlight => return,
                 crate::handoff::Withdrawal::NotHere => {}
             }
-            // The engine may have just handed it over: its `sent` is queued on this sink
-            // before the barrier, so the read below sees it.
-            drop(
-                updates
-                    .send_durable(crate::domain::Update::Barrier)
-                    .await
-                    .await,
-            );
+            // Not this engine's: still waiting for its first attempt, or with another node's
+            // engine. The store decides. This engine may also have just handed it over: its
+            // `sent` is queued on this sink before the withdrawal, which then finds it `sent`.
+            let withdraw = crate::domain::Update::Withdraw {
+                id,
+                at: crate::domain::now_ms(),
+                detail: crate::chat::WITHDRAWN.to_owned(),
+            };
+            match updates.send_durable(withdraw).await.await {
+                Ok(Ok(crate::domain::Applied::Moved { .. })) => {
+                    metrics::counter!("switchyard_rcs_revokes_total", "outcome" => "withdrawn")
+                        .increment(1);
+                    return;
+                }
+                // An attempt of the node that has it started: that node cancels it before its
+                // next attempt, or recalls it if the agent takes it.
+                Ok(Ok(crate::domain::Applied::Withdrawing(_))) => return,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(message = %id, "withdrawing a superseded RCS message: {e}");
+                    return;
+                }
+                Err(_) => return,
+            }
             let record = match store.get(&tenant, id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
@@ -581,7 +598,7 @@ fn revoke_superseded(
                     return;
                 }
             };
-            // Not sent: it ended already, or another node's engine has it.
+            // Not sent: it ended already.
             if record.status != crate::domain::Status::Sent {
                 return;
             }

@@ -30,6 +30,15 @@
 //! later step made it pointless): one no carrier has taken yet is `cancelled` at once and no
 //! attempt starts for it; one whose attempt is with a carrier at that moment is recalled
 //! ([`Carriers::recall`]) if the carrier takes it.
+//!
+//! Where several nodes share the store, a flow's later step may start on another node than
+//! the one whose engine has the message: that node withdraws it through the store
+//! ([`Update::Withdraw`]). For such a message ([`Carriers::withdrawable_elsewhere`]) each
+//! attempt is claimed in the store first ([`Update::Attempt`]): a message withdrawn before the
+//! claim is `cancelled` instead and no attempt starts; one withdrawn while an attempt is in
+//! flight is noted, and is recalled if the carrier takes it ([`Update::Taken`]), or
+//! `cancelled` at the next claim. The store orders the withdrawal and the claims, so exactly
+//! one of the two nodes acts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,7 +51,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::carrier::backoff::Backoff;
 use crate::carrier::health;
-use crate::domain::{now_ms, MessageId, Money, ReceiptUpdate, Status, UnixMs, Update};
+use crate::domain::{now_ms, Applied, MessageId, Money, ReceiptUpdate, Status, UnixMs, Update};
 use crate::submit::{Connector, Quote, SubmitError};
 use crate::updates::UpdateSink;
 
@@ -160,6 +169,13 @@ pub(crate) trait Carriers: Send + Sync + 'static {
     /// the carrier, unless its answers are about something narrower (a recipient's endpoint).
     fn pause_key(&self, carrier: &str, _job: &Self::Job) -> String {
         carrier.to_owned()
+    }
+    /// Whether a node other than this one may withdraw `job` through the store
+    /// ([`Update::Withdraw`]): then each attempt is claimed in the store first
+    /// ([`Update::Attempt`]) and one the carrier took is checked for a withdrawal that came
+    /// meanwhile ([`Update::Taken`]). `false` (the default): only [`Engine::withdraw`] can.
+    fn withdrawable_elsewhere(&self, _job: &Self::Job) -> bool {
+        false
     }
     /// One attempt on `carrier`.
     fn attempt<'a>(&'a self, carrier: &'a str, job: &'a Self::Job) -> BoxFuture<'a, Verdict>;
@@ -424,7 +440,11 @@ where
         if self.active.withdrawn(job.id()) {
             return;
         }
-        self.status(job, Status::Submitting, None).await;
+        // A message another node may withdraw moves to `submitting` with each attempt's claim.
+        let shared = self.carriers.withdrawable_elsewhere(job);
+        if !shared {
+            self.status(job, Status::Submitting, None).await;
+        }
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         let mut attempts = 0;
         let mut waits = 0;
@@ -461,6 +481,9 @@ where
                     resume = Some(resume.map_or(until, |r| r.min(until)));
                     continue;
                 }
+                if shared && !self.claim(job).await {
+                    return;
+                }
                 if !self.active.begin(job.id()) {
                     return;
                 }
@@ -489,6 +512,12 @@ where
                                 at: now_ms(),
                             })
                             .await;
+                        // Withdrawn through the store (from another node) while in flight.
+                        let withdrawn = if withdrawn.is_none() && shared && !delivered {
+                            self.taken(job).await
+                        } else {
+                            withdrawn
+                        };
                         if withdrawn.is_some() && !delivered {
                             // Withdrawn while the carrier took it: taken back where it can be.
                             if let Some((status, detail)) =
@@ -563,6 +592,60 @@ where
                 _ => backoff.fail(),
             };
             tokio::time::sleep(delay.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// Claims the next attempt on `job` in the store ([`Update::Attempt`]): false when no
+    /// attempt may start, because it was withdrawn (from any node; the claim made it
+    /// `cancelled`) or has ended. A store that fails is asked again until the message's
+    /// validity ends (then it is `expired`).
+    async fn claim(&self, job: &C::Job) -> bool {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let claim = Update::Attempt {
+                id: job.id(),
+                at: now_ms(),
+            };
+            match self.updates.send_durable(claim).await.await {
+                Ok(Ok(
+                    Applied::Moved {
+                        status: Status::Cancelled,
+                        ..
+                    }
+                    | Applied::Ended(_)
+                    | Applied::UnknownMessage(_),
+                )) => return false,
+                Ok(Ok(_)) => return true,
+                Ok(Err(e)) => {
+                    tracing::warn!(id = %job.id(), "claiming an attempt failed: {e}");
+                }
+                // The sink is closed: the gateway is stopping.
+                Err(_) => return false,
+            }
+            if job.expires_at().is_some_and(|t| now_ms() >= t) {
+                let why = "the store could not be reached".to_owned();
+                self.status(job, Status::Expired, Some(why)).await;
+                return false;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// The carrier took `job`, which another node may withdraw: the detail of a withdrawal
+    /// noted in the store while the attempt was in flight ([`Update::Taken`]), if any. Queued
+    /// after the attempt's `sent`, so a withdrawal committed later finds it `sent` and is left
+    /// to the node that made it.
+    async fn taken(&self, job: &C::Job) -> Option<String> {
+        let taken = Update::Taken { id: job.id() };
+        match self.updates.send_durable(taken).await.await {
+            Ok(Ok(Applied::Withdrawing(_))) => Some(String::new()),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                tracing::warn!(id = %job.id(), "looking for a withdrawal failed: {e}");
+                None
+            }
+            Err(_) => None,
         }
     }
 

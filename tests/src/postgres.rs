@@ -357,3 +357,16 @@ pub fn create_database(prefix: &str) -> Result<String, String> {
     psql(&format!("CREATE DATABASE {name}{strategy}"))?;
     Ok(cluster.conninfo(&name))
 }
+
+/// Runs `sql` on the database `conninfo` names (as [`create_database`] returns it) with
+/// `psql`; returns what it printed (unaligned, tuples only). For tests that set up a state
+/// the nodes would reach only through a race, or read what the nodes wrote.
+pub fn execute(conninfo: &str, sql: &str) -> Result<String, String> {
+    run(Command::new(bindir()?.join("psql"))
+        .arg("-d")
+        .arg(conninfo)
+        .arg("-v")
+        .arg("ON_ERROR_STOP=1")
+        .arg("-tAc")
+        .arg(sql))
+}

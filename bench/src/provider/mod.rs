@@ -140,6 +140,15 @@ impl State {
         }
     }
 
+    /// Whether `req` must wait before it is handled: an RBM request about a phone whose
+    /// behaviour holds it (`hold`).
+    pub fn holds(&self, req: &Request) -> bool {
+        match req.segments().as_slice() {
+            ["v1", "phones", phone, ..] => self.rbm.script.for_recipient(phone).hold,
+            _ => false,
+        }
+    }
+
     /// Handles and counts one request; `None` when no provider serves its path.
     pub fn handle(&mut self, req: &Request, now: SystemTime) -> Option<(Provider, Reply)> {
         let provider = self.route(req)?;
@@ -272,6 +281,22 @@ mod tests {
             path: path.into(),
             ..Request::default()
         }
+    }
+
+    #[test]
+    fn only_rbm_requests_about_a_held_phone_wait() {
+        let mut s = State::new(1, 10);
+        let held = script::Behaviour {
+            hold: true,
+            ..script::Behaviour::default()
+        };
+        s.rbm.script.recipients.insert("+4477".into(), held);
+        assert!(s.holds(&at("/v1/phones/+4477/agentMessages")));
+        assert!(s.holds(&at("/v1/phones/+4477/capabilities")));
+        assert!(!s.holds(&at("/v1/phones/+4478/agentMessages")));
+        assert!(!s.holds(&at("/v23.0/106540352242922/messages")));
+        s.rbm.script.recipients.clear();
+        assert!(!s.holds(&at("/v1/phones/+4477/agentMessages")));
     }
 
     #[test]

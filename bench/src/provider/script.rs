@@ -49,6 +49,11 @@ pub struct Behaviour {
     pub delivered_delay_ms: Option<u64>,
     /// Milliseconds after acceptance before the read event; `None`: no read event.
     pub read_delay_ms: Option<u64>,
+    /// RBM: requests about the phone (capability checks, agent messages) wait, neither
+    /// handled nor answered, while this holds; once a later behaviour lifts it, that behaviour
+    /// answers them. A test knows a request is in flight ([`super::ProviderStats::holding`])
+    /// and decides when it ends.
+    pub hold: bool,
 }
 
 impl Default for Behaviour {
@@ -62,6 +67,7 @@ impl Default for Behaviour {
             sent_delay_ms: 0,
             delivered_delay_ms: Some(20),
             read_delay_ms: Some(40),
+            hold: false,
         }
     }
 }

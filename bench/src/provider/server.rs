@@ -69,6 +69,7 @@ async fn provider_api(
             .collect(),
         body: body.to_vec(),
     };
+    hold(&shared, &req).await;
     let handled = shared.state.lock().handle(&req, SystemTime::now());
     let Some((_, reply)) = handled else {
         return (
@@ -85,6 +86,30 @@ async fn provider_api(
     }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(reply.body)).into_response()
+}
+
+/// Waits while the behaviour of `req`'s recipient holds it (looked at every 20 ms), counted in
+/// its provider's `holding`.
+async fn hold(shared: &Shared, req: &Request) {
+    let provider = {
+        let mut state = shared.state.lock();
+        if !state.holds(req) {
+            return;
+        }
+        let provider = state.route(req);
+        if let Some(p) = provider {
+            state.stats.of(p).holding += 1;
+        }
+        provider
+    };
+    while shared.state.lock().holds(req) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(p) = provider {
+        let mut state = shared.state.lock();
+        let held = &mut state.stats.of(p).holding;
+        *held = held.saturating_sub(1);
+    }
 }
 
 /// Fires `scheduled` in deadline order, each at its time after now.

@@ -21,6 +21,8 @@ pub struct ProviderStats {
     pub duplicates: u64,
     /// RBM messages revoked by `DELETE`.
     pub revoked: u64,
+    /// Requests waiting now because their recipient's behaviour holds them (RBM `hold`).
+    pub holding: u64,
     /// Webhooks answered with a 2xx.
     pub events_sent: u64,
     /// Webhooks that failed (no callback URL configured, connection error, non-2xx, timeout).

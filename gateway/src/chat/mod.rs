@@ -378,6 +378,7 @@ pub(crate) fn recover(chat: &Chat, record: &MessageRecord) {
         priority: m.priority,
         expires_at: m.expires_at,
         carrier: m.carrier.clone().unwrap_or_default(),
+        in_flow: m.flow.is_some(),
     });
 }
 
@@ -456,6 +457,12 @@ impl Carriers for ChatCarriers {
                 _ => None,
             }
         })
+    }
+
+    /// An RCS step of a flow: the flow's next step may start on another node, which withdraws
+    /// it through the store.
+    fn withdrawable_elsewhere(&self, job: &ChatJob) -> bool {
+        job.in_flow && job.spec.channel == ChatChannel::Rcs
     }
 
     /// A webhook endpoint's answers are about the recipient, not the carrier.

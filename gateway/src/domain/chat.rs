@@ -127,4 +127,6 @@ pub struct ChatJob {
     pub expires_at: Option<UnixMs>,
     /// The provider chosen at acceptance.
     pub carrier: String,
+    /// Whether it is a step of a flow: a later step may withdraw it, from any node.
+    pub in_flow: bool,
 }

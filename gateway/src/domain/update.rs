@@ -117,6 +117,41 @@ pub enum Update {
     Contact(super::ContactWrite),
     /// A dashboard session is opened, seen or closed ([`Applied::Rows`]).
     Session(super::SessionWrite),
+    /// A later step of the message's flow started (an RCS step whose time limit passed
+    /// unmet), on whichever node follows the flow: the message is withdrawn. Judged in the
+    /// store, so it holds across nodes: while no attempt has started (`accepted`, `queued`) it
+    /// becomes `cancelled` with `detail` ([`Applied::Moved`]); while it is `submitting` the
+    /// withdrawal is noted for the node that owns it ([`Applied::Withdrawing`]: its next
+    /// [`Update::Attempt`] cancels it, and its [`Update::Taken`] says to recall what an attempt
+    /// in flight handed over); once it is `sent` or has ended nothing changes
+    /// ([`Applied::NoChange`]).
+    Withdraw {
+        /// Which message.
+        id: MessageId,
+        /// When.
+        at: UnixMs,
+        /// Why: the detail of its `cancelled`.
+        detail: String,
+    },
+    /// An attempt on a message that can be withdrawn from another node ([`Update::Withdraw`])
+    /// is about to start: it moves to `submitting` ([`Applied::Moved`]) or stays there
+    /// ([`Applied::NoChange`]), and the attempt may start. When it was withdrawn meanwhile it
+    /// becomes `cancelled` with the withdrawal's detail instead ([`Applied::Moved`] to
+    /// `cancelled`), and when it has ended otherwise nothing changes ([`Applied::Ended`]): in
+    /// both cases no attempt starts.
+    Attempt {
+        /// Which message.
+        id: MessageId,
+        /// When.
+        at: UnixMs,
+    },
+    /// The carrier took a message that can be withdrawn from another node: was it withdrawn
+    /// while the attempt was in flight? [`Applied::Withdrawing`] if so (the owner recalls it
+    /// where the channel can), else [`Applied::NoChange`]. Changes nothing.
+    Taken {
+        /// Which message.
+        id: MessageId,
+    },
     /// Changes nothing. Updates are applied in the order they were queued, so once a barrier
     /// is committed every update queued before it on the same sink is too: a reader that
     /// waits for one sees them.
@@ -184,7 +219,10 @@ impl Update {
             Update::Status { id, .. }
             | Update::SegmentSent { id, .. }
             | Update::SegmentRejected { id, .. }
-            | Update::Call { id, .. } => Some(*id),
+            | Update::Call { id, .. }
+            | Update::Withdraw { id, .. }
+            | Update::Attempt { id, .. }
+            | Update::Taken { id } => Some(*id),
             Update::Replace(r) => Some(r.id),
             Update::Flow(_) | Update::Contact(_) | Update::Session(_) | Update::Barrier => None,
             Update::Receipt(_)
@@ -221,4 +259,9 @@ pub enum Applied {
     Rows(u64),
     /// What an [`Update::Contact`] did.
     Contact(super::ContactApplied),
+    /// An [`Update::Withdraw`] found the message `submitting`: the withdrawal is noted for its
+    /// owner. An [`Update::Taken`] found such a withdrawal: what the carrier took is recalled.
+    Withdrawing(MessageId),
+    /// An [`Update::Attempt`] found the message ended: no attempt starts.
+    Ended(MessageId),
 }

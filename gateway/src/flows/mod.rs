@@ -12,8 +12,8 @@
 //!          ─► a step refused: Update::Flow(Skip) ─► decide again
 //!          ─► succeeded / failed: Update::Flow(End) (the flow's own event is written with it)
 //!   a cascade's step started after an earlier RCS step's time limit passed unmet ─► that
-//!     RCS message is withdrawn (still queued here) or revoked (sent) ([`Supersede`]), so it
-//!     does not arrive after the fallback
+//!     RCS message is withdrawn (still queued, here or through the store on another node) or
+//!     revoked (sent) ([`Supersede`]), so it does not arrive after the fallback
 //! ```
 //!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
@@ -312,8 +312,8 @@ impl Runner {
 
     /// Step `step` of `f` started: in a cascade (or smart flow) that means the earlier
     /// steps' time limits passed unmet, so their RCS messages still on their way are taken
-    /// back: withdrawn while still queued in the gateway (not yet handed to the platform),
-    /// revoked once `sent`. Staged flows keep every stage's chance; other modes start no step
+    /// back: withdrawn while still queued in the gateway (not yet handed to the platform, on
+    /// this node or another), revoked once `sent`. Staged flows keep every stage's chance; other modes start no step
     /// while an earlier one is pending.
     fn superseded_by(&self, f: &FlowRecord, step: u8) {
         let Some(supersede) = &self.supersede else {

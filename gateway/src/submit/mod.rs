@@ -705,6 +705,7 @@ impl Submitter {
                     priority: draft.priority,
                     expires_at: draft.expires_at,
                     carrier: String::new(),
+                    in_flow: draft.flow.is_some(),
                 };
                 let quote = chat.quote(&job)?;
                 job.carrier = quote.carrier.clone();

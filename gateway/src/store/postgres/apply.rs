@@ -351,6 +351,45 @@ pub(super) async fn apply_update(
         }
         Update::Contact(w) => super::contacts::apply(db, w).await,
         Update::Session(w) => super::sessions::apply(db, w).await,
+        Update::Withdraw { id, at, detail } => {
+            let Some(head) = Head::load(db, *id).await? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            match head.status {
+                Status::Accepted | Status::Queued => {
+                    head.move_to(db, roll, Status::Cancelled, *at, Some(detail))
+                        .await
+                }
+                Status::Submitting => {
+                    db.execute(
+                        "UPDATE messages SET withdrawn = $2 WHERE id = $1",
+                        &[&id.0, detail],
+                    )
+                    .await?;
+                    Ok(Applied::Withdrawing(*id))
+                }
+                _ => Ok(Applied::NoChange),
+            }
+        }
+        Update::Attempt { id, at } => {
+            let Some(head) = Head::load(db, *id).await? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            if head.status.is_final() {
+                return Ok(Applied::Ended(*id));
+            }
+            match withdrawal(db, *id).await? {
+                Some(detail) => {
+                    head.move_to(db, roll, Status::Cancelled, *at, Some(&detail))
+                        .await
+                }
+                None => head.move_to(db, roll, Status::Submitting, *at, None).await,
+            }
+        }
+        Update::Taken { id } => Ok(match withdrawal(db, *id).await? {
+            Some(_) => Applied::Withdrawing(*id),
+            None => Applied::NoChange,
+        }),
         Update::Barrier => Ok(Applied::NoChange),
         Update::Cdr(c) => {
             super::calls::insert(db, c).await?;
@@ -358,6 +397,19 @@ pub(super) async fn apply_update(
             Ok(Applied::NoChange)
         }
     }
+}
+
+/// The detail of the withdrawal noted for message `id` while it was `submitting`
+/// ([`Update::Withdraw`]), if any. Read under the event-log lock every writer holds, so a
+/// withdrawal and an attempt's claim from different nodes see each other in commit order.
+async fn withdrawal(db: Db<'_>, id: MessageId) -> Result<Option<String>, PgError> {
+    let row = db
+        .query_opt("SELECT withdrawn FROM messages WHERE id = $1", &[&id.0])
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    })
 }
 
 /// The columns of a message that updates need.

@@ -407,8 +407,13 @@ ALTER TABLE inbound ADD COLUMN provider_id TEXT;
 CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
     WHERE provider_id IS NOT NULL;
 "#,
-    // The webhook outbox's due rows are read per tenant, each tenant's soonest first, only
-    // for tenants with free webhook slots (as the SQLite store's version 23).
+    // v13: the withdrawal of a message whose attempt had started when its flow's next step
+    // withdrew it, for the node that owns it (as the SQLite store's version 22).
+    r#"
+ALTER TABLE messages ADD COLUMN withdrawn TEXT;
+"#,
+    // v14: the webhook outbox's due rows are read per tenant, each tenant's soonest first,
+    // only for tenants with free webhook slots (as the SQLite store's version 23).
     r#"
 CREATE INDEX webhook_outbox_tenant_due ON webhook_outbox (tenant, next_at, id) WHERE NOT dead;
 DROP INDEX webhook_outbox_due;

@@ -211,6 +211,38 @@ pub(super) fn apply_update(
         }
         Update::Contact(w) => super::contacts::apply(conn, w),
         Update::Session(w) => super::sessions::apply(conn, w),
+        Update::Withdraw { id, at, detail } => {
+            let Some(head) = Head::load(conn, *id)? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            match head.status {
+                Status::Accepted | Status::Queued => {
+                    head.move_to(conn, roll, Status::Cancelled, *at, Some(detail))
+                }
+                Status::Submitting => {
+                    conn.prepare_cached("UPDATE messages SET withdrawn = ?2 WHERE id = ?1")?
+                        .execute(params![id.0, detail])?;
+                    Ok(Applied::Withdrawing(*id))
+                }
+                _ => Ok(Applied::NoChange),
+            }
+        }
+        Update::Attempt { id, at } => {
+            let Some(head) = Head::load(conn, *id)? else {
+                return Ok(Applied::UnknownMessage(*id));
+            };
+            if head.status.is_final() {
+                return Ok(Applied::Ended(*id));
+            }
+            match withdrawal(conn, *id)? {
+                Some(detail) => head.move_to(conn, roll, Status::Cancelled, *at, Some(&detail)),
+                None => head.move_to(conn, roll, Status::Submitting, *at, None),
+            }
+        }
+        Update::Taken { id } => Ok(match withdrawal(conn, *id)? {
+            Some(_) => Applied::Withdrawing(*id),
+            None => Applied::NoChange,
+        }),
         Update::Barrier => Ok(Applied::NoChange),
         Update::Cdr(c) => {
             super::calls::insert(conn, c)?;
@@ -218,6 +250,15 @@ pub(super) fn apply_update(
             Ok(Applied::NoChange)
         }
     }
+}
+
+/// The detail of the withdrawal noted for message `id` while it was `submitting`
+/// ([`Update::Withdraw`]), if any.
+fn withdrawal(conn: &Connection, id: MessageId) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT withdrawn FROM messages WHERE id = ?1")?
+        .query_row([id.0], |row| row.get(0))
+        .optional()
+        .map(Option::flatten)
 }
 
 /// The columns of a message that updates need.

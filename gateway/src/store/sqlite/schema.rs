@@ -67,6 +67,9 @@
 //! - (v21) `inbound.provider_id`: a chat inbound message's id on its platform, unique per
 //!   account (`inbound_provider_id` on `(carrier, provider_id)` where set): a webhook sent
 //!   again is stored once.
+//! - (v22) `messages.withdrawn`: the detail of a withdrawal (a later step of the message's flow
+//!   started) that found the message `submitting`: its owner cancels it before its next
+//!   attempt, or recalls what the attempt in flight handed over; NULL otherwise.
 //! - (v23) `webhook_outbox_tenant_due`: the outbox's live rows by `(tenant, next_at)`, read
 //!   per tenant (tenants found by seeking from one to the next) instead of soonest first over
 //!   all tenants; `webhook_outbox_due` is dropped.
@@ -491,6 +494,11 @@ CREATE INDEX webhook_health_updated ON webhook_health (updated_at);
 ALTER TABLE inbound ADD COLUMN provider_id TEXT;
 CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
     WHERE provider_id IS NOT NULL;
+"#,
+    // v22: the withdrawal of a message whose attempt had started when its flow's next step
+    // withdrew it, for the node that owns it.
+    r#"
+ALTER TABLE messages ADD COLUMN withdrawn TEXT;
 "#,
     // v23: the webhook outbox's due rows are read per tenant, each tenant's soonest first,
     // only for tenants with free webhook slots.

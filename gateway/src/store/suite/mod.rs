@@ -92,6 +92,7 @@ macro_rules! store_suite {
                 rejected_segment_rejects_the_message,
                 a_voice_call_keeps_its_spec_and_outcome,
                 replace_changes_a_scheduled_message_while_it_is_accepted,
+                a_withdrawal_and_the_owners_claims_are_decided_in_the_store,
             }
             receipts {
                 receipt_ids_match_across_bases_case_and_zeros,

@@ -280,3 +280,100 @@ pub(crate) async fn replace_changes_a_scheduled_message_while_it_is_accepted(h: 
         scheduled(2)
     );
 }
+
+/// A withdrawal (a flow's later step started, on any node) and the owner's claims of its
+/// attempts are judged in the store: before the first claim the message is `cancelled` and no
+/// claim succeeds after; during an attempt the withdrawal is noted, the owner finds it when the
+/// carrier took the message or at its next claim (then `cancelled`); once `sent` or ended, a
+/// withdrawal changes nothing and is left to whoever made it.
+pub(crate) async fn a_withdrawal_and_the_owners_claims_are_decided_in_the_store(
+    h: &mut dyn Harness,
+) {
+    let store = h.store();
+    for n in 1..=4 {
+        store.insert(vec![message("acme", n, 1)]).await.unwrap();
+    }
+    let withdraw = |n: i64| Update::Withdraw {
+        id: id(n),
+        at: T0 + 10,
+        detail: "withdrawn: the flow's next step started".into(),
+    };
+    let attempt = |n: i64| Update::Attempt {
+        id: id(n),
+        at: T0 + 20,
+    };
+    let taken = |n: i64| Update::Taken { id: id(n) };
+    // 1: withdrawn before any attempt; the claim finds it ended.
+    // 2: claimed, withdrawn during the attempt, which the carrier took: recalled.
+    // 3: claimed, withdrawn during an attempt that failed: the next claim cancels it.
+    // 4: claimed, sent, then withdrawn: nothing changes (the withdrawing node revokes it).
+    let applied = store
+        .apply(vec![
+            withdraw(1),
+            attempt(1),
+            attempt(2),
+            attempt(2),
+            withdraw(2),
+            sent(2, 0, "c2"),
+            taken(2),
+            attempt(3),
+            taken(3),
+            withdraw(3),
+            attempt(3),
+            attempt(4),
+            sent(4, 0, "c4"),
+            withdraw(4),
+            taken(4),
+            Update::Withdraw {
+                id: id(99),
+                at: T0,
+                detail: String::new(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        vec![
+            moved(1, "acme", Status::Cancelled),
+            Applied::Ended(id(1)),
+            moved(2, "acme", Status::Submitting),
+            Applied::NoChange,
+            Applied::Withdrawing(id(2)),
+            moved(2, "acme", Status::Sent),
+            Applied::Withdrawing(id(2)),
+            moved(3, "acme", Status::Submitting),
+            Applied::NoChange,
+            Applied::Withdrawing(id(3)),
+            moved(3, "acme", Status::Cancelled),
+            moved(4, "acme", Status::Submitting),
+            moved(4, "acme", Status::Sent),
+            Applied::NoChange,
+            Applied::NoChange,
+            Applied::UnknownMessage(id(99)),
+        ]
+    );
+    for (n, want) in [
+        (1, Status::Cancelled),
+        (2, Status::Sent),
+        (3, Status::Cancelled),
+        (4, Status::Sent),
+    ] {
+        let got = store.get("acme", id(n)).await.unwrap().unwrap();
+        assert_eq!(got.status, want, "message {n}");
+    }
+    // The cancellation carries the withdrawal's detail, whichever node wrote it.
+    let got = store.get("acme", id(3)).await.unwrap().unwrap();
+    let last = got.history.last().unwrap();
+    assert_eq!(
+        last.detail.as_deref(),
+        Some("withdrawn: the flow's next step started")
+    );
+    // Noted withdrawals survive a restart.
+    h.reopen().await;
+    let store = h.store();
+    assert_eq!(
+        store.apply(vec![taken(2)]).await.unwrap(),
+        vec![Applied::Withdrawing(id(2))]
+    );
+}
