@@ -1594,13 +1594,31 @@ fn binary_over_http_reaches_the_carrier_octet_for_octet() {
     }
 }
 
+/// The `message.inbound` webhooks `sink` received, once there are at least `n`.
+fn inbound_hooks(sink: &switchyard_tests::sink::Sink, n: usize) -> Vec<serde_json::Value> {
+    switchyard_tests::gateway::wait_for(
+        "inbound webhooks",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let inbound: Vec<serde_json::Value> = sink
+                .delivered()
+                .iter()
+                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+                .filter(|v| v["type"] == "message.inbound")
+                .collect();
+            Ok((inbound.len() >= n).then_some(inbound))
+        },
+    )
+    .unwrap()
+}
+
 /// A binary MO (8-bit data_coding, application ports in its UDH) reaches the tenant's
 /// receiver bind as it came: the same data_coding, esm_class UDHI and octets, a long one
 /// joined from its parts, whole in message_payload behind its ports; the webhook and
 /// `GET /v1/inbound` show it as binary with its hex body, header and data_coding.
 #[test]
 fn binary_mo_reaches_the_receiver_bind_and_the_webhook_as_it_came() {
-    use switchyard_tests::gateway::wait_for;
     use switchyard_tests::http::Client;
     use switchyard_tests::sink::Sink;
     let dir = TempDir::new("smpp-server-binary-mo").unwrap();
@@ -1672,21 +1690,7 @@ fn binary_mo_reaches_the_receiver_bind_and_the_webhook_as_it_came() {
     );
 
     // The webhook and the inbound list say binary, with the hex body, header and data_coding.
-    let hooks = wait_for(
-        "three inbound webhooks",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            let inbound: Vec<serde_json::Value> = sink
-                .delivered()
-                .iter()
-                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
-                .filter(|v| v["type"] == "message.inbound")
-                .collect();
-            Ok((inbound.len() >= 3).then_some(inbound))
-        },
-    )
-    .unwrap();
+    let hooks = inbound_hooks(&sink, 3);
     let hook = |body: &str| {
         hooks
             .iter()
@@ -1746,21 +1750,7 @@ fn binary_mo_reaches_the_receiver_bind_and_the_webhook_as_it_came() {
         &got[1].short_message[..],
         b"\x04\x1f\x04\x40\x04\x38\x04\x32\x04\x35\x04\x42"
     );
-    let hooks = wait_for(
-        "two more inbound webhooks",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            let inbound: Vec<serde_json::Value> = sink
-                .delivered()
-                .iter()
-                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
-                .filter(|v| v["type"] == "message.inbound")
-                .collect();
-            Ok((inbound.len() >= 5).then_some(inbound))
-        },
-    )
-    .unwrap();
+    let hooks = inbound_hooks(&sink, 5);
     let text = hooks
         .iter()
         .find(|h| h["data"]["body"] == "Привет")

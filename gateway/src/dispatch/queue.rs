@@ -162,36 +162,26 @@ impl<T> FairQueue<T> {
         if let Err(full) = self.room_for(tenant) {
             return Err((full, item));
         }
-        self.flow(tenant, weight).lanes[lane(priority)].push_back((cost.max(1), item));
-        self.len += 1;
+        self.place(tenant, weight, priority, (cost, item), Place::Back);
         Ok(())
     }
 
-    /// Queues `item` at the back of its lane whatever the capacity (a job admitted when there
-    /// was room).
-    pub(crate) fn push_over(
+    /// Puts `item` (with its cost) in `tenant`'s lane for `priority`, whatever the bounds: at
+    /// the back for a job admitted when there was room, at the front for one taken out
+    /// earlier that could not be sent.
+    pub(crate) fn place(
         &mut self,
         tenant: &Arc<str>,
         weight: u32,
         priority: Priority,
-        cost: u32,
-        item: T,
+        (cost, item): (u32, T),
+        at: Place,
     ) {
-        self.flow(tenant, weight).lanes[lane(priority)].push_back((cost.max(1), item));
-        self.len += 1;
-    }
-
-    /// Puts `item` back in front of `tenant`'s lane for `priority`, whatever the bounds: for
-    /// entries taken out earlier that could not be sent.
-    pub(crate) fn restore(
-        &mut self,
-        tenant: &Arc<str>,
-        weight: u32,
-        priority: Priority,
-        cost: u32,
-        item: T,
-    ) {
-        self.flow(tenant, weight).lanes[lane(priority)].push_front((cost.max(1), item));
+        let lane = &mut self.flow(tenant, weight).lanes[lane(priority)];
+        match at {
+            Place::Back => lane.push_back((cost.max(1), item)),
+            Place::Front => lane.push_front((cost.max(1), item)),
+        }
         self.len += 1;
     }
 
@@ -271,6 +261,15 @@ impl<T> FairQueue<T> {
     }
 }
 
+/// Where in its lane an entry goes, whatever the bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Behind the others: a job admitted when there was room.
+    Back,
+    /// Ahead of the others: one taken out earlier that could not be sent.
+    Front,
+}
+
 /// What sending `job` costs: the segments it still has to send (at least 1), counted behind
 /// the IEs of its header (the ports); a part the tenant cut is one.
 pub(crate) fn cost(job: &Job) -> u32 {
@@ -330,23 +329,20 @@ impl CarrierQueue {
     /// Queues `job` at the back whatever the capacity: a job admitted when there was room
     /// ([`super::Dispatcher::enqueue_admitted`]).
     pub(crate) fn push_over(&self, job: Arc<Job>, weight: u32) {
-        let c = cost(&job);
-        let tenant = job.tenant.clone();
-        let priority = job.priority;
-        let mut q = self.inner.lock();
-        q.push_over(&tenant, weight, priority, c, job);
-        self.len.store(q.len(), Ordering::Relaxed);
-        drop(q);
-        self.notify.notify_one();
+        self.place(job, weight, Place::Back);
     }
 
     /// Puts a job taken earlier back in front of its lane, regardless of the bounds.
     pub(crate) fn restore(&self, job: Arc<Job>, weight: u32) {
+        self.place(job, weight, Place::Front);
+    }
+
+    fn place(&self, job: Arc<Job>, weight: u32, at: Place) {
         let c = cost(&job);
         let tenant = job.tenant.clone();
         let priority = job.priority;
         let mut q = self.inner.lock();
-        q.restore(&tenant, weight, priority, c, job);
+        q.place(&tenant, weight, priority, (c, job), at);
         self.len.store(q.len(), Ordering::Relaxed);
         drop(q);
         self.notify.notify_one();
@@ -431,7 +427,7 @@ mod tests {
             q.push(&b, 1, Priority::Normal, 1, 102),
             Err((Full::Queue, 102))
         );
-        q.restore(&a, 1, Priority::Normal, 1, -1);
+        q.place(&a, 1, Priority::Normal, (1, -1), Place::Front);
         assert_eq!(q.len(), 9);
         assert_eq!(q.pop(), Some(-1), "a restored entry goes first in its lane");
     }
