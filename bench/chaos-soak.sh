@@ -46,43 +46,21 @@ DATA_BASE=${DATA_BASE:-/tmp}
 
 WORK=$(mktemp -d "$DATA_BASE/chaos-soak.XXXXXX")
 PIDS=()
+
+DIE_STATUS=2
+# shellcheck source=bench/compare/lib.sh
+source "$ROOT/bench/compare/lib.sh"
+
 GW_PID=
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 2; }
-
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
-    local i
     [[ -n $GW_PID ]] && stop_pid "$GW_PID"
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    stop_all
+    finish_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
 addr_in() { grep -m1 "$2" "$1" | awk '{print $NF}'; }
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries into $CARGO_TARGET_DIR"

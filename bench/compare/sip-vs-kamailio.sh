@@ -60,27 +60,12 @@ WORK=$(mktemp -d /tmp/sip-vs-kamailio.XXXXXX)
 RESULTS=$WORK/results.tsv
 PIDS=()
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+# shellcheck source=bench/compare/lib.sh
+source "$ROOT/bench/compare/lib.sh"
 
-# Ends the processes this script started, newest first, by PID: TERM, then KILL after 10 s.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    stop_all
+    finish_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -95,33 +80,12 @@ start() {
     PIDS+=("$LAST_PID")
 }
 
-# wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
-
 free_udp_port() {
     python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 now() { date +%s.%N; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
-
-# CPU ticks (user + system) of the given PIDs, summed (0 for a PID that is gone).
-cpu_ticks() {
-    local total=0 pid t
-    for pid in "$@"; do
-        # Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
-        t=$(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
 
 # UDP datagrams the kernel dropped because a socket's receive buffer was full (whole host).
 udp_drops() {

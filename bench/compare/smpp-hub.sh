@@ -67,28 +67,16 @@ CLK_TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d /tmp/smpp-hub.XXXXXX)
 RESULTS=$WORK/results.tsv
 PIDS=()
+
+# shellcheck source=bench/compare/lib.sh
+source "$ROOT/bench/compare/lib.sh"
 # Why a system did not run (one line each), printed under the table.
 UNAVAILABLE=()
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Ends the processes this script started, newest first, by PID: TERM, then KILL after 10 s.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    stop_all
     release_jasmind_lock
-    if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    finish_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -105,25 +93,6 @@ release_jasmind_lock() {
     return 0
 }
 
-# start NAME CMD...: runs CMD in the background, output in $WORK/NAME.{out,err}; sets LAST_PID.
-start() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-# wait_for SECONDS CMD...: retries CMD every 0.2 s until it succeeds.
-wait_for() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
-
 # announced NAME WORD: the address on the line of NAME's output containing WORD.
 announced() {
     local i line
@@ -135,20 +104,7 @@ announced() {
     die "$1 did not announce $2 (see $WORK/$1.err)"
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# CPU ticks (user + system) of the given PIDs, summed; a PID that is gone counts 0.
-cpu_ticks() {
-    local files=() pid
-    for pid in "$@"; do [[ -r /proc/$pid/stat ]] && files+=("/proc/$pid/stat"); done
-    if ((${#files[@]} == 0)); then echo 0; return; fi
-    # Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
-    awk '{sub(/.*\) /, ""); s += $12 + $13} END {print s + 0}' "${files[@]}" 2>/dev/null || echo 0
-}
 
 # cpu_sampler: every 0.25 s, a line "unix-time gw-ticks broker-ticks redis-ticks", until ended.
 cpu_sampler() {
