@@ -48,7 +48,7 @@ use switchyard_ops::config::{EgressPolicy, WebhookSettings};
 use tokio::sync::Semaphore;
 
 use super::signing;
-use crate::domain::{event_id, EventWrite, SharedDirectory};
+use crate::domain::{event_id, Event, EventWrite, SharedDirectory};
 use crate::domain::{now_ms, UnixMs, Update};
 use crate::egress::Connector;
 use crate::store::events::{EventStore, OutboxEntry, OutboxRoom};
@@ -468,6 +468,7 @@ impl Webhooks {
                 }
             };
             let mut deferred = Vec::new();
+            let mut starting = Vec::new();
             for entry in due {
                 if self.retrying.lock().contains(&entry.id) {
                     continue;
@@ -486,10 +487,27 @@ impl Webhooks {
                     continue;
                 };
                 self.retrying.lock().insert(entry.id);
+                starting.push((entry, slot));
+            }
+            // The round's events in one read, not one read per retry.
+            let seqs = starting.iter().map(|(e, _)| e.seq).collect();
+            let mut events: HashMap<i64, Event> = match self.events.events_at(seqs).await {
+                Ok(events) => events.into_iter().map(|e| (e.seq, e)).collect(),
+                Err(e) => {
+                    tracing::warn!("reading the events to retry failed: {e}");
+                    let mut retrying = self.retrying.lock();
+                    for (entry, _) in &starting {
+                        retrying.remove(&entry.id);
+                    }
+                    continue;
+                }
+            };
+            for (entry, slot) in starting {
+                let event = events.remove(&entry.seq);
                 let me = self.clone();
                 tokio::spawn(async move {
                     let id = entry.id;
-                    me.retry(entry).await;
+                    me.retry(entry, event).await;
                     drop(slot);
                     me.finished.lock().push(id);
                 });
@@ -511,19 +529,12 @@ impl Webhooks {
         now + defer + rand::rng().random_range(0..=defer)
     }
 
-    /// One retry of an outbox row, and its bookkeeping.
-    async fn retry(&self, entry: OutboxEntry) {
-        let event = match self.events.events_after(entry.seq - 1, None, 1).await {
-            Ok(mut v) if v.first().is_some_and(|e| e.seq == entry.seq) => v.swap_remove(0),
-            Ok(_) => {
-                // The event is gone (cannot happen while history is append-only): drop the row.
-                self.write(EventWrite::OutboxDone { id: entry.id }).await;
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("reading an event to retry failed: {e}");
-                return;
-            }
+    /// One retry of an outbox row (its event read with the round's), and its bookkeeping.
+    async fn retry(&self, entry: OutboxEntry, event: Option<Event>) {
+        let Some(event) = event else {
+            // The event is gone (cannot happen while history is append-only): drop the row.
+            self.write(EventWrite::OutboxDone { id: entry.id }).await;
+            return;
         };
         let body = Bytes::from(event.to_json());
         let result = self

@@ -138,6 +138,10 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<(Vec<Event>, i64), StoreError>>;
 
+    /// The events at `seqs` (those the log has), in log order: the webhooks a retry round
+    /// sends, read in one go.
+    fn events_at(&self, seqs: Vec<i64>) -> BoxFuture<'_, Result<Vec<Event>, StoreError>>;
+
     /// The last log position (0 when empty).
     fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
 

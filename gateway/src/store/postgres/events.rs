@@ -512,6 +512,20 @@ impl EventStore for PostgresStore {
         })
     }
 
+    fn events_at(&self, seqs: Vec<i64>) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        self.read(move |db| {
+            Box::pin(async move {
+                let rows = db
+                    .query(
+                        &format!("{EVENT_SELECT} WHERE h.seq = ANY($1) ORDER BY h.seq"),
+                        &[&seqs],
+                    )
+                    .await?;
+                events_from(db, rows).await
+            })
+        })
+    }
+
     fn final_events_after(
         &self,
         seq: i64,

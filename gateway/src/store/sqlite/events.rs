@@ -429,6 +429,22 @@ impl EventStore for SqliteStore {
         self.read(move |conn| final_events_after(conn, seq, &tenant, limit.clamp(1, 10_000)))
     }
 
+    fn events_at(&self, mut seqs: Vec<i64>) -> BoxFuture<'_, Result<Vec<Event>, StoreError>> {
+        seqs.sort_unstable();
+        seqs.dedup();
+        self.read(move |conn| {
+            let mut one = conn.prepare_cached(&format!("{EVENT_SELECT} WHERE h.seq = ?1"))?;
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                if let Some(mut e) = one.query_row([seq], event_from_row).optional()? {
+                    add_segment_facts(conn, &mut e)?;
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.read(|conn| {
             conn.prepare_cached("SELECT coalesce(max(seq), 0) FROM history")?

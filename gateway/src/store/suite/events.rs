@@ -41,6 +41,12 @@ pub(crate) async fn the_history_is_an_ordered_per_tenant_event_log(h: &mut dyn H
     let mine = store.events_after(1, Some("a"), 100).await.unwrap();
     assert_eq!(mine.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(mine[1].body.as_deref(), Some(" stop "));
+    // By position: those the log has, in log order, each as the log reads it.
+    let picked = store.events_at(vec![4, 99, 2, 4]).await.unwrap();
+    assert_eq!(picked.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 4]);
+    assert_eq!(picked[0], all[1]);
+    assert_eq!(picked[1], all[3]);
+    assert!(store.events_at(Vec::new()).await.unwrap().is_empty());
     assert_eq!(store.max_seq().await.unwrap(), 4);
     // The STOP is on the list, in the same commit.
     let list = store.all_opt_outs().await.unwrap();
