@@ -67,6 +67,9 @@
 //! - (v21) `inbound.provider_id`: a chat inbound message's id on its platform, unique per
 //!   account (`inbound_provider_id` on `(carrier, provider_id)` where set): a webhook sent
 //!   again is stored once.
+//! - (v22) `messages_unfinished` names its statuses with `=` and `OR` (no IN list, which SQLite
+//!   evaluates through a temporary b-tree at every insert and status change); queries that
+//!   walk it repeat that condition word for word ([`UNFINISHED`]).
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -79,6 +82,11 @@
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
+
+/// The condition of the partial index `messages_unfinished` (v22), which a query repeats word
+/// for word for SQLite to walk the index.
+pub(super) const UNFINISHED: &str =
+    "(status = 'accepted' OR status = 'queued' OR status = 'submitting')";
 
 /// The migrations, in order; migration `i` brings the schema from version `i` to `i + 1`.
 /// Never edit one that has shipped: append a new one.
@@ -488,6 +496,16 @@ CREATE INDEX webhook_health_updated ON webhook_health (updated_at);
 ALTER TABLE inbound ADD COLUMN provider_id TEXT;
 CREATE UNIQUE INDEX inbound_provider_id ON inbound (carrier, provider_id)
     WHERE provider_id IS NOT NULL;
+"#,
+    // v22: `messages_unfinished` with its statuses as equalities joined by OR instead of an
+    // IN list. SQLite evaluates an IN list of more than two constants through a temporary
+    // b-tree built at each execution, and a partial index's condition is evaluated at every
+    // insert into `messages` and, for the old row and the new, at every status change: three
+    // temporary b-trees per message, a sixth of the writer's work. The same rows are in it.
+    r#"
+DROP INDEX messages_unfinished;
+CREATE INDEX messages_unfinished ON messages (id)
+    WHERE status = 'accepted' OR status = 'queued' OR status = 'submitting';
 "#,
 ];
 
