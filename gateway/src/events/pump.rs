@@ -166,19 +166,16 @@ impl Hub {
             let full = batch.len() == BATCH;
             // First attempts that found no room: written before the cursor may pass them.
             let mut spilled = Vec::new();
+            // The batch's counts, added to the metrics once per tenant and status after it.
+            let mut moves = StatusCounts::default();
+            let mut events = 0u64;
             for event in batch {
                 position = event.seq;
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
                 if let Ok(status) = event.status.parse::<Status>() {
-                    // Tenants are configured and statuses a fixed set: bounded labels.
-                    metrics::counter!(
-                        "switchyard_message_status_total",
-                        "tenant" => tenant.clone(),
-                        "status" => status.as_str()
-                    )
-                    .increment(1);
+                    moves.add(&tenant, status);
                 }
                 if let (Some(windows), true) = (&self.windows, event.is_inbound()) {
                     if let Some(channel) = event.channel.as_deref().and_then(|c| c.parse().ok()) {
@@ -196,9 +193,9 @@ impl Hub {
                     .is_some()
                     .then(|| self.directory.load().url_for(&event))
                     .flatten();
+                events += 1;
                 if url.is_none() && !event.is_inbound() && !self.streams.has(&tenant) {
                     // Nobody to tell: skip rendering.
-                    metrics::counter!("switchyard_events_total").increment(1);
                     continue;
                 }
                 let json = event.to_json();
@@ -210,7 +207,6 @@ impl Hub {
                         Bytes::from(json.clone()),
                     ));
                 }
-                metrics::counter!("switchyard_events_total").increment(1);
                 self.streams.publish(Arc::new(Rendered {
                     seq: event.seq,
                     tenant,
@@ -218,6 +214,8 @@ impl Hub {
                     json,
                 }));
             }
+            moves.record();
+            metrics::counter!("switchyard_events_total").increment(events);
             super::webhook::write_all(&self.store, spilled).await;
             if sending.is_some() {
                 sending = Some(position);
@@ -292,5 +290,38 @@ impl Hub {
             }
         }
         Some(to)
+    }
+}
+
+/// Status changes counted per tenant and status over one batch of the log, for
+/// `switchyard_message_status_total{tenant, status}`: one metrics update per pair and batch
+/// instead of one per event.
+#[derive(Default)]
+struct StatusCounts(std::collections::HashMap<String, Vec<(Status, u64)>>);
+
+impl StatusCounts {
+    fn add(&mut self, tenant: &str, status: Status) {
+        let statuses = match self.0.get_mut(tenant) {
+            Some(s) => s,
+            None => self.0.entry(tenant.to_owned()).or_default(),
+        };
+        match statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => statuses.push((status, 1)),
+        }
+    }
+
+    fn record(self) {
+        for (tenant, statuses) in self.0 {
+            for (status, n) in statuses {
+                // Tenants are configured and statuses a fixed set: bounded labels.
+                metrics::counter!(
+                    "switchyard_message_status_total",
+                    "tenant" => tenant.clone(),
+                    "status" => status.as_str()
+                )
+                .increment(n);
+            }
+        }
     }
 }
