@@ -30,6 +30,9 @@
 #                       RabbitMQ to its DLR lookup; a receipt that comes before the mapping is
 #                       retried 10 s later ([dlr] dlr_lookup_retry_delay), so at 5 ms a fifth of
 #                       its receipts arrive 10 s late.
+#   SIM_WINDOW=100      deliver_sm (receipts) the simulator leaves unanswered per bind, at most.
+#                       Switchyard answers a receipt once it is committed, so this over the
+#                       commit wait caps receipts per second (see bench/README.md).
 #   ESME_BINDS=4 ESME_WINDOW=64   the ESME's transceiver binds to the system and their window
 #   SY_BINDS=2 SY_WINDOW=100      Switchyard's binds to the simulator and their window
 #   JASMIN_CONNECTORS=$SY_BINDS   Jasmin's SMPP client connectors (one TRX bind each; a
@@ -51,6 +54,7 @@ MAX_S=${MAX_S:-10}
 JASMIN_MAX_S=${JASMIN_MAX_S:-$MAX_S}
 DRAIN_S=${DRAIN_S:-30}
 SIM_DLR_DELAY_MS=${SIM_DLR_DELAY_MS:-500}
+SIM_WINDOW=${SIM_WINDOW:-100}
 JASMIN_DRAIN_S=${JASMIN_DRAIN_S:-120}
 ESME_BINDS=${ESME_BINDS:-4}
 ESME_WINDOW=${ESME_WINDOW:-64}
@@ -214,7 +218,8 @@ fi
 # The simulator, shared by both systems
 
 [[ -n ${SYSTEMS// /} ]] || die "no system left to run"
-start sim "$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms "$SIM_DLR_DELAY_MS"
+start sim "$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms "$SIM_DLR_DELAY_MS" \
+    --window "$SIM_WINDOW"
 SIM=$(announced sim listening)
 log "smsc-sim on $SIM"
 

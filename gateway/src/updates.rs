@@ -2,12 +2,15 @@
 //!
 //! Bind tasks must never wait on an fsync to keep their windows moving, so updates go through a
 //! bounded channel to one task that hands whatever has accumulated to [`Store::apply`] as one
-//! batch (the store group-commits across callers on top of that). Receipts and MO messages use
+//! batch (the store group-commits across callers on top of that), with up to [`IN_FLIGHT`]
+//! batches handed over and not yet committed, so updates that come during a commit join the
+//! next one. Receipts and MO messages use
 //! [`UpdateSink::send_durable`]: the bind acknowledges them to the carrier only once they are
 //! committed, so a crash between the two makes the carrier resend rather than lose them.
 
 use std::sync::Arc;
 
+use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{Applied, Update};
@@ -112,6 +115,16 @@ impl Reserved<'_> {
     }
 }
 
+/// Batches handed to the store and not answered yet, at most. With one at a time every update
+/// waited for the commit of the batch before its own: the store starts its next commit as soon
+/// as it has answered, before this task has handed it the updates that came meanwhile, so those
+/// waited for two commits — and receipts, acknowledged to the carrier only once committed, held
+/// their place in the carrier's window that much longer.
+const IN_FLIGHT: usize = 4;
+
+/// A batch's replies (`None` for updates nobody waits for).
+type Replies = Vec<Option<Reply>>;
+
 async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<(Update, Option<Reply>)>,
@@ -120,53 +133,82 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut open = true;
+    // Answered in the order they were handed over.
+    let mut in_flight = FuturesOrdered::new();
     loop {
-        let n = tokio::select! {
-            n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+        let room = in_flight.len() < IN_FLIGHT;
+        tokio::select! {
+            biased;
+            Some((result, replies)) = in_flight.next(), if !in_flight.is_empty() => {
+                answer(result, replies, applied.as_ref());
+            }
             _ = &mut close, if open => {
                 // Shutdown: no new updates; what is queued is still received and stored.
                 open = false;
                 rx.close();
-                continue;
             }
-        };
-        if n == 0 {
-            break;
+            n = rx.recv_many(&mut batch, MAX_BATCH), if room => {
+                if n == 0 {
+                    while let Some((result, replies)) = in_flight.next().await {
+                        answer(result, replies, applied.as_ref());
+                    }
+                    break;
+                }
+                let (updates, replies): (Vec<Update>, Replies) = batch.drain(..).unzip();
+                let mut stored = Box::pin(apply(store.clone(), updates));
+                // Polled once here so the batch is queued at the store before any batch taken
+                // later: the store applies requests in the order they were queued, and updates
+                // must be applied in the order they were sent.
+                match futures::poll!(stored.as_mut()) {
+                    std::task::Poll::Ready(result) => answer(result, replies, applied.as_ref()),
+                    std::task::Poll::Pending => {
+                        in_flight.push_back(async move { (stored.await, replies) });
+                    }
+                }
+            }
         }
-        let (updates, replies): (Vec<Update>, Vec<Option<Reply>>) = batch.drain(..).unzip();
-        // Retry a failing store with backoff rather than dropping state changes: they are the
-        // record of what the carriers did.
-        let mut delay = std::time::Duration::from_millis(10);
-        let result = loop {
-            match store.apply(updates.clone()).await {
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(
-                        "store refused {} updates ({e}); retrying in {delay:?}",
-                        updates.len()
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
-                }
-                other => break other,
+    }
+}
+
+/// Applies `updates`, retrying a failing store with backoff rather than dropping state changes:
+/// they are the record of what the carriers did. A batch retried after a later one committed is
+/// applied after it; updates allow that (a message or segment never moves backwards, and a
+/// receipt applied before its segment was sent is kept and matched when the segment comes).
+async fn apply(store: Arc<dyn Store>, updates: Vec<Update>) -> Result<Vec<Applied>, StoreError> {
+    let mut delay = std::time::Duration::from_millis(10);
+    loop {
+        match store.apply(updates.clone()).await {
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(
+                    "store refused {} updates ({e}); retrying in {delay:?}",
+                    updates.len()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
             }
-        };
-        match result {
-            Ok(results) => {
-                for (reply, applied_one) in replies.into_iter().zip(results) {
-                    if let (Some(tx), Applied::Moved { .. }) = (&applied, &applied_one) {
-                        let _ = tx.send(applied_one.clone());
-                    }
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Ok(applied_one));
-                    }
+            other => return other,
+        }
+    }
+}
+
+/// Answers a stored (or failed) batch's senders, and passes its status changes on.
+fn answer(result: Result<Vec<Applied>, StoreError>, replies: Replies, applied: Option<&AppliedTx>) {
+    match result {
+        Ok(results) => {
+            for (reply, applied_one) in replies.into_iter().zip(results) {
+                if let (Some(tx), Applied::Moved { .. }) = (applied, &applied_one) {
+                    let _ = tx.send(applied_one.clone());
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(applied_one));
                 }
             }
-            Err(e) => {
-                tracing::error!("store failed to apply {} updates: {e}", updates.len());
-                let e = Arc::new(e);
-                for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        }
+        Err(e) => {
+            tracing::error!("store failed to apply {} updates: {e}", replies.len());
+            let e = Arc::new(e);
+            for reply in replies.into_iter().flatten() {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

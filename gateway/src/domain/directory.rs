@@ -73,6 +73,14 @@ impl Directory {
             .is_some_and(|owned| owned.contains(&channel))
     }
 
+    /// Whether `tenant` has a `webhook_url` (its events may have a webhook without a
+    /// message's `callback_url`).
+    pub fn has_webhook_url(&self, tenant: &str) -> bool {
+        self.tenants
+            .get(tenant)
+            .is_some_and(|t| t.webhook_url.is_some())
+    }
+
     /// Where `event`'s webhook goes: the message's `callback_url`, else the tenant's
     /// `webhook_url`; nowhere when the tenant's `webhook_events` leave its type out.
     pub fn url_for(&self, event: &Event) -> Option<String> {

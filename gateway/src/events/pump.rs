@@ -15,7 +15,7 @@ use crate::admission::optout::OptOuts;
 use crate::admission::windows::Windows;
 use crate::cluster::Lease;
 use crate::domain::{Applied, EventWrite, SharedDirectory, Status};
-use crate::store::events::EventStore;
+use crate::store::events::{EventHead, EventStore};
 use crate::store::Store;
 
 /// Events read per store round trip.
@@ -128,6 +128,8 @@ impl Hub {
         let mut sending: Option<i64> = None;
         let mut saved = position;
         let mut saved_at = Instant::now();
+        // Read the heads of the next batch first: the last batch told nobody anything.
+        let mut heads_first = true;
         loop {
             match (lease.held(), sending) {
                 (true, None) => {
@@ -156,29 +158,78 @@ impl Hub {
                 (false, Some(_)) => sending = None,
                 _ => {}
             }
-            let batch = match self.events.events_after(position, None, BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!("reading the event log failed: {e}");
-                    Vec::new()
-                }
-            };
-            let full = batch.len() == BATCH;
             // First attempts that found no room: written before the cursor may pass them.
             let mut spilled = Vec::new();
+            // The batch's counts, added to the metrics once per tenant and status after it.
+            let mut moves = StatusCounts::default();
+            let mut events = 0u64;
+            // Events read, and events someone was told of (streams, webhooks).
+            let mut read = 0;
+            let mut told = 0;
+            // While nobody is told of anything (no stream open, no webhook for these
+            // tenants, as on a hub whose tenants take their receipts over SMPP) the log is
+            // read by its heads: the metrics need no more, and reading each event whole (its
+            // message, its segments) cost a tenth of the gateway's CPU. A batch with an event
+            // someone may be told of is read whole, and so are the next ones until a batch of
+            // events told nobody anything. The shared store's followers need every event whole.
+            let mut heads_done = false;
+            if heads_first && self.follow.is_none() && self.windows.is_none() {
+                match self.events.event_heads_after(position, BATCH).await {
+                    Ok(heads) => {
+                        let directory = self.directory.load();
+                        let may_tell = |h: &EventHead| {
+                            h.tenant.as_deref().is_some_and(|tenant| {
+                                h.status == "inbound"
+                                    || self.streams.has(tenant)
+                                    || (sending.is_some()
+                                        && (h.callback_url.is_some()
+                                            || directory.has_webhook_url(tenant)))
+                            })
+                        };
+                        if heads.iter().any(may_tell) {
+                            heads_first = false;
+                        } else {
+                            heads_done = true;
+                            read = heads.len();
+                            for head in heads {
+                                position = head.seq;
+                                let Some(tenant) = head.tenant else {
+                                    continue;
+                                };
+                                if let Ok(status) = head.status.parse::<Status>() {
+                                    moves.add(&tenant, status);
+                                }
+                                events += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("reading the event log failed: {e}");
+                        heads_done = true;
+                    }
+                }
+            }
+            let batch = if heads_done {
+                Vec::new()
+            } else {
+                match self.events.events_after(position, None, BATCH).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!("reading the event log failed: {e}");
+                        Vec::new()
+                    }
+                }
+            };
+            if !heads_done {
+                read = batch.len();
+            }
             for event in batch {
                 position = event.seq;
                 let Some(tenant) = event.tenant.clone() else {
                     continue;
                 };
                 if let Ok(status) = event.status.parse::<Status>() {
-                    // Tenants are configured and statuses a fixed set: bounded labels.
-                    metrics::counter!(
-                        "switchyard_message_status_total",
-                        "tenant" => tenant.clone(),
-                        "status" => status.as_str()
-                    )
-                    .increment(1);
+                    moves.add(&tenant, status);
                 }
                 if let (Some(windows), true) = (&self.windows, event.is_inbound()) {
                     if let Some(channel) = event.channel.as_deref().and_then(|c| c.parse().ok()) {
@@ -196,11 +247,12 @@ impl Hub {
                     .is_some()
                     .then(|| self.directory.load().url_for(&event))
                     .flatten();
+                events += 1;
                 if url.is_none() && !event.is_inbound() && !self.streams.has(&tenant) {
                     // Nobody to tell: skip rendering.
-                    metrics::counter!("switchyard_events_total").increment(1);
                     continue;
                 }
+                told += 1;
                 let json = event.to_json();
                 if let Some(url) = url {
                     spilled.extend(self.webhooks.submit(
@@ -210,7 +262,6 @@ impl Hub {
                         Bytes::from(json.clone()),
                     ));
                 }
-                metrics::counter!("switchyard_events_total").increment(1);
                 self.streams.publish(Arc::new(Rendered {
                     seq: event.seq,
                     tenant,
@@ -218,6 +269,12 @@ impl Hub {
                     json,
                 }));
             }
+            if !heads_done && read > 0 {
+                heads_first = told == 0;
+            }
+            let full = read == BATCH;
+            moves.record();
+            metrics::counter!("switchyard_events_total").increment(events);
             super::webhook::write_all(&self.store, spilled).await;
             if sending.is_some() {
                 sending = Some(position);
@@ -292,5 +349,38 @@ impl Hub {
             }
         }
         Some(to)
+    }
+}
+
+/// Status changes counted per tenant and status over one batch of the log, for
+/// `switchyard_message_status_total{tenant, status}`: one metrics update per pair and batch
+/// instead of one per event.
+#[derive(Default)]
+struct StatusCounts(std::collections::HashMap<String, Vec<(Status, u64)>>);
+
+impl StatusCounts {
+    fn add(&mut self, tenant: &str, status: Status) {
+        let statuses = match self.0.get_mut(tenant) {
+            Some(s) => s,
+            None => self.0.entry(tenant.to_owned()).or_default(),
+        };
+        match statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => statuses.push((status, 1)),
+        }
+    }
+
+    fn record(self) {
+        for (tenant, statuses) in self.0 {
+            for (status, n) in statuses {
+                // Tenants are configured and statuses a fixed set: bounded labels.
+                metrics::counter!(
+                    "switchyard_message_status_total",
+                    "tenant" => tenant.clone(),
+                    "status" => status.as_str()
+                )
+                .increment(n);
+            }
+        }
     }
 }

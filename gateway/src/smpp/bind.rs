@@ -221,6 +221,16 @@ fn record(ctx: &BindContext, carrier: &str, outcome: Outcome) {
     crate::carrier::health::record(&ctx.dispatcher.router, carrier, outcome, Instant::now());
 }
 
+/// `switchyard_smpp_submit_responses_total{carrier, command_status}`: command_status as the
+/// SMSC sent it (a carrier uses a handful of codes).
+fn response_counter(carrier: &str, status: CommandStatus) -> metrics::Counter {
+    metrics::counter!(
+        "switchyard_smpp_submit_responses_total",
+        "carrier" => carrier.to_owned(),
+        "command_status" => format!("0x{:08x}", status.0)
+    )
+}
+
 /// One connection's state.
 struct Conn<'a> {
     s: &'a BindSettings,
@@ -239,6 +249,11 @@ struct Conn<'a> {
     acks: FuturesUnordered<futures::future::BoxFuture<'static, (u32, bool, bool)>>,
     reference: u16,
     draining: Option<Instant>,
+    /// `switchyard_smpp_submit_response_seconds{carrier}`, recorded for every response.
+    response_seconds: metrics::Histogram,
+    /// `switchyard_smpp_submit_responses_total{carrier, command_status="0x00000000"}`, the
+    /// response almost every submit gets.
+    responses_ok: metrics::Counter,
 }
 
 impl<'a> Conn<'a> {
@@ -282,6 +297,8 @@ impl<'a> Conn<'a> {
             acks: FuturesUnordered::new(),
             reference: rand::rng().random(),
             draining: None,
+            response_seconds: metrics::histogram!("switchyard_smpp_submit_response_seconds", "carrier" => s.carrier.clone()),
+            responses_ok: response_counter(&s.carrier, CommandStatus::ESME_ROK),
         }
     }
 
@@ -592,15 +609,12 @@ impl<'a> Conn<'a> {
             return;
         };
         let latency = now.saturating_duration_since(f.sent_at);
-        metrics::histogram!("switchyard_smpp_submit_response_seconds", "carrier" => self.s.carrier.clone())
-            .record(latency.as_secs_f64());
-        // command_status as the SMSC sent it: a carrier uses a handful of codes.
-        metrics::counter!(
-            "switchyard_smpp_submit_responses_total",
-            "carrier" => self.s.carrier.clone(),
-            "command_status" => format!("0x{:08x}", status.0)
-        )
-        .increment(1);
+        self.response_seconds.record(latency.as_secs_f64());
+        if status == CommandStatus::ESME_ROK {
+            self.responses_ok.increment(1);
+        } else {
+            response_counter(&self.s.carrier, status).increment(1);
+        }
         match status.class() {
             StatusClass::Ok => {
                 record(self.ctx, &self.s.carrier, Outcome::Success { latency });

@@ -71,6 +71,7 @@ pub(crate) async fn serve<S>(
         id,
         peer,
         user: None,
+        metrics: None,
         out_tx,
         waiting: VecDeque::new(),
         delivering: HashMap::new(),
@@ -158,8 +159,8 @@ pub(crate) async fn serve<S>(
     // Submits still in the pipeline finish: their messages are stored and handed over even
     // though their responses can no longer be sent.
     while c.accepts.next().await.is_some() {
-        if let Some(user) = &c.user {
-            window_gauge(&user.config.system_id).decrement(1.0);
+        if let Some(m) = &c.metrics {
+            m.window.decrement(1.0);
         }
     }
     if let Some(user) = &c.user {
@@ -175,6 +176,8 @@ struct Conn {
     peer: SocketAddr,
     /// Who bound, once bound.
     user: Option<Arc<User>>,
+    /// The bound user's submit metrics.
+    metrics: Option<SubmitMetrics>,
     /// Given to the bind registry so receipt senders reach this connection.
     out_tx: mpsc::Sender<Outgoing>,
     /// deliver_sm waiting for a window slot.
@@ -274,6 +277,7 @@ impl Conn {
         match checked {
             Ok(user) => {
                 session.set_peer_window(user.config.window.max(1) as usize);
+                self.metrics = Some(SubmitMetrics::new(&user.config.system_id));
                 self.user = Some(user);
                 let _ = session.accept_bind(now);
             }
@@ -361,7 +365,9 @@ impl Conn {
         };
         let submit = self.server.submit.clone();
         let system_id = user.config.system_id.clone();
-        window_gauge(&system_id).increment(1.0);
+        if let Some(m) = &self.metrics {
+            m.window.increment(1.0);
+        }
         self.accepts.push(Box::pin(async move {
             let result = submit
                 .accept(draft, |_, _, _| Ok::<_, crate::submit::SubmitError>(None))
@@ -434,7 +440,9 @@ impl Conn {
             })
             .collect();
         let submit = self.server.submit.clone();
-        window_gauge(&user.config.system_id).increment(1.0);
+        if let Some(m) = &self.metrics {
+            m.window.increment(1.0);
+        }
         self.accepts.push(Box::pin(async move {
             let mut first: Option<MessageId> = None;
             let mut unsuccess = Vec::new();
@@ -487,9 +495,13 @@ impl Conn {
 
     fn answer(&mut self, session: &mut Session, (seq, status, body): Answer) {
         let now = now();
-        if let Some(user) = &self.user {
-            count_submit(&user.config.system_id, status);
-            window_gauge(&user.config.system_id).decrement(1.0);
+        if let (Some(user), Some(m)) = (&self.user, &self.metrics) {
+            if status == CommandStatus::ESME_ROK {
+                m.accepted.increment(1);
+            } else {
+                count_submit(&user.config.system_id, status);
+            }
+            m.window.decrement(1.0);
         }
         let _ = session.respond(seq, status, body, now);
     }
@@ -638,6 +650,23 @@ impl Conn {
                     let _ = done.send(Err(format!("cannot send: {e}")));
                 }
             }
+        }
+    }
+}
+
+/// The metrics every submit of a bound user updates, looked up once at bind.
+struct SubmitMetrics {
+    /// `switchyard_smpp_server_submits_total{system_id, status="ESME_ROK"}`.
+    accepted: metrics::Counter,
+    /// `switchyard_smpp_server_window_in_use{system_id}`.
+    window: metrics::Gauge,
+}
+
+impl SubmitMetrics {
+    fn new(system_id: &str) -> Self {
+        SubmitMetrics {
+            accepted: metrics::counter!("switchyard_smpp_server_submits_total", "system_id" => system_id.to_owned(), "status" => "ESME_ROK"),
+            window: window_gauge(system_id),
         }
     }
 }

@@ -44,7 +44,10 @@ use crate::domain::{Event, EventWrite, Status, UnixMs, Update};
 const PAGE: usize = 500;
 /// Receipts sent and not yet answered, at most (across the user's binds).
 const MAX_OUTSTANDING: usize = 2048;
-/// How long the sender sleeps when it has caught up.
+/// How long after a read that reached the end of the log the next read waits (the sender
+/// sleeps this long when idle). Under load, receipts taken wake the sender many times in this
+/// span; reading the log at each of those wake-ups cost a store round trip per handful of
+/// receipts, and one read per span reads them all.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often the cursor is saved.
 const CURSOR_EVERY: Duration = Duration::from_millis(500);
@@ -87,6 +90,12 @@ pub(crate) async fn run(
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut sent = FuturesUnordered::new();
     let mut rr = 0usize;
+    // No read before this (the runtime's clock): IDLE_POLL after a read that reached the end
+    // of the log.
+    let mut next_read = tokio::time::Instant::now();
+    // Counted for every receipt: the handles are looked up once.
+    let taken = metrics::counter!("switchyard_smpp_server_deliveries_total", "system_id" => system_id.clone(), "outcome" => "taken");
+    let pending_gauge = metrics::gauge!("switchyard_smpp_server_deliveries_pending", "system_id" => system_id.clone());
     loop {
         if *shutdown.borrow() {
             break;
@@ -139,9 +148,10 @@ pub(crate) async fn run(
             holding = true;
         }
         let now = Instant::now();
+        let clock = tokio::time::Instant::now();
         // Read more of the log while there is room and someone to send to.
         let mut caught_up = true;
-        if !receivers.is_empty() && open.len() < MAX_OUTSTANDING {
+        if !receivers.is_empty() && open.len() < MAX_OUTSTANDING && clock >= next_read {
             match server
                 .events
                 .final_events_after(read, &user.tenant, PAGE)
@@ -149,6 +159,9 @@ pub(crate) async fn run(
             {
                 Ok((page, reached)) => {
                     caught_up = page.len() < PAGE;
+                    if caught_up {
+                        next_read = clock + IDLE_POLL;
+                    }
                     let oldest = crate::domain::now_ms()
                         - i64::try_from(server.settings.receipt_validity.as_millis())
                             .unwrap_or(i64::MAX / 2);
@@ -177,30 +190,39 @@ pub(crate) async fn run(
                     }
                     read = read.max(reached);
                 }
-                Err(e) => tracing::warn!(%system_id, "reading events for receipts: {e}"),
+                Err(e) => {
+                    tracing::warn!(%system_id, "reading events for receipts: {e}");
+                    next_read = clock + IDLE_POLL;
+                }
             }
         }
-        // Hand what is due to the binds, round robin.
-        let mut held = VecDeque::new();
-        while let Some(p) = queue.pop_front() {
-            if p.not_before > now || receivers.is_empty() {
-                held.push_back(p);
+        // Hand what is due to the binds, round robin, until every bind in a row has no room:
+        // what is left waits for receipts taken (which wake this loop) without being looked
+        // at again, nor copied, at each wake-up.
+        let mut refused = 0;
+        let mut i = 0;
+        while i < queue.len() && refused < receivers.len() {
+            if queue[i].not_before > now {
+                i += 1;
                 continue;
             }
-            let (done, outcome) = oneshot::channel();
             let target = &receivers[rr % receivers.len()];
             rr = rr.wrapping_add(1);
-            match target.try_send(Outgoing::Deliver {
+            let Ok(room) = target.try_reserve() else {
+                refused += 1;
+                continue;
+            };
+            refused = 0;
+            let Some(p) = queue.remove(i) else { break };
+            let (done, outcome) = oneshot::channel();
+            room.send(Outgoing::Deliver {
                 pdu: Box::new(p.pdu.clone()),
                 done,
-            }) {
-                Ok(()) => sent.push(async move { (p, outcome.await) }),
-                Err(_) => held.push_back(p),
-            }
+            });
+            sent.push(async move { (p, outcome.await) });
         }
-        queue = held;
-        metrics::gauge!("switchyard_smpp_server_deliveries_pending", "system_id" => system_id.clone())
-            .set(open.len() as f64);
+        let binds_full = !receivers.is_empty() && refused >= receivers.len();
+        pending_gauge.set(open.len() as f64);
         // The cursor: everything below the oldest open receipt was taken.
         let mark = open.keys().next().map_or(read, |first| first - 1);
         if mark > saved && (saved_at.elapsed() >= CURSOR_EVERY || open.is_empty()) {
@@ -208,9 +230,12 @@ pub(crate) async fn run(
             saved = mark;
             saved_at = Instant::now();
         }
+        // Receipts held because every bind was full go out when receipts are taken (or at the
+        // next poll); only those waiting for a retry time set a wake-up.
         let wake = queue
             .iter()
             .map(|p| p.not_before)
+            .filter(|t| !binds_full || *t > now)
             .min()
             .map_or(IDLE_POLL, |t| {
                 t.saturating_duration_since(now)
@@ -220,7 +245,9 @@ pub(crate) async fn run(
             wake.min(if receivers.is_empty() {
                 Duration::from_secs(1)
             } else {
-                IDLE_POLL
+                next_read
+                    .saturating_duration_since(clock)
+                    .clamp(Duration::from_millis(1), IDLE_POLL)
             })
         } else {
             Duration::ZERO
@@ -231,7 +258,7 @@ pub(crate) async fn run(
                     match outcome {
                         Ok(Ok(())) => {
                             open.remove(&p.seq);
-                            metrics::counter!("switchyard_smpp_server_deliveries_total", "system_id" => system_id.clone(), "outcome" => "taken").increment(1);
+                            taken.increment(1);
                         }
                         failure => {
                             let why = match failure {
@@ -253,7 +280,7 @@ pub(crate) async fn run(
                     settle(q, o);
                 }
             }
-            _ = receiver_up.notified() => {}
+            _ = receiver_up.notified() => next_read = tokio::time::Instant::now(),
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
         }

@@ -117,6 +117,31 @@ impl OptOutSenders {
     }
 }
 
+/// What a reader of the whole log needs to know of an event before it decides whether it
+/// needs the rest ([`EventStore::event_heads_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHead {
+    /// Its position in the log.
+    pub seq: i64,
+    /// Its tenant, as [`Event::tenant`].
+    pub tenant: Option<String>,
+    /// Its status, as [`Event::status`].
+    pub status: String,
+    /// Its message's callback URL, as [`Event::callback_url`].
+    pub callback_url: Option<String>,
+}
+
+impl From<&Event> for EventHead {
+    fn from(e: &Event) -> Self {
+        EventHead {
+            seq: e.seq,
+            tenant: e.tenant.clone(),
+            status: e.status.clone(),
+            callback_url: e.callback_url.clone(),
+        }
+    }
+}
+
 /// Reads for events, webhooks, inbound messages and opt-outs.
 pub trait EventStore: Send + Sync + 'static {
     /// Events after `seq`, in log order, at most `limit`; only `tenant`'s when given.
@@ -126,6 +151,20 @@ pub trait EventStore: Send + Sync + 'static {
         tenant: Option<&str>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Event>, StoreError>>;
+
+    /// The heads of the events [`EventStore::events_after`] would return for `(seq, None,
+    /// limit)`: the same events, without reading the rest of each. A store that has no cheaper
+    /// way reads the events.
+    fn event_heads_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<EventHead>, StoreError>> {
+        Box::pin(async move {
+            let events = self.events_after(seq, None, limit).await?;
+            Ok(events.iter().map(EventHead::from).collect())
+        })
+    }
 
     /// `tenant`'s events after `seq` that end a message (a final status) or are inbound, in
     /// log order, at most `limit`; with the position the read got to (the last event returned

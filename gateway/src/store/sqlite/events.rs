@@ -15,7 +15,7 @@ use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
 use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{
-    EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxRoom, OutboxTally,
+    EventHead, EventStore, OptOutEntries, OptOutSenders, OutboxEntry, OutboxRoom, OutboxTally,
     ENDPOINT_HEALTH_KEPT, ENDPOINT_HEALTH_KEPT_MS,
 };
 use crate::store::StoreError;
@@ -383,6 +383,44 @@ fn events_after(
     Ok(out)
 }
 
+/// The heads of the events after `seq` (see [`EventStore::event_heads_after`]): each event's
+/// tenant taken where [`event_from_row`] takes it, the message's callback URL, and nothing
+/// else (no message row decoded, no segment read).
+fn event_heads_after(
+    conn: &Connection,
+    seq: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<EventHead>> {
+    conn.prepare_cached(
+        "SELECT h.seq, h.status, h.tenant, m.tenant, m.callback_url, i.tenant FROM history h \
+         LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
+         LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' \
+         WHERE h.seq > ?1 ORDER BY h.seq LIMIT ?2",
+    )?
+    .query_map(params![seq, limit as i64], |row| {
+        let status: String = row.get(1)?;
+        let tenant = if status.starts_with("flow_") {
+            row.get(2)?
+        } else if status == "inbound" {
+            row.get(5)?
+        } else {
+            row.get(3)?
+        };
+        let callback_url = if status.starts_with("flow_") || status == "inbound" {
+            None
+        } else {
+            row.get(4)?
+        };
+        Ok(EventHead {
+            seq: row.get(0)?,
+            tenant,
+            status,
+            callback_url,
+        })
+    })?
+    .collect()
+}
+
 fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
     Ok(OutboxEntry {
         id: row.get(0)?,
@@ -443,6 +481,14 @@ impl EventStore for SqliteStore {
             }
             Ok(out)
         })
+    }
+
+    fn event_heads_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<EventHead>, StoreError>> {
+        self.read(move |conn| event_heads_after(conn, seq, limit.clamp(1, 10_000)))
     }
 
     fn max_seq(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
@@ -769,6 +815,42 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(s.max_seq().await.unwrap(), 4);
+        drop(s);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn event_heads_are_the_heads_of_the_events() {
+        let (s, dir) = store();
+        drop(s);
+        let path = dir.join("heads.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::schema::MIGRATIONS[0])
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
+                 priority, tags, created_at, updated_at, callback_url) \
+                 VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20, NULL), \
+                        (6, 'b', 'sent', '+15555550002', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 11, 21, 'https://b.example/cb'); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (6, 11, 'accepted', NULL); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
+                 INSERT INTO history (message_id, at, status, detail) VALUES (6, 21, 'sent', 'alpha'); \
+                 INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
+                 VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30), \
+                        (8, 'alpha', NULL, '+447911000001', '99999', 'nobody', 31);",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path, Default::default()).unwrap();
+        let events = s.events_after(0, None, 100).await.unwrap();
+        assert!(events.iter().any(|e| e.callback_url.is_some()));
+        assert!(events.iter().any(|e| e.is_inbound() && e.tenant.is_none()));
+        let heads: Vec<EventHead> = events.iter().map(EventHead::from).collect();
+        assert_eq!(s.event_heads_after(0, 100).await.unwrap(), heads);
+        assert_eq!(s.event_heads_after(2, 2).await.unwrap(), heads[2..4]);
         drop(s);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
-use super::schema::configure_reader;
+use super::schema::{configure_reader, UNFINISHED};
 use super::{sqlite_error, status_column};
 use crate::domain::{
     encoding_from_name, priority_from_name, ListFilter, MessageId, MessageRecord, NewMessage,
@@ -345,9 +345,7 @@ pub(super) fn list(
 /// Messages in accepted/queued/submitting, oldest first, with their segments.
 pub(super) fn unfinished(conn: &Connection) -> rusqlite::Result<Vec<MessageRecord>> {
     // The WHERE clause repeats the partial index's, so SQLite can use it.
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status IN ('accepted', 'queued', 'submitting') ORDER BY id"
-    );
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE {UNFINISHED} ORDER BY id");
     let mut records: Vec<MessageRecord> = conn
         .prepare_cached(&sql)?
         .query_map([], message_from_row)?
@@ -372,7 +370,7 @@ pub(super) fn unfinished_page(
 ) -> rusqlite::Result<Vec<MessageRecord>> {
     // The WHERE clause repeats the partial index's, so SQLite can use it.
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE status IN ('accepted', 'queued', 'submitting') \
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {UNFINISHED} \
          AND id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3"
     );
     let after = after.map_or(i64::MIN, |a| a.0);

@@ -46,6 +46,12 @@ pub(super) struct IdMatch {
     /// Receipts pending right now (approximately), for the store's ticker: it wakes the writer
     /// only while some wait.
     pending: Arc<AtomicU64>,
+    /// Per carrier, the newest `received_at` in `unmatched_receipts` (`None`: no row), read
+    /// when first needed and raised by every receipt kept. A segment sent more than
+    /// [`LATE_MATCH_WINDOW_MS`] after it matches no kept receipt, so its lookups (four queries
+    /// per segment, almost always finding nothing) are skipped. Rows deleted leave it as it was:
+    /// it can only be too new, which costs the lookups, never a match.
+    newest_kept: HashMap<String, Option<UnixMs>>,
 }
 
 impl IdMatch {
@@ -81,6 +87,12 @@ impl IdMatch {
             for key in r.keys() {
                 stmt.execute(params![carrier, key_text(key), id.0, index, certain])?;
             }
+        }
+        let kept_recently = self
+            .newest_kept(conn, carrier)?
+            .is_some_and(|newest| newest >= sent_at - LATE_MATCH_WINDOW_MS);
+        if !kept_recently && !learned {
+            return Ok(Vec::new());
         }
         // Kept receipts that share a value with this id, in either base.
         let mut related: Vec<IdKey> = Vec::with_capacity(4);
@@ -172,6 +184,9 @@ impl IdMatch {
             r.at,
             pending,
         ])?;
+        if let Some(newest) = self.newest_kept.get_mut(&r.carrier) {
+            *newest = (*newest).max(Some(r.at));
+        }
         Ok(ReceiptOutcome::Kept(more))
     }
 
@@ -271,6 +286,22 @@ impl IdMatch {
             c.configured = configured;
         }
         Ok(c)
+    }
+
+    /// The newest `received_at` of `carrier`'s kept receipts, as far as this writer knows.
+    fn newest_kept(
+        &mut self,
+        conn: &Connection,
+        carrier: &str,
+    ) -> rusqlite::Result<Option<UnixMs>> {
+        if let Some(newest) = self.newest_kept.get(carrier) {
+            return Ok(*newest);
+        }
+        let newest: Option<UnixMs> = conn
+            .prepare_cached("SELECT max(received_at) FROM unmatched_receipts WHERE carrier = ?1")?
+            .query_row([carrier], |row| row.get(0))?;
+        self.newest_kept.insert(carrier.to_owned(), newest);
+        Ok(newest)
     }
 
     /// Tries the pending receipts of `carrier` again (its formats changed).

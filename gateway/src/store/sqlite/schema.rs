@@ -73,6 +73,9 @@
 //! - (v23) `webhook_outbox_tenant_due`: the outbox's live rows by `(tenant, next_at)`, read
 //!   per tenant (tenants found by seeking from one to the next) instead of soonest first over
 //!   all tenants; `webhook_outbox_due` is dropped.
+//! - (v24) `messages_unfinished` names its statuses with `=` and `OR` (no IN list, which SQLite
+//!   evaluates through a temporary b-tree at every insert and status change); queries that
+//!   walk it repeat that condition word for word ([`UNFINISHED`]).
 //! - (v9) `history.tenant`: each event's tenant (its message's, NULL for an MO nobody owns),
 //!   indexed with `seq`, so a tenant's event-stream replay reads only its own events.
 //!
@@ -85,6 +88,11 @@
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
+
+/// The condition of the partial index `messages_unfinished` (v24), which a query repeats word
+/// for word for SQLite to walk the index.
+pub(super) const UNFINISHED: &str =
+    "(status = 'accepted' OR status = 'queued' OR status = 'submitting')";
 
 /// The migrations, in order; migration `i` brings the schema from version `i` to `i + 1`.
 /// Never edit one that has shipped: append a new one.
@@ -505,6 +513,16 @@ ALTER TABLE messages ADD COLUMN withdrawn TEXT;
     r#"
 CREATE INDEX webhook_outbox_tenant_due ON webhook_outbox (tenant, next_at) WHERE dead = 0;
 DROP INDEX webhook_outbox_due;
+"#,
+    // v24: `messages_unfinished` with its statuses as equalities joined by OR instead of an
+    // IN list. SQLite evaluates an IN list of more than two constants through a temporary
+    // b-tree built at each execution, and a partial index's condition is evaluated at every
+    // insert into `messages` and, for the old row and the new, at every status change: three
+    // temporary b-trees per message, a sixth of the writer's work. The same rows are in it.
+    r#"
+DROP INDEX messages_unfinished;
+CREATE INDEX messages_unfinished ON messages (id)
+    WHERE status = 'accepted' OR status = 'queued' OR status = 'submitting';
 "#,
 ];
 
