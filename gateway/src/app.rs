@@ -115,7 +115,7 @@ fn build_table(
 /// Starts the gateway with `config` (files relative to `base_dir`). Returns once the API
 /// listens; the gateway runs until [`Running::stop`] or a signal.
 ///
-/// In order: the sandbox SMSC if a carrier uses it, the store, routing and the dispatcher,
+/// In order: the metrics recorder, the sandbox SMSC if a carrier uses it, the store, routing and the dispatcher,
 /// tenant limits and the accept pipeline, events, the SIP proxy and voice calls, the binds
 /// (after the held MO parts are back), crash recovery, then the API.
 pub async fn start(
@@ -123,6 +123,9 @@ pub async fn start(
     base_dir: PathBuf,
     config_path: Option<PathBuf>,
 ) -> anyhow::Result<Running> {
+    // First: components keep metric handles (a bind its response histogram, a server
+    // connection its counters), and a handle taken before the recorder exists records nowhere.
+    let metrics = crate::api::ops::metrics_recorder();
     let config = Arc::new(config);
     let uses_sandbox = config.carriers.iter().any(|c| {
         c.smpp
@@ -341,7 +344,6 @@ pub async fn start(
         ));
     }
 
-    let metrics = crate::api::ops::metrics_recorder();
     if let Some(handle) = metrics.clone() {
         tokio::spawn(crate::api::ops::metrics_upkeep(handle, shutdown_rx.clone()));
     }
