@@ -169,18 +169,21 @@ run_step() {
     sim_ticks=$(($(cpu_ticks "$SIM_PID" "$SINK_PID") - sim0))
     ((record == 1)) || return 0
     # system step accepted/s submit/s dlr/s p50 p99 cpu_ms_per_msg rss_mb lost undelivered
-    #   gateway_cores sim_cores loadgen_cores accepted errors
+    #   gateway_cores sim_cores loadgen_cores accepted errors refused_p50 refused_p99 retry_after
     awk -v sys="$system" -v step="$step" -v acc="$accepted" -v load_s="$load_s" \
         -v s="$s" -v d="$d" -v t0="$t0" -v ts="$t_s" -v td="$t_d" \
         -v cpu=$((c_end - c0)) -v simcpu="$sim_ticks" -v hz="$CLK_TCK" \
         -v p50="$(jq '.latency_us.p50' "$json")" -v p99="$(jq '.latency_us.p99' "$json")" \
         -v gen="$(jq '.cpu_s' "$json")" -v sent="$(jq '.sent' "$json")" \
+        -v rp50="$(jq '.refused_latency_us.p50' "$json")" -v rp99="$(jq '.refused_latency_us.p99' "$json")" \
+        -v ra="$(jq '.refused_with_retry_after' "$json")" \
         -v rss="$(peak_rss_kb "${GW_PIDS[@]}")" 'BEGIN {
             span_s = ts - t0; span_d = td - t0; span = (span_d > span_s ? span_d : span_s)
-            printf "%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.3f\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d\n",
+            printf "%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.3f\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d\t%.3f\t%.3f\t%d\n",
                 sys, step, acc / load_s, s / span_s, d / span_d, p50 / 1000, p99 / 1000,
                 (cpu / hz) * 1000 / (acc > 0 ? acc : 1), rss / 1024, acc - s, acc - d,
-                cpu / hz / span, simcpu / hz / span, gen / load_s, acc, sent - acc
+                cpu / hz / span, simcpu / hz / span, gen / load_s, acc, sent - acc,
+                rp50 / 1000, rp99 / 1000, ra
         }' >>"$RESULTS"
     log "$system $step: $(tail -1 "$RESULTS" | cut -f3-)"
 }
@@ -371,7 +374,7 @@ done
             for (i = 3; i <= 9; i++) v[$1, key, i] = $i
             if ($1 != "kannel" && !($1 in seen)) { seen[$1] = 1; systems[++ns] = $1 }
             if (!(key in order)) { order[key] = ++n; names[n] = key }
-            if ($16 > 0) notes = notes sprintf("  %s %s: %d requests not accepted (non-2xx or I/O error)\n", $1, $2, $16)
+            if ($16 > 0) notes = notes sprintf("  %s %s: %d requests not accepted (non-2xx or I/O error); refusals answered in p50 %.3f / p99 %.3f ms, %d with Retry-After\n", $1, $2, $16, $17, $18, $19)
         }
         END {
             for (m = 1; m <= ns; m++) {

@@ -108,8 +108,14 @@ pub struct Report {
     pub seconds: f64,
     /// `ok / seconds`.
     pub ok_per_s: f64,
-    /// Latency from writing the request to reading the whole response.
+    /// Latency of the requests answered 2xx, from writing the request to reading the whole
+    /// response.
     pub latency_us: Percentiles,
+    /// The same for the requests answered otherwise (refusals: 429, 503 …), measured apart so
+    /// fast refusals do not flatter the accepted requests' percentiles.
+    pub refused_latency_us: Percentiles,
+    /// Non-2xx responses that carried a `Retry-After` header.
+    pub refused_with_retry_after: u64,
     /// Latency from the request's scheduled start (paced runs; includes time spent waiting
     /// for a free connection, so a stalled server is not hidden — "coordinated omission").
     pub scheduled_latency_us: Percentiles,
@@ -232,6 +238,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         seconds,
         ok_per_s: ok as f64 / seconds.max(1e-9),
         latency_us: Percentiles::of(&total.latency),
+        refused_latency_us: Percentiles::of(&total.refused),
+        refused_with_retry_after: total.retry_after,
         scheduled_latency_us: Percentiles::of(&total.scheduled),
         cpu_s,
         cpu_us_per_request: cpu_s * 1e6 / total.completed.max(1) as f64,
@@ -268,7 +276,12 @@ struct ConnStats {
     completed: u64,
     io_errors: u64,
     by_status: BTreeMap<u16, u64>,
+    /// 2xx responses.
     latency: Histogram<u64>,
+    /// Other responses.
+    refused: Histogram<u64>,
+    /// Other responses with a `Retry-After`.
+    retry_after: u64,
     scheduled: Histogram<u64>,
     last_done: Option<Instant>,
     samples: Vec<String>,
@@ -289,6 +302,8 @@ impl ConnStats {
             io_errors: 0,
             by_status: BTreeMap::new(),
             latency: h.clone(),
+            refused: h.clone(),
+            retry_after: 0,
             scheduled: h,
             last_done: None,
             samples: Vec::new(),
@@ -304,6 +319,8 @@ impl ConnStats {
             *self.by_status.entry(s).or_default() += n;
         }
         self.latency.add(&other.latency)?;
+        self.refused.add(&other.refused)?;
+        self.retry_after += other.retry_after;
         self.scheduled.add(&other.scheduled)?;
         self.last_done = self.last_done.max(other.last_done);
         self.accepted.extend(other.accepted);
@@ -372,17 +389,22 @@ async fn connection(
             Ok(resp) => {
                 stats.completed += 1;
                 *stats.by_status.entry(resp.status).or_default() += 1;
-                let _ = stats
-                    .latency
-                    .record(micros(done.saturating_duration_since(sent_at)));
+                let accepted = (200..300).contains(&resp.status);
+                let histogram = if accepted {
+                    &mut stats.latency
+                } else {
+                    stats.retry_after += u64::from(resp.retry_after);
+                    &mut stats.refused
+                };
+                let _ = histogram.record(micros(done.saturating_duration_since(sent_at)));
                 let _ = stats
                     .scheduled
                     .record(micros(done.saturating_duration_since(due)));
                 stats.last_done = Some(done);
-                if schedule.log_accepted && (200..300).contains(&resp.status) {
+                if schedule.log_accepted && accepted {
                     stats.accepted.push(schedule.seq_start + index);
                 }
-                if !(200..300).contains(&resp.status) && stats.samples.len() < MAX_SAMPLES {
+                if !accepted && stats.samples.len() < MAX_SAMPLES {
                     let body = String::from_utf8_lossy(reader.body(&resp));
                     stats
                         .samples
@@ -569,6 +591,8 @@ struct Response {
     body: (usize, usize),
     /// The server will close the connection (or already did).
     close: bool,
+    /// The response carried a `Retry-After` header.
+    retry_after: bool,
 }
 
 /// Reads HTTP/1.1 responses from a stream, keeping bytes that arrive early.
@@ -621,6 +645,7 @@ impl ResponseReader {
         let mut close = resp.version == Some(0);
         let mut length = None;
         let mut chunked = false;
+        let mut retry_after = false;
         for h in resp.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
                 length = std::str::from_utf8(h.value)
@@ -628,6 +653,8 @@ impl ResponseReader {
                     .and_then(|v| v.trim().parse::<usize>().ok());
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = h.value.to_ascii_lowercase().ends_with(b"chunked");
+            } else if h.name.eq_ignore_ascii_case("retry-after") {
+                retry_after = true;
             } else if h.name.eq_ignore_ascii_case("connection") {
                 let v = h.value.to_ascii_lowercase();
                 if v.starts_with(b"close") {
@@ -660,6 +687,7 @@ impl ResponseReader {
             len: body_end,
             body: (head_len, body_end),
             close: close || eof,
+            retry_after,
         }))
     }
 }

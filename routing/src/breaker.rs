@@ -221,26 +221,48 @@ impl CircuitBreaker {
     /// [`Self::on_outcome`].
     pub fn allow(&mut self, now: Instant) -> Admission {
         self.handle_timeout(now);
+        let admission = self.peek(now);
+        if admission == Admission::Probe {
+            if self.probes_in_flight > 0 && now >= self.probe_expiry(now) {
+                // The earlier probes' answers are overdue: they no longer hold the slots.
+                self.probes_in_flight = 0;
+            }
+            self.probes_in_flight += 1;
+            self.last_probe = now;
+        }
+        admission
+    }
+
+    /// What [`Self::allow`] would answer now, without taking a probe slot: for quotes and
+    /// routing previews, which send nothing and so must not use up the half-open probes.
+    pub fn peek(&self, now: Instant) -> Admission {
         match self.state {
             BreakerState::Closed => Admission::Allowed,
+            BreakerState::Open { until } if now < until => Admission::Rejected { retry_at: until },
+            // A cool-down that is over: half-open with no probe out yet.
+            BreakerState::Open { .. } if self.cfg.half_open_probes > 0 => Admission::Probe,
             BreakerState::Open { until } => Admission::Rejected { retry_at: until },
             BreakerState::HalfOpen => {
-                let expiry = self
-                    .last_probe
-                    .checked_add(self.cfg.probe_timeout)
-                    .unwrap_or(now);
-                if self.probes_in_flight > 0 && now >= expiry {
-                    self.probes_in_flight = 0;
-                }
-                if self.probes_in_flight < self.cfg.half_open_probes {
-                    self.probes_in_flight += 1;
-                    self.last_probe = now;
+                let expiry = self.probe_expiry(now);
+                let in_flight = if now >= expiry {
+                    0
+                } else {
+                    self.probes_in_flight
+                };
+                if in_flight < self.cfg.half_open_probes {
                     Admission::Probe
                 } else {
                     Admission::Rejected { retry_at: expiry }
                 }
             }
         }
+    }
+
+    /// When the probes out now stop holding their slots.
+    fn probe_expiry(&self, now: Instant) -> Instant {
+        self.last_probe
+            .checked_add(self.cfg.probe_timeout)
+            .unwrap_or(now)
     }
 
     /// Records an outcome. Returns the new state if it changed.
@@ -397,6 +419,33 @@ mod tests {
         assert!(matches!(b.allow(t), Admission::Rejected { .. }));
         assert_eq!(b.on_outcome(t, OK), Some(BreakerState::Closed));
         assert_eq!(b.allow(t), Admission::Allowed);
+    }
+
+    #[test]
+    fn peek_answers_like_allow_without_taking_probe_slots() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(cfg(), t0);
+        assert_eq!(b.peek(t0), Admission::Allowed);
+        for _ in 0..5 {
+            b.on_outcome(t0, FAIL);
+        }
+        let until = t0 + Duration::from_secs(5);
+        assert_eq!(b.peek(t0), Admission::Rejected { retry_at: until });
+        // The cool-down is over: any number of quotes, and still three probes to send.
+        for _ in 0..10 {
+            assert_eq!(b.peek(until), Admission::Probe);
+        }
+        for n in 1..=3 {
+            assert_eq!(b.allow(until), Admission::Probe);
+            assert_eq!(b.probes_in_flight(), n);
+        }
+        assert!(matches!(b.peek(until), Admission::Rejected { .. }));
+        assert!(matches!(b.allow(until), Admission::Rejected { .. }));
+        // Probes whose answers are overdue no longer hold their slots, for either.
+        let late = until + b.config().probe_timeout;
+        assert_eq!(b.peek(late), Admission::Probe);
+        assert_eq!(b.allow(late), Admission::Probe);
+        assert_eq!(b.probes_in_flight(), 1);
     }
 
     #[test]

@@ -97,6 +97,15 @@ impl CarrierState {
         self.with_breaker(|b| b.allow(now))
     }
 
+    /// What [`Self::admit`] would answer, without taking a half-open probe slot (quotes).
+    /// Lock-free when the breaker is closed.
+    pub fn peek(&self, now: Instant) -> Admission {
+        if self.view.load(Ordering::Acquire) & 3 == CLOSED {
+            return Admission::Allowed;
+        }
+        self.with_breaker(|b| b.peek(now))
+    }
+
     /// Records an outcome in health and breaker. Returns the new breaker state if it changed.
     pub fn record(&self, now: Instant, outcome: Outcome) -> Option<BreakerState> {
         self.health.record(&outcome);

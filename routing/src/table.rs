@@ -494,6 +494,13 @@ impl RoutingTable {
             .map_or(Admission::Rejected { retry_at: now }, |s| s.admit(now))
     }
 
+    /// What [`Self::admit`] would answer, without taking a half-open probe slot: for quotes,
+    /// which send nothing.
+    pub fn peek(&self, id: CarrierId, now: Instant) -> Admission {
+        self.carrier_state(id)
+            .map_or(Admission::Rejected { retry_at: now }, |s| s.peek(now))
+    }
+
     /// Records an attempt's outcome for a carrier (health and breaker). Returns the new breaker
     /// state if it changed.
     pub fn record(&self, id: CarrierId, now: Instant, outcome: Outcome) -> Option<BreakerState> {

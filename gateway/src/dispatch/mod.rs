@@ -194,6 +194,17 @@ impl DispatchError {
     }
 }
 
+/// What a carrier is picked for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// An answer or admission check: nothing is sent, no probe slot is taken.
+    Quote,
+    /// Queueing, on a carrier whose queue has room.
+    Queue,
+    /// Queueing over the queue's capacity (a job admitted before the queue filled).
+    Over,
+}
+
 /// Routes jobs to carrier queues.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
@@ -292,13 +303,19 @@ impl Dispatcher {
 
     /// The carrier this job would go to now, without queueing it (for the API's answer and
     /// its admission check): the first ranked carrier not tried yet whose breaker admits
-    /// traffic and whose queue has room for the tenant.
-    pub(crate) fn pick(&self, job: &Job, salt: u64) -> Result<String, DispatchError> {
-        self.pick_with(job, salt, true)
+    /// traffic and whose queue has room for the tenant. A quote sends nothing, so it takes
+    /// none of a half-open breaker's probe slots.
+    pub(crate) fn quote(&self, job: &Job, salt: u64) -> Result<String, DispatchError> {
+        self.pick_with(job, salt, Pick::Quote)
     }
 
-    /// [`Self::pick`], with or without the room check.
-    fn pick_with(&self, job: &Job, salt: u64, need_room: bool) -> Result<String, DispatchError> {
+    /// The carrier to queue this job on now, as [`Self::quote`], taking a probe slot of a
+    /// half-open breaker.
+    fn pick(&self, job: &Job, salt: u64) -> Result<String, DispatchError> {
+        self.pick_with(job, salt, Pick::Queue)
+    }
+
+    fn pick_with(&self, job: &Job, salt: u64, mode: Pick) -> Result<String, DispatchError> {
         let table = self.router.load();
         let tenant = table
             .tenant_id(&job.tenant)
@@ -323,10 +340,14 @@ impl Dispatcher {
                 continue;
             }
             any_untried = true;
-            if matches!(table.admit(r.carrier, now), Admission::Rejected { .. }) {
+            let admission = match mode {
+                Pick::Quote => table.peek(r.carrier, now),
+                Pick::Queue | Pick::Over => table.admit(r.carrier, now),
+            };
+            if matches!(admission, Admission::Rejected { .. }) {
                 continue;
             }
-            if !need_room || self.queue(&carrier.name).has_room(&job.tenant) {
+            if mode == Pick::Over || self.queue(&carrier.name).has_room(&job.tenant) {
                 return Ok(carrier.name.clone());
             }
         }
@@ -377,7 +398,7 @@ impl Dispatcher {
     pub(crate) fn enqueue_admitted(&self, job: Arc<Job>) -> Result<Option<String>, DispatchError> {
         match self.enqueue(job.clone()) {
             Err(DispatchError::QueuesFull) => {
-                let carrier = self.pick_with(&job, job.salt(), false)?;
+                let carrier = self.pick_with(&job, job.salt(), Pick::Over)?;
                 let weight = self.weight(&job.tenant);
                 self.queue(&carrier).push_over(job, weight);
                 Ok(Some(carrier))
@@ -831,6 +852,40 @@ mod tests {
             Some("alpha")
         );
         assert_eq!(d.queued(), 4);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Quotes (the API's answer and admission) on a carrier whose breaker is half-open send
+    /// nothing, so they leave its probe slots to the jobs actually queued.
+    #[tokio::test]
+    async fn quotes_take_no_probe_slots_of_a_half_open_breaker() {
+        use switchyard_routing::{FailureClass, Outcome};
+        let dir = std::env::temp_dir().join(format!(
+            "sy-dispatch-test-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let (d, _task) = dispatcher(&dir, 100);
+        let table = d.router.load_full();
+        let alpha = table.carrier_id("alpha").unwrap();
+        // Tripped long enough ago that its cool-down is over: half-open now.
+        let then = std::time::Instant::now()
+            .checked_sub(std::time::Duration::from_secs(60))
+            .unwrap();
+        for _ in 0..5 {
+            table.record(alpha, then, Outcome::Failure(FailureClass::Timeout));
+        }
+        for n in 0..20 {
+            assert_eq!(d.quote(&job(n), 0).unwrap(), "alpha");
+        }
+        // The default three probes are all still there for queueing.
+        for n in 0..3 {
+            assert_eq!(d.enqueue(job(n)).unwrap().as_deref(), Some("alpha"));
+        }
+        assert!(matches!(
+            d.quote(&job(3), 0),
+            Err(DispatchError::QueuesFull)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1043,7 +1043,7 @@ impl Submitter {
                 })
             }
             Placement::Now => {
-                let carrier = self.dispatcher.pick(job, job.salt())?;
+                let carrier = self.dispatcher.quote(job, job.salt())?;
                 let price = price_on(&self.dispatcher.router, &req, &carrier, segments);
                 Ok(Quote {
                     carrier,
