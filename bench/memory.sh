@@ -72,6 +72,7 @@ system_id = "sim"
 password = "pw"
 binds = 2
 window = 100
+registered_delivery = 1
 
 [[decks]]
 carrier = "sim"

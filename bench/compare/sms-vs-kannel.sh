@@ -17,10 +17,12 @@
 #   SYSTEMS="switchyard kannel"                           DATA_BASE=/tmp  where stores live
 #   SY_DURABILITY="fsync os" Switchyard runs once per [store] durability, labelled sy-fsync, sy-os
 #   SY_WEBHOOK_CONNS=8       Switchyard's [webhooks] max_per_endpoint (requests at once to the sink)
+#   SY_WEBHOOK_TENANT=512    Switchyard's [webhooks] max_in_flight_per_tenant (webhooks of the
+#                            bench tenant sent or waiting for the sink; the rest wait in the store)
 #   SY_WEBHOOK_EVENTS=…      the bench tenant's webhook_events (default: sent and the outcomes,
 #                            as Kannel's dlr-mask=31; every type: all twelve, quoted, comma-separated)
 #   SKIP_BUILD=1             use the binaries already in $CARGO_TARGET_DIR/release
-#   KEEP=1                   keep the work directory (configs, logs, JSON per step)
+#   KEEP=1                   keep the work directory (configs, logs, JSON per step, Switchyard's /metrics after each step)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,6 +39,7 @@ SIM_WINDOW=${SIM_WINDOW:-50}
 SYSTEMS=${SYSTEMS:-"switchyard kannel"}
 SY_DURABILITY=${SY_DURABILITY:-"fsync os"}
 SY_WEBHOOK_CONNS=${SY_WEBHOOK_CONNS:-8}
+SY_WEBHOOK_TENANT=${SY_WEBHOOK_TENANT:-512}
 # The events Switchyard POSTs, as Kannel's dlr-mask=31 asks for its own: the carrier took it
 # (sent; Kannel's type 8), and the outcomes (delivered 1, failures 2/16).
 SY_WEBHOOK_EVENTS=${SY_WEBHOOK_EVENTS:-'"message.sent", "message.delivered", "message.undeliverable", "message.failed", "message.rejected", "message.expired"'}
@@ -167,6 +170,9 @@ run_step() {
     done
     local sim_ticks
     sim_ticks=$(($(cpu_ticks "$SIM_PID" "$SINK_PID") - sim0))
+    if [[ ${KEEP:-0} == 1 && -n ${METRICS_URL:-} ]]; then
+        curl -sf "$METRICS_URL" >"${json%.json}.metrics" || true
+    fi
     ((record == 1)) || return 0
     # system step accepted/s submit/s dlr/s p50 p99 cpu_ms_per_msg rss_mb lost undelivered
     #   gateway_cores sim_cores loadgen_cores accepted errors refused_p50 refused_p99 retry_after
@@ -221,6 +227,7 @@ allow = ["127.0.0.1/32"]
 
 [webhooks]
 max_per_endpoint = $SY_WEBHOOK_CONNS
+max_in_flight_per_tenant = $SY_WEBHOOK_TENANT
 
 [[tenants]]
 name = "bench"
@@ -258,6 +265,7 @@ EOF
     wait_for 20 curl -sf "http://$api/readyz" || die "switchyard not ready (binds down?)"
     log "$system: API $api, $SY_BINDS TRX binds, window $SY_WINDOW, durability $durability, pid $pid"
     GW_PIDS=("$pid")
+    METRICS_URL=http://$api/metrics
     # Receipts that reached the tenant: signed `message.delivered` webhooks at the sink (the
     # same end of the path as Kannel's dlr-url callbacks).
     dlrs_now() { sink_event message.delivered; }
@@ -266,6 +274,7 @@ EOF
         --body "{\"to\":\"+447911{seq6}\",\"from\":\"Switchyard\",\"body\":\"$BODY_TEXT\"}")
     run_steps "$system"
     stop_pid "$pid"
+    METRICS_URL=
 }
 
 # ---------------------------------------------------------------------------------------------

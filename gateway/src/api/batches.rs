@@ -49,12 +49,10 @@ pub(crate) const MAX_TEMPLATE_BYTES: usize = 8 << 10;
 /// ones get 413. `server.max_body_bytes` applies instead when it is larger.
 pub(crate) const MAX_BODY_BYTES: usize = 8 << 20;
 
-/// Jobs that may wait in the carrier queues and the scheduler before a batch is refused with
-/// 503 `queue_full` (memory stays bounded; the messages would wait anyway).
+/// Jobs that may wait in the carrier queues, the scheduler and the backlog before a batch is
+/// refused with 503 `queue_full` (the messages would wait anyway; beyond the queues only their
+/// ids are in memory).
 pub(crate) const MAX_BACKLOG: usize = 1_000_000;
-
-/// How long a job that found its carrier queues full waits before trying again.
-const DEFER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Batches parsed and checked at once (each on a blocking thread): one per core, so a burst of
 /// big batches queues here instead of taking every core from the rest of the gateway.
@@ -343,7 +341,7 @@ pub(crate) async fn send(
         .collect();
     state
         .submit
-        .commit(prepared, record, reservation, DEFER)
+        .commit(prepared, record, reservation, crate::submit::Queueing::Bulk)
         .await?;
     drop(running);
     metrics::counter!("switchyard_api_batch_messages_total").increment(n);
@@ -516,7 +514,12 @@ async fn flow_batch(
     }
     state
         .submit
-        .commit(prepared, Some(Arc::new(record)), reservation, DEFER)
+        .commit(
+            prepared,
+            Some(Arc::new(record)),
+            reservation,
+            crate::submit::Queueing::Bulk,
+        )
         .await?;
     for id in ids {
         state.flows.track(id, tenant.clone());

@@ -19,7 +19,6 @@
 //! recipient's history with the tenant ([`crate::domain::rank`]), and stored in that order.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -220,7 +219,7 @@ pub(crate) async fn send(
             prepared,
             Some(Arc::new(record)),
             reservation,
-            Duration::ZERO,
+            crate::submit::Queueing::Admitted,
         )
         .await
         .map_err(Problem::from)?;

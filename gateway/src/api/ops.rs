@@ -322,6 +322,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         .set(state.dispatcher.scheduled_in_memory() as f64);
     metrics::gauge!("switchyard_dispatch_deferred_messages")
         .set(state.dispatcher.deferred() as f64);
+    metrics::gauge!("switchyard_dispatch_backlog_messages").set(state.dispatcher.in_store() as f64);
     carrier_gauges(&state);
     let text = state
         .metrics

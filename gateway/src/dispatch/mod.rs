@@ -6,6 +6,8 @@
 //!                                   ──► first carrier with an open breaker and room ──► CarrierQueue
 //!     scheduled_at later ──► store (the scheduler reads the next ones as they come due)
 //!     every queue full ──► deferred: tried again with back-off until a queue takes it
+//!     a bulk accept beyond the queues ──► backlog: ids only, read back from the store as
+//!                                         the queues take them
 //! bind task ──► transient failures exhausted / bind cannot take it ──► Dispatcher::fail_over
 //!                                   ──► next carrier not yet tried, else status `failed`
 //! ```
@@ -13,17 +15,20 @@
 //! # Never fail what was accepted for want of room
 //! A full queue is backpressure for new requests (the API answers 503), never a reason to fail
 //! a message that was accepted: accepted jobs that find every queue full are deferred and
-//! tried again (with back-off, until their validity period ends); jobs a bind held when it
-//! dropped go back in front of their queue; the crash recovery reads the backlog page by page
-//! as the queues take it ([`Dispatcher::resubmit`]). A message fails only when no carrier can
-//! ever take it: no route, or every carrier of its route failed it.
+//! tried again (with back-off, until their validity period ends), and those accepted in bulk
+//! (batches) beyond the queues' room wait in the store, only their ids in memory; jobs a bind
+//! held when it dropped go back in front of their queue; the crash recovery reads the backlog
+//! page by page as the queues take it ([`Dispatcher::resubmit`]). A message fails only when
+//! no carrier can ever take it: no route, or every carrier of its route failed it.
 //!
 //! # Layout
 //! - [`queue`]: [`CarrierQueue`], fair between tenants, by priority within a tenant.
 //! - [`timers`]: the scheduled window and the deferred jobs, in virtual time.
+//! - [`backlog`]: ids of accepted jobs left in the store for want of queue room.
 //! - [`relay`]: on a shared store, jobs for carriers bound on other nodes, handed over.
 //! - this file: the [`Dispatcher`] that routes, queues, fails over and drives the timers.
 
+mod backlog;
 mod queue;
 pub(crate) mod relay;
 mod timers;
@@ -47,6 +52,7 @@ pub(crate) use timers::Timers;
 use crate::domain::{now_ms, MessageId, MessageRecord, Status, UnixMs, Update};
 use crate::store::Store;
 use crate::updates::UpdateSink;
+use backlog::Backlog;
 
 /// One message on its way to a carrier. Shared (`Arc`) between the queue and the bind that
 /// sends it; a failover makes a new one.
@@ -218,6 +224,8 @@ pub(crate) struct Dispatcher {
     timers: Mutex<Timers>,
     /// Wakes the scheduler when something earlier than its wake-up arrives.
     timers_changed: Notify,
+    /// Ids of accepted jobs left in the store for want of queue room.
+    backlog: Mutex<Backlog>,
     /// Capacity of new carrier queues.
     queue_capacity: usize,
     /// Tenant → `queue_weight` (swapped on reload); tenants not listed weigh 1.
@@ -247,6 +255,7 @@ impl Dispatcher {
                 settings.scheduled_window.saturating_mul(4),
             )),
             timers_changed: Notify::new(),
+            backlog: Mutex::new(Backlog::default()),
             queue_capacity,
             weights: ArcSwap::from_pointee(HashMap::new()),
         }
@@ -427,6 +436,13 @@ impl Dispatcher {
         self.timers_changed.notify_one();
     }
 
+    /// Leaves an accepted (stored) job in the store until a carrier queue has room: only its
+    /// id is held, and the scheduler reads it back then (see [`backlog`]).
+    pub(crate) fn leave_in_store(&self, job: &Job) {
+        self.backlog.lock().push(&job.tenant, job.id);
+        self.timers_changed.notify_one();
+    }
+
     fn defer_job(&self, job: Arc<Job>, attempt: u32) {
         let at = now_ms() + timers::backoff_ms(attempt);
         self.timers.lock().defer(job, at, attempt.saturating_add(1));
@@ -559,10 +575,28 @@ impl Dispatcher {
         self.queue(carrier).restore(job, weight);
     }
 
-    /// Jobs held in memory for later: scheduled ones in the window and deferred ones.
+    /// Jobs waiting for later: scheduled ones in the window, deferred ones, and those left in
+    /// the store for want of queue room.
     pub(crate) fn held(&self) -> usize {
+        let in_store = self.in_store();
         let t = self.timers.lock();
-        t.window_len() + t.deferred_len()
+        t.window_len() + t.deferred_len() + in_store
+    }
+
+    /// How many more jobs of `tenant` some carrier queue takes now (the roomiest; its jobs
+    /// may route elsewhere, so this is a hint).
+    fn room_for(&self, tenant: &str) -> usize {
+        self.queues
+            .load()
+            .values()
+            .map(|q| q.free_for(tenant))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Accepted jobs left in the store until a carrier queue has room.
+    pub(crate) fn in_store(&self) -> usize {
+        self.backlog.lock().len()
     }
 
     /// Scheduled jobs held in memory (at most `[queues] scheduled_window`).
@@ -665,17 +699,8 @@ impl Dispatcher {
                     break;
                 }
                 let ids: Vec<MessageId> = due.iter().map(|j| j.id).collect();
-                let current = loop {
-                    match store.still_scheduled(ids.clone()).await {
-                        Ok(records) => break records,
-                        Err(e) => {
-                            tracing::warn!("scheduler: reading due messages failed: {e}");
-                            tokio::select! {
-                                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                                _ = shutdown.changed() => return,
-                            }
-                        }
-                    }
+                let Some(current) = read_accepted(store.as_ref(), ids, &mut shutdown).await else {
+                    return;
                 };
                 for record in &current {
                     let Some(job) = Job::from_record(record) else {
@@ -701,6 +726,35 @@ impl Dispatcher {
                 let Some((job, attempt)) = due else { break };
                 self.release(job, attempt, now).await;
             }
+            // Jobs left in the store, while the queues take them (what does not fit is
+            // deferred, and no more is read until those found room), read back as they are
+            // now: cancelled ones, and on a shared store those another node took over, are
+            // not read.
+            while self.timers.lock().deferred_len() < RELEASE_BATCH {
+                let ids = self
+                    .backlog
+                    .lock()
+                    .take(RELEASE_BATCH, |tenant| self.room_for(tenant));
+                if ids.is_empty() {
+                    break;
+                }
+                let Some(current) = read_accepted(store.as_ref(), ids, &mut shutdown).await else {
+                    return;
+                };
+                for record in &current {
+                    let Some(job) = Job::from_record(record) else {
+                        continue;
+                    };
+                    let job = Arc::new(job);
+                    if job.scheduled_at.is_some_and(|at| at > now) {
+                        if let Err(e) = self.enqueue(job) {
+                            tracing::warn!(id = %record.message.id, "scheduler: holding a scheduled message failed: {e}");
+                        }
+                    } else {
+                        self.release(job, 0, now).await;
+                    }
+                }
+            }
             let (next, wants_load) = {
                 let t = self.timers.lock();
                 (t.next_due(), t.wants_load())
@@ -709,6 +763,12 @@ impl Dispatcher {
                 continue;
             }
             let changed = self.timers_changed.notified();
+            // Queue room frees without a signal: while jobs wait in the store, look again soon.
+            let next = match (next, self.in_store() > 0) {
+                (Some(at), true) => Some(at.min(now_ms() + BACKLOG_POLL_MS)),
+                (None, true) => Some(now_ms() + BACKLOG_POLL_MS),
+                (next, false) => next,
+            };
             match next {
                 Some(at) if at <= now_ms() => continue,
                 Some(at) => {
@@ -745,8 +805,33 @@ impl Dispatcher {
     }
 }
 
-/// Scheduled messages read again from the store per round trip when they come due.
+/// Scheduled messages read again from the store per round trip when they come due, and
+/// backlog messages read back per round trip.
 const RELEASE_BATCH: usize = 512;
+
+/// How often the scheduler looks for queue room while jobs wait in the store.
+const BACKLOG_POLL_MS: UnixMs = 20;
+
+/// Of `ids`, the messages still `accepted` (and ours), as they are now; reading again every
+/// second while the store fails. `None` when `shutdown` comes first.
+async fn read_accepted(
+    store: &dyn Store,
+    ids: Vec<MessageId>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Vec<MessageRecord>> {
+    loop {
+        match store.still_accepted(ids.clone()).await {
+            Ok(records) => return Some(records),
+            Err(e) => {
+                tracing::warn!("scheduler: reading accepted messages failed: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return None,
+                }
+            }
+        }
+    }
+}
 
 /// The update for a job whose validity period ended before it could be submitted.
 pub(crate) fn expired_update(id: MessageId, now: UnixMs) -> Update {

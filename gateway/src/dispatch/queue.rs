@@ -16,7 +16,8 @@
 //! # Bounds
 //! At most `capacity` messages wait in one carrier's queue, and one tenant may hold at most
 //! three quarters of it, so another tenant always finds room. A full queue is backpressure: the
-//! API answers 503 `queue_full`, and accepted messages wait in the dispatcher's scheduler.
+//! API answers 503 `queue_full`, and accepted messages wait in the dispatcher's scheduler or,
+//! those of batches, in the store.
 //! Messages a bind held when its connection dropped go back in front of their lane regardless
 //! of the bound ([`CarrierQueue::restore`]): they were admitted once, and binds' windows bound
 //! them.
@@ -146,6 +147,14 @@ impl<T> FairQueue<T> {
             return Err(Full::Tenant);
         }
         Ok(())
+    }
+
+    /// How many more entries `tenant` could push now.
+    pub(crate) fn free_for(&self, tenant: &str) -> usize {
+        let own = self.flows.get(tenant).map_or(0, |f| f.len);
+        self.capacity
+            .saturating_sub(self.len)
+            .min(self.tenant_cap.saturating_sub(own))
     }
 
     /// Appends `item` to `tenant`'s lane for `priority`; `weight` is the tenant's
@@ -359,6 +368,12 @@ impl CarrierQueue {
     /// True when `tenant` could queue a job now (a hint: another producer may fill it first).
     pub(crate) fn has_room(&self, tenant: &str) -> bool {
         self.inner.lock().room_for(tenant).is_ok()
+    }
+
+    /// How many more jobs of `tenant` the queue takes now (a hint, like
+    /// [`CarrierQueue::has_room`]).
+    pub(crate) fn free_for(&self, tenant: &str) -> usize {
+        self.inner.lock().free_for(tenant)
     }
 
     /// Jobs waiting.

@@ -287,7 +287,12 @@ impl Runner {
             .admit(&tenant, 1, now)
             .map_err(StepError::from)?;
         self.submit
-            .commit(vec![prepared], None, reservation, Duration::from_secs(1))
+            .commit(
+                vec![prepared],
+                None,
+                reservation,
+                crate::submit::Queueing::Bulk,
+            )
             .await
             .map_err(StepError::from)?;
         Ok(())

@@ -131,7 +131,7 @@ impl Store for FakeStore {
         not_used()
     }
 
-    fn still_scheduled(
+    fn still_accepted(
         &self,
         _: Vec<MessageId>,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {

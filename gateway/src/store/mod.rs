@@ -112,10 +112,11 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;
 
-    /// Of the scheduled messages `ids`, those still `accepted` (not cancelled, not sent) and,
-    /// on a shared store, still owned by this node, as they are now (a replacement's new
-    /// content), without segments or history: what the scheduler releases when they are due.
-    fn still_scheduled(
+    /// Of the messages `ids`, those still `accepted` (not cancelled, not sent) and, on a
+    /// shared store, still owned by this node, as they are now (a replacement's new content),
+    /// without segments or history: what the scheduler releases when they are due, and what
+    /// it reads back from the backlog when carrier queues have room.
+    fn still_accepted(
         &self,
         ids: Vec<MessageId>,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>>;

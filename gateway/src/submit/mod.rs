@@ -201,6 +201,17 @@ pub(crate) struct Prepared {
     pub(crate) hand_over: HandOver,
 }
 
+/// How [`Submitter::commit`] hands SMS to the dispatcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queueing {
+    /// One message that found room when it was checked before its commit: queued even if the
+    /// queue filled since.
+    Admitted,
+    /// Any number (a batch, a flow's step): queued while the queues have room; the rest waits
+    /// in the store, only its ids in memory, and is read back as the queues take it.
+    Bulk,
+}
+
 /// Where a durable message goes.
 #[derive(Debug)]
 pub(crate) enum HandOver {
@@ -731,14 +742,14 @@ impl Submitter {
     }
 
     /// Stores prepared messages in one commit (the first carries `request`: its idempotency
-    /// record and batch), keeps `reservation`, then hands each message over. SMS that find
-    /// their carrier queues full wait in the dispatcher's timers for room (`defer`).
+    /// record and batch), keeps `reservation`, then hands each message over, SMS as
+    /// `queueing` says.
     pub(crate) async fn commit(
         &self,
         prepared: Vec<Prepared>,
         request: Option<Arc<RequestRecord>>,
         reservation: Reservation,
-        defer: std::time::Duration,
+        queueing: Queueing,
     ) -> Result<(), SubmitError> {
         let mut messages = Vec::with_capacity(prepared.len());
         let mut hand_overs = Vec::with_capacity(prepared.len());
@@ -771,13 +782,15 @@ impl Submitter {
                         chat.place(job);
                     }
                 }
-                HandOver::Sms(job) if full => self.dispatcher.defer(job, defer),
-                HandOver::Sms(job) if !defer.is_zero() => {
+                // Beyond the queues' room the rest of a bulk accept waits in the store (its
+                // order kept), read back as the queues take it.
+                HandOver::Sms(job) if full => self.dispatcher.leave_in_store(&job),
+                HandOver::Sms(job) if queueing == Queueing::Bulk => {
                     match self.dispatcher.enqueue(job.clone()) {
                         Ok(_) => {}
                         Err(e) if e.is_retryable() => {
                             full = true;
-                            self.dispatcher.defer(job, defer);
+                            self.dispatcher.leave_in_store(&job);
                         }
                         Err(e) => {
                             tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
@@ -821,13 +834,8 @@ impl Submitter {
         let reservation = self.admit(&tenant, 1, now)?;
         let request = record(id, &prepared.quote, now)?;
         let quote = prepared.quote.clone();
-        self.commit(
-            vec![prepared],
-            request,
-            reservation,
-            std::time::Duration::ZERO,
-        )
-        .await?;
+        self.commit(vec![prepared], request, reservation, Queueing::Admitted)
+            .await?;
         Ok((id, quote))
     }
 

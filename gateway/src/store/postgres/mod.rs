@@ -612,12 +612,12 @@ impl Store for PostgresStore {
         self.read(move |db| Box::pin(read::scheduled(db, node, after, limit)))
     }
 
-    fn still_scheduled(
+    fn still_accepted(
         &self,
         ids: Vec<MessageId>,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
         let node = self.node();
-        self.read(move |db| Box::pin(async move { read::still_scheduled(db, node, &ids).await }))
+        self.read(move |db| Box::pin(async move { read::still_accepted(db, node, &ids).await }))
     }
 
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>> {

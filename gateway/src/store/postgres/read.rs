@@ -265,7 +265,7 @@ pub(super) async fn scheduled(
 }
 
 /// Those of `ids` still `accepted` and owned by `node`, in id order, without segments.
-pub(super) async fn still_scheduled(
+pub(super) async fn still_accepted(
     db: Db<'_>,
     node: i16,
     ids: &[MessageId],

@@ -395,11 +395,11 @@ impl Store for SqliteStore {
         self.read(move |conn| read::scheduled(conn, after, limit))
     }
 
-    fn still_scheduled(
+    fn still_accepted(
         &self,
         ids: Vec<MessageId>,
     ) -> BoxFuture<'_, Result<Vec<MessageRecord>, StoreError>> {
-        self.read(move |conn| read::still_scheduled(conn, &ids))
+        self.read(move |conn| read::still_accepted(conn, &ids))
     }
 
     fn max_id(&self) -> BoxFuture<'_, Result<Option<MessageId>, StoreError>> {

@@ -405,7 +405,7 @@ pub(super) fn scheduled(
 }
 
 /// Those of `ids` still `accepted`, in id order, without segments.
-pub(super) fn still_scheduled(
+pub(super) fn still_accepted(
     conn: &Connection,
     ids: &[MessageId],
 ) -> rusqlite::Result<Vec<MessageRecord>> {

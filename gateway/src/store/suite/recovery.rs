@@ -132,9 +132,9 @@ pub(crate) async fn scheduled_lists_accepted_scheduled_sms_by_due_time(h: &mut d
     // At release: cancelled ones and unknown ids are left out, the rest read as they are now.
     store.apply(vec![status(2, Status::Queued)]).await.unwrap();
     let current = store
-        .still_scheduled(vec![id(1), id(2), id(4), id(7), id(99)])
+        .still_accepted(vec![id(1), id(2), id(4), id(7), id(99)])
         .await
         .unwrap();
     assert_eq!(keys(current), vec![id(1), id(4)]);
-    assert!(store.still_scheduled(Vec::new()).await.unwrap().is_empty());
+    assert!(store.still_accepted(Vec::new()).await.unwrap().is_empty());
 }
