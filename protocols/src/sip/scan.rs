@@ -11,25 +11,23 @@ pub(crate) fn is_ws(b: u8) -> bool {
 
 /// RFC 3261 `token` characters.
 pub(crate) fn is_token(b: u8) -> bool {
-    // A u8 is always below 256: this index cannot fail.
-    TOKEN[usize::from(b)]
+    matches!(
+        b,
+        b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'!'
+            | b'%'
+            | b'*'
+            | b'_'
+            | b'+'
+            | b'`'
+            | b'\''
+            | b'~'
+    )
 }
-
-/// [`is_token`] for every byte value (every header name goes through it).
-static TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
-        i += 1;
-    }
-    t
-};
 
 /// True if `s` is a non-empty token.
 pub(crate) fn is_token_str(s: &[u8]) -> bool {
@@ -98,12 +96,13 @@ fn top_level_scan(s: &[u8], sep: u8, mut f: impl FnMut(usize) -> bool) {
             }
             continue;
         }
-        match b {
-            _ if b == sep && !in_angle => {
-                if !f(i) {
-                    return;
-                }
+        if b == sep && !in_angle {
+            if !f(i) {
+                return;
             }
+            continue;
+        }
+        match b {
             b'"' => in_quote = true,
             b'<' => in_angle = true,
             b'>' => in_angle = false,
