@@ -19,7 +19,10 @@
 #   RATES="200 400 650 800 1000 1300 1600 2000 2500"  call rates (calls/s)  STEP_S=12  s per step
 #   CALL_MS=0            pause between ACK and BYE (SIPp -d), ms
 #   RING_MS=10           the UAS's pause between its 180 Ringing and its 200 OK, ms
-#   SYSTEMS="kamailio switchyard"            which proxies, in this order
+#   SYSTEMS="kamailio switchyard"            which proxies, in this order; `baseline` is a
+#                        second Switchyard run with the binary BASELINE_BIN (a build to compare
+#                        with, in the same run)
+#   BASELINE_BIN=        the `switchyard` binary SYSTEMS' `baseline` runs
 #   STOP_FAIL_PCT=20     skip a proxy's higher steps once a step failed more than this
 #   RECV_TIMEOUT_MS=5000 a call waiting this long for a message fails (SIPp -recv_timeout)
 #   SETTLE_S=2           after the UAC ends, wait this long before reading the proxy's CPU
@@ -51,6 +54,7 @@ KAM_SHM_MB=${KAM_SHM_MB:-1024}
 KAM_PKG_MB=${KAM_PKG_MB:-8}
 PATIENT_BREAKER=${PATIENT_BREAKER:-1}
 PROFILE_STEP=${PROFILE_STEP:-}
+BASELINE_BIN=${BASELINE_BIN:-}
 PERF_CALLGRAPH=${PERF_CALLGRAPH:-dwarf}
 [[ -n $PROFILE_STEP ]] && KEEP=1
 CLK_TCK=$(getconf CLK_TCK)
@@ -132,6 +136,9 @@ if [[ " $SYSTEMS " == *" switchyard "* ]]; then
         (cd "$ROOT" && cargo build --release -q -p switchyard-gateway) || die "build failed"
     fi
     [[ -x $BIN/switchyard ]] || die "$BIN/switchyard missing"
+fi
+if [[ " $SYSTEMS " == *" baseline "* ]]; then
+    [[ -x $BASELINE_BIN ]] || die "SYSTEMS has baseline: BASELINE_BIN must name a switchyard binary"
 fi
 if [[ -n $PROFILE_STEP ]]; then command -v perf >/dev/null || die "perf is needed for PROFILE_STEP"; fi
 SIPP_VERSION=$({ sipp -v 2>&1 || true; } | awk '/SIPp v/ {v = $2} END {sub(/-.*/, "", v); print v}')
@@ -306,8 +313,11 @@ run_kamailio() {
 # ---------------------------------------------------------------------------------------------
 # Switchyard
 
+# run_switchyard [SYSTEM BINARY]: `switchyard` with $BIN/switchyard, or SYSTEM (e.g. baseline)
+# with BINARY.
 run_switchyard() {
-    local dir=$WORK/switchyard key hash
+    local system=${1:-switchyard} exe=${2:-$BIN/switchyard}
+    local dir=$WORK/$system key hash
     mkdir -p "$dir"
     key=sk_bench$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 38)
     hash=sha256:$(printf %s "$key" | sha256sum | cut -d' ' -f1)
@@ -348,18 +358,18 @@ EOF
         printf '\n[routing.breaker]\nconsecutive_failures = 10000\nerror_rate = 1.0\nmin_requests = 1000000\n' \
             >>"$dir/switchyard.toml"
     fi
-    "$BIN/switchyard" check-config --config "$dir/switchyard.toml" >"$dir/check.out" 2>&1 ||
+    "$exe" check-config --config "$dir/switchyard.toml" >"$dir/check.out" 2>&1 ||
         die "generated Switchyard config is invalid (see $dir/check.out)"
-    start switchyard env RUST_LOG=warn "$BIN/switchyard" serve --config "$dir/switchyard.toml"
+    start "$system" env RUST_LOG=warn "$exe" serve --config "$dir/switchyard.toml"
     local pid=$LAST_PID
-    wait_for 20 grep -q "SIP proxy on udp" "$WORK/switchyard.out" ||
-        die "switchyard did not start (see $WORK/switchyard.err)"
+    wait_for 20 grep -q "SIP proxy on udp" "$WORK/$system.out" ||
+        die "$system did not start (see $WORK/$system.err)"
     local sip
-    sip=$(grep -m1 "SIP proxy on udp" "$WORK/switchyard.out" | awk '{print $NF}')
+    sip=$(grep -m1 "SIP proxy on udp" "$WORK/$system.out" | awk '{print $NF}')
     PROXY_PIDS=("$pid")
     PROXY_PORT=${sip##*:}
-    log "switchyard on udp $sip: pid $pid ($(nproc) cores, tokio default runtime), RUST_LOG=warn"
-    run_steps switchyard "$sip"
+    log "$system ($exe) on udp $sip: pid $pid ($(nproc) cores, tokio default runtime), RUST_LOG=warn"
+    run_steps "$system" "$sip"
     stop_pid "$pid"
 }
 
@@ -368,6 +378,7 @@ for system in $SYSTEMS; do
     case $system in
     kamailio) run_kamailio ;;
     switchyard) run_switchyard ;;
+    baseline) run_switchyard baseline "$BASELINE_BIN" ;;
     *) die "unknown system $system" ;;
     esac
 done
@@ -411,6 +422,9 @@ done
                 if ((("switchyard", k) in cpu) && (("kamailio", k) in cpu) && cpu["kamailio", k] > 0)
                     printf "  %5s/s  %.2fx   (failed: switchyard %.2f %%, kamailio %.2f %%)\n", k,
                         cpu["switchyard", k] / cpu["kamailio", k], fail["switchyard", k], fail["kamailio", k]
+                if ((("baseline", k) in cpu) && (("kamailio", k) in cpu) && cpu["kamailio", k] > 0)
+                    printf "  %5s/s  %.2fx   baseline (failed: %.2f %%)\n", k,
+                        cpu["baseline", k] / cpu["kamailio", k], fail["baseline", k]
             }
             if (notes != "") printf "\nSIPp failure counters:\n%s", notes
         }' "$RESULTS"

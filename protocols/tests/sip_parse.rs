@@ -433,6 +433,8 @@ proptest! {
             prop_assert_eq!(mangled.to_bytes(), bytes.clone());
         }
         let resp = msg.response(200, "OK", Some("tt"));
+        prop_assert_eq!(msg.to_tag(), msg.to().unwrap().tag().cloned());
+        prop_assert_eq!(resp.to_tag(), resp.to().unwrap().tag().cloned());
         prop_assert_eq!(Message::parse_stream(resp.to_bytes()).unwrap(), resp);
     }
 
@@ -448,8 +450,32 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(m) = Message::parse_datagram(Bytes::from(data)) {
+            prop_assert_eq!(m.to_tag(), m.to().unwrap().tag().cloned());
             prop_assert_eq!(Message::parse_datagram(m.to_bytes()).unwrap(), m);
         }
+    }
+}
+
+/// `Message::to_tag` (a scan) agrees with parsing the To header, on the shapes that could
+/// fool a scan: `<`, `;` and `tag=` inside quotes or inside the URI.
+#[test]
+fn the_to_tag_scan_agrees_with_the_parser() {
+    for to in [
+        "<sip:b@h>",
+        "<sip:b@h>;tag=abc",
+        "<sip:b@h;tag=inside>",
+        "<sip:b@h;tag=inside>;x=1;TAG = def",
+        "\"a <b>;tag=q\" <sip:b@h>",
+        "\"a <b>;tag=q\" <sip:b@h>;tag=real",
+        "sip:b@h;tag=addr-spec",
+        "sip:b@h",
+        "\"x\\\"<\" <sip:b@h>;lr;tag=t;y",
+    ] {
+        let msg = parse(&format!(
+            "OPTIONS sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:a@h>;tag=1\r\nTo: {to}\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n"
+        ));
+        assert_eq!(msg.to_tag(), msg.to().unwrap().tag().cloned(), "{to}");
     }
 }
 

@@ -70,7 +70,7 @@ use bytes::Bytes;
 use switchyard_protocols::sip::builder::{branch, RequestBuilder};
 use switchyard_protocols::sip::digest::{self, Algorithm, Challenge};
 use switchyard_protocols::sip::transaction::{
-    Event, ShardedMap, TimerConfig, TransactionId, TransactionLayer,
+    seeded_map, Event, SeededMap, ShardedMap, TimerConfig, TransactionId, TransactionLayer,
 };
 use switchyard_protocols::sip::typed::MAGIC_COOKIE;
 use switchyard_protocols::sip::{HeaderName, Message, Method, StartLine, Uri};
@@ -258,20 +258,20 @@ pub(crate) struct Proxy {
     /// Transactions both ways.
     layer: TransactionLayer<Peer>,
     /// Calls being set up, by their server INVITE transaction.
-    calls: HashMap<TransactionId, Call>,
+    calls: SeededMap<TransactionId, Call>,
     /// Client INVITE transaction → server INVITE transaction (kept until the client
     /// transaction ends, so 2xx retransmissions still go upstream after the call is set up).
     /// That is 32 s of calls: sharded, so that it grows a small part at a time.
     branches: ShardedMap<TransactionId, TransactionId>,
     /// Client transactions of relayed in-dialog requests.
-    relayed: HashMap<TransactionId, Relayed>,
+    relayed: SeededMap<TransactionId, Relayed>,
     /// Established dialogs by Call-ID (boxed: growing the map moves pointers).
-    dialogs: HashMap<Bytes, Box<Dialog>>,
+    dialogs: SeededMap<Bytes, Box<Dialog>>,
     /// No-answer deadlines: (when, server transaction of the call).
     deadlines: BTreeSet<(Instant, TransactionId)>,
     /// Client INVITE transactions given up (CANCELled or not answered in time) → the INVITE
     /// sent, to ACK and BYE a 2xx that still arrives. Removed when the transaction ends.
-    abandoned: HashMap<TransactionId, (Message, Peer)>,
+    abandoned: SeededMap<TransactionId, (Message, Peer)>,
     /// Carriers skipped until the given time (a 503 with Retry-After).
     blacklist: HashMap<String, Instant>,
     /// Key of the branches of relayed ACKs (derived from the caller's branch, so a
@@ -294,7 +294,7 @@ pub(crate) struct Proxy {
     records: VecDeque<CallRecord>,
     /// Answered branches whose CSeq was shifted (a trunk challenge): the caller's CSeq, to
     /// restore in 2xx retransmissions. Removed when the client transaction ends.
-    cseq_restore: HashMap<TransactionId, Bytes>,
+    cseq_restore: SeededMap<TransactionId, Bytes>,
 }
 
 impl Proxy {
@@ -317,12 +317,12 @@ impl Proxy {
             settings,
             router,
             layer: TransactionLayer::new(timers),
-            calls: HashMap::new(),
+            calls: seeded_map(),
             branches: ShardedMap::new(),
-            relayed: HashMap::new(),
-            dialogs: HashMap::new(),
+            relayed: seeded_map(),
+            dialogs: seeded_map(),
             deadlines: BTreeSet::new(),
-            abandoned: HashMap::new(),
+            abandoned: seeded_map(),
             blacklist: HashMap::new(),
             ack_key: RandomState::new(),
             budget,
@@ -332,7 +332,7 @@ impl Proxy {
             next_probe,
             expiries: BTreeSet::new(),
             records: VecDeque::new(),
-            cseq_restore: HashMap::new(),
+            cseq_restore: seeded_map(),
         }
     }
 
@@ -527,7 +527,7 @@ impl Proxy {
         if method == Method::Ack || self.layer.server_transaction(req).is_some() {
             return true;
         }
-        let in_dialog = req.to().is_ok_and(|t| t.tag().is_some());
+        let in_dialog = req.to_tag().is_some();
         match method {
             Method::Cancel => {
                 if self.layer.invite_for_cancel(req).is_some() {
@@ -614,7 +614,7 @@ impl Proxy {
     fn on_request(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
         let Some(method) = req.method() else { return };
         let tenant = self.admitted.take();
-        let in_dialog = req.to().is_ok_and(|t| t.tag().is_some());
+        let in_dialog = req.to_tag().is_some();
         match method {
             Method::Cancel => self.on_cancel(id, &req, source, now),
             _ if in_dialog => self.relay_in_dialog(id, req, source, tenant, now),

@@ -82,6 +82,23 @@ const UDP_BUFFER: usize = 4 << 20;
 /// Datagrams handled per wake-up before queued output is flushed.
 const RECV_BATCH: usize = 64;
 
+/// The proxy's timers fire on a grid of this step, up to one step late: at thousands of calls
+/// per second a transaction's wait state (timers D, I, J, K, L, M) ends every fraction of a
+/// millisecond, and following each deadline exactly would wake the thread (and move its
+/// timer) thousands of times a second only to forget a transaction. On a grid, one wake-up
+/// ends all that came due in the step, and the timer moves at most once per step. SIP's own
+/// timers are hundreds of milliseconds (T1 = 500 ms): ten milliseconds late changes nothing.
+const TIMER_GRID: Duration = Duration::from_millis(10);
+
+/// `at` moved up to the next point of a [`TIMER_GRID`] that starts at `epoch`.
+fn on_grid(at: Instant, epoch: Instant) -> Instant {
+    let step = TIMER_GRID.as_nanos();
+    let since = at.saturating_duration_since(epoch).as_nanos();
+    let steps = since.div_ceil(step);
+    let nanos = u64::try_from(steps.saturating_mul(step)).unwrap_or(u64::MAX);
+    epoch + Duration::from_nanos(nanos)
+}
+
 /// The UDP socket, with large buffers (a std socket: the proxy thread's runtime adopts it).
 fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -288,6 +305,7 @@ pub(crate) async fn start(
                     batch: Vec::new(),
                     batch_due: None,
                     max_outgoing,
+                    gauges: Gauges::register(),
                 };
                 driver.run(tcp, tls, inbound, reloads, &mut shutdown).await;
                 driver.hand_over_records();
@@ -334,6 +352,28 @@ struct Driver {
     batch_due: Option<Instant>,
     /// Outgoing connections open at once at most.
     max_outgoing: usize,
+    /// The proxy's gauges, set every turn (handles: no registry lookup per turn).
+    gauges: Gauges,
+}
+
+/// The gauges the proxy task sets after each turn.
+struct Gauges {
+    /// `switchyard_sip_dialogs`: established dialogs.
+    dialogs: metrics::Gauge,
+    /// `switchyard_sip_calls_in_setup`: INVITEs not yet answered.
+    calls_in_setup: metrics::Gauge,
+    /// `switchyard_sip_transactions`: live transactions.
+    transactions: metrics::Gauge,
+}
+
+impl Gauges {
+    fn register() -> Self {
+        Gauges {
+            dialogs: metrics::gauge!("switchyard_sip_dialogs"),
+            calls_in_setup: metrics::gauge!("switchyard_sip_calls_in_setup"),
+            transactions: metrics::gauge!("switchyard_sip_transactions"),
+        }
+    }
 }
 
 impl Driver {
@@ -347,7 +387,8 @@ impl Driver {
     ) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         // One timer, moved to the proxy's next deadline each turn (not a new one per
-        // datagram).
+        // datagram), on the TIMER_GRID so that it moves rarely.
+        let epoch = Instant::now();
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
@@ -357,7 +398,7 @@ impl Driver {
                 .into_iter()
                 .flatten()
                 .min()
-                .map_or_else(far, tokio::time::Instant::from_std);
+                .map_or_else(far, |at| tokio::time::Instant::from_std(on_grid(at, epoch)));
             if sleep.deadline() != wake {
                 sleep.as_mut().reset(wake);
             }
@@ -498,9 +539,13 @@ impl Driver {
         if self.batch_due.is_some_and(|due| due <= now) {
             self.hand_over_records();
         }
-        metrics::gauge!("switchyard_sip_dialogs").set(self.proxy.dialogs() as f64);
-        metrics::gauge!("switchyard_sip_calls_in_setup").set(self.proxy.calls_in_setup() as f64);
-        metrics::gauge!("switchyard_sip_transactions").set(self.proxy.transactions() as f64);
+        self.gauges.dialogs.set(self.proxy.dialogs() as f64);
+        self.gauges
+            .calls_in_setup
+            .set(self.proxy.calls_in_setup() as f64);
+        self.gauges
+            .transactions
+            .set(self.proxy.transactions() as f64);
     }
 
     /// Hands the records collected so far to the store writer, in one message.
@@ -744,5 +789,26 @@ async fn write_records(
             }
         }
         waiting.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_move_up_to_the_timer_grid() {
+        let epoch = Instant::now();
+        assert_eq!(on_grid(epoch, epoch), epoch);
+        let step = TIMER_GRID;
+        assert_eq!(
+            on_grid(epoch + Duration::from_nanos(1), epoch),
+            epoch + step
+        );
+        assert_eq!(on_grid(epoch + step, epoch), epoch + step);
+        assert_eq!(on_grid(epoch + step * 3 / 2, epoch), epoch + step * 2);
+        // A deadline already past at the start fires at once.
+        let late = epoch.checked_sub(Duration::from_secs(1)).unwrap_or(epoch);
+        assert_eq!(on_grid(late, epoch), epoch);
     }
 }

@@ -89,7 +89,7 @@ impl Message {
                     headers.0.push(h.clone());
                 }
                 HeaderName::To => {
-                    let has_tag = self.to().is_ok_and(|t| t.tag().is_some());
+                    let has_tag = self.to_tag().is_some();
                     let value = match to_tag {
                         Some(tag) if !has_tag => {
                             let mut v = h.value.to_vec();

@@ -102,6 +102,12 @@ impl Message {
         NameAddr::parse(self.required(&HeaderName::To, "To")?, "To")
     }
 
+    /// The To tag, if the To header has one (the request is within a dialog). The same as
+    /// `self.to()?.tag()` on a parsed message, found without parsing the To URI.
+    pub fn to_tag(&self) -> Option<Bytes> {
+        NameAddr::tag_of(self.headers.get(&HeaderName::To)?)
+    }
+
     /// The Call-ID.
     pub fn call_id(&self) -> Result<&Bytes, ParseError> {
         self.required(&HeaderName::CallId, "Call-ID")

@@ -179,7 +179,7 @@ fn push_header(
         }
         Bytes::from(joined)
     };
-    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+    if memchr::memchr3(b'\r', b'\n', 0, &value).is_some() {
         return Err(ParseError::ControlChar(name.static_name()));
     }
     if name.is_list() && memchr::memchr(b',', &value).is_some() {

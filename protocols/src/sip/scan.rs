@@ -11,7 +11,22 @@ pub(crate) fn is_ws(b: u8) -> bool {
 
 /// RFC 3261 `token` characters.
 pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    matches!(
+        b,
+        b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'!'
+            | b'%'
+            | b'*'
+            | b'_'
+            | b'+'
+            | b'`'
+            | b'\''
+            | b'~'
+    )
 }
 
 /// True if `s` is a non-empty token.
@@ -53,10 +68,20 @@ pub(crate) fn sub_trim(whole: &Bytes, part: &[u8]) -> Bytes {
     sub(whole, trim(part))
 }
 
-/// Positions of the bytes equal to `sep` that are outside double quotes (with `\` escapes) and
-/// outside `<…>`: where a header value list may be split.
-pub(crate) fn top_level_positions(s: &[u8], sep: u8) -> Vec<usize> {
-    let mut out = Vec::new();
+/// The first position of `sep` outside double quotes (with `\` escapes) and outside `<…>`.
+pub(crate) fn first_top_level(s: &[u8], sep: u8) -> Option<usize> {
+    memchr::memchr(sep, s)?;
+    let mut found = None;
+    top_level_scan(s, sep, |i| {
+        found = Some(i);
+        false
+    });
+    found
+}
+
+/// Calls `f` with each position of `sep` outside double quotes (with `\` escapes) and outside
+/// `<…>` (where a header value list may be split) until it returns false.
+fn top_level_scan(s: &[u8], sep: u8, mut f: impl FnMut(usize) -> bool) {
     let mut in_quote = false;
     let mut escaped = false;
     let mut in_angle = false;
@@ -71,30 +96,42 @@ pub(crate) fn top_level_positions(s: &[u8], sep: u8) -> Vec<usize> {
             }
             continue;
         }
+        if b == sep && !in_angle {
+            if !f(i) {
+                return;
+            }
+            continue;
+        }
         match b {
-            _ if b == sep && !in_angle => out.push(i),
             b'"' => in_quote = true,
             b'<' => in_angle = true,
             b'>' => in_angle = false,
             _ => {}
         }
     }
+}
+
+/// Splits `s` at top-level `sep` bytes (see [`top_level_scan`]); pieces are not trimmed.
+pub(crate) fn split_top_level(s: &[u8], sep: u8) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    for_each_top_level(s, sep, |piece| out.push(piece));
     out
 }
 
-/// Splits `s` at top-level `sep` bytes (see [`top_level_positions`]); pieces are not trimmed.
-pub(crate) fn split_top_level(s: &[u8], sep: u8) -> Vec<&[u8]> {
+/// Calls `f` with each piece of `s` split at top-level `sep` bytes, as [`split_top_level`]
+/// returns them, without collecting them.
+pub(crate) fn for_each_top_level<'a>(s: &'a [u8], sep: u8, mut f: impl FnMut(&'a [u8])) {
     if memchr::memchr(sep, s).is_none() {
-        return vec![s];
+        f(s);
+        return;
     }
-    let mut out = Vec::new();
     let mut start = 0;
-    for p in top_level_positions(s, sep) {
-        out.push(s.get(start..p).unwrap_or(&[]));
+    top_level_scan(s, sep, |p| {
+        f(s.get(start..p).unwrap_or(&[]));
         start = p + 1;
-    }
-    out.push(s.get(start..).unwrap_or(&[]));
-    out
+        true
+    });
+    f(s.get(start..).unwrap_or(&[]));
 }
 
 /// Parses an unsigned decimal (digits only, no sign, no spaces) that fits `u64`.

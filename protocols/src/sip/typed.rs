@@ -93,16 +93,25 @@ impl Via {
     /// `host:port` normalised (lower-case host, default port by transport): part of the
     /// server transaction key (RFC 3261 §17.2.3).
     pub fn sent_by_key(&self) -> String {
+        let (host, port) = self.sent_by();
+        format!("{host}:{port}")
+    }
+
+    /// The sent-by host and port normalised as in [`Via::sent_by_key`], without formatting:
+    /// a domain is copied only when it has upper-case letters.
+    pub fn sent_by(&self) -> (Host, u16) {
         let default = if self.transport.eq_ignore_ascii_case(b"TLS") {
             5061
         } else {
             5060
         };
-        format!(
-            "{}:{}",
-            self.host.to_string().to_ascii_lowercase(),
-            self.port.unwrap_or(default)
-        )
+        let host = match &self.host {
+            Host::Domain(d) if d.iter().any(u8::is_ascii_uppercase) => {
+                Host::Domain(Bytes::from(d.to_ascii_lowercase()))
+            }
+            h => h.clone(),
+        };
+        (host, self.port.unwrap_or(default))
     }
 }
 
@@ -121,7 +130,7 @@ impl NameAddr {
     /// Parses a name-addr or addr-spec value; `header` names it in errors.
     pub fn parse(value: &Bytes, header: &'static str) -> Result<NameAddr, ParseError> {
         let s = trim(value);
-        let lt = super::scan::top_level_positions(s, b'<').first().copied();
+        let lt = super::scan::first_top_level(s, b'<');
         let (display, uri, params) = if let Some(lt) = lt {
             let display = trim(s.get(..lt).unwrap_or(&[]));
             let after = s.get(lt + 1..).unwrap_or(&[]);
@@ -176,6 +185,37 @@ impl NameAddr {
     /// The `tag` parameter (From/To): identifies the dialog side.
     pub fn tag(&self) -> Option<&Bytes> {
         self.params.value("tag")
+    }
+
+    /// The `tag` header parameter of a From/To value, found without parsing the URI or
+    /// collecting the parameters: for a value [`NameAddr::parse`] accepts, the same as
+    /// `parse(value)?.tag()`. Whether a request is in a dialog is asked several times per
+    /// request; this answers it cheaply.
+    pub fn tag_of(value: &Bytes) -> Option<Bytes> {
+        let s = trim(value);
+        let params = match super::scan::first_top_level(s, b'<') {
+            Some(lt) => {
+                let after = s.get(lt + 1..)?;
+                let gt = after.iter().position(|&b| b == b'>')?;
+                let rest = trim(after.get(gt + 1..)?);
+                rest.strip_prefix(b";")?
+            }
+            None => s.get(s.iter().position(|&b| b == b';')? + 1..)?,
+        };
+        let mut tag = None;
+        super::scan::for_each_top_level(params, b';', |piece| {
+            if tag.is_some() {
+                return;
+            }
+            let piece = trim(piece);
+            let Some(eq) = piece.iter().position(|&b| b == b'=') else {
+                return;
+            };
+            if trim(piece.get(..eq).unwrap_or(&[])).eq_ignore_ascii_case(b"tag") {
+                tag = Some(sub_trim(value, piece.get(eq + 1..).unwrap_or(&[])));
+            }
+        });
+        tag
     }
 }
 

@@ -113,10 +113,11 @@ impl Params {
     /// Parses `;a=1;b;c=x` (the leading `;` optional; whitespace around `;` and `=` tolerated).
     pub fn parse(whole: &Bytes, s: &[u8]) -> Result<Params, ParseError> {
         let mut out = Vec::new();
-        for piece in super::scan::split_top_level(s, b';') {
+        let mut bad = None;
+        super::scan::for_each_top_level(s, b';', |piece| {
             let piece = trim(piece);
-            if piece.is_empty() {
-                continue;
+            if piece.is_empty() || bad.is_some() {
+                return;
             }
             let (name, value) = match piece.iter().position(|&b| b == b'=') {
                 Some(eq) => (
@@ -126,16 +127,21 @@ impl Params {
                 None => (piece, None),
             };
             if !super::scan::is_token_str(name) {
-                return Err(ParseError::Uri("bad parameter name"));
+                bad = Some(ParseError::Uri("bad parameter name"));
+                return;
             }
             if let Some(v) = &value {
                 if !param_value_ok(v) {
-                    return Err(ParseError::Uri("bad parameter value"));
+                    bad = Some(ParseError::Uri("bad parameter value"));
+                    return;
                 }
             }
             out.push((sub(whole, name), value));
+        });
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(Params(out)),
         }
-        Ok(Params(out))
     }
 
     /// The parameter named `name` (ASCII case-insensitive): `Some(None)` if it has no value.

@@ -30,8 +30,7 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
         if self.by_key.contains_key(&key) {
             return Err(TransactionError::Duplicate);
         }
-        let starts_dialog =
-            method == Method::Invite && request.to().map_or(true, |t| t.tag().is_none());
+        let starts_dialog = method == Method::Invite && request.to_tag().is_none();
         if self.full(starts_dialog) {
             return Err(TransactionError::Full);
         }
@@ -52,7 +51,7 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             key: key.clone(),
             peer: destination.clone(),
             reliable,
-            request: Some(request),
+            request: Some(Box::new(request)),
             request_bytes: bytes.clone(),
             last_sent: None,
             // Timer A / E.

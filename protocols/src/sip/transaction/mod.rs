@@ -59,11 +59,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
-pub use shards::ShardedMap;
+pub use shards::{seeded, seeded_map, Seeded, SeededMap, ShardedMap};
 pub use timers::TimerConfig;
 
 use super::message::{Message, StartLine};
 use super::method::Method;
+use super::uri::Host;
 
 /// Identifies one transaction for the lifetime of its layer (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,7 +193,7 @@ enum Key {
     /// Server with an RFC 3261 branch: branch, sent-by, method (ACK counts as INVITE).
     Server {
         branch: Bytes,
-        sent_by: String,
+        sent_by: (Host, u16),
         method: Method,
     },
     /// Server, RFC 2543 peer (no magic cookie): Call-ID, CSeq number, From tag, sent-by,
@@ -201,9 +202,47 @@ enum Key {
         call_id: Bytes,
         seq: u32,
         from_tag: Bytes,
-        sent_by: String,
+        sent_by: (Host, u16),
         method: Method,
     },
+}
+
+impl Key {
+    /// The key with its own copies of the bytes it took from a received message. A server
+    /// transaction keeps its key until its last timer (32 s for an INVITE answered 2xx): a
+    /// slice would keep the whole datagram it came from alive as long.
+    fn detached(self) -> Key {
+        let own = |b: Bytes| Bytes::copy_from_slice(&b);
+        let own_host = |(h, port): (Host, u16)| match h {
+            Host::Domain(d) => (Host::Domain(own(d)), port),
+            h => (h, port),
+        };
+        match self {
+            Key::Client { .. } => self,
+            Key::Server {
+                branch,
+                sent_by,
+                method,
+            } => Key::Server {
+                branch: own(branch),
+                sent_by: own_host(sent_by),
+                method,
+            },
+            Key::Legacy {
+                call_id,
+                seq,
+                from_tag,
+                sent_by,
+                method,
+            } => Key::Legacy {
+                call_id: own(call_id),
+                seq,
+                from_tag: own(from_tag),
+                sent_by: own_host(sent_by),
+                method,
+            },
+        }
+    }
 }
 
 /// Why a transaction's timeout timer runs.
@@ -231,8 +270,9 @@ struct Txn<A> {
     /// The request that created it (client: to retransmit and build ACK; server: 100 Trying).
     /// Dropped when the transaction only waits out its timers (Completed, Accepted,
     /// Confirmed): at thousands of calls per second those waits hold most transactions, and
-    /// the key and the last bytes sent are all they need.
-    request: Option<Message>,
+    /// the key and the last bytes sent are all they need. Boxed, so that a waiting
+    /// transaction does not carry the room of a message it no longer has.
+    request: Option<Box<Message>>,
     /// The encoded request (client retransmissions); emptied with `request`.
     request_bytes: Bytes,
     /// The last response sent (server retransmissions) or the ACK sent (client INVITE).
@@ -324,7 +364,7 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
 
     /// The request that created a live transaction.
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
-        self.txns.get(&id).and_then(|t| t.request.as_ref())
+        self.txns.get(&id).and_then(|t| t.request.as_deref())
     }
 
     /// Queues a message outside any transaction (ACK for 2xx, a proxy's stateless relay).
@@ -524,7 +564,7 @@ fn server_key(req: &Message) -> Option<Key> {
         Method::Ack => Method::Invite,
         m => m,
     };
-    let sent_by = via.sent_by_key();
+    let sent_by = via.sent_by();
     if via.has_rfc3261_branch() {
         return Some(Key::Server {
             branch: via.branch()?.clone(),

@@ -26,8 +26,7 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             });
             return;
         }
-        let starts_dialog =
-            method == Method::Invite && msg.to().map_or(true, |t| t.tag().is_none());
+        let starts_dialog = method == Method::Invite && msg.to_tag().is_none();
         if self.full(starts_dialog) {
             let mut busy = msg.response(503, "Service Unavailable", None);
             busy.headers.push(HeaderName::RetryAfter, "5");
@@ -38,6 +37,7 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             });
             return;
         }
+        let key = key.detached();
         let invite = method == Method::Invite;
         let trying = if invite {
             self.config.trying_after.map(|d| now + d)
@@ -58,7 +58,7 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             key: key.clone(),
             peer: source.clone(),
             reliable,
-            request: Some(msg.clone()),
+            request: Some(Box::new(msg.clone())),
             request_bytes: bytes::Bytes::new(),
             last_sent: None,
             retransmit: None,
@@ -171,7 +171,9 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             _ => return Err(TransactionError::WrongState),
         }
         let bytes = response.to_bytes();
-        t.last_sent = Some(bytes.clone());
+        // Accepted never resends (2xx retransmissions come from the application): it only
+        // waits out timer L, and keeps nothing to resend.
+        t.last_sent = (t.state != State::Accepted).then(|| bytes.clone());
         let peer = t.peer.clone();
         self.send(id, peer, bytes);
         self.reindex(id);

@@ -8,6 +8,11 @@
 //! moves at most a [`SHARDS`]th of the entries; the price is hashing the key once more to
 //! pick its shard.
 //!
+//! Keys come from the network (branches, Call-IDs), so every map hashes with [`Seeded`]:
+//! foldhash, several times cheaper than `std`'s SipHash on these short keys, with seeds drawn
+//! from the operating system's randomness for each map, so that nobody can pick keys that
+//! collide without knowing them.
+//!
 //! Written here because no maintained crate fits: `hashbrown` (the `std` map) resizes all at once,
 //! `griddle` (incremental resizing) has had no release for years, and the concurrent maps
 //! (`dashmap`) shard for locking, not for resizing, and bring locks this single-threaded proxy
@@ -16,6 +21,35 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::OnceLock;
+
+use foldhash::quality::SeedableRandomState;
+use foldhash::SharedSeed;
+
+/// The hasher of maps keyed by what peers send: foldhash with random seeds (see
+/// [`seeded`]).
+pub type Seeded = SeedableRandomState;
+
+/// A `std` map hashed with [`Seeded`].
+pub type SeededMap<K, V> = HashMap<K, V, Seeded>;
+
+/// A fresh [`Seeded`] hasher: a per-map seed and a per-process shared seed, both taken from
+/// `std`'s `RandomState` (keyed from the operating system's randomness).
+pub fn seeded() -> Seeded {
+    static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+    let shared = SHARED.get_or_init(|| SharedSeed::from_u64(random_u64()));
+    SeedableRandomState::with_seed(random_u64(), shared)
+}
+
+/// 64 random bits: `std`'s randomly keyed SipHash of a constant (a new key per call).
+fn random_u64() -> u64 {
+    RandomState::new().hash_one(0x5eed_u64)
+}
+
+/// An empty [`SeededMap`].
+pub fn seeded_map<K, V>() -> SeededMap<K, V> {
+    HashMap::with_hasher(seeded())
+}
 
 /// How many maps a [`ShardedMap`] is split into.
 pub const SHARDS: usize = 256;
@@ -26,9 +60,9 @@ pub const SHARDS: usize = 256;
 pub struct ShardedMap<K, V> {
     /// Picks a key's shard; independent of the shards' own hashers, so the keys within one
     /// shard still spread over its buckets.
-    pick: RandomState,
+    pick: Seeded,
     /// The maps, [`SHARDS`] of them.
-    shards: Box<[HashMap<K, V>]>,
+    shards: Box<[SeededMap<K, V>]>,
     /// Entries in all shards together.
     len: usize,
 }
@@ -36,8 +70,8 @@ pub struct ShardedMap<K, V> {
 impl<K: Hash + Eq, V> Default for ShardedMap<K, V> {
     fn default() -> Self {
         ShardedMap {
-            pick: RandomState::new(),
-            shards: (0..SHARDS).map(|_| HashMap::new()).collect(),
+            pick: seeded(),
+            shards: (0..SHARDS).map(|_| seeded_map()).collect(),
             len: 0,
         }
     }
@@ -126,11 +160,11 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         (self.pick.hash_one(key) % SHARDS as u64) as usize
     }
 
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&HashMap<K, V>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&SeededMap<K, V>> {
         self.shards.get(self.index(key))
     }
 
-    fn shard_mut<Q: Hash + ?Sized>(&mut self, key: &Q) -> Option<&mut HashMap<K, V>> {
+    fn shard_mut<Q: Hash + ?Sized>(&mut self, key: &Q) -> Option<&mut SeededMap<K, V>> {
         let i = self.index(key);
         self.shards.get_mut(i)
     }
@@ -171,5 +205,11 @@ mod tests {
         assert_eq!(m.get("z9hG4bK1"), Some(&1));
         assert_eq!(m.remove("z9hG4bK1"), Some(1));
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn maps_are_seeded_differently() {
+        let (a, b) = (seeded(), seeded());
+        assert_ne!(a.hash_one(b"z9hG4bK1"), b.hash_one(b"z9hG4bK1"));
     }
 }
