@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=compare/lib.sh
+source "$ROOT/bench/compare/lib.sh"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/sy-target-bench}
 BIN=$CARGO_TARGET_DIR/release
 BATCHES=${BATCHES:-20}
@@ -52,23 +54,8 @@ name = "bench"
 api_keys = ["$HASH"]
 preference = "cheapest"
 
-[[carriers]]
-name = "sim"
-channels = ["sms"]
-[carriers.smpp]
-host = "127.0.0.1"
-port = ${SIM##*:}
-system_id = "sim"
-password = "pw"
-binds = 2
-window = 100
-
-[[decks]]
-carrier = "sim"
-channel = "sms"
-path = "deck.csv"
+$(sim_sms_toml "${SIM##*:}")
 TOML
-printf 'Prefix,Price,Currency,Effective Date,Country,Network\n44,0.0100,EUR,2025-01-01,United Kingdom,All\n' >"$WORK/deck.csv"
 "$BIN/switchyard" serve --config "$WORK/switchyard.toml" >"$WORK/gw.out" 2>"$WORK/gw.err" &
 GW=$!
 PIDS+=($GW)

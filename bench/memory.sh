@@ -69,24 +69,8 @@ name = "bench"
 api_keys = ["$HASH"]
 preference = "cheapest"
 
-[[carriers]]
-name = "sim"
-channels = ["sms"]
-[carriers.smpp]
-host = "127.0.0.1"
-port = ${SIM##*:}
-system_id = "sim"
-password = "pw"
-binds = 2
-window = 100
-registered_delivery = 1
-
-[[decks]]
-carrier = "sim"
-channel = "sms"
-path = "deck.csv"
+$(sim_sms_toml "${SIM##*:}" "registered_delivery = 1")
 TOML
-printf 'Prefix,Price,Currency,Effective Date,Country,Network\n44,0.0100,EUR,2025-01-01,United Kingdom,All\n' >"$WORK/deck.csv"
 # shellcheck disable=SC2086
 start gw env ${GW_ENV:-} "$BIN/switchyard" serve --config "$WORK/switchyard.toml"
 GW=$LAST_PID

@@ -68,3 +68,16 @@ cpu_ticks() {
     # Fields after the ")" closing the command name: utime is the 12th, stime the 13th.
     awk '{sub(/.*\) /, ""); s += $12 + $13} END {print s + 0}' "${files[@]}" 2>/dev/null || echo 0
 }
+
+# sim_sms_toml PORT [LINE...]: prints the SMS carrier "sim" (an smsc-sim on 127.0.0.1:PORT, two
+# binds, window 100, each LINE added to its [carriers.smpp]) and its deck, and writes the deck
+# (+44 at 0.01 EUR) to $WORK/deck.csv: the carrier of a gateway config in $WORK.
+sim_sms_toml() {
+    local port=$1 line
+    shift
+    printf 'Prefix,Price,Currency,Effective Date,Country,Network\n44,0.0100,EUR,2025-01-01,United Kingdom,All\n' >"$WORK/deck.csv"
+    printf '[[carriers]]\nname = "sim"\nchannels = ["sms"]\n[carriers.smpp]\nhost = "127.0.0.1"\n'
+    printf 'port = %s\nsystem_id = "sim"\npassword = "pw"\nbinds = 2\nwindow = 100\n' "$port"
+    for line in "$@"; do printf '%s\n' "$line"; done
+    printf '\n[[decks]]\ncarrier = "sim"\nchannel = "sms"\npath = "deck.csv"\n'
+}

@@ -21,6 +21,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+source "$ROOT/bench/compare/lib.sh"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/sy-target-bench}
 BIN=$CARGO_TARGET_DIR/release
 COUNT=${COUNT:-20000}
@@ -79,7 +81,6 @@ PIDS+=($!)
 wait_line "$WORK/sim.out" "listening on"
 SIM=$(grep "listening on" "$WORK/sim.out" | awk '{print $NF}')
 HASH=$("$BIN/switchyard" hash-key "$KEY" | sed -n 's/^hash: *//p')
-printf 'Prefix,Price,Currency,Effective Date,Country,Network\n44,0.0100,EUR,2025-01-01,United Kingdom,All\n' >"$WORK/deck.csv"
 
 config() { # name store-table node-table
     cat >"$WORK/$1.toml" <<TOML
@@ -97,21 +98,7 @@ name = "bench"
 api_keys = ["$HASH"]
 preference = "cheapest"
 
-[[carriers]]
-name = "sim"
-channels = ["sms"]
-[carriers.smpp]
-host = "127.0.0.1"
-port = ${SIM##*:}
-system_id = "sim"
-password = "pw"
-binds = 2
-window = 100
-
-[[decks]]
-carrier = "sim"
-channel = "sms"
-path = "deck.csv"
+$(sim_sms_toml "${SIM##*:}")
 TOML
 }
 
