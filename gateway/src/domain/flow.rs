@@ -28,6 +28,13 @@ pub enum FlowMode {
 }
 
 impl FlowMode {
+    /// Whether a step starting supersedes the earlier steps still on their way (cascade,
+    /// smart: their time limits passed unmet), so their RCS messages are withdrawn or revoked.
+    /// In the other modes no step is ever taken back.
+    pub fn supersedes(self) -> bool {
+        matches!(self, FlowMode::Cascade | FlowMode::Smart)
+    }
+
     /// The API's name.
     pub fn as_str(self) -> &'static str {
         match self {

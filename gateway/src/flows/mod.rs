@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admission::Refusal;
 use crate::domain::{
-    decide, now_ms, Applied, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowWrite,
-    MessageId, Status, UnixMs, Update,
+    decide, now_ms, Applied, Decision, FlowLink, FlowRecord, FlowState, FlowWrite, MessageId,
+    Status, UnixMs, Update,
 };
 use crate::store::Store;
 use crate::submit::{Draft, Placement, SubmitError, Submitter};
@@ -277,6 +277,7 @@ impl Runner {
         let tenant: Arc<str> = f.tenant.as_str().into();
         let mut draft = (self.build)(tenant.clone(), &spec.request).map_err(StepError::Skip)?;
         draft.flow = Some(FlowLink { flow: f.id, step });
+        draft.withdrawable = f.mode.supersedes();
         let id = MessageId::generate(now);
         let prepared = self
             .submit
@@ -319,7 +320,7 @@ impl Runner {
         let Some(supersede) = &self.supersede else {
             return;
         };
-        if !matches!(f.mode, FlowMode::Cascade | FlowMode::Smart) {
+        if !f.mode.supersedes() {
             return;
         }
         for d in &f.deliveries {
