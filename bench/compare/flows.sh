@@ -16,11 +16,16 @@
 #   all3        mode all_channels: SMS, RCS and Telegram          three deliveries per request
 #   rcs_sms     cascade RCS → SMS to phones without RCS (the RCS step is rejected after the
 #               capability check, the SMS step delivers)          two deliveries per request
-# and prints one line per run: accepted/s, p50/p99 latency, and the gateway's CPU µs per
-# request and per delivery (from /proc), so the ratios against `single` are read off directly.
+# and prints one line per run: accepted/s, p50/p99 latency, the gateway's CPU µs per request
+# and per delivery (from /proc, counted until the gateway is idle again after the run, so the
+# deliveries still under way when the load ends are included), provider-sim's CPU µs per request
+# and the load average, so the ratios against `single` are read off directly.
 #
 # Knobs (environment): COUNT=20000 DURATION=15 CONNS=64 RATE= (unpaced when empty)
 #   SKIP_BUILD=1     use the binaries already in $CARGO_TARGET_DIR/release
+#   RUNS="all3 rcs"  only these runs (default: every run, in the order above)
+#   PERF_OUT=FILE    record the gateway with `perf record $PERF_ARGS` (default -g) during the
+#                    runs into FILE
 #   DATA_BASE=/tmp   where the store lives (the disk's fsync is part of the measure)
 set -euo pipefail
 
@@ -147,29 +152,53 @@ rbm_behaviour() { # JSON
 }
 
 TICK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$GW/stat"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+PROVIDER_PID=${PIDS[2]}
 
 SMS='"to":"+4479{seq8}","from":"Bench","body":"Your code is {seq6}"'
 SEQ=0
+wanted() { [[ -z ${RUNS:-} || " $RUNS " == *" $1 "* ]]; }
+PERF=
+if [[ -n ${PERF_OUT:-} ]]; then
+    perf record ${PERF_ARGS:--g} -o "$PERF_OUT" -p "$GW" >"$WORK/perf.out" 2>&1 &
+    PERF=$!
+fi
 run() { # label deliveries-per-request body
-    local before after report
-    before=$(cpu_ticks)
+    wanted "$1" || return 0
+    local before after report pbefore pafter
+    before=$(cpu_ticks "$GW")
+    pbefore=$(cpu_ticks "$PROVIDER_PID")
     local args=(--url "http://$API/v1/messages" --method POST --header "Authorization: Bearer $KEY"
         --header "Content-Type: application/json" --body "$3" --connections "$CONNS"
         --count "$COUNT" --duration-s "$DURATION" --seq-start "$SEQ" --label "$1")
     [[ -n ${RATE:-} ]] && args+=(--rate "$RATE")
     report=$("$BIN/http-load" "${args[@]}")
-    after=$(cpu_ticks)
+    # The deliveries of the last requests accepted are still under way: count the gateway's
+    # CPU until it is idle again (less than 2 ticks in half a second), at most 30 s.
+    local last now drained=0
+    last=$(cpu_ticks "$GW")
+    for _ in $(seq 60); do
+        drained=$((drained + 1))
+        sleep 0.5
+        now=$(cpu_ticks "$GW")
+        ((now - last < 2)) && break
+        last=$now
+    done
+    after=$(cpu_ticks "$GW")
+    pafter=$(cpu_ticks "$PROVIDER_PID")
     SEQ=$((SEQ + COUNT))
-    python3 - "$1" "$2" "$((after - before))" "$TICK" "$report" <<'PY'
+    python3 - "$1" "$2" "$((after - before))" "$TICK" "$report" "$((pafter - pbefore))" "$drained" <<'PY'
 import json, sys
 label, per, ticks, tick, report = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
+provider_us = int(sys.argv[6]) / tick * 1e6
+drain_s = int(sys.argv[7]) / 2
 ok = max(report["ok"], 1)
 cpu_us = ticks / tick * 1e6
 lat = report["latency_us"]
 print(f"{label:8} accepted {report['ok_per_s']:8.0f}/s  ok {report['ok']:6}  other {dict((k, v) for k, v in report['by_status'].items() if not k.startswith('2'))}  "
       f"p50 {lat['p50'] / 1000:6.2f} ms  p99 {lat['p99'] / 1000:6.2f} ms  "
-      f"gateway CPU {cpu_us / ok:6.0f} µs/request  {cpu_us / (ok * per):6.0f} µs/delivery")
+      f"gateway CPU {cpu_us / ok:6.0f} µs/request  {cpu_us / (ok * per):6.0f} µs/delivery  "
+      f"provider-sim CPU {provider_us / ok:4.0f} µs/request  idle {drain_s:.1f} s after  load {open('/proc/loadavg').read().split()[0]}")
 PY
     sleep 2
 }
@@ -182,6 +211,10 @@ run rcs 1 "{\"channel\":\"rcs\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {
 rbm_behaviour '{"capable":false}'
 run rcs_sms 2 "{\"mode\":\"cascade\",\"to\":\"+4479{seq8}\",\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"rcs\",\"timeout_s\":60},{\"channel\":\"sms\",\"from\":\"Bench\"}]}"
 run all 2 "{\"mode\":\"all_channels\",\"to\":{\"phone\":\"+4479{seq8}\",\"email\":\"user{seq}@example.org\"},\"body\":\"Your code is {seq6}\",\"channels\":[{\"channel\":\"sms\",\"from\":\"Bench\"},{\"channel\":\"email\",\"from\":\"codes@bench.example\",\"subject\":\"Code\"}]}"
+if [[ -n $PERF ]]; then
+    kill -INT "$PERF" 2>/dev/null || true
+    wait "$PERF" 2>/dev/null || true
+fi
 curl -sf "http://$PROVIDER_CONTROL/stats" | python3 -c "import json,sys; s=json.load(sys.stdin); print('provider-sim:', json.dumps(s.get('counters', s))[:300])" || true
 sleep 5
 echo "emails the relay stored 5 s later: $(find "$WORK/mail" -name '*.eml' 2>/dev/null | wc -l)"

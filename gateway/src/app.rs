@@ -387,7 +387,7 @@ pub async fn start(
             shutdown_rx.clone(),
         ));
     }
-    let state = AppState {
+    let state = AppState::new(api::AppParts {
         auth: Arc::new(ArcSwap::from_pointee(auth)),
         store,
         dispatcher: dispatcher.clone(),
@@ -409,7 +409,7 @@ pub async fn start(
         },
         windows,
         node: node_view,
-    };
+    });
     numbers.await.context("loading the phone-number metadata")?;
     let dashboard = crate::ui::router(state.clone(), config.server.tls.is_some());
     let http = api::listener::start(

@@ -395,6 +395,7 @@ impl KeywordReplies {
             udh: None,
             data_coding: None,
             flow: None,
+            withdrawable: false,
         };
         match self
             .submit

@@ -872,6 +872,7 @@ fn recipient_draft(
         },
         data_coding: constant.and_then(|c| c.data_coding),
         flow: None,
+        withdrawable: false,
     })
 }
 

@@ -279,6 +279,7 @@ pub(crate) async fn plan(
             };
             let mut draft = step.valid.clone().into_draft(tenant.clone());
             draft.flow = Some(FlowLink { flow: id, step: k });
+            draft.withdrawable = mode.supersedes();
             draft.batch_id = batch_id.map(str::to_owned);
             let child = MessageId::generate(now);
             match state.submit.prepare(draft, child, now, Placement::Now) {

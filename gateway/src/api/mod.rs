@@ -105,9 +105,28 @@ pub(crate) trait Authenticator: Send + Sync + 'static {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach: one allocation shared by every request, so the copy each
+/// extractor and middleware takes is one reference count, not one per component.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// The state made of `parts`.
+    pub(crate) fn new(parts: AppParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The components behind [`AppState`].
+pub(crate) struct AppParts {
     /// API keys → tenants (swapped on reload).
     pub(crate) auth: Arc<arc_swap::ArcSwap<Box<dyn Authenticator>>>,
     /// Durable state.

@@ -378,7 +378,9 @@ pub(crate) fn recover(chat: &Chat, record: &MessageRecord) {
         priority: m.priority,
         expires_at: m.expires_at,
         carrier: m.carrier.clone().unwrap_or_default(),
-        in_flow: m.flow.is_some(),
+        // The flow's mode is not stored with its steps: any step is taken as one a later step
+        // may withdraw, which costs a claim per attempt and is right for every mode.
+        withdrawable: m.flow.is_some(),
     });
 }
 
@@ -459,10 +461,10 @@ impl Carriers for ChatCarriers {
         })
     }
 
-    /// An RCS step of a flow: the flow's next step may start on another node, which withdraws
-    /// it through the store.
+    /// An RCS step of a cascade or smart flow: the flow's next step may start on another
+    /// node, which withdraws it through the store.
     fn withdrawable_elsewhere(&self, job: &ChatJob) -> bool {
-        job.in_flow && job.spec.channel == ChatChannel::Rcs
+        job.withdrawable && job.spec.channel == ChatChannel::Rcs
     }
 
     /// A webhook endpoint's answers are about the recipient, not the carrier.

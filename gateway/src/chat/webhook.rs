@@ -217,7 +217,7 @@ mod tests {
             priority: switchyard_routing::Priority::Normal,
             expires_at: None,
             carrier: "Hooks".into(),
-            in_flow: false,
+            withdrawable: false,
         }
     }
 

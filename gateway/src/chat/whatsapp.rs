@@ -168,7 +168,7 @@ mod tests {
             priority: switchyard_routing::Priority::Normal,
             expires_at: None,
             carrier: String::new(),
-            in_flow: false,
+            withdrawable: false,
         }
     }
 

@@ -127,6 +127,7 @@ pub struct ChatJob {
     pub expires_at: Option<UnixMs>,
     /// The provider chosen at acceptance.
     pub carrier: String,
-    /// Whether it is a step of a flow: a later step may withdraw it, from any node.
-    pub in_flow: bool,
+    /// Whether a later step of its flow may withdraw it, from any node (a cascade's or smart
+    /// flow's step).
+    pub withdrawable: bool,
 }

@@ -28,6 +28,13 @@ pub enum FlowMode {
 }
 
 impl FlowMode {
+    /// Whether a step starting supersedes the earlier steps still on their way (cascade,
+    /// smart: their time limits passed unmet), so their RCS messages are withdrawn or revoked.
+    /// In the other modes no step is ever taken back.
+    pub fn supersedes(self) -> bool {
+        matches!(self, FlowMode::Cascade | FlowMode::Smart)
+    }
+
     /// The API's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -285,6 +292,17 @@ pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
     }
 }
 
+/// Whether a delivery moving to `status` can change what [`decide`] says. `accepted`,
+/// `queued` and `submitting` are alike to the rules: none meets a success condition, none is
+/// final, and time limits count from the step's start, not from its status. A move to one of
+/// them changes no decision, so the runner need not read the flow for it.
+pub fn may_decide(status: Status) -> bool {
+    !matches!(
+        status,
+        Status::Accepted | Status::Queued | Status::Submitting
+    )
+}
+
 /// How long a `read` step's delivered message may stay unread and still count as pending
 /// (7 days, the longest time limit).
 pub const READ_WAIT_MS: UnixMs = 7 * 24 * 3_600_000;
@@ -438,6 +456,41 @@ mod tests {
                     started_at,
                 })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn moves_before_sent_decide_nothing() {
+        let early = [Status::Accepted, Status::Queued, Status::Submitting];
+        for status in Status::ALL {
+            assert_eq!(may_decide(status), !early.contains(&status), "{status:?}");
+        }
+        let success = [Success::Sent, Success::Delivered, Success::Read];
+        for mode in [
+            FlowMode::Cascade,
+            FlowMode::PrimaryBackup,
+            FlowMode::AllChannels,
+            FlowMode::Staged,
+            FlowMode::Smart,
+        ] {
+            for first in success {
+                for second in success {
+                    let steps = || vec![stage(first, None), stage(second, Some(30))];
+                    for now in [1_000, 40_000, 100_000] {
+                        let decisions: Vec<Decision> = early
+                            .iter()
+                            .map(|&s| {
+                                let f = flow(mode, steps(), &[(0, s, 0), (1, Status::Queued, 0)]);
+                                decide(&f, now)
+                            })
+                            .collect();
+                        assert!(
+                            decisions.windows(2).all(|w| w[0] == w[1]),
+                            "{mode:?} {first:?} {second:?} at {now}: {decisions:?}"
+                        );
+                    }
+                }
+            }
         }
     }
 

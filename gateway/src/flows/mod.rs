@@ -16,6 +16,9 @@
 //!     revoked (sent) ([`Supersede`]), so it does not arrive after the fallback
 //! ```
 //!
+//! A delivery's move to `queued` or `submitting` changes no decision
+//! ([`crate::domain::may_decide`]): the runner does not read the flow for it.
+//!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
 //! crash the runner reads the running flows and decides again, starting no step twice and
 //! skipping none. Deliveries themselves are recovered like any message.
@@ -28,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admission::Refusal;
 use crate::domain::{
-    decide, now_ms, Applied, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowWrite,
+    decide, may_decide, now_ms, Applied, Decision, FlowLink, FlowRecord, FlowState, FlowWrite,
     MessageId, Status, UnixMs, Update,
 };
 use crate::store::Store;
@@ -80,6 +83,8 @@ struct Runner {
     deliveries: HashMap<MessageId, MessageId>,
     /// (when, flow): a time limit to look at.
     timers: BTreeSet<(UnixMs, MessageId)>,
+    /// Where the tasks waiting for a flow's end to commit report an end not stored.
+    unended_tx: mpsc::UnboundedSender<(MessageId, Arc<str>)>,
 }
 
 impl Flows {
@@ -95,6 +100,7 @@ impl Flows {
         shutdown: watch::Receiver<bool>,
     ) -> Flows {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (unended_tx, unended_rx) = mpsc::unbounded_channel();
         let runner = Runner {
             store,
             submit,
@@ -104,8 +110,9 @@ impl Flows {
             flows: HashMap::new(),
             deliveries: HashMap::new(),
             timers: BTreeSet::new(),
+            unended_tx,
         };
-        tokio::spawn(runner.run(rx, applied, shutdown));
+        tokio::spawn(runner.run(rx, applied, unended_rx, shutdown));
         Flows { tx }
     }
 
@@ -120,6 +127,7 @@ impl Runner {
         mut self,
         mut rx: mpsc::UnboundedReceiver<Event>,
         mut applied: mpsc::UnboundedReceiver<Applied>,
+        mut unended: mpsc::UnboundedReceiver<(MessageId, Arc<str>)>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         self.recover(&mut shutdown).await;
@@ -138,7 +146,7 @@ impl Runner {
                     None => return,
                 },
                 moved = applied.recv() => match moved {
-                    Some(Applied::Moved { id, .. }) => {
+                    Some(Applied::Moved { id, status, .. }) if may_decide(status) => {
                         if let Some(flow) = self.deliveries.get(&id).copied() {
                             self.evaluate(flow).await;
                         }
@@ -146,6 +154,12 @@ impl Runner {
                     Some(_) => {}
                     None => return,
                 },
+                // A flow's end was not stored: follow it again, and decide again a little later.
+                Some((id, tenant)) = unended.recv() => {
+                    self.flows.insert(id, (tenant, Vec::new()));
+                    self.timers
+                        .insert((now_ms() + STORE_RETRY.as_millis() as i64, id));
+                }
                 _ = tokio::time::sleep(sleep) => {
                     let now = now_ms();
                     while let Some(&(at, id)) = self.timers.first() {
@@ -277,6 +291,7 @@ impl Runner {
         let tenant: Arc<str> = f.tenant.as_str().into();
         let mut draft = (self.build)(tenant.clone(), &spec.request).map_err(StepError::Skip)?;
         draft.flow = Some(FlowLink { flow: f.id, step });
+        draft.withdrawable = f.mode.supersedes();
         let id = MessageId::generate(now);
         let prepared = self
             .submit
@@ -298,6 +313,10 @@ impl Runner {
         Ok(())
     }
 
+    /// Ends `f`: the end is queued to the store and the flow forgotten at once, so the runner
+    /// goes on deciding for other flows while the commit is under way (the ends of many flows
+    /// then share one commit). An end the store did not take comes back through `unended`
+    /// and the flow is decided again after [`STORE_RETRY`].
     async fn end(&mut self, f: &FlowRecord, state: FlowState) {
         let write = FlowWrite::End {
             id: f.id,
@@ -306,13 +325,16 @@ impl Runner {
             at: now_ms(),
         };
         let done = self.updates.send_durable(Update::Flow(write)).await;
-        if matches!(done.await, Ok(Ok(_))) {
-            tracing::debug!(flow = %f.id, state = state.as_str(), "flow ended");
-            self.forget(f.id);
-        } else {
-            self.timers
-                .insert((now_ms() + STORE_RETRY.as_millis() as i64, f.id));
-        }
+        let (id, tenant) = (f.id, Arc::<str>::from(f.tenant.as_str()));
+        let unended = self.unended_tx.clone();
+        tokio::spawn(async move {
+            if matches!(done.await, Ok(Ok(_))) {
+                tracing::debug!(flow = %id, state = state.as_str(), "flow ended");
+            } else {
+                let _ = unended.send((id, tenant));
+            }
+        });
+        self.forget(f.id);
     }
 
     /// Step `step` of `f` started: in a cascade (or smart flow) that means the earlier
@@ -324,7 +346,7 @@ impl Runner {
         let Some(supersede) = &self.supersede else {
             return;
         };
-        if !matches!(f.mode, FlowMode::Cascade | FlowMode::Smart) {
+        if !f.mode.supersedes() {
             return;
         }
         for d in &f.deliveries {

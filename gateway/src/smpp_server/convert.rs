@@ -263,6 +263,7 @@ pub(crate) fn draft(
         udh,
         data_coding,
         flow: None,
+        withdrawable: false,
     })
 }
 

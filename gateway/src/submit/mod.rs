@@ -151,6 +151,9 @@ pub(crate) struct Draft {
     pub(crate) data_coding: Option<u8>,
     /// The flow this message is a step of.
     pub(crate) flow: Option<crate::domain::FlowLink>,
+    /// A later step of its flow may withdraw it, from any node (a cascade's or smart flow's
+    /// step: [`crate::domain::FlowMode::supersedes`]).
+    pub(crate) withdrawable: bool,
 }
 
 impl Draft {
@@ -716,7 +719,7 @@ impl Submitter {
                     priority: draft.priority,
                     expires_at: draft.expires_at,
                     carrier: String::new(),
-                    in_flow: draft.flow.is_some(),
+                    withdrawable: draft.withdrawable,
                 };
                 let quote = chat.quote(&job)?;
                 job.carrier = quote.carrier.clone();

@@ -275,6 +275,7 @@ impl ValidSms {
             udh: self.udh,
             data_coding: self.data_coding,
             flow: None,
+            withdrawable: false,
         }
     }
 }
