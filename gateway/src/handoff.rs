@@ -85,6 +85,11 @@ pub(crate) enum Verdict {
     /// The carrier refused this message for good (recipient, sender or content): no other
     /// carrier is tried.
     Rejected(String),
+    /// The recipient cannot be reached on this channel at all (an RCS capability check said
+    /// no): refused for good like [`Verdict::Rejected`], but the carrier answered as it
+    /// should, so its health and breaker count a success. Most phones of a market may lack
+    /// RCS: their rejections must not make the agent look broken for the phones that have it.
+    Unreachable(String),
     /// This carrier could not take it now (busy, unreachable, credentials, timeout): another
     /// carrier, or later.
     Retry(String, FailureClass),
@@ -491,6 +496,7 @@ where
                 let verdict = self.carriers.attempt(&carrier, job).await;
                 let withdrawn = self.active.end(job.id());
                 let delivered = matches!(verdict, Verdict::Delivered(_));
+                let unreachable = matches!(verdict, Verdict::Unreachable(_));
                 let now = Instant::now();
                 let record = |outcome| {
                     if self.carriers.feeds_health(job) {
@@ -543,8 +549,14 @@ where
                         }
                         return;
                     }
-                    Verdict::Rejected(error) => {
-                        record(Outcome::Failure(FailureClass::PermanentReject));
+                    Verdict::Rejected(error) | Verdict::Unreachable(error) => {
+                        record(if unreachable {
+                            Outcome::Success {
+                                latency: now - started,
+                            }
+                        } else {
+                            Outcome::Failure(FailureClass::PermanentReject)
+                        });
                         self.updates
                             .send(Update::SegmentRejected {
                                 id: job.id(),

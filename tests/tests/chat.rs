@@ -244,6 +244,59 @@ fn rcs_falls_back_to_sms_for_a_phone_without_rcs() {
     assert_eq!(sms["channel"], "sms");
 }
 
+/// Phones without RCS are the recipient's lack, not the agent's failure: after 30 of them in
+/// a row (each rejected `not_rcs_capable`, each cascade delivered by SMS), well past the
+/// breaker's 20 requests at a 50 % error rate, a phone that has RCS still gets its message
+/// over RCS.
+#[test]
+fn many_phones_without_rcs_leave_the_agent_healthy() {
+    let dir = TempDir::new("chat-capability-run").unwrap();
+    let mut s = start(&dir);
+    assert_eq!(
+        put(&mut s.sim, "/rbm/behaviour", &json!({"capable": false})),
+        200
+    );
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (status, body) = send(
+            &mut s.api,
+            &json!({
+                "to": format!("+4479112{i:05}"),
+                "mode": "cascade",
+                "body": "Your code is 1234",
+                "channels": [
+                    {"channel": "rcs", "timeout_s": 30},
+                    {"channel": "sms", "from": "Acme"}
+                ]
+            }),
+        );
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let flow = until(&mut s.api, id, |v| v["status"] != "running");
+        assert_eq!(flow["status"], "succeeded", "{flow:#}");
+        assert_eq!(
+            flow["steps"][0]["delivery"]["status"], "rejected",
+            "{flow:#}"
+        );
+    }
+    assert_eq!(
+        put(&mut s.sim, "/rbm/behaviour", &json!({"capable": true})),
+        200
+    );
+    let (status, body) = send(
+        &mut s.api,
+        &json!({"to": CAPABLE, "channel": "rcs", "body": "Still here"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let done = until(&mut s.api, &id, |v| {
+        v["status"] == "delivered" || v["status"] == "read"
+    });
+    assert_eq!(done["channel"], "rcs", "{done:#}");
+}
+
 /// Webhooks that do not verify change nothing: a forged signature and an unknown account are
 /// refused; rcs refuses what does not apply to it.
 #[test]

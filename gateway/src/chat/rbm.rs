@@ -72,7 +72,7 @@ impl Agent {
         match self.is_capable(job).await {
             Ok(true) => {}
             Ok(false) => {
-                return Verdict::Rejected(format!(
+                return Verdict::Unreachable(format!(
                     "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
                 ))
             }
@@ -104,7 +104,7 @@ impl Agent {
             200..=299 => Verdict::Sent(id),
             404 => {
                 self.remember(digits, false);
-                Verdict::Rejected(format!(
+                Verdict::Unreachable(format!(
                     "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
                 ))
             }
