@@ -90,6 +90,12 @@ peak_since() { # line number: the highest sample after it, in MB
 sim_stat() { curl -sf "http://$CONTROL/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 stored_messages() { sqlite3 -readonly "$WORK/data/switchyard.db" 'SELECT count(*) FROM messages' 2>/dev/null || echo '?'; }
 
+sim_behave() { # field python-value: changes one field of the simulator's behaviour
+    curl -sf "http://$CONTROL/behaviour" |
+        python3 -c "import json,sys; b=json.load(sys.stdin); b['$1']=$2; print(json.dumps(b))" |
+        curl -sf -X PUT -H 'content-type: application/json' --data-binary @- "http://$CONTROL/behaviour" >/dev/null
+}
+
 send() { # messages
     local batches=$(($1 / RECIPIENTS))
     ((batches > 0)) || return 0
@@ -121,8 +127,7 @@ report stored "$mark" "$t"
 
 if ((IN_FLIGHT > 0)); then
     mark=$(lines) t=$SECONDS
-    curl -sf "http://$CONTROL/behaviour" | python3 -c 'import json,sys; b=json.load(sys.stdin); b["dlr_delay"]=3600000; print(json.dumps(b))' |
-        curl -sf -X PUT -H 'content-type: application/json' --data-binary @- "http://$CONTROL/behaviour" >/dev/null
+    sim_behave dlr_delay 3600000
     before=$(sim_stat submits_ok)
     send "$IN_FLIGHT"
     wait_until submits_ok "$((before + IN_FLIGHT / RECIPIENTS * RECIPIENTS))" 1800
@@ -131,8 +136,7 @@ fi
 
 if ((QUEUED > 0)); then
     mark=$(lines) t=$SECONDS
-    curl -sf "http://$CONTROL/behaviour" | python3 -c 'import json,sys; b=json.load(sys.stdin); b["reject_binds"]=True; print(json.dumps(b))' |
-        curl -sf -X PUT -H 'content-type: application/json' --data-binary @- "http://$CONTROL/behaviour" >/dev/null
+    sim_behave reject_binds True
     curl -sf -X POST "http://$CONTROL/disconnect" >/dev/null
     send "$QUEUED"
     report queued "$mark" "$t"

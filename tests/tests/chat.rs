@@ -125,18 +125,7 @@ fn send(client: &mut Client, body: &Value) -> (u16, Value) {
 /// ended with its RCS step `rcs_status`, checks the SMS step delivered it, and returns the
 /// flow's id, the RCS message's id and the RCS message.
 fn rcs_step_superseded_by_sms(api: &mut Client, rcs_status: &str) -> (String, String, Value) {
-    let (status, body) = send(
-        api,
-        &json!({
-            "to": CAPABLE,
-            "mode": "cascade",
-            "body": "Your table is ready",
-            "channels": [
-                {"channel": "rcs", "timeout_s": 1},
-                {"channel": "sms", "from": "Acme"}
-            ]
-        }),
-    );
+    let (status, body) = send(api, &rcs_then_sms(CAPABLE, 1, "Your table is ready"));
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let flow = until(api, &id, |v| {
@@ -153,6 +142,19 @@ fn rcs_step_superseded_by_sms(api: &mut Client, rcs_status: &str) -> (String, St
         .to_owned();
     let rcs = until(api, &rcs_id, |_| true);
     (id, rcs_id, rcs)
+}
+
+/// A cascade to `to`: RCS with `timeout_s`, then SMS.
+fn rcs_then_sms(to: &str, timeout_s: u64, body: &str) -> Value {
+    json!({
+        "to": to,
+        "mode": "cascade",
+        "body": body,
+        "channels": [
+            {"channel": "rcs", "timeout_s": timeout_s},
+            {"channel": "sms", "from": "Acme"}
+        ]
+    })
 }
 
 /// Polls `id` until `done` holds (at most [`WAIT`]); returns what it read last.
@@ -220,15 +222,7 @@ fn rcs_falls_back_to_sms_for_a_phone_without_rcs() {
     assert_eq!(put(&mut s.sim, &path, &json!({"capable": false})), 200);
     let (status, body) = send(
         &mut s.api,
-        &json!({
-            "to": NOT_CAPABLE,
-            "mode": "cascade",
-            "body": "Your code is 1234",
-            "channels": [
-                {"channel": "rcs", "timeout_s": 30},
-                {"channel": "sms", "from": "Acme"}
-            ]
-        }),
+        &rcs_then_sms(NOT_CAPABLE, 30, "Your code is 1234"),
     );
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
@@ -260,15 +254,7 @@ fn many_phones_without_rcs_leave_the_agent_healthy() {
     for i in 0..30 {
         let (status, body) = send(
             &mut s.api,
-            &json!({
-                "to": format!("+4479112{i:05}"),
-                "mode": "cascade",
-                "body": "Your code is 1234",
-                "channels": [
-                    {"channel": "rcs", "timeout_s": 30},
-                    {"channel": "sms", "from": "Acme"}
-                ]
-            }),
+            &rcs_then_sms(&format!("+4479112{i:05}"), 30, "Your code is 1234"),
         );
         assert_eq!(status, 202, "{body}");
         ids.push(body["id"].as_str().unwrap().to_owned());
