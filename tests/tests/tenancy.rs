@@ -541,12 +541,11 @@ fn a_full_queue_sheds_single_sms_at_the_door() {
     let r = b.post_json("/v1/messages", &sms(8)).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
     let metrics = Client::new(&gw.api).get("/metrics").unwrap().text();
-    let shed: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("switchyard_api_shed_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
-    assert_eq!(shed, 2.0, "{metrics}");
+    assert_eq!(
+        metric(&metrics, "switchyard_api_shed_total"),
+        2.0,
+        "{metrics}"
+    );
     assert_eq!(count(&mut a, None), 6);
 }
 

@@ -904,6 +904,15 @@ mod tests {
         (d, task)
     }
 
+    /// A fresh directory for a test's store.
+    fn scratch() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "sy-dispatch-test-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
+    }
+
     fn job(n: i64) -> Arc<Job> {
         let mut j = Job::new_for_test(MessageId(n), Priority::Normal);
         j.tenant = Arc::from("acme");
@@ -915,11 +924,7 @@ mod tests {
     /// work still finds the queue full.
     #[tokio::test]
     async fn an_admitted_job_is_queued_over_a_full_queue() {
-        let dir = std::env::temp_dir().join(format!(
-            "sy-dispatch-test-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = scratch();
         let (d, _task) = dispatcher(&dir, 4);
         // One tenant fills three quarters of a queue: 3 of 4.
         for n in 0..3 {
@@ -945,11 +950,7 @@ mod tests {
     #[tokio::test]
     async fn quotes_take_no_probe_slots_of_a_half_open_breaker() {
         use switchyard_routing::{FailureClass, Outcome};
-        let dir = std::env::temp_dir().join(format!(
-            "sy-dispatch-test-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
+        let dir = scratch();
         let (d, _task) = dispatcher(&dir, 100);
         let table = d.router.load_full();
         let alpha = table.carrier_id("alpha").unwrap();

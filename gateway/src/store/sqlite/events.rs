@@ -780,27 +780,29 @@ mod tests {
         (s, dir)
     }
 
+    /// A database at schema version 1 at `path`, with the rows `sql` inserts.
+    fn v1_database(path: &std::path::Path, sql: &str) -> std::path::PathBuf {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(super::super::schema::MIGRATIONS[0])
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(sql).unwrap();
+        path.to_owned()
+    }
+
     #[tokio::test]
     async fn a_v1_database_keeps_its_history_as_events() {
         let (s, dir) = store();
         drop(s);
-        let path = dir.join("old.db");
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(super::super::schema::MIGRATIONS[0])
-                .unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute_batch(
-                "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
-                 priority, tags, created_at, updated_at) \
-                 VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20); \
-                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
-                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
-                 INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
-                 VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30);",
-            )
-            .unwrap();
-        }
+        let path = v1_database(&dir.join("old.db"),
+            "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
+             priority, tags, created_at, updated_at) \
+             VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20); \
+             INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
+             INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
+             INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
+             VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30);",
+        );
         let s = SqliteStore::open(&path, Default::default()).unwrap();
         let all = s.events_after(0, Some("a"), 10).await.unwrap();
         let kinds: Vec<(i64, &str)> = all.iter().map(|e| (e.seq, e.status.as_str())).collect();
@@ -823,27 +825,19 @@ mod tests {
     async fn event_heads_are_the_heads_of_the_events() {
         let (s, dir) = store();
         drop(s);
-        let path = dir.join("heads.db");
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(super::super::schema::MIGRATIONS[0])
-                .unwrap();
-            conn.pragma_update(None, "user_version", 1).unwrap();
-            conn.execute_batch(
-                "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
-                 priority, tags, created_at, updated_at, callback_url) \
-                 VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20, NULL), \
-                        (6, 'b', 'sent', '+15555550002', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 11, 21, 'https://b.example/cb'); \
-                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
-                 INSERT INTO history (message_id, at, status, detail) VALUES (6, 11, 'accepted', NULL); \
-                 INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
-                 INSERT INTO history (message_id, at, status, detail) VALUES (6, 21, 'sent', 'alpha'); \
-                 INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
-                 VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30), \
-                        (8, 'alpha', NULL, '+447911000001', '99999', 'nobody', 31);",
-            )
-            .unwrap();
-        }
+        let path = v1_database(&dir.join("heads.db"),
+            "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, segments, \
+             priority, tags, created_at, updated_at, callback_url) \
+             VALUES (5, 'a', 'sent', '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 10, 20, NULL), \
+                    (6, 'b', 'sent', '+15555550002', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', 11, 21, 'https://b.example/cb'); \
+             INSERT INTO history (message_id, at, status, detail) VALUES (5, 10, 'accepted', NULL); \
+             INSERT INTO history (message_id, at, status, detail) VALUES (6, 11, 'accepted', NULL); \
+             INSERT INTO history (message_id, at, status, detail) VALUES (5, 20, 'sent', 'alpha'); \
+             INSERT INTO history (message_id, at, status, detail) VALUES (6, 21, 'sent', 'alpha'); \
+             INSERT INTO inbound (id, carrier, tenant, from_addr, to_addr, body, received_at) \
+             VALUES (7, 'alpha', 'a', '+447911000001', '12345', 'hello', 30), \
+                    (8, 'alpha', NULL, '+447911000001', '99999', 'nobody', 31);",
+        );
         let s = SqliteStore::open(&path, Default::default()).unwrap();
         let events = s.events_after(0, None, 100).await.unwrap();
         assert!(events.iter().any(|e| e.callback_url.is_some()));
