@@ -6,8 +6,8 @@
 //! ```text
 //! API: flow + first deliveries ──► one commit ──► Flows::track
 //! runner: a delivery's status changed (from the update sink) ─┐
-//!         a time limit or stage delay passed (timers) ────────┼─► read the flow ─► decide
-//!         start: every running flow ──────────────────────────┘
+//!         a time limit or stage delay passed (timers) ────────┼─► a task for that flow:
+//!         start: every running flow ──────────────────────────┘   read the flow ─► decide
 //!   decide ─► start step k: its request ─► draft ─► submit (the delivery names flow and step)
 //!          ─► a step refused: Update::Flow(Skip) ─► decide again
 //!          ─► succeeded / failed: Update::Flow(End) (the flow's own event is written with it)
@@ -16,6 +16,15 @@
 //!     revoked (sent) ([`Supersede`]), so it does not arrive after the fallback
 //! ```
 //!
+//! **One task per flow at a time, many flows at once.** The runner itself never waits for the
+//! store: it hands a flow to be decided to a task of its own (at most [`MAX_TASKS`] at once,
+//! further flows wait their turn in order) and goes on. While a flow's task runs, what happens
+//! to that flow is only noted, and the flow is decided once more when its task is done, so
+//! decisions about one flow never overlap and none is lost. The steps and ends of many flows
+//! thus share the store's group commits instead of waiting for one commit each, in turn.
+//! A task names each delivery it is about to commit before the commit, so a status change of
+//! that delivery always finds its flow.
+//!
 //! A delivery's move to `queued` or `submitting` changes no decision
 //! ([`crate::domain::may_decide`]): the runner does not read the flow for it.
 //!
@@ -23,7 +32,7 @@
 //! crash the runner reads the running flows and decides again, starting no step twice and
 //! skipping none. Deliveries themselves are recovered like any message.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +64,10 @@ const RATE_RETRY: Duration = Duration::from_secs(1);
 /// How long to wait before reading a flow again after the store failed, or before starting a
 /// step again that full queues or open breakers refused.
 const STORE_RETRY: Duration = Duration::from_secs(2);
+/// Flows decided at once. Each task mostly waits for the store (a read, a commit), so this
+/// bounds the reads and commits in flight for flows, not CPU: enough for the store's group
+/// commits to carry thousands of flows per second.
+const MAX_TASKS: usize = 256;
 
 /// The flow engine's handle: the API tells it about new flows.
 #[derive(Clone, Debug)]
@@ -69,22 +82,75 @@ enum Event {
     Track { id: MessageId, tenant: Arc<str> },
 }
 
-/// The runner's memory: which message belongs to which flow, and the time limits.
-struct Runner {
+/// What a flow's task tells the runner.
+#[derive(Debug)]
+enum Report {
+    /// `delivery` of `flow` is about to be committed: its status changes concern the flow.
+    Delivery {
+        flow: MessageId,
+        delivery: MessageId,
+    },
+    /// The task deciding for `flow` is done.
+    Done { flow: MessageId, outcome: Outcome },
+}
+
+/// Where a flow stands after its task.
+#[derive(Debug)]
+enum Outcome {
+    /// Still running: its deliveries as read, and when to look at it again.
+    Running {
+        deliveries: Vec<MessageId>,
+        wake_at: Option<UnixMs>,
+    },
+    /// Ended (the end committed) or gone: forget it.
+    Finished,
+}
+
+/// What the tasks share: everything deciding and starting steps needs.
+struct Steps {
     store: Arc<dyn Store>,
     submit: Submitter,
     build: Arc<DraftBuilder>,
     updates: UpdateSink,
     /// Revokes superseded RCS deliveries; `None`: they are left to their TTL.
     supersede: Option<Arc<Supersede>>,
-    /// Running flows by id: their tenant and the deliveries seen so far.
-    flows: HashMap<MessageId, (Arc<str>, Vec<MessageId>)>,
+}
+
+/// A running flow in the runner's memory.
+struct Tracked {
+    tenant: Arc<str>,
+    /// Its deliveries seen so far (to forget them with it).
+    deliveries: Vec<MessageId>,
+    task: Task,
+}
+
+/// Whether a flow is being decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Task {
+    /// No task: the next change starts one.
+    Idle,
+    /// Waiting for a free task (in `Runner::waiting`).
+    Waiting,
+    /// A task is deciding for it.
+    Running,
+    /// A task is deciding for it and something changed meanwhile: decide again after it.
+    Again,
+}
+
+/// The runner's memory: which message belongs to which flow, the time limits, the tasks.
+struct Runner {
+    steps: Arc<Steps>,
+    /// Running flows by id.
+    flows: HashMap<MessageId, Tracked>,
     /// Deliveries of running flows → their flow.
     deliveries: HashMap<MessageId, MessageId>,
     /// (when, flow): a time limit to look at.
     timers: BTreeSet<(UnixMs, MessageId)>,
-    /// Where the tasks waiting for a flow's end to commit report an end not stored.
-    unended_tx: mpsc::UnboundedSender<(MessageId, Arc<str>)>,
+    /// Flows to decide once a task is free, in order.
+    waiting: VecDeque<MessageId>,
+    /// Tasks running.
+    tasks: usize,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 impl Flows {
@@ -100,19 +166,23 @@ impl Flows {
         shutdown: watch::Receiver<bool>,
     ) -> Flows {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (unended_tx, unended_rx) = mpsc::unbounded_channel();
+        let (reports, reports_rx) = mpsc::unbounded_channel();
         let runner = Runner {
-            store,
-            submit,
-            build,
-            updates,
-            supersede,
+            steps: Arc::new(Steps {
+                store,
+                submit,
+                build,
+                updates,
+                supersede,
+            }),
             flows: HashMap::new(),
             deliveries: HashMap::new(),
             timers: BTreeSet::new(),
-            unended_tx,
+            waiting: VecDeque::new(),
+            tasks: 0,
+            reports,
         };
-        tokio::spawn(runner.run(rx, applied, unended_rx, shutdown));
+        tokio::spawn(runner.run(rx, applied, reports_rx, shutdown));
         Flows { tx }
     }
 
@@ -127,7 +197,7 @@ impl Runner {
         mut self,
         mut rx: mpsc::UnboundedReceiver<Event>,
         mut applied: mpsc::UnboundedReceiver<Applied>,
-        mut unended: mpsc::UnboundedReceiver<(MessageId, Arc<str>)>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         self.recover(&mut shutdown).await;
@@ -138,28 +208,30 @@ impl Runner {
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
+                // Reports first: a task names a delivery before committing it, so its report
+                // is always taken before that delivery's status changes.
+                biased;
+                Some(report) = reports.recv() => self.reported(report),
                 event = rx.recv() => match event {
                     Some(Event::Track { id, tenant }) => {
-                        self.flows.insert(id, (tenant, Vec::new()));
-                        self.evaluate(id).await;
+                        self.flows.entry(id).or_insert_with(|| Tracked {
+                            tenant,
+                            deliveries: Vec::new(),
+                            task: Task::Idle,
+                        });
+                        self.decide(id, None);
                     }
                     None => return,
                 },
                 moved = applied.recv() => match moved {
                     Some(Applied::Moved { id, status, .. }) if may_decide(status) => {
                         if let Some(flow) = self.deliveries.get(&id).copied() {
-                            self.evaluate(flow).await;
+                            self.decide(flow, None);
                         }
                     }
                     Some(_) => {}
                     None => return,
                 },
-                // A flow's end was not stored: follow it again, and decide again a little later.
-                Some((id, tenant)) = unended.recv() => {
-                    self.flows.insert(id, (tenant, Vec::new()));
-                    self.timers
-                        .insert((now_ms() + STORE_RETRY.as_millis() as i64, id));
-                }
                 _ = tokio::time::sleep(sleep) => {
                     let now = now_ms();
                     while let Some(&(at, id)) = self.timers.first() {
@@ -167,7 +239,7 @@ impl Runner {
                             break;
                         }
                         self.timers.pop_first();
-                        self.evaluate(id).await;
+                        self.decide(id, None);
                     }
                 }
                 // The guard `wait_for` gives is not `Send`: drop it inside.
@@ -179,7 +251,7 @@ impl Runner {
     /// Reads every running flow (retrying while the store fails) and decides for each.
     async fn recover(&mut self, shutdown: &mut watch::Receiver<bool>) {
         let flows = loop {
-            match self.store.running_flows().await {
+            match self.steps.store.running_flows().await {
                 Ok(f) => break f,
                 Err(e) => {
                     tracing::warn!("flows: reading the running flows failed: {e}");
@@ -194,62 +266,160 @@ impl Runner {
             tracing::info!(flows = flows.len(), "following the flows left running");
         }
         for f in flows {
-            self.flows
-                .insert(f.id, (f.tenant.as_str().into(), Vec::new()));
-            self.act(f).await;
+            let id = f.id;
+            self.flows.insert(
+                id,
+                Tracked {
+                    tenant: f.tenant.as_str().into(),
+                    deliveries: Vec::new(),
+                    task: Task::Idle,
+                },
+            );
+            self.decide(id, Some(f));
         }
     }
 
-    /// Reads flow `id` and acts on the rules' decision.
-    async fn evaluate(&mut self, id: MessageId) {
-        let Some(tenant) = self.flows.get(&id).map(|(t, _)| t.clone()) else {
+    /// Flow `id` may have something to decide: a task decides for it now, after its running
+    /// task (which then reads it again), or once a task is free. `record` is the flow as just
+    /// read, if it was.
+    fn decide(&mut self, id: MessageId, record: Option<FlowRecord>) {
+        let Some(tracked) = self.flows.get_mut(&id) else {
             return;
         };
-        match self.store.flow(&tenant, id).await {
-            Ok(Some(f)) => self.act(f).await,
-            Ok(None) => {
-                self.forget(id);
+        match tracked.task {
+            Task::Idle if self.tasks < MAX_TASKS => {
+                tracked.task = Task::Running;
+                let tenant = tracked.tenant.clone();
+                self.spawn(id, tenant, record);
             }
-            Err(e) => {
-                tracing::warn!(flow = %id, "flows: reading the flow failed: {e}");
-                self.timers
-                    .insert((now_ms() + STORE_RETRY.as_millis() as i64, id));
+            Task::Idle => {
+                tracked.task = Task::Waiting;
+                self.waiting.push_back(id);
             }
+            Task::Running => tracked.task = Task::Again,
+            Task::Waiting | Task::Again => {}
         }
     }
 
-    /// Decides for `f` and does it, deciding again after each step it starts or skips.
-    async fn act(&mut self, mut f: FlowRecord) {
-        // Bounded: each round starts or skips at least one step, or returns.
-        for _ in 0..=f.steps.len() * 2 + 1 {
-            if f.state != FlowState::Running {
-                self.forget(f.id);
-                return;
-            }
-            for d in &f.deliveries {
-                if self.deliveries.insert(d.id, f.id).is_none() {
-                    if let Some((_, seen)) = self.flows.get_mut(&f.id) {
-                        seen.push(d.id);
+    fn spawn(&mut self, id: MessageId, tenant: Arc<str>, record: Option<FlowRecord>) {
+        self.tasks += 1;
+        let steps = self.steps.clone();
+        let reports = self.reports.clone();
+        tokio::spawn(async move {
+            let outcome = steps.settle(id, tenant, record, &reports).await;
+            let _ = reports.send(Report::Done { flow: id, outcome });
+        });
+    }
+
+    fn reported(&mut self, report: Report) {
+        match report {
+            Report::Delivery { flow, delivery } => self.note(flow, delivery),
+            Report::Done { flow, outcome } => {
+                self.tasks -= 1;
+                match outcome {
+                    Outcome::Finished => self.forget(flow),
+                    Outcome::Running {
+                        deliveries,
+                        wake_at,
+                    } => {
+                        for d in deliveries {
+                            self.note(flow, d);
+                        }
+                        if let Some(at) = wake_at {
+                            self.timers.insert((at, flow));
+                        }
+                        if let Some(tracked) = self.flows.get_mut(&flow) {
+                            let again = tracked.task == Task::Again;
+                            tracked.task = Task::Idle;
+                            if again {
+                                self.decide(flow, None);
+                            }
+                        }
+                    }
+                }
+                while self.tasks < MAX_TASKS {
+                    let Some(id) = self.waiting.pop_front() else {
+                        break;
+                    };
+                    if let Some(tracked) = self.flows.get_mut(&id) {
+                        tracked.task = Task::Running;
+                        let tenant = tracked.tenant.clone();
+                        self.spawn(id, tenant, None);
                     }
                 }
             }
+        }
+    }
+
+    /// `delivery` belongs to running flow `flow`.
+    fn note(&mut self, flow: MessageId, delivery: MessageId) {
+        let Some(tracked) = self.flows.get_mut(&flow) else {
+            return;
+        };
+        if self.deliveries.insert(delivery, flow).is_none() {
+            tracked.deliveries.push(delivery);
+        }
+    }
+
+    fn forget(&mut self, id: MessageId) {
+        if let Some(tracked) = self.flows.remove(&id) {
+            for d in tracked.deliveries {
+                self.deliveries.remove(&d);
+            }
+        }
+    }
+}
+
+impl Steps {
+    /// Reads flow `id` (unless `record` is it, just read) and acts on the rules' decision,
+    /// deciding again after each step it starts or skips.
+    async fn settle(
+        &self,
+        id: MessageId,
+        tenant: Arc<str>,
+        record: Option<FlowRecord>,
+        reports: &mpsc::UnboundedSender<Report>,
+    ) -> Outcome {
+        let retry = || Outcome::Running {
+            deliveries: Vec::new(),
+            wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
+        };
+        let mut f = match record {
+            Some(f) => f,
+            None => match self.store.flow(&tenant, id).await {
+                Ok(Some(f)) => f,
+                Ok(None) => return Outcome::Finished,
+                Err(e) => {
+                    tracing::warn!(flow = %id, "flows: reading the flow failed: {e}");
+                    return retry();
+                }
+            },
+        };
+        // Bounded: each round starts or skips at least one step, or returns.
+        for _ in 0..=f.steps.len() * 2 + 1 {
+            if f.state != FlowState::Running {
+                return Outcome::Finished;
+            }
             let now = now_ms();
+            let seen = || f.deliveries.iter().map(|d| d.id).collect();
             match decide(&f, now) {
                 Decision::WaitUntil(at) => {
-                    if let Some(at) = at {
-                        self.timers.insert((at, f.id));
+                    return Outcome::Running {
+                        deliveries: seen(),
+                        wake_at: at,
                     }
-                    return;
                 }
                 Decision::Succeed => return self.end(&f, FlowState::Succeeded).await,
                 Decision::Fail => return self.end(&f, FlowState::Failed).await,
                 Decision::Start(steps) => {
                     for step in steps {
-                        match self.start_step(&f, step, now).await {
+                        match self.start_step(&f, step, now, reports).await {
                             Ok(()) => self.superseded_by(&f, step),
                             Err(StepError::Later(wait)) => {
-                                self.timers.insert((now + wait.as_millis() as i64, f.id));
-                                return;
+                                return Outcome::Running {
+                                    deliveries: seen(),
+                                    wake_at: Some(now + wait.as_millis() as i64),
+                                };
                             }
                             Err(StepError::Skip(reason)) => {
                                 tracing::info!(flow = %f.id, step, "flow step not started: {reason}");
@@ -261,29 +431,36 @@ impl Runner {
                                 };
                                 let done = self.updates.send_durable(Update::Flow(write)).await;
                                 if !matches!(done.await, Ok(Ok(_))) {
-                                    self.timers
-                                        .insert((now + STORE_RETRY.as_millis() as i64, f.id));
-                                    return;
+                                    return Outcome::Running {
+                                        deliveries: seen(),
+                                        wake_at: Some(now + STORE_RETRY.as_millis() as i64),
+                                    };
                                 }
                             }
                         }
                     }
                     f = match self.store.flow(&f.tenant, f.id).await {
                         Ok(Some(next)) => next,
-                        _ => {
-                            self.timers
-                                .insert((now + STORE_RETRY.as_millis() as i64, f.id));
-                            return;
-                        }
+                        _ => return retry(),
                     };
                 }
             }
         }
+        Outcome::Running {
+            deliveries: f.deliveries.iter().map(|d| d.id).collect(),
+            wake_at: None,
+        }
     }
 
     /// Sends step `step` of `f`: its request through the accept pipeline, as a delivery of
-    /// the flow.
-    async fn start_step(&self, f: &FlowRecord, step: u8, now: UnixMs) -> Result<(), StepError> {
+    /// the flow (named to the runner before it is committed).
+    async fn start_step(
+        &self,
+        f: &FlowRecord,
+        step: u8,
+        now: UnixMs,
+        reports: &mpsc::UnboundedSender<Report>,
+    ) -> Result<(), StepError> {
         let spec = f
             .steps
             .get(usize::from(step))
@@ -301,6 +478,10 @@ impl Runner {
             .submit
             .admit(&tenant, 1, now)
             .map_err(StepError::from)?;
+        let _ = reports.send(Report::Delivery {
+            flow: f.id,
+            delivery: id,
+        });
         self.submit
             .commit(
                 vec![prepared],
@@ -313,11 +494,8 @@ impl Runner {
         Ok(())
     }
 
-    /// Ends `f`: the end is queued to the store and the flow forgotten at once, so the runner
-    /// goes on deciding for other flows while the commit is under way (the ends of many flows
-    /// then share one commit). An end the store did not take comes back through `unended`
-    /// and the flow is decided again after [`STORE_RETRY`].
-    async fn end(&mut self, f: &FlowRecord, state: FlowState) {
+    /// Ends `f` (its end committed, with the flow's own event), or says when to try again.
+    async fn end(&self, f: &FlowRecord, state: FlowState) -> Outcome {
         let write = FlowWrite::End {
             id: f.id,
             state,
@@ -325,16 +503,15 @@ impl Runner {
             at: now_ms(),
         };
         let done = self.updates.send_durable(Update::Flow(write)).await;
-        let (id, tenant) = (f.id, Arc::<str>::from(f.tenant.as_str()));
-        let unended = self.unended_tx.clone();
-        tokio::spawn(async move {
-            if matches!(done.await, Ok(Ok(_))) {
-                tracing::debug!(flow = %id, state = state.as_str(), "flow ended");
-            } else {
-                let _ = unended.send((id, tenant));
+        if matches!(done.await, Ok(Ok(_))) {
+            tracing::debug!(flow = %f.id, state = state.as_str(), "flow ended");
+            Outcome::Finished
+        } else {
+            Outcome::Running {
+                deliveries: f.deliveries.iter().map(|d| d.id).collect(),
+                wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
             }
-        });
-        self.forget(f.id);
+        }
     }
 
     /// Step `step` of `f` started: in a cascade (or smart flow) that means the earlier
@@ -363,16 +540,7 @@ impl Runner {
             }
         }
     }
-
-    fn forget(&mut self, id: MessageId) {
-        if let Some((_, seen)) = self.flows.remove(&id) {
-            for d in seen {
-                self.deliveries.remove(&d);
-            }
-        }
-    }
 }
-
 /// Why a step did not start.
 #[derive(Debug)]
 enum StepError {
