@@ -245,6 +245,8 @@ pub enum Applied {
         tenant: String,
         /// The new status.
         status: Status,
+        /// The flow the message is a step of, if any.
+        flow: Option<MessageId>,
     },
     /// The update was valid but changed no message status (a segment of several, a late or
     /// duplicate receipt, an intermediate state).

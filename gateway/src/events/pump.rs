@@ -241,6 +241,7 @@ impl Hub {
                         id: event.message_id,
                         tenant: tenant.clone(),
                         status,
+                        flow: event.flow.map(|l| l.flow),
                     });
                 }
                 let url = sending

@@ -22,8 +22,8 @@
 //! to that flow is only noted, and the flow is decided once more when its task is done, so
 //! decisions about one flow never overlap and none is lost. The steps and ends of many flows
 //! thus share the store's group commits instead of waiting for one commit each, in turn.
-//! A task names each delivery it is about to commit before the commit, so a status change of
-//! that delivery always finds its flow.
+//! A delivery's status change names its flow (the store reads it with the message), so it
+//! finds the flow even while the flow's task is still starting that delivery.
 //!
 //! A delivery's move to `queued` or `submitting` changes no decision
 //! ([`crate::domain::may_decide`]): the runner does not read the flow for it.
@@ -82,26 +82,18 @@ enum Event {
     Track { id: MessageId, tenant: Arc<str> },
 }
 
-/// What a flow's task tells the runner.
+/// What a flow's task tells the runner when it is done: where `flow` stands.
 #[derive(Debug)]
-enum Report {
-    /// `delivery` of `flow` is about to be committed: its status changes concern the flow.
-    Delivery {
-        flow: MessageId,
-        delivery: MessageId,
-    },
-    /// The task deciding for `flow` is done.
-    Done { flow: MessageId, outcome: Outcome },
+struct Done {
+    flow: MessageId,
+    outcome: Outcome,
 }
 
 /// Where a flow stands after its task.
 #[derive(Debug)]
 enum Outcome {
-    /// Still running: its deliveries as read, and when to look at it again.
-    Running {
-        deliveries: Vec<MessageId>,
-        wake_at: Option<UnixMs>,
-    },
+    /// Still running; when to look at it again, if its deliveries say nothing before.
+    Running { wake_at: Option<UnixMs> },
     /// Ended (the end committed) or gone: forget it.
     Finished,
 }
@@ -119,8 +111,6 @@ struct Steps {
 /// A running flow in the runner's memory.
 struct Tracked {
     tenant: Arc<str>,
-    /// Its deliveries seen so far (to forget them with it).
-    deliveries: Vec<MessageId>,
     task: Task,
 }
 
@@ -137,20 +127,18 @@ enum Task {
     Again,
 }
 
-/// The runner's memory: which message belongs to which flow, the time limits, the tasks.
+/// The runner's memory: the running flows, the time limits, the tasks.
 struct Runner {
     steps: Arc<Steps>,
     /// Running flows by id.
     flows: HashMap<MessageId, Tracked>,
-    /// Deliveries of running flows → their flow.
-    deliveries: HashMap<MessageId, MessageId>,
     /// (when, flow): a time limit to look at.
     timers: BTreeSet<(UnixMs, MessageId)>,
     /// Flows to decide once a task is free, in order.
     waiting: VecDeque<MessageId>,
     /// Tasks running.
     tasks: usize,
-    reports: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedSender<Done>,
 }
 
 impl Flows {
@@ -176,7 +164,6 @@ impl Flows {
                 supersede,
             }),
             flows: HashMap::new(),
-            deliveries: HashMap::new(),
             timers: BTreeSet::new(),
             waiting: VecDeque::new(),
             tasks: 0,
@@ -197,7 +184,7 @@ impl Runner {
         mut self,
         mut rx: mpsc::UnboundedReceiver<Event>,
         mut applied: mpsc::UnboundedReceiver<Applied>,
-        mut reports: mpsc::UnboundedReceiver<Report>,
+        mut reports: mpsc::UnboundedReceiver<Done>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         self.recover(&mut shutdown).await;
@@ -208,15 +195,11 @@ impl Runner {
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
-                // Reports first: a task names a delivery before committing it, so its report
-                // is always taken before that delivery's status changes.
-                biased;
-                Some(report) = reports.recv() => self.reported(report),
+                Some(done) = reports.recv() => self.done(done),
                 event = rx.recv() => match event {
                     Some(Event::Track { id, tenant }) => {
                         self.flows.entry(id).or_insert_with(|| Tracked {
                             tenant,
-                            deliveries: Vec::new(),
                             task: Task::Idle,
                         });
                         self.decide(id, None);
@@ -224,10 +207,8 @@ impl Runner {
                     None => return,
                 },
                 moved = applied.recv() => match moved {
-                    Some(Applied::Moved { id, status, .. }) if may_decide(status) => {
-                        if let Some(flow) = self.deliveries.get(&id).copied() {
-                            self.decide(flow, None);
-                        }
+                    Some(Applied::Moved { status, flow: Some(flow), .. }) if may_decide(status) => {
+                        self.decide(flow, None);
                     }
                     Some(_) => {}
                     None => return,
@@ -271,7 +252,6 @@ impl Runner {
                 id,
                 Tracked {
                     tenant: f.tenant.as_str().into(),
-                    deliveries: Vec::new(),
                     task: Task::Idle,
                 },
             );
@@ -306,65 +286,40 @@ impl Runner {
         let steps = self.steps.clone();
         let reports = self.reports.clone();
         tokio::spawn(async move {
-            let outcome = steps.settle(id, tenant, record, &reports).await;
-            let _ = reports.send(Report::Done { flow: id, outcome });
+            let outcome = steps.settle(id, tenant, record).await;
+            let _ = reports.send(Done { flow: id, outcome });
         });
     }
 
-    fn reported(&mut self, report: Report) {
-        match report {
-            Report::Delivery { flow, delivery } => self.note(flow, delivery),
-            Report::Done { flow, outcome } => {
-                self.tasks -= 1;
-                match outcome {
-                    Outcome::Finished => self.forget(flow),
-                    Outcome::Running {
-                        deliveries,
-                        wake_at,
-                    } => {
-                        for d in deliveries {
-                            self.note(flow, d);
-                        }
-                        if let Some(at) = wake_at {
-                            self.timers.insert((at, flow));
-                        }
-                        if let Some(tracked) = self.flows.get_mut(&flow) {
-                            let again = tracked.task == Task::Again;
-                            tracked.task = Task::Idle;
-                            if again {
-                                self.decide(flow, None);
-                            }
-                        }
-                    }
+    /// A flow's task is done: forget the flow if it ended, note its next time limit, decide
+    /// again if something changed meanwhile, and start the tasks waiting for a free one.
+    fn done(&mut self, Done { flow, outcome }: Done) {
+        self.tasks -= 1;
+        match outcome {
+            Outcome::Finished => {
+                self.flows.remove(&flow);
+            }
+            Outcome::Running { wake_at } => {
+                if let Some(at) = wake_at {
+                    self.timers.insert((at, flow));
                 }
-                while self.tasks < MAX_TASKS {
-                    let Some(id) = self.waiting.pop_front() else {
-                        break;
-                    };
-                    if let Some(tracked) = self.flows.get_mut(&id) {
-                        tracked.task = Task::Running;
-                        let tenant = tracked.tenant.clone();
-                        self.spawn(id, tenant, None);
+                if let Some(tracked) = self.flows.get_mut(&flow) {
+                    let again = tracked.task == Task::Again;
+                    tracked.task = Task::Idle;
+                    if again {
+                        self.decide(flow, None);
                     }
                 }
             }
         }
-    }
-
-    /// `delivery` belongs to running flow `flow`.
-    fn note(&mut self, flow: MessageId, delivery: MessageId) {
-        let Some(tracked) = self.flows.get_mut(&flow) else {
-            return;
-        };
-        if self.deliveries.insert(delivery, flow).is_none() {
-            tracked.deliveries.push(delivery);
-        }
-    }
-
-    fn forget(&mut self, id: MessageId) {
-        if let Some(tracked) = self.flows.remove(&id) {
-            for d in tracked.deliveries {
-                self.deliveries.remove(&d);
+        while self.tasks < MAX_TASKS {
+            let Some(id) = self.waiting.pop_front() else {
+                break;
+            };
+            if let Some(tracked) = self.flows.get_mut(&id) {
+                tracked.task = Task::Running;
+                let tenant = tracked.tenant.clone();
+                self.spawn(id, tenant, None);
             }
         }
     }
@@ -373,15 +328,8 @@ impl Runner {
 impl Steps {
     /// Reads flow `id` (unless `record` is it, just read) and acts on the rules' decision,
     /// deciding again after each step it starts or skips.
-    async fn settle(
-        &self,
-        id: MessageId,
-        tenant: Arc<str>,
-        record: Option<FlowRecord>,
-        reports: &mpsc::UnboundedSender<Report>,
-    ) -> Outcome {
+    async fn settle(&self, id: MessageId, tenant: Arc<str>, record: Option<FlowRecord>) -> Outcome {
         let retry = || Outcome::Running {
-            deliveries: Vec::new(),
             wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
         };
         let mut f = match record {
@@ -401,23 +349,16 @@ impl Steps {
                 return Outcome::Finished;
             }
             let now = now_ms();
-            let seen = || f.deliveries.iter().map(|d| d.id).collect();
             match decide(&f, now) {
-                Decision::WaitUntil(at) => {
-                    return Outcome::Running {
-                        deliveries: seen(),
-                        wake_at: at,
-                    }
-                }
+                Decision::WaitUntil(at) => return Outcome::Running { wake_at: at },
                 Decision::Succeed => return self.end(&f, FlowState::Succeeded).await,
                 Decision::Fail => return self.end(&f, FlowState::Failed).await,
                 Decision::Start(steps) => {
                     for step in steps {
-                        match self.start_step(&f, step, now, reports).await {
+                        match self.start_step(&f, step, now).await {
                             Ok(()) => self.superseded_by(&f, step),
                             Err(StepError::Later(wait)) => {
                                 return Outcome::Running {
-                                    deliveries: seen(),
                                     wake_at: Some(now + wait.as_millis() as i64),
                                 };
                             }
@@ -431,10 +372,7 @@ impl Steps {
                                 };
                                 let done = self.updates.send_durable(Update::Flow(write)).await;
                                 if !matches!(done.await, Ok(Ok(_))) {
-                                    return Outcome::Running {
-                                        deliveries: seen(),
-                                        wake_at: Some(now + STORE_RETRY.as_millis() as i64),
-                                    };
+                                    return retry();
                                 }
                             }
                         }
@@ -446,21 +384,12 @@ impl Steps {
                 }
             }
         }
-        Outcome::Running {
-            deliveries: f.deliveries.iter().map(|d| d.id).collect(),
-            wake_at: None,
-        }
+        Outcome::Running { wake_at: None }
     }
 
     /// Sends step `step` of `f`: its request through the accept pipeline, as a delivery of
-    /// the flow (named to the runner before it is committed).
-    async fn start_step(
-        &self,
-        f: &FlowRecord,
-        step: u8,
-        now: UnixMs,
-        reports: &mpsc::UnboundedSender<Report>,
-    ) -> Result<(), StepError> {
+    /// the flow.
+    async fn start_step(&self, f: &FlowRecord, step: u8, now: UnixMs) -> Result<(), StepError> {
         let spec = f
             .steps
             .get(usize::from(step))
@@ -478,10 +407,6 @@ impl Steps {
             .submit
             .admit(&tenant, 1, now)
             .map_err(StepError::from)?;
-        let _ = reports.send(Report::Delivery {
-            flow: f.id,
-            delivery: id,
-        });
         self.submit
             .commit(
                 vec![prepared],
@@ -508,7 +433,6 @@ impl Steps {
             Outcome::Finished
         } else {
             Outcome::Running {
-                deliveries: f.deliveries.iter().map(|d| d.id).collect(),
                 wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
             }
         }

@@ -418,6 +418,8 @@ struct Head {
     tenant: String,
     status: Status,
     segments: u16,
+    /// The flow it is a step of, if any.
+    flow: Option<MessageId>,
     /// Its analytics key and times, for the rollups of a move.
     facts: MessageFacts,
 }
@@ -427,7 +429,7 @@ impl Head {
         let Some(row) = db
             .query_opt(
                 "SELECT tenant, status, segments, encoding, carrier, country, from_addr, batch_id, \
-                 created_at, sent_at FROM messages WHERE id = $1",
+                 created_at, sent_at, flow_id FROM messages WHERE id = $1",
                 &[&id.0],
             )
             .await?
@@ -455,6 +457,7 @@ impl Head {
             tenant,
             status,
             segments: int(&row, 2)?,
+            flow: row.try_get::<_, Option<i64>>(10)?.map(MessageId),
             facts,
         }))
     }
@@ -486,6 +489,7 @@ impl Head {
             id: self.id,
             tenant: self.tenant,
             status,
+            flow: self.flow,
         })
     }
 }

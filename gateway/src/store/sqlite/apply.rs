@@ -267,6 +267,8 @@ struct Head {
     tenant: String,
     status: Status,
     segments: u16,
+    /// The flow it is a step of, if any.
+    flow: Option<MessageId>,
     /// Its analytics key and times, for the rollups of a move.
     facts: MessageFacts,
 }
@@ -275,7 +277,7 @@ impl Head {
     fn load(conn: &Connection, id: MessageId) -> rusqlite::Result<Option<Head>> {
         conn.prepare_cached(
             "SELECT tenant, status, segments, encoding, carrier, country, from_addr, batch_id, \
-             created_at, sent_at FROM messages WHERE id = ?1",
+             created_at, sent_at, flow_id FROM messages WHERE id = ?1",
         )?
         .query_row([id.0], |row| {
             let tenant: String = row.get(0)?;
@@ -299,6 +301,7 @@ impl Head {
                 tenant,
                 status,
                 segments: row.get(2)?,
+                flow: row.get::<_, Option<i64>>(10)?.map(MessageId),
                 facts,
             })
         })
@@ -331,6 +334,7 @@ impl Head {
             id: self.id,
             tenant: self.tenant,
             status,
+            flow: self.flow,
         })
     }
 }

@@ -108,6 +108,7 @@ pub(crate) fn moved(n: i64, tenant: &str, status: Status) -> Applied {
         id: id(n),
         tenant: tenant.into(),
         status,
+        flow: None,
     }
 }
 
