@@ -40,8 +40,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admission::Refusal;
 use crate::domain::{
-    decide, may_decide, now_ms, Applied, Decision, FlowLink, FlowRecord, FlowState, FlowWrite,
-    MessageId, Status, UnixMs, Update,
+    decide, may_decide, now_ms, Applied, Decision, FlowDelivery, FlowLink, FlowRecord, FlowState,
+    FlowWrite, MessageId, Status, UnixMs, Update,
 };
 use crate::store::Store;
 use crate::submit::{Draft, Placement, SubmitError, Submitter};
@@ -356,7 +356,15 @@ impl Steps {
                 Decision::Start(steps) => {
                     for step in steps {
                         match self.start_step(&f, step, now).await {
-                            Ok(()) => self.superseded_by(&f, step),
+                            Ok(id) => {
+                                self.superseded_by(&f, step);
+                                f.deliveries.push(FlowDelivery {
+                                    step,
+                                    id,
+                                    status: Status::Accepted,
+                                    started_at: now,
+                                });
+                            }
                             Err(StepError::Later(wait)) => {
                                 return Outcome::Running {
                                     wake_at: Some(now + wait.as_millis() as i64),
@@ -367,20 +375,23 @@ impl Steps {
                                 let write = FlowWrite::Skip {
                                     id: f.id,
                                     step,
-                                    reason,
+                                    reason: reason.clone(),
                                     at: now,
                                 };
                                 let done = self.updates.send_durable(Update::Flow(write)).await;
                                 if !matches!(done.await, Ok(Ok(_))) {
                                     return retry();
                                 }
+                                if !f.skipped.iter().any(|(s, _)| *s == step) {
+                                    f.skipped.push((step, reason));
+                                }
                             }
                         }
                     }
-                    f = match self.store.flow(&f.tenant, f.id).await {
-                        Ok(Some(next)) => next,
-                        _ => return retry(),
-                    };
+                    // The flow as the store now has it, short of status changes committed
+                    // meanwhile: each of those wakes the runner, which decides again after
+                    // this task with the flow read afresh.
+                    f.deliveries.sort_by_key(|d| (d.step, d.id));
                 }
             }
         }
@@ -389,7 +400,13 @@ impl Steps {
 
     /// Sends step `step` of `f`: its request through the accept pipeline, as a delivery of
     /// the flow.
-    async fn start_step(&self, f: &FlowRecord, step: u8, now: UnixMs) -> Result<(), StepError> {
+    /// Returns the delivery's id.
+    async fn start_step(
+        &self,
+        f: &FlowRecord,
+        step: u8,
+        now: UnixMs,
+    ) -> Result<MessageId, StepError> {
         let spec = f
             .steps
             .get(usize::from(step))
@@ -416,7 +433,7 @@ impl Steps {
             )
             .await
             .map_err(StepError::from)?;
-        Ok(())
+        Ok(id)
     }
 
     /// Ends `f` (its end committed, with the flow's own event), or says when to try again.
