@@ -18,7 +18,7 @@
 //!   the tenant's last attempt failed (its endpoint is failing: waiting behind it would only
 //!   delay the events the outbox retries with back-off), first attempts go to the outbox. A
 //!   first attempt that fails at the endpoint takes every webhook waiting for its tenant to the
-//!   outbox with it, so a silent endpoint holds at most one timeout's worth of waiting events.
+//!   outbox with it, so events behind a silent endpoint wait in memory one timeout at most.
 //! - **A saturated tenant's retries wait in the store, unread.** Each round reads the due
 //!   outbox rows per tenant, no more of a tenant's than it has free slots (and an even share
 //!   of the round), so a tenant whose webhooks are all in flight costs no reads and no writes,
@@ -26,10 +26,10 @@
 //!   room (taken in the meantime) is not attempted: its `next_at` moves [`SATURATED_DEFER`]
 //!   (plus jitter) ahead.
 //! - **Bounded memory.** Besides the budgets above (first attempts waiting: 32 MiB in all),
-//!   at most [`RETRY_BATCH`] retries per round are read; a response body is read up to [`MAX_RESPONSE_BODY`] bytes for at most
-//!   [`BODY_GRACE`] (so the connection can be reused) and otherwise dropped with its
-//!   connection: an endpoint that streams without end costs nothing. The status line alone
-//!   decides the outcome.
+//!   at most [`RETRY_BATCH`] retries per round are read; a response body is read up to
+//!   [`MAX_RESPONSE_BODY`] bytes for at most [`BODY_GRACE`] (so the connection can be reused)
+//!   and otherwise dropped with its connection: an endpoint that streams without end costs
+//!   nothing. The status line alone decides the outcome.
 //! - **What counts as delivered.** Any 2xx. Everything else — other statuses (4xx included,
 //!   like Stripe: a misconfigured endpoint that is fixed within the 24 h gets its events),
 //!   timeouts, connection errors — is retried with exponential backoff and full jitter.
