@@ -10,17 +10,19 @@
 //! ```text
 //! store commit ──► history (seq) ──► pump (polls seq > last, in order) ──┬─► tenant's broadcast ─► SSE
 //!                                                                        └─► webhooks (first try)
-//! webhook fails / no room (tenant, endpoint, total) ──► webhook_outbox (durable) ──► retries
-//!                                                                             ──► dead letters
+//! tenant's slots taken ──► tenant's queue in memory (bounded) ──► webhooks as slots free
+//! fails / no room (queue, endpoint, total) ──► webhook_outbox (durable) ──► retries
+//!                                                                       ──► dead letters
 //! ```
-//! The pump never waits for a webhook endpoint: what finds no room is written to the outbox
-//! (see [`webhook`]). Webhooks connect only where the `[egress]` policy allows
+//! The pump never waits for a webhook endpoint: what finds its tenant's slots taken waits in
+//! memory up to a bound, what finds no room beyond that is written to the outbox (see
+//! [`webhook`]). Webhooks connect only where the `[egress]` policy allows
 //! ([`crate::egress`]).
 //! Webhooks keep durable state only for events that have a URL and did not succeed at once:
-//! the pump's position is saved as a cursor (the lowest event still in its first attempt), a
-//! failed first attempt becomes an outbox row before the cursor may pass it. After a crash the
-//! pump resumes from the cursor: events after it are sent again (at least once; receivers
-//! de-duplicate by event id), events in the outbox are retried.
+//! the pump's position is saved as a cursor (the lowest event still in its first attempt or
+//! waiting for it), a failed first attempt becomes an outbox row before the cursor may pass
+//! it. After a crash the pump resumes from the cursor: events after it are sent again (at
+//! least once; receivers de-duplicate by event id), events in the outbox are retried.
 //!
 //! # Layout
 //! - [`health`]: each webhook endpoint's last success and failure and its latency, as this

@@ -2,23 +2,34 @@
 //! dead letters after `give_up_after`.
 //!
 //! - **The pump never waits for an endpoint.** [`Webhooks::submit`] starts a first attempt
-//!   when there is room and otherwise hands back an outbox row (durable, due now) for the pump
-//!   to write. Room means three budgets, none of which one tenant can exhaust for the others:
-//!   [`FIRST_IN_FLIGHT`] first attempts in memory over all tenants; `max_per_endpoint`
-//!   requests at once per endpoint (scheme, host, port) with at most [`ENDPOINT_BACKLOG`]
-//!   waiting for it; `max_in_flight_per_tenant` webhooks of one tenant being sent or waiting,
-//!   first attempts and retries together.
+//!   when there is room, queues it in memory behind the tenant's webhooks in flight when only
+//!   the tenant's slots are taken, and otherwise hands back an outbox row (durable, due now)
+//!   for the pump to write. Room means three budgets, none of which one tenant can exhaust for
+//!   the others: [`FIRST_IN_FLIGHT`] first attempts being sent over all tenants;
+//!   `max_per_endpoint` requests at once per endpoint (scheme, host, port) with at most
+//!   [`ENDPOINT_BACKLOG`] waiting for it; `max_in_flight_per_tenant` webhooks of one tenant
+//!   being sent or waiting for their endpoint, first attempts and retries together.
+//! - **A busy endpoint costs no store writes.** The pump reads 1,000 events at a time, faster
+//!   than a healthy endpoint answers them. A first attempt that finds its tenant's slots taken
+//!   waits in the tenant's queue in memory (oldest first); each first attempt that ends hands
+//!   its slot to the next one waiting, and every retry round starts waiting ones on slots that
+//!   are free. The queue takes up to [`WAITING_TENANT_BYTES`] per tenant and
+//!   [`WAITING_BYTES`] over all tenants (bodies, URLs and bookkeeping); beyond that, and while
+//!   the tenant's last attempt failed (its endpoint is failing: waiting behind it would only
+//!   delay the events the outbox retries with back-off), first attempts go to the outbox. A
+//!   first attempt that fails at the endpoint takes every webhook waiting for its tenant to the
+//!   outbox with it, so events behind a silent endpoint wait in memory one timeout at most.
 //! - **A saturated tenant's retries wait in the store, unread.** Each round reads the due
 //!   outbox rows per tenant, no more of a tenant's than it has free slots (and an even share
 //!   of the round), so a tenant whose webhooks are all in flight costs no reads and no writes,
 //!   and never holds the others' rows back. A row read anyway whose tenant or endpoint has no
 //!   room (taken in the meantime) is not attempted: its `next_at` moves [`SATURATED_DEFER`]
 //!   (plus jitter) ahead.
-//! - **Bounded memory.** Besides the budgets above, at most [`RETRY_BATCH`] retries per round
-//!   are read; a response body is read up to [`MAX_RESPONSE_BODY`] bytes for at most
-//!   [`BODY_GRACE`] (so the connection can be reused) and otherwise dropped with its
-//!   connection: an endpoint that streams without end costs nothing. The status line alone
-//!   decides the outcome.
+//! - **Bounded memory.** Besides the budgets above (first attempts waiting: 32 MiB in all),
+//!   at most [`RETRY_BATCH`] retries per round are read; a response body is read up to
+//!   [`MAX_RESPONSE_BODY`] bytes for at most [`BODY_GRACE`] (so the connection can be reused)
+//!   and otherwise dropped with its connection: an endpoint that streams without end costs
+//!   nothing. The status line alone decides the outcome.
 //! - **What counts as delivered.** Any 2xx. Everything else — other statuses (4xx included,
 //!   like Stripe: a misconfigured endpoint that is fixed within the 24 h gets its events),
 //!   timeouts, connection errors — is retried with exponential backoff and full jitter.
@@ -27,13 +38,14 @@
 //!   that, the operator's log has the address), a tenant without a signing secret (webhooks
 //!   are only ever sent signed).
 //! - **Cursor.** [`Webhooks::watermark`]: every event up to it is delivered or in the outbox;
-//!   the pump saves it, and after a restart resumes after it (at least once).
+//!   an event waiting in memory holds it back like one being sent. The pump saves it, and
+//!   after a restart resumes after it (at least once).
 //!
 //! - **TLS.** `https://` endpoints are verified against the system's roots plus the optional
 //!   `[webhooks] tls_ca` bundle (rustls); a certificate that does not verify is a failed
 //!   attempt like any other (retried, then a dead letter), never a fallback to clear text.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +57,7 @@ use hyper_util::client::legacy::Client;
 use parking_lot::Mutex;
 use rand::Rng;
 use switchyard_ops::config::{EgressPolicy, WebhookSettings};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::signing;
 use crate::domain::{event_id, Event, EventWrite, SharedDirectory};
@@ -58,6 +70,11 @@ use crate::store::Store;
 pub(crate) const FIRST_IN_FLIGHT: usize = 4096;
 /// Attempts that may wait for one endpoint before further ones go to the outbox.
 pub(crate) const ENDPOINT_BACKLOG: usize = 1024;
+/// Bytes of one tenant's first attempts that may wait in memory for a slot of the tenant
+/// (bodies, URLs and bookkeeping) before further ones go to the outbox.
+pub(crate) const WAITING_TENANT_BYTES: usize = 4 << 20;
+/// Bytes of first attempts that may wait in memory for a tenant slot, over all tenants.
+pub(crate) const WAITING_BYTES: usize = 32 << 20;
 /// Outbox rows taken per retry round.
 pub(crate) const RETRY_BATCH: usize = 1024;
 /// Most bytes of a response body read; a longer body is dropped with its connection.
@@ -72,6 +89,8 @@ const RETRY_POLL: Duration = Duration::from_millis(100);
 /// What a tenant is told when the `[egress]` policy refused the destination (the operator's
 /// log says which address and why).
 pub(crate) const REFUSED: &str = "destination not allowed by the gateway's egress policy";
+/// Why a first attempt went to the outbox unattempted while its tenant's endpoint fails.
+const FAILING: &str = "the tenant's endpoint is failing";
 /// What a tenant is told when it has no signing secret.
 pub(crate) const UNSIGNED: &str =
     "no webhook signing secret is configured for this tenant: webhooks are only sent signed";
@@ -153,24 +172,136 @@ struct Endpoint {
     waiting: AtomicUsize,
 }
 
+/// A first attempt waiting for a slot of its tenant, in memory.
+#[derive(Debug)]
+struct Waiting {
+    /// The event (its place in the log holds the watermark back while it waits).
+    seq: i64,
+    /// Where it goes.
+    url: String,
+    /// The rendered event.
+    body: Bytes,
+    /// When the pump handed it over (the outbox row's `first_at` if it spills).
+    first_at: UnixMs,
+}
+
+impl Waiting {
+    /// What it counts against [`WAITING_TENANT_BYTES`] and [`WAITING_BYTES`].
+    fn cost(&self) -> usize {
+        self.body.len() + self.url.len() + std::mem::size_of::<Waiting>()
+    }
+}
+
+/// One tenant's webhooks in memory.
+#[derive(Debug, Default)]
+struct TenantState {
+    /// Webhooks being sent or waiting for their endpoint (first attempts and retries), at
+    /// most `max_in_flight_per_tenant`.
+    in_flight: usize,
+    /// First attempts waiting for one of those slots, oldest first: the pump reads in batches
+    /// faster than a healthy endpoint answers, and these would otherwise cost outbox rows.
+    waiting: VecDeque<Waiting>,
+    /// What `waiting` costs ([`Waiting::cost`]).
+    waiting_bytes: usize,
+    /// The tenant's last finished attempt failed: its first attempts that find no slot go to
+    /// the outbox (with back-off) instead of waiting behind an endpoint that fails them.
+    failing: bool,
+}
+
+impl TenantState {
+    /// Nothing to remember (the entry can go, so tenants do not accumulate).
+    fn idle(&self) -> bool {
+        self.in_flight == 0 && self.waiting.is_empty() && !self.failing
+    }
+}
+
+/// Every tenant's webhooks in memory.
+#[derive(Debug, Default)]
+struct Tenants {
+    /// Tenant → its state (idle tenants are removed).
+    map: HashMap<String, TenantState>,
+    /// What all tenants' waiting first attempts cost, at most [`WAITING_BYTES`].
+    waiting_bytes: usize,
+}
+
+impl Tenants {
+    /// Takes `tenant`'s oldest waiting first attempt.
+    fn pop(&mut self, tenant: &str) -> Option<Waiting> {
+        let state = self.map.get_mut(tenant)?;
+        let w = state.waiting.pop_front()?;
+        state.waiting_bytes -= w.cost();
+        self.waiting_bytes -= w.cost();
+        Some(w)
+    }
+
+    /// Takes all of `tenant`'s waiting first attempts.
+    fn drain(&mut self, tenant: &str) -> Vec<Waiting> {
+        let Some(state) = self.map.get_mut(tenant) else {
+            return Vec::new();
+        };
+        self.waiting_bytes -= state.waiting_bytes;
+        state.waiting_bytes = 0;
+        state.waiting.drain(..).collect()
+    }
+
+    /// Notes how `tenant`'s last attempt ended.
+    fn note(&mut self, tenant: &str, failed: bool) {
+        match self.map.get_mut(tenant) {
+            Some(state) => {
+                state.failing = failed;
+                if state.idle() {
+                    self.map.remove(tenant);
+                }
+            }
+            None if failed => {
+                self.map.entry(tenant.to_owned()).or_default().failing = true;
+            }
+            None => {}
+        }
+    }
+}
+
 /// A tenant's share of the webhooks in flight: taken before an attempt starts, given back
-/// when it ends (dropped).
+/// when it ends (dropped) or handed to the tenant's next waiting first attempt.
 #[derive(Debug)]
 struct TenantSlot {
-    /// Tenant → webhooks in flight (entries at zero are removed).
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// Every tenant's state.
+    tenants: Arc<Mutex<Tenants>>,
     /// Whose.
     tenant: String,
+    /// Still counted in the tenant's `in_flight` (false once given back).
+    held: bool,
+}
+
+impl TenantSlot {
+    /// The tenant's oldest waiting first attempt, for which this slot is kept; or, when none
+    /// waits, gives the slot back. Both under one lock: a first attempt queued because every
+    /// slot was taken is never left without a slot that ends after it.
+    fn next_or_release(&mut self) -> Option<Waiting> {
+        let mut tenants = self.tenants.lock();
+        if let Some(w) = tenants.pop(&self.tenant) {
+            return Some(w);
+        }
+        release(&mut tenants, &self.tenant);
+        self.held = false;
+        None
+    }
 }
 
 impl Drop for TenantSlot {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock();
-        if let Some(n) = counts.get_mut(&self.tenant) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.tenant);
-            }
+        if self.held {
+            release(&mut self.tenants.lock(), &self.tenant);
+        }
+    }
+}
+
+/// Gives one of `tenant`'s slots back.
+fn release(tenants: &mut Tenants, tenant: &str) {
+    if let Some(state) = tenants.map.get_mut(tenant) {
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if state.idle() {
+            tenants.map.remove(tenant);
         }
     }
 }
@@ -191,12 +322,12 @@ pub(crate) struct Webhooks {
     /// Endpoint → its limit, while some attempt uses it (idle endpoints are forgotten, so
     /// tenants' many URLs do not accumulate).
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
-    /// Tenant → webhooks in flight (first attempts and retries), bounded by
-    /// `max_in_flight_per_tenant`.
-    tenants: Arc<Mutex<HashMap<String, usize>>>,
-    /// Bounds first attempts in memory.
+    /// Each tenant's webhooks in flight (first attempts and retries, bounded by
+    /// `max_in_flight_per_tenant`) and first attempts waiting for one of those slots.
+    tenants: Arc<Mutex<Tenants>>,
+    /// Bounds first attempts being sent, over all tenants.
     first: Arc<Semaphore>,
-    /// Events in their first attempt (for the watermark).
+    /// Events in their first attempt or waiting for it (for the watermark).
     in_flight: Mutex<BTreeSet<i64>>,
     /// Outbox rows being retried now, or finished since the last outbox read began: a read
     /// that started before a retry's commit may still return its row, which must not be sent
@@ -281,7 +412,7 @@ impl Webhooks {
             store,
             events,
             endpoints: Mutex::new(HashMap::new()),
-            tenants: Arc::new(Mutex::new(HashMap::new())),
+            tenants: Arc::new(Mutex::new(Tenants::default())),
             first: Arc::new(Semaphore::new(FIRST_IN_FLIGHT)),
             in_flight: Mutex::new(BTreeSet::new()),
             retrying: Mutex::new(HashSet::new()),
@@ -290,7 +421,8 @@ impl Webhooks {
         })
     }
 
-    /// Every event up to the returned position was delivered or is in the outbox, given that
+    /// Every event up to the returned position was delivered or is in the outbox (none is
+    /// being sent or waiting in memory for its first attempt), given that
     /// the pump has handed over everything up to `pump_position` and written the outbox rows
     /// [`Webhooks::submit`] gave it.
     pub(crate) fn watermark(&self, pump_position: i64) -> i64 {
@@ -300,9 +432,11 @@ impl Webhooks {
         }
     }
 
-    /// Starts the first attempt of event `seq` if there is room for it, without waiting.
-    /// Otherwise returns the outbox row to write instead (due now): the caller must have it
-    /// committed before the cursor passes `seq`.
+    /// Starts the first attempt of event `seq` if there is room for it, or queues it in
+    /// memory behind the tenant's attempts in flight, without waiting. Otherwise (the endpoint
+    /// saturated, the tenant's endpoint failing or its queue full, no room in total) returns
+    /// the outbox row to write instead (due now): the caller must have it committed before the
+    /// cursor passes `seq`.
     pub(crate) fn submit(
         self: &Arc<Self>,
         seq: i64,
@@ -311,64 +445,189 @@ impl Webhooks {
         body: Bytes,
     ) -> Option<EventWrite> {
         let first_at = now_ms();
-        let spill = |why: &str| {
-            metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "deferred")
-                .increment(1);
-            Some(EventWrite::OutboxAdd {
-                seq,
-                tenant: tenant.clone(),
-                url: url.clone(),
-                attempts: 0,
-                first_at,
-                next_at: first_at,
-                error: Some(why.to_owned()),
-                dead: false,
-            })
-        };
         let endpoint_full = Target::parse(&url)
             .ok()
             .and_then(|t| self.endpoints.lock().get(&t.origin).cloned())
             .is_some_and(|e| e.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG);
         if endpoint_full {
-            return spill("endpoint saturated");
+            return Some(deferred(seq, tenant, url, first_at, "endpoint saturated"));
         }
-        let Some(slot) = self.tenant_slot(&tenant) else {
-            return spill("too many webhooks of this tenant in flight");
+        let max = self.settings.max_in_flight_per_tenant.max(1);
+        let slot = {
+            let mut tenants = self.tenants.lock();
+            let Tenants { map, waiting_bytes } = &mut *tenants;
+            let state = match map.get_mut(&tenant) {
+                Some(s) => s,
+                None => map.entry(tenant.clone()).or_default(),
+            };
+            if state.in_flight >= max {
+                if state.failing {
+                    return Some(deferred(seq, tenant, url, first_at, FAILING));
+                }
+                let w = Waiting {
+                    seq,
+                    url,
+                    body,
+                    first_at,
+                };
+                let cost = w.cost();
+                if state.waiting_bytes + cost > WAITING_TENANT_BYTES
+                    || *waiting_bytes + cost > WAITING_BYTES
+                {
+                    let why = "too many webhooks of this tenant in flight or waiting";
+                    return Some(deferred(seq, tenant, w.url, first_at, why));
+                }
+                state.waiting_bytes += cost;
+                *waiting_bytes += cost;
+                state.waiting.push_back(w);
+                // Under the tenants' lock: a slot that ends now finds it queued, and the
+                // watermark cannot pass it before it is in the set.
+                self.in_flight.lock().insert(seq);
+                return None;
+            }
+            state.in_flight += 1;
+            TenantSlot {
+                tenants: self.tenants.clone(),
+                tenant: tenant.clone(),
+                held: true,
+            }
         };
         let Ok(permit) = self.first.clone().try_acquire_owned() else {
-            return spill("too many webhooks in flight");
+            let why = "too many webhooks in flight";
+            return Some(deferred(seq, tenant, url, first_at, why));
         };
         self.in_flight.lock().insert(seq);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let result = me.attempt(&tenant, &url, seq, body).await;
-            drop(slot);
+        let first = Waiting {
+            seq,
+            url,
+            body,
+            first_at,
+        };
+        tokio::spawn(self.clone().first_attempts(tenant, slot, permit, first));
+        None
+    }
+
+    /// Sends `next`, then the tenant's waiting first attempts one after another in the same
+    /// slot, until none waits. A failed one goes to the outbox; when it failed at the endpoint
+    /// (not for want of room), everything waiting for the tenant goes with it.
+    async fn first_attempts(
+        self: Arc<Self>,
+        tenant: String,
+        mut slot: TenantSlot,
+        permit: OwnedSemaphorePermit,
+        mut next: Waiting,
+    ) {
+        loop {
+            let Waiting {
+                seq,
+                url,
+                body,
+                first_at,
+            } = next;
+            let result = self.attempt(&tenant, &url, seq, body).await;
+            let mut settled = vec![seq];
+            let mut writes = Vec::new();
+            let failed = matches!(result, Err(Failure::Failed(..)));
+            let spilled = {
+                let mut tenants = self.tenants.lock();
+                match &result {
+                    Ok(()) => tenants.note(&tenant, false),
+                    Err(Failure::Failed(..)) => tenants.note(&tenant, true),
+                    Err(_) => {}
+                }
+                if failed {
+                    tenants.drain(&tenant)
+                } else {
+                    Vec::new()
+                }
+            };
             if let Err(f) = result {
                 let (attempts, next_at, error, dead) = match f {
                     Failure::Saturated => (0, first_at, "endpoint saturated".to_owned(), false),
-                    Failure::Failed(e, wait) => (1, now_ms() + me.delay_ms(1, wait), e, false),
+                    Failure::Failed(e, wait) => (1, now_ms() + self.delay_ms(1, wait), e, false),
                     Failure::Permanent(e) => {
                         metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
                             .increment(1);
                         (1, now_ms(), e, true)
                     }
                 };
-                me.write(EventWrite::OutboxAdd {
+                writes.push(EventWrite::OutboxAdd {
                     seq,
-                    tenant,
+                    tenant: tenant.clone(),
                     url,
                     attempts,
                     first_at,
                     next_at,
                     error: Some(error),
                     dead,
-                })
-                .await;
+                });
             }
-            me.in_flight.lock().remove(&seq);
-            drop(permit);
-        });
-        None
+            for w in spilled {
+                settled.push(w.seq);
+                writes.push(deferred(w.seq, tenant.clone(), w.url, w.first_at, FAILING));
+            }
+            // Committed before the watermark may pass them.
+            write_all(&self.store, writes).await;
+            {
+                let mut in_flight = self.in_flight.lock();
+                for seq in settled {
+                    in_flight.remove(&seq);
+                }
+            }
+            match slot.next_or_release() {
+                Some(w) => next = w,
+                None => break,
+            }
+        }
+        drop(permit);
+    }
+
+    /// Starts waiting first attempts of tenants that have free slots (a slot a retry gave
+    /// back, or one a first attempt could not take for want of room in total); run with
+    /// every retry round, so nothing waits longer than that for a slot that is free.
+    fn start_waiting(self: &Arc<Self>) {
+        let max = self.settings.max_in_flight_per_tenant.max(1);
+        let mut starts = Vec::new();
+        let waiting = {
+            let mut tenants = self.tenants.lock();
+            let ready: Vec<String> = tenants
+                .map
+                .iter()
+                .filter(|(_, s)| s.in_flight < max && !s.waiting.is_empty())
+                .map(|(t, _)| t.clone())
+                .collect();
+            'tenants: for tenant in ready {
+                loop {
+                    let room = tenants
+                        .map
+                        .get(&tenant)
+                        .is_some_and(|s| s.in_flight < max && !s.waiting.is_empty());
+                    if !room {
+                        break;
+                    }
+                    let Ok(permit) = self.first.clone().try_acquire_owned() else {
+                        break 'tenants;
+                    };
+                    let Some(w) = tenants.pop(&tenant) else {
+                        break;
+                    };
+                    if let Some(state) = tenants.map.get_mut(&tenant) {
+                        state.in_flight += 1;
+                    }
+                    let slot = TenantSlot {
+                        tenants: self.tenants.clone(),
+                        tenant: tenant.clone(),
+                        held: true,
+                    };
+                    starts.push((tenant.clone(), slot, permit, w));
+                }
+            }
+            tenants.map.values().map(|s| s.waiting.len()).sum::<usize>()
+        };
+        metrics::gauge!("switchyard_webhook_waiting_events").set(waiting as f64);
+        for (tenant, slot, permit, w) in starts {
+            tokio::spawn(self.clone().first_attempts(tenant, slot, permit, w));
+        }
     }
 
     /// What the next read of the outbox may return: [`RETRY_BATCH`] rows, no more of a tenant's
@@ -379,8 +638,9 @@ impl Webhooks {
         let tenants = self
             .tenants
             .lock()
+            .map
             .iter()
-            .map(|(t, n)| (t.clone(), max.saturating_sub(*n)))
+            .map(|(t, s)| (t.clone(), max.saturating_sub(s.in_flight)))
             .collect();
         OutboxRoom {
             total: RETRY_BATCH,
@@ -391,15 +651,16 @@ impl Webhooks {
 
     /// A slot among `tenant`'s webhooks in flight, if it has one free.
     fn tenant_slot(&self, tenant: &str) -> Option<TenantSlot> {
-        let mut counts = self.tenants.lock();
-        let n = counts.entry(tenant.to_owned()).or_insert(0);
-        if *n >= self.settings.max_in_flight_per_tenant.max(1) {
+        let mut tenants = self.tenants.lock();
+        let state = tenants.map.entry(tenant.to_owned()).or_default();
+        if state.in_flight >= self.settings.max_in_flight_per_tenant.max(1) {
             return None;
         }
-        *n += 1;
+        state.in_flight += 1;
         Some(TenantSlot {
-            counts: self.tenants.clone(),
+            tenants: self.tenants.clone(),
             tenant: tenant.to_owned(),
+            held: true,
         })
     }
 
@@ -442,6 +703,8 @@ impl Webhooks {
                 reported_at = std::time::Instant::now();
                 self.report_health().await;
             }
+            // Waiting first attempts take free slots before retries do.
+            self.start_waiting();
             if !lease.held() {
                 // Another node sends the webhooks (and their retries).
                 continue;
@@ -540,6 +803,11 @@ impl Webhooks {
         let result = self
             .attempt(&entry.tenant, &entry.url, entry.seq, body)
             .await;
+        match &result {
+            Ok(()) => self.tenants.lock().note(&entry.tenant, false),
+            Err(Failure::Failed(..)) => self.tenants.lock().note(&entry.tenant, true),
+            Err(_) => {}
+        }
         let now = now_ms();
         let write = match result {
             Ok(()) => EventWrite::OutboxDone { id: entry.id },
@@ -741,6 +1009,21 @@ impl Webhooks {
     /// Applies a write, retrying while the store is temporarily unavailable.
     pub(super) async fn write(&self, w: EventWrite) {
         write(&self.store, w).await;
+    }
+}
+
+/// The outbox row of a first attempt that found no room (due at once), counted as deferred.
+fn deferred(seq: i64, tenant: String, url: String, first_at: UnixMs, why: &str) -> EventWrite {
+    metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "deferred").increment(1);
+    EventWrite::OutboxAdd {
+        seq,
+        tenant,
+        url,
+        attempts: 0,
+        first_at,
+        next_at: first_at,
+        error: Some(why.to_owned()),
+        dead: false,
     }
 }
 
@@ -1015,7 +1298,261 @@ mod tests {
             started.elapsed()
         );
         // A holds no more than its share: the rest of its rows wait in the store, later.
-        assert!(webhooks.tenants.lock().get("a").copied().unwrap_or(0) <= 8);
+        assert!(
+            webhooks
+                .tenants
+                .lock()
+                .map
+                .get("a")
+                .map_or(0, |s| s.in_flight)
+                <= 8
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A sender for `tenants` (each with a signing secret) with `settings`, allowed to reach
+    /// 127.0.0.1, on a fresh store in a directory named for `name`.
+    fn sender(
+        name: &str,
+        tenants: &[&str],
+        settings: WebhookSettings,
+    ) -> (Arc<Webhooks>, Arc<SqliteStore>, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-webhook-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(SqliteStore::open(&dir.join("s.db"), Default::default()).unwrap());
+        let mut directory = Directory::default();
+        for t in tenants {
+            directory.tenants.insert(
+                (*t).into(),
+                TenantEvents {
+                    webhook_secrets: vec!["0123456789abcdef".into()],
+                    ..TenantEvents::default()
+                },
+            );
+        }
+        let egress = EgressPolicy {
+            allow_nets: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+            allow_hosts: Vec::new(),
+        };
+        let webhooks = Webhooks::new(
+            settings,
+            Arc::new(egress),
+            Arc::new(arc_swap::ArcSwap::from_pointee(directory)),
+            store.clone(),
+            store.clone(),
+        )
+        .unwrap();
+        (Arc::new(webhooks), store, dir)
+    }
+
+    /// Answers every request with `status` after `delay`, one request per connection, and
+    /// reports each request's event (its `X-Switchyard-Event-Id`) on `tx` before answering.
+    async fn endpoint(
+        status: u16,
+        delay: Duration,
+        tx: tokio::sync::mpsc::UnboundedSender<i64>,
+    ) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // The head, then as much body as it announces.
+                    let (head, length) = loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (head, end + 4 + length);
+                        }
+                    };
+                    while buf.len() < length {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let seq = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-switchyard-event-id: evt_"))
+                        .and_then(|v| i64::from_str_radix(v.trim(), 16).ok())
+                        .unwrap_or(-1);
+                    let _ = tx.send(seq);
+                    tokio::time::sleep(delay).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = s.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    /// Waits (at most 10 s) until `done` holds.
+    async fn until(mut done: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("condition not reached within 10 s");
+    }
+
+    /// An endpoint that answers every webhook, more slowly than the pump hands them over:
+    /// the webhooks beyond the tenant's slots wait in memory, none goes to the outbox, each is
+    /// delivered once, and the watermark never passes one that is still waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_endpoint_costs_no_outbox_rows_and_holds_the_watermark() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 2,
+            max_in_flight_per_tenant: 4,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender("busy", &["a"], settings);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = endpoint(200, Duration::from_millis(3), tx).await;
+        const N: i64 = 300;
+        for seq in 1..=N {
+            let row = webhooks.submit(seq, "a".into(), url.clone(), Bytes::from_static(b"{}"));
+            assert!(row.is_none(), "event {seq} went to the outbox");
+        }
+        assert_eq!(webhooks.watermark(N), 0);
+        let mut seen = HashSet::new();
+        while (seen.len() as i64) < N {
+            // The watermark first, then every delivery reported before it was read.
+            let mark = webhooks.watermark(N);
+            while let Ok(seq) = rx.try_recv() {
+                assert!(seen.insert(seq), "event {seq} delivered twice");
+            }
+            let waiting = (1..=N).find(|s| !seen.contains(s)).unwrap_or(N + 1);
+            assert!(mark < waiting, "watermark {mark} passed event {waiting}");
+            if let Ok(Some(seq)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                assert!(seen.insert(seq), "event {seq} delivered twice");
+            } else {
+                panic!("deliveries stopped at {}", seen.len());
+            }
+        }
+        until(|| webhooks.watermark(N) == N).await;
+        assert_eq!(store.outbox_depth().await.unwrap(), 0);
+        assert!(webhooks.tenants.lock().map.is_empty());
+        assert_eq!(webhooks.tenants.lock().waiting_bytes, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Tenant A's endpoint fails every webhook: its first attempts, and those waiting behind
+    /// them, go to the outbox; tenant B's busy endpoint gets all of its own, none stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_tenant_spills_to_the_outbox_and_another_goes_through() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 2,
+            max_in_flight_per_tenant: 2,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender("failing", &["a", "b"], settings);
+        let (tx_a, _rx_a) = tokio::sync::mpsc::unbounded_channel();
+        let (tx_b, mut rx_b) = tokio::sync::mpsc::unbounded_channel();
+        let failing = endpoint(500, Duration::ZERO, tx_a).await;
+        let busy = endpoint(200, Duration::from_millis(2), tx_b).await;
+        let mut rows = Vec::new();
+        for i in 0..100 {
+            let body = Bytes::from_static(b"{}");
+            rows.extend(webhooks.submit(2 * i + 1, "a".into(), failing.clone(), body.clone()));
+            rows.extend(webhooks.submit(2 * i + 2, "b".into(), busy.clone(), body));
+        }
+        write_all(&(store.clone() as Arc<dyn Store>), rows).await;
+        let mut seen = HashSet::new();
+        while seen.len() < 100 {
+            let seq = tokio::time::timeout(Duration::from_secs(10), rx_b.recv())
+                .await
+                .expect("B's webhooks waited behind A's")
+                .unwrap();
+            assert_eq!(seq % 2, 0, "{seq}");
+            assert!(seen.insert(seq), "event {seq} delivered twice");
+        }
+        until(|| webhooks.watermark(200) == 200).await;
+        // Every one of A's events is in the outbox, once; none of B's.
+        assert_eq!(store.outbox_depth().await.unwrap(), 100);
+        let tenants = webhooks.tenants.lock();
+        let a = tenants.map.get("a").expect("A is remembered as failing");
+        assert!(a.failing && a.waiting.is_empty() && a.in_flight == 0);
+        assert!(!tenants.map.contains_key("b"));
+        drop(tenants);
+        // While A fails, its next webhook beyond its slots goes to the outbox at once.
+        for seq in 201..=202 {
+            let row = webhooks.submit(seq, "a".into(), failing.clone(), Bytes::new());
+            assert!(row.is_none(), "a free slot is tried");
+        }
+        let row = webhooks.submit(203, "a".into(), failing.clone(), Bytes::new());
+        let Some(EventWrite::OutboxAdd { error, .. }) = row else {
+            panic!("{row:?}");
+        };
+        assert_eq!(error.as_deref(), Some(FAILING));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Tenant A's endpoint never answers: A's webhooks wait in memory up to
+    /// [`WAITING_TENANT_BYTES`], the rest go to the outbox, the watermark stays before A's
+    /// first, and tenant B's webhooks go through meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_tenant_fills_only_its_own_queue() {
+        let settings = WebhookSettings {
+            timeout: Duration::from_secs(60),
+            max_per_endpoint: 1,
+            max_in_flight_per_tenant: 1,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, _store, dir) = sender("silent", &["a", "b"], settings);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (pit, good) = (tarpit().await, endpoint(200, Duration::ZERO, tx).await);
+        let body = Bytes::from(vec![b' '; 64 << 10]);
+        let cost = body.len() + pit.len() + std::mem::size_of::<Waiting>();
+        let fits = (WAITING_TENANT_BYTES / cost) as i64;
+        let mut spilled = 0;
+        for seq in 1..=100 {
+            if let Some(row) = webhooks.submit(seq, "a".into(), pit.clone(), body.clone()) {
+                let EventWrite::OutboxAdd {
+                    seq: s,
+                    attempts: 0,
+                    ..
+                } = row
+                else {
+                    panic!("{row:?}");
+                };
+                assert_eq!(s, seq);
+                spilled += 1;
+            }
+        }
+        // One in flight, `fits` waiting, the rest stored.
+        assert_eq!(spilled, 100 - 1 - fits);
+        assert_eq!(webhooks.tenants.lock().map["a"].waiting.len() as i64, fits);
+        for seq in 101..=110 {
+            let row = webhooks.submit(seq, "b".into(), good.clone(), Bytes::from_static(b"{}"));
+            assert!(row.is_none());
+        }
+        for _ in 101..=110 {
+            let seq = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("B's webhooks waited behind A's")
+                .unwrap();
+            assert!((101..=110).contains(&seq));
+        }
+        assert_eq!(webhooks.watermark(110), 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
