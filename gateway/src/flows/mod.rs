@@ -68,6 +68,10 @@ const STORE_RETRY: Duration = Duration::from_secs(2);
 /// bounds the reads and commits in flight for flows, not CPU: enough for the store's group
 /// commits to carry thousands of flows per second.
 const MAX_TASKS: usize = 256;
+/// How long the runner gathers a flow's status changes before it decides: the deliveries of
+/// one flow tend to move together (an `all_channels` flow's three `sent` come within a few
+/// milliseconds), and one read of the flow then serves them all.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// The flow engine's handle: the API tells it about new flows.
 #[derive(Clone, Debug)]
@@ -119,6 +123,8 @@ struct Tracked {
 enum Task {
     /// No task: the next change starts one.
     Idle,
+    /// A delivery's status changed: a task starts [`GATHER`] later (in `Runner::timers`).
+    Soon,
     /// Waiting for a free task (in `Runner::waiting`).
     Waiting,
     /// A task is deciding for it.
@@ -208,7 +214,7 @@ impl Runner {
                 },
                 moved = applied.recv() => match moved {
                     Some(Applied::Moved { status, flow: Some(flow), .. }) if may_decide(status) => {
-                        self.decide(flow, None);
+                        self.moved(flow);
                     }
                     Some(_) => {}
                     None => return,
@@ -267,17 +273,34 @@ impl Runner {
             return;
         };
         match tracked.task {
-            Task::Idle if self.tasks < MAX_TASKS => {
+            Task::Idle | Task::Soon if self.tasks < MAX_TASKS => {
                 tracked.task = Task::Running;
                 let tenant = tracked.tenant.clone();
                 self.spawn(id, tenant, record);
             }
-            Task::Idle => {
+            Task::Idle | Task::Soon => {
                 tracked.task = Task::Waiting;
                 self.waiting.push_back(id);
             }
             Task::Running => tracked.task = Task::Again,
             Task::Waiting | Task::Again => {}
+        }
+    }
+
+    /// A delivery of flow `id` moved: decide [`GATHER`] from now (or after the running task),
+    /// with whatever else moved meanwhile.
+    fn moved(&mut self, id: MessageId) {
+        let Some(tracked) = self.flows.get_mut(&id) else {
+            return;
+        };
+        match tracked.task {
+            Task::Idle => {
+                tracked.task = Task::Soon;
+                self.timers
+                    .insert((now_ms() + GATHER.as_millis() as i64, id));
+            }
+            Task::Running => tracked.task = Task::Again,
+            Task::Soon | Task::Waiting | Task::Again => {}
         }
     }
 
