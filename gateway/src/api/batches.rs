@@ -798,15 +798,16 @@ fn prepare(
         };
         // The route now (no queue-room check: a batch waits for room rather than failing).
         let id = MessageId::generate(now);
-        let row = state.submit.prepare_batch_sms(
-            &sms,
-            parts.to,
-            parts.country,
-            parts.body,
-            (parts.info.encoding, parts.info.segments as u16),
-            id,
-            &mut batch.carriers,
-        );
+        let recipient = submit::BatchSmsTo {
+            to: parts.to,
+            country: parts.country,
+            body: parts.body,
+            encoding: parts.info.encoding,
+            segments: parts.info.segments as u16,
+        };
+        let row = state
+            .submit
+            .prepare_batch_sms(&sms, recipient, id, &mut batch.carriers);
         match row {
             Ok(row) => {
                 indexes.push(index as u32);

@@ -1111,14 +1111,17 @@ impl Submitter {
     pub(crate) fn prepare_batch_sms(
         &self,
         shared: &BatchSms<'_>,
-        to: E164,
-        country: Option<Box<str>>,
-        body: Option<Box<str>>,
-        counted: (Encoding, u16),
+        recipient: BatchSmsTo,
         id: MessageId,
         carriers: &mut Vec<String>,
     ) -> Result<BatchRow, SubmitError> {
-        let (encoding, segments) = counted;
+        let BatchSmsTo {
+            to,
+            country,
+            body,
+            encoding,
+            segments,
+        } = recipient;
         self.limits
             .policy(shared.tenant, Channel::Sms, country.as_deref(), segments)?;
         self.opt_outs
@@ -1215,6 +1218,21 @@ pub(crate) struct BatchSms<'a> {
     pub(crate) priority: Priority,
     /// Their user data header (a binary body's may tie routing to its concatenation reference).
     pub(crate) udh: Option<&'a [u8]>,
+}
+
+/// One recipient's SMS of a batch, checked and counted, for [`Submitter::prepare_batch_sms`].
+#[derive(Debug)]
+pub(crate) struct BatchSmsTo {
+    /// The number.
+    pub(crate) to: E164,
+    /// Its country, when known.
+    pub(crate) country: Option<Box<str>>,
+    /// The recipient's own text; `None`: the batch's.
+    pub(crate) body: Option<Box<str>>,
+    /// The encoding the text takes.
+    pub(crate) encoding: Encoding,
+    /// The segments it needs.
+    pub(crate) segments: u16,
 }
 
 /// The tenant's price for a message of `segments` segments at `per_segment`, exactly.
