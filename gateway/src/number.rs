@@ -206,7 +206,11 @@ struct Region {
 impl Region {
     fn build(meta: &Metadata, single: bool) -> Option<Region> {
         let d = meta.descriptors();
+        // Any type makes a number valid, so the order only decides how soon a match ends the
+        // search: mobile and fixed-line first, as most messages go to them.
         let types = [
+            d.mobile(),
+            d.fixed_line(),
             d.premium_rate(),
             d.toll_free(),
             d.shared_cost(),
@@ -215,8 +219,6 @@ impl Region {
             d.pager(),
             d.uan(),
             d.voicemail(),
-            d.fixed_line(),
-            d.mobile(),
         ]
         .into_iter()
         .flatten()

@@ -88,27 +88,32 @@ pub(crate) struct Job {
     pub(crate) data_coding: Option<u8>,
 }
 
+/// [`Job::salt`] of the message `id` to `to` with the user data header `udh`.
+pub(crate) fn salt(id: MessageId, to: &E164, udh: Option<&[u8]>) -> u64 {
+    let reference = udh.and_then(|udh| {
+        let (parsed, _) = switchyard_protocols::text::parse_udh(udh).ok()?;
+        parsed.concat.map(|c| c.reference)
+    });
+    match reference {
+        None => id.0 as u64,
+        Some(r) => {
+            // FNV-1a over the destination's digits and the reference.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in to.as_str().bytes().chain(r.to_be_bytes()) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            h
+        }
+    }
+}
+
 impl Job {
     /// What ties routing's weighted choice to this message: its id, or for a part the tenant
     /// cut itself, the destination and the part's concatenation reference, so every part of
     /// one message takes the same carrier while that carrier stays healthy (a handset joins
     /// parts only if they arrive from one origin).
     pub(crate) fn salt(&self) -> u64 {
-        let reference = self.udh.as_deref().and_then(|udh| {
-            let (parsed, _) = switchyard_protocols::text::parse_udh(udh).ok()?;
-            parsed.concat.map(|c| c.reference)
-        });
-        match reference {
-            None => self.id.0 as u64,
-            Some(r) => {
-                // FNV-1a over the destination's digits and the reference.
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-                for b in self.to.as_str().bytes().chain(r.to_be_bytes()) {
-                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-                }
-                h
-            }
-        }
+        salt(self.id, &self.to, self.udh.as_deref())
     }
 
     /// True when the validity period ran out.
@@ -439,7 +444,12 @@ impl Dispatcher {
     /// Leaves an accepted (stored) job in the store until a carrier queue has room: only its
     /// id is held, and the scheduler reads it back then (see [`backlog`]).
     pub(crate) fn leave_in_store(&self, job: &Job) {
-        self.backlog.lock().push(&job.tenant, job.id);
+        self.leave_id_in_store(&job.tenant, job.id);
+    }
+
+    /// [`Dispatcher::leave_in_store`] for `tenant`'s message `id`, without its job.
+    pub(crate) fn leave_id_in_store(&self, tenant: &Arc<str>, id: MessageId) {
+        self.backlog.lock().push(tenant, id);
         self.timers_changed.notify_one();
     }
 

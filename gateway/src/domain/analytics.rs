@@ -145,6 +145,24 @@ impl MessageKey {
         }
     }
 
+    /// The key of a batch's message to `country` on `carrier` ([`MessageKey::of`] for the
+    /// message [`super::NewBatch::message`] gives).
+    pub fn of_batch_row(
+        common: &NewMessage,
+        encoding: super::Encoding,
+        carrier: Option<&str>,
+        country: Option<&str>,
+    ) -> MessageKey {
+        MessageKey {
+            tenant: common.tenant.clone(),
+            channel: channel_of_stored_encoding(super::encoding_name(Some(encoding))).to_owned(),
+            carrier: carrier.unwrap_or_default().to_owned(),
+            country: country.unwrap_or_default().to_owned(),
+            sender: common.from.clone(),
+            batch: common.batch_id.clone().unwrap_or_default(),
+        }
+    }
+
     /// The value of one dimension.
     pub fn get(&self, d: MessageDimension) -> &str {
         match d {
@@ -618,6 +636,23 @@ impl Rollups {
             .or_default();
         row.counts[0] += 1;
         row.price_nanos += m.price.map_or(0, |p| p.amount.nanos());
+    }
+
+    /// `count` messages of one key were accepted at `created_at`, together priced
+    /// `price_nanos` (what [`Rollups::accepted`] counts for each).
+    pub fn accepted_many(
+        &mut self,
+        created_at: UnixMs,
+        key: MessageKey,
+        count: u64,
+        price_nanos: u64,
+    ) {
+        let row = self
+            .messages
+            .entry((Resolution::Minute.floor(created_at), key))
+            .or_default();
+        row.counts[0] += count;
+        row.price_nanos += price_nanos;
     }
 
     /// The store moved a message (described by `facts`, as it was before the move) to `status`

@@ -103,6 +103,87 @@ impl NewMessage {
     }
 }
 
+/// The SMS one batch request accepted, as the store takes them: what every message shares
+/// once ([`NewBatch::common`]), and per message only what differs ([`BatchRow`]). About 100
+/// bytes a message plus its body, where a [`NewMessage`] each would be about a kilobyte; the
+/// store binds the shared columns once for all of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewBatch {
+    /// The fields every message shares (tenant, sender, priority, times, callback, tags,
+    /// metadata, batch id, request records, user data header). Its `id`, `to`, `country`,
+    /// `encoding`, `segments`, `carrier` and `price` are the rows'; its `body` is the body of
+    /// every row that has none of its own.
+    pub common: NewMessage,
+    /// The carriers the rows name, each once.
+    pub carriers: Vec<String>,
+    /// One per message, in recipient order.
+    pub rows: Vec<BatchRow>,
+}
+
+/// One message of a [`NewBatch`]: what is its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchRow {
+    /// Its id.
+    pub id: MessageId,
+    /// Destination.
+    pub to: switchyard_routing::E164,
+    /// ISO 3166 country of the destination, when known.
+    pub country: Option<Box<str>>,
+    /// Its own text; `None`: the batch's ([`NewBatch::common`]).
+    pub body: Option<Box<str>>,
+    /// The SMS encoding.
+    pub encoding: Encoding,
+    /// Number of SMS segments.
+    pub segments: u16,
+    /// The carrier chosen at acceptance: an index into [`NewBatch::carriers`].
+    pub carrier: u16,
+    /// Estimated price for the tenant.
+    pub price: Option<Money>,
+}
+
+impl NewBatch {
+    /// The text of `row`.
+    pub fn body<'a>(&'a self, row: &'a BatchRow) -> &'a str {
+        row.body.as_deref().unwrap_or(&self.common.body)
+    }
+
+    /// The carrier of `row`.
+    pub fn carrier(&self, row: &BatchRow) -> Option<&str> {
+        self.carriers
+            .get(usize::from(row.carrier))
+            .map(String::as_str)
+    }
+
+    /// The message `row` stands for, whole; the first one carries the request's records.
+    pub fn message(&self, index: usize, row: &BatchRow) -> NewMessage {
+        NewMessage {
+            id: row.id,
+            to: format!("+{}", row.to.as_str()),
+            country: row.country.as_deref().map(str::to_owned),
+            body: self.body(row).to_owned(),
+            encoding: Some(row.encoding),
+            segments: row.segments,
+            carrier: self.carrier(row).map(str::to_owned),
+            price: row.price,
+            request: if index == 0 {
+                self.common.request.clone()
+            } else {
+                None
+            },
+            ..self.common.clone()
+        }
+    }
+
+    /// Every message, whole (for a store without a batch form of its own).
+    pub fn messages(&self) -> Vec<NewMessage> {
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| self.message(i, row))
+            .collect()
+    }
+}
+
 /// A message submitted over one of the tenant's SMPP binds: which system_id, and the
 /// receipt it asked for (registered_delivery).
 #[derive(Clone, Debug, PartialEq, Eq)]

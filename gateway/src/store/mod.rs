@@ -69,6 +69,16 @@ pub trait Store: Send + Sync + 'static {
     /// are durable (committed and fsynced); concurrent calls share one commit.
     fn insert(&self, messages: Vec<NewMessage>) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Stores a batch request's messages as [`Store::insert`] does, in one commit. The caller
+    /// keeps `batch` (to hand its messages over once durable); a store without a batch form
+    /// of its own inserts them as whole messages.
+    fn insert_batch(
+        &self,
+        batch: std::sync::Arc<crate::domain::NewBatch>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.insert(batch.messages())
+    }
+
     /// Applies status changes, segment results, receipts and inbound messages in order, in one
     /// commit shared with concurrent callers. A change that would move a message or segment
     /// backwards is ignored ([`Applied::NoChange`]). Returns one [`Applied`] per update.

@@ -31,8 +31,8 @@ use crate::admission::windows::Windows;
 use crate::admission::Refusal;
 use crate::dispatch::{DispatchError, Dispatcher, Job};
 use crate::domain::{
-    ChatChannel, ChatJob, ChatSpec, ChatTo, EmailJob, EmailSpec, MessageId, Money, NewMessage,
-    RequestRecord, SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
+    BatchRow, ChatChannel, ChatJob, ChatSpec, ChatTo, EmailJob, EmailSpec, MessageId, Money,
+    NewBatch, NewMessage, RequestRecord, SmppOrigin, UnixMs, VoiceJob, VoiceSpec,
 };
 use crate::store::{Store, StoreError};
 
@@ -1024,12 +1024,25 @@ impl Submitter {
         segments: u16,
         placement: Placement,
     ) -> Result<Quote, SubmitError> {
+        if placement == Placement::Later {
+            let (carrier, price) = self.route_later(
+                &job.tenant,
+                &job.to,
+                job.priority,
+                job.salt(),
+                segments,
+                str::to_owned,
+            )?;
+            return Ok(Quote {
+                carrier,
+                price: Some(price),
+            });
+        }
         let table = self.dispatcher.router.load();
         let tenant = table
             .tenant_id(&job.tenant)
             .ok_or(DispatchError::Route(RouteError::UnknownTenant))?;
         let currency = table.config().base_currency;
-        let mut buf = RouteBuf::new();
         let req = RouteRequest {
             channel: Channel::Sms,
             number: &job.to,
@@ -1038,31 +1051,188 @@ impl Submitter {
             salt: job.salt(),
             now: Instant::now(),
         };
-        match placement {
-            Placement::Later => {
-                let ranked = table.route(&req, &mut buf).map_err(DispatchError::Route)?;
-                let first = ranked
-                    .first()
-                    .and_then(|c| Some((table.carrier(c.carrier)?.name.clone(), c.price)))
-                    .ok_or(DispatchError::Route(RouteError::NoRoute(Channel::Sms)))?;
-                Ok(Quote {
-                    carrier: first.0,
-                    price: Some(Money {
-                        amount: total(first.1, segments),
-                        currency,
-                    }),
-                })
+        let carrier = self.dispatcher.quote(job, job.salt())?;
+        let price = price_on(&self.dispatcher.router, &req, &carrier, segments);
+        Ok(Quote {
+            carrier,
+            price: price.map(|amount| Money { amount, currency }),
+        })
+    }
+}
+
+impl Submitter {
+    /// The best SMS carrier for a message to `to` by route, room or not ([`Placement::Later`]),
+    /// given to `name` as the routing table names it, and the tenant's price for `segments`
+    /// segments there.
+    fn route_later<T>(
+        &self,
+        tenant: &str,
+        to: &E164,
+        priority: Priority,
+        salt: u64,
+        segments: u16,
+        name: impl FnOnce(&str) -> T,
+    ) -> Result<(T, Money), SubmitError> {
+        let table = self.dispatcher.router.load();
+        let tenant = table
+            .tenant_id(tenant)
+            .ok_or(DispatchError::Route(RouteError::UnknownTenant))?;
+        let currency = table.config().base_currency;
+        let mut buf = RouteBuf::new();
+        let req = RouteRequest {
+            channel: Channel::Sms,
+            number: to,
+            tenant,
+            priority,
+            salt,
+            now: Instant::now(),
+        };
+        let ranked = table.route(&req, &mut buf).map_err(DispatchError::Route)?;
+        let (carrier, per_segment) = ranked
+            .first()
+            .and_then(|c| Some((table.carrier(c.carrier)?.name.as_str(), c.price)))
+            .ok_or(DispatchError::Route(RouteError::NoRoute(Channel::Sms)))?;
+        Ok((
+            name(carrier),
+            Money {
+                amount: total(per_segment, segments),
+                currency,
+            },
+        ))
+    }
+
+    /// [`Submitter::prepare`] for one SMS of a tenant's batch: the same checks (the tenant's
+    /// policy for its country and segments, the opt-out list) and route ([`Placement::Later`]),
+    /// giving its [`BatchRow`] (its carrier named in `carriers`, added there when new). The
+    /// priority, the same for every message of the batch, is checked once for all
+    /// ([`Submitter::check_priority`]); nothing but the row is built: the message is stored as
+    /// part of its [`NewBatch`], and its job made once it is durable
+    /// ([`Submitter::commit_batch`]).
+    pub(crate) fn prepare_batch_sms(
+        &self,
+        shared: &BatchSms<'_>,
+        recipient: BatchSmsTo,
+        id: MessageId,
+        carriers: &mut Vec<String>,
+    ) -> Result<BatchRow, SubmitError> {
+        let BatchSmsTo {
+            to,
+            country,
+            body,
+            encoding,
+            segments,
+        } = recipient;
+        self.limits
+            .policy(shared.tenant, Channel::Sms, country.as_deref(), segments)?;
+        self.opt_outs
+            .check(shared.tenant, to.as_str(), shared.from)?;
+        let salt = crate::dispatch::salt(id, &to, shared.udh);
+        let (carrier, price) = self.route_later(
+            shared.tenant,
+            &to,
+            shared.priority,
+            salt,
+            segments,
+            |name| match carriers.iter().position(|c| c == name) {
+                Some(i) => i,
+                None => {
+                    carriers.push(name.to_owned());
+                    carriers.len() - 1
+                }
+            },
+        )?;
+        Ok(BatchRow {
+            id,
+            to,
+            country,
+            body,
+            encoding,
+            segments,
+            carrier: u16::try_from(carrier).unwrap_or(u16::MAX),
+            price: Some(price),
+        })
+    }
+
+    /// Stores a batch's messages in one commit (`batch.common.request` carries the request's
+    /// records), keeps `reservation`, then hands each message over as [`Queueing::Bulk`] does:
+    /// queued while the queues have room, the rest left in the store (only its id held).
+    /// Each job is built only as it is queued.
+    pub(crate) async fn commit_batch(
+        &self,
+        batch: Arc<NewBatch>,
+        tenant: &Arc<str>,
+        preference: EncodingPreference,
+        reservation: Reservation,
+    ) -> Result<(), SubmitError> {
+        self.store.insert_batch(batch.clone()).await?;
+        reservation.keep();
+        // Durable now. Queue what fits; the rest waits for room (it is safe in the store).
+        let c = &batch.common;
+        let udh = c.udh.clone().map(bytes::Bytes::from);
+        let mut full = false;
+        for row in &batch.rows {
+            if full {
+                self.dispatcher.leave_id_in_store(tenant, row.id);
+                continue;
             }
-            Placement::Now => {
-                let carrier = self.dispatcher.quote(job, job.salt())?;
-                let price = price_on(&self.dispatcher.router, &req, &carrier, segments);
-                Ok(Quote {
-                    carrier,
-                    price: price.map(|amount| Money { amount, currency }),
-                })
+            let job = Arc::new(Job {
+                id: row.id,
+                tenant: tenant.clone(),
+                to: row.to,
+                from: c.from.clone(),
+                body: batch.body(row).to_owned(),
+                encoding: preference,
+                priority: c.priority,
+                scheduled_at: c.scheduled_at,
+                expires_at: c.expires_at,
+                sent_segments: Vec::new(),
+                tried: Vec::new(),
+                udh: udh.clone(),
+                data_coding: c.data_coding,
+            });
+            match self.dispatcher.enqueue(job.clone()) {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => {
+                    full = true;
+                    self.dispatcher.leave_in_store(&job);
+                }
+                Err(e) => {
+                    tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
+                    let d = self.dispatcher.clone();
+                    tokio::spawn(async move { d.enqueue_with_retry(job).await });
+                }
             }
         }
+        Ok(())
     }
+}
+
+/// What every SMS of a batch shares, for [`Submitter::prepare_batch_sms`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchSms<'a> {
+    /// The tenant sending them.
+    pub(crate) tenant: &'a str,
+    /// Their sender (opt-out lists name it).
+    pub(crate) from: &'a str,
+    /// Their priority (routing weights).
+    pub(crate) priority: Priority,
+    /// Their user data header (a binary body's may tie routing to its concatenation reference).
+    pub(crate) udh: Option<&'a [u8]>,
+}
+
+/// One recipient's SMS of a batch, checked and counted, for [`Submitter::prepare_batch_sms`].
+#[derive(Debug)]
+pub(crate) struct BatchSmsTo {
+    /// The number.
+    pub(crate) to: E164,
+    /// Its country, when known.
+    pub(crate) country: Option<Box<str>>,
+    /// The recipient's own text; `None`: the batch's.
+    pub(crate) body: Option<Box<str>>,
+    /// The encoding the text takes.
+    pub(crate) encoding: Encoding,
+    /// The segments it needs.
+    pub(crate) segments: u16,
 }
 
 /// The tenant's price for a message of `segments` segments at `per_segment`, exactly.

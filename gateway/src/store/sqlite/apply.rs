@@ -11,8 +11,8 @@ use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::status_column;
 use crate::domain::analytics::{channel_of_stored_encoding, MessageFacts, MessageKey, Rollups};
 use crate::domain::{
-    priority_name, stored_encoding_name, Applied, IdFormats, MessageId, NewMessage, Status, UnixMs,
-    Update,
+    priority_name, stored_encoding_name, Applied, Encoding, IdFormats, MessageId, Money, NewBatch,
+    NewMessage, Status, UnixMs, Update,
 };
 
 /// `spec` as stored: JSON text, or NULL.
@@ -25,15 +25,17 @@ fn json<T: serde::Serialize>(spec: &Option<T>) -> rusqlite::Result<Option<String
         .transpose()
 }
 
+/// An accepted message's row.
+const MESSAGE_INSERT: &str =
+    "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
+     priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
+     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat) \
+     VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
+
 /// Stores accepted messages, each with its `accepted` history entry. The two statements are
 /// looked up once per request, not per message.
 pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
-         priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-         created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat) \
-         VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
-    )?;
+    let mut insert = conn.prepare_cached(MESSAGE_INSERT)?;
     let mut history = conn.prepare_cached(HISTORY_INSERT)?;
     for m in messages {
         let tags = serde_json::to_string(&m.tags)
@@ -80,6 +82,129 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
         if let Some(request) = &m.request {
             super::tenancy::write_request(conn, request)?;
         }
+    }
+    Ok(())
+}
+
+/// Stores a batch request's messages as [`insert_messages`] stores the same messages whole, and
+/// counts them into `roll`. The columns every message shares are bound once for the batch and
+/// stay bound (SQLite keeps a statement's bindings across executions); per message only its
+/// own columns are bound, and a carrier, country or price only when it differs from the row
+/// before. Consecutive rows of one carrier and country are counted into the rollups at once.
+pub(super) fn insert_batch(
+    conn: &Connection,
+    batch: &NewBatch,
+    roll: &mut Rollups,
+) -> rusqlite::Result<()> {
+    let c = &batch.common;
+    let mut insert = conn.prepare_cached(MESSAGE_INSERT)?;
+    let mut history = conn.prepare_cached(HISTORY_INSERT)?;
+    let tags = serde_json::to_string(&c.tags)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    insert.raw_bind_parameter(2, &c.tenant)?;
+    insert.raw_bind_parameter(5, &c.from)?;
+    insert.raw_bind_parameter(9, priority_name(c.priority))?;
+    insert.raw_bind_parameter(10, c.scheduled_at)?;
+    insert.raw_bind_parameter(11, c.expires_at)?;
+    insert.raw_bind_parameter(12, &c.callback_url)?;
+    insert.raw_bind_parameter(13, &tags)?;
+    insert.raw_bind_parameter(14, &c.metadata)?;
+    insert.raw_bind_parameter(18, c.created_at)?;
+    insert.raw_bind_parameter(19, &c.batch_id)?;
+    insert.raw_bind_parameter(20, json(&c.voice)?)?;
+    insert.raw_bind_parameter(
+        21,
+        c.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored),
+    )?;
+    insert.raw_bind_parameter(22, &c.udh)?;
+    insert.raw_bind_parameter(23, c.data_coding)?;
+    insert.raw_bind_parameter(24, json(&c.email)?)?;
+    insert.raw_bind_parameter(25, c.flow.map(|f| f.flow.0))?;
+    insert.raw_bind_parameter(26, c.flow.map(|f| f.step))?;
+    insert.raw_bind_parameter(27, json(&c.chat)?)?;
+    history.raw_bind_parameter(2, c.created_at)?;
+    history.raw_bind_parameter(3, Status::Accepted.as_str())?;
+    history.raw_bind_parameter(4, None::<&str>)?;
+    history.raw_bind_parameter(5, &c.tenant)?;
+    // What the statement holds from the row before (`None`: not bound yet).
+    let mut bound_carrier = None;
+    let mut bound_country: Option<Option<&str>> = None;
+    let mut bound_price: Option<Option<Money>> = None;
+    let mut bound_own_body: Option<bool> = None;
+    let mut to = String::with_capacity(16);
+    // The rollup run: its key's carrier and country, how many and their price.
+    let mut run: Option<(u16, Option<&str>, Encoding, u64, u64)> = None;
+    let flush = |roll: &mut Rollups, run: (u16, Option<&str>, Encoding, u64, u64)| {
+        let (carrier, country, encoding, n, nanos) = run;
+        let key = MessageKey::of_batch_row(
+            c,
+            encoding,
+            batch.carriers.get(usize::from(carrier)).map(String::as_str),
+            country,
+        );
+        roll.accepted_many(c.created_at, key, n, nanos);
+    };
+    for (i, row) in batch.rows.iter().enumerate() {
+        to.clear();
+        to.push('+');
+        to.push_str(row.to.as_str());
+        insert.raw_bind_parameter(1, row.id.0)?;
+        insert.raw_bind_parameter(3, &to)?;
+        let country = row.country.as_deref();
+        if bound_country != Some(country) {
+            insert.raw_bind_parameter(4, country)?;
+            bound_country = Some(country);
+        }
+        match &row.body {
+            Some(own) => {
+                insert.raw_bind_parameter(6, &**own)?;
+                bound_own_body = Some(true);
+            }
+            None if bound_own_body != Some(false) => {
+                insert.raw_bind_parameter(6, &c.body)?;
+                bound_own_body = Some(false);
+            }
+            None => {}
+        }
+        insert.raw_bind_parameter(7, row.encoding.name())?;
+        insert.raw_bind_parameter(8, row.segments)?;
+        if bound_carrier != Some(row.carrier) {
+            insert.raw_bind_parameter(15, batch.carrier(row))?;
+            bound_carrier = Some(row.carrier);
+        }
+        if bound_price != Some(row.price) {
+            insert.raw_bind_parameter(16, row.price.map(|p| p.amount.to_string()))?;
+            insert.raw_bind_parameter(17, row.price.map(|p| p.currency.to_string()))?;
+            bound_price = Some(row.price);
+        }
+        insert.raw_execute()?;
+        history.raw_bind_parameter(1, row.id.0)?;
+        history.raw_execute()?;
+        if i == 0 {
+            if let Some(request) = &c.request {
+                super::tenancy::write_request(conn, request)?;
+            }
+        }
+        let nanos = row.price.map_or(0, |p| p.amount.nanos());
+        match &mut run {
+            Some((carrier, country_of_run, encoding, n, sum))
+                if *carrier == row.carrier
+                    && *country_of_run == country
+                    && *encoding == row.encoding =>
+            {
+                *n += 1;
+                *sum += nanos;
+            }
+            _ => {
+                if let Some(done) = run.take() {
+                    flush(roll, done);
+                }
+                run = Some((row.carrier, country, row.encoding, 1, nanos));
+            }
+        }
+    }
+    if let Some(done) = run {
+        flush(roll, done);
     }
     Ok(())
 }

@@ -346,6 +346,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn insert_batch(
+        &self,
+        batch: Arc<crate::domain::NewBatch>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if batch.rows.is_empty() {
+                return Ok(());
+            }
+            self.send(|reply| Request::InsertBatch(batch, reply)).await
+        })
+    }
+
     fn apply(&self, updates: Vec<Update>) -> BoxFuture<'_, Result<Vec<Applied>, StoreError>> {
         Box::pin(async move {
             if updates.is_empty() {

@@ -34,11 +34,11 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{apply_receipts, apply_update, insert_messages};
+use super::apply::{apply_receipts, apply_update, insert_batch, insert_messages};
 use super::receipts::IdMatch;
 use super::{clone_error, sqlite_error, SqliteOptions, Stats};
 use crate::domain::analytics::Rollups;
-use crate::domain::{now_ms, Applied, NewMessage, Update};
+use crate::domain::{now_ms, Applied, NewBatch, NewMessage, Update};
 use crate::store::retention::Purger;
 use crate::store::StoreError;
 
@@ -50,6 +50,8 @@ pub(super) const ROLLUP_EVERY: Duration = Duration::from_secs(1);
 pub(super) enum Request {
     /// Store these accepted messages.
     Insert(Vec<NewMessage>, oneshot::Sender<Result<(), StoreError>>),
+    /// Store a batch request's messages (the caller keeps the batch to hand them over).
+    InsertBatch(Arc<NewBatch>, oneshot::Sender<Result<(), StoreError>>),
     /// Apply these updates in order.
     Apply(
         Vec<Update>,
@@ -69,6 +71,7 @@ impl Request {
     fn rows(&self) -> usize {
         match self {
             Request::Insert(m, _) => m.len().max(1),
+            Request::InsertBatch(b, _) => b.rows.len().max(1),
             Request::Apply(u, _) => u.len().max(1),
             Request::Ping(_) | Request::FlushRollups(_) => 1,
             Request::Wake => 0,
@@ -88,7 +91,7 @@ enum Answer {
 fn reply(request: Request, answer: Result<Answer, StoreError>) {
     // A caller that stopped waiting (dropped its future) is no error of ours.
     match (request, answer) {
-        (Request::Insert(_, tx), answer) => {
+        (Request::Insert(_, tx) | Request::InsertBatch(_, tx), answer) => {
             let _ = tx.send(answer.map(|_| ()));
         }
         (Request::Apply(_, tx), Ok(Answer::Applied(applied))) => {
@@ -460,6 +463,10 @@ impl Writer {
                 }
                 Answer::Done
             }
+            Request::InsertBatch(batch, _) => {
+                insert_batch(&self.conn, batch, &mut roll)?;
+                Answer::Done
+            }
             Request::Apply(updates, _) => Answer::Applied(
                 updates
                     .iter()
@@ -533,7 +540,7 @@ fn micros(d: Duration) -> u64 {
 /// Answers a request that never ran.
 fn fail(request: Request, e: &StoreError) {
     match request {
-        Request::Insert(_, tx) => {
+        Request::Insert(_, tx) | Request::InsertBatch(_, tx) => {
             let _ = tx.send(Err(clone_error(e)));
         }
         Request::Apply(_, tx) => {

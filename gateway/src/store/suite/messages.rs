@@ -403,3 +403,110 @@ pub(crate) async fn a_binary_sms_keeps_every_octet(h: &mut dyn Harness) {
     assert_eq!(scheduled[0].message.encoding, Some(Encoding::Binary));
     assert_eq!(scheduled[0].message.body, m.body);
 }
+
+/// A batch request's messages, given as one [`crate::domain::NewBatch`], are stored as the
+/// same messages whole: every field, each with its history entry, the request's records, and
+/// their rollups.
+pub(crate) async fn a_batch_is_stored_as_its_messages_whole(h: &mut dyn Harness) {
+    use crate::domain::analytics::{MessageDimension, Resolution};
+    use crate::domain::{BatchRecord, BatchRow, NewBatch, RequestRecord};
+    use std::sync::Arc;
+    use switchyard_protocols::text::Encoding;
+    let store = h.store();
+    let common = NewMessage {
+        batch_id: Some("bat_0000000000000001".into()),
+        body: "the batch's text".into(),
+        request: Some(Arc::new(RequestRecord {
+            idempotency: None,
+            batch: Some(BatchRecord {
+                id: "bat_0000000000000001".into(),
+                tenant: "acme".into(),
+                created_at: T0,
+                recipients: 4,
+                accepted: 3,
+                rejected: 1,
+            }),
+            flows: Vec::new(),
+        })),
+        udh: Some(vec![6, 5, 4, 0x0B, 0x84, 0x23, 0xF0]),
+        ..message("acme", 0, 1)
+    };
+    let price = message("acme", 0, 1).price;
+    let number = |s: &str| switchyard_routing::E164::parse(s).unwrap();
+    let batch = NewBatch {
+        carriers: vec!["alpha".into(), "beta".into()],
+        rows: vec![
+            BatchRow {
+                id: id(1),
+                to: number("+15555550001"),
+                country: Some("US".into()),
+                body: None,
+                encoding: Encoding::Gsm7,
+                segments: 1,
+                carrier: 0,
+                price,
+            },
+            BatchRow {
+                id: id(2),
+                to: number("+447700900123"),
+                country: None,
+                body: Some("its own text ✓".into()),
+                encoding: Encoding::Ucs2,
+                segments: 2,
+                carrier: 1,
+                price: None,
+            },
+            BatchRow {
+                id: id(3),
+                to: number("+15555550003"),
+                country: Some("US".into()),
+                body: None,
+                encoding: Encoding::Gsm7,
+                segments: 1,
+                carrier: 0,
+                price,
+            },
+        ],
+        common,
+    };
+    store.insert_batch(Arc::new(batch.clone())).await.unwrap();
+    for (i, row) in batch.rows.iter().enumerate() {
+        let got = store.get("acme", row.id).await.unwrap().unwrap();
+        let want = NewMessage {
+            request: None,
+            ..batch.message(i, row)
+        };
+        assert_eq!(got.message, want, "row {i}");
+        assert_eq!(got.status, Status::Accepted);
+        assert_eq!(
+            got.history,
+            vec![StatusChange {
+                status: Status::Accepted,
+                at: T0,
+                detail: None
+            }]
+        );
+    }
+    let summary = store
+        .batch("acme", "bat_0000000000000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.batch.accepted, 3);
+    assert_eq!(summary.counts, vec![("accepted".into(), 3)]);
+    let all = super::rollups::totals(&*store, Some("acme"), Resolution::Minute, Vec::new()).await;
+    assert_eq!(all.counts[0], 3);
+    assert_eq!(
+        all.price_nanos,
+        2 * price.map_or(0, |p| p.amount.nanos()),
+        "the row without a price adds none"
+    );
+    let beta = super::rollups::totals(
+        &*store,
+        Some("acme"),
+        Resolution::Minute,
+        vec![(MessageDimension::Carrier, "beta".into())],
+    )
+    .await;
+    assert_eq!(beta.counts[0], 1);
+}

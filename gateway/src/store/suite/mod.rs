@@ -84,6 +84,7 @@ macro_rules! store_suite {
                 an_email_keeps_its_subject_html_and_reply_to,
                 a_chat_message_keeps_its_channel_template_and_tag,
                 a_binary_sms_keeps_every_octet,
+                a_batch_is_stored_as_its_messages_whole,
             }
             updates {
                 statuses_never_move_backwards,
