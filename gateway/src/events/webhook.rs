@@ -1168,36 +1168,11 @@ mod tests {
                     .await;
             }
         });
-        let dir = std::env::temp_dir().join(format!(
-            "switchyard-webhook-retry-after-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Arc::new(SqliteStore::open(&dir.join("s.db"), Default::default()).unwrap());
-        let mut directory = Directory::default();
-        directory.tenants.insert(
-            "a".into(),
-            TenantEvents {
-                webhook_secrets: vec!["0123456789abcdef".into()],
-                ..TenantEvents::default()
-            },
-        );
         let settings = WebhookSettings {
             retry_max: Duration::from_secs(600),
             ..WebhookSettings::default()
         };
-        let egress = EgressPolicy {
-            allow_nets: vec![Cidr::parse("127.0.0.1/32").unwrap()],
-            allow_hosts: Vec::new(),
-        };
-        let webhooks = Webhooks::new(
-            settings,
-            Arc::new(egress),
-            Arc::new(arc_swap::ArcSwap::from_pointee(directory)),
-            store.clone(),
-            store.clone(),
-        )
-        .unwrap();
+        let (webhooks, _store, dir) = sender("retry-after", &["a"], settings);
         let result = webhooks
             .attempt("a", &url, 1, Bytes::from_static(b"{}"))
             .await;
@@ -1219,10 +1194,13 @@ mod tests {
     /// answers; tenant B's one retry, due a moment later, must not wait behind them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn saturated_retries_move_forward_and_let_others_through() {
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-webhook-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Arc::new(SqliteStore::open(&dir.join("s.db"), Default::default()).unwrap());
+        let settings = WebhookSettings {
+            timeout: Duration::from_secs(60),
+            max_per_endpoint: 2,
+            max_in_flight_per_tenant: 8,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender("saturated", &["a", "b"], settings);
         store
             .insert(vec![message(1, "a"), message(2, "b")])
             .await
@@ -1255,33 +1233,6 @@ mod tests {
             dead: false,
         }));
         store.apply(rows).await.unwrap();
-        let secrets = TenantEvents {
-            webhook_secrets: vec!["0123456789abcdef".into()],
-            ..TenantEvents::default()
-        };
-        let mut directory = Directory::default();
-        directory.tenants.insert("a".into(), secrets.clone());
-        directory.tenants.insert("b".into(), secrets);
-        let settings = WebhookSettings {
-            timeout: Duration::from_secs(60),
-            max_per_endpoint: 2,
-            max_in_flight_per_tenant: 8,
-            ..WebhookSettings::default()
-        };
-        let egress = EgressPolicy {
-            allow_nets: vec![Cidr::parse("127.0.0.1/32").unwrap()],
-            allow_hosts: Vec::new(),
-        };
-        let webhooks = Arc::new(
-            Webhooks::new(
-                settings,
-                Arc::new(egress),
-                Arc::new(arc_swap::ArcSwap::from_pointee(directory)),
-                store.clone(),
-                store.clone(),
-            )
-            .unwrap(),
-        );
         let (_stop, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(
             webhooks

@@ -788,20 +788,7 @@ impl Submitter {
                 // Beyond the queues' room the rest of a bulk accept waits in the store (its
                 // order kept), read back as the queues take it.
                 HandOver::Sms(job) if full => self.dispatcher.leave_in_store(&job),
-                HandOver::Sms(job) if queueing == Queueing::Bulk => {
-                    match self.dispatcher.enqueue(job.clone()) {
-                        Ok(_) => {}
-                        Err(e) if e.is_retryable() => {
-                            full = true;
-                            self.dispatcher.leave_in_store(&job);
-                        }
-                        Err(e) => {
-                            tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
-                            let d = self.dispatcher.clone();
-                            tokio::spawn(async move { d.enqueue_with_retry(job).await });
-                        }
-                    }
-                }
+                HandOver::Sms(job) if queueing == Queueing::Bulk => full = !self.queue_bulk(job),
                 // Admitted one by one, each after a room check: queued even if the queue
                 // filled since.
                 HandOver::Sms(job) => match self.dispatcher.enqueue_admitted(job.clone()) {
@@ -1190,20 +1177,27 @@ impl Submitter {
                 udh: udh.clone(),
                 data_coding: c.data_coding,
             });
-            match self.dispatcher.enqueue(job.clone()) {
-                Ok(_) => {}
-                Err(e) if e.is_retryable() => {
-                    full = true;
-                    self.dispatcher.leave_in_store(&job);
-                }
-                Err(e) => {
-                    tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
-                    let d = self.dispatcher.clone();
-                    tokio::spawn(async move { d.enqueue_with_retry(job).await });
-                }
-            }
+            full = !self.queue_bulk(job);
         }
         Ok(())
+    }
+
+    /// Queues durable `job` of a bulk accept. False when the queues had no room: the job is
+    /// left in the store (only its id held), and so must the rest of the accept be, in order.
+    fn queue_bulk(&self, job: Arc<Job>) -> bool {
+        match self.dispatcher.enqueue(job.clone()) {
+            Ok(_) => true,
+            Err(e) if e.is_retryable() => {
+                self.dispatcher.leave_in_store(&job);
+                false
+            }
+            Err(e) => {
+                tracing::warn!(id = %job.id, "accepted but not queued yet: {e}");
+                let d = self.dispatcher.clone();
+                tokio::spawn(async move { d.enqueue_with_retry(job).await });
+                true
+            }
+        }
     }
 }
 
