@@ -698,7 +698,8 @@ async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
         open(&conninfo).await,
         open(&conninfo).await,
     );
-    let lease = Duration::from_millis(600);
+    // Long enough for the work below on a machine busy with other tests: nothing renews it.
+    let lease = Duration::from_secs(2);
     let gone = dead
         .register_node(Some(5), "dead", "h", lease)
         .await
@@ -722,7 +723,7 @@ async fn a_dead_nodes_unfinished_messages_are_split_between_live_nodes_once() {
         "node 5 is alive"
     );
     drop(gone);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
     assert_eq!(a.orphan_owners(lease).await.unwrap(), vec![5]);
     let take = |store: PostgresStore, me: Registration| async move {
         let mut ids = Vec::new();
