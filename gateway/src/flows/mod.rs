@@ -123,7 +123,8 @@ struct Tracked {
 enum Task {
     /// No task: the next change starts one.
     Idle,
-    /// A delivery's status changed: a task starts [`GATHER`] later (in `Runner::timers`).
+    /// New, or a delivery's status changed: a task starts [`GATHER`] later (in
+    /// `Runner::timers`).
     Soon,
     /// Waiting for a free task (in `Runner::waiting`).
     Waiting,
@@ -208,13 +209,15 @@ impl Runner {
                             tenant,
                             task: Task::Idle,
                         });
-                        self.decide(id, None);
+                        // Its first deliveries move within milliseconds (sent, or an RCS
+                        // step rejected): one read after them serves both.
+                        self.soon(id);
                     }
                     None => return,
                 },
                 moved = applied.recv() => match moved {
                     Some(Applied::Moved { status, flow: Some(flow), .. }) if may_decide(status) => {
-                        self.moved(flow);
+                        self.soon(flow);
                     }
                     Some(_) => {}
                     None => return,
@@ -287,9 +290,9 @@ impl Runner {
         }
     }
 
-    /// A delivery of flow `id` moved: decide [`GATHER`] from now (or after the running task),
-    /// with whatever else moved meanwhile.
-    fn moved(&mut self, id: MessageId) {
+    /// Flow `id` is new or a delivery of it moved: decide [`GATHER`] from now (or after the
+    /// running task), with whatever else moved meanwhile.
+    fn soon(&mut self, id: MessageId) {
         let Some(tracked) = self.flows.get_mut(&id) else {
             return;
         };
