@@ -42,8 +42,8 @@ fi
 "$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms 10 >"$WORK/sim.out" 2>"$WORK/sim.err" &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
-SIM=$(grep "listening on" "$WORK/sim.out" | awk '{print $NF}')
-HASH=$("$BIN/switchyard" hash-key "$KEY" | sed -n 's/^hash: *//p')
+SIM=$(addr_in "$WORK/sim.out" "listening on")
+HASH=$(key_hash "$KEY")
 cat >"$WORK/switchyard.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
@@ -60,7 +60,7 @@ TOML
 GW=$!
 PIDS+=($GW)
 for _ in $(seq 200); do grep -q "listening on" "$WORK/gw.out" 2>/dev/null && break; sleep 0.1; done
-API=$(grep "listening on" "$WORK/gw.out" | awk '{print $NF}')
+API=$(addr_in "$WORK/gw.out" "listening on")
 for _ in $(seq 100); do curl -sf "http://$API/readyz" >/dev/null && break; sleep 0.1; done
 
 ARGS=(--api "$API" --key "$KEY" --batches "$BATCHES" --recipients "$RECIPIENTS" --connections "$CONNS" --gateway-pid "$GW")

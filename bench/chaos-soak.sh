@@ -60,7 +60,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-addr_in() { grep -m1 "$2" "$1" | awk '{print $NF}'; }
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries into $CARGO_TARGET_DIR"
@@ -91,7 +90,7 @@ SINK=$(addr_in "$WORK/http-sink.out" "listening on")
 
 API=127.0.0.1:$(free_port)
 KEY=sk_soak$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 38)
-HASH=$("$BIN/switchyard" hash-key "$KEY" | awk '/^hash:/ {print $2}')
+HASH=$(key_hash "$KEY")
 mkdir -p "$WORK/data"
 cat >"$WORK/switchyard.toml" <<EOF
 [server]

@@ -47,9 +47,9 @@ fi
 
 start sim "$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms 10
 wait_for 10 grep -q "control on" "$WORK/sim.out" || die "smsc-sim did not start"
-SIM=$(grep "listening on" "$WORK/sim.out" | awk '{print $NF}')
-CONTROL=$(grep "control on" "$WORK/sim.out" | awk '{print $NF}')
-HASH=$("$BIN/switchyard" hash-key "$KEY" | sed -n 's/^hash: *//p')
+SIM=$(addr_in "$WORK/sim.out" "listening on")
+CONTROL=$(addr_in "$WORK/sim.out" "control on")
+HASH=$(key_hash "$KEY")
 cat >"$WORK/switchyard.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
@@ -75,7 +75,7 @@ TOML
 start gw env ${GW_ENV:-} "$BIN/switchyard" serve --config "$WORK/switchyard.toml"
 GW=$LAST_PID
 wait_for 20 grep -q "listening on" "$WORK/gw.out" || die "the gateway did not start"
-API=$(grep "listening on" "$WORK/gw.out" | awk '{print $NF}')
+API=$(addr_in "$WORK/gw.out" "listening on")
 wait_for 20 curl -sf "http://$API/readyz" || die "the gateway is not ready"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$GW/status"; }

@@ -30,6 +30,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+source "$ROOT/bench/compare/lib.sh"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/sy-target-bench}
 BIN=$CARGO_TARGET_DIR/release
 PYTHON=${SWITCHYARD_PYTHON:-/tmp/switchyard-venv/bin/python}
@@ -64,17 +66,17 @@ wait_line() { # file pattern
 "$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms 10 >"$WORK/sim.out" 2>"$WORK/sim.err" &
 PIDS+=($!)
 wait_line "$WORK/sim.out" "listening on"
-SIM=$(grep "listening on" "$WORK/sim.out" | awk '{print $NF}')
+SIM=$(addr_in "$WORK/sim.out" "listening on")
 "$PYTHON" "$ROOT/tests/interop/smtp_relay.py" "$WORK/mail" >"$WORK/relay.out" 2>"$WORK/relay.err" &
 PIDS+=($!)
 wait_line "$WORK/relay.out" "listening on"
-RELAY=$(grep "listening on" "$WORK/relay.out" | awk '{print $NF}')
+RELAY=$(addr_in "$WORK/relay.out" "listening on")
 "$BIN/provider-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 >"$WORK/provider.out" 2>"$WORK/provider.err" &
 PIDS+=($!)
 wait_line "$WORK/provider.out" "control on"
-PROVIDER=$(grep "listening on" "$WORK/provider.out" | awk '{print $NF}')
-PROVIDER_CONTROL=$(grep "control on" "$WORK/provider.out" | awk '{print $NF}')
-HASH=$("$BIN/switchyard" hash-key "$KEY" | sed -n 's/^hash: *//p')
+PROVIDER=$(addr_in "$WORK/provider.out" "listening on")
+PROVIDER_CONTROL=$(addr_in "$WORK/provider.out" "control on")
+HASH=$(key_hash "$KEY")
 cat >"$WORK/switchyard.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
@@ -139,9 +141,9 @@ TOML
 printf 'Prefix,Price,Currency,Effective Date,Country,Network\n44,0.0100,EUR,2025-01-01,United Kingdom,All\n' >"$WORK/deck.csv"
 "$BIN/switchyard" serve --config "$WORK/switchyard.toml" >"$WORK/gw.out" 2>"$WORK/gw.err" &
 GW=$!
-PIDS+=($GW)
+PIDS+=("$GW")
 wait_line "$WORK/gw.out" "listening on"
-API=$(grep "listening on" "$WORK/gw.out" | awk '{print $NF}')
+API=$(addr_in "$WORK/gw.out" "listening on")
 for _ in $(seq 100); do curl -sf "http://$API/readyz" >/dev/null && break; sleep 0.1; done
 # The agent's events go to the gateway; phones answer at once (no delivery delay).
 curl -sf "http://$PROVIDER_CONTROL/rbm/config" |
@@ -152,7 +154,6 @@ rbm_behaviour() { # JSON
 }
 
 TICK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 PROVIDER_PID=${PIDS[2]}
 
 SMS='"to":"+4479{seq8}","from":"Bench","body":"Your code is {seq6}"'

@@ -1,5 +1,6 @@
 # Shell helpers the benchmark scripts share (sourced, not run): logging, starting and stopping
-# the processes a script started (by PID, never by name), waiting, free ports, CPU ticks.
+# the processes a script started (by PID, never by name), waiting, addresses, API key hashes,
+# free ports, CPU ticks.
 #
 # A script sets `WORK` (its work directory) and `PIDS=()` before using them; `start` appends
 # to `PIDS`, `stop_all` ends them newest first, `finish_work` removes `WORK` unless `KEEP=1`.
@@ -52,6 +53,13 @@ wait_for() {
         sleep 0.1
     done
 }
+
+# addr_in FILE PATTERN: the last word of FILE's first line with PATTERN (the address a tool
+# printed that it listens on).
+addr_in() { grep -m1 "$2" "$1" | awk '{print $NF}'; }
+
+# key_hash KEY: API key KEY hashed as a tenant's `api_keys` take it (with $BIN/switchyard).
+key_hash() { "$BIN/switchyard" hash-key "$1" | awk '/^hash:/ {print $2}'; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

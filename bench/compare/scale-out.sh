@@ -79,8 +79,8 @@ PG_URL="host=127.0.0.1 port=$PG_PORT user=postgres dbname=switchyard sslmode=dis
 "$BIN/smsc-sim" --listen 127.0.0.1:0 --control 127.0.0.1:0 --dlr-delay-ms 10 >"$WORK/sim.out" 2>"$WORK/sim.err" &
 PIDS+=($!)
 wait_line "$WORK/sim.out" "listening on"
-SIM=$(grep "listening on" "$WORK/sim.out" | awk '{print $NF}')
-HASH=$("$BIN/switchyard" hash-key "$KEY" | sed -n 's/^hash: *//p')
+SIM=$(addr_in "$WORK/sim.out" "listening on")
+HASH=$(key_hash "$KEY")
 
 config() { # name store-table node-table
     cat >"$WORK/$1.toml" <<TOML
@@ -111,7 +111,7 @@ start_gw() { # name
     GWS+=($pid)
     wait_line "$WORK/$1.out" "listening on"
     local api
-    api=$(grep "listening on" "$WORK/$1.out" | awk '{print $NF}')
+    api=$(addr_in "$WORK/$1.out" "listening on")
     for _ in $(seq 100); do curl -sf "http://$api/readyz" >/dev/null && break; sleep 0.1; done
     APIS+=("$api")
 }

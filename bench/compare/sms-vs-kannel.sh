@@ -61,7 +61,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The address printed on the first line of FILE matching PATTERN (last word of the line).
-addr_in() { grep -m1 "$2" "$1" | awk '{print $NF}'; }
 
 now() { date +%s.%N; }
 
@@ -211,7 +210,7 @@ run_switchyard() {
     local dir=$WORK/$system key hash
     mkdir -p "$dir"
     key=sk_bench$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 38)
-    hash=$("$BIN/switchyard" hash-key "$key" | awk '/^hash:/ {print $2}')
+    hash=$(key_hash "$key")
     cat >"$dir/switchyard.toml" <<EOF
 [server]
 listen = "127.0.0.1:0"
