@@ -8,17 +8,20 @@
 //!   the others: [`FIRST_IN_FLIGHT`] first attempts being sent over all tenants;
 //!   `max_per_endpoint` requests at once per endpoint (scheme, host, port) with at most
 //!   [`ENDPOINT_BACKLOG`] waiting for it; `max_in_flight_per_tenant` webhooks of one tenant
-//!   being sent or waiting for their endpoint, first attempts and retries together.
+//!   being sent or waiting for their endpoint, first attempts and retries together, of which
+//!   first attempts hold at most seven eighths ([`first_slots`]): the rest is the tenant's
+//!   retries', so its outbox is retried even while its first attempts never stop coming.
 //! - **A busy endpoint costs no store writes.** The pump reads 1,000 events at a time, faster
 //!   than a healthy endpoint answers them. A first attempt that finds its tenant's slots taken
 //!   waits in the tenant's queue in memory (oldest first); each first attempt that ends hands
 //!   its slot to the next one waiting, and every retry round starts waiting ones on slots that
 //!   are free. The queue takes up to [`WAITING_TENANT_BYTES`] per tenant and
 //!   [`WAITING_BYTES`] over all tenants (bodies, URLs and bookkeeping); beyond that, and while
-//!   the tenant's last attempt failed (its endpoint is failing: waiting behind it would only
-//!   delay the events the outbox retries with back-off), first attempts go to the outbox. A
-//!   first attempt that fails at the endpoint takes every webhook waiting for its tenant to the
-//!   outbox with it, so events behind a silent endpoint wait in memory one timeout at most.
+//!   the last attempt to their URL failed (that endpoint is failing: waiting behind it would
+//!   only delay the events the outbox retries with back-off), first attempts go to the outbox.
+//!   A first attempt that fails at the endpoint takes every webhook waiting for the same URL
+//!   to the outbox with it, so events behind a silent endpoint wait in memory one timeout at
+//!   most; the tenant's webhooks to other URLs keep waiting for their turn.
 //! - **A saturated tenant's retries wait in the store, unread.** Each round reads the due
 //!   outbox rows per tenant, no more of a tenant's than it has free slots (and an even share
 //!   of the round), so a tenant whose webhooks are all in flight costs no reads and no writes,
@@ -89,8 +92,12 @@ const RETRY_POLL: Duration = Duration::from_millis(100);
 /// What a tenant is told when the `[egress]` policy refused the destination (the operator's
 /// log says which address and why).
 pub(crate) const REFUSED: &str = "destination not allowed by the gateway's egress policy";
-/// Why a first attempt went to the outbox unattempted while its tenant's endpoint fails.
-const FAILING: &str = "the tenant's endpoint is failing";
+/// Why a first attempt went to the outbox unattempted while its URL fails.
+const FAILING: &str = "this webhook URL is failing";
+/// Failing URLs remembered per tenant (a tenant's `callback_url`s are its own to choose).
+/// Beyond these, a failing URL's first attempts wait in memory like any other and go to the
+/// outbox together when the next one fails.
+const FAILING_URLS: usize = 64;
 /// What a tenant is told when it has no signing secret.
 pub(crate) const UNSIGNED: &str =
     "no webhook signing secret is configured for this tenant: webhooks are only sent signed";
@@ -192,26 +199,40 @@ impl Waiting {
     }
 }
 
+/// How many of a tenant's `max` slots its first attempts may hold: all but an eighth (at
+/// least one, when it has two or more), which only retries take, so a tenant whose first
+/// attempts never stop coming still gets its outbox retried.
+fn first_slots(max: usize) -> usize {
+    if max >= 2 {
+        max - max.div_ceil(8)
+    } else {
+        max
+    }
+}
+
 /// One tenant's webhooks in memory.
 #[derive(Debug, Default)]
 struct TenantState {
     /// Webhooks being sent or waiting for their endpoint (first attempts and retries), at
     /// most `max_in_flight_per_tenant`.
     in_flight: usize,
+    /// How many of those are first attempts, at most [`first_slots`].
+    first: usize,
     /// First attempts waiting for one of those slots, oldest first: the pump reads in batches
     /// faster than a healthy endpoint answers, and these would otherwise cost outbox rows.
     waiting: VecDeque<Waiting>,
     /// What `waiting` costs ([`Waiting::cost`]).
     waiting_bytes: usize,
-    /// The tenant's last finished attempt failed: its first attempts that find no slot go to
-    /// the outbox (with back-off) instead of waiting behind an endpoint that fails them.
-    failing: bool,
+    /// The URLs whose last finished attempt failed (at most [`FAILING_URLS`]): first
+    /// attempts to them that find no slot go to the outbox (with back-off) instead of waiting
+    /// behind an endpoint that fails them. The tenant's other URLs are not held back.
+    failing: HashSet<String>,
 }
 
 impl TenantState {
     /// Nothing to remember (the entry can go, so tenants do not accumulate).
     fn idle(&self) -> bool {
-        self.in_flight == 0 && self.waiting.is_empty() && !self.failing
+        self.in_flight == 0 && self.waiting.is_empty() && self.failing.is_empty()
     }
 }
 
@@ -234,29 +255,35 @@ impl Tenants {
         Some(w)
     }
 
-    /// Takes all of `tenant`'s waiting first attempts.
-    fn drain(&mut self, tenant: &str) -> Vec<Waiting> {
+    /// Takes `tenant`'s waiting first attempts to `url`.
+    fn drain(&mut self, tenant: &str, url: &str) -> Vec<Waiting> {
         let Some(state) = self.map.get_mut(tenant) else {
             return Vec::new();
         };
-        self.waiting_bytes -= state.waiting_bytes;
-        state.waiting_bytes = 0;
-        state.waiting.drain(..).collect()
+        let (taken, kept) = state.waiting.drain(..).partition(|w| w.url == url);
+        state.waiting = kept;
+        let cost: usize = taken.iter().map(Waiting::cost).sum();
+        state.waiting_bytes -= cost;
+        self.waiting_bytes -= cost;
+        taken.into()
     }
 
-    /// Notes how `tenant`'s last attempt ended.
-    fn note(&mut self, tenant: &str, failed: bool) {
-        match self.map.get_mut(tenant) {
-            Some(state) => {
-                state.failing = failed;
-                if state.idle() {
-                    self.map.remove(tenant);
-                }
+    /// Notes how `tenant`'s last attempt to `url` ended.
+    fn note(&mut self, tenant: &str, url: &str, failed: bool) {
+        let Some(state) = self.map.get_mut(tenant) else {
+            if failed {
+                let state = self.map.entry(tenant.to_owned()).or_default();
+                state.failing.insert(url.to_owned());
             }
-            None if failed => {
-                self.map.entry(tenant.to_owned()).or_default().failing = true;
+            return;
+        };
+        if !failed {
+            state.failing.remove(url);
+            if state.idle() {
+                self.map.remove(tenant);
             }
-            None => {}
+        } else if state.failing.len() < FAILING_URLS && !state.failing.contains(url) {
+            state.failing.insert(url.to_owned());
         }
     }
 }
@@ -269,6 +296,8 @@ struct TenantSlot {
     tenants: Arc<Mutex<Tenants>>,
     /// Whose.
     tenant: String,
+    /// A first attempt's (counted in the tenant's `first` too).
+    first: bool,
     /// Still counted in the tenant's `in_flight` (false once given back).
     held: bool,
 }
@@ -282,7 +311,7 @@ impl TenantSlot {
         if let Some(w) = tenants.pop(&self.tenant) {
             return Some(w);
         }
-        release(&mut tenants, &self.tenant);
+        release(&mut tenants, &self.tenant, self.first);
         self.held = false;
         None
     }
@@ -291,15 +320,18 @@ impl TenantSlot {
 impl Drop for TenantSlot {
     fn drop(&mut self) {
         if self.held {
-            release(&mut self.tenants.lock(), &self.tenant);
+            release(&mut self.tenants.lock(), &self.tenant, self.first);
         }
     }
 }
 
-/// Gives one of `tenant`'s slots back.
-fn release(tenants: &mut Tenants, tenant: &str) {
+/// Gives one of `tenant`'s slots back (a first attempt's, if `first`).
+fn release(tenants: &mut Tenants, tenant: &str, first: bool) {
     if let Some(state) = tenants.map.get_mut(tenant) {
         state.in_flight = state.in_flight.saturating_sub(1);
+        if first {
+            state.first = state.first.saturating_sub(1);
+        }
         if state.idle() {
             tenants.map.remove(tenant);
         }
@@ -434,7 +466,7 @@ impl Webhooks {
 
     /// Starts the first attempt of event `seq` if there is room for it, or queues it in
     /// memory behind the tenant's attempts in flight, without waiting. Otherwise (the endpoint
-    /// saturated, the tenant's endpoint failing or its queue full, no room in total) returns
+    /// saturated, the URL failing or the tenant's queue full, no room in total) returns
     /// the outbox row to write instead (due now): the caller must have it committed before the
     /// cursor passes `seq`.
     pub(crate) fn submit(
@@ -460,8 +492,8 @@ impl Webhooks {
                 Some(s) => s,
                 None => map.entry(tenant.clone()).or_default(),
             };
-            if state.in_flight >= max {
-                if state.failing {
+            if state.in_flight >= max || state.first >= first_slots(max) {
+                if state.failing.contains(&url) {
                     return Some(deferred(seq, tenant, url, first_at, FAILING));
                 }
                 let w = Waiting {
@@ -486,9 +518,11 @@ impl Webhooks {
                 return None;
             }
             state.in_flight += 1;
+            state.first += 1;
             TenantSlot {
                 tenants: self.tenants.clone(),
                 tenant: tenant.clone(),
+                first: true,
                 held: true,
             }
         };
@@ -509,7 +543,7 @@ impl Webhooks {
 
     /// Sends `next`, then the tenant's waiting first attempts one after another in the same
     /// slot, until none waits. A failed one goes to the outbox; when it failed at the endpoint
-    /// (not for want of room), everything waiting for the tenant goes with it.
+    /// (not for want of room), everything waiting for the same URL goes with it.
     async fn first_attempts(
         self: Arc<Self>,
         tenant: String,
@@ -531,12 +565,12 @@ impl Webhooks {
             let spilled = {
                 let mut tenants = self.tenants.lock();
                 match &result {
-                    Ok(()) => tenants.note(&tenant, false),
-                    Err(Failure::Failed(..)) => tenants.note(&tenant, true),
+                    Ok(()) => tenants.note(&tenant, &url, false),
+                    Err(Failure::Failed(..)) => tenants.note(&tenant, &url, true),
                     Err(_) => {}
                 }
                 if failed {
-                    tenants.drain(&tenant)
+                    tenants.drain(&tenant, &url)
                 } else {
                     Vec::new()
                 }
@@ -587,21 +621,21 @@ impl Webhooks {
     /// every retry round, so nothing waits longer than that for a slot that is free.
     fn start_waiting(self: &Arc<Self>) {
         let max = self.settings.max_in_flight_per_tenant.max(1);
+        let free = |s: &TenantState| {
+            s.in_flight < max && s.first < first_slots(max) && !s.waiting.is_empty()
+        };
         let mut starts = Vec::new();
         let waiting = {
             let mut tenants = self.tenants.lock();
             let ready: Vec<String> = tenants
                 .map
                 .iter()
-                .filter(|(_, s)| s.in_flight < max && !s.waiting.is_empty())
+                .filter(|(_, s)| free(s))
                 .map(|(t, _)| t.clone())
                 .collect();
             'tenants: for tenant in ready {
                 loop {
-                    let room = tenants
-                        .map
-                        .get(&tenant)
-                        .is_some_and(|s| s.in_flight < max && !s.waiting.is_empty());
+                    let room = tenants.map.get(&tenant).is_some_and(free);
                     if !room {
                         break;
                     }
@@ -613,10 +647,12 @@ impl Webhooks {
                     };
                     if let Some(state) = tenants.map.get_mut(&tenant) {
                         state.in_flight += 1;
+                        state.first += 1;
                     }
                     let slot = TenantSlot {
                         tenants: self.tenants.clone(),
                         tenant: tenant.clone(),
+                        first: true,
                         held: true,
                     };
                     starts.push((tenant.clone(), slot, permit, w));
@@ -660,6 +696,7 @@ impl Webhooks {
         Some(TenantSlot {
             tenants: self.tenants.clone(),
             tenant: tenant.to_owned(),
+            first: false,
             held: true,
         })
     }
@@ -703,7 +740,8 @@ impl Webhooks {
                 reported_at = std::time::Instant::now();
                 self.report_health().await;
             }
-            // Waiting first attempts take free slots before retries do.
+            // Waiting first attempts take their free slots before retries read theirs (the
+            // slots first attempts may not hold stay for retries).
             self.start_waiting();
             if !lease.held() {
                 // Another node sends the webhooks (and their retries).
@@ -804,8 +842,8 @@ impl Webhooks {
             .attempt(&entry.tenant, &entry.url, entry.seq, body)
             .await;
         match &result {
-            Ok(()) => self.tenants.lock().note(&entry.tenant, false),
-            Err(Failure::Failed(..)) => self.tenants.lock().note(&entry.tenant, true),
+            Ok(()) => self.tenants.lock().note(&entry.tenant, &entry.url, false),
+            Err(Failure::Failed(..)) => self.tenants.lock().note(&entry.tenant, &entry.url, true),
             Err(_) => {}
         }
         let now = now_ms();
@@ -1383,7 +1421,8 @@ mod tests {
             let row = webhooks.submit(seq, "a".into(), url.clone(), Bytes::from_static(b"{}"));
             assert!(row.is_none(), "event {seq} went to the outbox");
         }
-        assert_eq!(webhooks.watermark(N), 0);
+        // Two at a time, 3 ms each: the last is still far off (the first may be done already).
+        assert!(webhooks.watermark(N) < N);
         let mut seen = HashSet::new();
         while (seen.len() as i64) < N {
             // The watermark first, then every delivery reported before it was read.
@@ -1441,19 +1480,110 @@ mod tests {
         assert_eq!(store.outbox_depth().await.unwrap(), 100);
         let tenants = webhooks.tenants.lock();
         let a = tenants.map.get("a").expect("A is remembered as failing");
-        assert!(a.failing && a.waiting.is_empty() && a.in_flight == 0);
+        assert!(a.failing.contains(&failing) && a.waiting.is_empty() && a.in_flight == 0);
         assert!(!tenants.map.contains_key("b"));
         drop(tenants);
-        // While A fails, its next webhook beyond its slots goes to the outbox at once.
-        for seq in 201..=202 {
-            let row = webhooks.submit(seq, "a".into(), failing.clone(), Bytes::new());
-            assert!(row.is_none(), "a free slot is tried");
-        }
+        // While A's URL fails, its next webhook beyond its first-attempt slot (one of two: the
+        // other is its retries') goes to the outbox at once.
+        let row = webhooks.submit(201, "a".into(), failing.clone(), Bytes::new());
+        assert!(row.is_none(), "a free slot is tried");
         let row = webhooks.submit(203, "a".into(), failing.clone(), Bytes::new());
         let Some(EventWrite::OutboxAdd { error, .. }) = row else {
             panic!("{row:?}");
         };
         assert_eq!(error.as_deref(), Some(FAILING));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// One of tenant A's URLs fails every webhook, another answers slowly: the failing URL's
+    /// webhooks go to the outbox, the other's all wait their turn in memory and are delivered,
+    /// none stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_url_does_not_hold_back_the_tenants_others() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 2,
+            max_in_flight_per_tenant: 4,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender("failing-url", &["a"], settings);
+        let (tx_bad, _rx_bad) = tokio::sync::mpsc::unbounded_channel();
+        let (tx_good, mut rx_good) = tokio::sync::mpsc::unbounded_channel();
+        let failing = endpoint(500, Duration::ZERO, tx_bad).await;
+        let busy = endpoint(200, Duration::from_millis(2), tx_good).await;
+        let mut rows = Vec::new();
+        for i in 0..100 {
+            let body = Bytes::from_static(b"{}");
+            rows.extend(webhooks.submit(2 * i + 1, "a".into(), failing.clone(), body.clone()));
+            rows.extend(webhooks.submit(2 * i + 2, "a".into(), busy.clone(), body));
+        }
+        write_all(&(store.clone() as Arc<dyn Store>), rows).await;
+        let mut seen = HashSet::new();
+        while seen.len() < 100 {
+            let seq = tokio::time::timeout(Duration::from_secs(10), rx_good.recv())
+                .await
+                .expect("the busy URL's webhooks waited behind the failing one's")
+                .unwrap();
+            assert_eq!(seq % 2, 0, "{seq}");
+            assert!(seen.insert(seq), "event {seq} delivered twice");
+        }
+        until(|| webhooks.watermark(200) == 200).await;
+        // Every webhook to the failing URL is in the outbox, once; none to the busy one.
+        assert_eq!(store.outbox_depth().await.unwrap(), 100);
+        let tenants = webhooks.tenants.lock();
+        let a = tenants.map.get("a").expect("A's failing URL is remembered");
+        assert_eq!(a.failing, HashSet::from([failing.clone()]));
+        drop(tenants);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Tenant A's new events keep its endpoint busy for seconds; its stored retry (to another
+    /// URL) is sent meanwhile, on a slot first attempts may not take.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenants_retries_get_slots_while_its_new_events_keep_coming() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 8,
+            max_in_flight_per_tenant: 8,
+            ..WebhookSettings::default()
+        };
+        assert_eq!(first_slots(8), 7);
+        let (webhooks, store, dir) = sender("retry-share", &["a"], settings);
+        store.insert(vec![message(1, "a")]).await.unwrap();
+        let (tx_slow, _rx_slow) = tokio::sync::mpsc::unbounded_channel();
+        let (tx_retry, mut rx_retry) = tokio::sync::mpsc::unbounded_channel();
+        let slow = endpoint(200, Duration::from_millis(100), tx_slow).await;
+        let other = endpoint(200, Duration::ZERO, tx_retry).await;
+        for seq in 1000..1300 {
+            let row = webhooks.submit(seq, "a".into(), slow.clone(), Bytes::from_static(b"{}"));
+            assert!(row.is_none(), "event {seq} went to the outbox");
+        }
+        assert_eq!(webhooks.tenants.lock().map["a"].in_flight, 7);
+        let now = now_ms();
+        store
+            .apply(vec![Update::Events(EventWrite::OutboxAdd {
+                seq: 1,
+                tenant: "a".into(),
+                url: other,
+                attempts: 1,
+                first_at: now - 1000,
+                next_at: now - 1000,
+                error: None,
+                dead: false,
+            })])
+            .await
+            .unwrap();
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(
+            webhooks
+                .clone()
+                .run_retries(crate::cluster::Lease::always("webhooks"), stop),
+        );
+        let seq = tokio::time::timeout(Duration::from_secs(2), rx_retry.recv())
+            .await
+            .expect("the retry waited for the tenant's new events")
+            .unwrap();
+        assert_eq!(seq, 1);
+        // 300 new events at 7 every 100 ms take over 4 s: most still wait.
+        assert!(webhooks.tenants.lock().map["a"].waiting.len() > 100);
         let _ = std::fs::remove_dir_all(dir);
     }
 
