@@ -29,7 +29,7 @@ use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -340,6 +340,7 @@ pub(crate) async fn send(
         now,
     )?;
     let n = batch.rows.len() as u64;
+    let answer = idempotent::answer(StatusCode::ACCEPTED, &accepted, record.as_deref());
     batch.common.batch_id = Some(batch_id);
     batch.common.request = record;
     state
@@ -348,7 +349,7 @@ pub(crate) async fn send(
         .await?;
     drop(running);
     metrics::counter!("switchyard_api_batch_messages_total").increment(n);
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+    Ok(answer)
 }
 
 /// Most recipients in one batch of flows: each is a flow checked and prepared on its own.
@@ -506,6 +507,7 @@ async fn flow_batch(
     )?
     .map(|r| (*r).clone())
     .unwrap_or_default();
+    let answer = idempotent::answer(StatusCode::ACCEPTED, &accepted, Some(&record));
     let mut prepared = Vec::with_capacity(deliveries);
     let mut ids = Vec::with_capacity(planned.len());
     for (_, p) in planned {
@@ -528,7 +530,7 @@ async fn flow_batch(
         state.flows.track(id, tenant.clone());
     }
     metrics::counter!("switchyard_api_batch_messages_total").increment(deliveries as u64);
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+    Ok(answer)
 }
 
 /// Recipients of an SMS batch refused before the batch is checked (a contact that is unknown,

@@ -21,8 +21,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -33,7 +32,7 @@ use super::views::{rfc3339, Delivery};
 use super::{AppState, Tenant};
 use crate::domain::{
     decide, now_ms, rank, Decision, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep, FlowWrite,
-    MessageId, StepScore, Success, UnixMs, HISTORY_DAYS, HISTORY_LIMIT,
+    MessageId, StepRequest, StepScore, Success, UnixMs, HISTORY_DAYS, HISTORY_LIMIT,
 };
 use crate::submit::{Placement, Prepared};
 
@@ -165,8 +164,7 @@ pub(crate) fn is_flow(raw: &RawJson) -> bool {
 /// again as a single send.
 pub(crate) fn builder(limits: validate::Limits) -> Arc<crate::flows::DraftBuilder> {
     Arc::new(move |tenant, request| {
-        let req: SendRequest =
-            serde_json::from_value(request.clone()).map_err(|e| e.to_string())?;
+        let req: SendRequest = serde_json::from_str(request.json()).map_err(|e| e.to_string())?;
         let valid = validate(req, &limits).map_err(|p| p.detail)?;
         Ok(valid.into_draft(tenant))
     })
@@ -212,6 +210,7 @@ pub(crate) async fn send(
     let mut record = idempotent::record(running, StatusCode::ACCEPTED, &accepted, None, now)?
         .map(|r| (*r).clone())
         .unwrap_or_default();
+    let answer = idempotent::answer(StatusCode::ACCEPTED, &accepted, Some(&record));
     record.flows = vec![FlowWrite::Insert(Box::new(flow))];
     state
         .submit
@@ -224,7 +223,7 @@ pub(crate) async fn send(
         .await
         .map_err(Problem::from)?;
     state.flows.track(id, tenant);
-    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+    Ok(answer)
 }
 
 /// Checks a flow request (`body`, as `POST /v1/messages` takes it) of `tenant` and prepares
@@ -510,7 +509,14 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
         request.insert("channel".into(), Value::String(channel.clone()));
         request.insert("to".into(), address(&to, &channel).map_err(at)?);
         let request = Value::Object(request);
-        let req: SendRequest = serde_json::from_value(request.clone()).map_err(|e| {
+        let stored = StepRequest::new(&request).map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot store the step's request: {e}"),
+            )
+        })?;
+        let req: SendRequest = serde_json::from_value(request).map_err(|e| {
             at(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
@@ -525,7 +531,7 @@ fn parse(body: Value, limits: &validate::Limits) -> Result<(FlowMode, Vec<Step>)
                 timeout_s,
                 delay_s,
                 smart: None,
-                request,
+                request: stored,
             },
             valid,
         });
@@ -637,7 +643,7 @@ pub fn check_flow_bytes(data: &[u8]) {
             for step in steps {
                 assert!(mode == FlowMode::Staged || step.spec.delay_s.is_none());
                 assert!(mode != FlowMode::Staged || step.spec.timeout_s.is_none());
-                let again: SendRequest = serde_json::from_value(step.spec.request.clone())
+                let again: SendRequest = serde_json::from_str(step.spec.request.json())
                     .expect("a stored step request reads back");
                 let valid = validate(again, &limits).expect("a stored step stays valid");
                 assert_eq!(valid.to, step.valid.to);

@@ -147,6 +147,27 @@ pub(crate) async fn start(
     }
 }
 
+/// The response to a request that was accepted: the body `record` keeps for replays when the
+/// request is keyed (serialized once, for both), else `response` as JSON.
+pub(crate) fn answer<T: Serialize>(
+    status: StatusCode,
+    response: &T,
+    record: Option<&RequestRecord>,
+) -> Response {
+    match record.and_then(|r| r.idempotency.as_ref()) {
+        Some(kept) => {
+            let json = HeaderValue::from_static("application/json");
+            (
+                status,
+                [(header::CONTENT_TYPE, json)],
+                kept.response.clone(),
+            )
+                .into_response()
+        }
+        None => (status, Json(response)).into_response(),
+    }
+}
+
 /// The records to store with the request's first message: the response for replays (when the
 /// request is keyed) and `batch`. `None` when there is nothing to record.
 pub(crate) fn record<T: Serialize>(

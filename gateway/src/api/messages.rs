@@ -102,12 +102,22 @@ pub(crate) async fn send(
             };
             let record =
                 idempotent::record(running.as_ref(), StatusCode::ACCEPTED, &accepted, None, now)?;
-            answer = Some(accepted);
+            answer = Some(idempotent::answer(
+                StatusCode::ACCEPTED,
+                &accepted,
+                record.as_deref(),
+            ));
             Ok::<_, Problem>(record)
         })
         .await?;
     drop(running);
-    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+    answer.ok_or_else(|| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the message was accepted without an answer",
+        )
+    })
 }
 
 /// 503 `queue_full` before the request is parsed when it is one SMS and no carrier queue has

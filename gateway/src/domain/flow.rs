@@ -107,8 +107,35 @@ pub struct FlowStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smart: Option<StepScore>,
     /// The request this step sends.
-    pub request: serde_json::Value,
+    pub request: StepRequest,
 }
+
+/// A step's single-channel request as stored: its JSON text, kept as it is (reading a flow
+/// copies each step's request without building a tree of it; it is parsed into a request only
+/// when the step starts).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepRequest(Box<serde_json::value::RawValue>);
+
+impl StepRequest {
+    /// The request `value` (a JSON object) as a step stores it.
+    pub fn new(value: &serde_json::Value) -> serde_json::Result<Self> {
+        serde_json::value::to_raw_value(value).map(StepRequest)
+    }
+
+    /// Its JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for StepRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for StepRequest {}
 
 /// A flow as stored (`flows`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -426,7 +453,7 @@ mod tests {
             timeout_s,
             delay_s: None,
             smart: None,
-            request: serde_json::json!({}),
+            request: StepRequest::new(&serde_json::json!({})).unwrap(),
         }
     }
 

@@ -50,7 +50,7 @@ use crate::updates::UpdateSink;
 /// Turns a step's stored request into a draft for `tenant` (the API's checks, done again when
 /// the step starts).
 pub(crate) type DraftBuilder =
-    dyn Fn(Arc<str>, &serde_json::Value) -> Result<Draft, String> + Send + Sync;
+    dyn Fn(Arc<str>, &crate::domain::StepRequest) -> Result<Draft, String> + Send + Sync;
 
 /// What the runner calls, on its own task, for an RCS delivery whose step's time limit passed
 /// and whose flow started the next step (cascade, smart): it withdraws the message if the

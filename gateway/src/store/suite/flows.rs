@@ -8,7 +8,7 @@ use super::fixtures::{message, status_at};
 use super::Harness;
 use crate::domain::{
     now_ms, FlowLink, FlowMode, FlowRecord, FlowState, FlowStep, FlowWrite, MessageId, NewMessage,
-    RequestRecord, Status, Success, Update,
+    RequestRecord, Status, StepRequest, Success, Update,
 };
 
 fn flow(id: MessageId, now: i64) -> FlowRecord {
@@ -18,7 +18,7 @@ fn flow(id: MessageId, now: i64) -> FlowRecord {
         timeout_s: Some(60),
         delay_s: None,
         smart: None,
-        request: serde_json::json!({"channel": channel, "body": "hi"}),
+        request: StepRequest::new(&serde_json::json!({"channel": channel, "body": "hi"})).unwrap(),
     };
     FlowRecord {
         id,
