@@ -220,10 +220,11 @@ fn batch_of_ten_thousand_with_37_invalid_numbers() {
     assert_eq!(v["messages"].as_array().unwrap().len(), N - BAD);
     let batch_id = v["id"].as_str().unwrap().to_owned();
 
-    // A replay gives the same batch.
+    // A replay gives the same batch, the very same answer.
     let again = post_keyed(&mut a, "/v1/messages/batch", "batch-1", &body);
     assert_eq!(again.status, 202);
     assert_eq!(again.json().unwrap()["id"], batch_id.as_str());
+    assert_eq!(again.text(), r.text());
 
     wait_for(
         "every accepted message at the simulator",
