@@ -1,5 +1,8 @@
 //! Logging set-up: `tracing` with an env filter (`RUST_LOG`) on stderr, as compact text or as
-//! one JSON object per line (`[log] format`).
+//! one JSON object per line (`[log] format`). Text is coloured only when stderr is a terminal
+//! (a log file or a journal gets plain lines).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -19,6 +22,7 @@ pub fn init_with(default: &str, format: LogFormat) {
     let text = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         LogFormat::Text => text.try_init(),

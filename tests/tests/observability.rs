@@ -206,6 +206,39 @@ fn request_ids_are_echoed_or_made_and_json_log_lines_carry_them() -> anyhow::Res
 }
 
 /// Every metric name in the expressions of the Grafana dashboard.
+/// Text lines written to a file (not a terminal) carry no colour codes, and still the request's
+/// span with its id.
+#[test]
+fn text_log_lines_to_a_file_are_plain() -> anyhow::Result<()> {
+    let dir = TempDir::new("obs-plain")?;
+    let config = config(&dir, "", "")?;
+    let log = dir.join("stderr.log");
+    let gateway = start_logged(&config, &log)?;
+    let mut client = http::Client::new(&gateway.api);
+    let refused = client.request(
+        "POST",
+        "/v1/providers/nosuch/webhook",
+        &[
+            ("X-Request-Id", "obs-plain-7"),
+            ("Content-Type", "application/json"),
+        ],
+        Some(b"{}"),
+    )?;
+    assert_eq!(refused.status, 404);
+    // The line is written by now: the answer came after it.
+    let text = std::fs::read_to_string(&log)?;
+    assert!(
+        text.lines()
+            .any(|l| l.contains("request_id=obs-plain-7") && l.contains("request answered")),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "colour codes in a log file:\n{text}"
+    );
+    Ok(())
+}
+
 fn dashboard_metrics() -> anyhow::Result<Vec<String>> {
     let path = workspace_root().join("ops/grafana/switchyard.json");
     let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
