@@ -791,7 +791,7 @@ fn an_encoded_request_is_retransmitted_as_is_and_acked_from_its_bytes() {
     while let Some(t) = h.layer.poll_transmit() {
         sent.push(t.message);
     }
-    assert_eq!(sent, [bytes.clone()]);
+    assert_eq!(sent, std::slice::from_ref(&bytes));
     assert_eq!(h.send_times(Method::Invite), [Duration::ZERO, ms(500)]);
     h.now = h.start + ms(1500);
     h.receive(inv.response(404, "Not Found", Some("nf")), false);
