@@ -187,7 +187,8 @@ fn summary() {
 }
 
 const NEW_URI: &str = "sip:+15555551234@198.51.100.20:5060;user=phone";
-const OUR_VIA: &str = "SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bK0123456789abcdef0123456789abcdef;rport";
+const OUR_VIA: &str =
+    "SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bK0123456789abcdef0123456789abcdef;rport";
 const OUR_RR: &str = "<sip:203.0.113.9:5060;lr>";
 
 /// The forward made by editing a copy of the parsed message and encoding it.
