@@ -103,6 +103,27 @@ socket_drops() {
         /proc/net/udp
 }
 
+# Nanoseconds the threads of processes PID... spent runnable but waiting for a core
+# (/proc/PID/task/TID/schedstat, second field), summed: what the scheduler adds to a proxy's
+# response times.
+runq_wait_ns() {
+    local pid files=()
+    for pid in "$@"; do
+        [[ -d /proc/$pid/task ]] && files+=(/proc/"$pid"/task/*/schedstat)
+    done
+    ((${#files[@]} > 0)) || { echo 0; return; }
+    cat "${files[@]}" 2>/dev/null | awk '{s += $2} END {printf "%.0f\n", s}'
+}
+
+# User-mode clock ticks of the processes PID... (utime alone: what the proxy's own code costs,
+# without the kernel's per-datagram work).
+user_ticks() {
+    local files=() pid
+    for pid in "$@"; do [[ -r /proc/$pid/stat ]] && files+=("/proc/$pid/stat"); done
+    ((${#files[@]} > 0)) || { echo 0; return; }
+    awk '{sub(/.*\) /, ""); s += $12} END {print s + 0}' "${files[@]}" 2>/dev/null || echo 0
+}
+
 # The value of column NAME in the last line of SIPp's ;-separated statistics file FILE.
 stat_col() {
     awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
@@ -181,11 +202,13 @@ run_step() {
     local system=$1 rate=$2 target=$3
     local calls=$((rate * STEP_S)) dir=$WORK/$system-$rate
     mkdir -p "$dir"
-    local c0 u0 uf0 t0 d0 pd0 ud0 uac perf_pid=""
+    local c0 us0 w0 u0 uf0 t0 d0 pd0 ud0 uac perf_pid=""
     d0=$(udp_drops)
     pd0=$(socket_drops "$PROXY_PORT")
     ud0=$(socket_drops "$UAS_PORT")
     c0=$(cpu_ticks "${PROXY_PIDS[@]}")
+    us0=$(user_ticks "${PROXY_PIDS[@]}")
+    w0=$(runq_wait_ns "${PROXY_PIDS[@]}")
     u0=$(cpu_ticks "$UAS_PID")
     uf0=$(stat_col "$WORK/uas-stat.csv" 'FailedCall(C)')
     t0=$(now)
@@ -221,6 +244,10 @@ run_step() {
     sleep "$SETTLE_S"
     local cpu uas_cpu uf1 la
     cpu=$(($(cpu_ticks "${PROXY_PIDS[@]}") - c0))
+    local user
+    user=$(($(user_ticks "${PROXY_PIDS[@]}") - us0))
+    local runq
+    runq=$((($(runq_wait_ns "${PROXY_PIDS[@]}") - w0) / 1000000))
     uas_cpu=$(($(cpu_ticks "$UAS_PID") - u0))
     uf1=$(stat_col "$WORK/uas-stat.csv" 'FailedCall(C)')
     la=$(loadavg)
@@ -250,19 +277,22 @@ run_step() {
                   s = n[i]; sub(/^Failed/, "", s); sub(/\(C\)$/, "", s); out = out s "=" $i " " }
               print out }' "$csv")
     # system rate attempted/s attempted ok failed fail% retrans cpu_ms/call proxy_cores
-    #   p50 p99 uac_cores uas_cores uas_failed load why udp_drops proxy_drops uas_drops
+    #   p50 p99 uac_cores uas_cores uas_failed load why udp_drops proxy_drops uas_drops runq_ms
+    #   user_ms/call
     awk -F'\t' -v sys="$system" -v rate="$rate" -v hz="$CLK_TCK" -v cpu="$cpu" \
         -v t0="$t0" -v t1="$t_end" -v uac="$uac_ticks" -v uas="$uas_cpu" \
         -v uasf=$((uf1 - uf0)) -v la="$la" -v drops="$drops" -v step_s="$STEP_S" \
         -v pdrops="$pdrops" -v udrops="$udrops" -v p50="$p50" -v p99="$p99" -v why="$why" \
+        -v runq="$runq" -v user="$user" \
         -v att="$(stat_col "$csv" 'OutgoingCall(C)')" -v ok="$(stat_col "$csv" 'SuccessfulCall(C)')" \
         -v bad="$(stat_col "$csv" 'FailedCall(C)')" -v cps="$cps" \
         -v rtx="$(stat_col "$csv" 'Retransmissions(C)')" 'BEGIN {
             span = step_s
-            printf "%s\t%s\t%.0f\t%d\t%d\t%d\t%.2f\t%d\t%.3f\t%.2f\t%s\t%s\t%.2f\t%.2f\t%d\t%s\t%s\t%d\t%d\t%d\n",
+            printf "%s\t%s\t%.0f\t%d\t%d\t%d\t%.2f\t%d\t%.3f\t%.2f\t%s\t%s\t%.2f\t%.2f\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%.3f\n",
                 sys, rate, cps, att, ok, bad, (att > 0 ? 100 * bad / att : 100), rtx,
                 (cpu / hz) * 1000 / (ok > 0 ? ok : 1), cpu / hz / span, p50, p99,
-                uac / hz / span, uas / hz / span, uasf, la, why, drops, pdrops, udrops
+                uac / hz / span, uas / hz / span, uasf, la, why, drops, pdrops, udrops, runq,
+                (user / hz) * 1000 / (ok > 0 ? ok : 1)
         }' >>"$RESULTS"
     LAST_FAIL_PCT=$(tail -1 "$RESULTS" | cut -f7)
     log "$system $rate/s: $(tail -1 "$RESULTS" | cut -f3-)"
@@ -371,6 +401,11 @@ EOF
     log "$system ($exe) on udp $sip: pid $pid ($(nproc) cores, tokio default runtime), RUST_LOG=warn"
     run_steps "$system" "$sip"
     stop_pid "$pid"
+    # The proxy warns of its own stalls: turns of its loop over 20 ms, timers fired 20 ms late.
+    local slow late
+    slow=$(cat "$WORK/$system.out" "$WORK/$system.err" | grep -c "slow SIP proxy turn" || true)
+    late=$(cat "$WORK/$system.out" "$WORK/$system.err" | grep -c "SIP proxy timer fired late" || true)
+    printf '%s\t%s\t%s\n' "$system" "$slow" "$late" >>"$WORK/stalls.tsv"
 }
 
 : >"$RESULTS"
@@ -395,17 +430,19 @@ done
     echo "proxy/UAS drop: of those, on the proxy's and on the UAS's socket (/proc/net/udp); the rest is mostly the UAC's."
     echo "200s/s: answered calls per second at the UAC. calls: attempted; ok/failed: SIPp's verdict per call."
     echo "RTT: INVITE -> 200 OK at the UAC (SIPp's clock, ms). load: 1-minute load average at the end of the step."
+    echo "runq ms: time the proxy's threads (Kamailio: all its processes) were runnable but waited for a core."
+    echo "user ms/call: the proxy's user-mode CPU alone (utime) per successful call."
     echo
     awk -F'\t' '
         BEGIN {
-            fmt = "%-10s %6s %7s %7s %7s %6s %7s %7s %8s %6s %6s %6s %6s %6s %6s %7s %6s %6s %6s\n"
+            fmt = "%-10s %6s %7s %7s %7s %6s %7s %7s %8s %6s %6s %6s %6s %6s %6s %7s %6s %6s %6s %6s %9s\n"
             printf fmt, "proxy", "rate", "200s/s", "calls", "ok", "failed", "fail%", "retrans",
-                "CPUms/call", "proxy", "UAC", "UAS", "RTTp50", "RTTp99", "UASerr", "UDPdrop", "proxy", "UAS", "load"
-            printf fmt, "", "", "", "", "", "", "", "", "", "cores", "cores", "cores", "ms", "ms", "", "all", "drop", "drop", ""
+                "CPUms/call", "proxy", "UAC", "UAS", "RTTp50", "RTTp99", "UASerr", "UDPdrop", "proxy", "UAS", "load", "runq", "user"
+            printf fmt, "", "", "", "", "", "", "", "", "", "cores", "cores", "cores", "ms", "ms", "", "all", "drop", "drop", "", "ms", "ms/call"
         }
         {
-            printf "%-10s %6s %7d %7d %7d %6d %7.2f %7d %10.3f %6.2f %6.2f %6.2f %6s %6s %6d %7d %6d %6d %6s\n",
-                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $13, $14, $11, $12, $15, $18, $19, $20, $16
+            printf "%-10s %6s %7d %7d %7d %6d %7.2f %7d %10.3f %6.2f %6.2f %6.2f %6s %6s %6d %7d %6d %6d %6s %6d %9.3f\n",
+                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $13, $14, $11, $12, $15, $18, $19, $20, $16, $21, $22
             if ($17 != "") notes = notes sprintf("  %s %s/s failures: %s\n", $1, $2, $17)
             if ($7 < 1 && $3 >= 0.95 * $2 && $2 + 0 > best[$1]) { best[$1] = $2 + 0; bestcpu[$1] = $9 }
             cpu[$1, $2] = $9; fail[$1, $2] = $7
@@ -428,4 +465,9 @@ done
             }
             if (notes != "") printf "\nSIPp failure counters:\n%s", notes
         }' "$RESULTS"
+    if [[ -s $WORK/stalls.tsv ]]; then
+        echo
+        echo "Switchyard's own stall warnings over all its steps (turns > 20 ms, timers > 20 ms late):"
+        awk -F'\t' '{printf "  %-10s %5d slow turns, %5d late timers\n", $1, $2, $3}' "$WORK/stalls.tsv"
+    fi
 } | tee "$WORK/table.txt"

@@ -756,3 +756,105 @@ fn pair_over_lossy_network_completes_an_invite() {
     assert!(client.is_empty() && server.is_empty());
     assert!(now - start >= Duration::from_secs(32));
 }
+
+#[test]
+fn an_encoded_request_is_retransmitted_as_is_and_acked_from_its_bytes() {
+    use switchyard_protocols::sip::transaction::Encoded;
+    let mut h = Harness::new(TimerConfig::default());
+    let inv = invite();
+    // Bytes as a proxy splices them: not what `to_bytes` would write (a compact name).
+    let bytes = Bytes::from(
+        String::from_utf8(inv.to_bytes().to_vec())
+            .unwrap()
+            .replace("Call-ID:", "i:"),
+    );
+    let id = h
+        .layer
+        .send_encoded(
+            Encoded {
+                bytes: bytes.clone(),
+                method: Method::Invite,
+                branch: Bytes::from_static(b"z9hG4bKinv1"),
+                in_dialog: false,
+            },
+            "peer",
+            false,
+            h.now,
+        )
+        .unwrap();
+    assert!(h.layer.request(id).is_none());
+    h.drain();
+    h.run_until(ms(700));
+    let mut sent = Vec::new();
+    // Both the first send and timer A's retransmission are the given bytes.
+    h.layer.handle_timeout(h.start + ms(1500));
+    while let Some(t) = h.layer.poll_transmit() {
+        sent.push(t.message);
+    }
+    assert_eq!(sent, std::slice::from_ref(&bytes));
+    assert_eq!(h.send_times(Method::Invite), [Duration::ZERO, ms(500)]);
+    h.now = h.start + ms(1500);
+    h.receive(inv.response(404, "Not Found", Some("nf")), false);
+    assert_eq!(
+        h.layer.state(id),
+        Some((Kind::ClientInvite, State::Completed))
+    );
+    let ack = &h
+        .sent
+        .iter()
+        .find(|(_, m)| m.method() == Some(Method::Ack))
+        .unwrap()
+        .1;
+    assert_eq!(ack.call_id().unwrap().as_ref(), b"call-z9hG4bKinv1");
+    assert_eq!(ack.to().unwrap().tag().unwrap(), &b"nf"[..]);
+    // A second request with the same branch is a duplicate; an ACK is never sent this way.
+    let again = Encoded {
+        bytes,
+        method: Method::Invite,
+        branch: Bytes::from_static(b"z9hG4bKinv1"),
+        in_dialog: false,
+    };
+    assert_eq!(
+        h.layer.send_encoded(again.clone(), "peer", false, h.now),
+        Err(TransactionError::Duplicate)
+    );
+    let ack = Encoded {
+        method: Method::Ack,
+        ..again
+    };
+    assert_eq!(
+        h.layer.send_encoded(ack, "peer", false, h.now),
+        Err(TransactionError::Ack)
+    );
+}
+
+#[test]
+fn an_encoded_response_moves_the_server_transaction_like_a_message() {
+    let mut h = Harness::new(TimerConfig {
+        trying_after: None,
+        ..TimerConfig::default()
+    });
+    h.receive(invite(), false);
+    let id = match &h.events[0].1 {
+        Event::Request { id, .. } => *id,
+        e => panic!("{e:?}"),
+    };
+    let ringing = invite().response(180, "Ringing", Some("t")).to_bytes();
+    h.layer
+        .respond_encoded(id, 180, ringing.clone(), h.now)
+        .unwrap();
+    let busy = invite().response(486, "Busy Here", Some("t")).to_bytes();
+    h.layer.respond_encoded(id, 486, busy, h.now).unwrap();
+    h.drain();
+    assert_eq!(
+        h.layer.state(id),
+        Some((Kind::ServerInvite, State::Completed))
+    );
+    // Timer G resends the final response's bytes.
+    h.run_until(ms(600));
+    assert_eq!(h.response_times(486), [Duration::ZERO, ms(500)]);
+    assert_eq!(
+        h.layer.respond_encoded(id, 200, ringing, h.now),
+        Err(TransactionError::WrongState)
+    );
+}

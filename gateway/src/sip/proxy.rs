@@ -69,8 +69,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use switchyard_protocols::sip::builder::{branch, RequestBuilder};
 use switchyard_protocols::sip::digest::{self, Algorithm, Challenge};
+use switchyard_protocols::sip::splice::Splice;
 use switchyard_protocols::sip::transaction::{
-    seeded_map, Event, SeededMap, ShardedMap, TimerConfig, TransactionId, TransactionLayer,
+    seeded_map, Encoded, Event, SeededMap, ShardedMap, TimerConfig, TransactionId, TransactionLayer,
 };
 use switchyard_protocols::sip::typed::MAGIC_COOKIE;
 use switchyard_protocols::sip::{HeaderName, Message, Method, StartLine, Uri};
@@ -152,8 +153,9 @@ struct Branch {
     /// The carrier's name (health records, Retry-After, CDR). Carriers are named, not
     /// numbered, here: a routing reload renumbers them while calls are up.
     name: String,
-    /// The INVITE as sent (to build the CANCEL).
-    request: Message,
+    /// The INVITE as sent (parsed again to build the CANCEL, to answer a challenge or to hang
+    /// up a late 2xx: rare next to the calls that just connect).
+    request: Bytes,
     /// When it was sent (latency for the health record).
     sent_at: Instant,
     /// Any provisional (100 included) seen: a CANCEL is allowed.
@@ -171,6 +173,8 @@ struct Branch {
 struct Call {
     /// The INVITE as received.
     invite: Message,
+    /// The bytes it arrived in (its forwards are spliced from them), when there are any.
+    raw: Option<Bytes>,
     /// The caller's address.
     source: Peer,
     /// Whose call, to whom, trunks tried, when: the CDR in the making.
@@ -235,17 +239,22 @@ struct Hop {
     cseq_offset: u32,
 }
 
-/// An in-dialog request ready to forward.
+/// How an in-dialog request is forwarded: where, and what changes on the way (besides our
+/// Route entry taken off and our Via put on).
 #[derive(Debug)]
 struct Forward {
-    /// The request as it goes on.
-    request: Message,
     /// Where.
     dest: Peer,
     /// The caller sent it.
     from_caller: bool,
     /// Its CSeq as received, when shifted (restored in responses).
     original_cseq: Option<Bytes>,
+    /// The Request-URI replacing the received one (the sender addressed us directly).
+    uri: Option<Uri>,
+    /// The shifted CSeq value, when the trunk saw an extra INVITE.
+    cseq: Option<String>,
+    /// Max-Forwards towards the next hop.
+    max_forwards: u32,
 }
 
 /// The proxy's whole state. See the [module doc](self).
@@ -271,7 +280,7 @@ pub(crate) struct Proxy {
     deadlines: BTreeSet<(Instant, TransactionId)>,
     /// Client INVITE transactions given up (CANCELled or not answered in time) → the INVITE
     /// sent, to ACK and BYE a 2xx that still arrives. Removed when the transaction ends.
-    abandoned: SeededMap<TransactionId, (Message, Peer)>,
+    abandoned: SeededMap<TransactionId, (Bytes, Peer)>,
     /// Carriers skipped until the given time (a 503 with Retry-After).
     blacklist: HashMap<String, Instant>,
     /// Key of the branches of relayed ACKs (derived from the caller's branch, so a
@@ -282,6 +291,9 @@ pub(crate) struct Proxy {
     /// The tenant the front door authenticated the request just handed to the transaction
     /// layer as (taken when its event is handled in the same call).
     admitted: Option<Arc<str>>,
+    /// The bytes of the message just handed to the transaction layer (taken when its event
+    /// is handled in the same call): what its forward is spliced from.
+    received: Option<Bytes>,
     /// Calls per second and concurrent calls.
     limits: Limits,
     /// OPTIONS probes in flight: client transaction → (carrier name, sent at).
@@ -327,6 +339,7 @@ impl Proxy {
             ack_key: RandomState::new(),
             budget,
             admitted: None,
+            received: None,
             limits,
             probes: HashMap::new(),
             next_probe,
@@ -408,6 +421,7 @@ impl Proxy {
         match parsed {
             Ok(msg) => {
                 if !msg.is_request() || self.front_door(&msg, source, now) {
+                    self.received = Some(datagram);
                     self.layer
                         .handle_message(msg, source, source.transport.reliable(), now);
                 }
@@ -422,6 +436,7 @@ impl Proxy {
         }
         self.drain(now);
         self.admitted = None;
+        self.received = None;
     }
 
     /// Fires the transaction timers and no-answer deadlines due at `now`.
@@ -497,12 +512,6 @@ impl Proxy {
                 _ => {}
             }
         }
-    }
-
-    /// A branch for a request we send: 128 random bits after the magic cookie, so that no
-    /// one can guess the branches of other calls from one they saw.
-    fn new_branch(&mut self) -> String {
-        format!("{MAGIC_COOKIE}{:032x}", rand::random::<u128>())
     }
 
     fn respond(&mut self, server: TransactionId, response: Message, now: Instant) {
@@ -614,12 +623,13 @@ impl Proxy {
     fn on_request(&mut self, id: TransactionId, req: Message, source: Peer, now: Instant) {
         let Some(method) = req.method() else { return };
         let tenant = self.admitted.take();
+        let raw = self.received.take();
         let in_dialog = req.to_tag().is_some();
         match method {
             Method::Cancel => self.on_cancel(id, &req, source, now),
-            _ if in_dialog => self.relay_in_dialog(id, req, source, tenant, now),
+            _ if in_dialog => self.relay_in_dialog(id, req, source, tenant, raw, now),
             Method::Invite => match tenant {
-                Some(t) => self.on_invite(id, req, source, t, now),
+                Some(t) => self.on_invite(id, req, source, t, raw, now),
                 // The front door lets no INVITE through without a tenant.
                 None => self.respond(id, relay::local_response(&req, 403, "Forbidden"), now),
             },
@@ -637,6 +647,7 @@ impl Proxy {
         req: Message,
         source: Peer,
         tenant: Arc<str>,
+        raw: Option<Bytes>,
         now: Instant,
     ) {
         self.respond(id, req.response(100, "Trying", None), now);
@@ -693,6 +704,7 @@ impl Proxy {
         };
         let call = Call {
             invite: req,
+            raw,
             source,
             log,
             candidates,
@@ -766,53 +778,89 @@ impl Proxy {
             let Some(trunk) = self.settings.trunks.get(&name).cloned() else {
                 continue;
             };
-            let mut fwd = call.invite.clone();
-            let Ok(uri) = Uri::from_str_copy(&trunk.request_uri(&call.log.callee)) else {
+            let uri_text = trunk.request_uri(&call.log.callee);
+            let Ok(uri) = Uri::from_str_copy(&uri_text) else {
                 continue;
             };
-            relay::pop_own_route(&mut fwd, self.settings.me);
-            relay::set_request_uri(&mut fwd, uri);
-            // The tenant's digest answer was for us; the carrier never sees it.
-            self.settings.allow.strip_own_credentials(&mut fwd);
-            if relay::decrement_max_forwards(&mut fwd) == Err(RelayError::TooManyHops) {
-                let r = relay::local_response(&call.invite, 483, "Too Many Hops");
-                if let Some(call) = self.calls.remove(&server) {
-                    self.limits.release_tenant(&call.log.tenant);
-                    self.log_unanswered(&call.log, 483, now);
+            let hops = match relay::next_max_forwards(&call.invite) {
+                Ok(hops) => hops,
+                Err(RelayError::TooManyHops) => {
+                    let r = relay::local_response(&call.invite, 483, "Too Many Hops");
+                    if let Some(call) = self.calls.remove(&server) {
+                        self.limits.release_tenant(&call.log.tenant);
+                        self.log_unanswered(&call.log, 483, now);
+                    }
+                    self.respond(server, r, now);
+                    return;
                 }
-                self.respond(server, r, now);
-                return;
-            }
+            };
             if let Err(Refused { retry_after, .. }) = self.limits.admit_trunk(&name, now) {
                 call.limited = Some(call.limited.map_or(retry_after, |d| d.min(retry_after)));
                 continue;
             }
+            let me = self.settings.me;
             let inbound = call.source.transport;
-            let b = self.new_branch();
-            relay::push_via(&mut fwd, self.settings.me, &b, trunk.peer.transport);
-            relay::push_record_route(&mut fwd, self.settings.me, inbound, trunk.peer.transport);
-            if self.send_branch(server, name.clone(), &trunk, fwd, 0, now) {
+            let outbound = trunk.peer.transport;
+            let b = new_branch();
+            let via = relay::via_value(me, &b, outbound);
+            let record_routes = relay::record_routes(me, inbound, outbound);
+            // The received bytes with our edits, when there is nothing to take out of them.
+            let spliced = call
+                .raw
+                .as_ref()
+                .filter(|_| relay::spliceable(&call.invite))
+                .and_then(|raw| Splice::new(raw, &call.invite))
+                .map(|mut s| {
+                    s.set_request_uri(uri_text.as_bytes());
+                    s.set_max_forwards(hops);
+                    s.push_front(HeaderName::Via, via.as_bytes());
+                    for rr in &record_routes {
+                        s.push_front(HeaderName::RecordRoute, rr.as_bytes());
+                    }
+                    s.finish()
+                });
+            let bytes = match spliced {
+                Some(bytes) => bytes,
+                None => {
+                    let mut fwd = call.invite.clone();
+                    relay::pop_own_route(&mut fwd, me);
+                    relay::set_request_uri(&mut fwd, uri);
+                    // The tenant's digest answer was for us; the carrier never sees it.
+                    self.settings.allow.strip_own_credentials(&mut fwd);
+                    fwd.headers.set(HeaderName::MaxForwards, hops.to_string());
+                    fwd.headers.push_front(HeaderName::Via, via);
+                    relay::push_record_route(&mut fwd, me, inbound, outbound);
+                    fwd.to_bytes()
+                }
+            };
+            if self.send_branch(server, name.clone(), &trunk, bytes, b, 0, now) {
                 return;
             }
             self.limits.release_trunk(&name);
         }
     }
 
+    /// Sends a call's INVITE `bytes` (top Via branch `branch`) to `trunk` as branch `name`.
     #[allow(clippy::too_many_arguments)]
     fn send_branch(
         &mut self,
         server: TransactionId,
         name: String,
         trunk: &Trunk,
-        fwd: Message,
+        bytes: Bytes,
+        branch: String,
         cseq_offset: u32,
         now: Instant,
     ) -> bool {
         let reliable = trunk.peer.transport.reliable();
-        match self
-            .layer
-            .send_request(fwd.clone(), trunk.peer, reliable, now)
-        {
+        let request = Encoded {
+            bytes: bytes.clone(),
+            method: Method::Invite,
+            branch: Bytes::from(branch),
+            // A call's INVITE (in-dialog ones are relayed by `relay_in_dialog`).
+            in_dialog: false,
+        };
+        match self.layer.send_encoded(request, trunk.peer, reliable, now) {
             Ok(client) => {
                 let at = now + self.settings.no_answer_timeout;
                 self.deadlines.insert((at, server));
@@ -821,7 +869,7 @@ impl Proxy {
                     call.branch = Some(Branch {
                         id: client,
                         name,
-                        request: fwd,
+                        request: bytes,
                         sent_at: now,
                         provisional: false,
                         no_answer_at: Some(at),
@@ -876,7 +924,9 @@ impl Proxy {
         let Some(challenge) = offered.first() else {
             return false;
         };
-        let mut fwd = b.request.clone();
+        let Some(mut fwd) = sent_request(&b.request) else {
+            return false;
+        };
         let uri = fwd
             .request_uri()
             .map(|u| String::from_utf8_lossy(u.as_bytes()).into_owned())
@@ -900,11 +950,11 @@ impl Proxy {
         );
         fwd.headers.push(give, answer.to_header_value());
         fwd.headers.remove_first(&HeaderName::Via);
-        let branch = self.new_branch();
+        let branch = new_branch();
         relay::push_via(&mut fwd, self.settings.me, &branch, trunk.peer.transport);
         let name = b.name.clone();
         tracing::debug!(carrier = %name, "answering the trunk's digest challenge");
-        self.send_branch(server, name, &trunk, fwd, 1, now)
+        self.send_branch(server, name, &trunk, fwd.to_bytes(), branch, 1, now)
     }
 
     fn on_cancel(&mut self, id: TransactionId, cancel: &Message, source: Peer, now: Instant) {
@@ -948,7 +998,7 @@ impl Proxy {
             self.abandoned.insert(b.id, (b.request.clone(), trunk.peer));
         }
         if b.provisional {
-            if let Some(cancel) = b.request.cancel() {
+            if let Some(cancel) = sent_request(&b.request).and_then(|r| r.cancel()) {
                 if let Some(trunk) = self.settings.trunks.get(&b.name) {
                     let reliable = trunk.peer.transport.reliable();
                     let _ = self.layer.send_request(cancel, trunk.peer, reliable, now);
@@ -1024,6 +1074,7 @@ impl Proxy {
     /// A response from a trunk or a dialog party, by the client transaction it answers: an
     /// OPTIONS probe's, an in-dialog request's (relayed back), or an INVITE branch's.
     fn on_response(&mut self, client: TransactionId, resp: Message, now: Instant) {
+        let raw = self.received.take();
         let Some(code) = resp.status() else { return };
         if code >= 200 {
             if let Some((name, sent)) = self.probes.remove(&client) {
@@ -1039,9 +1090,9 @@ impl Proxy {
             }
         }
         if self.relayed.contains_key(&client) {
-            self.on_relayed_response(client, resp, code, now);
+            self.on_relayed_response(client, resp, code, raw, now);
         } else {
-            self.on_branch_response(client, resp, code, now);
+            self.on_branch_response(client, resp, code, raw, now);
         }
     }
 
@@ -1052,6 +1103,7 @@ impl Proxy {
         client: TransactionId,
         mut resp: Message,
         code: u16,
+        mut raw: Option<Bytes>,
         now: Instant,
     ) {
         let Some(r) = self.relayed.get(&client) else {
@@ -1060,6 +1112,7 @@ impl Proxy {
         let server = r.server;
         if let Some(cseq) = &r.cseq {
             resp.headers.set(HeaderName::CSeq, cseq.clone());
+            raw = None;
         }
         if code >= 200 {
             if let Some(r) = self.relayed.remove(&client) {
@@ -1070,7 +1123,7 @@ impl Proxy {
             }
         }
         if relay::pop_own_via(&mut resp, self.settings.me) && code > 100 {
-            self.respond(server, resp, now);
+            self.respond_upstream(server, resp, raw, now);
         }
     }
 
@@ -1081,12 +1134,15 @@ impl Proxy {
         client: TransactionId,
         mut resp: Message,
         code: u16,
+        mut raw: Option<Bytes>,
         now: Instant,
     ) {
         let Some(&server) = self.branches.get(&client) else {
             if (200..300).contains(&code) {
                 if let Some((invite, trunk)) = self.abandoned.remove(&client) {
-                    self.hang_up(&invite, trunk, &resp, now);
+                    if let Some(invite) = sent_request(&invite) {
+                        self.hang_up(&invite, trunk, &resp, now);
+                    }
                 }
             }
             return; // a CANCEL's response, or a branch given up
@@ -1099,8 +1155,9 @@ impl Proxy {
             if (200..300).contains(&code) {
                 if let Some(cseq) = self.cseq_restore.get(&client) {
                     resp.headers.set(HeaderName::CSeq, cseq.clone());
+                    raw = None;
                 }
-                self.respond(server, resp, now);
+                self.respond_upstream(server, resp, raw, now);
             }
             return;
         };
@@ -1110,6 +1167,7 @@ impl Proxy {
         if b.cseq_offset > 0 {
             if let Some(cseq) = call.invite.headers.get(&HeaderName::CSeq) {
                 resp.headers.set(HeaderName::CSeq, cseq.clone());
+                raw = None;
             }
         }
         if code < 200 {
@@ -1118,7 +1176,7 @@ impl Proxy {
                 if let Some(at) = b.no_answer_at.take() {
                     self.deadlines.remove(&(at, server));
                 }
-                self.respond(server, resp, now);
+                self.respond_upstream(server, resp, raw, now);
             }
             return;
         }
@@ -1135,9 +1193,32 @@ impl Proxy {
         };
         call.log.attempts.push((b.name.clone(), code));
         if (200..300).contains(&code) {
-            self.on_answered(server, client, &b, resp, now);
+            self.on_answered(server, client, &b, resp, raw, now);
         } else {
-            self.on_refused(server, &b, resp, code, now);
+            self.on_refused(server, &b, resp, code, raw, now);
+        }
+    }
+
+    /// Sends a response from downstream, our Via popped, to the caller in server transaction
+    /// `server`: spliced from `raw`, the bytes it arrived in, when nothing else of it changed.
+    fn respond_upstream(
+        &mut self,
+        server: TransactionId,
+        resp: Message,
+        raw: Option<Bytes>,
+        now: Instant,
+    ) {
+        let spliced = raw.as_ref().and_then(|raw| {
+            let mut s = Splice::new(raw, &resp)?;
+            s.remove_first(&HeaderName::Via).then(|| s.finish())
+        });
+        match (spliced, resp.status()) {
+            (Some(bytes), Some(code)) => {
+                if let Err(e) = self.layer.respond_encoded(server, code, bytes, now) {
+                    tracing::debug!(?e, "response for an ended server transaction dropped");
+                }
+            }
+            _ => self.respond(server, resp, now),
         }
     }
 
@@ -1149,6 +1230,7 @@ impl Proxy {
         client: TransactionId,
         b: &Branch,
         resp: Message,
+        raw: Option<Bytes>,
         now: Instant,
     ) {
         let latency = now.saturating_duration_since(b.sent_at);
@@ -1199,7 +1281,7 @@ impl Proxy {
                 self.records.push_back(r);
             }
         }
-        self.respond(server, resp, now);
+        self.respond_upstream(server, resp, raw, now);
     }
 
     /// A trunk's final answer other than 2xx: fail over to the next trunk, or (when the callee
@@ -1210,6 +1292,7 @@ impl Proxy {
         b: &Branch,
         resp: Message,
         code: u16,
+        raw: Option<Bytes>,
         now: Instant,
     ) {
         let latency = now.saturating_duration_since(b.sent_at);
@@ -1259,7 +1342,7 @@ impl Proxy {
         };
         self.limits.release_tenant(&call.log.tenant);
         self.log_unanswered(&call.log, code, now);
-        self.respond(server, resp, now);
+        self.respond_upstream(server, resp, raw, now);
     }
 
     /// ACKs and BYEs a 2xx to an INVITE we no longer want (RFC 3261 §16.7 step 5 would
@@ -1274,7 +1357,7 @@ impl Proxy {
         // ACK and BYE for a 2xx are new transactions: our own branches.
         ack.headers.remove_first(&HeaderName::Via);
         let mut bye = ack.clone();
-        let b = self.new_branch();
+        let b = new_branch();
         relay::push_via(&mut ack, self.settings.me, &b, dest.transport);
         self.layer.send_stateless(&ack, dest);
         if let StartLine::Request(line) = &mut bye.start {
@@ -1284,7 +1367,7 @@ impl Proxy {
             HeaderName::CSeq,
             format!("{} BYE", cseq.seq.saturating_add(1)),
         );
-        let b = self.new_branch();
+        let b = new_branch();
         relay::push_via(&mut bye, self.settings.me, &b, dest.transport);
         let _ = self
             .layer
@@ -1379,8 +1462,8 @@ impl Proxy {
     fn options_request(&mut self, trunk: &Trunk) -> Option<Message> {
         let me = self.settings.me;
         let uri = Uri::from_str_copy(&trunk.host_uri()).ok()?;
-        let b = self.new_branch();
-        let tag = self.new_branch();
+        let b = new_branch();
+        let tag = new_branch();
         RequestBuilder::new(Method::Options, uri.clone())
             .header(
                 HeaderName::Via,
@@ -1448,13 +1531,13 @@ impl Proxy {
         self.settings.allow.tenant(addr).is_some() || self.settings.trunks.is_trunk(addr)
     }
 
-    /// The request as forwarded in a dialog and where to: our Route popped, the Request-URI
-    /// replaced by the remote target when the sender addressed us directly, the CSeq shifted
-    /// when the trunk saw an extra INVITE. `tenant`: whom the sender was authenticated as
-    /// (for a request matching no dialog of ours).
+    /// How a request is forwarded in a dialog and where to: our Route popped, the
+    /// Request-URI replaced by the remote target when the sender addressed us directly, the
+    /// CSeq shifted when the trunk saw an extra INVITE. `tenant`: whom the sender was
+    /// authenticated as (for a request matching no dialog of ours).
     fn in_dialog_forward(
-        &mut self,
-        mut req: Message,
+        &self,
+        req: &Message,
         source: Peer,
         tenant: Option<&Arc<str>>,
     ) -> Result<Forward, (u16, &'static str)> {
@@ -1464,39 +1547,43 @@ impl Proxy {
             .next()
             .and_then(Result::ok)
             .is_some_and(|r| relay::is_own(&r.uri, me));
-        relay::pop_own_route(&mut req, me);
         let known = req.call_id().is_ok_and(|c| self.dialogs.contains_key(c));
         let to_us = req.request_uri().is_some_and(|u| relay::is_own(u, me));
         let mut from_caller = false;
         let mut original_cseq = None;
+        let mut uri = None;
+        let mut cseq = None;
         let dest = if known {
             // The dialog's other side, at its address as we learnt it (trunks' Contacts are
             // often private addresses behind their SBC). A Route left after ours is that
             // side's to read, never where we send: it would let a caller reach any address.
             let hop = self
-                .dialog_hop(&req, source)
+                .dialog_hop(req, source)
                 .ok_or((403, "Forbidden (not a party to this dialog)"))?;
             if to_us {
-                if let Some(t) = hop.target {
-                    relay::set_request_uri(&mut req, t);
-                }
+                uri = hop.target;
             }
             from_caller = hop.from_caller;
             if hop.cseq_offset > 0 {
                 if let Ok(c) = req.cseq() {
                     original_cseq = req.headers.get(&HeaderName::CSeq).cloned();
-                    let shifted = format!("{} {}", c.seq.saturating_add(hop.cseq_offset), c.method);
-                    req.headers.set(HeaderName::CSeq, shifted);
+                    cseq = Some(format!(
+                        "{} {}",
+                        c.seq.saturating_add(hop.cseq_offset),
+                        c.method
+                    ));
                 }
             }
             hop.addr
         } else if routed {
-            let addr = req
+            let mut popped = req.clone();
+            relay::pop_own_route(&mut popped, me);
+            let addr = popped
                 .routes()
                 .next()
                 .and_then(Result::ok)
                 .and_then(|r| relay::uri_addr(&r.uri))
-                .or_else(|| relay::next_hop(&req).as_ref().and_then(relay::uri_addr))
+                .or_else(|| relay::next_hop(&popped).as_ref().and_then(relay::uri_addr))
                 .ok_or((404, "Not Found"))?;
             // Without a dialog of ours to vouch for it (one set up before a restart, say): a
             // trunk may reach a tenant's allowed address, an authenticated tenant a trunk.
@@ -1513,13 +1600,59 @@ impl Proxy {
         } else {
             return Err((481, "Call/Transaction Does Not Exist"));
         };
-        relay::decrement_max_forwards(&mut req).map_err(|_| (483, "Too Many Hops"))?;
+        let max_forwards = relay::next_max_forwards(req).map_err(|_| (483, "Too Many Hops"))?;
         Ok(Forward {
-            request: req,
             dest,
             from_caller,
             original_cseq,
+            uri,
+            cseq,
+            max_forwards,
         })
+    }
+
+    /// The bytes of in-dialog request `req` forwarded as `f` says, with `via` (ours) on top:
+    /// spliced from `raw`, the bytes it arrived in, when nothing has to come out of it (and
+    /// its CSeq stays), else the message edited and encoded. `strip`: take the tenant's
+    /// digest answer to us out.
+    fn in_dialog_bytes(
+        &self,
+        req: &Message,
+        raw: Option<&Bytes>,
+        f: &Forward,
+        via: &str,
+        strip: bool,
+    ) -> Bytes {
+        let spliced = raw
+            .filter(|_| f.cseq.is_none() && relay::spliceable(req))
+            .and_then(|raw| Splice::new(raw, req))
+            .map(|mut s| {
+                if let Some(uri) = &f.uri {
+                    s.set_request_uri(uri.as_bytes());
+                }
+                s.set_max_forwards(f.max_forwards);
+                s.push_front(HeaderName::Via, via.as_bytes());
+                s.finish()
+            });
+        if let Some(bytes) = spliced {
+            return bytes;
+        }
+        let mut fwd = req.clone();
+        relay::pop_own_route(&mut fwd, self.settings.me);
+        if let Some(uri) = &f.uri {
+            relay::set_request_uri(&mut fwd, uri.clone());
+        }
+        if let Some(cseq) = &f.cseq {
+            fwd.headers.set(HeaderName::CSeq, cseq.clone());
+        }
+        fwd.headers
+            .set(HeaderName::MaxForwards, f.max_forwards.to_string());
+        if strip {
+            // Digest credentials for us are not the next hop's business.
+            self.settings.allow.strip_own_credentials(&mut fwd);
+        }
+        fwd.headers.push_front(HeaderName::Via, via.to_owned());
+        fwd.to_bytes()
     }
 
     fn relay_in_dialog(
@@ -1528,42 +1661,44 @@ impl Proxy {
         req: Message,
         source: Peer,
         tenant: Option<Arc<str>>,
+        raw: Option<Bytes>,
         now: Instant,
     ) {
-        let original = req.clone();
-        let call_id = req.call_id().cloned().unwrap_or_default();
-        let bye = req.method() == Some(Method::Bye);
-        match self.in_dialog_forward(req, source, tenant.as_ref()) {
-            Ok(f) => {
-                let mut fwd = f.request;
-                if tenant.is_some() {
-                    // Digest credentials for us are not the next hop's business.
-                    self.settings.allow.strip_own_credentials(&mut fwd);
-                }
-                let b = self.new_branch();
-                relay::push_via(&mut fwd, self.settings.me, &b, f.dest.transport);
-                let reliable = f.dest.transport.reliable();
-                match self.layer.send_request(fwd, f.dest, reliable, now) {
-                    Ok(client) => {
-                        self.relayed.insert(
-                            client,
-                            Relayed {
-                                server: id,
-                                call_id,
-                                bye,
-                                from_caller: f.from_caller,
-                                cseq: f.original_cseq,
-                            },
-                        );
-                    }
-                    Err(_) => {
-                        let r = relay::local_response(&original, 503, "Service Unavailable");
-                        self.respond(id, r, now);
-                    }
-                }
-            }
+        let f = match self.in_dialog_forward(&req, source, tenant.as_ref()) {
+            Ok(f) => f,
             Err((code, reason)) => {
-                let r = relay::local_response(&original, code, reason);
+                let r = relay::local_response(&req, code, reason);
+                self.respond(id, r, now);
+                return;
+            }
+        };
+        let Some(method) = req.method() else { return };
+        let b = new_branch();
+        let via = relay::via_value(self.settings.me, &b, f.dest.transport);
+        let bytes = self.in_dialog_bytes(&req, raw.as_ref(), &f, &via, tenant.is_some());
+        let request = Encoded {
+            bytes,
+            method: method.clone(),
+            branch: Bytes::from(b),
+            // `on_request` relays only requests with a To tag here.
+            in_dialog: true,
+        };
+        let reliable = f.dest.transport.reliable();
+        match self.layer.send_encoded(request, f.dest, reliable, now) {
+            Ok(client) => {
+                self.relayed.insert(
+                    client,
+                    Relayed {
+                        server: id,
+                        call_id: req.call_id().cloned().unwrap_or_default(),
+                        bye: method == Method::Bye,
+                        from_caller: f.from_caller,
+                        cseq: f.original_cseq,
+                    },
+                );
+            }
+            Err(_) => {
+                let r = relay::local_response(&req, 503, "Service Unavailable");
                 self.respond(id, r, now);
             }
         }
@@ -1574,6 +1709,7 @@ impl Proxy {
     /// everything else is dropped. Responses in particular are never forwarded by their Via:
     /// one datagram would make us send bytes to (or open a connection to) any address.
     fn on_stray(&mut self, msg: Message, source: Peer) {
+        let raw = self.received.take();
         match &msg.start {
             StartLine::Request(line) if line.method == Method::Ack => {
                 // Our Via branch is derived from theirs, so a retransmitted ACK gets the same.
@@ -1584,12 +1720,12 @@ impl Proxy {
                     .unwrap_or_default();
                 let key = self.ack_key.hash_one(theirs.as_ref());
                 let tenant = self.settings.allow.tenant(source).cloned();
-                let Ok(f) = self.in_dialog_forward(msg, source, tenant.as_ref()) else {
+                let Ok(f) = self.in_dialog_forward(&msg, source, tenant.as_ref()) else {
                     return;
                 };
-                let mut fwd = f.request;
-                relay::push_via(&mut fwd, self.settings.me, &branch(key), f.dest.transport);
-                self.layer.send_stateless(&fwd, f.dest);
+                let via = relay::via_value(self.settings.me, &branch(key), f.dest.transport);
+                let bytes = self.in_dialog_bytes(&msg, raw.as_ref(), &f, &via, false);
+                self.layer.send_stateless_encoded(bytes, f.dest);
             }
             StartLine::Request(_) => {}
             StartLine::Response(_) => {
@@ -1597,6 +1733,18 @@ impl Proxy {
             }
         }
     }
+}
+
+/// A branch for a request we send: 128 random bits after the magic cookie, so that no one
+/// can guess the branches of other calls from one they saw.
+fn new_branch() -> String {
+    format!("{MAGIC_COOKIE}{:032x}", rand::random::<u128>())
+}
+
+/// A request we sent, parsed again from its bytes (for what needs it as a message: its
+/// CANCEL, the answer to a trunk's challenge, hanging up a late 2xx).
+fn sent_request(bytes: &Bytes) -> Option<Message> {
+    Message::parse_datagram(bytes.clone()).ok()
 }
 
 /// `Allow` for our 405s and OPTIONS answers.

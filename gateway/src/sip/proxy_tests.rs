@@ -984,3 +984,164 @@ fn only_the_caller_cancels_its_call() {
     );
     assert_eq!(p.calls_in_setup(), 1);
 }
+
+/// What the proxy sent, as bytes, with its destination.
+fn sent_raw(p: &mut Proxy) -> Vec<(SocketAddr, Bytes)> {
+    let mut out = Vec::new();
+    while let Some(t) = p.poll_transmit() {
+        out.push((t.destination.addr, t.message));
+    }
+    out
+}
+
+/// An INVITE in the forms a caller may use: compact names, a folded header, two Via values
+/// on one line, no Max-Forwards, a Request-URI with parameters, a body.
+fn unusual_invite(call_id: &str, max_forwards: &str) -> Bytes {
+    Bytes::from(format!(
+        "INVITE sip:447700900123@{ME};user=phone SIP/2.0\r\n\
+         v: SIP/2.0/UDP {CALLER};branch=z9hG4bK{call_id};rport, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKfirst\r\n\
+         {max_forwards}f: <sip:pbx@127.0.0.1>;tag=p1\r\nt: <sip:447700900123@{ME}>\r\n\
+         i: {call_id}\r\nCSeq: 1 INVITE\r\nm: <sip:pbx@{CALLER}>\r\n\
+         Subject: a subject\r\n  on two lines\r\nX-Custom:   kept as is  \r\n\
+         c: application/sdp\r\nl: 4\r\n\r\nv=0\n"
+    ))
+}
+
+/// The forward the proxy makes by editing the parsed message, for comparison with what it
+/// sent: the same Request-URI, Max-Forwards, Via and Record-Route edits.
+fn edited(invite: &Bytes, sent: &Message, uri: &str) -> Message {
+    let mut m = Message::parse_datagram(invite.clone()).unwrap();
+    relay::set_request_uri(&mut m, Uri::from_str_copy(uri).unwrap());
+    relay::decrement_max_forwards(&mut m).unwrap();
+    let ours = sent.headers.get(&HeaderName::Via).unwrap().clone();
+    m.headers.push_front(HeaderName::Via, ours);
+    let rr = sent.headers.get(&HeaderName::RecordRoute).unwrap().clone();
+    m.headers.push_front(HeaderName::RecordRoute, rr);
+    m
+}
+
+#[test]
+fn forwards_are_spliced_from_the_received_bytes() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    for (n, mf) in [
+        (0, ""),
+        (1, "Max-Forwards: 7\r\n"),
+        (2, "Max-Forwards : 1\r\n"),
+    ] {
+        let call_id = format!("splice{n}");
+        let inv = unusual_invite(&call_id, mf);
+        p.handle_datagram(inv.clone(), addr(CALLER), t0);
+        let out = sent_raw(&mut p);
+        let (_, bytes) = out.iter().find(|(d, _)| *d == addr(A)).unwrap();
+        let to_a = Message::parse_datagram(bytes.clone()).unwrap();
+        assert_eq!(
+            to_a,
+            edited(&inv, &to_a, "sip:447700900123@127.0.0.1:6001"),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+        let expected_mf = [70, 6, 0][n];
+        assert_eq!(to_a.max_forwards().unwrap(), Some(expected_mf));
+        assert_eq!(to_a.vias().count(), 3);
+        // Untouched lines travel as they came: compact names, the fold, the spacing.
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            text.contains(
+                "\r\nf: <sip:pbx@127.0.0.1>;tag=p1\r\nt: <sip:447700900123@127.0.0.1:5060>\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: a subject\r\n  on two lines\r\nX-Custom:   kept as is  \r\n"),
+            "{text}"
+        );
+        // An absent Max-Forwards is added after the last header, as `Headers::set` does.
+        let end = if mf.is_empty() {
+            "\r\nl: 4\r\nMax-Forwards: 70\r\n\r\nv=0\n"
+        } else {
+            "\r\nl: 4\r\n\r\nv=0\n"
+        };
+        assert!(text.ends_with(end), "{text}");
+
+        // The trunk's answers go upstream without our Via, the rest as the trunk sent it.
+        let mut ringing = to_a.response(180, "Ringing", Some("trunk"));
+        ringing.headers.push(
+            HeaderName::from_bytes(Bytes::from_static(b"X-Trunk")),
+            "a,  b",
+        );
+        let ringing = ringing.to_bytes();
+        p.handle_datagram(ringing.clone(), addr(A), t0);
+        let out = sent_raw(&mut p);
+        let (_, up) = out.iter().find(|(d, _)| *d == addr(CALLER)).unwrap();
+        let mut expected = Message::parse_datagram(ringing.clone()).unwrap();
+        expected.headers.remove_first(&HeaderName::Via);
+        let up_msg = Message::parse_datagram(up.clone()).unwrap();
+        assert_eq!(up_msg, expected);
+        assert_eq!(
+            up_msg.vias().count(),
+            2,
+            "both of the caller's Vias are back"
+        );
+        assert!(String::from_utf8_lossy(up).contains("\r\nX-Trunk: a,  b\r\n"));
+    }
+}
+
+#[test]
+fn max_forwards_zero_is_answered_483_not_forwarded() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    p.handle_datagram(
+        unusual_invite("hops", "Max-Forwards: 0\r\n"),
+        addr(CALLER),
+        t0,
+    );
+    let out = sent(&mut p);
+    assert_eq!(codes_to_caller(&out), vec![100, 483]);
+    assert!(out.iter().all(|(d, _)| *d == addr(CALLER)), "{out:#?}");
+}
+
+#[test]
+fn in_dialog_requests_and_acks_are_spliced() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0);
+    p.handle_datagram(invite("sdlg"), addr(CALLER), t0);
+    let to_a = request_to(&sent(&mut p), A, Method::Invite);
+    let mut ok = to_a.response(200, "OK", Some("trunk"));
+    ok.headers
+        .push(HeaderName::Contact, "<sip:callee@127.0.0.1:6001>");
+    p.handle_datagram(ok.to_bytes(), addr(A), t0);
+    sent(&mut p);
+    for (method, branch) in [("ACK", "sack"), ("BYE", "sbye")] {
+        // Compact names, two Vias on one line, no Max-Forwards, a Request-URI naming us.
+        let req = Bytes::from(format!(
+            "{method} sip:447700900123@{ME};transport=udp SIP/2.0\r\n\
+             v: SIP/2.0/UDP {CALLER};branch=z9hG4bK{branch}, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n\
+             f: <sip:pbx@127.0.0.1>;tag=p1\r\nt: <sip:447700900123@{ME}>;tag=trunk\r\n\
+             i: sdlg\r\nCSeq: 1 {method}\r\nX-Custom: kept\r\nl: 0\r\n\r\n"
+        ));
+        p.handle_datagram(req.clone(), addr(CALLER), t0);
+        let out = sent_raw(&mut p);
+        let (_, bytes) = out.iter().find(|(d, _)| *d == addr(A)).unwrap();
+        let fwd = Message::parse_datagram(bytes.clone()).unwrap();
+        let mut expected = Message::parse_datagram(req).unwrap();
+        relay::set_request_uri(
+            &mut expected,
+            Uri::from_str_copy("sip:callee@127.0.0.1:6001").unwrap(),
+        );
+        relay::decrement_max_forwards(&mut expected).unwrap();
+        let ours = fwd.headers.get(&HeaderName::Via).unwrap().clone();
+        expected.headers.push_front(HeaderName::Via, ours);
+        assert_eq!(fwd, expected, "{}", String::from_utf8_lossy(bytes));
+        assert_eq!(fwd.max_forwards().unwrap(), Some(70));
+        assert!(String::from_utf8_lossy(bytes).contains("\r\nX-Custom: kept\r\n"));
+        if method == "BYE" {
+            answer(&mut p, &fwd, A, 200, &[], t0);
+            let out = sent(&mut p);
+            let ok = &out.iter().find(|(d, _)| *d == addr(CALLER)).unwrap().1;
+            assert_eq!(ok.status(), Some(200));
+            assert_eq!(ok.vias().count(), 2);
+            assert_eq!(p.dialogs(), 0);
+        }
+    }
+}

@@ -97,16 +97,32 @@ pub(crate) fn uri_addr(uri: &Uri) -> Option<Peer> {
     })
 }
 
-/// Decrements Max-Forwards (adding `70` when absent).
-pub(crate) fn decrement_max_forwards(msg: &mut Message) -> Result<(), RelayError> {
-    let next = match msg.max_forwards() {
-        Ok(Some(0)) => return Err(RelayError::TooManyHops),
-        Ok(Some(n)) => n - 1,
+/// Max-Forwards for the next hop: one less than received, `70` when absent.
+pub(crate) fn next_max_forwards(msg: &Message) -> Result<u32, RelayError> {
+    match msg.max_forwards() {
+        Ok(Some(0)) => Err(RelayError::TooManyHops),
+        Ok(Some(n)) => Ok(n - 1),
         // Unparseable or absent: start a fresh count rather than refuse the call.
-        Ok(None) | Err(_) => 70,
-    };
+        Ok(None) | Err(_) => Ok(70),
+    }
+}
+
+/// Decrements Max-Forwards (adding `70` when absent): what forwarding does to it, for tests
+/// that edit a message the way the proxy's forwards do.
+#[cfg(test)]
+pub(crate) fn decrement_max_forwards(msg: &mut Message) -> Result<(), RelayError> {
+    let next = next_max_forwards(msg)?;
     msg.headers.set(HeaderName::MaxForwards, next.to_string());
     Ok(())
+}
+
+/// Whether a request can be forwarded by splicing its received bytes
+/// ([`switchyard_protocols::sip::splice`]): it has nothing we might take out (no Route entry,
+/// which could be ours; no Proxy-Authorization, which could be a tenant's answer to us).
+pub(crate) fn spliceable(req: &Message) -> bool {
+    !req.headers
+        .iter()
+        .any(|h| matches!(h.name, HeaderName::Route | HeaderName::ProxyAuthorization))
 }
 
 /// Our Via value for a request leaving over `transport` (`rport` asked for over UDP).
@@ -142,12 +158,24 @@ pub(crate) fn push_record_route(
     inbound: Transport,
     outbound: Transport,
 ) {
-    if inbound != outbound {
-        msg.headers
-            .push_front(HeaderName::RecordRoute, record_route_value(me, inbound));
+    for rr in record_routes(me, inbound, outbound) {
+        msg.headers.push_front(HeaderName::RecordRoute, rr);
     }
-    msg.headers
-        .push_front(HeaderName::RecordRoute, record_route_value(me, outbound));
+}
+
+/// Our Record-Route values (see [`push_record_route`]), in the order they are pushed to the
+/// front: the callee's side last, so that it ends up on top.
+pub(crate) fn record_routes(
+    me: SocketAddr,
+    inbound: Transport,
+    outbound: Transport,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(2);
+    if inbound != outbound {
+        out.push(record_route_value(me, inbound));
+    }
+    out.push(record_route_value(me, outbound));
+    out
 }
 
 /// Replaces the Request-URI.
@@ -160,13 +188,17 @@ pub(crate) fn set_request_uri(msg: &mut Message, uri: Uri) {
 /// Removes our Via from a response before it goes upstream; false if the top Via is not
 /// ours (then the response is not for us to forward).
 pub(crate) fn pop_own_via(resp: &mut Message, me: SocketAddr) -> bool {
-    let ours = resp
-        .top_via()
-        .is_ok_and(|v| v.host.ip() == Some(me.ip()) && v.port.unwrap_or(5060) == me.port());
+    let ours = own_top_via(resp, me);
     if ours {
         resp.headers.remove_first(&HeaderName::Via);
     }
     ours
+}
+
+/// Whether the top Via of a response is ours.
+pub(crate) fn own_top_via(resp: &Message, me: SocketAddr) -> bool {
+    resp.top_via()
+        .is_ok_and(|v| v.host.ip() == Some(me.ip()) && v.port.unwrap_or(5060) == me.port())
 }
 
 /// A response of ours (not relayed) with a fixed To tag, so a retransmitted request gets the

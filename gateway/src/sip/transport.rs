@@ -90,6 +90,15 @@ const RECV_BATCH: usize = 64;
 /// timers are hundreds of milliseconds (T1 = 500 ms): ten milliseconds late changes nothing.
 const TIMER_GRID: Duration = Duration::from_millis(10);
 
+/// A turn of the proxy loop (handling what woke it, then sending what it queued) longer than
+/// this is logged as a warning, with what the turn did. Every call in flight waits for the
+/// turn to end, so these are the proxy's own share of its INVITE→200 tail.
+const SLOW_TURN: Duration = Duration::from_millis(20);
+
+/// The proxy's timer firing this much after its deadline is logged as a warning: the thread
+/// did not get a core (or a slow turn ran) in the meantime.
+const LATE_TIMER: Duration = Duration::from_millis(20);
+
 /// `at` moved up to the next point of a [`TIMER_GRID`] that starts at `epoch`.
 fn on_grid(at: Instant, epoch: Instant) -> Instant {
     let step = TIMER_GRID.as_nanos();
@@ -392,8 +401,11 @@ impl Driver {
         let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
+        // What the current turn did, for the slow-turn warning.
+        let mut turn = Turn::default();
         loop {
             self.flush().await;
+            turn.finish();
             let wake = [self.proxy.poll_timeout(), self.batch_due]
                 .into_iter()
                 .flatten()
@@ -412,8 +424,10 @@ impl Driver {
                 r = self.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         let now = Instant::now();
+                        turn.start(now, "datagrams");
                         let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                         self.proxy.handle_datagram(datagram, from, now);
+                        turn.datagrams += 1;
                         // Take what else is already queued before flushing.
                         for _ in 1..RECV_BATCH {
                             let Ok((n, from)) = self.socket.try_recv_from(&mut buf) else {
@@ -421,6 +435,7 @@ impl Driver {
                             };
                             let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                             self.proxy.handle_datagram(datagram, from, now);
+                            turn.datagrams += 1;
                         }
                     }
                     // ICMP port unreachable from an earlier send surfaces here on Linux;
@@ -453,7 +468,13 @@ impl Driver {
                     tracing::info!("SIP proxy reconfigured");
                 }
                 _ = &mut sleep => {
-                    self.proxy.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    turn.start(now, "timers");
+                    let late = now.saturating_duration_since(sleep.deadline().into_std());
+                    if late > LATE_TIMER {
+                        tracing::warn!(late_ms = late.as_millis() as u64, "SIP proxy timer fired late");
+                    }
+                    self.proxy.handle_timeout(now);
                     // Nothing may be due any more: park the timer until the next turn sets it.
                     sleep.as_mut().reset(far());
                 }
@@ -502,21 +523,10 @@ impl Driver {
         }
     }
 
-    /// Sends everything the proxy queued; a failed send fails its transaction (failover).
+    /// Sends everything the proxy queued, then hands over finished calls' records and sets
+    /// the gauges: the end of a turn.
     async fn flush(&mut self) {
-        while let Some(t) = self.proxy.poll_transmit() {
-            match t.destination.transport {
-                Transport::Udp => {
-                    if let Err(e) = self.socket.send_to(&t.message, t.destination.addr).await {
-                        tracing::debug!(error = %e, to = %t.destination, "SIP send failed");
-                        if let Some(id) = t.transaction {
-                            self.proxy.transport_error(id, Instant::now());
-                        }
-                    }
-                }
-                Transport::Tcp | Transport::Tls => self.send_stream(t),
-            }
-        }
+        self.send_queued().await;
         let now = Instant::now();
         while let Some(r) = self.proxy.poll_record() {
             metrics::counter!(
@@ -546,6 +556,24 @@ impl Driver {
         self.gauges
             .transactions
             .set(self.proxy.transactions() as f64);
+    }
+
+    /// Sends the datagrams and stream messages the proxy queued; a failed send fails its
+    /// transaction (failover).
+    async fn send_queued(&mut self) {
+        while let Some(t) = self.proxy.poll_transmit() {
+            match t.destination.transport {
+                Transport::Udp => {
+                    if let Err(e) = self.socket.send_to(&t.message, t.destination.addr).await {
+                        tracing::debug!(error = %e, to = %t.destination, "SIP send failed");
+                        if let Some(id) = t.transaction {
+                            self.proxy.transport_error(id, Instant::now());
+                        }
+                    }
+                }
+                Transport::Tcp | Transport::Tls => self.send_stream(t),
+            }
+        }
     }
 
     /// Hands the records collected so far to the store writer, in one message.
@@ -616,6 +644,42 @@ impl Driver {
             if let Some(id) = t.transaction {
                 conn.pending.push(id);
             }
+        }
+    }
+}
+
+/// One turn of the proxy loop, timed for the [`SLOW_TURN`] warning.
+#[derive(Default)]
+struct Turn {
+    /// When it started (woken by a datagram or the timer); `None` between turns and for
+    /// turns not worth timing (connections, reloads).
+    started: Option<Instant>,
+    /// What woke it.
+    what: &'static str,
+    /// Datagrams handled in it.
+    datagrams: u32,
+}
+
+impl Turn {
+    fn start(&mut self, now: Instant, what: &'static str) {
+        self.started = Some(now);
+        self.what = what;
+        self.datagrams = 0;
+    }
+
+    /// The turn's work is sent: warns if it took longer than [`SLOW_TURN`].
+    fn finish(&mut self) {
+        let Some(started) = self.started.take() else {
+            return;
+        };
+        let took = started.elapsed();
+        if took > SLOW_TURN {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                woken_by = self.what,
+                datagrams = self.datagrams,
+                "slow SIP proxy turn"
+            );
         }
     }
 }

@@ -31,13 +31,26 @@ macro_rules! header_names {
 
             /// Recognises a name (case-insensitive, long or compact form).
             pub fn from_bytes(raw: Bytes) -> HeaderName {
-                let s: &[u8] = &raw;
+                HeaderName::known(&raw).unwrap_or(HeaderName::Other(raw))
+            }
+
+            /// The known header `s` names (case-insensitive, long or compact form), without
+            /// taking the bytes: `None` for any other name.
+            pub fn known(s: &[u8]) -> Option<HeaderName> {
                 $(
                     if s.eq_ignore_ascii_case($name.as_bytes()) $(|| s.eq_ignore_ascii_case($compact.as_bytes()))? {
-                        return HeaderName::$variant;
+                        return Some(HeaderName::$variant);
                     }
                 )*
-                HeaderName::Other(raw)
+                None
+            }
+
+            /// True if `s` (any case, long or compact form) names this header.
+            pub fn is_named(&self, s: &[u8]) -> bool {
+                match self {
+                    $(HeaderName::$variant => s.eq_ignore_ascii_case($name.as_bytes()) $(|| s.eq_ignore_ascii_case($compact.as_bytes()))?,)*
+                    HeaderName::Other(b) => s.eq_ignore_ascii_case(b),
+                }
             }
 
             /// A static canonical name for error messages.

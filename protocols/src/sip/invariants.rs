@@ -26,7 +26,54 @@ pub fn sip_parse(data: &[u8]) {
     let _ = msg.max_forwards();
     let _ = msg.response(400, "Bad", Some("t")).to_bytes();
     let _ = msg.cancel();
+    sip_splice(&Bytes::copy_from_slice(data));
     sip_stream(data);
+}
+
+/// Part of `sip_parse`: a message forwarded by splicing its bytes ([`super::splice`]) with a
+/// proxy's edits parses as the same message edited through its headers and re-encoded
+/// (requests: Request-URI, Max-Forwards, Via and Record-Route; responses: the top Via off).
+pub fn sip_splice(raw: &Bytes) {
+    use super::splice::Splice;
+    use super::{HeaderName, StartLine, Uri};
+
+    let Ok(msg) = Message::parse_datagram(raw.clone()) else {
+        return;
+    };
+    let Some(mut s) = Splice::new(raw, &msg) else {
+        return;
+    };
+    let mut expected = msg.clone();
+    if msg.is_request() {
+        let uri = "sip:+447700900123@192.0.2.1:5060;user=phone";
+        s.set_request_uri(uri.as_bytes());
+        s.set_max_forwards(69);
+        let via = "SIP/2.0/UDP 192.0.2.2:5060;branch=z9hG4bKspliced;rport";
+        s.push_front(HeaderName::Via, via.as_bytes());
+        s.push_front(HeaderName::RecordRoute, b"<sip:192.0.2.2;lr>");
+        s.push_front(HeaderName::RecordRoute, b"<sip:192.0.2.2;transport=tcp;lr>");
+        if let StartLine::Request(line) = &mut expected.start {
+            line.uri = Uri::from_str_copy(uri).unwrap();
+        }
+        expected.headers.set(HeaderName::MaxForwards, "69");
+        expected.headers.push_front(HeaderName::Via, via);
+        expected
+            .headers
+            .push_front(HeaderName::RecordRoute, "<sip:192.0.2.2;lr>");
+        expected
+            .headers
+            .push_front(HeaderName::RecordRoute, "<sip:192.0.2.2;transport=tcp;lr>");
+    } else {
+        let removed = s.remove_first(&HeaderName::Via);
+        assert_eq!(
+            removed,
+            expected.headers.remove_first(&HeaderName::Via).is_some()
+        );
+    }
+    let spliced = s.finish();
+    let got = Message::parse_datagram(spliced.clone()).ok();
+    let want = Message::parse_datagram(expected.to_bytes()).ok();
+    assert_eq!(got, want, "{}", String::from_utf8_lossy(&spliced));
 }
 
 /// `sip_frame`-style check folded into `sip_parse`: the stream framer never panics, never

@@ -8,6 +8,8 @@
 //! - `parse`: the parser. [`framing::StreamFramer`]: cuts messages from TCP/TLS streams by
 //!   Content-Length. [`multipart`]: multipart bodies.
 //! - [`builder`]: [`RequestBuilder`], responses built from requests, ACK and CANCEL.
+//! - [`splice`]: a received message forwarded with a proxy's edits, its untouched bytes
+//!   copied rather than re-encoded.
 //! - [`transaction`]: the RFC 3261 §17 client and server transactions (INVITE and
 //!   non-INVITE) and the [`transaction::TransactionLayer`] that matches messages to them and
 //!   drives timers A–K in virtual time.
@@ -61,6 +63,7 @@ mod parse;
 pub mod rtp;
 mod scan;
 pub mod sdp;
+pub mod splice;
 pub mod transaction;
 pub mod typed;
 pub mod uri;

@@ -161,7 +161,8 @@ fn push_header(
     if !is_token_str(name) {
         return Err(ParseError::HeaderLine);
     }
-    let name = HeaderName::from_bytes(sub(buf, name));
+    // A known name is a variant: no slice of the buffer taken (and dropped) for it.
+    let name = HeaderName::known(name).unwrap_or_else(|| HeaderName::Other(sub(buf, name)));
     let first_value = first.get(colon + 1..).unwrap_or(&[]);
     let value = if cont.is_empty() {
         sub(buf, trim(first_value))

@@ -2,8 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::{
-    client_key, Event, Expiry, Kind, State, TransactionError, TransactionId, TransactionLayer, Txn,
+    client_key, Encoded, Event, Expiry, Key, Kind, State, TransactionError, TransactionId,
+    TransactionLayer, Txn,
 };
 use crate::sip::message::{Message, StartLine};
 use crate::sip::method::Method;
@@ -27,16 +30,77 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             return Err(TransactionError::Ack);
         }
         let key = client_key(&request).ok_or(TransactionError::NoBranch)?;
+        let starts_dialog = method == Method::Invite && request.to_tag().is_none();
+        let bytes = request.to_bytes();
+        self.start_client(
+            key,
+            starts_dialog,
+            Some(Box::new(request)),
+            bytes,
+            destination,
+            reliable,
+            now,
+        )
+    }
+
+    /// Sends a request the caller encoded itself (a proxy's spliced forward, see
+    /// [`crate::sip::splice`]) in a new client transaction, as [`TransactionLayer::send_request`]
+    /// does. The layer keeps only the bytes: [`TransactionLayer::request`] is `None` for it,
+    /// and the ACK for a non-2xx final is built from the bytes parsed again.
+    pub fn send_encoded(
+        &mut self,
+        request: Encoded,
+        destination: A,
+        reliable: bool,
+        now: Instant,
+    ) -> Result<TransactionId, TransactionError> {
+        if request.method == Method::Ack {
+            return Err(TransactionError::Ack);
+        }
+        if request.branch.is_empty() {
+            return Err(TransactionError::NoBranch);
+        }
+        let starts_dialog = request.method == Method::Invite && !request.in_dialog;
+        let key = Key::Client {
+            branch: request.branch,
+            method: request.method,
+        };
+        self.start_client(
+            key,
+            starts_dialog,
+            None,
+            request.bytes,
+            destination,
+            reliable,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_client(
+        &mut self,
+        key: Key,
+        starts_dialog: bool,
+        request: Option<Box<Message>>,
+        bytes: Bytes,
+        destination: A,
+        reliable: bool,
+        now: Instant,
+    ) -> Result<TransactionId, TransactionError> {
         if self.by_key.contains_key(&key) {
             return Err(TransactionError::Duplicate);
         }
-        let starts_dialog = method == Method::Invite && request.to_tag().is_none();
         if self.full(starts_dialog) {
             return Err(TransactionError::Full);
         }
-        let invite = method == Method::Invite;
+        let invite = matches!(
+            &key,
+            Key::Client {
+                method: Method::Invite,
+                ..
+            }
+        );
         let t1 = self.config.t1;
-        let bytes = request.to_bytes();
         let txn = Txn {
             kind: if invite {
                 Kind::ClientInvite
@@ -51,7 +115,7 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             key: key.clone(),
             peer: destination.clone(),
             reliable,
-            request: Some(Box::new(request)),
+            request,
             request_bytes: bytes.clone(),
             last_sent: None,
             // Timer A / E.
@@ -105,11 +169,17 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
                 } else {
                     t.state = State::Completed;
                     t.retransmit = None;
-                    let ack = t
-                        .request
-                        .as_ref()
-                        .and_then(|r| r.ack_for(&msg))
-                        .map(|a| a.to_bytes());
+                    // A request sent encoded is parsed again for its ACK (a failed call,
+                    // rare next to the calls that connect).
+                    let reparsed;
+                    let sent = match &t.request {
+                        Some(r) => Some(r.as_ref()),
+                        None => {
+                            reparsed = Message::parse_datagram(t.request_bytes.clone()).ok();
+                            reparsed.as_ref()
+                        }
+                    };
+                    let ack = sent.and_then(|r| r.ack_for(&msg)).map(|a| a.to_bytes());
                     t.last_sent = ack.clone();
                     t.settle();
                     let wait = if t.reliable {

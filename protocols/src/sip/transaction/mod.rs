@@ -107,6 +107,22 @@ pub struct Transmit<A> {
     pub message: Bytes,
 }
 
+/// A request the application encoded itself, with what the layer must know of it to match
+/// its responses (for [`TransactionLayer::send_encoded`]). The fields must describe the
+/// bytes: the layer does not parse them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The whole request.
+    pub bytes: Bytes,
+    /// Its method (also its CSeq method).
+    pub method: Method,
+    /// The branch of its top Via (unique: it identifies the transaction).
+    pub branch: Bytes,
+    /// Its To header has a tag: an INVITE in a dialog does not count as a new call against
+    /// `max_transactions`.
+    pub in_dialog: bool,
+}
+
 /// What the layer tells the application (the "TU").
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -362,17 +378,23 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
         self.txns.get(&id).map(|t| (t.kind, t.state))
     }
 
-    /// The request that created a live transaction.
+    /// The request that created a live transaction (`None` once it only waits out its
+    /// timers, and for requests sent with [`TransactionLayer::send_encoded`]).
     pub fn request(&self, id: TransactionId) -> Option<&Message> {
         self.txns.get(&id).and_then(|t| t.request.as_deref())
     }
 
     /// Queues a message outside any transaction (ACK for 2xx, a proxy's stateless relay).
     pub fn send_stateless(&mut self, message: &Message, destination: A) {
+        self.send_stateless_encoded(message.to_bytes(), destination);
+    }
+
+    /// Queues encoded bytes outside any transaction.
+    pub fn send_stateless_encoded(&mut self, message: Bytes, destination: A) {
         self.transmits.push_back(Transmit {
             transaction: None,
             destination,
-            message: message.to_bytes(),
+            message,
         });
     }
 

@@ -138,6 +138,21 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             StartLine::Response(s) => s.code,
             StartLine::Request(_) => return Err(TransactionError::WrongKind),
         };
+        self.respond_encoded(id, code, response.to_bytes(), now)
+    }
+
+    /// [`TransactionLayer::respond`] with a response the application encoded itself (a
+    /// proxy's spliced forward, see [`crate::sip::splice`]); `code` must be its status code.
+    pub fn respond_encoded(
+        &mut self,
+        id: TransactionId,
+        code: u16,
+        bytes: bytes::Bytes,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
+        if !(100..=699).contains(&code) {
+            return Err(TransactionError::WrongKind);
+        }
         let t = self.txns.get_mut(&id).ok_or(TransactionError::Unknown)?;
         let provisional = code < 200;
         let success = (200..300).contains(&code);
@@ -170,7 +185,6 @@ impl<A: Clone + PartialEq> TransactionLayer<A> {
             }
             _ => return Err(TransactionError::WrongState),
         }
-        let bytes = response.to_bytes();
         // Accepted never resends (2xx retransmissions come from the application): it only
         // waits out timer L, and keeps nothing to resend.
         t.last_sent = (t.state != State::Accepted).then(|| bytes.clone());
