@@ -81,6 +81,11 @@ impl Status {
         matches!(self, Status::Delivered | Status::Read)
     }
 
+    /// The status named `name` ([`Status::as_str`]), if it is one; allocates nothing.
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == name)
+    }
+
     /// The name used in the API and the store.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -109,9 +114,6 @@ impl FromStr for Status {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Status::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown status {s:?}"))
+        Status::from_name(s).ok_or_else(|| format!("unknown status {s:?}"))
     }
 }

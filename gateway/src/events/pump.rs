@@ -179,11 +179,10 @@ impl Hub {
                         let directory = self.directory.load();
                         let may_tell = |h: &EventHead| {
                             h.tenant.as_deref().is_some_and(|tenant| {
-                                h.status == "inbound"
+                                h.inbound
                                     || self.streams.has(tenant)
                                     || (sending.is_some()
-                                        && (h.callback_url.is_some()
-                                            || directory.has_webhook_url(tenant)))
+                                        && (h.callback_url || directory.has_webhook_url(tenant)))
                             })
                         };
                         if heads.iter().any(may_tell) {
@@ -196,7 +195,7 @@ impl Hub {
                                 let Some(tenant) = head.tenant else {
                                     continue;
                                 };
-                                if let Ok(status) = head.status.parse::<Status>() {
+                                if let Some(status) = head.status {
                                     moves.add(&tenant, status);
                                 }
                                 events += 1;

@@ -5,10 +5,12 @@
 //!
 //! [`Store`]: super::Store
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 
 use super::StoreError;
-use crate::domain::{EndpointHealth, Event, OptOut};
+use crate::domain::{EndpointHealth, Event, OptOut, Status};
 use switchyard_routing::Channel;
 
 use crate::domain::{InboundMessage, MessageId, UnixMs};
@@ -118,26 +120,31 @@ impl OptOutSenders {
 }
 
 /// What a reader of the whole log needs to know of an event before it decides whether it
-/// needs the rest ([`EventStore::event_heads_after`]).
+/// needs the rest ([`EventStore::event_heads_after`]). Nothing in it is allocated per event:
+/// consecutive heads of one tenant share its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventHead {
     /// Its position in the log.
     pub seq: i64,
     /// Its tenant, as [`Event::tenant`].
-    pub tenant: Option<String>,
-    /// Its status, as [`Event::status`].
-    pub status: String,
-    /// Its message's callback URL, as [`Event::callback_url`].
-    pub callback_url: Option<String>,
+    pub tenant: Option<Arc<str>>,
+    /// The message status it records, as [`Event::status`] parsed; `None` for an inbound
+    /// message or a flow's end.
+    pub status: Option<Status>,
+    /// Whether it is an inbound message ([`Event::is_inbound`]).
+    pub inbound: bool,
+    /// Whether its message has a callback URL ([`Event::callback_url`]).
+    pub callback_url: bool,
 }
 
 impl From<&Event> for EventHead {
     fn from(e: &Event) -> Self {
         EventHead {
             seq: e.seq,
-            tenant: e.tenant.clone(),
-            status: e.status.clone(),
-            callback_url: e.callback_url.clone(),
+            tenant: e.tenant.as_deref().map(Arc::from),
+            status: Status::from_name(&e.status),
+            inbound: e.is_inbound(),
+            callback_url: e.callback_url.is_some(),
         }
     }
 }

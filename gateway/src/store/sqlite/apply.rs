@@ -11,8 +11,8 @@ use super::receipts::{IdMatch, Matched, ReceiptOutcome};
 use super::status_column;
 use crate::domain::analytics::{channel_of_stored_encoding, MessageFacts, MessageKey, Rollups};
 use crate::domain::{
-    priority_name, stored_encoding_name, Applied, Encoding, IdFormats, MessageId, Money, NewBatch,
-    NewMessage, Status, UnixMs, Update,
+    priority_name, stored_encoding_name, Applied, BatchRow, Encoding, IdFormats, MessageId, Money,
+    NewBatch, NewMessage, Status, UnixMs, Update,
 };
 
 /// `spec` as stored: JSON text, or NULL.
@@ -25,19 +25,47 @@ fn json<T: serde::Serialize>(spec: &Option<T>) -> rusqlite::Result<Option<String
         .transpose()
 }
 
+/// The columns of an accepted message's row, up to its values.
+macro_rules! message_insert_head {
+    () => {
+        "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
+         priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
+         created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat) \
+         VALUES "
+    };
+}
+
+/// The values of an accepted message's row, parameters `?1 ..= ?27`.
+macro_rules! message_values {
+    () => {
+        "(?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+    };
+}
+
+const MESSAGE_INSERT_HEAD: &str = message_insert_head!();
+const MESSAGE_VALUES: &str = message_values!();
+
 /// An accepted message's row.
-const MESSAGE_INSERT: &str =
-    "INSERT INTO messages (id, tenant, status, to_addr, country, from_addr, body, encoding, segments, \
-     priority, scheduled_at, expires_at, callback_url, tags, metadata, carrier, price, currency, \
-     created_at, updated_at, batch_id, voice, smpp, udh, data_coding, email, flow_id, flow_step, chat) \
-     VALUES (?1, ?2, 'accepted', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
+const MESSAGE_INSERT: &str = concat!(message_insert_head!(), message_values!());
 
 /// Stores accepted messages, each with its `accepted` history entry. The two statements are
-/// looked up once per request, not per message.
+/// looked up once per request, not per message. The id range of each batch the messages belong
+/// to is widened to take them in, once per batch after its rows.
 pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(MESSAGE_INSERT)?;
     let mut history = conn.prepare_cached(HISTORY_INSERT)?;
+    // Each batch's lowest and highest id among these messages (rarely more than one batch).
+    let mut batches: Vec<(&str, MessageId, MessageId)> = Vec::new();
     for m in messages {
+        if let Some(batch) = m.batch_id.as_deref() {
+            match batches.iter_mut().find(|(b, _, _)| *b == batch) {
+                Some((_, first, last)) => {
+                    *first = (*first).min(m.id);
+                    *last = (*last).max(m.id);
+                }
+                None => batches.push((batch, m.id, m.id)),
+            }
+        }
         let tags = serde_json::to_string(&m.tags)
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let voice = json(&m.voice)?;
@@ -83,6 +111,137 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
             super::tenancy::write_request(conn, request)?;
         }
     }
+    for (batch, first, last) in batches {
+        super::tenancy::widen_batch_range(conn, batch, first, last)?;
+    }
+    Ok(())
+}
+
+/// Rows stored by one execution of the batch insert ([`message_insert_rows`]). Each execution
+/// of a statement opens its b-trees and seeks each from its root; sixteen rows per execution
+/// pay that once for sixteen rows.
+const ROWS_PER_INSERT: usize = 16;
+
+/// Parameters of one row in [`MESSAGE_INSERT`].
+const ROW_PARAMS: usize = 27;
+
+/// [`MESSAGE_INSERT`] for [`ROWS_PER_INSERT`] rows: row `k` takes parameters
+/// `27k + 1 ..= 27k + 27`, each as the one-row statement takes `1 ..= 27`.
+fn message_insert_rows() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let mut sql = String::from(MESSAGE_INSERT_HEAD);
+        for k in 0..ROWS_PER_INSERT {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            // Every `?n` of the row's values becomes `?(n + 27k)`.
+            let mut chars = MESSAGE_VALUES.chars().peekable();
+            while let Some(ch) = chars.next() {
+                sql.push(ch);
+                if ch != '?' {
+                    continue;
+                }
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                sql.push_str(&(n + k * ROW_PARAMS).to_string());
+            }
+        }
+        sql
+    })
+}
+
+/// What one row's place in an insert statement holds from the last row bound there (`None`:
+/// nothing yet), so that a value equal to it is not bound again.
+#[derive(Clone, Copy, Default)]
+struct Bound<'a> {
+    carrier: Option<u16>,
+    country: Option<Option<&'a str>>,
+    price: Option<Option<Money>>,
+    own_body: Option<bool>,
+}
+
+/// The columns every message of a batch shares, as bound.
+struct Shared<'a> {
+    common: &'a NewMessage,
+    tags: String,
+    voice: Option<String>,
+    smpp: Option<String>,
+    email: Option<String>,
+    chat: Option<String>,
+}
+
+impl Shared<'_> {
+    /// Binds the shared columns of the row whose parameters start after `base`.
+    fn bind(&self, stmt: &mut rusqlite::Statement<'_>, base: usize) -> rusqlite::Result<()> {
+        let c = self.common;
+        stmt.raw_bind_parameter(base + 2, &c.tenant)?;
+        stmt.raw_bind_parameter(base + 5, &c.from)?;
+        stmt.raw_bind_parameter(base + 9, priority_name(c.priority))?;
+        stmt.raw_bind_parameter(base + 10, c.scheduled_at)?;
+        stmt.raw_bind_parameter(base + 11, c.expires_at)?;
+        stmt.raw_bind_parameter(base + 12, &c.callback_url)?;
+        stmt.raw_bind_parameter(base + 13, &self.tags)?;
+        stmt.raw_bind_parameter(base + 14, &c.metadata)?;
+        stmt.raw_bind_parameter(base + 18, c.created_at)?;
+        stmt.raw_bind_parameter(base + 19, &c.batch_id)?;
+        stmt.raw_bind_parameter(base + 20, &self.voice)?;
+        stmt.raw_bind_parameter(base + 21, &self.smpp)?;
+        stmt.raw_bind_parameter(base + 22, &c.udh)?;
+        stmt.raw_bind_parameter(base + 23, c.data_coding)?;
+        stmt.raw_bind_parameter(base + 24, &self.email)?;
+        stmt.raw_bind_parameter(base + 25, c.flow.map(|f| f.flow.0))?;
+        stmt.raw_bind_parameter(base + 26, c.flow.map(|f| f.step))?;
+        stmt.raw_bind_parameter(base + 27, &self.chat)?;
+        Ok(())
+    }
+}
+
+/// Binds `row`'s own columns at the row place whose parameters start after `base`; a country,
+/// body, carrier or price only when it differs from what `bound` says the place holds.
+fn bind_row<'a>(
+    stmt: &mut rusqlite::Statement<'_>,
+    base: usize,
+    bound: &mut Bound<'a>,
+    batch: &'a NewBatch,
+    row: &'a BatchRow,
+    to: &mut String,
+) -> rusqlite::Result<()> {
+    to.clear();
+    to.push('+');
+    to.push_str(row.to.as_str());
+    stmt.raw_bind_parameter(base + 1, row.id.0)?;
+    stmt.raw_bind_parameter(base + 3, &*to)?;
+    let country = row.country.as_deref();
+    if bound.country != Some(country) {
+        stmt.raw_bind_parameter(base + 4, country)?;
+        bound.country = Some(country);
+    }
+    match &row.body {
+        Some(own) => {
+            stmt.raw_bind_parameter(base + 6, &**own)?;
+            bound.own_body = Some(true);
+        }
+        None if bound.own_body != Some(false) => {
+            stmt.raw_bind_parameter(base + 6, &batch.common.body)?;
+            bound.own_body = Some(false);
+        }
+        None => {}
+    }
+    stmt.raw_bind_parameter(base + 7, row.encoding.name())?;
+    stmt.raw_bind_parameter(base + 8, row.segments)?;
+    if bound.carrier != Some(row.carrier) {
+        stmt.raw_bind_parameter(base + 15, batch.carrier(row))?;
+        bound.carrier = Some(row.carrier);
+    }
+    if bound.price != Some(row.price) {
+        stmt.raw_bind_parameter(base + 16, row.price.map(|p| p.amount.to_string()))?;
+        stmt.raw_bind_parameter(base + 17, row.price.map(|p| p.currency.to_string()))?;
+        bound.price = Some(row.price);
+    }
     Ok(())
 }
 
@@ -90,48 +249,66 @@ pub(super) fn insert_messages(conn: &Connection, messages: &[NewMessage]) -> rus
 /// counts them into `roll`. The columns every message shares are bound once for the batch and
 /// stay bound (SQLite keeps a statement's bindings across executions); per message only its
 /// own columns are bound, and a carrier, country or price only when it differs from the row
-/// before. Consecutive rows of one carrier and country are counted into the rollups at once.
+/// before in the same place. Rows go [`ROWS_PER_INSERT`] to an execution, the rest one by one.
+/// Consecutive rows of one carrier and country are counted into the rollups at once.
+///
+/// The `accepted` history entries of a batch with an id are written after its rows by one
+/// statement that reads them back in id order ([`BATCH_HISTORY_INSERT`]): one execution instead
+/// of one per message, the same entries. The batch's id range is recorded with it.
 pub(super) fn insert_batch(
     conn: &Connection,
     batch: &NewBatch,
     roll: &mut Rollups,
 ) -> rusqlite::Result<()> {
     let c = &batch.common;
-    let mut insert = conn.prepare_cached(MESSAGE_INSERT)?;
-    let mut history = conn.prepare_cached(HISTORY_INSERT)?;
-    let tags = serde_json::to_string(&c.tags)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    insert.raw_bind_parameter(2, &c.tenant)?;
-    insert.raw_bind_parameter(5, &c.from)?;
-    insert.raw_bind_parameter(9, priority_name(c.priority))?;
-    insert.raw_bind_parameter(10, c.scheduled_at)?;
-    insert.raw_bind_parameter(11, c.expires_at)?;
-    insert.raw_bind_parameter(12, &c.callback_url)?;
-    insert.raw_bind_parameter(13, &tags)?;
-    insert.raw_bind_parameter(14, &c.metadata)?;
-    insert.raw_bind_parameter(18, c.created_at)?;
-    insert.raw_bind_parameter(19, &c.batch_id)?;
-    insert.raw_bind_parameter(20, json(&c.voice)?)?;
-    insert.raw_bind_parameter(
-        21,
-        c.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored),
-    )?;
-    insert.raw_bind_parameter(22, &c.udh)?;
-    insert.raw_bind_parameter(23, c.data_coding)?;
-    insert.raw_bind_parameter(24, json(&c.email)?)?;
-    insert.raw_bind_parameter(25, c.flow.map(|f| f.flow.0))?;
-    insert.raw_bind_parameter(26, c.flow.map(|f| f.step))?;
-    insert.raw_bind_parameter(27, json(&c.chat)?)?;
-    history.raw_bind_parameter(2, c.created_at)?;
-    history.raw_bind_parameter(3, Status::Accepted.as_str())?;
-    history.raw_bind_parameter(4, None::<&str>)?;
-    history.raw_bind_parameter(5, &c.tenant)?;
-    // What the statement holds from the row before (`None`: not bound yet).
-    let mut bound_carrier = None;
-    let mut bound_country: Option<Option<&str>> = None;
-    let mut bound_price: Option<Option<Money>> = None;
-    let mut bound_own_body: Option<bool> = None;
+    let shared = Shared {
+        common: c,
+        tags: serde_json::to_string(&c.tags)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        voice: json(&c.voice)?,
+        smpp: c.smpp.as_ref().map(crate::domain::SmppOrigin::to_stored),
+        email: json(&c.email)?,
+        chat: json(&c.chat)?,
+    };
     let mut to = String::with_capacity(16);
+    // The request's records (batch row, idempotency key) go with its first stored rows.
+    let mut request_written = false;
+    let write_request = |written: &mut bool| -> rusqlite::Result<()> {
+        if !std::mem::replace(written, true) {
+            if let Some(request) = &c.request {
+                super::tenancy::write_request(conn, request)?;
+            }
+        }
+        Ok(())
+    };
+    let whole = batch.rows.len() - batch.rows.len() % ROWS_PER_INSERT;
+    let (chunked, rest) = batch.rows.split_at(whole);
+    if !chunked.is_empty() {
+        let mut insert = conn.prepare_cached(message_insert_rows())?;
+        let mut places = [Bound::default(); ROWS_PER_INSERT];
+        for k in 0..ROWS_PER_INSERT {
+            shared.bind(&mut insert, k * ROW_PARAMS)?;
+        }
+        for chunk in chunked.chunks_exact(ROWS_PER_INSERT) {
+            for ((k, row), bound) in chunk.iter().enumerate().zip(places.iter_mut()) {
+                bind_row(&mut insert, k * ROW_PARAMS, bound, batch, row, &mut to)?;
+            }
+            insert.raw_execute()?;
+            write_request(&mut request_written)?;
+        }
+    }
+    if !rest.is_empty() {
+        let mut insert = conn.prepare_cached(MESSAGE_INSERT)?;
+        let mut bound = Bound::default();
+        shared.bind(&mut insert, 0)?;
+        for row in rest {
+            bind_row(&mut insert, 0, &mut bound, batch, row, &mut to)?;
+            insert.raw_execute()?;
+            write_request(&mut request_written)?;
+        }
+    }
+    // The lowest and highest id of the rows, for the batch's range and its history entries.
+    let mut range: Option<(MessageId, MessageId)> = None;
     // The rollup run: its key's carrier and country, how many and their price.
     let mut run: Option<(u16, Option<&str>, Encoding, u64, u64)> = None;
     let flush = |roll: &mut Rollups, run: (u16, Option<&str>, Encoding, u64, u64)| {
@@ -144,47 +321,12 @@ pub(super) fn insert_batch(
         );
         roll.accepted_many(c.created_at, key, n, nanos);
     };
-    for (i, row) in batch.rows.iter().enumerate() {
-        to.clear();
-        to.push('+');
-        to.push_str(row.to.as_str());
-        insert.raw_bind_parameter(1, row.id.0)?;
-        insert.raw_bind_parameter(3, &to)?;
+    for row in &batch.rows {
+        range = Some(match range {
+            None => (row.id, row.id),
+            Some((first, last)) => (first.min(row.id), last.max(row.id)),
+        });
         let country = row.country.as_deref();
-        if bound_country != Some(country) {
-            insert.raw_bind_parameter(4, country)?;
-            bound_country = Some(country);
-        }
-        match &row.body {
-            Some(own) => {
-                insert.raw_bind_parameter(6, &**own)?;
-                bound_own_body = Some(true);
-            }
-            None if bound_own_body != Some(false) => {
-                insert.raw_bind_parameter(6, &c.body)?;
-                bound_own_body = Some(false);
-            }
-            None => {}
-        }
-        insert.raw_bind_parameter(7, row.encoding.name())?;
-        insert.raw_bind_parameter(8, row.segments)?;
-        if bound_carrier != Some(row.carrier) {
-            insert.raw_bind_parameter(15, batch.carrier(row))?;
-            bound_carrier = Some(row.carrier);
-        }
-        if bound_price != Some(row.price) {
-            insert.raw_bind_parameter(16, row.price.map(|p| p.amount.to_string()))?;
-            insert.raw_bind_parameter(17, row.price.map(|p| p.currency.to_string()))?;
-            bound_price = Some(row.price);
-        }
-        insert.raw_execute()?;
-        history.raw_bind_parameter(1, row.id.0)?;
-        history.raw_execute()?;
-        if i == 0 {
-            if let Some(request) = &c.request {
-                super::tenancy::write_request(conn, request)?;
-            }
-        }
         let nanos = row.price.map_or(0, |p| p.amount.nanos());
         match &mut run {
             Some((carrier, country_of_run, encoding, n, sum))
@@ -206,8 +348,44 @@ pub(super) fn insert_batch(
     if let Some(done) = run {
         flush(roll, done);
     }
+    let Some((first, last)) = range else {
+        return Ok(());
+    };
+    match &c.batch_id {
+        Some(batch_id) => {
+            conn.prepare_cached(BATCH_HISTORY_INSERT)?.execute(params![
+                first.0,
+                last.0,
+                batch_id,
+                c.created_at,
+                c.tenant
+            ])?;
+            super::tenancy::widen_batch_range(conn, batch_id, first, last)?;
+        }
+        None => {
+            let mut history = conn.prepare_cached(HISTORY_INSERT)?;
+            for row in &batch.rows {
+                history.execute(params![
+                    row.id.0,
+                    c.created_at,
+                    Status::Accepted.as_str(),
+                    None::<&str>,
+                    c.tenant
+                ])?;
+            }
+        }
+    }
     Ok(())
 }
+
+/// The `accepted` history entries of a batch's messages just stored: those with its id
+/// (`?3`) in its range of ids (`?1..=?2`, shared with other requests' messages made
+/// meanwhile), in id order, with the batch's acceptance time (`?4`) and tenant (`?5`): the
+/// entries [`HISTORY_INSERT`] writes one by one.
+pub(super) const BATCH_HISTORY_INSERT: &str =
+    "INSERT OR IGNORE INTO history (message_id, at, status, detail, tenant) \
+     SELECT id, ?4, 'accepted', NULL, ?5 FROM messages \
+     WHERE id >= ?1 AND id <= ?2 AND batch_id = ?3 ORDER BY id";
 
 /// Applies one update and says what it did; what it changed is added to `roll`.
 pub(super) fn apply_update(

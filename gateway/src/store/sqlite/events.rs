@@ -5,13 +5,15 @@
 //! fields are joined at read time from `messages` (or `inbound`) and `segments`: nothing is
 //! copied when the event is written.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use switchyard_routing::Channel;
 
 use super::SqliteStore;
 use crate::domain::OptOutChange;
-use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, UnixMs};
+use crate::domain::{Applied, InboundMessage, MessageId, PartialParts, Status, UnixMs};
 use crate::domain::{EndpointHealth, OptOut};
 use crate::domain::{Event, EventWrite};
 use crate::store::events::{
@@ -384,41 +386,56 @@ fn events_after(
 }
 
 /// The heads of the events after `seq` (see [`EventStore::event_heads_after`]): each event's
-/// tenant taken where [`event_from_row`] takes it, the message's callback URL, and nothing
-/// else (no message row decoded, no segment read).
+/// tenant taken where [`event_from_row`] takes it, whether the message has a callback URL, and
+/// nothing else (no message row decoded, no segment read). Text is compared where SQLite holds
+/// it: a tenant is copied only when it differs from the previous head's.
 fn event_heads_after(
     conn: &Connection,
     seq: i64,
     limit: usize,
 ) -> rusqlite::Result<Vec<EventHead>> {
-    conn.prepare_cached(
-        "SELECT h.seq, h.status, h.tenant, m.tenant, m.callback_url, i.tenant FROM history h \
+    let mut stmt = conn.prepare_cached(
+        "SELECT h.seq, h.status, h.tenant, m.tenant, m.callback_url IS NOT NULL, i.tenant \
+         FROM history h \
          LEFT JOIN messages m ON m.id = h.message_id AND h.status <> 'inbound' \
          LEFT JOIN inbound i ON i.id = h.message_id AND h.status = 'inbound' \
          WHERE h.seq > ?1 ORDER BY h.seq LIMIT ?2",
-    )?
-    .query_map(params![seq, limit as i64], |row| {
-        let status: String = row.get(1)?;
-        let tenant = if status.starts_with("flow_") {
-            row.get(2)?
-        } else if status == "inbound" {
-            row.get(5)?
+    )?;
+    let mut rows = stmt.query(params![seq, limit as i64])?;
+    let mut heads = Vec::with_capacity(limit.min(1024));
+    let mut last: Option<Arc<str>> = None;
+    while let Some(row) = rows.next()? {
+        let status = row.get_ref(1)?.as_str()?;
+        let flow = status.starts_with("flow_");
+        let inbound = status == "inbound";
+        let parsed = Status::from_name(status);
+        let column = if flow {
+            2
+        } else if inbound {
+            5
         } else {
-            row.get(3)?
+            3
         };
-        let callback_url = if status.starts_with("flow_") || status == "inbound" {
-            None
-        } else {
-            row.get(4)?
+        let tenant = match row.get_ref(column)?.as_str_or_null()? {
+            None => None,
+            Some(t) => match &last {
+                Some(l) if **l == *t => last.clone(),
+                _ => {
+                    last = Some(Arc::from(t));
+                    last.clone()
+                }
+            },
         };
-        Ok(EventHead {
+        let callback_url = !flow && !inbound && row.get::<_, Option<bool>>(4)?.unwrap_or(false);
+        heads.push(EventHead {
             seq: row.get(0)?,
             tenant,
-            status,
+            status: parsed,
+            inbound,
             callback_url,
-        })
-    })?
-    .collect()
+        });
+    }
+    Ok(heads)
 }
 
 fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {

@@ -620,8 +620,12 @@ fn clone_error(e: &StoreError) -> StoreError {
 
 /// Reads a status column written by [`Status::as_str`].
 fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Status> {
-    let text: String = row.get(index)?;
-    text.parse::<Status>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+    let text = row.get_ref(index)?.as_str()?;
+    Status::from_name(text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unknown status {text:?}").into(),
+        )
     })
 }

@@ -61,6 +61,23 @@ pub(super) fn write_request(conn: &Connection, r: &RequestRecord) -> rusqlite::R
     Ok(())
 }
 
+/// Widens batch `batch`'s id range (`batches.first_id`, `last_id`) to take in messages with ids
+/// `first..=last`, written in the same transaction. A batch's messages can come in more than one
+/// store request; each widens the range. A batch without a row (none was recorded) is left alone.
+pub(super) fn widen_batch_range(
+    conn: &Connection,
+    batch: &str,
+    first: MessageId,
+    last: MessageId,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE batches SET first_id = min(coalesce(first_id, ?2), ?2), \
+         last_id = max(coalesce(last_id, ?3), ?3) WHERE id = ?1",
+    )?
+    .execute(params![batch, first.0, last.0])?;
+    Ok(())
+}
+
 /// Messages of `tenant` accepted at or after `since` (ids are time-ordered, so this is a range
 /// of the `(tenant, id)` index).
 pub(super) fn accepted_since(
@@ -102,30 +119,43 @@ pub(super) fn batch(
     tenant: &str,
     id: &str,
 ) -> rusqlite::Result<Option<BatchSummary>> {
-    let Some(batch) = conn
+    let Some((batch, range)) = conn
         .prepare_cached(
-            "SELECT created_at, recipients, accepted, rejected FROM batches \
+            "SELECT created_at, recipients, accepted, rejected, first_id, last_id FROM batches \
              WHERE id = ?1 AND tenant = ?2",
         )?
         .query_row(params![id, tenant], |row| {
-            Ok(BatchRecord {
+            let record = BatchRecord {
                 id: id.to_owned(),
                 tenant: tenant.to_owned(),
                 created_at: row.get(0)?,
                 recipients: row.get(1)?,
                 accepted: row.get(2)?,
                 rejected: row.get(3)?,
-            })
+            };
+            let range: Option<(i64, i64)> = match (row.get(4)?, row.get(5)?) {
+                (Some(first), Some(last)) => Some((first, last)),
+                _ => None,
+            };
+            Ok((record, range))
         })
         .optional()?
     else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT status, count(*) FROM messages WHERE batch_id = ?1 GROUP BY status",
-    )?;
-    let counts = stmt
-        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(String, u64)>>>()?;
+    // The batch's messages are those with its id in its range of the table's key (other
+    // requests' messages made meanwhile share the range and are filtered out).
+    let counts = match range {
+        None => Vec::new(),
+        Some((first, last)) => conn
+            .prepare_cached(
+                "SELECT status, count(*) FROM messages \
+                 WHERE id >= ?2 AND id <= ?3 AND batch_id = ?1 GROUP BY status",
+            )?
+            .query_map(params![id, first, last], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(String, u64)>>>()?,
+    };
     Ok(Some(BatchSummary { batch, counts }))
 }

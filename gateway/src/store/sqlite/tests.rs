@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::harness::TempDir;
 use super::*;
 use crate::domain::{IdFormats, InboundMessage, ReceiptUpdate};
-use crate::store::suite::fixtures::{cdr, id, message, message_at, receipt, sent, status_at};
+use crate::store::suite::fixtures::{cdr, id, message, message_at, receipt, sent, status_at, T0};
 
 fn open(path: &Path) -> SqliteStore {
     SqliteStore::open(path, SqliteOptions::default()).unwrap()
@@ -140,6 +140,113 @@ async fn a_newer_schema_is_refused() {
     assert!(err.to_string().contains("99"), "{err}");
 }
 
+/// A database of schema version 24, holding two batches whose messages interleave, a batch
+/// whose messages are gone and a message of no batch, is brought to the current version in
+/// place: each batch keeps its counts, now read over its id range, and takes new messages.
+#[tokio::test]
+async fn a_v24_database_with_batches_is_migrated_in_place() {
+    let dir = TempDir::new();
+    {
+        let conn = Connection::open(dir.db()).unwrap();
+        for sql in &schema::MIGRATIONS[..24] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 24).unwrap();
+        let row = |n: i64, status: &str, batch: Option<&str>| {
+            conn.execute(
+                "INSERT INTO messages (id, tenant, status, to_addr, from_addr, body, encoding, \
+                 segments, priority, tags, created_at, updated_at, batch_id) \
+                 VALUES (?1, 't', ?2, '+15555550001', 'Acme', 'hi', 'gsm7', 1, 'normal', '[]', \
+                 ?3, ?3, ?4)",
+                rusqlite::params![id(n).0, status, T0 + n, batch],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO history (message_id, at, status, detail, tenant) \
+                 VALUES (?1, ?2, 'accepted', NULL, 't')",
+                rusqlite::params![id(n).0, T0 + n],
+            )
+            .unwrap();
+        };
+        row(1, "accepted", Some("bat_a"));
+        row(2, "sent", Some("bat_b"));
+        row(3, "queued", Some("bat_a"));
+        row(4, "sent", Some("bat_b"));
+        row(5, "delivered", Some("bat_a"));
+        row(6, "accepted", None);
+        for (batch, recipients) in [("bat_a", 3), ("bat_b", 2), ("bat_c", 4)] {
+            conn.execute(
+                "INSERT INTO batches (id, tenant, created_at, recipients, accepted, rejected) \
+                 VALUES (?1, 't', ?2, ?3, ?3, 0)",
+                rusqlite::params![batch, T0, recipients],
+            )
+            .unwrap();
+        }
+    }
+    let store = open(&dir.db());
+    let counts = |summary: Option<BatchSummary>| {
+        let summary = summary.unwrap();
+        summary
+            .counts
+            .into_iter()
+            .map(|(status, n)| format!("{status}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        counts(store.batch("t", "bat_a").await.unwrap()),
+        "accepted=1 delivered=1 queued=1"
+    );
+    assert_eq!(counts(store.batch("t", "bat_b").await.unwrap()), "sent=2");
+    assert_eq!(counts(store.batch("t", "bat_c").await.unwrap()), "");
+    assert!(store.batch("u", "bat_a").await.unwrap().is_none());
+
+    // New messages of an old batch widen its range.
+    store
+        .insert(vec![NewMessage {
+            batch_id: Some("bat_a".into()),
+            ..message("t", 9, 1)
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        counts(store.batch("t", "bat_a").await.unwrap()),
+        "accepted=2 delivered=1 queued=1"
+    );
+    store.close().await.unwrap();
+
+    let conn = Connection::open(dir.db()).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, schema::MIGRATIONS.len() as i64);
+    let ranges: Vec<(String, Option<i64>, Option<i64>)> = conn
+        .prepare("SELECT id, first_id, last_id FROM batches ORDER BY id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        ranges,
+        vec![
+            ("bat_a".into(), Some(id(1).0), Some(id(9).0)),
+            ("bat_b".into(), Some(id(2).0), Some(id(4).0)),
+            ("bat_c".into(), None, None),
+        ]
+    );
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'messages_batch'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0);
+    assert_eq!(count(&dir.db(), "messages"), 7);
+    assert_eq!(count(&dir.db(), "history"), 7);
+}
+
 #[tokio::test]
 async fn large_requests_are_split_across_transactions_only_between_requests() {
     let dir = TempDir::new();
@@ -233,6 +340,12 @@ async fn hot_queries_use_their_indexes() {
         "SELECT id FROM messages WHERE {} AND id > 5 AND id <= 9 ORDER BY id LIMIT 10",
         schema::UNFINISHED
     );
+    let batch_history = super::apply::BATCH_HISTORY_INSERT
+        .replace("?1", "5")
+        .replace("?2", "9")
+        .replace("?3", "'bat_1'")
+        .replace("?4", "1")
+        .replace("?5", "'t'");
     let cases = [
         (unfinished.as_str(), "messages_unfinished"),
         ("SELECT id FROM messages WHERE tenant = 'a' AND id < 5 ORDER BY id DESC LIMIT 10", "messages_tenant"),
@@ -263,6 +376,16 @@ async fn hot_queries_use_their_indexes() {
         (
             "SELECT id_hash FROM dashboard_sessions WHERE expires_at <= 5",
             "dashboard_sessions_expiry (expires_at<?)",
+        ),
+        // A batch's progress and its history entries: its range of the table's key.
+        (
+            "SELECT status, count(*) FROM messages WHERE id >= 5 AND id <= 9 \
+             AND batch_id = 'bat_1' GROUP BY status",
+            "SEARCH messages USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+        ),
+        (
+            batch_history.as_str(),
+            "SEARCH messages USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
         ),
     ];
     for (sql, index) in cases {
