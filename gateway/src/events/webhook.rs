@@ -1448,6 +1448,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Events 1..=200 alternately to `failing` (odd, tenant `bad`) and `busy` (even, tenant
+    /// `good`): the outbox rows `submit` hands back are written, every even event must reach
+    /// `busy` once (`delivered` reports them), and then the watermark passes all 200; leaves
+    /// the odd ones' fate to the caller.
+    async fn failing_and_busy(
+        webhooks: &Arc<Webhooks>,
+        store: &Arc<SqliteStore>,
+        (bad, failing): (&str, &str),
+        (good, busy): (&str, &str),
+        delivered: &mut tokio::sync::mpsc::UnboundedReceiver<i64>,
+    ) {
+        let mut rows = Vec::new();
+        for i in 0..100 {
+            let body = Bytes::from_static(b"{}");
+            rows.extend(webhooks.submit(2 * i + 1, bad.into(), failing.into(), body.clone()));
+            rows.extend(webhooks.submit(2 * i + 2, good.into(), busy.into(), body));
+        }
+        write_all(&(store.clone() as Arc<dyn Store>), rows).await;
+        let mut seen = HashSet::new();
+        while seen.len() < 100 {
+            let seq = tokio::time::timeout(Duration::from_secs(10), delivered.recv())
+                .await
+                .expect("the busy endpoint's webhooks waited behind the failing one's")
+                .unwrap();
+            assert_eq!(seq % 2, 0, "{seq}");
+            assert!(seen.insert(seq), "event {seq} delivered twice");
+        }
+        until(|| webhooks.watermark(200) == 200).await;
+    }
+
     /// Tenant A's endpoint fails every webhook: its first attempts, and those waiting behind
     /// them, go to the outbox; tenant B's busy endpoint gets all of its own, none stored.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1462,23 +1492,7 @@ mod tests {
         let (tx_b, mut rx_b) = tokio::sync::mpsc::unbounded_channel();
         let failing = endpoint(500, Duration::ZERO, tx_a).await;
         let busy = endpoint(200, Duration::from_millis(2), tx_b).await;
-        let mut rows = Vec::new();
-        for i in 0..100 {
-            let body = Bytes::from_static(b"{}");
-            rows.extend(webhooks.submit(2 * i + 1, "a".into(), failing.clone(), body.clone()));
-            rows.extend(webhooks.submit(2 * i + 2, "b".into(), busy.clone(), body));
-        }
-        write_all(&(store.clone() as Arc<dyn Store>), rows).await;
-        let mut seen = HashSet::new();
-        while seen.len() < 100 {
-            let seq = tokio::time::timeout(Duration::from_secs(10), rx_b.recv())
-                .await
-                .expect("B's webhooks waited behind A's")
-                .unwrap();
-            assert_eq!(seq % 2, 0, "{seq}");
-            assert!(seen.insert(seq), "event {seq} delivered twice");
-        }
-        until(|| webhooks.watermark(200) == 200).await;
+        failing_and_busy(&webhooks, &store, ("a", &failing), ("b", &busy), &mut rx_b).await;
         // Every one of A's events is in the outbox, once; none of B's.
         assert_eq!(store.outbox_depth().await.unwrap(), 100);
         let tenants = webhooks.tenants.lock();
@@ -1513,23 +1527,14 @@ mod tests {
         let (tx_good, mut rx_good) = tokio::sync::mpsc::unbounded_channel();
         let failing = endpoint(500, Duration::ZERO, tx_bad).await;
         let busy = endpoint(200, Duration::from_millis(2), tx_good).await;
-        let mut rows = Vec::new();
-        for i in 0..100 {
-            let body = Bytes::from_static(b"{}");
-            rows.extend(webhooks.submit(2 * i + 1, "a".into(), failing.clone(), body.clone()));
-            rows.extend(webhooks.submit(2 * i + 2, "a".into(), busy.clone(), body));
-        }
-        write_all(&(store.clone() as Arc<dyn Store>), rows).await;
-        let mut seen = HashSet::new();
-        while seen.len() < 100 {
-            let seq = tokio::time::timeout(Duration::from_secs(10), rx_good.recv())
-                .await
-                .expect("the busy URL's webhooks waited behind the failing one's")
-                .unwrap();
-            assert_eq!(seq % 2, 0, "{seq}");
-            assert!(seen.insert(seq), "event {seq} delivered twice");
-        }
-        until(|| webhooks.watermark(200) == 200).await;
+        failing_and_busy(
+            &webhooks,
+            &store,
+            ("a", &failing),
+            ("a", &busy),
+            &mut rx_good,
+        )
+        .await;
         // Every webhook to the failing URL is in the outbox, once; none to the busy one.
         assert_eq!(store.outbox_depth().await.unwrap(), 100);
         let tenants = webhooks.tenants.lock();
