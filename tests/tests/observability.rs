@@ -102,6 +102,17 @@ fn start_logged(config: &Path, log: &Path) -> anyhow::Result<Logged> {
     Ok(logged)
 }
 
+/// A provider webhook for a carrier that does not exist (a 404 the handler logs a warning
+/// for), with `X-Request-Id: id`.
+fn unknown_provider_webhook(client: &mut http::Client, id: &str) -> anyhow::Result<http::Response> {
+    client.request(
+        "POST",
+        "/v1/providers/nosuch/webhook",
+        &[("X-Request-Id", id), ("Content-Type", "application/json")],
+        Some(b"{}"),
+    )
+}
+
 #[test]
 fn request_ids_are_echoed_or_made_and_json_log_lines_carry_them() -> anyhow::Result<()> {
     let dir = TempDir::new("obs-logs")?;
@@ -112,15 +123,7 @@ fn request_ids_are_echoed_or_made_and_json_log_lines_carry_them() -> anyhow::Res
 
     // A sane id comes back as sent, on any answer (here a provider webhook refused: a
     // warning logged by the handler).
-    let refused = client.request(
-        "POST",
-        "/v1/providers/nosuch/webhook",
-        &[
-            ("X-Request-Id", "obs-req-42"),
-            ("Content-Type", "application/json"),
-        ],
-        Some(b"{}"),
-    )?;
+    let refused = unknown_provider_webhook(&mut client, "obs-req-42")?;
     assert_eq!(refused.status, 404);
     assert_eq!(refused.header("x-request-id"), Some("obs-req-42"));
     // None, or one that is not acceptable: a new one, 32 hex digits, different each time.
@@ -215,15 +218,7 @@ fn text_log_lines_to_a_file_are_plain() -> anyhow::Result<()> {
     let log = dir.join("stderr.log");
     let gateway = start_logged(&config, &log)?;
     let mut client = http::Client::new(&gateway.api);
-    let refused = client.request(
-        "POST",
-        "/v1/providers/nosuch/webhook",
-        &[
-            ("X-Request-Id", "obs-plain-7"),
-            ("Content-Type", "application/json"),
-        ],
-        Some(b"{}"),
-    )?;
+    let refused = unknown_provider_webhook(&mut client, "obs-plain-7")?;
     assert_eq!(refused.status, 404);
     // The line is written by now: the answer came after it.
     let text = std::fs::read_to_string(&log)?;

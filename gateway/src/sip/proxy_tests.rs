@@ -130,6 +130,18 @@ fn sent(p: &mut Proxy) -> Vec<(SocketAddr, Message)> {
 }
 
 /// The one request with `method` sent to `to`.
+/// Call `call_id` from the caller, answered 200 by trunk A with its Contact (the dialog
+/// established; what the proxy sent meanwhile is dropped).
+fn answered(p: &mut Proxy, call_id: &str, now: Instant) {
+    p.handle_datagram(invite(call_id), addr(CALLER), now);
+    let to_a = request_to(&sent(p), A, Method::Invite);
+    let mut ok = to_a.response(200, "OK", Some("trunk"));
+    ok.headers
+        .push(HeaderName::Contact, "<sip:callee@127.0.0.1:6001>");
+    p.handle_datagram(ok.to_bytes(), addr(A), now);
+    sent(p);
+}
+
 fn request_to(msgs: &[(SocketAddr, Message)], to: &str, method: Method) -> Message {
     msgs.iter()
         .find(|(d, m)| *d == addr(to) && m.method() == Some(method.clone()))
@@ -302,13 +314,7 @@ fn strangers_get_403_and_in_dialog_requests_follow_the_dialog() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].1.status(), Some(403));
 
-    p.handle_datagram(invite("dlg"), addr(CALLER), t0);
-    let to_a = request_to(&sent(&mut p), A, Method::Invite);
-    let mut ok = to_a.response(200, "OK", Some("trunk"));
-    ok.headers
-        .push(HeaderName::Contact, "<sip:callee@127.0.0.1:6001>");
-    p.handle_datagram(ok.to_bytes(), addr(A), t0);
-    sent(&mut p);
+    answered(&mut p, "dlg", t0);
     // The caller's BYE, sent straight to us (no Route), reaches the trunk's Contact.
     let bye = format!(
         "BYE sip:447700900123@{ME} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKbye\r\n\
@@ -1105,13 +1111,7 @@ fn max_forwards_zero_is_answered_483_not_forwarded() {
 fn in_dialog_requests_and_acks_are_spliced() {
     let t0 = Instant::now();
     let mut p = proxy(t0);
-    p.handle_datagram(invite("sdlg"), addr(CALLER), t0);
-    let to_a = request_to(&sent(&mut p), A, Method::Invite);
-    let mut ok = to_a.response(200, "OK", Some("trunk"));
-    ok.headers
-        .push(HeaderName::Contact, "<sip:callee@127.0.0.1:6001>");
-    p.handle_datagram(ok.to_bytes(), addr(A), t0);
-    sent(&mut p);
+    answered(&mut p, "sdlg", t0);
     for (method, branch) in [("ACK", "sack"), ("BYE", "sbye")] {
         // Compact names, two Vias on one line, no Max-Forwards, a Request-URI naming us.
         let req = Bytes::from(format!(
