@@ -10,7 +10,11 @@
 //!   [`ENDPOINT_BACKLOG`] waiting for it; `max_in_flight_per_tenant` webhooks of one tenant
 //!   being sent or waiting for their endpoint, first attempts and retries together, of which
 //!   first attempts hold at most seven eighths ([`first_slots`]): the rest is the tenant's
-//!   retries', so its outbox is retried even while its first attempts never stop coming.
+//!   retries', so its outbox is retried even while its first attempts never stop coming. A
+//!   tenant with a single slot has none to spare: while its first attempts keep the slot busy,
+//!   a retry round asks for a turn (at most every [`RETRY_TURN_EVERY`]), the first attempt
+//!   that ends next gives the slot back instead of handing it on, and the round that follows
+//!   at once lets a due retry take it before the waiting first attempts go on.
 //! - **A busy endpoint costs no store writes.** The pump reads 1,000 events at a time, faster
 //!   than a healthy endpoint answers them. A first attempt that finds its tenant's slots taken
 //!   waits in the tenant's queue in memory (oldest first); each first attempt that ends hands
@@ -89,6 +93,9 @@ pub(crate) const BODY_GRACE: Duration = Duration::from_secs(1);
 pub(crate) const SATURATED_DEFER: Duration = Duration::from_secs(1);
 /// How often the outbox is polled for due retries.
 const RETRY_POLL: Duration = Duration::from_millis(100);
+/// How often a tenant whose single slot its first attempts keep busy lets its retries have a
+/// turn at it (one outbox read each time, and the time that read takes out of the stream).
+const RETRY_TURN_EVERY: Duration = Duration::from_secs(1);
 /// What a tenant is told when the `[egress]` policy refused the destination (the operator's
 /// log says which address and why).
 pub(crate) const REFUSED: &str = "destination not allowed by the gateway's egress policy";
@@ -227,6 +234,24 @@ struct TenantState {
     /// attempts to them that find no slot go to the outbox (with back-off) instead of waiting
     /// behind an endpoint that fails them. The tenant's other URLs are not held back.
     failing: HashSet<String>,
+    /// Whether its retries want a turn at a slot its first attempts never leave free.
+    turn: Turn,
+    /// When its retries last had a turn (or it last asked for one).
+    turn_at: UnixMs,
+}
+
+/// A retries' turn at a tenant's slot, for a tenant without one reserved for them
+/// ([`first_slots`] is all of its slots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Turn {
+    /// None asked for.
+    #[default]
+    None,
+    /// A retry round found the slot taken by first attempts with more waiting: the first
+    /// attempt that ends next gives the slot back instead of handing it on.
+    Wanted,
+    /// The slot was given back: waiting first attempts leave it to the round's retries.
+    Given,
 }
 
 impl TenantState {
@@ -243,6 +268,8 @@ struct Tenants {
     map: HashMap<String, TenantState>,
     /// What all tenants' waiting first attempts cost, at most [`WAITING_BYTES`].
     waiting_bytes: usize,
+    /// Starts a retry round at once (a slot was given back for retries' turn).
+    round: Arc<tokio::sync::Notify>,
 }
 
 impl Tenants {
@@ -308,7 +335,14 @@ impl TenantSlot {
     /// slot was taken is never left without a slot that ends after it.
     fn next_or_release(&mut self) -> Option<Waiting> {
         let mut tenants = self.tenants.lock();
-        if let Some(w) = tenants.pop(&self.tenant) {
+        let turn = tenants
+            .map
+            .get_mut(&self.tenant)
+            .filter(|s| s.turn == Turn::Wanted);
+        if let Some(state) = turn {
+            state.turn = Turn::Given;
+            tenants.round.notify_one();
+        } else if let Some(w) = tenants.pop(&self.tenant) {
             return Some(w);
         }
         release(&mut tenants, &self.tenant, self.first);
@@ -487,12 +521,15 @@ impl Webhooks {
         let max = self.settings.max_in_flight_per_tenant.max(1);
         let slot = {
             let mut tenants = self.tenants.lock();
-            let Tenants { map, waiting_bytes } = &mut *tenants;
+            let Tenants {
+                map, waiting_bytes, ..
+            } = &mut *tenants;
             let state = match map.get_mut(&tenant) {
                 Some(s) => s,
                 None => map.entry(tenant.clone()).or_default(),
             };
-            if state.in_flight >= max || state.first >= first_slots(max) {
+            let no_slot = state.in_flight >= max || state.first >= first_slots(max);
+            if no_slot || state.turn == Turn::Given {
                 if state.failing.contains(&url) {
                     return Some(deferred(seq, tenant, url, first_at, FAILING));
                 }
@@ -622,7 +659,10 @@ impl Webhooks {
     fn start_waiting(self: &Arc<Self>) {
         let max = self.settings.max_in_flight_per_tenant.max(1);
         let free = |s: &TenantState| {
-            s.in_flight < max && s.first < first_slots(max) && !s.waiting.is_empty()
+            s.in_flight < max
+                && s.first < first_slots(max)
+                && !s.waiting.is_empty()
+                && s.turn != Turn::Given
         };
         let mut starts = Vec::new();
         let waiting = {
@@ -669,14 +709,27 @@ impl Webhooks {
     /// What the next read of the outbox may return: [`RETRY_BATCH`] rows, no more of a tenant's
     /// than it has free slots. The rows of a tenant whose slots are all taken are not read at
     /// all, so a saturated endpoint costs no reads and no writes until it has room again.
+    ///
+    /// A tenant without a slot reserved for retries whose first attempts keep its slots busy
+    /// is asked for a turn ([`Turn`]), at most every [`RETRY_TURN_EVERY`].
     fn retry_room(&self) -> OutboxRoom {
         let max = self.settings.max_in_flight_per_tenant.max(1);
+        let now = now_ms();
+        let every = i64::try_from(RETRY_TURN_EVERY.as_millis()).unwrap_or(1000);
         let tenants = self
             .tenants
             .lock()
             .map
-            .iter()
-            .map(|(t, s)| (t.clone(), max.saturating_sub(s.in_flight)))
+            .iter_mut()
+            .map(|(t, s)| {
+                let busy = s.in_flight >= max && !s.waiting.is_empty();
+                let unreserved = first_slots(max) == max;
+                if busy && unreserved && s.turn == Turn::None && now - s.turn_at >= every {
+                    s.turn = Turn::Wanted;
+                    s.turn_at = now;
+                }
+                (t.clone(), max.saturating_sub(s.in_flight))
+            })
             .collect();
         OutboxRoom {
             total: RETRY_BATCH,
@@ -724,11 +777,13 @@ impl Webhooks {
         lease: Arc<crate::cluster::Lease>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut depth_at = std::time::Instant::now();
         let mut reported_at = std::time::Instant::now();
+        let mut depth_at = std::time::Instant::now();
+        let round = self.tenants.lock().round.clone();
         loop {
             let stopping = tokio::select! {
                 _ = tokio::time::sleep(RETRY_POLL) => false,
+                _ = round.notified() => false,
                 _ = shutdown.wait_for(|s| *s) => true,
             };
             if stopping {
@@ -741,86 +796,104 @@ impl Webhooks {
                 self.report_health().await;
             }
             // Waiting first attempts take their free slots before retries read theirs (the
-            // slots first attempts may not hold stay for retries).
+            // slots first attempts may not hold stay for retries), except a slot given back
+            // for the retries' turn.
             self.start_waiting();
-            if !lease.held() {
-                // Another node sends the webhooks (and their retries).
+            if lease.held() {
+                self.retry_round(&mut depth_at).await;
+            }
+            // The retries had their turn (or another node sends them): first attempts go on.
+            let ended = {
+                let mut tenants = self.tenants.lock();
+                let mut ended = false;
+                for state in tenants.map.values_mut().filter(|s| s.turn == Turn::Given) {
+                    state.turn = Turn::None;
+                    ended = true;
+                }
+                ended
+            };
+            if ended {
+                self.start_waiting();
+            }
+        }
+    }
+
+    /// One retry round: reads the due outbox rows within the tenants' free slots and starts
+    /// them; rows whose tenant or endpoint has no room move a little later.
+    async fn retry_round(self: &Arc<Self>, depth_at: &mut std::time::Instant) {
+        if depth_at.elapsed() >= Duration::from_secs(1) {
+            *depth_at = std::time::Instant::now();
+            if let Ok(depth) = self.events.outbox_depth().await {
+                metrics::gauge!("switchyard_webhook_retry_queue_depth").set(depth as f64);
+            }
+        }
+        // Retries that committed before this read are visible to it: forget them now.
+        let settled = std::mem::take(&mut *self.finished.lock());
+        {
+            let mut retrying = self.retrying.lock();
+            for id in settled {
+                retrying.remove(&id);
+            }
+        }
+        let due = match self.events.outbox_due(now_ms(), self.retry_room()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("reading the webhook outbox failed: {e}");
+                return;
+            }
+        };
+        let mut deferred = Vec::new();
+        let mut starting = Vec::new();
+        for entry in due {
+            if self.retrying.lock().contains(&entry.id) {
                 continue;
             }
-            if depth_at.elapsed() >= Duration::from_secs(1) {
-                depth_at = std::time::Instant::now();
-                if let Ok(depth) = self.events.outbox_depth().await {
-                    metrics::gauge!("switchyard_webhook_retry_queue_depth").set(depth as f64);
-                }
-            }
-            // Retries that committed before this read are visible to it: forget them now.
-            let settled = std::mem::take(&mut *self.finished.lock());
-            {
+            let endpoint_full = Target::parse(&entry.url)
+                .ok()
+                .and_then(|t| self.endpoints.lock().get(&t.origin).cloned())
+                .is_some_and(|e| e.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG);
+            let slot = if endpoint_full {
+                None
+            } else {
+                self.tenant_slot(&entry.tenant)
+            };
+            let Some(slot) = slot else {
+                deferred.push(entry.id);
+                continue;
+            };
+            self.retrying.lock().insert(entry.id);
+            starting.push((entry, slot));
+        }
+        // The round's events in one read, not one read per retry.
+        let seqs = starting.iter().map(|(e, _)| e.seq).collect();
+        let mut events: HashMap<i64, Event> = match self.events.events_at(seqs).await {
+            Ok(events) => events.into_iter().map(|e| (e.seq, e)).collect(),
+            Err(e) => {
+                tracing::warn!("reading the events to retry failed: {e}");
                 let mut retrying = self.retrying.lock();
-                for id in settled {
-                    retrying.remove(&id);
+                for (entry, _) in &starting {
+                    retrying.remove(&entry.id);
                 }
+                return;
             }
-            let due = match self.events.outbox_due(now_ms(), self.retry_room()).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!("reading the webhook outbox failed: {e}");
-                    continue;
-                }
-            };
-            let mut deferred = Vec::new();
-            let mut starting = Vec::new();
-            for entry in due {
-                if self.retrying.lock().contains(&entry.id) {
-                    continue;
-                }
-                let endpoint_full = Target::parse(&entry.url)
-                    .ok()
-                    .and_then(|t| self.endpoints.lock().get(&t.origin).cloned())
-                    .is_some_and(|e| e.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG);
-                let slot = if endpoint_full {
-                    None
-                } else {
-                    self.tenant_slot(&entry.tenant)
-                };
-                let Some(slot) = slot else {
-                    deferred.push(entry.id);
-                    continue;
-                };
-                self.retrying.lock().insert(entry.id);
-                starting.push((entry, slot));
-            }
-            // The round's events in one read, not one read per retry.
-            let seqs = starting.iter().map(|(e, _)| e.seq).collect();
-            let mut events: HashMap<i64, Event> = match self.events.events_at(seqs).await {
-                Ok(events) => events.into_iter().map(|e| (e.seq, e)).collect(),
-                Err(e) => {
-                    tracing::warn!("reading the events to retry failed: {e}");
-                    let mut retrying = self.retrying.lock();
-                    for (entry, _) in &starting {
-                        retrying.remove(&entry.id);
-                    }
-                    continue;
-                }
-            };
-            for (entry, slot) in starting {
-                let event = events.remove(&entry.seq);
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let id = entry.id;
-                    me.retry(entry, event).await;
-                    drop(slot);
-                    me.finished.lock().push(id);
-                });
-            }
-            if !deferred.is_empty() {
-                let next_at = self.deferred_at(now_ms());
-                self.write(EventWrite::OutboxDefer {
-                    ids: deferred,
-                    next_at,
-                })
-                .await;
-            }
+        };
+        for (entry, slot) in starting {
+            let event = events.remove(&entry.seq);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let id = entry.id;
+                me.retry(entry, event).await;
+                drop(slot);
+                me.finished.lock().push(id);
+            });
+        }
+        if !deferred.is_empty() {
+            let next_at = self.deferred_at(now_ms());
+            self.write(EventWrite::OutboxDefer {
+                ids: deferred,
+                next_at,
+            })
+            .await;
         }
     }
 
@@ -1544,19 +1617,31 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// Tenant A's new events keep its endpoint busy for seconds; its stored retry (to another
-    /// URL) is sent meanwhile, on a slot first attempts may not take.
+    /// Tenant A's new events keep its first-attempt slots busy at a slow endpoint while a
+    /// retry of A's is due: the retry is sent within a couple of retry rounds, not after the
+    /// 300 new events.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tenants_retries_get_slots_while_its_new_events_keep_coming() {
+        assert_eq!(first_slots(8), 7);
+        retries_get_a_slot_beside_new_events(8, "retry-share").await;
+    }
+
+    /// The same with a single slot, none of it reserved for retries: the retries get turns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_slot_tenants_retries_get_turns_while_its_new_events_keep_coming() {
+        assert_eq!(first_slots(1), 1);
+        retries_get_a_slot_beside_new_events(1, "retry-turn").await;
+    }
+
+    async fn retries_get_a_slot_beside_new_events(max: usize, name: &str) {
         let settings = WebhookSettings {
             max_per_endpoint: 8,
-            max_in_flight_per_tenant: 8,
+            max_in_flight_per_tenant: max,
             ..WebhookSettings::default()
         };
-        assert_eq!(first_slots(8), 7);
-        let (webhooks, store, dir) = sender("retry-share", &["a"], settings);
+        let (webhooks, store, dir) = sender(name, &["a"], settings);
         store.insert(vec![message(1, "a")]).await.unwrap();
-        let (tx_slow, _rx_slow) = tokio::sync::mpsc::unbounded_channel();
+        let (tx_slow, mut rx_slow) = tokio::sync::mpsc::unbounded_channel();
         let (tx_retry, mut rx_retry) = tokio::sync::mpsc::unbounded_channel();
         let slow = endpoint(200, Duration::from_millis(100), tx_slow).await;
         let other = endpoint(200, Duration::ZERO, tx_retry).await;
@@ -1564,7 +1649,7 @@ mod tests {
             let row = webhooks.submit(seq, "a".into(), slow.clone(), Bytes::from_static(b"{}"));
             assert!(row.is_none(), "event {seq} went to the outbox");
         }
-        assert_eq!(webhooks.tenants.lock().map["a"].in_flight, 7);
+        assert_eq!(webhooks.tenants.lock().map["a"].in_flight, first_slots(max));
         let now = now_ms();
         store
             .apply(vec![Update::Events(EventWrite::OutboxAdd {
@@ -1590,7 +1675,20 @@ mod tests {
             .expect("the retry waited for the tenant's new events")
             .unwrap();
         assert_eq!(seq, 1);
-        // 300 new events at 7 every 100 ms take over 4 s: most still wait.
+        // The new events go on after the retry's turn; 300 of them at the slots' pace take
+        // over 4 s: most still wait.
+        let sent_before = {
+            let mut n = 0;
+            while rx_slow.try_recv().is_ok() {
+                n += 1;
+            }
+            n
+        };
+        tokio::time::timeout(Duration::from_secs(2), rx_slow.recv())
+            .await
+            .expect("the new events stopped after the retry")
+            .unwrap();
+        assert!(sent_before + 1 < 300);
         assert!(webhooks.tenants.lock().map["a"].waiting.len() > 100);
         let _ = std::fs::remove_dir_all(dir);
     }
