@@ -319,15 +319,24 @@ pub fn decide(flow: &FlowRecord, now: UnixMs) -> Decision {
     }
 }
 
-/// Whether a delivery moving to `status` can change what [`decide`] says. `accepted`,
-/// `queued` and `submitting` are alike to the rules: none meets a success condition, none is
-/// final, and time limits count from the step's start, not from its status. A move to one of
-/// them changes no decision, so the runner need not read the flow for it.
-pub fn may_decide(status: Status) -> bool {
-    !matches!(
-        status,
-        Status::Accepted | Status::Queued | Status::Submitting
-    )
+/// Whether a delivery moving to `status` can change what [`decide`] says, in a flow where
+/// `sent_succeeds` ([`succeeds_on_sent`]) says whether some step succeeds on `sent`.
+/// `accepted`, `queued` and `submitting` are alike to the rules: none meets a success
+/// condition, none is final, and time limits count from the step's start, not from its
+/// status. `sent` is one more of them unless a step succeeds on it: it is not final, and a
+/// `delivered` or `read` condition is still within reach. A move the rules cannot tell apart
+/// from the status before changes no decision, so the runner need not read the flow for it.
+pub fn may_decide(status: Status, sent_succeeds: bool) -> bool {
+    match status {
+        Status::Accepted | Status::Queued | Status::Submitting => false,
+        Status::Sent => sent_succeeds,
+        _ => true,
+    }
+}
+
+/// Whether some step of a flow succeeds on `sent` (so a delivery's `sent` may end the flow).
+pub fn succeeds_on_sent(steps: &[FlowStep]) -> bool {
+    steps.iter().any(|s| s.success == Success::Sent)
 }
 
 /// How long a `read` step's delivered message may stay unread and still count as pending
@@ -490,7 +499,13 @@ mod tests {
     fn moves_before_sent_decide_nothing() {
         let early = [Status::Accepted, Status::Queued, Status::Submitting];
         for status in Status::ALL {
-            assert_eq!(may_decide(status), !early.contains(&status), "{status:?}");
+            assert_eq!(
+                may_decide(status, true),
+                !early.contains(&status),
+                "{status:?}"
+            );
+            let alike = early.contains(&status) || status == Status::Sent;
+            assert_eq!(may_decide(status, false), !alike, "{status:?}");
         }
         let success = [Success::Sent, Success::Delivered, Success::Read];
         for mode in [
@@ -503,18 +518,36 @@ mod tests {
             for first in success {
                 for second in success {
                     let steps = || vec![stage(first, None), stage(second, Some(30))];
+                    let sent_succeeds = succeeds_on_sent(&steps());
+                    assert_eq!(
+                        sent_succeeds,
+                        first == Success::Sent || second == Success::Sent
+                    );
+                    // The statuses `may_decide` calls alike must decide alike, whichever
+                    // step is in one of them and whatever the other step's status is.
+                    let alike: Vec<Status> = Status::ALL
+                        .into_iter()
+                        .filter(|&s| !may_decide(s, sent_succeeds))
+                        .collect();
                     for now in [1_000, 40_000, 100_000] {
-                        let decisions: Vec<Decision> = early
-                            .iter()
-                            .map(|&s| {
-                                let f = flow(mode, steps(), &[(0, s, 0), (1, Status::Queued, 0)]);
-                                decide(&f, now)
-                            })
-                            .collect();
-                        assert!(
-                            decisions.windows(2).all(|w| w[0] == w[1]),
-                            "{mode:?} {first:?} {second:?} at {now}: {decisions:?}"
-                        );
+                        for other in [Status::Queued, Status::Sent, Status::Delivered] {
+                            for moving in [0u8, 1] {
+                                let decisions: Vec<Decision> = alike
+                                    .iter()
+                                    .map(|&s| {
+                                        let (a, b) =
+                                            if moving == 0 { (s, other) } else { (other, s) };
+                                        let f = flow(mode, steps(), &[(0, a, 0), (1, b, 0)]);
+                                        decide(&f, now)
+                                    })
+                                    .collect();
+                                assert!(
+                                    decisions.windows(2).all(|w| w[0] == w[1]),
+                                    "{mode:?} {first:?} {second:?} step {moving} at {now} \
+                                     beside {other:?}: {decisions:?}"
+                                );
+                            }
+                        }
                     }
                 }
             }

@@ -25,8 +25,10 @@
 //! A delivery's status change names its flow (the store reads it with the message), so it
 //! finds the flow even while the flow's task is still starting that delivery.
 //!
-//! A delivery's move to `queued` or `submitting` changes no decision
-//! ([`crate::domain::may_decide`]): the runner does not read the flow for it.
+//! A delivery's move to `queued` or `submitting` changes no decision, nor does its move to
+//! `sent` unless a step of the flow succeeds on `sent` ([`crate::domain::may_decide`]; the
+//! runner learns that from the flow's steps at its first read): the runner does not read the
+//! flow for those.
 //!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
 //! crash the runner reads the running flows and decides again, starting no step twice and
@@ -40,8 +42,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admission::Refusal;
 use crate::domain::{
-    decide, may_decide, now_ms, Applied, Decision, FlowDelivery, FlowLink, FlowRecord, FlowState,
-    FlowWrite, MessageId, Status, UnixMs, Update,
+    decide, may_decide, now_ms, succeeds_on_sent, Applied, Decision, FlowDelivery, FlowLink,
+    FlowRecord, FlowState, FlowWrite, MessageId, Status, UnixMs, Update,
 };
 use crate::store::Store;
 use crate::submit::{Draft, Placement, SubmitError, Submitter};
@@ -97,7 +99,11 @@ struct Done {
 #[derive(Debug)]
 enum Outcome {
     /// Still running; when to look at it again, if its deliveries say nothing before.
-    Running { wake_at: Option<UnixMs> },
+    Running {
+        wake_at: Option<UnixMs>,
+        /// Whether a step succeeds on `sent` (`None`: the flow could not be read).
+        sent_succeeds: Option<bool>,
+    },
     /// Ended (the end committed) or gone: forget it.
     Finished,
 }
@@ -116,6 +122,9 @@ struct Steps {
 struct Tracked {
     tenant: Arc<str>,
     task: Task,
+    /// Whether a delivery's `sent` may decide something ([`succeeds_on_sent`]); true until
+    /// the flow's steps were read.
+    sent_succeeds: bool,
 }
 
 /// Whether a flow is being decided.
@@ -208,6 +217,7 @@ impl Runner {
                         self.flows.entry(id).or_insert_with(|| Tracked {
                             tenant,
                             task: Task::Idle,
+                            sent_succeeds: true,
                         });
                         // Its first deliveries move within milliseconds (sent, or an RCS
                         // step rejected): one read after them serves both.
@@ -216,8 +226,14 @@ impl Runner {
                     None => return,
                 },
                 moved = applied.recv() => match moved {
-                    Some(Applied::Moved { status, flow: Some(flow), .. }) if may_decide(status) => {
-                        self.soon(flow);
+                    Some(Applied::Moved { status, flow: Some(flow), .. }) => {
+                        let decides = self
+                            .flows
+                            .get(&flow)
+                            .is_some_and(|t| may_decide(status, t.sent_succeeds));
+                        if decides {
+                            self.soon(flow);
+                        }
                     }
                     Some(_) => {}
                     None => return,
@@ -262,6 +278,7 @@ impl Runner {
                 Tracked {
                     tenant: f.tenant.as_str().into(),
                     task: Task::Idle,
+                    sent_succeeds: succeeds_on_sent(&f.steps),
                 },
             );
             self.decide(id, Some(f));
@@ -325,13 +342,19 @@ impl Runner {
             Outcome::Finished => {
                 self.flows.remove(&flow);
             }
-            Outcome::Running { wake_at } => {
+            Outcome::Running {
+                wake_at,
+                sent_succeeds,
+            } => {
                 if let Some(at) = wake_at {
                     self.timers.insert((at, flow));
                 }
                 if let Some(tracked) = self.flows.get_mut(&flow) {
                     let again = tracked.task == Task::Again;
                     tracked.task = Task::Idle;
+                    if let Some(sent_succeeds) = sent_succeeds {
+                        tracked.sent_succeeds = sent_succeeds;
+                    }
                     if again {
                         self.decide(flow, None);
                     }
@@ -355,8 +378,9 @@ impl Steps {
     /// Reads flow `id` (unless `record` is it, just read) and acts on the rules' decision,
     /// deciding again after each step it starts or skips.
     async fn settle(&self, id: MessageId, tenant: Arc<str>, record: Option<FlowRecord>) -> Outcome {
-        let retry = || Outcome::Running {
+        let retry = |sent_succeeds| Outcome::Running {
             wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
+            sent_succeeds,
         };
         let mut f = match record {
             Some(f) => f,
@@ -365,10 +389,11 @@ impl Steps {
                 Ok(None) => return Outcome::Finished,
                 Err(e) => {
                     tracing::warn!(flow = %id, "flows: reading the flow failed: {e}");
-                    return retry();
+                    return retry(None);
                 }
             },
         };
+        let sent_succeeds = Some(succeeds_on_sent(&f.steps));
         // Bounded: each round starts or skips at least one step, or returns.
         for _ in 0..=f.steps.len() * 2 + 1 {
             if f.state != FlowState::Running {
@@ -376,7 +401,12 @@ impl Steps {
             }
             let now = now_ms();
             match decide(&f, now) {
-                Decision::WaitUntil(at) => return Outcome::Running { wake_at: at },
+                Decision::WaitUntil(at) => {
+                    return Outcome::Running {
+                        wake_at: at,
+                        sent_succeeds,
+                    }
+                }
                 Decision::Succeed => return self.end(&f, FlowState::Succeeded).await,
                 Decision::Fail => return self.end(&f, FlowState::Failed).await,
                 Decision::Start(steps) => {
@@ -394,6 +424,7 @@ impl Steps {
                             Err(StepError::Later(wait)) => {
                                 return Outcome::Running {
                                     wake_at: Some(now + wait.as_millis() as i64),
+                                    sent_succeeds,
                                 };
                             }
                             Err(StepError::Skip(reason)) => {
@@ -406,7 +437,7 @@ impl Steps {
                                 };
                                 let done = self.updates.send_durable(Update::Flow(write)).await;
                                 if !matches!(done.await, Ok(Ok(_))) {
-                                    return retry();
+                                    return retry(sent_succeeds);
                                 }
                                 if !f.skipped.iter().any(|(s, _)| *s == step) {
                                     f.skipped.push((step, reason));
@@ -421,7 +452,10 @@ impl Steps {
                 }
             }
         }
-        Outcome::Running { wake_at: None }
+        Outcome::Running {
+            wake_at: None,
+            sent_succeeds,
+        }
     }
 
     /// Sends step `step` of `f`: its request through the accept pipeline, as a delivery of
@@ -477,6 +511,7 @@ impl Steps {
         } else {
             Outcome::Running {
                 wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
+                sent_succeeds: Some(succeeds_on_sent(&f.steps)),
             }
         }
     }
