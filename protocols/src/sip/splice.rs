@@ -25,11 +25,12 @@ use super::header::HeaderName;
 use super::message::Message;
 use super::scan::{for_each_top_level, is_ws, trim};
 
-/// One logical header line of the received bytes (with its continuation lines).
+/// One logical header line of the received bytes (with its continuation lines), of a header
+/// a splice edits.
 #[derive(Debug, Clone)]
 struct Line {
-    /// Its name, when it is one of the headers a splice edits.
-    name: Option<HeaderName>,
+    /// Its name.
+    name: HeaderName,
     /// From the first byte of its name to just after the CRLF of its last continuation line.
     span: Range<usize>,
     /// From just after the colon to the CRLF of its last line.
@@ -59,7 +60,7 @@ pub struct Splice<'a> {
     start_line: Range<usize>,
     /// The Request-URI in the start line (requests).
     request_uri: Option<Range<usize>>,
-    /// The header lines, in order.
+    /// The lines of the headers a splice edits, in order (the others are only copied).
     lines: Vec<Line>,
     /// Where the blank line ending the headers starts.
     headers_end: usize,
@@ -85,8 +86,11 @@ impl<'a> Splice<'a> {
         } else {
             None
         };
-        let mut lines: Vec<Line> = Vec::with_capacity(msg.headers.len());
+        let mut lines: Vec<Line> = Vec::with_capacity(8);
         let mut pos = next;
+        // Whether the last logical line is in `lines` (its continuation lines extend it).
+        let mut kept = false;
+        let mut any = false;
         let headers_end = loop {
             let (end, next) = crlf_line(data, pos)?;
             if end == pos {
@@ -94,17 +98,26 @@ impl<'a> Splice<'a> {
             }
             let line = data.get(pos..end)?;
             if line.first().is_some_and(|&b| is_ws(b)) {
-                let last = lines.last_mut()?;
-                last.span.end = next;
-                last.value.end = end;
+                if !any {
+                    return None;
+                }
+                if kept {
+                    let last = lines.last_mut()?;
+                    last.span.end = next;
+                    last.value.end = end;
+                }
             } else {
                 let colon = memchr::memchr(b':', line)?;
-                let name = known(trim(line.get(..colon)?));
-                lines.push(Line {
-                    name,
-                    span: pos..next,
-                    value: pos + colon + 1..end,
-                });
+                any = true;
+                kept = false;
+                if let Some(name) = known(trim(line.get(..colon)?)) {
+                    lines.push(Line {
+                        name,
+                        span: pos..next,
+                        value: pos + colon + 1..end,
+                    });
+                    kept = true;
+                }
             }
             pos = next;
         };
@@ -146,12 +159,10 @@ impl<'a> Splice<'a> {
     /// Inserts a header line before the first line of the same header, or above all headers
     /// when there is none.
     pub fn push_front(&mut self, name: HeaderName, value: &[u8]) {
+        // Above the first header of all: right after the start line.
         let at = self
-            .lines
-            .iter()
-            .find(|l| l.name.as_ref() == Some(&name))
-            .or(self.lines.first())
-            .map_or(self.headers_end, |l| l.span.start);
+            .first_of(&name)
+            .map_or(self.start_line.end, |l| l.span.start);
         // At the same place, insertions above all headers come before those above a header
         // of their own name (as with `Headers::push_front`, which inserts at index 0).
         let rank = if self.first_of(&name).is_some() { 1 } else { 0 };
@@ -194,7 +205,7 @@ impl<'a> Splice<'a> {
         let spans: Vec<Range<usize>> = self
             .lines
             .iter()
-            .filter(|l| l.name.as_ref() == Some(&name))
+            .filter(|l| l.name == name)
             .map(|l| l.span.clone())
             .collect();
         let value = n.to_string();
@@ -237,7 +248,7 @@ impl<'a> Splice<'a> {
     }
 
     fn first_of(&self, name: &HeaderName) -> Option<&Line> {
-        self.lines.iter().find(|l| l.name.as_ref() == Some(name))
+        self.lines.iter().find(|l| l.name == *name)
     }
 
     fn edit(&mut self, at: Range<usize>, rank: u8, write: impl FnOnce(&mut Vec<u8>)) {
@@ -285,6 +296,13 @@ fn request_uri_span(data: &[u8], from: usize, to: usize) -> Option<Range<usize>>
 
 /// The headers a splice edits, by their long or compact name.
 fn known(name: &[u8]) -> Option<HeaderName> {
+    // Via (compact `v`), Record-Route, Route, Max-Forwards: most lines are none of them.
+    if !matches!(
+        name.first().map(u8::to_ascii_lowercase),
+        Some(b'v' | b'r' | b'm')
+    ) {
+        return None;
+    }
     [
         HeaderName::Via,
         HeaderName::RecordRoute,
