@@ -20,7 +20,11 @@
 //!   waits in the tenant's queue in memory (oldest first); each first attempt that ends hands
 //!   its slot to the next one waiting, and every retry round starts waiting ones on slots that
 //!   are free. The queue takes up to [`WAITING_TENANT_BYTES`] per tenant and
-//!   [`WAITING_BYTES`] over all tenants (bodies, URLs and bookkeeping); beyond that, and while
+//!   [`WAITING_BYTES`] over all tenants (bodies, URLs and bookkeeping); beyond that, up to
+//!   [`WAITING_UNRENDERED_TENANT`] per tenant and [`WAITING_UNRENDERED`] in all wait without
+//!   their body (the event's place and URL), read from the log and rendered again when their
+//!   turn comes: one read instead of an outbox row's insert, read and delete, which under a
+//!   sustained backlog took CPU from a gateway already short of it. Beyond those, and while
 //!   the last attempt to their URL failed (that endpoint is failing: waiting behind it would
 //!   only delay the events the outbox retries with back-off), first attempts go to the outbox.
 //!   A first attempt that fails at the endpoint takes every webhook waiting for the same URL
@@ -82,6 +86,12 @@ pub(crate) const ENDPOINT_BACKLOG: usize = 1024;
 pub(crate) const WAITING_TENANT_BYTES: usize = 4 << 20;
 /// Bytes of first attempts that may wait in memory for a tenant slot, over all tenants.
 pub(crate) const WAITING_BYTES: usize = 32 << 20;
+/// First attempts of one tenant that may wait beyond [`WAITING_TENANT_BYTES`] without their
+/// rendered body (their event's place and URL only, read from the log again when their turn
+/// comes) before further ones go to the outbox.
+pub(crate) const WAITING_UNRENDERED_TENANT: usize = 32_768;
+/// The same over all tenants (about 110 bytes each: at most 14 MiB).
+pub(crate) const WAITING_UNRENDERED: usize = 131_072;
 /// Outbox rows taken per retry round.
 pub(crate) const RETRY_BATCH: usize = 1024;
 /// Most bytes of a response body read; a longer body is dropped with its connection.
@@ -193,16 +203,19 @@ struct Waiting {
     seq: i64,
     /// Where it goes.
     url: String,
-    /// The rendered event.
-    body: Bytes,
+    /// The rendered event; `None` when it waits without it (beyond the byte budgets), to be
+    /// read from the log again when its turn comes.
+    body: Option<Bytes>,
     /// When the pump handed it over (the outbox row's `first_at` if it spills).
     first_at: UnixMs,
 }
 
 impl Waiting {
-    /// What it counts against [`WAITING_TENANT_BYTES`] and [`WAITING_BYTES`].
+    /// What it counts against [`WAITING_TENANT_BYTES`] and [`WAITING_BYTES`] (one waiting
+    /// without its body counts against [`WAITING_UNRENDERED_TENANT`] and
+    /// [`WAITING_UNRENDERED`] instead).
     fn cost(&self) -> usize {
-        self.body.len() + self.url.len() + std::mem::size_of::<Waiting>()
+        self.body.as_ref().map_or(0, Bytes::len) + self.url.len() + std::mem::size_of::<Waiting>()
     }
 }
 
@@ -228,8 +241,10 @@ struct TenantState {
     /// First attempts waiting for one of those slots, oldest first: the pump reads in batches
     /// faster than a healthy endpoint answers, and these would otherwise cost outbox rows.
     waiting: VecDeque<Waiting>,
-    /// What `waiting` costs ([`Waiting::cost`]).
+    /// What `waiting` costs ([`Waiting::cost`]), those with their body.
     waiting_bytes: usize,
+    /// How many of `waiting` have no body.
+    unrendered: usize,
     /// The URLs whose last finished attempt failed (at most [`FAILING_URLS`]): first
     /// attempts to them that find no slot go to the outbox (with back-off) instead of waiting
     /// behind an endpoint that fails them. The tenant's other URLs are not held back.
@@ -268,6 +283,8 @@ struct Tenants {
     map: HashMap<String, TenantState>,
     /// What all tenants' waiting first attempts cost, at most [`WAITING_BYTES`].
     waiting_bytes: usize,
+    /// How many of them wait without their body, at most [`WAITING_UNRENDERED`].
+    unrendered: usize,
     /// Starts a retry round at once (a slot was given back for retries' turn).
     round: Arc<tokio::sync::Notify>,
 }
@@ -277,8 +294,13 @@ impl Tenants {
     fn pop(&mut self, tenant: &str) -> Option<Waiting> {
         let state = self.map.get_mut(tenant)?;
         let w = state.waiting.pop_front()?;
-        state.waiting_bytes -= w.cost();
-        self.waiting_bytes -= w.cost();
+        if w.body.is_some() {
+            state.waiting_bytes -= w.cost();
+            self.waiting_bytes -= w.cost();
+        } else {
+            state.unrendered -= 1;
+            self.unrendered -= 1;
+        }
         Some(w)
     }
 
@@ -287,12 +309,20 @@ impl Tenants {
         let Some(state) = self.map.get_mut(tenant) else {
             return Vec::new();
         };
-        let (taken, kept) = state.waiting.drain(..).partition(|w| w.url == url);
-        state.waiting = kept;
-        let cost: usize = taken.iter().map(Waiting::cost).sum();
+        let (taken, kept): (Vec<Waiting>, Vec<Waiting>) =
+            state.waiting.drain(..).partition(|w| w.url == url);
+        state.waiting = kept.into();
+        let cost: usize = taken
+            .iter()
+            .filter(|w| w.body.is_some())
+            .map(Waiting::cost)
+            .sum();
+        let unrendered = taken.iter().filter(|w| w.body.is_none()).count();
         state.waiting_bytes -= cost;
         self.waiting_bytes -= cost;
-        taken.into()
+        state.unrendered -= unrendered;
+        self.unrendered -= unrendered;
+        taken
     }
 
     /// Notes how `tenant`'s last attempt to `url` ended.
@@ -422,6 +452,9 @@ enum Failure {
     /// Cannot succeed by retrying (an unusable URL, an unsupported scheme, a refused
     /// destination, no signing secret).
     Permanent(String),
+    /// Not attempted, and nothing more to do here: a first attempt waiting without its body
+    /// whose event is gone from the log, or went to the outbox when it could not be read.
+    Unsent,
 }
 
 /// Where a webhook goes: the parsed URL and its endpoint key.
@@ -522,7 +555,10 @@ impl Webhooks {
         let slot = {
             let mut tenants = self.tenants.lock();
             let Tenants {
-                map, waiting_bytes, ..
+                map,
+                waiting_bytes,
+                unrendered,
+                ..
             } = &mut *tenants;
             let state = match map.get_mut(&tenant) {
                 Some(s) => s,
@@ -533,21 +569,31 @@ impl Webhooks {
                 if state.failing.contains(&url) {
                     return Some(deferred(seq, tenant, url, first_at, FAILING));
                 }
-                let w = Waiting {
+                let mut w = Waiting {
                     seq,
                     url,
-                    body,
+                    body: Some(body),
                     first_at,
                 };
                 let cost = w.cost();
-                if state.waiting_bytes + cost > WAITING_TENANT_BYTES
-                    || *waiting_bytes + cost > WAITING_BYTES
+                if state.waiting_bytes + cost <= WAITING_TENANT_BYTES
+                    && *waiting_bytes + cost <= WAITING_BYTES
                 {
+                    state.waiting_bytes += cost;
+                    *waiting_bytes += cost;
+                } else if state.unrendered < WAITING_UNRENDERED_TENANT
+                    && *unrendered < WAITING_UNRENDERED
+                {
+                    // Beyond the bytes, only its place: rendered again when its turn comes
+                    // (a read of the log then, instead of an outbox row's write, read and
+                    // delete).
+                    w.body = None;
+                    state.unrendered += 1;
+                    *unrendered += 1;
+                } else {
                     let why = "too many webhooks of this tenant in flight or waiting";
                     return Some(deferred(seq, tenant, w.url, first_at, why));
                 }
-                state.waiting_bytes += cost;
-                *waiting_bytes += cost;
                 state.waiting.push_back(w);
                 // Under the tenants' lock: a slot that ends now finds it queued, and the
                 // watermark cannot pass it before it is in the set.
@@ -571,7 +617,7 @@ impl Webhooks {
         let first = Waiting {
             seq,
             url,
-            body,
+            body: Some(body),
             first_at,
         };
         tokio::spawn(self.clone().first_attempts(tenant, slot, permit, first));
@@ -595,9 +641,24 @@ impl Webhooks {
                 body,
                 first_at,
             } = next;
-            let result = self.attempt(&tenant, &url, seq, body).await;
             let mut settled = vec![seq];
             let mut writes = Vec::new();
+            let body = match body {
+                Some(body) => Some(body),
+                None => match self.render(seq).await {
+                    Ok(body) => body,
+                    Err(e) => {
+                        let why = format!("the event could not be read: {e}");
+                        writes.push(deferred(seq, tenant.clone(), url.clone(), first_at, &why));
+                        None
+                    }
+                },
+            };
+            // No body: the event is gone from the log (nothing to send) or went to the outbox.
+            let result = match body {
+                Some(body) => self.attempt(&tenant, &url, seq, body).await,
+                None => Err(Failure::Unsent),
+            };
             let failed = matches!(result, Err(Failure::Failed(..)));
             let spilled = {
                 let mut tenants = self.tenants.lock();
@@ -612,16 +673,21 @@ impl Webhooks {
                     Vec::new()
                 }
             };
-            if let Err(f) = result {
-                let (attempts, next_at, error, dead) = match f {
-                    Failure::Saturated => (0, first_at, "endpoint saturated".to_owned(), false),
-                    Failure::Failed(e, wait) => (1, now_ms() + self.delay_ms(1, wait), e, false),
-                    Failure::Permanent(e) => {
-                        metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
-                            .increment(1);
-                        (1, now_ms(), e, true)
-                    }
-                };
+            let outbox = match result {
+                Ok(()) | Err(Failure::Unsent) => None,
+                Err(Failure::Saturated) => {
+                    Some((0, first_at, "endpoint saturated".to_owned(), false))
+                }
+                Err(Failure::Failed(e, wait)) => {
+                    Some((1, now_ms() + self.delay_ms(1, wait), e, false))
+                }
+                Err(Failure::Permanent(e)) => {
+                    metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
+                        .increment(1);
+                    Some((1, now_ms(), e, true))
+                }
+            };
+            if let Some((attempts, next_at, error, dead)) = outbox {
                 writes.push(EventWrite::OutboxAdd {
                     seq,
                     tenant: tenant.clone(),
@@ -897,6 +963,16 @@ impl Webhooks {
         }
     }
 
+    /// Event `seq` rendered again from the log (a first attempt that waited without its body);
+    /// `None` when the log no longer has it.
+    async fn render(&self, seq: i64) -> Result<Option<Bytes>, crate::store::StoreError> {
+        let events = self.events.events_at(vec![seq]).await?;
+        Ok(events
+            .into_iter()
+            .find(|e| e.seq == seq)
+            .map(|e| Bytes::from(e.to_json())))
+    }
+
     /// When a retry that found no room is due again.
     fn deferred_at(&self, now: UnixMs) -> UnixMs {
         let defer = i64::try_from(SATURATED_DEFER.as_millis()).unwrap_or(1000);
@@ -923,7 +999,7 @@ impl Webhooks {
         let write = match result {
             Ok(()) => EventWrite::OutboxDone { id: entry.id },
             // Not attempted: due again a little later, behind other tenants' rows.
-            Err(Failure::Saturated) => EventWrite::OutboxDefer {
+            Err(Failure::Saturated | Failure::Unsent) => EventWrite::OutboxDefer {
                 ids: vec![entry.id],
                 next_at: self.deferred_at(now),
             },
@@ -975,7 +1051,7 @@ impl Webhooks {
             Err(Failure::Failed(e, _) | Failure::Permanent(e)) => {
                 self.health.record(tenant, url, now_ms(), ms, Err(e))
             }
-            Err(Failure::Saturated) => {}
+            Err(Failure::Saturated | Failure::Unsent) => {}
         }
         result
     }
@@ -1415,6 +1491,23 @@ mod tests {
         delay: Duration,
         tx: tokio::sync::mpsc::UnboundedSender<i64>,
     ) -> String {
+        let (with_bodies, mut bodies) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((seq, _)) = bodies.recv().await {
+                if tx.send(seq).is_err() {
+                    return;
+                }
+            }
+        });
+        endpoint_bodies(status, delay, with_bodies).await
+    }
+
+    /// [`endpoint`], reporting each request's body with its event.
+    async fn endpoint_bodies(
+        status: u16,
+        delay: Duration,
+        tx: tokio::sync::mpsc::UnboundedSender<(i64, Vec<u8>)>,
+    ) -> String {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", l.local_addr().unwrap());
         tokio::spawn(async move {
@@ -1424,7 +1517,7 @@ mod tests {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
                     // The head, then as much body as it announces.
-                    let (head, length) = loop {
+                    let (head, body_start, length) = loop {
                         let Ok(n) = s.read(&mut chunk).await else {
                             return;
                         };
@@ -1439,7 +1532,7 @@ mod tests {
                                 .find_map(|l| l.strip_prefix("content-length:"))
                                 .and_then(|v| v.trim().parse::<usize>().ok())
                                 .unwrap_or(0);
-                            break (head, end + 4 + length);
+                            break (head, end + 4, end + 4 + length);
                         }
                     };
                     while buf.len() < length {
@@ -1453,7 +1546,8 @@ mod tests {
                         .find_map(|l| l.strip_prefix("x-switchyard-event-id: evt_"))
                         .and_then(|v| i64::from_str_radix(v.trim(), 16).ok())
                         .unwrap_or(-1);
-                    let _ = tx.send(seq);
+                    let body = buf.get(body_start..length).unwrap_or_default().to_vec();
+                    let _ = tx.send((seq, body));
                     tokio::time::sleep(delay).await;
                     let answer = format!(
                         "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -1694,8 +1788,9 @@ mod tests {
     }
 
     /// Tenant A's endpoint never answers: A's webhooks wait in memory up to
-    /// [`WAITING_TENANT_BYTES`], the rest go to the outbox, the watermark stays before A's
-    /// first, and tenant B's webhooks go through meanwhile.
+    /// [`WAITING_TENANT_BYTES`], then [`WAITING_UNRENDERED_TENANT`] more without their bodies,
+    /// the rest go to the outbox, the watermark stays before A's first, and tenant B's
+    /// webhooks go through meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_silent_tenant_fills_only_its_own_queue() {
         let settings = WebhookSettings {
@@ -1710,8 +1805,10 @@ mod tests {
         let body = Bytes::from(vec![b' '; 64 << 10]);
         let cost = body.len() + pit.len() + std::mem::size_of::<Waiting>();
         let fits = (WAITING_TENANT_BYTES / cost) as i64;
+        let unrendered = WAITING_UNRENDERED_TENANT as i64;
+        let n = 1 + fits + unrendered + 20;
         let mut spilled = 0;
-        for seq in 1..=100 {
+        for seq in 1..=n {
             if let Some(row) = webhooks.submit(seq, "a".into(), pit.clone(), body.clone()) {
                 let EventWrite::OutboxAdd {
                     seq: s,
@@ -1725,21 +1822,95 @@ mod tests {
                 spilled += 1;
             }
         }
-        // One in flight, `fits` waiting, the rest stored.
-        assert_eq!(spilled, 100 - 1 - fits);
-        assert_eq!(webhooks.tenants.lock().map["a"].waiting.len() as i64, fits);
-        for seq in 101..=110 {
+        // One in flight, `fits` waiting with their bodies and `unrendered` without, the rest
+        // stored.
+        assert_eq!(spilled, 20);
+        {
+            let tenants = webhooks.tenants.lock();
+            let a = &tenants.map["a"];
+            assert_eq!(a.waiting.len() as i64, fits + unrendered);
+            assert_eq!(a.unrendered as i64, unrendered);
+            assert!(a.waiting_bytes <= WAITING_TENANT_BYTES);
+            let bodies = a.waiting.iter().filter(|w| w.body.is_some()).count();
+            assert_eq!(bodies as i64, fits);
+            assert!(a.waiting.iter().skip(bodies).all(|w| w.body.is_none()));
+        }
+        let b = n + 1..=n + 10;
+        for seq in b.clone() {
             let row = webhooks.submit(seq, "b".into(), good.clone(), Bytes::from_static(b"{}"));
             assert!(row.is_none());
         }
-        for _ in 101..=110 {
+        for _ in b.clone() {
             let seq = tokio::time::timeout(Duration::from_secs(5), rx.recv())
                 .await
                 .expect("B's webhooks waited behind A's")
                 .unwrap();
-            assert!((101..=110).contains(&seq));
+            assert!(b.contains(&seq));
         }
-        assert_eq!(webhooks.watermark(110), 0);
+        assert_eq!(webhooks.watermark(n + 10), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// With the tenant's bytes taken by large bodies, later webhooks wait without theirs and
+    /// are sent in their turn, in order, with the body rendered again from the log; one whose
+    /// event the log does not have is settled without a request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webhooks_waiting_without_their_bodies_are_rendered_from_the_log() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 1,
+            max_in_flight_per_tenant: 1,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender("unrendered", &["a"], settings);
+        let n = 70;
+        store
+            .insert((1..=n).map(|i| message(i, "a")).collect())
+            .await
+            .unwrap();
+        let events = store.events_at((1..=n).collect()).await.unwrap();
+        assert_eq!(events.len() as i64, n, "one event per message");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = endpoint_bodies(200, Duration::from_millis(2), tx).await;
+        let big = Bytes::from(vec![b' '; 64 << 10]);
+        let gone = 1_000_000;
+        for seq in (1..=n).chain([gone]) {
+            let row = webhooks.submit(seq, "a".into(), url.clone(), big.clone());
+            assert!(row.is_none(), "event {seq} went to the outbox");
+        }
+        let unrendered = webhooks.tenants.lock().map["a"].unrendered;
+        assert!(unrendered > 2, "{unrendered} waiting without their bodies");
+        let mut got = Vec::new();
+        for _ in 1..=n {
+            let (seq, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a webhook was not sent")
+                .unwrap();
+            got.push((seq, body));
+        }
+        let seqs: Vec<i64> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "sent in order");
+        let first_unrendered = n + 1 - (unrendered as i64 - 1);
+        for (seq, body) in got {
+            if seq < first_unrendered {
+                assert_eq!(
+                    body,
+                    big.to_vec(),
+                    "event {seq} sent with the body it was given"
+                );
+            } else {
+                let event = events.iter().find(|e| e.seq == seq).unwrap();
+                assert_eq!(
+                    body,
+                    event.to_json().into_bytes(),
+                    "event {seq} rendered again"
+                );
+            }
+        }
+        until(|| webhooks.watermark(gone) == gone).await;
+        assert!(rx.try_recv().is_err(), "the event not in the log was sent");
+        let tenants = webhooks.tenants.lock();
+        assert_eq!((tenants.unrendered, tenants.waiting_bytes), (0, 0));
+        drop(tenants);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
