@@ -12,8 +12,8 @@
 //!   first attempts hold at most seven eighths ([`first_slots`]): the rest is the tenant's
 //!   retries', so its outbox is retried even while its first attempts never stop coming. A
 //!   tenant with a single slot has none to spare: while its first attempts keep the slot busy,
-//!   a retry round asks for a turn (at most every [`RETRY_TURN_EVERY`]), the first attempt
-//!   that ends next gives the slot back instead of handing it on, and the round that follows
+//!   a retry round asks for a turn (at most every [`RETRY_TURN_EVERY`]), the slot is given
+//!   back at its next hand-over instead of being handed on, and the round that follows
 //!   at once lets a due retry take it before the waiting first attempts go on.
 //! - **A busy endpoint costs no store writes.** The pump reads 1,000 events at a time, faster
 //!   than a healthy endpoint answers them. A first attempt that finds its tenant's slots taken
@@ -23,8 +23,9 @@
 //!   [`WAITING_BYTES`] over all tenants (bodies, URLs and bookkeeping); beyond that, up to
 //!   [`WAITING_UNRENDERED_TENANT`] per tenant and [`WAITING_UNRENDERED`] in all wait without
 //!   their body (the event's place and URL), read from the log and rendered again when their
-//!   turn comes: one read instead of an outbox row's insert, read and delete, which under a
-//!   sustained backlog took CPU from a gateway already short of it. Beyond those, and while
+//!   turn comes, with the bodiless ones right behind (up to [`RENDER_RUN`], one read): no
+//!   outbox row's insert, read and delete each, which under a sustained backlog took CPU
+//!   from a gateway already short of it. Beyond those, and while
 //!   the last attempt to their URL failed (that endpoint is failing: waiting behind it would
 //!   only delay the events the outbox retries with back-off), first attempts go to the outbox.
 //!   A first attempt that fails at the endpoint takes every webhook waiting for the same URL
@@ -92,6 +93,9 @@ pub(crate) const WAITING_BYTES: usize = 32 << 20;
 pub(crate) const WAITING_UNRENDERED_TENANT: usize = 32_768;
 /// The same over all tenants (about 110 bytes each: at most 14 MiB).
 pub(crate) const WAITING_UNRENDERED: usize = 131_072;
+/// Bodiless first attempts rendered from the log in one read, in order, when the first of
+/// them has its turn.
+const RENDER_RUN: usize = 64;
 /// Outbox rows taken per retry round.
 pub(crate) const RETRY_BATCH: usize = 1024;
 /// Most bytes of a response body read; a longer body is dropped with its connection.
@@ -452,9 +456,6 @@ enum Failure {
     /// Cannot succeed by retrying (an unusable URL, an unsupported scheme, a refused
     /// destination, no signing secret).
     Permanent(String),
-    /// Not attempted, and nothing more to do here: a first attempt waiting without its body
-    /// whose event is gone from the log, or went to the outbox when it could not be read.
-    Unsent,
 }
 
 /// Where a webhook goes: the parsed URL and its endpoint key.
@@ -632,33 +633,31 @@ impl Webhooks {
         tenant: String,
         mut slot: TenantSlot,
         permit: OwnedSemaphorePermit,
-        mut next: Waiting,
+        next: Waiting,
     ) {
+        // Rendered again from the log, in order, for this slot to send next.
+        let mut ready = VecDeque::from([next]);
         loop {
+            let next = match ready.pop_front() {
+                Some(w) => w,
+                None => match slot.next_or_release() {
+                    Some(w) => w,
+                    None => break,
+                },
+            };
             let Waiting {
                 seq,
                 url,
                 body,
                 first_at,
             } = next;
+            let Some(body) = body else {
+                ready = self.render_run(&tenant, seq, url, first_at).await;
+                continue;
+            };
             let mut settled = vec![seq];
             let mut writes = Vec::new();
-            let body = match body {
-                Some(body) => Some(body),
-                None => match self.render(seq).await {
-                    Ok(body) => body,
-                    Err(e) => {
-                        let why = format!("the event could not be read: {e}");
-                        writes.push(deferred(seq, tenant.clone(), url.clone(), first_at, &why));
-                        None
-                    }
-                },
-            };
-            // No body: the event is gone from the log (nothing to send) or went to the outbox.
-            let result = match body {
-                Some(body) => self.attempt(&tenant, &url, seq, body).await,
-                None => Err(Failure::Unsent),
-            };
+            let result = self.attempt(&tenant, &url, seq, body).await;
             let failed = matches!(result, Err(Failure::Failed(..)));
             let spilled = {
                 let mut tenants = self.tenants.lock();
@@ -668,13 +667,17 @@ impl Webhooks {
                     Err(_) => {}
                 }
                 if failed {
-                    tenants.drain(&tenant, &url)
+                    let (mut same, other): (Vec<Waiting>, Vec<Waiting>) =
+                        ready.drain(..).partition(|w| w.url == url);
+                    ready = other.into();
+                    same.extend(tenants.drain(&tenant, &url));
+                    same
                 } else {
                     Vec::new()
                 }
             };
             let outbox = match result {
-                Ok(()) | Err(Failure::Unsent) => None,
+                Ok(()) => None,
                 Err(Failure::Saturated) => {
                     Some((0, first_at, "endpoint saturated".to_owned(), false))
                 }
@@ -705,18 +708,82 @@ impl Webhooks {
             }
             // Committed before the watermark may pass them.
             write_all(&self.store, writes).await;
-            {
-                let mut in_flight = self.in_flight.lock();
-                for seq in settled {
-                    in_flight.remove(&seq);
-                }
-            }
-            match slot.next_or_release() {
-                Some(w) => next = w,
-                None => break,
-            }
+            self.settle(settled);
         }
         drop(permit);
+    }
+
+    /// Events no longer held back from the watermark (sent, or their outbox row committed).
+    fn settle(&self, seqs: Vec<i64>) {
+        let mut in_flight = self.in_flight.lock();
+        for seq in seqs {
+            in_flight.remove(&seq);
+        }
+    }
+
+    /// Event `seq` (to `url`, waiting without its body) and the bodiless ones right behind it
+    /// in `tenant`'s queue (up to [`RENDER_RUN`] in all), read from the log in one read and
+    /// rendered, in order. One whose event the log no longer has is settled without a
+    /// request; when the read fails, all of them go to the outbox.
+    async fn render_run(
+        &self,
+        tenant: &str,
+        seq: i64,
+        url: String,
+        first_at: UnixMs,
+    ) -> VecDeque<Waiting> {
+        let mut run = vec![Waiting {
+            seq,
+            url,
+            body: None,
+            first_at,
+        }];
+        {
+            let mut tenants = self.tenants.lock();
+            while run.len() < RENDER_RUN {
+                let bodiless = tenants
+                    .map
+                    .get(tenant)
+                    .and_then(|s| s.waiting.front())
+                    .is_some_and(|w| w.body.is_none());
+                if !bodiless {
+                    break;
+                }
+                match tenants.pop(tenant) {
+                    Some(w) => run.push(w),
+                    None => break,
+                }
+            }
+        }
+        let seqs = run.iter().map(|w| w.seq).collect();
+        let mut events: HashMap<i64, Event> = match self.events.events_at(seqs).await {
+            Ok(events) => events.into_iter().map(|e| (e.seq, e)).collect(),
+            Err(e) => {
+                let why = format!("the event could not be read: {e}");
+                let seqs = run.iter().map(|w| w.seq).collect();
+                let writes = run
+                    .into_iter()
+                    .map(|w| deferred(w.seq, tenant.to_owned(), w.url, w.first_at, &why))
+                    .collect();
+                write_all(&self.store, writes).await;
+                self.settle(seqs);
+                return VecDeque::new();
+            }
+        };
+        let mut gone = Vec::new();
+        let mut ready = VecDeque::with_capacity(run.len());
+        for mut w in run {
+            match events.remove(&w.seq) {
+                Some(e) => {
+                    w.body = Some(Bytes::from(e.to_json()));
+                    ready.push_back(w);
+                }
+                // Cannot happen while history is append-only: nothing to send.
+                None => gone.push(w.seq),
+            }
+        }
+        self.settle(gone);
+        ready
     }
 
     /// Starts waiting first attempts of tenants that have free slots (a slot a retry gave
@@ -963,16 +1030,6 @@ impl Webhooks {
         }
     }
 
-    /// Event `seq` rendered again from the log (a first attempt that waited without its body);
-    /// `None` when the log no longer has it.
-    async fn render(&self, seq: i64) -> Result<Option<Bytes>, crate::store::StoreError> {
-        let events = self.events.events_at(vec![seq]).await?;
-        Ok(events
-            .into_iter()
-            .find(|e| e.seq == seq)
-            .map(|e| Bytes::from(e.to_json())))
-    }
-
     /// When a retry that found no room is due again.
     fn deferred_at(&self, now: UnixMs) -> UnixMs {
         let defer = i64::try_from(SATURATED_DEFER.as_millis()).unwrap_or(1000);
@@ -999,7 +1056,7 @@ impl Webhooks {
         let write = match result {
             Ok(()) => EventWrite::OutboxDone { id: entry.id },
             // Not attempted: due again a little later, behind other tenants' rows.
-            Err(Failure::Saturated | Failure::Unsent) => EventWrite::OutboxDefer {
+            Err(Failure::Saturated) => EventWrite::OutboxDefer {
                 ids: vec![entry.id],
                 next_at: self.deferred_at(now),
             },
@@ -1051,7 +1108,7 @@ impl Webhooks {
             Err(Failure::Failed(e, _) | Failure::Permanent(e)) => {
                 self.health.record(tenant, url, now_ms(), ms, Err(e))
             }
-            Err(Failure::Saturated | Failure::Unsent) => {}
+            Err(Failure::Saturated) => {}
         }
         result
     }
