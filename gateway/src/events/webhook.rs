@@ -24,8 +24,8 @@
 //!   [`WAITING_UNRENDERED_TENANT`] per tenant and [`WAITING_UNRENDERED`] in all wait without
 //!   their body (the event's place and URL), read from the log and rendered again when their
 //!   turn comes, with the bodiless ones right behind (up to [`RENDER_RUN`], one read): no
-//!   outbox row's insert, read and delete each, which under a sustained backlog took CPU
-//!   from a gateway already short of it. Beyond those, and while
+//!   outbox row's insert, read and delete each, which under a sustained backlog would cost
+//!   CPU where it is shortest. Beyond those, and while
 //!   the last attempt to their URL failed (that endpoint is failing: waiting behind it would
 //!   only delay the events the outbox retries with back-off), first attempts go to the outbox.
 //!   A first attempt that fails at the endpoint takes every webhook waiting for the same URL
