@@ -652,7 +652,10 @@ impl Webhooks {
                 first_at,
             } = next;
             let Some(body) = body else {
-                ready = self.render_run(&tenant, seq, url, first_at).await;
+                // `ready` is empty here (it holds only rendered entries); extending rather
+                // than replacing it drops nothing should that change.
+                let run = self.render_run(&tenant, seq, url, first_at).await;
+                ready.extend(run);
                 continue;
             };
             let mut settled = vec![seq];
