@@ -142,6 +142,18 @@ run_step() {
         --duration-s "$secs" --seq-start "$SEQ" --label "$system $step" "${rate_args[@]}" >"$json" ||
         die "http-load failed ($system $step)"
     SEQ=$((SEQ + count))
+    # A gateway that died mid-step would show as requests lost to connection errors, not as a
+    # result: stop here and show why.
+    local pid io_errors
+    for pid in "${GW_PIDS[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$WORK"/*.err >&2 || true
+            die "$system: process $pid exited during the $step step"
+        fi
+    done
+    io_errors=$(jq '.io_errors' "$json")
+    ((io_errors == 0)) ||
+        log "$system $step: $io_errors requests lost to connection errors (refused, reset or timed out)"
     local accepted load_s
     # Rates are measured from when the load started (opening the connections comes first).
     t0=$(jq '.started_at_unix_s' "$json")
