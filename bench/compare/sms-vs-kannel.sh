@@ -21,6 +21,8 @@
 #                            bench tenant sent or waiting for the sink; the rest wait in the store)
 #   SY_WEBHOOK_EVENTS=…      the bench tenant's webhook_events (default: sent and the outcomes,
 #                            as Kannel's dlr-mask=31; every type: all twelve, quoted, comma-separated)
+#   SY_WEBHOOK_BATCH=1       the bench tenant's webhook_batch_max (events per webhook request; above
+#                            1 each request is a JSON array of the events waiting, the sink counts each)
 #   SKIP_BUILD=1             use the binaries already in $CARGO_TARGET_DIR/release
 #   KEEP=1                   keep the work directory (configs, logs, JSON per step, Switchyard's /metrics after each step)
 set -euo pipefail
@@ -40,6 +42,7 @@ SYSTEMS=${SYSTEMS:-"switchyard kannel"}
 SY_DURABILITY=${SY_DURABILITY:-"fsync os"}
 SY_WEBHOOK_CONNS=${SY_WEBHOOK_CONNS:-8}
 SY_WEBHOOK_TENANT=${SY_WEBHOOK_TENANT:-512}
+SY_WEBHOOK_BATCH=${SY_WEBHOOK_BATCH:-1}
 # The events Switchyard POSTs, as Kannel's dlr-mask=31 asks for its own: the carrier took it
 # (sent; Kannel's type 8), and the outcomes (delivered 1, failures 2/16).
 SY_WEBHOOK_EVENTS=${SY_WEBHOOK_EVENTS:-'"message.sent", "message.delivered", "message.undeliverable", "message.failed", "message.rejected", "message.expired"'}
@@ -246,6 +249,7 @@ api_keys = ["$hash"]
 webhook_url = "http://$SINK/switchyard"
 webhook_secrets = ["bench-webhook-secret-0123456789"]
 webhook_events = [$SY_WEBHOOK_EVENTS]
+webhook_batch_max = $SY_WEBHOOK_BATCH
 
 [[carriers]]
 name = "sim"
@@ -376,7 +380,8 @@ done
     echo "Switchyard vs Kannel ${KANNEL_VERSION:-} on one smsc-sim ($(nproc) cores, $CONNS HTTP connections, $STEP_S s paced steps, unpaced $MAX_S s)"
     echo "Switchyard: SQLite store (WAL, group commit), $SY_BINDS TRX binds, window $SY_WINDOW; sy-fsync: durability"
     echo "\"fsync\" (synchronous=FULL, survives a power cut), sy-os: durability \"os\" (synchronous=NORMAL, survives a"
-    echo "crash of the process, not of the machine); a signed webhook to the sink for: $SY_WEBHOOK_EVENTS."
+    echo "crash of the process, not of the machine); a signed webhook to the sink for: $SY_WEBHOOK_EVENTS"
+    echo "(webhook_batch_max = $SY_WEBHOOK_BATCH: up to that many events per request)."
     echo "Kannel: bearerbox + smsbox, 1 SMPP transceiver, max-pending-submits 100, store-type file (not fsynced per"
     echo "message), dlr-url callbacks. Rates include the drain after the load stopped; DLR/s is final receipts that"
     echo "reached the sink: message.delivered webhooks for Switchyard, dlr-url callbacks of type 1 for Kannel."

@@ -6,7 +6,7 @@
 //! where `by_param` groups the requests by the value of the query parameter named by
 //! `--count-param` (e.g. Kannel's DLR type, `dlr-url=…?t=%d`), `by_field` groups JSON bodies by
 //! the string value of their top-level field named by `--count-field` (e.g. Switchyard's event
-//! `type`, `message.delivered`), and `last_ms` is when the last counted request arrived, in
+//! `type`, `message.delivered`; a body that is a JSON array counts each of its objects), and `last_ms` is when the last counted request arrived, in
 //! milliseconds since the sink started; `distinct` counts the different values of the JSON
 //! field named by `--distinct-field` (e.g. Switchyard's event `id`) and `repeats` the bodies
 //! whose value was seen before (an at-least-once sender's duplicates). Keep-alive, one task per connection, only raw tokio,
@@ -108,12 +108,18 @@ struct Names {
 }
 
 /// The string values of the top-level fields `a` and `b` of a JSON object body.
-fn json_fields(body: &[u8], a: &str, b: &str) -> (Option<String>, Option<String>) {
+fn json_fields(body: &[u8], a: &str, b: &str) -> Vec<(Option<String>, Option<String>)> {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return (None, None);
+        return Vec::new();
     };
-    let get = |name: &str| value.get(name)?.as_str().map(str::to_owned);
-    (get(a), get(b))
+    let fields = |v: &serde_json::Value| {
+        let get = |name: &str| v.get(name)?.as_str().map(str::to_owned);
+        (get(a), get(b))
+    };
+    match &value {
+        serde_json::Value::Array(items) => items.iter().map(fields).collect(),
+        v => vec![fields(v)],
+    }
 }
 
 async fn connection(
@@ -170,23 +176,24 @@ async fn connection(
                 );
             } else {
                 let value = query_param(path, &names.param).unwrap_or("").to_owned();
-                let (kind, key) = json_fields(
+                let items = json_fields(
                     &buf[head_len..head_len + body_len],
                     &names.field,
                     &names.distinct,
                 );
-                let key = key.map(|k| names.hasher.hash_one(k));
                 let mut c = counts.lock();
-                if let Some(key) = key {
-                    if !c.seen.insert(key) {
-                        c.repeats += 1;
+                for (kind, key) in items {
+                    if let Some(key) = key.map(|k| names.hasher.hash_one(k)) {
+                        if !c.seen.insert(key) {
+                            c.repeats += 1;
+                        }
+                    }
+                    if let Some(kind) = kind {
+                        *c.by_field.entry(kind).or_default() += 1;
                     }
                 }
                 c.requests += 1;
                 *c.by_param.entry(value).or_default() += 1;
-                if let Some(kind) = kind {
-                    *c.by_field.entry(kind).or_default() += 1;
-                }
                 c.last_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
                 drop(c);
                 out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
@@ -215,4 +222,27 @@ fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_fields;
+
+    #[test]
+    fn an_array_body_counts_each_of_its_objects() {
+        let one = br#"{"type":"message.sent","id":"evt_1"}"#;
+        assert_eq!(
+            json_fields(one, "type", "id"),
+            [(Some("message.sent".into()), Some("evt_1".into()))]
+        );
+        let many = br#"[{"type":"message.sent","id":"evt_1"},{"type":"message.delivered"}]"#;
+        assert_eq!(
+            json_fields(many, "type", "id"),
+            [
+                (Some("message.sent".into()), Some("evt_1".into())),
+                (Some("message.delivered".into()), None)
+            ]
+        );
+        assert!(json_fields(b"not json", "type", "id").is_empty());
+    }
 }

@@ -31,6 +31,11 @@
 //!   A first attempt that fails at the endpoint takes every webhook waiting for the same URL
 //!   to the outbox with it, so events behind a silent endpoint wait in memory one timeout at
 //!   most; the tenant's webhooks to other URLs keep waiting for their turn.
+//! - **Several events per request, when the tenant asks.** With `webhook_batch_max` above one,
+//!   a slot sends the rendered events waiting right behind its own for the same URL in the
+//!   same request, as one JSON array (up to that many, never waiting for more to come): under
+//!   load one request, one signature and one write carry many events. A request that fails
+//!   puts each of its events in the outbox, retried one per request (an array of one).
 //! - **A saturated tenant's retries wait in the store, unread.** Each round reads the due
 //!   outbox rows per tenant, no more of a tenant's than it has free slots (and an even share
 //!   of the round), so a tenant whose webhooks are all in flight costs no reads and no writes,
@@ -122,6 +127,30 @@ const FAILING_URLS: usize = 64;
 /// What a tenant is told when it has no signing secret.
 pub(crate) const UNSIGNED: &str =
     "no webhook signing secret is configured for this tenant: webhooks are only sent signed";
+
+/// The header naming a request's event, when it carries one.
+const EVENT_ID_HEADER: &str = "X-Switchyard-Event-Id";
+/// The header counting a request's events, when it carries a JSON array of them
+/// (`webhook_batch_max` above one).
+const EVENT_COUNT_HEADER: &str = "X-Switchyard-Event-Count";
+
+/// A request's body: the one event, or the events as one JSON array when `array`.
+fn request_body(mut bodies: Vec<Bytes>, array: bool) -> Bytes {
+    if !array && bodies.len() == 1 {
+        return bodies.pop().unwrap_or_default();
+    }
+    let len = bodies.iter().map(Bytes::len).sum::<usize>() + bodies.len() + 1;
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    for (i, body) in bodies.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(body);
+    }
+    out.push(b']');
+    Bytes::from(out)
+}
 
 /// The HTTP client webhooks are sent with.
 pub(crate) type HttpClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
@@ -383,6 +412,17 @@ impl TenantSlot {
         self.held = false;
         None
     }
+
+    /// The tenant's oldest waiting first attempt when it goes to `url` and has its body, to
+    /// join this slot's request (`webhook_batch_max`).
+    fn next_rendered(&mut self, url: &str) -> Option<Waiting> {
+        let mut tenants = self.tenants.lock();
+        let front = tenants.map.get(&self.tenant)?.waiting.front()?;
+        if front.url != url || front.body.is_none() {
+            return None;
+        }
+        tenants.pop(&self.tenant)
+    }
 }
 
 impl Drop for TenantSlot {
@@ -626,7 +666,8 @@ impl Webhooks {
     }
 
     /// Sends `next`, then the tenant's waiting first attempts one after another in the same
-    /// slot, until none waits. A failed one goes to the outbox; when it failed at the endpoint
+    /// slot (with `webhook_batch_max`, those right behind for the same URL in the same
+    /// request), until none waits. A failed one goes to the outbox; when it failed at the endpoint
     /// (not for want of room), everything waiting for the same URL goes with it.
     async fn first_attempts(
         self: Arc<Self>,
@@ -658,9 +699,35 @@ impl Webhooks {
                 ready.extend(run);
                 continue;
             };
-            let mut settled = vec![seq];
+            // With `webhook_batch_max` above one, the rendered events waiting right behind
+            // this one for the same URL go in the same request, as one JSON array.
+            let max = self.batch_max(&tenant);
+            let mut batch = vec![(seq, first_at)];
+            let mut bodies = vec![body];
+            while batch.len() < max {
+                let w = match ready.front() {
+                    Some(w) if w.url == url && w.body.is_some() => ready.pop_front(),
+                    Some(_) => None,
+                    None => slot.next_rendered(&url),
+                };
+                let Some(Waiting {
+                    seq,
+                    body: Some(body),
+                    first_at,
+                    ..
+                }) = w
+                else {
+                    break;
+                };
+                batch.push((seq, first_at));
+                bodies.push(body);
+            }
+            let seqs: Vec<i64> = batch.iter().map(|&(seq, _)| seq).collect();
             let mut writes = Vec::new();
-            let result = self.attempt(&tenant, &url, seq, body).await;
+            let result = self
+                .attempt(&tenant, &url, &seqs, request_body(bodies, max > 1), max > 1)
+                .await;
+            let mut settled = seqs;
             let failed = matches!(result, Err(Failure::Failed(..)));
             let spilled = {
                 let mut tenants = self.tenants.lock();
@@ -679,31 +746,33 @@ impl Webhooks {
                     Vec::new()
                 }
             };
+            // Each event of a request that failed gets its own outbox row (`next_at` `None`:
+            // due at once, from its own `first_at`).
             let outbox = match result {
                 Ok(()) => None,
-                Err(Failure::Saturated) => {
-                    Some((0, first_at, "endpoint saturated".to_owned(), false))
-                }
+                Err(Failure::Saturated) => Some((0, None, "endpoint saturated".to_owned(), false)),
                 Err(Failure::Failed(e, wait)) => {
-                    Some((1, now_ms() + self.delay_ms(1, wait), e, false))
+                    Some((1, Some(now_ms() + self.delay_ms(1, wait)), e, false))
                 }
                 Err(Failure::Permanent(e)) => {
                     metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => "dead")
-                        .increment(1);
-                    Some((1, now_ms(), e, true))
+                        .increment(batch.len() as u64);
+                    Some((1, Some(now_ms()), e, true))
                 }
             };
             if let Some((attempts, next_at, error, dead)) = outbox {
-                writes.push(EventWrite::OutboxAdd {
-                    seq,
-                    tenant: tenant.clone(),
-                    url,
-                    attempts,
-                    first_at,
-                    next_at,
-                    error: Some(error),
-                    dead,
-                });
+                for &(seq, first_at) in &batch {
+                    writes.push(EventWrite::OutboxAdd {
+                        seq,
+                        tenant: tenant.clone(),
+                        url: url.clone(),
+                        attempts,
+                        first_at,
+                        next_at: next_at.unwrap_or(first_at),
+                        error: Some(error.clone()),
+                        dead,
+                    });
+                }
             }
             for w in spilled {
                 settled.push(w.seq);
@@ -714,6 +783,16 @@ impl Webhooks {
             self.settle(settled);
         }
         drop(permit);
+    }
+
+    /// How many events one request to `tenant`'s endpoints carries at most
+    /// (`webhook_batch_max`); above one, every request carries a JSON array.
+    fn batch_max(&self, tenant: &str) -> usize {
+        self.directory
+            .load()
+            .tenants
+            .get(tenant)
+            .map_or(1, |e| e.webhook_batch_max.max(1))
     }
 
     /// Events no longer held back from the watermark (sent, or their outbox row committed).
@@ -1046,9 +1125,10 @@ impl Webhooks {
             self.write(EventWrite::OutboxDone { id: entry.id }).await;
             return;
         };
-        let body = Bytes::from(event.to_json());
+        let array = self.batch_max(&entry.tenant) > 1;
+        let body = request_body(vec![Bytes::from(event.to_json())], array);
         let result = self
-            .attempt(&entry.tenant, &entry.url, entry.seq, body)
+            .attempt(&entry.tenant, &entry.url, &[entry.seq], body, array)
             .await;
         match &result {
             Ok(()) => self.tenants.lock().note(&entry.tenant, &entry.url, false),
@@ -1100,11 +1180,19 @@ impl Webhooks {
         self.write(write).await;
     }
 
-    /// Sends event `seq` once, within the endpoint's limit, and notes the outcome in the
-    /// endpoint's health (an attempt refused for want of room is not one).
-    async fn attempt(&self, tenant: &str, url: &str, seq: i64, body: Bytes) -> Result<(), Failure> {
+    /// Sends events `seqs` once in one request (`body`: one event, or a JSON array of them
+    /// when `array`), within the endpoint's limit, and notes the outcome in the endpoint's
+    /// health (an attempt refused for want of room is not one).
+    async fn attempt(
+        &self,
+        tenant: &str,
+        url: &str,
+        seqs: &[i64],
+        body: Bytes,
+        array: bool,
+    ) -> Result<(), Failure> {
         let started = std::time::Instant::now();
-        let result = self.attempt_once(tenant, url, seq, body).await;
+        let result = self.attempt_once(tenant, url, seqs, body, array).await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match &result {
             Ok(()) => self.health.record(tenant, url, now_ms(), ms, Ok(())),
@@ -1120,8 +1208,9 @@ impl Webhooks {
         &self,
         tenant: &str,
         url: &str,
-        seq: i64,
+        seqs: &[i64],
         body: Bytes,
+        array: bool,
     ) -> Result<(), Failure> {
         let target = Target::parse(url)?;
         let t = now_ms() / 1000;
@@ -1134,30 +1223,40 @@ impl Webhooks {
         };
         let Some(signature) = signature else {
             tracing::warn!(
-                event = %event_id(seq),
+                event = %event_id(seqs[0]),
+                events = seqs.len(),
                 tenant,
                 "webhook not sent: the tenant has no webhook_secrets"
             );
             return Err(Failure::Permanent(UNSIGNED.into()));
         };
+        let events = if array {
+            (EVENT_COUNT_HEADER, seqs.len().to_string())
+        } else {
+            (EVENT_ID_HEADER, event_id(seqs[0]))
+        };
+        let headers = [events, (signing::HEADER, signature)];
         let endpoint = self.endpoint(&target.origin);
         let result = self
-            .send(&endpoint, tenant, target.uri, seq, signature, body)
+            .send(&endpoint, tenant, target.uri, seqs, headers, body)
             .await;
         self.release(&target.origin, endpoint);
         result
     }
 
-    /// The request itself, once the endpoint has room.
+    /// The request itself (events `seqs`, with `headers` besides the fixed ones), once the
+    /// endpoint has room.
     async fn send(
         &self,
         endpoint: &Endpoint,
         tenant: &str,
         uri: hyper::Uri,
-        seq: i64,
-        signature: String,
+        seqs: &[i64],
+        headers: [(&'static str, String); 2],
         body: Bytes,
     ) -> Result<(), Failure> {
+        let n = seqs.len() as u64;
+        let seq = seqs[0];
         if endpoint.waiting.load(Ordering::Relaxed) >= ENDPOINT_BACKLOG {
             return Err(Failure::Saturated);
         }
@@ -1168,14 +1267,15 @@ impl Webhooks {
             return Err(Failure::Saturated);
         };
         let host = uri.host().unwrap_or_default().to_owned();
-        let request = hyper::Request::post(uri)
+        let mut request = hyper::Request::post(uri)
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, "Switchyard-Webhooks/1")
-            .header("X-Switchyard-Event-Id", event_id(seq))
-            .header(signing::HEADER, signature)
-            .body(Full::new(body));
+            .header(hyper::header::USER_AGENT, "Switchyard-Webhooks/1");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(Full::new(body));
         let Ok(request) = request else {
-            return self.outcome(Err("cannot build the request".into()));
+            return self.outcome(Err("cannot build the request".into()), n);
         };
         let timeout = self.settings.timeout;
         let started = std::time::Instant::now();
@@ -1184,20 +1284,22 @@ impl Webhooks {
             .record(started.elapsed().as_secs_f64());
         let (status, wait) = match posted {
             Posted::Answered(status, wait) => (status, wait),
-            Posted::NoAnswer => return self.outcome(Err(format!("no answer within {timeout:?}"))),
+            Posted::NoAnswer => {
+                return self.outcome(Err(format!("no answer within {timeout:?}")), n)
+            }
             Posted::Refused(refused) => {
                 tracing::warn!(event = %event_id(seq), tenant, "webhook not sent: {refused}");
                 return Err(Failure::Permanent(REFUSED.into()));
             }
             Posted::Failed(msg) => {
                 tracing::debug!(event = %event_id(seq), tenant, %host, "webhook failed: {msg}");
-                return self.outcome(Err(msg));
+                return self.outcome(Err(msg), n);
             }
         };
         if (200..300).contains(&status) {
-            self.outcome(Ok(()))
+            self.outcome(Ok(()), n)
         } else {
-            self.outcome(Err(format!("HTTP {status}")))
+            self.outcome(Err(format!("HTTP {status}")), n)
                 .map_err(|f| match f {
                     Failure::Failed(e, _) => Failure::Failed(e, wait),
                     f => f,
@@ -1205,9 +1307,11 @@ impl Webhooks {
         }
     }
 
-    fn outcome(&self, r: Result<(), String>) -> Result<(), Failure> {
+    /// Counts the outcome for the request's `events`.
+    fn outcome(&self, r: Result<(), String>, events: u64) -> Result<(), Failure> {
         let label = if r.is_ok() { "ok" } else { "failed" };
-        metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => label).increment(1);
+        metrics::counter!("switchyard_webhook_deliveries_total", "outcome" => label)
+            .increment(events);
         r.map_err(|e| Failure::Failed(e, None))
     }
 
@@ -1421,7 +1525,7 @@ mod tests {
         };
         let (webhooks, _store, dir) = sender("retry-after", &["a"], settings);
         let result = webhooks
-            .attempt("a", &url, 1, Bytes::from_static(b"{}"))
+            .attempt("a", &url, &[1], Bytes::from_static(b"{}"), false)
             .await;
         let Err(Failure::Failed(error, wait)) = result else {
             panic!("{result:?}");
@@ -1515,6 +1619,16 @@ mod tests {
         tenants: &[&str],
         settings: WebhookSettings,
     ) -> (Arc<Webhooks>, Arc<SqliteStore>, std::path::PathBuf) {
+        sender_batching(name, tenants, settings, 1)
+    }
+
+    /// [`sender`], its tenants with `webhook_batch_max = batch_max`.
+    fn sender_batching(
+        name: &str,
+        tenants: &[&str],
+        settings: WebhookSettings,
+        batch_max: usize,
+    ) -> (Arc<Webhooks>, Arc<SqliteStore>, std::path::PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("switchyard-webhook-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -1525,6 +1639,7 @@ mod tests {
                 (*t).into(),
                 TenantEvents {
                     webhook_secrets: vec!["0123456789abcdef".into()],
+                    webhook_batch_max: batch_max,
                     ..TenantEvents::default()
                 },
             );
@@ -1562,17 +1677,50 @@ mod tests {
         endpoint_bodies(status, delay, with_bodies).await
     }
 
-    /// [`endpoint`], reporting each request's body with its event.
+    /// Like [`endpoint`], and reports each request's body with its event.
     async fn endpoint_bodies(
         status: u16,
         delay: Duration,
         tx: tokio::sync::mpsc::UnboundedSender<(i64, Vec<u8>)>,
     ) -> String {
+        let (heads, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = endpoint_scripted(Vec::new(), status, delay, heads).await;
+        tokio::spawn(async move {
+            while let Some((head, body)) = rx.recv().await {
+                let seq = header(&head, "x-switchyard-event-id")
+                    .and_then(|v| v.strip_prefix("evt_"))
+                    .and_then(|v| i64::from_str_radix(v, 16).ok())
+                    .unwrap_or(-1);
+                let _ = tx.send((seq, body));
+            }
+        });
+        url
+    }
+
+    /// A header's value in a request head as [`endpoint_scripted`] reports it (lower case).
+    fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            (n == name).then_some(v.trim())
+        })
+    }
+
+    /// Answers the requests in turn with `script`'s statuses, then with `then`, each after
+    /// `delay`, one request per connection, and reports each request's head (lower case) and
+    /// body on `tx` before answering.
+    async fn endpoint_scripted(
+        script: Vec<u16>,
+        then: u16,
+        delay: Duration,
+        tx: tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>,
+    ) -> String {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
         tokio::spawn(async move {
             while let Ok((mut s, _)) = l.accept().await {
                 let tx = tx.clone();
+                let script = script.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -1587,10 +1735,8 @@ mod tests {
                         buf.extend_from_slice(&chunk[..n]);
                         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                            let length = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:"))
-                                .and_then(|v| v.trim().parse::<usize>().ok())
+                            let length = header(&head, "content-length")
+                                .and_then(|v| v.parse::<usize>().ok())
                                 .unwrap_or(0);
                             break (head, end + 4, end + 4 + length);
                         }
@@ -1601,13 +1747,9 @@ mod tests {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    let seq = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("x-switchyard-event-id: evt_"))
-                        .and_then(|v| i64::from_str_radix(v.trim(), 16).ok())
-                        .unwrap_or(-1);
+                    let status = script.lock().pop_front().unwrap_or(then);
                     let body = buf.get(body_start..length).unwrap_or_default().to_vec();
-                    let _ = tx.send((seq, body));
+                    let _ = tx.send((head, body));
                     tokio::time::sleep(delay).await;
                     let answer = format!(
                         "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -1971,6 +2113,154 @@ mod tests {
         let tenants = webhooks.tenants.lock();
         assert_eq!((tenants.unrendered, tenants.waiting_bytes), (0, 0));
         drop(tenants);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Events `1..=n` of tenant "a" in `store`'s log, as the pump would render them.
+    async fn logged_events(store: &Arc<SqliteStore>, n: i64) -> Vec<Bytes> {
+        store
+            .insert((1..=n).map(|i| message(i, "a")).collect())
+            .await
+            .unwrap();
+        let mut events = store.events_at((1..=n).collect()).await.unwrap();
+        events.sort_by_key(|e| e.seq);
+        assert_eq!(events.len() as i64, n, "one event per message");
+        events.iter().map(|e| Bytes::from(e.to_json())).collect()
+    }
+
+    /// The events of a request's JSON array body, by their ids.
+    fn ids_in(body: &[u8]) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let items = v.as_array().expect("a JSON array");
+        items
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// With `webhook_batch_max = 10` and one slot: the first event goes alone (nothing waits
+    /// yet), the ones that queued behind it go ten to a request, in order, each request a
+    /// signed JSON array whose header counts its events.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_events_share_a_request_when_the_tenant_batches() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 1,
+            max_in_flight_per_tenant: 1,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender_batching("batched", &["a"], settings, 10);
+        let n = 25;
+        let bodies = logged_events(&store, n).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = endpoint_scripted(Vec::new(), 200, Duration::from_millis(100), tx).await;
+        let mut sizes = Vec::new();
+        let mut ids = Vec::new();
+        while ids.len() < n as usize {
+            if ids.is_empty() {
+                let row = webhooks.submit(1, "a".into(), url.clone(), bodies[0].clone());
+                assert!(row.is_none(), "event 1 went to the outbox");
+            }
+            let (head, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a webhook was not sent")
+                .unwrap();
+            if ids.is_empty() {
+                // Sent alone; the others queue up while it is answered.
+                for (seq, body) in (2..=n).zip(&bodies[1..]) {
+                    let row = webhooks.submit(seq, "a".into(), url.clone(), body.clone());
+                    assert!(row.is_none(), "event {seq} went to the outbox");
+                }
+            }
+            let got = ids_in(&body);
+            assert_eq!(
+                header(&head, "x-switchyard-event-count"),
+                Some(got.len().to_string().as_str())
+            );
+            assert_eq!(header(&head, "x-switchyard-event-id"), None);
+            let signature = header(&head, "x-switchyard-signature").unwrap();
+            let t = signature
+                .strip_prefix("t=")
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap();
+            assert!(signing::verify(signature, b"0123456789abcdef", &body, t, 0));
+            sizes.push(got.len());
+            ids.extend(got);
+        }
+        assert_eq!(sizes, [1, 10, 10, 4]);
+        let want: Vec<String> = (1..=n).map(event_id).collect();
+        assert_eq!(ids, want, "every event once, in order");
+        until(|| webhooks.watermark(n) == n).await;
+        assert_eq!(store.outbox_depth().await.unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A batched request that fails puts each of its events in the outbox; each is retried
+    /// alone, still as an array (of one), and delivered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_batch_is_retried_event_by_event() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 1,
+            max_in_flight_per_tenant: 2,
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_millis(20),
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender_batching("batch-failed", &["a"], settings, 10);
+        let n = 8;
+        let bodies = logged_events(&store, n).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = endpoint_scripted(vec![200, 500], 200, Duration::from_millis(100), tx).await;
+        let mut requests = Vec::new();
+        for (seq, body) in (1..=n).zip(bodies) {
+            let row = webhooks.submit(seq, "a".into(), url.clone(), body);
+            assert!(row.is_none(), "event {seq} went to the outbox");
+            if seq == 1 {
+                // Sent alone; the others queue up while it is answered.
+                let (_, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                    .await
+                    .expect("a webhook was not sent")
+                    .unwrap();
+                requests.push(ids_in(&body));
+            }
+        }
+        let (_, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a webhook was not sent")
+            .unwrap();
+        requests.push(ids_in(&body));
+        assert_eq!(requests[0], [event_id(1)]);
+        let failed: Vec<String> = (2..=n).map(event_id).collect();
+        assert_eq!(requests[1], failed, "the rest in one request");
+        until(|| webhooks.watermark(n) == n).await;
+        assert_eq!(store.outbox_depth().await.unwrap(), (n - 1) as u64);
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(
+            webhooks
+                .clone()
+                .run_retries(crate::cluster::Lease::always("webhooks"), stop),
+        );
+        let mut retried = HashSet::new();
+        while retried.len() < failed.len() {
+            let (_, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a failed event was not retried")
+                .unwrap();
+            let ids = ids_in(&body);
+            assert_eq!(ids.len(), 1, "retried alone: {ids:?}");
+            assert!(retried.insert(ids[0].clone()), "{ids:?} retried twice");
+        }
+        assert_eq!(retried, failed.into_iter().collect::<HashSet<_>>());
+        let store_ = store.clone();
+        let mut depth = u64::MAX;
+        for _ in 0..200 {
+            depth = store_.outbox_depth().await.unwrap();
+            if depth == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(depth, 0, "every retry settled");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

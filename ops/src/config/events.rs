@@ -38,6 +38,11 @@ pub struct TenantEvents {
     /// The event types POSTed to the tenant's webhooks (`webhook_events`, each one of
     /// [`EVENT_TYPES`]); `None`: every type. The event stream (SSE) carries every type.
     pub webhook_events: Option<Vec<String>>,
+    /// Events per webhook request (`webhook_batch_max`, 1–500). At most 1 (the default), each
+    /// request carries one event as a JSON object; above, every request carries a JSON array
+    /// of the events waiting for the same URL, in order, up to this many (a request never
+    /// waits for an array to fill).
+    pub webhook_batch_max: usize,
 }
 
 /// Every event type: `message.<status>` for each status a message can go through,
@@ -72,6 +77,7 @@ impl std::fmt::Debug for TenantEvents {
             start_reply,
             help_reply,
             webhook_events,
+            webhook_batch_max,
         } = self;
         let secrets = vec![REDACTED; webhook_secrets.len()];
         f.debug_struct("TenantEvents")
@@ -83,6 +89,7 @@ impl std::fmt::Debug for TenantEvents {
             .field("start_reply", start_reply)
             .field("help_reply", help_reply)
             .field("webhook_events", webhook_events)
+            .field("webhook_batch_max", webhook_batch_max)
             .finish()
     }
 }
@@ -241,6 +248,7 @@ pub(crate) fn tenant_events(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> T
         }
         chosen
     });
+    let webhook_batch_max = t.int_or(report, "webhook_batch_max", 1, 500, 1);
     TenantEvents {
         webhook_url,
         webhook_secrets,
@@ -250,6 +258,7 @@ pub(crate) fn tenant_events(report: &mut Report<'_>, t: &mut Table<'_, '_>) -> T
         start_reply,
         help_reply,
         webhook_events,
+        webhook_batch_max,
     }
 }
 
@@ -556,6 +565,17 @@ path = "c.csv"
         let e = parse("webhook_events = [\"message.deliverd\"]", "", "").unwrap_err();
         assert!(e.contains("tenants[0].webhook_events"), "{e}");
         assert!(e.contains("not an event type"), "{e}");
+    }
+
+    #[test]
+    fn webhook_batch_max_is_one_unless_set_within_its_range() {
+        let c = parse("webhook_batch_max = 100", "", "").unwrap();
+        assert_eq!(c.tenants[0].events.webhook_batch_max, 100);
+        assert_eq!(c.tenants[1].events.webhook_batch_max, 1, "default");
+        for bad in ["0", "501", "\"10\""] {
+            let e = parse(&format!("webhook_batch_max = {bad}"), "", "").unwrap_err();
+            assert!(e.contains("tenants[0].webhook_batch_max"), "{bad}: {e}");
+        }
     }
 
     #[test]
