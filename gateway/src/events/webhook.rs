@@ -34,8 +34,10 @@
 //! - **Several events per request, when the tenant asks.** With `webhook_batch_max` above one,
 //!   a slot sends the rendered events waiting right behind its own for the same URL in the
 //!   same request, as one JSON array (up to that many, never waiting for more to come): under
-//!   load one request, one signature and one write carry many events. A request that fails
-//!   puts each of its events in the outbox, retried one per request (an array of one).
+//!   load one request, one signature and one write carry many events. Such a tenant's first
+//!   attempts hold at most `max_per_endpoint` slots ([`Webhooks::first_limit`]), so the rest
+//!   wait in its queue to join requests rather than in slots of their own. A request that
+//!   fails puts each of its events in the outbox, retried one per request (an array of one).
 //! - **A saturated tenant's retries wait in the store, unread.** Each round reads the due
 //!   outbox rows per tenant, no more of a tenant's than it has free slots (and an even share
 //!   of the round), so a tenant whose webhooks are all in flight costs no reads and no writes,
@@ -593,6 +595,7 @@ impl Webhooks {
             return Some(deferred(seq, tenant, url, first_at, "endpoint saturated"));
         }
         let max = self.settings.max_in_flight_per_tenant.max(1);
+        let first_limit = self.first_limit(self.batch_max(&tenant), max);
         let slot = {
             let mut tenants = self.tenants.lock();
             let Tenants {
@@ -605,7 +608,7 @@ impl Webhooks {
                 Some(s) => s,
                 None => map.entry(tenant.clone()).or_default(),
             };
-            let no_slot = state.in_flight >= max || state.first >= first_slots(max);
+            let no_slot = state.in_flight >= max || state.first >= first_limit;
             if no_slot || state.turn == Turn::Given {
                 if state.failing.contains(&url) {
                     return Some(deferred(seq, tenant, url, first_at, FAILING));
@@ -785,6 +788,19 @@ impl Webhooks {
         drop(permit);
     }
 
+    /// How many of a tenant's `max` slots its first attempts may hold: [`first_slots`], and
+    /// for a tenant whose requests carry up to `batch_max` events (above one) no more than
+    /// one endpoint takes at once (`max_per_endpoint`): beyond those a slot would only wait
+    /// for the endpoint holding one event, where waiting in the queue it joins a request.
+    fn first_limit(&self, batch_max: usize, max: usize) -> usize {
+        let slots = first_slots(max);
+        if batch_max > 1 {
+            slots.min(self.settings.max_per_endpoint.max(1))
+        } else {
+            slots
+        }
+    }
+
     /// How many events one request to `tenant`'s endpoints carries at most
     /// (`webhook_batch_max`); above one, every request carries a JSON array.
     fn batch_max(&self, tenant: &str) -> usize {
@@ -873,9 +889,16 @@ impl Webhooks {
     /// every retry round, so nothing waits longer than that for a slot that is free.
     fn start_waiting(self: &Arc<Self>) {
         let max = self.settings.max_in_flight_per_tenant.max(1);
-        let free = |s: &TenantState| {
+        let directory = self.directory.load();
+        let batch_max = |tenant: &str| {
+            directory
+                .tenants
+                .get(tenant)
+                .map_or(1, |e| e.webhook_batch_max)
+        };
+        let free = |tenant: &str, s: &TenantState| {
             s.in_flight < max
-                && s.first < first_slots(max)
+                && s.first < self.first_limit(batch_max(tenant), max)
                 && !s.waiting.is_empty()
                 && s.turn != Turn::Given
         };
@@ -885,12 +908,12 @@ impl Webhooks {
             let ready: Vec<String> = tenants
                 .map
                 .iter()
-                .filter(|(_, s)| free(s))
+                .filter(|(t, s)| free(t, s))
                 .map(|(t, _)| t.clone())
                 .collect();
             'tenants: for tenant in ready {
                 loop {
-                    let room = tenants.map.get(&tenant).is_some_and(free);
+                    let room = tenants.map.get(&tenant).is_some_and(|s| free(&tenant, s));
                     if !room {
                         break;
                     }
@@ -2192,6 +2215,46 @@ mod tests {
         assert_eq!(ids, want, "every event once, in order");
         until(|| webhooks.watermark(n) == n).await;
         assert_eq!(store.outbox_depth().await.unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A batching tenant's new events hold no more slots than its endpoint takes requests at
+    /// once: the rest wait in its queue, where they join the next requests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batching_tenant_holds_no_more_slots_than_its_endpoint_takes() {
+        let settings = WebhookSettings {
+            max_per_endpoint: 2,
+            max_in_flight_per_tenant: 64,
+            ..WebhookSettings::default()
+        };
+        let (webhooks, store, dir) = sender_batching("batch-slots", &["a"], settings, 10);
+        let n = 30;
+        let bodies = logged_events(&store, n).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = endpoint_scripted(Vec::new(), 200, Duration::from_millis(100), tx).await;
+        for (seq, body) in (1..=n).zip(bodies) {
+            let row = webhooks.submit(seq, "a".into(), url.clone(), body);
+            assert!(row.is_none(), "event {seq} went to the outbox");
+        }
+        {
+            let tenants = webhooks.tenants.lock();
+            let a = &tenants.map["a"];
+            assert_eq!((a.first, a.waiting.len()), (2, n as usize - 2));
+        }
+        let mut ids = HashSet::new();
+        let mut requests = 0;
+        while ids.len() < n as usize {
+            let (_, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a webhook was not sent")
+                .unwrap();
+            requests += 1;
+            for id in ids_in(&body) {
+                assert!(ids.insert(id.clone()), "{id} sent twice");
+            }
+        }
+        assert!(requests <= 6, "{requests} requests for {n} events");
+        until(|| webhooks.watermark(n) == n).await;
         let _ = std::fs::remove_dir_all(dir);
     }
 

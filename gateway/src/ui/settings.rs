@@ -198,6 +198,10 @@ fn webhook(t: &Tenant) -> Markup {
                 Some(kinds) => kinds.join(", "),
                 None => "every type".to_owned(),
             }) }
+            dt { "Events per request" } dd { (match e.webhook_batch_max {
+                0 | 1 => "one (a JSON object)".to_owned(),
+                n => format!("up to {n} (a JSON array)"),
+            }) }
         }
     }
 }
