@@ -117,6 +117,7 @@ wait_for 10 grep -q "listening on" "$WORK/http-sink.out" || die "http-sink did n
 SINK=$(addr_in "$WORK/http-sink.out" "listening on")
 sink_type() { curl -sf "http://$SINK/stats" | jq --arg t "$1" '.by_param[$t] // 0'; }
 sink_event() { curl -sf "http://$SINK/stats" | jq --arg t "$1" '.by_field[$t] // 0'; }
+sink_requests() { curl -sf "http://$SINK/stats" | jq '.requests'; }
 
 BODY_TEXT='Your verification code is {seq6}. It expires in 10 minutes.'
 SEQ=0 # sequence numbers keep growing across steps and systems: every request is distinct
@@ -135,8 +136,9 @@ run_step() {
         count=$(awk -v r="$rate" -v s="$secs" 'BEGIN {printf "%d", r * s}')
         rate_args=(--rate "$rate")
     fi
-    local s0 d0 c0 sim0 t0
+    local s0 d0 c0 sim0 t0 r0
     s0=$(submits_now)
+    r0=$(sink_requests)
     d0=$(dlrs_now)
     c0=$(cpu_ticks "${GW_PIDS[@]}")
     sim0=$(cpu_ticks "$SIM_PID" "$SINK_PID")
@@ -206,6 +208,7 @@ run_step() {
                 rp50 / 1000, rp99 / 1000, ra
         }' >>"$RESULTS"
     log "$system $step: $(tail -1 "$RESULTS" | cut -f3-)"
+    log "$system $step: $(($(sink_requests) - r0)) requests reached the sink"
 }
 
 run_steps() {

@@ -39,9 +39,12 @@ pub fn workspace_root() -> PathBuf {
 
 /// The path of a workspace binary, built (brought up to date) once per test process: a binary
 /// left over from other sources must not be what a test runs. Tests run from
-/// `target/<profile>/deps/`, so the binaries are one folder up.
+/// `target/<profile>/deps/`, so the binaries are one folder up. Every binary of the workspace
+/// is built together, as `.ci/test` builds them before the tests: a build of one package alone
+/// unifies its dependencies' features differently, so it and the workspace build would each
+/// rebuild and relink what the other just built.
 pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
@@ -51,17 +54,35 @@ pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !built.iter().any(|b| b == name) {
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", package, "--bin", name])
-            .current_dir(workspace_root())
-            .status()
-            .context("running cargo build")?;
-        if !status.success() || !path.exists() {
-            bail!("could not build {name} (expected at {})", path.display());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "-q", "--workspace", "--bins"])
+            .current_dir(workspace_root());
+        // What cargo sets for this test process describes its own package; inherited by the
+        // build, those variables would change dependencies' fingerprints and rebuild them all.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_MANIFEST_")
+                || key == "CARGO_CRATE_NAME"
+                || key == "CARGO_PRIMARY_PACKAGE"
+            {
+                build.env_remove(key.as_ref());
+            }
         }
-        built.push(name.to_owned());
+        let status = build.status().context("running cargo build")?;
+        if !status.success() {
+            bail!("could not build the workspace's binaries (for {package}'s {name})");
+        }
+        *built = true;
+    }
+    if !path.exists() {
+        bail!(
+            "{package} has no binary {name} (expected at {})",
+            path.display()
+        );
     }
     Ok(path)
 }

@@ -5,6 +5,8 @@
 //!   every event (deduplicated by id) with valid signatures under both rotating secrets; an
 //!   SSE stream cut in the middle of the load and resumed with `Last-Event-ID` shows exactly
 //!   the same events, in order, no gap, no duplicate.
+//! - [`batched_webhooks_carry_every_event_in_signed_arrays`]: `webhook_batch_max = 50`, an
+//!   endpoint taking one request at once: every event arrives once, signed, in arrays.
 //! - [`sink_outage_and_kill_9_lose_no_event`]: the sink answers 500 for a while, then
 //!   recovers: everything arrives; then it fails again, the gateway is killed (-9) while
 //!   retries are pending and restarted: everything arrives.
@@ -110,10 +112,22 @@ fn unique_events(sink: &Sink) -> BTreeMap<String, Value> {
             "bad signature {sig} on {}",
             String::from_utf8_lossy(&r.body)
         );
-        let v: Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(v["id"], r.event_id.as_str());
-        if let Some(prev) = out.insert(r.event_id.clone(), v.clone()) {
-            assert_eq!(prev, v, "two different bodies for {}", r.event_id);
+        // One event, or an array of them (`webhook_batch_max`), each with its id inside.
+        let items = match serde_json::from_slice(&r.body).unwrap() {
+            Value::Array(items) => {
+                assert!(r.event_id.is_empty(), "an array with one event's id header");
+                items
+            }
+            v => {
+                assert_eq!(v["id"], r.event_id.as_str());
+                vec![v]
+            }
+        };
+        for v in items {
+            let id = v["id"].as_str().expect("an event id").to_owned();
+            if let Some(prev) = out.insert(id.clone(), v.clone()) {
+                assert_eq!(prev, v, "two different bodies for {id}");
+            }
         }
     }
     out
@@ -279,6 +293,45 @@ fn every_event_once_signed_and_sse_resumes_without_gap() {
         requests - total,
         first_part.len(),
         rest.len(),
+    );
+}
+
+/// A tenant with `webhook_batch_max = 50` and an endpoint that takes one request at once:
+/// 300 messages' events all arrive, once each, signed, in JSON arrays that hold several.
+#[test]
+fn batched_webhooks_carry_every_event_in_signed_arrays() {
+    const N: usize = 300;
+    let _serial = serial();
+    let dir = TempDir::new("events-batched").unwrap();
+    let sim = Sim::start(&["--dlr-delay-ms", "10"], None).unwrap();
+    let sink = Sink::start().unwrap();
+    let mut cfg = config(&sim, &sink, "max_per_endpoint = 1");
+    cfg.extra = cfg
+        .extra
+        .replacen("numbers = [", "webhook_batch_max = 50\nnumbers = [", 1);
+    let cfg = cfg.write(&dir.path).unwrap();
+    let gw = Gateway::start(&cfg).unwrap();
+    gw.wait_ready(Duration::from_secs(20)).unwrap();
+    let ids = send(&gw.api, 0..N, 16);
+    let events = wait_all_delivered(&sink, &ids, Duration::from_secs(120));
+    let requests = sink.delivered();
+    let largest = requests
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+        .map(|v| v.as_array().expect("every request an array").len())
+        .max()
+        .unwrap();
+    assert!(largest > 1 && largest <= 50, "largest array {largest}");
+    assert!(
+        requests.len() < events.len(),
+        "{} requests for {} events",
+        requests.len(),
+        events.len()
+    );
+    println!(
+        "batched webhooks: {} events of {N} messages in {} requests (largest {largest})",
+        events.len(),
+        requests.len()
     );
 }
 
