@@ -121,6 +121,8 @@ sink_requests() { curl -sf "http://$SINK/stats" | jq '.requests'; }
 
 BODY_TEXT='Your verification code is {seq6}. It expires in 10 minutes.'
 SEQ=0 # sequence numbers keep growing across steps and systems: every request is distinct
+# Recipients are +447123{seq6}: every one of that million is a valid UK mobile number (in
+# +447911… only some ranges are, and a gateway that checks numbers refuses the others with 422).
 
 # ---------------------------------------------------------------------------------------------
 # One load step
@@ -289,7 +291,7 @@ EOF
     dlrs_now() { sink_event message.delivered; }
     LOAD_ARGS=(--url "http://$api/v1/messages" --method POST
         --header "Authorization: Bearer $key"
-        --body "{\"to\":\"+447911{seq6}\",\"from\":\"Switchyard\",\"body\":\"$BODY_TEXT\"}")
+        --body "{\"to\":\"+447123{seq6}\",\"from\":\"Switchyard\",\"body\":\"$BODY_TEXT\"}")
     run_steps "$system"
     stop_pid "$pid"
     METRICS_URL=
@@ -360,7 +362,7 @@ EOF
     dlrs_now() { sink_type 1; }
     local dlr_url
     dlr_url=$(jq -rn --arg u "http://$SINK/dlr?t=%d" '$u | @uri')
-    LOAD_ARGS=(--url "http://127.0.0.1:$sendsms/cgi-bin/sendsms?username=bench&password=bench&from=Switchyard&to=%2B447911{seq6}&text=$(jq -rn --arg t "$BODY_TEXT" '$t | @uri' | sed 's/%7Bseq6%7D/{seq6}/g')&dlr-mask=31&dlr-url=$dlr_url")
+    LOAD_ARGS=(--url "http://127.0.0.1:$sendsms/cgi-bin/sendsms?username=bench&password=bench&from=Switchyard&to=%2B447123{seq6}&text=$(jq -rn --arg t "$BODY_TEXT" '$t | @uri' | sed 's/%7Bseq6%7D/{seq6}/g')&dlr-mask=31&dlr-url=$dlr_url")
     run_steps kannel
     stop_pid "$sb"
     stop_pid "$bb"
