@@ -244,6 +244,7 @@ impl SqliteStore {
             )
             .map_err(|e| in_context("cannot read the store", e))?;
         let stats = Arc::new(Stats::default());
+        let busy_timeout = options.busy_timeout;
         let writer = Writer::new(conn, rx, options, stats.clone());
         let pending = writer.pending_receipts();
         pending.store(left_pending, Ordering::Relaxed);
@@ -252,6 +253,7 @@ impl SqliteStore {
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
         spawn_ticker(tx.downgrade(), pending)?;
+        spawn_checkpointer(path.to_path_buf(), busy_timeout, tx.downgrade())?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             requests: RwLock::new(Some(tx)),
@@ -601,6 +603,53 @@ fn spawn_ticker(
         })
         .map(|_| ())
         .map_err(|e| StoreError::Unavailable(format!("cannot start the store ticker: {e}")))
+}
+
+/// How often the checkpointer copies the WAL's committed pages into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] on a connection of its own (`PASSIVE`: it
+/// waits for no reader and no writer), so that commits never wait for a checkpoint's copying
+/// and fsyncs; ends when the store closes (its request channel is gone).
+fn spawn_checkpointer(
+    path: PathBuf,
+    busy_timeout: Duration,
+    requests: mpsc::WeakSender<Request>,
+) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            let mut conn = None;
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if requests.upgrade().is_none() {
+                    break;
+                }
+                if conn.is_none() {
+                    conn = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .and_then(|c| c.busy_timeout(busy_timeout).map(|()| c))
+                    .map_err(|e| tracing::warn!("the store's checkpointer cannot open it: {e}"))
+                    .ok();
+                }
+                let Some(c) = &conn else { continue };
+                let started = std::time::Instant::now();
+                match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    row.get::<_, i64>(2)
+                }) {
+                    Ok(pages) => {
+                        metrics::histogram!("switchyard_store_checkpoint_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        tracing::trace!(pages, "checkpointed");
+                    }
+                    Err(e) => tracing::debug!("checkpoint failed: {e}"),
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the store checkpointer: {e}")))
 }
 
 /// An analytics answer too large to give.

@@ -70,6 +70,29 @@ async fn close_refuses_later_requests_and_a_dropped_store_still_commits() {
     assert_eq!(store.max_id().await.unwrap(), Some(id(200)));
 }
 
+/// Commits leave checkpoints to the checkpointer thread: a few hundred pages of WAL (far below
+/// the writer's own threshold) reach the database file within a few seconds.
+#[tokio::test]
+async fn the_checkpointer_copies_the_wal_into_the_database_file() {
+    let dir = TempDir::new();
+    let store = open(&dir.db());
+    let size = || std::fs::metadata(dir.db()).map_or(0, |m| m.len());
+    let before = size();
+    for i in 0..20 {
+        let batch = (0..100)
+            .map(|j| message("acme", 1 + i * 100 + j, 1))
+            .collect();
+        store.insert(batch).await.unwrap();
+    }
+    let wal = std::fs::metadata(dir.db().with_extension("db-wal")).map_or(0, |m| m.len());
+    assert!(wal > 4096 * 50, "the WAL holds the commits: {wal} bytes");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() <= before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(size() > before, "nothing checkpointed: {} bytes", size());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_inserts_all_commit_and_share_transactions() {
     let dir = TempDir::new();
