@@ -2210,7 +2210,10 @@ mod tests {
             sizes.push(got.len());
             ids.extend(got);
         }
-        assert_eq!(sizes, [1, 10, 10, 4]);
+        // [1, 10, 10, 4] unless the test's thread stalled while the first was answered.
+        assert_eq!(sizes[0], 1);
+        assert!(sizes.iter().all(|&s| s <= 10), "{sizes:?}");
+        assert!(sizes.contains(&10), "{sizes:?}");
         let want: Vec<String> = (1..=n).map(event_id).collect();
         assert_eq!(ids, want, "every event once, in order");
         until(|| webhooks.watermark(n) == n).await;
@@ -2237,9 +2240,12 @@ mod tests {
             assert!(row.is_none(), "event {seq} went to the outbox");
         }
         {
+            // Two slots taken (each may already have joined up to nine more to its request);
+            // the rest wait in the queue.
             let tenants = webhooks.tenants.lock();
             let a = &tenants.map["a"];
-            assert_eq!((a.first, a.waiting.len()), (2, n as usize - 2));
+            assert_eq!((a.first, a.in_flight), (2, 2));
+            assert!(a.waiting.len() >= n as usize - 20, "{}", a.waiting.len());
         }
         let mut ids = HashSet::new();
         let mut requests = 0;
@@ -2273,7 +2279,7 @@ mod tests {
         let n = 8;
         let bodies = logged_events(&store, n).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let url = endpoint_scripted(vec![200, 500], 200, Duration::from_millis(100), tx).await;
+        let url = endpoint_scripted(vec![200, 500], 200, Duration::from_millis(300), tx).await;
         let mut requests = Vec::new();
         for (seq, body) in (1..=n).zip(bodies) {
             let row = webhooks.submit(seq, "a".into(), url.clone(), body);
