@@ -11,7 +11,7 @@ use super::redacted::REDACTED;
 
 /// A tenant's events, webhook and inbound settings (keys of its `[[tenants]]` table). Its
 /// `Debug` shows how many signing secrets there are, never their values.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TenantEvents {
     /// Default webhook for status and inbound events (`webhook_url`); a message's own
     /// `callback_url` takes precedence for its status events.
@@ -91,6 +91,23 @@ impl std::fmt::Debug for TenantEvents {
             .field("webhook_events", webhook_events)
             .field("webhook_batch_max", webhook_batch_max)
             .finish()
+    }
+}
+
+/// What a tenant without any of these keys has: no webhook, one event per request.
+impl Default for TenantEvents {
+    fn default() -> Self {
+        TenantEvents {
+            webhook_url: None,
+            webhook_secrets: Vec::new(),
+            numbers: Vec::new(),
+            accounts: Vec::new(),
+            stop_reply: None,
+            start_reply: None,
+            help_reply: None,
+            webhook_events: None,
+            webhook_batch_max: 1,
+        }
     }
 }
 
