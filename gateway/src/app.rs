@@ -225,7 +225,8 @@ pub async fn start(
         None,
     )
     .with_windows(Some(windows.clone()))
-    .with_shared_store(matches!(opened, OpenedStore::Postgres(_)));
+    .with_shared_store(matches!(opened, OpenedStore::Postgres(_)))
+    .with_applied(applied_tx.clone());
     let replies =
         crate::inbound::KeywordReplies::new(&config.inbound, directory.clone(), submit.clone());
     let ctx = BindContext {
@@ -891,7 +892,7 @@ impl crate::cluster::Adopter for Resume {
 
     fn flow(&self, id: MessageId, tenant: String) {
         if let Some(flows) = self.flows.get() {
-            flows.track(id, tenant.into());
+            flows.track(id, tenant.into(), None);
         }
     }
 }

@@ -511,7 +511,7 @@ async fn flow_batch(
     let mut prepared = Vec::with_capacity(deliveries);
     let mut ids = Vec::with_capacity(planned.len());
     for (_, p) in planned {
-        ids.push(p.flow.id);
+        ids.push((p.flow.id, p.flow.rules_only()));
         record
             .flows
             .push(crate::domain::FlowWrite::Insert(Box::new(p.flow)));
@@ -526,8 +526,8 @@ async fn flow_batch(
             crate::submit::Queueing::Bulk,
         )
         .await?;
-    for id in ids {
-        state.flows.track(id, tenant.clone());
+    for (id, view) in ids {
+        state.flows.track(id, tenant.clone(), Some(view));
     }
     metrics::counter!("switchyard_api_batch_messages_total").increment(deliveries as u64);
     Ok(answer)

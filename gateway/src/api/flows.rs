@@ -178,7 +178,8 @@ struct Step {
 
 /// A flow checked, with its first deliveries prepared; nothing taken or stored yet.
 pub(crate) struct Planned {
-    /// The flow to insert (its deliveries are the prepared messages).
+    /// The flow to insert, its deliveries the prepared messages (stored as those messages;
+    /// listed here for the flow runner's view of the flow).
     pub(crate) flow: FlowRecord,
     /// The deliveries the rules start now.
     pub(crate) prepared: Vec<Prepared>,
@@ -211,6 +212,7 @@ pub(crate) async fn send(
         .map(|r| (*r).clone())
         .unwrap_or_default();
     let answer = idempotent::answer(StatusCode::ACCEPTED, &accepted, Some(&record));
+    let view = flow.rules_only();
     record.flows = vec![FlowWrite::Insert(Box::new(flow))];
     state
         .submit
@@ -222,7 +224,7 @@ pub(crate) async fn send(
         )
         .await
         .map_err(Problem::from)?;
-    state.flows.track(id, tenant);
+    state.flows.track(id, tenant, Some(view));
     Ok(answer)
 }
 
@@ -318,7 +320,6 @@ pub(crate) async fn plan(
             .collect(),
         dropped: (!dropped.is_empty()).then_some(dropped),
     };
-    flow.deliveries.clear();
     Ok(Planned {
         flow,
         prepared: prepared.into_iter().map(|(p, _)| p).collect(),

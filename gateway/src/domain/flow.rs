@@ -161,6 +161,48 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
+    /// The flow as far as [`decide`] looks at it: this record with each step's request
+    /// `null` and without smart scores. The flow runner keeps such a record in memory
+    /// between reads of the flow; a step is never started from it.
+    pub fn rules_only(&self) -> FlowRecord {
+        FlowRecord {
+            id: self.id,
+            tenant: self.tenant.clone(),
+            mode: self.mode,
+            steps: self
+                .steps
+                .iter()
+                .map(|s| FlowStep {
+                    channel: s.channel.clone(),
+                    success: s.success,
+                    timeout_s: s.timeout_s,
+                    delay_s: s.delay_s,
+                    smart: None,
+                    request: StepRequest(serde_json::value::RawValue::NULL.to_owned()),
+                })
+                .collect(),
+            state: self.state,
+            skipped: self.skipped.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            deliveries: self.deliveries.clone(),
+        }
+    }
+
+    /// Notes that delivery `id` moved to `status` (if that is forwards). False when `id` is
+    /// none of this flow's deliveries.
+    pub fn moved(&mut self, id: MessageId, status: Status) -> bool {
+        match self.deliveries.iter_mut().find(|d| d.id == id) {
+            Some(d) => {
+                if d.status.can_become(status) {
+                    d.status = status;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The first step whose delivery met its success condition, if one did.
     pub fn succeeded_step(&self) -> Option<u8> {
         self.deliveries
@@ -493,6 +535,48 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_rules_alone_decide_as_the_whole_flow() {
+        let mut whole = flow(
+            FlowMode::Cascade,
+            vec![
+                step(Success::Delivered, Some(60)),
+                step(Success::Sent, None),
+            ],
+            &[(0, Status::Sent, 1_000)],
+        );
+        whole.steps[0].request = StepRequest::new(&serde_json::json!({"to": "+4479"})).unwrap();
+        whole.skipped.push((1, "refused".into()));
+        let view = whole.rules_only();
+        assert_eq!(view.steps[0].request.json(), "null");
+        assert_eq!(view.deliveries, whole.deliveries);
+        assert_eq!(view.skipped, whole.skipped);
+        for now in [1_000, 60_999, 61_000] {
+            assert_eq!(decide(&view, now), decide(&whole, now), "at {now}");
+        }
+    }
+
+    #[test]
+    fn a_view_takes_forward_moves_of_its_own_deliveries() {
+        let mut view = flow(
+            FlowMode::AllChannels,
+            vec![
+                step(Success::Delivered, None),
+                step(Success::Delivered, None),
+            ],
+            &[(0, Status::Accepted, 0), (1, Status::Accepted, 0)],
+        );
+        assert!(view.moved(MessageId(100), Status::Delivered));
+        // A late `sent` (its commit told after the receipt's) does not move it back.
+        assert!(view.moved(MessageId(100), Status::Sent));
+        assert_eq!(view.deliveries[0].status, Status::Delivered);
+        assert_eq!(decide(&view, 0), Decision::Succeed);
+        assert!(
+            !view.moved(MessageId(7), Status::Failed),
+            "not a delivery of the flow"
+        );
     }
 
     #[test]

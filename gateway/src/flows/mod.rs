@@ -4,10 +4,11 @@
 //! [`crate::domain::decide`], a pure function of the flow, its deliveries and the time.
 //!
 //! ```text
-//! API: flow + first deliveries ──► one commit ──► Flows::track
-//! runner: a delivery's status changed (from the update sink) ─┐
-//!         a time limit or stage delay passed (timers) ────────┼─► a task for that flow:
-//!         start: every running flow ──────────────────────────┘   read the flow ─► decide
+//! API: flow + first deliveries ──► one commit ──► Flows::track (the flow's rules)
+//! runner: a delivery's status changed (from the update sink) ─┐   decide on the rules kept:
+//!         a time limit or stage delay passed (timers) ────────┼─► wait: nothing more; else
+//!         start: every running flow ──────────────────────────┘   a task for that flow:
+//!                                                   (read the flow unless it succeeded) ─► decide
 //!   decide ─► start step k: its request ─► draft ─► submit (the delivery names flow and step)
 //!          ─► a step refused: Update::Flow(Skip) ─► decide again
 //!          ─► succeeded / failed: Update::Flow(End) (the flow's own event is written with it)
@@ -29,6 +30,17 @@
 //! `sent` unless a step of the flow succeeds on `sent` ([`crate::domain::may_decide`]; the
 //! runner learns that from the flow's steps at its first read): the runner does not read the
 //! flow for those.
+//!
+//! **What the rules look at is kept in memory.** The API hands the runner each new flow as
+//! committed, without the steps' requests ([`FlowRecord::rules_only`], a few hundred bytes,
+//! for at most [`MAX_VIEWS`] flows); the status changes of its deliveries are applied to it as
+//! they come (those that come before the flow is handed over are kept for it a while). When
+//! the rules say from that view that nothing is to be done, nothing is read and no task
+//! starts; when they say the flow succeeded (a committed status change met a step's
+//! condition), it is ended without a read. Starting a step needs its request, and failing
+//! must not miss a success the view has not seen yet: both decide again on the flow read from
+//! the store. A change the view cannot place (a delivery it does not know) drops the view, and
+//! the flow is read from then on.
 //!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
 //! crash the runner reads the running flows and decides again, starting no step twice and
@@ -66,6 +78,12 @@ const RATE_RETRY: Duration = Duration::from_secs(1);
 /// How long to wait before reading a flow again after the store failed, or before starting a
 /// step again that full queues or open breakers refused.
 const STORE_RETRY: Duration = Duration::from_secs(2);
+/// Flows whose rules the runner keeps in memory ([`Tracked::view`]), at most: about 300 bytes
+/// each. Beyond that, flows are read from the store each time they are decided.
+const MAX_VIEWS: usize = 65_536;
+/// How long the status change of a delivery whose flow is not followed yet is kept for it
+/// (the API follows a flow once its commit returned; its first deliveries may move before).
+const EARLY_KEEP_MS: UnixMs = 10_000;
 /// Flows decided at once. Each task mostly waits for the store (a read, a commit), so this
 /// bounds the reads and commits in flight for flows, not CPU: enough for the store's group
 /// commits to carry thousands of flows per second.
@@ -84,8 +102,13 @@ pub(crate) struct Flows {
 /// What wakes the runner.
 #[derive(Debug)]
 enum Event {
-    /// A new flow (committed with its first deliveries).
-    Track { id: MessageId, tenant: Arc<str> },
+    /// A new flow (committed with its first deliveries), and the flow as committed when the
+    /// caller has it.
+    Track {
+        id: MessageId,
+        tenant: Arc<str>,
+        flow: Option<Box<FlowRecord>>,
+    },
 }
 
 /// What a flow's task tells the runner when it is done: where `flow` stands.
@@ -103,6 +126,9 @@ enum Outcome {
         wake_at: Option<UnixMs>,
         /// Whether a step succeeds on `sent` (`None`: the flow could not be read).
         sent_succeeds: Option<bool>,
+        /// The flow's rules as the task left them ([`FlowRecord::rules_only`]); `None`
+        /// when it could not be read or ending it failed.
+        view: Option<Box<FlowRecord>>,
     },
     /// Ended (the end committed) or gone: forget it.
     Finished,
@@ -125,6 +151,26 @@ struct Tracked {
     /// Whether a delivery's `sent` may decide something ([`succeeds_on_sent`]); true until
     /// the flow's steps were read.
     sent_succeeds: bool,
+    /// The flow as far as the rules look at it ([`FlowRecord::rules_only`]), brought up to
+    /// date by its deliveries' status changes; lent to the flow's task while one runs.
+    /// `None`: the flow is read from the store when it is decided.
+    view: Option<Box<FlowRecord>>,
+    /// Whether this flow counts against [`MAX_VIEWS`] (it has a view, here or lent).
+    viewed: bool,
+    /// Status changes of its deliveries that came while a task decided for it: applied to
+    /// the view the task gives back.
+    pending: Vec<(MessageId, Status)>,
+}
+
+/// What a flow's task starts from.
+enum Known {
+    /// Nothing: it reads the flow.
+    Nothing,
+    /// The flow just read from the store (whole).
+    Read(FlowRecord),
+    /// The runner's view ([`Tracked::view`]): enough to see that nothing is to be done or
+    /// that the flow succeeded; anything else is decided again on the flow read afresh.
+    View(Box<FlowRecord>),
 }
 
 /// Whether a flow is being decided.
@@ -155,6 +201,15 @@ struct Runner {
     /// Tasks running.
     tasks: usize,
     reports: mpsc::UnboundedSender<Done>,
+    /// Flows counting against [`MAX_VIEWS`].
+    views: usize,
+    /// Status changes of deliveries whose flow is not followed, by flow, with when the first
+    /// came: kept [`EARLY_KEEP_MS`] for a flow about to be followed (its first deliveries may
+    /// move before the API hands it over). Changes that come after a flow ended pass through
+    /// here too and are dropped with age.
+    early: HashMap<MessageId, (UnixMs, Vec<(MessageId, Status)>)>,
+    /// The flows in `early`, oldest first.
+    early_order: VecDeque<(UnixMs, MessageId)>,
 }
 
 impl Flows {
@@ -184,14 +239,20 @@ impl Flows {
             waiting: VecDeque::new(),
             tasks: 0,
             reports,
+            views: 0,
+            early: HashMap::new(),
+            early_order: VecDeque::new(),
         };
         tokio::spawn(runner.run(rx, applied, reports_rx, shutdown));
         Flows { tx }
     }
 
-    /// A flow was accepted (its first deliveries are stored): follow it.
-    pub(crate) fn track(&self, id: MessageId, tenant: Arc<str>) {
-        let _ = self.tx.send(Event::Track { id, tenant });
+    /// A flow was accepted (its first deliveries are stored): follow it. `view` is the flow
+    /// as committed ([`FlowRecord::rules_only`]) when the caller has it: the runner then
+    /// need not read the flow to see that nothing is to be done, or that it succeeded.
+    pub(crate) fn track(&self, id: MessageId, tenant: Arc<str>, view: Option<FlowRecord>) {
+        let flow = view.map(Box::new);
+        let _ = self.tx.send(Event::Track { id, tenant, flow });
     }
 }
 
@@ -213,27 +274,12 @@ impl Runner {
             tokio::select! {
                 Some(done) = reports.recv() => self.done(done),
                 event = rx.recv() => match event {
-                    Some(Event::Track { id, tenant }) => {
-                        self.flows.entry(id).or_insert_with(|| Tracked {
-                            tenant,
-                            task: Task::Idle,
-                            sent_succeeds: true,
-                        });
-                        // Its first deliveries move within milliseconds (sent, or an RCS
-                        // step rejected): one read after them serves both.
-                        self.soon(id);
-                    }
+                    Some(Event::Track { id, tenant, flow }) => self.track(id, tenant, flow),
                     None => return,
                 },
                 moved = applied.recv() => match moved {
-                    Some(Applied::Moved { status, flow: Some(flow), .. }) => {
-                        let decides = self
-                            .flows
-                            .get(&flow)
-                            .is_some_and(|t| may_decide(status, t.sent_succeeds));
-                        if decides {
-                            self.soon(flow);
-                        }
+                    Some(Applied::Moved { id, status, flow: Some(flow), .. }) => {
+                        self.moved(flow, id, status);
                     }
                     Some(_) => {}
                     None => return,
@@ -279,10 +325,97 @@ impl Runner {
                     tenant: f.tenant.as_str().into(),
                     task: Task::Idle,
                     sent_succeeds: succeeds_on_sent(&f.steps),
+                    view: None,
+                    viewed: false,
+                    pending: Vec::new(),
                 },
             );
             self.decide(id, Some(f));
         }
+    }
+
+    /// A new flow to follow, with its rules when the caller had them.
+    fn track(&mut self, id: MessageId, tenant: Arc<str>, flow: Option<Box<FlowRecord>>) {
+        if self.flows.contains_key(&id) {
+            self.soon(id);
+            return;
+        }
+        let early = self.early.remove(&id).map(|(_, moves)| moves);
+        let mut view = flow.filter(|_| self.views < MAX_VIEWS);
+        if let (Some(v), Some(moves)) = (&mut view, &early) {
+            if !moves.iter().all(|&(d, s)| v.moved(d, s)) {
+                view = None;
+            }
+        }
+        let viewed = view.is_some();
+        self.views += usize::from(viewed);
+        self.flows.insert(
+            id,
+            Tracked {
+                tenant,
+                task: Task::Idle,
+                sent_succeeds: view.as_ref().is_none_or(|v| succeeds_on_sent(&v.steps)),
+                view,
+                viewed,
+                pending: Vec::new(),
+            },
+        );
+        // Its first deliveries move within milliseconds (sent, or an RCS step rejected):
+        // one decision after them serves both.
+        self.soon(id);
+    }
+
+    /// Delivery `delivery` of flow `flow` moved to `status`.
+    fn moved(&mut self, flow: MessageId, delivery: MessageId, status: Status) {
+        let Some(tracked) = self.flows.get_mut(&flow) else {
+            if may_decide(status, true) {
+                self.keep_early(flow, delivery, status);
+            }
+            return;
+        };
+        match tracked.task {
+            Task::Running | Task::Again => tracked.pending.push((delivery, status)),
+            Task::Idle | Task::Soon | Task::Waiting => {
+                let known = tracked
+                    .view
+                    .as_mut()
+                    .is_none_or(|v| v.moved(delivery, status));
+                if !known {
+                    // Not a delivery the view knows (started elsewhere): read the flow.
+                    tracked.view = None;
+                    if tracked.viewed {
+                        tracked.viewed = false;
+                        self.views -= 1;
+                    }
+                }
+            }
+        }
+        if may_decide(status, tracked.sent_succeeds) {
+            self.soon(flow);
+        }
+    }
+
+    /// Keeps a status change of a delivery whose flow is not followed, for [`EARLY_KEEP_MS`].
+    fn keep_early(&mut self, flow: MessageId, delivery: MessageId, status: Status) {
+        let now = now_ms();
+        while let Some(&(at, f)) = self.early_order.front() {
+            if now - at < EARLY_KEEP_MS {
+                break;
+            }
+            self.early_order.pop_front();
+            if self.early.get(&f).is_some_and(|(since, _)| *since == at) {
+                self.early.remove(&f);
+            }
+        }
+        let order = &mut self.early_order;
+        self.early
+            .entry(flow)
+            .or_insert_with(|| {
+                order.push_back((now, flow));
+                (now, Vec::new())
+            })
+            .1
+            .push((delivery, status));
     }
 
     /// Flow `id` may have something to decide: a task decides for it now, after its running
@@ -293,10 +426,42 @@ impl Runner {
             return;
         };
         match tracked.task {
+            // The view says nothing is to be done: no task, no read.
+            Task::Idle | Task::Soon if record.is_none() && tracked.view.is_some() => {
+                let wait = tracked
+                    .view
+                    .as_deref()
+                    .and_then(|v| match decide(v, now_ms()) {
+                        Decision::WaitUntil(at) => Some(at),
+                        _ => None,
+                    });
+                match wait {
+                    Some(at) => {
+                        tracked.task = Task::Idle;
+                        if let Some(at) = at {
+                            self.timers.insert((at, id));
+                        }
+                    }
+                    None if self.tasks < MAX_TASKS => {
+                        tracked.task = Task::Running;
+                        let tenant = tracked.tenant.clone();
+                        let known = tracked.view.take().map_or(Known::Nothing, Known::View);
+                        self.spawn(id, tenant, known);
+                    }
+                    None => {
+                        tracked.task = Task::Waiting;
+                        self.waiting.push_back(id);
+                    }
+                }
+            }
             Task::Idle | Task::Soon if self.tasks < MAX_TASKS => {
                 tracked.task = Task::Running;
                 let tenant = tracked.tenant.clone();
-                self.spawn(id, tenant, record);
+                let known = match record {
+                    Some(f) => Known::Read(f),
+                    None => tracked.view.take().map_or(Known::Nothing, Known::View),
+                };
+                self.spawn(id, tenant, known);
             }
             Task::Idle | Task::Soon => {
                 tracked.task = Task::Waiting;
@@ -324,12 +489,12 @@ impl Runner {
         }
     }
 
-    fn spawn(&mut self, id: MessageId, tenant: Arc<str>, record: Option<FlowRecord>) {
+    fn spawn(&mut self, id: MessageId, tenant: Arc<str>, known: Known) {
         self.tasks += 1;
         let steps = self.steps.clone();
         let reports = self.reports.clone();
         tokio::spawn(async move {
-            let outcome = steps.settle(id, tenant, record).await;
+            let outcome = steps.settle(id, tenant, known).await;
             let _ = reports.send(Done { flow: id, outcome });
         });
     }
@@ -340,11 +505,14 @@ impl Runner {
         self.tasks -= 1;
         match outcome {
             Outcome::Finished => {
-                self.flows.remove(&flow);
+                if self.flows.remove(&flow).is_some_and(|t| t.viewed) {
+                    self.views -= 1;
+                }
             }
             Outcome::Running {
                 wake_at,
                 sent_succeeds,
+                mut view,
             } => {
                 if let Some(at) = wake_at {
                     self.timers.insert((at, flow));
@@ -355,6 +523,23 @@ impl Runner {
                     if let Some(sent_succeeds) = sent_succeeds {
                         tracked.sent_succeeds = sent_succeeds;
                     }
+                    let pending = std::mem::take(&mut tracked.pending);
+                    if let Some(v) = &mut view {
+                        if !pending.iter().all(|&(d, s)| v.moved(d, s)) {
+                            view = None;
+                        }
+                    }
+                    if view.is_some() && !tracked.viewed && self.views < MAX_VIEWS {
+                        tracked.viewed = true;
+                        self.views += 1;
+                    }
+                    if !tracked.viewed {
+                        view = None;
+                    } else if view.is_none() {
+                        tracked.viewed = false;
+                        self.views -= 1;
+                    }
+                    tracked.view = view;
                     if again {
                         self.decide(flow, None);
                     }
@@ -368,19 +553,39 @@ impl Runner {
             if let Some(tracked) = self.flows.get_mut(&id) {
                 tracked.task = Task::Running;
                 let tenant = tracked.tenant.clone();
-                self.spawn(id, tenant, None);
+                let known = tracked.view.take().map_or(Known::Nothing, Known::View);
+                self.spawn(id, tenant, known);
             }
         }
     }
 }
 
 impl Steps {
-    /// Reads flow `id` (unless `record` is it, just read) and acts on the rules' decision,
-    /// deciding again after each step it starts or skips.
-    async fn settle(&self, id: MessageId, tenant: Arc<str>, record: Option<FlowRecord>) -> Outcome {
+    /// Acts on the rules' decision for flow `id`, deciding again after each step it starts
+    /// or skips. The runner's view of the flow suffices to wait or to end it as succeeded
+    /// (a delivery's committed move met its step's condition); starting a step needs the
+    /// step's request, and failing must not miss a success the view has not seen yet, so
+    /// both decide again on the flow read from the store.
+    async fn settle(&self, id: MessageId, tenant: Arc<str>, known: Known) -> Outcome {
         let retry = |sent_succeeds| Outcome::Running {
             wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
             sent_succeeds,
+            view: None,
+        };
+        let record = match known {
+            Known::Nothing => None,
+            Known::Read(f) => Some(f),
+            Known::View(view) => match decide(&view, now_ms()) {
+                Decision::WaitUntil(wake_at) => {
+                    return Outcome::Running {
+                        wake_at,
+                        sent_succeeds: Some(succeeds_on_sent(&view.steps)),
+                        view: Some(view),
+                    }
+                }
+                Decision::Succeed => return self.end(&view, FlowState::Succeeded).await,
+                Decision::Start(_) | Decision::Fail => None,
+            },
         };
         let mut f = match record {
             Some(f) => f,
@@ -405,6 +610,7 @@ impl Steps {
                     return Outcome::Running {
                         wake_at: at,
                         sent_succeeds,
+                        view: Some(Box::new(f.rules_only())),
                     }
                 }
                 Decision::Succeed => return self.end(&f, FlowState::Succeeded).await,
@@ -425,6 +631,7 @@ impl Steps {
                                 return Outcome::Running {
                                     wake_at: Some(now + wait.as_millis() as i64),
                                     sent_succeeds,
+                                    view: Some(Box::new(f.rules_only())),
                                 };
                             }
                             Err(StepError::Skip(reason)) => {
@@ -446,8 +653,8 @@ impl Steps {
                         }
                     }
                     // The flow as the store now has it, short of status changes committed
-                    // meanwhile: each of those wakes the runner, which decides again after
-                    // this task with the flow read afresh.
+                    // meanwhile: the runner notes those while this task runs and applies
+                    // them to the view this task gives back, then decides again.
                     f.deliveries.sort_by_key(|d| (d.step, d.id));
                 }
             }
@@ -455,6 +662,7 @@ impl Steps {
         Outcome::Running {
             wake_at: None,
             sent_succeeds,
+            view: Some(Box::new(f.rules_only())),
         }
     }
 
@@ -512,6 +720,7 @@ impl Steps {
             Outcome::Running {
                 wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
                 sent_succeeds: Some(succeeds_on_sent(&f.steps)),
+                view: None,
             }
         }
     }

@@ -427,6 +427,9 @@ pub(crate) struct Submitter {
     /// Several nodes share the store: a scheduled message may be held by another node, so
     /// cancel and replace decide by the stored state (see [`Submitter::cancel`]).
     shared: bool,
+    /// Where the status changes this pipeline commits itself (cancellations) are told, as the
+    /// update sink tells its own (to the flows).
+    applied: Option<crate::updates::AppliedTx>,
 }
 
 /// On a shared store, how long before its time a scheduled message can still be cancelled or
@@ -463,6 +466,7 @@ impl Submitter {
             chat: None,
             windows: None,
             shared: false,
+            applied: None,
         }
     }
 
@@ -495,6 +499,24 @@ impl Submitter {
     pub(crate) fn with_shared_store(mut self, shared: bool) -> Self {
         self.shared = shared;
         self
+    }
+
+    /// The same pipeline telling `applied` of the status changes it commits itself.
+    pub(crate) fn with_applied(mut self, applied: crate::updates::AppliedTx) -> Self {
+        self.applied = Some(applied);
+        self
+    }
+
+    /// Tells whoever follows status changes of the moves in `applied`.
+    fn tell_moved(&self, applied: &[crate::domain::Applied]) {
+        let Some(tx) = &self.applied else {
+            return;
+        };
+        for a in applied {
+            if matches!(a, crate::domain::Applied::Moved { .. }) {
+                let _ = tx.send(a.clone());
+            }
+        }
     }
 
     /// Takes the scheduled message `id` due at `at` out of the scheduler so it can be
@@ -856,6 +878,7 @@ impl Submitter {
         // Until this commits, the scheduler remembers the cancellation (and never sends it).
         let applied = self.store.apply(vec![update]).await?;
         self.dispatcher.cancel_committed(id);
+        self.tell_moved(&applied);
         match applied.first() {
             Some(crate::domain::Applied::Moved { .. }) => Ok(()),
             // It moved on first (released by the node that holds it).
@@ -918,6 +941,7 @@ impl Submitter {
         for &id in &taken {
             self.dispatcher.cancel_committed(id);
         }
+        self.tell_moved(&applied);
         Ok(applied
             .iter()
             .filter(|a| matches!(a, crate::domain::Applied::Moved { .. }))
