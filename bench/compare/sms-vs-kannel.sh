@@ -88,7 +88,7 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p switchyard-gateway -p switchyard-bench) ||
         die "build failed"
 fi
-for b in switchyard smsc-sim http-load http-sink; do
+for b in switchyard smsc-sim http-load http-sink fsync-probe; do
     [[ -x $BIN/$b ]] || die "$BIN/$b missing"
 done
 for t in curl jq python3 awk; do command -v "$t" >/dev/null || die "$t is needed"; done
@@ -145,9 +145,14 @@ run_step() {
     c0=$(cpu_ticks "${GW_PIDS[@]}")
     sim0=$(cpu_ticks "$SIM_PID" "$SINK_PID")
     t0=$(now)
+    # The disk's fsync latency where the stores live, measured during the load.
+    local fsync_json=${json%.json}.fsync.json probe
+    "$BIN/fsync-probe" --dir "$WORK" --duration-s "$secs" >"$fsync_json" &
+    probe=$!
     "$BIN/http-load" "${LOAD_ARGS[@]}" --connections "$CONNS" --count "$count" \
         --duration-s "$secs" --seq-start "$SEQ" --label "$system $step" "${rate_args[@]}" >"$json" ||
         die "http-load failed ($system $step)"
+    wait "$probe" || die "fsync-probe failed ($system $step)"
     SEQ=$((SEQ + count))
     # A gateway that died mid-step would show as requests lost to connection errors, not as a
     # result: stop here and show why.
@@ -194,6 +199,7 @@ run_step() {
     ((record == 1)) || return 0
     # system step accepted/s submit/s dlr/s p50 p99 cpu_ms_per_msg rss_mb lost undelivered
     #   gateway_cores sim_cores loadgen_cores accepted errors refused_p50 refused_p99 retry_after
+    #   fsync_p50 fsync_p99 (the disk's, ms)
     awk -v sys="$system" -v step="$step" -v acc="$accepted" -v load_s="$load_s" \
         -v s="$s" -v d="$d" -v t0="$t0" -v ts="$t_s" -v td="$t_d" \
         -v cpu=$((c_end - c0)) -v simcpu="$sim_ticks" -v hz="$CLK_TCK" \
@@ -201,13 +207,14 @@ run_step() {
         -v gen="$(jq '.cpu_s' "$json")" -v sent="$(jq '.sent' "$json")" \
         -v rp50="$(jq '.refused_latency_us.p50' "$json")" -v rp99="$(jq '.refused_latency_us.p99' "$json")" \
         -v ra="$(jq '.refused_with_retry_after' "$json")" \
+        -v f50="$(jq '.p50_us' "$fsync_json")" -v f99="$(jq '.p99_us' "$fsync_json")" \
         -v rss="$(peak_rss_kb "${GW_PIDS[@]}")" 'BEGIN {
             span_s = ts - t0; span_d = td - t0; span = (span_d > span_s ? span_d : span_s)
-            printf "%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.3f\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d\t%.3f\t%.3f\t%d\n",
+            printf "%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.3f\t%.0f\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d\t%.3f\t%.3f\t%d\t%.2f\t%.2f\n",
                 sys, step, acc / load_s, s / span_s, d / span_d, p50 / 1000, p99 / 1000,
                 (cpu / hz) * 1000 / (acc > 0 ? acc : 1), rss / 1024, acc - s, acc - d,
                 cpu / hz / span, simcpu / hz / span, gen / load_s, acc, sent - acc,
-                rp50 / 1000, rp99 / 1000, ra
+                rp50 / 1000, rp99 / 1000, ra, f50 / 1000, f99 / 1000
         }' >>"$RESULTS"
     log "$system $step: $(tail -1 "$RESULTS" | cut -f3-)"
     log "$system $step: $(($(sink_requests) - r0)) requests reached the sink"
@@ -390,20 +397,23 @@ done
     echo "Kannel: bearerbox + smsbox, 1 SMPP transceiver, max-pending-submits 100, store-type file (not fsynced per"
     echo "message), dlr-url callbacks. Rates include the drain after the load stopped; DLR/s is final receipts that"
     echo "reached the sink: message.delivered webhooks for Switchyard, dlr-url callbacks of type 1 for Kannel."
+    echo "fsync p99: the disk's own fsync latency (ms) during the step, where the stores live (fsync-probe: a"
+    echo "4 KiB write and fsync every 20 ms)."
     echo
     awk -F'\t' '
         BEGIN {
-            fmt = "%-11s %-8s %9s %9s %9s %8s %8s %9s %8s %6s %7s %7s %7s %7s\n"
+            fmt = "%-11s %-8s %9s %9s %9s %8s %8s %9s %8s %6s %7s %7s %7s %7s %9s\n"
             printf fmt, "system", "step", "accept/s", "submit/s", "DLR/s", "p50 ms", "p99 ms",
-                "CPU ms/msg", "RSS MB", "lost", "no-DLR", "gw core", "sim core", "gen core"
+                "CPU ms/msg", "RSS MB", "lost", "no-DLR", "gw core", "sim core", "gen core", "fsync p99"
         }
         {
-            printf "%-11s %-8s %9d %9d %9d %8.2f %8.2f %9.3f %8d %6d %7d %7.2f %7.2f %7.2f\n",
-                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+            printf "%-11s %-8s %9d %9d %9d %8.2f %8.2f %9.3f %8d %6d %7d %7.2f %7.2f %7.2f %9.2f\n",
+                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $21
             key = $2; steps[key] = 1
             for (i = 3; i <= 9; i++) v[$1, key, i] = $i
             if ($1 != "kannel" && !($1 in seen)) { seen[$1] = 1; systems[++ns] = $1 }
             if (!(key in order)) { order[key] = ++n; names[n] = key }
+            if ($1 == "sy-fsync") fsyncs = fsyncs sprintf("  %s: p99 accept %.2f ms, the disk'"'"'s fsync p99 %.2f ms: %s its fsync p99 + 2 ms\n", $2, $7, $21, ($7 <= $21 + 2 ? "within" : "over"))
             if ($16 > 0) notes = notes sprintf("  %s %s: %d requests not accepted (non-2xx or I/O error); refusals answered in p50 %.3f / p99 %.3f ms, %d with Retry-After\n", $1, $2, $16, $17, $18, $19)
         }
         END {
@@ -422,6 +432,7 @@ done
                     print line
                 }
             }
+            if (fsyncs != "") printf "\nsy-fsync accept latency against the disk (target: p99 within the fsync p99 + 2 ms):\n%s", fsyncs
             if (notes != "") printf "\n%s", notes
         }' "$RESULTS"
 } | tee "$WORK/table.txt"
