@@ -584,12 +584,15 @@ pub(super) fn configure_writer(
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 16 MiB page cache (negative = KiB): enough for the hot index pages.
     conn.pragma_update(None, "cache_size", -16_384)?;
-    // Checkpoints run on a thread of their own (`spawn_checkpointer`), once a second, beside
-    // the commits: a checkpoint on this connection would stop every commit behind it while it
-    // copies and fsyncs (100–250 ms for 32 MiB of WAL with `synchronous=NORMAL`, where nothing
-    // was synced before). The writer checkpoints itself only past 32,768 pages (128 MiB of
-    // 4 KiB pages), should that thread fall behind; that much WAL is what a recovery after a
-    // crash may read at most.
+    // Checkpoints run on a thread of their own (`spawn_checkpointer`), five times a second,
+    // beside the commits: a checkpoint on this connection would stop every commit behind it
+    // while it copies and fsyncs (100–250 ms for 32 MiB of WAL with `synchronous=NORMAL`, where
+    // nothing was synced before). The writer checkpoints itself past 32,768 pages (128 MiB of
+    // 4 KiB pages); that much WAL is what a recovery after a crash may read at most. Under
+    // steady writes that is also what restarts the WAL from its start: SQLite restarts it only
+    // when a write finds every frame copied, which the other thread's checkpoints, racing the
+    // commits, never leave; so every 128 MiB one commit waits for the writer's own checkpoint
+    // (the frames left since the last one, two fsyncs).
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     // Truncate the WAL back to 64 MiB after checkpoints so the file does not stay at its peak.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
