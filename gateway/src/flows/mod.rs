@@ -162,6 +162,18 @@ struct Tracked {
     pending: Vec<(MessageId, Status)>,
 }
 
+impl Tracked {
+    /// Forgets the flow's view (it is read from the store from now on) and gives back its
+    /// [`MAX_VIEWS`] slot, counted in `views`.
+    fn drop_view(&mut self, views: &mut usize) {
+        self.view = None;
+        if self.viewed {
+            self.viewed = false;
+            *views -= 1;
+        }
+    }
+}
+
 /// What a flow's task starts from.
 enum Known {
     /// Nothing: it reads the flow.
@@ -382,11 +394,7 @@ impl Runner {
                     .is_none_or(|v| v.moved(delivery, status));
                 if !known {
                     // Not a delivery the view knows (started elsewhere): read the flow.
-                    tracked.view = None;
-                    if tracked.viewed {
-                        tracked.viewed = false;
-                        self.views -= 1;
-                    }
+                    tracked.drop_view(&mut self.views);
                 }
             }
         }
@@ -418,57 +426,42 @@ impl Runner {
             .push((delivery, status));
     }
 
-    /// Flow `id` may have something to decide: a task decides for it now, after its running
-    /// task (which then reads it again), or once a task is free. `record` is the flow as just
-    /// read, if it was.
+    /// Flow `id` may have something to decide: its view says to wait (no task, no read), or
+    /// a task decides for it now, after its running task, or once a task is free. `record` is
+    /// the flow as just read, if it was.
     fn decide(&mut self, id: MessageId, record: Option<FlowRecord>) {
         let Some(tracked) = self.flows.get_mut(&id) else {
             return;
         };
         match tracked.task {
-            // The view says nothing is to be done: no task, no read.
-            Task::Idle | Task::Soon if record.is_none() && tracked.view.is_some() => {
-                let wait = tracked
-                    .view
-                    .as_deref()
-                    .and_then(|v| match decide(v, now_ms()) {
-                        Decision::WaitUntil(at) => Some(at),
-                        _ => None,
-                    });
-                match wait {
-                    Some(at) => {
-                        tracked.task = Task::Idle;
-                        if let Some(at) = at {
-                            self.timers.insert((at, id));
-                        }
-                    }
-                    None if self.tasks < MAX_TASKS => {
-                        tracked.task = Task::Running;
-                        let tenant = tracked.tenant.clone();
-                        let known = tracked.view.take().map_or(Known::Nothing, Known::View);
-                        self.spawn(id, tenant, known);
-                    }
-                    None => {
-                        tracked.task = Task::Waiting;
-                        self.waiting.push_back(id);
-                    }
+            Task::Idle | Task::Soon => {}
+            Task::Running => {
+                tracked.task = Task::Again;
+                return;
+            }
+            Task::Waiting | Task::Again => return,
+        }
+        if record.is_none() {
+            let now = now_ms();
+            if let Some(Decision::WaitUntil(at)) = tracked.view.as_deref().map(|v| decide(v, now)) {
+                tracked.task = Task::Idle;
+                if let Some(at) = at {
+                    self.timers.insert((at, id));
                 }
+                return;
             }
-            Task::Idle | Task::Soon if self.tasks < MAX_TASKS => {
-                tracked.task = Task::Running;
-                let tenant = tracked.tenant.clone();
-                let known = match record {
-                    Some(f) => Known::Read(f),
-                    None => tracked.view.take().map_or(Known::Nothing, Known::View),
-                };
-                self.spawn(id, tenant, known);
-            }
-            Task::Idle | Task::Soon => {
-                tracked.task = Task::Waiting;
-                self.waiting.push_back(id);
-            }
-            Task::Running => tracked.task = Task::Again,
-            Task::Waiting | Task::Again => {}
+        }
+        if self.tasks < MAX_TASKS {
+            tracked.task = Task::Running;
+            let tenant = tracked.tenant.clone();
+            let known = match record {
+                Some(f) => Known::Read(f),
+                None => tracked.view.take().map_or(Known::Nothing, Known::View),
+            };
+            self.spawn(id, tenant, known);
+        } else {
+            tracked.task = Task::Waiting;
+            self.waiting.push_back(id);
         }
     }
 
@@ -505,8 +498,8 @@ impl Runner {
         self.tasks -= 1;
         match outcome {
             Outcome::Finished => {
-                if self.flows.remove(&flow).is_some_and(|t| t.viewed) {
-                    self.views -= 1;
+                if let Some(mut tracked) = self.flows.remove(&flow) {
+                    tracked.drop_view(&mut self.views);
                 }
             }
             Outcome::Running {
@@ -533,13 +526,10 @@ impl Runner {
                         tracked.viewed = true;
                         self.views += 1;
                     }
-                    if !tracked.viewed {
-                        view = None;
-                    } else if view.is_none() {
-                        tracked.viewed = false;
-                        self.views -= 1;
+                    match view {
+                        Some(v) if tracked.viewed => tracked.view = Some(v),
+                        _ => tracked.drop_view(&mut self.views),
                     }
-                    tracked.view = view;
                     if again {
                         self.decide(flow, None);
                     }
