@@ -11,11 +11,11 @@
 #   all         mode all_channels: SMS and email (last: aiosmtpd, in Python, is slower than
 #               the gateway, so its queue fills and the API answers 503)
 #                                                                 two deliveries per request
-#   rcs         one RCS message to an RCS-capable phone (capability check, agent message,
-#               signed DELIVERED event)                           one delivery per request
+#   rcs         one RCS message to an RCS-capable phone (agent message, signed DELIVERED
+#               event)                                            one delivery per request
 #   all3        mode all_channels: SMS, RCS and Telegram          three deliveries per request
-#   rcs_sms     cascade RCS → SMS to phones without RCS (the RCS step is rejected after the
-#               capability check, the SMS step delivers)          two deliveries per request
+#   rcs_sms     cascade RCS → SMS to phones without RCS (the RCS step is rejected by the
+#               agent message's 404, the SMS step delivers)       two deliveries per request
 # and prints one line per run: accepted/s, p50/p99 latency, the gateway's CPU µs per request
 # and per delivery (from /proc, counted until the gateway is idle again after the run, so the
 # deliveries still under way when the load ends are included), provider-sim's CPU µs per request
@@ -26,6 +26,8 @@
 #   RUNS="all3 rcs"  only these runs (default: every run, in the order above)
 #   PERF_OUT=FILE    record the gateway with `perf record $PERF_ARGS` (default -g) during the
 #                    runs into FILE
+#   RBM_CHECK=1      the RBM agent checks each phone's capability before its first message
+#                    (`capability_check = true`: one more provider request per RCS message)
 #   DATA_BASE=/tmp   where the store lives (the disk's fsync is part of the measure)
 set -euo pipefail
 
@@ -116,6 +118,7 @@ base_url = "http://$PROVIDER"
 agent_id = "switchyard-sim-agent"
 token = "rbm-access-token"
 webhook_token = "rbm-client-token"
+capability_check = $([[ ${RBM_CHECK:-0} == 1 ]] && echo true || echo false)
 max_connections = 64
 
 [[carriers]]

@@ -938,6 +938,10 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
     let rbm = ok.carriers[0].rbm.as_ref().unwrap();
     assert_eq!(rbm.http.base_url, config::RbmAgent::DEFAULT_BASE_URL);
     assert_eq!(rbm.token.expose(), "token-from-the-environment");
+    assert!(
+        !rbm.capability_check,
+        "the agent message's 404 says it by default"
+    );
     let wa = ok.carriers[1].whatsapp.as_ref().unwrap();
     assert_eq!(wa.api_version, config::WhatsappAccount::DEFAULT_API_VERSION);
     assert!(wa.verify_token.is_none());
@@ -983,7 +987,8 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
     let errs = errors(&format!(
         "{tenant}[[carriers]]\nname = \"NoAgent\"\nchannels = [\"rcs\"]\n\n\
          [[carriers]]\nname = \"Bad\"\nchannels = [\"rcs\"]\n\n\
-         [carriers.rbm]\nbase_url = \"ftp://x\"\ntoken = \"t\"\ntoken_env = \"X\"\n\n\
+         [carriers.rbm]\nbase_url = \"ftp://x\"\ntoken = \"t\"\ntoken_env = \"X\"\n\
+         capability_check = \"yes\"\n\n\
          [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
          [carriers.whatsapp]\nphone_number_id = \"../me\"\napp_secret_env = \"SWITCHYARD_TEST_UNSET_VARIABLE\"\n\n\
          [[carriers]]\nname = \"Sms\"\nchannels = [\"sms\"]\nsmpp = {{ sandbox = true, system_id = \"x\" }}\n\n\
@@ -997,6 +1002,7 @@ fn rbm_agents_and_whatsapp_numbers_carry_their_channels_with_secrets_kept_out_of
         "carriers[1].rbm.agent_id",
         "carriers[1].rbm.base_url",
         "carriers[1].rbm.token_env",
+        "carriers[1].rbm.capability_check",
         "carriers[2].whatsapp.phone_number_id",
         "carriers[2].whatsapp.access_token",
         "carriers[2].whatsapp.app_secret_env",

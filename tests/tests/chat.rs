@@ -33,6 +33,11 @@ struct Setup {
 }
 
 fn start(dir: &TempDir) -> Setup {
+    start_with(dir, "")
+}
+
+/// [`start`], with `rbm_extra` (TOML lines) added to the RBM agent's table.
+fn start_with(dir: &TempDir, rbm_extra: &str) -> Setup {
     let sim_exe = binary("switchyard-bench", "provider-sim").unwrap();
     let sim = Process::start(
         &sim_exe,
@@ -51,7 +56,7 @@ fn start(dir: &TempDir) -> Setup {
          accounts = [\"Rcs\", \"Wa\", \"Tg\", \"Fb\"]\n\n\
          [[carriers]]\nname = \"Rcs\"\nchannels = [\"rcs\"]\n\n\
          [carriers.rbm]\nbase_url = \"http://{sim_api}\"\nagent_id = \"switchyard-sim-agent\"\n\
-         token = \"rbm-access-token\"\nwebhook_token = \"rbm-client-token\"\ntimeout_s = 5\n\n\
+         token = \"rbm-access-token\"\nwebhook_token = \"rbm-client-token\"\ntimeout_s = 5\n{}\n\n\
          [[decks]]\ncarrier = \"Rcs\"\nchannel = \"rcs\"\nsandbox = true\n\n\
          [[carriers]]\nname = \"Wa\"\nchannels = [\"whatsapp\"]\n\n\
          [carriers.whatsapp]\nbase_url = \"http://{sim_api}\"\n\
@@ -71,7 +76,8 @@ fn start(dir: &TempDir) -> Setup {
          [[decks]]\ncarrier = \"Sms\"\nchannel = \"sms\"\nsandbox = true\n",
         dir.join("data").display().to_string(),
         hash_key(KEY).unwrap(),
-        hash_key(SHOP_KEY).unwrap()
+        hash_key(SHOP_KEY).unwrap(),
+        rbm_extra,
     )
     .unwrap();
     std::fs::write(dir.join("switchyard.toml"), toml).unwrap();
@@ -236,6 +242,74 @@ fn rcs_falls_back_to_sms_for_a_phone_without_rcs() {
     assert!(rcs.to_string().contains("not_rcs_capable"), "{rcs:#}");
     let sms = until(&mut s.api, delivery(1)["id"].as_str().unwrap(), |_| true);
     assert_eq!(sms["channel"], "sms");
+    // The agent message's 404 said it, with no capability check before it.
+    assert_eq!(
+        rbm_requests(&mut s.sim, NOT_CAPABLE),
+        [("POST".to_owned(), "agentMessages".to_owned(), 404)]
+    );
+    // Remembered: the next cascade to that phone falls back without asking RBM again.
+    let (status, body) = send(&mut s.api, &rcs_then_sms(NOT_CAPABLE, 30, "Again"));
+    assert_eq!(status, 202, "{body}");
+    let flow = until(&mut s.api, body["id"].as_str().unwrap(), |v| {
+        v["status"] != "running"
+    });
+    assert_eq!(flow["status"], "succeeded", "{flow:#}");
+    assert_eq!(
+        flow["steps"][0]["delivery"]["status"], "rejected",
+        "{flow:#}"
+    );
+    assert_eq!(rbm_requests(&mut s.sim, NOT_CAPABLE).len(), 1);
+}
+
+/// With `capability_check = true` the agent asks RBM about a phone before its first message:
+/// a phone without RCS is refused by the check alone, a capable one gets the message after it.
+#[test]
+fn an_agent_with_capability_check_asks_before_the_first_message() {
+    let dir = TempDir::new("chat-capability-check").unwrap();
+    let mut s = start_with(&dir, "capability_check = true");
+    let path = format!("/rbm/behaviour/{}", NOT_CAPABLE.replace('+', "%2B"));
+    assert_eq!(put(&mut s.sim, &path, &json!({"capable": false})), 200);
+    for to in [NOT_CAPABLE, CAPABLE] {
+        let (status, body) = send(
+            &mut s.api,
+            &json!({"to": to, "channel": "rcs", "body": "Your table is ready"}),
+        );
+        assert_eq!(status, 202, "{body}");
+        until(&mut s.api, body["id"].as_str().unwrap(), |v| {
+            ["rejected", "delivered", "read"].contains(&v["status"].as_str().unwrap_or(""))
+        });
+    }
+    assert_eq!(
+        rbm_requests(&mut s.sim, NOT_CAPABLE),
+        [("GET".to_owned(), "capabilities".to_owned(), 404)]
+    );
+    assert_eq!(
+        rbm_requests(&mut s.sim, CAPABLE),
+        [
+            ("GET".to_owned(), "capabilities".to_owned(), 200),
+            ("POST".to_owned(), "agentMessages".to_owned(), 200)
+        ]
+    );
+}
+
+/// The RBM requests the simulator received about phone `to`, oldest first: method, what
+/// (`capabilities`, `agentMessages`), status answered.
+fn rbm_requests(sim: &mut Client, to: &str) -> Vec<(String, String, u64)> {
+    let stats: Value = sim.get("/stats").unwrap().json().unwrap();
+    let prefix = format!("/v1/phones/{to}/");
+    stats["received"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let what = r["path"].as_str()?.strip_prefix(&prefix)?;
+            Some((
+                r["method"].as_str().unwrap_or_default().to_owned(),
+                what.split('/').next().unwrap_or_default().to_owned(),
+                r["status"].as_u64().unwrap_or_default(),
+            ))
+        })
+        .collect()
 }
 
 /// Phones without RCS are the recipient's lack, not the agent's failure: after 30 of them in

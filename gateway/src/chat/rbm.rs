@@ -1,14 +1,18 @@
 //! RCS Business Messaging (Google's RBM API, v1): the capability check of a phone, agent
 //! messages with a TTL, and what the API's answers and events mean.
 //!
-//! - `GET /v1/phones/{E.164}/capabilities?requestId&agentId`: 200 when the phone is
-//!   RCS-capable, 404 when not (remembered for `capability_cache_s`).
 //! - `POST /v1/phones/{E.164}/agentMessages?messageId&agentId` with
 //!   `{"contentMessage":{"text"},"ttl"}`: the message id is Switchyard's (so a retry of the
 //!   same message is ignored by the platform, not sent twice), and it is the carrier id events
 //!   are matched by. The TTL is what is left of the message's validity: when it passes
 //!   undelivered, the platform revokes the message and says `TTL_EXPIRATION_REVOKED`, and the
-//!   message becomes `expired`.
+//!   message becomes `expired`. 404: the phone cannot receive RCS (no RCS, or on a network
+//!   where the agent is not launched).
+//! - `GET /v1/phones/{E.164}/capabilities?requestId&agentId`: 200 when the phone is
+//!   RCS-capable, 404 when not; asked before a phone's first message only with
+//!   `capability_check` (the send's own 404 says the same, one request sooner). Either answer
+//!   is remembered for `capability_cache_s`: a phone known not to have RCS is refused without
+//!   a request.
 //! - `DELETE /v1/phones/{E.164}/agentMessages/{messageId}?agentId`: revokes a message not
 //!   delivered yet (200); 404 when it cannot be revoked any more (delivered, or gone). A flow
 //!   revokes its RCS step's message when the step's time limit passed and the next step
@@ -66,17 +70,20 @@ impl Agent {
         )
     }
 
-    /// Capability check (cached), then the agent message.
+    /// The agent message, unless the phone is known not to have RCS (remembered, or asked
+    /// first with `capability_check`).
     pub(crate) async fn send(&self, job: &ChatJob) -> Verdict {
         let digits = job.to.as_str();
-        match self.is_capable(job).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Verdict::Unreachable(format!(
-                    "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
-                ))
-            }
-            Err(v) => return v,
+        let capable = match self.remembered(digits) {
+            Some(capable) => capable,
+            None if self.config.capability_check => match self.ask_capability(job).await {
+                Ok(capable) => capable,
+                Err(v) => return v,
+            },
+            None => true,
+        };
+        if !capable {
+            return not_capable(digits);
         }
         let mut message = serde_json::json!({ "contentMessage": { "text": job.body } });
         if let Some(at) = job.expires_at {
@@ -104,25 +111,27 @@ impl Agent {
             200..=299 => Verdict::Sent(id),
             404 => {
                 self.remember(digits, false);
-                Verdict::Unreachable(format!(
-                    "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
-                ))
+                not_capable(digits)
             }
             status => judge_status(status, error_text(status, &answer.body))
                 .hinted(answer.wait_hint(&parsed_body(&answer.body))),
         }
     }
 
-    /// Whether the phone is RCS-capable: from the cache, else by asking. `Err` with the
-    /// verdict when the check itself failed.
-    async fn is_capable(&self, job: &ChatJob) -> Result<bool, Verdict> {
-        let digits = job.to.as_str();
+    /// What is remembered of the phone's capability, if it is still fresh.
+    fn remembered(&self, digits: &str) -> Option<bool> {
         let ttl = self.config.capability_cache;
-        if let Some(&(capable, at)) = self.capable.lock().get(digits) {
-            if at.elapsed() < ttl {
-                return Ok(capable);
-            }
-        }
+        self.capable
+            .lock()
+            .get(digits)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|&(capable, _)| capable)
+    }
+
+    /// Asks RBM whether the phone is RCS-capable, and remembers the answer. `Err` with the
+    /// verdict when the check itself failed.
+    async fn ask_capability(&self, job: &ChatJob) -> Result<bool, Verdict> {
+        let digits = job.to.as_str();
         let url = self.url(
             digits,
             "capabilities",
@@ -160,6 +169,13 @@ impl Agent {
         }
         cache.insert(digits.to_owned(), (capable, Instant::now()));
     }
+}
+
+/// The verdict on a phone that cannot receive RCS messages.
+fn not_capable(digits: &str) -> Verdict {
+    Verdict::Unreachable(format!(
+        "{NOT_CAPABLE}: +{digits} cannot receive RCS messages"
+    ))
 }
 
 /// What revoking an agent message did.

@@ -74,8 +74,13 @@ pub struct RbmAgent {
     /// events whose `X-Goog-Signature` does not verify with it are refused. `None`: the
     /// agent's webhook is not accepted at all.
     pub webhook_token: Option<Secret>,
-    /// How long a phone's RCS capability is remembered (`capability_cache_s`; 0: ask every
-    /// time).
+    /// Whether the agent asks RBM about a phone's capability before its first message
+    /// (`capability_check`, default false). Without it the agent message is sent straight
+    /// away: RBM answers a send to a phone without RCS with 404, which says the same in one
+    /// request instead of two.
+    pub capability_check: bool,
+    /// How long a phone's RCS capability is remembered (`capability_cache_s`; 0: not
+    /// remembered): a phone known not to have RCS is refused without a request.
     pub capability_cache: Duration,
 }
 
@@ -285,6 +290,7 @@ pub(crate) fn rbm(report: &mut Report<'_>, mut t: Table<'_, '_>) -> RbmAgent {
     let agent_id = t.req_string(report, "agent_id").unwrap_or_default();
     let token = required_secret(report, &mut t, "token");
     let webhook_token = secret(report, &mut t, "webhook_token");
+    let capability_check = t.bool(report, "capability_check", false);
     let capability_cache = Duration::from_secs(t.int_or(
         report,
         "capability_cache_s",
@@ -298,6 +304,7 @@ pub(crate) fn rbm(report: &mut Report<'_>, mut t: Table<'_, '_>) -> RbmAgent {
         agent_id,
         token,
         webhook_token,
+        capability_check,
         capability_cache,
     }
 }
