@@ -347,13 +347,16 @@ impl PostgresStore {
             .clone()
             .ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
+        let handed = std::time::Instant::now();
         sender
             .send(make(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         drop(sender);
         // The writer drops the reply only if it died mid-batch.
-        answer.await.map_err(|_| StoreError::Closed)?
+        let answered = answer.await.map_err(|_| StoreError::Closed)?;
+        super::metrics::request("postgres", handed.elapsed());
+        answered
     }
 
     /// Runs `f` in a read-only snapshot transaction on a pooled connection.

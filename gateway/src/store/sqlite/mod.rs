@@ -320,13 +320,16 @@ impl SqliteStore {
             .clone()
             .ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
+        let handed = std::time::Instant::now();
         sender
             .send(make(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         drop(sender);
         // The writer drops the reply only if it died mid-batch.
-        answer.await.map_err(|_| StoreError::Closed)?
+        let answered = answer.await.map_err(|_| StoreError::Closed)?;
+        super::metrics::request("sqlite", handed.elapsed());
+        answered
     }
 
     /// Runs `f` on a read connection on the blocking pool.
