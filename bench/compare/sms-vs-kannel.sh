@@ -16,6 +16,9 @@
 #   SIM_WINDOW=50            simulator's deliver_sm window per bind (see README: receipts)
 #   SYSTEMS="switchyard kannel"                           DATA_BASE=/tmp  where stores live
 #   SY_DURABILITY="fsync os" Switchyard runs once per [store] durability, labelled sy-fsync, sy-os
+#   SY_LINGER_MS=2           Switchyard's [store] group_commit_linger_ms
+#   SY_LOG=warn              Switchyard's RUST_LOG (e.g. "warn,switchyard_gateway::store=debug"
+#                            logs each commit slower than 20 ms and where its time went)
 #   SY_WEBHOOK_CONNS=8       Switchyard's [webhooks] max_per_endpoint (requests at once to the sink)
 #   SY_WEBHOOK_TENANT=512    Switchyard's [webhooks] max_in_flight_per_tenant (webhooks of the
 #                            bench tenant sent or waiting for the sink; the rest wait in the store)
@@ -40,6 +43,8 @@ SY_WINDOW=${SY_WINDOW:-100}
 SIM_WINDOW=${SIM_WINDOW:-50}
 SYSTEMS=${SYSTEMS:-"switchyard kannel"}
 SY_DURABILITY=${SY_DURABILITY:-"fsync os"}
+SY_LINGER_MS=${SY_LINGER_MS:-2}
+SY_LOG=${SY_LOG:-warn}
 SY_WEBHOOK_CONNS=${SY_WEBHOOK_CONNS:-8}
 SY_WEBHOOK_TENANT=${SY_WEBHOOK_TENANT:-512}
 SY_WEBHOOK_BATCH=${SY_WEBHOOK_BATCH:-1}
@@ -245,7 +250,7 @@ data_dir = "$dir/data"
 
 [store]
 kind = "sqlite"
-group_commit_linger_ms = 2
+group_commit_linger_ms = $SY_LINGER_MS
 durability = "$durability"
 
 [egress]
@@ -284,7 +289,7 @@ sandbox = true
 EOF
     "$BIN/switchyard" check-config --config "$dir/switchyard.toml" >/dev/null ||
         die "generated Switchyard config is invalid"
-    start "$system" env RUST_LOG=warn "$BIN/switchyard" serve --config "$dir/switchyard.toml"
+    start "$system" env RUST_LOG="$SY_LOG" "$BIN/switchyard" serve --config "$dir/switchyard.toml"
     local pid=$LAST_PID
     wait_for 20 grep -q "listening on" "$WORK/$system.out" || die "switchyard did not start"
     local api

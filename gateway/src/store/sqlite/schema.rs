@@ -587,12 +587,10 @@ pub(super) fn configure_writer(
     // Checkpoints run on a thread of their own (`spawn_checkpointer`), five times a second,
     // beside the commits: a checkpoint on this connection would stop every commit behind it
     // while it copies and fsyncs (100–250 ms for 32 MiB of WAL with `synchronous=NORMAL`, where
-    // nothing was synced before). The writer checkpoints itself past 32,768 pages (128 MiB of
-    // 4 KiB pages); that much WAL is what a recovery after a crash may read at most. Under
-    // steady writes that is also what restarts the WAL from its start: SQLite restarts it only
-    // when a write finds every frame copied, which the other thread's checkpoints, racing the
-    // commits, never leave; so every 128 MiB one commit waits for the writer's own checkpoint
-    // (the frames left since the last one, two fsyncs).
+    // nothing was synced before). Past 8,192 pages the writer copies the little that thread
+    // left, so the WAL starts over (see `spawn_checkpointer`). The writer's own automatic
+    // checkpoint past 32,768 pages (128 MiB of 4 KiB pages) is a fallback only; that much WAL
+    // is what a recovery after a crash may read at most.
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     // Truncate the WAL back to 64 MiB after checkpoints so the file does not stay at its peak.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;

@@ -131,6 +131,40 @@ pub(super) struct Writer {
     pending_since: Option<Instant>,
     /// A reader asked for the rollups to be written with this batch.
     flush_requested: bool,
+    /// This thread's scheduler statistics, read around each commit while slow commits are
+    /// logged (debug); opened on the writer thread at its first such commit.
+    sched: Option<SchedStat>,
+    sched_opened: bool,
+    /// Set by the checkpointer thread when the WAL should be copied whole now (see
+    /// [`spawn_checkpointer`](super::spawn_checkpointer)).
+    catch_up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A commit slower than this is logged (debug) with where its time went.
+const SLOW_COMMIT: Duration = Duration::from_millis(20);
+
+/// `/proc/thread-self/schedstat` of the thread that opened it (Linux): nanoseconds on a core
+/// and nanoseconds runnable but waiting for one, since the thread started.
+struct SchedStat(std::fs::File);
+
+impl SchedStat {
+    fn open() -> Option<Self> {
+        std::fs::File::open("/proc/thread-self/schedstat")
+            .ok()
+            .map(SchedStat)
+    }
+
+    /// (on a core, waiting for one), or `None` when the file cannot be read.
+    fn read(&self) -> Option<(Duration, Duration)> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 96];
+        let n = self.0.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
+        let ran = fields.next()??;
+        let waited = fields.next()??;
+        Some((Duration::from_nanos(ran), Duration::from_nanos(waited)))
+    }
 }
 
 impl Writer {
@@ -140,6 +174,7 @@ impl Writer {
         rx: mpsc::Receiver<Request>,
         options: SqliteOptions,
         stats: Arc<Stats>,
+        catch_up: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         let purger = Purger::new(options.retention.clone(), Instant::now());
         Writer {
@@ -153,6 +188,9 @@ impl Writer {
             pending: Rollups::default(),
             pending_since: None,
             flush_requested: false,
+            sched: None,
+            sched_opened: false,
+            catch_up,
         }
     }
 
@@ -186,6 +224,9 @@ impl Writer {
             if !batch.is_empty() {
                 self.commit(batch, rows);
             }
+            if self.catch_up.swap(false, Ordering::Relaxed) {
+                self.catch_up_checkpoint();
+            }
             // Busy: at most one paced purge batch between commits.
             if self.purger.due(Instant::now(), false) {
                 self.purge();
@@ -212,6 +253,27 @@ impl Writer {
                 continue;
             }
             return self.rx.blocking_recv();
+        }
+    }
+
+    /// Checkpoints what the checkpointer thread left (what was committed while it ran), so that
+    /// the WAL is copied whole and the next commit starts it over. `PASSIVE`: when the
+    /// checkpointer is at it again, or a reader holds old frames, this copies what it can and
+    /// the WAL starts over after a later round.
+    fn catch_up_checkpoint(&mut self) {
+        let started = Instant::now();
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            }) {
+            Ok((frames, copied)) => tracing::trace!(
+                frames,
+                copied,
+                took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "the writer caught up the checkpoint"
+            ),
+            Err(e) => tracing::debug!("the writer's checkpoint failed: {e}"),
         }
     }
 
@@ -268,6 +330,15 @@ impl Writer {
     /// Runs `batch` in one transaction and answers every request.
     fn commit(&mut self, batch: Vec<Request>, rows: usize) {
         let requests = batch.len() as u64;
+        let sched_before = if tracing::enabled!(tracing::Level::DEBUG) {
+            if !self.sched_opened {
+                self.sched_opened = true;
+                self.sched = SchedStat::open();
+            }
+            self.sched.as_ref().and_then(SchedStat::read)
+        } else {
+            None
+        };
         let started = Instant::now();
         if let Err(e) = self.exec("BEGIN IMMEDIATE") {
             let e = sqlite_error(&e);
@@ -350,6 +421,9 @@ impl Writer {
         };
         let committed = Instant::now();
         super::super::metrics::commit("sqlite", committed - started, rows, outcome.is_ok());
+        if committed - started >= SLOW_COMMIT {
+            self.log_slow(started, worked, committed, rows, requests, sched_before);
+        }
         self.stats
             .work_micros
             .fetch_add(micros(worked - started), Ordering::Relaxed);
@@ -528,6 +602,36 @@ impl Writer {
     }
 
     /// Runs a statement without parameters through the statement cache.
+    /// Logs (debug) a commit that took [`SLOW_COMMIT`] or more: its statements, its `COMMIT`
+    /// (the WAL written and, with `fsync`, synced), and how long the thread ran and waited for
+    /// a core meanwhile (a long wait means the machine's cores were busy, not the store).
+    fn log_slow(
+        &self,
+        started: Instant,
+        worked: Instant,
+        committed: Instant,
+        rows: usize,
+        requests: u64,
+        sched_before: Option<(Duration, Duration)>,
+    ) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let sched = sched_before.zip(self.sched.as_ref().and_then(SchedStat::read));
+        let (ran, waited) = match sched {
+            Some(((r0, w0), (r1, w1))) => (Some(ms(r1 - r0)), Some(ms(w1 - w0))),
+            None => (None, None),
+        };
+        tracing::debug!(
+            took_ms = ms(committed - started),
+            statements_ms = ms(worked - started),
+            commit_ms = ms(committed - worked),
+            ran_ms = ran,
+            waited_for_core_ms = waited,
+            rows,
+            requests,
+            "slow store commit"
+        );
+    }
+
     fn exec(&self, sql: &str) -> rusqlite::Result<()> {
         self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
