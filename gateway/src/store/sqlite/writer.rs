@@ -140,6 +140,17 @@ pub(super) struct Writer {
     catch_up: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// When a commit's phases ended: `BEGIN` (started), the batch's requests run (ran), pending
+/// receipts swept (swept), rollups written (worked: the statements done), `COMMIT` returned.
+#[derive(Clone, Copy)]
+struct Phases {
+    started: Instant,
+    ran: Instant,
+    swept: Instant,
+    worked: Instant,
+    committed: Instant,
+}
+
 /// A commit slower than this is logged (debug) with where its time went.
 const SLOW_COMMIT: Duration = Duration::from_millis(20);
 
@@ -384,6 +395,7 @@ impl Writer {
                 Vec::new()
             }
         };
+        let ran = Instant::now();
         if abort.is_none() {
             // Pending receipts whose grace has passed, in a savepoint of their own: a failure
             // leaves them pending and costs the batch nothing.
@@ -400,6 +412,7 @@ impl Writer {
         }
         // The batch's rollups join those of earlier batches; all are written with this batch
         // when due. Taken in any case, so a failed batch leaves nothing of its own behind.
+        let swept = Instant::now();
         let rollups = std::mem::take(&mut self.rollups);
         let due = self.flush_requested
             || self
@@ -422,7 +435,14 @@ impl Writer {
         let committed = Instant::now();
         super::super::metrics::commit("sqlite", committed - started, rows, outcome.is_ok());
         if committed - started >= SLOW_COMMIT {
-            self.log_slow(started, worked, committed, rows, requests, sched_before);
+            let phases = Phases {
+                started,
+                ran,
+                swept,
+                worked,
+                committed,
+            };
+            self.log_slow(&phases, rows, requests, sched_before);
         }
         self.stats
             .work_micros
@@ -601,30 +621,38 @@ impl Writer {
         }
     }
 
-    /// Runs a statement without parameters through the statement cache.
-    /// Logs (debug) a commit that took [`SLOW_COMMIT`] or more: its statements, its `COMMIT`
+    /// Logs (debug) a commit that took [`SLOW_COMMIT`] or more: its statements (the requests',
+    /// the pending-receipt sweep's, the rollups'), its `COMMIT`
     /// (the WAL written and, with `fsync`, synced), and how long the thread ran and waited for
     /// a core meanwhile (a long wait means the machine's cores were busy, not the store).
     fn log_slow(
         &self,
-        started: Instant,
-        worked: Instant,
-        committed: Instant,
+        p: &Phases,
         rows: usize,
         requests: u64,
         sched_before: Option<(Duration, Duration)>,
     ) {
+        let Phases {
+            started,
+            ran,
+            swept,
+            worked,
+            committed,
+        } = *p;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let sched = sched_before.zip(self.sched.as_ref().and_then(SchedStat::read));
-        let (ran, waited) = match sched {
+        let (on_core, waited) = match sched {
             Some(((r0, w0), (r1, w1))) => (Some(ms(r1 - r0)), Some(ms(w1 - w0))),
             None => (None, None),
         };
         tracing::debug!(
             took_ms = ms(committed - started),
             statements_ms = ms(worked - started),
+            requests_ms = ms(ran - started),
+            receipt_sweep_ms = ms(swept - ran),
+            rollups_ms = ms(worked - swept),
             commit_ms = ms(committed - worked),
-            ran_ms = ran,
+            ran_ms = on_core,
             waited_for_core_ms = waited,
             rows,
             requests,
@@ -632,6 +660,7 @@ impl Writer {
         );
     }
 
+    /// Runs a statement without parameters through the statement cache.
     fn exec(&self, sql: &str) -> rusqlite::Result<()> {
         self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
