@@ -660,9 +660,7 @@ fn spawn_checkpointer(
                 }
                 let Some(c) = &conn else { continue };
                 let started = std::time::Instant::now();
-                match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-                }) {
+                match checkpoint_passive(c) {
                     Ok((frames, copied)) => {
                         metrics::histogram!("switchyard_store_checkpoint_seconds")
                             .record(started.elapsed().as_secs_f64());
@@ -677,6 +675,13 @@ fn spawn_checkpointer(
         })
         .map(|_| ())
         .map_err(|e| StoreError::Unavailable(format!("cannot start the store checkpointer: {e}")))
+}
+
+/// A `PASSIVE` checkpoint on `conn`: the frames in the WAL and how many of them are copied.
+fn checkpoint_passive(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get(1)?, row.get(2)?))
+    })
 }
 
 /// An analytics answer too large to give.

@@ -273,11 +273,7 @@ impl Writer {
     /// the WAL starts over after a later round.
     fn catch_up_checkpoint(&mut self) {
         let started = Instant::now();
-        match self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-            }) {
+        match super::checkpoint_passive(&self.conn) {
             Ok((frames, copied)) => tracing::trace!(
                 frames,
                 copied,
