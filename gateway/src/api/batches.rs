@@ -511,7 +511,7 @@ async fn flow_batch(
     let mut prepared = Vec::with_capacity(deliveries);
     let mut ids = Vec::with_capacity(planned.len());
     for (_, p) in planned {
-        ids.push((p.flow.id, p.flow.rules_only()));
+        ids.push((p.flow.id, p.flow.with_unstarted_requests()));
         record
             .flows
             .push(crate::domain::FlowWrite::Insert(Box::new(p.flow)));

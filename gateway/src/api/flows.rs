@@ -212,7 +212,7 @@ pub(crate) async fn send(
         .map(|r| (*r).clone())
         .unwrap_or_default();
     let answer = idempotent::answer(StatusCode::ACCEPTED, &accepted, Some(&record));
-    let view = flow.rules_only();
+    let view = flow.with_unstarted_requests();
     record.flows = vec![FlowWrite::Insert(Box::new(flow))];
     state
         .submit

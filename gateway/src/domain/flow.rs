@@ -127,6 +127,16 @@ impl StepRequest {
     pub fn json(&self) -> &str {
         self.0.get()
     }
+
+    /// `null`: the request left out of a record kept in memory.
+    fn null() -> Self {
+        StepRequest(serde_json::value::RawValue::NULL.to_owned())
+    }
+
+    /// Whether this is the request left out ([`StepRequest::null`]).
+    pub fn is_null(&self) -> bool {
+        self.json() == "null"
+    }
 }
 
 impl PartialEq for StepRequest {
@@ -165,6 +175,42 @@ impl FlowRecord {
     /// `null` and without smart scores. The flow runner keeps such a record in memory
     /// between reads of the flow; a step is never started from it.
     pub fn rules_only(&self) -> FlowRecord {
+        self.keeping_requests(|_| false)
+    }
+
+    /// The flow as far as [`decide`] looks at it plus what starting its remaining steps
+    /// needs: [`FlowRecord::rules_only`] with the requests of the steps that have neither
+    /// started (a delivery) nor been skipped. The flow runner can start those steps from it
+    /// without reading the flow.
+    pub fn with_unstarted_requests(&self) -> FlowRecord {
+        self.keeping_requests(|step| {
+            !self.deliveries.iter().any(|d| d.step == step)
+                && !self.skipped.iter().any(|(s, _)| *s == step)
+        })
+    }
+
+    /// Bytes of the steps' requests this record holds (none in [`FlowRecord::rules_only`]).
+    pub fn request_bytes(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| !s.request.is_null())
+            .map(|s| s.request.json().len())
+            .sum()
+    }
+
+    /// Whether this record holds the requests of every step in `steps`: they can be started
+    /// from it.
+    pub fn can_start(&self, steps: &[u8]) -> bool {
+        steps.iter().all(|&step| {
+            self.steps
+                .get(usize::from(step))
+                .is_some_and(|s| !s.request.is_null())
+        })
+    }
+
+    /// This record without smart scores, with the requests of the steps `keep` says yes to
+    /// and `null` for the others.
+    fn keeping_requests(&self, keep: impl Fn(u8) -> bool) -> FlowRecord {
         FlowRecord {
             id: self.id,
             tenant: self.tenant.clone(),
@@ -172,13 +218,18 @@ impl FlowRecord {
             steps: self
                 .steps
                 .iter()
-                .map(|s| FlowStep {
+                .enumerate()
+                .map(|(i, s)| FlowStep {
                     channel: s.channel.clone(),
                     success: s.success,
                     timeout_s: s.timeout_s,
                     delay_s: s.delay_s,
                     smart: None,
-                    request: StepRequest(serde_json::value::RawValue::NULL.to_owned()),
+                    request: if u8::try_from(i).is_ok_and(&keep) {
+                        s.request.clone()
+                    } else {
+                        StepRequest::null()
+                    },
                 })
                 .collect(),
             state: self.state,
@@ -556,6 +607,42 @@ mod tests {
         for now in [1_000, 60_999, 61_000] {
             assert_eq!(decide(&view, now), decide(&whole, now), "at {now}");
         }
+    }
+
+    #[test]
+    fn a_view_with_unstarted_requests_starts_only_those_steps() {
+        let request = |to: &str| StepRequest::new(&serde_json::json!({ "to": to })).unwrap();
+        let mut whole = flow(
+            FlowMode::Cascade,
+            vec![
+                step(Success::Delivered, Some(60)),
+                step(Success::Delivered, Some(60)),
+                step(Success::Sent, None),
+            ],
+            &[(0, Status::Accepted, 1_000)],
+        );
+        for (i, s) in whole.steps.iter_mut().enumerate() {
+            s.request = request(&format!("+44790000000{i}"));
+        }
+        whole.skipped.push((1, "refused".into()));
+        let view = whole.with_unstarted_requests();
+        // Step 0 started and step 1 was skipped: only step 2's request is kept.
+        assert!(view.steps[0].request.is_null());
+        assert!(view.steps[1].request.is_null());
+        assert_eq!(view.steps[2].request, whole.steps[2].request);
+        assert_eq!(view.request_bytes(), whole.steps[2].request.json().len());
+        assert!(view.can_start(&[2]));
+        assert!(!view.can_start(&[1, 2]));
+        assert!(!view.rules_only().can_start(&[2]));
+        assert_eq!(view.rules_only().request_bytes(), 0);
+        for now in [1_000, 60_999, 61_000] {
+            assert_eq!(decide(&view, now), decide(&whole, now), "at {now}");
+        }
+        // A refused first step: the view decides to start what it holds.
+        let mut view = view;
+        assert!(view.moved(MessageId(100), Status::Rejected));
+        assert_eq!(decide(&view, 1_001), Decision::Start(vec![2]));
+        assert!(view.can_start(&[2]));
     }
 
     #[test]

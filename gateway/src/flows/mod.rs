@@ -32,15 +32,19 @@
 //! flow for those.
 //!
 //! **What the rules look at is kept in memory.** The API hands the runner each new flow as
-//! committed, without the steps' requests ([`FlowRecord::rules_only`], a few hundred bytes,
-//! for at most [`MAX_VIEWS`] flows); the status changes of its deliveries are applied to it as
-//! they come (those that come before the flow is handed over are kept for it a while). When
-//! the rules say from that view that nothing is to be done, nothing is read and no task
-//! starts; when they say the flow succeeded (a committed status change met a step's
-//! condition), it is ended without a read. Starting a step needs its request, and failing
-//! must not miss a success the view has not seen yet: both decide again on the flow read from
-//! the store. A change the view cannot place (a delivery it does not know) drops the view, and
-//! the flow is read from then on.
+//! committed, with the requests of the steps not started yet
+//! ([`FlowRecord::with_unstarted_requests`]; the rules alone are a few hundred bytes, kept for
+//! at most [`MAX_VIEWS`] flows, the requests for as many as [`MAX_HELD_REQUESTS`] bytes
+//! allow); the status changes of its deliveries are applied to it as they come (those that
+//! come before the flow is handed over are kept for it a while). When the rules say from that
+//! view that nothing is to be done, nothing is read and no task starts; when they say the flow
+//! succeeded (a committed status change met a step's condition), it is ended without a read;
+//! when they say to start a step whose request the view holds (a cascade's second step after
+//! the first was refused), it is started without a read. Starting a step whose request was
+//! not kept needs a read of the flow, and failing must not miss a success the view has not
+//! seen yet: both decide again on the flow read from the store. Once a step was started, the
+//! view keeps the rules only. A change the view cannot place (a delivery it does not know)
+//! drops the view, and the flow is read from then on.
 //!
 //! The store is the state: a step has started exactly when its delivery exists, so after a
 //! crash the runner reads the running flows and decides again, starting no step twice and
@@ -81,6 +85,9 @@ const STORE_RETRY: Duration = Duration::from_secs(2);
 /// Flows whose rules the runner keeps in memory ([`Tracked::view`]), at most: about 300 bytes
 /// each. Beyond that, flows are read from the store each time they are decided.
 const MAX_VIEWS: usize = 65_536;
+/// Bytes of steps' requests (their JSON) the views hold over all flows, at most. A new flow
+/// whose requests would pass it is kept with its rules only.
+const MAX_HELD_REQUESTS: usize = 16 << 20;
 /// How long the status change of a delivery whose flow is not followed yet is kept for it
 /// (the API follows a flow once its commit returned; its first deliveries may move before).
 const EARLY_KEEP_MS: UnixMs = 10_000;
@@ -151,12 +158,16 @@ struct Tracked {
     /// Whether a delivery's `sent` may decide something ([`succeeds_on_sent`]); true until
     /// the flow's steps were read.
     sent_succeeds: bool,
-    /// The flow as far as the rules look at it ([`FlowRecord::rules_only`]), brought up to
-    /// date by its deliveries' status changes; lent to the flow's task while one runs.
-    /// `None`: the flow is read from the store when it is decided.
+    /// The flow as far as the rules look at it ([`FlowRecord::rules_only`]), with the
+    /// requests of steps not started yet while it is new, brought up to date by its
+    /// deliveries' status changes; lent to the flow's task while one runs. `None`: the flow
+    /// is read from the store when it is decided.
     view: Option<Box<FlowRecord>>,
     /// Whether this flow counts against [`MAX_VIEWS`] (it has a view, here or lent).
     viewed: bool,
+    /// Bytes of requests its view holds (here or lent), counted against
+    /// [`MAX_HELD_REQUESTS`].
+    held: usize,
     /// Status changes of its deliveries that came while a task decided for it: applied to
     /// the view the task gives back.
     pending: Vec<(MessageId, Status)>,
@@ -164,14 +175,32 @@ struct Tracked {
 
 impl Tracked {
     /// Forgets the flow's view (it is read from the store from now on) and gives back its
-    /// [`MAX_VIEWS`] slot, counted in `views`.
-    fn drop_view(&mut self, views: &mut usize) {
+    /// [`MAX_VIEWS`] slot and the bytes of requests it held.
+    fn drop_view(&mut self, kept: &mut Kept) {
         self.view = None;
         if self.viewed {
             self.viewed = false;
-            *views -= 1;
+            kept.views -= 1;
         }
+        kept.bytes -= std::mem::take(&mut self.held);
     }
+
+    /// Counts the bytes of requests of the view given back by the flow's task in place of
+    /// those it held.
+    fn recount(&mut self, kept: &mut Kept) {
+        let held = self.view.as_ref().map_or(0, |v| v.request_bytes());
+        kept.bytes = kept.bytes - self.held + held;
+        self.held = held;
+    }
+}
+
+/// What the views hold over all flows.
+#[derive(Default)]
+struct Kept {
+    /// Flows with a view (at most [`MAX_VIEWS`]).
+    views: usize,
+    /// Bytes of steps' requests (at most [`MAX_HELD_REQUESTS`]).
+    bytes: usize,
 }
 
 /// What a flow's task starts from.
@@ -181,7 +210,8 @@ enum Known {
     /// The flow just read from the store (whole).
     Read(FlowRecord),
     /// The runner's view ([`Tracked::view`]): enough to see that nothing is to be done or
-    /// that the flow succeeded; anything else is decided again on the flow read afresh.
+    /// that the flow succeeded, and to start steps whose requests it holds; anything else is
+    /// decided again on the flow read afresh.
     View(Box<FlowRecord>),
 }
 
@@ -213,8 +243,8 @@ struct Runner {
     /// Tasks running.
     tasks: usize,
     reports: mpsc::UnboundedSender<Done>,
-    /// Flows counting against [`MAX_VIEWS`].
-    views: usize,
+    /// Flows counting against [`MAX_VIEWS`], bytes against [`MAX_HELD_REQUESTS`].
+    kept: Kept,
     /// Status changes of deliveries whose flow is not followed, by flow, with when the first
     /// came: kept [`EARLY_KEEP_MS`] for a flow about to be followed (its first deliveries may
     /// move before the API hands it over). Changes that come after a flow ended pass through
@@ -251,7 +281,7 @@ impl Flows {
             waiting: VecDeque::new(),
             tasks: 0,
             reports,
-            views: 0,
+            kept: Kept::default(),
             early: HashMap::new(),
             early_order: VecDeque::new(),
         };
@@ -260,8 +290,9 @@ impl Flows {
     }
 
     /// A flow was accepted (its first deliveries are stored): follow it. `view` is the flow
-    /// as committed ([`FlowRecord::rules_only`]) when the caller has it: the runner then
-    /// need not read the flow to see that nothing is to be done, or that it succeeded.
+    /// as committed ([`FlowRecord::with_unstarted_requests`]) when the caller has it: the
+    /// runner then need not read the flow to see that nothing is to be done, that it
+    /// succeeded, or to start its next step.
     pub(crate) fn track(&self, id: MessageId, tenant: Arc<str>, view: Option<FlowRecord>) {
         let flow = view.map(Box::new);
         let _ = self.tx.send(Event::Track { id, tenant, flow });
@@ -339,6 +370,7 @@ impl Runner {
                     sent_succeeds: succeeds_on_sent(&f.steps),
                     view: None,
                     viewed: false,
+                    held: 0,
                     pending: Vec::new(),
                 },
             );
@@ -346,21 +378,28 @@ impl Runner {
         }
     }
 
-    /// A new flow to follow, with its rules when the caller had them.
+    /// A new flow to follow, with its rules (and the requests of the steps not started yet)
+    /// when the caller had them.
     fn track(&mut self, id: MessageId, tenant: Arc<str>, flow: Option<Box<FlowRecord>>) {
         if self.flows.contains_key(&id) {
             self.soon(id);
             return;
         }
         let early = self.early.remove(&id).map(|(_, moves)| moves);
-        let mut view = flow.filter(|_| self.views < MAX_VIEWS);
+        let mut view = flow.filter(|_| self.kept.views < MAX_VIEWS);
         if let (Some(v), Some(moves)) = (&mut view, &early) {
             if !moves.iter().all(|&(d, s)| v.moved(d, s)) {
                 view = None;
             }
         }
+        let mut held = view.as_ref().map_or(0, |v| v.request_bytes());
+        if held > 0 && self.kept.bytes + held > MAX_HELD_REQUESTS {
+            view = view.map(|v| Box::new(v.rules_only()));
+            held = 0;
+        }
         let viewed = view.is_some();
-        self.views += usize::from(viewed);
+        self.kept.views += usize::from(viewed);
+        self.kept.bytes += held;
         self.flows.insert(
             id,
             Tracked {
@@ -369,6 +408,7 @@ impl Runner {
                 sent_succeeds: view.as_ref().is_none_or(|v| succeeds_on_sent(&v.steps)),
                 view,
                 viewed,
+                held,
                 pending: Vec::new(),
             },
         );
@@ -394,7 +434,7 @@ impl Runner {
                     .is_none_or(|v| v.moved(delivery, status));
                 if !known {
                     // Not a delivery the view knows (started elsewhere): read the flow.
-                    tracked.drop_view(&mut self.views);
+                    tracked.drop_view(&mut self.kept);
                 }
             }
         }
@@ -499,7 +539,7 @@ impl Runner {
         match outcome {
             Outcome::Finished => {
                 if let Some(mut tracked) = self.flows.remove(&flow) {
-                    tracked.drop_view(&mut self.views);
+                    tracked.drop_view(&mut self.kept);
                 }
             }
             Outcome::Running {
@@ -522,13 +562,16 @@ impl Runner {
                             view = None;
                         }
                     }
-                    if view.is_some() && !tracked.viewed && self.views < MAX_VIEWS {
+                    if view.is_some() && !tracked.viewed && self.kept.views < MAX_VIEWS {
                         tracked.viewed = true;
-                        self.views += 1;
+                        self.kept.views += 1;
                     }
                     match view {
-                        Some(v) if tracked.viewed => tracked.view = Some(v),
-                        _ => tracked.drop_view(&mut self.views),
+                        Some(v) if tracked.viewed => {
+                            tracked.view = Some(v);
+                            tracked.recount(&mut self.kept);
+                        }
+                        _ => tracked.drop_view(&mut self.kept),
                     }
                     if again {
                         self.decide(flow, None);
@@ -552,10 +595,11 @@ impl Runner {
 
 impl Steps {
     /// Acts on the rules' decision for flow `id`, deciding again after each step it starts
-    /// or skips. The runner's view of the flow suffices to wait or to end it as succeeded
-    /// (a delivery's committed move met its step's condition); starting a step needs the
-    /// step's request, and failing must not miss a success the view has not seen yet, so
-    /// both decide again on the flow read from the store.
+    /// or skips. The runner's view of the flow suffices to wait, to end it as succeeded (a
+    /// delivery's committed move met its step's condition), and to start steps whose requests
+    /// it holds; starting another step needs the step's request, and failing must not miss a
+    /// success the view has not seen yet, so both decide again on the flow read from the
+    /// store.
     async fn settle(&self, id: MessageId, tenant: Arc<str>, known: Known) -> Outcome {
         let retry = |sent_succeeds| Outcome::Running {
             wake_at: Some(now_ms() + STORE_RETRY.as_millis() as i64),
@@ -574,6 +618,7 @@ impl Steps {
                     }
                 }
                 Decision::Succeed => return self.end(&view, FlowState::Succeeded).await,
+                Decision::Start(steps) if view.can_start(&steps) => Some(*view),
                 Decision::Start(_) | Decision::Fail => None,
             },
         };
