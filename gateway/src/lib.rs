@@ -38,6 +38,8 @@ pub mod api;
 pub mod app;
 pub(crate) mod carrier;
 pub(crate) mod chat;
+#[doc(hidden)]
+pub use chat::webhooks::check_webhook_bytes;
 pub(crate) mod cluster;
 pub(crate) mod dispatch;
 pub mod domain;
