@@ -39,6 +39,8 @@ pub mod app;
 pub(crate) mod carrier;
 pub(crate) mod chat;
 #[doc(hidden)]
+pub use api::contacts::import::check_csv_cut_bytes;
+#[doc(hidden)]
 pub use chat::webhooks::check_webhook_bytes;
 pub(crate) mod cluster;
 pub(crate) mod dispatch;

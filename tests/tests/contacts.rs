@@ -390,6 +390,25 @@ fn csv_import_upserts_and_reports_rows() {
     assert_eq!(report["created"], 1);
     assert_eq!(report["rejected"][0]["row"], 3, "{report}");
     assert_eq!(report["rejected"][0]["code"], "invalid_csv");
+    // A quote inside a field (not at its start) is text, as CSV readers take it: the rows
+    // after it are read too, and old-Mac line ends (`\r`) end rows as well.
+    let (status, report) = import(
+        &mut c,
+        b"external_id,name\ncrm-11,O\"Brien\ncrm-12,\"Ann\"e\" Marie\rcrm-13,Bo\n",
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            report["created"].as_u64(),
+            report["rejected_count"].as_u64()
+        ),
+        (Some(3), Some(0)),
+        "{report}"
+    );
+    let (_, page) = call(&mut c, "GET", "/v1/contacts?external_id=crm-11", None);
+    assert_eq!(page["data"][0]["name"], "O\"Brien");
+    let (_, page) = call(&mut c, "GET", "/v1/contacts?external_id=crm-12", None);
+    assert_eq!(page["data"][0]["name"], "Anne\" Marie");
 
     // Larger than the limit: refused before a byte of the body is read.
     let mut raw = std::net::TcpStream::connect(&addr).unwrap();

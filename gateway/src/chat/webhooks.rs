@@ -476,7 +476,10 @@ fn fuzz_read(kind: u8, body: &[u8]) -> Result<Reported, WebhookError> {
         }
         1 => {
             let refused = rbm(CARRIER, KEY, Some("c2lnbmF0dXJl"), body);
-            assert!(refused.is_err(), "an RBM push whose signature does not verify");
+            assert!(
+                refused.is_err(),
+                "an RBM push whose signature does not verify"
+            );
             refused
         }
         meta => {

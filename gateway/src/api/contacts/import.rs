@@ -9,8 +9,8 @@
 //! one. An empty cell leaves the stored value as it is.
 //!
 //! # Memory
-//! The body is read chunk by chunk. Complete records (up to the last line break outside quotes)
-//! are parsed with the `csv` crate and written to the store [`WRITE_ROWS`] at a time (one
+//! The body is read chunk by chunk. Complete records (up to the last record end, found as the
+//! `csv` crate's reader finds them: [`last_record_end`]) are parsed with that reader and written to the store [`WRITE_ROWS`] at a time (one
 //! commit each), so memory holds one chunk, one partial record (at most [`MAX_RECORD_BYTES`])
 //! and one write, whatever the file's size. The body is limited to [`MAX_IMPORT_BYTES`]: a
 //! larger `Content-Length` is refused before anything is read (413); a body without one that
@@ -326,20 +326,96 @@ fn row_patch(
     Ok(patch)
 }
 
-/// Where the last complete record ends in `buf` (the index after its line break), scanning
-/// from `from` with `in_quotes` the state there; returns the end found (if any) and the state
-/// at the end of `buf`. A line break inside a quoted field does not end a record; a doubled
-/// quote inside one toggles twice, which leaves the state as it was.
-fn last_record_end(buf: &[u8], from: usize, mut in_quotes: bool) -> (Option<usize>, bool) {
+/// Where the `csv` crate's reader (its defaults: `,`, `"` doubled to escape it, any of `\r`,
+/// `\n`, `\r\n` ending a record) stands within a record, as far as finding record ends needs.
+/// A quote opens a quoted field only at the field's start; in one, a doubled quote is a quote
+/// and a single one closes it; anywhere else quotes are text. Record ends split the body the
+/// way that reader would: the pieces then parse to the same records as the whole body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Scan {
+    /// At a field's start (and a record's).
+    #[default]
+    FieldStart,
+    /// In a field that is not quoted.
+    Unquoted,
+    /// In a quoted field.
+    Quoted,
+    /// Just after a quote in a quoted field: it closed the field, or a second one follows.
+    QuoteInQuoted,
+}
+
+/// Where the last complete record ends in `buf` (the index after its terminator), scanning
+/// from `from` with `state` the reader's state there; returns the end found (if any) and the
+/// state at the end of `buf`. A line break inside a quoted field does not end a record.
+fn last_record_end(buf: &[u8], from: usize, mut state: Scan) -> (Option<usize>, Scan) {
     let mut end = None;
-    for (i, b) in buf.iter().enumerate().skip(from) {
-        match b {
-            b'"' => in_quotes = !in_quotes,
-            b'\n' if !in_quotes => end = Some(i + 1),
-            _ => {}
+    for (i, &b) in buf.iter().enumerate().skip(from) {
+        state = match (state, b) {
+            (Scan::Quoted, b'"') => Scan::QuoteInQuoted,
+            (Scan::Quoted, _) => Scan::Quoted,
+            (Scan::QuoteInQuoted, b'"') | (Scan::FieldStart, b'"') => Scan::Quoted,
+            (_, b'\n' | b'\r') => {
+                end = Some(i + 1);
+                Scan::FieldStart
+            }
+            (_, b',') => Scan::FieldStart,
+            _ => Scan::Unquoted,
+        };
+    }
+    (end, state)
+}
+
+/// The records of `body` as the `csv` reader reads them whole, or none when it cannot.
+fn csv_records(body: &[u8]) -> Option<Vec<csv::ByteRecord>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body)
+        .byte_records()
+        .collect::<Result<_, _>>()
+        .ok()
+}
+
+/// The property the `contacts_csv` fuzz target checks (`fuzz/fuzz_targets/contacts_csv.rs`),
+/// and the corpus replay test: a CSV body cut at the record ends [`last_record_end`] finds as
+/// it arrives in chunks of any size (`data[0]` picks the size, the rest is the body) parses,
+/// piece by piece, to exactly the records of the whole body, and what is left at its end is
+/// either a record or a quoted field never closed. So an import reads every row of the file
+/// as one read of the whole file would, wherever the network splits it.
+#[doc(hidden)]
+#[allow(clippy::expect_used)]
+pub fn check_csv_cut_bytes(data: &[u8]) {
+    let Some((&size, body)) = data.split_first() else {
+        return;
+    };
+    let Some(whole) = csv_records(body) else {
+        return;
+    };
+    let size = usize::from(size % 64) + 1;
+    let mut pieces = Vec::new();
+    let (mut buf, mut scanned, mut state) = (Vec::new(), 0, Scan::default());
+    for chunk in body.chunks(size) {
+        buf.extend_from_slice(chunk);
+        let (end, now) = last_record_end(&buf, scanned, state);
+        state = now;
+        scanned = buf.len();
+        if let Some(end) = end {
+            pieces.extend(csv_records(&buf[..end]).expect("a piece of a readable body"));
+            buf.drain(..end);
+            scanned = buf.len();
         }
     }
-    (end, in_quotes)
+    if state != Scan::Quoted {
+        pieces.extend(csv_records(&buf).expect("the rest of a readable body"));
+    } else {
+        let rest = csv_records(&buf).expect("the rest of a readable body");
+        assert!(
+            rest.len() <= 1,
+            "an unclosed quoted field is the last record"
+        );
+        pieces.extend(rest);
+    }
+    assert_eq!(pieces, whole, "cut every {size} bytes");
 }
 
 /// `POST /v1/contacts/import`.
@@ -405,7 +481,7 @@ pub(crate) async fn import(
     };
     let mut stream = body.into_data_stream();
     let mut buf: Vec<u8> = Vec::new();
-    let (mut scanned, mut in_quotes, mut total) = (0usize, false, 0usize);
+    let (mut scanned, mut state, mut total) = (0usize, Scan::default(), 0usize);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             Problem::bad_request(
@@ -419,8 +495,8 @@ pub(crate) async fn import(
             return Err(too_large(import.report.created + import.report.updated));
         }
         buf.extend_from_slice(&chunk);
-        let (end, quotes) = last_record_end(&buf, scanned, in_quotes);
-        in_quotes = quotes;
+        let (end, now) = last_record_end(&buf, scanned, state);
+        state = now;
         scanned = buf.len();
         if let Some(end) = end {
             import.records(&buf[..end]).await?;
@@ -437,7 +513,7 @@ pub(crate) async fn import(
             )));
         }
     }
-    if in_quotes {
+    if state == Scan::Quoted {
         import.row += 1;
         let row = import.row;
         import.reject(
@@ -465,11 +541,51 @@ mod tests {
     #[test]
     fn records_end_at_line_breaks_outside_quotes() {
         let buf = b"a,b\n\"x\ny\",\"he said \"\"hi\"\"\"\nc,";
-        let (end, quotes) = last_record_end(buf, 0, false);
+        let (end, state) = last_record_end(buf, 0, Scan::default());
         assert_eq!(end, Some(buf.len() - 2));
-        assert!(!quotes);
-        let (end, quotes) = last_record_end(b"1,\"open\nstill", 0, false);
-        assert_eq!((end, quotes), (None, true));
+        assert_eq!(state, Scan::FieldStart);
+        let (end, state) = last_record_end(b"1,\"open\nstill", 0, Scan::default());
+        assert_eq!((end, state), (None, Scan::Quoted));
+        // `\r` ends a record too (`\r\n` ends one, the `\n` after it an empty line).
+        let (end, _) = last_record_end(b"a,b\rc,d\r\ne", 0, Scan::default());
+        assert_eq!(end, Some(9));
+    }
+
+    #[test]
+    fn quotes_inside_a_field_are_text_as_the_reader_reads_them() {
+        // A quote opens a quoted field only at the field's start: in `ab"c` or after a
+        // closed quote (`"ab"c"`) it is text, and the line break after it ends the record.
+        for buf in [&b"x,ab\"c\nnext,row\n"[..], b"\"ab\"c\"\nnext,row\n"] {
+            let (end, state) = last_record_end(buf, 0, Scan::default());
+            assert_eq!(end, Some(buf.len()), "{:?}", String::from_utf8_lossy(buf));
+            assert_eq!(state, Scan::FieldStart);
+            check_csv_cut_bytes(&[&[0u8][..], buf].concat());
+        }
+    }
+
+    #[test]
+    fn a_body_cut_anywhere_reads_as_the_whole_body() {
+        let body = b"external_id,name,phone\r\nc-1,\"Smith, J\",+447911123456\r\n\
+                     c-2,\"two\nlines \"\"quoted\"\"\",\r\nc-3,a\"b\"c,\n\nc-4,\"open";
+        for size in 0..64u8 {
+            check_csv_cut_bytes(&[&[size][..], body].concat());
+        }
+    }
+
+    #[test]
+    fn fuzz_corpus_replays_cleanly() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        let mut n = 0;
+        for sub in ["corpus/contacts_csv", "regressions/contacts_csv"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                check_csv_cut_bytes(&std::fs::read(e.path()).unwrap());
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no corpus for contacts_csv");
     }
 
     #[test]
