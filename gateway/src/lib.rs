@@ -62,3 +62,23 @@ pub(crate) mod tls;
 pub(crate) mod ui;
 pub(crate) mod updates;
 pub(crate) mod voice;
+
+/// Runs `check` on every input of fuzz target `target`'s seed corpus and regressions
+/// (`fuzz/corpus/<target>`, `fuzz/regressions/<target>`): the replay of each target's property
+/// on stable.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn replay_fuzz_corpus(target: &str, check: impl Fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for sub in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub).join(target)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            check(&std::fs::read(e.path()).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no corpus for {target}");
+}

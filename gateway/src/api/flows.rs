@@ -665,18 +665,7 @@ pub fn check_flow_bytes(data: &[u8]) {
 mod tests {
     #[test]
     fn fuzz_corpus_replays_cleanly() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-        let mut n = 0;
-        for sub in ["corpus/api_flow", "regressions/api_flow"] {
-            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                super::check_flow_bytes(&std::fs::read(e.path()).unwrap());
-                n += 1;
-            }
-        }
-        assert!(n > 0, "no corpus for api_flow");
+        crate::replay_fuzz_corpus("api_flow", super::check_flow_bytes);
     }
 
     #[test]

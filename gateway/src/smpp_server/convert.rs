@@ -1080,18 +1080,7 @@ mod tests {
 
     #[test]
     fn fuzz_corpus_replays_cleanly() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-        let mut n = 0;
-        for sub in ["corpus/smpp_submit", "regressions/smpp_submit"] {
-            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                super::check_submit_bytes(&std::fs::read(e.path()).unwrap());
-                n += 1;
-            }
-        }
-        assert!(n > 0, "no corpus for smpp_submit");
+        crate::replay_fuzz_corpus("smpp_submit", super::check_submit_bytes);
     }
 
     #[test]

@@ -574,18 +574,7 @@ mod tests {
 
     #[test]
     fn fuzz_corpus_replays_cleanly() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-        let mut n = 0;
-        for sub in ["corpus/contacts_csv", "regressions/contacts_csv"] {
-            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                check_csv_cut_bytes(&std::fs::read(e.path()).unwrap());
-                n += 1;
-            }
-        }
-        assert!(n > 0, "no corpus for contacts_csv");
+        crate::replay_fuzz_corpus("contacts_csv", check_csv_cut_bytes);
     }
 
     #[test]
