@@ -141,6 +141,26 @@ fn a_refused_email_falls_back_to_sms_at_once() {
     assert_eq!(sms["channel"], "sms");
     assert_eq!(sms["to"], PHONE);
     assert_eq!(sms["body"], "Your code is 1234");
+    // The flow ended: the runner follows nothing and holds no step's request any more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client.get("/metrics").unwrap().text();
+        let gauge = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .map(str::to_owned)
+        };
+        let now = (
+            gauge("switchyard_flows_running"),
+            gauge("switchyard_flows_held_request_bytes"),
+        );
+        if now == (Some("0".into()), Some("0".into())) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{now:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

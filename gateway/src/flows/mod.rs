@@ -252,6 +252,8 @@ struct Runner {
     early: HashMap<MessageId, (UnixMs, Vec<(MessageId, Status)>)>,
     /// The flows in `early`, oldest first.
     early_order: VecDeque<(UnixMs, MessageId)>,
+    /// `switchyard_flows_running`, `switchyard_flows_views`, `switchyard_flows_held_request_bytes`.
+    gauges: [metrics::Gauge; 3],
 }
 
 impl Flows {
@@ -284,6 +286,11 @@ impl Flows {
             kept: Kept::default(),
             early: HashMap::new(),
             early_order: VecDeque::new(),
+            gauges: [
+                metrics::gauge!("switchyard_flows_running"),
+                metrics::gauge!("switchyard_flows_views"),
+                metrics::gauge!("switchyard_flows_held_request_bytes"),
+            ],
         };
         tokio::spawn(runner.run(rx, applied, reports_rx, shutdown));
         Flows { tx }
@@ -340,7 +347,16 @@ impl Runner {
                 // The guard `wait_for` gives is not `Send`: drop it inside.
                 _ = async { drop(shutdown.wait_for(|s| *s).await) } => return,
             }
+            self.report();
         }
+    }
+
+    /// Sets the runner's gauges: the flows followed, those with a view, the requests held.
+    fn report(&self) {
+        let [running, views, held] = &self.gauges;
+        running.set(self.flows.len() as f64);
+        views.set(self.kept.views as f64);
+        held.set(self.kept.bytes as f64);
     }
 
     /// Reads every running flow (retrying while the store fails) and decides for each.
